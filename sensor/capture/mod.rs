@@ -1,0 +1,21 @@
+//! Capture sources: where packets come from.
+//!
+//! `file` streams pcap and pcapng files (and standard input) with `pcap-parser`; the
+//! input list (files, directories of rotated captures, `-`) is expanded by `inputs`.
+//! A source hands out `RawPacket`s that borrow its buffer, one record at a time.
+
+pub mod file;
+pub mod inputs;
+
+use crate::decode::LinkType;
+use crate::time::Timestamp;
+
+/// One captured frame as the source delivered it.
+#[derive(Debug, Clone, Copy)]
+pub struct RawPacket<'a> {
+    pub ts: Timestamp,
+    pub link: LinkType,
+    pub data: &'a [u8],
+    /// Length on the wire (may exceed `data.len()` when the snap length cut the frame).
+    pub wire_len: u32,
+}

@@ -1,0 +1,452 @@
+//! The compiled matcher: every rule form indexed so that a lookup costs the same with ten
+//! rules or a million.
+//!
+//! Names: one hash lookup per label-boundary suffix of the name (`a.b.c`, `b.c`, `c`) in
+//! three tables — exact names, suffixes, and globs filed under their literal tail — so the
+//! cost grows with the labels of the name, not with the rules. Addresses: one hash table
+//! per prefix length in use. Ports: a table per transport. Within one vendor the most
+//! specific name match wins (exact > glob > longer suffix > shorter suffix), and a vendor's
+//! exclusions silence its rules for the names they cover.
+
+use super::rules::{Exclude, Rule};
+use crate::decode::Proto;
+use smallvec::SmallVec;
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+pub type RuleIdx = u32;
+type Hits = SmallVec<[RuleIdx; 2]>;
+type Table<K> = HashMap<K, Hits, ahash::RandomState>;
+
+/// A name rule that hit, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameHit {
+    pub rule: RuleIdx,
+    pub how: HowMatched,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum HowMatched {
+    /// A suffix of this many labels.
+    Suffix(u8),
+    /// A glob with this many literal labels.
+    Glob(u8),
+    Exact,
+}
+
+impl HowMatched {
+    pub fn describe(self) -> &'static str {
+        match self {
+            HowMatched::Suffix(_) => "suffix",
+            HowMatched::Glob(_) => "glob",
+            HowMatched::Exact => "exact name",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Glob {
+    labels: Vec<Box<str>>,
+    literal_labels: u8,
+    rule: RuleIdx,
+}
+
+#[derive(Debug, Default)]
+pub struct Matcher {
+    exact: Table<Box<str>>,
+    suffix: Table<Box<str>>,
+    globs: HashMap<Box<str>, Vec<Glob>, ahash::RandomState>,
+    exclude_exact: HashMap<Box<str>, SmallVec<[u16; 1]>, ahash::RandomState>,
+    exclude_suffix: HashMap<Box<str>, SmallVec<[u16; 1]>, ahash::RandomState>,
+    /// Prefix length → network → rules, for the lengths in use, longest first.
+    v4: Vec<(u8, Table<u32>)>,
+    v6: Vec<(u8, Table<u128>)>,
+    tcp_ports: Table<u16>,
+    udp_ports: Table<u16>,
+    /// Few in practice; scanned.
+    http_paths: Vec<(Box<str>, RuleIdx)>,
+    user_agents: Vec<(Box<str>, RuleIdx)>,
+    /// Vendor index of each rule (for exclusions and most-specific-wins).
+    rule_vendor: Vec<u16>,
+    vendors: Vec<String>,
+}
+
+impl Matcher {
+    pub fn build(rules: &[Rule], excludes: &[Exclude]) -> Matcher {
+        let mut m = Matcher::default();
+        let vendor_idx = |m: &mut Matcher, v: &str| -> u16 {
+            match m.vendors.iter().position(|x| x == v) {
+                Some(i) => i as u16,
+                None => {
+                    m.vendors.push(v.to_string());
+                    (m.vendors.len() - 1) as u16
+                }
+            }
+        };
+        let mut v4: HashMap<u8, Table<u32>> = HashMap::new();
+        let mut v6: HashMap<u8, Table<u128>> = HashMap::new();
+        for (i, r) in rules.iter().enumerate() {
+            let idx = i as RuleIdx;
+            let vi = vendor_idx(&mut m, &r.vendor);
+            m.rule_vendor.push(vi);
+            for n in &r.names {
+                m.exact.entry(n.as_str().into()).or_default().push(idx);
+            }
+            for s in &r.suffixes {
+                m.suffix.entry(s.as_str().into()).or_default().push(idx);
+            }
+            for g in &r.globs {
+                let labels: Vec<Box<str>> = g.split('.').map(Into::into).collect();
+                let literal = labels
+                    .iter()
+                    .rev()
+                    .take_while(|l| !l.contains(['*', '?']))
+                    .count();
+                let tail = labels[labels.len() - literal..].join(".");
+                m.globs.entry(tail.into()).or_default().push(Glob {
+                    literal_labels: (labels.iter().filter(|l| !l.contains(['*', '?'])).count())
+                        .min(255) as u8,
+                    labels,
+                    rule: idx,
+                });
+            }
+            for net in &r.cidrs {
+                match net {
+                    ipnet::IpNet::V4(n) => {
+                        let key = u32::from(n.network());
+                        v4.entry(n.prefix_len())
+                            .or_default()
+                            .entry(key)
+                            .or_default()
+                            .push(idx);
+                    }
+                    ipnet::IpNet::V6(n) => {
+                        let key = u128::from(n.network());
+                        v6.entry(n.prefix_len())
+                            .or_default()
+                            .entry(key)
+                            .or_default()
+                            .push(idx);
+                    }
+                }
+            }
+            for (table, ranges) in [
+                (&mut m.tcp_ports, &r.tcp_ports),
+                (&mut m.udp_ports, &r.udp_ports),
+            ] {
+                for &(lo, hi) in ranges {
+                    for p in lo..=hi {
+                        let hits = table.entry(p).or_default();
+                        if !hits.contains(&idx) {
+                            hits.push(idx);
+                        }
+                    }
+                }
+            }
+            for p in &r.http_paths {
+                m.http_paths.push((p.as_str().into(), idx));
+            }
+            for u in &r.user_agents {
+                m.user_agents.push((u.as_str().into(), idx));
+            }
+        }
+        for e in excludes {
+            let vi = vendor_idx(&mut m, &e.vendor);
+            for n in &e.names {
+                m.exclude_exact
+                    .entry(n.as_str().into())
+                    .or_default()
+                    .push(vi);
+            }
+            for s in &e.suffixes {
+                m.exclude_suffix
+                    .entry(s.as_str().into())
+                    .or_default()
+                    .push(vi);
+            }
+        }
+        m.v4 = v4.into_iter().collect();
+        m.v4.sort_by(|a, b| b.0.cmp(&a.0));
+        m.v6 = v6.into_iter().collect();
+        m.v6.sort_by(|a, b| b.0.cmp(&a.0));
+        m
+    }
+
+    /// Rules hit by a normalised name: for each vendor, only its most specific matches.
+    pub fn match_name(&self, name: &str) -> SmallVec<[NameHit; 2]> {
+        let mut all: SmallVec<[NameHit; 4]> = SmallVec::new();
+        let mut excluded: SmallVec<[u16; 2]> = SmallVec::new();
+        if let Some(v) = self.exclude_exact.get(name) {
+            excluded.extend_from_slice(v);
+        }
+        if let Some(r) = self.exact.get(name) {
+            all.extend(r.iter().map(|&rule| NameHit {
+                rule,
+                how: HowMatched::Exact,
+            }));
+        }
+        let total_labels = name.split('.').count();
+        for (start, labels) in label_suffixes(name) {
+            let tail = &name[start..];
+            if let Some(v) = self.exclude_suffix.get(tail) {
+                excluded.extend_from_slice(v);
+            }
+            if let Some(r) = self.suffix.get(tail) {
+                let how = HowMatched::Suffix(labels.min(255) as u8);
+                all.extend(r.iter().map(|&rule| NameHit { rule, how }));
+            }
+            if let Some(globs) = self.globs.get(tail) {
+                for g in globs.iter().filter(|g| g.labels.len() == total_labels) {
+                    if glob_matches(&g.labels, name) {
+                        all.push(NameHit {
+                            rule: g.rule,
+                            how: HowMatched::Glob(g.literal_labels),
+                        });
+                    }
+                }
+            }
+        }
+        if all.is_empty() {
+            return SmallVec::new();
+        }
+        // Most specific per vendor; excluded vendors drop out.
+        let mut out: SmallVec<[NameHit; 2]> = SmallVec::new();
+        for hit in &all {
+            let vendor = self.rule_vendor[hit.rule as usize];
+            if excluded.contains(&vendor) {
+                continue;
+            }
+            let best = all
+                .iter()
+                .filter(|h| self.rule_vendor[h.rule as usize] == vendor)
+                .map(|h| h.how)
+                .max();
+            if Some(hit.how) == best && !out.iter().any(|h| h.rule == hit.rule) {
+                out.push(*hit);
+            }
+        }
+        out
+    }
+
+    pub fn match_ip(&self, ip: IpAddr) -> Hits {
+        let mut out = Hits::new();
+        match ip {
+            IpAddr::V4(a) => {
+                let a = u32::from(a);
+                for (len, table) in &self.v4 {
+                    let mask = if *len == 0 {
+                        0
+                    } else {
+                        u32::MAX << (32 - u32::from(*len))
+                    };
+                    if let Some(r) = table.get(&(a & mask)) {
+                        out.extend_from_slice(r);
+                    }
+                }
+            }
+            IpAddr::V6(a) => {
+                let a = u128::from(a);
+                for (len, table) in &self.v6 {
+                    let mask = if *len == 0 {
+                        0
+                    } else {
+                        u128::MAX << (128 - u32::from(*len))
+                    };
+                    if let Some(r) = table.get(&(a & mask)) {
+                        out.extend_from_slice(r);
+                    }
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    pub fn match_port(&self, proto: Proto, port: u16) -> Hits {
+        let table = match proto {
+            Proto::Tcp => &self.tcp_ports,
+            Proto::Udp => &self.udp_ports,
+        };
+        table.get(&port).cloned().unwrap_or_default()
+    }
+
+    /// Rules whose HTTP path prefix starts the request target's path.
+    pub fn match_http_path(&self, target: &str) -> Hits {
+        let path = path_of(target);
+        self.http_paths
+            .iter()
+            .filter(|(p, _)| path.starts_with(&**p))
+            .map(|(_, r)| *r)
+            .collect()
+    }
+
+    /// Rules whose User-Agent substring (lower case) occurs in `ua`.
+    pub fn match_user_agent(&self, ua: &str) -> Hits {
+        if self.user_agents.is_empty() {
+            return Hits::new();
+        }
+        let lower = ua.to_ascii_lowercase();
+        self.user_agents
+            .iter()
+            .filter(|(s, _)| lower.contains(&**s))
+            .map(|(_, r)| *r)
+            .collect()
+    }
+}
+
+/// The path of a request target (origin form, or the path of an absolute-form URL).
+fn path_of(target: &str) -> &str {
+    if let Some(rest) = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))
+    {
+        return rest.find('/').map_or("/", |i| &rest[i..]);
+    }
+    target
+}
+
+/// Every proper and improper suffix of `name` that starts at a label boundary, with its
+/// label count: `a.b.c` → (0, 3), (2, 2), (4, 1).
+fn label_suffixes(name: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let total = name.split('.').count();
+    std::iter::once(0)
+        .chain(name.match_indices('.').map(|(i, _)| i + 1))
+        .enumerate()
+        .map(move |(k, start)| (start, total - k))
+}
+
+fn glob_matches(pattern: &[Box<str>], name: &str) -> bool {
+    pattern
+        .iter()
+        .zip(name.split('.'))
+        .all(|(p, l)| label_glob(p.as_bytes(), l.as_bytes()))
+}
+
+/// Wildcard match inside one label: `*` any run, `?` one character.
+pub fn label_glob(p: &[u8], s: &[u8]) -> bool {
+    let (mut pi, mut si) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while si < s.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == s[si]) {
+            pi += 1;
+            si += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some(pi);
+            mark = si;
+            pi += 1;
+        } else if let Some(st) = star {
+            pi = st + 1;
+            mark += 1;
+            si = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::rules::load_sources;
+    use super::*;
+
+    fn matcher() -> (Matcher, Vec<Rule>) {
+        let text = r#"
+[pack]
+vendor = "kaspersky"
+name = "Kaspersky"
+enabled_by_default = true
+[[rule]]
+id = "kaspersky.update.upd"
+category = "update"
+severity = "high"
+confidence = "high"
+description = "d"
+sources = [{ document = "x", retrieved = "2026-11-01" }]
+suffixes = ["upd.kaspersky.com"]
+globs = ["dnl-*.geo.kaspersky.com", "s??.upd.kaspersky.com"]
+[[rule]]
+id = "kaspersky.web-portal.site"
+category = "web-portal"
+severity = "low"
+confidence = "high"
+description = "d"
+sources = [{ document = "x", retrieved = "2026-11-01" }]
+suffixes = ["kaspersky.com"]
+cidrs = ["77.74.176.0/21"]
+[[exclude]]
+id = "kaspersky.exclude.tip"
+description = "d"
+names = ["opentip.kaspersky.com"]
+"#;
+        let l = load_sources(vec![("k.toml".into(), text.into())]).expect("valid");
+        (Matcher::build(&l.rules, &l.excludes), l.rules)
+    }
+
+    fn ids(m: &Matcher, rules: &[Rule], name: &str) -> Vec<String> {
+        m.match_name(name)
+            .iter()
+            .map(|h| rules[h.rule as usize].id.clone())
+            .collect()
+    }
+
+    #[test]
+    fn suffixes_only_on_label_boundaries() {
+        let (m, r) = matcher();
+        assert_eq!(
+            ids(&m, &r, "kaspersky.com"),
+            vec!["kaspersky.web-portal.site"]
+        );
+        assert_eq!(
+            ids(&m, &r, "www.kaspersky.com"),
+            vec!["kaspersky.web-portal.site"]
+        );
+        assert!(ids(&m, &r, "notkaspersky.com").is_empty());
+        assert!(ids(&m, &r, "kaspersky.com.evil.example").is_empty());
+    }
+
+    #[test]
+    fn most_specific_wins_within_a_vendor() {
+        let (m, r) = matcher();
+        assert_eq!(
+            ids(&m, &r, "s05.upd.kaspersky.com"),
+            vec!["kaspersky.update.upd"]
+        );
+        assert_eq!(
+            ids(&m, &r, "dnl-01.geo.kaspersky.com"),
+            vec!["kaspersky.update.upd"]
+        );
+        assert_eq!(
+            ids(&m, &r, "x.geo.kaspersky.com"),
+            vec!["kaspersky.web-portal.site"]
+        );
+        assert_eq!(
+            ids(&m, &r, "dnl-01.a.geo.kaspersky.com"),
+            vec!["kaspersky.web-portal.site"]
+        );
+    }
+
+    #[test]
+    fn exclusions_silence_the_vendor() {
+        let (m, r) = matcher();
+        assert!(ids(&m, &r, "opentip.kaspersky.com").is_empty());
+    }
+
+    #[test]
+    fn addresses_by_prefix() {
+        let (m, _) = matcher();
+        assert_eq!(m.match_ip("77.74.183.255".parse().unwrap()).len(), 1);
+        assert!(m.match_ip("77.74.184.0".parse().unwrap()).is_empty());
+    }
+
+    #[test]
+    fn label_globs() {
+        assert!(label_glob(b"s??", b"s05"));
+        assert!(!label_glob(b"s??", b"s5"));
+        assert!(label_glob(b"dnl-*", b"dnl-"));
+        assert!(label_glob(b"*-geo", b"ksn-file-geo"));
+        assert!(!label_glob(b"*-geo", b"ksn-file-ge"));
+        assert!(label_glob(b"a*b*c", b"aXbYbZc"));
+    }
+}

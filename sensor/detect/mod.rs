@@ -1,0 +1,491 @@
+//! Detection: rule packs (`rules`), the compiled matcher (`matcher`), and the `Detector`
+//! that turns what extraction saw into findings about hosts.
+//!
+//! The detector owns the cross-flow knowledge detection needs — which home-net hosts are
+//! resolvers, which addresses DNS answers tied to vendor names (passive DNS), which ports a
+//! pair of hosts has used — in shared, bounded maps, so workers need no other coordination.
+
+pub mod matcher;
+pub mod rules;
+
+use crate::decode::Proto;
+use crate::extract::{Detail, Extracted, FlowId, NameEvent, NameKind};
+use crate::time::Timestamp;
+use dashmap::DashMap;
+use matcher::{Matcher, RuleIdx};
+use rules::{Loaded, Pack, Rule};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Public resolvers a Kaspersky product falls back to when the system resolver fails
+/// (KESWin 11.6 doc 202507, Safe Kids 237222), plus the other big public services.
+pub const PUBLIC_RESOLVERS: &[&str] = &[
+    "8.8.8.8",
+    "8.8.4.4",
+    "1.1.1.1",
+    "1.0.0.1",
+    "223.6.6.6",
+    "223.5.5.5",
+    "9.9.9.9",
+    "149.112.112.112",
+    "185.228.168.168",
+    "185.228.169.168",
+    "208.67.222.222",
+    "208.67.220.220",
+    "2001:4860:4860::8888",
+    "2001:4860:4860::8844",
+    "2606:4700:4700::1111",
+    "2606:4700:4700::1001",
+    "2620:fe::fe",
+    "2620:fe::9",
+];
+
+/// The rules in force: the packs, the active rules, and their matcher.
+pub struct RuleSet {
+    pub packs: Vec<Pack>,
+    pub rules: Vec<Rule>,
+    pub matcher: Matcher,
+}
+
+impl RuleSet {
+    /// Compiles the packs of the chosen vendors (`None`: the packs enabled by default).
+    pub fn compile(loaded: Loaded, vendors: Option<&[String]>) -> Result<RuleSet, String> {
+        if let Some(vs) = vendors {
+            for v in vs {
+                if !loaded.packs.iter().any(|p| &p.vendor == v) {
+                    let known: Vec<&str> = loaded.packs.iter().map(|p| p.vendor.as_str()).collect();
+                    return Err(format!(
+                        "no rule pack for vendor {v:?} (packs: {})",
+                        known.join(", ")
+                    ));
+                }
+            }
+        }
+        let chosen: Vec<String> = match vendors {
+            Some(vs) => vs.to_vec(),
+            None => loaded
+                .packs
+                .iter()
+                .filter(|p| p.enabled_by_default)
+                .map(|p| p.vendor.clone())
+                .collect(),
+        };
+        let active = |vendor: &str| chosen.iter().any(|v| v == vendor);
+        let rules: Vec<Rule> = loaded
+            .rules
+            .into_iter()
+            .filter(|r| active(&r.vendor))
+            .collect();
+        let excludes: Vec<_> = loaded
+            .excludes
+            .into_iter()
+            .filter(|e| active(&e.vendor))
+            .collect();
+        let packs: Vec<Pack> = loaded
+            .packs
+            .into_iter()
+            .filter(|p| active(&p.vendor))
+            .collect();
+        let matcher = Matcher::build(&rules, &excludes);
+        Ok(RuleSet {
+            packs,
+            rules,
+            matcher,
+        })
+    }
+
+    pub fn rule(&self, idx: RuleIdx) -> &Rule {
+        &self.rules[idx as usize]
+    }
+}
+
+/// The evidence of one finding, as alerts and the report show it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct Indicator {
+    pub kind: NameKind,
+    pub value: String,
+    /// `ip`: the name the address was learned from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `dns` reached through a CNAME chain: the name that was asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// `http_host` / `http_connect` matched by its request path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// One piece of evidence that a home-net host talks to a vendor.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub ts: Timestamp,
+    pub host: IpAddr,
+    pub host_mac: Option<[u8; 6]>,
+    pub rule: RuleIdx,
+    pub indicator: Indicator,
+    pub flow: FlowId,
+    /// A resolver's upstream lookup on a client's behalf, not the resolver's own traffic.
+    pub forwarded: bool,
+    /// The DNS server asked, when it is a well-known public resolver.
+    pub public_resolver: Option<IpAddr>,
+}
+
+/// Bounds and clocks of the shared detection state.
+#[derive(Debug, Clone, Copy)]
+pub struct DetectLimits {
+    pub pdns_max_entries: usize,
+    pub pdns_ttl_floor_secs: u64,
+    pub pdns_ttl_cap_secs: u64,
+    pub port_pairs_max: usize,
+}
+
+impl Default for DetectLimits {
+    fn default() -> Self {
+        DetectLimits {
+            pdns_max_entries: 100_000,
+            pdns_ttl_floor_secs: 600,
+            pdns_ttl_cap_secs: 86_400,
+            port_pairs_max: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct PdnsEntry {
+    name: Arc<str>,
+    rules: smallvec::SmallVec<[RuleIdx; 2]>,
+    expires: Timestamp,
+}
+
+/// Which home-net ranges hold the hosts we report on.
+#[derive(Debug, Clone)]
+pub struct HomeNet(pub Vec<ipnet::IpNet>);
+
+impl HomeNet {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// Cross-flow detection state, shared by every worker.
+pub struct Detector {
+    pub rules: Arc<RuleSet>,
+    home: HomeNet,
+    limits: DetectLimits,
+    public_resolvers: Vec<IpAddr>,
+    resolvers: DashMap<IpAddr, (), ahash::RandomState>,
+    pdns: DashMap<IpAddr, PdnsEntry, ahash::RandomState>,
+    /// (lower address, higher address, rule) → distinct (transport, port) seen.
+    port_pairs: DashMap<
+        (IpAddr, IpAddr, RuleIdx),
+        smallvec::SmallVec<[(Proto, u16); 4]>,
+        ahash::RandomState,
+    >,
+    pub pdns_dropped: AtomicU64,
+    pub port_pairs_dropped: AtomicU64,
+}
+
+impl Detector {
+    pub fn new(rules: Arc<RuleSet>, home: HomeNet, limits: DetectLimits) -> Detector {
+        Detector {
+            rules,
+            home,
+            limits,
+            public_resolvers: PUBLIC_RESOLVERS
+                .iter()
+                .filter_map(|s| s.parse().ok())
+                .collect(),
+            resolvers: DashMap::default(),
+            pdns: DashMap::default(),
+            port_pairs: DashMap::default(),
+            pdns_dropped: AtomicU64::new(0),
+            port_pairs_dropped: AtomicU64::new(0),
+        }
+    }
+
+    pub fn home_net(&self) -> &HomeNet {
+        &self.home
+    }
+
+    /// Marks a host as a DNS resolver. Called by the capture thread, in packet order, for
+    /// every DNS packet between two home-net hosts, so that the mark is always in place
+    /// before the resolver's own upstream lookups reach a worker.
+    pub fn note_dns_packet(&self, src: IpAddr, dst: IpAddr, src_port: u16, dst_port: u16) {
+        if !self.home.contains(src) || !self.home.contains(dst) || src == dst {
+            return;
+        }
+        let resolver = if dst_port == 53 {
+            dst
+        } else if src_port == 53 {
+            src
+        } else {
+            return;
+        };
+        if !self.resolvers.contains_key(&resolver) {
+            self.resolvers.insert(resolver, ());
+        }
+    }
+
+    pub fn is_resolver(&self, ip: IpAddr) -> bool {
+        self.resolvers.contains_key(&ip)
+    }
+
+    pub fn resolvers(&self) -> Vec<IpAddr> {
+        let mut v: Vec<IpAddr> = self.resolvers.iter().map(|e| *e.key()).collect();
+        v.sort();
+        v
+    }
+
+    pub fn pdns_len(&self) -> usize {
+        self.pdns.len()
+    }
+
+    /// Turns one extraction result into findings.
+    pub fn detect(&self, item: &Extracted, out: &mut impl FnMut(Finding)) {
+        match item {
+            Extracted::Name(ev) => self.on_name(ev, out),
+            Extracted::FlowStart {
+                ts,
+                flow,
+                client_mac,
+            } => self.on_flow_start(*ts, flow, *client_mac, out),
+            Extracted::Unnamed { ts, flow } => self.on_unnamed(*ts, flow, out),
+            Extracted::Anomaly(_) | Extracted::Evicted => {}
+        }
+    }
+
+    fn on_name(&self, ev: &NameEvent, out: &mut impl FnMut(Finding)) {
+        let host = ev.flow.client.ip();
+        if !self.home.contains(host) {
+            return;
+        }
+        let m = &self.rules.matcher;
+        let mut emit =
+            |rule: RuleIdx, indicator: Indicator, forwarded: bool, public: Option<IpAddr>| {
+                out(Finding {
+                    ts: ev.ts,
+                    host,
+                    host_mac: ev.client_mac,
+                    rule,
+                    indicator,
+                    flow: ev.flow,
+                    forwarded,
+                    public_resolver: public,
+                })
+            };
+        match &ev.detail {
+            Detail::Dns(d) => {
+                let forwarded = self.is_resolver(host);
+                let server = ev.flow.server.ip();
+                let public = self.public_resolvers.contains(&server).then_some(server);
+                // The question counts once per transaction: on the query, or on the answer
+                // when the query was not captured.
+                if !d.is_response || !d.query_seen {
+                    for hit in m.match_name(&ev.value) {
+                        emit(
+                            hit.rule,
+                            indicator(NameKind::Dns, &ev.value),
+                            forwarded,
+                            public,
+                        );
+                    }
+                }
+                if d.is_response {
+                    self.on_answers(ev, d, forwarded, public, &mut emit);
+                }
+            }
+            Detail::Tls { .. } | Detail::Http { .. } => {
+                for hit in m.match_name(&ev.value) {
+                    emit(hit.rule, indicator(ev.kind, &ev.value), false, None);
+                }
+                if let Detail::Http {
+                    target, user_agent, ..
+                } = &ev.detail
+                {
+                    for rule in m.match_http_path(target) {
+                        let mut ind = indicator(ev.kind, &ev.value);
+                        ind.path = Some(target.clone());
+                        emit(rule, ind, false, None);
+                    }
+                    if let Some(ua) = user_agent {
+                        for rule in m.match_user_agent(ua) {
+                            emit(rule, indicator(NameKind::UserAgent, ua), false, None);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// CNAME chains and passive DNS from a response.
+    fn on_answers(
+        &self,
+        ev: &NameEvent,
+        d: &crate::extract::DnsDetail,
+        forwarded: bool,
+        public: Option<IpAddr>,
+        emit: &mut impl FnMut(RuleIdx, Indicator, bool, Option<IpAddr>),
+    ) {
+        use crate::extract::dns::RData;
+        let m = &self.rules.matcher;
+        // Rules that each owner name in the answer hits: the question's, then every CNAME target.
+        let mut named: Vec<(&str, smallvec::SmallVec<[RuleIdx; 2]>)> = Vec::new();
+        let q_hits: smallvec::SmallVec<[RuleIdx; 2]> =
+            m.match_name(&ev.value).iter().map(|h| h.rule).collect();
+        named.push((ev.value.as_str(), q_hits));
+        for a in &d.answers {
+            if let RData::Cname(target) = &a.data {
+                let hits: smallvec::SmallVec<[RuleIdx; 2]> =
+                    m.match_name(target).iter().map(|h| h.rule).collect();
+                for &rule in &hits {
+                    let mut ind = indicator(NameKind::Dns, target);
+                    ind.query = Some(ev.value.clone());
+                    emit(rule, ind, forwarded, public);
+                }
+                named.push((target.as_str(), hits));
+            }
+        }
+        // Addresses answered for a name that is, or is reached from, a vendor name.
+        let chain_rules: smallvec::SmallVec<[RuleIdx; 2]> =
+            named.iter().flat_map(|(_, r)| r.iter().copied()).collect();
+        if chain_rules.is_empty() {
+            return;
+        }
+        let vendor_name = named
+            .iter()
+            .rev()
+            .find(|(_, r)| !r.is_empty())
+            .map_or(ev.value.as_str(), |(n, _)| n);
+        for a in &d.answers {
+            let ip = match a.data {
+                RData::A(v4) => IpAddr::V4(v4),
+                RData::Aaaa(v6) => IpAddr::V6(v6),
+                _ => continue,
+            };
+            let ttl = u64::from(a.ttl).clamp(
+                self.limits.pdns_ttl_floor_secs,
+                self.limits.pdns_ttl_cap_secs,
+            );
+            let entry = PdnsEntry {
+                name: Arc::from(vendor_name),
+                rules: chain_rules.clone(),
+                expires: ev.ts.saturating_add_secs(ttl),
+            };
+            if self.pdns.len() >= self.limits.pdns_max_entries && !self.pdns.contains_key(&ip) {
+                self.expire_pdns(ev.ts);
+                if self.pdns.len() >= self.limits.pdns_max_entries {
+                    self.pdns_dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            }
+            self.pdns.insert(ip, entry);
+        }
+    }
+
+    fn expire_pdns(&self, now: Timestamp) {
+        self.pdns.retain(|_, e| e.expires > now);
+    }
+
+    fn on_flow_start(
+        &self,
+        ts: Timestamp,
+        flow: &FlowId,
+        client_mac: Option<[u8; 6]>,
+        out: &mut impl FnMut(Finding),
+    ) {
+        let host = flow.client.ip();
+        if !self.home.contains(host) {
+            return;
+        }
+        let m = &self.rules.matcher;
+        let server = flow.server.ip();
+        let finding = |rule, indicator| Finding {
+            ts,
+            host,
+            host_mac: client_mac,
+            rule,
+            indicator,
+            flow: *flow,
+            forwarded: false,
+            public_resolver: None,
+        };
+        for rule in m.match_ip(server) {
+            let mut ind = indicator(NameKind::Ip, &server.to_string());
+            ind.name = None;
+            out(finding(rule, ind));
+        }
+        let port = flow.server.port();
+        for rule in m.match_port(flow.proto, port) {
+            let needed = self.rules.rule(rule).min_distinct_ports as usize;
+            let proto = match flow.proto {
+                Proto::Tcp => "tcp",
+                Proto::Udp => "udp",
+            };
+            let ind = indicator(NameKind::Port, &format!("{port}/{proto}"));
+            if needed <= 1 {
+                out(finding(rule, ind));
+                continue;
+            }
+            let key = if host <= server {
+                (host, server, rule)
+            } else {
+                (server, host, rule)
+            };
+            if !self.port_pairs.contains_key(&key)
+                && self.port_pairs.len() >= self.limits.port_pairs_max
+            {
+                self.port_pairs_dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let distinct = {
+                let mut seen = self.port_pairs.entry(key).or_default();
+                if !seen.contains(&(flow.proto, port)) {
+                    seen.push((flow.proto, port));
+                }
+                seen.len()
+            };
+            if distinct >= needed {
+                out(finding(rule, ind));
+            }
+        }
+    }
+
+    fn on_unnamed(&self, ts: Timestamp, flow: &FlowId, out: &mut impl FnMut(Finding)) {
+        let host = flow.client.ip();
+        if !self.home.contains(host) {
+            return;
+        }
+        let server = flow.server.ip();
+        let Some(entry) = self.pdns.get(&server).map(|e| e.clone()) else {
+            return;
+        };
+        if entry.expires < ts {
+            return;
+        }
+        for &rule in &entry.rules {
+            let mut ind = indicator(NameKind::Ip, &server.to_string());
+            ind.name = Some(entry.name.to_string());
+            out(Finding {
+                ts,
+                host,
+                host_mac: None,
+                rule,
+                indicator: ind,
+                flow: *flow,
+                forwarded: false,
+                public_resolver: None,
+            });
+        }
+    }
+}
+
+fn indicator(kind: NameKind, value: &str) -> Indicator {
+    Indicator {
+        kind,
+        value: value.to_string(),
+        name: None,
+        query: None,
+        path: None,
+    }
+}

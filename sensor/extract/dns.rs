@@ -1,0 +1,351 @@
+//! DNS message parser (RFC 1035), pure: bytes in, questions and answers out.
+//!
+//! Names are decompressed with three limits: at most `MAX_POINTER_JUMPS` compression
+//! pointers (which also ends loops), at most `MAX_NAME_LEN` octets, and no label past the
+//! end of the message. A name that breaks one is returned as far as it was read and
+//! flagged, so a hostile message is a counted anomaly, never a crash. Forward pointers are
+//! legal and followed (real resolvers emit them).
+
+use super::names::{push_escaped, MAX_NAME_LEN};
+use smallvec::SmallVec;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// Pointer chains longer than this are treated as loops.
+pub const MAX_POINTER_JUMPS: usize = 32;
+/// Answers read per message; the rest are counted, not parsed.
+pub const MAX_ANSWERS: usize = 64;
+pub const HEADER_LEN: usize = 12;
+
+pub const TYPE_A: u16 = 1;
+pub const TYPE_CNAME: u16 = 5;
+pub const TYPE_AAAA: u16 = 28;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub id: u16,
+    pub is_response: bool,
+    pub opcode: u8,
+    pub rcode: u8,
+    pub questions: SmallVec<[Question; 1]>,
+    pub answers: Vec<Answer>,
+    pub anomalies: Anomalies,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Question {
+    pub name: String,
+    pub qtype: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub name: String,
+    pub rtype: u16,
+    pub ttl: u32,
+    pub data: RData,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RData {
+    A(Ipv4Addr),
+    Aaaa(Ipv6Addr),
+    Cname(String),
+    /// A record type we do not read.
+    Other,
+}
+
+/// Recoverable problems found while parsing; each is a counter in the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Anomalies {
+    pub name_pointer_loop: bool,
+    pub name_too_long: bool,
+    pub name_out_of_bounds: bool,
+    pub answers_truncated: bool,
+}
+
+impl Anomalies {
+    pub fn any(&self) -> bool {
+        self.name_pointer_loop
+            || self.name_too_long
+            || self.name_out_of_bounds
+            || self.answers_truncated
+    }
+
+    /// Metric labels of the anomalies present.
+    pub fn reasons(&self) -> impl Iterator<Item = &'static str> {
+        [
+            (self.name_pointer_loop, "dns_name_pointer_loop"),
+            (self.name_too_long, "dns_name_too_long"),
+            (self.name_out_of_bounds, "dns_name_out_of_bounds"),
+            (self.answers_truncated, "dns_answers_truncated"),
+        ]
+        .into_iter()
+        .filter_map(|(on, r)| on.then_some(r))
+    }
+}
+
+/// Why a message could not be read at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DnsError {
+    #[error("shorter than a DNS header")]
+    TooShort,
+    #[error("question section unreadable")]
+    BadQuestion,
+    #[error("not a DNS message (implausible counts)")]
+    Implausible,
+}
+
+impl DnsError {
+    pub fn reason(self) -> &'static str {
+        match self {
+            DnsError::TooShort => "dns_too_short",
+            DnsError::BadQuestion => "dns_bad_question",
+            DnsError::Implausible => "dns_implausible",
+        }
+    }
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Parses one DNS message.
+pub fn parse(msg: &[u8]) -> Result<Message, DnsError> {
+    if msg.len() < HEADER_LEN {
+        return Err(DnsError::TooShort);
+    }
+    let id = be16(msg, 0).ok_or(DnsError::TooShort)?;
+    let flags = be16(msg, 2).ok_or(DnsError::TooShort)?;
+    let qdcount = be16(msg, 4).ok_or(DnsError::TooShort)?;
+    let ancount = be16(msg, 6).ok_or(DnsError::TooShort)?;
+    // Each question takes at least 5 octets: a count that cannot fit is not DNS.
+    if usize::from(qdcount) * 5 > msg.len() - HEADER_LEN {
+        return Err(DnsError::Implausible);
+    }
+    let mut anomalies = Anomalies::default();
+    let mut at = HEADER_LEN;
+    let mut questions = SmallVec::new();
+    let mut readable = true;
+    for _ in 0..qdcount {
+        let (name, next) = read_name(msg, at, &mut anomalies);
+        match (be16(msg, next), be16(msg, next + 2)) {
+            (Some(qtype), Some(_class)) => {
+                at = next + 4;
+                questions.push(Question { name, qtype });
+            }
+            // A broken name still names something; the rest of the message is unreadable.
+            _ if anomalies.any() => {
+                questions.push(Question { name, qtype: 0 });
+                readable = false;
+                break;
+            }
+            _ => return Err(DnsError::BadQuestion),
+        }
+    }
+    let mut answers = Vec::new();
+    for i in 0..if readable { ancount } else { 0 } {
+        if usize::from(i) >= MAX_ANSWERS {
+            break;
+        }
+        match read_record(msg, at, &mut anomalies) {
+            Some((answer, next)) => {
+                answers.push(answer);
+                at = next;
+            }
+            None => {
+                anomalies.answers_truncated = true;
+                break;
+            }
+        }
+    }
+    Ok(Message {
+        id,
+        is_response: flags & 0x8000 != 0,
+        opcode: ((flags >> 11) & 0xf) as u8,
+        rcode: (flags & 0xf) as u8,
+        questions,
+        answers,
+        anomalies,
+    })
+}
+
+fn read_record(msg: &[u8], at: usize, anomalies: &mut Anomalies) -> Option<(Answer, usize)> {
+    let (name, at) = read_name(msg, at, anomalies);
+    let rtype = be16(msg, at)?;
+    let ttl = be32(msg, at + 4)?;
+    let rdlen = usize::from(be16(msg, at + 8)?);
+    let rdata_at = at + 10;
+    let rdata = msg.get(rdata_at..rdata_at + rdlen)?;
+    let data = match (rtype, rdata.len()) {
+        (TYPE_A, 4) => RData::A(Ipv4Addr::new(rdata[0], rdata[1], rdata[2], rdata[3])),
+        (TYPE_AAAA, 16) => {
+            let octets: [u8; 16] = rdata.try_into().ok()?;
+            RData::Aaaa(Ipv6Addr::from(octets))
+        }
+        (TYPE_CNAME, _) => RData::Cname(read_name(msg, rdata_at, anomalies).0),
+        _ => RData::Other,
+    };
+    Some((
+        Answer {
+            name,
+            rtype,
+            ttl,
+            data,
+        },
+        rdata_at + rdlen,
+    ))
+}
+
+/// Reads a possibly compressed name at `at`. Returns the name as far as it could be read
+/// (lower case, escaped, no trailing dot; `""` for the root) and the offset just past the
+/// name's bytes at `at` (past the first pointer, if any).
+pub fn read_name(msg: &[u8], mut at: usize, anomalies: &mut Anomalies) -> (String, usize) {
+    let mut name = String::new();
+    let mut wire_len = 0usize;
+    let mut jumps = 0usize;
+    let mut end_of_name: Option<usize> = None;
+    loop {
+        let Some(&len) = msg.get(at) else {
+            anomalies.name_out_of_bounds = true;
+            break;
+        };
+        match len & 0xc0 {
+            0x00 if len == 0 => {
+                end_of_name.get_or_insert(at + 1);
+                break;
+            }
+            0x00 => {
+                let label_len = usize::from(len);
+                let Some(label) = msg.get(at + 1..at + 1 + label_len) else {
+                    anomalies.name_out_of_bounds = true;
+                    break;
+                };
+                wire_len += label_len + 1;
+                if wire_len > MAX_NAME_LEN {
+                    anomalies.name_too_long = true;
+                    break;
+                }
+                if !name.is_empty() {
+                    name.push('.');
+                }
+                for &b in label {
+                    push_escaped(&mut name, b);
+                }
+                at += 1 + label_len;
+            }
+            0xc0 => {
+                let Some(&low) = msg.get(at + 1) else {
+                    anomalies.name_out_of_bounds = true;
+                    break;
+                };
+                end_of_name.get_or_insert(at + 2);
+                jumps += 1;
+                if jumps > MAX_POINTER_JUMPS {
+                    anomalies.name_pointer_loop = true;
+                    break;
+                }
+                at = usize::from(u16::from_be_bytes([len & 0x3f, low]));
+            }
+            // 0x40 and 0x80 (extended label types, RFC 6891 / 2673) are obsolete.
+            _ => {
+                anomalies.name_out_of_bounds = true;
+                break;
+            }
+        }
+    }
+    // On a broken name, skip to the end of the buffer so the caller stops reading.
+    (name, end_of_name.unwrap_or(msg.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real answer from unbound: www.example.org CNAME dnl-01.geo.kaspersky.com, A 10.10.2.80,
+    /// with compression pointers as unbound emits them.
+    fn cname_answer() -> Vec<u8> {
+        let mut m = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 2, 0, 0, 0, 0];
+        // question at 12: www.example.org
+        m.extend_from_slice(b"\x03www\x07example\x03org\x00\x00\x01\x00\x01");
+        // answer 1: name ptr to 12, CNAME, class IN, ttl 300, rdata dnl-01.geo.kaspersky.com
+        let target = b"\x06dnl-01\x03geo\x09kaspersky\x03com\x00";
+        m.extend_from_slice(&[0xc0, 12, 0, 5, 0, 1, 0, 0, 1, 44, 0, target.len() as u8]);
+        let target_at = m.len();
+        m.extend_from_slice(target);
+        // answer 2: name ptr to target, A, 10.10.2.80
+        m.extend_from_slice(&[
+            0xc0,
+            target_at as u8,
+            0,
+            1,
+            0,
+            1,
+            0,
+            0,
+            0,
+            60,
+            0,
+            4,
+            10,
+            10,
+            2,
+            80,
+        ]);
+        m
+    }
+
+    #[test]
+    fn reads_questions_and_cname_chain() {
+        let m = parse(&cname_answer()).expect("parses");
+        assert!(m.is_response);
+        assert_eq!(m.id, 0x1234);
+        assert_eq!(m.questions[0].name, "www.example.org");
+        assert_eq!(m.answers.len(), 2);
+        assert_eq!(
+            m.answers[0].data,
+            RData::Cname("dnl-01.geo.kaspersky.com".into())
+        );
+        assert_eq!(m.answers[1].name, "dnl-01.geo.kaspersky.com");
+        assert_eq!(m.answers[1].data, RData::A(Ipv4Addr::new(10, 10, 2, 80)));
+        assert_eq!(m.answers[1].ttl, 60);
+        assert!(!m.anomalies.any());
+    }
+
+    #[test]
+    fn pointer_loop_is_flagged_not_followed_forever() {
+        let mut m = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        m.extend_from_slice(&[0x01, b'a', 0xc0, 12, 0, 1, 0, 1]); // a -> itself
+        let parsed = parse(&m).expect("header and question fit");
+        assert!(parsed.anomalies.name_pointer_loop);
+        assert!(parsed.questions[0].name.starts_with("a.a.a"));
+    }
+
+    #[test]
+    fn overlong_name_is_cut_and_flagged() {
+        let mut m = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        for _ in 0..10 {
+            m.push(63);
+            m.extend_from_slice(&[b'x'; 63]);
+        }
+        m.extend_from_slice(&[0, 0, 1, 0, 1]);
+        let parsed = parse(&m).expect("parses");
+        assert!(parsed.anomalies.name_too_long);
+        assert!(parsed.questions[0].name.len() <= MAX_NAME_LEN);
+    }
+
+    #[test]
+    fn every_truncation_is_handled() {
+        let full = cname_answer();
+        for n in 0..full.len() {
+            let _ = parse(&full[..n]);
+        }
+        assert_eq!(parse(&full[..5]), Err(DnsError::TooShort));
+        let cut = parse(&full[..full.len() - 3]).expect("question survives");
+        assert!(cut.anomalies.answers_truncated);
+        assert_eq!(cut.answers.len(), 1);
+    }
+}

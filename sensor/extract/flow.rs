@@ -1,0 +1,874 @@
+//! Per-flow state and the dispatch of bytes to the parsers.
+//!
+//! A flow is inspected until its names are known or its byte budget is spent; then its
+//! buffers are freed and later packets only refresh its timestamp (bypass). The table is
+//! bounded: idle flows expire, and when it is full the longest-idle ones are evicted and
+//! counted.
+
+use super::stream::{Pushed, StreamBuf};
+use super::{dns, http, names, tls, Detail, DnsDetail, Extracted, FlowId, NameEvent, NameKind};
+use crate::decode::{Packet, Proto, TcpSegment, Transport, UdpDatagram};
+use crate::time::Timestamp;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+/// Ports on which UDP and TCP payloads are read as DNS: DNS, mDNS, LLMNR.
+const DNS_PORTS: [u16; 3] = [53, 5353, 5355];
+/// Client bytes looked at before deciding a stream carries nothing we read.
+const PROBE_BUDGET: usize = 4096;
+/// Segment starts tried as possible message starts (STARTTLS, RDP-then-TLS, …).
+const PROBE_SEGMENTS: usize = 12;
+/// HTTP requests read per connection (a proxy connection carries many hosts).
+const HTTP_MAX_REQUESTS: u32 = 64;
+
+#[derive(Debug, Clone, Copy)]
+pub struct ExtractorLimits {
+    pub max_flows: usize,
+    /// Bytes buffered per direction while a flow is inspected.
+    pub stream_cap: usize,
+    /// Client bytes inspected per flow before it is bypassed.
+    pub inspect_budget: u64,
+    pub tcp_idle_secs: u64,
+    pub udp_idle_secs: u64,
+    pub max_dns_transactions: usize,
+}
+
+impl Default for ExtractorLimits {
+    fn default() -> Self {
+        ExtractorLimits {
+            max_flows: 262_144,
+            stream_cap: 16 * 1024,
+            inspect_budget: 256 * 1024,
+            tcp_idle_secs: 600,
+            udp_idle_secs: 120,
+            max_dns_transactions: 65_536,
+        }
+    }
+}
+
+type Endpoint = (IpAddr, u16);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FlowKey {
+    proto: Proto,
+    lo: Endpoint,
+    hi: Endpoint,
+}
+
+impl FlowKey {
+    fn new(proto: Proto, a: Endpoint, b: Endpoint) -> FlowKey {
+        if a <= b {
+            FlowKey {
+                proto,
+                lo: a,
+                hi: b,
+            }
+        } else {
+            FlowKey {
+                proto,
+                lo: b,
+                hi: a,
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum App {
+    /// Not yet known what the client speaks.
+    Probe,
+    Tls,
+    Http {
+        requests: u32,
+    },
+    /// DNS over TCP, both directions.
+    Dns,
+    /// Nothing more to read: bypassed.
+    Done,
+}
+
+#[derive(Debug)]
+struct Flow {
+    id: FlowId,
+    last_seen: Timestamp,
+    client_mac: Option<[u8; 6]>,
+    app: App,
+    to_server: StreamBuf,
+    to_client: StreamBuf,
+    client_bytes: u64,
+    named: bool,
+    unnamed_reported: bool,
+    closing: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct DnsTxn {
+    client: Endpoint,
+    server: IpAddr,
+    id: u16,
+}
+
+/// One worker's extraction state.
+pub struct Extractor {
+    limits: ExtractorLimits,
+    flows: HashMap<FlowKey, Flow, ahash::RandomState>,
+    dns_txns: HashMap<DnsTxn, Timestamp, ahash::RandomState>,
+    last_sweep: Timestamp,
+}
+
+impl Extractor {
+    pub fn new(limits: ExtractorLimits) -> Self {
+        Extractor {
+            limits,
+            flows: HashMap::default(),
+            dns_txns: HashMap::default(),
+            last_sweep: Timestamp::default(),
+        }
+    }
+
+    pub fn active_flows(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Reads one packet; everything it reveals goes to `out`.
+    pub fn process(&mut self, ts: Timestamp, pkt: &Packet<'_>, out: &mut impl FnMut(Extracted)) {
+        if ts.secs() >= self.last_sweep.secs() + 5 || ts < self.last_sweep {
+            self.expire(ts, out);
+            self.last_sweep = ts;
+        }
+        match &pkt.transport {
+            Transport::Tcp(seg) => self.tcp(ts, pkt, seg, out),
+            Transport::Udp(dgram) => self.udp(ts, pkt, dgram, out),
+            Transport::Other(_) => {}
+        }
+    }
+
+    /// Ends every flow (end of a replay): unnamed flows are reported.
+    pub fn finish(&mut self, out: &mut impl FnMut(Extracted)) {
+        for (_, mut flow) in self.flows.drain() {
+            report_unnamed(&mut flow, out);
+        }
+        self.dns_txns.clear();
+    }
+
+    fn expire(&mut self, now: Timestamp, out: &mut impl FnMut(Extracted)) {
+        let limits = self.limits;
+        self.flows.retain(|_, flow| {
+            let idle = match flow.id.proto {
+                Proto::Tcp if flow.closing => 10,
+                Proto::Tcp => limits.tcp_idle_secs,
+                Proto::Udp => limits.udp_idle_secs,
+            };
+            let keep = now < flow.last_seen.saturating_add_secs(idle);
+            if !keep {
+                report_unnamed(flow, out);
+            }
+            keep
+        });
+        let horizon = limits.udp_idle_secs;
+        self.dns_txns
+            .retain(|_, seen| now < seen.saturating_add_secs(horizon));
+    }
+
+    /// Makes room for one more flow: evicts the longest-idle tenth of the table.
+    fn make_room(&mut self, out: &mut impl FnMut(Extracted)) {
+        let mut ages: Vec<Timestamp> = self.flows.values().map(|f| f.last_seen).collect();
+        if ages.is_empty() {
+            return;
+        }
+        let n = (ages.len() / 10).max(1).min(ages.len() - 1);
+        let (_, cutoff, _) = ages.select_nth_unstable(n);
+        let cutoff = *cutoff;
+        self.flows.retain(|_, flow| {
+            let keep = flow.last_seen > cutoff;
+            if !keep {
+                report_unnamed(flow, out);
+                out(Extracted::Evicted);
+            }
+            keep
+        });
+    }
+
+    fn flow_entry(
+        &mut self,
+        key: FlowKey,
+        ts: Timestamp,
+        make_id: impl FnOnce() -> FlowId,
+        client_mac: Option<[u8; 6]>,
+        out: &mut impl FnMut(Extracted),
+    ) {
+        if !self.flows.contains_key(&key) {
+            if self.flows.len() >= self.limits.max_flows {
+                self.make_room(out);
+            }
+            let id = make_id();
+            let dns = id.proto == Proto::Tcp
+                && (DNS_PORTS.contains(&id.server.port()) || DNS_PORTS.contains(&id.client.port()));
+            let cap = self.limits.stream_cap;
+            out(Extracted::FlowStart {
+                ts,
+                flow: id,
+                client_mac,
+            });
+            self.flows.insert(
+                key,
+                Flow {
+                    id,
+                    last_seen: ts,
+                    client_mac,
+                    app: if dns { App::Dns } else { App::Probe },
+                    to_server: StreamBuf::new(cap),
+                    to_client: StreamBuf::new(cap),
+                    client_bytes: 0,
+                    named: false,
+                    unnamed_reported: false,
+                    closing: false,
+                },
+            );
+        }
+    }
+
+    fn tcp(
+        &mut self,
+        ts: Timestamp,
+        pkt: &Packet<'_>,
+        seg: &TcpSegment<'_>,
+        out: &mut impl FnMut(Extracted),
+    ) {
+        let src = (pkt.src, seg.src_port);
+        let dst = (pkt.dst, seg.dst_port);
+        let key = FlowKey::new(Proto::Tcp, src, dst);
+        let known = self.flows.contains_key(&key);
+        if !known && (seg.rst || (seg.fin && seg.payload.is_empty())) {
+            // The tail of a flow we never saw: nothing to learn.
+            return;
+        }
+        let make_id = || {
+            let src_is_client = tcp_src_is_client(seg);
+            let (client, server) = if src_is_client {
+                (src, dst)
+            } else {
+                (dst, src)
+            };
+            FlowId {
+                proto: Proto::Tcp,
+                client: SocketAddr::new(client.0, client.1),
+                server: SocketAddr::new(server.0, server.1),
+            }
+        };
+        let mac = pkt.src_mac;
+        let mac_for_new = if tcp_src_is_client(seg) { mac } else { None };
+        let budget = self.limits.inspect_budget;
+        self.flow_entry(key, ts, make_id, mac_for_new, out);
+        let Some(flow) = self.flows.get_mut(&key) else {
+            return;
+        };
+        flow.last_seen = ts;
+        let from_client = flow.id.client == SocketAddr::new(src.0, src.1);
+        if from_client && flow.client_mac.is_none() {
+            flow.client_mac = mac;
+        }
+        let dir = if from_client {
+            &mut flow.to_server
+        } else {
+            &mut flow.to_client
+        };
+        if seg.syn {
+            dir.start_at(seg.seq.wrapping_add(1));
+        }
+        if seg.fin || seg.rst {
+            flow.closing = true;
+        }
+        if flow.app == App::Done || seg.payload.is_empty() {
+            if flow.closing {
+                report_unnamed(flow, out);
+            }
+            return;
+        }
+        // SYN data (TCP Fast Open) starts one after the SYN's sequence number.
+        let seq = if seg.syn {
+            seg.seq.wrapping_add(1)
+        } else {
+            seg.seq
+        };
+        if from_client {
+            flow.client_bytes += seg.payload.len() as u64;
+        }
+        let pushed = dir.push(seq, seg.payload);
+        if pushed == Pushed::Data {
+            inspect(
+                flow,
+                from_client,
+                ts,
+                &mut self.dns_txns,
+                self.limits.max_dns_transactions,
+                out,
+            );
+        }
+        if flow.app != App::Done && flow.client_bytes > budget {
+            finish_inspection(flow, out);
+        }
+        if flow.closing {
+            report_unnamed(flow, out);
+        }
+    }
+
+    fn udp(
+        &mut self,
+        ts: Timestamp,
+        pkt: &Packet<'_>,
+        dgram: &UdpDatagram<'_>,
+        out: &mut impl FnMut(Extracted),
+    ) {
+        let src = SocketAddr::new(pkt.src, dgram.src_port);
+        let dst = SocketAddr::new(pkt.dst, dgram.dst_port);
+        if DNS_PORTS.contains(&dgram.dst_port) || DNS_PORTS.contains(&dgram.src_port) {
+            on_dns_message(
+                dgram.payload,
+                src,
+                dst,
+                Proto::Udp,
+                pkt.src_mac,
+                ts,
+                &mut self.dns_txns,
+                self.limits.max_dns_transactions,
+                out,
+            );
+            return;
+        }
+        let key = FlowKey::new(Proto::Udp, (src.ip(), src.port()), (dst.ip(), dst.port()));
+        let make_id = || {
+            // The sender of the first datagram is the client, unless it came from a
+            // well-known port to a high one (we joined mid-conversation).
+            let src_is_client = !(dgram.src_port < 1024 && dgram.dst_port >= 1024);
+            let (client, server) = if src_is_client {
+                (src, dst)
+            } else {
+                (dst, src)
+            };
+            FlowId {
+                proto: Proto::Udp,
+                client,
+                server,
+            }
+        };
+        let mac = pkt.src_mac;
+        self.flow_entry(key, ts, make_id, mac, out);
+        if let Some(flow) = self.flows.get_mut(&key) {
+            flow.last_seen = ts;
+            if flow.app != App::Done {
+                // Nothing is read from other UDP yet: the flow is unnamed from the start.
+                flow.app = App::Done;
+                report_unnamed(flow, out);
+            }
+        }
+    }
+}
+
+fn tcp_src_is_client(seg: &TcpSegment<'_>) -> bool {
+    if seg.syn {
+        return !seg.ack;
+    }
+    // Joined mid-flow: the side on the lower, well-known port is the server.
+    !(seg.src_port < seg.dst_port && seg.src_port < 1024)
+}
+
+fn report_unnamed(flow: &mut Flow, out: &mut impl FnMut(Extracted)) {
+    if !flow.named && !flow.unnamed_reported {
+        flow.unnamed_reported = true;
+        out(Extracted::Unnamed {
+            ts: flow.last_seen,
+            flow: flow.id,
+        });
+    }
+}
+
+fn finish_inspection(flow: &mut Flow, out: &mut impl FnMut(Extracted)) {
+    flow.app = App::Done;
+    flow.to_server.release();
+    flow.to_client.release();
+    report_unnamed(flow, out);
+}
+
+fn emit_name(
+    flow: &mut Flow,
+    ts: Timestamp,
+    kind: NameKind,
+    raw: &[u8],
+    detail: Detail,
+    out: &mut impl FnMut(Extracted),
+) {
+    if let Some(value) = names::normalize(raw) {
+        flow.named = true;
+        out(Extracted::Name(NameEvent {
+            ts,
+            kind,
+            value,
+            flow: flow.id,
+            client_mac: flow.client_mac,
+            detail,
+        }));
+    }
+}
+
+/// Runs the parsers over whatever new bytes a direction has.
+fn inspect(
+    flow: &mut Flow,
+    from_client: bool,
+    ts: Timestamp,
+    txns: &mut HashMap<DnsTxn, Timestamp, ahash::RandomState>,
+    max_txns: usize,
+    out: &mut impl FnMut(Extracted),
+) {
+    loop {
+        match flow.app {
+            App::Done => return,
+            App::Dns => {
+                let dir = if from_client {
+                    &mut flow.to_server
+                } else {
+                    &mut flow.to_client
+                };
+                let data = dir.data();
+                let Some(len) = data
+                    .get(..2)
+                    .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
+                else {
+                    return;
+                };
+                let Some(msg) = data.get(2..2 + len) else {
+                    if dir.is_full() {
+                        out(Extracted::Anomaly("dns_tcp_message_too_large"));
+                        finish_inspection(flow, out);
+                    }
+                    return;
+                };
+                let (src, dst) = if from_client {
+                    (flow.id.client, flow.id.server)
+                } else {
+                    (flow.id.server, flow.id.client)
+                };
+                let named = on_dns_message(
+                    msg,
+                    src,
+                    dst,
+                    Proto::Tcp,
+                    flow.client_mac,
+                    ts,
+                    txns,
+                    max_txns,
+                    out,
+                );
+                flow.named |= named;
+                dir.consume(2 + len);
+            }
+            _ if !from_client => {
+                // Server bytes matter only for DNS today; free them.
+                flow.to_client.release();
+                return;
+            }
+            App::Probe => {
+                let data = flow.to_server.data();
+                let starts = flow.to_server.segment_starts();
+                let mut found = None;
+                let mut undecided = false;
+                for &s in starts.iter().take(PROBE_SEGMENTS) {
+                    let bytes = &data[s..];
+                    if tls::looks_like_handshake(bytes) {
+                        found = Some((s, App::Tls));
+                        break;
+                    }
+                    if http::looks_like_request(bytes) {
+                        if bytes.len() < 8 {
+                            undecided = true;
+                            continue;
+                        }
+                        found = Some((s, App::Http { requests: 0 }));
+                        break;
+                    }
+                    if bytes.len() < 3 && bytes.first() == Some(&0x16) {
+                        undecided = true;
+                    }
+                }
+                match found {
+                    Some((start, app)) => {
+                        flow.to_server.consume(start);
+                        flow.app = app;
+                    }
+                    None if undecided => return,
+                    None => {
+                        if flow.client_bytes as usize > PROBE_BUDGET
+                            || starts.len() >= PROBE_SEGMENTS
+                        {
+                            finish_inspection(flow, out);
+                        } else {
+                            let n = flow.to_server.data().len();
+                            flow.to_server.consume(n);
+                        }
+                        return;
+                    }
+                }
+            }
+            App::Tls => {
+                let data = flow.to_server.data();
+                match tls::parse_client_hello(data) {
+                    tls::Parse::NeedMore => {
+                        if flow.to_server.is_full() {
+                            out(Extracted::Anomaly("tls_client_hello_too_large"));
+                            finish_inspection(flow, out);
+                        }
+                        return;
+                    }
+                    tls::Parse::NotTls => {
+                        flow.app = App::Probe;
+                        let n = flow.to_server.data().len();
+                        flow.to_server.consume(n);
+                        return;
+                    }
+                    tls::Parse::Malformed(reason) => {
+                        out(Extracted::Anomaly(reason));
+                        finish_inspection(flow, out);
+                        return;
+                    }
+                    tls::Parse::Hello(hello) => {
+                        let detail = Detail::Tls {
+                            version: hello.hello_version,
+                            ech: hello.ech,
+                        };
+                        if let Some(sni) = hello.server_name.as_deref() {
+                            let sni = sni.to_vec();
+                            emit_name(flow, ts, NameKind::TlsSni, &sni, detail, out);
+                        }
+                        finish_inspection(flow, out);
+                        return;
+                    }
+                }
+            }
+            App::Http { requests } => {
+                let data = flow.to_server.data();
+                match http::parse_request(data) {
+                    http::Parse::NeedMore => {
+                        if flow.to_server.is_full() {
+                            out(Extracted::Anomaly("http_request_head_too_large"));
+                            finish_inspection(flow, out);
+                        }
+                        return;
+                    }
+                    http::Parse::NotHttp => {
+                        finish_inspection(flow, out);
+                        return;
+                    }
+                    http::Parse::Request(req) => {
+                        let detail = Detail::Http {
+                            method: req.method.to_string(),
+                            target: String::from_utf8_lossy(
+                                &req.target.as_bytes()[..req.target.len().min(512)],
+                            )
+                            .into_owned(),
+                            user_agent: req.user_agent.map(|u| {
+                                String::from_utf8_lossy(&u[..u.len().min(512)]).into_owned()
+                            }),
+                        };
+                        let mut found: Vec<(NameKind, Vec<u8>)> = Vec::with_capacity(3);
+                        if let Some(h) = req.host {
+                            found.push((NameKind::HttpHost, h.to_vec()));
+                        }
+                        if let Some(h) = req.target_host {
+                            if req.host != Some(h) {
+                                found.push((NameKind::HttpHost, h.to_vec()));
+                            }
+                        }
+                        if let Some(h) = req.connect_host {
+                            found.push((NameKind::HttpConnect, h.to_vec()));
+                        }
+                        let consumed = req.head_len
+                            + if req.chunked {
+                                0
+                            } else {
+                                req.body_len.unwrap_or(0)
+                            };
+                        let chunked = req.chunked;
+                        for (kind, raw) in found {
+                            emit_name(flow, ts, kind, &raw, detail.clone(), out);
+                        }
+                        let requests = requests + 1;
+                        if chunked
+                            || requests >= HTTP_MAX_REQUESTS
+                            || consumed > flow.to_server.data().len()
+                        {
+                            // A body we cannot skip inside the buffer: stop here.
+                            finish_inspection(flow, out);
+                            return;
+                        }
+                        flow.to_server.consume(consumed);
+                        flow.app = App::Http { requests };
+                        if flow.to_server.data().is_empty() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reads one DNS message between `src` and `dst`. Returns whether it named anything.
+#[allow(clippy::too_many_arguments)]
+fn on_dns_message(
+    msg: &[u8],
+    src: SocketAddr,
+    dst: SocketAddr,
+    proto: Proto,
+    src_mac: Option<[u8; 6]>,
+    ts: Timestamp,
+    txns: &mut HashMap<DnsTxn, Timestamp, ahash::RandomState>,
+    max_txns: usize,
+    out: &mut impl FnMut(Extracted),
+) -> bool {
+    let parsed = match dns::parse(msg) {
+        Ok(m) => m,
+        Err(e) => {
+            out(Extracted::Anomaly(e.reason()));
+            return false;
+        }
+    };
+    for reason in parsed.anomalies.reasons() {
+        out(Extracted::Anomaly(reason));
+    }
+    // The client is the one who asked: the sender of a query, the receiver of a response.
+    let (client, server, client_mac) = if parsed.is_response {
+        (dst, src, None)
+    } else {
+        (src, dst, src_mac)
+    };
+    let txn = DnsTxn {
+        client: (client.ip(), client.port()),
+        server: server.ip(),
+        id: parsed.id,
+    };
+    let query_seen = if parsed.is_response {
+        txns.remove(&txn).is_some()
+    } else {
+        if txns.len() >= max_txns {
+            out(Extracted::Anomaly("dns_transaction_table_full"));
+            txns.clear();
+        }
+        txns.insert(txn, ts);
+        false
+    };
+    let flow = FlowId {
+        proto,
+        client,
+        server,
+    };
+    let mut named = false;
+    // mDNS announcements carry answers and no question: their owner names are what is named.
+    let mut names: Vec<(&str, u16)> = parsed
+        .questions
+        .iter()
+        .map(|q| (q.name.as_str(), q.qtype))
+        .collect();
+    if names.is_empty() && parsed.is_response {
+        if let Some(a) = parsed.answers.first() {
+            names.push((a.name.as_str(), a.rtype));
+        }
+    }
+    for (i, (name, qtype)) in names.iter().enumerate() {
+        if name.is_empty() {
+            continue;
+        }
+        named = true;
+        out(Extracted::Name(NameEvent {
+            ts,
+            kind: NameKind::Dns,
+            value: (*name).to_string(),
+            flow,
+            client_mac,
+            detail: Detail::Dns(DnsDetail {
+                is_response: parsed.is_response,
+                qtype: *qtype,
+                rcode: parsed.rcode,
+                // Answers belong to the first question (the only one in practice).
+                answers: if i == 0 {
+                    parsed.answers.clone()
+                } else {
+                    Vec::new()
+                },
+                query_seen,
+            }),
+        }));
+    }
+    named
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{decode, LinkType};
+
+    fn collect(ex: &mut Extractor, frames: &[(u32, Vec<u8>)]) -> Vec<Extracted> {
+        let mut got = Vec::new();
+        for (t, f) in frames {
+            let pkt = decode(LinkType::RawIp, f).expect("test frame decodes");
+            ex.process(Timestamp::from_parts(i64::from(*t), 0), &pkt, &mut |e| {
+                got.push(e)
+            });
+        }
+        ex.finish(&mut |e| got.push(e));
+        got
+    }
+
+    /// IPv4/TCP frame from 10.0.0.1:40000 to 10.0.0.2:443 (or reversed) with flags and payload.
+    fn tcp(reverse: bool, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let (a, b, pa, pb) = if reverse {
+            ([10, 0, 0, 2], [10, 0, 0, 1], 443u16, 40000u16)
+        } else {
+            ([10, 0, 0, 1], [10, 0, 0, 2], 40000, 443)
+        };
+        let mut f = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 6, 0, 0];
+        f.extend_from_slice(&a);
+        f.extend_from_slice(&b);
+        let total = (20 + 20 + payload.len()) as u16;
+        f[2..4].copy_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&pa.to_be_bytes());
+        f.extend_from_slice(&pb.to_be_bytes());
+        f.extend_from_slice(&seq.to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    const SYN: u8 = 0x02;
+    const ACK: u8 = 0x10;
+    const SYNACK: u8 = 0x12;
+
+    fn names(got: &[Extracted]) -> Vec<(NameKind, String)> {
+        got.iter()
+            .filter_map(|e| match e {
+                Extracted::Name(n) => Some((n.kind, n.value.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn client_hello_split_out_of_order_and_retransmitted() {
+        let hello = tls::tests::records(
+            &tls::tests::client_hello("S05.upd.kaspersky.com", 900),
+            16384,
+        );
+        let (a, b) = hello.split_at(700);
+        let mut ex = Extractor::new(ExtractorLimits::default());
+        let got = collect(
+            &mut ex,
+            &[
+                (1, tcp(false, 99, SYN, b"")),
+                (1, tcp(true, 5000, SYNACK, b"")),
+                (2, tcp(false, 100 + 700, ACK, b)), // second half first
+                (2, tcp(false, 100, ACK, a)),
+                (2, tcp(false, 100, ACK, a)), // retransmission
+            ],
+        );
+        assert_eq!(
+            names(&got),
+            vec![(NameKind::TlsSni, "s05.upd.kaspersky.com".to_string())]
+        );
+        let Some(Extracted::Name(n)) = got.iter().find(|e| matches!(e, Extracted::Name(_))) else {
+            unreachable!()
+        };
+        assert_eq!(n.flow.client.to_string(), "10.0.0.1:40000");
+        assert!(!got.iter().any(|e| matches!(e, Extracted::Unnamed { .. })));
+    }
+
+    #[test]
+    fn http_requests_on_one_connection_and_starttls_style_tls_later() {
+        let mut ex = Extractor::new(ExtractorLimits::default());
+        let got = collect(
+            &mut ex,
+            &[
+                (1, tcp(false, 0, SYN, b"")),
+                (
+                    1,
+                    tcp(
+                        false,
+                        1,
+                        ACK,
+                        b"GET http://a.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n",
+                    ),
+                ),
+                (
+                    1,
+                    tcp(
+                        false,
+                        52,
+                        ACK,
+                        b"CONNECT b.example:443 HTTP/1.1\r\nHost: b.example:443\r\n\r\n",
+                    ),
+                ),
+            ],
+        );
+        assert!(names(&got).contains(&(NameKind::HttpConnect, "b.example".into())));
+        assert!(names(&got).contains(&(NameKind::HttpHost, "a.example".into())));
+
+        let hello = tls::tests::records(&tls::tests::client_hello("ftp.example", 0), 16384);
+        let mut ex = Extractor::new(ExtractorLimits::default());
+        let got = collect(
+            &mut ex,
+            &[
+                (1, tcp(false, 0, SYN, b"")),
+                (1, tcp(false, 1, ACK, b"AUTH TLS\r\n")),
+                (2, tcp(false, 11, ACK, &hello)),
+            ],
+        );
+        assert_eq!(
+            names(&got),
+            vec![(NameKind::TlsSni, "ftp.example".to_string())]
+        );
+    }
+
+    #[test]
+    fn unnamed_flow_is_reported_once() {
+        let mut ex = Extractor::new(ExtractorLimits::default());
+        let got = collect(
+            &mut ex,
+            &[
+                (1, tcp(false, 0, SYN, b"")),
+                (1, tcp(false, 1, ACK, &[0u8; 5000])),
+            ],
+        );
+        let unnamed = got
+            .iter()
+            .filter(|e| matches!(e, Extracted::Unnamed { .. }))
+            .count();
+        assert_eq!(unnamed, 1);
+        assert_eq!(
+            got.iter()
+                .filter(|e| matches!(e, Extracted::FlowStart { .. }))
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn table_is_bounded_and_evictions_counted() {
+        let mut ex = Extractor::new(ExtractorLimits {
+            max_flows: 100,
+            ..ExtractorLimits::default()
+        });
+        let mut got = Vec::new();
+        for i in 0..1000u32 {
+            let f = tcp(false, i, SYN, b"");
+            let mut f = f;
+            f[20..22].copy_from_slice(&((i % 60000) as u16 + 1024).to_be_bytes());
+            let pkt = decode(LinkType::RawIp, &f).expect("decodes");
+            ex.process(Timestamp::from_parts(1, i), &pkt, &mut |e| got.push(e));
+            assert!(ex.active_flows() <= 100);
+        }
+        assert!(
+            got.iter()
+                .filter(|e| matches!(e, Extracted::Evicted))
+                .count()
+                >= 900
+        );
+    }
+}

@@ -1,0 +1,135 @@
+//! Extraction: from decoded packets to the names they reveal.
+//!
+//! Parsers (`dns`, `tls`, `http`) are pure functions over bytes; `flow` owns the per-flow
+//! state (who is the client, the small reassembly buffers, which protocol a stream is, when
+//! to stop looking) and calls them. One `Extractor` per worker, never shared.
+
+pub mod dns;
+pub mod flow;
+pub mod http;
+pub mod names;
+pub mod stream;
+pub mod tls;
+
+pub use flow::{Extractor, ExtractorLimits};
+
+use crate::decode::Proto;
+use crate::time::Timestamp;
+use std::net::{IpAddr, SocketAddr};
+
+/// The kinds of names and fingerprints, as they appear in events and alerts.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum NameKind {
+    Dns,
+    TlsSni,
+    QuicSni,
+    HttpHost,
+    HttpConnect,
+    TlsCert,
+    Ip,
+    Port,
+    Ja4,
+    UserAgent,
+}
+
+impl NameKind {
+    pub const EXTRACTED: [NameKind; 5] = [
+        NameKind::Dns,
+        NameKind::TlsSni,
+        NameKind::HttpHost,
+        NameKind::HttpConnect,
+        NameKind::UserAgent,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NameKind::Dns => "dns",
+            NameKind::TlsSni => "tls_sni",
+            NameKind::QuicSni => "quic_sni",
+            NameKind::HttpHost => "http_host",
+            NameKind::HttpConnect => "http_connect",
+            NameKind::TlsCert => "tls_cert",
+            NameKind::Ip => "ip",
+            NameKind::Port => "port",
+            NameKind::Ja4 => "ja4",
+            NameKind::UserAgent => "user_agent",
+        }
+    }
+}
+
+/// The two ends of a flow, oriented: `client` opened it (or asked the DNS question).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowId {
+    pub proto: Proto,
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+}
+
+/// What a DNS message contributes besides its question name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsDetail {
+    pub is_response: bool,
+    pub qtype: u16,
+    pub rcode: u8,
+    pub answers: Vec<dns::Answer>,
+    /// For a response: the query of the same transaction was seen earlier in this capture.
+    pub query_seen: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Detail {
+    Dns(DnsDetail),
+    Tls {
+        version: u16,
+        ech: bool,
+    },
+    Http {
+        method: String,
+        target: String,
+        user_agent: Option<String>,
+    },
+}
+
+/// One name seen on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameEvent {
+    pub ts: Timestamp,
+    pub kind: NameKind,
+    /// Normalised: lower case, no trailing dot, non-printable bytes escaped.
+    pub value: String,
+    pub flow: FlowId,
+    /// MAC address of the client, when the client sent this frame on an Ethernet segment.
+    pub client_mac: Option<[u8; 6]>,
+    pub detail: Detail,
+}
+
+/// Everything an extractor reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Extracted {
+    Name(NameEvent),
+    /// A flow began: rules on addresses and ports look at it.
+    FlowStart {
+        ts: Timestamp,
+        flow: FlowId,
+        client_mac: Option<[u8; 6]>,
+    },
+    /// A flow ended its inspection without revealing any name: passive-DNS attribution
+    /// looks at its server address.
+    Unnamed {
+        ts: Timestamp,
+        flow: FlowId,
+    },
+    /// A recoverable anomaly (metric label).
+    Anomaly(&'static str),
+    /// A flow was evicted from a full table before it ended.
+    Evicted,
+}
+
+impl FlowId {
+    pub fn client_ip(&self) -> IpAddr {
+        self.client.ip()
+    }
+}

@@ -1,0 +1,152 @@
+//! The host inventory: every home-net host with evidence against it, shared by all workers.
+//!
+//! One entry per host; per host one detection per (vendor, category) with first/last seen,
+//! counts and a bounded sample of indicators. `record` says when a finding is the first of
+//! its (host, vendor, category) — the moment an alert is due.
+
+use crate::detect::rules::Severity;
+use crate::detect::{Finding, Indicator, RuleSet};
+use crate::time::Timestamp;
+use dashmap::DashMap;
+use std::net::IpAddr;
+
+/// Distinct indicators kept per detection; beyond this they are only counted.
+pub const MAX_INDICATORS: usize = 32;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IndicatorCount {
+    #[serde(flatten)]
+    pub indicator: Indicator,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Detection {
+    pub vendor: String,
+    pub category: String,
+    pub severity: Severity,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    pub count: u64,
+    /// Every finding so far was a resolver's upstream lookup for some client.
+    pub forwarded: bool,
+    pub rules: Vec<String>,
+    pub indicators: Vec<IndicatorCount>,
+    /// Indicators beyond `MAX_INDICATORS`, counted only.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub indicators_omitted: u64,
+    #[serde(skip)]
+    pub alerted: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Host {
+    pub mac: Option<[u8; 6]>,
+    pub detections: Vec<Detection>,
+}
+
+/// What `record` decided.
+#[derive(Debug, Clone)]
+pub enum Recorded {
+    /// First finding of this (host, vendor, category) that warrants an alert.
+    NewAlert(Detection),
+    /// Counted into an existing detection, or a forwarded lookup (no alert).
+    Counted,
+}
+
+#[derive(Default)]
+pub struct HostTable {
+    hosts: DashMap<IpAddr, Host, ahash::RandomState>,
+}
+
+impl HostTable {
+    pub fn new() -> Self {
+        HostTable::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+
+    pub fn record(&self, f: &Finding, rules: &RuleSet) -> Recorded {
+        let rule = rules.rule(f.rule);
+        let mut host = self.hosts.entry(f.host).or_default();
+        if f.host_mac.is_some() {
+            host.mac = f.host_mac;
+        }
+        let det = match host
+            .detections
+            .iter_mut()
+            .position(|d| d.vendor == rule.vendor && d.category == rule.category)
+        {
+            Some(i) => &mut host.detections[i],
+            None => {
+                host.detections.push(Detection {
+                    vendor: rule.vendor.clone(),
+                    category: rule.category.clone(),
+                    severity: rule.severity,
+                    first_seen: f.ts,
+                    last_seen: f.ts,
+                    count: 0,
+                    forwarded: f.forwarded,
+                    rules: Vec::new(),
+                    indicators: Vec::new(),
+                    indicators_omitted: 0,
+                    alerted: false,
+                });
+                let last = host.detections.len() - 1;
+                &mut host.detections[last]
+            }
+        };
+        det.count += 1;
+        det.first_seen = det.first_seen.min(f.ts);
+        det.last_seen = det.last_seen.max(f.ts);
+        det.severity = det.severity.max(rule.severity);
+        det.forwarded &= f.forwarded;
+        if !det.rules.contains(&rule.id) {
+            det.rules.push(rule.id.clone());
+        }
+        if let Some(i) = det
+            .indicators
+            .iter_mut()
+            .find(|i| i.indicator == f.indicator)
+        {
+            i.count += 1;
+        } else if det.indicators.len() < MAX_INDICATORS {
+            det.indicators.push(IndicatorCount {
+                indicator: f.indicator.clone(),
+                count: 1,
+            });
+        } else {
+            det.indicators_omitted += 1;
+        }
+        if !det.alerted && !f.forwarded {
+            det.alerted = true;
+            return Recorded::NewAlert(det.clone());
+        }
+        Recorded::Counted
+    }
+
+    /// A consistent copy of the inventory, hosts sorted by address.
+    pub fn snapshot(&self) -> Vec<(IpAddr, Host)> {
+        let mut v: Vec<(IpAddr, Host)> = self
+            .hosts
+            .iter()
+            .map(|e| (*e.key(), e.value().clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, h) in &mut v {
+            h.detections
+                .sort_by(|a, b| (&a.vendor, &a.category).cmp(&(&b.vendor, &b.category)));
+        }
+        v
+    }
+}

@@ -1,0 +1,89 @@
+//! Counters every stage bumps: packets, drops and anomalies by reason, names by kind,
+//! findings and alerts. Workers count locally and fold their counts in once per batch, so
+//! the hot path touches no shared cache line. The replay summary reads these; the
+//! Prometheus exporter (a later stage) will read the same.
+
+use crate::extract::NameKind;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct Counters {
+    pub packets: AtomicU64,
+    pub bytes: AtomicU64,
+    pub flows_evicted: AtomicU64,
+    pub findings: AtomicU64,
+    pub alerts: AtomicU64,
+    pub events: AtomicU64,
+    /// Packets on pcapng interfaces with a link type we cannot read.
+    pub unsupported_link: AtomicU64,
+    anomalies: Mutex<BTreeMap<&'static str, u64>>,
+    names: Mutex<BTreeMap<NameKind, u64>>,
+}
+
+/// A worker's counts since its last fold.
+#[derive(Default, Debug)]
+pub struct Local {
+    pub packets: u64,
+    pub bytes: u64,
+    pub flows_evicted: u64,
+    pub findings: u64,
+    pub alerts: u64,
+    pub events: u64,
+    pub anomalies: BTreeMap<&'static str, u64>,
+    pub names: BTreeMap<NameKind, u64>,
+}
+
+impl Local {
+    pub fn anomaly(&mut self, reason: &'static str) {
+        *self.anomalies.entry(reason).or_default() += 1;
+    }
+
+    pub fn name(&mut self, kind: NameKind) {
+        *self.names.entry(kind).or_default() += 1;
+    }
+}
+
+impl Counters {
+    pub fn fold(&self, local: &mut Local) {
+        let add = |c: &AtomicU64, v: &mut u64| {
+            if *v > 0 {
+                c.fetch_add(*v, Ordering::Relaxed);
+                *v = 0;
+            }
+        };
+        add(&self.packets, &mut local.packets);
+        add(&self.bytes, &mut local.bytes);
+        add(&self.flows_evicted, &mut local.flows_evicted);
+        add(&self.findings, &mut local.findings);
+        add(&self.alerts, &mut local.alerts);
+        add(&self.events, &mut local.events);
+        if !local.anomalies.is_empty() {
+            if let Ok(mut a) = self.anomalies.lock() {
+                for (k, v) in std::mem::take(&mut local.anomalies) {
+                    *a.entry(k).or_default() += v;
+                }
+            }
+        }
+        if !local.names.is_empty() {
+            if let Ok(mut n) = self.names.lock() {
+                for (k, v) in std::mem::take(&mut local.names) {
+                    *n.entry(k).or_default() += v;
+                }
+            }
+        }
+    }
+
+    pub fn anomalies(&self) -> BTreeMap<&'static str, u64> {
+        self.anomalies.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    pub fn names(&self) -> BTreeMap<NameKind, u64> {
+        self.names.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,147 @@
+//! What goes out: alerts and events as JSON Lines, the host report, and the human summary.
+//!
+//! The JSON shapes are contracts (DESIGN.md); fields are only ever added.
+
+use crate::decode::Proto;
+use crate::detect::{Finding, RuleSet};
+use crate::extract::{Detail, FlowId, NameEvent};
+use crate::hosts::{Detection, Host};
+use crate::time::Timestamp;
+use serde::Serialize;
+use serde_json::json;
+use std::net::IpAddr;
+
+pub mod summary;
+
+pub fn mac_string(mac: Option<[u8; 6]>) -> Option<String> {
+    mac.map(|m| {
+        format!(
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    })
+}
+
+#[derive(Serialize)]
+struct FlowJson {
+    src_ip: IpAddr,
+    src_port: u16,
+    dst_ip: IpAddr,
+    dst_port: u16,
+    transport: Proto,
+}
+
+fn flow_json(f: &FlowId) -> FlowJson {
+    FlowJson {
+        src_ip: f.client.ip(),
+        src_port: f.client.port(),
+        dst_ip: f.server.ip(),
+        dst_port: f.server.port(),
+        transport: f.proto,
+    }
+}
+
+/// One alert line (without the newline).
+pub fn alert_line(f: &Finding, det: &Detection, rules: &RuleSet) -> String {
+    let rule = rules.rule(f.rule);
+    let mut v = json!({
+        "timestamp": f.ts,
+        "event_type": "alert",
+        "host": {"ip": f.host, "mac": mac_string(f.host_mac)},
+        "vendor": rule.vendor,
+        "category": rule.category,
+        "rule": rule.id,
+        "severity": rule.severity,
+        "confidence": rule.confidence,
+        "description": rule.description,
+        "indicator": f.indicator,
+        "flow": flow_json(&f.flow),
+        "first_seen": det.first_seen,
+        "last_seen": det.last_seen,
+        "count": det.count,
+    });
+    if let (Some(ip), Some(obj)) = (f.public_resolver, v.as_object_mut()) {
+        obj.insert("dns_server".into(), json!({"ip": ip, "public": true}));
+    }
+    v.to_string()
+}
+
+/// One event line: every extracted name, matched or not.
+pub fn event_line(ev: &NameEvent) -> String {
+    let mut v = json!({
+        "timestamp": ev.ts,
+        "kind": ev.kind,
+        "value": ev.value,
+        "flow": flow_json(&ev.flow),
+    });
+    let extra = match &ev.detail {
+        Detail::Dns(d) => (
+            "dns",
+            json!({
+                "type": if d.is_response { "answer" } else { "query" },
+                "qtype": d.qtype,
+                "rcode": d.rcode,
+                "answers": d.answers.iter().map(|a| {
+                    use crate::extract::dns::RData;
+                    let data = match &a.data {
+                        RData::A(ip) => json!(ip.to_string()),
+                        RData::Aaaa(ip) => json!(ip.to_string()),
+                        RData::Cname(n) => json!(n),
+                        RData::Other => serde_json::Value::Null,
+                    };
+                    json!({"name": a.name, "type": a.rtype, "ttl": a.ttl, "data": data})
+                }).collect::<Vec<_>>(),
+            }),
+        ),
+        Detail::Tls { version, ech } => (
+            "tls",
+            json!({"version": crate::extract::tls::version_name(*version), "ech": ech}),
+        ),
+        Detail::Http {
+            method,
+            target,
+            user_agent,
+        } => (
+            "http",
+            json!({"method": method, "uri": target, "user_agent": user_agent}),
+        ),
+    };
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert(extra.0.into(), extra.1);
+    }
+    v.to_string()
+}
+
+/// The host report (`--report`, `vendorwatch hosts --format json`).
+pub fn report_json(
+    hosts: &[(IpAddr, Host)],
+    resolvers: &[IpAddr],
+    generated_from: &ReportMeta,
+) -> serde_json::Value {
+    let hosts: Vec<serde_json::Value> = hosts
+        .iter()
+        .map(|(ip, h)| {
+            json!({
+                "ip": ip,
+                "mac": mac_string(h.mac),
+                "hostname": serde_json::Value::Null,
+                "role": if resolvers.contains(ip) { "resolver" } else { "client" },
+                "detections": h.detections,
+            })
+        })
+        .collect();
+    json!({
+        "generated_by": format!("vendorwatch {}", env!("CARGO_PKG_VERSION")),
+        "first_packet": generated_from.first_packet,
+        "last_packet": generated_from.last_packet,
+        "vendors": generated_from.vendors,
+        "hosts": hosts,
+    })
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ReportMeta {
+    pub first_packet: Option<Timestamp>,
+    pub last_packet: Option<Timestamp>,
+    pub vendors: Vec<String>,
+}

@@ -1,0 +1,170 @@
+//! The human summary printed on stderr at the end of a replay: what was read, what went
+//! wrong, what was seen, and the table of hosts × vendor × category.
+
+use super::mac_string;
+use crate::hosts::Host;
+use crate::metrics::Counters;
+use crate::time::Timestamp;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+pub struct RunFacts<'a> {
+    pub inputs_read: usize,
+    pub input_errors: &'a [String],
+    pub skipped_inputs: usize,
+    pub elapsed_secs: f64,
+    pub first_packet: Option<Timestamp>,
+    pub last_packet: Option<Timestamp>,
+    pub resolvers: &'a [IpAddr],
+    pub vendors: &'a [String],
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub fn render(c: &Counters, facts: &RunFacts<'_>, hosts: &[(IpAddr, Host)]) -> String {
+    let packets = Counters::get(&c.packets);
+    let bytes = Counters::get(&c.bytes);
+    let secs = facts.elapsed_secs.max(1e-9);
+    let mut s = String::new();
+    let _ = writeln!(s, "vendorwatch summary");
+    let _ = writeln!(
+        s,
+        "  read      {} input(s), {} packets, {:.1} MB in {:.2} s ({} packets/s)",
+        facts.inputs_read,
+        thousands(packets),
+        bytes as f64 / 1e6,
+        facts.elapsed_secs,
+        thousands((packets as f64 / secs) as u64)
+    );
+    if let (Some(a), Some(b)) = (facts.first_packet, facts.last_packet) {
+        let _ = writeln!(s, "  span      {a} .. {b}");
+    }
+    let _ = writeln!(s, "  vendors   {}", facts.vendors.join(", "));
+    if facts.skipped_inputs > 0 {
+        let _ = writeln!(
+            s,
+            "  skipped   {} file(s) in input directories that are not captures",
+            facts.skipped_inputs
+        );
+    }
+    for e in facts.input_errors {
+        let _ = writeln!(s, "  ERROR     {e}");
+    }
+    let names = c.names();
+    if !names.is_empty() {
+        let list: Vec<String> = names
+            .iter()
+            .map(|(k, v)| format!("{} {}", k.as_str(), thousands(*v)))
+            .collect();
+        let _ = writeln!(s, "  names     {}", list.join(", "));
+    }
+    let anomalies = c.anomalies();
+    if !anomalies.is_empty() {
+        let list: Vec<String> = anomalies
+            .iter()
+            .map(|(k, v)| format!("{k} {}", thousands(*v)))
+            .collect();
+        let _ = writeln!(s, "  anomalies {}", list.join(", "));
+    }
+    let evicted = Counters::get(&c.flows_evicted);
+    let unsupported = Counters::get(&c.unsupported_link);
+    if evicted > 0 || unsupported > 0 {
+        let _ = writeln!(
+            s,
+            "  dropped   flow table evictions {}, packets on unsupported link types {}",
+            thousands(evicted),
+            thousands(unsupported)
+        );
+    }
+    if !facts.resolvers.is_empty() {
+        let list: Vec<String> = facts.resolvers.iter().map(|r| r.to_string()).collect();
+        let _ = writeln!(
+            s,
+            "  resolvers {} (their upstream lookups are reported as forwarded)",
+            list.join(", ")
+        );
+    }
+    let _ = writeln!(
+        s,
+        "  alerts    {} ({} findings)",
+        thousands(Counters::get(&c.alerts)),
+        thousands(Counters::get(&c.findings))
+    );
+    let rows: Vec<[String; 8]> = hosts
+        .iter()
+        .flat_map(|(ip, h)| {
+            h.detections.iter().map(move |d| {
+                let evidence = d
+                    .indicators
+                    .iter()
+                    .max_by_key(|i| i.count)
+                    .map(|i| format!("{} {}", i.indicator.kind.as_str(), i.indicator.value))
+                    .unwrap_or_default();
+                let role = if d.forwarded { " (forwarded)" } else { "" };
+                [
+                    format!(
+                        "{ip}{}",
+                        mac_string(h.mac)
+                            .map(|m| format!(" {m}"))
+                            .unwrap_or_default()
+                    ),
+                    d.vendor.clone(),
+                    format!("{}{role}", d.category),
+                    d.severity.as_str().to_string(),
+                    d.first_seen.to_string(),
+                    d.last_seen.to_string(),
+                    d.count.to_string(),
+                    evidence,
+                ]
+            })
+        })
+        .collect();
+    if rows.is_empty() {
+        let _ = writeln!(s, "\nNo home-net host talked to an active vendor.");
+        return s;
+    }
+    let header = [
+        "HOST",
+        "VENDOR",
+        "CATEGORY",
+        "SEVERITY",
+        "FIRST SEEN",
+        "LAST SEEN",
+        "COUNT",
+        "EVIDENCE",
+    ];
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r.iter()) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let _ = writeln!(s);
+    let line = |cells: &[&str]| {
+        let mut l = String::new();
+        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(c);
+            } else {
+                let _ = write!(l, "{c:<w$}  ");
+            }
+        }
+        l
+    };
+    let _ = writeln!(s, "{}", line(&header));
+    for r in &rows {
+        let cells: Vec<&str> = r.iter().map(String::as_str).collect();
+        let _ = writeln!(s, "{}", line(&cells));
+    }
+    s
+}
