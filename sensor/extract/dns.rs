@@ -16,6 +16,8 @@ pub const MAX_POINTER_JUMPS: usize = 32;
 pub const MAX_ANSWERS: usize = 64;
 pub const HEADER_LEN: usize = 12;
 
+pub const OPCODE_UPDATE: u8 = 5;
+
 pub const TYPE_A: u16 = 1;
 pub const TYPE_CNAME: u16 = 5;
 pub const TYPE_AAAA: u16 = 28;

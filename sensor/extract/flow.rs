@@ -635,6 +635,11 @@ fn on_dns_message(
     for reason in parsed.anomalies.reasons() {
         out(Extracted::Anomaly(reason));
     }
+    // UPDATE is zone maintenance, not a lookup: its "question" is the zone being changed.
+    if parsed.opcode == dns::OPCODE_UPDATE {
+        out(Extracted::Anomaly("dns_update_ignored"));
+        return false;
+    }
     // The client is the one who asked: the sender of a query, the receiver of a response.
     let (client, server, client_mac) = if parsed.is_response {
         (dst, src, None)
