@@ -79,7 +79,8 @@ fn every_rule_matches_its_own_forms_and_not_their_decoys() {
                 ipnet::IpNet::V4(n) => u32::from(n.broadcast()).checked_add(1).map(|a| IpAddr::V4(a.into())),
                 ipnet::IpNet::V6(n) => u128::from(n.broadcast()).checked_add(1).map(|a| IpAddr::V6(a.into())),
             };
-            if let Some(o) = outside {
+            // Adjacent ranges of the same rule are fine: the decoy is outside all of them.
+            if let Some(o) = outside.filter(|o| !r.cidrs.iter().any(|n| n.contains(o))) {
                 if m.match_ip(o).contains(&idx) {
                     failures.push(format!("{}: {o} just outside {net} matches", r.id));
                 }
