@@ -319,7 +319,8 @@ fn run_replay(cfg: ReplayConfig) -> i32 {
             output::summary::render(&shared.counters, &facts, &hosts)
         );
     }
-    if outcome.inputs_read == 0 {
+    let packets = Counters::get(&shared.counters.packets);
+    if outcome.inputs_read == 0 || (packets == 0 && outcome.errors.len() >= outcome.inputs_read) {
         return exit::UNUSABLE;
     }
     if !outcome.errors.is_empty() || !expanded.problems.is_empty() {

@@ -10,32 +10,93 @@ use std::process::Command;
 
 /// (capture, kind, why it is not expected to match yet).
 const KNOWN_GAPS: &[(&str, &str, &str)] = &[
-    ("zeek__quic__chromium-115.0.5790.110-api-cirrus-com.pcap", "quic_sni", QUIC),
-    ("zeek__quic__curl-8.1.2-dev-http3-www-google-de.pcap", "quic_sni", QUIC),
+    (
+        "zeek__quic__chromium-115.0.5790.110-api-cirrus-com.pcap",
+        "quic_sni",
+        QUIC,
+    ),
+    (
+        "zeek__quic__curl-8.1.2-dev-http3-www-google-de.pcap",
+        "quic_sni",
+        QUIC,
+    ),
     ("zeek__quic__quicv2-echo-443.pcap", "quic_sni", QUIC),
-    ("zeek__quic__quic-multiple-initial-fragmented-crypto-only-initial.pcap", "quic_sni", QUIC),
-    ("zeek__quic__quic-multiple-initial-fragmented-crypto.pcap", "quic_sni", QUIC),
-    ("zeek__quic__chromium-115.0.5790.110-google-de-fragmented.pcap", "quic_sni", QUIC),
-    ("zeek__quic__interop__quic-go_quic-go__handshake.pcap", "quic_sni", QUIC),
-    ("zeek__quic__interop__quic-go_quic-go__retry.pcap", "quic_sni", QUIC),
+    (
+        "zeek__quic__quic-multiple-initial-fragmented-crypto-only-initial.pcap",
+        "quic_sni",
+        QUIC,
+    ),
+    (
+        "zeek__quic__quic-multiple-initial-fragmented-crypto.pcap",
+        "quic_sni",
+        QUIC,
+    ),
+    (
+        "zeek__quic__chromium-115.0.5790.110-google-de-fragmented.pcap",
+        "quic_sni",
+        QUIC,
+    ),
+    (
+        "zeek__quic__interop__quic-go_quic-go__handshake.pcap",
+        "quic_sni",
+        QUIC,
+    ),
+    (
+        "zeek__quic__interop__quic-go_quic-go__retry.pcap",
+        "quic_sni",
+        QUIC,
+    ),
     ("zeek__quic__quic-39264-rand.pcap", "quic_sni", QUIC),
-    ("zeek__quic__quic-decrypt-fail-google-de-51833.pcap", "quic_sni", QUIC),
+    (
+        "zeek__quic__quic-decrypt-fail-google-de-51833.pcap",
+        "quic_sni",
+        QUIC,
+    ),
     ("suricata__quic-ietf__input.pcap", "quic_sni", QUIC),
-    ("suricata__quic-frag-unordered__input.pcap", "quic_sni", QUIC),
-    ("suricata__quic-frag-middle-gap__input.pcap", "quic_sni", QUIC),
+    (
+        "suricata__quic-frag-unordered__input.pcap",
+        "quic_sni",
+        QUIC,
+    ),
+    (
+        "suricata__quic-frag-middle-gap__input.pcap",
+        "quic_sni",
+        QUIC,
+    ),
     ("zeek__tunnels__gre-sample.pcap", "dns_queries", TUNNEL),
     ("zeek__tunnels__gre-pptp.pcap", "dns_queries", TUNNEL),
-    ("zeek__tunnels__gre-over-udp-4754.pcap", "dns_queries", TUNNEL),
-    ("zeek__tunnels__gre-over-udp-4754.pcap", "http_hosts", TUNNEL),
-    ("zeek__tunnels__vxlan-encapsulated-http.pcap", "http_hosts", TUNNEL),
+    (
+        "zeek__tunnels__gre-over-udp-4754.pcap",
+        "dns_queries",
+        TUNNEL,
+    ),
+    (
+        "zeek__tunnels__gre-over-udp-4754.pcap",
+        "http_hosts",
+        TUNNEL,
+    ),
+    (
+        "zeek__tunnels__vxlan-encapsulated-http.pcap",
+        "http_hosts",
+        TUNNEL,
+    ),
     ("zeek__tunnels__vxlan-triple-v2.pcap", "dns_queries", TUNNEL),
-    ("suricata__vxlan-decoder-03__vxlan.pcap", "dns_queries", TUNNEL),
+    (
+        "suricata__vxlan-decoder-03__vxlan.pcap",
+        "dns_queries",
+        TUNNEL,
+    ),
     ("zeek__tunnels__Teredo.pcap", "http_hosts", TUNNEL),
     ("zeek__tunnels__ayiya3.pcap", "http_hosts", TUNNEL),
-    ("zeek__tunnels__gtp__gtp1_gn_normal_incl_fragmentation.pcap", "http_hosts", TUNNEL),
+    (
+        "zeek__tunnels__gtp__gtp1_gn_normal_incl_fragmentation.pcap",
+        "http_hosts",
+        TUNNEL,
+    ),
 ];
 const QUIC: &str = "QUIC Initial decryption is not implemented yet (issue 4)";
-const TUNNEL: &str = "tunnel decapsulation (GRE, VXLAN, Teredo, AYIYA, GTP) is not implemented yet (issue 4)";
+const TUNNEL: &str =
+    "tunnel decapsulation (GRE, VXLAN, Teredo, AYIYA, GTP) is not implemented yet (issue 4)";
 
 /// Where the peer and tshark disagree and we follow one side on purpose, with why.
 const DECISIONS: &[(&str, &str, &str)] = &[
@@ -75,7 +136,8 @@ fn norm(v: &serde_json::Value, strip_port: bool) -> BTreeSet<String> {
             let s = s.to_ascii_lowercase();
             let s = s.strip_suffix('.').unwrap_or(&s).to_string();
             if strip_port {
-                String::from_utf8_lossy(vendorwatch::extract::names::strip_port(s.as_bytes())).into_owned()
+                String::from_utf8_lossy(vendorwatch::extract::names::strip_port(s.as_bytes()))
+                    .into_owned()
             } else {
                 s
             }
@@ -110,18 +172,29 @@ fn conformance_corpus() {
         return;
     };
     let text = std::fs::read_to_string(dir.join("expected.jsonl")).expect("expected.jsonl");
-    let kinds = [("dns_queries", "dns", false), ("tls_sni", "tls_sni", false), ("quic_sni", "quic_sni", false), ("http_hosts", "http_host", true)];
+    let kinds = [
+        ("dns_queries", "dns", false),
+        ("tls_sni", "tls_sni", false),
+        ("quic_sni", "quic_sni", false),
+        ("http_hosts", "http_host", true),
+    ];
     let mut table = String::new();
     let mut failures = Vec::new();
     let mut gaps_used = BTreeSet::new();
     let (mut checked, mut passed) = (0, 0);
-    table.push_str(&format!("{:<78} {:<9} {:<8} {:>4} {:>4}  result\n", "capture", "kind", "oracle", "exp", "got"));
+    table.push_str(&format!(
+        "{:<78} {:<9} {:<8} {:>4} {:>4}  result\n",
+        "capture", "kind", "oracle", "exp", "got"
+    ));
     for line in text.lines() {
         let e: serde_json::Value = serde_json::from_str(line).expect("expected.jsonl is JSON");
         let pcap = e["pcap"].as_str().expect("pcap");
         let name = pcap.trim_start_matches("pcaps/");
         let (got, stderr) = extract(&dir.join(pcap));
-        assert!(!stderr.contains("panicked"), "{name}: vendorwatch panicked:\n{stderr}");
+        assert!(
+            !stderr.contains("panicked"),
+            "{name}: vendorwatch panicked:\n{stderr}"
+        );
         for (key, kind, strip) in kinds {
             let coverage = e["peer_coverage"][key].as_str().unwrap_or("none");
             let oracle = if coverage.starts_with("zeek-log") {
@@ -132,8 +205,27 @@ fn conformance_corpus() {
                 continue;
             };
             let expected = norm(&e[key], strip);
-            let mine: BTreeSet<String> = got.get(kind).cloned().unwrap_or_default().into_iter().map(|s| if strip { String::from_utf8_lossy(vendorwatch::extract::names::strip_port(s.as_bytes())).into_owned() } else { s }).collect();
-            let ok = if oracle == "equal" { expected == mine } else { expected.is_subset(&mine) };
+            let mine: BTreeSet<String> = got
+                .get(kind)
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| {
+                    if strip {
+                        String::from_utf8_lossy(vendorwatch::extract::names::strip_port(
+                            s.as_bytes(),
+                        ))
+                        .into_owned()
+                    } else {
+                        s
+                    }
+                })
+                .collect();
+            let ok = if oracle == "equal" {
+                expected == mine
+            } else {
+                expected.is_subset(&mine)
+            };
             checked += 1;
             let gap = KNOWN_GAPS.iter().find(|(p, k, _)| *p == name && *k == key);
             let decision = DECISIONS.iter().find(|(p, k, _)| *p == name && *k == key);
@@ -163,10 +255,22 @@ fn conformance_corpus() {
                     "FAIL".to_string()
                 }
             };
-            table.push_str(&format!("{name:<78} {kind:<9} {oracle:<8} {:>4} {:>4}  {result}\n", expected.len(), mine.len()));
+            table.push_str(&format!(
+                "{name:<78} {kind:<9} {oracle:<8} {:>4} {:>4}  {result}\n",
+                expected.len(),
+                mine.len()
+            ));
         }
     }
     println!("{table}");
-    println!("conformance: {passed} of {checked} peer-backed name sets match; {} known gaps", gaps_used.len());
-    assert!(failures.is_empty(), "{} conformance failures:\n{}", failures.len(), failures.join("\n"));
+    println!(
+        "conformance: {passed} of {checked} peer-backed name sets match; {} known gaps",
+        gaps_used.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} conformance failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

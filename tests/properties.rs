@@ -68,11 +68,36 @@ proptest! {
     }
 }
 
-fn ipv4(udp: bool, sport: u16, dport: u16, seq: u32, flags: u8, payload: &[u8], reverse: bool) -> Vec<u8> {
-    let (a, b, sp, dp) = if reverse { ([10, 0, 0, 2], [10, 0, 0, 1], dport, sport) } else { ([10, 0, 0, 1], [10, 0, 0, 2], sport, dport) };
+fn ipv4(
+    udp: bool,
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    flags: u8,
+    payload: &[u8],
+    reverse: bool,
+) -> Vec<u8> {
+    let (a, b, sp, dp) = if reverse {
+        ([10, 0, 0, 2], [10, 0, 0, 1], dport, sport)
+    } else {
+        ([10, 0, 0, 1], [10, 0, 0, 2], sport, dport)
+    };
     let l4 = if udp { 8 } else { 20 };
     let total = (20 + l4 + payload.len()) as u16;
-    let mut f = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, if udp { 17 } else { 6 }, 0, 0];
+    let mut f = vec![
+        0x45,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0x40,
+        0,
+        64,
+        if udp { 17 } else { 6 },
+        0,
+        0,
+    ];
     f[2..4].copy_from_slice(&total.to_be_bytes());
     f.extend_from_slice(&a);
     f.extend_from_slice(&b);
@@ -126,7 +151,8 @@ names = ["example.kaspersky.com"]
 "#;
 
 fn sample() -> (Matcher, Vec<Rule>) {
-    let l = load_sources(vec![("k.toml".into(), SAMPLE.to_string())]).expect("sample pack is valid");
+    let l =
+        load_sources(vec![("k.toml".into(), SAMPLE.to_string())]).expect("sample pack is valid");
     (Matcher::build(&l.rules, &l.excludes), l.rules)
 }
 
@@ -146,7 +172,12 @@ fn naive(rules: &[Rule], name: &str) -> Vec<u32> {
         }
         for g in &r.globs {
             let gl: Vec<&str> = g.split('.').collect();
-            if gl.len() == labels.len() && gl.iter().zip(&labels).all(|(p, l)| label_glob(p.as_bytes(), l.as_bytes())) {
+            if gl.len() == labels.len()
+                && gl
+                    .iter()
+                    .zip(&labels)
+                    .all(|(p, l)| label_glob(p.as_bytes(), l.as_bytes()))
+            {
                 let literal = gl.iter().filter(|l| !l.contains(['*', '?'])).count() as u8;
                 best = best.max(Some((2, literal)));
             }
@@ -161,7 +192,11 @@ fn naive(rules: &[Rule], name: &str) -> Vec<u32> {
         }
     }
     let top = scored.iter().map(|s| s.1).max();
-    let mut out: Vec<u32> = scored.iter().filter(|s| Some(s.1) == top).map(|s| s.0).collect();
+    let mut out: Vec<u32> = scored
+        .iter()
+        .filter(|s| Some(s.1) == top)
+        .map(|s| s.0)
+        .collect();
     out.sort_unstable();
     out
 }

@@ -242,15 +242,17 @@ impl CaptureReader {
                                         &mut on_packet,
                                     )
                                 }
-                                None => return Err(error_at(
-                                    &self.name,
-                                    self.records,
-                                    record_offset,
-                                    CaptureErrorKind::Corrupt(format!(
+                                None => {
+                                    return Err(error_at(
+                                        &self.name,
+                                        self.records,
+                                        record_offset,
+                                        CaptureErrorKind::Corrupt(format!(
                                         "packet on interface {} that no interface block described",
                                         epb.if_id
                                     )),
-                                )),
+                                    ))
+                                }
                             }
                         }
                         PcapBlockOwned::NG(Block::SimplePacket(spb)) => {

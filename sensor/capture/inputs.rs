@@ -155,7 +155,7 @@ mod tests {
         let mut v = vec!["cap.pcap10", "cap.pcap2", "cap.pcap", "cap.pcap1"];
         v.sort_by(|a, b| natural_cmp(a, b));
         assert_eq!(v, vec!["cap.pcap", "cap.pcap1", "cap.pcap2", "cap.pcap10"]);
-        let mut t = vec![
+        let mut t = [
             "2026-11-27_10.pcap",
             "2026-11-27_09.pcap",
             "2026-11-26_23.pcap",

@@ -168,6 +168,10 @@ impl HomeNet {
     }
 }
 
+/// (lower address, higher address, rule) → the distinct (transport, port) pairs seen.
+type PortPairs =
+    DashMap<(IpAddr, IpAddr, RuleIdx), smallvec::SmallVec<[(Proto, u16); 4]>, ahash::RandomState>;
+
 /// Cross-flow detection state, shared by every worker.
 pub struct Detector {
     pub rules: Arc<RuleSet>,
@@ -177,11 +181,7 @@ pub struct Detector {
     resolvers: DashMap<IpAddr, (), ahash::RandomState>,
     pdns: DashMap<IpAddr, PdnsEntry, ahash::RandomState>,
     /// (lower address, higher address, rule) → distinct (transport, port) seen.
-    port_pairs: DashMap<
-        (IpAddr, IpAddr, RuleIdx),
-        smallvec::SmallVec<[(Proto, u16); 4]>,
-        ahash::RandomState,
-    >,
+    port_pairs: PortPairs,
     pub pdns_dropped: AtomicU64,
     pub port_pairs_dropped: AtomicU64,
 }

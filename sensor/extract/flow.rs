@@ -588,6 +588,8 @@ fn inspect(
                                 req.body_len.unwrap_or(0)
                             };
                         let chunked = req.chunked;
+                        // After CONNECT the client speaks the tunnelled protocol (TLS, usually).
+                        let tunnel = req.connect_host.is_some();
                         for (kind, raw) in found {
                             emit_name(flow, ts, kind, &raw, detail.clone(), out);
                         }
@@ -601,7 +603,11 @@ fn inspect(
                             return;
                         }
                         flow.to_server.consume(consumed);
-                        flow.app = App::Http { requests };
+                        flow.app = if tunnel {
+                            App::Probe
+                        } else {
+                            App::Http { requests }
+                        };
                         if flow.to_server.data().is_empty() {
                             return;
                         }

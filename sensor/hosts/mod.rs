@@ -142,7 +142,7 @@ impl HostTable {
             .iter()
             .map(|e| (*e.key(), e.value().clone()))
             .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.sort_by_key(|e| e.0);
         for (_, h) in &mut v {
             h.detections
                 .sort_by(|a, b| (&a.vendor, &a.category).cmp(&(&b.vendor, &b.category)));

@@ -135,6 +135,7 @@ pub fn report_json(
         "first_packet": generated_from.first_packet,
         "last_packet": generated_from.last_packet,
         "vendors": generated_from.vendors,
+        "resolvers": resolvers,
         "hosts": hosts,
     })
 }

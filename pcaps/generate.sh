@@ -1,0 +1,656 @@
+#!/usr/bin/env bash
+# Regenerates every capture in pcaps/ and its expectation in pcaps/expected/.
+#
+#   sudo bash pcaps/generate.sh
+#
+# Builds a small isolated network out of network namespaces (no default route, only 10.10.0.0/16
+# and fd00:10::/64 addresses, nothing can leave the machine), runs real clients and servers in it,
+# captures on the switch port toward the servers, derives the file-format / link-type variants
+# offline, then derives pcaps/expected/<capture>.json from each capture with tshark
+# (expected_from_tshark.py), which also checks the result against the scenario and fails loudly.
+#
+# Topology (all namespaces are prefixed with $VWP_PREFIX, default "vwp-"):
+#
+#   c1 10.10.1.11 fd00:10::11 --+
+#   c2 10.10.1.12 fd00:10::12 --+                       +-- srv: unbound 10.10.2.53 fd00:10::53
+#   c3 10.10.1.13 fd00:10::13 --+-- sw (bridge br0) ----+        nginx   10.10.2.80 fd00:10::80
+#                                     port p-srv        +-- prx: tinyproxy 10.10.2.30:8888
+#                                     = capture point   +-- fwd: dnsmasq   10.10.2.54 (forwarder)
+#
+# The bridge has MAC learning switched off on every port, so it floods every frame to every port,
+# like a hub: the port toward the server namespace (p-srv) sees each frame that crosses the switch
+# exactly once, including client->proxy, proxy->web server, client->forwarder and
+# forwarder->resolver. That is what a SPAN port of the uplink would see.
+set -euo pipefail
+
+if [[ ${EUID} -ne 0 ]]; then
+    echo "generate.sh must run as root (sudo bash pcaps/generate.sh)" >&2
+    exit 1
+fi
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+EXPECTED_DIR="$HERE/expected"
+PY=/usr/bin/python3
+P=${VWP_PREFIX-vwp-}
+SW=${P}sw
+C1=${P}c1
+C2=${P}c2
+C3=${P}c3
+SRV=${P}srv
+PRX=${P}prx
+FWD=${P}fwd
+ALL_NS=("$C1" "$C2" "$C3" "$SRV" "$PRX" "$FWD" "$SW")
+CAP_PORT=p-srv
+
+C1_4=10.10.1.11 C1_6=fd00:10::11
+C2_4=10.10.1.12 C2_6=fd00:10::12
+C3_4=10.10.1.13 C3_6=fd00:10::13
+DNS_4=10.10.2.53 DNS_6=fd00:10::53
+WEB_4=10.10.2.80 WEB_6=fd00:10::80
+PROXY_4=10.10.2.30 PROXY_PORT=8888
+FWD_4=10.10.2.54
+
+log() { printf '\n=== %s\n' "$*" >&2; }
+die() { printf '\nFATAL: %s\n' "$*" >&2; exit 1; }
+
+# ----------------------------------------------------------------------------------------------
+# packages
+# ----------------------------------------------------------------------------------------------
+# command -> Debian package. dnsmasq comes from dnsmasq-base: the same binary without the
+# "dnsmasq" package's system service, which would try to grab port 53 in the root namespace.
+declare -A NEED=(
+    [unbound]=unbound [unbound-checkconf]=unbound [dnsmasq]=dnsmasq-base [nginx]=nginx-light
+    [curl]=curl [gnutls-cli]=gnutls-bin [openssl]=openssl [dig]=bind9-dnsutils
+    [kdig]=knot-dnsutils [tinyproxy]=tinyproxy [tcpdump]=tcpdump [tshark]=tshark
+    [editcap]=wireshark-common [mergecap]=wireshark-common [capinfos]=wireshark-common
+    [tcprewrite]=tcpreplay [ethtool]=ethtool [ip]=iproute2 [bridge]=iproute2
+)
+missing=()
+for cmd in "${!NEED[@]}"; do
+    command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}")
+done
+[[ -x $PY ]] || missing+=(python3)
+if ((${#missing[@]})); then
+    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt_install() { apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "$@"; }
+    apt_install "${missing[@]}" || { apt-get -o DPkg::Lock::Timeout=600 update && apt_install "${missing[@]}"; }
+fi
+# the Debian packages start their own services where systemd runs; we never use them
+# (our daemons run inside the namespaces with their own configs)
+
+# ----------------------------------------------------------------------------------------------
+# cleanup
+# ----------------------------------------------------------------------------------------------
+WORK=$(mktemp -d /tmp/vwp-generate.XXXXXX)
+chmod 755 "$WORK"
+PIDS=()
+
+teardown_ns() {
+    local ns pid
+    for ns in "${ALL_NS[@]}"; do
+        if ip netns list | awk '{print $1}' | grep -qx "$ns"; then
+            # only processes living in the namespaces this script created
+            for pid in $(ip netns pids "$ns" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
+            sleep 0.2
+            for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+            ip netns del "$ns" 2>/dev/null || true
+        fi
+        rm -rf "/etc/netns/$ns"
+    done
+    rmdir /etc/netns 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$? pid
+    set +e
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+    teardown_ns
+    if [[ $rc -ne 0 && -d $WORK ]]; then
+        echo "generate.sh failed (rc=$rc); daemon logs:" >&2
+        tail -n 20 "$WORK"/*.log "$WORK"/*/*.log 2>/dev/null >&2
+    fi
+    if [[ -n ${VWP_KEEP_WORK:-} ]]; then
+        echo "work directory kept: $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'echo "generate.sh: line $LINENO failed: $BASH_COMMAND" >&2' ERR
+trap 'exit 130' INT TERM
+
+teardown_ns   # leftovers of an interrupted earlier run (same names only)
+
+# ----------------------------------------------------------------------------------------------
+# network
+# ----------------------------------------------------------------------------------------------
+log "building namespaces"
+# (background jobs use "ip netns exec" directly, not this function, so that $! is the daemon itself:
+#  ip netns exec execs the command, a function would leave a subshell in between)
+nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+
+for ns in "${ALL_NS[@]}"; do
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+done
+
+ip -n "$SW" link add br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0
+nsx "$SW" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+nsx "$SW" sysctl -qw net.ipv6.conf.br0.disable_ipv6=1
+ip -n "$SW" link set br0 up
+
+offloads_off() { nsx "$1" ethtool -K "$2" tx off rx off tso off gso off gro off >/dev/null 2>&1 \
+    || nsx "$1" ethtool -K "$2" tx off rx off tso off gso off >/dev/null; }
+
+# attach NS PORT [v6: yes/no]: veth eth0 in NS <-> PORT in the switch namespace
+attach() {
+    local ns=$1 port=$2 v6=$3
+    ip link add name eth0 netns "$ns" type veth peer name "$port" netns "$SW"
+    offloads_off "$ns" eth0
+    offloads_off "$SW" "$port"
+    ip -n "$SW" link set "$port" master br0
+    nsx "$SW" bridge link set dev "$port" learning off flood on
+    ip -n "$SW" link set "$port" up
+    if [[ $v6 == yes ]]; then
+        nsx "$ns" sysctl -qw net.ipv6.conf.eth0.accept_ra=0 net.ipv6.conf.eth0.router_solicitations=0 \
+            net.ipv6.conf.eth0.accept_dad=0
+    else
+        nsx "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 \
+            net.ipv6.conf.eth0.disable_ipv6=1
+    fi
+}
+addr4() { ip -n "$1" addr add "$2/16" dev eth0; }
+addr6() { ip -n "$1" addr add "$2/64" dev eth0 nodad; }
+
+attach "$C1" p-c1 yes; addr4 "$C1" $C1_4; addr6 "$C1" $C1_6
+attach "$C2" p-c2 yes; addr4 "$C2" $C2_4; addr6 "$C2" $C2_6
+attach "$C3" p-c3 yes; addr4 "$C3" $C3_4; addr6 "$C3" $C3_6
+attach "$SRV" $CAP_PORT yes
+addr4 "$SRV" $DNS_4; addr4 "$SRV" $WEB_4; addr6 "$SRV" $DNS_6; addr6 "$SRV" $WEB_6
+attach "$PRX" p-prx no; addr4 "$PRX" $PROXY_4
+attach "$FWD" p-fwd no; addr4 "$FWD" $FWD_4
+for ns in "$C1" "$C2" "$C3" "$SRV" "$PRX" "$FWD"; do ip -n "$ns" link set eth0 up; done
+
+for ns in "${ALL_NS[@]}"; do
+    if [[ -n $(ip -n "$ns" route show default) || -n $(ip -n "$ns" -6 route show default) ]]; then
+        die "namespace $ns has a default route"
+    fi
+done
+
+# per-namespace resolver and hosts file (bind-mounted over /etc/* by ip netns exec)
+for ns in "$C1" "$C2" "$C3" "$PRX" "$SRV" "$FWD"; do
+    mkdir -p "/etc/netns/$ns"
+    printf '127.0.0.1 localhost\n::1 localhost ip6-localhost\n' >"/etc/netns/$ns/hosts"
+    printf 'nameserver %s\n' "$DNS_4" >"/etc/netns/$ns/resolv.conf"
+done
+for ns in "$C1" "$C2" "$C3"; do
+    printf 'nameserver %s\nnameserver %s\n' "$DNS_4" "$DNS_6" >"/etc/netns/$ns/resolv.conf"
+    # glibc's built-in address order written out (IPv6, ULA included, before IPv4), so that clients
+    # connecting by name (gnutls-cli) pick the same family on every machine, whatever /etc/gai.conf says
+    if [[ -f /etc/gai.conf ]]; then
+        printf 'precedence ::1/128 50\nprecedence ::/0 40\nprecedence 2002::/16 30\nprecedence ::/96 20\nprecedence ::ffff:0:0/96 10\n' \
+            >"/etc/netns/$ns/gai.conf"
+    fi
+done
+
+# ----------------------------------------------------------------------------------------------
+# servers
+# ----------------------------------------------------------------------------------------------
+log "starting unbound (auth-zone for .)"
+mkdir -p "$WORK/unbound"
+VENDOR_NAMES=(
+    dnl-01.geo.kaspersky.com dnl-02.geo.kaspersky.com dnl-03.geo.kaspersky.com
+    s05.upd.kaspersky.com s07.upd.kaspersky.com downloads.upd.kaspersky.com
+    ksn-file-geo.kaspersky-labs.com ksn-url-geo.kaspersky-labs.com dc1.ksn.kaspersky-labs.com
+    activation-v2.kaspersky.com www.kaspersky.com
+)
+DECOY_NAMES=(notkaspersky.com kaspersky.com.evil.example www.example.org)
+{
+    echo '$TTL 60'
+    echo '.                       86400 IN SOA ns.lab. hostmaster.lab. 1 3600 600 86400 60'
+    echo '.                       86400 IN NS  ns.lab.'
+    echo "ns.lab.                 86400 IN A   $DNS_4"
+    echo "ns.lab.                 86400 IN AAAA $DNS_6"
+    for n in "${VENDOR_NAMES[@]}" "${DECOY_NAMES[@]}"; do
+        echo "$n. 60 IN A    $WEB_4"
+        echo "$n. 60 IN AAAA $WEB_6"
+    done
+    echo "updates.example.net. 60 IN CNAME cdn.example.net."
+    echo "cdn.example.net.     60 IN CNAME dnl-02.geo.kaspersky.com."
+} >"$WORK/unbound/root.zone"
+cat >"$WORK/unbound/unbound.conf" <<EOF
+server:
+    interface: $DNS_4
+    interface: $DNS_6
+    port: 53
+    do-ip4: yes
+    do-ip6: yes
+    do-udp: yes
+    do-tcp: yes
+    access-control: 10.0.0.0/8 allow
+    access-control: fd00::/8 allow
+    chroot: ""
+    username: ""
+    directory: "$WORK/unbound"
+    pidfile: "$WORK/unbound/unbound.pid"
+    use-syslog: no
+    logfile: ""
+    verbosity: 1
+    num-threads: 1
+    so-reuseport: no
+    module-config: "iterator"
+    hide-identity: yes
+    hide-version: yes
+    qname-minimisation: no
+    tcp-idle-timeout: 10000
+auth-zone:
+    name: "."
+    zonefile: "$WORK/unbound/root.zone"
+    for-downstream: yes
+    for-upstream: yes
+    fallback-enabled: no
+remote-control:
+    control-enable: no
+EOF
+unbound-checkconf "$WORK/unbound/unbound.conf" >/dev/null
+ip netns exec "$SRV" unbound -d -c "$WORK/unbound/unbound.conf" >"$WORK/unbound.log" 2>&1 &
+PIDS+=($!)
+
+log "starting nginx"
+mkdir -p "$WORK/nginx/logs" "$WORK/nginx/tmp"
+openssl req -x509 -newkey rsa:2048 -nodes -days 7 -subj /CN=vendorwatch-lab \
+    -keyout "$WORK/nginx/key.pem" -out "$WORK/nginx/cert.pem" 2>/dev/null
+cat >"$WORK/nginx/nginx.conf" <<EOF
+daemon off;
+master_process on;
+worker_processes 1;
+user root;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/logs/error.log info;
+events { worker_connections 64; }
+http {
+    access_log $WORK/nginx/logs/access.log;
+    client_body_temp_path $WORK/nginx/tmp/body;
+    proxy_temp_path $WORK/nginx/tmp/proxy;
+    fastcgi_temp_path $WORK/nginx/tmp/fastcgi;
+    uwsgi_temp_path $WORK/nginx/tmp/uwsgi;
+    scgi_temp_path $WORK/nginx/tmp/scgi;
+    default_type text/plain;
+    server {
+        listen $WEB_4:80 default_server;
+        listen [$WEB_6]:80 default_server;
+        listen $WEB_4:443 ssl default_server;
+        listen [$WEB_6]:443 ssl default_server;
+        server_name _;
+        ssl_certificate $WORK/nginx/cert.pem;
+        ssl_certificate_key $WORK/nginx/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / { return 200 "vendorwatch lab: \$host \$request_uri\n"; }
+    }
+}
+EOF
+nsx "$SRV" nginx -e "$WORK/nginx/logs/error.log" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -t \
+    >"$WORK/nginx-t.log" 2>&1 || { cat "$WORK/nginx-t.log" >&2; die "nginx config test failed"; }
+ip netns exec "$SRV" nginx -e "$WORK/nginx/logs/error.log" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" \
+    >"$WORK/nginx.log" 2>&1 &
+PIDS+=($!)
+
+log "starting tinyproxy"
+mkdir -p "$WORK/tinyproxy"
+chmod 777 "$WORK/tinyproxy"
+cat >"$WORK/tinyproxy/tinyproxy.conf" <<EOF
+User nobody
+Group nogroup
+Port $PROXY_PORT
+Listen $PROXY_4
+Timeout 30
+LogFile "$WORK/tinyproxy/tinyproxy.log"
+LogLevel Info
+PidFile "$WORK/tinyproxy/tinyproxy.pid"
+MaxClients 20
+Allow 10.0.0.0/8
+ConnectPort 443
+EOF
+ip netns exec "$PRX" tinyproxy -d -c "$WORK/tinyproxy/tinyproxy.conf" >"$WORK/tinyproxy.log" 2>&1 &
+PIDS+=($!)
+
+log "starting dnsmasq (forwarder, no cache)"
+ip netns exec "$FWD" dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --no-poll \
+    --server="$DNS_4" --cache-size=0 --listen-address="$FWD_4" --bind-interfaces --pid-file \
+    --log-queries --log-facility=- >"$WORK/dnsmasq.log" 2>&1 &
+PIDS+=($!)
+
+# readiness (not captured)
+wait_for() { # description command...
+    local what=$1 i
+    shift
+    for i in $(seq 1 50); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.2
+    done
+    die "$what did not come up"
+}
+wait_for "unbound v4" nsx "$C1" dig +time=1 +tries=1 +short @$DNS_4 ns.lab. A
+wait_for "unbound v6" nsx "$C1" dig +time=1 +tries=1 +short @$DNS_6 ns.lab. A
+wait_for "nginx" nsx "$C1" curl -sk -o /dev/null --max-time 2 "https://$WEB_4/"
+wait_for "nginx v6" nsx "$C1" curl -sk -o /dev/null --max-time 2 "https://[$WEB_6]/"
+wait_for "tinyproxy" nsx "$C1" curl -s -o /dev/null --max-time 2 -x "http://$PROXY_4:$PROXY_PORT" "http://ns.lab/"
+wait_for "dnsmasq" nsx "$C1" dig +time=1 +tries=1 +short @$FWD_4 ns.lab. A
+chain=$(nsx "$C2" dig +short @$DNS_4 updates.example.net A | tr '\n' ' ')
+[[ $chain == "cdn.example.net. dnl-02.geo.kaspersky.com. $WEB_4 " ]] \
+    || die "CNAME chain not answered in one response: '$chain'"
+
+# ----------------------------------------------------------------------------------------------
+# capture helpers
+# ----------------------------------------------------------------------------------------------
+CAP_PID=
+cap_start() { # NS IFACE FILE [tcpdump args...]  -- full snaplen, written unbuffered
+    local ns=$1 ifc=$2 file=$3 i
+    shift 3
+    ip netns exec "$ns" tcpdump -i "$ifc" -s 0 -U -n -Z root -w "$file" "$@" >"$file.log" 2>&1 &
+    CAP_PID=$!
+    PIDS+=("$CAP_PID")
+    for i in $(seq 1 50); do
+        grep -q 'listening on' "$file.log" 2>/dev/null && break
+        sleep 0.1
+    done
+    grep -q 'listening on' "$file.log" || die "tcpdump on $ns/$ifc did not start: $(cat "$file.log")"
+    sleep 0.5
+}
+running() { # PID: alive and not yet a zombie waiting to be reaped
+    local st
+    st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+    [[ $st != Z* ]]
+}
+cap_stop() { # PID
+    local i
+    sleep 1
+    kill -TERM "$1"   # background jobs of a script ignore SIGINT; tcpdump flushes on TERM too
+    for i in $(seq 1 50); do running "$1" || break; sleep 0.1; done
+    if running "$1"; then kill -KILL "$1"; die "tcpdump $1 did not stop on SIGTERM"; fi
+    wait "$1" || true
+}
+span_start() { cap_start "$SW" "$CAP_PORT" "$@"; SPAN_PID=$CAP_PID; }
+span_stop() { cap_stop "$SPAN_PID"; }
+
+CLIENT_LOG=$WORK/clients.log
+DIG4() { nsx "$1" dig -4 +time=2 +tries=1 "${@:2}" >>"$CLIENT_LOG"; }
+DIG6() { nsx "$1" dig -6 +time=2 +tries=1 "${@:2}" >>"$CLIENT_LOG"; }
+RAW=$WORK/raw
+mkdir -p "$RAW"
+
+# ----------------------------------------------------------------------------------------------
+# dns.pcap
+# ----------------------------------------------------------------------------------------------
+log "capture dns.pcap"
+span_start "$RAW/dns.pcap"
+DIG4 "$C1" dnl-01.geo.kaspersky.com A
+DIG6 "$C1" dnl-01.geo.kaspersky.com AAAA
+DIG4 "$C1" s05.upd.kaspersky.com A
+DIG6 "$C1" s05.upd.kaspersky.com A
+DIG4 "$C1" notkaspersky.com A
+DIG6 "$C1" notkaspersky.com AAAA
+DIG4 "$C2" ksn-file-geo.kaspersky-labs.com A
+DIG6 "$C2" ksn-file-geo.kaspersky-labs.com AAAA
+DIG4 "$C2" updates.example.net A
+DIG6 "$C2" updates.example.net AAAA
+DIG4 "$C2" kaspersky.com.evil.example A
+DIG6 "$C2" kaspersky.com.evil.example AAAA
+# c3: several queries on one TCP connection (dig +keepopen), plus kdig over TCP
+DIG4 "$C3" +tcp +keepopen activation-v2.kaspersky.com A activation-v2.kaspersky.com AAAA \
+    dc1.ksn.kaspersky-labs.com A
+DIG6 "$C3" +tcp +keepopen activation-v2.kaspersky.com AAAA www.example.org AAAA
+nsx "$C3" kdig -4 +tcp +timeout=2 www.example.org A >>"$CLIENT_LOG"
+nsx "$C3" kdig -6 +tcp +timeout=2 dc1.ksn.kaspersky-labs.com AAAA >>"$CLIENT_LOG"
+span_stop
+
+# ----------------------------------------------------------------------------------------------
+# tls.pcap
+# ----------------------------------------------------------------------------------------------
+cat >"$WORK/tls_client.py" <<'EOF'
+"""Python ssl client whose ClientHello carries a long ALPN list (spans several TCP segments)."""
+import socket, ssl, sys
+host, family = sys.argv[1], {"4": socket.AF_INET, "6": socket.AF_INET6}[sys.argv[2]]
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+ctx.set_alpn_protocols([f"x-vendorwatch-lab-protocol-{i:03d}" for i in range(90)] + ["http/1.1"])
+addr = socket.getaddrinfo(host, 443, family, socket.SOCK_STREAM)[0][4]
+with socket.create_connection(addr[:2], timeout=5) as raw:
+    with ctx.wrap_socket(raw, server_hostname=host) as tls:
+        tls.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        body = b""
+        while chunk := tls.recv(4096):
+            body += chunk
+        print(tls.version(), tls.selected_alpn_protocol(), body.split(b"\r\n", 1)[0].decode())
+EOF
+CURL() { nsx "$1" curl -sS -k --max-time 5 -o /dev/null -w '%{http_code} %{remote_ip} %{ssl_verify_result}\n' "${@:2}"; }
+GNUTLS() { # NS TARGET HOST-HEADER [gnutls-cli args...]
+    printf 'GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$3" \
+        | nsx "$1" timeout 10 gnutls-cli --insecure --port 443 "${@:4}" "$2" >"$WORK/gnutls.out" 2>&1 \
+        || { cat "$WORK/gnutls.out" >&2; die "gnutls-cli $2 failed"; }
+    grep -q 'HTTP/1.1 200' "$WORK/gnutls.out" || { cat "$WORK/gnutls.out" >&2; die "gnutls-cli $2: no answer"; }
+}
+
+log "capture tls.pcap"
+span_start "$RAW/tls.pcap"
+CURL "$C1" -4 --tls-max 1.2 https://s07.upd.kaspersky.com/
+CURL "$C1" -6 --tlsv1.3 https://s07.upd.kaspersky.com/
+CURL "$C1" -4 https://www.kaspersky.com/
+GNUTLS "$C2" ksn-url-geo.kaspersky-labs.com ksn-url-geo.kaspersky-labs.com
+GNUTLS "$C2" "$WEB_4" ksn-url-geo.kaspersky-labs.com --sni-hostname ksn-url-geo.kaspersky-labs.com
+GNUTLS "$C2" www.example.org www.example.org
+CURL "$C2" -4 https://kaspersky.com.evil.example/
+nsx "$C3" "$PY" "$WORK/tls_client.py" downloads.upd.kaspersky.com 4
+nsx "$C3" "$PY" "$WORK/tls_client.py" downloads.upd.kaspersky.com 6
+span_stop
+
+# ----------------------------------------------------------------------------------------------
+# http-proxy.pcap
+# ----------------------------------------------------------------------------------------------
+log "capture http-proxy.pcap"
+span_start "$RAW/http-proxy.pcap"
+CURL "$C1" -x "http://$PROXY_4:$PROXY_PORT" http://dnl-03.geo.kaspersky.com/index/u0607g.xml
+CURL "$C2" -x "http://$PROXY_4:$PROXY_PORT" https://activation-v2.kaspersky.com/
+CURL "$C3" -4 -A 'vendorwatch-lab-agent/1.0 (capture test)' http://www.example.org/
+CURL "$C3" -4 http://dnl-01.geo.kaspersky.com/
+span_stop
+
+# ----------------------------------------------------------------------------------------------
+# dns-forwarder.pcap
+# ----------------------------------------------------------------------------------------------
+log "capture dns-forwarder.pcap"
+span_start "$RAW/dns-forwarder.pcap"
+DIG4 "$C1" @$FWD_4 s05.upd.kaspersky.com A
+span_stop
+
+# ----------------------------------------------------------------------------------------------
+# passive-dns.pcap: name only in DNS, then a connection by address with no SNI
+# ----------------------------------------------------------------------------------------------
+log "capture passive-dns.pcap"
+span_start "$RAW/passive-dns.pcap"
+DIG4 "$C2" dnl-02.geo.kaspersky.com A
+nsx "$C2" timeout 10 openssl s_client -connect "$WEB_4:443" -noservername </dev/null >"$WORK/s_client.out" 2>&1 \
+    || { cat "$WORK/s_client.out" >&2; die "openssl s_client failed"; }
+span_stop
+
+# ----------------------------------------------------------------------------------------------
+# multi-link.pcapng: Ethernet (bridge, without c1) + Linux cooked v1 (tcpdump -i any inside c1)
+# ----------------------------------------------------------------------------------------------
+log "capture multi-link parts"
+span_start "$RAW/multi-eth.pcap" not host $C1_4 and not host $C1_6
+cap_start "$C1" any "$RAW/multi-sll.pcap" -y LINUX_SLL
+SLL_PID=$CAP_PID
+DIG4 "$C1" dnl-01.geo.kaspersky.com A
+DIG6 "$C1" dnl-01.geo.kaspersky.com AAAA
+DIG4 "$C2" ksn-file-geo.kaspersky-labs.com A
+cap_stop "$SLL_PID"
+span_stop
+
+# ----------------------------------------------------------------------------------------------
+# dns-sll2.pcap: tcpdump -i any -y LINUX_SLL2 inside c1
+# ----------------------------------------------------------------------------------------------
+log "capture dns-sll2.pcap"
+cap_start "$C1" any "$RAW/dns-sll2.pcap" -y LINUX_SLL2
+SLL2_PID=$CAP_PID
+DIG4 "$C1" dnl-01.geo.kaspersky.com A
+DIG6 "$C1" s05.upd.kaspersky.com AAAA
+DIG4 "$C1" notkaspersky.com A
+cap_stop "$SLL2_PID"
+
+# the network is no longer needed
+log "stopping daemons and removing namespaces"
+for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+PIDS=()
+teardown_ns
+
+# ----------------------------------------------------------------------------------------------
+# offline variants
+# ----------------------------------------------------------------------------------------------
+log "deriving offline variants"
+OUT=$WORK/out
+mkdir -p "$OUT"
+for f in dns tls http-proxy dns-forwarder passive-dns dns-sll2; do
+    # editcap rewrites each file as a plain little-endian usec pcap with the same frames
+    editcap -F pcap "$RAW/$f.pcap" "$OUT/$f.pcap"
+done
+
+# one dig query + answer (c1, IPv4, dnl-01.geo) with the resolver moved to 8.8.8.8, offline
+mapfile -t PUB < <(tshark -r "$OUT/dns.pcap" -Y "ip.addr==$C1_4 && ip.addr==$DNS_4 && udp && dns.qry.name==\"dnl-01.geo.kaspersky.com\" && dns.qry.type==1" \
+    -T fields -e frame.number 2>/dev/null)
+[[ ${#PUB[@]} -eq 2 ]] || die "expected one query and one answer for the public-resolver capture, got ${PUB[*]:-none}"
+editcap -F pcap -r "$OUT/dns.pcap" "$WORK/pub-in.pcap" "${PUB[0]}" "${PUB[1]}"
+tcprewrite --infile="$WORK/pub-in.pcap" --outfile="$OUT/dns-public-resolver.pcap" \
+    --pnat="$DNS_4/32:8.8.8.8/32" --fixcsum
+
+editcap -F pcapng "$OUT/tls.pcap" "$OUT/tls.pcapng"
+editcap -F nsecpcap "$OUT/dns.pcap" "$OUT/dns-nsec.pcap"
+"$PY" "$HERE/pcap_convert.py" bigendian "$OUT/dns.pcap" "$OUT/dns-bigendian.pcap"
+"$PY" "$HERE/pcap_convert.py" vlan "$OUT/dns.pcap" "$OUT/dns-vlan.pcap" 0x8100:100
+"$PY" "$HERE/pcap_convert.py" vlan "$OUT/tls.pcap" "$OUT/tls-qinq.pcap" 0x88a8:200,0x8100:100
+"$PY" "$HERE/pcap_convert.py" rawip "$OUT/dns.pcap" "$OUT/dns-rawip.pcap"
+"$PY" "$HERE/pcap_convert.py" null "$OUT/dns.pcap" "$OUT/dns-null.pcap"
+mergecap -F pcapng -w "$OUT/multi-link.pcapng" "$RAW/multi-eth.pcap" "$RAW/multi-sll.pcap"
+
+# ----------------------------------------------------------------------------------------------
+# checks that need a look at the packets themselves
+# ----------------------------------------------------------------------------------------------
+log "checking captures"
+TS=(tshark -n -o tcp.desegment_tcp_streams:TRUE -o tls.desegment_ssl_records:TRUE -d "tcp.port==$PROXY_PORT,http")
+# multi-segment ClientHello from the Python client, over IPv4 and IPv6
+segs=$("${TS[@]}" -r "$OUT/tls.pcap" -Y 'tls.handshake.extensions_server_name == "downloads.upd.kaspersky.com"' \
+    -T fields -e ip.src -e ipv6.src -e tcp.segment.count 2>/dev/null)
+echo "$segs" >&2
+[[ $(awk -F'\t' '$3 >= 2' <<<"$segs" | wc -l) -ge 2 ]] \
+    || die "the Python ClientHello was not reassembled from several TCP segments: $segs"
+# dig +keepopen: several queries from c3 on one TCP connection
+keep=$("${TS[@]}" -r "$OUT/dns.pcap" -Y "tcp && dns.flags.response==0 && (ip.src==$C3_4 || ipv6.src==$C3_6)" \
+    -T fields -e tcp.stream -e dns.qry.name -E occurrence=a -E aggregator=' ' 2>/dev/null)
+echo "$keep" >&2
+[[ $(awk -F'\t' '{n[$1] += split($2, a, " ")} END {for (s in n) if (n[s] >= 2) c++; print c+0}' <<<"$keep") -ge 2 ]] \
+    || die "no TCP connection carried several DNS queries (dig +keepopen)"
+# both TLS versions and three stacks (OpenSSL curl, GnuTLS, Python ssl)
+vers=$("${TS[@]}" -r "$OUT/tls.pcap" -Y 'tls.handshake.type == 2' -T fields \
+    -e tls.handshake.extensions.supported_version -e tls.handshake.version 2>/dev/null | sort | uniq -c)
+echo "$vers" >&2
+grep -q '0x0304' <<<"$vers" || die "no TLS 1.3 ServerHello in tls.pcap"
+grep -q '0x0303[[:space:]]*$' <<<"$vers" || die "no TLS 1.2 ServerHello in tls.pcap"
+# valid IP/UDP/TCP checksums everywhere (offloads off; tcprewrite --fixcsum)
+for f in "$OUT"/*; do
+    n=$(tshark -r "$f" -o ip.check_checksum:TRUE -o udp.check_checksum:TRUE -o tcp.check_checksum:TRUE \
+        -Y 'ip.checksum.status==0 || udp.checksum.status==0 || tcp.checksum.status==0' 2>/dev/null | wc -l)
+    [[ $n -eq 0 ]] || die "$f has $n packets with bad checksums"
+done
+# no packet in any capture touches 8.8.8.8 except the rewritten one
+for f in "$OUT"/*; do
+    [[ $(basename "$f") == dns-public-resolver.pcap ]] && continue
+    n=$(tshark -r "$f" -Y 'ip.addr==8.8.8.8' 2>/dev/null | wc -l)
+    [[ $n -eq 0 ]] || die "$f has packets with 8.8.8.8"
+done
+# nothing outside the lab ranges was ever on the wire
+for f in "$RAW"/*.pcap; do
+    n=$(tshark -r "$f" -Y '(ip && !(ip.src==10.10.0.0/16 && ip.dst==10.10.0.0/16)) || (ipv6 && !((ipv6.src==fd00:10::/64 || ipv6.src==fe80::/10 || ipv6.src==::) && (ipv6.dst==fd00:10::/64 || ipv6.dst==fe80::/10 || ipv6.dst==ff00::/8)))' 2>/dev/null | wc -l)
+    [[ $n -eq 0 ]] || die "$f has packets outside the lab address ranges"
+done
+
+# ----------------------------------------------------------------------------------------------
+# install captures and expectations
+# ----------------------------------------------------------------------------------------------
+log "deriving expectations"
+V_DIG=$(dig -v 2>&1 | awk '{print $2}' | cut -d- -f1)
+V_KDIG=$(kdig --version | awk '{print $NF}')
+V_UNBOUND=$(unbound -V | awk 'NR==1 {print $2}')
+V_NGINX=$(nginx -v 2>&1 | sed 's|.*nginx/||')
+V_CURL=$(curl -V | awk 'NR==1 {print $2}')
+V_OPENSSL=$(openssl version | awk '{print $2}')
+V_GNUTLS=$(gnutls-cli --version | awk 'NR==1 {print $2}')
+V_PY=$("$PY" -c 'import ssl, sys; print(sys.version.split()[0], "ssl (OpenSSL", ssl.OPENSSL_VERSION.split()[1] + ")")')
+V_TINYPROXY=$(tinyproxy -v | awk '{print $2}')
+V_DNSMASQ=$(dnsmasq -v | awk 'NR==1 {print $3}')
+V_TCPDUMP=$(tcpdump --version 2>&1 | awk 'NR==1 {print $3}')
+V_EDITCAP=$(editcap -v | awk 'NR==1 {print $3}')
+V_TCPREWRITE=$(tcprewrite -V 2>&1 | awk 'NR==1 {print $3}')
+BRIDGE="over veth, captured by tcpdump $V_TCPDUMP on the switch port toward the servers (bridge floods, full snaplen)"
+DNS_BY="dig $V_DIG and kdig $V_KDIG against unbound $V_UNBOUND (auth-zone for .) $BRIDGE"
+TLS_BY="curl $V_CURL (OpenSSL $V_OPENSSL, TLS 1.2 and 1.3), gnutls-cli $V_GNUTLS, Python $V_PY with a long ALPN list against nginx $V_NGINX; lookups by glibc against unbound $V_UNBOUND; $BRIDGE"
+
+declare -A MADE_BY=(
+    [dns.pcap]="$DNS_BY"
+    [tls.pcap]="$TLS_BY"
+    [http-proxy.pcap]="curl $V_CURL direct and through tinyproxy $V_TINYPROXY (absolute-form and CONNECT) to nginx $V_NGINX, unbound $V_UNBOUND $BRIDGE"
+    [dns-forwarder.pcap]="dig $V_DIG to dnsmasq $V_DNSMASQ (forwarder, cache-size 0) forwarding to unbound $V_UNBOUND $BRIDGE"
+    [passive-dns.pcap]="dig $V_DIG + unbound $V_UNBOUND, then openssl s_client $V_OPENSSL -noservername to nginx $V_NGINX by address $BRIDGE"
+    [dns-public-resolver.pcap]="one dig $V_DIG query/answer from dns.pcap, resolver 10.10.2.53 rewritten to 8.8.8.8 offline by tcprewrite $V_TCPREWRITE --pnat --fixcsum (never sent)"
+    [tls.pcapng]="tls.pcap converted by editcap $V_EDITCAP -F pcapng; $TLS_BY"
+    [dns-nsec.pcap]="dns.pcap converted by editcap $V_EDITCAP -F nsecpcap; $DNS_BY"
+    [dns-bigendian.pcap]="dns.pcap rewritten big-endian by pcap_convert.py bigendian; $DNS_BY"
+    [dns-vlan.pcap]="dns.pcap with an 802.1Q tag (VID 100) inserted by pcap_convert.py vlan; $DNS_BY"
+    [tls-qinq.pcap]="tls.pcap with 802.1ad 0x88a8 VID 200 + 802.1Q VID 100 inserted by pcap_convert.py vlan; $TLS_BY"
+    [multi-link.pcapng]="mergecap $V_EDITCAP of two real captures: Ethernet from the switch port (tcpdump $V_TCPDUMP, c1 filtered out) and LINUX_SLL from tcpdump -i any inside c1; dig $V_DIG + unbound $V_UNBOUND"
+    [dns-sll2.pcap]="dig $V_DIG + unbound $V_UNBOUND, captured by tcpdump $V_TCPDUMP -i any -y LINUX_SLL2 inside c1"
+    [dns-rawip.pcap]="dns.pcap with Ethernet headers stripped, link type RAW (101), by pcap_convert.py rawip; $DNS_BY"
+    [dns-null.pcap]="dns.pcap as BSD null/loopback link type 0 (AF_INET 2, AF_INET6 24, file byte order) by pcap_convert.py null; $DNS_BY"
+)
+declare -A SCENARIO=(
+    [dns.pcap]=dns [tls.pcap]=tls [http-proxy.pcap]=http-proxy [dns-forwarder.pcap]=dns-forwarder
+    [passive-dns.pcap]=passive-dns [dns-public-resolver.pcap]=dns-public-resolver
+    [tls.pcapng]=tls [dns-nsec.pcap]=dns [dns-bigendian.pcap]=dns [dns-vlan.pcap]=dns
+    [tls-qinq.pcap]=tls [multi-link.pcapng]=multi-link [dns-sll2.pcap]=dns-sll2
+    [dns-rawip.pcap]=dns [dns-null.pcap]=dns
+)
+[[ ${#MADE_BY[@]} -eq ${#SCENARIO[@]} ]] || die "MADE_BY and SCENARIO tables differ"
+
+# link types must be what the file names promise
+declare -A LINKTYPE=(
+    [dns-vlan.pcap]=1 [tls-qinq.pcap]=1 [dns-sll2.pcap]=276 [dns-rawip.pcap]=101 [dns-null.pcap]=0
+)
+for f in "${!LINKTYPE[@]}"; do
+    got=$(tshark -r "$OUT/$f" -T fields -e frame.protocols -c 1 2>/dev/null)
+    lt=$("$PY" -c 'import struct,sys; d=open(sys.argv[1],"rb").read(24); e="<" if d[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"; print(struct.unpack(e+"I", d[20:24])[0])' "$OUT/$f")
+    [[ $lt == "${LINKTYPE[$f]}" ]] || die "$f has link type $lt, expected ${LINKTYPE[$f]} ($got)"
+done
+capinfos -t -E "$OUT/multi-link.pcapng" >&2
+ifaces=$(tshark -r "$OUT/multi-link.pcapng" -T fields -e frame.interface_id -e frame.encap_type 2>/dev/null | sort -u)
+[[ $(cut -f1 <<<"$ifaces" | sort -u | wc -l) -eq 2 && $(cut -f2 <<<"$ifaces" | sort -u | wc -l) -eq 2 ]] \
+    || die "multi-link.pcapng should have two interfaces of two link types: $ifaces"
+
+mkdir -p "$EXPECTED_DIR"
+for f in "${!SCENARIO[@]}"; do
+    "$PY" "$HERE/expected_from_tshark.py" --scenario "${SCENARIO[$f]}" --made-by "${MADE_BY[$f]}" \
+        --name "$f" --proxy-port "$PROXY_PORT" "$OUT/$f" >"$WORK/$f.json"
+done
+
+# all good: install
+for f in "${!SCENARIO[@]}"; do
+    install -m 0644 "$OUT/$f" "$HERE/$f"
+    install -m 0644 "$WORK/$f.json" "$EXPECTED_DIR/$f.json"
+done
+total=$(du -cb "$HERE"/*.pcap "$HERE"/*.pcapng | awk 'END {print $1}')
+[[ $total -lt 5000000 ]] || die "captures total $total bytes (limit 5 MB)"
+log "done"
+ls -l "$HERE"/*.pcap "$HERE"/*.pcapng "$EXPECTED_DIR" >&2

@@ -1,0 +1,271 @@
+//! The command line as a user meets it: bad and partial input, exit codes, stdin,
+//! directories of rotated captures, usage errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+}
+
+fn pcap(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("pcaps")
+        .join(name)
+}
+
+fn alerts_of(out_dir: &Path, args: &[&std::ffi::OsStr]) -> (Output, Vec<serde_json::Value>) {
+    let alerts = out_dir.join("alerts.jsonl");
+    let out = bin()
+        .arg("replay")
+        .arg("--alerts")
+        .arg(&alerts)
+        .args(args)
+        .output()
+        .expect("runs");
+    let list = std::fs::read_to_string(&alerts)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    (out, list)
+}
+
+fn keys(alerts: &[serde_json::Value]) -> std::collections::BTreeSet<String> {
+    alerts
+        .iter()
+        .map(|a| format!("{} {} {}", a["host"]["ip"], a["vendor"], a["category"]))
+        .collect()
+}
+
+/// Packets tshark can read from a (possibly truncated) capture.
+fn tshark_frames(path: &Path) -> usize {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(path)
+        .args(["-T", "fields", "-e", "frame.number"])
+        .output()
+        .expect("tshark");
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[test]
+fn truncated_capture_names_where_it_broke_keeps_what_came_before_and_the_next_file_goes_on() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let full = std::fs::read(pcap("dns.pcap")).expect("dns.pcap");
+    let cut = tmp.path().join("cut.pcap");
+    std::fs::write(&cut, &full[..full.len() * 2 / 3]).expect("write");
+    let (out, alerts) = alerts_of(tmp.path(), &[cut.as_os_str(), pcap("tls.pcap").as_os_str()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cut.pcap: record")
+            && stderr.contains("byte offset")
+            && stderr.contains("truncated"),
+        "{stderr}"
+    );
+    // Everything before the break was read: as many packets as tshark reads from the cut file.
+    let frames = tshark_frames(&cut);
+    let tls_frames = tshark_frames(&pcap("tls.pcap"));
+    assert!(
+        stderr.contains(&format!(" {} packets", frames + tls_frames)),
+        "tshark reads {frames}+{tls_frames}:\n{stderr}"
+    );
+    // The cut file's alerts plus the next file's.
+    let (_, only_tls) = alerts_of(tmp.path(), &[pcap("tls.pcap").as_os_str()]);
+    assert!(keys(&alerts).is_superset(&keys(&only_tls)));
+    assert!(
+        keys(&alerts).len() > keys(&only_tls).len(),
+        "nothing from before the break: {alerts:?}"
+    );
+}
+
+#[test]
+fn stdin_gives_the_same_alerts_as_the_file() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_, from_file) = alerts_of(tmp.path(), &[pcap("http-proxy.pcap").as_os_str()]);
+    let alerts = tmp.path().join("stdin.jsonl");
+    let mut child = bin()
+        .args(["replay", "--quiet", "--alerts"])
+        .arg(&alerts)
+        .arg("-")
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(&std::fs::read(pcap("http-proxy.pcap")).expect("read"))
+            .expect("write");
+    }
+    assert!(child.wait().expect("wait").success());
+    let from_stdin: Vec<serde_json::Value> = std::fs::read_to_string(&alerts)
+        .expect("alerts")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert!(!from_file.is_empty());
+    assert_eq!(keys(&from_stdin), keys(&from_file));
+}
+
+#[test]
+fn directory_is_read_in_natural_order_and_non_captures_are_skipped() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("rotated");
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::fs::copy(pcap("dns.pcap"), dir.join("cap.pcap10")).expect("copy");
+    std::fs::copy(pcap("tls.pcap"), dir.join("cap.pcap9")).expect("copy");
+    std::fs::write(dir.join("README.txt"), "not a capture").expect("write");
+    let first_event = |input: &Path| -> (Output, String) {
+        let events = tmp.path().join("events.jsonl");
+        let out = bin()
+            .args(["replay", "--workers", "1", "--events"])
+            .arg(&events)
+            .arg(input)
+            .output()
+            .expect("runs");
+        let text = std::fs::read_to_string(&events).expect("events");
+        (out, text.lines().next().unwrap_or_default().to_string())
+    };
+    let (out, first_in_dir) = first_event(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("2 input(s)") && stderr.contains("skipped   1 file"),
+        "{stderr}"
+    );
+    // cap.pcap9 comes before cap.pcap10: the directory's first event is tls.pcap's first event.
+    let (_, first_in_tls) = first_event(&pcap("tls.pcap"));
+    assert_eq!(first_in_dir, first_in_tls);
+}
+
+#[test]
+fn exit_codes_for_missing_garbage_and_usage_errors() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let garbage = tmp.path().join("garbage.pcap");
+    std::fs::write(&garbage, b"this is not a capture file at all").expect("write");
+
+    let out = bin()
+        .args(["replay", "/nonexistent/x.pcap"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("/nonexistent/x.pcap: no such file or directory"));
+
+    let out = bin().arg("replay").arg(&garbage).output().expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a pcap or pcapng file"));
+
+    let out = bin()
+        .arg("replay")
+        .arg(&garbage)
+        .arg(pcap("dns.pcap"))
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+
+    let out = bin()
+        .args(["replay", "--home-net", "10.0.0.0/33"])
+        .arg(pcap("dns.pcap"))
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--home-net"));
+
+    let out = bin()
+        .args(["replay", "--vendors", "nosuchvendor"])
+        .arg(pcap("dns.pcap"))
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no rule pack for vendor"));
+
+    let out = bin().arg("replay").output().expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn unknown_link_type_is_named() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut bytes = std::fs::read(pcap("dns.pcap")).expect("read");
+    bytes[20..24].copy_from_slice(&147u32.to_le_bytes());
+    let odd = tmp.path().join("odd.pcap");
+    std::fs::write(&odd, bytes).expect("write");
+    let out = bin().arg("replay").arg(&odd).output().expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unsupported link type 147"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn home_net_decides_who_is_reported_and_vendors_choose_packs() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_, none) = alerts_of(
+        tmp.path(),
+        &[
+            "--home-net".as_ref(),
+            "192.0.2.0/24".as_ref(),
+            pcap("dns.pcap").as_os_str(),
+        ],
+    );
+    assert!(none.is_empty(), "{none:?}");
+    let (_, only_hik) = alerts_of(
+        tmp.path(),
+        &[
+            "--vendors".as_ref(),
+            "hikvision".as_ref(),
+            pcap("dns.pcap").as_os_str(),
+        ],
+    );
+    assert!(only_hik.is_empty(), "{only_hik:?}");
+}
+
+#[test]
+fn summary_shows_the_host_table() {
+    let out = bin()
+        .arg("replay")
+        .arg(pcap("tls.pcap"))
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success());
+    for needle in [
+        "packets",
+        "names",
+        "HOST",
+        "VENDOR",
+        "CATEGORY",
+        "kaspersky",
+        "update",
+        "web-portal",
+    ] {
+        assert!(stderr.contains(needle), "summary lacks {needle}:\n{stderr}");
+    }
+}
+
+#[test]
+fn help_documents_every_option() {
+    let out = bin().args(["replay", "--help"]).output().expect("runs");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for opt in [
+        "--rules",
+        "--vendors",
+        "--alerts",
+        "--report",
+        "--events",
+        "--home-net",
+        "--workers",
+        "--max-flows",
+        "--quiet",
+    ] {
+        assert!(help.contains(opt), "replay --help lacks {opt}");
+    }
+    let top =
+        String::from_utf8_lossy(&bin().arg("--help").output().expect("runs").stdout).into_owned();
+    assert!(top.contains("Exit codes") && top.contains("replay") && top.contains("rules"));
+}

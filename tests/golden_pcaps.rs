@@ -1,0 +1,333 @@
+//! Golden tests on the captures in `pcaps/`, made by real clients and servers (see
+//! `pcaps/README.md`). Expected values were derived from each capture by tshark
+//! (`pcaps/expected_from_tshark.py`), never from vendorwatch; one test re-derives them with
+//! tshark now to prove the committed files still say what tshark says.
+
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn expectations() -> Vec<(PathBuf, Value)> {
+    let dir = root().join("pcaps/expected");
+    let mut v: Vec<(PathBuf, Value)> = std::fs::read_dir(&dir)
+        .expect("pcaps/expected")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| {
+            let e: Value =
+                serde_json::from_str(&std::fs::read_to_string(&p).expect("read")).expect("json");
+            (
+                root()
+                    .join("pcaps")
+                    .join(e["capture"].as_str().expect("capture")),
+                e,
+            )
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    assert!(v.len() >= 10, "expected files missing");
+    v
+}
+
+struct Run {
+    out: Output,
+    events: Vec<Value>,
+    alerts: Vec<Value>,
+    report: Value,
+}
+
+fn replay(pcap: &Path, extra: &[&str]) -> Run {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (ev, al, rep) = (
+        tmp.path().join("e.jsonl"),
+        tmp.path().join("a.jsonl"),
+        tmp.path().join("r.json"),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+        .arg("replay")
+        .args(extra)
+        .arg("--events")
+        .arg(&ev)
+        .arg("--alerts")
+        .arg(&al)
+        .arg("--report")
+        .arg(&rep)
+        .arg(pcap)
+        .output()
+        .expect("runs vendorwatch");
+    let lines = |p: &Path| -> Vec<Value> {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect()
+    };
+    Run {
+        events: lines(&ev),
+        alerts: lines(&al),
+        report: std::fs::read_to_string(&rep)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null),
+        out,
+    }
+}
+
+fn s(v: &Value) -> String {
+    v.as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| v.to_string())
+}
+
+fn triples(list: &Value, a: &str, b: &str, c: &str) -> BTreeSet<(String, String, String)> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .map(|x| (s(&x[a]), s(&x[b]), s(&x[c])))
+        .collect()
+}
+
+#[test]
+fn every_capture_gives_exactly_its_expected_names_and_detections() {
+    let mut failures = Vec::new();
+    for workers in ["1", "2"] {
+        for (pcap, exp) in expectations() {
+            let name = pcap
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
+            let run = replay(&pcap, &["--workers", workers]);
+            let stderr = String::from_utf8_lossy(&run.out.stderr);
+            if run.out.status.code() != Some(0) {
+                failures.push(format!(
+                    "{name}: exit {:?}: {stderr}",
+                    run.out.status.code()
+                ));
+                continue;
+            }
+            let want_names = triples(&exp["names"], "host", "kind", "value");
+            let got_names: BTreeSet<_> = run
+                .events
+                .iter()
+                .map(|e| (s(&e["flow"]["src_ip"]), s(&e["kind"]), s(&e["value"])))
+                .collect();
+            if want_names != got_names {
+                failures.push(format!(
+                    "{name} (workers {workers}): names differ\n  missing: {:?}\n  extra: {:?}",
+                    want_names.difference(&got_names).collect::<Vec<_>>(),
+                    got_names.difference(&want_names).collect::<Vec<_>>()
+                ));
+            }
+            let want_det = triples(&exp["detections"], "host", "vendor", "category");
+            let alerts: Vec<(String, String, String)> = run
+                .alerts
+                .iter()
+                .map(|a| (s(&a["host"]["ip"]), s(&a["vendor"]), s(&a["category"])))
+                .collect();
+            let alert_set: BTreeSet<_> = alerts.iter().cloned().collect();
+            if alert_set.len() != alerts.len() {
+                failures.push(format!("{name}: duplicate alerts {alerts:?}"));
+            }
+            if want_det != alert_set {
+                failures.push(format!(
+                    "{name} (workers {workers}): alerts differ\n  missing: {:?}\n  extra: {:?}",
+                    want_det.difference(&alert_set).collect::<Vec<_>>(),
+                    alert_set.difference(&want_det).collect::<Vec<_>>()
+                ));
+            }
+            let reported: BTreeSet<(String, String, String)> = run.report["hosts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|h| {
+                    h["detections"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|d| d["forwarded"] != Value::Bool(true))
+                        .map(move |d| (s(&h["ip"]), s(&d["vendor"]), s(&d["category"])))
+                })
+                .collect();
+            if want_det != reported {
+                failures.push(format!(
+                    "{name}: report detections {reported:?} != expected {want_det:?}"
+                ));
+            }
+            let want_resolvers: BTreeSet<String> = exp["resolvers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(s)
+                .collect();
+            let got_resolvers: BTreeSet<String> = run.report["resolvers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(s)
+                .collect();
+            if want_resolvers != got_resolvers {
+                failures.push(format!(
+                    "{name}: resolvers {got_resolvers:?} != expected {want_resolvers:?}"
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} golden failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn alert_carries_the_contract_fields() {
+    let run = replay(&root().join("pcaps/dns.pcap"), &[]);
+    let a = run
+        .alerts
+        .iter()
+        .find(|a| a["indicator"]["value"] == "dnl-01.geo.kaspersky.com")
+        .expect("an alert for dnl-01");
+    assert_eq!(a["event_type"], "alert");
+    assert_eq!(a["vendor"], "kaspersky");
+    assert_eq!(a["category"], "update");
+    assert_eq!(a["severity"], "high");
+    assert_eq!(a["indicator"]["kind"], "dns");
+    assert_eq!(a["flow"]["transport"], "udp");
+    assert_eq!(a["flow"]["dst_port"], 53);
+    assert!(
+        a["host"]["mac"].as_str().is_some_and(|m| m.len() == 17),
+        "{a}"
+    );
+    let ts = a["timestamp"].as_str().expect("timestamp");
+    assert!(
+        ts.len() == 27 && ts.ends_with('Z') && ts.starts_with("20"),
+        "{ts}"
+    );
+    assert!(
+        a["count"].as_u64().is_some() && a["first_seen"].is_string() && a["last_seen"].is_string()
+    );
+}
+
+#[test]
+fn cname_chain_is_reported_with_the_name_that_was_asked() {
+    let run = replay(&root().join("pcaps/dns.pcap"), &[]);
+    let chained = run
+        .alerts
+        .iter()
+        .chain(
+            run.report["hosts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|h| h["detections"].as_array().into_iter().flatten())
+                .flat_map(|d| d["indicators"].as_array().into_iter().flatten()),
+        )
+        .any(|v| {
+            let ind = if v.get("indicator").is_some() {
+                &v["indicator"]
+            } else {
+                v
+            };
+            ind["value"] == "dnl-02.geo.kaspersky.com" && ind["query"] == "updates.example.net"
+        });
+    assert!(chained, "no CNAME-chain indicator: {}", run.report);
+}
+
+#[test]
+fn resolver_upstream_lookups_are_forwarded_not_blamed() {
+    let run = replay(&root().join("pcaps/dns-forwarder.pcap"), &[]);
+    assert!(
+        run.alerts.iter().all(|a| a["host"]["ip"] != "10.10.2.54"),
+        "{:?}",
+        run.alerts
+    );
+    let fwd = run.report["hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|h| h["ip"] == "10.10.2.54")
+        .expect("forwarder in the report");
+    assert_eq!(fwd["role"], "resolver");
+    assert!(fwd["detections"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .all(|d| d["forwarded"] == true));
+}
+
+#[test]
+fn lookup_sent_to_a_public_resolver_is_marked() {
+    let run = replay(&root().join("pcaps/dns-public-resolver.pcap"), &[]);
+    assert_eq!(run.alerts.len(), 1, "{:?}", run.alerts);
+    assert_eq!(
+        run.alerts[0]["dns_server"],
+        serde_json::json!({"ip": "8.8.8.8", "public": true})
+    );
+}
+
+#[test]
+fn connection_by_address_is_tied_to_the_name_dns_gave_it() {
+    let exp: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("pcaps/expected/passive-dns.pcap.json"))
+            .expect("read"),
+    )
+    .expect("json");
+    let conn = &exp["connections_without_name"][0];
+    let run = replay(&root().join("pcaps/passive-dns.pcap"), &[]);
+    let host = run.report["hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|h| h["ip"] == conn["host"])
+        .expect("host");
+    let ip_indicator = host["detections"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|d| d["indicators"].as_array().into_iter().flatten())
+        .find(|i| i["kind"] == "ip")
+        .unwrap_or_else(|| panic!("no ip indicator: {host}"));
+    assert_eq!(ip_indicator["value"], conn["dst_ip"]);
+    assert_eq!(ip_indicator["name"], "dnl-02.geo.kaspersky.com");
+}
+
+#[test]
+fn committed_expectations_are_what_tshark_says() {
+    if Command::new("tshark").arg("--version").output().is_err() {
+        panic!("tshark is not installed: run `bash scripts/deps.sh test` (the README's test command does)");
+    }
+    for (pcap, exp) in expectations() {
+        let out = Command::new("python3")
+            .arg(root().join("pcaps/expected_from_tshark.py"))
+            .arg(&pcap)
+            .output()
+            .expect("runs the tshark deriver");
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            pcap.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let fresh: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        for key in [
+            "names",
+            "detections",
+            "resolvers",
+            "connections_without_name",
+        ] {
+            assert_eq!(
+                fresh[key],
+                exp[key],
+                "{}: {key} differs from what tshark derives now",
+                pcap.display()
+            );
+        }
+    }
+}
