@@ -5,7 +5,7 @@
 
 use crate::capture::inputs;
 use crate::config::{self, ReplayConfig, RuleSource, DEFAULT_HOME_NET};
-use crate::detect::{Detector, RuleSet};
+use crate::detect::{DetectLimits, Detector, RuleSet};
 use crate::extract::ExtractorLimits;
 use crate::hosts::HostTable;
 use crate::metrics::Counters;
@@ -88,6 +88,15 @@ pub struct ReplayArgs {
     /// Flows tracked per worker; beyond it the longest-idle are evicted (and counted).
     #[arg(long, value_name = "N", default_value_t = ExtractorLimits::default().max_flows)]
     pub max_flows: usize,
+    /// Passive DNS: addresses remembered from answers to vendor names (oldest expired first when full).
+    #[arg(long, value_name = "N", default_value_t = DetectLimits::default().pdns_max_entries)]
+    pub pdns_max: usize,
+    /// Passive DNS: keep an answer at least this long, whatever its TTL (clients cache longer than TTLs say).
+    #[arg(long, value_name = "SECS", default_value_t = DetectLimits::default().pdns_ttl_floor_secs)]
+    pub pdns_ttl_floor: u64,
+    /// Passive DNS: keep an answer at most this long.
+    #[arg(long, value_name = "SECS", default_value_t = DetectLimits::default().pdns_ttl_cap_secs)]
+    pub pdns_ttl_cap: u64,
     /// Print no summary and no progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -144,6 +153,12 @@ fn replay_config(args: ReplayArgs) -> Result<ReplayConfig, String> {
     if args.max_flows == 0 {
         return Err("--max-flows must be at least 1".into());
     }
+    if args.pdns_ttl_floor > args.pdns_ttl_cap {
+        return Err(format!(
+            "--pdns-ttl-floor ({}) is larger than --pdns-ttl-cap ({})",
+            args.pdns_ttl_floor, args.pdns_ttl_cap
+        ));
+    }
     let stdout_users = [&args.alerts, &args.events]
         .iter()
         .filter(|o| o.as_deref() == Some(Path::new("-")))
@@ -163,7 +178,12 @@ fn replay_config(args: ReplayArgs) -> Result<ReplayConfig, String> {
             max_flows: args.max_flows,
             ..ExtractorLimits::default()
         },
-        detect_limits: Default::default(),
+        detect_limits: DetectLimits {
+            pdns_max_entries: args.pdns_max,
+            pdns_ttl_floor_secs: args.pdns_ttl_floor,
+            pdns_ttl_cap_secs: args.pdns_ttl_cap,
+            ..DetectLimits::default()
+        },
         quiet: args.quiet,
     })
 }

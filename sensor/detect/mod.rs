@@ -489,3 +489,122 @@ fn indicator(kind: NameKind, value: &str) -> Indicator {
         path: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extract::{dns, DnsDetail, NameEvent};
+    use std::net::SocketAddr;
+
+    fn detector(limits: DetectLimits) -> Detector {
+        let loaded = rules::load_embedded().expect("embedded packs");
+        let set = RuleSet::compile(loaded, None).expect("compiles");
+        let home = crate::config::parse_home_net(crate::config::DEFAULT_HOME_NET).expect("home");
+        Detector::new(Arc::new(set), home, limits)
+    }
+
+    fn flow(proto: Proto, client: &str, server: &str) -> FlowId {
+        FlowId {
+            proto,
+            client: client.parse::<SocketAddr>().expect("addr"),
+            server: server.parse::<SocketAddr>().expect("addr"),
+        }
+    }
+
+    fn findings(d: &Detector, item: &Extracted) -> Vec<Finding> {
+        let mut v = Vec::new();
+        d.detect(item, &mut |f| v.push(f));
+        v
+    }
+
+    #[test]
+    fn security_center_ports_need_two_distinct_ports_between_the_same_pair() {
+        let d = detector(DetectLimits::default());
+        let start = |f: FlowId| Extracted::FlowStart {
+            ts: Timestamp::from_parts(1, 0),
+            flow: f,
+            client_mac: None,
+        };
+        assert!(findings(
+            &d,
+            &start(flow(Proto::Tcp, "10.1.1.5:50000", "10.1.1.2:13000"))
+        )
+        .is_empty());
+        // The same port again is still one port.
+        assert!(findings(
+            &d,
+            &start(flow(Proto::Tcp, "10.1.1.5:50001", "10.1.1.2:13000"))
+        )
+        .is_empty());
+        // Another host pair does not add to this pair's count.
+        assert!(findings(
+            &d,
+            &start(flow(Proto::Udp, "10.1.1.2:50000", "10.1.1.9:15000"))
+        )
+        .is_empty());
+        // UDP 15000 from the server to the agent: the second port between the same two hosts.
+        let f = findings(
+            &d,
+            &start(flow(Proto::Udp, "10.1.1.2:50002", "10.1.1.5:15000")),
+        );
+        assert_eq!(f.len(), 1, "{f:?}");
+        let rule = d.rules.rule(f[0].rule);
+        assert_eq!(rule.category, "management");
+        assert!(rule.severity < rules::Severity::High);
+        assert_eq!(f[0].indicator.value, "15000/udp");
+    }
+
+    #[test]
+    fn passive_dns_honours_ttl_floor_and_cap_and_its_size_bound() {
+        let limits = DetectLimits {
+            pdns_max_entries: 2,
+            pdns_ttl_floor_secs: 60,
+            pdns_ttl_cap_secs: 3600,
+            ..DetectLimits::default()
+        };
+        let d = detector(limits);
+        let answer = |ip: [u8; 4], ttl: u32, at: i64| {
+            Extracted::Name(NameEvent {
+                ts: Timestamp::from_parts(at, 0),
+                kind: NameKind::Dns,
+                value: "dnl-01.geo.kaspersky.com".into(),
+                flow: flow(Proto::Udp, "10.1.1.5:5353", "10.1.1.53:53"),
+                client_mac: None,
+                detail: Detail::Dns(DnsDetail {
+                    is_response: true,
+                    qtype: 1,
+                    rcode: 0,
+                    answers: vec![dns::Answer {
+                        name: "dnl-01.geo.kaspersky.com".into(),
+                        rtype: 1,
+                        ttl,
+                        data: dns::RData::A(ip.into()),
+                    }],
+                    query_seen: true,
+                }),
+            })
+        };
+        let unnamed = |ip: &str, at: i64| Extracted::Unnamed {
+            ts: Timestamp::from_parts(at, 0),
+            flow: flow(Proto::Tcp, "10.1.1.6:40000", &format!("{ip}:443")),
+        };
+        findings(&d, &answer([203, 0, 113, 1], 1, 1000));
+        // TTL 1 s, floor 60 s: still known 59 s later, gone after 61 s.
+        assert_eq!(findings(&d, &unnamed("203.0.113.1", 1059)).len(), 1);
+        assert!(findings(&d, &unnamed("203.0.113.1", 1061)).is_empty());
+        findings(&d, &answer([203, 0, 113, 2], 1_000_000, 1000));
+        assert_eq!(findings(&d, &unnamed("203.0.113.2", 4599)).len(), 1);
+        assert!(findings(&d, &unnamed("203.0.113.2", 4601)).is_empty());
+        // Bounded: a third live address does not fit, and the drop is counted.
+        findings(&d, &answer([203, 0, 113, 3], 100, 1000));
+        findings(&d, &answer([203, 0, 113, 4], 100, 1000));
+        assert!(d.pdns_len() <= 2);
+        assert!(d.pdns_dropped.load(Ordering::Relaxed) >= 1);
+        let f = findings(&d, &unnamed("203.0.113.2", 1001));
+        assert_eq!(f[0].indicator.kind, NameKind::Ip);
+        assert_eq!(
+            f[0].indicator.name.as_deref(),
+            Some("dnl-01.geo.kaspersky.com")
+        );
+    }
+}
