@@ -119,6 +119,8 @@ const SAMPLE: &str = r#"
 vendor = "kaspersky"
 name = "Kaspersky"
 enabled_by_default = true
+legal_basis = ["test"]
+description = "test pack"
 [[rule]]
 id = "kaspersky.update.a"
 category = "update"

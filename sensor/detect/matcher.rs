@@ -357,6 +357,8 @@ mod tests {
 vendor = "kaspersky"
 name = "Kaspersky"
 enabled_by_default = true
+legal_basis = ["test"]
+description = "test pack"
 [[rule]]
 id = "kaspersky.update.upd"
 category = "update"

@@ -81,10 +81,8 @@ struct PackFile {
 struct PackHeader {
     vendor: String,
     name: String,
-    #[serde(default)]
     legal_basis: Vec<String>,
     enabled_by_default: bool,
-    #[serde(default)]
     description: String,
 }
 
@@ -661,6 +659,8 @@ mod tests {
 vendor = "acme"
 name = "Acme"
 enabled_by_default = true
+legal_basis = ["test"]
+description = "test pack"
 
 [[rule]]
 id = "acme.update.servers"
@@ -678,7 +678,7 @@ tcp_ports = [13000, "23100-23199"]
         let l = load_sources(vec![("acme.toml".into(), GOOD.into())]).expect("loads");
         assert_eq!(l.rules.len(), 1);
         assert_eq!(l.rules[0].tcp_ports, vec![(13000, 13000), (23100, 23199)]);
-        assert_eq!(l.rules[0].line, 7);
+        assert_eq!(l.rules[0].line, 9);
     }
 
     #[test]
@@ -694,7 +694,7 @@ tcp_ports = [13000, "23100-23199"]
             && e.rule.as_deref() == Some("acme.update.servers")));
         let text = errs[1].to_string();
         assert!(
-            text.contains("acme.toml:7: rule acme.update.servers: cidr"),
+            text.contains("acme.toml:9: rule acme.update.servers: cidr"),
             "{text}"
         );
     }
@@ -706,7 +706,7 @@ tcp_ports = [13000, "23100-23199"]
             "severity = \"high\"\nseverty = \"low\"",
         );
         let errs = load_sources(vec![("acme.toml".into(), bad)]).expect_err("rejects");
-        assert_eq!(errs[0].line, 11, "{errs:?}");
+        assert_eq!(errs[0].line, 13, "{errs:?}");
         assert!(errs[0].problem.contains("severty"), "{errs:?}");
     }
 
