@@ -690,7 +690,7 @@ tcp_ports = [13000, "23100-23199"]
         let errs = load_sources(vec![("acme.toml".into(), bad)]).expect_err("rejects");
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert!(errs.iter().all(|e| e.file == "acme.toml"
-            && e.line == 7
+            && e.line == 9
             && e.rule.as_deref() == Some("acme.update.servers")));
         let text = errs[1].to_string();
         assert!(
