@@ -6,7 +6,8 @@
 
 use crate::capture::file::{CaptureError, CaptureReader};
 use crate::capture::inputs::Input;
-use crate::decode::{self, LinkType, Transport};
+use crate::decode::defrag::{self, DefragLimits, Defragmenter};
+use crate::decode::{self, Decoded, LinkType, Transport};
 use crate::detect::Detector;
 use crate::extract::{Extracted, Extractor, ExtractorLimits};
 use crate::hosts::{HostTable, Recorded};
@@ -143,6 +144,7 @@ pub fn replay(
     let mut pending: Vec<Batch> = (0..workers).map(|_| Batch::default()).collect();
     let mut outcome = ReplayOutcome::default();
     let mut local = Local::default();
+    let mut defragmenter = Defragmenter::new(DefragLimits::default());
     for (index, input) in inputs.iter().enumerate() {
         progress.start_input(index, &input.display_name());
         let reader = match input {
@@ -165,16 +167,42 @@ pub fn replay(
                 local.bytes += u64::from(raw.wire_len.max(raw.data.len() as u32));
                 outcome.first_packet.get_or_insert(raw.ts);
                 outcome.last_packet = Some(outcome.last_packet.map_or(raw.ts, |t| t.max(raw.ts)));
-                match decode::decode(raw.link, raw.data) {
-                    Ok(pkt) => {
-                        let w = flow_shard(&hasher, &pkt, workers);
-                        if let Some((_, sp, dp)) = pkt.ports() {
-                            if sp == 53 || dp == 53 {
-                                shared.detector.note_dns_packet(pkt.src, pkt.dst, sp, dp);
+                match decode::decode_full(raw.link, raw.data) {
+                    Ok(Decoded::Packet(pkt)) => {
+                        local.encaps(pkt.encaps);
+                        target = Some(dispatch(
+                            &shared,
+                            &hasher,
+                            workers,
+                            &pkt,
+                            &mut pending,
+                            raw.ts,
+                            raw.link,
+                            raw.data,
+                        ));
+                    }
+                    Ok(Decoded::Fragment(frag)) => {
+                        local.encaps(frag.encaps);
+                        // Fragments are joined here, before sharding: only the whole datagram
+                        // has the ports that choose its flow's worker.
+                        if let defrag::Outcome::Complete(datagram) = defragmenter.add(raw.ts, &frag)
+                        {
+                            match decode::decode(LinkType::RawIp, &datagram) {
+                                Ok(pkt) => {
+                                    target = Some(dispatch(
+                                        &shared,
+                                        &hasher,
+                                        workers,
+                                        &pkt,
+                                        &mut pending,
+                                        raw.ts,
+                                        LinkType::RawIp,
+                                        &datagram,
+                                    ))
+                                }
+                                Err(e) => local.anomaly(e.reason()),
                             }
                         }
-                        pending[w].push(raw.ts, raw.link, raw.data);
-                        target = Some(w);
                     }
                     Err(e) => {
                         if e.is_anomaly() {
@@ -197,6 +225,9 @@ pub fn replay(
                     let full = std::mem::replace(&mut pending[w], fresh);
                     if senders[w].send(full).is_err() {
                         break;
+                    }
+                    for (reason, n) in std::mem::take(&mut defragmenter.counts) {
+                        *local.anomalies.entry(reason).or_default() += n;
                     }
                     shared.counters.fold(&mut local);
                 }
@@ -224,10 +255,41 @@ pub fn replay(
     for h in handles {
         let _ = h.join();
     }
+    for (reason, n) in std::mem::take(&mut defragmenter.counts) {
+        *local.anomalies.entry(reason).or_default() += n;
+    }
+    if defragmenter.in_progress() > 0 {
+        *local
+            .anomalies
+            .entry("defrag_incomplete_at_end")
+            .or_default() += defragmenter.in_progress() as u64;
+    }
     shared.counters.fold(&mut local);
     shared.flush_outputs();
     progress.finish();
     outcome
+}
+
+/// Hands a decoded packet's frame to its flow's worker batch; returns the worker.
+#[allow(clippy::too_many_arguments)]
+fn dispatch(
+    shared: &Shared,
+    hasher: &ahash::RandomState,
+    workers: usize,
+    pkt: &decode::Packet<'_>,
+    pending: &mut [Batch],
+    ts: Timestamp,
+    link: LinkType,
+    frame: &[u8],
+) -> usize {
+    let w = flow_shard(hasher, pkt, workers);
+    if let Some((_, sp, dp)) = pkt.ports() {
+        if sp == 53 || dp == 53 {
+            shared.detector.note_dns_packet(pkt.src, pkt.dst, sp, dp);
+        }
+    }
+    pending[w].push(ts, link, frame);
+    w
 }
 
 /// Symmetric: (a → b) and (b → a) land on the same worker.

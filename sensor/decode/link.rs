@@ -2,6 +2,7 @@
 //!
 //! Header layouts follow the tcpdump.org link-type registry (LINKTYPE_*).
 
+use super::tunnel::{self, Encap, Encaps};
 use super::DecodeError;
 
 /// The link types vendorwatch reads, from the pcap / pcapng link-type registry.
@@ -64,23 +65,37 @@ impl LinkType {
 
 /// Where the network layer starts.
 pub(super) enum L3<'a> {
-    /// An EtherType and the bytes after it (VLAN tags are left for etherparse to walk).
-    EtherType(u16, &'a [u8]),
     /// An IP header, version read from its first nibble.
     Ip(&'a [u8]),
+    /// Another Ethernet frame inside this one (an MPLS pseudowire).
+    Ethernet(&'a [u8]),
+}
+
+/// What the link layers told about the frame.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct LinkInfo {
+    pub src_mac: Option<[u8; 6]>,
+    pub vlan_tags: u8,
+    pub encaps: Encaps,
 }
 
 /// EtherType values below this are 802.3 length fields, followed by an LLC header.
 const ETHERTYPE_MIN: u16 = 0x0600;
+const VLAN_TAGS: [u16; 4] = [0x8100, 0x88a8, 0x9100, 0x9200];
+const ETHERTYPE_MPLS: [u16; 2] = [0x8847, 0x8848];
+const ETHERTYPE_PPPOE_SESSION: u16 = 0x8864;
+/// More tags than this is not a real frame.
+const MAX_VLAN_TAGS: u8 = 8;
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
 }
 
-pub(super) fn strip(
+pub(super) fn strip<'a>(
     link: LinkType,
-    frame: &[u8],
-) -> Result<(L3<'_>, Option<[u8; 6]>), DecodeError> {
+    frame: &'a [u8],
+    info: &mut LinkInfo,
+) -> Result<L3<'a>, DecodeError> {
     let short = DecodeError::LinkTruncated;
     match link {
         LinkType::Ethernet => {
@@ -89,18 +104,18 @@ pub(super) fn strip(
                 .ok_or(short)?
                 .try_into()
                 .map_err(|_| short)?;
+            info.src_mac = Some(src_mac);
             let ether_type = be16(frame, 12).ok_or(short)?;
-            let rest = &frame[14..];
             if ether_type < ETHERTYPE_MIN {
-                return llc_snap(rest).map(|l3| (l3, Some(src_mac)));
+                return llc_snap(&frame[14..], info);
             }
-            Ok((L3::EtherType(ether_type, rest), Some(src_mac)))
+            by_ether_type(ether_type, &frame[14..], info)
         }
         LinkType::LinuxSll => {
             // packet type(2) ARPHRD(2) addr len(2) addr(8) protocol(2)
             let proto = be16(frame, 14).ok_or(short)?;
-            let mac = sll_mac(frame.get(4..6), frame.get(6..14));
-            Ok((L3::EtherType(proto, &frame[16..]), mac))
+            info.src_mac = sll_mac(frame.get(4..6), frame.get(6..14));
+            by_ether_type(proto, &frame[16..], info)
         }
         LinkType::LinuxSll2 => {
             // protocol(2) reserved(2) ifindex(4) ARPHRD(2) packet type(1) addr len(1) addr(8)
@@ -108,11 +123,11 @@ pub(super) fn strip(
             if frame.len() < 20 {
                 return Err(short);
             }
-            let addr_len = frame.get(11).map(|&l| [0, l]);
-            let mac = sll_mac(addr_len.as_ref().map(|a| &a[..]), frame.get(12..20));
-            Ok((L3::EtherType(proto, &frame[20..]), mac))
+            let addr_len = [0, frame[11]];
+            info.src_mac = sll_mac(Some(&addr_len[..]), frame.get(12..20));
+            by_ether_type(proto, &frame[20..], info)
         }
-        LinkType::RawIp | LinkType::Ipv4 | LinkType::Ipv6 => Ok((L3::Ip(frame), None)),
+        LinkType::RawIp | LinkType::Ipv4 | LinkType::Ipv6 => Ok(L3::Ip(frame)),
         LinkType::Null | LinkType::Loop => {
             let family: [u8; 4] = frame.get(..4).ok_or(short)?.try_into().map_err(|_| short)?;
             // NULL stores the family in the writer's byte order; it is a small number, so
@@ -126,15 +141,53 @@ pub(super) fn strip(
             };
             match af {
                 // AF_INET everywhere; AF_INET6 on BSDs (24, 28, 30) and Linux (10).
-                2 | 24 | 28 | 30 | 10 => Ok((L3::Ip(&frame[4..]), None)),
+                2 | 24 | 28 | 30 | 10 => Ok(L3::Ip(&frame[4..])),
                 _ => Err(DecodeError::NotIp),
             }
         }
         LinkType::CiscoHdlc => {
             let proto = be16(frame, 2).ok_or(short)?;
-            Ok((L3::EtherType(proto, &frame[4..]), None))
+            by_ether_type(proto, &frame[4..], info)
         }
-        LinkType::Nflog => nflog_payload(frame).map(|ip| (L3::Ip(ip), None)),
+        LinkType::Nflog => nflog_payload(frame).map(L3::Ip),
+    }
+}
+
+/// Walks VLAN tags, MPLS and PPPoE to the network layer.
+fn by_ether_type<'a>(
+    mut ether_type: u16,
+    mut rest: &'a [u8],
+    info: &mut LinkInfo,
+) -> Result<L3<'a>, DecodeError> {
+    while VLAN_TAGS.contains(&ether_type) {
+        info.vlan_tags += 1;
+        if info.vlan_tags > MAX_VLAN_TAGS {
+            return Err(DecodeError::Tunnel("vlan_too_many_tags"));
+        }
+        ether_type = be16(rest, 2).ok_or(DecodeError::LinkTruncated)?;
+        rest = &rest[4..];
+    }
+    if info.vlan_tags == 1 {
+        info.encaps.add(Encap::Vlan);
+    } else if info.vlan_tags > 1 {
+        info.encaps.add(Encap::Qinq);
+    }
+    match ether_type {
+        tunnel::ETHERTYPE_IPV4 | tunnel::ETHERTYPE_IPV6 => Ok(L3::Ip(rest)),
+        t if ETHERTYPE_MPLS.contains(&t) => {
+            info.encaps.add(Encap::Mpls);
+            match tunnel::mpls(rest).map_err(|m| DecodeError::Tunnel(m.0))? {
+                tunnel::Inner::Ip(ip) => Ok(L3::Ip(ip)),
+                tunnel::Inner::Ethernet(eth) => Ok(L3::Ethernet(eth)),
+            }
+        }
+        ETHERTYPE_PPPOE_SESSION => {
+            info.encaps.add(Encap::Pppoe);
+            tunnel::pppoe(rest)
+                .map(L3::Ip)
+                .map_err(|m| DecodeError::Tunnel(m.0))
+        }
+        _ => Err(DecodeError::NotIp),
     }
 }
 
@@ -148,10 +201,10 @@ fn sll_mac(len: Option<&[u8]>, addr: Option<&[u8]>) -> Option<[u8; 6]> {
 }
 
 /// 802.3 frame: LLC, and for SNAP (AA-AA-03) an OUI and the real EtherType.
-fn llc_snap(rest: &[u8]) -> Result<L3<'_>, DecodeError> {
+fn llc_snap<'a>(rest: &'a [u8], info: &mut LinkInfo) -> Result<L3<'a>, DecodeError> {
     match rest {
         [0xaa, 0xaa, 0x03, _, _, _, t0, t1, payload @ ..] => {
-            Ok(L3::EtherType(u16::from_be_bytes([*t0, *t1]), payload))
+            by_ether_type(u16::from_be_bytes([*t0, *t1]), payload, info)
         }
         [_, _, _, ..] => Err(DecodeError::NotIp),
         _ => Err(DecodeError::LinkTruncated),
@@ -189,13 +242,19 @@ mod tests {
 
     #[test]
     fn null_family_in_either_byte_order() {
-        let mut le = vec![2, 0, 0, 0];
-        le.extend_from_slice(&[0x45]);
-        assert!(matches!(strip(LinkType::Null, &le), Ok((L3::Ip(_), None))));
-        let be = vec![0, 0, 0, 24, 0x60];
-        assert!(matches!(strip(LinkType::Null, &be), Ok((L3::Ip(_), None))));
+        let mut info = LinkInfo::default();
+        let le = [2, 0, 0, 0, 0x45];
+        assert!(matches!(
+            strip(LinkType::Null, &le, &mut info),
+            Ok(L3::Ip(_))
+        ));
+        let be = [0, 0, 0, 24, 0x60];
+        assert!(matches!(
+            strip(LinkType::Null, &be, &mut info),
+            Ok(L3::Ip(_))
+        ));
         assert_eq!(
-            strip(LinkType::Null, &[0, 0, 0, 7]).err(),
+            strip(LinkType::Null, &[0, 0, 0, 7], &mut info).err(),
             Some(DecodeError::NotIp)
         );
     }

@@ -6,22 +6,32 @@
 //! are parsed here. Decoding never allocates and never panics; whatever cannot be read
 //! becomes a `DecodeError` whose `reason()` is a metric label.
 
+pub mod defrag;
 mod link;
+pub mod tunnel;
 
 pub use link::LinkType;
+pub use tunnel::{Encap, Encaps};
 
 use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
 use std::net::IpAddr;
 
-/// One decoded frame: addresses, ports and the transport payload, borrowed from the frame.
+/// Tunnels inside tunnels beyond this depth are not followed (triple VXLAN is depth 3).
+pub const MAX_TUNNEL_DEPTH: u8 = 6;
+
+/// One decoded frame: addresses, ports and the transport payload of the innermost IP
+/// packet, borrowed from the frame.
 #[derive(Debug, Clone)]
 pub struct Packet<'a> {
+    /// Source MAC of the innermost Ethernet frame, when there is one.
     pub src_mac: Option<[u8; 6]>,
     pub src: IpAddr,
     pub dst: IpAddr,
     pub transport: Transport<'a>,
     /// Number of 802.1Q / 802.1ad tags seen (0, 1 for VLAN, 2+ for QinQ).
     pub vlan_tags: u8,
+    /// The encapsulations the packet came through.
+    pub encaps: Encaps,
 }
 
 #[derive(Debug, Clone)]
@@ -29,7 +39,10 @@ pub enum Transport<'a> {
     Tcp(TcpSegment<'a>),
     Udp(UdpDatagram<'a>),
     /// Any other IP protocol (ICMP, ESP, …): counted, carries nothing we read.
-    Other(u8),
+    Other {
+        proto: u8,
+        payload: &'a [u8],
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -65,12 +78,37 @@ impl Packet<'_> {
         match &self.transport {
             Transport::Tcp(t) => Some((Proto::Tcp, t.src_port, t.dst_port)),
             Transport::Udp(u) => Some((Proto::Udp, u.src_port, u.dst_port)),
-            Transport::Other(_) => None,
+            Transport::Other { .. } => None,
         }
     }
 }
 
-/// Why a frame yielded no IP packet. Each variant's `reason()` is a stable metric label.
+/// One IP fragment, for the reassembler.
+#[derive(Debug, Clone)]
+pub struct Fragment<'a> {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// Identification (16 bits for IPv4, 32 for IPv6).
+    pub id: u32,
+    /// Protocol of the reassembled payload.
+    pub protocol: u8,
+    /// Byte offset of `payload` in the datagram.
+    pub offset: usize,
+    pub more: bool,
+    pub payload: &'a [u8],
+    /// IPv4 header (options included), to rebuild the datagram; `None` for IPv6.
+    pub ipv4_header: Option<&'a [u8]>,
+    pub encaps: Encaps,
+}
+
+/// A frame's content: a packet, or a fragment of one.
+#[derive(Debug, Clone)]
+pub enum Decoded<'a> {
+    Packet(Packet<'a>),
+    Fragment(Fragment<'a>),
+}
+
+/// Why a frame yielded no IP packet. `reason()` is a stable metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("link header truncated")]
@@ -79,21 +117,17 @@ pub enum DecodeError {
     NotIp,
     #[error("IP header malformed or truncated")]
     IpMalformed,
-    #[error("IP fragment (reassembly not implemented yet)")]
+    #[error("IP fragment")]
     IpFragment,
     #[error("transport header malformed or truncated")]
     TransportMalformed,
+    #[error("tunnel header malformed: {0}")]
+    Tunnel(&'static str),
+    #[error("tunnels nested deeper than the limit")]
+    TunnelTooDeep,
 }
 
 impl DecodeError {
-    pub const ALL: [DecodeError; 5] = [
-        DecodeError::LinkTruncated,
-        DecodeError::NotIp,
-        DecodeError::IpMalformed,
-        DecodeError::IpFragment,
-        DecodeError::TransportMalformed,
-    ];
-
     pub fn reason(self) -> &'static str {
         match self {
             DecodeError::LinkTruncated => "link_truncated",
@@ -101,6 +135,8 @@ impl DecodeError {
             DecodeError::IpMalformed => "ip_malformed",
             DecodeError::IpFragment => "ip_fragment",
             DecodeError::TransportMalformed => "transport_malformed",
+            DecodeError::Tunnel(reason) => reason,
+            DecodeError::TunnelTooDeep => "tunnel_too_deep",
         }
     }
 
@@ -110,59 +146,157 @@ impl DecodeError {
     }
 }
 
-/// Decodes one frame of the given link type.
+/// Decodes one frame that is known not to be a fragment (reassembled datagrams, and every
+/// frame a worker gets): a fragment is an error here.
 pub fn decode(link: LinkType, frame: &[u8]) -> Result<Packet<'_>, DecodeError> {
-    let (l3, src_mac) = link::strip(link, frame)?;
-    let sliced = match l3 {
-        link::L3::EtherType(ether_type, payload) => {
-            LaxSlicedPacket::from_ether_type(etherparse::EtherType(ether_type), payload)
+    match decode_full(link, frame)? {
+        Decoded::Packet(p) => Ok(p),
+        Decoded::Fragment(_) => Err(DecodeError::IpFragment),
+    }
+}
+
+/// Decodes one frame down to the innermost IP packet, through every tunnel.
+pub fn decode_full(link: LinkType, frame: &[u8]) -> Result<Decoded<'_>, DecodeError> {
+    let mut info = link::LinkInfo::default();
+    let mut layer = (link, frame);
+    let mut depth = 0u8;
+    loop {
+        let ip = match link::strip(layer.0, layer.1, &mut info)? {
+            link::L3::Ip(ip) => ip,
+            link::L3::Ethernet(eth) => {
+                depth += 1;
+                if depth > MAX_TUNNEL_DEPTH {
+                    return Err(DecodeError::TunnelTooDeep);
+                }
+                layer = (LinkType::Ethernet, eth);
+                continue;
+            }
+        };
+        let sliced = LaxSlicedPacket::from_ip(ip).map_err(|_| DecodeError::IpMalformed)?;
+        let decoded = from_sliced(ip, &sliced, &info)?;
+        let Decoded::Packet(pkt) = decoded else {
+            return Ok(decoded);
+        };
+        let inner = match tunnel_inside(&pkt) {
+            None => return Ok(Decoded::Packet(pkt)),
+            Some(Err(m)) => return Err(DecodeError::Tunnel(m.0)),
+            Some(Ok((inner, encap))) => {
+                info.encaps.add(encap);
+                inner
+            }
+        };
+        depth += 1;
+        if depth > MAX_TUNNEL_DEPTH {
+            return Err(DecodeError::TunnelTooDeep);
         }
-        link::L3::Ip(payload) => {
-            LaxSlicedPacket::from_ip(payload).map_err(|_| DecodeError::IpMalformed)?
+        layer = match inner {
+            tunnel::Inner::Ethernet(eth) => (LinkType::Ethernet, eth),
+            tunnel::Inner::Ip(ip) => (LinkType::RawIp, ip),
+        };
+    }
+}
+
+/// The tunnel a packet carries, if it is one: by IP protocol or by UDP port.
+fn tunnel_inside<'a>(
+    pkt: &Packet<'a>,
+) -> Option<Result<(tunnel::Inner<'a>, Encap), tunnel::Malformed>> {
+    const IPPROTO_IPIP: u8 = 4;
+    const IPPROTO_IPV6: u8 = 41;
+    const IPPROTO_GRE: u8 = 47;
+    match &pkt.transport {
+        Transport::Other {
+            proto: IPPROTO_GRE,
+            payload,
+        } => Some(tunnel::gre(payload)),
+        Transport::Other {
+            proto: IPPROTO_IPIP | IPPROTO_IPV6,
+            payload,
+        } => Some(Ok((tunnel::Inner::Ip(payload), Encap::IpInIp))),
+        Transport::Udp(u) => {
+            let on = |port: u16| u.dst_port == port || u.src_port == port;
+            if on(tunnel::VXLAN_PORT) {
+                Some(tunnel::vxlan(u.payload))
+            } else if on(tunnel::GENEVE_PORT) {
+                Some(tunnel::geneve(u.payload))
+            } else if on(tunnel::GRE_UDP_PORT) {
+                Some(tunnel::gre(u.payload))
+            } else if on(tunnel::GTPU_PORT) {
+                Some(tunnel::gtpu(u.payload))
+            } else if on(tunnel::AYIYA_PORT) {
+                Some(tunnel::ayiya(u.payload))
+            } else if on(tunnel::TEREDO_PORT) {
+                // Teredo also carries bubbles and its own control traffic: only IPv6 inside counts.
+                tunnel::teredo(u.payload).ok().map(Ok)
+            } else {
+                // After qualification, Teredo clients talk to relays and peers on any port:
+                // recognised by content, as Zeek does (a well-formed IPv6 packet to or from a
+                // Teredo 2001::/32 address).
+                tunnel::teredo_by_content(u.payload).map(Ok)
+            }
         }
-    };
-    from_sliced(&sliced, src_mac)
+        _ => None,
+    }
 }
 
 fn from_sliced<'a>(
+    raw_ip: &'a [u8],
     sliced: &LaxSlicedPacket<'a>,
-    src_mac: Option<[u8; 6]>,
-) -> Result<Packet<'a>, DecodeError> {
-    let vlan_tags = sliced
-        .link_exts
-        .iter()
-        .filter(|e| matches!(e, etherparse::LaxLinkExtSlice::Vlan(_)))
-        .count() as u8;
+    info: &link::LinkInfo,
+) -> Result<Decoded<'a>, DecodeError> {
     let (src, dst, payload) = match &sliced.net {
         Some(LaxNetSlice::Ipv4(ip)) => {
             let h = ip.header();
-            (
+            let (src, dst) = (
                 IpAddr::V4(h.source_addr()),
                 IpAddr::V4(h.destination_addr()),
-                ip.payload(),
-            )
+            );
+            if ip.payload().fragmented {
+                let header_len = usize::from(h.ihl()) * 4;
+                return Ok(Decoded::Fragment(Fragment {
+                    src,
+                    dst,
+                    id: u32::from(h.identification()),
+                    protocol: ip.payload().ip_number.0,
+                    offset: usize::from(h.fragments_offset().byte_offset()),
+                    more: h.more_fragments(),
+                    payload: ip.payload().payload,
+                    ipv4_header: raw_ip.get(..header_len),
+                    encaps: info.encaps,
+                }));
+            }
+            (src, dst, ip.payload())
         }
         Some(LaxNetSlice::Ipv6(ip)) => {
             let h = ip.header();
-            (
+            let (src, dst) = (
                 IpAddr::V6(h.source_addr()),
                 IpAddr::V6(h.destination_addr()),
-                ip.payload(),
-            )
+            );
+            if ip.payload().fragmented {
+                let frag = ip.extensions().clone().into_iter().find_map(|e| match e {
+                    etherparse::Ipv6ExtensionSlice::Fragment(f) => Some(f),
+                    _ => None,
+                });
+                let Some(frag) = frag else {
+                    return Err(DecodeError::IpMalformed);
+                };
+                return Ok(Decoded::Fragment(Fragment {
+                    src,
+                    dst,
+                    id: frag.identification(),
+                    protocol: ip.payload().ip_number.0,
+                    offset: usize::from(frag.fragment_offset().byte_offset()),
+                    more: frag.more_fragments(),
+                    payload: ip.payload().payload,
+                    ipv4_header: None,
+                    encaps: info.encaps,
+                }));
+            }
+            (src, dst, ip.payload())
         }
         Some(LaxNetSlice::Arp(_)) => return Err(DecodeError::NotIp),
-        None => {
-            return Err(match sliced.stop_err {
-                Some((_, etherparse::err::Layer::Ethernet2Header))
-                | Some((_, etherparse::err::Layer::VlanHeader)) => DecodeError::LinkTruncated,
-                Some(_) => DecodeError::IpMalformed,
-                None => DecodeError::NotIp,
-            })
-        }
+        None => return Err(DecodeError::IpMalformed),
     };
-    if payload.fragmented {
-        return Err(DecodeError::IpFragment);
-    }
     let transport = match &sliced.transport {
         Some(TransportSlice::Tcp(tcp)) => Transport::Tcp(TcpSegment {
             src_port: tcp.source_port(),
@@ -179,22 +313,29 @@ fn from_sliced<'a>(
             dst_port: udp.destination_port(),
             payload: udp.payload(),
         }),
-        Some(_) => Transport::Other(payload.ip_number.0),
+        Some(_) => Transport::Other {
+            proto: payload.ip_number.0,
+            payload: payload.payload,
+        },
         None => {
             let proto = payload.ip_number;
             if proto == etherparse::IpNumber::TCP || proto == etherparse::IpNumber::UDP {
                 return Err(DecodeError::TransportMalformed);
             }
-            Transport::Other(proto.0)
+            Transport::Other {
+                proto: proto.0,
+                payload: payload.payload,
+            }
         }
     };
-    Ok(Packet {
-        src_mac,
+    Ok(Decoded::Packet(Packet {
+        src_mac: info.src_mac,
         src,
         dst,
         transport,
-        vlan_tags,
-    })
+        vlan_tags: info.vlan_tags,
+        encaps: info.encaps,
+    }))
 }
 
 #[cfg(test)]

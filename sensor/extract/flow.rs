@@ -139,7 +139,7 @@ impl Extractor {
         match &pkt.transport {
             Transport::Tcp(seg) => self.tcp(ts, pkt, seg, out),
             Transport::Udp(dgram) => self.udp(ts, pkt, dgram, out),
-            Transport::Other(_) => {}
+            Transport::Other { .. } => {}
         }
     }
 

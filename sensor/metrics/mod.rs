@@ -20,6 +20,7 @@ pub struct Counters {
     pub unsupported_link: AtomicU64,
     anomalies: Mutex<BTreeMap<&'static str, u64>>,
     names: Mutex<BTreeMap<NameKind, u64>>,
+    encaps: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// A worker's counts since its last fold.
@@ -33,9 +34,16 @@ pub struct Local {
     pub events: u64,
     pub anomalies: BTreeMap<&'static str, u64>,
     pub names: BTreeMap<NameKind, u64>,
+    pub encaps: BTreeMap<&'static str, u64>,
 }
 
 impl Local {
+    pub fn encaps(&mut self, e: crate::decode::Encaps) {
+        for kind in e.iter() {
+            *self.encaps.entry(kind.name()).or_default() += 1;
+        }
+    }
+
     pub fn anomaly(&mut self, reason: &'static str) {
         *self.anomalies.entry(reason).or_default() += 1;
     }
@@ -66,6 +74,13 @@ impl Counters {
                 }
             }
         }
+        if !local.encaps.is_empty() {
+            if let Ok(mut m) = self.encaps.lock() {
+                for (k, v) in std::mem::take(&mut local.encaps) {
+                    *m.entry(k).or_default() += v;
+                }
+            }
+        }
         if !local.names.is_empty() {
             if let Ok(mut n) = self.names.lock() {
                 for (k, v) in std::mem::take(&mut local.names) {
@@ -77,6 +92,11 @@ impl Counters {
 
     pub fn anomalies(&self) -> BTreeMap<&'static str, u64> {
         self.anomalies.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    /// Packets per encapsulation they came through (vlan, gre, vxlan, …).
+    pub fn encaps(&self) -> BTreeMap<&'static str, u64> {
+        self.encaps.lock().map(|a| a.clone()).unwrap_or_default()
     }
 
     pub fn names(&self) -> BTreeMap<NameKind, u64> {

@@ -68,6 +68,14 @@ pub fn render(c: &Counters, facts: &RunFacts<'_>, hosts: &[(IpAddr, Host)]) -> S
             .collect();
         let _ = writeln!(s, "  names     {}", list.join(", "));
     }
+    let encaps = c.encaps();
+    if !encaps.is_empty() {
+        let list: Vec<String> = encaps
+            .iter()
+            .map(|(k, v)| format!("{k} {}", thousands(*v)))
+            .collect();
+        let _ = writeln!(s, "  tunnels   {}", list.join(", "));
+    }
     let anomalies = c.anomalies();
     if !anomalies.is_empty() {
         let list: Vec<String> = anomalies
