@@ -682,8 +682,9 @@ mv "$WORK/merged.pcap" "$OUT"
 BYTES=$(stat -c %s "$OUT")
 jq --arg file "$(basename "$OUT")" --argjson packets "$PKTS" --argjson bytes "$BYTES" \
     --arg created "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
-    --arg tools "$(tcpdump --version 2>&1 | head -1); $(tcprewrite --version 2>&1 | head -1); $(mergecap -v | head -1); curl $(curl --version | head -1 | cut -d' ' -f2); nginx $(nginx -v 2>&1 | cut -d/ -f2); $(unbound -V | head -1)" \
-    '{capture: {file: $file, packets: $packets, bytes: $bytes, created: $created, tools: $tools}} + .' \
+    --arg tools "$(tcpdump --version 2>&1 | head -1); $(tcprewrite --version 2>&1 | head -1); $(mergecap -v | head -1); curl $(curl --version | head -1 | cut -d' ' -f2); nginx $(nginx -v 2>&1 | cut -d/ -f2); unbound $(unbound -V | head -1 | awk '{print $2}'); $(dig -v 2>&1)" \
+    --arg how "per copy: tcprewrite --pnat=copies[].pnat --tcp-sequence=copies[].tcp_sequence_seed; Ethernet addresses copied back from the base capture (tcprewrite 4.4.3 rewrites those of IPv6 frames to multicast ones); editcap -F pcap -t copies[].time_shift_s; then mergecap -F pcap (merged by time)" \
+    '{capture: {file: $file, packets: $packets, bytes: $bytes, created: $created, tools: $tools, multiplication: $how}} + .' \
     "$WORK/expected.partial.json" >"$EXPECTED"
 log "wrote $OUT ($BYTES bytes, $PKTS packets, $K copies) and $EXPECTED"
 jq -c '.expected' "$EXPECTED" >&2

@@ -6,7 +6,11 @@
 #   PCAP     default bench-data/bench.pcap (made with bench/make-capture.sh when missing)
 #   --write  also replace the section between <!-- bench:replay:start --> and
 #            <!-- bench:replay:end --> in BENCHMARKS.md (created if missing)
+#   --head   benchmark the last commit (HEAD) exactly: build it from `git archive HEAD` in
+#            bench-data/bench-build/ instead of building the working tree
 #   RUNS=N   runs per contender (default 3); the contenders take turns, run by run
+#   IDLE_MAX=P, IDLE_WAIT=S  before each run, wait up to S seconds (default 120) until the other CPU
+#            use of the machine is below P percent (default 15); the largest value seen is printed
 #
 # For each contender: median wall time, MB/s, packets/s (capinfos -c), ratio to tcpdump and peak
 # RSS (/usr/bin/time -v, the largest of the runs); for vendorwatch also whether the host report
@@ -17,17 +21,21 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WRITE=0
+HEAD=0
 PCAP=
 for a in "$@"; do
     case $a in
         --write) WRITE=1 ;;
-        -h | --help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --head) HEAD=1 ;;
+        -h | --help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "run.sh: unknown option $a" >&2; exit 2 ;;
         *) PCAP=$a ;;
     esac
 done
 PCAP=${PCAP:-$ROOT/bench-data/bench.pcap}
 RUNS=${RUNS:-3}
+IDLE_MAX=${IDLE_MAX:-15}
+IDLE_WAIT=${IDLE_WAIT:-120}
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "RUNS must be a positive integer" >&2; exit 2; }
 PY=/usr/bin/python3
 log() { printf '=== %s\n' "$*" >&2; }
@@ -45,10 +53,24 @@ PCAP=$(cd "$(dirname "$PCAP")" && pwd)/$(basename "$PCAP")
 EXPECTED=$PCAP.expected.json
 [[ -f $EXPECTED ]] || log "no $EXPECTED: detections are not checked"
 
-log "cargo build --release"
-(cd "$ROOT" && cargo build --release --quiet)
-VW=$ROOT/target/release/vendorwatch
 OUTDIR=$(dirname "$PCAP")/bench-run
+COMMIT=$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+if ((HEAD)); then
+    BUILD=$(dirname "$PCAP")/bench-build
+    log "cargo build --release of HEAD ($COMMIT) in $BUILD"
+    rm -rf "$BUILD/src"
+    mkdir -p "$BUILD/src"
+    git -C "$ROOT" archive HEAD | tar -x -C "$BUILD/src"
+    (cd "$BUILD/src" && CARGO_TARGET_DIR=$BUILD/target cargo build --release --quiet --bin vendorwatch)
+    VW=$BUILD/target/release/vendorwatch
+    DIRTY=
+else
+    log "cargo build --release"
+    (cd "$ROOT" && cargo build --release --quiet --bin vendorwatch)
+    VW=$ROOT/target/release/vendorwatch
+    DIRTY=$(git -C "$ROOT" status --porcelain --untracked-files=all -- sensor Cargo.toml Cargo.lock rules 2>/dev/null |
+        awk '{print $2}' | paste -sd, - || true)
+fi
 rm -rf "$OUTDIR"
 mkdir -p "$OUTDIR"
 
@@ -57,9 +79,6 @@ mkdir -p "$OUTDIR"
 # ----------------------------------------------------------------------------------------------
 BYTES=$(stat -c %s "$PCAP")
 PACKETS=$(capinfos -c -M "$PCAP" | awk -F': *' '/Number of packets/ {print $2}')
-COMMIT=$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
-DIRTY=$(git -C "$ROOT" status --porcelain --untracked-files=no -- sensor Cargo.toml Cargo.lock rules 2>/dev/null |
-    awk '{print $2}' | paste -sd, - || true)
 MODEL=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 MEM=$(free -b | awk '/^Mem:/ {printf "%.1f GiB", $2 / 2^30}')
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -69,9 +88,28 @@ declare -a LABELS CMDS
 LABELS+=("tcpdump -r FILE -w /dev/null (floor)"); CMDS+=("tcpdump -r")
 LABELS+=("vendorwatch --workers 1");              CMDS+=("vw 1")
 LABELS+=("vendorwatch --workers 2");              CMDS+=("vw 2")
-LABELS+=("vendorwatch (default workers)");        CMDS+=("vw default")
+DEFAULT_W=$(($(nproc) > 1 ? $(nproc) - 1 : 1))   # vendorwatch's default: cores - 1, at least 1
+LABELS+=("vendorwatch, default workers ($DEFAULT_W)"); CMDS+=("vw default")
 
-run_one() { # INDEX RUN -> one TSV line: index run seconds maxrss_kb rc report
+busy() { # percent of the machine's CPU time used over the next 0.5 s (by others: we are idle)
+    local a b
+    a=$(awk '/^cpu / {print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
+    sleep 0.5
+    b=$(awk '/^cpu / {print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
+    awk -v a="$a" -v b="$b" 'BEGIN {split(a, x, " "); split(b, y, " "); t = y[2] - x[2];
+        printf "%d", (t > 0 ? 100 * (y[1] - x[1]) / t : 0)}'
+}
+wait_idle() { # prints the other CPU use (percent) just before the run
+    local t0=$SECONDS b
+    b=$(busy)
+    while ((b > IDLE_MAX && SECONDS - t0 < IDLE_WAIT)); do
+        sleep 2
+        b=$(busy)
+    done
+    echo "$b"
+}
+
+run_one() { # INDEX RUN -> one TSV line: index run seconds maxrss_kb rc report busy
     local i=$1 r=$2 tf=$OUTDIR/time-$1-$2.txt report= t0 t1 rc
     local -a cmd
     case ${CMDS[$i]} in
@@ -82,12 +120,13 @@ run_one() { # INDEX RUN -> one TSV line: index run seconds maxrss_kb rc report
             cmd=("$VW" replay --quiet --workers "${CMDS[$i]#vw }" --report "$report" "$PCAP") ;;
     esac
     echo "${cmd[*]}" >"$OUTDIR/cmd-$i.txt"
+    b=$(wait_idle)
     t0=$(date +%s.%N)
     rc=0
     /usr/bin/time -v -o "$tf" "${cmd[@]}" >"$OUTDIR/out-$i-$r.txt" 2>"$OUTDIR/err-$i-$r.txt" || rc=$?
     t1=$(date +%s.%N)
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$i" "$r" "$($PY -c "print($t1 - $t0)")" \
-        "$(awk -F': *' '/Maximum resident set size/ {print $2}' "$tf")" "$rc" "$report"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$i" "$r" "$($PY -c "print($t1 - $t0)")" \
+        "$(awk -F': *' '/Maximum resident set size/ {print $2}' "$tf")" "$rc" "$report" "$b"
 }
 
 log "warming the page cache ($((BYTES / 1000000)) MB)"
@@ -99,14 +138,14 @@ for r in $(seq 1 "$RUNS"); do
     for i in "${!LABELS[@]}"; do
         line=$(run_one "$i" "$r")
         echo "$line" >>"$OUTDIR/runs.tsv"
-        log "run $r/$RUNS ${LABELS[$i]}: $(cut -f3 <<<"$line" | xargs printf '%.2f') s, rc $(cut -f5 <<<"$line")"
+        log "run $r/$RUNS ${LABELS[$i]}: $(cut -f3 <<<"$line" | xargs printf '%.2f') s, rc $(cut -f5 <<<"$line"), other CPU use before: $(cut -f7 <<<"$line")%"
     done
 done
 
 # ----------------------------------------------------------------------------------------------
 # table
 # ----------------------------------------------------------------------------------------------
-export BYTES PACKETS COMMIT DIRTY MODEL MEM LOAD RUNS PCAP EXPECTED OUTDIR
+export BYTES PACKETS COMMIT DIRTY MODEL MEM LOAD RUNS PCAP EXPECTED OUTDIR HEAD IDLE_MAX IDLE_WAIT
 export NPROC=$(nproc) KERNEL=$(uname -r) DATE=$(date -u +%Y-%m-%d)
 export TCPDUMP_V=$(tcpdump --version 2>&1 | head -1)
 LABELS_JSON=$(printf '%s\n' "${LABELS[@]}" | jq -R . | jq -s -c .)
@@ -119,9 +158,11 @@ labels = json.loads(E["LABELS_JSON"])
 bytes_, packets, runs = int(E["BYTES"]), int(E["PACKETS"]), int(E["RUNS"])
 outdir = E["OUTDIR"]
 rows = {}
+busy_max = 0
 for line in open(f"{outdir}/runs.tsv"):
-    i, r, secs, rss, rc, report = line.rstrip("\n").split("\t")
+    i, r, secs, rss, rc, report, busy = line.rstrip("\n").split("\t")
     rows.setdefault(int(i), []).append((float(secs), int(rss or 0), int(rc), report))
+    busy_max = max(busy_max, int(busy or 0))
 
 # ground truth: the base detections mapped through every copy's address mapping
 expected = None
@@ -137,10 +178,15 @@ if os.path.exists(E["EXPECTED"]):
         return str(a)
     expected = {(mapped(d["host"], c["map"]), d["vendor"], d["category"])
                 for d in ex["base"]["detections"] for c in ex["copies"]}
-    back = {}  # mapped host -> (base host, copy index)
-    for d in ex["base"]["detections"]:
+    def unmap(addr):
+        """(base address, copy index) of an address of the big capture, or (addr, None)."""
+        a = ipaddress.ip_address(addr)
         for c in ex["copies"]:
-            back[mapped(d["host"], c["map"])] = (d["host"], c["index"])
+            for src, dst in c["map"].items():
+                s, d = ipaddress.ip_network(src), ipaddress.ip_network(dst)
+                if a.version == d.version and a in d:
+                    return str(ipaddress.ip_address(int(s.network_address) | (int(a) & int(d.hostmask)))), c["index"]
+        return addr, None
     exp_info = ex
     if len(expected) != ex["expected"]["detections"]:
         raise SystemExit(f"expected.json is inconsistent: {len(expected)} != {ex['expected']['detections']}")
@@ -166,10 +212,12 @@ out.append(f"Capture: `{os.path.basename(E['PCAP'])}`, {bytes_ / 1e6:,.1f} MB, {
               f"{len(exp_info['copies'])} address-mapped copies), {exp_info['expected']['detections']:,} expected "
               f"host x vendor x category detections" if exp_info else "")
            + "; classic pcap, Ethernet, made by `bench/make-capture.sh`.  ")
-dirty = f" plus uncommitted changes to {E['DIRTY']}" if E["DIRTY"] else ""
+dirty = f" plus uncommitted changes to {E['DIRTY'].replace(',', ', ')}" if E["DIRTY"] else ""
+how = "built from `git archive HEAD`" if E["HEAD"] == "1" else "working tree"
 out.append(f"Machine: {E['NPROC']} cores ({E['MODEL']}), {E['MEM']} RAM, Linux {E['KERNEL']}; "
-           f"load average before the runs {E['LOAD']}.  ")
-out.append(f"vendorwatch commit `{E['COMMIT']}`{dirty}, `cargo build --release`; {E['TCPDUMP_V']}; "
+           f"load average before the runs {E['LOAD']}; other CPU use just before each run at most {busy_max}% "
+           f"(runs wait up to {E['IDLE_WAIT']} s for it to fall below {E['IDLE_MAX']}%).  ")
+out.append(f"vendorwatch commit `{E['COMMIT']}`{dirty} ({how}, `cargo build --release`); {E['TCPDUMP_V']}; "
            f"{runs} runs per contender, taking turns, file in the page cache; {E['DATE']}.")
 out.append("")
 out.append("| contender | median s | min-max s | MB/s | packets/s | x tcpdump | peak RSS MiB | detections = ground truth |")
@@ -204,6 +252,11 @@ for i, label in enumerate(labels):
     rc_note = "" if rcs == [0] else f" (exit {','.join(map(str, rcs))})"
     out.append(f"| {label}{rc_note} | {m:.2f} | {min(secs):.2f}-{max(secs):.2f} | {bytes_ / 1e6 / m:,.0f} | "
                f"{packets / m:,.0f} | {m / floor:.2f} | {rss:,.0f} | {det} |")
+out.append("")
+out.append("x tcpdump: median wall time divided by tcpdump's (below 1: faster than tcpdump). MB/s: 10^6 bytes of "
+           "the file per second. vendorwatch ran as `vendorwatch replay --quiet [--workers W] --report R FILE`; "
+           "detections: the host x vendor x category entries of R (`jq '[.hosts[].detections[]] | length'`) against "
+           "the ground truth, compared as sets.")
 print("\n".join(out))
 
 # differences, in full, to a file; a summary on stderr
@@ -215,10 +268,12 @@ if diff_notes:
                 f.write(f"{kind}: {len(items)}\n")
                 by_base = {}
                 for h, v, c in items:
-                    base, copy = back.get(h, (h, None))
+                    base, copy = unmap(h)
                     by_base.setdefault((base, v, c), []).append(copy)
                 for (base, v, c), copies in sorted(by_base.items()):
-                    f.write(f"  base {base} {v} {c}: {len(copies)} copies {sorted(x for x in copies if x is not None)[:20]}\n")
+                    where = (f"in {len(copies)} of {len(ex['copies'])} copies {sorted(x for x in copies if x is not None)}"
+                             if copies != [None] else "(not in any copy's range)")
+                    f.write(f"  base {base} {v} {c}: {where}\n")
                 for h, v, c in items:
                     f.write(f"    {h} {v} {c}\n")
     print(f"\nDetections differ from the ground truth: see {outdir}/differences.txt", file=os.sys.stderr)

@@ -359,6 +359,16 @@ fn handle(shared: &Shared, local: &mut Local, events: &mut String, item: Extract
                 events.push('\n');
             }
         }
+        Extracted::Fingerprint { ts, flow, detail } => {
+            if let (Some(_), crate::extract::Detail::Tls { ja4: Some(j), .. }) =
+                (&shared.events, detail)
+            {
+                local.name(crate::extract::NameKind::Ja4);
+                local.events += 1;
+                events.push_str(&output::fingerprint_line(*ts, flow, j));
+                events.push('\n');
+            }
+        }
         Extracted::FlowStart { .. } | Extracted::Unnamed { .. } => {}
     }
     let rules = &shared.detector.rules;

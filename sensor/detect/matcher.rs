@@ -66,6 +66,9 @@ pub struct Matcher {
     /// Few in practice; scanned.
     http_paths: Vec<(Box<str>, RuleIdx)>,
     user_agents: Vec<(Box<str>, RuleIdx)>,
+    cert_issuers: Vec<(Box<str>, RuleIdx)>,
+    cert_subjects: Vec<(Box<str>, RuleIdx)>,
+    ja4: Table<Box<str>>,
     /// Vendor index of each rule (for exclusions and most-specific-wins).
     rule_vendor: Vec<u16>,
     vendors: Vec<String>,
@@ -148,6 +151,15 @@ impl Matcher {
             }
             for u in &r.user_agents {
                 m.user_agents.push((u.as_str().into(), idx));
+            }
+            for c in &r.cert_issuers {
+                m.cert_issuers.push((c.as_str().into(), idx));
+            }
+            for c in &r.cert_subjects {
+                m.cert_subjects.push((c.as_str().into(), idx));
+            }
+            for j in &r.ja4 {
+                m.ja4.entry(j.as_str().into()).or_default().push(idx);
             }
         }
         for e in excludes {
@@ -292,6 +304,30 @@ impl Matcher {
             .filter(|(s, _)| lower.contains(&**s))
             .map(|(_, r)| *r)
             .collect()
+    }
+}
+
+impl Matcher {
+    /// Rules whose issuer or subject substring (lower case) occurs in the DN; each hit says
+    /// which DN it matched.
+    pub fn match_cert(&self, issuer: &str, subject: &str) -> SmallVec<[(RuleIdx, bool); 2]> {
+        let (issuer, subject) = (issuer.to_ascii_lowercase(), subject.to_ascii_lowercase());
+        let mut out = SmallVec::new();
+        for (s, r) in &self.cert_issuers {
+            if issuer.contains(&**s) {
+                out.push((*r, true));
+            }
+        }
+        for (s, r) in &self.cert_subjects {
+            if subject.contains(&**s) {
+                out.push((*r, false));
+            }
+        }
+        out
+    }
+
+    pub fn match_ja4(&self, fingerprint: &str) -> Hits {
+        self.ja4.get(fingerprint).cloned().unwrap_or_default()
     }
 }
 

@@ -129,6 +129,8 @@ pub struct Finding {
     pub forwarded: bool,
     /// The DNS server asked, when it is a well-known public resolver.
     pub public_resolver: Option<IpAddr>,
+    /// JA4 of the ClientHello the finding came from, if any.
+    pub ja4: Option<String>,
 }
 
 /// Bounds and clocks of the shared detection state.
@@ -251,6 +253,9 @@ impl Detector {
                 client_mac,
             } => self.on_flow_start(*ts, flow, *client_mac, out),
             Extracted::Unnamed { ts, flow } => self.on_unnamed(*ts, flow, out),
+            Extracted::Fingerprint { ts, flow, detail } => {
+                self.on_fingerprint(*ts, flow, detail, out)
+            }
             Extracted::Anomaly(_) | Extracted::Evicted => {}
         }
     }
@@ -272,6 +277,10 @@ impl Detector {
                     flow: ev.flow,
                     forwarded,
                     public_resolver: public,
+                    ja4: match &ev.detail {
+                        Detail::Tls { ja4, .. } => ja4.clone(),
+                        _ => None,
+                    },
                 })
             };
         match &ev.detail {
@@ -295,9 +304,42 @@ impl Detector {
                     self.on_answers(ev, d, forwarded, public, &mut emit);
                 }
             }
+            // An ECH hello's server name is the provider's public name: not evidence.
+            Detail::Tls { ech: true, ja4, .. } => {
+                for rule in ja4.as_deref().map(|j| m.match_ja4(j)).unwrap_or_default() {
+                    emit(
+                        rule,
+                        indicator(NameKind::Ja4, ja4.as_deref().unwrap_or_default()),
+                        false,
+                        None,
+                    );
+                }
+            }
+            Detail::Cert(c) => {
+                let mut names: Vec<&str> = c.sans.iter().map(String::as_str).collect();
+                names.push(&ev.value);
+                names.sort_unstable();
+                names.dedup();
+                for name in names {
+                    let name =
+                        crate::extract::names::normalize(name.as_bytes()).unwrap_or_default();
+                    for hit in m.match_name(&name) {
+                        emit(hit.rule, indicator(NameKind::TlsCert, &name), false, None);
+                    }
+                }
+                for (rule, by_issuer) in m.match_cert(&c.issuer, &c.subject) {
+                    let dn = if by_issuer { &c.issuer } else { &c.subject };
+                    emit(rule, indicator(NameKind::TlsCert, dn), false, None);
+                }
+            }
             Detail::Tls { .. } | Detail::Http { .. } => {
                 for hit in m.match_name(&ev.value) {
                     emit(hit.rule, indicator(ev.kind, &ev.value), false, None);
+                }
+                if let Detail::Tls { ja4: Some(j), .. } = &ev.detail {
+                    for rule in m.match_ja4(j) {
+                        emit(rule, indicator(NameKind::Ja4, j), false, None);
+                    }
                 }
                 if let Detail::Http {
                     target, user_agent, ..
@@ -387,6 +429,33 @@ impl Detector {
         self.pdns.retain(|_, e| e.expires > now);
     }
 
+    fn on_fingerprint(
+        &self,
+        ts: Timestamp,
+        flow: &FlowId,
+        detail: &Detail,
+        out: &mut impl FnMut(Finding),
+    ) {
+        let (Detail::Tls { ja4: Some(j), .. }, true) =
+            (detail, self.home.contains(flow.client.ip()))
+        else {
+            return;
+        };
+        for rule in self.rules.matcher.match_ja4(j) {
+            out(Finding {
+                ts,
+                host: flow.client.ip(),
+                host_mac: None,
+                rule,
+                indicator: indicator(NameKind::Ja4, j),
+                flow: *flow,
+                forwarded: false,
+                public_resolver: None,
+                ja4: Some(j.clone()),
+            });
+        }
+    }
+
     fn on_flow_start(
         &self,
         ts: Timestamp,
@@ -409,6 +478,7 @@ impl Detector {
             flow: *flow,
             forwarded: false,
             public_resolver: None,
+            ja4: None,
         };
         for rule in m.match_ip(server) {
             let mut ind = indicator(NameKind::Ip, &server.to_string());
@@ -475,6 +545,7 @@ impl Detector {
                 flow: *flow,
                 forwarded: false,
                 public_resolver: None,
+                ja4: None,
             });
         }
     }

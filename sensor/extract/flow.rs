@@ -6,7 +6,9 @@
 //! counted.
 
 use super::stream::{Pushed, StreamBuf};
-use super::{dns, http, names, tls, Detail, DnsDetail, Extracted, FlowId, NameEvent, NameKind};
+use super::{
+    cert, dns, http, names, tls, Detail, DnsDetail, Extracted, FlowId, NameEvent, NameKind,
+};
 use crate::decode::{Packet, Proto, TcpSegment, Transport, UdpDatagram};
 use crate::time::Timestamp;
 use std::collections::HashMap;
@@ -78,6 +80,8 @@ enum App {
     /// Not yet known what the client speaks.
     Probe,
     Tls,
+    /// ClientHello read; waiting for the server's certificate (TLS 1.2 and earlier).
+    TlsServer,
     Http {
         requests: u32,
     },
@@ -462,9 +466,16 @@ fn inspect(
                 flow.named |= named;
                 dir.consume(2 + len);
             }
+            App::TlsServer if !from_client => {
+                inspect_server(flow, ts, out);
+                return;
+            }
+            App::TlsServer => return,
             _ if !from_client => {
-                // Server bytes matter only for DNS today; free them.
-                flow.to_client.release();
+                // Before the client is read, the server's bytes are kept (bounded) for later.
+                if flow.app != App::Tls && flow.app != App::Probe {
+                    flow.to_client.release();
+                }
                 return;
             }
             App::Probe => {
@@ -531,15 +542,34 @@ fn inspect(
                         return;
                     }
                     tls::Parse::Hello(hello) => {
+                        let ech = hello.ech;
                         let detail = Detail::Tls {
-                            version: hello.hello_version,
-                            ech: hello.ech,
+                            version: hello.max_version(),
+                            ech,
+                            ja4: Some(hello.ja4(false)),
                         };
-                        if let Some(sni) = hello.server_name.as_deref() {
-                            let sni = sni.to_vec();
-                            emit_name(flow, ts, NameKind::TlsSni, &sni, detail, out);
+                        let sni = hello.server_name.as_deref().map(<[u8]>::to_vec);
+                        match sni {
+                            Some(sni) => {
+                                emit_name(flow, ts, NameKind::TlsSni, &sni, detail, out);
+                                // The outer name of an ECH hello is the provider's public name,
+                                // not the destination: logged, and the flow stays unnamed.
+                                if ech {
+                                    flow.named = false;
+                                }
+                            }
+                            None => out(Extracted::Fingerprint {
+                                ts,
+                                flow: flow.id,
+                                detail,
+                            }),
                         }
-                        finish_inspection(flow, out);
+                        flow.to_server.release();
+                        flow.app = App::TlsServer;
+                        // The server may have answered before we got here.
+                        if !flow.to_client.data().is_empty() {
+                            inspect_server(flow, ts, out);
+                        }
                         return;
                     }
                 }
@@ -614,6 +644,49 @@ fn inspect(
                     }
                 }
             }
+        }
+    }
+}
+
+/// Reads the server's first flight of a TLS flow: its certificate, when sent in clear.
+fn inspect_server(flow: &mut Flow, ts: Timestamp, out: &mut impl FnMut(Extracted)) {
+    match tls::parse_server_flight(flow.to_client.data()) {
+        tls::ServerParse::NeedMore => {
+            if flow.to_client.is_full() {
+                out(Extracted::Anomaly("tls_server_flight_too_large"));
+                finish_inspection(flow, out);
+            }
+        }
+        tls::ServerParse::Done { leaf, .. } => {
+            if let Some(der) = leaf {
+                match cert::summarize(&der) {
+                    Some(summary) => {
+                        let value = summary
+                            .common_name
+                            .clone()
+                            .or_else(|| summary.sans.first().cloned())
+                            .unwrap_or_default();
+                        let named_before = flow.named;
+                        emit_name(
+                            flow,
+                            ts,
+                            NameKind::TlsCert,
+                            value.as_bytes(),
+                            Detail::Cert(Box::new(summary)),
+                            out,
+                        );
+                        // A certificate names the server, but does not stand in for a client's own name.
+                        flow.named = named_before;
+                    }
+                    None => out(Extracted::Anomaly("tls_certificate_unparsable")),
+                }
+            }
+            finish_inspection(flow, out);
+        }
+        tls::ServerParse::NotTls => finish_inspection(flow, out),
+        tls::ServerParse::Malformed(reason) => {
+            out(Extracted::Anomaly(reason));
+            finish_inspection(flow, out);
         }
     }
 }

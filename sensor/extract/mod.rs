@@ -4,10 +4,13 @@
 //! state (who is the client, the small reassembly buffers, which protocol a stream is, when
 //! to stop looking) and calls them. One `Extractor` per worker, never shared.
 
+pub mod cert;
 pub mod dns;
 pub mod flow;
 pub mod http;
+pub mod ja4;
 pub mod names;
+pub mod quic;
 pub mod stream;
 pub mod tls;
 
@@ -85,7 +88,10 @@ pub enum Detail {
     Tls {
         version: u16,
         ech: bool,
+        ja4: Option<String>,
     },
+    /// The server's leaf certificate (TLS 1.2 and earlier).
+    Cert(Box<cert::CertSummary>),
     Http {
         method: String,
         target: String,
@@ -110,6 +116,12 @@ pub struct NameEvent {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Extracted {
     Name(NameEvent),
+    /// A ClientHello without a server name: its JA4 is still worth logging and matching.
+    Fingerprint {
+        ts: Timestamp,
+        flow: FlowId,
+        detail: Detail,
+    },
     /// A flow began: rules on addresses and ports look at it.
     FlowStart {
         ts: Timestamp,

@@ -30,7 +30,7 @@ pub enum Parse<'a> {
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct ClientHello<'a> {
-    /// Version from the record layer header of the first record.
+    /// Version from the record layer header of the first record (0 inside QUIC, which has no records).
     pub record_version: u16,
     /// `legacy_version` of the ClientHello.
     pub hello_version: u16,
@@ -38,6 +38,53 @@ pub struct ClientHello<'a> {
     pub server_name: Option<Cow<'a, [u8]>>,
     /// The ClientHello carries `encrypted_client_hello`: its server name is only the outer, public one.
     pub ech: bool,
+    /// What a JA4 fingerprint is made of, in wire order (GREASE included).
+    pub ciphers: Vec<u16>,
+    pub extensions: Vec<u16>,
+    pub supported_versions: Vec<u16>,
+    pub alpn_first: Option<Vec<u8>>,
+    pub signature_algorithms: Vec<u16>,
+}
+
+impl ClientHello<'_> {
+    /// The JA4 fingerprint of this hello (`quic`: it came in a QUIC Initial).
+    pub fn ja4(&self, quic: bool) -> String {
+        super::ja4::ja4(&super::ja4::HelloFields {
+            quic,
+            legacy_version: self.hello_version,
+            supported_versions: &self.supported_versions,
+            ciphers: &self.ciphers,
+            extensions: &self.extensions,
+            sni_present: self.extensions.contains(&EXT_SERVER_NAME),
+            alpn_first: self.alpn_first.as_deref(),
+            signature_algorithms: &self.signature_algorithms,
+        })
+    }
+
+    /// The same hello, owning its server name.
+    pub fn into_owned(self) -> ClientHello<'static> {
+        ClientHello {
+            server_name: self.server_name.map(|n| Cow::Owned(n.into_owned())),
+            record_version: self.record_version,
+            hello_version: self.hello_version,
+            ech: self.ech,
+            ciphers: self.ciphers,
+            extensions: self.extensions,
+            supported_versions: self.supported_versions,
+            alpn_first: self.alpn_first,
+            signature_algorithms: self.signature_algorithms,
+        }
+    }
+
+    /// The highest version offered (supported_versions, else legacy_version), GREASE ignored.
+    pub fn max_version(&self) -> u16 {
+        self.supported_versions
+            .iter()
+            .copied()
+            .filter(|v| v & 0x0f0f != 0x0a0a)
+            .max()
+            .unwrap_or(self.hello_version)
+    }
 }
 
 /// Whether `data` starts like a TLS record carrying a handshake (cheap protocol probe).
@@ -64,10 +111,7 @@ pub fn parse_client_hello(stream: &[u8]) -> Parse<'_> {
             read_hello(record_version, h).map_or_else(Parse::Malformed, Parse::Hello)
         }
         Joined::Complete(Cow::Owned(h)) => match read_hello(record_version, &h) {
-            Ok(hello) => Parse::Hello(ClientHello {
-                server_name: hello.server_name.map(|n| Cow::Owned(n.into_owned())),
-                ..hello
-            }),
+            Ok(hello) => Parse::Hello(hello.into_owned()),
             Err(reason) => Parse::Malformed(reason),
         },
         Joined::NeedMore => Parse::NeedMore,
@@ -154,12 +198,48 @@ fn join_handshake(stream: &[u8]) -> Joined<'_> {
     }
 }
 
+/// Reads a ClientHello handshake message (4-byte header and body), as QUIC carries it in
+/// CRYPTO frames: no record layer.
+pub fn parse_client_hello_message(handshake: &[u8]) -> Parse<'_> {
+    match handshake {
+        [] => Parse::NeedMore,
+        [HANDSHAKE_CLIENT_HELLO, ..] if handshake.len() < 4 => Parse::NeedMore,
+        [HANDSHAKE_CLIENT_HELLO, a, b, c, ..] => {
+            let len = usize::from(*a) << 16 | usize::from(*b) << 8 | usize::from(*c);
+            if handshake.len() < len + 4 {
+                return Parse::NeedMore;
+            }
+            read_hello(0, &handshake[..len + 4]).map_or_else(Parse::Malformed, Parse::Hello)
+        }
+        _ => Parse::NotTls,
+    }
+}
+
+fn u16_list(data: &[u8], len_bytes: usize) -> Vec<u16> {
+    let body = data.get(len_bytes..).unwrap_or_default();
+    body.chunks_exact(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+        .collect()
+}
+
 fn read_hello(record_version: u16, handshake: &[u8]) -> Result<ClientHello<'_>, &'static str> {
+    const EXT_SUPPORTED_VERSIONS: u16 = 43;
+    const EXT_ALPN: u16 = 16;
+    const EXT_SIGNATURE_ALGORITHMS: u16 = 13;
     let body = handshake.get(4..).ok_or("tls_client_hello_malformed")?;
     let (_, hello) = tls_parser::parse_tls_handshake_client_hello(body)
         .map_err(|_| "tls_client_hello_malformed")?;
-    let mut server_name = None;
-    let mut ech = false;
+    let mut out = ClientHello {
+        record_version,
+        hello_version: u16::from(hello.version),
+        server_name: None,
+        ech: false,
+        ciphers: hello.ciphers.iter().map(|c| c.0).collect(),
+        extensions: Vec::new(),
+        supported_versions: Vec::new(),
+        alpn_first: None,
+        signature_algorithms: Vec::new(),
+    };
     let mut ext = hello.ext.unwrap_or_default();
     while ext.len() >= 4 {
         let kind = u16::from_be_bytes([ext[0], ext[1]]);
@@ -167,19 +247,24 @@ fn read_hello(record_version: u16, handshake: &[u8]) -> Result<ClientHello<'_>, 
         let Some(data) = ext.get(4..4 + len) else {
             return Err("tls_extension_truncated");
         };
+        out.extensions.push(kind);
         match kind {
-            EXT_SERVER_NAME => server_name = first_host_name(data).map(Cow::Borrowed),
-            EXT_ENCRYPTED_CLIENT_HELLO => ech = true,
+            EXT_SERVER_NAME => out.server_name = first_host_name(data).map(Cow::Borrowed),
+            EXT_ENCRYPTED_CLIENT_HELLO => out.ech = true,
+            EXT_SUPPORTED_VERSIONS => out.supported_versions = u16_list(data, 1),
+            EXT_SIGNATURE_ALGORITHMS => out.signature_algorithms = u16_list(data, 2),
+            EXT_ALPN => {
+                // list length (2), then (length (1), protocol) entries.
+                out.alpn_first = data
+                    .get(2)
+                    .and_then(|&n| data.get(3..3 + usize::from(n)))
+                    .map(<[u8]>::to_vec);
+            }
             _ => {}
         }
         ext = &ext[4 + len..];
     }
-    Ok(ClientHello {
-        record_version,
-        hello_version: u16::from(hello.version),
-        server_name,
-        ech,
-    })
+    Ok(out)
 }
 
 /// server_name extension: a 2-byte list length, then (type, 2-byte length, name) entries.
@@ -195,6 +280,120 @@ fn first_host_name(data: &[u8]) -> Option<&[u8]> {
         list = &list[3 + len..];
     }
     None
+}
+
+/// What the server's first flight says (TLS 1.2 and earlier send the certificate in clear).
+#[derive(Debug, PartialEq, Eq)]
+pub enum ServerParse<'a> {
+    NeedMore,
+    NotTls,
+    /// The handshake is as far as we read it: the negotiated version and, before TLS 1.3,
+    /// the leaf certificate (DER).
+    Done {
+        version: u16,
+        leaf: Option<Cow<'a, [u8]>>,
+    },
+    Malformed(&'static str),
+}
+
+/// Reads ServerHello and Certificate from the start of a server's byte stream.
+pub fn parse_server_flight(stream: &[u8]) -> ServerParse<'_> {
+    const SERVER_HELLO: u8 = 2;
+    const CERTIFICATE: u8 = 11;
+    const SERVER_HELLO_DONE: u8 = 14;
+    const EXT_SUPPORTED_VERSIONS: u16 = 43;
+    if stream.len() < 5 {
+        return if stream.is_empty() || looks_like_handshake_prefix(stream) {
+            ServerParse::NeedMore
+        } else {
+            ServerParse::NotTls
+        };
+    }
+    if !looks_like_handshake(stream) {
+        return ServerParse::NotTls;
+    }
+    // Handshake messages may span records and records may hold several messages: join the
+    // handshake payloads of the records read so far.
+    let mut joined: Vec<u8> = Vec::new();
+    let mut rest = stream;
+    let mut version = 0u16;
+    let mut complete = false;
+    while !rest.is_empty() {
+        match tls_parser::parse_tls_raw_record(rest) {
+            Ok((after, record)) => {
+                rest = after;
+                if record.hdr.record_type != TlsRecordType::Handshake {
+                    // ChangeCipherSpec or application data: no certificate is coming in clear.
+                    complete = true;
+                    break;
+                }
+                joined.extend_from_slice(record.data);
+            }
+            Err(tls_parser::nom::Err::Incomplete(_)) => break,
+            Err(_) => return ServerParse::Malformed("tls_record_malformed"),
+        }
+    }
+    let mut msgs = joined.as_slice();
+    while msgs.len() >= 4 {
+        let kind = msgs[0];
+        let len = usize::from(msgs[1]) << 16 | usize::from(msgs[2]) << 8 | usize::from(msgs[3]);
+        let Some(body) = msgs.get(4..4 + len) else {
+            break;
+        };
+        match kind {
+            SERVER_HELLO => {
+                version = body
+                    .get(..2)
+                    .map_or(0, |v| u16::from_be_bytes([v[0], v[1]]));
+                // legacy_version(2) random(32) session_id(1+n) cipher(2) compression(1) extensions(2+…)
+                let sid = usize::from(*body.get(34).unwrap_or(&0));
+                let mut ext = body.get(35 + sid + 3 + 2..).unwrap_or_default();
+                while ext.len() >= 4 {
+                    let t = u16::from_be_bytes([ext[0], ext[1]]);
+                    let l = usize::from(u16::from_be_bytes([ext[2], ext[3]]));
+                    if t == EXT_SUPPORTED_VERSIONS && l == 2 {
+                        version = ext
+                            .get(4..6)
+                            .map_or(version, |v| u16::from_be_bytes([v[0], v[1]]));
+                    }
+                    ext = ext.get(4 + l..).unwrap_or_default();
+                }
+                if version >= 0x0304 {
+                    return ServerParse::Done {
+                        version,
+                        leaf: None,
+                    };
+                }
+            }
+            CERTIFICATE => {
+                // certificate_list length (3), then (length (3), DER) entries: the first is the leaf.
+                let leaf = body.get(3..6).and_then(|l| {
+                    let n = usize::from(l[0]) << 16 | usize::from(l[1]) << 8 | usize::from(l[2]);
+                    body.get(6..6 + n)
+                });
+                return ServerParse::Done {
+                    version,
+                    leaf: leaf.map(|d| Cow::Owned(d.to_vec())),
+                };
+            }
+            SERVER_HELLO_DONE => {
+                return ServerParse::Done {
+                    version,
+                    leaf: None,
+                }
+            }
+            _ => {}
+        }
+        msgs = &msgs[4 + len..];
+    }
+    if complete {
+        ServerParse::Done {
+            version,
+            leaf: None,
+        }
+    } else {
+        ServerParse::NeedMore
+    }
 }
 
 /// A readable name for a TLS version number, for events (`"tls1.2"`).

@@ -60,8 +60,13 @@ pub fn alert_line(f: &Finding, det: &Detection, rules: &RuleSet) -> String {
         "last_seen": det.last_seen,
         "count": det.count,
     });
-    if let (Some(ip), Some(obj)) = (f.public_resolver, v.as_object_mut()) {
-        obj.insert("dns_server".into(), json!({"ip": ip, "public": true}));
+    if let Some(obj) = v.as_object_mut() {
+        if let Some(ip) = f.public_resolver {
+            obj.insert("dns_server".into(), json!({"ip": ip, "public": true}));
+        }
+        if let Some(j) = &f.ja4 {
+            obj.insert("tls".into(), json!({"ja4": j}));
+        }
     }
     v.to_string()
 }
@@ -93,9 +98,13 @@ pub fn event_line(ev: &NameEvent) -> String {
                 }).collect::<Vec<_>>(),
             }),
         ),
-        Detail::Tls { version, ech } => (
+        Detail::Tls { version, ech, ja4 } => (
             "tls",
-            json!({"version": crate::extract::tls::version_name(*version), "ech": ech}),
+            json!({"version": crate::extract::tls::version_name(*version), "ech": ech, "ja4": ja4}),
+        ),
+        Detail::Cert(c) => (
+            "cert",
+            json!({"subject": c.subject, "issuer": c.issuer, "common_name": c.common_name, "sans": c.sans, "sha256": c.sha256}),
         ),
         Detail::Http {
             method,
@@ -110,6 +119,11 @@ pub fn event_line(ev: &NameEvent) -> String {
         obj.insert(extra.0.into(), extra.1);
     }
     v.to_string()
+}
+
+/// An event for a ClientHello that named no server: its JA4 is the only name it has.
+pub fn fingerprint_line(ts: Timestamp, flow: &FlowId, ja4: &str) -> String {
+    json!({"timestamp": ts, "kind": "ja4", "value": ja4, "flow": flow_json(flow)}).to_string()
 }
 
 /// The host report (`--report`, `vendorwatch hosts --format json`).
