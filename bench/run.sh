@@ -125,8 +125,9 @@ run_one() { # INDEX RUN -> one TSV line: index run seconds maxrss_kb rc report b
     rc=0
     /usr/bin/time -v -o "$tf" "${cmd[@]}" >"$OUTDIR/out-$i-$r.txt" 2>"$OUTDIR/err-$i-$r.txt" || rc=$?
     t1=$(date +%s.%N)
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$i" "$r" "$($PY -c "print($t1 - $t0)")" \
-        "$(awk -F': *' '/Maximum resident set size/ {print $2}' "$tf")" "$rc" "$report" "$b"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$i" "$r" "$($PY -c "print($t1 - $t0)")" \
+        "$(awk -F': *' '/Maximum resident set size/ {print $2}' "$tf")" "$rc" "$report" "$b" \
+        "$(awk -F': *' '/User time \(seconds\)|System time \(seconds\)/ {s += $2} END {print s + 0}' "$tf")"
 }
 
 log "warming the page cache ($((BYTES / 1000000)) MB)"
@@ -160,8 +161,8 @@ outdir = E["OUTDIR"]
 rows = {}
 busy_max = 0
 for line in open(f"{outdir}/runs.tsv"):
-    i, r, secs, rss, rc, report, busy = line.rstrip("\n").split("\t")
-    rows.setdefault(int(i), []).append((float(secs), int(rss or 0), int(rc), report))
+    i, r, secs, rss, rc, report, busy, cpu = line.rstrip("\n").split("\t")
+    rows.setdefault(int(i), []).append((float(secs), int(rss or 0), int(rc), report, float(cpu or 0)))
     busy_max = max(busy_max, int(busy or 0))
 
 # ground truth: the base detections mapped through every copy's address mapping
@@ -220,8 +221,8 @@ out.append(f"Machine: {E['NPROC']} cores ({E['MODEL']}), {E['MEM']} RAM, Linux {
 out.append(f"vendorwatch commit `{E['COMMIT']}`{dirty} ({how}, `cargo build --release`); {E['TCPDUMP_V']}; "
            f"{runs} runs per contender, taking turns, file in the page cache; {E['DATE']}.")
 out.append("")
-out.append("| contender | median s | min-max s | MB/s | packets/s | x tcpdump | peak RSS MiB | detections = ground truth |")
-out.append("|---|---:|---:|---:|---:|---:|---:|---|")
+out.append("| contender | median s | min-max s | MB/s | packets/s | x tcpdump | CPU s | peak RSS MiB | detections = ground truth |")
+out.append("|---|---:|---:|---:|---:|---:|---:|---:|---|")
 failed = []
 for i, label in enumerate(labels):
     rs = rows[i]
@@ -235,7 +236,7 @@ for i, label in enumerate(labels):
         det = "-"
     else:
         verdicts = []
-        for (_, _, _, report) in rs:
+        for (_, _, _, report, _) in rs:
             if not os.path.exists(report):
                 verdicts.append("no report")
                 continue
@@ -251,9 +252,10 @@ for i, label in enumerate(labels):
         det = verdicts[0] if len(set(verdicts)) == 1 else "; ".join(f"run {k + 1}: {v}" for k, v in enumerate(verdicts))
     rc_note = "" if rcs == [0] else f" (exit {','.join(map(str, rcs))})"
     out.append(f"| {label}{rc_note} | {m:.2f} | {min(secs):.2f}-{max(secs):.2f} | {bytes_ / 1e6 / m:,.0f} | "
-               f"{packets / m:,.0f} | {m / floor:.2f} | {rss:,.0f} | {det} |")
+               f"{packets / m:,.0f} | {m / floor:.2f} | {median([x[4] for x in rs]):.2f} | {rss:,.0f} | {det} |")
 out.append("")
-out.append("x tcpdump: median wall time divided by tcpdump's (below 1: faster than tcpdump). MB/s: 10^6 bytes of "
+out.append("x tcpdump: median wall time divided by tcpdump's (below 1: faster than tcpdump). CPU s: median user + "
+           "system time, which other work on the machine disturbs less than wall time. MB/s: 10^6 bytes of "
            "the file per second. vendorwatch ran as `vendorwatch replay --quiet [--workers W] --report R FILE`; "
            "detections: the host x vendor x category entries of R (`jq '[.hosts[].detections[]] | length'`) against "
            "the ground truth, compared as sets.")

@@ -167,6 +167,7 @@ fn replay_config(args: ReplayArgs) -> Result<ReplayConfig, String> {
         return Err("--alerts and --events cannot both write to stdout".into());
     }
     Ok(ReplayConfig {
+        encrypted_dns: crate::detect::resolvers::EncryptedDns::embedded()?,
         inputs: args.inputs,
         rules,
         home_net,
@@ -251,7 +252,12 @@ fn run_replay(cfg: ReplayConfig) -> i32 {
     let vendors: Vec<String> = cfg.rules.packs.iter().map(|p| p.vendor.clone()).collect();
     let rules = Arc::new(cfg.rules);
     let shared = Arc::new(Shared {
-        detector: Detector::new(Arc::clone(&rules), cfg.home_net, cfg.detect_limits),
+        detector: Detector::new(
+            Arc::clone(&rules),
+            cfg.home_net,
+            cfg.detect_limits,
+            cfg.encrypted_dns,
+        ),
         hosts: HostTable::new(),
         counters: Counters::default(),
         alerts,

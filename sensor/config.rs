@@ -84,4 +84,5 @@ pub struct ReplayConfig {
     pub extract_limits: ExtractorLimits,
     pub detect_limits: DetectLimits,
     pub quiet: bool,
+    pub encrypted_dns: crate::detect::resolvers::EncryptedDns,
 }

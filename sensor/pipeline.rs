@@ -371,6 +371,9 @@ fn handle(shared: &Shared, local: &mut Local, events: &mut String, item: Extract
         }
         Extracted::FlowStart { .. } | Extracted::Unnamed { .. } => {}
     }
+    if let Some((host, hiding)) = shared.detector.name_hiding(&item) {
+        shared.hosts.note_hiding(host, hiding);
+    }
     let rules = &shared.detector.rules;
     shared.detector.detect(&item, &mut |finding| {
         local.findings += 1;

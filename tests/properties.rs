@@ -8,7 +8,8 @@ use vendorwatch::detect::rules::{load_sources, Rule};
 use vendorwatch::extract::{dns, http, tls, Extractor, ExtractorLimits};
 use vendorwatch::time::Timestamp;
 
-const LINKS: [LinkType; 10] = [
+const LINKS: [LinkType; 11] = [
+    LinkType::Ppp,
     LinkType::Ethernet,
     LinkType::LinuxSll,
     LinkType::LinuxSll2,

@@ -27,6 +27,8 @@ pub enum LinkType {
     Nflog,
     /// LINKTYPE_C_HDLC (104): Cisco HDLC, 4-byte header ending in an EtherType.
     CiscoHdlc,
+    /// LINKTYPE_PPP (9) and LINKTYPE_PPP_HDLC (50): PPP, optionally with HDLC address/control.
+    Ppp,
 }
 
 impl LinkType {
@@ -43,6 +45,7 @@ impl LinkType {
             108 => LinkType::Loop,
             239 => LinkType::Nflog,
             104 => LinkType::CiscoHdlc,
+            9 | 50 => LinkType::Ppp,
             _ => return None,
         })
     }
@@ -59,6 +62,7 @@ impl LinkType {
             LinkType::Loop => "loop",
             LinkType::Nflog => "nflog",
             LinkType::CiscoHdlc => "c_hdlc",
+            LinkType::Ppp => "ppp",
         }
     }
 }
@@ -150,6 +154,10 @@ pub(super) fn strip<'a>(
             by_ether_type(proto, &frame[4..], info)
         }
         LinkType::Nflog => nflog_payload(frame).map(L3::Ip),
+        LinkType::Ppp => tunnel::ppp(frame).map(L3::Ip).map_err(|m| match m.0 {
+            "ppp_not_ip" => DecodeError::NotIp,
+            _ => DecodeError::LinkTruncated,
+        }),
     }
 }
 

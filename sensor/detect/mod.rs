@@ -6,6 +6,7 @@
 //! pair of hosts has used — in shared, bounded maps, so workers need no other coordination.
 
 pub mod matcher;
+pub mod resolvers;
 pub mod rules;
 
 use crate::decode::Proto;
@@ -17,29 +18,6 @@ use rules::{Loaded, Pack, Rule};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-
-/// Public resolvers a Kaspersky product falls back to when the system resolver fails
-/// (KESWin 11.6 doc 202507, Safe Kids 237222), plus the other big public services.
-pub const PUBLIC_RESOLVERS: &[&str] = &[
-    "8.8.8.8",
-    "8.8.4.4",
-    "1.1.1.1",
-    "1.0.0.1",
-    "223.6.6.6",
-    "223.5.5.5",
-    "9.9.9.9",
-    "149.112.112.112",
-    "185.228.168.168",
-    "185.228.169.168",
-    "208.67.222.222",
-    "208.67.220.220",
-    "2001:4860:4860::8888",
-    "2001:4860:4860::8844",
-    "2606:4700:4700::1111",
-    "2606:4700:4700::1001",
-    "2620:fe::fe",
-    "2620:fe::9",
-];
 
 /// The rules in force: the packs, the active rules, and their matcher.
 pub struct RuleSet {
@@ -133,6 +111,15 @@ pub struct Finding {
     pub ja4: Option<String>,
 }
 
+/// How a host hides the names it reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hiding {
+    /// TLS Encrypted Client Hello: the real server name is encrypted.
+    Ech,
+    /// DNS over HTTPS / TLS / QUIC to a known service: lookups are invisible.
+    EncryptedDns(String),
+}
+
 /// Bounds and clocks of the shared detection state.
 #[derive(Debug, Clone, Copy)]
 pub struct DetectLimits {
@@ -179,7 +166,7 @@ pub struct Detector {
     pub rules: Arc<RuleSet>,
     home: HomeNet,
     limits: DetectLimits,
-    public_resolvers: Vec<IpAddr>,
+    encrypted_dns: resolvers::EncryptedDns,
     resolvers: DashMap<IpAddr, (), ahash::RandomState>,
     pdns: DashMap<IpAddr, PdnsEntry, ahash::RandomState>,
     /// (lower address, higher address, rule) → distinct (transport, port) seen.
@@ -189,15 +176,17 @@ pub struct Detector {
 }
 
 impl Detector {
-    pub fn new(rules: Arc<RuleSet>, home: HomeNet, limits: DetectLimits) -> Detector {
+    pub fn new(
+        rules: Arc<RuleSet>,
+        home: HomeNet,
+        limits: DetectLimits,
+        encrypted_dns: resolvers::EncryptedDns,
+    ) -> Detector {
         Detector {
             rules,
             home,
             limits,
-            public_resolvers: PUBLIC_RESOLVERS
-                .iter()
-                .filter_map(|s| s.parse().ok())
-                .collect(),
+            encrypted_dns,
             resolvers: DashMap::default(),
             pdns: DashMap::default(),
             port_pairs: DashMap::default(),
@@ -241,6 +230,40 @@ impl Detector {
 
     pub fn pdns_len(&self) -> usize {
         self.pdns.len()
+    }
+
+    /// Whether an extraction result shows its host hiding names from the sensor: ECH, or DNS
+    /// over HTTPS/TLS/QUIC. Returns the host and what it used.
+    pub fn name_hiding(&self, item: &Extracted) -> Option<(IpAddr, Hiding)> {
+        let (host, hiding) = match item {
+            Extracted::Name(ev) => match &ev.detail {
+                Detail::Tls { ech: true, .. } => (ev.flow.client.ip(), Hiding::Ech),
+                Detail::Tls { .. } if self.encrypted_dns.is_doh_name(&ev.value) => (
+                    ev.flow.client.ip(),
+                    Hiding::EncryptedDns(format!("DoH {}", ev.value)),
+                ),
+                _ => return None,
+            },
+            Extracted::FlowStart { flow, .. } => {
+                let server = flow.server;
+                if server.port() == resolvers::DOT_PORT {
+                    (
+                        flow.client.ip(),
+                        Hiding::EncryptedDns(format!("DoT/DoQ {server}")),
+                    )
+                } else if server.port() == 443 {
+                    let service = self.encrypted_dns.service_at(server.ip())?;
+                    (
+                        flow.client.ip(),
+                        Hiding::EncryptedDns(format!("DoH? HTTPS to {service} ({})", server.ip())),
+                    )
+                } else {
+                    return None;
+                }
+            }
+            _ => return None,
+        };
+        self.home.contains(host).then_some((host, hiding))
     }
 
     /// Turns one extraction result into findings.
@@ -287,7 +310,7 @@ impl Detector {
             Detail::Dns(d) => {
                 let forwarded = self.is_resolver(host);
                 let server = ev.flow.server.ip();
-                let public = self.public_resolvers.contains(&server).then_some(server);
+                let public = self.encrypted_dns.service_at(server).map(|_| server);
                 // The question counts once per transaction: on the query, or on the answer
                 // when the query was not captured.
                 if !d.is_response || !d.query_seen {
@@ -571,7 +594,12 @@ mod tests {
         let loaded = rules::load_embedded().expect("embedded packs");
         let set = RuleSet::compile(loaded, None).expect("compiles");
         let home = crate::config::parse_home_net(crate::config::DEFAULT_HOME_NET).expect("home");
-        Detector::new(Arc::new(set), home, limits)
+        Detector::new(
+            Arc::new(set),
+            home,
+            limits,
+            resolvers::EncryptedDns::embedded().expect("list"),
+        )
     }
 
     fn flow(proto: Proto, client: &str, server: &str) -> FlowId {

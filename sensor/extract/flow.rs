@@ -7,7 +7,7 @@
 
 use super::stream::{Pushed, StreamBuf};
 use super::{
-    cert, dns, http, names, tls, Detail, DnsDetail, Extracted, FlowId, NameEvent, NameKind,
+    cert, dns, http, names, quic, tls, Detail, DnsDetail, Extracted, FlowId, NameEvent, NameKind,
 };
 use crate::decode::{Packet, Proto, TcpSegment, Transport, UdpDatagram};
 use crate::time::Timestamp;
@@ -87,6 +87,8 @@ enum App {
     },
     /// DNS over TCP, both directions.
     Dns,
+    /// QUIC: reading the client's Initial packets.
+    Quic,
     /// Nothing more to read: bypassed.
     Done,
 }
@@ -103,6 +105,8 @@ struct Flow {
     named: bool,
     unnamed_reported: bool,
     closing: bool,
+    /// Only for QUIC flows, while their ClientHello is being read.
+    quic: Option<Box<QuicState>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -227,6 +231,7 @@ impl Extractor {
                     named: false,
                     unnamed_reported: false,
                     closing: false,
+                    quic: None,
                 },
             );
         }
@@ -360,13 +365,101 @@ impl Extractor {
         self.flow_entry(key, ts, make_id, mac, out);
         if let Some(flow) = self.flows.get_mut(&key) {
             flow.last_seen = ts;
-            if flow.app != App::Done {
-                // Nothing is read from other UDP yet: the flow is unnamed from the start.
-                flow.app = App::Done;
-                report_unnamed(flow, out);
+            let from_client = flow.id.client == src;
+            match flow.app {
+                App::Done => {}
+                App::Probe if from_client && quic::looks_like_client_initial(dgram.payload) => {
+                    flow.app = App::Quic;
+                    flow.quic = Some(Box::default());
+                    inspect_quic(flow, ts, dgram.payload, out);
+                }
+                App::Quic if from_client => inspect_quic(flow, ts, dgram.payload, out),
+                App::Quic => {}
+                // A capture can start with 0-RTT or Handshake packets before the Initial
+                // that names the server: look at a few client datagrams before giving up.
+                App::Probe if from_client && flow.client_bytes < UDP_PROBE_DATAGRAMS => {
+                    flow.client_bytes += 1
+                }
+                App::Probe if !from_client => {}
+                // Nothing else is read from UDP.
+                _ => finish_inspection(flow, out),
             }
         }
     }
+}
+
+/// Client datagrams of an unknown UDP flow looked at before it is bypassed.
+const UDP_PROBE_DATAGRAMS: u64 = 4;
+
+/// Client datagrams of a QUIC flow read before giving up on its ClientHello.
+const QUIC_MAX_DATAGRAMS: u8 = 16;
+
+/// A QUIC flow's Initial keys and CRYPTO stream, until its ClientHello is read.
+#[derive(Debug, Default)]
+struct QuicState {
+    /// The client's first Destination Connection ID: RFC 9001 keys every Initial from it.
+    key_dcid: Option<Vec<u8>>,
+    crypto: quic::CryptoStream,
+    datagrams: u8,
+}
+
+fn inspect_quic(flow: &mut Flow, ts: Timestamp, datagram: &[u8], out: &mut impl FnMut(Extracted)) {
+    let Some(state) = flow.quic.as_mut() else {
+        return;
+    };
+    state.datagrams += 1;
+    let initials = match &state.key_dcid {
+        None => quic::client_initials(datagram),
+        Some(key) => quic::client_initials_keyed(datagram, key),
+    };
+    match initials {
+        Ok(initials) => {
+            for initial in initials {
+                state.key_dcid.get_or_insert_with(|| initial.dcid.clone());
+                for (offset, data) in &initial.crypto {
+                    state.crypto.add(*offset, data);
+                }
+            }
+        }
+        Err(e) => out(Extracted::Anomaly(e.reason())),
+    }
+    let hello = match tls::parse_client_hello_message(state.crypto.contiguous()) {
+        tls::Parse::Hello(hello) => hello.into_owned(),
+        tls::Parse::NeedMore
+            if state.datagrams < QUIC_MAX_DATAGRAMS && state.crypto.dropped() == 0 =>
+        {
+            return
+        }
+        tls::Parse::NeedMore => {
+            out(Extracted::Anomaly("quic_client_hello_incomplete"));
+            finish_inspection(flow, out);
+            return;
+        }
+        tls::Parse::NotTls | tls::Parse::Malformed(_) => {
+            out(Extracted::Anomaly("quic_client_hello_malformed"));
+            finish_inspection(flow, out);
+            return;
+        }
+    };
+    let detail = Detail::Tls {
+        version: hello.max_version(),
+        ech: hello.ech,
+        ja4: Some(hello.ja4(true)),
+    };
+    match hello.server_name.as_deref() {
+        Some(sni) => {
+            emit_name(flow, ts, NameKind::QuicSni, sni, detail, out);
+            if hello.ech {
+                flow.named = false;
+            }
+        }
+        None => out(Extracted::Fingerprint {
+            ts,
+            flow: flow.id,
+            detail,
+        }),
+    }
+    finish_inspection(flow, out);
 }
 
 fn tcp_src_is_client(seg: &TcpSegment<'_>) -> bool {
@@ -389,6 +482,7 @@ fn report_unnamed(flow: &mut Flow, out: &mut impl FnMut(Extracted)) {
 
 fn finish_inspection(flow: &mut Flow, out: &mut impl FnMut(Extracted)) {
     flow.app = App::Done;
+    flow.quic = None;
     flow.to_server.release();
     flow.to_client.release();
     report_unnamed(flow, out);
@@ -426,7 +520,8 @@ fn inspect(
 ) {
     loop {
         match flow.app {
-            App::Done => return,
+            // QUIC is read datagram by datagram in `inspect_quic`, never from a stream.
+            App::Done | App::Quic => return,
             App::Dns => {
                 let dir = if from_client {
                     &mut flow.to_server

@@ -3,9 +3,12 @@
 //!
 //! Initial keys come from the client's Destination Connection ID and a salt fixed by the
 //! version (RFC 9001 §5.2; RFC 9369 for v2; draft-29 for the last draft still deployed).
-//! Keys are derived from each packet's own DCID, so nothing is cached and a client that
-//! switched DCID after a Retry is read the same way. Only client keys are derived: a server
-//! Initial fails to decrypt and is skipped. AES, AES-GCM and HKDF are RustCrypto's.
+//! Keys are derived per packet and nothing is cached: from the packet's own DCID (the
+//! client's first flight, and its first Initial after a Retry), or with
+//! `client_initials_keyed` from the DCID the flow's earlier Initials were keyed by, which the
+//! client keeps once its Initials carry the server's connection ID. Only client keys are
+//! derived: a server Initial fails to decrypt and is skipped. AES, AES-GCM and HKDF are
+//! RustCrypto's.
 //!
 //! `client_initials` is pure (one datagram in, owned plaintext out); `CryptoStream` is the
 //! per-flow state that joins CRYPTO frames by offset, because clients split the ClientHello

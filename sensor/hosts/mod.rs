@@ -43,10 +43,18 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// Distinct encrypted-DNS services remembered per host.
+pub const MAX_HIDING_VIA: usize = 8;
+
 #[derive(Debug, Clone, Default)]
 pub struct Host {
     pub mac: Option<[u8; 6]>,
     pub detections: Vec<Detection>,
+    /// TLS connections with Encrypted Client Hello: names the sensor cannot see.
+    pub ech_connections: u64,
+    /// Connections to DNS-over-HTTPS/TLS/QUIC services: lookups the sensor cannot see.
+    pub encrypted_dns_connections: u64,
+    pub encrypted_dns_via: Vec<String>,
 }
 
 /// What `record` decided.
@@ -133,6 +141,21 @@ impl HostTable {
             return Recorded::NewAlert(det.clone());
         }
         Recorded::Counted
+    }
+
+    /// Counts a way the host hides names from the sensor.
+    pub fn note_hiding(&self, host: IpAddr, hiding: crate::detect::Hiding) {
+        let mut h = self.hosts.entry(host).or_default();
+        match hiding {
+            crate::detect::Hiding::Ech => h.ech_connections += 1,
+            crate::detect::Hiding::EncryptedDns(via) => {
+                h.encrypted_dns_connections += 1;
+                if h.encrypted_dns_via.len() < MAX_HIDING_VIA && !h.encrypted_dns_via.contains(&via)
+                {
+                    h.encrypted_dns_via.push(via);
+                }
+            }
+        }
     }
 
     /// A consistent copy of the inventory, hosts sorted by address.

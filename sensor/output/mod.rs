@@ -141,6 +141,11 @@ pub fn report_json(
                 "hostname": serde_json::Value::Null,
                 "role": if resolvers.contains(ip) { "resolver" } else { "client" },
                 "detections": h.detections,
+                "names_hidden": {
+                    "ech_connections": h.ech_connections,
+                    "encrypted_dns_connections": h.encrypted_dns_connections,
+                    "encrypted_dns_via": h.encrypted_dns_via,
+                },
             })
         })
         .collect();

@@ -108,6 +108,14 @@ pub fn render(c: &Counters, facts: &RunFacts<'_>, hosts: &[(IpAddr, Host)]) -> S
         thousands(Counters::get(&c.alerts)),
         thousands(Counters::get(&c.findings))
     );
+    let ech = hosts.iter().filter(|(_, h)| h.ech_connections > 0).count();
+    let hidden = hosts
+        .iter()
+        .filter(|(_, h)| h.encrypted_dns_connections > 0)
+        .count();
+    if ech + hidden > 0 {
+        let _ = writeln!(s, "  hidden    {ech} host(s) used ECH, {hidden} host(s) used encrypted DNS (their names are invisible here; see the report)");
+    }
     let rows: Vec<[String; 8]> = hosts
         .iter()
         .flat_map(|(ip, h)| {
