@@ -400,7 +400,10 @@ impl Detector {
             m.match_name(&ev.value).iter().map(|h| h.rule).collect();
         named.push((ev.value.as_str(), q_hits));
         for a in &d.answers {
-            if let RData::Cname(target) = &a.data {
+            let (RData::Cname(target) | RData::Svcb { target, .. }) = &a.data else {
+                continue;
+            };
+            if !target.is_empty() {
                 let hits: smallvec::SmallVec<[RuleIdx; 2]> =
                     m.match_name(target).iter().map(|h| h.rule).collect();
                 for &rule in &hits {

@@ -21,6 +21,11 @@ pub const OPCODE_UPDATE: u8 = 5;
 pub const TYPE_A: u16 = 1;
 pub const TYPE_CNAME: u16 = 5;
 pub const TYPE_AAAA: u16 = 28;
+pub const TYPE_SVCB: u16 = 64;
+pub const TYPE_HTTPS: u16 = 65;
+/// SvcParamKeys (RFC 9460 §14.3.2).
+const SVC_ALPN: u16 = 1;
+const SVC_ECH: u16 = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
@@ -52,6 +57,14 @@ pub enum RData {
     A(Ipv4Addr),
     Aaaa(Ipv6Addr),
     Cname(String),
+    /// SVCB / HTTPS (RFC 9460): where the service is, which protocols, and whether it
+    /// publishes an ECH configuration (its clients will hide their server names).
+    Svcb {
+        priority: u16,
+        target: String,
+        alpn: Vec<String>,
+        ech: bool,
+    },
     /// A record type we do not read.
     Other,
 }
@@ -189,6 +202,7 @@ fn read_record(msg: &[u8], at: usize, anomalies: &mut Anomalies) -> Option<(Answ
             RData::Aaaa(Ipv6Addr::from(octets))
         }
         (TYPE_CNAME, _) => RData::Cname(read_name(msg, rdata_at, anomalies).0),
+        (TYPE_SVCB | TYPE_HTTPS, n) if n >= 3 => svcb(msg, rdata_at, rdata, anomalies),
         _ => RData::Other,
     };
     Some((
@@ -200,6 +214,44 @@ fn read_record(msg: &[u8], at: usize, anomalies: &mut Anomalies) -> Option<(Answ
         },
         rdata_at + rdlen,
     ))
+}
+
+fn svcb(msg: &[u8], rdata_at: usize, rdata: &[u8], anomalies: &mut Anomalies) -> RData {
+    let priority = u16::from_be_bytes([rdata[0], rdata[1]]);
+    let (target, after) = read_name(msg, rdata_at + 2, anomalies);
+    let mut params = after
+        .checked_sub(rdata_at)
+        .and_then(|o| rdata.get(o..))
+        .unwrap_or_default();
+    let (mut alpn, mut ech) = (Vec::new(), false);
+    while params.len() >= 4 {
+        let key = u16::from_be_bytes([params[0], params[1]]);
+        let len = usize::from(u16::from_be_bytes([params[2], params[3]]));
+        let Some(value) = params.get(4..4 + len) else {
+            break;
+        };
+        match key {
+            SVC_ALPN => {
+                let mut v = value;
+                while let Some((&n, rest)) = v.split_first() {
+                    let Some(id) = rest.get(..usize::from(n)) else {
+                        break;
+                    };
+                    alpn.push(String::from_utf8_lossy(id).into_owned());
+                    v = &rest[usize::from(n)..];
+                }
+            }
+            SVC_ECH => ech = true,
+            _ => {}
+        }
+        params = &params[4 + len..];
+    }
+    RData::Svcb {
+        priority,
+        target,
+        alpn,
+        ech,
+    }
 }
 
 /// Reads a possibly compressed name at `at`. Returns the name as far as it could be read
@@ -337,6 +389,29 @@ mod tests {
         let parsed = parse(&m).expect("parses");
         assert!(parsed.anomalies.name_too_long);
         assert!(parsed.questions[0].name.len() <= MAX_NAME_LEN);
+    }
+
+    #[test]
+    fn https_record_with_alpn_and_ech() {
+        // A Cloudflare-style HTTPS answer: priority 1, target ".", alpn h3,h2, ech config.
+        let mut m = vec![0, 1, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+        m.extend_from_slice(b"\x07example\x03com\x00\x00\x41\x00\x01");
+        let mut rdata = vec![0, 1, 0];
+        rdata.extend_from_slice(&[0, 1, 0, 6, 2, b'h', b'3', 2, b'h', b'2']);
+        rdata.extend_from_slice(&[0, 5, 0, 3, 0xfe, 0x0d, 0]);
+        m.extend_from_slice(&[0xc0, 12, 0, 65, 0, 1, 0, 0, 1, 44]);
+        m.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        m.extend_from_slice(&rdata);
+        let parsed = parse(&m).expect("parses");
+        assert_eq!(
+            parsed.answers[0].data,
+            RData::Svcb {
+                priority: 1,
+                target: String::new(),
+                alpn: vec!["h3".into(), "h2".into()],
+                ech: true
+            }
+        );
     }
 
     #[test]

@@ -92,6 +92,9 @@ pub fn event_line(ev: &NameEvent) -> String {
                         RData::A(ip) => json!(ip.to_string()),
                         RData::Aaaa(ip) => json!(ip.to_string()),
                         RData::Cname(n) => json!(n),
+                        RData::Svcb { priority, target, alpn, ech } => {
+                            json!({"priority": priority, "target": target, "alpn": alpn, "ech": ech})
+                        }
                         RData::Other => serde_json::Value::Null,
                     };
                     json!({"name": a.name, "type": a.rtype, "ttl": a.ttl, "data": data})
