@@ -13,6 +13,12 @@ Output shape (all lists sorted, names lower case without trailing dot):
   detections: [{host, vendor, category}]
   resolvers:  [address]               home-net sources of DNS responses
   connections_without_name: [{host, dst_ip, dst_port, transport}]
+  quic_names: [{host, kind, value}]   kind: quic_sni (SNI of ClientHellos that tshark decrypted
+                                      from QUIC Initial packets)
+  certificates: [{host, server, subject_cn, issuer_cn, sans}]
+                                      leaf (first) certificate of every cleartext TLS Certificate
+                                      message (TLS 1.2 and earlier); host = the client it was sent
+                                      to, server = its sender, sans = the dNSName entries
 """
 import argparse
 import ipaddress
@@ -37,10 +43,27 @@ VENDOR_NAMES = {
     "activation-v2.kaspersky.com": ("kaspersky", "activation"),
     "www.kaspersky.com": ("kaspersky", "web-portal"),
 }
+# Names that appear only in certificates (subject CN / SAN) of the captures; looked up like the others.
+VENDOR_NAMES["ksn.kaspersky-labs.com"] = ("kaspersky", "ksn")
 DECOYS = ("notkaspersky.com", "kaspersky.com.evil.example", "www.example.org")
 assert not set(DECOYS) & set(VENDOR_NAMES)
 
-DISPLAY_FILTER = "dns or tls.handshake.type == 1 or http.request or (tcp.flags.syn == 1 and tcp.flags.ack == 0)"
+# Certificate rules of rules/kaspersky.toml (category "certificate"): case-insensitive substrings of
+# the issuer DN / subject DN of a server certificate.
+CERT_ISSUERS = {
+    "Kaspersky Lab Public Services": ("kaspersky", "certificate"),       # kaspersky.certificate.public-services-ca
+    "Kaspersky Anti-Virus Personal Root": ("kaspersky", "certificate"),  # kaspersky.certificate.personal-root
+}
+CERT_SUBJECTS = {
+    "ksn.kaspersky-labs.com": ("kaspersky", "certificate"),              # kaspersky.certificate.ksn-server
+}
+
+DISPLAY_FILTER = ("dns or tls.handshake.type == 1 or tls.handshake.type == 11 or http.request"
+                  " or (tcp.flags.syn == 1 and tcp.flags.ack == 0)")
+
+# X.520 attribute OIDs -> RFC 4514 short names (others are written as the dotted OID)
+DN_ATTRS = {"2.5.4.3": "CN", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.10": "O",
+            "2.5.4.11": "OU", "2.5.4.5": "serialNumber", "1.2.840.113549.1.9.1": "emailAddress"}
 
 
 def norm_name(s):
@@ -81,6 +104,52 @@ def first(elem, name):
     return v[0] if v else None
 
 
+def children(elem, name):
+    return [f for f in elem.iter("field") if f.get("name") == name]
+
+
+def dn_of(name_elem):
+    """x509af.issuer / x509af.subject element -> [(attribute, value)] in DER order."""
+    out = []
+    for rdn in children(name_elem, "x509if.RelativeDistinguishedName_item_element"):
+        oid = first(rdn, "x509if.oid") or first(rdn, "x509if.id")
+        # the value is the innermost field that is not the OID (DirectoryString wraps the string)
+        leaves = [f for f in rdn.iter("field") if f is not rdn and len(f) == 0
+                  and f.get("name") not in ("x509if.oid", "x509if.id")]
+        if oid and leaves:
+            out.append((DN_ATTRS.get(oid, oid), leaves[0].get("show", "")))
+    return out
+
+
+def dn_string(dn):
+    """RFC 4514 order (most specific first), the way openssl -nameopt RFC2253 prints it."""
+    return ",".join(f"{k}={v}" for k, v in reversed(dn))
+
+
+def leaf_certificates(tls):
+    """First certificate of every Certificate handshake message in a tls proto element."""
+    for hs in children(tls, "tls.handshake"):
+        if first(hs, "tls.handshake.type") != "11":
+            continue
+        certs = children(hs, "tls.handshake.certificate")
+        if not certs:
+            continue
+        cert = certs[0]
+        subject = issuer = None
+        for f in cert.iter("field"):
+            if f.get("name") == "x509af.subject" and subject is None:
+                subject = dn_of(f)
+            elif f.get("name") == "x509af.issuer" and issuer is None:
+                issuer = dn_of(f)
+        sans = []
+        for ext in children(cert, "x509af.Extension_element"):
+            if first(ext, "x509af.extension.id") == "2.5.29.17":
+                sans += [norm_name(n) for n in fields(ext, "x509ce.dNSName")]
+        cn = lambda dn: next((v for k, v in reversed(dn or []) if k == "CN"), None)
+        yield dict(subject=dn_string(subject or []), issuer=dn_string(issuer or []),
+                   subject_cn=cn(subject), issuer_cn=cn(issuer), sans=tuple(sans))
+
+
 def run_tshark(path, proxy_port):
     cmd = [
         "tshark", "-n", "-r", path, "-T", "pdml",
@@ -106,6 +175,9 @@ def analyse(root):
     responders = set()
     syns = []             # (src, dst, dport, stream)
     named_streams = set()
+    quic_names = set()    # (host, "quic_sni", value)
+    certificates = set()  # (client, server, subject_cn, issuer_cn, sans)
+    cert_detections = set()
 
     for pkt in root.iter("packet"):
         protos = {}
@@ -151,6 +223,25 @@ def analyse(root):
                 other_names.append((src, "tls_sni", norm_name(sni)))
                 if stream is not None:
                     named_streams.add(stream)
+            for c in leaf_certificates(t):
+                client, server = dst, src
+                certificates.add((client, server, c["subject_cn"], c["issuer_cn"], c["sans"]))
+                for needle, vc in CERT_ISSUERS.items():
+                    if needle.lower() in c["issuer"].lower():
+                        cert_detections.add((client,) + vc)
+                for needle, vc in CERT_SUBJECTS.items():
+                    if needle.lower() in c["subject"].lower():
+                        cert_detections.add((client,) + vc)
+                for n in {norm_name(c["subject_cn"] or "")} | set(c["sans"]):
+                    if n in VENDOR_NAMES:
+                        cert_detections.add((client,) + VENDOR_NAMES[n])
+
+        # QUIC: tshark decrypts the Initial packets and dissects the ClientHello inside the quic
+        # element (not as a top-level tls element, so it is not a tls_sni above)
+        for q in protos.get("quic", []):
+            for sni in fields(q, "tls.handshake.extensions_server_name"):
+                if norm_name(sni):
+                    quic_names.add((src, "quic_sni", norm_name(sni)))
 
         for h in protos.get("http", []):
             for host in fields(h, "http.host"):
@@ -179,6 +270,10 @@ def analyse(root):
     for h, k, v in other_names:
         if v in VENDOR_NAMES:
             detections.add((h,) + VENDOR_NAMES[v])
+    for h, k, v in quic_names:
+        if v in VENDOR_NAMES:
+            detections.add((h,) + VENDOR_NAMES[v])
+    detections |= cert_detections
     vendor_addrs = {}
     for h, peer, chain, addrs in chain_records:
         hits = [VENDOR_NAMES[n] for n in chain if n in VENDOR_NAMES]
@@ -197,6 +292,8 @@ def analyse(root):
         "detections": sorted(detections),
         "resolvers": resolvers,
         "connections_without_name": sorted(conns),
+        "quic_names": sorted(quic_names),
+        "certificates": sorted(certificates, key=lambda c: tuple("" if x is None else x for x in c)),
     }
 
 
@@ -208,6 +305,7 @@ C2, C2_6 = "10.10.1.12", "fd00:10::12"
 C3, C3_6 = "10.10.1.13", "fd00:10::13"
 PROXY, FWD = "10.10.2.30", "10.10.2.54"
 DNS4, DNS6 = "10.10.2.53", "fd00:10::53"
+WEB4, WEB6 = "10.10.2.80", "fd00:10::80"
 K = "kaspersky"
 
 SCENARIOS = {
@@ -241,6 +339,8 @@ SCENARIOS = {
                     (C2, K, "ksn"), (C2_6, K, "ksn"), (C3, K, "update"), (C3_6, K, "update")],
         resolvers=[DNS4],
         conns=[],
+        # only c1's curl --tls-max 1.2 shows the lab's self-signed certificate; the rest is TLS 1.3
+        certificates=[(C1, WEB4, "vendorwatch-lab", "vendorwatch-lab", ())],
     ),
     "http-proxy": dict(
         names=[(C1, "http_host", "dnl-03.geo.kaspersky.com"),
@@ -282,6 +382,40 @@ SCENARIOS = {
         resolvers=[DNS4, DNS6],
         conns=[],
     ),
+    "quic": dict(
+        # aioquic clients given the server address (no DNS): the QUIC SNI is the only name
+        names=[],
+        exact_names=True,
+        quic_names=[(C1, "quic_sni", "s07.upd.kaspersky.com"), (C2, "quic_sni", "www.example.org"),
+                    (C3_6, "quic_sni", "ksn-file-geo.kaspersky-labs.com"),
+                    (C2, "quic_sni", "activation-v2.kaspersky.com")],      # the QUIC v2 connection
+        detections=[(C1, K, "update"), (C2, K, "activation"), (C3_6, K, "ksn")],
+        resolvers=[],
+        conns=[],
+    ),
+    "dns-fragmented": dict(
+        names=[(C1, "dns", "dnl-01.geo.kaspersky.com"), (C2_6, "dns", "dnl-01.geo.kaspersky.com")],
+        exact_names=True,
+        detections=[(C1, K, "update"), (C2_6, K, "update")],
+        resolvers=[DNS4, DNS6],
+        conns=[],
+    ),
+    "tls12-certs": dict(
+        # c1: no SNI, no DNS, no Host: the certificate is the only name; c2: SNI www.example.org (decoy)
+        names=[(C2, "tls_sni", "www.example.org")],
+        exact_names=True,
+        certificates=[
+            (C1, WEB4, "ksn.kaspersky-labs.com", "Kaspersky Lab Public Services TLS CA",
+             ("ksn.kaspersky-labs.com", "*.ksn.kaspersky-labs.com")),
+            (C2, WEB4, "www.example.org", "Kaspersky Anti-Virus Personal Root Certificate", ("www.example.org",)),
+        ],
+        # c1: issuer rule kaspersky.certificate.public-services-ca and subject rule
+        # kaspersky.certificate.ksn-server (certificate), leaf CN/SAN ksn.kaspersky-labs.com in the
+        # ksn zone (kaspersky.ksn.ksn-zone); c2: issuer rule kaspersky.certificate.personal-root
+        detections=[(C1, K, "certificate"), (C1, K, "ksn"), (C2, K, "certificate")],
+        resolvers=[],
+        conns=[],
+    ),
     "dns-sll2": dict(
         names=[(C1, "dns", "dnl-01.geo.kaspersky.com"), (C1_6, "dns", "s05.upd.kaspersky.com"),
                (C1, "dns", "notkaspersky.com")],
@@ -310,6 +444,17 @@ def check(scenario, result):
         errors.append(f"resolvers {result['resolvers']} != {sorted(spec['resolvers'])}")
     if set(result["connections_without_name"]) != set(spec["conns"]):
         errors.append(f"connections_without_name {result['connections_without_name']} != {spec['conns']}")
+    # QUIC names and leaf certificates: exactly the scenario's (none where it names none)
+    got, want = set(result["quic_names"]), set(spec.get("quic_names", []))
+    for n in sorted(want - got):
+        errors.append(f"missing quic name {n}")
+    for n in sorted(got - want):
+        errors.append(f"unexpected quic name {n}")
+    got, want = set(result["certificates"]), set(spec.get("certificates", []))
+    for c in sorted(want - got, key=str):
+        errors.append(f"missing certificate {c}")
+    for c in sorted(got - want, key=str):
+        errors.append(f"unexpected certificate {c}")
     return errors
 
 
@@ -333,7 +478,11 @@ def dump(capture, made_by, r):
         block("resolvers", r["resolvers"]),
         block("connections_without_name",
               [{"host": h, "dst_ip": d, "dst_port": p, "transport": t}
-               for h, d, p, t in r["connections_without_name"]], last=True),
+               for h, d, p, t in r["connections_without_name"]]),
+        block("quic_names", [{"host": h, "kind": k, "value": v} for h, k, v in r["quic_names"]]),
+        block("certificates",
+              [{"host": h, "server": sv, "subject_cn": s, "issuer_cn": i, "sans": list(sans)}
+               for h, sv, s, i, sans in r["certificates"]], last=True),
         "}",
     ]
     return "\n".join(parts) + "\n"

@@ -2,9 +2,9 @@
 # Installs the Debian packages vendorwatch's build, demo and tests need, when they are missing.
 # Usage: bash scripts/deps.sh [build|test]   (build: only what compiling needs)
 set -euo pipefail
-want=(pkg-config)
+want=(pkg-config libpcap-dev)
 if [ "${1:-test}" = test ]; then
-  want+=(tshark tcpdump iproute2 python3)
+  want+=(tshark tcpdump iproute2 python3 dnsmasq-base bind9-dnsutils curl openssl ethtool)
 fi
 missing=()
 for p in "${want[@]}"; do

@@ -4,16 +4,20 @@
 //! doing anything, so every usage problem is found up front and reported with exit code 2.
 
 use crate::capture::inputs;
-use crate::config::{self, ReplayConfig, RuleSource, DEFAULT_HOME_NET};
+use crate::capture::live;
+use crate::config::{self, RuleSource, RunConfig, DEFAULT_HOME_NET};
 use crate::detect::{DetectLimits, Detector, RuleSet};
 use crate::extract::ExtractorLimits;
 use crate::hosts::HostTable;
 use crate::metrics::Counters;
 use crate::output;
-use crate::pipeline::{self, Progress, Shared, SharedWriter};
+use crate::pipeline::{self, Progress, Shared, SharedWriter, WhenFull};
+use crate::time::Timestamp;
 use clap::{Args, Parser, Subcommand};
+use std::io::IsTerminal;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Exit codes (documented in the README).
@@ -48,6 +52,8 @@ pub struct Cli {
 pub enum Command {
     /// Replay pcap/pcapng captures (files, directories of rotated captures, or - for stdin).
     Replay(ReplayArgs),
+    /// Capture live on one or more interfaces until SIGINT/SIGTERM, then write everything pending.
+    Live(LiveArgs),
     /// Inspect and test the rule packs.
     #[command(subcommand)]
     Rules(RulesCommand),
@@ -63,11 +69,9 @@ pub struct RuleArgs {
     pub vendors: Option<Vec<String>>,
 }
 
+/// Options shared by `replay` and `live`.
 #[derive(Args, Debug)]
-pub struct ReplayArgs {
-    /// Capture files (pcap or pcapng), directories (read in natural order), or - for stdin.
-    #[arg(required = true, value_name = "PCAP|DIR|-")]
-    pub inputs: Vec<String>,
+pub struct CommonArgs {
     #[command(flatten)]
     pub rules: RuleArgs,
     /// Write alerts as JSON Lines to PATH (- for stdout): one per host, vendor and category.
@@ -97,9 +101,39 @@ pub struct ReplayArgs {
     /// Passive DNS: keep an answer at most this long.
     #[arg(long, value_name = "SECS", default_value_t = DetectLimits::default().pdns_ttl_cap_secs)]
     pub pdns_ttl_cap: u64,
-    /// Print no summary and no progress bar.
+    /// Print no summary, no progress bar and no status line.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// Capture files (pcap or pcapng), directories (read in natural order), or - for stdin.
+    #[arg(required = true, value_name = "PCAP|DIR|-")]
+    pub inputs: Vec<String>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct LiveArgs {
+    /// Interface to capture on (a span port or tap); repeat for several, one capture thread each.
+    #[arg(short = 'i', long = "interface", required = true, value_name = "IFACE")]
+    pub interfaces: Vec<String>,
+    /// BPF filter, compiled by libpcap (e.g. "not port 22").
+    #[arg(long, value_name = "EXPR")]
+    pub bpf: Option<String>,
+    /// Kernel capture buffer per interface, in MiB (raise it if the kernel drops packets).
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    pub buffer_mb: u32,
+    /// Do not put the interface in promiscuous mode.
+    #[arg(long)]
+    pub no_promisc: bool,
+    /// Seconds between status lines on a terminal (packets, drops per stage, alerts).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub status_every: u64,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -125,23 +159,51 @@ pub enum RulesCommand {
 
 /// Runs the parsed command; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
-    match cli.command {
-        Command::Replay(args) => match replay_config(args) {
-            Ok(cfg) => run_replay(cfg),
-            Err(msg) => {
-                eprintln!("vendorwatch: {msg}");
-                exit::UNUSABLE
-            }
-        },
-        Command::Rules(cmd) => run_rules(cmd),
+    let (config, command) = match cli.command {
+        Command::Rules(cmd) => return run_rules(cmd),
+        Command::Replay(args) => (run_config(args.common), Mode::Replay(args.inputs)),
+        Command::Live(args) => {
+            let live = LiveSettings {
+                interfaces: args.interfaces,
+                bpf: args.bpf,
+                buffer_mb: args.buffer_mb,
+                promiscuous: !args.no_promisc,
+                status_every: args.status_every,
+            };
+            (run_config(args.common), Mode::Live(live))
+        }
+    };
+    let cfg = match config {
+        Ok(cfg) => cfg,
+        Err(msg) => {
+            eprintln!("vendorwatch: {msg}");
+            return exit::UNUSABLE;
+        }
+    };
+    match command {
+        Mode::Replay(inputs) => run_replay(cfg, &inputs),
+        Mode::Live(live) => run_live(cfg, live),
     }
+}
+
+enum Mode {
+    Replay(Vec<String>),
+    Live(LiveSettings),
+}
+
+struct LiveSettings {
+    interfaces: Vec<String>,
+    bpf: Option<String>,
+    buffer_mb: u32,
+    promiscuous: bool,
+    status_every: u64,
 }
 
 fn rule_source(path: &Option<PathBuf>) -> RuleSource {
     path.clone().map_or(RuleSource::Embedded, RuleSource::Path)
 }
 
-fn replay_config(args: ReplayArgs) -> Result<ReplayConfig, String> {
+fn run_config(args: CommonArgs) -> Result<RunConfig, String> {
     let rules = config::load_rules(
         &rule_source(&args.rules.rules),
         args.rules.vendors.as_deref(),
@@ -166,10 +228,9 @@ fn replay_config(args: ReplayArgs) -> Result<ReplayConfig, String> {
     if stdout_users > 1 {
         return Err("--alerts and --events cannot both write to stdout".into());
     }
-    Ok(ReplayConfig {
+    Ok(RunConfig {
         encrypted_dns: crate::detect::resolvers::EncryptedDns::embedded()?,
-        inputs: args.inputs,
-        rules,
+        rules: Arc::new(rules),
         home_net,
         workers: args.workers.unwrap_or_else(config::default_workers),
         alerts: args.alerts,
@@ -193,11 +254,89 @@ fn open_output(path: &Path, what: &str) -> Result<SharedWriter, String> {
     let w: Box<dyn Write + Send> = if path == Path::new("-") {
         Box::new(std::io::BufWriter::new(std::io::stdout()))
     } else {
-        let f = std::fs::File::create(path)
-            .map_err(|e| format!("cannot create the {what} file {}: {e} (check the directory exists and is writable)", path.display()))?;
+        let f = std::fs::File::create(path).map_err(|e| {
+            format!(
+                "cannot create the {what} file {}: {e} (check the directory exists and is writable)",
+                path.display()
+            )
+        })?;
         Box::new(std::io::BufWriter::with_capacity(256 * 1024, f))
     };
     Ok(Arc::new(Mutex::new(w)))
+}
+
+/// Opens the outputs and builds the state the workers share.
+fn start(cfg: &RunConfig) -> Result<(Arc<Shared>, Vec<String>), String> {
+    let alerts = cfg
+        .alerts
+        .as_deref()
+        .map(|p| open_output(p, "alerts"))
+        .transpose()?;
+    let events = cfg
+        .events
+        .as_deref()
+        .map(|p| open_output(p, "events"))
+        .transpose()?;
+    let vendors: Vec<String> = cfg.rules.packs.iter().map(|p| p.vendor.clone()).collect();
+    let rules = Arc::clone(&cfg.rules);
+    let shared = Arc::new(Shared {
+        detector: Detector::new(
+            rules,
+            cfg.home_net.clone(),
+            cfg.detect_limits,
+            cfg.encrypted_dns.clone(),
+        ),
+        hosts: HostTable::new(),
+        counters: Counters::default(),
+        alerts,
+        events,
+        extract_limits: cfg.extract_limits,
+        output_error: Mutex::new(None),
+    });
+    Ok((shared, vendors))
+}
+
+/// Writes the report and the summary; returns the exit code so far (0, or 1 when an output failed).
+fn conclude(
+    cfg: &RunConfig,
+    shared: &Shared,
+    vendors: &[String],
+    facts: output::summary::RunFacts<'_>,
+) -> i32 {
+    let hosts = shared.hosts.snapshot();
+    let mut code = exit::OK;
+    if let Some(path) = &cfg.report {
+        let meta = output::ReportMeta {
+            first_packet: facts.first_packet,
+            last_packet: facts.last_packet,
+            vendors: vendors.to_vec(),
+        };
+        let report = output::report_json(&hosts, facts.resolvers, &meta);
+        let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            eprintln!(
+                "vendorwatch: cannot write the report {}: {e}",
+                path.display()
+            );
+            code = exit::PARTIAL;
+        }
+    }
+    if let Ok(Some(e)) = shared.output_error.lock().map(|s| s.clone()) {
+        eprintln!(
+            "vendorwatch: an output could not be written: {e} (alerts or events may be incomplete)"
+        );
+        code = exit::PARTIAL;
+    }
+    for e in facts.input_errors {
+        eprintln!("vendorwatch: {e}");
+    }
+    if !cfg.quiet {
+        eprint!(
+            "{}",
+            output::summary::render(&shared.counters, &facts, &hosts)
+        );
+    }
+    code
 }
 
 struct Bar {
@@ -224,8 +363,8 @@ impl Progress for Bar {
     }
 }
 
-fn run_replay(cfg: ReplayConfig) -> i32 {
-    let expanded = inputs::expand(&cfg.inputs);
+fn run_replay(cfg: RunConfig, inputs_given: &[String]) -> i32 {
+    let expanded = inputs::expand(inputs_given);
     for p in &expanded.problems {
         eprintln!("vendorwatch: {}: {}", p.path, p.problem);
     }
@@ -233,38 +372,13 @@ fn run_replay(cfg: ReplayConfig) -> i32 {
         eprintln!("vendorwatch: no capture to read (give pcap/pcapng files, directories holding them, or - for stdin)");
         return exit::UNUSABLE;
     }
-    let (alerts, events) = match (
-        cfg.alerts
-            .as_deref()
-            .map(|p| open_output(p, "alerts"))
-            .transpose(),
-        cfg.events
-            .as_deref()
-            .map(|p| open_output(p, "events"))
-            .transpose(),
-    ) {
-        (Ok(a), Ok(e)) => (a, e),
-        (Err(msg), _) | (_, Err(msg)) => {
+    let (shared, vendors) = match start(&cfg) {
+        Ok(s) => s,
+        Err(msg) => {
             eprintln!("vendorwatch: {msg}");
             return exit::UNUSABLE;
         }
     };
-    let vendors: Vec<String> = cfg.rules.packs.iter().map(|p| p.vendor.clone()).collect();
-    let rules = Arc::new(cfg.rules);
-    let shared = Arc::new(Shared {
-        detector: Detector::new(
-            Arc::clone(&rules),
-            cfg.home_net,
-            cfg.detect_limits,
-            cfg.encrypted_dns,
-        ),
-        hosts: HostTable::new(),
-        counters: Counters::default(),
-        alerts,
-        events,
-        extract_limits: cfg.extract_limits,
-        output_error: Mutex::new(None),
-    });
     let sizes: Vec<u64> = expanded
         .inputs
         .iter()
@@ -281,7 +395,9 @@ fn run_replay(cfg: ReplayConfig) -> i32 {
             Some(total),
             indicatif::ProgressDrawTarget::stderr(),
         );
-        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta}) {msg}") {
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta}) {msg}",
+        ) {
             b.set_style(style);
         }
         b
@@ -293,58 +409,32 @@ fn run_replay(cfg: ReplayConfig) -> i32 {
         current: 0,
     };
     let started = std::time::Instant::now();
-    let outcome = pipeline::replay(
+    let outcome = match pipeline::replay(
         &expanded.inputs,
         Arc::clone(&shared),
         cfg.workers,
         &mut progress,
-    );
-    let elapsed = started.elapsed().as_secs_f64();
-    let hosts = shared.hosts.snapshot();
-    let resolvers = shared.detector.resolvers();
-    let mut code = exit::OK;
-    if let Some(path) = &cfg.report {
-        let meta = output::ReportMeta {
-            first_packet: outcome.first_packet,
-            last_packet: outcome.last_packet,
-            vendors: vendors.clone(),
-        };
-        let report = output::report_json(&hosts, &resolvers, &meta);
-        let text = serde_json::to_string_pretty(&report).unwrap_or_default();
-        if let Err(e) = std::fs::write(path, text + "\n") {
-            eprintln!(
-                "vendorwatch: cannot write the report {}: {e}",
-                path.display()
-            );
-            code = exit::PARTIAL;
+    ) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("vendorwatch: cannot start worker threads: {e}");
+            return exit::UNUSABLE;
         }
-    }
-    if let Ok(Some(e)) = shared.output_error.lock().map(|s| s.clone()) {
-        eprintln!(
-            "vendorwatch: an output could not be written: {e} (alerts or events may be incomplete)"
-        );
-        code = exit::PARTIAL;
-    }
+    };
+    let resolvers = shared.detector.resolvers();
     let errors: Vec<String> = outcome.errors.iter().map(|e| e.to_string()).collect();
-    for e in &errors {
-        eprintln!("vendorwatch: {e}");
-    }
-    if !cfg.quiet {
-        let facts = output::summary::RunFacts {
-            inputs_read: outcome.inputs_read,
-            input_errors: &errors,
-            skipped_inputs: expanded.skipped.len(),
-            elapsed_secs: elapsed,
-            first_packet: outcome.first_packet,
-            last_packet: outcome.last_packet,
-            resolvers: &resolvers,
-            vendors: &vendors,
-        };
-        eprint!(
-            "{}",
-            output::summary::render(&shared.counters, &facts, &hosts)
-        );
-    }
+    let facts = output::summary::RunFacts {
+        inputs_read: outcome.inputs_read,
+        input_errors: &errors,
+        skipped_inputs: expanded.skipped.len(),
+        elapsed_secs: started.elapsed().as_secs_f64(),
+        first_packet: outcome.first_packet,
+        last_packet: outcome.last_packet,
+        resolvers: &resolvers,
+        vendors: &vendors,
+        sources: Vec::new(),
+    };
+    let mut code = conclude(&cfg, &shared, &vendors, facts);
     let packets = Counters::get(&shared.counters.packets);
     if outcome.inputs_read == 0 || (packets == 0 && outcome.errors.len() >= outcome.inputs_read) {
         return exit::UNUSABLE;
@@ -353,6 +443,229 @@ fn run_replay(cfg: ReplayConfig) -> i32 {
         code = exit::PARTIAL;
     }
     code
+}
+
+/// Per-interface capture statistics shared between capture threads and the status line.
+type SourceTotals = Arc<Mutex<Vec<(String, live::PcapTotals)>>>;
+
+fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
+    // Every interface is opened before anything runs, so a typo fails at once.
+    let mut captures = Vec::new();
+    for interface in &settings.interfaces {
+        let opts = live::LiveOptions {
+            interface: interface.clone(),
+            bpf: settings.bpf.clone(),
+            buffer_mb: settings.buffer_mb,
+            promiscuous: settings.promiscuous,
+        };
+        match live::LiveCapture::open(&opts) {
+            Ok(c) => captures.push(c),
+            Err(e) => {
+                eprintln!("vendorwatch: {e}");
+                return exit::UNUSABLE;
+            }
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
+            eprintln!("vendorwatch: cannot install the signal handler: {e}");
+            return exit::UNUSABLE;
+        }
+    }
+    let (shared, vendors) = match start(&cfg) {
+        Ok(s) => s,
+        Err(msg) => {
+            eprintln!("vendorwatch: {msg}");
+            return exit::UNUSABLE;
+        }
+    };
+    let pool = match pipeline::WorkerPool::start(Arc::clone(&shared), cfg.workers) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("vendorwatch: cannot start worker threads: {e}");
+            return exit::UNUSABLE;
+        }
+    };
+    let totals: SourceTotals = Arc::new(Mutex::new(
+        captures
+            .iter()
+            .map(|c| (c.interface.clone(), live::PcapTotals::default()))
+            .collect(),
+    ));
+    let first_last: Arc<Mutex<(Option<Timestamp>, Option<Timestamp>)>> =
+        Arc::new(Mutex::new((None, None)));
+    let mut threads = Vec::new();
+    let mut failures: Vec<String> = Vec::new();
+    for (index, cap) in captures.into_iter().enumerate() {
+        let dispatcher = pool.dispatcher(WhenFull::Drop);
+        let (stop, totals, first_last) = (
+            Arc::clone(&stop),
+            Arc::clone(&totals),
+            Arc::clone(&first_last),
+        );
+        let name = format!("capture-{}", cap.interface);
+        match std::thread::Builder::new()
+            .name(name)
+            .spawn(move || capture_loop(cap, dispatcher, &stop, &totals, index, &first_last))
+        {
+            Ok(h) => threads.push(h),
+            Err(e) => failures.push(format!("cannot start a capture thread: {e}")),
+        }
+    }
+    let started = std::time::Instant::now();
+    let status = !cfg.quiet && std::io::stderr().is_terminal() && settings.status_every > 0;
+    let mut next_status = started + std::time::Duration::from_secs(settings.status_every.max(1));
+    while !stop.load(Ordering::Relaxed) && threads.iter().any(|t| !t.is_finished()) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if status && std::time::Instant::now() >= next_status {
+            next_status += std::time::Duration::from_secs(settings.status_every);
+            eprintln!(
+                "{}",
+                status_line(&shared, &totals, &pool, started.elapsed().as_secs_f64())
+            );
+        }
+    }
+    // Stop: capture threads flush their batches, the workers drain every queue and end
+    // their flows, and only then are the report and the summary written.
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        match t.join() {
+            Ok(Err(e)) => failures.push(e),
+            Ok(Ok(())) => {}
+            Err(_) => failures.push("a capture thread panicked".into()),
+        }
+    }
+    pool.finish();
+    let resolvers = shared.detector.resolvers();
+    let (first_packet, last_packet) = first_last.lock().map(|g| *g).unwrap_or_default();
+    let sources = totals.lock().map(|t| t.clone()).unwrap_or_default();
+    let facts = output::summary::RunFacts {
+        inputs_read: sources.len(),
+        input_errors: &failures,
+        skipped_inputs: 0,
+        elapsed_secs: started.elapsed().as_secs_f64(),
+        first_packet,
+        last_packet,
+        resolvers: &resolvers,
+        vendors: &vendors,
+        sources: sources
+            .iter()
+            .map(|(name, t)| (name.clone(), t.received, t.dropped, t.if_dropped))
+            .collect(),
+    };
+    let code = conclude(&cfg, &shared, &vendors, facts);
+    if failures.is_empty() {
+        code
+    } else {
+        exit::PARTIAL
+    }
+}
+
+fn capture_loop(
+    mut cap: live::LiveCapture,
+    mut dispatcher: pipeline::Dispatcher,
+    stop: &AtomicBool,
+    totals: &Mutex<Vec<(String, live::PcapTotals)>>,
+    index: usize,
+    first_last: &Mutex<(Option<Timestamp>, Option<Timestamp>)>,
+) -> Result<(), String> {
+    let link = cap.link;
+    let mut last_stats = std::time::Instant::now();
+    let mut last_flush = std::time::Instant::now();
+    let mut first: Option<Timestamp> = None;
+    let mut last: Option<Timestamp> = None;
+    let mut result = Ok(());
+    let mut stop_seen: Option<std::time::Instant> = None;
+    loop {
+        // After a stop, the ring is read until it has been empty for longer than the
+        // kernel holds a partly filled block: what was captured before the signal counts.
+        if stop_seen.is_none() && stop.load(Ordering::Relaxed) {
+            stop_seen = Some(std::time::Instant::now());
+        }
+        let stopping = stop_seen.is_some_and(|t| t.elapsed() >= live::DRAIN_AFTER_STOP);
+        match cap.read() {
+            Ok(live::Read::Packet { ts, data, wire_len }) => {
+                first.get_or_insert(ts);
+                last = Some(ts);
+                dispatcher.packet(ts, link, data, wire_len);
+            }
+            Ok(live::Read::Idle) if stopping => break,
+            Ok(live::Read::Idle) => {
+                // Slow traffic: hand over half-full batches now and then, not on every pause.
+                if last_flush.elapsed() >= std::time::Duration::from_millis(50) {
+                    last_flush = std::time::Instant::now();
+                    dispatcher.flush();
+                }
+            }
+            Err(e) => {
+                result = Err(format!("{}: capture stopped: {e}", cap.interface));
+                break;
+            }
+        }
+        if last_stats.elapsed() >= std::time::Duration::from_secs(1) {
+            last_stats = std::time::Instant::now();
+            record_totals(&mut cap, totals, index);
+            dispatcher.flush();
+        }
+    }
+    record_totals(&mut cap, totals, index);
+    dispatcher.finish();
+    if let Ok(mut g) = first_last.lock() {
+        g.0 = match (g.0, first) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        g.1 = g.1.max(last);
+    }
+    result
+}
+
+fn record_totals(
+    cap: &mut live::LiveCapture,
+    totals: &Mutex<Vec<(String, live::PcapTotals)>>,
+    index: usize,
+) {
+    if let (Some(t), Ok(mut all)) = (cap.totals(), totals.lock()) {
+        if let Some(slot) = all.get_mut(index) {
+            slot.1 = t;
+        }
+    }
+}
+
+fn status_line(
+    shared: &Shared,
+    totals: &SourceTotals,
+    pool: &pipeline::WorkerPool,
+    secs: f64,
+) -> String {
+    let c = &shared.counters;
+    let packets = Counters::get(&c.packets);
+    let sources: Vec<String> = totals
+        .lock()
+        .map(|t| {
+            t.iter()
+                .map(|(n, s)| {
+                    format!(
+                        "{n} recv {} drop {} ifdrop {}",
+                        s.received, s.dropped, s.if_dropped
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "[{:>6.0}s] {} packets ({:.0}/s) | {} | queue drops {} (depth {:?}) | evictions {} | hosts {} | alerts {}",
+        secs,
+        packets,
+        packets as f64 / secs.max(1e-9),
+        sources.join("; "),
+        Counters::get(&c.queue_dropped),
+        pool.queue_depths(),
+        Counters::get(&c.flows_evicted),
+        shared.hosts.len(),
+        Counters::get(&c.alerts),
+    )
 }
 
 fn run_rules(cmd: RulesCommand) -> i32 {

@@ -72,10 +72,9 @@ pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
 }
 
-/// The replay command, validated.
-pub struct ReplayConfig {
-    pub inputs: Vec<String>,
-    pub rules: RuleSet,
+/// What `replay` and `live` run on, validated.
+pub struct RunConfig {
+    pub rules: std::sync::Arc<RuleSet>,
     pub home_net: HomeNet,
     pub workers: usize,
     pub alerts: Option<PathBuf>,

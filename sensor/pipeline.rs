@@ -79,7 +79,7 @@ struct PacketRef {
 }
 
 #[derive(Default)]
-struct Batch {
+pub struct Batch {
     data: Vec<u8>,
     packets: Vec<PacketRef>,
 }
@@ -117,34 +117,219 @@ pub trait Progress: Send {
     fn finish(&mut self);
 }
 
-/// Replays the inputs through `workers` workers.
+/// What a capture thread does when a worker's queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Replay: wait for the worker (there is no ring to overflow offline).
+    Wait,
+    /// Live: drop the batch and count it; the kernel ring must never wait on a worker.
+    Drop,
+}
+
+/// The workers and the channels that feed them.
+pub struct WorkerPool {
+    senders: Vec<Sender<Batch>>,
+    free_tx: Sender<Batch>,
+    free_rx: Receiver<Batch>,
+    handles: Vec<std::thread::JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+impl WorkerPool {
+    pub fn start(shared: Arc<Shared>, workers: usize) -> std::io::Result<WorkerPool> {
+        let workers = workers.max(1);
+        let (free_tx, free_rx) = bounded::<Batch>(workers * (QUEUE_BATCHES + 2) * 2);
+        let mut senders = Vec::with_capacity(workers);
+        let mut handles = Vec::with_capacity(workers);
+        for i in 0..workers {
+            let (tx, rx) = bounded::<Batch>(QUEUE_BATCHES);
+            senders.push(tx);
+            let shared = Arc::clone(&shared);
+            let free_tx = free_tx.clone();
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("worker-{i}"))
+                    .spawn(move || worker(rx, free_tx, shared))?,
+            );
+        }
+        Ok(WorkerPool {
+            senders,
+            free_tx,
+            free_rx,
+            handles,
+            shared,
+        })
+    }
+
+    /// A feeder for one capture thread.
+    pub fn dispatcher(&self, when_full: WhenFull) -> Dispatcher {
+        Dispatcher {
+            senders: self.senders.clone(),
+            free_rx: self.free_rx.clone(),
+            free_tx: self.free_tx.clone(),
+            pending: (0..self.senders.len()).map(|_| Batch::default()).collect(),
+            hasher: ahash::RandomState::with_seeds(0x7665, 0x6e64, 0x6f72, 0x7761),
+            defrag: Defragmenter::new(DefragLimits::default()),
+            local: Local::default(),
+            when_full,
+            shared: Arc::clone(&self.shared),
+            since_fold: 0,
+        }
+    }
+
+    /// Queued batches per worker (for the status line and metrics).
+    pub fn queue_depths(&self) -> Vec<usize> {
+        self.senders.iter().map(|s| s.len()).collect()
+    }
+
+    /// Waits for the workers to drain their queues and end their flows.
+    pub fn finish(self) {
+        drop(self.senders);
+        for h in self.handles {
+            let _ = h.join();
+        }
+        self.shared.flush_outputs();
+    }
+}
+
+/// One capture thread's side of the pipeline: decodes just enough to choose the worker,
+/// joins IP fragments (only the whole datagram has the ports that choose the worker), and
+/// hands packets over in batches.
+pub struct Dispatcher {
+    senders: Vec<Sender<Batch>>,
+    free_rx: Receiver<Batch>,
+    free_tx: Sender<Batch>,
+    pending: Vec<Batch>,
+    hasher: ahash::RandomState,
+    defrag: Defragmenter,
+    local: Local,
+    when_full: WhenFull,
+    shared: Arc<Shared>,
+    since_fold: u32,
+}
+
+impl Dispatcher {
+    pub fn packet(&mut self, ts: Timestamp, link: LinkType, frame: &[u8], wire_len: u32) {
+        self.local.packets += 1;
+        self.local.bytes += u64::from(wire_len.max(frame.len() as u32));
+        let target = match decode::decode_full(link, frame) {
+            Ok(Decoded::Packet(pkt)) => {
+                self.local.encaps(pkt.encaps);
+                Some(self.stage(&pkt, ts, link, frame))
+            }
+            Ok(Decoded::Fragment(frag)) => {
+                self.local.encaps(frag.encaps);
+                match self.defrag.add(ts, &frag) {
+                    defrag::Outcome::Complete(datagram) => {
+                        match decode::decode(LinkType::RawIp, &datagram) {
+                            Ok(pkt) => Some(self.stage(&pkt, ts, LinkType::RawIp, &datagram)),
+                            Err(e) => {
+                                self.local.anomaly(e.reason());
+                                None
+                            }
+                        }
+                    }
+                    _ => None,
+                }
+            }
+            Err(e) => {
+                if e.is_anomaly() {
+                    self.local.anomaly(e.reason());
+                }
+                None
+            }
+        };
+        if let Some(w) = target {
+            if self.pending[w].packets.len() >= BATCH_PACKETS {
+                self.send(w);
+            }
+        }
+        self.since_fold += 1;
+        if self.since_fold >= 4096 {
+            self.fold();
+        }
+    }
+
+    fn stage(
+        &mut self,
+        pkt: &decode::Packet<'_>,
+        ts: Timestamp,
+        link: LinkType,
+        frame: &[u8],
+    ) -> usize {
+        let w = flow_shard(&self.hasher, pkt, self.senders.len());
+        if let Some((_, sp, dp)) = pkt.ports() {
+            if sp == 53 || dp == 53 {
+                self.shared
+                    .detector
+                    .note_dns_packet(pkt.src, pkt.dst, sp, dp);
+            }
+        }
+        self.pending[w].push(ts, link, frame);
+        w
+    }
+
+    fn send(&mut self, w: usize) {
+        let fresh = self.free_rx.try_recv().unwrap_or_default();
+        let full = std::mem::replace(&mut self.pending[w], fresh);
+        match self.when_full {
+            WhenFull::Wait => {
+                let _ = self.senders[w].send(full);
+            }
+            WhenFull::Drop => {
+                if let Err(e) = self.senders[w].try_send(full) {
+                    let mut lost = e.into_inner();
+                    self.local.queue_dropped += lost.packets.len() as u64;
+                    lost.clear();
+                    let _ = self.free_tx.try_send(lost);
+                }
+            }
+        }
+    }
+
+    /// Hands over every partial batch (live capture calls this when traffic is slow, so
+    /// nothing waits in a half-full batch).
+    pub fn flush(&mut self) {
+        for w in 0..self.pending.len() {
+            if !self.pending[w].packets.is_empty() {
+                self.send(w);
+            }
+        }
+        self.fold();
+    }
+
+    fn fold(&mut self) {
+        self.since_fold = 0;
+        for (reason, n) in std::mem::take(&mut self.defrag.counts) {
+            *self.local.anomalies.entry(reason).or_default() += n;
+        }
+        self.shared.counters.fold(&mut self.local);
+    }
+
+    /// Flushes and counts what is left (fragments that never completed).
+    pub fn finish(mut self) {
+        self.flush();
+        if self.defrag.in_progress() > 0 {
+            *self
+                .local
+                .anomalies
+                .entry("defrag_incomplete_at_end")
+                .or_default() += self.defrag.in_progress() as u64;
+        }
+        self.fold();
+    }
+}
+
+/// Replays the inputs through `workers` workers. The reader waits for full queues.
 pub fn replay(
     inputs: &[Input],
     shared: Arc<Shared>,
     workers: usize,
     progress: &mut dyn Progress,
-) -> ReplayOutcome {
-    let workers = workers.max(1);
-    let hasher = ahash::RandomState::with_seeds(0x7665, 0x6e64, 0x6f72, 0x7761);
-    let (free_tx, free_rx) = bounded::<Batch>(workers * (QUEUE_BATCHES + 2));
-    let mut senders: Vec<Sender<Batch>> = Vec::with_capacity(workers);
-    let mut handles = Vec::with_capacity(workers);
-    for i in 0..workers {
-        let (tx, rx) = bounded::<Batch>(QUEUE_BATCHES);
-        senders.push(tx);
-        let shared = Arc::clone(&shared);
-        let free_tx = free_tx.clone();
-        let handle = std::thread::Builder::new()
-            .name(format!("worker-{i}"))
-            .spawn(move || worker(rx, free_tx, shared))
-            .expect("spawning a worker thread");
-        handles.push(handle);
-    }
-    drop(free_tx);
-    let mut pending: Vec<Batch> = (0..workers).map(|_| Batch::default()).collect();
+) -> std::io::Result<ReplayOutcome> {
+    let pool = WorkerPool::start(Arc::clone(&shared), workers)?;
+    let mut dispatcher = pool.dispatcher(WhenFull::Wait);
     let mut outcome = ReplayOutcome::default();
-    let mut local = Local::default();
-    let mut defragmenter = Defragmenter::new(DefragLimits::default());
     for (index, input) in inputs.iter().enumerate() {
         progress.start_input(index, &input.display_name());
         let reader = match input {
@@ -161,55 +346,10 @@ pub fn replay(
         outcome.inputs_read += 1;
         let mut since_progress = 0u32;
         loop {
-            let mut target = None;
             let step = reader.next_packet(|raw| {
-                local.packets += 1;
-                local.bytes += u64::from(raw.wire_len.max(raw.data.len() as u32));
                 outcome.first_packet.get_or_insert(raw.ts);
                 outcome.last_packet = Some(outcome.last_packet.map_or(raw.ts, |t| t.max(raw.ts)));
-                match decode::decode_full(raw.link, raw.data) {
-                    Ok(Decoded::Packet(pkt)) => {
-                        local.encaps(pkt.encaps);
-                        target = Some(dispatch(
-                            &shared,
-                            &hasher,
-                            workers,
-                            &pkt,
-                            &mut pending,
-                            raw.ts,
-                            raw.link,
-                            raw.data,
-                        ));
-                    }
-                    Ok(Decoded::Fragment(frag)) => {
-                        local.encaps(frag.encaps);
-                        // Fragments are joined here, before sharding: only the whole datagram
-                        // has the ports that choose its flow's worker.
-                        if let defrag::Outcome::Complete(datagram) = defragmenter.add(raw.ts, &frag)
-                        {
-                            match decode::decode(LinkType::RawIp, &datagram) {
-                                Ok(pkt) => {
-                                    target = Some(dispatch(
-                                        &shared,
-                                        &hasher,
-                                        workers,
-                                        &pkt,
-                                        &mut pending,
-                                        raw.ts,
-                                        LinkType::RawIp,
-                                        &datagram,
-                                    ))
-                                }
-                                Err(e) => local.anomaly(e.reason()),
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        if e.is_anomaly() {
-                            local.anomaly(e.reason());
-                        }
-                    }
-                }
+                dispatcher.packet(raw.ts, raw.link, raw.data, raw.wire_len);
             });
             match step {
                 Ok(true) => {}
@@ -217,19 +357,6 @@ pub fn replay(
                 Err(e) => {
                     outcome.errors.push(e);
                     break;
-                }
-            }
-            if let Some(w) = target {
-                if pending[w].packets.len() >= BATCH_PACKETS {
-                    let fresh = free_rx.try_recv().unwrap_or_default();
-                    let full = std::mem::replace(&mut pending[w], fresh);
-                    if senders[w].send(full).is_err() {
-                        break;
-                    }
-                    for (reason, n) in std::mem::take(&mut defragmenter.counts) {
-                        *local.anomalies.entry(reason).or_default() += n;
-                    }
-                    shared.counters.fold(&mut local);
                 }
             }
             since_progress += 1;
@@ -246,50 +373,10 @@ pub fn replay(
             );
         }
     }
-    for (w, batch) in pending.into_iter().enumerate() {
-        if !batch.packets.is_empty() {
-            let _ = senders[w].send(batch);
-        }
-    }
-    drop(senders);
-    for h in handles {
-        let _ = h.join();
-    }
-    for (reason, n) in std::mem::take(&mut defragmenter.counts) {
-        *local.anomalies.entry(reason).or_default() += n;
-    }
-    if defragmenter.in_progress() > 0 {
-        *local
-            .anomalies
-            .entry("defrag_incomplete_at_end")
-            .or_default() += defragmenter.in_progress() as u64;
-    }
-    shared.counters.fold(&mut local);
-    shared.flush_outputs();
+    dispatcher.finish();
+    pool.finish();
     progress.finish();
-    outcome
-}
-
-/// Hands a decoded packet's frame to its flow's worker batch; returns the worker.
-#[allow(clippy::too_many_arguments)]
-fn dispatch(
-    shared: &Shared,
-    hasher: &ahash::RandomState,
-    workers: usize,
-    pkt: &decode::Packet<'_>,
-    pending: &mut [Batch],
-    ts: Timestamp,
-    link: LinkType,
-    frame: &[u8],
-) -> usize {
-    let w = flow_shard(hasher, pkt, workers);
-    if let Some((_, sp, dp)) = pkt.ports() {
-        if sp == 53 || dp == 53 {
-            shared.detector.note_dns_packet(pkt.src, pkt.dst, sp, dp);
-        }
-    }
-    pending[w].push(ts, link, frame);
-    w
+    Ok(outcome)
 }
 
 /// Symmetric: (a → b) and (b → a) land on the same worker.

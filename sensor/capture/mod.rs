@@ -6,6 +6,7 @@
 
 pub mod file;
 pub mod inputs;
+pub mod live;
 
 use crate::decode::LinkType;
 use crate::time::Timestamp;

@@ -16,6 +16,8 @@ pub struct Counters {
     pub findings: AtomicU64,
     pub alerts: AtomicU64,
     pub events: AtomicU64,
+    /// Packets dropped because a worker's queue was full (live only; replay waits).
+    pub queue_dropped: AtomicU64,
     /// Packets on pcapng interfaces with a link type we cannot read.
     pub unsupported_link: AtomicU64,
     anomalies: Mutex<BTreeMap<&'static str, u64>>,
@@ -32,6 +34,8 @@ pub struct Local {
     pub findings: u64,
     pub alerts: u64,
     pub events: u64,
+    /// Packets in batches dropped because a worker's queue was full (live only).
+    pub queue_dropped: u64,
     pub anomalies: BTreeMap<&'static str, u64>,
     pub names: BTreeMap<NameKind, u64>,
     pub encaps: BTreeMap<&'static str, u64>,
@@ -67,6 +71,7 @@ impl Counters {
         add(&self.findings, &mut local.findings);
         add(&self.alerts, &mut local.alerts);
         add(&self.events, &mut local.events);
+        add(&self.queue_dropped, &mut local.queue_dropped);
         if !local.anomalies.is_empty() {
             if let Ok(mut a) = self.anomalies.lock() {
                 for (k, v) in std::mem::take(&mut local.anomalies) {

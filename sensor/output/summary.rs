@@ -17,6 +17,8 @@ pub struct RunFacts<'a> {
     pub last_packet: Option<Timestamp>,
     pub resolvers: &'a [IpAddr],
     pub vendors: &'a [String],
+    /// Live capture: (interface, received, kernel dropped, interface dropped) from libpcap.
+    pub sources: Vec<(String, u64, u64, u64)>,
 }
 
 fn thousands(n: u64) -> String {
@@ -83,6 +85,23 @@ pub fn render(c: &Counters, facts: &RunFacts<'_>, hosts: &[(IpAddr, Host)]) -> S
             .map(|(k, v)| format!("{k} {}", thousands(*v)))
             .collect();
         let _ = writeln!(s, "  anomalies {}", list.join(", "));
+    }
+    for (name, received, dropped, if_dropped) in &facts.sources {
+        let _ = writeln!(
+            s,
+            "  capture   {name}: libpcap received {}, dropped by the kernel {}, by the interface {}",
+            thousands(*received),
+            thousands(*dropped),
+            thousands(*if_dropped)
+        );
+    }
+    let queue = Counters::get(&c.queue_dropped);
+    if queue > 0 || !facts.sources.is_empty() {
+        let _ = writeln!(
+            s,
+            "  queue     {} packets dropped because a worker fell behind",
+            thousands(queue)
+        );
     }
     let evicted = Counters::get(&c.flows_evicted);
     let unsupported = Counters::get(&c.unsupported_link);
