@@ -9,6 +9,7 @@ use crate::config::{self, RuleSource, RunConfig, DEFAULT_HOME_NET};
 use crate::detect::{DetectLimits, Detector, RuleSet};
 use crate::extract::ExtractorLimits;
 use crate::hosts::HostTable;
+use crate::metrics::exporter;
 use crate::metrics::Counters;
 use crate::output;
 use crate::pipeline::{self, Progress, Shared, SharedWriter, WhenFull};
@@ -101,6 +102,9 @@ pub struct CommonArgs {
     /// Passive DNS: keep an answer at most this long.
     #[arg(long, value_name = "SECS", default_value_t = DetectLimits::default().pdns_ttl_cap_secs)]
     pub pdns_ttl_cap: u64,
+    /// Serve Prometheus metrics, /healthz and /api/hosts on ADDR, or `off` [default: 127.0.0.1:9717 for live, off for replay].
+    #[arg(long, value_name = "ADDR|off")]
+    pub metrics_addr: Option<String>,
     /// Print no summary, no progress bar and no status line.
     #[arg(long, short)]
     pub quiet: bool,
@@ -111,6 +115,9 @@ pub struct ReplayArgs {
     /// Capture files (pcap or pcapng), directories (read in natural order), or - for stdin.
     #[arg(required = true, value_name = "PCAP|DIR|-")]
     pub inputs: Vec<String>,
+    /// Keep serving metrics this long after the replay ends (for dashboards and tests).
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    pub linger: u64,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -161,7 +168,13 @@ pub enum RulesCommand {
 pub fn run(cli: Cli) -> i32 {
     let (config, command) = match cli.command {
         Command::Rules(cmd) => return run_rules(cmd),
-        Command::Replay(args) => (run_config(args.common), Mode::Replay(args.inputs)),
+        Command::Replay(args) => {
+            let metrics = args.common.metrics_addr.clone();
+            (
+                run_config(args.common, metrics),
+                Mode::Replay(args.inputs, args.linger),
+            )
+        }
         Command::Live(args) => {
             let live = LiveSettings {
                 interfaces: args.interfaces,
@@ -170,7 +183,13 @@ pub fn run(cli: Cli) -> i32 {
                 promiscuous: !args.no_promisc,
                 status_every: args.status_every,
             };
-            (run_config(args.common), Mode::Live(live))
+            let metrics = Some(
+                args.common
+                    .metrics_addr
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_METRICS_ADDR.to_string()),
+            );
+            (run_config(args.common, metrics), Mode::Live(live))
         }
     };
     let cfg = match config {
@@ -181,13 +200,16 @@ pub fn run(cli: Cli) -> i32 {
         }
     };
     match command {
-        Mode::Replay(inputs) => run_replay(cfg, &inputs),
+        Mode::Replay(inputs, linger) => run_replay(cfg, &inputs, linger),
         Mode::Live(live) => run_live(cfg, live),
     }
 }
 
+/// Where `live` serves metrics unless told otherwise: loopback only.
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9717";
+
 enum Mode {
-    Replay(Vec<String>),
+    Replay(Vec<String>, u64),
     Live(LiveSettings),
 }
 
@@ -203,7 +225,7 @@ fn rule_source(path: &Option<PathBuf>) -> RuleSource {
     path.clone().map_or(RuleSource::Embedded, RuleSource::Path)
 }
 
-fn run_config(args: CommonArgs) -> Result<RunConfig, String> {
+fn run_config(args: CommonArgs, metrics_addr: Option<String>) -> Result<RunConfig, String> {
     let rules = config::load_rules(
         &rule_source(&args.rules.rules),
         args.rules.vendors.as_deref(),
@@ -247,6 +269,7 @@ fn run_config(args: CommonArgs) -> Result<RunConfig, String> {
             ..DetectLimits::default()
         },
         quiet: args.quiet,
+        metrics_addr: metrics_addr.filter(|a| a != "off"),
     })
 }
 
@@ -266,7 +289,10 @@ fn open_output(path: &Path, what: &str) -> Result<SharedWriter, String> {
 }
 
 /// Opens the outputs and builds the state the workers share.
-fn start(cfg: &RunConfig) -> Result<(Arc<Shared>, Vec<String>), String> {
+/// What a run starts with: the shared state, the active vendors, the metrics endpoint.
+type Started = (Arc<Shared>, Vec<String>, Option<exporter::Server>);
+
+fn start(cfg: &RunConfig) -> Result<Started, String> {
     let alerts = cfg
         .alerts
         .as_deref()
@@ -291,9 +317,44 @@ fn start(cfg: &RunConfig) -> Result<(Arc<Shared>, Vec<String>), String> {
         alerts,
         events,
         extract_limits: cfg.extract_limits,
+        batch_seconds: crate::metrics::exporter::batch_histogram(),
         output_error: Mutex::new(None),
     });
-    Ok((shared, vendors))
+    if let Ok(mut h) = shared.counters.sensor.unhealthy.lock() {
+        *h = Some("starting".into());
+    }
+    if let Ok(mut t) = shared.counters.sensor.rules_loaded_at.lock() {
+        *t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+    }
+    let server = match &cfg.metrics_addr {
+        Some(addr) => {
+            let for_report = Arc::clone(&shared);
+            let vendors_for_report = vendors.clone();
+            let report: Arc<dyn Fn() -> serde_json::Value + Send + Sync> = Arc::new(move || {
+                let meta = output::ReportMeta {
+                    first_packet: None,
+                    last_packet: None,
+                    vendors: vendors_for_report.clone(),
+                };
+                output::report_json(
+                    &for_report.hosts.snapshot(),
+                    &for_report.detector.resolvers(),
+                    &meta,
+                )
+            });
+            Some(exporter::Server::start(addr, Arc::clone(&shared), report)?)
+        }
+        None => None,
+    };
+    Ok((shared, vendors, server))
+}
+
+fn set_health(shared: &Shared, unhealthy: Option<&str>) {
+    if let Ok(mut h) = shared.counters.sensor.unhealthy.lock() {
+        *h = unhealthy.map(str::to_string);
+    }
 }
 
 /// Writes the report and the summary; returns the exit code so far (0, or 1 when an output failed).
@@ -363,7 +424,7 @@ impl Progress for Bar {
     }
 }
 
-fn run_replay(cfg: RunConfig, inputs_given: &[String]) -> i32 {
+fn run_replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
     let expanded = inputs::expand(inputs_given);
     for p in &expanded.problems {
         eprintln!("vendorwatch: {}: {}", p.path, p.problem);
@@ -372,7 +433,7 @@ fn run_replay(cfg: RunConfig, inputs_given: &[String]) -> i32 {
         eprintln!("vendorwatch: no capture to read (give pcap/pcapng files, directories holding them, or - for stdin)");
         return exit::UNUSABLE;
     }
-    let (shared, vendors) = match start(&cfg) {
+    let (shared, vendors, server) = match start(&cfg) {
         Ok(s) => s,
         Err(msg) => {
             eprintln!("vendorwatch: {msg}");
@@ -409,6 +470,7 @@ fn run_replay(cfg: RunConfig, inputs_given: &[String]) -> i32 {
         current: 0,
     };
     let started = std::time::Instant::now();
+    set_health(&shared, None);
     let outcome = match pipeline::replay(
         &expanded.inputs,
         Arc::clone(&shared),
@@ -435,6 +497,17 @@ fn run_replay(cfg: RunConfig, inputs_given: &[String]) -> i32 {
         sources: Vec::new(),
     };
     let mut code = conclude(&cfg, &shared, &vendors, facts);
+    if let Some(server) = server {
+        set_health(&shared, Some("replay finished"));
+        if linger > 0 {
+            eprintln!(
+                "vendorwatch: serving metrics on http://{}/metrics for {linger} s more",
+                server.addr
+            );
+            std::thread::sleep(std::time::Duration::from_secs(linger));
+        }
+        server.stop();
+    }
     let packets = Counters::get(&shared.counters.packets);
     if outcome.inputs_read == 0 || (packets == 0 && outcome.errors.len() >= outcome.inputs_read) {
         return exit::UNUSABLE;
@@ -473,7 +546,7 @@ fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
             return exit::UNUSABLE;
         }
     }
-    let (shared, vendors) = match start(&cfg) {
+    let (shared, vendors, server) = match start(&cfg) {
         Ok(s) => s,
         Err(msg) => {
             eprintln!("vendorwatch: {msg}");
@@ -498,7 +571,7 @@ fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
     let mut threads = Vec::new();
     let mut failures: Vec<String> = Vec::new();
     for (index, cap) in captures.into_iter().enumerate() {
-        let dispatcher = pool.dispatcher(WhenFull::Drop);
+        let dispatcher = pool.dispatcher(WhenFull::Drop, &cap.interface);
         let (stop, totals, first_last) = (
             Arc::clone(&stop),
             Arc::clone(&totals),
@@ -514,10 +587,28 @@ fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
         }
     }
     let started = std::time::Instant::now();
+    set_health(&shared, None);
+    if let Some(server) = &server {
+        if !cfg.quiet {
+            eprintln!("vendorwatch: metrics on http://{}/metrics", server.addr);
+        }
+    }
     let status = !cfg.quiet && std::io::stderr().is_terminal() && settings.status_every > 0;
     let mut next_status = started + std::time::Duration::from_secs(settings.status_every.max(1));
     while !stop.load(Ordering::Relaxed) && threads.iter().any(|t| !t.is_finished()) {
         std::thread::sleep(std::time::Duration::from_millis(100));
+        if let (Ok(t), Ok(mut mirror)) = (totals.lock(), shared.counters.sensor.sources.lock()) {
+            *mirror = t
+                .iter()
+                .map(|(n, s)| (n.clone(), s.received, s.dropped, s.if_dropped))
+                .collect();
+        }
+        if let Ok(mut depth) = shared.counters.sensor.queue_depth.lock() {
+            *depth = pool.queue_depths();
+        }
+        if let Some(t) = threads.iter().position(|t| t.is_finished()) {
+            set_health(&shared, Some(&format!("capture thread {t} stopped")));
+        }
         if status && std::time::Instant::now() >= next_status {
             next_status += std::time::Duration::from_secs(settings.status_every);
             eprintln!(
@@ -537,6 +628,9 @@ fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
         }
     }
     pool.finish();
+    if let Some(server) = server {
+        server.stop();
+    }
     let resolvers = shared.detector.resolvers();
     let (first_packet, last_packet) = first_last.lock().map(|g| *g).unwrap_or_default();
     let sources = totals.lock().map(|t| t.clone()).unwrap_or_default();

@@ -84,4 +84,6 @@ pub struct RunConfig {
     pub detect_limits: DetectLimits,
     pub quiet: bool,
     pub encrypted_dns: crate::detect::resolvers::EncryptedDns,
+    /// Where to serve /metrics, /healthz and /api/hosts (`None`: not at all).
+    pub metrics_addr: Option<String>,
 }

@@ -34,6 +34,8 @@ pub struct Shared {
     pub alerts: Option<SharedWriter>,
     pub events: Option<SharedWriter>,
     pub extract_limits: ExtractorLimits,
+    /// Time a worker spends on one batch (decode, extract, detect, output).
+    pub batch_seconds: prometheus::Histogram,
     /// First write error on an output; reported once at the end.
     pub output_error: Mutex<Option<String>>,
 }
@@ -149,7 +151,7 @@ impl WorkerPool {
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("worker-{i}"))
-                    .spawn(move || worker(rx, free_tx, shared))?,
+                    .spawn(move || worker(i, rx, free_tx, shared))?,
             );
         }
         Ok(WorkerPool {
@@ -162,8 +164,9 @@ impl WorkerPool {
     }
 
     /// A feeder for one capture thread.
-    pub fn dispatcher(&self, when_full: WhenFull) -> Dispatcher {
+    pub fn dispatcher(&self, when_full: WhenFull, source: &str) -> Dispatcher {
         Dispatcher {
+            source: source.to_string(),
             senders: self.senders.clone(),
             free_rx: self.free_rx.clone(),
             free_tx: self.free_tx.clone(),
@@ -196,6 +199,8 @@ impl WorkerPool {
 /// joins IP fragments (only the whole datagram has the ports that choose the worker), and
 /// hands packets over in batches.
 pub struct Dispatcher {
+    /// The capture source this thread reads (an interface, or "replay").
+    source: String,
     senders: Vec<Sender<Batch>>,
     free_rx: Receiver<Batch>,
     free_tx: Sender<Batch>,
@@ -300,6 +305,11 @@ impl Dispatcher {
 
     fn fold(&mut self) {
         self.since_fold = 0;
+        if let Ok(mut per_source) = self.shared.counters.sensor.source_packets.lock() {
+            let slot = per_source.entry(self.source.clone()).or_default();
+            slot.0 += self.local.packets;
+            slot.1 += self.local.bytes;
+        }
         for (reason, n) in std::mem::take(&mut self.defrag.counts) {
             *self.local.anomalies.entry(reason).or_default() += n;
         }
@@ -328,7 +338,7 @@ pub fn replay(
     progress: &mut dyn Progress,
 ) -> std::io::Result<ReplayOutcome> {
     let pool = WorkerPool::start(Arc::clone(&shared), workers)?;
-    let mut dispatcher = pool.dispatcher(WhenFull::Wait);
+    let mut dispatcher = pool.dispatcher(WhenFull::Wait, "replay");
     let mut outcome = ReplayOutcome::default();
     for (index, input) in inputs.iter().enumerate() {
         progress.start_input(index, &input.display_name());
@@ -396,11 +406,12 @@ fn flow_shard(hasher: &ahash::RandomState, pkt: &decode::Packet<'_>, workers: us
     (h.finish() % workers as u64) as usize
 }
 
-fn worker(rx: Receiver<Batch>, free_tx: Sender<Batch>, shared: Arc<Shared>) {
+fn worker(index: usize, rx: Receiver<Batch>, free_tx: Sender<Batch>, shared: Arc<Shared>) {
     let mut extractor = Extractor::new(shared.extract_limits);
     let mut local = Local::default();
     let mut events = String::new();
     for mut batch in rx {
+        let started = std::time::Instant::now();
         for p in &batch.packets {
             let frame = &batch.data[p.start as usize..(p.start + p.len) as usize];
             // The reader decoded this frame already; it cannot fail differently now.
@@ -413,6 +424,12 @@ fn worker(rx: Receiver<Batch>, free_tx: Sender<Batch>, shared: Arc<Shared>) {
         }
         flush_events(&shared, &mut events);
         shared.counters.fold(&mut local);
+        shared
+            .batch_seconds
+            .observe(started.elapsed().as_secs_f64());
+        if let Ok(mut flows) = shared.counters.sensor.flows_active.lock() {
+            flows.insert(index, extractor.active_flows() as u64);
+        }
         batch.clear();
         let _ = free_tx.try_send(batch);
     }
@@ -464,8 +481,13 @@ fn handle(shared: &Shared, local: &mut Local, events: &mut String, item: Extract
     let rules = &shared.detector.rules;
     shared.detector.detect(&item, &mut |finding| {
         local.findings += 1;
+        *local
+            .matches
+            .entry((finding.rule, finding.indicator.kind))
+            .or_default() += 1;
         if let Recorded::NewAlert(det) = shared.hosts.record(&finding, rules) {
             local.alerts += 1;
+            *local.alerts_by_rule.entry(finding.rule).or_default() += 1;
             if let Some(w) = &shared.alerts {
                 let mut line = output::alert_line(&finding, &det, rules);
                 line.push('\n');

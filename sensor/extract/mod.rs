@@ -39,11 +39,16 @@ pub enum NameKind {
 }
 
 impl NameKind {
-    pub const EXTRACTED: [NameKind; 5] = [
+    pub const ALL: [NameKind; 10] = [
         NameKind::Dns,
         NameKind::TlsSni,
+        NameKind::QuicSni,
         NameKind::HttpHost,
         NameKind::HttpConnect,
+        NameKind::TlsCert,
+        NameKind::Ip,
+        NameKind::Port,
+        NameKind::Ja4,
         NameKind::UserAgent,
     ];
 

@@ -1,7 +1,9 @@
 //! Counters every stage bumps: packets, drops and anomalies by reason, names by kind,
 //! findings and alerts. Workers count locally and fold their counts in once per batch, so
 //! the hot path touches no shared cache line. The replay summary reads these; the
-//! Prometheus exporter (a later stage) will read the same.
+//! Prometheus exporter (`exporter`) reads the same at scrape time.
+
+pub mod exporter;
 
 use crate::extract::NameKind;
 use std::collections::BTreeMap;
@@ -23,6 +25,27 @@ pub struct Counters {
     anomalies: Mutex<BTreeMap<&'static str, u64>>,
     names: Mutex<BTreeMap<NameKind, u64>>,
     encaps: Mutex<BTreeMap<&'static str, u64>>,
+    matches: Mutex<BTreeMap<(u32, NameKind), u64>>,
+    alerts_by_rule: Mutex<BTreeMap<u32, u64>>,
+    /// Live state for the exporter and the status line.
+    pub sensor: SensorState,
+}
+
+/// What the running sensor looks like, beyond counters: capture sources, flows, health.
+#[derive(Default)]
+pub struct SensorState {
+    /// Per capture source: (name, libpcap received, kernel dropped, interface dropped).
+    pub sources: Mutex<Vec<(String, u64, u64, u64)>>,
+    /// Per source: packets and bytes read by vendorwatch.
+    pub source_packets: Mutex<BTreeMap<String, (u64, u64)>>,
+    /// Active flows per worker.
+    pub flows_active: Mutex<BTreeMap<usize, u64>>,
+    /// Queued batches per worker.
+    pub queue_depth: Mutex<Vec<usize>>,
+    /// Why the sensor is not healthy, if it is not ("" when capturing with rules loaded).
+    pub unhealthy: Mutex<Option<String>>,
+    /// Unix time of the last successful rule load.
+    pub rules_loaded_at: Mutex<f64>,
 }
 
 /// A worker's counts since its last fold.
@@ -39,6 +62,10 @@ pub struct Local {
     pub anomalies: BTreeMap<&'static str, u64>,
     pub names: BTreeMap<NameKind, u64>,
     pub encaps: BTreeMap<&'static str, u64>,
+    /// Findings by (rule index, indicator kind).
+    pub matches: BTreeMap<(u32, NameKind), u64>,
+    /// Alerts by rule index.
+    pub alerts_by_rule: BTreeMap<u32, u64>,
 }
 
 impl Local {
@@ -86,6 +113,20 @@ impl Counters {
                 }
             }
         }
+        if !local.matches.is_empty() {
+            if let Ok(mut m) = self.matches.lock() {
+                for (k, v) in std::mem::take(&mut local.matches) {
+                    *m.entry(k).or_default() += v;
+                }
+            }
+        }
+        if !local.alerts_by_rule.is_empty() {
+            if let Ok(mut m) = self.alerts_by_rule.lock() {
+                for (k, v) in std::mem::take(&mut local.alerts_by_rule) {
+                    *m.entry(k).or_default() += v;
+                }
+            }
+        }
         if !local.names.is_empty() {
             if let Ok(mut n) = self.names.lock() {
                 for (k, v) in std::mem::take(&mut local.names) {
@@ -102,6 +143,17 @@ impl Counters {
     /// Packets per encapsulation they came through (vlan, gre, vxlan, …).
     pub fn encaps(&self) -> BTreeMap<&'static str, u64> {
         self.encaps.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    pub fn matches(&self) -> BTreeMap<(u32, NameKind), u64> {
+        self.matches.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    pub fn alerts_by_rule(&self) -> BTreeMap<u32, u64> {
+        self.alerts_by_rule
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default()
     }
 
     pub fn names(&self) -> BTreeMap<NameKind, u64> {

@@ -1,0 +1,517 @@
+//! Prometheus exposition: `/metrics` (text format, built with the `prometheus` crate at
+//! scrape time from the counters the stages keep), `/healthz`, and `/api/hosts` (the host
+//! report), served by a small HTTP thread (`tiny_http`).
+//!
+//! Naming follows Prometheus practice: `vendorwatch_` prefix, `_total` counters, base units,
+//! and labels with bounded values only — per-host series exist only for detected hosts and
+//! are capped at `MAX_HOST_SERIES`.
+
+use crate::extract::NameKind;
+use crate::pipeline::Shared;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::{Encoder, Histogram, HistogramOpts, Registry, TextEncoder};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Per-host series cap: the most recently seen detections are kept.
+pub const MAX_HOST_SERIES: usize = 500;
+
+/// The worker batch-time histogram, shared with the pipeline.
+pub fn batch_histogram() -> Histogram {
+    let opts = HistogramOpts::new(
+        "vendorwatch_stage_duration_seconds",
+        "Time spent per batch of packets, by pipeline stage.",
+    )
+    .const_label("stage", "worker")
+    .buckets(vec![
+        0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+    ]);
+    Histogram::with_opts(opts).unwrap_or_else(|_| {
+        Histogram::with_opts(HistogramOpts::new(
+            "vendorwatch_stage_duration_seconds",
+            "stage time",
+        ))
+        .expect("static options are valid")
+    })
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            let mut lp = LabelPair::default();
+            lp.set_name((*k).to_string());
+            lp.set_value((*v).to_string());
+            lp
+        })
+        .collect()
+}
+
+fn family(
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    samples: Vec<(Vec<LabelPair>, f64)>,
+) -> MetricFamily {
+    let mut mf = MetricFamily::default();
+    mf.set_name(name.to_string());
+    mf.set_help(help.to_string());
+    mf.set_field_type(kind);
+    for (label, value) in samples {
+        let mut m = Metric::from_label(label);
+        match kind {
+            MetricType::COUNTER => {
+                let mut c = Counter::default();
+                c.set_value(value);
+                m.set_counter(c);
+            }
+            _ => {
+                let mut g = Gauge::default();
+                g.set_value(value);
+                m.set_gauge(g);
+            }
+        }
+        mf.mut_metric().push(m);
+    }
+    mf
+}
+
+/// Builds every vendorwatch family from the shared state at scrape time.
+struct SensorCollector {
+    shared: Arc<Shared>,
+}
+
+impl Collector for SensorCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        Vec::new()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        use prometheus::proto::MetricType::{COUNTER, GAUGE};
+        let s = &self.shared;
+        let c = &s.counters;
+        let get = crate::metrics::Counters::get;
+        let mut out = Vec::new();
+
+        let sources = c
+            .sensor
+            .sources
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default();
+        let per_source = c
+            .sensor
+            .source_packets
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default();
+        let mut packets: Vec<(Vec<LabelPair>, f64)> = per_source
+            .iter()
+            .map(|(n, (p, _))| (labels(&[("source", n)]), *p as f64))
+            .collect();
+        let mut bytes: Vec<(Vec<LabelPair>, f64)> = per_source
+            .iter()
+            .map(|(n, (_, b))| (labels(&[("source", n)]), *b as f64))
+            .collect();
+        if per_source.is_empty() {
+            packets.push((labels(&[("source", "replay")]), get(&c.packets) as f64));
+            bytes.push((labels(&[("source", "replay")]), get(&c.bytes) as f64));
+        }
+        out.push(family(
+            "vendorwatch_packets_received_total",
+            "Packets read from each capture source.",
+            COUNTER,
+            packets,
+        ));
+        out.push(family(
+            "vendorwatch_bytes_received_total",
+            "Bytes (on the wire) read from each capture source.",
+            COUNTER,
+            bytes,
+        ));
+
+        let anomalies = c.anomalies();
+        let mut drops = vec![
+            (
+                labels(&[("stage", "queue"), ("reason", "queue_full")]),
+                get(&c.queue_dropped) as f64,
+            ),
+            (
+                labels(&[("stage", "flow_table"), ("reason", "evicted")]),
+                get(&c.flows_evicted) as f64,
+            ),
+            (
+                labels(&[("stage", "link"), ("reason", "unsupported_link_type")]),
+                get(&c.unsupported_link) as f64,
+            ),
+        ];
+        for (name, _, dropped, if_dropped) in &sources {
+            drops.push((
+                labels(&[("stage", "kernel"), ("reason", "dropped"), ("source", name)]),
+                *dropped as f64,
+            ));
+            drops.push((
+                labels(&[
+                    ("stage", "interface"),
+                    ("reason", "dropped"),
+                    ("source", name),
+                ]),
+                *if_dropped as f64,
+            ));
+        }
+        let mut decode = Vec::new();
+        for (reason, n) in &anomalies {
+            if let Some(r) = reason
+                .strip_prefix("defrag_")
+                .filter(|r| !matches!(*r, "reassembled"))
+            {
+                drops.push((labels(&[("stage", "defrag"), ("reason", r)]), *n as f64));
+            } else if *reason != "defrag_reassembled" {
+                decode.push((
+                    labels(&[("layer", layer_of(reason)), ("reason", reason)]),
+                    *n as f64,
+                ));
+            }
+        }
+        out.push(family(
+            "vendorwatch_dropped_total",
+            "Packets or items shed, by pipeline stage and reason.",
+            COUNTER,
+            drops,
+        ));
+        out.push(family(
+            "vendorwatch_decode_anomalies_total",
+            "Malformed or unreadable input, by layer and reason.",
+            COUNTER,
+            decode,
+        ));
+        let reassembled = anomalies.get("defrag_reassembled").copied().unwrap_or(0);
+        out.push(family(
+            "vendorwatch_ip_datagrams_reassembled_total",
+            "IP datagrams rebuilt from fragments.",
+            COUNTER,
+            vec![(vec![], reassembled as f64)],
+        ));
+        let encaps = c.encaps();
+        out.push(family(
+            "vendorwatch_encapsulated_packets_total",
+            "Packets that came through each encapsulation (VLAN, MPLS, GRE, VXLAN, …).",
+            COUNTER,
+            encaps
+                .iter()
+                .map(|(k, v)| (labels(&[("encapsulation", k)]), *v as f64))
+                .collect(),
+        ));
+        let names = c.names();
+        out.push(family(
+            "vendorwatch_names_extracted_total",
+            "Names and fingerprints extracted, by kind.",
+            COUNTER,
+            NameKind::ALL
+                .iter()
+                .map(|k| {
+                    (
+                        labels(&[("kind", k.as_str())]),
+                        names.get(k).copied().unwrap_or(0) as f64,
+                    )
+                })
+                .collect(),
+        ));
+
+        let rules = &s.detector.rules;
+        let mut matches: BTreeMap<(String, String, &'static str), u64> = BTreeMap::new();
+        for ((rule, kind), n) in c.matches() {
+            let r = rules.rule(rule);
+            *matches
+                .entry((r.vendor.clone(), r.category.clone(), kind.as_str()))
+                .or_default() += n;
+        }
+        out.push(family(
+            "vendorwatch_matches_total",
+            "Rule matches (findings), by vendor, category and indicator kind.",
+            COUNTER,
+            matches
+                .iter()
+                .map(|((v, cat, k), n)| {
+                    (
+                        labels(&[("vendor", v), ("category", cat), ("kind", k)]),
+                        *n as f64,
+                    )
+                })
+                .collect(),
+        ));
+        let mut alerts: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for (rule, n) in c.alerts_by_rule() {
+            let r = rules.rule(rule);
+            *alerts
+                .entry((r.vendor.clone(), r.category.clone()))
+                .or_default() += n;
+        }
+        out.push(family(
+            "vendorwatch_alerts_total",
+            "Alerts raised (one per host, vendor and category), by vendor and category.",
+            COUNTER,
+            alerts
+                .iter()
+                .map(|((v, cat), n)| (labels(&[("vendor", v), ("category", cat)]), *n as f64))
+                .collect(),
+        ));
+
+        let hosts = s.hosts.snapshot();
+        let mut detected: BTreeMap<&str, u64> =
+            rules.packs.iter().map(|p| (p.vendor.as_str(), 0)).collect();
+        let mut host_series = Vec::new();
+        for (ip, h) in &hosts {
+            let mut vendors: Vec<&str> = h
+                .detections
+                .iter()
+                .filter(|d| !d.forwarded)
+                .map(|d| d.vendor.as_str())
+                .collect();
+            vendors.dedup();
+            for v in vendors {
+                *detected.entry(v).or_default() += 1;
+            }
+            for d in h.detections.iter().filter(|d| !d.forwarded) {
+                host_series.push((
+                    d.last_seen,
+                    ip.to_string(),
+                    d.vendor.as_str(),
+                    d.category.as_str(),
+                    d.severity.as_str(),
+                ));
+            }
+        }
+        out.push(family(
+            "vendorwatch_hosts_detected",
+            "Home-net hosts with at least one detection, by vendor.",
+            GAUGE,
+            detected
+                .iter()
+                .map(|(v, n)| (labels(&[("vendor", v)]), *n as f64))
+                .collect(),
+        ));
+        host_series.sort_by_key(|h| std::cmp::Reverse(h.0));
+        let capped = host_series.len().saturating_sub(MAX_HOST_SERIES);
+        host_series.truncate(MAX_HOST_SERIES);
+        out.push(family(
+            "vendorwatch_host_last_seen_timestamp_seconds",
+            "Packet time a detected host was last seen talking to a vendor (detected hosts only, capped).",
+            GAUGE,
+            host_series
+                .iter()
+                .map(|(ts, ip, v, cat, sev)| (labels(&[("host", ip), ("vendor", v), ("category", cat), ("severity", sev)]), ts.0 as f64 / 1e9))
+                .collect(),
+        ));
+        out.push(family(
+            "vendorwatch_host_series_capped",
+            "Detected host series left out because of the cap.",
+            GAUGE,
+            vec![(vec![], capped as f64)],
+        ));
+
+        let flows: u64 = c
+            .sensor
+            .flows_active
+            .lock()
+            .map(|f| f.values().sum())
+            .unwrap_or(0);
+        out.push(family(
+            "vendorwatch_flows_active",
+            "Flows tracked by the workers.",
+            GAUGE,
+            vec![(vec![], flows as f64)],
+        ));
+        let depths = c
+            .sensor
+            .queue_depth
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_default();
+        out.push(family(
+            "vendorwatch_queue_depth_batches",
+            "Batches waiting in each worker's queue.",
+            GAUGE,
+            depths
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (labels(&[("worker", &i.to_string())]), *d as f64))
+                .collect(),
+        ));
+        let mut per_vendor: BTreeMap<&str, u64> =
+            rules.packs.iter().map(|p| (p.vendor.as_str(), 0)).collect();
+        for r in &rules.rules {
+            *per_vendor.entry(r.vendor.as_str()).or_default() += 1;
+        }
+        out.push(family(
+            "vendorwatch_rules_loaded",
+            "Rules in force, by vendor.",
+            GAUGE,
+            per_vendor
+                .iter()
+                .map(|(v, n)| (labels(&[("vendor", v)]), *n as f64))
+                .collect(),
+        ));
+        out.push(family(
+            "vendorwatch_rule_reloads_total",
+            "Rule reloads, by result.",
+            COUNTER,
+            vec![
+                (labels(&[("result", "success")]), 0.0),
+                (labels(&[("result", "failure")]), 0.0),
+            ],
+        ));
+        let loaded_at = c.sensor.rules_loaded_at.lock().map(|t| *t).unwrap_or(0.0);
+        out.push(family(
+            "vendorwatch_rules_last_load_timestamp_seconds",
+            "Unix time of the last successful rule load.",
+            GAUGE,
+            vec![(vec![], loaded_at)],
+        ));
+        out.push(family(
+            "vendorwatch_passive_dns_entries",
+            "Addresses remembered from DNS answers to vendor names.",
+            GAUGE,
+            vec![(vec![], s.detector.pdns_len() as f64)],
+        ));
+        out.push(family(
+            "vendorwatch_build_info",
+            "Build information (always 1).",
+            GAUGE,
+            vec![(labels(&[("version", env!("CARGO_PKG_VERSION"))]), 1.0)],
+        ));
+        let healthy = c
+            .sensor
+            .unhealthy
+            .lock()
+            .map(|u| u.is_none())
+            .unwrap_or(false);
+        out.push(family(
+            "vendorwatch_up",
+            "1 when capturing with rules loaded, 0 otherwise.",
+            GAUGE,
+            vec![(vec![], if healthy { 1.0 } else { 0.0 })],
+        ));
+        out
+    }
+}
+
+/// Which layer an anomaly reason belongs to (a bounded label).
+fn layer_of(reason: &str) -> &'static str {
+    match reason.split('_').next().unwrap_or_default() {
+        "link" | "vlan" => "link",
+        "ip" => "ip",
+        "transport" => "transport",
+        "gre" | "erspan" | "vxlan" | "geneve" | "teredo" | "ayiya" | "gtp" | "mpls" | "pppoe"
+        | "ppp" | "tunnel" => "tunnel",
+        "dns" => "dns",
+        "tls" => "tls",
+        "quic" => "quic",
+        "http" => "http",
+        _ => "other",
+    }
+}
+
+/// The HTTP endpoint.
+pub struct Server {
+    pub addr: std::net::SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds `addr` and serves until `stop` is called.
+    pub fn start(
+        addr: &str,
+        shared: Arc<Shared>,
+        report: Arc<dyn Fn() -> serde_json::Value + Send + Sync>,
+    ) -> Result<Server, String> {
+        let server = tiny_http::Server::http(addr).map_err(|e| {
+            format!("cannot serve metrics on {addr}: {e} (choose another --metrics-addr, or `off`)")
+        })?;
+        let bound = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| format!("{addr} is not an IP address and port"))?;
+        let registry = Registry::new();
+        let _ = registry.register(Box::new(SensorCollector {
+            shared: Arc::clone(&shared),
+        }));
+        let _ = registry.register(Box::new(shared.batch_seconds.clone()));
+        #[cfg(target_os = "linux")]
+        {
+            let pc = prometheus::process_collector::ProcessCollector::new(
+                std::process::id() as i32,
+                "vendorwatch",
+            );
+            let _ = registry.register(Box::new(pc));
+        }
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop_flag = Arc::clone(&stop);
+        let handle = std::thread::Builder::new()
+            .name("metrics".into())
+            .spawn(move || {
+                while !stop_flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    let Ok(Some(req)) = server.recv_timeout(std::time::Duration::from_millis(200))
+                    else {
+                        continue;
+                    };
+                    let response = respond(req.url(), &registry, &shared, &*report);
+                    let _ = req.respond(response);
+                }
+            })
+            .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
+        Ok(Server {
+            addr: bound,
+            stop,
+            handle: Some(handle),
+        })
+    }
+
+    pub fn stop(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn respond(
+    url: &str,
+    registry: &Registry,
+    shared: &Shared,
+    report: &(dyn Fn() -> serde_json::Value + Send + Sync),
+) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+    let header = |v: &str| tiny_http::Header::from_bytes(&b"Content-Type"[..], v.as_bytes()).ok();
+    let with = |r: tiny_http::Response<std::io::Cursor<Vec<u8>>>, ct: &str| match header(ct) {
+        Some(h) => r.with_header(h),
+        None => r,
+    };
+    match url.split('?').next().unwrap_or_default() {
+        "/metrics" => {
+            let mut buf = Vec::new();
+            let encoder = TextEncoder::new();
+            if encoder.encode(&registry.gather(), &mut buf).is_err() {
+                return tiny_http::Response::from_string("encoding failed").with_status_code(500);
+            }
+            with(tiny_http::Response::from_data(buf), encoder.format_type())
+        }
+        "/healthz" => match shared.counters.sensor.unhealthy.lock().map(|u| u.clone()) {
+            Ok(None) => with(tiny_http::Response::from_string("ok\n"), "text/plain"),
+            Ok(Some(why)) => with(
+                tiny_http::Response::from_string(format!("unhealthy: {why}\n")),
+                "text/plain",
+            )
+            .with_status_code(503),
+            Err(_) => tiny_http::Response::from_string("unhealthy: state unavailable\n")
+                .with_status_code(503),
+        },
+        "/api/hosts" => with(
+            tiny_http::Response::from_string(report().to_string()),
+            "application/json",
+        ),
+        _ => tiny_http::Response::from_string("not found: try /metrics, /healthz or /api/hosts\n")
+            .with_status_code(404),
+    }
+}
