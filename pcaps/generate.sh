@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Regenerates every capture in pcaps/ and its expectation in pcaps/expected/.
+# Regenerates the captures in pcaps/ and their expectations in pcaps/expected/.
 #
-#   sudo bash pcaps/generate.sh
+#   sudo bash pcaps/generate.sh                      every capture
+#   sudo bash pcaps/generate.sh --only quic,tls12-certs   only these capture groups (the rest untouched)
+#   bash pcaps/generate.sh --rederive                only the expectations, from the captures there
 #
 # Builds a small isolated network out of network namespaces (no default route, only 10.10.0.0/16
 # and fd00:10::/64 addresses, nothing can leave the machine), runs real clients and servers in it,
@@ -14,7 +16,8 @@
 #   c1 10.10.1.11 fd00:10::11 --+
 #   c2 10.10.1.12 fd00:10::12 --+                       +-- srv: unbound 10.10.2.53 fd00:10::53
 #   c3 10.10.1.13 fd00:10::13 --+-- sw (bridge br0) ----+        nginx   10.10.2.80 fd00:10::80
-#                                     port p-srv        +-- prx: tinyproxy 10.10.2.30:8888
+#                                     port p-srv        |        aioquic 10.10.2.80 fd00:10::80 (udp)
+#                                                       +-- prx: tinyproxy 10.10.2.30:8888
 #                                     = capture point   +-- fwd: dnsmasq   10.10.2.54 (forwarder)
 #
 # The bridge has MAC learning switched off on every port, so it floods every frame to every port,

@@ -130,6 +130,63 @@ fn every_capture_gives_exactly_its_expected_names_and_detections() {
                     got_names.difference(&want_names).collect::<Vec<_>>()
                 ));
             }
+            let want_quic = triples(&exp["quic_names"], "host", "kind", "value");
+            let got_quic: BTreeSet<_> = run
+                .events
+                .iter()
+                .filter(|e| e["kind"] == "quic_sni")
+                .map(|e| (s(&e["flow"]["src_ip"]), s(&e["kind"]), s(&e["value"])))
+                .collect();
+            if want_quic != got_quic {
+                failures.push(format!(
+                    "{name} (workers {workers}): QUIC names {got_quic:?} != expected {want_quic:?}"
+                ));
+            }
+            // Certificates: (client, server, subject CN, issuer CN, SANs) as tshark read them.
+            let want_certs: BTreeSet<(String, String, String, String, Vec<String>)> = exp
+                ["certificates"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| {
+                    let sans = c["sans"].as_array().into_iter().flatten().map(s).collect();
+                    (
+                        s(&c["host"]),
+                        s(&c["server"]),
+                        s(&c["subject_cn"]),
+                        s(&c["issuer_cn"]),
+                        sans,
+                    )
+                })
+                .collect();
+            let got_certs: BTreeSet<(String, String, String, String, Vec<String>)> = run
+                .events
+                .iter()
+                .filter(|e| e["kind"] == "tls_cert")
+                .map(|e| {
+                    let c = &e["cert"];
+                    let issuer = s(&c["issuer"]);
+                    let issuer_cn = issuer
+                        .rsplit("CN=")
+                        .next()
+                        .unwrap_or_default()
+                        .split(',')
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
+                    let sans = c["sans"].as_array().into_iter().flatten().map(s).collect();
+                    (
+                        s(&e["flow"]["src_ip"]),
+                        s(&e["flow"]["dst_ip"]),
+                        s(&c["common_name"]),
+                        issuer_cn,
+                        sans,
+                    )
+                })
+                .collect();
+            if want_certs != got_certs {
+                failures.push(format!("{name} (workers {workers}): certificates {got_certs:?} != expected {want_certs:?}"));
+            }
             let want_det = triples(&exp["detections"], "host", "vendor", "category");
             let alerts: Vec<(String, String, String)> = run
                 .alerts
