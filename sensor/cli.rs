@@ -102,6 +102,14 @@ pub struct CommonArgs {
     /// Passive DNS: keep an answer at most this long.
     #[arg(long, value_name = "SECS", default_value_t = DetectLimits::default().pdns_ttl_cap_secs)]
     pub pdns_ttl_cap: u64,
+    /// UDP ports carrying VXLAN, comma-separated (add 8472 for Linux's legacy default).
+    #[arg(
+        long,
+        value_name = "PORT,...",
+        value_delimiter = ',',
+        default_value = "4789"
+    )]
+    pub vxlan_ports: Vec<u16>,
     /// Serve Prometheus metrics, /healthz and /api/hosts on ADDR, or `off` [default: 127.0.0.1:9717 for live, off for replay].
     #[arg(long, value_name = "ADDR|off")]
     pub metrics_addr: Option<String>,
@@ -226,6 +234,10 @@ fn rule_source(path: &Option<PathBuf>) -> RuleSource {
 }
 
 fn run_config(args: CommonArgs, metrics_addr: Option<String>) -> Result<RunConfig, String> {
+    if args.vxlan_ports.contains(&0) {
+        return Err("--vxlan-ports: 0 is not a port".into());
+    }
+    crate::decode::tunnel::set_vxlan_ports(args.vxlan_ports.clone());
     let rules = config::load_rules(
         &rule_source(&args.rules.rules),
         args.rules.vendors.as_deref(),

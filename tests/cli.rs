@@ -269,3 +269,67 @@ fn help_documents_every_option() {
         String::from_utf8_lossy(&bin().arg("--help").output().expect("runs").stdout).into_owned();
     assert!(top.contains("Exit codes") && top.contains("replay") && top.contains("rules"));
 }
+
+/// A classic pcap of `n` SYNs from distinct client ports and addresses (a flow flood).
+fn syn_flood(n: u32) -> Vec<u8> {
+    let mut f = vec![
+        0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 101, 0, 0, 0,
+    ];
+    for i in 0..n {
+        let mut p = vec![
+            0x45,
+            0,
+            0,
+            40,
+            0,
+            0,
+            0x40,
+            0,
+            64,
+            6,
+            0,
+            0,
+            10,
+            1,
+            (i >> 8) as u8,
+            i as u8,
+            203,
+            0,
+            113,
+            9,
+        ];
+        p.extend_from_slice(&((1024 + (i % 60000)) as u16).to_be_bytes());
+        p.extend_from_slice(&[
+            0x01, 0xbb, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0,
+        ]);
+        f.extend_from_slice(&(1_700_000_000u32 + i / 1000).to_le_bytes());
+        f.extend_from_slice(&(i % 1000 * 1000).to_le_bytes());
+        f.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        f.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        f.extend_from_slice(&p);
+    }
+    f
+}
+
+#[test]
+fn a_flood_of_distinct_flows_is_bounded_and_counted_as_evictions() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let flood = tmp.path().join("flood.pcap");
+    std::fs::write(&flood, syn_flood(30_000)).expect("write");
+    let out = bin()
+        .args(["replay", "--workers", "1", "--max-flows", "1000"])
+        .arg(&flood)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let evictions: u64 = stderr
+        .lines()
+        .find_map(|l| l.split("flow table evictions ").nth(1))
+        .and_then(|rest| rest.split(", packets").next())
+        .map(|n| n.replace(',', ""))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no eviction count in the summary:\n{stderr}"));
+    // 30,000 flows through a table of 1,000: at least 29,000 had to go.
+    assert!(evictions >= 29_000, "{evictions} evictions:\n{stderr}");
+}

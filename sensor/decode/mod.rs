@@ -214,7 +214,7 @@ fn tunnel_inside<'a>(
         } => Some(Ok((tunnel::Inner::Ip(payload), Encap::IpInIp))),
         Transport::Udp(u) => {
             let on = |port: u16| u.dst_port == port || u.src_port == port;
-            if on(tunnel::VXLAN_PORT) {
+            if tunnel::vxlan_ports().iter().any(|p| on(*p)) {
                 Some(tunnel::vxlan(u.payload))
             } else if on(tunnel::GENEVE_PORT) {
                 Some(tunnel::geneve(u.payload))
