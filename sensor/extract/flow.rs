@@ -105,6 +105,7 @@ struct Flow {
     named: bool,
     unnamed_reported: bool,
     closing: bool,
+    drops_reported: bool,
     /// Only for QUIC flows, while their ClientHello is being read.
     quic: Option<Box<QuicState>>,
 }
@@ -154,7 +155,7 @@ impl Extractor {
     /// Ends every flow (end of a replay): unnamed flows are reported.
     pub fn finish(&mut self, out: &mut impl FnMut(Extracted)) {
         for (_, mut flow) in self.flows.drain() {
-            report_unnamed(&mut flow, out);
+            retire(&mut flow, out);
         }
         self.dns_txns.clear();
     }
@@ -169,7 +170,7 @@ impl Extractor {
             };
             let keep = now < flow.last_seen.saturating_add_secs(idle);
             if !keep {
-                report_unnamed(flow, out);
+                retire(flow, out);
             }
             keep
         });
@@ -190,7 +191,7 @@ impl Extractor {
         self.flows.retain(|_, flow| {
             let keep = flow.last_seen > cutoff;
             if !keep {
-                report_unnamed(flow, out);
+                retire(flow, out);
                 out(Extracted::Evicted);
             }
             keep
@@ -231,6 +232,7 @@ impl Extractor {
                     named: false,
                     unnamed_reported: false,
                     closing: false,
+                    drops_reported: false,
                     quic: None,
                 },
             );
@@ -480,7 +482,25 @@ fn report_unnamed(flow: &mut Flow, out: &mut impl FnMut(Extracted)) {
     }
 }
 
+/// Counts, once per flow, that its reassembly buffers hit their cap and shed bytes.
+fn count_reassembly_drops(flow: &mut Flow, out: &mut impl FnMut(Extracted)) {
+    let quic_dropped = flow.quic.as_ref().is_some_and(|q| q.crypto.dropped() > 0);
+    if !flow.drops_reported
+        && (flow.to_server.dropped_bytes + flow.to_client.dropped_bytes > 0 || quic_dropped)
+    {
+        flow.drops_reported = true;
+        out(Extracted::Anomaly("reassembly_cap"));
+    }
+}
+
+/// A flow leaves the table: its drops and, if it never named anything, its address.
+fn retire(flow: &mut Flow, out: &mut impl FnMut(Extracted)) {
+    count_reassembly_drops(flow, out);
+    report_unnamed(flow, out);
+}
+
 fn finish_inspection(flow: &mut Flow, out: &mut impl FnMut(Extracted)) {
+    count_reassembly_drops(flow, out);
     flow.app = App::Done;
     flow.quic = None;
     flow.to_server.release();
@@ -1003,6 +1023,29 @@ mod tests {
             names(&got),
             vec![(NameKind::TlsSni, "ftp.example".to_string())]
         );
+    }
+
+    #[test]
+    fn reassembly_cap_is_counted_once_per_flow() {
+        let mut ex = Extractor::new(ExtractorLimits {
+            stream_cap: 64,
+            ..ExtractorLimits::default()
+        });
+        let mut head = b"GET / HTTP/1.1\r\nHost: a.example\r\nX-Pad: ".to_vec();
+        head.extend_from_slice(&[b'a'; 200]);
+        let got = collect(
+            &mut ex,
+            &[
+                (1, tcp(false, 0, SYN, b"")),
+                (1, tcp(false, 1, ACK, &head)),
+                (2, tcp(false, 300, ACK, b"more")),
+            ],
+        );
+        let caps = got
+            .iter()
+            .filter(|e| matches!(e, Extracted::Anomaly("reassembly_cap")))
+            .count();
+        assert_eq!(caps, 1, "{got:?}");
     }
 
     #[test]

@@ -162,6 +162,13 @@ impl Collector for SensorCollector {
         }
         let mut decode = Vec::new();
         for (reason, n) in &anomalies {
+            if *reason == "reassembly_cap" {
+                drops.push((
+                    labels(&[("stage", "reassembly"), ("reason", "buffer_cap")]),
+                    *n as f64,
+                ));
+                continue;
+            }
             if let Some(r) = reason
                 .strip_prefix("defrag_")
                 .filter(|r| !matches!(*r, "reassembled"))
