@@ -302,6 +302,7 @@ pub fn load_sources(sources: Vec<(String, String)>) -> Result<Loaded, Vec<RuleEr
                 continue;
             }
         };
+        let lines = Lines::new(&text);
         let vendor = parsed.pack.vendor.clone();
         if !is_id(&vendor, false) {
             errors.push(RuleError {
@@ -328,7 +329,7 @@ pub fn load_sources(sources: Vec<(String, String)>) -> Result<Loaded, Vec<RuleEr
             file: file.clone(),
         });
         for spanned in parsed.rule {
-            let line = line_of(&text, spanned.span().start);
+            let line = lines.of(spanned.span().start);
             let spec = spanned.into_inner();
             let mut problems = Vec::new();
             let rule = validate_rule(spec, &vendor, &file, line, &mut problems);
@@ -353,7 +354,7 @@ pub fn load_sources(sources: Vec<(String, String)>) -> Result<Loaded, Vec<RuleEr
             }
         }
         for spanned in parsed.exclude {
-            let line = line_of(&text, spanned.span().start);
+            let line = lines.of(spanned.span().start);
             let spec = spanned.into_inner();
             let mut problems = Vec::new();
             let names = spec
@@ -635,13 +636,30 @@ fn parse_ports(specs: &[PortSpec], key: &str, problems: &mut Vec<String>) -> Vec
     out
 }
 
-/// 1-based line of a byte offset.
+/// Offsets of the newlines of a file, to turn byte offsets into line numbers quickly (a
+/// pack can hold a million names: counting newlines per rule would be quadratic).
+struct Lines(Vec<usize>);
+
+impl Lines {
+    fn new(text: &str) -> Lines {
+        Lines(
+            text.bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b'\n')
+                .map(|(i, _)| i)
+                .collect(),
+        )
+    }
+
+    /// 1-based line of a byte offset.
+    fn of(&self, offset: usize) -> usize {
+        self.0.partition_point(|&nl| nl < offset) + 1
+    }
+}
+
+/// 1-based line of a byte offset (for one-off lookups).
 fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+    Lines::new(text).of(offset)
 }
 
 fn line_of_key(text: &str, key: &str) -> usize {
