@@ -144,6 +144,10 @@ pub struct LiveArgs {
     /// Do not put the interface in promiscuous mode.
     #[arg(long)]
     pub no_promisc: bool,
+    /// After the interfaces and outputs are open, run as this user and keep no capabilities
+    /// [default when started as root: vendorwatch, if that user exists].
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
     /// Seconds between status lines on a terminal (packets, drops per stage, alerts).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub status_every: u64,
@@ -190,6 +194,7 @@ pub fn run(cli: Cli) -> i32 {
                 buffer_mb: args.buffer_mb,
                 promiscuous: !args.no_promisc,
                 status_every: args.status_every,
+                user: args.user,
             };
             let metrics = Some(
                 args.common
@@ -227,6 +232,7 @@ struct LiveSettings {
     buffer_mb: u32,
     promiscuous: bool,
     status_every: u64,
+    user: Option<String>,
 }
 
 fn rule_source(path: &Option<PathBuf>) -> RuleSource {
@@ -305,6 +311,17 @@ fn open_output(path: &Path, what: &str) -> Result<SharedWriter, String> {
 type Started = (Arc<Shared>, Vec<String>, Option<exporter::Server>);
 
 fn start(cfg: &RunConfig) -> Result<Started, String> {
+    // The report is written at the end, but opened now: a path that cannot be written
+    // fails at once, and a live sensor that dropped its privileges can still write it.
+    let report_file = match &cfg.report {
+        Some(p) => Some(std::fs::File::create(p).map_err(|e| {
+            format!(
+                "cannot create the report {}: {e} (check the directory exists and is writable)",
+                p.display()
+            )
+        })?),
+        None => None,
+    };
     let alerts = cfg
         .alerts
         .as_deref()
@@ -330,6 +347,7 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
         events,
         extract_limits: cfg.extract_limits,
         batch_seconds: crate::metrics::exporter::batch_histogram(),
+        report_file: Mutex::new(report_file),
         output_error: Mutex::new(None),
     });
     if let Ok(mut h) = shared.counters.sensor.unhealthy.lock() {
@@ -385,8 +403,12 @@ fn conclude(
             vendors: vendors.to_vec(),
         };
         let report = output::report_json(&hosts, facts.resolvers, &meta);
-        let text = serde_json::to_string_pretty(&report).unwrap_or_default();
-        if let Err(e) = std::fs::write(path, text + "\n") {
+        let text = serde_json::to_string_pretty(&report).unwrap_or_default() + "\n";
+        let written = match shared.report_file.lock().map(|mut f| f.take()) {
+            Ok(Some(mut f)) => f.write_all(text.as_bytes()).and_then(|_| f.sync_all()),
+            _ => std::fs::write(path, &text),
+        };
+        if let Err(e) = written {
             eprintln!(
                 "vendorwatch: cannot write the report {}: {e}",
                 path.display()
@@ -572,6 +594,21 @@ fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
             return exit::UNUSABLE;
         }
     };
+    // Everything privileged is open: interfaces, outputs, the metrics socket.
+    match crate::capture::privileges::drop_to(settings.user.as_deref()) {
+        Ok(crate::capture::privileges::Dropped::StillRoot) if !cfg.quiet => eprintln!(
+            "vendorwatch: warning: still running as root (create the user {:?} or pass --user)",
+            crate::capture::privileges::DEFAULT_USER
+        ),
+        Ok(crate::capture::privileges::Dropped::To { user, uid, gid }) if !cfg.quiet => {
+            eprintln!("vendorwatch: running as {user} (uid {uid}, gid {gid}) with no capabilities")
+        }
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("vendorwatch: {e}");
+            return exit::UNUSABLE;
+        }
+    }
     let totals: SourceTotals = Arc::new(Mutex::new(
         captures
             .iter()

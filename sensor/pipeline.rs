@@ -34,6 +34,8 @@ pub struct Shared {
     pub alerts: Option<SharedWriter>,
     pub events: Option<SharedWriter>,
     pub extract_limits: ExtractorLimits,
+    /// The report file, opened at start and written at the end.
+    pub report_file: Mutex<Option<std::fs::File>>,
     /// Time a worker spends on one batch (decode, extract, detect, output).
     pub batch_seconds: prometheus::Histogram,
     /// First write error on an output; reported once at the end.

@@ -174,7 +174,16 @@ fn live_capture_on_a_veth_pair_reports_everything_after_sigterm() {
         tmp.path().join("e.jsonl"),
     );
     let mut sensor = Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
-        .args(["live", "-i", &near, "--workers", "2", "--alerts"])
+        .args([
+            "live",
+            "-i",
+            &near,
+            "--workers",
+            "2",
+            "--user",
+            "nobody",
+            "--alerts",
+        ])
         .arg(&alerts)
         .arg("--report")
         .arg(&report)
@@ -227,6 +236,27 @@ fn live_capture_on_a_veth_pair_reports_everything_after_sigterm() {
         "https://www.example.org/",
     ]);
 
+    // Least privilege: capturing as nobody, with no capability left.
+    let status_file =
+        std::fs::read_to_string(format!("/proc/{}/status", sensor.id())).expect("process status");
+    let field = |name: &str| {
+        status_file
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        field("Uid:")
+            .split_whitespace()
+            .skip(1)
+            .all(|u| u == "65534"),
+        "{}",
+        field("Uid:")
+    );
+    for caps in ["CapEff:", "CapPrm:"] {
+        assert!(field(caps).ends_with("0000000000000000"), "{}", field(caps));
+    }
     // No pause: what was captured just before the signal must not be lost.
     run(&["kill", "-TERM", &sensor.id().to_string()]);
     let status = wait_for_exit(&mut sensor, Duration::from_secs(15))

@@ -7,6 +7,7 @@
 pub mod file;
 pub mod inputs;
 pub mod live;
+pub mod privileges;
 
 use crate::decode::LinkType;
 use crate::time::Timestamp;
