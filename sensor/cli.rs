@@ -58,6 +58,8 @@ pub enum Command {
     /// Inspect and test the rule packs.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Write the compliance report: a self-contained HTML page (no network needed to open it).
+    Report(ReportArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -155,6 +157,23 @@ pub struct LiveArgs {
     pub common: CommonArgs,
 }
 
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Where to write the HTML page.
+    #[arg(long, value_name = "PATH")]
+    pub html: PathBuf,
+    /// The host report to render (`--report` of `replay` or `live`, or `/api/hosts`).
+    /// Until the persistent inventory exists this input is required.
+    #[arg(long, value_name = "HOSTS.json")]
+    pub from: PathBuf,
+    /// Hosts not seen for this many days are listed as gone quiet.
+    #[arg(long, value_name = "DAYS", default_value_t = 7)]
+    pub stale_days: u64,
+    /// The report's "now" (RFC 3339) [default: the report's last packet, else the current time].
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<String>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum RulesCommand {
     /// Validate rule packs (all problems at once, with file, line and rule id); exit 1 on any.
@@ -180,6 +199,7 @@ pub enum RulesCommand {
 pub fn run(cli: Cli) -> i32 {
     let (config, command) = match cli.command {
         Command::Rules(cmd) => return run_rules(cmd),
+        Command::Report(args) => return run_report(args),
         Command::Replay(args) => {
             let metrics = args.common.metrics_addr.clone();
             (
@@ -809,6 +829,61 @@ fn status_line(
         shared.hosts.len(),
         Counters::get(&c.alerts),
     )
+}
+
+fn parse_time(text: &str) -> Option<Timestamp> {
+    let t = ::time::OffsetDateTime::parse(text, &::time::format_description::well_known::Rfc3339)
+        .ok()?;
+    Some(Timestamp(i64::try_from(t.unix_timestamp_nanos()).ok()?))
+}
+
+fn run_report(args: ReportArgs) -> i32 {
+    let text = match std::fs::read(&args.from) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!(
+                "vendorwatch: cannot read the host report {}: {e}",
+                args.from.display()
+            );
+            return exit::UNUSABLE;
+        }
+    };
+    let report: serde_json::Value = match serde_json::from_slice(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!(
+                "vendorwatch: {} is not a host report (JSON from `--report` or /api/hosts): {e}",
+                args.from.display()
+            );
+            return exit::UNUSABLE;
+        }
+    };
+    let now = match &args.now {
+        Some(t) => {
+            match parse_time(t) {
+                Some(ts) => ts,
+                None => {
+                    eprintln!("vendorwatch: --now {t:?} is not an RFC 3339 time such as 2026-11-27T10:00:00Z");
+                    return exit::UNUSABLE;
+                }
+            }
+        }
+        None => report["last_packet"]
+            .as_str()
+            .and_then(parse_time)
+            .unwrap_or_else(|| {
+                let d = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                Timestamp(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+            }),
+    };
+    let html = output::html::render(&report, now, args.stale_days);
+    if let Err(e) = std::fs::write(&args.html, html) {
+        eprintln!("vendorwatch: cannot write {}: {e}", args.html.display());
+        return exit::PARTIAL;
+    }
+    exit::OK
 }
 
 fn run_rules(cmd: RulesCommand) -> i32 {

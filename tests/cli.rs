@@ -333,3 +333,42 @@ fn a_flood_of_distinct_flows_is_bounded_and_counted_as_evictions() {
     // 30,000 flows through a table of 1,000: at least 29,000 had to go.
     assert!(evictions >= 29_000, "{evictions} evictions:\n{stderr}");
 }
+
+#[test]
+fn report_command_writes_a_self_contained_page() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (json, html) = (
+        tmp.path().join("hosts.json"),
+        tmp.path().join("report.html"),
+    );
+    let out = bin()
+        .args(["replay", "-q", "--report"])
+        .arg(&json)
+        .arg(pcap("dns.pcap"))
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let out = bin()
+        .args(["report", "--html"])
+        .arg(&html)
+        .arg("--from")
+        .arg(&json)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = std::fs::read_to_string(&html).expect("page");
+    assert!(page.contains("<svg") && page.contains("10.10.1.11") && !page.contains("<script"));
+    let out = bin()
+        .args(["report", "--html"])
+        .arg(&html)
+        .arg("--from")
+        .arg(pcap("dns.pcap"))
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a host report"));
+}

@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::json;
 use std::net::IpAddr;
 
+pub mod html;
 pub mod summary;
 
 pub fn mac_string(mac: Option<[u8; 6]>) -> Option<String> {

@@ -1,0 +1,1478 @@
+//! The compliance report as one self-contained HTML page, built from the host report JSON
+//! (`report_json`): for a SOC manager who prints it or opens it on a machine without network
+//! access. Inline CSS and inline SVG only: no scripts, fonts, images or links outside the page.
+//!
+//! The page reads the JSON defensively: keys may be absent (older or newer reports, hand-made
+//! files) and every string in it may come from the wire, so every value is HTML-escaped.
+
+use crate::time::Timestamp;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+const NANOS_PER_SEC: i64 = 1_000_000_000;
+const NANOS_PER_DAY: i64 = 86_400 * NANOS_PER_SEC;
+/// Days the timeline shows at most (the latest ones); a longer span is noted under the chart.
+pub const MAX_TIMELINE_DAYS: usize = 1096;
+
+/// Text as HTML: safe in element content and in quoted attribute values. Control characters
+/// and bidirectional overrides (which could make a hostile name read as something else) are
+/// shown as visible `\u{…}` escapes.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + s.len() / 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            '\t' | '\n' => out.push(c),
+            c if c.is_control()
+                || ('\u{202a}'..='\u{202e}').contains(&c)
+                || ('\u{2066}'..='\u{2069}').contains(&c)
+                || c == '\u{200e}'
+                || c == '\u{200f}'
+                || c == '\u{061c}' =>
+            {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A JSON value as display text: strings as they are, null as empty, anything else as JSON.
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// A non-empty string value, or `None`.
+fn opt_text(v: &Value) -> Option<String> {
+    Some(text(v)).filter(|s| !s.is_empty())
+}
+
+/// An RFC 3339 timestamp from the report.
+pub fn parse_ts(v: &Value) -> Option<Timestamp> {
+    let s = v.as_str()?;
+    let dt = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(dt.unix_timestamp_nanos()).ok().map(Timestamp)
+}
+
+/// The UTC day (days since 1970-01-01) a timestamp falls in.
+pub fn day_of(ts: Timestamp) -> i64 {
+    ts.0.div_euclid(NANOS_PER_DAY)
+}
+
+/// `2026-11-27` for a day number.
+pub fn day_label(day: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(day.saturating_mul(86_400)) {
+        Ok(dt) => format!(
+            "{:04}-{:02}-{:02}",
+            dt.year(),
+            u8::from(dt.month()),
+            dt.day()
+        ),
+        Err(_) => format!("day {day}"),
+    }
+}
+
+/// `2026-11-27 23:55:59` (UTC; the page says so once).
+fn fmt_ts(ts: Option<Timestamp>) -> String {
+    let Some(ts) = ts else {
+        return "unknown".into();
+    };
+    match time::OffsetDateTime::from_unix_timestamp(ts.secs()) {
+        Ok(dt) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            dt.year(),
+            u8::from(dt.month()),
+            dt.day(),
+            dt.hour(),
+            dt.minute(),
+            dt.second()
+        ),
+        Err(_) => "unknown".into(),
+    }
+}
+
+/// A short human duration: `45 s`, `12 min`, `5 h`, `3 d`.
+fn human_duration(nanos: i64) -> String {
+    let secs = nanos.max(0) / NANOS_PER_SEC;
+    if secs < 120 {
+        format!("{secs} s")
+    } else if secs < 2 * 3600 {
+        format!("{} min", secs / 60)
+    } else if secs < 2 * 86_400 {
+        format!("{} h", secs / 3600)
+    } else {
+        format!("{} d", secs / 86_400)
+    }
+}
+
+/// Whether a host is still active or has gone quiet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    /// Last seen within `stale_days` of now (or later than now).
+    Active,
+    /// Last seen longer ago than that, or never with a readable time.
+    Quiet,
+}
+
+/// Active when `last_seen` is no more than `stale_days` days before `now`.
+pub fn classify(last_seen: Option<Timestamp>, now: Timestamp, stale_days: u64) -> Activity {
+    let Some(last) = last_seen else {
+        return Activity::Quiet;
+    };
+    let window = i64::try_from(stale_days)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(NANOS_PER_DAY);
+    if last.0 >= now.0.saturating_sub(window) {
+        Activity::Active
+    } else {
+        Activity::Quiet
+    }
+}
+
+/// For each day from `first_day` to `last_day` (inclusive), how many hosts have a span
+/// `[first_seen, last_seen]` that touches it. `hosts[i]` holds the spans of host `i`; a host
+/// counts at most once per day however many of its spans touch it.
+pub fn hosts_per_day(
+    hosts: &[Vec<(Timestamp, Timestamp)>],
+    first_day: i64,
+    last_day: i64,
+) -> Vec<u32> {
+    if last_day < first_day {
+        return Vec::new();
+    }
+    let n = usize::try_from(last_day - first_day + 1).unwrap_or(0);
+    let mut counts = vec![0u32; n];
+    let mut last_host = vec![usize::MAX; n];
+    for (h, spans) in hosts.iter().enumerate() {
+        for &(a, b) in spans {
+            let (a, b) = if a <= b { (a, b) } else { (b, a) };
+            let from = day_of(a).max(first_day);
+            let to = day_of(b).min(last_day);
+            let mut d = from;
+            while d <= to {
+                // d - first_day is in 0..n here.
+                let i = (d - first_day) as usize;
+                if last_host[i] != h {
+                    last_host[i] = h;
+                    counts[i] += 1;
+                }
+                d += 1;
+            }
+        }
+    }
+    counts
+}
+
+fn severity_rank(s: &str) -> u8 {
+    match s {
+        "critical" => 5,
+        "high" => 4,
+        "medium" => 3,
+        "low" => 2,
+        "info" => 1,
+        _ => 0,
+    }
+}
+
+const SEVERITIES: [&str; 5] = ["critical", "high", "medium", "low", "info"];
+
+/// CSS class suffix for a severity (only known values, so nothing from the JSON reaches CSS).
+fn severity_class(s: &str) -> &'static str {
+    match s {
+        "critical" => "critical",
+        "high" => "high",
+        "medium" => "medium",
+        "low" => "low",
+        "info" => "info",
+        _ => "unknown",
+    }
+}
+
+fn kind_label(kind: &str) -> &'static str {
+    match kind {
+        "dns" => "DNS lookup",
+        "tls_sni" => "TLS server name",
+        "quic_sni" => "QUIC server name",
+        "http_host" => "HTTP Host",
+        "http_connect" => "HTTP CONNECT",
+        "tls_cert" => "TLS certificate",
+        "ip" => "IP address",
+        "port" => "Port",
+        "ja4" => "JA4 fingerprint",
+        "user_agent" => "HTTP User-Agent",
+        _ => "",
+    }
+}
+
+/// One detection (host × vendor × category) as read from the JSON.
+struct Det<'a> {
+    vendor: String,
+    category: String,
+    severity: String,
+    first: Option<Timestamp>,
+    last: Option<Timestamp>,
+    count: u64,
+    forwarded: bool,
+    raw: &'a Value,
+}
+
+/// One host as read from the JSON.
+struct HostRow<'a> {
+    idx: usize,
+    ip: String,
+    mac: Option<String>,
+    hostname: Option<String>,
+    role: String,
+    dets: Vec<Det<'a>>,
+    ech: u64,
+    enc_dns: u64,
+    via: Vec<String>,
+}
+
+impl HostRow<'_> {
+    /// Detections of the host's own software (not a resolver's forwarded lookups).
+    fn own(&self) -> impl Iterator<Item = &Det<'_>> {
+        self.dets.iter().filter(|d| !d.forwarded)
+    }
+    fn detected(&self) -> bool {
+        self.own().next().is_some()
+    }
+    fn forwarded_only(&self) -> bool {
+        !self.dets.is_empty() && !self.detected()
+    }
+    fn hides(&self) -> bool {
+        self.ech > 0 || self.enc_dns > 0
+    }
+    fn first_seen(&self) -> Option<Timestamp> {
+        self.own().filter_map(|d| d.first).min()
+    }
+    fn last_seen(&self) -> Option<Timestamp> {
+        self.own().filter_map(|d| d.last).max()
+    }
+    fn findings(&self) -> u64 {
+        self.own().map(|d| d.count).sum()
+    }
+    fn max_severity(&self) -> String {
+        self.own()
+            .map(|d| d.severity.as_str())
+            .max_by_key(|s| severity_rank(s))
+            .unwrap_or("")
+            .to_string()
+    }
+    /// `vendor: cat1, cat2` per vendor, own detections only.
+    fn vendor_categories(&self) -> Vec<(String, Vec<String>)> {
+        let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for d in self.own() {
+            m.entry(d.vendor.clone())
+                .or_default()
+                .push(d.category.clone());
+        }
+        m.into_iter().collect()
+    }
+}
+
+fn read_hosts(report: &Value) -> Vec<HostRow<'_>> {
+    let Some(hosts) = report.get("hosts").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    hosts
+        .iter()
+        .enumerate()
+        .map(|(idx, h)| {
+            let dets = h
+                .get("detections")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .map(|d| Det {
+                            vendor: opt_text(&d["vendor"]).unwrap_or_else(|| "unknown".into()),
+                            category: opt_text(&d["category"]).unwrap_or_else(|| "unknown".into()),
+                            severity: opt_text(&d["severity"]).unwrap_or_default(),
+                            first: parse_ts(&d["first_seen"]),
+                            last: parse_ts(&d["last_seen"]),
+                            count: d["count"].as_u64().unwrap_or(0),
+                            forwarded: d["forwarded"].as_bool().unwrap_or(false),
+                            raw: d,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let hidden = &h["names_hidden"];
+            HostRow {
+                idx,
+                ip: opt_text(&h["ip"]).unwrap_or_else(|| "unknown".into()),
+                mac: opt_text(&h["mac"]),
+                hostname: opt_text(&h["hostname"]),
+                role: opt_text(&h["role"]).unwrap_or_else(|| "client".into()),
+                dets,
+                ech: hidden["ech_connections"].as_u64().unwrap_or(0),
+                enc_dns: hidden["encrypted_dns_connections"].as_u64().unwrap_or(0),
+                via: hidden["encrypted_dns_via"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(opt_text).collect())
+                    .unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+/// An active vendor pack and its legal basis, when the report carries one.
+struct VendorInfo {
+    id: String,
+    name: Option<String>,
+    legal_basis: Vec<String>,
+}
+
+fn string_list(v: &Value) -> Vec<String> {
+    match v {
+        Value::Array(a) => a.iter().filter_map(opt_text).collect(),
+        Value::Null => Vec::new(),
+        other => opt_text(other).into_iter().collect(),
+    }
+}
+
+/// The vendors list: plain ids (`["kaspersky"]`) or objects (`{"vendor", "name",
+/// "legal_basis"}`), plus a top-level `legal_basis` map (vendor → text or list) when present.
+fn read_vendors(report: &Value) -> Option<Vec<VendorInfo>> {
+    let mut out: Vec<VendorInfo> = Vec::new();
+    let mut seen = false;
+    for key in ["vendors", "packs", "rule_packs"] {
+        let Some(list) = report.get(key).and_then(Value::as_array) else {
+            continue;
+        };
+        seen = true;
+        for v in list {
+            let (id, name, basis) = match v {
+                Value::Object(o) => {
+                    let id = ["vendor", "id", "name"]
+                        .iter()
+                        .find_map(|k| o.get(*k).and_then(opt_text));
+                    let name = o
+                        .get("name")
+                        .and_then(opt_text)
+                        .filter(|n| Some(n) != id.as_ref());
+                    let basis = o.get("legal_basis").map(string_list).unwrap_or_default();
+                    (id, name, basis)
+                }
+                other => (opt_text(other), None, Vec::new()),
+            };
+            let Some(id) = id else { continue };
+            match out.iter_mut().find(|x| x.id == id) {
+                Some(x) => {
+                    if x.name.is_none() {
+                        x.name = name;
+                    }
+                    for b in basis {
+                        if !x.legal_basis.contains(&b) {
+                            x.legal_basis.push(b);
+                        }
+                    }
+                }
+                None => out.push(VendorInfo {
+                    id,
+                    name,
+                    legal_basis: basis,
+                }),
+            }
+        }
+    }
+    if let Some(map) = report.get("legal_basis").and_then(Value::as_object) {
+        for (vendor, basis) in map {
+            let basis = string_list(basis);
+            match out.iter_mut().find(|x| &x.id == vendor) {
+                Some(x) => {
+                    for b in basis {
+                        if !x.legal_basis.contains(&b) {
+                            x.legal_basis.push(b);
+                        }
+                    }
+                }
+                None if seen => {}
+                None => out.push(VendorInfo {
+                    id: vendor.clone(),
+                    name: None,
+                    legal_basis: basis,
+                }),
+            }
+        }
+        seen = true;
+    }
+    seen.then_some(out)
+}
+
+const CSS: &str = r#"
+:root { --ink:#1f2328; --muted:#59636e; --line:#d1d9e0; --soft:#f6f8fa; --accent:#0b3d91;
+  --crit:#7a0916; --high:#c62828; --med:#d9731a; --low:#b58b00; --info:#6e7781; --ok:#1a7f37; }
+* { box-sizing: border-box; }
+html { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
+body { margin: 0; color: var(--ink); background: #fff;
+  font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", "Liberation Sans", "DejaVu Sans", Arial, sans-serif; }
+main { max-width: 1160px; margin: 0 auto; padding: 28px 32px 48px; }
+h1 { font-size: 26px; margin: 0 0 2px; color: var(--accent); }
+h2 { font-size: 19px; margin: 34px 0 10px; padding-bottom: 4px; border-bottom: 2px solid var(--accent); color: var(--accent); }
+h3 { font-size: 16px; margin: 0; }
+p { margin: 6px 0; }
+.subtitle { color: var(--muted); margin: 0 0 18px; font-size: 15px; }
+.mono, code { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, "Liberation Mono", "DejaVu Sans Mono", monospace; font-size: 12.5px; }
+code { background: var(--soft); border: 1px solid #e4e8ec; border-radius: 3px; padding: 0 3px; overflow-wrap: anywhere; }
+.muted { color: var(--muted); }
+.small { font-size: 12px; }
+dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: 4px 18px; margin: 0; padding: 12px 16px;
+  background: var(--soft); border: 1px solid var(--line); border-radius: 6px; }
+dl.meta dt { font-weight: 600; color: var(--muted); }
+dl.meta dd { margin: 0; }
+dl.meta ul { margin: 2px 0 0; padding-left: 18px; }
+.cards { display: grid; grid-template-columns: repeat(4, 1fr); gap: 12px; margin: 14px 0; }
+.card { border: 1px solid var(--line); border-radius: 6px; padding: 12px 14px; background: #fff; }
+.card .num { font-size: 32px; font-weight: 700; line-height: 1.1; }
+.card .lbl { color: var(--muted); font-size: 13px; }
+.card.alert { border-left: 5px solid var(--high); }
+.card.alert .num { color: var(--high); }
+.card.warn { border-left: 5px solid var(--med); }
+.card.quiet { border-left: 5px solid var(--info); }
+.card.hide { border-left: 5px solid var(--accent); }
+.split { display: grid; grid-template-columns: 1fr 1fr; gap: 16px; }
+.bars { width: 100%; border-collapse: collapse; }
+.bars td { padding: 3px 6px; border: 0; vertical-align: middle; }
+.bars td.k { width: 34%; white-space: nowrap; }
+.bars td.v { width: 10%; text-align: right; font-weight: 600; }
+.bar { height: 12px; border-radius: 2px; background: var(--accent); min-width: 2px; }
+.bar.sev-critical { background: var(--crit); } .bar.sev-high { background: var(--high); }
+.bar.sev-medium { background: var(--med); } .bar.sev-low { background: var(--low); }
+.bar.sev-info, .bar.sev-unknown { background: var(--info); }
+.bars .bar.zero { background: transparent; }
+.panel { border: 1px solid var(--line); border-radius: 6px; padding: 10px 12px; }
+.panel h3 { font-size: 14px; margin-bottom: 6px; color: var(--muted); }
+table.data { width: 100%; border-collapse: collapse; margin: 8px 0; font-size: 13px; }
+table.data th, table.data td { border-bottom: 1px solid var(--line); padding: 5px 8px; text-align: left; vertical-align: top; }
+table.data th { background: var(--soft); font-weight: 600; white-space: nowrap; border-top: 1px solid var(--line); }
+table.data td.n, table.data th.n { text-align: right; white-space: nowrap; }
+table.data td.t { white-space: nowrap; }
+table.data tr.vendor-row td { font-weight: 600; background: #eef3fb; }
+table.data tr.vendor-row td.cat { font-weight: 400; color: var(--muted); }
+table.data td.val { overflow-wrap: anywhere; word-break: break-word; }
+thead { display: table-header-group; }
+tr { break-inside: avoid; page-break-inside: avoid; }
+.sev { display: inline-block; padding: 0 7px; border-radius: 10px; font-size: 11.5px; font-weight: 600; color: #fff; white-space: nowrap; }
+.sev-critical { background: var(--crit); } .sev-high { background: var(--high); } .sev-medium { background: var(--med); }
+.sev-low { background: var(--low); } .sev-info, .sev-unknown { background: var(--info); }
+.tag { display: inline-block; padding: 0 7px; border-radius: 10px; font-size: 11.5px; font-weight: 600; border: 1px solid var(--line); background: var(--soft); color: var(--ink); white-space: nowrap; }
+.tag.active { background: #fdecea; border-color: #f3b7b0; color: var(--high); }
+.tag.quiet { background: #eef0f2; color: var(--muted); }
+.tag.fwd { background: #fff4e5; border-color: #f5c98b; color: #8a4b00; }
+.tag.resolver { background: #e8f0fe; border-color: #b6cdf5; color: var(--accent); }
+.chart { border: 1px solid var(--line); border-radius: 6px; padding: 8px; }
+.chart svg { display: block; width: 100%; height: auto; }
+.note { font-size: 12.5px; color: var(--muted); }
+.empty { padding: 10px 12px; background: var(--soft); border: 1px dashed var(--line); border-radius: 6px; color: var(--muted); }
+.host { border: 1px solid var(--line); border-radius: 6px; margin: 14px 0; break-inside: avoid-page; }
+.host > header { display: flex; flex-wrap: wrap; gap: 8px 14px; align-items: baseline; padding: 8px 12px; background: var(--soft); border-bottom: 1px solid var(--line); border-radius: 6px 6px 0 0; }
+.host > header h3 { font-family: ui-monospace, Menlo, Consolas, "DejaVu Sans Mono", monospace; font-size: 15px; }
+.host .body { padding: 6px 12px 10px; }
+.det { border-left: 4px solid var(--line); padding: 4px 0 4px 10px; margin: 10px 0; break-inside: avoid; }
+.det.s-critical { border-left-color: var(--crit); } .det.s-high { border-left-color: var(--high); }
+.det.s-medium { border-left-color: var(--med); } .det.s-low { border-left-color: var(--low); }
+.det.forwarded { border-left-style: dashed; border-left-color: #e0a030; }
+.det .head { display: flex; flex-wrap: wrap; gap: 6px 12px; align-items: baseline; }
+.det .head strong { font-size: 14px; }
+.rules { margin: 4px 0 2px; display: flex; flex-wrap: wrap; align-items: baseline; gap: 4px 6px; }
+table.indicators { table-layout: fixed; margin-top: 4px; }
+table.indicators th:nth-child(1) { width: 19%; } table.indicators th:nth-child(2) { width: 43%; }
+table.indicators th:nth-child(3) { width: 7%; } table.indicators th:nth-child(4) { width: 31%; }
+table.indicators td { overflow-wrap: anywhere; }
+table.indicators td.t { white-space: normal; }
+.hidden-names { margin-top: 8px; padding: 6px 10px; background: #eef3fb; border-radius: 4px; font-size: 13px; }
+a { color: var(--accent); text-decoration: none; }
+footer { margin-top: 36px; padding-top: 8px; border-top: 1px solid var(--line); font-size: 12px; color: var(--muted); }
+@media (max-width: 800px) { .cards { grid-template-columns: repeat(2, 1fr); } .split { grid-template-columns: 1fr; } }
+@media print {
+  @page { size: A4; margin: 14mm 12mm; }
+  body { font-size: 10.5pt; }
+  main { max-width: none; padding: 0; }
+  h2 { break-after: avoid; page-break-after: avoid; margin-top: 18pt; }
+  section.evidence h2 { margin-top: 0; }
+  .cards { grid-template-columns: repeat(4, 1fr); }
+  .split { grid-template-columns: 1fr 1fr; }
+  section.evidence, section.hostlists { break-before: page; page-break-before: always; }
+  section.hostlists h2 { margin-top: 0; }
+  .note { break-after: avoid; page-break-after: avoid; }
+  .chart, .panel, .card { break-inside: avoid; page-break-inside: avoid; }
+  a { color: inherit; }
+}
+"#;
+
+/// A self-contained HTML compliance report from the host report JSON. `now` decides which
+/// hosts are "still active" (last seen within `stale_days` of now) and which have "gone quiet".
+pub fn render(report: &Value, now: Timestamp, stale_days: u64) -> String {
+    let hosts = read_hosts(report);
+    let detected: Vec<&HostRow> = hosts.iter().filter(|h| h.detected()).collect();
+    let (active, quiet): (Vec<&HostRow>, Vec<&HostRow>) = detected
+        .iter()
+        .partition(|h| classify(h.last_seen(), now, stale_days) == Activity::Active);
+    let is_active = |h: &HostRow| classify(h.last_seen(), now, stale_days) == Activity::Active;
+
+    let mut out = String::with_capacity(64 * 1024);
+    out.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
+    out.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
+    // No scripts, no external loads of any kind, even if a value slipped through.
+    out.push_str("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n");
+    let _ = writeln!(
+        out,
+        "<title>vendorwatch compliance report — {}</title>",
+        escape(&fmt_ts(Some(now)))
+    );
+    let _ = writeln!(out, "<style>{CSS}</style>\n</head>\n<body>\n<main>");
+
+    header(&mut out, report, now, stale_days, &hosts);
+    headline(&mut out, &detected, &active, &quiet, &hosts, stale_days);
+    vendor_table(&mut out, &detected, &is_active);
+    timeline(&mut out, report, &detected);
+    host_lists(&mut out, &active, &quiet, &hosts, now, stale_days);
+    evidence(&mut out, &hosts, &is_active);
+
+    let _ = writeln!(
+        out,
+        "<footer>Rendered by vendorwatch {} from the host report. All times are UTC. \
+         A detection is one host × vendor × category; “findings” counts the matching lookups \
+         and connections. <em>Forwarded</em> detections are a DNS resolver’s upstream lookups \
+         made on behalf of its clients: the clients that asked are reported on their own, so \
+         forwarded detections do not count a host as running the vendor’s software.</footer>",
+        env!("CARGO_PKG_VERSION")
+    );
+    out.push_str("</main>\n</body>\n</html>\n");
+    out
+}
+
+fn header(out: &mut String, report: &Value, now: Timestamp, stale_days: u64, hosts: &[HostRow]) {
+    out.push_str("<header>\n<h1>Banned-vendor software: compliance report</h1>\n");
+    out.push_str("<p class=\"subtitle\">Internal hosts whose network traffic shows software from banned vendors, with the evidence for each.</p>\n");
+    out.push_str("<dl class=\"meta\">\n");
+    let gen = opt_text(&report["generated_by"]).unwrap_or_else(|| "unknown".into());
+    let _ = writeln!(out, "<dt>Sensor</dt><dd>{}</dd>", escape(&gen));
+    let first = parse_ts(&report["first_packet"]);
+    let last = parse_ts(&report["last_packet"]);
+    let span = match (first, last) {
+        (Some(a), Some(b)) => format!(
+            "{} → {} <span class=\"muted\">({})</span>",
+            escape(&fmt_ts(Some(a))),
+            escape(&fmt_ts(Some(b))),
+            human_duration(b.0.saturating_sub(a.0))
+        ),
+        (None, None) => "<span class=\"muted\">not recorded</span>".into(),
+        (a, b) => format!("{} → {}", escape(&fmt_ts(a)), escape(&fmt_ts(b))),
+    };
+    let _ = writeln!(out, "<dt>Traffic observed</dt><dd>{span}</dd>");
+    let _ = writeln!(
+        out,
+        "<dt>Report time</dt><dd>{} <span class=\"muted\">— hosts seen within the last {} day{} count as still active</span></dd>",
+        escape(&fmt_ts(Some(now))),
+        stale_days,
+        if stale_days == 1 { "" } else { "s" }
+    );
+    out.push_str("<dt>Active vendor packs</dt><dd>");
+    match read_vendors(report) {
+        None => out.push_str("<span class=\"muted\">not recorded in the report</span>"),
+        Some(v) if v.is_empty() => out.push_str("<span class=\"muted\">none</span>"),
+        Some(v) => {
+            let any_basis = v.iter().any(|x| !x.legal_basis.is_empty());
+            if any_basis {
+                out.push_str("<ul class=\"vendors\">");
+                for x in &v {
+                    let _ = write!(out, "<li><strong>{}</strong>", escape(&x.id));
+                    if let Some(n) = &x.name {
+                        let _ = write!(out, " ({})", escape(n));
+                    }
+                    if x.legal_basis.is_empty() {
+                        out.push_str(" <span class=\"muted\">— legal basis not recorded</span>");
+                    } else {
+                        let list: Vec<String> = x.legal_basis.iter().map(|b| escape(b)).collect();
+                        let _ = write!(out, " — legal basis: {}", list.join("; "));
+                    }
+                    out.push_str("</li>");
+                }
+                out.push_str("</ul>");
+            } else {
+                let list: Vec<String> = v
+                    .iter()
+                    .map(|x| match &x.name {
+                        Some(n) => format!("<strong>{}</strong> ({})", escape(&x.id), escape(n)),
+                        None => format!("<strong>{}</strong>", escape(&x.id)),
+                    })
+                    .collect();
+                let _ = write!(
+                    out,
+                    "{} <span class=\"muted\">(legal basis not recorded in the report)</span>",
+                    list.join(", ")
+                );
+            }
+        }
+    }
+    out.push_str("</dd>\n");
+    let resolvers: Vec<String> = report["resolvers"]
+        .as_array()
+        .map(|a| a.iter().filter_map(opt_text).collect())
+        .unwrap_or_default();
+    if !resolvers.is_empty() {
+        let list: Vec<String> = resolvers
+            .iter()
+            .map(|r| format!("<span class=\"mono\">{}</span>", escape(r)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "<dt>DNS resolvers</dt><dd>{} <span class=\"muted\">(their upstream lookups are marked as forwarded)</span></dd>",
+            list.join(", ")
+        );
+    }
+    let _ = writeln!(out, "<dt>Hosts in the report</dt><dd>{}</dd>", hosts.len());
+    out.push_str("</dl>\n</header>\n");
+}
+
+fn bar_rows(out: &mut String, rows: &[(String, usize, &str)], total: usize) {
+    out.push_str("<table class=\"bars\">");
+    for (label, n, class) in rows {
+        let pct = if total == 0 {
+            0.0
+        } else {
+            *n as f64 * 100.0 / total as f64
+        };
+        let zero = if *n == 0 { " zero" } else { "" };
+        let _ = write!(
+            out,
+            "<tr><td class=\"k\">{label}</td><td class=\"v\">{n}</td><td><div class=\"bar {class}{zero}\" style=\"width:{pct:.1}%\"></div></td></tr>"
+        );
+    }
+    out.push_str("</table>");
+}
+
+fn headline(
+    out: &mut String,
+    detected: &[&HostRow],
+    active: &[&HostRow],
+    quiet: &[&HostRow],
+    hosts: &[HostRow],
+    stale_days: u64,
+) {
+    out.push_str("<section class=\"headline\">\n<h2>Summary</h2>\n<div class=\"cards\">\n");
+    let _ = writeln!(
+        out,
+        "<div class=\"card alert\"><div class=\"num\">{}</div><div class=\"lbl\">hosts with detections</div></div>",
+        detected.len()
+    );
+    let _ = writeln!(
+        out,
+        "<div class=\"card warn\"><div class=\"num\">{}</div><div class=\"lbl\">still active (seen in the last {} day{})</div></div>",
+        active.len(),
+        stale_days,
+        if stale_days == 1 { "" } else { "s" }
+    );
+    let _ = writeln!(
+        out,
+        "<div class=\"card quiet\"><div class=\"num\">{}</div><div class=\"lbl\">gone quiet (not seen for longer)</div></div>",
+        quiet.len()
+    );
+    let hiding = hosts.iter().filter(|h| h.hides()).count();
+    let _ = writeln!(
+        out,
+        "<div class=\"card hide\"><div class=\"num\">{hiding}</div><div class=\"lbl\">hosts hiding names (ECH or encrypted DNS)</div></div>"
+    );
+    out.push_str("</div>\n<div class=\"split\">\n");
+
+    // Hosts by vendor.
+    let mut by_vendor: BTreeMap<String, usize> = BTreeMap::new();
+    for h in detected {
+        let vendors: BTreeSet<&str> = h.own().map(|d| d.vendor.as_str()).collect();
+        for v in vendors {
+            *by_vendor.entry(v.to_string()).or_default() += 1;
+        }
+    }
+    out.push_str("<div class=\"panel\"><h3>Hosts by vendor</h3>");
+    if by_vendor.is_empty() {
+        out.push_str("<p class=\"muted\">No vendor detected.</p>");
+    } else {
+        let mut rows: Vec<(String, usize, &str)> =
+            by_vendor.iter().map(|(v, n)| (escape(v), *n, "")).collect();
+        rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        bar_rows(out, &rows, detected.len());
+    }
+    out.push_str("</div>\n");
+
+    // Hosts by their highest severity.
+    let mut by_sev: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut other = 0usize;
+    for h in detected {
+        let s = h.max_severity();
+        match SEVERITIES.iter().find(|x| **x == s) {
+            Some(x) => *by_sev.entry(x).or_default() += 1,
+            None => other += 1,
+        }
+    }
+    out.push_str("<div class=\"panel\"><h3>Hosts by highest severity</h3>");
+    let mut rows: Vec<(String, usize, &str)> = SEVERITIES
+        .iter()
+        .map(|s| {
+            (
+                format!("<span class=\"sev sev-{s}\">{s}</span>"),
+                by_sev.get(s).copied().unwrap_or(0),
+                match *s {
+                    "critical" => "sev-critical",
+                    "high" => "sev-high",
+                    "medium" => "sev-medium",
+                    "low" => "sev-low",
+                    _ => "sev-info",
+                },
+            )
+        })
+        .collect();
+    if other > 0 {
+        rows.push((
+            "<span class=\"sev sev-unknown\">unrated</span>".into(),
+            other,
+            "sev-unknown",
+        ));
+    }
+    bar_rows(out, &rows, detected.len());
+    out.push_str("</div>\n</div>\n");
+
+    let fwd: Vec<&HostRow> = hosts.iter().filter(|h| h.forwarded_only()).collect();
+    if !fwd.is_empty() {
+        let list: Vec<String> = fwd
+            .iter()
+            .map(|h| {
+                format!(
+                    "<a class=\"mono\" href=\"#host-{}\">{}</a>",
+                    h.idx,
+                    escape(&h.ip)
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "<p class=\"note\">Not counted above: {} resolver{} whose only detections are lookups forwarded for clients ({}).</p>",
+            fwd.len(),
+            if fwd.len() == 1 { "" } else { "s" },
+            list.join(", ")
+        );
+    }
+    out.push_str("</section>\n");
+}
+
+fn vendor_table(out: &mut String, detected: &[&HostRow], is_active: &dyn Fn(&HostRow) -> bool) {
+    out.push_str("<section>\n<h2>Vendors and categories</h2>\n");
+    #[derive(Default)]
+    struct Agg {
+        hosts: BTreeSet<usize>,
+        active: BTreeSet<usize>,
+        findings: u64,
+        severity: String,
+        first: Option<Timestamp>,
+        last: Option<Timestamp>,
+    }
+    impl Agg {
+        fn add(&mut self, h: &HostRow, d: &Det, active: bool) {
+            self.hosts.insert(h.idx);
+            if active {
+                self.active.insert(h.idx);
+            }
+            self.findings += d.count;
+            if severity_rank(&d.severity) > severity_rank(&self.severity)
+                || self.severity.is_empty()
+            {
+                self.severity = d.severity.clone();
+            }
+            self.first = match (self.first, d.first) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            self.last = match (self.last, d.last) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+    let mut vendors: BTreeMap<String, (Agg, BTreeMap<String, Agg>)> = BTreeMap::new();
+    for h in detected {
+        let act = is_active(h);
+        for d in h.own() {
+            let e = vendors.entry(d.vendor.clone()).or_default();
+            e.0.add(h, d, act);
+            e.1.entry(d.category.clone()).or_default().add(h, d, act);
+        }
+    }
+    if vendors.is_empty() {
+        out.push_str("<p class=\"empty\">No detections in this report.</p>\n</section>\n");
+        return;
+    }
+    out.push_str("<table class=\"data vendors\"><thead><tr><th>Vendor</th><th>Category</th><th class=\"n\">Hosts</th><th class=\"n\">Still active</th><th class=\"n\">Gone quiet</th><th class=\"n\">Findings</th><th>Highest severity</th><th>First seen</th><th>Last seen</th></tr></thead><tbody>\n");
+    let row = |out: &mut String, class: &str, vendor: &str, cat: &str, a: &Agg| {
+        let sev = if a.severity.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<span class=\"sev sev-{}\">{}</span>",
+                severity_class(&a.severity),
+                escape(&a.severity)
+            )
+        };
+        let _ = writeln!(
+            out,
+            "<tr class=\"{class}\"><td>{vendor}</td><td class=\"cat\">{cat}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{sev}</td><td class=\"t\">{}</td><td class=\"t\">{}</td></tr>",
+            a.hosts.len(),
+            a.active.len(),
+            a.hosts.len() - a.active.len(),
+            a.findings,
+            fmt_ts(a.first),
+            fmt_ts(a.last)
+        );
+    };
+    for (vendor, (total, cats)) in &vendors {
+        row(out, "vendor-row", &escape(vendor), "all categories", total);
+        for (cat, a) in cats {
+            row(out, "cat-row", "", &escape(cat), a);
+        }
+    }
+    out.push_str("</tbody></table>\n<p class=\"note\">Hosts are counted once per row; a host with several categories appears in each of them and once in its vendor’s total.</p>\n</section>\n");
+}
+
+/// A "nice" tick step for an axis whose largest value is `max`, for about five ticks.
+fn tick_step(max: u32) -> u32 {
+    let raw = (max as f64 / 5.0).max(1.0);
+    let mag = 10f64.powf(raw.log10().floor());
+    let norm = raw / mag;
+    let nice = if norm <= 1.0 {
+        1.0
+    } else if norm <= 2.0 {
+        2.0
+    } else if norm <= 5.0 {
+        5.0
+    } else {
+        10.0
+    };
+    ((nice * mag).round() as u32).max(1)
+}
+
+fn timeline(out: &mut String, report: &Value, detected: &[&HostRow]) {
+    out.push_str("<section>\n<h2>Timeline: hosts with detections per day</h2>\n");
+    let spans: Vec<Vec<(Timestamp, Timestamp)>> = detected
+        .iter()
+        .map(|h| {
+            h.own()
+                .filter_map(|d| match (d.first, d.last) {
+                    (Some(a), Some(b)) => Some((a, b)),
+                    (Some(a), None) => Some((a, a)),
+                    (None, Some(b)) => Some((b, b)),
+                    (None, None) => None,
+                })
+                .collect()
+        })
+        .collect();
+    let all = spans.iter().flatten();
+    let first = parse_ts(&report["first_packet"]).or_else(|| all.clone().map(|s| s.0).min());
+    let last = parse_ts(&report["last_packet"]).or_else(|| all.clone().map(|s| s.1).max());
+    let (Some(first), Some(last)) = (first, last) else {
+        out.push_str("<p class=\"empty\">No dated traffic in this report.</p>\n</section>\n");
+        return;
+    };
+    let (mut d0, d1) = (day_of(first.min(last)), day_of(first.max(last)));
+    let mut clipped = false;
+    if d1 - d0 + 1 > MAX_TIMELINE_DAYS as i64 {
+        d0 = d1 - MAX_TIMELINE_DAYS as i64 + 1;
+        clipped = true;
+    }
+    let counts = hosts_per_day(&spans, d0, d1);
+    out.push_str("<div class=\"chart\">");
+    out.push_str(&timeline_svg(&counts, d0));
+    out.push_str("</div>\n");
+    let _ = writeln!(
+        out,
+        "<p class=\"note\">For each day (UTC) from the first to the last packet, the number of hosts with a detection whose span from first to last seen touches that day. Resolvers’ forwarded lookups are not counted.{}</p>",
+        if clipped {
+            format!(
+                " The traffic spans more than {MAX_TIMELINE_DAYS} days; only the last {MAX_TIMELINE_DAYS} are shown."
+            )
+        } else {
+            String::new()
+        }
+    );
+    out.push_str("</section>\n");
+}
+
+/// The bar chart itself: one bar per day starting at `first_day`.
+fn timeline_svg(counts: &[u32], first_day: i64) -> String {
+    const W: f64 = 1000.0;
+    const H: f64 = 280.0;
+    const ML: f64 = 60.0;
+    const MR: f64 = 16.0;
+    const MT: f64 = 18.0;
+    const MB: f64 = 58.0;
+    let pw = W - ML - MR;
+    let ph = H - MT - MB;
+    let n = counts.len().max(1);
+    let max = counts.iter().copied().max().unwrap_or(0);
+    let step = tick_step(max.max(1));
+    let ymax = (max.max(1)).div_ceil(step) * step;
+    let slot = (pw / n as f64).min(90.0);
+    let x0 = ML + (pw - slot * n as f64) / 2.0;
+    let gap = (slot * 0.18).min(6.0);
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<svg class=\"timeline\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"Hosts with detections per day\" font-family=\"system-ui, 'DejaVu Sans', Arial, sans-serif\" font-size=\"12\">"
+    );
+    // Grid and y axis ticks.
+    let mut v = 0;
+    while v <= ymax {
+        let y = MT + ph - (v as f64 / ymax as f64) * ph;
+        let _ = write!(
+            s,
+            "<line x1=\"{ML}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"{}\" stroke-width=\"1\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#59636e\">{v}</text>",
+            W - MR,
+            if v == 0 { "#59636e" } else { "#e4e8ec" },
+            ML - 8.0,
+            y + 4.0
+        );
+        v += step;
+    }
+    let _ = write!(
+        s,
+        "<line x1=\"{ML}\" y1=\"{MT}\" x2=\"{ML}\" y2=\"{:.1}\" stroke=\"#59636e\" stroke-width=\"1\"/>",
+        MT + ph
+    );
+    // Bars.
+    let label_every = n.div_ceil(10).max(1);
+    for (i, c) in counts.iter().enumerate() {
+        let day = first_day + i as i64;
+        let x = x0 + i as f64 * slot;
+        let h = (*c as f64 / ymax as f64) * ph;
+        let label = day_label(day);
+        if *c > 0 {
+            let _ = write!(
+                s,
+                "<rect class=\"day-bar\" x=\"{:.2}\" y=\"{:.2}\" width=\"{:.2}\" height=\"{h:.2}\" fill=\"#c62828\"><title>{}: {c} host{}</title></rect>",
+                x + gap / 2.0,
+                MT + ph - h,
+                (slot - gap).max(0.5),
+                escape(&label),
+                if *c == 1 { "" } else { "s" }
+            );
+            if n <= 62 {
+                let _ = write!(
+                    s,
+                    "<text x=\"{:.2}\" y=\"{:.2}\" text-anchor=\"middle\" fill=\"#1f2328\" font-weight=\"600\">{c}</text>",
+                    x + slot / 2.0,
+                    MT + ph - h - 5.0
+                );
+            }
+        }
+        if i % label_every == 0 || (i + 1 == n && n <= 10) {
+            let cx = x + slot / 2.0;
+            let _ = write!(
+                s,
+                "<line x1=\"{cx:.2}\" y1=\"{:.1}\" x2=\"{cx:.2}\" y2=\"{:.1}\" stroke=\"#59636e\"/>\
+                 <text x=\"{cx:.2}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#59636e\">{}</text>",
+                MT + ph,
+                MT + ph + 4.0,
+                MT + ph + 18.0,
+                escape(&label)
+            );
+        }
+    }
+    // Axis titles.
+    let _ = write!(
+        s,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#1f2328\" font-size=\"13\" font-weight=\"600\">Day (UTC)</text>\
+         <text transform=\"translate(16 {:.1}) rotate(-90)\" text-anchor=\"middle\" fill=\"#1f2328\" font-size=\"13\" font-weight=\"600\">Hosts with detections</text>",
+        ML + pw / 2.0,
+        H - 10.0,
+        MT + ph / 2.0
+    );
+    s.push_str("</svg>");
+    s
+}
+
+fn vendor_cell(h: &HostRow) -> String {
+    h.vendor_categories()
+        .iter()
+        .map(|(v, cats)| {
+            let cats: Vec<String> = cats.iter().map(|c| escape(c)).collect();
+            format!("<strong>{}</strong>: {}", escape(v), cats.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("<br>")
+}
+
+fn host_table(out: &mut String, rows: &[&HostRow], now: Timestamp) {
+    out.push_str("<table class=\"data hosts\"><thead><tr><th>Host</th><th>MAC</th><th>Role</th><th>Vendor: categories</th><th>Severity</th><th>First seen</th><th>Last seen</th><th class=\"n\">Last seen ago</th><th class=\"n\">Findings</th></tr></thead><tbody>\n");
+    for h in rows {
+        let sev = h.max_severity();
+        let name = h
+            .hostname
+            .as_ref()
+            .map(|n| format!("<br><span class=\"small muted\">{}</span>", escape(n)))
+            .unwrap_or_default();
+        let ago = h
+            .last_seen()
+            .map(|t| human_duration(now.0.saturating_sub(t.0)))
+            .unwrap_or_else(|| "unknown".into());
+        let _ = writeln!(
+            out,
+            "<tr><td><a class=\"mono\" href=\"#host-{}\">{}</a>{name}</td><td class=\"mono\">{}</td><td>{}</td><td>{}</td><td><span class=\"sev sev-{}\">{}</span></td><td class=\"t\">{}</td><td class=\"t\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            h.idx,
+            escape(&h.ip),
+            escape(h.mac.as_deref().unwrap_or("—")),
+            escape(&h.role),
+            vendor_cell(h),
+            severity_class(&sev),
+            escape(if sev.is_empty() { "unrated" } else { &sev }),
+            fmt_ts(h.first_seen()),
+            fmt_ts(h.last_seen()),
+            ago,
+            h.findings()
+        );
+    }
+    out.push_str("</tbody></table>\n");
+}
+
+fn host_lists(
+    out: &mut String,
+    active: &[&HostRow],
+    quiet: &[&HostRow],
+    hosts: &[HostRow],
+    now: Timestamp,
+    stale_days: u64,
+) {
+    let days = if stale_days == 1 { "" } else { "s" };
+    let _ = writeln!(
+        out,
+        "<section class=\"hostlists\">\n<h2>Hosts still active ({})</h2>\n<p class=\"note\">Seen talking to a banned vendor within the last {stale_days} day{days} before {}: remove or remediate these first.</p>",
+        active.len(),
+        fmt_ts(Some(now))
+    );
+    if active.is_empty() {
+        out.push_str("<p class=\"empty\">None.</p>\n");
+    } else {
+        host_table(out, active, now);
+    }
+    out.push_str("</section>\n");
+    let _ = writeln!(
+        out,
+        "<section>\n<h2>Hosts gone quiet ({})</h2>\n<p class=\"note\">Detected earlier but not seen for more than {stale_days} day{days}: confirm they were remediated, or that they are off the network.</p>",
+        quiet.len()
+    );
+    if quiet.is_empty() {
+        out.push_str("<p class=\"empty\">None.</p>\n");
+    } else {
+        host_table(out, quiet, now);
+    }
+    out.push_str("</section>\n");
+
+    let hidden: Vec<&HostRow> = hosts
+        .iter()
+        .filter(|h| h.dets.is_empty() && h.hides())
+        .collect();
+    if !hidden.is_empty() {
+        let _ = writeln!(
+            out,
+            "<section>\n<h2>Hosts hiding names, without detections ({})</h2>\n<p class=\"note\">These hosts used Encrypted Client Hello or encrypted DNS, so the sensor could not see the names they looked up or connected to.</p>",
+            hidden.len()
+        );
+        out.push_str("<table class=\"data\"><thead><tr><th>Host</th><th>MAC</th><th>Role</th><th class=\"n\">ECH connections</th><th class=\"n\">Encrypted DNS connections</th><th>Encrypted DNS via</th></tr></thead><tbody>\n");
+        for h in hidden {
+            let via: Vec<String> = h.via.iter().map(|v| escape(v)).collect();
+            let _ = writeln!(
+                out,
+                "<tr><td><a class=\"mono\" href=\"#host-{}\">{}</a></td><td class=\"mono\">{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"mono val\">{}</td></tr>",
+                h.idx,
+                escape(&h.ip),
+                escape(h.mac.as_deref().unwrap_or("—")),
+                escape(&h.role),
+                h.ech,
+                h.enc_dns,
+                via.join(", ")
+            );
+        }
+        out.push_str("</tbody></table>\n</section>\n");
+    }
+}
+
+fn indicator_context(ind: &Value) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(q) = opt_text(&ind["query"]) {
+        parts.push(format!(
+            "asked as <code>{}</code> (reached through a CNAME chain)",
+            escape(&q)
+        ));
+    }
+    if let Some(n) = opt_text(&ind["name"]) {
+        parts.push(format!(
+            "address learned from the DNS answer for <code>{}</code>",
+            escape(&n)
+        ));
+    }
+    if let Some(p) = opt_text(&ind["path"]) {
+        parts.push(format!("request <code>{}</code>", escape(&p)));
+    }
+    if let Some(o) = ind.as_object() {
+        for (k, v) in o {
+            if matches!(
+                k.as_str(),
+                "kind" | "value" | "count" | "query" | "name" | "path"
+            ) || v.is_null()
+            {
+                continue;
+            }
+            parts.push(format!("{}: <code>{}</code>", escape(k), escape(&text(v))));
+        }
+    }
+    parts.join("<br>")
+}
+
+fn evidence(out: &mut String, hosts: &[HostRow], is_active: &dyn Fn(&HostRow) -> bool) {
+    out.push_str("<section class=\"evidence\">\n<h2>Evidence per host</h2>\n");
+    let shown: Vec<&HostRow> = hosts
+        .iter()
+        .filter(|h| !h.dets.is_empty() || h.hides())
+        .collect();
+    if shown.is_empty() {
+        out.push_str("<p class=\"empty\">No host has evidence in this report.</p>\n</section>\n");
+        return;
+    }
+    for h in shown {
+        let _ = write!(
+            out,
+            "<article class=\"host\" id=\"host-{}\">\n<header><h3>{}</h3>",
+            h.idx,
+            escape(&h.ip)
+        );
+        if let Some(m) = &h.mac {
+            let _ = write!(out, "<span class=\"mono muted\">MAC {}</span>", escape(m));
+        }
+        if let Some(n) = &h.hostname {
+            let _ = write!(out, "<span>{}</span>", escape(n));
+        }
+        let role_class = if h.role == "resolver" {
+            "tag resolver"
+        } else {
+            "tag"
+        };
+        let _ = write!(
+            out,
+            "<span class=\"{role_class}\">{}</span>",
+            escape(&h.role)
+        );
+        if h.detected() {
+            if is_active(h) {
+                out.push_str("<span class=\"tag active\">still active</span>");
+            } else {
+                out.push_str("<span class=\"tag quiet\">gone quiet</span>");
+            }
+            let _ = write!(
+                out,
+                "<span class=\"muted small\">first seen {} · last seen {}</span>",
+                fmt_ts(h.first_seen()),
+                fmt_ts(h.last_seen())
+            );
+        } else if h.forwarded_only() {
+            out.push_str("<span class=\"tag fwd\">forwarded lookups only</span>");
+        }
+        out.push_str("</header>\n<div class=\"body\">\n");
+        for d in &h.dets {
+            let sc = severity_class(&d.severity);
+            let _ = write!(
+                out,
+                "<div class=\"det s-{sc}{}\">\n<div class=\"head\"><strong>{} / {}</strong><span class=\"sev sev-{sc}\">{}</span>",
+                if d.forwarded { " forwarded" } else { "" },
+                escape(&d.vendor),
+                escape(&d.category),
+                escape(if d.severity.is_empty() { "unrated" } else { &d.severity })
+            );
+            if d.forwarded {
+                out.push_str("<span class=\"tag fwd\">forwarded resolver lookups</span>");
+            }
+            let _ = writeln!(
+                out,
+                "<span class=\"muted small\">{} finding{} · first seen {} · last seen {}</span></div>",
+                d.count,
+                if d.count == 1 { "" } else { "s" },
+                fmt_ts(d.first),
+                fmt_ts(d.last)
+            );
+            if d.forwarded {
+                out.push_str("<p class=\"note\">Upstream lookups this resolver made on behalf of its clients; the clients that asked are reported on their own.</p>\n");
+            }
+            let rules = string_list(&d.raw["rules"]);
+            if !rules.is_empty() {
+                out.push_str("<div class=\"rules small\"><span class=\"muted\">Rules:</span>");
+                for r in rules {
+                    let _ = write!(out, " <code>{}</code>", escape(&r));
+                }
+                out.push_str("</div>\n");
+            }
+            if let Some(inds) = d.raw["indicators"].as_array().filter(|a| !a.is_empty()) {
+                out.push_str("<table class=\"data indicators\"><thead><tr><th>Seen as</th><th>Value</th><th class=\"n\">Count</th><th>Context</th></tr></thead><tbody>\n");
+                for ind in inds {
+                    let kind = text(&ind["kind"]);
+                    let label = kind_label(&kind);
+                    let kind_cell = if label.is_empty() {
+                        format!("<span class=\"mono\">{}</span>", escape(&kind))
+                    } else {
+                        format!(
+                            "{label} <span class=\"mono muted small\">{}</span>",
+                            escape(&kind)
+                        )
+                    };
+                    let count = ind["count"]
+                        .as_u64()
+                        .map(|c| c.to_string())
+                        .unwrap_or_default();
+                    let _ = writeln!(
+                        out,
+                        "<tr><td class=\"t\">{kind_cell}</td><td class=\"mono val\">{}</td><td class=\"n\">{count}</td><td class=\"small\">{}</td></tr>",
+                        escape(&text(&ind["value"])),
+                        indicator_context(ind)
+                    );
+                }
+                out.push_str("</tbody></table>\n");
+            }
+            if let Some(n) = d.raw["indicators_omitted"].as_u64().filter(|n| *n > 0) {
+                let _ = writeln!(
+                    out,
+                    "<p class=\"note\">…and {n} more finding{} with indicators beyond the kept sample (counted only).</p>",
+                    if n == 1 { "" } else { "s" }
+                );
+            }
+            out.push_str("</div>\n");
+        }
+        if h.hides() {
+            out.push_str(
+                "<div class=\"hidden-names\"><strong>Names hidden from the sensor:</strong> ",
+            );
+            let mut parts = Vec::new();
+            if h.ech > 0 {
+                parts.push(format!(
+                    "{} TLS connection{} with Encrypted Client Hello (ECH)",
+                    h.ech,
+                    if h.ech == 1 { "" } else { "s" }
+                ));
+            }
+            if h.enc_dns > 0 {
+                let via: Vec<String> = h
+                    .via
+                    .iter()
+                    .map(|v| format!("<code>{}</code>", escape(v)))
+                    .collect();
+                parts.push(format!(
+                    "{} encrypted DNS connection{}{}",
+                    h.enc_dns,
+                    if h.enc_dns == 1 { "" } else { "s" },
+                    if via.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" via {}", via.join(", "))
+                    }
+                ));
+            }
+            out.push_str(&parts.join("; "));
+            out.push_str(". Lookups and connections behind these are invisible, so this host may talk to more than the evidence shows.</div>\n");
+        }
+        out.push_str("</div>\n</article>\n");
+    }
+    out.push_str("</section>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ts(s: &str) -> Timestamp {
+        parse_ts(&json!(s)).expect("timestamp")
+    }
+
+    #[test]
+    fn escapes_markup_quotes_and_ampersands() {
+        assert_eq!(
+            escape("<script>alert(1)</script>"),
+            "&lt;script&gt;alert(1)&lt;/script&gt;"
+        );
+        assert_eq!(escape("a&b \"c\" 'd'"), "a&amp;b &quot;c&quot; &#39;d&#39;");
+        assert_eq!(escape("x.kaspersky.com"), "x.kaspersky.com");
+        assert_eq!(escape("über"), "über");
+    }
+
+    #[test]
+    fn escapes_controls_and_bidi_overrides_visibly() {
+        assert_eq!(escape("a\u{0}b"), "a\\u{0}b");
+        assert_eq!(escape("evil\u{202e}moc.x"), "evil\\u{202e}moc.x");
+        assert_eq!(escape("a\u{1b}[31m"), "a\\u{1b}[31m");
+    }
+
+    #[test]
+    fn hostile_values_never_become_markup() {
+        let evil = "<script>alert(1)</script>";
+        let report = json!({
+            "generated_by": evil,
+            "first_packet": "2026-11-27T23:55:59.953390Z",
+            "last_packet": "2026-11-28T00:23:26.584747Z",
+            "vendors": [evil],
+            "resolvers": [evil],
+            "hosts": [{
+                "ip": evil, "mac": evil, "hostname": evil, "role": evil,
+                "detections": [{
+                    "vendor": evil, "category": evil, "severity": evil,
+                    "first_seen": "2026-11-27T23:56:00Z", "last_seen": "2026-11-27T23:57:00Z",
+                    "count": 1, "forwarded": false, "rules": [evil],
+                    "indicators": [{"kind": evil, "value": evil, "count": 1, "name": evil,
+                                    "query": evil, "path": evil, "other\"><b>": evil}]
+                }],
+                "names_hidden": {"ech_connections": 1, "encrypted_dns_connections": 1,
+                                 "encrypted_dns_via": [evil]}
+            }]
+        });
+        let html = render(&report, ts("2026-11-28T00:30:00Z"), 30);
+        assert!(!html.contains("<script"), "a raw script tag");
+        assert!(!html.contains("<b>"), "a raw key");
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    }
+
+    #[test]
+    fn days_are_utc_and_include_both_ends() {
+        assert_eq!(
+            day_label(day_of(ts("2026-11-27T23:59:59.999999Z"))),
+            "2026-11-27"
+        );
+        assert_eq!(day_label(day_of(ts("2026-11-28T00:00:00Z"))), "2026-11-28");
+        // An offset is converted to UTC first.
+        assert_eq!(
+            day_label(day_of(ts("2026-11-28T01:00:00+02:00"))),
+            "2026-11-27"
+        );
+        assert_eq!(day_label(day_of(Timestamp(-1))), "1969-12-31");
+    }
+
+    #[test]
+    fn a_host_counts_once_on_every_day_its_spans_touch() {
+        let d0 = day_of(ts("2026-11-25T00:00:00Z"));
+        let d4 = d0 + 4;
+        let hosts = vec![
+            // Spans midnight: days 2 and 3.
+            vec![(ts("2026-11-27T23:55:00Z"), ts("2026-11-28T00:05:00Z"))],
+            // Two detections on day 2: counted once there; and one on day 4.
+            vec![
+                (ts("2026-11-27T01:00:00Z"), ts("2026-11-27T02:00:00Z")),
+                (ts("2026-11-27T05:00:00Z"), ts("2026-11-27T06:00:00Z")),
+                (ts("2026-11-29T05:00:00Z"), ts("2026-11-29T05:00:00Z")),
+            ],
+            // A long span from before the window to day 1.
+            vec![(ts("2026-10-01T00:00:00Z"), ts("2026-11-26T12:00:00Z"))],
+            // Entirely after the window: not counted.
+            vec![(ts("2026-12-05T00:00:00Z"), ts("2026-12-06T00:00:00Z"))],
+        ];
+        assert_eq!(hosts_per_day(&hosts, d0, d4), vec![1, 1, 2, 1, 1]);
+        assert!(hosts_per_day(&hosts, d4, d0).is_empty());
+        // A reversed span is read as its two ends.
+        let rev = vec![vec![(
+            ts("2026-11-26T00:00:00Z"),
+            ts("2026-11-25T00:00:00Z"),
+        )]];
+        assert_eq!(hosts_per_day(&rev, d0, d0 + 2), vec![1, 1, 0]);
+    }
+
+    #[test]
+    fn stale_split_is_inclusive_of_the_window_edge() {
+        let now = ts("2026-12-31T12:00:00Z");
+        assert_eq!(classify(Some(now), now, 7), Activity::Active);
+        assert_eq!(
+            classify(Some(ts("2026-12-24T12:00:00Z")), now, 7),
+            Activity::Active
+        );
+        assert_eq!(
+            classify(Some(ts("2026-12-24T11:59:59.999Z")), now, 7),
+            Activity::Quiet
+        );
+        // Seen after "now" (a report rendered with an older clock) is active.
+        assert_eq!(
+            classify(Some(ts("2027-01-05T00:00:00Z")), now, 0),
+            Activity::Active
+        );
+        assert_eq!(classify(None, now, 7), Activity::Quiet);
+        assert_eq!(
+            classify(Some(ts("1970-01-01T00:00:00Z")), now, u64::MAX),
+            Activity::Active
+        );
+    }
+
+    #[test]
+    fn render_splits_hosts_and_ignores_forwarded_only_resolvers() {
+        let report = json!({
+            "first_packet": "2026-11-01T00:00:00Z",
+            "last_packet": "2026-11-28T00:00:00Z",
+            "vendors": ["kaspersky"],
+            "hosts": [
+                {"ip": "10.0.0.1", "detections": [{"vendor": "kaspersky", "category": "update",
+                  "severity": "high", "first_seen": "2026-11-27T00:00:00Z",
+                  "last_seen": "2026-11-27T10:00:00Z", "count": 3}]},
+                {"ip": "10.0.0.2", "detections": [{"vendor": "kaspersky", "category": "ksn",
+                  "severity": "medium", "first_seen": "2026-11-01T00:00:00Z",
+                  "last_seen": "2026-11-02T00:00:00Z", "count": 1}]},
+                {"ip": "10.0.0.53", "role": "resolver", "detections": [{"vendor": "kaspersky",
+                  "category": "update", "severity": "high", "forwarded": true,
+                  "first_seen": "2026-11-27T00:00:00Z", "last_seen": "2026-11-27T00:00:00Z",
+                  "count": 9}]}
+            ]
+        });
+        let html = render(&report, ts("2026-11-28T00:00:00Z"), 7);
+        assert!(html.contains("Hosts still active (1)"));
+        assert!(html.contains("Hosts gone quiet (1)"));
+        let active =
+            &html[html.find("Hosts still active").unwrap()..html.find("Hosts gone quiet").unwrap()];
+        assert!(active.contains("10.0.0.1") && !active.contains("10.0.0.2"));
+        assert!(html.contains("forwarded resolver lookups"));
+        assert!(html.contains("<div class=\"num\">2</div><div class=\"lbl\">hosts with detections"));
+        assert!(html.contains("<svg class=\"timeline\""));
+        assert!(html.contains("legal basis not recorded"));
+    }
+
+    #[test]
+    fn a_report_with_missing_keys_still_renders() {
+        for report in [
+            json!({}),
+            json!({"hosts": []}),
+            json!(null),
+            json!({"hosts": [{}]}),
+        ] {
+            let html = render(&report, Timestamp(0), 30);
+            assert!(html.starts_with("<!DOCTYPE html>"));
+            assert!(html.ends_with("</html>\n"));
+        }
+    }
+
+    #[test]
+    fn legal_basis_is_shown_when_the_report_has_it() {
+        let report = json!({
+            "vendors": [{"vendor": "kaspersky", "name": "Kaspersky",
+                         "legal_basis": ["DHS BOD 17-01 (2017-09-13)"]}],
+            "legal_basis": {"kaspersky": "NDAA FY2018 section 1634"}
+        });
+        let html = render(&report, Timestamp(0), 30);
+        assert!(html.contains("DHS BOD 17-01 (2017-09-13); NDAA FY2018 section 1634"));
+    }
+
+    #[test]
+    fn tick_steps_are_round() {
+        assert_eq!(tick_step(1), 1);
+        assert_eq!(tick_step(7), 2);
+        assert_eq!(tick_step(23), 5);
+        assert_eq!(tick_step(240), 50);
+    }
+}
