@@ -104,6 +104,13 @@ pub struct CommonArgs {
     /// Passive DNS: keep an answer at most this long.
     #[arg(long, value_name = "SECS", default_value_t = DetectLimits::default().pdns_ttl_cap_secs)]
     pub pdns_ttl_cap: u64,
+    /// Also send alerts to a syslog receiver, RFC 5424: udp://HOST:PORT, tcp://HOST:PORT
+    /// (octet-counted) or unix:PATH. Never blocks capture: a bounded queue, reconnects, drops counted.
+    #[arg(long, value_name = "TARGET")]
+    pub syslog: Option<String>,
+    /// Alerts queued for syslog while the receiver is unreachable.
+    #[arg(long, value_name = "N", default_value_t = crate::output::syslog::DEFAULT_CAPACITY)]
+    pub syslog_queue: usize,
     /// UDP ports carrying VXLAN, comma-separated (add 8472 for Linux's legacy default).
     #[arg(
         long,
@@ -264,6 +271,16 @@ fn run_config(args: CommonArgs, metrics_addr: Option<String>) -> Result<RunConfi
         return Err("--vxlan-ports: 0 is not a port".into());
     }
     crate::decode::tunnel::set_vxlan_ports(args.vxlan_ports.clone());
+    let syslog = match &args.syslog {
+        Some(t) => {
+            let target: crate::output::syslog::SyslogTarget =
+                t.parse().map_err(|e| format!("--syslog: {e}"))?;
+            let mut c = crate::output::syslog::SyslogConfig::new(target);
+            c.capacity = args.syslog_queue.max(1);
+            Some(c)
+        }
+        None => None,
+    };
     let rules = config::load_rules(
         &rule_source(&args.rules.rules),
         args.rules.vendors.as_deref(),
@@ -308,6 +325,7 @@ fn run_config(args: CommonArgs, metrics_addr: Option<String>) -> Result<RunConfi
         },
         quiet: args.quiet,
         metrics_addr: metrics_addr.filter(|a| a != "off"),
+        syslog,
     })
 }
 
@@ -368,6 +386,13 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
         extract_limits: cfg.extract_limits,
         batch_seconds: crate::metrics::exporter::batch_histogram(),
         report_file: Mutex::new(report_file),
+        syslog: Mutex::new(match &cfg.syslog {
+            Some(c) => Some(
+                crate::output::syslog::SyslogSink::start(c.clone())
+                    .map_err(|e| format!("cannot start the syslog sink: {e}"))?,
+            ),
+            None => None,
+        }),
         output_error: Mutex::new(None),
     });
     if let Ok(mut h) = shared.counters.sensor.unhealthy.lock() {
@@ -416,6 +441,17 @@ fn conclude(
 ) -> i32 {
     let hosts = shared.hosts.snapshot();
     let mut code = exit::OK;
+    if let Some(sink) = shared.syslog.lock().ok().and_then(|mut s| s.take()) {
+        let stats = sink.close(std::time::Duration::from_secs(5));
+        let lost = stats.dropped + stats.unsent + stats.queued + stats.rejected;
+        if lost > 0 {
+            eprintln!(
+                "vendorwatch: syslog: {} alert(s) sent, {lost} not delivered (receiver unreachable or queue full); the alerts file has them all",
+                stats.sent
+            );
+            code = exit::PARTIAL;
+        }
+    }
     if let Some(path) = &cfg.report {
         let meta = output::ReportMeta {
             first_packet: facts.first_packet,

@@ -86,4 +86,6 @@ pub struct RunConfig {
     pub encrypted_dns: crate::detect::resolvers::EncryptedDns,
     /// Where to serve /metrics, /healthz and /api/hosts (`None`: not at all).
     pub metrics_addr: Option<String>,
+    /// Where alerts also go, over syslog.
+    pub syslog: Option<crate::output::syslog::SyslogConfig>,
 }

@@ -34,6 +34,8 @@ pub struct Shared {
     pub alerts: Option<SharedWriter>,
     pub events: Option<SharedWriter>,
     pub extract_limits: ExtractorLimits,
+    /// Alerts to a syslog receiver (a SIEM), if configured; taken and closed at the end.
+    pub syslog: Mutex<Option<crate::output::syslog::SyslogSink>>,
     /// The report file, opened at start and written at the end.
     pub report_file: Mutex<Option<std::fs::File>>,
     /// Time a worker spends on one batch (decode, extract, detect, output).
@@ -490,10 +492,12 @@ fn handle(shared: &Shared, local: &mut Local, events: &mut String, item: Extract
         if let Recorded::NewAlert(det) = shared.hosts.record(&finding, rules) {
             local.alerts += 1;
             *local.alerts_by_rule.entry(finding.rule).or_default() += 1;
+            let line = output::alert_line(&finding, &det, rules);
+            if let Ok(Some(sink)) = shared.syslog.lock().as_deref() {
+                sink.send(rules.rule(finding.rule).severity, line.clone());
+            }
             if let Some(w) = &shared.alerts {
-                let mut line = output::alert_line(&finding, &det, rules);
-                line.push('\n');
-                shared.write_lines(w, &line, true);
+                shared.write_lines(w, &(line + "\n"), true);
             }
         }
     });

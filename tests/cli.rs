@@ -372,3 +372,48 @@ fn report_command_writes_a_self_contained_page() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a host report"));
 }
+
+#[test]
+fn alerts_also_go_to_syslog() {
+    let rx = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    rx.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let target = format!("udp://{}", rx.local_addr().expect("addr"));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (out, alerts) = alerts_of(
+        tmp.path(),
+        &[
+            "--syslog".as_ref(),
+            target.as_ref(),
+            pcap("tls.pcap").as_os_str(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    while got.len() < alerts.len() {
+        let n = rx.recv(&mut buf).expect("a syslog datagram per alert");
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let mut via_syslog: Vec<String> = got
+        .iter()
+        .map(|line| {
+            assert!(
+                line.starts_with('<') && line.contains(" vendorwatch "),
+                "{line}"
+            );
+            let json = &line[line.find('{').expect("json body")..];
+            serde_json::from_str::<serde_json::Value>(json)
+                .expect("alert JSON")
+                .to_string()
+        })
+        .collect();
+    let mut in_file: Vec<String> = alerts.iter().map(|a| a.to_string()).collect();
+    via_syslog.sort();
+    in_file.sort();
+    assert_eq!(via_syslog, in_file);
+}

@@ -13,6 +13,7 @@ use std::net::IpAddr;
 
 pub mod html;
 pub mod summary;
+pub mod syslog;
 
 pub fn mac_string(mac: Option<[u8; 6]>) -> Option<String> {
     mac.map(|m| {
