@@ -426,6 +426,12 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
     Ok((shared, vendors, server))
 }
 
+fn start_or_say(cfg: &RunConfig) -> Option<Started> {
+    start(cfg)
+        .map_err(|msg| eprintln!("vendorwatch: {msg}"))
+        .ok()
+}
+
 fn set_health(shared: &Shared, unhealthy: Option<&str>) {
     if let Ok(mut h) = shared.counters.sensor.unhealthy.lock() {
         *h = unhealthy.map(str::to_string);
@@ -523,12 +529,8 @@ fn run_replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
         eprintln!("vendorwatch: no capture to read (give pcap/pcapng files, directories holding them, or - for stdin)");
         return exit::UNUSABLE;
     }
-    let (shared, vendors, server) = match start(&cfg) {
-        Ok(s) => s,
-        Err(msg) => {
-            eprintln!("vendorwatch: {msg}");
-            return exit::UNUSABLE;
-        }
+    let Some((shared, vendors, server)) = start_or_say(&cfg) else {
+        return exit::UNUSABLE;
     };
     let sizes: Vec<u64> = expanded
         .inputs
@@ -636,12 +638,8 @@ fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
             return exit::UNUSABLE;
         }
     }
-    let (shared, vendors, server) = match start(&cfg) {
-        Ok(s) => s,
-        Err(msg) => {
-            eprintln!("vendorwatch: {msg}");
-            return exit::UNUSABLE;
-        }
+    let Some((shared, vendors, server)) = start_or_say(&cfg) else {
+        return exit::UNUSABLE;
     };
     let pool = match pipeline::WorkerPool::start(Arc::clone(&shared), cfg.workers) {
         Ok(p) => p,

@@ -84,6 +84,18 @@ impl Local {
     }
 }
 
+/// Adds a worker's counts by label into the shared map, and empties them.
+fn merge<K: Ord>(shared: &Mutex<BTreeMap<K, u64>>, local: &mut BTreeMap<K, u64>) {
+    if local.is_empty() {
+        return;
+    }
+    if let Ok(mut m) = shared.lock() {
+        for (k, v) in std::mem::take(local) {
+            *m.entry(k).or_default() += v;
+        }
+    }
+}
+
 impl Counters {
     pub fn fold(&self, local: &mut Local) {
         let add = |c: &AtomicU64, v: &mut u64| {
@@ -99,41 +111,11 @@ impl Counters {
         add(&self.alerts, &mut local.alerts);
         add(&self.events, &mut local.events);
         add(&self.queue_dropped, &mut local.queue_dropped);
-        if !local.anomalies.is_empty() {
-            if let Ok(mut a) = self.anomalies.lock() {
-                for (k, v) in std::mem::take(&mut local.anomalies) {
-                    *a.entry(k).or_default() += v;
-                }
-            }
-        }
-        if !local.encaps.is_empty() {
-            if let Ok(mut m) = self.encaps.lock() {
-                for (k, v) in std::mem::take(&mut local.encaps) {
-                    *m.entry(k).or_default() += v;
-                }
-            }
-        }
-        if !local.matches.is_empty() {
-            if let Ok(mut m) = self.matches.lock() {
-                for (k, v) in std::mem::take(&mut local.matches) {
-                    *m.entry(k).or_default() += v;
-                }
-            }
-        }
-        if !local.alerts_by_rule.is_empty() {
-            if let Ok(mut m) = self.alerts_by_rule.lock() {
-                for (k, v) in std::mem::take(&mut local.alerts_by_rule) {
-                    *m.entry(k).or_default() += v;
-                }
-            }
-        }
-        if !local.names.is_empty() {
-            if let Ok(mut n) = self.names.lock() {
-                for (k, v) in std::mem::take(&mut local.names) {
-                    *n.entry(k).or_default() += v;
-                }
-            }
-        }
+        merge(&self.anomalies, &mut local.anomalies);
+        merge(&self.encaps, &mut local.encaps);
+        merge(&self.matches, &mut local.matches);
+        merge(&self.alerts_by_rule, &mut local.alerts_by_rule);
+        merge(&self.names, &mut local.names);
     }
 
     pub fn anomalies(&self) -> BTreeMap<&'static str, u64> {
