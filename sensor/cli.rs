@@ -60,6 +60,9 @@ pub enum Command {
     Rules(RulesCommand),
     /// Write the compliance report: a self-contained HTML page (no network needed to open it).
     Report(ReportArgs),
+    /// Check a configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -86,9 +89,13 @@ pub struct CommonArgs {
     /// Write every extracted name, matched or not, as JSON Lines to PATH (- for stdout).
     #[arg(long, value_name = "PATH|-")]
     pub events: Option<PathBuf>,
-    /// Internal networks whose hosts are reported, comma-separated CIDRs.
-    #[arg(long, value_name = "CIDR,...", default_value = DEFAULT_HOME_NET)]
-    pub home_net: String,
+    /// Internal networks whose hosts are reported, comma-separated CIDRs
+    /// [default: RFC 1918, 100.64.0.0/10, fc00::/7, fe80::/10].
+    #[arg(long, value_name = "CIDR,...")]
+    pub home_net: Option<String>,
+    /// Configuration file (rules, vendors, home_net, suppressions); options given here win.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
     /// Worker threads [default: cores - 1, at least 1].
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
@@ -164,6 +171,15 @@ pub struct LiveArgs {
     pub common: CommonArgs,
 }
 
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Validate a configuration file (every problem with its line); exit 1 on any.
+    Check {
+        /// The file [default: /etc/vendorwatch/vendorwatch.toml].
+        path: Option<PathBuf>,
+    },
+}
+
 #[derive(Args, Debug)]
 pub struct ReportArgs {
     /// Where to write the HTML page.
@@ -207,6 +223,7 @@ pub fn run(cli: Cli) -> i32 {
     let (config, command) = match cli.command {
         Command::Rules(cmd) => return run_rules(cmd),
         Command::Report(args) => return run_report(args),
+        Command::Config(ConfigCommand::Check { path }) => return run_config_check(path),
         Command::Replay(args) => {
             let metrics = args.common.metrics_addr.clone();
             (
@@ -281,11 +298,26 @@ fn run_config(args: CommonArgs, metrics_addr: Option<String>) -> Result<RunConfi
         }
         None => None,
     };
-    let rules = config::load_rules(
-        &rule_source(&args.rules.rules),
-        args.rules.vendors.as_deref(),
+    let file = match &args.config {
+        Some(p) => config::load_config(p).map_err(|errs| {
+            format!(
+                "the configuration has {} problem(s):\n  {}\ncheck it with `vendorwatch config check {}`",
+                errs.len(),
+                errs.join("\n  "),
+                p.display()
+            )
+        })?,
+        None => config::LoadedConfig::default(),
+    };
+    let rules_path = args.rules.rules.clone().or(file.rules.clone());
+    let vendors = args.rules.vendors.clone().or(file.vendors.clone());
+    let rules = config::load_rules(&rule_source(&rules_path), vendors.as_deref())?;
+    let home_net = config::parse_home_net(
+        args.home_net
+            .as_deref()
+            .or(file.home_net.as_deref())
+            .unwrap_or(DEFAULT_HOME_NET),
     )?;
-    let home_net = config::parse_home_net(&args.home_net)?;
     if args.workers == Some(0) {
         return Err("--workers must be at least 1".into());
     }
@@ -326,6 +358,7 @@ fn run_config(args: CommonArgs, metrics_addr: Option<String>) -> Result<RunConfi
         quiet: args.quiet,
         metrics_addr: metrics_addr.filter(|a| a != "off"),
         syslog,
+        suppressions: file.suppressions,
     })
 }
 
@@ -386,6 +419,7 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
         extract_limits: cfg.extract_limits,
         batch_seconds: crate::metrics::exporter::batch_histogram(),
         report_file: Mutex::new(report_file),
+        suppressions: cfg.suppressions.clone(),
         syslog: Mutex::new(match &cfg.syslog {
             Some(c) => Some(
                 crate::output::syslog::SyslogSink::start(c.clone())
@@ -863,6 +897,36 @@ fn status_line(
         shared.hosts.len(),
         Counters::get(&c.alerts),
     )
+}
+
+fn run_config_check(path: Option<PathBuf>) -> i32 {
+    let path = path.unwrap_or_else(|| PathBuf::from("/etc/vendorwatch/vendorwatch.toml"));
+    let loaded = match config::load_config(&path) {
+        Ok(c) => c,
+        Err(errs) => {
+            for e in &errs {
+                eprintln!("{e}");
+            }
+            eprintln!("{} problem(s) in {}", errs.len(), path.display());
+            return exit::PARTIAL;
+        }
+    };
+    // The rules and vendors it names must load too.
+    if let Err(msg) = config::load_rules(&rule_source(&loaded.rules), loaded.vendors.as_deref()) {
+        eprintln!("{}: {msg}", path.display());
+        return exit::PARTIAL;
+    }
+    println!(
+        "{}: OK ({} suppression(s); rules: {}; vendors: {}; home_net: {})",
+        path.display(),
+        loaded.suppressions.0.len(),
+        rule_source(&loaded.rules).describe(),
+        loaded
+            .vendors
+            .map_or("default".to_string(), |v| v.join(",")),
+        loaded.home_net.unwrap_or_else(|| "default".into())
+    );
+    exit::OK
 }
 
 fn parse_time(text: &str) -> Option<Timestamp> {

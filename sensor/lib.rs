@@ -17,4 +17,5 @@ pub mod hosts;
 pub mod metrics;
 pub mod output;
 pub mod pipeline;
+pub mod suppress;
 pub mod time;

@@ -36,6 +36,8 @@ pub struct Shared {
     pub extract_limits: ExtractorLimits,
     /// Alerts to a syslog receiver (a SIEM), if configured; taken and closed at the end.
     pub syslog: Mutex<Option<crate::output::syslog::SyslogSink>>,
+    /// Findings that raise no alert.
+    pub suppressions: crate::suppress::Suppressions,
     /// The report file, opened at start and written at the end.
     pub report_file: Mutex<Option<std::fs::File>>,
     /// Time a worker spends on one batch (decode, extract, detect, output).
@@ -489,7 +491,17 @@ fn handle(shared: &Shared, local: &mut Local, events: &mut String, item: Extract
             .matches
             .entry((finding.rule, finding.indicator.kind))
             .or_default() += 1;
-        if let Recorded::NewAlert(det) = shared.hosts.record(&finding, rules) {
+        let suppressed = shared
+            .suppressions
+            .covering(&finding, rules.rule(finding.rule));
+        if suppressed.is_some() {
+            local.alerts_suppressed += 1;
+        }
+        if let Recorded::NewAlert(det) =
+            shared
+                .hosts
+                .record(&finding, rules, suppressed.map(|s| s.reason.as_str()))
+        {
             local.alerts += 1;
             *local.alerts_by_rule.entry(finding.rule).or_default() += 1;
             let line = output::alert_line(&finding, &det, rules);

@@ -417,3 +417,72 @@ fn alerts_also_go_to_syslog() {
     in_file.sort();
     assert_eq!(via_syslog, in_file);
 }
+
+#[test]
+fn suppressions_record_without_alerting_until_they_expire() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let conf = tmp.path().join("vendorwatch.toml");
+    std::fs::write(
+        &conf,
+        "[[suppress]]\nreason = \"malware analysis lab\"\nhosts = [\"10.10.1.11\"]\n\n[[suppress]]\nreason = \"expired\"\nexpires = \"2020-01-01\"\nhosts = [\"10.10.1.12\"]\n",
+    )
+    .expect("write");
+    let check = bin()
+        .args(["config", "check"])
+        .arg(&conf)
+        .output()
+        .expect("runs");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let report = tmp.path().join("r.json");
+    let (out, alerts) = alerts_of(
+        tmp.path(),
+        &[
+            "--config".as_ref(),
+            conf.as_os_str(),
+            "--report".as_ref(),
+            report.as_os_str(),
+            pcap("dns.pcap").as_os_str(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        alerts.iter().all(|a| a["host"]["ip"] != "10.10.1.11"),
+        "{alerts:?}"
+    );
+    assert!(
+        alerts.iter().any(|a| a["host"]["ip"] == "10.10.1.12"),
+        "an expired suppression still suppresses: {alerts:?}"
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    let host = r["hosts"]
+        .as_array()
+        .and_then(|h| h.iter().find(|h| h["ip"] == "10.10.1.11"))
+        .expect("still in the inventory");
+    assert_eq!(host["detections"][0]["suppressed"], "malware analysis lab");
+
+    std::fs::write(
+        &conf,
+        "[[suppress]]\nreason = \"\"\nhosts = [\"not-an-ip\"]\n",
+    )
+    .expect("write");
+    let check = bin()
+        .args(["config", "check"])
+        .arg(&conf)
+        .output()
+        .expect("runs");
+    assert_eq!(check.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        err.contains("vendorwatch.toml:1: suppress:") && err.contains("not-an-ip"),
+        "{err}"
+    );
+}

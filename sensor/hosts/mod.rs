@@ -35,6 +35,9 @@ pub struct Detection {
     /// Indicators beyond `MAX_INDICATORS`, counted only.
     #[serde(skip_serializing_if = "is_zero")]
     pub indicators_omitted: u64,
+    /// Set while every finding so far was covered by a suppression: its reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<String>,
     #[serde(skip)]
     pub alerted: bool,
 }
@@ -84,7 +87,8 @@ impl HostTable {
         self.hosts.is_empty()
     }
 
-    pub fn record(&self, f: &Finding, rules: &RuleSet) -> Recorded {
+    /// Records a finding; `suppressed` is the reason of a suppression that covers it.
+    pub fn record(&self, f: &Finding, rules: &RuleSet, suppressed: Option<&str>) -> Recorded {
         let rule = rules.rule(f.rule);
         let mut host = self.hosts.entry(f.host).or_default();
         if f.host_mac.is_some() {
@@ -108,6 +112,7 @@ impl HostTable {
                     rules: Vec::new(),
                     indicators: Vec::new(),
                     indicators_omitted: 0,
+                    suppressed: suppressed.map(str::to_string),
                     alerted: false,
                 });
                 let last = host.detections.len() - 1;
@@ -136,7 +141,10 @@ impl HostTable {
         } else {
             det.indicators_omitted += 1;
         }
-        if !det.alerted && !f.forwarded {
+        if suppressed.is_none() {
+            det.suppressed = None;
+        }
+        if !det.alerted && !f.forwarded && suppressed.is_none() {
             det.alerted = true;
             return Recorded::NewAlert(det.clone());
         }

@@ -265,6 +265,12 @@ impl Collector for SensorCollector {
                 .collect(),
         ));
 
+        out.push(family(
+            "vendorwatch_suppressed_findings_total",
+            "Findings covered by a configured suppression (recorded, no alert).",
+            COUNTER,
+            vec![(vec![], get(&c.alerts_suppressed) as f64)],
+        ));
         let hosts = s.hosts.snapshot();
         let mut detected: BTreeMap<&str, u64> =
             rules.packs.iter().map(|p| (p.vendor.as_str(), 0)).collect();

@@ -17,6 +17,8 @@ pub struct Counters {
     pub flows_evicted: AtomicU64,
     pub findings: AtomicU64,
     pub alerts: AtomicU64,
+    /// Findings a suppression covered (no alert raised for them).
+    pub alerts_suppressed: AtomicU64,
     pub events: AtomicU64,
     /// Packets dropped because a worker's queue was full (live only; replay waits).
     pub queue_dropped: AtomicU64,
@@ -56,6 +58,7 @@ pub struct Local {
     pub flows_evicted: u64,
     pub findings: u64,
     pub alerts: u64,
+    pub alerts_suppressed: u64,
     pub events: u64,
     /// Packets in batches dropped because a worker's queue was full (live only).
     pub queue_dropped: u64,
@@ -109,6 +112,7 @@ impl Counters {
         add(&self.flows_evicted, &mut local.flows_evicted);
         add(&self.findings, &mut local.findings);
         add(&self.alerts, &mut local.alerts);
+        add(&self.alerts_suppressed, &mut local.alerts_suppressed);
         add(&self.events, &mut local.events);
         add(&self.queue_dropped, &mut local.queue_dropped);
         merge(&self.anomalies, &mut local.anomalies);
