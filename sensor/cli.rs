@@ -21,6 +21,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// Writes a line to stdout; a closed pipe (`vendorwatch hosts | head`) is not an error.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 /// Exit codes (documented in the README).
 pub mod exit {
     /// Everything read, nothing wrong.
@@ -63,6 +71,8 @@ pub enum Command {
     /// Check a configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// List the host inventory (the `--state` database of earlier runs).
+    Hosts(HostsArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -93,6 +103,13 @@ pub struct CommonArgs {
     /// [default: RFC 1918, 100.64.0.0/10, fc00::/7, fe80::/10].
     #[arg(long, value_name = "CIDR,...")]
     pub home_net: Option<String>,
+    /// The persistent host inventory (SQLite), or `none`
+    /// [default: ./vendorwatch.db for replay, /var/lib/vendorwatch/inventory.db for live].
+    #[arg(long, value_name = "PATH|none", env = "VENDORWATCH_STATE")]
+    pub state: Option<String>,
+    /// Alert again for a host still talking to a vendor this many hours after its last alert (0: never).
+    #[arg(long, value_name = "HOURS", default_value_t = 24)]
+    pub realert_hours: u64,
     /// Configuration file (rules, vendors, home_net, suppressions); options given here win.
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -171,6 +188,37 @@ pub struct LiveArgs {
     pub common: CommonArgs,
 }
 
+#[derive(Args, Debug)]
+pub struct HostsArgs {
+    /// The inventory to read.
+    #[arg(long, value_name = "PATH", env = "VENDORWATCH_STATE", default_value = DEFAULT_REPLAY_STATE)]
+    pub state: PathBuf,
+    #[arg(long, value_enum, default_value_t = HostsFormat::Table)]
+    pub format: HostsFormat,
+    /// Only detections of this vendor.
+    #[arg(long, value_name = "VENDOR")]
+    pub vendor: Option<String>,
+    /// Only detections of this category.
+    #[arg(long, value_name = "CATEGORY")]
+    pub category: Option<String>,
+    /// Only detections seen since this time (YYYY-MM-DD or RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only hosts not seen for at least this many days (cleaned up, or just quiet).
+    #[arg(long, value_name = "DAYS")]
+    pub stale: Option<u64>,
+    /// "Now" for --stale (YYYY-MM-DD or RFC 3339) [default: the current time].
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<String>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostsFormat {
+    Table,
+    Json,
+    Csv,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum ConfigCommand {
     /// Validate a configuration file (every problem with its line); exit 1 on any.
@@ -223,11 +271,12 @@ pub fn run(cli: Cli) -> i32 {
     let (config, command) = match cli.command {
         Command::Rules(cmd) => return run_rules(cmd),
         Command::Report(args) => return run_report(args),
+        Command::Hosts(args) => return run_hosts(args),
         Command::Config(ConfigCommand::Check { path }) => return run_config_check(path),
         Command::Replay(args) => {
             let metrics = args.common.metrics_addr.clone();
             (
-                run_config(args.common, metrics),
+                run_config(args.common, metrics, DEFAULT_REPLAY_STATE),
                 Mode::Replay(args.inputs, args.linger),
             )
         }
@@ -246,7 +295,10 @@ pub fn run(cli: Cli) -> i32 {
                     .clone()
                     .unwrap_or_else(|| DEFAULT_METRICS_ADDR.to_string()),
             );
-            (run_config(args.common, metrics), Mode::Live(live))
+            (
+                run_config(args.common, metrics, DEFAULT_LIVE_STATE),
+                Mode::Live(live),
+            )
         }
     };
     let cfg = match config {
@@ -261,6 +313,10 @@ pub fn run(cli: Cli) -> i32 {
         Mode::Live(live) => run_live(cfg, live),
     }
 }
+
+/// Where the inventory lives unless `--state` says otherwise.
+pub const DEFAULT_REPLAY_STATE: &str = "vendorwatch.db";
+pub const DEFAULT_LIVE_STATE: &str = "/var/lib/vendorwatch/inventory.db";
 
 /// Where `live` serves metrics unless told otherwise: loopback only.
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9717";
@@ -283,7 +339,11 @@ fn rule_source(path: &Option<PathBuf>) -> RuleSource {
     path.clone().map_or(RuleSource::Embedded, RuleSource::Path)
 }
 
-fn run_config(args: CommonArgs, metrics_addr: Option<String>) -> Result<RunConfig, String> {
+fn run_config(
+    args: CommonArgs,
+    metrics_addr: Option<String>,
+    default_state: &str,
+) -> Result<RunConfig, String> {
     if args.vxlan_ports.contains(&0) {
         return Err("--vxlan-ports: 0 is not a port".into());
     }
@@ -359,6 +419,11 @@ fn run_config(args: CommonArgs, metrics_addr: Option<String>) -> Result<RunConfi
         metrics_addr: metrics_addr.filter(|a| a != "off"),
         syslog,
         suppressions: file.suppressions,
+        state: match args.state.as_deref().unwrap_or(default_state) {
+            "none" => None,
+            path => Some(PathBuf::from(path)),
+        },
+        realert_secs: Some(args.realert_hours.saturating_mul(3600)).filter(|s| *s > 0),
     })
 }
 
@@ -378,8 +443,14 @@ fn open_output(path: &Path, what: &str) -> Result<SharedWriter, String> {
 }
 
 /// Opens the outputs and builds the state the workers share.
-/// What a run starts with: the shared state, the active vendors, the metrics endpoint.
-type Started = (Arc<Shared>, Vec<String>, Option<exporter::Server>);
+/// What a run starts with: the shared state, the active vendors, the metrics endpoint and
+/// the inventory's persister.
+struct Started {
+    shared: Arc<Shared>,
+    vendors: Vec<String>,
+    server: Option<exporter::Server>,
+    persister: Option<crate::hosts::store::Persister>,
+}
 
 fn start(cfg: &RunConfig) -> Result<Started, String> {
     // The report is written at the end, but opened now: a path that cannot be written
@@ -405,6 +476,20 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
         .transpose()?;
     let vendors: Vec<String> = cfg.rules.packs.iter().map(|p| p.vendor.clone()).collect();
     let rules = Arc::clone(&cfg.rules);
+    let hosts = Arc::new(HostTable::with_realert(cfg.realert_secs));
+    let persister = match &cfg.state {
+        Some(path) => {
+            let store = crate::hosts::store::Store::open(path).map_err(|e| {
+                format!("{e} (use --state PATH to choose another, or --state none)")
+            })?;
+            hosts.restore(store.load()?);
+            Some(
+                crate::hosts::store::Persister::start(store, Arc::clone(&hosts))
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+        None => None,
+    };
     let shared = Arc::new(Shared {
         detector: Detector::new(
             rules,
@@ -412,7 +497,7 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
             cfg.detect_limits,
             cfg.encrypted_dns.clone(),
         ),
-        hosts: HostTable::new(),
+        hosts,
         counters: Counters::default(),
         alerts,
         events,
@@ -457,7 +542,12 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
         }
         None => None,
     };
-    Ok((shared, vendors, server))
+    Ok(Started {
+        shared,
+        vendors,
+        server,
+        persister,
+    })
 }
 
 fn start_or_say(cfg: &RunConfig) -> Option<Started> {
@@ -478,9 +568,19 @@ fn conclude(
     shared: &Shared,
     vendors: &[String],
     facts: output::summary::RunFacts<'_>,
+    persister: Option<crate::hosts::store::Persister>,
 ) -> i32 {
-    let hosts = shared.hosts.snapshot();
     let mut code = exit::OK;
+    if let Some(p) = persister {
+        if let Some(e) = p.finish() {
+            eprintln!(
+                "vendorwatch: the inventory {} could not be saved: {e} (the report and alerts have everything; fix the file and the next run saves again)",
+                cfg.state.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
+            );
+            code = exit::PARTIAL;
+        }
+    }
+    let hosts = shared.hosts.snapshot();
     if let Some(sink) = shared.syslog.lock().ok().and_then(|mut s| s.take()) {
         let stats = sink.close(std::time::Duration::from_secs(5));
         let lost = stats.dropped + stats.unsent + stats.queued + stats.rejected;
@@ -563,7 +663,13 @@ fn run_replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
         eprintln!("vendorwatch: no capture to read (give pcap/pcapng files, directories holding them, or - for stdin)");
         return exit::UNUSABLE;
     }
-    let Some((shared, vendors, server)) = start_or_say(&cfg) else {
+    let Some(Started {
+        shared,
+        vendors,
+        server,
+        persister,
+    }) = start_or_say(&cfg)
+    else {
         return exit::UNUSABLE;
     };
     let sizes: Vec<u64> = expanded
@@ -622,7 +728,7 @@ fn run_replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
         vendors: &vendors,
         sources: Vec::new(),
     };
-    let mut code = conclude(&cfg, &shared, &vendors, facts);
+    let mut code = conclude(&cfg, &shared, &vendors, facts, persister);
     if let Some(server) = server {
         set_health(&shared, Some("replay finished"));
         if linger > 0 {
@@ -672,7 +778,13 @@ fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
             return exit::UNUSABLE;
         }
     }
-    let Some((shared, vendors, server)) = start_or_say(&cfg) else {
+    let Some(Started {
+        shared,
+        vendors,
+        server,
+        persister,
+    }) = start_or_say(&cfg)
+    else {
         return exit::UNUSABLE;
     };
     let pool = match pipeline::WorkerPool::start(Arc::clone(&shared), cfg.workers) {
@@ -785,7 +897,7 @@ fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
             .map(|(name, t)| (name.clone(), t.received, t.dropped, t.if_dropped))
             .collect(),
     };
-    let code = conclude(&cfg, &shared, &vendors, facts);
+    let code = conclude(&cfg, &shared, &vendors, facts, persister);
     if failures.is_empty() {
         code
     } else {
@@ -899,6 +1011,135 @@ fn status_line(
     )
 }
 
+fn parse_day_or_time(text: &str) -> Option<Timestamp> {
+    parse_time(text).or_else(|| {
+        let d = ::time::Date::parse(
+            text,
+            ::time::macros::format_description!("[year]-[month]-[day]"),
+        )
+        .ok()?;
+        Some(Timestamp::from_parts(
+            d.midnight().assume_utc().unix_timestamp(),
+            0,
+        ))
+    })
+}
+
+fn run_hosts(args: HostsArgs) -> i32 {
+    if !args.state.exists() {
+        eprintln!(
+            "vendorwatch: no inventory at {} (run `vendorwatch replay` or `live` with --state {} first)",
+            args.state.display(),
+            args.state.display()
+        );
+        return exit::UNUSABLE;
+    }
+    let loaded = match crate::hosts::store::Store::open(&args.state).and_then(|s| s.load()) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("vendorwatch: {e}");
+            return exit::UNUSABLE;
+        }
+    };
+    let time_arg = |flag: &str, v: &Option<String>| -> Result<Option<Timestamp>, String> {
+        match v {
+            None => Ok(None),
+            Some(t) => parse_day_or_time(t)
+                .map(Some)
+                .ok_or_else(|| format!("{flag} {t:?} is not YYYY-MM-DD or an RFC 3339 time")),
+        }
+    };
+    let (since, now) = match (
+        time_arg("--since", &args.since),
+        time_arg("--now", &args.now),
+    ) {
+        (Ok(s), Ok(n)) => (s, n),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("vendorwatch: {e}");
+            return exit::UNUSABLE;
+        }
+    };
+    let now = now.unwrap_or_else(|| {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+    });
+    let mut hosts: Vec<(std::net::IpAddr, crate::hosts::Host)> = loaded
+        .into_iter()
+        .map(|(ip, mut h)| {
+            h.detections.retain(|d| {
+                args.vendor.as_ref().is_none_or(|v| &d.vendor == v)
+                    && args.category.as_ref().is_none_or(|c| &d.category == c)
+                    && since.is_none_or(|s| d.last_seen >= s)
+            });
+            (ip, h)
+        })
+        .filter(|(_, h)| !h.detections.is_empty())
+        .collect();
+    if let Some(days) = args.stale {
+        let cutoff = Timestamp(
+            now.0.saturating_sub(
+                i64::try_from(days.saturating_mul(86_400))
+                    .unwrap_or(i64::MAX)
+                    .saturating_mul(1_000_000_000),
+            ),
+        );
+        hosts.retain(|(_, h)| {
+            h.detections
+                .iter()
+                .map(|d| d.last_seen)
+                .max()
+                .is_some_and(|last| last < cutoff)
+        });
+    }
+    match args.format {
+        HostsFormat::Json => {
+            let report = output::report_json(&hosts, &[], &output::ReportMeta::default());
+            outln!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
+        }
+        HostsFormat::Csv => {
+            outln!(
+                "ip,mac,vendor,category,severity,first_seen,last_seen,count,forwarded,suppressed"
+            );
+            for (ip, h) in &hosts {
+                for d in &h.detections {
+                    let field = |s: &str| {
+                        if s.contains([',', '"', '\n']) {
+                            format!("\"{}\"", s.replace('"', "\"\""))
+                        } else {
+                            s.to_string()
+                        }
+                    };
+                    outln!(
+                        "{ip},{},{},{},{},{},{},{},{},{}",
+                        output::mac_string(h.mac).unwrap_or_default(),
+                        field(&d.vendor),
+                        field(&d.category),
+                        d.severity.as_str(),
+                        d.first_seen,
+                        d.last_seen,
+                        d.count,
+                        d.forwarded,
+                        field(d.suppressed.as_deref().unwrap_or_default())
+                    );
+                }
+            }
+        }
+        HostsFormat::Table if hosts.is_empty() => outln!("no host matches"),
+        HostsFormat::Table => {
+            use std::io::Write as _;
+            let _ = std::io::stdout()
+                .lock()
+                .write_all(output::summary::host_table(&hosts).as_bytes());
+        }
+    }
+    exit::OK
+}
+
 fn run_config_check(path: Option<PathBuf>) -> i32 {
     let path = path.unwrap_or_else(|| PathBuf::from("/etc/vendorwatch/vendorwatch.toml"));
     let loaded = match config::load_config(&path) {
@@ -916,7 +1157,7 @@ fn run_config_check(path: Option<PathBuf>) -> i32 {
         eprintln!("{}: {msg}", path.display());
         return exit::PARTIAL;
     }
-    println!(
+    outln!(
         "{}: OK ({} suppression(s); rules: {}; vendors: {}; home_net: {})",
         path.display(),
         loaded.suppressions.0.len(),
@@ -990,7 +1231,7 @@ fn run_rules(cmd: RulesCommand) -> i32 {
             let source = rule_source(&path);
             match source.load() {
                 Ok(l) => {
-                    println!(
+                    outln!(
                         "{}: {} pack(s), {} rule(s), {} exclusion(s): OK",
                         source.describe(),
                         l.packs.len(),
@@ -1028,9 +1269,12 @@ fn run_rules(cmd: RulesCommand) -> i32 {
                     .map(|p| p.vendor.clone())
                     .collect(),
             };
-            println!(
+            outln!(
                 "{:<16} {:<8} {:<16} {:>5}  LEGAL BASIS",
-                "VENDOR", "ACTIVE", "CATEGORY", "RULES"
+                "VENDOR",
+                "ACTIVE",
+                "CATEGORY",
+                "RULES"
             );
             for p in &set.packs {
                 let mut cats: std::collections::BTreeMap<&str, usize> = Default::default();
@@ -1049,7 +1293,7 @@ fn run_rules(cmd: RulesCommand) -> i32 {
                     } else {
                         ("", "", String::new())
                     };
-                    println!("{v:<16} {a:<8} {cat:<16} {n:>5}  {lb}");
+                    outln!("{v:<16} {a:<8} {cat:<16} {n:>5}  {lb}");
                     first = false;
                 }
             }
@@ -1072,11 +1316,11 @@ fn run_rules(cmd: RulesCommand) -> i32 {
             };
             let hits = explain_match(&set, &value);
             if hits.is_empty() {
-                println!("no rule matches {value:?}");
+                outln!("no rule matches {value:?}");
                 return exit::PARTIAL;
             }
             for h in hits {
-                println!("{h}");
+                outln!("{h}");
             }
             exit::OK
         }

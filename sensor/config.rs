@@ -89,6 +89,9 @@ pub struct RunConfig {
     pub encrypted_dns: crate::detect::resolvers::EncryptedDns,
     /// Where to serve /metrics, /healthz and /api/hosts (`None`: not at all).
     pub metrics_addr: Option<String>,
+    /// The persistent inventory (`None`: `--state none`).
+    pub state: Option<std::path::PathBuf>,
+    pub realert_secs: Option<u64>,
     /// Findings that raise no alert (still recorded, flagged).
     pub suppressions: Suppressions,
     /// Where alerts also go, over syslog.

@@ -29,7 +29,7 @@ pub type SharedWriter = Arc<Mutex<Box<dyn Write + Send>>>;
 
 pub struct Shared {
     pub detector: Detector,
-    pub hosts: HostTable,
+    pub hosts: Arc<HostTable>,
     pub counters: Counters,
     pub alerts: Option<SharedWriter>,
     pub events: Option<SharedWriter>,

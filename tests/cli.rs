@@ -4,8 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+/// The binary, kept away from any shared inventory (tests that want one pass --state).
 fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vendorwatch"));
+    c.env("VENDORWATCH_STATE", "none");
+    c
 }
 
 fn pcap(name: &str) -> PathBuf {
@@ -484,5 +487,113 @@ fn suppressions_record_without_alerting_until_they_expire() {
     assert!(
         err.contains("vendorwatch.toml:1: suppress:") && err.contains("not-an-ip"),
         "{err}"
+    );
+}
+
+#[test]
+fn the_inventory_survives_restarts_without_alerting_again() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let db = tmp.path().join("inv.db");
+    let run = |extra: &[&str]| {
+        let alerts = tmp.path().join("a.jsonl");
+        let report = tmp.path().join("r.json");
+        let out = Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+            .args(["replay", "-q", "--state"])
+            .arg(&db)
+            .args(extra)
+            .arg("--alerts")
+            .arg(&alerts)
+            .arg("--report")
+            .arg(&report)
+            .arg(pcap("dns.pcap"))
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let n = std::fs::read_to_string(&alerts)
+            .expect("alerts")
+            .lines()
+            .count();
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+        (n, r)
+    };
+    let count_of = |r: &serde_json::Value| -> u64 {
+        r["hosts"]
+            .as_array()
+            .expect("hosts")
+            .iter()
+            .flat_map(|h| h["detections"].as_array().expect("d").iter())
+            .map(|d| d["count"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    let (first_alerts, first) = run(&[]);
+    assert!(first_alerts > 0);
+    let (second_alerts, second) = run(&[]);
+    assert_eq!(
+        second_alerts, 0,
+        "already alerted: no alert after a restart"
+    );
+    assert_eq!(
+        count_of(&second),
+        2 * count_of(&first),
+        "counts go on across restarts"
+    );
+
+    let hosts = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+            .arg("hosts")
+            .arg("--state")
+            .arg(&db)
+            .args(args)
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(&hosts(&["--format", "json", "--category", "ksn"])).expect("json");
+    let cats: Vec<&str> = json["hosts"]
+        .as_array()
+        .expect("hosts")
+        .iter()
+        .flat_map(|h| h["detections"].as_array().expect("d").iter())
+        .filter_map(|d| d["category"].as_str())
+        .collect();
+    assert!(
+        !cats.is_empty() && cats.iter().all(|c| *c == "ksn"),
+        "{cats:?}"
+    );
+    let csv = hosts(&["--format", "csv"]);
+    assert!(
+        csv.starts_with("ip,mac,vendor,category") && csv.contains("10.10.1.11,"),
+        "{csv}"
+    );
+    assert!(hosts(&["--stale", "30", "--now", "2027-06-01"]).contains("10.10.1.11"));
+    assert_eq!(
+        hosts(&["--stale", "30", "--now", "2026-12-01"]).trim(),
+        "no host matches"
+    );
+
+    // Faults: a read-only or foreign file is refused with what to do.
+    std::fs::write(tmp.path().join("junk.db"), vec![1u8; 4096]).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+        .args(["replay", "-q", "--state"])
+        .arg(tmp.path().join("junk.db"))
+        .arg(pcap("dns.pcap"))
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--state none"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

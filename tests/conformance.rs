@@ -67,6 +67,7 @@ fn extract(pcap: &Path) -> (BTreeMap<String, BTreeSet<String>>, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let events = dir.path().join("events.jsonl");
     let out = Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+        .env("VENDORWATCH_STATE", "none")
         .args(["replay", "--quiet", "--workers", "2", "--events"])
         .arg(&events)
         .arg(pcap)

@@ -49,6 +49,7 @@ fn replay(pcap: &Path, extra: &[&str]) -> Run {
         tmp.path().join("r.json"),
     );
     let out = Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+        .env("VENDORWATCH_STATE", "none")
         .arg("replay")
         .args(extra)
         .arg("--events")

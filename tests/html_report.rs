@@ -24,6 +24,7 @@ fn pcap(name: &str) -> PathBuf {
 fn replay_report(dir: &Path) -> serde_json::Value {
     let report = dir.join("hosts.json");
     let out = Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+        .env("VENDORWATCH_STATE", "none")
         .args(["replay", "-q", "--report"])
         .arg(&report)
         .args(

@@ -174,6 +174,7 @@ fn live_capture_on_a_veth_pair_reports_everything_after_sigterm() {
         tmp.path().join("e.jsonl"),
     );
     let mut sensor = Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+        .env("VENDORWATCH_STATE", "none")
         .args([
             "live",
             "-i",
@@ -328,6 +329,7 @@ fn live_capture_on_a_veth_pair_reports_everything_after_sigterm() {
 #[test]
 fn live_errors_say_what_to_do() {
     let out = Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+        .env("VENDORWATCH_STATE", "none")
         .args(["live", "-i", "vw-no-such0"])
         .output()
         .expect("runs");
@@ -335,6 +337,7 @@ fn live_errors_say_what_to_do() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist (interfaces here:"));
     if root() {
         let out = Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+            .env("VENDORWATCH_STATE", "none")
             .args(["live", "-i", "lo", "--bpf", "port and"])
             .output()
             .expect("runs");

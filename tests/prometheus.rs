@@ -666,6 +666,7 @@ fn prometheus_scrapes_sensors_and_every_dashboard_and_alert_query_returns_data()
     let replay = procs.spawn(
         "vendorwatch replay",
         Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+            .env("VENDORWATCH_STATE", "none")
             .current_dir(&root)
             .args(["replay", "--metrics-addr"])
             .arg(format!("127.0.0.1:{replay_port}"))
@@ -680,6 +681,7 @@ fn prometheus_scrapes_sensors_and_every_dashboard_and_alert_query_returns_data()
         procs.spawn(
             "vendorwatch live",
             Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+                .env("VENDORWATCH_STATE", "none")
                 .args(["live", "-i", "lo", "--workers", "1", "-q", "--metrics-addr"])
                 .arg(format!("127.0.0.1:{live_port}"))
                 .stdout(log("live"))

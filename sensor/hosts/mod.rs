@@ -10,10 +10,12 @@ use crate::time::Timestamp;
 use dashmap::DashMap;
 use std::net::IpAddr;
 
+pub mod store;
+
 /// Distinct indicators kept per detection; beyond this they are only counted.
 pub const MAX_INDICATORS: usize = 32;
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct IndicatorCount {
     #[serde(flatten)]
     pub indicator: Indicator,
@@ -38,6 +40,9 @@ pub struct Detection {
     /// Set while every finding so far was covered by a suppression: its reason.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suppressed: Option<String>,
+    /// Packet time of the last alert for this detection (kept across restarts).
+    #[serde(skip)]
+    pub alerted_at: Option<Timestamp>,
     #[serde(skip)]
     pub alerted: bool,
 }
@@ -72,11 +77,47 @@ pub enum Recorded {
 #[derive(Default)]
 pub struct HostTable {
     hosts: DashMap<IpAddr, Host, ahash::RandomState>,
+    /// Hosts changed since the inventory last saved them.
+    dirty: DashMap<IpAddr, (), ahash::RandomState>,
+    /// Alert again for a detection still active this long after its last alert.
+    realert_after_secs: Option<u64>,
 }
 
 impl HostTable {
     pub fn new() -> Self {
         HostTable::default()
+    }
+
+    pub fn with_realert(secs: Option<u64>) -> Self {
+        HostTable {
+            realert_after_secs: secs.filter(|s| *s > 0),
+            ..HostTable::default()
+        }
+    }
+
+    /// Puts back what the inventory remembers (counts go on, alerted detections stay quiet).
+    pub fn restore(&self, hosts: Vec<(IpAddr, Host)>) {
+        for (ip, h) in hosts {
+            self.hosts.insert(ip, h);
+        }
+    }
+
+    /// The hosts changed since the last call, with their current state.
+    pub fn take_dirty(&self) -> Vec<(IpAddr, Host)> {
+        let ips: Vec<IpAddr> = self.dirty.iter().map(|e| *e.key()).collect();
+        ips.into_iter()
+            .filter_map(|ip| {
+                self.dirty.remove(&ip);
+                self.hosts.get(&ip).map(|h| (ip, h.clone()))
+            })
+            .collect()
+    }
+
+    /// Marks hosts as changed again (after a failed save).
+    pub fn mark_dirty(&self, ips: impl Iterator<Item = IpAddr>) {
+        for ip in ips {
+            self.dirty.insert(ip, ());
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -113,6 +154,7 @@ impl HostTable {
                     indicators: Vec::new(),
                     indicators_omitted: 0,
                     suppressed: suppressed.map(str::to_string),
+                    alerted_at: None,
                     alerted: false,
                 });
                 let last = host.detections.len() - 1;
@@ -144,8 +186,15 @@ impl HostTable {
         if suppressed.is_none() {
             det.suppressed = None;
         }
-        if !det.alerted && !f.forwarded && suppressed.is_none() {
+        // Alert on the first finding, and again for a host still active after the re-alert interval.
+        let realert_due = match (det.alerted_at, self.realert_after_secs) {
+            (Some(at), Some(secs)) => f.ts >= at.saturating_add_secs(secs),
+            _ => false,
+        };
+        self.dirty.insert(f.host, ());
+        if (!det.alerted || realert_due) && !f.forwarded && suppressed.is_none() {
             det.alerted = true;
+            det.alerted_at = Some(f.ts);
             return Recorded::NewAlert(det.clone());
         }
         Recorded::Counted
@@ -153,6 +202,7 @@ impl HostTable {
 
     /// Counts a way the host hides names from the sensor.
     pub fn note_hiding(&self, host: IpAddr, hiding: crate::detect::Hiding) {
+        self.dirty.insert(host, ());
         let mut h = self.hosts.entry(host).or_default();
         match hiding {
             crate::detect::Hiding::Ech => h.ech_connections += 1,

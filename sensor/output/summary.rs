@@ -135,6 +135,19 @@ pub fn render(c: &Counters, facts: &RunFacts<'_>, hosts: &[(IpAddr, Host)]) -> S
     if ech + hidden > 0 {
         let _ = writeln!(s, "  hidden    {ech} host(s) used ECH, {hidden} host(s) used encrypted DNS (their names are invisible here; see the report)");
     }
+    if hosts.iter().all(|(_, h)| h.detections.is_empty()) {
+        let _ = writeln!(s, "\nNo home-net host talked to an active vendor.");
+        return s;
+    }
+    let _ = writeln!(s);
+    s.push_str(&host_table(hosts));
+
+    s
+}
+
+/// The table of hosts × vendor × category (the summary's, and `vendorwatch hosts`').
+pub fn host_table(hosts: &[(IpAddr, Host)]) -> String {
+    let mut s = String::new();
     let rows: Vec<[String; 8]> = hosts
         .iter()
         .flat_map(|(ip, h)| {
@@ -164,10 +177,6 @@ pub fn render(c: &Counters, facts: &RunFacts<'_>, hosts: &[(IpAddr, Host)]) -> S
             })
         })
         .collect();
-    if rows.is_empty() {
-        let _ = writeln!(s, "\nNo home-net host talked to an active vendor.");
-        return s;
-    }
     let header = [
         "HOST",
         "VENDOR",
@@ -184,7 +193,6 @@ pub fn render(c: &Counters, facts: &RunFacts<'_>, hosts: &[(IpAddr, Host)]) -> S
             *w = (*w).max(cell.len());
         }
     }
-    let _ = writeln!(s);
     let line = |cells: &[&str]| {
         let mut l = String::new();
         for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {

@@ -1,0 +1,354 @@
+//! The persistent inventory: an embedded SQLite database (WAL, crash-safe, schema versioned
+//! with `PRAGMA user_version` migrations) holding every host, its detections with first and
+//! last seen, counts, the bounded sample of evidence, and when each was last alerted — so a
+//! restarted sensor keeps counting and does not alert again what it already alerted.
+//!
+//! Writes happen off the packet path: a persister thread saves the hosts that changed every
+//! few seconds, in one transaction, and once more at the end.
+
+use super::{Detection, Host, HostTable, IndicatorCount};
+use crate::time::Timestamp;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// The schema this build writes. Each step of `MIGRATIONS` brings version N-1 to N.
+pub const SCHEMA_VERSION: i64 = 1;
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE hosts (
+        ip TEXT PRIMARY KEY,
+        mac TEXT,
+        ech_connections INTEGER NOT NULL DEFAULT 0,
+        encrypted_dns_connections INTEGER NOT NULL DEFAULT 0,
+        encrypted_dns_via TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE TABLE detections (
+        ip TEXT NOT NULL REFERENCES hosts(ip),
+        vendor TEXT NOT NULL,
+        category TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        forwarded INTEGER NOT NULL,
+        suppressed TEXT,
+        alerted_at INTEGER,
+        rules TEXT NOT NULL,
+        indicators TEXT NOT NULL,
+        indicators_omitted INTEGER NOT NULL,
+        PRIMARY KEY (ip, vendor, category)
+    );
+    CREATE INDEX detections_last_seen ON detections(last_seen);
+"];
+
+/// Seconds between saves of the hosts that changed.
+pub const SAVE_EVERY_SECS: u64 = 5;
+
+pub struct Store {
+    conn: Connection,
+}
+
+fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> String {
+    format!("inventory {}: {what}: {e}", path.display())
+}
+
+impl Store {
+    /// Opens (creating and migrating as needed) the inventory at `path`.
+    pub fn open(path: &Path) -> Result<Store, String> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| err(path, "cannot create its directory", e))?;
+        }
+        let conn = Connection::open(path).map_err(|e| err(path, "cannot open", e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|e| err(path, "busy timeout", e))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| err(path, "cannot enable WAL (is it read-only or locked?)", e))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| err(path, "synchronous", e))?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| err(path, "not an SQLite database", e))?;
+        if version > SCHEMA_VERSION {
+            return Err(err(path, "written by a newer vendorwatch", format!("schema {version} > {SCHEMA_VERSION}; upgrade vendorwatch or use another --state")));
+        }
+        for (i, step) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(version).unwrap_or(0))
+        {
+            conn.execute_batch(&format!(
+                "BEGIN; {step} PRAGMA user_version = {}; COMMIT;",
+                i + 1
+            ))
+            .map_err(|e| err(path, "migration failed", e))?;
+        }
+        Ok(Store { conn })
+    }
+
+    /// Every host with its detections.
+    pub fn load(&self) -> Result<Vec<(IpAddr, Host)>, String> {
+        let mut hosts: std::collections::BTreeMap<IpAddr, Host> = Default::default();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT ip, mac, ech_connections, encrypted_dns_connections, encrypted_dns_via FROM hosts")
+            .map_err(|e| e.to_string())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .map_err(|e| e.to_string())?;
+        for row in rows {
+            let (ip, mac, ech, edns, via) = row.map_err(|e| e.to_string())?;
+            let Ok(ip) = ip.parse::<IpAddr>() else {
+                continue;
+            };
+            hosts.insert(
+                ip,
+                Host {
+                    mac: mac.as_deref().and_then(parse_mac),
+                    detections: Vec::new(),
+                    ech_connections: u64::try_from(ech).unwrap_or(0),
+                    encrypted_dns_connections: u64::try_from(edns).unwrap_or(0),
+                    encrypted_dns_via: serde_json::from_str(&via).unwrap_or_default(),
+                },
+            );
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT ip, vendor, category, severity, first_seen, last_seen, count, forwarded, suppressed, alerted_at, rules, indicators, indicators_omitted FROM detections")
+            .map_err(|e| e.to_string())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    Detection {
+                        vendor: r.get(1)?,
+                        category: r.get(2)?,
+                        severity: serde_json::from_value(serde_json::Value::String(r.get(3)?))
+                            .unwrap_or(crate::detect::rules::Severity::High),
+                        first_seen: Timestamp(r.get(4)?),
+                        last_seen: Timestamp(r.get(5)?),
+                        count: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
+                        forwarded: r.get::<_, i64>(7)? != 0,
+                        suppressed: r.get(8)?,
+                        alerted_at: r.get::<_, Option<i64>>(9)?.map(Timestamp),
+                        alerted: r.get::<_, Option<i64>>(9)?.is_some(),
+                        rules: serde_json::from_str(&r.get::<_, String>(10)?).unwrap_or_default(),
+                        indicators: serde_json::from_str::<Vec<IndicatorCount>>(
+                            &r.get::<_, String>(11)?,
+                        )
+                        .unwrap_or_default(),
+                        indicators_omitted: u64::try_from(r.get::<_, i64>(12)?).unwrap_or(0),
+                    },
+                ))
+            })
+            .map_err(|e| e.to_string())?;
+        for row in rows {
+            let (ip, det) = row.map_err(|e| e.to_string())?;
+            if let Ok(ip) = ip.parse::<IpAddr>() {
+                hosts.entry(ip).or_default().detections.push(det);
+            }
+        }
+        Ok(hosts.into_iter().collect())
+    }
+
+    /// Saves these hosts (insert or replace), in one transaction.
+    pub fn save(&mut self, hosts: &[(IpAddr, Host)]) -> Result<(), String> {
+        let tx = self.conn.transaction().map_err(|e| e.to_string())?;
+        for (ip, h) in hosts {
+            tx.execute(
+                "INSERT INTO hosts (ip, mac, ech_connections, encrypted_dns_connections, encrypted_dns_via) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(ip) DO UPDATE SET mac = excluded.mac, ech_connections = excluded.ech_connections,
+                 encrypted_dns_connections = excluded.encrypted_dns_connections, encrypted_dns_via = excluded.encrypted_dns_via",
+                params![
+                    ip.to_string(),
+                    crate::output::mac_string(h.mac),
+                    h.ech_connections as i64,
+                    h.encrypted_dns_connections as i64,
+                    serde_json::to_string(&h.encrypted_dns_via).unwrap_or_default()
+                ],
+            )
+            .map_err(|e| e.to_string())?;
+            for d in &h.detections {
+                tx.execute(
+                    "INSERT OR REPLACE INTO detections (ip, vendor, category, severity, first_seen, last_seen, count, forwarded, suppressed, alerted_at, rules, indicators, indicators_omitted)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    params![
+                        ip.to_string(),
+                        d.vendor,
+                        d.category,
+                        d.severity.as_str(),
+                        d.first_seen.0,
+                        d.last_seen.0,
+                        d.count as i64,
+                        i64::from(d.forwarded),
+                        d.suppressed,
+                        d.alerted_at.map(|t| t.0),
+                        serde_json::to_string(&d.rules).unwrap_or_default(),
+                        serde_json::to_string(&d.indicators).unwrap_or_default(),
+                        d.indicators_omitted as i64
+                    ],
+                )
+                .map_err(|e| e.to_string())?;
+            }
+        }
+        tx.commit().map_err(|e| e.to_string())
+    }
+
+    /// The schema version of the file (for tests and `hosts`).
+    pub fn schema_version(&self) -> Option<i64> {
+        self.conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .optional()
+            .ok()
+            .flatten()
+    }
+}
+
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut out {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Saves the hosts that changed, every `SAVE_EVERY_SECS`, until stopped; then once more.
+pub struct Persister {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<Store>>,
+    pub failures: Arc<AtomicU64>,
+    pub last_error: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl Persister {
+    pub fn start(mut store: Store, hosts: Arc<HostTable>) -> std::io::Result<Persister> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let failures = Arc::new(AtomicU64::new(0));
+        let last_error = Arc::new(std::sync::Mutex::new(None));
+        let (stop2, failures2, last2) = (
+            Arc::clone(&stop),
+            Arc::clone(&failures),
+            Arc::clone(&last_error),
+        );
+        let handle = std::thread::Builder::new()
+            .name("inventory".into())
+            .spawn(move || {
+                let save = |store: &mut Store| {
+                    let dirty = hosts.take_dirty();
+                    if dirty.is_empty() {
+                        return;
+                    }
+                    if let Err(e) = store.save(&dirty) {
+                        failures2.fetch_add(1, Ordering::Relaxed);
+                        if let Ok(mut l) = last2.lock() {
+                            *l = Some(e);
+                        }
+                        // Keep them dirty: the next save tries again, nothing is lost while we run.
+                        hosts.mark_dirty(dirty.iter().map(|(ip, _)| *ip));
+                    }
+                };
+                let mut waited = 0u64;
+                while !stop2.load(Ordering::Relaxed) {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    waited += 200;
+                    if waited >= SAVE_EVERY_SECS * 1000 {
+                        waited = 0;
+                        save(&mut store);
+                    }
+                }
+                save(&mut store);
+                store
+            })?;
+        Ok(Persister {
+            stop,
+            handle: Some(handle),
+            failures,
+            last_error,
+        })
+    }
+
+    /// Saves what is left and returns the error of the last failed save, if any.
+    pub fn finish(mut self) -> Option<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        if self.failures.load(Ordering::Relaxed) > 0 {
+            self.last_error.lock().ok().and_then(|l| l.clone())
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_migrations() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("sub/inv.db");
+        let mut store = Store::open(&path).expect("opens");
+        assert_eq!(store.schema_version(), Some(SCHEMA_VERSION));
+        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        let host = Host {
+            mac: Some([0, 1, 2, 3, 4, 5]),
+            detections: vec![Detection {
+                vendor: "kaspersky".into(),
+                category: "update".into(),
+                severity: crate::detect::rules::Severity::High,
+                first_seen: Timestamp(1),
+                last_seen: Timestamp(2),
+                count: 7,
+                forwarded: false,
+                rules: vec!["kaspersky.update.x".into()],
+                indicators: vec![],
+                indicators_omitted: 0,
+                suppressed: None,
+                alerted_at: Some(Timestamp(1)),
+                alerted: true,
+            }],
+            ech_connections: 3,
+            encrypted_dns_connections: 0,
+            encrypted_dns_via: vec![],
+        };
+        store.save(&[(ip, host)]).expect("saves");
+        drop(store);
+        let store = Store::open(&path).expect("reopens");
+        let loaded = store.load().expect("loads");
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].1.mac, Some([0, 1, 2, 3, 4, 5]));
+        assert_eq!(loaded[0].1.ech_connections, 3);
+        let d = &loaded[0].1.detections[0];
+        assert_eq!(
+            (d.count, d.alerted, d.alerted_at),
+            (7, true, Some(Timestamp(1)))
+        );
+    }
+
+    #[test]
+    fn newer_schema_and_garbage_are_refused_clearly() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("inv.db");
+        let conn = Connection::open(&path).expect("open");
+        conn.pragma_update(None, "user_version", 99).expect("set");
+        drop(conn);
+        let e = Store::open(&path).err().expect("refused");
+        assert!(e.contains("newer vendorwatch"), "{e}");
+        let junk = dir.path().join("junk.db");
+        std::fs::write(&junk, vec![7u8; 4096]).expect("write");
+        assert!(Store::open(&junk).is_err());
+    }
+}
