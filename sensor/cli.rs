@@ -703,11 +703,17 @@ fn run_replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
     };
     let started = std::time::Instant::now();
     set_health(&shared, None);
+    // SIGINT/SIGTERM end the replay early but cleanly: what was read is reported and saved.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(signal, Arc::clone(&stop));
+    }
     let outcome = match pipeline::replay(
         &expanded.inputs,
         Arc::clone(&shared),
         cfg.workers,
         &mut progress,
+        &stop,
     ) {
         Ok(o) => o,
         Err(e) => {
@@ -729,6 +735,10 @@ fn run_replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
         sources: Vec::new(),
     };
     let mut code = conclude(&cfg, &shared, &vendors, facts, persister);
+    if let Some(where_) = &outcome.interrupted {
+        eprintln!("vendorwatch: interrupted by a signal in {where_}; everything read until then is in the alerts, report and inventory");
+        code = exit::PARTIAL;
+    }
     if let Some(server) = server {
         set_health(&shared, Some("replay finished"));
         if linger > 0 {

@@ -112,6 +112,8 @@ impl Batch {
 /// What a replay did, for the summary and the exit code.
 #[derive(Debug, Default)]
 pub struct ReplayOutcome {
+    /// Set when a signal stopped the replay: where it stopped.
+    pub interrupted: Option<String>,
     pub inputs_read: usize,
     pub errors: Vec<CaptureError>,
     pub first_packet: Option<Timestamp>,
@@ -342,6 +344,7 @@ pub fn replay(
     shared: Arc<Shared>,
     workers: usize,
     progress: &mut dyn Progress,
+    stop: &std::sync::atomic::AtomicBool,
 ) -> std::io::Result<ReplayOutcome> {
     let pool = WorkerPool::start(Arc::clone(&shared), workers)?;
     let mut dispatcher = pool.dispatcher(WhenFull::Wait, "replay");
@@ -362,6 +365,15 @@ pub fn replay(
         outcome.inputs_read += 1;
         let mut since_progress = 0u32;
         loop {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                outcome.interrupted = Some(format!(
+                    "{} before record {} (byte offset {})",
+                    input.display_name(),
+                    reader.records() + 1,
+                    reader.offset()
+                ));
+                break;
+            }
             let step = reader.next_packet(|raw| {
                 outcome.first_packet.get_or_insert(raw.ts);
                 outcome.last_packet = Some(outcome.last_packet.map_or(raw.ts, |t| t.max(raw.ts)));
@@ -382,6 +394,9 @@ pub fn replay(
             }
         }
         progress.advance(reader.offset());
+        if outcome.interrupted.is_some() {
+            break;
+        }
         if reader.unsupported.packets > 0 {
             shared.counters.unsupported_link.fetch_add(
                 reader.unsupported.packets,

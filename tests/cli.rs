@@ -597,3 +597,66 @@ fn the_inventory_survives_restarts_without_alerting_again() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn sigterm_mid_replay_keeps_everything_already_read() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let flood = tmp.path().join("b-flood.pcap");
+    std::fs::write(&flood, syn_flood(400_000)).expect("write");
+    let (alerts, report) = (tmp.path().join("a.jsonl"), tmp.path().join("r.json"));
+    let child = bin()
+        .args(["replay", "--workers", "1", "--alerts"])
+        .arg(&alerts)
+        .arg("--report")
+        .arg(&report)
+        .arg(pcap("dns.pcap"))
+        .arg(&flood)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Wait until the first file's alerts are out, then stop it in the middle of the second.
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(&alerts)
+        .unwrap_or_default()
+        .lines()
+        .count()
+        < 5
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "no alerts appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().expect("exits");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() == Some(0) {
+        eprintln!("the replay finished before the signal arrived; nothing to check");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("interrupted by a signal in")
+            && stderr.contains("b-flood.pcap before record"),
+        "{stderr}"
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report written"))
+            .expect("json");
+    let detected = r["hosts"].as_array().expect("hosts").len();
+    assert!(
+        detected >= 5,
+        "the first file's hosts are in the report: {r}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&alerts)
+            .expect("alerts")
+            .lines()
+            .count(),
+        10,
+        "every alert of dns.pcap"
+    );
+}
