@@ -195,3 +195,62 @@ fn conformance_corpus() {
         failures.join("\n")
     );
 }
+
+/// Encrypted Client Hello: the outer names are logged, flagged, counted per host, and never
+/// taken as the destination. The number of ECH hellos comes from tshark.
+#[test]
+fn ech_hellos_are_counted_per_host_not_taken_as_names() {
+    let Some(dir) = corpus() else {
+        eprintln!("../shared/conformance not present: skipped");
+        return;
+    };
+    let pcap = dir.join("pcaps/zeek__tls__tls13-ech.pcap");
+    let tshark = Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        .args([
+            "-Y",
+            "tls.handshake.type == 1 && tls.handshake.extension.type == 65037",
+            "-T",
+            "fields",
+            "-e",
+            "ip.src",
+        ])
+        .output()
+        .expect("tshark is installed (scripts/deps.sh)");
+    let hellos: Vec<String> = String::from_utf8_lossy(&tshark.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(!hellos.is_empty(), "tshark finds ECH hellos");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (report, events) = (tmp.path().join("r.json"), tmp.path().join("e.jsonl"));
+    let out = Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+        .env("VENDORWATCH_STATE", "none")
+        .args(["replay", "-q", "--report"])
+        .arg(&report)
+        .arg("--events")
+        .arg(&events)
+        .arg(&pcap)
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    let host = r["hosts"]
+        .as_array()
+        .and_then(|h| h.iter().find(|h| h["ip"] == hellos[0].as_str()))
+        .expect("the ECH client is listed");
+    assert_eq!(
+        host["names_hidden"]["ech_connections"].as_u64(),
+        Some(hellos.len() as u64),
+        "{host}"
+    );
+    let text = std::fs::read_to_string(&events).expect("events");
+    let ech_events = text.lines().filter(|l| l.contains("\"ech\":true")).count();
+    assert_eq!(
+        ech_events,
+        hellos.len(),
+        "each outer name is logged, flagged as ECH"
+    );
+}

@@ -620,6 +620,67 @@ mod tests {
     }
 
     #[test]
+    fn ech_and_encrypted_dns_are_noticed_per_host() {
+        let d = detector(DetectLimits::default());
+        let start = |f: FlowId| Extracted::FlowStart {
+            ts: Timestamp::from_parts(1, 0),
+            flow: f,
+            client_mac: None,
+        };
+        let dot = d.name_hiding(&start(flow(Proto::Tcp, "10.1.1.5:50000", "9.9.9.9:853")));
+        assert!(
+            matches!(dot, Some((_, Hiding::EncryptedDns(ref v))) if v.contains("DoT")),
+            "{dot:?}"
+        );
+        let doh_by_address =
+            d.name_hiding(&start(flow(Proto::Tcp, "10.1.1.5:50001", "1.1.1.1:443")));
+        assert!(
+            matches!(doh_by_address, Some((_, Hiding::EncryptedDns(ref v))) if v.contains("Cloudflare")),
+            "{doh_by_address:?}"
+        );
+        assert!(d
+            .name_hiding(&start(flow(Proto::Tcp, "10.1.1.5:50002", "192.0.2.1:443")))
+            .is_none());
+        // An outside host is nobody we report on.
+        assert!(d
+            .name_hiding(&start(flow(Proto::Tcp, "192.0.2.9:50000", "9.9.9.9:853")))
+            .is_none());
+        let hello = |name: &str, ech: bool| {
+            Extracted::Name(NameEvent {
+                ts: Timestamp::from_parts(1, 0),
+                kind: NameKind::TlsSni,
+                value: name.into(),
+                flow: flow(Proto::Tcp, "10.1.1.5:50003", "192.0.2.1:443"),
+                client_mac: None,
+                detail: Detail::Tls {
+                    version: 0x0304,
+                    ech,
+                    ja4: None,
+                },
+            })
+        };
+        assert_eq!(
+            d.name_hiding(&hello("cloudflare-ech.com", true))
+                .map(|h| h.1),
+            Some(Hiding::Ech)
+        );
+        assert!(matches!(
+            d.name_hiding(&hello("dns.google", false)),
+            Some((_, Hiding::EncryptedDns(_)))
+        ));
+        // The outer name of an ECH hello is never evidence, even when it is a vendor name.
+        let mut found = Vec::new();
+        d.detect(&hello("s05.upd.kaspersky.com", true), &mut |f| {
+            found.push(f)
+        });
+        assert!(found.is_empty(), "{found:?}");
+        d.detect(&hello("s05.upd.kaspersky.com", false), &mut |f| {
+            found.push(f)
+        });
+        assert_eq!(found.len(), 1);
+    }
+
+    #[test]
     fn security_center_ports_need_two_distinct_ports_between_the_same_pair() {
         let d = detector(DetectLimits::default());
         let start = |f: FlowId| Extracted::FlowStart {
