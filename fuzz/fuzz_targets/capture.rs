@@ -12,5 +12,9 @@ fuzz_target!(|d: &[u8]| {
     let mut bytes = 0usize;
     while let Ok(true) = reader.next_packet(|p| bytes += p.data.len()) {}
     // Whatever the reader handed out came from the input.
-    assert!(bytes <= d.len(), "{bytes} packet bytes out of a {}-byte file", d.len());
+    assert!(
+        bytes <= d.len(),
+        "{bytes} packet bytes out of a {}-byte file",
+        d.len()
+    );
 });

@@ -28,8 +28,16 @@ fn feed(defrag: &mut Defragmenter, limits: &DefragLimits, ts: Timestamp, f: &Fra
     if let Outcome::Complete(datagram) = defrag.add(ts, f) {
         let _ = decode(LinkType::RawIp, &datagram);
     }
-    assert!(defrag.bytes_held() <= limits.max_bytes, "held {} bytes", defrag.bytes_held());
-    assert!(defrag.in_progress() <= limits.max_datagrams, "{} in progress", defrag.in_progress());
+    assert!(
+        defrag.bytes_held() <= limits.max_bytes,
+        "held {} bytes",
+        defrag.bytes_held()
+    );
+    assert!(
+        defrag.in_progress() <= limits.max_datagrams,
+        "{} in progress",
+        defrag.in_progress()
+    );
 }
 
 fuzz_target!(|d: &[u8]| {
@@ -70,8 +78,14 @@ fuzz_target!(|d: &[u8]| {
         };
         let v6 = host & 2 != 0;
         let (src, dst) = match (v6, host & 1) {
-            (false, i) => (IpAddr::V4(V4[usize::from(i)]), IpAddr::V4(V4[usize::from(1 - i)])),
-            (true, i) => (IpAddr::V6(V6[usize::from(i)]), IpAddr::V6(V6[usize::from(1 - i)])),
+            (false, i) => (
+                IpAddr::V4(V4[usize::from(i)]),
+                IpAddr::V4(V4[usize::from(1 - i)]),
+            ),
+            (true, i) => (
+                IpAddr::V6(V6[usize::from(i)]),
+                IpAddr::V6(V6[usize::from(1 - i)]),
+            ),
         };
         let ipv4_header = if v6 {
             None

@@ -46,7 +46,11 @@ fuzz_target!(|d: &[u8]| {
             }
             Err(_) => {}
         }
-        assert!(extractor.active_flows() <= MAX_FLOWS, "{} flows", extractor.active_flows());
+        assert!(
+            extractor.active_flows() <= MAX_FLOWS,
+            "{} flows",
+            extractor.active_flows()
+        );
     }
     extractor.finish(&mut out);
     assert_eq!(extractor.active_flows(), 0);

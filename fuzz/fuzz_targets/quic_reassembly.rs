@@ -41,9 +41,16 @@ fuzz_target!(|d: &[u8]| {
             }
         }
         let expected: Vec<u8> = reference.iter().map_while(|b| *b).collect();
-        assert_eq!(stream.contiguous(), expected.as_slice(), "contiguous prefix");
+        assert_eq!(
+            stream.contiguous(),
+            expected.as_slice(),
+            "contiguous prefix"
+        );
         assert_eq!(stream.dropped(), dropped, "dropped byte count");
-        assert!(stream.contiguous().starts_with(&prefix), "a returned prefix changed");
+        assert!(
+            stream.contiguous().starts_with(&prefix),
+            "a returned prefix changed"
+        );
         prefix = stream.contiguous().to_vec();
     }
 });

@@ -14,7 +14,12 @@ fuzz_target!(|d: &[u8]| {
     let Ok(set) = RuleSet::compile(loaded, None) else {
         return;
     };
-    for name in ["kaspersky.com", "dnl-01.geo.kaspersky.com", "a.b.c.example", ""] {
+    for name in [
+        "kaspersky.com",
+        "dnl-01.geo.kaspersky.com",
+        "a.b.c.example",
+        "",
+    ] {
         let _ = set.matcher.match_name(name);
     }
 });

@@ -33,7 +33,11 @@ fuzz_target!(|d: &[u8]| {
             },
             _ => s.release(),
         }
-        assert!(s.data().len() <= cap, "{} bytes over a cap of {cap}", s.data().len());
+        assert!(
+            s.data().len() <= cap,
+            "{} bytes over a cap of {cap}",
+            s.data().len()
+        );
         let starts = s.segment_starts();
         assert!(
             starts.windows(2).all(|w| w[0] < w[1]),

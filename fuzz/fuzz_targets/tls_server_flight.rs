@@ -1,4 +1,6 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|d: &[u8]| { let _ = vendorwatch::extract::tls::parse_server_flight(d); });
+fuzz_target!(|d: &[u8]| {
+    let _ = vendorwatch::extract::tls::parse_server_flight(d);
+});
