@@ -797,7 +797,11 @@ fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
     else {
         return exit::UNUSABLE;
     };
-    let pool = match pipeline::WorkerPool::start(Arc::clone(&shared), cfg.workers) {
+    let pool = match pipeline::WorkerPool::start(
+        Arc::clone(&shared),
+        cfg.workers,
+        pipeline::LIVE_QUEUE_BATCHES,
+    ) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("vendorwatch: cannot start worker threads: {e}");

@@ -22,7 +22,12 @@ use std::sync::{Arc, Mutex};
 /// Packets per batch handed to a worker.
 const BATCH_PACKETS: usize = 256;
 /// Batches in flight per worker (the channel bound).
-const QUEUE_BATCHES: usize = 8;
+/// Batches in flight per worker in a replay (the reader waits when they are full).
+pub const REPLAY_QUEUE_BATCHES: usize = 8;
+/// Batches in flight per worker live: deep enough to ride out a burst that outpaces a worker
+/// for a moment (64 × 256 packets; at most ~25 MB per worker with full-size frames), since
+/// live a full queue means dropped packets.
+pub const LIVE_QUEUE_BATCHES: usize = 64;
 
 /// Line-oriented output shared by the workers.
 pub type SharedWriter = Arc<Mutex<Box<dyn Write + Send>>>;
@@ -146,13 +151,18 @@ pub struct WorkerPool {
 }
 
 impl WorkerPool {
-    pub fn start(shared: Arc<Shared>, workers: usize) -> std::io::Result<WorkerPool> {
+    pub fn start(
+        shared: Arc<Shared>,
+        workers: usize,
+        queue_batches: usize,
+    ) -> std::io::Result<WorkerPool> {
         let workers = workers.max(1);
-        let (free_tx, free_rx) = bounded::<Batch>(workers * (QUEUE_BATCHES + 2) * 2);
+        let queue_batches = queue_batches.max(1);
+        let (free_tx, free_rx) = bounded::<Batch>(workers * (queue_batches + 2) * 2);
         let mut senders = Vec::with_capacity(workers);
         let mut handles = Vec::with_capacity(workers);
         for i in 0..workers {
-            let (tx, rx) = bounded::<Batch>(QUEUE_BATCHES);
+            let (tx, rx) = bounded::<Batch>(queue_batches);
             senders.push(tx);
             let shared = Arc::clone(&shared);
             let free_tx = free_tx.clone();
@@ -346,7 +356,7 @@ pub fn replay(
     progress: &mut dyn Progress,
     stop: &std::sync::atomic::AtomicBool,
 ) -> std::io::Result<ReplayOutcome> {
-    let pool = WorkerPool::start(Arc::clone(&shared), workers)?;
+    let pool = WorkerPool::start(Arc::clone(&shared), workers, REPLAY_QUEUE_BATCHES)?;
     let mut dispatcher = pool.dispatcher(WhenFull::Wait, "replay");
     let mut outcome = ReplayOutcome::default();
     for (index, input) in inputs.iter().enumerate() {
