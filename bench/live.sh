@@ -56,6 +56,15 @@ die() { printf 'live.sh: %s\n' "$*" >&2; exit 1; }
 
 ((EUID == 0)) || die "needs root (network namespaces, veth, packet capture)"
 
+# one run at a time: checked before anything is built or deleted, so a second run cannot wipe the
+# output folder of one in progress (the lock is released when this script and its children end)
+LOCK=/run/lock/$NS.lock
+exec 9>"$LOCK"
+flock -n 9 || die "another bench/live.sh is running (it holds $LOCK)"
+if ip netns list | awk '{print $1}' | grep -qx "$NS"; then
+    die "network namespace $NS exists, left over from a run that did not finish: remove it with ip netns del $NS"
+fi
+
 # ----------------------------------------------------------------------------------------------
 # tools
 # ----------------------------------------------------------------------------------------------
@@ -123,10 +132,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if ip netns list | awk '{print $1}' | grep -qx "$NS"; then
-    trap - EXIT
-    die "network namespace $NS exists (another live.sh running?); if not, remove it: ip netns del $NS"
-fi
 log "veth pair $A -> $B in namespace $NS (MTU $MTU, offloads off, IPv6 off, no addresses)"
 ip netns add "$NS"
 nsx() { ip netns exec "$NS" "$@"; }
