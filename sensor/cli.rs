@@ -107,42 +107,45 @@ pub struct CommonArgs {
     /// [default: ./vendorwatch.db for replay, /var/lib/vendorwatch/inventory.db for live].
     #[arg(long, value_name = "PATH|none", env = "VENDORWATCH_STATE")]
     pub state: Option<String>,
-    /// Alert again for a host still talking to a vendor this many hours after its last alert (0: never).
-    #[arg(long, value_name = "HOURS", default_value_t = 24)]
-    pub realert_hours: u64,
-    /// Configuration file (rules, vendors, home_net, suppressions); options given here win.
-    #[arg(long, value_name = "PATH")]
+    /// Alert again for a host still talking to a vendor this many hours after its last alert
+    /// (0: never) [default: 24].
+    #[arg(long, value_name = "HOURS")]
+    pub realert_hours: Option<u64>,
+    /// Configuration file (TOML): every option here, named with underscores (max_flows),
+    /// plus [live] settings and [[suppress]] entries; options given on the command line win.
+    #[arg(long, value_name = "PATH", env = "VENDORWATCH_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Also reload rules and suppressions when the rule files or the configuration file change
+    /// (SIGHUP always reloads them). A broken file keeps the rules in force.
+    #[arg(long)]
+    pub watch: bool,
     /// Worker threads [default: cores - 1, at least 1].
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
-    /// Flows tracked per worker; beyond it the longest-idle are evicted (and counted).
-    #[arg(long, value_name = "N", default_value_t = ExtractorLimits::default().max_flows)]
-    pub max_flows: usize,
-    /// Passive DNS: addresses remembered from answers to vendor names (oldest expired first when full).
-    #[arg(long, value_name = "N", default_value_t = DetectLimits::default().pdns_max_entries)]
-    pub pdns_max: usize,
-    /// Passive DNS: keep an answer at least this long, whatever its TTL (clients cache longer than TTLs say).
-    #[arg(long, value_name = "SECS", default_value_t = DetectLimits::default().pdns_ttl_floor_secs)]
-    pub pdns_ttl_floor: u64,
-    /// Passive DNS: keep an answer at most this long.
-    #[arg(long, value_name = "SECS", default_value_t = DetectLimits::default().pdns_ttl_cap_secs)]
-    pub pdns_ttl_cap: u64,
+    /// Flows tracked per worker; beyond it the longest-idle are evicted (and counted) [default: 262144].
+    #[arg(long, value_name = "N")]
+    pub max_flows: Option<usize>,
+    /// Passive DNS: addresses remembered from answers to vendor names (oldest expired first
+    /// when full) [default: 100000].
+    #[arg(long, value_name = "N")]
+    pub pdns_max: Option<usize>,
+    /// Passive DNS: keep an answer at least this long, whatever its TTL (clients cache longer
+    /// than TTLs say) [default: 600].
+    #[arg(long, value_name = "SECS")]
+    pub pdns_ttl_floor: Option<u64>,
+    /// Passive DNS: keep an answer at most this long [default: 86400].
+    #[arg(long, value_name = "SECS")]
+    pub pdns_ttl_cap: Option<u64>,
     /// Also send alerts to a syslog receiver, RFC 5424: udp://HOST:PORT, tcp://HOST:PORT
     /// (octet-counted) or unix:PATH. Never blocks capture: a bounded queue, reconnects, drops counted.
     #[arg(long, value_name = "TARGET")]
     pub syslog: Option<String>,
-    /// Alerts queued for syslog while the receiver is unreachable.
-    #[arg(long, value_name = "N", default_value_t = crate::output::syslog::DEFAULT_CAPACITY)]
-    pub syslog_queue: usize,
-    /// UDP ports carrying VXLAN, comma-separated (add 8472 for Linux's legacy default).
-    #[arg(
-        long,
-        value_name = "PORT,...",
-        value_delimiter = ',',
-        default_value = "4789"
-    )]
-    pub vxlan_ports: Vec<u16>,
+    /// Alerts queued for syslog while the receiver is unreachable [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub syslog_queue: Option<usize>,
+    /// UDP ports carrying VXLAN, comma-separated (add 8472 for Linux's legacy default) [default: 4789].
+    #[arg(long, value_name = "PORT,...", value_delimiter = ',')]
+    pub vxlan_ports: Option<Vec<u16>>,
     /// Serve Prometheus metrics, /healthz and /api/hosts on ADDR, or `off` [default: 127.0.0.1:9717 for live, off for replay].
     #[arg(long, value_name = "ADDR|off")]
     pub metrics_addr: Option<String>,
@@ -165,15 +168,16 @@ pub struct ReplayArgs {
 
 #[derive(Args, Debug)]
 pub struct LiveArgs {
-    /// Interface to capture on (a span port or tap); repeat for several, one capture thread each.
-    #[arg(short = 'i', long = "interface", required = true, value_name = "IFACE")]
+    /// Interface to capture on (a span port or tap); repeat for several, one capture thread
+    /// each (or `interfaces` in the [live] table of --config).
+    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
     pub interfaces: Vec<String>,
     /// BPF filter, compiled by libpcap (e.g. "not port 22").
     #[arg(long, value_name = "EXPR")]
     pub bpf: Option<String>,
-    /// Kernel capture buffer per interface, in MiB (raise it if the kernel drops packets).
-    #[arg(long, value_name = "MIB", default_value_t = 64)]
-    pub buffer_mb: u32,
+    /// Kernel capture buffer per interface, in MiB (raise it if the kernel drops packets) [default: 64].
+    #[arg(long, value_name = "MIB")]
+    pub buffer_mb: Option<u32>,
     /// Do not put the interface in promiscuous mode.
     #[arg(long)]
     pub no_promisc: bool,
@@ -181,9 +185,9 @@ pub struct LiveArgs {
     /// [default when started as root: vendorwatch, if that user exists].
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
-    /// Seconds between status lines on a terminal (packets, drops per stage, alerts).
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
-    pub status_every: u64,
+    /// Seconds between status lines on a terminal (packets, drops per stage, alerts) [default: 10].
+    #[arg(long, value_name = "SECS")]
+    pub status_every: Option<u64>,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -276,32 +280,24 @@ pub fn run(cli: Cli) -> i32 {
         Command::Replay(args) => {
             let metrics = args.common.metrics_addr.clone();
             (
-                run_config(args.common, metrics, DEFAULT_REPLAY_STATE),
+                run_config(args.common, metrics, &REPLAY_DEFAULTS),
                 Mode::Replay(args.inputs, args.linger),
             )
         }
         Command::Live(args) => {
-            let live = LiveSettings {
+            let metrics = args.common.metrics_addr.clone();
+            let command = Mode::Live(LiveOverrides {
                 interfaces: args.interfaces,
                 bpf: args.bpf,
                 buffer_mb: args.buffer_mb,
-                promiscuous: !args.no_promisc,
+                no_promisc: args.no_promisc,
                 status_every: args.status_every,
                 user: args.user,
-            };
-            let metrics = Some(
-                args.common
-                    .metrics_addr
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_METRICS_ADDR.to_string()),
-            );
-            (
-                run_config(args.common, metrics, DEFAULT_LIVE_STATE),
-                Mode::Live(live),
-            )
+            });
+            (run_config(args.common, metrics, &LIVE_DEFAULTS), command)
         }
     };
-    let cfg = match config {
+    let (cfg, file) = match config {
         Ok(cfg) => cfg,
         Err(msg) => {
             eprintln!("vendorwatch: {msg}");
@@ -310,7 +306,26 @@ pub fn run(cli: Cli) -> i32 {
     };
     match command {
         Mode::Replay(inputs, linger) => run_replay(cfg, &inputs, linger),
-        Mode::Live(live) => run_live(cfg, live),
+        Mode::Live(given) => {
+            let from_file = &file.live;
+            let live = LiveSettings {
+                interfaces: if given.interfaces.is_empty() {
+                    from_file.interfaces.clone().unwrap_or_default()
+                } else {
+                    given.interfaces
+                },
+                bpf: given.bpf.or_else(|| from_file.bpf.clone()),
+                buffer_mb: given.buffer_mb.or(from_file.buffer_mb).unwrap_or(64),
+                promiscuous: !given.no_promisc && from_file.promiscuous.unwrap_or(true),
+                status_every: given.status_every.or(from_file.status_every).unwrap_or(10),
+                user: given.user.or_else(|| from_file.user.clone()),
+            };
+            if live.interfaces.is_empty() {
+                eprintln!("vendorwatch: live needs an interface: -i IFACE (repeatable), or interfaces = [\"eth1\"] in the [live] table of --config");
+                return exit::UNUSABLE;
+            }
+            run_live(cfg, live)
+        }
     }
 }
 
@@ -321,9 +336,35 @@ pub const DEFAULT_LIVE_STATE: &str = "/var/lib/vendorwatch/inventory.db";
 /// Where `live` serves metrics unless told otherwise: loopback only.
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9717";
 
+/// Defaults that differ between `replay` and `live`.
+struct CommandDefaults {
+    state: &'static str,
+    metrics_addr: Option<&'static str>,
+}
+
+const REPLAY_DEFAULTS: CommandDefaults = CommandDefaults {
+    state: DEFAULT_REPLAY_STATE,
+    metrics_addr: None,
+};
+
+const LIVE_DEFAULTS: CommandDefaults = CommandDefaults {
+    state: DEFAULT_LIVE_STATE,
+    metrics_addr: Some(DEFAULT_METRICS_ADDR),
+};
+
 enum Mode {
     Replay(Vec<String>, u64),
-    Live(LiveSettings),
+    Live(LiveOverrides),
+}
+
+/// `live`'s own options as given on the command line (merged with the file's [live] table).
+struct LiveOverrides {
+    interfaces: Vec<String>,
+    bpf: Option<String>,
+    buffer_mb: Option<u32>,
+    no_promisc: bool,
+    status_every: Option<u64>,
+    user: Option<String>,
 }
 
 struct LiveSettings {
@@ -339,25 +380,13 @@ fn rule_source(path: &Option<PathBuf>) -> RuleSource {
     path.clone().map_or(RuleSource::Embedded, RuleSource::Path)
 }
 
+/// Builds the validated configuration: each option from the command line if given, else from
+/// the configuration file, else its default. Returns the file too (live reads its [live] table).
 fn run_config(
     args: CommonArgs,
     metrics_addr: Option<String>,
-    default_state: &str,
-) -> Result<RunConfig, String> {
-    if args.vxlan_ports.contains(&0) {
-        return Err("--vxlan-ports: 0 is not a port".into());
-    }
-    crate::decode::tunnel::set_vxlan_ports(args.vxlan_ports.clone());
-    let syslog = match &args.syslog {
-        Some(t) => {
-            let target: crate::output::syslog::SyslogTarget =
-                t.parse().map_err(|e| format!("--syslog: {e}"))?;
-            let mut c = crate::output::syslog::SyslogConfig::new(target);
-            c.capacity = args.syslog_queue.max(1);
-            Some(c)
-        }
-        None => None,
-    };
+    defaults: &CommandDefaults,
+) -> Result<(RunConfig, config::LoadedConfig), String> {
     let file = match &args.config {
         Some(p) => config::load_config(p).map_err(|errs| {
             format!(
@@ -369,6 +398,29 @@ fn run_config(
         })?,
         None => config::LoadedConfig::default(),
     };
+    let vxlan_ports = args
+        .vxlan_ports
+        .clone()
+        .or_else(|| file.vxlan_ports.clone())
+        .unwrap_or_else(|| vec![crate::decode::tunnel::VXLAN_PORT]);
+    if vxlan_ports.contains(&0) {
+        return Err("--vxlan-ports: 0 is not a port".into());
+    }
+    crate::decode::tunnel::set_vxlan_ports(vxlan_ports);
+    let syslog = match args.syslog.as_ref().or(file.syslog.as_ref()) {
+        Some(t) => {
+            let target: crate::output::syslog::SyslogTarget =
+                t.parse().map_err(|e| format!("--syslog: {e}"))?;
+            let mut c = crate::output::syslog::SyslogConfig::new(target);
+            c.capacity = args
+                .syslog_queue
+                .or(file.syslog_queue)
+                .unwrap_or(crate::output::syslog::DEFAULT_CAPACITY)
+                .max(1);
+            Some(c)
+        }
+        None => None,
+    };
     let rules_path = args.rules.rules.clone().or(file.rules.clone());
     let vendors = args.rules.vendors.clone().or(file.vendors.clone());
     let rules = config::load_rules(&rule_source(&rules_path), vendors.as_deref())?;
@@ -378,53 +430,87 @@ fn run_config(
             .or(file.home_net.as_deref())
             .unwrap_or(DEFAULT_HOME_NET),
     )?;
-    if args.workers == Some(0) {
+    let workers = args.workers.or(file.workers);
+    if workers == Some(0) {
         return Err("--workers must be at least 1".into());
     }
-    if args.max_flows == 0 {
+    let max_flows = args
+        .max_flows
+        .or(file.max_flows)
+        .unwrap_or(ExtractorLimits::default().max_flows);
+    if max_flows == 0 {
         return Err("--max-flows must be at least 1".into());
     }
-    if args.pdns_ttl_floor > args.pdns_ttl_cap {
+    let detect_defaults = DetectLimits::default();
+    let detect_limits = DetectLimits {
+        pdns_max_entries: args
+            .pdns_max
+            .or(file.pdns_max)
+            .unwrap_or(detect_defaults.pdns_max_entries),
+        pdns_ttl_floor_secs: args
+            .pdns_ttl_floor
+            .or(file.pdns_ttl_floor)
+            .unwrap_or(detect_defaults.pdns_ttl_floor_secs),
+        pdns_ttl_cap_secs: args
+            .pdns_ttl_cap
+            .or(file.pdns_ttl_cap)
+            .unwrap_or(detect_defaults.pdns_ttl_cap_secs),
+        ..detect_defaults
+    };
+    if detect_limits.pdns_ttl_floor_secs > detect_limits.pdns_ttl_cap_secs {
         return Err(format!(
             "--pdns-ttl-floor ({}) is larger than --pdns-ttl-cap ({})",
-            args.pdns_ttl_floor, args.pdns_ttl_cap
+            detect_limits.pdns_ttl_floor_secs, detect_limits.pdns_ttl_cap_secs
         ));
     }
-    let stdout_users = [&args.alerts, &args.events]
+    let alerts = args.alerts.or_else(|| file.alerts.clone());
+    let events = args.events.or_else(|| file.events.clone());
+    let stdout_users = [&alerts, &events]
         .iter()
         .filter(|o| o.as_deref() == Some(Path::new("-")))
         .count();
     if stdout_users > 1 {
         return Err("--alerts and --events cannot both write to stdout".into());
     }
-    Ok(RunConfig {
+    let state = args
+        .state
+        .or_else(|| file.state.clone())
+        .unwrap_or_else(|| defaults.state.to_string());
+    let realert_hours = args.realert_hours.or(file.realert_hours).unwrap_or(24);
+    let cfg = RunConfig {
         encrypted_dns: crate::detect::resolvers::EncryptedDns::embedded()?,
         rules: Arc::new(rules),
         home_net,
-        workers: args.workers.unwrap_or_else(config::default_workers),
-        alerts: args.alerts,
-        report: args.report,
-        events: args.events,
+        workers: workers.unwrap_or_else(config::default_workers),
+        alerts,
+        report: args.report.or_else(|| file.report.clone()),
+        events,
         extract_limits: ExtractorLimits {
-            max_flows: args.max_flows,
+            max_flows,
             ..ExtractorLimits::default()
         },
-        detect_limits: DetectLimits {
-            pdns_max_entries: args.pdns_max,
-            pdns_ttl_floor_secs: args.pdns_ttl_floor,
-            pdns_ttl_cap_secs: args.pdns_ttl_cap,
-            ..DetectLimits::default()
-        },
-        quiet: args.quiet,
-        metrics_addr: metrics_addr.filter(|a| a != "off"),
+        detect_limits,
+        quiet: args.quiet || file.quiet.unwrap_or(false),
+        metrics_addr: metrics_addr
+            .or_else(|| file.metrics_addr.clone())
+            .or_else(|| defaults.metrics_addr.map(str::to_string))
+            .filter(|a| a != "off"),
         syslog,
-        suppressions: file.suppressions,
-        state: match args.state.as_deref().unwrap_or(default_state) {
+        suppressions: file.suppressions.clone(),
+        state: match state.as_str() {
             "none" => None,
             path => Some(PathBuf::from(path)),
         },
-        realert_secs: Some(args.realert_hours.saturating_mul(3600)).filter(|s| *s > 0),
-    })
+        realert_secs: Some(realert_hours.saturating_mul(3600)).filter(|s| *s > 0),
+        reload: crate::reload::ReloadSpec {
+            config: args.config.clone(),
+            rules: args.rules.rules.clone(),
+            vendors: args.rules.vendors.clone(),
+            watch: args.watch || file.watch.unwrap_or(false),
+            started_with: args.config.is_some().then(|| file.clone()),
+        },
+    };
+    Ok((cfg, file))
 }
 
 fn open_output(path: &Path, what: &str) -> Result<SharedWriter, String> {
@@ -450,6 +536,7 @@ struct Started {
     vendors: Vec<String>,
     server: Option<exporter::Server>,
     persister: Option<crate::hosts::store::Persister>,
+    reloader: Option<crate::reload::Reloader>,
 }
 
 fn start(cfg: &RunConfig) -> Result<Started, String> {
@@ -504,7 +591,7 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
         extract_limits: cfg.extract_limits,
         batch_seconds: crate::metrics::exporter::batch_histogram(),
         report_file: Mutex::new(report_file),
-        suppressions: cfg.suppressions.clone(),
+        suppressions: arc_swap::ArcSwap::from_pointee(cfg.suppressions.clone()),
         syslog: Mutex::new(match &cfg.syslog {
             Some(c) => Some(
                 crate::output::syslog::SyslogSink::start(c.clone())
@@ -542,11 +629,15 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
         }
         None => None,
     };
+    let reloader =
+        crate::reload::Reloader::start(Arc::clone(&shared), cfg.reload.clone(), cfg.quiet)
+            .map_err(|e| format!("cannot start the reloader (SIGHUP handler): {e}"))?;
     Ok(Started {
         shared,
         vendors,
         server,
         persister,
+        reloader: Some(reloader),
     })
 }
 
@@ -668,6 +759,7 @@ fn run_replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
         vendors,
         server,
         persister,
+        reloader,
     }) = start_or_say(&cfg)
     else {
         return exit::UNUSABLE;
@@ -721,6 +813,10 @@ fn run_replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
             return exit::UNUSABLE;
         }
     };
+    // No reload while the results are written: they are judged by one rule set.
+    if let Some(r) = reloader {
+        r.stop();
+    }
     let resolvers = shared.detector.resolvers();
     let errors: Vec<String> = outcome.errors.iter().map(|e| e.to_string()).collect();
     let facts = output::summary::RunFacts {
@@ -793,6 +889,7 @@ fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
         vendors,
         server,
         persister,
+        reloader,
     }) = start_or_say(&cfg)
     else {
         return exit::UNUSABLE;
@@ -893,6 +990,10 @@ fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
     pool.finish();
     if let Some(server) = server {
         server.stop();
+    }
+    // No reload while the results are written: they are judged by one rule set.
+    if let Some(r) = reloader {
+        r.stop();
     }
     let resolvers = shared.detector.resolvers();
     let (first_packet, last_packet) = first_last.lock().map(|g| *g).unwrap_or_default();

@@ -96,21 +96,56 @@ pub struct RunConfig {
     pub suppressions: Suppressions,
     /// Where alerts also go, over syslog.
     pub syslog: Option<crate::output::syslog::SyslogConfig>,
+    /// Where a reload (SIGHUP, `--watch`) reads rules and suppressions from.
+    pub reload: crate::reload::ReloadSpec,
 }
 
-/// The configuration file (`--config PATH`, checked by `vendorwatch config check`). Every key
-/// is optional; options given on the command line win over the file.
+/// The configuration file (`--config PATH`, checked by `vendorwatch config check`). Every
+/// key is optional and named like its command-line option (`--max-flows` is `max_flows`);
+/// options given on the command line win over the file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// Rule pack file or directory (default: the embedded packs).
-    pub rules: Option<std::path::PathBuf>,
+    pub rules: Option<PathBuf>,
     /// Vendors whose packs are active.
     pub vendors: Option<Vec<String>>,
     /// Internal networks whose hosts are reported.
     pub home_net: Option<Vec<String>>,
+    pub alerts: Option<PathBuf>,
+    pub report: Option<PathBuf>,
+    pub events: Option<PathBuf>,
+    /// The inventory database, or "none".
+    pub state: Option<String>,
+    pub realert_hours: Option<u64>,
+    pub workers: Option<usize>,
+    pub max_flows: Option<usize>,
+    pub pdns_max: Option<usize>,
+    pub pdns_ttl_floor: Option<u64>,
+    pub pdns_ttl_cap: Option<u64>,
+    pub syslog: Option<String>,
+    pub syslog_queue: Option<usize>,
+    pub vxlan_ports: Option<Vec<u16>>,
+    pub metrics_addr: Option<String>,
+    pub quiet: Option<bool>,
+    /// Reload rules and suppressions when these files change.
+    pub watch: Option<bool>,
+    /// Settings of `vendorwatch live` only.
+    pub live: Option<LiveFileConfig>,
     #[serde(default)]
     pub suppress: Vec<toml::Spanned<SuppressSpec>>,
+}
+
+/// The `[live]` table.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveFileConfig {
+    pub interfaces: Option<Vec<String>>,
+    pub bpf: Option<String>,
+    pub buffer_mb: Option<u32>,
+    pub promiscuous: Option<bool>,
+    pub user: Option<String>,
+    pub status_every: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,13 +164,47 @@ pub struct SuppressSpec {
     pub rules: Vec<String>,
 }
 
+/// Keys a reload puts in force; every other key is read at start only.
+pub const RELOADABLE_KEYS: [&str; 3] = ["rules", "vendors", "suppress"];
+
 /// A configuration file, validated.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct LoadedConfig {
-    pub rules: Option<std::path::PathBuf>,
+    pub rules: Option<PathBuf>,
     pub vendors: Option<Vec<String>>,
     pub home_net: Option<String>,
+    pub alerts: Option<PathBuf>,
+    pub report: Option<PathBuf>,
+    pub events: Option<PathBuf>,
+    pub state: Option<String>,
+    pub realert_hours: Option<u64>,
+    pub workers: Option<usize>,
+    pub max_flows: Option<usize>,
+    pub pdns_max: Option<usize>,
+    pub pdns_ttl_floor: Option<u64>,
+    pub pdns_ttl_cap: Option<u64>,
+    pub syslog: Option<String>,
+    pub syslog_queue: Option<usize>,
+    pub vxlan_ports: Option<Vec<u16>>,
+    pub metrics_addr: Option<String>,
+    pub quiet: Option<bool>,
+    pub watch: Option<bool>,
+    pub live: LiveFileConfig,
     pub suppressions: Suppressions,
+    /// The keys a reload cannot change, as written (to tell the user a restart is needed).
+    pub fixed: toml::Table,
+}
+
+impl LoadedConfig {
+    /// Keys a reload cannot apply that differ between `self` (in force) and `newer`.
+    pub fn restart_needed_for(&self, newer: &LoadedConfig) -> Vec<String> {
+        let keys: std::collections::BTreeSet<&String> =
+            self.fixed.keys().chain(newer.fixed.keys()).collect();
+        keys.into_iter()
+            .filter(|k| self.fixed.get(*k) != newer.fixed.get(*k))
+            .cloned()
+            .collect()
+    }
 }
 
 fn parse_expiry(text: &str) -> Option<Timestamp> {
@@ -164,12 +233,57 @@ pub fn load_config(path: &std::path::Path) -> Result<LoadedConfig, Vec<String>> 
         let line = e.span().map_or(0, |s| line_at(s.start));
         vec![format!("{name}:{line}: {}", e.message().trim())]
     })?;
+    // Deserialising succeeded, so the text is a table; keep the start-only part as written.
+    let mut fixed: toml::Table = text.parse().unwrap_or_default();
+    for key in RELOADABLE_KEYS {
+        fixed.remove(key);
+    }
     let mut errors = Vec::new();
+    let mut problem_at = |key: &str, p: String| {
+        errors.push(format!("{name}:{}: {key}: {p}", key_line(&text, key)));
+    };
     let home_net = file.home_net.map(|nets| nets.join(","));
     if let Some(h) = &home_net {
         if let Err(e) = parse_home_net(h) {
-            errors.push(format!("{name}: home_net: {e}"));
+            problem_at("home_net", e);
         }
+    }
+    if let Some(t) = &file.syslog {
+        if let Err(e) = t.parse::<crate::output::syslog::SyslogTarget>() {
+            problem_at("syslog", e.to_string());
+        }
+    }
+    for (key, value) in [
+        ("workers", file.workers),
+        ("max_flows", file.max_flows),
+        ("syslog_queue", file.syslog_queue),
+    ] {
+        if value == Some(0) {
+            problem_at(key, "must be at least 1".into());
+        }
+    }
+    if let (Some(floor), Some(cap)) = (file.pdns_ttl_floor, file.pdns_ttl_cap) {
+        if floor > cap {
+            problem_at(
+                "pdns_ttl_floor",
+                format!("{floor} is larger than pdns_ttl_cap ({cap})"),
+            );
+        }
+    }
+    if file.vxlan_ports.as_ref().is_some_and(|p| p.contains(&0)) {
+        problem_at("vxlan_ports", "0 is not a port".into());
+    }
+    if file.alerts.as_deref() == Some(std::path::Path::new("-"))
+        && file.events.as_deref() == Some(std::path::Path::new("-"))
+    {
+        problem_at(
+            "events",
+            "alerts and events cannot both write to stdout".into(),
+        );
+    }
+    let live = file.live.unwrap_or_default();
+    if live.interfaces.as_ref().is_some_and(|i| i.is_empty()) {
+        problem_at("interfaces", "is empty: name at least one interface".into());
     }
     let mut list = Vec::new();
     for spanned in file.suppress {
@@ -218,16 +332,45 @@ pub fn load_config(path: &std::path::Path) -> Result<LoadedConfig, Vec<String>> 
             line,
         });
     }
-    if errors.is_empty() {
-        Ok(LoadedConfig {
-            rules: file.rules,
-            vendors: file.vendors,
-            home_net,
-            suppressions: Suppressions(list),
-        })
-    } else {
-        Err(errors)
+    if !errors.is_empty() {
+        return Err(errors);
     }
+    Ok(LoadedConfig {
+        rules: file.rules,
+        vendors: file.vendors,
+        home_net,
+        alerts: file.alerts,
+        report: file.report,
+        events: file.events,
+        state: file.state,
+        realert_hours: file.realert_hours,
+        workers: file.workers,
+        max_flows: file.max_flows,
+        pdns_max: file.pdns_max,
+        pdns_ttl_floor: file.pdns_ttl_floor,
+        pdns_ttl_cap: file.pdns_ttl_cap,
+        syslog: file.syslog,
+        syslog_queue: file.syslog_queue,
+        vxlan_ports: file.vxlan_ports,
+        metrics_addr: file.metrics_addr,
+        quiet: file.quiet,
+        watch: file.watch,
+        live,
+        suppressions: Suppressions(list),
+        fixed,
+    })
+}
+
+/// The line where `key = …` is first written (1 when it cannot be found): validation
+/// happens after parsing, where spans are gone, and a key appears once per table.
+fn key_line(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|l| {
+            l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map_or(1, |i| i + 1)
 }
 
 #[cfg(test)]

@@ -17,5 +17,6 @@ pub mod hosts;
 pub mod metrics;
 pub mod output;
 pub mod pipeline;
+pub mod reload;
 pub mod suppress;
 pub mod time;

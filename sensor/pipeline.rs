@@ -41,8 +41,8 @@ pub struct Shared {
     pub extract_limits: ExtractorLimits,
     /// Alerts to a syslog receiver (a SIEM), if configured; taken and closed at the end.
     pub syslog: Mutex<Option<crate::output::syslog::SyslogSink>>,
-    /// Findings that raise no alert.
-    pub suppressions: crate::suppress::Suppressions,
+    /// Findings that raise no alert; swapped whole on a reload, like the rules.
+    pub suppressions: arc_swap::ArcSwap<crate::suppress::Suppressions>,
     /// The report file, opened at start and written at the end.
     pub report_file: Mutex<Option<std::fs::File>>,
     /// Time a worker spends on one batch (decode, extract, detect, output).
@@ -443,6 +443,12 @@ fn worker(index: usize, rx: Receiver<Batch>, free_tx: Sender<Batch>, shared: Arc
     let mut events = String::new();
     for mut batch in rx {
         let started = std::time::Instant::now();
+        // One rule set and one suppression list per batch: a reload takes effect at the next
+        // batch, and every finding is judged and reported against the same rules.
+        let policy = Policy {
+            rules: shared.detector.rules(),
+            suppressions: shared.suppressions.load_full(),
+        };
         for p in &batch.packets {
             let frame = &batch.data[p.start as usize..(p.start + p.len) as usize];
             // The reader decoded this frame already; it cannot fail differently now.
@@ -450,10 +456,11 @@ fn worker(index: usize, rx: Receiver<Batch>, free_tx: Sender<Batch>, shared: Arc
                 continue;
             };
             extractor.process(p.ts, &pkt, &mut |item| {
-                handle(&shared, &mut local, &mut events, item)
+                handle(&shared, &policy, &mut local, &mut events, item)
             });
         }
         flush_events(&shared, &mut events);
+        shared.counters.fold_findings(&mut local, &policy.rules);
         shared.counters.fold(&mut local);
         shared
             .batch_seconds
@@ -464,9 +471,20 @@ fn worker(index: usize, rx: Receiver<Batch>, free_tx: Sender<Batch>, shared: Arc
         batch.clear();
         let _ = free_tx.try_send(batch);
     }
-    extractor.finish(&mut |item| handle(&shared, &mut local, &mut events, item));
+    let policy = Policy {
+        rules: shared.detector.rules(),
+        suppressions: shared.suppressions.load_full(),
+    };
+    extractor.finish(&mut |item| handle(&shared, &policy, &mut local, &mut events, item));
     flush_events(&shared, &mut events);
+    shared.counters.fold_findings(&mut local, &policy.rules);
     shared.counters.fold(&mut local);
+}
+
+/// What a worker judges findings by, loaded once per batch.
+struct Policy {
+    rules: Arc<crate::detect::RuleSet>,
+    suppressions: Arc<crate::suppress::Suppressions>,
 }
 
 fn flush_events(shared: &Shared, events: &mut String) {
@@ -476,7 +494,13 @@ fn flush_events(shared: &Shared, events: &mut String) {
     events.clear();
 }
 
-fn handle(shared: &Shared, local: &mut Local, events: &mut String, item: Extracted) {
+fn handle(
+    shared: &Shared,
+    policy: &Policy,
+    local: &mut Local,
+    events: &mut String,
+    item: Extracted,
+) {
     match &item {
         Extracted::Anomaly(reason) => {
             local.anomaly(reason);
@@ -509,14 +533,14 @@ fn handle(shared: &Shared, local: &mut Local, events: &mut String, item: Extract
     if let Some((host, hiding)) = shared.detector.name_hiding(&item) {
         shared.hosts.note_hiding(host, hiding);
     }
-    let rules = &shared.detector.rules;
-    shared.detector.detect(&item, &mut |finding| {
+    let rules = &*policy.rules;
+    shared.detector.detect(rules, &item, &mut |finding| {
         local.findings += 1;
         *local
             .matches
             .entry((finding.rule, finding.indicator.kind))
             .or_default() += 1;
-        let suppressed = shared
+        let suppressed = policy
             .suppressions
             .covering(&finding, rules.rule(finding.rule));
         if suppressed.is_some() {

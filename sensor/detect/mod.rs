@@ -24,6 +24,9 @@ pub struct RuleSet {
     pub packs: Vec<Pack>,
     pub rules: Vec<Rule>,
     pub matcher: Matcher,
+    /// Which load this is (0 at start, one more per reload): cross-flow state written with
+    /// the rule indices of one generation is never read with another's.
+    pub generation: u64,
 }
 
 impl RuleSet {
@@ -70,11 +73,17 @@ impl RuleSet {
             packs,
             rules,
             matcher,
+            generation: 0,
         })
     }
 
     pub fn rule(&self, idx: RuleIdx) -> &Rule {
         &self.rules[idx as usize]
+    }
+
+    /// The vendors whose packs are active.
+    pub fn vendors(&self) -> Vec<String> {
+        self.packs.iter().map(|p| p.vendor.clone()).collect()
     }
 }
 
@@ -144,6 +153,8 @@ impl Default for DetectLimits {
 struct PdnsEntry {
     name: Arc<str>,
     rules: smallvec::SmallVec<[RuleIdx; 2]>,
+    /// The rule-set generation `rules` index into.
+    generation: u64,
     expires: Timestamp,
 }
 
@@ -157,13 +168,22 @@ impl HomeNet {
     }
 }
 
-/// (lower address, higher address, rule) → the distinct (transport, port) pairs seen.
-type PortPairs =
-    DashMap<(IpAddr, IpAddr, RuleIdx), smallvec::SmallVec<[(Proto, u16); 4]>, ahash::RandomState>;
+/// The distinct (transport, port) pairs seen between two hosts for one rule, tagged with
+/// the rule-set generation the rule index belongs to.
+#[derive(Debug, Default)]
+struct PortsSeen {
+    generation: u64,
+    ports: smallvec::SmallVec<[(Proto, u16); 4]>,
+}
+
+/// (lower address, higher address, rule) → the distinct ports seen.
+type PortPairs = DashMap<(IpAddr, IpAddr, RuleIdx), PortsSeen, ahash::RandomState>;
 
 /// Cross-flow detection state, shared by every worker.
 pub struct Detector {
-    pub rules: Arc<RuleSet>,
+    /// Swapped whole on a reload; a worker loads it once per batch, so every finding is
+    /// judged, recorded and reported against one consistent rule set.
+    rules: arc_swap::ArcSwap<RuleSet>,
     home: HomeNet,
     limits: DetectLimits,
     encrypted_dns: resolvers::EncryptedDns,
@@ -183,7 +203,7 @@ impl Detector {
         encrypted_dns: resolvers::EncryptedDns,
     ) -> Detector {
         Detector {
-            rules,
+            rules: arc_swap::ArcSwap::new(rules),
             home,
             limits,
             encrypted_dns,
@@ -197,6 +217,56 @@ impl Detector {
 
     pub fn home_net(&self) -> &HomeNet {
         &self.home
+    }
+
+    /// The rules in force now.
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.rules.load_full()
+    }
+
+    /// Puts a new rule set in force without stopping anything: workers pick it up with their
+    /// next batch. Passive-DNS and port-pair state learned under the old rules is carried
+    /// over by rule id (entries whose rules are gone are dropped), so a reload forgets
+    /// nothing that still matters.
+    pub fn replace_rules(&self, mut new: RuleSet) -> Arc<RuleSet> {
+        let old = self.rules.load_full();
+        new.generation = old.generation + 1;
+        let by_id: std::collections::HashMap<&str, RuleIdx> = new
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id.as_str(), i as RuleIdx))
+            .collect();
+        let translate = |idx: RuleIdx| {
+            old.rules
+                .get(idx as usize)
+                .and_then(|r| by_id.get(r.id.as_str()).copied())
+        };
+        let generation = new.generation;
+        self.pdns.retain(|_, e| {
+            if e.generation == old.generation {
+                e.rules = e.rules.iter().filter_map(|&r| translate(r)).collect();
+                e.generation = generation;
+            }
+            e.generation == generation && !e.rules.is_empty()
+        });
+        let pairs: Vec<_> = self
+            .port_pairs
+            .iter()
+            .filter(|e| e.value().generation == old.generation)
+            .filter_map(|e| {
+                let (a, b, rule) = *e.key();
+                Some(((a, b, translate(rule)?), e.value().ports.clone()))
+            })
+            .collect();
+        self.port_pairs.clear();
+        for (key, ports) in pairs {
+            self.port_pairs.insert(key, PortsSeen { generation, ports });
+        }
+        drop(by_id);
+        let new = Arc::new(new);
+        self.rules.store(Arc::clone(&new));
+        new
     }
 
     /// Marks a host as a DNS resolver. Called by the capture thread, in packet order, for
@@ -266,29 +336,30 @@ impl Detector {
         self.home.contains(host).then_some((host, hiding))
     }
 
-    /// Turns one extraction result into findings.
-    pub fn detect(&self, item: &Extracted, out: &mut impl FnMut(Finding)) {
+    /// Turns one extraction result into findings under `rules` (from `Detector::rules`);
+    /// findings' rule indices point into `rules`.
+    pub fn detect(&self, rules: &RuleSet, item: &Extracted, out: &mut impl FnMut(Finding)) {
         match item {
-            Extracted::Name(ev) => self.on_name(ev, out),
+            Extracted::Name(ev) => self.on_name(rules, ev, out),
             Extracted::FlowStart {
                 ts,
                 flow,
                 client_mac,
-            } => self.on_flow_start(*ts, flow, *client_mac, out),
-            Extracted::Unnamed { ts, flow } => self.on_unnamed(*ts, flow, out),
+            } => self.on_flow_start(rules, *ts, flow, *client_mac, out),
+            Extracted::Unnamed { ts, flow } => self.on_unnamed(rules, *ts, flow, out),
             Extracted::Fingerprint { ts, flow, detail } => {
-                self.on_fingerprint(*ts, flow, detail, out)
+                self.on_fingerprint(rules, *ts, flow, detail, out)
             }
             Extracted::Anomaly(_) | Extracted::Evicted => {}
         }
     }
 
-    fn on_name(&self, ev: &NameEvent, out: &mut impl FnMut(Finding)) {
+    fn on_name(&self, rules: &RuleSet, ev: &NameEvent, out: &mut impl FnMut(Finding)) {
         let host = ev.flow.client.ip();
         if !self.home.contains(host) {
             return;
         }
-        let m = &self.rules.matcher;
+        let m = &rules.matcher;
         let mut emit =
             |rule: RuleIdx, indicator: Indicator, forwarded: bool, public: Option<IpAddr>| {
                 out(Finding {
@@ -324,7 +395,7 @@ impl Detector {
                     }
                 }
                 if d.is_response {
-                    self.on_answers(ev, d, forwarded, public, &mut emit);
+                    self.on_answers(rules, ev, d, forwarded, public, &mut emit);
                 }
             }
             // An ECH hello's server name is the provider's public name: not evidence.
@@ -386,6 +457,7 @@ impl Detector {
     /// CNAME chains and passive DNS from a response.
     fn on_answers(
         &self,
+        rules: &RuleSet,
         ev: &NameEvent,
         d: &crate::extract::DnsDetail,
         forwarded: bool,
@@ -393,7 +465,7 @@ impl Detector {
         emit: &mut impl FnMut(RuleIdx, Indicator, bool, Option<IpAddr>),
     ) {
         use crate::extract::dns::RData;
-        let m = &self.rules.matcher;
+        let m = &rules.matcher;
         // Rules that each owner name in the answer hits: the question's, then every CNAME target.
         let mut named: Vec<(&str, smallvec::SmallVec<[RuleIdx; 2]>)> = Vec::new();
         let q_hits: smallvec::SmallVec<[RuleIdx; 2]> =
@@ -438,6 +510,7 @@ impl Detector {
             let entry = PdnsEntry {
                 name: Arc::from(vendor_name),
                 rules: chain_rules.clone(),
+                generation: rules.generation,
                 expires: ev.ts.saturating_add_secs(ttl),
             };
             if self.pdns.len() >= self.limits.pdns_max_entries && !self.pdns.contains_key(&ip) {
@@ -457,6 +530,7 @@ impl Detector {
 
     fn on_fingerprint(
         &self,
+        rules: &RuleSet,
         ts: Timestamp,
         flow: &FlowId,
         detail: &Detail,
@@ -467,7 +541,7 @@ impl Detector {
         else {
             return;
         };
-        for rule in self.rules.matcher.match_ja4(j) {
+        for rule in rules.matcher.match_ja4(j) {
             out(Finding {
                 ts,
                 host: flow.client.ip(),
@@ -484,6 +558,7 @@ impl Detector {
 
     fn on_flow_start(
         &self,
+        rules: &RuleSet,
         ts: Timestamp,
         flow: &FlowId,
         client_mac: Option<[u8; 6]>,
@@ -493,7 +568,7 @@ impl Detector {
         if !self.home.contains(host) {
             return;
         }
-        let m = &self.rules.matcher;
+        let m = &rules.matcher;
         let server = flow.server.ip();
         let finding = |rule, indicator| Finding {
             ts,
@@ -513,7 +588,7 @@ impl Detector {
         }
         let port = flow.server.port();
         for rule in m.match_port(flow.proto, port) {
-            let needed = self.rules.rule(rule).min_distinct_ports as usize;
+            let needed = rules.rule(rule).min_distinct_ports as usize;
             let proto = match flow.proto {
                 Proto::Tcp => "tcp",
                 Proto::Udp => "udp",
@@ -536,10 +611,17 @@ impl Detector {
             }
             let distinct = {
                 let mut seen = self.port_pairs.entry(key).or_default();
-                if !seen.contains(&(flow.proto, port)) {
-                    seen.push((flow.proto, port));
+                if seen.generation != rules.generation {
+                    // Written by a worker still on the previous rules during a reload.
+                    *seen = PortsSeen {
+                        generation: rules.generation,
+                        ports: Default::default(),
+                    };
                 }
-                seen.len()
+                if !seen.ports.contains(&(flow.proto, port)) {
+                    seen.ports.push((flow.proto, port));
+                }
+                seen.ports.len()
             };
             if distinct >= needed {
                 out(finding(rule, ind));
@@ -547,7 +629,13 @@ impl Detector {
         }
     }
 
-    fn on_unnamed(&self, ts: Timestamp, flow: &FlowId, out: &mut impl FnMut(Finding)) {
+    fn on_unnamed(
+        &self,
+        rules: &RuleSet,
+        ts: Timestamp,
+        flow: &FlowId,
+        out: &mut impl FnMut(Finding),
+    ) {
         let host = flow.client.ip();
         if !self.home.contains(host) {
             return;
@@ -556,7 +644,9 @@ impl Detector {
         let Some(entry) = self.pdns.get(&server).map(|e| e.clone()) else {
             return;
         };
-        if entry.expires < ts {
+        // An entry from another generation was written during a reload by a worker on the
+        // old rules; its indices mean nothing here.
+        if entry.expires < ts || entry.generation != rules.generation {
             return;
         }
         for &rule in &entry.rules {
@@ -615,7 +705,7 @@ mod tests {
 
     fn findings(d: &Detector, item: &Extracted) -> Vec<Finding> {
         let mut v = Vec::new();
-        d.detect(item, &mut |f| v.push(f));
+        d.detect(&d.rules(), item, &mut |f| v.push(f));
         v
     }
 
@@ -670,13 +760,17 @@ mod tests {
         ));
         // The outer name of an ECH hello is never evidence, even when it is a vendor name.
         let mut found = Vec::new();
-        d.detect(&hello("s05.upd.kaspersky.com", true), &mut |f| {
-            found.push(f)
-        });
+        d.detect(
+            &d.rules(),
+            &hello("s05.upd.kaspersky.com", true),
+            &mut |f| found.push(f),
+        );
         assert!(found.is_empty(), "{found:?}");
-        d.detect(&hello("s05.upd.kaspersky.com", false), &mut |f| {
-            found.push(f)
-        });
+        d.detect(
+            &d.rules(),
+            &hello("s05.upd.kaspersky.com", false),
+            &mut |f| found.push(f),
+        );
         assert_eq!(found.len(), 1);
     }
 
@@ -711,7 +805,7 @@ mod tests {
             &start(flow(Proto::Udp, "10.1.1.2:50002", "10.1.1.5:15000")),
         );
         assert_eq!(f.len(), 1, "{f:?}");
-        let rule = d.rules.rule(f[0].rule);
+        let rule = d.rules().rule(f[0].rule).clone();
         assert_eq!(rule.category, "management");
         assert!(rule.severity < rules::Severity::High);
         assert_eq!(f[0].indicator.value, "15000/udp");

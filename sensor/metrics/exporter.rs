@@ -223,40 +223,26 @@ impl Collector for SensorCollector {
                 .collect(),
         ));
 
-        let rules = &s.detector.rules;
-        let mut matches: BTreeMap<(String, String, &'static str), u64> = BTreeMap::new();
-        for ((rule, kind), n) in c.matches() {
-            let r = rules.rule(rule);
-            *matches
-                .entry((r.vendor.clone(), r.category.clone(), kind.as_str()))
-                .or_default() += n;
-        }
+        let rules = s.detector.rules();
         out.push(family(
             "vendorwatch_matches_total",
             "Rule matches (findings), by vendor, category and indicator kind.",
             COUNTER,
-            matches
+            c.matches()
                 .iter()
                 .map(|((v, cat, k), n)| {
                     (
-                        labels(&[("vendor", v), ("category", cat), ("kind", k)]),
+                        labels(&[("vendor", v), ("category", cat), ("kind", k.as_str())]),
                         *n as f64,
                     )
                 })
                 .collect(),
         ));
-        let mut alerts: BTreeMap<(String, String), u64> = BTreeMap::new();
-        for (rule, n) in c.alerts_by_rule() {
-            let r = rules.rule(rule);
-            *alerts
-                .entry((r.vendor.clone(), r.category.clone()))
-                .or_default() += n;
-        }
         out.push(family(
             "vendorwatch_alerts_total",
             "Alerts raised (one per host, vendor and category), by vendor and category.",
             COUNTER,
-            alerts
+            c.alerts_by_category()
                 .iter()
                 .map(|((v, cat), n)| (labels(&[("vendor", v), ("category", cat)]), *n as f64))
                 .collect(),
@@ -368,8 +354,11 @@ impl Collector for SensorCollector {
             "Rule reloads, by result.",
             COUNTER,
             vec![
-                (labels(&[("result", "success")]), 0.0),
-                (labels(&[("result", "failure")]), 0.0),
+                (labels(&[("result", "success")]), get(&c.reloads_ok) as f64),
+                (
+                    labels(&[("result", "failure")]),
+                    get(&c.reloads_failed) as f64,
+                ),
             ],
         ));
         let loaded_at = c.sensor.rules_loaded_at.lock().map(|t| *t).unwrap_or(0.0);

@@ -27,8 +27,14 @@ pub struct Counters {
     anomalies: Mutex<BTreeMap<&'static str, u64>>,
     names: Mutex<BTreeMap<NameKind, u64>>,
     encaps: Mutex<BTreeMap<&'static str, u64>>,
-    matches: Mutex<BTreeMap<(u32, NameKind), u64>>,
-    alerts_by_rule: Mutex<BTreeMap<u32, u64>>,
+    /// Findings by (vendor, category, indicator kind): by name, not rule index, so counts
+    /// survive a rule reload that renumbers the rules.
+    matches: Mutex<BTreeMap<(String, String, NameKind), u64>>,
+    /// Alerts by (vendor, category).
+    alerts_by_category: Mutex<BTreeMap<(String, String), u64>>,
+    /// Rule reloads that put new rules in force, and that failed (the old rules stayed).
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
     /// Live state for the exporter and the status line.
     pub sensor: SensorState,
 }
@@ -117,9 +123,29 @@ impl Counters {
         add(&self.queue_dropped, &mut local.queue_dropped);
         merge(&self.anomalies, &mut local.anomalies);
         merge(&self.encaps, &mut local.encaps);
-        merge(&self.matches, &mut local.matches);
-        merge(&self.alerts_by_rule, &mut local.alerts_by_rule);
         merge(&self.names, &mut local.names);
+    }
+
+    /// Folds a worker's findings and alerts, counted by rule index under `rules` (the rule
+    /// set the worker judged them with), into the per-vendor and per-category counts.
+    pub fn fold_findings(&self, local: &mut Local, rules: &crate::detect::RuleSet) {
+        if !local.matches.is_empty() {
+            if let Ok(mut m) = self.matches.lock() {
+                for ((rule, kind), n) in std::mem::take(&mut local.matches) {
+                    let r = rules.rule(rule);
+                    *m.entry((r.vendor.clone(), r.category.clone(), kind))
+                        .or_default() += n;
+                }
+            }
+        }
+        if !local.alerts_by_rule.is_empty() {
+            if let Ok(mut m) = self.alerts_by_category.lock() {
+                for (rule, n) in std::mem::take(&mut local.alerts_by_rule) {
+                    let r = rules.rule(rule);
+                    *m.entry((r.vendor.clone(), r.category.clone())).or_default() += n;
+                }
+            }
+        }
     }
 
     pub fn anomalies(&self) -> BTreeMap<&'static str, u64> {
@@ -131,12 +157,12 @@ impl Counters {
         self.encaps.lock().map(|a| a.clone()).unwrap_or_default()
     }
 
-    pub fn matches(&self) -> BTreeMap<(u32, NameKind), u64> {
+    pub fn matches(&self) -> BTreeMap<(String, String, NameKind), u64> {
         self.matches.lock().map(|a| a.clone()).unwrap_or_default()
     }
 
-    pub fn alerts_by_rule(&self) -> BTreeMap<u32, u64> {
-        self.alerts_by_rule
+    pub fn alerts_by_category(&self) -> BTreeMap<(String, String), u64> {
+        self.alerts_by_category
             .lock()
             .map(|a| a.clone())
             .unwrap_or_default()

@@ -1,0 +1,268 @@
+//! Hot reload: on SIGHUP, and with `--watch` when a rule or configuration file changes, the
+//! rules and suppressions are read again, validated, compiled and put in force with one
+//! pointer swap each, while capture goes on. A file that does not load changes nothing: the
+//! rules in force stay, the error is reported with its file and line, and the failure is
+//! counted (`vendorwatch_rule_reloads_total{result="failure"}`).
+//!
+//! Only rules, vendors and suppressions are reloaded; every other setting is read at start,
+//! and a reload that finds one of them changed says a restart is needed.
+
+use crate::config::{self, LoadedConfig, RuleSource};
+use crate::pipeline::Shared;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Where a reload reads from: the configuration file, and the command-line options that
+/// override it (they keep winning after a reload, as they did at start).
+#[derive(Debug, Clone, Default)]
+pub struct ReloadSpec {
+    pub config: Option<PathBuf>,
+    pub rules: Option<PathBuf>,
+    pub vendors: Option<Vec<String>>,
+    /// Poll the files for changes, not only wait for SIGHUP.
+    pub watch: bool,
+    /// The configuration file as loaded at start.
+    pub started_with: Option<LoadedConfig>,
+}
+
+/// How often `--watch` looks at the files' modification times.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+/// How often the reloader looks for a SIGHUP.
+const SIGNAL_POLL: Duration = Duration::from_millis(100);
+
+/// What a successful reload put in force.
+#[derive(Debug)]
+pub struct Reloaded {
+    pub rules: usize,
+    pub vendors: Vec<String>,
+    pub suppressions: usize,
+    pub rules_from: String,
+    /// Start-only settings that differ from the file in force: they need a restart.
+    pub restart_needed_for: Vec<String>,
+}
+
+impl std::fmt::Display for Reloaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} rule(s) for {} from {}, {} suppression(s)",
+            self.rules,
+            self.vendors.join(","),
+            self.rules_from,
+            self.suppressions
+        )?;
+        if !self.restart_needed_for.is_empty() {
+            write!(
+                f,
+                "; changed settings that only a restart applies: {}",
+                self.restart_needed_for.join(", ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The reloader's memory between reloads.
+struct State {
+    spec: ReloadSpec,
+    /// The configuration file as last loaded (to notice start-only settings that changed).
+    in_force: Option<LoadedConfig>,
+}
+
+impl State {
+    fn rules_path(&self) -> Option<PathBuf> {
+        self.spec
+            .rules
+            .clone()
+            .or_else(|| self.in_force.as_ref().and_then(|c| c.rules.clone()))
+    }
+
+    /// The files whose change `--watch` reacts to.
+    fn watched(&self) -> Vec<PathBuf> {
+        self.spec
+            .config
+            .iter()
+            .cloned()
+            .chain(self.rules_path())
+            .collect()
+    }
+
+    /// Reads everything again and, only if all of it is valid, puts it in force.
+    fn reload(&mut self, shared: &Shared) -> Result<Reloaded, String> {
+        let file = match &self.spec.config {
+            Some(path) => Some(config::load_config(path).map_err(|errs| errs.join("; "))?),
+            None => None,
+        };
+        let rules_path = self
+            .spec
+            .rules
+            .clone()
+            .or_else(|| file.as_ref().and_then(|f| f.rules.clone()));
+        let vendors = self
+            .spec
+            .vendors
+            .clone()
+            .or_else(|| file.as_ref().and_then(|f| f.vendors.clone()));
+        let source = rules_path.map_or(RuleSource::Embedded, RuleSource::Path);
+        let set = config::load_rules(&source, vendors.as_deref())
+            .map_err(|msg| msg.replace('\n', " "))?;
+        let suppressions = file
+            .as_ref()
+            .map(|f| f.suppressions.clone())
+            .unwrap_or_else(|| (*shared.suppressions.load_full()).clone());
+        let restart_needed_for = match (&self.in_force, &file) {
+            (Some(old), Some(new)) => old.restart_needed_for(new),
+            _ => Vec::new(),
+        };
+        let in_force = shared.detector.replace_rules(set);
+        let n_suppressions = suppressions.0.len();
+        shared.suppressions.store(Arc::new(suppressions));
+        if let Some(f) = file {
+            self.in_force = Some(f);
+        }
+        if let Ok(mut t) = shared.counters.sensor.rules_loaded_at.lock() {
+            *t = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+        }
+        Ok(Reloaded {
+            rules: in_force.rules.len(),
+            vendors: in_force.vendors(),
+            suppressions: n_suppressions,
+            rules_from: source.describe(),
+            restart_needed_for,
+        })
+    }
+}
+
+/// A file's or a directory's state as `--watch` compares it: modification times and sizes
+/// of the file, or of every `*.toml` in the directory (a pack added or removed counts).
+fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, Option<(SystemTime, u64)>)> {
+    let stat = |p: &Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
+    };
+    let mut out = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+                .map(|rd| {
+                    rd.filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            entries.sort();
+            out.extend(entries.into_iter().map(|p| {
+                let s = stat(&p);
+                (p, s)
+            }));
+        } else {
+            out.push((path.clone(), stat(path)));
+        }
+    }
+    out
+}
+
+/// The thread that waits for SIGHUP (and, with `--watch`, file changes) and reloads.
+pub struct Reloader {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Reloader {
+    /// Installs the SIGHUP handler and starts watching.
+    pub fn start(
+        shared: Arc<Shared>,
+        mut spec: ReloadSpec,
+        quiet: bool,
+    ) -> std::io::Result<Reloader> {
+        let hup = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_seen = Arc::clone(&stop);
+        let in_force = spec.started_with.take();
+        let mut state = State { spec, in_force };
+        let handle = std::thread::Builder::new()
+            .name("reload".into())
+            .spawn(move || {
+                let watch = state.spec.watch;
+                let mut baseline = watch.then(|| fingerprint(&state.watched()));
+                let mut pending: Option<Vec<_>> = None;
+                let mut since_watch = Duration::ZERO;
+                while !stop_seen.load(Ordering::Relaxed) {
+                    std::thread::sleep(SIGNAL_POLL);
+                    let mut why = None;
+                    if hup.swap(false, Ordering::Relaxed) {
+                        why = Some("SIGHUP".to_string());
+                    }
+                    since_watch += SIGNAL_POLL;
+                    if let (Some(base), true) = (&baseline, since_watch >= WATCH_EVERY) {
+                        since_watch = Duration::ZERO;
+                        let now = fingerprint(&state.watched());
+                        // Reload once a change has held still for one poll, so a file
+                        // being written is not read half-way.
+                        if &now != base && pending.as_ref() == Some(&now) && why.is_none() {
+                            why = Some(format!("a change of {}", changed(base, &now)));
+                        }
+                        pending = (&now != base).then_some(now);
+                    }
+                    let Some(why) = why else { continue };
+                    let outcome = state.reload(&shared);
+                    match &outcome {
+                        Ok(done) => {
+                            shared.counters.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                            if !quiet || !done.restart_needed_for.is_empty() {
+                                eprintln!("vendorwatch: reloaded after {why}: {done}");
+                            }
+                        }
+                        Err(e) => {
+                            shared.counters.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                            eprintln!(
+                                "vendorwatch: reload after {why} failed, the rules and suppressions in force stay: {e}"
+                            );
+                        }
+                    }
+                    // Whatever happened, this state of the files has been judged; the next
+                    // change is judged again.
+                    if watch {
+                        baseline = Some(fingerprint(&state.watched()));
+                        pending = None;
+                    }
+                }
+            })?;
+        Ok(Reloader {
+            stop,
+            handle: Some(handle),
+        })
+    }
+
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The files that differ between two fingerprints, for the log line.
+fn changed(
+    before: &[(PathBuf, Option<(SystemTime, u64)>)],
+    after: &[(PathBuf, Option<(SystemTime, u64)>)],
+) -> String {
+    let mut names: Vec<String> = after
+        .iter()
+        .filter(|a| !before.contains(a))
+        .chain(before.iter().filter(|b| !after.iter().any(|a| a.0 == b.0)))
+        .map(|(p, _)| p.display().to_string())
+        .collect();
+    names.dedup();
+    if names.is_empty() {
+        "the watched files".into()
+    } else {
+        names.join(", ")
+    }
+}
