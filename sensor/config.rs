@@ -397,6 +397,89 @@ mod tests {
     }
 
     #[test]
+    fn every_option_has_a_key_and_bad_values_name_their_line() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            r#"rules = "/etc/vendorwatch/rules"
+vendors = ["kaspersky", "hikvision"]
+home_net = ["10.0.0.0/8"]
+alerts = "/var/log/vendorwatch/alerts.jsonl"
+report = "/var/lib/vendorwatch/hosts.json"
+events = "/var/log/vendorwatch/events.jsonl"
+state = "none"
+realert_hours = 12
+workers = 3
+max_flows = 1000
+pdns_max = 50
+pdns_ttl_floor = 60
+pdns_ttl_cap = 3600
+syslog = "udp://127.0.0.1:514"
+syslog_queue = 100
+vxlan_ports = [4789, 8472]
+metrics_addr = "127.0.0.1:9999"
+quiet = true
+watch = true
+
+[live]
+interfaces = ["span0", "span1"]
+bpf = "not port 22"
+buffer_mb = 256
+promiscuous = false
+user = "vendorwatch"
+status_every = 30
+"#,
+        )
+        .expect("write");
+        let c = load_config(&p).expect("valid");
+        assert_eq!(c.workers, Some(3));
+        assert_eq!(c.vxlan_ports, Some(vec![4789, 8472]));
+        assert_eq!(c.home_net.as_deref(), Some("10.0.0.0/8"));
+        assert_eq!(
+            c.live.interfaces,
+            Some(vec!["span0".into(), "span1".into()])
+        );
+        assert_eq!(c.live.promiscuous, Some(false));
+        assert_eq!(c.watch, Some(true));
+        // Only rules, vendors and suppressions are reloadable; the rest needs a restart.
+        std::fs::write(&p, "vendors = [\"kaspersky\"]\nworkers = 4\n").expect("write");
+        let newer = load_config(&p).expect("valid");
+        let changed = c.restart_needed_for(&newer);
+        assert!(changed.contains(&"workers".to_string()), "{changed:?}");
+        assert!(changed.contains(&"live".to_string()), "{changed:?}");
+        assert!(!changed.contains(&"vendors".to_string()), "{changed:?}");
+
+        std::fs::write(
+            &p,
+            "quiet = true\nworkers = 0\nsyslog = \"ftp://x\"\n\n[live]\ninterfaces = []\n",
+        )
+        .expect("write");
+        let errs = load_config(&p).expect_err("invalid");
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with(&format!("{}:2: workers:", p.display()))),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with(&format!("{}:3: syslog:", p.display()))),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with(&format!("{}:6: interfaces:", p.display()))),
+            "{errs:?}"
+        );
+        std::fs::write(&p, "[live]\ninterface = [\"eth0\"]\n").expect("write");
+        let errs = load_config(&p).expect_err("unknown key");
+        assert!(
+            errs[0].contains("c.toml:2:") && errs[0].contains("interface"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
     fn expiry_dates() {
         assert_eq!(
             parse_expiry("2027-01-31"),

@@ -92,7 +92,13 @@ impl State {
     /// Reads everything again and, only if all of it is valid, puts it in force.
     fn reload(&mut self, shared: &Shared) -> Result<Reloaded, String> {
         let file = match &self.spec.config {
-            Some(path) => Some(config::load_config(path).map_err(|errs| errs.join("; "))?),
+            Some(path) => Some(config::load_config(path).map_err(|errs| {
+                format!(
+                    "{} (`vendorwatch config check {}` lists every problem)",
+                    errs.join("; "),
+                    path.display()
+                )
+            })?),
             None => None,
         };
         let rules_path = self
@@ -106,8 +112,21 @@ impl State {
             .clone()
             .or_else(|| file.as_ref().and_then(|f| f.vendors.clone()));
         let source = rules_path.map_or(RuleSource::Embedded, RuleSource::Path);
-        let set = config::load_rules(&source, vendors.as_deref())
-            .map_err(|msg| msg.replace('\n', " "))?;
+        let loaded = source.load().map_err(|errs| {
+            let first: Vec<String> = errs.iter().take(3).map(|e| e.to_string()).collect();
+            let more = errs.len().saturating_sub(first.len());
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            let check = match &source {
+                RuleSource::Path(p) => format!("vendorwatch rules check {}", p.display()),
+                RuleSource::Embedded => "vendorwatch rules check".into(),
+            };
+            format!("{}{more} (`{check}` lists every problem)", first.join("; "))
+        })?;
+        let set = crate::detect::RuleSet::compile(loaded, vendors.as_deref())?;
         let suppressions = file
             .as_ref()
             .map(|f| f.suppressions.clone())
@@ -222,7 +241,7 @@ impl Reloader {
                         Err(e) => {
                             shared.counters.reloads_failed.fetch_add(1, Ordering::Relaxed);
                             eprintln!(
-                                "vendorwatch: reload after {why} failed, the rules and suppressions in force stay: {e}"
+                                "vendorwatch: reload after {why} failed; the rules and suppressions in force stay: {e}"
                             );
                         }
                     }

@@ -660,3 +660,103 @@ fn sigterm_mid_replay_keeps_everything_already_read() {
         "every alert of dns.pcap"
     );
 }
+
+#[test]
+fn the_config_file_sets_any_option_and_the_command_line_wins() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (alerts, report, other_report) = (
+        tmp.path().join("alerts.jsonl"),
+        tmp.path().join("hosts.json"),
+        tmp.path().join("other.json"),
+    );
+    let config = tmp.path().join("vendorwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "alerts = {alerts:?}\nreport = {report:?}\nstate = \"none\"\nquiet = true\n\
+             home_net = [\"10.10.1.11/32\"]\nworkers = 1\n"
+        ),
+    )
+    .expect("write");
+    let out = bin()
+        .arg("replay")
+        .arg("--config")
+        .arg(&config)
+        .arg(pcap("dns.pcap"))
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "quiet = true: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hosts: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("report from the file"))
+            .expect("json");
+    let ips: Vec<&str> = hosts["hosts"]
+        .as_array()
+        .expect("hosts")
+        .iter()
+        .filter_map(|h| h["ip"].as_str())
+        .collect();
+    assert_eq!(ips, ["10.10.1.11"], "home_net from the file");
+    assert!(
+        std::fs::read_to_string(&alerts)
+            .expect("alerts")
+            .lines()
+            .count()
+            >= 1
+    );
+
+    // The command line wins over the file.
+    std::fs::remove_file(&report).expect("rm");
+    let out = bin()
+        .arg("replay")
+        .arg("--config")
+        .arg(&config)
+        .arg("--report")
+        .arg(&other_report)
+        .args(["--home-net", "10.0.0.0/8"])
+        .arg(pcap("dns.pcap"))
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!report.exists(), "--report replaced the file's report");
+    let hosts: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&other_report).expect("report")).expect("json");
+    assert!(
+        hosts["hosts"].as_array().expect("hosts").len() > 1,
+        "--home-net replaced the file's"
+    );
+
+    // `config check` names the line of a bad value, and live without interfaces says where to put them.
+    std::fs::write(&config, "workers = 2\nmax_flows = 0\n").expect("write");
+    let out = bin()
+        .args(["config", "check"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("vendorwatch.toml:2: max_flows: must be at least 1"),
+        "{err}"
+    );
+    std::fs::write(&config, "workers = 1\n").expect("write");
+    let out = bin()
+        .args(["live", "--config"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[live] table"));
+}

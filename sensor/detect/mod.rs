@@ -864,4 +864,80 @@ mod tests {
             Some("dnl-01.geo.kaspersky.com")
         );
     }
+
+    #[test]
+    fn a_reload_keeps_what_passive_dns_and_port_pairs_learned_under_the_old_rules() {
+        let d = detector(DetectLimits::default());
+        let answer = Extracted::Name(NameEvent {
+            ts: Timestamp::from_parts(1000, 0),
+            kind: NameKind::Dns,
+            value: "dnl-01.geo.kaspersky.com".into(),
+            flow: flow(Proto::Udp, "10.1.1.5:5353", "10.1.1.53:53"),
+            client_mac: None,
+            detail: Detail::Dns(DnsDetail {
+                is_response: true,
+                qtype: 1,
+                rcode: 0,
+                answers: vec![dns::Answer {
+                    name: "dnl-01.geo.kaspersky.com".into(),
+                    rtype: 1,
+                    ttl: 300,
+                    data: dns::RData::A([203, 0, 113, 9].into()),
+                }],
+                query_seen: true,
+            }),
+        });
+        let unnamed = Extracted::Unnamed {
+            ts: Timestamp::from_parts(1010, 0),
+            flow: flow(Proto::Tcp, "10.1.1.6:40000", "203.0.113.9:443"),
+        };
+        let start = |f: FlowId| Extracted::FlowStart {
+            ts: Timestamp::from_parts(1, 0),
+            flow: f,
+            client_mac: None,
+        };
+        findings(&d, &answer);
+        let before: Vec<String> = findings(&d, &unnamed)
+            .iter()
+            .map(|f| d.rules().rule(f.rule).id.clone())
+            .collect();
+        assert!(!before.is_empty());
+        // One Security Center port seen before the reload, the second after it.
+        assert!(findings(
+            &d,
+            &start(flow(Proto::Tcp, "10.1.1.5:50000", "10.1.1.2:13000"))
+        )
+        .is_empty());
+
+        // Every pack active, in another order: the Kaspersky rules sit at other indices.
+        let mut loaded = rules::load_embedded().expect("embedded packs");
+        loaded.rules.reverse();
+        let all: Vec<String> = loaded.packs.iter().map(|p| p.vendor.clone()).collect();
+        let wider = RuleSet::compile(loaded, Some(&all)).expect("compiles");
+        let first_kaspersky = wider.rules.iter().position(|r| r.vendor == "kaspersky");
+        assert_ne!(first_kaspersky, Some(0), "indices must move for this test");
+        let in_force = d.replace_rules(wider);
+        assert_eq!(in_force.generation, 1);
+        let after: Vec<String> = findings(&d, &unnamed)
+            .iter()
+            .map(|f| d.rules().rule(f.rule).id.clone())
+            .collect();
+        assert_eq!(after, before, "the learned address keeps its rules by id");
+        let f = findings(
+            &d,
+            &start(flow(Proto::Udp, "10.1.1.2:50002", "10.1.1.5:15000")),
+        );
+        assert_eq!(
+            f.len(),
+            1,
+            "the port seen before the reload still counts: {f:?}"
+        );
+
+        // Rules that are gone take their learned addresses with them.
+        let loaded = rules::load_embedded().expect("embedded packs");
+        let others: Vec<String> = all.into_iter().filter(|v| v != "kaspersky").collect();
+        d.replace_rules(RuleSet::compile(loaded, Some(&others)).expect("compiles"));
+        assert!(findings(&d, &unnamed).is_empty());
+        assert_eq!(d.pdns_len(), 0);
+    }
 }
