@@ -199,7 +199,8 @@ fn rules_and_suppressions_reload_without_a_restart_and_a_broken_file_changes_not
     });
 
     // 2. A broken pack: its last line has no closing quote.
-    let broken = pack(&[update.clone()]) + "[[rule]]\nid = \"kaspersky.activation.act\n";
+    let broken =
+        pack(std::slice::from_ref(&update)) + "[[rule]]\nid = \"kaspersky.activation.act\n";
     let bad_line = broken.lines().count();
     write_whole(&pack_path, &broken);
     wait_until("the failed reload", limit, &stderr, || {
