@@ -237,10 +237,13 @@ pub struct ReportArgs {
     /// Where to write the HTML page.
     #[arg(long, value_name = "PATH")]
     pub html: PathBuf,
-    /// The host report to render (`--report` of `replay` or `live`, or `/api/hosts`).
-    /// Until the persistent inventory exists this input is required.
+    /// Render this host report (`--report` of `replay` or `live`, or `/api/hosts`) instead of
+    /// the inventory.
     #[arg(long, value_name = "HOSTS.json")]
-    pub from: PathBuf,
+    pub from: Option<PathBuf>,
+    /// The inventory to render (the `--state` of earlier runs).
+    #[arg(long, value_name = "PATH", env = "VENDORWATCH_STATE", default_value = DEFAULT_REPLAY_STATE)]
+    pub state: PathBuf,
     /// Hosts not seen for this many days are listed as gone quiet.
     #[arg(long, value_name = "DAYS", default_value_t = 7)]
     pub stale_days: u64,
@@ -1141,15 +1144,7 @@ fn parse_day_or_time(text: &str) -> Option<Timestamp> {
 }
 
 fn run_hosts(args: HostsArgs) -> i32 {
-    if !args.state.exists() {
-        eprintln!(
-            "vendorwatch: no inventory at {} (run `vendorwatch replay` or `live` with --state {} first)",
-            args.state.display(),
-            args.state.display()
-        );
-        return exit::UNUSABLE;
-    }
-    let loaded = match crate::hosts::store::Store::open(&args.state).and_then(|s| s.load()) {
+    let loaded = match load_inventory(&args.state) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("vendorwatch: {e}");
@@ -1291,26 +1286,65 @@ fn parse_time(text: &str) -> Option<Timestamp> {
     Some(Timestamp(i64::try_from(t.unix_timestamp_nanos()).ok()?))
 }
 
-fn run_report(args: ReportArgs) -> i32 {
-    let text = match std::fs::read(&args.from) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!(
-                "vendorwatch: cannot read the host report {}: {e}",
-                args.from.display()
-            );
-            return exit::UNUSABLE;
-        }
+/// Reads the inventory at `path`, or says what to do when there is none.
+fn load_inventory(path: &Path) -> Result<Vec<(std::net::IpAddr, crate::hosts::Host)>, String> {
+    if path == Path::new("none") || !path.exists() {
+        return Err(format!(
+            "no inventory at {} (run `vendorwatch replay` or `live` with --state {} first, or name it with --state PATH)",
+            path.display(),
+            path.display()
+        ));
+    }
+    crate::hosts::store::Store::open(path).and_then(|s| s.load())
+}
+
+/// The host report of the inventory: what `--report` would have written for these hosts.
+fn inventory_report(hosts: &[(std::net::IpAddr, crate::hosts::Host)]) -> serde_json::Value {
+    let seen = hosts.iter().flat_map(|(_, h)| h.detections.iter());
+    let meta = output::ReportMeta {
+        first_packet: seen.clone().map(|d| d.first_seen).min(),
+        last_packet: seen.clone().map(|d| d.last_seen).max(),
+        vendors: {
+            let mut v: Vec<String> = seen.map(|d| d.vendor.clone()).collect();
+            v.sort();
+            v.dedup();
+            v
+        },
     };
-    let report: serde_json::Value = match serde_json::from_slice(&text) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!(
-                "vendorwatch: {} is not a host report (JSON from `--report` or /api/hosts): {e}",
-                args.from.display()
-            );
-            return exit::UNUSABLE;
+    output::report_json(hosts, &[], &meta)
+}
+
+fn run_report(args: ReportArgs) -> i32 {
+    let report = match &args.from {
+        Some(from) => {
+            let text = match std::fs::read(from) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!(
+                        "vendorwatch: cannot read the host report {}: {e}",
+                        from.display()
+                    );
+                    return exit::UNUSABLE;
+                }
+            };
+            match serde_json::from_slice(&text) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!(
+                        "vendorwatch: {} is not a host report (JSON from `--report` or /api/hosts): {e}",
+                        from.display()
+                    );
+                    return exit::UNUSABLE;
+                }
+            }
         }
+        None => match load_inventory(&args.state) {
+            Ok(hosts) => inventory_report(&hosts),
+            Err(e) => {
+                eprintln!("vendorwatch: {e}");
+                return exit::UNUSABLE;
+            }
+        },
     };
     let now = match &args.now {
         Some(t) => {

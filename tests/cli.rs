@@ -374,6 +374,46 @@ fn report_command_writes_a_self_contained_page() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a host report"));
+
+    // Without --from the page is made from the inventory, which the same replay filled.
+    let db = tmp.path().join("inventory.db");
+    let out = bin()
+        .args(["replay", "-q", "--state"])
+        .arg(&db)
+        .arg(pcap("dns.pcap"))
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let from_db = tmp.path().join("from-db.html");
+    let out = bin()
+        .args(["report", "--html"])
+        .arg(&from_db)
+        .arg("--state")
+        .arg(&db)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = std::fs::read_to_string(&from_db).expect("page");
+    let from_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("report")).expect("json");
+    for host in from_json["hosts"].as_array().expect("hosts") {
+        let ip = host["ip"].as_str().expect("ip");
+        assert!(page.contains(ip), "{ip} is in the report of the inventory");
+    }
+    let out = bin()
+        .args(["report", "--html"])
+        .arg(&from_db)
+        .args(["--state", "/nonexistent/inventory.db"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no inventory at /nonexistent/inventory.db")
+    );
 }
 
 #[test]
