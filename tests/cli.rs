@@ -800,3 +800,19 @@ fn the_config_file_sets_any_option_and_the_command_line_wins() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("[live] table"));
 }
+
+#[test]
+fn the_shipped_example_configuration_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/vendorwatch.toml");
+    let out = bin()
+        .args(["config", "check"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
