@@ -228,8 +228,13 @@ pub fn load_config(path: &std::path::Path) -> Result<LoadedConfig, Vec<String>> 
     let name = path.display().to_string();
     let text =
         std::fs::read_to_string(path).map_err(|e| vec![format!("{name}: cannot read: {e}")])?;
+    parse_config(&name, &text)
+}
+
+/// Validates configuration text; `name` is how problems refer to it.
+pub fn parse_config(name: &str, text: &str) -> Result<LoadedConfig, Vec<String>> {
     let line_at = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
-    let file: FileConfig = toml::from_str(&text).map_err(|e| {
+    let file: FileConfig = toml::from_str(text).map_err(|e| {
         let line = e.span().map_or(0, |s| line_at(s.start));
         vec![format!("{name}:{line}: {}", e.message().trim())]
     })?;
@@ -240,7 +245,7 @@ pub fn load_config(path: &std::path::Path) -> Result<LoadedConfig, Vec<String>> 
     }
     let mut errors = Vec::new();
     let mut problem_at = |key: &str, p: String| {
-        errors.push(format!("{name}:{}: {key}: {p}", key_line(&text, key)));
+        errors.push(format!("{name}:{}: {key}: {p}", key_line(text, key)));
     };
     let home_net = file.home_net.map(|nets| nets.join(","));
     if let Some(h) = &home_net {
