@@ -149,6 +149,13 @@ pub struct CommonArgs {
     /// Print no summary, no progress bar and no status line.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Do not install the seccomp filter that, once start-up is over, refuses the system calls
+    /// an exploit would need (exec, ptrace, mount, namespaces, kernel modules, bpf, new raw
+    /// sockets, ...). Only for debugging under strace or gdb (they need ptrace of the sensor's
+    /// own threads, or see EPERM where they expect success) or a libc that makes one of those
+    /// calls in normal operation.
+    #[arg(long)]
+    pub no_seccomp: bool,
 }
 
 #[derive(Args, Debug)]
@@ -275,9 +282,10 @@ pub fn run(cli: Cli) -> i32 {
         Command::Config(ConfigCommand::Check { path }) => return run_config_check(path),
         Command::Replay(args) => {
             let metrics = args.common.metrics_addr.clone();
+            let seccomp = !args.common.no_seccomp;
             (
                 run_config(args.common, metrics, DEFAULT_REPLAY_STATE),
-                Mode::Replay(args.inputs, args.linger),
+                Mode::Replay(args.inputs, args.linger, seccomp),
             )
         }
         Command::Live(args) => {
@@ -288,6 +296,7 @@ pub fn run(cli: Cli) -> i32 {
                 promiscuous: !args.no_promisc,
                 status_every: args.status_every,
                 user: args.user,
+                seccomp: !args.common.no_seccomp,
             };
             let metrics = Some(
                 args.common
@@ -309,7 +318,7 @@ pub fn run(cli: Cli) -> i32 {
         }
     };
     match command {
-        Mode::Replay(inputs, linger) => run_replay(cfg, &inputs, linger),
+        Mode::Replay(inputs, linger, seccomp) => run_replay(cfg, &inputs, linger, seccomp),
         Mode::Live(live) => run_live(cfg, live),
     }
 }
@@ -322,7 +331,8 @@ pub const DEFAULT_LIVE_STATE: &str = "/var/lib/vendorwatch/inventory.db";
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9717";
 
 enum Mode {
-    Replay(Vec<String>, u64),
+    /// Inputs, --linger, whether to install the seccomp filter.
+    Replay(Vec<String>, u64, bool),
     Live(LiveSettings),
 }
 
@@ -333,6 +343,7 @@ struct LiveSettings {
     promiscuous: bool,
     status_every: u64,
     user: Option<String>,
+    seccomp: bool,
 }
 
 fn rule_source(path: &Option<PathBuf>) -> RuleSource {
@@ -654,7 +665,7 @@ impl Progress for Bar {
     }
 }
 
-fn run_replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
+fn run_replay(cfg: RunConfig, inputs_given: &[String], linger: u64, seccomp: bool) -> i32 {
     let expanded = inputs::expand(inputs_given);
     for p in &expanded.problems {
         eprintln!("vendorwatch: {}: {}", p.path, p.problem);
@@ -707,6 +718,15 @@ fn run_replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let _ = signal_hook::flag::register(signal, Arc::clone(&stop));
+    }
+    // Outputs, inventory and metrics socket are open: from here on, no exec, ptrace, mounts, ...
+    // (the replay's line goes to the log, VENDORWATCH_LOG=info; its stderr is the summary's).
+    match crate::capture::sandbox::apply(seccomp) {
+        Ok(sandbox) => tracing::info!("{}", sandbox.describe()),
+        Err(e) => {
+            eprintln!("vendorwatch: {e}");
+            return exit::UNUSABLE;
+        }
     }
     let outcome = match pipeline::replay(
         &expanded.inputs,
@@ -817,6 +837,16 @@ fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
         Ok(crate::capture::privileges::Dropped::To { user, uid, gid }) if !cfg.quiet => {
             eprintln!("vendorwatch: running as {user} (uid {uid}, gid {gid}) with no capabilities")
         }
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("vendorwatch: {e}");
+            return exit::UNUSABLE;
+        }
+    }
+    // Start-up is over (interfaces, outputs, metrics socket, inventory, privileges): install
+    // the seccomp filter on every thread, the workers' and the metrics server's included.
+    match crate::capture::sandbox::apply(settings.seccomp) {
+        Ok(sandbox) if !cfg.quiet => eprintln!("vendorwatch: {}", sandbox.describe()),
         Ok(_) => {}
         Err(e) => {
             eprintln!("vendorwatch: {e}");
