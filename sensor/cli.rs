@@ -1048,14 +1048,11 @@ fn capture_loop(
             let _ = watch.check();
             let exists = !matches!(watch.state(), live::LinkState::Removed);
             if exists && !ctx.can_reopen {
+                eprintln!("vendorwatch: {iface}: the interface is back; ending its capture so that a restart opens it again");
                 result = Err(format!(
-                    "{iface}: the interface is back, but this process cannot open a new capture on it \
+                    "{iface}: capture ended: the interface was removed, and this process cannot open a new capture \
                      (the seccomp filter refuses new packet sockets): restart vendorwatch to capture on it again"
                 ));
-                eprintln!(
-                    "vendorwatch: {}",
-                    result.as_ref().err().map_or("", |e| e.as_str())
-                );
                 ctx.status(&iface, |st| {
                     st.problem =
                         Some("capture ended: the interface was removed; restart vendorwatch".into())
@@ -1079,14 +1076,11 @@ fn capture_loop(
                         });
                     }
                     Err(live::OpenError::Permission { .. }) => {
+                        eprintln!("vendorwatch: {iface}: the interface is back, but this process may no longer open a capture on it; ending its capture");
                         result = Err(format!(
-                            "{iface}: the interface is back, but this process may no longer open a capture on it \
-                             (it dropped CAP_NET_RAW): restart vendorwatch to capture on it again"
+                            "{iface}: capture ended: the interface was removed, and this process may no longer open a \
+                             capture (it dropped CAP_NET_RAW): restart vendorwatch to capture on it again"
                         ));
-                        eprintln!(
-                            "vendorwatch: {}",
-                            result.as_ref().err().map_or("", |e| e.as_str())
-                        );
                         ctx.status(&iface, |st| {
                             st.problem = Some(
                                 "capture ended: the interface was removed; restart vendorwatch"
@@ -1110,7 +1104,6 @@ fn capture_loop(
                 first.get_or_insert(ts);
                 last = Some(ts);
                 down_errors_since = None;
-                gone_idle = None;
                 dispatcher.packet(ts, link, data, wire_len);
             }
             Ok(live::Read::Idle) if stopping => break,
@@ -1128,7 +1121,17 @@ fn capture_loop(
                 }
             }
             Err(e) => match live::classify_read_error(&e) {
-                live::ReadFailure::Removed => dead = true,
+                // libpcap reports the removal as soon as it polls, but the ring may still hold
+                // a block the kernel retires only at its timeout: read on until it has been
+                // quiet as long as after a stop, then let the handle go.
+                live::ReadFailure::Removed => {
+                    let since = *gone_idle.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() >= live::DRAIN_AFTER_STOP {
+                        dead = true;
+                    } else {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                }
                 live::ReadFailure::LinkDown
                     if down_errors_since.is_none_or(|t| {
                         !watch.state().is_up() || t.elapsed() < std::time::Duration::from_secs(5)
