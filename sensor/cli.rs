@@ -1159,15 +1159,19 @@ fn capture_loop(
                  capture ends once the interface is back: restart vendorwatch then (systemd's Restart=on-failure \
                  does, when no capture is left)"
             };
-            eprintln!(
-                "vendorwatch: {iface}: the interface was removed; its capture handle is gone and {what}; \
-                 everything captured until then is kept"
-            );
             ctx.interrupted(
                 &iface,
                 "interface_removed",
                 1,
-                Some("capture interrupted: the interface was removed".into()),
+                Some(if ctx.can_reopen {
+                    "capture interrupted: the interface was removed; it is reopened when it is back".into()
+                } else {
+                    "capture interrupted: the interface was removed; restart vendorwatch once it is back".into()
+                }),
+            );
+            eprintln!(
+                "vendorwatch: {iface}: the interface was removed; its capture handle is gone and {what}; \
+                 everything captured until then is kept"
             );
         }
         if last_link_check.elapsed() >= live::LINK_CHECK && !dead {
