@@ -845,12 +845,12 @@ fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
     }
     // Start-up is over (interfaces, outputs, metrics socket, inventory, privileges): install
     // the seccomp filter on every thread, the workers' and the metrics server's included.
-    let can_reopen = match crate::capture::sandbox::apply(settings.seccomp) {
+    let sandboxed = match crate::capture::sandbox::apply(settings.seccomp) {
         Ok(sandbox) => {
             if !cfg.quiet {
                 eprintln!("vendorwatch: {}", sandbox.describe());
             }
-            !matches!(sandbox, crate::capture::sandbox::Sandbox::On { .. })
+            matches!(sandbox, crate::capture::sandbox::Sandbox::On { .. })
         }
         Err(e) => {
             eprintln!("vendorwatch: {e}");
@@ -875,7 +875,7 @@ fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
             index,
             first_last: Arc::clone(&first_last),
             shared: Arc::clone(&shared),
-            can_reopen,
+            sandboxed,
         };
         let name = format!("capture-{}", cap.interface);
         match std::thread::Builder::new()
@@ -971,9 +971,9 @@ struct CaptureThread {
     index: usize,
     first_last: Arc<Mutex<(Option<Timestamp>, Option<Timestamp>)>>,
     shared: Arc<Shared>,
-    /// Whether this process may open a new capture handle (no seccomp filter refusing
-    /// packet sockets); without it a removed interface cannot be captured again until restart.
-    can_reopen: bool,
+    /// Under the seccomp filter, which refuses new packet sockets: a removed interface
+    /// cannot be captured again until a restart (the reopen is still tried, and its error said).
+    sandboxed: bool,
 }
 
 impl CaptureThread {
@@ -1003,8 +1003,8 @@ impl CaptureThread {
 
 /// Reads one interface until the stop flag, handing packets to the workers. A link that
 /// goes down and comes back keeps its handle (libpcap keeps it bound); a removed interface
-/// is reopened when this process may, and otherwise ends the capture once the interface is
-/// back, so that a restart (systemd's Restart=on-failure) captures on it again. Every
+/// is reopened once it is back when this process may, and otherwise its capture ends then,
+/// so that a restart (systemd's Restart=on-failure) captures on it again. Every
 /// change is said on stderr, counted, and shown by /healthz.
 fn capture_loop(
     mut cap: live::LiveCapture,
@@ -1047,18 +1047,6 @@ fn capture_loop(
             std::thread::sleep(live::LINK_CHECK);
             let _ = watch.check();
             let exists = !matches!(watch.state(), live::LinkState::Removed);
-            if exists && !ctx.can_reopen {
-                eprintln!("vendorwatch: {iface}: the interface is back; ending its capture so that a restart opens it again");
-                result = Err(format!(
-                    "{iface}: capture ended: the interface was removed, and this process cannot open a new capture \
-                     (the seccomp filter refuses new packet sockets): restart vendorwatch to capture on it again"
-                ));
-                ctx.status(&iface, |st| {
-                    st.problem =
-                        Some("capture ended: the interface was removed; restart vendorwatch".into())
-                });
-                break;
-            }
             if exists && std::time::Instant::now() >= reopen_at {
                 record_totals(&mut cap, &ctx.totals, ctx.index);
                 match cap.reopen() {
@@ -1075,11 +1063,19 @@ fn capture_loop(
                             st.problem = None;
                         });
                     }
-                    Err(live::OpenError::Permission { .. }) => {
-                        eprintln!("vendorwatch: {iface}: the interface is back, but this process may no longer open a capture on it; ending its capture");
+                    Err(live::OpenError::Permission { reason, .. }) => {
+                        let why = if ctx.sandboxed {
+                            "the seccomp filter refuses new packet sockets"
+                        } else {
+                            "this process dropped CAP_NET_RAW"
+                        };
+                        eprintln!(
+                            "vendorwatch: {iface}: the interface is back, but a new capture cannot be opened \
+                             (libpcap: {reason}: {why}); ending its capture so that a restart opens it"
+                        );
                         result = Err(format!(
-                            "{iface}: capture ended: the interface was removed, and this process may no longer open a \
-                             capture (it dropped CAP_NET_RAW): restart vendorwatch to capture on it again"
+                            "{iface}: capture ended: the interface was removed, and a new capture could not be \
+                             opened ({why}): restart vendorwatch to capture on it again"
                         ));
                         ctx.status(&iface, |st| {
                             st.problem = Some(
@@ -1152,21 +1148,21 @@ fn capture_loop(
         }
         if dead {
             dispatcher.flush();
-            let what = if ctx.can_reopen {
-                "it is reopened when the interface is back"
+            let what = if ctx.sandboxed {
+                "a new one is tried when the interface is back; the seccomp filter will refuse it, and the \
+                 capture then ends, so that a restart opens it (systemd's Restart=on-failure does, when no \
+                 capture is left)"
             } else {
-                "this process cannot open another (the seccomp filter refuses new packet sockets), so this \
-                 capture ends once the interface is back: restart vendorwatch then (systemd's Restart=on-failure \
-                 does, when no capture is left)"
+                "it is reopened when the interface is back"
             };
             ctx.interrupted(
                 &iface,
                 "interface_removed",
                 1,
-                Some(if ctx.can_reopen {
-                    "capture interrupted: the interface was removed; it is reopened when it is back".into()
-                } else {
+                Some(if ctx.sandboxed {
                     "capture interrupted: the interface was removed; restart vendorwatch once it is back".into()
+                } else {
+                    "capture interrupted: the interface was removed; it is reopened when it is back".into()
                 }),
             );
             eprintln!(

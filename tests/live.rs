@@ -780,7 +780,7 @@ fn a_removed_interface_ends_its_capture_once_back_and_nothing_is_lost() {
         "-i",
         &near,
         "--user",
-        "nobody",
+        "root",
         "--workers",
         "1",
         "--metrics-addr",
@@ -791,6 +791,18 @@ fn a_removed_interface_ends_its_capture_once_back_and_nothing_is_lost() {
         r,
     ]);
     let addr = sensor.metrics_addr();
+    // Root, with CAP_NET_RAW still in force: whatever stops it from opening a packet socket
+    // later is its seccomp filter, not a missing privilege.
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", sensor.child.id())).unwrap_or_default();
+    let cap_eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    const CAP_NET_RAW: u32 = 13;
+    assert!(cap_eff & (1 << CAP_NET_RAW) != 0, "{status}");
+    assert!(status.contains("Seccomp:\t2"), "{status}");
     lab.lookup("dnl-01.geo.kaspersky.com");
     // No wait for the alert: the lookup is still in the kernel ring when the interface goes.
     run(&["ip", "link", "del", &near]);
@@ -810,14 +822,21 @@ fn a_removed_interface_ends_its_capture_once_back_and_nothing_is_lost() {
         "vendorwatch_capture_interruptions_total{{interface=\"{near}\",reason=\"interface_removed\"}}"
     );
     assert_eq!(sample(&metrics, &removed), Some(1.0), "{metrics}");
-    // Back: under its seccomp filter the sensor cannot open a new packet socket, so it
-    // ends the capture (its only one), and with it the run, for a restart to take over.
+    // Back: the sensor tries a new handle, its seccomp filter refuses the packet socket
+    // (EPERM, said by libpcap), and it ends the capture (its only one), and with it the
+    // run, for a restart to take over.
     lab.create_pair();
     let (code, stderr) = sensor.wait(Duration::from_secs(15));
     assert_eq!(
         code,
         Some(1),
         "a capture that ended is a partial run: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{near}: the interface is back, but a new capture cannot be opened (libpcap:"
+        )) && stderr.contains("Operation not permitted"),
+        "{stderr}"
     );
     assert!(stderr.contains("restart vendorwatch"), "{stderr}");
     let alerts = alerts_in(&alerts);

@@ -49,7 +49,11 @@ pub enum OpenError {
         available: String,
     },
     #[error("no permission to capture on {interface:?}: run as root, or grant the binary CAP_NET_RAW and CAP_NET_ADMIN (`setcap cap_net_raw,cap_net_admin=eip $(command -v vendorwatch)`)")]
-    Permission { interface: String },
+    Permission {
+        interface: String,
+        /// libpcap's own words (which call failed, and with what).
+        reason: String,
+    },
     #[error("the BPF filter {filter:?} does not compile: {reason}")]
     BadFilter { filter: String, reason: String },
     #[error("interface {interface:?} has link type {code}, which vendorwatch cannot read")]
@@ -126,6 +130,7 @@ impl LiveCapture {
             if lower.contains("permission") || lower.contains("operation not permitted") {
                 OpenError::Permission {
                     interface: iface.clone(),
+                    reason,
                 }
             } else if lower.contains("no such device") {
                 OpenError::NoSuchInterface {
