@@ -1071,7 +1071,7 @@ fn capture_loop(
                         };
                         eprintln!(
                             "vendorwatch: {iface}: the interface is back, but a new capture cannot be opened \
-                             (libpcap: {reason}: {why}); ending its capture so that a restart opens it"
+                             ({reason}; {why}); ending its capture so that a restart opens it"
                         );
                         result = Err(format!(
                             "{iface}: capture ended: the interface was removed, and a new capture could not be \

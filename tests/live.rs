@@ -504,7 +504,18 @@ struct Sensor {
 
 impl Sensor {
     fn start(args: &[&str]) -> Sensor {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+        Sensor::start_under(&[], args)
+    }
+
+    /// Starts it through `wrapper` (a command line that runs the rest, e.g. `setpriv ... --`).
+    fn start_under(wrapper: &[&str], args: &[&str]) -> Sensor {
+        let program = env!("CARGO_BIN_EXE_vendorwatch");
+        let (first, rest) = match wrapper.split_first() {
+            Some((w, rest)) => (*w, [rest, &[program]].concat()),
+            None => (program, Vec::new()),
+        };
+        let mut child = Command::new(first)
+            .args(rest)
             .env("VENDORWATCH_STATE", "none")
             .arg("live")
             .args(args)
@@ -834,7 +845,7 @@ fn a_removed_interface_ends_its_capture_once_back_and_nothing_is_lost() {
     );
     assert!(
         stderr.contains(&format!(
-            "{near}: the interface is back, but a new capture cannot be opened (libpcap:"
+            "{near}: the interface is back, but a new capture cannot be opened ("
         )) && stderr.contains("Operation not permitted"),
         "{stderr}"
     );
@@ -997,4 +1008,75 @@ fn live_errors_say_what_to_do() {
         assert_eq!(out.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&out.stderr).contains("does not compile"));
     }
+}
+
+/// Started the way systemd's unit starts it — an ordinary user holding CAP_NET_RAW and
+/// CAP_NET_ADMIN as ambient capabilities — the sensor opens its interface, then clears
+/// every capability and installs its filter, and still detects.
+#[test]
+fn an_unprivileged_sensor_with_ambient_capabilities_clears_them_after_start_up() {
+    if !root() {
+        eprintln!("SKIPPED: live capture needs root (CI runs as root)");
+        return;
+    }
+    let has_setpriv = Command::new("setpriv")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(has_setpriv, "setpriv (util-linux) is needed");
+    let mut lab = Veth::new("cp", 104);
+    lab.start_dnsmasq();
+    let tmp = tempfile::tempdir().expect("tmp");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod");
+    }
+    let alerts = tmp.path().join("a.jsonl");
+    let near = lab.near.clone();
+    let sensor = Sensor::start_under(
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=+net_raw,+net_admin",
+            "--ambient-caps=+net_raw,+net_admin",
+            "--",
+        ],
+        &[
+            "-i",
+            &near,
+            "--workers",
+            "1",
+            "--metrics-addr",
+            "off",
+            "--alerts",
+            alerts.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        sensor.wait_for("seccomp filter on", Duration::from_secs(10)),
+        "{}",
+        sensor.log()
+    );
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", sensor.child.id())).unwrap_or_default();
+    for set in ["CapInh:", "CapPrm:", "CapEff:", "CapAmb:"] {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(set))
+            .unwrap_or_default();
+        assert!(line.ends_with("0000000000000000"), "{line}\n{status}");
+    }
+    assert_all_threads_filtered(sensor.child.id());
+    lab.lookup("dnl-01.geo.kaspersky.com");
+    assert!(
+        wait_for_alert(&alerts, "dnl-01.geo.kaspersky.com"),
+        "{}",
+        sensor.log()
+    );
+    let (code, stderr) = sensor.terminate();
+    assert_eq!(code, Some(0), "{stderr}");
 }
