@@ -50,7 +50,7 @@ impl Sandbox {
     pub fn describe(&self) -> String {
         match self {
             Sandbox::On { arch, refused } => format!(
-                "seccomp filter on ({arch}, all threads): {refused} system calls refused with EPERM \
+                "seccomp filter on ({arch}, all threads): {refused} system calls (some only in certain uses) refused with EPERM \
                  (exec, ptrace, mount, namespaces, kernel modules, kexec, bpf, perf, keyring, io_uring, \
                  setuid family, new packet/raw sockets); checked: personality() is refused"
             ),
