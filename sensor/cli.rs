@@ -152,6 +152,13 @@ pub struct CommonArgs {
     /// Print no summary, no progress bar and no status line.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Do not install the seccomp filter that, once start-up is over, refuses the system calls
+    /// an exploit would need (exec, ptrace, mount, namespaces, kernel modules, bpf, new raw
+    /// sockets, ...). Only for debugging under strace or gdb (they need ptrace of the sensor's
+    /// own threads, or see EPERM where they expect success) or a libc that makes one of those
+    /// calls in normal operation.
+    #[arg(long)]
+    pub no_seccomp: bool,
 }
 
 #[derive(Args, Debug)]
@@ -512,6 +519,7 @@ fn run_config(
             watch: args.watch || file.watch.unwrap_or(false),
             started_with: args.config.is_some().then(|| file.clone()),
         },
+        seccomp: !args.no_seccomp && file.seccomp.unwrap_or(true),
     };
     Ok((cfg, file))
 }
@@ -803,6 +811,15 @@ fn run_replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let _ = signal_hook::flag::register(signal, Arc::clone(&stop));
     }
+    // Outputs, inventory and metrics socket are open: from here on, no exec, ptrace, mounts, ...
+    // (the replay's line goes to the log, VENDORWATCH_LOG=info; its stderr is the summary's).
+    match crate::capture::sandbox::apply(cfg.seccomp) {
+        Ok(sandbox) => tracing::info!("{}", sandbox.describe()),
+        Err(e) => {
+            eprintln!("vendorwatch: {e}");
+            return exit::UNUSABLE;
+        }
+    }
     let outcome = match pipeline::replay(
         &expanded.inputs,
         Arc::clone(&shared),
@@ -923,6 +940,20 @@ fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
             return exit::UNUSABLE;
         }
     }
+    // Start-up is over (interfaces, outputs, metrics socket, inventory, privileges): install
+    // the seccomp filter on every thread, the workers' and the metrics server's included.
+    let sandboxed = match crate::capture::sandbox::apply(cfg.seccomp) {
+        Ok(sandbox) => {
+            if !cfg.quiet {
+                eprintln!("vendorwatch: {}", sandbox.describe());
+            }
+            matches!(sandbox, crate::capture::sandbox::Sandbox::On { .. })
+        }
+        Err(e) => {
+            eprintln!("vendorwatch: {e}");
+            return exit::UNUSABLE;
+        }
+    };
     let totals: SourceTotals = Arc::new(Mutex::new(
         captures
             .iter()
@@ -935,15 +966,18 @@ fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
     let mut failures: Vec<String> = Vec::new();
     for (index, cap) in captures.into_iter().enumerate() {
         let dispatcher = pool.dispatcher(WhenFull::Drop, &cap.interface);
-        let (stop, totals, first_last) = (
-            Arc::clone(&stop),
-            Arc::clone(&totals),
-            Arc::clone(&first_last),
-        );
+        let ctx = CaptureThread {
+            stop: Arc::clone(&stop),
+            totals: Arc::clone(&totals),
+            index,
+            first_last: Arc::clone(&first_last),
+            shared: Arc::clone(&shared),
+            sandboxed,
+        };
         let name = format!("capture-{}", cap.interface);
         match std::thread::Builder::new()
             .name(name)
-            .spawn(move || capture_loop(cap, dispatcher, &stop, &totals, index, &first_last))
+            .spawn(move || capture_loop(cap, dispatcher, &ctx))
         {
             Ok(h) => threads.push(h),
             Err(e) => failures.push(format!("cannot start a capture thread: {e}")),
@@ -969,9 +1003,17 @@ fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
         if let Ok(mut depth) = shared.counters.sensor.queue_depth.lock() {
             *depth = pool.queue_depths();
         }
-        if let Some(t) = threads.iter().position(|t| t.is_finished()) {
-            set_health(&shared, Some(&format!("capture thread {t} stopped")));
-        }
+        // Healthy while every interface captures; otherwise the first one's problem, with
+        // what happens next (it comes back by itself, or a restart is needed).
+        let problem = shared.counters.sensor.captures.lock().ok().and_then(|c| {
+            c.iter()
+                .find_map(|(i, st)| st.problem.as_ref().map(|p| format!("{i}: {p}")))
+        });
+        let stopped = threads
+            .iter()
+            .position(|t| t.is_finished())
+            .map(|t| format!("capture thread {t} stopped"));
+        set_health(&shared, problem.or(stopped).as_deref());
         if status && std::time::Instant::now() >= next_status {
             next_status += std::time::Duration::from_secs(settings.status_every);
             eprintln!(
@@ -1023,32 +1065,142 @@ fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
     }
 }
 
+/// What a capture thread shares with the rest of the sensor.
+struct CaptureThread {
+    stop: Arc<AtomicBool>,
+    totals: SourceTotals,
+    index: usize,
+    first_last: Arc<Mutex<(Option<Timestamp>, Option<Timestamp>)>>,
+    shared: Arc<Shared>,
+    /// Under the seccomp filter, which refuses new packet sockets: a removed interface
+    /// cannot be captured again until a restart (the reopen is still tried, and its error said).
+    sandboxed: bool,
+}
+
+impl CaptureThread {
+    /// Updates this interface's health for /healthz and the metrics.
+    fn status(&self, interface: &str, f: impl FnOnce(&mut crate::metrics::CaptureStatus)) {
+        if let Ok(mut all) = self.shared.counters.sensor.captures.lock() {
+            f(all.entry(interface.to_string()).or_default());
+        }
+    }
+
+    fn interrupted(
+        &self,
+        interface: &str,
+        reason: &'static str,
+        times: u64,
+        problem: Option<String>,
+    ) {
+        self.status(interface, |st| {
+            *st.interruptions.entry(reason).or_default() += times;
+            if problem.is_some() {
+                st.up = false;
+                st.problem = problem;
+            }
+        });
+    }
+}
+
+/// Reads one interface until the stop flag, handing packets to the workers. A link that
+/// goes down and comes back keeps its handle (libpcap keeps it bound); a removed interface
+/// is reopened once it is back when this process may, and otherwise its capture ends then,
+/// so that a restart (systemd's Restart=on-failure) captures on it again. Every
+/// change is said on stderr, counted, and shown by /healthz.
 fn capture_loop(
     mut cap: live::LiveCapture,
     mut dispatcher: pipeline::Dispatcher,
-    stop: &AtomicBool,
-    totals: &Mutex<Vec<(String, live::PcapTotals)>>,
-    index: usize,
-    first_last: &Mutex<(Option<Timestamp>, Option<Timestamp>)>,
+    ctx: &CaptureThread,
 ) -> Result<(), String> {
-    let link = cap.link;
+    let iface = cap.interface.clone();
+    let mut link = cap.link;
+    let mut watch = live::LinkWatch::new(&iface);
     let mut last_stats = std::time::Instant::now();
     let mut last_flush = std::time::Instant::now();
+    let mut last_link_check = std::time::Instant::now();
     let mut first: Option<Timestamp> = None;
     let mut last: Option<Timestamp> = None;
     let mut result = Ok(());
     let mut stop_seen: Option<std::time::Instant> = None;
+    // The interface is gone: since when the handle has looked empty (the ring is read to
+    // the end first), and whether the handle is dead.
+    let mut gone_idle: Option<std::time::Instant> = None;
+    let mut dead = false;
+    let mut reopen_at = std::time::Instant::now();
+    let mut reopen_wait = std::time::Duration::from_secs(1);
+    // A "went down" read error that keeps coming while the link reads up is not transient.
+    let mut down_errors_since: Option<std::time::Instant> = None;
+    ctx.status(&iface, |st| {
+        st.up = watch.state().is_up();
+        st.problem = None;
+    });
     loop {
         // After a stop, the ring is read until it has been empty for longer than the
         // kernel holds a partly filled block: what was captured before the signal counts.
-        if stop_seen.is_none() && stop.load(Ordering::Relaxed) {
+        if stop_seen.is_none() && ctx.stop.load(Ordering::Relaxed) {
             stop_seen = Some(std::time::Instant::now());
         }
         let stopping = stop_seen.is_some_and(|t| t.elapsed() >= live::DRAIN_AFTER_STOP);
+        if dead {
+            if stop_seen.is_some() {
+                break;
+            }
+            std::thread::sleep(live::LINK_CHECK);
+            let _ = watch.check();
+            let exists = !matches!(watch.state(), live::LinkState::Removed);
+            if exists && std::time::Instant::now() >= reopen_at {
+                record_totals(&mut cap, &ctx.totals, ctx.index);
+                match cap.reopen() {
+                    Ok(fresh) => {
+                        cap = fresh;
+                        link = cap.link;
+                        watch.rebind();
+                        dead = false;
+                        gone_idle = None;
+                        reopen_wait = std::time::Duration::from_secs(1);
+                        eprintln!("vendorwatch: {iface}: the interface is back; capture reopened");
+                        ctx.status(&iface, |st| {
+                            st.up = watch.state().is_up();
+                            st.problem = None;
+                        });
+                    }
+                    Err(live::OpenError::Permission { reason, .. }) => {
+                        let why = if ctx.sandboxed {
+                            "the seccomp filter refuses new packet sockets"
+                        } else {
+                            "this process dropped CAP_NET_RAW"
+                        };
+                        eprintln!(
+                            "vendorwatch: {iface}: the interface is back, but a new capture cannot be opened \
+                             ({reason}; {why}); ending its capture so that a restart opens it"
+                        );
+                        result = Err(format!(
+                            "{iface}: capture ended: the interface was removed, and a new capture could not be \
+                             opened ({why}): restart vendorwatch to capture on it again"
+                        ));
+                        ctx.status(&iface, |st| {
+                            st.problem = Some(
+                                "capture ended: the interface was removed; restart vendorwatch"
+                                    .into(),
+                            )
+                        });
+                        break;
+                    }
+                    Err(e) => {
+                        // Not there yet, or not ready (no carrier, still being set up).
+                        tracing::debug!("{iface}: reopen: {e}");
+                        reopen_at = std::time::Instant::now() + reopen_wait;
+                        reopen_wait = (reopen_wait * 2).min(std::time::Duration::from_secs(30));
+                    }
+                }
+            }
+            continue;
+        }
         match cap.read() {
             Ok(live::Read::Packet { ts, data, wire_len }) => {
                 first.get_or_insert(ts);
                 last = Some(ts);
+                down_errors_since = None;
                 dispatcher.packet(ts, link, data, wire_len);
             }
             Ok(live::Read::Idle) if stopping => break,
@@ -1058,21 +1210,112 @@ fn capture_loop(
                     last_flush = std::time::Instant::now();
                     dispatcher.flush();
                 }
+                if watch.removed() {
+                    let since = *gone_idle.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() >= live::DRAIN_AFTER_STOP {
+                        dead = true;
+                    }
+                }
             }
-            Err(e) => {
-                result = Err(format!("{}: capture stopped: {e}", cap.interface));
-                break;
+            Err(e) => match live::classify_read_error(&e) {
+                // libpcap reports the removal as soon as it polls, but the ring may still hold
+                // a block the kernel retires only at its timeout: read on until it has been
+                // quiet as long as after a stop, then let the handle go.
+                live::ReadFailure::Removed => {
+                    let since = *gone_idle.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() >= live::DRAIN_AFTER_STOP {
+                        dead = true;
+                    } else {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                }
+                live::ReadFailure::LinkDown
+                    if down_errors_since.is_none_or(|t| {
+                        !watch.state().is_up() || t.elapsed() < std::time::Duration::from_secs(5)
+                    }) =>
+                {
+                    down_errors_since.get_or_insert_with(std::time::Instant::now);
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                _ => {
+                    result = Err(format!("{iface}: capture stopped: {e}"));
+                    ctx.status(&iface, |st| {
+                        st.up = false;
+                        st.problem = Some(format!("capture stopped: {e}"));
+                    });
+                    break;
+                }
+            },
+        }
+        if dead {
+            dispatcher.flush();
+            let what = if ctx.sandboxed {
+                "a new one is tried when the interface is back; the seccomp filter will refuse it, and the \
+                 capture then ends, so that a restart opens it (systemd's Restart=on-failure does, when no \
+                 capture is left)"
+            } else {
+                "it is reopened when the interface is back"
+            };
+            ctx.interrupted(
+                &iface,
+                "interface_removed",
+                1,
+                Some(if ctx.sandboxed {
+                    "capture interrupted: the interface was removed; restart vendorwatch once it is back".into()
+                } else {
+                    "capture interrupted: the interface was removed; it is reopened when it is back".into()
+                }),
+            );
+            eprintln!(
+                "vendorwatch: {iface}: the interface was removed; its capture handle is gone and {what}; \
+                 everything captured until then is kept"
+            );
+        }
+        if last_link_check.elapsed() >= live::LINK_CHECK && !dead {
+            last_link_check = std::time::Instant::now();
+            match watch.check() {
+                Some(live::LinkEvent::Lost(state)) if !watch.removed() => {
+                    let why = state.describe();
+                    eprintln!(
+                        "vendorwatch: {iface}: the interface went down ({why}); the capture stays open and \
+                         resumes when the link is back (nothing captured so far is lost)"
+                    );
+                    ctx.interrupted(
+                        &iface,
+                        "link_down",
+                        1,
+                        Some(format!("capture interrupted: the interface is {why}; it resumes when the link is back")),
+                    );
+                }
+                Some(live::LinkEvent::Back(after)) => {
+                    eprintln!(
+                        "vendorwatch: {iface}: the interface is up again after {:.1} s; capturing",
+                        after.as_secs_f64()
+                    );
+                    ctx.status(&iface, |st| {
+                        st.up = true;
+                        st.problem = None;
+                    });
+                }
+                Some(live::LinkEvent::Flapped(n)) => {
+                    eprintln!(
+                        "vendorwatch: {iface}: the link went down and came back between two checks ({n} time(s)); capturing"
+                    );
+                    ctx.interrupted(&iface, "link_down", n, None);
+                }
+                // Removed or replaced: the handle is declared dead once its ring is read out.
+                Some(live::LinkEvent::Lost(_)) | None => {}
             }
         }
         if last_stats.elapsed() >= std::time::Duration::from_secs(1) {
             last_stats = std::time::Instant::now();
-            record_totals(&mut cap, totals, index);
+            record_totals(&mut cap, &ctx.totals, ctx.index);
             dispatcher.flush();
         }
     }
-    record_totals(&mut cap, totals, index);
+    record_totals(&mut cap, &ctx.totals, ctx.index);
     dispatcher.finish();
-    if let Ok(mut g) = first_last.lock() {
+    if let Ok(mut g) = ctx.first_last.lock() {
         g.0 = match (g.0, first) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

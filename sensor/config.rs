@@ -98,6 +98,8 @@ pub struct RunConfig {
     pub syslog: Option<crate::output::syslog::SyslogConfig>,
     /// Where a reload (SIGHUP, `--watch`) reads rules and suppressions from.
     pub reload: crate::reload::ReloadSpec,
+    /// Install the seccomp filter once start-up is over.
+    pub seccomp: bool,
 }
 
 /// The configuration file (`--config PATH`, checked by `vendorwatch config check`). Every
@@ -130,6 +132,8 @@ pub struct FileConfig {
     pub quiet: Option<bool>,
     /// Reload rules and suppressions when these files change.
     pub watch: Option<bool>,
+    /// The seccomp filter after start-up (`false`: `--no-seccomp`).
+    pub seccomp: Option<bool>,
     /// Settings of `vendorwatch live` only.
     pub live: Option<LiveFileConfig>,
     #[serde(default)]
@@ -189,6 +193,7 @@ pub struct LoadedConfig {
     pub metrics_addr: Option<String>,
     pub quiet: Option<bool>,
     pub watch: Option<bool>,
+    pub seccomp: Option<bool>,
     pub live: LiveFileConfig,
     pub suppressions: Suppressions,
     /// The keys a reload cannot change, as written (to tell the user a restart is needed).
@@ -360,6 +365,7 @@ pub fn parse_config(name: &str, text: &str) -> Result<LoadedConfig, Vec<String>>
         metrics_addr: file.metrics_addr,
         quiet: file.quiet,
         watch: file.watch,
+        seccomp: file.seccomp,
         live,
         suppressions: Suppressions(list),
         fixed,

@@ -2,6 +2,17 @@
 //! or tap wants it (promiscuous, full snap length, a kernel ring of the chosen size,
 //! immediate mode off with a short timeout so a quiet link still hands batches over), apply
 //! a BPF filter, and keep libpcap's counters as 64-bit totals across their 32-bit wraps.
+//!
+//! It also watches the interface's link (`LinkWatch`), because libpcap does not say when it
+//! goes down. What libpcap 1.10 does on Linux, found on veth pairs: when the link goes
+//! down (`ip link set DEV down`, or the peer's carrier goes) the packet socket stays bound,
+//! reads just find nothing, and when the link is back packets flow again on the same handle
+//! — no error at all. When the interface is deleted, the socket loses its binding for good
+//! (the kernel sets its ifindex to -1) and the next read fails with "The interface
+//! disappeared"; an interface re-created under the same name is a new ifindex the old handle
+//! never sees. So a link that goes down and up needs nothing but patience, and a removed
+//! interface needs a new handle — which a process that dropped CAP_NET_RAW and refuses new
+//! packet sockets (seccomp) cannot open (`ReadFailure`, `LiveCapture::reopen`).
 
 use crate::decode::LinkType;
 use crate::time::Timestamp;
@@ -38,7 +49,11 @@ pub enum OpenError {
         available: String,
     },
     #[error("no permission to capture on {interface:?}: run as root, or grant the binary CAP_NET_RAW and CAP_NET_ADMIN (`setcap cap_net_raw,cap_net_admin=eip $(command -v vendorwatch)`)")]
-    Permission { interface: String },
+    Permission {
+        interface: String,
+        /// libpcap's own words (which call failed, and with what).
+        reason: String,
+    },
     #[error("the BPF filter {filter:?} does not compile: {reason}")]
     BadFilter { filter: String, reason: String },
     #[error("interface {interface:?} has link type {code}, which vendorwatch cannot read")]
@@ -78,6 +93,8 @@ impl WrapCounter {
 pub struct LiveCapture {
     pub interface: String,
     pub link: LinkType,
+    /// What it was opened with, to open it again after the interface is re-created.
+    options: LiveOptions,
     cap: pcap::Capture<pcap::Active>,
     received: WrapCounter,
     dropped: WrapCounter,
@@ -113,6 +130,7 @@ impl LiveCapture {
             if lower.contains("permission") || lower.contains("operation not permitted") {
                 OpenError::Permission {
                     interface: iface.clone(),
+                    reason,
                 }
             } else if lower.contains("no such device") {
                 OpenError::NoSuchInterface {
@@ -158,6 +176,7 @@ impl LiveCapture {
         Ok(LiveCapture {
             interface: iface,
             link,
+            options: opts.clone(),
             cap,
             received: WrapCounter::default(),
             dropped: WrapCounter::default(),
@@ -189,6 +208,24 @@ impl LiveCapture {
         }
     }
 
+    /// Opens the interface again (after it was removed and re-created), with the same
+    /// options; the totals carry on from this handle's.
+    pub fn reopen(&self) -> Result<LiveCapture, OpenError> {
+        let mut fresh = LiveCapture::open(&self.options)?;
+        // The new handle's counters start from zero: keep the totals, forget the last raw value.
+        for (new, old) in [
+            (&mut fresh.received, &self.received),
+            (&mut fresh.dropped, &self.dropped),
+            (&mut fresh.if_dropped, &self.if_dropped),
+        ] {
+            *new = WrapCounter {
+                last: None,
+                total: old.total,
+            };
+        }
+        Ok(fresh)
+    }
+
     /// libpcap's received / dropped / interface-dropped counters as 64-bit totals.
     pub fn totals(&mut self) -> Option<PcapTotals> {
         let s = self.cap.stats().ok()?;
@@ -200,9 +237,281 @@ impl LiveCapture {
     }
 }
 
+/// How often a capture thread looks at its interface's link. A flap shorter than this is
+/// still seen, through the kernel's carrier-down counter.
+pub const LINK_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// What a failed libpcap read means for the capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFailure {
+    /// The link went down under a handle that is still bound (older libpcap versions and
+    /// non-mmap reads say "The interface went down", ENETDOWN): wait for it.
+    LinkDown,
+    /// The interface was deleted: this handle will never deliver again.
+    Removed,
+    /// Anything else: the capture cannot go on.
+    Fatal,
+}
+
+/// Classifies libpcap's error text (libpcap returns PCAP_ERROR with a message; the
+/// distinction is only in the words).
+pub fn classify_read_error(message: &str) -> ReadFailure {
+    let m = message.to_ascii_lowercase();
+    if m.contains("disappeared") || m.contains("no such device") {
+        ReadFailure::Removed
+    } else if m.contains("went down") || m.contains("network is down") {
+        ReadFailure::LinkDown
+    } else {
+        ReadFailure::Fatal
+    }
+}
+
+/// An interface's link as the kernel reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    Up,
+    /// Administratively down (`ip link set DEV down`).
+    AdminDown,
+    /// Up, but without carrier (cable or tap unplugged, a veth's peer down).
+    NoCarrier,
+    /// No interface of that name any more.
+    Removed,
+    /// An interface of that name, but not the one opened (deleted and created again).
+    Replaced,
+    /// sysfs cannot tell (not mounted, unreadable).
+    Unknown,
+}
+
+impl LinkState {
+    pub fn is_up(self) -> bool {
+        matches!(self, LinkState::Up | LinkState::Unknown)
+    }
+
+    /// For the log and /healthz.
+    pub fn describe(self) -> &'static str {
+        match self {
+            LinkState::Up => "up",
+            LinkState::AdminDown => "administratively down",
+            LinkState::NoCarrier => "without carrier",
+            LinkState::Removed => "removed",
+            LinkState::Replaced => "removed and created again",
+            LinkState::Unknown => "in an unknown state",
+        }
+    }
+}
+
+/// Reads the link from sysfs files' contents: `ifindex`, `flags` (hex, IFF_UP = 0x1) and
+/// `operstate` (RFC 2863 words; `unknown` is what loopback and tun devices report while
+/// working). `None` means the file was missing. Pure, so the tests feed it real sysfs text.
+pub fn parse_link(
+    opened_ifindex: Option<u32>,
+    ifindex: Option<&str>,
+    flags: Option<&str>,
+    operstate: Option<&str>,
+) -> LinkState {
+    let Some(ifindex) = ifindex else {
+        return LinkState::Removed;
+    };
+    if let (Some(opened), Ok(now)) = (opened_ifindex, ifindex.trim().parse::<u32>()) {
+        if opened != now {
+            return LinkState::Replaced;
+        }
+    }
+    const IFF_UP: u32 = 0x1;
+    let flags = flags.and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok());
+    match flags {
+        Some(f) if f & IFF_UP == 0 => return LinkState::AdminDown,
+        Some(_) => {}
+        None => return LinkState::Unknown,
+    }
+    match operstate.map(str::trim) {
+        Some("up" | "unknown") => LinkState::Up,
+        Some(_) => LinkState::NoCarrier,
+        None => LinkState::Unknown,
+    }
+}
+
+/// A change in an interface's link worth telling the operator about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// It went down, removed or replaced (`LinkState` says which).
+    Lost(LinkState),
+    /// Up again after this long.
+    Back(std::time::Duration),
+    /// Down and up again between two checks, this many times.
+    Flapped(u64),
+}
+
+/// Watches one interface's link through sysfs (`/sys/class/net/IFACE/`): plain file reads,
+/// which still work after the privilege drop and under the seccomp filter.
+#[derive(Debug)]
+pub struct LinkWatch {
+    dir: Option<std::path::PathBuf>,
+    opened_ifindex: Option<u32>,
+    carrier_downs: Option<u64>,
+    state: LinkState,
+    lost_at: Option<std::time::Instant>,
+}
+
+impl LinkWatch {
+    pub fn new(interface: &str) -> LinkWatch {
+        // An interface name never holds a slash; refuse to build a path from one that does.
+        let dir = (!interface.contains('/') && !matches!(interface, "" | "." | ".."))
+            .then(|| std::path::Path::new("/sys/class/net").join(interface))
+            .filter(|_| std::path::Path::new("/sys/class/net").is_dir());
+        let mut w = LinkWatch {
+            dir,
+            opened_ifindex: None,
+            carrier_downs: None,
+            state: LinkState::Unknown,
+            lost_at: None,
+        };
+        w.opened_ifindex = w.read("ifindex").and_then(|t| t.trim().parse().ok());
+        w.carrier_downs = w.read_carrier_downs();
+        w.state = w.sample();
+        w
+    }
+
+    fn read(&self, file: &str) -> Option<String> {
+        std::fs::read_to_string(self.dir.as_ref()?.join(file)).ok()
+    }
+
+    fn read_carrier_downs(&self) -> Option<u64> {
+        self.read("carrier_down_count")
+            .and_then(|t| t.trim().parse().ok())
+    }
+
+    fn sample(&self) -> LinkState {
+        if self.dir.is_none() {
+            return LinkState::Unknown;
+        }
+        parse_link(
+            self.opened_ifindex,
+            self.read("ifindex").as_deref(),
+            self.read("flags").as_deref(),
+            self.read("operstate").as_deref(),
+        )
+    }
+
+    pub fn state(&self) -> LinkState {
+        self.state
+    }
+
+    /// When the link was lost, if it is down now.
+    pub fn lost_at(&self) -> Option<std::time::Instant> {
+        self.lost_at
+    }
+
+    /// Looks at the link again and says what changed.
+    pub fn check(&mut self) -> Option<LinkEvent> {
+        let now = self.sample();
+        let downs = self.read_carrier_downs();
+        let flaps = match (self.carrier_downs, downs) {
+            (Some(a), Some(b)) if now.is_up() && self.state.is_up() => b.saturating_sub(a),
+            _ => 0,
+        };
+        if downs.is_some() {
+            self.carrier_downs = downs;
+        }
+        let before = std::mem::replace(&mut self.state, now);
+        match (before.is_up(), now.is_up()) {
+            (true, false) => {
+                self.lost_at = Some(std::time::Instant::now());
+                Some(LinkEvent::Lost(now))
+            }
+            (false, true) => {
+                let after = self.lost_at.take().map(|t| t.elapsed()).unwrap_or_default();
+                Some(LinkEvent::Back(after))
+            }
+            (false, false) if before != now => Some(LinkEvent::Lost(now)),
+            (true, true) if flaps > 0 => Some(LinkEvent::Flapped(flaps)),
+            _ => None,
+        }
+    }
+
+    /// The interface the handle was opened on no longer exists (deleted, or re-created).
+    pub fn removed(&self) -> bool {
+        matches!(self.state, LinkState::Removed | LinkState::Replaced)
+    }
+
+    /// After a new handle was opened on a re-created interface: watch the new one.
+    pub fn rebind(&mut self) {
+        *self = LinkWatch::new(
+            self.dir
+                .as_ref()
+                .and_then(|d| d.file_name())
+                .and_then(|n| n.to_str())
+                .unwrap_or_default(),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_state_from_sysfs_text() {
+        // Text as /sys/class/net/<veth>/{ifindex,flags,operstate} give it.
+        let up = parse_link(Some(7), Some("7\n"), Some("0x1003\n"), Some("up\n"));
+        assert_eq!(up, LinkState::Up);
+        assert_eq!(
+            parse_link(Some(7), Some("7\n"), Some("0x1002\n"), Some("down\n")),
+            LinkState::AdminDown
+        );
+        assert_eq!(
+            parse_link(
+                Some(7),
+                Some("7\n"),
+                Some("0x1003\n"),
+                Some("lowerlayerdown\n")
+            ),
+            LinkState::NoCarrier
+        );
+        // Loopback: operstate "unknown" while working.
+        assert_eq!(
+            parse_link(Some(1), Some("1\n"), Some("0x9\n"), Some("unknown\n")),
+            LinkState::Up
+        );
+        assert_eq!(parse_link(Some(7), None, None, None), LinkState::Removed);
+        assert_eq!(
+            parse_link(Some(7), Some("9\n"), Some("0x1003\n"), Some("up\n")),
+            LinkState::Replaced
+        );
+        assert_eq!(
+            parse_link(Some(7), Some("7\n"), Some("garbage"), Some("up\n")),
+            LinkState::Unknown
+        );
+    }
+
+    #[test]
+    fn libpcap_errors_are_classified_by_their_words() {
+        assert_eq!(
+            classify_read_error("libpcap error: The interface disappeared"),
+            ReadFailure::Removed
+        );
+        assert_eq!(
+            classify_read_error("libpcap error: The interface went down"),
+            ReadFailure::LinkDown
+        );
+        assert_eq!(
+            classify_read_error("libpcap error: Error condition on packet socket: Bad address"),
+            ReadFailure::Fatal
+        );
+    }
+
+    #[test]
+    fn a_name_with_a_slash_is_never_a_path() {
+        let w = LinkWatch::new("../../etc");
+        assert_eq!(w.state(), LinkState::Unknown);
+    }
+
+    #[test]
+    fn loopback_is_up() {
+        // Every Linux machine has lo; where sysfs is mounted it reads as up.
+        let w = LinkWatch::new("lo");
+        assert!(w.state().is_up(), "{:?}", w.state());
+    }
 
     #[test]
     fn counters_survive_32_bit_wraps() {

@@ -3,11 +3,14 @@
 //! `file` streams pcap and pcapng files (and standard input) with `pcap-parser`; the
 //! input list (files, directories of rotated captures, `-`) is expanded by `inputs`.
 //! A source hands out `RawPacket`s that borrow its buffer, one record at a time.
+//! `live` captures through libpcap; `privileges` and `sandbox` take away what the process
+//! no longer needs once its capture handles are open (root, capabilities, system calls).
 
 pub mod file;
 pub mod inputs;
 pub mod live;
 pub mod privileges;
+pub mod sandbox;
 
 use crate::decode::LinkType;
 use crate::time::Timestamp;

@@ -380,6 +380,37 @@ impl Collector for SensorCollector {
             GAUGE,
             vec![(labels(&[("version", env!("CARGO_PKG_VERSION"))]), 1.0)],
         ));
+        let captures = c
+            .sensor
+            .captures
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default();
+        out.push(family(
+            "vendorwatch_capture_up",
+            "1 while a live capture interface can deliver packets (link up, handle bound), 0 while it is down or gone.",
+            GAUGE,
+            captures
+                .iter()
+                .map(|(i, st)| (labels(&[("interface", i)]), if st.up { 1.0 } else { 0.0 }))
+                .collect(),
+        ));
+        out.push(family(
+            "vendorwatch_capture_interruptions_total",
+            "Times a live capture interface stopped delivering: its link went down, or it was removed.",
+            COUNTER,
+            captures
+                .iter()
+                .flat_map(|(i, st)| {
+                    crate::metrics::CaptureStatus::REASONS.iter().map(move |r| {
+                        (
+                            labels(&[("interface", i), ("reason", r)]),
+                            st.interruptions.get(r).copied().unwrap_or(0) as f64,
+                        )
+                    })
+                })
+                .collect(),
+        ));
         let healthy = c
             .sensor
             .unhealthy

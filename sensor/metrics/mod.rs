@@ -54,6 +54,25 @@ pub struct SensorState {
     pub unhealthy: Mutex<Option<String>>,
     /// Unix time of the last successful rule load.
     pub rules_loaded_at: Mutex<f64>,
+    /// Per live capture interface: is it capturing, and how often was it interrupted.
+    pub captures: Mutex<BTreeMap<String, CaptureStatus>>,
+}
+
+/// One live capture interface's health, kept by its capture thread.
+#[derive(Default, Debug, Clone)]
+pub struct CaptureStatus {
+    /// Packets can arrive (the link is up and the handle is bound).
+    pub up: bool,
+    /// Interruptions by reason (`CaptureStatus::REASONS`).
+    pub interruptions: BTreeMap<&'static str, u64>,
+    /// Why it is not capturing, and what to do, when it is not.
+    pub problem: Option<String>,
+}
+
+impl CaptureStatus {
+    /// The bounded `reason` label values of `vendorwatch_capture_interruptions_total`:
+    /// the link went down (and came back, or not yet), or the interface was removed.
+    pub const REASONS: [&'static str; 2] = ["link_down", "interface_removed"];
 }
 
 /// A worker's counts since its last fold.
