@@ -93,6 +93,21 @@ pub struct CommonArgs {
     /// Write alerts as JSON Lines to PATH (- for stdout): one per host, vendor and category.
     #[arg(long, value_name = "PATH|-")]
     pub alerts: Option<PathBuf>,
+    /// Rotate the alerts file before it grows past this many MiB (decimals allowed, 0: never):
+    /// PATH becomes PATH.1 (PATH.1 becomes PATH.2, …) and a new PATH is started.
+    #[arg(long, value_name = "MIB", default_value_t = 0.0)]
+    pub alerts_max_mb: f64,
+    /// Rotated alerts files kept (PATH.1 … PATH.K); the oldest is removed.
+    #[arg(long, value_name = "K", default_value_t = crate::output::alertfile::DEFAULT_KEEP)]
+    pub alerts_keep: usize,
+    /// When the alerts file is fsynced: always (after every alert), interval (at most once a
+    /// second) or never (left to the OS).
+    #[arg(long, value_name = "always|interval|never", default_value = "always")]
+    pub alerts_fsync: crate::output::alertfile::FsyncPolicy,
+    /// Alerts held in memory while the alerts file cannot be written (a full disk), written in
+    /// order once it can; beyond this many they are dropped and counted.
+    #[arg(long, value_name = "N", default_value_t = crate::output::alertfile::DEFAULT_BACKLOG)]
+    pub alerts_backlog: usize,
     /// Write the host report (JSON) to PATH at the end.
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
@@ -390,6 +405,27 @@ fn run_config(
             args.pdns_ttl_floor, args.pdns_ttl_cap
         ));
     }
+    if !(args.alerts_max_mb.is_finite() && args.alerts_max_mb >= 0.0) {
+        return Err("--alerts-max-mb must be 0 (never rotate) or a positive number of MiB".into());
+    }
+    let alerts_file = crate::output::alertfile::AlertFileOptions {
+        // `as` saturates: an absurdly large size means "never in practice".
+        max_bytes: (args.alerts_max_mb * 1024.0 * 1024.0).ceil() as u64,
+        keep: args.alerts_keep,
+        fsync: args.alerts_fsync,
+        backlog: args.alerts_backlog,
+    };
+    if alerts_file.max_bytes > 0 && args.alerts.as_deref() == Some(Path::new("-")) {
+        return Err("--alerts-max-mb rotates a file; stdout cannot be rotated".into());
+    }
+    if args.alerts_keep == 0 {
+        return Err(
+            "--alerts-keep must be at least 1 (use --alerts-max-mb 0 to never rotate)".into(),
+        );
+    }
+    if args.alerts_backlog == 0 {
+        return Err("--alerts-backlog must be at least 1".into());
+    }
     let stdout_users = [&args.alerts, &args.events]
         .iter()
         .filter(|o| o.as_deref() == Some(Path::new("-")))
@@ -403,6 +439,7 @@ fn run_config(
         home_net,
         workers: args.workers.unwrap_or_else(config::default_workers),
         alerts: args.alerts,
+        alerts_file,
         report: args.report,
         events: args.events,
         extract_limits: ExtractorLimits {
@@ -467,7 +504,12 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
     let alerts = cfg
         .alerts
         .as_deref()
-        .map(|p| open_output(p, "alerts"))
+        .map(|p| {
+            crate::output::alertfile::AlertSink::start(
+                crate::output::alertfile::Destination::from_path(p),
+                cfg.alerts_file,
+            )
+        })
         .transpose()?;
     let events = cfg
         .events
@@ -571,6 +613,7 @@ fn conclude(
     persister: Option<crate::hosts::store::Persister>,
 ) -> i32 {
     let mut code = exit::OK;
+    let mut kept_in: Vec<String> = Vec::new();
     if let Some(p) = persister {
         if let Some(e) = p.finish() {
             eprintln!(
@@ -578,6 +621,8 @@ fn conclude(
                 cfg.state.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
             );
             code = exit::PARTIAL;
+        } else if let Some(state) = &cfg.state {
+            kept_in.push(format!("the inventory {}", state.display()));
         }
     }
     let hosts = shared.hosts.snapshot();
@@ -610,6 +655,20 @@ fn conclude(
                 path.display()
             );
             code = exit::PARTIAL;
+        } else {
+            kept_in.insert(0, format!("the report {}", path.display()));
+        }
+    }
+    if let Some(sink) = &shared.alerts {
+        let stats = sink.close(crate::output::alertfile::CLOSE_TIMEOUT);
+        if !cfg.quiet {
+            kept_in.push("the host table below".into());
+        }
+        if let Some((msg, lost)) = sink.end_message(&stats, &kept_in) {
+            eprintln!("vendorwatch: {msg}");
+            if lost {
+                code = exit::PARTIAL;
+            }
         }
     }
     if let Ok(Some(e)) = shared.output_error.lock().map(|s| s.clone()) {

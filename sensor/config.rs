@@ -81,6 +81,8 @@ pub struct RunConfig {
     pub home_net: HomeNet,
     pub workers: usize,
     pub alerts: Option<PathBuf>,
+    /// Rotation, fsync policy and backlog of the alerts file.
+    pub alerts_file: crate::output::alertfile::AlertFileOptions,
     pub report: Option<PathBuf>,
     pub events: Option<PathBuf>,
     pub extract_limits: ExtractorLimits,
