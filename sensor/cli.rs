@@ -521,8 +521,12 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
     let hosts = Arc::new(HostTable::with_realert(cfg.realert_secs));
     let persister = match &cfg.state {
         Some(path) => {
-            let store = crate::hosts::store::Store::open(path).map_err(|e| {
-                format!("{e} (use --state PATH to choose another, or --state none)")
+            let store = crate::hosts::store::Store::open_for_writing(path).map_err(|e| {
+                if e.contains("--state") {
+                    e
+                } else {
+                    format!("{e} (use --state PATH to choose another, or --state none)")
+                }
             })?;
             hosts.restore(store.load()?);
             Some(
@@ -556,6 +560,9 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
         }),
         output_error: Mutex::new(None),
     });
+    if let (Some(p), Ok(mut slot)) = (&persister, shared.counters.sensor.inventory_saves.lock()) {
+        *slot = Some((Arc::clone(&p.saves), Arc::clone(&p.failures)));
+    }
     if let Ok(mut h) = shared.counters.sensor.unhealthy.lock() {
         *h = Some("starting".into());
     }
@@ -615,13 +622,37 @@ fn conclude(
     let mut code = exit::OK;
     let mut kept_in: Vec<String> = Vec::new();
     if let Some(p) = persister {
+        let failures = Arc::clone(&p.failures);
+        let last_error = Arc::clone(&p.last_error);
         if let Some(e) = p.finish() {
+            let mut has = Vec::new();
+            if let Some(r) = &cfg.report {
+                has.push(format!("the report {}", r.display()));
+            }
+            if let Some(a) = &cfg.alerts {
+                has.push(format!("the alerts {}", a.display()));
+            }
+            if !cfg.quiet {
+                has.push("the host table below".to_string());
+            }
+            let has = if has.is_empty() {
+                "nothing else kept it (pass --report PATH next time)".to_string()
+            } else {
+                format!("{} have everything", has.join(", "))
+            };
             eprintln!(
-                "vendorwatch: the inventory {} could not be saved: {e} (the report and alerts have everything; fix the file and the next run saves again)",
-                cfg.state.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
+                "vendorwatch: the inventory could not be saved at the end: {e}; what this run detected since its last good save is not in it; {has}"
             );
             code = exit::PARTIAL;
         } else if let Some(state) = &cfg.state {
+            let failed = failures.load(Ordering::Relaxed);
+            if failed > 0 {
+                eprintln!(
+                    "vendorwatch: inventory {}: {failed} save(s) failed during the run and were retried; everything is saved (last failure: {})",
+                    state.display(),
+                    last_error.lock().ok().and_then(|l| l.clone()).unwrap_or_default()
+                );
+            }
             kept_in.push(format!("the inventory {}", state.display()));
         }
     }
