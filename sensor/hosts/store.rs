@@ -77,15 +77,15 @@ pub fn explain(path: &Path, what: &str, e: &rusqlite::Error) -> String {
                 .to_string()
         }
         Some(ErrorCode::DiskFull) => {
-            "the disk holding it is full: free some space (saves are retried), or choose another --state PATH"
+            "the disk holding it is full: free some space (saves are retried), or choose another with --state PATH, or run without one with --state none"
                 .to_string()
         }
         Some(ErrorCode::CannotOpen) => {
-            "SQLite cannot open it or its journal (-wal, -shm), which live next to it: check the directory exists and is writable, or choose another --state PATH, or --state none"
+            "SQLite cannot open it or its journal (-wal, -shm), which live next to it: check the directory exists and is writable, or choose another with --state PATH, or run without one with --state none"
                 .to_string()
         }
         Some(ErrorCode::NotADatabase) => {
-            "it is not an SQLite database: choose another --state PATH".to_string()
+            "it is not an SQLite database (another program's file?): choose another with --state PATH, or run without one with --state none".to_string()
         }
         _ => return err(path, what, e),
     };
