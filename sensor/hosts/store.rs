@@ -5,6 +5,12 @@
 //!
 //! Writes happen off the packet path: a persister thread saves the hosts that changed every
 //! few seconds, in one transaction, and once more at the end.
+//!
+//! Faults are said in words a user can act on ([`explain`]): a sensor checks at start that it
+//! can write the inventory ([`Store::open_for_writing`]: directory and file writable, no other
+//! vendorwatch on it, no other process holding a write transaction); a save that fails later
+//! (locked by a backup or an admin's sqlite3, a full disk) is counted and retried, and only a
+//! final save that fails makes the run fail.
 
 use super::{Detection, Host, HostTable, IndicatorCount};
 use crate::time::Timestamp;

@@ -251,6 +251,7 @@ impl AlertSink {
             last_sync: Instant::now(),
             deadline: None,
             last_warning: None,
+            outage_written: 0,
         };
         let thread = std::thread::Builder::new()
             .name("alerts-writer".into())
@@ -507,6 +508,8 @@ struct Writer {
     last_sync: Instant,
     deadline: Option<Instant>,
     last_warning: Option<Instant>,
+    /// Held lines written since the current outage began (for the recovery message).
+    outage_written: u64,
 }
 
 impl Writer {
@@ -606,6 +609,7 @@ impl Writer {
                     Counters::bump(&self.counters.written, 1);
                     if was_failing {
                         Counters::bump(&self.counters.delayed, 1);
+                        self.outage_written += 1;
                     }
                 }
                 Err(e) => {
@@ -628,7 +632,7 @@ impl Writer {
             eprintln!(
                 "vendorwatch: alerts file {} is writable again: {} held alert(s) written, in order",
                 self.destination.describe(),
-                self.counters.delayed.load(Ordering::Relaxed)
+                std::mem::take(&mut self.outage_written)
             );
             self.last_warning = None;
         }
