@@ -522,4 +522,22 @@ mod tests {
         std::fs::write(&junk, vec![7u8; 4096]).expect("write");
         assert!(Store::open(&junk).is_err());
     }
+
+    #[test]
+    fn a_second_writer_is_refused_and_readers_are_not() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("inv.db");
+        let first = Store::open_for_writing(&path).expect("first writer");
+        let e = Store::open_for_writing(&path)
+            .err()
+            .expect("second writer refused");
+        assert!(
+            e.contains("another vendorwatch is using it") && e.contains("--state none"),
+            "{e}"
+        );
+        let reader = Store::open(&path).expect("a reader (vendorwatch hosts) is not refused");
+        assert!(reader.load().expect("loads").is_empty());
+        drop(first);
+        Store::open_for_writing(&path).expect("free again once the first is gone");
+    }
 }
