@@ -414,6 +414,7 @@ fn run_config(
         keep: args.alerts_keep,
         fsync: args.alerts_fsync,
         backlog: args.alerts_backlog,
+        append: false,
     };
     if alerts_file.max_bytes > 0 && args.alerts.as_deref() == Some(Path::new("-")) {
         return Err("--alerts-max-mb rotates a file; stdout cannot be rotated".into());
@@ -854,6 +855,14 @@ fn run_replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
 type SourceTotals = Arc<Mutex<Vec<(String, live::PcapTotals)>>>;
 
 fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
+    // A restarted sensor appends to its alerts file (a SIEM tailing it sees no truncation).
+    let cfg = RunConfig {
+        alerts_file: crate::output::alertfile::AlertFileOptions {
+            append: true,
+            ..cfg.alerts_file
+        },
+        ..cfg
+    };
     // Every interface is opened before anything runs, so a typo fails at once.
     let mut captures = Vec::new();
     for interface in &settings.interfaces {

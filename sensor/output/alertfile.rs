@@ -33,9 +33,11 @@
 //!   closed after the lines already queued, and `PATH` opened again for appending (created if
 //!   it was moved away).
 //!
-//! The file is created (truncated) by [`AlertSink::start`], in the caller's thread, so a path
-//! that cannot be written is refused at once and a sensor that drops its privileges later has
-//! it open already.
+//! The file is opened by [`AlertSink::start`], in the caller's thread, so a path that cannot
+//! be written is refused at once and a sensor that drops its privileges later has it open
+//! already: truncated (`replay`: one run, one file), or appended to
+//! ([`AlertFileOptions::append`], `live`: a restarted sensor keeps what it wrote, and a last
+//! line torn by a crash is cut off before anything is added).
 
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::collections::VecDeque;
@@ -116,6 +118,9 @@ pub struct AlertFileOptions {
     pub fsync: FsyncPolicy,
     /// Lines held at most while the file cannot be written (at least 1).
     pub backlog: usize,
+    /// Append to an existing file instead of starting it afresh (a restarted live sensor
+    /// keeps what it wrote; a torn last line from a crash is cut off first).
+    pub append: bool,
 }
 
 impl Default for AlertFileOptions {
@@ -125,6 +130,7 @@ impl Default for AlertFileOptions {
             keep: DEFAULT_KEEP,
             fsync: FsyncPolicy::Always,
             backlog: DEFAULT_BACKLOG,
+            append: false,
         }
     }
 }
@@ -224,16 +230,24 @@ impl AlertSink {
         }
         let out = match &destination {
             Destination::Stdout => Out::Stdout,
-            Destination::File(p) => Out::File {
-                file: File::create(p).map_err(|e| {
+            Destination::File(p) => {
+                let opened = if options.append {
+                    open_for_append(p)
+                } else {
+                    File::create(p).map(|f| (f, 0))
+                };
+                let (file, len) = opened.map_err(|e| {
                     format!(
                         "cannot create the alerts file {}: {e} (check the directory exists and is writable)",
                         p.display()
                     )
-                })?,
-                len: 0,
-                torn: false,
-            },
+                })?;
+                Out::File {
+                    file,
+                    len,
+                    torn: false,
+                }
+            }
         };
         let counters = Arc::new(Counters::default());
         let (tx, rx) = unbounded();
@@ -689,8 +703,7 @@ impl Writer {
         match &self.destination {
             Destination::Stdout => Ok(Out::Stdout),
             Destination::File(p) => {
-                let file = OpenOptions::new().create(true).append(true).open(p)?;
-                let len = file.metadata()?.len();
+                let (file, len) = open_for_append(p)?;
                 Ok(Out::File {
                     file,
                     len,
@@ -794,6 +807,41 @@ impl Writer {
             );
         }
     }
+}
+
+/// Opens `path` for appending (creating it), first cutting off a last line without its
+/// newline (a write torn by a crash or power loss, never a whole alert), so that the next
+/// line does not run into it. Returns the file and its length.
+fn open_for_append(path: &Path) -> io::Result<(File, u64)> {
+    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    let meta = file.metadata()?;
+    // Devices, pipes and the like have no tail to mend.
+    if !meta.is_file() || meta.len() == 0 {
+        return Ok((file, meta.len()));
+    }
+    let whole = whole_lines_len(&mut File::open(path)?, meta.len())?;
+    if whole < meta.len() {
+        file.set_len(whole)?;
+    }
+    Ok((file, whole))
+}
+
+/// The length of the file up to and including its last newline (0 if it has none).
+fn whole_lines_len(file: &mut File, len: u64) -> io::Result<u64> {
+    use std::io::Read;
+    let mut buf = [0u8; 4096];
+    let mut end = len;
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(chunk)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 #[cfg(test)]
@@ -913,5 +961,33 @@ mod tests {
         );
         assert_eq!(lines(&path), ["{\"n\":3}"]);
         assert_eq!(sink.end_message(&stats, &[]), None);
+    }
+
+    #[test]
+    fn appending_keeps_whole_lines_and_cuts_a_torn_tail() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("a.jsonl");
+        // What a crash mid-write leaves: whole lines, then part of one.
+        std::fs::write(&path, "{\"n\":1}\n{\"n\":2}\n{\"n\":3,\"pa").expect("write");
+        let opts = AlertFileOptions {
+            append: true,
+            ..AlertFileOptions::default()
+        };
+        let sink = AlertSink::start(Destination::File(path.clone()), opts).expect("start");
+        sink.send("{\"n\":4}".into());
+        assert_eq!(sink.close(Duration::from_secs(5)).written, 1);
+        assert_eq!(lines(&path), ["{\"n\":1}", "{\"n\":2}", "{\"n\":4}"]);
+        // A file with no newline at all holds no whole line.
+        std::fs::write(&path, "x".repeat(10_000)).expect("write");
+        let sink = AlertSink::start(Destination::File(path.clone()), opts).expect("start");
+        sink.send("{\"n\":5}".into());
+        sink.close(Duration::from_secs(5));
+        assert_eq!(lines(&path), ["{\"n\":5}"]);
+        // Without `append` the file starts afresh, as `replay` always did.
+        let sink = AlertSink::start(Destination::File(path.clone()), AlertFileOptions::default())
+            .expect("start");
+        sink.send("{\"n\":6}".into());
+        sink.close(Duration::from_secs(5));
+        assert_eq!(lines(&path), ["{\"n\":6}"]);
     }
 }
