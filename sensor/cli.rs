@@ -93,6 +93,21 @@ pub struct CommonArgs {
     /// Write alerts as JSON Lines to PATH (- for stdout): one per host, vendor and category.
     #[arg(long, value_name = "PATH|-")]
     pub alerts: Option<PathBuf>,
+    /// Rotate the alerts file before it grows past this many MiB (decimals allowed, 0: never):
+    /// PATH becomes PATH.1 (PATH.1 becomes PATH.2, …) and a new PATH is started [default: 0].
+    #[arg(long, value_name = "MIB")]
+    pub alerts_max_mb: Option<f64>,
+    /// Rotated alerts files kept (PATH.1 … PATH.K); the oldest is removed [default: 5].
+    #[arg(long, value_name = "K")]
+    pub alerts_keep: Option<usize>,
+    /// When the alerts file is fsynced: always (after every alert), interval (at most once a
+    /// second) or never (left to the OS) [default: always].
+    #[arg(long, value_name = "always|interval|never")]
+    pub alerts_fsync: Option<crate::output::alertfile::FsyncPolicy>,
+    /// Alerts held in memory while the alerts file cannot be written (a full disk), written in
+    /// order once it can; beyond this many they are dropped and counted [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub alerts_backlog: Option<usize>,
     /// Write the host report (JSON) to PATH at the end.
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
@@ -475,6 +490,40 @@ fn run_config(
     }
     let alerts = args.alerts.or_else(|| file.alerts.clone());
     let events = args.events.or_else(|| file.events.clone());
+    let alerts_max_mb = args.alerts_max_mb.or(file.alerts_max_mb).unwrap_or(0.0);
+    if !(alerts_max_mb.is_finite() && alerts_max_mb >= 0.0) {
+        return Err("--alerts-max-mb must be 0 (never rotate) or a positive number of MiB".into());
+    }
+    let fsync = match (args.alerts_fsync, &file.alerts_fsync) {
+        (Some(f), _) => f,
+        (None, Some(text)) => text.parse().map_err(|e| format!("alerts_fsync: {e}"))?,
+        (None, None) => crate::output::alertfile::FsyncPolicy::default(),
+    };
+    let alerts_file = crate::output::alertfile::AlertFileOptions {
+        // `as` saturates: an absurdly large size means "never in practice".
+        max_bytes: (alerts_max_mb * 1024.0 * 1024.0).ceil() as u64,
+        keep: args
+            .alerts_keep
+            .or(file.alerts_keep)
+            .unwrap_or(crate::output::alertfile::DEFAULT_KEEP),
+        fsync,
+        backlog: args
+            .alerts_backlog
+            .or(file.alerts_backlog)
+            .unwrap_or(crate::output::alertfile::DEFAULT_BACKLOG),
+        append: false,
+    };
+    if alerts_file.max_bytes > 0 && alerts.as_deref() == Some(Path::new("-")) {
+        return Err("--alerts-max-mb rotates a file; stdout cannot be rotated".into());
+    }
+    if alerts_file.keep == 0 {
+        return Err(
+            "--alerts-keep must be at least 1 (use --alerts-max-mb 0 to never rotate)".into(),
+        );
+    }
+    if alerts_file.backlog == 0 {
+        return Err("--alerts-backlog must be at least 1".into());
+    }
     let stdout_users = [&alerts, &events]
         .iter()
         .filter(|o| o.as_deref() == Some(Path::new("-")))
@@ -493,6 +542,7 @@ fn run_config(
         home_net,
         workers: workers.unwrap_or_else(config::default_workers),
         alerts,
+        alerts_file,
         report: args.report.or_else(|| file.report.clone()),
         events,
         extract_limits: ExtractorLimits {
@@ -565,7 +615,12 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
     let alerts = cfg
         .alerts
         .as_deref()
-        .map(|p| open_output(p, "alerts"))
+        .map(|p| {
+            crate::output::alertfile::AlertSink::start(
+                crate::output::alertfile::Destination::from_path(p),
+                cfg.alerts_file,
+            )
+        })
         .transpose()?;
     let events = cfg
         .events
@@ -577,8 +632,12 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
     let hosts = Arc::new(HostTable::with_realert(cfg.realert_secs));
     let persister = match &cfg.state {
         Some(path) => {
-            let store = crate::hosts::store::Store::open(path).map_err(|e| {
-                format!("{e} (use --state PATH to choose another, or --state none)")
+            let store = crate::hosts::store::Store::open_for_writing(path).map_err(|e| {
+                if e.contains("--state") {
+                    e
+                } else {
+                    format!("{e} (use --state PATH to choose another, or --state none)")
+                }
             })?;
             hosts.restore(store.load()?);
             Some(
@@ -612,6 +671,9 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
         }),
         output_error: Mutex::new(None),
     });
+    if let (Some(p), Ok(mut slot)) = (&persister, shared.counters.sensor.inventory_saves.lock()) {
+        *slot = Some((Arc::clone(&p.saves), Arc::clone(&p.failures)));
+    }
     if let Ok(mut h) = shared.counters.sensor.unhealthy.lock() {
         *h = Some("starting".into());
     }
@@ -673,13 +735,40 @@ fn conclude(
     persister: Option<crate::hosts::store::Persister>,
 ) -> i32 {
     let mut code = exit::OK;
+    let mut kept_in: Vec<String> = Vec::new();
     if let Some(p) = persister {
+        let failures = Arc::clone(&p.failures);
+        let last_error = Arc::clone(&p.last_error);
         if let Some(e) = p.finish() {
+            let mut has = Vec::new();
+            if let Some(r) = &cfg.report {
+                has.push(format!("the report {}", r.display()));
+            }
+            if let Some(a) = &cfg.alerts {
+                has.push(format!("the alerts {}", a.display()));
+            }
+            if !cfg.quiet {
+                has.push("the host table below".to_string());
+            }
+            let has = if has.is_empty() {
+                "nothing else kept it (pass --report PATH next time)".to_string()
+            } else {
+                format!("{} have everything", has.join(", "))
+            };
             eprintln!(
-                "vendorwatch: the inventory {} could not be saved: {e} (the report and alerts have everything; fix the file and the next run saves again)",
-                cfg.state.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
+                "vendorwatch: the inventory could not be saved at the end: {e}; what this run detected since its last good save is not in it; {has}"
             );
             code = exit::PARTIAL;
+        } else if let Some(state) = &cfg.state {
+            let failed = failures.load(Ordering::Relaxed);
+            if failed > 0 {
+                eprintln!(
+                    "vendorwatch: inventory {}: {failed} save(s) failed during the run and were retried; everything is saved (last failure: {})",
+                    state.display(),
+                    last_error.lock().ok().and_then(|l| l.clone()).unwrap_or_default()
+                );
+            }
+            kept_in.push(format!("the inventory {}", state.display()));
         }
     }
     let hosts = shared.hosts.snapshot();
@@ -712,6 +801,20 @@ fn conclude(
                 path.display()
             );
             code = exit::PARTIAL;
+        } else {
+            kept_in.insert(0, format!("the report {}", path.display()));
+        }
+    }
+    if let Some(sink) = &shared.alerts {
+        let stats = sink.close(crate::output::alertfile::CLOSE_TIMEOUT);
+        if !cfg.quiet {
+            kept_in.push("the host table below".into());
+        }
+        if let Some((msg, lost)) = sink.end_message(&stats, &kept_in) {
+            eprintln!("vendorwatch: {msg}");
+            if lost {
+                code = exit::PARTIAL;
+            }
         }
     }
     if let Ok(Some(e)) = shared.output_error.lock().map(|s| s.clone()) {
@@ -880,6 +983,14 @@ fn run_replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
 type SourceTotals = Arc<Mutex<Vec<(String, live::PcapTotals)>>>;
 
 fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
+    // A restarted sensor appends to its alerts file (a SIEM tailing it sees no truncation).
+    let cfg = RunConfig {
+        alerts_file: crate::output::alertfile::AlertFileOptions {
+            append: true,
+            ..cfg.alerts_file
+        },
+        ..cfg
+    };
     // Every interface is opened before anything runs, so a typo fails at once.
     let mut captures = Vec::new();
     for interface in &settings.interfaces {

@@ -81,6 +81,8 @@ pub struct RunConfig {
     pub home_net: HomeNet,
     pub workers: usize,
     pub alerts: Option<PathBuf>,
+    /// Rotation, fsync policy and backlog of the alerts file.
+    pub alerts_file: crate::output::alertfile::AlertFileOptions,
     pub report: Option<PathBuf>,
     pub events: Option<PathBuf>,
     pub extract_limits: ExtractorLimits,
@@ -115,6 +117,11 @@ pub struct FileConfig {
     /// Internal networks whose hosts are reported.
     pub home_net: Option<Vec<String>>,
     pub alerts: Option<PathBuf>,
+    pub alerts_max_mb: Option<f64>,
+    pub alerts_keep: Option<usize>,
+    /// always, interval or never.
+    pub alerts_fsync: Option<String>,
+    pub alerts_backlog: Option<usize>,
     pub report: Option<PathBuf>,
     pub events: Option<PathBuf>,
     /// The inventory database, or "none".
@@ -178,6 +185,10 @@ pub struct LoadedConfig {
     pub vendors: Option<Vec<String>>,
     pub home_net: Option<String>,
     pub alerts: Option<PathBuf>,
+    pub alerts_max_mb: Option<f64>,
+    pub alerts_keep: Option<usize>,
+    pub alerts_fsync: Option<String>,
+    pub alerts_backlog: Option<usize>,
     pub report: Option<PathBuf>,
     pub events: Option<PathBuf>,
     pub state: Option<String>,
@@ -263,10 +274,26 @@ pub fn parse_config(name: &str, text: &str) -> Result<LoadedConfig, Vec<String>>
             problem_at("syslog", e.to_string());
         }
     }
+    if let Some(f) = &file.alerts_fsync {
+        if let Err(e) = f.parse::<crate::output::alertfile::FsyncPolicy>() {
+            problem_at("alerts_fsync", e);
+        }
+    }
+    if file
+        .alerts_max_mb
+        .is_some_and(|m| !(m.is_finite() && m >= 0.0))
+    {
+        problem_at(
+            "alerts_max_mb",
+            "must be 0 (never rotate) or a positive number of MiB".into(),
+        );
+    }
     for (key, value) in [
         ("workers", file.workers),
         ("max_flows", file.max_flows),
         ("syslog_queue", file.syslog_queue),
+        ("alerts_keep", file.alerts_keep),
+        ("alerts_backlog", file.alerts_backlog),
     ] {
         if value == Some(0) {
             problem_at(key, "must be at least 1".into());
@@ -350,6 +377,10 @@ pub fn parse_config(name: &str, text: &str) -> Result<LoadedConfig, Vec<String>>
         vendors: file.vendors,
         home_net,
         alerts: file.alerts,
+        alerts_max_mb: file.alerts_max_mb,
+        alerts_keep: file.alerts_keep,
+        alerts_fsync: file.alerts_fsync,
+        alerts_backlog: file.alerts_backlog,
         report: file.report,
         events: file.events,
         state: file.state,

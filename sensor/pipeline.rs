@@ -36,7 +36,8 @@ pub struct Shared {
     pub detector: Detector,
     pub hosts: Arc<HostTable>,
     pub counters: Counters,
-    pub alerts: Option<SharedWriter>,
+    /// The alerts file (or stdout): its own writer thread behind a bounded queue.
+    pub alerts: Option<crate::output::alertfile::AlertSink>,
     pub events: Option<SharedWriter>,
     pub extract_limits: ExtractorLimits,
     /// Alerts to a syslog receiver (a SIEM), if configured; taken and closed at the end.
@@ -70,8 +71,9 @@ impl Shared {
         }
     }
 
+    /// Flushes the events file (the alerts sink writes as it goes; `close` it at the end).
     pub fn flush_outputs(&self) {
-        for w in [&self.alerts, &self.events].into_iter().flatten() {
+        if let Some(w) = &self.events {
             if let Ok(mut w) = w.lock() {
                 if let Err(e) = w.flush() {
                     if let Ok(mut slot) = self.output_error.lock() {
@@ -557,8 +559,8 @@ fn handle(
             if let Ok(Some(sink)) = shared.syslog.lock().as_deref() {
                 sink.send(rules.rule(finding.rule).severity, line.clone());
             }
-            if let Some(w) = &shared.alerts {
-                shared.write_lines(w, &(line + "\n"), true);
+            if let Some(sink) = &shared.alerts {
+                sink.send(line);
             }
         }
     });

@@ -5,7 +5,8 @@
 //! counted (`vendorwatch_rule_reloads_total{result="failure"}`).
 //!
 //! Only rules, vendors and suppressions are reloaded; every other setting is read at start,
-//! and a reload that finds one of them changed says a restart is needed.
+//! and a reload that finds one of them changed says a restart is needed. SIGHUP also reopens
+//! the alerts file, for an external logrotate.
 
 use crate::config::{self, LoadedConfig, RuleSource};
 use crate::pipeline::Shared;
@@ -217,6 +218,11 @@ impl Reloader {
                     let mut why = None;
                     if hup.swap(false, Ordering::Relaxed) {
                         why = Some("SIGHUP".to_string());
+                        // logrotate's postrotate sends SIGHUP: start a new alerts file
+                        // where the old one was moved away.
+                        if let Some(alerts) = &shared.alerts {
+                            alerts.reopen();
+                        }
                     }
                     since_watch += SIGNAL_POLL;
                     if let (Some(base), true) = (&baseline, since_watch >= WATCH_EVERY) {

@@ -374,6 +374,76 @@ impl Collector for SensorCollector {
             GAUGE,
             vec![(vec![], s.detector.pdns_len() as f64)],
         ));
+        // The alert outputs: the alerts file and syslog, each with its own queue.
+        let mut written = Vec::new();
+        let mut errors = Vec::new();
+        let mut dropped = Vec::new();
+        let mut backlog = Vec::new();
+        let mut rotations = Vec::new();
+        if let Some(a) = &s.alerts {
+            let st = a.stats();
+            let l = || labels(&[("output", "alerts")]);
+            written.push((l(), st.written as f64));
+            errors.push((l(), st.errors as f64));
+            dropped.push((l(), st.dropped as f64));
+            backlog.push((l(), st.backlog as f64));
+            rotations.push((l(), st.rotations as f64));
+        }
+        if let Ok(Some(sink)) = s.syslog.lock().as_deref() {
+            let st = sink.stats();
+            let l = || labels(&[("output", "syslog")]);
+            written.push((l(), st.sent as f64));
+            errors.push((l(), st.errors as f64));
+            dropped.push((l(), (st.dropped + st.rejected) as f64));
+            backlog.push((l(), st.queued as f64));
+        }
+        out.push(family(
+            "vendorwatch_output_written_total",
+            "Alerts written (file) or handed to the transport (syslog), by output.",
+            COUNTER,
+            written,
+        ));
+        out.push(family(
+            "vendorwatch_output_errors_total",
+            "Failed writes, syncs, rotations, connects, by output (each retried).",
+            COUNTER,
+            errors,
+        ));
+        out.push(family(
+            "vendorwatch_output_dropped_total",
+            "Alerts an output gave up on because its backlog was full (still in the report and inventory).",
+            COUNTER,
+            dropped,
+        ));
+        out.push(family(
+            "vendorwatch_output_backlog",
+            "Alerts accepted by an output and not yet written or sent.",
+            GAUGE,
+            backlog,
+        ));
+        out.push(family(
+            "vendorwatch_output_rotations_total",
+            "Size-based rotations of the alerts file.",
+            COUNTER,
+            rotations,
+        ));
+        let inventory = c
+            .sensor
+            .inventory_saves
+            .lock()
+            .map(|i| i.clone())
+            .unwrap_or_default();
+        if let Some((ok, failed)) = inventory {
+            out.push(family(
+                "vendorwatch_inventory_saves_total",
+                "Saves of the host inventory, by result (a failed save is retried).",
+                COUNTER,
+                vec![
+                    (labels(&[("result", "success")]), get(&ok) as f64),
+                    (labels(&[("result", "failure")]), get(&failed) as f64),
+                ],
+            ));
+        }
         out.push(family(
             "vendorwatch_build_info",
             "Build information (always 1).",

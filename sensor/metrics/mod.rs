@@ -8,7 +8,7 @@ pub mod exporter;
 use crate::extract::NameKind;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 #[derive(Default)]
 pub struct Counters {
@@ -54,6 +54,8 @@ pub struct SensorState {
     pub unhealthy: Mutex<Option<String>>,
     /// Unix time of the last successful rule load.
     pub rules_loaded_at: Mutex<f64>,
+    /// The inventory persister's (successful saves, failed saves), when there is an inventory.
+    pub inventory_saves: Mutex<Option<(Arc<AtomicU64>, Arc<AtomicU64>)>>,
     /// Per live capture interface: is it capturing, and how often was it interrupted.
     pub captures: Mutex<BTreeMap<String, CaptureStatus>>,
 }

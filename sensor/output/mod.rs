@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::json;
 use std::net::IpAddr;
 
+pub mod alertfile;
 pub mod html;
 pub mod summary;
 pub mod syslog;
