@@ -4,7 +4,7 @@
 //! maps, the host table and the outputs are shared. Replay never drops: the reader waits
 //! for the workers.
 
-use crate::capture::file::{CaptureError, CaptureReader};
+use crate::capture::file::{CaptureError, CaptureReader, IdleSource, Step};
 use crate::capture::inputs::Input;
 use crate::decode::defrag::{self, DefragLimits, Defragmenter};
 use crate::decode::{self, Decoded, LinkType, Transport};
@@ -28,6 +28,9 @@ pub const REPLAY_QUEUE_BATCHES: usize = 8;
 /// for a moment (64 × 256 packets; at most ~25 MB per worker with full-size frames), since
 /// live a full queue means dropped packets.
 pub const LIVE_QUEUE_BATCHES: usize = 64;
+
+/// How long a pipe may stay silent before the packets read so far are handed over.
+const PIPE_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Line-oriented output shared by the workers.
 pub type SharedWriter = Arc<Mutex<Box<dyn Write + Send>>>;
@@ -365,7 +368,10 @@ pub fn replay(
         progress.start_input(index, &input.display_name());
         let reader = match input {
             Input::Path(p) => CaptureReader::open(p),
-            Input::Stdin => CaptureReader::new("<stdin>".into(), Box::new(std::io::stdin())),
+            Input::Stdin => CaptureReader::from_pipe(
+                "<stdin>".into(),
+                IdleSource::new(std::io::stdin(), PIPE_PAUSE),
+            ),
         };
         let mut reader = match reader {
             Ok(r) => r,
@@ -392,8 +398,11 @@ pub fn replay(
                 dispatcher.packet(raw.ts, raw.link, raw.data, raw.wire_len);
             });
             match step {
-                Ok(true) => {}
-                Ok(false) => break,
+                Ok(Step::Packet) => {}
+                // A quiet pipe (tcpdump -w - on a quiet link): what is held goes to the
+                // workers now, not when the next 256 packets have come.
+                Ok(Step::Idle) => dispatcher.flush(),
+                Ok(Step::End) => break,
                 Err(e) => {
                     outcome.errors.push(e);
                     break;

@@ -816,3 +816,48 @@ fn the_shipped_example_configuration_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_quiet_pipe_hands_over_what_it_has_read_without_waiting_for_more() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let alerts = tmp.path().join("alerts.jsonl");
+    let mut child = bin()
+        .args(["replay", "-q", "--alerts"])
+        .arg(&alerts)
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    // The whole of dns.pcap (far fewer than a batch of packets), and then the pipe stays
+    // open, as `tcpdump -w -` on a quiet link keeps it.
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(&std::fs::read(pcap("dns.pcap")).expect("dns.pcap"))
+        .expect("write");
+    stdin.flush().expect("flush");
+    let start = std::time::Instant::now();
+    let mut seen = 0;
+    while start.elapsed() < std::time::Duration::from_secs(30) {
+        seen = std::fs::read_to_string(&alerts)
+            .unwrap_or_default()
+            .lines()
+            .count();
+        if seen > 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(seen > 0, "no alert while the pipe stayed open");
+    drop(stdin);
+    let out = child
+        .wait_with_output()
+        .expect("ends at the end of the pipe");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

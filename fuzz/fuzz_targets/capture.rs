@@ -10,7 +10,7 @@ fuzz_target!(|d: &[u8]| {
         return;
     };
     let mut bytes = 0usize;
-    while let Ok(true) = reader.next_packet(|p| bytes += p.data.len()) {}
+    while let Ok(vendorwatch::capture::file::Step::Packet) = reader.next_packet(|p| bytes += p.data.len()) {}
     // Whatever the reader handed out came from the input.
     assert!(
         bytes <= d.len(),

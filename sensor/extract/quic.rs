@@ -1133,8 +1133,8 @@ mod tests {
                 }
             });
             match step {
-                Ok(true) => {}
-                Ok(false) => break,
+                Ok(crate::capture::file::Step::Packet | crate::capture::file::Step::Idle) => {}
+                Ok(crate::capture::file::Step::End) => break,
                 Err(e) => {
                     eprintln!("skipped: {e}");
                     return None;
