@@ -599,17 +599,111 @@ mod tests {
             Ok(r) => r,
             Err(e) => return (vec![], Some(e)),
         };
-        let mut next = step();
-        while next == Step::Idle {
-            next = step();
+        let mut got = vec![];
+        loop {
+            match r.next_packet(|p| got.push((p.ts, p.data.len()))) {
+                Ok(Step::Packet | Step::Idle) => {}
+                Ok(Step::End) => return (got, None),
+                Err(e) => return (got, Some(e)),
+            }
         }
-        assert_eq!(next, Step::Packet);
+    }
+
+    #[test]
+    fn micro_and_nano_in_both_byte_orders() {
+        let frame = [0u8; 60];
+        for (magic, be, frac, nanos) in [
+            ([0xd4, 0xc3, 0xb2, 0xa1], false, 5u32, 5_000u32),
+            ([0xa1, 0xb2, 0xc3, 0xd4], true, 5, 5_000),
+            ([0x4d, 0x3c, 0xb2, 0xa1], false, 5, 5),
+            ([0xa1, 0xb2, 0x3c, 0x4d], true, 5, 5),
+        ] {
+            let (got, err) = read_all(legacy_pcap(
+                magic,
+                be,
+                &[(100, frac, &frame), (101, 0, &frame)],
+            ));
+            assert!(err.is_none(), "{err:?}");
+            assert_eq!(
+                got,
+                vec![
+                    (Timestamp::from_parts(100, nanos), 60),
+                    (Timestamp::from_parts(101, 0), 60)
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn truncation_names_record_and_offset_after_delivering_the_rest() {
+        let frame = [0u8; 60];
+        let mut bytes = legacy_pcap(
+            [0xd4, 0xc3, 0xb2, 0xa1],
+            false,
+            &[(1, 0, &frame), (2, 0, &frame)],
+        );
+        bytes.truncate(bytes.len() - 10);
+        let (got, err) = read_all(bytes);
+        assert_eq!(got.len(), 1);
+        let err = err.expect("truncation is reported");
+        assert_eq!(err.kind, CaptureErrorKind::Truncated);
+        // Header (record 1) and first packet (record 2) were read; record 3 broke at 24+16+60.
+        assert_eq!((err.record, err.offset), (3, 100));
+    }
+
+    #[test]
+    fn garbage_is_not_a_capture() {
+        let (_, err) = read_all(b"hello world, not a capture at all".to_vec());
+        assert_eq!(err.map(|e| e.kind), Some(CaptureErrorKind::NotACapture));
+        let (_, err) = read_all(vec![]);
+        assert_eq!(err.map(|e| e.kind), Some(CaptureErrorKind::Empty));
+    }
+
+    #[test]
+    fn unsupported_link_type_is_named() {
+        let mut bytes = legacy_pcap([0xd4, 0xc3, 0xb2, 0xa1], false, &[]);
+        bytes[20] = 147;
+        let (_, err) = read_all(bytes);
+        assert_eq!(
+            err.map(|e| e.kind),
+            Some(CaptureErrorKind::UnsupportedLinkType(147))
+        );
+    }
+
+    #[test]
+    fn a_quiet_pipe_is_a_pause_not_an_end_and_the_stream_goes_on() {
+        use std::io::Write;
+        let frame = [0x45u8; 40];
+        let whole = legacy_pcap(PCAP_MAGICS[0], false, &[(1, 0, &frame), (2, 0, &frame)]);
+        let (reader, mut writer) = std::io::pipe().expect("pipe");
+        // The header in two pieces, then one packet; the pipe stays open.
+        let first_record_end = 24 + 16 + frame.len();
+        writer.write_all(&whole[..10]).expect("write");
+        let opener = std::thread::spawn(move || {
+            CaptureReader::from_pipe(
+                "<stdin>".into(),
+                IdleSource::new(reader, std::time::Duration::from_millis(50)),
+            )
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        writer
+            .write_all(&whole[10..first_record_end])
+            .expect("write");
+        let mut r = opener.join().expect("joins").expect("opens");
+        let mut step = || r.next_packet(|_| {}).expect("no error");
+        let after_pauses = |step: &mut dyn FnMut() -> Step| {
+            let mut next = step();
+            while next == Step::Idle {
+                next = step();
+            }
+            next
+        };
+        assert_eq!(step(), Step::Packet);
+        assert_eq!(step(), Step::Idle, "nothing more yet: a pause");
+        writer.write_all(&whole[first_record_end..]).expect("write");
+        assert_eq!(after_pauses(&mut step), Step::Packet);
         drop(writer);
-        let mut last = step();
-        while last == Step::Idle {
-            last = step();
-        }
-        assert_eq!(last, Step::End);
+        assert_eq!(after_pauses(&mut step), Step::End);
     }
 
     #[test]
