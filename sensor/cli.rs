@@ -776,8 +776,13 @@ fn conclude(
         let stats = sink.close(std::time::Duration::from_secs(5));
         let lost = stats.dropped + stats.unsent + stats.queued + stats.rejected;
         if lost > 0 {
+            let where_else = if cfg.alerts.is_some() {
+                "the alerts file, the report and the inventory have them"
+            } else {
+                "the report and the inventory have the detections"
+            };
             eprintln!(
-                "vendorwatch: syslog: {} alert(s) sent, {lost} not delivered (receiver unreachable or queue full); the alerts file has them all",
+                "vendorwatch: syslog: {} alert(s) sent, {lost} not delivered (receiver unreachable or queue full); {where_else}",
                 stats.sent
             );
             code = exit::PARTIAL;
