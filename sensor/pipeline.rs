@@ -486,6 +486,13 @@ fn handle(shared: &Shared, local: &mut Local, events: &mut String, item: Extract
             local.flows_evicted += 1;
             return;
         }
+        Extracted::Identity(id) => {
+            // Only the identities of our own hosts: a PTR answer about the Internet is not one.
+            if shared.detector.home_net().contains(id.ip) {
+                shared.hosts.note_identity(id);
+            }
+            return;
+        }
         Extracted::Name(ev) => {
             local.name(ev.kind);
             if shared.events.is_some() {

@@ -279,7 +279,7 @@ impl Detector {
             Extracted::Fingerprint { ts, flow, detail } => {
                 self.on_fingerprint(*ts, flow, detail, out)
             }
-            Extracted::Anomaly(_) | Extracted::Evicted => {}
+            Extracted::Anomaly(_) | Extracted::Evicted | Extracted::Identity(_) => {}
         }
     }
 

@@ -7,7 +7,8 @@
 
 use super::stream::{Pushed, StreamBuf};
 use super::{
-    cert, dns, http, names, quic, tls, Detail, DnsDetail, Extracted, FlowId, NameEvent, NameKind,
+    cert, dhcp, dns, http, names, quic, tls, Detail, DnsDetail, Extracted, FlowId, Identity,
+    IdentitySource, NameEvent, NameKind,
 };
 use crate::decode::{Packet, Proto, TcpSegment, Transport, UdpDatagram};
 use crate::time::Timestamp;
@@ -16,6 +17,9 @@ use std::net::{IpAddr, SocketAddr};
 
 /// Ports on which UDP and TCP payloads are read as DNS: DNS, mDNS, LLMNR.
 const DNS_PORTS: [u16; 3] = [53, 5353, 5355];
+/// DHCPv4 server and client ports.
+const DHCP_SERVER_PORT: u16 = 67;
+const DHCP_CLIENT_PORT: u16 = 68;
 /// Client bytes looked at before deciding a stream carries nothing we read.
 const PROBE_BUDGET: usize = 4096;
 /// Segment starts tried as possible message starts (STARTTLS, RDP-then-TLS, …).
@@ -333,6 +337,17 @@ impl Extractor {
     ) {
         let src = SocketAddr::new(pkt.src, dgram.src_port);
         let dst = SocketAddr::new(pkt.dst, dgram.dst_port);
+        // Client to server, server (or relay) to client, relay to server.
+        let ports = (dgram.src_port, dgram.dst_port);
+        if matches!(
+            ports,
+            (DHCP_CLIENT_PORT, DHCP_SERVER_PORT)
+                | (DHCP_SERVER_PORT, DHCP_CLIENT_PORT)
+                | (DHCP_SERVER_PORT, DHCP_SERVER_PORT)
+        ) {
+            on_dhcp_message(dgram.payload, ts, out);
+            return;
+        }
         if DNS_PORTS.contains(&dgram.dst_port) || DNS_PORTS.contains(&dgram.src_port) {
             on_dns_message(
                 dgram.payload,
@@ -806,6 +821,36 @@ fn inspect_server(flow: &mut Flow, ts: Timestamp, out: &mut impl FnMut(Extracted
     }
 }
 
+/// Reads one DHCPv4 message: the address it binds to a machine becomes an identity. DHCP
+/// datagrams are not flows (broadcasts, from 0.0.0.0): no flow state is kept for them.
+fn on_dhcp_message(payload: &[u8], ts: Timestamp, out: &mut impl FnMut(Extracted)) {
+    let msg = match dhcp::parse(payload) {
+        Ok(m) => m,
+        Err(e) => {
+            out(Extracted::Anomaly(e.reason()));
+            return;
+        }
+    };
+    if msg.anomalies.options_truncated {
+        out(Extracted::Anomaly("dhcp_options_truncated"));
+    }
+    let Some(binding) = msg.binding() else {
+        return;
+    };
+    out(Extracted::Identity(Identity {
+        ts,
+        ip: IpAddr::V4(binding.address),
+        mac: msg.client_mac(),
+        hostname: msg.hostname(),
+        client_id: msg.client_id_hex(),
+        source: match binding.source {
+            dhcp::BindingSource::Request => IdentitySource::DhcpRequest,
+            dhcp::BindingSource::Inform => IdentitySource::DhcpInform,
+            dhcp::BindingSource::Ack => IdentitySource::DhcpAck,
+        },
+    }));
+}
+
 /// Reads one DNS message between `src` and `dst`. Returns whether it named anything.
 #[allow(clippy::too_many_arguments)]
 fn on_dns_message(
@@ -860,6 +905,25 @@ fn on_dns_message(
         client,
         server,
     };
+    if parsed.is_response && parsed.rcode == 0 {
+        // A PTR answer names the machine behind an address (the pipeline keeps home-net ones).
+        for a in &parsed.answers {
+            if let (dns::RData::Ptr(target), Some(ip)) =
+                (&a.data, dns::reverse_name_address(&a.name))
+            {
+                if !target.is_empty() {
+                    out(Extracted::Identity(Identity {
+                        ts,
+                        ip,
+                        mac: None,
+                        hostname: Some(target.clone()),
+                        client_id: None,
+                        source: IdentitySource::Ptr,
+                    }));
+                }
+            }
+        }
+    }
     let mut named = false;
     // mDNS announcements carry answers and no question: their owner names are what is named.
     let mut names: Vec<(&str, u16)> = parsed

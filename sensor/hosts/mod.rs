@@ -1,19 +1,156 @@
 //! The host inventory: every home-net host with evidence against it, shared by all workers.
 //!
 //! One entry per host; per host one detection per (vendor, category) with first/last seen,
-//! counts and a bounded sample of indicators. `record` says when a finding is the first of
-//! its (host, vendor, category) — the moment an alert is due.
+//! counts, a bounded sample of indicators and of evidence (the first and the latest
+//! findings), and the host's identity: its current MAC and host name and a bounded history
+//! of the distinct identities DHCP and DNS PTR answers gave its address. `record` says when
+//! a finding is the first of its (host, vendor, category) — the moment an alert is due.
+//!
+//! Everything is bounded: the table holds at most `max_hosts` hosts (findings for new hosts
+//! beyond it are shed and counted; known hosts keep being updated), and identities of
+//! addresses with no detection yet wait in a map of their own, oldest evicted and counted,
+//! so a DHCP lease seen hours before a host's first vendor lookup still names it.
 
+use crate::decode::Proto;
 use crate::detect::rules::Severity;
 use crate::detect::{Finding, Indicator, RuleSet};
+use crate::extract::{Identity, IdentitySource};
 use crate::time::Timestamp;
+use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 pub mod store;
 
 /// Distinct indicators kept per detection; beyond this they are only counted.
 pub const MAX_INDICATORS: usize = 32;
+/// Evidence kept per detection: the first findings (proof of first contact) and the most
+/// recent ones (still active).
+pub const EVIDENCE_FIRST: usize = 4;
+pub const EVIDENCE_RECENT: usize = 4;
+/// Distinct identities remembered per address; beyond this the least recently seen goes.
+pub const MAX_IDENTITIES: usize = 16;
+/// Hosts in the table unless `--max-hosts` says otherwise.
+pub const DEFAULT_MAX_HOSTS: usize = 100_000;
+/// Addresses with an identity but no detection yet, remembered at most.
+pub const MAX_UNDETECTED_IDENTITIES: usize = 65_536;
+
+/// One finding kept as evidence: when, what, and on which flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evidence {
+    pub time: Timestamp,
+    pub indicator: Indicator,
+    pub flow: EvidenceFlow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct EvidenceFlow {
+    pub src_ip: IpAddr,
+    pub src_port: u16,
+    pub dst_ip: IpAddr,
+    pub dst_port: u16,
+    pub transport: Proto,
+}
+
+/// One distinct identity an address had: (MAC, host name, client id) as one source said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityRecord {
+    pub mac: Option<[u8; 6]>,
+    pub hostname: Option<String>,
+    pub client_id: Option<String>,
+    pub source: IdentitySource,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    pub count: u64,
+}
+
+/// Who an address is: the current host name and the history of identities.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostIdentity {
+    pub hostname: Option<String>,
+    /// Where the current host name came from (a DHCP name is not replaced by a PTR name).
+    pub hostname_source: Option<IdentitySource>,
+    /// Distinct identities, at most `MAX_IDENTITIES`, in the order first seen.
+    pub history: Vec<IdentityRecord>,
+    /// Identities dropped from a full history.
+    pub history_omitted: u64,
+}
+
+impl HostIdentity {
+    /// Takes one identity in; `mac` is the host's current MAC, updated when DHCP names one.
+    pub fn apply(&mut self, mac: &mut Option<[u8; 6]>, id: &Identity) {
+        let same = |r: &IdentityRecord| {
+            r.mac == id.mac
+                && r.hostname == id.hostname
+                && r.client_id == id.client_id
+                && r.source == id.source
+        };
+        if let Some(r) = self.history.iter_mut().find(|r| same(r)) {
+            r.first_seen = r.first_seen.min(id.ts);
+            r.last_seen = r.last_seen.max(id.ts);
+            r.count += 1;
+        } else {
+            if self.history.len() >= MAX_IDENTITIES {
+                if let Some(oldest) = self
+                    .history
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, r)| r.last_seen)
+                    .map(|(i, _)| i)
+                {
+                    self.history.remove(oldest);
+                    self.history_omitted += 1;
+                }
+            }
+            self.history.push(IdentityRecord {
+                mac: id.mac,
+                hostname: id.hostname.clone(),
+                client_id: id.client_id.clone(),
+                source: id.source,
+                first_seen: id.ts,
+                last_seen: id.ts,
+                count: 1,
+            });
+        }
+        if let Some(m) = id.mac {
+            // Another machine took the address: the old name is not its name.
+            if mac.is_some_and(|old| old != m) && id.hostname.is_none() {
+                self.hostname = None;
+                self.hostname_source = None;
+            }
+            *mac = Some(m);
+        }
+        if let Some(name) = &id.hostname {
+            // DNS PTR answers may be stale or describe a zone, not the machine: DHCP's own
+            // word on a name wins over them.
+            let keep = id.source == IdentitySource::Ptr
+                && self
+                    .hostname_source
+                    .is_some_and(|s| s != IdentitySource::Ptr);
+            if !keep {
+                self.hostname = Some(name.clone());
+                self.hostname_source = Some(id.source);
+            }
+        }
+    }
+
+    /// The distinct MAC addresses in the history (more than one: the address moved).
+    pub fn macs(&self) -> Vec<[u8; 6]> {
+        let mut v: Vec<[u8; 6]> = self.history.iter().filter_map(|r| r.mac).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    fn last_seen(&self) -> Timestamp {
+        self.history
+            .iter()
+            .map(|r| r.last_seen)
+            .max()
+            .unwrap_or_default()
+    }
+}
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct IndicatorCount {
@@ -34,6 +171,9 @@ pub struct Detection {
     pub forwarded: bool,
     pub rules: Vec<String>,
     pub indicators: Vec<IndicatorCount>,
+    /// The first `EVIDENCE_FIRST` findings, then the latest `EVIDENCE_RECENT`, in that order.
+    #[serde(skip)]
+    pub evidence: Vec<Evidence>,
     /// Indicators beyond `MAX_INDICATORS`, counted only.
     #[serde(skip_serializing_if = "is_zero")]
     pub indicators_omitted: u64,
@@ -63,6 +203,7 @@ pub struct Host {
     /// Connections to DNS-over-HTTPS/TLS/QUIC services: lookups the sensor cannot see.
     pub encrypted_dns_connections: u64,
     pub encrypted_dns_via: Vec<String>,
+    pub identity: HostIdentity,
 }
 
 /// What `record` decided.
@@ -72,15 +213,42 @@ pub enum Recorded {
     NewAlert(Detection),
     /// Counted into an existing detection, or a forwarded lookup (no alert).
     Counted,
+    /// A new host, and the table is full: shed and counted.
+    Shed,
 }
 
-#[derive(Default)]
 pub struct HostTable {
     hosts: DashMap<IpAddr, Host, ahash::RandomState>,
+    /// Hosts in `hosts` (a shard lock is held while inserting, so `len()` cannot be used).
+    count: AtomicUsize,
+    max_hosts: usize,
+    /// Findings and hiding notes for new hosts shed because the table was full.
+    pub shed: AtomicU64,
+    /// Identities of home-net addresses with no detection yet: (MAC, identity).
+    undetected: DashMap<IpAddr, (Option<[u8; 6]>, HostIdentity), ahash::RandomState>,
+    max_undetected: usize,
+    /// Undetected addresses whose identity was evicted from a full map.
+    pub identities_evicted: AtomicU64,
     /// Hosts changed since the inventory last saved them.
     dirty: DashMap<IpAddr, (), ahash::RandomState>,
     /// Alert again for a detection still active this long after its last alert.
     realert_after_secs: Option<u64>,
+}
+
+impl Default for HostTable {
+    fn default() -> Self {
+        HostTable {
+            hosts: DashMap::default(),
+            count: AtomicUsize::new(0),
+            max_hosts: DEFAULT_MAX_HOSTS,
+            shed: AtomicU64::new(0),
+            undetected: DashMap::default(),
+            max_undetected: MAX_UNDETECTED_IDENTITIES,
+            identities_evicted: AtomicU64::new(0),
+            dirty: DashMap::default(),
+            realert_after_secs: None,
+        }
+    }
 }
 
 impl HostTable {
@@ -95,11 +263,102 @@ impl HostTable {
         }
     }
 
+    /// At most `max_hosts` hosts (at least one); findings for new hosts beyond are shed.
+    pub fn with_max_hosts(mut self, max_hosts: usize) -> Self {
+        self.max_hosts = max_hosts.max(1);
+        self
+    }
+
+    /// At most `max` undetected addresses keep their identity (at least one).
+    pub fn with_max_undetected(mut self, max: usize) -> Self {
+        self.max_undetected = max.max(1);
+        self
+    }
+
     /// Puts back what the inventory remembers (counts go on, alerted detections stay quiet).
+    /// A table restored beyond its cap keeps every host; only new hosts are shed.
     pub fn restore(&self, hosts: Vec<(IpAddr, Host)>) {
         for (ip, h) in hosts {
-            self.hosts.insert(ip, h);
+            if self.hosts.insert(ip, h).is_none() {
+                self.count.fetch_add(1, Ordering::Relaxed);
+            }
         }
+    }
+
+    /// The entry of `ip`, created (with the identity waiting for it) when there is room.
+    fn host_entry(&self, ip: IpAddr) -> Option<dashmap::mapref::one::RefMut<'_, IpAddr, Host>> {
+        match self.hosts.entry(ip) {
+            Entry::Occupied(o) => Some(o.into_ref()),
+            Entry::Vacant(v) => {
+                if self.count.load(Ordering::Relaxed) >= self.max_hosts {
+                    self.shed.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+                self.count.fetch_add(1, Ordering::Relaxed);
+                // Lock order everywhere: a `hosts` shard, then `undetected`.
+                let (mac, identity) = self
+                    .undetected
+                    .remove(&ip)
+                    .map(|(_, v)| v)
+                    .unwrap_or_default();
+                Some(v.insert(Host {
+                    mac,
+                    identity,
+                    ..Host::default()
+                }))
+            }
+        }
+    }
+
+    /// Takes in what DHCP or a PTR answer says about a home-net address.
+    pub fn note_identity(&self, id: &Identity) {
+        match self.hosts.entry(id.ip) {
+            Entry::Occupied(mut o) => {
+                let h = o.get_mut();
+                h.identity.apply(&mut h.mac, id);
+                self.dirty.insert(id.ip, ());
+            }
+            Entry::Vacant(_vacant_keeps_the_shard_locked) => {
+                if !self.undetected.contains_key(&id.ip)
+                    && self.undetected.len() >= self.max_undetected
+                {
+                    self.evict_undetected();
+                }
+                let mut e = self.undetected.entry(id.ip).or_default();
+                let (mac, identity) = e.value_mut();
+                identity.apply(mac, id);
+            }
+        }
+    }
+
+    /// Evicts the least recently seen eighth of the undetected identities (one scan and
+    /// sort per eighth of the map, not per insert, so a flood of new addresses stays cheap).
+    fn evict_undetected(&self) {
+        let mut ages: Vec<(Timestamp, IpAddr)> = self
+            .undetected
+            .iter()
+            .map(|e| (e.value().1.last_seen(), *e.key()))
+            .collect();
+        let n = (ages.len() / 8).max(1);
+        ages.select_nth_unstable(n - 1);
+        for (_, ip) in &ages[..n] {
+            if self.undetected.remove(ip).is_some() {
+                self.identities_evicted.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Addresses with an identity and no detection yet.
+    pub fn undetected_len(&self) -> usize {
+        self.undetected.len()
+    }
+
+    /// The identity of an address, detected or not: (MAC, identity).
+    pub fn identity_of(&self, ip: IpAddr) -> Option<(Option<[u8; 6]>, HostIdentity)> {
+        if let Some(h) = self.hosts.get(&ip) {
+            return Some((h.mac, h.identity.clone()));
+        }
+        self.undetected.get(&ip).map(|e| e.value().clone())
     }
 
     /// The hosts changed since the last call, with their current state.
@@ -131,7 +390,9 @@ impl HostTable {
     /// Records a finding; `suppressed` is the reason of a suppression that covers it.
     pub fn record(&self, f: &Finding, rules: &RuleSet, suppressed: Option<&str>) -> Recorded {
         let rule = rules.rule(f.rule);
-        let mut host = self.hosts.entry(f.host).or_default();
+        let Some(mut host) = self.host_entry(f.host) else {
+            return Recorded::Shed;
+        };
         if f.host_mac.is_some() {
             host.mac = f.host_mac;
         }
@@ -152,6 +413,7 @@ impl HostTable {
                     forwarded: f.forwarded,
                     rules: Vec::new(),
                     indicators: Vec::new(),
+                    evidence: Vec::new(),
                     indicators_omitted: 0,
                     suppressed: suppressed.map(str::to_string),
                     alerted_at: None,
@@ -183,6 +445,20 @@ impl HostTable {
         } else {
             det.indicators_omitted += 1;
         }
+        if det.evidence.len() >= EVIDENCE_FIRST + EVIDENCE_RECENT {
+            det.evidence.remove(EVIDENCE_FIRST);
+        }
+        det.evidence.push(Evidence {
+            time: f.ts,
+            indicator: f.indicator.clone(),
+            flow: EvidenceFlow {
+                src_ip: f.flow.client.ip(),
+                src_port: f.flow.client.port(),
+                dst_ip: f.flow.server.ip(),
+                dst_port: f.flow.server.port(),
+                transport: f.flow.proto,
+            },
+        });
         if suppressed.is_none() {
             det.suppressed = None;
         }
@@ -202,8 +478,10 @@ impl HostTable {
 
     /// Counts a way the host hides names from the sensor.
     pub fn note_hiding(&self, host: IpAddr, hiding: crate::detect::Hiding) {
+        let Some(mut h) = self.host_entry(host) else {
+            return;
+        };
         self.dirty.insert(host, ());
-        let mut h = self.hosts.entry(host).or_default();
         match hiding {
             crate::detect::Hiding::Ech => h.ech_connections += 1,
             crate::detect::Hiding::EncryptedDns(via) => {

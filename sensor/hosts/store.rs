@@ -1,12 +1,19 @@
 //! The persistent inventory: an embedded SQLite database (WAL, crash-safe, schema versioned
 //! with `PRAGMA user_version` migrations) holding every host, its detections with first and
 //! last seen, counts, the bounded sample of evidence, and when each was last alerted — so a
-//! restarted sensor keeps counting and does not alert again what it already alerted.
+//! restarted sensor keeps counting and does not alert again what it already alerted — and
+//! each host's identity (current host name, history of DHCP / PTR identities).
 //!
 //! Writes happen off the packet path: a persister thread saves the hosts that changed every
 //! few seconds, in one transaction, and once more at the end.
 
-use super::{Detection, Host, HostTable, IndicatorCount};
+use super::{
+    Detection, Evidence, EvidenceFlow, Host, HostIdentity, HostTable, IdentityRecord,
+    IndicatorCount,
+};
+use crate::decode::Proto;
+use crate::detect::Indicator;
+use crate::extract::IdentitySource;
 use crate::time::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::net::IpAddr;
@@ -15,8 +22,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The schema this build writes. Each step of `MIGRATIONS` brings version N-1 to N.
-pub const SCHEMA_VERSION: i64 = 1;
-const MIGRATIONS: &[&str] = &["
+pub const SCHEMA_VERSION: i64 = 2;
+const MIGRATIONS: &[&str] = &[
+    // 1: hosts and their detections.
+    "
     CREATE TABLE hosts (
         ip TEXT PRIMARY KEY,
         mac TEXT,
@@ -41,7 +50,80 @@ const MIGRATIONS: &[&str] = &["
         PRIMARY KEY (ip, vendor, category)
     );
     CREATE INDEX detections_last_seen ON detections(last_seen);
-"];
+",
+    // 2: host identity (current name, history) and the evidence sample of each detection.
+    "
+    ALTER TABLE hosts ADD COLUMN hostname TEXT;
+    ALTER TABLE hosts ADD COLUMN hostname_source TEXT;
+    ALTER TABLE hosts ADD COLUMN identities_omitted INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE detections ADD COLUMN evidence TEXT NOT NULL DEFAULT '[]';
+    CREATE TABLE identities (
+        ip TEXT NOT NULL REFERENCES hosts(ip),
+        mac TEXT,
+        hostname TEXT,
+        client_id TEXT,
+        source TEXT NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        count INTEGER NOT NULL
+    );
+    CREATE INDEX identities_ip ON identities(ip);
+",
+];
+
+/// One piece of evidence as the `detections.evidence` JSON column holds it (packet time in
+/// nanoseconds, so it reads back exactly).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct EvidenceRow {
+    t: i64,
+    indicator: Indicator,
+    src_ip: IpAddr,
+    src_port: u16,
+    dst_ip: IpAddr,
+    dst_port: u16,
+    transport: String,
+}
+
+fn evidence_to_json(ev: &[Evidence]) -> String {
+    let rows: Vec<EvidenceRow> = ev
+        .iter()
+        .map(|e| EvidenceRow {
+            t: e.time.0,
+            indicator: e.indicator.clone(),
+            src_ip: e.flow.src_ip,
+            src_port: e.flow.src_port,
+            dst_ip: e.flow.dst_ip,
+            dst_port: e.flow.dst_port,
+            transport: match e.flow.transport {
+                Proto::Tcp => "tcp".into(),
+                Proto::Udp => "udp".into(),
+            },
+        })
+        .collect();
+    serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into())
+}
+
+fn evidence_from_json(text: &str) -> Vec<Evidence> {
+    serde_json::from_str::<Vec<EvidenceRow>>(text)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| Evidence {
+            time: Timestamp(r.t),
+            indicator: r.indicator,
+            flow: EvidenceFlow {
+                src_ip: r.src_ip,
+                src_port: r.src_port,
+                dst_ip: r.dst_ip,
+                dst_port: r.dst_port,
+                transport: if r.transport == "tcp" {
+                    Proto::Tcp
+                } else {
+                    Proto::Udp
+                },
+            },
+        })
+        .collect()
+}
 
 /// Seconds between saves of the hosts that changed.
 pub const SAVE_EVERY_SECS: u64 = 5;
@@ -93,21 +175,32 @@ impl Store {
         let mut hosts: std::collections::BTreeMap<IpAddr, Host> = Default::default();
         let mut stmt = self
             .conn
-            .prepare("SELECT ip, mac, ech_connections, encrypted_dns_connections, encrypted_dns_via FROM hosts")
+            .prepare("SELECT ip, mac, ech_connections, encrypted_dns_connections, encrypted_dns_via, hostname, hostname_source, identities_omitted FROM hosts")
             .map_err(|e| e.to_string())?;
         let rows = stmt
             .query_map([], |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Option<String>>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, String>(4)?,
+                    (
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, String>(4)?,
+                    ),
+                    HostIdentity {
+                        hostname: r.get(5)?,
+                        hostname_source: r
+                            .get::<_, Option<String>>(6)?
+                            .as_deref()
+                            .and_then(IdentitySource::from_label),
+                        history: Vec::new(),
+                        history_omitted: u64::try_from(r.get::<_, i64>(7)?).unwrap_or(0),
+                    },
                 ))
             })
             .map_err(|e| e.to_string())?;
         for row in rows {
-            let (ip, mac, ech, edns, via) = row.map_err(|e| e.to_string())?;
+            let ((ip, mac, ech, edns, via), identity) = row.map_err(|e| e.to_string())?;
             let Ok(ip) = ip.parse::<IpAddr>() else {
                 continue;
             };
@@ -119,12 +212,51 @@ impl Store {
                     ech_connections: u64::try_from(ech).unwrap_or(0),
                     encrypted_dns_connections: u64::try_from(edns).unwrap_or(0),
                     encrypted_dns_via: serde_json::from_str(&via).unwrap_or_default(),
+                    identity,
                 },
             );
         }
         let mut stmt = self
             .conn
-            .prepare("SELECT ip, vendor, category, severity, first_seen, last_seen, count, forwarded, suppressed, alerted_at, rules, indicators, indicators_omitted FROM detections")
+            .prepare("SELECT ip, mac, hostname, client_id, source, first_seen, last_seen, count FROM identities ORDER BY rowid")
+            .map_err(|e| e.to_string())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, i64>(7)?,
+                ))
+            })
+            .map_err(|e| e.to_string())?;
+        for row in rows {
+            let (ip, mac, hostname, client_id, source, first, last, count) =
+                row.map_err(|e| e.to_string())?;
+            let (Ok(ip), Some(source)) =
+                (ip.parse::<IpAddr>(), IdentitySource::from_label(&source))
+            else {
+                continue;
+            };
+            if let Some(h) = hosts.get_mut(&ip) {
+                h.identity.history.push(IdentityRecord {
+                    mac: mac.as_deref().and_then(parse_mac),
+                    hostname,
+                    client_id,
+                    source,
+                    first_seen: Timestamp(first),
+                    last_seen: Timestamp(last),
+                    count: u64::try_from(count).unwrap_or(0),
+                });
+            }
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT ip, vendor, category, severity, first_seen, last_seen, count, forwarded, suppressed, alerted_at, rules, indicators, indicators_omitted, evidence FROM detections")
             .map_err(|e| e.to_string())?;
         let rows = stmt
             .query_map([], |r| {
@@ -148,6 +280,7 @@ impl Store {
                         )
                         .unwrap_or_default(),
                         indicators_omitted: u64::try_from(r.get::<_, i64>(12)?).unwrap_or(0),
+                        evidence: evidence_from_json(&r.get::<_, String>(13)?),
                     },
                 ))
             })
@@ -166,22 +299,48 @@ impl Store {
         let tx = self.conn.transaction().map_err(|e| e.to_string())?;
         for (ip, h) in hosts {
             tx.execute(
-                "INSERT INTO hosts (ip, mac, ech_connections, encrypted_dns_connections, encrypted_dns_via) VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO hosts (ip, mac, ech_connections, encrypted_dns_connections, encrypted_dns_via, hostname, hostname_source, identities_omitted) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT(ip) DO UPDATE SET mac = excluded.mac, ech_connections = excluded.ech_connections,
-                 encrypted_dns_connections = excluded.encrypted_dns_connections, encrypted_dns_via = excluded.encrypted_dns_via",
+                 encrypted_dns_connections = excluded.encrypted_dns_connections, encrypted_dns_via = excluded.encrypted_dns_via,
+                 hostname = excluded.hostname, hostname_source = excluded.hostname_source, identities_omitted = excluded.identities_omitted",
                 params![
                     ip.to_string(),
                     crate::output::mac_string(h.mac),
                     h.ech_connections as i64,
                     h.encrypted_dns_connections as i64,
-                    serde_json::to_string(&h.encrypted_dns_via).unwrap_or_default()
+                    serde_json::to_string(&h.encrypted_dns_via).unwrap_or_default(),
+                    h.identity.hostname,
+                    h.identity.hostname_source.map(IdentitySource::as_str),
+                    h.identity.history_omitted as i64,
                 ],
             )
             .map_err(|e| e.to_string())?;
+            // The history is small and bounded: replaced whole.
+            tx.execute(
+                "DELETE FROM identities WHERE ip = ?1",
+                params![ip.to_string()],
+            )
+            .map_err(|e| e.to_string())?;
+            for r in &h.identity.history {
+                tx.execute(
+                    "INSERT INTO identities (ip, mac, hostname, client_id, source, first_seen, last_seen, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        ip.to_string(),
+                        crate::output::mac_string(r.mac),
+                        r.hostname,
+                        r.client_id,
+                        r.source.as_str(),
+                        r.first_seen.0,
+                        r.last_seen.0,
+                        r.count as i64,
+                    ],
+                )
+                .map_err(|e| e.to_string())?;
+            }
             for d in &h.detections {
                 tx.execute(
-                    "INSERT OR REPLACE INTO detections (ip, vendor, category, severity, first_seen, last_seen, count, forwarded, suppressed, alerted_at, rules, indicators, indicators_omitted)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    "INSERT OR REPLACE INTO detections (ip, vendor, category, severity, first_seen, last_seen, count, forwarded, suppressed, alerted_at, rules, indicators, indicators_omitted, evidence)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                     params![
                         ip.to_string(),
                         d.vendor,
@@ -195,7 +354,8 @@ impl Store {
                         d.alerted_at.map(|t| t.0),
                         serde_json::to_string(&d.rules).unwrap_or_default(),
                         serde_json::to_string(&d.indicators).unwrap_or_default(),
-                        d.indicators_omitted as i64
+                        d.indicators_omitted as i64,
+                        evidence_to_json(&d.evidence)
                     ],
                 )
                 .map_err(|e| e.to_string())?;

@@ -93,7 +93,7 @@ pub fn event_line(ev: &NameEvent) -> String {
                     let data = match &a.data {
                         RData::A(ip) => json!(ip.to_string()),
                         RData::Aaaa(ip) => json!(ip.to_string()),
-                        RData::Cname(n) => json!(n),
+                        RData::Cname(n) | RData::Ptr(n) => json!(n),
                         RData::Svcb { priority, target, alpn, ech } => {
                             json!({"priority": priority, "target": target, "alpn": alpn, "ech": ech})
                         }

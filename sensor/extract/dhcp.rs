@@ -1,0 +1,456 @@
+//! DHCPv4 message parser (RFC 2131 BOOTP header, RFC 2132 options), pure: bytes in, a
+//! borrowed view out. It owns one question besides the parse: which message of the
+//! exchange ties which address to which machine (`Message::binding`).
+//!
+//! Only the fields that identify a machine are read: the client hardware address
+//! (`chaddr`), `ciaddr` / `yiaddr`, and the options message type (53), host name (12),
+//! client FQDN (81), client identifier (61), requested address (50) and option overload
+//! (52, whose `file` / `sname` fields then hold more options). The first occurrence of an
+//! option wins (RFC 3396 long-option concatenation is not needed for these). A truncated
+//! option ends the options and is flagged, never an error: the header is still worth having.
+
+use std::net::Ipv4Addr;
+
+/// BOOTP fixed header, up to and including the magic cookie.
+pub const HEADER_LEN: usize = 240;
+const MAGIC: [u8; 4] = [99, 130, 83, 99];
+const CHADDR: std::ops::Range<usize> = 28..44;
+const SNAME: std::ops::Range<usize> = 44..108;
+const FILE: std::ops::Range<usize> = 108..236;
+
+pub const OP_REQUEST: u8 = 1;
+pub const OP_REPLY: u8 = 2;
+/// `htype` of Ethernet (and of every IEEE 802 MAC).
+pub const HTYPE_ETHERNET: u8 = 1;
+
+const OPT_PAD: u8 = 0;
+const OPT_HOST_NAME: u8 = 12;
+const OPT_REQUESTED_ADDRESS: u8 = 50;
+const OPT_OVERLOAD: u8 = 52;
+const OPT_MESSAGE_TYPE: u8 = 53;
+const OPT_CLIENT_ID: u8 = 61;
+const OPT_CLIENT_FQDN: u8 = 81;
+const OPT_END: u8 = 255;
+
+/// DHCP message types (option 53).
+pub const DISCOVER: u8 = 1;
+pub const OFFER: u8 = 2;
+pub const REQUEST: u8 = 3;
+pub const DECLINE: u8 = 4;
+pub const ACK: u8 = 5;
+pub const NAK: u8 = 6;
+pub const RELEASE: u8 = 7;
+pub const INFORM: u8 = 8;
+
+/// Client FQDN flag E (RFC 4702 §2.1): the name is in DNS wire encoding.
+const FQDN_FLAG_E: u8 = 0x04;
+
+/// Why a datagram is not a DHCP message we read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DhcpError {
+    #[error("shorter than a BOOTP header")]
+    TooShort,
+    #[error("BOOTP op is neither request nor reply")]
+    BadOp,
+    #[error("no DHCP magic cookie (plain BOOTP or not BOOTP)")]
+    NoMagic,
+}
+
+impl DhcpError {
+    /// Metric label.
+    pub fn reason(self) -> &'static str {
+        match self {
+            DhcpError::TooShort => "dhcp_too_short",
+            DhcpError::BadOp => "dhcp_bad_op",
+            DhcpError::NoMagic => "dhcp_no_magic",
+        }
+    }
+}
+
+/// Option 81 (RFC 4702): flags and the name, as sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientFqdn<'a> {
+    pub flags: u8,
+    pub name: &'a [u8],
+}
+
+impl ClientFqdn<'_> {
+    /// The name, normalised (labels joined by dots when it is in wire encoding).
+    /// `None` when empty or unreadable.
+    pub fn name(&self) -> Option<String> {
+        if self.flags & FQDN_FLAG_E == 0 {
+            return super::names::normalize(self.name);
+        }
+        let mut text = Vec::with_capacity(self.name.len());
+        let mut rest = self.name;
+        while let Some((&len, tail)) = rest.split_first() {
+            // A pointer or reserved label type: compression is not allowed here (RFC 4702 §2.3.1).
+            if len == 0 || len & 0xc0 != 0 {
+                break;
+            }
+            let label = tail.get(..usize::from(len))?;
+            if !text.is_empty() {
+                text.push(b'.');
+            }
+            text.extend_from_slice(label);
+            rest = &tail[usize::from(len)..];
+        }
+        super::names::normalize(&text)
+    }
+}
+
+/// Recoverable problems, each a counter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Anomalies {
+    /// An option ran past the end of its area; the options after it are unread.
+    pub options_truncated: bool,
+}
+
+/// One DHCPv4 message, borrowed from the datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message<'a> {
+    pub op: u8,
+    pub htype: u8,
+    pub xid: u32,
+    pub ciaddr: Ipv4Addr,
+    pub yiaddr: Ipv4Addr,
+    pub giaddr: Ipv4Addr,
+    /// The client hardware address, `hlen` octets (at most 16).
+    pub chaddr: &'a [u8],
+    pub message_type: Option<u8>,
+    pub host_name: Option<&'a [u8]>,
+    pub client_fqdn: Option<ClientFqdn<'a>>,
+    pub client_id: Option<&'a [u8]>,
+    pub requested_address: Option<Ipv4Addr>,
+    pub anomalies: Anomalies,
+}
+
+/// What one message says about an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindingSource {
+    /// A client asked for (or renews) this address: its own claim, before the server agreed.
+    Request,
+    /// A client configured by other means asked for parameters: it holds `ciaddr`.
+    Inform,
+    /// The server bound the address to this client.
+    Ack,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Binding {
+    pub address: Ipv4Addr,
+    pub source: BindingSource,
+}
+
+fn ipv4(b: &[u8], at: usize) -> Ipv4Addr {
+    match b.get(at..at + 4) {
+        Some(&[a, b, c, d]) => Ipv4Addr::new(a, b, c, d),
+        _ => Ipv4Addr::UNSPECIFIED,
+    }
+}
+
+/// Parses one DHCPv4 message (the UDP payload).
+pub fn parse(d: &[u8]) -> Result<Message<'_>, DhcpError> {
+    let header = d.get(..HEADER_LEN).ok_or(DhcpError::TooShort)?;
+    let op = header[0];
+    if op != OP_REQUEST && op != OP_REPLY {
+        return Err(DhcpError::BadOp);
+    }
+    if header[236..240] != MAGIC {
+        return Err(DhcpError::NoMagic);
+    }
+    let hlen = usize::from(header[2]).min(CHADDR.len());
+    let mut m = Message {
+        op,
+        htype: header[1],
+        xid: u32::from_be_bytes([header[4], header[5], header[6], header[7]]),
+        ciaddr: ipv4(header, 12),
+        yiaddr: ipv4(header, 16),
+        giaddr: ipv4(header, 24),
+        chaddr: &header[CHADDR.start..CHADDR.start + hlen],
+        message_type: None,
+        host_name: None,
+        client_fqdn: None,
+        client_id: None,
+        requested_address: None,
+        anomalies: Anomalies::default(),
+    };
+    let overload = read_options(&d[HEADER_LEN..], &mut m);
+    // RFC 2132 §9.3: 1 = `file` holds options, 2 = `sname`, 3 = both (file first).
+    if matches!(overload, Some(1 | 3)) {
+        read_options(&header[FILE], &mut m);
+    }
+    if matches!(overload, Some(2 | 3)) {
+        read_options(&header[SNAME], &mut m);
+    }
+    Ok(m)
+}
+
+/// Reads one options area into `m`; returns the overload option's value, if present.
+fn read_options<'a>(mut area: &'a [u8], m: &mut Message<'a>) -> Option<u8> {
+    let mut overload = None;
+    while let Some((&code, rest)) = area.split_first() {
+        match code {
+            OPT_PAD => {
+                area = rest;
+                continue;
+            }
+            OPT_END => break,
+            _ => {}
+        }
+        let Some((&len, rest)) = rest.split_first() else {
+            m.anomalies.options_truncated = true;
+            break;
+        };
+        let Some(value) = rest.get(..usize::from(len)) else {
+            m.anomalies.options_truncated = true;
+            break;
+        };
+        area = &rest[usize::from(len)..];
+        match (code, value) {
+            (OPT_MESSAGE_TYPE, &[t]) => {
+                m.message_type.get_or_insert(t);
+            }
+            (OPT_HOST_NAME, v) if !v.is_empty() => {
+                m.host_name.get_or_insert(v);
+            }
+            (OPT_CLIENT_ID, v) if !v.is_empty() => {
+                m.client_id.get_or_insert(v);
+            }
+            (OPT_REQUESTED_ADDRESS, &[a, b, c, d]) => {
+                m.requested_address.get_or_insert(Ipv4Addr::new(a, b, c, d));
+            }
+            (OPT_CLIENT_FQDN, &[flags, _rcode1, _rcode2, ref name @ ..]) => {
+                m.client_fqdn.get_or_insert(ClientFqdn { flags, name });
+            }
+            (OPT_OVERLOAD, &[v]) => overload = Some(v),
+            _ => {}
+        }
+    }
+    overload
+}
+
+impl Message<'_> {
+    /// The client's MAC address, when the hardware is Ethernet.
+    pub fn client_mac(&self) -> Option<[u8; 6]> {
+        if self.htype != HTYPE_ETHERNET {
+            return None;
+        }
+        self.chaddr.try_into().ok()
+    }
+
+    /// The host name the message carries: option 12, else the name of option 81.
+    pub fn hostname(&self) -> Option<String> {
+        self.host_name
+            .and_then(super::names::normalize)
+            .or_else(|| self.client_fqdn.and_then(|f| f.name()))
+    }
+
+    /// The client identifier as colon-separated hex (how tshark and dhcpd leases write it).
+    pub fn client_id_hex(&self) -> Option<String> {
+        self.client_id.map(|id| {
+            let mut s = String::with_capacity(id.len() * 3);
+            for (i, b) in id.iter().enumerate() {
+                if i > 0 {
+                    s.push(':');
+                }
+                s.push_str(&format!("{b:02x}"));
+            }
+            s
+        })
+    }
+
+    /// Which address this message ties to its client (`chaddr`, client id, host name).
+    ///
+    /// - REQUEST: `ciaddr` when the client renews or rebinds an address it holds, else the
+    ///   requested address (option 50) when it selects an offer or reboots. Its host name is
+    ///   usually only here: servers need not echo it.
+    /// - INFORM: `ciaddr`, which the client already uses.
+    /// - ACK: `yiaddr`, the address the server bound to `chaddr` (`ciaddr` for an ACK to an
+    ///   INFORM, whose `yiaddr` is zero).
+    ///
+    /// DISCOVER and OFFER bind nothing yet, DECLINE / NAK / RELEASE undo a binding: `None`.
+    pub fn binding(&self) -> Option<Binding> {
+        let usable = |a: Ipv4Addr| (!a.is_unspecified() && !a.is_broadcast()).then_some(a);
+        let (address, source) = match (self.op, self.message_type?) {
+            (OP_REQUEST, REQUEST) => (
+                usable(self.ciaddr).or(self.requested_address.and_then(usable))?,
+                BindingSource::Request,
+            ),
+            (OP_REQUEST, INFORM) => (usable(self.ciaddr)?, BindingSource::Inform),
+            (OP_REPLY, ACK) => (
+                usable(self.yiaddr).or(usable(self.ciaddr))?,
+                BindingSource::Ack,
+            ),
+            _ => return None,
+        };
+        Some(Binding { address, source })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A BOOTP header with the magic cookie, then `options` (caller adds the end option).
+    pub(crate) fn message(
+        op: u8,
+        chaddr: [u8; 6],
+        ciaddr: [u8; 4],
+        yiaddr: [u8; 4],
+        options: &[u8],
+    ) -> Vec<u8> {
+        let mut m = vec![0u8; HEADER_LEN];
+        m[0] = op;
+        m[1] = HTYPE_ETHERNET;
+        m[2] = 6;
+        m[4..8].copy_from_slice(&0x1234_5678u32.to_be_bytes());
+        m[12..16].copy_from_slice(&ciaddr);
+        m[16..20].copy_from_slice(&yiaddr);
+        m[28..34].copy_from_slice(&chaddr);
+        m[236..240].copy_from_slice(&MAGIC);
+        m.extend_from_slice(options);
+        m
+    }
+
+    const MAC: [u8; 6] = [0x02, 0x00, 0x5e, 0x10, 0x00, 0x11];
+
+    #[test]
+    fn request_with_host_name_client_id_and_requested_address() {
+        let opts = [
+            53, 1, REQUEST, 0, 0, // pads are skipped
+            50, 4, 10, 10, 3, 101, 12, 8, b'W', b's', b'-', b'A', b'l', b'i', b'c', b'e', 61, 7, 1,
+            0x02, 0x00, 0x5e, 0x10, 0x00, 0x11, 255,
+        ];
+        let d = message(OP_REQUEST, MAC, [0; 4], [0; 4], &opts);
+        let m = parse(&d).expect("parses");
+        assert_eq!(m.message_type, Some(REQUEST));
+        assert_eq!(m.client_mac(), Some(MAC));
+        assert_eq!(m.hostname().as_deref(), Some("ws-alice"));
+        assert_eq!(m.client_id_hex().as_deref(), Some("01:02:00:5e:10:00:11"));
+        assert_eq!(
+            m.binding(),
+            Some(Binding {
+                address: Ipv4Addr::new(10, 10, 3, 101),
+                source: BindingSource::Request
+            })
+        );
+        assert!(!m.anomalies.options_truncated);
+    }
+
+    #[test]
+    fn renewing_request_binds_ciaddr_and_ack_binds_yiaddr() {
+        let d = message(
+            OP_REQUEST,
+            MAC,
+            [10, 0, 0, 7],
+            [0; 4],
+            &[53, 1, REQUEST, 255],
+        );
+        let b = parse(&d).expect("parses").binding().expect("binds");
+        assert_eq!(b.address, Ipv4Addr::new(10, 0, 0, 7));
+        let d = message(OP_REPLY, MAC, [0; 4], [10, 0, 0, 8], &[53, 1, ACK, 255]);
+        let b = parse(&d).expect("parses").binding().expect("binds");
+        assert_eq!(
+            (b.address, b.source),
+            (Ipv4Addr::new(10, 0, 0, 8), BindingSource::Ack)
+        );
+        // An ACK to an INFORM: yiaddr is zero, the client's address is ciaddr.
+        let d = message(OP_REPLY, MAC, [10, 0, 0, 9], [0; 4], &[53, 1, ACK, 255]);
+        assert_eq!(
+            parse(&d).expect("parses").binding().map(|b| b.address),
+            Some(Ipv4Addr::new(10, 0, 0, 9))
+        );
+    }
+
+    #[test]
+    fn offers_discovers_naks_and_releases_bind_nothing() {
+        for (op, t) in [
+            (OP_REPLY, OFFER),
+            (OP_REQUEST, DISCOVER),
+            (OP_REPLY, NAK),
+            (OP_REQUEST, RELEASE),
+            (OP_REQUEST, DECLINE),
+        ] {
+            let d = message(
+                op,
+                MAC,
+                [10, 0, 0, 1],
+                [10, 0, 0, 2],
+                &[53, 1, t, 50, 4, 10, 0, 0, 3, 255],
+            );
+            assert_eq!(parse(&d).expect("parses").binding(), None, "type {t}");
+        }
+        // A REQUEST without any address says nothing about one.
+        let d = message(OP_REQUEST, MAC, [0; 4], [0; 4], &[53, 1, REQUEST, 255]);
+        assert_eq!(parse(&d).expect("parses").binding(), None);
+    }
+
+    #[test]
+    fn client_fqdn_in_wire_and_ascii_encoding() {
+        // flags: S|E, rcode1, rcode2, then "ws-bob.lab" in DNS wire encoding.
+        let opts = [
+            81, 15, 0x05, 0, 0, 6, b'W', b's', b'-', b'b', b'o', b'b', 3, b'l', b'a', b'b', 0, 255,
+        ];
+        let d = message(OP_REQUEST, MAC, [0; 4], [0; 4], &opts);
+        assert_eq!(
+            parse(&d).expect("parses").hostname().as_deref(),
+            Some("ws-bob.lab")
+        );
+        let opts = [
+            81, 13, 0x00, 0, 0, b'w', b's', b'-', b'b', b'o', b'b', b'.', b'l', b'a', b'b', 255,
+        ];
+        let d = message(OP_REQUEST, MAC, [0; 4], [0; 4], &opts);
+        assert_eq!(
+            parse(&d).expect("parses").hostname().as_deref(),
+            Some("ws-bob.lab")
+        );
+        // Option 12 wins over option 81.
+        let opts = [12, 2, b'h', b'1', 81, 5, 0, 0, 0, b'h', b'2', 255];
+        let d = message(OP_REQUEST, MAC, [0; 4], [0; 4], &opts);
+        assert_eq!(parse(&d).expect("parses").hostname().as_deref(), Some("h1"));
+    }
+
+    #[test]
+    fn overloaded_file_field_holds_options() {
+        let mut d = message(
+            OP_REQUEST,
+            MAC,
+            [0; 4],
+            [0; 4],
+            &[52, 1, 1, 53, 1, REQUEST, 255],
+        );
+        d[FILE.start..FILE.start + 7].copy_from_slice(&[12, 4, b'f', b'i', b'l', b'e', 255]);
+        let m = parse(&d).expect("parses");
+        assert_eq!(m.hostname().as_deref(), Some("file"));
+    }
+
+    #[test]
+    fn broken_inputs_are_errors_or_flags() {
+        assert_eq!(parse(&[1u8; 100]), Err(DhcpError::TooShort));
+        let mut d = message(OP_REQUEST, MAC, [0; 4], [0; 4], &[]);
+        d[0] = 9;
+        assert_eq!(parse(&d), Err(DhcpError::BadOp));
+        d[0] = OP_REQUEST;
+        d[236] = 0;
+        assert_eq!(parse(&d), Err(DhcpError::NoMagic));
+        // A host name option that claims more bytes than there are.
+        let d = message(
+            OP_REQUEST,
+            MAC,
+            [0; 4],
+            [0; 4],
+            &[53, 1, REQUEST, 12, 200, b'x'],
+        );
+        let m = parse(&d).expect("header still read");
+        assert!(m.anomalies.options_truncated);
+        assert_eq!((m.message_type, m.host_name), (Some(REQUEST), None));
+        // hlen beyond the 16 octets of chaddr is clamped; a non-Ethernet chaddr is no MAC.
+        let mut d = message(OP_REQUEST, MAC, [0; 4], [0; 4], &[255]);
+        d[2] = 255;
+        assert_eq!(parse(&d).expect("parses").chaddr.len(), 16);
+        d[1] = 6;
+        d[2] = 6;
+        assert_eq!(parse(&d).expect("parses").client_mac(), None);
+    }
+}
