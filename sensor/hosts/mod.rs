@@ -37,7 +37,7 @@ pub const DEFAULT_MAX_HOSTS: usize = 100_000;
 pub const MAX_UNDETECTED_IDENTITIES: usize = 65_536;
 
 /// One finding kept as evidence: when, what, and on which flow.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Evidence {
     pub time: Timestamp,
     pub indicator: Indicator,
@@ -172,7 +172,6 @@ pub struct Detection {
     pub rules: Vec<String>,
     pub indicators: Vec<IndicatorCount>,
     /// The first `EVIDENCE_FIRST` findings, then the latest `EVIDENCE_RECENT`, in that order.
-    #[serde(skip)]
     pub evidence: Vec<Evidence>,
     /// Indicators beyond `MAX_INDICATORS`, counted only.
     #[serde(skip_serializing_if = "is_zero")]
