@@ -93,6 +93,33 @@ fn triples(list: &Value, a: &str, b: &str, c: &str) -> BTreeSet<(String, String,
         .collect()
 }
 
+type IdentityRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+);
+
+/// (ip, mac, hostname, client id, source) of a list of identities; `ip` when the list is a
+/// host's own (the report does not repeat the address in each).
+fn identities(list: &Value, ip: Option<&str>) -> BTreeSet<IdentityRow> {
+    let opt = |v: &Value| v.as_str().map(str::to_string);
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .map(|x| {
+            (
+                ip.map_or_else(|| s(&x["ip"]), str::to_string),
+                opt(&x["mac"]),
+                opt(&x["hostname"]),
+                opt(&x["client_id"]),
+                s(&x["source"]),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn every_capture_gives_exactly_its_expected_names_and_detections() {
     let mut failures = Vec::new();
@@ -222,6 +249,41 @@ fn every_capture_gives_exactly_its_expected_names_and_detections() {
                 failures.push(format!(
                     "{name}: report detections {reported:?} != expected {want_det:?}"
                 ));
+            }
+            // Identities (captures with DHCP / PTR): every reported host's history holds
+            // exactly the distinct identities tshark read for its address, and its current
+            // host name is the one tshark's reading gives.
+            let want_ids = identities(&exp["identities"], None);
+            for h in run.report["hosts"].as_array().into_iter().flatten() {
+                let ip = s(&h["ip"]);
+                let want: BTreeSet<_> = want_ids.iter().filter(|i| i.0 == ip).cloned().collect();
+                let got = identities(&h["identities"], Some(&ip));
+                if want != got {
+                    failures.push(format!(
+                        "{name} (workers {workers}): identities of {ip}\n  missing: {:?}\n  extra: {:?}",
+                        want.difference(&got).collect::<Vec<_>>(),
+                        got.difference(&want).collect::<Vec<_>>()
+                    ));
+                }
+                let want_name = exp["hostnames"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|n| n["ip"] == h["ip"])
+                    .map_or(Value::Null, |n| n["hostname"].clone());
+                if h["hostname"] != want_name {
+                    failures.push(format!(
+                        "{name} (workers {workers}): hostname of {ip} {} != expected {want_name}",
+                        h["hostname"]
+                    ));
+                }
+                let macs: BTreeSet<_> = want.iter().filter_map(|i| i.1.clone()).collect();
+                if h["multiple_macs"] != Value::Bool(macs.len() > 1) {
+                    failures.push(format!(
+                        "{name} (workers {workers}): {ip} multiple_macs {} but tshark saw MACs {macs:?}",
+                        h["multiple_macs"]
+                    ));
+                }
             }
             let want_resolvers: BTreeSet<String> = exp["resolvers"]
                 .as_array()
@@ -385,6 +447,8 @@ fn committed_expectations_are_what_tshark_says() {
             "detections",
             "resolvers",
             "connections_without_name",
+            "identities",
+            "hostnames",
         ] {
             assert_eq!(
                 fresh[key],
@@ -394,4 +458,50 @@ fn committed_expectations_are_what_tshark_says() {
             );
         }
     }
+}
+
+#[test]
+fn dhcp_and_ptr_name_the_detected_hosts_and_show_the_moved_address() {
+    let exp: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("pcaps/expected/dhcp-ptr.pcap.json")).expect("read"),
+    )
+    .expect("json");
+    let run = replay(&root().join("pcaps/dhcp-ptr.pcap"), &[]);
+    let hosts = run.report["hosts"].as_array().cloned().unwrap_or_default();
+    // Every detected host of this capture has a host name, from DHCP leases seen before its
+    // first vendor lookup.
+    for det in exp["detections"].as_array().into_iter().flatten() {
+        let h = hosts
+            .iter()
+            .find(|h| h["ip"] == det["host"])
+            .unwrap_or_else(|| panic!("{} not in the report", det["host"]));
+        let want = exp["hostnames"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["ip"] == det["host"])
+            .map(|n| n["hostname"].clone())
+            .expect("tshark named it");
+        assert_eq!(h["hostname"], want, "{h}");
+        // The evidence sample holds the finding, with its flow.
+        let ev = &h["detections"][0]["evidence"][0];
+        assert_eq!(ev["flow"]["src_ip"], det["host"], "{h}");
+        assert_eq!(ev["indicator"]["kind"], "dns", "{h}");
+    }
+    // The address that two machines held in turn, by tshark's reading.
+    let want = identities(&exp["identities"], None);
+    let moved: BTreeSet<&String> = want
+        .iter()
+        .filter(|i| {
+            want.iter()
+                .any(|j| j.0 == i.0 && j.1.is_some() && i.1.is_some() && j.1 != i.1)
+        })
+        .map(|i| &i.0)
+        .collect();
+    assert_eq!(moved.len(), 1, "{want:?}");
+    let h = hosts
+        .iter()
+        .find(|h| moved.contains(&s(&h["ip"])))
+        .expect("moved address detected");
+    assert_eq!(h["multiple_macs"], true, "{h}");
 }

@@ -75,6 +75,9 @@ pub struct HostIdentity {
     pub history: Vec<IdentityRecord>,
     /// Identities dropped from a full history.
     pub history_omitted: u64,
+    /// Packet time of the identity the current name and MAC come from: workers deliver
+    /// identities slightly out of order, and older news must not overwrite newer.
+    pub current_at: Timestamp,
 }
 
 impl HostIdentity {
@@ -113,7 +116,12 @@ impl HostIdentity {
                 count: 1,
             });
         }
+        if id.ts < self.current_at {
+            return;
+        }
+        let mut changed = false;
         if let Some(m) = id.mac {
+            changed = true;
             // Another machine took the address: the old name is not its name.
             if mac.is_some_and(|old| old != m) && id.hostname.is_none() {
                 self.hostname = None;
@@ -131,7 +139,11 @@ impl HostIdentity {
             if !keep {
                 self.hostname = Some(name.clone());
                 self.hostname_source = Some(id.source);
+                changed = true;
             }
+        }
+        if changed {
+            self.current_at = id.ts;
         }
     }
 
@@ -506,5 +518,211 @@ impl HostTable {
                 .sort_by(|a, b| (&a.vendor, &a.category).cmp(&(&b.vendor, &b.category)));
         }
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::RuleSet;
+    use crate::extract::{FlowId, NameKind};
+    use std::net::SocketAddr;
+
+    fn rules() -> RuleSet {
+        let loaded = crate::detect::rules::load_embedded().expect("embedded packs");
+        RuleSet::compile(loaded, None).expect("compiles")
+    }
+
+    fn finding(rules: &RuleSet, host: &str, secs: i64, port: u16) -> Finding {
+        let name = "dnl-01.geo.kaspersky.com";
+        let hit = rules.matcher.match_name(name);
+        Finding {
+            ts: Timestamp::from_parts(secs, 0),
+            host: host.parse().expect("ip"),
+            host_mac: None,
+            rule: hit.first().expect("a rule for dnl-01").rule,
+            indicator: Indicator {
+                kind: NameKind::Dns,
+                value: name.into(),
+                name: None,
+                query: None,
+                path: None,
+            },
+            flow: FlowId {
+                proto: Proto::Udp,
+                client: SocketAddr::new(host.parse().expect("ip"), port),
+                server: "10.0.0.53:53".parse().expect("addr"),
+            },
+            forwarded: false,
+            public_resolver: None,
+            ja4: None,
+        }
+    }
+
+    fn identity(
+        ip: &str,
+        secs: i64,
+        mac: u8,
+        name: Option<&str>,
+        source: IdentitySource,
+    ) -> Identity {
+        Identity {
+            ts: Timestamp::from_parts(secs, 0),
+            ip: ip.parse().expect("ip"),
+            mac: (source != IdentitySource::Ptr).then_some([2, 0, 0, 0, 0, mac]),
+            hostname: name.map(str::to_string),
+            client_id: None,
+            source,
+        }
+    }
+
+    #[test]
+    fn evidence_keeps_the_first_and_the_latest_findings() {
+        let rules = rules();
+        let t = HostTable::new();
+        for i in 0..20u16 {
+            t.record(
+                &finding(&rules, "10.0.0.5", i64::from(i), 40000 + i),
+                &rules,
+                None,
+            );
+        }
+        let snap = t.snapshot();
+        let det = &snap[0].1.detections[0];
+        assert_eq!(det.count, 20);
+        let ports: Vec<u16> = det.evidence.iter().map(|e| e.flow.src_port).collect();
+        assert_eq!(
+            ports,
+            [40000, 40001, 40002, 40003, 40016, 40017, 40018, 40019]
+        );
+        assert_eq!(det.evidence[0].time, Timestamp::from_parts(0, 0));
+    }
+
+    #[test]
+    fn identity_seen_before_the_first_detection_names_the_host() {
+        let rules = rules();
+        let t = HostTable::new();
+        let ack = identity("10.0.0.7", 1, 7, Some("ws-7"), IdentitySource::DhcpAck);
+        t.note_identity(&ack);
+        assert_eq!((t.len(), t.undetected_len()), (0, 1));
+        t.record(&finding(&rules, "10.0.0.7", 3600, 40000), &rules, None);
+        assert_eq!((t.len(), t.undetected_len()), (1, 0));
+        let h = &t.snapshot()[0].1;
+        assert_eq!(h.identity.hostname.as_deref(), Some("ws-7"));
+        assert_eq!(h.mac, Some([2, 0, 0, 0, 0, 7]));
+        assert_eq!(h.identity.history.len(), 1);
+    }
+
+    #[test]
+    fn a_moved_address_keeps_both_machines_in_its_history() {
+        let mut id = HostIdentity::default();
+        let mut mac = None;
+        id.apply(
+            &mut mac,
+            &identity("10.0.0.9", 1, 1, Some("alice"), IdentitySource::DhcpRequest),
+        );
+        id.apply(
+            &mut mac,
+            &identity("10.0.0.9", 2, 1, None, IdentitySource::DhcpAck),
+        );
+        // A PTR name does not replace the name DHCP gave.
+        id.apply(
+            &mut mac,
+            &identity("10.0.0.9", 3, 0, Some("alice.lab"), IdentitySource::Ptr),
+        );
+        assert_eq!(id.hostname.as_deref(), Some("alice"));
+        // Another machine is bound the address without saying its name: the old name goes.
+        id.apply(
+            &mut mac,
+            &identity("10.0.0.9", 10, 2, None, IdentitySource::DhcpAck),
+        );
+        assert_eq!(
+            (id.hostname.as_deref(), mac),
+            (None, Some([2, 0, 0, 0, 0, 2]))
+        );
+        // Its REQUEST, delivered late by another worker, still names it; an older identity
+        // delivered even later changes only the history.
+        id.apply(
+            &mut mac,
+            &identity(
+                "10.0.0.9",
+                10,
+                2,
+                Some("carol"),
+                IdentitySource::DhcpRequest,
+            ),
+        );
+        id.apply(
+            &mut mac,
+            &identity("10.0.0.9", 2, 1, Some("alice"), IdentitySource::DhcpAck),
+        );
+        assert_eq!(
+            (id.hostname.as_deref(), mac),
+            (Some("carol"), Some([2, 0, 0, 0, 0, 2]))
+        );
+        assert_eq!(id.macs().len(), 2);
+        assert_eq!(id.history.len(), 6);
+        // Repeats are counted, not added.
+        id.apply(
+            &mut mac,
+            &identity(
+                "10.0.0.9",
+                11,
+                2,
+                Some("carol"),
+                IdentitySource::DhcpRequest,
+            ),
+        );
+        assert_eq!(id.history.len(), 6);
+        // The history is bounded: the least recently seen goes, and is counted.
+        for i in 0..MAX_IDENTITIES as i64 {
+            id.apply(
+                &mut mac,
+                &identity(
+                    "10.0.0.9",
+                    100 + i,
+                    3,
+                    Some(&format!("n{i}")),
+                    IdentitySource::Ptr,
+                ),
+            );
+        }
+        assert_eq!(id.history.len(), MAX_IDENTITIES);
+        assert_eq!(id.history_omitted, 6);
+    }
+
+    #[test]
+    fn full_tables_shed_new_hosts_and_evict_old_identities_counted() {
+        let rules = rules();
+        let t = HostTable::new().with_max_hosts(2).with_max_undetected(16);
+        for (i, host) in ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"]
+            .iter()
+            .enumerate()
+        {
+            let r = t.record(&finding(&rules, host, i as i64, 40000), &rules, None);
+            assert_eq!(matches!(r, Recorded::Shed), i >= 2, "{host}");
+        }
+        assert_eq!((t.len(), t.shed.load(Ordering::Relaxed)), (2, 2));
+        // Known hosts keep being updated.
+        t.record(&finding(&rules, "10.0.0.1", 9, 40001), &rules, None);
+        assert_eq!(t.snapshot()[0].1.detections[0].count, 2);
+        // Identities of a flood of undetected addresses stay under the cap, every eviction
+        // counted, the newest kept.
+        for i in 0..1000u32 {
+            let ip = std::net::Ipv4Addr::from(0x0a01_0000 + i).to_string();
+            t.note_identity(&identity(
+                &ip,
+                i64::from(i),
+                1,
+                Some("x"),
+                IdentitySource::DhcpAck,
+            ));
+        }
+        assert!(t.undetected_len() <= 16, "{}", t.undetected_len());
+        assert_eq!(
+            t.identities_evicted.load(Ordering::Relaxed) + t.undetected_len() as u64,
+            1000
+        );
+        assert!(t.identity_of("10.1.3.231".parse().expect("ip")).is_some());
     }
 }

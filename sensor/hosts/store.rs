@@ -195,6 +195,7 @@ impl Store {
                             .and_then(IdentitySource::from_label),
                         history: Vec::new(),
                         history_omitted: u64::try_from(r.get::<_, i64>(7)?).unwrap_or(0),
+                        current_at: Timestamp::default(),
                     },
                 ))
             })
@@ -243,6 +244,8 @@ impl Store {
                 continue;
             };
             if let Some(h) = hosts.get_mut(&ip) {
+                // The current name is as new as the newest identity (what `apply` compares).
+                h.identity.current_at = h.identity.current_at.max(Timestamp(last));
                 h.identity.history.push(IdentityRecord {
                     mac: mac.as_deref().and_then(parse_mac),
                     hostname,
@@ -475,6 +478,23 @@ mod tests {
                 forwarded: false,
                 rules: vec!["kaspersky.update.x".into()],
                 indicators: vec![],
+                evidence: vec![Evidence {
+                    time: Timestamp(1_500),
+                    indicator: Indicator {
+                        kind: crate::extract::NameKind::TlsSni,
+                        value: "dnl-01.geo.kaspersky.com".into(),
+                        name: None,
+                        query: None,
+                        path: None,
+                    },
+                    flow: EvidenceFlow {
+                        src_ip: ip,
+                        src_port: 40000,
+                        dst_ip: "203.0.113.5".parse().unwrap(),
+                        dst_port: 443,
+                        transport: Proto::Tcp,
+                    },
+                }],
                 indicators_omitted: 0,
                 suppressed: None,
                 alerted_at: Some(Timestamp(1)),
@@ -483,8 +503,36 @@ mod tests {
             ech_connections: 3,
             encrypted_dns_connections: 0,
             encrypted_dns_via: vec![],
+            identity: HostIdentity {
+                hostname: Some("ws-1".into()),
+                hostname_source: Some(IdentitySource::DhcpRequest),
+                history: vec![
+                    IdentityRecord {
+                        mac: Some([0, 1, 2, 3, 4, 5]),
+                        hostname: Some("ws-1".into()),
+                        client_id: Some("01:00:01:02:03:04:05".into()),
+                        source: IdentitySource::DhcpRequest,
+                        first_seen: Timestamp(10),
+                        last_seen: Timestamp(20),
+                        count: 2,
+                    },
+                    IdentityRecord {
+                        mac: None,
+                        hostname: Some("ws-1.lab".into()),
+                        client_id: None,
+                        source: IdentitySource::Ptr,
+                        first_seen: Timestamp(30),
+                        last_seen: Timestamp(30),
+                        count: 1,
+                    },
+                ],
+                history_omitted: 4,
+                current_at: Timestamp(30),
+            },
         };
-        store.save(&[(ip, host)]).expect("saves");
+        store.save(&[(ip, host.clone())]).expect("saves");
+        // Saving again replaces the history, never duplicates it.
+        store.save(&[(ip, host.clone())]).expect("saves again");
         drop(store);
         let store = Store::open(&path).expect("reopens");
         let loaded = store.load().expect("loads");
@@ -496,6 +544,108 @@ mod tests {
             (d.count, d.alerted, d.alerted_at),
             (7, true, Some(Timestamp(1)))
         );
+        assert_eq!(d.evidence, host.detections[0].evidence);
+        assert_eq!(loaded[0].1.identity, host.identity);
+    }
+
+    /// A database written by the v1 schema (its DDL as it shipped, spelled out here so that a
+    /// later edit of `MIGRATIONS` cannot change what this test builds) opens with this
+    /// build: migrated to v2, every v1 row intact, and the v2 columns and table usable.
+    #[test]
+    fn v1_database_is_migrated_with_its_data() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("v1.db");
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "BEGIN;
+            CREATE TABLE hosts (
+                ip TEXT PRIMARY KEY,
+                mac TEXT,
+                ech_connections INTEGER NOT NULL DEFAULT 0,
+                encrypted_dns_connections INTEGER NOT NULL DEFAULT 0,
+                encrypted_dns_via TEXT NOT NULL DEFAULT '[]'
+            );
+            CREATE TABLE detections (
+                ip TEXT NOT NULL REFERENCES hosts(ip),
+                vendor TEXT NOT NULL,
+                category TEXT NOT NULL,
+                severity TEXT NOT NULL,
+                first_seen INTEGER NOT NULL,
+                last_seen INTEGER NOT NULL,
+                count INTEGER NOT NULL,
+                forwarded INTEGER NOT NULL,
+                suppressed TEXT,
+                alerted_at INTEGER,
+                rules TEXT NOT NULL,
+                indicators TEXT NOT NULL,
+                indicators_omitted INTEGER NOT NULL,
+                PRIMARY KEY (ip, vendor, category)
+            );
+            CREATE INDEX detections_last_seen ON detections(last_seen);
+            INSERT INTO hosts VALUES ('10.1.2.3', '00:11:22:33:44:55', 2, 1, '[\"DoT/DoQ 9.9.9.9:853\"]');
+            INSERT INTO detections VALUES ('10.1.2.3', 'kaspersky', 'update', 'high', 1000, 2000, 12, 0,
+                NULL, 1000, '[\"kaspersky.update.dnl-geo-mirrors\"]',
+                '[{\"kind\":\"dns\",\"value\":\"dnl-01.geo.kaspersky.com\",\"count\":12}]', 0);
+            PRAGMA user_version = 1;
+            COMMIT;",
+        )
+        .expect("v1 database");
+        drop(conn);
+
+        let mut store = Store::open(&path).expect("v1 opens");
+        assert_eq!(store.schema_version(), Some(2));
+        let loaded = store.load().expect("loads");
+        assert_eq!(loaded.len(), 1);
+        let (ip, h) = &loaded[0];
+        assert_eq!(ip.to_string(), "10.1.2.3");
+        assert_eq!(h.mac, Some([0x00, 0x11, 0x22, 0x33, 0x44, 0x55]));
+        assert_eq!((h.ech_connections, h.encrypted_dns_connections), (2, 1));
+        assert_eq!(h.encrypted_dns_via, ["DoT/DoQ 9.9.9.9:853"]);
+        assert_eq!(h.identity, HostIdentity::default());
+        let d = &h.detections[0];
+        assert_eq!(
+            (d.vendor.as_str(), d.category.as_str(), d.count),
+            ("kaspersky", "update", 12)
+        );
+        assert_eq!(
+            (d.first_seen, d.last_seen),
+            (Timestamp(1000), Timestamp(2000))
+        );
+        assert_eq!((d.alerted, d.alerted_at), (true, Some(Timestamp(1000))));
+        assert_eq!(d.indicators[0].indicator.value, "dnl-01.geo.kaspersky.com");
+        assert_eq!(d.indicators[0].count, 12);
+        assert!(d.evidence.is_empty());
+
+        // v2 works on the migrated file: identities and evidence are written and read back.
+        let mut h = h.clone();
+        h.identity.apply(
+            &mut h.mac,
+            &crate::extract::Identity {
+                ts: Timestamp(3000),
+                ip: *ip,
+                mac: Some([0x00, 0x11, 0x22, 0x33, 0x44, 0x66]),
+                hostname: Some("ws-9".into()),
+                client_id: None,
+                source: IdentitySource::DhcpAck,
+            },
+        );
+        h.detections[0].evidence.push(Evidence {
+            time: Timestamp(2000),
+            indicator: d.indicators[0].indicator.clone(),
+            flow: EvidenceFlow {
+                src_ip: *ip,
+                src_port: 5353,
+                dst_ip: "10.0.0.53".parse().unwrap(),
+                dst_port: 53,
+                transport: Proto::Udp,
+            },
+        });
+        store.save(&[(*ip, h.clone())]).expect("saves v2");
+        drop(store);
+        let again = Store::open(&path).expect("reopens").load().expect("loads");
+        assert_eq!(again[0].1.identity, h.identity);
+        assert_eq!(again[0].1.identity.hostname.as_deref(), Some("ws-9"));
+        assert_eq!(again[0].1.detections[0].evidence, h.detections[0].evidence);
     }
 
     #[test]
