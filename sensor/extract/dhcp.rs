@@ -315,6 +315,111 @@ pub(crate) mod tests {
 
     const MAC: [u8; 6] = [0x02, 0x00, 0x5e, 0x10, 0x00, 0x11];
 
+    /// A real message from `pcaps/dhcp-ptr.pcap`: its first 44 octets (up to and including
+    /// chaddr), the all-zero `sname` and `file`, the magic cookie, then its options.
+    pub(crate) fn real(header_hex: &str, options_hex: &str, trailing_zeros: usize) -> Vec<u8> {
+        let hex = |h: &str| -> Vec<u8> {
+            (0..h.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&h[i..i + 2], 16).expect("hex"))
+                .collect()
+        };
+        let mut m = hex(header_hex);
+        m.resize(236, 0);
+        m.extend_from_slice(&MAGIC);
+        m.extend_from_slice(&hex(options_hex));
+        m.resize(m.len() + trailing_zeros, 0);
+        m
+    }
+
+    /// Frame 3: ISC dhclient 4.4.3 REQUEST (selecting), host name and FQDN, no client id.
+    pub(crate) fn dhclient_request() -> Vec<u8> {
+        real(
+            "010106007d6db875000000000000000000000000000000000000000002005e10031100000000000000000000",
+            "35010336040a0a030132040a0a03650c0877732d616c69636551110400000877732d616c696365036c616200370401060f0cff",
+            9,
+        )
+    }
+
+    /// Frame 4: dnsmasq 2.90's ACK to it.
+    pub(crate) fn dnsmasq_ack() -> Vec<u8> {
+        real(
+            "020106007d6db87500000000000000000a0a03650a0a03010000000002005e10031100000000000000000000",
+            "35010536040a0a0301330400000e103a04000007083b0400000c4e0104ffff00001c040a0affff06040a0a03010f036c61620c0877732d616c696365511107ffff0877732d616c696365036c616200ff",
+            0,
+        )
+    }
+
+    /// Frame 7: busybox 1.35 udhcpc REQUEST, host name and client identifier 01:MAC.
+    pub(crate) fn udhcpc_request() -> Vec<u8> {
+        real(
+            "01010600fe783556000100000000000000000000000000000000000002005e10031200000000000000000000",
+            "35010332040a0a036636040a0a03013902024037070103060c0f1c2a0c0677732d626f623c0c756468637020312e33352e303d070102005e100312ff",
+            0,
+        )
+    }
+
+    /// Expected values: tshark 4.0 on pcaps/dhcp-ptr.pcap (dhcp.option.dhcp, dhcp.hw.mac_addr,
+    /// dhcp.option.requested_ip_address, dhcp.ip.your, dhcp.option.hostname, dhcp.fqdn.name,
+    /// option 61's dhcp.option.value).
+    #[test]
+    fn real_messages_from_dhclient_udhcpc_and_dnsmasq() {
+        let d = dhclient_request();
+        let m = parse(&d).expect("dhclient request");
+        assert_eq!(
+            (m.op, m.message_type, m.xid),
+            (OP_REQUEST, Some(REQUEST), 0x7d6d_b875)
+        );
+        assert_eq!(m.client_mac(), Some([0x02, 0x00, 0x5e, 0x10, 0x03, 0x11]));
+        assert_eq!(m.requested_address, Some(Ipv4Addr::new(10, 10, 3, 101)));
+        assert_eq!(m.host_name, Some(&b"ws-alice"[..]));
+        assert_eq!(
+            m.client_fqdn.and_then(|f| f.name()).as_deref(),
+            Some("ws-alice.lab")
+        );
+        assert_eq!(m.client_id, None);
+        assert_eq!(
+            m.binding(),
+            Some(Binding {
+                address: Ipv4Addr::new(10, 10, 3, 101),
+                source: BindingSource::Request
+            })
+        );
+
+        let d = dnsmasq_ack();
+        let m = parse(&d).expect("dnsmasq ack");
+        assert_eq!(
+            (m.op, m.message_type, m.xid),
+            (OP_REPLY, Some(ACK), 0x7d6d_b875)
+        );
+        assert_eq!(m.yiaddr, Ipv4Addr::new(10, 10, 3, 101));
+        assert_eq!(m.client_mac(), Some([0x02, 0x00, 0x5e, 0x10, 0x03, 0x11]));
+        assert_eq!(m.hostname().as_deref(), Some("ws-alice"));
+        assert_eq!(
+            m.client_fqdn.and_then(|f| f.name()).as_deref(),
+            Some("ws-alice.lab")
+        );
+        assert_eq!(
+            m.binding().map(|b| (b.address, b.source)),
+            Some((Ipv4Addr::new(10, 10, 3, 101), BindingSource::Ack))
+        );
+
+        let d = udhcpc_request();
+        let m = parse(&d).expect("udhcpc request");
+        assert_eq!(m.client_mac(), Some([0x02, 0x00, 0x5e, 0x10, 0x03, 0x12]));
+        assert_eq!(m.hostname().as_deref(), Some("ws-bob"));
+        assert_eq!(m.client_id_hex().as_deref(), Some("01:02:00:5e:10:03:12"));
+        assert_eq!(
+            m.binding().map(|b| b.address),
+            Some(Ipv4Addr::new(10, 10, 3, 102))
+        );
+        assert!(!m.anomalies.options_truncated);
+        // Every prefix of a real message is an error or a view, never a panic.
+        for n in 0..d.len() {
+            let _ = parse(&d[..n]).map(|m| m.binding());
+        }
+    }
+
     #[test]
     fn request_with_host_name_client_id_and_requested_address() {
         let opts = [

@@ -397,6 +397,27 @@ mod tests {
         m
     }
 
+    /// A real PTR answer from dnsmasq 2.90 (pcaps/dhcp-ptr.pcap frame 16): tshark reads
+    /// 101.3.10.10.in-addr.arpa PTR ws-alice.lab (dns.resp.name, dns.ptr.domain_name).
+    #[test]
+    fn reads_a_real_ptr_answer() {
+        let hex = "70f28580000100010000000103313031013302313002313007696e2d61646472046172706100000c0001c00c000c000100000000000e0877732d616c696365036c61620000002904d0000000000000";
+        let msg: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+            .collect();
+        let m = parse(&msg).expect("parses");
+        assert_eq!(m.questions[0].name, "101.3.10.10.in-addr.arpa");
+        assert_eq!(m.questions[0].qtype, TYPE_PTR);
+        assert_eq!(m.answers.len(), 1);
+        assert_eq!(m.answers[0].name, "101.3.10.10.in-addr.arpa");
+        assert_eq!(m.answers[0].data, RData::Ptr("ws-alice.lab".into()));
+        assert_eq!(
+            reverse_name_address(&m.answers[0].name),
+            Some(IpAddr::V4(Ipv4Addr::new(10, 10, 3, 101)))
+        );
+    }
+
     #[test]
     fn reverse_names_map_back_to_addresses() {
         let v4 = |s: &str| reverse_name_address(s).map(|a| a.to_string());

@@ -1157,4 +1157,120 @@ mod tests {
                 >= 900
         );
     }
+
+    /// IPv4/UDP frame (checksum zero: not checked).
+    fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0];
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&dst);
+        let total = (20 + 8 + payload.len()) as u16;
+        f[2..4].copy_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&sport.to_be_bytes());
+        f.extend_from_slice(&dport.to_be_bytes());
+        f.extend_from_slice(&(8 + payload.len() as u16).to_be_bytes());
+        f.extend_from_slice(&[0, 0]);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    fn identities(got: &[Extracted]) -> Vec<Identity> {
+        got.iter()
+            .filter_map(|e| match e {
+                Extracted::Identity(i) => Some(i.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn dhcp_request_and_ack_become_identities_and_keep_no_flow() {
+        let frames = [
+            (
+                1,
+                udp([0; 4], [255; 4], 68, 67, &dhcp::tests::dhclient_request()),
+            ),
+            (
+                1,
+                udp(
+                    [10, 10, 3, 1],
+                    [10, 10, 3, 101],
+                    67,
+                    68,
+                    &dhcp::tests::dnsmasq_ack(),
+                ),
+            ),
+            (
+                2,
+                udp([0; 4], [255; 4], 68, 67, &dhcp::tests::udhcpc_request()),
+            ),
+            // Not DHCP on the DHCP ports: counted, not a crash.
+            (3, udp([0; 4], [255; 4], 68, 67, b"hello")),
+        ];
+        let mut ex = Extractor::new(ExtractorLimits::default());
+        let got = collect(&mut ex, &frames);
+        let ids = identities(&got);
+        let row = |i: &Identity| {
+            (
+                i.ip.to_string(),
+                crate::output::mac_string(i.mac),
+                i.hostname.clone(),
+                i.client_id.clone(),
+                i.source,
+            )
+        };
+        assert_eq!(
+            ids.iter().map(row).collect::<Vec<_>>(),
+            [
+                (
+                    "10.10.3.101".into(),
+                    Some("02:00:5e:10:03:11".into()),
+                    Some("ws-alice".into()),
+                    None,
+                    IdentitySource::DhcpRequest
+                ),
+                (
+                    "10.10.3.101".into(),
+                    Some("02:00:5e:10:03:11".into()),
+                    Some("ws-alice".into()),
+                    None,
+                    IdentitySource::DhcpAck
+                ),
+                (
+                    "10.10.3.102".into(),
+                    Some("02:00:5e:10:03:12".into()),
+                    Some("ws-bob".into()),
+                    Some("01:02:00:5e:10:03:12".into()),
+                    IdentitySource::DhcpRequest
+                ),
+            ]
+        );
+        assert!(got
+            .iter()
+            .any(|e| matches!(e, Extracted::Anomaly("dhcp_too_short"))));
+        assert_eq!(ex.active_flows(), 0);
+        assert!(names(&got).is_empty());
+    }
+
+    #[test]
+    fn ptr_answers_become_identities() {
+        let mut answer = vec![0x70, 0xf2, 0x85, 0x80, 0, 1, 0, 2, 0, 0, 0, 0];
+        answer
+            .extend_from_slice(b"\x03101\x013\x0210\x0210\x07in-addr\x04arpa\x00\x00\x0c\x00\x01");
+        answer.extend_from_slice(&[0xc0, 12, 0, 12, 0, 1, 0, 0, 0, 0, 0, 14]);
+        answer.extend_from_slice(b"\x08ws-alice\x03lab\x00");
+        // A second PTR whose owner is not a host's reverse name (a /24 zone): no identity.
+        answer.extend_from_slice(&[0xc0, 16, 0, 12, 0, 1, 0, 0, 0, 0, 0, 2, 0xc0, 12]);
+        let frames = [(1, udp([10, 10, 3, 1], [10, 10, 3, 102], 53, 40000, &answer))];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        let ids = identities(&got);
+        assert_eq!(ids.len(), 1, "{got:?}");
+        assert_eq!(ids[0].ip.to_string(), "10.10.3.101");
+        assert_eq!(ids[0].hostname.as_deref(), Some("ws-alice.lab"));
+        assert_eq!((ids[0].mac, ids[0].source), (None, IdentitySource::Ptr));
+        // The question is still a name event, as before.
+        assert_eq!(
+            names(&got),
+            [(NameKind::Dns, "101.3.10.10.in-addr.arpa".to_string())]
+        );
+    }
 }
