@@ -119,6 +119,10 @@ pub struct CommonArgs {
     /// Flows tracked per worker; beyond it the longest-idle are evicted (and counted).
     #[arg(long, value_name = "N", default_value_t = ExtractorLimits::default().max_flows)]
     pub max_flows: usize,
+    /// Hosts in the inventory; findings for new hosts beyond it are shed and counted
+    /// (known hosts keep being updated) [default: 100000].
+    #[arg(long, value_name = "N")]
+    pub max_hosts: Option<usize>,
     /// Passive DNS: addresses remembered from answers to vendor names (oldest expired first when full).
     #[arg(long, value_name = "N", default_value_t = DetectLimits::default().pdns_max_entries)]
     pub pdns_max: usize,
@@ -384,6 +388,13 @@ fn run_config(
     if args.max_flows == 0 {
         return Err("--max-flows must be at least 1".into());
     }
+    let max_hosts = args
+        .max_hosts
+        .or(file.max_hosts)
+        .unwrap_or(crate::hosts::DEFAULT_MAX_HOSTS);
+    if max_hosts == 0 {
+        return Err("--max-hosts must be at least 1".into());
+    }
     if args.pdns_ttl_floor > args.pdns_ttl_cap {
         return Err(format!(
             "--pdns-ttl-floor ({}) is larger than --pdns-ttl-cap ({})",
@@ -424,6 +435,7 @@ fn run_config(
             path => Some(PathBuf::from(path)),
         },
         realert_secs: Some(args.realert_hours.saturating_mul(3600)).filter(|s| *s > 0),
+        max_hosts,
     })
 }
 
@@ -476,7 +488,7 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
         .transpose()?;
     let vendors: Vec<String> = cfg.rules.packs.iter().map(|p| p.vendor.clone()).collect();
     let rules = Arc::clone(&cfg.rules);
-    let hosts = Arc::new(HostTable::with_realert(cfg.realert_secs));
+    let hosts = Arc::new(HostTable::with_realert(cfg.realert_secs).with_max_hosts(cfg.max_hosts));
     let persister = match &cfg.state {
         Some(path) => {
             let store = crate::hosts::store::Store::open(path).map_err(|e| {
@@ -627,6 +639,7 @@ fn conclude(
             output::summary::render(&shared.counters, &facts, &hosts)
         );
     }
+    eprint!("{}", output::summary::shed_note(&shared.hosts));
     code
 }
 
@@ -1117,7 +1130,7 @@ fn run_hosts(args: HostsArgs) -> i32 {
         }
         HostsFormat::Csv => {
             outln!(
-                "ip,mac,vendor,category,severity,first_seen,last_seen,count,forwarded,suppressed"
+                "ip,mac,vendor,category,severity,first_seen,last_seen,count,forwarded,suppressed,hostname"
             );
             for (ip, h) in &hosts {
                 for d in &h.detections {
@@ -1129,7 +1142,7 @@ fn run_hosts(args: HostsArgs) -> i32 {
                         }
                     };
                     outln!(
-                        "{ip},{},{},{},{},{},{},{},{},{}",
+                        "{ip},{},{},{},{},{},{},{},{},{},{}",
                         output::mac_string(h.mac).unwrap_or_default(),
                         field(&d.vendor),
                         field(&d.category),
@@ -1138,7 +1151,8 @@ fn run_hosts(args: HostsArgs) -> i32 {
                         d.last_seen,
                         d.count,
                         d.forwarded,
-                        field(d.suppressed.as_deref().unwrap_or_default())
+                        field(d.suppressed.as_deref().unwrap_or_default()),
+                        field(h.identity.hostname.as_deref().unwrap_or_default())
                     );
                 }
             }

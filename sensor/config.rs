@@ -92,6 +92,8 @@ pub struct RunConfig {
     /// The persistent inventory (`None`: `--state none`).
     pub state: Option<std::path::PathBuf>,
     pub realert_secs: Option<u64>,
+    /// Hosts the inventory holds; findings for new hosts beyond are shed and counted.
+    pub max_hosts: usize,
     /// Findings that raise no alert (still recorded, flagged).
     pub suppressions: Suppressions,
     /// Where alerts also go, over syslog.
@@ -109,6 +111,8 @@ pub struct FileConfig {
     pub vendors: Option<Vec<String>>,
     /// Internal networks whose hosts are reported.
     pub home_net: Option<Vec<String>>,
+    /// Hosts the inventory holds (`--max-hosts`).
+    pub max_hosts: Option<usize>,
     #[serde(default)]
     pub suppress: Vec<toml::Spanned<SuppressSpec>>,
 }
@@ -135,6 +139,7 @@ pub struct LoadedConfig {
     pub rules: Option<std::path::PathBuf>,
     pub vendors: Option<Vec<String>>,
     pub home_net: Option<String>,
+    pub max_hosts: Option<usize>,
     pub suppressions: Suppressions,
 }
 
@@ -170,6 +175,9 @@ pub fn load_config(path: &std::path::Path) -> Result<LoadedConfig, Vec<String>> 
         if let Err(e) = parse_home_net(h) {
             errors.push(format!("{name}: home_net: {e}"));
         }
+    }
+    if file.max_hosts == Some(0) {
+        errors.push(format!("{name}: max_hosts: must be at least 1"));
     }
     let mut list = Vec::new();
     for spanned in file.suppress {
@@ -223,6 +231,7 @@ pub fn load_config(path: &std::path::Path) -> Result<LoadedConfig, Vec<String>> 
             rules: file.rules,
             vendors: file.vendors,
             home_net,
+            max_hosts: file.max_hosts,
             suppressions: Suppressions(list),
         })
     } else {

@@ -505,3 +505,77 @@ fn dhcp_and_ptr_name_the_detected_hosts_and_show_the_moved_address() {
         .expect("moved address detected");
     assert_eq!(h["multiple_macs"], true, "{h}");
 }
+
+/// `GET /metrics` over plain HTTP/1.0; `None` until the server answers.
+fn scrape(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+#[test]
+fn a_full_host_table_sheds_new_hosts_counted_and_keeps_known_ones() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let report = tmp.path().join("r.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+        .env("VENDORWATCH_STATE", "none")
+        .args(["replay", "-q", "--max-hosts", "1", "--linger", "60"])
+        .arg("--metrics-addr")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--report")
+        .arg(&report)
+        .arg(root().join("pcaps/dhcp-ptr.pcap"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs vendorwatch");
+    // The report is written when the replay is done; the metrics stay up while it lingers.
+    let mut shed_line = None;
+    for _ in 0..300 {
+        if report.exists() {
+            if let Some(text) = scrape(port) {
+                shed_line = text
+                    .lines()
+                    .find(|l| {
+                        l.starts_with("vendorwatch_dropped_total{")
+                            && l.contains("stage=\"hosts\"")
+                            && l.contains("reason=\"table_full\"")
+                    })
+                    .map(str::to_string);
+                if shed_line.is_some() {
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    // Two detected hosts in the capture (tshark's expectation), room for one: one shed.
+    let exp: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("pcaps/expected/dhcp-ptr.pcap.json")).expect("read"),
+    )
+    .expect("json");
+    let detected: BTreeSet<String> = exp["detections"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| s(&d["host"]))
+        .collect();
+    assert_eq!(detected.len(), 2);
+    let line = shed_line
+        .expect("vendorwatch_dropped_total{stage=\"hosts\",reason=\"table_full\"} exposed");
+    assert!(line.ends_with(" 1"), "{line}");
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    let hosts = r["hosts"].as_array().cloned().unwrap_or_default();
+    assert_eq!(hosts.len(), 1, "{r}");
+    assert!(detected.contains(&s(&hosts[0]["ip"])), "{r}");
+}
