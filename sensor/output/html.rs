@@ -479,6 +479,7 @@ tr { break-inside: avoid; page-break-inside: avoid; }
 .tag.resolver { background: #e8f0fe; border-color: #b6cdf5; color: var(--accent); }
 .tag.moved { background: #fff4e5; border-color: #f5c98b; color: #8a4b00; }
 table.data tr.other-mac td { background: #fff8ee; }
+table.data caption { text-align: left; }
 .chart { border: 1px solid var(--line); border-radius: 6px; padding: 8px; }
 .chart svg { display: block; width: 100%; height: auto; }
 .note { font-size: 12.5px; color: var(--muted); }
