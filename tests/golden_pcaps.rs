@@ -579,3 +579,79 @@ fn a_full_host_table_sheds_new_hosts_counted_and_keeps_known_ones() {
     assert_eq!(hosts.len(), 1, "{r}");
     assert!(detected.contains(&s(&hosts[0]["ip"])), "{r}");
 }
+
+/// Identities and evidence survive a restart: a second replay of the same capture on the same
+/// inventory keeps one history entry per distinct identity (counts go on), and
+/// `vendorwatch hosts` shows the host names in JSON, CSV and the table.
+#[test]
+fn identities_and_evidence_survive_restarts_and_show_in_hosts() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let db = tmp.path().join("inv.db");
+    let pcap = root().join("pcaps/dhcp-ptr.pcap");
+    let exp: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("pcaps/expected/dhcp-ptr.pcap.json")).expect("read"),
+    )
+    .expect("json");
+    let run = |args: &[&str]| -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+            .args(args)
+            .arg("--state")
+            .arg(&db)
+            .output()
+            .expect("runs vendorwatch");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let pcap_arg = pcap.to_str().expect("utf-8 path");
+    run(&["replay", "-q", pcap_arg]);
+    run(&["replay", "-q", pcap_arg]);
+    let json: Value =
+        serde_json::from_slice(&run(&["hosts", "--format", "json"]).stdout).expect("hosts JSON");
+    let want = identities(&exp["identities"], None);
+    for h in json["hosts"].as_array().expect("hosts") {
+        let ip = s(&h["ip"]);
+        let mine: BTreeSet<_> = want.iter().filter(|i| i.0 == ip).cloned().collect();
+        assert_eq!(identities(&h["identities"], Some(&ip)), mine, "{h}");
+        // Every identity was seen twice (once per replay) or more: counted, not duplicated.
+        assert!(
+            h["identities"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .all(|i| i["count"].as_u64().unwrap_or(0) >= 2),
+            "{h}"
+        );
+        let det = &h["detections"][0];
+        assert_eq!(det["count"], 2, "{h}");
+        assert_eq!(det["evidence"].as_array().map(Vec::len), Some(2), "{h}");
+    }
+    let names: BTreeSet<String> = exp["hostnames"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| s(&n["hostname"]))
+        .collect();
+    let from_json: BTreeSet<String> = json["hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| s(&h["hostname"]))
+        .collect();
+    assert_eq!(from_json, names);
+    let csv = String::from_utf8(run(&["hosts", "--format", "csv"]).stdout).expect("utf-8");
+    let mut lines = csv.lines();
+    assert!(lines.next().expect("header").ends_with(",hostname"));
+    let from_csv: BTreeSet<String> = lines
+        .map(|l| l.rsplit(',').next().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(from_csv, names);
+    let table = String::from_utf8(run(&["hosts"]).stdout).expect("utf-8");
+    assert!(table.contains("HOSTNAME"), "{table}");
+    for n in &names {
+        assert!(table.contains(n.as_str()), "{table}");
+    }
+}
