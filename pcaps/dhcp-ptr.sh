@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Captures dhcp-ptr.pcap: real DHCP clients leasing from dnsmasq, PTR lookups of their leases,
-# an address that moves from one machine to another, and two clients that then look up
-# Kaspersky names (so the report has detected hosts with host names and identity history).
+# Captures dhcp-ptr.pcap: real DHCP clients leasing from dnsmasq (DHCPv4 and DHCPv6), PTR
+# lookups of their leases (in-addr.arpa and ip6.arpa), an address that moves from one machine
+# to another, and clients that then look up Kaspersky names (so the report has detected hosts
+# with host names and identity history).
 #
 #   sudo bash pcaps/dhcp-ptr.sh OUT.pcap      (generate.sh --only dhcp-ptr calls it)
 #
@@ -11,11 +12,13 @@
 #   d1 dhclient  02:00:5e:10:03:11 "ws-alice" --+
 #   d2 udhcpc    02:00:5e:10:03:12 "ws-bob"   --+-- dsw (bridge, floods) -- p-dsrv -- dsrv: dnsmasq
 #   d3 dhclient  02:00:5e:10:03:13 "ws-carol" --+                 = capture point      10.10.3.1
+#      (and dhclient -6, DUID-LL)                                                    fd00:10::3:1
 #
 # dnsmasq (DHCP and DNS for the "lab" domain) gives fixed addresses by MAC: ws-alice and ws-carol
 # share one dhcp-host line (as a laptop's two interfaces would), so they
 # both get 10.10.3.101: when ws-alice releases it and ws-carol takes it, the address has moved
-# between machines; dnsmasq answers PTR queries from its leases.
+# between machines; ws-carol also leases fd00:10::3:103 over DHCPv6 (dhcp-host by DUID) with
+# its FQDN; dnsmasq answers PTR queries from its leases.
 # Nothing leaves the machine: private addresses, no default route.
 set -euo pipefail
 OUT=${1:?usage: dhcp-ptr.sh OUT.pcap}
@@ -27,7 +30,7 @@ done
 P=${VWP_PREFIX-vwp-}d
 SW=${P}sw SRV=${P}srv D1=${P}1 D2=${P}2 D3=${P}3
 NS=("$D1" "$D2" "$D3" "$SRV" "$SW")
-SRV_4=10.10.3.1
+SRV_4=10.10.3.1 SRV_6=fd00:10::3:1 CAROL_6=fd00:10::3:103
 MAC1=02:00:5e:10:03:11 MAC2=02:00:5e:10:03:12 MAC3=02:00:5e:10:03:13
 MOVED_4=10.10.3.101 BOB_4=10.10.3.102
 WORK=$(mktemp -d /tmp/vwp-dhcp.XXXXXX)
@@ -71,7 +74,9 @@ attach() { # NS PORT MAC
     ip -n "$1" link set eth0 address "$3"
     nsx "$1" ethtool -K eth0 tx off rx off tso off gso off gro off >/dev/null 2>&1 || true
     nsx "$SW" ethtool -K "$2" tx off rx off tso off gso off gro off >/dev/null 2>&1 || true
-    nsx "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    # IPv6 for DHCPv6, without router solicitations or DAD probes (less noise on the wire)
+    nsx "$1" sysctl -qw net.ipv6.conf.eth0.accept_ra=0 net.ipv6.conf.eth0.router_solicitations=0 \
+        net.ipv6.conf.eth0.accept_dad=0
     ip -n "$SW" link set "$2" master br0
     nsx "$SW" bridge link set dev "$2" learning off flood on
     ip -n "$SW" link set "$2" up
@@ -83,14 +88,18 @@ attach "$D1" p-d1 $MAC1
 attach "$D2" p-d2 $MAC2
 attach "$D3" p-d3 $MAC3
 ip -n "$SRV" addr add $SRV_4/16 dev eth0
+ip -n "$SRV" addr add $SRV_6/64 dev eth0 nodad
 
 # dnsmasq inside the server namespace only (it sees nothing but the server veth)
 ip netns exec "$SRV" dnsmasq --no-daemon --conf-file=/dev/null --interface=eth0 --bind-interfaces \
     --no-resolv --no-hosts --domain=lab --local=/lab/ \
     --dhcp-range=10.10.3.100,10.10.3.150,255.255.0.0,1h --dhcp-authoritative \
+    --dhcp-range=fd00:10::3:100,fd00:10::3:150,64,1h \
+    --dhcp-host=id:00:03:00:01:$MAC3,[$CAROL_6] \
     --dhcp-host=$MAC1,$MAC3,$MOVED_4 --dhcp-host=$MAC2,$BOB_4 \
     --dhcp-leasefile="$WORK/leases" --address=/dnl-01.geo.kaspersky.com/10.10.2.80 \
     --address=/ksn-file-geo.kaspersky-labs.com/10.10.2.80 \
+    --address=/dnl-01.geo.kaspersky.com/fd00:10::80 \
     --user=root --pid-file= --log-dhcp --log-queries --log-facility=- >"$WORK/dnsmasq.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 50); do grep -q 'started, version' "$WORK/dnsmasq.log" 2>/dev/null && break; sleep 0.1; done
@@ -102,6 +111,8 @@ cat >"$WORK/dhclient-script" <<'EOF'
 case "$reason" in
     BOUND|RENEW|REBIND|REBOOT) ip addr replace "$new_ip_address/16" dev "$interface" ;;
     RELEASE|EXPIRE|STOP) [ -n "$old_ip_address" ] && ip addr del "$old_ip_address/16" dev "$interface" ;;
+    # (an IA_NA address is a /128; with no router advertisements here, the /64 is on-link)
+    BOUND6|RENEW6|REBIND6|REBOOT6) ip -6 addr replace "$new_ip6_address/64" dev "$interface" nodad ;;
 esac
 exit 0
 EOF
@@ -129,7 +140,7 @@ DHCLIENT() { # NS NAME [args...]
     nsx "$1" dhclient -4 -v -cf "$WORK/$2.conf" -sf "$WORK/dhclient-script" -lf "$WORK/$2.leases" \
         -pf "$WORK/$2.pid" "${@:3}" eth0 >>"$WORK/$2.log" 2>&1
 }
-has_addr() { ip -n "$1" -4 -o addr show dev eth0 | grep -q " $2/"; }
+has_addr() { ip -n "$1" -o addr show dev eth0 | grep -q " $2/"; }
 DIG() { nsx "$1" dig +time=2 +tries=1 @$SRV_4 "${@:2}" >>"$WORK/dig.log"; }
 
 tcpdump_log=$WORK/tcpdump.log
@@ -156,8 +167,15 @@ DHCLIENT "$D1" d1 -r
 DHCLIENT "$D3" d3 -1
 has_addr "$D3" $MOVED_4 || die "d3 did not get $MOVED_4"
 DIG "$D2" -x $MOVED_4
-# ws-carol runs a Kaspersky product: its update server lookup
+# ws-carol also leases an IPv6 address (ISC dhclient -6: DUID-LL, FQDN option 39)
+nsx "$D3" dhclient -6 -D LL -1 -v -cf "$WORK/d3.conf" -sf "$WORK/dhclient-script" \
+    -lf "$WORK/d3v6.leases" -pf "$WORK/d3v6.pid" eth0 >>"$WORK/d3v6.log" 2>&1
+for _ in $(seq 1 30); do has_addr "$D3" $CAROL_6 && break; sleep 0.1; done
+has_addr "$D3" $CAROL_6 || die "d3 did not get $CAROL_6: $(ip -n "$D3" -6 -o addr show dev eth0)"
+DIG "$D2" -x $CAROL_6
+# ws-carol runs a Kaspersky product: its update server lookups, over IPv4 and IPv6
 DIG "$D3" dnl-01.geo.kaspersky.com A
+nsx "$D3" dig -6 +time=2 +tries=1 @$SRV_6 dnl-01.geo.kaspersky.com AAAA >>"$WORK/dig.log"
 # ws-carol's dhclient starts again (INIT-REBOOT: a REQUEST for the address it holds) and stops
 DHCLIENT "$D3" d3 -x
 sleep 1

@@ -25,7 +25,11 @@ Output shape (all lists sorted, names lower case without trailing dot):
                                       address (option 50); INFORM (dhcp_inform): ciaddr; ACK
                                       (dhcp_ack): yiaddr, else ciaddr; mac = chaddr (Ethernet),
                                       hostname = option 12, else the option 81 name, client_id =
-                                      option 61 as colon hex; PTR answers (ptr): the address of the
+                                      option 61 as colon hex; DHCPv6 REQUEST / RENEW / REBIND /
+                                      CONFIRM (dhcpv6_request) and REPLY (dhcpv6_reply, valid
+                                      lifetime > 0): each IA address, client_id = the client DUID,
+                                      mac = its link-layer address (Ethernet DUID-LL / DUID-LLT),
+                                      hostname = option 39; PTR answers (ptr): the address of the
                                       owner name, hostname = the PTR target; null where absent
   hostnames: [{ip, hostname}]         the current name of each address with identities: the
                                       latest DHCP host name (a PTR name only where DHCP gave none)
@@ -68,7 +72,7 @@ CERT_SUBJECTS = {
     "ksn.kaspersky-labs.com": ("kaspersky", "certificate"),              # kaspersky.certificate.ksn-server
 }
 
-DISPLAY_FILTER = ("dns or dhcp or tls.handshake.type == 1 or tls.handshake.type == 11 or http.request"
+DISPLAY_FILTER = ("dns or dhcp or dhcpv6 or tls.handshake.type == 1 or tls.handshake.type == 11 or http.request"
                   " or (tcp.flags.syn == 1 and tcp.flags.ack == 0)")
 
 # X.520 attribute OIDs -> RFC 4514 short names (others are written as the dotted OID)
@@ -223,6 +227,38 @@ def dhcp_identity(d):
     return (ip, mac, norm_name(name) if name else None, client_id, source)
 
 
+DHCPV6_SOURCES = {"3": "dhcpv6_request", "4": "dhcpv6_request", "5": "dhcpv6_request",
+                  "6": "dhcpv6_request", "7": "dhcpv6_reply"}
+
+
+def dhcpv6_identities(d):
+    """[(ip, mac, hostname, client_id, source)] of one tshark dhcpv6 element."""
+    types = fields(d, "dhcpv6.msgtype")
+    source = DHCPV6_SOURCES.get(types[-1] if types else "")     # the innermost message
+    if source is None:
+        return []
+    client_id = mac = None
+    for opt in children(d, "dhcpv6.option.type_str"):
+        if first(opt, "dhcpv6.option.type") != "1":
+            continue
+        duid = next((f.get("value", "") for f in children(opt, "dhcpv6.duid.bytes")), "")   # raw hex
+        client_id = ":".join(duid[i:i + 2] for i in range(0, len(duid), 2)) or None
+        for kind in ("duidll", "duidllt"):
+            if first(opt, f"dhcpv6.{kind}.hwtype") == "1":
+                mac = first(opt, f"dhcpv6.{kind}.link_layer_addr")
+        break
+    name = first(d, "dhcpv6.client_domain")
+    out = []
+    for opt in children(d, "dhcpv6.option.type_str"):
+        if first(opt, "dhcpv6.option.type") != "5":
+            continue
+        ip, valid = first(opt, "dhcpv6.iaaddr.ip"), first(opt, "dhcpv6.iaaddr.valid_lifetime")
+        if ip and (source != "dhcpv6_reply" or (valid and int(valid) > 0)):
+            out.append((str(ipaddress.IPv6Address(ip)), mac, norm_name(name) if name else None,
+                        client_id, source))
+    return out
+
+
 def analyse(root):
     dns_records = []      # (host, peer, name, is_response)
     chain_records = []    # (host, peer, set of answer names, set of answer addresses)
@@ -258,6 +294,8 @@ def analyse(root):
             ident = dhcp_identity(d)
             if ident and is_home(ident[0]):
                 identities.append(ident)
+        for d in protos.get("dhcpv6", []):
+            identities += [i for i in dhcpv6_identities(d) if is_home(i[0])]
 
         for d in protos.get("dns", []):
             resp = truthy(first(d, "dns.flags.response") or "0")
@@ -386,6 +424,8 @@ WEB4, WEB6 = "10.10.2.80", "fd00:10::80"
 K = "kaspersky"
 D1_MAC, D2_MAC, D3_MAC = "02:00:5e:10:03:11", "02:00:5e:10:03:12", "02:00:5e:10:03:13"
 MOVED, BOB, DHCP_SRV = "10.10.3.101", "10.10.3.102", "10.10.3.1"
+CAROL6, DHCP_SRV6 = "fd00:10::3:103", "fd00:10::3:1"
+CAROL6_PTR = "3.0.1.0.3.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.0.0.0.0.d.f.ip6.arpa"
 
 SCENARIOS = {
     "dns": dict(
@@ -497,10 +537,11 @@ SCENARIOS = {
     ),
     "dhcp-ptr": dict(
         names=[(MOVED, "dns", "102.3.10.10.in-addr.arpa"), (BOB, "dns", "101.3.10.10.in-addr.arpa"),
-               (BOB, "dns", "ksn-file-geo.kaspersky-labs.com"), (MOVED, "dns", "dnl-01.geo.kaspersky.com")],
+               (BOB, "dns", "ksn-file-geo.kaspersky-labs.com"), (MOVED, "dns", "dnl-01.geo.kaspersky.com"),
+               (BOB, "dns", CAROL6_PTR), (CAROL6, "dns", "dnl-01.geo.kaspersky.com")],
         exact_names=True,
-        detections=[(MOVED, K, "update"), (BOB, K, "ksn")],
-        resolvers=[DHCP_SRV],
+        detections=[(MOVED, K, "update"), (BOB, K, "ksn"), (CAROL6, K, "update")],
+        resolvers=[DHCP_SRV, DHCP_SRV6],
         conns=[],
         # at least these (the ACKs may echo more); 10.10.3.101 moved from ws-alice to ws-carol
         identities=[
@@ -508,8 +549,12 @@ SCENARIOS = {
             (MOVED, D3_MAC, "ws-carol", None, "dhcp_request"), (MOVED, D3_MAC, "ws-carol", None, "dhcp_ack"),
             (MOVED, None, "ws-alice.lab", None, "ptr"), (MOVED, None, "ws-carol.lab", None, "ptr"),
             (BOB, D2_MAC, "ws-bob", "01:" + D2_MAC, "dhcp_request"), (BOB, None, "ws-bob.lab", None, "ptr"),
+            # DHCPv6 (dhclient -6, DUID-LL 00:03:00:01:MAC) and the ip6.arpa PTR answer
+            (CAROL6, D3_MAC, "ws-carol.lab", "00:03:00:01:" + D3_MAC, "dhcpv6_request"),
+            (CAROL6, D3_MAC, "ws-carol.lab", "00:03:00:01:" + D3_MAC, "dhcpv6_reply"),
+            (CAROL6, None, "ws-carol.lab", None, "ptr"),
         ],
-        hostnames=[(MOVED, "ws-carol"), (BOB, "ws-bob")],
+        hostnames=[(MOVED, "ws-carol"), (BOB, "ws-bob"), (CAROL6, "ws-carol.lab")],
     ),
     "dns-sll2": dict(
         names=[(C1, "dns", "dnl-01.geo.kaspersky.com"), (C1_6, "dns", "s05.upd.kaspersky.com"),

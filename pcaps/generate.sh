@@ -840,8 +840,8 @@ EOF
 fi
 
 # ----------------------------------------------------------------------------------------------
-# dhcp-ptr.pcap: DHCP clients (ISC dhclient, busybox udhcpc) leasing from dnsmasq, PTR lookups, an
-# address that moves between machines; its own namespaces (clients start without an address)
+# dhcp-ptr.pcap: DHCP clients (ISC dhclient v4 and v6, busybox udhcpc) leasing from dnsmasq, PTR
+# lookups, an address that moves between machines; its own namespaces (clients start without one)
 # ----------------------------------------------------------------------------------------------
 if want dhcp-ptr; then
     log "capture dhcp-ptr.pcap"
@@ -1023,7 +1023,7 @@ declare -A MADE_BY=(
     [dns-null.pcap]="dns.pcap as BSD null/loopback link type 0 (AF_INET 2, AF_INET6 24, file byte order) by pcap_convert.py null; $DNS_BY"
     [quic.pcap]="aioquic $V_AIOQUIC HTTP/3 client and server (PyPI), QUIC v1 and one QUIC v2 connection, self-signed certificate, server bound to 10.10.2.80:443 and [fd00:10::80]:443, clients given the address (no DNS) $BRIDGE"
     [dns-fragmented.pcap]="dig $V_DIG +bufsize=4096 +notcp TXT queries against unbound $V_UNBOUND (max-udp-size 4096); the answers fragmented by the server's Linux $V_LINUX IP stack (veth MTU 1500) $BRIDGE"
-    [dhcp-ptr.pcap]="ISC dhclient $V_DHCLIENT (send host-name, fqdn) and busybox $V_BUSYBOX udhcpc (-x hostname, client identifier) leasing fixed addresses from dnsmasq $V_DNSMASQ (DHCP and DNS for .lab, one address shared by two MACs: released by one, then leased to the other), dig $V_DIG -x PTR lookups and two Kaspersky lookups; its own bridge, captured by tcpdump $V_TCPDUMP on the port toward dnsmasq"
+    [dhcp-ptr.pcap]="ISC dhclient $V_DHCLIENT (send host-name, fqdn; and -6 with DUID-LL) and busybox $V_BUSYBOX udhcpc (-x hostname, client identifier) leasing fixed addresses from dnsmasq $V_DNSMASQ (DHCPv4, DHCPv6 and DNS for .lab, one IPv4 address shared by two MACs: released by one, then leased to the other), dig $V_DIG -x PTR lookups (in-addr.arpa, ip6.arpa) and Kaspersky lookups over IPv4 and IPv6; its own bridge, captured by tcpdump $V_TCPDUMP on the port toward dnsmasq"
     [tls12-certs.pcap]="openssl s_client $V_OPENSSL -tls1_2 -noservername and curl $V_CURL --tls-max 1.2 --resolve against nginx $V_NGINX serving leaves signed by two private CAs made with openssl $V_OPENSSL (CN=Kaspersky Lab Public Services TLS CA; CN=Kaspersky Anti-Virus Personal Root Certificate) $BRIDGE"
 )
 for f in "${!SCENARIO[@]}"; do

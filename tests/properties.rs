@@ -29,6 +29,7 @@ proptest! {
     fn parsers_never_panic(data in proptest::collection::vec(any::<u8>(), 0..1600)) {
         let _ = dns::parse(&data);
         let _ = dhcp::parse(&data);
+        let _ = dhcp::parse_v6(&data).map(|m| (m.bindings().count(), m.hostname(), m.client_mac()));
         let _ = dns::reverse_name_address(&String::from_utf8_lossy(&data));
         let _ = tls::parse_client_hello(&data);
         let _ = http::parse_request(&data);
@@ -42,7 +43,7 @@ proptest! {
     #[test]
     fn packet_path_never_panics(
         payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..900), 1..12),
-        ports in (prop_oneof![Just(68u16), any::<u16>()], prop_oneof![Just(53u16), Just(67), Just(80), Just(443), Just(5353), any::<u16>()]),
+        ports in (prop_oneof![Just(68u16), Just(546), any::<u16>()], prop_oneof![Just(53u16), Just(67), Just(547), Just(80), Just(443), Just(5353), any::<u16>()]),
         udp in any::<bool>(),
         seqs in proptest::collection::vec(any::<u32>(), 12),
         flags in proptest::collection::vec(any::<u8>(), 12),

@@ -1,6 +1,7 @@
-//! DHCPv4 message parser (RFC 2131 BOOTP header, RFC 2132 options), pure: bytes in, a
-//! borrowed view out. It owns one question besides the parse: which message of the
-//! exchange ties which address to which machine (`Message::binding`).
+//! DHCPv4 (RFC 2131 BOOTP header, RFC 2132 options) and DHCPv6 (RFC 8415) message
+//! parsers, pure: bytes in, a borrowed view out. They own one question besides the parse:
+//! which message of the exchange ties which address to which machine
+//! (`Message::binding`, `MessageV6::bindings`).
 //!
 //! Only the fields that identify a machine are read: the client hardware address
 //! (`chaddr`), `ciaddr` / `yiaddr`, and the options message type (53), host name (12),
@@ -9,7 +10,7 @@
 //! option wins (RFC 3396 long-option concatenation is not needed for these). A truncated
 //! option ends the options and is flagged, never an error: the header is still worth having.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// BOOTP fixed header, up to and including the magic cookie.
 pub const HEADER_LEN: usize = 240;
@@ -54,6 +55,8 @@ pub enum DhcpError {
     BadOp,
     #[error("no DHCP magic cookie (plain BOOTP or not BOOTP)")]
     NoMagic,
+    #[error("DHCPv6 relay messages nested deeper than we follow")]
+    RelayTooDeep,
 }
 
 impl DhcpError {
@@ -63,22 +66,26 @@ impl DhcpError {
             DhcpError::TooShort => "dhcp_too_short",
             DhcpError::BadOp => "dhcp_bad_op",
             DhcpError::NoMagic => "dhcp_no_magic",
+            DhcpError::RelayTooDeep => "dhcpv6_relay_too_deep",
         }
     }
 }
 
-/// Option 81 (RFC 4702): flags and the name, as sent.
+/// Client FQDN: DHCPv4 option 81 (RFC 4702) or DHCPv6 option 39 (RFC 4704): flags and
+/// the name, as sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientFqdn<'a> {
     pub flags: u8,
     pub name: &'a [u8],
+    /// The name is in DNS wire encoding: flag E in DHCPv4, always in DHCPv6.
+    pub wire: bool,
 }
 
 impl ClientFqdn<'_> {
     /// The name, normalised (labels joined by dots when it is in wire encoding).
     /// `None` when empty or unreadable.
     pub fn name(&self) -> Option<String> {
-        if self.flags & FQDN_FLAG_E == 0 {
+        if !self.wire {
             return super::names::normalize(self.name);
         }
         let mut text = Vec::with_capacity(self.name.len());
@@ -88,12 +95,13 @@ impl ClientFqdn<'_> {
             if len == 0 || len & 0xc0 != 0 {
                 break;
             }
-            let label = tail.get(..usize::from(len))?;
+            // A label cut short still names something: keep what is there.
+            let label = tail.get(..usize::from(len)).unwrap_or(tail);
             if !text.is_empty() {
                 text.push(b'.');
             }
             text.extend_from_slice(label);
-            rest = &tail[usize::from(len)..];
+            rest = tail.get(usize::from(len)..).unwrap_or_default();
         }
         super::names::normalize(&text)
     }
@@ -221,7 +229,11 @@ fn read_options<'a>(mut area: &'a [u8], m: &mut Message<'a>) -> Option<u8> {
                 m.requested_address.get_or_insert(Ipv4Addr::new(a, b, c, d));
             }
             (OPT_CLIENT_FQDN, &[flags, _rcode1, _rcode2, ref name @ ..]) => {
-                m.client_fqdn.get_or_insert(ClientFqdn { flags, name });
+                m.client_fqdn.get_or_insert(ClientFqdn {
+                    flags,
+                    name,
+                    wire: flags & FQDN_FLAG_E != 0,
+                });
             }
             (OPT_OVERLOAD, &[v]) => overload = Some(v),
             _ => {}
@@ -248,16 +260,7 @@ impl Message<'_> {
 
     /// The client identifier as colon-separated hex (how tshark and dhcpd leases write it).
     pub fn client_id_hex(&self) -> Option<String> {
-        self.client_id.map(|id| {
-            let mut s = String::with_capacity(id.len() * 3);
-            for (i, b) in id.iter().enumerate() {
-                if i > 0 {
-                    s.push(':');
-                }
-                s.push_str(&format!("{b:02x}"));
-            }
-            s
-        })
+        self.client_id.map(colon_hex)
     }
 
     /// Which address this message ties to its client (`chaddr`, client id, host name).
@@ -285,6 +288,255 @@ impl Message<'_> {
             _ => return None,
         };
         Some(Binding { address, source })
+    }
+}
+
+/// Bytes as colon-separated lower-case hex.
+pub fn colon_hex(id: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(id.len() * 3);
+    for (i, &b) in id.iter().enumerate() {
+        if i > 0 {
+            s.push(':');
+        }
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------------------
+// DHCPv6
+// ---------------------------------------------------------------------------------------
+
+/// DHCPv6 message types (RFC 8415 §7.3).
+pub const V6_SOLICIT: u8 = 1;
+pub const V6_REQUEST: u8 = 3;
+pub const V6_CONFIRM: u8 = 4;
+pub const V6_RENEW: u8 = 5;
+pub const V6_REBIND: u8 = 6;
+pub const V6_REPLY: u8 = 7;
+pub const V6_RELAY_FORW: u8 = 12;
+pub const V6_RELAY_REPL: u8 = 13;
+
+const V6_OPT_CLIENTID: u16 = 1;
+const V6_OPT_IA_NA: u16 = 3;
+const V6_OPT_IA_TA: u16 = 4;
+const V6_OPT_IAADDR: u16 = 5;
+const V6_OPT_RELAY_MSG: u16 = 9;
+const V6_OPT_CLIENT_FQDN: u16 = 39;
+
+/// Relay-message nesting followed; deeper ones are flagged (RFC 8415 allows 32 hops, a
+/// real network has one or two).
+pub const V6_MAX_RELAY_DEPTH: usize = 4;
+/// Addresses read per message; the rest are flagged, not read.
+pub const V6_MAX_ADDRESSES: usize = 8;
+
+/// One DHCPv6 message, borrowed from the datagram (relay envelopes unwrapped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageV6<'a> {
+    /// The type of the innermost message.
+    pub msg_type: u8,
+    pub transaction_id: u32,
+    /// The message came through this many relays.
+    pub relayed: u8,
+    /// The client's DUID (option 1).
+    pub client_duid: Option<&'a [u8]>,
+    pub client_fqdn: Option<ClientFqdn<'a>>,
+    /// (address, valid lifetime) of the IAADDR options inside IA_NA and IA_TA.
+    pub addresses: smallvec::SmallVec<[(Ipv6Addr, u32); 2]>,
+    pub anomalies: AnomaliesV6,
+}
+
+/// Recoverable problems of a DHCPv6 message, each a counter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AnomaliesV6 {
+    pub options_truncated: bool,
+    pub addresses_truncated: bool,
+}
+
+/// What a DHCPv6 message says about one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BindingV6 {
+    pub address: Ipv6Addr,
+    /// `Request` for the client's own REQUEST / RENEW / REBIND / CONFIRM, `Ack` for the
+    /// server's REPLY (the binding it granted).
+    pub source: BindingSource,
+}
+
+fn be16v(b: &[u8]) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.first()?, *b.get(1)?]))
+}
+
+/// Walks an options area: (code, value) until its end or a truncated option, which ends
+/// the walk and sets `truncated`.
+struct V6Options<'a> {
+    area: &'a [u8],
+    truncated: bool,
+}
+
+impl<'a> V6Options<'a> {
+    fn new(area: &'a [u8]) -> Self {
+        V6Options {
+            area,
+            truncated: false,
+        }
+    }
+}
+
+impl<'a> Iterator for V6Options<'a> {
+    type Item = (u16, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.area.is_empty() {
+            return None;
+        }
+        let parsed = be16v(self.area).zip(self.area.get(2..).and_then(be16v));
+        let value = parsed.and_then(|(_, len)| self.area.get(4..4 + usize::from(len)));
+        let (Some((code, _)), Some(value)) = (parsed, value) else {
+            self.truncated = true;
+            self.area = &[];
+            return None;
+        };
+        self.area = &self.area[4 + value.len()..];
+        Some((code, value))
+    }
+}
+
+/// Parses one DHCPv6 message (the UDP payload), unwrapping relay envelopes.
+pub fn parse_v6(d: &[u8]) -> Result<MessageV6<'_>, DhcpError> {
+    let mut anomalies = AnomaliesV6::default();
+    let mut msg = d;
+    let mut relayed = 0u8;
+    // Relay-forward / relay-reply: hop count, link address, peer address, then options
+    // holding the relayed message (option 9).
+    while matches!(msg.first(), Some(&(V6_RELAY_FORW | V6_RELAY_REPL))) {
+        if usize::from(relayed) >= V6_MAX_RELAY_DEPTH {
+            return Err(DhcpError::RelayTooDeep);
+        }
+        let mut opts = V6Options::new(msg.get(34..).ok_or(DhcpError::TooShort)?);
+        let inner = opts
+            .find(|(code, _)| *code == V6_OPT_RELAY_MSG)
+            .map(|(_, v)| v);
+        anomalies.options_truncated |= opts.truncated;
+        msg = inner.ok_or(DhcpError::TooShort)?;
+        relayed += 1;
+    }
+    let header = msg.get(..4).ok_or(DhcpError::TooShort)?;
+    let msg_type = header[0];
+    if msg_type == 0 || msg_type > 35 {
+        return Err(DhcpError::BadOp);
+    }
+    let mut m = MessageV6 {
+        msg_type,
+        transaction_id: u32::from_be_bytes([0, header[1], header[2], header[3]]),
+        relayed,
+        client_duid: None,
+        client_fqdn: None,
+        addresses: smallvec::SmallVec::new(),
+        anomalies,
+    };
+    let mut truncated = false;
+    let mut options = V6Options::new(&msg[4..]);
+    for (code, value) in options.by_ref() {
+        match code {
+            V6_OPT_CLIENTID if !value.is_empty() => {
+                m.client_duid.get_or_insert(value);
+            }
+            V6_OPT_CLIENT_FQDN => {
+                if let Some((&flags, name)) = value.split_first() {
+                    m.client_fqdn.get_or_insert(ClientFqdn {
+                        flags,
+                        name,
+                        wire: true,
+                    });
+                }
+            }
+            // IA_NA: IAID, T1, T2, options; IA_TA: IAID, options.
+            V6_OPT_IA_NA | V6_OPT_IA_TA => {
+                let skip = if code == V6_OPT_IA_NA { 12 } else { 4 };
+                let Some(inner) = value.get(skip..) else {
+                    truncated = true;
+                    continue;
+                };
+                let mut ia = V6Options::new(inner);
+                for (c, v) in ia.by_ref() {
+                    if c != V6_OPT_IAADDR {
+                        continue;
+                    }
+                    let (Some(addr), Some(valid)) = (v.get(..16), v.get(20..24)) else {
+                        truncated = true;
+                        continue;
+                    };
+                    if m.addresses.len() >= V6_MAX_ADDRESSES {
+                        m.anomalies.addresses_truncated = true;
+                        break;
+                    }
+                    let mut octets = [0u8; 16];
+                    octets.copy_from_slice(addr);
+                    let valid = u32::from_be_bytes([valid[0], valid[1], valid[2], valid[3]]);
+                    m.addresses.push((Ipv6Addr::from(octets), valid));
+                }
+                truncated |= ia.truncated;
+            }
+            _ => {}
+        }
+    }
+    m.anomalies.options_truncated |= truncated || options.truncated;
+    Ok(m)
+}
+
+impl MessageV6<'_> {
+    /// The MAC address in the client's DUID, when it is DUID-LLT or DUID-LL of Ethernet.
+    pub fn client_mac(&self) -> Option<[u8; 6]> {
+        let duid = self.client_duid?;
+        let (duid_type, hw) = (be16v(duid)?, be16v(duid.get(2..)?)?);
+        let lladdr = match duid_type {
+            1 => duid.get(8..)?, // DUID-LLT: type, hardware type, time, address
+            3 => duid.get(4..)?, // DUID-LL: type, hardware type, address
+            _ => return None,
+        };
+        if hw != u16::from(HTYPE_ETHERNET) {
+            return None;
+        }
+        lladdr.try_into().ok()
+    }
+
+    /// The client's DUID as colon-separated hex.
+    pub fn client_id_hex(&self) -> Option<String> {
+        self.client_duid.map(colon_hex)
+    }
+
+    pub fn hostname(&self) -> Option<String> {
+        self.client_fqdn.and_then(|f| f.name())
+    }
+
+    /// The addresses this message ties to its client (DUID, FQDN):
+    ///
+    /// - REQUEST, RENEW, REBIND, CONFIRM: the addresses in the client's IAs, which it asks
+    ///   for or holds (a SOLICIT's are hints only, and bind nothing).
+    /// - REPLY: the addresses the server granted; a valid lifetime of 0 withdraws one and
+    ///   binds nothing.
+    pub fn bindings(&self) -> impl Iterator<Item = BindingV6> + '_ {
+        let source = match self.msg_type {
+            V6_REQUEST | V6_RENEW | V6_REBIND | V6_CONFIRM => Some(BindingSource::Request),
+            V6_REPLY => Some(BindingSource::Ack),
+            _ => None,
+        };
+        self.addresses
+            .iter()
+            .filter(move |(a, valid)| {
+                source.is_some()
+                    && !a.is_unspecified()
+                    && !a.is_multicast()
+                    && (source != Some(BindingSource::Ack) || *valid > 0)
+            })
+            .filter_map(move |(a, _)| {
+                Some(BindingV6 {
+                    address: *a,
+                    source: source?,
+                })
+            })
     }
 }
 
@@ -441,6 +693,100 @@ pub(crate) mod tests {
             })
         );
         assert!(!m.anomalies.options_truncated);
+    }
+
+    fn unhex(h: &str) -> Vec<u8> {
+        (0..h.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    /// pcaps/dhcp-ptr.pcap frame 40: ISC dhclient 4.4.3 `-6 -D LL` REQUEST.
+    pub(crate) fn dhclient6_request() -> Vec<u8> {
+        unhex("03cead8f0001000a0003000102005e1003130002000e0001000132a2280502005e1003010008000200000027000f000877732d6361726f6c036c616200000300285e10031300000e100000151800050018fd00001000000000000000000003010300001c2000001d4c")
+    }
+
+    /// Frame 41: dnsmasq 2.90's REPLY to it.
+    pub(crate) fn dnsmasq6_reply() -> Vec<u8> {
+        unhex("07cead8f0001000a0003000102005e1003130002000e0001000132a2280502005e100301000300285e1003130000070800000c4e00050018fd00001000000000000000000003010300000e1000000e10000d000900007375636365737300170010fd0000100000000000000000000300010027000f030877732d6361726f6c036c616200")
+    }
+
+    /// Expected values: tshark 4.0 on the same frames (dhcpv6.msgtype, dhcpv6.duid.bytes,
+    /// dhcpv6.duidll.link_layer_addr, dhcpv6.iaaddr.ip, dhcpv6.iaaddr.valid_lifetime,
+    /// dhcpv6.client_domain).
+    #[test]
+    fn real_dhcpv6_request_and_reply() {
+        let carol: Ipv6Addr = "fd00:10::3:103".parse().expect("v6");
+        let d = dhclient6_request();
+        let m = parse_v6(&d).expect("request");
+        assert_eq!(
+            (m.msg_type, m.transaction_id, m.relayed),
+            (V6_REQUEST, 0xcead8f, 0)
+        );
+        assert_eq!(
+            m.client_id_hex().as_deref(),
+            Some("00:03:00:01:02:00:5e:10:03:13")
+        );
+        assert_eq!(m.client_mac(), Some([0x02, 0x00, 0x5e, 0x10, 0x03, 0x13]));
+        assert_eq!(m.hostname().as_deref(), Some("ws-carol.lab"));
+        assert_eq!(m.addresses.as_slice(), &[(carol, 7500)]);
+        assert_eq!(
+            m.bindings().collect::<Vec<_>>(),
+            [BindingV6 {
+                address: carol,
+                source: BindingSource::Request
+            }]
+        );
+        let d = dnsmasq6_reply();
+        let m = parse_v6(&d).expect("reply");
+        assert_eq!(m.msg_type, V6_REPLY);
+        assert_eq!(m.addresses.as_slice(), &[(carol, 3600)]);
+        assert_eq!(
+            m.bindings().collect::<Vec<_>>(),
+            [BindingV6 {
+                address: carol,
+                source: BindingSource::Ack
+            }]
+        );
+        assert!(!m.anomalies.options_truncated);
+        // Valid lifetime 0: the server withdraws the address, which binds nothing.
+        let mut withdrawn = d.clone();
+        let at = withdrawn
+            .windows(16)
+            .position(|w| w == carol.octets())
+            .expect("IAADDR")
+            + 20;
+        withdrawn[at..at + 4].copy_from_slice(&[0; 4]);
+        assert_eq!(parse_v6(&withdrawn).expect("reply").bindings().count(), 0);
+        // Every prefix: an error or a view, never a panic.
+        for n in 0..d.len() {
+            let _ = parse_v6(&d[..n]).map(|m| m.bindings().count());
+        }
+    }
+
+    #[test]
+    fn dhcpv6_relay_envelopes_are_unwrapped_up_to_a_bound() {
+        let relay = |inner: &[u8]| {
+            let mut r = vec![V6_RELAY_FORW, 0];
+            r.extend_from_slice(&[0u8; 32]); // link and peer address
+            r.extend_from_slice(&9u16.to_be_bytes());
+            r.extend_from_slice(&(inner.len() as u16).to_be_bytes());
+            r.extend_from_slice(inner);
+            r
+        };
+        let mut d = dhclient6_request();
+        for depth in 1..=V6_MAX_RELAY_DEPTH {
+            d = relay(&d);
+            let m = parse_v6(&d).expect("relayed");
+            assert_eq!((m.relayed as usize, m.msg_type), (depth, V6_REQUEST));
+            assert_eq!(m.bindings().count(), 1);
+        }
+        assert_eq!(parse_v6(&relay(&d)), Err(DhcpError::RelayTooDeep));
+        // A relay message without its inner message, and garbage message types.
+        assert_eq!(parse_v6(&d[..40]), Err(DhcpError::TooShort));
+        assert_eq!(parse_v6(&[0, 1, 2, 3]), Err(DhcpError::BadOp));
+        assert_eq!(parse_v6(&[200, 1, 2, 3]), Err(DhcpError::BadOp));
     }
 
     #[test]

@@ -20,6 +20,9 @@ const DNS_PORTS: [u16; 3] = [53, 5353, 5355];
 /// DHCPv4 server and client ports.
 const DHCP_SERVER_PORT: u16 = 67;
 const DHCP_CLIENT_PORT: u16 = 68;
+/// DHCPv6 client and server (and relay) ports.
+const DHCPV6_CLIENT_PORT: u16 = 546;
+const DHCPV6_SERVER_PORT: u16 = 547;
 /// Client bytes looked at before deciding a stream carries nothing we read.
 const PROBE_BUDGET: usize = 4096;
 /// Segment starts tried as possible message starts (STARTTLS, RDP-then-TLS, …).
@@ -346,6 +349,15 @@ impl Extractor {
                 | (DHCP_SERVER_PORT, DHCP_SERVER_PORT)
         ) {
             on_dhcp_message(dgram.payload, ts, out);
+            return;
+        }
+        if matches!(
+            ports,
+            (DHCPV6_CLIENT_PORT, DHCPV6_SERVER_PORT)
+                | (DHCPV6_SERVER_PORT, DHCPV6_CLIENT_PORT)
+                | (DHCPV6_SERVER_PORT, DHCPV6_SERVER_PORT)
+        ) {
+            on_dhcpv6_message(dgram.payload, ts, out);
             return;
         }
         if DNS_PORTS.contains(&dgram.dst_port) || DNS_PORTS.contains(&dgram.src_port) {
@@ -849,6 +861,37 @@ fn on_dhcp_message(payload: &[u8], ts: Timestamp, out: &mut impl FnMut(Extracted
             dhcp::BindingSource::Ack => IdentitySource::DhcpAck,
         },
     }));
+}
+
+/// Reads one DHCPv6 message: each address it binds becomes an identity.
+fn on_dhcpv6_message(payload: &[u8], ts: Timestamp, out: &mut impl FnMut(Extracted)) {
+    let msg = match dhcp::parse_v6(payload) {
+        Ok(m) => m,
+        Err(e) => {
+            out(Extracted::Anomaly(e.reason()));
+            return;
+        }
+    };
+    if msg.anomalies.options_truncated {
+        out(Extracted::Anomaly("dhcpv6_options_truncated"));
+    }
+    if msg.anomalies.addresses_truncated {
+        out(Extracted::Anomaly("dhcpv6_addresses_truncated"));
+    }
+    let (mac, hostname, client_id) = (msg.client_mac(), msg.hostname(), msg.client_id_hex());
+    for b in msg.bindings() {
+        out(Extracted::Identity(Identity {
+            ts,
+            ip: IpAddr::V6(b.address),
+            mac,
+            hostname: hostname.clone(),
+            client_id: client_id.clone(),
+            source: match b.source {
+                dhcp::BindingSource::Ack => IdentitySource::Dhcpv6Reply,
+                _ => IdentitySource::Dhcpv6Request,
+            },
+        }));
+    }
 }
 
 /// Reads one DNS message between `src` and `dst`. Returns whether it named anything.

@@ -128,6 +128,10 @@ pub enum IdentitySource {
     DhcpInform,
     /// A DHCP ACK: the server bound the address to the client's hardware address.
     DhcpAck,
+    /// A DHCPv6 REQUEST, RENEW, REBIND or CONFIRM: addresses the client asks for or holds.
+    Dhcpv6Request,
+    /// A DHCPv6 REPLY: addresses the server granted to the client's DUID.
+    Dhcpv6Reply,
     /// A DNS PTR answer seen on the wire.
     Ptr,
 }
@@ -138,6 +142,8 @@ impl IdentitySource {
             IdentitySource::DhcpRequest => "dhcp_request",
             IdentitySource::DhcpInform => "dhcp_inform",
             IdentitySource::DhcpAck => "dhcp_ack",
+            IdentitySource::Dhcpv6Request => "dhcpv6_request",
+            IdentitySource::Dhcpv6Reply => "dhcpv6_reply",
             IdentitySource::Ptr => "ptr",
         }
     }
@@ -147,6 +153,8 @@ impl IdentitySource {
             IdentitySource::DhcpRequest,
             IdentitySource::DhcpInform,
             IdentitySource::DhcpAck,
+            IdentitySource::Dhcpv6Request,
+            IdentitySource::Dhcpv6Reply,
             IdentitySource::Ptr,
         ]
         .into_iter()

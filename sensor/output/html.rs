@@ -1349,6 +1349,8 @@ fn identity_history(out: &mut String, h: &HostRow) {
             "dhcp_request" => "DHCP request",
             "dhcp_inform" => "DHCP inform",
             "dhcp_ack" => "DHCP ack",
+            "dhcpv6_request" => "DHCPv6 request",
+            "dhcpv6_reply" => "DHCPv6 reply",
             "ptr" => "DNS PTR",
             _ => "other",
         };
