@@ -1316,4 +1316,59 @@ mod tests {
             [(NameKind::Dns, "101.3.10.10.in-addr.arpa".to_string())]
         );
     }
+
+    /// IPv6/UDP frame (checksum zero: not checked).
+    fn udp6(src: &str, dst: &str, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let (src, dst): (std::net::Ipv6Addr, std::net::Ipv6Addr) =
+            (src.parse().expect("v6"), dst.parse().expect("v6"));
+        let len = (8 + payload.len()) as u16;
+        let mut f = vec![0x60, 0, 0, 0];
+        f.extend_from_slice(&len.to_be_bytes());
+        f.extend_from_slice(&[17, 64]);
+        f.extend_from_slice(&src.octets());
+        f.extend_from_slice(&dst.octets());
+        f.extend_from_slice(&sport.to_be_bytes());
+        f.extend_from_slice(&dport.to_be_bytes());
+        f.extend_from_slice(&len.to_be_bytes());
+        f.extend_from_slice(&[0, 0]);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn dhcpv6_request_and_reply_become_identities() {
+        let (client, server) = ("fe80::5eff:fe10:313", "fe80::5eff:fe10:301");
+        let frames = [
+            (
+                1,
+                udp6(
+                    client,
+                    "ff02::1:2",
+                    546,
+                    547,
+                    &dhcp::tests::dhclient6_request(),
+                ),
+            ),
+            (
+                1,
+                udp6(server, client, 547, 546, &dhcp::tests::dnsmasq6_reply()),
+            ),
+        ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        let ids = identities(&got);
+        let sources: Vec<IdentitySource> = ids.iter().map(|i| i.source).collect();
+        assert_eq!(
+            sources,
+            [IdentitySource::Dhcpv6Request, IdentitySource::Dhcpv6Reply]
+        );
+        for i in &ids {
+            assert_eq!(i.ip.to_string(), "fd00:10::3:103");
+            assert_eq!(i.mac, Some([0x02, 0x00, 0x5e, 0x10, 0x03, 0x13]));
+            assert_eq!(i.hostname.as_deref(), Some("ws-carol.lab"));
+            assert_eq!(
+                i.client_id.as_deref(),
+                Some("00:03:00:01:02:00:5e:10:03:13")
+            );
+        }
+    }
 }
