@@ -260,7 +260,8 @@ impl Message<'_> {
 
     /// The client identifier as colon-separated hex (how tshark and dhcpd leases write it).
     pub fn client_id_hex(&self) -> Option<String> {
-        self.client_id.map(colon_hex)
+        self.client_id
+            .map(|id| colon_hex(&id[..id.len().min(MAX_CLIENT_ID)]))
     }
 
     /// Which address this message ties to its client (`chaddr`, client id, host name).
@@ -290,6 +291,10 @@ impl Message<'_> {
         Some(Binding { address, source })
     }
 }
+
+/// Client identifier octets kept: a DUID is at most 130 (RFC 8415 §11.1), and a DHCPv4
+/// client identifier is one in practice (or a type and a MAC).
+pub const MAX_CLIENT_ID: usize = 130;
 
 /// Bytes as colon-separated lower-case hex.
 pub fn colon_hex(id: &[u8]) -> String {
@@ -504,7 +509,8 @@ impl MessageV6<'_> {
 
     /// The client's DUID as colon-separated hex.
     pub fn client_id_hex(&self) -> Option<String> {
-        self.client_duid.map(colon_hex)
+        self.client_duid
+            .map(|id| colon_hex(&id[..id.len().min(MAX_CLIENT_ID)]))
     }
 
     pub fn hostname(&self) -> Option<String> {

@@ -35,6 +35,10 @@ pub const MAX_IDENTITIES: usize = 16;
 pub const DEFAULT_MAX_HOSTS: usize = 100_000;
 /// Addresses with an identity but no detection yet, remembered at most.
 pub const MAX_UNDETECTED_IDENTITIES: usize = 65_536;
+/// Distinct identities kept per address while it has no detection: a flood of identities
+/// for addresses that never reach the table costs at most 65,536 × 4 small records (a host
+/// name is at most 255 octets, a client id at most `extract::dhcp::MAX_CLIENT_ID` octets).
+pub const MAX_UNDETECTED_HISTORY: usize = 4;
 
 /// One finding kept as evidence: when, what, and on which flow.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -83,6 +87,11 @@ pub struct HostIdentity {
 impl HostIdentity {
     /// Takes one identity in; `mac` is the host's current MAC, updated when DHCP names one.
     pub fn apply(&mut self, mac: &mut Option<[u8; 6]>, id: &Identity) {
+        self.apply_bounded(mac, id, MAX_IDENTITIES);
+    }
+
+    /// `apply`, keeping at most `max` identities (the least recently seen goes first).
+    pub fn apply_bounded(&mut self, mac: &mut Option<[u8; 6]>, id: &Identity, max: usize) {
         let same = |r: &IdentityRecord| {
             r.mac == id.mac
                 && r.hostname == id.hostname
@@ -94,7 +103,7 @@ impl HostIdentity {
             r.last_seen = r.last_seen.max(id.ts);
             r.count += 1;
         } else {
-            if self.history.len() >= MAX_IDENTITIES {
+            while self.history.len() >= max.max(1) {
                 if let Some(oldest) = self
                     .history
                     .iter()
@@ -104,6 +113,8 @@ impl HostIdentity {
                 {
                     self.history.remove(oldest);
                     self.history_omitted += 1;
+                } else {
+                    break;
                 }
             }
             self.history.push(IdentityRecord {
@@ -337,7 +348,7 @@ impl HostTable {
                 }
                 let mut e = self.undetected.entry(id.ip).or_default();
                 let (mac, identity) = e.value_mut();
-                identity.apply(mac, id);
+                identity.apply_bounded(mac, id, MAX_UNDETECTED_HISTORY);
             }
         }
     }
@@ -724,5 +735,21 @@ mod tests {
             1000
         );
         assert!(t.identity_of("10.1.3.231".parse().expect("ip")).is_some());
+        // An undetected address keeps a short history.
+        for i in 0..50 {
+            let name = format!("n{i}");
+            t.note_identity(&identity(
+                "10.1.3.231",
+                2000 + i,
+                1,
+                Some(&name),
+                IdentitySource::DhcpAck,
+            ));
+        }
+        let (_, id) = t
+            .identity_of("10.1.3.231".parse().expect("ip"))
+            .expect("kept");
+        assert_eq!(id.history.len(), MAX_UNDETECTED_HISTORY);
+        assert_eq!(id.hostname.as_deref(), Some("n49"));
     }
 }
