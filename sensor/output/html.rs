@@ -1412,8 +1412,14 @@ mod tests {
                     "first_seen": "2026-11-27T23:56:00Z", "last_seen": "2026-11-27T23:57:00Z",
                     "count": 1, "forwarded": false, "rules": [evil],
                     "indicators": [{"kind": evil, "value": evil, "count": 1, "name": evil,
-                                    "query": evil, "path": evil, "other\"><b>": evil}]
+                                    "query": evil, "path": evil, "other\"><b>": evil}],
+                    "evidence": [{"time": evil, "indicator": {"kind": evil, "value": evil},
+                                  "flow": {"src_ip": evil, "src_port": evil, "dst_ip": evil,
+                                           "dst_port": evil, "transport": evil}}]
                 }],
+                "identities": [{"mac": evil, "hostname": evil, "client_id": evil, "source": evil,
+                                "first_seen": evil, "last_seen": evil, "count": evil}],
+                "multiple_macs": true,
                 "names_hidden": {"ech_connections": 1, "encrypted_dns_connections": 1,
                                  "encrypted_dns_via": [evil]}
             }]
@@ -1422,6 +1428,7 @@ mod tests {
         assert!(!html.contains("<script"), "a raw script tag");
         assert!(!html.contains("<b>"), "a raw key");
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(html.contains("Identity history") && html.contains("Evidence sample"));
     }
 
     #[test]
