@@ -678,3 +678,119 @@ fn identities_and_evidence_survive_restarts_and_show_in_hosts() {
         assert!(table.contains(n.as_str()), "{table}");
     }
 }
+
+/// The identity of an address with no detection yet survives a restart: the capture is cut
+/// (by tshark and editcap) just before its first vendor lookup; the first part (DHCP leases,
+/// PTR answers, no detection) is replayed, the sensor stops, and a second run on the same
+/// inventory replays the rest: the hosts detected then carry the names DHCP gave them before.
+#[test]
+fn identities_seen_before_a_restart_name_hosts_detected_after_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let pcap = root().join("pcaps/dhcp-ptr.pcap");
+    let first_lookup = Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        .args([
+            "-Y",
+            "dns.qry.name contains \"kaspersky\"",
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+        ])
+        .output()
+        .expect("tshark runs (bash scripts/deps.sh test)");
+    let first: u32 = String::from_utf8_lossy(&first_lookup.stdout)
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("a vendor lookup in the capture");
+    let (before, after) = (
+        tmp.path().join("before.pcap"),
+        tmp.path().join("after.pcap"),
+    );
+    for (out, range) in [
+        (&before, format!("1-{}", first - 1)),
+        (&after, format!("{first}-{}", u32::MAX)),
+    ] {
+        let st = Command::new("editcap")
+            .arg("-r")
+            .arg(&pcap)
+            .arg(out)
+            .arg(&range)
+            .status()
+            .expect("editcap runs (wireshark-common, installed with tshark)");
+        assert!(st.success(), "editcap {range}");
+    }
+    let db = tmp.path().join("inv.db");
+    let report = tmp.path().join("r.json");
+    for part in [&before, &after] {
+        let out = Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+            .args(["replay", "-q", "--state"])
+            .arg(&db)
+            .arg("--report")
+            .arg(&report)
+            .arg(part)
+            .output()
+            .expect("runs vendorwatch");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+        if part == &before {
+            // No detection yet: identities are not hosts.
+            assert_eq!(r["hosts"].as_array().map(Vec::len), Some(0), "{r}");
+        }
+    }
+    let exp: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("pcaps/expected/dhcp-ptr.pcap.json")).expect("read"),
+    )
+    .expect("json");
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    let hosts = r["hosts"].as_array().cloned().unwrap_or_default();
+    // Every detected address that DHCP named in the first part is named now.
+    let named_before: BTreeSet<String> = Command::new("tshark")
+        .arg("-r")
+        .arg(&before)
+        .args([
+            "-Y",
+            "dhcp.option.hostname",
+            "-T",
+            "fields",
+            "-e",
+            "dhcp.ip.your",
+        ])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty() && l != "0.0.0.0")
+                .collect()
+        })
+        .expect("tshark");
+    let mut checked = 0;
+    for h in &hosts {
+        let ip = s(&h["ip"]);
+        if !named_before.contains(&ip) {
+            continue;
+        }
+        let want = exp["hostnames"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["ip"] == h["ip"])
+            .map(|n| n["hostname"].clone())
+            .expect("tshark named it");
+        assert_eq!(h["hostname"], want, "{h}");
+        checked += 1;
+    }
+    assert!(
+        checked >= 1,
+        "no host named before the restart was detected after it: {r}"
+    );
+}

@@ -35,10 +35,12 @@ pub const MAX_IDENTITIES: usize = 16;
 pub const DEFAULT_MAX_HOSTS: usize = 100_000;
 /// Addresses with an identity but no detection yet, remembered at most.
 pub const MAX_UNDETECTED_IDENTITIES: usize = 65_536;
-/// Distinct identities kept per address while it has no detection: a flood of identities
-/// for addresses that never reach the table costs at most 65,536 × 4 small records (a host
-/// name is at most 255 octets, a client id at most `extract::dhcp::MAX_CLIENT_ID` octets).
-pub const MAX_UNDETECTED_HISTORY: usize = 4;
+/// Distinct identities kept per address while it has no detection: enough for two machines
+/// that held the address in turn (a DHCP request, its ACK and a PTR answer each). A flood of
+/// identities for addresses that never reach the table costs at most 65,536 × 8 records: a
+/// few tens of MB with real names, and a bound even for hostile ones (a host name is at most
+/// 255 octets, a client id at most `extract::dhcp::MAX_CLIENT_ID` octets).
+pub const MAX_UNDETECTED_HISTORY: usize = 8;
 
 /// One finding kept as evidence: when, what, and on which flow.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -249,6 +251,8 @@ pub struct HostTable {
     /// Identities of home-net addresses with no detection yet: (MAC, identity).
     undetected: DashMap<IpAddr, (Option<[u8; 6]>, HostIdentity), ahash::RandomState>,
     max_undetected: usize,
+    /// Undetected addresses changed (or evicted) since the inventory last saved them.
+    undetected_dirty: DashMap<IpAddr, (), ahash::RandomState>,
     /// Undetected addresses whose identity was evicted from a full map.
     pub identities_evicted: AtomicU64,
     /// Hosts changed since the inventory last saved them.
@@ -266,6 +270,7 @@ impl Default for HostTable {
             shed: AtomicU64::new(0),
             undetected: DashMap::default(),
             max_undetected: MAX_UNDETECTED_IDENTITIES,
+            undetected_dirty: DashMap::default(),
             identities_evicted: AtomicU64::new(0),
             dirty: DashMap::default(),
             realert_after_secs: None,
@@ -349,6 +354,7 @@ impl HostTable {
                 let mut e = self.undetected.entry(id.ip).or_default();
                 let (mac, identity) = e.value_mut();
                 identity.apply_bounded(mac, id, MAX_UNDETECTED_HISTORY);
+                self.undetected_dirty.insert(id.ip, ());
             }
         }
     }
@@ -366,6 +372,7 @@ impl HostTable {
         for (_, ip) in &ages[..n] {
             if self.undetected.remove(ip).is_some() {
                 self.identities_evicted.fetch_add(1, Ordering::Relaxed);
+                self.undetected_dirty.insert(*ip, ());
             }
         }
     }
@@ -373,6 +380,39 @@ impl HostTable {
     /// Addresses with an identity and no detection yet.
     pub fn undetected_len(&self) -> usize {
         self.undetected.len()
+    }
+
+    /// Puts back the identities of undetected addresses the inventory remembers (at most
+    /// the map's cap; the newest first) — unless the address is a host already.
+    pub fn restore_undetected(&self, mut list: Vec<(IpAddr, Option<[u8; 6]>, HostIdentity)>) {
+        list.sort_by_key(|(_, _, id)| std::cmp::Reverse(id.last_seen()));
+        for (ip, mac, identity) in list {
+            if self.undetected.len() >= self.max_undetected {
+                break;
+            }
+            if !self.hosts.contains_key(&ip) {
+                self.undetected.insert(ip, (mac, identity));
+            }
+        }
+    }
+
+    /// Undetected addresses changed since the last call: `Some` with the identity kept, `None`
+    /// when it is gone (evicted, or its address became a host, which saves it from then on).
+    pub fn take_dirty_undetected(&self) -> Vec<(IpAddr, Option<(Option<[u8; 6]>, HostIdentity)>)> {
+        let ips: Vec<IpAddr> = self.undetected_dirty.iter().map(|e| *e.key()).collect();
+        ips.into_iter()
+            .map(|ip| {
+                self.undetected_dirty.remove(&ip);
+                (ip, self.undetected.get(&ip).map(|e| e.value().clone()))
+            })
+            .collect()
+    }
+
+    /// Marks undetected addresses as changed again (after a failed save).
+    pub fn mark_dirty_undetected(&self, ips: impl Iterator<Item = IpAddr>) {
+        for ip in ips {
+            self.undetected_dirty.insert(ip, ());
+        }
     }
 
     /// The identity of an address, detected or not: (MAC, identity).

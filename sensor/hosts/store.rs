@@ -57,8 +57,9 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE hosts ADD COLUMN hostname_source TEXT;
     ALTER TABLE hosts ADD COLUMN identities_omitted INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE detections ADD COLUMN evidence TEXT NOT NULL DEFAULT '[]';
+    -- Also the identities of addresses with no detection yet (no row in hosts).
     CREATE TABLE identities (
-        ip TEXT NOT NULL REFERENCES hosts(ip),
+        ip TEXT NOT NULL,
         mac TEXT,
         hostname TEXT,
         client_id TEXT,
@@ -297,6 +298,92 @@ impl Store {
         Ok(hosts.into_iter().collect())
     }
 
+    /// The identities of addresses that are not hosts (no detection yet), as the undetected
+    /// map holds them: (address, current MAC, identity), the current name and MAC rebuilt by
+    /// taking the history in again in time order.
+    pub fn load_undetected(&self) -> Result<Vec<(IpAddr, Option<[u8; 6]>, HostIdentity)>, String> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT ip, mac, hostname, client_id, source, first_seen, last_seen, count FROM identities WHERE ip NOT IN (SELECT ip FROM hosts) ORDER BY last_seen, rowid")
+            .map_err(|e| e.to_string())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, i64>(7)?,
+                ))
+            })
+            .map_err(|e| e.to_string())?;
+        let mut by_ip: std::collections::BTreeMap<IpAddr, (Option<[u8; 6]>, HostIdentity)> =
+            Default::default();
+        for row in rows {
+            let (ip, mac, hostname, client_id, source, first, last, count) =
+                row.map_err(|e| e.to_string())?;
+            let (Ok(ip), Some(source)) =
+                (ip.parse::<IpAddr>(), IdentitySource::from_label(&source))
+            else {
+                continue;
+            };
+            let (current_mac, identity) = by_ip.entry(ip).or_default();
+            let id = crate::extract::Identity {
+                ts: Timestamp(last),
+                ip,
+                mac: mac.as_deref().and_then(parse_mac),
+                hostname,
+                client_id,
+                source,
+            };
+            identity.apply_bounded(current_mac, &id, super::MAX_UNDETECTED_HISTORY);
+            if let Some(r) = identity.history.last_mut() {
+                r.first_seen = Timestamp(first);
+                r.count = u64::try_from(count).unwrap_or(0);
+            }
+        }
+        Ok(by_ip
+            .into_iter()
+            .map(|(ip, (mac, id))| (ip, mac, id))
+            .collect())
+    }
+
+    /// Saves the identities of undetected addresses (`None`: gone from the map), in one
+    /// transaction. Rows of an address that has become a host are left to `save`.
+    pub fn save_undetected(
+        &mut self,
+        list: &[(IpAddr, Option<(Option<[u8; 6]>, HostIdentity)>)],
+    ) -> Result<(), String> {
+        let tx = self.conn.transaction().map_err(|e| e.to_string())?;
+        for (ip, kept) in list {
+            tx.execute(
+                "DELETE FROM identities WHERE ip = ?1 AND ip NOT IN (SELECT ip FROM hosts)",
+                params![ip.to_string()],
+            )
+            .map_err(|e| e.to_string())?;
+            for r in kept.iter().flat_map(|(_, id)| &id.history) {
+                tx.execute(
+                    "INSERT INTO identities (ip, mac, hostname, client_id, source, first_seen, last_seen, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        ip.to_string(),
+                        crate::output::mac_string(r.mac),
+                        r.hostname,
+                        r.client_id,
+                        r.source.as_str(),
+                        r.first_seen.0,
+                        r.last_seen.0,
+                        r.count as i64,
+                    ],
+                )
+                .map_err(|e| e.to_string())?;
+            }
+        }
+        tx.commit().map_err(|e| e.to_string())
+    }
+
     /// Saves these hosts (insert or replace), in one transaction.
     pub fn save(&mut self, hosts: &[(IpAddr, Host)]) -> Result<(), String> {
         let tx = self.conn.transaction().map_err(|e| e.to_string())?;
@@ -395,7 +482,13 @@ pub struct Persister {
 }
 
 impl Persister {
+    /// Starts saving; first puts back the identities of undetected addresses the inventory
+    /// remembers (hosts are restored by the caller, who needs them before the pipeline runs).
     pub fn start(mut store: Store, hosts: Arc<HostTable>) -> std::io::Result<Persister> {
+        // A file whose hosts loaded has readable identities; if not, they are only lost.
+        if let Ok(list) = store.load_undetected() {
+            hosts.restore_undetected(list);
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let failures = Arc::new(AtomicU64::new(0));
         let last_error = Arc::new(std::sync::Mutex::new(None));
@@ -408,6 +501,16 @@ impl Persister {
             .name("inventory".into())
             .spawn(move || {
                 let save = |store: &mut Store| {
+                    let undetected = hosts.take_dirty_undetected();
+                    if !undetected.is_empty() {
+                        if let Err(e) = store.save_undetected(&undetected) {
+                            failures2.fetch_add(1, Ordering::Relaxed);
+                            if let Ok(mut l) = last2.lock() {
+                                *l = Some(e);
+                            }
+                            hosts.mark_dirty_undetected(undetected.iter().map(|(ip, _)| *ip));
+                        }
+                    }
                     let dirty = hosts.take_dirty();
                     if dirty.is_empty() {
                         return;
@@ -646,6 +749,59 @@ mod tests {
         assert_eq!(again[0].1.identity, h.identity);
         assert_eq!(again[0].1.identity.hostname.as_deref(), Some("ws-9"));
         assert_eq!(again[0].1.detections[0].evidence, h.detections[0].evidence);
+    }
+
+    #[test]
+    fn identities_of_undetected_addresses_are_saved_loaded_and_deleted() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut store = Store::open(&dir.path().join("inv.db")).expect("opens");
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let ident =
+            |ip: IpAddr, ts: i64, name: &str, source: IdentitySource| crate::extract::Identity {
+                ts: Timestamp(ts),
+                ip,
+                mac: (source != IdentitySource::Ptr).then_some([2, 0, 0, 0, 0, 1]),
+                hostname: Some(name.into()),
+                client_id: None,
+                source,
+            };
+        let mut id_a = HostIdentity::default();
+        let mut mac_a = None;
+        id_a.apply(&mut mac_a, &ident(a, 10, "ws-a", IdentitySource::DhcpAck));
+        id_a.apply(&mut mac_a, &ident(a, 20, "ws-a.lab", IdentitySource::Ptr));
+        let mut id_b = HostIdentity::default();
+        let mut mac_b = None;
+        id_b.apply(&mut mac_b, &ident(b, 5, "ws-b", IdentitySource::DhcpAck));
+        store
+            .save_undetected(&[
+                (a, Some((mac_a, id_a.clone()))),
+                (b, Some((mac_b, id_b.clone()))),
+            ])
+            .expect("saves");
+        // b becomes a host: its rows are the host's now, and no longer undetected ones.
+        let host_b = Host {
+            mac: mac_b,
+            identity: id_b.clone(),
+            ..Host::default()
+        };
+        store.save(&[(b, host_b)]).expect("saves host");
+        store
+            .save_undetected(&[(b, None)])
+            .expect("leaves host rows alone");
+        let loaded = store.load_undetected().expect("loads");
+        assert_eq!(loaded.len(), 1);
+        let (ip, mac, id) = &loaded[0];
+        assert_eq!((*ip, *mac), (a, mac_a));
+        // The current name is rebuilt as taking the history in again gives it: DHCP's.
+        assert_eq!(id.hostname.as_deref(), Some("ws-a"));
+        assert_eq!(id.history, id_a.history);
+        assert_eq!(
+            store.load().expect("hosts")[0].1.identity.history,
+            id_b.history
+        );
+        // Evicted: gone.
+        store.save_undetected(&[(a, None)]).expect("deletes");
+        assert!(store.load_undetected().expect("loads").is_empty());
     }
 
     #[test]
