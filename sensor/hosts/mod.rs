@@ -230,6 +230,9 @@ pub struct Host {
     pub identity: HostIdentity,
 }
 
+/// What the table keeps for an address with no detection yet: its current MAC and identity.
+pub type Undetected = (Option<[u8; 6]>, HostIdentity);
+
 /// What `record` decided.
 #[derive(Debug, Clone)]
 pub enum Recorded {
@@ -249,7 +252,7 @@ pub struct HostTable {
     /// Findings and hiding notes for new hosts shed because the table was full.
     pub shed: AtomicU64,
     /// Identities of home-net addresses with no detection yet: (MAC, identity).
-    undetected: DashMap<IpAddr, (Option<[u8; 6]>, HostIdentity), ahash::RandomState>,
+    undetected: DashMap<IpAddr, Undetected, ahash::RandomState>,
     max_undetected: usize,
     /// Undetected addresses changed (or evicted) since the inventory last saved them.
     undetected_dirty: DashMap<IpAddr, (), ahash::RandomState>,
@@ -384,21 +387,21 @@ impl HostTable {
 
     /// Puts back the identities of undetected addresses the inventory remembers (at most
     /// the map's cap; the newest first) — unless the address is a host already.
-    pub fn restore_undetected(&self, mut list: Vec<(IpAddr, Option<[u8; 6]>, HostIdentity)>) {
-        list.sort_by_key(|(_, _, id)| std::cmp::Reverse(id.last_seen()));
-        for (ip, mac, identity) in list {
+    pub fn restore_undetected(&self, mut list: Vec<(IpAddr, Undetected)>) {
+        list.sort_by_key(|(_, (_, id))| std::cmp::Reverse(id.last_seen()));
+        for (ip, kept) in list {
             if self.undetected.len() >= self.max_undetected {
                 break;
             }
             if !self.hosts.contains_key(&ip) {
-                self.undetected.insert(ip, (mac, identity));
+                self.undetected.insert(ip, kept);
             }
         }
     }
 
     /// Undetected addresses changed since the last call: `Some` with the identity kept, `None`
     /// when it is gone (evicted, or its address became a host, which saves it from then on).
-    pub fn take_dirty_undetected(&self) -> Vec<(IpAddr, Option<(Option<[u8; 6]>, HostIdentity)>)> {
+    pub fn take_dirty_undetected(&self) -> Vec<(IpAddr, Option<Undetected>)> {
         let ips: Vec<IpAddr> = self.undetected_dirty.iter().map(|e| *e.key()).collect();
         ips.into_iter()
             .map(|ip| {
@@ -416,7 +419,7 @@ impl HostTable {
     }
 
     /// The identity of an address, detected or not: (MAC, identity).
-    pub fn identity_of(&self, ip: IpAddr) -> Option<(Option<[u8; 6]>, HostIdentity)> {
+    pub fn identity_of(&self, ip: IpAddr) -> Option<Undetected> {
         if let Some(h) = self.hosts.get(&ip) {
             return Some((h.mac, h.identity.clone()));
         }

@@ -9,7 +9,7 @@
 
 use super::{
     Detection, Evidence, EvidenceFlow, Host, HostIdentity, HostTable, IdentityRecord,
-    IndicatorCount,
+    IndicatorCount, Undetected,
 };
 use crate::decode::Proto;
 use crate::detect::Indicator;
@@ -301,7 +301,7 @@ impl Store {
     /// The identities of addresses that are not hosts (no detection yet), as the undetected
     /// map holds them: (address, current MAC, identity), the current name and MAC rebuilt by
     /// taking the history in again in time order.
-    pub fn load_undetected(&self) -> Result<Vec<(IpAddr, Option<[u8; 6]>, HostIdentity)>, String> {
+    pub fn load_undetected(&self) -> Result<Vec<(IpAddr, Undetected)>, String> {
         let mut stmt = self
             .conn
             .prepare("SELECT ip, mac, hostname, client_id, source, first_seen, last_seen, count FROM identities WHERE ip NOT IN (SELECT ip FROM hosts) ORDER BY last_seen, rowid")
@@ -320,8 +320,7 @@ impl Store {
                 ))
             })
             .map_err(|e| e.to_string())?;
-        let mut by_ip: std::collections::BTreeMap<IpAddr, (Option<[u8; 6]>, HostIdentity)> =
-            Default::default();
+        let mut by_ip: std::collections::BTreeMap<IpAddr, Undetected> = Default::default();
         for row in rows {
             let (ip, mac, hostname, client_id, source, first, last, count) =
                 row.map_err(|e| e.to_string())?;
@@ -345,18 +344,12 @@ impl Store {
                 r.count = u64::try_from(count).unwrap_or(0);
             }
         }
-        Ok(by_ip
-            .into_iter()
-            .map(|(ip, (mac, id))| (ip, mac, id))
-            .collect())
+        Ok(by_ip.into_iter().collect())
     }
 
     /// Saves the identities of undetected addresses (`None`: gone from the map), in one
     /// transaction. Rows of an address that has become a host are left to `save`.
-    pub fn save_undetected(
-        &mut self,
-        list: &[(IpAddr, Option<(Option<[u8; 6]>, HostIdentity)>)],
-    ) -> Result<(), String> {
+    pub fn save_undetected(&mut self, list: &[(IpAddr, Option<Undetected>)]) -> Result<(), String> {
         let tx = self.conn.transaction().map_err(|e| e.to_string())?;
         for (ip, kept) in list {
             tx.execute(
@@ -790,7 +783,7 @@ mod tests {
             .expect("leaves host rows alone");
         let loaded = store.load_undetected().expect("loads");
         assert_eq!(loaded.len(), 1);
-        let (ip, mac, id) = &loaded[0];
+        let (ip, (mac, id)) = &loaded[0];
         assert_eq!((*ip, *mac), (a, mac_a));
         // The current name is rebuilt as taking the history in again gives it: DHCP's.
         assert_eq!(id.hostname.as_deref(), Some("ws-a"));
