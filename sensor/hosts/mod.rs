@@ -19,7 +19,7 @@ use crate::time::Timestamp;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 pub mod store;
 
@@ -256,6 +256,9 @@ pub struct HostTable {
     max_undetected: usize,
     /// Undetected addresses changed (or evicted) since the inventory last saved them.
     undetected_dirty: DashMap<IpAddr, (), ahash::RandomState>,
+    /// Too many changed for one save to list (a flood between two saves): the next save
+    /// rewrites every undetected identity instead, and nothing is tracked until then.
+    undetected_resync: AtomicBool,
     /// Undetected addresses whose identity was evicted from a full map.
     pub identities_evicted: AtomicU64,
     /// Hosts changed since the inventory last saved them.
@@ -274,6 +277,7 @@ impl Default for HostTable {
             undetected: DashMap::default(),
             max_undetected: MAX_UNDETECTED_IDENTITIES,
             undetected_dirty: DashMap::default(),
+            undetected_resync: AtomicBool::new(false),
             identities_evicted: AtomicU64::new(0),
             dirty: DashMap::default(),
             realert_after_secs: None,
@@ -357,7 +361,8 @@ impl HostTable {
                 let mut e = self.undetected.entry(id.ip).or_default();
                 let (mac, identity) = e.value_mut();
                 identity.apply_bounded(mac, id, MAX_UNDETECTED_HISTORY);
-                self.undetected_dirty.insert(id.ip, ());
+                drop(e);
+                self.mark_undetected(id.ip);
             }
         }
     }
@@ -375,7 +380,7 @@ impl HostTable {
         for (_, ip) in &ages[..n] {
             if self.undetected.remove(ip).is_some() {
                 self.identities_evicted.fetch_add(1, Ordering::Relaxed);
-                self.undetected_dirty.insert(*ip, ());
+                self.mark_undetected(*ip);
             }
         }
     }
@@ -399,22 +404,53 @@ impl HostTable {
         }
     }
 
+    /// Notes an undetected address to save; past twice the map's cap of changes (so the
+    /// change list stays bounded too) the next save rewrites them all.
+    fn mark_undetected(&self, ip: IpAddr) {
+        if self.undetected_resync.load(Ordering::Relaxed) {
+            return;
+        }
+        if self.undetected_dirty.len() >= self.max_undetected.saturating_mul(2) {
+            self.undetected_resync.store(true, Ordering::Relaxed);
+            self.undetected_dirty.clear();
+            return;
+        }
+        self.undetected_dirty.insert(ip, ());
+    }
+
     /// Undetected addresses changed since the last call: `Some` with the identity kept, `None`
     /// when it is gone (evicted, or its address became a host, which saves it from then on).
-    pub fn take_dirty_undetected(&self) -> Vec<(IpAddr, Option<Undetected>)> {
+    /// `true` with every undetected identity instead when they are to be rewritten whole.
+    pub fn take_dirty_undetected(&self) -> (bool, Vec<(IpAddr, Option<Undetected>)>) {
+        if self.undetected_resync.swap(false, Ordering::Relaxed) {
+            self.undetected_dirty.clear();
+            let all = self
+                .undetected
+                .iter()
+                .map(|e| (*e.key(), Some(e.value().clone())))
+                .collect();
+            return (true, all);
+        }
         let ips: Vec<IpAddr> = self.undetected_dirty.iter().map(|e| *e.key()).collect();
-        ips.into_iter()
+        let changed = ips
+            .into_iter()
             .map(|ip| {
                 self.undetected_dirty.remove(&ip);
                 (ip, self.undetected.get(&ip).map(|e| e.value().clone()))
             })
-            .collect()
+            .collect();
+        (false, changed)
     }
 
-    /// Marks undetected addresses as changed again (after a failed save).
-    pub fn mark_dirty_undetected(&self, ips: impl Iterator<Item = IpAddr>) {
+    /// Marks undetected addresses as changed again (after a failed save; `whole`: that save
+    /// was a full rewrite).
+    pub fn mark_dirty_undetected(&self, whole: bool, ips: impl Iterator<Item = IpAddr>) {
+        if whole {
+            self.undetected_resync.store(true, Ordering::Relaxed);
+            return;
+        }
         for ip in ips {
-            self.undetected_dirty.insert(ip, ());
+            self.mark_undetected(ip);
         }
     }
 
@@ -778,6 +814,13 @@ mod tests {
             1000
         );
         assert!(t.identity_of("10.1.3.231".parse().expect("ip")).is_some());
+        // The changes to save stayed bounded too: past twice the cap, the next save is a
+        // rewrite of what is kept.
+        let (whole, all) = t.take_dirty_undetected();
+        assert!(whole);
+        assert_eq!(all.len(), t.undetected_len());
+        assert!(all.iter().all(|(_, kept)| kept.is_some()));
+        assert_eq!(t.take_dirty_undetected(), (false, Vec::new()));
         // An undetected address keeps a short history.
         for i in 0..50 {
             let name = format!("n{i}");

@@ -348,9 +348,21 @@ impl Store {
     }
 
     /// Saves the identities of undetected addresses (`None`: gone from the map), in one
-    /// transaction. Rows of an address that has become a host are left to `save`.
-    pub fn save_undetected(&mut self, list: &[(IpAddr, Option<Undetected>)]) -> Result<(), String> {
+    /// transaction; `whole`: `list` is all of them, and every other undetected row goes.
+    /// Rows of an address that has become a host are left to `save`.
+    pub fn save_undetected(
+        &mut self,
+        whole: bool,
+        list: &[(IpAddr, Option<Undetected>)],
+    ) -> Result<(), String> {
         let tx = self.conn.transaction().map_err(|e| e.to_string())?;
+        if whole {
+            tx.execute(
+                "DELETE FROM identities WHERE ip NOT IN (SELECT ip FROM hosts)",
+                [],
+            )
+            .map_err(|e| e.to_string())?;
+        }
         for (ip, kept) in list {
             tx.execute(
                 "DELETE FROM identities WHERE ip = ?1 AND ip NOT IN (SELECT ip FROM hosts)",
@@ -494,14 +506,15 @@ impl Persister {
             .name("inventory".into())
             .spawn(move || {
                 let save = |store: &mut Store| {
-                    let undetected = hosts.take_dirty_undetected();
-                    if !undetected.is_empty() {
-                        if let Err(e) = store.save_undetected(&undetected) {
+                    let (whole, undetected) = hosts.take_dirty_undetected();
+                    if whole || !undetected.is_empty() {
+                        if let Err(e) = store.save_undetected(whole, &undetected) {
                             failures2.fetch_add(1, Ordering::Relaxed);
                             if let Ok(mut l) = last2.lock() {
                                 *l = Some(e);
                             }
-                            hosts.mark_dirty_undetected(undetected.iter().map(|(ip, _)| *ip));
+                            hosts
+                                .mark_dirty_undetected(whole, undetected.iter().map(|(ip, _)| *ip));
                         }
                     }
                     let dirty = hosts.take_dirty();
@@ -766,10 +779,13 @@ mod tests {
         let mut mac_b = None;
         id_b.apply(&mut mac_b, &ident(b, 5, "ws-b", IdentitySource::DhcpAck));
         store
-            .save_undetected(&[
-                (a, Some((mac_a, id_a.clone()))),
-                (b, Some((mac_b, id_b.clone()))),
-            ])
+            .save_undetected(
+                false,
+                &[
+                    (a, Some((mac_a, id_a.clone()))),
+                    (b, Some((mac_b, id_b.clone()))),
+                ],
+            )
             .expect("saves");
         // b becomes a host: its rows are the host's now, and no longer undetected ones.
         let host_b = Host {
@@ -779,7 +795,7 @@ mod tests {
         };
         store.save(&[(b, host_b)]).expect("saves host");
         store
-            .save_undetected(&[(b, None)])
+            .save_undetected(false, &[(b, None)])
             .expect("leaves host rows alone");
         let loaded = store.load_undetected().expect("loads");
         assert_eq!(loaded.len(), 1);
@@ -793,7 +809,7 @@ mod tests {
             id_b.history
         );
         // Evicted: gone.
-        store.save_undetected(&[(a, None)]).expect("deletes");
+        store.save_undetected(false, &[(a, None)]).expect("deletes");
         assert!(store.load_undetected().expect("loads").is_empty());
     }
 
