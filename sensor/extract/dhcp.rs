@@ -9,6 +9,10 @@
 //! (52, whose `file` / `sname` fields then hold more options). The first occurrence of an
 //! option wins (RFC 3396 long-option concatenation is not needed for these). A truncated
 //! option ends the options and is flagged, never an error: the header is still worth having.
+//!
+//! DHCPv6 likewise reads only the client DUID (option 1), the addresses (5) inside IA_NA (3)
+//! and IA_TA (4), and the client FQDN (39); relay envelopes (12, 13) are unwrapped through
+//! their relay-message option (9), at most `V6_MAX_RELAY_DEPTH` deep.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
