@@ -24,6 +24,9 @@
 # like a hub: the port toward the server namespace (p-srv) sees each frame that crosses the switch
 # exactly once, including client->proxy, proxy->web server, client->forwarder and
 # forwarder->resolver. That is what a SPAN port of the uplink would see.
+#
+# dhcp-ptr.pcap has a small network of its own (pcaps/dhcp-ptr.sh: DHCP clients must start
+# without an address), namespaces ${VWP_PREFIX}d*, built and removed by that script.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
