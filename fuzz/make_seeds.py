@@ -434,6 +434,19 @@ def main():
             c.add(p, f.read())
     c.write()
 
+    dhcp_corpus()
+
+
+def dhcp_corpus():
+    """dhcp: DHCPv4 and DHCPv6 messages (UDP payloads on ports 67/68 and 546/547): every
+    message of dhcp-ptr.pcap (dhclient, udhcpc and dnsmasq: DISCOVER, OFFER, REQUEST, ACK,
+    RELEASE; SOLICIT, ADVERTISE, REQUEST, REPLY) and of any DHCP capture in the conformance set."""
+    c = Corpus("dhcp")
+    for p in existing([own("dhcp-ptr.pcap")]) + sorted(glob.glob(conf("*dhcp*"))):
+        for m in udp_payloads(p, "dhcp or dhcpv6"):
+            c.add(p, m)
+    c.write()
+
 
 if __name__ == "__main__":
     main()

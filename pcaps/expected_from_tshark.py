@@ -19,6 +19,20 @@ Output shape (all lists sorted, names lower case without trailing dot):
                                       leaf (first) certificate of every cleartext TLS Certificate
                                       message (TLS 1.2 and earlier); host = the client it was sent
                                       to, server = its sender, sans = the dNSName entries
+  identities: [{ip, mac, hostname, client_id, source}]   (only in captures that have any)
+                                      what DHCPv4 and DNS PTR answers tie to home-net addresses:
+                                      REQUEST (source dhcp_request): ciaddr, else the requested
+                                      address (option 50); INFORM (dhcp_inform): ciaddr; ACK
+                                      (dhcp_ack): yiaddr, else ciaddr; mac = chaddr (Ethernet),
+                                      hostname = option 12, else the option 81 name, client_id =
+                                      option 61 as colon hex; DHCPv6 REQUEST / RENEW / REBIND /
+                                      CONFIRM (dhcpv6_request) and REPLY (dhcpv6_reply, valid
+                                      lifetime > 0): each IA address, client_id = the client DUID,
+                                      mac = its link-layer address (Ethernet DUID-LL / DUID-LLT),
+                                      hostname = option 39; PTR answers (ptr): the address of the
+                                      owner name, hostname = the PTR target; null where absent
+  hostnames: [{ip, hostname}]         the current name of each address with identities: the
+                                      latest DHCP host name (a PTR name only where DHCP gave none)
 """
 import argparse
 import ipaddress
@@ -58,7 +72,7 @@ CERT_SUBJECTS = {
     "ksn.kaspersky-labs.com": ("kaspersky", "certificate"),              # kaspersky.certificate.ksn-server
 }
 
-DISPLAY_FILTER = ("dns or tls.handshake.type == 1 or tls.handshake.type == 11 or http.request"
+DISPLAY_FILTER = ("dns or dhcp or dhcpv6 or tls.handshake.type == 1 or tls.handshake.type == 11 or http.request"
                   " or (tcp.flags.syn == 1 and tcp.flags.ack == 0)")
 
 # X.520 attribute OIDs -> RFC 4514 short names (others are written as the dotted OID)
@@ -168,6 +182,83 @@ def run_tshark(path, proxy_port):
     return ET.fromstring(res.stdout)
 
 
+DHCP_SOURCES = {"3": "dhcp_request", "8": "dhcp_inform", "5": "dhcp_ack"}
+
+
+def reverse_address(name):
+    """'d.c.b.a.in-addr.arpa' / 32 nibbles '.ip6.arpa' -> address text, else None."""
+    labels = name.split(".")
+    try:
+        if name.endswith(".in-addr.arpa") and len(labels) == 6:
+            if any(len(x) > 1 and x.startswith("0") for x in labels[:4]):
+                return None
+            return str(ipaddress.IPv4Address(".".join(reversed(labels[:4]))))
+        if name.endswith(".ip6.arpa") and len(labels) == 34 and all(len(x) == 1 for x in labels[:32]):
+            return str(ipaddress.IPv6Address(int("".join(reversed(labels[:32])), 16)))
+    except ValueError:
+        return None
+    return None
+
+
+def dhcp_identity(d):
+    """(ip, mac, hostname, client_id, source) of one tshark dhcp element, or None."""
+    op, mtype = first(d, "dhcp.type"), first(d, "dhcp.option.dhcp")
+    source = DHCP_SOURCES.get(mtype)
+    if source is None or (op == "1") != (source != "dhcp_ack"):
+        return None
+    usable = lambda a: a if a and a not in ("0.0.0.0", "255.255.255.255") else None
+    ciaddr, yiaddr = first(d, "dhcp.ip.client"), first(d, "dhcp.ip.your")
+    if source == "dhcp_request":
+        ip = usable(ciaddr) or usable(first(d, "dhcp.option.requested_ip_address"))
+    elif source == "dhcp_inform":
+        ip = usable(ciaddr)
+    else:
+        ip = usable(yiaddr) or usable(ciaddr)
+    if ip is None:
+        return None
+    # the header's fields come first; option 61 repeats dhcp.hw.type / dhcp.hw.mac_addr inside it
+    mac = first(d, "dhcp.hw.mac_addr") if first(d, "dhcp.hw.type") == "0x01" else None
+    name = first(d, "dhcp.option.hostname") or first(d, "dhcp.fqdn.name")
+    client_id = None
+    for opt in children(d, "dhcp.option.type"):
+        if opt.get("show") == "61":
+            client_id = first(opt, "dhcp.option.value")
+            break
+    return (ip, mac, norm_name(name) if name else None, client_id, source)
+
+
+DHCPV6_SOURCES = {"3": "dhcpv6_request", "4": "dhcpv6_request", "5": "dhcpv6_request",
+                  "6": "dhcpv6_request", "7": "dhcpv6_reply"}
+
+
+def dhcpv6_identities(d):
+    """[(ip, mac, hostname, client_id, source)] of one tshark dhcpv6 element."""
+    types = fields(d, "dhcpv6.msgtype")
+    source = DHCPV6_SOURCES.get(types[-1] if types else "")     # the innermost message
+    if source is None:
+        return []
+    client_id = mac = None
+    for opt in children(d, "dhcpv6.option.type_str"):
+        if first(opt, "dhcpv6.option.type") != "1":
+            continue
+        duid = next((f.get("value", "") for f in children(opt, "dhcpv6.duid.bytes")), "")   # raw hex
+        client_id = ":".join(duid[i:i + 2] for i in range(0, len(duid), 2)) or None
+        for kind in ("duidll", "duidllt"):
+            if first(opt, f"dhcpv6.{kind}.hwtype") == "1":
+                mac = first(opt, f"dhcpv6.{kind}.link_layer_addr")
+        break
+    name = first(d, "dhcpv6.client_domain")
+    out = []
+    for opt in children(d, "dhcpv6.option.type_str"):
+        if first(opt, "dhcpv6.option.type") != "5":
+            continue
+        ip, valid = first(opt, "dhcpv6.iaaddr.ip"), first(opt, "dhcpv6.iaaddr.valid_lifetime")
+        if ip and (source != "dhcpv6_reply" or (valid and int(valid) > 0)):
+            out.append((str(ipaddress.IPv6Address(ip)), mac, norm_name(name) if name else None,
+                        client_id, source))
+    return out
+
+
 def analyse(root):
     dns_records = []      # (host, peer, name, is_response)
     chain_records = []    # (host, peer, set of answer names, set of answer addresses)
@@ -178,6 +269,7 @@ def analyse(root):
     quic_names = set()    # (host, "quic_sni", value)
     certificates = set()  # (client, server, subject_cn, issuer_cn, sans)
     cert_detections = set()
+    identities = []       # (ip, mac, hostname, client_id, source), in frame order
 
     for pkt in root.iter("packet"):
         protos = {}
@@ -198,8 +290,23 @@ def analyse(root):
             if truthy(first(tcp, "tcp.flags.syn") or "") and not truthy(first(tcp, "tcp.flags.ack") or ""):
                 syns.append((src, dst, int(first(tcp, "tcp.dstport")), stream))
 
+        for d in protos.get("dhcp", []):
+            ident = dhcp_identity(d)
+            if ident and is_home(ident[0]):
+                identities.append(ident)
+        for d in protos.get("dhcpv6", []):
+            identities += [i for i in dhcpv6_identities(d) if is_home(i[0])]
+
         for d in protos.get("dns", []):
             resp = truthy(first(d, "dns.flags.response") or "0")
+            if resp and first(d, "dns.flags.rcode") == "0":
+                for sec in d.findall("field"):
+                    if sec.get("name") == "" and sec.get("show") == "Answers":
+                        for rr in sec.findall("field"):
+                            owner, target = first(rr, "dns.resp.name"), first(rr, "dns.ptr.domain_name")
+                            ip = reverse_address(norm_name(owner or ""))
+                            if target and ip and is_home(ip):
+                                identities.append((ip, None, norm_name(target), None, "ptr"))
             host, peer = (dst, src) if resp else (src, dst)
             if resp:
                 responders.add(src)
@@ -287,7 +394,15 @@ def analyse(root):
         if dst in vendor_addrs.get(src, ()) and stream not in named_streams:
             conns.add((src, dst, dport, "tcp"))
 
+    hostnames = {}
+    for ip, _, name, _, source in identities:
+        if name and (source != "ptr" or hostnames.get(ip, (None, "ptr"))[1] == "ptr"):
+            hostnames[ip] = (name, source)
+
+    key = lambda t: tuple("" if x is None else x for x in t)
     return {
+        "identities": sorted(set(identities), key=key),
+        "hostnames": sorted((ip, n) for ip, (n, _) in hostnames.items()),
         "names": sorted(names),
         "detections": sorted(detections),
         "resolvers": resolvers,
@@ -307,6 +422,10 @@ PROXY, FWD = "10.10.2.30", "10.10.2.54"
 DNS4, DNS6 = "10.10.2.53", "fd00:10::53"
 WEB4, WEB6 = "10.10.2.80", "fd00:10::80"
 K = "kaspersky"
+D1_MAC, D2_MAC, D3_MAC = "02:00:5e:10:03:11", "02:00:5e:10:03:12", "02:00:5e:10:03:13"
+MOVED, BOB, DHCP_SRV = "10.10.3.101", "10.10.3.102", "10.10.3.1"
+CAROL6, DHCP_SRV6 = "fd00:10::3:103", "fd00:10::3:1"
+CAROL6_PTR = "3.0.1.0.3.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.0.0.0.0.d.f.ip6.arpa"
 
 SCENARIOS = {
     "dns": dict(
@@ -416,6 +535,27 @@ SCENARIOS = {
         resolvers=[],
         conns=[],
     ),
+    "dhcp-ptr": dict(
+        names=[(MOVED, "dns", "102.3.10.10.in-addr.arpa"), (BOB, "dns", "101.3.10.10.in-addr.arpa"),
+               (BOB, "dns", "ksn-file-geo.kaspersky-labs.com"), (MOVED, "dns", "dnl-01.geo.kaspersky.com"),
+               (BOB, "dns", CAROL6_PTR), (CAROL6, "dns", "dnl-01.geo.kaspersky.com")],
+        exact_names=True,
+        detections=[(MOVED, K, "update"), (BOB, K, "ksn"), (CAROL6, K, "update")],
+        resolvers=[DHCP_SRV, DHCP_SRV6],
+        conns=[],
+        # at least these (the ACKs may echo more); 10.10.3.101 moved from ws-alice to ws-carol
+        identities=[
+            (MOVED, D1_MAC, "ws-alice", None, "dhcp_request"), (MOVED, D1_MAC, "ws-alice", None, "dhcp_ack"),
+            (MOVED, D3_MAC, "ws-carol", None, "dhcp_request"), (MOVED, D3_MAC, "ws-carol", None, "dhcp_ack"),
+            (MOVED, None, "ws-alice.lab", None, "ptr"), (MOVED, None, "ws-carol.lab", None, "ptr"),
+            (BOB, D2_MAC, "ws-bob", "01:" + D2_MAC, "dhcp_request"), (BOB, None, "ws-bob.lab", None, "ptr"),
+            # DHCPv6 (dhclient -6, DUID-LL 00:03:00:01:MAC) and the ip6.arpa PTR answer
+            (CAROL6, D3_MAC, "ws-carol.lab", "00:03:00:01:" + D3_MAC, "dhcpv6_request"),
+            (CAROL6, D3_MAC, "ws-carol.lab", "00:03:00:01:" + D3_MAC, "dhcpv6_reply"),
+            (CAROL6, None, "ws-carol.lab", None, "ptr"),
+        ],
+        hostnames=[(MOVED, "ws-carol"), (BOB, "ws-bob"), (CAROL6, "ws-carol.lab")],
+    ),
     "dns-sll2": dict(
         names=[(C1, "dns", "dnl-01.geo.kaspersky.com"), (C1_6, "dns", "s05.upd.kaspersky.com"),
                (C1, "dns", "notkaspersky.com")],
@@ -455,6 +595,14 @@ def check(scenario, result):
         errors.append(f"missing certificate {c}")
     for c in sorted(got - want, key=str):
         errors.append(f"unexpected certificate {c}")
+    got = set(result["identities"])
+    for i in spec.get("identities", []):
+        if i not in got:
+            errors.append(f"missing identity {i}")
+    if not spec.get("identities") and got:
+        errors.append(f"unexpected identities {sorted(got, key=str)}")
+    if result["hostnames"] != sorted(spec.get("hostnames", [])):
+        errors.append(f"hostnames {result['hostnames']} != {spec.get('hostnames', [])}")
     return errors
 
 
@@ -482,9 +630,16 @@ def dump(capture, made_by, r):
         block("quic_names", [{"host": h, "kind": k, "value": v} for h, k, v in r["quic_names"]]),
         block("certificates",
               [{"host": h, "server": sv, "subject_cn": s, "issuer_cn": i, "sans": list(sans)}
-               for h, sv, s, i, sans in r["certificates"]], last=True),
-        "}",
+               for h, sv, s, i, sans in r["certificates"]], last=not r["identities"]),
     ]
+    # only captures with identities carry these keys (the others' expectations stay as they were)
+    if r["identities"]:
+        parts += [
+            block("identities", [{"ip": ip, "mac": m, "hostname": n, "client_id": c, "source": s}
+                                 for ip, m, n, c, s in r["identities"]]),
+            block("hostnames", [{"ip": ip, "hostname": n} for ip, n in r["hostnames"]], last=True),
+        ]
+    parts.append("}")
     return "\n".join(parts) + "\n"
 
 

@@ -24,6 +24,9 @@
 # like a hub: the port toward the server namespace (p-srv) sees each frame that crosses the switch
 # exactly once, including client->proxy, proxy->web server, client->forwarder and
 # forwarder->resolver. That is what a SPAN port of the uplink would see.
+#
+# dhcp-ptr.pcap has a small network of its own (pcaps/dhcp-ptr.sh: DHCP clients must start
+# without an address), namespaces ${VWP_PREFIX}d*, built and removed by that script.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -32,7 +35,7 @@ PY=/usr/bin/python3
 
 # capture groups, in the order they are captured; a group makes its base capture and every file
 # derived from it offline
-ALL_GROUPS=(dns tls http-proxy dns-forwarder passive-dns multi-link dns-sll2 quic dns-fragmented tls12-certs)
+ALL_GROUPS=(dns tls http-proxy dns-forwarder passive-dns multi-link dns-sll2 quic dns-fragmented tls12-certs dhcp-ptr)
 usage() {
     cat >&2 <<EOF
 usage: sudo bash pcaps/generate.sh                  regenerate every capture and expectation
@@ -75,6 +78,7 @@ declare -A SCENARIO=(
     [tls-qinq.pcap]=tls [multi-link.pcapng]=multi-link [dns-sll2.pcap]=dns-sll2
     [dns-rawip.pcap]=dns [dns-null.pcap]=dns
     [quic.pcap]=quic [dns-fragmented.pcap]=dns-fragmented [tls12-certs.pcap]=tls12-certs
+    [dhcp-ptr.pcap]=dhcp-ptr
 )
 
 if [[ -n $REDERIVE ]]; then
@@ -136,6 +140,7 @@ declare -A NEED=(
     [kdig]=knot-dnsutils [tinyproxy]=tinyproxy [tcpdump]=tcpdump [tshark]=tshark
     [editcap]=wireshark-common [mergecap]=wireshark-common [capinfos]=wireshark-common
     [tcprewrite]=tcpreplay [ethtool]=ethtool [ip]=iproute2 [bridge]=iproute2
+    [dhclient]=isc-dhcp-client [busybox]=busybox
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
@@ -837,6 +842,15 @@ EOF
     grep -q 'Protocol *: TLSv1.2' "$WORK/s_client-certs.out" || die "s_client did not speak TLS 1.2"
 fi
 
+# ----------------------------------------------------------------------------------------------
+# dhcp-ptr.pcap: DHCP clients (ISC dhclient v4 and v6, busybox udhcpc) leasing from dnsmasq, PTR
+# lookups, an address that moves between machines; its own namespaces (clients start without one)
+# ----------------------------------------------------------------------------------------------
+if want dhcp-ptr; then
+    log "capture dhcp-ptr.pcap"
+    VWP_PREFIX=$P bash "$HERE/dhcp-ptr.sh" "$RAW/dhcp-ptr.pcap"
+fi
+
 # the network is no longer needed
 log "stopping daemons and removing namespaces"
 for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -850,7 +864,7 @@ teardown_ns
 log "deriving offline variants"
 OUT=$WORK/out
 mkdir -p "$OUT"
-for f in dns tls http-proxy dns-forwarder passive-dns dns-sll2 quic dns-fragmented tls12-certs; do
+for f in dns tls http-proxy dns-forwarder passive-dns dns-sll2 quic dns-fragmented tls12-certs dhcp-ptr; do
     want "$f" || continue
     # editcap rewrites each file as a plain little-endian usec pcap with the same frames
     editcap -F pcap "$RAW/$f.pcap" "$OUT/$f.pcap"
@@ -963,7 +977,8 @@ for f in "$OUT"/*; do
 done
 # nothing outside the lab ranges was ever on the wire
 for f in "$RAW"/*.pcap; do
-    n=$(tshark -r "$f" -Y '(ip && !(ip.src==10.10.0.0/16 && ip.dst==10.10.0.0/16)) || (ipv6 && !((ipv6.src==fd00:10::/64 || ipv6.src==fe80::/10 || ipv6.src==::) && (ipv6.dst==fd00:10::/64 || ipv6.dst==fe80::/10 || ipv6.dst==ff00::/8)))' 2>/dev/null | wc -l)
+    # (DHCP before a client has its address: from 0.0.0.0, to 255.255.255.255)
+    n=$(tshark -r "$f" -Y '(ip && !(ip.src==10.10.0.0/16 && ip.dst==10.10.0.0/16) && !(dhcp && (ip.src==0.0.0.0 || ip.dst==255.255.255.255))) || (ipv6 && !((ipv6.src==fd00:10::/64 || ipv6.src==fe80::/10 || ipv6.src==::) && (ipv6.dst==fd00:10::/64 || ipv6.dst==fe80::/10 || ipv6.dst==ff00::/8)))' 2>/dev/null | wc -l)
     [[ $n -eq 0 ]] || die "$f has packets outside the lab address ranges"
 done
 
@@ -987,6 +1002,8 @@ V_TCPREWRITE=$(tcprewrite -V 2>&1 | awk 'NR==1 {print $3}')
 V_AIOQUIC=
 want quic && V_AIOQUIC=$("$AIOQUIC_PY" -c 'import aioquic, sys, ssl; print(aioquic.__version__, "(Python", sys.version.split()[0] + ")")')
 V_LINUX=$(uname -r | cut -d- -f1)
+V_DHCLIENT=$(dhclient --version 2>&1 | sed 's/^isc-dhclient-//')
+V_BUSYBOX=$(busybox | awk 'NR==1 {print $2}')
 BRIDGE="over veth, captured by tcpdump $V_TCPDUMP on the switch port toward the servers (bridge floods, full snaplen)"
 DNS_BY="dig $V_DIG and kdig $V_KDIG against unbound $V_UNBOUND (auth-zone for .) $BRIDGE"
 TLS_BY="curl $V_CURL (OpenSSL $V_OPENSSL, TLS 1.2 and 1.3), gnutls-cli $V_GNUTLS, Python $V_PY with a long ALPN list against nginx $V_NGINX; lookups by glibc against unbound $V_UNBOUND; $BRIDGE"
@@ -1009,6 +1026,7 @@ declare -A MADE_BY=(
     [dns-null.pcap]="dns.pcap as BSD null/loopback link type 0 (AF_INET 2, AF_INET6 24, file byte order) by pcap_convert.py null; $DNS_BY"
     [quic.pcap]="aioquic $V_AIOQUIC HTTP/3 client and server (PyPI), QUIC v1 and one QUIC v2 connection, self-signed certificate, server bound to 10.10.2.80:443 and [fd00:10::80]:443, clients given the address (no DNS) $BRIDGE"
     [dns-fragmented.pcap]="dig $V_DIG +bufsize=4096 +notcp TXT queries against unbound $V_UNBOUND (max-udp-size 4096); the answers fragmented by the server's Linux $V_LINUX IP stack (veth MTU 1500) $BRIDGE"
+    [dhcp-ptr.pcap]="ISC dhclient $V_DHCLIENT (send host-name, fqdn; and -6 with DUID-LL) and busybox $V_BUSYBOX udhcpc (-x hostname, client identifier) leasing fixed addresses from dnsmasq $V_DNSMASQ (DHCPv4, DHCPv6 and DNS for .lab, one IPv4 address shared by two MACs: released by one, then leased to the other), dig $V_DIG -x PTR lookups (in-addr.arpa, ip6.arpa) and Kaspersky lookups over IPv4 and IPv6; its own bridge, captured by tcpdump $V_TCPDUMP on the port toward dnsmasq"
     [tls12-certs.pcap]="openssl s_client $V_OPENSSL -tls1_2 -noservername and curl $V_CURL --tls-max 1.2 --resolve against nginx $V_NGINX serving leaves signed by two private CAs made with openssl $V_OPENSSL (CN=Kaspersky Lab Public Services TLS CA; CN=Kaspersky Anti-Virus Personal Root Certificate) $BRIDGE"
 )
 for f in "${!SCENARIO[@]}"; do
@@ -1024,7 +1042,7 @@ done
 # link types must be what the file names promise
 declare -A LINKTYPE=(
     [dns-vlan.pcap]=1 [tls-qinq.pcap]=1 [dns-sll2.pcap]=276 [dns-rawip.pcap]=101 [dns-null.pcap]=0
-    [quic.pcap]=1 [dns-fragmented.pcap]=1 [tls12-certs.pcap]=1
+    [quic.pcap]=1 [dns-fragmented.pcap]=1 [tls12-certs.pcap]=1 [dhcp-ptr.pcap]=1
 )
 for f in "${!LINKTYPE[@]}"; do
     have "$f" || continue

@@ -140,6 +140,10 @@ pub struct CommonArgs {
     /// Flows tracked per worker; beyond it the longest-idle are evicted (and counted) [default: 262144].
     #[arg(long, value_name = "N")]
     pub max_flows: Option<usize>,
+    /// Hosts in the inventory; findings for new hosts beyond it are shed and counted
+    /// (known hosts keep being updated) [default: 100000].
+    #[arg(long, value_name = "N")]
+    pub max_hosts: Option<usize>,
     /// Passive DNS: addresses remembered from answers to vendor names (oldest expired first
     /// when full) [default: 100000].
     #[arg(long, value_name = "N")]
@@ -466,6 +470,13 @@ fn run_config(
     if max_flows == 0 {
         return Err("--max-flows must be at least 1".into());
     }
+    let max_hosts = args
+        .max_hosts
+        .or(file.max_hosts)
+        .unwrap_or(crate::hosts::DEFAULT_MAX_HOSTS);
+    if max_hosts == 0 {
+        return Err("--max-hosts must be at least 1".into());
+    }
     let detect_defaults = DetectLimits::default();
     let detect_limits = DetectLimits {
         pdns_max_entries: args
@@ -570,6 +581,7 @@ fn run_config(
             started_with: args.config.is_some().then(|| file.clone()),
         },
         seccomp: !args.no_seccomp && file.seccomp.unwrap_or(true),
+        max_hosts,
     };
     Ok((cfg, file))
 }
@@ -629,7 +641,7 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
         .transpose()?;
     let vendors: Vec<String> = cfg.rules.packs.iter().map(|p| p.vendor.clone()).collect();
     let rules = Arc::clone(&cfg.rules);
-    let hosts = Arc::new(HostTable::with_realert(cfg.realert_secs));
+    let hosts = Arc::new(HostTable::with_realert(cfg.realert_secs).with_max_hosts(cfg.max_hosts));
     let persister = match &cfg.state {
         Some(path) => {
             let store = crate::hosts::store::Store::open_for_writing(path).map_err(|e| {
@@ -837,6 +849,7 @@ fn conclude(
             output::summary::render(&shared.counters, &facts, &hosts)
         );
     }
+    eprint!("{}", output::summary::shed_note(&shared.hosts));
     code
 }
 
@@ -1572,7 +1585,7 @@ fn run_hosts(args: HostsArgs) -> i32 {
         }
         HostsFormat::Csv => {
             outln!(
-                "ip,mac,vendor,category,severity,first_seen,last_seen,count,forwarded,suppressed"
+                "ip,mac,vendor,category,severity,first_seen,last_seen,count,forwarded,suppressed,hostname"
             );
             for (ip, h) in &hosts {
                 for d in &h.detections {
@@ -1584,7 +1597,7 @@ fn run_hosts(args: HostsArgs) -> i32 {
                         }
                     };
                     outln!(
-                        "{ip},{},{},{},{},{},{},{},{},{}",
+                        "{ip},{},{},{},{},{},{},{},{},{},{}",
                         output::mac_string(h.mac).unwrap_or_default(),
                         field(&d.vendor),
                         field(&d.category),
@@ -1593,7 +1606,8 @@ fn run_hosts(args: HostsArgs) -> i32 {
                         d.last_seen,
                         d.count,
                         d.forwarded,
-                        field(d.suppressed.as_deref().unwrap_or_default())
+                        field(d.suppressed.as_deref().unwrap_or_default()),
+                        field(h.identity.hostname.as_deref().unwrap_or_default())
                     );
                 }
             }

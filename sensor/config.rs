@@ -94,6 +94,8 @@ pub struct RunConfig {
     /// The persistent inventory (`None`: `--state none`).
     pub state: Option<std::path::PathBuf>,
     pub realert_secs: Option<u64>,
+    /// Hosts the inventory holds; findings for new hosts beyond are shed and counted.
+    pub max_hosts: usize,
     /// Findings that raise no alert (still recorded, flagged).
     pub suppressions: Suppressions,
     /// Where alerts also go, over syslog.
@@ -129,6 +131,8 @@ pub struct FileConfig {
     pub realert_hours: Option<u64>,
     pub workers: Option<usize>,
     pub max_flows: Option<usize>,
+    /// Hosts the inventory holds (`--max-hosts`).
+    pub max_hosts: Option<usize>,
     pub pdns_max: Option<usize>,
     pub pdns_ttl_floor: Option<u64>,
     pub pdns_ttl_cap: Option<u64>,
@@ -195,6 +199,8 @@ pub struct LoadedConfig {
     pub realert_hours: Option<u64>,
     pub workers: Option<usize>,
     pub max_flows: Option<usize>,
+    /// Hosts the inventory holds (`--max-hosts`).
+    pub max_hosts: Option<usize>,
     pub pdns_max: Option<usize>,
     pub pdns_ttl_floor: Option<u64>,
     pub pdns_ttl_cap: Option<u64>,
@@ -291,6 +297,7 @@ pub fn parse_config(name: &str, text: &str) -> Result<LoadedConfig, Vec<String>>
     for (key, value) in [
         ("workers", file.workers),
         ("max_flows", file.max_flows),
+        ("max_hosts", file.max_hosts),
         ("syslog_queue", file.syslog_queue),
         ("alerts_keep", file.alerts_keep),
         ("alerts_backlog", file.alerts_backlog),
@@ -387,6 +394,7 @@ pub fn parse_config(name: &str, text: &str) -> Result<LoadedConfig, Vec<String>>
         realert_hours: file.realert_hours,
         workers: file.workers,
         max_flows: file.max_flows,
+        max_hosts: file.max_hosts,
         pdns_max: file.pdns_max,
         pdns_ttl_floor: file.pdns_ttl_floor,
         pdns_ttl_cap: file.pdns_ttl_cap,

@@ -521,6 +521,13 @@ fn handle(
             local.flows_evicted += 1;
             return;
         }
+        Extracted::Identity(id) => {
+            // Only the identities of our own hosts: a PTR answer about the Internet is not one.
+            if shared.detector.home_net().contains(id.ip) {
+                shared.hosts.note_identity(id);
+            }
+            return;
+        }
         Extracted::Name(ev) => {
             local.name(ev.kind);
             if shared.events.is_some() {

@@ -93,6 +93,33 @@ fn triples(list: &Value, a: &str, b: &str, c: &str) -> BTreeSet<(String, String,
         .collect()
 }
 
+type IdentityRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+);
+
+/// (ip, mac, hostname, client id, source) of a list of identities; `ip` when the list is a
+/// host's own (the report does not repeat the address in each).
+fn identities(list: &Value, ip: Option<&str>) -> BTreeSet<IdentityRow> {
+    let opt = |v: &Value| v.as_str().map(str::to_string);
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .map(|x| {
+            (
+                ip.map_or_else(|| s(&x["ip"]), str::to_string),
+                opt(&x["mac"]),
+                opt(&x["hostname"]),
+                opt(&x["client_id"]),
+                s(&x["source"]),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn every_capture_gives_exactly_its_expected_names_and_detections() {
     let mut failures = Vec::new();
@@ -222,6 +249,41 @@ fn every_capture_gives_exactly_its_expected_names_and_detections() {
                 failures.push(format!(
                     "{name}: report detections {reported:?} != expected {want_det:?}"
                 ));
+            }
+            // Identities (captures with DHCP / PTR): every reported host's history holds
+            // exactly the distinct identities tshark read for its address, and its current
+            // host name is the one tshark's reading gives.
+            let want_ids = identities(&exp["identities"], None);
+            for h in run.report["hosts"].as_array().into_iter().flatten() {
+                let ip = s(&h["ip"]);
+                let want: BTreeSet<_> = want_ids.iter().filter(|i| i.0 == ip).cloned().collect();
+                let got = identities(&h["identities"], Some(&ip));
+                if want != got {
+                    failures.push(format!(
+                        "{name} (workers {workers}): identities of {ip}\n  missing: {:?}\n  extra: {:?}",
+                        want.difference(&got).collect::<Vec<_>>(),
+                        got.difference(&want).collect::<Vec<_>>()
+                    ));
+                }
+                let want_name = exp["hostnames"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|n| n["ip"] == h["ip"])
+                    .map_or(Value::Null, |n| n["hostname"].clone());
+                if h["hostname"] != want_name {
+                    failures.push(format!(
+                        "{name} (workers {workers}): hostname of {ip} {} != expected {want_name}",
+                        h["hostname"]
+                    ));
+                }
+                let macs: BTreeSet<_> = want.iter().filter_map(|i| i.1.clone()).collect();
+                if h["multiple_macs"] != Value::Bool(macs.len() > 1) {
+                    failures.push(format!(
+                        "{name} (workers {workers}): {ip} multiple_macs {} but tshark saw MACs {macs:?}",
+                        h["multiple_macs"]
+                    ));
+                }
             }
             let want_resolvers: BTreeSet<String> = exp["resolvers"]
                 .as_array()
@@ -385,6 +447,8 @@ fn committed_expectations_are_what_tshark_says() {
             "detections",
             "resolvers",
             "connections_without_name",
+            "identities",
+            "hostnames",
         ] {
             assert_eq!(
                 fresh[key],
@@ -394,4 +458,339 @@ fn committed_expectations_are_what_tshark_says() {
             );
         }
     }
+}
+
+#[test]
+fn dhcp_and_ptr_name_the_detected_hosts_and_show_the_moved_address() {
+    let exp: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("pcaps/expected/dhcp-ptr.pcap.json")).expect("read"),
+    )
+    .expect("json");
+    let run = replay(&root().join("pcaps/dhcp-ptr.pcap"), &[]);
+    let hosts = run.report["hosts"].as_array().cloned().unwrap_or_default();
+    // Every detected host of this capture has a host name, from DHCP leases seen before its
+    // first vendor lookup.
+    for det in exp["detections"].as_array().into_iter().flatten() {
+        let h = hosts
+            .iter()
+            .find(|h| h["ip"] == det["host"])
+            .unwrap_or_else(|| panic!("{} not in the report", det["host"]));
+        let want = exp["hostnames"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["ip"] == det["host"])
+            .map(|n| n["hostname"].clone())
+            .expect("tshark named it");
+        assert_eq!(h["hostname"], want, "{h}");
+        // The evidence sample holds the finding, with its flow.
+        let ev = &h["detections"][0]["evidence"][0];
+        assert_eq!(ev["flow"]["src_ip"], det["host"], "{h}");
+        assert_eq!(ev["indicator"]["kind"], "dns", "{h}");
+    }
+    // The address that two machines held in turn, by tshark's reading.
+    let want = identities(&exp["identities"], None);
+    let moved: BTreeSet<&String> = want
+        .iter()
+        .filter(|i| {
+            want.iter()
+                .any(|j| j.0 == i.0 && j.1.is_some() && i.1.is_some() && j.1 != i.1)
+        })
+        .map(|i| &i.0)
+        .collect();
+    assert_eq!(moved.len(), 1, "{want:?}");
+    let h = hosts
+        .iter()
+        .find(|h| moved.contains(&s(&h["ip"])))
+        .expect("moved address detected");
+    assert_eq!(h["multiple_macs"], true, "{h}");
+}
+
+/// `GET /metrics` over plain HTTP/1.0; `None` until the server answers.
+fn scrape(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+#[test]
+fn a_full_host_table_sheds_new_hosts_counted_and_keeps_known_ones() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let report = tmp.path().join("r.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+        .env("VENDORWATCH_STATE", "none")
+        .args(["replay", "-q", "--max-hosts", "1", "--linger", "60"])
+        .arg("--metrics-addr")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--report")
+        .arg(&report)
+        .arg(root().join("pcaps/dhcp-ptr.pcap"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs vendorwatch");
+    // The report is written when the replay is done (the file is created at the start,
+    // empty); the metrics stay up while it lingers.
+    let written = || {
+        std::fs::read_to_string(&report)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .is_some()
+    };
+    let mut shed_line = None;
+    for _ in 0..300 {
+        if written() {
+            if let Some(text) = scrape(port) {
+                shed_line = text
+                    .lines()
+                    .find(|l| {
+                        l.starts_with("vendorwatch_dropped_total{")
+                            && l.contains("stage=\"hosts\"")
+                            && l.contains("reason=\"table_full\"")
+                    })
+                    .map(str::to_string);
+                if shed_line.is_some() {
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    // Several detected hosts in the capture (tshark's expectation), room for one.
+    let exp: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("pcaps/expected/dhcp-ptr.pcap.json")).expect("read"),
+    )
+    .expect("json");
+    let detected: BTreeSet<String> = exp["detections"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| s(&d["host"]))
+        .collect();
+    assert!(detected.len() >= 2, "{detected:?}");
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    let hosts = r["hosts"].as_array().cloned().unwrap_or_default();
+    assert_eq!(hosts.len(), 1, "{r}");
+    let kept = s(&hosts[0]["ip"]);
+    assert!(detected.contains(&kept), "{r}");
+    // Every finding of the other hosts was shed and counted: as many as an unbounded run
+    // records for them.
+    let full = replay(&root().join("pcaps/dhcp-ptr.pcap"), &[]);
+    let others: u64 = full.report["hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|h| s(&h["ip"]) != kept)
+        .flat_map(|h| h["detections"].as_array().cloned().unwrap_or_default())
+        .map(|d| d["count"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(others >= 1);
+    let line = shed_line
+        .expect("vendorwatch_dropped_total{stage=\"hosts\",reason=\"table_full\"} exposed");
+    assert!(
+        line.ends_with(&format!(" {others}")),
+        "{line} (expected {others})"
+    );
+}
+
+/// Identities and evidence survive a restart: a second replay of the same capture on the same
+/// inventory keeps one history entry per distinct identity (counts go on), and
+/// `vendorwatch hosts` shows the host names in JSON, CSV and the table.
+#[test]
+fn identities_and_evidence_survive_restarts_and_show_in_hosts() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let db = tmp.path().join("inv.db");
+    let pcap = root().join("pcaps/dhcp-ptr.pcap");
+    let exp: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("pcaps/expected/dhcp-ptr.pcap.json")).expect("read"),
+    )
+    .expect("json");
+    let run = |args: &[&str]| -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+            .args(args)
+            .arg("--state")
+            .arg(&db)
+            .output()
+            .expect("runs vendorwatch");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let pcap_arg = pcap.to_str().expect("utf-8 path");
+    run(&["replay", "-q", pcap_arg]);
+    run(&["replay", "-q", pcap_arg]);
+    let json: Value =
+        serde_json::from_slice(&run(&["hosts", "--format", "json"]).stdout).expect("hosts JSON");
+    let want = identities(&exp["identities"], None);
+    for h in json["hosts"].as_array().expect("hosts") {
+        let ip = s(&h["ip"]);
+        let mine: BTreeSet<_> = want.iter().filter(|i| i.0 == ip).cloned().collect();
+        assert_eq!(identities(&h["identities"], Some(&ip)), mine, "{h}");
+        // Every identity was seen twice (once per replay) or more: counted, not duplicated.
+        assert!(
+            h["identities"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .all(|i| i["count"].as_u64().unwrap_or(0) >= 2),
+            "{h}"
+        );
+        let det = &h["detections"][0];
+        assert_eq!(det["count"], 2, "{h}");
+        assert_eq!(det["evidence"].as_array().map(Vec::len), Some(2), "{h}");
+    }
+    let names: BTreeSet<String> = exp["hostnames"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| s(&n["hostname"]))
+        .collect();
+    let from_json: BTreeSet<String> = json["hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| s(&h["hostname"]))
+        .collect();
+    assert_eq!(from_json, names);
+    let csv = String::from_utf8(run(&["hosts", "--format", "csv"]).stdout).expect("utf-8");
+    let mut lines = csv.lines();
+    assert!(lines.next().expect("header").ends_with(",hostname"));
+    let from_csv: BTreeSet<String> = lines
+        .map(|l| l.rsplit(',').next().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(from_csv, names);
+    let table = String::from_utf8(run(&["hosts"]).stdout).expect("utf-8");
+    assert!(table.contains("HOSTNAME"), "{table}");
+    for n in &names {
+        assert!(table.contains(n.as_str()), "{table}");
+    }
+}
+
+/// The identity of an address with no detection yet survives a restart: the capture is cut
+/// (by tshark and editcap) just before its first vendor lookup; the first part (DHCP leases,
+/// PTR answers, no detection) is replayed, the sensor stops, and a second run on the same
+/// inventory replays the rest: the hosts detected then carry the names DHCP gave them before.
+#[test]
+fn identities_seen_before_a_restart_name_hosts_detected_after_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let pcap = root().join("pcaps/dhcp-ptr.pcap");
+    let first_lookup = Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        .args([
+            "-Y",
+            "dns.qry.name contains \"kaspersky\"",
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+        ])
+        .output()
+        .expect("tshark runs (bash scripts/deps.sh test)");
+    let first: u32 = String::from_utf8_lossy(&first_lookup.stdout)
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("a vendor lookup in the capture");
+    let (before, after) = (
+        tmp.path().join("before.pcap"),
+        tmp.path().join("after.pcap"),
+    );
+    for (out, range) in [
+        (&before, format!("1-{}", first - 1)),
+        (&after, format!("{first}-{}", u32::MAX)),
+    ] {
+        let st = Command::new("editcap")
+            .arg("-r")
+            .arg(&pcap)
+            .arg(out)
+            .arg(&range)
+            .status()
+            .expect("editcap runs (wireshark-common, installed with tshark)");
+        assert!(st.success(), "editcap {range}");
+    }
+    let db = tmp.path().join("inv.db");
+    let report = tmp.path().join("r.json");
+    for part in [&before, &after] {
+        let out = Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+            .args(["replay", "-q", "--state"])
+            .arg(&db)
+            .arg("--report")
+            .arg(&report)
+            .arg(part)
+            .output()
+            .expect("runs vendorwatch");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+        if part == &before {
+            // No detection yet: identities are not hosts.
+            assert_eq!(r["hosts"].as_array().map(Vec::len), Some(0), "{r}");
+        }
+    }
+    let exp: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("pcaps/expected/dhcp-ptr.pcap.json")).expect("read"),
+    )
+    .expect("json");
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    let hosts = r["hosts"].as_array().cloned().unwrap_or_default();
+    // Every detected address that DHCP named in the first part is named now.
+    let named_before: BTreeSet<String> = Command::new("tshark")
+        .arg("-r")
+        .arg(&before)
+        .args([
+            "-Y",
+            "dhcp.option.hostname",
+            "-T",
+            "fields",
+            "-e",
+            "dhcp.ip.your",
+        ])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty() && l != "0.0.0.0")
+                .collect()
+        })
+        .expect("tshark");
+    let mut checked = 0;
+    for h in &hosts {
+        let ip = s(&h["ip"]);
+        if !named_before.contains(&ip) {
+            continue;
+        }
+        let want = exp["hostnames"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["ip"] == h["ip"])
+            .map(|n| n["hostname"].clone())
+            .expect("tshark named it");
+        assert_eq!(h["hostname"], want, "{h}");
+        checked += 1;
+    }
+    assert!(
+        checked >= 1,
+        "no host named before the restart was detected after it: {r}"
+    );
 }

@@ -212,3 +212,104 @@ fn report_of_real_captures_renders_in_a_browser_with_hosts_chart_and_no_script()
         let _ = std::fs::copy(&png, Path::new(&dir).join("r.png"));
     }
 }
+
+/// The identity history and evidence sample of `pcaps/dhcp-ptr.pcap` (DHCP leases, PTR
+/// answers, an address two machines held in turn) as a browser draws them; the names to find
+/// come from tshark's reading of the capture (`pcaps/expected/dhcp-ptr.pcap.json`).
+#[test]
+fn identity_history_and_evidence_sample_render_and_flag_the_moved_address() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let report_path = tmp.path().join("hosts.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+        .env("VENDORWATCH_STATE", "none")
+        .args(["replay", "-q", "--report"])
+        .arg(&report_path)
+        .arg(pcap("dhcp-ptr.pcap"))
+        .output()
+        .expect("vendorwatch runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).expect("report"))
+            .expect("json");
+    let exp: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(pcap("expected/dhcp-ptr.pcap.json")).expect("expectation"),
+    )
+    .expect("json");
+    // tshark: the address that had two MACs, and every DHCP host name it had.
+    let ids = exp["identities"].as_array().expect("identities");
+    let macs_of = |ip: &serde_json::Value| -> std::collections::BTreeSet<String> {
+        ids.iter()
+            .filter(|i| &i["ip"] == ip && i["mac"].is_string())
+            .map(|i| i["mac"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let moved = ids
+        .iter()
+        .map(|i| &i["ip"])
+        .find(|ip| macs_of(ip).len() > 1)
+        .expect("an address with two MACs")
+        .clone();
+    let names: Vec<String> = ids
+        .iter()
+        .filter(|i| i["ip"] == moved)
+        .filter_map(|i| i["hostname"].as_str().map(str::to_string))
+        .collect();
+    // A hostile host name from the wire stays text.
+    let host = report["hosts"]
+        .as_array_mut()
+        .expect("hosts")
+        .iter_mut()
+        .find(|h| h["ip"] == moved)
+        .expect("moved address in the report");
+    let current_mac = host["mac"].as_str().expect("mac").to_string();
+    host["identities"].as_array_mut().expect("identities").push(
+        serde_json::json!({"mac": null, "hostname": HOSTILE, "client_id": HOSTILE,
+            "source": "ptr", "first_seen": null, "last_seen": null, "count": 1}),
+    );
+    let other_rows = ids
+        .iter()
+        .filter(|i| i["ip"] == moved && i["mac"].is_string() && i["mac"] != current_mac.as_str())
+        .count();
+    assert!(other_rows > 0);
+
+    let page = html::render(&report, Timestamp::from_parts(1_900_000_000, 0), 7);
+    assert!(!page.contains("<script"));
+    let path = tmp.path().join("report.html");
+    std::fs::write(&path, &page).expect("write page");
+    if !Path::new(CHROMIUM).exists() {
+        eprintln!("\n!!! SKIPPED: {CHROMIUM} is missing, the identity history was NOT checked in a browser.\n");
+        return;
+    }
+    let out = chromium(&tmp.path().join("profile"), &["--dump-dom".into()], &path);
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && dom.contains("</html>"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dom.contains("Identity history"));
+    assert!(dom.contains("address used by more than one machine"));
+    for n in &names {
+        assert!(
+            dom.contains(&format!(">{n}<")),
+            "host name {n} missing from the DOM"
+        );
+    }
+    for mac in macs_of(&moved) {
+        assert!(dom.contains(&mac), "MAC {mac} missing");
+    }
+    // The rows of the other machine are marked, and only those.
+    assert_eq!(
+        dom.matches("<tr class=\"other-mac\">").count(),
+        other_rows,
+        "{dom}"
+    );
+    assert!(dom.contains("Evidence sample"));
+    assert!(dom.contains("dnl-01.geo.kaspersky.com"));
+    assert!(!dom.to_lowercase().contains("<script"));
+    assert!(dom.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+}

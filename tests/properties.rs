@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use vendorwatch::decode::{decode, LinkType};
 use vendorwatch::detect::matcher::{label_glob, Matcher};
 use vendorwatch::detect::rules::{load_sources, Rule};
-use vendorwatch::extract::{dns, http, tls, Extractor, ExtractorLimits};
+use vendorwatch::extract::{dhcp, dns, http, tls, Extractor, ExtractorLimits};
 use vendorwatch::time::Timestamp;
 
 const LINKS: [LinkType; 11] = [
@@ -28,6 +28,9 @@ proptest! {
     #[test]
     fn parsers_never_panic(data in proptest::collection::vec(any::<u8>(), 0..1600)) {
         let _ = dns::parse(&data);
+        let _ = dhcp::parse(&data);
+        let _ = dhcp::parse_v6(&data).map(|m| (m.bindings().count(), m.hostname(), m.client_mac()));
+        let _ = dns::reverse_name_address(&String::from_utf8_lossy(&data));
         let _ = tls::parse_client_hello(&data);
         let _ = http::parse_request(&data);
         for link in LINKS {
@@ -40,7 +43,7 @@ proptest! {
     #[test]
     fn packet_path_never_panics(
         payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..900), 1..12),
-        ports in (any::<u16>(), prop_oneof![Just(53u16), Just(80), Just(443), Just(5353), any::<u16>()]),
+        ports in (prop_oneof![Just(68u16), Just(546), any::<u16>()], prop_oneof![Just(53u16), Just(67), Just(547), Just(80), Just(443), Just(5353), any::<u16>()]),
         udp in any::<bool>(),
         seqs in proptest::collection::vec(any::<u32>(), 12),
         flags in proptest::collection::vec(any::<u8>(), 12),
@@ -53,6 +56,43 @@ proptest! {
             }
         }
         ex.finish(&mut |_| {});
+    }
+
+    /// DHCP messages that get past the header check (random BOOTP fields, the magic cookie,
+    /// random options and option-overload fields): never a panic, and what the view promises
+    /// holds.
+    #[test]
+    fn dhcp_parser_never_panics_and_keeps_its_promises(
+        header in proptest::collection::vec(any::<u8>(), 236),
+        op in prop_oneof![Just(1u8), Just(2), any::<u8>()],
+        options in proptest::collection::vec(prop_oneof![
+            // (code, claimed length, bytes): lengths that lie, the codes we read, pads and ends
+            (prop_oneof![Just(12u8), Just(50), Just(52), Just(53), Just(61), Just(81), Just(0), Just(255), any::<u8>()],
+             any::<u8>(), proptest::collection::vec(any::<u8>(), 0..40)),
+        ], 0..24),
+    ) {
+        let mut d = header;
+        d[0] = op;
+        d.extend_from_slice(&[99, 130, 83, 99]);
+        for (code, len, bytes) in &options {
+            d.push(*code);
+            d.push(*len);
+            d.extend_from_slice(bytes);
+        }
+        if let Ok(m) = dhcp::parse(&d) {
+            prop_assert!(m.chaddr.len() <= 16);
+            if m.client_mac().is_some() {
+                prop_assert!(m.htype == 1 && m.chaddr.len() == 6);
+            }
+            if let Some(b) = m.binding() {
+                prop_assert!(!b.address.is_unspecified() && !b.address.is_broadcast());
+            }
+            if let Some(h) = m.hostname() {
+                prop_assert!(!h.is_empty() && h.len() <= 4 * 255, "{}", h);
+                prop_assert!(h.bytes().all(|b| (0x21..=0x7e).contains(&b)), "{}", h);
+            }
+            let _ = m.client_id_hex();
+        }
     }
 
     #[test]

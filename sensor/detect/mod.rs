@@ -350,7 +350,7 @@ impl Detector {
             Extracted::Fingerprint { ts, flow, detail } => {
                 self.on_fingerprint(rules, *ts, flow, detail, out)
             }
-            Extracted::Anomaly(_) | Extracted::Evicted => {}
+            Extracted::Anomaly(_) | Extracted::Evicted | Extracted::Identity(_) => {}
         }
     }
 

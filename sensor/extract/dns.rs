@@ -8,7 +8,7 @@
 
 use super::names::{push_escaped, MAX_NAME_LEN};
 use smallvec::SmallVec;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Pointer chains longer than this are treated as loops.
 pub const MAX_POINTER_JUMPS: usize = 32;
@@ -20,6 +20,7 @@ pub const OPCODE_UPDATE: u8 = 5;
 
 pub const TYPE_A: u16 = 1;
 pub const TYPE_CNAME: u16 = 5;
+pub const TYPE_PTR: u16 = 12;
 pub const TYPE_AAAA: u16 = 28;
 pub const TYPE_SVCB: u16 = 64;
 pub const TYPE_HTTPS: u16 = 65;
@@ -57,6 +58,8 @@ pub enum RData {
     A(Ipv4Addr),
     Aaaa(Ipv6Addr),
     Cname(String),
+    /// The name a reverse-lookup owner (`….in-addr.arpa`, `….ip6.arpa`) points to.
+    Ptr(String),
     /// SVCB / HTTPS (RFC 9460): where the service is, which protocols, and whether it
     /// publishes an ECH configuration (its clients will hide their server names).
     Svcb {
@@ -202,6 +205,7 @@ fn read_record(msg: &[u8], at: usize, anomalies: &mut Anomalies) -> Option<(Answ
             RData::Aaaa(Ipv6Addr::from(octets))
         }
         (TYPE_CNAME, _) => RData::Cname(read_name(msg, rdata_at, anomalies).0),
+        (TYPE_PTR, _) => RData::Ptr(read_name(msg, rdata_at, anomalies).0),
         (TYPE_SVCB | TYPE_HTTPS, n) if n >= 3 => svcb(msg, rdata_at, rdata, anomalies),
         _ => RData::Other,
     };
@@ -252,6 +256,47 @@ fn svcb(msg: &[u8], rdata_at: usize, rdata: &[u8], anomalies: &mut Anomalies) ->
         alpn,
         ech,
     }
+}
+
+/// The address a reverse-lookup name stands for: `d.c.b.a.in-addr.arpa` (four decimal
+/// octets, reversed) or the 32 reversed hex nibbles of `….ip6.arpa`. `None` for anything
+/// else, including partial (classless-delegation or prefix) names, which name no host.
+pub fn reverse_name_address(name: &str) -> Option<IpAddr> {
+    if let Some(octets) = name.strip_suffix(".in-addr.arpa") {
+        let mut out = [0u8; 4];
+        let mut parts = octets.split('.');
+        for slot in out.iter_mut().rev() {
+            let p = parts.next()?;
+            // Decimal without leading zeros or signs: "010" or "+1" is not a reverse name.
+            if p.is_empty()
+                || p.len() > 3
+                || (p.len() > 1 && p.starts_with('0'))
+                || !p.bytes().all(|b| b.is_ascii_digit())
+            {
+                return None;
+            }
+            *slot = p.parse().ok()?;
+        }
+        return parts
+            .next()
+            .is_none()
+            .then_some(IpAddr::V4(Ipv4Addr::from(out)));
+    }
+    let nibbles = name.strip_suffix(".ip6.arpa")?;
+    let mut out = [0u8; 16];
+    let mut parts = nibbles.split('.');
+    for i in (0..32).rev() {
+        let p = parts.next()?;
+        let &[c] = p.as_bytes() else {
+            return None;
+        };
+        let v = char::from(c).to_digit(16)? as u8;
+        out[i / 2] |= if i % 2 == 0 { v << 4 } else { v };
+    }
+    parts
+        .next()
+        .is_none()
+        .then_some(IpAddr::V6(Ipv6Addr::from(out)))
 }
 
 /// Reads a possibly compressed name at `at`. Returns the name as far as it could be read
@@ -350,6 +395,54 @@ mod tests {
             80,
         ]);
         m
+    }
+
+    /// A real PTR answer from dnsmasq 2.90 (pcaps/dhcp-ptr.pcap frame 16): tshark reads
+    /// 101.3.10.10.in-addr.arpa PTR ws-alice.lab (dns.resp.name, dns.ptr.domain_name).
+    #[test]
+    fn reads_a_real_ptr_answer() {
+        let hex = "70f28580000100010000000103313031013302313002313007696e2d61646472046172706100000c0001c00c000c000100000000000e0877732d616c696365036c61620000002904d0000000000000";
+        let msg: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+            .collect();
+        let m = parse(&msg).expect("parses");
+        assert_eq!(m.questions[0].name, "101.3.10.10.in-addr.arpa");
+        assert_eq!(m.questions[0].qtype, TYPE_PTR);
+        assert_eq!(m.answers.len(), 1);
+        assert_eq!(m.answers[0].name, "101.3.10.10.in-addr.arpa");
+        assert_eq!(m.answers[0].data, RData::Ptr("ws-alice.lab".into()));
+        assert_eq!(
+            reverse_name_address(&m.answers[0].name),
+            Some(IpAddr::V4(Ipv4Addr::new(10, 10, 3, 101)))
+        );
+    }
+
+    #[test]
+    fn reverse_names_map_back_to_addresses() {
+        let v4 = |s: &str| reverse_name_address(s).map(|a| a.to_string());
+        assert_eq!(
+            v4("101.3.10.10.in-addr.arpa").as_deref(),
+            Some("10.10.3.101")
+        );
+        assert_eq!(v4("0.0.0.0.in-addr.arpa").as_deref(), Some("0.0.0.0"));
+        // Prefixes, RFC 2317 classless names, leading zeros, too many labels: not a host.
+        for bad in [
+            "3.10.10.in-addr.arpa",
+            "0/26.3.10.10.in-addr.arpa",
+            "01.3.10.10.in-addr.arpa",
+            "256.3.10.10.in-addr.arpa",
+            "1.1.3.10.10.in-addr.arpa",
+            "x.in-addr.arpa",
+            "in-addr.arpa",
+        ] {
+            assert_eq!(reverse_name_address(bad), None, "{bad}");
+        }
+        let name = "b.a.9.8.7.6.5.0.4.0.0.0.3.0.0.0.2.0.0.0.1.0.0.0.0.0.0.0.1.2.3.4.ip6.arpa";
+        assert_eq!(v4(name).as_deref(), Some("4321:0:1:2:3:4:567:89ab"));
+        assert_eq!(reverse_name_address("1.0.0.0.ip6.arpa"), None);
+        assert_eq!(reverse_name_address(&format!("0.{name}")), None);
+        assert_eq!(reverse_name_address(&name.replace("b.a.", "bb.")), None);
     }
 
     #[test]

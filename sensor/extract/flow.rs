@@ -7,7 +7,8 @@
 
 use super::stream::{Pushed, StreamBuf};
 use super::{
-    cert, dns, http, names, quic, tls, Detail, DnsDetail, Extracted, FlowId, NameEvent, NameKind,
+    cert, dhcp, dns, http, names, quic, tls, Detail, DnsDetail, Extracted, FlowId, Identity,
+    IdentitySource, NameEvent, NameKind,
 };
 use crate::decode::{Packet, Proto, TcpSegment, Transport, UdpDatagram};
 use crate::time::Timestamp;
@@ -16,6 +17,12 @@ use std::net::{IpAddr, SocketAddr};
 
 /// Ports on which UDP and TCP payloads are read as DNS: DNS, mDNS, LLMNR.
 const DNS_PORTS: [u16; 3] = [53, 5353, 5355];
+/// DHCPv4 server and client ports.
+const DHCP_SERVER_PORT: u16 = 67;
+const DHCP_CLIENT_PORT: u16 = 68;
+/// DHCPv6 client and server (and relay) ports.
+const DHCPV6_CLIENT_PORT: u16 = 546;
+const DHCPV6_SERVER_PORT: u16 = 547;
 /// Client bytes looked at before deciding a stream carries nothing we read.
 const PROBE_BUDGET: usize = 4096;
 /// Segment starts tried as possible message starts (STARTTLS, RDP-then-TLS, …).
@@ -333,6 +340,26 @@ impl Extractor {
     ) {
         let src = SocketAddr::new(pkt.src, dgram.src_port);
         let dst = SocketAddr::new(pkt.dst, dgram.dst_port);
+        // Client to server, server (or relay) to client, relay to server.
+        let ports = (dgram.src_port, dgram.dst_port);
+        if matches!(
+            ports,
+            (DHCP_CLIENT_PORT, DHCP_SERVER_PORT)
+                | (DHCP_SERVER_PORT, DHCP_CLIENT_PORT)
+                | (DHCP_SERVER_PORT, DHCP_SERVER_PORT)
+        ) {
+            on_dhcp_message(dgram.payload, ts, out);
+            return;
+        }
+        if matches!(
+            ports,
+            (DHCPV6_CLIENT_PORT, DHCPV6_SERVER_PORT)
+                | (DHCPV6_SERVER_PORT, DHCPV6_CLIENT_PORT)
+                | (DHCPV6_SERVER_PORT, DHCPV6_SERVER_PORT)
+        ) {
+            on_dhcpv6_message(dgram.payload, ts, out);
+            return;
+        }
         if DNS_PORTS.contains(&dgram.dst_port) || DNS_PORTS.contains(&dgram.src_port) {
             on_dns_message(
                 dgram.payload,
@@ -806,6 +833,67 @@ fn inspect_server(flow: &mut Flow, ts: Timestamp, out: &mut impl FnMut(Extracted
     }
 }
 
+/// Reads one DHCPv4 message: the address it binds to a machine becomes an identity. DHCP
+/// datagrams are not flows (broadcasts, from 0.0.0.0): no flow state is kept for them.
+fn on_dhcp_message(payload: &[u8], ts: Timestamp, out: &mut impl FnMut(Extracted)) {
+    let msg = match dhcp::parse(payload) {
+        Ok(m) => m,
+        Err(e) => {
+            out(Extracted::Anomaly(e.reason()));
+            return;
+        }
+    };
+    if msg.anomalies.options_truncated {
+        out(Extracted::Anomaly("dhcp_options_truncated"));
+    }
+    let Some(binding) = msg.binding() else {
+        return;
+    };
+    out(Extracted::Identity(Identity {
+        ts,
+        ip: IpAddr::V4(binding.address),
+        mac: msg.client_mac(),
+        hostname: msg.hostname(),
+        client_id: msg.client_id_hex(),
+        source: match binding.source {
+            dhcp::BindingSource::Request => IdentitySource::DhcpRequest,
+            dhcp::BindingSource::Inform => IdentitySource::DhcpInform,
+            dhcp::BindingSource::Ack => IdentitySource::DhcpAck,
+        },
+    }));
+}
+
+/// Reads one DHCPv6 message: each address it binds becomes an identity.
+fn on_dhcpv6_message(payload: &[u8], ts: Timestamp, out: &mut impl FnMut(Extracted)) {
+    let msg = match dhcp::parse_v6(payload) {
+        Ok(m) => m,
+        Err(e) => {
+            out(Extracted::Anomaly(e.reason()));
+            return;
+        }
+    };
+    if msg.anomalies.options_truncated {
+        out(Extracted::Anomaly("dhcpv6_options_truncated"));
+    }
+    if msg.anomalies.addresses_truncated {
+        out(Extracted::Anomaly("dhcpv6_addresses_truncated"));
+    }
+    let (mac, hostname, client_id) = (msg.client_mac(), msg.hostname(), msg.client_id_hex());
+    for b in msg.bindings() {
+        out(Extracted::Identity(Identity {
+            ts,
+            ip: IpAddr::V6(b.address),
+            mac,
+            hostname: hostname.clone(),
+            client_id: client_id.clone(),
+            source: match b.source {
+                dhcp::BindingSource::Ack => IdentitySource::Dhcpv6Reply,
+                _ => IdentitySource::Dhcpv6Request,
+            },
+        }));
+    }
+}
+
 /// Reads one DNS message between `src` and `dst`. Returns whether it named anything.
 #[allow(clippy::too_many_arguments)]
 fn on_dns_message(
@@ -860,6 +948,25 @@ fn on_dns_message(
         client,
         server,
     };
+    if parsed.is_response && parsed.rcode == 0 {
+        // A PTR answer names the machine behind an address (the pipeline keeps home-net ones).
+        for a in &parsed.answers {
+            if let (dns::RData::Ptr(target), Some(ip)) =
+                (&a.data, dns::reverse_name_address(&a.name))
+            {
+                if !target.is_empty() {
+                    out(Extracted::Identity(Identity {
+                        ts,
+                        ip,
+                        mac: None,
+                        hostname: Some(target.clone()),
+                        client_id: None,
+                        source: IdentitySource::Ptr,
+                    }));
+                }
+            }
+        }
+    }
     let mut named = false;
     // mDNS announcements carry answers and no question: their owner names are what is named.
     let mut names: Vec<(&str, u16)> = parsed
@@ -1092,5 +1199,176 @@ mod tests {
                 .count()
                 >= 900
         );
+    }
+
+    /// IPv4/UDP frame (checksum zero: not checked).
+    fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0];
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&dst);
+        let total = (20 + 8 + payload.len()) as u16;
+        f[2..4].copy_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&sport.to_be_bytes());
+        f.extend_from_slice(&dport.to_be_bytes());
+        f.extend_from_slice(&(8 + payload.len() as u16).to_be_bytes());
+        f.extend_from_slice(&[0, 0]);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    fn identities(got: &[Extracted]) -> Vec<Identity> {
+        got.iter()
+            .filter_map(|e| match e {
+                Extracted::Identity(i) => Some(i.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn dhcp_request_and_ack_become_identities_and_keep_no_flow() {
+        let frames = [
+            (
+                1,
+                udp([0; 4], [255; 4], 68, 67, &dhcp::tests::dhclient_request()),
+            ),
+            (
+                1,
+                udp(
+                    [10, 10, 3, 1],
+                    [10, 10, 3, 101],
+                    67,
+                    68,
+                    &dhcp::tests::dnsmasq_ack(),
+                ),
+            ),
+            (
+                2,
+                udp([0; 4], [255; 4], 68, 67, &dhcp::tests::udhcpc_request()),
+            ),
+            // Not DHCP on the DHCP ports: counted, not a crash.
+            (3, udp([0; 4], [255; 4], 68, 67, b"hello")),
+        ];
+        let mut ex = Extractor::new(ExtractorLimits::default());
+        let got = collect(&mut ex, &frames);
+        let ids = identities(&got);
+        let row = |i: &Identity| {
+            (
+                i.ip.to_string(),
+                crate::output::mac_string(i.mac),
+                i.hostname.clone(),
+                i.client_id.clone(),
+                i.source,
+            )
+        };
+        assert_eq!(
+            ids.iter().map(row).collect::<Vec<_>>(),
+            [
+                (
+                    "10.10.3.101".into(),
+                    Some("02:00:5e:10:03:11".into()),
+                    Some("ws-alice".into()),
+                    None,
+                    IdentitySource::DhcpRequest
+                ),
+                (
+                    "10.10.3.101".into(),
+                    Some("02:00:5e:10:03:11".into()),
+                    Some("ws-alice".into()),
+                    None,
+                    IdentitySource::DhcpAck
+                ),
+                (
+                    "10.10.3.102".into(),
+                    Some("02:00:5e:10:03:12".into()),
+                    Some("ws-bob".into()),
+                    Some("01:02:00:5e:10:03:12".into()),
+                    IdentitySource::DhcpRequest
+                ),
+            ]
+        );
+        assert!(got
+            .iter()
+            .any(|e| matches!(e, Extracted::Anomaly("dhcp_too_short"))));
+        assert_eq!(ex.active_flows(), 0);
+        assert!(names(&got).is_empty());
+    }
+
+    #[test]
+    fn ptr_answers_become_identities() {
+        let mut answer = vec![0x70, 0xf2, 0x85, 0x80, 0, 1, 0, 2, 0, 0, 0, 0];
+        answer
+            .extend_from_slice(b"\x03101\x013\x0210\x0210\x07in-addr\x04arpa\x00\x00\x0c\x00\x01");
+        answer.extend_from_slice(&[0xc0, 12, 0, 12, 0, 1, 0, 0, 0, 0, 0, 14]);
+        answer.extend_from_slice(b"\x08ws-alice\x03lab\x00");
+        // A second PTR whose owner is not a host's reverse name (a /24 zone): no identity.
+        answer.extend_from_slice(&[0xc0, 16, 0, 12, 0, 1, 0, 0, 0, 0, 0, 2, 0xc0, 12]);
+        let frames = [(1, udp([10, 10, 3, 1], [10, 10, 3, 102], 53, 40000, &answer))];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        let ids = identities(&got);
+        assert_eq!(ids.len(), 1, "{got:?}");
+        assert_eq!(ids[0].ip.to_string(), "10.10.3.101");
+        assert_eq!(ids[0].hostname.as_deref(), Some("ws-alice.lab"));
+        assert_eq!((ids[0].mac, ids[0].source), (None, IdentitySource::Ptr));
+        // The question is still a name event, as before.
+        assert_eq!(
+            names(&got),
+            [(NameKind::Dns, "101.3.10.10.in-addr.arpa".to_string())]
+        );
+    }
+
+    /// IPv6/UDP frame (checksum zero: not checked).
+    fn udp6(src: &str, dst: &str, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let (src, dst): (std::net::Ipv6Addr, std::net::Ipv6Addr) =
+            (src.parse().expect("v6"), dst.parse().expect("v6"));
+        let len = (8 + payload.len()) as u16;
+        let mut f = vec![0x60, 0, 0, 0];
+        f.extend_from_slice(&len.to_be_bytes());
+        f.extend_from_slice(&[17, 64]);
+        f.extend_from_slice(&src.octets());
+        f.extend_from_slice(&dst.octets());
+        f.extend_from_slice(&sport.to_be_bytes());
+        f.extend_from_slice(&dport.to_be_bytes());
+        f.extend_from_slice(&len.to_be_bytes());
+        f.extend_from_slice(&[0, 0]);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn dhcpv6_request_and_reply_become_identities() {
+        let (client, server) = ("fe80::5eff:fe10:313", "fe80::5eff:fe10:301");
+        let frames = [
+            (
+                1,
+                udp6(
+                    client,
+                    "ff02::1:2",
+                    546,
+                    547,
+                    &dhcp::tests::dhclient6_request(),
+                ),
+            ),
+            (
+                1,
+                udp6(server, client, 547, 546, &dhcp::tests::dnsmasq6_reply()),
+            ),
+        ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        let ids = identities(&got);
+        let sources: Vec<IdentitySource> = ids.iter().map(|i| i.source).collect();
+        assert_eq!(
+            sources,
+            [IdentitySource::Dhcpv6Request, IdentitySource::Dhcpv6Reply]
+        );
+        for i in &ids {
+            assert_eq!(i.ip.to_string(), "fd00:10::3:103");
+            assert_eq!(i.mac, Some([0x02, 0x00, 0x5e, 0x10, 0x03, 0x13]));
+            assert_eq!(i.hostname.as_deref(), Some("ws-carol.lab"));
+            assert_eq!(
+                i.client_id.as_deref(),
+                Some("00:03:00:01:02:00:5e:10:03:13")
+            );
+        }
     }
 }

@@ -1,10 +1,11 @@
 //! Extraction: from decoded packets to the names they reveal.
 //!
-//! Parsers (`dns`, `tls`, `http`) are pure functions over bytes; `flow` owns the per-flow
+//! Parsers (`dns`, `dhcp`, `tls`, `http`) are pure functions over bytes; `flow` owns the per-flow
 //! state (who is the client, the small reassembly buffers, which protocol a stream is, when
 //! to stop looking) and calls them. One `Extractor` per worker, never shared.
 
 pub mod cert;
+pub mod dhcp;
 pub mod dns;
 pub mod flow;
 pub mod http;
@@ -117,6 +118,63 @@ pub struct NameEvent {
     pub detail: Detail,
 }
 
+/// Where an identity (address ↔ machine) was seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentitySource {
+    /// A DHCP REQUEST: the client's own claim on the address, with its host name.
+    DhcpRequest,
+    /// A DHCP INFORM: a client that already uses the address.
+    DhcpInform,
+    /// A DHCP ACK: the server bound the address to the client's hardware address.
+    DhcpAck,
+    /// A DHCPv6 REQUEST, RENEW, REBIND or CONFIRM: addresses the client asks for or holds.
+    Dhcpv6Request,
+    /// A DHCPv6 REPLY: addresses the server granted to the client's DUID.
+    Dhcpv6Reply,
+    /// A DNS PTR answer seen on the wire.
+    Ptr,
+}
+
+impl IdentitySource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentitySource::DhcpRequest => "dhcp_request",
+            IdentitySource::DhcpInform => "dhcp_inform",
+            IdentitySource::DhcpAck => "dhcp_ack",
+            IdentitySource::Dhcpv6Request => "dhcpv6_request",
+            IdentitySource::Dhcpv6Reply => "dhcpv6_reply",
+            IdentitySource::Ptr => "ptr",
+        }
+    }
+
+    pub fn from_label(s: &str) -> Option<IdentitySource> {
+        [
+            IdentitySource::DhcpRequest,
+            IdentitySource::DhcpInform,
+            IdentitySource::DhcpAck,
+            IdentitySource::Dhcpv6Request,
+            IdentitySource::Dhcpv6Reply,
+            IdentitySource::Ptr,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+    }
+}
+
+/// What the wire says about which machine holds an address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub ts: Timestamp,
+    pub ip: IpAddr,
+    pub mac: Option<[u8; 6]>,
+    /// Normalised like every name (lower case, escaped, no trailing dot).
+    pub hostname: Option<String>,
+    /// DHCP client identifier, colon-separated hex.
+    pub client_id: Option<String>,
+    pub source: IdentitySource,
+}
+
 /// Everything an extractor reports.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Extracted {
@@ -139,6 +197,8 @@ pub enum Extracted {
         ts: Timestamp,
         flow: FlowId,
     },
+    /// An address tied to a machine (DHCP) or a name (PTR).
+    Identity(Identity),
     /// A recoverable anomaly (metric label).
     Anomaly(&'static str),
     /// A flow was evicted from a full table before it ended.

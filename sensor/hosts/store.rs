@@ -1,7 +1,8 @@
 //! The persistent inventory: an embedded SQLite database (WAL, crash-safe, schema versioned
 //! with `PRAGMA user_version` migrations) holding every host, its detections with first and
 //! last seen, counts, the bounded sample of evidence, and when each was last alerted — so a
-//! restarted sensor keeps counting and does not alert again what it already alerted.
+//! restarted sensor keeps counting and does not alert again what it already alerted — and
+//! each host's identity (current host name, history of DHCP / PTR identities).
 //!
 //! Writes happen off the packet path: a persister thread saves the hosts that changed every
 //! few seconds, in one transaction, and once more at the end.
@@ -12,7 +13,13 @@
 //! (locked by a backup or an admin's sqlite3, a full disk) is counted and retried, and only a
 //! final save that fails makes the run fail.
 
-use super::{Detection, Host, HostTable, IndicatorCount};
+use super::{
+    Detection, Evidence, EvidenceFlow, Host, HostIdentity, HostTable, IdentityRecord,
+    IndicatorCount, Undetected,
+};
+use crate::decode::Proto;
+use crate::detect::Indicator;
+use crate::extract::IdentitySource;
 use crate::time::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::net::IpAddr;
@@ -21,8 +28,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The schema this build writes. Each step of `MIGRATIONS` brings version N-1 to N.
-pub const SCHEMA_VERSION: i64 = 1;
-const MIGRATIONS: &[&str] = &["
+pub const SCHEMA_VERSION: i64 = 2;
+const MIGRATIONS: &[&str] = &[
+    // 1: hosts and their detections.
+    "
     CREATE TABLE hosts (
         ip TEXT PRIMARY KEY,
         mac TEXT,
@@ -47,7 +56,81 @@ const MIGRATIONS: &[&str] = &["
         PRIMARY KEY (ip, vendor, category)
     );
     CREATE INDEX detections_last_seen ON detections(last_seen);
-"];
+",
+    // 2: host identity (current name, history) and the evidence sample of each detection.
+    "
+    ALTER TABLE hosts ADD COLUMN hostname TEXT;
+    ALTER TABLE hosts ADD COLUMN hostname_source TEXT;
+    ALTER TABLE hosts ADD COLUMN identities_omitted INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE detections ADD COLUMN evidence TEXT NOT NULL DEFAULT '[]';
+    -- Also the identities of addresses with no detection yet (no row in hosts).
+    CREATE TABLE identities (
+        ip TEXT NOT NULL,
+        mac TEXT,
+        hostname TEXT,
+        client_id TEXT,
+        source TEXT NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        count INTEGER NOT NULL
+    );
+    CREATE INDEX identities_ip ON identities(ip);
+",
+];
+
+/// One piece of evidence as the `detections.evidence` JSON column holds it (packet time in
+/// nanoseconds, so it reads back exactly).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct EvidenceRow {
+    t: i64,
+    indicator: Indicator,
+    src_ip: IpAddr,
+    src_port: u16,
+    dst_ip: IpAddr,
+    dst_port: u16,
+    transport: String,
+}
+
+fn evidence_to_json(ev: &[Evidence]) -> String {
+    let rows: Vec<EvidenceRow> = ev
+        .iter()
+        .map(|e| EvidenceRow {
+            t: e.time.0,
+            indicator: e.indicator.clone(),
+            src_ip: e.flow.src_ip,
+            src_port: e.flow.src_port,
+            dst_ip: e.flow.dst_ip,
+            dst_port: e.flow.dst_port,
+            transport: match e.flow.transport {
+                Proto::Tcp => "tcp".into(),
+                Proto::Udp => "udp".into(),
+            },
+        })
+        .collect();
+    serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into())
+}
+
+fn evidence_from_json(text: &str) -> Vec<Evidence> {
+    serde_json::from_str::<Vec<EvidenceRow>>(text)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| Evidence {
+            time: Timestamp(r.t),
+            indicator: r.indicator,
+            flow: EvidenceFlow {
+                src_ip: r.src_ip,
+                src_port: r.src_port,
+                dst_ip: r.dst_ip,
+                dst_port: r.dst_port,
+                transport: if r.transport == "tcp" {
+                    Proto::Tcp
+                } else {
+                    Proto::Udp
+                },
+            },
+        })
+        .collect()
+}
 
 /// Seconds between saves of the hosts that changed.
 pub const SAVE_EVERY_SECS: u64 = 5;
@@ -219,21 +302,33 @@ impl Store {
         let mut hosts: std::collections::BTreeMap<IpAddr, Host> = Default::default();
         let mut stmt = self
             .conn
-            .prepare("SELECT ip, mac, ech_connections, encrypted_dns_connections, encrypted_dns_via FROM hosts")
+            .prepare("SELECT ip, mac, ech_connections, encrypted_dns_connections, encrypted_dns_via, hostname, hostname_source, identities_omitted FROM hosts")
             .map_err(|e| e.to_string())?;
         let rows = stmt
             .query_map([], |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Option<String>>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, String>(4)?,
+                    (
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, String>(4)?,
+                    ),
+                    HostIdentity {
+                        hostname: r.get(5)?,
+                        hostname_source: r
+                            .get::<_, Option<String>>(6)?
+                            .as_deref()
+                            .and_then(IdentitySource::from_label),
+                        history: Vec::new(),
+                        history_omitted: u64::try_from(r.get::<_, i64>(7)?).unwrap_or(0),
+                        current_at: Timestamp::default(),
+                    },
                 ))
             })
             .map_err(|e| e.to_string())?;
         for row in rows {
-            let (ip, mac, ech, edns, via) = row.map_err(|e| e.to_string())?;
+            let ((ip, mac, ech, edns, via), identity) = row.map_err(|e| e.to_string())?;
             let Ok(ip) = ip.parse::<IpAddr>() else {
                 continue;
             };
@@ -245,12 +340,53 @@ impl Store {
                     ech_connections: u64::try_from(ech).unwrap_or(0),
                     encrypted_dns_connections: u64::try_from(edns).unwrap_or(0),
                     encrypted_dns_via: serde_json::from_str(&via).unwrap_or_default(),
+                    identity,
                 },
             );
         }
         let mut stmt = self
             .conn
-            .prepare("SELECT ip, vendor, category, severity, first_seen, last_seen, count, forwarded, suppressed, alerted_at, rules, indicators, indicators_omitted FROM detections")
+            .prepare("SELECT ip, mac, hostname, client_id, source, first_seen, last_seen, count FROM identities ORDER BY rowid")
+            .map_err(|e| e.to_string())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, i64>(7)?,
+                ))
+            })
+            .map_err(|e| e.to_string())?;
+        for row in rows {
+            let (ip, mac, hostname, client_id, source, first, last, count) =
+                row.map_err(|e| e.to_string())?;
+            let (Ok(ip), Some(source)) =
+                (ip.parse::<IpAddr>(), IdentitySource::from_label(&source))
+            else {
+                continue;
+            };
+            if let Some(h) = hosts.get_mut(&ip) {
+                // The current name is as new as the newest identity (what `apply` compares).
+                h.identity.current_at = h.identity.current_at.max(Timestamp(last));
+                h.identity.history.push(IdentityRecord {
+                    mac: mac.as_deref().and_then(parse_mac),
+                    hostname,
+                    client_id,
+                    source,
+                    first_seen: Timestamp(first),
+                    last_seen: Timestamp(last),
+                    count: u64::try_from(count).unwrap_or(0),
+                });
+            }
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT ip, vendor, category, severity, first_seen, last_seen, count, forwarded, suppressed, alerted_at, rules, indicators, indicators_omitted, evidence FROM detections")
             .map_err(|e| e.to_string())?;
         let rows = stmt
             .query_map([], |r| {
@@ -274,6 +410,7 @@ impl Store {
                         )
                         .unwrap_or_default(),
                         indicators_omitted: u64::try_from(r.get::<_, i64>(12)?).unwrap_or(0),
+                        evidence: evidence_from_json(&r.get::<_, String>(13)?),
                     },
                 ))
             })
@@ -287,6 +424,97 @@ impl Store {
         Ok(hosts.into_iter().collect())
     }
 
+    /// The identities of addresses that are not hosts (no detection yet), as the undetected
+    /// map holds them: (address, current MAC, identity), the current name and MAC rebuilt by
+    /// taking the history in again in time order.
+    pub fn load_undetected(&self) -> Result<Vec<(IpAddr, Undetected)>, String> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT ip, mac, hostname, client_id, source, first_seen, last_seen, count FROM identities WHERE ip NOT IN (SELECT ip FROM hosts) ORDER BY last_seen, rowid")
+            .map_err(|e| e.to_string())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, i64>(7)?,
+                ))
+            })
+            .map_err(|e| e.to_string())?;
+        let mut by_ip: std::collections::BTreeMap<IpAddr, Undetected> = Default::default();
+        for row in rows {
+            let (ip, mac, hostname, client_id, source, first, last, count) =
+                row.map_err(|e| e.to_string())?;
+            let (Ok(ip), Some(source)) =
+                (ip.parse::<IpAddr>(), IdentitySource::from_label(&source))
+            else {
+                continue;
+            };
+            let (current_mac, identity) = by_ip.entry(ip).or_default();
+            let id = crate::extract::Identity {
+                ts: Timestamp(last),
+                ip,
+                mac: mac.as_deref().and_then(parse_mac),
+                hostname,
+                client_id,
+                source,
+            };
+            identity.apply_bounded(current_mac, &id, super::MAX_UNDETECTED_HISTORY);
+            if let Some(r) = identity.history.last_mut() {
+                r.first_seen = Timestamp(first);
+                r.count = u64::try_from(count).unwrap_or(0);
+            }
+        }
+        Ok(by_ip.into_iter().collect())
+    }
+
+    /// Saves the identities of undetected addresses (`None`: gone from the map), in one
+    /// transaction; `whole`: `list` is all of them, and every other undetected row goes.
+    /// Rows of an address that has become a host are left to `save`.
+    pub fn save_undetected(
+        &mut self,
+        whole: bool,
+        list: &[(IpAddr, Option<Undetected>)],
+    ) -> Result<(), String> {
+        let tx = self.conn.transaction().map_err(|e| e.to_string())?;
+        if whole {
+            tx.execute(
+                "DELETE FROM identities WHERE ip NOT IN (SELECT ip FROM hosts)",
+                [],
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        for (ip, kept) in list {
+            tx.execute(
+                "DELETE FROM identities WHERE ip = ?1 AND ip NOT IN (SELECT ip FROM hosts)",
+                params![ip.to_string()],
+            )
+            .map_err(|e| e.to_string())?;
+            for r in kept.iter().flat_map(|(_, id)| &id.history) {
+                tx.execute(
+                    "INSERT INTO identities (ip, mac, hostname, client_id, source, first_seen, last_seen, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        ip.to_string(),
+                        crate::output::mac_string(r.mac),
+                        r.hostname,
+                        r.client_id,
+                        r.source.as_str(),
+                        r.first_seen.0,
+                        r.last_seen.0,
+                        r.count as i64,
+                    ],
+                )
+                .map_err(|e| e.to_string())?;
+            }
+        }
+        tx.commit().map_err(|e| e.to_string())
+    }
+
     /// Saves these hosts (insert or replace), in one transaction.
     pub fn save(&mut self, hosts: &[(IpAddr, Host)]) -> Result<(), String> {
         let path = self.path.clone();
@@ -298,21 +526,45 @@ impl Store {
         let tx = self.conn.transaction()?;
         for (ip, h) in hosts {
             tx.execute(
-                "INSERT INTO hosts (ip, mac, ech_connections, encrypted_dns_connections, encrypted_dns_via) VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO hosts (ip, mac, ech_connections, encrypted_dns_connections, encrypted_dns_via, hostname, hostname_source, identities_omitted) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT(ip) DO UPDATE SET mac = excluded.mac, ech_connections = excluded.ech_connections,
-                 encrypted_dns_connections = excluded.encrypted_dns_connections, encrypted_dns_via = excluded.encrypted_dns_via",
+                 encrypted_dns_connections = excluded.encrypted_dns_connections, encrypted_dns_via = excluded.encrypted_dns_via,
+                 hostname = excluded.hostname, hostname_source = excluded.hostname_source, identities_omitted = excluded.identities_omitted",
                 params![
                     ip.to_string(),
                     crate::output::mac_string(h.mac),
                     h.ech_connections as i64,
                     h.encrypted_dns_connections as i64,
-                    serde_json::to_string(&h.encrypted_dns_via).unwrap_or_default()
+                    serde_json::to_string(&h.encrypted_dns_via).unwrap_or_default(),
+                    h.identity.hostname,
+                    h.identity.hostname_source.map(IdentitySource::as_str),
+                    h.identity.history_omitted as i64,
                 ],
             )?;
+            // The history is small and bounded: replaced whole.
+            tx.execute(
+                "DELETE FROM identities WHERE ip = ?1",
+                params![ip.to_string()],
+            )?;
+            for r in &h.identity.history {
+                tx.execute(
+                    "INSERT INTO identities (ip, mac, hostname, client_id, source, first_seen, last_seen, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        ip.to_string(),
+                        crate::output::mac_string(r.mac),
+                        r.hostname,
+                        r.client_id,
+                        r.source.as_str(),
+                        r.first_seen.0,
+                        r.last_seen.0,
+                        r.count as i64,
+                    ],
+                )?;
+            }
             for d in &h.detections {
                 tx.execute(
-                    "INSERT OR REPLACE INTO detections (ip, vendor, category, severity, first_seen, last_seen, count, forwarded, suppressed, alerted_at, rules, indicators, indicators_omitted)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    "INSERT OR REPLACE INTO detections (ip, vendor, category, severity, first_seen, last_seen, count, forwarded, suppressed, alerted_at, rules, indicators, indicators_omitted, evidence)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                     params![
                         ip.to_string(),
                         d.vendor,
@@ -326,7 +578,8 @@ impl Store {
                         d.alerted_at.map(|t| t.0),
                         serde_json::to_string(&d.rules).unwrap_or_default(),
                         serde_json::to_string(&d.indicators).unwrap_or_default(),
-                        d.indicators_omitted as i64
+                        d.indicators_omitted as i64,
+                        evidence_to_json(&d.evidence)
                     ],
                 )?;
             }
@@ -373,7 +626,13 @@ pub struct Persister {
 const WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Persister {
+    /// Starts saving; first puts back the identities of undetected addresses the inventory
+    /// remembers (hosts are restored by the caller, who needs them before the pipeline runs).
     pub fn start(mut store: Store, hosts: Arc<HostTable>) -> std::io::Result<Persister> {
+        // A file whose hosts loaded has readable identities; if not, they are only lost.
+        if let Ok(list) = store.load_undetected() {
+            hosts.restore_undetected(list);
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let failures = Arc::new(AtomicU64::new(0));
         let saves = Arc::new(AtomicU64::new(0));
@@ -391,6 +650,18 @@ impl Persister {
             .spawn(move || {
                 let mut last_warning: Option<std::time::Instant> = None;
                 let mut save = |store: &mut Store| {
+                    let (whole, undetected) = hosts.take_dirty_undetected();
+                    if whole || !undetected.is_empty() {
+                        if let Err(e) = store.save_undetected(whole, &undetected) {
+                            failures2.fetch_add(1, Ordering::Relaxed);
+                            unsaved2.store(true, Ordering::Relaxed);
+                            if let Ok(mut l) = last2.lock() {
+                                *l = Some(e);
+                            }
+                            hosts
+                                .mark_dirty_undetected(whole, undetected.iter().map(|(ip, _)| *ip));
+                        }
+                    }
                     let dirty = hosts.take_dirty();
                     if dirty.is_empty() {
                         return;
@@ -486,6 +757,23 @@ mod tests {
                 forwarded: false,
                 rules: vec!["kaspersky.update.x".into()],
                 indicators: vec![],
+                evidence: vec![Evidence {
+                    time: Timestamp(1_500),
+                    indicator: Indicator {
+                        kind: crate::extract::NameKind::TlsSni,
+                        value: "dnl-01.geo.kaspersky.com".into(),
+                        name: None,
+                        query: None,
+                        path: None,
+                    },
+                    flow: EvidenceFlow {
+                        src_ip: ip,
+                        src_port: 40000,
+                        dst_ip: "203.0.113.5".parse().unwrap(),
+                        dst_port: 443,
+                        transport: Proto::Tcp,
+                    },
+                }],
                 indicators_omitted: 0,
                 suppressed: None,
                 alerted_at: Some(Timestamp(1)),
@@ -494,8 +782,36 @@ mod tests {
             ech_connections: 3,
             encrypted_dns_connections: 0,
             encrypted_dns_via: vec![],
+            identity: HostIdentity {
+                hostname: Some("ws-1".into()),
+                hostname_source: Some(IdentitySource::DhcpRequest),
+                history: vec![
+                    IdentityRecord {
+                        mac: Some([0, 1, 2, 3, 4, 5]),
+                        hostname: Some("ws-1".into()),
+                        client_id: Some("01:00:01:02:03:04:05".into()),
+                        source: IdentitySource::DhcpRequest,
+                        first_seen: Timestamp(10),
+                        last_seen: Timestamp(20),
+                        count: 2,
+                    },
+                    IdentityRecord {
+                        mac: None,
+                        hostname: Some("ws-1.lab".into()),
+                        client_id: None,
+                        source: IdentitySource::Ptr,
+                        first_seen: Timestamp(30),
+                        last_seen: Timestamp(30),
+                        count: 1,
+                    },
+                ],
+                history_omitted: 4,
+                current_at: Timestamp(30),
+            },
         };
-        store.save(&[(ip, host)]).expect("saves");
+        store.save(&[(ip, host.clone())]).expect("saves");
+        // Saving again replaces the history, never duplicates it.
+        store.save(&[(ip, host.clone())]).expect("saves again");
         drop(store);
         let store = Store::open(&path).expect("reopens");
         let loaded = store.load().expect("loads");
@@ -507,6 +823,164 @@ mod tests {
             (d.count, d.alerted, d.alerted_at),
             (7, true, Some(Timestamp(1)))
         );
+        assert_eq!(d.evidence, host.detections[0].evidence);
+        assert_eq!(loaded[0].1.identity, host.identity);
+    }
+
+    /// A database written by the v1 schema (its DDL as it shipped, spelled out here so that a
+    /// later edit of `MIGRATIONS` cannot change what this test builds) opens with this
+    /// build: migrated to v2, every v1 row intact, and the v2 columns and table usable.
+    #[test]
+    fn v1_database_is_migrated_with_its_data() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("v1.db");
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "BEGIN;
+            CREATE TABLE hosts (
+                ip TEXT PRIMARY KEY,
+                mac TEXT,
+                ech_connections INTEGER NOT NULL DEFAULT 0,
+                encrypted_dns_connections INTEGER NOT NULL DEFAULT 0,
+                encrypted_dns_via TEXT NOT NULL DEFAULT '[]'
+            );
+            CREATE TABLE detections (
+                ip TEXT NOT NULL REFERENCES hosts(ip),
+                vendor TEXT NOT NULL,
+                category TEXT NOT NULL,
+                severity TEXT NOT NULL,
+                first_seen INTEGER NOT NULL,
+                last_seen INTEGER NOT NULL,
+                count INTEGER NOT NULL,
+                forwarded INTEGER NOT NULL,
+                suppressed TEXT,
+                alerted_at INTEGER,
+                rules TEXT NOT NULL,
+                indicators TEXT NOT NULL,
+                indicators_omitted INTEGER NOT NULL,
+                PRIMARY KEY (ip, vendor, category)
+            );
+            CREATE INDEX detections_last_seen ON detections(last_seen);
+            INSERT INTO hosts VALUES ('10.1.2.3', '00:11:22:33:44:55', 2, 1, '[\"DoT/DoQ 9.9.9.9:853\"]');
+            INSERT INTO detections VALUES ('10.1.2.3', 'kaspersky', 'update', 'high', 1000, 2000, 12, 0,
+                NULL, 1000, '[\"kaspersky.update.dnl-geo-mirrors\"]',
+                '[{\"kind\":\"dns\",\"value\":\"dnl-01.geo.kaspersky.com\",\"count\":12}]', 0);
+            PRAGMA user_version = 1;
+            COMMIT;",
+        )
+        .expect("v1 database");
+        drop(conn);
+
+        let mut store = Store::open(&path).expect("v1 opens");
+        assert_eq!(store.schema_version(), Some(2));
+        let loaded = store.load().expect("loads");
+        assert_eq!(loaded.len(), 1);
+        let (ip, h) = &loaded[0];
+        assert_eq!(ip.to_string(), "10.1.2.3");
+        assert_eq!(h.mac, Some([0x00, 0x11, 0x22, 0x33, 0x44, 0x55]));
+        assert_eq!((h.ech_connections, h.encrypted_dns_connections), (2, 1));
+        assert_eq!(h.encrypted_dns_via, ["DoT/DoQ 9.9.9.9:853"]);
+        assert_eq!(h.identity, HostIdentity::default());
+        let d = &h.detections[0];
+        assert_eq!(
+            (d.vendor.as_str(), d.category.as_str(), d.count),
+            ("kaspersky", "update", 12)
+        );
+        assert_eq!(
+            (d.first_seen, d.last_seen),
+            (Timestamp(1000), Timestamp(2000))
+        );
+        assert_eq!((d.alerted, d.alerted_at), (true, Some(Timestamp(1000))));
+        assert_eq!(d.indicators[0].indicator.value, "dnl-01.geo.kaspersky.com");
+        assert_eq!(d.indicators[0].count, 12);
+        assert!(d.evidence.is_empty());
+
+        // v2 works on the migrated file: identities and evidence are written and read back.
+        let mut h = h.clone();
+        h.identity.apply(
+            &mut h.mac,
+            &crate::extract::Identity {
+                ts: Timestamp(3000),
+                ip: *ip,
+                mac: Some([0x00, 0x11, 0x22, 0x33, 0x44, 0x66]),
+                hostname: Some("ws-9".into()),
+                client_id: None,
+                source: IdentitySource::DhcpAck,
+            },
+        );
+        h.detections[0].evidence.push(Evidence {
+            time: Timestamp(2000),
+            indicator: d.indicators[0].indicator.clone(),
+            flow: EvidenceFlow {
+                src_ip: *ip,
+                src_port: 5353,
+                dst_ip: "10.0.0.53".parse().unwrap(),
+                dst_port: 53,
+                transport: Proto::Udp,
+            },
+        });
+        store.save(&[(*ip, h.clone())]).expect("saves v2");
+        drop(store);
+        let again = Store::open(&path).expect("reopens").load().expect("loads");
+        assert_eq!(again[0].1.identity, h.identity);
+        assert_eq!(again[0].1.identity.hostname.as_deref(), Some("ws-9"));
+        assert_eq!(again[0].1.detections[0].evidence, h.detections[0].evidence);
+    }
+
+    #[test]
+    fn identities_of_undetected_addresses_are_saved_loaded_and_deleted() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut store = Store::open(&dir.path().join("inv.db")).expect("opens");
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let ident =
+            |ip: IpAddr, ts: i64, name: &str, source: IdentitySource| crate::extract::Identity {
+                ts: Timestamp(ts),
+                ip,
+                mac: (source != IdentitySource::Ptr).then_some([2, 0, 0, 0, 0, 1]),
+                hostname: Some(name.into()),
+                client_id: None,
+                source,
+            };
+        let mut id_a = HostIdentity::default();
+        let mut mac_a = None;
+        id_a.apply(&mut mac_a, &ident(a, 10, "ws-a", IdentitySource::DhcpAck));
+        id_a.apply(&mut mac_a, &ident(a, 20, "ws-a.lab", IdentitySource::Ptr));
+        let mut id_b = HostIdentity::default();
+        let mut mac_b = None;
+        id_b.apply(&mut mac_b, &ident(b, 5, "ws-b", IdentitySource::DhcpAck));
+        store
+            .save_undetected(
+                false,
+                &[
+                    (a, Some((mac_a, id_a.clone()))),
+                    (b, Some((mac_b, id_b.clone()))),
+                ],
+            )
+            .expect("saves");
+        // b becomes a host: its rows are the host's now, and no longer undetected ones.
+        let host_b = Host {
+            mac: mac_b,
+            identity: id_b.clone(),
+            ..Host::default()
+        };
+        store.save(&[(b, host_b)]).expect("saves host");
+        store
+            .save_undetected(false, &[(b, None)])
+            .expect("leaves host rows alone");
+        let loaded = store.load_undetected().expect("loads");
+        assert_eq!(loaded.len(), 1);
+        let (ip, (mac, id)) = &loaded[0];
+        assert_eq!((*ip, *mac), (a, mac_a));
+        // The current name is rebuilt as taking the history in again gives it: DHCP's.
+        assert_eq!(id.hostname.as_deref(), Some("ws-a"));
+        assert_eq!(id.history, id_a.history);
+        assert_eq!(
+            store.load().expect("hosts")[0].1.identity.history,
+            id_b.history
+        );
+        // Evicted: gone.
+        store.save_undetected(false, &[(a, None)]).expect("deletes");
+        assert!(store.load_undetected().expect("loads").is_empty());
     }
 
     #[test]

@@ -142,6 +142,16 @@ impl Collector for SensorCollector {
                 labels(&[("stage", "link"), ("reason", "unsupported_link_type")]),
                 get(&c.unsupported_link) as f64,
             ),
+            // Findings for new hosts while the host table was full (--max-hosts).
+            (
+                labels(&[("stage", "hosts"), ("reason", "table_full")]),
+                get(&s.hosts.shed) as f64,
+            ),
+            // Identities of not-yet-detected addresses evicted from their full map.
+            (
+                labels(&[("stage", "identities"), ("reason", "evicted")]),
+                get(&s.hosts.identities_evicted) as f64,
+            ),
         ];
         for (name, _, dropped, if_dropped) in &sources {
             drops.push((

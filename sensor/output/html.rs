@@ -237,6 +237,10 @@ struct HostRow<'a> {
     ech: u64,
     enc_dns: u64,
     via: Vec<String>,
+    /// DHCP / PTR identities of the address, as the report lists them.
+    identities: &'a [Value],
+    /// The address was seen with more than one MAC (it moved between machines).
+    multiple_macs: bool,
 }
 
 impl HostRow<'_> {
@@ -321,6 +325,8 @@ fn read_hosts(report: &Value) -> Vec<HostRow<'_>> {
                     .as_array()
                     .map(|a| a.iter().filter_map(opt_text).collect())
                     .unwrap_or_default(),
+                identities: h["identities"].as_array().map_or(&[], Vec::as_slice),
+                multiple_macs: h["multiple_macs"].as_bool().unwrap_or(false),
             }
         })
         .collect()
@@ -471,6 +477,9 @@ tr { break-inside: avoid; page-break-inside: avoid; }
 .tag.quiet { background: #eef0f2; color: var(--muted); }
 .tag.fwd { background: #fff4e5; border-color: #f5c98b; color: #8a4b00; }
 .tag.resolver { background: #e8f0fe; border-color: #b6cdf5; color: var(--accent); }
+.tag.moved { background: #fff4e5; border-color: #f5c98b; color: #8a4b00; }
+table.data tr.other-mac td { background: #fff8ee; }
+table.data caption { text-align: left; }
 .chart { border: 1px solid var(--line); border-radius: 6px; padding: 8px; }
 .chart svg { display: block; width: 100%; height: auto; }
 .note { font-size: 12.5px; color: var(--muted); }
@@ -1170,6 +1179,9 @@ fn evidence(out: &mut String, hosts: &[HostRow], is_active: &dyn Fn(&HostRow) ->
             "<span class=\"{role_class}\">{}</span>",
             escape(&h.role)
         );
+        if h.multiple_macs {
+            out.push_str("<span class=\"tag moved\" title=\"DHCP bound this address to more than one MAC: it moved between machines; check which one the evidence belongs to by its time\">address used by more than one machine</span>");
+        }
         if h.detected() {
             if is_active(h) {
                 out.push_str("<span class=\"tag active\">still active</span>");
@@ -1244,6 +1256,7 @@ fn evidence(out: &mut String, hosts: &[HostRow], is_active: &dyn Fn(&HostRow) ->
                 }
                 out.push_str("</tbody></table>\n");
             }
+            evidence_sample(out, d);
             if let Some(n) = d.raw["indicators_omitted"].as_u64().filter(|n| *n > 0) {
                 let _ = writeln!(
                     out,
@@ -1253,6 +1266,7 @@ fn evidence(out: &mut String, hosts: &[HostRow], is_active: &dyn Fn(&HostRow) ->
             }
             out.push_str("</div>\n");
         }
+        identity_history(out, h);
         if h.hides() {
             out.push_str(
                 "<div class=\"hidden-names\"><strong>Names hidden from the sensor:</strong> ",
@@ -1288,6 +1302,71 @@ fn evidence(out: &mut String, hosts: &[HostRow], is_active: &dyn Fn(&HostRow) ->
         out.push_str("</div>\n</article>\n");
     }
     out.push_str("</section>\n");
+}
+
+/// The kept findings of a detection (the first few and the latest few): time, indicator, flow.
+fn evidence_sample(out: &mut String, d: &Det) {
+    let Some(ev) = d.raw["evidence"].as_array().filter(|a| !a.is_empty()) else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "<table class=\"data evidence-sample\"><caption class=\"note\">Evidence sample: {} of {} finding{} (the first and the latest)</caption><thead><tr><th>Time</th><th>Seen as</th><th>Value</th><th>Flow</th></tr></thead><tbody>",
+        ev.len(),
+        d.count,
+        if d.count == 1 { "" } else { "s" }
+    );
+    for e in ev {
+        let f = &e["flow"];
+        let _ = writeln!(
+            out,
+            "<tr><td class=\"t\">{}</td><td class=\"mono small\">{}</td><td class=\"mono val\">{}</td><td class=\"mono small\">{}:{} → {}:{} {}</td></tr>",
+            fmt_ts(parse_ts(&e["time"])),
+            escape(&text(&e["indicator"]["kind"])),
+            escape(&text(&e["indicator"]["value"])),
+            escape(&text(&f["src_ip"])),
+            escape(&text(&f["src_port"])),
+            escape(&text(&f["dst_ip"])),
+            escape(&text(&f["dst_port"])),
+            escape(&text(&f["transport"]))
+        );
+    }
+    out.push_str("</tbody></table>\n");
+}
+
+/// What DHCP and DNS PTR answers said about the address over time; rows with a MAC other
+/// than the host's current one are marked (the address belonged to another machine then).
+fn identity_history(out: &mut String, h: &HostRow) {
+    if h.identities.is_empty() {
+        return;
+    }
+    out.push_str("<div class=\"identities\"><strong>Identity history</strong> <span class=\"muted small\">(DHCP and DNS PTR answers seen on the wire)</span>\n");
+    out.push_str("<table class=\"data identity-history\"><thead><tr><th>Source</th><th>MAC</th><th>Host name</th><th>Client id</th><th>First seen</th><th>Last seen</th><th class=\"n\">Seen</th></tr></thead><tbody>\n");
+    for i in h.identities {
+        let mac = opt_text(&i["mac"]);
+        let other = mac.is_some() && mac != h.mac;
+        let source = match text(&i["source"]).as_str() {
+            "dhcp_request" => "DHCP request",
+            "dhcp_inform" => "DHCP inform",
+            "dhcp_ack" => "DHCP ack",
+            "dhcpv6_request" => "DHCPv6 request",
+            "dhcpv6_reply" => "DHCPv6 reply",
+            "ptr" => "DNS PTR",
+            _ => "other",
+        };
+        let _ = writeln!(
+            out,
+            "<tr{}><td>{source}</td><td class=\"mono\">{}</td><td class=\"mono val\">{}</td><td class=\"mono small val\">{}</td><td class=\"t\">{}</td><td class=\"t\">{}</td><td class=\"n\">{}</td></tr>",
+            if other { " class=\"other-mac\"" } else { "" },
+            escape(mac.as_deref().unwrap_or("—")),
+            escape(opt_text(&i["hostname"]).as_deref().unwrap_or("—")),
+            escape(opt_text(&i["client_id"]).as_deref().unwrap_or("—")),
+            fmt_ts(parse_ts(&i["first_seen"])),
+            fmt_ts(parse_ts(&i["last_seen"])),
+            i["count"].as_u64().unwrap_or(0)
+        );
+    }
+    out.push_str("</tbody></table></div>\n");
 }
 
 #[cfg(test)]
@@ -1333,8 +1412,14 @@ mod tests {
                     "first_seen": "2026-11-27T23:56:00Z", "last_seen": "2026-11-27T23:57:00Z",
                     "count": 1, "forwarded": false, "rules": [evil],
                     "indicators": [{"kind": evil, "value": evil, "count": 1, "name": evil,
-                                    "query": evil, "path": evil, "other\"><b>": evil}]
+                                    "query": evil, "path": evil, "other\"><b>": evil}],
+                    "evidence": [{"time": evil, "indicator": {"kind": evil, "value": evil},
+                                  "flow": {"src_ip": evil, "src_port": evil, "dst_ip": evil,
+                                           "dst_port": evil, "transport": evil}}]
                 }],
+                "identities": [{"mac": evil, "hostname": evil, "client_id": evil, "source": evil,
+                                "first_seen": evil, "last_seen": evil, "count": evil}],
+                "multiple_macs": true,
                 "names_hidden": {"ech_connections": 1, "encrypted_dns_connections": 1,
                                  "encrypted_dns_via": [evil]}
             }]
@@ -1343,6 +1428,7 @@ mod tests {
         assert!(!html.contains("<script"), "a raw script tag");
         assert!(!html.contains("<b>"), "a raw key");
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(html.contains("Identity history") && html.contains("Evidence sample"));
     }
 
     #[test]

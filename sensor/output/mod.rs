@@ -94,7 +94,7 @@ pub fn event_line(ev: &NameEvent) -> String {
                     let data = match &a.data {
                         RData::A(ip) => json!(ip.to_string()),
                         RData::Aaaa(ip) => json!(ip.to_string()),
-                        RData::Cname(n) => json!(n),
+                        RData::Cname(n) | RData::Ptr(n) => json!(n),
                         RData::Svcb { priority, target, alpn, ech } => {
                             json!({"priority": priority, "target": target, "alpn": alpn, "ech": ech})
                         }
@@ -132,6 +132,25 @@ pub fn fingerprint_line(ts: Timestamp, flow: &FlowId, ja4: &str) -> String {
     json!({"timestamp": ts, "kind": "ja4", "value": ja4, "flow": flow_json(flow)}).to_string()
 }
 
+/// A host's identity history: what DHCP and DNS PTR answers said about its address.
+pub fn identities_json(h: &Host) -> Vec<serde_json::Value> {
+    h.identity
+        .history
+        .iter()
+        .map(|r| {
+            json!({
+                "mac": mac_string(r.mac),
+                "hostname": r.hostname,
+                "client_id": r.client_id,
+                "source": r.source,
+                "first_seen": r.first_seen,
+                "last_seen": r.last_seen,
+                "count": r.count,
+            })
+        })
+        .collect()
+}
+
 /// The host report (`--report`, `vendorwatch hosts --format json`).
 pub fn report_json(
     hosts: &[(IpAddr, Host)],
@@ -144,7 +163,9 @@ pub fn report_json(
             json!({
                 "ip": ip,
                 "mac": mac_string(h.mac),
-                "hostname": serde_json::Value::Null,
+                "hostname": h.identity.hostname,
+                "identities": identities_json(h),
+                "multiple_macs": h.identity.macs().len() > 1,
                 "role": if resolvers.contains(ip) { "resolver" } else { "client" },
                 "detections": h.detections,
                 "names_hidden": {

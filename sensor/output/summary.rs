@@ -145,10 +145,36 @@ pub fn render(c: &Counters, facts: &RunFacts<'_>, hosts: &[(IpAddr, Host)]) -> S
     s
 }
 
-/// The table of hosts × vendor × category (the summary's, and `vendorwatch hosts`').
+/// What the bounded host table shed, for the end of the summary ("" when nothing was).
+pub fn shed_note(hosts: &crate::hosts::HostTable) -> String {
+    use std::sync::atomic::Ordering;
+    let shed = hosts.shed.load(Ordering::Relaxed);
+    let evicted = hosts.identities_evicted.load(Ordering::Relaxed);
+    let mut s = String::new();
+    if shed > 0 {
+        let _ = writeln!(
+            s,
+            "vendorwatch: the host table was full ({} hosts): {} finding(s) for new hosts were shed (raise --max-hosts)",
+            thousands(hosts.len() as u64),
+            thousands(shed)
+        );
+    }
+    if evicted > 0 {
+        let _ = writeln!(
+            s,
+            "vendorwatch: {} identities of addresses without a detection were evicted (oldest first)",
+            thousands(evicted)
+        );
+    }
+    s
+}
+
+/// The table of hosts × vendor × category (the summary's, and `vendorwatch hosts`'), with a
+/// HOSTNAME column when any host has a name.
 pub fn host_table(hosts: &[(IpAddr, Host)]) -> String {
     let mut s = String::new();
-    let rows: Vec<[String; 8]> = hosts
+    let named = hosts.iter().any(|(_, h)| h.identity.hostname.is_some());
+    let rows: Vec<Vec<String>> = hosts
         .iter()
         .flat_map(|(ip, h)| {
             h.detections.iter().map(move |d| {
@@ -159,13 +185,26 @@ pub fn host_table(hosts: &[(IpAddr, Host)]) -> String {
                     .map(|i| format!("{} {}", i.indicator.kind.as_str(), i.indicator.value))
                     .unwrap_or_default();
                 let role = if d.forwarded { " (forwarded)" } else { "" };
-                [
-                    format!(
-                        "{ip}{}",
-                        mac_string(h.mac)
-                            .map(|m| format!(" {m}"))
-                            .unwrap_or_default()
-                    ),
+                let mut row = vec![format!(
+                    "{ip}{}",
+                    mac_string(h.mac)
+                        .map(|m| format!(" {m}"))
+                        .unwrap_or_default()
+                )];
+                if named {
+                    // A name an address had under more than one MAC is flagged: it moved.
+                    let macs = h.identity.macs().len();
+                    let moved = if macs > 1 {
+                        format!(" ({macs} MACs)")
+                    } else {
+                        String::new()
+                    };
+                    row.push(format!(
+                        "{}{moved}",
+                        h.identity.hostname.as_deref().unwrap_or("-")
+                    ));
+                }
+                row.extend([
                     d.vendor.clone(),
                     format!("{}{role}", d.category),
                     d.severity.as_str().to_string(),
@@ -173,12 +212,16 @@ pub fn host_table(hosts: &[(IpAddr, Host)]) -> String {
                     d.last_seen.to_string(),
                     d.count.to_string(),
                     evidence,
-                ]
+                ]);
+                row
             })
         })
         .collect();
-    let header = [
-        "HOST",
+    let mut header = vec!["HOST"];
+    if named {
+        header.push("HOSTNAME");
+    }
+    header.extend([
         "VENDOR",
         "CATEGORY",
         "SEVERITY",
@@ -186,7 +229,7 @@ pub fn host_table(hosts: &[(IpAddr, Host)]) -> String {
         "LAST SEEN",
         "COUNT",
         "EVIDENCE",
-    ];
+    ]);
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r.iter()) {
