@@ -150,3 +150,132 @@ fn random_5_tuples_evict_counted_and_keep_the_legitimate_flows() {
         "the flood names nothing"
     );
 }
+
+/// Fragments a datagram may have before it is dropped (`decode/defrag.rs`).
+const MAX_FRAGMENTS_PER_DATAGRAM: u64 = 128;
+/// The defragmenter's limits (`DefragLimits::default()`): datagrams, bytes, per source.
+const DEFRAG_MAX_DATAGRAMS: u64 = 8192;
+const DEFRAG_MAX_BYTES: u64 = 32 << 20;
+const DEFRAG_MAX_PER_SOURCE: u64 = 256;
+
+/// Fragments that tshark does not reassemble with reassembly off: datagrams in `captures`
+/// (first fragments: More Fragments set at offset 0).
+fn tshark_fragmented_datagrams(captures: &[String]) -> u64 {
+    captures
+        .iter()
+        .map(|c| {
+            let out = std::process::Command::new("tshark")
+                .arg("-r")
+                .arg(pcap_path(c))
+                .args(["-o", "ip.defragment:FALSE", "-o", "ipv6.defragment:FALSE", "-Y"])
+                .arg("(ip.flags.mf == 1 && ip.frag_offset == 0) || (ipv6.fraghdr.offset == 0 && ipv6.fraghdr.more == 1)")
+                .output()
+                .expect("tshark");
+            assert!(out.status.success(), "tshark: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).lines().count() as u64
+        })
+        .sum()
+}
+
+fn fragment_flood(v6: bool) {
+    let name = if v6 { "fragments-v6" } else { "fragments-v4" };
+    let tmp = workdir();
+    let legit = Legit::load(&["dns-fragmented.pcap", "dns.pcap"]).fragments_in_the_middle();
+    let base = baseline(tmp.path(), &legit, &[]);
+    let plan = FragPlan {
+        overlapping: 200,
+        tiny_datagrams: 20,
+        tiny_fragments_each: 300,
+        fill_sources: 40,
+        fill_per_source: 300,
+        big_datagrams: 2_000,
+        big_fragments_each: 40,
+        after_timeout: 50,
+        fragments: 0,
+    };
+    let path = tmp.path().join(format!("{name}.pcap"));
+    let mut m = Mixer::create(&path, &legit, plan.flood_packets());
+    let plan = flood_fragments(&mut m, &mut Rng::new(2), v6, plan);
+    m.finish();
+    let run = replay(tmp.path(), &path, &[]);
+    // The bytes cap bounds the payload held, with the bookkeeping of each fragment charged
+    // to it; a quarter more for the table itself and allocator rounding.
+    assert_survived(name, &run, &base, &legit, DEFRAG_MAX_BYTES / 1024 * 5 / 4);
+    // Every legitimate fragmented datagram was rebuilt, whatever the flood held (tshark runs
+    // after the measured replays: its memory would count as theirs).
+    let legit_datagrams = tshark_fragmented_datagrams(&legit.captures);
+    assert!(legit_datagrams > 0);
+    assert_eq!(
+        run.count("defrag_reassembled"),
+        legit_datagrams,
+        "{name}:\n{}",
+        run.stderr
+    );
+    // Shed by reason, as the flood was built.
+    assert_eq!(
+        run.count("defrag_overlap"),
+        plan.overlapping,
+        "{}",
+        run.stderr
+    );
+    let per_tiny = plan.tiny_fragments_each / (MAX_FRAGMENTS_PER_DATAGRAM + 1);
+    let tiny_left = u64::from(plan.tiny_fragments_each % (MAX_FRAGMENTS_PER_DATAGRAM + 1) > 0);
+    assert_eq!(
+        run.count("defrag_too_many_fragments"),
+        plan.tiny_datagrams * per_tiny,
+        "{}",
+        run.stderr
+    );
+    let admitted_per_source = plan.fill_per_source.min(DEFRAG_MAX_PER_SOURCE);
+    assert_eq!(
+        run.count("defrag_source_cap"),
+        plan.fill_sources * (plan.fill_per_source - admitted_per_source),
+        "{}",
+        run.stderr
+    );
+    // More datagrams than the table holds, more bytes than the cap: both shed, the oldest
+    // first, so nothing legitimate that came later was refused.
+    assert!(run.count("defrag_table_full") > 0, "{}", run.stderr);
+    assert!(run.count("defrag_memory_cap") > 0, "{}", run.stderr);
+    // Every datagram the flood started ends counted exactly once: dropped for a reason,
+    // shed, timed out, or still held at the end.
+    let started = plan.overlapping
+        + plan.tiny_datagrams * (per_tiny + tiny_left)
+        + plan.fill_sources * admitted_per_source
+        + plan.big_datagrams
+        + plan.after_timeout;
+    let ended: u64 = [
+        "defrag_overlap",
+        "defrag_too_many_fragments",
+        "defrag_table_full",
+        "defrag_memory_cap",
+        "defrag_timeout",
+        "defrag_incomplete_at_end",
+    ]
+    .iter()
+    .map(|r| run.count(r))
+    .sum();
+    assert_eq!(ended, started, "{name}: {:?}", run.counts);
+    // What was held when packet time passed the timeout expired; only the last few remain.
+    assert!(run.count("defrag_timeout") <= DEFRAG_MAX_DATAGRAMS);
+    assert_eq!(run.count("defrag_incomplete_at_end"), plan.after_timeout);
+    assert_eq!(flood_detections(&run, &legit), vec![]);
+}
+
+#[test]
+fn ipv4_fragment_flood_is_bounded_counted_and_legitimate_datagrams_are_rebuilt() {
+    if in_own_process("ipv4_fragment_flood_is_bounded_counted_and_legitimate_datagrams_are_rebuilt")
+    {
+        return;
+    }
+    fragment_flood(false);
+}
+
+#[test]
+fn ipv6_fragment_flood_is_bounded_counted_and_legitimate_datagrams_are_rebuilt() {
+    if in_own_process("ipv6_fragment_flood_is_bounded_counted_and_legitimate_datagrams_are_rebuilt")
+    {
+        return;
+    }
+    fragment_flood(true);
+}

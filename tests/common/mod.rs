@@ -54,9 +54,20 @@ impl Rng {
 /// One legitimate conversation: frames with their time relative to the first.
 pub type Unit = Vec<(u64, Vec<u8>)>;
 
+/// Whether a frame is an IP fragment (IPv4 fragment fields or an IPv6 Fragment header).
+fn is_fragment(frame: &[u8]) -> bool {
+    match etherparse::LaxSlicedPacket::from_ethernet(frame).map(|p| p.net) {
+        Ok(Some(etherparse::LaxNetSlice::Ipv4(ip))) => ip.is_payload_fragmented(),
+        Ok(Some(etherparse::LaxNetSlice::Ipv6(ip))) => ip.is_payload_fragmented(),
+        _ => false,
+    }
+}
+
 /// Legitimate traffic from golden captures and what tshark found in it.
 pub struct Legit {
     pub units: Vec<Unit>,
+    /// Units that go in the middle of the flood whatever the round-robin says.
+    pub middle: Vec<bool>,
     /// (host, vendor, category) from `pcaps/expected/<capture>.json`.
     pub detections: BTreeSet<(String, String, String)>,
     /// Every host named in those expectations.
@@ -118,11 +129,23 @@ impl Legit {
             }
         }
         Legit {
+            middle: vec![false; units.len()],
             units,
             detections,
             hosts,
             captures: captures.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    /// Puts every conversation that carries IP fragments in the middle of the flood, where
+    /// a fragment flood has filled the defragmenter.
+    pub fn fragments_in_the_middle(mut self) -> Legit {
+        for (i, u) in self.units.iter().enumerate() {
+            if u.iter().any(|(_, f)| is_fragment(f)) {
+                self.middle[i] = true;
+            }
+        }
+        self
     }
 
     /// The legitimate traffic alone, laid out as a flood capture would lay it out.
@@ -181,8 +204,14 @@ impl Mixer {
         header.extend_from_slice(&1u32.to_le_bytes()); // LINKTYPE_ETHERNET
         out.write_all(&header).expect("write");
         let mut chunks: [Vec<Unit>; 3] = Default::default();
-        for (i, u) in legit.units.iter().enumerate() {
-            chunks[i % 3].push(u.clone());
+        let mut dealt = 0;
+        for (u, middle) in legit.units.iter().zip(&legit.middle) {
+            if *middle {
+                chunks[1].push(u.clone());
+            } else {
+                chunks[dealt % 3].push(u.clone());
+                dealt += 1;
+            }
         }
         let mut m = Mixer {
             out,
