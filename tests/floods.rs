@@ -279,3 +279,148 @@ fn ipv6_fragment_flood_is_bounded_counted_and_legitimate_datagrams_are_rebuilt()
     }
     fragment_flood(true);
 }
+
+/// `ExtractorLimits::default().stream_cap`: bytes per direction, in order and parked each.
+const STREAM_CAP_KIB: u64 = 16;
+
+#[test]
+fn tcp_segment_flood_into_tls_reassembly_is_capped_per_flow_and_counted() {
+    if in_own_process("tcp_segment_flood_into_tls_reassembly_is_capped_per_flow_and_counted") {
+        return;
+    }
+    let tmp = workdir();
+    let legit = Legit::load(&["tls.pcap", "dns.pcap"]);
+    let max_flows = 100u64;
+    let args = ["--max-flows", "100"];
+    let base = baseline(tmp.path(), &legit, &args);
+    let plan = TcpPlan {
+        flows: 2_000,
+        out_of_order: 14,
+        server_out_of_order: 13,
+    };
+    let path = tmp.path().join("tcp.pcap");
+    let mut m = Mixer::create(&path, &legit, plan.flood_packets());
+    let plan = flood_tcp(&mut m, &mut Rng::new(3), plan);
+    m.finish();
+    let run = replay(tmp.path(), &path, &args);
+    // Per flow at most the cap in order and the cap parked, each direction; 1 KiB for the
+    // flow itself. Unbounded, 2,000 such flows hold about 70 MiB.
+    assert_survived(
+        "tcp",
+        &run,
+        &base,
+        &legit,
+        max_flows * (4 * STREAM_CAP_KIB + 1),
+    );
+    // Every flood flow parked more than its buffer holds: each counted once as a reassembly
+    // drop (dropped_total{stage="reassembly"}), when it left the table or at the end.
+    assert_eq!(
+        run.count("reassembly_cap"),
+        plan.flows,
+        "{:?}\n{}",
+        run.counts,
+        run.stderr
+    );
+    let evicted = run.count("flow_table_evictions");
+    assert!(
+        evicted >= plan.flows - max_flows && evicted <= plan.flows - max_flows * 9 / 10 + 100,
+        "{evicted} evictions:\n{}",
+        run.stderr
+    );
+    assert_eq!(flood_detections(&run, &legit), vec![]);
+}
+
+#[test]
+fn hostile_dns_names_are_counted_by_kind_and_long_vendor_names_still_match() {
+    if in_own_process("hostile_dns_names_are_counted_by_kind_and_long_vendor_names_still_match") {
+        return;
+    }
+    let tmp = workdir();
+    let legit = Legit::load(&["dns.pcap", "tls.pcap"]);
+    let base = baseline(tmp.path(), &legit, &[]);
+    let (n, hosts) = (40_000u64, 500u32);
+    let path = tmp.path().join("dns.pcap");
+    let mut m = Mixer::create(&path, &legit, n);
+    let plan = flood_dns(&mut m, &mut Rng::new(4), n, hosts);
+    m.finish();
+    let run = replay(tmp.path(), &path, &[]);
+    // DNS over UDP keeps no state but the transaction table (65,536 entries of a few dozen
+    // bytes); 8 MiB is generous.
+    assert_survived("dns", &run, &base, &legit, 8 * MIB);
+    // One anomaly per hostile message, by kind (a message with a broken name is counted once).
+    assert_eq!(
+        run.count("dns_name_pointer_loop"),
+        plan.self_loops + plan.mutual_loops + plan.long_chains,
+        "{plan:?}\n{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.count("dns_name_too_long"),
+        plan.overlong_names,
+        "{plan:?}\n{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.count("dns_name_out_of_bounds"),
+        plan.bad_label_types + plan.out_of_bounds,
+        "{plan:?}\n{}",
+        run.stderr
+    );
+    // The longest legal names (255 octets, 63-octet labels) are read, not flagged: every
+    // host that asked for one under the KSN zone is detected, and no other flood host.
+    let want: std::collections::BTreeSet<_> = (0..n)
+        .filter(|i| i % 8 == 7)
+        .map(|i| {
+            let h = home_v4((i % u64::from(hosts)) as u32);
+            (
+                std::net::Ipv4Addr::from(h).to_string(),
+                "kaspersky".to_string(),
+                "ksn".to_string(),
+            )
+        })
+        .collect();
+    assert!(plan.vendor_max_names > 0 && plan.max_names > 0);
+    let got: std::collections::BTreeSet<_> = flood_detections(&run, &legit).into_iter().collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn quic_initials_with_garbage_are_counted_and_the_flows_bounded() {
+    if in_own_process("quic_initials_with_garbage_are_counted_and_the_flows_bounded") {
+        return;
+    }
+    let tmp = workdir();
+    let legit = Legit::load(&["quic.pcap", "dns.pcap"]);
+    let max_flows = 500u64;
+    let args = ["--max-flows", "500"];
+    let base = baseline(tmp.path(), &legit, &args);
+    let flows = 5_000u64;
+    let path = tmp.path().join("quic.pcap");
+    let mut m = Mixer::create(&path, &legit, flows * 2);
+    let plan = flood_quic(&mut m, &mut Rng::new(5), flows);
+    m.finish();
+    let run = replay(tmp.path(), &path, &args);
+    // A QUIC flow waiting for its ClientHello holds its keys' DCID and a CRYPTO stream that
+    // received nothing: 4 KiB each is generous.
+    assert_survived("quic", &run, &base, &legit, max_flows * 4);
+    // Every garbage Initial counted by what is wrong with it.
+    assert_eq!(
+        run.count("quic_decrypt_failed"),
+        plan.random_payload,
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.count("quic_truncated"),
+        plan.bogus_length,
+        "{}",
+        run.stderr
+    );
+    let evicted = run.count("flow_table_evictions");
+    assert!(
+        evicted >= flows - max_flows && evicted <= flows - max_flows * 9 / 10 + 100,
+        "{evicted} evictions:\n{}",
+        run.stderr
+    );
+    assert_eq!(flood_detections(&run, &legit), vec![]);
+}
