@@ -424,3 +424,112 @@ fn quic_initials_with_garbage_are_counted_and_the_flows_bounded() {
     );
     assert_eq!(flood_detections(&run, &legit), vec![]);
 }
+
+/// `MAX_HOST_SERIES` in `sensor/metrics/exporter.rs`.
+const MAX_HOST_SERIES: usize = 500;
+
+#[test]
+fn vendor_like_names_from_many_hosts_bound_memory_per_host_and_metric_cardinality() {
+    if in_own_process(
+        "vendor_like_names_from_many_hosts_bound_memory_per_host_and_metric_cardinality",
+    ) {
+        return;
+    }
+    let tmp = workdir();
+    let legit = Legit::load(&["dns.pcap", "tls.pcap", "quic.pcap"]);
+    let pdns_max = 1_000usize;
+    let pdns = pdns_max.to_string();
+    let help = bin().args(["replay", "--help"]).output().expect("help");
+    let host_cap = String::from_utf8_lossy(&help.stdout).contains("--max-hosts");
+    let max_hosts = 500u32;
+    let cap_arg = max_hosts.to_string();
+    let mut args = vec!["--pdns-max", pdns.as_str()];
+    if host_cap {
+        args.extend(["--max-hosts", cap_arg.as_str()]);
+    }
+    let base = baseline(tmp.path(), &legit, &args);
+    let write = |file: &str, hosts: u32, per_host: u32| {
+        let path = tmp.path().join(file);
+        let mut m = Mixer::create(&path, &legit, u64::from(hosts * per_host * 2));
+        let names = flood_names(&mut m, &mut Rng::new(6), hosts, per_host);
+        m.finish();
+        (path, names)
+    };
+    // Each host asks for more distinct names per category than a detection keeps (32
+    // indicators; the rest only counted), then twice as many, then twice the hosts. Memory
+    // is measured smallest first: a reading is the largest child so far.
+    let (hosts, per_host) = (200u32, 66u32);
+    let (path_a, _) = write("names-a.pcap", hosts, per_host);
+    let a = replay(tmp.path(), &path_a, &args);
+    let (path_b, n) = write("names-b-twice-the-names.pcap", hosts, 2 * per_host);
+    let b = replay(tmp.path(), &path_b, &args);
+    let (path_c, _) = write("names-c-twice-the-hosts.pcap", 2 * hosts, per_host);
+    let c = replay(tmp.path(), &path_c, &args);
+    // What a host may cost at most (its detections, capped indicators, its share of the
+    // report written at the end); passive DNS is capped (entries of ~100 bytes).
+    let per_host_kib = 160;
+    for (label, run, h) in [
+        ("names", &a, hosts),
+        ("names ×2", &b, hosts),
+        ("hosts ×2", &c, 2 * hosts),
+    ] {
+        assert_survived(label, run, &base, &legit, u64::from(h) * per_host_kib);
+    }
+    let flood_hosts = |run: &Run| {
+        flood_detections(run, &legit)
+            .into_iter()
+            .map(|(h, _, _)| h)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len() as u32
+    };
+    if host_cap {
+        // What the host cap guarantees: the table never holds more than the cap, a host
+        // already in it keeps its detections, and every host shed is counted.
+        for run in [&a, &b, &c] {
+            assert!(run.hosts_reported() <= max_hosts as usize, "{}", run.stderr);
+        }
+        let body = replay_and_scrape(&path_c, &args);
+        let shed: f64 = samples(&body, "vendorwatch_dropped_total")
+            .iter()
+            .filter(|(l, _)| l.contains("stage=\"hosts\"") && l.contains("reason=\"table_full\""))
+            .map(|(_, v)| v)
+            .sum();
+        assert!(
+            shed >= f64::from((2 * hosts).saturating_sub(max_hosts)),
+            "{shed} hosts shed of {} through a table of {max_hosts}",
+            2 * hosts
+        );
+    } else {
+        // No host cap yet: every flood host is reported, with its detections.
+        assert_eq!(flood_hosts(&a), hosts, "{}", a.stderr);
+        assert_eq!(flood_hosts(&c), 2 * hosts);
+        // Twice the names per host cost no more (indicators are capped per detection) ...
+        let more = b.max_rss_kib.saturating_sub(a.max_rss_kib);
+        assert!(
+            more <= 4 * MIB,
+            "{more} KiB more for {n} names than for half of them"
+        );
+        // ... and each host costs a bounded amount: what the host cap must bound.
+        let per_host = c.max_rss_kib.saturating_sub(b.max_rss_kib) / u64::from(hosts);
+        eprintln!("names: about {per_host} KiB per host");
+        assert!(per_host <= per_host_kib, "{per_host} KiB per host");
+    }
+    // Metric cardinality stays bounded whatever the hosts: per-host series are capped, and
+    // passive DNS holds at most its cap.
+    let body = replay_and_scrape(&path_c, &args);
+    let host_series = samples(&body, "vendorwatch_host_last_seen_timestamp_seconds").len();
+    assert!(
+        host_series > 0 && host_series <= MAX_HOST_SERIES,
+        "{host_series} per-host series"
+    );
+    let series = body.lines().filter(|l| !l.starts_with('#')).count();
+    assert!(
+        series <= MAX_HOST_SERIES + 1_000,
+        "{series} series in /metrics"
+    );
+    let pdns_entries = samples(&body, "vendorwatch_passive_dns_entries");
+    assert!(
+        pdns_entries.len() == 1 && pdns_entries[0].1 <= pdns_max as f64,
+        "{pdns_entries:?}"
+    );
+}

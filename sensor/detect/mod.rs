@@ -16,7 +16,7 @@ use dashmap::DashMap;
 use matcher::{Matcher, RuleIdx};
 use rules::{Loaded, Pack, Rule};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The rules in force: the packs, the active rules, and their matcher.
@@ -172,6 +172,10 @@ pub struct Detector {
     /// (lower address, higher address, rule) → distinct (transport, port) seen.
     port_pairs: PortPairs,
     pub pdns_dropped: AtomicU64,
+    /// Packet second of the last scan of a full passive-DNS table for expired entries.
+    pdns_swept_at: AtomicI64,
+    /// Scans of a full passive-DNS table (each walks every entry).
+    pdns_sweeps: AtomicU64,
     pub port_pairs_dropped: AtomicU64,
 }
 
@@ -191,6 +195,8 @@ impl Detector {
             pdns: DashMap::default(),
             port_pairs: DashMap::default(),
             pdns_dropped: AtomicU64::new(0),
+            pdns_swept_at: AtomicI64::new(i64::MIN),
+            pdns_sweeps: AtomicU64::new(0),
             port_pairs_dropped: AtomicU64::new(0),
         }
     }
@@ -441,7 +447,12 @@ impl Detector {
                 expires: ev.ts.saturating_add_secs(ttl),
             };
             if self.pdns.len() >= self.limits.pdns_max_entries && !self.pdns.contains_key(&ip) {
-                self.expire_pdns(ev.ts);
+                // A scan walks the whole table: once per second of packet time, or a flood
+                // of answers into a full table would cost a full scan each.
+                if self.pdns_swept_at.swap(ev.ts.secs(), Ordering::Relaxed) != ev.ts.secs() {
+                    self.pdns_sweeps.fetch_add(1, Ordering::Relaxed);
+                    self.expire_pdns(ev.ts);
+                }
                 if self.pdns.len() >= self.limits.pdns_max_entries {
                     self.pdns_dropped.fetch_add(1, Ordering::Relaxed);
                     continue;
@@ -763,6 +774,18 @@ mod tests {
         findings(&d, &answer([203, 0, 113, 4], 100, 1000));
         assert!(d.pdns_len() <= 2);
         assert!(d.pdns_dropped.load(Ordering::Relaxed) >= 1);
+        // A flood of answers into the full table within one second scans it once, not
+        // once per answer; each answer that did not fit is counted.
+        let (sweeps, dropped) = (
+            d.pdns_sweeps.load(Ordering::Relaxed),
+            d.pdns_dropped.load(Ordering::Relaxed),
+        );
+        for i in 0..100u8 {
+            findings(&d, &answer([198, 51, 100, i], 100, 1002));
+        }
+        assert_eq!(d.pdns_sweeps.load(Ordering::Relaxed), sweeps + 1);
+        assert_eq!(d.pdns_dropped.load(Ordering::Relaxed), dropped + 100);
+        assert!(d.pdns_len() <= 2);
         let f = findings(&d, &unnamed("203.0.113.2", 1001));
         assert_eq!(f[0].indicator.kind, NameKind::Ip);
         assert_eq!(

@@ -1034,3 +1034,82 @@ pub fn flood_names(m: &mut Mixer, rng: &mut Rng, hosts: u32, per_host: u32) -> u
     }
     n
 }
+
+// ---------------------------------------------------------------------------------------
+// Metrics
+
+/// GET `target` from 127.0.0.1:`port` (HTTP/1.0): status and body.
+pub fn http_get(port: u16, target: &str) -> Option<(u16, String)> {
+    use std::io::Read;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .ok()?;
+    write!(s, "GET {target} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
+}
+
+/// A port nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Replays `capture` serving metrics, scrapes `/metrics` once the replay has finished
+/// (`/healthz` says so while it lingers), then stops the lingering process.
+pub fn replay_and_scrape(capture: &Path, args: &[&str]) -> String {
+    let port = free_port();
+    let mut child = bin()
+        .args([
+            "replay",
+            "-q",
+            "--workers",
+            "1",
+            "--linger",
+            "120",
+            "--metrics-addr",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(args)
+        .arg(capture)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let body = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the replay ended before it could be scraped: {status}");
+        }
+        let done = http_get(port, "/healthz").is_some_and(|(_, b)| b.contains("replay finished"));
+        if done {
+            break http_get(port, "/metrics").expect("scrape").1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    body
+}
+
+/// Samples of the metric `name` in a Prometheus text exposition: (labels, value).
+pub fn samples<'a>(body: &'a str, name: &str) -> Vec<(&'a str, f64)> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (metric, labels) = match series.split_once('{') {
+                Some((m, rest)) => (m, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            (metric == name).then(|| (labels, value.parse().unwrap_or(f64::NAN)))
+        })
+        .collect()
+}
