@@ -71,8 +71,8 @@ fn is_fragment(frame: &[u8]) -> bool {
 /// Legitimate traffic from golden captures and what tshark found in it.
 pub struct Legit {
     pub units: Vec<Unit>,
-    /// Units that go in the middle of the flood whatever the round-robin says.
-    pub middle: Vec<bool>,
+    /// Units pinned to a chunk (0 start, 1 middle, 2 end) whatever the round-robin says.
+    pub pinned: Vec<Option<usize>>,
     /// (host, vendor, category) from `pcaps/expected/<capture>.json`.
     pub detections: BTreeSet<(String, String, String)>,
     /// Every host named in those expectations.
@@ -134,7 +134,7 @@ impl Legit {
             }
         }
         Legit {
-            middle: vec![false; units.len()],
+            pinned: vec![None; units.len()],
             units,
             detections,
             hosts,
@@ -147,9 +147,15 @@ impl Legit {
     pub fn fragments_in_the_middle(mut self) -> Legit {
         for (i, u) in self.units.iter().enumerate() {
             if u.iter().any(|(_, f)| is_fragment(f)) {
-                self.middle[i] = true;
+                self.pinned[i] = Some(1);
             }
         }
+        self
+    }
+
+    /// Puts every conversation at the start: the legitimate hosts are known before the flood.
+    pub fn all_at_the_start(mut self) -> Legit {
+        self.pinned = vec![Some(0); self.units.len()];
         self
     }
 
@@ -210,9 +216,9 @@ impl Mixer {
         out.write_all(&header).expect("write");
         let mut chunks: [Vec<Unit>; 3] = Default::default();
         let mut dealt = 0;
-        for (u, middle) in legit.units.iter().zip(&legit.middle) {
-            if *middle {
-                chunks[1].push(u.clone());
+        for (u, pinned) in legit.units.iter().zip(&legit.pinned) {
+            if let Some(chunk) = *pinned {
+                chunks[chunk.min(2)].push(u.clone());
             } else {
                 chunks[dealt % 3].push(u.clone());
                 dealt += 1;
