@@ -157,10 +157,10 @@ pub fn decode(link: LinkType, frame: &[u8]) -> Result<Packet<'_>, DecodeError> {
 
 /// Decodes one frame down to the innermost IP packet, through every tunnel.
 ///
-/// A UDP datagram that is only *from* a tunnel port (VXLAN, Geneve and GRE-in-UDP send to
-/// the tunnel's port, from an entropy source port) and does not decode as that tunnel is
-/// ordinary UDP whose sender happened to pick that port: it is returned as it is, not as a
-/// broken tunnel (a DNS query from port 4789 is still a DNS query).
+/// A UDP datagram that does not decode as the tunnel its port suggests is returned as it is,
+/// not as a broken tunnel, when it is only *from* a tunnel port (VXLAN, Geneve and GRE-in-UDP
+/// send to the tunnel's port, from an entropy source port) or has a DNS port at either end
+/// (no tunnel runs on those): a DNS query from port 4789, or its answer, is still DNS.
 pub fn decode_full(link: LinkType, frame: &[u8]) -> Result<Decoded<'_>, DecodeError> {
     let mut outer = None;
     match decode_layers(link, frame, &mut outer) {
@@ -171,11 +171,16 @@ pub fn decode_full(link: LinkType, frame: &[u8]) -> Result<Decoded<'_>, DecodeEr
     }
 }
 
-/// UDP to none of the tunnel ports (so a tunnel port, if any, is its source).
-fn to_no_tunnel_port(pkt: &Packet<'_>) -> bool {
+/// UDP that may be ordinary UDP though a port says tunnel: to none of the tunnel ports (so
+/// a tunnel port is its source), or to or from a DNS port (DNS, mDNS, LLMNR).
+fn may_be_plain_udp(pkt: &Packet<'_>) -> bool {
+    const DNS_PORTS: [u16; 3] = [53, 5353, 5355];
     let Transport::Udp(u) = &pkt.transport else {
         return false;
     };
+    if DNS_PORTS.contains(&u.src_port) || DNS_PORTS.contains(&u.dst_port) {
+        return true;
+    }
     let fixed = [
         tunnel::GENEVE_PORT,
         tunnel::GRE_UDP_PORT,
@@ -212,7 +217,7 @@ fn decode_layers<'a>(
             return Ok(decoded);
         };
         let tunnel = tunnel_inside(&pkt);
-        if tunnel.is_some() && outer.is_none() && to_no_tunnel_port(&pkt) {
+        if tunnel.is_some() && outer.is_none() && may_be_plain_udp(&pkt) {
             *outer = Some(pkt.clone());
         }
         let inner = match tunnel {
@@ -405,8 +410,15 @@ mod tests {
             };
             assert_eq!((u.src_port, u.dst_port), (port, 53));
         }
-        // To a tunnel port, the same bytes are a broken tunnel, as before.
+        // The answer, from 53 back to that port, is DNS too.
         let mut frame = ETH_IPV4_UDP_DNS.to_vec();
+        frame[34..36].copy_from_slice(&53u16.to_be_bytes());
+        frame[36..38].copy_from_slice(&5072u16.to_be_bytes());
+        let p = decode(LinkType::Ethernet, &frame).expect("decodes");
+        assert!(matches!(p.transport, Transport::Udp(u) if u.dst_port == 5072));
+        // Between other ports, to a tunnel port, the same bytes are a broken tunnel.
+        let mut frame = ETH_IPV4_UDP_DNS.to_vec();
+        frame[34..36].copy_from_slice(&40000u16.to_be_bytes());
         frame[36..38].copy_from_slice(&6081u16.to_be_bytes());
         assert!(decode(LinkType::Ethernet, &frame).is_err());
     }
