@@ -302,6 +302,12 @@ impl Mixer {
 // ---------------------------------------------------------------------------------------
 // Frames
 
+/// A client port from Linux's ephemeral range (32768–60999), where real clients take theirs:
+/// never DNS's, QUIC's or a tunnel's port.
+pub fn ephemeral_port(rng: &mut Rng) -> u16 {
+    32_768 + rng.below(28_232) as u16
+}
+
 pub const MAC_CLIENT: [u8; 6] = [0x02, 0x66, 0x6c, 0x6f, 0x6f, 0x64];
 pub const MAC_ROUTER: [u8; 6] = [0x02, 0x72, 0x6f, 0x75, 0x74, 0x65];
 
@@ -749,7 +755,7 @@ pub fn replay(dir: &Path, capture: &Path, args: &[&str]) -> Run {
 pub fn flood_flows(m: &mut Mixer, rng: &mut Rng, n: u32) -> u64 {
     for i in 0..n {
         let far = rng.next() as u32;
-        let sport = 1024 + rng.below(60_000) as u16;
+        let sport = ephemeral_port(rng);
         match i % 3 {
             0 | 1 => {
                 let dport =
@@ -906,7 +912,7 @@ pub fn flood_tcp(m: &mut Mixer, rng: &mut Rng, plan: TcpPlan) -> TcpPlan {
         let c = Tcp {
             src: home_v4(50_000 + f as u32),
             dst: far_v4(rng.next() as u32),
-            sport: 1024 + rng.below(60_000) as u16,
+            sport: ephemeral_port(rng),
             dport: 443,
         };
         let isn = rng.next() as u32;
@@ -959,7 +965,7 @@ pub fn flood_dns(m: &mut Mixer, rng: &mut Rng, n: u64, hosts: u32) -> DnsFloodPl
         m.push(&udp_v4(
             home_v4(host),
             [198, 18, 0, 53],
-            1024 + rng.below(60_000) as u16,
+            ephemeral_port(rng),
             53,
             &msg,
         ));
@@ -987,7 +993,7 @@ pub fn flood_quic(m: &mut Mixer, rng: &mut Rng, flows: u64) -> QuicPlan {
     for f in 0..flows {
         let src = home_v4(70_000 + f as u32);
         let dst = far_v4(rng.next() as u32);
-        let sport = 1024 + rng.below(60_000) as u16;
+        let sport = ephemeral_port(rng);
         let dcid = rng.bytes(8);
         // 1,200 bytes of datagram: the header (26 bytes here) and a payload of the rest.
         let payload = rng.bytes(1200 - 26);
@@ -1028,7 +1034,7 @@ pub fn flood_names(m: &mut Mixer, rng: &mut Rng, hosts: u32, per_host: u32) -> u
                 format!("{l}{n}.ksn.kaspersky-labs.com")
             };
             let id = rng.next() as u16;
-            let sport = 1024 + rng.below(60_000) as u16;
+            let sport = ephemeral_port(rng);
             let client = home_v4(h);
             let resolver = [198, 18, 0, 53];
             m.push(&udp_v4(client, resolver, sport, 53, &dns_query(id, &name)));
