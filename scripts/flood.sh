@@ -77,7 +77,7 @@ verdict="all floods passed"
     echo "| fragments-v4, fragments-v6 | defaults: 8,192 datagrams, 32 MiB (payload and bookkeeping), 256 per source, 128 fragments per datagram, 30 s | 40 MiB |"
     echo "| tcp (port 443, into the TLS ClientHello reassembly) | \`--max-flows 100\`, 16 KiB per direction in order and 16 KiB parked | 65 KiB per flow slot |"
     echo "| quic | \`--max-flows 500\` | 4 KiB per flow slot |"
-    echo "| dns | as above, plus the hosts its long KSN names detect | 8 MiB and 160 KiB per detected host |"
+    echo "| dns | DNS transaction table (65,536 entries); the hosts its long KSN names detect | 8 MiB and 160 KiB per detected host |"
     echo "| names, names ×2, hosts ×2 | \`--pdns-max 1000\`; 32 indicators per detection; no host cap yet | 160 KiB per host |"
     echo "| tcp, default --max-flows | the default table (262,144 flows) | none: recorded only |"
     echo
