@@ -521,14 +521,12 @@ fn vendor_like_names_from_many_hosts_bound_memory_per_host_and_metric_cardinalit
     let pdns = pdns_max.to_string();
     let help = bin().args(["replay", "--help"]).output().expect("help");
     let host_cap = String::from_utf8_lossy(&help.stdout).contains("--max-hosts");
-    let legit = Legit::load(&["dns.pcap", "tls.pcap", "quic.pcap"]);
-    // With a host cap, the legitimate hosts come first: a cap can only promise to keep the
-    // hosts it already holds (a host first seen when the table is full is shed, counted).
-    let legit = if host_cap {
-        legit.all_at_the_start()
-    } else {
-        legit
-    };
+    // The legitimate traffic comes after the flood has filled passive DNS (passive-dns.pcap
+    // first: its client looks a vendor name up, then connects by address only, no SNI) ...
+    let legit = Legit::load(&["passive-dns.pcap", "dns.pcap", "tls.pcap", "quic.pcap"]);
+    // ... except with a host cap: a cap can only promise to keep the hosts it already holds
+    // (a host first seen when the table is full is shed, and counted), so they come first.
+    let legit = legit.all_in(if host_cap { 0 } else { 2 });
     let max_hosts = 100 * scale() as u32;
     let cap_arg = max_hosts.to_string();
     let mut args = vec!["--pdns-max", pdns.as_str()];
@@ -562,6 +560,32 @@ fn vendor_like_names_from_many_hosts_bound_memory_per_host_and_metric_cardinalit
         ("hosts ×2", &c, 2 * hosts),
     ] {
         assert_survived(label, run, &base, &legit, u64::from(h) * per_host_kib);
+    }
+    // The connection by address after the flood is still tied to the name the DNS answer
+    // gave it (what tshark lists as the capture's connection without a name, and its name).
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(pcap_path("expected/passive-dns.pcap.json")).expect("read"),
+    )
+    .expect("json");
+    let conn = &expected["connections_without_name"][0];
+    let (host, dst) = (
+        conn["host"].as_str().expect("host"),
+        conn["dst_ip"].as_str().expect("dst_ip"),
+    );
+    let name = expected["names"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n["host"] == host)
+        .and_then(|n| n["value"].as_str())
+        .expect("the name the client looked up");
+    for (label, run) in [("names", &a), ("names ×2", &b), ("hosts ×2", &c)] {
+        assert!(
+            run.ip_indicators(host)
+                .contains(&(dst.to_string(), name.to_string())),
+            "{label}: the connection to {dst} by address is no longer tied to {name}: {:?}",
+            run.ip_indicators(host)
+        );
     }
     let flood_hosts = |run: &Run| {
         flood_detections(run, &legit)

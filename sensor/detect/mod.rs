@@ -145,7 +145,13 @@ struct PdnsEntry {
     name: Arc<str>,
     rules: smallvec::SmallVec<[RuleIdx; 2]>,
     expires: Timestamp,
+    /// Packet time of the answer: the oldest are shed first when the table is full.
+    answered: Timestamp,
 }
+
+/// Entries looked at to choose the one to shed from a full passive-DNS table (the oldest
+/// answer among them): an approximate least-recently-answered order without keeping one.
+const PDNS_EVICTION_SAMPLE: usize = 16;
 
 /// Which home-net ranges hold the hosts we report on.
 #[derive(Debug, Clone)]
@@ -171,6 +177,7 @@ pub struct Detector {
     pdns: DashMap<IpAddr, PdnsEntry, ahash::RandomState>,
     /// (lower address, higher address, rule) → distinct (transport, port) seen.
     port_pairs: PortPairs,
+    /// Passive-DNS entries shed because the table was full (the oldest answer gave way).
     pub pdns_dropped: AtomicU64,
     /// Packet second of the last scan of a full passive-DNS table for expired entries.
     pdns_swept_at: AtomicI64,
@@ -445,6 +452,7 @@ impl Detector {
                 name: Arc::from(vendor_name),
                 rules: chain_rules.clone(),
                 expires: ev.ts.saturating_add_secs(ttl),
+                answered: ev.ts,
             };
             if self.pdns.len() >= self.limits.pdns_max_entries && !self.pdns.contains_key(&ip) {
                 // A scan walks the whole table: once per second of packet time, or a flood
@@ -453,9 +461,19 @@ impl Detector {
                     self.pdns_sweeps.fetch_add(1, Ordering::Relaxed);
                     self.expire_pdns(ev.ts);
                 }
+                // Still full: the new answer wins over an old one. Refusing it instead would
+                // let a flood of answers (kept at least the TTL floor) blind passive DNS to
+                // every lookup after it, until the flood's entries expire.
                 if self.pdns.len() >= self.limits.pdns_max_entries {
+                    let oldest = self
+                        .pdns
+                        .iter()
+                        .take(PDNS_EVICTION_SAMPLE)
+                        .min_by_key(|e| e.answered)
+                        .map(|e| *e.key());
+                    let Some(oldest) = oldest else { continue };
+                    self.pdns.remove(&oldest);
                     self.pdns_dropped.fetch_add(1, Ordering::Relaxed);
-                    continue;
                 }
             }
             self.pdns.insert(ip, entry);
@@ -769,13 +787,14 @@ mod tests {
         findings(&d, &answer([203, 0, 113, 2], 1_000_000, 1000));
         assert_eq!(findings(&d, &unnamed("203.0.113.2", 4599)).len(), 1);
         assert!(findings(&d, &unnamed("203.0.113.2", 4601)).is_empty());
-        // Bounded: a third live address does not fit, and the drop is counted.
-        findings(&d, &answer([203, 0, 113, 3], 100, 1000));
-        findings(&d, &answer([203, 0, 113, 4], 100, 1000));
+        // Bounded: a third live address takes the place of the oldest answer, counted.
+        findings(&d, &answer([203, 0, 113, 3], 100, 1001));
         assert!(d.pdns_len() <= 2);
-        assert!(d.pdns_dropped.load(Ordering::Relaxed) >= 1);
-        // A flood of answers into the full table within one second scans it once, not
-        // once per answer; each answer that did not fit is counted.
+        assert_eq!(d.pdns_dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(findings(&d, &unnamed("203.0.113.3", 1001)).len(), 1);
+        // A flood of answers into the full table within one second scans it for expired
+        // entries once, not once per answer; each answer sheds one older entry, counted, and
+        // what was answered last is known.
         let (sweeps, dropped) = (
             d.pdns_sweeps.load(Ordering::Relaxed),
             d.pdns_dropped.load(Ordering::Relaxed),
@@ -786,7 +805,8 @@ mod tests {
         assert_eq!(d.pdns_sweeps.load(Ordering::Relaxed), sweeps + 1);
         assert_eq!(d.pdns_dropped.load(Ordering::Relaxed), dropped + 100);
         assert!(d.pdns_len() <= 2);
-        let f = findings(&d, &unnamed("203.0.113.2", 1001));
+        findings(&d, &answer([203, 0, 113, 2], 1_000_000, 1003));
+        let f = findings(&d, &unnamed("203.0.113.2", 1004));
         assert_eq!(f[0].indicator.kind, NameKind::Ip);
         assert_eq!(
             f[0].indicator.name.as_deref(),

@@ -73,6 +73,8 @@ pub struct Legit {
     pub units: Vec<Unit>,
     /// Units pinned to a chunk (0 start, 1 middle, 2 end) whatever the round-robin says.
     pub pinned: Vec<Option<usize>>,
+    /// The capture (index into `captures`) each unit came from.
+    pub capture_of: Vec<usize>,
     /// (host, vendor, category) from `pcaps/expected/<capture>.json`.
     pub detections: BTreeSet<(String, String, String)>,
     /// Every host named in those expectations.
@@ -83,9 +85,10 @@ pub struct Legit {
 impl Legit {
     pub fn load(captures: &[&str]) -> Legit {
         let mut units = Vec::new();
+        let mut capture_of = Vec::new();
         let mut detections = BTreeSet::new();
         let mut hosts = BTreeSet::new();
-        for name in captures {
+        for (ci, name) in captures.iter().enumerate() {
             let bytes = std::fs::read(pcap_path(name)).expect("golden capture");
             let (_, cap) = pcap_parser::parse_pcap(&bytes).expect("a classic pcap");
             assert_eq!(
@@ -121,6 +124,7 @@ impl Legit {
                     *t -= t0;
                 }
                 units.push(unit);
+                capture_of.push(ci);
             }
             let expected: serde_json::Value = serde_json::from_str(
                 &std::fs::read_to_string(pcap_path(&format!("expected/{name}.json")))
@@ -135,6 +139,7 @@ impl Legit {
         }
         Legit {
             pinned: vec![None; units.len()],
+            capture_of,
             units,
             detections,
             hosts,
@@ -153,9 +158,21 @@ impl Legit {
         self
     }
 
-    /// Puts every conversation at the start: the legitimate hosts are known before the flood.
-    pub fn all_at_the_start(mut self) -> Legit {
-        self.pinned = vec![Some(0); self.units.len()];
+    /// Puts every conversation of `capture` at the end, in its order: after the flood.
+    pub fn at_the_end(mut self, capture: &str) -> Legit {
+        if let Some(ci) = self.captures.iter().position(|c| c == capture) {
+            for (i, c) in self.capture_of.iter().enumerate() {
+                if *c == ci {
+                    self.pinned[i] = Some(2);
+                }
+            }
+        }
+        self
+    }
+
+    /// Puts every conversation in one chunk (0 start, 1 middle, 2 end), in capture order.
+    pub fn all_in(mut self, chunk: usize) -> Legit {
+        self.pinned = vec![Some(chunk); self.units.len()];
         self
     }
 
@@ -670,6 +687,21 @@ impl Run {
             }
         }
         out
+    }
+
+    /// The `ip` indicators of `host`: (address, the name it was learned from).
+    pub fn ip_indicators(&self, host: &str) -> Vec<(String, String)> {
+        let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        self.report["hosts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|h| h["ip"] == host)
+            .flat_map(|h| h["detections"].as_array().into_iter().flatten())
+            .flat_map(|d| d["indicators"].as_array().into_iter().flatten())
+            .filter(|i| i["kind"] == "ip")
+            .map(|i| (s(&i["value"]), s(&i["name"])))
+            .collect()
     }
 
     pub fn hosts_reported(&self) -> usize {
