@@ -199,7 +199,7 @@ fn ip_pair(frame: &[u8]) -> Option<(IpAddr, IpAddr)> {
     Some(if a <= b { (a, b) } else { (b, a) })
 }
 
-/// Packet time of the first flood packet: 2026-11-27T23:50:00Z, shortly before the golden
+/// Packet time of the first flood packet: 2026-12-02T23:50:00Z, days after the golden
 /// captures were made (their own times are not kept, only their spacing).
 const CLOCK_START_US: u64 = 1_796_255_400 * 1_000_000;
 
