@@ -5,12 +5,18 @@
 //! requires this for IPv6, and Linux applies it to IPv4 too since 2018 (FragmentSmack):
 //! a sensor that picked one side of an overlap could read something the receiver never did.
 //!
-//! Bounds: datagrams in progress, bytes held, datagrams per source, and a timeout in packet
-//! time. Everything shed is counted by reason.
+//! Bounds: datagrams in progress, bytes held (payload and the bookkeeping of every fragment,
+//! so a flood of tiny fragments costs what it really costs), fragments per datagram,
+//! datagrams per source, and a timeout in packet time. Everything shed is counted by reason.
+//!
+//! When the table or the bytes are full, the oldest datagrams in progress are shed to make
+//! room, not the new one (Linux's evictor does the same): a flood of fragments that never
+//! complete would otherwise hold the table for a whole timeout and refuse every legitimate
+//! datagram behind it. A single source is held to its own cap and cannot evict the others'.
 
 use super::Fragment;
 use crate::time::Timestamp;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
 
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +41,19 @@ impl Default for DefragLimits {
 /// Largest IP datagram (the 16-bit length field).
 const MAX_DATAGRAM: usize = 65_535;
 
+/// Fragments one datagram may have. The largest datagram over the smallest MTU IPv4 must
+/// accept (576 bytes) takes 119; more is a flood of tiny fragments, whose every insertion
+/// would scan all the fragments before it.
+pub const MAX_FRAGMENTS_PER_DATAGRAM: usize = 128;
+
+/// Bookkeeping charged to the byte cap per fragment held: its entry in the datagram's list
+/// and the allocation of its bytes. An estimate, kept on the high side.
+const PIECE_OVERHEAD: usize = std::mem::size_of::<(usize, Vec<u8>)>() + 16;
+
+/// Bookkeeping charged per datagram in progress: its table entry and its place in the age order.
+const DATAGRAM_OVERHEAD: usize =
+    std::mem::size_of::<(Key, Partial)>() + std::mem::size_of::<(u64, Key)>() + 16;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Key {
     src: IpAddr,
@@ -45,10 +64,13 @@ struct Key {
 
 #[derive(Debug)]
 struct Partial {
+    /// Creation order: where this datagram stands in `Defragmenter::age`.
+    serial: u64,
     first_seen: Timestamp,
     ipv4_header: Option<Vec<u8>>,
     pieces: Vec<(usize, Vec<u8>)>,
     total: Option<usize>,
+    /// Bytes charged to the cap: payload and bookkeeping.
     held: usize,
 }
 
@@ -65,6 +87,10 @@ pub struct Defragmenter {
     limits: DefragLimits,
     table: HashMap<Key, Partial, ahash::RandomState>,
     per_source: HashMap<IpAddr, usize, ahash::RandomState>,
+    /// Datagrams in creation order, oldest first; entries whose datagram has gone (or was
+    /// re-created under a new serial) are skipped when met and compacted away in bulk.
+    age: VecDeque<(u64, Key)>,
+    next_serial: u64,
     held: usize,
     last_sweep: Timestamp,
     /// Counts by reason: `defrag_overlap`, `defrag_timeout`, `defrag_memory_cap`, …
@@ -77,6 +103,8 @@ impl Defragmenter {
             limits,
             table: HashMap::default(),
             per_source: HashMap::default(),
+            age: VecDeque::new(),
+            next_serial: 0,
             held: 0,
             last_sweep: Timestamp::default(),
             counts: BTreeMap::new(),
@@ -87,8 +115,34 @@ impl Defragmenter {
         self.table.len()
     }
 
+    /// Bytes charged to the cap: the payload held and its bookkeeping.
     pub fn bytes_held(&self) -> usize {
         self.held
+    }
+
+    /// Sheds the oldest datagram in progress other than `keep`, counted as `reason`.
+    /// Returns false when there is none.
+    fn evict_oldest(&mut self, keep: Option<&Key>, reason: &'static str) -> bool {
+        let mut skipped = None;
+        while let Some((serial, key)) = self.age.pop_front() {
+            if self.table.get(&key).map(|p| p.serial) != Some(serial) {
+                continue;
+            }
+            if Some(&key) == keep {
+                skipped = Some((serial, key));
+                continue;
+            }
+            self.remove(&key);
+            self.count(reason);
+            if let Some(own) = skipped {
+                self.age.push_front(own);
+            }
+            return true;
+        }
+        if let Some(own) = skipped {
+            self.age.push_front(own);
+        }
+        false
     }
 
     fn count(&mut self, reason: &'static str) {
@@ -139,28 +193,57 @@ impl Defragmenter {
             id: f.id,
             protocol: f.protocol,
         };
+        let charge = f.payload.len() + PIECE_OVERHEAD;
         if !self.table.contains_key(&key) {
-            if self.table.len() >= self.limits.max_datagrams {
-                return self.drop_new("defrag_table_full");
-            }
             if self.per_source.get(&f.src).copied().unwrap_or(0) >= self.limits.max_per_source {
                 return self.drop_new("defrag_source_cap");
             }
+            if self.limits.max_datagrams == 0 {
+                return self.drop_new("defrag_table_full");
+            }
+            if charge + DATAGRAM_OVERHEAD > self.limits.max_bytes {
+                return self.drop_new("defrag_memory_cap");
+            }
+            while self.table.len() >= self.limits.max_datagrams {
+                if !self.evict_oldest(None, "defrag_table_full") {
+                    break;
+                }
+            }
             *self.per_source.entry(f.src).or_default() += 1;
+            let serial = self.next_serial;
+            self.next_serial += 1;
+            self.age.push_back((serial, key));
+            if self.age.len() > 2 * self.table.len() + 1024 {
+                let table = &self.table;
+                self.age
+                    .retain(|(s, k)| table.get(k).is_some_and(|p| p.serial == *s));
+            }
+            self.held += DATAGRAM_OVERHEAD;
             self.table.insert(
                 key,
                 Partial {
+                    serial,
                     first_seen: ts,
                     ipv4_header: None,
                     pieces: Vec::new(),
                     total: None,
-                    held: 0,
+                    held: DATAGRAM_OVERHEAD,
                 },
             );
         }
-        if self.held + f.payload.len() > self.limits.max_bytes {
+        if self
+            .table
+            .get(&key)
+            .is_some_and(|p| p.pieces.len() >= MAX_FRAGMENTS_PER_DATAGRAM)
+        {
             self.remove(&key);
-            return self.drop_new("defrag_memory_cap");
+            return self.drop_new("defrag_too_many_fragments");
+        }
+        while self.held + charge > self.limits.max_bytes {
+            if !self.evict_oldest(Some(&key), "defrag_memory_cap") {
+                self.remove(&key);
+                return self.drop_new("defrag_memory_cap");
+            }
         }
         let verdict = {
             let Some(p) = self.table.get_mut(&key) else {
@@ -174,8 +257,8 @@ impl Defragmenter {
                 self.remove(&key);
                 self.drop_new(reason)
             }
-            Insert::Added(bytes) => {
-                self.held += bytes;
+            Insert::Added => {
+                self.held += charge;
                 let complete = self.table.get(&key).is_some_and(|p| {
                     p.total
                         .is_some_and(|t| p.pieces.iter().map(|(_, d)| d.len()).sum::<usize>() == t)
@@ -204,7 +287,7 @@ impl Defragmenter {
 }
 
 enum Insert {
-    Added(usize),
+    Added,
     Duplicate,
     Conflict(&'static str),
 }
@@ -233,8 +316,8 @@ fn insert_piece(p: &mut Partial, f: &Fragment<'_>, end: usize) -> Insert {
         p.ipv4_header = f.ipv4_header.map(<[u8]>::to_vec);
     }
     p.pieces.push((f.offset, f.payload.to_vec()));
-    p.held += f.payload.len();
-    Insert::Added(f.payload.len())
+    p.held += f.payload.len() + PIECE_OVERHEAD;
+    Insert::Added
 }
 
 /// The datagram with an unfragmented header: IPv4 keeps the first fragment's header
@@ -351,29 +434,111 @@ mod tests {
         assert_eq!(d.counts.get("defrag_overlap"), Some(&1));
     }
 
+    fn mid<'a>(src: &str, id: u32, payload: &'a [u8]) -> Fragment<'a> {
+        Fragment {
+            src: src.parse().unwrap(),
+            id,
+            ..frag(16, true, payload, &HDR)
+        }
+    }
+
     #[test]
-    fn bounded_by_count_source_memory_and_time() {
+    fn a_source_is_held_to_its_cap_and_time_expires_what_is_held() {
         let data = [0u8; 16];
         let limits = DefragLimits {
-            max_datagrams: 4,
             max_per_source: 3,
-            max_bytes: 50,
-            timeout_secs: 30,
+            ..DefragLimits::default()
         };
         let mut d = Defragmenter::new(limits);
         let t = Timestamp::from_parts(1, 0);
         for id in 0..3 {
-            let mut f = frag(16, true, &data, &HDR);
-            f.id = id;
+            assert_eq!(d.add(t, &mid("10.0.0.1", id, &data)), Outcome::Pending);
+        }
+        assert_eq!(
+            d.add(t, &mid("10.0.0.1", 99, &data)),
+            Outcome::Dropped("defrag_source_cap")
+        );
+        // Another source is not held back by the first one's cap.
+        assert_eq!(d.add(t, &mid("10.9.9.9", 99, &data)), Outcome::Pending);
+        d.add(Timestamp::from_parts(40, 0), &frag(0, false, &[], &HDR));
+        assert_eq!(d.counts.get("defrag_timeout"), Some(&4));
+    }
+
+    #[test]
+    fn a_full_table_sheds_its_oldest_datagram_and_a_new_one_still_completes() {
+        let limits = DefragLimits {
+            max_datagrams: 4,
+            ..DefragLimits::default()
+        };
+        let mut d = Defragmenter::new(limits);
+        let t = Timestamp::from_parts(1, 0);
+        let junk = [0u8; 16];
+        for id in 100..110 {
+            assert_eq!(d.add(t, &mid("10.7.0.1", id, &junk)), Outcome::Pending);
+            assert!(d.in_progress() <= 4);
+        }
+        assert_eq!(d.counts.get("defrag_table_full"), Some(&6));
+        // A legitimate datagram arriving now is rebuilt, at the cost of the oldest junk.
+        let data = udp(40);
+        assert_eq!(
+            d.add(t, &frag(0, true, &data[..16], &HDR)),
+            Outcome::Pending
+        );
+        assert!(matches!(
+            d.add(t, &frag(16, false, &data[16..], &HDR)),
+            Outcome::Complete(_)
+        ));
+        assert_eq!(d.counts.get("defrag_table_full"), Some(&7));
+        assert_eq!(d.in_progress(), 3);
+    }
+
+    #[test]
+    fn the_byte_cap_charges_bookkeeping_and_sheds_the_oldest() {
+        // Room for a few tiny fragments only once their bookkeeping is charged.
+        let limits = DefragLimits {
+            max_bytes: DATAGRAM_OVERHEAD * 2 + (8 + PIECE_OVERHEAD) * 6,
+            ..DefragLimits::default()
+        };
+        let mut d = Defragmenter::new(limits);
+        let t = Timestamp::from_parts(1, 0);
+        let tiny = [0u8; 8];
+        for j in 0..5 {
+            let f = Fragment {
+                id: 1,
+                ..frag(8 * (1 + j), true, &tiny, &HDR)
+            };
             assert_eq!(d.add(t, &f), Outcome::Pending);
         }
-        let mut f = frag(16, true, &data, &HDR);
-        f.id = 99;
-        assert_eq!(d.add(t, &f), Outcome::Dropped("defrag_source_cap"));
-        f.src = "10.9.9.9".parse().unwrap();
-        assert_eq!(d.add(t, &f), Outcome::Dropped("defrag_memory_cap"));
-        assert!(d.bytes_held() <= 50);
-        d.add(Timestamp::from_parts(40, 0), &frag(0, false, &[], &HDR));
-        assert_eq!(d.counts.get("defrag_timeout"), Some(&3));
+        for j in 0..5 {
+            let f = Fragment {
+                id: 2,
+                ..frag(8 * (1 + j), true, &tiny, &HDR)
+            };
+            assert_eq!(d.add(t, &f), Outcome::Pending);
+            assert!(d.bytes_held() <= limits.max_bytes);
+        }
+        // Datagram 1, the oldest, made room for datagram 2.
+        assert_eq!(d.counts.get("defrag_memory_cap"), Some(&1));
+        assert_eq!(d.in_progress(), 1);
+        assert_eq!(d.bytes_held(), DATAGRAM_OVERHEAD + 5 * (8 + PIECE_OVERHEAD));
+    }
+
+    #[test]
+    fn too_many_fragments_drop_the_datagram() {
+        let mut d = Defragmenter::new(DefragLimits::default());
+        let t = Timestamp::from_parts(1, 0);
+        let tiny = [0u8; 8];
+        for j in 0..MAX_FRAGMENTS_PER_DATAGRAM {
+            assert_eq!(
+                d.add(t, &frag(8 * (1 + j), true, &tiny, &HDR)),
+                Outcome::Pending
+            );
+        }
+        let next = frag(8 * (1 + MAX_FRAGMENTS_PER_DATAGRAM), true, &tiny, &HDR);
+        assert_eq!(
+            d.add(t, &next),
+            Outcome::Dropped("defrag_too_many_fragments")
+        );
+        assert_eq!((d.in_progress(), d.bytes_held()), (0, 0));
     }
 }

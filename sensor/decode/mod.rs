@@ -156,7 +156,46 @@ pub fn decode(link: LinkType, frame: &[u8]) -> Result<Packet<'_>, DecodeError> {
 }
 
 /// Decodes one frame down to the innermost IP packet, through every tunnel.
+///
+/// A UDP datagram that does not decode as the tunnel its port suggests is returned as it is,
+/// not as a broken tunnel, when it is only *from* a tunnel port (VXLAN, Geneve and GRE-in-UDP
+/// send to the tunnel's port, from an entropy source port) or has a DNS port at either end
+/// (no tunnel runs on those): a DNS query from port 4789, or its answer, is still DNS.
 pub fn decode_full(link: LinkType, frame: &[u8]) -> Result<Decoded<'_>, DecodeError> {
+    let mut outer = None;
+    match decode_layers(link, frame, &mut outer) {
+        Err(_) if outer.is_some() => Ok(Decoded::Packet(
+            outer.take().ok_or(DecodeError::IpMalformed)?,
+        )),
+        decoded => decoded,
+    }
+}
+
+/// UDP that may be ordinary UDP though a port says tunnel: to none of the tunnel ports (so
+/// a tunnel port is its source), or to or from a DNS port (DNS, mDNS, LLMNR).
+fn may_be_plain_udp(pkt: &Packet<'_>) -> bool {
+    const DNS_PORTS: [u16; 3] = [53, 5353, 5355];
+    let Transport::Udp(u) = &pkt.transport else {
+        return false;
+    };
+    if DNS_PORTS.contains(&u.src_port) || DNS_PORTS.contains(&u.dst_port) {
+        return true;
+    }
+    let fixed = [
+        tunnel::GENEVE_PORT,
+        tunnel::GRE_UDP_PORT,
+        tunnel::GTPU_PORT,
+        tunnel::AYIYA_PORT,
+        tunnel::TEREDO_PORT,
+    ];
+    !tunnel::vxlan_ports().contains(&u.dst_port) && !fixed.contains(&u.dst_port)
+}
+
+fn decode_layers<'a>(
+    link: LinkType,
+    frame: &'a [u8],
+    outer: &mut Option<Packet<'a>>,
+) -> Result<Decoded<'a>, DecodeError> {
     let mut info = link::LinkInfo::default();
     let mut layer = (link, frame);
     let mut depth = 0u8;
@@ -177,7 +216,11 @@ pub fn decode_full(link: LinkType, frame: &[u8]) -> Result<Decoded<'_>, DecodeEr
         let Decoded::Packet(pkt) = decoded else {
             return Ok(decoded);
         };
-        let inner = match tunnel_inside(&pkt) {
+        let tunnel = tunnel_inside(&pkt);
+        if tunnel.is_some() && outer.is_none() && may_be_plain_udp(&pkt) {
+            *outer = Some(pkt.clone());
+        }
+        let inner = match tunnel {
             None => return Ok(Decoded::Packet(pkt)),
             Some(Err(m)) => return Err(DecodeError::Tunnel(m.0)),
             Some(Ok((inner, encap))) => {
@@ -353,6 +396,32 @@ mod tests {
         7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 3, b'c', b'o', b'm', 0, 0x00, 0x01, 0x00,
         0x01,
     ];
+
+    #[test]
+    fn a_dns_query_from_a_tunnel_port_is_read_as_dns() {
+        // dig's query with its source port set to each tunnel port in turn: the payload is
+        // no tunnel, so the datagram is what it says at its destination, DNS.
+        for port in [4789u16, 6081, 4754, 2152, 5072] {
+            let mut frame = ETH_IPV4_UDP_DNS.to_vec();
+            frame[34..36].copy_from_slice(&port.to_be_bytes());
+            let p = decode(LinkType::Ethernet, &frame).expect("decodes");
+            let Transport::Udp(u) = p.transport else {
+                panic!("not UDP")
+            };
+            assert_eq!((u.src_port, u.dst_port), (port, 53));
+        }
+        // The answer, from 53 back to that port, is DNS too.
+        let mut frame = ETH_IPV4_UDP_DNS.to_vec();
+        frame[34..36].copy_from_slice(&53u16.to_be_bytes());
+        frame[36..38].copy_from_slice(&5072u16.to_be_bytes());
+        let p = decode(LinkType::Ethernet, &frame).expect("decodes");
+        assert!(matches!(p.transport, Transport::Udp(u) if u.dst_port == 5072));
+        // Between other ports, to a tunnel port, the same bytes are a broken tunnel.
+        let mut frame = ETH_IPV4_UDP_DNS.to_vec();
+        frame[34..36].copy_from_slice(&40000u16.to_be_bytes());
+        frame[36..38].copy_from_slice(&6081u16.to_be_bytes());
+        assert!(decode(LinkType::Ethernet, &frame).is_err());
+    }
 
     #[test]
     fn ethernet_ipv4_udp() {

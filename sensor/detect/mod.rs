@@ -16,7 +16,7 @@ use dashmap::DashMap;
 use matcher::{Matcher, RuleIdx};
 use rules::{Loaded, Pack, Rule};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The rules in force: the packs, the active rules, and their matcher.
@@ -156,7 +156,13 @@ struct PdnsEntry {
     /// The rule-set generation `rules` index into.
     generation: u64,
     expires: Timestamp,
+    /// Packet time of the answer: the oldest are shed first when the table is full.
+    answered: Timestamp,
 }
+
+/// Entries looked at to choose the one to shed from a full passive-DNS table (the oldest
+/// answer among them): an approximate least-recently-answered order without keeping one.
+const PDNS_EVICTION_SAMPLE: usize = 16;
 
 /// Which home-net ranges hold the hosts we report on.
 #[derive(Debug, Clone)]
@@ -191,7 +197,12 @@ pub struct Detector {
     pdns: DashMap<IpAddr, PdnsEntry, ahash::RandomState>,
     /// (lower address, higher address, rule) → distinct (transport, port) seen.
     port_pairs: PortPairs,
+    /// Passive-DNS entries shed because the table was full (the oldest answer gave way).
     pub pdns_dropped: AtomicU64,
+    /// Packet second of the last scan of a full passive-DNS table for expired entries.
+    pdns_swept_at: AtomicI64,
+    /// Scans of a full passive-DNS table (each walks every entry).
+    pdns_sweeps: AtomicU64,
     pub port_pairs_dropped: AtomicU64,
 }
 
@@ -211,6 +222,8 @@ impl Detector {
             pdns: DashMap::default(),
             port_pairs: DashMap::default(),
             pdns_dropped: AtomicU64::new(0),
+            pdns_swept_at: AtomicI64::new(i64::MIN),
+            pdns_sweeps: AtomicU64::new(0),
             port_pairs_dropped: AtomicU64::new(0),
         }
     }
@@ -512,12 +525,28 @@ impl Detector {
                 rules: chain_rules.clone(),
                 generation: rules.generation,
                 expires: ev.ts.saturating_add_secs(ttl),
+                answered: ev.ts,
             };
             if self.pdns.len() >= self.limits.pdns_max_entries && !self.pdns.contains_key(&ip) {
-                self.expire_pdns(ev.ts);
+                // A scan walks the whole table: once per second of packet time, or a flood
+                // of answers into a full table would cost a full scan each.
+                if self.pdns_swept_at.swap(ev.ts.secs(), Ordering::Relaxed) != ev.ts.secs() {
+                    self.pdns_sweeps.fetch_add(1, Ordering::Relaxed);
+                    self.expire_pdns(ev.ts);
+                }
+                // Still full: the new answer wins over an old one. Refusing it instead would
+                // let a flood of answers (kept at least the TTL floor) blind passive DNS to
+                // every lookup after it, until the flood's entries expire.
                 if self.pdns.len() >= self.limits.pdns_max_entries {
+                    let oldest = self
+                        .pdns
+                        .iter()
+                        .take(PDNS_EVICTION_SAMPLE)
+                        .min_by_key(|e| e.answered)
+                        .map(|e| *e.key());
+                    let Some(oldest) = oldest else { continue };
+                    self.pdns.remove(&oldest);
                     self.pdns_dropped.fetch_add(1, Ordering::Relaxed);
-                    continue;
                 }
             }
             self.pdns.insert(ip, entry);
@@ -852,12 +881,26 @@ mod tests {
         findings(&d, &answer([203, 0, 113, 2], 1_000_000, 1000));
         assert_eq!(findings(&d, &unnamed("203.0.113.2", 4599)).len(), 1);
         assert!(findings(&d, &unnamed("203.0.113.2", 4601)).is_empty());
-        // Bounded: a third live address does not fit, and the drop is counted.
-        findings(&d, &answer([203, 0, 113, 3], 100, 1000));
-        findings(&d, &answer([203, 0, 113, 4], 100, 1000));
+        // Bounded: a third live address takes the place of the oldest answer, counted.
+        findings(&d, &answer([203, 0, 113, 3], 100, 1001));
         assert!(d.pdns_len() <= 2);
-        assert!(d.pdns_dropped.load(Ordering::Relaxed) >= 1);
-        let f = findings(&d, &unnamed("203.0.113.2", 1001));
+        assert_eq!(d.pdns_dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(findings(&d, &unnamed("203.0.113.3", 1001)).len(), 1);
+        // A flood of answers into the full table within one second scans it for expired
+        // entries once, not once per answer; each answer sheds one older entry, counted, and
+        // what was answered last is known.
+        let (sweeps, dropped) = (
+            d.pdns_sweeps.load(Ordering::Relaxed),
+            d.pdns_dropped.load(Ordering::Relaxed),
+        );
+        for i in 0..100u8 {
+            findings(&d, &answer([198, 51, 100, i], 100, 1002));
+        }
+        assert_eq!(d.pdns_sweeps.load(Ordering::Relaxed), sweeps + 1);
+        assert_eq!(d.pdns_dropped.load(Ordering::Relaxed), dropped + 100);
+        assert!(d.pdns_len() <= 2);
+        findings(&d, &answer([203, 0, 113, 2], 1_000_000, 1003));
+        let f = findings(&d, &unnamed("203.0.113.2", 1004));
         assert_eq!(f[0].indicator.kind, NameKind::Ip);
         assert_eq!(
             f[0].indicator.name.as_deref(),
