@@ -634,12 +634,23 @@ fn vendor_like_names_from_many_hosts_bound_memory_per_host_and_metric_cardinalit
         2,
     );
     let body = replay_and_scrape(&path_d, &args);
-    let host_series = samples(&body, "vendorwatch_host_last_seen_timestamp_seconds").len();
+    let per_host = samples(&body, "vendorwatch_host_last_seen_timestamp_seconds");
+    let host_series = per_host.len();
     if host_cap {
-        let most = MAX_HOST_SERIES.min(max_hosts as usize);
+        // One series per (host, vendor, category): capped in number, and only for hosts the
+        // table holds (the cap is soft by at most one host per worker).
+        let hosts_in_series: std::collections::BTreeSet<&str> = per_host
+            .iter()
+            .filter_map(|(labels, _)| labels.split(',').find(|l| l.starts_with("host=")))
+            .collect();
         assert!(
-            host_series > 0 && host_series <= most,
+            host_series > 0 && host_series <= MAX_HOST_SERIES,
             "{host_series} per-host series"
+        );
+        assert!(
+            hosts_in_series.len() <= max_hosts as usize + 2,
+            "{} hosts in per-host series through a table of {max_hosts}",
+            hosts_in_series.len()
         );
     } else {
         // 700 detected hosts, 500 series: capped.
