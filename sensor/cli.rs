@@ -140,6 +140,10 @@ pub struct CommonArgs {
     /// Flows tracked per worker; beyond it the longest-idle are evicted (and counted) [default: 262144].
     #[arg(long, value_name = "N")]
     pub max_flows: Option<usize>,
+    /// MiB all TCP reassembly buffers of one worker may hold; beyond it the flows that
+    /// started buffering first give theirs up (counted, no longer inspected) [default: 64].
+    #[arg(long, value_name = "MIB")]
+    pub reassembly_mb: Option<usize>,
     /// Hosts in the inventory; findings for new hosts beyond it are shed and counted
     /// (known hosts keep being updated) [default: 100000].
     #[arg(long, value_name = "N")]
@@ -470,6 +474,10 @@ fn run_config(
     if max_flows == 0 {
         return Err("--max-flows must be at least 1".into());
     }
+    let reassembly_mb = args.reassembly_mb.or(file.reassembly_mb).unwrap_or(64);
+    if reassembly_mb == 0 || reassembly_mb > 1 << 20 {
+        return Err("--reassembly-mb must be between 1 and 1048576".into());
+    }
     let max_hosts = args
         .max_hosts
         .or(file.max_hosts)
@@ -558,6 +566,7 @@ fn run_config(
         events,
         extract_limits: ExtractorLimits {
             max_flows,
+            reassembly_budget: reassembly_mb << 20,
             ..ExtractorLimits::default()
         },
         detect_limits,

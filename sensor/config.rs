@@ -131,6 +131,7 @@ pub struct FileConfig {
     pub realert_hours: Option<u64>,
     pub workers: Option<usize>,
     pub max_flows: Option<usize>,
+    pub reassembly_mb: Option<usize>,
     /// Hosts the inventory holds (`--max-hosts`).
     pub max_hosts: Option<usize>,
     pub pdns_max: Option<usize>,
@@ -199,6 +200,7 @@ pub struct LoadedConfig {
     pub realert_hours: Option<u64>,
     pub workers: Option<usize>,
     pub max_flows: Option<usize>,
+    pub reassembly_mb: Option<usize>,
     /// Hosts the inventory holds (`--max-hosts`).
     pub max_hosts: Option<usize>,
     pub pdns_max: Option<usize>,
@@ -298,6 +300,7 @@ pub fn parse_config(name: &str, text: &str) -> Result<LoadedConfig, Vec<String>>
         ("workers", file.workers),
         ("max_flows", file.max_flows),
         ("max_hosts", file.max_hosts),
+        ("reassembly_mb", file.reassembly_mb),
         ("syslog_queue", file.syslog_queue),
         ("alerts_keep", file.alerts_keep),
         ("alerts_backlog", file.alerts_backlog),
@@ -395,6 +398,7 @@ pub fn parse_config(name: &str, text: &str) -> Result<LoadedConfig, Vec<String>>
         workers: file.workers,
         max_flows: file.max_flows,
         max_hosts: file.max_hosts,
+        reassembly_mb: file.reassembly_mb,
         pdns_max: file.pdns_max,
         pdns_ttl_floor: file.pdns_ttl_floor,
         pdns_ttl_cap: file.pdns_ttl_cap,

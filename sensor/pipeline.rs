@@ -479,6 +479,9 @@ fn worker(index: usize, rx: Receiver<Batch>, free_tx: Sender<Batch>, shared: Arc
         if let Ok(mut flows) = shared.counters.sensor.flows_active.lock() {
             flows.insert(index, extractor.active_flows() as u64);
         }
+        if let Ok(mut held) = shared.counters.sensor.reassembly_bytes.lock() {
+            held.insert(index, extractor.buffered_bytes() as u64);
+        }
         batch.clear();
         let _ = free_tx.try_send(batch);
     }

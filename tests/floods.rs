@@ -386,12 +386,25 @@ fn tcp_segment_flood_into_tls_reassembly_is_capped_per_flow_and_counted() {
         run.stderr
     );
     assert_eq!(flood_detections(&run, &legit), vec![]);
-    if scale() > 1 {
-        // At scale, for the record: the same flood through the default table (262,144 flows),
-        // where nothing but the per-flow cap bounds reassembly. Last: the largest reading.
-        let wide = replay(tmp.path(), &path, &[]);
-        record("tcp, default --max-flows", &wide, &base, None, &legit);
-    }
+    // Through the default table (262,144 flows) every flood flow stays, and only the
+    // worker's reassembly budget bounds what their buffers hold together: the flows that
+    // began buffering first give theirs up, counted.
+    let budget_mib = 4u64;
+    let wide = replay(tmp.path(), &path, &["--reassembly-mb", "4"]);
+    assert_survived(
+        "tcp, default --max-flows, --reassembly-mb 4",
+        &wide,
+        &base,
+        &legit,
+        budget_mib * 1024 + plan.flows,
+    );
+    assert!(
+        wide.count("reassembly_budget") > 0,
+        "{:?}\n{}",
+        wide.counts,
+        wide.stderr
+    );
+    assert_eq!(flood_detections(&wide, &legit), vec![]);
 }
 
 #[test]

@@ -40,6 +40,9 @@ pub struct ExtractorLimits {
     pub tcp_idle_secs: u64,
     pub udp_idle_secs: u64,
     pub max_dns_transactions: usize,
+    /// Bytes all of a worker's TCP reassembly buffers may hold together; beyond it the
+    /// flows that started buffering first give theirs up (and are no longer inspected).
+    pub reassembly_budget: usize,
 }
 
 impl Default for ExtractorLimits {
@@ -51,6 +54,7 @@ impl Default for ExtractorLimits {
             tcp_idle_secs: 600,
             udp_idle_secs: 120,
             max_dns_transactions: 65_536,
+            reassembly_budget: 64 << 20,
         }
     }
 }
@@ -113,8 +117,16 @@ struct Flow {
     unnamed_reported: bool,
     closing: bool,
     drops_reported: bool,
+    /// Queued in `Extractor::buffering` (holds reassembly bytes the budget counts).
+    buffering: bool,
     /// Only for QUIC flows, while their ClientHello is being read.
     quic: Option<Box<QuicState>>,
+}
+
+impl Flow {
+    fn held(&self) -> usize {
+        self.to_server.held() + self.to_client.held()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -130,6 +142,11 @@ pub struct Extractor {
     flows: HashMap<FlowKey, Flow, ahash::RandomState>,
     dns_txns: HashMap<DnsTxn, Timestamp, ahash::RandomState>,
     last_sweep: Timestamp,
+    /// Bytes held by every flow's reassembly buffers.
+    buffered: usize,
+    /// Flows holding reassembly bytes, in the order they started: under a flood of stalled
+    /// streams the oldest give way, so new connections are still read.
+    buffering: std::collections::VecDeque<FlowKey>,
 }
 
 impl Extractor {
@@ -139,7 +156,14 @@ impl Extractor {
             flows: HashMap::default(),
             dns_txns: HashMap::default(),
             last_sweep: Timestamp::default(),
+            buffered: 0,
+            buffering: std::collections::VecDeque::new(),
         }
+    }
+
+    /// Reassembly bytes held now, by all flows of this worker.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffered
     }
 
     pub fn active_flows(&self) -> usize {
@@ -165,10 +189,13 @@ impl Extractor {
             retire(&mut flow, out);
         }
         self.dns_txns.clear();
+        self.buffered = 0;
+        self.buffering.clear();
     }
 
     fn expire(&mut self, now: Timestamp, out: &mut impl FnMut(Extracted)) {
         let limits = self.limits;
+        let buffered = &mut self.buffered;
         self.flows.retain(|_, flow| {
             let idle = match flow.id.proto {
                 Proto::Tcp if flow.closing => 10,
@@ -177,6 +204,7 @@ impl Extractor {
             };
             let keep = now < flow.last_seen.saturating_add_secs(idle);
             if !keep {
+                *buffered = buffered.saturating_sub(flow.held());
                 retire(flow, out);
             }
             keep
@@ -195,9 +223,11 @@ impl Extractor {
         let n = (ages.len() / 10).max(1).min(ages.len() - 1);
         let (_, cutoff, _) = ages.select_nth_unstable(n);
         let cutoff = *cutoff;
+        let buffered = &mut self.buffered;
         self.flows.retain(|_, flow| {
             let keep = flow.last_seen > cutoff;
             if !keep {
+                *buffered = buffered.saturating_sub(flow.held());
                 retire(flow, out);
                 out(Extracted::Evicted);
             }
@@ -240,9 +270,60 @@ impl Extractor {
                     unnamed_reported: false,
                     closing: false,
                     drops_reported: false,
+                    buffering: false,
                     quic: None,
                 },
             );
+        }
+    }
+
+    /// Accounts for what a segment changed in `key`'s buffers, and when the worker's
+    /// buffers together pass the budget, takes them from the flows that began buffering
+    /// first (not `key`'s: the segment just read may be the one that completes a hello).
+    fn account(&mut self, key: FlowKey, before: usize, out: &mut impl FnMut(Extracted)) {
+        let Some(flow) = self.flows.get_mut(&key) else {
+            self.buffered = self.buffered.saturating_sub(before);
+            return;
+        };
+        let after = flow.held();
+        self.buffered = (self.buffered + after).saturating_sub(before);
+        if after > 0 && !flow.buffering {
+            flow.buffering = true;
+            self.buffering.push_back(key);
+        }
+        while self.buffered > self.limits.reassembly_budget {
+            let Some(oldest) = self.buffering.pop_front() else {
+                break;
+            };
+            if oldest == key {
+                // The newest flow is the last to give way; if it alone is over budget,
+                // its own per-flow cap bounds it.
+                if self.buffering.is_empty() {
+                    self.buffering.push_back(oldest);
+                    break;
+                }
+                self.buffering.push_back(oldest);
+                continue;
+            }
+            let Some(victim) = self.flows.get_mut(&oldest) else {
+                continue;
+            };
+            victim.buffering = false;
+            let held = victim.held();
+            if held == 0 {
+                continue;
+            }
+            self.buffered = self.buffered.saturating_sub(held);
+            out(Extracted::Anomaly("reassembly_budget"));
+            finish_inspection(victim, out);
+        }
+        // Entries of flows that left the table are skipped when reached; keep the queue
+        // from growing with churn all the same.
+        if self.buffering.len() > 2 * self.flows.len() + 1024 {
+            let flows = &self.flows;
+            let mut seen = std::collections::HashSet::with_capacity(flows.len());
+            self.buffering
+                .retain(|k| flows.get(k).is_some_and(|f| f.buffering) && seen.insert(*k));
         }
     }
 
@@ -276,8 +357,22 @@ impl Extractor {
         };
         let mac = pkt.src_mac;
         let mac_for_new = if tcp_src_is_client(seg) { mac } else { None };
-        let budget = self.limits.inspect_budget;
         self.flow_entry(key, ts, make_id, mac_for_new, out);
+        let before = self.flows.get(&key).map_or(0, Flow::held);
+        self.tcp_segment(key, ts, src, mac, seg, out);
+        self.account(key, before, out);
+    }
+
+    fn tcp_segment(
+        &mut self,
+        key: FlowKey,
+        ts: Timestamp,
+        src: Endpoint,
+        mac: Option<[u8; 6]>,
+        seg: &TcpSegment<'_>,
+        out: &mut impl FnMut(Extracted),
+    ) {
+        let budget = self.limits.inspect_budget;
         let Some(flow) = self.flows.get_mut(&key) else {
             return;
         };
@@ -1199,6 +1294,94 @@ mod tests {
                 .count()
                 >= 900
         );
+    }
+
+    #[test]
+    fn stalled_streams_give_way_to_the_reassembly_budget_and_new_hellos_are_still_read() {
+        let budget = 256 * 1024;
+        let mut ex = Extractor::new(ExtractorLimits {
+            reassembly_budget: budget,
+            ..ExtractorLimits::default()
+        });
+        let hello = tls::tests::records(
+            &tls::tests::client_hello("s05.upd.kaspersky.com", 900),
+            16384,
+        );
+        let (head, tail) = hello.split_at(700);
+        let on_port = |mut f: Vec<u8>, port: u16, reverse: bool| {
+            let at = if reverse { 22 } else { 20 };
+            f[at..at + 2].copy_from_slice(&port.to_be_bytes());
+            f
+        };
+        let mut got = Vec::new();
+        let feed = |ex: &mut Extractor, got: &mut Vec<Extracted>, f: Vec<u8>, t: u32| {
+            let pkt = decode(LinkType::RawIp, &f).expect("decodes");
+            ex.process(Timestamp::from_parts(1, t), &pkt, &mut |e| got.push(e));
+        };
+        // 2,000 connections that send the first part of a hello and a parked segment far
+        // ahead, and never the rest: without a budget about 2,000 x 16 KiB would be held.
+        let stalled = 2_000u16;
+        for i in 0..stalled {
+            let port = 20_000 + i;
+            feed(
+                &mut ex,
+                &mut got,
+                on_port(tcp(false, 99, SYN, b""), port, false),
+                1,
+            );
+            feed(
+                &mut ex,
+                &mut got,
+                on_port(tcp(false, 100, ACK, head), port, false),
+                2,
+            );
+            feed(
+                &mut ex,
+                &mut got,
+                on_port(tcp(false, 9_000, ACK, &[0u8; 8_000]), port, false),
+                3,
+            );
+            assert!(
+                ex.buffered_bytes() <= budget + 64 * 1024,
+                "{} bytes held after {i} stalled streams",
+                ex.buffered_bytes()
+            );
+        }
+        let shed = got
+            .iter()
+            .filter(|e| matches!(e, Extracted::Anomaly("reassembly_budget")))
+            .count();
+        assert!(
+            shed >= usize::from(stalled) - 100,
+            "{shed} streams gave way"
+        );
+        assert_eq!(
+            ex.buffered_bytes(),
+            ex.flows.values().map(Flow::held).sum::<usize>(),
+            "the account matches what the flows hold"
+        );
+        // A new connection's hello, split in two, is still read.
+        feed(
+            &mut ex,
+            &mut got,
+            on_port(tcp(false, 99, SYN, b""), 50_000, false),
+            4,
+        );
+        feed(
+            &mut ex,
+            &mut got,
+            on_port(tcp(false, 100, ACK, head), 50_000, false),
+            5,
+        );
+        feed(
+            &mut ex,
+            &mut got,
+            on_port(tcp(false, 800, ACK, tail), 50_000, false),
+            6,
+        );
+        assert!(names(&got).contains(&(NameKind::TlsSni, "s05.upd.kaspersky.com".to_string())));
+        ex.finish(&mut |_| {});
+        assert_eq!(ex.buffered_bytes(), 0);
     }
 
     /// IPv4/UDP frame (checksum zero: not checked).

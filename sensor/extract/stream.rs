@@ -50,6 +50,13 @@ impl StreamBuf {
         &self.data
     }
 
+    /// Heap bytes this buffer holds (what the worker's reassembly budget counts).
+    pub fn held(&self) -> usize {
+        self.data.capacity()
+            + self.segment_starts.capacity() * std::mem::size_of::<usize>()
+            + self.parked.iter().map(|(_, p)| p.capacity()).sum::<usize>()
+    }
+
     /// The in-order window reached its cap: a message that has not ended by now never will here.
     pub fn is_full(&self) -> bool {
         self.data.len() >= self.cap

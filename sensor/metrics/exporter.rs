@@ -169,9 +169,14 @@ impl Collector for SensorCollector {
         }
         let mut decode = Vec::new();
         for (reason, n) in &anomalies {
-            if *reason == "reassembly_cap" {
+            if *reason == "reassembly_cap" || *reason == "reassembly_budget" {
+                let why = if *reason == "reassembly_cap" {
+                    "buffer_cap"
+                } else {
+                    "worker_budget"
+                };
                 drops.push((
-                    labels(&[("stage", "reassembly"), ("reason", "buffer_cap")]),
+                    labels(&[("stage", "reassembly"), ("reason", why)]),
                     *n as f64,
                 ));
                 continue;
@@ -328,6 +333,18 @@ impl Collector for SensorCollector {
             "Flows tracked by the workers.",
             GAUGE,
             vec![(vec![], flows as f64)],
+        ));
+        let held: u64 = c
+            .sensor
+            .reassembly_bytes
+            .lock()
+            .map(|f| f.values().sum())
+            .unwrap_or(0);
+        out.push(family(
+            "vendorwatch_reassembly_bytes",
+            "Bytes held by the workers' TCP reassembly buffers (at most --reassembly-mb each).",
+            GAUGE,
+            vec![(vec![], held as f64)],
         ));
         let depths = c
             .sensor

@@ -48,6 +48,8 @@ pub struct SensorState {
     pub source_packets: Mutex<BTreeMap<String, (u64, u64)>>,
     /// Active flows per worker.
     pub flows_active: Mutex<BTreeMap<usize, u64>>,
+    /// Bytes held by TCP reassembly buffers, per worker.
+    pub reassembly_bytes: Mutex<BTreeMap<usize, u64>>,
     /// Queued batches per worker.
     pub queue_depth: Mutex<Vec<usize>>,
     /// Why the sensor is not healthy, if it is not ("" when capturing with rules loaded).
