@@ -1677,7 +1677,7 @@ fn load_inventory(path: &Path) -> Result<Vec<(std::net::IpAddr, crate::hosts::Ho
             path.display()
         ));
     }
-    crate::hosts::store::Store::open(path).and_then(|s| s.load())
+    crate::hosts::store::Store::open_read_only(path).and_then(|s| s.load())
 }
 
 /// The host report of the inventory: what `--report` would have written for these hosts.

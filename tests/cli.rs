@@ -861,3 +861,55 @@ fn a_quiet_pipe_hands_over_what_it_has_read_without_waiting_for_more() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn hosts_reads_an_inventory_its_user_cannot_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("ro");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let db = dir.join("inventory.db");
+    let out = bin()
+        .args(["replay", "-q", "--state"])
+        .arg(&db)
+        .arg(pcap("dns.pcap"))
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o444)).expect("chmod");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    // Root may write anywhere: read as `nobody` then, as an analyst's account would.
+    let as_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let mut cmd = if as_root {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_vendorwatch"));
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+    };
+    let out = cmd
+        .args(["hosts", "--format", "csv", "--state"])
+        .arg(&db)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(csv.lines().any(|l| l.starts_with("10.10.1.11,")), "{csv}");
+    assert!(
+        std::fs::read_dir(&dir).expect("ls").count() == 1,
+        "nothing was written beside the database"
+    );
+}

@@ -231,6 +231,57 @@ impl Store {
         })
     }
 
+    /// Opens the inventory only to read it (`vendorwatch hosts`, `report`): no directory is
+    /// made, nothing is migrated or written, so a copy on read-only media or in a directory
+    /// the reader cannot write is read as it is. A database of an older schema is opened the
+    /// usual way once, which migrates it.
+    pub fn open_read_only(path: &Path) -> Result<Store, String> {
+        use rusqlite::OpenFlags;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let read_version = |conn: &Connection| -> rusqlite::Result<i64> {
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            conn.pragma_query_value(None, "user_version", |r| r.get(0))
+        };
+        let opened =
+            Connection::open_with_flags(path, flags).and_then(|c| read_version(&c).map(|v| (c, v)));
+        let (conn, version) = match opened {
+            Ok(cv) => cv,
+            // A WAL database needs its shared-memory file, which a reader cannot create in a
+            // directory it may not write: then no writer can be at work there either, and
+            // the file is read as the immutable snapshot it is.
+            Err(_) => {
+                let escaped = path
+                    .display()
+                    .to_string()
+                    .replace('%', "%25")
+                    .replace('?', "%3f")
+                    .replace('#', "%23");
+                let uri = format!("file:{escaped}?immutable=1");
+                Connection::open_with_flags(&uri, flags | OpenFlags::SQLITE_OPEN_URI)
+                    .and_then(|c| read_version(&c).map(|v| (c, v)))
+                    .map_err(|e| explain(path, "cannot read", &e))?
+            }
+        };
+        if version > SCHEMA_VERSION {
+            return Err(err(
+                path,
+                "written by a newer vendorwatch",
+                format!("schema {version} > {SCHEMA_VERSION}; upgrade vendorwatch"),
+            ));
+        }
+        if version < SCHEMA_VERSION {
+            drop(conn);
+            return Store::open(path).map_err(|e| {
+                format!("{e} (it was written by an older vendorwatch and must be migrated once, which needs write access: copy it somewhere writable)")
+            });
+        }
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+            _instance: None,
+        })
+    }
+
     /// Opens the inventory for a sensor that will write it, and checks up front that it can:
     /// the directory and the file are writable, no other vendorwatch has it, and no other
     /// process holds a write transaction (waiting up to the busy timeout for one to end).
