@@ -148,8 +148,8 @@ pub struct CommonArgs {
     /// (known hosts keep being updated) [default: 100000].
     #[arg(long, value_name = "N")]
     pub max_hosts: Option<usize>,
-    /// Passive DNS: addresses remembered from answers to vendor names (oldest expired first
-    /// when full) [default: 100000].
+    /// Passive DNS: addresses remembered from answers to vendor names (when full, expired
+    /// entries go first, then the oldest answers; counted) [default: 100000].
     #[arg(long, value_name = "N")]
     pub pdns_max: Option<usize>,
     /// Passive DNS: keep an answer at least this long, whatever its TTL (clients cache longer
@@ -858,7 +858,10 @@ fn conclude(
             output::summary::render(&shared.counters, &facts, &hosts)
         );
     }
-    eprint!("{}", output::summary::shed_note(&shared.hosts));
+    eprint!(
+        "{}",
+        output::summary::shed_note(&shared.hosts, &shared.detector)
+    );
     code
 }
 

@@ -574,7 +574,8 @@ fn handle(
         {
             local.alerts += 1;
             *local.alerts_by_rule.entry(finding.rule).or_default() += 1;
-            let line = output::alert_line(&finding, &det, rules);
+            let hostname = shared.hosts.hostname(finding.host);
+            let line = output::alert_line(&finding, &det, rules, hostname.as_deref());
             if let Ok(Some(sink)) = shared.syslog.lock().as_deref() {
                 sink.send(rules.rule(finding.rule).severity, line.clone());
             }

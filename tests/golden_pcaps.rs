@@ -483,6 +483,18 @@ fn dhcp_and_ptr_name_the_detected_hosts_and_show_the_moved_address() {
             .map(|n| n["hostname"].clone())
             .expect("tshark named it");
         assert_eq!(h["hostname"], want, "{h}");
+        // The alert names the host too: its lease came before its first lookup (one
+        // worker, so the capture's order is the order things are learned in).
+        let one = replay(&root().join("pcaps/dhcp-ptr.pcap"), &["--workers", "1"]);
+        let alerts: Vec<&Value> = one
+            .alerts
+            .iter()
+            .filter(|a| a["host"]["ip"] == det["host"])
+            .collect();
+        assert!(!alerts.is_empty(), "no alert for {}", det["host"]);
+        for a in alerts {
+            assert_eq!(a["host"]["hostname"], want, "{a}");
+        }
         // The evidence sample holds the finding, with its flow.
         let ev = &h["detections"][0]["evidence"][0];
         assert_eq!(ev["flow"]["src_ip"], det["host"], "{h}");

@@ -595,6 +595,13 @@ impl HostTable {
         }
     }
 
+    /// The host name the wire gave this address last (DHCP, else PTR), if any.
+    pub fn hostname(&self, ip: IpAddr) -> Option<String> {
+        self.hosts
+            .get(&ip)
+            .and_then(|h| h.identity.hostname.clone())
+    }
+
     /// A consistent copy of the inventory, hosts sorted by address.
     pub fn snapshot(&self) -> Vec<(IpAddr, Host)> {
         let mut v: Vec<(IpAddr, Host)> = self

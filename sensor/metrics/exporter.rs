@@ -152,6 +152,16 @@ impl Collector for SensorCollector {
                 labels(&[("stage", "identities"), ("reason", "evicted")]),
                 get(&s.hosts.identities_evicted) as f64,
             ),
+            // Older vendor answers passive DNS let go for newer ones (--pdns-max), and host
+            // pairs the Security Center port tracker could not follow.
+            (
+                labels(&[("stage", "passive_dns"), ("reason", "evicted")]),
+                get(&s.detector.pdns_dropped) as f64,
+            ),
+            (
+                labels(&[("stage", "port_pairs"), ("reason", "table_full")]),
+                get(&s.detector.port_pairs_dropped) as f64,
+            ),
         ];
         for (name, _, dropped, if_dropped) in &sources {
             drops.push((

@@ -45,12 +45,17 @@ fn flow_json(f: &FlowId) -> FlowJson {
 }
 
 /// One alert line (without the newline).
-pub fn alert_line(f: &Finding, det: &Detection, rules: &RuleSet) -> String {
+/// `hostname`: what DHCP or a PTR answer named the host, when the wire did.
+pub fn alert_line(f: &Finding, det: &Detection, rules: &RuleSet, hostname: Option<&str>) -> String {
     let rule = rules.rule(f.rule);
+    let mut host = json!({"ip": f.host, "mac": mac_string(f.host_mac)});
+    if let (Some(name), Some(obj)) = (hostname, host.as_object_mut()) {
+        obj.insert("hostname".into(), json!(name));
+    }
     let mut v = json!({
         "timestamp": f.ts,
         "event_type": "alert",
-        "host": {"ip": f.host, "mac": mac_string(f.host_mac)},
+        "host": host,
         "vendor": rule.vendor,
         "category": rule.category,
         "rule": rule.id,

@@ -145,12 +145,21 @@ pub fn render(c: &Counters, facts: &RunFacts<'_>, hosts: &[(IpAddr, Host)]) -> S
     s
 }
 
-/// What the bounded host table shed, for the end of the summary ("" when nothing was).
-pub fn shed_note(hosts: &crate::hosts::HostTable) -> String {
+/// What the bounded host table and passive DNS shed, for the end of the summary ("" when
+/// nothing was).
+pub fn shed_note(hosts: &crate::hosts::HostTable, detector: &crate::detect::Detector) -> String {
     use std::sync::atomic::Ordering;
     let shed = hosts.shed.load(Ordering::Relaxed);
     let evicted = hosts.identities_evicted.load(Ordering::Relaxed);
     let mut s = String::new();
+    let pdns = detector.pdns_dropped.load(Ordering::Relaxed);
+    if pdns > 0 {
+        let _ = writeln!(
+            s,
+            "vendorwatch: passive DNS was full: {} older vendor answer(s) made room for newer ones, so later connections by address alone to those addresses may be missed (raise --pdns-max)",
+            thousands(pdns)
+        );
+    }
     if shed > 0 {
         let _ = writeln!(
             s,
