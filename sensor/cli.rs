@@ -816,10 +816,16 @@ fn conclude(
             vendors: vendors.to_vec(),
         };
         let report = output::report_json(&hosts, facts.resolvers, &meta);
-        let text = serde_json::to_string_pretty(&report).unwrap_or_default() + "\n";
+        // Streamed to the file: a report of many hosts is never held twice in memory.
+        let write = |f: std::fs::File| -> std::io::Result<()> {
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+            serde_json::to_writer_pretty(&mut w, &report)?;
+            w.write_all(b"\n")?;
+            w.into_inner().map_err(|e| e.into_error())?.sync_all()
+        };
         let written = match shared.report_file.lock().map(|mut f| f.take()) {
-            Ok(Some(mut f)) => f.write_all(text.as_bytes()).and_then(|_| f.sync_all()),
-            _ => std::fs::write(path, &text),
+            Ok(Some(f)) => write(f),
+            _ => std::fs::File::create(path).and_then(write),
         };
         if let Err(e) = written {
             eprintln!(
