@@ -434,28 +434,28 @@ fn run_config(
     let vxlan_ports = args
         .vxlan_ports
         .clone()
-        .or_else(|| file.vxlan_ports.clone())
+        .or_else(|| file.settings.vxlan_ports.clone())
         .unwrap_or_else(|| vec![crate::decode::tunnel::VXLAN_PORT]);
     if vxlan_ports.contains(&0) {
         return Err("--vxlan-ports: 0 is not a port".into());
     }
     crate::decode::tunnel::set_vxlan_ports(vxlan_ports);
-    let syslog = match args.syslog.as_ref().or(file.syslog.as_ref()) {
+    let syslog = match args.syslog.as_ref().or(file.settings.syslog.as_ref()) {
         Some(t) => {
             let target: crate::output::syslog::SyslogTarget =
                 t.parse().map_err(|e| format!("--syslog: {e}"))?;
             let mut c = crate::output::syslog::SyslogConfig::new(target);
             c.capacity = args
                 .syslog_queue
-                .or(file.syslog_queue)
+                .or(file.settings.syslog_queue)
                 .unwrap_or(crate::output::syslog::DEFAULT_CAPACITY)
                 .max(1);
             Some(c)
         }
         None => None,
     };
-    let rules_path = args.rules.rules.clone().or(file.rules.clone());
-    let vendors = args.rules.vendors.clone().or(file.vendors.clone());
+    let rules_path = args.rules.rules.clone().or(file.settings.rules.clone());
+    let vendors = args.rules.vendors.clone().or(file.settings.vendors.clone());
     let rules = config::load_rules(&rule_source(&rules_path), vendors.as_deref())?;
     let home_net = config::parse_home_net(
         args.home_net
@@ -463,24 +463,27 @@ fn run_config(
             .or(file.home_net.as_deref())
             .unwrap_or(DEFAULT_HOME_NET),
     )?;
-    let workers = args.workers.or(file.workers);
+    let workers = args.workers.or(file.settings.workers);
     if workers == Some(0) {
         return Err("--workers must be at least 1".into());
     }
     let max_flows = args
         .max_flows
-        .or(file.max_flows)
+        .or(file.settings.max_flows)
         .unwrap_or(ExtractorLimits::default().max_flows);
     if max_flows == 0 {
         return Err("--max-flows must be at least 1".into());
     }
-    let reassembly_mb = args.reassembly_mb.or(file.reassembly_mb).unwrap_or(64);
+    let reassembly_mb = args
+        .reassembly_mb
+        .or(file.settings.reassembly_mb)
+        .unwrap_or(64);
     if reassembly_mb == 0 || reassembly_mb > 1 << 20 {
         return Err("--reassembly-mb must be between 1 and 1048576".into());
     }
     let max_hosts = args
         .max_hosts
-        .or(file.max_hosts)
+        .or(file.settings.max_hosts)
         .unwrap_or(crate::hosts::DEFAULT_MAX_HOSTS);
     if max_hosts == 0 {
         return Err("--max-hosts must be at least 1".into());
@@ -489,15 +492,15 @@ fn run_config(
     let detect_limits = DetectLimits {
         pdns_max_entries: args
             .pdns_max
-            .or(file.pdns_max)
+            .or(file.settings.pdns_max)
             .unwrap_or(detect_defaults.pdns_max_entries),
         pdns_ttl_floor_secs: args
             .pdns_ttl_floor
-            .or(file.pdns_ttl_floor)
+            .or(file.settings.pdns_ttl_floor)
             .unwrap_or(detect_defaults.pdns_ttl_floor_secs),
         pdns_ttl_cap_secs: args
             .pdns_ttl_cap
-            .or(file.pdns_ttl_cap)
+            .or(file.settings.pdns_ttl_cap)
             .unwrap_or(detect_defaults.pdns_ttl_cap_secs),
         ..detect_defaults
     };
@@ -507,13 +510,16 @@ fn run_config(
             detect_limits.pdns_ttl_floor_secs, detect_limits.pdns_ttl_cap_secs
         ));
     }
-    let alerts = args.alerts.or_else(|| file.alerts.clone());
-    let events = args.events.or_else(|| file.events.clone());
-    let alerts_max_mb = args.alerts_max_mb.or(file.alerts_max_mb).unwrap_or(0.0);
+    let alerts = args.alerts.or_else(|| file.settings.alerts.clone());
+    let events = args.events.or_else(|| file.settings.events.clone());
+    let alerts_max_mb = args
+        .alerts_max_mb
+        .or(file.settings.alerts_max_mb)
+        .unwrap_or(0.0);
     if !(alerts_max_mb.is_finite() && alerts_max_mb >= 0.0) {
         return Err("--alerts-max-mb must be 0 (never rotate) or a positive number of MiB".into());
     }
-    let fsync = match (args.alerts_fsync, &file.alerts_fsync) {
+    let fsync = match (args.alerts_fsync, &file.settings.alerts_fsync) {
         (Some(f), _) => f,
         (None, Some(text)) => text.parse().map_err(|e| format!("alerts_fsync: {e}"))?,
         (None, None) => crate::output::alertfile::FsyncPolicy::default(),
@@ -523,12 +529,12 @@ fn run_config(
         max_bytes: (alerts_max_mb * 1024.0 * 1024.0).ceil() as u64,
         keep: args
             .alerts_keep
-            .or(file.alerts_keep)
+            .or(file.settings.alerts_keep)
             .unwrap_or(crate::output::alertfile::DEFAULT_KEEP),
         fsync,
         backlog: args
             .alerts_backlog
-            .or(file.alerts_backlog)
+            .or(file.settings.alerts_backlog)
             .unwrap_or(crate::output::alertfile::DEFAULT_BACKLOG),
         append: false,
     };
@@ -552,9 +558,12 @@ fn run_config(
     }
     let state = args
         .state
-        .or_else(|| file.state.clone())
+        .or_else(|| file.settings.state.clone())
         .unwrap_or_else(|| defaults.state.to_string());
-    let realert_hours = args.realert_hours.or(file.realert_hours).unwrap_or(24);
+    let realert_hours = args
+        .realert_hours
+        .or(file.settings.realert_hours)
+        .unwrap_or(24);
     let cfg = RunConfig {
         encrypted_dns: crate::detect::resolvers::EncryptedDns::embedded()?,
         rules: Arc::new(rules),
@@ -562,7 +571,7 @@ fn run_config(
         workers: workers.unwrap_or_else(config::default_workers),
         alerts,
         alerts_file,
-        report: args.report.or_else(|| file.report.clone()),
+        report: args.report.or_else(|| file.settings.report.clone()),
         events,
         extract_limits: ExtractorLimits {
             max_flows,
@@ -570,9 +579,9 @@ fn run_config(
             ..ExtractorLimits::default()
         },
         detect_limits,
-        quiet: args.quiet || file.quiet.unwrap_or(false),
+        quiet: args.quiet || file.settings.quiet.unwrap_or(false),
         metrics_addr: metrics_addr
-            .or_else(|| file.metrics_addr.clone())
+            .or_else(|| file.settings.metrics_addr.clone())
             .or_else(|| defaults.metrics_addr.map(str::to_string))
             .filter(|a| a != "off"),
         syslog,
@@ -586,10 +595,10 @@ fn run_config(
             config: args.config.clone(),
             rules: args.rules.rules.clone(),
             vendors: args.rules.vendors.clone(),
-            watch: args.watch || file.watch.unwrap_or(false),
+            watch: args.watch || file.settings.watch.unwrap_or(false),
             started_with: args.config.is_some().then(|| file.clone()),
         },
-        seccomp: !args.no_seccomp && file.seccomp.unwrap_or(true),
+        seccomp: !args.no_seccomp && file.settings.seccomp.unwrap_or(true),
         max_hosts,
     };
     Ok((cfg, file))
@@ -1654,7 +1663,10 @@ fn run_config_check(path: Option<PathBuf>) -> i32 {
         }
     };
     // The rules and vendors it names must load too.
-    if let Err(msg) = config::load_rules(&rule_source(&loaded.rules), loaded.vendors.as_deref()) {
+    if let Err(msg) = config::load_rules(
+        &rule_source(&loaded.settings.rules),
+        loaded.settings.vendors.as_deref(),
+    ) {
         eprintln!("{}: {msg}", path.display());
         return exit::PARTIAL;
     }
@@ -1662,8 +1674,9 @@ fn run_config_check(path: Option<PathBuf>) -> i32 {
         "{}: OK ({} suppression(s); rules: {}; vendors: {}; home_net: {})",
         path.display(),
         loaded.suppressions.0.len(),
-        rule_source(&loaded.rules).describe(),
+        rule_source(&loaded.settings.rules).describe(),
         loaded
+            .settings
             .vendors
             .map_or("default".to_string(), |v| v.join(",")),
         loaded.home_net.unwrap_or_else(|| "default".into())

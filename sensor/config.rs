@@ -109,7 +109,7 @@ pub struct RunConfig {
 /// The configuration file (`--config PATH`, checked by `vendorwatch config check`). Every
 /// key is optional and named like its command-line option (`--max-flows` is `max_flows`);
 /// options given on the command line win over the file.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// Rule pack file or directory (default: the embedded packs).
@@ -164,7 +164,7 @@ pub struct LiveFileConfig {
     pub status_every: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SuppressSpec {
     pub reason: String,
@@ -186,33 +186,11 @@ pub const RELOADABLE_KEYS: [&str; 3] = ["rules", "vendors", "suppress"];
 /// A configuration file, validated.
 #[derive(Debug, Default, Clone)]
 pub struct LoadedConfig {
-    pub rules: Option<PathBuf>,
-    pub vendors: Option<Vec<String>>,
+    /// The keys as written (each value checked); `suppress` is moved out, validated, into
+    /// `suppressions`.
+    pub settings: FileConfig,
+    /// `home_net` as one comma-separated list, as `--home-net` takes it.
     pub home_net: Option<String>,
-    pub alerts: Option<PathBuf>,
-    pub alerts_max_mb: Option<f64>,
-    pub alerts_keep: Option<usize>,
-    pub alerts_fsync: Option<String>,
-    pub alerts_backlog: Option<usize>,
-    pub report: Option<PathBuf>,
-    pub events: Option<PathBuf>,
-    pub state: Option<String>,
-    pub realert_hours: Option<u64>,
-    pub workers: Option<usize>,
-    pub max_flows: Option<usize>,
-    pub reassembly_mb: Option<usize>,
-    /// Hosts the inventory holds (`--max-hosts`).
-    pub max_hosts: Option<usize>,
-    pub pdns_max: Option<usize>,
-    pub pdns_ttl_floor: Option<u64>,
-    pub pdns_ttl_cap: Option<u64>,
-    pub syslog: Option<String>,
-    pub syslog_queue: Option<usize>,
-    pub vxlan_ports: Option<Vec<u16>>,
-    pub metrics_addr: Option<String>,
-    pub quiet: Option<bool>,
-    pub watch: Option<bool>,
-    pub seccomp: Option<bool>,
     pub live: LiveFileConfig,
     pub suppressions: Suppressions,
     /// The keys a reload cannot change, as written (to tell the user a restart is needed).
@@ -258,7 +236,7 @@ pub fn load_config(path: &std::path::Path) -> Result<LoadedConfig, Vec<String>> 
 /// Validates configuration text; `name` is how problems refer to it.
 pub fn parse_config(name: &str, text: &str) -> Result<LoadedConfig, Vec<String>> {
     let line_at = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
-    let file: FileConfig = toml::from_str(text).map_err(|e| {
+    let mut file: FileConfig = toml::from_str(text).map_err(|e| {
         let line = e.span().map_or(0, |s| line_at(s.start));
         vec![format!("{name}:{line}: {}", e.message().trim())]
     })?;
@@ -271,7 +249,7 @@ pub fn parse_config(name: &str, text: &str) -> Result<LoadedConfig, Vec<String>>
     let mut problem_at = |key: &str, p: String| {
         errors.push(format!("{name}:{}: {key}: {p}", key_line(text, key)));
     };
-    let home_net = file.home_net.map(|nets| nets.join(","));
+    let home_net = file.home_net.as_ref().map(|nets| nets.join(","));
     if let Some(h) = &home_net {
         if let Err(e) = parse_home_net(h) {
             problem_at("home_net", e);
@@ -328,12 +306,12 @@ pub fn parse_config(name: &str, text: &str) -> Result<LoadedConfig, Vec<String>>
             "alerts and events cannot both write to stdout".into(),
         );
     }
-    let live = file.live.unwrap_or_default();
+    let live = file.live.take().unwrap_or_default();
     if live.interfaces.as_ref().is_some_and(|i| i.is_empty()) {
         problem_at("interfaces", "is empty: name at least one interface".into());
     }
     let mut list = Vec::new();
-    for spanned in file.suppress {
+    for spanned in std::mem::take(&mut file.suppress) {
         let line = line_at(spanned.span().start);
         let spec = spanned.into_inner();
         let mut problem = |p: String| errors.push(format!("{name}:{line}: suppress: {p}"));
@@ -383,32 +361,8 @@ pub fn parse_config(name: &str, text: &str) -> Result<LoadedConfig, Vec<String>>
         return Err(errors);
     }
     Ok(LoadedConfig {
-        rules: file.rules,
-        vendors: file.vendors,
+        settings: file,
         home_net,
-        alerts: file.alerts,
-        alerts_max_mb: file.alerts_max_mb,
-        alerts_keep: file.alerts_keep,
-        alerts_fsync: file.alerts_fsync,
-        alerts_backlog: file.alerts_backlog,
-        report: file.report,
-        events: file.events,
-        state: file.state,
-        realert_hours: file.realert_hours,
-        workers: file.workers,
-        max_flows: file.max_flows,
-        max_hosts: file.max_hosts,
-        reassembly_mb: file.reassembly_mb,
-        pdns_max: file.pdns_max,
-        pdns_ttl_floor: file.pdns_ttl_floor,
-        pdns_ttl_cap: file.pdns_ttl_cap,
-        syslog: file.syslog,
-        syslog_queue: file.syslog_queue,
-        vxlan_ports: file.vxlan_ports,
-        metrics_addr: file.metrics_addr,
-        quiet: file.quiet,
-        watch: file.watch,
-        seccomp: file.seccomp,
         live,
         suppressions: Suppressions(list),
         fixed,
@@ -487,15 +441,15 @@ status_every = 30
         )
         .expect("write");
         let c = load_config(&p).expect("valid");
-        assert_eq!(c.workers, Some(3));
-        assert_eq!(c.vxlan_ports, Some(vec![4789, 8472]));
+        assert_eq!(c.settings.workers, Some(3));
+        assert_eq!(c.settings.vxlan_ports, Some(vec![4789, 8472]));
         assert_eq!(c.home_net.as_deref(), Some("10.0.0.0/8"));
         assert_eq!(
             c.live.interfaces,
             Some(vec!["span0".into(), "span1".into()])
         );
         assert_eq!(c.live.promiscuous, Some(false));
-        assert_eq!(c.watch, Some(true));
+        assert_eq!(c.settings.watch, Some(true));
         // Only rules, vendors and suppressions are reloadable; the rest needs a restart.
         std::fs::write(&p, "vendors = [\"kaspersky\"]\nworkers = 4\n").expect("write");
         let newer = load_config(&p).expect("valid");

@@ -74,10 +74,11 @@ struct State {
 
 impl State {
     fn rules_path(&self) -> Option<PathBuf> {
-        self.spec
-            .rules
-            .clone()
-            .or_else(|| self.in_force.as_ref().and_then(|c| c.rules.clone()))
+        self.spec.rules.clone().or_else(|| {
+            self.in_force
+                .as_ref()
+                .and_then(|c| c.settings.rules.clone())
+        })
     }
 
     /// The files whose change `--watch` reacts to.
@@ -106,12 +107,12 @@ impl State {
             .spec
             .rules
             .clone()
-            .or_else(|| file.as_ref().and_then(|f| f.rules.clone()));
+            .or_else(|| file.as_ref().and_then(|f| f.settings.rules.clone()));
         let vendors = self
             .spec
             .vendors
             .clone()
-            .or_else(|| file.as_ref().and_then(|f| f.vendors.clone()));
+            .or_else(|| file.as_ref().and_then(|f| f.settings.vendors.clone()));
         let source = rules_path.map_or(RuleSource::Embedded, RuleSource::Path);
         let loaded = source.load().map_err(|errs| {
             let first: Vec<String> = errs.iter().take(3).map(|e| e.to_string()).collect();
