@@ -478,8 +478,11 @@ fn run_config(
         .reassembly_mb
         .or(file.settings.reassembly_mb)
         .unwrap_or(64);
-    if reassembly_mb == 0 || reassembly_mb > 1 << 20 {
-        return Err("--reassembly-mb must be between 1 and 1048576".into());
+    if reassembly_mb == 0 || reassembly_mb > config::MAX_REASSEMBLY_MB {
+        return Err(format!(
+            "--reassembly-mb (or reassembly_mb) must be between 1 and {}",
+            config::MAX_REASSEMBLY_MB
+        ));
     }
     let max_hosts = args
         .max_hosts
@@ -774,16 +777,13 @@ fn conclude(
             if let Some(r) = &cfg.report {
                 has.push(format!("the report {}", r.display()));
             }
-            if let Some(a) = &cfg.alerts {
-                has.push(format!("the alerts {}", a.display()));
-            }
             if !cfg.quiet {
                 has.push("the host table below".to_string());
             }
             let has = if has.is_empty() {
                 "nothing else kept it (pass --report PATH next time)".to_string()
             } else {
-                format!("{} have everything", has.join(", "))
+                format!("{} have every detection", has.join(" and "))
             };
             eprintln!(
                 "vendorwatch: the inventory could not be saved at the end: {e}; what this run detected since its last good save is not in it; {has}"
@@ -806,10 +806,20 @@ fn conclude(
         let stats = sink.close(std::time::Duration::from_secs(5));
         let lost = stats.dropped + stats.unsent + stats.queued + stats.rejected;
         if lost > 0 {
-            let where_else = if cfg.alerts.is_some() {
-                "the alerts file, the report and the inventory have them"
+            let mut has: Vec<String> = Vec::new();
+            if let Some(a) = &cfg.alerts {
+                has.push(format!("the alerts file {}", a.display()));
+            }
+            if let Some(r) = &cfg.report {
+                has.push(format!("the report {}", r.display()));
+            }
+            if let Some(s) = &cfg.state {
+                has.push(format!("the inventory {}", s.display()));
+            }
+            let where_else = if has.is_empty() {
+                "nothing else kept them (pass --alerts or --report next time)".to_string()
             } else {
-                "the report and the inventory have the detections"
+                format!("{} have the detections", has.join(", "))
             };
             eprintln!(
                 "vendorwatch: syslog: {} alert(s) sent, {lost} not delivered (receiver unreachable or queue full); {where_else}",
@@ -1361,6 +1371,8 @@ fn capture_loop(
             }
             Ok(live::Read::Idle) if stopping => break,
             Ok(live::Read::Idle) => {
+                // A read that waits normally: the link errors of an earlier outage are over.
+                down_errors_since = None;
                 // Slow traffic: hand over half-full batches now and then, not on every pause.
                 if last_flush.elapsed() >= std::time::Duration::from_millis(50) {
                     last_flush = std::time::Instant::now();
@@ -1373,6 +1385,8 @@ fn capture_loop(
                     }
                 }
             }
+            // A stop is not held up by a link that keeps failing reads.
+            Err(_) if stopping => break,
             Err(e) => match live::classify_read_error(&e) {
                 // libpcap reports the removal as soon as it polls, but the ring may still hold
                 // a block the kernel retires only at its timeout: read on until it has been
@@ -1444,6 +1458,7 @@ fn capture_loop(
                     );
                 }
                 Some(live::LinkEvent::Back(after)) => {
+                    down_errors_since = None;
                     eprintln!(
                         "vendorwatch: {iface}: the interface is up again after {:.1} s; capturing",
                         after.as_secs_f64()

@@ -180,6 +180,9 @@ pub struct SuppressSpec {
     pub rules: Vec<String>,
 }
 
+/// The largest reassembly budget per worker, in MiB (1 TiB: beyond any machine).
+pub const MAX_REASSEMBLY_MB: usize = 1 << 20;
+
 /// Keys a reload puts in force; every other key is read at start only.
 pub const RELOADABLE_KEYS: [&str; 3] = ["rules", "vendors", "suppress"];
 
@@ -294,6 +297,12 @@ pub fn parse_config(name: &str, text: &str) -> Result<LoadedConfig, Vec<String>>
                 format!("{floor} is larger than pdns_ttl_cap ({cap})"),
             );
         }
+    }
+    if file.reassembly_mb.is_some_and(|m| m > MAX_REASSEMBLY_MB) {
+        problem_at(
+            "reassembly_mb",
+            format!("must be at most {MAX_REASSEMBLY_MB} (MiB per worker)"),
+        );
     }
     if file.vxlan_ports.as_ref().is_some_and(|p| p.contains(&0)) {
         problem_at("vxlan_ports", "0 is not a port".into());

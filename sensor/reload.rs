@@ -30,6 +30,9 @@ pub struct ReloadSpec {
 
 /// How often `--watch` looks at the files' modification times.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
+/// After a reload, when every worker has surely loaded the new rules (a batch takes
+/// milliseconds): what workers on the old rules still learned is then carried over.
+const SETTLE_AFTER: Duration = Duration::from_secs(2);
 /// How often the reloader looks for a SIGHUP.
 const SIGNAL_POLL: Duration = Duration::from_millis(100);
 
@@ -214,8 +217,13 @@ impl Reloader {
                 let mut baseline = watch.then(|| fingerprint(&state.watched()));
                 let mut pending: Option<Vec<_>> = None;
                 let mut since_watch = Duration::ZERO;
+                let mut settle_at: Option<std::time::Instant> = None;
                 while !stop_seen.load(Ordering::Relaxed) {
                     std::thread::sleep(SIGNAL_POLL);
+                    if settle_at.is_some_and(|t| t.elapsed() >= SETTLE_AFTER) {
+                        settle_at = None;
+                        shared.detector.settle();
+                    }
                     let mut why = None;
                     if hup.swap(false, Ordering::Relaxed) {
                         why = Some("SIGHUP".to_string());
@@ -240,6 +248,7 @@ impl Reloader {
                     let outcome = state.reload(&shared);
                     match &outcome {
                         Ok(done) => {
+                            settle_at = Some(std::time::Instant::now());
                             shared.counters.reloads_ok.fetch_add(1, Ordering::Relaxed);
                             if !quiet || !done.restart_needed_for.is_empty() {
                                 eprintln!("vendorwatch: reloaded after {why}: {done}");

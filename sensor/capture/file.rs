@@ -171,7 +171,9 @@ impl IdleSource {
             return self.chunks.try_recv().ok().or(Some(Ok(Vec::new())));
         }
         let mut first: Vec<u8> = Vec::new();
-        while header_len(&first).is_none_or(|need| first.len() < need) {
+        // A header claiming more than any record may be is read no further than that: the
+        // reader then reports the bad block instead of this holding the whole stream.
+        while header_len(&first).is_none_or(|need| first.len() < need.min(MAX_BUFFER)) {
             match self.chunks.recv() {
                 Ok(Ok(more)) => first.extend_from_slice(&more),
                 Ok(Err(e)) => return Some(Err(e)),

@@ -190,6 +190,8 @@ pub struct Detector {
     /// Swapped whole on a reload; a worker loads it once per batch, so every finding is
     /// judged, recorded and reported against one consistent rule set.
     rules: arc_swap::ArcSwap<RuleSet>,
+    /// The rules a reload replaced, until `settle` has carried over what they still wrote.
+    previous_rules: std::sync::Mutex<Option<Arc<RuleSet>>>,
     home: HomeNet,
     limits: DetectLimits,
     encrypted_dns: resolvers::EncryptedDns,
@@ -215,6 +217,7 @@ impl Detector {
     ) -> Detector {
         Detector {
             rules: arc_swap::ArcSwap::new(rules),
+            previous_rules: std::sync::Mutex::new(None),
             home,
             limits,
             encrypted_dns,
@@ -240,10 +243,34 @@ impl Detector {
     /// Puts a new rule set in force without stopping anything: workers pick it up with their
     /// next batch. Passive-DNS and port-pair state learned under the old rules is carried
     /// over by rule id (entries whose rules are gone are dropped), so a reload forgets
-    /// nothing that still matters.
+    /// nothing that still matters. Workers still on the old rules for the batch they are in
+    /// may add entries after this; `settle`, called once they have moved on, carries those.
     pub fn replace_rules(&self, mut new: RuleSet) -> Arc<RuleSet> {
         let old = self.rules.load_full();
         new.generation = old.generation + 1;
+        let new = Arc::new(new);
+        self.rules.store(Arc::clone(&new));
+        self.carry_over(&old, &new);
+        if let Ok(mut previous) = self.previous_rules.lock() {
+            *previous = Some(old);
+        }
+        new
+    }
+
+    /// Carries over what workers on the previous rules added during the last reload (call it
+    /// a moment after `replace_rules`, when every worker has loaded the new rules).
+    pub fn settle(&self) {
+        let Some(old) = self.previous_rules.lock().ok().and_then(|mut p| p.take()) else {
+            return;
+        };
+        let new = self.rules();
+        if new.generation == old.generation + 1 {
+            self.carry_over(&old, &new);
+        }
+    }
+
+    /// Rewrites cross-flow state tagged with `old`'s generation in `new`'s rule indices.
+    fn carry_over(&self, old: &RuleSet, new: &RuleSet) {
         let by_id: std::collections::HashMap<&str, RuleIdx> = new
             .rules
             .iter()
@@ -263,23 +290,39 @@ impl Detector {
             }
             e.generation == generation && !e.rules.is_empty()
         });
-        let pairs: Vec<_> = self
+        // Keys hold rule indices, so entries move to new keys one by one; entries already in
+        // the new generation stay where they are.
+        let stale: Vec<_> = self
             .port_pairs
             .iter()
-            .filter(|e| e.value().generation == old.generation)
-            .filter_map(|e| {
-                let (a, b, rule) = *e.key();
-                Some(((a, b, translate(rule)?), e.value().ports.clone()))
-            })
+            .filter(|e| e.value().generation != generation)
+            .map(|e| *e.key())
             .collect();
-        self.port_pairs.clear();
-        for (key, ports) in pairs {
-            self.port_pairs.insert(key, PortsSeen { generation, ports });
+        for key in stale {
+            let Some((_, seen)) = self.port_pairs.remove(&key) else {
+                continue;
+            };
+            let (a, b, rule) = key;
+            let target = match seen.generation {
+                // Reset to the new generation by a worker in the meantime: it stays.
+                g if g == generation => Some(rule),
+                g if g == old.generation => translate(rule),
+                _ => None,
+            };
+            let Some(rule) = target else { continue };
+            let mut slot = self.port_pairs.entry((a, b, rule)).or_default();
+            if slot.generation != generation {
+                *slot = PortsSeen {
+                    generation,
+                    ports: Default::default(),
+                };
+            }
+            for p in seen.ports {
+                if !slot.ports.contains(&p) {
+                    slot.ports.push(p);
+                }
+            }
         }
-        drop(by_id);
-        let new = Arc::new(new);
-        self.rules.store(Arc::clone(&new));
-        new
     }
 
     /// Marks a host as a DNS resolver. Called by the capture thread, in packet order, for
@@ -959,8 +1002,29 @@ mod tests {
         let wider = RuleSet::compile(loaded, Some(&all)).expect("compiles");
         let first_kaspersky = wider.rules.iter().position(|r| r.vendor == "kaspersky");
         assert_ne!(first_kaspersky, Some(0), "indices must move for this test");
+        let old = d.rules();
         let in_force = d.replace_rules(wider);
         assert_eq!(in_force.generation, 1);
+        // A worker still on the old rules learns another address during the reload: new
+        // workers cannot use it until `settle` carries it over.
+        let late = match &answer {
+            Extracted::Name(ev) => {
+                let mut ev = ev.clone();
+                if let Detail::Dns(dd) = &mut ev.detail {
+                    dd.answers[0].data = dns::RData::A([203, 0, 113, 10].into());
+                }
+                Extracted::Name(ev)
+            }
+            _ => unreachable!("an answer"),
+        };
+        d.detect(&old, &late, &mut |_| {});
+        let late_conn = Extracted::Unnamed {
+            ts: Timestamp::from_parts(1010, 0),
+            flow: flow(Proto::Tcp, "10.1.1.7:40000", "203.0.113.10:443"),
+        };
+        assert!(findings(&d, &late_conn).is_empty(), "not carried over yet");
+        d.settle();
+        assert_eq!(findings(&d, &late_conn).len(), before.len(), "carried over");
         let after: Vec<String> = findings(&d, &unnamed)
             .iter()
             .map(|f| d.rules().rule(f.rule).id.clone())

@@ -244,12 +244,25 @@ impl Store {
         };
         let opened =
             Connection::open_with_flags(path, flags).and_then(|c| read_version(&c).map(|v| (c, v)));
+        let wal_in_use = {
+            let mut wal = path.as_os_str().to_owned();
+            wal.push("-wal");
+            std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0)
+        };
         let (conn, version) = match opened {
             Ok(cv) => cv,
             // A WAL database needs its shared-memory file, which a reader cannot create in a
-            // directory it may not write: then no writer can be at work there either, and
-            // the file is read as the immutable snapshot it is.
-            Err(_) => {
+            // directory it may not write. With no write-ahead log beside it (a closed
+            // inventory, a copy), the file is the whole truth and is read as the immutable
+            // snapshot it is; with one, a sensor is writing and an immutable read would
+            // miss its latest saves, so that is refused below.
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if !wal_in_use
+                    && matches!(
+                        e.code,
+                        rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly
+                    ) =>
+            {
                 let escaped = path
                     .display()
                     .to_string()
@@ -261,6 +274,13 @@ impl Store {
                     .and_then(|c| read_version(&c).map(|v| (c, v)))
                     .map_err(|e| explain(path, "cannot read", &e))?
             }
+            Err(e) if wal_in_use => {
+                return Err(format!(
+                    "{} (a sensor is writing it: read it as a user who may write its directory, or read a copy)",
+                    explain(path, "cannot read", &e)
+                ))
+            }
+            Err(e) => return Err(explain(path, "cannot read", &e)),
         };
         if version > SCHEMA_VERSION {
             return Err(err(
