@@ -160,9 +160,13 @@ struct PdnsEntry {
     answered: Timestamp,
 }
 
-/// Entries looked at to choose the one to shed from a full passive-DNS table (the oldest
-/// answer among them): an approximate least-recently-answered order without keeping one.
-const PDNS_EVICTION_SAMPLE: usize = 16;
+/// Passive-DNS answers in the order they came, to shed the oldest from a full table. An
+/// address answered again is queued again; entries whose address was answered later, expired
+/// or left are skipped when reached, and dropped whenever the queue outgrows the table.
+#[derive(Default)]
+struct PdnsAge {
+    queue: std::collections::VecDeque<(IpAddr, Timestamp)>,
+}
 
 /// Which home-net ranges hold the hosts we report on.
 #[derive(Debug, Clone)]
@@ -203,6 +207,8 @@ pub struct Detector {
     pub pdns_dropped: AtomicU64,
     /// Packet second of the last scan of a full passive-DNS table for expired entries.
     pdns_swept_at: AtomicI64,
+    /// The answers in arrival order (see `PdnsAge`).
+    pdns_age: std::sync::Mutex<PdnsAge>,
     /// Scans of a full passive-DNS table (each walks every entry).
     pdns_sweeps: AtomicU64,
     pub port_pairs_dropped: AtomicU64,
@@ -226,6 +232,7 @@ impl Detector {
             port_pairs: DashMap::default(),
             pdns_dropped: AtomicU64::new(0),
             pdns_swept_at: AtomicI64::new(i64::MIN),
+            pdns_age: std::sync::Mutex::new(PdnsAge::default()),
             pdns_sweeps: AtomicU64::new(0),
             port_pairs_dropped: AtomicU64::new(0),
         }
@@ -581,19 +588,37 @@ impl Detector {
                 // let a flood of answers (kept at least the TTL floor) blind passive DNS to
                 // every lookup after it, until the flood's entries expire.
                 if self.pdns.len() >= self.limits.pdns_max_entries {
-                    let oldest = self
-                        .pdns
-                        .iter()
-                        .take(PDNS_EVICTION_SAMPLE)
-                        .min_by_key(|e| e.answered)
-                        .map(|e| *e.key());
-                    let Some(oldest) = oldest else { continue };
-                    self.pdns.remove(&oldest);
+                    if !self.shed_oldest_answer() {
+                        continue;
+                    }
                     self.pdns_dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            let answered = entry.answered;
             self.pdns.insert(ip, entry);
+            if let Ok(mut age) = self.pdns_age.lock() {
+                age.queue.push_back((ip, answered));
+                if age.queue.len() > 2 * self.limits.pdns_max_entries + 1024 {
+                    let pdns = &self.pdns;
+                    age.queue
+                        .retain(|(ip, at)| pdns.get(ip).is_some_and(|e| e.answered == *at));
+                }
+            }
         }
+    }
+
+    /// Removes the least recently answered address; false when there is none to remove.
+    fn shed_oldest_answer(&self) -> bool {
+        let Ok(mut age) = self.pdns_age.lock() else {
+            return false;
+        };
+        while let Some((ip, at)) = age.queue.pop_front() {
+            // Only the queue entry of the answer the table holds now counts.
+            if self.pdns.remove_if(&ip, |_, e| e.answered == at).is_some() {
+                return true;
+            }
+        }
+        false
     }
 
     fn expire_pdns(&self, now: Timestamp) {
@@ -949,6 +974,15 @@ mod tests {
             f[0].indicator.name.as_deref(),
             Some("dnl-01.geo.kaspersky.com")
         );
+        // The least recently answered address is the one shed: A, B, A again, then C sheds B.
+        let d = detector(limits);
+        findings(&d, &answer([192, 0, 2, 1], 10_000, 2000));
+        findings(&d, &answer([192, 0, 2, 2], 10_000, 2001));
+        findings(&d, &answer([192, 0, 2, 1], 10_000, 2002));
+        findings(&d, &answer([192, 0, 2, 3], 10_000, 2003));
+        assert_eq!(findings(&d, &unnamed("192.0.2.1", 2004)).len(), 1);
+        assert!(findings(&d, &unnamed("192.0.2.2", 2004)).is_empty());
+        assert_eq!(findings(&d, &unnamed("192.0.2.3", 2004)).len(), 1);
     }
 
     #[test]
