@@ -200,7 +200,42 @@ fn live_capture_on_a_veth_pair_reports_everything_after_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starts vendorwatch live");
-    std::thread::sleep(Duration::from_millis(800));
+    // Its stderr, collected as it comes: the clients start once it says it captures (after
+    // its privilege drop), however long start-up takes on a busy machine.
+    let collected = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = sensor.stderr.take().map(|mut pipe| {
+        let sink = std::sync::Arc::clone(&collected);
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut s) = sink.lock() {
+                    s.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
+        })
+    });
+    let started = Instant::now();
+    while !collected
+        .lock()
+        .map(|s| s.contains("metrics on http://"))
+        .unwrap_or(false)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "vendorwatch did not start capturing: {}",
+            collected.lock().map(|s| s.clone()).unwrap_or_default()
+        );
+        assert!(
+            sensor.try_wait().ok().flatten().is_none(),
+            "vendorwatch exited: {}",
+            collected.lock().map(|s| s.clone()).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     let client = |args: &[&str]| {
         let mut c = vec!["ip", "netns", "exec", &ns];
@@ -272,11 +307,10 @@ fn live_capture_on_a_veth_pair_reports_everything_after_sigterm() {
     run(&["kill", "-TERM", &sensor.id().to_string()]);
     let status = wait_for_exit(&mut sensor, Duration::from_secs(15))
         .expect("vendorwatch exits after SIGTERM");
-    let mut stderr = String::new();
-    if let Some(mut e) = sensor.stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut stderr);
+    if let Some(r) = reader {
+        let _ = r.join();
     }
+    let stderr = collected.lock().map(|s| s.clone()).unwrap_or_default();
     assert_eq!(status.code(), Some(0), "{stderr}");
 
     let read_lines = |p: &Path| -> Vec<serde_json::Value> {
