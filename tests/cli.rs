@@ -265,8 +265,32 @@ fn help_documents_every_option() {
         "--workers",
         "--max-flows",
         "--quiet",
+        "--config",
+        "--watch",
+        "--alerts-max-mb",
+        "--alerts-keep",
+        "--alerts-fsync",
+        "--alerts-backlog",
+        "--max-hosts",
+        "--reassembly-mb",
+        "--no-seccomp",
+        "--state",
+        "--syslog",
     ] {
         assert!(help.contains(opt), "replay --help lacks {opt}");
+    }
+    let live = bin().args(["live", "--help"]).output().expect("runs");
+    let live = String::from_utf8_lossy(&live.stdout);
+    for opt in [
+        "--interface",
+        "--bpf",
+        "--buffer-mb",
+        "--no-promisc",
+        "--user",
+        "--status-every",
+        "[live] table",
+    ] {
+        assert!(live.contains(opt), "live --help lacks {opt}");
     }
     let top =
         String::from_utf8_lossy(&bin().arg("--help").output().expect("runs").stdout).into_owned();
