@@ -456,10 +456,7 @@ fn worker(index: usize, rx: Receiver<Batch>, free_tx: Sender<Batch>, shared: Arc
         let started = std::time::Instant::now();
         // One rule set and one suppression list per batch: a reload takes effect at the next
         // batch, and every finding is judged and reported against the same rules.
-        let policy = Policy {
-            rules: shared.detector.rules(),
-            suppressions: shared.suppressions.load_full(),
-        };
+        let policy = Policy::now(&shared);
         for p in &batch.packets {
             let frame = &batch.data[p.start as usize..(p.start + p.len) as usize];
             // The reader decoded this frame already; it cannot fail differently now.
@@ -485,10 +482,7 @@ fn worker(index: usize, rx: Receiver<Batch>, free_tx: Sender<Batch>, shared: Arc
         batch.clear();
         let _ = free_tx.try_send(batch);
     }
-    let policy = Policy {
-        rules: shared.detector.rules(),
-        suppressions: shared.suppressions.load_full(),
-    };
+    let policy = Policy::now(&shared);
     extractor.finish(&mut |item| handle(&shared, &policy, &mut local, &mut events, item));
     flush_events(&shared, &mut events);
     shared.counters.fold_findings(&mut local, &policy.rules);
@@ -499,6 +493,16 @@ fn worker(index: usize, rx: Receiver<Batch>, free_tx: Sender<Batch>, shared: Arc
 struct Policy {
     rules: Arc<crate::detect::RuleSet>,
     suppressions: Arc<crate::suppress::Suppressions>,
+}
+
+impl Policy {
+    /// The rules and suppressions in force now.
+    fn now(shared: &Shared) -> Policy {
+        Policy {
+            rules: shared.detector.rules(),
+            suppressions: shared.suppressions.load_full(),
+        }
+    }
 }
 
 fn flush_events(shared: &Shared, events: &mut String) {

@@ -155,6 +155,15 @@ fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> String {
 const LOCKED_HINT: &str = "another process holds it: another vendorwatch using the same inventory, or a sqlite3 session or backup with a transaction open; stop it, or give this run its own inventory with --state PATH, or run without one with --state none";
 
 /// An SQLite error in words a user can act on: what is wrong, and what to do.
+/// An inventory whose schema this build does not know.
+fn newer_schema(path: &Path, version: i64) -> String {
+    err(
+        path,
+        "written by a newer vendorwatch",
+        format!("schema {version} > {SCHEMA_VERSION}; upgrade vendorwatch or use another --state"),
+    )
+}
+
 pub fn explain(path: &Path, what: &str, e: &rusqlite::Error) -> String {
     use rusqlite::ErrorCode;
     let hint = match e.sqlite_error_code() {
@@ -211,7 +220,7 @@ impl Store {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(|e| err(path, "not an SQLite database", e))?;
         if version > SCHEMA_VERSION {
-            return Err(err(path, "written by a newer vendorwatch", format!("schema {version} > {SCHEMA_VERSION}; upgrade vendorwatch or use another --state")));
+            return Err(newer_schema(path, version));
         }
         for (i, step) in MIGRATIONS
             .iter()
@@ -283,11 +292,7 @@ impl Store {
             Err(e) => return Err(explain(path, "cannot read", &e)),
         };
         if version > SCHEMA_VERSION {
-            return Err(err(
-                path,
-                "written by a newer vendorwatch",
-                format!("schema {version} > {SCHEMA_VERSION}; upgrade vendorwatch"),
-            ));
+            return Err(newer_schema(path, version));
         }
         if version < SCHEMA_VERSION {
             drop(conn);
