@@ -117,7 +117,7 @@ for _ in $(seq 1 200); do
     (($(tcpdump -n -r "$WORK/raw.pcap" 2>/dev/null | wc -l) >= WANT)) && break
     sleep 0.1
 done
-kill -INT "$TCPDUMP"
+kill -TERM "$TCPDUMP" # background jobs of a non-interactive bash ignore SIGINT; tcpdump flushes on TERM too
 wait "$TCPDUMP" 2>/dev/null || true
 
 V_DIG=$(dig -v 2>&1 | awk '{print $2}')
