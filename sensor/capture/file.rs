@@ -35,8 +35,10 @@ pub fn is_capture_magic(magic: [u8; 4]) -> bool {
 /// Why a capture stopped early.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CaptureErrorKind {
-    #[error("not a pcap or pcapng file (unknown magic number); convert it with `editcap -F pcap`")]
+    #[error("not a pcap or pcapng file (unknown magic number); if it is a capture in another format, convert it with `editcap -F pcap IN OUT`")]
     NotACapture,
+    #[error("a text file, not a capture (pcap or pcapng)")]
+    Text,
     #[error("empty file")]
     Empty,
     #[error("truncated: the file ends in the middle of a record")]
@@ -46,7 +48,7 @@ pub enum CaptureErrorKind {
     #[error("read error: {0}")]
     Io(String),
     #[error("unsupported link type {0}; vendorwatch reads Ethernet, Linux cooked v1/v2, raw IP, BSD null/loop, NFLOG and Cisco HDLC")]
-    UnsupportedLinkType(i32),
+    UnsupportedLinkType(u32),
 }
 
 /// Where a capture broke: `record` is the 1-based number of the record that could not be
@@ -82,6 +84,8 @@ pub struct CaptureReader {
     pub unsupported: Unsupported,
     /// Set by a source that ran dry for a moment (`IdleSource`): a failed read is a pause.
     idle: Option<Arc<AtomicBool>>,
+    /// The byte order of the current pcapng section.
+    big_endian: bool,
 }
 
 /// What `CaptureReader::next_packet` did.
@@ -254,6 +258,7 @@ impl CaptureReader {
             records: 0,
             unsupported: Unsupported::default(),
             idle: None,
+            big_endian: false,
         })
     }
 
@@ -302,6 +307,50 @@ impl CaptureReader {
         let mut on_packet = Some(on_packet);
         loop {
             let record_offset = self.inner.consumed() as u64;
+            // pcapng blocks this reader does not need the parser for (see `own_block`).
+            if !self.legacy && self.records > 0 {
+                if let Some((block_type, len)) = own_block(self.inner.data(), self.big_endian) {
+                    let delivered = if block_type == OPB_TYPE {
+                        let body = self.inner.data().get(8..len - 4).unwrap_or_default();
+                        match read_obsolete_packet(body, self.big_endian) {
+                            Some(opb) => match self.interfaces.get(usize::from(opb.if_id)).copied()
+                            {
+                                Some(iface) => deliver_ng(
+                                    &mut self.unsupported,
+                                    iface,
+                                    ng_timestamp(iface, opb.ts),
+                                    opb.data,
+                                    opb.origlen,
+                                    &mut on_packet,
+                                ),
+                                None => return Err(self.error(
+                                    record_offset,
+                                    CaptureErrorKind::Corrupt(format!(
+                                        "packet on interface {} that no interface block described",
+                                        opb.if_id
+                                    )),
+                                )),
+                            },
+                            None => {
+                                return Err(self.error(
+                                    record_offset,
+                                    CaptureErrorKind::Corrupt(
+                                        "obsolete packet block too short for its header".into(),
+                                    ),
+                                ))
+                            }
+                        }
+                    } else {
+                        false
+                    };
+                    self.records += 1;
+                    self.inner.consume(len);
+                    if delivered {
+                        return Ok(Step::Packet);
+                    }
+                    continue;
+                }
+            }
             // Everything that borrows the reader's buffer happens inside this match; what
             // comes out is owned, so the buffer can then be consumed or refilled.
             let outcome = match self.inner.next() {
@@ -316,7 +365,9 @@ impl CaptureReader {
                                     &self.name,
                                     self.records,
                                     record_offset,
-                                    CaptureErrorKind::UnsupportedLinkType(code),
+                                    // The field is unsigned on the wire: 0xffffffff is
+                                    // 4294967295, not -1.
+                                    CaptureErrorKind::UnsupportedLinkType(code as u32),
                                 ));
                             }
                             let resolution = if hdr.is_nanosecond_precision() {
@@ -356,9 +407,10 @@ impl CaptureReader {
                             }
                             _ => false,
                         },
-                        PcapBlockOwned::NG(Block::SectionHeader(_)) => {
+                        PcapBlockOwned::NG(Block::SectionHeader(shb)) => {
                             // A new section starts its own interface numbering.
                             self.interfaces.clear();
+                            self.big_endian = shb.big_endian();
                             false
                         }
                         PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
@@ -377,14 +429,7 @@ impl CaptureReader {
                                 Some(iface) => {
                                     let raw =
                                         (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
-                                    let res = iface.resolution.max(1);
-                                    let secs = i64::try_from(raw / res)
-                                        .unwrap_or(i64::MAX)
-                                        .saturating_add(iface.offset_secs);
-                                    let ts = Timestamp::from_parts(
-                                        secs,
-                                        fraction_to_nanos(raw % res, res),
-                                    );
+                                    let ts = ng_timestamp(iface, raw);
                                     let caplen = (epb.caplen as usize).min(epb.data.len());
                                     deliver_ng(
                                         &mut self.unsupported,
@@ -488,6 +533,94 @@ impl CaptureReader {
     fn error(&self, offset: u64, kind: CaptureErrorKind) -> CaptureError {
         error_at(&self.name, self.records, offset, kind)
     }
+}
+
+/// pcapng block types the parser reads for us; every other type is framed here (`own_block`).
+const SHB_TYPE: u32 = 0x0A0D_0D0A;
+const IDB_TYPE: u32 = 1;
+/// The Obsolete Packet Block (pcapng draft's "Packet Block"), still written by old tools and
+/// read by tshark: a 16-bit interface id, a 16-bit drop count, then the EPB's fields.
+const OPB_TYPE: u32 = 2;
+const SPB_TYPE: u32 = 3;
+const EPB_TYPE: u32 = 6;
+/// Type, length and trailing length.
+const BLOCK_FRAME: usize = 12;
+
+/// A whole block at the start of `data` that this reader handles itself: any type but the
+/// section header, interface description, simple and enhanced packets. Returns its type and
+/// length when its framing is valid (a length of at least 12, a multiple of 4, repeated at
+/// its end) and all of it is in `data`; otherwise `None`, and the parser reads it (and asks
+/// for more bytes, or says what is wrong). So a block of a local or future type (the spec
+/// reserves 0x80000000 and up for local use), statistics, name resolution or secrets blocks,
+/// whatever their content, are skipped by their length, as tshark does.
+fn own_block(data: &[u8], big_endian: bool) -> Option<(u32, usize)> {
+    let word = |at: usize| -> Option<u32> {
+        let b: [u8; 4] = data.get(at..at + 4)?.try_into().ok()?;
+        Some(if big_endian {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
+    };
+    let block_type = word(0)?;
+    if matches!(block_type, SHB_TYPE | IDB_TYPE | SPB_TYPE | EPB_TYPE) {
+        return None;
+    }
+    let len = usize::try_from(word(4)?).ok()?;
+    if len < BLOCK_FRAME || len % 4 != 0 || data.len() < len || word(len - 4)? != word(4)? {
+        return None;
+    }
+    Some((block_type, len))
+}
+
+/// The fields of an Obsolete Packet Block that matter here.
+struct ObsoletePacket<'a> {
+    if_id: u16,
+    /// Timestamp in the interface's units.
+    ts: u64,
+    origlen: u32,
+    data: &'a [u8],
+}
+
+/// Reads an Obsolete Packet Block's body (after type and length, before the trailing length).
+fn read_obsolete_packet(body: &[u8], big_endian: bool) -> Option<ObsoletePacket<'_>> {
+    let u16_at = |at: usize| -> Option<u16> {
+        let b: [u8; 2] = body.get(at..at + 2)?.try_into().ok()?;
+        Some(if big_endian {
+            u16::from_be_bytes(b)
+        } else {
+            u16::from_le_bytes(b)
+        })
+    };
+    let u32_at = |at: usize| -> Option<u32> {
+        let b: [u8; 4] = body.get(at..at + 4)?.try_into().ok()?;
+        Some(if big_endian {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
+    };
+    let if_id = u16_at(0)?;
+    let ts = (u64::from(u32_at(4)?) << 32) | u64::from(u32_at(8)?);
+    let caplen = usize::try_from(u32_at(12)?).ok()?;
+    let origlen = u32_at(16)?;
+    let packet = body.get(20..)?;
+    Some(ObsoletePacket {
+        if_id,
+        ts,
+        origlen,
+        // A capture length past the block is cut to the block, as for enhanced packets.
+        data: &packet[..caplen.min(packet.len())],
+    })
+}
+
+/// A pcapng timestamp (in the interface's units since the epoch) as a packet time.
+fn ng_timestamp(iface: Interface, raw: u64) -> Timestamp {
+    let res = iface.resolution.max(1);
+    let secs = i64::try_from(raw / res)
+        .unwrap_or(i64::MAX)
+        .saturating_add(iface.offset_secs);
+    Timestamp::from_parts(secs, fraction_to_nanos(raw % res, res))
 }
 
 fn error_at(name: &str, records: u64, offset: u64, kind: CaptureErrorKind) -> CaptureError {
