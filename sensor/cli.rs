@@ -435,7 +435,7 @@ fn run_config(
                 "the configuration has {} problem(s):\n  {}\ncheck it with `vendorwatch config check {}`",
                 errs.len(),
                 errs.join("\n  "),
-                p.display()
+                crate::operator_input::shown(p)
             )
         })?,
         None => config::LoadedConfig::default(),
@@ -618,7 +618,7 @@ fn open_output(path: &Path, what: &str) -> Result<SharedWriter, String> {
         let f = std::fs::File::create(path).map_err(|e| {
             format!(
                 "cannot create the {what} file {}: {e} (check the directory exists and is writable)",
-                path.display()
+                crate::operator_input::shown(path)
             )
         })?;
         Box::new(std::io::BufWriter::with_capacity(256 * 1024, f))
@@ -644,7 +644,7 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
         Some(p) => Some(std::fs::File::create(p).map_err(|e| {
             format!(
                 "cannot create the report {}: {e} (check the directory exists and is writable)",
-                p.display()
+                crate::operator_input::shown(p)
             )
         })?),
         None => None,
@@ -853,11 +853,14 @@ fn conclude(
         if let Err(e) = written {
             eprintln!(
                 "vendorwatch: cannot write the report {}: {e}",
-                path.display()
+                crate::operator_input::shown(path)
             );
             code = exit::PARTIAL;
         } else {
-            kept_in.insert(0, format!("the report {}", path.display()));
+            kept_in.insert(
+                0,
+                format!("the report {}", crate::operator_input::shown(path)),
+            );
         }
     }
     if let Some(sink) = &shared.alerts {
@@ -872,9 +875,15 @@ fn conclude(
             }
         }
     }
+    // Only the events output writes through `output_error` (alerts have their own sink).
     if let Ok(Some(e)) = shared.output_error.lock().map(|s| s.clone()) {
+        let what = match cfg.events.as_deref() {
+            Some(p) if p == Path::new("-") => "the events output (stdout)".to_string(),
+            Some(p) => format!("the events file {}", crate::operator_input::shown(p)),
+            None => "an output".to_string(),
+        };
         eprintln!(
-            "vendorwatch: an output could not be written: {e} (alerts or events may be incomplete)"
+            "vendorwatch: {what} could not be written: {e}; events from then on are missing (alerts, the report and the inventory are not affected)"
         );
         code = exit::PARTIAL;
     }
@@ -922,6 +931,11 @@ fn run_replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
     let expanded = inputs::expand(inputs_given);
     for p in &expanded.problems {
         eprintln!("vendorwatch: {}: {}", p.path, p.problem);
+    }
+    if !cfg.quiet {
+        for d in &expanded.dirs {
+            eprintln!("vendorwatch: {}", d.describe());
+        }
     }
     if expanded.inputs.is_empty() {
         eprintln!("vendorwatch: no capture to read (give pcap/pcapng files, directories holding them, or - for stdin)");
@@ -1024,7 +1038,14 @@ fn run_replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
                 "vendorwatch: serving metrics on http://{}/metrics for {linger} s more",
                 server.addr
             );
-            std::thread::sleep(std::time::Duration::from_secs(linger));
+            // In steps, so that SIGINT/SIGTERM end the wait.
+            let until =
+                std::time::Instant::now().checked_add(std::time::Duration::from_secs(linger));
+            while !stop.load(Ordering::Relaxed)
+                && until.is_none_or(|u| std::time::Instant::now() < u)
+            {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
         }
         server.stop();
     }
@@ -1735,7 +1756,7 @@ fn run_config_check(path: Option<PathBuf>) -> i32 {
     };
     outln!(
         "{}: OK ({} suppression(s); rules: {}; vendors: {}; home_net: {})",
-        path.display(),
+        crate::operator_input::shown(&path),
         loaded.suppressions.0.len(),
         rule_source(&loaded.settings.rules).describe(),
         loaded

@@ -44,7 +44,7 @@ impl RuleSource {
     pub fn describe(&self) -> String {
         match self {
             RuleSource::Embedded => "the embedded rule packs".into(),
-            RuleSource::Path(p) => p.display().to_string(),
+            RuleSource::Path(p) => crate::operator_input::shown(p),
         }
     }
 }

@@ -111,7 +111,12 @@ pub struct IdleSource {
     /// Set once the capture header is read (see `read`).
     armed: Arc<AtomicBool>,
     delivered_any: bool,
+    /// A stop request (SIGTERM) ends the wait for the capture header (see `until`).
+    stop: Option<Arc<AtomicBool>>,
 }
+
+/// How often a wait for the first bytes of a pipe looks at the stop flag.
+const STOP_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// How many bytes the file header at the start of `bytes` takes, once that can be told:
 /// 24 for pcap, the section header block's length for pcapng, what there is for anything
@@ -163,7 +168,16 @@ impl IdleSource {
             idle: Arc::new(AtomicBool::new(false)),
             armed: Arc::new(AtomicBool::new(false)),
             delivered_any: false,
+            stop: None,
         }
+    }
+
+    /// Gives up waiting for the capture header once `stop` is set: a pipe whose writer never
+    /// writes (or never comes: a FIFO) does not hold up SIGTERM. After the header, every
+    /// quiet `pause` is already handed back to the caller, which looks at its stop flag.
+    pub fn until(mut self, stop: Arc<AtomicBool>) -> IdleSource {
+        self.stop = Some(stop);
+        self
     }
 
     /// The next chunk while the reader is being opened. pcap-parser's opening reads twice:
@@ -178,11 +192,28 @@ impl IdleSource {
         // A header claiming more than any record may be is read no further than that: the
         // reader then reports the bad block instead of this holding the whole stream.
         while header_len(&first).is_none_or(|need| first.len() < need.min(MAX_BUFFER)) {
-            match self.chunks.recv() {
-                Ok(Ok(more)) => first.extend_from_slice(&more),
-                Ok(Err(e)) => return Some(Err(e)),
+            let next = match &self.stop {
+                None => self.chunks.recv().ok(),
+                Some(stop) => loop {
+                    match self.chunks.recv_timeout(STOP_POLL) {
+                        Ok(c) => break Some(c),
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break None,
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                            if stop.load(Ordering::Relaxed) {
+                                return Some(Err(std::io::Error::new(
+                                    std::io::ErrorKind::Interrupted,
+                                    "stopped before the capture header came",
+                                )));
+                            }
+                        }
+                    }
+                },
+            };
+            match next {
+                Some(Ok(more)) => first.extend_from_slice(&more),
+                Some(Err(e)) => return Some(Err(e)),
                 // The end of the stream: the reader says what is missing.
-                Err(_) => break,
+                None => break,
             }
         }
         Some(Ok(first))
@@ -279,14 +310,42 @@ impl CaptureReader {
     }
 
     pub fn open(path: &std::path::Path) -> Result<CaptureReader, CaptureError> {
-        let name = path.display().to_string();
+        let name = crate::operator_input::shown(path);
         let file = std::fs::File::open(path).map_err(|e| CaptureError {
             file: name.clone(),
             record: 0,
             offset: 0,
             kind: CaptureErrorKind::Io(e.to_string()),
         })?;
-        CaptureReader::new(name, Box::new(file))
+        CaptureReader::new(name, Box::new(file)).map_err(|mut e| {
+            if e.kind == CaptureErrorKind::NotACapture && looks_like_text(path) {
+                e.kind = CaptureErrorKind::Text;
+            }
+            e
+        })
+    }
+
+    /// Opens a replay input: a named pipe (FIFO) is read like standard input (its quiet
+    /// moments hand over what was read; see `IdleSource`), opened without waiting for a
+    /// writer, and `stop` ends the wait for its first bytes. Anything else is a file.
+    pub fn open_input(
+        path: &std::path::Path,
+        pause: std::time::Duration,
+        stop: Arc<AtomicBool>,
+    ) -> Result<CaptureReader, CaptureError> {
+        use std::os::unix::fs::FileTypeExt;
+        let fifo = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo());
+        if !fifo {
+            return CaptureReader::open(path);
+        }
+        let name = crate::operator_input::shown(path);
+        let source = FifoSource::open(path).map_err(|e| CaptureError {
+            file: name.clone(),
+            record: 0,
+            offset: 0,
+            kind: CaptureErrorKind::Io(e.to_string()),
+        })?;
+        CaptureReader::from_pipe(name, IdleSource::new(source, pause).until(stop))
     }
 
     /// Number of records read so far (headers included).
@@ -323,13 +382,15 @@ impl CaptureReader {
                                     opb.origlen,
                                     &mut on_packet,
                                 ),
-                                None => return Err(self.error(
-                                    record_offset,
-                                    CaptureErrorKind::Corrupt(format!(
+                                None => {
+                                    return Err(self.error(
+                                        record_offset,
+                                        CaptureErrorKind::Corrupt(format!(
                                         "packet on interface {} that no interface block described",
                                         opb.if_id
                                     )),
-                                )),
+                                    ))
+                                }
                             },
                             None => {
                                 return Err(self.error(
@@ -532,6 +593,71 @@ impl CaptureReader {
 
     fn error(&self, offset: u64, kind: CaptureErrorKind) -> CaptureError {
         error_at(&self.name, self.records, offset, kind)
+    }
+}
+
+/// Whether the start of the file at `path` reads as text (printable UTF-8, no NUL): a log or
+/// a CSV export named `.pcap`, which no converter turns into a capture.
+fn looks_like_text(path: &std::path::Path) -> bool {
+    let mut head = Vec::new();
+    let read = std::fs::File::open(path).and_then(|f| f.take(512).read_to_end(&mut head));
+    if read.is_err() || head.is_empty() || head.contains(&0) {
+        return false;
+    }
+    let valid = match std::str::from_utf8(&head) {
+        Ok(t) => t,
+        // A character cut by the 512-byte window is fine; anything else is not text.
+        Err(e) if head.len() - e.valid_up_to() < 4 => {
+            std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or_default()
+        }
+        Err(_) => return false,
+    };
+    valid
+        .chars()
+        .all(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t' | '\u{c}'))
+}
+
+/// A named pipe opened with `O_NONBLOCK`, so that `open` does not wait for a writer (a wait
+/// no signal could end), read with `poll`: it waits until a writer has written (or come and
+/// gone), so that a reader started before its writer does not take the empty pipe for the
+/// end of the stream. Reads happen on `IdleSource`'s own thread.
+struct FifoSource {
+    file: std::fs::File,
+}
+
+impl FifoSource {
+    fn open(path: &std::path::Path) -> std::io::Result<FifoSource> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(path)?;
+        Ok(FifoSource { file })
+    }
+}
+
+impl Read for FifoSource {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        loop {
+            // Until a writer has come, Linux reports neither data nor a hang-up: poll waits.
+            // Once data is there it is readable; once the last writer is gone, POLLHUP and
+            // the read gives 0, the end of the stream.
+            let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+            match self.file.read(out) {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                    ) => {}
+                other => return other,
+            }
+        }
     }
 }
 
