@@ -2030,3 +2030,20 @@ pub fn explain_match(set: &RuleSet, value: &str) -> Vec<String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::csv_cell;
+
+    #[test]
+    fn csv_cells_that_start_like_a_formula_are_neutralised() {
+        assert_eq!(csv_cell("ws-alice.lab"), "ws-alice.lab");
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+        assert_eq!(csv_cell("=1+1"), "\"'=1+1\"");
+        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        for lead in ["+", "-", "@", "\t", "\r"] {
+            assert_eq!(csv_cell(&format!("{lead}cmd")), format!("\"'{lead}cmd\""));
+        }
+        assert_eq!(csv_cell("x=1"), "x=1", "only the first character counts");
+    }
+}

@@ -413,7 +413,7 @@ fn a_rules_file_with_invalid_utf8_is_reported_at_its_line() {
 }
 
 #[test]
-fn replay_of_a_fifo_with_no_writer_ends_on_sigterm() {
+fn replay_of_a_fifo_ends_on_sigterm_without_a_writer_and_reads_a_late_one() {
     let dir = tempfile::tempdir().expect("tmp");
     let fifo = dir.path().join("capture.pcap");
     mkfifo(&fifo);
@@ -434,27 +434,13 @@ fn replay_of_a_fifo_with_no_writer_ends_on_sigterm() {
     assert!(stderr.contains("interrupted by a signal"), "{stderr}");
     // Ended by its own hand (nothing was read: 2), not killed by the signal.
     assert_eq!(out.status.code(), Some(2), "{stderr}");
+    // Opened without waiting, but not taken for an empty stream: a writer that comes later
+    // is read.
+    fifo_with_a_late_writer();
 }
 
-#[test]
-fn replay_of_stdin_that_never_writes_ends_on_sigterm() {
-    let child = bin()
-        .args(["replay", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    std::thread::sleep(Duration::from_millis(500));
-    sigterm(&child);
-    // stdin stays open (the child's handle is held until `finish` drops it after the wait).
-    let out = finish(child, "replay - after SIGTERM");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("interrupted by a signal"), "{stderr}");
-}
-
-#[test]
-fn a_fifo_is_read_like_a_pipe_when_its_writer_comes_later() {
+/// A FIFO whose writer comes after the sensor opened it is read like a pipe.
+fn fifo_with_a_late_writer() {
     let dir = tempfile::tempdir().expect("tmp");
     let fifo = dir.path().join("capture.pcap");
     mkfifo(&fifo);
@@ -483,6 +469,23 @@ fn a_fifo_is_read_like_a_pipe_when_its_writer_comes_later() {
         ["dnl-04.geo.kaspersky.com"],
         "{stderr}"
     );
+}
+
+#[test]
+fn replay_of_stdin_that_never_writes_ends_on_sigterm() {
+    let child = bin()
+        .args(["replay", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(500));
+    sigterm(&child);
+    // stdin stays open (the child's handle is held until `finish` drops it after the wait).
+    let out = finish(child, "replay - after SIGTERM");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("interrupted by a signal"), "{stderr}");
 }
 
 #[test]

@@ -968,6 +968,71 @@ mod tests {
     }
 
     #[test]
+    fn blocks_of_other_types_are_framed_by_their_length() {
+        let block = |t: u32, len: u32, trailer: u32, body: usize| {
+            let mut b = t.to_le_bytes().to_vec();
+            b.extend_from_slice(&len.to_le_bytes());
+            b.extend(std::iter::repeat_n(0u8, body));
+            b.extend_from_slice(&trailer.to_le_bytes());
+            b
+        };
+        // A 12-byte local block, with more after it.
+        let mut data = block(0x8000_0001, 12, 12, 0);
+        data.extend_from_slice(&[1, 2, 3]);
+        assert_eq!(own_block(&data, false), Some((0x8000_0001, 12)));
+        // Big-endian sections read their lengths big-endian.
+        let mut be = 0x8000_0001u32.to_be_bytes().to_vec();
+        be.extend_from_slice(&16u32.to_be_bytes());
+        be.extend_from_slice(&[0; 4]);
+        be.extend_from_slice(&16u32.to_be_bytes());
+        assert_eq!(own_block(&be, true), Some((0x8000_0001, 16)));
+        // Statistics and obsolete packets are framed here too; the packet types are not.
+        assert_eq!(own_block(&block(5, 16, 16, 4), false), Some((5, 16)));
+        assert_eq!(own_block(&block(OPB_TYPE, 16, 16, 4), false), Some((2, 16)));
+        for t in [SHB_TYPE, IDB_TYPE, SPB_TYPE, EPB_TYPE] {
+            assert_eq!(own_block(&block(t, 16, 16, 4), false), None);
+        }
+        // Bad framing and blocks not yet whole are left to the parser.
+        assert_eq!(
+            own_block(&block(9, 8, 8, 0), false),
+            None,
+            "shorter than 12"
+        );
+        assert_eq!(
+            own_block(&block(9, 14, 14, 2), false),
+            None,
+            "not a multiple of 4"
+        );
+        assert_eq!(
+            own_block(&block(9, 16, 20, 4), false),
+            None,
+            "trailer differs"
+        );
+        assert_eq!(
+            own_block(&block(9, 32, 32, 4)[..16], false),
+            None,
+            "incomplete"
+        );
+    }
+
+    #[test]
+    fn an_obsolete_packet_block_body_is_read() {
+        let mut body = 1u16.to_le_bytes().to_vec();
+        body.extend_from_slice(&7u16.to_le_bytes());
+        body.extend_from_slice(&1u32.to_le_bytes());
+        body.extend_from_slice(&2u32.to_le_bytes());
+        body.extend_from_slice(&3u32.to_le_bytes());
+        body.extend_from_slice(&60u32.to_le_bytes());
+        body.extend_from_slice(&[0xaa, 0xbb, 0xcc, 0, 0, 0, 0, 0]);
+        let opb = read_obsolete_packet(&body, false).expect("reads");
+        assert_eq!(
+            (opb.if_id, opb.ts, opb.origlen, opb.data),
+            (1, (1 << 32) | 2, 60, &[0xaa, 0xbb, 0xcc][..])
+        );
+        assert!(read_obsolete_packet(&body[..19], false).is_none());
+    }
+
+    #[test]
     fn header_length_is_known_once_its_bytes_are_there() {
         assert_eq!(header_len(&PCAP_MAGICS[1]), Some(24));
         assert_eq!(header_len(&PCAPNG_MAGIC), None);

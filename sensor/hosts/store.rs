@@ -852,6 +852,8 @@ mod tests {
     #[test]
     fn round_trip_and_migrations() {
         let dir = tempfile::tempdir().expect("tmp");
+        // The directory must exist: the store does not create one.
+        std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
         let path = dir.path().join("sub/inv.db");
         let mut store = Store::open(&path).expect("opens");
         assert_eq!(store.schema_version(), Some(SCHEMA_VERSION));

@@ -932,6 +932,30 @@ mod tests {
     }
 
     #[test]
+    fn a_rotation_costs_the_files_there_are_not_the_files_kept() {
+        // keep = 100,000,000 (the command line refuses it; the sink must not spin on it
+        // either): each rotation once renamed a hundred million names that were not there.
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("alerts.jsonl");
+        let opts = AlertFileOptions {
+            max_bytes: 10,
+            keep: 100_000_000,
+            fsync: FsyncPolicy::Never,
+            ..AlertFileOptions::default()
+        };
+        let sink = AlertSink::start(Destination::File(path.clone()), opts).expect("start");
+        for n in 0..20 {
+            sink.send(format!("{{\"n\":{n:02}}}"));
+        }
+        let stats = sink.close(Duration::from_secs(30));
+        assert_eq!((stats.written, stats.backlog, stats.dropped), (20, 0, 0));
+        assert_eq!(stats.rotations, 19);
+        // One line per file, newest in PATH, oldest in PATH.19.
+        assert_eq!(lines(&path), ["{\"n\":19}"]);
+        assert_eq!(lines(&dir.path().join("alerts.jsonl.19")), ["{\"n\":00}"]);
+    }
+
+    #[test]
     fn writes_lines_in_order_and_rotates_keeping_k_files() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("alerts.jsonl");
