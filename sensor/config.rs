@@ -404,9 +404,12 @@ pub const ZERO_OK_BOUNDS: &[CountBound] = &[
 /// on the command line, `workers` in a file) and does not repeat the label.
 pub fn check_count(key: &str, value: u64) -> Result<(), String> {
     if let Some(b) = COUNT_BOUNDS.iter().find(|b| b.key == key) {
-        if value == 0 || value > b.max {
+        if value == 0 {
+            return Err("must be at least 1".into());
+        }
+        if value > b.max {
             return Err(format!(
-                "must be between 1 and {} ({}), not {value}",
+                "must be at most {} ({}), not {value}",
                 b.max, b.what
             ));
         }
@@ -906,7 +909,7 @@ status_every = 30
         );
         assert!(errs[0].contains("unknown key `vendorz`"), "{errs:?}");
         assert!(
-            errs[1].contains("workers: must be between 1 and 1024"),
+            errs[1].contains("workers: must be at most 1024"),
             "{errs:?}"
         );
         assert!(
@@ -915,11 +918,11 @@ status_every = 30
         );
         assert!(errs[3].contains("max_flows: invalid type"), "{errs:?}");
         assert!(
-            errs[4].contains("alerts_keep: must be between 1 and 1000"),
+            errs[4].contains("alerts_keep: must be at most 1000"),
             "{errs:?}"
         );
         assert!(
-            errs[5].contains("buffer_mb: must be between 1 and 2047"),
+            errs[5].contains("buffer_mb: must be at most 2047"),
             "{errs:?}"
         );
         assert!(errs[6].contains("unknown key `interface`"), "{errs:?}");

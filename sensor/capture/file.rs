@@ -37,7 +37,7 @@ pub fn is_capture_magic(magic: [u8; 4]) -> bool {
 pub enum CaptureErrorKind {
     #[error("not a pcap or pcapng file (unknown magic number); if it is a capture in another format, convert it with `editcap -F pcap IN OUT`")]
     NotACapture,
-    #[error("a text file, not a capture (pcap or pcapng)")]
+    #[error("not a pcap or pcapng file: a text file, not a capture")]
     Text,
     #[error("empty file")]
     Empty,
