@@ -302,7 +302,10 @@ pub fn render_problems(name: &str, mut problems: Vec<ConfigProblem>) -> Vec<Stri
 /// zeros too many) is refused with a clear error rather than spawning 100,000 threads or
 /// looping over a hundred million file names.
 pub struct CountBound {
+    /// The configuration key (the flag is `--` and the key with `-` for `_`).
     pub key: &'static str,
+    /// 1 for counts, 0 for durations where 0 means "never" or "off".
+    pub min: u64,
     pub max: u64,
     pub what: &'static str,
 }
@@ -317,7 +320,7 @@ pub const MAX_HOSTS: usize = 10_000_000;
 pub const MAX_PDNS: usize = 10_000_000;
 /// Alerts held for syslog or the alerts file (about 1 KiB each).
 pub const MAX_QUEUE: usize = 1_000_000;
-/// Rotated alerts files kept: a rotation renames each of them.
+/// Rotated alerts files kept.
 pub const MAX_KEEP: usize = 1000;
 /// Seconds for the passive-DNS TTL floor and cap (a year).
 pub const MAX_TTL_SECS: u64 = 366 * 86_400;
@@ -328,101 +331,43 @@ pub const MAX_BUFFER_MB: u64 = 2047;
 /// Seconds between status lines (a day).
 pub const MAX_STATUS_EVERY: u64 = 86_400;
 
+const fn bound(key: &'static str, min: u64, max: u64, what: &'static str) -> CountBound {
+    CountBound {
+        key,
+        min,
+        max,
+        what,
+    }
+}
+
+#[rustfmt::skip]
 pub const COUNT_BOUNDS: &[CountBound] = &[
-    CountBound {
-        key: "workers",
-        max: MAX_WORKERS as u64,
-        what: "worker threads",
-    },
-    CountBound {
-        key: "max_flows",
-        max: MAX_FLOWS as u64,
-        what: "flows per worker",
-    },
-    CountBound {
-        key: "reassembly_mb",
-        max: MAX_REASSEMBLY_MB as u64,
-        what: "MiB per worker",
-    },
-    CountBound {
-        key: "max_hosts",
-        max: MAX_HOSTS as u64,
-        what: "hosts",
-    },
-    CountBound {
-        key: "pdns_max",
-        max: MAX_PDNS as u64,
-        what: "passive-DNS entries",
-    },
-    CountBound {
-        key: "syslog_queue",
-        max: MAX_QUEUE as u64,
-        what: "queued alerts",
-    },
-    CountBound {
-        key: "alerts_backlog",
-        max: MAX_QUEUE as u64,
-        what: "held alerts",
-    },
-    CountBound {
-        key: "alerts_keep",
-        max: MAX_KEEP as u64,
-        what: "rotated files",
-    },
-    CountBound {
-        key: "buffer_mb",
-        max: MAX_BUFFER_MB,
-        what: "MiB per interface",
-    },
+    bound("workers", 1, MAX_WORKERS as u64, "worker threads"),
+    bound("max_flows", 1, MAX_FLOWS as u64, "flows per worker"),
+    bound("reassembly_mb", 1, MAX_REASSEMBLY_MB as u64, "MiB per worker"),
+    bound("max_hosts", 1, MAX_HOSTS as u64, "hosts"),
+    bound("pdns_max", 1, MAX_PDNS as u64, "passive-DNS entries"),
+    bound("syslog_queue", 1, MAX_QUEUE as u64, "queued alerts"),
+    bound("alerts_backlog", 1, MAX_QUEUE as u64, "held alerts"),
+    bound("alerts_keep", 1, MAX_KEEP as u64, "rotated files"),
+    bound("buffer_mb", 1, MAX_BUFFER_MB, "MiB per interface"),
+    bound("pdns_ttl_floor", 0, MAX_TTL_SECS, "seconds"),
+    bound("pdns_ttl_cap", 0, MAX_TTL_SECS, "seconds"),
+    bound("realert_hours", 0, MAX_REALERT_HOURS, "hours"),
+    bound("status_every", 0, MAX_STATUS_EVERY, "seconds"),
 ];
 
-/// Bounds of the options that may be 0 (a duration or a TTL).
-pub const ZERO_OK_BOUNDS: &[CountBound] = &[
-    CountBound {
-        key: "pdns_ttl_floor",
-        max: MAX_TTL_SECS,
-        what: "seconds",
-    },
-    CountBound {
-        key: "pdns_ttl_cap",
-        max: MAX_TTL_SECS,
-        what: "seconds",
-    },
-    CountBound {
-        key: "realert_hours",
-        max: MAX_REALERT_HOURS,
-        what: "hours",
-    },
-    CountBound {
-        key: "status_every",
-        max: MAX_STATUS_EVERY,
-        what: "seconds",
-    },
-];
-
-/// Checks a count option against its bound; the message names it as `label` (`--workers`
-/// on the command line, `workers` in a file) and does not repeat the label.
+/// Checks a count option against its bound (`COUNT_BOUNDS`); the message does not name the
+/// option, so a file can say `workers: …` and the command line `--workers …`.
 pub fn check_count(key: &str, value: u64) -> Result<(), String> {
-    if let Some(b) = COUNT_BOUNDS.iter().find(|b| b.key == key) {
-        if value == 0 {
-            return Err("must be at least 1".into());
-        }
-        if value > b.max {
-            return Err(format!(
-                "must be at most {} ({}), not {value}",
-                b.max, b.what
-            ));
-        }
+    match COUNT_BOUNDS.iter().find(|b| b.key == key) {
+        Some(b) if value < b.min => Err(format!("must be at least {}", b.min)),
+        Some(b) if value > b.max => Err(format!(
+            "must be at most {} ({}), not {value}",
+            b.max, b.what
+        )),
+        _ => Ok(()),
     }
-    if let Some(b) = ZERO_OK_BOUNDS.iter().find(|b| b.key == key) {
-        if value > b.max {
-            return Err(format!(
-                "must be at most {} ({}), not {value}",
-                b.max, b.what
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// The same for a value given on the command line: `--workers must be …`.
