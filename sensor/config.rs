@@ -96,6 +96,8 @@ pub struct RunConfig {
     pub realert_secs: Option<u64>,
     /// Hosts the inventory holds; findings for new hosts beyond are shed and counted.
     pub max_hosts: usize,
+    /// When a learned client fingerprint is used on hidden-name flows.
+    pub learn: crate::detect::fingerprints::LearnSettings,
     /// Findings that raise no alert (still recorded, flagged).
     pub suppressions: Suppressions,
     /// Where alerts also go, over syslog.
@@ -134,6 +136,9 @@ pub struct FileConfig {
     pub reassembly_mb: Option<usize>,
     /// Hosts the inventory holds (`--max-hosts`).
     pub max_hosts: Option<usize>,
+    pub learn_min_hosts: Option<usize>,
+    pub learn_min_specificity: Option<f64>,
+    pub learn_min_seconds: Option<u64>,
     pub pdns_max: Option<usize>,
     pub pdns_ttl_floor: Option<u64>,
     pub pdns_ttl_cap: Option<u64>,
@@ -285,10 +290,20 @@ pub fn parse_config(name: &str, text: &str) -> Result<LoadedConfig, Vec<String>>
         ("syslog_queue", file.syslog_queue),
         ("alerts_keep", file.alerts_keep),
         ("alerts_backlog", file.alerts_backlog),
+        ("learn_min_hosts", file.learn_min_hosts),
     ] {
         if value == Some(0) {
             problem_at(key, "must be at least 1".into());
         }
+    }
+    if file
+        .learn_min_specificity
+        .is_some_and(|f| !(f > 0.0 && f <= 1.0))
+    {
+        problem_at(
+            "learn_min_specificity",
+            "must be a fraction above 0 and at most 1".into(),
+        );
     }
     if let (Some(floor), Some(cap)) = (file.pdns_ttl_floor, file.pdns_ttl_cap) {
         if floor > cap {
