@@ -104,7 +104,7 @@ fn as_seen(rows: &[FingerprintStats]) -> Vec<Candidate> {
         .iter()
         .filter_map(|r| r.leading_use().map(|(c, _)| c))
         .collect();
-    v.sort_by(|a, b| b.vendor_flows.cmp(&a.vendor_flows));
+    v.sort_by_key(|c| std::cmp::Reverse(c.vendor_flows));
     v
 }
 

@@ -30,6 +30,44 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+/// The JA4 a ClientHello would have with a server name: what the learner keys on. JA4 marks
+/// whether SNI was sent (`d`/`i`) and counts it among the extensions; everything else (cipher
+/// and extension hashes exclude SNI) is the same, so one client stack with and without a name
+/// is one key. Returns `None` for a string that is not a JA4.
+pub fn with_sni(ja4: &str) -> Option<String> {
+    let b = ja4.as_bytes();
+    if b.len() < 10 || !matches!(b[0], b't' | b'q') || b.get(10) != Some(&b'_') {
+        return None;
+    }
+    match b[3] {
+        b'd' => Some(ja4.to_string()),
+        b'i' => {
+            let count: u32 = ja4.get(6..8)?.parse().ok()?;
+            Some(format!(
+                "{}d{}{:02}{}",
+                &ja4[..3],
+                &ja4[4..6],
+                (count + 1).min(99),
+                &ja4[8..]
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// The JA4 the same client stack has without a server name (the other form `with_sni` unifies).
+pub fn without_sni(ja4: &str) -> Option<String> {
+    let canonical = with_sni(ja4)?;
+    let count: u32 = canonical.get(6..8)?.parse().ok()?;
+    Some(format!(
+        "{}i{}{:02}{}",
+        &canonical[..3],
+        &canonical[4..6],
+        count.saturating_sub(1),
+        &canonical[8..]
+    ))
+}
+
 /// Fingerprints remembered; beyond it the least recently seen is shed.
 pub const MAX_FINGERPRINTS: usize = 8192;
 /// Hosts listed per fingerprint and column: enough to decide and to show the analyst; the
@@ -396,12 +434,13 @@ pub fn export_pack(candidates: &[Candidate], vendor: &str, generated: &str) -> S
         );
         out.push_str(&format!(
             "[[rule]]\nid = \"{vendor}.suspected.ja4-{short}\"\ncategory = \"suspected\"\nseverity = \"medium\"\n\
-             confidence = \"low\"\ndescription = {desc:?}\nja4 = [{fp:?}]\n\
+             confidence = \"low\"\ndescription = {desc:?}\nja4 = [{fp:?}, {hidden:?}]\n\
              sources = [{{ document = {doc:?}, retrieved = {day:?}, note = {note:?} }}]\n\n",
             desc = format!(
                 "A TLS/QUIC client fingerprint learned from {vendor} traffic on this network: hosts whose names were visible used it for {vendor} servers and almost nothing else."
             ),
             fp = c.fingerprint,
+            hidden = without_sni(&c.fingerprint).unwrap_or_else(|| c.fingerprint.clone()),
             doc = "learned by vendorwatch on this network (vendorwatch fingerprints export)",
             day = generated.get(..10).unwrap_or(generated),
         ));
@@ -554,6 +593,22 @@ mod tests {
     }
 
     #[test]
+    fn one_stack_with_and_without_a_name_is_one_key() {
+        let named = "t12d1107h1_8a2b5d9f1c3e_0123456789ab";
+        assert_eq!(with_sni(named).as_deref(), Some(named));
+        assert_eq!(
+            with_sni("t12i1106h1_8a2b5d9f1c3e_0123456789ab").as_deref(),
+            Some(named)
+        );
+        assert_eq!(
+            without_sni(named).as_deref(),
+            Some("t12i1106h1_8a2b5d9f1c3e_0123456789ab")
+        );
+        assert_eq!(with_sni("garbage"), None);
+        assert_eq!(with_sni("t12x1106h1_8a2b5d9f1c3e_0123456789ab"), None);
+    }
+
+    #[test]
     fn a_full_table_sheds_the_least_recently_seen() {
         let l = Learner::new(quick());
         for i in 0..MAX_FINGERPRINTS + 10 {
@@ -592,7 +647,10 @@ mod tests {
         assert_eq!(r.vendor, "kaspersky");
         assert_eq!(
             r.ja4,
-            vec!["t13d1312h2_8b80da21ef18_b0a3a5a8a5ac".to_string()]
+            vec![
+                "t13d1312h2_8b80da21ef18_b0a3a5a8a5ac".to_string(),
+                "t13i1311h2_8b80da21ef18_b0a3a5a8a5ac".to_string()
+            ]
         );
         assert_eq!(
             loaded

@@ -172,6 +172,17 @@ pub struct Finding {
     pub ja4: Option<String>,
 }
 
+/// What a ClientHello's own name matched, as the fingerprint learner counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Named {
+    /// A vendor rule of medium severity or more: the vendor's software at work.
+    Product(RuleIdx),
+    /// Only low-severity vendor rules (its web site, a catch-all of its domains).
+    VendorSite,
+    /// No vendor rule.
+    Other,
+}
+
 /// How a host hides the names it reaches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hiding {
@@ -467,17 +478,19 @@ impl Detector {
     pub fn detect(&self, rules: &RuleSet, item: &Extracted, out: &mut impl FnMut(Finding)) {
         // The vendor a ClientHello's own name matched (product traffic, not the web site):
         // what the fingerprint learner needs to know of it.
-        let mut named_vendor: Option<RuleIdx> = None;
+        let mut named = Named::Other;
         let mut seen = |f: Finding| {
-            if matches!(f.indicator.kind, NameKind::TlsSni | NameKind::QuicSni)
-                && rules.rule(f.rule).severity >= rules::Severity::Medium
-            {
-                named_vendor.get_or_insert(f.rule);
+            if matches!(f.indicator.kind, NameKind::TlsSni | NameKind::QuicSni) {
+                if rules.rule(f.rule).severity >= rules::Severity::Medium {
+                    named = Named::Product(f.rule);
+                } else if named == Named::Other {
+                    named = Named::VendorSite;
+                }
             }
             out(f)
         };
         self.detect_inner(rules, item, &mut seen);
-        self.learn(rules, item, named_vendor, out);
+        self.learn(rules, item, named, out);
     }
 
     /// Feeds the learner with a ClientHello and reports a hidden-name flow whose fingerprint
@@ -486,7 +499,7 @@ impl Detector {
         &self,
         rules: &RuleSet,
         item: &Extracted,
-        named_vendor: Option<RuleIdx>,
+        named: Named,
         out: &mut impl FnMut(Finding),
     ) {
         let (ts, flow, mac, detail, name) = match item {
@@ -501,11 +514,17 @@ impl Detector {
             _ => return,
         };
         let Detail::Tls {
-            ja4: Some(fp), ech, ..
+            ja4: Some(ja4),
+            ech,
+            ..
         } = detail
         else {
             return;
         };
+        let Some(fp) = fingerprints::with_sni(ja4) else {
+            return;
+        };
+        let fp = fp.as_str();
         let host = flow.client.ip();
         if !self.home.contains(host) {
             return;
@@ -537,8 +556,11 @@ impl Detector {
             host_mac: mac,
             flow,
         };
-        match (named_vendor, name) {
-            (Some(rule), Some(name)) => {
+        match (named, name) {
+            // A vendor's web site or another low-severity name: neither product traffic nor
+            // someone else's, so it teaches nothing either way.
+            (Named::VendorSite, _) => {}
+            (Named::Product(rule), Some(name)) => {
                 let vendor = &rules.rule(rule).vendor;
                 if let Some((c, released)) =
                     learner.vendor_flow(fp, vendor, host, name, flow.server.port(), ts)
@@ -551,14 +573,14 @@ impl Detector {
             // An ECH hello's outer name says little of the destination: the flow counts as
             // hidden, and as visible traffic too (a browser's GREASE ECH names its server),
             // so a browser stack never looks specific to a vendor.
-            (None, Some(_)) if *ech => {
+            (_, Some(_)) if *ech => {
                 learner.other_flow(fp, host, ts);
                 if let Some(c) = learner.hidden_flow(fp, hidden.clone()) {
                     report(&c, &hidden, out);
                 }
             }
-            (None, Some(_)) | (Some(_), None) => learner.other_flow(fp, host, ts),
-            (None, None) => {
+            (_, Some(_)) => learner.other_flow(fp, host, ts),
+            (_, None) => {
                 if let Some(c) = learner.hidden_flow(fp, hidden.clone()) {
                     report(&c, &hidden, out);
                 }

@@ -1020,7 +1020,7 @@ mod tests {
         drop(conn);
 
         let mut store = Store::open(&path).expect("v1 opens");
-        assert_eq!(store.schema_version(), Some(2));
+        assert_eq!(store.schema_version(), Some(SCHEMA_VERSION));
         let loaded = store.load().expect("loads");
         assert_eq!(loaded.len(), 1);
         let (ip, h) = &loaded[0];
