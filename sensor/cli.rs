@@ -3,6 +3,8 @@
 //! Each command turns its raw arguments into a validated configuration (`config`) before
 //! doing anything, so every usage problem is found up front and reported with exit code 2.
 
+mod fingerprints;
+
 use crate::capture::inputs;
 use crate::capture::live;
 use crate::config::{self, RuleSource, RunConfig, DEFAULT_HOME_NET};
@@ -73,6 +75,9 @@ pub enum Command {
     Config(ConfigCommand),
     /// List the host inventory (the `--state` database of earlier runs).
     Hosts(HostsArgs),
+    /// Client fingerprints learned from visible vendor traffic: list the candidates, or
+    /// export them as a rule pack to review and deploy.
+    Fingerprints(fingerprints::FingerprintsArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -148,6 +153,18 @@ pub struct CommonArgs {
     /// (known hosts keep being updated) [default: 100000].
     #[arg(long, value_name = "N")]
     pub max_hosts: Option<usize>,
+    /// Fingerprint learning: distinct hosts that must have used a client fingerprint on a
+    /// vendor's visible flows before it is suspected on hidden-name flows [default: 5].
+    #[arg(long, value_name = "N")]
+    pub learn_min_hosts: Option<usize>,
+    /// Fingerprint learning: the share of a fingerprint's visible-name flows (and hosts)
+    /// that must be the vendor's, between 0 and 1 [default: 0.95].
+    #[arg(long, value_name = "FRACTION")]
+    pub learn_min_specificity: Option<f64>,
+    /// Fingerprint learning: packet time the vendor flows must span before the fingerprint
+    /// is used [default: 3600].
+    #[arg(long, value_name = "SECS")]
+    pub learn_min_seconds: Option<u64>,
     /// Passive DNS: addresses remembered from answers to vendor names (when full, expired
     /// entries go first, then the oldest answers; counted) [default: 100000].
     #[arg(long, value_name = "N")]
@@ -309,6 +326,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Rules(cmd) => return run_rules(cmd),
         Command::Report(args) => return run_report(args),
         Command::Hosts(args) => return run_hosts(args),
+        Command::Fingerprints(args) => return fingerprints::run(args),
         Command::Config(ConfigCommand::Check { path }) => return run_config_check(path),
         Command::Replay(args) => {
             let metrics = args.common.metrics_addr.clone();
@@ -492,6 +510,25 @@ fn run_config(
         .or(file.settings.max_hosts)
         .unwrap_or(crate::hosts::DEFAULT_MAX_HOSTS);
     config::check_flag("max_hosts", max_hosts as u64)?;
+    let learn_defaults = crate::detect::fingerprints::LearnSettings::default();
+    let learn = crate::detect::fingerprints::LearnSettings {
+        min_hosts: args
+            .learn_min_hosts
+            .or(file.settings.learn_min_hosts)
+            .unwrap_or(learn_defaults.min_hosts),
+        min_specificity: args
+            .learn_min_specificity
+            .or(file.settings.learn_min_specificity)
+            .unwrap_or(learn_defaults.min_specificity),
+        min_observe_secs: args
+            .learn_min_seconds
+            .or(file.settings.learn_min_seconds)
+            .unwrap_or(learn_defaults.min_observe_secs),
+    };
+    config::check_flag("learn_min_hosts", learn.min_hosts as u64)?;
+    if !(learn.min_specificity > 0.0 && learn.min_specificity <= 1.0) {
+        return Err("--learn-min-specificity must be a fraction above 0 and at most 1".into());
+    }
     let detect_defaults = DetectLimits::default();
     let detect_limits = DetectLimits {
         pdns_max_entries: args
@@ -607,6 +644,7 @@ fn run_config(
         },
         seccomp: !args.no_seccomp && file.settings.seccomp.unwrap_or(true),
         max_hosts,
+        learn,
     };
     Ok((cfg, file))
 }
@@ -677,10 +715,7 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
                 }
             })?;
             hosts.restore(store.load()?);
-            Some(
-                crate::hosts::store::Persister::start(store, Arc::clone(&hosts))
-                    .map_err(|e| e.to_string())?,
-            )
+            Some(store)
         }
         None => None,
     };
@@ -690,7 +725,8 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
             cfg.home_net.clone(),
             cfg.detect_limits,
             cfg.encrypted_dns.clone(),
-        ),
+        )
+        .with_learning(cfg.learn),
         hosts,
         counters: Counters::default(),
         alerts,
@@ -708,6 +744,25 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
         }),
         output_error: Mutex::new(None),
     });
+    let persister = match persister {
+        Some(store) => {
+            let learner = Arc::clone(&shared.detector.learner);
+            // What earlier runs learned of fingerprints is unreadable only in a damaged file,
+            // whose hosts would not have loaded either: nothing more to say.
+            if let Ok(rows) = store.load_fingerprints() {
+                learner.restore(rows);
+            }
+            Some(
+                crate::hosts::store::Persister::start_with(
+                    store,
+                    Arc::clone(&shared.hosts),
+                    Some(learner),
+                )
+                .map_err(|e| e.to_string())?,
+            )
+        }
+        None => None,
+    };
     if let (Some(p), Ok(mut slot)) = (&persister, shared.counters.sensor.inventory_saves.lock()) {
         *slot = Some((Arc::clone(&p.saves), Arc::clone(&p.failures)));
     }

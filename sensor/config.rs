@@ -92,6 +92,8 @@ pub struct RunConfig {
     pub realert_secs: Option<u64>,
     /// Hosts the inventory holds; findings for new hosts beyond are shed and counted.
     pub max_hosts: usize,
+    /// When a learned client fingerprint is used on hidden-name flows.
+    pub learn: crate::detect::fingerprints::LearnSettings,
     /// Findings that raise no alert (still recorded, flagged).
     pub suppressions: Suppressions,
     /// Where alerts also go, over syslog.
@@ -130,6 +132,9 @@ pub struct FileConfig {
     pub reassembly_mb: Option<usize>,
     /// Hosts the inventory holds (`--max-hosts`).
     pub max_hosts: Option<usize>,
+    pub learn_min_hosts: Option<usize>,
+    pub learn_min_specificity: Option<f64>,
+    pub learn_min_seconds: Option<u64>,
     pub pdns_max: Option<usize>,
     pub pdns_ttl_floor: Option<u64>,
     pub pdns_ttl_cap: Option<u64>,
@@ -355,6 +360,7 @@ pub const COUNT_BOUNDS: &[CountBound] = &[
     bound("pdns_ttl_cap", 0, MAX_TTL_SECS, "seconds"),
     bound("realert_hours", 0, MAX_REALERT_HOURS, "hours"),
     bound("status_every", 0, MAX_STATUS_EVERY, "seconds"),
+    bound("learn_min_hosts", 1, MAX_HOSTS as u64, "hosts"),
 ];
 
 /// Checks a count option against its bound (`COUNT_BOUNDS`); the message does not name the
@@ -534,7 +540,7 @@ pub fn check_config_text(text: &str) -> (LoadedConfig, Vec<ConfigProblem>) {
             "alerts_max_mb: must be 0 (never rotate) or a positive number of MiB".into(),
         );
     }
-    let counts: [(&str, Option<u64>); 11] = [
+    let counts: [(&str, Option<u64>); 12] = [
         ("workers", file.workers.map(|v| v as u64)),
         ("max_flows", file.max_flows.map(|v| v as u64)),
         ("max_hosts", file.max_hosts.map(|v| v as u64)),
@@ -546,6 +552,7 @@ pub fn check_config_text(text: &str) -> (LoadedConfig, Vec<ConfigProblem>) {
         ("pdns_ttl_floor", file.pdns_ttl_floor),
         ("pdns_ttl_cap", file.pdns_ttl_cap),
         ("realert_hours", file.realert_hours),
+        ("learn_min_hosts", file.learn_min_hosts.map(|v| v as u64)),
     ];
     for (key, value) in counts {
         if let Some(v) = value {
@@ -564,6 +571,15 @@ pub fn check_config_text(text: &str) -> (LoadedConfig, Vec<ConfigProblem>) {
                 problem(l, format!("{key}: {e}"));
             }
         }
+    }
+    if file
+        .learn_min_specificity
+        .is_some_and(|f| !(f > 0.0 && f <= 1.0))
+    {
+        problem(
+            at("learn_min_specificity"),
+            "learn_min_specificity: must be a fraction above 0 and at most 1".into(),
+        );
     }
     if let (Some(floor), Some(cap)) = (file.pdns_ttl_floor, file.pdns_ttl_cap) {
         if floor > cap {

@@ -18,6 +18,7 @@ use super::{
     IndicatorCount, Undetected,
 };
 use crate::decode::Proto;
+use crate::detect::fingerprints::FingerprintStats;
 use crate::detect::Indicator;
 use crate::extract::IdentitySource;
 use crate::time::Timestamp;
@@ -28,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The schema this build writes. Each step of `MIGRATIONS` brings version N-1 to N.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 const MIGRATIONS: &[&str] = &[
     // 1: hosts and their detections.
     "
@@ -75,6 +76,14 @@ const MIGRATIONS: &[&str] = &[
         count INTEGER NOT NULL
     );
     CREATE INDEX identities_ip ON identities(ip);
+",
+    // 3: client fingerprints learned from visible vendor traffic (detect::fingerprints).
+    "
+    CREATE TABLE fingerprints (
+        fingerprint TEXT PRIMARY KEY,
+        last_seen INTEGER NOT NULL,
+        stats TEXT NOT NULL
+    );
 ",
 ];
 
@@ -698,6 +707,44 @@ impl Store {
         tx.commit()
     }
 
+    /// Writes what the fingerprint learner knows (every row replaced: the table is bounded).
+    pub fn save_fingerprints(&mut self, rows: &[FingerprintStats]) -> Result<(), String> {
+        let write = |conn: &mut Connection| -> rusqlite::Result<()> {
+            let tx = conn.transaction()?;
+            tx.execute("DELETE FROM fingerprints", [])?;
+            for r in rows {
+                tx.execute(
+                    "INSERT INTO fingerprints (fingerprint, last_seen, stats) VALUES (?1, ?2, ?3)",
+                    params![
+                        r.fingerprint,
+                        r.last_seen.0,
+                        serde_json::to_string(r).unwrap_or_default()
+                    ],
+                )?;
+            }
+            tx.commit()
+        };
+        write(&mut self.conn).map_err(|e| explain(&self.path, "cannot save fingerprints", &e))
+    }
+
+    /// What earlier runs learned of client fingerprints (rows that do not parse are skipped).
+    pub fn load_fingerprints(&self) -> Result<Vec<FingerprintStats>, String> {
+        let read = || -> rusqlite::Result<Vec<FingerprintStats>> {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT stats FROM fingerprints ORDER BY last_seen DESC")?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for text in rows {
+                if let Ok(stats) = serde_json::from_str(&text?) {
+                    out.push(stats);
+                }
+            }
+            Ok(out)
+        };
+        read().map_err(|e| explain(&self.path, "cannot read fingerprints", &e))
+    }
+
     /// The schema version of the file (for tests and `hosts`).
     pub fn schema_version(&self) -> Option<i64> {
         self.conn
@@ -733,13 +780,29 @@ pub struct Persister {
     pub last_error: Arc<std::sync::Mutex<Option<String>>>,
 }
 
+/// What the persister saves of the fingerprint learner besides the hosts.
+pub trait LearnedState: Send + Sync {
+    fn take_dirty(&self) -> bool;
+    fn mark_dirty(&self);
+    fn snapshot(&self) -> Vec<FingerprintStats>;
+}
+
 /// Failures after the first are said at most this often.
 const WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Persister {
     /// Starts saving; first puts back the identities of undetected addresses the inventory
     /// remembers (hosts are restored by the caller, who needs them before the pipeline runs).
-    pub fn start(mut store: Store, hosts: Arc<HostTable>) -> std::io::Result<Persister> {
+    pub fn start(store: Store, hosts: Arc<HostTable>) -> std::io::Result<Persister> {
+        Persister::start_with(store, hosts, None)
+    }
+
+    /// Like `start`, and also saves the fingerprint learner's state with every save.
+    pub fn start_with(
+        mut store: Store,
+        hosts: Arc<HostTable>,
+        learner: Option<Arc<dyn LearnedState>>,
+    ) -> std::io::Result<Persister> {
         // A file whose hosts loaded has readable identities; if not, they are only lost.
         if let Ok(list) = store.load_undetected() {
             hosts.restore_undetected(list);
@@ -761,6 +824,15 @@ impl Persister {
             .spawn(move || {
                 let mut last_warning: Option<std::time::Instant> = None;
                 let mut save = |store: &mut Store| {
+                    if let Some(l) = learner.as_ref().filter(|l| l.take_dirty()) {
+                        if let Err(e) = store.save_fingerprints(&l.snapshot()) {
+                            failures2.fetch_add(1, Ordering::Relaxed);
+                            l.mark_dirty();
+                            if let Ok(mut last) = last2.lock() {
+                                *last = Some(e);
+                            }
+                        }
+                    }
                     let (whole, undetected) = hosts.take_dirty_undetected();
                     if whole || !undetected.is_empty() {
                         if let Err(e) = store.save_undetected(whole, &undetected) {
@@ -985,7 +1057,7 @@ mod tests {
         drop(conn);
 
         let mut store = Store::open(&path).expect("v1 opens");
-        assert_eq!(store.schema_version(), Some(2));
+        assert_eq!(store.schema_version(), Some(SCHEMA_VERSION));
         let loaded = store.load().expect("loads");
         assert_eq!(loaded.len(), 1);
         let (ip, h) = &loaded[0];
