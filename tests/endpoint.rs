@@ -6,8 +6,8 @@
 //!    and 8,000 slow clients holding connections with half-sent headers. While they are at
 //!    it, `/healthz` and `/metrics` still answer (each within a generous liveness bound: the
 //!    socket timeouts below, not a measured speed), the sensor's thread count does not move
-//!    and its peak memory (VmHWM) stays bounded; what was shed is counted. Once they are
-//!    gone, every endpoint serves, and `/api/hosts`, whole or page by page, gives exactly the
+//!    and its peak memory (VmHWM) stays bounded; what was shed is counted, the slow heads
+//!    and the stalled reader end on their timeouts. Once they are gone, every endpoint serves, and `/api/hosts`, whole or page by page, gives exactly the
 //!    hosts of the report file.
 //! 2. `/api/hosts?limit=N&after=IP` pages through the hosts of the golden captures, and a
 //!    bad query is refused with its reason.
@@ -372,6 +372,24 @@ fn endpoint_keeps_answering_under_slow_clients_a_huge_header_and_a_stalled_repor
          {} MB of header sent",
         sent.load(Ordering::Relaxed) >> 20
     );
+    // The slow clients still holding slots run out of time for their heads, and the stalled
+    // report reader is cut off once it has taken nothing for the write timeout.
+    let shed = |m: &str, reason: &str| {
+        sample(
+            m,
+            &format!("vendorwatch_http_shed_total{{reason=\"{reason}\"}}"),
+        )
+    };
+    wait_for(
+        "the header and write timeouts",
+        Duration::from_secs(120),
+        &mut sensor,
+        || {
+            let m = get(port, "/metrics").map(|r| r.1).unwrap_or_default();
+            let m = String::from_utf8_lossy(&m);
+            shed(&m, "header_timeout") >= 1.0 && shed(&m, "write_timeout") >= 1.0
+        },
+    );
     stop.store(true, Ordering::Relaxed);
     let most_per_connection = bomber.join().expect("bomber");
     slow.join().expect("slow clients");
@@ -390,10 +408,7 @@ fn endpoint_keeps_answering_under_slow_clients_a_huge_header_and_a_stalled_repor
         "a connection took the whole {HUGE_HEADER}-byte header ({most_per_connection})"
     );
     for reason in ["evicted", "head_too_large"] {
-        let n = sample(
-            &metrics,
-            &format!("vendorwatch_http_shed_total{{reason=\"{reason}\"}}"),
-        );
+        let n = shed(&metrics, reason);
         assert!(n >= 1.0, "shed {reason}: {n}\n{metrics}");
     }
 

@@ -272,11 +272,7 @@ impl Page {
                         _ => return Err(QueryError::Limit(shown())),
                     }
                 }
-                _ => {
-                    let mut key = key.to_string();
-                    key.truncate(64);
-                    return Err(QueryError::Unknown(key));
-                }
+                _ => return Err(QueryError::Unknown(key.chars().take(64).collect())),
             }
         }
         Ok(page)
@@ -447,10 +443,13 @@ impl ReportStream {
     }
 }
 
-/// A connection's state shared with its slot: how many answers it is writing now.
+/// A connection's state shared with its slot.
 #[derive(Default)]
 struct SlotState {
+    /// Answers being written now (a connection answering is never evicted).
     answering: AtomicUsize,
+    /// Requests received so far.
+    served: AtomicUsize,
 }
 
 /// Marks a connection as answering while a response body exists.
@@ -676,6 +675,7 @@ fn respond(req: &Request<Incoming>, ctx: &Ctx, answering: Answering) -> Response
                 answering,
             ),
         },
+        // "/api/hosts"
         _ => {
             let page = match Page::parse(req.uri().query()) {
                 Ok(p) => p,
@@ -741,12 +741,11 @@ async fn serve_connection(stream: tokio::net::TcpStream, ctx: Arc<Ctx>, state: A
         .max_buf_size(MAX_REQUEST_HEAD_BYTES.max(8192))
         .max_header_size(MAX_REQUEST_HEAD_BYTES)
         .max_headers(MAX_REQUEST_HEADERS);
-    let served = Arc::new(AtomicUsize::new(0));
     let service = {
         let ctx = Arc::clone(&ctx);
-        let served = Arc::clone(&served);
+        let state = Arc::clone(&state);
         hyper::service::service_fn(move |req: Request<Incoming>| {
-            served.fetch_add(1, Ordering::Relaxed);
+            state.served.fetch_add(1, Ordering::Relaxed);
             let response = respond(&req, &ctx, Answering::new(&state));
             std::future::ready(Ok::<_, Infallible>(response))
         })
@@ -755,7 +754,7 @@ async fn serve_connection(stream: tokio::net::TcpStream, ctx: Arc<Ctx>, state: A
     if let Err(e) = http.serve_connection(io, service).await {
         match shed_of(&e) {
             // A keep-alive connection that served and then went quiet is no abuse.
-            Some(Shed::HeaderTimeout) if served.load(Ordering::Relaxed) > 0 => {}
+            Some(Shed::HeaderTimeout) if state.served.load(Ordering::Relaxed) > 0 => {}
             Some(s) => ctx.stats.count(s),
             None => {}
         }
