@@ -2,8 +2,9 @@
 //!
 //! 1. A replay of a flood of vendor lookups from many hosts leaves a host report of many MB;
 //!    the sensor lingers serving it. Then, all at once: a client that asks for `/api/hosts`
-//!    and never reads, a client that sends a 400 MB request header (again and again),
-//!    and 8,000 slow clients holding connections with half-sent headers. While they are at
+//!    and never reads, 1,100 that do the same with `/metrics`, a client that sends a 400 MB
+//!    request header (again and again), and 8,000 slow clients holding connections with
+//!    half-sent headers. While they are at
 //!    it, `/healthz` and `/metrics` still answer (each within a generous liveness bound: the
 //!    socket timeouts below, not a measured speed), the sensor's thread count does not move
 //!    and its peak memory (VmHWM) stays bounded; what was shed is counted, the slow heads
@@ -28,6 +29,12 @@ use std::time::{Duration, Instant};
 
 /// Slow clients holding half-sent request heads.
 const SLOW_CLIENTS: usize = 8_000;
+/// Clients that ask for `/metrics` and never read it: nearly as many as the endpoint has
+/// slots (1,024), so that the slow clients must fight over the few left, and the stalled
+/// `/api/hosts` reader keeps its own (with more, the oldest stalled answer gives way).
+const STALLED_SCRAPES: usize = 1_000;
+/// The endpoint's write timeout (`WRITE_TIMEOUT`): the stalled reader holds its slot until then.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The oversized header, in bytes.
 const HUGE_HEADER: u64 = 400 * 1024 * 1024;
 /// Hosts in the flood, each looking up `NAMES_PER_HOST` vendor names: a report of well
@@ -140,6 +147,16 @@ fn raise_nofile(at_least: u64) {
     }
 }
 
+/// Whether the sensor still has an established connection from `client` to `port` (`ss`).
+fn server_holds(port: u16, client: u16) -> bool {
+    let out = Command::new("ss")
+        .args(["-tnH", "state", "established"])
+        .arg(format!("( sport = :{port} and dport = :{client} )"))
+        .output()
+        .expect("ss (iproute2)");
+    !out.stdout.is_empty()
+}
+
 fn wait_for(what: &str, limit: Duration, sensor: &mut Sensor, mut ok: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ok() {
@@ -226,6 +243,20 @@ fn non_reading_report_client(port: u16) -> TcpStream {
     s
 }
 
+/// `STALLED_SCRAPES` clients that ask for `/metrics` (larger than their receive buffers,
+/// with 500 per-host series) and never read.
+fn stalled_scrapes(port: u16) -> Vec<TcpStream> {
+    (0..STALLED_SCRAPES)
+        .filter_map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+            nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::RcvBuf, &1024).ok()?;
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                .ok()?;
+            Some(s)
+        })
+        .collect()
+}
+
 /// Sends a request whose one header is `HUGE_HEADER` bytes, over and over, until `stop`.
 /// Returns the most bytes any one connection took.
 fn header_bomber(port: u16, stop: Arc<AtomicBool>, sent: Arc<AtomicU64>) -> u64 {
@@ -282,7 +313,7 @@ fn slow_clients(port: u16, stop: Arc<AtomicBool>, opened: Arc<AtomicU64>) {
 
 #[test]
 fn endpoint_keeps_answering_under_slow_clients_a_huge_header_and_a_stalled_report() {
-    raise_nofile(SLOW_CLIENTS as u64 + 1_024);
+    raise_nofile((SLOW_CLIENTS + STALLED_SCRAPES) as u64 + 1_024);
     let tmp = tempfile::tempdir().expect("tmp");
     let capture = tmp.path().join("names.pcap");
     let mut m = Mixer::create(
@@ -322,6 +353,9 @@ fn endpoint_keeps_answering_under_slow_clients_a_huge_header_and_a_stalled_repor
 
     // The abuse, all at once.
     let stalled = non_reading_report_client(port);
+    let stalled_since = Instant::now();
+    let stalled_port = stalled.local_addr().expect("local address").port();
+    let scrapes = stalled_scrapes(port);
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let bomber = {
@@ -359,6 +393,12 @@ fn endpoint_keeps_answering_under_slow_clients_a_huge_header_and_a_stalled_repor
         let (status, _) = get(port, "/metrics").unwrap_or_else(|e| panic!("/metrics: {e}"));
         assert_eq!(status, 200);
         threads_most = threads_most.max(proc_status(pid, "Threads"));
+        // Answered while the report reader still stalls in its slot (once it has run past
+        // the write timeout, it is gone, as it should be).
+        assert!(
+            server_holds(port, stalled_port) || stalled_since.elapsed() >= WRITE_TIMEOUT,
+            "the stalled /api/hosts reader lost its slot before its write timeout"
+        );
         probes += 1;
         if all_open {
             all_open_probes += 1;
@@ -394,6 +434,7 @@ fn endpoint_keeps_answering_under_slow_clients_a_huge_header_and_a_stalled_repor
     let most_per_connection = bomber.join().expect("bomber");
     slow.join().expect("slow clients");
     drop(stalled);
+    drop(scrapes);
 
     assert!(
         threads_most <= threads_before + THREAD_SLACK,

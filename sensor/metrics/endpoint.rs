@@ -25,9 +25,11 @@
 //! - **Connections**: at most `MAX_CONNECTIONS`, and never more than half the process's
 //!   file-descriptor limit (the sensor's own files must still open). A new connection
 //!   beyond that takes the slot of the oldest one that is not in the middle of an answer
-//!   (a slow client still sending its head, or an idle keep-alive): attackers holding slots
-//!   are pushed out by anyone who connects, the way nginx reuses idle connections when it
-//!   runs out. Only when every slot is answering is a newcomer refused (`503`).
+//!   (a slow client still sending its head, or an idle keep-alive), or, when every one is
+//!   (clients that asked and do not read), of the oldest: attackers holding slots are
+//!   pushed out by anyone who connects, the way nginx reuses idle connections when it runs
+//!   out, and the accept loop reads what its new connections sent before it takes more
+//!   (`ACCEPT_BATCH`), so a health check is answered before a flood can push it out.
 //! - **Writes**: a client that reads nothing for `WRITE_TIMEOUT` is disconnected.
 //! - **`/api/hosts`**: never built whole. The addresses are listed, then hosts are read
 //!   from the live table and serialised one chunk at a time, as fast as the client reads;
@@ -52,6 +54,7 @@ use crate::pipeline::Shared;
 use bytes::Bytes;
 use http_body::Frame;
 use hyper::body::Incoming;
+use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -67,8 +70,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 /// Connections held at once. Prometheus, a dashboard and an operator's curl need a handful;
-/// this leaves room for many while a connection costs at most its head buffer (8 KiB)
-/// and a task, so the worst case is a few MB.
+/// this leaves room for many while a connection costs its head buffer (at most 8 KiB), a
+/// task, and its answer (a `/metrics` text shared with every scrape of the same moment, see
+/// `METRICS_REUSE`), so the worst case is a few MB.
 pub const MAX_CONNECTIONS: usize = 1024;
 /// Of the process's file-descriptor limit (`RLIMIT_NOFILE`), the endpoint takes at most
 /// 1/`FD_SHARE` for connections: the alerts file, its rotation, the inventory and syslog
@@ -91,6 +95,16 @@ pub const MAX_REPORT_STREAMS: usize = 2;
 /// `/api/hosts` is serialised this many bytes at a time (one host may overshoot it, by at
 /// most the size of one host's entry, itself bounded by the host table's caps).
 pub const REPORT_CHUNK_BYTES: usize = 64 * 1024;
+/// A `/metrics` text rendered less than this long ago is served again rather than rendered
+/// anew: a flood of scrapes costs one rendering per period (the one answer that takes real
+/// CPU on the endpoint's only thread), and the answers held for clients that do not read
+/// share one buffer. Prometheus stamps a scrape when it starts and scrapes every few
+/// seconds: 100 ms is below anything it can tell apart.
+pub const METRICS_REUSE: Duration = Duration::from_millis(100);
+/// A rendering that took longer (a large host table) is reused for this many times its
+/// own duration, so that however many scrapes come, rendering takes at most a fifth of the
+/// endpoint's thread and `/healthz` is never queued behind a row of them.
+const METRICS_REUSE_PER_RENDER: u32 = 4;
 /// Pending connections the kernel queues before the accept loop takes them: a burst of
 /// connections must not make a health check wait for a SYN retransmission.
 const LISTEN_BACKLOG: u32 = 1024;
@@ -106,8 +120,6 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(20);
 pub enum Shed {
     #[error("connection closed to give its slot to a newer one")]
     Evicted,
-    #[error("connection refused: every slot is busy answering")]
-    Full,
     #[error(
         "request head larger than {MAX_REQUEST_HEAD_BYTES} bytes or {MAX_REQUEST_HEADERS} headers"
     )]
@@ -125,9 +137,8 @@ pub enum Shed {
 }
 
 impl Shed {
-    pub const ALL: [Shed; 8] = [
+    pub const ALL: [Shed; 7] = [
         Shed::Evicted,
-        Shed::Full,
         Shed::HeadTooLarge,
         Shed::HeaderTimeout,
         Shed::WriteTimeout,
@@ -140,7 +151,6 @@ impl Shed {
     pub fn reason(&self) -> &'static str {
         match self {
             Shed::Evicted => "evicted",
-            Shed::Full => "full",
             Shed::HeadTooLarge => "head_too_large",
             Shed::HeaderTimeout => "header_timeout",
             Shed::WriteTimeout => "write_timeout",
@@ -307,6 +317,30 @@ struct Ctx {
     registry: prometheus::Registry,
     stats: Stats,
     reports: Arc<Semaphore>,
+    /// The last `/metrics` text, until when it is served again, and its content type.
+    rendered: Mutex<Option<(std::time::Instant, Bytes, HeaderValue)>>,
+}
+
+impl Ctx {
+    /// The `/metrics` text: the last one while it may be reused (`METRICS_REUSE`).
+    fn metrics(&self) -> Result<(Bytes, HeaderValue), prometheus::Error> {
+        let started = std::time::Instant::now();
+        if let Ok(Some((until, body, content_type))) = self.rendered.lock().map(|r| r.clone()) {
+            if started < until {
+                return Ok((body, content_type));
+            }
+        }
+        let (buf, content_type) = exporter::render(&self.registry)?;
+        let body = Bytes::from(buf);
+        let content_type =
+            HeaderValue::from_str(&content_type).unwrap_or(HeaderValue::from_static("text/plain"));
+        let done = std::time::Instant::now();
+        let reuse = METRICS_REUSE.max((done - started) * METRICS_REUSE_PER_RENDER);
+        if let Ok(mut r) = self.rendered.lock() {
+            *r = Some((done + reuse, body.clone(), content_type.clone()));
+        }
+        Ok((body, content_type))
+    }
 }
 
 /// The response body: a whole buffer, or the host report produced chunk by chunk. It holds
@@ -481,15 +515,18 @@ struct Slots {
 }
 
 impl Slots {
-    /// Closes the oldest connection that is not answering; false when every one is.
+    /// Closes the oldest connection that is not answering or, when every one is (clients
+    /// that asked and do not read), the oldest of all: a newcomer always gets a slot.
+    /// False when there is no connection to close.
     fn evict_one(slots: &Mutex<Slots>) -> bool {
         let victim = match slots.lock() {
             Ok(mut s) => {
-                let id = s
+                let idle = s
                     .open
                     .iter()
                     .find(|(_, slot)| slot.state.answering.load(Ordering::Relaxed) == 0)
                     .map(|(id, _)| *id);
+                let id = idle.or_else(|| s.open.keys().next().copied());
                 id.and_then(|id| s.open.remove(&id))
             }
             Err(_) => None,
@@ -601,7 +638,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Deadline<T> {
 fn full(
     status: StatusCode,
     body: impl Into<Bytes>,
-    content_type: hyper::header::HeaderValue,
+    content_type: HeaderValue,
     answering: Answering,
 ) -> Response<Body> {
     let mut r = Response::new(Body {
@@ -615,7 +652,7 @@ fn full(
 }
 
 fn text(status: StatusCode, body: String, answering: Answering) -> Response<Body> {
-    let plain = hyper::header::HeaderValue::from_static("text/plain; charset=utf-8");
+    let plain = HeaderValue::from_static("text/plain; charset=utf-8");
     full(status, body, plain, answering)
 }
 
@@ -636,19 +673,13 @@ fn respond(req: &Request<Incoming>, ctx: &Ctx, answering: Answering) -> Response
             "only GET and HEAD\n".into(),
             answering,
         );
-        r.headers_mut().insert(
-            hyper::header::ALLOW,
-            hyper::header::HeaderValue::from_static("GET, HEAD"),
-        );
+        r.headers_mut()
+            .insert(hyper::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
     match path {
-        "/metrics" => match exporter::render(&ctx.registry) {
-            Ok((buf, content_type)) => {
-                let content_type = hyper::header::HeaderValue::from_str(&content_type)
-                    .unwrap_or(hyper::header::HeaderValue::from_static("text/plain"));
-                full(StatusCode::OK, buf, content_type, answering)
-            }
+        "/metrics" => match ctx.metrics() {
+            Ok((body, content_type)) => full(StatusCode::OK, body, content_type, answering),
             Err(e) => text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("encoding failed: {e}\n"),
@@ -691,10 +722,8 @@ fn respond(req: &Request<Incoming>, ctx: &Ctx, answering: Answering) -> Response
                     format!("busy: {}\n", Shed::ReportBusy),
                     answering,
                 );
-                r.headers_mut().insert(
-                    hyper::header::RETRY_AFTER,
-                    hyper::header::HeaderValue::from_static("1"),
-                );
+                r.headers_mut()
+                    .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
                 return r;
             };
             let mut r = Response::new(Body {
@@ -703,7 +732,7 @@ fn respond(req: &Request<Incoming>, ctx: &Ctx, answering: Answering) -> Response
             });
             r.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static("application/json"),
+                HeaderValue::from_static("application/json"),
             );
             r
         }
@@ -816,18 +845,8 @@ async fn accept_loop(
             }
         };
         let full = slots.lock().map(|s| s.open.len() >= s.cap).unwrap_or(true);
-        if full {
-            if Slots::evict_one(&slots) {
-                ctx.stats.count(Shed::Evicted);
-            } else {
-                ctx.stats.count(Shed::Full);
-                // Best effort, never waits: the socket buffer of a new connection is empty.
-                let _ = stream.try_write(
-                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
-                      Retry-After: 1\r\nConnection: close\r\nContent-Length: 5\r\n\r\nbusy\n",
-                );
-                continue;
-            }
+        if full && Slots::evict_one(&slots) {
+            ctx.stats.count(Shed::Evicted);
         }
         let _ = stream.set_nodelay(true);
         let Ok(mut s) = slots.lock() else {
@@ -931,6 +950,7 @@ impl Server {
             registry,
             stats,
             reports: Arc::new(Semaphore::new(MAX_REPORT_STREAMS)),
+            rendered: Mutex::new(None),
         });
         let slots = Arc::new(Mutex::new(Slots {
             cap: connection_cap(),
@@ -1058,6 +1078,45 @@ mod tests {
             page(Some("fd00::1"), Some(5)).select(ips.clone()),
             (vec![], None)
         );
+    }
+
+    #[test]
+    fn a_newcomer_takes_the_slot_of_the_oldest_idle_connection_else_of_the_oldest() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let slots = Mutex::new(Slots {
+            cap: 3,
+            next_id: 3,
+            open: BTreeMap::new(),
+        });
+        let mut states = Vec::new();
+        let mut tasks = Vec::new();
+        for id in 0..3 {
+            let state = Arc::new(SlotState::default());
+            let task = rt.spawn(std::future::pending::<()>());
+            let abort = task.abort_handle();
+            tasks.push(task);
+            let slot = Slot {
+                state: Arc::clone(&state),
+                abort,
+            };
+            slots.lock().expect("lock").open.insert(id, slot);
+            states.push(state);
+        }
+        let open = || -> Vec<u64> { slots.lock().expect("lock").open.keys().copied().collect() };
+        states[0].answering.store(1, Ordering::Relaxed);
+        assert!(Slots::evict_one(&slots));
+        assert_eq!(open(), [0, 2], "the oldest idle one");
+        states[2].answering.store(1, Ordering::Relaxed);
+        assert!(Slots::evict_one(&slots));
+        assert_eq!(open(), [2], "every one answering: the oldest");
+        assert!(Slots::evict_one(&slots));
+        assert!(!Slots::evict_one(&slots), "nothing left to close");
+        for t in tasks.iter_mut().skip(1) {
+            let cancelled = rt.block_on(async { t.await.is_err_and(|e| e.is_cancelled()) });
+            assert!(cancelled, "an evicted connection's task is cancelled");
+        }
     }
 
     #[test]
