@@ -9,7 +9,7 @@
 //! 8,000 sockets and a few KiB each, and the thread count never moves (the endpoint this
 //! replaces, `tiny_http`, spawned a thread per connection and panicked, leaving the port
 //! closed, when it could not get one). One thread is enough for what is served: a scrape is
-//! a few milliseconds of work, and the one long answer, `/api/hosts`, is produced in chunks
+//! a few milliseconds of work (and shared, see below), and the one long answer, `/api/hosts`, is produced in chunks
 //! of `REPORT_CHUNK_BYTES` that yield to the other connections between them. hyper is the
 //! HTTP implementation most of the Rust ecosystem rests on (parsing, keep-alive, HEAD,
 //! HTTP/1.0 clients, `431` for oversized heads); a hand-written server or a pool of
@@ -31,6 +31,9 @@
 //!   out, and the accept loop reads what its new connections sent before it takes more
 //!   (`ACCEPT_BATCH`), so a health check is answered before a flood can push it out.
 //! - **Writes**: a client that reads nothing for `WRITE_TIMEOUT` is disconnected.
+//! - **`/metrics`**: rendered at most once per `METRICS_REUSE` (or four times as long as the
+//!   last rendering took): a flood of scrapes cannot keep the thread from `/healthz`, and
+//!   every answer of the same moment shares one buffer, however slowly it is read.
 //! - **`/api/hosts`**: never built whole. The addresses are listed, then hosts are read
 //!   from the live table and serialised one chunk at a time, as fast as the client reads;
 //!   at most `MAX_REPORT_STREAMS` at once (more get `503` with `Retry-After`). A client that
