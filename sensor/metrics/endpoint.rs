@@ -110,7 +110,7 @@ pub const METRICS_REUSE: Duration = Duration::from_millis(100);
 const METRICS_REUSE_PER_RENDER: u32 = 4;
 /// Pending connections the kernel queues before the accept loop takes them: a burst of
 /// connections must not make a health check wait for a SYN retransmission.
-const LISTEN_BACKLOG: u32 = 1024;
+const LISTEN_BACKLOG: u32 = 4096;
 /// Connections accepted in a row before the accept loop lets every connection with data
 /// waiting be served: under a connection flood, a new client's request is read long
 /// before `MAX_CONNECTIONS` newer connections could push it out of its slot.
