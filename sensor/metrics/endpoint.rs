@@ -264,9 +264,10 @@ impl Page {
             .split('&')
             .filter(|p| !p.is_empty())
         {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let value = percent_decode(value);
-            let shown = || value.clone().unwrap_or_else(|| pair.to_string());
+            let (key, raw) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_decode(raw);
+            // What the error quotes: the decoded value, or the raw one if it does not decode.
+            let shown = || value.clone().unwrap_or_else(|| raw.to_string());
             match key {
                 "after" => {
                     if page.after.is_some() {
