@@ -775,23 +775,11 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
             .map_or(0.0, |d| d.as_secs_f64());
     }
     let server = match &cfg.metrics_addr {
-        Some(addr) => {
-            let for_report = Arc::clone(&shared);
-            let vendors_for_report = vendors.clone();
-            let report: Arc<dyn Fn() -> serde_json::Value + Send + Sync> = Arc::new(move || {
-                let meta = output::ReportMeta {
-                    first_packet: None,
-                    last_packet: None,
-                    vendors: vendors_for_report.clone(),
-                };
-                output::report_json(
-                    &for_report.hosts.snapshot(),
-                    &for_report.detector.resolvers(),
-                    &meta,
-                )
-            });
-            Some(exporter::Server::start(addr, Arc::clone(&shared), report)?)
-        }
+        Some(addr) => Some(exporter::Server::start(
+            addr,
+            Arc::clone(&shared),
+            vendors.clone(),
+        )?),
         None => None,
     };
     let reloader =
@@ -1088,21 +1076,25 @@ fn run_replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
     }
     if let Some(server) = server {
         set_health(&shared, Some("replay finished"));
-        if linger > 0 {
+        if linger > 0 && server.failure().is_none() {
             eprintln!(
                 "vendorwatch: serving metrics on http://{}/metrics for {linger} s more",
                 server.addr
             );
-            // In steps, so that SIGINT/SIGTERM end the wait.
+            // In steps, so that SIGINT/SIGTERM or the endpoint failing end the wait.
             let until =
                 std::time::Instant::now().checked_add(std::time::Duration::from_secs(linger));
             while !stop.load(Ordering::Relaxed)
                 && until.is_none_or(|u| std::time::Instant::now() < u)
+                && server.failure().is_none()
             {
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
         }
-        server.stop();
+        if let Some(why) = server.stop() {
+            eprintln!("vendorwatch: the metrics endpoint failed during the run: {why}");
+            code = exit::PARTIAL;
+        }
     }
     let packets = Counters::get(&shared.counters.packets);
     if outcome.inputs_read == 0 || (packets == 0 && outcome.errors.len() >= outcome.inputs_read) {
@@ -1260,6 +1252,14 @@ fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
             .position(|t| t.is_finished())
             .map(|t| format!("capture thread {t} stopped"));
         set_health(&shared, problem.or(stopped).as_deref());
+        // Without its endpoint the sensor cannot be watched (`/healthz` is gone): stop, so
+        // that the exit status says so and a supervisor restarts it with a working one.
+        if let Some(why) = server.as_ref().and_then(exporter::Server::failure) {
+            failures.push(format!(
+                "the metrics endpoint failed: {why}; stopping (restart the sensor to serve it again)"
+            ));
+            break;
+        }
         if status && std::time::Instant::now() >= next_status {
             next_status += std::time::Duration::from_secs(settings.status_every);
             eprintln!(

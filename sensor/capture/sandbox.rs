@@ -6,9 +6,9 @@
 //! back, and opening new packet or raw IP sockets.
 //!
 //! It is a deny-list on purpose. An allow-list would have to name every call SQLite, libpcap,
-//! tiny_http, glibc's resolver (syslog reconnects), thread creation, signal handling, rule
-//! reloads and the progress bar may ever make, on every libc version, and one rare path
-//! missed kills the sensor in production. The calls refused here are none of the things a
+//! the metrics endpoint's tokio runtime (epoll, eventfd, accept4), glibc's resolver (syslog
+//! reconnects), thread creation, signal handling, rule reloads and the progress bar may ever
+//! make, on every libc version, and one rare path missed kills the sensor in production. The calls refused here are none of the things a
 //! passive sensor does after start-up, so refusing them costs nothing and takes away what
 //! an exploit needs to turn a parser bug into a foothold.
 //!

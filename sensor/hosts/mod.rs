@@ -616,6 +616,22 @@ impl HostTable {
         }
         v
     }
+
+    /// Every host's address, in order (the metrics endpoint pages and streams by address,
+    /// so it never holds a copy of the whole table).
+    pub fn addresses(&self) -> Vec<IpAddr> {
+        let mut v: Vec<IpAddr> = self.hosts.iter().map(|e| *e.key()).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// One host as `snapshot` gives it (detections in vendor, category order).
+    pub fn host(&self, ip: IpAddr) -> Option<Host> {
+        let mut h = self.hosts.get(&ip)?.value().clone();
+        h.detections
+            .sort_by(|a, b| (&a.vendor, &a.category).cmp(&(&b.vendor, &b.category)));
+        Some(h)
+    }
 }
 
 #[cfg(test)]

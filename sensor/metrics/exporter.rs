@@ -1,6 +1,6 @@
-//! Prometheus exposition: `/metrics` (text format, built with the `prometheus` crate at
-//! scrape time from the counters the stages keep), `/healthz`, and `/api/hosts` (the host
-//! report), served by a small HTTP thread (`tiny_http`).
+//! Prometheus exposition: the `/metrics` text (built with the `prometheus` crate at scrape
+//! time from the counters the stages keep). The HTTP endpoint that serves it, with
+//! `/healthz` and `/api/hosts`, is `super::endpoint` (re-exported here as `Server`).
 //!
 //! Naming follows Prometheus practice: `vendorwatch_` prefix, `_total` counters, base units,
 //! and labels with bounded values only — per-host series exist only for detected hosts and
@@ -13,6 +13,8 @@ use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricT
 use prometheus::{Encoder, Histogram, HistogramOpts, Registry, TextEncoder};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+pub use super::endpoint::Server;
 
 /// Per-host series cap: the most recently seen detections are kept.
 pub const MAX_HOST_SERIES: usize = 500;
@@ -550,105 +552,29 @@ fn layer_of(reason: &str) -> &'static str {
     }
 }
 
-/// The HTTP endpoint.
-pub struct Server {
-    pub addr: std::net::SocketAddr,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    handle: Option<std::thread::JoinHandle<()>>,
+/// The registry `/metrics` renders: every vendorwatch family (built from the shared state
+/// at scrape time), the batch-time histogram and the process metrics.
+pub fn registry(shared: &Arc<Shared>) -> Registry {
+    let registry = Registry::new();
+    let _ = registry.register(Box::new(SensorCollector {
+        shared: Arc::clone(shared),
+    }));
+    let _ = registry.register(Box::new(shared.batch_seconds.clone()));
+    #[cfg(target_os = "linux")]
+    {
+        let pc = prometheus::process_collector::ProcessCollector::new(
+            std::process::id() as i32,
+            "vendorwatch",
+        );
+        let _ = registry.register(Box::new(pc));
+    }
+    registry
 }
 
-impl Server {
-    /// Binds `addr` and serves until `stop` is called.
-    pub fn start(
-        addr: &str,
-        shared: Arc<Shared>,
-        report: Arc<dyn Fn() -> serde_json::Value + Send + Sync>,
-    ) -> Result<Server, String> {
-        let server = tiny_http::Server::http(addr).map_err(|e| {
-            format!("cannot serve metrics on {addr}: {e} (choose another --metrics-addr, or `off`)")
-        })?;
-        let bound = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| format!("{addr} is not an IP address and port"))?;
-        let registry = Registry::new();
-        let _ = registry.register(Box::new(SensorCollector {
-            shared: Arc::clone(&shared),
-        }));
-        let _ = registry.register(Box::new(shared.batch_seconds.clone()));
-        #[cfg(target_os = "linux")]
-        {
-            let pc = prometheus::process_collector::ProcessCollector::new(
-                std::process::id() as i32,
-                "vendorwatch",
-            );
-            let _ = registry.register(Box::new(pc));
-        }
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stop_flag = Arc::clone(&stop);
-        let handle = std::thread::Builder::new()
-            .name("metrics".into())
-            .spawn(move || {
-                while !stop_flag.load(std::sync::atomic::Ordering::Relaxed) {
-                    let Ok(Some(req)) = server.recv_timeout(std::time::Duration::from_millis(200))
-                    else {
-                        continue;
-                    };
-                    let response = respond(req.url(), &registry, &shared, &*report);
-                    let _ = req.respond(response);
-                }
-            })
-            .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
-        Ok(Server {
-            addr: bound,
-            stop,
-            handle: Some(handle),
-        })
-    }
-
-    pub fn stop(mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
-
-fn respond(
-    url: &str,
-    registry: &Registry,
-    shared: &Shared,
-    report: &(dyn Fn() -> serde_json::Value + Send + Sync),
-) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
-    let header = |v: &str| tiny_http::Header::from_bytes(&b"Content-Type"[..], v.as_bytes()).ok();
-    let with = |r: tiny_http::Response<std::io::Cursor<Vec<u8>>>, ct: &str| match header(ct) {
-        Some(h) => r.with_header(h),
-        None => r,
-    };
-    match url.split('?').next().unwrap_or_default() {
-        "/metrics" => {
-            let mut buf = Vec::new();
-            let encoder = TextEncoder::new();
-            if encoder.encode(&registry.gather(), &mut buf).is_err() {
-                return tiny_http::Response::from_string("encoding failed").with_status_code(500);
-            }
-            with(tiny_http::Response::from_data(buf), encoder.format_type())
-        }
-        "/healthz" => match shared.counters.sensor.unhealthy.lock().map(|u| u.clone()) {
-            Ok(None) => with(tiny_http::Response::from_string("ok\n"), "text/plain"),
-            Ok(Some(why)) => with(
-                tiny_http::Response::from_string(format!("unhealthy: {why}\n")),
-                "text/plain",
-            )
-            .with_status_code(503),
-            Err(_) => tiny_http::Response::from_string("unhealthy: state unavailable\n")
-                .with_status_code(503),
-        },
-        "/api/hosts" => with(
-            tiny_http::Response::from_string(report().to_string()),
-            "application/json",
-        ),
-        _ => tiny_http::Response::from_string("not found: try /metrics, /healthz or /api/hosts\n")
-            .with_status_code(404),
-    }
+/// `/metrics`: the registry in the Prometheus text format, with its content type.
+pub fn render(registry: &Registry) -> Result<(Vec<u8>, String), prometheus::Error> {
+    let mut buf = Vec::new();
+    let encoder = TextEncoder::new();
+    encoder.encode(&registry.gather(), &mut buf)?;
+    Ok((buf, encoder.format_type().to_string()))
 }

@@ -3,6 +3,7 @@
 //! the hot path touches no shared cache line. The replay summary reads these; the
 //! Prometheus exporter (`exporter`) reads the same at scrape time.
 
+pub mod endpoint;
 pub mod exporter;
 
 use crate::extract::NameKind;

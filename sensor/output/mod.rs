@@ -164,22 +164,7 @@ pub fn report_json(
 ) -> serde_json::Value {
     let hosts: Vec<serde_json::Value> = hosts
         .iter()
-        .map(|(ip, h)| {
-            json!({
-                "ip": ip,
-                "mac": mac_string(h.mac),
-                "hostname": h.identity.hostname,
-                "identities": identities_json(h),
-                "multiple_macs": h.identity.macs().len() > 1,
-                "role": if resolvers.contains(ip) { "resolver" } else { "client" },
-                "detections": h.detections,
-                "names_hidden": {
-                    "ech_connections": h.ech_connections,
-                    "encrypted_dns_connections": h.encrypted_dns_connections,
-                    "encrypted_dns_via": h.encrypted_dns_via,
-                },
-            })
-        })
+        .map(|(ip, h)| host_json(*ip, h, resolvers.contains(ip)))
         .collect();
     json!({
         "generated_by": format!("vendorwatch {}", env!("CARGO_PKG_VERSION")),
@@ -188,6 +173,24 @@ pub fn report_json(
         "vendors": generated_from.vendors,
         "resolvers": resolvers,
         "hosts": hosts,
+    })
+}
+
+/// One entry of the report's `hosts` (the metrics endpoint streams them one by one).
+pub fn host_json(ip: IpAddr, h: &Host, is_resolver: bool) -> serde_json::Value {
+    json!({
+        "ip": ip,
+        "mac": mac_string(h.mac),
+        "hostname": h.identity.hostname,
+        "identities": identities_json(h),
+        "multiple_macs": h.identity.macs().len() > 1,
+        "role": if is_resolver { "resolver" } else { "client" },
+        "detections": h.detections,
+        "names_hidden": {
+            "ech_connections": h.ech_connections,
+            "encrypted_dns_connections": h.encrypted_dns_connections,
+            "encrypted_dns_via": h.encrypted_dns_via,
+        },
     })
 }
 
