@@ -144,6 +144,10 @@ pub struct CommonArgs {
     /// started buffering first give theirs up (counted, no longer inspected) [default: 64].
     #[arg(long, value_name = "MIB")]
     pub reassembly_mb: Option<usize>,
+    /// HTTP requests read per connection (keep-alive and proxy connections, request bodies
+    /// passed over); beyond it the connection is no longer inspected (counted) [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub http_max_requests: Option<u32>,
     /// Hosts in the inventory; findings for new hosts beyond it are shed and counted
     /// (known hosts keep being updated) [default: 100000].
     #[arg(long, value_name = "N")]
@@ -484,6 +488,16 @@ fn run_config(
             config::MAX_REASSEMBLY_MB
         ));
     }
+    let http_max_requests = args
+        .http_max_requests
+        .or(file.settings.http_max_requests)
+        .unwrap_or(crate::extract::flow::HTTP_MAX_REQUESTS);
+    if http_max_requests == 0 || http_max_requests > config::MAX_HTTP_REQUESTS {
+        return Err(format!(
+            "--http-max-requests (or http_max_requests) must be between 1 and {}",
+            config::MAX_HTTP_REQUESTS
+        ));
+    }
     let max_hosts = args
         .max_hosts
         .or(file.settings.max_hosts)
@@ -579,6 +593,7 @@ fn run_config(
         extract_limits: ExtractorLimits {
             max_flows,
             reassembly_budget: reassembly_mb << 20,
+            http_max_requests,
             ..ExtractorLimits::default()
         },
         detect_limits,

@@ -132,6 +132,8 @@ pub struct FileConfig {
     pub workers: Option<usize>,
     pub max_flows: Option<usize>,
     pub reassembly_mb: Option<usize>,
+    /// HTTP requests read per connection (`--http-max-requests`).
+    pub http_max_requests: Option<u32>,
     /// Hosts the inventory holds (`--max-hosts`).
     pub max_hosts: Option<usize>,
     pub pdns_max: Option<usize>,
@@ -182,6 +184,10 @@ pub struct SuppressSpec {
 
 /// The largest reassembly budget per worker, in MiB (1 TiB: beyond any machine).
 pub const MAX_REASSEMBLY_MB: usize = 1 << 20;
+
+/// The most HTTP requests read per connection: each may pass over a body of up to
+/// `http::MAX_BODY_SKIP` bytes, so this bounds the work one connection can ask for.
+pub const MAX_HTTP_REQUESTS: u32 = 1_000_000;
 
 /// Keys a reload puts in force; every other key is read at start only.
 pub const RELOADABLE_KEYS: [&str; 3] = ["rules", "vendors", "suppress"];
@@ -297,6 +303,15 @@ pub fn parse_config(name: &str, text: &str) -> Result<LoadedConfig, Vec<String>>
                 format!("{floor} is larger than pdns_ttl_cap ({cap})"),
             );
         }
+    }
+    if file
+        .http_max_requests
+        .is_some_and(|n| n == 0 || n > MAX_HTTP_REQUESTS)
+    {
+        problem_at(
+            "http_max_requests",
+            format!("must be between 1 and {MAX_HTTP_REQUESTS}"),
+        );
     }
     if file.reassembly_mb.is_some_and(|m| m > MAX_REASSEMBLY_MB) {
         problem_at(
