@@ -370,9 +370,7 @@ fn from_sliced<'a>(
             dst_port: udp.destination_port(),
             payload: udp.payload(),
             // The UDP length field may say more than was captured even when IP's does not.
-            cut: ip_cut.max(
-                u32::from(udp.length()).saturating_sub(udp.slice().len() as u32),
-            ),
+            cut: ip_cut.max(u32::from(udp.length()).saturating_sub(udp.slice().len() as u32)),
         }),
         Some(_) => Transport::Other {
             proto: payload.ip_number.0,
@@ -469,7 +467,10 @@ mod tests {
     #[test]
     fn a_payload_cut_by_the_snap_length_says_how_much_is_missing() {
         let whole = decode(LinkType::Ethernet, ETH_IPV4_UDP_DNS).expect("decodes");
-        assert!(matches!(whole.transport, Transport::Udp(UdpDatagram { cut: 0, .. })));
+        assert!(matches!(
+            whole.transport,
+            Transport::Udp(UdpDatagram { cut: 0, .. })
+        ));
         // `editcap -s 60` keeps 60 of the frame's 71 bytes: 11 bytes of DNS are missing.
         let cut = decode(LinkType::Ethernet, &ETH_IPV4_UDP_DNS[..60]).expect("decodes");
         match cut.transport {

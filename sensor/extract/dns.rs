@@ -587,7 +587,10 @@ mod tests {
             let cut = parse_cut(&full[..n]).expect("header fits");
             assert!(cut.questions.is_empty(), "{n}: {:?}", cut.questions);
             assert!(cut.anomalies.name_cut && !cut.anomalies.name_out_of_bounds);
-            assert_eq!(cut.anomalies.reasons().collect::<Vec<_>>(), ["dns_name_cut"]);
+            assert_eq!(
+                cut.anomalies.reasons().collect::<Vec<_>>(),
+                ["dns_name_cut"]
+            );
             // The same bytes in a message that was whole on the wire: malformed, not cut.
             let bad = parse(&full[..n]).expect("header fits");
             assert!(bad.questions.is_empty());
@@ -648,7 +651,10 @@ mod tests {
         let parsed = parse(&m).expect("parses");
         assert!(parsed.anomalies.name_pointer_loop);
         assert_eq!(parsed.answers.len(), 1);
-        assert_eq!(parsed.answers[0].data, RData::A(Ipv4Addr::new(10, 10, 2, 80)));
+        assert_eq!(
+            parsed.answers[0].data,
+            RData::A(Ipv4Addr::new(10, 10, 2, 80))
+        );
     }
 
     #[test]

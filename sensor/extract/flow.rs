@@ -1765,4 +1765,152 @@ mod tests {
             );
         }
     }
+
+    fn anomaly_count(got: &[Extracted], reason: &str) -> usize {
+        got.iter()
+            .filter(|e| matches!(e, Extracted::Anomaly(r) if *r == reason))
+            .count()
+    }
+
+    /// A frame as a capture with snap length `keep` (bytes of IP packet) stores it.
+    fn snap(frame: Vec<u8>, keep: usize) -> Vec<u8> {
+        frame[..keep.min(frame.len())].to_vec()
+    }
+
+    #[test]
+    fn keep_alive_is_followed_across_bodies_that_span_segments() {
+        // python http.client: a 5,000-byte POST in four segments, a chunked PUT, then a
+        // GET to a vendor host on the same connection.
+        let mut frames = vec![(1, tcp(false, 0, SYN, b""))];
+        let mut seq = 1u32;
+        let mut send = |frames: &mut Vec<(u32, Vec<u8>)>, bytes: &[u8]| {
+            for chunk in bytes.chunks(1448) {
+                frames.push((1, tcp(false, seq, ACK, chunk)));
+                seq += chunk.len() as u32;
+            }
+        };
+        let mut post =
+            b"POST /upload HTTP/1.1\r\nHost: www.example.org\r\nContent-Length: 5000\r\n\r\n"
+                .to_vec();
+        post.extend_from_slice(&[b'G'; 5000]);
+        send(&mut frames, &post);
+        let mut put =
+            b"PUT /c HTTP/1.1\r\nHost: www.example.org\r\nTransfer-Encoding: chunked\r\n\r\n"
+                .to_vec();
+        for _ in 0..4 {
+            put.extend_from_slice(b"5dc\r\n");
+            put.extend_from_slice(&[b'G'; 1500]);
+            put.extend_from_slice(b"\r\n");
+        }
+        put.extend_from_slice(b"0\r\n\r\n");
+        send(&mut frames, &put);
+        send(
+            &mut frames,
+            b"GET /index/u0607g.xml HTTP/1.1\r\nHost: dnl-01.geo.kaspersky.com\r\n\r\n",
+        );
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(
+            names(&got),
+            [
+                (NameKind::HttpHost, "www.example.org".to_string()),
+                (NameKind::HttpHost, "www.example.org".to_string()),
+                (NameKind::HttpHost, "dnl-01.geo.kaspersky.com".to_string()),
+            ]
+        );
+        // With a limit of two requests, the third is not read, and that is counted.
+        let limits = ExtractorLimits {
+            http_max_requests: 2,
+            ..ExtractorLimits::default()
+        };
+        let got = collect(&mut Extractor::new(limits), &frames);
+        assert_eq!(names(&got).len(), 2);
+        assert_eq!(anomaly_count(&got, "http_max_requests"), 1);
+    }
+
+    #[test]
+    fn a_request_with_seventy_headers_still_names_its_host() {
+        let mut head = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..70 {
+            head.extend_from_slice(format!("X-Pad-{i}: {i}\r\n").as_bytes());
+        }
+        head.extend_from_slice(b"Host: dnl-01.geo.kaspersky.com\r\n\r\n");
+        let got = collect(
+            &mut Extractor::new(ExtractorLimits::default()),
+            &[(1, tcp(false, 0, SYN, b"")), (1, tcp(false, 1, ACK, &head))],
+        );
+        assert_eq!(
+            names(&got),
+            [(NameKind::HttpHost, "dnl-01.geo.kaspersky.com".to_string())]
+        );
+        assert_eq!(anomaly_count(&got, "http_too_many_headers"), 1);
+    }
+
+    #[test]
+    fn a_head_cut_by_the_snap_length_is_read_and_the_next_request_still_found() {
+        // Snap length 128 on Ethernet keeps 114 bytes of IP: 74 of each request's 120+.
+        let first = b"GET / HTTP/1.1\r\nHost: www.example.org\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\nX-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+        let second = b"GET /x HTTP/1.1\r\nHost: dnl-01.geo.kaspersky.com\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n";
+        // 16 + 28 bytes of lines, then `Host: dnl-02.geo.kaspersky.com` fills the 74 bytes kept.
+        let decoy = b"GET / HTTP/1.1\r\nUser-Agent: curl/7.88.1 ab\r\nHost: dnl-02.geo.kaspersky.com.example.net\r\n\r\n";
+        let (s2, s3) = (
+            1 + first.len() as u32,
+            1 + (first.len() + second.len()) as u32,
+        );
+        let got = collect(
+            &mut Extractor::new(ExtractorLimits::default()),
+            &[
+                (1, tcp(false, 0, SYN, b"")),
+                (1, snap(tcp(false, 1, ACK, first), 114)),
+                (1, snap(tcp(false, s2, ACK, second), 114)),
+                (1, snap(tcp(false, s3, ACK, decoy), 114)),
+            ],
+        );
+        assert_eq!(
+            names(&got),
+            [
+                (NameKind::HttpHost, "www.example.org".to_string()),
+                (NameKind::HttpHost, "dnl-01.geo.kaspersky.com".to_string()),
+            ]
+        );
+        // The decoy's Host line is cut after `.com`: never read.
+        assert_eq!(anomaly_count(&got, "http_head_cut"), 3);
+    }
+
+    #[test]
+    fn a_dns_query_cut_by_the_snap_length_names_nothing_it_does_not_hold() {
+        let mut q = vec![0xbe, 0xef, 0x01, 0x20, 0, 1, 0, 0, 0, 0, 0, 1];
+        q.push(60);
+        q.extend_from_slice(&[b'x'; 60]);
+        q.extend_from_slice(b"\x09kaspersky\x03com\x07example\x03net\x00\x00\x01\x00\x01");
+        let frame = udp([10, 0, 0, 1], [10, 0, 0, 53], 40000, 53, &q);
+        // IP 20 + UDP 8 + DNS header 12 + 1 + 60 + `\x09kaspersky\x03com` 14.
+        let got = collect(
+            &mut Extractor::new(ExtractorLimits::default()),
+            &[(1, snap(frame.clone(), 20 + 8 + 12 + 1 + 60 + 14))],
+        );
+        assert_eq!(names(&got), []);
+        assert_eq!(anomaly_count(&got, "dns_name_cut"), 1);
+        let got = collect(
+            &mut Extractor::new(ExtractorLimits::default()),
+            &[(1, frame)],
+        );
+        assert_eq!(names(&got).len(), 1);
+    }
+
+    #[test]
+    fn a_client_hello_cut_by_the_snap_length_is_counted_not_read() {
+        let hello = tls::tests::records(
+            &tls::tests::client_hello("dnl-01.geo.kaspersky.com", 0),
+            16384,
+        );
+        let got = collect(
+            &mut Extractor::new(ExtractorLimits::default()),
+            &[
+                (1, tcp(false, 0, SYN, b"")),
+                (1, snap(tcp(false, 1, ACK, &hello), 40 + hello.len() - 10)),
+            ],
+        );
+        assert_eq!(names(&got), []);
+        assert_eq!(anomaly_count(&got, "tls_client_hello_cut"), 1);
+    }
 }

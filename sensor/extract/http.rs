@@ -212,9 +212,7 @@ fn read_lines(data: &[u8]) -> Parse<'_> {
     let Some((request_line, mut at)) = line(data) else {
         return Parse::LineCut;
     };
-    let mut parts = request_line
-        .split(|&c| c == b' ')
-        .filter(|p| !p.is_empty());
+    let mut parts = request_line.split(|&c| c == b' ').filter(|p| !p.is_empty());
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
@@ -464,6 +462,111 @@ mod tests {
         assert_eq!(r.target_host, Some(&b"dnl-03.geo.kaspersky.com"[..]));
         let c = req(b"CONNECT activation-v2.kaspersky.com:443 HTTP/1.1\r\nHost: activation-v2.kaspersky.com:443\r\n\r\n");
         assert_eq!(c.connect_host, Some(&b"activation-v2.kaspersky.com"[..]));
+    }
+
+    #[test]
+    fn a_request_with_more_headers_than_httparse_reads_is_still_read() {
+        // What `curl -H X-Pad-N: …` (70 of them) sends: Host after the padding.
+        let mut head = b"GET /index/u0607g.xml HTTP/1.1\r\n".to_vec();
+        for i in 0..70 {
+            head.extend_from_slice(format!("X-Pad-{i}: {i}\r\n").as_bytes());
+        }
+        head.extend_from_slice(b"Host: dnl-01.geo.kaspersky.com\r\nContent-Length: 3\r\n\r\nabc");
+        let r = req(&head);
+        assert_eq!(r.head, Head::ManyHeaders);
+        assert_eq!(r.host, Some(&b"dnl-01.geo.kaspersky.com"[..]));
+        assert_eq!(r.target, "/index/u0607g.xml");
+        assert_eq!(r.head_len, head.len() - 3);
+        assert_eq!(r.body(), Some(BodySkip::Length(3)));
+    }
+
+    #[test]
+    fn a_head_cut_short_yields_its_whole_lines_only() {
+        let full = b"GET http://dnl-03.geo.kaspersky.com/x HTTP/1.1\r\nUser-Agent: curl/7.88.1\r\nHost: dnl-03.geo.kaspersky.com\r\nAccept: */*\r\n\r\n";
+        // Request line (48 bytes), User-Agent line (25), then 10 bytes of the Host line.
+        let cut_inside_host = &full[..48 + 25 + 10];
+        let r = match parse_request_cut(cut_inside_host) {
+            Parse::Request(r) => r,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(r.head, Head::Cut);
+        assert_eq!(r.target_host, Some(&b"dnl-03.geo.kaspersky.com"[..]));
+        assert_eq!(r.user_agent, Some(&b"curl/7.88.1"[..]));
+        // `Host: dnl-03.geo.kas` is cut: never read as a host.
+        assert_eq!(r.host, None);
+        assert_eq!(r.body(), None);
+        // The Host line ends inside the bytes: it is read.
+        let n = full.len() - 13;
+        let r = match parse_request_cut(&full[..n]) {
+            Parse::Request(r) => r,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(r.host, Some(&b"dnl-03.geo.kaspersky.com"[..]));
+        // Without its LF, a line is not whole, even if only the LF is missing.
+        let end = full.iter().rposition(|&c| c == b'm').expect("m");
+        let r = match parse_request_cut(&full[..end + 2]) {
+            Parse::Request(r) => r,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(r.host, None);
+        // The request line itself cut: nothing.
+        assert_eq!(parse_request_cut(&full[..20]), Parse::LineCut);
+        // A cut CONNECT line that is whole still names its target.
+        let c = b"CONNECT activation-v2.kaspersky.com:443 HTTP/1.1\r\nHost: activ";
+        match parse_request_cut(c) {
+            Parse::Request(r) => {
+                assert_eq!(r.connect_host, Some(&b"activation-v2.kaspersky.com"[..]));
+                assert_eq!(r.host, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Uncut, the same bytes wait for more.
+        assert_eq!(parse_request(c), Parse::NeedMore);
+    }
+
+    #[test]
+    fn content_length_body_is_skipped_across_segments() {
+        let mut b = BodySkip::Length(5000);
+        assert_eq!(b.skip(&[0; 1448]), Ok((1448, false)));
+        assert_eq!(b.skip(&[0; 1448]), Ok((1448, false)));
+        assert!(b.skip_missing(1000));
+        assert_eq!(b, BodySkip::Length(5000 - 2 * 1448 - 1000));
+        let next = b"GET / HTTP/1.1\r\n";
+        let mut seg = vec![b'x'; 1104];
+        seg.extend_from_slice(next);
+        assert_eq!(b.skip(&seg), Ok((1104, true)));
+        // More missing than the body has left: the next request began among them.
+        assert!(!BodySkip::Length(10).skip_missing(11));
+        assert_eq!(
+            BodySkip::Length(MAX_BODY_SKIP + 1).skip(b"x"),
+            Err(BodyError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn chunked_body_is_followed_to_its_end_byte_by_byte() {
+        let body = b"5;ext=1\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nX-Trailer: 1\r\n\r\nGET / HTTP/1.1\r\n";
+        let end = body.len() - b"GET / HTTP/1.1\r\n".len();
+        // Whole, and fed one byte at a time: the same end.
+        let mut whole = BodySkip::Chunked(Chunked::default());
+        assert_eq!(whole.skip(body), Ok((end, true)));
+        let mut bytewise = BodySkip::Chunked(Chunked::default());
+        let mut seen = 0;
+        for (i, c) in body.iter().enumerate() {
+            let (n, done) = bytewise.skip(std::slice::from_ref(c)).expect("valid");
+            seen += n;
+            if done {
+                assert_eq!(i + 1, end);
+                break;
+            }
+        }
+        assert_eq!(seen, end);
+        let mut bad = BodySkip::Chunked(Chunked::default());
+        assert_eq!(bad.skip(b"zz\r\n"), Err(BodyError::BadChunk));
+        let mut huge = BodySkip::Chunked(Chunked::default());
+        assert_eq!(huge.skip(b"ffffffffff\r\n"), Err(BodyError::TooLarge));
+        // Chunk framing in bytes the capture did not keep cannot be followed.
+        assert!(!BodySkip::Chunked(Chunked::default()).skip_missing(10));
     }
 
     #[test]
