@@ -192,10 +192,20 @@ fn request<'a>(
 
 /// The line at the start of `data` without its CR LF (or bare LF), and the offset after
 /// it; `None` when the line does not end inside `data`.
+/// A last line that ends in CR without its LF (the capture cut between the two) is whole:
+/// a CR cannot be part of a field value.
 fn line(data: &[u8]) -> Option<(&[u8], usize)> {
-    let lf = data.iter().position(|&c| c == b'\n')?;
-    let text = &data[..lf];
-    Some((text.strip_suffix(b"\r").unwrap_or(text), lf + 1))
+    match data.iter().position(|&c| c == b'\n') {
+        Some(lf) => {
+            let text = &data[..lf];
+            Some((text.strip_suffix(b"\r").unwrap_or(text), lf + 1))
+        }
+        // Not an empty line: that would end the head, and the LF still to come is not body.
+        None => match data.strip_suffix(b"\r") {
+            Some(text) if !text.is_empty() => Some((text, data.len())),
+            _ => None,
+        },
+    }
 }
 
 fn is_token(s: &[u8]) -> bool {
@@ -502,13 +512,19 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(r.host, Some(&b"dnl-03.geo.kaspersky.com"[..]));
-        // Without its LF, a line is not whole, even if only the LF is missing.
-        let end = full.iter().rposition(|&c| c == b'm').expect("m");
-        let r = match parse_request_cut(&full[..end + 2]) {
+        // Cut right after the value, its CR LF missing: it could go on (`.com.example.net`).
+        let host_line_end = 48 + 25 + "Host: dnl-03.geo.kaspersky.com".len();
+        let r = match parse_request_cut(&full[..host_line_end]) {
             Parse::Request(r) => r,
             other => panic!("{other:?}"),
         };
         assert_eq!(r.host, None);
+        // Its CR kept, only the LF missing: the value has ended.
+        let r = match parse_request_cut(&full[..host_line_end + 1]) {
+            Parse::Request(r) => r,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(r.host, Some(&b"dnl-03.geo.kaspersky.com"[..]));
         // The request line itself cut: nothing.
         assert_eq!(parse_request_cut(&full[..20]), Parse::LineCut);
         // A cut CONNECT line that is whole still names its target.
