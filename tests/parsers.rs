@@ -297,3 +297,50 @@ fn committed_parser_expectations_are_what_tshark_says() {
         );
     }
 }
+
+#[test]
+fn http_max_requests_is_an_option_and_a_checked_config_key() {
+    let bin = env!("CARGO_BIN_EXE_vendorwatch");
+    let help = Command::new(bin)
+        .args(["replay", "--help"])
+        .output()
+        .expect("runs");
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--http-max-requests"));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let conf = tmp.path().join("vendorwatch.toml");
+    let check = |text: &str| {
+        std::fs::write(&conf, text).expect("write");
+        Command::new(bin)
+            .args(["config", "check"])
+            .arg(&conf)
+            .output()
+            .expect("runs")
+    };
+    let ok = check("http_max_requests = 2\n");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    for bad in ["http_max_requests = 0\n", "http_max_requests = 2000000\n"] {
+        let out = check(bad);
+        assert!(!out.status.success(), "{bad} accepted");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("http_max_requests"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The key from the file is in force: two requests per connection, as on the command line.
+    check("http_max_requests = 2\n");
+    let run = replay(
+        &root().join("pcaps/parsers-http-hostile.pcap"),
+        &["--config", conf.to_str().expect("utf-8 path")],
+    );
+    let on_8080 = run
+        .events
+        .iter()
+        .filter(|e| e["kind"] == "http_host" && e["flow"]["dst_port"] == 8080)
+        .count();
+    assert_eq!(on_8080, 2, "{}", String::from_utf8_lossy(&run.out.stderr));
+}

@@ -586,6 +586,23 @@ mod tests {
     }
 
     #[test]
+    fn every_cut_of_a_real_head_reads_only_whole_lines() {
+        let full = b"GET http://dnl-03.geo.kaspersky.com/index/u0607g.xml HTTP/1.1\r\nHost: dnl-03.geo.kaspersky.com\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\nProxy-Connection: Keep-Alive\r\n\r\n";
+        for n in 0..=full.len() {
+            match parse_request_cut(&full[..n]) {
+                Parse::Request(r) => {
+                    assert!(r.head_len <= n);
+                    for h in [r.host, r.target_host].into_iter().flatten() {
+                        assert_eq!(h, b"dnl-03.geo.kaspersky.com", "cut at {n}");
+                    }
+                }
+                Parse::LineCut | Parse::NeedMore => assert!(n < 64, "cut at {n}"),
+                Parse::NotHttp => assert_eq!(n, 0),
+            }
+        }
+    }
+
+    #[test]
     fn partial_and_foreign() {
         assert_eq!(parse_request(b"GET / HTTP/1.1\r\nHost: a"), Parse::NeedMore);
         assert_eq!(parse_request(b"GE"), Parse::NeedMore);
