@@ -243,15 +243,16 @@ pub fn load_embedded() -> Result<Loaded, Vec<RuleError>> {
 
 /// Loads a file or every `*.toml` in a directory.
 pub fn load_path(path: &Path) -> Result<Loaded, Vec<RuleError>> {
-    let io_error = |p: &Path, e: std::io::Error| RuleError {
-        file: p.display().to_string(),
-        line: 0,
+    use crate::operator_input::{self, InputFileError};
+    let io_error = |p: &Path, e: InputFileError| RuleError {
+        file: operator_input::shown(p),
+        line: e.line().unwrap_or(0),
         rule: None,
-        problem: format!("cannot read: {e}"),
+        problem: e.to_string(),
     };
     let files: Vec<PathBuf> = if path.is_dir() {
         let mut v: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| vec![io_error(path, e)])?
+            .map_err(|e| vec![io_error(path, e.into())])?
             .filter_map(Result::ok)
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
@@ -259,7 +260,7 @@ pub fn load_path(path: &Path) -> Result<Loaded, Vec<RuleError>> {
         v.sort();
         if v.is_empty() {
             return Err(vec![RuleError {
-                file: path.display().to_string(),
+                file: operator_input::shown(path),
                 line: 0,
                 rule: None,
                 problem: "no *.toml rule packs in this directory".into(),
@@ -272,8 +273,8 @@ pub fn load_path(path: &Path) -> Result<Loaded, Vec<RuleError>> {
     let mut sources = Vec::new();
     let mut errors = Vec::new();
     for f in files {
-        match std::fs::read_to_string(&f) {
-            Ok(text) => sources.push((f.display().to_string(), text)),
+        match operator_input::read_text(&f, operator_input::MAX_RULE_FILE, "a rule pack") {
+            Ok(text) => sources.push((operator_input::shown(&f), text)),
             Err(e) => errors.push(io_error(&f, e)),
         }
     }

@@ -147,6 +147,40 @@ pub struct Store {
     _instance: Option<nix::fcntl::Flock<std::fs::File>>,
 }
 
+/// What the inventory's path must be: a regular file, or nothing yet in a directory that
+/// exists. A device (`--state /dev/null`), a FIFO or a directory is refused before SQLite
+/// touches it (it would put its `-journal` or `-wal` beside it, in `/dev`); a missing
+/// directory is refused with how to create it, not created.
+fn check_state_path(path: &Path) -> Result<(), String> {
+    let shown = crate::operator_input::shown(path);
+    match std::fs::metadata(path) {
+        Ok(m) => match crate::operator_input::kind_of(m.file_type()) {
+            None => Ok(()),
+            Some(kind) => Err(format!(
+                "inventory {shown}: is a {kind}, not a regular file: give the path of an SQLite file (it is created if missing), or run without one with --state none"
+            )),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let dir = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            match std::fs::metadata(dir) {
+                Ok(m) if m.is_dir() => Ok(()),
+                Ok(_) => Err(format!(
+                    "inventory {shown}: {} is not a directory: choose another path with --state PATH, or run without one with --state none",
+                    crate::operator_input::shown(dir)
+                )),
+                Err(_) => Err(format!(
+                    "inventory {shown}: the directory {dir_shown} does not exist: create it for the sensor's user (mkdir -p {dir_shown}; the systemd unit's StateDirectory does), choose another path with --state PATH, or run without one with --state none",
+                    dir_shown = crate::operator_input::shown(dir)
+                )),
+            }
+        }
+        Err(e) => Err(format!("inventory {shown}: {e}")),
+    }
+}
+
 fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> String {
     format!("inventory {}: {what}: {e}", path.display())
 }
@@ -205,10 +239,9 @@ fn probe_dir(dir: &Path) -> std::io::Result<()> {
 impl Store {
     /// Opens (creating and migrating as needed) the inventory at `path`.
     pub fn open(path: &Path) -> Result<Store, String> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| err(path, "cannot create its directory", e))?;
-        }
+        // No directory is created: a mistyped --state must not grow a tree of directories
+        // somewhere unexpected (the systemd unit and the container create theirs).
+        check_state_path(path)?;
         let conn = Connection::open(path).map_err(|e| explain(path, "cannot open", &e))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(|e| err(path, "busy timeout", e))?;
@@ -246,6 +279,7 @@ impl Store {
     /// usual way once, which migrates it.
     pub fn open_read_only(path: &Path) -> Result<Store, String> {
         use rusqlite::OpenFlags;
+        check_state_path(path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let read_version = |conn: &Connection| -> rusqlite::Result<i64> {
             conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -313,6 +347,7 @@ impl Store {
     /// Every refusal says what is wrong and what to do.
     pub fn open_for_writing(path: &Path) -> Result<Store, String> {
         use std::io::ErrorKind;
+        check_state_path(path)?;
         let dir = path
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
@@ -817,6 +852,8 @@ mod tests {
     #[test]
     fn round_trip_and_migrations() {
         let dir = tempfile::tempdir().expect("tmp");
+        // The directory must exist: the store does not create one.
+        std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
         let path = dir.path().join("sub/inv.db");
         let mut store = Store::open(&path).expect("opens");
         assert_eq!(store.schema_version(), Some(SCHEMA_VERSION));
