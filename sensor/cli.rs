@@ -149,6 +149,10 @@ pub struct CommonArgs {
     /// started buffering first give theirs up (counted, no longer inspected) [default: 64].
     #[arg(long, value_name = "MIB")]
     pub reassembly_mb: Option<usize>,
+    /// HTTP requests read per connection (keep-alive and proxy connections, request bodies
+    /// passed over); beyond it the connection is no longer inspected (counted) [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub http_max_requests: Option<u32>,
     /// Hosts in the inventory; findings for new hosts beyond it are shed and counted
     /// (known hosts keep being updated) [default: 100000].
     #[arg(long, value_name = "N")]
@@ -505,6 +509,11 @@ fn run_config(
         .or(file.settings.reassembly_mb)
         .unwrap_or(64);
     config::check_flag("reassembly_mb", reassembly_mb as u64)?;
+    let http_max_requests = args
+        .http_max_requests
+        .or(file.settings.http_max_requests)
+        .unwrap_or(crate::extract::flow::HTTP_MAX_REQUESTS);
+    config::check_flag("http_max_requests", u64::from(http_max_requests))?;
     let max_hosts = args
         .max_hosts
         .or(file.settings.max_hosts)
@@ -620,6 +629,7 @@ fn run_config(
         extract_limits: ExtractorLimits {
             max_flows,
             reassembly_budget: reassembly_mb << 20,
+            http_max_requests,
             ..ExtractorLimits::default()
         },
         detect_limits,

@@ -130,6 +130,8 @@ pub struct FileConfig {
     pub workers: Option<usize>,
     pub max_flows: Option<usize>,
     pub reassembly_mb: Option<usize>,
+    /// HTTP requests read per connection (`--http-max-requests`).
+    pub http_max_requests: Option<u32>,
     /// Hosts the inventory holds (`--max-hosts`).
     pub max_hosts: Option<usize>,
     pub learn_min_hosts: Option<usize>,
@@ -183,6 +185,10 @@ pub struct SuppressSpec {
 
 /// The largest reassembly budget per worker, in MiB (1 TiB: beyond any machine).
 pub const MAX_REASSEMBLY_MB: usize = 1 << 20;
+
+/// The most HTTP requests read per connection: each may pass over a body of up to
+/// `http::MAX_BODY_SKIP` bytes, so this bounds the work one connection can ask for.
+pub const MAX_HTTP_REQUESTS: u32 = 1_000_000;
 
 /// Keys a reload puts in force; every other key is read at start only.
 pub const RELOADABLE_KEYS: [&str; 3] = ["rules", "vendors", "suppress"];
@@ -350,6 +356,7 @@ pub const COUNT_BOUNDS: &[CountBound] = &[
     bound("workers", 1, MAX_WORKERS as u64, "worker threads"),
     bound("max_flows", 1, MAX_FLOWS as u64, "flows per worker"),
     bound("reassembly_mb", 1, MAX_REASSEMBLY_MB as u64, "MiB per worker"),
+    bound("http_max_requests", 1, MAX_HTTP_REQUESTS as u64, "HTTP requests per connection"),
     bound("max_hosts", 1, MAX_HOSTS as u64, "hosts"),
     bound("pdns_max", 1, MAX_PDNS as u64, "passive-DNS entries"),
     bound("syslog_queue", 1, MAX_QUEUE as u64, "queued alerts"),
@@ -545,6 +552,7 @@ pub fn check_config_text(text: &str) -> (LoadedConfig, Vec<ConfigProblem>) {
         ("max_flows", file.max_flows.map(|v| v as u64)),
         ("max_hosts", file.max_hosts.map(|v| v as u64)),
         ("reassembly_mb", file.reassembly_mb.map(|v| v as u64)),
+        ("http_max_requests", file.http_max_requests.map(u64::from)),
         ("syslog_queue", file.syslog_queue.map(|v| v as u64)),
         ("alerts_keep", file.alerts_keep.map(|v| v as u64)),
         ("alerts_backlog", file.alerts_backlog.map(|v| v as u64)),

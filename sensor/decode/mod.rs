@@ -55,6 +55,9 @@ pub struct TcpSegment<'a> {
     pub fin: bool,
     pub rst: bool,
     pub payload: &'a [u8],
+    /// Payload bytes the capture did not keep (snap length): the segment carried
+    /// `payload.len() + cut` bytes on the wire. 0 when the payload is whole.
+    pub cut: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -62,6 +65,8 @@ pub struct UdpDatagram<'a> {
     pub src_port: u16,
     pub dst_port: u16,
     pub payload: &'a [u8],
+    /// Payload bytes the capture did not keep (snap length); 0 when the payload is whole.
+    pub cut: u32,
 }
 
 /// Transport protocol of a flow, as it appears in alerts (`"transport":"tcp"`).
@@ -286,9 +291,14 @@ fn from_sliced<'a>(
     sliced: &LaxSlicedPacket<'a>,
     info: &link::LinkInfo,
 ) -> Result<Decoded<'a>, DecodeError> {
+    // Bytes of the IP packet the capture left out (its length field says more than we have).
+    let mut ip_cut = 0u32;
     let (src, dst, payload) = match &sliced.net {
         Some(LaxNetSlice::Ipv4(ip)) => {
             let h = ip.header();
+            if ip.payload().incomplete {
+                ip_cut = u32::from(h.total_len()).saturating_sub(raw_ip.len() as u32);
+            }
             let (src, dst) = (
                 IpAddr::V4(h.source_addr()),
                 IpAddr::V4(h.destination_addr()),
@@ -311,6 +321,9 @@ fn from_sliced<'a>(
         }
         Some(LaxNetSlice::Ipv6(ip)) => {
             let h = ip.header();
+            if ip.payload().incomplete {
+                ip_cut = (40 + u32::from(h.payload_length())).saturating_sub(raw_ip.len() as u32);
+            }
             let (src, dst) = (
                 IpAddr::V6(h.source_addr()),
                 IpAddr::V6(h.destination_addr()),
@@ -350,11 +363,14 @@ fn from_sliced<'a>(
             fin: tcp.fin(),
             rst: tcp.rst(),
             payload: tcp.payload(),
+            cut: ip_cut,
         }),
         Some(TransportSlice::Udp(udp)) => Transport::Udp(UdpDatagram {
             src_port: udp.source_port(),
             dst_port: udp.destination_port(),
             payload: udp.payload(),
+            // The UDP length field may say more than was captured even when IP's does not.
+            cut: ip_cut.max(u32::from(udp.length()).saturating_sub(udp.slice().len() as u32)),
         }),
         Some(_) => Transport::Other {
             proto: payload.ip_number.0,
@@ -446,6 +462,21 @@ mod tests {
         let p = decode(LinkType::Ethernet, &frame).expect("decodes");
         assert_eq!(p.vlan_tags, 2);
         assert!(matches!(p.transport, Transport::Udp(_)));
+    }
+
+    #[test]
+    fn a_payload_cut_by_the_snap_length_says_how_much_is_missing() {
+        let whole = decode(LinkType::Ethernet, ETH_IPV4_UDP_DNS).expect("decodes");
+        assert!(matches!(
+            whole.transport,
+            Transport::Udp(UdpDatagram { cut: 0, .. })
+        ));
+        // `editcap -s 60` keeps 60 of the frame's 71 bytes: 11 bytes of DNS are missing.
+        let cut = decode(LinkType::Ethernet, &ETH_IPV4_UDP_DNS[..60]).expect("decodes");
+        match cut.transport {
+            Transport::Udp(u) => assert_eq!((u.payload.len(), u.cut), (18, 11)),
+            other => panic!("expected UDP, got {other:?}"),
+        }
     }
 
     #[test]

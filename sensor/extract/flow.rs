@@ -27,8 +27,9 @@ const DHCPV6_SERVER_PORT: u16 = 547;
 const PROBE_BUDGET: usize = 4096;
 /// Segment starts tried as possible message starts (STARTTLS, RDP-then-TLS, …).
 const PROBE_SEGMENTS: usize = 12;
-/// HTTP requests read per connection (a proxy connection carries many hosts).
-const HTTP_MAX_REQUESTS: u32 = 64;
+/// HTTP requests read per connection by default (a proxy or keep-alive connection carries
+/// many hosts); `--http-max-requests` changes it.
+pub const HTTP_MAX_REQUESTS: u32 = 1000;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ExtractorLimits {
@@ -43,6 +44,9 @@ pub struct ExtractorLimits {
     /// Bytes all of a worker's TCP reassembly buffers may hold together; beyond it the
     /// flows that started buffering first give theirs up (and are no longer inspected).
     pub reassembly_budget: usize,
+    /// HTTP requests read per connection (keep-alive, proxies); past it the connection is
+    /// no longer inspected (counted).
+    pub http_max_requests: u32,
 }
 
 impl Default for ExtractorLimits {
@@ -55,6 +59,7 @@ impl Default for ExtractorLimits {
             udp_idle_secs: 120,
             max_dns_transactions: 65_536,
             reassembly_budget: 64 << 20,
+            http_max_requests: HTTP_MAX_REQUESTS,
         }
     }
 }
@@ -95,6 +100,7 @@ enum App {
     TlsServer,
     Http {
         requests: u32,
+        next: HttpNext,
     },
     /// DNS over TCP, both directions.
     Dns,
@@ -102,6 +108,18 @@ enum App {
     Quic,
     /// Nothing more to read: bypassed.
     Done,
+}
+
+/// What the next client bytes of an HTTP connection are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HttpNext {
+    /// A request head.
+    Head,
+    /// The body of the last request, passed over to reach the next head.
+    Body(http::BodySkip),
+    /// Unknown: a head or body was cut short by the capture. The next request is looked
+    /// for where a segment starts with a method.
+    Resync,
 }
 
 #[derive(Debug)]
@@ -409,14 +427,34 @@ impl Extractor {
         }
         let pushed = dir.push(seq, seg.payload);
         if pushed == Pushed::Data {
+            // A segment the capture cut short (snap length): the buffer now ends where the
+            // capture stopped keeping bytes, and the parsers read it as far as it goes.
             inspect(
                 flow,
                 from_client,
                 ts,
                 &mut self.dns_txns,
-                self.limits.max_dns_transactions,
+                &self.limits,
+                seg.cut,
                 out,
             );
+            if seg.cut > 0 {
+                // The next segment follows the bytes that were never captured: start this
+                // direction again there, so it is in order (what was left of the cut
+                // message is unreadable anyway).
+                let dir = if from_client {
+                    &mut flow.to_server
+                } else {
+                    &mut flow.to_client
+                };
+                let mut fresh = StreamBuf::new(self.limits.stream_cap);
+                fresh.dropped_bytes = dir.dropped_bytes;
+                fresh.start_at(
+                    seq.wrapping_add(seg.payload.len() as u32)
+                        .wrapping_add(seg.cut),
+                );
+                *dir = fresh;
+            }
         }
         if flow.app != App::Done && flow.client_bytes > budget {
             finish_inspection(flow, out);
@@ -458,6 +496,7 @@ impl Extractor {
         if DNS_PORTS.contains(&dgram.dst_port) || DNS_PORTS.contains(&dgram.src_port) {
             on_dns_message(
                 dgram.payload,
+                dgram.cut > 0,
                 src,
                 dst,
                 Proto::Udp,
@@ -652,14 +691,20 @@ fn emit_name(
 }
 
 /// Runs the parsers over whatever new bytes a direction has.
+///
+/// `cut` is the number of bytes the capture did not keep right after the direction's
+/// buffered bytes (0 when none): the buffer then holds all there will be of the message
+/// it ends in.
 fn inspect(
     flow: &mut Flow,
     from_client: bool,
     ts: Timestamp,
     txns: &mut HashMap<DnsTxn, Timestamp, ahash::RandomState>,
-    max_txns: usize,
+    limits: &ExtractorLimits,
+    cut: u32,
     out: &mut impl FnMut(Extracted),
 ) {
+    let max_txns = limits.max_dns_transactions;
     loop {
         match flow.app {
             // QUIC is read datagram by datagram in `inspect_quic`, never from a stream.
@@ -671,26 +716,57 @@ fn inspect(
                     &mut flow.to_client
                 };
                 let data = dir.data();
-                let Some(len) = data
-                    .get(..2)
-                    .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
-                else {
-                    return;
-                };
-                let Some(msg) = data.get(2..2 + len) else {
-                    if dir.is_full() {
-                        out(Extracted::Anomaly("dns_tcp_message_too_large"));
-                        finish_inspection(flow, out);
-                    }
-                    return;
-                };
                 let (src, dst) = if from_client {
                     (flow.id.client, flow.id.server)
                 } else {
                     (flow.id.server, flow.id.client)
                 };
+                let Some(len) = data
+                    .get(..2)
+                    .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
+                else {
+                    if cut > 0 {
+                        // A message starts among the bytes that were not captured: where
+                        // the next one starts is unknown.
+                        out(Extracted::Anomaly("dns_tcp_cut"));
+                        finish_inspection(flow, out);
+                    }
+                    return;
+                };
+                let Some(msg) = data.get(2..2 + len) else {
+                    if cut > 0 {
+                        // Cut by the snap length: its whole questions are still read, and
+                        // the stream stays in step only if the message ends with the cut.
+                        let in_step = 2 + len == data.len() + cut as usize;
+                        let named = on_dns_message(
+                            &data[2..],
+                            true,
+                            src,
+                            dst,
+                            Proto::Tcp,
+                            flow.client_mac,
+                            ts,
+                            txns,
+                            max_txns,
+                            out,
+                        );
+                        flow.named |= named;
+                        if in_step {
+                            let n = data.len();
+                            dir.consume(n);
+                        } else {
+                            out(Extracted::Anomaly("dns_tcp_cut"));
+                            finish_inspection(flow, out);
+                        }
+                    } else if dir.is_full() {
+                        out(Extracted::Anomaly("dns_tcp_message_too_large"));
+                        finish_inspection(flow, out);
+                    }
+                    return;
+                };
                 let named = on_dns_message(
                     msg,
+                    false,
                     src,
                     dst,
                     Proto::Tcp,
@@ -731,7 +807,13 @@ fn inspect(
                             undecided = true;
                             continue;
                         }
-                        found = Some((s, App::Http { requests: 0 }));
+                        found = Some((
+                            s,
+                            App::Http {
+                                requests: 0,
+                                next: HttpNext::Head,
+                            },
+                        ));
                         break;
                     }
                     if bytes.len() < 3 && bytes.first() == Some(&0x16) {
@@ -760,6 +842,13 @@ fn inspect(
             App::Tls => {
                 let data = flow.to_server.data();
                 match tls::parse_client_hello(data) {
+                    tls::Parse::NeedMore if cut > 0 => {
+                        // The hello runs into bytes the capture did not keep: its
+                        // extensions (the server name among them) are not whole.
+                        out(Extracted::Anomaly("tls_client_hello_cut"));
+                        finish_inspection(flow, out);
+                        return;
+                    }
                     tls::Parse::NeedMore => {
                         if flow.to_server.is_full() {
                             out(Extracted::Anomaly("tls_client_hello_too_large"));
@@ -811,78 +900,194 @@ fn inspect(
                     }
                 }
             }
-            App::Http { requests } => {
-                let data = flow.to_server.data();
-                match http::parse_request(data) {
-                    http::Parse::NeedMore => {
-                        if flow.to_server.is_full() {
-                            out(Extracted::Anomaly("http_request_head_too_large"));
-                            finish_inspection(flow, out);
-                        }
-                        return;
-                    }
-                    http::Parse::NotHttp => {
-                        finish_inspection(flow, out);
-                        return;
-                    }
-                    http::Parse::Request(req) => {
-                        let detail = Detail::Http {
-                            method: req.method.to_string(),
-                            target: String::from_utf8_lossy(
-                                &req.target.as_bytes()[..req.target.len().min(512)],
-                            )
-                            .into_owned(),
-                            user_agent: req.user_agent.map(|u| {
-                                String::from_utf8_lossy(&u[..u.len().min(512)]).into_owned()
-                            }),
-                        };
-                        let mut found: Vec<(NameKind, Vec<u8>)> = Vec::with_capacity(3);
-                        if let Some(h) = req.host {
-                            found.push((NameKind::HttpHost, h.to_vec()));
-                        }
-                        if let Some(h) = req.target_host {
-                            if req.host != Some(h) {
-                                found.push((NameKind::HttpHost, h.to_vec()));
-                            }
-                        }
-                        if let Some(h) = req.connect_host {
-                            found.push((NameKind::HttpConnect, h.to_vec()));
-                        }
-                        let consumed = req.head_len
-                            + if req.chunked {
-                                0
-                            } else {
-                                req.body_len.unwrap_or(0)
-                            };
-                        let chunked = req.chunked;
-                        // After CONNECT the client speaks the tunnelled protocol (TLS, usually).
-                        let tunnel = req.connect_host.is_some();
-                        for (kind, raw) in found {
-                            emit_name(flow, ts, kind, &raw, detail.clone(), out);
-                        }
-                        let requests = requests + 1;
-                        if chunked
-                            || requests >= HTTP_MAX_REQUESTS
-                            || consumed > flow.to_server.data().len()
-                        {
-                            // A body we cannot skip inside the buffer: stop here.
-                            finish_inspection(flow, out);
-                            return;
-                        }
-                        flow.to_server.consume(consumed);
-                        flow.app = if tunnel {
-                            App::Probe
-                        } else {
-                            App::Http { requests }
-                        };
-                        if flow.to_server.data().is_empty() {
-                            return;
-                        }
-                    }
+            App::Http { requests, next } => {
+                if inspect_http(flow, ts, requests, next, limits.http_max_requests, cut, out) {
+                    return;
                 }
             }
         }
     }
+}
+
+/// Reads the client bytes of an HTTP connection: request heads, and between them the
+/// bodies passed over (Content-Length or chunked, across any number of segments), for up
+/// to `max_requests` requests. Returns `true` when it has read all it can for now.
+fn inspect_http(
+    flow: &mut Flow,
+    ts: Timestamp,
+    requests: u32,
+    next: HttpNext,
+    max_requests: u32,
+    cut: u32,
+    out: &mut impl FnMut(Extracted),
+) -> bool {
+    if flow.to_server.data().is_empty() {
+        if cut > 0 {
+            // Bytes the capture did not keep follow: body bytes to pass over, or (after a
+            // head) the start of something we cannot see.
+            let next = match next {
+                HttpNext::Body(mut body) => {
+                    if body.skip_missing(u64::from(cut)) {
+                        HttpNext::Body(body)
+                    } else {
+                        HttpNext::Resync
+                    }
+                }
+                _ => HttpNext::Resync,
+            };
+            flow.app = App::Http { requests, next };
+        }
+        return true;
+    }
+    match next {
+        HttpNext::Body(mut body) => {
+            match body.skip(flow.to_server.data()) {
+                Err(e) => {
+                    out(Extracted::Anomaly(e.reason()));
+                    finish_inspection(flow, out);
+                    return true;
+                }
+                Ok((n, done)) => {
+                    flow.to_server.consume(n);
+                    // Body bytes are passed over, not inspected: they do not spend the
+                    // connection's inspection budget (MAX_BODY_SKIP bounds each body).
+                    flow.client_bytes = flow.client_bytes.saturating_sub(n as u64);
+                    let next = if done {
+                        HttpNext::Head
+                    } else {
+                        HttpNext::Body(body)
+                    };
+                    flow.app = App::Http { requests, next };
+                }
+            }
+            false
+        }
+        HttpNext::Resync => {
+            let data = flow.to_server.data();
+            let start = flow
+                .to_server
+                .segment_starts()
+                .iter()
+                .copied()
+                .find(|&s| data.get(s..).is_some_and(http::starts_request));
+            match start {
+                Some(s) => {
+                    flow.to_server.consume(s);
+                    flow.app = App::Http {
+                        requests,
+                        next: HttpNext::Head,
+                    };
+                }
+                None => {
+                    let n = data.len();
+                    flow.to_server.consume(n);
+                }
+            }
+            false
+        }
+        HttpNext::Head => inspect_http_head(flow, ts, requests, max_requests, cut, out),
+    }
+}
+
+/// Reads one request head at the start of the client's buffer (see `inspect_http`).
+fn inspect_http_head(
+    flow: &mut Flow,
+    ts: Timestamp,
+    requests: u32,
+    max_requests: u32,
+    cut: u32,
+    out: &mut impl FnMut(Extracted),
+) -> bool {
+    let full = flow.to_server.is_full();
+    let data = flow.to_server.data();
+    // Nothing more of this head will come: read the lines that are whole.
+    let parsed = if cut > 0 || full {
+        http::parse_request_cut(data)
+    } else {
+        http::parse_request(data)
+    };
+    let req = match parsed {
+        http::Parse::NeedMore => return true,
+        http::Parse::NotHttp => {
+            finish_inspection(flow, out);
+            return true;
+        }
+        http::Parse::LineCut if cut > 0 => {
+            out(Extracted::Anomaly("http_request_line_cut"));
+            let n = data.len();
+            flow.to_server.consume(n);
+            flow.app = App::Http {
+                requests,
+                next: HttpNext::Resync,
+            };
+            return false;
+        }
+        http::Parse::LineCut => {
+            out(Extracted::Anomaly("http_request_head_too_large"));
+            finish_inspection(flow, out);
+            return true;
+        }
+        http::Parse::Request(req) => req,
+    };
+    match req.head {
+        http::Head::Whole => {}
+        http::Head::ManyHeaders => out(Extracted::Anomaly("http_too_many_headers")),
+        http::Head::Cut if cut > 0 => out(Extracted::Anomaly("http_head_cut")),
+        http::Head::Cut => out(Extracted::Anomaly("http_request_head_too_large")),
+    }
+    let detail = Detail::Http {
+        method: req.method.to_string(),
+        target: String::from_utf8_lossy(&req.target.as_bytes()[..req.target.len().min(512)])
+            .into_owned(),
+        user_agent: req
+            .user_agent
+            .map(|u| String::from_utf8_lossy(&u[..u.len().min(512)]).into_owned()),
+    };
+    let mut found: Vec<(NameKind, Vec<u8>)> = Vec::with_capacity(3);
+    if let Some(h) = req.host {
+        found.push((NameKind::HttpHost, h.to_vec()));
+    }
+    if let Some(h) = req.target_host {
+        if req.host != Some(h) {
+            found.push((NameKind::HttpHost, h.to_vec()));
+        }
+    }
+    if let Some(h) = req.connect_host {
+        found.push((NameKind::HttpConnect, h.to_vec()));
+    }
+    let head_len = req.head_len;
+    let body = req.body();
+    // After CONNECT the client speaks the tunnelled protocol (TLS, usually).
+    let tunnel = req.connect_host.is_some();
+    for (kind, raw) in found {
+        emit_name(flow, ts, kind, &raw, detail.clone(), out);
+    }
+    let requests = requests + 1;
+    if requests >= max_requests {
+        out(Extracted::Anomaly("http_max_requests"));
+        finish_inspection(flow, out);
+        return true;
+    }
+    let next = match body {
+        Some(body) => HttpNext::Body(body),
+        // A head too large for the buffer: the rest of the connection is not followed.
+        None if cut == 0 => {
+            finish_inspection(flow, out);
+            return true;
+        }
+        // Cut short: the rest of this request is unknown.
+        None => HttpNext::Resync,
+    };
+    flow.to_server.consume(head_len);
+    flow.app = if tunnel {
+        if next == HttpNext::Resync {
+            flow.to_server.consume(usize::MAX);
+        }
+        App::Probe
+    } else {
+        App::Http { requests, next }
+    };
+    false
 }
 
 /// Reads the server's first flight of a TLS flow: its certificate, when sent in clear.
@@ -993,6 +1198,7 @@ fn on_dhcpv6_message(payload: &[u8], ts: Timestamp, out: &mut impl FnMut(Extract
 #[allow(clippy::too_many_arguments)]
 fn on_dns_message(
     msg: &[u8],
+    cut: bool,
     src: SocketAddr,
     dst: SocketAddr,
     proto: Proto,
@@ -1002,7 +1208,12 @@ fn on_dns_message(
     max_txns: usize,
     out: &mut impl FnMut(Extracted),
 ) -> bool {
-    let parsed = match dns::parse(msg) {
+    // A message the capture cut short is read as far as it goes (whole names only).
+    let parsed = match if cut {
+        dns::parse_cut(msg)
+    } else {
+        dns::parse(msg)
+    } {
         Ok(m) => m,
         Err(e) => {
             out(Extracted::Anomaly(e.reason()));
@@ -1553,5 +1764,153 @@ mod tests {
                 Some("00:03:00:01:02:00:5e:10:03:13")
             );
         }
+    }
+
+    fn anomaly_count(got: &[Extracted], reason: &str) -> usize {
+        got.iter()
+            .filter(|e| matches!(e, Extracted::Anomaly(r) if *r == reason))
+            .count()
+    }
+
+    /// A frame as a capture with snap length `keep` (bytes of IP packet) stores it.
+    fn snap(frame: Vec<u8>, keep: usize) -> Vec<u8> {
+        frame[..keep.min(frame.len())].to_vec()
+    }
+
+    #[test]
+    fn keep_alive_is_followed_across_bodies_that_span_segments() {
+        // python http.client: a 5,000-byte POST in four segments, a chunked PUT, then a
+        // GET to a vendor host on the same connection.
+        let mut frames = vec![(1, tcp(false, 0, SYN, b""))];
+        let mut seq = 1u32;
+        let mut send = |frames: &mut Vec<(u32, Vec<u8>)>, bytes: &[u8]| {
+            for chunk in bytes.chunks(1448) {
+                frames.push((1, tcp(false, seq, ACK, chunk)));
+                seq += chunk.len() as u32;
+            }
+        };
+        let mut post =
+            b"POST /upload HTTP/1.1\r\nHost: www.example.org\r\nContent-Length: 5000\r\n\r\n"
+                .to_vec();
+        post.extend_from_slice(&[b'G'; 5000]);
+        send(&mut frames, &post);
+        let mut put =
+            b"PUT /c HTTP/1.1\r\nHost: www.example.org\r\nTransfer-Encoding: chunked\r\n\r\n"
+                .to_vec();
+        for _ in 0..4 {
+            put.extend_from_slice(b"5dc\r\n");
+            put.extend_from_slice(&[b'G'; 1500]);
+            put.extend_from_slice(b"\r\n");
+        }
+        put.extend_from_slice(b"0\r\n\r\n");
+        send(&mut frames, &put);
+        send(
+            &mut frames,
+            b"GET /index/u0607g.xml HTTP/1.1\r\nHost: dnl-01.geo.kaspersky.com\r\n\r\n",
+        );
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(
+            names(&got),
+            [
+                (NameKind::HttpHost, "www.example.org".to_string()),
+                (NameKind::HttpHost, "www.example.org".to_string()),
+                (NameKind::HttpHost, "dnl-01.geo.kaspersky.com".to_string()),
+            ]
+        );
+        // With a limit of two requests, the third is not read, and that is counted.
+        let limits = ExtractorLimits {
+            http_max_requests: 2,
+            ..ExtractorLimits::default()
+        };
+        let got = collect(&mut Extractor::new(limits), &frames);
+        assert_eq!(names(&got).len(), 2);
+        assert_eq!(anomaly_count(&got, "http_max_requests"), 1);
+    }
+
+    #[test]
+    fn a_request_with_seventy_headers_still_names_its_host() {
+        let mut head = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..70 {
+            head.extend_from_slice(format!("X-Pad-{i}: {i}\r\n").as_bytes());
+        }
+        head.extend_from_slice(b"Host: dnl-01.geo.kaspersky.com\r\n\r\n");
+        let got = collect(
+            &mut Extractor::new(ExtractorLimits::default()),
+            &[(1, tcp(false, 0, SYN, b"")), (1, tcp(false, 1, ACK, &head))],
+        );
+        assert_eq!(
+            names(&got),
+            [(NameKind::HttpHost, "dnl-01.geo.kaspersky.com".to_string())]
+        );
+        assert_eq!(anomaly_count(&got, "http_too_many_headers"), 1);
+    }
+
+    #[test]
+    fn a_head_cut_by_the_snap_length_is_read_and_the_next_request_still_found() {
+        // Snap length 128 on Ethernet keeps 114 bytes of IP: 74 of each request's 120+.
+        let first = b"GET / HTTP/1.1\r\nHost: www.example.org\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\nX-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+        let second = b"GET /x HTTP/1.1\r\nHost: dnl-01.geo.kaspersky.com\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n";
+        // 16 + 28 bytes of lines, then `Host: dnl-02.geo.kaspersky.com` fills the 74 bytes kept.
+        let decoy = b"GET / HTTP/1.1\r\nUser-Agent: curl/7.88.1 ab\r\nHost: dnl-02.geo.kaspersky.com.example.net\r\n\r\n";
+        let (s2, s3) = (
+            1 + first.len() as u32,
+            1 + (first.len() + second.len()) as u32,
+        );
+        let got = collect(
+            &mut Extractor::new(ExtractorLimits::default()),
+            &[
+                (1, tcp(false, 0, SYN, b"")),
+                (1, snap(tcp(false, 1, ACK, first), 114)),
+                (1, snap(tcp(false, s2, ACK, second), 114)),
+                (1, snap(tcp(false, s3, ACK, decoy), 114)),
+            ],
+        );
+        assert_eq!(
+            names(&got),
+            [
+                (NameKind::HttpHost, "www.example.org".to_string()),
+                (NameKind::HttpHost, "dnl-01.geo.kaspersky.com".to_string()),
+            ]
+        );
+        // The decoy's Host line is cut after `.com`: never read.
+        assert_eq!(anomaly_count(&got, "http_head_cut"), 3);
+    }
+
+    #[test]
+    fn a_dns_query_cut_by_the_snap_length_names_nothing_it_does_not_hold() {
+        let mut q = vec![0xbe, 0xef, 0x01, 0x20, 0, 1, 0, 0, 0, 0, 0, 1];
+        q.push(60);
+        q.extend_from_slice(&[b'x'; 60]);
+        q.extend_from_slice(b"\x09kaspersky\x03com\x07example\x03net\x00\x00\x01\x00\x01");
+        let frame = udp([10, 0, 0, 1], [10, 0, 0, 53], 40000, 53, &q);
+        // IP 20 + UDP 8 + DNS header 12 + 1 + 60 + `\x09kaspersky\x03com` 14.
+        let got = collect(
+            &mut Extractor::new(ExtractorLimits::default()),
+            &[(1, snap(frame.clone(), 20 + 8 + 12 + 1 + 60 + 14))],
+        );
+        assert_eq!(names(&got), []);
+        assert_eq!(anomaly_count(&got, "dns_name_cut"), 1);
+        let got = collect(
+            &mut Extractor::new(ExtractorLimits::default()),
+            &[(1, frame)],
+        );
+        assert_eq!(names(&got).len(), 1);
+    }
+
+    #[test]
+    fn a_client_hello_cut_by_the_snap_length_is_counted_not_read() {
+        let hello = tls::tests::records(
+            &tls::tests::client_hello("dnl-01.geo.kaspersky.com", 0),
+            16384,
+        );
+        let got = collect(
+            &mut Extractor::new(ExtractorLimits::default()),
+            &[
+                (1, tcp(false, 0, SYN, b"")),
+                (1, snap(tcp(false, 1, ACK, &hello), 40 + hello.len() - 10)),
+            ],
+        );
+        assert_eq!(names(&got), []);
+        assert_eq!(anomaly_count(&got, "tls_client_hello_cut"), 1);
     }
 }

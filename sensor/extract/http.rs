@@ -3,17 +3,46 @@
 //! `httparse` reads the request line and headers; this module turns them into the Host
 //! header, the host of an absolute-form target (a request sent to a forward proxy), the
 //! target of `CONNECT host:port` (what an agency's proxy sees of HTTPS), and the User-Agent.
+//!
+//! Two heads `httparse` will not read are still read line by line: one with more than
+//! `MAX_HEADERS` headers (every header is read; the caller counts the anomaly), and one
+//! whose bytes end inside it because the capture cut the frame (`parse_request_cut`):
+//! then the request line and the header lines that end inside the captured bytes are
+//! read, and a line cut short is never used (a cut `Host:` could name a different host).
+//!
+//! `BodySkip` follows a request's body (Content-Length or chunked) across as many
+//! segments as it spans, so the next request on a keep-alive connection is read too.
 
 use super::names::strip_port;
 
-/// Headers read per request; a request with more is read up to here.
+/// Headers `httparse` reads per request; a request with more is read by the line reader.
 const MAX_HEADERS: usize = 64;
+/// Largest body skipped to reach the next request on a connection; a larger one ends
+/// inspection of the connection (counted). Real update and telemetry bodies are far smaller.
+pub const MAX_BODY_SKIP: u64 = 64 << 20;
+/// Chunk-size line (with extensions) and trailer bytes read before a chunked body is
+/// taken as malformed.
+const MAX_CHUNK_LINE: u16 = 4096;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Parse<'a> {
     NeedMore,
     NotHttp,
+    /// The bytes end inside the request line: nothing whole to read.
+    LineCut,
     Request(Request<'a>),
+}
+
+/// How much of a request head was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head {
+    /// The whole head, by `httparse`.
+    Whole,
+    /// The whole head, by the line reader: it has more than `MAX_HEADERS` headers.
+    ManyHeaders,
+    /// The bytes end inside the head: the request line and the whole header lines were
+    /// read; where the head ends is not known.
+    Cut,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -27,11 +56,25 @@ pub struct Request<'a> {
     /// `CONNECT host:port`: the host.
     pub connect_host: Option<&'a [u8]>,
     pub user_agent: Option<&'a [u8]>,
-    /// Bytes of the request head, so the caller can move on to the body or the next request.
+    /// Bytes of the request head, so the caller can move on to the body or the next
+    /// request (with `Head::Cut`, the bytes of the lines read).
     pub head_len: usize,
     /// Body length, when it is given by Content-Length (`None` for chunked or unknown).
-    pub body_len: Option<usize>,
+    pub body_len: Option<u64>,
     pub chunked: bool,
+    pub head: Head,
+}
+
+impl Request<'_> {
+    /// What follows the head on the wire, for `BodySkip`; `None` when the head is cut.
+    pub fn body(&self) -> Option<BodySkip> {
+        match self.head {
+            Head::Cut => None,
+            // RFC 9112 §6.3: chunked wins over Content-Length.
+            _ if self.chunked => Some(BodySkip::Chunked(Chunked::default())),
+            _ => Some(BodySkip::Length(self.body_len.unwrap_or(0))),
+        }
+    }
 }
 
 const METHODS: &[&[u8]] = &[
@@ -62,8 +105,23 @@ pub fn looks_like_request(data: &[u8]) -> bool {
     })
 }
 
+/// The bytes start with a whole known method and its space: a request starts here.
+pub fn starts_request(data: &[u8]) -> bool {
+    METHODS.iter().any(|m| data.starts_with(m))
+}
+
 /// Parses one request head at the start of `data`.
 pub fn parse_request(data: &[u8]) -> Parse<'_> {
+    parse(data, false)
+}
+
+/// Parses one request head at the start of `data`, where `data` is all there will be of
+/// it (the capture cut the frame, or the buffer is full): the lines that are whole are read.
+pub fn parse_request_cut(data: &[u8]) -> Parse<'_> {
+    parse(data, true)
+}
+
+fn parse(data: &[u8], cut: bool) -> Parse<'_> {
     if !looks_like_request(data) {
         return Parse::NotHttp;
     }
@@ -75,34 +133,50 @@ pub fn parse_request(data: &[u8]) -> Parse<'_> {
         .parse_request(&mut req, data)
     {
         Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if cut => return read_lines(data),
         Ok(httparse::Status::Partial) => return Parse::NeedMore,
-        // Too many headers: the request line alone still names the target.
-        Err(httparse::Error::TooManyHeaders) => return Parse::NotHttp,
+        // Too many headers for httparse: every line is still read, one by one.
+        Err(httparse::Error::TooManyHeaders) => return read_lines(data),
         Err(_) => return Parse::NotHttp,
     };
     let (Some(method), Some(target)) = (req.method, req.path) else {
         return Parse::NotHttp;
     };
+    let fields = req.headers.iter().map(|h| (h.name.as_bytes(), h.value));
+    Parse::Request(request(method, target, fields, head_len, Head::Whole))
+}
+
+fn request<'a>(
+    method: &'a str,
+    target: &'a str,
+    headers: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    head_len: usize,
+    head: Head,
+) -> Request<'a> {
     let mut host = None;
     let mut user_agent = None;
     let mut body_len = None;
     let mut chunked = false;
-    for h in req.headers.iter() {
-        if h.name.eq_ignore_ascii_case("host") {
-            host.get_or_insert(strip_port(trim(h.value)));
-        } else if h.name.eq_ignore_ascii_case("user-agent") {
-            user_agent.get_or_insert(trim(h.value));
-        } else if h.name.eq_ignore_ascii_case("content-length") {
-            body_len = std::str::from_utf8(trim(h.value))
+    for (name, value) in headers {
+        if name.eq_ignore_ascii_case(b"host") {
+            host.get_or_insert(strip_port(trim(value)));
+        } else if name.eq_ignore_ascii_case(b"user-agent") {
+            user_agent.get_or_insert(trim(value));
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            body_len = std::str::from_utf8(trim(value))
                 .ok()
                 .and_then(|v| v.parse().ok());
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = trim(h.value).eq_ignore_ascii_case(b"chunked");
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            // The last coding is the one that frames the body (RFC 9112 §6.1).
+            chunked = trim(value)
+                .rsplit(|&c| c == b',')
+                .next()
+                .is_some_and(|c| trim(c).eq_ignore_ascii_case(b"chunked"));
         }
     }
     let connect_host =
         (method.eq_ignore_ascii_case("CONNECT")).then(|| strip_port(target.as_bytes()));
-    Parse::Request(Request {
+    Request {
         method,
         target,
         host: host.filter(|h| !h.is_empty()),
@@ -112,7 +186,81 @@ pub fn parse_request(data: &[u8]) -> Parse<'_> {
         head_len,
         body_len,
         chunked,
-    })
+        head,
+    }
+}
+
+/// The line at the start of `data` without its CR LF (or bare LF), and the offset after
+/// it; `None` when the line does not end inside `data`.
+/// A last line that ends in CR without its LF (the capture cut between the two) is whole:
+/// a CR cannot be part of a field value.
+fn line(data: &[u8]) -> Option<(&[u8], usize)> {
+    match data.iter().position(|&c| c == b'\n') {
+        Some(lf) => {
+            let text = &data[..lf];
+            Some((text.strip_suffix(b"\r").unwrap_or(text), lf + 1))
+        }
+        // Not an empty line: that would end the head, and the LF still to come is not body.
+        None => match data.strip_suffix(b"\r") {
+            Some(text) if !text.is_empty() => Some((text, data.len())),
+            _ => None,
+        },
+    }
+}
+
+fn is_token(s: &[u8]) -> bool {
+    !s.is_empty()
+        && s.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
+}
+
+/// Reads a head line by line: the request line, then every header line that ends inside
+/// `data`, up to the blank line that ends the head (`Head::ManyHeaders`) or the end of the
+/// bytes (`Head::Cut`). Lines that are not `name: value` are ignored, as `httparse` is
+/// told to do.
+fn read_lines(data: &[u8]) -> Parse<'_> {
+    let Some((request_line, mut at)) = line(data) else {
+        return Parse::LineCut;
+    };
+    let mut parts = request_line.split(|&c| c == b' ').filter(|p| !p.is_empty());
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Parse::NotHttp;
+    };
+    if !is_token(method)
+        || !version.starts_with(b"HTTP/")
+        || target.iter().any(|c| !c.is_ascii_graphic())
+    {
+        return Parse::NotHttp;
+    }
+    let (Ok(method), Ok(target)) = (std::str::from_utf8(method), std::str::from_utf8(target))
+    else {
+        return Parse::NotHttp;
+    };
+    let start = at;
+    let mut end = None;
+    while let Some((text, n)) = data.get(at..).and_then(line) {
+        at += n;
+        if text.is_empty() {
+            end = Some(at);
+            break;
+        }
+    }
+    let head_len = end.unwrap_or(at);
+    let fields = data[start..head_len]
+        .split(|&c| c == b'\n')
+        .filter_map(|l| {
+            let l = l.strip_suffix(b"\r").unwrap_or(l);
+            let colon = l.iter().position(|&c| c == b':')?;
+            is_token(&l[..colon]).then(|| (&l[..colon], &l[colon + 1..]))
+        });
+    let head = if end.is_some() {
+        Head::ManyHeaders
+    } else {
+        Head::Cut
+    };
+    Parse::Request(request(method, target, fields, head_len, head))
 }
 
 fn trim(v: &[u8]) -> &[u8] {
@@ -141,6 +289,163 @@ fn absolute_form_host(target: &str) -> Option<&[u8]> {
     (!host.is_empty()).then_some(host)
 }
 
+/// The body still to pass over before the next request head on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodySkip {
+    /// Bytes left of a Content-Length body (0: the next byte starts a request).
+    Length(u64),
+    Chunked(Chunked),
+}
+
+/// Where a chunked body (RFC 9112 §7.1) is, byte by byte, so it can span any segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Chunked {
+    state: ChunkState,
+    /// Chunk size being read, or data bytes left of the current chunk.
+    size: u64,
+    /// Bytes of the current size line or trailer line.
+    line: u16,
+    /// Body bytes seen so far (bounded by `MAX_BODY_SKIP`).
+    total: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum ChunkState {
+    #[default]
+    Size,
+    /// After `;`: chunk extensions, up to the end of the line.
+    Extension,
+    Data,
+    /// The CR LF after a chunk's data.
+    DataEnd,
+    /// Trailer lines after the last chunk, up to a blank line.
+    Trailer,
+}
+
+/// Why a body cannot be followed to its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body larger than the skip limit")]
+    TooLarge,
+    #[error("chunked body malformed")]
+    BadChunk,
+}
+
+impl BodyError {
+    pub fn reason(self) -> &'static str {
+        match self {
+            BodyError::TooLarge => "http_body_too_large",
+            BodyError::BadChunk => "http_chunked_malformed",
+        }
+    }
+}
+
+impl BodySkip {
+    /// Passes over the body bytes at the start of `data`. Returns how many bytes were
+    /// body and whether the body ended there (the rest of `data` is the next request).
+    pub fn skip(&mut self, data: &[u8]) -> Result<(usize, bool), BodyError> {
+        match self {
+            BodySkip::Length(left) => {
+                if *left > MAX_BODY_SKIP {
+                    return Err(BodyError::TooLarge);
+                }
+                let n = data.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                *left -= n as u64;
+                Ok((n, *left == 0))
+            }
+            BodySkip::Chunked(c) => c.skip(data),
+        }
+    }
+
+    /// Passes over `n` body bytes the capture did not keep. `false` when they run past
+    /// the body's end (the next request starts among them) or cannot be followed
+    /// (chunk framing is in bytes we do not have).
+    pub fn skip_missing(&mut self, n: u64) -> bool {
+        match self {
+            BodySkip::Length(left) if *left >= n => {
+                *left -= n;
+                true
+            }
+            _ => n == 0,
+        }
+    }
+}
+
+impl Chunked {
+    fn skip(&mut self, data: &[u8]) -> Result<(usize, bool), BodyError> {
+        let mut at = 0;
+        while at < data.len() {
+            let b = data[at];
+            match self.state {
+                ChunkState::Data => {
+                    let n = (data.len() - at).min(usize::try_from(self.size).unwrap_or(usize::MAX));
+                    self.size -= n as u64;
+                    at += n;
+                    if self.size == 0 {
+                        self.state = ChunkState::DataEnd;
+                    }
+                    continue;
+                }
+                ChunkState::DataEnd => match b {
+                    b'\r' => {}
+                    b'\n' => self.state = ChunkState::Size,
+                    _ => return Err(BodyError::BadChunk),
+                },
+                ChunkState::Size | ChunkState::Extension => {
+                    self.line += 1;
+                    if self.line > MAX_CHUNK_LINE {
+                        return Err(BodyError::BadChunk);
+                    }
+                    match (self.state, b) {
+                        (_, b'\n') => {
+                            self.line = 0;
+                            if self.size == 0 {
+                                self.state = ChunkState::Trailer;
+                            } else {
+                                self.total = self.total.saturating_add(self.size);
+                                if self.total > MAX_BODY_SKIP {
+                                    return Err(BodyError::TooLarge);
+                                }
+                                self.state = ChunkState::Data;
+                            }
+                        }
+                        (ChunkState::Size, b';') => self.state = ChunkState::Extension,
+                        (ChunkState::Size, b'\r' | b' ' | b'\t') => {}
+                        (ChunkState::Size, _) => {
+                            let digit = char::from(b).to_digit(16).ok_or(BodyError::BadChunk)?;
+                            self.size = self
+                                .size
+                                .checked_mul(16)
+                                .and_then(|s| s.checked_add(u64::from(digit)))
+                                .filter(|&s| s <= MAX_BODY_SKIP)
+                                .ok_or(BodyError::TooLarge)?;
+                        }
+                        _ => {}
+                    }
+                }
+                ChunkState::Trailer => match b {
+                    b'\n' if self.line == 0 => {
+                        *self = Chunked::default();
+                        return Ok((at + 1, true));
+                    }
+                    b'\n' => self.line = 0,
+                    // A CR alone does not make a line non-blank.
+                    b'\r' => {}
+                    _ => {
+                        self.line += 1;
+                        self.total += 1;
+                        if self.line > MAX_CHUNK_LINE || self.total > MAX_BODY_SKIP {
+                            return Err(BodyError::BadChunk);
+                        }
+                    }
+                },
+            }
+            at += 1;
+        }
+        Ok((at, false))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +472,134 @@ mod tests {
         assert_eq!(r.target_host, Some(&b"dnl-03.geo.kaspersky.com"[..]));
         let c = req(b"CONNECT activation-v2.kaspersky.com:443 HTTP/1.1\r\nHost: activation-v2.kaspersky.com:443\r\n\r\n");
         assert_eq!(c.connect_host, Some(&b"activation-v2.kaspersky.com"[..]));
+    }
+
+    #[test]
+    fn a_request_with_more_headers_than_httparse_reads_is_still_read() {
+        // What `curl -H X-Pad-N: …` (70 of them) sends: Host after the padding.
+        let mut head = b"GET /index/u0607g.xml HTTP/1.1\r\n".to_vec();
+        for i in 0..70 {
+            head.extend_from_slice(format!("X-Pad-{i}: {i}\r\n").as_bytes());
+        }
+        head.extend_from_slice(b"Host: dnl-01.geo.kaspersky.com\r\nContent-Length: 3\r\n\r\nabc");
+        let r = req(&head);
+        assert_eq!(r.head, Head::ManyHeaders);
+        assert_eq!(r.host, Some(&b"dnl-01.geo.kaspersky.com"[..]));
+        assert_eq!(r.target, "/index/u0607g.xml");
+        assert_eq!(r.head_len, head.len() - 3);
+        assert_eq!(r.body(), Some(BodySkip::Length(3)));
+    }
+
+    #[test]
+    fn a_head_cut_short_yields_its_whole_lines_only() {
+        let full = b"GET http://dnl-03.geo.kaspersky.com/x HTTP/1.1\r\nUser-Agent: curl/7.88.1\r\nHost: dnl-03.geo.kaspersky.com\r\nAccept: */*\r\n\r\n";
+        // Request line (48 bytes), User-Agent line (25), then 10 bytes of the Host line.
+        let cut_inside_host = &full[..48 + 25 + 10];
+        let r = match parse_request_cut(cut_inside_host) {
+            Parse::Request(r) => r,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(r.head, Head::Cut);
+        assert_eq!(r.target_host, Some(&b"dnl-03.geo.kaspersky.com"[..]));
+        assert_eq!(r.user_agent, Some(&b"curl/7.88.1"[..]));
+        // `Host: dnl-03.geo.kas` is cut: never read as a host.
+        assert_eq!(r.host, None);
+        assert_eq!(r.body(), None);
+        // The Host line ends inside the bytes: it is read.
+        let n = full.len() - 13;
+        let r = match parse_request_cut(&full[..n]) {
+            Parse::Request(r) => r,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(r.host, Some(&b"dnl-03.geo.kaspersky.com"[..]));
+        // Cut right after the value, its CR LF missing: it could go on (`.com.example.net`).
+        let host_line_end = 48 + 25 + "Host: dnl-03.geo.kaspersky.com".len();
+        let r = match parse_request_cut(&full[..host_line_end]) {
+            Parse::Request(r) => r,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(r.host, None);
+        // Its CR kept, only the LF missing: the value has ended.
+        let r = match parse_request_cut(&full[..host_line_end + 1]) {
+            Parse::Request(r) => r,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(r.host, Some(&b"dnl-03.geo.kaspersky.com"[..]));
+        // The request line itself cut: nothing.
+        assert_eq!(parse_request_cut(&full[..20]), Parse::LineCut);
+        // A cut CONNECT line that is whole still names its target.
+        let c = b"CONNECT activation-v2.kaspersky.com:443 HTTP/1.1\r\nHost: activ";
+        match parse_request_cut(c) {
+            Parse::Request(r) => {
+                assert_eq!(r.connect_host, Some(&b"activation-v2.kaspersky.com"[..]));
+                assert_eq!(r.host, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Uncut, the same bytes wait for more.
+        assert_eq!(parse_request(c), Parse::NeedMore);
+    }
+
+    #[test]
+    fn content_length_body_is_skipped_across_segments() {
+        let mut b = BodySkip::Length(5000);
+        assert_eq!(b.skip(&[0; 1448]), Ok((1448, false)));
+        assert_eq!(b.skip(&[0; 1448]), Ok((1448, false)));
+        assert!(b.skip_missing(1000));
+        assert_eq!(b, BodySkip::Length(5000 - 2 * 1448 - 1000));
+        let next = b"GET / HTTP/1.1\r\n";
+        let mut seg = vec![b'x'; 1104];
+        seg.extend_from_slice(next);
+        assert_eq!(b.skip(&seg), Ok((1104, true)));
+        // More missing than the body has left: the next request began among them.
+        assert!(!BodySkip::Length(10).skip_missing(11));
+        assert_eq!(
+            BodySkip::Length(MAX_BODY_SKIP + 1).skip(b"x"),
+            Err(BodyError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn chunked_body_is_followed_to_its_end_byte_by_byte() {
+        let body = b"5;ext=1\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nX-Trailer: 1\r\n\r\nGET / HTTP/1.1\r\n";
+        let end = body.len() - b"GET / HTTP/1.1\r\n".len();
+        // Whole, and fed one byte at a time: the same end.
+        let mut whole = BodySkip::Chunked(Chunked::default());
+        assert_eq!(whole.skip(body), Ok((end, true)));
+        let mut bytewise = BodySkip::Chunked(Chunked::default());
+        let mut seen = 0;
+        for (i, c) in body.iter().enumerate() {
+            let (n, done) = bytewise.skip(std::slice::from_ref(c)).expect("valid");
+            seen += n;
+            if done {
+                assert_eq!(i + 1, end);
+                break;
+            }
+        }
+        assert_eq!(seen, end);
+        let mut bad = BodySkip::Chunked(Chunked::default());
+        assert_eq!(bad.skip(b"zz\r\n"), Err(BodyError::BadChunk));
+        let mut huge = BodySkip::Chunked(Chunked::default());
+        assert_eq!(huge.skip(b"ffffffffff\r\n"), Err(BodyError::TooLarge));
+        // Chunk framing in bytes the capture did not keep cannot be followed.
+        assert!(!BodySkip::Chunked(Chunked::default()).skip_missing(10));
+    }
+
+    #[test]
+    fn every_cut_of_a_real_head_reads_only_whole_lines() {
+        let full = b"GET http://dnl-03.geo.kaspersky.com/index/u0607g.xml HTTP/1.1\r\nHost: dnl-03.geo.kaspersky.com\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\nProxy-Connection: Keep-Alive\r\n\r\n";
+        for n in 0..=full.len() {
+            match parse_request_cut(&full[..n]) {
+                Parse::Request(r) => {
+                    assert!(r.head_len <= n);
+                    for h in [r.host, r.target_host].into_iter().flatten() {
+                        assert_eq!(h, b"dnl-03.geo.kaspersky.com", "cut at {n}");
+                    }
+                }
+                Parse::LineCut | Parse::NeedMore => assert!(n < 64, "cut at {n}"),
+                Parse::NotHttp => assert_eq!(n, 0),
+            }
+        }
     }
 
     #[test]
