@@ -547,7 +547,7 @@ pub fn check_config_text(text: &str) -> (LoadedConfig, Vec<ConfigProblem>) {
             "alerts_max_mb: must be 0 (never rotate) or a positive number of MiB".into(),
         );
     }
-    let counts: [(&str, Option<u64>); 12] = [
+    let counts: [(&str, Option<u64>); 13] = [
         ("workers", file.workers.map(|v| v as u64)),
         ("max_flows", file.max_flows.map(|v| v as u64)),
         ("max_hosts", file.max_hosts.map(|v| v as u64)),
