@@ -4,12 +4,25 @@
 //! buffers are freed and later packets only refresh its timestamp (bypass). The table is
 //! bounded: idle flows expire, and when it is full the longest-idle ones are evicted and
 //! counted.
+//!
+//! A TCP flow keeps its state until it ends; a new connection on the same 4-tuple (a SYN
+//! with another ISN after a FIN or RST, after a half-open or stale flow) closes it and
+//! starts a fresh one, and so does a new QUIC Initial with another DCID on the same UDP
+//! 4-tuple (counted: `transport_tuple_reused`). A TCP segment whose IP or TCP checksum is
+//! wrong, in a direction that has shown right checksums, is what the receiver dropped: it is
+//! not read (counted: `transport_checksum_bad`), so a crafted segment cannot take the place
+//! of the real one in reassembly. A direction whose checksums were never right is a capture
+//! made on a host with checksum offload (its own packets leave with the checksum left to
+//! the NIC): its segments are read as they are. Mid-stream flows wait for a short window
+//! before reading (see `stream`).
 
-use super::stream::{Pushed, StreamBuf};
+use super::dedup::Deduplicator;
+use super::stream::{Pushed, StreamBuf, MIDSTREAM_WINDOW_SEGMENTS};
 use super::{
     cert, dhcp, dns, http, names, quic, tls, Detail, DnsDetail, Extracted, FlowId, Identity,
     IdentitySource, NameEvent, NameKind,
 };
+use crate::decode::checksum::{self, Validity};
 use crate::decode::{Packet, Proto, TcpSegment, Transport, UdpDatagram};
 use crate::time::Timestamp;
 use std::collections::HashMap;
@@ -29,6 +42,11 @@ const PROBE_BUDGET: usize = 4096;
 const PROBE_SEGMENTS: usize = 12;
 /// HTTP requests read per connection (a proxy connection carries many hosts).
 const HTTP_MAX_REQUESTS: u32 = 64;
+/// A flow idle this long is stale: a SYN with a new ISN on its 4-tuple starts a new
+/// connection even if the old one never closed (a half-open flow, a capture that missed the
+/// FIN). A live connection is never idle this long between segments of one exchange, and an
+/// established one is not taken over by a stray SYN before then.
+const REUSE_STALE_SECS: u64 = 30;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ExtractorLimits {
@@ -43,6 +61,9 @@ pub struct ExtractorLimits {
     /// Bytes all of a worker's TCP reassembly buffers may hold together; beyond it the
     /// flows that started buffering first give theirs up (and are no longer inspected).
     pub reassembly_budget: usize,
+    /// Verify IP and TCP checksums (see the module doc); off for captures whose checksums
+    /// are known to be meaningless.
+    pub verify_checksums: bool,
 }
 
 impl Default for ExtractorLimits {
@@ -55,6 +76,7 @@ impl Default for ExtractorLimits {
             udp_idle_secs: 120,
             max_dns_transactions: 65_536,
             reassembly_budget: 64 << 20,
+            verify_checksums: true,
         }
     }
 }
@@ -121,6 +143,15 @@ struct Flow {
     buffering: bool,
     /// Only for QUIC flows, while their ClientHello is being read.
     quic: Option<Box<QuicState>>,
+    /// TCP: the client's ISN, when its SYN was seen.
+    client_isn: Option<u32>,
+    /// TCP: a packet from the server was seen (the connection got an answer).
+    server_seen: bool,
+    /// TCP: a segment with right checksums was seen, to the server and to the client.
+    checksums_good: [bool; 2],
+    /// QUIC: the client's first Destination Connection ID, and the one a server's Retry gave
+    /// it: a client Initial opening a connection with any other DCID is a new connection.
+    quic_dcids: Option<Box<(Vec<u8>, Option<Vec<u8>>)>>,
 }
 
 impl Flow {
@@ -147,6 +178,8 @@ pub struct Extractor {
     /// Flows holding reassembly bytes, in the order they started: under a flood of stalled
     /// streams the oldest give way, so new connections are still read.
     buffering: std::collections::VecDeque<FlowKey>,
+    /// SPAN duplicates of the last few milliseconds.
+    dedup: Deduplicator,
 }
 
 impl Extractor {
@@ -158,6 +191,7 @@ impl Extractor {
             last_sweep: Timestamp::default(),
             buffered: 0,
             buffering: std::collections::VecDeque::new(),
+            dedup: Deduplicator::default(),
         }
     }
 
@@ -172,6 +206,10 @@ impl Extractor {
 
     /// Reads one packet; everything it reveals goes to `out`.
     pub fn process(&mut self, ts: Timestamp, pkt: &Packet<'_>, out: &mut impl FnMut(Extracted)) {
+        if self.dedup.is_duplicate(ts, pkt) {
+            out(Extracted::Anomaly("duplicates"));
+            return;
+        }
         if ts.secs() >= self.last_sweep.secs() + 5 || ts < self.last_sweep {
             self.expire(ts, out);
             self.last_sweep = ts;
@@ -185,8 +223,9 @@ impl Extractor {
 
     /// Ends every flow (end of a replay): unnamed flows are reported.
     pub fn finish(&mut self, out: &mut impl FnMut(Extracted)) {
+        let max_txns = self.limits.max_dns_transactions;
         for (_, mut flow) in self.flows.drain() {
-            retire(&mut flow, out);
+            retire(&mut flow, &mut self.dns_txns, max_txns, out);
         }
         self.dns_txns.clear();
         self.buffered = 0;
@@ -196,6 +235,7 @@ impl Extractor {
     fn expire(&mut self, now: Timestamp, out: &mut impl FnMut(Extracted)) {
         let limits = self.limits;
         let buffered = &mut self.buffered;
+        let txns = &mut self.dns_txns;
         self.flows.retain(|_, flow| {
             let idle = match flow.id.proto {
                 Proto::Tcp if flow.closing => 10,
@@ -205,7 +245,7 @@ impl Extractor {
             let keep = now < flow.last_seen.saturating_add_secs(idle);
             if !keep {
                 *buffered = buffered.saturating_sub(flow.held());
-                retire(flow, out);
+                retire(flow, txns, limits.max_dns_transactions, out);
             }
             keep
         });
@@ -224,11 +264,13 @@ impl Extractor {
         let (_, cutoff, _) = ages.select_nth_unstable(n);
         let cutoff = *cutoff;
         let buffered = &mut self.buffered;
+        let txns = &mut self.dns_txns;
+        let max_txns = self.limits.max_dns_transactions;
         self.flows.retain(|_, flow| {
             let keep = flow.last_seen > cutoff;
             if !keep {
                 *buffered = buffered.saturating_sub(flow.held());
-                retire(flow, out);
+                retire(flow, txns, max_txns, out);
                 out(Extracted::Evicted);
             }
             keep
@@ -272,6 +314,10 @@ impl Extractor {
                     drops_reported: false,
                     buffering: false,
                     quic: None,
+                    client_isn: None,
+                    server_seen: false,
+                    checksums_good: [false; 2],
+                    quic_dcids: None,
                 },
             );
         }
@@ -337,6 +383,35 @@ impl Extractor {
         let src = (pkt.src, seg.src_port);
         let dst = (pkt.dst, seg.dst_port);
         let key = FlowKey::new(Proto::Tcp, src, dst);
+        let verify = self.limits.verify_checksums;
+        let validity = || {
+            if !verify {
+                return Validity::Unknown;
+            }
+            match checksum::ipv4_header(pkt) {
+                Validity::Bad => Validity::Bad,
+                _ => checksum::tcp(pkt, seg),
+            }
+        };
+        let mut checked = None;
+        if let Some(flow) = self.flows.get_mut(&key) {
+            let dir = usize::from(flow.id.client != SocketAddr::new(src.0, src.1));
+            // Only what can change the flow's state is checked: data it still reads, and
+            // the flags that open or close it.
+            if flow.app != App::Done || seg.syn || seg.fin || seg.rst {
+                let v = *checked.get_or_insert_with(validity);
+                if v == Validity::Bad && flow.checksums_good[dir] {
+                    out(Extracted::Anomaly("transport_checksum_bad"));
+                    return;
+                }
+                if v == Validity::Good {
+                    flow.checksums_good[dir] = true;
+                }
+            }
+            if seg.syn && !seg.ack && is_new_connection(flow, src, seg, ts) {
+                self.close_reused(key, out);
+            }
+        }
         let known = self.flows.contains_key(&key);
         if !known && (seg.rst || (seg.fin && seg.payload.is_empty())) {
             // The tail of a flow we never saw: nothing to learn.
@@ -358,9 +433,26 @@ impl Extractor {
         let mac = pkt.src_mac;
         let mac_for_new = if tcp_src_is_client(seg) { mac } else { None };
         self.flow_entry(key, ts, make_id, mac_for_new, out);
+        if !known {
+            if let Some(flow) = self.flows.get_mut(&key) {
+                let dir = usize::from(flow.id.client != SocketAddr::new(src.0, src.1));
+                flow.checksums_good[dir] = checked.unwrap_or_else(validity) == Validity::Good;
+            }
+        }
         let before = self.flows.get(&key).map_or(0, Flow::held);
         self.tcp_segment(key, ts, src, mac, seg, out);
         self.account(key, before, out);
+    }
+
+    /// Ends the flow on `key` because a new connection reuses its 4-tuple.
+    fn close_reused(&mut self, key: FlowKey, out: &mut impl FnMut(Extracted)) {
+        let Some(mut flow) = self.flows.remove(&key) else {
+            return;
+        };
+        self.buffered = self.buffered.saturating_sub(flow.held());
+        let max_txns = self.limits.max_dns_transactions;
+        retire(&mut flow, &mut self.dns_txns, max_txns, out);
+        out(Extracted::Anomaly("transport_tuple_reused"));
     }
 
     fn tcp_segment(
@@ -373,6 +465,8 @@ impl Extractor {
         out: &mut impl FnMut(Extracted),
     ) {
         let budget = self.limits.inspect_budget;
+        let max_txns = self.limits.max_dns_transactions;
+        let txns = &mut self.dns_txns;
         let Some(flow) = self.flows.get_mut(&key) else {
             return;
         };
@@ -381,42 +475,58 @@ impl Extractor {
         if from_client && flow.client_mac.is_none() {
             flow.client_mac = mac;
         }
+        if !from_client {
+            flow.server_seen = true;
+        }
+        if seg.syn && !seg.ack && from_client {
+            flow.client_isn.get_or_insert(seg.seq);
+        }
+        if seg.fin || seg.rst {
+            flow.closing = true;
+        }
+        // The peer answered, or the flow ends: what the other side sent before is whole, so
+        // a direction still in its mid-stream window starts now.
+        if flow.app != App::Done && (!seg.payload.is_empty() || flow.closing) {
+            let peer = if from_client {
+                &mut flow.to_client
+            } else {
+                &mut flow.to_server
+            };
+            if peer.settle() == Pushed::Data {
+                inspect(flow, !from_client, ts, txns, max_txns, out);
+            }
+        }
         let dir = if from_client {
             &mut flow.to_server
         } else {
             &mut flow.to_client
         };
-        if seg.syn {
-            dir.start_at(seg.seq.wrapping_add(1));
+        let mut pushed = Pushed::Nothing;
+        if seg.syn && flow.app != App::Done {
+            pushed = dir.start_at(seg.seq.wrapping_add(1));
         }
-        if seg.fin || seg.rst {
-            flow.closing = true;
-        }
-        if flow.app == App::Done || seg.payload.is_empty() {
-            if flow.closing {
-                report_unnamed(flow, out);
+        if flow.app != App::Done && !seg.payload.is_empty() {
+            // SYN data (TCP Fast Open) starts one after the SYN's sequence number.
+            let seq = if seg.syn {
+                seg.seq.wrapping_add(1)
+            } else {
+                seg.seq
+            };
+            if from_client {
+                flow.client_bytes += seg.payload.len() as u64;
             }
-            return;
+            if dir.push(seq, seg.payload) == Pushed::Data {
+                pushed = Pushed::Data;
+            }
         }
-        // SYN data (TCP Fast Open) starts one after the SYN's sequence number.
-        let seq = if seg.syn {
-            seg.seq.wrapping_add(1)
-        } else {
-            seg.seq
-        };
-        if from_client {
-            flow.client_bytes += seg.payload.len() as u64;
+        if dir.is_unanchored()
+            && (dir.parked_segments() >= MIDSTREAM_WINDOW_SEGMENTS || flow.closing)
+            && dir.settle() == Pushed::Data
+        {
+            pushed = Pushed::Data;
         }
-        let pushed = dir.push(seq, seg.payload);
-        if pushed == Pushed::Data {
-            inspect(
-                flow,
-                from_client,
-                ts,
-                &mut self.dns_txns,
-                self.limits.max_dns_transactions,
-                out,
-            );
+        if pushed == Pushed::Data && flow.app != App::Done {
+            inspect(flow, from_client, ts, txns, max_txns, out);
         }
         if flow.app != App::Done && flow.client_bytes > budget {
             finish_inspection(flow, out);
@@ -470,6 +580,11 @@ impl Extractor {
             return;
         }
         let key = FlowKey::new(Proto::Udp, (src.ip(), src.port()), (dst.ip(), dst.port()));
+        if let Some(flow) = self.flows.get_mut(&key) {
+            if new_quic_connection(flow, src, dgram.payload) {
+                self.close_reused(key, out);
+            }
+        }
         let make_id = || {
             // The sender of the first datagram is the client, unless it came from a
             // well-known port to a high one (we joined mid-conversation).
@@ -512,6 +627,27 @@ impl Extractor {
     }
 }
 
+/// Whether a datagram from `src` opens another QUIC connection on `flow`'s UDP 4-tuple (and
+/// notes the DCID a server's Retry gives the client, which is the same connection's).
+fn new_quic_connection(flow: &mut Flow, src: SocketAddr, datagram: &[u8]) -> bool {
+    let Some(cids) = flow.quic_dcids.as_mut() else {
+        return false;
+    };
+    let Some((dcid, scid, retry)) = quic::long_header_cids(datagram) else {
+        return false;
+    };
+    if src != flow.id.client {
+        if retry {
+            cids.1 = Some(scid.to_vec());
+        }
+        return false;
+    }
+    if dcid == cids.0.as_slice() || cids.1.as_deref() == Some(dcid) {
+        return false;
+    }
+    quic::looks_like_client_initial(datagram) && quic::opens_connection(datagram)
+}
+
 /// Client datagrams of an unknown UDP flow looked at before it is bypassed.
 const UDP_PROBE_DATAGRAMS: u64 = 4;
 
@@ -539,6 +675,9 @@ fn inspect_quic(flow: &mut Flow, ts: Timestamp, datagram: &[u8], out: &mut impl 
     match initials {
         Ok(initials) => {
             for initial in initials {
+                if state.key_dcid.is_none() {
+                    flow.quic_dcids = Some(Box::new((initial.dcid.clone(), None)));
+                }
                 state.key_dcid.get_or_insert_with(|| initial.dcid.clone());
                 for (offset, data) in &initial.crypto {
                     state.crypto.add(*offset, data);
@@ -572,10 +711,9 @@ fn inspect_quic(flow: &mut Flow, ts: Timestamp, datagram: &[u8], out: &mut impl 
     };
     match hello.server_name.as_deref() {
         Some(sni) => {
+            // With ECH too: the outer name is the server the host talks to (the real name
+            // under GREASE ECH, the provider's public name under real ECH).
             emit_name(flow, ts, NameKind::QuicSni, sni, detail, out);
-            if hello.ech {
-                flow.named = false;
-            }
         }
         None => out(Extracted::Fingerprint {
             ts,
@@ -584,6 +722,22 @@ fn inspect_quic(flow: &mut Flow, ts: Timestamp, datagram: &[u8], out: &mut impl 
         }),
     }
     finish_inspection(flow, out);
+}
+
+/// Whether a SYN (without ACK) from `src` opens a new connection on `flow`'s 4-tuple rather
+/// than retransmitting the SYN that opened it (or arriving late in a capture that began
+/// mid-stream): it carries another ISN, and the old connection closed, never got an answer,
+/// or went stale. A SYN into a live, answered connection does not take it over.
+fn is_new_connection(flow: &Flow, src: Endpoint, seg: &TcpSegment<'_>, now: Timestamp) -> bool {
+    let stale = now >= flow.last_seen.saturating_add_secs(REUSE_STALE_SECS);
+    let from_client = flow.id.client == SocketAddr::new(src.0, src.1);
+    match flow.client_isn {
+        Some(isn) if from_client && isn == seg.seq => false,
+        // Another ISN than the one seen: a connection that never got an answer is over too.
+        Some(_) => flow.closing || stale || !flow.server_seen,
+        // The old flow began mid-stream: its SYN may be this one, arriving late.
+        None => flow.closing || stale,
+    }
 }
 
 fn tcp_src_is_client(seg: &TcpSegment<'_>) -> bool {
@@ -615,8 +769,25 @@ fn count_reassembly_drops(flow: &mut Flow, out: &mut impl FnMut(Extracted)) {
     }
 }
 
-/// A flow leaves the table: its drops and, if it never named anything, its address.
-fn retire(flow: &mut Flow, out: &mut impl FnMut(Extracted)) {
+/// A flow leaves the table: what it still held in a mid-stream window is read, then its
+/// drops and, if it never named anything, its address are reported.
+fn retire(
+    flow: &mut Flow,
+    txns: &mut HashMap<DnsTxn, Timestamp, ahash::RandomState>,
+    max_txns: usize,
+    out: &mut impl FnMut(Extracted),
+) {
+    let ts = flow.last_seen;
+    for from_client in [true, false] {
+        let dir = if from_client {
+            &mut flow.to_server
+        } else {
+            &mut flow.to_client
+        };
+        if flow.app != App::Done && dir.settle() == Pushed::Data {
+            inspect(flow, from_client, ts, txns, max_txns, out);
+        }
+    }
     count_reassembly_drops(flow, out);
     report_unnamed(flow, out);
 }
@@ -788,12 +959,10 @@ fn inspect(
                         let sni = hello.server_name.as_deref().map(<[u8]>::to_vec);
                         match sni {
                             Some(sni) => {
+                                // With ECH too: the outer name is the server the host talks
+                                // to (the real name under GREASE ECH, the provider's public
+                                // name under real ECH).
                                 emit_name(flow, ts, NameKind::TlsSni, &sni, detail, out);
-                                // The outer name of an ECH hello is the provider's public name,
-                                // not the destination: logged, and the flow stays unnamed.
-                                if ech {
-                                    flow.named = false;
-                                }
                             }
                             None => out(Extracted::Fingerprint {
                                 ts,
