@@ -86,7 +86,12 @@ fn server_names(run: &Run) -> Vec<Named> {
     let mut v: Vec<Named> = run
         .events
         .iter()
-        .filter(|e| matches!(e["kind"].as_str(), Some("tls_sni" | "quic_sni" | "http_host")))
+        .filter(|e| {
+            matches!(
+                e["kind"].as_str(),
+                Some("tls_sni" | "quic_sni" | "http_host")
+            )
+        })
         .map(|e| {
             (
                 e["flow"]["src_ip"].as_str().unwrap_or_default().to_string(),
@@ -115,7 +120,11 @@ fn anomaly(summary: &str, reason: &str) -> u64 {
         .find(|l| l.trim_start().starts_with("anomalies"))
         .and_then(|l| {
             l.split(", ")
-                .find_map(|part| part.trim().rsplit_once(' ').filter(|(k, _)| k.ends_with(reason)))
+                .find_map(|part| {
+                    part.trim()
+                        .rsplit_once(' ')
+                        .filter(|(k, _)| k.ends_with(reason))
+                })
                 .and_then(|(_, n)| n.replace(',', "").parse().ok())
         })
         .unwrap_or(0)
@@ -155,8 +164,9 @@ fn chromium_hellos_with_grease_ech_are_matched_over_tls_and_quic() {
     let inds = indicators(&run);
     for (_, kind, value, _) in &want {
         assert!(
-            inds.iter()
-                .any(|i| i["kind"] == kind.as_str() && i["value"] == value.as_str() && i["ech"] == true),
+            inds.iter().any(|i| i["kind"] == kind.as_str()
+                && i["value"] == value.as_str()
+                && i["ech"] == true),
             "{kind} {value} is not an ECH indicator in the report: {inds:?}"
         );
     }
@@ -197,11 +207,7 @@ fn span_duplicates_are_counted_once() {
     assert!(!want.is_empty());
     assert_eq!(got, want);
     // Every frame of the original is there twice: each second copy is counted.
-    assert!(
-        anomaly(&run.summary, "duplicates") > 100,
-        "{}",
-        run.summary
-    );
+    assert!(anomaly(&run.summary, "duplicates") > 100, "{}", run.summary);
 }
 
 #[test]
@@ -210,7 +216,12 @@ fn a_reused_client_port_starts_a_fresh_flow_for_tls_http_and_quic() {
     let want = server_names_expected("port-reuse.pcap");
     assert_eq!(server_names(&run), want);
     // Three 4-tuples used twice: TLS, HTTP and QUIC.
-    assert_eq!(anomaly(&run.summary, "transport_tuple_reused"), 3, "{}", run.summary);
+    assert_eq!(
+        anomaly(&run.summary, "transport_tuple_reused"),
+        3,
+        "{}",
+        run.summary
+    );
     let inds = indicators(&run);
     for vendor_name in [
         "ksn-file-geo.kaspersky-labs.com",
@@ -234,7 +245,12 @@ fn a_bad_checksum_insertion_does_not_hide_the_real_client_hello() {
         "{}",
         run.summary
     );
-    assert_eq!(anomaly(&run.summary, "transport_checksum_bad"), 1, "{}", run.summary);
+    assert_eq!(
+        anomaly(&run.summary, "transport_checksum_bad"),
+        1,
+        "{}",
+        run.summary
+    );
     assert!(indicators(&run)
         .iter()
         .any(|i| i["kind"] == "tls_sni" && i["value"] == "activation-v2.kaspersky.com"));
@@ -249,7 +265,11 @@ fn committed_expectations_are_what_tshark_says() {
         .arg(root().join("pcaps/expected_tcpflow.py"))
         .output()
         .expect("runs the tshark deriver");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let fresh: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let committed: Value = serde_json::from_str(
         &std::fs::read_to_string(root().join("pcaps/expected-tcpflow.json")).expect("read"),

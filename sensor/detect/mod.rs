@@ -963,7 +963,11 @@ mod tests {
                 ja4: None,
             },
         });
-        assert_eq!(d.name_hiding(&hello), None, "GREASE until a configuration is seen");
+        assert_eq!(
+            d.name_hiding(&hello),
+            None,
+            "GREASE until a configuration is seen"
+        );
         let answer = Extracted::Name(NameEvent {
             ts: Timestamp::from_parts(1, 0),
             kind: NameKind::Dns,
@@ -996,7 +1000,9 @@ mod tests {
         let mut found = Vec::new();
         d.detect(&d.rules(), &hello, &mut |f| found.push(f));
         assert!(!found.is_empty());
-        assert!(found.iter().all(|f| f.indicator.ech && f.indicator.ech_real));
+        assert!(found
+            .iter()
+            .all(|f| f.indicator.ech && f.indicator.ech_real));
         assert!(found[0]
             .indicator
             .ech_explanation()

@@ -32,7 +32,8 @@ pub fn public_names(list: &[u8]) -> Vec<String> {
     }
     while rest.len() >= 4 && names.len() < MAX_PUBLIC_NAMES {
         let version = u16::from_be_bytes([rest[0], rest[1]]);
-        let Some((config, after)) = u16_prefixed(&rest[2..]).and_then(|(n, r)| r.split_at_checked(n))
+        let Some((config, after)) =
+            u16_prefixed(&rest[2..]).and_then(|(n, r)| r.split_at_checked(n))
         else {
             break;
         };

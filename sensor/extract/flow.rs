@@ -151,7 +151,14 @@ struct Flow {
     checksums_good: [bool; 2],
     /// QUIC: the client's first Destination Connection ID, and the one a server's Retry gave
     /// it: a client Initial opening a connection with any other DCID is a new connection.
-    quic_dcids: Option<Box<(Vec<u8>, Option<Vec<u8>>)>>,
+    quic_dcids: Option<Box<QuicDcids>>,
+}
+
+/// A QUIC flow's client DCIDs: its first, and the one a server's Retry gave it.
+#[derive(Debug)]
+struct QuicDcids {
+    first: Vec<u8>,
+    after_retry: Option<Vec<u8>>,
 }
 
 impl Flow {
@@ -638,11 +645,11 @@ fn new_quic_connection(flow: &mut Flow, src: SocketAddr, datagram: &[u8]) -> boo
     };
     if src != flow.id.client {
         if retry {
-            cids.1 = Some(scid.to_vec());
+            cids.after_retry = Some(scid.to_vec());
         }
         return false;
     }
-    if dcid == cids.0.as_slice() || cids.1.as_deref() == Some(dcid) {
+    if dcid == cids.first.as_slice() || cids.after_retry.as_deref() == Some(dcid) {
         return false;
     }
     quic::looks_like_client_initial(datagram) && quic::opens_connection(datagram)
@@ -676,7 +683,10 @@ fn inspect_quic(flow: &mut Flow, ts: Timestamp, datagram: &[u8], out: &mut impl 
         Ok(initials) => {
             for initial in initials {
                 if state.key_dcid.is_none() {
-                    flow.quic_dcids = Some(Box::new((initial.dcid.clone(), None)));
+                    flow.quic_dcids = Some(Box::new(QuicDcids {
+                        first: initial.dcid.clone(),
+                        after_retry: None,
+                    }));
                 }
                 state.key_dcid.get_or_insert_with(|| initial.dcid.clone());
                 for (offset, data) in &initial.crypto {
@@ -1348,6 +1358,90 @@ mod tests {
         };
         assert_eq!(n.flow.client.to_string(), "10.0.0.1:40000");
         assert!(!got.iter().any(|e| matches!(e, Extracted::Unnamed { .. })));
+    }
+
+    const FIN: u8 = 0x11;
+
+    fn tls_names(got: &[Extracted]) -> Vec<String> {
+        names(got)
+            .into_iter()
+            .filter(|(k, _)| *k == NameKind::TlsSni)
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    fn reused(got: &[Extracted]) -> usize {
+        got.iter()
+            .filter(|e| matches!(e, Extracted::Anomaly("transport_tuple_reused")))
+            .count()
+    }
+
+    #[test]
+    fn a_syn_with_a_new_isn_on_a_reused_tuple_starts_a_fresh_flow() {
+        let benign = tls::tests::records(&tls::tests::client_hello("www.example.org", 0), 16384);
+        let vendor =
+            tls::tests::records(&tls::tests::client_hello("s05.upd.kaspersky.com", 0), 16384);
+        let end = 1001 + benign.len() as u32;
+        let first = |t: u32| {
+            vec![
+                (t, tcp(false, 1000, SYN, b"")),
+                (t, tcp(true, 5000, SYNACK, b"")),
+                (t + 1, tcp(false, 1001, ACK, &benign)),
+            ]
+        };
+        let second = |t: u32| {
+            vec![
+                (t, tcp(false, 90_000, SYN, b"")),
+                (t, tcp(true, 70_000, SYNACK, b"")),
+                (t + 1, tcp(false, 90_001, ACK, &vendor)),
+            ]
+        };
+        // After the first connection closed (FIN), one second later.
+        let mut frames = first(1);
+        frames.push((3, tcp(false, end, FIN, b"")));
+        frames.extend(second(4));
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(
+            tls_names(&got),
+            ["www.example.org", "s05.upd.kaspersky.com"]
+        );
+        assert_eq!(reused(&got), 1);
+        // After a lone SYN that never got an answer.
+        let frames = [vec![(1, tcp(false, 1000, SYN, b""))], second(2)].concat();
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), ["s05.upd.kaspersky.com"]);
+        assert_eq!(reused(&got), 1);
+        // After a half-open flow with partial data, 300 s earlier (stale, not yet expired).
+        let frames = [
+            vec![
+                (1, tcp(false, 1000, SYN, b"")),
+                (1, tcp(true, 5000, SYNACK, b"")),
+                (2, tcp(false, 1001, ACK, &benign[..20])),
+            ],
+            second(302),
+        ]
+        .concat();
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), ["s05.upd.kaspersky.com"]);
+        assert_eq!(reused(&got), 1);
+    }
+
+    #[test]
+    fn a_retransmitted_or_stray_syn_does_not_take_over_a_live_connection() {
+        let vendor =
+            tls::tests::records(&tls::tests::client_hello("s05.upd.kaspersky.com", 0), 16384);
+        let (head, tail) = vendor.split_at(vendor.len() / 2);
+        let frames = [
+            (1, tcp(false, 1000, SYN, b"")),
+            (2, tcp(false, 1000, SYN, b"")), // the SYN again: same ISN
+            (2, tcp(true, 5000, SYNACK, b"")),
+            (3, tcp(false, 1001, ACK, head)),
+            (4, tcp(false, 424_242, SYN, b"")), // another ISN into an answered, live flow
+            (5, tcp(false, 1001 + head.len() as u32, ACK, tail)),
+        ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), ["s05.upd.kaspersky.com"]);
+        assert_eq!(reused(&got), 0);
     }
 
     #[test]
