@@ -47,6 +47,9 @@ const HTTP_MAX_REQUESTS: u32 = 64;
 /// FIN). A live connection is never idle this long between segments of one exchange, and an
 /// established one is not taken over by a stray SYN before then.
 const REUSE_STALE_SECS: u64 = 30;
+/// A mid-stream window quiet this long (packet time) is settled at the next sweep (every
+/// 5 s), so a one-direction tap that never sees the answer still reads the request soon.
+const MIDSTREAM_WINDOW_SECS: u64 = 1;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ExtractorLimits {
@@ -253,6 +256,11 @@ impl Extractor {
             if !keep {
                 *buffered = buffered.saturating_sub(flow.held());
                 retire(flow, txns, limits.max_dns_transactions, out);
+            } else if now >= flow.last_seen.saturating_add_secs(MIDSTREAM_WINDOW_SECS) {
+                // A mid-stream window that went quiet (a one-direction tap sees no answer).
+                let before = flow.held();
+                settle_windows(flow, txns, limits.max_dns_transactions, out);
+                *buffered = (*buffered + flow.held()).saturating_sub(before);
             }
             keep
         });
@@ -779,9 +787,8 @@ fn count_reassembly_drops(flow: &mut Flow, out: &mut impl FnMut(Extracted)) {
     }
 }
 
-/// A flow leaves the table: what it still held in a mid-stream window is read, then its
-/// drops and, if it never named anything, its address are reported.
-fn retire(
+/// Ends the mid-stream window of both directions, and reads what that delivers.
+fn settle_windows(
     flow: &mut Flow,
     txns: &mut HashMap<DnsTxn, Timestamp, ahash::RandomState>,
     max_txns: usize,
@@ -794,10 +801,21 @@ fn retire(
         } else {
             &mut flow.to_client
         };
-        if flow.app != App::Done && dir.settle() == Pushed::Data {
+        if flow.app != App::Done && dir.is_unanchored() && dir.settle() == Pushed::Data {
             inspect(flow, from_client, ts, txns, max_txns, out);
         }
     }
+}
+
+/// A flow leaves the table: what it still held in a mid-stream window is read, then its
+/// drops and, if it never named anything, its address are reported.
+fn retire(
+    flow: &mut Flow,
+    txns: &mut HashMap<DnsTxn, Timestamp, ahash::RandomState>,
+    max_txns: usize,
+    out: &mut impl FnMut(Extracted),
+) {
+    settle_windows(flow, txns, max_txns, out);
     count_reassembly_drops(flow, out);
     report_unnamed(flow, out);
 }
@@ -1374,6 +1392,81 @@ mod tests {
         got.iter()
             .filter(|e| matches!(e, Extracted::Anomaly("transport_tuple_reused")))
             .count()
+    }
+
+    /// `frame` (from `tcp`) with its IPv4 header and TCP checksums set right (RFC 1071).
+    fn checksummed(mut f: Vec<u8>) -> Vec<u8> {
+        fn sum(bytes: &[u8]) -> u32 {
+            bytes
+                .chunks(2)
+                .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
+                .sum()
+        }
+        fn fold(mut s: u32) -> u16 {
+            while s > 0xffff {
+                s = (s & 0xffff) + (s >> 16);
+            }
+            !(s as u16)
+        }
+        let c = fold(sum(&f[..20]));
+        f[10..12].copy_from_slice(&c.to_be_bytes());
+        let tcp_len = (f.len() - 20) as u32;
+        let pseudo = sum(&f[12..20]) + 6 + tcp_len;
+        let c = fold(pseudo + sum(&f[20..]));
+        f[36..38].copy_from_slice(&c.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn segments_with_bad_checksums_are_not_read_once_a_direction_showed_good_ones() {
+        let benign = tls::tests::records(&tls::tests::client_hello("www.example.org", 0), 16384);
+        let vendor =
+            tls::tests::records(&tls::tests::client_hello("s05.upd.kaspersky.com", 0), 16384);
+        let frames = [
+            (1, checksummed(tcp(false, 1000, SYN, b""))),
+            (1, checksummed(tcp(true, 5000, SYNACK, b""))),
+            // The insertion: a benign hello at the real one's sequence number, bad checksum,
+            // and a bad-checksum RST that would end the inspection.
+            (2, tcp(false, 1001, ACK, &benign)),
+            (2, tcp(false, 1001, 0x14, b"")),
+            (3, checksummed(tcp(false, 1001, ACK, &vendor))),
+        ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), ["s05.upd.kaspersky.com"]);
+        let bad = got
+            .iter()
+            .filter(|e| matches!(e, Extracted::Anomaly("transport_checksum_bad")))
+            .count();
+        assert_eq!(bad, 2);
+        // A capture from a host with checksum offload: its own segments never carry a right
+        // checksum, and are read all the same (every `tcp` frame has a zero checksum).
+        let frames = [
+            (1, tcp(false, 1000, SYN, b"")),
+            (1, checksummed(tcp(true, 5000, SYNACK, b""))),
+            (2, tcp(false, 1001, ACK, &vendor)),
+        ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), ["s05.upd.kaspersky.com"]);
+    }
+
+    #[test]
+    fn a_mid_stream_request_seen_from_one_side_is_read_after_a_quiet_second() {
+        let mut ex = Extractor::new(ExtractorLimits::default());
+        let mut got = Vec::new();
+        let req = b"GET / HTTP/1.1\r\nHost: dnl-01.geo.kaspersky.com\r\n\r\n";
+        let mut feed = |ex: &mut Extractor, f: Vec<u8>, t: i64| {
+            let pkt = decode(LinkType::RawIp, &f).expect("decodes");
+            ex.process(Timestamp::from_parts(t, 0), &pkt, &mut |e| got.push(e));
+        };
+        feed(&mut ex, tcp(false, 5000, ACK, req), 1);
+        // Another flow's packet, later: the sweep settles the quiet window.
+        let mut other = tcp(false, 1, SYN, b"");
+        other[20..22].copy_from_slice(&40001u16.to_be_bytes());
+        feed(&mut ex, other, 7);
+        assert_eq!(
+            names(&got),
+            [(NameKind::HttpHost, "dnl-01.geo.kaspersky.com".to_string())]
+        );
     }
 
     #[test]
