@@ -28,6 +28,10 @@ struct Run {
 }
 
 fn replay(capture: &str) -> Run {
+    replay_with(capture, &[])
+}
+
+fn replay_with(capture: &str, extra: &[&str]) -> Run {
     let dir = tempfile::tempdir().expect("tempdir");
     let (events, alerts, report) = (
         dir.path().join("events.jsonl"),
@@ -42,6 +46,7 @@ fn replay(capture: &str) -> Run {
         .arg(&alerts)
         .arg("--report")
         .arg(&report)
+        .args(extra)
         .arg(root().join("pcaps").join(capture))
         .output()
         .expect("runs vendorwatch");
@@ -254,6 +259,21 @@ fn a_bad_checksum_insertion_does_not_hide_the_real_client_hello() {
     assert!(indicators(&run)
         .iter()
         .any(|i| i["kind"] == "tls_sni" && i["value"] == "activation-v2.kaspersky.com"));
+}
+
+#[test]
+fn ignore_checksums_reads_every_segment_as_it_is() {
+    // The option is for captures whose checksums mean nothing; on this one it lets the
+    // inserted hello be read first, which is what the default protects against.
+    let run = replay_with("checksum-insertion.pcap", &["--ignore-checksums"]);
+    let on_vendor_port: Vec<String> = run
+        .events
+        .iter()
+        .filter(|e| e["kind"] == "tls_sni" && e["flow"]["src_port"] == 41012)
+        .map(|e| e["value"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(on_vendor_port, ["www.example.org"]);
+    assert_eq!(anomaly(&run.summary, "transport_checksum_bad"), 0);
 }
 
 #[test]

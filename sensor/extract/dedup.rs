@@ -135,4 +135,27 @@ mod tests {
         routed[22] -= 1; // TTL
         assert!(d.is_duplicate(t, &decode(LinkType::Ethernet, &routed).expect("decodes")));
     }
+
+    #[test]
+    fn ipv6_copies_are_recognised_by_their_bytes() {
+        // An IPv6/UDP DNS query (raw IP), then the same with another hop limit, then another
+        // query id: IPv6 has no ID, the payload tells the packets apart.
+        let query = |id: u8, hops: u8| {
+            let mut f = vec![0x60, 0, 0, 0, 0, 37, 17, hops];
+            f.extend_from_slice(&[0xfd, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x11]);
+            f.extend_from_slice(&[0xfd, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x53]);
+            f.extend_from_slice(&[0xc3, 0x50, 0, 0x35, 0, 37, 0, 0, id, 0xcd, 1, 0, 0, 1]);
+            f.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+            f.extend_from_slice(b"\x07example\x03com\x00\x00\x1c\x00\x01");
+            f
+        };
+        let mut d = Deduplicator::default();
+        let t = Timestamp::from_parts(9, 0);
+        let first = query(1, 64);
+        assert!(!d.is_duplicate(t, &decode(LinkType::RawIp, &first).expect("decodes")));
+        let routed = query(1, 63);
+        assert!(d.is_duplicate(t, &decode(LinkType::RawIp, &routed).expect("decodes")));
+        let other = query(2, 64);
+        assert!(!d.is_duplicate(t, &decode(LinkType::RawIp, &other).expect("decodes")));
+    }
 }
