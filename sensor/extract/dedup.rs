@@ -9,11 +9,12 @@
 //! tunnels): the flow hash that picks the worker ignores those too, so both copies reach the
 //! same worker and its table.
 //!
-//! The table is direct-mapped, `SLOTS` entries: constant memory and time. A collision only
-//! forgets an earlier packet (a duplicate counted twice), never drops a new one: a packet is
-//! a duplicate only when its full 64-bit fingerprint is in its slot. Retransmissions are not
-//! duplicates: TCP retransmits after at least 200 ms (Linux's minimum RTO) and with a new
-//! IPv4 ID; resolvers retry after a second.
+//! The table is direct-mapped, `SLOTS` entries: constant memory and time. A collision of
+//! slots only forgets an earlier packet (a duplicate counted twice); a packet is a duplicate
+//! only when its full 64-bit fingerprint is in its slot. The caller leaves bare TCP ACKs out
+//! (duplicate ACKs of IPv6, which has no IP ID, can be byte for byte the same, and an ACK
+//! carries nothing to read). Retransmissions are not duplicates: TCP retransmits after at
+//! least 200 ms (Linux's minimum RTO) and with a new IPv4 ID; resolvers retry after a second.
 
 use crate::decode::Packet;
 use crate::time::Timestamp;
