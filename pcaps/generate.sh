@@ -88,6 +88,8 @@ if [[ -n $REDERIVE ]]; then
     status=0
     for path in "$HERE"/*.pcap "$HERE"/*.pcapng; do
         f=$(basename "$path")
+        # gen-tcpflow.sh's captures have their own expectations (expected_tcpflow.py)
+        grep -qF "\"$f\"" "$HERE/expected-tcpflow.json" 2>/dev/null && continue
         [[ -n ${SCENARIO[$f]:-} ]] || { echo "$f: no scenario known" >&2; status=1; continue; }
         [[ -f $EXPECTED_DIR/$f.json ]] || { echo "$f: no expectation to take made_by from" >&2; status=1; continue; }
         made_by=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["made_by"])' "$EXPECTED_DIR/$f.json")

@@ -203,6 +203,12 @@ pub struct CommonArgs {
     /// calls in normal operation.
     #[arg(long)]
     pub no_seccomp: bool,
+    /// Read TCP segments whatever their IP and TCP checksums say. By default a segment with a
+    /// wrong checksum, in a direction whose checksums were right so far, is not read (the
+    /// receiver dropped it: an evader's insertion), and a direction whose checksums are never
+    /// right (captured on a host with checksum offload) is read as it is.
+    #[arg(long)]
+    pub ignore_checksums: bool,
 }
 
 #[derive(Args, Debug)]
@@ -630,6 +636,8 @@ fn run_config(
             max_flows,
             reassembly_budget: reassembly_mb << 20,
             http_max_requests,
+            verify_checksums: !(args.ignore_checksums
+                || file.settings.ignore_checksums.unwrap_or(false)),
             ..ExtractorLimits::default()
         },
         detect_limits,

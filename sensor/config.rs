@@ -149,6 +149,8 @@ pub struct FileConfig {
     pub watch: Option<bool>,
     /// The seccomp filter after start-up (`false`: `--no-seccomp`).
     pub seccomp: Option<bool>,
+    /// Read TCP segments whatever their checksums say (`--ignore-checksums`).
+    pub ignore_checksums: Option<bool>,
     /// Settings of `vendorwatch live` only.
     pub live: Option<LiveFileConfig>,
     #[serde(default)]

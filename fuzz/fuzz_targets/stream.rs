@@ -2,7 +2,8 @@
 //! bounds its documentation promises checked after each.
 //!
 //! Input: cap (u16), then records: op (u8) and its arguments —
-//! push: seq (u32), length (u16), payload; start_at: seq (u32); consume: n (u16); release.
+//! push: seq (u32), length (u16), payload; start_at: seq (u32); consume: n (u16); settle;
+//! release.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use vendorwatch::extract::stream::StreamBuf;
@@ -14,7 +15,7 @@ fuzz_target!(|d: &[u8]| {
     let cap = usize::from(cap);
     let mut s = StreamBuf::new(cap);
     while let Some(op) = c.u8() {
-        match op % 8 {
+        match op % 9 {
             // Pushes are the common case: most op values are pushes.
             0..=4 => {
                 let (Some(seq), Some(len)) = (c.u32(), c.u16()) else {
@@ -24,13 +25,18 @@ fuzz_target!(|d: &[u8]| {
                 let _ = s.push(seq, payload);
             }
             5 => match c.u32() {
-                Some(seq) => s.start_at(seq),
+                Some(seq) => {
+                    let _ = s.start_at(seq);
+                }
                 None => break,
             },
             6 => match c.u16() {
                 Some(n) => s.consume(usize::from(n)),
                 None => break,
             },
+            7 => {
+                let _ = s.settle();
+            }
             _ => s.release(),
         }
         assert!(

@@ -6,6 +6,7 @@
 //! are parsed here. Decoding never allocates and never panics; whatever cannot be read
 //! becomes a `DecodeError` whose `reason()` is a metric label.
 
+pub mod checksum;
 pub mod defrag;
 mod link;
 pub mod tunnel;
@@ -32,6 +33,9 @@ pub struct Packet<'a> {
     pub vlan_tags: u8,
     /// The encapsulations the packet came through.
     pub encaps: Encaps,
+    /// The innermost IP packet as captured (header included; cut short by a snap length):
+    /// what checksums are verified on and duplicates recognised by.
+    pub ip: &'a [u8],
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +62,8 @@ pub struct TcpSegment<'a> {
     /// Payload bytes the capture did not keep (snap length): the segment carried
     /// `payload.len() + cut` bytes on the wire. 0 when the payload is whole.
     pub cut: u32,
+    /// The TCP header and payload as captured (for checksum verification).
+    pub segment: &'a [u8],
 }
 
 #[derive(Debug, Clone)]
@@ -364,6 +370,7 @@ fn from_sliced<'a>(
             rst: tcp.rst(),
             payload: tcp.payload(),
             cut: ip_cut,
+            segment: tcp.slice(),
         }),
         Some(TransportSlice::Udp(udp)) => Transport::Udp(UdpDatagram {
             src_port: udp.source_port(),
@@ -394,6 +401,7 @@ fn from_sliced<'a>(
         transport,
         vlan_tags: info.vlan_tags,
         encaps: info.encaps,
+        ip: raw_ip,
     }))
 }
 

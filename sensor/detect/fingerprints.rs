@@ -5,7 +5,7 @@
 //! two columns: a *vendor flow* (its server name matched a vendor rule of medium severity or
 //! more: product traffic, not a person reading the vendor's web site) or an *other flow* (a
 //! visible name no vendor rule matched). Flows whose destination is hidden (no SNI, or an
-//! Encrypted Client Hello whose outer name matched nothing) count in neither: they are what
+//! real Encrypted Client Hello, whose outer name is a provider's public name) count in neither: they are what
 //! the learning is for.
 //!
 //! A fingerprint is a **candidate** for a vendor when

@@ -153,6 +153,35 @@ pub struct Indicator {
     /// `http_host` / `http_connect` matched by its request path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// `tls_sni` / `quic_sni` of a ClientHello with Encrypted Client Hello: the outer name.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ech: bool,
+    /// … and that outer name is a known ECH public name (from an HTTPS/SVCB answer's ECH
+    /// configuration, or a provider's well-known one): real ECH, the destination's own name
+    /// is hidden and this is the provider the host reached. Without it, the ECH extension
+    /// is taken as GREASE and the outer name is the destination.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ech_real: bool,
+}
+
+impl Indicator {
+    /// What an alert says about the ECH of its ClientHello, if it had one.
+    pub fn ech_explanation(&self) -> Option<String> {
+        if !self.ech {
+            return None;
+        }
+        Some(if self.ech_real {
+            format!(
+                "the connection used Encrypted Client Hello (ECH) with the public name {}: the host reached this ECH provider, and the name it asked for inside is hidden",
+                self.value
+            )
+        } else {
+            format!(
+                "the connection used Encrypted Client Hello (ECH) with the public name {}; no ECH configuration is known for that name, so the extension is GREASE and {} is the server the host reached",
+                self.value, self.value
+            )
+        })
+    }
 }
 
 /// One piece of evidence that a home-net host talks to a vendor.
@@ -277,7 +306,14 @@ pub struct Detector {
     pub port_pairs_dropped: AtomicU64,
     /// Client fingerprints learned from visible vendor traffic (see `fingerprints`).
     pub learner: Arc<fingerprints::Learner>,
+    /// Public names of ECH configurations seen in HTTPS/SVCB answers (bounded by
+    /// `MAX_ECH_PUBLIC_NAMES`; once full, new names are not learned).
+    ech_public_names: DashMap<String, (), ahash::RandomState>,
 }
+
+/// ECH public names remembered from DNS answers: providers, so few (Cloudflare uses one for
+/// every zone).
+const MAX_ECH_PUBLIC_NAMES: usize = 4096;
 
 impl Detector {
     pub fn new(
@@ -303,6 +339,33 @@ impl Detector {
             learner: Arc::new(fingerprints::Learner::new(
                 fingerprints::LearnSettings::default(),
             )),
+            ech_public_names: DashMap::default(),
+        }
+    }
+
+    /// Whether `name`, the outer SNI of a ClientHello with the ECH extension, is an ECH
+    /// public name (real ECH) rather than the destination itself (GREASE).
+    pub fn is_ech_public_name(&self, name: &str) -> bool {
+        crate::extract::ech::KNOWN_PUBLIC_NAMES.contains(&name)
+            || self.ech_public_names.contains_key(name)
+    }
+
+    /// Remembers the ECH public names an HTTPS/SVCB answer publishes.
+    fn learn_ech_public_names(&self, d: &crate::extract::DnsDetail) {
+        for a in &d.answers {
+            let crate::extract::dns::RData::Svcb {
+                ech_public_names, ..
+            } = &a.data
+            else {
+                continue;
+            };
+            for name in ech_public_names {
+                if self.ech_public_names.len() < MAX_ECH_PUBLIC_NAMES
+                    && !self.ech_public_names.contains_key(name)
+                {
+                    self.ech_public_names.insert(name.clone(), ());
+                }
+            }
         }
     }
 
@@ -444,7 +507,10 @@ impl Detector {
     pub fn name_hiding(&self, item: &Extracted) -> Option<(IpAddr, Hiding)> {
         let (host, hiding) = match item {
             Extracted::Name(ev) => match &ev.detail {
-                Detail::Tls { ech: true, .. } => (ev.flow.client.ip(), Hiding::Ech),
+                // Only real ECH hides a name: GREASE ECH names its destination in clear.
+                Detail::Tls { ech: true, .. } if self.is_ech_public_name(&ev.value) => {
+                    (ev.flow.client.ip(), Hiding::Ech)
+                }
                 Detail::Tls { .. } if self.encrypted_dns.is_doh_name(&ev.value) => (
                     ev.flow.client.ip(),
                     Hiding::EncryptedDns(format!("DoH {}", ev.value)),
@@ -570,11 +636,9 @@ impl Detector {
                     }
                 }
             }
-            // An ECH hello's outer name says little of the destination: the flow counts as
-            // hidden, and as visible traffic too (a browser's GREASE ECH names its server),
-            // so a browser stack never looks specific to a vendor.
-            (_, Some(_)) if *ech => {
-                learner.other_flow(fp, host, ts);
+            // Real ECH: the outer name is the provider's public name, the destination is
+            // hidden. (GREASE ECH, as browsers send it, names its server: an ordinary name.)
+            (_, Some(outer)) if *ech && self.is_ech_public_name(outer) => {
                 if let Some(c) = learner.hidden_flow(fp, hidden.clone()) {
                     report(&c, &hidden, out);
                 }
@@ -605,6 +669,11 @@ impl Detector {
     }
 
     fn on_name(&self, rules: &RuleSet, ev: &NameEvent, out: &mut impl FnMut(Finding)) {
+        if let Detail::Dns(d) = &ev.detail {
+            if d.is_response {
+                self.learn_ech_public_names(d);
+            }
+        }
         let host = ev.flow.client.ip();
         if !self.home.contains(host) {
             return;
@@ -648,17 +717,6 @@ impl Detector {
                     self.on_answers(rules, ev, d, forwarded, public, &mut emit);
                 }
             }
-            // An ECH hello's server name is the provider's public name: not evidence.
-            Detail::Tls { ech: true, ja4, .. } => {
-                for rule in ja4.as_deref().map(|j| m.match_ja4(j)).unwrap_or_default() {
-                    emit(
-                        rule,
-                        indicator(NameKind::Ja4, ja4.as_deref().unwrap_or_default()),
-                        false,
-                        None,
-                    );
-                }
-            }
             Detail::Cert(c) => {
                 let mut names: Vec<&str> = c.sans.iter().map(String::as_str).collect();
                 names.push(&ev.value);
@@ -677,8 +735,15 @@ impl Detector {
                 }
             }
             Detail::Tls { .. } | Detail::Http { .. } => {
+                // The outer name of an ECH hello is matched like any server name: under
+                // GREASE it is the destination, under real ECH the provider's public name,
+                // which is still the infrastructure the host talks to.
+                let ech = matches!(ev.detail, Detail::Tls { ech: true, .. });
+                let ech_real = ech && self.is_ech_public_name(&ev.value);
                 for hit in m.match_name(&ev.value) {
-                    emit(hit.rule, indicator(ev.kind, &ev.value), false, None);
+                    let mut ind = indicator(ev.kind, &ev.value);
+                    (ind.ech, ind.ech_real) = (ech, ech_real);
+                    emit(hit.rule, ind, false, None);
                 }
                 if let Detail::Tls { ja4: Some(j), .. } = &ev.detail {
                     for rule in m.match_ja4(j) {
@@ -958,6 +1023,8 @@ fn indicator(kind: NameKind, value: &str) -> Indicator {
         name: None,
         query: None,
         path: None,
+        ech: false,
+        ech_real: false,
     }
 }
 
@@ -1042,20 +1109,89 @@ mod tests {
             d.name_hiding(&hello("dns.google", false)),
             Some((_, Hiding::EncryptedDns(_)))
         ));
-        // The outer name of an ECH hello is never evidence, even when it is a vendor name.
+        // The outer name of an ECH hello is evidence like any server name; the indicator says
+        // ECH was used, and GREASE (no configuration known for the name) hides nothing.
         let mut found = Vec::new();
         d.detect(
             &d.rules(),
             &hello("s05.upd.kaspersky.com", true),
             &mut |f| found.push(f),
         );
-        assert!(found.is_empty(), "{found:?}");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].indicator.ech && !found[0].indicator.ech_real);
+        assert!(found[0]
+            .indicator
+            .ech_explanation()
+            .is_some_and(|e| e.contains("GREASE") && e.contains("s05.upd.kaspersky.com")));
+        assert_eq!(d.name_hiding(&hello("s05.upd.kaspersky.com", true)), None);
         d.detect(
             &d.rules(),
             &hello("s05.upd.kaspersky.com", false),
             &mut |f| found.push(f),
         );
-        assert_eq!(found.len(), 1);
+        assert_eq!(found.len(), 2);
+        assert!(!found[1].indicator.ech);
+    }
+
+    #[test]
+    fn an_ech_public_name_from_an_https_answer_makes_ech_real() {
+        let d = detector(DetectLimits::default());
+        let hello = Extracted::Name(NameEvent {
+            ts: Timestamp::from_parts(2, 0),
+            kind: NameKind::QuicSni,
+            value: "ech.kaspersky.com".into(),
+            flow: flow(Proto::Udp, "10.1.1.5:50003", "192.0.2.1:443"),
+            client_mac: None,
+            detail: Detail::Tls {
+                version: 0x0304,
+                ech: true,
+                ja4: None,
+            },
+        });
+        assert_eq!(
+            d.name_hiding(&hello),
+            None,
+            "GREASE until a configuration is seen"
+        );
+        let answer = Extracted::Name(NameEvent {
+            ts: Timestamp::from_parts(1, 0),
+            kind: NameKind::Dns,
+            value: "shop.example".into(),
+            flow: flow(Proto::Udp, "10.1.1.5:40000", "10.1.1.53:53"),
+            client_mac: None,
+            detail: Detail::Dns(DnsDetail {
+                is_response: true,
+                qtype: 65,
+                rcode: 0,
+                answers: vec![dns::Answer {
+                    name: "shop.example".into(),
+                    rtype: 65,
+                    ttl: 300,
+                    data: dns::RData::Svcb {
+                        priority: 1,
+                        target: String::new(),
+                        alpn: vec!["h3".into()],
+                        ech: true,
+                        ech_public_names: crate::extract::ech::public_names(
+                            &crate::extract::ech::tests::config_list("ech.kaspersky.com"),
+                        ),
+                    },
+                }],
+                query_seen: true,
+            }),
+        });
+        d.detect(&d.rules(), &answer, &mut |_| {});
+        assert_eq!(d.name_hiding(&hello).map(|h| h.1), Some(Hiding::Ech));
+        let mut found = Vec::new();
+        d.detect(&d.rules(), &hello, &mut |f| found.push(f));
+        assert!(!found.is_empty());
+        assert!(found
+            .iter()
+            .all(|f| f.indicator.ech && f.indicator.ech_real));
+        assert!(found[0]
+            .indicator
+            .ech_explanation()
+            .is_some_and(|e| e.contains("public name ech.kaspersky.com") && e.contains("hidden")));
     }
 
     #[test]

@@ -73,6 +73,9 @@ pub enum RData {
         target: String,
         alpn: Vec<String>,
         ech: bool,
+        /// The public names of the ECH configurations (`ech::public_names`): what the
+        /// outer ClientHello of this service's clients will name.
+        ech_public_names: Vec<String>,
     },
     /// A record type we do not read.
     Other,
@@ -301,7 +304,7 @@ fn svcb(msg: &[u8], rdata_at: usize, rdata: &[u8], anomalies: &mut Anomalies) ->
         .checked_sub(rdata_at)
         .and_then(|o| rdata.get(o..))
         .unwrap_or_default();
-    let (mut alpn, mut ech) = (Vec::new(), false);
+    let (mut alpn, mut ech, mut ech_public_names) = (Vec::new(), false, Vec::new());
     while params.len() >= 4 {
         let key = u16::from_be_bytes([params[0], params[1]]);
         let len = usize::from(u16::from_be_bytes([params[2], params[3]]));
@@ -319,7 +322,10 @@ fn svcb(msg: &[u8], rdata_at: usize, rdata: &[u8], anomalies: &mut Anomalies) ->
                     v = &rest[usize::from(n)..];
                 }
             }
-            SVC_ECH => ech = true,
+            SVC_ECH => {
+                ech = true;
+                ech_public_names = super::ech::public_names(value);
+            }
             _ => {}
         }
         params = &params[4 + len..];
@@ -330,6 +336,7 @@ fn svcb(msg: &[u8], rdata_at: usize, rdata: &[u8], anomalies: &mut Anomalies) ->
             target,
             alpn,
             ech,
+            ech_public_names,
         },
         whole,
     )
@@ -689,7 +696,8 @@ mod tests {
                 priority: 1,
                 target: String::new(),
                 alpn: vec!["h3".into(), "h2".into()],
-                ech: true
+                ech: true,
+                ech_public_names: vec![],
             }
         );
     }

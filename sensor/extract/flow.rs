@@ -4,12 +4,25 @@
 //! buffers are freed and later packets only refresh its timestamp (bypass). The table is
 //! bounded: idle flows expire, and when it is full the longest-idle ones are evicted and
 //! counted.
+//!
+//! A TCP flow keeps its state until it ends; a new connection on the same 4-tuple (a SYN
+//! with another ISN after a FIN or RST, after a half-open or stale flow) closes it and
+//! starts a fresh one, and so does a new QUIC Initial with another DCID on the same UDP
+//! 4-tuple (counted: `transport_tuple_reused`). A TCP segment whose IP or TCP checksum is
+//! wrong, in a direction that has shown right checksums, is what the receiver dropped: it is
+//! not read (counted: `transport_checksum_bad`), so a crafted segment cannot take the place
+//! of the real one in reassembly. A direction whose checksums were never right is a capture
+//! made on a host with checksum offload (its own packets leave with the checksum left to
+//! the NIC): its segments are read as they are. Mid-stream flows wait for a short window
+//! before reading (see `stream`).
 
-use super::stream::{Pushed, StreamBuf};
+use super::dedup::Deduplicator;
+use super::stream::{Pushed, StreamBuf, MIDSTREAM_WINDOW_SEGMENTS};
 use super::{
     cert, dhcp, dns, http, names, quic, tls, Detail, DnsDetail, Extracted, FlowId, Identity,
     IdentitySource, NameEvent, NameKind,
 };
+use crate::decode::checksum::{self, Validity};
 use crate::decode::{Packet, Proto, TcpSegment, Transport, UdpDatagram};
 use crate::time::Timestamp;
 use std::collections::HashMap;
@@ -30,6 +43,14 @@ const PROBE_SEGMENTS: usize = 12;
 /// HTTP requests read per connection by default (a proxy or keep-alive connection carries
 /// many hosts); `--http-max-requests` changes it.
 pub const HTTP_MAX_REQUESTS: u32 = 1000;
+/// A flow idle this long is stale: a SYN with a new ISN on its 4-tuple starts a new
+/// connection even if the old one never closed (a half-open flow, a capture that missed the
+/// FIN). A live connection is never idle this long between segments of one exchange, and an
+/// established one is not taken over by a stray SYN before then.
+const REUSE_STALE_SECS: u64 = 30;
+/// A mid-stream window quiet this long (packet time) is settled at the next sweep (every
+/// 5 s), so a one-direction tap that never sees the answer still reads the request soon.
+const MIDSTREAM_WINDOW_SECS: u64 = 1;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ExtractorLimits {
@@ -47,6 +68,9 @@ pub struct ExtractorLimits {
     /// HTTP requests read per connection (keep-alive, proxies); past it the connection is
     /// no longer inspected (counted).
     pub http_max_requests: u32,
+    /// Verify IP and TCP checksums (see the module doc); off for captures whose checksums
+    /// are known to be meaningless.
+    pub verify_checksums: bool,
 }
 
 impl Default for ExtractorLimits {
@@ -60,6 +84,7 @@ impl Default for ExtractorLimits {
             max_dns_transactions: 65_536,
             reassembly_budget: 64 << 20,
             http_max_requests: HTTP_MAX_REQUESTS,
+            verify_checksums: true,
         }
     }
 }
@@ -139,6 +164,22 @@ struct Flow {
     buffering: bool,
     /// Only for QUIC flows, while their ClientHello is being read.
     quic: Option<Box<QuicState>>,
+    /// TCP: the client's ISN, when its SYN was seen.
+    client_isn: Option<u32>,
+    /// TCP: a packet from the server was seen (the connection got an answer).
+    server_seen: bool,
+    /// TCP: a segment with right checksums was seen, to the server and to the client.
+    checksums_good: [bool; 2],
+    /// QUIC: the client's first Destination Connection ID, and the one a server's Retry gave
+    /// it: a client Initial opening a connection with any other DCID is a new connection.
+    quic_dcids: Option<Box<QuicDcids>>,
+}
+
+/// A QUIC flow's client DCIDs: its first, and the one a server's Retry gave it.
+#[derive(Debug)]
+struct QuicDcids {
+    first: Vec<u8>,
+    after_retry: Option<Vec<u8>>,
 }
 
 impl Flow {
@@ -165,6 +206,8 @@ pub struct Extractor {
     /// Flows holding reassembly bytes, in the order they started: under a flood of stalled
     /// streams the oldest give way, so new connections are still read.
     buffering: std::collections::VecDeque<FlowKey>,
+    /// SPAN duplicates of the last few milliseconds.
+    dedup: Deduplicator,
 }
 
 impl Extractor {
@@ -176,6 +219,7 @@ impl Extractor {
             last_sweep: Timestamp::default(),
             buffered: 0,
             buffering: std::collections::VecDeque::new(),
+            dedup: Deduplicator::default(),
         }
     }
 
@@ -190,6 +234,14 @@ impl Extractor {
 
     /// Reads one packet; everything it reveals goes to `out`.
     pub fn process(&mut self, ts: Timestamp, pkt: &Packet<'_>, out: &mut impl FnMut(Extracted)) {
+        // A bare TCP ACK changes nothing here, and duplicate ACKs of IPv6 (no IP ID) without
+        // timestamps are byte for byte the same: they are not taken for a mirror's copies.
+        let bare_ack = matches!(&pkt.transport, Transport::Tcp(t)
+            if t.payload.is_empty() && !(t.syn || t.fin || t.rst));
+        if !bare_ack && self.dedup.is_duplicate(ts, pkt) {
+            out(Extracted::Anomaly("duplicates"));
+            return;
+        }
         if ts.secs() >= self.last_sweep.secs() + 5 || ts < self.last_sweep {
             self.expire(ts, out);
             self.last_sweep = ts;
@@ -203,8 +255,9 @@ impl Extractor {
 
     /// Ends every flow (end of a replay): unnamed flows are reported.
     pub fn finish(&mut self, out: &mut impl FnMut(Extracted)) {
+        let limits = self.limits;
         for (_, mut flow) in self.flows.drain() {
-            retire(&mut flow, out);
+            retire(&mut flow, &mut self.dns_txns, &limits, out);
         }
         self.dns_txns.clear();
         self.buffered = 0;
@@ -214,6 +267,7 @@ impl Extractor {
     fn expire(&mut self, now: Timestamp, out: &mut impl FnMut(Extracted)) {
         let limits = self.limits;
         let buffered = &mut self.buffered;
+        let txns = &mut self.dns_txns;
         self.flows.retain(|_, flow| {
             let idle = match flow.id.proto {
                 Proto::Tcp if flow.closing => 10,
@@ -223,7 +277,12 @@ impl Extractor {
             let keep = now < flow.last_seen.saturating_add_secs(idle);
             if !keep {
                 *buffered = buffered.saturating_sub(flow.held());
-                retire(flow, out);
+                retire(flow, txns, &limits, out);
+            } else if now >= flow.last_seen.saturating_add_secs(MIDSTREAM_WINDOW_SECS) {
+                // A mid-stream window that went quiet (a one-direction tap sees no answer).
+                let before = flow.held();
+                settle_windows(flow, txns, &limits, out);
+                *buffered = (*buffered + flow.held()).saturating_sub(before);
             }
             keep
         });
@@ -242,11 +301,13 @@ impl Extractor {
         let (_, cutoff, _) = ages.select_nth_unstable(n);
         let cutoff = *cutoff;
         let buffered = &mut self.buffered;
+        let txns = &mut self.dns_txns;
+        let limits = self.limits;
         self.flows.retain(|_, flow| {
             let keep = flow.last_seen > cutoff;
             if !keep {
                 *buffered = buffered.saturating_sub(flow.held());
-                retire(flow, out);
+                retire(flow, txns, &limits, out);
                 out(Extracted::Evicted);
             }
             keep
@@ -290,6 +351,10 @@ impl Extractor {
                     drops_reported: false,
                     buffering: false,
                     quic: None,
+                    client_isn: None,
+                    server_seen: false,
+                    checksums_good: [false; 2],
+                    quic_dcids: None,
                 },
             );
         }
@@ -355,6 +420,35 @@ impl Extractor {
         let src = (pkt.src, seg.src_port);
         let dst = (pkt.dst, seg.dst_port);
         let key = FlowKey::new(Proto::Tcp, src, dst);
+        let verify = self.limits.verify_checksums;
+        let validity = || {
+            if !verify {
+                return Validity::Unknown;
+            }
+            match checksum::ipv4_header(pkt) {
+                Validity::Bad => Validity::Bad,
+                _ => checksum::tcp(pkt, seg),
+            }
+        };
+        let mut checked = None;
+        if let Some(flow) = self.flows.get_mut(&key) {
+            let dir = usize::from(flow.id.client != SocketAddr::new(src.0, src.1));
+            // Only what can change the flow's state is checked: data it still reads, and
+            // the flags that open or close it.
+            if flow.app != App::Done || seg.syn || seg.fin || seg.rst {
+                let v = *checked.get_or_insert_with(validity);
+                if v == Validity::Bad && flow.checksums_good[dir] {
+                    out(Extracted::Anomaly("transport_checksum_bad"));
+                    return;
+                }
+                if v == Validity::Good {
+                    flow.checksums_good[dir] = true;
+                }
+            }
+            if seg.syn && !seg.ack && is_new_connection(flow, src, seg, ts) {
+                self.close_reused(key, out);
+            }
+        }
         let known = self.flows.contains_key(&key);
         if !known && (seg.rst || (seg.fin && seg.payload.is_empty())) {
             // The tail of a flow we never saw: nothing to learn.
@@ -376,9 +470,26 @@ impl Extractor {
         let mac = pkt.src_mac;
         let mac_for_new = if tcp_src_is_client(seg) { mac } else { None };
         self.flow_entry(key, ts, make_id, mac_for_new, out);
+        if !known {
+            if let Some(flow) = self.flows.get_mut(&key) {
+                let dir = usize::from(flow.id.client != SocketAddr::new(src.0, src.1));
+                flow.checksums_good[dir] = checked.unwrap_or_else(validity) == Validity::Good;
+            }
+        }
         let before = self.flows.get(&key).map_or(0, Flow::held);
         self.tcp_segment(key, ts, src, mac, seg, out);
         self.account(key, before, out);
+    }
+
+    /// Ends the flow on `key` because a new connection reuses its 4-tuple.
+    fn close_reused(&mut self, key: FlowKey, out: &mut impl FnMut(Extracted)) {
+        let Some(mut flow) = self.flows.remove(&key) else {
+            return;
+        };
+        self.buffered = self.buffered.saturating_sub(flow.held());
+        let limits = self.limits;
+        retire(&mut flow, &mut self.dns_txns, &limits, out);
+        out(Extracted::Anomaly("transport_tuple_reused"));
     }
 
     fn tcp_segment(
@@ -391,6 +502,8 @@ impl Extractor {
         out: &mut impl FnMut(Extracted),
     ) {
         let budget = self.limits.inspect_budget;
+        let limits = self.limits;
+        let txns = &mut self.dns_txns;
         let Some(flow) = self.flows.get_mut(&key) else {
             return;
         };
@@ -399,22 +512,35 @@ impl Extractor {
         if from_client && flow.client_mac.is_none() {
             flow.client_mac = mac;
         }
+        if !from_client {
+            flow.server_seen = true;
+        }
+        if seg.syn && !seg.ack && from_client {
+            flow.client_isn.get_or_insert(seg.seq);
+        }
+        if seg.fin || seg.rst {
+            flow.closing = true;
+        }
+        // The peer answered, or the flow ends: what the other side sent before is whole, so
+        // a direction still in its mid-stream window starts now.
+        if flow.app != App::Done && (!seg.payload.is_empty() || flow.closing) {
+            let peer = if from_client {
+                &mut flow.to_client
+            } else {
+                &mut flow.to_server
+            };
+            if peer.settle() == Pushed::Data {
+                inspect(flow, !from_client, ts, txns, &limits, 0, out);
+            }
+        }
         let dir = if from_client {
             &mut flow.to_server
         } else {
             &mut flow.to_client
         };
-        if seg.syn {
-            dir.start_at(seg.seq.wrapping_add(1));
-        }
-        if seg.fin || seg.rst {
-            flow.closing = true;
-        }
-        if flow.app == App::Done || seg.payload.is_empty() {
-            if flow.closing {
-                report_unnamed(flow, out);
-            }
-            return;
+        let mut pushed = Pushed::Nothing;
+        if seg.syn && flow.app != App::Done {
+            pushed = dir.start_at(seg.seq.wrapping_add(1));
         }
         // SYN data (TCP Fast Open) starts one after the SYN's sequence number.
         let seq = if seg.syn {
@@ -422,39 +548,41 @@ impl Extractor {
         } else {
             seg.seq
         };
-        if from_client {
-            flow.client_bytes += seg.payload.len() as u64;
+        if flow.app != App::Done && !seg.payload.is_empty() {
+            if from_client {
+                flow.client_bytes += seg.payload.len() as u64;
+            }
+            if dir.push(seq, seg.payload) == Pushed::Data {
+                pushed = Pushed::Data;
+            }
         }
-        let pushed = dir.push(seq, seg.payload);
-        if pushed == Pushed::Data {
+        if dir.is_unanchored()
+            && (dir.parked_segments() >= MIDSTREAM_WINDOW_SEGMENTS || flow.closing)
+            && dir.settle() == Pushed::Data
+        {
+            pushed = Pushed::Data;
+        }
+        if pushed == Pushed::Data && flow.app != App::Done {
             // A segment the capture cut short (snap length): the buffer now ends where the
             // capture stopped keeping bytes, and the parsers read it as far as it goes.
-            inspect(
-                flow,
-                from_client,
-                ts,
-                &mut self.dns_txns,
-                &self.limits,
-                seg.cut,
-                out,
+            inspect(flow, from_client, ts, txns, &limits, seg.cut, out);
+        }
+        if seg.cut > 0 && pushed == Pushed::Data && flow.app != App::Done {
+            // The next segment follows the bytes that were never captured: start this
+            // direction again there, so it is in order (what was left of the cut message is
+            // unreadable anyway).
+            let dir = if from_client {
+                &mut flow.to_server
+            } else {
+                &mut flow.to_client
+            };
+            let mut fresh = StreamBuf::new(limits.stream_cap);
+            fresh.dropped_bytes = dir.dropped_bytes;
+            let _ = fresh.start_at(
+                seq.wrapping_add(seg.payload.len() as u32)
+                    .wrapping_add(seg.cut),
             );
-            if seg.cut > 0 {
-                // The next segment follows the bytes that were never captured: start this
-                // direction again there, so it is in order (what was left of the cut
-                // message is unreadable anyway).
-                let dir = if from_client {
-                    &mut flow.to_server
-                } else {
-                    &mut flow.to_client
-                };
-                let mut fresh = StreamBuf::new(self.limits.stream_cap);
-                fresh.dropped_bytes = dir.dropped_bytes;
-                fresh.start_at(
-                    seq.wrapping_add(seg.payload.len() as u32)
-                        .wrapping_add(seg.cut),
-                );
-                *dir = fresh;
-            }
+            *dir = fresh;
         }
         if flow.app != App::Done && flow.client_bytes > budget {
             finish_inspection(flow, out);
@@ -509,6 +637,11 @@ impl Extractor {
             return;
         }
         let key = FlowKey::new(Proto::Udp, (src.ip(), src.port()), (dst.ip(), dst.port()));
+        if let Some(flow) = self.flows.get_mut(&key) {
+            if new_quic_connection(flow, src, dgram.payload) {
+                self.close_reused(key, out);
+            }
+        }
         let make_id = || {
             // The sender of the first datagram is the client, unless it came from a
             // well-known port to a high one (we joined mid-conversation).
@@ -551,6 +684,27 @@ impl Extractor {
     }
 }
 
+/// Whether a datagram from `src` opens another QUIC connection on `flow`'s UDP 4-tuple (and
+/// notes the DCID a server's Retry gives the client, which is the same connection's).
+fn new_quic_connection(flow: &mut Flow, src: SocketAddr, datagram: &[u8]) -> bool {
+    let Some(cids) = flow.quic_dcids.as_mut() else {
+        return false;
+    };
+    let Some((dcid, scid, retry)) = quic::long_header_cids(datagram) else {
+        return false;
+    };
+    if src != flow.id.client {
+        if retry {
+            cids.after_retry = Some(scid.to_vec());
+        }
+        return false;
+    }
+    if dcid == cids.first.as_slice() || cids.after_retry.as_deref() == Some(dcid) {
+        return false;
+    }
+    quic::looks_like_client_initial(datagram) && quic::opens_connection(datagram)
+}
+
 /// Client datagrams of an unknown UDP flow looked at before it is bypassed.
 const UDP_PROBE_DATAGRAMS: u64 = 4;
 
@@ -578,6 +732,12 @@ fn inspect_quic(flow: &mut Flow, ts: Timestamp, datagram: &[u8], out: &mut impl 
     match initials {
         Ok(initials) => {
             for initial in initials {
+                if state.key_dcid.is_none() {
+                    flow.quic_dcids = Some(Box::new(QuicDcids {
+                        first: initial.dcid.clone(),
+                        after_retry: None,
+                    }));
+                }
                 state.key_dcid.get_or_insert_with(|| initial.dcid.clone());
                 for (offset, data) in &initial.crypto {
                     state.crypto.add(*offset, data);
@@ -611,10 +771,9 @@ fn inspect_quic(flow: &mut Flow, ts: Timestamp, datagram: &[u8], out: &mut impl 
     };
     match hello.server_name.as_deref() {
         Some(sni) => {
+            // With ECH too: the outer name is the server the host talks to (the real name
+            // under GREASE ECH, the provider's public name under real ECH).
             emit_name(flow, ts, NameKind::QuicSni, sni, detail, out);
-            if hello.ech {
-                flow.named = false;
-            }
         }
         None => out(Extracted::Fingerprint {
             ts,
@@ -623,6 +782,22 @@ fn inspect_quic(flow: &mut Flow, ts: Timestamp, datagram: &[u8], out: &mut impl 
         }),
     }
     finish_inspection(flow, out);
+}
+
+/// Whether a SYN (without ACK) from `src` opens a new connection on `flow`'s 4-tuple rather
+/// than retransmitting the SYN that opened it (or arriving late in a capture that began
+/// mid-stream): it carries another ISN, and the old connection closed, never got an answer,
+/// or went stale. A SYN into a live, answered connection does not take it over.
+fn is_new_connection(flow: &Flow, src: Endpoint, seg: &TcpSegment<'_>, now: Timestamp) -> bool {
+    let stale = now >= flow.last_seen.saturating_add_secs(REUSE_STALE_SECS);
+    let from_client = flow.id.client == SocketAddr::new(src.0, src.1);
+    match flow.client_isn {
+        Some(isn) if from_client && isn == seg.seq => false,
+        // Another ISN than the one seen: a connection that never got an answer is over too.
+        Some(_) => flow.closing || stale || !flow.server_seen,
+        // The old flow began mid-stream: its SYN may be this one, arriving late.
+        None => flow.closing || stale,
+    }
 }
 
 fn tcp_src_is_client(seg: &TcpSegment<'_>) -> bool {
@@ -654,8 +829,35 @@ fn count_reassembly_drops(flow: &mut Flow, out: &mut impl FnMut(Extracted)) {
     }
 }
 
-/// A flow leaves the table: its drops and, if it never named anything, its address.
-fn retire(flow: &mut Flow, out: &mut impl FnMut(Extracted)) {
+/// Ends the mid-stream window of both directions, and reads what that delivers.
+fn settle_windows(
+    flow: &mut Flow,
+    txns: &mut HashMap<DnsTxn, Timestamp, ahash::RandomState>,
+    limits: &ExtractorLimits,
+    out: &mut impl FnMut(Extracted),
+) {
+    let ts = flow.last_seen;
+    for from_client in [true, false] {
+        let dir = if from_client {
+            &mut flow.to_server
+        } else {
+            &mut flow.to_client
+        };
+        if flow.app != App::Done && dir.is_unanchored() && dir.settle() == Pushed::Data {
+            inspect(flow, from_client, ts, txns, limits, 0, out);
+        }
+    }
+}
+
+/// A flow leaves the table: what it still held in a mid-stream window is read, then its
+/// drops and, if it never named anything, its address are reported.
+fn retire(
+    flow: &mut Flow,
+    txns: &mut HashMap<DnsTxn, Timestamp, ahash::RandomState>,
+    limits: &ExtractorLimits,
+    out: &mut impl FnMut(Extracted),
+) {
+    settle_windows(flow, txns, limits, out);
     count_reassembly_drops(flow, out);
     report_unnamed(flow, out);
 }
@@ -877,12 +1079,10 @@ fn inspect(
                         let sni = hello.server_name.as_deref().map(<[u8]>::to_vec);
                         match sni {
                             Some(sni) => {
+                                // With ECH too: the outer name is the server the host talks
+                                // to (the real name under GREASE ECH, the provider's public
+                                // name under real ECH).
                                 emit_name(flow, ts, NameKind::TlsSni, &sni, detail, out);
-                                // The outer name of an ECH hello is the provider's public name,
-                                // not the destination: logged, and the flow stays unnamed.
-                                if ech {
-                                    flow.named = false;
-                                }
                             }
                             None => out(Extracted::Fingerprint {
                                 ts,
@@ -1390,6 +1590,165 @@ mod tests {
         };
         assert_eq!(n.flow.client.to_string(), "10.0.0.1:40000");
         assert!(!got.iter().any(|e| matches!(e, Extracted::Unnamed { .. })));
+    }
+
+    const FIN: u8 = 0x11;
+
+    fn tls_names(got: &[Extracted]) -> Vec<String> {
+        names(got)
+            .into_iter()
+            .filter(|(k, _)| *k == NameKind::TlsSni)
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    fn reused(got: &[Extracted]) -> usize {
+        got.iter()
+            .filter(|e| matches!(e, Extracted::Anomaly("transport_tuple_reused")))
+            .count()
+    }
+
+    /// `frame` (from `tcp`) with its IPv4 header and TCP checksums set right (RFC 1071).
+    fn checksummed(mut f: Vec<u8>) -> Vec<u8> {
+        fn sum(bytes: &[u8]) -> u32 {
+            bytes
+                .chunks(2)
+                .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
+                .sum()
+        }
+        fn fold(mut s: u32) -> u16 {
+            while s > 0xffff {
+                s = (s & 0xffff) + (s >> 16);
+            }
+            !(s as u16)
+        }
+        let c = fold(sum(&f[..20]));
+        f[10..12].copy_from_slice(&c.to_be_bytes());
+        let tcp_len = (f.len() - 20) as u32;
+        let pseudo = sum(&f[12..20]) + 6 + tcp_len;
+        let c = fold(pseudo + sum(&f[20..]));
+        f[36..38].copy_from_slice(&c.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn segments_with_bad_checksums_are_not_read_once_a_direction_showed_good_ones() {
+        let benign = tls::tests::records(&tls::tests::client_hello("www.example.org", 0), 16384);
+        let vendor =
+            tls::tests::records(&tls::tests::client_hello("s05.upd.kaspersky.com", 0), 16384);
+        let frames = [
+            (1, checksummed(tcp(false, 1000, SYN, b""))),
+            (1, checksummed(tcp(true, 5000, SYNACK, b""))),
+            // The insertion: a benign hello at the real one's sequence number, bad checksum,
+            // and a bad-checksum RST that would end the inspection.
+            (2, tcp(false, 1001, ACK, &benign)),
+            (2, tcp(false, 1001, 0x14, b"")),
+            (3, checksummed(tcp(false, 1001, ACK, &vendor))),
+        ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), ["s05.upd.kaspersky.com"]);
+        let bad = got
+            .iter()
+            .filter(|e| matches!(e, Extracted::Anomaly("transport_checksum_bad")))
+            .count();
+        assert_eq!(bad, 2);
+        // A capture from a host with checksum offload: its own segments never carry a right
+        // checksum, and are read all the same (every `tcp` frame has a zero checksum).
+        let frames = [
+            (1, tcp(false, 1000, SYN, b"")),
+            (1, checksummed(tcp(true, 5000, SYNACK, b""))),
+            (2, tcp(false, 1001, ACK, &vendor)),
+        ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), ["s05.upd.kaspersky.com"]);
+    }
+
+    #[test]
+    fn a_mid_stream_request_seen_from_one_side_is_read_after_a_quiet_second() {
+        let mut ex = Extractor::new(ExtractorLimits::default());
+        let mut got = Vec::new();
+        let req = b"GET / HTTP/1.1\r\nHost: dnl-01.geo.kaspersky.com\r\n\r\n";
+        let mut feed = |ex: &mut Extractor, f: Vec<u8>, t: i64| {
+            let pkt = decode(LinkType::RawIp, &f).expect("decodes");
+            ex.process(Timestamp::from_parts(t, 0), &pkt, &mut |e| got.push(e));
+        };
+        feed(&mut ex, tcp(false, 5000, ACK, req), 1);
+        // Another flow's packet, later: the sweep settles the quiet window.
+        let mut other = tcp(false, 1, SYN, b"");
+        other[20..22].copy_from_slice(&40001u16.to_be_bytes());
+        feed(&mut ex, other, 7);
+        assert_eq!(
+            names(&got),
+            [(NameKind::HttpHost, "dnl-01.geo.kaspersky.com".to_string())]
+        );
+    }
+
+    #[test]
+    fn a_syn_with_a_new_isn_on_a_reused_tuple_starts_a_fresh_flow() {
+        let benign = tls::tests::records(&tls::tests::client_hello("www.example.org", 0), 16384);
+        let vendor =
+            tls::tests::records(&tls::tests::client_hello("s05.upd.kaspersky.com", 0), 16384);
+        let end = 1001 + benign.len() as u32;
+        let first = |t: u32| {
+            vec![
+                (t, tcp(false, 1000, SYN, b"")),
+                (t, tcp(true, 5000, SYNACK, b"")),
+                (t + 1, tcp(false, 1001, ACK, &benign)),
+            ]
+        };
+        let second = |t: u32| {
+            vec![
+                (t, tcp(false, 90_000, SYN, b"")),
+                (t, tcp(true, 70_000, SYNACK, b"")),
+                (t + 1, tcp(false, 90_001, ACK, &vendor)),
+            ]
+        };
+        // After the first connection closed (FIN), one second later.
+        let mut frames = first(1);
+        frames.push((3, tcp(false, end, FIN, b"")));
+        frames.extend(second(4));
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(
+            tls_names(&got),
+            ["www.example.org", "s05.upd.kaspersky.com"]
+        );
+        assert_eq!(reused(&got), 1);
+        // After a lone SYN that never got an answer.
+        let frames = [vec![(1, tcp(false, 1000, SYN, b""))], second(2)].concat();
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), ["s05.upd.kaspersky.com"]);
+        assert_eq!(reused(&got), 1);
+        // After a half-open flow with partial data, 300 s earlier (stale, not yet expired).
+        let frames = [
+            vec![
+                (1, tcp(false, 1000, SYN, b"")),
+                (1, tcp(true, 5000, SYNACK, b"")),
+                (2, tcp(false, 1001, ACK, &benign[..20])),
+            ],
+            second(302),
+        ]
+        .concat();
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), ["s05.upd.kaspersky.com"]);
+        assert_eq!(reused(&got), 1);
+    }
+
+    #[test]
+    fn a_retransmitted_or_stray_syn_does_not_take_over_a_live_connection() {
+        let vendor =
+            tls::tests::records(&tls::tests::client_hello("s05.upd.kaspersky.com", 0), 16384);
+        let (head, tail) = vendor.split_at(vendor.len() / 2);
+        let frames = [
+            (1, tcp(false, 1000, SYN, b"")),
+            (2, tcp(false, 1000, SYN, b"")), // the SYN again: same ISN
+            (2, tcp(true, 5000, SYNACK, b"")),
+            (3, tcp(false, 1001, ACK, head)),
+            (4, tcp(false, 424_242, SYN, b"")), // another ISN into an answered, live flow
+            (5, tcp(false, 1001 + head.len() as u32, ACK, tail)),
+        ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), ["s05.upd.kaspersky.com"]);
+        assert_eq!(reused(&got), 0);
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! to stop looking) and calls them. One `Extractor` per worker, never shared.
 
 pub mod cert;
+pub mod dedup;
 pub mod dhcp;
 pub mod dns;
+pub mod ech;
 pub mod flow;
 pub mod http;
 pub mod ja4;

@@ -199,6 +199,37 @@ pub fn looks_like_client_initial(datagram: &[u8]) -> bool {
     }
 }
 
+/// The connection IDs of the long-header packet at the start of `datagram`, and whether it
+/// is a Retry: `(dcid, scid, is_retry)`. `None` for a short header, an unknown version or a
+/// header cut short.
+pub fn long_header_cids(datagram: &[u8]) -> Option<(&[u8], &[u8], bool)> {
+    let mut r = Reader::new(datagram);
+    let first = r.u8()?;
+    if first & LONG_HEADER == 0 {
+        return None;
+    }
+    let version = Version::of(r.u32()?)?;
+    let dcid = r.cid().ok()?;
+    let scid = r.cid().ok()?;
+    Some((dcid, scid, version.packet_type(first) == PacketType::Retry))
+}
+
+/// Whether `datagram` opens a new QUIC connection: a client Initial keyed by its own DCID
+/// (only the first flight of a connection, or the one after a Retry, is) whose CRYPTO data
+/// starts at offset 0 with a ClientHello. A client's later Initials (ACKs of the server's,
+/// a second ClientHello after a HelloRetryRequest) are keyed by its first DCID, which they
+/// no longer carry, so they are not read as a new connection.
+pub fn opens_connection(datagram: &[u8]) -> bool {
+    const CLIENT_HELLO: u8 = 1;
+    client_initials(datagram).is_ok_and(|initials| {
+        initials.iter().any(|i| {
+            i.crypto
+                .iter()
+                .any(|(offset, data)| *offset == 0 && data.first() == Some(&CLIENT_HELLO))
+        })
+    })
+}
+
 /// Decrypts every client Initial packet in one UDP datagram.
 ///
 /// Coalesced packets are walked by their Length field; 0-RTT and Handshake packets are

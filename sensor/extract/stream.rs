@@ -1,16 +1,34 @@
 //! A small, bounded TCP reassembly buffer for one direction of a flow.
 //!
-//! It keeps only the bytes an extractor still needs: in-order data from the first
-//! sequence number seen (or SYN+1), retransmissions trimmed, out-of-order segments parked
-//! until the gap fills. Both the in-order window and the parked bytes are capped, so a
-//! flood of segments costs at most `cap` bytes per direction.
+//! It keeps only the bytes an extractor still needs: in-order data from SYN+1, retransmissions
+//! trimmed, out-of-order segments parked until the gap fills. Both the in-order window and
+//! the parked bytes are capped, so a flood of segments costs at most `cap` bytes per direction.
+//!
+//! **Mid-stream starts.** When the SYN was not seen (the capture began after it, or it was
+//! lost), the first segment seen need not be the first of a message: a re-ordered capture
+//! can show the second half of a ClientHello before the first. Such a direction is
+//! *unanchored*: its segments are parked, nothing is delivered, until the caller `settle`s
+//! it (after `MIDSTREAM_WINDOW_SEGMENTS` segments, when the peer answers, or when the flow
+//! ends); then it starts at the lowest sequence number parked and delivers what is
+//! contiguous from there. A late SYN anchors it at SYN+1 instead.
+//!
+//! **Overlaps: the first copy wins.** Bytes already delivered are never replaced by a later
+//! segment that covers them (a retransmission, or an overlap with other bytes), and among
+//! parked segments that cover the same bytes the one that arrived first is used (Suricata's
+//! `first` policy, which is what Linux and BSD receivers do with an overlap of data they
+//! already queued). Segments that the receiver would have dropped (bad checksums) are kept
+//! out by the caller, so an insertion cannot be the first copy.
 
 /// Parked out-of-order segments per direction; more are dropped (and counted).
 const MAX_PARKED_SEGMENTS: usize = 16;
+/// Segments an unanchored direction collects before it starts at the lowest of them: a
+/// ClientHello of Chromium's size (about 2 KB) in 536-byte segments, with room for re-ordering.
+pub const MIDSTREAM_WINDOW_SEGMENTS: usize = 8;
 
 #[derive(Debug, Default)]
 pub struct StreamBuf {
-    /// Sequence number of the next in-order byte (the one after `data`'s end).
+    /// Sequence number of the next in-order byte (the one after `data`'s end); `None` while
+    /// the direction is unanchored.
     next_seq: Option<u32>,
     data: Vec<u8>,
     /// Offsets in `data` where a segment began: where a new message is likely to start.
@@ -39,10 +57,54 @@ impl StreamBuf {
         }
     }
 
-    /// Sets the first sequence number (SYN's sequence number + 1).
-    pub fn start_at(&mut self, seq: u32) {
-        if self.next_seq.is_none() {
-            self.next_seq = Some(seq);
+    /// Sets the first sequence number (SYN's sequence number + 1). Returns whether that made
+    /// parked bytes deliverable.
+    pub fn start_at(&mut self, seq: u32) -> Pushed {
+        if self.next_seq.is_some() {
+            return Pushed::Nothing;
+        }
+        self.next_seq = Some(seq);
+        self.deliver_parked()
+    }
+
+    /// Whether the direction still waits for its start (no SYN, not settled yet).
+    pub fn is_unanchored(&self) -> bool {
+        self.next_seq.is_none()
+    }
+
+    /// Segments parked while unanchored (the caller settles after a window of them).
+    pub fn parked_segments(&self) -> usize {
+        self.parked.len()
+    }
+
+    /// Ends the mid-stream window of an unanchored direction: it starts at the lowest
+    /// sequence number parked. Returns whether bytes are now deliverable.
+    pub fn settle(&mut self) -> Pushed {
+        if self.next_seq.is_some() {
+            return Pushed::Nothing;
+        }
+        let Some(&(base, _)) = self.parked.first() else {
+            return Pushed::Nothing;
+        };
+        // Sequence numbers are compared relative to the first parked, so a window that
+        // spans the wrap of the sequence space still finds its lowest.
+        let lowest = self
+            .parked
+            .iter()
+            .map(|(s, _)| *s)
+            .min_by_key(|s| s.wrapping_sub(base) as i32)
+            .unwrap_or(base);
+        self.next_seq = Some(lowest);
+        self.deliver_parked()
+    }
+
+    fn deliver_parked(&mut self) -> Pushed {
+        let before = self.data.len();
+        self.unpark();
+        if self.data.len() > before {
+            Pushed::Data
+        } else {
+            Pushed::Nothing
         }
     }
 
@@ -92,7 +154,11 @@ impl StreamBuf {
         if payload.is_empty() {
             return Pushed::Nothing;
         }
-        let next = *self.next_seq.get_or_insert(seq);
+        let Some(next) = self.next_seq else {
+            // Unanchored: held until `settle` or a SYN says where the stream starts.
+            self.park(seq, payload);
+            return Pushed::Nothing;
+        };
         let offset = seq.wrapping_sub(next) as i32;
         if offset > 0 {
             self.park(seq, payload);
@@ -151,7 +217,9 @@ impl StreamBuf {
                 self.parked_bytes = self.parked.iter().map(|(_, p)| p.len()).sum();
                 return;
             };
-            let (seq, bytes) = self.parked.swap_remove(i);
+            // `remove`, not `swap_remove`: the parked list stays in arrival order, so the
+            // first copy of overlapping bytes is the one found first.
+            let (seq, bytes) = self.parked.remove(i);
             self.parked_bytes -= bytes.len();
             let already = next.wrapping_sub(seq) as usize;
             self.append(&bytes[already..]);
@@ -178,6 +246,7 @@ mod tests {
     #[test]
     fn cap_bounds_memory_and_counts() {
         let mut s = StreamBuf::new(8);
+        s.start_at(0);
         s.push(0, b"0123456789");
         assert_eq!(s.data(), b"01234567");
         assert_eq!(s.dropped_bytes, 2);
@@ -197,6 +266,7 @@ mod tests {
     #[test]
     fn consume_shifts_segment_starts() {
         let mut s = StreamBuf::new(64);
+        s.start_at(0);
         s.push(0, b"abc");
         s.push(3, b"def");
         s.consume(4);
@@ -204,5 +274,58 @@ mod tests {
         assert_eq!(s.segment_starts(), &[] as &[usize]);
         s.push(6, b"g");
         assert_eq!(s.segment_starts(), &[2]);
+    }
+
+    #[test]
+    fn mid_stream_starts_at_the_lowest_sequence_of_the_window() {
+        // No SYN; the second segment of a message is seen first, then a retransmission of
+        // it, then the first.
+        let mut s = StreamBuf::new(64);
+        assert!(s.is_unanchored());
+        assert_eq!(s.push(5006, b"world"), Pushed::Nothing);
+        assert_eq!(s.push(5006, b"world"), Pushed::Nothing);
+        assert_eq!(s.push(5000, b"hello "), Pushed::Nothing);
+        assert_eq!(s.parked_segments(), 2);
+        assert_eq!(s.settle(), Pushed::Data);
+        assert_eq!(s.data(), b"hello world");
+        assert_eq!(s.segment_starts(), &[0, 6]);
+        // Later segments flow in order as usual.
+        assert_eq!(s.push(5011, b"!"), Pushed::Data);
+        assert_eq!(s.data(), b"hello world!");
+    }
+
+    #[test]
+    fn the_window_finds_its_lowest_across_the_sequence_wrap() {
+        let mut s = StreamBuf::new(64);
+        s.push(0, b"cd");
+        s.push(u32::MAX - 1, b"ab");
+        s.settle();
+        assert_eq!(s.data(), b"abcd");
+    }
+
+    #[test]
+    fn a_late_syn_anchors_the_parked_segments() {
+        let mut s = StreamBuf::new(64);
+        s.push(101, b"def");
+        s.push(98, b"abc");
+        assert_eq!(s.start_at(98), Pushed::Data);
+        assert_eq!(s.data(), b"abcdef");
+    }
+
+    #[test]
+    fn overlaps_keep_the_first_copy() {
+        // Delivered bytes are never replaced.
+        let mut s = StreamBuf::new(64);
+        s.start_at(0);
+        s.push(0, b"GET /a");
+        s.push(0, b"XXXXXX/b");
+        assert_eq!(s.data(), b"GET /a/b");
+        // Among parked copies of the same bytes, the one that came first is used.
+        let mut s = StreamBuf::new(64);
+        s.push(10, b"first");
+        s.push(10, b"other");
+        s.push(5, b"01234");
+        s.settle();
+        assert_eq!(s.data(), b"01234first");
     }
 }

@@ -660,6 +660,8 @@ mod tests {
                 name: None,
                 query: None,
                 path: None,
+                ech: false,
+                ech_real: false,
             },
             flow: FlowId {
                 proto: Proto::Udp,

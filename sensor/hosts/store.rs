@@ -950,6 +950,8 @@ mod tests {
                         name: None,
                         query: None,
                         path: None,
+                        ech: false,
+                        ech_real: false,
                     },
                     flow: EvidenceFlow {
                         src_ip: ip,

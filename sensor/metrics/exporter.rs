@@ -181,6 +181,14 @@ impl Collector for SensorCollector {
         }
         let mut decode = Vec::new();
         for (reason, n) in &anomalies {
+            if *reason == "duplicates" {
+                // SPAN copies of a packet already read (`extract::dedup`).
+                drops.push((
+                    labels(&[("stage", "dedup"), ("reason", "duplicates")]),
+                    *n as f64,
+                ));
+                continue;
+            }
             if *reason == "reassembly_cap" || *reason == "reassembly_budget" {
                 let why = if *reason == "reassembly_cap" {
                     "buffer_cap"

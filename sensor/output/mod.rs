@@ -75,6 +75,9 @@ pub fn alert_line(f: &Finding, det: &Detection, rules: &RuleSet, hostname: Optio
         if let Some(j) = &f.ja4 {
             obj.insert("tls".into(), json!({"ja4": j}));
         }
+        if let Some(why) = f.indicator.ech_explanation() {
+            obj.insert("explanation".into(), json!(why));
+        }
     }
     v.to_string()
 }
@@ -100,8 +103,8 @@ pub fn event_line(ev: &NameEvent) -> String {
                         RData::A(ip) => json!(ip.to_string()),
                         RData::Aaaa(ip) => json!(ip.to_string()),
                         RData::Cname(n) | RData::Ptr(n) => json!(n),
-                        RData::Svcb { priority, target, alpn, ech } => {
-                            json!({"priority": priority, "target": target, "alpn": alpn, "ech": ech})
+                        RData::Svcb { priority, target, alpn, ech, ech_public_names } => {
+                            json!({"priority": priority, "target": target, "alpn": alpn, "ech": ech, "ech_public_names": ech_public_names})
                         }
                         RData::Other => serde_json::Value::Null,
                     };

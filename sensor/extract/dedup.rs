@@ -1,0 +1,162 @@
+//! Recognises the second copy of a packet that a SPAN port mirrored twice.
+//!
+//! A switch that mirrors both the ingress and the egress of a port, or two mirrored ports on
+//! one path, delivers every packet twice, microseconds apart, sometimes with a different (or
+//! no) 802.1Q tag. The copies are the same IP packet: same addresses, same IPv4 ID, same
+//! transport header and payload. A copy seen again within `WINDOW_MICROS` is dropped and
+//! counted (`duplicates`). The fingerprint leaves out what a router on the way changes (the
+//! TTL or hop limit, and so the IPv4 header checksum) and everything below IP (MACs, tags,
+//! tunnels): the flow hash that picks the worker ignores those too, so both copies reach the
+//! same worker and its table.
+//!
+//! The table is direct-mapped, `SLOTS` entries: constant memory and time. A collision of
+//! slots only forgets an earlier packet (a duplicate counted twice); a packet is a duplicate
+//! only when its full 64-bit fingerprint is in its slot. The caller leaves bare TCP ACKs out
+//! (duplicate ACKs of IPv6, which has no IP ID, can be byte for byte the same, and an ACK
+//! carries nothing to read). Retransmissions are not duplicates: TCP retransmits after at
+//! least 200 ms (Linux's minimum RTO) and with a new IPv4 ID; resolvers retry after a second.
+
+use crate::decode::Packet;
+use crate::time::Timestamp;
+use std::hash::{BuildHasher, Hasher};
+
+/// How long after the first copy a second one is taken as a mirror's duplicate.
+pub const WINDOW_MICROS: u64 = 5_000;
+/// Table entries (a power of two): the packets of the last few milliseconds of one worker.
+const SLOTS: usize = 4096;
+/// Bytes of the IP packet fingerprinted: headers, transport header and its checksum (which
+/// covers the payload) and the start of the payload.
+const FINGERPRINT_BYTES: usize = 192;
+
+pub struct Deduplicator {
+    hasher: ahash::RandomState,
+    slots: Box<[(u64, Timestamp)]>,
+}
+
+impl Default for Deduplicator {
+    fn default() -> Self {
+        Deduplicator {
+            hasher: ahash::RandomState::with_seeds(0x6475, 0x706c, 0x6963, 0x6174),
+            slots: vec![(0, Timestamp::default()); SLOTS].into_boxed_slice(),
+        }
+    }
+}
+
+impl Deduplicator {
+    /// Whether `pkt` is a copy of one seen within the window; records it otherwise.
+    pub fn is_duplicate(&mut self, ts: Timestamp, pkt: &Packet<'_>) -> bool {
+        let Some(fp) = self.fingerprint(pkt) else {
+            return false;
+        };
+        let slot = &mut self.slots[(fp as usize) & (SLOTS - 1)];
+        if slot.0 == fp && ts >= slot.1 && micros_between(slot.1, ts) <= WINDOW_MICROS {
+            return true;
+        }
+        *slot = (fp, ts);
+        false
+    }
+
+    fn fingerprint(&self, pkt: &Packet<'_>) -> Option<u64> {
+        let ip = pkt.ip;
+        let mut h = self.hasher.build_hasher();
+        let end = ip.len().min(FINGERPRINT_BYTES);
+        match ip.first()? >> 4 {
+            4 if ip.len() >= 20 => {
+                // Everything but the TTL (8) and the header checksum (10..12).
+                h.write(&ip[..8]);
+                h.write(&ip[9..10]);
+                h.write(&ip[12..end]);
+            }
+            6 if ip.len() >= 40 => {
+                // Everything but the hop limit (7).
+                h.write(&ip[..7]);
+                h.write(&ip[8..end]);
+            }
+            _ => return None,
+        }
+        h.write_usize(ip.len());
+        // Zero marks an empty slot.
+        Some(h.finish().max(1))
+    }
+}
+
+fn micros_between(a: Timestamp, b: Timestamp) -> u64 {
+    let micros = |t: Timestamp| i128::from(t.secs()) * 1_000_000 + i128::from(t.nanos() / 1_000);
+    u64::try_from(micros(b) - micros(a)).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{decode, LinkType};
+
+    /// An Ethernet/IPv4/UDP DNS query for example.com (the decoder's fixture), untagged and
+    /// with an 802.1Q tag.
+    fn frames() -> (Vec<u8>, Vec<u8>) {
+        let plain = [
+            &[2u8, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0][..],
+            &[
+                0x45, 0, 0, 0x39, 0x12, 0x34, 0, 0, 0x40, 0x11, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+            ],
+            &[
+                0xc3, 0x50, 0, 0x35, 0, 0x25, 0, 0, 0xab, 0xcd, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0,
+            ],
+            b"\x07example\x03com\x00\x00\x01\x00\x01",
+        ]
+        .concat();
+        let mut tagged = plain[..12].to_vec();
+        tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a]);
+        tagged.extend_from_slice(&plain[12..]);
+        (plain, tagged)
+    }
+
+    #[test]
+    fn a_copy_within_the_window_is_a_duplicate_whatever_its_tag() {
+        let (plain, tagged) = frames();
+        let mut d = Deduplicator::default();
+        let t0 = Timestamp::from_parts(100, 0);
+        let first = decode(LinkType::Ethernet, &plain).expect("decodes");
+        let copy = decode(LinkType::Ethernet, &tagged).expect("decodes");
+        assert!(!d.is_duplicate(t0, &first));
+        assert!(d.is_duplicate(Timestamp::from_parts(100, 7_000), &copy));
+        // Long after: the same bytes again are a new packet (a retry), not a mirror's copy.
+        assert!(!d.is_duplicate(Timestamp::from_parts(101, 0), &first));
+    }
+
+    #[test]
+    fn another_ip_id_or_a_changed_ttl() {
+        let (plain, _) = frames();
+        let mut d = Deduplicator::default();
+        let t = Timestamp::from_parts(5, 0);
+        assert!(!d.is_duplicate(t, &decode(LinkType::Ethernet, &plain).expect("decodes")));
+        let mut other_id = plain.clone();
+        other_id[19] ^= 1;
+        assert!(!d.is_duplicate(t, &decode(LinkType::Ethernet, &other_id).expect("decodes")));
+        let mut routed = plain.clone();
+        routed[22] -= 1; // TTL
+        assert!(d.is_duplicate(t, &decode(LinkType::Ethernet, &routed).expect("decodes")));
+    }
+
+    #[test]
+    fn ipv6_copies_are_recognised_by_their_bytes() {
+        // An IPv6/UDP DNS query (raw IP), then the same with another hop limit, then another
+        // query id: IPv6 has no ID, the payload tells the packets apart.
+        let query = |id: u8, hops: u8| {
+            let mut f = vec![0x60, 0, 0, 0, 0, 37, 17, hops];
+            f.extend_from_slice(&[0xfd, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x11]);
+            f.extend_from_slice(&[0xfd, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x53]);
+            f.extend_from_slice(&[0xc3, 0x50, 0, 0x35, 0, 37, 0, 0, id, 0xcd, 1, 0, 0, 1]);
+            f.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+            f.extend_from_slice(b"\x07example\x03com\x00\x00\x1c\x00\x01");
+            f
+        };
+        let mut d = Deduplicator::default();
+        let t = Timestamp::from_parts(9, 0);
+        let first = query(1, 64);
+        assert!(!d.is_duplicate(t, &decode(LinkType::RawIp, &first).expect("decodes")));
+        let routed = query(1, 63);
+        assert!(d.is_duplicate(t, &decode(LinkType::RawIp, &routed).expect("decodes")));
+        let other = query(2, 64);
+        assert!(!d.is_duplicate(t, &decode(LinkType::RawIp, &other).expect("decodes")));
+    }
+}
