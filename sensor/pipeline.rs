@@ -290,7 +290,7 @@ impl Dispatcher {
             if sp == 53 || dp == 53 {
                 self.shared
                     .detector
-                    .note_dns_packet(pkt.src, pkt.dst, sp, dp);
+                    .note_dns_packet(ts, pkt);
             }
         }
         self.pending[w].push(ts, link, frame);
