@@ -118,6 +118,10 @@ pub struct CommonArgs {
     /// [default: RFC 1918, 100.64.0.0/10, fc00::/7, fe80::/10].
     #[arg(long, value_name = "CIDR,...")]
     pub home_net: Option<String>,
+    /// Home-net resolvers, comma-separated addresses: they hold the resolver role from the
+    /// start (without it, a host earns the role by answering other home-net hosts' queries).
+    #[arg(long, value_name = "IP,...")]
+    pub resolvers: Option<String>,
     /// The persistent host inventory (SQLite), or `none`
     /// [default: ./vendorwatch.db for replay, /var/lib/vendorwatch/inventory.db for live].
     #[arg(long, value_name = "PATH|none", env = "VENDORWATCH_STATE")]
@@ -463,6 +467,18 @@ fn run_config(
             .or(file.home_net.as_deref())
             .unwrap_or(DEFAULT_HOME_NET),
     )?;
+    let pinned_resolvers = match (&args.resolvers, &file.settings.resolvers) {
+        (Some(list), _) => config::parse_resolvers(list).map_err(|e| format!("--resolvers: {e}"))?,
+        (None, Some(list)) => {
+            config::parse_resolvers(&list.join(",")).map_err(|e| format!("resolvers: {e}"))?
+        }
+        (None, None) => Vec::new(),
+    };
+    if let Some(outside) = pinned_resolvers.iter().find(|ip| !home_net.contains(**ip)) {
+        return Err(format!(
+            "--resolvers: {outside} is not in the home net (only home-net hosts hold the resolver role)"
+        ));
+    }
     let workers = args.workers.or(file.settings.workers);
     if workers == Some(0) {
         return Err("--workers must be at least 1".into());
@@ -571,6 +587,7 @@ fn run_config(
         encrypted_dns: crate::detect::resolvers::EncryptedDns::embedded()?,
         rules: Arc::new(rules),
         home_net,
+        pinned_resolvers,
         workers: workers.unwrap_or_else(config::default_workers),
         alerts,
         alerts_file,
@@ -626,6 +643,9 @@ fn open_output(path: &Path, what: &str) -> Result<SharedWriter, String> {
 /// What a run starts with: the shared state, the active vendors, the metrics endpoint and
 /// the inventory's persister.
 struct Started {
+    /// Earliest and latest packet time so far (live capture threads update it every second;
+    /// `/api/hosts` reads it).
+    span: PacketSpan,
     shared: Arc<Shared>,
     vendors: Vec<String>,
     server: Option<exporter::Server>,
@@ -663,6 +683,9 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
     let vendors: Vec<String> = cfg.rules.packs.iter().map(|p| p.vendor.clone()).collect();
     let rules = Arc::clone(&cfg.rules);
     let hosts = Arc::new(HostTable::with_realert(cfg.realert_secs).with_max_hosts(cfg.max_hosts));
+    let roles = Arc::new(crate::detect::resolvers::ResolverRoles::with_pinned(
+        &cfg.pinned_resolvers,
+    ));
     let persister = match &cfg.state {
         Some(path) => {
             let store = crate::hosts::store::Store::open_for_writing(path).map_err(|e| {
@@ -673,9 +696,14 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
                 }
             })?;
             hosts.restore(store.load()?);
+            roles.restore(store.load_resolvers()?);
             Some(
-                crate::hosts::store::Persister::start(store, Arc::clone(&hosts))
-                    .map_err(|e| e.to_string())?,
+                crate::hosts::store::Persister::start(
+                    store,
+                    Arc::clone(&hosts),
+                    Some(Arc::clone(&roles)),
+                )
+                .map_err(|e| e.to_string())?,
             )
         }
         None => None,
@@ -686,7 +714,8 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
             cfg.home_net.clone(),
             cfg.detect_limits,
             cfg.encrypted_dns.clone(),
-        ),
+        )
+        .with_resolver_roles(roles),
         hosts,
         counters: Counters::default(),
         alerts,
@@ -715,15 +744,23 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
     }
+    let span: PacketSpan = Arc::new(Mutex::new((None, None)));
     let server = match &cfg.metrics_addr {
         Some(addr) => {
             let for_report = Arc::clone(&shared);
             let vendors_for_report = vendors.clone();
+            let span_for_report = Arc::clone(&span);
             let report: Arc<dyn Fn() -> serde_json::Value + Send + Sync> = Arc::new(move || {
+                let (first_packet, last_packet) =
+                    span_for_report.lock().map(|g| *g).unwrap_or_default();
+                let roles = for_report.detector.resolver_roles().list();
                 let meta = output::ReportMeta {
-                    first_packet: None,
-                    last_packet: None,
+                    first_packet,
+                    last_packet,
                     vendors: vendors_for_report.clone(),
+                    packs: for_report.detector.rules().packs.clone(),
+                    resolver_roles: roles,
+                    known_before: None,
                 };
                 output::report_json(
                     &for_report.hosts.snapshot(),
@@ -739,6 +776,7 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
         crate::reload::Reloader::start(Arc::clone(&shared), cfg.reload.clone(), cfg.quiet)
             .map_err(|e| format!("cannot start the reloader (SIGHUP handler): {e}"))?;
     Ok(Started {
+        span,
         shared,
         vendors,
         server,
@@ -801,7 +839,8 @@ fn conclude(
             kept_in.push(format!("the inventory {}", state.display()));
         }
     }
-    let hosts = shared.hosts.snapshot();
+    // A replay with an inventory: this run's own view, not everything the inventory holds.
+    let hosts = shared.hosts.run_snapshot();
     if let Some(sink) = shared.syslog.lock().ok().and_then(|mut s| s.take()) {
         let stats = sink.close(std::time::Duration::from_secs(5));
         let lost = stats.dropped + stats.unsent + stats.queued + stats.rejected;
@@ -833,6 +872,9 @@ fn conclude(
             first_packet: facts.first_packet,
             last_packet: facts.last_packet,
             vendors: vendors.to_vec(),
+            packs: shared.detector.rules().packs.clone(),
+            resolver_roles: shared.detector.resolver_roles().list(),
+            known_before: shared.hosts.known_before(),
         };
         let report = output::report_json(&hosts, facts.resolvers, &meta);
         // Streamed to the file: a report of many hosts is never held twice in memory.
@@ -924,6 +966,7 @@ fn run_replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
         return exit::UNUSABLE;
     }
     let Some(Started {
+        span: _,
         shared,
         vendors,
         server,
@@ -1034,6 +1077,20 @@ fn run_replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
     code
 }
 
+/// Earliest and latest packet time seen, shared between capture threads and `/api/hosts`.
+type PacketSpan = Arc<Mutex<(Option<Timestamp>, Option<Timestamp>)>>;
+
+/// Widens `span` to take in `first..=last`.
+fn widen_span(span: &PacketSpan, first: Option<Timestamp>, last: Option<Timestamp>) {
+    if let Ok(mut g) = span.lock() {
+        g.0 = match (g.0, first) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        g.1 = g.1.max(last);
+    }
+}
+
 /// Per-interface capture statistics shared between capture threads and the status line.
 type SourceTotals = Arc<Mutex<Vec<(String, live::PcapTotals)>>>;
 
@@ -1071,6 +1128,7 @@ fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
         }
     }
     let Some(Started {
+        span,
         shared,
         vendors,
         server,
@@ -1126,8 +1184,7 @@ fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
             .map(|c| (c.interface.clone(), live::PcapTotals::default()))
             .collect(),
     ));
-    let first_last: Arc<Mutex<(Option<Timestamp>, Option<Timestamp>)>> =
-        Arc::new(Mutex::new((None, None)));
+    let first_last = span;
     let mut threads = Vec::new();
     let mut failures: Vec<String> = Vec::new();
     for (index, cap) in captures.into_iter().enumerate() {
@@ -1236,7 +1293,7 @@ struct CaptureThread {
     stop: Arc<AtomicBool>,
     totals: SourceTotals,
     index: usize,
-    first_last: Arc<Mutex<(Option<Timestamp>, Option<Timestamp>)>>,
+    first_last: PacketSpan,
     shared: Arc<Shared>,
     /// Under the seccomp filter, which refuses new packet sockets: a removed interface
     /// cannot be captured again until a restart (the reopen is still tried, and its error said).
@@ -1482,17 +1539,13 @@ fn capture_loop(
             last_stats = std::time::Instant::now();
             record_totals(&mut cap, &ctx.totals, ctx.index);
             dispatcher.flush();
+            // `/api/hosts` shows the span while the sensor runs, not only at the end.
+            widen_span(&ctx.first_last, first, last);
         }
     }
     record_totals(&mut cap, &ctx.totals, ctx.index);
     dispatcher.finish();
-    if let Ok(mut g) = ctx.first_last.lock() {
-        g.0 = match (g.0, first) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        g.1 = g.1.max(last);
-    }
+    widen_span(&ctx.first_last, first, last);
     result
 }
 
@@ -1589,7 +1642,9 @@ fn run_hosts(args: HostsArgs) -> i32 {
             .unwrap_or_default();
         Timestamp(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
     });
+    let resolver_roles = loaded.resolvers;
     let mut hosts: Vec<(std::net::IpAddr, crate::hosts::Host)> = loaded
+        .hosts
         .into_iter()
         .map(|(ip, mut h)| {
             h.detections.retain(|d| {
@@ -1619,7 +1674,14 @@ fn run_hosts(args: HostsArgs) -> i32 {
     }
     match args.format {
         HostsFormat::Json => {
-            let report = output::report_json(&hosts, &[], &output::ReportMeta::default());
+            // The role the inventory remembers (a resolver's forwarded lookups read as such).
+            let resolvers: Vec<std::net::IpAddr> =
+                resolver_roles.iter().map(|(ip, _)| *ip).collect();
+            let meta = output::ReportMeta {
+                resolver_roles,
+                ..output::ReportMeta::default()
+            };
+            let report = output::report_json(&hosts, &resolvers, &meta);
             outln!(
                 "{}",
                 serde_json::to_string_pretty(&report).unwrap_or_default()
@@ -1705,8 +1767,14 @@ fn parse_time(text: &str) -> Option<Timestamp> {
     Some(Timestamp(i64::try_from(t.unix_timestamp_nanos()).ok()?))
 }
 
+/// What the inventory holds: its hosts and its resolvers.
+struct Inventory {
+    hosts: Vec<(std::net::IpAddr, crate::hosts::Host)>,
+    resolvers: Vec<(std::net::IpAddr, crate::detect::resolvers::ResolverInfo)>,
+}
+
 /// Reads the inventory at `path`, or says what to do when there is none.
-fn load_inventory(path: &Path) -> Result<Vec<(std::net::IpAddr, crate::hosts::Host)>, String> {
+fn load_inventory(path: &Path) -> Result<Inventory, String> {
     if path == Path::new("none") || !path.exists() {
         return Err(format!(
             "no inventory at {} (run `vendorwatch replay` or `live` with --state {} first, or name it with --state PATH)",
@@ -1714,23 +1782,40 @@ fn load_inventory(path: &Path) -> Result<Vec<(std::net::IpAddr, crate::hosts::Ho
             path.display()
         ));
     }
-    crate::hosts::store::Store::open_read_only(path).and_then(|s| s.load())
+    let store = crate::hosts::store::Store::open_read_only(path)?;
+    Ok(Inventory {
+        hosts: store.load()?,
+        resolvers: store.load_resolvers()?,
+    })
 }
 
 /// The host report of the inventory: what `--report` would have written for these hosts.
-fn inventory_report(hosts: &[(std::net::IpAddr, crate::hosts::Host)]) -> serde_json::Value {
+fn inventory_report(inv: &Inventory) -> serde_json::Value {
+    let hosts = &inv.hosts;
     let seen = hosts.iter().flat_map(|(_, h)| h.detections.iter());
+    let vendors = {
+        let mut v: Vec<String> = seen.clone().map(|d| d.vendor.clone()).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    // The inventory keeps no rules: the legal basis of each vendor comes from the shipped packs.
+    let packs: Vec<crate::detect::rules::Pack> = crate::detect::rules::load_embedded()
+        .map(|l| l.packs)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| vendors.contains(&p.vendor))
+        .collect();
     let meta = output::ReportMeta {
         first_packet: seen.clone().map(|d| d.first_seen).min(),
-        last_packet: seen.clone().map(|d| d.last_seen).max(),
-        vendors: {
-            let mut v: Vec<String> = seen.map(|d| d.vendor.clone()).collect();
-            v.sort();
-            v.dedup();
-            v
-        },
+        last_packet: seen.map(|d| d.last_seen).max(),
+        vendors,
+        packs,
+        resolver_roles: inv.resolvers.clone(),
+        known_before: None,
     };
-    output::report_json(hosts, &[], &meta)
+    let resolvers: Vec<std::net::IpAddr> = inv.resolvers.iter().map(|(ip, _)| *ip).collect();
+    output::report_json(hosts, &resolvers, &meta)
 }
 
 fn run_report(args: ReportArgs) -> i32 {
@@ -1758,7 +1843,7 @@ fn run_report(args: ReportArgs) -> i32 {
             }
         }
         None => match load_inventory(&args.state) {
-            Ok(hosts) => inventory_report(&hosts),
+            Ok(inv) => inventory_report(&inv),
             Err(e) => {
                 eprintln!("vendorwatch: {e}");
                 return exit::UNUSABLE;

@@ -200,7 +200,7 @@ pub struct Detector {
     limits: DetectLimits,
     encrypted_dns: resolvers::EncryptedDns,
     /// Home-net resolvers and the client queries they received.
-    roles: resolvers::ResolverRoles,
+    roles: Arc<resolvers::ResolverRoles>,
     pdns: DashMap<IpAddr, PdnsEntry, ahash::RandomState>,
     /// (lower address, higher address, rule) → distinct (transport, port) seen.
     port_pairs: PortPairs,
@@ -228,7 +228,7 @@ impl Detector {
             home,
             limits,
             encrypted_dns,
-            roles: resolvers::ResolverRoles::default(),
+            roles: Arc::default(),
             pdns: DashMap::default(),
             port_pairs: DashMap::default(),
             pdns_dropped: AtomicU64::new(0),
@@ -335,8 +335,13 @@ impl Detector {
 
     /// Hosts the operator names as resolvers (`resolvers = [...]`, `--resolvers`): they hold
     /// the role from the start, whatever the capture shows.
-    pub fn with_pinned_resolvers(mut self, pinned: &[IpAddr]) -> Detector {
-        self.roles = resolvers::ResolverRoles::with_pinned(pinned);
+    pub fn with_pinned_resolvers(self, pinned: &[IpAddr]) -> Detector {
+        self.with_resolver_roles(Arc::new(resolvers::ResolverRoles::with_pinned(pinned)))
+    }
+
+    /// Uses these roles (pinned, restored from the inventory, and saved by it).
+    pub fn with_resolver_roles(mut self, roles: Arc<resolvers::ResolverRoles>) -> Detector {
+        self.roles = roles;
         self
     }
 
@@ -416,7 +421,7 @@ impl Detector {
     }
 
     /// The resolver role's state: who holds it and why, and what was shed.
-    pub fn resolver_roles(&self) -> &resolvers::ResolverRoles {
+    pub fn resolver_roles(&self) -> &Arc<resolvers::ResolverRoles> {
         &self.roles
     }
 

@@ -186,6 +186,8 @@ pub struct ResolverRoles {
     pub pending_shed: AtomicU64,
     /// Asked names not remembered (table full).
     pub asked_shed: AtomicU64,
+    /// The roles changed since the inventory last saved them.
+    changed: std::sync::atomic::AtomicBool,
 }
 
 fn window(secs: i64) -> i64 {
@@ -197,6 +199,7 @@ impl ResolverRoles {
     /// but are never shed).
     pub fn with_pinned(pinned: &[IpAddr]) -> ResolverRoles {
         let r = ResolverRoles::default();
+        r.changed.store(!pinned.is_empty(), Ordering::Relaxed);
         for ip in pinned {
             if r
                 .roles
@@ -220,6 +223,7 @@ impl ResolverRoles {
     /// Puts back what the inventory remembers: the role stays earned across restarts.
     pub fn restore(&self, list: impl IntoIterator<Item = (IpAddr, ResolverInfo)>) {
         for (ip, info) in list {
+            self.changed.store(true, Ordering::Relaxed);
             if let Some(mut known) = self.roles.get_mut(&ip) {
                 known.answered = known.answered.saturating_add(info.answered);
                 known.first_answer = known.first_answer.or(info.first_answer);
@@ -313,6 +317,7 @@ impl ResolverRoles {
         if !matched {
             return;
         }
+        self.changed.store(true, Ordering::Relaxed);
         if let Some(mut info) = self.roles.get_mut(&server) {
             info.answered = info.answered.saturating_add(1);
             info.first_answer = Some(info.first_answer.map_or(ts, |f| f.min(ts)));
@@ -391,6 +396,16 @@ impl ResolverRoles {
 
     pub fn is_resolver(&self, ip: IpAddr) -> bool {
         self.roles.contains_key(&ip)
+    }
+
+    /// Whether the roles changed since the last call (for the inventory's saves).
+    pub fn take_changed(&self) -> bool {
+        self.changed.swap(false, Ordering::Relaxed)
+    }
+
+    /// Marks the roles as changed again (after a failed save).
+    pub fn mark_changed(&self) {
+        self.changed.store(true, Ordering::Relaxed);
     }
 
     pub fn info(&self, ip: IpAddr) -> Option<ResolverInfo> {

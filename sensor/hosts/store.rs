@@ -18,6 +18,7 @@ use super::{
     IndicatorCount, Undetected,
 };
 use crate::decode::Proto;
+use crate::detect::resolvers::{ResolverInfo, ResolverRoles, RoleSource};
 use crate::detect::Indicator;
 use crate::extract::IdentitySource;
 use crate::time::Timestamp;
@@ -28,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The schema this build writes. Each step of `MIGRATIONS` brings version N-1 to N.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 const MIGRATIONS: &[&str] = &[
     // 1: hosts and their detections.
     "
@@ -75,6 +76,16 @@ const MIGRATIONS: &[&str] = &[
         count INTEGER NOT NULL
     );
     CREATE INDEX identities_ip ON identities(ip);
+",
+    // 3: home-net resolvers (the role earned by answering other hosts' queries, or pinned).
+    "
+    CREATE TABLE resolvers (
+        ip TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        answered INTEGER NOT NULL,
+        first_answer INTEGER,
+        last_answer INTEGER
+    );
 ",
 ];
 
@@ -591,6 +602,68 @@ impl Store {
         tx.commit().map_err(|e| e.to_string())
     }
 
+    /// The home-net resolvers the inventory remembers.
+    pub fn load_resolvers(&self) -> Result<Vec<(IpAddr, ResolverInfo)>, String> {
+        let read = || -> rusqlite::Result<Vec<(IpAddr, ResolverInfo)>> {
+            let mut stmt = self.conn.prepare(
+                "SELECT ip, source, answered, first_answer, last_answer FROM resolvers ORDER BY ip",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (ip, source, answered, first, last) = row?;
+                // A row this build cannot read is skipped, not fatal: the role is re-earned.
+                let (Ok(ip), Some(source)) = (ip.parse::<IpAddr>(), RoleSource::parse(&source))
+                else {
+                    continue;
+                };
+                out.push((
+                    ip,
+                    ResolverInfo {
+                        source,
+                        answered: u64::try_from(answered).unwrap_or(0),
+                        first_answer: first.map(Timestamp),
+                        last_answer: last.map(Timestamp),
+                    },
+                ));
+            }
+            Ok(out)
+        };
+        read().map_err(|e| explain(&self.path, "cannot read resolvers", &e))
+    }
+
+    /// Replaces the remembered resolvers with `list` (bounded by `RESOLVERS_MAX`), in one
+    /// transaction.
+    pub fn save_resolvers(&mut self, list: &[(IpAddr, ResolverInfo)]) -> Result<(), String> {
+        let path = self.path.clone();
+        let write = |conn: &mut Connection| -> rusqlite::Result<()> {
+            let tx = conn.transaction()?;
+            tx.execute("DELETE FROM resolvers", [])?;
+            for (ip, r) in list {
+                tx.execute(
+                    "INSERT INTO resolvers (ip, source, answered, first_answer, last_answer) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        ip.to_string(),
+                        r.source.as_str(),
+                        i64::try_from(r.answered).unwrap_or(i64::MAX),
+                        r.first_answer.map(|t| t.0),
+                        r.last_answer.map(|t| t.0),
+                    ],
+                )?;
+            }
+            tx.commit()
+        };
+        write(&mut self.conn).map_err(|e| explain(&path, "cannot save resolvers", &e))
+    }
+
     /// Saves these hosts (insert or replace), in one transaction.
     pub fn save(&mut self, hosts: &[(IpAddr, Host)]) -> Result<(), String> {
         let path = self.path.clone();
@@ -704,7 +777,12 @@ const WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 impl Persister {
     /// Starts saving; first puts back the identities of undetected addresses the inventory
     /// remembers (hosts are restored by the caller, who needs them before the pipeline runs).
-    pub fn start(mut store: Store, hosts: Arc<HostTable>) -> std::io::Result<Persister> {
+    /// `roles`, when given, are saved too (whenever they changed).
+    pub fn start(
+        mut store: Store,
+        hosts: Arc<HostTable>,
+        roles: Option<Arc<ResolverRoles>>,
+    ) -> std::io::Result<Persister> {
         // A file whose hosts loaded has readable identities; if not, they are only lost.
         if let Ok(list) = store.load_undetected() {
             hosts.restore_undetected(list);
@@ -726,6 +804,16 @@ impl Persister {
             .spawn(move || {
                 let mut last_warning: Option<std::time::Instant> = None;
                 let mut save = |store: &mut Store| {
+                    if let Some(r) = roles.as_ref().filter(|r| r.take_changed()) {
+                        if let Err(e) = store.save_resolvers(&r.list()) {
+                            failures2.fetch_add(1, Ordering::Relaxed);
+                            unsaved2.store(true, Ordering::Relaxed);
+                            if let Ok(mut l) = last2.lock() {
+                                *l = Some(e);
+                            }
+                            r.mark_changed();
+                        }
+                    }
                     let (whole, undetected) = hosts.take_dirty_undetected();
                     if whole || !undetected.is_empty() {
                         if let Err(e) = store.save_undetected(whole, &undetected) {

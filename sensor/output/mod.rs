@@ -162,10 +162,17 @@ pub fn report_json(
     resolvers: &[IpAddr],
     generated_from: &ReportMeta,
 ) -> serde_json::Value {
+    let role_of = |ip: &IpAddr| {
+        generated_from
+            .resolver_roles
+            .iter()
+            .find(|(r, _)| r == ip)
+            .map(|(_, info)| json!({"source": info.source, "answered": info.answered}))
+    };
     let hosts: Vec<serde_json::Value> = hosts
         .iter()
         .map(|(ip, h)| {
-            json!({
+            let mut host = json!({
                 "ip": ip,
                 "mac": mac_string(h.mac),
                 "hostname": h.identity.hostname,
@@ -178,7 +185,17 @@ pub fn report_json(
                     "encrypted_dns_connections": h.encrypted_dns_connections,
                     "encrypted_dns_via": h.encrypted_dns_via,
                 },
-            })
+            });
+            if let Some(obj) = host.as_object_mut() {
+                // Why the host is a resolver: pinned, or how many client queries it answered.
+                if let Some(r) = role_of(ip).filter(|_| resolvers.contains(ip)) {
+                    obj.insert("resolver".into(), r);
+                }
+                if let Some(known) = &generated_from.known_before {
+                    obj.insert("already_known".into(), json!(known.contains(ip)));
+                }
+            }
+            host
         })
         .collect();
     json!({
@@ -186,6 +203,11 @@ pub fn report_json(
         "first_packet": generated_from.first_packet,
         "last_packet": generated_from.last_packet,
         "vendors": generated_from.vendors,
+        "packs": generated_from.packs.iter().map(|p| json!({
+            "vendor": p.vendor,
+            "name": p.name,
+            "legal_basis": p.legal_basis,
+        })).collect::<Vec<_>>(),
         "resolvers": resolvers,
         "hosts": hosts,
     })
@@ -196,4 +218,12 @@ pub struct ReportMeta {
     pub first_packet: Option<Timestamp>,
     pub last_packet: Option<Timestamp>,
     pub vendors: Vec<String>,
+    /// Why each resolver holds the role (pinned, or queries answered).
+    pub resolver_roles: Vec<(IpAddr, crate::detect::resolvers::ResolverInfo)>,
+    /// The packs in force (vendor, name, legal basis): the report says on what grounds each
+    /// vendor is watched.
+    pub packs: Vec<crate::detect::rules::Pack>,
+    /// A replay that kept an inventory: the hosts it already held (each host then says
+    /// `already_known`).
+    pub known_before: Option<std::collections::HashSet<IpAddr>>,
 }
