@@ -123,7 +123,7 @@ pub struct CommonArgs {
     #[arg(long, value_name = "IP,...")]
     pub resolvers: Option<String>,
     /// The persistent host inventory (SQLite), or `none`
-    /// [default: ./vendorwatch.db for replay, /var/lib/vendorwatch/inventory.db for live].
+    /// [default: none for replay, /var/lib/vendorwatch/inventory.db for live].
     #[arg(long, value_name = "PATH|none", env = "VENDORWATCH_STATE")]
     pub state: Option<String>,
     /// Alert again for a host still talking to a vendor this many hours after its last alert
@@ -366,7 +366,8 @@ pub fn run(cli: Cli) -> i32 {
     }
 }
 
-/// Where the inventory lives unless `--state` says otherwise.
+/// Where `hosts` and `report` look for an inventory unless `--state` says otherwise (a replay
+/// keeps one only when asked: `--state PATH` or `state` in the configuration).
 pub const DEFAULT_REPLAY_STATE: &str = "vendorwatch.db";
 pub const DEFAULT_LIVE_STATE: &str = "/var/lib/vendorwatch/inventory.db";
 
@@ -375,17 +376,18 @@ pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9717";
 
 /// Defaults that differ between `replay` and `live`.
 struct CommandDefaults {
-    state: &'static str,
+    /// `None`: no inventory unless asked for.
+    state: Option<&'static str>,
     metrics_addr: Option<&'static str>,
 }
 
 const REPLAY_DEFAULTS: CommandDefaults = CommandDefaults {
-    state: DEFAULT_REPLAY_STATE,
+    state: None,
     metrics_addr: None,
 };
 
 const LIVE_DEFAULTS: CommandDefaults = CommandDefaults {
-    state: DEFAULT_LIVE_STATE,
+    state: Some(DEFAULT_LIVE_STATE),
     metrics_addr: Some(DEFAULT_METRICS_ADDR),
 };
 
@@ -578,7 +580,8 @@ fn run_config(
     let state = args
         .state
         .or_else(|| file.settings.state.clone())
-        .unwrap_or_else(|| defaults.state.to_string());
+        .or_else(|| defaults.state.map(str::to_string))
+        .unwrap_or_else(|| "none".to_string());
     let realert_hours = args
         .realert_hours
         .or(file.settings.realert_hours)
@@ -643,6 +646,8 @@ fn open_output(path: &Path, what: &str) -> Result<SharedWriter, String> {
 /// What a run starts with: the shared state, the active vendors, the metrics endpoint and
 /// the inventory's persister.
 struct Started {
+    /// Flushes the events file every second (live only; a replay's is written at the end).
+    flusher: Option<output::Flusher>,
     /// Earliest and latest packet time so far (live capture threads update it every second;
     /// `/api/hosts` reads it).
     span: PacketSpan,
@@ -653,7 +658,9 @@ struct Started {
     reloader: Option<crate::reload::Reloader>,
 }
 
-fn start(cfg: &RunConfig) -> Result<Started, String> {
+/// `replay`: a replay's report, summary and host table describe its own inputs, even when an
+/// inventory is kept (the host table keeps a run view apart from what the inventory held).
+fn start(cfg: &RunConfig, replay: bool) -> Result<Started, String> {
     // The report is written at the end, but opened now: a path that cannot be written
     // fails at once, and a live sensor that dropped its privileges can still write it.
     let report_file = match &cfg.report {
@@ -682,7 +689,11 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
         .transpose()?;
     let vendors: Vec<String> = cfg.rules.packs.iter().map(|p| p.vendor.clone()).collect();
     let rules = Arc::clone(&cfg.rules);
-    let hosts = Arc::new(HostTable::with_realert(cfg.realert_secs).with_max_hosts(cfg.max_hosts));
+    let mut table = HostTable::with_realert(cfg.realert_secs).with_max_hosts(cfg.max_hosts);
+    if replay && cfg.state.is_some() {
+        table = table.with_run_view();
+    }
+    let hosts = Arc::new(table);
     let roles = Arc::new(crate::detect::resolvers::ResolverRoles::with_pinned(
         &cfg.pinned_resolvers,
     ));
@@ -775,7 +786,15 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
     let reloader =
         crate::reload::Reloader::start(Arc::clone(&shared), cfg.reload.clone(), cfg.quiet)
             .map_err(|e| format!("cannot start the reloader (SIGHUP handler): {e}"))?;
+    let flusher = match (&shared.events, replay) {
+        (Some(w), false) => Some(
+            output::Flusher::start(Arc::clone(w))
+                .map_err(|e| format!("cannot start the events flusher: {e}"))?,
+        ),
+        _ => None,
+    };
     Ok(Started {
+        flusher,
         span,
         shared,
         vendors,
@@ -785,8 +804,8 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
     })
 }
 
-fn start_or_say(cfg: &RunConfig) -> Option<Started> {
-    start(cfg)
+fn start_or_say(cfg: &RunConfig, replay: bool) -> Option<Started> {
+    start(cfg, replay)
         .map_err(|msg| eprintln!("vendorwatch: {msg}"))
         .ok()
 }
@@ -966,13 +985,14 @@ fn run_replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
         return exit::UNUSABLE;
     }
     let Some(Started {
+        flusher: _,
         span: _,
         shared,
         vendors,
         server,
         persister,
         reloader,
-    }) = start_or_say(&cfg)
+    }) = start_or_say(&cfg, true)
     else {
         return exit::UNUSABLE;
     };
@@ -1128,13 +1148,14 @@ fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
         }
     }
     let Some(Started {
+        flusher: _flusher,
         span,
         shared,
         vendors,
         server,
         persister,
         reloader,
-    }) = start_or_say(&cfg)
+    }) = start_or_say(&cfg, false)
     else {
         return exit::UNUSABLE;
     };

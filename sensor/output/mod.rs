@@ -227,3 +227,58 @@ pub struct ReportMeta {
     /// `already_known`).
     pub known_before: Option<std::collections::HashSet<IpAddr>>,
 }
+
+/// How often a live sensor's events file is flushed: someone tailing it as a DNS log sees
+/// each name within about this long (alerts are flushed one by one by their own writer).
+pub const EVENTS_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Flushes a shared writer every `EVENTS_FLUSH_EVERY` until dropped (then once more). The
+/// workers write events through a large buffer and never flush it themselves, which suits a
+/// replay; a live sensor runs this beside them.
+pub struct Flusher {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Flusher {
+    pub fn start(writer: crate::pipeline::SharedWriter) -> std::io::Result<Flusher> {
+        use std::io::Write as _;
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = std::sync::Arc::clone(&stop);
+        let flush = move || {
+            // A write error is the workers' to report (they see it on their next write).
+            if let Ok(mut w) = writer.lock() {
+                let _ = w.flush();
+            }
+        };
+        let handle = std::thread::Builder::new()
+            .name("events-flush".into())
+            .spawn(move || {
+                let step = std::time::Duration::from_millis(100);
+                let mut waited = std::time::Duration::ZERO;
+                while !stop2.load(Ordering::Relaxed) {
+                    std::thread::sleep(step);
+                    waited += step;
+                    if waited >= EVENTS_FLUSH_EVERY {
+                        waited = std::time::Duration::ZERO;
+                        flush();
+                    }
+                }
+                flush();
+            })?;
+        Ok(Flusher {
+            stop,
+            handle: Some(handle),
+        })
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
