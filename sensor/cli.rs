@@ -1840,6 +1840,10 @@ fn inventory_report(inv: &Inventory) -> serde_json::Value {
 }
 
 fn run_report(args: ReportArgs) -> i32 {
+    let source = match &args.from {
+        Some(from) => format!("the host report {}", from.display()),
+        None => format!("the inventory {}", args.state.display()),
+    };
     let report = match &args.from {
         Some(from) => {
             let text = match std::fs::read(from) {
@@ -1891,7 +1895,7 @@ fn run_report(args: ReportArgs) -> i32 {
                 Timestamp(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
             }),
     };
-    let html = output::html::render(&report, now, args.stale_days);
+    let html = output::html::render_from(&report, now, args.stale_days, &source);
     if let Err(e) = std::fs::write(&args.html, html) {
         eprintln!("vendorwatch: cannot write {}: {e}", args.html.display());
         return exit::PARTIAL;
@@ -1974,16 +1978,19 @@ fn run_rules(cmd: RulesCommand) -> i32 {
             exit::OK
         }
         RulesCommand::Match { value, rules } => {
-            let vendors = rules.vendors.clone().or_else(|| {
-                // Matching asks about every pack, not only the active ones.
-                rule_source(&rules.rules)
-                    .load()
-                    .ok()
-                    .map(|l| l.packs.iter().map(|p| p.vendor.clone()).collect())
-            });
-            let set = match config::load_rules(&rule_source(&rules.rules), vendors.as_deref()) {
-                Ok(s) => s,
-                Err(msg) => {
+            // Matching asks about every pack, and says which are not active: a hit in a pack
+            // that `--vendors` (or its default) leaves off would raise nothing in a replay.
+            let source = rule_source(&rules.rules);
+            let every: Option<Vec<String>> = source
+                .load()
+                .ok()
+                .map(|l| l.packs.iter().map(|p| p.vendor.clone()).collect());
+            let (set, active) = match (
+                config::load_rules(&source, every.as_deref()),
+                config::load_rules(&source, rules.vendors.as_deref()),
+            ) {
+                (Ok(all), Ok(active)) => (all, active.vendors()),
+                (Err(msg), _) | (_, Err(msg)) => {
                     eprintln!("vendorwatch: {msg}");
                     return exit::UNUSABLE;
                 }
@@ -1993,20 +2000,35 @@ fn run_rules(cmd: RulesCommand) -> i32 {
                 outln!("no rule matches {value:?}");
                 return exit::PARTIAL;
             }
-            for h in hits {
-                outln!("{h}");
+            let mut any_active = false;
+            for (vendor, line) in &hits {
+                if active.contains(vendor) {
+                    any_active = true;
+                    outln!("{line}");
+                } else {
+                    outln!("{line}  [pack {vendor} inactive: enable it with --vendors {vendor}]");
+                }
             }
-            exit::OK
+            if any_active {
+                exit::OK
+            } else {
+                outln!(
+                    "{value:?} hits only inactive packs (active: {}); replay and live would not match it",
+                    active.join(", ")
+                );
+                exit::PARTIAL
+            }
         }
     }
 }
 
-/// Every rule `value` hits, one line each: rule id, vendor/category, severity, why.
-pub fn explain_match(set: &RuleSet, value: &str) -> Vec<String> {
+/// Every rule `value` hits, one line each (with the rule's vendor): rule id, vendor/category,
+/// severity, why.
+pub fn explain_match(set: &RuleSet, value: &str) -> Vec<(String, String)> {
     use crate::decode::Proto;
     let line = |idx: u32, why: String| {
         let r = set.rule(idx);
-        format!(
+        let text = format!(
             "{}  {}/{}  severity={} confidence={}  {}  ({}:{})",
             r.id,
             r.vendor,
@@ -2016,7 +2038,8 @@ pub fn explain_match(set: &RuleSet, value: &str) -> Vec<String> {
             why,
             r.file,
             r.line
-        )
+        );
+        (r.vendor.clone(), text)
     };
     if let Ok(ip) = value.parse::<std::net::IpAddr>() {
         return set
