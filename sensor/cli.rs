@@ -943,6 +943,14 @@ fn conclude(
             "{}",
             output::summary::render(&shared.counters, &facts, &hosts)
         );
+        if let (Some(known), Some(state)) = (shared.hosts.known_before(), &cfg.state) {
+            let already = hosts.iter().filter(|(ip, _)| known.contains(ip)).count();
+            eprintln!(
+                "  inventory {}: {already} of the {} host(s) above were already in it (the table shows this run's inputs only)",
+                state.display(),
+                hosts.len()
+            );
+        }
     }
     eprint!(
         "{}",
