@@ -322,10 +322,19 @@ impl HostTable {
 
     /// What this run's inputs showed: the run view when there is one, else everything.
     pub fn run_snapshot(&self) -> Vec<(IpAddr, Host)> {
-        match &self.run_view {
-            Some(v) => v.snapshot(),
-            None => self.snapshot(),
+        let Some(v) = &self.run_view else {
+            return self.snapshot();
+        };
+        // Who a host is comes from everything known (a DHCP lease seen by an earlier run
+        // still names the host this run detected); what it did, from this run alone.
+        let mut hosts = v.snapshot();
+        for (ip, h) in &mut hosts {
+            if let Some(known) = self.hosts.get(ip) {
+                h.mac = known.mac.or(h.mac);
+                h.identity = known.identity.clone();
+            }
         }
+        hosts
     }
 
     /// With a run view, the hosts the inventory held before this run (else `None`).
