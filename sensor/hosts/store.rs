@@ -991,6 +991,100 @@ mod tests {
         assert_eq!(loaded[0].1.identity, host.identity);
     }
 
+    /// A database written by the v2 schema (its DDL as it shipped, spelled out) opens with
+    /// this build: migrated to v3, its rows intact, and the resolver role saved and read back
+    /// (a host's role survives in the inventory).
+    #[test]
+    fn v2_database_is_migrated_and_keeps_resolver_roles() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("v2.db");
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "BEGIN;
+            CREATE TABLE hosts (
+                ip TEXT PRIMARY KEY,
+                mac TEXT,
+                ech_connections INTEGER NOT NULL DEFAULT 0,
+                encrypted_dns_connections INTEGER NOT NULL DEFAULT 0,
+                encrypted_dns_via TEXT NOT NULL DEFAULT '[]'
+            , hostname TEXT, hostname_source TEXT, identities_omitted INTEGER NOT NULL DEFAULT 0);
+            CREATE TABLE detections (
+                ip TEXT NOT NULL REFERENCES hosts(ip),
+                vendor TEXT NOT NULL,
+                category TEXT NOT NULL,
+                severity TEXT NOT NULL,
+                first_seen INTEGER NOT NULL,
+                last_seen INTEGER NOT NULL,
+                count INTEGER NOT NULL,
+                forwarded INTEGER NOT NULL,
+                suppressed TEXT,
+                alerted_at INTEGER,
+                rules TEXT NOT NULL,
+                indicators TEXT NOT NULL,
+                indicators_omitted INTEGER NOT NULL, evidence TEXT NOT NULL DEFAULT '[]',
+                PRIMARY KEY (ip, vendor, category)
+            );
+            CREATE INDEX detections_last_seen ON detections(last_seen);
+            CREATE TABLE identities (
+                ip TEXT NOT NULL, mac TEXT, hostname TEXT, client_id TEXT, source TEXT NOT NULL,
+                first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, count INTEGER NOT NULL
+            );
+            CREATE INDEX identities_ip ON identities(ip);
+            INSERT INTO hosts VALUES ('10.2.0.53', NULL, 0, 0, '[]', 'dns-1', 'dhcp_ack', 0);
+            INSERT INTO detections VALUES ('10.2.0.53', 'kaspersky', 'update', 'high', 1000, 2000, 3, 1,
+                NULL, NULL, '[\"kaspersky.update.dnl-geo-mirrors\"]',
+                '[{\"kind\":\"dns\",\"value\":\"dnl-01.geo.kaspersky.com\",\"count\":3}]', 0, '[]');
+            PRAGMA user_version = 2;
+            COMMIT;",
+        )
+        .expect("v2 database");
+        drop(conn);
+
+        let mut store = Store::open(&path).expect("v2 opens");
+        assert_eq!(store.schema_version(), Some(3));
+        let loaded = store.load().expect("loads");
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].1.identity.hostname.as_deref(), Some("dns-1"));
+        assert!(loaded[0].1.detections[0].forwarded);
+        assert!(store.load_resolvers().expect("empty table").is_empty());
+
+        let ip: IpAddr = "10.2.0.53".parse().unwrap();
+        let pinned: IpAddr = "10.2.0.54".parse().unwrap();
+        let roles = [
+            (
+                ip,
+                ResolverInfo {
+                    source: RoleSource::Answered,
+                    answered: 4,
+                    first_answer: Some(Timestamp(1500)),
+                    last_answer: Some(Timestamp(1900)),
+                },
+            ),
+            (
+                pinned,
+                ResolverInfo {
+                    source: RoleSource::Pinned,
+                    answered: 0,
+                    first_answer: None,
+                    last_answer: None,
+                },
+            ),
+        ];
+        store.save_resolvers(&roles).expect("saves");
+        drop(store);
+        let store = Store::open_read_only(&path).expect("reopens");
+        assert_eq!(store.load_resolvers().expect("loads"), roles);
+
+        // Restored, the earned role stays; a pin the configuration dropped does not.
+        let restored = ResolverRoles::default();
+        restored.restore(roles.iter().cloned());
+        assert_eq!(
+            restored.list(),
+            vec![(ip, roles[0].1.clone())],
+            "earned role kept, stale pin dropped"
+        );
+    }
+
     /// A database written by the v1 schema (its DDL as it shipped, spelled out here so that a
     /// later edit of `MIGRATIONS` cannot change what this test builds) opens with this
     /// build: migrated to v2, every v1 row intact, and the v2 columns and table usable.
@@ -1036,7 +1130,7 @@ mod tests {
         drop(conn);
 
         let mut store = Store::open(&path).expect("v1 opens");
-        assert_eq!(store.schema_version(), Some(2));
+        assert_eq!(store.schema_version(), Some(SCHEMA_VERSION));
         let loaded = store.load().expect("loads");
         assert_eq!(loaded.len(), 1);
         let (ip, h) = &loaded[0];
