@@ -470,7 +470,9 @@ fn run_config(
             .unwrap_or(DEFAULT_HOME_NET),
     )?;
     let pinned_resolvers = match (&args.resolvers, &file.settings.resolvers) {
-        (Some(list), _) => config::parse_resolvers(list).map_err(|e| format!("--resolvers: {e}"))?,
+        (Some(list), _) => {
+            config::parse_resolvers(list).map_err(|e| format!("--resolvers: {e}"))?
+        }
         (None, Some(list)) => {
             config::parse_resolvers(&list.join(",")).map_err(|e| format!("resolvers: {e}"))?
         }

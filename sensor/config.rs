@@ -75,10 +75,7 @@ pub fn parse_resolvers(list: &str) -> Result<Vec<std::net::IpAddr>, String> {
     list.split(',')
         .map(str::trim)
         .filter(|a| !a.is_empty())
-        .map(|a| {
-            a.parse()
-                .map_err(|_| format!("{a:?} is not an IP address"))
-        })
+        .map(|a| a.parse().map_err(|_| format!("{a:?} is not an IP address")))
         .collect()
 }
 

@@ -288,9 +288,7 @@ impl Dispatcher {
         let w = flow_shard(&self.hasher, pkt, self.senders.len());
         if let Some((_, sp, dp)) = pkt.ports() {
             if sp == 53 || dp == 53 {
-                self.shared
-                    .detector
-                    .note_dns_packet(ts, pkt);
+                self.shared.detector.note_dns_packet(ts, pkt);
             }
         }
         self.pending[w].push(ts, link, frame);
@@ -394,8 +392,7 @@ pub fn replay(
             }
             let step = reader.next_packet(|raw| {
                 // The earliest, not the first read: inputs need not be in time order.
-                outcome.first_packet =
-                    Some(outcome.first_packet.map_or(raw.ts, |t| t.min(raw.ts)));
+                outcome.first_packet = Some(outcome.first_packet.map_or(raw.ts, |t| t.min(raw.ts)));
                 outcome.last_packet = Some(outcome.last_packet.map_or(raw.ts, |t| t.max(raw.ts)));
                 dispatcher.packet(raw.ts, raw.link, raw.data, raw.wire_len);
             });

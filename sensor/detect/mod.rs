@@ -375,8 +375,7 @@ impl Detector {
         if sp != 53 && dp != 53 {
             return;
         }
-        let between_home =
-            src != dst && self.home.contains(src) && self.home.contains(dst);
+        let between_home = src != dst && self.home.contains(src) && self.home.contains(dst);
         // An answer to a resolver's own lookup: what it will chase next (CNAME targets).
         let to_resolver = sp == 53 && self.roles.is_resolver(dst);
         if !between_home && !to_resolver {

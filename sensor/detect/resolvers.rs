@@ -201,8 +201,7 @@ impl ResolverRoles {
         let r = ResolverRoles::default();
         r.changed.store(!pinned.is_empty(), Ordering::Relaxed);
         for ip in pinned {
-            if r
-                .roles
+            if r.roles
                 .insert(
                     *ip,
                     ResolverInfo {
@@ -305,7 +304,8 @@ impl ResolverRoles {
         let matched = match self.pending.lock() {
             Ok(mut pending) => match pending.get(&key) {
                 Some((asked, at))
-                    if asked.as_ref() == name && ts.0.saturating_sub(at.0) <= window(PENDING_SECS) =>
+                    if asked.as_ref() == name
+                        && ts.0.saturating_sub(at.0) <= window(PENDING_SECS) =>
                 {
                     pending.remove(&key);
                     true

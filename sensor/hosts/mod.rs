@@ -340,7 +340,12 @@ impl HostTable {
     /// With a run view, the hosts the inventory held before this run (else `None`).
     pub fn known_before(&self) -> Option<std::collections::HashSet<IpAddr>> {
         self.run_view.as_ref()?;
-        Some(self.known_before.lock().map(|k| k.clone()).unwrap_or_default())
+        Some(
+            self.known_before
+                .lock()
+                .map(|k| k.clone())
+                .unwrap_or_default(),
+        )
     }
 
     /// At most `max` undetected addresses keep their identity (at least one).

@@ -1352,15 +1352,11 @@ fn mark_proxies(hosts: &mut [HostRow<'_>]) {
         let own = values_of(proxy);
         for client in hosts.iter().filter(|c| c.ip != proxy.ip) {
             let sent_through = client.dets.iter().any(|d| {
-                d.raw["evidence"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|e| {
-                        text(&e["flow"]["dst_ip"]) == proxy.ip
-                            && PROXIED_KINDS.contains(&text(&e["indicator"]["kind"]).as_str())
-                            && own.contains(&text(&e["indicator"]["value"]))
-                    })
+                d.raw["evidence"].as_array().into_iter().flatten().any(|e| {
+                    text(&e["flow"]["dst_ip"]) == proxy.ip
+                        && PROXIED_KINDS.contains(&text(&e["indicator"]["kind"]).as_str())
+                        && own.contains(&text(&e["indicator"]["value"]))
+                })
             });
             if sent_through {
                 marks.push((pi, client.ip.clone()));
@@ -1402,7 +1398,10 @@ fn evidence_sample(out: &mut String, d: &Det) {
             text(&f["dst_port"]),
             text(&f["transport"])
         );
-        let seen = (text(&e["indicator"]["kind"]), text(&e["indicator"]["value"]));
+        let seen = (
+            text(&e["indicator"]["kind"]),
+            text(&e["indicator"]["value"]),
+        );
         match rows.iter_mut().find(|(t, fl, _)| *t == time && *fl == flow) {
             Some((_, _, list)) => {
                 if !list.contains(&seen) {
@@ -1419,7 +1418,8 @@ fn evidence_sample(out: &mut String, d: &Det) {
         let _ = writeln!(
             out,
             "<tr><td class=\"t\">{}</td><td class=\"mono small\">{}</td><td class=\"mono val\">{}</td><td class=\"mono small\">{}</td></tr>",
-            fmt_ts(time),
+            // To the microsecond: two packets of one flow in the same second stay apart.
+            time.map_or_else(|| "—".to_string(), |t| t.to_string()),
             kinds.join("<br>"),
             values.join("<br>"),
             escape(&flow)
