@@ -428,6 +428,91 @@ impl ResolverRoles {
 mod tests {
     use super::*;
 
+    fn t(secs: i64) -> Timestamp {
+        Timestamp::from_parts(secs, 0)
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn only_an_answer_to_a_seen_query_earns_the_role() {
+        let r = ResolverRoles::default();
+        let (ws, res, client) = (ip("10.0.0.11"), ip("10.0.0.53"), ip("10.0.0.12"));
+        // An answer nobody asked for (forged, or a one-way tap): nothing.
+        r.note_response(t(1), ws, client, 40000, 7, "x.example");
+        // A query that is never answered (a probe of a closed port): nothing.
+        r.note_query(t(1), client, 40001, ws, 8, "version.bind");
+        // An answer with the wrong id or name: nothing.
+        r.note_query(t(2), client, 40002, res, 9, "a.example");
+        r.note_response(t(2), res, client, 40002, 10, "a.example");
+        r.note_response(t(2), res, client, 40002, 9, "b.example");
+        assert!(!r.is_resolver(ws) && !r.is_resolver(res));
+        r.note_response(t(2), res, client, 40002, 9, "a.example");
+        assert!(r.is_resolver(res) && !r.is_resolver(ws));
+        assert_eq!(r.info(res).map(|i| i.answered), Some(1));
+        // Stale: an answer long after its query does not count.
+        r.note_query(t(3), client, 40003, ws, 11, "c.example");
+        r.note_response(t(3 + PENDING_SECS + 1), ws, client, 40003, 11, "c.example");
+        assert!(!r.is_resolver(ws));
+    }
+
+    #[test]
+    fn the_role_is_bounded_and_shedding_is_counted() {
+        let r = ResolverRoles::with_pinned(&[ip("10.9.9.9")]);
+        let client = ip("10.0.0.1");
+        let extra = 10u32;
+        for n in 0..(RESOLVERS_MAX as u32 + extra) {
+            let server = IpAddr::from(std::net::Ipv4Addr::from(0x0a01_0000 + n));
+            r.note_query(t(1), client, 5000, server, 1, "x.example");
+            r.note_response(t(1), server, client, 5000, 1, "x.example");
+        }
+        assert_eq!(r.list().len(), RESOLVERS_MAX);
+        assert_eq!(r.shed.load(Ordering::Relaxed), u64::from(extra) + 1);
+        assert!(
+            r.is_resolver(ip("10.9.9.9")),
+            "a pinned resolver is never shed"
+        );
+    }
+
+    #[test]
+    fn a_lookup_is_forwarded_only_for_what_a_client_asked_just_before() {
+        let r = ResolverRoles::default();
+        let res = ip("10.0.0.53");
+        r.note_query(
+            t(100),
+            ip("10.0.0.12"),
+            4000,
+            res,
+            1,
+            "dnl-01.geo.kaspersky.com",
+        );
+        assert!(r.client_asked(res, "dnl-01.geo.kaspersky.com", t(101)));
+        // A minimising resolver asks the names above first.
+        assert!(r.client_asked(res, "kaspersky.com", t(101)));
+        // Not before the client asked, nor long after, nor another name.
+        assert!(!r.client_asked(res, "dnl-01.geo.kaspersky.com", t(99)));
+        assert!(!r.client_asked(
+            res,
+            "dnl-01.geo.kaspersky.com",
+            t(100 + FORWARD_WINDOW_SECS + 1)
+        ));
+        assert!(!r.client_asked(res, "ksn-file-geo.kaspersky-labs.com", t(101)));
+        // Another host was not asked.
+        assert!(!r.client_asked(ip("10.0.0.11"), "dnl-01.geo.kaspersky.com", t(101)));
+        // A client asking again later keeps older lookups judged late covered.
+        r.note_query(
+            t(110),
+            ip("10.0.0.12"),
+            4001,
+            res,
+            2,
+            "dnl-01.geo.kaspersky.com",
+        );
+        assert!(r.client_asked(res, "dnl-01.geo.kaspersky.com", t(105)));
+    }
+
     #[test]
     fn shipped_list_parses_and_has_the_documented_fallbacks() {
         let e = EncryptedDns::embedded().expect("shipped list parses");

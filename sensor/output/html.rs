@@ -1372,6 +1372,9 @@ fn mark_proxies(hosts: &mut [HostRow<'_>]) {
     }
 }
 
+/// One row of the evidence sample: a packet's time, its flow, and what it showed (kind, value).
+type EvidenceRow = (Option<Timestamp>, String, Vec<(String, String)>);
+
 fn evidence_sample(out: &mut String, d: &Det) {
     let Some(ev) = d.raw["evidence"].as_array().filter(|a| !a.is_empty()) else {
         return;
@@ -1386,7 +1389,7 @@ fn evidence_sample(out: &mut String, d: &Det) {
     // In time order (the report keeps the first and the latest findings, not in that
     // order once they wrap), one row per packet: findings of one packet (its question and a
     // CNAME target, or two rules) share the row.
-    let mut rows: Vec<(Option<Timestamp>, String, Vec<(String, String)>)> = Vec::new();
+    let mut rows: Vec<EvidenceRow> = Vec::new();
     for e in ev {
         let f = &e["flow"];
         let time = parse_ts(&e["time"]);
