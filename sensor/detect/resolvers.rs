@@ -188,6 +188,11 @@ pub struct ResolverRoles {
     pub asked_shed: AtomicU64,
     /// The roles changed since the inventory last saved them.
     changed: std::sync::atomic::AtomicBool,
+    /// Packet second of the last scan of a full `pending` / `asked` table for old entries:
+    /// at most one scan per second of packet time, or a flood into a full table would cost
+    /// a full scan per packet.
+    pending_swept_at: std::sync::atomic::AtomicI64,
+    asked_swept_at: std::sync::atomic::AtomicI64,
 }
 
 fn window(secs: i64) -> i64 {
@@ -266,8 +271,10 @@ impl ResolverRoles {
             return;
         };
         if pending.len() >= PENDING_MAX {
-            let oldest = ts.0.saturating_sub(window(PENDING_SECS));
-            pending.retain(|_, (_, at)| at.0 >= oldest);
+            if self.pending_swept_at.swap(ts.secs(), Ordering::Relaxed) != ts.secs() {
+                let oldest = ts.0.saturating_sub(window(PENDING_SECS));
+                pending.retain(|_, (_, at)| at.0 >= oldest);
+            }
             if pending.len() >= PENDING_MAX {
                 self.pending_shed.fetch_add(1, Ordering::Relaxed);
                 return;
@@ -367,8 +374,10 @@ impl ResolverRoles {
                 continue;
             }
             if self.asked.len() >= ASKED_MAX {
-                let oldest = ts.0.saturating_sub(window(FORWARD_WINDOW_SECS));
-                self.asked.retain(|_, a| a.latest.0 >= oldest);
+                if self.asked_swept_at.swap(ts.secs(), Ordering::Relaxed) != ts.secs() {
+                    let oldest = ts.0.saturating_sub(window(FORWARD_WINDOW_SECS));
+                    self.asked.retain(|_, a| a.latest.0 >= oldest);
+                }
                 if self.asked.len() >= ASKED_MAX {
                     self.asked_shed.fetch_add(1, Ordering::Relaxed);
                     continue;
