@@ -123,8 +123,12 @@ pub struct CommonArgs {
     /// [default: RFC 1918, 100.64.0.0/10, fc00::/7, fe80::/10].
     #[arg(long, value_name = "CIDR,...")]
     pub home_net: Option<String>,
+    /// Home-net resolvers, comma-separated addresses: they hold the resolver role from the
+    /// start (without it, a host earns the role by answering other home-net hosts' queries).
+    #[arg(long, value_name = "IP,...")]
+    pub resolvers: Option<String>,
     /// The persistent host inventory (SQLite), or `none`
-    /// [default: ./vendorwatch.db for replay, /var/lib/vendorwatch/inventory.db for live].
+    /// [default: none for replay, /var/lib/vendorwatch/inventory.db for live].
     #[arg(long, value_name = "PATH|none", env = "VENDORWATCH_STATE")]
     pub state: Option<String>,
     /// Alert again for a host still talking to a vendor this many hours after its last alert
@@ -399,7 +403,8 @@ pub fn run(cli: Cli) -> i32 {
     }
 }
 
-/// Where the inventory lives unless `--state` says otherwise.
+/// Where `hosts` and `report` look for an inventory unless `--state` says otherwise (a replay
+/// keeps one only when asked: `--state PATH` or `state` in the configuration).
 pub const DEFAULT_REPLAY_STATE: &str = "vendorwatch.db";
 pub const DEFAULT_LIVE_STATE: &str = "/var/lib/vendorwatch/inventory.db";
 
@@ -408,17 +413,18 @@ pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9717";
 
 /// Defaults that differ between `replay` and `live`.
 struct CommandDefaults {
-    state: &'static str,
+    /// `None`: no inventory unless asked for.
+    state: Option<&'static str>,
     metrics_addr: Option<&'static str>,
 }
 
 const REPLAY_DEFAULTS: CommandDefaults = CommandDefaults {
-    state: DEFAULT_REPLAY_STATE,
+    state: None,
     metrics_addr: None,
 };
 
 const LIVE_DEFAULTS: CommandDefaults = CommandDefaults {
-    state: DEFAULT_LIVE_STATE,
+    state: Some(DEFAULT_LIVE_STATE),
     metrics_addr: Some(DEFAULT_METRICS_ADDR),
 };
 
@@ -501,6 +507,20 @@ fn run_config(
             .unwrap_or(DEFAULT_HOME_NET),
     )?;
     // Values from the file were checked when it was loaded; these are the command line's.
+    let pinned_resolvers = match (&args.resolvers, &file.settings.resolvers) {
+        (Some(list), _) => {
+            config::parse_resolvers(list).map_err(|e| format!("--resolvers: {e}"))?
+        }
+        (None, Some(list)) => {
+            config::parse_resolvers(&list.join(",")).map_err(|e| format!("resolvers: {e}"))?
+        }
+        (None, None) => Vec::new(),
+    };
+    if let Some(outside) = pinned_resolvers.iter().find(|ip| !home_net.contains(**ip)) {
+        return Err(format!(
+            "--resolvers: {outside} is not in the home net (only home-net hosts hold the resolver role)"
+        ));
+    }
     let workers = args.workers.or(file.settings.workers);
     if let Some(w) = workers {
         config::check_flag("workers", w as u64)?;
@@ -617,7 +637,8 @@ fn run_config(
     let state = args
         .state
         .or_else(|| file.settings.state.clone())
-        .unwrap_or_else(|| defaults.state.to_string());
+        .or_else(|| defaults.state.map(str::to_string))
+        .unwrap_or_else(|| "none".to_string());
     let realert_hours = args
         .realert_hours
         .or(file.settings.realert_hours)
@@ -627,6 +648,7 @@ fn run_config(
         encrypted_dns: crate::detect::resolvers::EncryptedDns::embedded()?,
         rules: Arc::new(rules),
         home_net,
+        pinned_resolvers,
         workers: workers.unwrap_or_else(config::default_workers),
         alerts,
         alerts_file,
@@ -686,6 +708,11 @@ fn open_output(path: &Path, what: &str) -> Result<SharedWriter, String> {
 /// What a run starts with: the shared state, the active vendors, the metrics endpoint and
 /// the inventory's persister.
 struct Started {
+    /// Flushes the events file every second (live only; a replay's is written at the end).
+    flusher: Option<output::Flusher>,
+    /// Earliest and latest packet time so far (live capture threads update it every second;
+    /// `/api/hosts` reads it).
+    span: PacketSpan,
     shared: Arc<Shared>,
     vendors: Vec<String>,
     server: Option<exporter::Server>,
@@ -693,7 +720,9 @@ struct Started {
     reloader: Option<crate::reload::Reloader>,
 }
 
-fn start(cfg: &RunConfig) -> Result<Started, String> {
+/// `replay`: a replay's report, summary and host table describe its own inputs, even when an
+/// inventory is kept (the host table keeps a run view apart from what the inventory held).
+fn start(cfg: &RunConfig, replay: bool) -> Result<Started, String> {
     // The report is written at the end, but opened now: a path that cannot be written
     // fails at once, and a live sensor that dropped its privileges can still write it.
     let report_file = match &cfg.report {
@@ -722,7 +751,14 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
         .transpose()?;
     let vendors: Vec<String> = cfg.rules.packs.iter().map(|p| p.vendor.clone()).collect();
     let rules = Arc::clone(&cfg.rules);
-    let hosts = Arc::new(HostTable::with_realert(cfg.realert_secs).with_max_hosts(cfg.max_hosts));
+    let mut table = HostTable::with_realert(cfg.realert_secs).with_max_hosts(cfg.max_hosts);
+    if replay && cfg.state.is_some() {
+        table = table.with_run_view();
+    }
+    let hosts = Arc::new(table);
+    let roles = Arc::new(crate::detect::resolvers::ResolverRoles::with_pinned(
+        &cfg.pinned_resolvers,
+    ));
     let persister = match &cfg.state {
         Some(path) => {
             let store = crate::hosts::store::Store::open_for_writing(path).map_err(|e| {
@@ -733,6 +769,7 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
                 }
             })?;
             hosts.restore(store.load()?);
+            roles.restore(store.load_resolvers()?);
             Some(store)
         }
         None => None,
@@ -744,7 +781,8 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
             cfg.detect_limits,
             cfg.encrypted_dns.clone(),
         )
-        .with_learning(cfg.learn),
+        .with_learning(cfg.learn)
+        .with_resolver_roles(roles),
         hosts,
         counters: Counters::default(),
         alerts,
@@ -774,6 +812,7 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
                 crate::hosts::store::Persister::start_with(
                     store,
                     Arc::clone(&shared.hosts),
+                    Some(Arc::clone(shared.detector.resolver_roles())),
                     Some(learner),
                 )
                 .map_err(|e| e.to_string())?,
@@ -792,18 +831,29 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
     }
+    let span: PacketSpan = Arc::new(Mutex::new((None, None)));
     let server = match &cfg.metrics_addr {
         Some(addr) => Some(exporter::Server::start(
             addr,
             Arc::clone(&shared),
             vendors.clone(),
+            Arc::clone(&span),
         )?),
         None => None,
     };
     let reloader =
         crate::reload::Reloader::start(Arc::clone(&shared), cfg.reload.clone(), cfg.quiet)
             .map_err(|e| format!("cannot start the reloader (SIGHUP handler): {e}"))?;
+    let flusher = match (&shared.events, replay) {
+        (Some(w), false) => Some(
+            output::Flusher::start(Arc::clone(w))
+                .map_err(|e| format!("cannot start the events flusher: {e}"))?,
+        ),
+        _ => None,
+    };
     Ok(Started {
+        flusher,
+        span,
         shared,
         vendors,
         server,
@@ -812,8 +862,8 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
     })
 }
 
-fn start_or_say(cfg: &RunConfig) -> Option<Started> {
-    start(cfg)
+fn start_or_say(cfg: &RunConfig, replay: bool) -> Option<Started> {
+    start(cfg, replay)
         .map_err(|msg| eprintln!("vendorwatch: {msg}"))
         .ok()
 }
@@ -866,7 +916,8 @@ fn conclude(
             kept_in.push(format!("the inventory {}", state.display()));
         }
     }
-    let hosts = shared.hosts.snapshot();
+    // A replay with an inventory: this run's own view, not everything the inventory holds.
+    let hosts = shared.hosts.run_snapshot();
     if let Some(sink) = shared.syslog.lock().ok().and_then(|mut s| s.take()) {
         let stats = sink.close(std::time::Duration::from_secs(5));
         let lost = stats.dropped + stats.unsent + stats.queued + stats.rejected;
@@ -898,6 +949,9 @@ fn conclude(
             first_packet: facts.first_packet,
             last_packet: facts.last_packet,
             vendors: vendors.to_vec(),
+            packs: shared.detector.rules().packs.clone(),
+            resolver_roles: shared.detector.resolver_roles().list(),
+            known_before: shared.hosts.known_before(),
         };
         let report = output::report_json(&hosts, facts.resolvers, &meta);
         // Streamed to the file: a report of many hosts is never held twice in memory.
@@ -956,6 +1010,14 @@ fn conclude(
             "{}",
             output::summary::render(&shared.counters, &facts, &hosts)
         );
+        if let (Some(known), Some(state)) = (shared.hosts.known_before(), &cfg.state) {
+            let already = hosts.iter().filter(|(ip, _)| known.contains(ip)).count();
+            eprintln!(
+                "  inventory {}: {already} of the {} host(s) above were already in it (the table shows this run's inputs only)",
+                state.display(),
+                hosts.len()
+            );
+        }
     }
     eprint!(
         "{}",
@@ -1003,12 +1065,14 @@ fn run_replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
         return exit::UNUSABLE;
     }
     let Some(Started {
+        flusher: _,
+        span: _,
         shared,
         vendors,
         server,
         persister,
         reloader,
-    }) = start_or_say(&cfg)
+    }) = start_or_say(&cfg, true)
     else {
         return exit::UNUSABLE;
     };
@@ -1124,6 +1188,20 @@ fn run_replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
     code
 }
 
+/// Earliest and latest packet time seen, shared between capture threads and `/api/hosts`.
+use crate::output::PacketSpan;
+
+/// Widens `span` to take in `first..=last`.
+fn widen_span(span: &PacketSpan, first: Option<Timestamp>, last: Option<Timestamp>) {
+    if let Ok(mut g) = span.lock() {
+        g.0 = match (g.0, first) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        g.1 = g.1.max(last);
+    }
+}
+
 /// Per-interface capture statistics shared between capture threads and the status line.
 type SourceTotals = Arc<Mutex<Vec<(String, live::PcapTotals)>>>;
 
@@ -1161,12 +1239,14 @@ fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
         }
     }
     let Some(Started {
+        flusher: _flusher,
+        span,
         shared,
         vendors,
         server,
         persister,
         reloader,
-    }) = start_or_say(&cfg)
+    }) = start_or_say(&cfg, false)
     else {
         return exit::UNUSABLE;
     };
@@ -1216,8 +1296,7 @@ fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
             .map(|c| (c.interface.clone(), live::PcapTotals::default()))
             .collect(),
     ));
-    let first_last: Arc<Mutex<(Option<Timestamp>, Option<Timestamp>)>> =
-        Arc::new(Mutex::new((None, None)));
+    let first_last = span;
     let mut threads = Vec::new();
     let mut failures: Vec<String> = Vec::new();
     for (index, cap) in captures.into_iter().enumerate() {
@@ -1334,7 +1413,7 @@ struct CaptureThread {
     stop: Arc<AtomicBool>,
     totals: SourceTotals,
     index: usize,
-    first_last: Arc<Mutex<(Option<Timestamp>, Option<Timestamp>)>>,
+    first_last: PacketSpan,
     shared: Arc<Shared>,
     /// Under the seccomp filter, which refuses new packet sockets: a removed interface
     /// cannot be captured again until a restart (the reopen is still tried, and its error said).
@@ -1580,17 +1659,13 @@ fn capture_loop(
             last_stats = std::time::Instant::now();
             record_totals(&mut cap, &ctx.totals, ctx.index);
             dispatcher.flush();
+            // `/api/hosts` shows the span while the sensor runs, not only at the end.
+            widen_span(&ctx.first_last, first, last);
         }
     }
     record_totals(&mut cap, &ctx.totals, ctx.index);
     dispatcher.finish();
-    if let Ok(mut g) = ctx.first_last.lock() {
-        g.0 = match (g.0, first) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        g.1 = g.1.max(last);
-    }
+    widen_span(&ctx.first_last, first, last);
     result
 }
 
@@ -1687,11 +1762,13 @@ fn run_hosts(args: HostsArgs) -> i32 {
             .unwrap_or_default();
         Timestamp(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
     });
-    if let Err(e) = check_filters(&args, &loaded) {
+    if let Err(e) = check_filters(&args, &loaded.hosts) {
         eprintln!("vendorwatch: {e}");
         return exit::UNUSABLE;
     }
+    let resolver_roles = loaded.resolvers;
     let mut hosts: Vec<(std::net::IpAddr, crate::hosts::Host)> = loaded
+        .hosts
         .into_iter()
         .map(|(ip, mut h)| {
             h.detections.retain(|d| {
@@ -1721,7 +1798,14 @@ fn run_hosts(args: HostsArgs) -> i32 {
     }
     match args.format {
         HostsFormat::Json => {
-            let report = output::report_json(&hosts, &[], &output::ReportMeta::default());
+            // The role the inventory remembers (a resolver's forwarded lookups read as such).
+            let resolvers: Vec<std::net::IpAddr> =
+                resolver_roles.iter().map(|(ip, _)| *ip).collect();
+            let meta = output::ReportMeta {
+                resolver_roles,
+                ..output::ReportMeta::default()
+            };
+            let report = output::report_json(&hosts, &resolvers, &meta);
             outln!(
                 "{}",
                 serde_json::to_string_pretty(&report).unwrap_or_default()
@@ -1847,8 +1931,14 @@ fn parse_time(text: &str) -> Option<Timestamp> {
     Some(Timestamp(i64::try_from(t.unix_timestamp_nanos()).ok()?))
 }
 
+/// What the inventory holds: its hosts and its resolvers.
+struct Inventory {
+    hosts: Vec<(std::net::IpAddr, crate::hosts::Host)>,
+    resolvers: Vec<(std::net::IpAddr, crate::detect::resolvers::ResolverInfo)>,
+}
+
 /// Reads the inventory at `path`, or says what to do when there is none.
-fn load_inventory(path: &Path) -> Result<Vec<(std::net::IpAddr, crate::hosts::Host)>, String> {
+fn load_inventory(path: &Path) -> Result<Inventory, String> {
     if path == Path::new("none") {
         return Err("--state none names no inventory to read: give the --state PATH an earlier `vendorwatch replay` or `live` wrote (`report` can also render a host report: --from HOSTS.json)".into());
     }
@@ -1858,26 +1948,47 @@ fn load_inventory(path: &Path) -> Result<Vec<(std::net::IpAddr, crate::hosts::Ho
             "no inventory at {shown} (run `vendorwatch replay` or `live` with --state {shown} first, or name it with --state PATH)"
         ));
     }
-    crate::hosts::store::Store::open_read_only(path).and_then(|s| s.load())
+    let store = crate::hosts::store::Store::open_read_only(path)?;
+    Ok(Inventory {
+        hosts: store.load()?,
+        resolvers: store.load_resolvers()?,
+    })
 }
 
 /// The host report of the inventory: what `--report` would have written for these hosts.
-fn inventory_report(hosts: &[(std::net::IpAddr, crate::hosts::Host)]) -> serde_json::Value {
+fn inventory_report(inv: &Inventory) -> serde_json::Value {
+    let hosts = &inv.hosts;
     let seen = hosts.iter().flat_map(|(_, h)| h.detections.iter());
+    let vendors = {
+        let mut v: Vec<String> = seen.clone().map(|d| d.vendor.clone()).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    // The inventory keeps no rules: the legal basis of each vendor comes from the shipped packs.
+    let packs: Vec<crate::detect::rules::Pack> = crate::detect::rules::load_embedded()
+        .map(|l| l.packs)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| vendors.contains(&p.vendor))
+        .collect();
     let meta = output::ReportMeta {
         first_packet: seen.clone().map(|d| d.first_seen).min(),
-        last_packet: seen.clone().map(|d| d.last_seen).max(),
-        vendors: {
-            let mut v: Vec<String> = seen.map(|d| d.vendor.clone()).collect();
-            v.sort();
-            v.dedup();
-            v
-        },
+        last_packet: seen.map(|d| d.last_seen).max(),
+        vendors,
+        packs,
+        resolver_roles: inv.resolvers.clone(),
+        known_before: None,
     };
-    output::report_json(hosts, &[], &meta)
+    let resolvers: Vec<std::net::IpAddr> = inv.resolvers.iter().map(|(ip, _)| *ip).collect();
+    output::report_json(hosts, &resolvers, &meta)
 }
 
 fn run_report(args: ReportArgs) -> i32 {
+    let source = match &args.from {
+        Some(from) => format!("the host report {}", from.display()),
+        None => format!("the inventory {}", args.state.display()),
+    };
     let report = match &args.from {
         Some(from) => {
             let text = match crate::operator_input::read_bytes(
@@ -1906,7 +2017,7 @@ fn run_report(args: ReportArgs) -> i32 {
             }
         }
         None => match load_inventory(&args.state) {
-            Ok(hosts) => inventory_report(&hosts),
+            Ok(inv) => inventory_report(&inv),
             Err(e) => {
                 eprintln!("vendorwatch: {e}");
                 return exit::UNUSABLE;
@@ -1933,7 +2044,7 @@ fn run_report(args: ReportArgs) -> i32 {
                 Timestamp(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
             }),
     };
-    let html = output::html::render(&report, now, args.stale_days);
+    let html = output::html::render_from(&report, now, args.stale_days, &source);
     if let Err(e) = std::fs::write(&args.html, html) {
         eprintln!("vendorwatch: cannot write {}: {e}", args.html.display());
         return exit::PARTIAL;
@@ -2016,16 +2127,19 @@ fn run_rules(cmd: RulesCommand) -> i32 {
             exit::OK
         }
         RulesCommand::Match { value, rules } => {
-            let vendors = rules.vendors.clone().or_else(|| {
-                // Matching asks about every pack, not only the active ones.
-                rule_source(&rules.rules)
-                    .load()
-                    .ok()
-                    .map(|l| l.packs.iter().map(|p| p.vendor.clone()).collect())
-            });
-            let set = match config::load_rules(&rule_source(&rules.rules), vendors.as_deref()) {
-                Ok(s) => s,
-                Err(msg) => {
+            // Matching asks about every pack, and says which are not active: a hit in a pack
+            // that `--vendors` (or its default) leaves off would raise nothing in a replay.
+            let source = rule_source(&rules.rules);
+            let every: Option<Vec<String>> = source
+                .load()
+                .ok()
+                .map(|l| l.packs.iter().map(|p| p.vendor.clone()).collect());
+            let (set, active) = match (
+                config::load_rules(&source, every.as_deref()),
+                config::load_rules(&source, rules.vendors.as_deref()),
+            ) {
+                (Ok(all), Ok(active)) => (all, active.vendors()),
+                (Err(msg), _) | (_, Err(msg)) => {
                     eprintln!("vendorwatch: {msg}");
                     return exit::UNUSABLE;
                 }
@@ -2035,20 +2149,35 @@ fn run_rules(cmd: RulesCommand) -> i32 {
                 outln!("no rule matches {value:?}");
                 return exit::PARTIAL;
             }
-            for h in hits {
-                outln!("{h}");
+            let mut any_active = false;
+            for (vendor, line) in &hits {
+                if active.contains(vendor) {
+                    any_active = true;
+                    outln!("{line}");
+                } else {
+                    outln!("{line}  [pack {vendor} inactive: enable it with --vendors {vendor}]");
+                }
             }
-            exit::OK
+            if any_active {
+                exit::OK
+            } else {
+                outln!(
+                    "{value:?} hits only inactive packs (active: {}); replay and live would not match it",
+                    active.join(", ")
+                );
+                exit::PARTIAL
+            }
         }
     }
 }
 
-/// Every rule `value` hits, one line each: rule id, vendor/category, severity, why.
-pub fn explain_match(set: &RuleSet, value: &str) -> Vec<String> {
+/// Every rule `value` hits, one line each (with the rule's vendor): rule id, vendor/category,
+/// severity, why.
+pub fn explain_match(set: &RuleSet, value: &str) -> Vec<(String, String)> {
     use crate::decode::Proto;
     let line = |idx: u32, why: String| {
         let r = set.rule(idx);
-        format!(
+        let text = format!(
             "{}  {}/{}  severity={} confidence={}  {}  ({}:{})",
             r.id,
             r.vendor,
@@ -2058,7 +2187,8 @@ pub fn explain_match(set: &RuleSet, value: &str) -> Vec<String> {
             why,
             r.file,
             r.line
-        )
+        );
+        (r.vendor.clone(), text)
     };
     if let Ok(ip) = value.parse::<std::net::IpAddr>() {
         return set

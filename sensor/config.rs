@@ -66,6 +66,15 @@ pub fn load_rules(source: &RuleSource, vendors: Option<&[String]>) -> Result<Rul
     RuleSet::compile(loaded, vendors)
 }
 
+/// Pinned resolvers, comma-separated addresses (`--resolvers`, `resolvers = [...]`).
+pub fn parse_resolvers(list: &str) -> Result<Vec<std::net::IpAddr>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|a| a.parse().map_err(|_| format!("{a:?} is not an IP address")))
+        .collect()
+}
+
 /// Default number of workers: one core is left to the reader.
 pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
@@ -75,6 +84,8 @@ pub fn default_workers() -> usize {
 pub struct RunConfig {
     pub rules: std::sync::Arc<RuleSet>,
     pub home_net: HomeNet,
+    /// Resolvers named by the operator (`--resolvers`, `resolvers = [...]`).
+    pub pinned_resolvers: Vec<std::net::IpAddr>,
     pub workers: usize,
     pub alerts: Option<PathBuf>,
     /// Rotation, fsync policy and backlog of the alerts file.
@@ -116,6 +127,8 @@ pub struct FileConfig {
     pub vendors: Option<Vec<String>>,
     /// Internal networks whose hosts are reported.
     pub home_net: Option<Vec<String>>,
+    /// Home-net resolvers, pinned: they hold the role whatever the capture shows.
+    pub resolvers: Option<Vec<String>>,
     pub alerts: Option<PathBuf>,
     pub alerts_max_mb: Option<f64>,
     pub alerts_keep: Option<usize>,
@@ -528,6 +541,11 @@ pub fn check_config_text(text: &str) -> (LoadedConfig, Vec<ConfigProblem>) {
                 at("home_net"),
                 "home_net: is empty: give at least one CIDR".into(),
             );
+        }
+    }
+    if let Some(list) = &file.resolvers {
+        if let Err(e) = parse_resolvers(&list.join(",")) {
+            problem(at("resolvers"), format!("resolvers: {e}"));
         }
     }
     if let Some(t) = &file.syslog {

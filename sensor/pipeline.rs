@@ -288,9 +288,7 @@ impl Dispatcher {
         let w = flow_shard(&self.hasher, pkt, self.senders.len());
         if let Some((_, sp, dp)) = pkt.ports() {
             if sp == 53 || dp == 53 {
-                self.shared
-                    .detector
-                    .note_dns_packet(pkt.src, pkt.dst, sp, dp);
+                self.shared.detector.note_dns_packet(ts, pkt);
             }
         }
         self.pending[w].push(ts, link, frame);
@@ -401,7 +399,8 @@ pub fn replay(
                 break;
             }
             let step = reader.next_packet(|raw| {
-                outcome.first_packet.get_or_insert(raw.ts);
+                // The earliest, not the first read: inputs need not be in time order.
+                outcome.first_packet = Some(outcome.first_packet.map_or(raw.ts, |t| t.min(raw.ts)));
                 outcome.last_packet = Some(outcome.last_packet.map_or(raw.ts, |t| t.max(raw.ts)));
                 dispatcher.packet(raw.ts, raw.link, raw.data, raw.wire_len);
             });
@@ -552,13 +551,14 @@ fn handle(
             }
         }
         Extracted::Fingerprint { ts, flow, detail } => {
-            if let (Some(_), crate::extract::Detail::Tls { ja4: Some(j), .. }) =
-                (&shared.events, detail)
-            {
+            if let crate::extract::Detail::Tls { ja4: Some(j), .. } = detail {
+                // Counted whether or not events are written: counts never depend on outputs.
                 local.name(crate::extract::NameKind::Ja4);
-                local.events += 1;
-                events.push_str(&output::fingerprint_line(*ts, flow, j));
-                events.push('\n');
+                if shared.events.is_some() {
+                    local.events += 1;
+                    events.push_str(&output::fingerprint_line(*ts, flow, j));
+                    events.push('\n');
+                }
             }
         }
         Extracted::FlowStart { .. } | Extracted::Unnamed { .. } => {}

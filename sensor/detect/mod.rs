@@ -291,7 +291,8 @@ pub struct Detector {
     home: HomeNet,
     limits: DetectLimits,
     encrypted_dns: resolvers::EncryptedDns,
-    resolvers: DashMap<IpAddr, (), ahash::RandomState>,
+    /// Home-net resolvers and the client queries they received.
+    roles: Arc<resolvers::ResolverRoles>,
     pdns: DashMap<IpAddr, PdnsEntry, ahash::RandomState>,
     /// (lower address, higher address, rule) → distinct (transport, port) seen.
     port_pairs: PortPairs,
@@ -328,7 +329,7 @@ impl Detector {
             home,
             limits,
             encrypted_dns,
-            resolvers: DashMap::default(),
+            roles: Arc::default(),
             pdns: DashMap::default(),
             port_pairs: DashMap::default(),
             pdns_dropped: AtomicU64::new(0),
@@ -469,33 +470,101 @@ impl Detector {
         }
     }
 
-    /// Marks a host as a DNS resolver. Called by the capture thread, in packet order, for
-    /// every DNS packet between two home-net hosts, so that the mark is always in place
-    /// before the resolver's own upstream lookups reach a worker.
-    pub fn note_dns_packet(&self, src: IpAddr, dst: IpAddr, src_port: u16, dst_port: u16) {
-        if !self.home.contains(src) || !self.home.contains(dst) || src == dst {
+    /// Hosts the operator names as resolvers (`resolvers = [...]`, `--resolvers`): they hold
+    /// the role from the start, whatever the capture shows.
+    pub fn with_pinned_resolvers(self, pinned: &[IpAddr]) -> Detector {
+        self.with_resolver_roles(Arc::new(resolvers::ResolverRoles::with_pinned(pinned)))
+    }
+
+    /// Uses these roles (pinned, restored from the inventory, and saved by it).
+    pub fn with_resolver_roles(mut self, roles: Arc<resolvers::ResolverRoles>) -> Detector {
+        self.roles = roles;
+        self
+    }
+
+    /// Reads one packet to or from port 53 between two home-net hosts for resolver evidence:
+    /// a query is remembered (who asked which host for what), a response that matches a
+    /// remembered query is an answered query. Called by the capture thread, in packet order,
+    /// so a client's question is on record before a worker judges the lookup it caused.
+    /// Only parsed DNS counts: a SYN, an empty or malformed datagram is nothing.
+    pub fn note_dns_packet(&self, ts: Timestamp, pkt: &crate::decode::Packet<'_>) {
+        use crate::decode::Transport;
+        let (src, dst) = (pkt.src, pkt.dst);
+        let (sp, dp, msg) = match &pkt.transport {
+            Transport::Udp(u) => (u.src_port, u.dst_port, u.payload),
+            // DNS over TCP: a segment that starts with the length prefix and holds the whole
+            // message (what resolvers and clients send); anything else is not read here.
+            Transport::Tcp(t) => {
+                let Some(len) = t
+                    .payload
+                    .get(..2)
+                    .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+                else {
+                    return;
+                };
+                match t.payload.get(2..2 + len) {
+                    Some(m) => (t.src_port, t.dst_port, m),
+                    None => return,
+                }
+            }
+            Transport::Other { .. } => return,
+        };
+        if sp != 53 && dp != 53 {
             return;
         }
-        let resolver = if dst_port == 53 {
-            dst
-        } else if src_port == 53 {
-            src
-        } else {
+        let between_home = src != dst && self.home.contains(src) && self.home.contains(dst);
+        // An answer to a resolver's own lookup: what it will chase next (CNAME targets).
+        let to_resolver = sp == 53 && self.roles.is_resolver(dst);
+        if !between_home && !to_resolver {
+            return;
+        }
+        let Ok(m) = crate::extract::dns::parse(msg) else {
             return;
         };
-        if !self.resolvers.contains_key(&resolver) {
-            self.resolvers.insert(resolver, ());
+        let a = &m.anomalies;
+        if m.opcode != 0 || a.name_pointer_loop || a.name_too_long || a.name_out_of_bounds {
+            return;
+        }
+        let Some(q) = m.questions.first() else {
+            return;
+        };
+        if between_home {
+            match (m.is_response, sp, dp) {
+                (false, _, 53) => self.roles.note_query(ts, src, sp, dst, m.id, &q.name),
+                (true, 53, _) => self.roles.note_response(ts, src, dst, dp, m.id, &q.name),
+                _ => {}
+            }
+        }
+        if to_resolver && m.is_response && self.roles.client_asked(dst, &q.name, ts) {
+            use crate::extract::dns::RData;
+            for ans in &m.answers {
+                if let RData::Cname(target) | RData::Svcb { target, .. } = &ans.data {
+                    if !target.is_empty() {
+                        self.roles.note_asked(ts, dst, target, true);
+                    }
+                }
+            }
         }
     }
 
     pub fn is_resolver(&self, ip: IpAddr) -> bool {
-        self.resolvers.contains_key(&ip)
+        self.roles.is_resolver(ip)
     }
 
+    /// Home-net resolvers, sorted by address.
     pub fn resolvers(&self) -> Vec<IpAddr> {
-        let mut v: Vec<IpAddr> = self.resolvers.iter().map(|e| *e.key()).collect();
-        v.sort();
-        v
+        self.roles.list().into_iter().map(|(ip, _)| ip).collect()
+    }
+
+    /// The resolver role's state: who holds it and why, and what was shed.
+    pub fn resolver_roles(&self) -> &Arc<resolvers::ResolverRoles> {
+        &self.roles
+    }
+
+    /// Whether `host`'s lookup of `name` at `ts` was made for a client (see
+    /// `resolvers::ResolverRoles::client_asked`).
+    fn forwarded_lookup(&self, host: IpAddr, name: &str, ts: Timestamp) -> bool {
+        self.roles.client_asked(host, name, ts)
     }
 
     pub fn pdns_len(&self) -> usize {
@@ -698,7 +767,8 @@ impl Detector {
             };
         match &ev.detail {
             Detail::Dns(d) => {
-                let forwarded = self.is_resolver(host);
+                // The host's own lookup unless a client asked it for this name just before.
+                let forwarded = self.forwarded_lookup(host, &ev.value, ev.ts);
                 let server = ev.flow.server.ip();
                 let public = self.encrypted_dns.service_at(server).map(|_| server);
                 // The question counts once per transaction: on the query, or on the answer

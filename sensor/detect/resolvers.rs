@@ -1,10 +1,32 @@
+//! Resolvers, two kinds.
+//!
 //! Encrypted-DNS services (DoH, DoT) as data (`rules/resolvers/encrypted-dns.toml`): which
 //! names and addresses hide a host's lookups from the sensor, and which addresses are
 //! public resolvers a product might query directly.
+//!
+//! Home-net resolvers ([`ResolverRoles`]): which home-net hosts answer other home-net hosts'
+//! lookups, learned only from evidence — a parsed DNS answer that matches a query another
+//! home-net host sent it (same client address and port, transaction id and question) — or
+//! pinned by the operator (`resolvers = [...]`, `--resolvers`). A port number proves nothing:
+//! a SYN, an empty datagram or an unanswered query to port 53 never makes a host a resolver.
+//!
+//! A resolver's lookups are not blamed on it when they are *forwarded*: the same name (or a
+//! name above it, as a resolver that minimises its queries asks `kaspersky.com` before
+//! `dnl-01.geo.kaspersky.com`), or a CNAME target reached from it, was asked of that host by
+//! another home-net host within [`FORWARD_WINDOW_SECS`] before. Every other lookup is the
+//! host's own and alerts, whatever its role. The capture thread records client queries in
+//! packet order (see `Detector::note_dns_packet`), so a client's question is always on record
+//! before a worker judges the upstream lookup it caused.
+//!
+//! Every table here is bounded; what does not fit is shed and counted.
 
+use crate::time::Timestamp;
+use dashmap::DashMap;
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 pub const EMBEDDED: &str = include_str!("../../rules/resolvers/encrypted-dns.toml");
 
@@ -68,9 +90,437 @@ impl EncryptedDns {
     }
 }
 
+/// Distinct answered queries (matched to the query another home-net host sent) that make a
+/// host a resolver. One is enough: the answer must match a query seen on the wire from
+/// another home-net host (address, port, id and question), which no scan, empty datagram or
+/// lone forged answer provides, and the role alone silences nothing (a lookup is forwarded
+/// only when a client asked that host for the same name just before). The bundled captures
+/// of small networks show their resolver answering a single query.
+pub const RESOLVER_MIN_ANSWERED: u64 = 1;
+/// Home-net resolvers known at most (learned and pinned); beyond it new ones are shed and
+/// counted (`resolvers_shed`): a flood of forged transactions cannot grow the set.
+pub const RESOLVERS_MAX: usize = 4096;
+/// Client queries to home-net hosts waiting for their answer, at most. When full, entries
+/// older than `PENDING_SECS` are dropped, then new queries are shed and counted.
+pub const PENDING_MAX: usize = 65_536;
+/// How long a query waits for its answer (resolvers give up well before).
+pub const PENDING_SECS: i64 = 30;
+/// How long after a client asked a host for a name that host's own lookup of it counts as
+/// forwarded: resolvers retry and walk referrals for a few seconds, and clients retry too.
+pub const FORWARD_WINDOW_SECS: i64 = 30;
+/// (host, name) pairs asked of home-net hosts, remembered at most; a full table first drops
+/// pairs older than the window, then sheds new ones (counted): a resolver's lookup for a
+/// shed name alerts, the safe side.
+pub const ASKED_MAX: usize = 200_000;
+/// Names above the asked one remembered with it (a minimising resolver's first questions).
+pub const ASKED_ANCESTORS: usize = 8;
+
+/// Why a host holds the resolver role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleSource {
+    /// Named in the configuration (`resolvers = [...]` or `--resolvers`).
+    Pinned,
+    /// Answered queries of other home-net hosts, seen on the wire.
+    Answered,
+}
+
+impl RoleSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoleSource::Pinned => "pinned",
+            RoleSource::Answered => "answered",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<RoleSource> {
+        match text {
+            "pinned" => Some(RoleSource::Pinned),
+            "answered" => Some(RoleSource::Answered),
+            _ => None,
+        }
+    }
+}
+
+/// What the sensor knows about one home-net resolver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolverInfo {
+    pub source: RoleSource,
+    /// Answers matched to a client's query (this run, plus what the inventory remembered).
+    pub answered: u64,
+    /// Packet times of the first and the latest matched answer.
+    pub first_answer: Option<Timestamp>,
+    pub last_answer: Option<Timestamp>,
+}
+
+/// A query to a home-net host, waiting for its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct PendingKey {
+    client: IpAddr,
+    client_port: u16,
+    server: IpAddr,
+    id: u16,
+}
+
+/// Client queries of one (host, name): the first and the latest of a run of queries each
+/// within the window of the one before, so any lookup time in `[first, latest + window]`
+/// has a query at most one window before it — even when workers judge lookups out of order.
+#[derive(Debug, Clone, Copy)]
+struct Asked {
+    first: Timestamp,
+    latest: Timestamp,
+}
+
+/// Home-net resolvers and the client queries they received (see the module doc).
+#[derive(Default)]
+pub struct ResolverRoles {
+    roles: DashMap<IpAddr, ResolverInfo, ahash::RandomState>,
+    /// Entries in `roles` (a shard lock is held while inserting, so `len()` cannot be used).
+    count: AtomicUsize,
+    /// Only the capture thread writes it; a mutex keeps it simple and is never contended.
+    pending: Mutex<HashMap<PendingKey, (Box<str>, Timestamp)>>,
+    asked: DashMap<(IpAddr, Box<str>), Asked, ahash::RandomState>,
+    /// Hosts that earned the role when `RESOLVERS_MAX` were already known.
+    pub shed: AtomicU64,
+    /// Client queries not remembered (pending table full).
+    pub pending_shed: AtomicU64,
+    /// Asked names not remembered (table full).
+    pub asked_shed: AtomicU64,
+    /// The roles changed since the inventory last saved them.
+    changed: std::sync::atomic::AtomicBool,
+    /// Packet second of the last scan of a full `pending` / `asked` table for old entries:
+    /// at most one scan per second of packet time, or a flood into a full table would cost
+    /// a full scan per packet.
+    pending_swept_at: std::sync::atomic::AtomicI64,
+    asked_swept_at: std::sync::atomic::AtomicI64,
+}
+
+fn window(secs: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000)
+}
+
+impl ResolverRoles {
+    /// Hosts pinned by the operator hold the role from the start (they count toward the cap
+    /// but are never shed).
+    pub fn with_pinned(pinned: &[IpAddr]) -> ResolverRoles {
+        let r = ResolverRoles::default();
+        r.changed.store(!pinned.is_empty(), Ordering::Relaxed);
+        for ip in pinned {
+            if r.roles
+                .insert(
+                    *ip,
+                    ResolverInfo {
+                        source: RoleSource::Pinned,
+                        answered: 0,
+                        first_answer: None,
+                        last_answer: None,
+                    },
+                )
+                .is_none()
+            {
+                r.count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        r
+    }
+
+    /// Puts back what the inventory remembers: the role stays earned across restarts.
+    pub fn restore(&self, list: impl IntoIterator<Item = (IpAddr, ResolverInfo)>) {
+        for (ip, info) in list {
+            self.changed.store(true, Ordering::Relaxed);
+            if let Some(mut known) = self.roles.get_mut(&ip) {
+                known.answered = known.answered.saturating_add(info.answered);
+                known.first_answer = known.first_answer.or(info.first_answer);
+                known.last_answer = known.last_answer.max(info.last_answer);
+                continue;
+            }
+            // A pin the configuration no longer holds leaves only what was earned.
+            if info.answered < RESOLVER_MIN_ANSWERED {
+                continue;
+            }
+            if self.count.load(Ordering::Relaxed) >= RESOLVERS_MAX {
+                self.shed.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            self.count.fetch_add(1, Ordering::Relaxed);
+            self.roles.insert(
+                ip,
+                ResolverInfo {
+                    source: RoleSource::Answered,
+                    ..info
+                },
+            );
+        }
+    }
+
+    /// A DNS query from `client` to the home-net host `server` (both home-net, distinct).
+    pub fn note_query(
+        &self,
+        ts: Timestamp,
+        client: IpAddr,
+        client_port: u16,
+        server: IpAddr,
+        id: u16,
+        name: &str,
+    ) {
+        if name.is_empty() {
+            return;
+        }
+        self.note_asked(ts, server, name, true);
+        let Ok(mut pending) = self.pending.lock() else {
+            return;
+        };
+        if pending.len() >= PENDING_MAX {
+            if self.pending_swept_at.swap(ts.secs(), Ordering::Relaxed) != ts.secs() {
+                let oldest = ts.0.saturating_sub(window(PENDING_SECS));
+                pending.retain(|_, (_, at)| at.0 >= oldest);
+            }
+            if pending.len() >= PENDING_MAX {
+                self.pending_shed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        pending.insert(
+            PendingKey {
+                client,
+                client_port,
+                server,
+                id,
+            },
+            (name.into(), ts),
+        );
+    }
+
+    /// A DNS response from the home-net host `server` to `client`: when it answers a query
+    /// seen from that client, it is evidence that `server` is a resolver.
+    pub fn note_response(
+        &self,
+        ts: Timestamp,
+        server: IpAddr,
+        client: IpAddr,
+        client_port: u16,
+        id: u16,
+        name: &str,
+    ) {
+        let key = PendingKey {
+            client,
+            client_port,
+            server,
+            id,
+        };
+        let matched = match self.pending.lock() {
+            Ok(mut pending) => match pending.get(&key) {
+                Some((asked, at))
+                    if asked.as_ref() == name
+                        && ts.0.saturating_sub(at.0) <= window(PENDING_SECS) =>
+                {
+                    pending.remove(&key);
+                    true
+                }
+                _ => false,
+            },
+            Err(_) => false,
+        };
+        if !matched {
+            return;
+        }
+        self.changed.store(true, Ordering::Relaxed);
+        if let Some(mut info) = self.roles.get_mut(&server) {
+            info.answered = info.answered.saturating_add(1);
+            info.first_answer = Some(info.first_answer.map_or(ts, |f| f.min(ts)));
+            info.last_answer = Some(info.last_answer.map_or(ts, |l| l.max(ts)));
+            return;
+        }
+        // RESOLVER_MIN_ANSWERED is 1: the first matched answer earns the role.
+        if self.count.load(Ordering::Relaxed) >= RESOLVERS_MAX {
+            self.shed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.roles.insert(
+            server,
+            ResolverInfo {
+                source: RoleSource::Answered,
+                answered: 1,
+                first_answer: Some(ts),
+                last_answer: Some(ts),
+            },
+        );
+    }
+
+    /// Remembers that `host` was asked for `name` at `ts` (and, with `ancestors`, for the
+    /// names above it). Also called for the CNAME targets of a forwarded lookup's answer: a
+    /// recursive resolver chases them on the client's behalf.
+    pub fn note_asked(&self, ts: Timestamp, host: IpAddr, name: &str, ancestors: bool) {
+        let mut names: smallvec::SmallVec<[&str; 4]> = smallvec::smallvec![name];
+        if ancestors {
+            let mut rest = name;
+            while let Some((_, parent)) = rest.split_once('.') {
+                if names.len() > ASKED_ANCESTORS || parent.is_empty() {
+                    break;
+                }
+                names.push(parent);
+                rest = parent;
+            }
+        }
+        for n in names {
+            let key = (host, Box::<str>::from(n));
+            if let Some(mut a) = self.asked.get_mut(&key) {
+                if ts.0.saturating_sub(a.latest.0) > window(FORWARD_WINDOW_SECS) {
+                    a.first = ts;
+                }
+                a.latest = a.latest.max(ts);
+                a.first = a.first.min(ts);
+                continue;
+            }
+            if self.asked.len() >= ASKED_MAX {
+                if self.asked_swept_at.swap(ts.secs(), Ordering::Relaxed) != ts.secs() {
+                    let oldest = ts.0.saturating_sub(window(FORWARD_WINDOW_SECS));
+                    self.asked.retain(|_, a| a.latest.0 >= oldest);
+                }
+                if self.asked.len() >= ASKED_MAX {
+                    self.asked_shed.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            }
+            self.asked.insert(
+                key,
+                Asked {
+                    first: ts,
+                    latest: ts,
+                },
+            );
+        }
+    }
+
+    /// Whether `host`'s lookup of `name` at `ts` answers a client's question (see the module
+    /// doc): another home-net host asked `host` for it at most the window before.
+    pub fn client_asked(&self, host: IpAddr, name: &str, ts: Timestamp) -> bool {
+        self.asked
+            .get(&(host, Box::<str>::from(name)))
+            .is_some_and(|a| {
+                a.first <= ts && ts.0.saturating_sub(a.latest.0) <= window(FORWARD_WINDOW_SECS)
+            })
+    }
+
+    pub fn is_resolver(&self, ip: IpAddr) -> bool {
+        self.roles.contains_key(&ip)
+    }
+
+    /// Whether the roles changed since the last call (for the inventory's saves).
+    pub fn take_changed(&self) -> bool {
+        self.changed.swap(false, Ordering::Relaxed)
+    }
+
+    /// Marks the roles as changed again (after a failed save).
+    pub fn mark_changed(&self) {
+        self.changed.store(true, Ordering::Relaxed);
+    }
+
+    pub fn info(&self, ip: IpAddr) -> Option<ResolverInfo> {
+        self.roles.get(&ip).map(|e| e.value().clone())
+    }
+
+    /// Every resolver, sorted by address.
+    pub fn list(&self) -> Vec<(IpAddr, ResolverInfo)> {
+        let mut v: Vec<(IpAddr, ResolverInfo)> = self
+            .roles
+            .iter()
+            .map(|e| (*e.key(), e.value().clone()))
+            .collect();
+        v.sort_by_key(|e| e.0);
+        v
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn t(secs: i64) -> Timestamp {
+        Timestamp::from_parts(secs, 0)
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn only_an_answer_to_a_seen_query_earns_the_role() {
+        let r = ResolverRoles::default();
+        let (ws, res, client) = (ip("10.0.0.11"), ip("10.0.0.53"), ip("10.0.0.12"));
+        // An answer nobody asked for (forged, or a one-way tap): nothing.
+        r.note_response(t(1), ws, client, 40000, 7, "x.example");
+        // A query that is never answered (a probe of a closed port): nothing.
+        r.note_query(t(1), client, 40001, ws, 8, "version.bind");
+        // An answer with the wrong id or name: nothing.
+        r.note_query(t(2), client, 40002, res, 9, "a.example");
+        r.note_response(t(2), res, client, 40002, 10, "a.example");
+        r.note_response(t(2), res, client, 40002, 9, "b.example");
+        assert!(!r.is_resolver(ws) && !r.is_resolver(res));
+        r.note_response(t(2), res, client, 40002, 9, "a.example");
+        assert!(r.is_resolver(res) && !r.is_resolver(ws));
+        assert_eq!(r.info(res).map(|i| i.answered), Some(1));
+        // Stale: an answer long after its query does not count.
+        r.note_query(t(3), client, 40003, ws, 11, "c.example");
+        r.note_response(t(3 + PENDING_SECS + 1), ws, client, 40003, 11, "c.example");
+        assert!(!r.is_resolver(ws));
+    }
+
+    #[test]
+    fn the_role_is_bounded_and_shedding_is_counted() {
+        let r = ResolverRoles::with_pinned(&[ip("10.9.9.9")]);
+        let client = ip("10.0.0.1");
+        let extra = 10u32;
+        for n in 0..(RESOLVERS_MAX as u32 + extra) {
+            let server = IpAddr::from(std::net::Ipv4Addr::from(0x0a01_0000 + n));
+            r.note_query(t(1), client, 5000, server, 1, "x.example");
+            r.note_response(t(1), server, client, 5000, 1, "x.example");
+        }
+        assert_eq!(r.list().len(), RESOLVERS_MAX);
+        assert_eq!(r.shed.load(Ordering::Relaxed), u64::from(extra) + 1);
+        assert!(
+            r.is_resolver(ip("10.9.9.9")),
+            "a pinned resolver is never shed"
+        );
+    }
+
+    #[test]
+    fn a_lookup_is_forwarded_only_for_what_a_client_asked_just_before() {
+        let r = ResolverRoles::default();
+        let res = ip("10.0.0.53");
+        r.note_query(
+            t(100),
+            ip("10.0.0.12"),
+            4000,
+            res,
+            1,
+            "dnl-01.geo.kaspersky.com",
+        );
+        assert!(r.client_asked(res, "dnl-01.geo.kaspersky.com", t(101)));
+        // A minimising resolver asks the names above first.
+        assert!(r.client_asked(res, "kaspersky.com", t(101)));
+        // Not before the client asked, nor long after, nor another name.
+        assert!(!r.client_asked(res, "dnl-01.geo.kaspersky.com", t(99)));
+        assert!(!r.client_asked(
+            res,
+            "dnl-01.geo.kaspersky.com",
+            t(100 + FORWARD_WINDOW_SECS + 1)
+        ));
+        assert!(!r.client_asked(res, "ksn-file-geo.kaspersky-labs.com", t(101)));
+        // Another host was not asked.
+        assert!(!r.client_asked(ip("10.0.0.11"), "dnl-01.geo.kaspersky.com", t(101)));
+        // A client asking again later keeps older lookups judged late covered.
+        r.note_query(
+            t(110),
+            ip("10.0.0.12"),
+            4001,
+            res,
+            2,
+            "dnl-01.geo.kaspersky.com",
+        );
+        assert!(r.client_asked(res, "dnl-01.geo.kaspersky.com", t(105)));
+    }
 
     #[test]
     fn shipped_list_parses_and_has_the_documented_fallbacks() {

@@ -265,6 +265,13 @@ pub struct HostTable {
     dirty: DashMap<IpAddr, (), ahash::RandomState>,
     /// Alert again for a detection still active this long after its last alert.
     realert_after_secs: Option<u64>,
+    /// A replay that keeps an inventory also keeps what its own inputs showed, apart from
+    /// what the inventory brought: its report, summary and host table describe exactly its
+    /// inputs, while the inventory (this table) goes on counting and remembers what was
+    /// alerted.
+    run_view: Option<Box<HostTable>>,
+    /// Hosts the inventory held before this run (with a run view only).
+    known_before: std::sync::Mutex<std::collections::HashSet<IpAddr>>,
 }
 
 impl Default for HostTable {
@@ -281,6 +288,8 @@ impl Default for HostTable {
             identities_evicted: AtomicU64::new(0),
             dirty: DashMap::default(),
             realert_after_secs: None,
+            run_view: None,
+            known_before: Default::default(),
         }
     }
 }
@@ -303,6 +312,42 @@ impl HostTable {
         self
     }
 
+    /// Also keeps this run's own view (see `run_view`); call before `restore`.
+    pub fn with_run_view(mut self) -> Self {
+        self.run_view = Some(Box::new(
+            HostTable::with_realert(self.realert_after_secs).with_max_hosts(self.max_hosts),
+        ));
+        self
+    }
+
+    /// What this run's inputs showed: the run view when there is one, else everything.
+    pub fn run_snapshot(&self) -> Vec<(IpAddr, Host)> {
+        let Some(v) = &self.run_view else {
+            return self.snapshot();
+        };
+        // Who a host is comes from everything known (a DHCP lease seen by an earlier run
+        // still names the host this run detected); what it did, from this run alone.
+        let mut hosts = v.snapshot();
+        for (ip, h) in &mut hosts {
+            if let Some(known) = self.hosts.get(ip) {
+                h.mac = known.mac.or(h.mac);
+                h.identity = known.identity.clone();
+            }
+        }
+        hosts
+    }
+
+    /// With a run view, the hosts the inventory held before this run (else `None`).
+    pub fn known_before(&self) -> Option<std::collections::HashSet<IpAddr>> {
+        self.run_view.as_ref()?;
+        Some(
+            self.known_before
+                .lock()
+                .map(|k| k.clone())
+                .unwrap_or_default(),
+        )
+    }
+
     /// At most `max` undetected addresses keep their identity (at least one).
     pub fn with_max_undetected(mut self, max: usize) -> Self {
         self.max_undetected = max.max(1);
@@ -312,6 +357,11 @@ impl HostTable {
     /// Puts back what the inventory remembers (counts go on, alerted detections stay quiet).
     /// A table restored beyond its cap keeps every host; only new hosts are shed.
     pub fn restore(&self, hosts: Vec<(IpAddr, Host)>) {
+        if self.run_view.is_some() {
+            if let Ok(mut k) = self.known_before.lock() {
+                k.extend(hosts.iter().map(|(ip, _)| *ip));
+            }
+        }
         for (ip, h) in hosts {
             if self.hosts.insert(ip, h).is_none() {
                 self.count.fetch_add(1, Ordering::Relaxed);
@@ -346,6 +396,9 @@ impl HostTable {
 
     /// Takes in what DHCP or a PTR answer says about a home-net address.
     pub fn note_identity(&self, id: &Identity) {
+        if let Some(v) = &self.run_view {
+            v.note_identity(id);
+        }
         match self.hosts.entry(id.ip) {
             Entry::Occupied(mut o) => {
                 let h = o.get_mut();
@@ -490,6 +543,10 @@ impl HostTable {
 
     /// Records a finding; `suppressed` is the reason of a suppression that covers it.
     pub fn record(&self, f: &Finding, rules: &RuleSet, suppressed: Option<&str>) -> Recorded {
+        // The run's view counts the finding too; whether it alerts is the inventory's call.
+        if let Some(v) = &self.run_view {
+            v.record(f, rules, suppressed);
+        }
         let rule = rules.rule(f.rule);
         let Some(mut host) = self.host_entry(f.host) else {
             return Recorded::Shed;
@@ -579,6 +636,9 @@ impl HostTable {
 
     /// Counts a way the host hides names from the sensor.
     pub fn note_hiding(&self, host: IpAddr, hiding: crate::detect::Hiding) {
+        if let Some(v) = &self.run_view {
+            v.note_hiding(host, hiding.clone());
+        }
         let Some(mut h) = self.host_entry(host) else {
             return;
         };

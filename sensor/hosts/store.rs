@@ -19,6 +19,7 @@ use super::{
 };
 use crate::decode::Proto;
 use crate::detect::fingerprints::FingerprintStats;
+use crate::detect::resolvers::{ResolverInfo, ResolverRoles, RoleSource};
 use crate::detect::Indicator;
 use crate::extract::IdentitySource;
 use crate::time::Timestamp;
@@ -29,7 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The schema this build writes. Each step of `MIGRATIONS` brings version N-1 to N.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 const MIGRATIONS: &[&str] = &[
     // 1: hosts and their detections.
     "
@@ -77,7 +78,17 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX identities_ip ON identities(ip);
 ",
-    // 3: client fingerprints learned from visible vendor traffic (detect::fingerprints).
+    // 3: home-net resolvers (the role earned by answering other hosts' queries, or pinned).
+    "
+    CREATE TABLE resolvers (
+        ip TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        answered INTEGER NOT NULL,
+        first_answer INTEGER,
+        last_answer INTEGER
+    );
+",
+    // 4: client fingerprints learned from visible vendor traffic (detect::fingerprints).
     "
     CREATE TABLE fingerprints (
         fingerprint TEXT PRIMARY KEY,
@@ -635,6 +646,68 @@ impl Store {
         tx.commit().map_err(|e| e.to_string())
     }
 
+    /// The home-net resolvers the inventory remembers.
+    pub fn load_resolvers(&self) -> Result<Vec<(IpAddr, ResolverInfo)>, String> {
+        let read = || -> rusqlite::Result<Vec<(IpAddr, ResolverInfo)>> {
+            let mut stmt = self.conn.prepare(
+                "SELECT ip, source, answered, first_answer, last_answer FROM resolvers ORDER BY ip",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (ip, source, answered, first, last) = row?;
+                // A row this build cannot read is skipped, not fatal: the role is re-earned.
+                let (Ok(ip), Some(source)) = (ip.parse::<IpAddr>(), RoleSource::parse(&source))
+                else {
+                    continue;
+                };
+                out.push((
+                    ip,
+                    ResolverInfo {
+                        source,
+                        answered: u64::try_from(answered).unwrap_or(0),
+                        first_answer: first.map(Timestamp),
+                        last_answer: last.map(Timestamp),
+                    },
+                ));
+            }
+            Ok(out)
+        };
+        read().map_err(|e| explain(&self.path, "cannot read resolvers", &e))
+    }
+
+    /// Replaces the remembered resolvers with `list` (bounded by `RESOLVERS_MAX`), in one
+    /// transaction.
+    pub fn save_resolvers(&mut self, list: &[(IpAddr, ResolverInfo)]) -> Result<(), String> {
+        let path = self.path.clone();
+        let write = |conn: &mut Connection| -> rusqlite::Result<()> {
+            let tx = conn.transaction()?;
+            tx.execute("DELETE FROM resolvers", [])?;
+            for (ip, r) in list {
+                tx.execute(
+                    "INSERT INTO resolvers (ip, source, answered, first_answer, last_answer) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        ip.to_string(),
+                        r.source.as_str(),
+                        i64::try_from(r.answered).unwrap_or(i64::MAX),
+                        r.first_answer.map(|t| t.0),
+                        r.last_answer.map(|t| t.0),
+                    ],
+                )?;
+            }
+            tx.commit()
+        };
+        write(&mut self.conn).map_err(|e| explain(&path, "cannot save resolvers", &e))
+    }
+
     /// Saves these hosts (insert or replace), in one transaction.
     pub fn save(&mut self, hosts: &[(IpAddr, Host)]) -> Result<(), String> {
         let path = self.path.clone();
@@ -793,14 +866,20 @@ const WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 impl Persister {
     /// Starts saving; first puts back the identities of undetected addresses the inventory
     /// remembers (hosts are restored by the caller, who needs them before the pipeline runs).
-    pub fn start(store: Store, hosts: Arc<HostTable>) -> std::io::Result<Persister> {
-        Persister::start_with(store, hosts, None)
+    /// `roles`, when given, are saved too (whenever they changed).
+    pub fn start(
+        store: Store,
+        hosts: Arc<HostTable>,
+        roles: Option<Arc<ResolverRoles>>,
+    ) -> std::io::Result<Persister> {
+        Persister::start_with(store, hosts, roles, None)
     }
 
     /// Like `start`, and also saves the fingerprint learner's state with every save.
     pub fn start_with(
         mut store: Store,
         hosts: Arc<HostTable>,
+        roles: Option<Arc<ResolverRoles>>,
         learner: Option<Arc<dyn LearnedState>>,
     ) -> std::io::Result<Persister> {
         // A file whose hosts loaded has readable identities; if not, they are only lost.
@@ -831,6 +910,16 @@ impl Persister {
                             if let Ok(mut last) = last2.lock() {
                                 *last = Some(e);
                             }
+                        }
+                    }
+                    if let Some(r) = roles.as_ref().filter(|r| r.take_changed()) {
+                        if let Err(e) = store.save_resolvers(&r.list()) {
+                            failures2.fetch_add(1, Ordering::Relaxed);
+                            unsaved2.store(true, Ordering::Relaxed);
+                            if let Ok(mut l) = last2.lock() {
+                                *l = Some(e);
+                            }
+                            r.mark_changed();
                         }
                     }
                     let (whole, undetected) = hosts.take_dirty_undetected();
@@ -1012,6 +1101,100 @@ mod tests {
         );
         assert_eq!(d.evidence, host.detections[0].evidence);
         assert_eq!(loaded[0].1.identity, host.identity);
+    }
+
+    /// A database written by the v2 schema (its DDL as it shipped, spelled out) opens with
+    /// this build: migrated to v3, its rows intact, and the resolver role saved and read back
+    /// (a host's role survives in the inventory).
+    #[test]
+    fn v2_database_is_migrated_and_keeps_resolver_roles() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("v2.db");
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "BEGIN;
+            CREATE TABLE hosts (
+                ip TEXT PRIMARY KEY,
+                mac TEXT,
+                ech_connections INTEGER NOT NULL DEFAULT 0,
+                encrypted_dns_connections INTEGER NOT NULL DEFAULT 0,
+                encrypted_dns_via TEXT NOT NULL DEFAULT '[]'
+            , hostname TEXT, hostname_source TEXT, identities_omitted INTEGER NOT NULL DEFAULT 0);
+            CREATE TABLE detections (
+                ip TEXT NOT NULL REFERENCES hosts(ip),
+                vendor TEXT NOT NULL,
+                category TEXT NOT NULL,
+                severity TEXT NOT NULL,
+                first_seen INTEGER NOT NULL,
+                last_seen INTEGER NOT NULL,
+                count INTEGER NOT NULL,
+                forwarded INTEGER NOT NULL,
+                suppressed TEXT,
+                alerted_at INTEGER,
+                rules TEXT NOT NULL,
+                indicators TEXT NOT NULL,
+                indicators_omitted INTEGER NOT NULL, evidence TEXT NOT NULL DEFAULT '[]',
+                PRIMARY KEY (ip, vendor, category)
+            );
+            CREATE INDEX detections_last_seen ON detections(last_seen);
+            CREATE TABLE identities (
+                ip TEXT NOT NULL, mac TEXT, hostname TEXT, client_id TEXT, source TEXT NOT NULL,
+                first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, count INTEGER NOT NULL
+            );
+            CREATE INDEX identities_ip ON identities(ip);
+            INSERT INTO hosts VALUES ('10.2.0.53', NULL, 0, 0, '[]', 'dns-1', 'dhcp_ack', 0);
+            INSERT INTO detections VALUES ('10.2.0.53', 'kaspersky', 'update', 'high', 1000, 2000, 3, 1,
+                NULL, NULL, '[\"kaspersky.update.dnl-geo-mirrors\"]',
+                '[{\"kind\":\"dns\",\"value\":\"dnl-01.geo.kaspersky.com\",\"count\":3}]', 0, '[]');
+            PRAGMA user_version = 2;
+            COMMIT;",
+        )
+        .expect("v2 database");
+        drop(conn);
+
+        let mut store = Store::open(&path).expect("v2 opens");
+        assert_eq!(store.schema_version(), Some(3));
+        let loaded = store.load().expect("loads");
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].1.identity.hostname.as_deref(), Some("dns-1"));
+        assert!(loaded[0].1.detections[0].forwarded);
+        assert!(store.load_resolvers().expect("empty table").is_empty());
+
+        let ip: IpAddr = "10.2.0.53".parse().unwrap();
+        let pinned: IpAddr = "10.2.0.54".parse().unwrap();
+        let roles = [
+            (
+                ip,
+                ResolverInfo {
+                    source: RoleSource::Answered,
+                    answered: 4,
+                    first_answer: Some(Timestamp(1500)),
+                    last_answer: Some(Timestamp(1900)),
+                },
+            ),
+            (
+                pinned,
+                ResolverInfo {
+                    source: RoleSource::Pinned,
+                    answered: 0,
+                    first_answer: None,
+                    last_answer: None,
+                },
+            ),
+        ];
+        store.save_resolvers(&roles).expect("saves");
+        drop(store);
+        let store = Store::open_read_only(&path).expect("reopens");
+        assert_eq!(store.load_resolvers().expect("loads"), roles);
+
+        // Restored, the earned role stays; a pin the configuration dropped does not.
+        let restored = ResolverRoles::default();
+        restored.restore(roles.iter().cloned());
+        assert_eq!(
+            restored.list(),
+            vec![(ip, roles[0].1.clone())],
+            "earned role kept, stale pin dropped"
+        );
     }
 
     /// A database written by the v1 schema (its DDL as it shipped, spelled out here so that a

@@ -318,6 +318,8 @@ impl Page {
 struct Ctx {
     shared: Arc<Shared>,
     vendors: Vec<String>,
+    /// The packet times read so far, for the report's `first_packet` and `last_packet`.
+    span: output::PacketSpan,
     registry: prometheus::Registry,
     stats: Stats,
     reports: Arc<Semaphore>,
@@ -409,10 +411,14 @@ impl ReportStream {
         let mut resolvers = ctx.shared.detector.resolvers();
         resolvers.sort_unstable();
         let (addresses, next) = page.select(ctx.shared.hosts.addresses());
+        let (first_packet, last_packet) = ctx.span.lock().map(|g| *g).unwrap_or_default();
         let meta = output::ReportMeta {
-            first_packet: None,
-            last_packet: None,
+            first_packet,
+            last_packet,
             vendors: ctx.vendors.clone(),
+            packs: ctx.shared.detector.rules().packs.clone(),
+            resolver_roles: ctx.shared.detector.resolver_roles().list(),
+            known_before: None,
         };
         let mut rest = output::report_json(&[], &resolvers, &meta);
         if let Some(o) = rest.as_object_mut() {
@@ -932,7 +938,12 @@ pub struct Server {
 
 impl Server {
     /// Binds `addr` and serves until `stop`. `vendors` is what the report lists as active.
-    pub fn start(addr: &str, shared: Arc<Shared>, vendors: Vec<String>) -> Result<Server, String> {
+    pub fn start(
+        addr: &str,
+        shared: Arc<Shared>,
+        vendors: Vec<String>,
+        span: output::PacketSpan,
+    ) -> Result<Server, String> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
@@ -951,6 +962,7 @@ impl Server {
         let ctx = Arc::new(Ctx {
             shared,
             vendors,
+            span,
             registry,
             stats,
             reports: Arc::new(Semaphore::new(MAX_REPORT_STREAMS)),

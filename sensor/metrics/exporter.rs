@@ -164,6 +164,17 @@ impl Collector for SensorCollector {
                 labels(&[("stage", "port_pairs"), ("reason", "table_full")]),
                 get(&s.detector.port_pairs_dropped) as f64,
             ),
+            // Hosts that earned the resolver role beyond RESOLVERS_MAX, and client queries
+            // the resolver evidence could not remember.
+            (
+                labels(&[("stage", "resolvers"), ("reason", "table_full")]),
+                get(&s.detector.resolver_roles().shed) as f64,
+            ),
+            (
+                labels(&[("stage", "resolver_queries"), ("reason", "table_full")]),
+                (get(&s.detector.resolver_roles().pending_shed)
+                    + get(&s.detector.resolver_roles().asked_shed)) as f64,
+            ),
         ];
         for (name, _, dropped, if_dropped) in &sources {
             drops.push((
@@ -414,6 +425,25 @@ impl Collector for SensorCollector {
             "Unix time of the last successful rule load.",
             GAUGE,
             vec![(vec![], loaded_at)],
+        ));
+        let roles = s.detector.resolver_roles().list();
+        let by_source = |src: crate::detect::resolvers::RoleSource| {
+            roles.iter().filter(|(_, r)| r.source == src).count() as f64
+        };
+        out.push(family(
+            "vendorwatch_resolvers",
+            "Home-net resolvers: pinned in the configuration, or answering other hosts' queries.",
+            GAUGE,
+            vec![
+                (
+                    labels(&[("source", "pinned")]),
+                    by_source(crate::detect::resolvers::RoleSource::Pinned),
+                ),
+                (
+                    labels(&[("source", "answered")]),
+                    by_source(crate::detect::resolvers::RoleSource::Answered),
+                ),
+            ],
         ));
         out.push(family(
             "vendorwatch_passive_dns_entries",

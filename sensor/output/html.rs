@@ -241,6 +241,9 @@ struct HostRow<'a> {
     identities: &'a [Value],
     /// The address was seen with more than one MAC (it moved between machines).
     multiple_macs: bool,
+    /// A forward proxy: the clients whose proxied requests for a vendor name reached this
+    /// host, which then asked for the same name itself (see `mark_proxies`).
+    proxy_for: Vec<String>,
 }
 
 impl HostRow<'_> {
@@ -327,6 +330,7 @@ fn read_hosts(report: &Value) -> Vec<HostRow<'_>> {
                     .unwrap_or_default(),
                 identities: h["identities"].as_array().map_or(&[], Vec::as_slice),
                 multiple_macs: h["multiple_macs"].as_bool().unwrap_or(false),
+                proxy_for: Vec::new(),
             }
         })
         .collect()
@@ -477,6 +481,7 @@ tr { break-inside: avoid; page-break-inside: avoid; }
 .tag.quiet { background: #eef0f2; color: var(--muted); }
 .tag.fwd { background: #fff4e5; border-color: #f5c98b; color: #8a4b00; }
 .tag.resolver { background: #e8f0fe; border-color: #b6cdf5; color: var(--accent); }
+.tag.proxy { background: #e8f0fe; border-color: #b6cdf5; color: var(--accent); }
 .tag.moved { background: #fff4e5; border-color: #f5c98b; color: #8a4b00; }
 table.data tr.other-mac td { background: #fff8ee; }
 table.data caption { text-align: left; }
@@ -523,7 +528,14 @@ footer { margin-top: 36px; padding-top: 8px; border-top: 1px solid var(--line); 
 /// A self-contained HTML compliance report from the host report JSON. `now` decides which
 /// hosts are "still active" (last seen within `stale_days` of now) and which have "gone quiet".
 pub fn render(report: &Value, now: Timestamp, stale_days: u64) -> String {
-    let hosts = read_hosts(report);
+    render_from(report, now, stale_days, "the host report")
+}
+
+/// `render`, with the footer naming what the report was built from (`source`, in words:
+/// "the inventory /var/lib/vendorwatch/inventory.db", "the host report hosts.json").
+pub fn render_from(report: &Value, now: Timestamp, stale_days: u64, source: &str) -> String {
+    let mut hosts = read_hosts(report);
+    mark_proxies(&mut hosts);
     let detected: Vec<&HostRow> = hosts.iter().filter(|h| h.detected()).collect();
     let (active, quiet): (Vec<&HostRow>, Vec<&HostRow>) = detected
         .iter()
@@ -551,12 +563,15 @@ pub fn render(report: &Value, now: Timestamp, stale_days: u64) -> String {
 
     let _ = writeln!(
         out,
-        "<footer>Rendered by vendorwatch {} from the host report. All times are UTC. \
+        "<footer>Rendered by vendorwatch {} from {}. All times are UTC. \
          A detection is one host × vendor × category; “findings” counts the matching lookups \
          and connections. <em>Forwarded</em> detections are a DNS resolver’s upstream lookups \
          made on behalf of its clients: the clients that asked are reported on their own, so \
-         forwarded detections do not count a host as running the vendor’s software.</footer>",
-        env!("CARGO_PKG_VERSION")
+         forwarded detections do not count a host as running the vendor’s software. \
+         A <em>forward proxy</em> made requests its clients asked it for: the clients are \
+         listed with it and reported on their own.</footer>",
+        env!("CARGO_PKG_VERSION"),
+        escape(source)
     );
     out.push_str("</main>\n</body>\n</html>\n");
     out
@@ -1179,6 +1194,14 @@ fn evidence(out: &mut String, hosts: &[HostRow], is_active: &dyn Fn(&HostRow) ->
             "<span class=\"{role_class}\">{}</span>",
             escape(&h.role)
         );
+        if !h.proxy_for.is_empty() {
+            let clients: Vec<String> = h.proxy_for.iter().map(|c| escape(c)).collect();
+            let _ = write!(
+                out,
+                "<span class=\"tag proxy\">forward proxy</span><span class=\"small\">forwarded for {}</span>",
+                clients.join(", ")
+            );
+        }
         if h.multiple_macs {
             out.push_str("<span class=\"tag moved\" title=\"DHCP bound this address to more than one MAC: it moved between machines; check which one the evidence belongs to by its time\">address used by more than one machine</span>");
         }
@@ -1305,6 +1328,53 @@ fn evidence(out: &mut String, hosts: &[HostRow], is_active: &dyn Fn(&HostRow) ->
 }
 
 /// The kept findings of a detection (the first few and the latest few): time, indicator, flow.
+/// Kinds of indicator a client sends to a forward proxy: the Host of an absolute-form request
+/// and the target of CONNECT (and the TLS name inside the tunnel, which goes to the proxy's
+/// address too).
+const PROXIED_KINDS: [&str; 3] = ["http_host", "http_connect", "tls_sni"];
+
+/// Finds forward proxies: a host with detections of its own that other hosts sent requests
+/// for the same vendor names to (their evidence flows end at its address). Its detections
+/// are its clients' requests, made on their behalf.
+fn mark_proxies(hosts: &mut [HostRow<'_>]) {
+    let values_of = |h: &HostRow<'_>| -> Vec<String> {
+        h.dets
+            .iter()
+            .flat_map(|d| d.raw["indicators"].as_array().into_iter().flatten())
+            .filter_map(|i| opt_text(&i["value"]))
+            .collect()
+    };
+    let mut marks: Vec<(usize, String)> = Vec::new();
+    for (pi, proxy) in hosts.iter().enumerate() {
+        if proxy.dets.is_empty() {
+            continue;
+        }
+        let own = values_of(proxy);
+        for client in hosts.iter().filter(|c| c.ip != proxy.ip) {
+            let sent_through = client.dets.iter().any(|d| {
+                d.raw["evidence"].as_array().into_iter().flatten().any(|e| {
+                    text(&e["flow"]["dst_ip"]) == proxy.ip
+                        && PROXIED_KINDS.contains(&text(&e["indicator"]["kind"]).as_str())
+                        && own.contains(&text(&e["indicator"]["value"]))
+                })
+            });
+            if sent_through {
+                marks.push((pi, client.ip.clone()));
+            }
+        }
+    }
+    for (pi, client) in marks {
+        if let Some(h) = hosts.get_mut(pi) {
+            if !h.proxy_for.contains(&client) {
+                h.proxy_for.push(client);
+            }
+        }
+    }
+}
+
+/// One row of the evidence sample: a packet's time, its flow, and what it showed (kind, value).
+type EvidenceRow = (Option<Timestamp>, String, Vec<(String, String)>);
+
 fn evidence_sample(out: &mut String, d: &Det) {
     let Some(ev) = d.raw["evidence"].as_array().filter(|a| !a.is_empty()) else {
         return;
@@ -1316,19 +1386,46 @@ fn evidence_sample(out: &mut String, d: &Det) {
         d.count,
         if d.count == 1 { "" } else { "s" }
     );
+    // In time order (the report keeps the first and the latest findings, not in that
+    // order once they wrap), one row per packet: findings of one packet (its question and a
+    // CNAME target, or two rules) share the row.
+    let mut rows: Vec<EvidenceRow> = Vec::new();
     for e in ev {
         let f = &e["flow"];
+        let time = parse_ts(&e["time"]);
+        let flow = format!(
+            "{}:{} → {}:{} {}",
+            text(&f["src_ip"]),
+            text(&f["src_port"]),
+            text(&f["dst_ip"]),
+            text(&f["dst_port"]),
+            text(&f["transport"])
+        );
+        let seen = (
+            text(&e["indicator"]["kind"]),
+            text(&e["indicator"]["value"]),
+        );
+        match rows.iter_mut().find(|(t, fl, _)| *t == time && *fl == flow) {
+            Some((_, _, list)) => {
+                if !list.contains(&seen) {
+                    list.push(seen);
+                }
+            }
+            None => rows.push((time, flow, vec![seen])),
+        }
+    }
+    rows.sort_by_key(|(t, _, _)| *t);
+    for (time, flow, seen) in rows {
+        let kinds: Vec<String> = seen.iter().map(|(k, _)| escape(k)).collect();
+        let values: Vec<String> = seen.iter().map(|(_, v)| escape(v)).collect();
         let _ = writeln!(
             out,
-            "<tr><td class=\"t\">{}</td><td class=\"mono small\">{}</td><td class=\"mono val\">{}</td><td class=\"mono small\">{}:{} → {}:{} {}</td></tr>",
-            fmt_ts(parse_ts(&e["time"])),
-            escape(&text(&e["indicator"]["kind"])),
-            escape(&text(&e["indicator"]["value"])),
-            escape(&text(&f["src_ip"])),
-            escape(&text(&f["src_port"])),
-            escape(&text(&f["dst_ip"])),
-            escape(&text(&f["dst_port"])),
-            escape(&text(&f["transport"]))
+            "<tr><td class=\"t\">{}</td><td class=\"mono small\">{}</td><td class=\"mono val\">{}</td><td class=\"mono small\">{}</td></tr>",
+            // To the microsecond: two packets of one flow in the same second stay apart.
+            time.map_or_else(|| "—".to_string(), |t| t.to_string()),
+            kinds.join("<br>"),
+            values.join("<br>"),
+            escape(&flow)
         );
     }
     out.push_str("</tbody></table>\n");

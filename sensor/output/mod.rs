@@ -165,15 +165,39 @@ pub fn report_json(
     resolvers: &[IpAddr],
     generated_from: &ReportMeta,
 ) -> serde_json::Value {
+    let role_of = |ip: &IpAddr| {
+        generated_from
+            .resolver_roles
+            .iter()
+            .find(|(r, _)| r == ip)
+            .map(|(_, info)| json!({"source": info.source, "answered": info.answered}))
+    };
     let hosts: Vec<serde_json::Value> = hosts
         .iter()
-        .map(|(ip, h)| host_json(*ip, h, resolvers.contains(ip)))
+        .map(|(ip, h)| {
+            let mut host = host_json(*ip, h, resolvers.contains(ip));
+            if let Some(obj) = host.as_object_mut() {
+                // Why the host is a resolver: pinned, or how many client queries it answered.
+                if let Some(r) = role_of(ip).filter(|_| resolvers.contains(ip)) {
+                    obj.insert("resolver".into(), r);
+                }
+                if let Some(known) = &generated_from.known_before {
+                    obj.insert("already_known".into(), json!(known.contains(ip)));
+                }
+            }
+            host
+        })
         .collect();
     json!({
         "generated_by": format!("vendorwatch {}", env!("CARGO_PKG_VERSION")),
         "first_packet": generated_from.first_packet,
         "last_packet": generated_from.last_packet,
         "vendors": generated_from.vendors,
+        "packs": generated_from.packs.iter().map(|p| json!({
+            "vendor": p.vendor,
+            "name": p.name,
+            "legal_basis": p.legal_basis,
+        })).collect::<Vec<_>>(),
         "resolvers": resolvers,
         "hosts": hosts,
     })
@@ -197,9 +221,75 @@ pub fn host_json(ip: IpAddr, h: &Host, is_resolver: bool) -> serde_json::Value {
     })
 }
 
+/// The earliest and latest packet times a run has read so far (shared with `/api/hosts`).
+pub type PacketSpan = std::sync::Arc<std::sync::Mutex<(Option<Timestamp>, Option<Timestamp>)>>;
+
 #[derive(Debug, Clone, Default)]
 pub struct ReportMeta {
     pub first_packet: Option<Timestamp>,
     pub last_packet: Option<Timestamp>,
     pub vendors: Vec<String>,
+    /// Why each resolver holds the role (pinned, or queries answered).
+    pub resolver_roles: Vec<(IpAddr, crate::detect::resolvers::ResolverInfo)>,
+    /// The packs in force (vendor, name, legal basis): the report says on what grounds each
+    /// vendor is watched.
+    pub packs: Vec<crate::detect::rules::Pack>,
+    /// A replay that kept an inventory: the hosts it already held (each host then says
+    /// `already_known`).
+    pub known_before: Option<std::collections::HashSet<IpAddr>>,
+}
+
+/// How often a live sensor's events file is flushed: someone tailing it as a DNS log sees
+/// each name within about this long (alerts are flushed one by one by their own writer).
+pub const EVENTS_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Flushes a shared writer every `EVENTS_FLUSH_EVERY` until dropped (then once more). The
+/// workers write events through a large buffer and never flush it themselves, which suits a
+/// replay; a live sensor runs this beside them.
+pub struct Flusher {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Flusher {
+    pub fn start(writer: crate::pipeline::SharedWriter) -> std::io::Result<Flusher> {
+        use std::io::Write as _;
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = std::sync::Arc::clone(&stop);
+        let flush = move || {
+            // A write error is the workers' to report (they see it on their next write).
+            if let Ok(mut w) = writer.lock() {
+                let _ = w.flush();
+            }
+        };
+        let handle = std::thread::Builder::new()
+            .name("events-flush".into())
+            .spawn(move || {
+                let step = std::time::Duration::from_millis(100);
+                let mut waited = std::time::Duration::ZERO;
+                while !stop2.load(Ordering::Relaxed) {
+                    std::thread::sleep(step);
+                    waited += step;
+                    if waited >= EVENTS_FLUSH_EVERY {
+                        waited = std::time::Duration::ZERO;
+                        flush();
+                    }
+                }
+                flush();
+            })?;
+        Ok(Flusher {
+            stop,
+            handle: Some(handle),
+        })
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
 }

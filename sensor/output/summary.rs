@@ -160,6 +160,16 @@ pub fn shed_note(hosts: &crate::hosts::HostTable, detector: &crate::detect::Dete
             thousands(pdns)
         );
     }
+    let roles = detector.resolver_roles();
+    let resolvers_shed = roles.shed.load(Ordering::Relaxed);
+    if resolvers_shed > 0 {
+        let _ = writeln!(
+            s,
+            "vendorwatch: {} host(s) answered other hosts' queries after {} resolvers were known and were not given the role (their own lookups still alert)",
+            thousands(resolvers_shed),
+            crate::detect::resolvers::RESOLVERS_MAX
+        );
+    }
     if shed > 0 {
         let _ = writeln!(
             s,
