@@ -1153,7 +1153,7 @@ mod tests {
         drop(conn);
 
         let mut store = Store::open(&path).expect("v2 opens");
-        assert_eq!(store.schema_version(), Some(3));
+        assert_eq!(store.schema_version(), Some(SCHEMA_VERSION));
         let loaded = store.load().expect("loads");
         assert_eq!(loaded.len(), 1);
         assert_eq!(loaded[0].1.identity.hostname.as_deref(), Some("dns-1"));

@@ -399,6 +399,8 @@ struct ReportStream {
     addresses: std::vec::IntoIter<IpAddr>,
     /// Sorted, for `role`.
     resolvers: Vec<IpAddr>,
+    /// Why each resolver holds its role.
+    roles: Vec<(IpAddr, crate::detect::resolvers::ResolverInfo)>,
     tail: Option<Bytes>,
     first: bool,
     /// A chunk was just produced: give the other connections a turn before the next one.
@@ -417,9 +419,10 @@ impl ReportStream {
             last_packet,
             vendors: ctx.vendors.clone(),
             packs: ctx.shared.detector.rules().packs.clone(),
-            resolver_roles: ctx.shared.detector.resolver_roles().list(),
+            resolver_roles: Vec::new(),
             known_before: None,
         };
+        let roles = ctx.shared.detector.resolver_roles().list();
         let mut rest = output::report_json(&[], &resolvers, &meta);
         if let Some(o) = rest.as_object_mut() {
             o.remove("hosts");
@@ -438,6 +441,7 @@ impl ReportStream {
             head: Some(Bytes::from_static(b"{\"hosts\":[")),
             addresses: addresses.into_iter(),
             resolvers,
+            roles,
             tail: Some(Bytes::from(tail)),
             first: true,
             yield_next: false,
@@ -470,7 +474,12 @@ impl ReportStream {
                 continue;
             };
             let is_resolver = self.resolvers.binary_search(&ip).is_ok();
-            let entry = output::host_json(ip, &host, is_resolver);
+            let mut entry = output::host_json(ip, &host, is_resolver);
+            if let (true, Some(o)) = (is_resolver, entry.as_object_mut()) {
+                if let Some((_, info)) = self.roles.iter().find(|(r, _)| *r == ip) {
+                    o.insert("resolver".into(), output::resolver_json(info));
+                }
+            }
             if !self.first {
                 buf.push(b',');
             }

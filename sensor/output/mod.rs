@@ -170,7 +170,7 @@ pub fn report_json(
             .resolver_roles
             .iter()
             .find(|(r, _)| r == ip)
-            .map(|(_, info)| json!({"source": info.source, "answered": info.answered}))
+            .map(|(_, info)| resolver_json(info))
     };
     let hosts: Vec<serde_json::Value> = hosts
         .iter()
@@ -204,6 +204,11 @@ pub fn report_json(
 }
 
 /// One entry of the report's `hosts` (the metrics endpoint streams them one by one).
+/// Why a host holds the resolver role, as the report's `resolver` field says it.
+pub fn resolver_json(info: &crate::detect::resolvers::ResolverInfo) -> serde_json::Value {
+    json!({"source": info.source, "answered": info.answered})
+}
+
 pub fn host_json(ip: IpAddr, h: &Host, is_resolver: bool) -> serde_json::Value {
     json!({
         "ip": ip,
