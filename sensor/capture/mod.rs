@@ -6,6 +6,7 @@
 //! `live` captures through libpcap; `privileges` and `sandbox` take away what the process
 //! no longer needs once its capture handles are open (root, capabilities, system calls).
 
+pub mod chunked;
 pub mod file;
 pub mod inputs;
 pub mod live;
