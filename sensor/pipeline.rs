@@ -603,7 +603,7 @@ fn replay_chunked(
             }
             progress.advance(reader.offset());
         }
-        match reader.next() {
+        match reader.next_record() {
             chunked::Next::Packet(rec) => {
                 outcome.first_packet.get_or_insert(rec.ts);
                 outcome.last_packet = Some(outcome.last_packet.map_or(rec.ts, |t| t.max(rec.ts)));

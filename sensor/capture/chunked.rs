@@ -36,7 +36,7 @@ pub struct Record<'a> {
     pub len: usize,
 }
 
-/// What `next` found.
+/// What `next_record` found.
 pub enum Next<'a> {
     Packet(Record<'a>),
     End,
@@ -124,7 +124,7 @@ impl ChunkedReader {
     }
 
     /// The next record.
-    pub fn next(&mut self) -> Next<'_> {
+    pub fn next_record(&mut self) -> Next<'_> {
         loop {
             match self.frame() {
                 Framed::Record {
@@ -268,7 +268,7 @@ mod tests {
         let mut out = Vec::new();
         let mut held = Vec::new();
         loop {
-            match r.next() {
+            match r.next_record() {
                 Next::Packet(rec) => {
                     out.push((
                         rec.ts,
