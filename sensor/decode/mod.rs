@@ -505,6 +505,40 @@ mod tests {
     }
 
     #[test]
+    fn a_detached_packet_attaches_to_what_decode_gave() {
+        // The worker reads `attach`'s packet instead of decoding the frame again: it must be
+        // the same packet, field for field, payload included, for every frame of the committed
+        // captures (plain, VLAN, QinQ, tunnels, IPv6, fragments' reassembly aside).
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).expect("pcaps/") {
+            let path = entry.expect("entry").path();
+            let Ok(mut reader) = crate::capture::file::CaptureReader::open(&path) else {
+                continue;
+            };
+            loop {
+                let mut frame = None;
+                match reader.next_packet(|raw| frame = Some((raw.link, raw.data.to_vec()))) {
+                    Ok(crate::capture::file::Step::Packet) => {}
+                    _ => break,
+                }
+                let Some((link, frame)) = frame else { continue };
+                if let Ok(Decoded::Packet(p)) = decode_full(link, &frame) {
+                    let d = p.detach(&frame).expect("payload lies in the frame");
+                    assert_eq!(format!("{:?}", d.attach(&frame)), format!("{p:?}"));
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 1000, "only {checked} packets checked");
+        // Bytes that are not the frame give an empty payload, not a panic.
+        let p = decode(LinkType::Ethernet, ETH_IPV4_UDP_DNS).expect("decodes");
+        let d = p.detach(ETH_IPV4_UDP_DNS).expect("detaches");
+        assert!(matches!(d.attach(&[]).transport, Transport::Udp(u) if u.payload.is_empty()));
+        assert!(p.detach(&ETH_IPV4_UDP_DNS[..10]).is_none());
+    }
+
+    #[test]
     fn ethernet_ipv4_udp() {
         let p = decode(LinkType::Ethernet, ETH_IPV4_UDP_DNS).expect("decodes");
         assert_eq!(p.src, "10.0.0.1".parse::<IpAddr>().unwrap());
