@@ -19,7 +19,7 @@
 # RSS (/usr/bin/time -v, the largest of the runs); for vendorwatch also whether the host report
 # holds exactly the host x vendor x category detections of the ground truth (PCAP.expected.json).
 # The file is read once before timing, so every contender reads it from the page cache.
-# Reports, timings and any differences from the ground truth are kept in bench-data/bench-run/.
+# Reports, timings and any differences from the ground truth are kept in bench-data/bench-run-NAME/ (NAME: the capture file's name without .pcap).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
