@@ -2,10 +2,18 @@
 # Makes the whole-binary benchmark capture: a single classic pcap (Ethernet) of real traffic,
 # multiplied to the target size with thousands of distinct client hosts, plus its ground truth.
 #
-#   sudo bash bench/make-capture.sh [OUT] [SIZE_MB]
+#   sudo bash bench/make-capture.sh [OUT] [SIZE_MB] [MIX]
 #
 #   OUT      default bench-data/bench.pcap (relative to the repository root; bench-data/ is ignored by git)
 #   SIZE_MB  default 600 (the result is at least this large: whole copies of the base capture)
+#   MIX      bulk (default): mostly bulk transfer, few flows per host (the original benchmark)
+#            enterprise: what an office tap carries: 128 base hosts per namespace (512), each making
+#            ~40 DNS lookups (one dig process, one socket per query; two over TCP) of names from a
+#            pool of 400 names behind one shared resolver, ~10 short TLS and HTTP connections (one
+#            request each, Connection: close), QUIC (aioquic HTTP/3, one host in three), and the
+#            same vendor, decoy and bulk traffic as the bulk mix on fewer hosts (bulk on one in 96).
+#            About 80 KB per base host, so 1,000 MB is ~25 copies, ~12,800 hosts and ~600k flows.
+#            bench-data/enterprise.pcap is the conventional OUT for it.
 #
 # Writes OUT and OUT.expected.json. See bench/README.md.
 #
@@ -42,7 +50,9 @@ fi
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${1:-$ROOT/bench-data/bench.pcap}
 SIZE_MB=${2:-600}
+MIX=${3:-bulk}
 [[ $SIZE_MB =~ ^[0-9]+$ && $SIZE_MB -ge 1 ]] || { echo "SIZE_MB must be a positive integer" >&2; exit 2; }
+[[ $MIX == bulk || $MIX == enterprise ]] || { echo "MIX must be bulk or enterprise" >&2; exit 2; }
 mkdir -p "$(dirname "$OUT")"
 OUT=$(cd "$(dirname "$OUT")" && pwd)/$(basename "$OUT")
 EXPECTED=$OUT.expected.json
@@ -52,7 +62,8 @@ P=${VWB_PREFIX:-vwb-}
 SW=${P}sw
 SRV=${P}srv
 NCLIENT_NS=4          # client namespaces c1..c4
-HOSTS_PER_NS=${VWB_HOSTS_PER_NS:-96}  # IPv4 hosts per client namespace: 10.10.K.1 .. 10.10.K.96
+DEFAULT_HOSTS=96; [[ $MIX == enterprise ]] && DEFAULT_HOSTS=128
+HOSTS_PER_NS=${VWB_HOSTS_PER_NS:-$DEFAULT_HOSTS}  # IPv4 hosts per client namespace: 10.10.K.1 .. 10.10.K.H
 V6_PER_NS=$((HOSTS_PER_NS / 4))  # of which hosts 1..24 also have fd00:10:K::H
 PARALLEL=${VWB_PARALLEL:-24}
 MAX_COPIES=200        # 10.20 .. 10.219; the servers live in 10.250.0.0/16 and fd00:ffff::/32
@@ -155,6 +166,16 @@ BULK_NAMES=(mirror.debian.lab deb.debian.org download.mozilla.org codeload.githu
         echo "$n 10.250.2.$((i % 8 + 1)) fd00:ffff::2:$((i % 8 + 1)) benign"
         i=$((i + 1))
     done
+    # enterprise: a pool of 400 more internal and SaaS-like names (the shared resolver knows them all)
+    if [[ $MIX == enterprise ]]; then
+        for j in $(seq 1 400); do
+            case $((j % 4)) in
+                0) n=app$j.corp.lab ;; 1) n=cdn$j.static.example.net ;;
+                2) n=api$j.saas.example.com ;; 3) n=tile$j.maps.example.org ;;
+            esac
+            echo "$n 10.250.2.$((j % 8 + 1)) fd00:ffff::2:$((j % 8 + 1)) pool"
+        done
+    fi
 } >"$WORK/names.txt"
 
 # ----------------------------------------------------------------------------------------------
@@ -324,6 +345,106 @@ wait_for "nginx v6" nsx "$C1" curl -skf -o /dev/null --max-time 2 --interface fd
 [[ $(nsx "$C1" dig +short -b 10.10.1.1 @$DNS_4 dnl-01.geo.kaspersky.com A) == 10.250.1.1 ]] \
     || die "unbound does not answer the vendor names"
 
+# enterprise: QUIC (HTTP/3) from aioquic, client and server, pinned, in a venv of its own outside the
+# repository (PyPI; the base Debian has no QUIC client)
+AIOQUIC_VERSION=1.7.2
+AIOQUIC_PY=
+if [[ $MIX == enterprise ]]; then
+    AIOQUIC_VENV=${VWB_AIOQUIC_VENV:-/var/cache/vwb-bench/aioquic-$AIOQUIC_VERSION}
+    AIOQUIC_PY=$AIOQUIC_VENV/bin/python
+    if ! "$AIOQUIC_PY" -c "import aioquic, sys; sys.exit(aioquic.__version__ != '$AIOQUIC_VERSION')" 2>/dev/null; then
+        log "installing aioquic $AIOQUIC_VERSION into $AIOQUIC_VENV"
+        rm -rf "$AIOQUIC_VENV"
+        "$PY" -m venv "$AIOQUIC_VENV"
+        "$AIOQUIC_VENV/bin/pip" install --quiet --disable-pip-version-check "aioquic==$AIOQUIC_VERSION"
+    fi
+    cat >"$WORK/quic_server.py" <<'QEOF'
+"""HTTP/3 server (aioquic): one UDP socket per address given, answers every request with a short text."""
+import asyncio, sys
+from aioquic.asyncio import QuicConnectionProtocol, serve
+from aioquic.h3.connection import H3_ALPN, H3Connection
+from aioquic.h3.events import HeadersReceived
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.events import ProtocolNegotiated
+
+class H3Server(QuicConnectionProtocol):
+    h3 = None
+    def quic_event_received(self, event):
+        if isinstance(event, ProtocolNegotiated):
+            self.h3 = H3Connection(self._quic)
+        if self.h3 is None:
+            return
+        for ev in self.h3.handle_event(event):
+            if isinstance(ev, HeadersReceived):
+                body = b"bench-lab " + dict(ev.headers).get(b":authority", b"") + b"\n"
+                self.h3.send_headers(ev.stream_id, [(b":status", b"200"), (b"content-length", str(len(body)).encode())])
+                self.h3.send_data(ev.stream_id, body, end_stream=True)
+                self.transmit()
+
+async def main(cert, key, addrs):
+    cfg = QuicConfiguration(is_client=False, alpn_protocols=H3_ALPN)
+    cfg.load_cert_chain(cert, key)
+    for a in addrs:
+        await serve(a, 443, configuration=cfg, create_protocol=H3Server)
+    print("listening on", *addrs, flush=True)
+    await asyncio.Future()
+
+asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3:]))
+QEOF
+    cat >"$WORK/quic_client.py" <<'QEOF'
+"""HTTP/3 client (aioquic): from source address SRC, one QUIC connection per NAME=ADDRESS given,
+GET https://NAME/ (SNI = NAME) on each."""
+import asyncio, ssl, sys
+from aioquic.asyncio import QuicConnectionProtocol
+from aioquic.h3.connection import H3_ALPN, H3Connection
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+
+class H3Client(QuicConnectionProtocol):
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.h3 = H3Connection(self._quic)
+        self.done = asyncio.get_running_loop().create_future()
+    def quic_event_received(self, event):
+        for ev in self.h3.handle_event(event):
+            if getattr(ev, "stream_ended", False) and not self.done.done():
+                self.done.set_result(None)
+
+async def one(src, name, addr):
+    cfg = QuicConfiguration(is_client=True, server_name=name, verify_mode=ssl.CERT_NONE, alpn_protocols=H3_ALPN)
+    loop = asyncio.get_running_loop()
+    transport, c = await loop.create_datagram_endpoint(lambda: H3Client(QuicConnection(configuration=cfg)),
+                                                       local_addr=(src, 0))
+    try:
+        c.connect((addr, 443))
+        await asyncio.wait_for(c.wait_connected(), 20)
+        sid = c._quic.get_next_available_stream_id()
+        c.h3.send_headers(sid, [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", name.encode()),
+                                (b":path", b"/"), (b"user-agent", b"bench-lab-aioquic")], end_stream=True)
+        c.transmit()
+        await asyncio.wait_for(c.done, 20)
+        c.close()
+        await asyncio.wait_for(c.wait_closed(), 5)
+    finally:
+        transport.close()
+
+async def main(src, pairs):
+    for p in pairs:
+        name, addr = p.split("=")
+        await one(src, name, addr)
+
+asyncio.run(main(sys.argv[1], sys.argv[2:]))
+QEOF
+    quic_listening() { nsx "$SRV" ss -Hnlu 'sport = :443' | grep -qF "10.250.2.8:443"; }
+    log "starting the aioquic HTTP/3 server"
+    ip netns exec "$SRV" "$AIOQUIC_PY" "$WORK/quic_server.py" "$WORK/nginx/cert.pem" "$WORK/nginx/key.pem" \
+        $(seq -f '10.250.2.%g' 1 8) >"$WORK/quic-server.log" 2>&1 &
+    PIDS+=($!)
+    wait_for "aioquic server" quic_listening
+    nsx "$C1" "$AIOQUIC_PY" "$WORK/quic_client.py" 10.10.1.1 www.example.org=10.250.2.1 >"$WORK/quic-check.log" 2>&1 \
+        || { cat "$WORK/quic-check.log" >&2; die "aioquic client failed"; }
+fi
+
 # ----------------------------------------------------------------------------------------------
 # the host script: one real host's traffic, chosen from its number N (0-based)
 # ----------------------------------------------------------------------------------------------
@@ -331,7 +452,7 @@ cat >"$WORK/host.sh" <<'HOST'
 #!/usr/bin/env bash
 # host.sh WORK K H : runs inside client namespace K as host 10.10.K.H (and fd00:10:K::H when H <= V6)
 set -u
-WORK=$1 K=$2 H=$3 HOSTS_PER_NS=$4 V6_PER_NS=$5
+WORK=$1 K=$2 H=$3 HOSTS_PER_NS=$4 V6_PER_NS=$5 MIX=$6 AIOQUIC_PY=${7:-}
 N=$(( (K - 1) * HOSTS_PER_NS + H - 1 ))
 RANDOM=$((N * 7919 + 17))
 SRC4=10.10.$K.$H
@@ -361,6 +482,44 @@ get() {
         || echo "curl $scheme://$name$path failed: $?" >>"$LOG"
 }
 
+# --- enterprise: many lookups and short connections per host, some QUIC
+BULK_EVERY=48 MEDIUM_EVERY=16
+if [[ $MIX == enterprise ]]; then
+BULK_EVERY=96 MEDIUM_EVERY=32
+mapfile -t POOL < <(awk '$4 == "pool" {print $1}' "$WORK/names.txt")
+pool() { echo "${POOL[RANDOM % ${#POOL[@]}]}"; }
+# one dig process, one socket (source port) per query: a flow per lookup
+args=()
+for _ in $(seq 1 $((30 + RANDOM % 12))); do
+    case $((RANDOM % 8)) in
+        0) args+=("$(pool)" AAAA) ;;
+        1) args+=("$(pick)" A) ;;
+        2) args+=("nx$RANDOM.corp.lab" A) ;;
+        *) args+=("$(pool)" A) ;;
+    esac
+done
+q4 "${args[@]}"
+(( RANDOM % 2 )) && q4 +tcp "$(pool)" A "$(pool)" A
+[[ -n $SRC6 ]] && q6 "$(pool)" AAAA "$(pool)" AAAA "$(pool)" AAAA "$(pool)" AAAA
+pause
+# short TLS and HTTP connections, one request each (Connection: close)
+cargs=()
+for _ in $(seq 1 $((7 + RANDOM % 6))); do
+    n=$(pool)
+    if (( RANDOM % 3 == 0 )); then scheme=http port=80; else scheme=https port=443; fi
+    path=/api/v1/ping; (( RANDOM % 3 == 0 )) && path=/index.html
+    cargs+=(--resolve "$n:$port:${A4[$n]}" -o /dev/null "$scheme://$n$path")
+done
+curl -sk --max-time 60 --interface "$SRC4" -H 'Connection: close' \
+    -A "Mozilla/5.0 (Windows NT 10.0; Win64; x64) bench-lab/1.0" "${cargs[@]}" >>"$LOG" 2>&1 \
+    || echo "curl short connections failed: $?" >>"$LOG"
+# QUIC: one host in three, two connections
+if (( N % 3 == 0 )); then
+    a=$(pool) b=$(pool)
+    "$AIOQUIC_PY" "$WORK/quic_client.py" "$SRC4" "$a=${A4[$a]}" "$b=${A4[$b]}" >>"$LOG" 2>&1 \
+        || echo "quic incomplete (a timeout on a loaded machine; benign names only): $?" >>"$LOG"
+fi
+else
 # --- everybody: DNS lookups and page fetches of benign names
 for _ in $(seq 1 $((2 + RANDOM % 4))); do
     n=$(pick)
@@ -385,6 +544,7 @@ for _ in $(seq 1 $((1 + RANDOM % 3))); do
     fi
     pause
 done
+fi
 # decoys: look like the vendor but are not
 if (( N % 10 == 7 )); then
     for n in notkaspersky.com kaspersky.com.evil.example kaspersky-labs.example.net; do
@@ -393,13 +553,13 @@ if (( N % 10 == 7 )); then
     done
 fi
 # medium downloads
-(( N % 16 == 1 )) && get 4 https "$(pick)" /static/asset-192k.js --limit-rate 2M
+(( N % MEDIUM_EVERY == 1 )) && get 4 https "$(pick)" /static/asset-192k.js --limit-rate 2M
 # bulk downloads (2-6 MB over HTTP or HTTPS)
-if (( N % 48 == 0 )); then
+if (( N % BULK_EVERY == 0 )); then
     SIZES=(2 4 3 6)
-    n=${BULK[(N / 48) % ${#BULK[@]}]}
-    size=${SIZES[(N / 48) % 4]}
-    if (( (N / 48) % 2 )); then scheme=https; else scheme=http; fi
+    n=${BULK[(N / BULK_EVERY) % ${#BULK[@]}]}
+    size=${SIZES[(N / BULK_EVERY) % 4]}
+    if (( (N / BULK_EVERY) % 2 )); then scheme=https; else scheme=http; fi
     q4 "$n" A
     get 4 $scheme "$n" "/files/pkg-${size}M.bin" --limit-rate 4M
 fi
@@ -462,7 +622,7 @@ sleep 0.5
 t0=$(date +%s)
 cat >"$WORK/run-host.sh" <<EOF
 #!/bin/sh
-exec ip netns exec "${P}c\$1" bash "$WORK/host.sh" "$WORK" "\$1" "\$2" $HOSTS_PER_NS $V6_PER_NS
+exec ip netns exec "${P}c\$1" bash "$WORK/host.sh" "$WORK" "\$1" "\$2" $HOSTS_PER_NS $V6_PER_NS $MIX "$AIOQUIC_PY"
 EOF
 # hosts in an interleaved order (c1 h1, c2 h1, ..., c1 h2, ...)
 for h in $(seq 1 $HOSTS_PER_NS); do for k in $(seq 1 $NCLIENT_NS); do echo "$k $h"; done; done |
@@ -684,7 +844,8 @@ jq --arg file "$(basename "$OUT")" --argjson packets "$PKTS" --argjson bytes "$B
     --arg created "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     --arg tools "$(tcpdump --version 2>&1 | head -1); $(tcprewrite --version 2>&1 | head -1); $(mergecap -v | head -1); curl $(curl --version | head -1 | cut -d' ' -f2); nginx $(nginx -v 2>&1 | cut -d/ -f2); unbound $(unbound -V | head -1 | awk '{print $2}'); $(dig -v 2>&1)" \
     --arg how "per copy: tcprewrite --pnat=copies[].pnat --tcp-sequence=copies[].tcp_sequence_seed; Ethernet addresses copied back from the base capture (tcprewrite 4.4.3 rewrites those of IPv6 frames to multicast ones); editcap -F pcap -t copies[].time_shift_s; then mergecap -F pcap (merged by time)" \
-    '{capture: {file: $file, packets: $packets, bytes: $bytes, created: $created, tools: $tools, multiplication: $how}} + .' \
+    --arg mix "$MIX" \
+    '{capture: {file: $file, mix: $mix, packets: $packets, bytes: $bytes, created: $created, tools: $tools, multiplication: $how}} + .' \
     "$WORK/expected.partial.json" >"$EXPECTED"
 log "wrote $OUT ($BYTES bytes, $PKTS packets, $K copies) and $EXPECTED"
 jq -c '.expected' "$EXPECTED" >&2

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Whole-binary replay benchmark: vendorwatch against the tcpdump floor on one big real capture.
 #
-#   bash bench/run.sh [--write] [PCAP]
+#   bash bench/run.sh [--write] [PCAP...]
 #
-#   PCAP     default bench-data/bench.pcap (made with bench/make-capture.sh when missing)
-#   --write  also replace the section between <!-- bench:replay:start --> and
-#            <!-- bench:replay:end --> in BENCHMARKS.md (created if missing)
+#   PCAP     default: bench-data/enterprise.pcap (the enterprise mix, when it exists) and
+#            bench-data/bench.pcap (the bulk-heavy capture, made with bench/make-capture.sh when
+#            missing); several captures are measured one after the other
+#   --write  also replace the capture's section in BENCHMARKS.md: between <!-- bench:replay:start -->
+#            and <!-- bench:replay:end --> for bench.pcap, <!-- bench:replay:NAME:start --> and
+#            <!-- bench:replay:NAME:end --> for NAME.pcap (created if missing)
 #   --head   benchmark the last commit (HEAD) exactly: build it from `git archive HEAD` in
 #            bench-data/bench-build/ instead of building the working tree
 #   RUNS=N   runs per contender (default 3); the contenders take turns, run by run
@@ -16,23 +19,32 @@
 # RSS (/usr/bin/time -v, the largest of the runs); for vendorwatch also whether the host report
 # holds exactly the host x vendor x category detections of the ground truth (PCAP.expected.json).
 # The file is read once before timing, so every contender reads it from the page cache.
-# Reports, timings and any differences from the ground truth are kept in bench-data/bench-run/.
+# Reports, timings and any differences from the ground truth are kept in bench-data/bench-run-NAME/ (NAME: the capture file's name without .pcap).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WRITE=0
 HEAD=0
-PCAP=
+PCAPS=()
+OPTS=()
 for a in "$@"; do
     case $a in
-        --write) WRITE=1 ;;
-        --head) HEAD=1 ;;
-        -h | --help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --write) WRITE=1; OPTS+=("$a") ;;
+        --head) HEAD=1; OPTS+=("$a") ;;
+        -h | --help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "run.sh: unknown option $a" >&2; exit 2 ;;
-        *) PCAP=$a ;;
+        *) PCAPS+=("$a") ;;
     esac
 done
-PCAP=${PCAP:-$ROOT/bench-data/bench.pcap}
+if ((${#PCAPS[@]} == 0)); then
+    [[ -f $ROOT/bench-data/enterprise.pcap ]] && PCAPS+=("$ROOT/bench-data/enterprise.pcap")
+    PCAPS+=("$ROOT/bench-data/bench.pcap")
+fi
+if ((${#PCAPS[@]} > 1)); then   # one capture at a time, each a run of its own
+    for p in "${PCAPS[@]}"; do bash "${BASH_SOURCE[0]}" "${OPTS[@]}" "$p"; done
+    exit 0
+fi
+PCAP=${PCAPS[0]}
 RUNS=${RUNS:-3}
 IDLE_MAX=${IDLE_MAX:-15}
 IDLE_WAIT=${IDLE_WAIT:-120}
@@ -53,7 +65,9 @@ PCAP=$(cd "$(dirname "$PCAP")" && pwd)/$(basename "$PCAP")
 EXPECTED=$PCAP.expected.json
 [[ -f $EXPECTED ]] || log "no $EXPECTED: detections are not checked"
 
-OUTDIR=$(dirname "$PCAP")/bench-run
+NAME=$(basename "$PCAP" .pcap)
+OUTDIR=$(dirname "$PCAP")/bench-run-$NAME
+SECTION=bench:replay; [[ $NAME == bench ]] || SECTION=bench:replay:$NAME
 COMMIT=$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 if ((HEAD)); then
     BUILD=$(dirname "$PCAP")/bench-build
@@ -90,6 +104,7 @@ LABELS+=("vendorwatch --workers 1");              CMDS+=("vw 1")
 LABELS+=("vendorwatch --workers 2");              CMDS+=("vw 2")
 DEFAULT_W=$(($(nproc) > 1 ? $(nproc) - 1 : 1))   # vendorwatch's default: cores - 1, at least 1
 LABELS+=("vendorwatch, default workers ($DEFAULT_W)"); CMDS+=("vw default")
+LABELS+=("vendorwatch, default workers, --events"); CMDS+=("vw events")
 
 busy() { # percent of the machine's CPU time used over the next 0.5 s (by others: we are idle)
     local a b
@@ -114,10 +129,15 @@ run_one() { # INDEX RUN -> one TSV line: index run seconds maxrss_kb rc report b
     local -a cmd
     case ${CMDS[$i]} in
         "tcpdump -r") cmd=(tcpdump -r "$PCAP" -w /dev/null) ;;
+        # every vendorwatch run keeps the default inventory, in a fresh file of its own
         "vw default") report=$OUTDIR/report-$i-$r.json
-            cmd=("$VW" replay --quiet --report "$report" "$PCAP") ;;
+            cmd=("$VW" replay --quiet --state "$OUTDIR/state-$i-$r.db" --report "$report" "$PCAP") ;;
+        "vw events") report=$OUTDIR/report-$i-$r.json
+            cmd=("$VW" replay --quiet --state "$OUTDIR/state-$i-$r.db" --events "$OUTDIR/events-$i.jsonl"
+                --report "$report" "$PCAP") ;;
         vw\ *) report=$OUTDIR/report-$i-$r.json
-            cmd=("$VW" replay --quiet --workers "${CMDS[$i]#vw }" --report "$report" "$PCAP") ;;
+            cmd=("$VW" replay --quiet --state "$OUTDIR/state-$i-$r.db" --workers "${CMDS[$i]#vw }"
+                --report "$report" "$PCAP") ;;
     esac
     echo "${cmd[*]}" >"$OUTDIR/cmd-$i.txt"
     b=$(wait_idle)
@@ -125,6 +145,7 @@ run_one() { # INDEX RUN -> one TSV line: index run seconds maxrss_kb rc report b
     rc=0
     /usr/bin/time -v -o "$tf" "${cmd[@]}" >"$OUTDIR/out-$i-$r.txt" 2>"$OUTDIR/err-$i-$r.txt" || rc=$?
     t1=$(date +%s.%N)
+    rm -f "$OUTDIR/state-$i-$r.db"*
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$i" "$r" "$($PY -c "print($t1 - $t0)")" \
         "$(awk -F': *' '/Maximum resident set size/ {print $2}' "$tf")" "$rc" "$report" "$b" \
         "$(awk -F': *' '/User time \(seconds\)|System time \(seconds\)/ {s += $2} END {print s + 0}' "$tf")"
@@ -221,8 +242,8 @@ out.append(f"Machine: {E['NPROC']} cores ({E['MODEL']}), {E['MEM']} RAM, Linux {
 out.append(f"vendorwatch commit `{E['COMMIT']}`{dirty} ({how}, `cargo build --release`); {E['TCPDUMP_V']}; "
            f"{runs} runs per contender, taking turns, file in the page cache; {E['DATE']}.")
 out.append("")
-out.append("| contender | median s | min-max s | MB/s | packets/s | x tcpdump | CPU s | peak RSS MiB | detections = ground truth |")
-out.append("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+out.append("| contender | median s | min-max s | MB/s | packets/s | x tcpdump | CPU s | CPU s / M packets | peak RSS MiB | detections = ground truth |")
+out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 failed = []
 for i, label in enumerate(labels):
     rs = rows[i]
@@ -252,11 +273,13 @@ for i, label in enumerate(labels):
         det = verdicts[0] if len(set(verdicts)) == 1 else "; ".join(f"run {k + 1}: {v}" for k, v in enumerate(verdicts))
     rc_note = "" if rcs == [0] else f" (exit {','.join(map(str, rcs))})"
     out.append(f"| {label}{rc_note} | {m:.2f} | {min(secs):.2f}-{max(secs):.2f} | {bytes_ / 1e6 / m:,.0f} | "
-               f"{packets / m:,.0f} | {m / floor:.2f} | {median([x[4] for x in rs]):.2f} | {rss:,.0f} | {det} |")
+               f"{packets / m:,.0f} | {m / floor:.2f} | {median([x[4] for x in rs]):.2f} | "
+               f"{median([x[4] for x in rs]) / packets * 1e6:.2f} | {rss:,.0f} | {det} |")
 out.append("")
 out.append("x tcpdump: median wall time divided by tcpdump's (below 1: faster than tcpdump). CPU s: median user + "
            "system time, which other work on the machine disturbs less than wall time. MB/s: 10^6 bytes of "
-           "the file per second. vendorwatch ran as `vendorwatch replay --quiet [--workers W] --report R FILE`; "
+           "the file per second. vendorwatch ran as `vendorwatch replay --quiet --state S [--workers W] [--events E] --report R FILE` "
+           "(S: the default inventory, in a fresh file per run); "
            "detections: the host x vendor x category entries of R (`jq '[.hosts[].detections[]] | length'`) against "
            "the ground truth, compared as sets.")
 print("\n".join(out))
@@ -314,14 +337,14 @@ multiplication.
 <!-- bench:replay:end -->
 EOF
     fi
-    if ! grep -q '<!-- bench:replay:start -->' "$BM" || ! grep -q '<!-- bench:replay:end -->' "$BM"; then
-        printf '\n<!-- bench:replay:start -->\n<!-- bench:replay:end -->\n' >>"$BM"
+    if ! grep -q "<!-- $SECTION:start -->" "$BM" || ! grep -q "<!-- $SECTION:end -->" "$BM"; then
+        printf '\n<!-- %s:start -->\n<!-- %s:end -->\n' "$SECTION" "$SECTION" >>"$BM"
     fi
-    $PY - "$BM" "$TABLE" <<'PYEOF'
+    $PY - "$BM" "$TABLE" "$SECTION" <<'PYEOF'
 import sys
-bm, table = sys.argv[1:]
+bm, table, section = sys.argv[1:]
 s = open(bm).read()
-start, end = "<!-- bench:replay:start -->", "<!-- bench:replay:end -->"
+start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
 a, b = s.index(start) + len(start), s.index(end)
 open(bm, "w").write(s[:a] + "\n" + open(table).read().rstrip("\n") + "\n" + s[b:])
 PYEOF

@@ -4,6 +4,7 @@
 //! maps, the host table and the outputs are shared. Replay never drops: the reader waits
 //! for the workers.
 
+use crate::capture::chunked::{self, Chunk, ChunkedReader};
 use crate::capture::file::{CaptureError, CaptureReader, IdleSource, Step};
 use crate::capture::inputs::Input;
 use crate::decode::defrag::{self, DefragLimits, Defragmenter};
@@ -88,33 +89,92 @@ impl Shared {
     }
 }
 
-#[derive(Clone, Copy)]
+/// A batch holds no more chunks than this: a worker that gets few packets hands its batch
+/// over early rather than keep many chunks of the file alive (memory stays bounded).
+const MAX_CHUNKS_PER_BATCH: usize = 4;
+
+/// One packet of a batch: where its frame lies (in the batch's own bytes, or in one of the
+/// shared file chunks it holds), and what the dispatcher decoded from it (the worker does not
+/// decode it again).
 struct PacketRef {
+    /// Index into `Batch::chunks`, or `OWN` for `Batch::data`.
+    chunk: u32,
     start: u32,
     len: u32,
     ts: Timestamp,
-    link: LinkType,
+    pkt: decode::Detached,
 }
+
+/// `PacketRef::chunk` of a frame copied into the batch itself.
+const OWN: u32 = u32::MAX;
 
 #[derive(Default)]
 pub struct Batch {
+    /// Frames copied in: live capture, pipes, pcapng, reassembled datagrams.
     data: Vec<u8>,
+    /// File chunks that frames of this batch lie in (a replay of a classic pcap file): shared
+    /// with the reader, not copied.
+    chunks: Vec<Chunk>,
     packets: Vec<PacketRef>,
 }
 
 impl Batch {
-    fn push(&mut self, ts: Timestamp, link: LinkType, frame: &[u8]) {
+    fn push(&mut self, ts: Timestamp, frame: &[u8], pkt: decode::Detached) {
         self.packets.push(PacketRef {
+            chunk: OWN,
             start: self.data.len() as u32,
             len: frame.len() as u32,
             ts,
-            link,
+            pkt,
         });
         self.data.extend_from_slice(frame);
     }
 
+    /// Adds a frame that lies in `chunk` at `start` without copying it.
+    fn push_shared(
+        &mut self,
+        ts: Timestamp,
+        chunk: &Chunk,
+        start: usize,
+        len: usize,
+        pkt: decode::Detached,
+    ) {
+        let index = match self.chunks.last() {
+            Some(last) if Arc::ptr_eq(last, chunk) => self.chunks.len() - 1,
+            _ => {
+                self.chunks.push(Arc::clone(chunk));
+                self.chunks.len() - 1
+            }
+        };
+        self.packets.push(PacketRef {
+            chunk: index as u32,
+            start: start as u32,
+            len: len as u32,
+            ts,
+            pkt,
+        });
+    }
+
+    /// Whether adding a frame of `chunk` would take one chunk too many.
+    fn chunks_full(&self, chunk: &Chunk) -> bool {
+        self.chunks.len() >= MAX_CHUNKS_PER_BATCH
+            && !self.chunks.last().is_some_and(|c| Arc::ptr_eq(c, chunk))
+    }
+
+    /// The bytes of a packet's frame.
+    fn frame(&self, p: &PacketRef) -> Option<&[u8]> {
+        let bytes = if p.chunk == OWN {
+            &self.data[..]
+        } else {
+            &self.chunks.get(p.chunk as usize)?[..]
+        };
+        let start = p.start as usize;
+        bytes.get(start..start + p.len as usize)
+    }
+
     fn clear(&mut self) {
         self.data.clear();
+        self.chunks.clear();
         self.packets.clear();
     }
 }
@@ -238,19 +298,45 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     pub fn packet(&mut self, ts: Timestamp, link: LinkType, frame: &[u8], wire_len: u32) {
+        self.packet_in(ts, link, frame, wire_len, None);
+    }
+
+    /// A packet whose frame lies in a shared file chunk at `start`: batches reference it.
+    pub fn packet_shared(
+        &mut self,
+        ts: Timestamp,
+        link: LinkType,
+        chunk: &Chunk,
+        start: usize,
+        len: usize,
+        wire_len: u32,
+    ) {
+        if let Some(frame) = chunk.get(start..start + len) {
+            self.packet_in(ts, link, frame, wire_len, Some((chunk, start)));
+        }
+    }
+
+    fn packet_in(
+        &mut self,
+        ts: Timestamp,
+        link: LinkType,
+        frame: &[u8],
+        wire_len: u32,
+        shared: Option<(&Chunk, usize)>,
+    ) {
         self.local.packets += 1;
         self.local.bytes += u64::from(wire_len.max(frame.len() as u32));
         let target = match decode::decode_full(link, frame) {
             Ok(Decoded::Packet(pkt)) => {
                 self.local.encaps(pkt.encaps);
-                Some(self.stage(&pkt, ts, link, frame))
+                self.stage(&pkt, ts, frame, shared)
             }
             Ok(Decoded::Fragment(frag)) => {
                 self.local.encaps(frag.encaps);
                 match self.defrag.add(ts, &frag) {
                     defrag::Outcome::Complete(datagram) => {
                         match decode::decode(LinkType::RawIp, &datagram) {
-                            Ok(pkt) => Some(self.stage(&pkt, ts, LinkType::RawIp, &datagram)),
+                            Ok(pkt) => self.stage(&pkt, ts, &datagram, None),
                             Err(e) => {
                                 self.local.anomaly(e.reason());
                                 None
@@ -278,21 +364,37 @@ impl Dispatcher {
         }
     }
 
+    /// Queues a decoded packet for its worker; returns the worker.
+    /// `shared`: the chunk `frame` lies in and where, to reference instead of copy.
     fn stage(
         &mut self,
         pkt: &decode::Packet<'_>,
         ts: Timestamp,
-        link: LinkType,
         frame: &[u8],
-    ) -> usize {
+        shared: Option<(&Chunk, usize)>,
+    ) -> Option<usize> {
+        // `pkt` was decoded from `frame`, so this cannot fail; if it ever did, the packet is
+        // counted, not handed over half-known.
+        let Some(detached) = pkt.detach(frame) else {
+            self.local.anomaly("payload_outside_frame");
+            return None;
+        };
         let w = flow_shard(&self.hasher, pkt, self.senders.len());
         if let Some((_, sp, dp)) = pkt.ports() {
             if sp == 53 || dp == 53 {
                 self.shared.detector.note_dns_packet(ts, pkt);
             }
         }
-        self.pending[w].push(ts, link, frame);
-        w
+        match shared {
+            Some((chunk, start)) => {
+                if self.pending[w].chunks_full(chunk) {
+                    self.send(w);
+                }
+                self.pending[w].push_shared(ts, chunk, start, frame.len(), detached);
+            }
+            None => self.pending[w].push(ts, frame, detached),
+        }
+        Some(w)
     }
 
     fn send(&mut self, w: usize) {
@@ -364,6 +466,33 @@ pub fn replay(
     let mut outcome = ReplayOutcome::default();
     for (index, input) in inputs.iter().enumerate() {
         progress.start_input(index, &input.display_name());
+        // A classic pcap file is read in shared chunks (no copy per packet); anything it
+        // does not take, from the start or from an irregular record on, the general reader
+        // reads (it skips the packets already handed over).
+        let mut skip = 0u64;
+        if let Input::Path(path) = input {
+            if let Some(mut fast) = ChunkedReader::open(path) {
+                match replay_chunked(&mut fast, &mut dispatcher, &mut outcome, progress, stop) {
+                    ChunkedEnd::Done => {
+                        outcome.inputs_read += 1;
+                        progress.advance(fast.offset());
+                        continue;
+                    }
+                    ChunkedEnd::Interrupted => {
+                        outcome.inputs_read += 1;
+                        outcome.interrupted = Some(format!(
+                            "{} before record {} (byte offset {})",
+                            input.display_name(),
+                            fast.packets + 2,
+                            fast.offset()
+                        ));
+                        progress.advance(fast.offset());
+                        break;
+                    }
+                    ChunkedEnd::Irregular => skip = fast.packets,
+                }
+            }
+        }
         let reader = match input {
             Input::Path(p) => CaptureReader::open_input(p, PIPE_PAUSE, Arc::clone(stop)),
             Input::Stdin => CaptureReader::from_pipe(
@@ -388,7 +517,23 @@ pub fn replay(
         };
         outcome.inputs_read += 1;
         let mut since_progress = 0u32;
+        let mut skipped = 0u64;
+        while skipped < skip {
+            match reader.next_packet(|_| {}) {
+                Ok(Step::Packet) => skipped += 1,
+                Ok(Step::Idle) => {}
+                Ok(Step::End) => break,
+                Err(e) => {
+                    outcome.errors.push(e);
+                    skip = u64::MAX;
+                    break;
+                }
+            }
+        }
         loop {
+            if skip == u64::MAX {
+                break;
+            }
             if stop.load(std::sync::atomic::Ordering::Relaxed) {
                 outcome.interrupted = Some(format!(
                     "{} before record {} (byte offset {})",
@@ -438,6 +583,45 @@ pub fn replay(
     Ok(outcome)
 }
 
+/// How a chunked read of one file ended.
+enum ChunkedEnd {
+    Done,
+    Interrupted,
+    /// A record the chunked reader leaves to the general one.
+    Irregular,
+}
+
+/// Replays one classic pcap file from shared chunks.
+fn replay_chunked(
+    reader: &mut ChunkedReader,
+    dispatcher: &mut Dispatcher,
+    outcome: &mut ReplayOutcome,
+    progress: &mut dyn Progress,
+    stop: &std::sync::atomic::AtomicBool,
+) -> ChunkedEnd {
+    let link = reader.link;
+    let mut since_progress = 0u32;
+    loop {
+        since_progress += 1;
+        if since_progress >= 4096 {
+            since_progress = 0;
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return ChunkedEnd::Interrupted;
+            }
+            progress.advance(reader.offset());
+        }
+        match reader.next_record() {
+            chunked::Next::Packet(rec) => {
+                outcome.first_packet.get_or_insert(rec.ts);
+                outcome.last_packet = Some(outcome.last_packet.map_or(rec.ts, |t| t.max(rec.ts)));
+                dispatcher.packet_shared(rec.ts, link, rec.chunk, rec.start, rec.len, rec.wire_len);
+            }
+            chunked::Next::End => return ChunkedEnd::Done,
+            chunked::Next::Irregular => return ChunkedEnd::Irregular,
+        }
+    }
+}
+
 /// Symmetric: (a → b) and (b → a) land on the same worker.
 fn flow_shard(hasher: &ahash::RandomState, pkt: &decode::Packet<'_>, workers: usize) -> usize {
     if workers == 1 {
@@ -465,11 +649,11 @@ fn worker(index: usize, rx: Receiver<Batch>, free_tx: Sender<Batch>, shared: Arc
         // batch, and every finding is judged and reported against the same rules.
         let policy = Policy::now(&shared);
         for p in &batch.packets {
-            let frame = &batch.data[p.start as usize..(p.start + p.len) as usize];
-            // The reader decoded this frame already; it cannot fail differently now.
-            let Ok(pkt) = decode::decode(p.link, frame) else {
+            let Some(frame) = batch.frame(p) else {
                 continue;
             };
+            // The dispatcher decoded this frame; the worker only points the result at its bytes.
+            let pkt = p.pkt.attach(frame);
             extractor.process(p.ts, &pkt, &mut |item| {
                 handle(&shared, &policy, &mut local, &mut events, item)
             });

@@ -3,9 +3,12 @@
 //! `file` streams pcap and pcapng files (and standard input) with `pcap-parser`; the
 //! input list (files, directories of rotated captures, `-`) is expanded by `inputs`.
 //! A source hands out `RawPacket`s that borrow its buffer, one record at a time.
+//! `chunked` reads classic pcap files for replay in shared 1 MiB chunks that batches
+//! reference instead of copying each frame (anything it does not take goes to `file`).
 //! `live` captures through libpcap; `privileges` and `sandbox` take away what the process
 //! no longer needs once its capture handles are open (root, capabilities, system calls).
 
+pub mod chunked;
 pub mod file;
 pub mod inputs;
 pub mod live;
