@@ -104,33 +104,59 @@ impl Packet<'_> {
 #[derive(Debug, Clone)]
 pub struct Detached {
     pkt: Packet<'static>,
-    /// Where the transport payload lies in the frame.
-    payload_start: u32,
-    payload_len: u32,
+    /// Where the transport payload, the IP packet and the TCP segment lie in the frame.
+    payload: Span,
+    ip: Span,
+    segment: Span,
+}
+
+/// A byte range of a frame (start, length).
+#[derive(Debug, Clone, Copy, Default)]
+struct Span(u32, u32);
+
+impl Span {
+    /// Where `part` lies in `frame`; `None` when it does not lie in it.
+    fn of(part: &[u8], frame: &[u8]) -> Option<Span> {
+        if part.is_empty() {
+            return Some(Span::default());
+        }
+        let start = (part.as_ptr() as usize).checked_sub(frame.as_ptr() as usize)?;
+        if start.checked_add(part.len())? > frame.len() {
+            return None;
+        }
+        Some(Span(
+            u32::try_from(start).ok()?,
+            u32::try_from(part.len()).ok()?,
+        ))
+    }
+
+    fn slice(self, frame: &[u8]) -> &[u8] {
+        let start = self.0 as usize;
+        frame
+            .get(start..start + self.1 as usize)
+            .unwrap_or_default()
+    }
 }
 
 impl<'a> Packet<'a> {
     /// Detaches the packet from `frame`, the bytes it was decoded from; `None` when its
-    /// payload does not lie in `frame` (it always does for a packet decoded from `frame`).
+    /// byte views do not lie in `frame` (they always do for a packet decoded from `frame`).
     pub fn detach(&self, frame: &[u8]) -> Option<Detached> {
-        let payload = match &self.transport {
-            Transport::Tcp(t) => t.payload,
-            Transport::Udp(u) => u.payload,
-            Transport::Other { payload, .. } => payload,
+        let (payload, segment): (&[u8], &[u8]) = match &self.transport {
+            Transport::Tcp(t) => (t.payload, t.segment),
+            Transport::Udp(u) => (u.payload, &[]),
+            Transport::Other { payload, .. } => (payload, &[]),
         };
-        let start = (payload.as_ptr() as usize).checked_sub(frame.as_ptr() as usize)?;
-        if start.checked_add(payload.len())? > frame.len() {
-            return None;
-        }
         Some(Detached {
-            pkt: self.with_payload(&[]),
-            payload_start: u32::try_from(start).ok()?,
-            payload_len: u32::try_from(payload.len()).ok()?,
+            pkt: self.rebuilt(&[], &[], &[]),
+            payload: Span::of(payload, frame)?,
+            ip: Span::of(self.ip, frame)?,
+            segment: Span::of(segment, frame)?,
         })
     }
 
-    /// The same packet carrying `payload` instead.
-    fn with_payload<'b>(&self, payload: &'b [u8]) -> Packet<'b> {
+    /// The same packet with these byte views instead.
+    fn rebuilt<'b>(&self, payload: &'b [u8], ip: &'b [u8], segment: &'b [u8]) -> Packet<'b> {
         let transport = match &self.transport {
             Transport::Tcp(t) => Transport::Tcp(TcpSegment {
                 src_port: t.src_port,
@@ -141,11 +167,14 @@ impl<'a> Packet<'a> {
                 fin: t.fin,
                 rst: t.rst,
                 payload,
+                cut: t.cut,
+                segment,
             }),
             Transport::Udp(u) => Transport::Udp(UdpDatagram {
                 src_port: u.src_port,
                 dst_port: u.dst_port,
                 payload,
+                cut: u.cut,
             }),
             Transport::Other { proto, .. } => Transport::Other {
                 proto: *proto,
@@ -159,6 +188,7 @@ impl<'a> Packet<'a> {
             transport,
             vlan_tags: self.vlan_tags,
             encaps: self.encaps,
+            ip,
         }
     }
 }
@@ -167,11 +197,11 @@ impl Detached {
     /// The packet again, its payload borrowed from `frame` (the bytes it was detached from;
     /// other bytes give an empty payload rather than a panic).
     pub fn attach<'f>(&self, frame: &'f [u8]) -> Packet<'f> {
-        let start = self.payload_start as usize;
-        let payload = frame
-            .get(start..start + self.payload_len as usize)
-            .unwrap_or_default();
-        self.pkt.with_payload(payload)
+        self.pkt.rebuilt(
+            self.payload.slice(frame),
+            self.ip.slice(frame),
+            self.segment.slice(frame),
+        )
     }
 }
 
