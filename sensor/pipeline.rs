@@ -612,7 +612,8 @@ fn replay_chunked(
         }
         match reader.next_record() {
             chunked::Next::Packet(rec) => {
-                outcome.first_packet.get_or_insert(rec.ts);
+                // The earliest, not the first read: inputs need not be in time order.
+                outcome.first_packet = Some(outcome.first_packet.map_or(rec.ts, |t| t.min(rec.ts)));
                 outcome.last_packet = Some(outcome.last_packet.map_or(rec.ts, |t| t.max(rec.ts)));
                 dispatcher.packet_shared(rec.ts, link, rec.chunk, rec.start, rec.len, rec.wire_len);
             }

@@ -79,6 +79,11 @@ impl ChunkedReader {
     /// Opens `path` if it is a classic pcap file this reader takes; `None` otherwise (the
     /// general reader then opens it and says what it is).
     pub fn open(path: &std::path::Path) -> Option<ChunkedReader> {
+        // Only regular files: opening a FIFO would wait for a writer (the general reader opens
+        // those without blocking).
+        if !std::fs::metadata(path).ok()?.is_file() {
+            return None;
+        }
         let mut file = std::fs::File::open(path).ok()?;
         if !file.metadata().ok()?.is_file() {
             return None;
