@@ -182,6 +182,8 @@ pub struct CommonArgs {
     /// calls in normal operation.
     #[arg(long)]
     pub no_seccomp: bool,
+    #[command(flatten)]
+    pub agency: crate::cli_agency::AgencyArgs,
 }
 
 #[derive(Args, Debug)]
@@ -244,6 +246,8 @@ pub struct HostsArgs {
     /// "Now" for --stale (YYYY-MM-DD or RFC 3339) [default: the current time].
     #[arg(long, value_name = "TIME")]
     pub now: Option<String>,
+    #[command(flatten)]
+    pub agency: crate::cli_agency::AgencyQueryArgs,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -280,6 +284,8 @@ pub struct ReportArgs {
     /// The report's "now" (RFC 3339) [default: the report's last packet, else the current time].
     #[arg(long, value_name = "TIME")]
     pub now: Option<String>,
+    #[command(flatten)]
+    pub agency: crate::cli_agency::AgencyQueryArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -563,6 +569,14 @@ fn run_config(
         .state
         .or_else(|| file.settings.state.clone())
         .unwrap_or_else(|| defaults.state.to_string());
+    let (agency, state, temporary_spool) = crate::cli_agency::agency_config(
+        &args.agency,
+        &file.settings,
+        match state.as_str() {
+            "none" => None,
+            path => Some(PathBuf::from(path)),
+        },
+    )?;
     let realert_hours = args
         .realert_hours
         .or(file.settings.realert_hours)
@@ -589,10 +603,9 @@ fn run_config(
             .filter(|a| a != "off"),
         syslog,
         suppressions: file.suppressions.clone(),
-        state: match state.as_str() {
-            "none" => None,
-            path => Some(PathBuf::from(path)),
-        },
+        state,
+        agency,
+        temporary_spool,
         realert_secs: Some(realert_hours.saturating_mul(3600)).filter(|s| *s > 0),
         reload: crate::reload::ReloadSpec {
             config: args.config.clone(),
@@ -631,6 +644,8 @@ struct Started {
     server: Option<exporter::Server>,
     persister: Option<crate::hosts::store::Persister>,
     reloader: Option<crate::reload::Reloader>,
+    /// Ships the spool to the agency inventory (`--inventory`).
+    shipper: Option<crate::hosts::ship::Shipper>,
 }
 
 fn start(cfg: &RunConfig) -> Result<Started, String> {
@@ -663,9 +678,10 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
     let vendors: Vec<String> = cfg.rules.packs.iter().map(|p| p.vendor.clone()).collect();
     let rules = Arc::clone(&cfg.rules);
     let hosts = Arc::new(HostTable::with_realert(cfg.realert_secs).with_max_hosts(cfg.max_hosts));
+    let mut shipper = None;
     let persister = match &cfg.state {
         Some(path) => {
-            let store = crate::hosts::store::Store::open_for_writing(path).map_err(|e| {
+            let mut store = crate::hosts::store::Store::open_for_writing(path).map_err(|e| {
                 if e.contains("--state") {
                     e
                 } else {
@@ -673,6 +689,11 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
                 }
             })?;
             hosts.restore(store.load()?);
+            if let Some(agency) = &cfg.agency {
+                shipper = Some(crate::cli_agency::start_shipping(
+                    agency, path, &mut store, &hosts,
+                )?);
+            }
             Some(
                 crate::hosts::store::Persister::start(store, Arc::clone(&hosts))
                     .map_err(|e| e.to_string())?,
@@ -704,6 +725,9 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
         }),
         output_error: Mutex::new(None),
     });
+    if let (Some(s), Ok(mut slot)) = (&shipper, shared.counters.sensor.agency.lock()) {
+        *slot = Some(Arc::clone(&s.stats));
+    }
     if let (Some(p), Ok(mut slot)) = (&persister, shared.counters.sensor.inventory_saves.lock()) {
         *slot = Some((Arc::clone(&p.saves), Arc::clone(&p.failures)));
     }
@@ -744,6 +768,7 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
         server,
         persister,
         reloader: Some(reloader),
+        shipper,
     })
 }
 
@@ -929,6 +954,7 @@ fn run_replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
         server,
         persister,
         reloader,
+        shipper,
     }) = start_or_say(&cfg)
     else {
         return exit::UNUSABLE;
@@ -1009,6 +1035,15 @@ fn run_replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
         sources: Vec::new(),
     };
     let mut code = conclude(&cfg, &shared, &vendors, facts, persister);
+    if let Some(s) = shipper {
+        let wait = cfg.agency.as_ref().map_or(0, |a| a.wait_secs);
+        code = code.max(crate::cli_agency::finish_shipping(
+            s,
+            std::time::Duration::from_secs(wait),
+            cfg.temporary_spool,
+            cfg.quiet,
+        ));
+    }
     if let Some(where_) = &outcome.interrupted {
         eprintln!("vendorwatch: interrupted by a signal in {where_}; everything read until then is in the alerts, report and inventory");
         code = exit::PARTIAL;
@@ -1076,6 +1111,7 @@ fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
         server,
         persister,
         reloader,
+        shipper,
     }) = start_or_say(&cfg)
     else {
         return exit::UNUSABLE;
@@ -1223,7 +1259,15 @@ fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
             .map(|(name, t)| (name.clone(), t.received, t.dropped, t.if_dropped))
             .collect(),
     };
-    let code = conclude(&cfg, &shared, &vendors, facts, persister);
+    let mut code = conclude(&cfg, &shared, &vendors, facts, persister);
+    if let Some(s) = shipper {
+        code = code.max(crate::cli_agency::finish_shipping(
+            s,
+            std::time::Duration::from_secs(crate::hosts::agency::LIVE_WAIT_SECS),
+            false,
+            cfg.quiet,
+        ));
+    }
     if failures.is_empty() {
         code
     } else {
@@ -1558,7 +1602,22 @@ fn parse_day_or_time(text: &str) -> Option<Timestamp> {
 }
 
 fn run_hosts(args: HostsArgs) -> i32 {
-    let loaded = match load_inventory(&args.state) {
+    let agency = match &args.agency.inventory {
+        Some(url) => match crate::cli_agency::load_agency(
+            &args.agency,
+            url,
+            args.vendor.as_deref(),
+            args.category.as_deref(),
+        ) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                eprintln!("vendorwatch: {e}");
+                return exit::UNUSABLE;
+            }
+        },
+        None => None,
+    };
+    let loaded = match agency.as_ref().map_or_else(|| load_inventory(&args.state), |_| Ok(Vec::new())) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("vendorwatch: {e}");
@@ -1616,6 +1675,19 @@ fn run_hosts(args: HostsArgs) -> i32 {
                 .max()
                 .is_some_and(|last| last < cutoff)
         });
+    }
+    if let Some(agency) = agency {
+        let stale = args.stale.map(|days| {
+            Timestamp(now.0.saturating_sub(
+                i64::try_from(days.saturating_mul(86_400))
+                    .unwrap_or(i64::MAX)
+                    .saturating_mul(1_000_000_000),
+            ))
+        });
+        use std::io::Write as _;
+        let text = crate::cli_agency::print_hosts(&agency, args.format, since, stale);
+        let _ = std::io::stdout().lock().write_all(text.as_bytes());
+        return exit::OK;
     }
     match args.format {
         HostsFormat::Json => {
@@ -1753,6 +1825,16 @@ fn run_report(args: ReportArgs) -> i32 {
                         "vendorwatch: {} is not a host report (JSON from `--report` or /api/hosts): {e}",
                         from.display()
                     );
+                    return exit::UNUSABLE;
+                }
+            }
+        }
+        None if args.agency.inventory.is_some() => {
+            let url = args.agency.inventory.as_deref().unwrap_or_default();
+            match crate::cli_agency::agency_report(&args.agency, url) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("vendorwatch: {e}");
                     return exit::UNUSABLE;
                 }
             }

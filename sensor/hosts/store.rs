@@ -145,7 +145,14 @@ pub struct Store {
     /// independent of the `fcntl` locks SQLite takes, so this does not get in SQLite's way,
     /// and readers such as `vendorwatch hosts` never take it.)
     _instance: Option<nix::fcntl::Flock<std::fs::File>>,
+    /// Runs inside every save's transaction after the hosts are written: the agency spool
+    /// (`hosts::spool`) queues its snapshots there, so file and spool never disagree.
+    save_hook: Option<SaveHook>,
 }
+
+/// See `Store::set_save_hook`.
+pub type SaveHook =
+    Box<dyn FnMut(&rusqlite::Transaction<'_>, &[(IpAddr, Host)]) -> rusqlite::Result<()> + Send>;
 
 fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> String {
     format!("inventory {}: {what}: {e}", path.display())
@@ -203,6 +210,11 @@ fn probe_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 impl Store {
+    /// Runs `hook` inside every later save's transaction (a failing hook fails the save).
+    pub fn set_save_hook(&mut self, hook: SaveHook) {
+        self.save_hook = Some(hook);
+    }
+
     /// Opens (creating and migrating as needed) the inventory at `path`.
     pub fn open(path: &Path) -> Result<Store, String> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -237,6 +249,7 @@ impl Store {
             conn,
             path: path.to_path_buf(),
             _instance: None,
+            save_hook: None,
         })
     }
 
@@ -304,6 +317,7 @@ impl Store {
             conn,
             path: path.to_path_buf(),
             _instance: None,
+            save_hook: None,
         })
     }
 
@@ -659,6 +673,9 @@ impl Store {
                     ],
                 )?;
             }
+        }
+        if let Some(hook) = self.save_hook.as_mut() {
+            hook(&tx, hosts)?;
         }
         tx.commit()
     }
