@@ -518,7 +518,7 @@ pub fn report_json(hosts: &[AgencyHost]) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::NameKind;
+    use crate::extract::NameKind;
 
     fn det(count: u64, first: i64, last: i64, value: &str) -> Detection {
         Detection {

@@ -241,6 +241,8 @@ struct HostRow<'a> {
     identities: &'a [Value],
     /// The address was seen with more than one MAC (it moved between machines).
     multiple_macs: bool,
+    /// The agency report (`--inventory`): the sensors that saw the host.
+    sensors: Vec<String>,
 }
 
 impl HostRow<'_> {
@@ -314,7 +316,11 @@ fn read_hosts(report: &Value) -> Vec<HostRow<'_>> {
             let hidden = &h["names_hidden"];
             HostRow {
                 idx,
-                ip: opt_text(&h["ip"]).unwrap_or_else(|| "unknown".into()),
+                // The agency report keys hosts by site and address: the site goes with it.
+                ip: match (opt_text(&h["ip"]), opt_text(&h["site"])) {
+                    (Some(ip), Some(site)) => format!("{ip} ({site})"),
+                    (ip, _) => ip.unwrap_or_else(|| "unknown".into()),
+                },
                 mac: opt_text(&h["mac"]),
                 hostname: opt_text(&h["hostname"]),
                 role: opt_text(&h["role"]).unwrap_or_else(|| "client".into()),
@@ -327,6 +333,10 @@ fn read_hosts(report: &Value) -> Vec<HostRow<'_>> {
                     .unwrap_or_default(),
                 identities: h["identities"].as_array().map_or(&[], Vec::as_slice),
                 multiple_macs: h["multiple_macs"].as_bool().unwrap_or(false),
+                sensors: h["sensors"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(opt_text).collect())
+                    .unwrap_or_default(),
             }
         })
         .collect()
@@ -1179,6 +1189,13 @@ fn evidence(out: &mut String, hosts: &[HostRow], is_active: &dyn Fn(&HostRow) ->
             "<span class=\"{role_class}\">{}</span>",
             escape(&h.role)
         );
+        if !h.sensors.is_empty() {
+            let _ = write!(
+                out,
+                "<span class=\"muted\">seen by {}</span>",
+                escape(&h.sensors.join(", "))
+            );
+        }
         if h.multiple_macs {
             out.push_str("<span class=\"tag moved\" title=\"DHCP bound this address to more than one MAC: it moved between machines; check which one the evidence belongs to by its time\">address used by more than one machine</span>");
         }
