@@ -389,6 +389,41 @@ fn two_and_eight_sensors_give_exactly_the_union_of_their_reports() {
     assert_eq!(decided, alerted);
     assert!(decided > 0);
 
+    // Every query of the Grafana agency dashboard runs and returns rows (macros as Grafana
+    // expands them: $__timeFilter(col) to a BETWEEN, $site to the quoted list of sites).
+    let dash: Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/agency.json"))
+            .expect("agency.json"),
+    )
+    .expect("agency.json is JSON");
+    let mut sql: Vec<String> = dash["templating"]["list"]
+        .as_array()
+        .expect("variables")
+        .iter()
+        .filter(|v| v["type"] == "query")
+        .map(|v| v["query"].as_str().expect("query").to_string())
+        .collect();
+    for p in dash["panels"].as_array().expect("panels") {
+        for t in p["targets"].as_array().expect("targets") {
+            sql.push(t["rawSql"].as_str().expect("rawSql").to_string());
+        }
+    }
+    assert!(sql.len() >= 6);
+    for q in &sql {
+        let mut expanded = q.replace("$site", "'hq','branch'");
+        while let Some(start) = expanded.find("$__timeFilter(") {
+            let end = start + expanded[start..].find(')').expect("closing parenthesis");
+            let col = expanded[start + "$__timeFilter(".len()..end].to_string();
+            expanded.replace_range(
+                start..=end,
+                &format!("{col} BETWEEN '2000-01-01T00:00:00Z' AND '2100-01-01T00:00:00Z'"),
+            );
+        }
+        assert!(!expanded.contains('$'), "unexpanded macro in {q}");
+        let rows = c.query(expanded.as_str(), &[]).unwrap_or_else(|e| panic!("{q}: {e}"));
+        assert!(!rows.is_empty(), "no rows: {q}");
+    }
+
     // The HTML report of the agency names the sites and the witnesses.
     let html = tempfile::NamedTempFile::new().expect("tmp");
     let out = bin()
