@@ -1617,7 +1617,10 @@ fn run_hosts(args: HostsArgs) -> i32 {
         },
         None => None,
     };
-    let loaded = match agency.as_ref().map_or_else(|| load_inventory(&args.state), |_| Ok(Vec::new())) {
+    let loaded = match agency
+        .as_ref()
+        .map_or_else(|| load_inventory(&args.state), |_| Ok(Vec::new()))
+    {
         Ok(h) => h,
         Err(e) => {
             eprintln!("vendorwatch: {e}");
@@ -1678,11 +1681,13 @@ fn run_hosts(args: HostsArgs) -> i32 {
     }
     if let Some(agency) = agency {
         let stale = args.stale.map(|days| {
-            Timestamp(now.0.saturating_sub(
-                i64::try_from(days.saturating_mul(86_400))
-                    .unwrap_or(i64::MAX)
-                    .saturating_mul(1_000_000_000),
-            ))
+            Timestamp(
+                now.0.saturating_sub(
+                    i64::try_from(days.saturating_mul(86_400))
+                        .unwrap_or(i64::MAX)
+                        .saturating_mul(1_000_000_000),
+                ),
+            )
         });
         use std::io::Write as _;
         let text = crate::cli_agency::print_hosts(&agency, args.format, since, stale);

@@ -136,7 +136,10 @@ pub fn agency_config(
     Ok((
         Some(AgencyConfig {
             pg,
-            ca: args.inventory_ca.clone().or_else(|| file.inventory_ca.clone()),
+            ca: args
+                .inventory_ca
+                .clone()
+                .or_else(|| file.inventory_ca.clone()),
             sensor_id,
             site,
             backlog,
@@ -162,9 +165,11 @@ pub fn start_shipping(
     let (inventory_id, fresh) = spool::prepare(path)?;
     let state = Arc::new(SpoolState::default());
     store.set_save_hook(Box::new(spool::hook(
-        cfg.site.clone(),
-        cfg.sensor_id.clone(),
-        cfg.backlog,
+        spool::Who {
+            site: cfg.site.clone(),
+            sensor_id: cfg.sensor_id.clone(),
+            backlog: cfg.backlog,
+        },
         Arc::clone(&state),
     )));
     if fresh {
@@ -185,6 +190,12 @@ pub fn finish_shipping(
     let path = shipper.spool_path.clone();
     let target = shipper.target.clone();
     let end = shipper.finish(wait);
+    if end.turned_away > 0 {
+        eprintln!(
+            "vendorwatch: agency inventory {target}: the spool was full (--inventory-backlog) and turned {} host snapshot(s) away; they are queued again from the local inventory as the spool drains",
+            end.turned_away
+        );
+    }
     if end.pending == 0 {
         if temporary {
             for suffix in ["", "-wal", "-shm"] {
@@ -319,7 +330,14 @@ pub fn print_hosts(
         HostsFormat::Table => {
             out.push_str(&format!(
                 "{:<12} {:<30} {:<10} {:<18} {:<8} {:<28} {:<28} {:>7}  SENSORS\n",
-                "SITE", "HOST", "VENDOR", "CATEGORY", "SEVERITY", "FIRST SEEN", "LAST SEEN", "COUNT"
+                "SITE",
+                "HOST",
+                "VENDOR",
+                "CATEGORY",
+                "SEVERITY",
+                "FIRST SEEN",
+                "LAST SEEN",
+                "COUNT"
             ));
             for a in &hosts {
                 let ip = a.ip.map(|i| i.to_string()).unwrap_or_default();

@@ -78,17 +78,36 @@ impl Pg {
         let out = as_postgres(&bin, "initdb")
             .arg("-D")
             .arg(&data)
-            .args(["-U", ADMIN, "--auth-local=trust", "--auth-host=scram-sha-256"])
+            .args([
+                "-U",
+                ADMIN,
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+            ])
             .arg(format!("--pwfile={}", pwfile.display()))
             .output()
             .expect("initdb");
-        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         if tls {
             // A self-signed certificate for 127.0.0.1, and TLS required of every client.
             let cert = dir.path().join("server.crt");
             let key = data.join("server.key");
             let ok = Command::new("openssl")
-                .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                ])
                 .args(["-addext", "subjectAltName=IP:127.0.0.1"])
                 .arg("-keyout")
                 .arg(&key)
@@ -96,7 +115,11 @@ impl Pg {
                 .arg(&cert)
                 .output()
                 .expect("openssl");
-            assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+            assert!(
+                ok.status.success(),
+                "{}",
+                String::from_utf8_lossy(&ok.stderr)
+            );
             std::fs::copy(&cert, data.join("server.crt")).expect("cert");
             let _ = Command::new("chown")
                 .args(["-R", "postgres:postgres"])
@@ -157,8 +180,14 @@ impl Pg {
 
     fn url(&self, user: &str, password: Option<&str>) -> String {
         match password {
-            Some(pw) => format!("postgres://{user}:{pw}@127.0.0.1:{}/inv?sslmode=disable", self.port),
-            None => format!("postgres://{user}@127.0.0.1:{}/inv?sslmode=disable", self.port),
+            Some(pw) => format!(
+                "postgres://{user}:{pw}@127.0.0.1:{}/inv?sslmode=disable",
+                self.port
+            ),
+            None => format!(
+                "postgres://{user}@127.0.0.1:{}/inv?sslmode=disable",
+                self.port
+            ),
         }
     }
 
@@ -287,7 +316,11 @@ fn fix_sensors(mut v: View, w: &BTreeMap<(String, String), BTreeSet<String>>) ->
 
 /// Runs `n` sensors at once, each replaying its capture into the inventory; returns their
 /// single-sensor reports.
-fn sensors_into(pg: &Pg, captures: &[(&str, &'static str)], tag: &str) -> Vec<(Value, &'static str, String)> {
+fn sensors_into(
+    pg: &Pg,
+    captures: &[(&str, &'static str)],
+    tag: &str,
+) -> Vec<(Value, &'static str, String)> {
     let dir = tempfile::tempdir().expect("tmp");
     let url = pg.admin_url();
     let mut children = Vec::new();
@@ -296,7 +329,16 @@ fn sensors_into(pg: &Pg, captures: &[(&str, &'static str)], tag: &str) -> Vec<(V
         let state = dir.path().join(format!("{sensor}.db"));
         let report = dir.path().join(format!("{sensor}.json"));
         let child = bin()
-            .args(["replay", "-q", "--inventory", &url, "--sensor-id", &sensor, "--site", site])
+            .args([
+                "replay",
+                "-q",
+                "--inventory",
+                &url,
+                "--sensor-id",
+                &sensor,
+                "--site",
+                site,
+            ])
             .arg("--state")
             .arg(&state)
             .arg("--report")
@@ -312,8 +354,12 @@ fn sensors_into(pg: &Pg, captures: &[(&str, &'static str)], tag: &str) -> Vec<(V
         let o = child.wait_with_output().expect("wait");
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(0), "{sensor}: {stderr}");
-        assert!(!stderr.contains(ADMIN_PW), "the password was printed: {stderr}");
-        let r: Value = serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json");
+        assert!(
+            !stderr.contains(ADMIN_PW),
+            "the password was printed: {stderr}"
+        );
+        let r: Value =
+            serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json");
         out.push((r, site, sensor));
     }
     out
@@ -358,7 +404,12 @@ fn two_and_eight_sensors_give_exactly_the_union_of_their_reports() {
         .as_array()
         .expect("hosts")
         .iter()
-        .map(|h| (h["site"].as_str().expect("site").into(), h["ip"].as_str().expect("ip").into()))
+        .map(|h| {
+            (
+                h["site"].as_str().expect("site").into(),
+                h["ip"].as_str().expect("ip").into(),
+            )
+        })
         .collect();
     let distinct: BTreeSet<_> = hosts.iter().cloned().collect();
     assert_eq!(hosts.len(), distinct.len(), "every host once");
@@ -368,7 +419,10 @@ fn two_and_eight_sensors_give_exactly_the_union_of_their_reports() {
     // Filters: a site, a sensor.
     let (branch, _) = agency(&url, &["--site", "branch"]);
     let only_branch: Vec<_> = all.iter().filter(|r| r.1 == "branch").cloned().collect();
-    assert_eq!(branch, fix_sensors(union(&only_branch), &witnesses(&only_branch)));
+    assert_eq!(
+        branch,
+        fix_sensors(union(&only_branch), &witnesses(&only_branch))
+    );
     let (one, _) = agency(&url, &["--sensor", "eight-2"]);
     let only_one: Vec<_> = all.iter().filter(|r| r.2 == "eight-2").cloned().collect();
     assert_eq!(one, fix_sensors(union(&only_one), &witnesses(&only_one)));
@@ -392,8 +446,10 @@ fn two_and_eight_sensors_give_exactly_the_union_of_their_reports() {
     // Every query of the Grafana agency dashboard runs and returns rows (macros as Grafana
     // expands them: $__timeFilter(col) to a BETWEEN, $site to the quoted list of sites).
     let dash: Value = serde_json::from_str(
-        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/agency.json"))
-            .expect("agency.json"),
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana/agency.json"),
+        )
+        .expect("agency.json"),
     )
     .expect("agency.json is JSON");
     let mut sql: Vec<String> = dash["templating"]["list"]
@@ -420,7 +476,9 @@ fn two_and_eight_sensors_give_exactly_the_union_of_their_reports() {
             );
         }
         assert!(!expanded.contains('$'), "unexpanded macro in {q}");
-        let rows = c.query(expanded.as_str(), &[]).unwrap_or_else(|e| panic!("{q}: {e}"));
+        let rows = c
+            .query(expanded.as_str(), &[])
+            .unwrap_or_else(|e| panic!("{q}: {e}"));
         assert!(!rows.is_empty(), "no rows: {q}");
     }
 
@@ -431,9 +489,16 @@ fn two_and_eight_sensors_give_exactly_the_union_of_their_reports() {
         .arg(html.path())
         .output()
         .expect("report");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let page = std::fs::read_to_string(html.path()).expect("html");
-    assert!(page.contains("eight-6") && page.contains("branch"), "sites and sensors in the report");
+    assert!(
+        page.contains("eight-6") && page.contains("branch"),
+        "sites and sensors in the report"
+    );
 }
 
 /// The pcap records of a capture without its 24-byte file header (to feed one stream).
@@ -484,7 +549,16 @@ fn the_server_stopped_mid_run_loses_and_duplicates_nothing() {
     let report = dir.path().join("s.json");
     // One replay from a pipe, fed in three parts: before, during and after the outage.
     let mut child = bin()
-        .args(["replay", "-q", "--inventory", &pg.admin_url(), "--sensor-id", "pipe", "--site", "hq"])
+        .args([
+            "replay",
+            "-q",
+            "--inventory",
+            &pg.admin_url(),
+            "--sensor-id",
+            "pipe",
+            "--site",
+            "hq",
+        ])
         .arg("--state")
         .arg(&state)
         .arg("--report")
@@ -498,7 +572,9 @@ fn the_server_stopped_mid_run_loses_and_duplicates_nothing() {
     let dns = std::fs::read(pcap_path("dns.pcap")).expect("dns");
     stdin.write_all(&dns).expect("write");
     stdin.flush().expect("flush");
-    wait_for("the first hosts on the server", || witness_rows(&pg, "pipe") > 0);
+    wait_for("the first hosts on the server", || {
+        witness_rows(&pg, "pipe") > 0
+    });
     pg.down();
     stdin.write_all(&records("tls.pcap")).expect("write");
     stdin.flush().expect("flush");
@@ -510,7 +586,10 @@ fn the_server_stopped_mid_run_loses_and_duplicates_nothing() {
     let out = child.wait_with_output().expect("wait");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("reachable again"), "the outage and the recovery are said: {stderr}");
+    assert!(
+        stderr.contains("reachable again"),
+        "the outage and the recovery are said: {stderr}"
+    );
     let r: Value = serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json");
     let mine = vec![(r, "hq", "pipe".to_string())];
     let (got, _) = agency(&pg.admin_url(), &[]);
@@ -538,7 +617,8 @@ fn a_sensor_killed_mid_batch_resumes_without_loss_or_duplicates() {
         .status()
         .expect("replay");
     assert!(ok.success());
-    let alone: Value = serde_json::from_slice(&std::fs::read(&alone).expect("report")).expect("json");
+    let alone: Value =
+        serde_json::from_slice(&std::fs::read(&alone).expect("report")).expect("json");
     // The schema first, then hold one alert decision's row in an open transaction: the
     // sensor's batch holding that host blocks half-way, inside its transaction.
     let mut admin = pg.client("inv");
@@ -547,8 +627,14 @@ fn a_sensor_killed_mid_batch_resumes_without_loss_or_duplicates() {
     let host = &alone["hosts"][3];
     let ip: std::net::IpAddr = host["ip"].as_str().expect("ip").parse().expect("ip");
     let (vendor, category) = (
-        host["detections"][0]["vendor"].as_str().expect("vendor").to_string(),
-        host["detections"][0]["category"].as_str().expect("category").to_string(),
+        host["detections"][0]["vendor"]
+            .as_str()
+            .expect("vendor")
+            .to_string(),
+        host["detections"][0]["category"]
+            .as_str()
+            .expect("category")
+            .to_string(),
     );
     let mut blocker = pg.client("inv");
     let mut tx = blocker.transaction().expect("tx");
@@ -559,7 +645,18 @@ fn a_sensor_killed_mid_batch_resumes_without_loss_or_duplicates() {
     .expect("insert");
     let state = dir.path().join("k.db");
     let mut child = bin()
-        .args(["replay", "-q", "--inventory", &pg.admin_url(), "--sensor-id", "k", "--site", "hq", "--inventory-batch", "1"])
+        .args([
+            "replay",
+            "-q",
+            "--inventory",
+            &pg.admin_url(),
+            "--sensor-id",
+            "k",
+            "--site",
+            "hq",
+            "--inventory-batch",
+            "1",
+        ])
         .arg("--state")
         .arg(&state)
         .arg(pcap_path("dns.pcap"))
@@ -585,15 +682,33 @@ fn a_sensor_killed_mid_batch_resumes_without_loss_or_duplicates() {
     );
     // Started again on the same inventory, with nothing new to read: it ships the rest.
     let empty = dir.path().join("empty.pcap");
-    std::fs::write(&empty, &std::fs::read(pcap_path("dns.pcap")).expect("dns")[..24]).expect("empty");
+    std::fs::write(
+        &empty,
+        &std::fs::read(pcap_path("dns.pcap")).expect("dns")[..24],
+    )
+    .expect("empty");
     let out = bin()
-        .args(["replay", "-q", "--inventory", &pg.admin_url(), "--sensor-id", "k", "--site", "hq"])
+        .args([
+            "replay",
+            "-q",
+            "--inventory",
+            &pg.admin_url(),
+            "--sensor-id",
+            "k",
+            "--site",
+            "hq",
+        ])
         .arg("--state")
         .arg(&state)
         .arg(&empty)
         .output()
         .expect("again");
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mine = vec![(alone, "hq", "k".to_string())];
     let (got, _) = agency(&pg.admin_url(), &[]);
     assert_eq!(got, fix_sensors(union(&mine), &witnesses(&mine)));
@@ -601,6 +716,81 @@ fn a_sensor_killed_mid_batch_resumes_without_loss_or_duplicates() {
         witness_rows(&pg, "k"),
         mine[0].0["hosts"].as_array().expect("hosts").len() as i64
     );
+}
+
+#[test]
+fn a_full_spool_is_bounded_counted_and_resynced_when_the_server_returns() {
+    let Some(pg) = Pg::start("full_spool", false) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = dir.path().join("f.db");
+    let report = dir.path().join("f.json");
+    // The server is down for the whole first run: at most 2 of the 6 hosts wait.
+    pg.down();
+    let out = bin()
+        .args([
+            "replay",
+            "-q",
+            "--inventory",
+            &pg.admin_url(),
+            "--sensor-id",
+            "f",
+            "--site",
+            "hq",
+        ])
+        .args(["--inventory-backlog", "2", "--inventory-wait", "2"])
+        .arg("--state")
+        .arg(&state)
+        .arg("--report")
+        .arg(&report)
+        .arg(pcap_path("dns.pcap"))
+        .output()
+        .expect("replay");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("turned 4 host snapshot(s) away"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("2 still waiting"), "{stderr}");
+    assert_eq!(spool_rows(&state), 2, "the spool holds its bound, no more");
+    // Back up: the next run on the same inventory ships the two, then the four others.
+    pg.up();
+    let empty = dir.path().join("empty.pcap");
+    std::fs::write(
+        &empty,
+        &std::fs::read(pcap_path("dns.pcap")).expect("dns")[..24],
+    )
+    .expect("empty");
+    let out = bin()
+        .args([
+            "replay",
+            "-q",
+            "--inventory",
+            &pg.admin_url(),
+            "--sensor-id",
+            "f",
+            "--site",
+            "hq",
+        ])
+        .args(["--inventory-backlog", "2"])
+        .arg("--state")
+        .arg(&state)
+        .arg(&empty)
+        .output()
+        .expect("again");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json");
+    let mine = vec![(r, "hq", "f".to_string())];
+    let (got, _) = agency(&pg.admin_url(), &[]);
+    assert_eq!(got, fix_sensors(union(&mine), &witnesses(&mine)));
+    assert_eq!(spool_rows(&state), 0);
 }
 
 #[test]
@@ -626,7 +816,15 @@ fn sensor_and_analyst_roles_have_least_privilege_and_passwords_stay_secret() {
     std::fs::write(&pwfile, "sensor-pw-1\n").expect("pw");
     let report = dir.path().join("r.json");
     let out = bin()
-        .args(["replay", "--inventory", &pg.url("vendorwatch_sensor", None), "--sensor-id", "s", "--site", "hq"])
+        .args([
+            "replay",
+            "--inventory",
+            &pg.url("vendorwatch_sensor", None),
+            "--sensor-id",
+            "s",
+            "--site",
+            "hq",
+        ])
         .arg("--inventory-password-file")
         .arg(&pwfile)
         .arg("--state")
@@ -646,7 +844,11 @@ fn sensor_and_analyst_roles_have_least_privilege_and_passwords_stay_secret() {
         .env("PGPASSWORD", "analyst-pw-2")
         .output()
         .expect("hosts");
-    assert!(hosts.status.success(), "{}", String::from_utf8_lossy(&hosts.stderr));
+    assert!(
+        hosts.status.success(),
+        "{}",
+        String::from_utf8_lossy(&hosts.stderr)
+    );
     assert!(String::from_utf8_lossy(&hosts.stdout).contains("10.10.1.11"));
     let html = dir.path().join("r.html");
     let rep = bin()
@@ -655,10 +857,24 @@ fn sensor_and_analyst_roles_have_least_privilege_and_passwords_stay_secret() {
         .env("PGPASSWORD", "analyst-pw-2")
         .output()
         .expect("report");
-    assert!(rep.status.success(), "{}", String::from_utf8_lossy(&rep.stderr));
+    assert!(
+        rep.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rep.stderr)
+    );
     // … but cannot write: a sensor with the analyst's role keeps its spool and says why.
     let out = bin()
-        .args(["replay", "--inventory", &analyst, "--sensor-id", "a", "--site", "hq", "--inventory-wait", "3"])
+        .args([
+            "replay",
+            "--inventory",
+            &analyst,
+            "--sensor-id",
+            "a",
+            "--site",
+            "hq",
+            "--inventory-wait",
+            "3",
+        ])
         .arg("--state")
         .arg(dir.path().join("a.db"))
         .arg(pcap_path("dns.pcap"))
@@ -687,7 +903,11 @@ fn sensor_and_analyst_roles_have_least_privilege_and_passwords_stay_secret() {
     );
     // A wrong password is refused, and not printed either.
     let out = bin()
-        .args(["hosts", "--inventory", &pg.url("vendorwatch_analyst", Some("wrong-pw-3"))])
+        .args([
+            "hosts",
+            "--inventory",
+            &pg.url("vendorwatch_analyst", Some("wrong-pw-3")),
+        ])
         .output()
         .expect("hosts");
     assert_eq!(out.status.code(), Some(2));
@@ -707,16 +927,39 @@ fn tls_to_the_server_is_verified_against_the_given_ca() {
     );
     // Without the CA the self-signed certificate is not trusted: nothing is shipped.
     let out = bin()
-        .args(["replay", "-q", "--inventory", &url, "--sensor-id", "t", "--inventory-wait", "3"])
+        .args([
+            "replay",
+            "-q",
+            "--inventory",
+            &url,
+            "--sensor-id",
+            "t",
+            "--inventory-wait",
+            "3",
+        ])
         .arg("--state")
         .arg(dir.path().join("untrusted.db"))
         .arg(pcap_path("tls.pcap"))
         .output()
         .expect("replay");
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // With it, the sensor ships over TLS (the server accepts nothing else: hostssl only).
     let out = bin()
-        .args(["replay", "-q", "--inventory", &url, "--sensor-id", "t", "--site", "hq"])
+        .args([
+            "replay",
+            "-q",
+            "--inventory",
+            &url,
+            "--sensor-id",
+            "t",
+            "--site",
+            "hq",
+        ])
         .arg("--inventory-ca")
         .arg(&ca)
         .arg("--state")
@@ -724,13 +967,22 @@ fn tls_to_the_server_is_verified_against_the_given_ca() {
         .arg(pcap_path("tls.pcap"))
         .output()
         .expect("replay");
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let hosts = bin()
         .args(["hosts", "--inventory", &url, "--format", "csv"])
         .arg("--inventory-ca")
         .arg(&ca)
         .output()
         .expect("hosts");
-    assert!(hosts.status.success(), "{}", String::from_utf8_lossy(&hosts.stderr));
+    assert!(
+        hosts.status.success(),
+        "{}",
+        String::from_utf8_lossy(&hosts.stderr)
+    );
     assert!(String::from_utf8_lossy(&hosts.stdout).contains("hq,10.10.1.11"));
 }

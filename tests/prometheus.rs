@@ -698,8 +698,18 @@ fn prometheus_scrapes_sensors_and_every_dashboard_and_alert_query_returns_data()
             .arg(tmp.path().join("replay-inventory.db"))
             // An agency inventory nobody answers for (port 9, closed), so that the shipping
             // series exist: failures, pending, oldest pending age.
-            .args(["--inventory", "postgres://vendorwatch@127.0.0.1:9/agency?sslmode=disable"])
-            .args(["--inventory-wait", "0", "--sensor-id", "replay", "--site", "test"])
+            .args([
+                "--inventory",
+                "postgres://vendorwatch@127.0.0.1:9/agency?sslmode=disable",
+            ])
+            .args([
+                "--inventory-wait",
+                "0",
+                "--sensor-id",
+                "replay",
+                "--site",
+                "test",
+            ])
             .args(["--linger", "40", "-q"])
             .args(["pcaps/tls.pcap", "pcaps/dns.pcap", "pcaps/http-proxy.pcap"])
             .stdout(log("replay"))

@@ -94,7 +94,10 @@ pub fn is_postgres(url: &str) -> bool {
 
 /// Parses the connection string and finds the password: in the URL, else in
 /// `password_file` (first line), else in `PGPASSWORD`. Errors never repeat the string.
-pub fn connection(url: &str, password_file: Option<&std::path::Path>) -> Result<postgres::Config, String> {
+pub fn connection(
+    url: &str,
+    password_file: Option<&std::path::Path>,
+) -> Result<postgres::Config, String> {
     let mut pg: postgres::Config = url.parse().map_err(|e: postgres::Error| {
         format!("--inventory is not a PostgreSQL URL (postgres://USER@HOST:PORT/DB?sslmode=require) or key=value string: {e}")
     })?;
@@ -294,7 +297,11 @@ impl HostSnapshot {
                 count: r.count,
             })
             .collect();
-        let current_at = history.iter().map(|r| r.last_seen).max().unwrap_or_default();
+        let current_at = history
+            .iter()
+            .map(|r| r.last_seen)
+            .max()
+            .unwrap_or_default();
         Host {
             mac: self.mac.as_deref().and_then(parse_mac),
             detections: self
@@ -561,7 +568,10 @@ mod tests {
         assert_eq!(back.mac, h.mac);
         assert_eq!(back.detections[0].count, 3);
         assert_eq!(back.detections[0].alerted_at, Some(Timestamp(10)));
-        assert_eq!(back.detections[0].indicators[0].indicator.value, "a.kaspersky.com");
+        assert_eq!(
+            back.detections[0].indicators[0].indicator.value,
+            "a.kaspersky.com"
+        );
     }
 
     #[test]
@@ -584,7 +594,10 @@ mod tests {
         let hq = merged.iter().find(|m| m.site == "hq").expect("hq");
         assert_eq!(hq.sensors.iter().collect::<Vec<_>>(), ["s1", "s2"]);
         let d = &hq.host.detections[0];
-        assert_eq!((d.count, d.first_seen, d.last_seen), (5, Timestamp(5), Timestamp(20)));
+        assert_eq!(
+            (d.count, d.first_seen, d.last_seen),
+            (5, Timestamp(5), Timestamp(20))
+        );
         assert_eq!(d.indicators.len(), 2);
         let branch = merged.iter().find(|m| m.site == "branch").expect("branch");
         assert_eq!(branch.host.detections[0].count, 3);
@@ -600,7 +613,9 @@ mod tests {
         std::fs::write(&file, "fromfile\n").expect("write");
         let pg = connection("postgres://vw@db.example/inv", Some(&file)).expect("url");
         assert_eq!(pg.get_password(), Some(&b"fromfile"[..]));
-        assert!(connection("postgres://db.example/inv", None).is_err() || describe(&pg).contains('@'));
+        assert!(
+            connection("postgres://db.example/inv", None).is_err() || describe(&pg).contains('@')
+        );
         assert!(check_label("--site", "hq-1").is_ok());
         assert!(check_label("--site", "bad site").is_err());
     }

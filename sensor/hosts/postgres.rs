@@ -144,7 +144,10 @@ impl PgError {
 /// Opens a connection: plain when the URL says `sslmode=disable`, else TLS through the
 /// system's OpenSSL (`sslmode=prefer`, the default, falls back to plain when the server has
 /// no TLS; `require` does not). `ca` adds a root certificate (a private CA, self-signed).
-pub fn connect(pg: &postgres::Config, ca: Option<&std::path::Path>) -> Result<postgres::Client, PgError> {
+pub fn connect(
+    pg: &postgres::Config,
+    ca: Option<&std::path::Path>,
+) -> Result<postgres::Client, PgError> {
     if pg.get_ssl_mode() == postgres::config::SslMode::Disable {
         return pg.connect(postgres::NoTls).map_err(|e| PgError::Connect {
             target: describe(pg),
@@ -155,8 +158,9 @@ pub fn connect(pg: &postgres::Config, ca: Option<&std::path::Path>) -> Result<po
     if let Some(path) = ca {
         let pem = std::fs::read(path)
             .map_err(|e| PgError::Tls(format!("cannot read {}: {e}", path.display())))?;
-        let cert = native_tls::Certificate::from_pem(&pem)
-            .map_err(|e| PgError::Tls(format!("{} is not a PEM certificate: {e}", path.display())))?;
+        let cert = native_tls::Certificate::from_pem(&pem).map_err(|e| {
+            PgError::Tls(format!("{} is not a PEM certificate: {e}", path.display()))
+        })?;
         builder.add_root_certificate(cert);
     }
     let tls = builder.build().map_err(|e| PgError::Tls(e.to_string()))?;
@@ -165,7 +169,10 @@ pub fn connect(pg: &postgres::Config, ca: Option<&std::path::Path>) -> Result<po
 }
 
 /// The schema version, or `None` when there is no vendorwatch schema.
-pub fn schema_version(pg: &postgres::Config, client: &mut postgres::Client) -> Result<Option<i32>, PgError> {
+pub fn schema_version(
+    pg: &postgres::Config,
+    client: &mut postgres::Client,
+) -> Result<Option<i32>, PgError> {
     let exists: bool = client
         .query_one("SELECT to_regclass('vw_schema') IS NOT NULL", &[])
         .map_err(|e| PgError::from_query(pg, e))?

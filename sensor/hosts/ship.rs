@@ -11,8 +11,8 @@
 //! everything meanwhile (bounded: see `spool`).
 
 use super::agency::{describe, AgencyConfig};
-use super::postgres::{self, PgError};
-use super::spool::{SpoolReader, SpoolState};
+use super::postgres;
+use super::spool::{SpoolReader, SpoolState, Who};
 use super::HostTable;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -62,7 +62,14 @@ impl ShipStats {
 
     /// The Prometheus samples: (name, help, counter?, [(labels, value)]).
     #[allow(clippy::type_complexity)]
-    pub fn samples(&self) -> Vec<(&'static str, &'static str, bool, Vec<(Vec<(&'static str, String)>, f64)>)> {
+    pub fn samples(
+        &self,
+    ) -> Vec<(
+        &'static str,
+        &'static str,
+        bool,
+        Vec<(Vec<(&'static str, String)>, f64)>,
+    )> {
         let who = || {
             vec![
                 ("sensor", self.sensor_id.clone()),
@@ -128,6 +135,8 @@ pub struct Shipper {
 pub struct ShipEnd {
     pub shipped: u64,
     pub pending: u64,
+    /// Snapshots a full spool turned away (queued again by a resync).
+    pub turned_away: u64,
     pub last_error: Option<String>,
 }
 
@@ -162,6 +171,11 @@ impl Shipper {
             ca: cfg.ca.clone(),
             batch: cfg.batch.max(1),
             inventory_id,
+            who: Who {
+                site: cfg.site.clone(),
+                sensor_id: cfg.sensor_id.clone(),
+                backlog: cfg.backlog,
+            },
             reader,
             hosts,
             stats: Arc::clone(&stats),
@@ -196,6 +210,7 @@ impl Shipper {
         ShipEnd {
             shipped: self.stats.shipped.load(Ordering::Relaxed),
             pending: self.stats.spool.pending.load(Ordering::Relaxed),
+            turned_away: self.stats.spool.dropped_full.load(Ordering::Relaxed),
             last_error: self.last_error.lock().ok().and_then(|l| l.clone()),
         }
     }
@@ -215,6 +230,7 @@ struct Worker {
     ca: Option<PathBuf>,
     batch: usize,
     inventory_id: String,
+    who: Who,
     reader: SpoolReader,
     hosts: Arc<HostTable>,
     stats: Arc<ShipStats>,
@@ -319,17 +335,18 @@ impl Worker {
             Err(e) => return self.failed("spool", format!("cannot read the spool: {e}")),
         };
         if top == 0 {
-            // Drained: if a full spool turned a host away, queue every host again.
-            match self.reader.take_resync() {
-                Ok(true) => {
-                    self.stats.spool.resync.store(false, Ordering::Relaxed);
-                    self.hosts
-                        .mark_dirty(self.hosts.snapshot().into_iter().map(|(ip, _)| ip));
-                }
-                Ok(false) => {}
-                Err(e) => return self.failed("spool", format!("cannot read the spool: {e}")),
-            }
-            return Round::Idle;
+            // Drained: if a full spool turned hosts away, queue the hosts again (a step at a
+            // time, as many as the spool holds).
+            self.stats.spool.pending.store(0, Ordering::Relaxed);
+            return match self.reader.resync_step(
+                &self.who,
+                &self.stats.spool,
+                self.hosts.snapshot(),
+            ) {
+                Ok(true) => Round::Shipped,
+                Ok(false) => Round::Idle,
+                Err(e) => self.failed("spool", format!("cannot write the spool: {e}")),
+            };
         }
         if client.is_none() {
             match postgres::connect(&self.pg, self.ca.as_deref()).and_then(|mut c| {
@@ -372,11 +389,7 @@ impl Worker {
             }
             Err(e) => {
                 let reason = e.reason();
-                let msg = match &e {
-                    PgError::Connect { .. } | PgError::Permission { .. } => e.to_string(),
-                    _ => e.to_string(),
-                };
-                self.failed(reason, msg)
+                self.failed(reason, e.to_string())
             }
         }
     }

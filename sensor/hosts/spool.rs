@@ -10,11 +10,13 @@
 //! Bound and policy: a snapshot is the whole state of a host, so a newer one replaces the
 //! pending older one of the same host (keeping the older's queue time, so the oldest-pending
 //! age tells the truth). The backlog is thus at most one row per host, and at most
-//! `backlog` rows: when that many hosts are waiting, the snapshot of a host not yet waiting
-//! is not queued — counted (`vendorwatch_inventory_ship_dropped_total{reason="spool_full"}`)
-//! and marked for a resync: once the spool has drained, every host of the local inventory
-//! is queued again. Nothing is lost while the local inventory holds it; the agency view is
-//! late for those hosts, and the alert rule `VendorwatchInventoryBacklogFull` says so.
+//! `backlog` rows (`--inventory-backlog`): when that many hosts are waiting, the snapshot of
+//! a host not yet waiting is turned away — counted
+//! (`vendorwatch_inventory_ship_dropped_total{reason="spool_full"}`, alert
+//! `VendorwatchInventoryBacklogFull`) — and a resync is marked in the file. Once the spool
+//! has drained, the shipper queues every host of the inventory again, in address order, as
+//! many as fit at a time, until all have gone. Nothing is lost while the local inventory
+//! holds it; the agency view is only late for those hosts.
 
 use super::agency::HostSnapshot;
 use super::postgres::Shipped;
@@ -22,7 +24,7 @@ use super::Host;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 const CREATE: &str = "
@@ -43,10 +45,8 @@ const CREATE: &str = "
 pub struct SpoolState {
     /// Rows waiting.
     pub pending: AtomicU64,
-    /// Snapshots not queued because the spool was full.
+    /// Snapshots not queued because the spool was full (a resync queues them again).
     pub dropped_full: AtomicU64,
-    /// Some host was not queued: queue every host again once the spool has drained.
-    pub resync: AtomicBool,
 }
 
 fn now_secs() -> i64 {
@@ -99,11 +99,15 @@ fn new_id() -> String {
             .as_nanos()
             .to_le_bytes(),
     );
-    h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
+    h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn open(path: &Path) -> Result<Connection, String> {
-    let conn = Connection::open(path).map_err(|e| super::store::explain(path, "cannot open", &e))?;
+    let conn =
+        Connection::open(path).map_err(|e| super::store::explain(path, "cannot open", &e))?;
     // The persister writes hosts and queues snapshots while the shipper deletes shipped
     // rows: each waits for the other's short transaction.
     conn.busy_timeout(std::time::Duration::from_secs(10))
@@ -111,58 +115,76 @@ fn open(path: &Path) -> Result<Connection, String> {
     Ok(conn)
 }
 
-/// The save hook: queues a snapshot of every saved host, inside the save's transaction.
+/// Queues a snapshot of every host with a detection: a newer snapshot replaces the pending
+/// one of the same host; a host not yet waiting is turned away when `backlog` hosts are
+/// (counted). Returns the hosts queued and the hosts turned away.
+fn queue(
+    conn: &Connection,
+    who: &Who,
+    state: &SpoolState,
+    hosts: &[(IpAddr, Host)],
+) -> rusqlite::Result<(u64, u64)> {
+    let now = now_secs();
+    let (mut added, mut turned_away) = (0u64, 0u64);
+    for (ip, h) in hosts {
+        if h.detections.is_empty() {
+            continue;
+        }
+        let ip_text = ip.to_string();
+        let old: Option<(i64, i64)> = conn
+            .query_row(
+                "SELECT seq, queued_at FROM agency_spool WHERE site = ?1 AND ip = ?2",
+                params![who.site, ip_text],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let queued_at = match old {
+            Some((seq, at)) => {
+                conn.execute("DELETE FROM agency_spool WHERE seq = ?1", params![seq])?;
+                at
+            }
+            None => {
+                if state.pending.load(Ordering::Relaxed) + added >= who.backlog as u64 {
+                    turned_away += 1;
+                    continue;
+                }
+                added += 1;
+                now
+            }
+        };
+        let payload = serde_json::to_string(&HostSnapshot::of(h)).unwrap_or_default();
+        conn.execute(
+            "INSERT INTO agency_spool (site, sensor_id, ip, queued_at, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![who.site, who.sensor_id, ip_text, queued_at, payload],
+        )?;
+    }
+    Ok((added, turned_away))
+}
+
+/// Whose snapshots these are, and how many hosts may wait.
+#[derive(Debug, Clone)]
+pub struct Who {
+    pub site: String,
+    pub sensor_id: String,
+    pub backlog: usize,
+}
+
+/// The save hook: queues a snapshot of every saved host, inside the save's transaction. A
+/// host turned away by a full spool asks for a resync from the first host.
 pub fn hook(
-    site: String,
-    sensor_id: String,
-    backlog: usize,
+    who: Who,
     state: Arc<SpoolState>,
 ) -> impl FnMut(&rusqlite::Transaction<'_>, &[(IpAddr, Host)]) -> rusqlite::Result<()> + Send {
     move |tx, hosts| {
-        let now = now_secs();
-        let mut added = 0u64;
-        for (ip, h) in hosts {
-            if h.detections.is_empty() {
-                continue;
-            }
-            let ip_text = ip.to_string();
-            let old: Option<(i64, i64)> = tx
-                .query_row(
-                    "SELECT seq, queued_at FROM agency_spool WHERE site = ?1 AND ip = ?2",
-                    params![site, ip_text],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            let queued_at = match old {
-                Some((seq, at)) => {
-                    tx.execute("DELETE FROM agency_spool WHERE seq = ?1", params![seq])?;
-                    at
-                }
-                None => {
-                    let pending = state.pending.load(Ordering::Relaxed) + added;
-                    if pending >= backlog as u64 {
-                        state.dropped_full.fetch_add(1, Ordering::Relaxed);
-                        state.resync.store(true, Ordering::Relaxed);
-                        continue;
-                    }
-                    added += 1;
-                    now
-                }
-            };
-            let payload = serde_json::to_string(&HostSnapshot::of(h)).unwrap_or_default();
+        let (added, turned_away) = queue(tx, &who, &state, hosts)?;
+        if turned_away > 0 {
+            state.dropped_full.fetch_add(turned_away, Ordering::Relaxed);
             tx.execute(
-                "INSERT INTO agency_spool (site, sensor_id, ip, queued_at, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![site, sensor_id, ip_text, queued_at, payload],
-            )?;
-        }
-        if state.resync.load(Ordering::Relaxed) {
-            tx.execute(
-                "INSERT OR REPLACE INTO agency_meta (key, value) VALUES ('resync', '1')",
+                "INSERT OR REPLACE INTO agency_meta (key, value) VALUES ('resync', '')",
                 [],
             )?;
         }
-        // Counted once the transaction is sure to commit (the caller commits right after;
-        // if it fails, `pending` is re-read from the file by the shipper's next count).
+        // The shipper re-reads the true figure from the file every round.
         state.pending.fetch_add(added, Ordering::Relaxed);
         Ok(())
     }
@@ -231,12 +253,51 @@ impl SpoolReader {
         )
     }
 
-    /// Whether a resync was asked for (a snapshot was not queued); clears the mark.
-    pub fn take_resync(&self) -> rusqlite::Result<bool> {
-        let n = self
+    /// One step of a resync (a full spool turned hosts away): queues every host of the
+    /// local inventory `hosts`, in address order from where the last step stopped, until the
+    /// spool is full again. Returns whether a resync is (still) under way.
+    pub fn resync_step(
+        &mut self,
+        who: &Who,
+        state: &SpoolState,
+        hosts: Vec<(IpAddr, Host)>,
+    ) -> rusqlite::Result<bool> {
+        // The write lock at once: the persister queues snapshots from its own connection.
+        let tx = self
             .conn
-            .execute("DELETE FROM agency_meta WHERE key = 'resync'", [])?;
-        Ok(n > 0)
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let cursor: Option<String> = tx
+            .query_row(
+                "SELECT value FROM agency_meta WHERE key = 'resync'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(cursor) = cursor else {
+            return Ok(false);
+        };
+        let after: Option<IpAddr> = cursor.parse().ok();
+        let mut hosts: Vec<(IpAddr, Host)> = hosts
+            .into_iter()
+            .filter(|(ip, _)| after.is_none_or(|a| *ip > a))
+            .collect();
+        hosts.sort_by_key(|(ip, _)| *ip);
+        let room = (who.backlog as u64).saturating_sub(state.pending.load(Ordering::Relaxed));
+        let room = usize::try_from(room).unwrap_or(usize::MAX);
+        if hosts.len() > room {
+            hosts.truncate(room);
+            let last = hosts.last().map(|(ip, _)| ip.to_string()).unwrap_or(cursor);
+            queue(&tx, who, state, &hosts)?;
+            tx.execute(
+                "UPDATE agency_meta SET value = ?1 WHERE key = 'resync'",
+                params![last],
+            )?;
+        } else {
+            queue(&tx, who, state, &hosts)?;
+            tx.execute("DELETE FROM agency_meta WHERE key = 'resync'", [])?;
+        }
+        tx.commit()?;
+        Ok(true)
     }
 }
 
@@ -273,7 +334,12 @@ mod tests {
         assert!(fresh);
         assert_eq!(prepare(&path).expect("again"), (id, false));
         let state = Arc::new(SpoolState::default());
-        let mut hook = hook("hq".into(), "s1".into(), 2, Arc::clone(&state));
+        let who = Who {
+            site: "hq".into(),
+            sensor_id: "s1".into(),
+            backlog: 2,
+        };
+        let mut hook = hook(who.clone(), Arc::clone(&state));
         let mut conn = Connection::open(&path).expect("open");
         let a: IpAddr = "10.0.0.1".parse().expect("ip");
         let b: IpAddr = "10.0.0.2".parse().expect("ip");
@@ -287,7 +353,7 @@ mod tests {
             hook(&tx, &hosts).expect("hook");
             tx.commit().expect("commit");
         }
-        let reader = SpoolReader::open(&path).expect("reader");
+        let mut reader = SpoolReader::open(&path).expect("reader");
         let (rows, top) = reader.batch(10).expect("batch");
         let got: Vec<(IpAddr, u64)> = rows
             .iter()
@@ -295,9 +361,19 @@ mod tests {
             .collect();
         assert_eq!(got, [(b, 1), (a, 5)]);
         assert_eq!(state.dropped_full.load(Ordering::Relaxed), 1);
-        assert!(reader.take_resync().expect("resync"));
-        assert!(!reader.take_resync().expect("cleared"));
         assert_eq!(reader.shipped(top).expect("delete"), 2);
         assert_eq!(reader.pending().expect("pending").0, 0);
+        state.pending.store(0, Ordering::Relaxed);
+        // The resync queues every host again, two at a time (the backlog), in address order.
+        let all = vec![(c, host(1)), (a, host(5)), (b, host(1))];
+        assert!(reader.resync_step(&who, &state, all.clone()).expect("step"));
+        let (rows, top) = reader.batch(10).expect("batch");
+        assert_eq!(rows.iter().map(|s| s.ip).collect::<Vec<_>>(), [a, b]);
+        reader.shipped(top).expect("delete");
+        assert!(reader.resync_step(&who, &state, all.clone()).expect("step"));
+        let (rows, top) = reader.batch(10).expect("batch");
+        assert_eq!(rows.iter().map(|s| s.ip).collect::<Vec<_>>(), [c]);
+        reader.shipped(top).expect("delete");
+        assert!(!reader.resync_step(&who, &state, all).expect("done"));
     }
 }
