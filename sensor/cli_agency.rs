@@ -67,6 +67,10 @@ pub struct AgencyQueryArgs {
     /// Only what this sensor saw (with --inventory).
     #[arg(long, value_name = "ID")]
     pub sensor: Option<String>,
+    /// Create or migrate the agency schema first (once, as the database owner; sensors and
+    /// analysts then need only the grants of deploy/postgres/roles.sql).
+    #[arg(long, requires = "inventory")]
+    pub create_schema: bool,
 }
 
 /// The validated agency settings of `replay`/`live`, and the state path to use (replay
@@ -241,6 +245,10 @@ pub fn load_agency(
     category: Option<&str>,
 ) -> Result<Vec<AgencyHost>, String> {
     let r = reader(args, url)?;
+    if args.create_schema {
+        let mut c = pg::connect(&r.pg, r.ca.as_deref()).map_err(|e| e.to_string())?;
+        pg::migrate(&r.pg, &mut c).map_err(|e| e.to_string())?;
+    }
     let filter = Filter {
         site: args.site.clone(),
         sensor: args.sensor.clone(),

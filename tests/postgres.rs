@@ -799,10 +799,14 @@ fn sensor_and_analyst_roles_have_least_privilege_and_passwords_stay_secret() {
         return;
     };
     let dir = tempfile::tempdir().expect("tmp");
-    // The owner creates the schema once (the first sensor start does it), then the roles.
+    // The owner creates the schema once, then the roles.
+    let made = bin()
+        .args(["hosts", "--create-schema", "--inventory", &pg.admin_url()])
+        .output()
+        .expect("create schema");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert_eq!(String::from_utf8_lossy(&made.stdout), "no host matches\n");
     let mut admin = pg.client("inv");
-    let cfg: postgres::Config = pg.admin_url().parse().expect("url");
-    vendorwatch::hosts::postgres::migrate(&cfg, &mut admin).expect("migrate");
     let roles = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/postgres/roles.sql"),
     )
