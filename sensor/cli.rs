@@ -1689,9 +1689,9 @@ fn run_hosts(args: HostsArgs) -> i32 {
                 ),
             )
         });
-        use std::io::Write as _;
-        let text = crate::cli_agency::print_hosts(&agency, args.format, since, stale);
-        let _ = std::io::stdout().lock().write_all(text.as_bytes());
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        // A closed pipe (`| head`) is not an error.
+        let _ = crate::cli_agency::print_hosts(&mut out, agency, args.format, since, stale);
         return exit::OK;
     }
     match args.format {

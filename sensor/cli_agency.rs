@@ -255,8 +255,7 @@ pub fn load_agency(
         vendor: vendor.map(str::to_string),
         category: category.map(str::to_string),
     };
-    let rows = pg::load(&r, &filter).map_err(|e| e.to_string())?;
-    let mut hosts = agency::merge(rows);
+    let mut hosts = pg::load(&r, &filter).map_err(|e| e.to_string())?;
     for a in &mut hosts {
         a.host.detections.retain(|d| {
             vendor.is_none_or(|v| d.vendor == v) && category.is_none_or(|c| d.category == c)
@@ -268,15 +267,17 @@ pub fn load_agency(
 
 /// `vendorwatch hosts --inventory postgres://…`: the table, JSON or CSV of the agency.
 pub fn print_hosts(
-    hosts: &[AgencyHost],
+    w: &mut dyn std::io::Write,
+    hosts: Vec<AgencyHost>,
     format: crate::cli::HostsFormat,
     since: Option<Timestamp>,
     stale_before: Option<Timestamp>,
-) -> String {
+) -> std::io::Result<()> {
     use crate::cli::HostsFormat;
+    /// Output is written in pieces of about this size.
+    const CHUNK: usize = 1 << 20;
     let hosts: Vec<AgencyHost> = hosts
-        .iter()
-        .cloned()
+        .into_iter()
         .map(|mut a| {
             a.host
                 .detections
@@ -305,9 +306,34 @@ pub fn print_hosts(
     let mut out = String::new();
     match format {
         HostsFormat::Json => {
-            out.push_str(
-                &serde_json::to_string_pretty(&agency::report_json(&hosts)).unwrap_or_default(),
-            );
+            // Host by host: the whole report is never built as one JSON tree.
+            let mut head = agency::report_json(&[]);
+            let all = hosts.iter().flat_map(|a| a.host.detections.iter());
+            head["first_packet"] = serde_json::json!(all.clone().map(|d| d.first_seen).min());
+            head["last_packet"] = serde_json::json!(all.clone().map(|d| d.last_seen).max());
+            let mut vendors: Vec<&str> = all.map(|d| d.vendor.as_str()).collect();
+            vendors.sort_unstable();
+            vendors.dedup();
+            head["vendors"] = serde_json::json!(vendors);
+            let mut sites: Vec<&str> = hosts.iter().map(|a| a.site.as_str()).collect();
+            sites.sort_unstable();
+            sites.dedup();
+            head["sites"] = serde_json::json!(sites);
+            let text = serde_json::to_string_pretty(&head).unwrap_or_default();
+            let (before, after) = text.split_once("\"hosts\": []").unwrap_or((&text, "}"));
+            out.push_str(before);
+            out.push_str("\"hosts\": [");
+            for (i, a) in hosts.iter().enumerate() {
+                let one = agency::report_json(std::slice::from_ref(a));
+                out.push_str(if i == 0 { "\n" } else { ",\n" });
+                out.push_str(&serde_json::to_string(&one["hosts"][0]).unwrap_or_default());
+                if out.len() > CHUNK {
+                    w.write_all(out.as_bytes())?;
+                    out.clear();
+                }
+            }
+            out.push_str("\n  ]");
+            out.push_str(after);
             out.push('\n');
         }
         HostsFormat::Csv => {
@@ -331,6 +357,10 @@ pub fn print_hosts(
                         field(a.host.identity.hostname.as_deref().unwrap_or_default()),
                         field(&sensors)
                     ));
+                }
+                if out.len() > CHUNK {
+                    w.write_all(out.as_bytes())?;
+                    out.clear();
                 }
             }
         }
@@ -363,10 +393,15 @@ pub fn print_hosts(
                         d.count
                     ));
                 }
+                if out.len() > CHUNK {
+                    w.write_all(out.as_bytes())?;
+                    out.clear();
+                }
             }
         }
     }
-    out
+    w.write_all(out.as_bytes())?;
+    w.flush()
 }
 
 /// The agency's host report for `report --html` (the `--report` format with `site` and

@@ -386,6 +386,44 @@ pub fn merge(rows: impl IntoIterator<Item = (String, IpAddr, String, Host)>) -> 
     by.into_values().collect()
 }
 
+/// Merges snapshots that arrive sorted by (site, address) — as the server returns them —
+/// one host at a time, so memory holds the merged hosts and never every snapshot at once.
+#[derive(Default)]
+pub struct SortedMerge {
+    current: Option<AgencyHost>,
+    pub out: Vec<AgencyHost>,
+}
+
+impl SortedMerge {
+    pub fn push(&mut self, site: String, ip: IpAddr, sensor: String, h: Host) {
+        match &mut self.current {
+            Some(c) if c.site == site && c.ip == Some(ip) => {
+                c.sensors.insert(sensor);
+                merge_host(&mut c.host, h);
+            }
+            _ => {
+                let mut sensors = BTreeSet::new();
+                sensors.insert(sensor);
+                if let Some(done) = self.current.replace(AgencyHost {
+                    site,
+                    ip: Some(ip),
+                    host: h,
+                    sensors,
+                }) {
+                    self.out.push(done);
+                }
+            }
+        }
+    }
+
+    pub fn finish(mut self) -> Vec<AgencyHost> {
+        if let Some(done) = self.current.take() {
+            self.out.push(done);
+        }
+        self.out
+    }
+}
+
 fn merge_host(into: &mut Host, h: Host) {
     if h.identity.current_at > into.identity.current_at
         || (into.mac.is_none() && into.identity.hostname.is_none())

@@ -385,14 +385,13 @@ pub struct Filter {
     pub category: Option<String>,
 }
 
-/// Every witness snapshot that passes the filter, as (site, address, sensor, host). A host
-/// is chosen when it has a detection of the vendor and category asked for; the sensor
-/// filter keeps only what that sensor saw.
-pub fn load(
-    cfg: &AgencyReader,
-    filter: &Filter,
-) -> Result<Vec<(String, IpAddr, String, super::Host)>, PgError> {
+/// The agency's hosts that pass the filter, merged: a host is chosen when it has a
+/// detection of the vendor and category asked for; the sensor filter keeps only what that
+/// sensor saw. Rows are streamed from the server in (site, address) order and merged as
+/// they come, so a million hosts never sit in memory twice.
+pub fn load(cfg: &AgencyReader, filter: &Filter) -> Result<Vec<super::agency::AgencyHost>, PgError> {
     let pg = &cfg.pg;
+    let q = |e| PgError::from_query(pg, e);
     let mut client = connect(pg, cfg.ca.as_deref())?;
     match schema_version(pg, &mut client)? {
         None => {
@@ -408,26 +407,29 @@ pub fn load(
         }
         Some(_) => {}
     }
-    let rows = client
-        .query(
-            "SELECT w.site, w.ip, w.sensor_id, w.host FROM vw_witness_hosts w
+    let params: [&(dyn postgres::types::ToSql + Sync); 4] =
+        [&filter.site, &filter.sensor, &filter.vendor, &filter.category];
+    let mut rows = client
+        .query_raw(
+            "SELECT w.site, w.ip, w.sensor_id, w.host::TEXT FROM vw_witness_hosts w
              WHERE ($1::TEXT IS NULL OR w.site = $1) AND ($2::TEXT IS NULL OR w.sensor_id = $2)
                AND (($3::TEXT IS NULL AND $4::TEXT IS NULL) OR (w.site, w.ip) IN (
                     SELECT d.site, d.ip FROM vw_witness_detections d
                     WHERE ($3::TEXT IS NULL OR d.vendor = $3) AND ($4::TEXT IS NULL OR d.category = $4)))
              ORDER BY w.site, w.ip, w.sensor_id",
-            &[&filter.site, &filter.sensor, &filter.vendor, &filter.category],
+            params,
         )
-        .map_err(|e| PgError::from_query(pg, e))?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let json: serde_json::Value = r.get(3);
-        let Ok(snap) = serde_json::from_value::<HostSnapshot>(json) else {
+        .map_err(q)?;
+    let mut merged = super::agency::SortedMerge::default();
+    use postgres::fallible_iterator::FallibleIterator;
+    while let Some(r) = rows.next().map_err(q)? {
+        let text: &str = r.get(3);
+        let Ok(snap) = serde_json::from_str::<HostSnapshot>(text) else {
             continue;
         };
-        out.push((r.get(0), r.get(1), r.get(2), snap.into_host()));
+        merged.push(r.get(0), r.get(1), r.get(2), snap.into_host());
     }
-    Ok(out)
+    Ok(merged.finish())
 }
 
 /// Where `hosts` and `report` read the agency inventory (an analyst's read-only role will do).
