@@ -793,6 +793,93 @@ fn a_full_spool_is_bounded_counted_and_resynced_when_the_server_returns() {
     assert_eq!(spool_rows(&state), 0);
 }
 
+/// Everything the server holds about the agency, as text (update times left out).
+fn server_state(c: &mut postgres::Client) -> Vec<String> {
+    let mut out = Vec::new();
+    for q in [
+        "SELECT site, host(ip), sensor_id, inventory_id, seq::TEXT, host::TEXT FROM vw_witness_hosts ORDER BY 1, 2, 3, 4",
+        "SELECT site, host(ip), sensor_id, vendor, category, count::TEXT, first_seen::TEXT, last_seen::TEXT, alerted_at::TEXT FROM vw_witness_detections ORDER BY 1, 2, 3, 4, 5",
+        "SELECT site, host(ip), vendor, category, sensor_id, alerted_at::TEXT FROM vw_alerts ORDER BY 1, 2, 3, 4",
+        "SELECT sensor_id, inventory_id, high_water::TEXT FROM vw_ship_marks ORDER BY 1, 2",
+    ] {
+        for r in c.query(q, &[]).expect(q) {
+            out.push(
+                (0..r.len())
+                    .map(|i| r.get::<_, Option<String>>(i).unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            );
+        }
+    }
+    out
+}
+
+#[test]
+fn a_batch_applied_twice_changes_nothing() {
+    let Some(pg) = Pg::start("batch_twice", false) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = dir.path().join("t.db");
+    // A spool of real snapshots: a replay while the server is down keeps them all.
+    pg.down();
+    let out = bin()
+        .args([
+            "replay",
+            "-q",
+            "--inventory",
+            &pg.admin_url(),
+            "--sensor-id",
+            "t",
+            "--site",
+            "hq",
+            "--inventory-wait",
+            "0",
+        ])
+        .arg("--state")
+        .arg(&state)
+        .arg(pcap_path("tls.pcap"))
+        .output()
+        .expect("replay");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    pg.up();
+    let reader = vendorwatch::hosts::spool::SpoolReader::open(&state).expect("spool");
+    let (batch, _) = reader.batch(100).expect("batch");
+    assert_eq!(batch.len(), 6);
+    let cfg: postgres::Config = pg.admin_url().parse().expect("url");
+    let mut c = pg.client("inv");
+    vendorwatch::hosts::postgres::migrate(&cfg, &mut c).expect("migrate");
+    let first =
+        vendorwatch::hosts::postgres::apply_batch(&cfg, &mut c, "inv-1", &batch).expect("apply");
+    assert_eq!(first.applied, 6);
+    assert!(first.alerts_first > 0);
+    let once = server_state(&mut c);
+    // Again (a sensor killed after the commit, before it forgot its rows), and half of it.
+    let again =
+        vendorwatch::hosts::postgres::apply_batch(&cfg, &mut c, "inv-1", &batch).expect("again");
+    assert_eq!((again.applied, again.skipped), (0, 6));
+    vendorwatch::hosts::postgres::apply_batch(&cfg, &mut c, "inv-1", &batch[..3]).expect("half");
+    assert_eq!(server_state(&mut c), once);
+    // The same snapshots from another sensor of the site: new witnesses, no new agency alert.
+    let other: Vec<_> = batch
+        .iter()
+        .cloned()
+        .map(|mut s| {
+            s.sensor_id = "u".into();
+            s
+        })
+        .collect();
+    let second =
+        vendorwatch::hosts::postgres::apply_batch(&cfg, &mut c, "inv-2", &other).expect("other");
+    assert_eq!(second.alerts_first, 0);
+    assert_eq!(second.alerts_duplicate, first.alerts_first);
+}
+
 #[test]
 fn sensor_and_analyst_roles_have_least_privilege_and_passwords_stay_secret() {
     let Some(pg) = Pg::start("roles", false) else {
@@ -804,7 +891,11 @@ fn sensor_and_analyst_roles_have_least_privilege_and_passwords_stay_secret() {
         .args(["hosts", "--create-schema", "--inventory", &pg.admin_url()])
         .output()
         .expect("create schema");
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&made.stdout), "no host matches\n");
     let mut admin = pg.client("inv");
     let roles = std::fs::read_to_string(

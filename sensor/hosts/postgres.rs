@@ -255,6 +255,33 @@ fn ts(ns: i64) -> std::time::SystemTime {
     }
 }
 
+/// The columns of a batch's hosts, for one `unnest` insert.
+#[derive(Default)]
+struct HostCols<'a> {
+    site: Vec<&'a str>,
+    ip: Vec<IpAddr>,
+    seq: Vec<i64>,
+    mac: Vec<Option<&'a str>>,
+    hostname: Vec<Option<&'a str>>,
+    host: Vec<serde_json::Value>,
+}
+
+/// The columns of a batch's detections.
+#[derive(Default)]
+struct DetCols<'a> {
+    site: Vec<&'a str>,
+    ip: Vec<IpAddr>,
+    vendor: Vec<&'a str>,
+    category: Vec<&'a str>,
+    severity: Vec<&'static str>,
+    first: Vec<std::time::SystemTime>,
+    last: Vec<std::time::SystemTime>,
+    count: Vec<i64>,
+    forwarded: Vec<bool>,
+    suppressed: Vec<Option<&'a str>>,
+    alerted: Vec<Option<std::time::SystemTime>>,
+}
+
 /// Applies a batch of snapshots of one (sensor, local inventory), in sequence order, in one
 /// transaction with its high-water mark: a batch applied twice, or a batch whose first half
 /// was applied before a crash, changes nothing the second time.
@@ -283,89 +310,107 @@ pub fn apply_batch(
         )
         .map_err(q)?
         .get(0);
-    let host_stmt = tx
-        .prepare(
-            "INSERT INTO vw_witness_hosts (site, ip, sensor_id, inventory_id, seq, mac, hostname, host, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())
-             ON CONFLICT (site, ip, sensor_id, inventory_id) DO UPDATE SET seq = excluded.seq, mac = excluded.mac,
-               hostname = excluded.hostname, host = excluded.host, updated_at = now()
-             WHERE vw_witness_hosts.seq < excluded.seq",
-        )
-        .map_err(q)?;
-    let det_stmt = tx
-        .prepare(
-            "INSERT INTO vw_witness_detections (site, ip, sensor_id, inventory_id, vendor, category, severity, first_seen, last_seen, count, forwarded, suppressed, alerted_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-             ON CONFLICT (site, ip, sensor_id, inventory_id, vendor, category) DO UPDATE SET severity = excluded.severity,
-               first_seen = excluded.first_seen, last_seen = excluded.last_seen, count = excluded.count,
-               forwarded = excluded.forwarded, suppressed = excluded.suppressed, alerted_at = excluded.alerted_at",
-        )
-        .map_err(q)?;
-    let alert_stmt = tx
-        .prepare(
-            "INSERT INTO vw_alerts (site, ip, vendor, category, sensor_id, alerted_at) VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT DO NOTHING RETURNING sensor_id",
-        )
-        .map_err(q)?;
-    let mut top = hwm;
+    // The newest snapshot of each host in the batch (the spool keeps one per host, but a
+    // row queued twice in a race must not make one statement update a row twice).
+    let mut newest: std::collections::BTreeMap<(&str, IpAddr), &Shipped> = Default::default();
     for s in batch {
         if s.seq <= hwm || s.sensor_id != *sensor {
             out.skipped += 1;
             continue;
         }
-        top = top.max(s.seq);
-        let json = serde_json::to_value(&s.snapshot).unwrap_or_default();
-        tx.execute(
-            &host_stmt,
-            &[
-                &s.site,
-                &s.ip,
-                &s.sensor_id,
-                &inventory_id,
-                &s.seq,
-                &s.snapshot.mac,
-                &s.snapshot.hostname,
-                &json,
-            ],
-        )
-        .map_err(q)?;
-        for d in &s.snapshot.detections {
-            let count = i64::try_from(d.count).unwrap_or(i64::MAX);
-            let alerted = d.alerted_at.map(ts);
-            tx.execute(
-                &det_stmt,
-                &[
-                    &s.site,
-                    &s.ip,
-                    &s.sensor_id,
-                    &inventory_id,
-                    &d.vendor,
-                    &d.category,
-                    &d.severity.as_str(),
-                    &ts(d.first_seen),
-                    &ts(d.last_seen),
-                    &count,
-                    &d.forwarded,
-                    &d.suppressed,
-                    &alerted,
-                ],
+        let e = newest.entry((s.site.as_str(), s.ip)).or_insert(s);
+        if e.seq < s.seq {
+            *e = s;
+            out.skipped += 1;
+        }
+    }
+    let top = batch
+        .iter()
+        .filter(|s| s.sensor_id == *sensor)
+        .map(|s| s.seq)
+        .max()
+        .unwrap_or(hwm)
+        .max(hwm);
+    // One statement per table for the whole batch (arrays unnested on the server): a few
+    // round trips per batch instead of several per host.
+    let mut h = HostCols::default();
+    let mut d = DetCols::default();
+    for s in newest.values() {
+        h.site.push(&s.site);
+        h.ip.push(s.ip);
+        h.seq.push(s.seq);
+        h.mac.push(s.snapshot.mac.as_deref());
+        h.hostname.push(s.snapshot.hostname.as_deref());
+        h.host
+            .push(serde_json::to_value(&s.snapshot).unwrap_or_default());
+        for det in &s.snapshot.detections {
+            d.site.push(&s.site);
+            d.ip.push(s.ip);
+            d.vendor.push(&det.vendor);
+            d.category.push(&det.category);
+            d.severity.push(det.severity.as_str());
+            d.first.push(ts(det.first_seen));
+            d.last.push(ts(det.last_seen));
+            d.count.push(i64::try_from(det.count).unwrap_or(i64::MAX));
+            d.forwarded.push(det.forwarded);
+            d.suppressed.push(det.suppressed.as_deref());
+            d.alerted.push(det.alerted_at.map(ts));
+        }
+    }
+    out.applied = h.site.len() as u64;
+    tx.execute(
+        "INSERT INTO vw_witness_hosts (site, ip, sensor_id, inventory_id, seq, mac, hostname, host, updated_at)
+         SELECT site, ip, $1, $2, seq, mac, hostname, host, now()
+         FROM unnest($3::TEXT[], $4::INET[], $5::BIGINT[], $6::TEXT[], $7::TEXT[], $8::JSONB[])
+              AS t(site, ip, seq, mac, hostname, host)
+         ON CONFLICT (site, ip, sensor_id, inventory_id) DO UPDATE SET seq = excluded.seq, mac = excluded.mac,
+           hostname = excluded.hostname, host = excluded.host, updated_at = now()
+         WHERE vw_witness_hosts.seq < excluded.seq",
+        &[sensor, &inventory_id, &h.site, &h.ip, &h.seq, &h.mac, &h.hostname, &h.host],
+    )
+    .map_err(q)?;
+    tx.execute(
+        "INSERT INTO vw_witness_detections (site, ip, sensor_id, inventory_id, vendor, category, severity, first_seen, last_seen, count, forwarded, suppressed, alerted_at)
+         SELECT site, ip, $1, $2, vendor, category, severity, first_seen, last_seen, count, forwarded, suppressed, alerted_at
+         FROM unnest($3::TEXT[], $4::INET[], $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TIMESTAMPTZ[], $9::TIMESTAMPTZ[],
+                     $10::BIGINT[], $11::BOOLEAN[], $12::TEXT[], $13::TIMESTAMPTZ[])
+              AS t(site, ip, vendor, category, severity, first_seen, last_seen, count, forwarded, suppressed, alerted_at)
+         ON CONFLICT (site, ip, sensor_id, inventory_id, vendor, category) DO UPDATE SET severity = excluded.severity,
+           first_seen = excluded.first_seen, last_seen = excluded.last_seen, count = excluded.count,
+           forwarded = excluded.forwarded, suppressed = excluded.suppressed, alerted_at = excluded.alerted_at",
+        &[
+            sensor, &inventory_id, &d.site, &d.ip, &d.vendor, &d.category, &d.severity, &d.first,
+            &d.last, &d.count, &d.forwarded, &d.suppressed, &d.alerted,
+        ],
+    )
+    .map_err(q)?;
+    // The agency's alert decision: the first sensor to ship an alerted detection owns it.
+    let alerted: Vec<usize> = (0..d.alerted.len())
+        .filter(|&i| d.alerted[i].is_some())
+        .collect();
+    if !alerted.is_empty() {
+        let pick = |v: &[&str]| {
+            alerted
+                .iter()
+                .map(|&i| v[i].to_string())
+                .collect::<Vec<_>>()
+        };
+        let (a_site, a_vendor, a_category) = (pick(&d.site), pick(&d.vendor), pick(&d.category));
+        let a_ip: Vec<IpAddr> = alerted.iter().map(|&i| d.ip[i]).collect();
+        let a_at: Vec<std::time::SystemTime> =
+            alerted.iter().filter_map(|&i| d.alerted[i]).collect();
+        let won = tx
+            .execute(
+                "INSERT INTO vw_alerts (site, ip, vendor, category, sensor_id, alerted_at)
+                 SELECT site, ip, vendor, category, $1, alerted_at
+                 FROM unnest($2::TEXT[], $3::INET[], $4::TEXT[], $5::TEXT[], $6::TIMESTAMPTZ[])
+                      AS t(site, ip, vendor, category, alerted_at)
+                 ON CONFLICT DO NOTHING",
+                &[sensor, &a_site, &a_ip, &a_vendor, &a_category, &a_at],
             )
             .map_err(q)?;
-            if let Some(at) = alerted {
-                let won = tx
-                    .query_opt(
-                        &alert_stmt,
-                        &[&s.site, &s.ip, &d.vendor, &d.category, &s.sensor_id, &at],
-                    )
-                    .map_err(q)?;
-                if won.is_some() {
-                    out.alerts_first += 1;
-                } else {
-                    out.alerts_duplicate += 1;
-                }
-            }
-        }
-        out.applied += 1;
+        out.alerts_first = won;
+        out.alerts_duplicate = alerted.len() as u64 - won.min(alerted.len() as u64);
     }
     tx.execute(
         "UPDATE vw_ship_marks SET high_water = $3, site = $4, shipped_at = now() WHERE sensor_id = $1 AND inventory_id = $2",
@@ -389,7 +434,10 @@ pub struct Filter {
 /// detection of the vendor and category asked for; the sensor filter keeps only what that
 /// sensor saw. Rows are streamed from the server in (site, address) order and merged as
 /// they come, so a million hosts never sit in memory twice.
-pub fn load(cfg: &AgencyReader, filter: &Filter) -> Result<Vec<super::agency::AgencyHost>, PgError> {
+pub fn load(
+    cfg: &AgencyReader,
+    filter: &Filter,
+) -> Result<Vec<super::agency::AgencyHost>, PgError> {
     let pg = &cfg.pg;
     let q = |e| PgError::from_query(pg, e);
     let mut client = connect(pg, cfg.ca.as_deref())?;
@@ -407,8 +455,12 @@ pub fn load(cfg: &AgencyReader, filter: &Filter) -> Result<Vec<super::agency::Ag
         }
         Some(_) => {}
     }
-    let params: [&(dyn postgres::types::ToSql + Sync); 4] =
-        [&filter.site, &filter.sensor, &filter.vendor, &filter.category];
+    let params: [&(dyn postgres::types::ToSql + Sync); 4] = [
+        &filter.site,
+        &filter.sensor,
+        &filter.vendor,
+        &filter.category,
+    ];
     let mut rows = client
         .query_raw(
             "SELECT w.site, w.ip, w.sensor_id, w.host::TEXT FROM vw_witness_hosts w
