@@ -166,6 +166,7 @@ pub fn start_shipping(
     store: &mut crate::hosts::store::Store,
     hosts: &Arc<HostTable>,
 ) -> Result<Shipper, String> {
+    let _ = crate::output::SENSOR_IDENTITY.set((cfg.sensor_id.clone(), cfg.site.clone()));
     let (inventory_id, fresh) = spool::prepare(path)?;
     let state = Arc::new(SpoolState::default());
     store.set_save_hook(Box::new(spool::hook(

@@ -360,6 +360,7 @@ fn sensors_into(
         );
         let r: Value =
             serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json");
+        assert_eq!(r["sensor"], serde_json::json!({"id": sensor, "site": site}));
         out.push((r, site, sensor));
     }
     out
@@ -559,6 +560,8 @@ fn the_server_stopped_mid_run_loses_and_duplicates_nothing() {
             "--site",
             "hq",
         ])
+        .arg("--alerts")
+        .arg(dir.path().join("alerts.jsonl"))
         .arg("--state")
         .arg(&state)
         .arg("--report")
@@ -600,6 +603,13 @@ fn the_server_stopped_mid_run_loses_and_duplicates_nothing() {
         "one row per host, none twice"
     );
     assert_eq!(spool_rows(&state), 0, "the spool drained");
+    // Its alerts say which sensor and site raised them.
+    let alerts = std::fs::read_to_string(dir.path().join("alerts.jsonl")).expect("alerts");
+    assert!(alerts.lines().count() > 0);
+    for line in alerts.lines() {
+        let a: Value = serde_json::from_str(line).expect("alert");
+        assert_eq!(a["sensor"], serde_json::json!({"id": "pipe", "site": "hq"}));
+    }
 }
 
 #[test]

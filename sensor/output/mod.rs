@@ -16,6 +16,10 @@ pub mod html;
 pub mod summary;
 pub mod syslog;
 
+/// This sensor's identity in the agency inventory (`--sensor-id`, `--site`), set once at
+/// start when it ships to one: alerts and the report then say which sensor and site saw them.
+pub static SENSOR_IDENTITY: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+
 pub fn mac_string(mac: Option<[u8; 6]>) -> Option<String> {
     mac.map(|m| {
         format!(
@@ -74,6 +78,9 @@ pub fn alert_line(f: &Finding, det: &Detection, rules: &RuleSet, hostname: Optio
         }
         if let Some(j) = &f.ja4 {
             obj.insert("tls".into(), json!({"ja4": j}));
+        }
+        if let Some((id, site)) = SENSOR_IDENTITY.get() {
+            obj.insert("sensor".into(), json!({"id": id, "site": site}));
         }
     }
     v.to_string()
@@ -181,14 +188,18 @@ pub fn report_json(
             })
         })
         .collect();
-    json!({
+    let mut report = json!({
         "generated_by": format!("vendorwatch {}", env!("CARGO_PKG_VERSION")),
         "first_packet": generated_from.first_packet,
         "last_packet": generated_from.last_packet,
         "vendors": generated_from.vendors,
         "resolvers": resolvers,
         "hosts": hosts,
-    })
+    });
+    if let (Some((id, site)), Some(obj)) = (SENSOR_IDENTITY.get(), report.as_object_mut()) {
+        obj.insert("sensor".into(), json!({"id": id, "site": site}));
+    }
+    report
 }
 
 #[derive(Debug, Clone, Default)]
