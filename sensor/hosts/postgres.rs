@@ -95,14 +95,14 @@ const MIGRATIONS: &[&str] = &[
 /// Why talking to the server failed; `reason()` is the metric label.
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
-    #[error("cannot connect to the agency inventory {target}: {source}")]
+    #[error("cannot connect to the agency inventory {target}: {}", chain(.source))]
     Connect {
         target: String,
         source: postgres::Error,
     },
     #[error("TLS set-up for the agency inventory: {0}")]
     Tls(String),
-    #[error("the agency inventory {target} refused: permission denied ({source}); the sensor's database role needs SELECT, INSERT and UPDATE on the vw_ tables (deploy/postgres/roles.sql)")]
+    #[error("the agency inventory {target} refused: permission denied ({}); the sensor's database role needs SELECT, INSERT and UPDATE on the vw_ tables (deploy/postgres/roles.sql)", chain(.source))]
     Permission {
         target: String,
         source: postgres::Error,
@@ -111,11 +111,26 @@ pub enum PgError {
     NewerSchema { target: String, found: i32 },
     #[error("the agency inventory {target} has no vendorwatch schema yet: start a sensor with --inventory once (a role that may create tables), or see deploy/postgres/roles.sql")]
     NoSchema { target: String },
-    #[error("agency inventory {target}: {source}")]
+    #[error("agency inventory {target}: {}", chain(.source))]
     Query {
         target: String,
         source: postgres::Error,
     },
+}
+
+/// The error with its causes ("error connecting to server: Connection refused (os error 111)").
+fn chain(e: &postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 impl PgError {
