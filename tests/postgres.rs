@@ -548,6 +548,7 @@ fn the_server_stopped_mid_run_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().expect("tmp");
     let state = dir.path().join("s.db");
     let report = dir.path().join("s.json");
+    let metrics_port = free_port();
     // One replay from a pipe, fed in three parts: before, during and after the outage.
     let mut child = bin()
         .args([
@@ -562,6 +563,8 @@ fn the_server_stopped_mid_run_loses_and_duplicates_nothing() {
         ])
         .arg("--alerts")
         .arg(dir.path().join("alerts.jsonl"))
+        .arg("--metrics-addr")
+        .arg(format!("127.0.0.1:{metrics_port}"))
         .arg("--state")
         .arg(&state)
         .arg("--report")
@@ -583,6 +586,16 @@ fn the_server_stopped_mid_run_loses_and_duplicates_nothing() {
     stdin.flush().expect("flush");
     // Saved locally and waiting in the spool while the server is down.
     wait_for("snapshots waiting in the spool", || spool_rows(&state) > 0);
+    // … and the shipper has tried and failed (counted, by reason).
+    wait_for("a failed connect counted", || {
+        common::http_get(metrics_port, "/metrics").is_some_and(|(_, body)| {
+            body.lines().any(|l| {
+                l.starts_with("vendorwatch_inventory_ship_failures_total{")
+                    && l.contains("reason=\"connect\"")
+                    && !l.ends_with(" 0")
+            })
+        })
+    });
     pg.up();
     stdin.write_all(&records("http-proxy.pcap")).expect("write");
     drop(stdin);
