@@ -3,6 +3,8 @@
 //! Each command turns its raw arguments into a validated configuration (`config`) before
 //! doing anything, so every usage problem is found up front and reported with exit code 2.
 
+mod fingerprints;
+
 use crate::capture::inputs;
 use crate::capture::live;
 use crate::config::{self, RuleSource, RunConfig, DEFAULT_HOME_NET};
@@ -73,6 +75,9 @@ pub enum Command {
     Config(ConfigCommand),
     /// List the host inventory (the `--state` database of earlier runs).
     Hosts(HostsArgs),
+    /// Client fingerprints learned from visible vendor traffic: list the candidates, or
+    /// export them as a rule pack to review and deploy.
+    Fingerprints(fingerprints::FingerprintsArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -148,6 +153,18 @@ pub struct CommonArgs {
     /// (known hosts keep being updated) [default: 100000].
     #[arg(long, value_name = "N")]
     pub max_hosts: Option<usize>,
+    /// Fingerprint learning: distinct hosts that must have used a client fingerprint on a
+    /// vendor's visible flows before it is suspected on hidden-name flows [default: 5].
+    #[arg(long, value_name = "N")]
+    pub learn_min_hosts: Option<usize>,
+    /// Fingerprint learning: the share of a fingerprint's visible-name flows (and hosts)
+    /// that must be the vendor's, between 0 and 1 [default: 0.95].
+    #[arg(long, value_name = "FRACTION")]
+    pub learn_min_specificity: Option<f64>,
+    /// Fingerprint learning: packet time the vendor flows must span before the fingerprint
+    /// is used [default: 3600].
+    #[arg(long, value_name = "SECS")]
+    pub learn_min_seconds: Option<u64>,
     /// Passive DNS: addresses remembered from answers to vendor names (when full, expired
     /// entries go first, then the oldest answers; counted) [default: 100000].
     #[arg(long, value_name = "N")]
@@ -315,6 +332,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Rules(cmd) => return run_rules(cmd),
         Command::Report(args) => return run_report(args),
         Command::Hosts(args) => return run_hosts(args),
+        Command::Fingerprints(args) => return fingerprints::run(args),
         Command::Config(ConfigCommand::Check { path }) => return run_config_check(path),
         Command::Replay(args) => {
             let metrics = args.common.metrics_addr.clone();
@@ -359,6 +377,15 @@ pub fn run(cli: Cli) -> i32 {
                 status_every: given.status_every.or(from_file.status_every).unwrap_or(10),
                 user: given.user.or_else(|| from_file.user.clone()),
             };
+            for (key, value) in [
+                ("buffer_mb", u64::from(live.buffer_mb)),
+                ("status_every", live.status_every),
+            ] {
+                if let Err(e) = config::check_flag(key, value) {
+                    eprintln!("vendorwatch: {e}");
+                    return exit::UNUSABLE;
+                }
+            }
             if live.interfaces.is_empty() {
                 eprintln!("vendorwatch: live needs an interface: -i IFACE (repeatable), or interfaces = [\"eth1\"] in the [live] table of --config");
                 return exit::UNUSABLE;
@@ -432,7 +459,7 @@ fn run_config(
                 "the configuration has {} problem(s):\n  {}\ncheck it with `vendorwatch config check {}`",
                 errs.len(),
                 errs.join("\n  "),
-                p.display()
+                crate::operator_input::shown(p)
             )
         })?,
         None => config::LoadedConfig::default(),
@@ -454,8 +481,8 @@ fn run_config(
             c.capacity = args
                 .syslog_queue
                 .or(file.settings.syslog_queue)
-                .unwrap_or(crate::output::syslog::DEFAULT_CAPACITY)
-                .max(1);
+                .unwrap_or(crate::output::syslog::DEFAULT_CAPACITY);
+            config::check_flag("syslog_queue", c.capacity as u64)?;
             Some(c)
         }
         None => None,
@@ -469,33 +496,44 @@ fn run_config(
             .or(file.home_net.as_deref())
             .unwrap_or(DEFAULT_HOME_NET),
     )?;
+    // Values from the file were checked when it was loaded; these are the command line's.
     let workers = args.workers.or(file.settings.workers);
-    if workers == Some(0) {
-        return Err("--workers must be at least 1".into());
+    if let Some(w) = workers {
+        config::check_flag("workers", w as u64)?;
     }
     let max_flows = args
         .max_flows
         .or(file.settings.max_flows)
         .unwrap_or(ExtractorLimits::default().max_flows);
-    if max_flows == 0 {
-        return Err("--max-flows must be at least 1".into());
-    }
+    config::check_flag("max_flows", max_flows as u64)?;
     let reassembly_mb = args
         .reassembly_mb
         .or(file.settings.reassembly_mb)
         .unwrap_or(64);
-    if reassembly_mb == 0 || reassembly_mb > config::MAX_REASSEMBLY_MB {
-        return Err(format!(
-            "--reassembly-mb (or reassembly_mb) must be between 1 and {}",
-            config::MAX_REASSEMBLY_MB
-        ));
-    }
+    config::check_flag("reassembly_mb", reassembly_mb as u64)?;
     let max_hosts = args
         .max_hosts
         .or(file.settings.max_hosts)
         .unwrap_or(crate::hosts::DEFAULT_MAX_HOSTS);
-    if max_hosts == 0 {
-        return Err("--max-hosts must be at least 1".into());
+    config::check_flag("max_hosts", max_hosts as u64)?;
+    let learn_defaults = crate::detect::fingerprints::LearnSettings::default();
+    let learn = crate::detect::fingerprints::LearnSettings {
+        min_hosts: args
+            .learn_min_hosts
+            .or(file.settings.learn_min_hosts)
+            .unwrap_or(learn_defaults.min_hosts),
+        min_specificity: args
+            .learn_min_specificity
+            .or(file.settings.learn_min_specificity)
+            .unwrap_or(learn_defaults.min_specificity),
+        min_observe_secs: args
+            .learn_min_seconds
+            .or(file.settings.learn_min_seconds)
+            .unwrap_or(learn_defaults.min_observe_secs),
+    };
+    config::check_flag("learn_min_hosts", learn.min_hosts as u64)?;
+    if !(learn.min_specificity > 0.0 && learn.min_specificity <= 1.0) {
+        return Err("--learn-min-specificity must be a fraction above 0 and at most 1".into());
     }
     let detect_defaults = DetectLimits::default();
     let detect_limits = DetectLimits {
@@ -513,6 +551,9 @@ fn run_config(
             .unwrap_or(detect_defaults.pdns_ttl_cap_secs),
         ..detect_defaults
     };
+    config::check_flag("pdns_max", detect_limits.pdns_max_entries as u64)?;
+    config::check_flag("pdns_ttl_floor", detect_limits.pdns_ttl_floor_secs)?;
+    config::check_flag("pdns_ttl_cap", detect_limits.pdns_ttl_cap_secs)?;
     if detect_limits.pdns_ttl_floor_secs > detect_limits.pdns_ttl_cap_secs {
         return Err(format!(
             "--pdns-ttl-floor ({}) is larger than --pdns-ttl-cap ({})",
@@ -555,9 +596,8 @@ fn run_config(
             "--alerts-keep must be at least 1 (use --alerts-max-mb 0 to never rotate)".into(),
         );
     }
-    if alerts_file.backlog == 0 {
-        return Err("--alerts-backlog must be at least 1".into());
-    }
+    config::check_flag("alerts_keep", alerts_file.keep as u64)?;
+    config::check_flag("alerts_backlog", alerts_file.backlog as u64)?;
     let stdout_users = [&alerts, &events]
         .iter()
         .filter(|o| o.as_deref() == Some(Path::new("-")))
@@ -581,6 +621,7 @@ fn run_config(
         .realert_hours
         .or(file.settings.realert_hours)
         .unwrap_or(24);
+    config::check_flag("realert_hours", realert_hours)?;
     let cfg = RunConfig {
         encrypted_dns: crate::detect::resolvers::EncryptedDns::embedded()?,
         rules: Arc::new(rules),
@@ -616,6 +657,7 @@ fn run_config(
         },
         seccomp: !args.no_seccomp && file.settings.seccomp.unwrap_or(true),
         max_hosts,
+        learn,
     };
     Ok((cfg, file))
 }
@@ -627,7 +669,7 @@ fn open_output(path: &Path, what: &str) -> Result<SharedWriter, String> {
         let f = std::fs::File::create(path).map_err(|e| {
             format!(
                 "cannot create the {what} file {}: {e} (check the directory exists and is writable)",
-                path.display()
+                crate::operator_input::shown(path)
             )
         })?;
         Box::new(std::io::BufWriter::with_capacity(256 * 1024, f))
@@ -655,7 +697,7 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
         Some(p) => Some(std::fs::File::create(p).map_err(|e| {
             format!(
                 "cannot create the report {}: {e} (check the directory exists and is writable)",
-                p.display()
+                crate::operator_input::shown(p)
             )
         })?),
         None => None,
@@ -694,10 +736,7 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
                     agency, path, &mut store, &hosts,
                 )?);
             }
-            Some(
-                crate::hosts::store::Persister::start(store, Arc::clone(&hosts))
-                    .map_err(|e| e.to_string())?,
-            )
+            Some(store)
         }
         None => None,
     };
@@ -707,7 +746,8 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
             cfg.home_net.clone(),
             cfg.detect_limits,
             cfg.encrypted_dns.clone(),
-        ),
+        )
+        .with_learning(cfg.learn),
         hosts,
         counters: Counters::default(),
         alerts,
@@ -728,6 +768,25 @@ fn start(cfg: &RunConfig) -> Result<Started, String> {
     if let (Some(s), Ok(mut slot)) = (&shipper, shared.counters.sensor.agency.lock()) {
         *slot = Some(Arc::clone(&s.stats));
     }
+    let persister = match persister {
+        Some(store) => {
+            let learner = Arc::clone(&shared.detector.learner);
+            // What earlier runs learned of fingerprints is unreadable only in a damaged file,
+            // whose hosts would not have loaded either: nothing more to say.
+            if let Ok(rows) = store.load_fingerprints() {
+                learner.restore(rows);
+            }
+            Some(
+                crate::hosts::store::Persister::start_with(
+                    store,
+                    Arc::clone(&shared.hosts),
+                    Some(learner),
+                )
+                .map_err(|e| e.to_string())?,
+            )
+        }
+        None => None,
+    };
     if let (Some(p), Ok(mut slot)) = (&persister, shared.counters.sensor.inventory_saves.lock()) {
         *slot = Some((Arc::clone(&p.saves), Arc::clone(&p.failures)));
     }
@@ -874,11 +933,14 @@ fn conclude(
         if let Err(e) = written {
             eprintln!(
                 "vendorwatch: cannot write the report {}: {e}",
-                path.display()
+                crate::operator_input::shown(path)
             );
             code = exit::PARTIAL;
         } else {
-            kept_in.insert(0, format!("the report {}", path.display()));
+            kept_in.insert(
+                0,
+                format!("the report {}", crate::operator_input::shown(path)),
+            );
         }
     }
     if let Some(sink) = &shared.alerts {
@@ -893,9 +955,15 @@ fn conclude(
             }
         }
     }
+    // Only the events output writes through `output_error` (alerts have their own sink).
     if let Ok(Some(e)) = shared.output_error.lock().map(|s| s.clone()) {
+        let what = match cfg.events.as_deref() {
+            Some(p) if p == Path::new("-") => "the events output (stdout)".to_string(),
+            Some(p) => format!("the events file {}", crate::operator_input::shown(p)),
+            None => "an output".to_string(),
+        };
         eprintln!(
-            "vendorwatch: an output could not be written: {e} (alerts or events may be incomplete)"
+            "vendorwatch: {what} could not be written: {e}; events from then on are missing (alerts, the report and the inventory are not affected)"
         );
         code = exit::PARTIAL;
     }
@@ -943,6 +1011,11 @@ fn run_replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
     let expanded = inputs::expand(inputs_given);
     for p in &expanded.problems {
         eprintln!("vendorwatch: {}: {}", p.path, p.problem);
+    }
+    if !cfg.quiet {
+        for d in &expanded.dirs {
+            eprintln!("vendorwatch: {}", d.describe());
+        }
     }
     if expanded.inputs.is_empty() {
         eprintln!("vendorwatch: no capture to read (give pcap/pcapng files, directories holding them, or - for stdin)");
@@ -1055,7 +1128,14 @@ fn run_replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
                 "vendorwatch: serving metrics on http://{}/metrics for {linger} s more",
                 server.addr
             );
-            std::thread::sleep(std::time::Duration::from_secs(linger));
+            // In steps, so that SIGINT/SIGTERM end the wait.
+            let until =
+                std::time::Instant::now().checked_add(std::time::Duration::from_secs(linger));
+            while !stop.load(Ordering::Relaxed)
+                && until.is_none_or(|u| std::time::Instant::now() < u)
+            {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
         }
         server.stop();
     }
@@ -1651,6 +1731,10 @@ fn run_hosts(args: HostsArgs) -> i32 {
             .unwrap_or_default();
         Timestamp(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
     });
+    if let Err(e) = check_filters(&args, &loaded) {
+        eprintln!("vendorwatch: {e}");
+        return exit::UNUSABLE;
+    }
     let mut hosts: Vec<(std::net::IpAddr, crate::hosts::Host)> = loaded
         .into_iter()
         .map(|(ip, mut h)| {
@@ -1708,13 +1792,7 @@ fn run_hosts(args: HostsArgs) -> i32 {
             );
             for (ip, h) in &hosts {
                 for d in &h.detections {
-                    let field = |s: &str| {
-                        if s.contains([',', '"', '\n']) {
-                            format!("\"{}\"", s.replace('"', "\"\""))
-                        } else {
-                            s.to_string()
-                        }
-                    };
+                    let field = csv_cell;
                     outln!(
                         "{ip},{},{},{},{},{},{},{},{},{},{}",
                         output::mac_string(h.mac).unwrap_or_default(),
@@ -1742,29 +1820,75 @@ fn run_hosts(args: HostsArgs) -> i32 {
     exit::OK
 }
 
+/// One CSV cell (RFC 4180 quoting). A cell that a spreadsheet would read as a formula (it
+/// starts with `=`, `+`, `-`, `@`, a tab or a carriage return: a DHCP host name of
+/// `=HYPERLINK(…)`, say) gets a leading `'` and is quoted, OWASP's rule against CSV injection.
+pub fn csv_cell(s: &str) -> String {
+    let formula = s.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if formula {
+        format!("\"'{}\"", s.replace('"', "\"\""))
+    } else if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// `hosts --vendor V` and `--category C` must name a vendor or category that exists (in the
+/// embedded rule packs or in the inventory), as `--vendors` must: a typo is an error, not a
+/// clean result.
+fn check_filters(
+    args: &HostsArgs,
+    loaded: &[(std::net::IpAddr, crate::hosts::Host)],
+) -> Result<(), String> {
+    let packs = crate::detect::rules::load_embedded().unwrap_or_default();
+    let detections = || loaded.iter().flat_map(|(_, h)| h.detections.iter());
+    let mut vendors: std::collections::BTreeSet<&str> =
+        packs.packs.iter().map(|p| p.vendor.as_str()).collect();
+    vendors.extend(detections().map(|d| d.vendor.as_str()));
+    let mut categories: std::collections::BTreeSet<&str> =
+        packs.rules.iter().map(|r| r.category.as_str()).collect();
+    categories.extend(detections().map(|d| d.category.as_str()));
+    let list =
+        |set: &std::collections::BTreeSet<&str>| set.iter().copied().collect::<Vec<_>>().join(", ");
+    if let Some(v) = &args.vendor {
+        if !vendors.contains(v.as_str()) {
+            return Err(format!(
+                "--vendor {v:?}: no rule pack or inventory entry has this vendor (vendors: {})",
+                list(&vendors)
+            ));
+        }
+    }
+    if let Some(c) = &args.category {
+        if !categories.contains(c.as_str()) {
+            return Err(format!(
+                "--category {c:?}: no rule or inventory entry has this category (categories: {})",
+                list(&categories)
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn run_config_check(path: Option<PathBuf>) -> i32 {
     let path = path.unwrap_or_else(|| PathBuf::from("/etc/vendorwatch/vendorwatch.toml"));
-    let loaded = match config::load_config(&path) {
+    let loaded = match config::check_config_file(&path) {
         Ok(c) => c,
         Err(errs) => {
             for e in &errs {
                 eprintln!("{e}");
             }
-            eprintln!("{} problem(s) in {}", errs.len(), path.display());
+            eprintln!(
+                "{} problem(s) in {}",
+                errs.len(),
+                crate::operator_input::shown(&path)
+            );
             return exit::PARTIAL;
         }
     };
-    // The rules and vendors it names must load too.
-    if let Err(msg) = config::load_rules(
-        &rule_source(&loaded.settings.rules),
-        loaded.settings.vendors.as_deref(),
-    ) {
-        eprintln!("{}: {msg}", path.display());
-        return exit::PARTIAL;
-    }
     outln!(
         "{}: OK ({} suppression(s); rules: {}; vendors: {}; home_net: {})",
-        path.display(),
+        crate::operator_input::shown(&path),
         loaded.suppressions.0.len(),
         rule_source(&loaded.settings.rules).describe(),
         loaded
@@ -1784,11 +1908,13 @@ fn parse_time(text: &str) -> Option<Timestamp> {
 
 /// Reads the inventory at `path`, or says what to do when there is none.
 fn load_inventory(path: &Path) -> Result<Vec<(std::net::IpAddr, crate::hosts::Host)>, String> {
-    if path == Path::new("none") || !path.exists() {
+    if path == Path::new("none") {
+        return Err("--state none names no inventory to read: give the --state PATH an earlier `vendorwatch replay` or `live` wrote (`report` can also render a host report: --from HOSTS.json)".into());
+    }
+    if !path.exists() {
+        let shown = crate::operator_input::shown(path);
         return Err(format!(
-            "no inventory at {} (run `vendorwatch replay` or `live` with --state {} first, or name it with --state PATH)",
-            path.display(),
-            path.display()
+            "no inventory at {shown} (run `vendorwatch replay` or `live` with --state {shown} first, or name it with --state PATH)"
         ));
     }
     crate::hosts::store::Store::open_read_only(path).and_then(|s| s.load())
@@ -1813,12 +1939,16 @@ fn inventory_report(hosts: &[(std::net::IpAddr, crate::hosts::Host)]) -> serde_j
 fn run_report(args: ReportArgs) -> i32 {
     let report = match &args.from {
         Some(from) => {
-            let text = match std::fs::read(from) {
+            let text = match crate::operator_input::read_bytes(
+                from,
+                crate::operator_input::MAX_HOST_REPORT,
+                "a host report",
+            ) {
                 Ok(t) => t,
                 Err(e) => {
                     eprintln!(
-                        "vendorwatch: cannot read the host report {}: {e}",
-                        from.display()
+                        "vendorwatch: host report {}: {e}",
+                        crate::operator_input::shown(from)
                     );
                     return exit::UNUSABLE;
                 }
@@ -2041,4 +2171,21 @@ pub fn explain_match(set: &RuleSet, value: &str) -> Vec<String> {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_cell;
+
+    #[test]
+    fn csv_cells_that_start_like_a_formula_are_neutralised() {
+        assert_eq!(csv_cell("ws-alice.lab"), "ws-alice.lab");
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+        assert_eq!(csv_cell("=1+1"), "\"'=1+1\"");
+        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        for lead in ["+", "-", "@", "\t", "\r"] {
+            assert_eq!(csv_cell(&format!("{lead}cmd")), format!("\"'{lead}cmd\""));
+        }
+        assert_eq!(csv_cell("x=1"), "x=1", "only the first character counts");
+    }
 }

@@ -16,13 +16,9 @@ pub const DEFAULT_HOME_NET: &str =
 pub fn parse_home_net(list: &str) -> Result<HomeNet, String> {
     let mut nets = Vec::new();
     for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let net = part
-            .parse::<ipnet::IpNet>()
-            .or_else(|_| part.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-            .map_err(|_| {
-                format!("--home-net: {part:?} is not a CIDR such as 10.0.0.0/8 or fd00::/8")
-            })?;
-        nets.push(net.trunc());
+        nets.push(parse_cidr(part).ok_or_else(|| {
+            format!("--home-net: {part:?} is not a CIDR such as 10.0.0.0/8 or fd00::/8")
+        })?);
     }
     if nets.is_empty() {
         return Err("--home-net is empty: give at least one CIDR".into());
@@ -48,7 +44,7 @@ impl RuleSource {
     pub fn describe(&self) -> String {
         match self {
             RuleSource::Embedded => "the embedded rule packs".into(),
-            RuleSource::Path(p) => p.display().to_string(),
+            RuleSource::Path(p) => crate::operator_input::shown(p),
         }
     }
 }
@@ -96,6 +92,8 @@ pub struct RunConfig {
     pub realert_secs: Option<u64>,
     /// Hosts the inventory holds; findings for new hosts beyond are shed and counted.
     pub max_hosts: usize,
+    /// When a learned client fingerprint is used on hidden-name flows.
+    pub learn: crate::detect::fingerprints::LearnSettings,
     /// Findings that raise no alert (still recorded, flagged).
     pub suppressions: Suppressions,
     /// Where alerts also go, over syslog.
@@ -137,6 +135,9 @@ pub struct FileConfig {
     pub reassembly_mb: Option<usize>,
     /// Hosts the inventory holds (`--max-hosts`).
     pub max_hosts: Option<usize>,
+    pub learn_min_hosts: Option<usize>,
+    pub learn_min_specificity: Option<f64>,
+    pub learn_min_seconds: Option<u64>,
     pub pdns_max: Option<usize>,
     pub pdns_ttl_floor: Option<u64>,
     pub pdns_ttl_cap: Option<u64>,
@@ -210,6 +211,8 @@ pub struct LoadedConfig {
     pub suppressions: Suppressions,
     /// The keys a reload cannot change, as written (to tell the user a restart is needed).
     pub fixed: toml::Table,
+    /// The line of each top-level key (for problems found later, such as an unknown vendor).
+    pub lines: std::collections::BTreeMap<String, usize>,
 }
 
 impl LoadedConfig {
@@ -240,166 +243,511 @@ fn parse_expiry(text: &str) -> Option<Timestamp> {
     ))
 }
 
-/// Reads and validates a configuration file; every problem is reported as `file:line: …`.
+/// Reads and validates a configuration file; every problem is reported as `file:line: …`,
+/// in line order.
 pub fn load_config(path: &std::path::Path) -> Result<LoadedConfig, Vec<String>> {
-    let name = path.display().to_string();
-    let text =
-        std::fs::read_to_string(path).map_err(|e| vec![format!("{name}: cannot read: {e}")])?;
+    use crate::operator_input::{self, MAX_CONFIG_FILE};
+    let name = operator_input::shown(path);
+    let text = operator_input::read_text(path, MAX_CONFIG_FILE, "a configuration file")
+        .map_err(|e| vec![format!("{name}:{}: {e}", e.line().unwrap_or(0))])?;
     parse_config(&name, &text)
 }
 
 /// Validates configuration text; `name` is how problems refer to it.
 pub fn parse_config(name: &str, text: &str) -> Result<LoadedConfig, Vec<String>> {
-    let line_at = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
-    let mut file: FileConfig = toml::from_str(text).map_err(|e| {
-        let line = e.span().map_or(0, |s| line_at(s.start));
-        vec![format!("{name}:{line}: {}", e.message().trim())]
-    })?;
-    // Deserialising succeeded, so the text is a table; keep the start-only part as written.
-    let mut fixed: toml::Table = text.parse().unwrap_or_default();
-    for key in RELOADABLE_KEYS {
-        fixed.remove(key);
+    let (loaded, problems) = check_config_text(text);
+    if problems.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(render_problems(name, problems))
     }
-    let mut errors = Vec::new();
-    let mut problem_at = |key: &str, p: String| {
-        errors.push(format!("{name}:{}: {key}: {p}", key_line(text, key)));
+}
+
+/// `vendorwatch config check`: the file's problems and those of the rules and vendors it
+/// names (each at the line of its key), all in line order.
+pub fn check_config_file(path: &std::path::Path) -> Result<LoadedConfig, Vec<String>> {
+    use crate::operator_input::{self, MAX_CONFIG_FILE};
+    let name = operator_input::shown(path);
+    let text = operator_input::read_text(path, MAX_CONFIG_FILE, "a configuration file")
+        .map_err(|e| vec![format!("{name}:{}: {e}", e.line().unwrap_or(0))])?;
+    let (loaded, mut problems) = check_config_text(&text);
+    let rules_line = loaded.lines.get("rules").copied();
+    let vendors_line = loaded.lines.get("vendors").copied();
+    // After a syntax error nothing was read: the embedded rules are checked, and pass.
+    let source = loaded
+        .settings
+        .rules
+        .clone()
+        .map_or(RuleSource::Embedded, RuleSource::Path);
+    if let Err(msg) = load_rules(&source, loaded.settings.vendors.as_deref()) {
+        let (key, line) = if msg.starts_with("no rule pack for vendor") {
+            ("vendors", vendors_line)
+        } else {
+            ("rules", rules_line)
+        };
+        problems.push(ConfigProblem {
+            line: line.unwrap_or(1),
+            problem: format!("{key}: {msg}"),
+        });
+    }
+    if problems.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(render_problems(&name, problems))
+    }
+}
+
+/// One problem of a configuration file: its line (1-based) and what is wrong, in the file's
+/// own terms (`workers: …`, not `--workers …`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub line: usize,
+    pub problem: String,
+}
+
+/// `file:line: problem`, in line order (problems on one line keep the order found).
+pub fn render_problems(name: &str, mut problems: Vec<ConfigProblem>) -> Vec<String> {
+    problems.sort_by_key(|p| p.line);
+    problems
+        .into_iter()
+        .map(|p| format!("{name}:{}: {}", p.line, p.problem))
+        .collect()
+}
+
+/// Upper bounds of the count options, with the command-line flag, the configuration key and
+/// what is counted. Each is far beyond any real deployment and low enough that a typo (a few
+/// zeros too many) is refused with a clear error rather than spawning 100,000 threads or
+/// looping over a hundred million file names.
+pub struct CountBound {
+    /// The configuration key (the flag is `--` and the key with `-` for `_`).
+    pub key: &'static str,
+    /// 1 for counts, 0 for durations where 0 means "never" or "off".
+    pub min: u64,
+    pub max: u64,
+    pub what: &'static str,
+}
+
+/// Worker threads: more than the cores of any machine this runs on.
+pub const MAX_WORKERS: usize = 1024;
+/// Flows per worker (each some hundreds of bytes).
+pub const MAX_FLOWS: usize = 1 << 26;
+/// Hosts in the inventory.
+pub const MAX_HOSTS: usize = 10_000_000;
+/// Passive-DNS entries.
+pub const MAX_PDNS: usize = 10_000_000;
+/// Alerts held for syslog or the alerts file (about 1 KiB each).
+pub const MAX_QUEUE: usize = 1_000_000;
+/// Rotated alerts files kept.
+pub const MAX_KEEP: usize = 1000;
+/// Seconds for the passive-DNS TTL floor and cap (a year).
+pub const MAX_TTL_SECS: u64 = 366 * 86_400;
+/// Hours before a host is alerted again (ten years).
+pub const MAX_REALERT_HOURS: u64 = 87_600;
+/// MiB of kernel buffer per interface: libpcap takes the size in bytes as a C int.
+pub const MAX_BUFFER_MB: u64 = 2047;
+/// Seconds between status lines (a day).
+pub const MAX_STATUS_EVERY: u64 = 86_400;
+
+const fn bound(key: &'static str, min: u64, max: u64, what: &'static str) -> CountBound {
+    CountBound {
+        key,
+        min,
+        max,
+        what,
+    }
+}
+
+#[rustfmt::skip]
+pub const COUNT_BOUNDS: &[CountBound] = &[
+    bound("workers", 1, MAX_WORKERS as u64, "worker threads"),
+    bound("max_flows", 1, MAX_FLOWS as u64, "flows per worker"),
+    bound("reassembly_mb", 1, MAX_REASSEMBLY_MB as u64, "MiB per worker"),
+    bound("max_hosts", 1, MAX_HOSTS as u64, "hosts"),
+    bound("pdns_max", 1, MAX_PDNS as u64, "passive-DNS entries"),
+    bound("syslog_queue", 1, MAX_QUEUE as u64, "queued alerts"),
+    bound("alerts_backlog", 1, MAX_QUEUE as u64, "held alerts"),
+    bound("alerts_keep", 1, MAX_KEEP as u64, "rotated files"),
+    bound("buffer_mb", 1, MAX_BUFFER_MB, "MiB per interface"),
+    bound("pdns_ttl_floor", 0, MAX_TTL_SECS, "seconds"),
+    bound("pdns_ttl_cap", 0, MAX_TTL_SECS, "seconds"),
+    bound("realert_hours", 0, MAX_REALERT_HOURS, "hours"),
+    bound("status_every", 0, MAX_STATUS_EVERY, "seconds"),
+    bound("learn_min_hosts", 1, MAX_HOSTS as u64, "hosts"),
+];
+
+/// Checks a count option against its bound (`COUNT_BOUNDS`); the message does not name the
+/// option, so a file can say `workers: …` and the command line `--workers …`.
+pub fn check_count(key: &str, value: u64) -> Result<(), String> {
+    match COUNT_BOUNDS.iter().find(|b| b.key == key) {
+        Some(b) if value < b.min => Err(format!("must be at least {}", b.min)),
+        Some(b) if value > b.max => Err(format!(
+            "must be at most {} ({}), not {value}",
+            b.max, b.what
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The same for a value given on the command line: `--workers must be …`.
+pub fn check_flag(key: &str, value: u64) -> Result<(), String> {
+    check_count(key, value).map_err(|e| format!("--{} {e}", key.replace('_', "-")))
+}
+
+/// The keys of one `[[suppress]]` entry, each checked on its own.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuppressKeys {
+    reason: Option<String>,
+    expires: Option<String>,
+    hosts: Option<Vec<String>>,
+    vendors: Option<Vec<String>>,
+    categories: Option<Vec<String>>,
+    rules: Option<Vec<String>>,
+}
+
+type Spanned<'i> = toml::Spanned<toml::de::DeValue<'i>>;
+type Key<'i> = toml::Spanned<toml::de::DeString<'i>>;
+
+/// Deserialises `T` from a table holding only `key = value`: an unknown key or a value of
+/// the wrong type is then a problem of that key alone, and every other key is still checked.
+fn check_key<T: serde::de::DeserializeOwned>(
+    key: &Key<'_>,
+    value: &Spanned<'_>,
+) -> Result<T, String> {
+    let mut one = toml::de::DeTable::new();
+    one.insert(key.clone(), value.clone());
+    let table = toml::Spanned::new(value.span(), toml::de::DeValue::Table(one));
+    T::deserialize(toml::de::ValueDeserializer::from(table)).map_err(|e| {
+        let msg = e.message().trim().to_string();
+        match msg.strip_prefix("unknown field") {
+            Some(rest) => format!("unknown key{rest}"),
+            None => format!("{}: {msg}", key.get_ref()),
+        }
+    })
+}
+
+/// Validates configuration text: the configuration when it can be built, and every problem
+/// found (none when it is valid).
+pub fn check_config_text(text: &str) -> (LoadedConfig, Vec<ConfigProblem>) {
+    let line_at = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+    let mut problems: Vec<ConfigProblem> = Vec::new();
+    let (doc, syntax) = toml::de::DeTable::parse_recoverable(text);
+    if !syntax.is_empty() {
+        // Past a syntax error the document's shape is a guess: report those alone.
+        for e in syntax {
+            problems.push(ConfigProblem {
+                line: e.span().map_or(1, |s| line_at(s.start)),
+                problem: e.message().trim().to_string(),
+            });
+        }
+        return (LoadedConfig::default(), problems);
+    }
+    let doc = doc.into_inner();
+    let mut problem = |line: usize, p: String| problems.push(ConfigProblem { line, problem: p });
+    let mut good = toml::de::DeTable::new();
+    let mut lines: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut live = LiveFileConfig::default();
+    let mut live_lines: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut suppress_entries = Vec::new();
+    for (key, value) in doc.iter() {
+        let line = line_at(key.span().start);
+        lines.insert(key.get_ref().to_string(), line);
+        match key.get_ref().as_ref() {
+            "live" => match value.get_ref() {
+                toml::de::DeValue::Table(t) => {
+                    let mut ok = toml::de::DeTable::new();
+                    for (k, v) in t.iter() {
+                        let l = line_at(k.span().start);
+                        live_lines.insert(k.get_ref().to_string(), l);
+                        match check_key::<LiveFileConfig>(k, v) {
+                            Ok(_) => {
+                                ok.insert(k.clone(), v.clone());
+                            }
+                            Err(e) => problem(l, e),
+                        }
+                    }
+                    let table = toml::Spanned::new(value.span(), toml::de::DeValue::Table(ok));
+                    match LiveFileConfig::deserialize(toml::de::ValueDeserializer::from(table)) {
+                        Ok(l) => live = l,
+                        Err(e) => problem(line, format!("live: {}", e.message().trim())),
+                    }
+                }
+                _ => problem(line, "live: must be a table ([live])".into()),
+            },
+            "suppress" => match value.get_ref() {
+                toml::de::DeValue::Array(entries) => {
+                    for entry in entries {
+                        match entry.get_ref() {
+                            toml::de::DeValue::Table(t) => {
+                                suppress_entries.push((line_at(entry.span().start), t.clone()))
+                            }
+                            _ => problem(
+                                line_at(entry.span().start),
+                                "suppress: each entry must be a table ([[suppress]])".into(),
+                            ),
+                        }
+                    }
+                }
+                _ => problem(
+                    line,
+                    "suppress: must be written as [[suppress]] tables".into(),
+                ),
+            },
+            _ => match check_key::<FileConfig>(key, value) {
+                Ok(_) => {
+                    good.insert(key.clone(), value.clone());
+                }
+                Err(e) => problem(line, e),
+            },
+        }
+    }
+    let whole = toml::Spanned::new(0..text.len(), toml::de::DeValue::Table(good));
+    let mut file = match FileConfig::deserialize(toml::de::ValueDeserializer::from(whole)) {
+        Ok(f) => f,
+        Err(e) => {
+            // Each key passed on its own; what fails now is a combination (none is known).
+            problem(1, e.message().trim().to_string());
+            FileConfig::default()
+        }
     };
+    let at = |key: &str| lines.get(key).copied().unwrap_or(1);
     let home_net = file.home_net.as_ref().map(|nets| nets.join(","));
-    if let Some(h) = &home_net {
-        if let Err(e) = parse_home_net(h) {
-            problem_at("home_net", e);
+    if let (Some(nets), Some(toml::de::DeValue::Array(items))) = (
+        &file.home_net,
+        doc.iter()
+            .find(|(k, _)| k.get_ref() == "home_net")
+            .map(|(_, v)| v.get_ref()),
+    ) {
+        for (net, item) in nets.iter().zip(items) {
+            if parse_cidr(net).is_none() {
+                problem(
+                    line_at(item.span().start),
+                    format!("home_net: {net:?} is not a CIDR such as 10.0.0.0/8 or fd00::/8"),
+                );
+            }
+        }
+        if nets.iter().all(|n| n.trim().is_empty()) {
+            problem(
+                at("home_net"),
+                "home_net: is empty: give at least one CIDR".into(),
+            );
         }
     }
     if let Some(t) = &file.syslog {
         if let Err(e) = t.parse::<crate::output::syslog::SyslogTarget>() {
-            problem_at("syslog", e.to_string());
+            problem(at("syslog"), format!("syslog: {e}"));
         }
     }
     if let Some(f) = &file.alerts_fsync {
         if let Err(e) = f.parse::<crate::output::alertfile::FsyncPolicy>() {
-            problem_at("alerts_fsync", e);
+            problem(at("alerts_fsync"), format!("alerts_fsync: {e}"));
         }
     }
     if file
         .alerts_max_mb
         .is_some_and(|m| !(m.is_finite() && m >= 0.0))
     {
-        problem_at(
-            "alerts_max_mb",
-            "must be 0 (never rotate) or a positive number of MiB".into(),
+        problem(
+            at("alerts_max_mb"),
+            "alerts_max_mb: must be 0 (never rotate) or a positive number of MiB".into(),
         );
     }
-    for (key, value) in [
-        ("workers", file.workers),
-        ("max_flows", file.max_flows),
-        ("max_hosts", file.max_hosts),
-        ("reassembly_mb", file.reassembly_mb),
-        ("syslog_queue", file.syslog_queue),
-        ("alerts_keep", file.alerts_keep),
-        ("alerts_backlog", file.alerts_backlog),
-    ] {
-        if value == Some(0) {
-            problem_at(key, "must be at least 1".into());
+    let counts: [(&str, Option<u64>); 12] = [
+        ("workers", file.workers.map(|v| v as u64)),
+        ("max_flows", file.max_flows.map(|v| v as u64)),
+        ("max_hosts", file.max_hosts.map(|v| v as u64)),
+        ("reassembly_mb", file.reassembly_mb.map(|v| v as u64)),
+        ("syslog_queue", file.syslog_queue.map(|v| v as u64)),
+        ("alerts_keep", file.alerts_keep.map(|v| v as u64)),
+        ("alerts_backlog", file.alerts_backlog.map(|v| v as u64)),
+        ("pdns_max", file.pdns_max.map(|v| v as u64)),
+        ("pdns_ttl_floor", file.pdns_ttl_floor),
+        ("pdns_ttl_cap", file.pdns_ttl_cap),
+        ("realert_hours", file.realert_hours),
+        ("learn_min_hosts", file.learn_min_hosts.map(|v| v as u64)),
+    ];
+    for (key, value) in counts {
+        if let Some(v) = value {
+            if let Err(e) = check_count(key, v) {
+                problem(at(key), format!("{key}: {e}"));
+            }
         }
+    }
+    for (key, value) in [
+        ("buffer_mb", live.buffer_mb.map(u64::from)),
+        ("status_every", live.status_every),
+    ] {
+        if let Some(v) = value {
+            if let Err(e) = check_count(key, v) {
+                let l = live_lines.get(key).copied().unwrap_or_else(|| at("live"));
+                problem(l, format!("{key}: {e}"));
+            }
+        }
+    }
+    if file
+        .learn_min_specificity
+        .is_some_and(|f| !(f > 0.0 && f <= 1.0))
+    {
+        problem(
+            at("learn_min_specificity"),
+            "learn_min_specificity: must be a fraction above 0 and at most 1".into(),
+        );
     }
     if let (Some(floor), Some(cap)) = (file.pdns_ttl_floor, file.pdns_ttl_cap) {
         if floor > cap {
-            problem_at(
-                "pdns_ttl_floor",
-                format!("{floor} is larger than pdns_ttl_cap ({cap})"),
+            problem(
+                at("pdns_ttl_floor"),
+                format!("pdns_ttl_floor: {floor} is larger than pdns_ttl_cap ({cap})"),
             );
         }
     }
-    if file.reassembly_mb.is_some_and(|m| m > MAX_REASSEMBLY_MB) {
-        problem_at(
-            "reassembly_mb",
-            format!("must be at most {MAX_REASSEMBLY_MB} (MiB per worker)"),
-        );
-    }
     if file.vxlan_ports.as_ref().is_some_and(|p| p.contains(&0)) {
-        problem_at("vxlan_ports", "0 is not a port".into());
+        problem(at("vxlan_ports"), "vxlan_ports: 0 is not a port".into());
     }
     if file.alerts.as_deref() == Some(std::path::Path::new("-"))
         && file.events.as_deref() == Some(std::path::Path::new("-"))
     {
-        problem_at(
-            "events",
-            "alerts and events cannot both write to stdout".into(),
+        problem(
+            at("events"),
+            "events: alerts and events cannot both write to stdout".into(),
         );
     }
-    let live = file.live.take().unwrap_or_default();
+    file.live = None;
     if live.interfaces.as_ref().is_some_and(|i| i.is_empty()) {
-        problem_at("interfaces", "is empty: name at least one interface".into());
+        problem(
+            live_lines
+                .get("interfaces")
+                .copied()
+                .unwrap_or_else(|| at("live")),
+            "interfaces: is empty: name at least one interface".into(),
+        );
     }
     let mut list = Vec::new();
-    for spanned in std::mem::take(&mut file.suppress) {
-        let line = line_at(spanned.span().start);
-        let spec = spanned.into_inner();
-        let mut problem = |p: String| errors.push(format!("{name}:{line}: suppress: {p}"));
-        if spec.reason.trim().is_empty() {
-            problem("every suppression needs a reason (auditors will ask)".into());
+    for (entry_line, table) in suppress_entries {
+        let mut ok = toml::de::DeTable::new();
+        let mut key_lines: std::collections::BTreeMap<String, usize> = Default::default();
+        let mut item_lines: Vec<usize> = Vec::new();
+        for (k, v) in table.iter() {
+            let l = line_at(k.span().start);
+            key_lines.insert(k.get_ref().to_string(), l);
+            if k.get_ref() == "hosts" {
+                if let toml::de::DeValue::Array(items) = v.get_ref() {
+                    item_lines = items.iter().map(|i| line_at(i.span().start)).collect();
+                }
+            }
+            match check_key::<SuppressKeys>(k, v) {
+                Ok(_) => {
+                    ok.insert(k.clone(), v.clone());
+                }
+                Err(e) => problem(l, format!("suppress: {e}")),
+            }
+        }
+        let spec = SuppressKeys::deserialize(toml::de::ValueDeserializer::from(
+            toml::Spanned::new(0..0, toml::de::DeValue::Table(ok)),
+        ))
+        .unwrap_or_default();
+        let key_at = |k: &str| key_lines.get(k).copied().unwrap_or(entry_line);
+        let reason = spec.reason.clone().unwrap_or_default();
+        if reason.trim().is_empty() && !key_lines.contains_key("reason") {
+            problem(
+                entry_line,
+                "suppress: every suppression needs a reason (auditors will ask)".into(),
+            );
+        } else if reason.trim().is_empty() && spec.reason.is_some() {
+            problem(
+                key_at("reason"),
+                "suppress: reason: is empty; every suppression needs a reason (auditors will ask)"
+                    .into(),
+            );
         }
         let expires = match &spec.expires {
             Some(e) => match parse_expiry(e) {
                 Some(t) => Some(t),
                 None => {
-                    problem(format!(
-                        "expires {e:?} is not YYYY-MM-DD or an RFC 3339 time"
-                    ));
+                    problem(
+                        key_at("expires"),
+                        format!("suppress: expires: {e:?} is not YYYY-MM-DD or an RFC 3339 time"),
+                    );
                     None
                 }
             },
             None => None,
         };
         let mut hosts = Vec::new();
-        for h in &spec.hosts {
-            match h
-                .parse::<ipnet::IpNet>()
-                .or_else(|_| h.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-            {
-                Ok(n) => hosts.push(n.trunc()),
-                Err(_) => problem(format!("hosts: {h:?} is not an address or CIDR")),
+        for (i, h) in spec.hosts.iter().flatten().enumerate() {
+            match parse_cidr(h) {
+                Some(n) => hosts.push(n),
+                None => problem(
+                    item_lines
+                        .get(i)
+                        .copied()
+                        .unwrap_or_else(|| key_at("hosts")),
+                    format!("suppress: hosts: {h:?} is not an address or CIDR"),
+                ),
             }
         }
-        if spec.hosts.is_empty()
-            && spec.vendors.is_empty()
-            && spec.categories.is_empty()
-            && spec.rules.is_empty()
+        let empty = |l: &Option<Vec<String>>| l.as_ref().is_none_or(Vec::is_empty);
+        if empty(&spec.hosts)
+            && empty(&spec.vendors)
+            && empty(&spec.categories)
+            && empty(&spec.rules)
+            && !["hosts", "vendors", "categories", "rules"]
+                .iter()
+                .any(|k| key_lines.contains_key(*k) && spec_has(&spec, k).is_none())
         {
-            problem("names nothing to suppress (give hosts, vendors, categories or rules)".into());
+            problem(
+                entry_line,
+                "suppress: names nothing to suppress (give hosts, vendors, categories or rules)"
+                    .into(),
+            );
         }
         list.push(Suppression {
-            reason: spec.reason,
+            reason,
             expires,
             hosts,
-            vendors: spec.vendors,
-            categories: spec.categories,
-            rules: spec.rules,
-            line,
+            vendors: spec.vendors.unwrap_or_default(),
+            categories: spec.categories.unwrap_or_default(),
+            rules: spec.rules.unwrap_or_default(),
+            line: entry_line,
         });
     }
-    if !errors.is_empty() {
-        return Err(errors);
+    // The text parsed, so it is a table; keep the start-only part as written.
+    let mut fixed: toml::Table = text.parse().unwrap_or_default();
+    for key in RELOADABLE_KEYS {
+        fixed.remove(key);
     }
-    Ok(LoadedConfig {
-        settings: file,
-        home_net,
-        live,
-        suppressions: Suppressions(list),
-        fixed,
-    })
+    (
+        LoadedConfig {
+            settings: file,
+            home_net,
+            live,
+            suppressions: Suppressions(list),
+            fixed,
+            lines,
+        },
+        problems,
+    )
 }
 
-/// The line where `key = …` is first written (1 when it cannot be found): validation
-/// happens after parsing, where spans are gone, and a key appears once per table.
-fn key_line(text: &str, key: &str) -> usize {
-    text.lines()
-        .position(|l| {
-            l.trim_start()
-                .strip_prefix(key)
-                .is_some_and(|rest| rest.trim_start().starts_with('='))
-        })
-        .map_or(1, |i| i + 1)
+/// Whether a list key of a suppression was accepted with items (`Some(true)`), accepted empty
+/// (`Some(false)`), or absent or refused (`None`; a refused key's problem is already reported).
+fn spec_has(spec: &SuppressKeys, key: &str) -> Option<bool> {
+    let list = match key {
+        "hosts" => &spec.hosts,
+        "vendors" => &spec.vendors,
+        "categories" => &spec.categories,
+        _ => &spec.rules,
+    };
+    list.as_ref().map(|l| !l.is_empty())
+}
+
+/// An address or a CIDR, truncated to its network.
+fn parse_cidr(text: &str) -> Option<ipnet::IpNet> {
+    let t = text.trim();
+    t.parse::<ipnet::IpNet>()
+        .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .ok()
+        .map(|n| n.trunc())
 }
 
 #[cfg(test)]
@@ -413,10 +761,9 @@ mod tests {
         std::fs::write(&p, "vendors = [\"kaspersky\"]\n\n[[suppress]]\nreason = \"lab\"\nhosts = [\"10.0.0.0/33\"]\nexpires = \"someday\"\n").expect("write");
         let errs = load_config(&p).expect_err("invalid");
         assert_eq!(errs.len(), 2, "{errs:?}");
-        assert!(
-            errs.iter().all(|e| e.contains("c.toml:3: suppress:")),
-            "{errs:?}"
-        );
+        // Each at the line of the value that is wrong, not at the [[suppress]] header.
+        assert!(errs[0].contains("c.toml:5: suppress: hosts:"), "{errs:?}");
+        assert!(errs[1].contains("c.toml:6: suppress: expires:"), "{errs:?}");
         std::fs::write(&p, "vendorz = []\n").expect("write");
         let errs = load_config(&p).expect_err("unknown key");
         assert!(
@@ -506,6 +853,61 @@ status_every = 30
             errs[0].contains("c.toml:2:") && errs[0].contains("interface"),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn every_problem_is_reported_in_line_order_in_the_files_terms() {
+        let text = "vendorz = [\"kaspersky\"]\nworkers = 100000\nhome_net = [\"10.0.0.0/8\",\n  \"10.1.2.3/40\"]\n\
+                    max_flows = \"many\"\nalerts_keep = 100000000\n\n[live]\nbuffer_mb = 99999\ninterface = [\"eth0\"]\n\n\
+                    [[suppress]]\nreason = \"lab\"\nhosts = [\"10.9.0.0/16\"]\nexpires = \"2027-02-30\"\ncolour = \"red\"\n";
+        let errs = parse_config("c.toml", text).expect_err("invalid");
+        let lines: Vec<&str> = errs
+            .iter()
+            .map(|e| e.split(": ").next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "c.toml:1",
+                "c.toml:2",
+                "c.toml:4",
+                "c.toml:5",
+                "c.toml:6",
+                "c.toml:9",
+                "c.toml:10",
+                "c.toml:15",
+                "c.toml:16"
+            ],
+            "{errs:#?}"
+        );
+        assert!(errs[0].contains("unknown key `vendorz`"), "{errs:?}");
+        assert!(
+            errs[1].contains("workers: must be at most 1024"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[2].contains("home_net: \"10.1.2.3/40\" is not a CIDR"),
+            "{errs:?}"
+        );
+        assert!(errs[3].contains("max_flows: invalid type"), "{errs:?}");
+        assert!(
+            errs[4].contains("alerts_keep: must be at most 1000"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[5].contains("buffer_mb: must be at most 2047"),
+            "{errs:?}"
+        );
+        assert!(errs[6].contains("unknown key `interface`"), "{errs:?}");
+        assert!(
+            errs[7].contains("suppress: expires: \"2027-02-30\""),
+            "{errs:?}"
+        );
+        assert!(
+            errs[8].contains("suppress: unknown key `colour`"),
+            "{errs:?}"
+        );
+        assert!(errs.iter().all(|e| !e.contains("--")), "{errs:?}");
     }
 
     #[test]

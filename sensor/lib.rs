@@ -16,6 +16,7 @@ pub mod detect;
 pub mod extract;
 pub mod hosts;
 pub mod metrics;
+pub mod operator_input;
 pub mod output;
 pub mod pipeline;
 pub mod reload;

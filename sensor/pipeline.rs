@@ -359,7 +359,7 @@ pub fn replay(
     shared: Arc<Shared>,
     workers: usize,
     progress: &mut dyn Progress,
-    stop: &std::sync::atomic::AtomicBool,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
 ) -> std::io::Result<ReplayOutcome> {
     let pool = WorkerPool::start(Arc::clone(&shared), workers, REPLAY_QUEUE_BATCHES)?;
     let mut dispatcher = pool.dispatcher(WhenFull::Wait, "replay");
@@ -367,14 +367,22 @@ pub fn replay(
     for (index, input) in inputs.iter().enumerate() {
         progress.start_input(index, &input.display_name());
         let reader = match input {
-            Input::Path(p) => CaptureReader::open(p),
+            Input::Path(p) => CaptureReader::open_input(p, PIPE_PAUSE, Arc::clone(stop)),
             Input::Stdin => CaptureReader::from_pipe(
                 "<stdin>".into(),
-                IdleSource::new(std::io::stdin(), PIPE_PAUSE),
+                IdleSource::new(std::io::stdin(), PIPE_PAUSE).until(Arc::clone(stop)),
             ),
         };
         let mut reader = match reader {
             Ok(r) => r,
+            // A pipe still waiting for its first bytes when the signal came.
+            Err(_) if stop.load(std::sync::atomic::Ordering::Relaxed) => {
+                outcome.interrupted = Some(format!(
+                    "{} while waiting for its first bytes",
+                    input.display_name()
+                ));
+                break;
+            }
             Err(e) => {
                 outcome.errors.push(e);
                 continue;

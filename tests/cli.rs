@@ -548,8 +548,10 @@ fn suppressions_record_without_alerting_until_they_expire() {
         .expect("runs");
     assert_eq!(check.status.code(), Some(1));
     let err = String::from_utf8_lossy(&check.stderr);
+    // Each problem at the line of its own key.
     assert!(
-        err.contains("vendorwatch.toml:1: suppress:") && err.contains("not-an-ip"),
+        err.contains("vendorwatch.toml:2: suppress: reason:")
+            && err.contains("vendorwatch.toml:3: suppress: hosts: \"not-an-ip\""),
         "{err}"
     );
 }

@@ -1,6 +1,7 @@
 //! Every rule in the shipped packs is exercised: names generated from its own match forms
 //! must hit it, decoys built from the same forms must not. A new rule cannot go untested.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::process::Command;
 use vendorwatch::decode::Proto;
@@ -258,4 +259,302 @@ fn rules_match_exit_codes() {
         .expect("runs");
     assert_eq!(port.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&port.stdout).contains("distinct"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Vendor-owned registrable domains: a low-severity catch-all for each, specific rules still win,
+// exclusions still hold.
+
+/// Kaspersky's registrable domains as the pack's sources name them: the two main domains, the
+/// 34 country domains of the v2fly "Global Showcase" list, the content hub and KasperskyOS, and
+/// the single-list domains kept for observation. Written out here (not read from the pack) so
+/// that a domain silently dropped from the pack fails this test.
+const KASPERSKY_DOMAINS: &[&str] = &[
+    "kaspersky.com",
+    "kaspersky-labs.com",
+    "kaspersky.be",
+    "kaspersky.ca",
+    "kaspersky.co.in",
+    "kaspersky.co.jp",
+    "kaspersky.co.kr",
+    "kaspersky.co.th",
+    "kaspersky.co.uk",
+    "kaspersky.co.za",
+    "kaspersky.com.au",
+    "kaspersky.com.br",
+    "kaspersky.com.cn",
+    "kaspersky.com.hk",
+    "kaspersky.com.pl",
+    "kaspersky.com.tr",
+    "kaspersky.com.tw",
+    "kaspersky.com.vn",
+    "kaspersky.cz",
+    "kaspersky.de",
+    "kaspersky.dk",
+    "kaspersky.dz",
+    "kaspersky.es",
+    "kaspersky.fi",
+    "kaspersky.fr",
+    "kaspersky.gr",
+    "kaspersky.it",
+    "kaspersky.kz",
+    "kaspersky.ma",
+    "kaspersky.my",
+    "kaspersky.nl",
+    "kaspersky.pt",
+    "kaspersky.ro",
+    "kaspersky.rs",
+    "kaspersky.ru",
+    "kaspersky.se",
+    "kasperskycontenthub.com",
+    "kasperskyos.com",
+    "kaspersky-lab.com",
+    "kasperskycontent.com",
+    "kasperskyapi.com",
+    "kasperskyupdate.com",
+    "kasperskylabs.net",
+    "kas.pr",
+];
+
+/// The categories that are catch-alls for a whole registrable domain, low by design.
+const CATCH_ALL: &[&str] = &["web-portal", "vendor-domain"];
+
+/// The one rule `name` raises for `vendor`, if any.
+fn vendor_hit<'a>(set: &'a RuleSet, name: &str, vendor: &str) -> Vec<&'a Rule> {
+    set.matcher
+        .match_name(name)
+        .iter()
+        .map(|h| set.rule(h.rule))
+        .filter(|r| r.vendor == vendor)
+        .collect()
+}
+
+/// The registrable domain of `name`, for the public suffixes the shipped packs use (one label,
+/// or `co.XX` / `com.XX` under a two-letter country code).
+fn registrable(name: &str) -> String {
+    let labels: Vec<&str> = name.split('.').collect();
+    let n = labels.len();
+    let keep = if n >= 3 && labels[n - 1].len() == 2 && matches!(labels[n - 2], "co" | "com") {
+        3
+    } else {
+        2
+    };
+    labels[n.saturating_sub(keep)..].join(".")
+}
+
+#[test]
+fn every_kaspersky_domain_and_its_subdomains_hit_a_low_catch_all() {
+    let set = shipped();
+    let mut failures = Vec::new();
+    for d in KASPERSKY_DOMAINS {
+        for name in [
+            d.to_string(),
+            format!("www.{d}"),
+            format!("vwtest-catch-all.{d}"),
+            format!("a.b.vwtest-deep.{d}"),
+        ] {
+            let hits = vendor_hit(&set, &name, "kaspersky");
+            match hits.as_slice() {
+                [r] if CATCH_ALL.contains(&r.category.as_str())
+                    && r.severity == vendorwatch::detect::rules::Severity::Low => {}
+                _ => failures.push(format!(
+                    "{name}: {:?}",
+                    hits.iter()
+                        .map(|r| (&r.id, r.severity.as_str()))
+                        .collect::<Vec<_>>()
+                )),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn every_registrable_domain_a_kaspersky_rule_names_has_a_catch_all() {
+    // The registrable domain of every name form in the pack (product hosts included) must
+    // itself be covered by a low catch-all, so that the rest of that domain is seen too.
+    let loaded =
+        load_path(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules")).expect("packs");
+    let set = shipped();
+    let mut domains = BTreeSet::new();
+    for r in loaded.rules.iter().filter(|r| r.vendor == "kaspersky") {
+        for n in r.names.iter().chain(&r.suffixes).chain(&r.globs) {
+            domains.insert(registrable(n));
+        }
+    }
+    for e in loaded.excludes.iter().filter(|e| e.vendor == "kaspersky") {
+        for n in e.names.iter().chain(&e.suffixes) {
+            domains.insert(registrable(n));
+        }
+    }
+    // securelist.com is excluded as a whole (research); it is the one domain with no rule.
+    domains.remove("securelist.com");
+    assert!(domains.len() >= KASPERSKY_DOMAINS.len(), "{domains:?}");
+    for d in &domains {
+        assert!(
+            KASPERSKY_DOMAINS.contains(&d.as_str()),
+            "{d} is in the pack but not in KASPERSKY_DOMAINS"
+        );
+        let hits = vendor_hit(&set, &format!("vwtest-catch-all.{d}"), "kaspersky");
+        assert!(
+            hits.len() == 1 && CATCH_ALL.contains(&hits[0].category.as_str()),
+            "{d}: {:?}",
+            hits.iter().map(|r| &r.id).collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn specific_kaspersky_rules_still_win_over_the_catch_alls() {
+    let set = shipped();
+    // Every name form of every product rule resolves to that rule, never to a catch-all.
+    let mut checked = 0;
+    for (i, r) in set.rules.iter().enumerate() {
+        if r.vendor != "kaspersky" || CATCH_ALL.contains(&r.category.as_str()) {
+            continue;
+        }
+        for name in positives(r) {
+            checked += 1;
+            let hits = set.matcher.match_name(&name);
+            assert!(
+                hits.len() == 1 && hits[0].rule == i as u32,
+                "{name}: expected {}, got {:?}",
+                r.id,
+                hits.iter()
+                    .map(|h| &set.rule(h.rule).id)
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+    assert!(checked > 100, "only {checked} product names");
+    for (name, category, severity) in [
+        ("s05.upd.kaspersky.com", "update", "high"),
+        ("p11.upd.kaspersky.com", "update", "high"),
+        ("cm.k.kaspersky-labs.com", "update", "high"),
+        ("ksn-url-geo.kaspersky-labs.com", "ksn", "high"),
+        ("dc1-st.ksn.kaspersky-labs.com", "ksn", "high"),
+        ("ksn-verdict.geoksn.kaspersky.com", "ksn", "high"),
+        (
+            "refresh-bkg.activation-v2.kaspersky.com",
+            "activation",
+            "high",
+        ),
+        ("gc.kis.v2.scr.kaspersky-labs.com", "web-injection", "high"),
+        ("touch.kaspersky.com", "web-injection", "high"),
+        ("downloads3.kaspersky-labs.com", "download", "medium"),
+        ("www.kaspersky.com", "web-portal", "low"),
+        ("www.kaspersky.nl", "vendor-domain", "low"),
+        ("hub.kasperskycontenthub.com", "vendor-domain", "low"),
+        ("forum.kasperskyos.com", "vendor-domain", "low"),
+    ] {
+        let hits = vendor_hit(&set, name, "kaspersky");
+        assert_eq!(hits.len(), 1, "{name}");
+        assert_eq!(
+            (hits[0].category.as_str(), hits[0].severity.as_str()),
+            (category, severity),
+            "{name}: {}",
+            hits[0].id
+        );
+    }
+}
+
+#[test]
+fn kaspersky_exclusions_and_decoys_raise_nothing() {
+    let set = shipped();
+    let loaded =
+        load_path(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules")).expect("packs");
+    let mut names: Vec<String> = Vec::new();
+    for e in loaded.excludes.iter().filter(|e| e.vendor == "kaspersky") {
+        names.extend(e.names.iter().cloned());
+        for s in &e.suffixes {
+            names.push(s.clone());
+            names.push(format!("www.{s}"));
+        }
+    }
+    // The research exclusions, written out so that dropping one from the pack fails here.
+    for n in [
+        "securelist.com",
+        "www.securelist.com",
+        "media.kasperskycontenthub.com",
+        "opentip.kaspersky.com",
+        "tip.kaspersky.com",
+        "ics-cert.kaspersky.com",
+        "content.kaspersky-labs.com",
+        "mx12.kaspersky-labs.com",
+        "mx13.kaspersky-labs.com",
+    ] {
+        assert!(names.iter().any(|x| x == n), "{n} is no longer excluded");
+    }
+    // Look-alikes of the catch-all domains: another registrable domain, or the vendor's
+    // name as a label inside someone else's domain.
+    for d in KASPERSKY_DOMAINS {
+        names.push(format!("not{d}"));
+        names.push(format!("{d}.example.net"));
+        names.push(format!("www.{d}.example.net"));
+        names.push(format!("{}x", d));
+    }
+    names.push("kaspersky.example".into());
+    names.push("kasperskyos.org".into());
+    names.push("kasperskycontenthub.net".into());
+    for n in &names {
+        let hits = set.matcher.match_name(n);
+        assert!(
+            hits.is_empty(),
+            "{n}: {:?}",
+            hits.iter()
+                .map(|h| &set.rule(h.rule).id)
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn other_packs_vendor_domain_catch_alls_are_low_and_lose_to_specific_rules() {
+    let set = shipped();
+    let mut seen = BTreeSet::new();
+    for r in set.rules.iter().filter(|r| r.category == "vendor-domain") {
+        seen.insert(r.vendor.clone());
+        assert_eq!(r.severity.as_str(), "low", "{}", r.id);
+        assert!(
+            r.names.is_empty() && r.globs.is_empty() && !r.suffixes.is_empty(),
+            "{}: a catch-all is suffixes only",
+            r.id
+        );
+        for s in &r.suffixes {
+            let hits = vendor_hit(&set, &format!("vwtest-catch-all.{s}"), &r.vendor);
+            assert!(hits.len() == 1 && hits[0].id == r.id, "{s}: {hits:?}");
+        }
+    }
+    for v in [
+        "kaspersky",
+        "hikvision",
+        "dahua",
+        "huawei",
+        "zte",
+        "china-carriers",
+    ] {
+        assert!(
+            seen.contains(v),
+            "no vendor-domain catch-all in the {v} pack"
+        );
+    }
+    for (name, id) in [
+        ("www.dahuaddns.com", "dahua.device-cloud.ddns"),
+        ("members.dahuaddns.com", "dahua.vendor-domain.dahuaddns"),
+        ("dt.dbankcloud.ru", "huawei.device-cloud.tracking"),
+        ("www.dbankcloud.ru", "huawei.vendor-domain.other-domains"),
+        ("www.vmall.com", "huawei.vendor-domain.other-domains"),
+        ("www.hikmall.com", "hikvision.vendor-domain.other-domains"),
+        ("www.redmagic.com", "zte.vendor-domain.other-domains"),
+        ("www.migu.cn", "china-carriers.vendor-domain.china-mobile"),
+    ] {
+        let hits = set.matcher.match_name(name);
+        assert!(
+            hits.len() == 1 && set.rule(hits[0].rule).id == id,
+            "{name}: {:?}",
+            hits.iter()
+                .map(|h| &set.rule(h.rule).id)
+                .collect::<Vec<_>>()
+        );
+    }
 }

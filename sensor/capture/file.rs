@@ -35,8 +35,10 @@ pub fn is_capture_magic(magic: [u8; 4]) -> bool {
 /// Why a capture stopped early.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CaptureErrorKind {
-    #[error("not a pcap or pcapng file (unknown magic number); convert it with `editcap -F pcap`")]
+    #[error("not a pcap or pcapng file (unknown magic number); if it is a capture in another format, convert it with `editcap -F pcap IN OUT`")]
     NotACapture,
+    #[error("not a pcap or pcapng file: a text file, not a capture")]
+    Text,
     #[error("empty file")]
     Empty,
     #[error("truncated: the file ends in the middle of a record")]
@@ -46,7 +48,7 @@ pub enum CaptureErrorKind {
     #[error("read error: {0}")]
     Io(String),
     #[error("unsupported link type {0}; vendorwatch reads Ethernet, Linux cooked v1/v2, raw IP, BSD null/loop, NFLOG and Cisco HDLC")]
-    UnsupportedLinkType(i32),
+    UnsupportedLinkType(u32),
 }
 
 /// Where a capture broke: `record` is the 1-based number of the record that could not be
@@ -82,6 +84,8 @@ pub struct CaptureReader {
     pub unsupported: Unsupported,
     /// Set by a source that ran dry for a moment (`IdleSource`): a failed read is a pause.
     idle: Option<Arc<AtomicBool>>,
+    /// The byte order of the current pcapng section.
+    big_endian: bool,
 }
 
 /// What `CaptureReader::next_packet` did.
@@ -107,7 +111,12 @@ pub struct IdleSource {
     /// Set once the capture header is read (see `read`).
     armed: Arc<AtomicBool>,
     delivered_any: bool,
+    /// A stop request (SIGTERM) ends the wait for the capture header (see `until`).
+    stop: Option<Arc<AtomicBool>>,
 }
+
+/// How often a wait for the first bytes of a pipe looks at the stop flag.
+const STOP_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// How many bytes the file header at the start of `bytes` takes, once that can be told:
 /// 24 for pcap, the section header block's length for pcapng, what there is for anything
@@ -159,7 +168,16 @@ impl IdleSource {
             idle: Arc::new(AtomicBool::new(false)),
             armed: Arc::new(AtomicBool::new(false)),
             delivered_any: false,
+            stop: None,
         }
+    }
+
+    /// Gives up waiting for the capture header once `stop` is set: a pipe whose writer never
+    /// writes (or never comes: a FIFO) does not hold up SIGTERM. After the header, every
+    /// quiet `pause` is already handed back to the caller, which looks at its stop flag.
+    pub fn until(mut self, stop: Arc<AtomicBool>) -> IdleSource {
+        self.stop = Some(stop);
+        self
     }
 
     /// The next chunk while the reader is being opened. pcap-parser's opening reads twice:
@@ -174,11 +192,28 @@ impl IdleSource {
         // A header claiming more than any record may be is read no further than that: the
         // reader then reports the bad block instead of this holding the whole stream.
         while header_len(&first).is_none_or(|need| first.len() < need.min(MAX_BUFFER)) {
-            match self.chunks.recv() {
-                Ok(Ok(more)) => first.extend_from_slice(&more),
-                Ok(Err(e)) => return Some(Err(e)),
+            let next = match &self.stop {
+                None => self.chunks.recv().ok(),
+                Some(stop) => loop {
+                    match self.chunks.recv_timeout(STOP_POLL) {
+                        Ok(c) => break Some(c),
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break None,
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                            if stop.load(Ordering::Relaxed) {
+                                return Some(Err(std::io::Error::new(
+                                    std::io::ErrorKind::Interrupted,
+                                    "stopped before the capture header came",
+                                )));
+                            }
+                        }
+                    }
+                },
+            };
+            match next {
+                Some(Ok(more)) => first.extend_from_slice(&more),
+                Some(Err(e)) => return Some(Err(e)),
                 // The end of the stream: the reader says what is missing.
-                Err(_) => break,
+                None => break,
             }
         }
         Some(Ok(first))
@@ -254,6 +289,7 @@ impl CaptureReader {
             records: 0,
             unsupported: Unsupported::default(),
             idle: None,
+            big_endian: false,
         })
     }
 
@@ -274,14 +310,42 @@ impl CaptureReader {
     }
 
     pub fn open(path: &std::path::Path) -> Result<CaptureReader, CaptureError> {
-        let name = path.display().to_string();
+        let name = crate::operator_input::shown(path);
         let file = std::fs::File::open(path).map_err(|e| CaptureError {
             file: name.clone(),
             record: 0,
             offset: 0,
             kind: CaptureErrorKind::Io(e.to_string()),
         })?;
-        CaptureReader::new(name, Box::new(file))
+        CaptureReader::new(name, Box::new(file)).map_err(|mut e| {
+            if e.kind == CaptureErrorKind::NotACapture && looks_like_text(path) {
+                e.kind = CaptureErrorKind::Text;
+            }
+            e
+        })
+    }
+
+    /// Opens a replay input: a named pipe (FIFO) is read like standard input (its quiet
+    /// moments hand over what was read; see `IdleSource`), opened without waiting for a
+    /// writer, and `stop` ends the wait for its first bytes. Anything else is a file.
+    pub fn open_input(
+        path: &std::path::Path,
+        pause: std::time::Duration,
+        stop: Arc<AtomicBool>,
+    ) -> Result<CaptureReader, CaptureError> {
+        use std::os::unix::fs::FileTypeExt;
+        let fifo = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo());
+        if !fifo {
+            return CaptureReader::open(path);
+        }
+        let name = crate::operator_input::shown(path);
+        let source = FifoSource::open(path).map_err(|e| CaptureError {
+            file: name.clone(),
+            record: 0,
+            offset: 0,
+            kind: CaptureErrorKind::Io(e.to_string()),
+        })?;
+        CaptureReader::from_pipe(name, IdleSource::new(source, pause).until(stop))
     }
 
     /// Number of records read so far (headers included).
@@ -302,6 +366,52 @@ impl CaptureReader {
         let mut on_packet = Some(on_packet);
         loop {
             let record_offset = self.inner.consumed() as u64;
+            // pcapng blocks this reader does not need the parser for (see `own_block`).
+            if !self.legacy && self.records > 0 {
+                if let Some((block_type, len)) = own_block(self.inner.data(), self.big_endian) {
+                    let delivered = if block_type == OPB_TYPE {
+                        let body = self.inner.data().get(8..len - 4).unwrap_or_default();
+                        match read_obsolete_packet(body, self.big_endian) {
+                            Some(opb) => match self.interfaces.get(usize::from(opb.if_id)).copied()
+                            {
+                                Some(iface) => deliver_ng(
+                                    &mut self.unsupported,
+                                    iface,
+                                    ng_timestamp(iface, opb.ts),
+                                    opb.data,
+                                    opb.origlen,
+                                    &mut on_packet,
+                                ),
+                                None => {
+                                    return Err(self.error(
+                                        record_offset,
+                                        CaptureErrorKind::Corrupt(format!(
+                                        "packet on interface {} that no interface block described",
+                                        opb.if_id
+                                    )),
+                                    ))
+                                }
+                            },
+                            None => {
+                                return Err(self.error(
+                                    record_offset,
+                                    CaptureErrorKind::Corrupt(
+                                        "obsolete packet block too short for its header".into(),
+                                    ),
+                                ))
+                            }
+                        }
+                    } else {
+                        false
+                    };
+                    self.records += 1;
+                    self.inner.consume(len);
+                    if delivered {
+                        return Ok(Step::Packet);
+                    }
+                    continue;
+                }
+            }
             // Everything that borrows the reader's buffer happens inside this match; what
             // comes out is owned, so the buffer can then be consumed or refilled.
             let outcome = match self.inner.next() {
@@ -316,7 +426,9 @@ impl CaptureReader {
                                     &self.name,
                                     self.records,
                                     record_offset,
-                                    CaptureErrorKind::UnsupportedLinkType(code),
+                                    // The field is unsigned on the wire: 0xffffffff is
+                                    // 4294967295, not -1.
+                                    CaptureErrorKind::UnsupportedLinkType(code as u32),
                                 ));
                             }
                             let resolution = if hdr.is_nanosecond_precision() {
@@ -356,9 +468,10 @@ impl CaptureReader {
                             }
                             _ => false,
                         },
-                        PcapBlockOwned::NG(Block::SectionHeader(_)) => {
+                        PcapBlockOwned::NG(Block::SectionHeader(shb)) => {
                             // A new section starts its own interface numbering.
                             self.interfaces.clear();
+                            self.big_endian = shb.big_endian();
                             false
                         }
                         PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
@@ -377,14 +490,7 @@ impl CaptureReader {
                                 Some(iface) => {
                                     let raw =
                                         (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
-                                    let res = iface.resolution.max(1);
-                                    let secs = i64::try_from(raw / res)
-                                        .unwrap_or(i64::MAX)
-                                        .saturating_add(iface.offset_secs);
-                                    let ts = Timestamp::from_parts(
-                                        secs,
-                                        fraction_to_nanos(raw % res, res),
-                                    );
+                                    let ts = ng_timestamp(iface, raw);
                                     let caplen = (epb.caplen as usize).min(epb.data.len());
                                     deliver_ng(
                                         &mut self.unsupported,
@@ -488,6 +594,159 @@ impl CaptureReader {
     fn error(&self, offset: u64, kind: CaptureErrorKind) -> CaptureError {
         error_at(&self.name, self.records, offset, kind)
     }
+}
+
+/// Whether the start of the file at `path` reads as text (printable UTF-8, no NUL): a log or
+/// a CSV export named `.pcap`, which no converter turns into a capture.
+fn looks_like_text(path: &std::path::Path) -> bool {
+    let mut head = Vec::new();
+    let read = std::fs::File::open(path).and_then(|f| f.take(512).read_to_end(&mut head));
+    if read.is_err() || head.is_empty() || head.contains(&0) {
+        return false;
+    }
+    let valid = match std::str::from_utf8(&head) {
+        Ok(t) => t,
+        // A character cut by the 512-byte window is fine; anything else is not text.
+        Err(e) if head.len() - e.valid_up_to() < 4 => {
+            std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or_default()
+        }
+        Err(_) => return false,
+    };
+    valid
+        .chars()
+        .all(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t' | '\u{c}'))
+}
+
+/// A named pipe opened with `O_NONBLOCK`, so that `open` does not wait for a writer (a wait
+/// no signal could end), read with `poll`: it waits until a writer has written (or come and
+/// gone), so that a reader started before its writer does not take the empty pipe for the
+/// end of the stream. Reads happen on `IdleSource`'s own thread.
+struct FifoSource {
+    file: std::fs::File,
+}
+
+impl FifoSource {
+    fn open(path: &std::path::Path) -> std::io::Result<FifoSource> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(path)?;
+        Ok(FifoSource { file })
+    }
+}
+
+impl Read for FifoSource {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        loop {
+            // Until a writer has come, Linux reports neither data nor a hang-up: poll waits.
+            // Once data is there it is readable; once the last writer is gone, POLLHUP and
+            // the read gives 0, the end of the stream.
+            let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+            match self.file.read(out) {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                    ) => {}
+                other => return other,
+            }
+        }
+    }
+}
+
+/// pcapng block types the parser reads for us; every other type is framed here (`own_block`).
+const SHB_TYPE: u32 = 0x0A0D_0D0A;
+const IDB_TYPE: u32 = 1;
+/// The Obsolete Packet Block (pcapng draft's "Packet Block"), still written by old tools and
+/// read by tshark: a 16-bit interface id, a 16-bit drop count, then the EPB's fields.
+const OPB_TYPE: u32 = 2;
+const SPB_TYPE: u32 = 3;
+const EPB_TYPE: u32 = 6;
+/// Type, length and trailing length.
+const BLOCK_FRAME: usize = 12;
+
+/// A whole block at the start of `data` that this reader handles itself: any type but the
+/// section header, interface description, simple and enhanced packets. Returns its type and
+/// length when its framing is valid (a length of at least 12, a multiple of 4, repeated at
+/// its end) and all of it is in `data`; otherwise `None`, and the parser reads it (and asks
+/// for more bytes, or says what is wrong). So a block of a local or future type (the spec
+/// reserves 0x80000000 and up for local use), statistics, name resolution or secrets blocks,
+/// whatever their content, are skipped by their length, as tshark does.
+fn own_block(data: &[u8], big_endian: bool) -> Option<(u32, usize)> {
+    let word = |at: usize| -> Option<u32> {
+        let b: [u8; 4] = data.get(at..at + 4)?.try_into().ok()?;
+        Some(if big_endian {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
+    };
+    let block_type = word(0)?;
+    if matches!(block_type, SHB_TYPE | IDB_TYPE | SPB_TYPE | EPB_TYPE) {
+        return None;
+    }
+    let len = usize::try_from(word(4)?).ok()?;
+    if len < BLOCK_FRAME || len % 4 != 0 || data.len() < len || word(len - 4)? != word(4)? {
+        return None;
+    }
+    Some((block_type, len))
+}
+
+/// The fields of an Obsolete Packet Block that matter here.
+struct ObsoletePacket<'a> {
+    if_id: u16,
+    /// Timestamp in the interface's units.
+    ts: u64,
+    origlen: u32,
+    data: &'a [u8],
+}
+
+/// Reads an Obsolete Packet Block's body (after type and length, before the trailing length).
+fn read_obsolete_packet(body: &[u8], big_endian: bool) -> Option<ObsoletePacket<'_>> {
+    let u16_at = |at: usize| -> Option<u16> {
+        let b: [u8; 2] = body.get(at..at + 2)?.try_into().ok()?;
+        Some(if big_endian {
+            u16::from_be_bytes(b)
+        } else {
+            u16::from_le_bytes(b)
+        })
+    };
+    let u32_at = |at: usize| -> Option<u32> {
+        let b: [u8; 4] = body.get(at..at + 4)?.try_into().ok()?;
+        Some(if big_endian {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
+    };
+    let if_id = u16_at(0)?;
+    let ts = (u64::from(u32_at(4)?) << 32) | u64::from(u32_at(8)?);
+    let caplen = usize::try_from(u32_at(12)?).ok()?;
+    let origlen = u32_at(16)?;
+    let packet = body.get(20..)?;
+    Some(ObsoletePacket {
+        if_id,
+        ts,
+        origlen,
+        // A capture length past the block is cut to the block, as for enhanced packets.
+        data: &packet[..caplen.min(packet.len())],
+    })
+}
+
+/// A pcapng timestamp (in the interface's units since the epoch) as a packet time.
+fn ng_timestamp(iface: Interface, raw: u64) -> Timestamp {
+    let res = iface.resolution.max(1);
+    let secs = i64::try_from(raw / res)
+        .unwrap_or(i64::MAX)
+        .saturating_add(iface.offset_secs);
+    Timestamp::from_parts(secs, fraction_to_nanos(raw % res, res))
 }
 
 fn error_at(name: &str, records: u64, offset: u64, kind: CaptureErrorKind) -> CaptureError {
@@ -706,6 +965,71 @@ mod tests {
         assert_eq!(after_pauses(&mut step), Step::Packet);
         drop(writer);
         assert_eq!(after_pauses(&mut step), Step::End);
+    }
+
+    #[test]
+    fn blocks_of_other_types_are_framed_by_their_length() {
+        let block = |t: u32, len: u32, trailer: u32, body: usize| {
+            let mut b = t.to_le_bytes().to_vec();
+            b.extend_from_slice(&len.to_le_bytes());
+            b.extend(std::iter::repeat_n(0u8, body));
+            b.extend_from_slice(&trailer.to_le_bytes());
+            b
+        };
+        // A 12-byte local block, with more after it.
+        let mut data = block(0x8000_0001, 12, 12, 0);
+        data.extend_from_slice(&[1, 2, 3]);
+        assert_eq!(own_block(&data, false), Some((0x8000_0001, 12)));
+        // Big-endian sections read their lengths big-endian.
+        let mut be = 0x8000_0001u32.to_be_bytes().to_vec();
+        be.extend_from_slice(&16u32.to_be_bytes());
+        be.extend_from_slice(&[0; 4]);
+        be.extend_from_slice(&16u32.to_be_bytes());
+        assert_eq!(own_block(&be, true), Some((0x8000_0001, 16)));
+        // Statistics and obsolete packets are framed here too; the packet types are not.
+        assert_eq!(own_block(&block(5, 16, 16, 4), false), Some((5, 16)));
+        assert_eq!(own_block(&block(OPB_TYPE, 16, 16, 4), false), Some((2, 16)));
+        for t in [SHB_TYPE, IDB_TYPE, SPB_TYPE, EPB_TYPE] {
+            assert_eq!(own_block(&block(t, 16, 16, 4), false), None);
+        }
+        // Bad framing and blocks not yet whole are left to the parser.
+        assert_eq!(
+            own_block(&block(9, 8, 8, 0), false),
+            None,
+            "shorter than 12"
+        );
+        assert_eq!(
+            own_block(&block(9, 14, 14, 2), false),
+            None,
+            "not a multiple of 4"
+        );
+        assert_eq!(
+            own_block(&block(9, 16, 20, 4), false),
+            None,
+            "trailer differs"
+        );
+        assert_eq!(
+            own_block(&block(9, 32, 32, 4)[..16], false),
+            None,
+            "incomplete"
+        );
+    }
+
+    #[test]
+    fn an_obsolete_packet_block_body_is_read() {
+        let mut body = 1u16.to_le_bytes().to_vec();
+        body.extend_from_slice(&7u16.to_le_bytes());
+        body.extend_from_slice(&1u32.to_le_bytes());
+        body.extend_from_slice(&2u32.to_le_bytes());
+        body.extend_from_slice(&3u32.to_le_bytes());
+        body.extend_from_slice(&60u32.to_le_bytes());
+        body.extend_from_slice(&[0xaa, 0xbb, 0xcc, 0, 0, 0, 0, 0]);
+        let opb = read_obsolete_packet(&body, false).expect("reads");
+        assert_eq!(
+            (opb.if_id, opb.ts, opb.origlen, opb.data),
+            (1, (1 << 32) | 2, 60, &[0xaa, 0xbb, 0xcc][..])
+        );
+        assert!(read_obsolete_packet(&body[..19], false).is_none());
     }
 
     #[test]

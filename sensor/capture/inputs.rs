@@ -1,5 +1,6 @@
 //! Expansion of the replay command's inputs: files, directories (a rotated capture set,
-//! in natural order so `x.pcap9` comes before `x.pcap10`), and `-` for standard input.
+//! in natural order so `x.pcap9` comes before `x.pcap10`, and their subdirectories, depth
+//! first: `/captures/2026-11/<day>/*.pcap`), and `-` for standard input.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +13,7 @@ pub enum Input {
 impl Input {
     pub fn display_name(&self) -> String {
         match self {
-            Input::Path(p) => p.display().to_string(),
+            Input::Path(p) => crate::operator_input::shown(p),
             Input::Stdin => "<stdin>".to_string(),
         }
     }
@@ -32,13 +33,48 @@ pub struct Expanded {
     pub inputs: Vec<Input>,
     pub problems: Vec<InputProblem>,
     pub skipped: Vec<PathBuf>,
+    /// What each directory argument held, in the order given.
+    pub dirs: Vec<DirSummary>,
 }
+
+/// The captures found under one directory argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirSummary {
+    pub path: String,
+    /// Capture files found, subdirectories included.
+    pub captures: usize,
+    /// Directories that held at least one of them (the argument included).
+    pub folders: usize,
+    /// Files that are not captures (and special files: FIFOs, sockets, devices).
+    pub skipped: usize,
+}
+
+impl DirSummary {
+    /// `DIR: 31 capture file(s) in 3 folder(s); 2 other file(s) skipped`.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "{}: {} capture file(s) in {} folder(s)",
+            self.path, self.captures, self.folders
+        );
+        if self.skipped > 0 {
+            s.push_str(&format!(
+                "; {} other file(s) skipped (not pcap or pcapng)",
+                self.skipped
+            ));
+        }
+        s
+    }
+}
+
+/// How deep subdirectories are followed (a symbolic link loop ends here at the latest).
+pub const MAX_DEPTH: usize = 32;
 
 pub fn expand(args: &[String]) -> Expanded {
     let mut out = Expanded {
         inputs: Vec::new(),
         problems: Vec::new(),
         skipped: Vec::new(),
+        dirs: Vec::new(),
     };
     for arg in args {
         if arg == "-" {
@@ -47,10 +83,20 @@ pub fn expand(args: &[String]) -> Expanded {
         }
         let path = Path::new(arg);
         match std::fs::metadata(path) {
-            Ok(meta) if meta.is_dir() => expand_dir(path, &mut out),
+            Ok(meta) if meta.is_dir() => {
+                let (inputs, skipped) = (out.inputs.len(), out.skipped.len());
+                let mut walk = Walk::default();
+                expand_dir(path, 0, &mut walk, &mut out);
+                out.dirs.push(DirSummary {
+                    path: crate::operator_input::escape_controls(arg),
+                    captures: out.inputs.len() - inputs,
+                    folders: walk.folders_with_captures,
+                    skipped: out.skipped.len() - skipped,
+                });
+            }
             Ok(_) => out.inputs.push(Input::Path(path.to_path_buf())),
             Err(e) => out.problems.push(InputProblem {
-                path: arg.clone(),
+                path: crate::operator_input::escape_controls(arg),
                 problem: match e.kind() {
                     std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
                     std::io::ErrorKind::PermissionDenied => {
@@ -64,34 +110,66 @@ pub fn expand(args: &[String]) -> Expanded {
     out
 }
 
-fn expand_dir(dir: &Path, out: &mut Expanded) {
+/// State of one directory walk.
+#[derive(Default)]
+struct Walk {
+    /// Directories entered (device, inode): a symbolic link back up is not followed twice.
+    seen: std::collections::HashSet<(u64, u64)>,
+    folders_with_captures: usize,
+}
+
+/// Adds the captures under `dir`: its entries in natural order, each subdirectory read where
+/// it falls in that order (depth first). Hidden entries (`.name`) are left out.
+fn expand_dir(dir: &Path, depth: usize, walk: &mut Walk, out: &mut Expanded) {
+    use std::os::unix::fs::MetadataExt;
+    let problem = |out: &mut Expanded, p: String| {
+        out.problems.push(InputProblem {
+            path: crate::operator_input::shown(dir),
+            problem: p,
+        })
+    };
+    if depth > MAX_DEPTH {
+        problem(
+            out,
+            format!("more than {MAX_DEPTH} directories deep: not read further"),
+        );
+        return;
+    }
+    match std::fs::metadata(dir) {
+        Ok(m) if !walk.seen.insert((m.dev(), m.ino())) => return,
+        _ => {}
+    }
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
-            out.problems.push(InputProblem {
-                path: dir.display().to_string(),
-                problem: e.to_string(),
-            });
+            problem(out, e.to_string());
             return;
         }
     };
-    let mut files: Vec<PathBuf> = entries
+    let mut paths: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.is_file())
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
                 .is_some_and(|n| !n.starts_with('.'))
         })
         .collect();
-    files.sort_by(|a, b| natural_cmp(&a.to_string_lossy(), &b.to_string_lossy()));
-    for f in files {
-        if has_capture_magic(&f) {
-            out.inputs.push(Input::Path(f));
-        } else {
-            out.skipped.push(f);
+    paths.sort_by(|a, b| natural_cmp(&a.to_string_lossy(), &b.to_string_lossy()));
+    let mut here = 0;
+    for p in paths {
+        match std::fs::metadata(&p) {
+            Ok(m) if m.is_dir() => expand_dir(&p, depth + 1, walk, out),
+            // Only regular files are opened: a FIFO would wait for a writer.
+            Ok(m) if m.is_file() && has_capture_magic(&p) => {
+                out.inputs.push(Input::Path(p));
+                here += 1;
+            }
+            _ => out.skipped.push(p),
         }
+    }
+    if here > 0 {
+        walk.folders_with_captures += 1;
     }
 }
 

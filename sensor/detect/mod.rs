@@ -5,6 +5,7 @@
 //! resolvers, which addresses DNS answers tied to vendor names (passive DNS), which ports a
 //! pair of hosts has used — in shared, bounded maps, so workers need no other coordination.
 
+pub mod fingerprints;
 pub mod matcher;
 pub mod resolvers;
 pub mod rules;
@@ -24,6 +25,9 @@ pub struct RuleSet {
     pub packs: Vec<Pack>,
     pub rules: Vec<Rule>,
     pub matcher: Matcher,
+    /// One `suspected` rule per active pack, for findings of learned fingerprints (no match
+    /// forms: the learner, not the matcher, decides them). Indexed after `rules`.
+    pub learned: Vec<Rule>,
     /// Which load this is (0 at start, one more per reload): cross-flow state written with
     /// the rule indices of one generation is never read with another's.
     pub generation: u64,
@@ -69,21 +73,69 @@ impl RuleSet {
             .filter(|p| active(&p.vendor))
             .collect();
         let matcher = Matcher::build(&rules, &excludes);
+        let learned = packs.iter().map(suspected_rule).collect();
         Ok(RuleSet {
             packs,
             rules,
             matcher,
+            learned,
             generation: 0,
         })
     }
 
     pub fn rule(&self, idx: RuleIdx) -> &Rule {
-        &self.rules[idx as usize]
+        let i = idx as usize;
+        match self.rules.get(i) {
+            Some(r) => r,
+            None => &self.learned[i - self.rules.len()],
+        }
+    }
+
+    /// The rule under which a vendor's learned-fingerprint findings are reported.
+    pub fn suspected_rule(&self, vendor: &str) -> Option<RuleIdx> {
+        let i = self.learned.iter().position(|r| r.vendor == vendor)?;
+        RuleIdx::try_from(self.rules.len() + i).ok()
     }
 
     /// The vendors whose packs are active.
     pub fn vendors(&self) -> Vec<String> {
         self.packs.iter().map(|p| p.vendor.clone()).collect()
+    }
+}
+
+/// The `suspected` rule of a pack: what a learned fingerprint on a hidden-name flow means.
+fn suspected_rule(pack: &Pack) -> Rule {
+    Rule {
+        id: format!("{}.suspected.learned-fingerprint", pack.vendor),
+        vendor: pack.vendor.clone(),
+        category: "suspected".into(),
+        severity: rules::Severity::Medium,
+        confidence: rules::Confidence::Low,
+        description: format!(
+            "The host's TLS/QUIC client fingerprint is one that, on this network, hosts whose names were visible used for {} servers and almost nothing else; this connection's server name was hidden. A lead to verify on the host, not proof.",
+            pack.name
+        ),
+        sources: vec![rules::Source {
+            url: None,
+            document: Some("learned by vendorwatch on this network (vendorwatch fingerprints)".into()),
+            retrieved: "-".into(),
+            note: None,
+        }],
+        names: Vec::new(),
+        suffixes: Vec::new(),
+        globs: Vec::new(),
+        cidrs: Vec::new(),
+        tcp_ports: Vec::new(),
+        udp_ports: Vec::new(),
+        min_distinct_ports: 1,
+        http_paths: Vec::new(),
+        user_agents: Vec::new(),
+        cert_issuers: Vec::new(),
+        cert_subjects: Vec::new(),
+        ja4: Vec::new(),
+        test_names: Vec::new(),
+        file: "<learned>".into(),
+        line: 0,
     }
 }
 
@@ -118,6 +170,17 @@ pub struct Finding {
     pub public_resolver: Option<IpAddr>,
     /// JA4 of the ClientHello the finding came from, if any.
     pub ja4: Option<String>,
+}
+
+/// What a ClientHello's own name matched, as the fingerprint learner counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Named {
+    /// A vendor rule of medium severity or more: the vendor's software at work.
+    Product(RuleIdx),
+    /// Only low-severity vendor rules (its web site, a catch-all of its domains).
+    VendorSite,
+    /// No vendor rule.
+    Other,
 }
 
 /// How a host hides the names it reaches.
@@ -212,6 +275,8 @@ pub struct Detector {
     /// Scans of a full passive-DNS table (each walks every entry).
     pdns_sweeps: AtomicU64,
     pub port_pairs_dropped: AtomicU64,
+    /// Client fingerprints learned from visible vendor traffic (see `fingerprints`).
+    pub learner: Arc<fingerprints::Learner>,
 }
 
 impl Detector {
@@ -235,7 +300,16 @@ impl Detector {
             pdns_age: std::sync::Mutex::new(PdnsAge::default()),
             pdns_sweeps: AtomicU64::new(0),
             port_pairs_dropped: AtomicU64::new(0),
+            learner: Arc::new(fingerprints::Learner::new(
+                fingerprints::LearnSettings::default(),
+            )),
         }
+    }
+
+    /// Learns client fingerprints under `settings` instead of the defaults.
+    pub fn with_learning(mut self, settings: fingerprints::LearnSettings) -> Detector {
+        self.learner = Arc::new(fingerprints::Learner::new(settings));
+        self
     }
 
     pub fn home_net(&self) -> &HomeNet {
@@ -402,6 +476,119 @@ impl Detector {
     /// Turns one extraction result into findings under `rules` (from `Detector::rules`);
     /// findings' rule indices point into `rules`.
     pub fn detect(&self, rules: &RuleSet, item: &Extracted, out: &mut impl FnMut(Finding)) {
+        // The vendor a ClientHello's own name matched (product traffic, not the web site):
+        // what the fingerprint learner needs to know of it.
+        let mut named = Named::Other;
+        let mut seen = |f: Finding| {
+            if matches!(f.indicator.kind, NameKind::TlsSni | NameKind::QuicSni) {
+                if rules.rule(f.rule).severity >= rules::Severity::Medium {
+                    named = Named::Product(f.rule);
+                } else if named == Named::Other {
+                    named = Named::VendorSite;
+                }
+            }
+            out(f)
+        };
+        self.detect_inner(rules, item, &mut seen);
+        self.learn(rules, item, named, out);
+    }
+
+    /// Feeds the learner with a ClientHello and reports a hidden-name flow whose fingerprint
+    /// is a candidate (see `fingerprints`).
+    fn learn(
+        &self,
+        rules: &RuleSet,
+        item: &Extracted,
+        named: Named,
+        out: &mut impl FnMut(Finding),
+    ) {
+        let (ts, flow, mac, detail, name) = match item {
+            Extracted::Name(ev) if matches!(ev.kind, NameKind::TlsSni | NameKind::QuicSni) => (
+                ev.ts,
+                ev.flow,
+                ev.client_mac,
+                &ev.detail,
+                Some(ev.value.as_str()),
+            ),
+            Extracted::Fingerprint { ts, flow, detail } => (*ts, *flow, None, detail, None),
+            _ => return,
+        };
+        let Detail::Tls {
+            ja4: Some(ja4),
+            ech,
+            ..
+        } = detail
+        else {
+            return;
+        };
+        let Some(fp) = fingerprints::with_sni(ja4) else {
+            return;
+        };
+        let fp = fp.as_str();
+        let host = flow.client.ip();
+        if !self.home.contains(host) {
+            return;
+        }
+        let learner = &self.learner;
+        let report = |c: &fingerprints::Candidate,
+                      h: &fingerprints::HiddenFlow,
+                      out: &mut dyn FnMut(Finding)| {
+            let Some(rule) = rules.suspected_rule(&c.vendor) else {
+                return;
+            };
+            let mut ind = indicator(NameKind::Fingerprint, &c.fingerprint);
+            ind.name = Some(c.summary());
+            out(Finding {
+                ts: h.ts,
+                host: h.host,
+                host_mac: h.host_mac,
+                rule,
+                indicator: ind,
+                flow: h.flow,
+                forwarded: false,
+                public_resolver: None,
+                ja4: Some(c.fingerprint.clone()),
+            });
+        };
+        let hidden = fingerprints::HiddenFlow {
+            ts,
+            host,
+            host_mac: mac,
+            flow,
+        };
+        match (named, name) {
+            // A vendor's web site or another low-severity name: neither product traffic nor
+            // someone else's, so it teaches nothing either way.
+            (Named::VendorSite, _) => {}
+            (Named::Product(rule), Some(name)) => {
+                let vendor = &rules.rule(rule).vendor;
+                if let Some((c, released)) =
+                    learner.vendor_flow(fp, vendor, host, name, flow.server.port(), ts)
+                {
+                    for h in &released {
+                        report(&c, h, out);
+                    }
+                }
+            }
+            // An ECH hello's outer name says little of the destination: the flow counts as
+            // hidden, and as visible traffic too (a browser's GREASE ECH names its server),
+            // so a browser stack never looks specific to a vendor.
+            (_, Some(_)) if *ech => {
+                learner.other_flow(fp, host, ts);
+                if let Some(c) = learner.hidden_flow(fp, hidden.clone()) {
+                    report(&c, &hidden, out);
+                }
+            }
+            (_, Some(_)) => learner.other_flow(fp, host, ts),
+            (_, None) => {
+                if let Some(c) = learner.hidden_flow(fp, hidden.clone()) {
+                    report(&c, &hidden, out);
+                }
+            }
+        }
+    }
+
+    fn detect_inner(&self, rules: &RuleSet, item: &Extracted, out: &mut impl FnMut(Finding)) {
         match item {
             Extracted::Name(ev) => self.on_name(rules, ev, out),
             Extracted::FlowStart {

@@ -80,9 +80,17 @@ struct PackFile {
 #[serde(deny_unknown_fields)]
 struct PackHeader {
     vendor: String,
+    /// A supplement adds rules to the pack of the same vendor (learned fingerprints): it takes
+    /// that pack's name, legal basis and activation, and gives none of its own.
+    #[serde(default)]
+    supplement: bool,
+    #[serde(default)]
     name: String,
+    #[serde(default)]
     legal_basis: Vec<String>,
-    enabled_by_default: bool,
+    #[serde(default)]
+    enabled_by_default: Option<bool>,
+    #[serde(default)]
     description: String,
 }
 
@@ -243,15 +251,16 @@ pub fn load_embedded() -> Result<Loaded, Vec<RuleError>> {
 
 /// Loads a file or every `*.toml` in a directory.
 pub fn load_path(path: &Path) -> Result<Loaded, Vec<RuleError>> {
-    let io_error = |p: &Path, e: std::io::Error| RuleError {
-        file: p.display().to_string(),
-        line: 0,
+    use crate::operator_input::{self, InputFileError};
+    let io_error = |p: &Path, e: InputFileError| RuleError {
+        file: operator_input::shown(p),
+        line: e.line().unwrap_or(0),
         rule: None,
-        problem: format!("cannot read: {e}"),
+        problem: e.to_string(),
     };
     let files: Vec<PathBuf> = if path.is_dir() {
         let mut v: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| vec![io_error(path, e)])?
+            .map_err(|e| vec![io_error(path, e.into())])?
             .filter_map(Result::ok)
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
@@ -259,7 +268,7 @@ pub fn load_path(path: &Path) -> Result<Loaded, Vec<RuleError>> {
         v.sort();
         if v.is_empty() {
             return Err(vec![RuleError {
-                file: path.display().to_string(),
+                file: operator_input::shown(path),
                 line: 0,
                 rule: None,
                 problem: "no *.toml rule packs in this directory".into(),
@@ -272,8 +281,8 @@ pub fn load_path(path: &Path) -> Result<Loaded, Vec<RuleError>> {
     let mut sources = Vec::new();
     let mut errors = Vec::new();
     for f in files {
-        match std::fs::read_to_string(&f) {
-            Ok(text) => sources.push((f.display().to_string(), text)),
+        match operator_input::read_text(&f, operator_input::MAX_RULE_FILE, "a rule pack") {
+            Ok(text) => sources.push((operator_input::shown(&f), text)),
             Err(e) => errors.push(io_error(&f, e)),
         }
     }
@@ -288,6 +297,8 @@ pub fn load_sources(sources: Vec<(String, String)>) -> Result<Loaded, Vec<RuleEr
     let mut loaded = Loaded::default();
     let mut errors = Vec::new();
     let mut seen_ids: std::collections::HashMap<String, (String, usize)> = Default::default();
+    // Supplement packs (file, line, vendor): their vendor's own pack may come later.
+    let mut supplements: Vec<(String, usize, String)> = Vec::new();
     for (file, text) in sources {
         let parsed: PackFile = match toml::from_str(&text) {
             Ok(p) => p,
@@ -312,22 +323,46 @@ pub fn load_sources(sources: Vec<(String, String)>) -> Result<Loaded, Vec<RuleEr
                 problem: format!("vendor id {vendor:?} must be lower-case letters, digits and '-'"),
             });
         }
-        if loaded.packs.iter().any(|p| p.vendor == vendor) {
-            errors.push(RuleError {
+        if parsed.pack.supplement {
+            supplements.push((file.clone(), line_of_key(&text, "vendor"), vendor.clone()));
+        } else {
+            if loaded.packs.iter().any(|p| p.vendor == vendor) {
+                errors.push(RuleError {
+                    file: file.clone(),
+                    line: line_of_key(&text, "vendor"),
+                    rule: None,
+                    problem: format!("vendor {vendor:?} is defined by more than one pack"),
+                });
+            }
+            for (key, missing) in [
+                ("name", parsed.pack.name.is_empty()),
+                ("legal_basis", parsed.pack.legal_basis.is_empty()),
+                ("description", parsed.pack.description.is_empty()),
+                (
+                    "enabled_by_default",
+                    parsed.pack.enabled_by_default.is_none(),
+                ),
+            ] {
+                if missing {
+                    errors.push(RuleError {
+                        file: file.clone(),
+                        line: line_of_key(&text, "vendor"),
+                        rule: None,
+                        problem: format!(
+                            "[pack] needs `{key}` (only a supplement pack may leave it out)"
+                        ),
+                    });
+                }
+            }
+            loaded.packs.push(Pack {
+                vendor: vendor.clone(),
+                name: parsed.pack.name,
+                legal_basis: parsed.pack.legal_basis,
+                enabled_by_default: parsed.pack.enabled_by_default.unwrap_or(false),
+                description: parsed.pack.description,
                 file: file.clone(),
-                line: line_of_key(&text, "vendor"),
-                rule: None,
-                problem: format!("vendor {vendor:?} is defined by more than one pack"),
             });
         }
-        loaded.packs.push(Pack {
-            vendor: vendor.clone(),
-            name: parsed.pack.name,
-            legal_basis: parsed.pack.legal_basis,
-            enabled_by_default: parsed.pack.enabled_by_default,
-            description: parsed.pack.description,
-            file: file.clone(),
-        });
         for spanned in parsed.rule {
             let line = lines.of(spanned.span().start);
             let spec = spanned.into_inner();
@@ -385,6 +420,18 @@ pub fn load_sources(sources: Vec<(String, String)>) -> Result<Loaded, Vec<RuleEr
                 sources: spec.sources,
                 names,
                 suffixes,
+            });
+        }
+    }
+    for (file, line, vendor) in supplements {
+        if !loaded.packs.iter().any(|p| p.vendor == vendor) {
+            errors.push(RuleError {
+                file,
+                line,
+                rule: None,
+                problem: format!(
+                    "supplement for vendor {vendor:?}, but no pack defines that vendor (load it with its pack: --rules DIR holding both)"
+                ),
             });
         }
     }

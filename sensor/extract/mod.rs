@@ -37,10 +37,12 @@ pub enum NameKind {
     Port,
     Ja4,
     UserAgent,
+    /// A client fingerprint learned from the vendor's visible traffic, seen on a hidden-name flow.
+    Fingerprint,
 }
 
 impl NameKind {
-    pub const ALL: [NameKind; 10] = [
+    pub const ALL: [NameKind; 11] = [
         NameKind::Dns,
         NameKind::TlsSni,
         NameKind::QuicSni,
@@ -51,6 +53,7 @@ impl NameKind {
         NameKind::Port,
         NameKind::Ja4,
         NameKind::UserAgent,
+        NameKind::Fingerprint,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +68,7 @@ impl NameKind {
             NameKind::Port => "port",
             NameKind::Ja4 => "ja4",
             NameKind::UserAgent => "user_agent",
+            NameKind::Fingerprint => "fingerprint",
         }
     }
 }

@@ -18,6 +18,7 @@ use super::{
     IndicatorCount, Undetected,
 };
 use crate::decode::Proto;
+use crate::detect::fingerprints::FingerprintStats;
 use crate::detect::Indicator;
 use crate::extract::IdentitySource;
 use crate::time::Timestamp;
@@ -28,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The schema this build writes. Each step of `MIGRATIONS` brings version N-1 to N.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 const MIGRATIONS: &[&str] = &[
     // 1: hosts and their detections.
     "
@@ -75,6 +76,14 @@ const MIGRATIONS: &[&str] = &[
         count INTEGER NOT NULL
     );
     CREATE INDEX identities_ip ON identities(ip);
+",
+    // 3: client fingerprints learned from visible vendor traffic (detect::fingerprints).
+    "
+    CREATE TABLE fingerprints (
+        fingerprint TEXT PRIMARY KEY,
+        last_seen INTEGER NOT NULL,
+        stats TEXT NOT NULL
+    );
 ",
 ];
 
@@ -154,6 +163,40 @@ pub struct Store {
 pub type SaveHook =
     Box<dyn FnMut(&rusqlite::Transaction<'_>, &[(IpAddr, Host)]) -> rusqlite::Result<()> + Send>;
 
+/// What the inventory's path must be: a regular file, or nothing yet in a directory that
+/// exists. A device (`--state /dev/null`), a FIFO or a directory is refused before SQLite
+/// touches it (it would put its `-journal` or `-wal` beside it, in `/dev`); a missing
+/// directory is refused with how to create it, not created.
+fn check_state_path(path: &Path) -> Result<(), String> {
+    let shown = crate::operator_input::shown(path);
+    match std::fs::metadata(path) {
+        Ok(m) => match crate::operator_input::kind_of(m.file_type()) {
+            None => Ok(()),
+            Some(kind) => Err(format!(
+                "inventory {shown}: is a {kind}, not a regular file: give the path of an SQLite file (it is created if missing), or run without one with --state none"
+            )),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let dir = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            match std::fs::metadata(dir) {
+                Ok(m) if m.is_dir() => Ok(()),
+                Ok(_) => Err(format!(
+                    "inventory {shown}: {} is not a directory: choose another path with --state PATH, or run without one with --state none",
+                    crate::operator_input::shown(dir)
+                )),
+                Err(_) => Err(format!(
+                    "inventory {shown}: the directory {dir_shown} does not exist: create it for the sensor's user (mkdir -p {dir_shown}; the systemd unit's StateDirectory does), choose another path with --state PATH, or run without one with --state none",
+                    dir_shown = crate::operator_input::shown(dir)
+                )),
+            }
+        }
+        Err(e) => Err(format!("inventory {shown}: {e}")),
+    }
+}
+
 fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> String {
     format!("inventory {}: {what}: {e}", path.display())
 }
@@ -217,10 +260,9 @@ impl Store {
 
     /// Opens (creating and migrating as needed) the inventory at `path`.
     pub fn open(path: &Path) -> Result<Store, String> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| err(path, "cannot create its directory", e))?;
-        }
+        // No directory is created: a mistyped --state must not grow a tree of directories
+        // somewhere unexpected (the systemd unit and the container create theirs).
+        check_state_path(path)?;
         let conn = Connection::open(path).map_err(|e| explain(path, "cannot open", &e))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(|e| err(path, "busy timeout", e))?;
@@ -259,6 +301,7 @@ impl Store {
     /// usual way once, which migrates it.
     pub fn open_read_only(path: &Path) -> Result<Store, String> {
         use rusqlite::OpenFlags;
+        check_state_path(path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let read_version = |conn: &Connection| -> rusqlite::Result<i64> {
             conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -327,6 +370,7 @@ impl Store {
     /// Every refusal says what is wrong and what to do.
     pub fn open_for_writing(path: &Path) -> Result<Store, String> {
         use std::io::ErrorKind;
+        check_state_path(path)?;
         let dir = path
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
@@ -680,6 +724,44 @@ impl Store {
         tx.commit()
     }
 
+    /// Writes what the fingerprint learner knows (every row replaced: the table is bounded).
+    pub fn save_fingerprints(&mut self, rows: &[FingerprintStats]) -> Result<(), String> {
+        let write = |conn: &mut Connection| -> rusqlite::Result<()> {
+            let tx = conn.transaction()?;
+            tx.execute("DELETE FROM fingerprints", [])?;
+            for r in rows {
+                tx.execute(
+                    "INSERT INTO fingerprints (fingerprint, last_seen, stats) VALUES (?1, ?2, ?3)",
+                    params![
+                        r.fingerprint,
+                        r.last_seen.0,
+                        serde_json::to_string(r).unwrap_or_default()
+                    ],
+                )?;
+            }
+            tx.commit()
+        };
+        write(&mut self.conn).map_err(|e| explain(&self.path, "cannot save fingerprints", &e))
+    }
+
+    /// What earlier runs learned of client fingerprints (rows that do not parse are skipped).
+    pub fn load_fingerprints(&self) -> Result<Vec<FingerprintStats>, String> {
+        let read = || -> rusqlite::Result<Vec<FingerprintStats>> {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT stats FROM fingerprints ORDER BY last_seen DESC")?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for text in rows {
+                if let Ok(stats) = serde_json::from_str(&text?) {
+                    out.push(stats);
+                }
+            }
+            Ok(out)
+        };
+        read().map_err(|e| explain(&self.path, "cannot read fingerprints", &e))
+    }
+
     /// The schema version of the file (for tests and `hosts`).
     pub fn schema_version(&self) -> Option<i64> {
         self.conn
@@ -715,13 +797,29 @@ pub struct Persister {
     pub last_error: Arc<std::sync::Mutex<Option<String>>>,
 }
 
+/// What the persister saves of the fingerprint learner besides the hosts.
+pub trait LearnedState: Send + Sync {
+    fn take_dirty(&self) -> bool;
+    fn mark_dirty(&self);
+    fn snapshot(&self) -> Vec<FingerprintStats>;
+}
+
 /// Failures after the first are said at most this often.
 const WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Persister {
     /// Starts saving; first puts back the identities of undetected addresses the inventory
     /// remembers (hosts are restored by the caller, who needs them before the pipeline runs).
-    pub fn start(mut store: Store, hosts: Arc<HostTable>) -> std::io::Result<Persister> {
+    pub fn start(store: Store, hosts: Arc<HostTable>) -> std::io::Result<Persister> {
+        Persister::start_with(store, hosts, None)
+    }
+
+    /// Like `start`, and also saves the fingerprint learner's state with every save.
+    pub fn start_with(
+        mut store: Store,
+        hosts: Arc<HostTable>,
+        learner: Option<Arc<dyn LearnedState>>,
+    ) -> std::io::Result<Persister> {
         // A file whose hosts loaded has readable identities; if not, they are only lost.
         if let Ok(list) = store.load_undetected() {
             hosts.restore_undetected(list);
@@ -743,6 +841,15 @@ impl Persister {
             .spawn(move || {
                 let mut last_warning: Option<std::time::Instant> = None;
                 let mut save = |store: &mut Store| {
+                    if let Some(l) = learner.as_ref().filter(|l| l.take_dirty()) {
+                        if let Err(e) = store.save_fingerprints(&l.snapshot()) {
+                            failures2.fetch_add(1, Ordering::Relaxed);
+                            l.mark_dirty();
+                            if let Ok(mut last) = last2.lock() {
+                                *last = Some(e);
+                            }
+                        }
+                    }
                     let (whole, undetected) = hosts.take_dirty_undetected();
                     if whole || !undetected.is_empty() {
                         if let Err(e) = store.save_undetected(whole, &undetected) {
@@ -834,6 +941,8 @@ mod tests {
     #[test]
     fn round_trip_and_migrations() {
         let dir = tempfile::tempdir().expect("tmp");
+        // The directory must exist: the store does not create one.
+        std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
         let path = dir.path().join("sub/inv.db");
         let mut store = Store::open(&path).expect("opens");
         assert_eq!(store.schema_version(), Some(SCHEMA_VERSION));
@@ -965,7 +1074,7 @@ mod tests {
         drop(conn);
 
         let mut store = Store::open(&path).expect("v1 opens");
-        assert_eq!(store.schema_version(), Some(2));
+        assert_eq!(store.schema_version(), Some(SCHEMA_VERSION));
         let loaded = store.load().expect("loads");
         assert_eq!(loaded.len(), 1);
         let (ip, h) = &loaded[0];

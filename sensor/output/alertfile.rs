@@ -158,6 +158,9 @@ pub struct AlertStats {
     pub failing: bool,
     /// Whether an fsync failed and no later one succeeded.
     pub unsynced: bool,
+    /// Stdout was closed by its reader (a broken pipe): nothing more can go there, so
+    /// nothing more is tried; every alert since is counted in `dropped`.
+    pub closed: bool,
 }
 
 #[derive(Default)]
@@ -168,6 +171,8 @@ struct Counters {
     sync_errors: AtomicU64,
     delayed: AtomicU64,
     rotations: AtomicU64,
+    /// Stdout's reader is gone (see `AlertStats::closed`).
+    closed: std::sync::atomic::AtomicBool,
     /// Accepted and not yet written or given up: the bound `backlog` puts on the queue.
     in_flight: AtomicUsize,
     /// (last error, failing now, unsynced)
@@ -206,7 +211,7 @@ impl Destination {
     pub fn describe(&self) -> String {
         match self {
             Destination::Stdout => "stdout".into(),
-            Destination::File(p) => p.display().to_string(),
+            Destination::File(p) => crate::operator_input::shown(p),
         }
     }
 }
@@ -239,7 +244,7 @@ impl AlertSink {
                 let (file, len) = opened.map_err(|e| {
                     format!(
                         "cannot create the alerts file {}: {e} (check the directory exists and is writable)",
-                        p.display()
+                        crate::operator_input::shown(p)
                     )
                 })?;
                 Out::File {
@@ -285,6 +290,10 @@ impl AlertSink {
     /// lines are already waiting the line is dropped and counted.
     pub fn send(&self, mut line: String) {
         let c = &self.counters;
+        if c.closed.load(Ordering::Relaxed) {
+            Counters::bump(&c.dropped, 1);
+            return;
+        }
         if c.in_flight.fetch_add(1, Ordering::AcqRel) >= self.capacity {
             c.in_flight.fetch_sub(1, Ordering::AcqRel);
             Counters::bump(&c.dropped, 1);
@@ -331,6 +340,7 @@ impl AlertSink {
             last_error,
             failing,
             unsynced,
+            closed: c.closed.load(Ordering::Relaxed),
         }
     }
 
@@ -360,6 +370,24 @@ impl AlertSink {
         let why = stats.last_error.as_deref().unwrap_or("unknown error");
         let lost = stats.backlog + stats.dropped;
         let total = stats.written + lost;
+        let kept = if elsewhere.is_empty() {
+            "no report, inventory or host table was kept: pass --report PATH to keep every detection"
+                .to_string()
+        } else {
+            format!(
+                "every detection is in {} (nothing detected is lost)",
+                elsewhere.join(" and ")
+            )
+        };
+        if stats.closed {
+            return Some((
+                format!(
+                    "alerts: stdout was closed by its reader (broken pipe): {} alert(s) written before, {lost} not written; {kept}",
+                    stats.written
+                ),
+                true,
+            ));
+        }
         if lost > 0 {
             let mut msg = format!(
                 "alerts: {lost} of {total} alert(s) could not be written to {what} ({why}): \
@@ -590,6 +618,12 @@ impl Writer {
     /// Returns whether a line arrived.
     fn take(&mut self, m: Msg) -> bool {
         match m {
+            Msg::Line(_) if self.counters.closed.load(Ordering::Relaxed) => {
+                // Queued before the pipe was found closed: not written either.
+                self.counters.in_flight.fetch_sub(1, Ordering::AcqRel);
+                Counters::bump(&self.counters.dropped, 1);
+                false
+            }
             Msg::Line(l) => {
                 self.pending.push_back(l);
                 true
@@ -625,6 +659,28 @@ impl Writer {
                         Counters::bump(&self.counters.delayed, 1);
                         self.outage_written += 1;
                     }
+                }
+                Err(e)
+                    if self.destination == Destination::Stdout
+                        && e.kind() == io::ErrorKind::BrokenPipe =>
+                {
+                    // The reader of the pipe is gone and cannot come back: stop now, say
+                    // so once, and count this line and every later one as not written.
+                    self.counters.closed.store(true, Ordering::Relaxed);
+                    Counters::bump(&self.counters.errors, 1);
+                    if let Ok(mut s) = self.counters.state.lock() {
+                        s.0 = Some(e.to_string());
+                    }
+                    let given_up = 1 + self.pending.len();
+                    self.pending.clear();
+                    self.counters
+                        .in_flight
+                        .fetch_sub(given_up, Ordering::AcqRel);
+                    Counters::bump(&self.counters.dropped, given_up as u64);
+                    eprintln!(
+                        "vendorwatch: alerts: stdout was closed by its reader (broken pipe); no more alerts are written there (the report and the inventory still get every detection)"
+                    );
+                    return;
                 }
                 Err(e) => {
                     self.pending.push_front(line);
@@ -731,7 +787,12 @@ impl Writer {
             s.push(format!(".{i}"));
             PathBuf::from(s)
         };
-        for i in (1..self.options.keep).rev() {
+        // Only the rotated files that exist are moved (`PATH.1` up to the first gap), so a
+        // rotation costs as many renames as there are files, whatever `keep` says.
+        let present = (1..self.options.keep)
+            .find(|&i| !numbered(i).exists())
+            .unwrap_or(self.options.keep);
+        for i in (1..present).rev() {
             match std::fs::rename(numbered(i), numbered(i + 1)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -868,6 +929,30 @@ mod tests {
         }
         assert!("sometimes".parse::<FsyncPolicy>().is_err());
         assert_eq!(FsyncPolicy::default(), FsyncPolicy::Always);
+    }
+
+    #[test]
+    fn a_rotation_costs_the_files_there_are_not_the_files_kept() {
+        // keep = 100,000,000 (the command line refuses it; the sink must not spin on it
+        // either): each rotation once renamed a hundred million names that were not there.
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("alerts.jsonl");
+        let opts = AlertFileOptions {
+            max_bytes: 10,
+            keep: 100_000_000,
+            fsync: FsyncPolicy::Never,
+            ..AlertFileOptions::default()
+        };
+        let sink = AlertSink::start(Destination::File(path.clone()), opts).expect("start");
+        for n in 0..20 {
+            sink.send(format!("{{\"n\":{n:02}}}"));
+        }
+        let stats = sink.close(Duration::from_secs(30));
+        assert_eq!((stats.written, stats.backlog, stats.dropped), (20, 0, 0));
+        assert_eq!(stats.rotations, 19);
+        // One line per file, newest in PATH, oldest in PATH.19.
+        assert_eq!(lines(&path), ["{\"n\":19}"]);
+        assert_eq!(lines(&dir.path().join("alerts.jsonl.19")), ["{\"n\":00}"]);
     }
 
     #[test]
