@@ -297,13 +297,8 @@ pub fn print_hosts(
             })
         })
         .collect();
-    let field = |s: &str| {
-        if s.contains([',', '"', '\n']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_string()
-        }
-    };
+    // Quoted, and neutralised where a spreadsheet would read a formula, as `hosts` does.
+    let field = crate::cli::csv_cell;
     let mut out = String::new();
     match format {
         HostsFormat::Json => {
