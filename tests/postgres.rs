@@ -904,6 +904,64 @@ fn a_batch_applied_twice_changes_nothing() {
 }
 
 #[test]
+fn an_inventory_kept_before_joining_the_agency_is_shipped_whole() {
+    let Some(pg) = Pg::start("joining", false) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = dir.path().join("old.db");
+    let report = dir.path().join("old.json");
+    // A sensor that kept its own inventory for a while, without --inventory …
+    let out = bin()
+        .args(["replay", "-q", "--state"])
+        .arg(&state)
+        .arg("--report")
+        .arg(&report)
+        .arg(pcap_path("tls.pcap"))
+        .output()
+        .expect("replay");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // … joins the agency with nothing new to read: every host it knows is shipped.
+    let empty = dir.path().join("empty.pcap");
+    std::fs::write(
+        &empty,
+        &std::fs::read(pcap_path("tls.pcap")).expect("tls")[..24],
+    )
+    .expect("empty");
+    let out = bin()
+        .args([
+            "replay",
+            "-q",
+            "--inventory",
+            &pg.admin_url(),
+            "--sensor-id",
+            "old",
+            "--site",
+            "hq",
+        ])
+        .arg("--state")
+        .arg(&state)
+        .arg(&empty)
+        .output()
+        .expect("join");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json");
+    let mine = vec![(r, "hq", "old".to_string())];
+    let (got, _) = agency(&pg.admin_url(), &[]);
+    assert_eq!(got, fix_sensors(union(&mine), &witnesses(&mine)));
+}
+
+#[test]
 fn sensor_and_analyst_roles_have_least_privilege_and_passwords_stay_secret() {
     let Some(pg) = Pg::start("roles", false) else {
         return;
