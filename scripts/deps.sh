@@ -2,9 +2,9 @@
 # Installs the Debian packages vendorwatch's build, demo and tests need, when they are missing.
 # Usage: bash scripts/deps.sh [build|test]   (build: only what compiling needs)
 set -euo pipefail
-want=(pkg-config libpcap-dev)
+want=(pkg-config libpcap-dev libssl-dev)
 if [ "${1:-test}" = test ]; then
-  want+=(tshark tcpdump iproute2 python3 dnsmasq-base bind9-dnsutils curl openssl ethtool prometheus chromium rsyslog strace python3-scapy)
+  want+=(tshark tcpdump iproute2 python3 dnsmasq-base bind9-dnsutils curl openssl ethtool prometheus chromium rsyslog strace python3-scapy postgresql)
 fi
 missing=()
 for p in "${want[@]}"; do

@@ -213,6 +213,8 @@ pub struct CommonArgs {
     /// right (captured on a host with checksum offload) is read as it is.
     #[arg(long)]
     pub ignore_checksums: bool,
+    #[command(flatten)]
+    pub agency: crate::cli_agency::AgencyArgs,
 }
 
 #[derive(Args, Debug)]
@@ -275,6 +277,8 @@ pub struct HostsArgs {
     /// "Now" for --stale (YYYY-MM-DD or RFC 3339) [default: the current time].
     #[arg(long, value_name = "TIME")]
     pub now: Option<String>,
+    #[command(flatten)]
+    pub agency: crate::cli_agency::AgencyQueryArgs,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -311,6 +315,8 @@ pub struct ReportArgs {
     /// The report's "now" (RFC 3339) [default: the report's last packet, else the current time].
     #[arg(long, value_name = "TIME")]
     pub now: Option<String>,
+    #[command(flatten)]
+    pub agency: crate::cli_agency::AgencyQueryArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -639,6 +645,14 @@ fn run_config(
         .or_else(|| file.settings.state.clone())
         .or_else(|| defaults.state.map(str::to_string))
         .unwrap_or_else(|| "none".to_string());
+    let (agency, state, temporary_spool) = crate::cli_agency::agency_config(
+        &args.agency,
+        &file.settings,
+        match state.as_str() {
+            "none" => None,
+            path => Some(PathBuf::from(path)),
+        },
+    )?;
     let realert_hours = args
         .realert_hours
         .or(file.settings.realert_hours)
@@ -670,10 +684,9 @@ fn run_config(
             .filter(|a| a != "off"),
         syslog,
         suppressions: file.suppressions.clone(),
-        state: match state.as_str() {
-            "none" => None,
-            path => Some(PathBuf::from(path)),
-        },
+        state,
+        agency,
+        temporary_spool,
         realert_secs: Some(realert_hours.saturating_mul(3600)).filter(|s| *s > 0),
         reload: crate::reload::ReloadSpec {
             config: args.config.clone(),
@@ -718,6 +731,8 @@ struct Started {
     server: Option<exporter::Server>,
     persister: Option<crate::hosts::store::Persister>,
     reloader: Option<crate::reload::Reloader>,
+    /// Ships the spool to the agency inventory (`--inventory`).
+    shipper: Option<crate::hosts::ship::Shipper>,
 }
 
 /// `replay`: a replay's report, summary and host table describe its own inputs, even when an
@@ -759,9 +774,10 @@ fn start(cfg: &RunConfig, replay: bool) -> Result<Started, String> {
     let roles = Arc::new(crate::detect::resolvers::ResolverRoles::with_pinned(
         &cfg.pinned_resolvers,
     ));
+    let mut shipper = None;
     let persister = match &cfg.state {
         Some(path) => {
-            let store = crate::hosts::store::Store::open_for_writing(path).map_err(|e| {
+            let mut store = crate::hosts::store::Store::open_for_writing(path).map_err(|e| {
                 if e.contains("--state") {
                     e
                 } else {
@@ -770,6 +786,11 @@ fn start(cfg: &RunConfig, replay: bool) -> Result<Started, String> {
             })?;
             hosts.restore(store.load()?);
             roles.restore(store.load_resolvers()?);
+            if let Some(agency) = &cfg.agency {
+                shipper = Some(crate::cli_agency::start_shipping(
+                    agency, path, &mut store, &hosts,
+                )?);
+            }
             Some(store)
         }
         None => None,
@@ -800,6 +821,9 @@ fn start(cfg: &RunConfig, replay: bool) -> Result<Started, String> {
         }),
         output_error: Mutex::new(None),
     });
+    if let (Some(s), Ok(mut slot)) = (&shipper, shared.counters.sensor.agency.lock()) {
+        *slot = Some(Arc::clone(&s.stats));
+    }
     let persister = match persister {
         Some(store) => {
             let learner = Arc::clone(&shared.detector.learner);
@@ -859,6 +883,7 @@ fn start(cfg: &RunConfig, replay: bool) -> Result<Started, String> {
         server,
         persister,
         reloader: Some(reloader),
+        shipper,
     })
 }
 
@@ -1072,6 +1097,7 @@ fn run_replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
         server,
         persister,
         reloader,
+        shipper,
     }) = start_or_say(&cfg, true)
     else {
         return exit::UNUSABLE;
@@ -1152,6 +1178,15 @@ fn run_replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
         sources: Vec::new(),
     };
     let mut code = conclude(&cfg, &shared, &vendors, facts, persister);
+    if let Some(s) = shipper {
+        let wait = cfg.agency.as_ref().map_or(0, |a| a.wait_secs);
+        code = code.max(crate::cli_agency::finish_shipping(
+            s,
+            std::time::Duration::from_secs(wait),
+            cfg.temporary_spool,
+            cfg.quiet,
+        ));
+    }
     if let Some(where_) = &outcome.interrupted {
         eprintln!("vendorwatch: interrupted by a signal in {where_}; everything read until then is in the alerts, report and inventory");
         code = exit::PARTIAL;
@@ -1246,6 +1281,7 @@ fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
         server,
         persister,
         reloader,
+        shipper,
     }) = start_or_say(&cfg, false)
     else {
         return exit::UNUSABLE;
@@ -1400,7 +1436,15 @@ fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
             .map(|(name, t)| (name.clone(), t.received, t.dropped, t.if_dropped))
             .collect(),
     };
-    let code = conclude(&cfg, &shared, &vendors, facts, persister);
+    let mut code = conclude(&cfg, &shared, &vendors, facts, persister);
+    if let Some(s) = shipper {
+        code = code.max(crate::cli_agency::finish_shipping(
+            s,
+            std::time::Duration::from_secs(crate::hosts::agency::LIVE_WAIT_SECS),
+            false,
+            cfg.quiet,
+        ));
+    }
     if failures.is_empty() {
         code
     } else {
@@ -1731,7 +1775,30 @@ fn parse_day_or_time(text: &str) -> Option<Timestamp> {
 }
 
 fn run_hosts(args: HostsArgs) -> i32 {
-    let loaded = match load_inventory(&args.state) {
+    let agency = match &args.agency.inventory {
+        Some(url) => match crate::cli_agency::load_agency(
+            &args.agency,
+            url,
+            args.vendor.as_deref(),
+            args.category.as_deref(),
+        ) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                eprintln!("vendorwatch: {e}");
+                return exit::UNUSABLE;
+            }
+        },
+        None => None,
+    };
+    let loaded = match agency.as_ref().map_or_else(
+        || load_inventory(&args.state),
+        |_| {
+            Ok(Inventory {
+                hosts: Vec::new(),
+                resolvers: Vec::new(),
+            })
+        },
+    ) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("vendorwatch: {e}");
@@ -1795,6 +1862,21 @@ fn run_hosts(args: HostsArgs) -> i32 {
                 .max()
                 .is_some_and(|last| last < cutoff)
         });
+    }
+    if let Some(agency) = agency {
+        let stale = args.stale.map(|days| {
+            Timestamp(
+                now.0.saturating_sub(
+                    i64::try_from(days.saturating_mul(86_400))
+                        .unwrap_or(i64::MAX)
+                        .saturating_mul(1_000_000_000),
+                ),
+            )
+        });
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        // A closed pipe (`| head`) is not an error.
+        let _ = crate::cli_agency::print_hosts(&mut out, agency, args.format, since, stale);
+        return exit::OK;
     }
     match args.format {
         HostsFormat::Json => {
@@ -2012,6 +2094,16 @@ fn run_report(args: ReportArgs) -> i32 {
                         "vendorwatch: {} is not a host report (JSON from `--report` or /api/hosts): {e}",
                         from.display()
                     );
+                    return exit::UNUSABLE;
+                }
+            }
+        }
+        None if args.agency.inventory.is_some() => {
+            let url = args.agency.inventory.as_deref().unwrap_or_default();
+            match crate::cli_agency::agency_report(&args.agency, url) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("vendorwatch: {e}");
                     return exit::UNUSABLE;
                 }
             }

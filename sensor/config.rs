@@ -113,6 +113,9 @@ pub struct RunConfig {
     pub reload: crate::reload::ReloadSpec,
     /// Install the seccomp filter once start-up is over.
     pub seccomp: bool,
+    /// The agency inventory this sensor ships to, and whether `state` is a temporary spool.
+    pub agency: Option<crate::hosts::agency::AgencyConfig>,
+    pub temporary_spool: bool,
 }
 
 /// The configuration file (`--config PATH`, checked by `vendorwatch config check`). Every
@@ -164,6 +167,15 @@ pub struct FileConfig {
     pub seccomp: Option<bool>,
     /// Read TCP segments whatever their checksums say (`--ignore-checksums`).
     pub ignore_checksums: Option<bool>,
+    /// The agency inventory (`--inventory` and its options, `cli_agency`).
+    pub inventory: Option<String>,
+    pub inventory_password_file: Option<PathBuf>,
+    pub inventory_ca: Option<PathBuf>,
+    pub sensor_id: Option<String>,
+    pub site: Option<String>,
+    pub inventory_backlog: Option<usize>,
+    pub inventory_batch: Option<usize>,
+    pub inventory_wait: Option<u64>,
     /// Settings of `vendorwatch live` only.
     pub live: Option<LiveFileConfig>,
     #[serde(default)]

@@ -9,6 +9,7 @@
 
 pub mod capture;
 pub mod cli;
+pub mod cli_agency;
 pub mod config;
 pub mod decode;
 pub mod detect;

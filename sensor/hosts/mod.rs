@@ -21,6 +21,10 @@ use dashmap::DashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
+pub mod agency;
+pub mod postgres;
+pub mod ship;
+pub mod spool;
 pub mod store;
 
 /// Distinct indicators kept per detection; beyond this they are only counted.

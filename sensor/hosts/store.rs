@@ -165,7 +165,14 @@ pub struct Store {
     /// independent of the `fcntl` locks SQLite takes, so this does not get in SQLite's way,
     /// and readers such as `vendorwatch hosts` never take it.)
     _instance: Option<nix::fcntl::Flock<std::fs::File>>,
+    /// Runs inside every save's transaction after the hosts are written: the agency spool
+    /// (`hosts::spool`) queues its snapshots there, so file and spool never disagree.
+    save_hook: Option<SaveHook>,
 }
+
+/// See `Store::set_save_hook`.
+pub type SaveHook =
+    Box<dyn FnMut(&rusqlite::Transaction<'_>, &[(IpAddr, Host)]) -> rusqlite::Result<()> + Send>;
 
 /// What the inventory's path must be: a regular file, or nothing yet in a directory that
 /// exists. A device (`--state /dev/null`), a FIFO or a directory is refused before SQLite
@@ -257,6 +264,11 @@ fn probe_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 impl Store {
+    /// Runs `hook` inside every later save's transaction (a failing hook fails the save).
+    pub fn set_save_hook(&mut self, hook: SaveHook) {
+        self.save_hook = Some(hook);
+    }
+
     /// Opens (creating and migrating as needed) the inventory at `path`.
     pub fn open(path: &Path) -> Result<Store, String> {
         // No directory is created: a mistyped --state must not grow a tree of directories
@@ -290,6 +302,7 @@ impl Store {
             conn,
             path: path.to_path_buf(),
             _instance: None,
+            save_hook: None,
         })
     }
 
@@ -358,6 +371,7 @@ impl Store {
             conn,
             path: path.to_path_buf(),
             _instance: None,
+            save_hook: None,
         })
     }
 
@@ -776,6 +790,9 @@ impl Store {
                     ],
                 )?;
             }
+        }
+        if let Some(hook) = self.save_hook.as_mut() {
+            hook(&tx, hosts)?;
         }
         tx.commit()
     }

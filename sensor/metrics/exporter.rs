@@ -521,6 +521,23 @@ impl Collector for SensorCollector {
                 ],
             ));
         }
+        if let Some(ship) = c.sensor.agency.lock().ok().and_then(|a| a.clone()) {
+            for (name, help, counter, samples) in ship.samples() {
+                out.push(family(
+                    name,
+                    help,
+                    if counter { COUNTER } else { GAUGE },
+                    samples
+                        .into_iter()
+                        .map(|(l, v)| {
+                            let pairs: Vec<(&str, &str)> =
+                                l.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                            (labels(&pairs), v)
+                        })
+                        .collect(),
+                ));
+            }
+        }
         out.push(family(
             "vendorwatch_build_info",
             "Build information (always 1).",

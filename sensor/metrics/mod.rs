@@ -59,6 +59,8 @@ pub struct SensorState {
     pub rules_loaded_at: Mutex<f64>,
     /// The inventory persister's (successful saves, failed saves), when there is an inventory.
     pub inventory_saves: Mutex<Option<(Arc<AtomicU64>, Arc<AtomicU64>)>>,
+    /// The shipper's figures, when the sensor ships to an agency inventory (`--inventory`).
+    pub agency: Mutex<Option<Arc<crate::hosts::ship::ShipStats>>>,
     /// Per live capture interface: is it capturing, and how often was it interrupted.
     pub captures: Mutex<BTreeMap<String, CaptureStatus>>,
 }

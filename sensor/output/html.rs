@@ -244,6 +244,8 @@ struct HostRow<'a> {
     /// A forward proxy: the clients whose proxied requests for a vendor name reached this
     /// host, which then asked for the same name itself (see `mark_proxies`).
     proxy_for: Vec<String>,
+    /// The agency report (`--inventory`): the sensors that saw the host.
+    sensors: Vec<String>,
 }
 
 impl HostRow<'_> {
@@ -317,7 +319,11 @@ fn read_hosts(report: &Value) -> Vec<HostRow<'_>> {
             let hidden = &h["names_hidden"];
             HostRow {
                 idx,
-                ip: opt_text(&h["ip"]).unwrap_or_else(|| "unknown".into()),
+                // The agency report keys hosts by site and address: the site goes with it.
+                ip: match (opt_text(&h["ip"]), opt_text(&h["site"])) {
+                    (Some(ip), Some(site)) => format!("{ip} ({site})"),
+                    (ip, _) => ip.unwrap_or_else(|| "unknown".into()),
+                },
                 mac: opt_text(&h["mac"]),
                 hostname: opt_text(&h["hostname"]),
                 role: opt_text(&h["role"]).unwrap_or_else(|| "client".into()),
@@ -331,6 +337,10 @@ fn read_hosts(report: &Value) -> Vec<HostRow<'_>> {
                 identities: h["identities"].as_array().map_or(&[], Vec::as_slice),
                 multiple_macs: h["multiple_macs"].as_bool().unwrap_or(false),
                 proxy_for: Vec::new(),
+                sensors: h["sensors"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(opt_text).collect())
+                    .unwrap_or_default(),
             }
         })
         .collect()
@@ -1200,6 +1210,13 @@ fn evidence(out: &mut String, hosts: &[HostRow], is_active: &dyn Fn(&HostRow) ->
                 out,
                 "<span class=\"tag proxy\">forward proxy</span><span class=\"small\">forwarded for {}</span>",
                 clients.join(", ")
+            );
+        }
+        if !h.sensors.is_empty() {
+            let _ = write!(
+                out,
+                "<span class=\"muted\">seen by {}</span>",
+                escape(&h.sensors.join(", "))
             );
         }
         if h.multiple_macs {

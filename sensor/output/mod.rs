@@ -16,6 +16,10 @@ pub mod html;
 pub mod summary;
 pub mod syslog;
 
+/// This sensor's identity in the agency inventory (`--sensor-id`, `--site`), set once at
+/// start when it ships to one: alerts and the report then say which sensor and site saw them.
+pub static SENSOR_IDENTITY: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+
 pub fn mac_string(mac: Option<[u8; 6]>) -> Option<String> {
     mac.map(|m| {
         format!(
@@ -77,6 +81,9 @@ pub fn alert_line(f: &Finding, det: &Detection, rules: &RuleSet, hostname: Optio
         }
         if let Some(why) = f.indicator.ech_explanation() {
             obj.insert("explanation".into(), json!(why));
+        }
+        if let Some((id, site)) = SENSOR_IDENTITY.get() {
+            obj.insert("sensor".into(), json!({"id": id, "site": site}));
         }
     }
     v.to_string()
@@ -188,7 +195,7 @@ pub fn report_json(
             host
         })
         .collect();
-    json!({
+    let mut report = json!({
         "generated_by": format!("vendorwatch {}", env!("CARGO_PKG_VERSION")),
         "first_packet": generated_from.first_packet,
         "last_packet": generated_from.last_packet,
@@ -200,7 +207,11 @@ pub fn report_json(
         })).collect::<Vec<_>>(),
         "resolvers": resolvers,
         "hosts": hosts,
-    })
+    });
+    if let (Some((id, site)), Some(obj)) = (SENSOR_IDENTITY.get(), report.as_object_mut()) {
+        obj.insert("sensor".into(), json!({"id": id, "site": site}));
+    }
+    report
 }
 
 /// One entry of the report's `hosts` (the metrics endpoint streams them one by one).
