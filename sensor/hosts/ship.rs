@@ -70,12 +70,9 @@ impl ShipStats {
         bool,
         Vec<(Vec<(&'static str, String)>, f64)>,
     )> {
-        let who = || {
-            vec![
-                ("sensor", self.sensor_id.clone()),
-                ("site", self.site.clone()),
-            ]
-        };
+        // `sensor` and `site` are added to every series by the registry (see
+        // `metrics::exporter::registry`).
+        let who = Vec::<(&'static str, String)>::new;
         let one = |v: f64| vec![(who(), v)];
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

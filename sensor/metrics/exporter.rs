@@ -610,7 +610,15 @@ fn layer_of(reason: &str) -> &'static str {
 /// The registry `/metrics` renders: every vendorwatch family (built from the shared state
 /// at scrape time), the batch-time histogram and the process metrics.
 pub fn registry(shared: &Arc<Shared>) -> Registry {
-    let registry = Registry::new();
+    // A sensor of the agency inventory labels every series with its identity, so one
+    // Prometheus scraping every site tells the sensors apart without relabelling.
+    let identity = crate::output::SENSOR_IDENTITY.get().map(|(id, site)| {
+        std::collections::HashMap::from([
+            ("sensor".to_string(), id.clone()),
+            ("site".to_string(), site.clone()),
+        ])
+    });
+    let registry = Registry::new_custom(None, identity).unwrap_or_default();
     let _ = registry.register(Box::new(SensorCollector {
         shared: Arc::clone(shared),
     }));
