@@ -27,11 +27,6 @@ impl Timestamp {
         let add = i64::try_from(secs).unwrap_or(i64::MAX);
         Timestamp(self.0.saturating_add(add.saturating_mul(1_000_000_000)))
     }
-
-    /// Seconds between `earlier` and `self`, as a float (0 when `earlier` is later).
-    pub fn seconds_since(self, earlier: Timestamp) -> f64 {
-        (self.0.saturating_sub(earlier.0)).max(0) as f64 / 1e9
-    }
 }
 
 /// RFC 3339 in UTC with microseconds, as the alert contract shows: `2026-11-27T10:00:00.123456Z`.

@@ -251,14 +251,6 @@ impl Read for IdleSource {
     }
 }
 
-/// What `next_packet` found.
-pub enum Next<'a> {
-    Packet(RawPacket<'a>),
-    /// A record with no packet in it (pcapng statistics, name resolution, …).
-    Skip,
-    End,
-}
-
 impl CaptureReader {
     /// Opens a stream; `name` is used in error messages.
     pub fn new(name: String, source: Box<dyn Read + Send>) -> Result<CaptureReader, CaptureError> {

@@ -210,9 +210,3 @@ pub enum Extracted {
     /// A flow was evicted from a full table before it ended.
     Evicted,
 }
-
-impl FlowId {
-    pub fn client_ip(&self) -> IpAddr {
-        self.client.ip()
-    }
-}
