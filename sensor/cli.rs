@@ -524,7 +524,12 @@ fn run_config(
     };
     if let Some(outside) = pinned_resolvers.iter().find(|ip| !home_net.contains(**ip)) {
         return Err(format!(
-            "--resolvers: {outside} is not in the home net (only home-net hosts hold the resolver role)"
+            "{} {outside} is not in the home net (only home-net hosts hold the resolver role)",
+            if args.resolvers.is_some() {
+                "--resolvers:"
+            } else {
+                "resolvers:"
+            }
         ));
     }
     let workers = args.workers.or(file.settings.workers);
@@ -717,7 +722,6 @@ fn open_output(path: &Path, what: &str) -> Result<SharedWriter, String> {
     Ok(Arc::new(Mutex::new(w)))
 }
 
-/// Opens the outputs and builds the state the workers share.
 /// What a run starts with: the shared state, the active vendors, the metrics endpoint and
 /// the inventory's persister.
 struct Started {
@@ -735,7 +739,7 @@ struct Started {
     shipper: Option<crate::hosts::ship::Shipper>,
 }
 
-/// `replay`: a replay's report, summary and host table describe its own inputs, even when an
+/// Opens the outputs and builds the state the workers share. `replay`: a replay's report, summary and host table describe its own inputs, even when an
 /// inventory is kept (the host table keeps a run view apart from what the inventory held).
 fn start(cfg: &RunConfig, replay: bool) -> Result<Started, String> {
     // The report is written at the end, but opened now: a path that cannot be written
@@ -767,7 +771,8 @@ fn start(cfg: &RunConfig, replay: bool) -> Result<Started, String> {
     let vendors: Vec<String> = cfg.rules.packs.iter().map(|p| p.vendor.clone()).collect();
     let rules = Arc::clone(&cfg.rules);
     let mut table = HostTable::with_realert(cfg.realert_secs).with_max_hosts(cfg.max_hosts);
-    if replay && cfg.state.is_some() {
+    // A temporary spool (`replay --inventory` without --state) is no inventory of the user's.
+    if replay && cfg.state.is_some() && !cfg.temporary_spool {
         table = table.with_run_view();
     }
     let hosts = Arc::new(table);
@@ -954,7 +959,7 @@ fn conclude(
             if let Some(r) = &cfg.report {
                 has.push(format!("the report {}", r.display()));
             }
-            if let Some(s) = &cfg.state {
+            if let Some(s) = cfg.state.as_ref().filter(|_| !cfg.temporary_spool) {
                 has.push(format!("the inventory {}", s.display()));
             }
             let where_else = if has.is_empty() {
@@ -1035,7 +1040,9 @@ fn conclude(
             "{}",
             output::summary::render(&shared.counters, &facts, &hosts)
         );
-        if let (Some(known), Some(state)) = (shared.hosts.known_before(), &cfg.state) {
+        if let (Some(known), Some(state), false) =
+            (shared.hosts.known_before(), &cfg.state, cfg.temporary_spool)
+        {
             let already = hosts.iter().filter(|(ip, _)| known.contains(ip)).count();
             eprintln!(
                 "  inventory {}: {already} of the {} host(s) above were already in it (the table shows this run's inputs only)",
@@ -1091,7 +1098,7 @@ fn run_replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
     }
     let Some(Started {
         flusher: _,
-        span: _,
+        span,
         shared,
         vendors,
         server,
@@ -1160,6 +1167,8 @@ fn run_replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
             return exit::UNUSABLE;
         }
     };
+    // `/api/hosts` (with --linger) dates the replay like the report does.
+    widen_span(&span, outcome.first_packet, outcome.last_packet);
     // No reload while the results are written: they are judged by one rule set.
     if let Some(r) = reloader {
         r.stop();

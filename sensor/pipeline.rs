@@ -327,6 +327,13 @@ impl Dispatcher {
         self.local.packets += 1;
         self.local.bytes += u64::from(wire_len.max(frame.len() as u32));
         let target = match decode::decode_full(link, frame) {
+            // The IP length says more bytes were cut than the capture left out: the length
+            // field lies (a receiver drops such a packet), and taking it as a snap-length cut
+            // would let one crafted segment end the reading of a flow.
+            Ok(Decoded::Packet(pkt)) if pkt.cut() > wire_len.saturating_sub(frame.len() as u32) => {
+                self.local.anomaly("ip_length_exceeds_frame");
+                None
+            }
             Ok(Decoded::Packet(pkt)) => {
                 self.local.encaps(pkt.encaps);
                 self.stage(&pkt, ts, frame, shared)

@@ -84,6 +84,15 @@ pub enum Proto {
 }
 
 impl Packet<'_> {
+    /// Transport payload bytes the capture did not keep, as the IP length fields tell it.
+    pub fn cut(&self) -> u32 {
+        match &self.transport {
+            Transport::Tcp(t) => t.cut,
+            Transport::Udp(u) => u.cut,
+            Transport::Other { .. } => 0,
+        }
+    }
+
     /// Source and destination ports, for TCP and UDP.
     pub fn ports(&self) -> Option<(Proto, u16, u16)> {
         match &self.transport {

@@ -177,7 +177,7 @@ pub struct ResolverRoles {
     roles: DashMap<IpAddr, ResolverInfo, ahash::RandomState>,
     /// Entries in `roles` (a shard lock is held while inserting, so `len()` cannot be used).
     count: AtomicUsize,
-    /// Only the capture thread writes it; a mutex keeps it simple and is never contended.
+    /// Capture threads (one per interface) write it; a mutex keeps it simple (its holds are short).
     pending: Mutex<HashMap<PendingKey, (Box<str>, Timestamp)>>,
     asked: DashMap<(IpAddr, Box<str>), Asked, ahash::RandomState>,
     /// Hosts that earned the role when `RESOLVERS_MAX` were already known.
@@ -228,28 +228,39 @@ impl ResolverRoles {
     pub fn restore(&self, list: impl IntoIterator<Item = (IpAddr, ResolverInfo)>) {
         for (ip, info) in list {
             self.changed.store(true, Ordering::Relaxed);
-            if let Some(mut known) = self.roles.get_mut(&ip) {
-                known.answered = known.answered.saturating_add(info.answered);
-                known.first_answer = known.first_answer.or(info.first_answer);
-                known.last_answer = known.last_answer.max(info.last_answer);
-                continue;
-            }
             // A pin the configuration no longer holds leaves only what was earned.
-            if info.answered < RESOLVER_MIN_ANSWERED {
-                continue;
+            let known = self.roles.contains_key(&ip);
+            if known || info.answered >= RESOLVER_MIN_ANSWERED {
+                self.earn(ip, info);
             }
-            if self.count.load(Ordering::Relaxed) >= RESOLVERS_MAX {
-                self.shed.fetch_add(1, Ordering::Relaxed);
-                continue;
+        }
+    }
+
+    /// Adds `info`'s answers to `ip`'s role, or gives `ip` the role when the table has room
+    /// (counted when it has not). One entry lock: capture threads of several interfaces may
+    /// record answers of the same resolver at once.
+    fn earn(&self, ip: IpAddr, info: ResolverInfo) {
+        match self.roles.entry(ip) {
+            dashmap::mapref::entry::Entry::Occupied(mut e) => {
+                let known = e.get_mut();
+                known.answered = known.answered.saturating_add(info.answered);
+                known.first_answer = match (known.first_answer, info.first_answer) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                known.last_answer = known.last_answer.max(info.last_answer);
             }
-            self.count.fetch_add(1, Ordering::Relaxed);
-            self.roles.insert(
-                ip,
-                ResolverInfo {
+            dashmap::mapref::entry::Entry::Vacant(v) => {
+                if self.count.load(Ordering::Relaxed) >= RESOLVERS_MAX {
+                    self.shed.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                self.count.fetch_add(1, Ordering::Relaxed);
+                v.insert(ResolverInfo {
                     source: RoleSource::Answered,
                     ..info
-                },
-            );
+                });
+            }
         }
     }
 
@@ -325,19 +336,8 @@ impl ResolverRoles {
             return;
         }
         self.changed.store(true, Ordering::Relaxed);
-        if let Some(mut info) = self.roles.get_mut(&server) {
-            info.answered = info.answered.saturating_add(1);
-            info.first_answer = Some(info.first_answer.map_or(ts, |f| f.min(ts)));
-            info.last_answer = Some(info.last_answer.map_or(ts, |l| l.max(ts)));
-            return;
-        }
         // RESOLVER_MIN_ANSWERED is 1: the first matched answer earns the role.
-        if self.count.load(Ordering::Relaxed) >= RESOLVERS_MAX {
-            self.shed.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.roles.insert(
+        self.earn(
             server,
             ResolverInfo {
                 source: RoleSource::Answered,

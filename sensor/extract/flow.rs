@@ -556,33 +556,38 @@ impl Extractor {
                 pushed = Pushed::Data;
             }
         }
+        // A segment cut by the snap length ends what can be read in order here: a direction
+        // still waiting for its start takes it now, or the cut would leave a gap that never fills.
         if dir.is_unanchored()
-            && (dir.parked_segments() >= MIDSTREAM_WINDOW_SEGMENTS || flow.closing)
+            && (dir.parked_segments() >= MIDSTREAM_WINDOW_SEGMENTS || flow.closing || seg.cut > 0)
             && dir.settle() == Pushed::Data
         {
             pushed = Pushed::Data;
         }
+        // The cut applies only when the in-order bytes end where this segment's captured bytes
+        // end (not when it was parked, or bytes after it were delivered).
+        let cut_end = seq.wrapping_add(seg.payload.len() as u32);
+        let cut = if seg.cut > 0 && dir.next_seq() == Some(cut_end) {
+            seg.cut
+        } else {
+            0
+        };
         if pushed == Pushed::Data && flow.app != App::Done {
-            // A segment the capture cut short (snap length): the buffer now ends where the
-            // capture stopped keeping bytes, and the parsers read it as far as it goes.
-            inspect(flow, from_client, ts, txns, &limits, seg.cut, out);
+            // The buffer now ends where the capture stopped keeping bytes: the parsers read it
+            // as far as it goes.
+            inspect(flow, from_client, ts, txns, &limits, cut, out);
         }
-        if seg.cut > 0 && pushed == Pushed::Data && flow.app != App::Done {
-            // The next segment follows the bytes that were never captured: start this
-            // direction again there, so it is in order (what was left of the cut message is
-            // unreadable anyway).
+        if cut > 0 && flow.app != App::Done {
+            // The next segment follows the bytes that were never captured: go on there, with
+            // what is parked beyond (what was left of the cut message is unreadable anyway).
             let dir = if from_client {
                 &mut flow.to_server
             } else {
                 &mut flow.to_client
             };
-            let mut fresh = StreamBuf::new(limits.stream_cap);
-            fresh.dropped_bytes = dir.dropped_bytes;
-            let _ = fresh.start_at(
-                seq.wrapping_add(seg.payload.len() as u32)
-                    .wrapping_add(seg.cut),
-            );
-            *dir = fresh;
+            if dir.skip_to(cut_end.wrapping_add(cut)) == Pushed::Data {
+                inspect(flow, from_client, ts, txns, &limits, 0, out);
+            }
         }
         if flow.app != App::Done && flow.client_bytes > budget {
             finish_inspection(flow, out);
@@ -2271,5 +2276,35 @@ mod tests {
         );
         assert_eq!(names(&got), []);
         assert_eq!(anomaly_count(&got, "tls_client_hello_cut"), 1);
+    }
+
+    #[test]
+    fn a_cut_segment_ends_the_mid_stream_window_and_later_heads_are_still_read() {
+        let first = b"GET / HTTP/1.1\r\nHost: www.example.org\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\nX-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+        let second = b"GET /x HTTP/1.1\r\nHost: dnl-01.geo.kaspersky.com\r\n\r\n";
+        let base = 1000u32;
+        let vendor = (NameKind::HttpHost, "dnl-01.geo.kaspersky.com".to_string());
+        // No SYN: the first segment seen is cut by the snap length.
+        let got = collect(
+            &mut Extractor::new(ExtractorLimits::default()),
+            &[
+                (1, snap(tcp(false, base, ACK, first), 114)),
+                (1, tcp(false, base + first.len() as u32, ACK, second)),
+            ],
+        );
+        assert!(names(&got).contains(&vendor), "{:?}", names(&got));
+        // Eight cut heads in a row, then the vendor request: every head is counted cut (none
+        // vanishes with a parked segment) and the last request is still read.
+        let mut frames = Vec::new();
+        for i in 0..8u32 {
+            frames.push((
+                1,
+                snap(tcp(false, base + i * first.len() as u32, ACK, first), 114),
+            ));
+        }
+        frames.push((1, tcp(false, base + 8 * first.len() as u32, ACK, second)));
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert!(names(&got).contains(&vendor), "{:?}", names(&got));
+        assert_eq!(anomaly_count(&got, "http_head_cut"), 8);
     }
 }

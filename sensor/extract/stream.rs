@@ -67,6 +67,22 @@ impl StreamBuf {
         self.deliver_parked()
     }
 
+    /// Sequence number of the next in-order byte (`None` while unanchored).
+    pub fn next_seq(&self) -> Option<u32> {
+        self.next_seq
+    }
+
+    /// Skips bytes the capture never kept (a segment cut by the snap length): the in-order
+    /// bytes held so far are dropped (the parsers read what they could of them) and the stream
+    /// goes on at `seq`. Parked segments are kept, and delivered if they follow. Returns
+    /// whether bytes are now deliverable.
+    pub fn skip_to(&mut self, seq: u32) -> Pushed {
+        self.data.clear();
+        self.segment_starts.clear();
+        self.next_seq = Some(seq);
+        self.deliver_parked()
+    }
+
     /// Whether the direction still waits for its start (no SYN, not settled yet).
     pub fn is_unanchored(&self) -> bool {
         self.next_seq.is_none()

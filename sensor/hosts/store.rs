@@ -923,6 +923,7 @@ impl Persister {
                     if let Some(l) = learner.as_ref().filter(|l| l.take_dirty()) {
                         if let Err(e) = store.save_fingerprints(&l.snapshot()) {
                             failures2.fetch_add(1, Ordering::Relaxed);
+                            unsaved2.store(true, Ordering::Relaxed);
                             l.mark_dirty();
                             if let Ok(mut last) = last2.lock() {
                                 *last = Some(e);
@@ -1121,7 +1122,7 @@ mod tests {
     }
 
     /// A database written by the v2 schema (its DDL as it shipped, spelled out) opens with
-    /// this build: migrated to v3, its rows intact, and the resolver role saved and read back
+    /// this build: migrated to the current schema, its rows intact, and the resolver role saved and read back
     /// (a host's role survives in the inventory).
     #[test]
     fn v2_database_is_migrated_and_keeps_resolver_roles() {

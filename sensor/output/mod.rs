@@ -214,12 +214,12 @@ pub fn report_json(
     report
 }
 
-/// One entry of the report's `hosts` (the metrics endpoint streams them one by one).
 /// Why a host holds the resolver role, as the report's `resolver` field says it.
 pub fn resolver_json(info: &crate::detect::resolvers::ResolverInfo) -> serde_json::Value {
     json!({"source": info.source, "answered": info.answered})
 }
 
+/// One entry of the report's `hosts` (the metrics endpoint streams them one by one).
 pub fn host_json(ip: IpAddr, h: &Host, is_resolver: bool) -> serde_json::Value {
     json!({
         "ip": ip,
