@@ -739,8 +739,9 @@ struct Started {
     shipper: Option<crate::hosts::ship::Shipper>,
 }
 
-/// Opens the outputs and builds the state the workers share. `replay`: a replay's report, summary and host table describe its own inputs, even when an
-/// inventory is kept (the host table keeps a run view apart from what the inventory held).
+/// Opens the outputs and builds the state the workers share. `replay`: a replay's report,
+/// summary and host table describe its own inputs, even when an inventory is kept (the host
+/// table keeps a run view apart from what the inventory held).
 fn start(cfg: &RunConfig, replay: bool) -> Result<Started, String> {
     // The report is written at the end, but opened now: a path that cannot be written
     // fails at once, and a live sensor that dropped its privileges can still write it.

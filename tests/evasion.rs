@@ -27,9 +27,7 @@ fn frame(from_client: bool, seq: u32, ack: u32, syn: bool, payload: &[u8]) -> Ve
 fn write_pcap(path: &std::path::Path, frames: &[Vec<u8>]) {
     let mut f = std::fs::File::create(path).expect("create");
     let mut h = Vec::new();
-    for w in [0xa1b2_c3d4u32] {
-        h.extend_from_slice(&w.to_le_bytes());
-    }
+    h.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
     h.extend_from_slice(&2u16.to_le_bytes());
     h.extend_from_slice(&4u16.to_le_bytes());
     h.extend_from_slice(&0i32.to_le_bytes());
