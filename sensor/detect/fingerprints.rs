@@ -20,8 +20,9 @@
 //! itself). Hidden flows seen before the fingerprint qualified are remembered (bounded) and
 //! reported when it does, so the order of a replay does not decide the outcome.
 //!
-//! Every table is bounded: `MAX_FINGERPRINTS` fingerprints (the least recently seen give way,
-//! counted), `MAX_HOSTS_KEPT` hosts listed per column, `MAX_PENDING` remembered hidden flows.
+//! Every table is bounded: `MAX_FINGERPRINTS` fingerprints (an eighth gives way at once, those
+//! never seen on a vendor's flows and least recently seen first, counted), `MAX_HOSTS_KEPT`
+//! hosts listed per column, `MAX_PENDING` remembered hidden flows.
 
 use crate::extract::FlowId;
 use crate::time::Timestamp;
@@ -258,14 +259,21 @@ impl Learner {
             return f(&mut Entry::default());
         };
         if !table.contains_key(fp) && table.len() >= MAX_FINGERPRINTS {
-            let oldest = table
-                .iter()
-                .min_by_key(|(_, e)| e.stats.last_seen)
-                .map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
-                table.remove(&k);
-                self.shed.fetch_add(1, Ordering::Relaxed);
-            }
+            // An eighth of the table gives way at once, so a flood of new fingerprints costs
+            // one scan per `MAX_FINGERPRINTS / 8` of them, not one each. Fingerprints never
+            // seen on a vendor's flows go first, least recently seen first: a flood of made-up
+            // hellos does not push out what was learned.
+            let mut ages: Vec<(bool, Timestamp)> = table
+                .values()
+                .map(|e| (!e.stats.vendors.is_empty(), e.stats.last_seen))
+                .collect();
+            let n = (ages.len() / 8).max(1).min(ages.len() - 1);
+            let (_, cutoff, _) = ages.select_nth_unstable(n);
+            let cutoff = *cutoff;
+            let before = table.len();
+            table.retain(|_, e| (!e.stats.vendors.is_empty(), e.stats.last_seen) > cutoff);
+            self.shed
+                .fetch_add((before - table.len()) as u64, Ordering::Relaxed);
         }
         let entry = table.entry(fp.to_string()).or_insert_with(|| Entry {
             stats: FingerprintStats {
@@ -609,14 +617,33 @@ mod tests {
     }
 
     #[test]
-    fn a_full_table_sheds_the_least_recently_seen() {
+    fn a_full_table_sheds_other_fingerprints_least_recently_seen_first() {
         let l = Learner::new(quick());
         for i in 0..MAX_FINGERPRINTS + 10 {
             l.other_flow(&format!("fp{i}"), ip("10.0.0.1"), t(i as i64));
         }
-        assert_eq!(l.snapshot().len(), MAX_FINGERPRINTS);
-        assert_eq!(l.shed.load(Ordering::Relaxed), 10);
-        assert!(l.snapshot().iter().all(|s| s.fingerprint != "fp0"));
+        // What was learned on a vendor's flows outlives a flood of other fingerprints.
+        l.vendor_flow(
+            "learned",
+            "kaspersky",
+            ip("10.0.0.2"),
+            "a.kaspersky.com",
+            443,
+            t(0),
+        );
+        for i in 0..3 * MAX_FINGERPRINTS {
+            l.other_flow(&format!("fp{i}"), ip("10.0.0.1"), t(1 + i as i64));
+        }
+        let kept = l.snapshot();
+        assert!(kept.len() <= MAX_FINGERPRINTS);
+        assert!(l.shed.load(Ordering::Relaxed) >= 2 * MAX_FINGERPRINTS as u64);
+        assert!(
+            kept.iter().all(|s| s.fingerprint != "fp0"),
+            "the oldest went"
+        );
+        assert!(kept.iter().any(|s| s.fingerprint == "learned"));
+        let newest = format!("fp{}", 3 * MAX_FINGERPRINTS - 1);
+        assert!(kept.iter().any(|s| s.fingerprint == newest));
     }
 
     #[test]
