@@ -877,6 +877,9 @@ pub trait LearnedState: Send + Sync {
     fn snapshot(&self) -> Vec<FingerprintStats>;
 }
 
+/// How often the fingerprint learner's state is saved (besides at the end).
+const FINGERPRINTS_SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Failures after the first are said at most this often.
 const WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -919,8 +922,18 @@ impl Persister {
             .name("inventory".into())
             .spawn(move || {
                 let mut last_warning: Option<std::time::Instant> = None;
-                let mut save = |store: &mut Store| {
-                    if let Some(l) = learner.as_ref().filter(|l| l.take_dirty()) {
+                let mut fingerprints_saved: Option<std::time::Instant> = None;
+                let mut save = |store: &mut Store, last: bool| {
+                    // The learner changes with every ClientHello and is saved whole (it is
+                    // bounded): once a minute, and at the end, is enough.
+                    let fingerprints_due = last
+                        || fingerprints_saved
+                            .is_none_or(|t| t.elapsed() >= FINGERPRINTS_SAVE_EVERY);
+                    if let Some(l) = learner
+                        .as_ref()
+                        .filter(|l| fingerprints_due && l.take_dirty())
+                    {
+                        fingerprints_saved = Some(std::time::Instant::now());
                         if let Err(e) = store.save_fingerprints(&l.snapshot()) {
                             failures2.fetch_add(1, Ordering::Relaxed);
                             unsaved2.store(true, Ordering::Relaxed);
@@ -992,10 +1005,10 @@ impl Persister {
                     waited += 200;
                     if waited >= SAVE_EVERY_SECS * 1000 {
                         waited = 0;
-                        save(&mut store);
+                        save(&mut store, false);
                     }
                 }
-                save(&mut store);
+                save(&mut store, true);
                 store
             })?;
         Ok(Persister {
