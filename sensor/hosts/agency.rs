@@ -15,11 +15,10 @@
 //! a password file (`--inventory-password-file`), else `PGPASSWORD`. The URL is never
 //! printed: messages name the server as `user@host:port/dbname` ([`AgencyConfig::describe`]).
 
-use super::{Detection, Evidence, EvidenceFlow, Host, HostIdentity, IdentityRecord};
+use super::store::{parse_mac, EvidenceRow};
+use super::{Detection, Host, HostIdentity, IdentityRecord};
 use super::{IndicatorCount, EVIDENCE_FIRST, EVIDENCE_RECENT, MAX_IDENTITIES, MAX_INDICATORS};
-use crate::decode::Proto;
 use crate::detect::rules::Severity;
-use crate::detect::Indicator;
 use crate::extract::IdentitySource;
 use crate::time::Timestamp;
 use std::collections::{BTreeMap, BTreeSet};
@@ -205,26 +204,6 @@ pub struct DetectionRow {
     pub evidence: Vec<EvidenceRow>,
 }
 
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct EvidenceRow {
-    pub t: i64,
-    pub indicator: Indicator,
-    pub src_ip: IpAddr,
-    pub src_port: u16,
-    pub dst_ip: IpAddr,
-    pub dst_port: u16,
-    pub tcp: bool,
-}
-
-fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut out = [0u8; 6];
-    let mut parts = s.split(':');
-    for b in &mut out {
-        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
-    }
-    parts.next().is_none().then_some(out)
-}
-
 impl HostSnapshot {
     pub fn of(h: &Host) -> HostSnapshot {
         HostSnapshot {
@@ -265,19 +244,7 @@ impl HostSnapshot {
                     rules: d.rules.clone(),
                     indicators: d.indicators.clone(),
                     indicators_omitted: d.indicators_omitted,
-                    evidence: d
-                        .evidence
-                        .iter()
-                        .map(|e| EvidenceRow {
-                            t: e.time.0,
-                            indicator: e.indicator.clone(),
-                            src_ip: e.flow.src_ip,
-                            src_port: e.flow.src_port,
-                            dst_ip: e.flow.dst_ip,
-                            dst_port: e.flow.dst_port,
-                            tcp: e.flow.transport == Proto::Tcp,
-                        })
-                        .collect(),
+                    evidence: d.evidence.iter().map(EvidenceRow::of).collect(),
                 })
                 .collect(),
         }
@@ -320,17 +287,7 @@ impl HostSnapshot {
                     evidence: d
                         .evidence
                         .into_iter()
-                        .map(|e| Evidence {
-                            time: Timestamp(e.t),
-                            indicator: e.indicator,
-                            flow: EvidenceFlow {
-                                src_ip: e.src_ip,
-                                src_port: e.src_port,
-                                dst_ip: e.dst_ip,
-                                dst_port: e.dst_port,
-                                transport: if e.tcp { Proto::Tcp } else { Proto::Udp },
-                            },
-                        })
+                        .map(EvidenceRow::into_evidence)
                         .collect(),
                     indicators_omitted: d.indicators_omitted,
                     suppressed: d.suppressed,
@@ -571,6 +528,7 @@ pub fn report_json(hosts: &[AgencyHost]) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detect::Indicator;
     use crate::extract::NameKind;
 
     fn det(count: u64, first: i64, last: i64, value: &str) -> Detection {

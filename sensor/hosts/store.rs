@@ -98,23 +98,22 @@ const MIGRATIONS: &[&str] = &[
 ",
 ];
 
-/// One piece of evidence as the `detections.evidence` JSON column holds it (packet time in
-/// nanoseconds, so it reads back exactly).
-#[derive(serde::Serialize, serde::Deserialize)]
-struct EvidenceRow {
-    t: i64,
-    indicator: Indicator,
-    src_ip: IpAddr,
-    src_port: u16,
-    dst_ip: IpAddr,
-    dst_port: u16,
-    transport: String,
+/// One piece of evidence as the inventories store it (the SQLite `detections.evidence` JSON
+/// column, the agency's snapshots): packet time in nanoseconds, so it reads back exactly.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct EvidenceRow {
+    pub t: i64,
+    pub indicator: Indicator,
+    pub src_ip: IpAddr,
+    pub src_port: u16,
+    pub dst_ip: IpAddr,
+    pub dst_port: u16,
+    pub transport: String,
 }
 
-fn evidence_to_json(ev: &[Evidence]) -> String {
-    let rows: Vec<EvidenceRow> = ev
-        .iter()
-        .map(|e| EvidenceRow {
+impl EvidenceRow {
+    pub fn of(e: &Evidence) -> EvidenceRow {
+        EvidenceRow {
             t: e.time.0,
             indicator: e.indicator.clone(),
             src_ip: e.flow.src_ip,
@@ -125,8 +124,30 @@ fn evidence_to_json(ev: &[Evidence]) -> String {
                 Proto::Tcp => "tcp".into(),
                 Proto::Udp => "udp".into(),
             },
-        })
-        .collect();
+        }
+    }
+
+    pub fn into_evidence(self) -> Evidence {
+        Evidence {
+            time: Timestamp(self.t),
+            indicator: self.indicator,
+            flow: EvidenceFlow {
+                src_ip: self.src_ip,
+                src_port: self.src_port,
+                dst_ip: self.dst_ip,
+                dst_port: self.dst_port,
+                transport: if self.transport == "tcp" {
+                    Proto::Tcp
+                } else {
+                    Proto::Udp
+                },
+            },
+        }
+    }
+}
+
+fn evidence_to_json(ev: &[Evidence]) -> String {
+    let rows: Vec<EvidenceRow> = ev.iter().map(EvidenceRow::of).collect();
     serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into())
 }
 
@@ -134,21 +155,7 @@ fn evidence_from_json(text: &str) -> Vec<Evidence> {
     serde_json::from_str::<Vec<EvidenceRow>>(text)
         .unwrap_or_default()
         .into_iter()
-        .map(|r| Evidence {
-            time: Timestamp(r.t),
-            indicator: r.indicator,
-            flow: EvidenceFlow {
-                src_ip: r.src_ip,
-                src_port: r.src_port,
-                dst_ip: r.dst_ip,
-                dst_port: r.dst_port,
-                transport: if r.transport == "tcp" {
-                    Proto::Tcp
-                } else {
-                    Proto::Udp
-                },
-            },
-        })
+        .map(EvidenceRow::into_evidence)
         .collect()
 }
 
@@ -845,13 +852,14 @@ impl Store {
     }
 }
 
-fn parse_mac(s: &str) -> Option<[u8; 6]> {
+/// A MAC address as the inventories write it (`aa:bb:cc:dd:ee:ff`).
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     let mut out = [0u8; 6];
     let mut parts = s.split(':');
     for b in &mut out {
         *b = u8::from_str_radix(parts.next()?, 16).ok()?;
     }
-    Some(out)
+    parts.next().is_none().then_some(out)
 }
 
 /// Saves the hosts that changed, every `SAVE_EVERY_SECS`, until stopped; then once more.
