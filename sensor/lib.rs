@@ -5,7 +5,7 @@
 //! `extract` (DNS, TLS, HTTP names, per-flow state) → `detect` (rule packs, compiled matcher)
 //! → `hosts` (the shared inventory) → `output` (alerts, events, report, summary).
 //! `pipeline` wires them with threads; `metrics` holds the counters every stage bumps.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod capture;
 pub mod cli;
