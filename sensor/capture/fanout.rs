@@ -859,6 +859,8 @@ mod sys {
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
+        // size_t on glibc, socklen_t on musl.
+        #[allow(clippy::useless_conversion)]
         let control_len = usize::try_from(msg.msg_controllen)
             .unwrap_or(0)
             .min(control.len());
