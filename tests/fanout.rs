@@ -6,8 +6,9 @@
 //! every frame arrives exactly once, byte for byte (VLAN and QinQ tags put back), nothing
 //! is dropped, both directions of every flow reach the same socket, a BPF filter keeps
 //! exactly what libpcap's own filter keeps, and a fragmented IPv4 answer is reassembled
-//! and lands on the socket of its query. Needs root (CI runs as root); skipped, loudly,
-//! otherwise.
+//! and lands on the socket of its query. And the group rides out its link: down and up
+//! again (reported once, then every frame once as before), and deleted (reported once,
+//! then reads find nothing). Needs root (CI runs as root); skipped, loudly, otherwise.
 #![cfg(target_os = "linux")]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -526,4 +527,41 @@ fn the_group_survives_its_link_going_down_and_up() {
     );
     let counted: u64 = reads.iter().map(|r| r.totals.received).sum();
     assert_eq!(counted, got_len as u64);
+}
+
+#[test]
+fn a_deleted_interface_is_reported_once_and_then_reads_find_nothing() {
+    if !root() {
+        eprintln!("SKIPPED: fanout capture needs root (CI runs as root)");
+        return;
+    }
+    let lab = Lab::new('e');
+    let mut sockets = lab.open(2, None);
+    run(&[
+        "ip",
+        "netns",
+        "exec",
+        &lab.ns,
+        "ip",
+        "link",
+        "del",
+        &lab.capture,
+    ]);
+    // The kernel reports the link down once; after that the sockets are unbound for good:
+    // reads wait and find nothing (the caller's link watch sees the removal), no error loop.
+    for s in &mut sockets {
+        let index = s.index();
+        let start = Instant::now();
+        loop {
+            match s.next_packet(Duration::from_millis(100)) {
+                Err(ReadError::LinkDown) => break,
+                Ok(None) if start.elapsed() < PATIENCE => {}
+                other => panic!("socket {index}: {other:?} instead of the link down"),
+            }
+        }
+        for _ in 0..3 {
+            assert!(matches!(s.next_packet(Duration::from_millis(20)), Ok(None)));
+        }
+        assert_eq!(s.stats().expect("counters still readable").dropped, 0);
+    }
 }
