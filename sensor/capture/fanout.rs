@@ -74,6 +74,10 @@ use std::time::Duration;
 /// cores to run on (the kernel's own limit is 256 by default).
 pub const MAX_SOCKETS: usize = 64;
 
+/// Most bytes of a frame kept (libpcap's MAXIMUM_SNAPLEN): each socket's buffer is this
+/// size, allocated once.
+pub const MAX_SNAPLEN: u32 = 262_144;
+
 /// Bytes of control messages one read can carry: a timestamp (16 bytes of data) and the
 /// auxiliary data (20 bytes), each behind a 16-byte header, with room to spare.
 const CONTROL_BYTES: usize = 128;
@@ -108,7 +112,8 @@ pub struct FanoutOptions {
     pub group: Option<u16>,
     /// A libpcap filter expression, applied by the kernel on every socket.
     pub bpf: Option<String>,
-    /// Bytes of each frame kept (the rest only counted in its wire length).
+    /// Bytes of each frame kept (the rest only counted in its wire length), at most
+    /// `MAX_SNAPLEN`.
     pub snaplen: u32,
     /// Receive buffer of each socket, in bytes (`SO_RCVBUFFORCE`, or `SO_RCVBUF` without
     /// CAP_NET_ADMIN, which the kernel caps at `net.core.rmem_max`).
@@ -208,6 +213,7 @@ pub struct FanoutSocket {
     /// `[slack TAG_LEN][MACs][tag gap][rest of the frame, snaplen - MACS_LEN]`.
     buf: Box<[u8]>,
     control: Box<[u8]>,
+    snaplen: usize,
     totals: SocketTotals,
 }
 
@@ -239,17 +245,18 @@ pub fn open(opts: &FanoutOptions) -> Result<Vec<FanoutSocket>, OpenError> {
             asked: opts.sockets,
         });
     }
+    // At least the two MAC addresses (the frame is received around them), at most the
+    // buffer this module is willing to allocate per socket.
+    let snaplen = opts.snaplen.clamp(MACS_LEN as u32, MAX_SNAPLEN);
     let program = match &opts.bpf {
-        Some(filter) => compile_filter(filter, opts.snaplen)?,
-        None => vec![ret(opts.snaplen)],
+        Some(filter) => compile_filter(filter, snaplen)?,
+        None => vec![ret(snaplen)],
     };
     let ifindex = sys::if_index(iface).ok_or_else(|| OpenError::NoSuchInterface {
         interface: iface.to_string(),
     })?;
     let fail = |call: &'static str, e: std::io::Error| classify(iface, call, e);
-    let snaplen = usize::try_from(opts.snaplen)
-        .unwrap_or(usize::MAX)
-        .max(MACS_LEN);
+    let snaplen = snaplen as usize;
     let mut sockets = Vec::with_capacity(opts.sockets);
     let mut group = opts.group;
     for index in 0..opts.sockets {
@@ -296,6 +303,7 @@ pub fn open(opts: &FanoutOptions) -> Result<Vec<FanoutSocket>, OpenError> {
             link,
             buf: vec![0u8; REST_AT + snaplen - MACS_LEN].into_boxed_slice(),
             control: vec![0u8; CONTROL_BYTES].into_boxed_slice(),
+            snaplen,
             totals: SocketTotals::default(),
         });
     }
@@ -388,6 +396,9 @@ impl FanoutSocket {
         let meta = parse_control(self.control.get(..control_len).unwrap_or_default());
         let copied = full_len.min(MACS_LEN + rest.len());
         let (start, len, tagged) = close_gap(&mut self.buf, copied, meta.vlan_tag());
+        // The kernel cut the frame without its tag; with the tag back it is cut again, so
+        // that the snap length counts from the frame's first byte, as libpcap counts it.
+        let len = len.min(self.snaplen);
         let wire = meta
             .aux
             .map_or(full_len, |a| a.len as usize)
