@@ -104,7 +104,7 @@ impl Lab {
     }
 
     fn open_cut(&self, sockets: usize, bpf: Option<&str>, snaplen: u32) -> Vec<FanoutSocket> {
-        let opts = FanoutOptions {
+        self.open_with(FanoutOptions {
             interface: self.capture.clone(),
             sockets,
             group: None,
@@ -112,7 +112,11 @@ impl Lab {
             snaplen,
             buffer_bytes: 8 << 20,
             promiscuous: true,
-        };
+            kernel_defrag: true,
+        })
+    }
+
+    fn open_with(&self, opts: FanoutOptions) -> Vec<FanoutSocket> {
         let ns = std::fs::File::open(format!("/run/netns/{}", self.ns)).expect("namespace file");
         std::thread::spawn(move || {
             nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
@@ -611,4 +615,43 @@ fn the_snap_length_cuts_frames_and_keeps_their_wire_length() {
             "filter {filter:?}: cut frames differ"
         );
     }
+}
+
+#[test]
+fn without_kernel_defrag_fragments_arrive_as_they_were_and_together() {
+    if !root() {
+        eprintln!("SKIPPED: fanout capture needs root (CI runs as root)");
+        return;
+    }
+    let files = ["pcaps/dns-fragmented.pcap"];
+    let all = frames_of(&files, None);
+    let fragments = frames_of(&files, Some("ip[6:2] & 0x3fff != 0"));
+    let lab = Lab::new('h');
+    let readers = Readers::start(lab.open_with(FanoutOptions {
+        interface: lab.capture.clone(),
+        sockets: 4,
+        group: None,
+        bpf: None,
+        snaplen: fanout::MAX_SNAPLEN,
+        buffer_bytes: 8 << 20,
+        promiscuous: true,
+        kernel_defrag: false,
+    }));
+    let before = lab.rx_packets();
+    lab.replay(&files);
+    assert_eq!(wait_rx(&lab, before, all.len() as u64), all.len() as u64);
+    let reads = readers.finish(all.len());
+    let got: Vec<Vec<u8>> = reads
+        .iter()
+        .flat_map(|r| r.frames.iter().map(|(f, _)| f.clone()))
+        .collect();
+    assert!(sorted(got) == sorted(all), "every frame once, as sent");
+    // The three fragments of the IPv4 answer share a socket (they hash by addresses).
+    let holders: BTreeSet<usize> = reads
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.frames.iter().any(|(f, _)| fragments.contains(f)))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(holders.len(), 1, "fragments on sockets {holders:?}");
 }

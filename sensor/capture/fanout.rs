@@ -7,12 +7,16 @@
 //!   fanout is the flow dissector's *symmetric* hash (`__skb_get_hash_symmetric`: the two
 //!   addresses and the two ports are put in order before hashing), so both directions of a
 //!   TCP or UDP flow reach the same socket. The veth test (`tests/fanout.rs`) checks it.
-//! - `PACKET_FANOUT_FLAG_DEFRAG`: IPv4 fragments are reassembled by the kernel before the
-//!   hash is taken, so a fragmented datagram (a large DNS answer) goes to the socket of its
-//!   flow; that socket then reads the *reassembled* datagram as one frame (the sensor's own
-//!   defragmenter has nothing left to do for it). IPv6 fragments are not reassembled by the
-//!   kernel: they hash by their addresses only, all fragments of a datagram together, but
-//!   not necessarily with the rest of their flow.
+//! - `PACKET_FANOUT_FLAG_DEFRAG` (`FanoutOptions::kernel_defrag`, on by default): IPv4
+//!   fragments are reassembled by the kernel before the hash is taken, so a fragmented
+//!   datagram (a large DNS answer) goes to the socket of its flow; that socket then reads
+//!   the *reassembled* datagram as one frame, and the sensor's own defragmenter, with its
+//!   overlap anomalies, never sees the fragments (the kernel drops a datagram whose
+//!   fragments overlap). Off, the fragments arrive as they were, hashed by their addresses
+//!   only (no ports in a fragment): all fragments of a datagram on one socket, not
+//!   necessarily the socket of their flow — right when each capture thread routes packets
+//!   to workers itself (the dispatcher reassembles, then hashes). IPv6 fragments are never
+//!   reassembled by the kernel and always hash that way.
 //! - The group id: by default the kernel chooses an unused one
 //!   (`PACKET_FANOUT_FLAG_UNIQUEID`), so two sensors (or a sensor and Suricata) on one
 //!   interface never join each other's group; an explicit id is honoured when given.
@@ -119,6 +123,9 @@ pub struct FanoutOptions {
     /// CAP_NET_ADMIN, which the kernel caps at `net.core.rmem_max`).
     pub buffer_bytes: usize,
     pub promiscuous: bool,
+    /// Let the kernel reassemble IPv4 fragments before hashing (`PACKET_FANOUT_FLAG_DEFRAG`),
+    /// so they reach their flow's socket; see the module doc for what it costs.
+    pub kernel_defrag: bool,
 }
 
 /// Why fanout capture could not be opened. Every one of them means "use libpcap instead"
@@ -282,8 +289,9 @@ pub fn open(opts: &FanoutOptions) -> Result<Vec<FanoutSocket>, OpenError> {
             sys::promiscuous(fd.as_fd(), ifindex).map_err(|e| fail("PACKET_ADD_MEMBERSHIP", e))?;
         }
         let joined = match group {
-            Some(id) => sys::join(fd.as_fd(), id, false).map(|()| id),
-            None => sys::join(fd.as_fd(), 0, true).and_then(|()| sys::fanout_id(fd.as_fd())),
+            Some(id) => sys::join(fd.as_fd(), id, opts.kernel_defrag, false).map(|()| id),
+            None => sys::join(fd.as_fd(), 0, opts.kernel_defrag, true)
+                .and_then(|()| sys::fanout_id(fd.as_fd())),
         };
         let id = joined.map_err(|e| match e.raw_os_error() {
             Some(libc::EINVAL) | Some(libc::ENOSPC) | Some(libc::EALREADY) => {
@@ -780,10 +788,13 @@ mod sys {
         })
     }
 
-    /// Joins fanout group `id` (flow hash, IPv4 defragmentation); with `unique`, `id` is
-    /// 0 and the kernel creates a group with an id nobody uses.
-    pub fn join(fd: BorrowedFd<'_>, id: u16, unique: bool) -> io::Result<()> {
-        let mut mode = libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_DEFRAG;
+    /// Joins fanout group `id` (flow hash, and IPv4 defragmentation with `defrag`); with
+    /// `unique`, `id` is 0 and the kernel creates a group with an id nobody uses.
+    pub fn join(fd: BorrowedFd<'_>, id: u16, defrag: bool, unique: bool) -> io::Result<()> {
+        let mut mode = libc::PACKET_FANOUT_HASH;
+        if defrag {
+            mode |= libc::PACKET_FANOUT_FLAG_DEFRAG;
+        }
         if unique {
             mode |= libc::PACKET_FANOUT_FLAG_UNIQUEID;
         }
@@ -1072,6 +1083,7 @@ mod tests {
             snaplen: 262_144,
             buffer_bytes: 1 << 20,
             promiscuous: false,
+            kernel_defrag: true,
         };
         assert_eq!(
             open(&opts).map(|_| ()).unwrap_err().reason(),
