@@ -21,8 +21,9 @@
 //!   (`PACKET_FANOUT_FLAG_UNIQUEID`), so two sensors (or a sensor and Suricata) on one
 //!   interface never join each other's group; an explicit id is honoured when given.
 //! - A BPF filter is compiled by libpcap (`pcap::Capture::dead`, link type Ethernet) and
-//!   attached to every socket with `SO_ATTACH_FILTER`. Its "accept" returns are widened to
-//!   the snap length, as libpcap itself does for its memory-mapped captures. A filter that
+//!   attached to every socket with `SO_ATTACH_FILTER`. Its "accept" returns (compiled for
+//!   a dead handle's 65535 bytes) are set to the snap length; without a filter the socket
+//!   gets a one-instruction "accept, cut at the snap length" program. A filter that
 //!   names `vlan` is refused ([`OpenError::UnsupportedFilter`]): the kernel takes the
 //!   outermost 802.1Q tag out of the frame before any filter runs, and libpcap compiles
 //!   `vlan` for the tag in the frame only when it knows it is on a live Linux socket; the
