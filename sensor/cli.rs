@@ -7,9 +7,9 @@ mod fingerprints;
 
 use crate::capture::inputs;
 use crate::capture::live;
-use crate::config::{self, RuleSource, RunConfig, DEFAULT_HOME_NET};
-use crate::detect::{DetectLimits, Detector, RuleSet};
-use crate::extract::ExtractorLimits;
+use crate::config::settings::{self, LiveSettings, Mode, Settings};
+use crate::config::{self, rule_source, LiveConfig, RunConfig};
+use crate::detect::{Detector, RuleSet};
 use crate::hosts::HostTable;
 use crate::metrics::exporter;
 use crate::metrics::Counters;
@@ -90,131 +90,16 @@ pub struct RuleArgs {
     pub vendors: Option<Vec<String>>,
 }
 
-/// Options shared by `replay` and `live`.
+/// Options shared by `replay` and `live`: the configuration file, and every setting
+/// (`config::Settings`, which the file may hold too).
 #[derive(Args, Debug)]
 pub struct CommonArgs {
-    #[command(flatten)]
-    pub rules: RuleArgs,
-    /// Write alerts as JSON Lines to PATH (- for stdout): one per host, vendor and category.
-    #[arg(long, value_name = "PATH|-")]
-    pub alerts: Option<PathBuf>,
-    /// Rotate the alerts file before it grows past this many MiB (decimals allowed, 0: never):
-    /// PATH becomes PATH.1 (PATH.1 becomes PATH.2, …) and a new PATH is started [default: 0].
-    #[arg(long, value_name = "MIB")]
-    pub alerts_max_mb: Option<f64>,
-    /// Rotated alerts files kept (PATH.1 … PATH.K); the oldest is removed [default: 5].
-    #[arg(long, value_name = "K")]
-    pub alerts_keep: Option<usize>,
-    /// When the alerts file is fsynced: always (after every alert), interval (at most once a
-    /// second) or never (left to the OS) [default: always].
-    #[arg(long, value_name = "always|interval|never")]
-    pub alerts_fsync: Option<crate::output::alertfile::FsyncPolicy>,
-    /// Alerts held in memory while the alerts file cannot be written (a full disk), written in
-    /// order once it can; beyond this many they are dropped and counted [default: 10000].
-    #[arg(long, value_name = "N")]
-    pub alerts_backlog: Option<usize>,
-    /// Write the host report (JSON) to PATH at the end.
-    #[arg(long, value_name = "PATH")]
-    pub report: Option<PathBuf>,
-    /// Write every extracted name, matched or not, as JSON Lines to PATH (- for stdout).
-    #[arg(long, value_name = "PATH|-")]
-    pub events: Option<PathBuf>,
-    /// Internal networks whose hosts are reported, comma-separated CIDRs
-    /// [default: RFC 1918, 100.64.0.0/10, fc00::/7, fe80::/10].
-    #[arg(long, value_name = "CIDR,...")]
-    pub home_net: Option<String>,
-    /// Home-net resolvers, comma-separated addresses: they hold the resolver role from the
-    /// start (without it, a host earns the role by answering other home-net hosts' queries).
-    #[arg(long, value_name = "IP,...")]
-    pub resolvers: Option<String>,
-    /// The persistent host inventory (SQLite), or `none`
-    /// [default: none for replay, /var/lib/vendorwatch/inventory.db for live].
-    #[arg(long, value_name = "PATH|none", env = "VENDORWATCH_STATE")]
-    pub state: Option<String>,
-    /// Alert again for a host still talking to a vendor this many hours after its last alert
-    /// (0: never) [default: 24].
-    #[arg(long, value_name = "HOURS")]
-    pub realert_hours: Option<u64>,
     /// Configuration file (TOML): every option here, named with underscores (max_flows),
     /// plus [live] settings and [[suppress]] entries; options given on the command line win.
     #[arg(long, value_name = "PATH", env = "VENDORWATCH_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Also reload rules and suppressions when the rule files or the configuration file change
-    /// (SIGHUP always reloads them). A broken file keeps the rules in force.
-    #[arg(long)]
-    pub watch: bool,
-    /// Worker threads [default: cores - 1, at least 1].
-    #[arg(long, value_name = "N")]
-    pub workers: Option<usize>,
-    /// Flows tracked per worker; beyond it the longest-idle are evicted (and counted) [default: 262144].
-    #[arg(long, value_name = "N")]
-    pub max_flows: Option<usize>,
-    /// MiB all TCP reassembly buffers of one worker may hold; beyond it the flows that
-    /// started buffering first give theirs up (counted, no longer inspected) [default: 64].
-    #[arg(long, value_name = "MIB")]
-    pub reassembly_mb: Option<usize>,
-    /// HTTP requests read per connection (keep-alive and proxy connections, request bodies
-    /// passed over); beyond it the connection is no longer inspected (counted) [default: 1000].
-    #[arg(long, value_name = "N")]
-    pub http_max_requests: Option<u32>,
-    /// Hosts in the inventory; findings for new hosts beyond it are shed and counted
-    /// (known hosts keep being updated) [default: 100000].
-    #[arg(long, value_name = "N")]
-    pub max_hosts: Option<usize>,
-    /// Fingerprint learning: distinct hosts that must have used a client fingerprint on a
-    /// vendor's visible flows before it is suspected on hidden-name flows [default: 5].
-    #[arg(long, value_name = "N")]
-    pub learn_min_hosts: Option<usize>,
-    /// Fingerprint learning: the share of a fingerprint's visible-name flows (and hosts)
-    /// that must be the vendor's, between 0 and 1 [default: 0.95].
-    #[arg(long, value_name = "FRACTION")]
-    pub learn_min_specificity: Option<f64>,
-    /// Fingerprint learning: packet time the vendor flows must span before the fingerprint
-    /// is used [default: 3600].
-    #[arg(long, value_name = "SECS")]
-    pub learn_min_seconds: Option<u64>,
-    /// Passive DNS: addresses remembered from answers to vendor names (when full, expired
-    /// entries go first, then the oldest answers; counted) [default: 100000].
-    #[arg(long, value_name = "N")]
-    pub pdns_max: Option<usize>,
-    /// Passive DNS: keep an answer at least this long, whatever its TTL (clients cache longer
-    /// than TTLs say) [default: 600].
-    #[arg(long, value_name = "SECS")]
-    pub pdns_ttl_floor: Option<u64>,
-    /// Passive DNS: keep an answer at most this long [default: 86400].
-    #[arg(long, value_name = "SECS")]
-    pub pdns_ttl_cap: Option<u64>,
-    /// Also send alerts to a syslog receiver, RFC 5424: udp://HOST:PORT, tcp://HOST:PORT
-    /// (octet-counted) or unix:PATH. Never blocks capture: a bounded queue, reconnects, drops counted.
-    #[arg(long, value_name = "TARGET")]
-    pub syslog: Option<String>,
-    /// Alerts queued for syslog while the receiver is unreachable [default: 10000].
-    #[arg(long, value_name = "N")]
-    pub syslog_queue: Option<usize>,
-    /// UDP ports carrying VXLAN, comma-separated (add 8472 for Linux's legacy default) [default: 4789].
-    #[arg(long, value_name = "PORT,...", value_delimiter = ',')]
-    pub vxlan_ports: Option<Vec<u16>>,
-    /// Serve Prometheus metrics, /healthz and /api/hosts on ADDR, or `off` [default: 127.0.0.1:9717 for live, off for replay].
-    #[arg(long, value_name = "ADDR|off")]
-    pub metrics_addr: Option<String>,
-    /// Print no summary, no progress bar and no status line.
-    #[arg(long, short)]
-    pub quiet: bool,
-    /// Do not install the seccomp filter that, once start-up is over, refuses the system calls
-    /// an exploit would need (exec, ptrace, mount, namespaces, kernel modules, bpf, new raw
-    /// sockets, ...). Only for debugging under strace or gdb (they need ptrace of the sensor's
-    /// own threads, or see EPERM where they expect success) or a libc that makes one of those
-    /// calls in normal operation.
-    #[arg(long)]
-    pub no_seccomp: bool,
-    /// Read TCP segments whatever their IP and TCP checksums say. By default a segment with a
-    /// wrong checksum, in a direction whose checksums were right so far, is not read (the
-    /// receiver dropped it: an evader's insertion), and a direction whose checksums are never
-    /// right (captured on a host with checksum offload) is read as it is.
-    #[arg(long)]
-    pub ignore_checksums: bool,
     #[command(flatten)]
-    pub agency: crate::cli_agency::AgencyArgs,
+    pub settings: Settings,
 }
 
 #[derive(Args, Debug)]
@@ -231,26 +116,8 @@ pub struct ReplayArgs {
 
 #[derive(Args, Debug)]
 pub struct LiveArgs {
-    /// Interface to capture on (a span port or tap); repeat for several, one capture thread
-    /// each (or `interfaces` in the [live] table of --config).
-    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
-    pub interfaces: Vec<String>,
-    /// BPF filter, compiled by libpcap (e.g. "not port 22").
-    #[arg(long, value_name = "EXPR")]
-    pub bpf: Option<String>,
-    /// Kernel capture buffer per interface, in MiB (raise it if the kernel drops packets) [default: 64].
-    #[arg(long, value_name = "MIB")]
-    pub buffer_mb: Option<u32>,
-    /// Do not put the interface in promiscuous mode.
-    #[arg(long)]
-    pub no_promisc: bool,
-    /// After the interfaces and outputs are open, run as this user and keep no capabilities
-    /// [default when started as root: vendorwatch, if that user exists].
-    #[arg(long, value_name = "NAME")]
-    pub user: Option<String>,
-    /// Seconds between status lines on a terminal (packets, drops per stage, alerts) [default: 10].
-    #[arg(long, value_name = "SECS")]
-    pub status_every: Option<u64>,
+    #[command(flatten)]
+    pub live: LiveSettings,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -340,71 +207,61 @@ pub enum RulesCommand {
     },
 }
 
+/// The command line, with each option's default shown in its help (`Settings::defaults`).
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command()
+        .mut_subcommand("replay", |c| {
+            settings::with_defaults_shown(c, &Settings::defaults(Mode::Replay))
+        })
+        .mut_subcommand("live", |c| {
+            let c = settings::with_defaults_shown(c, &Settings::defaults(Mode::Live));
+            settings::with_defaults_shown(c, &LiveSettings::defaults())
+        })
+}
+
+/// Parses the process's command line (exits on a usage error, as clap does).
+pub fn parse() -> Cli {
+    use clap::FromArgMatches;
+    let matches = command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 /// Runs the parsed command; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
-    let (config, command) = match cli.command {
-        Command::Rules(cmd) => return run_rules(cmd),
-        Command::Report(args) => return run_report(args),
-        Command::Hosts(args) => return run_hosts(args),
-        Command::Fingerprints(args) => return fingerprints::run(args),
-        Command::Config(ConfigCommand::Check { path }) => return run_config_check(path),
+    match cli.command {
+        Command::Rules(cmd) => run_rules(cmd),
+        Command::Report(args) => run_report(args),
+        Command::Hosts(args) => run_hosts(args),
+        Command::Fingerprints(args) => fingerprints::run(args),
+        Command::Config(ConfigCommand::Check { path }) => run_config_check(path),
         Command::Replay(args) => {
-            let metrics = args.common.metrics_addr.clone();
-            (
-                run_config(args.common, metrics, &REPLAY_DEFAULTS),
-                Mode::Replay(args.inputs, args.linger),
-            )
-        }
-        Command::Live(args) => {
-            let metrics = args.common.metrics_addr.clone();
-            let command = Mode::Live(LiveOverrides {
-                interfaces: args.interfaces,
-                bpf: args.bpf,
-                buffer_mb: args.buffer_mb,
-                no_promisc: args.no_promisc,
-                status_every: args.status_every,
-                user: args.user,
-            });
-            (run_config(args.common, metrics, &LIVE_DEFAULTS), command)
-        }
-    };
-    let (cfg, file) = match config {
-        Ok(cfg) => cfg,
-        Err(msg) => {
-            eprintln!("vendorwatch: {msg}");
-            return exit::UNUSABLE;
-        }
-    };
-    match command {
-        Mode::Replay(inputs, linger) => run_replay(cfg, &inputs, linger),
-        Mode::Live(given) => {
-            let from_file = &file.live;
-            let live = LiveSettings {
-                interfaces: if given.interfaces.is_empty() {
-                    from_file.interfaces.clone().unwrap_or_default()
-                } else {
-                    given.interfaces
-                },
-                bpf: given.bpf.or_else(|| from_file.bpf.clone()),
-                buffer_mb: given.buffer_mb.or(from_file.buffer_mb).unwrap_or(64),
-                promiscuous: !given.no_promisc && from_file.promiscuous.unwrap_or(true),
-                status_every: given.status_every.or(from_file.status_every).unwrap_or(10),
-                user: given.user.or_else(|| from_file.user.clone()),
-            };
-            for (key, value) in [
-                ("buffer_mb", u64::from(live.buffer_mb)),
-                ("status_every", live.status_every),
-            ] {
-                if let Err(e) = config::check_flag(key, value) {
+            match RunConfig::build(
+                &args.common.settings,
+                args.common.config.as_deref(),
+                Mode::Replay,
+            ) {
+                Ok((cfg, _)) => run_replay(cfg, &args.inputs, args.linger),
+                Err(e) => {
                     eprintln!("vendorwatch: {e}");
-                    return exit::UNUSABLE;
+                    exit::UNUSABLE
                 }
             }
-            if live.interfaces.is_empty() {
-                eprintln!("vendorwatch: live needs an interface: -i IFACE (repeatable), or interfaces = [\"eth1\"] in the [live] table of --config");
-                return exit::UNUSABLE;
+        }
+        Command::Live(args) => {
+            let built = RunConfig::build(
+                &args.common.settings,
+                args.common.config.as_deref(),
+                Mode::Live,
+            )
+            .and_then(|(cfg, file)| Ok((cfg, LiveConfig::build(&args.live, &file.live)?)));
+            match built {
+                Ok((cfg, live)) => run_live(cfg, live),
+                Err(e) => {
+                    eprintln!("vendorwatch: {e}");
+                    exit::UNUSABLE
+                }
             }
-            run_live(cfg, live)
         }
     }
 }
@@ -412,300 +269,6 @@ pub fn run(cli: Cli) -> i32 {
 /// Where `hosts` and `report` look for an inventory unless `--state` says otherwise (a replay
 /// keeps one only when asked: `--state PATH` or `state` in the configuration).
 pub const DEFAULT_REPLAY_STATE: &str = "vendorwatch.db";
-pub const DEFAULT_LIVE_STATE: &str = "/var/lib/vendorwatch/inventory.db";
-
-/// Where `live` serves metrics unless told otherwise: loopback only.
-pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9717";
-
-/// Defaults that differ between `replay` and `live`.
-struct CommandDefaults {
-    /// `None`: no inventory unless asked for.
-    state: Option<&'static str>,
-    metrics_addr: Option<&'static str>,
-}
-
-const REPLAY_DEFAULTS: CommandDefaults = CommandDefaults {
-    state: None,
-    metrics_addr: None,
-};
-
-const LIVE_DEFAULTS: CommandDefaults = CommandDefaults {
-    state: Some(DEFAULT_LIVE_STATE),
-    metrics_addr: Some(DEFAULT_METRICS_ADDR),
-};
-
-enum Mode {
-    Replay(Vec<String>, u64),
-    Live(LiveOverrides),
-}
-
-/// `live`'s own options as given on the command line (merged with the file's [live] table).
-struct LiveOverrides {
-    interfaces: Vec<String>,
-    bpf: Option<String>,
-    buffer_mb: Option<u32>,
-    no_promisc: bool,
-    status_every: Option<u64>,
-    user: Option<String>,
-}
-
-struct LiveSettings {
-    interfaces: Vec<String>,
-    bpf: Option<String>,
-    buffer_mb: u32,
-    promiscuous: bool,
-    status_every: u64,
-    user: Option<String>,
-}
-
-fn rule_source(path: &Option<PathBuf>) -> RuleSource {
-    path.clone().map_or(RuleSource::Embedded, RuleSource::Path)
-}
-
-/// Builds the validated configuration: each option from the command line if given, else from
-/// the configuration file, else its default. Returns the file too (live reads its [live] table).
-fn run_config(
-    args: CommonArgs,
-    metrics_addr: Option<String>,
-    defaults: &CommandDefaults,
-) -> Result<(RunConfig, config::LoadedConfig), String> {
-    let file = match &args.config {
-        Some(p) => config::load_config(p).map_err(|errs| {
-            format!(
-                "the configuration has {} problem(s):\n  {}\ncheck it with `vendorwatch config check {}`",
-                errs.len(),
-                errs.join("\n  "),
-                crate::operator_input::shown(p)
-            )
-        })?,
-        None => config::LoadedConfig::default(),
-    };
-    let vxlan_ports = args
-        .vxlan_ports
-        .clone()
-        .or_else(|| file.settings.vxlan_ports.clone())
-        .unwrap_or_else(|| vec![crate::decode::tunnel::VXLAN_PORT]);
-    if vxlan_ports.contains(&0) {
-        return Err("--vxlan-ports: 0 is not a port".into());
-    }
-    crate::decode::tunnel::set_vxlan_ports(vxlan_ports);
-    let syslog = match args.syslog.as_ref().or(file.settings.syslog.as_ref()) {
-        Some(t) => {
-            let target: crate::output::syslog::SyslogTarget =
-                t.parse().map_err(|e| format!("--syslog: {e}"))?;
-            let mut c = crate::output::syslog::SyslogConfig::new(target);
-            c.capacity = args
-                .syslog_queue
-                .or(file.settings.syslog_queue)
-                .unwrap_or(crate::output::syslog::DEFAULT_CAPACITY);
-            config::check_flag("syslog_queue", c.capacity as u64)?;
-            Some(c)
-        }
-        None => None,
-    };
-    let rules_path = args.rules.rules.clone().or(file.settings.rules.clone());
-    let vendors = args.rules.vendors.clone().or(file.settings.vendors.clone());
-    let rules = config::load_rules(&rule_source(&rules_path), vendors.as_deref())?;
-    let home_net = config::parse_home_net(
-        args.home_net
-            .as_deref()
-            .or(file.home_net.as_deref())
-            .unwrap_or(DEFAULT_HOME_NET),
-    )?;
-    // Values from the file were checked when it was loaded; these are the command line's.
-    let pinned_resolvers = match (&args.resolvers, &file.settings.resolvers) {
-        (Some(list), _) => {
-            config::parse_resolvers(list).map_err(|e| format!("--resolvers: {e}"))?
-        }
-        (None, Some(list)) => {
-            config::parse_resolvers(&list.join(",")).map_err(|e| format!("resolvers: {e}"))?
-        }
-        (None, None) => Vec::new(),
-    };
-    if let Some(outside) = pinned_resolvers.iter().find(|ip| !home_net.contains(**ip)) {
-        return Err(format!(
-            "{} {outside} is not in the home net (only home-net hosts hold the resolver role)",
-            if args.resolvers.is_some() {
-                "--resolvers:"
-            } else {
-                "resolvers:"
-            }
-        ));
-    }
-    let workers = args.workers.or(file.settings.workers);
-    if let Some(w) = workers {
-        config::check_flag("workers", w as u64)?;
-    }
-    let max_flows = args
-        .max_flows
-        .or(file.settings.max_flows)
-        .unwrap_or(ExtractorLimits::default().max_flows);
-    config::check_flag("max_flows", max_flows as u64)?;
-    let reassembly_mb = args
-        .reassembly_mb
-        .or(file.settings.reassembly_mb)
-        .unwrap_or(64);
-    config::check_flag("reassembly_mb", reassembly_mb as u64)?;
-    let http_max_requests = args
-        .http_max_requests
-        .or(file.settings.http_max_requests)
-        .unwrap_or(crate::extract::flow::HTTP_MAX_REQUESTS);
-    config::check_flag("http_max_requests", u64::from(http_max_requests))?;
-    let max_hosts = args
-        .max_hosts
-        .or(file.settings.max_hosts)
-        .unwrap_or(crate::hosts::DEFAULT_MAX_HOSTS);
-    config::check_flag("max_hosts", max_hosts as u64)?;
-    let learn_defaults = crate::detect::fingerprints::LearnSettings::default();
-    let learn = crate::detect::fingerprints::LearnSettings {
-        min_hosts: args
-            .learn_min_hosts
-            .or(file.settings.learn_min_hosts)
-            .unwrap_or(learn_defaults.min_hosts),
-        min_specificity: args
-            .learn_min_specificity
-            .or(file.settings.learn_min_specificity)
-            .unwrap_or(learn_defaults.min_specificity),
-        min_observe_secs: args
-            .learn_min_seconds
-            .or(file.settings.learn_min_seconds)
-            .unwrap_or(learn_defaults.min_observe_secs),
-    };
-    config::check_flag("learn_min_hosts", learn.min_hosts as u64)?;
-    if !(learn.min_specificity > 0.0 && learn.min_specificity <= 1.0) {
-        return Err("--learn-min-specificity must be a fraction above 0 and at most 1".into());
-    }
-    let detect_defaults = DetectLimits::default();
-    let detect_limits = DetectLimits {
-        pdns_max_entries: args
-            .pdns_max
-            .or(file.settings.pdns_max)
-            .unwrap_or(detect_defaults.pdns_max_entries),
-        pdns_ttl_floor_secs: args
-            .pdns_ttl_floor
-            .or(file.settings.pdns_ttl_floor)
-            .unwrap_or(detect_defaults.pdns_ttl_floor_secs),
-        pdns_ttl_cap_secs: args
-            .pdns_ttl_cap
-            .or(file.settings.pdns_ttl_cap)
-            .unwrap_or(detect_defaults.pdns_ttl_cap_secs),
-        ..detect_defaults
-    };
-    config::check_flag("pdns_max", detect_limits.pdns_max_entries as u64)?;
-    config::check_flag("pdns_ttl_floor", detect_limits.pdns_ttl_floor_secs)?;
-    config::check_flag("pdns_ttl_cap", detect_limits.pdns_ttl_cap_secs)?;
-    if detect_limits.pdns_ttl_floor_secs > detect_limits.pdns_ttl_cap_secs {
-        return Err(format!(
-            "--pdns-ttl-floor ({}) is larger than --pdns-ttl-cap ({})",
-            detect_limits.pdns_ttl_floor_secs, detect_limits.pdns_ttl_cap_secs
-        ));
-    }
-    let alerts = args.alerts.or_else(|| file.settings.alerts.clone());
-    let events = args.events.or_else(|| file.settings.events.clone());
-    let alerts_max_mb = args
-        .alerts_max_mb
-        .or(file.settings.alerts_max_mb)
-        .unwrap_or(0.0);
-    if !(alerts_max_mb.is_finite() && alerts_max_mb >= 0.0) {
-        return Err("--alerts-max-mb must be 0 (never rotate) or a positive number of MiB".into());
-    }
-    let fsync = match (args.alerts_fsync, &file.settings.alerts_fsync) {
-        (Some(f), _) => f,
-        (None, Some(text)) => text.parse().map_err(|e| format!("alerts_fsync: {e}"))?,
-        (None, None) => crate::output::alertfile::FsyncPolicy::default(),
-    };
-    let alerts_file = crate::output::alertfile::AlertFileOptions {
-        // `as` saturates: an absurdly large size means "never in practice".
-        max_bytes: (alerts_max_mb * 1024.0 * 1024.0).ceil() as u64,
-        keep: args
-            .alerts_keep
-            .or(file.settings.alerts_keep)
-            .unwrap_or(crate::output::alertfile::DEFAULT_KEEP),
-        fsync,
-        backlog: args
-            .alerts_backlog
-            .or(file.settings.alerts_backlog)
-            .unwrap_or(crate::output::alertfile::DEFAULT_BACKLOG),
-        append: false,
-    };
-    if alerts_file.max_bytes > 0 && alerts.as_deref() == Some(Path::new("-")) {
-        return Err("--alerts-max-mb rotates a file; stdout cannot be rotated".into());
-    }
-    if alerts_file.keep == 0 {
-        return Err(
-            "--alerts-keep must be at least 1 (use --alerts-max-mb 0 to never rotate)".into(),
-        );
-    }
-    config::check_flag("alerts_keep", alerts_file.keep as u64)?;
-    config::check_flag("alerts_backlog", alerts_file.backlog as u64)?;
-    let stdout_users = [&alerts, &events]
-        .iter()
-        .filter(|o| o.as_deref() == Some(Path::new("-")))
-        .count();
-    if stdout_users > 1 {
-        return Err("--alerts and --events cannot both write to stdout".into());
-    }
-    let state = args
-        .state
-        .or_else(|| file.settings.state.clone())
-        .or_else(|| defaults.state.map(str::to_string))
-        .unwrap_or_else(|| "none".to_string());
-    let (agency, state, temporary_spool) = crate::cli_agency::agency_config(
-        &args.agency,
-        &file.settings,
-        match state.as_str() {
-            "none" => None,
-            path => Some(PathBuf::from(path)),
-        },
-    )?;
-    let realert_hours = args
-        .realert_hours
-        .or(file.settings.realert_hours)
-        .unwrap_or(24);
-    config::check_flag("realert_hours", realert_hours)?;
-    let cfg = RunConfig {
-        encrypted_dns: crate::detect::resolvers::EncryptedDns::embedded()?,
-        rules: Arc::new(rules),
-        home_net,
-        pinned_resolvers,
-        workers: workers.unwrap_or_else(config::default_workers),
-        alerts,
-        alerts_file,
-        report: args.report.or_else(|| file.settings.report.clone()),
-        events,
-        extract_limits: ExtractorLimits {
-            max_flows,
-            reassembly_budget: reassembly_mb << 20,
-            http_max_requests,
-            verify_checksums: !(args.ignore_checksums
-                || file.settings.ignore_checksums.unwrap_or(false)),
-            ..ExtractorLimits::default()
-        },
-        detect_limits,
-        quiet: args.quiet || file.settings.quiet.unwrap_or(false),
-        metrics_addr: metrics_addr
-            .or_else(|| file.settings.metrics_addr.clone())
-            .or_else(|| defaults.metrics_addr.map(str::to_string))
-            .filter(|a| a != "off"),
-        syslog,
-        suppressions: file.suppressions.clone(),
-        state,
-        agency,
-        temporary_spool,
-        realert_secs: Some(realert_hours.saturating_mul(3600)).filter(|s| *s > 0),
-        reload: crate::reload::ReloadSpec {
-            config: args.config.clone(),
-            rules: args.rules.rules.clone(),
-            vendors: args.rules.vendors.clone(),
-            watch: args.watch || file.settings.watch.unwrap_or(false),
-            started_with: args.config.is_some().then(|| file.clone()),
-        },
-        seccomp: !args.no_seccomp && file.settings.seccomp.unwrap_or(true),
-        max_hosts,
-        learn,
-    };
-    Ok((cfg, file))
-}
 
 fn open_output(path: &Path, what: &str) -> Result<SharedWriter, String> {
     let w: Box<dyn Write + Send> = if path == Path::new("-") {
@@ -815,6 +378,7 @@ fn start(cfg: &RunConfig, replay: bool) -> Result<Started, String> {
         alerts,
         events,
         extract_limits: cfg.extract_limits,
+        decode: cfg.decode.clone(),
         batch_seconds: crate::metrics::exporter::batch_histogram(),
         report_file: Mutex::new(report_file),
         suppressions: arc_swap::ArcSwap::from_pointee(cfg.suppressions.clone()),
@@ -1250,7 +814,7 @@ fn widen_span(span: &PacketSpan, first: Option<Timestamp>, last: Option<Timestam
 /// Per-interface capture statistics shared between capture threads and the status line.
 type SourceTotals = Arc<Mutex<Vec<(String, live::PcapTotals)>>>;
 
-fn run_live(cfg: RunConfig, settings: LiveSettings) -> i32 {
+fn run_live(cfg: RunConfig, settings: LiveConfig) -> i32 {
     // A restarted sensor appends to its alerts file (a SIEM tailing it sees no truncation).
     let cfg = RunConfig {
         alerts_file: crate::output::alertfile::AlertFileOptions {
@@ -2012,7 +1576,10 @@ fn run_config_check(path: Option<PathBuf>) -> i32 {
             .settings
             .vendors
             .map_or("default".to_string(), |v| v.join(",")),
-        loaded.home_net.unwrap_or_else(|| "default".into())
+        loaded
+            .settings
+            .home_net
+            .map_or("default".to_string(), |n| n.join(","))
     );
     exit::OK
 }
@@ -2339,6 +1906,57 @@ pub fn explain_match(set: &RuleSet, value: &str) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::csv_cell;
+
+    /// A commented example line of deploy/vendorwatch.toml (`# workers = 3`), uncommented.
+    fn uncommented(line: &str) -> Option<&str> {
+        let rest = line.strip_prefix('#')?.trim_start();
+        let key = rest.split(" = ").next()?;
+        let is_key = !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+        (rest.starts_with("[[suppress]]") || (is_key && rest.contains(" = "))).then_some(rest)
+    }
+
+    /// Adding an option is one field of `Settings`; this keeps the README and the example
+    /// configuration file in step with it.
+    #[test]
+    fn settings_readme_and_deploy_file_agree() {
+        let readme = include_str!("../README.md");
+        for sub in ["replay", "live"] {
+            let cmd = super::command();
+            let cmd = cmd.find_subcommand(sub).expect("subcommand");
+            for arg in cmd.get_arguments() {
+                if let Some(long) = arg.get_long().filter(|l| *l != "help") {
+                    assert!(
+                        readme.contains(&format!("--{long}")),
+                        "README.md does not mention --{long} ({sub})"
+                    );
+                }
+            }
+        }
+        let deploy = include_str!("../deploy/vendorwatch.toml");
+        crate::config::parse_config("deploy/vendorwatch.toml", deploy).expect("deploy file parses");
+        // Every example, commented or not, must parse, and every key must be there.
+        let all: String = deploy
+            .lines()
+            .map(|l| uncommented(l).unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let parsed = crate::config::parse_config("deploy (uncommented)", &all)
+            .expect("every example of deploy/vendorwatch.toml parses");
+        let top = serde_json::to_value(&parsed.settings).expect("json");
+        for key in crate::config::settings::keys::<crate::config::Settings>() {
+            assert!(
+                !top[&key].is_null(),
+                "deploy/vendorwatch.toml lacks the key {key}"
+            );
+        }
+        let live = serde_json::to_value(&parsed.live).expect("json");
+        for key in crate::config::settings::keys::<crate::config::LiveSettings>() {
+            assert!(
+                !live[&key].is_null(),
+                "deploy/vendorwatch.toml lacks [live] {key}"
+            );
+        }
+    }
 
     #[test]
     fn csv_cells_that_start_like_a_formula_are_neutralised() {

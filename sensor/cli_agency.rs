@@ -5,7 +5,6 @@
 //! Kept apart from `cli.rs` so that the commands there change only where they start and end
 //! the shipper and where `hosts`/`report` read the agency instead of a local file.
 
-use crate::config::FileConfig;
 use crate::hosts::agency::{self, AgencyConfig, AgencyHost};
 use crate::hosts::postgres::{self as pg, AgencyReader, Filter};
 use crate::hosts::ship::Shipper;
@@ -15,39 +14,6 @@ use crate::time::Timestamp;
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// `replay` and `live`: taking part in the agency inventory.
-#[derive(Args, Debug, Clone, Default)]
-pub struct AgencyArgs {
-    /// Also ship the inventory to the agency's PostgreSQL, a libpq-style URL
-    /// (postgres://USER@HOST:PORT/DB?sslmode=require; the password from the URL,
-    /// --inventory-password-file or PGPASSWORD). Detections land in the local inventory
-    /// (--state) first and are shipped from there; replay without --state uses a temporary one.
-    #[arg(long, value_name = "postgres://...", env = "VENDORWATCH_INVENTORY")]
-    pub inventory: Option<String>,
-    /// A file whose first line is the password of the --inventory role.
-    #[arg(long, value_name = "PATH")]
-    pub inventory_password_file: Option<PathBuf>,
-    /// A PEM root certificate to trust for TLS to the inventory server (a private CA).
-    #[arg(long, value_name = "PEM")]
-    pub inventory_ca: Option<PathBuf>,
-    /// This sensor's name in the agency inventory and its metrics [default: the host name].
-    #[arg(long, value_name = "ID")]
-    pub sensor_id: Option<String>,
-    /// The site this sensor watches: hosts are keyed by site and address [default: default].
-    #[arg(long, value_name = "NAME")]
-    pub site: Option<String>,
-    /// Host snapshots the spool holds while the server is unreachable; beyond, new hosts
-    /// wait for a resync (counted) [default: 200000].
-    #[arg(long, value_name = "N")]
-    pub inventory_backlog: Option<usize>,
-    /// Host snapshots per shipped transaction [default: 500].
-    #[arg(long, value_name = "N")]
-    pub inventory_batch: Option<usize>,
-    /// Seconds replay waits at the end for the spool to drain [default: 60].
-    #[arg(long, value_name = "SECS")]
-    pub inventory_wait: Option<u64>,
-}
 
 /// `hosts` and `report`: reading the agency inventory.
 #[derive(Args, Debug, Clone, Default)]
@@ -71,91 +37,6 @@ pub struct AgencyQueryArgs {
     /// analysts then need only the grants of deploy/postgres/roles.sql).
     #[arg(long, requires = "inventory")]
     pub create_schema: bool,
-}
-
-/// The validated agency settings of `replay`/`live`, and the state path to use (replay
-/// without an inventory file gets a temporary spool).
-pub fn agency_config(
-    args: &AgencyArgs,
-    file: &FileConfig,
-    state: Option<PathBuf>,
-) -> Result<(Option<AgencyConfig>, Option<PathBuf>, bool), String> {
-    let Some(url) = args.inventory.clone().or_else(|| file.inventory.clone()) else {
-        if args.sensor_id.is_some() || args.site.is_some() {
-            // Harmless, but say it: the identity labels nothing without an agency inventory.
-            eprintln!("vendorwatch: --sensor-id and --site label the agency inventory; without --inventory they are not used");
-        }
-        return Ok((None, state, false));
-    };
-    if !agency::is_postgres(&url) {
-        return Err("--inventory takes a PostgreSQL URL: postgres://USER@HOST:PORT/DB (the local inventory is --state)".into());
-    }
-    let password_file = args
-        .inventory_password_file
-        .clone()
-        .or_else(|| file.inventory_password_file.clone());
-    let pg = agency::connection(&url, password_file.as_deref())?;
-    let sensor_id = agency::check_label(
-        "--sensor-id",
-        &args
-            .sensor_id
-            .clone()
-            .or_else(|| file.sensor_id.clone())
-            .unwrap_or_else(agency::default_sensor_id),
-    )?;
-    let site = agency::check_label(
-        "--site",
-        &args
-            .site
-            .clone()
-            .or_else(|| file.site.clone())
-            .unwrap_or_else(|| "default".into()),
-    )?;
-    let backlog = args
-        .inventory_backlog
-        .or(file.inventory_backlog)
-        .unwrap_or(agency::DEFAULT_BACKLOG);
-    let batch = args
-        .inventory_batch
-        .or(file.inventory_batch)
-        .unwrap_or(agency::DEFAULT_BATCH);
-    if backlog == 0 || batch == 0 {
-        return Err("--inventory-backlog and --inventory-batch must be at least 1".into());
-    }
-    let (state, temporary) = match state {
-        Some(s) => (Some(s), false),
-        None => {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos());
-            (
-                Some(std::env::temp_dir().join(format!(
-                    "vendorwatch-spool-{}-{nanos}.db",
-                    std::process::id()
-                ))),
-                true,
-            )
-        }
-    };
-    Ok((
-        Some(AgencyConfig {
-            pg,
-            ca: args
-                .inventory_ca
-                .clone()
-                .or_else(|| file.inventory_ca.clone()),
-            sensor_id,
-            site,
-            backlog,
-            batch,
-            wait_secs: args
-                .inventory_wait
-                .or(file.inventory_wait)
-                .unwrap_or(agency::DEFAULT_REPLAY_WAIT_SECS),
-        }),
-        state,
-        temporary,
-    ))
 }
 
 /// Sets up the spool in the local inventory `path` (the store's save hook) and starts the

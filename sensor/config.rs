@@ -1,17 +1,21 @@
-//! Validated configuration: what the program runs on, built from the raw command line
-//! (`cli`) once, with every problem reported in words a user can act on.
+//! Validated configuration: what the program runs on, built once from the command line and
+//! the configuration file, with every problem reported in words a user can act on.
+//!
+//! `settings` declares every option once (clap and the file's schema); this module reads and
+//! checks the file (each problem at its line); `run` merges and validates into `RunConfig`.
+
+mod run;
+pub mod settings;
+
+pub use run::{default_workers, rule_source, ConfigError, LiveConfig, ReloadSpec, RunConfig};
+pub use settings::{LiveSettings, Mode, Settings, DEFAULT_HOME_NET};
 
 use crate::detect::rules::{self, Loaded, RuleError};
-use crate::detect::{DetectLimits, HomeNet, RuleSet};
-use crate::extract::ExtractorLimits;
+use crate::detect::{HomeNet, RuleSet};
 use crate::suppress::{Suppression, Suppressions};
 use crate::time::Timestamp;
 use serde::Deserialize;
 use std::path::PathBuf;
-
-/// RFC 1918, carrier-grade NAT, IPv6 unique-local and link-local.
-pub const DEFAULT_HOME_NET: &str =
-    "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7,fe80::/10";
 
 pub fn parse_home_net(list: &str) -> Result<HomeNet, String> {
     let mut nets = Vec::new();
@@ -75,125 +79,6 @@ pub fn parse_resolvers(list: &str) -> Result<Vec<std::net::IpAddr>, String> {
         .collect()
 }
 
-/// Default number of workers: one core is left to the reader.
-pub fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
-}
-
-/// What `replay` and `live` run on, validated.
-pub struct RunConfig {
-    pub rules: std::sync::Arc<RuleSet>,
-    pub home_net: HomeNet,
-    /// Resolvers named by the operator (`--resolvers`, `resolvers = [...]`).
-    pub pinned_resolvers: Vec<std::net::IpAddr>,
-    pub workers: usize,
-    pub alerts: Option<PathBuf>,
-    /// Rotation, fsync policy and backlog of the alerts file.
-    pub alerts_file: crate::output::alertfile::AlertFileOptions,
-    pub report: Option<PathBuf>,
-    pub events: Option<PathBuf>,
-    pub extract_limits: ExtractorLimits,
-    pub detect_limits: DetectLimits,
-    pub quiet: bool,
-    pub encrypted_dns: crate::detect::resolvers::EncryptedDns,
-    /// Where to serve /metrics, /healthz and /api/hosts (`None`: not at all).
-    pub metrics_addr: Option<String>,
-    /// The persistent inventory (`None`: `--state none`).
-    pub state: Option<std::path::PathBuf>,
-    pub realert_secs: Option<u64>,
-    /// Hosts the inventory holds; findings for new hosts beyond are shed and counted.
-    pub max_hosts: usize,
-    /// When a learned client fingerprint is used on hidden-name flows.
-    pub learn: crate::detect::fingerprints::LearnSettings,
-    /// Findings that raise no alert (still recorded, flagged).
-    pub suppressions: Suppressions,
-    /// Where alerts also go, over syslog.
-    pub syslog: Option<crate::output::syslog::SyslogConfig>,
-    /// Where a reload (SIGHUP, `--watch`) reads rules and suppressions from.
-    pub reload: crate::reload::ReloadSpec,
-    /// Install the seccomp filter once start-up is over.
-    pub seccomp: bool,
-    /// The agency inventory this sensor ships to, and whether `state` is a temporary spool.
-    pub agency: Option<crate::hosts::agency::AgencyConfig>,
-    pub temporary_spool: bool,
-}
-
-/// The configuration file (`--config PATH`, checked by `vendorwatch config check`). Every
-/// key is optional and named like its command-line option (`--max-flows` is `max_flows`);
-/// options given on the command line win over the file.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    /// Rule pack file or directory (default: the embedded packs).
-    pub rules: Option<PathBuf>,
-    /// Vendors whose packs are active.
-    pub vendors: Option<Vec<String>>,
-    /// Internal networks whose hosts are reported.
-    pub home_net: Option<Vec<String>>,
-    /// Home-net resolvers, pinned: they hold the role whatever the capture shows.
-    pub resolvers: Option<Vec<String>>,
-    pub alerts: Option<PathBuf>,
-    pub alerts_max_mb: Option<f64>,
-    pub alerts_keep: Option<usize>,
-    /// always, interval or never.
-    pub alerts_fsync: Option<String>,
-    pub alerts_backlog: Option<usize>,
-    pub report: Option<PathBuf>,
-    pub events: Option<PathBuf>,
-    /// The inventory database, or "none".
-    pub state: Option<String>,
-    pub realert_hours: Option<u64>,
-    pub workers: Option<usize>,
-    pub max_flows: Option<usize>,
-    pub reassembly_mb: Option<usize>,
-    /// HTTP requests read per connection (`--http-max-requests`).
-    pub http_max_requests: Option<u32>,
-    /// Hosts the inventory holds (`--max-hosts`).
-    pub max_hosts: Option<usize>,
-    pub learn_min_hosts: Option<usize>,
-    pub learn_min_specificity: Option<f64>,
-    pub learn_min_seconds: Option<u64>,
-    pub pdns_max: Option<usize>,
-    pub pdns_ttl_floor: Option<u64>,
-    pub pdns_ttl_cap: Option<u64>,
-    pub syslog: Option<String>,
-    pub syslog_queue: Option<usize>,
-    pub vxlan_ports: Option<Vec<u16>>,
-    pub metrics_addr: Option<String>,
-    pub quiet: Option<bool>,
-    /// Reload rules and suppressions when these files change.
-    pub watch: Option<bool>,
-    /// The seccomp filter after start-up (`false`: `--no-seccomp`).
-    pub seccomp: Option<bool>,
-    /// Read TCP segments whatever their checksums say (`--ignore-checksums`).
-    pub ignore_checksums: Option<bool>,
-    /// The agency inventory (`--inventory` and its options, `cli_agency`).
-    pub inventory: Option<String>,
-    pub inventory_password_file: Option<PathBuf>,
-    pub inventory_ca: Option<PathBuf>,
-    pub sensor_id: Option<String>,
-    pub site: Option<String>,
-    pub inventory_backlog: Option<usize>,
-    pub inventory_batch: Option<usize>,
-    pub inventory_wait: Option<u64>,
-    /// Settings of `vendorwatch live` only.
-    pub live: Option<LiveFileConfig>,
-    #[serde(default)]
-    pub suppress: Vec<toml::Spanned<SuppressSpec>>,
-}
-
-/// The `[live]` table.
-#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LiveFileConfig {
-    pub interfaces: Option<Vec<String>>,
-    pub bpf: Option<String>,
-    pub buffer_mb: Option<u32>,
-    pub promiscuous: Option<bool>,
-    pub user: Option<String>,
-    pub status_every: Option<u64>,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SuppressSpec {
@@ -225,10 +110,9 @@ pub const RELOADABLE_KEYS: [&str; 3] = ["rules", "vendors", "suppress"];
 pub struct LoadedConfig {
     /// The keys as written (each value checked); `suppress` is moved out, validated, into
     /// `suppressions`.
-    pub settings: FileConfig,
-    /// `home_net` as one comma-separated list, as `--home-net` takes it.
-    pub home_net: Option<String>,
-    pub live: LiveFileConfig,
+    pub settings: Settings,
+    /// The `[live]` table.
+    pub live: LiveSettings,
     pub suppressions: Suppressions,
     /// The keys a reload cannot change, as written (to tell the user a restart is needed).
     pub fixed: toml::Table,
@@ -468,7 +352,7 @@ pub fn check_config_text(text: &str) -> (LoadedConfig, Vec<ConfigProblem>) {
     let mut problem = |line: usize, p: String| problems.push(ConfigProblem { line, problem: p });
     let mut good = toml::de::DeTable::new();
     let mut lines: std::collections::BTreeMap<String, usize> = Default::default();
-    let mut live = LiveFileConfig::default();
+    let mut live = LiveSettings::default();
     let mut live_lines: std::collections::BTreeMap<String, usize> = Default::default();
     let mut suppress_entries = Vec::new();
     for (key, value) in doc.iter() {
@@ -481,7 +365,7 @@ pub fn check_config_text(text: &str) -> (LoadedConfig, Vec<ConfigProblem>) {
                     for (k, v) in t.iter() {
                         let l = line_at(k.span().start);
                         live_lines.insert(k.get_ref().to_string(), l);
-                        match check_key::<LiveFileConfig>(k, v) {
+                        match check_key::<LiveSettings>(k, v) {
                             Ok(_) => {
                                 ok.insert(k.clone(), v.clone());
                             }
@@ -489,7 +373,7 @@ pub fn check_config_text(text: &str) -> (LoadedConfig, Vec<ConfigProblem>) {
                         }
                     }
                     let table = toml::Spanned::new(value.span(), toml::de::DeValue::Table(ok));
-                    match LiveFileConfig::deserialize(toml::de::ValueDeserializer::from(table)) {
+                    match LiveSettings::deserialize(toml::de::ValueDeserializer::from(table)) {
                         Ok(l) => live = l,
                         Err(e) => problem(line, format!("live: {}", e.message().trim())),
                     }
@@ -515,7 +399,7 @@ pub fn check_config_text(text: &str) -> (LoadedConfig, Vec<ConfigProblem>) {
                     "suppress: must be written as [[suppress]] tables".into(),
                 ),
             },
-            _ => match check_key::<FileConfig>(key, value) {
+            _ => match check_key::<Settings>(key, value) {
                 Ok(_) => {
                     good.insert(key.clone(), value.clone());
                 }
@@ -524,16 +408,15 @@ pub fn check_config_text(text: &str) -> (LoadedConfig, Vec<ConfigProblem>) {
         }
     }
     let whole = toml::Spanned::new(0..text.len(), toml::de::DeValue::Table(good));
-    let mut file = match FileConfig::deserialize(toml::de::ValueDeserializer::from(whole)) {
+    let file = match Settings::deserialize(toml::de::ValueDeserializer::from(whole)) {
         Ok(f) => f,
         Err(e) => {
             // Each key passed on its own; what fails now is a combination (none is known).
             problem(1, e.message().trim().to_string());
-            FileConfig::default()
+            Settings::default()
         }
     };
     let at = |key: &str| lines.get(key).copied().unwrap_or(1);
-    let home_net = file.home_net.as_ref().map(|nets| nets.join(","));
     if let (Some(nets), Some(toml::de::DeValue::Array(items))) = (
         &file.home_net,
         doc.iter()
@@ -563,11 +446,6 @@ pub fn check_config_text(text: &str) -> (LoadedConfig, Vec<ConfigProblem>) {
     if let Some(t) = &file.syslog {
         if let Err(e) = t.parse::<crate::output::syslog::SyslogTarget>() {
             problem(at("syslog"), format!("syslog: {e}"));
-        }
-    }
-    if let Some(f) = &file.alerts_fsync {
-        if let Err(e) = f.parse::<crate::output::alertfile::FsyncPolicy>() {
-            problem(at("alerts_fsync"), format!("alerts_fsync: {e}"));
         }
     }
     if file
@@ -640,7 +518,6 @@ pub fn check_config_text(text: &str) -> (LoadedConfig, Vec<ConfigProblem>) {
             "events: alerts and events cannot both write to stdout".into(),
         );
     }
-    file.live = None;
     if live.interfaces.as_ref().is_some_and(|i| i.is_empty()) {
         problem(
             live_lines
@@ -747,7 +624,6 @@ pub fn check_config_text(text: &str) -> (LoadedConfig, Vec<ConfigProblem>) {
     (
         LoadedConfig {
             settings: file,
-            home_net,
             live,
             suppressions: Suppressions(list),
             fixed,
@@ -839,7 +715,7 @@ status_every = 30
         let c = load_config(&p).expect("valid");
         assert_eq!(c.settings.workers, Some(3));
         assert_eq!(c.settings.vxlan_ports, Some(vec![4789, 8472]));
-        assert_eq!(c.home_net.as_deref(), Some("10.0.0.0/8"));
+        assert_eq!(c.settings.home_net, Some(vec!["10.0.0.0/8".to_string()]));
         assert_eq!(
             c.live.interfaces,
             Some(vec!["span0".into(), "span1".into()])
