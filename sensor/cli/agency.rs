@@ -1,9 +1,6 @@
-//! The command line of the agency inventory: `--inventory postgres://…`, `--sensor-id` and
-//! `--site` for `replay` and `live` (the spool and its shipper), and the agency views of
-//! `hosts` and `report` (`--inventory postgres://…` with `--site` and `--sensor` filters).
-//!
-//! Kept apart from `cli.rs` so that the commands there change only where they start and end
-//! the shipper and where `hosts`/`report` read the agency instead of a local file.
+//! The agency inventory at the command layer: starting and finishing the shipper of
+//! `replay` and `live` (their `--inventory` settings are `config::Settings`), and the agency
+//! views of `hosts` and `report` (`--inventory postgres://…` with `--site` and `--sensor`).
 
 use crate::hosts::agency::{self, AgencyConfig, AgencyHost};
 use crate::hosts::postgres::{self as pg, AgencyReader, Filter};
@@ -151,13 +148,11 @@ pub fn load_agency(
 pub fn print_hosts(
     w: &mut dyn std::io::Write,
     hosts: Vec<AgencyHost>,
-    format: crate::cli::HostsFormat,
+    format: super::hosts::HostsFormat,
     since: Option<Timestamp>,
     stale_before: Option<Timestamp>,
 ) -> std::io::Result<()> {
-    use crate::cli::HostsFormat;
-    /// Output is written in pieces of about this size.
-    const CHUNK: usize = 1 << 20;
+    use super::hosts::HostsFormat;
     let hosts: Vec<AgencyHost> = hosts
         .into_iter()
         .map(|mut a| {
@@ -178,107 +173,116 @@ pub fn print_hosts(
             })
         })
         .collect();
-    // Quoted, and neutralised where a spreadsheet would read a formula, as `hosts` does.
-    let field = crate::cli::csv_cell;
     let mut out = String::new();
     match format {
-        HostsFormat::Json => {
-            // Host by host: the whole report is never built as one JSON tree.
-            let mut head = agency::report_json(&[]);
-            let all = hosts.iter().flat_map(|a| a.host.detections.iter());
-            head["first_packet"] = serde_json::json!(all.clone().map(|d| d.first_seen).min());
-            head["last_packet"] = serde_json::json!(all.clone().map(|d| d.last_seen).max());
-            let mut vendors: Vec<&str> = all.map(|d| d.vendor.as_str()).collect();
-            vendors.sort_unstable();
-            vendors.dedup();
-            head["vendors"] = serde_json::json!(vendors);
-            let mut sites: Vec<&str> = hosts.iter().map(|a| a.site.as_str()).collect();
-            sites.sort_unstable();
-            sites.dedup();
-            head["sites"] = serde_json::json!(sites);
-            let text = serde_json::to_string_pretty(&head).unwrap_or_default();
-            let (before, after) = text.split_once("\"hosts\": []").unwrap_or((&text, "}"));
-            out.push_str(before);
-            out.push_str("\"hosts\": [");
-            for (i, a) in hosts.iter().enumerate() {
-                let one = agency::report_json(std::slice::from_ref(a));
-                out.push_str(if i == 0 { "\n" } else { ",\n" });
-                out.push_str(&serde_json::to_string(&one["hosts"][0]).unwrap_or_default());
-                if out.len() > CHUNK {
-                    w.write_all(out.as_bytes())?;
-                    out.clear();
-                }
-            }
-            out.push_str("\n  ]");
-            out.push_str(after);
-            out.push('\n');
-        }
-        HostsFormat::Csv => {
-            out.push_str("site,ip,mac,vendor,category,severity,first_seen,last_seen,count,forwarded,suppressed,hostname,sensors\n");
-            for a in &hosts {
-                let ip = a.ip.map(|i| i.to_string()).unwrap_or_default();
-                let sensors = a.sensors.iter().cloned().collect::<Vec<_>>().join(" ");
-                for d in &a.host.detections {
-                    out.push_str(&format!(
-                        "{},{ip},{},{},{},{},{},{},{},{},{},{},{}\n",
-                        field(&a.site),
-                        crate::output::mac_string(a.host.mac).unwrap_or_default(),
-                        field(&d.vendor),
-                        field(&d.category),
-                        d.severity.as_str(),
-                        d.first_seen,
-                        d.last_seen,
-                        d.count,
-                        d.forwarded,
-                        field(d.suppressed.as_deref().unwrap_or_default()),
-                        field(a.host.identity.hostname.as_deref().unwrap_or_default()),
-                        field(&sensors)
-                    ));
-                }
-                if out.len() > CHUNK {
-                    w.write_all(out.as_bytes())?;
-                    out.clear();
-                }
-            }
-        }
+        HostsFormat::Json => json(w, &mut out, &hosts)?,
+        HostsFormat::Csv => csv(w, &mut out, &hosts)?,
         HostsFormat::Table if hosts.is_empty() => out.push_str("no host matches\n"),
-        HostsFormat::Table => {
-            out.push_str(&format!(
-                "{:<12} {:<30} {:<10} {:<18} {:<8} {:<28} {:<28} {:>7}  SENSORS\n",
-                "SITE",
-                "HOST",
-                "VENDOR",
-                "CATEGORY",
-                "SEVERITY",
-                "FIRST SEEN",
-                "LAST SEEN",
-                "COUNT"
-            ));
-            for a in &hosts {
-                let ip = a.ip.map(|i| i.to_string()).unwrap_or_default();
-                let sensors = a.sensors.iter().cloned().collect::<Vec<_>>().join(",");
-                for d in &a.host.detections {
-                    out.push_str(&format!(
-                        "{:<12} {:<30} {:<10} {:<18} {:<8} {:<28} {:<28} {:>7}  {sensors}\n",
-                        a.site,
-                        ip,
-                        d.vendor,
-                        d.category,
-                        d.severity.as_str(),
-                        d.first_seen.to_string(),
-                        d.last_seen.to_string(),
-                        d.count
-                    ));
-                }
-                if out.len() > CHUNK {
-                    w.write_all(out.as_bytes())?;
-                    out.clear();
-                }
-            }
-        }
+        HostsFormat::Table => table(w, &mut out, &hosts)?,
     }
     w.write_all(out.as_bytes())?;
     w.flush()
+}
+
+/// Output is written in pieces of about this size.
+const CHUNK: usize = 1 << 20;
+
+/// Writes `out` once it holds a piece's worth.
+fn spill(w: &mut dyn std::io::Write, out: &mut String) -> std::io::Result<()> {
+    if out.len() > CHUNK {
+        w.write_all(out.as_bytes())?;
+        out.clear();
+    }
+    Ok(())
+}
+
+/// Host by host: the whole report is never built as one JSON tree.
+fn json(w: &mut dyn std::io::Write, out: &mut String, hosts: &[AgencyHost]) -> std::io::Result<()> {
+    let mut head = agency::report_json(&[]);
+    let all = hosts.iter().flat_map(|a| a.host.detections.iter());
+    head["first_packet"] = serde_json::json!(all.clone().map(|d| d.first_seen).min());
+    head["last_packet"] = serde_json::json!(all.clone().map(|d| d.last_seen).max());
+    let mut vendors: Vec<&str> = all.map(|d| d.vendor.as_str()).collect();
+    vendors.sort_unstable();
+    vendors.dedup();
+    head["vendors"] = serde_json::json!(vendors);
+    let mut sites: Vec<&str> = hosts.iter().map(|a| a.site.as_str()).collect();
+    sites.sort_unstable();
+    sites.dedup();
+    head["sites"] = serde_json::json!(sites);
+    let text = serde_json::to_string_pretty(&head).unwrap_or_default();
+    let (before, after) = text.split_once("\"hosts\": []").unwrap_or((&text, "}"));
+    out.push_str(before);
+    out.push_str("\"hosts\": [");
+    for (i, a) in hosts.iter().enumerate() {
+        let one = agency::report_json(std::slice::from_ref(a));
+        out.push_str(if i == 0 { "\n" } else { ",\n" });
+        out.push_str(&serde_json::to_string(&one["hosts"][0]).unwrap_or_default());
+        spill(w, out)?;
+    }
+    out.push_str("\n  ]");
+    out.push_str(after);
+    out.push('\n');
+    Ok(())
+}
+
+fn csv(w: &mut dyn std::io::Write, out: &mut String, hosts: &[AgencyHost]) -> std::io::Result<()> {
+    // Quoted, and neutralised where a spreadsheet would read a formula, as `hosts` does.
+    let field = super::hosts::csv_cell;
+    out.push_str("site,ip,mac,vendor,category,severity,first_seen,last_seen,count,forwarded,suppressed,hostname,sensors\n");
+    for a in hosts {
+        let ip = a.ip.map(|i| i.to_string()).unwrap_or_default();
+        let sensors = a.sensors.iter().cloned().collect::<Vec<_>>().join(" ");
+        for d in &a.host.detections {
+            out.push_str(&format!(
+                "{},{ip},{},{},{},{},{},{},{},{},{},{},{}\n",
+                field(&a.site),
+                crate::output::mac_string(a.host.mac).unwrap_or_default(),
+                field(&d.vendor),
+                field(&d.category),
+                d.severity.as_str(),
+                d.first_seen,
+                d.last_seen,
+                d.count,
+                d.forwarded,
+                field(d.suppressed.as_deref().unwrap_or_default()),
+                field(a.host.identity.hostname.as_deref().unwrap_or_default()),
+                field(&sensors)
+            ));
+        }
+        spill(w, out)?;
+    }
+    Ok(())
+}
+
+fn table(
+    w: &mut dyn std::io::Write,
+    out: &mut String,
+    hosts: &[AgencyHost],
+) -> std::io::Result<()> {
+    out.push_str(&format!(
+        "{:<12} {:<30} {:<10} {:<18} {:<8} {:<28} {:<28} {:>7}  SENSORS\n",
+        "SITE", "HOST", "VENDOR", "CATEGORY", "SEVERITY", "FIRST SEEN", "LAST SEEN", "COUNT"
+    ));
+    for a in hosts {
+        let ip = a.ip.map(|i| i.to_string()).unwrap_or_default();
+        let sensors = a.sensors.iter().cloned().collect::<Vec<_>>().join(",");
+        for d in &a.host.detections {
+            out.push_str(&format!(
+                "{:<12} {:<30} {:<10} {:<18} {:<8} {:<28} {:<28} {:>7}  {sensors}\n",
+                a.site,
+                ip,
+                d.vendor,
+                d.category,
+                d.severity.as_str(),
+                d.first_seen.to_string(),
+                d.last_seen.to_string(),
+                d.count
+            ));
+        }
+        spill(w, out)?;
+    }
+    Ok(())
 }
 
 /// The agency's host report for `report --html` (the `--report` format with `site` and
