@@ -17,6 +17,7 @@ mod config;
 mod fingerprints;
 mod hosts;
 mod live;
+mod logging;
 mod replay;
 mod report;
 mod rules;
@@ -116,6 +117,10 @@ pub fn parse() -> Cli {
 
 /// Runs the parsed command; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
+    if !matches!(cli.command, Command::Replay(_) | Command::Live(_)) {
+        // `replay` and `live` set it up once they have read their settings.
+        logging::init(logging::LogFormat::default());
+    }
     match cli.command {
         Command::Replay(args) => replay::run(args),
         Command::Live(args) => live::run(args),

@@ -7,7 +7,9 @@
 mod run;
 pub mod settings;
 
-pub use run::{default_workers, rule_source, ConfigError, LiveConfig, ReloadSpec, RunConfig};
+pub use run::{
+    default_workers, load_file, rule_source, ConfigError, LiveConfig, ReloadSpec, RunConfig,
+};
 pub use settings::{LiveSettings, Mode, Settings, DEFAULT_HOME_NET};
 
 use crate::detect::rules::{self, Loaded, RuleError};

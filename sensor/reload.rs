@@ -252,13 +252,13 @@ impl Reloader {
                             settle_at = Some(std::time::Instant::now());
                             shared.counters.reloads_ok.fetch_add(1, Ordering::Relaxed);
                             if !quiet || !done.restart_needed_for.is_empty() {
-                                eprintln!("vendorwatch: reloaded after {why}: {done}");
+                                tracing::info!("reloaded after {why}: {done}");
                             }
                         }
                         Err(e) => {
                             shared.counters.reloads_failed.fetch_add(1, Ordering::Relaxed);
-                            eprintln!(
-                                "vendorwatch: reload after {why} failed; the rules and suppressions in force stay: {e}"
+                            tracing::warn!(
+                                "reload after {why} failed; the rules and suppressions in force stay: {e}"
                             );
                         }
                     }

@@ -74,8 +74,8 @@ pub fn finish_shipping(
     let target = shipper.target.clone();
     let end = shipper.finish(wait);
     if end.turned_away > 0 {
-        eprintln!(
-            "vendorwatch: agency inventory {target}: the spool was full (--inventory-backlog) and turned {} host snapshot(s) away; they are queued again from the local inventory as the spool drains",
+        tracing::warn!(
+            "agency inventory {target}: the spool was full (--inventory-backlog) and turned {} host snapshot(s) away; they are queued again from the local inventory as the spool drains",
             end.turned_away
         );
     }
@@ -88,8 +88,8 @@ pub fn finish_shipping(
             }
         }
         if !quiet {
-            eprintln!(
-                "vendorwatch: agency inventory {target}: {} host snapshot(s) shipped, none waiting",
+            tracing::info!(
+                "agency inventory {target}: {} host snapshot(s) shipped, none waiting",
                 end.shipped
             );
         }

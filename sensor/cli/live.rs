@@ -33,12 +33,8 @@ type SourceTotals = Arc<Mutex<Vec<(String, live::PcapTotals)>>>;
 
 /// Runs `live`; returns the exit code.
 pub fn run(args: LiveArgs) -> i32 {
-    let built = RunConfig::build(
-        &args.common.settings,
-        args.common.config.as_deref(),
-        crate::config::Mode::Live,
-    )
-    .and_then(|(cfg, file)| Ok((cfg, LiveConfig::build(&args.live, &file.live)?)));
+    let built = runtime::configure(&args.common, crate::config::Mode::Live)
+        .and_then(|(cfg, file)| Ok((cfg, LiveConfig::build(&args.live, &file.live)?)));
     match built {
         Ok((cfg, live)) => run_live(cfg, live),
         Err(e) => {
@@ -70,12 +66,12 @@ fn lock_down(cfg: &RunConfig, user: Option<&str>) -> Result<bool, String> {
     use crate::capture::privileges::{self, Dropped};
     // Everything privileged is open: interfaces, outputs, the metrics socket.
     match privileges::drop_to(user).map_err(|e| e.to_string())? {
-        Dropped::StillRoot if !cfg.quiet => eprintln!(
-            "vendorwatch: warning: still running as root (create the user {:?} or pass --user)",
+        Dropped::StillRoot if !cfg.quiet => tracing::warn!(
+            "warning: still running as root (create the user {:?} or pass --user)",
             privileges::DEFAULT_USER
         ),
         Dropped::To { user, uid, gid } if !cfg.quiet => {
-            eprintln!("vendorwatch: running as {user} (uid {uid}, gid {gid}) with no capabilities")
+            tracing::info!("running as {user} (uid {uid}, gid {gid}) with no capabilities")
         }
         _ => {}
     }
@@ -83,7 +79,7 @@ fn lock_down(cfg: &RunConfig, user: Option<&str>) -> Result<bool, String> {
     // the seccomp filter on every thread, the workers' and the metrics server's included.
     let sandbox = crate::capture::sandbox::apply(cfg.seccomp).map_err(|e| e.to_string())?;
     if !cfg.quiet {
-        eprintln!("vendorwatch: {}", sandbox.describe());
+        tracing::info!("{}", sandbox.describe());
     }
     Ok(matches!(
         sandbox,
@@ -208,7 +204,7 @@ fn supervise(
     runtime::set_health(shared, None);
     if let Some(server) = &started.server {
         if !cfg.quiet {
-            eprintln!("vendorwatch: metrics on http://{}/metrics", server.addr);
+            tracing::info!("metrics on http://{}/metrics", server.addr);
         }
     }
     let status = !cfg.quiet && std::io::stderr().is_terminal() && settings.status_every > 0;

@@ -84,12 +84,7 @@ impl Bar {
 
 /// Runs `replay`; returns the exit code.
 pub fn run(args: ReplayArgs) -> i32 {
-    let built = RunConfig::build(
-        &args.common.settings,
-        args.common.config.as_deref(),
-        crate::config::Mode::Replay,
-    );
-    match built {
+    match runtime::configure(&args.common, crate::config::Mode::Replay) {
         Ok((cfg, _)) => replay(cfg, &args.inputs, args.linger),
         Err(e) => {
             eprintln!("vendorwatch: {e}");
@@ -101,11 +96,11 @@ pub fn run(args: ReplayArgs) -> i32 {
 fn replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
     let expanded = inputs::expand(inputs_given);
     for p in &expanded.problems {
-        eprintln!("vendorwatch: {}: {}", p.path, p.problem);
+        tracing::warn!("{}: {}", p.path, p.problem);
     }
     if !cfg.quiet {
         for d in &expanded.dirs {
-            eprintln!("vendorwatch: {}", d.describe());
+            tracing::info!("{}", d.describe());
         }
     }
     if expanded.inputs.is_empty() {
@@ -124,9 +119,9 @@ fn replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
         let _ = signal_hook::flag::register(signal, Arc::clone(&stop));
     }
     // Outputs, inventory and metrics socket are open: from here on, no exec, ptrace, mounts, ...
-    // (the replay's line goes to the log, VENDORWATCH_LOG=info; its stderr is the summary's).
+    // (the replay's line is logged only with VENDORWATCH_LOG=info; its stderr is the summary's).
     match crate::capture::sandbox::apply(cfg.seccomp) {
-        Ok(sandbox) => tracing::info!("{}", sandbox.describe()),
+        Ok(sandbox) => tracing::info!(target: "vendorwatch::sandbox", "{}", sandbox.describe()),
         Err(e) => {
             eprintln!("vendorwatch: {e}");
             return exit::UNUSABLE;
@@ -231,8 +226,8 @@ fn linger_then_stop(
     stop: &AtomicBool,
 ) -> i32 {
     if linger > 0 && server.failure().is_none() {
-        eprintln!(
-            "vendorwatch: serving metrics on http://{}/metrics for {linger} s more",
+        tracing::info!(
+            "serving metrics on http://{}/metrics for {linger} s more",
             server.addr
         );
         // In steps, so that SIGINT/SIGTERM or the endpoint failing end the wait.

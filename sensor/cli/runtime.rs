@@ -2,8 +2,9 @@
 //! metrics endpoint, reloader) and concluding it (inventory, syslog, report, alerts file,
 //! summary), with the exit code that says how it went.
 
-use super::exit;
-use crate::config::RunConfig;
+use super::{exit, logging, CommonArgs};
+use crate::config::settings::{self, Mode, Settings};
+use crate::config::{ConfigError, LoadedConfig, RunConfig};
 use crate::detect::Detector;
 use crate::hosts::HostTable;
 use crate::metrics::exporter;
@@ -32,6 +33,22 @@ pub struct Started {
     pub reloader: Option<crate::reload::Reloader>,
     /// Ships the spool to the agency inventory (`--inventory`).
     pub shipper: Option<crate::hosts::ship::Shipper>,
+}
+
+/// Reads the configuration file, sets up the log as the settings say (before anything can
+/// warn), and builds the run configuration. Returns the file too (`live` reads [live]).
+pub fn configure(
+    common: &CommonArgs,
+    mode: Mode,
+) -> Result<(RunConfig, LoadedConfig), ConfigError> {
+    let path = common.config.as_deref();
+    let file = crate::config::load_file(path).inspect_err(|_| {
+        logging::init(common.settings.log_format.unwrap_or_default());
+    })?;
+    let merged = settings::layered(&[&common.settings, &file.settings, &Settings::defaults(mode)]);
+    logging::init(merged.log_format.unwrap_or_default());
+    let cfg = RunConfig::build(&common.settings, &file, path, mode)?;
+    Ok((cfg, file))
 }
 
 fn open_output(path: &Path, what: &str) -> Result<SharedWriter, String> {

@@ -128,20 +128,14 @@ fn given<T: Default>(v: Option<T>) -> T {
 }
 
 impl RunConfig {
-    /// Loads the configuration file (if any), merges it under the command line and over the
-    /// defaults, and checks everything. Returns the file too (`live` reads its [live] table).
+    /// Merges the configuration file (`file`, read from `config`) under the command line and
+    /// over the defaults, and checks everything.
     pub fn build(
         cli: &Settings,
+        file: &LoadedConfig,
         config: Option<&Path>,
         mode: Mode,
-    ) -> Result<(RunConfig, LoadedConfig), ConfigError> {
-        let file = match config {
-            Some(p) => load_config(p).map_err(|problems| ConfigError::File {
-                path: crate::operator_input::shown(p),
-                problems,
-            })?,
-            None => LoadedConfig::default(),
-        };
+    ) -> Result<RunConfig, ConfigError> {
         let s = settings::layered(&[cli, &file.settings, &Settings::defaults(mode)]);
         let decode = decode_options(&s)?;
         let syslog = syslog(&s)?;
@@ -184,7 +178,18 @@ impl RunConfig {
             max_hosts: given(s.max_hosts),
             learn,
         };
-        Ok((cfg, file))
+        Ok(cfg)
+    }
+}
+
+/// Reads and checks the configuration file, if there is one.
+pub fn load_file(config: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
+    match config {
+        Some(p) => load_config(p).map_err(|problems| ConfigError::File {
+            path: crate::operator_input::shown(p),
+            problems,
+        }),
+        None => Ok(LoadedConfig::default()),
     }
 }
 
@@ -339,7 +344,7 @@ fn inventory(
     let Some(url) = s.inventory.clone() else {
         if cli.sensor_id.is_some() || cli.site.is_some() {
             // Harmless, but say it: the identity labels nothing without an agency inventory.
-            eprintln!("vendorwatch: --sensor-id and --site label the agency inventory; without --inventory they are not used");
+            tracing::warn!("--sensor-id and --site label the agency inventory; without --inventory they are not used");
         }
         return Ok((None, state, false));
     };

@@ -185,6 +185,31 @@ pub struct Settings {
     /// Seconds replay waits at the end for the spool to drain.
     #[arg(long, value_name = "SECS")]
     pub inventory_wait: Option<u64>,
+    /// How log lines (warnings and notices, not the summary) are written on stderr: text,
+    /// or one JSON object per line (journald, a SIEM).
+    #[arg(long, value_enum, value_name = "text|json")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// How log lines are written.
+#[derive(
+    clap::ValueEnum,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `vendorwatch: message key=value`, one line each.
+    #[default]
+    Text,
+    /// One JSON object per line: timestamp, level, target, fields.
+    Json,
 }
 
 /// `live`'s own options, and the `[live]` table of the configuration file.
@@ -253,6 +278,7 @@ impl Settings {
             inventory_backlog: Some(crate::hosts::agency::DEFAULT_BACKLOG),
             inventory_batch: Some(crate::hosts::agency::DEFAULT_BATCH),
             inventory_wait: Some(crate::hosts::agency::DEFAULT_REPLAY_WAIT_SECS),
+            log_format: Some(LogFormat::default()),
             ..Settings::default()
         }
     }

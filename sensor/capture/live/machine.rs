@@ -6,8 +6,8 @@
 //! a removed interface is read to the end of its ring ([`State::Draining`]), then its handle
 //! is let go ([`State::Gone`]) and a new one is opened once the interface is back, when this
 //! process may; otherwise its capture ends, so that a restart (systemd's
-//! Restart=on-failure) captures on it again. Every change is said on stderr and reported to
-//! the observer. The durations that pace it are named below, each with why.
+//! Restart=on-failure) captures on it again. Every change is logged and reported to
+//! the observer; changes are logged (`tracing`). The durations that pace it are named below, each with why.
 
 use super::{
     classify_read_error, LinkEvent, LinkState, LinkWatch, LiveCapture, OpenError, PcapTotals, Read,
@@ -257,8 +257,8 @@ impl<'a, S: PacketSink, O: Observer> Capture<'a, S, O> {
         };
         self.observer.interrupted("interface_removed", 1);
         self.observer.problem(problem.into(), true);
-        eprintln!(
-            "vendorwatch: {iface}: the interface was removed; its capture handle is gone and {what}; \
+        tracing::warn!(
+            "{iface}: the interface was removed; its capture handle is gone and {what}; \
              everything captured until then is kept"
         );
         State::Gone {
@@ -287,7 +287,7 @@ impl<'a, S: PacketSink, O: Observer> Capture<'a, S, O> {
                 self.cap = fresh;
                 self.link = self.cap.link;
                 self.watch.rebind();
-                eprintln!("vendorwatch: {iface}: the interface is back; capture reopened");
+                tracing::info!("{iface}: the interface is back; capture reopened");
                 self.observer.healthy(self.watch.state().is_up());
                 State::Reading
             }
@@ -297,8 +297,8 @@ impl<'a, S: PacketSink, O: Observer> Capture<'a, S, O> {
                 } else {
                     "this process dropped CAP_NET_RAW"
                 };
-                eprintln!(
-                    "vendorwatch: {iface}: the interface is back, but a new capture cannot be opened \
+                tracing::warn!(
+                    "{iface}: the interface is back, but a new capture cannot be opened \
                      ({reason}; {why}); ending its capture so that a restart opens it"
                 );
                 self.result = Err(format!(
@@ -332,8 +332,8 @@ impl<'a, S: PacketSink, O: Observer> Capture<'a, S, O> {
         match self.watch.check() {
             Some(LinkEvent::Lost(state)) if !self.watch.removed() => {
                 let why = state.describe();
-                eprintln!(
-                    "vendorwatch: {iface}: the interface went down ({why}); the capture stays open and \
+                tracing::warn!(
+                    "{iface}: the interface went down ({why}); the capture stays open and \
                      resumes when the link is back (nothing captured so far is lost)"
                 );
                 self.observer.interrupted("link_down", 1);
@@ -344,15 +344,15 @@ impl<'a, S: PacketSink, O: Observer> Capture<'a, S, O> {
             }
             Some(LinkEvent::Back(after)) => {
                 self.down_errors_since = None;
-                eprintln!(
-                    "vendorwatch: {iface}: the interface is up again after {:.1} s; capturing",
+                tracing::info!(
+                    "{iface}: the interface is up again after {:.1} s; capturing",
                     after.as_secs_f64()
                 );
                 self.observer.healthy(true);
             }
             Some(LinkEvent::Flapped(n)) => {
-                eprintln!(
-                    "vendorwatch: {iface}: the link went down and came back between two checks ({n} time(s)); capturing"
+                tracing::warn!(
+                    "{iface}: the link went down and came back between two checks ({n} time(s)); capturing"
                 );
                 self.observer.interrupted("link_down", n);
             }
