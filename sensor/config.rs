@@ -601,6 +601,29 @@ impl<'t> Checker<'t> {
         }
     }
 
+    /// A suppression's reason, which it must have (at its key's line, else the entry's).
+    fn reason(
+        &mut self,
+        spec: &SuppressKeys,
+        key_line: Option<usize>,
+        entry_line: usize,
+    ) -> String {
+        let reason = spec.reason.clone().unwrap_or_default();
+        if reason.trim().is_empty() && key_line.is_none() {
+            self.problem(
+                entry_line,
+                "suppress: every suppression needs a reason (auditors will ask)".into(),
+            );
+        } else if reason.trim().is_empty() && spec.reason.is_some() {
+            self.problem(
+                key_line.unwrap_or(entry_line),
+                "suppress: reason: is empty; every suppression needs a reason (auditors will ask)"
+                    .into(),
+            );
+        }
+        reason
+    }
+
     /// One `[[suppress]]` entry starting at `entry_line`, each key checked on its own.
     fn suppression(&mut self, entry_line: usize, table: &toml::de::DeTable<'_>) -> Suppression {
         let mut ok = toml::de::DeTable::new();
@@ -625,19 +648,7 @@ impl<'t> Checker<'t> {
         ))
         .unwrap_or_default();
         let key_at = |k: &str| key_lines.get(k).copied().unwrap_or(entry_line);
-        let reason = spec.reason.clone().unwrap_or_default();
-        if reason.trim().is_empty() && !key_lines.contains_key("reason") {
-            self.problem(
-                entry_line,
-                "suppress: every suppression needs a reason (auditors will ask)".into(),
-            );
-        } else if reason.trim().is_empty() && spec.reason.is_some() {
-            self.problem(
-                key_at("reason"),
-                "suppress: reason: is empty; every suppression needs a reason (auditors will ask)"
-                    .into(),
-            );
-        }
+        let reason = self.reason(&spec, key_lines.get("reason").copied(), entry_line);
         let expires = spec.expires.as_ref().and_then(|e| {
             let t = parse_expiry(e);
             if t.is_none() {

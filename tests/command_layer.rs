@@ -130,3 +130,25 @@ fn help_shows_each_commands_own_defaults() {
     );
     assert!(live.contains("[default: 64]"), "buffer-mb: {live}");
 }
+
+/// The merge of command line, file and defaults carries numbers as JSON, which has no NaN or
+/// infinity: such a value is refused on the command line, never dropped for the default.
+#[test]
+fn a_number_that_is_not_finite_is_refused_not_replaced_by_the_default() {
+    for (flag, value) in [
+        ("--alerts-max-mb", "NaN"),
+        ("--alerts-max-mb", "inf"),
+        ("--learn-min-specificity", "NaN"),
+    ] {
+        let out = bin()
+            .args(["replay", "-q", flag, value])
+            .arg(pcap("tls.pcap"))
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(flag),
+            "{flag} {value}: {out:?}"
+        );
+    }
+}

@@ -45,8 +45,9 @@ pub fn configure(
     let file = crate::config::load_file(path).inspect_err(|_| {
         logging::init(common.settings.log_format.unwrap_or_default());
     })?;
+    // A merge that fails is reported by `build`, in the default log format.
     let merged = settings::layered(&[&common.settings, &file.settings, &Settings::defaults(mode)]);
-    logging::init(merged.log_format.unwrap_or_default());
+    logging::init(merged.ok().and_then(|s| s.log_format).unwrap_or_default());
     let cfg = RunConfig::build(&common.settings, &file, path, mode)?;
     Ok((cfg, file))
 }

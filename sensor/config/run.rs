@@ -67,7 +67,8 @@ impl ReloadSpec {
     /// The rule source and vendors in force with `file` (the command line's win).
     pub fn rules_with(&self, file: Option<&LoadedConfig>) -> (RuleSource, Option<Vec<String>>) {
         let from_file = file.map(|f| f.settings.clone()).unwrap_or_default();
-        let s = settings::layered(&[&self.overrides, &from_file]);
+        // Both layers merged at start (a file's text is UTF-8): this cannot fail.
+        let s = settings::layered(&[&self.overrides, &from_file]).unwrap_or_default();
         (rule_source(&s.rules), s.vendors)
     }
 }
@@ -136,7 +137,7 @@ impl RunConfig {
         config: Option<&Path>,
         mode: Mode,
     ) -> Result<RunConfig, ConfigError> {
-        let s = settings::layered(&[cli, &file.settings, &Settings::defaults(mode)]);
+        let s = settings::layered(&[cli, &file.settings, &Settings::defaults(mode)])?;
         let decode = decode_options(&s)?;
         let syslog = syslog(&s)?;
         let rules =
@@ -399,7 +400,7 @@ pub struct LiveConfig {
 impl LiveConfig {
     /// The command line's `live` options over the file's [live] table over the defaults.
     pub fn build(cli: &LiveSettings, file: &LiveSettings) -> Result<LiveConfig, ConfigError> {
-        let s = settings::layered(&[cli, file, &LiveSettings::defaults()]);
+        let s = settings::layered(&[cli, file, &LiveSettings::defaults()])?;
         let live = LiveConfig {
             interfaces: given(s.interfaces),
             bpf: s.bpf,

@@ -48,7 +48,7 @@ pub struct Settings {
     pub alerts: Option<PathBuf>,
     /// Rotate the alerts file before it grows past this many MiB (decimals allowed, 0: never):
     /// PATH becomes PATH.1 (PATH.1 becomes PATH.2, …) and a new PATH is started.
-    #[arg(long, value_name = "MIB")]
+    #[arg(long, value_name = "MIB", value_parser = finite)]
     pub alerts_max_mb: Option<f64>,
     /// Rotated alerts files kept (PATH.1 … PATH.K); the oldest is removed.
     #[arg(long, value_name = "K")]
@@ -111,7 +111,7 @@ pub struct Settings {
     pub learn_min_hosts: Option<usize>,
     /// Fingerprint learning: the share of a fingerprint's visible-name flows (and hosts)
     /// that must be the vendor's, between 0 and 1.
-    #[arg(long, value_name = "FRACTION")]
+    #[arg(long, value_name = "FRACTION", value_parser = finite)]
     pub learn_min_specificity: Option<f64>,
     /// Fingerprint learning: packet time the vendor flows must span before the fingerprint
     /// is used.
@@ -297,16 +297,29 @@ impl LiveSettings {
 }
 
 /// The one merge: each field from the first layer that has it (command line, then file,
-/// then defaults). Field by field through serde, so a new field needs no code here.
-pub fn layered<T: Serialize + DeserializeOwned + Default>(layers: &[&T]) -> T {
+/// then defaults). Field by field through serde, so a new field needs no code here. Fails
+/// only on a value serde cannot carry: a path that is not UTF-8.
+pub fn layered<T: Serialize + DeserializeOwned>(layers: &[&T]) -> Result<T, String> {
     let mut merged = serde_json::Map::new();
     for layer in layers.iter().rev() {
-        if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(layer) {
-            merged.extend(fields.into_iter().filter(|(_, v)| !v.is_null()));
+        match serde_json::to_value(layer) {
+            Ok(serde_json::Value::Object(fields)) => {
+                merged.extend(fields.into_iter().filter(|(_, v)| !v.is_null()))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(format!("{e} (paths must be UTF-8)")),
         }
     }
-    // Every value came out of a `T` and goes back into one: this cannot fail.
-    serde_json::from_value(serde_json::Value::Object(merged)).unwrap_or_default()
+    serde_json::from_value(serde_json::Value::Object(merged)).map_err(|e| e.to_string())
+}
+
+/// A number that is finite (JSON, which carries the merge, has no NaN or infinity).
+fn finite(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        Ok(_) => Err("not a finite number".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// The keys a `T` has in the configuration file, as serde names them.
@@ -391,7 +404,7 @@ mod tests {
             max_flows: Some(10),
             ..Settings::default()
         };
-        let merged = layered(&[&cli, &file, &Settings::defaults(Mode::Replay)]);
+        let merged = layered(&[&cli, &file, &Settings::defaults(Mode::Replay)]).expect("merges");
         assert_eq!(merged.workers, Some(2));
         assert_eq!(merged.max_flows, Some(10));
         assert_eq!(merged.max_hosts, Some(crate::hosts::DEFAULT_MAX_HOSTS));
