@@ -9,7 +9,6 @@
 
 pub mod capture;
 pub mod cli;
-pub mod cli_agency;
 pub mod config;
 pub mod decode;
 pub mod detect;

@@ -280,7 +280,31 @@ impl DecodeError {
 /// Decodes one frame that is known not to be a fragment (reassembled datagrams, and every
 /// frame a worker gets): a fragment is an error here.
 pub fn decode(link: LinkType, frame: &[u8]) -> Result<Packet<'_>, DecodeError> {
-    match decode_full(link, frame)? {
+    decode_with(link, frame, &DecodeOptions::default())
+}
+
+/// What the decoder is told by the configuration (`--vxlan-ports`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeOptions {
+    /// UDP ports read as VXLAN (IANA's 4789 unless configured; Linux's legacy default is 8472).
+    pub vxlan_ports: Vec<u16>,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions {
+            vxlan_ports: vec![tunnel::VXLAN_PORT],
+        }
+    }
+}
+
+/// [`decode`] with the configured options.
+pub fn decode_with<'a>(
+    link: LinkType,
+    frame: &'a [u8],
+    opts: &DecodeOptions,
+) -> Result<Packet<'a>, DecodeError> {
+    match decode_full_with(link, frame, opts)? {
         Decoded::Packet(p) => Ok(p),
         Decoded::Fragment(_) => Err(DecodeError::IpFragment),
     }
@@ -293,8 +317,17 @@ pub fn decode(link: LinkType, frame: &[u8]) -> Result<Packet<'_>, DecodeError> {
 /// send to the tunnel's port, from an entropy source port) or has a DNS port at either end
 /// (no tunnel runs on those): a DNS query from port 4789, or its answer, is still DNS.
 pub fn decode_full(link: LinkType, frame: &[u8]) -> Result<Decoded<'_>, DecodeError> {
+    decode_full_with(link, frame, &DecodeOptions::default())
+}
+
+/// [`decode_full`] with the configured options.
+pub fn decode_full_with<'a>(
+    link: LinkType,
+    frame: &'a [u8],
+    opts: &DecodeOptions,
+) -> Result<Decoded<'a>, DecodeError> {
     let mut outer = None;
-    match decode_layers(link, frame, &mut outer) {
+    match decode_layers(link, frame, opts, &mut outer) {
         Err(_) if outer.is_some() => Ok(Decoded::Packet(
             outer.take().ok_or(DecodeError::IpMalformed)?,
         )),
@@ -304,7 +337,7 @@ pub fn decode_full(link: LinkType, frame: &[u8]) -> Result<Decoded<'_>, DecodeEr
 
 /// UDP that may be ordinary UDP though a port says tunnel: to none of the tunnel ports (so
 /// a tunnel port is its source), or to or from a DNS port (DNS, mDNS, LLMNR).
-fn may_be_plain_udp(pkt: &Packet<'_>) -> bool {
+fn may_be_plain_udp(pkt: &Packet<'_>, opts: &DecodeOptions) -> bool {
     const DNS_PORTS: [u16; 3] = [53, 5353, 5355];
     let Transport::Udp(u) = &pkt.transport else {
         return false;
@@ -319,12 +352,13 @@ fn may_be_plain_udp(pkt: &Packet<'_>) -> bool {
         tunnel::AYIYA_PORT,
         tunnel::TEREDO_PORT,
     ];
-    !tunnel::vxlan_ports().contains(&u.dst_port) && !fixed.contains(&u.dst_port)
+    !opts.vxlan_ports.contains(&u.dst_port) && !fixed.contains(&u.dst_port)
 }
 
 fn decode_layers<'a>(
     link: LinkType,
     frame: &'a [u8],
+    opts: &DecodeOptions,
     outer: &mut Option<Packet<'a>>,
 ) -> Result<Decoded<'a>, DecodeError> {
     let mut info = link::LinkInfo::default();
@@ -347,8 +381,8 @@ fn decode_layers<'a>(
         let Decoded::Packet(pkt) = decoded else {
             return Ok(decoded);
         };
-        let tunnel = tunnel_inside(&pkt);
-        if tunnel.is_some() && outer.is_none() && may_be_plain_udp(&pkt) {
+        let tunnel = tunnel_inside(&pkt, opts);
+        if tunnel.is_some() && outer.is_none() && may_be_plain_udp(&pkt, opts) {
             *outer = Some(pkt.clone());
         }
         let inner = match tunnel {
@@ -373,6 +407,7 @@ fn decode_layers<'a>(
 /// The tunnel a packet carries, if it is one: by IP protocol or by UDP port.
 fn tunnel_inside<'a>(
     pkt: &Packet<'a>,
+    opts: &DecodeOptions,
 ) -> Option<Result<(tunnel::Inner<'a>, Encap), tunnel::Malformed>> {
     const IPPROTO_IPIP: u8 = 4;
     const IPPROTO_IPV6: u8 = 41;
@@ -388,7 +423,7 @@ fn tunnel_inside<'a>(
         } => Some(Ok((tunnel::Inner::Ip(payload), Encap::IpInIp))),
         Transport::Udp(u) => {
             let on = |port: u16| u.dst_port == port || u.src_port == port;
-            if tunnel::vxlan_ports().iter().any(|p| on(*p)) {
+            if opts.vxlan_ports.iter().any(|p| on(*p)) {
                 Some(tunnel::vxlan(u.payload))
             } else if on(tunnel::GENEVE_PORT) {
                 Some(tunnel::geneve(u.payload))
