@@ -1912,7 +1912,7 @@ fn run_hosts(args: HostsArgs) -> i32 {
                     let field = csv_cell;
                     outln!(
                         "{ip},{},{},{},{},{},{},{},{},{},{}",
-                        output::mac_string(h.mac).unwrap_or_default(),
+                        h.mac.map(|m| m.to_string()).unwrap_or_default(),
                         field(&d.vendor),
                         field(&d.category),
                         d.severity.as_str(),

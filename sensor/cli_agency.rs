@@ -341,7 +341,7 @@ pub fn print_hosts(
                     out.push_str(&format!(
                         "{},{ip},{},{},{},{},{},{},{},{},{},{},{}\n",
                         field(&a.site),
-                        crate::output::mac_string(a.host.mac).unwrap_or_default(),
+                        a.host.mac.map(|m| m.to_string()).unwrap_or_default(),
                         field(&d.vendor),
                         field(&d.category),
                         d.severity.as_str(),

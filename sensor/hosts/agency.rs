@@ -15,11 +15,12 @@
 //! a password file (`--inventory-password-file`), else `PGPASSWORD`. The URL is never
 //! printed: messages name the server as `user@host:port/dbname` ([`AgencyConfig::describe`]).
 
-use super::store::{parse_mac, EvidenceRow};
+use super::store::EvidenceRow;
 use super::{Detection, Host, HostIdentity, IdentityRecord};
 use super::{IndicatorCount, EVIDENCE_FIRST, EVIDENCE_RECENT, MAX_IDENTITIES, MAX_INDICATORS};
 use crate::detect::rules::Severity;
 use crate::extract::IdentitySource;
+use crate::mac::MacAddr;
 use crate::time::Timestamp;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -164,7 +165,7 @@ pub fn default_sensor_id() -> String {
 /// One host as one sensor's inventory holds it (the spool's payload, the server's `host`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct HostSnapshot {
-    pub mac: Option<String>,
+    pub mac: Option<MacAddr>,
     pub hostname: Option<String>,
     pub hostname_source: Option<IdentitySource>,
     pub ech_connections: u64,
@@ -177,7 +178,7 @@ pub struct HostSnapshot {
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct IdentityRow {
-    pub mac: Option<String>,
+    pub mac: Option<MacAddr>,
     pub hostname: Option<String>,
     pub client_id: Option<String>,
     pub source: IdentitySource,
@@ -207,7 +208,7 @@ pub struct DetectionRow {
 impl HostSnapshot {
     pub fn of(h: &Host) -> HostSnapshot {
         HostSnapshot {
-            mac: crate::output::mac_string(h.mac),
+            mac: h.mac,
             hostname: h.identity.hostname.clone(),
             hostname_source: h.identity.hostname_source,
             ech_connections: h.ech_connections,
@@ -218,7 +219,7 @@ impl HostSnapshot {
                 .history
                 .iter()
                 .map(|r| IdentityRow {
-                    mac: crate::output::mac_string(r.mac),
+                    mac: r.mac,
                     hostname: r.hostname.clone(),
                     client_id: r.client_id.clone(),
                     source: r.source,
@@ -255,7 +256,7 @@ impl HostSnapshot {
             .identities
             .into_iter()
             .map(|r| IdentityRecord {
-                mac: r.mac.as_deref().and_then(parse_mac),
+                mac: r.mac,
                 hostname: r.hostname,
                 client_id: r.client_id,
                 source: r.source,
@@ -270,7 +271,7 @@ impl HostSnapshot {
             .max()
             .unwrap_or_default();
         Host {
-            mac: self.mac.as_deref().and_then(parse_mac),
+            mac: self.mac,
             detections: self
                 .detections
                 .into_iter()
@@ -482,7 +483,7 @@ fn merge_detection(o: &mut Detection, d: Detection) {
 
 /// The agency's host report: the `--report` format, each host with its `site` and the
 /// `sensors` that saw it.
-pub fn report_json(hosts: &[AgencyHost]) -> serde_json::Value {
+pub fn report(hosts: &[AgencyHost]) -> crate::output::schema::Report {
     let plain: Vec<(IpAddr, Host)> = hosts
         .iter()
         .filter_map(|a| Some((a.ip?, a.host.clone())))
@@ -506,23 +507,26 @@ pub fn report_json(hosts: &[AgencyHost]) -> serde_json::Value {
         .into_iter()
         .filter(|p| meta.vendors.contains(&p.vendor))
         .collect();
-    let mut report = crate::output::report_json(&plain, &[], &meta);
-    if let Some(list) = report["hosts"].as_array_mut() {
-        for (obj, a) in list.iter_mut().zip(hosts.iter().filter(|a| a.ip.is_some())) {
-            if let Some(o) = obj.as_object_mut() {
-                o.insert("site".into(), a.site.clone().into());
-                o.insert(
-                    "sensors".into(),
-                    a.sensors.iter().cloned().collect::<Vec<_>>().into(),
-                );
-            }
-        }
+    let mut report = crate::output::report(&plain, &[], &meta);
+    for (host, a) in report
+        .hosts
+        .iter_mut()
+        .flatten()
+        .zip(hosts.iter().filter(|a| a.ip.is_some()))
+    {
+        host.site = Some(a.site.clone());
+        host.sensors = Some(a.sensors.iter().cloned().collect());
     }
-    let mut sites: Vec<&str> = hosts.iter().map(|a| a.site.as_str()).collect();
+    let mut sites: Vec<String> = hosts.iter().map(|a| a.site.clone()).collect();
     sites.sort_unstable();
     sites.dedup();
-    report["sites"] = sites.into();
+    report.sites = Some(sites);
     report
+}
+
+/// `report`, as a JSON value (for callers that add members of their own).
+pub fn report_json(hosts: &[AgencyHost]) -> serde_json::Value {
+    serde_json::to_value(report(hosts)).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -564,7 +568,7 @@ mod tests {
     #[test]
     fn snapshot_round_trips_through_json() {
         let h = Host {
-            mac: Some([0, 0x11, 0x22, 0x33, 0x44, 0x55]),
+            mac: Some(MacAddr([0, 0x11, 0x22, 0x33, 0x44, 0x55])),
             detections: vec![det(3, 10, 20, "a.kaspersky.com")],
             ..Host::default()
         };

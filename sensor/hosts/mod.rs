@@ -66,7 +66,7 @@ pub struct EvidenceFlow {
 /// One distinct identity an address had: (MAC, host name, client id) as one source said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdentityRecord {
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<crate::mac::MacAddr>,
     pub hostname: Option<String>,
     pub client_id: Option<String>,
     pub source: IdentitySource,
@@ -92,12 +92,17 @@ pub struct HostIdentity {
 
 impl HostIdentity {
     /// Takes one identity in; `mac` is the host's current MAC, updated when DHCP names one.
-    pub fn apply(&mut self, mac: &mut Option<[u8; 6]>, id: &Identity) {
+    pub fn apply(&mut self, mac: &mut Option<crate::mac::MacAddr>, id: &Identity) {
         self.apply_bounded(mac, id, MAX_IDENTITIES);
     }
 
     /// `apply`, keeping at most `max` identities (the least recently seen goes first).
-    pub fn apply_bounded(&mut self, mac: &mut Option<[u8; 6]>, id: &Identity, max: usize) {
+    pub fn apply_bounded(
+        &mut self,
+        mac: &mut Option<crate::mac::MacAddr>,
+        id: &Identity,
+        max: usize,
+    ) {
         let same = |r: &IdentityRecord| {
             r.mac == id.mac
                 && r.hostname == id.hostname
@@ -165,8 +170,8 @@ impl HostIdentity {
     }
 
     /// The distinct MAC addresses in the history (more than one: the address moved).
-    pub fn macs(&self) -> Vec<[u8; 6]> {
-        let mut v: Vec<[u8; 6]> = self.history.iter().filter_map(|r| r.mac).collect();
+    pub fn macs(&self) -> Vec<crate::mac::MacAddr> {
+        let mut v: Vec<crate::mac::MacAddr> = self.history.iter().filter_map(|r| r.mac).collect();
         v.sort_unstable();
         v.dedup();
         v
@@ -224,7 +229,7 @@ pub const MAX_HIDING_VIA: usize = 8;
 
 #[derive(Debug, Clone, Default)]
 pub struct Host {
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<crate::mac::MacAddr>,
     pub detections: Vec<Detection>,
     /// TLS connections with Encrypted Client Hello: names the sensor cannot see.
     pub ech_connections: u64,
@@ -235,7 +240,7 @@ pub struct Host {
 }
 
 /// What the table keeps for an address with no detection yet: its current MAC and identity.
-pub type Undetected = (Option<[u8; 6]>, HostIdentity);
+pub type Undetected = (Option<crate::mac::MacAddr>, HostIdentity);
 
 /// What `record` decided.
 #[derive(Debug, Clone)]

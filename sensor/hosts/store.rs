@@ -120,10 +120,7 @@ impl EvidenceRow {
             src_port: e.flow.src_port,
             dst_ip: e.flow.dst_ip,
             dst_port: e.flow.dst_port,
-            transport: match e.flow.transport {
-                Proto::Tcp => "tcp".into(),
-                Proto::Udp => "udp".into(),
-            },
+            transport: e.flow.transport.as_str().into(),
         }
     }
 
@@ -487,7 +484,7 @@ impl Store {
             hosts.insert(
                 ip,
                 Host {
-                    mac: mac.as_deref().and_then(parse_mac),
+                    mac: mac.as_deref().and_then(|m| m.parse().ok()),
                     detections: Vec::new(),
                     ech_connections: u64::try_from(ech).unwrap_or(0),
                     encrypted_dns_connections: u64::try_from(edns).unwrap_or(0),
@@ -526,7 +523,7 @@ impl Store {
                 // The current name is as new as the newest identity (what `apply` compares).
                 h.identity.current_at = h.identity.current_at.max(Timestamp(last));
                 h.identity.history.push(IdentityRecord {
-                    mac: mac.as_deref().and_then(parse_mac),
+                    mac: mac.as_deref().and_then(|m| m.parse().ok()),
                     hostname,
                     client_id,
                     source,
@@ -611,7 +608,7 @@ impl Store {
             let id = crate::extract::Identity {
                 ts: Timestamp(last),
                 ip,
-                mac: mac.as_deref().and_then(parse_mac),
+                mac: mac.as_deref().and_then(|m| m.parse().ok()),
                 hostname,
                 client_id,
                 source,
@@ -652,7 +649,7 @@ impl Store {
                     "INSERT INTO identities (ip, mac, hostname, client_id, source, first_seen, last_seen, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     params![
                         ip.to_string(),
-                        crate::output::mac_string(r.mac),
+                        r.mac.map(|m| m.to_string()),
                         r.hostname,
                         r.client_id,
                         r.source.as_str(),
@@ -746,7 +743,7 @@ impl Store {
                  hostname = excluded.hostname, hostname_source = excluded.hostname_source, identities_omitted = excluded.identities_omitted",
                 params![
                     ip.to_string(),
-                    crate::output::mac_string(h.mac),
+                    h.mac.map(|m| m.to_string()),
                     h.ech_connections as i64,
                     h.encrypted_dns_connections as i64,
                     serde_json::to_string(&h.encrypted_dns_via).unwrap_or_default(),
@@ -765,7 +762,7 @@ impl Store {
                     "INSERT INTO identities (ip, mac, hostname, client_id, source, first_seen, last_seen, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     params![
                         ip.to_string(),
-                        crate::output::mac_string(r.mac),
+                        r.mac.map(|m| m.to_string()),
                         r.hostname,
                         r.client_id,
                         r.source.as_str(),
@@ -850,16 +847,6 @@ impl Store {
             .ok()
             .flatten()
     }
-}
-
-/// A MAC address as the inventories write it (`aa:bb:cc:dd:ee:ff`).
-pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut out = [0u8; 6];
-    let mut parts = s.split(':');
-    for b in &mut out {
-        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
-    }
-    parts.next().is_none().then_some(out)
 }
 
 /// Saves the hosts that changed, every `SAVE_EVERY_SECS`, until stopped; then once more.
@@ -1048,6 +1035,7 @@ impl Persister {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mac::MacAddr;
 
     #[test]
     fn round_trip_and_migrations() {
@@ -1059,7 +1047,7 @@ mod tests {
         assert_eq!(store.schema_version(), Some(SCHEMA_VERSION));
         let ip: IpAddr = "10.1.2.3".parse().unwrap();
         let host = Host {
-            mac: Some([0, 1, 2, 3, 4, 5]),
+            mac: Some(MacAddr([0, 1, 2, 3, 4, 5])),
             detections: vec![Detection {
                 vendor: "kaspersky".into(),
                 category: "update".into(),
@@ -1102,7 +1090,7 @@ mod tests {
                 hostname_source: Some(IdentitySource::DhcpRequest),
                 history: vec![
                     IdentityRecord {
-                        mac: Some([0, 1, 2, 3, 4, 5]),
+                        mac: Some(MacAddr([0, 1, 2, 3, 4, 5])),
                         hostname: Some("ws-1".into()),
                         client_id: Some("01:00:01:02:03:04:05".into()),
                         source: IdentitySource::DhcpRequest,
@@ -1131,7 +1119,7 @@ mod tests {
         let store = Store::open(&path).expect("reopens");
         let loaded = store.load().expect("loads");
         assert_eq!(loaded.len(), 1);
-        assert_eq!(loaded[0].1.mac, Some([0, 1, 2, 3, 4, 5]));
+        assert_eq!(loaded[0].1.mac, Some(MacAddr([0, 1, 2, 3, 4, 5])));
         assert_eq!(loaded[0].1.ech_connections, 3);
         let d = &loaded[0].1.detections[0];
         assert_eq!(
@@ -1286,7 +1274,7 @@ mod tests {
         assert_eq!(loaded.len(), 1);
         let (ip, h) = &loaded[0];
         assert_eq!(ip.to_string(), "10.1.2.3");
-        assert_eq!(h.mac, Some([0x00, 0x11, 0x22, 0x33, 0x44, 0x55]));
+        assert_eq!(h.mac, Some(MacAddr([0x00, 0x11, 0x22, 0x33, 0x44, 0x55])));
         assert_eq!((h.ech_connections, h.encrypted_dns_connections), (2, 1));
         assert_eq!(h.encrypted_dns_via, ["DoT/DoQ 9.9.9.9:853"]);
         assert_eq!(h.identity, HostIdentity::default());
@@ -1311,7 +1299,7 @@ mod tests {
             &crate::extract::Identity {
                 ts: Timestamp(3000),
                 ip: *ip,
-                mac: Some([0x00, 0x11, 0x22, 0x33, 0x44, 0x66]),
+                mac: Some(MacAddr([0x00, 0x11, 0x22, 0x33, 0x44, 0x66])),
                 hostname: Some("ws-9".into()),
                 client_id: None,
                 source: IdentitySource::DhcpAck,
@@ -1345,7 +1333,7 @@ mod tests {
             |ip: IpAddr, ts: i64, name: &str, source: IdentitySource| crate::extract::Identity {
                 ts: Timestamp(ts),
                 ip,
-                mac: (source != IdentitySource::Ptr).then_some([2, 0, 0, 0, 0, 1]),
+                mac: (source != IdentitySource::Ptr).then_some(MacAddr([2, 0, 0, 0, 0, 1])),
                 hostname: Some(name.into()),
                 client_id: None,
                 source,

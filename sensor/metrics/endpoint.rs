@@ -423,15 +423,12 @@ impl ReportStream {
             known_before: None,
         };
         let roles = ctx.shared.detector.resolver_roles().list();
-        let mut rest = output::report_json(&[], &resolvers, &meta);
-        if let Some(o) = rest.as_object_mut() {
-            o.remove("hosts");
-            if page.paged() {
-                o.insert("next_after".into(), serde_json::json!(next));
-            }
+        let mut rest = output::report_head(&resolvers, &meta);
+        if page.paged() {
+            rest.next_after = Some(next);
         }
         // `rest` is an object of at least `generated_by`: "{…}" becomes "],…}".
-        let rest = rest.to_string();
+        let rest = serde_json::to_string(&rest).unwrap_or_default();
         let tail = match rest.strip_prefix('{') {
             Some(fields) if fields != "}" => format!("],{fields}"),
             _ => "]}".to_string(),
@@ -474,11 +471,13 @@ impl ReportStream {
                 continue;
             };
             let is_resolver = self.resolvers.binary_search(&ip).is_ok();
-            let mut entry = output::host_json(ip, &host, is_resolver);
-            if let (true, Some(o)) = (is_resolver, entry.as_object_mut()) {
-                if let Some((_, info)) = self.roles.iter().find(|(r, _)| *r == ip) {
-                    o.insert("resolver".into(), output::resolver_json(info));
-                }
+            let mut entry = output::report_host(ip, &host, is_resolver);
+            if is_resolver {
+                entry.resolver = self
+                    .roles
+                    .iter()
+                    .find(|(r, _)| *r == ip)
+                    .map(|(_, info)| info.into());
             }
             if !self.first {
                 buf.push(b',');
