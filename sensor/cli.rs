@@ -2018,9 +2018,7 @@ fn run_config_check(path: Option<PathBuf>) -> i32 {
 }
 
 fn parse_time(text: &str) -> Option<Timestamp> {
-    let t = ::time::OffsetDateTime::parse(text, &::time::format_description::well_known::Rfc3339)
-        .ok()?;
-    Some(Timestamp(i64::try_from(t.unix_timestamp_nanos()).ok()?))
+    Timestamp::parse_rfc3339(text).ok()
 }
 
 /// What the inventory holds: its hosts and its resolvers.
