@@ -784,6 +784,7 @@ fn start(cfg: &RunConfig, replay: bool) -> Result<Started, String> {
     let persister = match &cfg.state {
         Some(path) => {
             let mut store = crate::hosts::store::Store::open_for_writing(path).map_err(|e| {
+                let e = String::from(e);
                 if e.contains("--state") {
                     e
                 } else {

@@ -215,6 +215,54 @@ pub fn report_json(
     serde_json::to_value(report(hosts, resolvers, generated_from)).unwrap_or_default()
 }
 
+/// The agency's host report: the `--report` format, each host with its `site` and the
+/// `sensors` that saw it.
+pub fn agency_report(hosts: &[crate::hosts::agency::AgencyHost]) -> schema::Report {
+    let plain: Vec<(IpAddr, Host)> = hosts
+        .iter()
+        .filter_map(|a| Some((a.ip?, a.host.clone())))
+        .collect();
+    let seen = plain.iter().flat_map(|(_, h)| h.detections.iter());
+    let mut meta = ReportMeta {
+        first_packet: seen.clone().map(|d| d.first_seen).min(),
+        last_packet: seen.clone().map(|d| d.last_seen).max(),
+        vendors: {
+            let mut v: Vec<String> = seen.map(|d| d.vendor.clone()).collect();
+            v.sort();
+            v.dedup();
+            v
+        },
+        ..ReportMeta::default()
+    };
+    // The legal basis of each vendor comes from the shipped packs (the inventory keeps no rules).
+    meta.packs = crate::detect::rules::load_embedded()
+        .map(|l| l.packs)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| meta.vendors.contains(&p.vendor))
+        .collect();
+    let mut report = report(&plain, &[], &meta);
+    for (host, a) in report
+        .hosts
+        .iter_mut()
+        .flatten()
+        .zip(hosts.iter().filter(|a| a.ip.is_some()))
+    {
+        host.site = Some(a.site.clone());
+        host.sensors = Some(a.sensors.iter().cloned().collect());
+    }
+    let mut sites: Vec<String> = hosts.iter().map(|a| a.site.clone()).collect();
+    sites.sort_unstable();
+    sites.dedup();
+    report.sites = Some(sites);
+    report
+}
+
+/// `agency_report`, as a JSON value (for callers that add members of their own).
+pub fn agency_report_json(hosts: &[crate::hosts::agency::AgencyHost]) -> serde_json::Value {
+    serde_json::to_value(agency_report(hosts)).unwrap_or_default()
+}
+
 /// The report's members other than its hosts (`/api/hosts` streams the hosts apart).
 pub fn report_head(resolvers: &[IpAddr], generated_from: &ReportMeta) -> schema::Report {
     schema::Report {
