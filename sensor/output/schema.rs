@@ -113,16 +113,63 @@ fn tolerant<'de, D: Deserializer<'de>, T: DeserializeOwned + Default>(d: D) -> R
 }
 
 /// A list, keeping the elements that read as `T`; a single value is a list of one, and
-/// `null` an empty list.
+/// `null` an empty list. Element by element: a report of many hosts is never copied whole.
 fn tolerant_list<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Vec<T>, D::Error> {
-    Ok(match serde_json::Value::deserialize(d)? {
-        serde_json::Value::Array(a) => a
-            .into_iter()
-            .filter_map(|v| T::deserialize(v).ok())
-            .collect(),
-        serde_json::Value::Null => Vec::new(),
-        one => T::deserialize(one).into_iter().collect(),
-    })
+    use serde::de::{MapAccess, SeqAccess, Visitor};
+    use serde_json::Value;
+    struct List<T>(std::marker::PhantomData<T>);
+    impl<T> List<T> {
+        fn one<E>(v: Value) -> Result<Vec<T>, E>
+        where
+            T: DeserializeOwned,
+        {
+            Ok(T::deserialize(v).into_iter().collect())
+        }
+    }
+    impl<'de, T: DeserializeOwned> Visitor<'de> for List<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(v) = seq.next_element::<Value>()? {
+                if let Ok(t) = T::deserialize(v) {
+                    out.push(t);
+                }
+            }
+            Ok(out)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Vec<T>, A::Error> {
+            let v = Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+            Self::one(v)
+        }
+        fn visit_unit<E>(self) -> Result<Vec<T>, E> {
+            Ok(Vec::new())
+        }
+        fn visit_none<E>(self) -> Result<Vec<T>, E> {
+            Ok(Vec::new())
+        }
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Vec<T>, D2::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Vec<T>, E> {
+            Self::one(Value::from(v))
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Vec<T>, E> {
+            Self::one(Value::from(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Vec<T>, E> {
+            Self::one(Value::from(v))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Vec<T>, E> {
+            Self::one(Value::from(v))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Vec<T>, E> {
+            Self::one(Value::from(v))
+        }
+    }
+    d.deserialize_any(List(std::marker::PhantomData))
 }
 
 fn tolerant_opt_list<'de, D: Deserializer<'de>, T: DeserializeOwned>(
