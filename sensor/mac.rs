@@ -89,17 +89,9 @@ impl serde::Serialize for MacAddr {
 
 impl<'de> serde::Deserialize<'de> for MacAddr {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Text;
-        impl serde::de::Visitor<'_> for Text {
-            type Value = MacAddr;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a MAC address such as 00:11:22:33:44:55")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<MacAddr, E> {
-                v.parse().map_err(E::custom)
-            }
-        }
-        d.deserialize_str(Text)
+        <String as serde::Deserialize>::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 

@@ -94,17 +94,9 @@ impl std::str::FromStr for Timestamp {
 /// The same text `Serialize` writes (RFC 3339, any offset accepted).
 impl<'de> serde::Deserialize<'de> for Timestamp {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Rfc3339;
-        impl serde::de::Visitor<'_> for Rfc3339 {
-            type Value = Timestamp;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an RFC 3339 time")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Timestamp, E> {
-                Timestamp::parse_rfc3339(v).map_err(E::custom)
-            }
-        }
-        d.deserialize_str(Rfc3339)
+        <String as serde::Deserialize>::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 

@@ -369,6 +369,32 @@ fn probe_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::remove_file(&probe)
 }
 
+/// One row of `identities` as stored: address, MAC, host name, client id, source, first
+/// and last seen, count.
+type IdentityCols = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    i64,
+    i64,
+    i64,
+);
+
+fn identity_cols(r: &rusqlite::Row<'_>) -> rusqlite::Result<IdentityCols> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+    ))
+}
+
 impl Store {
     /// Runs `hook` inside every later save's transaction (a failing hook fails the save).
     pub fn set_save_hook(&mut self, hook: SaveHook) {
@@ -557,8 +583,7 @@ impl Store {
         let mut hosts: std::collections::BTreeMap<IpAddr, Host> = Default::default();
         let mut stmt = self
             .conn
-            .prepare("SELECT ip, mac, ech_connections, encrypted_dns_connections, encrypted_dns_via, hostname, hostname_source, identities_omitted FROM hosts")
-            ?;
+            .prepare("SELECT ip, mac, ech_connections, encrypted_dns_connections, encrypted_dns_via, hostname, hostname_source, identities_omitted FROM hosts")?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 (
@@ -599,20 +624,8 @@ impl Store {
         }
         let mut stmt = self
             .conn
-            .prepare("SELECT ip, mac, hostname, client_id, source, first_seen, last_seen, count FROM identities ORDER BY rowid")
-            ?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Option<String>>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, Option<String>>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, i64>(5)?,
-                r.get::<_, i64>(6)?,
-                r.get::<_, i64>(7)?,
-            ))
-        })?;
+            .prepare("SELECT ip, mac, hostname, client_id, source, first_seen, last_seen, count FROM identities ORDER BY rowid")?;
+        let rows = stmt.query_map([], identity_cols)?;
         for row in rows {
             let (ip, mac, hostname, client_id, source, first, last, count) = row?;
             let (Ok(ip), Some(source)) =
@@ -636,8 +649,7 @@ impl Store {
         }
         let mut stmt = self
             .conn
-            .prepare("SELECT ip, vendor, category, severity, first_seen, last_seen, count, forwarded, suppressed, alerted_at, rules, indicators, indicators_omitted, evidence FROM detections")
-            ?;
+            .prepare("SELECT ip, vendor, category, severity, first_seen, last_seen, count, forwarded, suppressed, alerted_at, rules, indicators, indicators_omitted, evidence FROM detections")?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -678,20 +690,8 @@ impl Store {
     pub fn load_undetected(&self) -> Result<Vec<(IpAddr, Undetected)>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT ip, mac, hostname, client_id, source, first_seen, last_seen, count FROM identities WHERE ip NOT IN (SELECT ip FROM hosts) ORDER BY last_seen, rowid")
-            ?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Option<String>>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, Option<String>>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, i64>(5)?,
-                r.get::<_, i64>(6)?,
-                r.get::<_, i64>(7)?,
-            ))
-        })?;
+            .prepare("SELECT ip, mac, hostname, client_id, source, first_seen, last_seen, count FROM identities WHERE ip NOT IN (SELECT ip FROM hosts) ORDER BY last_seen, rowid")?;
+        let rows = stmt.query_map([], identity_cols)?;
         let mut by_ip: std::collections::BTreeMap<IpAddr, Undetected> = Default::default();
         for row in rows {
             let (ip, mac, hostname, client_id, source, first, last, count) = row?;
@@ -751,8 +751,7 @@ impl Store {
                         r.last_seen.0,
                         r.count as i64,
                     ],
-                )
-                ?;
+                )?;
             }
         }
         Ok(tx.commit()?)
