@@ -135,9 +135,8 @@ impl LoadedConfig {
 }
 
 fn parse_expiry(text: &str) -> Option<Timestamp> {
-    use ::time::format_description::well_known::Rfc3339;
-    if let Ok(t) = ::time::OffsetDateTime::parse(text, &Rfc3339) {
-        return Some(Timestamp(i64::try_from(t.unix_timestamp_nanos()).ok()?));
+    if let Ok(t) = Timestamp::parse_rfc3339(text) {
+        return Some(t);
     }
     let d = ::time::Date::parse(
         text,

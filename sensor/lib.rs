@@ -14,6 +14,7 @@ pub mod decode;
 pub mod detect;
 pub mod extract;
 pub mod hosts;
+pub mod mac;
 pub mod metrics;
 pub mod operator_input;
 pub mod output;

@@ -58,7 +58,13 @@ pub fn start_shipping(
     if fresh {
         hosts.mark_dirty(hosts.snapshot().into_iter().map(|(ip, _)| ip));
     }
-    Shipper::start(cfg, path, inventory_id, Arc::clone(hosts), state)
+    Ok(Shipper::start(
+        cfg,
+        path,
+        inventory_id,
+        Arc::clone(hosts),
+        state,
+    )?)
 }
 
 /// Ships what is left (for `wait`), then says what could not be shipped; returns 1 when
@@ -198,7 +204,7 @@ fn spill(w: &mut dyn std::io::Write, out: &mut String) -> std::io::Result<()> {
 
 /// Host by host: the whole report is never built as one JSON tree.
 fn json(w: &mut dyn std::io::Write, out: &mut String, hosts: &[AgencyHost]) -> std::io::Result<()> {
-    let mut head = agency::report_json(&[]);
+    let mut head = crate::output::agency_report_json(&[]);
     let all = hosts.iter().flat_map(|a| a.host.detections.iter());
     head["first_packet"] = serde_json::json!(all.clone().map(|d| d.first_seen).min());
     head["last_packet"] = serde_json::json!(all.clone().map(|d| d.last_seen).max());
@@ -215,7 +221,7 @@ fn json(w: &mut dyn std::io::Write, out: &mut String, hosts: &[AgencyHost]) -> s
     out.push_str(before);
     out.push_str("\"hosts\": [");
     for (i, a) in hosts.iter().enumerate() {
-        let one = agency::report_json(std::slice::from_ref(a));
+        let one = crate::output::agency_report_json(std::slice::from_ref(a));
         out.push_str(if i == 0 { "\n" } else { ",\n" });
         out.push_str(&serde_json::to_string(&one["hosts"][0]).unwrap_or_default());
         spill(w, out)?;
@@ -237,7 +243,7 @@ fn csv(w: &mut dyn std::io::Write, out: &mut String, hosts: &[AgencyHost]) -> st
             out.push_str(&format!(
                 "{},{ip},{},{},{},{},{},{},{},{},{},{},{}\n",
                 field(&a.site),
-                crate::output::mac_string(a.host.mac).unwrap_or_default(),
+                a.host.mac.map(|m| m.to_string()).unwrap_or_default(),
                 field(&d.vendor),
                 field(&d.category),
                 d.severity.as_str(),
@@ -288,5 +294,7 @@ fn table(
 /// The agency's host report for `report --html` (the `--report` format with `site` and
 /// `sensors` per host).
 pub fn agency_report(args: &AgencyQueryArgs, url: &str) -> Result<serde_json::Value, String> {
-    Ok(agency::report_json(&load_agency(args, url, None, None)?))
+    Ok(crate::output::agency_report_json(&load_agency(
+        args, url, None, None,
+    )?))
 }

@@ -69,9 +69,7 @@ pub fn load_inventory(path: &Path) -> Result<Inventory, String> {
 
 /// An RFC 3339 time.
 pub fn parse_time(text: &str) -> Option<Timestamp> {
-    let t = ::time::OffsetDateTime::parse(text, &::time::format_description::well_known::Rfc3339)
-        .ok()?;
-    Some(Timestamp(i64::try_from(t.unix_timestamp_nanos()).ok()?))
+    Timestamp::parse_rfc3339(text).ok()
 }
 
 fn parse_day_or_time(text: &str) -> Option<Timestamp> {
@@ -226,7 +224,7 @@ fn print_csv(hosts: &Hosts) {
             let field = csv_cell;
             outln!(
                 "{ip},{},{},{},{},{},{},{},{},{},{}",
-                output::mac_string(h.mac).unwrap_or_default(),
+                h.mac.map(|m| m.to_string()).unwrap_or_default(),
                 field(&d.vendor),
                 field(&d.category),
                 d.severity.as_str(),

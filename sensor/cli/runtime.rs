@@ -120,6 +120,7 @@ fn open_inventory(
         return Ok((None, None));
     };
     let mut store = crate::hosts::store::Store::open_for_writing(path).map_err(|e| {
+        let e = String::from(e);
         if e.contains("--state") {
             e
         } else {

@@ -44,6 +44,12 @@ impl From<String> for ConfigError {
     }
 }
 
+impl From<crate::hosts::agency::AgencyError> for ConfigError {
+    fn from(e: crate::hosts::agency::AgencyError) -> Self {
+        ConfigError::Invalid(e.to_string())
+    }
+}
+
 impl From<&str> for ConfigError {
     fn from(msg: &str) -> Self {
         ConfigError::Invalid(msg.to_string())

@@ -25,7 +25,7 @@ pub const MAX_TUNNEL_DEPTH: u8 = 6;
 #[derive(Debug, Clone)]
 pub struct Packet<'a> {
     /// Source MAC of the innermost Ethernet frame, when there is one.
-    pub src_mac: Option<[u8; 6]>,
+    pub src_mac: Option<crate::mac::MacAddr>,
     pub src: IpAddr,
     pub dst: IpAddr,
     pub transport: Transport<'a>,
@@ -76,11 +76,22 @@ pub struct UdpDatagram<'a> {
 }
 
 /// Transport protocol of a flow, as it appears in alerts (`"transport":"tcp"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Proto {
     Tcp,
     Udp,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
 }
 
 impl Packet<'_> {
@@ -641,7 +652,7 @@ mod tests {
         let p = decode(LinkType::Ethernet, ETH_IPV4_UDP_DNS).expect("decodes");
         assert_eq!(p.src, "10.0.0.1".parse::<IpAddr>().unwrap());
         assert_eq!(p.dst, "10.0.0.2".parse::<IpAddr>().unwrap());
-        assert_eq!(p.src_mac, Some([2, 0, 0, 0, 0, 1]));
+        assert_eq!(p.src_mac, Some(crate::mac::MacAddr([2, 0, 0, 0, 0, 1])));
         match p.transport {
             Transport::Udp(u) => {
                 assert_eq!((u.src_port, u.dst_port), (50000, 53));
