@@ -27,16 +27,19 @@ const IPPROTO_TCP: u8 = 6;
 /// Ones' complement sum of `bytes` (big-endian 16-bit words, an odd byte padded with zero),
 /// added to `sum`, not folded.
 ///
-/// Eight bytes at a time: the two big-endian 32-bit halves of each are added whole. A 32-bit
-/// word `hi·2¹⁶ + lo` is congruent to `hi + lo` modulo 2¹⁶−1, and `fold` keeps the sum
-/// modulo 2¹⁶−1 (and non-zero when it was), so the folded result is the one of adding 16-bit
-/// words (RFC 1071 §2(B)); a u64 cannot overflow for any packet (2³² words of 2³² − 1 each).
-fn add(mut sum: u64, bytes: &[u8]) -> u64 {
+/// Eight bytes at a time, read in the machine's order: the two 32-bit halves of each are
+/// added whole (a 32-bit word `hi·2¹⁶ + lo` is congruent to `hi + lo` modulo 2¹⁶−1, which
+/// is all that `fold` keeps, with zero kept apart), and that sum, folded, is byte-swapped
+/// into the big-endian one: swapping the bytes of every word swaps the bytes of their ones'
+/// complement sum (RFC 1071 §2(B)). A u64 cannot overflow for any packet.
+fn add(sum: u64, bytes: &[u8]) -> u64 {
     let mut quads = bytes.chunks_exact(8);
+    let mut le = 0u64;
     for q in &mut quads {
-        let v = u64::from_be_bytes([q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7]]);
-        sum += (v >> 32) + (v & 0xffff_ffff);
+        let v = u64::from_le_bytes([q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7]]);
+        le += (v >> 32) + (v & 0xffff_ffff);
     }
+    let mut sum = sum + u64::from(fold(le).swap_bytes());
     // What is left starts at an even offset, so its 16-bit words are the packet's.
     let mut words = quads.remainder().chunks_exact(2);
     for w in &mut words {
