@@ -447,14 +447,16 @@ fn read_name_as(
                 }
                 // A dot in a label is part of it, not a separator: `a.b` as one label is
                 // not `a`.`b`, so it is escaped as `\x2e`.
-                if label.contains(&b'.') {
-                    anomalies.label_with_dot = true;
-                }
-                if build {
+                let dot = if build {
                     if !name.is_empty() {
                         name.push(b'.');
                     }
-                    name.escape(label, true);
+                    name.escape(label, true)
+                } else {
+                    label.contains(&b'.')
+                };
+                if dot {
+                    anomalies.label_with_dot = true;
                 }
                 at += 1 + label_len;
             }
@@ -526,19 +528,28 @@ mod tests {
     #[test]
     fn parse_for_roles_keeps_questions_and_cname_targets() {
         let msg = cname_answer();
-        let (full, lean) = (parse(&msg).expect("parses"), parse_for_roles(&msg).expect("parses"));
+        let (full, lean) = (
+            parse(&msg).expect("parses"),
+            parse_for_roles(&msg).expect("parses"),
+        );
         assert_eq!(lean.questions, full.questions);
         assert_eq!(lean.questions[0].name, "www.example.org");
         assert_eq!(lean.anomalies, full.anomalies);
         assert_eq!(lean.answers.len(), 2);
         assert_eq!(lean.answers[0].name, "");
-        assert_eq!(lean.answers[0].data, RData::Cname("dnl-01.geo.kaspersky.com".into()));
+        assert_eq!(
+            lean.answers[0].data,
+            RData::Cname("dnl-01.geo.kaspersky.com".into())
+        );
         assert_eq!(lean.answers[1].data, full.answers[1].data);
         // A pointer loop in an answer's owner name is found without building the name.
         let mut looped = msg.clone();
         let at = looped.len() - 16;
         looped[at..at + 2].copy_from_slice(&[0xc0, at as u8]);
-        let (full, lean) = (parse(&looped).expect("parses"), parse_for_roles(&looped).expect("parses"));
+        let (full, lean) = (
+            parse(&looped).expect("parses"),
+            parse_for_roles(&looped).expect("parses"),
+        );
         assert!(full.anomalies.name_pointer_loop);
         assert_eq!(lean.anomalies, full.anomalies);
         assert_eq!(lean.answers.len(), full.answers.len());

@@ -6,7 +6,7 @@
 pub const MAX_NAME_LEN: usize = 255;
 
 /// Bytes of a name kept on the stack while it is built: a name of `MAX_NAME_LEN` octets
-/// fits unless it needs escapes (four bytes each); a longer one moves to the heap.
+/// fits unless it needs escapes (four bytes each); what does not fit goes to the heap.
 const NAME_BUF_INLINE: usize = 256;
 
 /// What each byte becomes in a name: itself lower-cased when it is printable ASCII other
@@ -25,41 +25,70 @@ const PLAIN: [u8; 256] = {
 
 /// A name being built on the stack: printable ASCII only, by construction. Turned into a
 /// `String` of exactly its length once (`finish`): one allocation per name, none to grow it.
-#[derive(Default)]
 pub struct NameBuf {
-    bytes: smallvec::SmallVec<[u8; NAME_BUF_INLINE]>,
+    head: [u8; NAME_BUF_INLINE],
+    len: usize,
+    /// What follows `head` once it is full (a name with many escapes).
+    tail: Vec<u8>,
+}
+
+impl Default for NameBuf {
+    fn default() -> Self {
+        NameBuf {
+            head: [0; NAME_BUF_INLINE],
+            len: 0,
+            tail: Vec::new(),
+        }
+    }
 }
 
 impl NameBuf {
     pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.len == 0
     }
 
     pub fn push(&mut self, b: u8) {
-        self.bytes.push(b);
+        match self.head.get_mut(self.len) {
+            Some(slot) => {
+                *slot = b;
+                self.len += 1;
+            }
+            None => self.tail.push(b),
+        }
     }
 
     /// Appends `raw`, lower-cased, escaping what is not printable ASCII as `\xNN` (and the
-    /// dot too when `escape_dot`: a dot inside a DNS label).
-    pub fn escape(&mut self, raw: &[u8], escape_dot: bool) {
+    /// dot too when `escape_dot`: a dot inside a DNS label). Returns whether a dot was
+    /// escaped.
+    pub fn escape(&mut self, raw: &[u8], escape_dot: bool) -> bool {
         const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut dot = false;
         for &b in raw {
             let plain = PLAIN[usize::from(b)];
             if plain != 0 && !(escape_dot && b == b'.') {
                 self.push(plain);
             } else {
+                dot |= b == b'.';
                 self.push(b'\\');
                 self.push(b'x');
                 self.push(HEX[usize::from(b >> 4)]);
                 self.push(HEX[usize::from(b & 0xf)]);
             }
         }
+        dot
     }
 
     /// The finished name. Only printable ASCII was written, so the conversion never fails;
     /// the lossy fallback only spares an `unwrap`.
     pub fn finish(&self) -> String {
-        let bytes = &self.bytes[..];
+        let head = &self.head[..self.len];
+        let whole;
+        let bytes = if self.tail.is_empty() {
+            head
+        } else {
+            whole = [head, &self.tail[..]].concat();
+            &whole[..]
+        };
         match std::str::from_utf8(bytes) {
             Ok(text) => text.to_owned(),
             Err(_) => String::from_utf8_lossy(bytes).into_owned(),
