@@ -518,7 +518,7 @@ impl Detector {
         if !between_home && !to_resolver {
             return;
         }
-        let Ok(m) = crate::extract::dns::parse(msg) else {
+        let Ok(m) = crate::extract::dns::parse_for_roles(msg) else {
             return;
         };
         let a = &m.anomalies;
