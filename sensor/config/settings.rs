@@ -236,6 +236,11 @@ pub struct LiveSettings {
     /// Seconds between status lines on a terminal (packets, drops per stage, alerts).
     #[arg(long, value_name = "SECS")]
     pub status_every: Option<u64>,
+    /// Capture threads per interface (Linux): more than 1 opens the interface as that many
+    /// AF_PACKET sockets in one fanout group, 1 captures through libpcap alone; 0 = as many
+    /// as workers where the interface allows fanout, else libpcap [default: 0].
+    #[arg(long, value_name = "N")]
+    pub capture_threads: Option<usize>,
 }
 
 impl Settings {
@@ -291,6 +296,7 @@ impl LiveSettings {
             buffer_mb: Some(64),
             promiscuous: Some(true),
             status_every: Some(10),
+            capture_threads: Some(0),
             ..LiveSettings::default()
         }
     }
