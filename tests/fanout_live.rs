@@ -452,3 +452,19 @@ fn a_filter_naming_vlan_falls_back_to_libpcap_with_a_warning() {
     let names: Vec<&str> = captures.iter().map(|c| c.0.as_str()).collect();
     assert_eq!(names, [lab.capture.as_str()], "{stderr}");
 }
+
+#[test]
+fn more_capture_threads_than_a_group_may_have_are_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+        .env("VENDORWATCH_STATE", "none")
+        .args(["live", "-i", "lo", "--metrics-addr", "off"])
+        .args(["--capture-threads", "65"])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--capture-threads must be at most 64"),
+        "{stderr}"
+    );
+}
