@@ -84,6 +84,8 @@ impl Lab {
         run(&[
             "ip", "netns", "exec", ns, "ip", "link", "set", cap, "mtu", "9000", "up",
         ]);
+        // The metrics endpoint listens on the namespace's own loopback.
+        run(&["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"]);
         for (dev, inside) in [(send, false), (cap, true)] {
             let mut c = if inside {
                 vec!["ip", "netns", "exec", ns]
@@ -119,8 +121,12 @@ impl Lab {
     }
 
     fn replay(&self) {
+        self.replay_some(&CAPTURES);
+    }
+
+    fn replay_some(&self, captures: &[&str]) {
         let mut cmd = vec!["tcpreplay", "-q", "--pps=2000", "-i", &self.send];
-        let files: Vec<String> = CAPTURES
+        let files: Vec<String> = captures
             .iter()
             .map(|c| repo().join("pcaps").join(c).display().to_string())
             .collect();
@@ -158,7 +164,13 @@ impl Sensor {
             .arg(env!("CARGO_BIN_EXE_vendorwatch"))
             .env("VENDORWATCH_STATE", "none")
             .args(["live", "-i", &lab.capture, "--user", "nobody"])
-            .args(["--metrics-addr", "off", "--alerts"])
+            // No metrics unless asked for.
+            .args(
+                ["--metrics-addr", "off"]
+                    .iter()
+                    .filter(|_| !args.contains(&"--metrics-addr")),
+            )
+            .arg("--alerts")
             .arg(dir.join("alerts.jsonl"))
             .arg("--events")
             .arg(dir.join("events.jsonl"))
@@ -218,6 +230,33 @@ impl Sensor {
             .unwrap_or(false)
     }
 
+    /// Waits until stderr says `what`.
+    fn wait_for(&self, what: &str) -> bool {
+        let started = Instant::now();
+        while !self.said(what) {
+            if started.elapsed() > PATIENCE {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        true
+    }
+
+    /// Waits for the sensor to exit by itself.
+    fn exited(&mut self) -> Option<i32> {
+        let started = Instant::now();
+        while started.elapsed() < PATIENCE {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                if let Some(r) = self.reader.take() {
+                    let _ = r.join();
+                }
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// SIGTERM, then its exit status and everything it wrote on stderr.
     fn stop(mut self) -> (Option<i32>, String) {
         run(&["kill", "-TERM", &self.child.id().to_string()]);
@@ -270,6 +309,60 @@ fn expected() -> (Triples, Triples) {
         }
     }
     (names, detections)
+}
+
+/// What tshark derived from one capture: its detections.
+fn detections_of(capture: &str) -> Triples {
+    let path = repo()
+        .join("pcaps/expected")
+        .join(format!("{capture}.json"));
+    let exp: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("expectations")).expect("json");
+    exp["detections"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| (s(&d["host"]), s(&d["vendor"]), s(&d["category"])))
+        .collect()
+}
+
+/// Waits until every one of `want` is alerted.
+fn wait_for_alerts(dir: &Path, want: &Triples) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < PATIENCE {
+        let got: Triples = alerted(dir).into_iter().collect();
+        if want.is_subset(&got) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// The sensor's metrics, read inside the lab's namespace.
+fn metrics(lab: &Lab) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.ns, "curl", "-s", "--max-time", "5"])
+        .arg("http://127.0.0.1:9717/metrics")
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Polls the metrics until `series` reads `value`; returns the last metrics.
+fn metric_until(lab: &Lab, series: &str, value: f64) -> (Option<f64>, String) {
+    let started = Instant::now();
+    loop {
+        let text = metrics(lab);
+        let got = text
+            .lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|v| v.trim().parse().ok());
+        if got == Some(value) || started.elapsed() > PATIENCE {
+            return (got, text);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn lines(path: &Path) -> Vec<Value> {
@@ -466,5 +559,99 @@ fn more_capture_threads_than_a_group_may_have_are_refused() {
     assert!(
         stderr.contains("--capture-threads must be at most 64"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn a_fanout_capture_rides_out_its_link_and_ends_when_its_interface_is_deleted() {
+    if !root() {
+        eprintln!("SKIPPED: fanout capture needs root (CI runs as root)");
+        return;
+    }
+    let lab = Lab::new('d');
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut sensor = Sensor::start(
+        &lab,
+        dir.path(),
+        &[
+            "--capture-threads",
+            "4",
+            "--workers",
+            "2",
+            "--metrics-addr",
+            "127.0.0.1:9717",
+        ],
+    );
+    lab.replay_some(&["dns.pcap"]);
+    assert!(
+        wait_for_alerts(dir.path(), &detections_of("dns.pcap")),
+        "{}",
+        sensor.text()
+    );
+
+    // Down: the four sockets see it; it is said and counted once.
+    let cap = lab.capture.as_str();
+    run(&[
+        "ip", "netns", "exec", &lab.ns, "ip", "link", "set", cap, "down",
+    ]);
+    assert!(
+        sensor.wait_for("the interface went down"),
+        "{}",
+        sensor.text()
+    );
+    let up = format!("vendorwatch_capture_up{{interface=\"{cap}\"}}");
+    let downs = format!(
+        "vendorwatch_capture_interruptions_total{{interface=\"{cap}\",reason=\"link_down\"}}"
+    );
+    let (got, text) = metric_until(&lab, &up, 0.0);
+    assert_eq!(got, Some(0.0), "{text}");
+    let (got, text) = metric_until(&lab, &downs, 1.0);
+    assert_eq!(got, Some(1.0), "{text}");
+    // Back: the same sockets capture again.
+    run(&[
+        "ip", "netns", "exec", &lab.ns, "ip", "link", "set", cap, "up",
+    ]);
+    assert!(
+        sensor.wait_for("the interface is up again"),
+        "{}",
+        sensor.text()
+    );
+    let (got, text) = metric_until(&lab, &up, 1.0);
+    assert_eq!(got, Some(1.0), "{text}");
+    lab.replay_some(&["tls.pcap"]);
+    assert!(
+        wait_for_alerts(dir.path(), &detections_of("tls.pcap")),
+        "{}",
+        sensor.text()
+    );
+    let text = sensor.text();
+    assert_eq!(text.matches("the interface went down").count(), 1, "{text}");
+    assert_eq!(
+        text.matches("the interface is up again").count(),
+        1,
+        "{text}"
+    );
+
+    // Deleted: every socket's capture ends (a group is not reopened), the sensor exits 1 so
+    // that a supervisor restarts it, and everything captured before is reported.
+    run(&["ip", "netns", "exec", &lab.ns, "ip", "link", "del", cap]);
+    let status = sensor.exited();
+    let stderr = sensor.text();
+    assert_eq!(status, Some(1), "{stderr}");
+    assert_eq!(
+        stderr.matches("its fanout capture ends").count(),
+        1,
+        "{stderr}"
+    );
+    let alerts: Triples = alerted(dir.path()).into_iter().collect();
+    let (_, want) = expected();
+    assert!(want.is_subset(&alerts), "{alerts:?}\n{stderr}");
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("report.json")).expect("report written"),
+    )
+    .expect("json");
+    assert!(
+        report["hosts"].as_array().is_some_and(|h| !h.is_empty()),
+        "{report}"
     );
 }

@@ -449,8 +449,8 @@ struct CaptureThread {
     /// This thread's slot in the source totals.
     index: usize,
     interface: String,
-    /// Whether this thread counts its interface's interruptions (one thread per interface
-    /// does: the sockets of a fanout group all see the same link go down).
+    /// Whether this thread logs and counts its interface's interruptions (one thread per
+    /// interface does: the sockets of a fanout group all see the same link go down).
     counts_interruptions: bool,
     first_last: PacketSpan,
     shared: Arc<Shared>,
@@ -493,9 +493,6 @@ impl machine::Observer for CaptureThread {
         });
     }
     fn interrupted(&self, reason: &'static str, times: u64) {
-        if !self.counts_interruptions {
-            return;
-        }
         self.status(|st| *st.interruptions.entry(reason).or_default() += times);
     }
     fn totals(&self, totals: live::PcapTotals) {
@@ -507,6 +504,9 @@ impl machine::Observer for CaptureThread {
     }
     fn span(&self, first: Option<Timestamp>, last: Option<Timestamp>) {
         runtime::widen_span(&self.first_last, first, last);
+    }
+    fn speaks_for_link(&self) -> bool {
+        self.counts_interruptions
     }
 }
 

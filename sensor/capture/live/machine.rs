@@ -157,6 +157,12 @@ pub trait Observer {
     fn totals(&self, totals: PcapTotals);
     /// The first and last packet time so far.
     fn span(&self, first: Option<Timestamp>, last: Option<Timestamp>);
+    /// Whether this capture speaks for its interface's link: logs and counts its
+    /// interruptions. The sockets of a fanout group all see the same link go down; one
+    /// of them speaks for it, so that an outage is one log line and one count.
+    fn speaks_for_link(&self) -> bool {
+        true
+    }
 }
 
 /// Where the capture stands.
@@ -348,14 +354,17 @@ impl<'a, P: PacketSource, S: PacketSink, O: Observer> Capture<'a, P, S, O> {
     fn let_go(&mut self) -> State {
         self.sink.flush();
         let iface = &self.iface;
+        let speaks = self.observer.speaks_for_link();
         if !P::REOPENS {
-            self.observer.interrupted("interface_removed", 1);
-            tracing::warn!(
+            if speaks {
+                self.observer.interrupted("interface_removed", 1);
+                tracing::warn!(
                 "{iface}: the interface was removed; its fanout capture ends (a fanout group is \
                  not reopened while the sensor runs; a restart opens a new one, which systemd's \
                  Restart=on-failure does when no capture is left); everything captured until \
                  then is kept"
-            );
+                );
+            }
             self.observer.problem(
                 "capture ended: the interface was removed; restart vendorwatch".into(),
                 true,
@@ -451,14 +460,17 @@ impl<'a, P: PacketSource, S: PacketSink, O: Observer> Capture<'a, P, S, O> {
         }
         self.ticks.link_check = Instant::now();
         let iface = &self.iface;
+        let speaks = self.observer.speaks_for_link();
         match self.watch.check() {
             Some(LinkEvent::Lost(state)) if !self.watch.removed() => {
                 let why = state.describe();
-                tracing::warn!(
-                    "{iface}: the interface went down ({why}); the capture stays open and \
-                     resumes when the link is back (nothing captured so far is lost)"
-                );
-                self.observer.interrupted("link_down", 1);
+                if speaks {
+                    tracing::warn!(
+                        "{iface}: the interface went down ({why}); the capture stays open and \
+                         resumes when the link is back (nothing captured so far is lost)"
+                    );
+                    self.observer.interrupted("link_down", 1);
+                }
                 self.observer.problem(
                     format!("capture interrupted: the interface is {why}; it resumes when the link is back"),
                     true,
@@ -466,20 +478,22 @@ impl<'a, P: PacketSource, S: PacketSink, O: Observer> Capture<'a, P, S, O> {
             }
             Some(LinkEvent::Back(after)) => {
                 self.down_errors_since = None;
-                tracing::info!(
-                    "{iface}: the interface is up again after {:.1} s; capturing",
-                    after.as_secs_f64()
-                );
+                if speaks {
+                    tracing::info!(
+                        "{iface}: the interface is up again after {:.1} s; capturing",
+                        after.as_secs_f64()
+                    );
+                }
                 self.observer.healthy(true);
             }
-            Some(LinkEvent::Flapped(n)) => {
+            Some(LinkEvent::Flapped(n)) if speaks => {
                 tracing::warn!(
                     "{iface}: the link went down and came back between two checks ({n} time(s)); capturing"
                 );
                 self.observer.interrupted("link_down", n);
             }
             // Removed or replaced: the handle is let go once its ring is read out.
-            Some(LinkEvent::Lost(_)) | None => {}
+            Some(LinkEvent::Lost(_) | LinkEvent::Flapped(_)) | None => {}
         }
     }
 
