@@ -7,8 +7,11 @@
 //! against the sensor itself: every expected name and detection, no drops anywhere, and
 //! the four sockets' received counts (one summary line each, `IFACE#i`) adding up to what
 //! the interface delivered. The same run with `--capture-threads 1` reads the same through
-//! libpcap, and a `--bpf` naming `vlan` falls back to libpcap with a warning. Needs root
-//! (CI runs as root); skipped, loudly, otherwise.
+//! libpcap, and a `--bpf` naming `vlan` falls back to libpcap with a warning. And the group
+//! rides out its link going down and up (said and counted once, not once per socket; the
+//! same sockets capture again), and ends when its interface is deleted (a group is not
+//! reopened: the sensor exits 1 for its supervisor, with everything before reported).
+//! Needs root (CI runs as root); skipped, loudly, otherwise.
 #![cfg(target_os = "linux")]
 
 use serde_json::Value;
