@@ -216,14 +216,15 @@ pub enum LogFormat {
 #[derive(Args, Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LiveSettings {
-    /// Interface to capture on (a span port or tap); repeat for several, one capture thread
-    /// each (or `interfaces` in the [live] table of --config).
+    /// Interface to capture on (a span port or tap); repeat for several, each with its own
+    /// capture thread(s) (or `interfaces` in the [live] table of --config).
     #[arg(short = 'i', long = "interface", value_name = "IFACE")]
     pub interfaces: Option<Vec<String>>,
     /// BPF filter, compiled by libpcap (e.g. "not port 22").
     #[arg(long, value_name = "EXPR")]
     pub bpf: Option<String>,
-    /// Kernel capture buffer per interface, in MiB (raise it if the kernel drops packets).
+    /// Kernel capture buffer per interface (per socket with fanout), in MiB (raise it if the
+    /// kernel drops packets).
     #[arg(long, value_name = "MIB")]
     pub buffer_mb: Option<u32>,
     /// Do not put the interface in promiscuous mode.
