@@ -11,6 +11,8 @@
 //! rides out its link going down and up (said and counted once, not once per socket; the
 //! same sockets capture again), and ends when its interface is deleted (a group is not
 //! reopened: the sensor exits 1 for its supervisor, with everything before reported).
+//! By default an interface gets as many capture threads as workers; `capture_threads` in
+//! the `[live]` table and `--capture-threads` (which wins) say otherwise.
 //! Needs root (CI runs as root); skipped, loudly, otherwise.
 #![cfg(target_os = "linux")]
 
@@ -656,5 +658,44 @@ fn a_fanout_capture_rides_out_its_link_and_ends_when_its_interface_is_deleted() 
     assert!(
         report["hosts"].as_array().is_some_and(|h| !h.is_empty()),
         "{report}"
+    );
+}
+
+#[test]
+fn by_default_an_interface_gets_as_many_capture_threads_as_workers_and_the_file_can_say_one() {
+    if !root() {
+        eprintln!("SKIPPED: live capture needs root (CI runs as root)");
+        return;
+    }
+    let lab = Lab::new('e');
+    let dir = tempfile::tempdir().expect("tmp");
+    let sources = |args: &[&str]| -> Vec<String> {
+        let (status, stderr) = Sensor::start(&lab, dir.path(), args).stop();
+        assert_eq!(status, Some(0), "{stderr}");
+        capture_lines(&stderr).into_iter().map(|c| c.0).collect()
+    };
+    let cap = &lab.capture;
+    assert_eq!(
+        sources(&["--workers", "2"]),
+        [format!("{cap}#0"), format!("{cap}#1")]
+    );
+    let config = dir.path().join("vendorwatch.toml");
+    std::fs::write(&config, "[live]\ncapture_threads = 1\n").expect("config");
+    let config = config.to_str().expect("utf-8");
+    assert_eq!(
+        sources(&["--workers", "2", "--config", config]),
+        [cap.clone()]
+    );
+    // The command line wins over the file.
+    assert_eq!(
+        sources(&[
+            "--workers",
+            "2",
+            "--config",
+            config,
+            "--capture-threads",
+            "3"
+        ]),
+        [format!("{cap}#0"), format!("{cap}#1"), format!("{cap}#2")]
     );
 }
