@@ -684,7 +684,7 @@ fn by_default_an_interface_gets_as_many_capture_threads_as_workers_and_the_file_
     let config = config.to_str().expect("utf-8");
     assert_eq!(
         sources(&["--workers", "2", "--config", config]),
-        [cap.clone()]
+        std::slice::from_ref(cap)
     );
     // The command line wins over the file.
     assert_eq!(
