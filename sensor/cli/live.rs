@@ -64,7 +64,13 @@ enum Opened {
 
 /// Opens every interface before anything runs, so that a typo fails at once; `workers`:
 /// how many capture threads an interface gets by default.
-fn open_captures(settings: &LiveConfig, workers: usize) -> Result<Vec<Opened>, String> {
+// `threads` and `quiet` serve fanout only, which is Linux's.
+#[cfg_attr(not(target_os = "linux"), allow(unused_variables))]
+fn open_captures(
+    settings: &LiveConfig,
+    workers: usize,
+    quiet: bool,
+) -> Result<Vec<Opened>, String> {
     settings
         .interfaces
         .iter()
@@ -75,12 +81,13 @@ fn open_captures(settings: &LiveConfig, workers: usize) -> Result<Vec<Opened>, S
             };
             #[cfg(target_os = "linux")]
             if threads > 1 {
-                if let Some(sockets) = open_fanout(settings, interface, threads) {
+                if let Some(sockets) = open_fanout(settings, interface, threads, quiet) {
                     return Ok(Opened::Fanout(sockets));
                 }
             }
+            // Said only when asked for: the default falls back without a word.
             #[cfg(not(target_os = "linux"))]
-            if threads > 1 {
+            if settings.capture_threads > 1 {
                 tracing::warn!(
                     "warning: {interface}: fanout capture needs Linux; capturing with libpcap \
                      (one capture thread)"
@@ -104,6 +111,7 @@ fn open_fanout(
     settings: &LiveConfig,
     interface: &str,
     sockets: usize,
+    quiet: bool,
 ) -> Option<Vec<crate::capture::fanout::FanoutSocket>> {
     use crate::capture::fanout::{self, OpenError};
     let opened = fanout::open(&fanout::FanoutOptions {
@@ -122,6 +130,9 @@ fn open_fanout(
     });
     match opened {
         Ok(sockets) => {
+            if quiet {
+                return Some(sockets);
+            }
             tracing::info!(
                 "{interface}: {} capture threads in fanout group {}",
                 sockets.len(),
@@ -178,7 +189,7 @@ fn run_live(cfg: RunConfig, settings: LiveConfig) -> i32 {
         },
         ..cfg
     };
-    let captures = match open_captures(&settings, cfg.workers) {
+    let captures = match open_captures(&settings, cfg.workers, cfg.quiet) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("vendorwatch: {e}");
