@@ -239,7 +239,7 @@ pub struct LiveSettings {
     pub status_every: Option<u64>,
     /// Capture threads per interface (Linux): more than 1 opens the interface as that many
     /// AF_PACKET sockets in one fanout group, 1 captures through libpcap alone; 0 = as many
-    /// as workers where the interface allows fanout, else libpcap [default: 0].
+    /// as workers where the interface allows fanout, else libpcap.
     #[arg(long, value_name = "N")]
     pub capture_threads: Option<usize>,
 }
