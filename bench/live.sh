@@ -11,7 +11,7 @@
 #   --head   benchmark the last commit exactly: build it from `git archive HEAD` in
 #            bench-data/bench-build/ (as bench/run.sh --head) instead of the working tree
 #   RATES="mbps:200 mbps:500 mbps:1000 topspeed"   tcpreplay settings, in this order (also pps:N)
-#   CONTENDERS="tcpdump tcpdump-B256 vw vw2"       which capturers (see bench/README.md)
+#   CONTENDERS="tcpdump tcpdump-B256 vw vw2"       which capturers (see bench/README.md; also vw2-pcap)
 #   RUNS=N   runs per rate and contender (default 1); the contenders take turns
 #   SETTLE=S seconds between the end of tcpreplay and the stop (default 1; vendorwatch is also
 #            left running until its /metrics counters have not moved for 2 s)
@@ -81,7 +81,7 @@ if ((${#need[@]})); then
             apt-get install -y -q -o DPkg::Lock::Timeout=900 "${need[@]}" >&2; }
 fi
 for c in $CONTENDERS; do
-    case $c in tcpdump | tcpdump-B256 | vw | vw2) ;; *) die "unknown contender $c (tcpdump tcpdump-B256 vw vw2)" ;; esac
+    case $c in tcpdump | tcpdump-B256 | vw | vw2 | vw2-pcap) ;; *) die "unknown contender $c (tcpdump tcpdump-B256 vw vw2 vw2-pcap)" ;; esac
 done
 for r in $RATES; do
     [[ $r == topspeed || $r =~ ^(mbps|pps):[0-9]+(\.[0-9]+)?$ ]] || die "unknown rate $r (topspeed, mbps:N, pps:N)"
@@ -194,7 +194,8 @@ scrape() { # -> OUT FILE
     nsx curl -s -m 2 "http://$METRICS/metrics" >"$1.tmp" 2>/dev/null && mv "$1.tmp" "$1"
 }
 vw_counts() { # metrics file -> "captured kernel interface queue"
-    echo "$(metric "$1" vendorwatch_packets_received_total "source=\"$B\"")" \
+    # Every source of the interface: B itself (libpcap) or B#0, B#1, ... (fanout sockets).
+    echo "$(metric "$1" vendorwatch_packets_received_total "source=\"$B")" \
         "$(metric "$1" vendorwatch_dropped_total 'stage="kernel"')" \
         "$(metric "$1" vendorwatch_dropped_total 'stage="interface"')" \
         "$(metric "$1" vendorwatch_dropped_total 'stage="queue"')"
@@ -215,6 +216,7 @@ label_of() {
         tcpdump-B256) echo "tcpdump -B 262144 -w /dev/null" ;;
         vw) echo "vendorwatch, default workers ($DEFAULT_W)" ;;
         vw2) echo "vendorwatch --workers 2" ;;
+        vw2-pcap) echo "vendorwatch --workers 2 --capture-threads 1" ;;
     esac
 }
 
@@ -225,11 +227,12 @@ run_one() { # RATE CONTENDER RUN -> appends one JSON line to runs.jsonl
     case $c in
         tcpdump) cmd=(tcpdump -i "$B" -n -w /dev/null) ;;
         tcpdump-B256) cmd=(tcpdump -i "$B" -n -B 262144 -w /dev/null) ;;
-        vw | vw2)
+        vw | vw2 | vw2-pcap)
             report=$OUTDIR/report-$tag.json
             cmd=("$VW" live -i "$B" --home-net 10.0.0.0/8,fd00::/8 --buffer-mb 256 --report "$report" --quiet
                 --metrics-addr "$METRICS")
-            if [[ $c == vw2 ]]; then cmd+=(--workers 2); fi ;;
+            if [[ $c == vw2* ]]; then cmd+=(--workers 2); fi
+            if [[ $c == vw2-pcap ]]; then cmd+=(--capture-threads 1); fi ;;
     esac
     echo "ip netns exec $NS ${cmd[*]}" >"$OUTDIR/cmd-$tag.txt"
     read -r b waited < <(wait_idle)

@@ -279,6 +279,12 @@ pub const COUNT_BOUNDS: &[CountBound] = &[
     bound("pdns_ttl_cap", 0, MAX_TTL_SECS, "seconds"),
     bound("realert_hours", 0, MAX_REALERT_HOURS, "hours"),
     bound("status_every", 0, MAX_STATUS_EVERY, "seconds"),
+    bound(
+        "capture_threads",
+        0,
+        crate::capture::live::MAX_CAPTURE_THREADS as u64,
+        "capture threads per interface",
+    ),
     bound("learn_min_hosts", 1, MAX_HOSTS as u64, "hosts"),
 ];
 

@@ -8,7 +8,8 @@
 //! exactly what libpcap's own filter keeps, and a fragmented IPv4 answer is reassembled
 //! and lands on the socket of its query. And the group rides out its link: down and up
 //! again (reported once, then every frame once as before), and deleted (reported once,
-//! then reads find nothing). Needs root (CI runs as root); skipped, loudly, otherwise.
+//! then reads find nothing). On loopback every frame is read once, as libpcap reads it.
+//! Needs root (CI runs as root); skipped, loudly, otherwise.
 #![cfg(target_os = "linux")]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -654,4 +655,52 @@ fn without_kernel_defrag_fragments_arrive_as_they_were_and_together() {
         .map(|(i, _)| i)
         .collect();
     assert_eq!(holders.len(), 1, "fragments on sockets {holders:?}");
+}
+
+#[test]
+fn on_loopback_every_frame_is_read_once_as_libpcap_reads_it() {
+    if !root() {
+        eprintln!("SKIPPED: fanout capture needs root (CI runs as root)");
+        return;
+    }
+    // A frame sent on lo passes a packet socket twice (outgoing, then incoming); libpcap
+    // reads it once. Ten datagrams to a bound socket (no ICMP answer): ten frames, with
+    // and without a filter.
+    const DATAGRAMS: usize = 10;
+    for (tag, filter) in [('l', None), ('m', Some("udp"))] {
+        let lab = Lab::new(tag);
+        run(&[
+            "ip", "netns", "exec", &lab.ns, "ip", "link", "set", "lo", "up",
+        ]);
+        let readers = Readers::start(lab.open_with(FanoutOptions {
+            interface: "lo".into(),
+            sockets: 2,
+            group: None,
+            bpf: filter.map(str::to_string),
+            snaplen: fanout::MAX_SNAPLEN,
+            buffer_bytes: 8 << 20,
+            promiscuous: false,
+            kernel_defrag: false,
+        }));
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &lab.ns,
+            "python3",
+            "-c",
+            &format!(
+                "import socket\n\
+                 r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+                 r.bind(('127.0.0.1', 0))\n\
+                 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+                 for i in range({DATAGRAMS}): s.sendto(b'vendorwatch', r.getsockname())\n"
+            ),
+        ]);
+        // Both copies of every frame are queued by the time the send returns (loopback
+        // delivers synchronously), so reading until a read finds nothing reads them all.
+        let reads = readers.finish(DATAGRAMS);
+        let frames: usize = reads.iter().map(|r| r.frames.len()).sum();
+        assert_eq!(frames, DATAGRAMS, "filter {filter:?}");
+    }
 }

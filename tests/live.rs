@@ -188,6 +188,9 @@ fn live_capture_on_a_veth_pair_reports_everything_after_sigterm() {
             &near,
             "--workers",
             "2",
+            // libpcap: fanout capture has its own test (tests/fanout_live.rs).
+            "--capture-threads",
+            "1",
             "--user",
             "nobody",
             "--alerts",

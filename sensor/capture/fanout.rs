@@ -34,6 +34,9 @@
 //!   every socket's real filter attached. No packet is ever delivered twice; the packets
 //!   of the few microseconds between the first and the last attach are simply not
 //!   captured by the sockets not yet switched (as if the capture had started later).
+//! - Loopback: a packet socket sees every frame sent on `lo` twice (outgoing, then
+//!   incoming); like libpcap, which drops the outgoing copy on loopback, the filter of a
+//!   loopback group starts by refusing `PACKET_OUTGOING` frames, so each is read once.
 //! - VLAN tags: the kernel takes the outer tag out of the frame into metadata; it is read
 //!   back from `PACKET_AUXDATA` and put back in place (as libpcap does), so a frame reads
 //!   as it was on the wire. The frame is received in two pieces around a 4-byte gap for
@@ -106,6 +109,13 @@ const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
 const ETH_P_8021Q: u16 = 0x8100;
 /// Classic BPF `ret #k` (`BPF_RET | BPF_K`).
 const BPF_RET_K: u16 = 0x06;
+/// Classic BPF `ld [k]` (`BPF_LD | BPF_W | BPF_ABS`); with `k` past `SKF_AD_OFF` it loads
+/// the kernel's metadata of the packet instead of its bytes.
+const BPF_LD_W_ABS: u16 = 0x20;
+/// Classic BPF `jeq #k, jt, jf` (`BPF_JMP | BPF_JEQ | BPF_K`).
+const BPF_JEQ_K: u16 = 0x15;
+/// `PACKET_OUTGOING` (<linux/if_packet.h>): a frame this host sent.
+const PACKET_OUTGOING: u32 = 4;
 
 /// How to open an interface for fanout capture.
 #[derive(Debug, Clone)]
@@ -267,6 +277,7 @@ pub fn open(opts: &FanoutOptions) -> Result<Vec<FanoutSocket>, OpenError> {
     let snaplen = snaplen as usize;
     let mut sockets = Vec::with_capacity(opts.sockets);
     let mut group = opts.group;
+    let mut loopback = false;
     for index in 0..opts.sockets {
         let fd = sys::packet_socket().map_err(|e| fail("socket", e))?;
         // Nothing is accepted until every member has joined (see the module doc).
@@ -282,6 +293,7 @@ pub fn open(opts: &FanoutOptions) -> Result<Vec<FanoutSocket>, OpenError> {
         }
         sys::bind(fd.as_fd(), ifindex).map_err(|e| fail("bind", e))?;
         let hatype = sys::hardware_type(fd.as_fd()).map_err(|e| fail("getsockname", e))?;
+        loopback = hatype == libc::ARPHRD_LOOPBACK;
         let link = link_for(hatype).ok_or_else(|| OpenError::UnsupportedLink {
             interface: iface.to_string(),
             hatype,
@@ -316,6 +328,11 @@ pub fn open(opts: &FanoutOptions) -> Result<Vec<FanoutSocket>, OpenError> {
             totals: SocketTotals::default(),
         });
     }
+    let program = if loopback {
+        skip_outgoing(&program)
+    } else {
+        program
+    };
     for s in &sockets {
         sys::attach_filter(s.fd.as_fd(), &program).map_err(|e| match &opts.bpf {
             Some(filter) => OpenError::BadFilter {
@@ -574,6 +591,31 @@ fn link_for(hatype: u16) -> Option<LinkType> {
         libc::ARPHRD_ETHER | libc::ARPHRD_LOOPBACK => Some(LinkType::Ethernet),
         _ => None,
     }
+}
+
+/// On loopback every frame passes a packet socket twice: outgoing as it is sent, incoming
+/// as it is received. libpcap skips the outgoing copy on loopback (so each frame is read
+/// once); these three instructions put before the program do the same in the kernel.
+/// Classic BPF jumps are relative, so the program after them runs unchanged.
+fn skip_outgoing(program: &[libc::sock_filter]) -> Vec<libc::sock_filter> {
+    let mut out = vec![
+        libc::sock_filter {
+            code: BPF_LD_W_ABS,
+            jt: 0,
+            jf: 0,
+            k: (libc::SKF_AD_OFF + libc::SKF_AD_PKTTYPE) as u32,
+        },
+        // Outgoing: fall through to the `ret #0`; anything else: skip it.
+        libc::sock_filter {
+            code: BPF_JEQ_K,
+            jt: 0,
+            jf: 1,
+            k: PACKET_OUTGOING,
+        },
+        ret(0),
+    ];
+    out.extend_from_slice(program);
+    out
 }
 
 fn ret(k: u32) -> libc::sock_filter {

@@ -30,6 +30,10 @@ pub const READ_TIMEOUT_MS: i32 = 100;
 pub const DRAIN_AFTER_STOP: std::time::Duration =
     std::time::Duration::from_millis(3 * READ_TIMEOUT_MS as u64);
 
+/// Most capture threads (fanout sockets) per interface: `--capture-threads` is bounded by
+/// this; the same as `fanout::MAX_SOCKETS` (a unit test holds them equal).
+pub const MAX_CAPTURE_THREADS: usize = 64;
+
 /// Pause after a read that found nothing (non-blocking reads; see `open`).
 const IDLE_PAUSE_MS: u64 = 5;
 
@@ -513,6 +517,12 @@ mod tests {
         // Every Linux machine has lo; where sysfs is mounted it reads as up.
         let w = LinkWatch::new("lo");
         assert!(w.state().is_up(), "{:?}", w.state());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_capture_thread_bound_is_the_fanout_bound() {
+        assert_eq!(MAX_CAPTURE_THREADS, crate::capture::fanout::MAX_SOCKETS);
     }
 
     #[test]

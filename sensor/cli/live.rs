@@ -1,6 +1,17 @@
 //! `vendorwatch live`: open every interface, start the workers, drop privileges and install
-//! the sandbox, run one capture thread per interface (`capture::live::machine`), watch them
-//! until SIGINT/SIGTERM, then conclude the run.
+//! the sandbox, run the capture threads (`capture::live::machine`), watch them until
+//! SIGINT/SIGTERM, then conclude the run.
+//!
+//! An interface is captured by one libpcap thread, or (Linux, `--capture-threads` above 1,
+//! by default as many as workers) by the N sockets of an `AF_PACKET` fanout group
+//! (`capture::fanout`), one thread each: every socket thread decodes, reassembles and
+//! hashes its own share through its own dispatcher, so that work is spread over N threads
+//! while each flow still reaches its worker by the dispatcher's symmetric flow hash. The
+//! kernel does not reassemble (`kernel_defrag` off): the sensor's own defragmenter sees the
+//! fragments and their overlaps. Where fanout cannot be opened (another OS, a link type it
+//! does not read, a filter naming `vlan`) the interface falls back to libpcap, with a
+//! warning. Each socket is a source of its own (`eth0#2`) in the counters, the metrics and
+//! the summary, so drops are counted per socket; the interface's totals are their sum.
 
 use super::runtime::{self, Started};
 use super::{exit, CommonArgs};
@@ -44,21 +55,103 @@ pub fn run(args: LiveArgs) -> i32 {
     }
 }
 
-/// Opens every interface before anything runs, so that a typo fails at once.
-fn open_captures(settings: &LiveConfig) -> Result<Vec<live::LiveCapture>, String> {
+/// One interface, opened: a libpcap handle, or the sockets of a fanout group.
+enum Opened {
+    Pcap(live::LiveCapture),
+    #[cfg(target_os = "linux")]
+    Fanout(Vec<crate::capture::fanout::FanoutSocket>),
+}
+
+/// Opens every interface before anything runs, so that a typo fails at once; `workers`:
+/// how many capture threads an interface gets by default.
+// `threads` and `quiet` serve fanout only, which is Linux's.
+#[cfg_attr(not(target_os = "linux"), allow(unused_variables))]
+fn open_captures(
+    settings: &LiveConfig,
+    workers: usize,
+    quiet: bool,
+) -> Result<Vec<Opened>, String> {
     settings
         .interfaces
         .iter()
         .map(|interface| {
+            let threads = match settings.capture_threads {
+                0 => workers,
+                n => n,
+            };
+            #[cfg(target_os = "linux")]
+            if threads > 1 {
+                if let Some(sockets) = open_fanout(settings, interface, threads, quiet) {
+                    return Ok(Opened::Fanout(sockets));
+                }
+            }
+            // Said only when asked for: the default falls back without a word.
+            #[cfg(not(target_os = "linux"))]
+            if settings.capture_threads > 1 {
+                tracing::warn!(
+                    "warning: {interface}: fanout capture needs Linux; capturing with libpcap \
+                     (one capture thread)"
+                );
+            }
             live::LiveCapture::open(&live::LiveOptions {
                 interface: interface.clone(),
                 bpf: settings.bpf.clone(),
                 buffer_mb: settings.buffer_mb,
                 promiscuous: settings.promiscuous,
             })
+            .map(Opened::Pcap)
             .map_err(|e| e.to_string())
         })
         .collect()
+}
+
+/// The interface as a fanout group of `sockets`, or `None` (said why) for libpcap instead.
+#[cfg(target_os = "linux")]
+fn open_fanout(
+    settings: &LiveConfig,
+    interface: &str,
+    sockets: usize,
+    quiet: bool,
+) -> Option<Vec<crate::capture::fanout::FanoutSocket>> {
+    use crate::capture::fanout::{self, OpenError};
+    let opened = fanout::open(&fanout::FanoutOptions {
+        interface: interface.to_string(),
+        sockets,
+        group: None,
+        bpf: settings.bpf.clone(),
+        snaplen: live::SNAPLEN.unsigned_abs(),
+        buffer_bytes: usize::try_from(settings.buffer_mb)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(1 << 20),
+        promiscuous: settings.promiscuous,
+        // The sensor's own defragmenter must see the fragments (and their overlaps): each
+        // socket thread reassembles, then hashes, in its dispatcher.
+        kernel_defrag: false,
+    });
+    match opened {
+        Ok(sockets) => {
+            if quiet {
+                return Some(sockets);
+            }
+            tracing::info!(
+                "{interface}: {} capture threads in fanout group {}",
+                sockets.len(),
+                sockets.first().map_or(0, fanout::FanoutSocket::group)
+            );
+            Some(sockets)
+        }
+        // libpcap says these better, with what to do (the interfaces there are, where the
+        // filter breaks): it is opened next and fails with its own words.
+        Err(OpenError::NoSuchInterface { .. } | OpenError::BadFilter { .. }) => None,
+        Err(e) => {
+            tracing::warn!(
+                reason = e.reason(),
+                "warning: {interface}: no fanout capture ({e}); capturing with libpcap (one \
+                 capture thread)"
+            );
+            None
+        }
+    }
 }
 
 /// Drops privileges, then installs the seccomp filter; returns whether it is on.
@@ -96,7 +189,7 @@ fn run_live(cfg: RunConfig, settings: LiveConfig) -> i32 {
         },
         ..cfg
     };
-    let captures = match open_captures(&settings) {
+    let captures = match open_captures(&settings, cfg.workers, cfg.quiet) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("vendorwatch: {e}");
@@ -136,9 +229,10 @@ fn run_live(cfg: RunConfig, settings: LiveConfig) -> i32 {
     finish(&cfg, started, pool, &stop, run)
 }
 
-/// One capture thread per interface, each with its own dispatcher into the worker pool.
+/// One capture thread per libpcap interface and per fanout socket, each with its own
+/// dispatcher into the worker pool and its own source slot (`eth0`, or `eth0#2`).
 fn spawn_captures(
-    captures: Vec<live::LiveCapture>,
+    captures: Vec<Opened>,
     pool: &pipeline::WorkerPool,
     started: &Started,
     stop: &Arc<AtomicBool>,
@@ -147,44 +241,80 @@ fn spawn_captures(
     let mut run = Running {
         threads: Vec::new(),
         failures: Vec::new(),
-        totals: Arc::new(Mutex::new(
-            captures
-                .iter()
-                .map(|c| (c.interface.clone(), live::PcapTotals::default()))
-                .collect(),
-        )),
+        totals: Arc::new(Mutex::new(Vec::new())),
+        interfaces: captures.len(),
         started: std::time::Instant::now(),
     };
-    for (index, cap) in captures.into_iter().enumerate() {
-        let dispatcher = pool.dispatcher(WhenFull::Drop, &cap.interface);
-        let ctx = CaptureThread {
-            stop: Arc::clone(stop),
-            totals: Arc::clone(&run.totals),
-            index,
-            interface: cap.interface.clone(),
-            first_last: Arc::clone(&started.span),
-            shared: Arc::clone(&started.shared),
-            sandboxed,
-        };
-        let name = format!("capture-{}", cap.interface);
-        match std::thread::Builder::new()
-            .name(name)
-            .spawn(move || ctx.capture(cap, dispatcher))
-        {
-            Ok(h) => run.threads.push(h),
-            Err(e) => run
-                .failures
-                .push(format!("cannot start a capture thread: {e}")),
+    for opened in captures {
+        match opened {
+            Opened::Pcap(cap) => {
+                let source = cap.interface.clone();
+                spawn_one(&mut run, cap, source, true, pool, started, stop, sandboxed);
+            }
+            #[cfg(target_os = "linux")]
+            Opened::Fanout(sockets) => {
+                for socket in sockets {
+                    let source = format!("{}#{}", socket.interface(), socket.index());
+                    // The link is one link: its interruptions are counted once, by socket 0.
+                    let first = socket.index() == 0;
+                    spawn_one(
+                        &mut run, socket, source, first, pool, started, stop, sandboxed,
+                    );
+                }
+            }
         }
     }
     run.started = std::time::Instant::now();
     run
 }
 
+/// Starts the capture thread of one source (a libpcap handle or a fanout socket).
+#[allow(clippy::too_many_arguments)]
+fn spawn_one<P: machine::PacketSource + Send + 'static>(
+    run: &mut Running,
+    cap: P,
+    source: String,
+    counts_interruptions: bool,
+    pool: &pipeline::WorkerPool,
+    started: &Started,
+    stop: &Arc<AtomicBool>,
+    sandboxed: bool,
+) {
+    let index = match run.totals.lock() {
+        Ok(mut t) => {
+            t.push((source.clone(), live::PcapTotals::default()));
+            t.len() - 1
+        }
+        Err(_) => usize::MAX,
+    };
+    let dispatcher = pool.dispatcher(WhenFull::Drop, &source);
+    let ctx = CaptureThread {
+        stop: Arc::clone(stop),
+        totals: Arc::clone(&run.totals),
+        index,
+        interface: cap.interface().to_string(),
+        counts_interruptions,
+        first_last: Arc::clone(&started.span),
+        shared: Arc::clone(&started.shared),
+        sandboxed,
+    };
+    match std::thread::Builder::new()
+        .name(format!("capture-{source}"))
+        .spawn(move || ctx.capture(cap, dispatcher))
+    {
+        Ok(h) => run.threads.push(h),
+        Err(e) => run
+            .failures
+            .push(format!("cannot start a capture thread: {e}")),
+    }
+}
+
 /// The capture threads and what the main thread keeps of them.
 struct Running {
     threads: Vec<std::thread::JoinHandle<Result<(), String>>>,
     failures: Vec<String>,
+    /// Sources are per socket (`eth0#2`); inputs are interfaces.
+    interfaces: usize,
     totals: SourceTotals,
     started: std::time::Instant,
 }
@@ -294,7 +424,7 @@ fn finish(
     let (first_packet, last_packet) = span.lock().map(|g| *g).unwrap_or_default();
     let sources = run.totals.lock().map(|t| t.clone()).unwrap_or_default();
     let facts = output::summary::RunFacts {
-        inputs_read: sources.len(),
+        inputs_read: run.interfaces,
         input_errors: &run.failures,
         skipped_inputs: 0,
         elapsed_secs: run.started.elapsed().as_secs_f64(),
@@ -327,17 +457,21 @@ fn finish(
 struct CaptureThread {
     stop: Arc<AtomicBool>,
     totals: SourceTotals,
+    /// This thread's slot in the source totals.
     index: usize,
     interface: String,
+    /// Whether this thread logs and counts its interface's interruptions (one thread per
+    /// interface does: the sockets of a fanout group all see the same link go down).
+    counts_interruptions: bool,
     first_last: PacketSpan,
     shared: Arc<Shared>,
     sandboxed: bool,
 }
 
 impl CaptureThread {
-    fn capture(
+    fn capture<P: machine::PacketSource>(
         &self,
-        cap: live::LiveCapture,
+        cap: P,
         mut dispatcher: pipeline::Dispatcher,
     ) -> Result<(), String> {
         let result =
@@ -381,6 +515,9 @@ impl machine::Observer for CaptureThread {
     }
     fn span(&self, first: Option<Timestamp>, last: Option<Timestamp>) {
         runtime::widen_span(&self.first_last, first, last);
+    }
+    fn speaks_for_link(&self) -> bool {
+        self.counts_interruptions
     }
 }
 

@@ -401,6 +401,9 @@ pub struct LiveConfig {
     pub promiscuous: bool,
     pub status_every: u64,
     pub user: Option<String>,
+    /// Capture threads per interface: 0 = as many as workers (fanout where it works), 1 =
+    /// libpcap alone, more = a fanout group of that many sockets.
+    pub capture_threads: usize,
 }
 
 impl LiveConfig {
@@ -414,8 +417,10 @@ impl LiveConfig {
             promiscuous: given(s.promiscuous),
             status_every: given(s.status_every),
             user: s.user,
+            capture_threads: given(s.capture_threads),
         };
         check_flag("buffer_mb", u64::from(live.buffer_mb))?;
+        check_flag("capture_threads", live.capture_threads as u64)?;
         check_flag("status_every", live.status_every)?;
         if live.interfaces.is_empty() {
             return Err("live needs an interface: -i IFACE (repeatable), or interfaces = [\"eth1\"] in the [live] table of --config".into());

@@ -216,14 +216,15 @@ pub enum LogFormat {
 #[derive(Args, Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LiveSettings {
-    /// Interface to capture on (a span port or tap); repeat for several, one capture thread
-    /// each (or `interfaces` in the [live] table of --config).
+    /// Interface to capture on (a span port or tap); repeat for several, each with its own
+    /// capture thread(s) (or `interfaces` in the [live] table of --config).
     #[arg(short = 'i', long = "interface", value_name = "IFACE")]
     pub interfaces: Option<Vec<String>>,
     /// BPF filter, compiled by libpcap (e.g. "not port 22").
     #[arg(long, value_name = "EXPR")]
     pub bpf: Option<String>,
-    /// Kernel capture buffer per interface, in MiB (raise it if the kernel drops packets).
+    /// Kernel capture buffer per interface (per socket with fanout), in MiB (raise it if the
+    /// kernel drops packets).
     #[arg(long, value_name = "MIB")]
     pub buffer_mb: Option<u32>,
     /// Do not put the interface in promiscuous mode.
@@ -236,6 +237,11 @@ pub struct LiveSettings {
     /// Seconds between status lines on a terminal (packets, drops per stage, alerts).
     #[arg(long, value_name = "SECS")]
     pub status_every: Option<u64>,
+    /// Capture threads per interface (Linux): more than 1 opens the interface as that many
+    /// AF_PACKET sockets in one fanout group, 1 captures through libpcap alone; 0 = as many
+    /// as workers where the interface allows fanout, else libpcap.
+    #[arg(long, value_name = "N")]
+    pub capture_threads: Option<usize>,
 }
 
 impl Settings {
@@ -291,6 +297,7 @@ impl LiveSettings {
             buffer_mb: Some(64),
             promiscuous: Some(true),
             status_every: Some(10),
+            capture_threads: Some(0),
             ..LiveSettings::default()
         }
     }

@@ -1,5 +1,12 @@
 //! One interface's capture thread, as an explicit state machine.
 //!
+//! The packets come from a [`PacketSource`]: a libpcap handle ([`LiveCapture`]), or on
+//! Linux one socket of an `AF_PACKET` fanout group (`capture::fanout::FanoutSocket`, one
+//! thread per socket, each running this same machine). A fanout socket is never reopened
+//! on its own (its group would have to be rebuilt): when its interface is removed, what it
+//! holds is read out and its capture ends, as a sandboxed libpcap capture's does once the
+//! interface is back — a restart (systemd's Restart=on-failure) opens a new group.
+//!
 //! The thread reads its handle until the stop flag, handing packets to a [`PacketSink`] (the
 //! pipeline's dispatcher) and telling an [`Observer`] (health, counters, totals) what
 //! happens. A link that goes down and comes back keeps its handle (libpcap keeps it bound);
@@ -11,7 +18,7 @@
 
 use super::{
     classify_read_error, LinkEvent, LinkState, LinkWatch, LiveCapture, OpenError, PcapTotals, Read,
-    ReadFailure, DRAIN_AFTER_STOP, LINK_CHECK,
+    ReadFailure, DRAIN_AFTER_STOP, LINK_CHECK, READ_TIMEOUT_MS,
 };
 use crate::decode::LinkType;
 use crate::time::Timestamp;
@@ -38,6 +45,99 @@ const REOPEN_FIRST: Duration = Duration::from_secs(1);
 /// The longest wait between reopen attempts.
 const REOPEN_MAX: Duration = Duration::from_secs(30);
 
+/// How long a fanout socket's read waits in `poll` for a packet: as long as libpcap's read
+/// timeout, so a quiet capture flushes and sees the stop flag as often.
+pub const FANOUT_WAIT: Duration = Duration::from_millis(READ_TIMEOUT_MS as u64);
+
+/// A read that failed: what it means for the capture, and the source's own words.
+#[derive(Debug, Clone)]
+pub struct ReadFailed {
+    pub failure: ReadFailure,
+    pub message: String,
+}
+
+/// Where packets come from: one handle the machine reads until the stop flag.
+pub trait PacketSource: Sized {
+    /// Whether a handle of a removed interface can be replaced by a new one (`reopen`).
+    const REOPENS: bool;
+    fn interface(&self) -> &str;
+    fn link(&self) -> LinkType;
+    /// The next packet, or `Read::Idle` after a wait that found none (the source paces
+    /// itself: no busy loop on a quiet link).
+    fn read(&mut self) -> Result<Read<'_>, ReadFailed>;
+    /// The handle's totals (received, dropped) so far.
+    fn totals(&mut self) -> Option<PcapTotals>;
+    /// A new handle on the interface re-created under the same name, its totals carried on.
+    fn reopen(&self) -> Result<Self, OpenError>;
+}
+
+impl PacketSource for LiveCapture {
+    const REOPENS: bool = true;
+    fn interface(&self) -> &str {
+        &self.interface
+    }
+    fn link(&self) -> LinkType {
+        self.link
+    }
+    fn read(&mut self) -> Result<Read<'_>, ReadFailed> {
+        LiveCapture::read(self).map_err(|message| ReadFailed {
+            failure: classify_read_error(&message),
+            message,
+        })
+    }
+    fn totals(&mut self) -> Option<PcapTotals> {
+        LiveCapture::totals(self)
+    }
+    fn reopen(&self) -> Result<Self, OpenError> {
+        LiveCapture::reopen(self)
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl PacketSource for crate::capture::fanout::FanoutSocket {
+    const REOPENS: bool = false;
+    fn interface(&self) -> &str {
+        crate::capture::fanout::FanoutSocket::interface(self)
+    }
+    fn link(&self) -> LinkType {
+        crate::capture::fanout::FanoutSocket::link(self)
+    }
+    fn read(&mut self) -> Result<Read<'_>, ReadFailed> {
+        use crate::capture::fanout::ReadError;
+        // No pause after an empty read: the wait is in `poll`.
+        match self.next_packet(FANOUT_WAIT) {
+            Ok(Some(p)) => Ok(Read::Packet {
+                ts: p.ts,
+                data: p.data,
+                wire_len: p.wire_len,
+            }),
+            Ok(None) => Ok(Read::Idle),
+            Err(e) => Err(ReadFailed {
+                failure: match e {
+                    ReadError::LinkDown => ReadFailure::LinkDown,
+                    ReadError::Other(_) => ReadFailure::Fatal,
+                },
+                message: e.to_string(),
+            }),
+        }
+    }
+    fn totals(&mut self) -> Option<PcapTotals> {
+        let t = self.stats().ok()?;
+        Some(PcapTotals {
+            received: t.received,
+            dropped: t.dropped,
+            if_dropped: 0,
+        })
+    }
+    fn reopen(&self) -> Result<Self, OpenError> {
+        // Never called (`REOPENS` is false): one member cannot rejoin a group alone.
+        Err(OpenError::Other {
+            interface: self.interface().to_string(),
+            reason: "a fanout socket is not reopened on its own".into(),
+        })
+    }
+}
+
 /// Where packets go.
 pub trait PacketSink {
     fn packet(&mut self, ts: Timestamp, link: LinkType, data: &[u8], wire_len: u32);
@@ -57,6 +157,12 @@ pub trait Observer {
     fn totals(&self, totals: PcapTotals);
     /// The first and last packet time so far.
     fn span(&self, first: Option<Timestamp>, last: Option<Timestamp>);
+    /// Whether this capture speaks for its interface's link: logs and counts its
+    /// interruptions. The sockets of a fanout group all see the same link go down; one
+    /// of them speaks for it, so that an outage is one log line and one count.
+    fn speaks_for_link(&self) -> bool {
+        true
+    }
 }
 
 /// Where the capture stands.
@@ -82,8 +188,8 @@ struct Ticks {
 }
 
 /// One interface's capture: the handle, its link watch and what the loop remembers.
-pub struct Capture<'a, S: PacketSink, O: Observer> {
-    cap: LiveCapture,
+pub struct Capture<'a, P: PacketSource, S: PacketSink, O: Observer> {
+    cap: P,
     iface: String,
     link: LinkType,
     watch: LinkWatch,
@@ -105,18 +211,18 @@ pub struct Capture<'a, S: PacketSink, O: Observer> {
     result: Result<(), String>,
 }
 
-impl<'a, S: PacketSink, O: Observer> Capture<'a, S, O> {
+impl<'a, P: PacketSource, S: PacketSink, O: Observer> Capture<'a, P, S, O> {
     pub fn new(
-        cap: LiveCapture,
+        cap: P,
         sink: &'a mut S,
         observer: &'a O,
         stop: &'a AtomicBool,
         sandboxed: bool,
     ) -> Self {
-        let iface = cap.interface.clone();
+        let iface = cap.interface().to_string();
         let now = Instant::now();
         Capture {
-            link: cap.link,
+            link: cap.link(),
             watch: LinkWatch::new(&iface),
             iface,
             cap,
@@ -201,12 +307,16 @@ impl<'a, S: PacketSink, O: Observer> Capture<'a, S, O> {
             }
             // A stop is not held up by a link that keeps failing reads.
             Err(_) if stopping => State::Ended,
-            Err(e) => self.read_failed(&e, draining, same),
+            Err(e) => self.read_failed(e, draining, same),
         }
     }
 
-    fn read_failed(&mut self, e: &str, draining: Option<Instant>, same: State) -> State {
-        match classify_read_error(e) {
+    fn read_failed(&mut self, e: ReadFailed, draining: Option<Instant>, same: State) -> State {
+        let ReadFailed {
+            failure,
+            message: e,
+        } = e;
+        match failure {
             // libpcap reports the removal as soon as it polls, but the ring may still hold a
             // block the kernel retires only at its timeout: read on until it has been quiet
             // as long as after a stop, then let the handle go.
@@ -244,6 +354,27 @@ impl<'a, S: PacketSink, O: Observer> Capture<'a, S, O> {
     fn let_go(&mut self) -> State {
         self.sink.flush();
         let iface = &self.iface;
+        let speaks = self.observer.speaks_for_link();
+        if !P::REOPENS {
+            if speaks {
+                self.observer.interrupted("interface_removed", 1);
+                tracing::warn!(
+                "{iface}: the interface was removed; its fanout capture ends (a fanout group is \
+                 not reopened while the sensor runs; a restart opens a new one, which systemd's \
+                 Restart=on-failure does when no capture is left); everything captured until \
+                 then is kept"
+                );
+            }
+            self.observer.problem(
+                "capture ended: the interface was removed; restart vendorwatch".into(),
+                true,
+            );
+            self.result = Err(format!(
+                "{iface}: capture ended: the interface was removed (fanout capture): restart \
+                 vendorwatch to capture on it again"
+            ));
+            return State::Ended;
+        }
         let (what, problem) = if self.sandboxed {
             ("a new one is tried when the interface is back; the seccomp filter will refuse it, and the \
               capture then ends, so that a restart opens it (systemd's Restart=on-failure does, when no \
@@ -285,7 +416,7 @@ impl<'a, S: PacketSink, O: Observer> Capture<'a, S, O> {
         match self.cap.reopen() {
             Ok(fresh) => {
                 self.cap = fresh;
-                self.link = self.cap.link;
+                self.link = self.cap.link();
                 self.watch.rebind();
                 tracing::info!("{iface}: the interface is back; capture reopened");
                 self.observer.healthy(self.watch.state().is_up());
@@ -329,14 +460,17 @@ impl<'a, S: PacketSink, O: Observer> Capture<'a, S, O> {
         }
         self.ticks.link_check = Instant::now();
         let iface = &self.iface;
+        let speaks = self.observer.speaks_for_link();
         match self.watch.check() {
             Some(LinkEvent::Lost(state)) if !self.watch.removed() => {
                 let why = state.describe();
-                tracing::warn!(
-                    "{iface}: the interface went down ({why}); the capture stays open and \
-                     resumes when the link is back (nothing captured so far is lost)"
-                );
-                self.observer.interrupted("link_down", 1);
+                if speaks {
+                    tracing::warn!(
+                        "{iface}: the interface went down ({why}); the capture stays open and \
+                         resumes when the link is back (nothing captured so far is lost)"
+                    );
+                    self.observer.interrupted("link_down", 1);
+                }
                 self.observer.problem(
                     format!("capture interrupted: the interface is {why}; it resumes when the link is back"),
                     true,
@@ -344,20 +478,22 @@ impl<'a, S: PacketSink, O: Observer> Capture<'a, S, O> {
             }
             Some(LinkEvent::Back(after)) => {
                 self.down_errors_since = None;
-                tracing::info!(
-                    "{iface}: the interface is up again after {:.1} s; capturing",
-                    after.as_secs_f64()
-                );
+                if speaks {
+                    tracing::info!(
+                        "{iface}: the interface is up again after {:.1} s; capturing",
+                        after.as_secs_f64()
+                    );
+                }
                 self.observer.healthy(true);
             }
-            Some(LinkEvent::Flapped(n)) => {
+            Some(LinkEvent::Flapped(n)) if speaks => {
                 tracing::warn!(
                     "{iface}: the link went down and came back between two checks ({n} time(s)); capturing"
                 );
                 self.observer.interrupted("link_down", n);
             }
             // Removed or replaced: the handle is let go once its ring is read out.
-            Some(LinkEvent::Lost(_)) | None => {}
+            Some(LinkEvent::Lost(_) | LinkEvent::Flapped(_)) | None => {}
         }
     }
 
