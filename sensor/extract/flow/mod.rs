@@ -91,8 +91,10 @@ impl Default for ExtractorLimits {
     }
 }
 
+/// An address and port.
 type Endpoint = (IpAddr, u16);
 
+/// A flow's place in the table: its two ends in order, so both directions find it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct FlowKey {
     proto: Proto,
@@ -493,6 +495,8 @@ impl Extractor {
         out(Extracted::Anomaly("transport_tuple_reused"));
     }
 
+    /// Reads a UDP datagram: DHCP and DNS are read message by message, without a flow;
+    /// other datagrams belong to a flow of the table.
     fn udp(
         &mut self,
         ts: Timestamp,
