@@ -5,6 +5,7 @@ use crate::decode::{decode, LinkType};
 use crate::extract::{Extracted, Identity, NameKind};
 use crate::time::Timestamp;
 
+/// Feeds raw-IP frames (at their second) to `ex`, ends every flow, and returns all it reported.
 pub(super) fn collect(ex: &mut Extractor, frames: &[(u32, Vec<u8>)]) -> Vec<Extracted> {
     let mut got = Vec::new();
     for (t, f) in frames {
@@ -37,14 +38,14 @@ pub(super) fn tcp(reverse: bool, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8>
     f
 }
 
+/// TCP flags for `tcp`.
 pub(super) const SYN: u8 = 0x02;
-
 pub(super) const ACK: u8 = 0x10;
-
 pub(super) const SYNACK: u8 = 0x12;
-
+/// FIN with ACK.
 pub(super) const FIN: u8 = 0x11;
 
+/// The names reported, in order.
 pub(super) fn names(got: &[Extracted]) -> Vec<(NameKind, String)> {
     got.iter()
         .filter_map(|e| match e {
@@ -54,6 +55,7 @@ pub(super) fn names(got: &[Extracted]) -> Vec<(NameKind, String)> {
         .collect()
 }
 
+/// The TLS server names reported, in order.
 pub(super) fn tls_names(got: &[Extracted]) -> Vec<String> {
     names(got)
         .into_iter()
@@ -62,6 +64,7 @@ pub(super) fn tls_names(got: &[Extracted]) -> Vec<String> {
         .collect()
 }
 
+/// How many times an anomaly was counted.
 pub(super) fn anomaly_count(got: &[Extracted], reason: &str) -> usize {
     got.iter()
         .filter(|e| matches!(e, Extracted::Anomaly(r) if *r == reason))
@@ -106,6 +109,7 @@ pub(super) fn udp6(src: &str, dst: &str, sport: u16, dport: u16, payload: &[u8])
     f
 }
 
+/// The identities reported, in order.
 pub(super) fn identities(got: &[Extracted]) -> Vec<Identity> {
     got.iter()
         .filter_map(|e| match e {
