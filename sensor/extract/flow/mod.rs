@@ -1,0 +1,931 @@
+//! The flow table and the dispatch of a flow's bytes to the protocol that reads them.
+//!
+//! A flow is inspected until its names are known or its byte budget is spent; then its
+//! buffers are freed and later packets only refresh its timestamp (bypass). The table is
+//! bounded: idle flows expire, and when it is full the longest-idle ones are evicted and
+//! counted.
+//!
+//! Each flow is one record: its transport side (`Conn`: ends, reassembly buffers, what it
+//! named) and the state of the protocol it carries (`App`), as Suricata keeps them. Each
+//! protocol's state and its one inspect function live in their own file: `dns` (DNS over
+//! UDP and TCP, the worker's transaction table), `tls` (client hello, server flight),
+//! `http` (requests, bodies passed over), `quic` (Initial packets), `dhcp` (no flow state:
+//! identities). `tcp` follows connections (client side, checksums, tuple reuse, reassembly)
+//! and hands in-order bytes to `inspect`; this file probes what a stream carries.
+//!
+//! A TCP flow keeps its state until it ends; a new connection on the same 4-tuple (a SYN
+//! with another ISN after a FIN or RST, after a half-open or stale flow) closes it and
+//! starts a fresh one, and so does a new QUIC Initial with another DCID on the same UDP
+//! 4-tuple (counted: `transport_tuple_reused`). A TCP segment whose IP or TCP checksum is
+//! wrong, in a direction that has shown right checksums, is what the receiver dropped: it is
+//! not read (counted: `transport_checksum_bad`), so a crafted segment cannot take the place
+//! of the real one in reassembly. A direction whose checksums were never right is a capture
+//! made on a host with checksum offload (its own packets leave with the checksum left to
+//! the NIC): its segments are read as they are. Mid-stream flows wait for a short window
+//! before reading (see `stream`).
+
+mod dhcp;
+mod dns;
+mod http;
+mod quic;
+mod tcp;
+#[cfg(test)]
+mod testutil;
+mod tls;
+
+pub use http::HTTP_MAX_REQUESTS;
+
+use super::dedup::Deduplicator;
+use super::stream::{Pushed, StreamBuf};
+use super::{names, Detail, Extracted, FlowId, NameEvent, NameKind};
+use crate::decode::{Packet, Proto, Transport, UdpDatagram};
+use crate::mac::MacAddr;
+use crate::time::Timestamp;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+/// Client bytes looked at before deciding a stream carries nothing we read.
+const PROBE_BUDGET: usize = 4096;
+/// Segment starts tried as possible message starts (STARTTLS, RDP-then-TLS, …).
+const PROBE_SEGMENTS: usize = 12;
+/// Client datagrams of an unknown UDP flow looked at before it is bypassed.
+const UDP_PROBE_DATAGRAMS: u64 = 4;
+/// A mid-stream window quiet this long (packet time) is settled at the next sweep (every
+/// 5 s), so a one-direction tap that never sees the answer still reads the request soon.
+const MIDSTREAM_WINDOW_SECS: u64 = 1;
+
+#[derive(Debug, Clone, Copy)]
+pub struct ExtractorLimits {
+    pub max_flows: usize,
+    /// Bytes buffered per direction while a flow is inspected.
+    pub stream_cap: usize,
+    /// Client bytes inspected per flow before it is bypassed.
+    pub inspect_budget: u64,
+    pub tcp_idle_secs: u64,
+    pub udp_idle_secs: u64,
+    pub max_dns_transactions: usize,
+    /// Bytes all of a worker's TCP reassembly buffers may hold together; beyond it the
+    /// flows that started buffering first give theirs up (and are no longer inspected).
+    pub reassembly_budget: usize,
+    /// HTTP requests read per connection (keep-alive, proxies); past it the connection is
+    /// no longer inspected (counted).
+    pub http_max_requests: u32,
+    /// Verify IP and TCP checksums (see the module doc); off for captures whose checksums
+    /// are known to be meaningless.
+    pub verify_checksums: bool,
+}
+
+impl Default for ExtractorLimits {
+    fn default() -> Self {
+        ExtractorLimits {
+            max_flows: 262_144,
+            stream_cap: 16 * 1024,
+            inspect_budget: 256 * 1024,
+            tcp_idle_secs: 600,
+            udp_idle_secs: 120,
+            max_dns_transactions: 65_536,
+            reassembly_budget: 64 << 20,
+            http_max_requests: HTTP_MAX_REQUESTS,
+            verify_checksums: true,
+        }
+    }
+}
+
+/// An address and port.
+type Endpoint = (IpAddr, u16);
+
+/// A flow's place in the table: its two ends in order, so both directions find it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FlowKey {
+    proto: Proto,
+    lo: Endpoint,
+    hi: Endpoint,
+}
+
+impl FlowKey {
+    fn new(proto: Proto, a: Endpoint, b: Endpoint) -> FlowKey {
+        if a <= b {
+            FlowKey {
+                proto,
+                lo: a,
+                hi: b,
+            }
+        } else {
+            FlowKey {
+                proto,
+                lo: b,
+                hi: a,
+            }
+        }
+    }
+}
+
+/// What a flow carries, with that protocol's state: the one per-protocol record of a flow.
+#[derive(Debug)]
+enum App {
+    /// Not yet known what the client speaks.
+    Probe,
+    Tls(tls::TlsState),
+    Http(http::HttpState),
+    /// DNS over TCP, both directions (its transactions are the worker's: `dns::Transactions`).
+    Dns,
+    /// QUIC: its connection IDs, and its Initial packets until the ClientHello is read.
+    Quic(Box<quic::QuicState>),
+    /// Nothing more to read: bypassed.
+    Done,
+}
+
+impl App {
+    /// Whether the flow is still read (not bypassed).
+    fn inspecting(&self) -> bool {
+        match self {
+            App::Done => false,
+            App::Quic(quic) => quic.reading(),
+            _ => true,
+        }
+    }
+
+    /// Bypasses the flow: what the protocol held for reading is freed. A QUIC flow keeps
+    /// its connection IDs, which tell a new connection on its 4-tuple from its own packets.
+    fn finish(&mut self) {
+        match self {
+            App::Quic(quic) => quic.finish(),
+            _ => *self = App::Done,
+        }
+    }
+
+    /// Bytes the protocol's own reassembly (QUIC's CRYPTO stream) had to shed.
+    fn dropped_bytes(&self) -> u64 {
+        match self {
+            App::Quic(quic) => quic.dropped_bytes(),
+            _ => 0,
+        }
+    }
+}
+
+/// What a protocol's inspect function tells the dispatcher to do next.
+#[derive(Debug)]
+enum Step {
+    /// All that can be read now is read: wait for more bytes.
+    Wait,
+    /// The state moved on, and the buffer may hold more to read now.
+    Again,
+    /// From here the flow carries another protocol (what the probe found, the tunnel after
+    /// a CONNECT): read on with it.
+    Become(App),
+    /// Not the protocol it looked like: probe again, from the client's next bytes.
+    Reprobe,
+    /// Nothing more to read on this flow: bypass it.
+    Finish,
+}
+
+/// The transport side of a flow, which every protocol's inspect function reads and
+/// writes: its two ends, its reassembly buffers, whether it named anything.
+#[derive(Debug)]
+struct Conn {
+    id: FlowId,
+    last_seen: Timestamp,
+    client_mac: Option<MacAddr>,
+    to_server: StreamBuf,
+    to_client: StreamBuf,
+    /// Client bytes inspected (UDP: client datagrams probed).
+    client_bytes: u64,
+    named: bool,
+    unnamed_reported: bool,
+    closing: bool,
+    drops_reported: bool,
+    /// Queued in `Extractor::buffering` (holds reassembly bytes the budget counts).
+    buffering: bool,
+    /// TCP: the client's ISN, when its SYN was seen.
+    client_isn: Option<u32>,
+    /// TCP: a packet from the server was seen (the connection got an answer).
+    server_seen: bool,
+    /// TCP: a segment with right checksums was seen, to the server and to the client.
+    checksums_good: [bool; 2],
+}
+
+impl Conn {
+    fn new(id: FlowId, ts: Timestamp, client_mac: Option<MacAddr>, cap: usize) -> Conn {
+        Conn {
+            id,
+            last_seen: ts,
+            client_mac,
+            to_server: StreamBuf::new(cap),
+            to_client: StreamBuf::new(cap),
+            client_bytes: 0,
+            named: false,
+            unnamed_reported: false,
+            closing: false,
+            drops_reported: false,
+            buffering: false,
+            client_isn: None,
+            server_seen: false,
+            checksums_good: [false; 2],
+        }
+    }
+
+    fn held(&self) -> usize {
+        self.to_server.held() + self.to_client.held()
+    }
+
+    /// The buffer of the bytes one side sends.
+    fn sent_by(&mut self, client: bool) -> &mut StreamBuf {
+        if client {
+            &mut self.to_server
+        } else {
+            &mut self.to_client
+        }
+    }
+
+    fn emit_name(
+        &mut self,
+        ts: Timestamp,
+        kind: NameKind,
+        raw: &[u8],
+        detail: Detail,
+        out: &mut impl FnMut(Extracted),
+    ) {
+        if let Some(value) = names::normalize(raw) {
+            self.named = true;
+            out(Extracted::Name(NameEvent {
+                ts,
+                kind,
+                value,
+                flow: self.id,
+                client_mac: self.client_mac,
+                detail,
+            }));
+        }
+    }
+
+    fn report_unnamed(&mut self, out: &mut impl FnMut(Extracted)) {
+        if !self.named && !self.unnamed_reported {
+            self.unnamed_reported = true;
+            out(Extracted::Unnamed {
+                ts: self.last_seen,
+                flow: self.id,
+            });
+        }
+    }
+}
+
+/// One flow of the table.
+#[derive(Debug)]
+struct Flow {
+    conn: Conn,
+    app: App,
+}
+
+impl Flow {
+    fn held(&self) -> usize {
+        self.conn.held()
+    }
+}
+
+/// One worker's extraction state.
+pub struct Extractor {
+    limits: ExtractorLimits,
+    flows: HashMap<FlowKey, Flow, ahash::RandomState>,
+    dns_txns: dns::Transactions,
+    last_sweep: Timestamp,
+    /// Bytes held by every flow's reassembly buffers.
+    buffered: usize,
+    /// Flows holding reassembly bytes, in the order they started: under a flood of stalled
+    /// streams the oldest give way, so new connections are still read.
+    buffering: std::collections::VecDeque<FlowKey>,
+    /// SPAN duplicates of the last few milliseconds.
+    dedup: Deduplicator,
+}
+
+impl Extractor {
+    pub fn new(limits: ExtractorLimits) -> Self {
+        Extractor {
+            limits,
+            flows: HashMap::default(),
+            dns_txns: dns::Transactions::new(limits.max_dns_transactions),
+            last_sweep: Timestamp::default(),
+            buffered: 0,
+            buffering: std::collections::VecDeque::new(),
+            dedup: Deduplicator::default(),
+        }
+    }
+
+    /// Reassembly bytes held now, by all flows of this worker.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffered
+    }
+
+    pub fn active_flows(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Reads one packet; everything it reveals goes to `out`.
+    pub fn process(&mut self, ts: Timestamp, pkt: &Packet<'_>, out: &mut impl FnMut(Extracted)) {
+        // A bare TCP ACK changes nothing here, and duplicate ACKs of IPv6 (no IP ID) without
+        // timestamps are byte for byte the same: they are not taken for a mirror's copies.
+        let bare_ack = matches!(&pkt.transport, Transport::Tcp(t)
+            if t.payload.is_empty() && !(t.syn || t.fin || t.rst));
+        if !bare_ack && self.dedup.is_duplicate(ts, pkt) {
+            out(Extracted::Anomaly("duplicates"));
+            return;
+        }
+        if ts.secs() >= self.last_sweep.secs() + 5 || ts < self.last_sweep {
+            self.expire(ts, out);
+            self.last_sweep = ts;
+        }
+        match &pkt.transport {
+            Transport::Tcp(seg) => self.tcp(ts, pkt, seg, out),
+            Transport::Udp(dgram) => self.udp(ts, pkt, dgram, out),
+            Transport::Other { .. } => {}
+        }
+    }
+
+    /// Ends every flow (end of a replay): unnamed flows are reported.
+    pub fn finish(&mut self, out: &mut impl FnMut(Extracted)) {
+        let limits = self.limits;
+        for (_, mut flow) in self.flows.drain() {
+            retire(&mut flow, &mut self.dns_txns, &limits, out);
+        }
+        self.dns_txns.clear();
+        self.buffered = 0;
+        self.buffering.clear();
+    }
+
+    fn expire(&mut self, now: Timestamp, out: &mut impl FnMut(Extracted)) {
+        let limits = self.limits;
+        let buffered = &mut self.buffered;
+        let txns = &mut self.dns_txns;
+        self.flows.retain(|_, flow| {
+            let idle = match flow.conn.id.proto {
+                Proto::Tcp if flow.conn.closing => 10,
+                Proto::Tcp => limits.tcp_idle_secs,
+                Proto::Udp => limits.udp_idle_secs,
+            };
+            let keep = now < flow.conn.last_seen.saturating_add_secs(idle);
+            if !keep {
+                *buffered = buffered.saturating_sub(flow.held());
+                retire(flow, txns, &limits, out);
+            } else if now
+                >= flow
+                    .conn
+                    .last_seen
+                    .saturating_add_secs(MIDSTREAM_WINDOW_SECS)
+            {
+                // A mid-stream window that went quiet (a one-direction tap sees no answer).
+                let before = flow.held();
+                settle_windows(flow, txns, &limits, out);
+                *buffered = (*buffered + flow.held()).saturating_sub(before);
+            }
+            keep
+        });
+        self.dns_txns.expire(now, limits.udp_idle_secs);
+    }
+
+    /// Makes room for one more flow: evicts the longest-idle tenth of the table.
+    fn make_room(&mut self, out: &mut impl FnMut(Extracted)) {
+        let mut ages: Vec<Timestamp> = self.flows.values().map(|f| f.conn.last_seen).collect();
+        if ages.is_empty() {
+            return;
+        }
+        let n = (ages.len() / 10).max(1).min(ages.len() - 1);
+        let (_, cutoff, _) = ages.select_nth_unstable(n);
+        let cutoff = *cutoff;
+        let buffered = &mut self.buffered;
+        let txns = &mut self.dns_txns;
+        let limits = self.limits;
+        self.flows.retain(|_, flow| {
+            let keep = flow.conn.last_seen > cutoff;
+            if !keep {
+                *buffered = buffered.saturating_sub(flow.held());
+                retire(flow, txns, &limits, out);
+                out(Extracted::Evicted);
+            }
+            keep
+        });
+    }
+
+    fn flow_entry(
+        &mut self,
+        key: FlowKey,
+        ts: Timestamp,
+        make_id: impl FnOnce() -> FlowId,
+        client_mac: Option<MacAddr>,
+        out: &mut impl FnMut(Extracted),
+    ) {
+        if !self.flows.contains_key(&key) {
+            if self.flows.len() >= self.limits.max_flows {
+                self.make_room(out);
+            }
+            let id = make_id();
+            let dns = id.proto == Proto::Tcp
+                && (dns::is_dns_port(id.server.port()) || dns::is_dns_port(id.client.port()));
+            out(Extracted::FlowStart {
+                ts,
+                flow: id,
+                client_mac,
+            });
+            self.flows.insert(
+                key,
+                Flow {
+                    conn: Conn::new(id, ts, client_mac, self.limits.stream_cap),
+                    app: if dns { App::Dns } else { App::Probe },
+                },
+            );
+        }
+    }
+
+    /// Accounts for what a segment changed in `key`'s buffers, and when the worker's
+    /// buffers together pass the budget, takes them from the flows that began buffering
+    /// first (not `key`'s: the segment just read may be the one that completes a hello).
+    fn account(&mut self, key: FlowKey, before: usize, out: &mut impl FnMut(Extracted)) {
+        let Some(flow) = self.flows.get_mut(&key) else {
+            self.buffered = self.buffered.saturating_sub(before);
+            return;
+        };
+        let after = flow.held();
+        self.buffered = (self.buffered + after).saturating_sub(before);
+        if after > 0 && !flow.conn.buffering {
+            flow.conn.buffering = true;
+            self.buffering.push_back(key);
+        }
+        while self.buffered > self.limits.reassembly_budget {
+            let Some(oldest) = self.buffering.pop_front() else {
+                break;
+            };
+            if oldest == key {
+                // The newest flow is the last to give way; if it alone is over budget,
+                // its own per-flow cap bounds it.
+                if self.buffering.is_empty() {
+                    self.buffering.push_back(oldest);
+                    break;
+                }
+                self.buffering.push_back(oldest);
+                continue;
+            }
+            let Some(victim) = self.flows.get_mut(&oldest) else {
+                continue;
+            };
+            victim.conn.buffering = false;
+            let held = victim.held();
+            if held == 0 {
+                continue;
+            }
+            self.buffered = self.buffered.saturating_sub(held);
+            out(Extracted::Anomaly("reassembly_budget"));
+            finish_inspection(victim, out);
+        }
+        // Entries of flows that left the table are skipped when reached; keep the queue
+        // from growing with churn all the same.
+        if self.buffering.len() > 2 * self.flows.len() + 1024 {
+            let flows = &self.flows;
+            let mut seen = std::collections::HashSet::with_capacity(flows.len());
+            self.buffering
+                .retain(|k| flows.get(k).is_some_and(|f| f.conn.buffering) && seen.insert(*k));
+        }
+    }
+
+    /// Ends the flow on `key` because a new connection reuses its 4-tuple.
+    fn close_reused(&mut self, key: FlowKey, out: &mut impl FnMut(Extracted)) {
+        let Some(mut flow) = self.flows.remove(&key) else {
+            return;
+        };
+        self.buffered = self.buffered.saturating_sub(flow.held());
+        let limits = self.limits;
+        retire(&mut flow, &mut self.dns_txns, &limits, out);
+        out(Extracted::Anomaly("transport_tuple_reused"));
+    }
+
+    /// Reads a UDP datagram: DHCP and DNS are read message by message, without a flow;
+    /// other datagrams belong to a flow of the table.
+    fn udp(
+        &mut self,
+        ts: Timestamp,
+        pkt: &Packet<'_>,
+        dgram: &UdpDatagram<'_>,
+        out: &mut impl FnMut(Extracted),
+    ) {
+        let src = SocketAddr::new(pkt.src, dgram.src_port);
+        let dst = SocketAddr::new(pkt.dst, dgram.dst_port);
+        if dhcp::inspect(dgram, ts, out) {
+            return;
+        }
+        if dns::is_dns_port(dgram.dst_port) || dns::is_dns_port(dgram.src_port) {
+            let seen = dns::Seen {
+                src,
+                dst,
+                proto: Proto::Udp,
+                src_mac: pkt.src_mac,
+                ts,
+            };
+            self.dns_txns.read(dgram.payload, dgram.cut > 0, &seen, out);
+            return;
+        }
+        let key = FlowKey::new(Proto::Udp, (src.ip(), src.port()), (dst.ip(), dst.port()));
+        if let Some(flow) = self.flows.get_mut(&key) {
+            if let App::Quic(quic) = &mut flow.app {
+                if quic.new_connection(flow.conn.id.client, src, dgram.payload) {
+                    self.close_reused(key, out);
+                }
+            }
+        }
+        let make_id = || {
+            // The sender of the first datagram is the client, unless it came from a
+            // well-known port to a high one (we joined mid-conversation).
+            let src_is_client = !(dgram.src_port < 1024 && dgram.dst_port >= 1024);
+            let (client, server) = if src_is_client {
+                (src, dst)
+            } else {
+                (dst, src)
+            };
+            FlowId {
+                proto: Proto::Udp,
+                client,
+                server,
+            }
+        };
+        self.flow_entry(key, ts, make_id, pkt.src_mac, out);
+        if let Some(flow) = self.flows.get_mut(&key) {
+            flow.conn.last_seen = ts;
+            let from_client = flow.conn.id.client == src;
+            inspect_datagram(flow, from_client, ts, dgram.payload, out);
+        }
+    }
+}
+
+/// Reads one datagram of a UDP flow: QUIC is the only protocol read from UDP flows.
+fn inspect_datagram(
+    flow: &mut Flow,
+    from_client: bool,
+    ts: Timestamp,
+    payload: &[u8],
+    out: &mut impl FnMut(Extracted),
+) {
+    if from_client
+        && matches!(flow.app, App::Probe)
+        && super::quic::looks_like_client_initial(payload)
+    {
+        flow.app = App::Quic(Box::default());
+    }
+    let step = match &mut flow.app {
+        App::Quic(quic) if from_client => quic.inspect(&mut flow.conn, ts, payload, out),
+        // A capture can start with 0-RTT or Handshake packets before the Initial that names
+        // the server: look at a few client datagrams before giving up.
+        App::Probe if from_client && flow.conn.client_bytes < UDP_PROBE_DATAGRAMS => {
+            flow.conn.client_bytes += 1;
+            Step::Wait
+        }
+        // Nothing else is read from UDP.
+        App::Probe if from_client => Step::Finish,
+        _ => Step::Wait,
+    };
+    if matches!(step, Step::Finish) {
+        finish_inspection(flow, out);
+    }
+}
+
+/// Counts, once per flow, that its reassembly buffers hit their cap and shed bytes.
+fn count_reassembly_drops(flow: &mut Flow, out: &mut impl FnMut(Extracted)) {
+    let conn = &mut flow.conn;
+    if !conn.drops_reported
+        && (conn.to_server.dropped_bytes + conn.to_client.dropped_bytes > 0
+            || flow.app.dropped_bytes() > 0)
+    {
+        conn.drops_reported = true;
+        out(Extracted::Anomaly("reassembly_cap"));
+    }
+}
+
+/// Ends the mid-stream window of both directions, and reads what that delivers.
+fn settle_windows(
+    flow: &mut Flow,
+    txns: &mut dns::Transactions,
+    limits: &ExtractorLimits,
+    out: &mut impl FnMut(Extracted),
+) {
+    let ts = flow.conn.last_seen;
+    for from_client in [true, false] {
+        let inspecting = flow.app.inspecting();
+        let dir = flow.conn.sent_by(from_client);
+        if inspecting && dir.is_unanchored() && dir.settle() == Pushed::Data {
+            inspect(flow, from_client, ts, txns, limits, 0, out);
+        }
+    }
+}
+
+/// A flow leaves the table: what it still held in a mid-stream window is read, then its
+/// drops and, if it never named anything, its address are reported.
+fn retire(
+    flow: &mut Flow,
+    txns: &mut dns::Transactions,
+    limits: &ExtractorLimits,
+    out: &mut impl FnMut(Extracted),
+) {
+    settle_windows(flow, txns, limits, out);
+    count_reassembly_drops(flow, out);
+    flow.conn.report_unnamed(out);
+}
+
+fn finish_inspection(flow: &mut Flow, out: &mut impl FnMut(Extracted)) {
+    count_reassembly_drops(flow, out);
+    flow.app.finish();
+    flow.conn.to_server.release();
+    flow.conn.to_client.release();
+    flow.conn.report_unnamed(out);
+}
+
+/// Runs the flow's protocol over whatever new bytes a direction has.
+///
+/// `cut` is the number of bytes the capture did not keep right after the direction's
+/// buffered bytes (0 when none): the buffer then holds all there will be of the message
+/// it ends in.
+fn inspect(
+    flow: &mut Flow,
+    from_client: bool,
+    ts: Timestamp,
+    txns: &mut dns::Transactions,
+    limits: &ExtractorLimits,
+    cut: u32,
+    out: &mut impl FnMut(Extracted),
+) {
+    loop {
+        let conn = &mut flow.conn;
+        let step = match &mut flow.app {
+            // QUIC is read datagram by datagram (`inspect_datagram`), never from a stream.
+            App::Done | App::Quic(_) => return,
+            App::Dns => dns::inspect_tcp(conn, from_client, ts, txns, cut, out),
+            App::Tls(tls) => tls.inspect(conn, from_client, ts, cut, out),
+            App::Http(http) => {
+                http.inspect(conn, from_client, ts, limits.http_max_requests, cut, out)
+            }
+            // Before the client is read, the server's bytes are kept (bounded) for later.
+            App::Probe if !from_client => Step::Wait,
+            App::Probe => probe(conn),
+        };
+        match step {
+            Step::Wait => return,
+            Step::Again => {}
+            Step::Become(app) => flow.app = app,
+            Step::Reprobe => {
+                flow.app = App::Probe;
+                return;
+            }
+            Step::Finish => {
+                finish_inspection(flow, out);
+                return;
+            }
+        }
+    }
+}
+
+/// Looks for the start of a protocol we read among the client's first segments (a TLS
+/// handshake, an HTTP request), past whatever came before (STARTTLS, a proxy preamble).
+fn probe(conn: &mut Conn) -> Step {
+    let data = conn.to_server.data();
+    let starts = conn.to_server.segment_starts();
+    let mut found = None;
+    let mut undecided = false;
+    for &s in starts.iter().take(PROBE_SEGMENTS) {
+        let bytes = &data[s..];
+        if super::tls::looks_like_handshake(bytes) {
+            found = Some((s, App::Tls(tls::TlsState::ClientHello)));
+            break;
+        }
+        if super::http::looks_like_request(bytes) {
+            if bytes.len() < 8 {
+                undecided = true;
+                continue;
+            }
+            found = Some((s, App::Http(http::HttpState::default())));
+            break;
+        }
+        if bytes.len() < 3 && bytes.first() == Some(&0x16) {
+            undecided = true;
+        }
+    }
+    match found {
+        Some((start, app)) => {
+            conn.to_server.consume(start);
+            Step::Become(app)
+        }
+        None if undecided => Step::Wait,
+        None if conn.client_bytes as usize > PROBE_BUDGET || starts.len() >= PROBE_SEGMENTS => {
+            Step::Finish
+        }
+        None => {
+            let n = conn.to_server.data().len();
+            conn.to_server.consume(n);
+            Step::Wait
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::*;
+    use super::*;
+    use crate::decode::{decode, LinkType};
+    use crate::extract::tls;
+
+    #[test]
+    fn http_requests_on_one_connection_and_starttls_style_tls_later() {
+        let mut ex = Extractor::new(ExtractorLimits::default());
+        let got = collect(
+            &mut ex,
+            &[
+                (1, tcp(false, 0, SYN, b"")),
+                (
+                    1,
+                    tcp(
+                        false,
+                        1,
+                        ACK,
+                        b"GET http://a.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n",
+                    ),
+                ),
+                (
+                    1,
+                    tcp(
+                        false,
+                        52,
+                        ACK,
+                        b"CONNECT b.example:443 HTTP/1.1\r\nHost: b.example:443\r\n\r\n",
+                    ),
+                ),
+            ],
+        );
+        assert!(names(&got).contains(&(NameKind::HttpConnect, "b.example".into())));
+        assert!(names(&got).contains(&(NameKind::HttpHost, "a.example".into())));
+
+        let hello = tls::tests::records(&tls::tests::client_hello("ftp.example", 0), 16384);
+        let mut ex = Extractor::new(ExtractorLimits::default());
+        let got = collect(
+            &mut ex,
+            &[
+                (1, tcp(false, 0, SYN, b"")),
+                (1, tcp(false, 1, ACK, b"AUTH TLS\r\n")),
+                (2, tcp(false, 11, ACK, &hello)),
+            ],
+        );
+        assert_eq!(
+            names(&got),
+            vec![(NameKind::TlsSni, "ftp.example".to_string())]
+        );
+    }
+
+    #[test]
+    fn reassembly_cap_is_counted_once_per_flow() {
+        let mut ex = Extractor::new(ExtractorLimits {
+            stream_cap: 64,
+            ..ExtractorLimits::default()
+        });
+        let mut head = b"GET / HTTP/1.1\r\nHost: a.example\r\nX-Pad: ".to_vec();
+        head.extend_from_slice(&[b'a'; 200]);
+        let got = collect(
+            &mut ex,
+            &[
+                (1, tcp(false, 0, SYN, b"")),
+                (1, tcp(false, 1, ACK, &head)),
+                (2, tcp(false, 300, ACK, b"more")),
+            ],
+        );
+        let caps = got
+            .iter()
+            .filter(|e| matches!(e, Extracted::Anomaly("reassembly_cap")))
+            .count();
+        assert_eq!(caps, 1, "{got:?}");
+    }
+
+    #[test]
+    fn unnamed_flow_is_reported_once() {
+        let mut ex = Extractor::new(ExtractorLimits::default());
+        let got = collect(
+            &mut ex,
+            &[
+                (1, tcp(false, 0, SYN, b"")),
+                (1, tcp(false, 1, ACK, &[0u8; 5000])),
+            ],
+        );
+        let unnamed = got
+            .iter()
+            .filter(|e| matches!(e, Extracted::Unnamed { .. }))
+            .count();
+        assert_eq!(unnamed, 1);
+        assert_eq!(
+            got.iter()
+                .filter(|e| matches!(e, Extracted::FlowStart { .. }))
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn table_is_bounded_and_evictions_counted() {
+        let mut ex = Extractor::new(ExtractorLimits {
+            max_flows: 100,
+            ..ExtractorLimits::default()
+        });
+        let mut got = Vec::new();
+        for i in 0..1000u32 {
+            let f = tcp(false, i, SYN, b"");
+            let mut f = f;
+            f[20..22].copy_from_slice(&((i % 60000) as u16 + 1024).to_be_bytes());
+            let pkt = decode(LinkType::RawIp, &f).expect("decodes");
+            ex.process(Timestamp::from_parts(1, i), &pkt, &mut |e| got.push(e));
+            assert!(ex.active_flows() <= 100);
+        }
+        assert!(
+            got.iter()
+                .filter(|e| matches!(e, Extracted::Evicted))
+                .count()
+                >= 900
+        );
+    }
+
+    #[test]
+    fn stalled_streams_give_way_to_the_reassembly_budget_and_new_hellos_are_still_read() {
+        let budget = 256 * 1024;
+        let mut ex = Extractor::new(ExtractorLimits {
+            reassembly_budget: budget,
+            ..ExtractorLimits::default()
+        });
+        let hello = tls::tests::records(
+            &tls::tests::client_hello("s05.upd.kaspersky.com", 900),
+            16384,
+        );
+        let (head, tail) = hello.split_at(700);
+        let on_port = |mut f: Vec<u8>, port: u16, reverse: bool| {
+            let at = if reverse { 22 } else { 20 };
+            f[at..at + 2].copy_from_slice(&port.to_be_bytes());
+            f
+        };
+        let mut got = Vec::new();
+        let feed = |ex: &mut Extractor, got: &mut Vec<Extracted>, f: Vec<u8>, t: u32| {
+            let pkt = decode(LinkType::RawIp, &f).expect("decodes");
+            ex.process(Timestamp::from_parts(1, t), &pkt, &mut |e| got.push(e));
+        };
+        // 2,000 connections that send the first part of a hello and a parked segment far
+        // ahead, and never the rest: without a budget about 2,000 x 16 KiB would be held.
+        let stalled = 2_000u16;
+        for i in 0..stalled {
+            let port = 20_000 + i;
+            feed(
+                &mut ex,
+                &mut got,
+                on_port(tcp(false, 99, SYN, b""), port, false),
+                1,
+            );
+            feed(
+                &mut ex,
+                &mut got,
+                on_port(tcp(false, 100, ACK, head), port, false),
+                2,
+            );
+            feed(
+                &mut ex,
+                &mut got,
+                on_port(tcp(false, 9_000, ACK, &[0u8; 8_000]), port, false),
+                3,
+            );
+            assert!(
+                ex.buffered_bytes() <= budget + 64 * 1024,
+                "{} bytes held after {i} stalled streams",
+                ex.buffered_bytes()
+            );
+        }
+        let shed = got
+            .iter()
+            .filter(|e| matches!(e, Extracted::Anomaly("reassembly_budget")))
+            .count();
+        assert!(
+            shed >= usize::from(stalled) - 100,
+            "{shed} streams gave way"
+        );
+        assert_eq!(
+            ex.buffered_bytes(),
+            ex.flows.values().map(Flow::held).sum::<usize>(),
+            "the account matches what the flows hold"
+        );
+        // A new connection's hello, split in two, is still read.
+        feed(
+            &mut ex,
+            &mut got,
+            on_port(tcp(false, 99, SYN, b""), 50_000, false),
+            4,
+        );
+        feed(
+            &mut ex,
+            &mut got,
+            on_port(tcp(false, 100, ACK, head), 50_000, false),
+            5,
+        );
+        feed(
+            &mut ex,
+            &mut got,
+            on_port(tcp(false, 800, ACK, tail), 50_000, false),
+            6,
+        );
+        assert!(names(&got).contains(&(NameKind::TlsSni, "s05.upd.kaspersky.com".to_string())));
+        ex.finish(&mut |_| {});
+        assert_eq!(ex.buffered_bytes(), 0);
+    }
+}

@@ -1,0 +1,459 @@
+//! TCP on the flow table: which side is the client, which segments are read (checksums),
+//! when a SYN on a known 4-tuple opens a new connection, and how each segment's bytes reach
+//! the reassembly buffers and, in order, the flow's protocol (`inspect`).
+
+use super::{finish_inspection, inspect, Conn, Endpoint, Extractor, Flow, FlowKey};
+use crate::decode::checksum::{self, Validity};
+use crate::decode::{Packet, Proto, TcpSegment};
+use crate::extract::stream::{Pushed, MIDSTREAM_WINDOW_SEGMENTS};
+use crate::extract::{Extracted, FlowId};
+use crate::mac::MacAddr;
+use crate::time::Timestamp;
+use std::net::SocketAddr;
+
+/// A flow idle this long is stale: a SYN with a new ISN on its 4-tuple starts a new
+/// connection even if the old one never closed (a half-open flow, a capture that missed the
+/// FIN). A live connection is never idle this long between segments of one exchange, and an
+/// established one is not taken over by a stray SYN before then.
+const REUSE_STALE_SECS: u64 = 30;
+
+impl Extractor {
+    pub(super) fn tcp(
+        &mut self,
+        ts: Timestamp,
+        pkt: &Packet<'_>,
+        seg: &TcpSegment<'_>,
+        out: &mut impl FnMut(Extracted),
+    ) {
+        let src = (pkt.src, seg.src_port);
+        let dst = (pkt.dst, seg.dst_port);
+        let key = FlowKey::new(Proto::Tcp, src, dst);
+        let verify = self.limits.verify_checksums;
+        let validity = || {
+            if !verify {
+                return Validity::Unknown;
+            }
+            match checksum::ipv4_header(pkt) {
+                Validity::Bad => Validity::Bad,
+                _ => checksum::tcp(pkt, seg),
+            }
+        };
+        let mut checked = None;
+        if let Some(flow) = self.flows.get_mut(&key) {
+            let dir = usize::from(flow.conn.id.client != SocketAddr::new(src.0, src.1));
+            // Only what can change the flow's state is checked: data it still reads, and
+            // the flags that open or close it.
+            if flow.app.inspecting() || seg.syn || seg.fin || seg.rst {
+                let v = *checked.get_or_insert_with(validity);
+                if v == Validity::Bad && flow.conn.checksums_good[dir] {
+                    out(Extracted::Anomaly("transport_checksum_bad"));
+                    return;
+                }
+                if v == Validity::Good {
+                    flow.conn.checksums_good[dir] = true;
+                }
+            }
+            if seg.syn && !seg.ack && is_new_connection(&flow.conn, src, seg, ts) {
+                self.close_reused(key, out);
+            }
+        }
+        let known = self.flows.contains_key(&key);
+        if !known && (seg.rst || (seg.fin && seg.payload.is_empty())) {
+            // The tail of a flow we never saw: nothing to learn.
+            return;
+        }
+        let make_id = || {
+            let src_is_client = tcp_src_is_client(seg);
+            let (client, server) = if src_is_client {
+                (src, dst)
+            } else {
+                (dst, src)
+            };
+            FlowId {
+                proto: Proto::Tcp,
+                client: SocketAddr::new(client.0, client.1),
+                server: SocketAddr::new(server.0, server.1),
+            }
+        };
+        let mac = pkt.src_mac;
+        let mac_for_new = if tcp_src_is_client(seg) { mac } else { None };
+        self.flow_entry(key, ts, make_id, mac_for_new, out);
+        if !known {
+            if let Some(flow) = self.flows.get_mut(&key) {
+                let dir = usize::from(flow.conn.id.client != SocketAddr::new(src.0, src.1));
+                flow.conn.checksums_good[dir] = checked.unwrap_or_else(validity) == Validity::Good;
+            }
+        }
+        let before = self.flows.get(&key).map_or(0, Flow::held);
+        self.tcp_segment(key, ts, src, mac, seg, out);
+        self.account(key, before, out);
+    }
+
+    fn tcp_segment(
+        &mut self,
+        key: FlowKey,
+        ts: Timestamp,
+        src: Endpoint,
+        mac: Option<MacAddr>,
+        seg: &TcpSegment<'_>,
+        out: &mut impl FnMut(Extracted),
+    ) {
+        let limits = self.limits;
+        let txns = &mut self.dns_txns;
+        let Some(flow) = self.flows.get_mut(&key) else {
+            return;
+        };
+        let from_client = flow.conn.id.client == SocketAddr::new(src.0, src.1);
+        note_segment(&mut flow.conn, ts, from_client, mac, seg);
+        // The peer answered, or the flow ends: what the other side sent before is whole, so
+        // a direction still in its mid-stream window starts now.
+        if flow.app.inspecting()
+            && (!seg.payload.is_empty() || flow.conn.closing)
+            && flow.conn.sent_by(!from_client).settle() == Pushed::Data
+        {
+            inspect(flow, !from_client, ts, txns, &limits, 0, out);
+        }
+        let delivered = push_segment(&mut flow.conn, flow.app.inspecting(), from_client, seg);
+        if delivered.pushed == Pushed::Data && flow.app.inspecting() {
+            // The buffer now ends where the capture stopped keeping bytes: the parsers read it
+            // as far as it goes.
+            inspect(flow, from_client, ts, txns, &limits, delivered.cut, out);
+        }
+        if delivered.cut > 0 && flow.app.inspecting() {
+            // The next segment follows the bytes that were never captured: go on there, with
+            // what is parked beyond (what was left of the cut message is unreadable anyway).
+            if flow.conn.sent_by(from_client).skip_to(delivered.resume) == Pushed::Data {
+                inspect(flow, from_client, ts, txns, &limits, 0, out);
+            }
+        }
+        if flow.app.inspecting() && flow.conn.client_bytes > limits.inspect_budget {
+            finish_inspection(flow, out);
+        }
+        if flow.conn.closing {
+            flow.conn.report_unnamed(out);
+        }
+    }
+}
+
+/// What a segment tells of its connection: when it was last active, the client's MAC and
+/// ISN, whether the server answered, whether it is closing.
+fn note_segment(
+    conn: &mut Conn,
+    ts: Timestamp,
+    from_client: bool,
+    mac: Option<MacAddr>,
+    seg: &TcpSegment<'_>,
+) {
+    conn.last_seen = ts;
+    if from_client && conn.client_mac.is_none() {
+        conn.client_mac = mac;
+    }
+    if !from_client {
+        conn.server_seen = true;
+    }
+    if seg.syn && !seg.ack && from_client {
+        conn.client_isn.get_or_insert(seg.seq);
+    }
+    if seg.fin || seg.rst {
+        conn.closing = true;
+    }
+}
+
+/// What `push_segment` made readable.
+struct Delivered {
+    /// New in-order bytes are in the buffer.
+    pushed: Pushed,
+    /// Bytes the capture cut right after the buffered ones (0 when none).
+    cut: u32,
+    /// With a cut: the sequence number of the first byte after the uncaptured ones.
+    resume: u32,
+}
+
+/// Puts a segment's bytes (while the flow is inspected) in its direction's buffer.
+fn push_segment(
+    conn: &mut Conn,
+    inspecting: bool,
+    from_client: bool,
+    seg: &TcpSegment<'_>,
+) -> Delivered {
+    if inspecting && !seg.payload.is_empty() && from_client {
+        conn.client_bytes += seg.payload.len() as u64;
+    }
+    let closing = conn.closing;
+    let dir = conn.sent_by(from_client);
+    let mut pushed = Pushed::Nothing;
+    if seg.syn && inspecting {
+        pushed = dir.start_at(seg.seq.wrapping_add(1));
+    }
+    // SYN data (TCP Fast Open) starts one after the SYN's sequence number.
+    let seq = if seg.syn {
+        seg.seq.wrapping_add(1)
+    } else {
+        seg.seq
+    };
+    if inspecting && !seg.payload.is_empty() && dir.push(seq, seg.payload) == Pushed::Data {
+        pushed = Pushed::Data;
+    }
+    // A segment cut by the snap length ends what can be read in order here: a direction
+    // still waiting for its start takes it now, or the cut would leave a gap that never fills.
+    if dir.is_unanchored()
+        && (dir.parked_segments() >= MIDSTREAM_WINDOW_SEGMENTS || closing || seg.cut > 0)
+        && dir.settle() == Pushed::Data
+    {
+        pushed = Pushed::Data;
+    }
+    // The cut applies only when the in-order bytes end where this segment's captured bytes
+    // end (not when it was parked, or bytes after it were delivered).
+    let cut_end = seq.wrapping_add(seg.payload.len() as u32);
+    let cut = if seg.cut > 0 && dir.next_seq() == Some(cut_end) {
+        seg.cut
+    } else {
+        0
+    };
+    Delivered {
+        pushed,
+        cut,
+        resume: cut_end.wrapping_add(cut),
+    }
+}
+
+/// Whether a SYN (without ACK) from `src` opens a new connection on `flow`'s 4-tuple rather
+/// than retransmitting the SYN that opened it (or arriving late in a capture that began
+/// mid-stream): it carries another ISN, and the old connection closed, never got an answer,
+/// or went stale. A SYN into a live, answered connection does not take it over.
+fn is_new_connection(conn: &Conn, src: Endpoint, seg: &TcpSegment<'_>, now: Timestamp) -> bool {
+    let stale = now >= conn.last_seen.saturating_add_secs(REUSE_STALE_SECS);
+    let from_client = conn.id.client == SocketAddr::new(src.0, src.1);
+    match conn.client_isn {
+        Some(isn) if from_client && isn == seg.seq => false,
+        // Another ISN than the one seen: a connection that never got an answer is over too.
+        Some(_) => conn.closing || stale || !conn.server_seen,
+        // The old flow began mid-stream: its SYN may be this one, arriving late.
+        None => conn.closing || stale,
+    }
+}
+
+fn tcp_src_is_client(seg: &TcpSegment<'_>) -> bool {
+    if seg.syn {
+        return !seg.ack;
+    }
+    // Joined mid-flow: the side on the lower, well-known port is the server.
+    !(seg.src_port < seg.dst_port && seg.src_port < 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::*;
+    use super::super::ExtractorLimits;
+    use super::*;
+    use crate::decode::{decode, LinkType};
+    use crate::extract::{tls, NameKind};
+
+    fn reused(got: &[Extracted]) -> usize {
+        got.iter()
+            .filter(|e| matches!(e, Extracted::Anomaly("transport_tuple_reused")))
+            .count()
+    }
+
+    /// `frame` (from `tcp`) with its IPv4 header and TCP checksums set right (RFC 1071).
+    fn checksummed(mut f: Vec<u8>) -> Vec<u8> {
+        fn sum(bytes: &[u8]) -> u32 {
+            bytes
+                .chunks(2)
+                .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
+                .sum()
+        }
+        fn fold(mut s: u32) -> u16 {
+            while s > 0xffff {
+                s = (s & 0xffff) + (s >> 16);
+            }
+            !(s as u16)
+        }
+        let c = fold(sum(&f[..20]));
+        f[10..12].copy_from_slice(&c.to_be_bytes());
+        let tcp_len = (f.len() - 20) as u32;
+        let pseudo = sum(&f[12..20]) + 6 + tcp_len;
+        let c = fold(pseudo + sum(&f[20..]));
+        f[36..38].copy_from_slice(&c.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn client_hello_split_out_of_order_and_retransmitted() {
+        let hello = tls::tests::records(
+            &tls::tests::client_hello("S05.upd.kaspersky.com", 900),
+            16384,
+        );
+        let (a, b) = hello.split_at(700);
+        let mut ex = Extractor::new(ExtractorLimits::default());
+        let got = collect(
+            &mut ex,
+            &[
+                (1, tcp(false, 99, SYN, b"")),
+                (1, tcp(true, 5000, SYNACK, b"")),
+                (2, tcp(false, 100 + 700, ACK, b)), // second half first
+                (2, tcp(false, 100, ACK, a)),
+                (2, tcp(false, 100, ACK, a)), // retransmission
+            ],
+        );
+        assert_eq!(
+            names(&got),
+            vec![(NameKind::TlsSni, "s05.upd.kaspersky.com".to_string())]
+        );
+        let Some(Extracted::Name(n)) = got.iter().find(|e| matches!(e, Extracted::Name(_))) else {
+            unreachable!()
+        };
+        assert_eq!(n.flow.client.to_string(), "10.0.0.1:40000");
+        assert!(!got.iter().any(|e| matches!(e, Extracted::Unnamed { .. })));
+    }
+
+    #[test]
+    fn segments_with_bad_checksums_are_not_read_once_a_direction_showed_good_ones() {
+        let benign = tls::tests::records(&tls::tests::client_hello("www.example.org", 0), 16384);
+        let vendor =
+            tls::tests::records(&tls::tests::client_hello("s05.upd.kaspersky.com", 0), 16384);
+        let frames = [
+            (1, checksummed(tcp(false, 1000, SYN, b""))),
+            (1, checksummed(tcp(true, 5000, SYNACK, b""))),
+            // The insertion: a benign hello at the real one's sequence number, bad checksum,
+            // and a bad-checksum RST that would end the inspection.
+            (2, tcp(false, 1001, ACK, &benign)),
+            (2, tcp(false, 1001, 0x14, b"")),
+            (3, checksummed(tcp(false, 1001, ACK, &vendor))),
+        ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), ["s05.upd.kaspersky.com"]);
+        let bad = got
+            .iter()
+            .filter(|e| matches!(e, Extracted::Anomaly("transport_checksum_bad")))
+            .count();
+        assert_eq!(bad, 2);
+        // A capture from a host with checksum offload: its own segments never carry a right
+        // checksum, and are read all the same (every `tcp` frame has a zero checksum).
+        let frames = [
+            (1, tcp(false, 1000, SYN, b"")),
+            (1, checksummed(tcp(true, 5000, SYNACK, b""))),
+            (2, tcp(false, 1001, ACK, &vendor)),
+        ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), ["s05.upd.kaspersky.com"]);
+    }
+
+    #[test]
+    fn a_mid_stream_request_seen_from_one_side_is_read_after_a_quiet_second() {
+        let mut ex = Extractor::new(ExtractorLimits::default());
+        let mut got = Vec::new();
+        let req = b"GET / HTTP/1.1\r\nHost: dnl-01.geo.kaspersky.com\r\n\r\n";
+        let mut feed = |ex: &mut Extractor, f: Vec<u8>, t: i64| {
+            let pkt = decode(LinkType::RawIp, &f).expect("decodes");
+            ex.process(Timestamp::from_parts(t, 0), &pkt, &mut |e| got.push(e));
+        };
+        feed(&mut ex, tcp(false, 5000, ACK, req), 1);
+        // Another flow's packet, later: the sweep settles the quiet window.
+        let mut other = tcp(false, 1, SYN, b"");
+        other[20..22].copy_from_slice(&40001u16.to_be_bytes());
+        feed(&mut ex, other, 7);
+        assert_eq!(
+            names(&got),
+            [(NameKind::HttpHost, "dnl-01.geo.kaspersky.com".to_string())]
+        );
+    }
+
+    #[test]
+    fn a_syn_with_a_new_isn_on_a_reused_tuple_starts_a_fresh_flow() {
+        let benign = tls::tests::records(&tls::tests::client_hello("www.example.org", 0), 16384);
+        let vendor =
+            tls::tests::records(&tls::tests::client_hello("s05.upd.kaspersky.com", 0), 16384);
+        let end = 1001 + benign.len() as u32;
+        let first = |t: u32| {
+            vec![
+                (t, tcp(false, 1000, SYN, b"")),
+                (t, tcp(true, 5000, SYNACK, b"")),
+                (t + 1, tcp(false, 1001, ACK, &benign)),
+            ]
+        };
+        let second = |t: u32| {
+            vec![
+                (t, tcp(false, 90_000, SYN, b"")),
+                (t, tcp(true, 70_000, SYNACK, b"")),
+                (t + 1, tcp(false, 90_001, ACK, &vendor)),
+            ]
+        };
+        // After the first connection closed (FIN), one second later.
+        let mut frames = first(1);
+        frames.push((3, tcp(false, end, FIN, b"")));
+        frames.extend(second(4));
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(
+            tls_names(&got),
+            ["www.example.org", "s05.upd.kaspersky.com"]
+        );
+        assert_eq!(reused(&got), 1);
+        // After a lone SYN that never got an answer.
+        let frames = [vec![(1, tcp(false, 1000, SYN, b""))], second(2)].concat();
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), ["s05.upd.kaspersky.com"]);
+        assert_eq!(reused(&got), 1);
+        // After a half-open flow with partial data, 300 s earlier (stale, not yet expired).
+        let frames = [
+            vec![
+                (1, tcp(false, 1000, SYN, b"")),
+                (1, tcp(true, 5000, SYNACK, b"")),
+                (2, tcp(false, 1001, ACK, &benign[..20])),
+            ],
+            second(302),
+        ]
+        .concat();
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), ["s05.upd.kaspersky.com"]);
+        assert_eq!(reused(&got), 1);
+    }
+
+    #[test]
+    fn a_retransmitted_or_stray_syn_does_not_take_over_a_live_connection() {
+        let vendor =
+            tls::tests::records(&tls::tests::client_hello("s05.upd.kaspersky.com", 0), 16384);
+        let (head, tail) = vendor.split_at(vendor.len() / 2);
+        let frames = [
+            (1, tcp(false, 1000, SYN, b"")),
+            (2, tcp(false, 1000, SYN, b"")), // the SYN again: same ISN
+            (2, tcp(true, 5000, SYNACK, b"")),
+            (3, tcp(false, 1001, ACK, head)),
+            (4, tcp(false, 424_242, SYN, b"")), // another ISN into an answered, live flow
+            (5, tcp(false, 1001 + head.len() as u32, ACK, tail)),
+        ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), ["s05.upd.kaspersky.com"]);
+        assert_eq!(reused(&got), 0);
+    }
+
+    #[test]
+    fn a_cut_segment_ends_the_mid_stream_window_and_later_heads_are_still_read() {
+        let first = b"GET / HTTP/1.1\r\nHost: www.example.org\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\nX-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+        let second = b"GET /x HTTP/1.1\r\nHost: dnl-01.geo.kaspersky.com\r\n\r\n";
+        let base = 1000u32;
+        let vendor = (NameKind::HttpHost, "dnl-01.geo.kaspersky.com".to_string());
+        // No SYN: the first segment seen is cut by the snap length.
+        let got = collect(
+            &mut Extractor::new(ExtractorLimits::default()),
+            &[
+                (1, snap(tcp(false, base, ACK, first), 114)),
+                (1, tcp(false, base + first.len() as u32, ACK, second)),
+            ],
+        );
+        assert!(names(&got).contains(&vendor), "{:?}", names(&got));
+        // Eight cut heads in a row, then the vendor request: every head is counted cut (none
+        // vanishes with a parked segment) and the last request is still read.
+        let mut frames = Vec::new();
+        for i in 0..8u32 {
+            frames.push((
+                1,
+                snap(tcp(false, base + i * first.len() as u32, ACK, first), 114),
+            ));
+        }
+        frames.push((1, tcp(false, base + 8 * first.len() as u32, ACK, second)));
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert!(names(&got).contains(&vendor), "{:?}", names(&got));
+        assert_eq!(anomaly_count(&got, "http_head_cut"), 8);
+    }
+}
