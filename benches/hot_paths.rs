@@ -54,7 +54,7 @@ fn client_hello() -> Vec<u8> {
 /// written), one suffix per rule and a glob in every tenth rule.
 pub fn generated_pack(n: usize) -> String {
     let mut s =
-        String::from("[pack]\nvendor = \"bench\"\nname = \"Bench\"\nenabled_by_default = true\nlegal_basis = []\ndescription = \"generated\"\n");
+        String::from("[pack]\nvendor = \"bench\"\nname = \"Bench\"\nenabled_by_default = true\nlegal_basis = [\"generated for benchmarks\"]\ndescription = \"generated\"\n");
     let per_rule = 1000.min(n.max(1));
     for r in 0..n.div_ceil(per_rule) {
         s.push_str(&format!(
