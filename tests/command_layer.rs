@@ -113,7 +113,7 @@ fn help_shows_each_commands_own_defaults() {
     let replay = help("replay");
     let live = help("live");
     for text in [&replay, &live] {
-        assert!(text.contains("[default: 262144]"), "max-flows: {text}");
+        assert!(text.contains("[default: 8192]"), "max-flows: {text}");
         assert!(text.contains("[default: always]"), "alerts-fsync: {text}");
         assert!(text.contains("[default: 4789]"), "vxlan-ports: {text}");
         assert!(text.contains("[default: text]"), "log-format: {text}");

@@ -30,8 +30,8 @@ pub struct DefragLimits {
 impl Default for DefragLimits {
     fn default() -> Self {
         DefragLimits {
-            max_datagrams: 8192,
-            max_bytes: 32 << 20,
+            max_datagrams: 1024,
+            max_bytes: 4 << 20,
             max_per_source: 256,
             timeout_secs: 30,
         }

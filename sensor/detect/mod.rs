@@ -233,7 +233,7 @@ pub struct DetectLimits {
 impl Default for DetectLimits {
     fn default() -> Self {
         DetectLimits {
-            pdns_max_entries: 100_000,
+            pdns_max_entries: 32_768,
             pdns_ttl_floor_secs: 600,
             pdns_ttl_cap_secs: 86_400,
             port_pairs_max: 100_000,

@@ -102,7 +102,7 @@ pub const RESOLVER_MIN_ANSWERED: u64 = 1;
 pub const RESOLVERS_MAX: usize = 4096;
 /// Client queries to home-net hosts waiting for their answer, at most. When full, entries
 /// older than `PENDING_SECS` are dropped, then new queries are shed and counted.
-pub const PENDING_MAX: usize = 65_536;
+pub const PENDING_MAX: usize = 16_384;
 /// How long a query waits for its answer (resolvers give up well before).
 pub const PENDING_SECS: i64 = 30;
 /// How long after a client asked a host for a name that host's own lookup of it counts as
@@ -111,7 +111,7 @@ pub const FORWARD_WINDOW_SECS: i64 = 30;
 /// (host, name) pairs asked of home-net hosts, remembered at most; a full table first drops
 /// pairs older than the window, then sheds new ones (counted): a resolver's lookup for a
 /// shed name alerts, the safe side.
-pub const ASKED_MAX: usize = 200_000;
+pub const ASKED_MAX: usize = 32_768;
 /// Names above the asked one remembered with it (a minimising resolver's first questions).
 pub const ASKED_ANCESTORS: usize = 8;
 

@@ -37,7 +37,7 @@ pub const EVIDENCE_RECENT: usize = 4;
 /// Distinct identities remembered per address; beyond this the least recently seen goes.
 pub const MAX_IDENTITIES: usize = 16;
 /// Hosts in the table unless `--max-hosts` says otherwise.
-pub const DEFAULT_MAX_HOSTS: usize = 100_000;
+pub const DEFAULT_MAX_HOSTS: usize = 2_048;
 /// Addresses with an identity but no detection yet, remembered at most.
 pub const MAX_UNDETECTED_IDENTITIES: usize = 65_536;
 /// Distinct identities kept per address while it has no detection: enough for two machines

@@ -78,13 +78,13 @@ pub struct ExtractorLimits {
 impl Default for ExtractorLimits {
     fn default() -> Self {
         ExtractorLimits {
-            max_flows: 262_144,
+            max_flows: 8_192,
             stream_cap: 16 * 1024,
             inspect_budget: 256 * 1024,
             tcp_idle_secs: 600,
             udp_idle_secs: 120,
-            max_dns_transactions: 65_536,
-            reassembly_budget: 64 << 20,
+            max_dns_transactions: 16_384,
+            reassembly_budget: 8 << 20,
             http_max_requests: HTTP_MAX_REQUESTS,
             verify_checksums: true,
         }
