@@ -812,19 +812,21 @@ fn start(cfg: &RunConfig, replay: bool) -> Result<Started, String> {
         .with_resolver_roles(roles),
         hosts,
         counters: Counters::default(),
-        alerts,
         events,
         extract_limits: cfg.extract_limits,
         batch_seconds: crate::metrics::exporter::batch_histogram(),
         report_file: Mutex::new(report_file),
         suppressions: arc_swap::ArcSwap::from_pointee(cfg.suppressions.clone()),
-        syslog: Mutex::new(match &cfg.syslog {
-            Some(c) => Some(
-                crate::output::syslog::SyslogSink::start(c.clone())
-                    .map_err(|e| format!("cannot start the syslog sink: {e}"))?,
-            ),
-            None => None,
-        }),
+        sinks: crate::output::sink::Sinks::new(
+            alerts,
+            match &cfg.syslog {
+                Some(c) => Some(
+                    crate::output::syslog::SyslogSink::start(c.clone())
+                        .map_err(|e| format!("cannot start the syslog sink: {e}"))?,
+                ),
+                None => None,
+            },
+        ),
         output_error: Mutex::new(None),
     });
     if let (Some(s), Ok(mut slot)) = (&shipper, shared.counters.sensor.agency.lock()) {
@@ -949,8 +951,8 @@ fn conclude(
     }
     // A replay with an inventory: this run's own view, not everything the inventory holds.
     let hosts = shared.hosts.run_snapshot();
-    if let Some(sink) = shared.syslog.lock().ok().and_then(|mut s| s.take()) {
-        let stats = sink.close(std::time::Duration::from_secs(5));
+    let syslog = shared.sinks.syslog();
+    if let Some(stats) = syslog.and_then(|s| s.close(std::time::Duration::from_secs(5))) {
         let lost = stats.dropped + stats.unsent + stats.queued + stats.rejected;
         if lost > 0 {
             let mut has: Vec<String> = Vec::new();
@@ -1009,7 +1011,7 @@ fn conclude(
             );
         }
     }
-    if let Some(sink) = &shared.alerts {
+    if let Some(sink) = shared.sinks.alerts() {
         let stats = sink.close(crate::output::alertfile::CLOSE_TIMEOUT);
         if !cfg.quiet {
             kept_in.push("the host table below".into());

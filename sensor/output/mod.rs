@@ -13,6 +13,7 @@ use std::net::IpAddr;
 
 pub mod alertfile;
 pub mod html;
+pub mod sink;
 pub mod summary;
 pub mod syslog;
 
