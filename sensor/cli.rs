@@ -762,6 +762,7 @@ fn start(cfg: &RunConfig, replay: bool) -> Result<Started, String> {
                 crate::output::alertfile::Destination::from_path(p),
                 cfg.alerts_file,
             )
+            .map_err(|e| e.to_string())
         })
         .transpose()?;
     let events = cfg
@@ -907,6 +908,21 @@ fn set_health(shared: &Shared, unhealthy: Option<&str>) {
     }
 }
 
+/// The outputs besides the alert sinks that this run's detections were sent to.
+fn configured_outputs(cfg: &RunConfig) -> Vec<String> {
+    let mut has: Vec<String> = Vec::new();
+    if let Some(a) = &cfg.alerts {
+        has.push(format!("the alerts file {}", a.display()));
+    }
+    if let Some(r) = &cfg.report {
+        has.push(format!("the report {}", r.display()));
+    }
+    if let Some(s) = cfg.state.as_ref().filter(|_| !cfg.temporary_spool) {
+        has.push(format!("the inventory {}", s.display()));
+    }
+    has
+}
+
 /// Writes the report and the summary; returns the exit code so far (0, or 1 when an output failed).
 fn conclude(
     cfg: &RunConfig,
@@ -951,32 +967,6 @@ fn conclude(
     }
     // A replay with an inventory: this run's own view, not everything the inventory holds.
     let hosts = shared.hosts.run_snapshot();
-    let syslog = shared.sinks.syslog();
-    if let Some(stats) = syslog.and_then(|s| s.close(std::time::Duration::from_secs(5))) {
-        let lost = stats.dropped + stats.unsent + stats.queued + stats.rejected;
-        if lost > 0 {
-            let mut has: Vec<String> = Vec::new();
-            if let Some(a) = &cfg.alerts {
-                has.push(format!("the alerts file {}", a.display()));
-            }
-            if let Some(r) = &cfg.report {
-                has.push(format!("the report {}", r.display()));
-            }
-            if let Some(s) = cfg.state.as_ref().filter(|_| !cfg.temporary_spool) {
-                has.push(format!("the inventory {}", s.display()));
-            }
-            let where_else = if has.is_empty() {
-                "nothing else kept them (pass --alerts or --report next time)".to_string()
-            } else {
-                format!("{} have the detections", has.join(", "))
-            };
-            eprintln!(
-                "vendorwatch: syslog: {} alert(s) sent, {lost} not delivered (receiver unreachable or queue full); {where_else}",
-                stats.sent
-            );
-            code = exit::PARTIAL;
-        }
-    }
     if let Some(path) = &cfg.report {
         let meta = output::ReportMeta {
             first_packet: facts.first_packet,
@@ -1011,16 +1001,17 @@ fn conclude(
             );
         }
     }
-    if let Some(sink) = shared.sinks.alerts() {
-        let stats = sink.close(crate::output::alertfile::CLOSE_TIMEOUT);
-        if !cfg.quiet {
-            kept_in.push("the host table below".into());
-        }
-        if let Some((msg, lost)) = sink.end_message(&stats, &kept_in) {
-            eprintln!("vendorwatch: {msg}");
-            if lost {
-                code = exit::PARTIAL;
-            }
+    if !cfg.quiet {
+        kept_in.push("the host table below".into());
+    }
+    let kept = output::sink::Kept {
+        configured: configured_outputs(cfg),
+        holding: kept_in,
+    };
+    for end in shared.sinks.conclude(&kept) {
+        eprintln!("vendorwatch: {}", end.message);
+        if end.lost {
+            code = exit::PARTIAL;
         }
     }
     // Only the events output writes through `output_error` (alerts have their own sink).

@@ -488,61 +488,122 @@ pub fn replay(
     stop: &Arc<std::sync::atomic::AtomicBool>,
 ) -> std::io::Result<ReplayOutcome> {
     let pool = WorkerPool::start(Arc::clone(&shared), workers, REPLAY_QUEUE_BATCHES)?;
-    let mut dispatcher = pool.dispatcher(WhenFull::Wait, "replay");
-    let mut outcome = ReplayOutcome::default();
+    let mut run = Replay {
+        dispatcher: pool.dispatcher(WhenFull::Wait, "replay"),
+        outcome: ReplayOutcome::default(),
+        progress,
+        stop,
+    };
     for (index, input) in inputs.iter().enumerate() {
-        progress.start_input(index, &input.display_name());
+        run.progress.start_input(index, &input.display_name());
+        if run.input(input, &shared).is_break() {
+            break;
+        }
+    }
+    let Replay {
+        dispatcher,
+        outcome,
+        progress,
+        ..
+    } = run;
+    dispatcher.finish();
+    pool.finish();
+    progress.finish();
+    Ok(outcome)
+}
+
+/// A replay under way: where packets go, what happened so far.
+struct Replay<'a> {
+    dispatcher: Dispatcher,
+    outcome: ReplayOutcome,
+    progress: &'a mut dyn Progress,
+    stop: &'a Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Replay<'_> {
+    fn stopped(&self) -> bool {
+        self.stop.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Replays one input; `Break` when the replay stops here (a signal).
+    fn input(&mut self, input: &Input, shared: &Shared) -> std::ops::ControlFlow<()> {
+        use std::ops::ControlFlow::{Break, Continue};
         // A classic pcap file is read in shared chunks (no copy per packet); anything it
         // does not take, from the start or from an irregular record on, the general reader
         // reads (it skips the packets already handed over).
         let mut skip = 0u64;
         if let Input::Path(path) = input {
             if let Some(mut fast) = ChunkedReader::open(path) {
-                match replay_chunked(&mut fast, &mut dispatcher, &mut outcome, progress, stop) {
+                let end = replay_chunked(
+                    &mut fast,
+                    &mut self.dispatcher,
+                    &mut self.outcome,
+                    self.progress,
+                    self.stop,
+                );
+                match end {
                     ChunkedEnd::Done => {
-                        outcome.inputs_read += 1;
-                        progress.advance(fast.offset());
-                        continue;
+                        self.outcome.inputs_read += 1;
+                        self.progress.advance(fast.offset());
+                        return Continue(());
                     }
                     ChunkedEnd::Interrupted => {
-                        outcome.inputs_read += 1;
-                        outcome.interrupted = Some(format!(
+                        self.outcome.inputs_read += 1;
+                        self.outcome.interrupted = Some(format!(
                             "{} before record {} (byte offset {})",
                             input.display_name(),
                             fast.packets + 2,
                             fast.offset()
                         ));
-                        progress.advance(fast.offset());
-                        break;
+                        self.progress.advance(fast.offset());
+                        return Break(());
                     }
                     ChunkedEnd::Irregular => skip = fast.packets,
                 }
             }
         }
         let reader = match input {
-            Input::Path(p) => CaptureReader::open_input(p, PIPE_PAUSE, Arc::clone(stop)),
+            Input::Path(p) => CaptureReader::open_input(p, PIPE_PAUSE, Arc::clone(self.stop)),
             Input::Stdin => CaptureReader::from_pipe(
                 "<stdin>".into(),
-                IdleSource::new(std::io::stdin(), PIPE_PAUSE).until(Arc::clone(stop)),
+                IdleSource::new(std::io::stdin(), PIPE_PAUSE).until(Arc::clone(self.stop)),
             ),
         };
         let mut reader = match reader {
             Ok(r) => r,
             // A pipe still waiting for its first bytes when the signal came.
-            Err(_) if stop.load(std::sync::atomic::Ordering::Relaxed) => {
-                outcome.interrupted = Some(format!(
+            Err(_) if self.stopped() => {
+                self.outcome.interrupted = Some(format!(
                     "{} while waiting for its first bytes",
                     input.display_name()
                 ));
-                break;
+                return Break(());
             }
             Err(e) => {
-                outcome.errors.push(e);
-                continue;
+                self.outcome.errors.push(e);
+                return Continue(());
             }
         };
-        outcome.inputs_read += 1;
-        let mut since_progress = 0u32;
+        self.outcome.inputs_read += 1;
+        if self.skip(&mut reader, skip) {
+            self.packets(&mut reader, input);
+        }
+        self.progress.advance(reader.offset());
+        if self.outcome.interrupted.is_some() {
+            return Break(());
+        }
+        if reader.unsupported.packets > 0 {
+            shared.counters.unsupported_link.fetch_add(
+                reader.unsupported.packets,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        Continue(())
+    }
+
+    /// Skips the `skip` packets the chunked reader handed over already; false when the
+    /// input failed meanwhile (the error is recorded).
+    fn skip(&mut self, reader: &mut CaptureReader, skip: u64) -> bool {
         let mut skipped = 0u64;
         while skipped < skip {
             match reader.next_packet(|_| {}) {
@@ -550,18 +611,20 @@ pub fn replay(
                 Ok(Step::Idle) => {}
                 Ok(Step::End) => break,
                 Err(e) => {
-                    outcome.errors.push(e);
-                    skip = u64::MAX;
-                    break;
+                    self.outcome.errors.push(e);
+                    return false;
                 }
             }
         }
+        true
+    }
+
+    /// Hands every packet of `reader` to the dispatcher, until its end, an error or a signal.
+    fn packets(&mut self, reader: &mut CaptureReader, input: &Input) {
+        let mut since_progress = 0u32;
         loop {
-            if skip == u64::MAX {
-                break;
-            }
-            if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                outcome.interrupted = Some(format!(
+            if self.stopped() {
+                self.outcome.interrupted = Some(format!(
                     "{} before record {} (byte offset {})",
                     input.display_name(),
                     reader.records() + 1,
@@ -569,6 +632,7 @@ pub fn replay(
                 ));
                 break;
             }
+            let (outcome, dispatcher) = (&mut self.outcome, &mut self.dispatcher);
             let step = reader.next_packet(|raw| {
                 // The earliest, not the first read: inputs need not be in time order.
                 outcome.first_packet = Some(outcome.first_packet.map_or(raw.ts, |t| t.min(raw.ts)));
@@ -579,34 +643,20 @@ pub fn replay(
                 Ok(Step::Packet) => {}
                 // A quiet pipe (tcpdump -w - on a quiet link): what is held goes to the
                 // workers now, not when the next 256 packets have come.
-                Ok(Step::Idle) => dispatcher.flush(),
+                Ok(Step::Idle) => self.dispatcher.flush(),
                 Ok(Step::End) => break,
                 Err(e) => {
-                    outcome.errors.push(e);
+                    self.outcome.errors.push(e);
                     break;
                 }
             }
             since_progress += 1;
             if since_progress >= 4096 {
                 since_progress = 0;
-                progress.advance(reader.offset());
+                self.progress.advance(reader.offset());
             }
         }
-        progress.advance(reader.offset());
-        if outcome.interrupted.is_some() {
-            break;
-        }
-        if reader.unsupported.packets > 0 {
-            shared.counters.unsupported_link.fetch_add(
-                reader.unsupported.packets,
-                std::sync::atomic::Ordering::Relaxed,
-            );
-        }
     }
-    dispatcher.finish();
-    pool.finish();
-    progress.finish();
-    Ok(outcome)
 }
 
 /// How a chunked read of one file ended.
