@@ -4,7 +4,7 @@
 set -euo pipefail
 want=(pkg-config libpcap-dev libssl-dev)
 if [ "${1:-test}" = test ]; then
-  want+=(tshark tcpdump iproute2 python3 dnsmasq-base bind9-dnsutils curl openssl ethtool prometheus chromium rsyslog strace python3-scapy postgresql)
+  want+=(tshark tcpdump iproute2 python3 dnsmasq-base bind9-dnsutils curl openssl ethtool prometheus chromium rsyslog strace python3-scapy postgresql tcpreplay)
 fi
 missing=()
 for p in "${want[@]}"; do

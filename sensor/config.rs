@@ -1,17 +1,23 @@
-//! Validated configuration: what the program runs on, built from the raw command line
-//! (`cli`) once, with every problem reported in words a user can act on.
+//! Validated configuration: what the program runs on, built once from the command line and
+//! the configuration file, with every problem reported in words a user can act on.
+//!
+//! `settings` declares every option once (clap and the file's schema); this module reads and
+//! checks the file (each problem at its line); `run` merges and validates into `RunConfig`.
+
+mod run;
+pub mod settings;
+
+pub use run::{
+    default_workers, load_file, rule_source, ConfigError, LiveConfig, ReloadSpec, RunConfig,
+};
+pub use settings::{LiveSettings, Mode, Settings, DEFAULT_HOME_NET};
 
 use crate::detect::rules::{self, Loaded, RuleError};
-use crate::detect::{DetectLimits, HomeNet, RuleSet};
-use crate::extract::ExtractorLimits;
+use crate::detect::{HomeNet, RuleSet};
 use crate::suppress::{Suppression, Suppressions};
 use crate::time::Timestamp;
 use serde::Deserialize;
 use std::path::PathBuf;
-
-/// RFC 1918, carrier-grade NAT, IPv6 unique-local and link-local.
-pub const DEFAULT_HOME_NET: &str =
-    "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7,fe80::/10";
 
 pub fn parse_home_net(list: &str) -> Result<HomeNet, String> {
     let mut nets = Vec::new();
@@ -75,125 +81,6 @@ pub fn parse_resolvers(list: &str) -> Result<Vec<std::net::IpAddr>, String> {
         .collect()
 }
 
-/// Default number of workers: one core is left to the reader.
-pub fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
-}
-
-/// What `replay` and `live` run on, validated.
-pub struct RunConfig {
-    pub rules: std::sync::Arc<RuleSet>,
-    pub home_net: HomeNet,
-    /// Resolvers named by the operator (`--resolvers`, `resolvers = [...]`).
-    pub pinned_resolvers: Vec<std::net::IpAddr>,
-    pub workers: usize,
-    pub alerts: Option<PathBuf>,
-    /// Rotation, fsync policy and backlog of the alerts file.
-    pub alerts_file: crate::output::alertfile::AlertFileOptions,
-    pub report: Option<PathBuf>,
-    pub events: Option<PathBuf>,
-    pub extract_limits: ExtractorLimits,
-    pub detect_limits: DetectLimits,
-    pub quiet: bool,
-    pub encrypted_dns: crate::detect::resolvers::EncryptedDns,
-    /// Where to serve /metrics, /healthz and /api/hosts (`None`: not at all).
-    pub metrics_addr: Option<String>,
-    /// The persistent inventory (`None`: `--state none`).
-    pub state: Option<std::path::PathBuf>,
-    pub realert_secs: Option<u64>,
-    /// Hosts the inventory holds; findings for new hosts beyond are shed and counted.
-    pub max_hosts: usize,
-    /// When a learned client fingerprint is used on hidden-name flows.
-    pub learn: crate::detect::fingerprints::LearnSettings,
-    /// Findings that raise no alert (still recorded, flagged).
-    pub suppressions: Suppressions,
-    /// Where alerts also go, over syslog.
-    pub syslog: Option<crate::output::syslog::SyslogConfig>,
-    /// Where a reload (SIGHUP, `--watch`) reads rules and suppressions from.
-    pub reload: crate::reload::ReloadSpec,
-    /// Install the seccomp filter once start-up is over.
-    pub seccomp: bool,
-    /// The agency inventory this sensor ships to, and whether `state` is a temporary spool.
-    pub agency: Option<crate::hosts::agency::AgencyConfig>,
-    pub temporary_spool: bool,
-}
-
-/// The configuration file (`--config PATH`, checked by `vendorwatch config check`). Every
-/// key is optional and named like its command-line option (`--max-flows` is `max_flows`);
-/// options given on the command line win over the file.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    /// Rule pack file or directory (default: the embedded packs).
-    pub rules: Option<PathBuf>,
-    /// Vendors whose packs are active.
-    pub vendors: Option<Vec<String>>,
-    /// Internal networks whose hosts are reported.
-    pub home_net: Option<Vec<String>>,
-    /// Home-net resolvers, pinned: they hold the role whatever the capture shows.
-    pub resolvers: Option<Vec<String>>,
-    pub alerts: Option<PathBuf>,
-    pub alerts_max_mb: Option<f64>,
-    pub alerts_keep: Option<usize>,
-    /// always, interval or never.
-    pub alerts_fsync: Option<String>,
-    pub alerts_backlog: Option<usize>,
-    pub report: Option<PathBuf>,
-    pub events: Option<PathBuf>,
-    /// The inventory database, or "none".
-    pub state: Option<String>,
-    pub realert_hours: Option<u64>,
-    pub workers: Option<usize>,
-    pub max_flows: Option<usize>,
-    pub reassembly_mb: Option<usize>,
-    /// HTTP requests read per connection (`--http-max-requests`).
-    pub http_max_requests: Option<u32>,
-    /// Hosts the inventory holds (`--max-hosts`).
-    pub max_hosts: Option<usize>,
-    pub learn_min_hosts: Option<usize>,
-    pub learn_min_specificity: Option<f64>,
-    pub learn_min_seconds: Option<u64>,
-    pub pdns_max: Option<usize>,
-    pub pdns_ttl_floor: Option<u64>,
-    pub pdns_ttl_cap: Option<u64>,
-    pub syslog: Option<String>,
-    pub syslog_queue: Option<usize>,
-    pub vxlan_ports: Option<Vec<u16>>,
-    pub metrics_addr: Option<String>,
-    pub quiet: Option<bool>,
-    /// Reload rules and suppressions when these files change.
-    pub watch: Option<bool>,
-    /// The seccomp filter after start-up (`false`: `--no-seccomp`).
-    pub seccomp: Option<bool>,
-    /// Read TCP segments whatever their checksums say (`--ignore-checksums`).
-    pub ignore_checksums: Option<bool>,
-    /// The agency inventory (`--inventory` and its options, `cli_agency`).
-    pub inventory: Option<String>,
-    pub inventory_password_file: Option<PathBuf>,
-    pub inventory_ca: Option<PathBuf>,
-    pub sensor_id: Option<String>,
-    pub site: Option<String>,
-    pub inventory_backlog: Option<usize>,
-    pub inventory_batch: Option<usize>,
-    pub inventory_wait: Option<u64>,
-    /// Settings of `vendorwatch live` only.
-    pub live: Option<LiveFileConfig>,
-    #[serde(default)]
-    pub suppress: Vec<toml::Spanned<SuppressSpec>>,
-}
-
-/// The `[live]` table.
-#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LiveFileConfig {
-    pub interfaces: Option<Vec<String>>,
-    pub bpf: Option<String>,
-    pub buffer_mb: Option<u32>,
-    pub promiscuous: Option<bool>,
-    pub user: Option<String>,
-    pub status_every: Option<u64>,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SuppressSpec {
@@ -225,10 +112,9 @@ pub const RELOADABLE_KEYS: [&str; 3] = ["rules", "vendors", "suppress"];
 pub struct LoadedConfig {
     /// The keys as written (each value checked); `suppress` is moved out, validated, into
     /// `suppressions`.
-    pub settings: FileConfig,
-    /// `home_net` as one comma-separated list, as `--home-net` takes it.
-    pub home_net: Option<String>,
-    pub live: LiveFileConfig,
+    pub settings: Settings,
+    /// The `[live]` table.
+    pub live: LiveSettings,
     pub suppressions: Suppressions,
     /// The keys a reload cannot change, as written (to tell the user a restart is needed).
     pub fixed: toml::Table,
@@ -249,9 +135,8 @@ impl LoadedConfig {
 }
 
 fn parse_expiry(text: &str) -> Option<Timestamp> {
-    use ::time::format_description::well_known::Rfc3339;
-    if let Ok(t) = ::time::OffsetDateTime::parse(text, &Rfc3339) {
-        return Some(Timestamp(i64::try_from(t.unix_timestamp_nanos()).ok()?));
+    if let Ok(t) = Timestamp::parse_rfc3339(text) {
+        return Some(t);
     }
     let d = ::time::Date::parse(
         text,
@@ -451,223 +336,310 @@ fn check_key<T: serde::de::DeserializeOwned>(
 /// Validates configuration text: the configuration when it can be built, and every problem
 /// found (none when it is valid).
 pub fn check_config_text(text: &str) -> (LoadedConfig, Vec<ConfigProblem>) {
-    let line_at = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
-    let mut problems: Vec<ConfigProblem> = Vec::new();
+    let mut c = Checker {
+        text,
+        problems: Vec::new(),
+        lines: Default::default(),
+        live_lines: Default::default(),
+    };
     let (doc, syntax) = toml::de::DeTable::parse_recoverable(text);
     if !syntax.is_empty() {
         // Past a syntax error the document's shape is a guess: report those alone.
         for e in syntax {
-            problems.push(ConfigProblem {
-                line: e.span().map_or(1, |s| line_at(s.start)),
-                problem: e.message().trim().to_string(),
-            });
+            let line = e.span().map_or(1, |s| c.line_at(s.start));
+            c.problem(line, e.message().trim().to_string());
         }
-        return (LoadedConfig::default(), problems);
+        return (LoadedConfig::default(), c.problems);
     }
     let doc = doc.into_inner();
-    let mut problem = |line: usize, p: String| problems.push(ConfigProblem { line, problem: p });
-    let mut good = toml::de::DeTable::new();
-    let mut lines: std::collections::BTreeMap<String, usize> = Default::default();
-    let mut live = LiveFileConfig::default();
-    let mut live_lines: std::collections::BTreeMap<String, usize> = Default::default();
-    let mut suppress_entries = Vec::new();
-    for (key, value) in doc.iter() {
-        let line = line_at(key.span().start);
-        lines.insert(key.get_ref().to_string(), line);
-        match key.get_ref().as_ref() {
-            "live" => match value.get_ref() {
-                toml::de::DeValue::Table(t) => {
-                    let mut ok = toml::de::DeTable::new();
-                    for (k, v) in t.iter() {
-                        let l = line_at(k.span().start);
-                        live_lines.insert(k.get_ref().to_string(), l);
-                        match check_key::<LiveFileConfig>(k, v) {
-                            Ok(_) => {
-                                ok.insert(k.clone(), v.clone());
-                            }
-                            Err(e) => problem(l, e),
-                        }
-                    }
-                    let table = toml::Spanned::new(value.span(), toml::de::DeValue::Table(ok));
-                    match LiveFileConfig::deserialize(toml::de::ValueDeserializer::from(table)) {
-                        Ok(l) => live = l,
-                        Err(e) => problem(line, format!("live: {}", e.message().trim())),
-                    }
+    let parts = c.split(&doc);
+    let whole = toml::Spanned::new(0..text.len(), toml::de::DeValue::Table(parts.good));
+    let file = match Settings::deserialize(toml::de::ValueDeserializer::from(whole)) {
+        Ok(f) => f,
+        Err(e) => {
+            // Each key passed on its own; what fails now is a combination (none is known).
+            c.problem(1, e.message().trim().to_string());
+            Settings::default()
+        }
+    };
+    c.check_lists(&doc, &file);
+    c.check_counts(&file, &parts.live);
+    c.check_combinations(&file, &parts.live);
+    let list = parts
+        .suppress
+        .iter()
+        .map(|(line, table)| c.suppression(*line, table))
+        .collect();
+    // The text parsed, so it is a table; keep the start-only part as written.
+    let mut fixed: toml::Table = text.parse().unwrap_or_default();
+    for key in RELOADABLE_KEYS {
+        fixed.remove(key);
+    }
+    (
+        LoadedConfig {
+            settings: file,
+            live: parts.live,
+            suppressions: Suppressions(list),
+            fixed,
+            lines: c.lines,
+        },
+        c.problems,
+    )
+}
+
+/// The document split by what reads each part: the top-level settings that passed their
+/// own check, the `[live]` table, and the `[[suppress]]` entries with their lines.
+struct Parts<'i> {
+    good: toml::de::DeTable<'i>,
+    live: LiveSettings,
+    suppress: Vec<(usize, toml::de::DeTable<'i>)>,
+}
+
+/// What checking a file collects: its problems, and the line of every key.
+struct Checker<'t> {
+    text: &'t str,
+    problems: Vec<ConfigProblem>,
+    lines: std::collections::BTreeMap<String, usize>,
+    live_lines: std::collections::BTreeMap<String, usize>,
+}
+
+impl<'t> Checker<'t> {
+    fn line_at(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
+    }
+
+    fn problem(&mut self, line: usize, problem: String) {
+        self.problems.push(ConfigProblem { line, problem });
+    }
+
+    /// The line of a top-level key (1 when it is not there).
+    fn at(&self, key: &str) -> usize {
+        self.lines.get(key).copied().unwrap_or(1)
+    }
+
+    /// The line of a key of the [live] table (the table's when it is not there).
+    fn live_at(&self, key: &str) -> usize {
+        self.live_lines
+            .get(key)
+            .copied()
+            .unwrap_or_else(|| self.at("live"))
+    }
+
+    /// Sorts the top-level keys; each setting is checked on its own, so one bad key does not
+    /// hide the others.
+    fn split<'i>(&mut self, doc: &toml::de::DeTable<'i>) -> Parts<'i> {
+        let mut parts = Parts {
+            good: toml::de::DeTable::new(),
+            live: LiveSettings::default(),
+            suppress: Vec::new(),
+        };
+        for (key, value) in doc.iter() {
+            let line = self.line_at(key.span().start);
+            self.lines.insert(key.get_ref().to_string(), line);
+            match (key.get_ref().as_ref(), value.get_ref()) {
+                ("live", toml::de::DeValue::Table(t)) => {
+                    parts.live = self.live_table(line, value.span(), t);
                 }
-                _ => problem(line, "live: must be a table ([live])".into()),
-            },
-            "suppress" => match value.get_ref() {
-                toml::de::DeValue::Array(entries) => {
+                ("live", _) => self.problem(line, "live: must be a table ([live])".into()),
+                ("suppress", toml::de::DeValue::Array(entries)) => {
                     for entry in entries {
+                        let at = self.line_at(entry.span().start);
                         match entry.get_ref() {
-                            toml::de::DeValue::Table(t) => {
-                                suppress_entries.push((line_at(entry.span().start), t.clone()))
-                            }
-                            _ => problem(
-                                line_at(entry.span().start),
+                            toml::de::DeValue::Table(t) => parts.suppress.push((at, t.clone())),
+                            _ => self.problem(
+                                at,
                                 "suppress: each entry must be a table ([[suppress]])".into(),
                             ),
                         }
                     }
                 }
-                _ => problem(
+                ("suppress", _) => self.problem(
                     line,
                     "suppress: must be written as [[suppress]] tables".into(),
                 ),
-            },
-            _ => match check_key::<FileConfig>(key, value) {
-                Ok(_) => {
-                    good.insert(key.clone(), value.clone());
-                }
-                Err(e) => problem(line, e),
-            },
+                _ => match check_key::<Settings>(key, value) {
+                    Ok(_) => {
+                        parts.good.insert(key.clone(), value.clone());
+                    }
+                    Err(e) => self.problem(line, e),
+                },
+            }
         }
+        parts
     }
-    let whole = toml::Spanned::new(0..text.len(), toml::de::DeValue::Table(good));
-    let mut file = match FileConfig::deserialize(toml::de::ValueDeserializer::from(whole)) {
-        Ok(f) => f,
-        Err(e) => {
-            // Each key passed on its own; what fails now is a combination (none is known).
-            problem(1, e.message().trim().to_string());
-            FileConfig::default()
+
+    /// The `[live]` table, each key checked on its own.
+    fn live_table(
+        &mut self,
+        line: usize,
+        span: std::ops::Range<usize>,
+        t: &toml::de::DeTable<'_>,
+    ) -> LiveSettings {
+        let mut ok = toml::de::DeTable::new();
+        for (k, v) in t.iter() {
+            let l = self.line_at(k.span().start);
+            self.live_lines.insert(k.get_ref().to_string(), l);
+            match check_key::<LiveSettings>(k, v) {
+                Ok(_) => {
+                    ok.insert(k.clone(), v.clone());
+                }
+                Err(e) => self.problem(l, e),
+            }
         }
-    };
-    let at = |key: &str| lines.get(key).copied().unwrap_or(1);
-    let home_net = file.home_net.as_ref().map(|nets| nets.join(","));
-    if let (Some(nets), Some(toml::de::DeValue::Array(items))) = (
-        &file.home_net,
-        doc.iter()
+        let table = toml::Spanned::new(span, toml::de::DeValue::Table(ok));
+        LiveSettings::deserialize(toml::de::ValueDeserializer::from(table)).unwrap_or_else(|e| {
+            self.problem(line, format!("live: {}", e.message().trim()));
+            LiveSettings::default()
+        })
+    }
+
+    /// The values that parse further: CIDRs (each at its own line), addresses, the syslog target.
+    fn check_lists(&mut self, doc: &toml::de::DeTable<'_>, file: &Settings) {
+        let items = doc
+            .iter()
             .find(|(k, _)| k.get_ref() == "home_net")
-            .map(|(_, v)| v.get_ref()),
-    ) {
-        for (net, item) in nets.iter().zip(items) {
-            if parse_cidr(net).is_none() {
-                problem(
-                    line_at(item.span().start),
-                    format!("home_net: {net:?} is not a CIDR such as 10.0.0.0/8 or fd00::/8"),
+            .map(|(_, v)| v.get_ref());
+        if let (Some(nets), Some(toml::de::DeValue::Array(items))) = (&file.home_net, items) {
+            for (net, item) in nets.iter().zip(items) {
+                if parse_cidr(net).is_none() {
+                    self.problem(
+                        self.line_at(item.span().start),
+                        format!("home_net: {net:?} is not a CIDR such as 10.0.0.0/8 or fd00::/8"),
+                    );
+                }
+            }
+            if nets.iter().all(|n| n.trim().is_empty()) {
+                self.problem(
+                    self.at("home_net"),
+                    "home_net: is empty: give at least one CIDR".into(),
                 );
             }
         }
-        if nets.iter().all(|n| n.trim().is_empty()) {
-            problem(
-                at("home_net"),
-                "home_net: is empty: give at least one CIDR".into(),
-            );
+        if let Some(Err(e)) = file
+            .resolvers
+            .as_ref()
+            .map(|l| parse_resolvers(&l.join(",")))
+        {
+            self.problem(self.at("resolvers"), format!("resolvers: {e}"));
+        }
+        if let Some(Err(e)) = file
+            .syslog
+            .as_ref()
+            .map(|t| t.parse::<crate::output::syslog::SyslogTarget>())
+        {
+            self.problem(self.at("syslog"), format!("syslog: {e}"));
         }
     }
-    if let Some(list) = &file.resolvers {
-        if let Err(e) = parse_resolvers(&list.join(",")) {
-            problem(at("resolvers"), format!("resolvers: {e}"));
-        }
-    }
-    if let Some(t) = &file.syslog {
-        if let Err(e) = t.parse::<crate::output::syslog::SyslogTarget>() {
-            problem(at("syslog"), format!("syslog: {e}"));
-        }
-    }
-    if let Some(f) = &file.alerts_fsync {
-        if let Err(e) = f.parse::<crate::output::alertfile::FsyncPolicy>() {
-            problem(at("alerts_fsync"), format!("alerts_fsync: {e}"));
-        }
-    }
-    if file
-        .alerts_max_mb
-        .is_some_and(|m| !(m.is_finite() && m >= 0.0))
-    {
-        problem(
-            at("alerts_max_mb"),
-            "alerts_max_mb: must be 0 (never rotate) or a positive number of MiB".into(),
-        );
-    }
-    let counts: [(&str, Option<u64>); 13] = [
-        ("workers", file.workers.map(|v| v as u64)),
-        ("max_flows", file.max_flows.map(|v| v as u64)),
-        ("max_hosts", file.max_hosts.map(|v| v as u64)),
-        ("reassembly_mb", file.reassembly_mb.map(|v| v as u64)),
-        ("http_max_requests", file.http_max_requests.map(u64::from)),
-        ("syslog_queue", file.syslog_queue.map(|v| v as u64)),
-        ("alerts_keep", file.alerts_keep.map(|v| v as u64)),
-        ("alerts_backlog", file.alerts_backlog.map(|v| v as u64)),
-        ("pdns_max", file.pdns_max.map(|v| v as u64)),
-        ("pdns_ttl_floor", file.pdns_ttl_floor),
-        ("pdns_ttl_cap", file.pdns_ttl_cap),
-        ("realert_hours", file.realert_hours),
-        ("learn_min_hosts", file.learn_min_hosts.map(|v| v as u64)),
-    ];
-    for (key, value) in counts {
-        if let Some(v) = value {
-            if let Err(e) = check_count(key, v) {
-                problem(at(key), format!("{key}: {e}"));
+
+    /// Every count against its bound (`COUNT_BOUNDS`): a key of the file or of [live].
+    fn check_counts(&mut self, file: &Settings, live: &LiveSettings) {
+        let top = serde_json::to_value(file).unwrap_or_default();
+        let live_values = serde_json::to_value(live).unwrap_or_default();
+        for bound in COUNT_BOUNDS {
+            let (value, line) = match (top.get(bound.key), live_values.get(bound.key)) {
+                (Some(v), _) if !v.is_null() => (v, self.at(bound.key)),
+                (_, Some(v)) if !v.is_null() => (v, self.live_at(bound.key)),
+                _ => continue,
+            };
+            if let Some(Err(e)) = value.as_u64().map(|v| check_count(bound.key, v)) {
+                self.problem(line, format!("{}: {e}", bound.key));
             }
         }
     }
-    for (key, value) in [
-        ("buffer_mb", live.buffer_mb.map(u64::from)),
-        ("status_every", live.status_every),
-    ] {
-        if let Some(v) = value {
-            if let Err(e) = check_count(key, v) {
-                let l = live_lines.get(key).copied().unwrap_or_else(|| at("live"));
-                problem(l, format!("{key}: {e}"));
+
+    /// Values that are wrong by themselves or together with another.
+    fn check_combinations(&mut self, file: &Settings, live: &LiveSettings) {
+        if file
+            .alerts_max_mb
+            .is_some_and(|m| !(m.is_finite() && m >= 0.0))
+        {
+            self.problem(
+                self.at("alerts_max_mb"),
+                "alerts_max_mb: must be 0 (never rotate) or a positive number of MiB".into(),
+            );
+        }
+        if file
+            .learn_min_specificity
+            .is_some_and(|f| !(f > 0.0 && f <= 1.0))
+        {
+            self.problem(
+                self.at("learn_min_specificity"),
+                "learn_min_specificity: must be a fraction above 0 and at most 1".into(),
+            );
+        }
+        if let (Some(floor), Some(cap)) = (file.pdns_ttl_floor, file.pdns_ttl_cap) {
+            if floor > cap {
+                self.problem(
+                    self.at("pdns_ttl_floor"),
+                    format!("pdns_ttl_floor: {floor} is larger than pdns_ttl_cap ({cap})"),
+                );
             }
         }
-    }
-    if file
-        .learn_min_specificity
-        .is_some_and(|f| !(f > 0.0 && f <= 1.0))
-    {
-        problem(
-            at("learn_min_specificity"),
-            "learn_min_specificity: must be a fraction above 0 and at most 1".into(),
-        );
-    }
-    if let (Some(floor), Some(cap)) = (file.pdns_ttl_floor, file.pdns_ttl_cap) {
-        if floor > cap {
-            problem(
-                at("pdns_ttl_floor"),
-                format!("pdns_ttl_floor: {floor} is larger than pdns_ttl_cap ({cap})"),
+        if file.vxlan_ports.as_ref().is_some_and(|p| p.contains(&0)) {
+            self.problem(
+                self.at("vxlan_ports"),
+                "vxlan_ports: 0 is not a port".into(),
+            );
+        }
+        let stdout =
+            |p: &Option<std::path::PathBuf>| p.as_deref() == Some(std::path::Path::new("-"));
+        if stdout(&file.alerts) && stdout(&file.events) {
+            self.problem(
+                self.at("events"),
+                "events: alerts and events cannot both write to stdout".into(),
+            );
+        }
+        if live.interfaces.as_ref().is_some_and(|i| i.is_empty()) {
+            self.problem(
+                self.live_at("interfaces"),
+                "interfaces: is empty: name at least one interface".into(),
             );
         }
     }
-    if file.vxlan_ports.as_ref().is_some_and(|p| p.contains(&0)) {
-        problem(at("vxlan_ports"), "vxlan_ports: 0 is not a port".into());
+
+    /// A suppression's reason, which it must have (at its key's line, else the entry's).
+    fn reason(
+        &mut self,
+        spec: &SuppressKeys,
+        key_line: Option<usize>,
+        entry_line: usize,
+    ) -> String {
+        let reason = spec.reason.clone().unwrap_or_default();
+        if reason.trim().is_empty() && key_line.is_none() {
+            self.problem(
+                entry_line,
+                "suppress: every suppression needs a reason (auditors will ask)".into(),
+            );
+        } else if reason.trim().is_empty() && spec.reason.is_some() {
+            self.problem(
+                key_line.unwrap_or(entry_line),
+                "suppress: reason: is empty; every suppression needs a reason (auditors will ask)"
+                    .into(),
+            );
+        }
+        reason
     }
-    if file.alerts.as_deref() == Some(std::path::Path::new("-"))
-        && file.events.as_deref() == Some(std::path::Path::new("-"))
-    {
-        problem(
-            at("events"),
-            "events: alerts and events cannot both write to stdout".into(),
-        );
-    }
-    file.live = None;
-    if live.interfaces.as_ref().is_some_and(|i| i.is_empty()) {
-        problem(
-            live_lines
-                .get("interfaces")
-                .copied()
-                .unwrap_or_else(|| at("live")),
-            "interfaces: is empty: name at least one interface".into(),
-        );
-    }
-    let mut list = Vec::new();
-    for (entry_line, table) in suppress_entries {
+
+    /// One `[[suppress]]` entry starting at `entry_line`, each key checked on its own.
+    fn suppression(&mut self, entry_line: usize, table: &toml::de::DeTable<'_>) -> Suppression {
         let mut ok = toml::de::DeTable::new();
         let mut key_lines: std::collections::BTreeMap<String, usize> = Default::default();
         let mut item_lines: Vec<usize> = Vec::new();
         for (k, v) in table.iter() {
-            let l = line_at(k.span().start);
+            let l = self.line_at(k.span().start);
             key_lines.insert(k.get_ref().to_string(), l);
-            if k.get_ref() == "hosts" {
-                if let toml::de::DeValue::Array(items) = v.get_ref() {
-                    item_lines = items.iter().map(|i| line_at(i.span().start)).collect();
-                }
+            if let ("hosts", toml::de::DeValue::Array(items)) = (k.get_ref().as_ref(), v.get_ref())
+            {
+                item_lines = items.iter().map(|i| self.line_at(i.span().start)).collect();
             }
             match check_key::<SuppressKeys>(k, v) {
                 Ok(_) => {
                     ok.insert(k.clone(), v.clone());
                 }
-                Err(e) => problem(l, format!("suppress: {e}")),
+                Err(e) => self.problem(l, format!("suppress: {e}")),
             }
         }
         let spec = SuppressKeys::deserialize(toml::de::ValueDeserializer::from(
@@ -675,37 +647,22 @@ pub fn check_config_text(text: &str) -> (LoadedConfig, Vec<ConfigProblem>) {
         ))
         .unwrap_or_default();
         let key_at = |k: &str| key_lines.get(k).copied().unwrap_or(entry_line);
-        let reason = spec.reason.clone().unwrap_or_default();
-        if reason.trim().is_empty() && !key_lines.contains_key("reason") {
-            problem(
-                entry_line,
-                "suppress: every suppression needs a reason (auditors will ask)".into(),
-            );
-        } else if reason.trim().is_empty() && spec.reason.is_some() {
-            problem(
-                key_at("reason"),
-                "suppress: reason: is empty; every suppression needs a reason (auditors will ask)"
-                    .into(),
-            );
-        }
-        let expires = match &spec.expires {
-            Some(e) => match parse_expiry(e) {
-                Some(t) => Some(t),
-                None => {
-                    problem(
-                        key_at("expires"),
-                        format!("suppress: expires: {e:?} is not YYYY-MM-DD or an RFC 3339 time"),
-                    );
-                    None
-                }
-            },
-            None => None,
-        };
+        let reason = self.reason(&spec, key_lines.get("reason").copied(), entry_line);
+        let expires = spec.expires.as_ref().and_then(|e| {
+            let t = parse_expiry(e);
+            if t.is_none() {
+                self.problem(
+                    key_at("expires"),
+                    format!("suppress: expires: {e:?} is not YYYY-MM-DD or an RFC 3339 time"),
+                );
+            }
+            t
+        });
         let mut hosts = Vec::new();
         for (i, h) in spec.hosts.iter().flatten().enumerate() {
             match parse_cidr(h) {
                 Some(n) => hosts.push(n),
-                None => problem(
+                None => self.problem(
                     item_lines
                         .get(i)
                         .copied()
@@ -723,13 +680,13 @@ pub fn check_config_text(text: &str) -> (LoadedConfig, Vec<ConfigProblem>) {
                 .iter()
                 .any(|k| key_lines.contains_key(*k) && spec_has(&spec, k).is_none())
         {
-            problem(
+            self.problem(
                 entry_line,
                 "suppress: names nothing to suppress (give hosts, vendors, categories or rules)"
                     .into(),
             );
         }
-        list.push(Suppression {
+        Suppression {
             reason,
             expires,
             hosts,
@@ -737,24 +694,8 @@ pub fn check_config_text(text: &str) -> (LoadedConfig, Vec<ConfigProblem>) {
             categories: spec.categories.unwrap_or_default(),
             rules: spec.rules.unwrap_or_default(),
             line: entry_line,
-        });
+        }
     }
-    // The text parsed, so it is a table; keep the start-only part as written.
-    let mut fixed: toml::Table = text.parse().unwrap_or_default();
-    for key in RELOADABLE_KEYS {
-        fixed.remove(key);
-    }
-    (
-        LoadedConfig {
-            settings: file,
-            home_net,
-            live,
-            suppressions: Suppressions(list),
-            fixed,
-            lines,
-        },
-        problems,
-    )
 }
 
 /// Whether a list key of a suppression was accepted with items (`Some(true)`), accepted empty
@@ -839,7 +780,7 @@ status_every = 30
         let c = load_config(&p).expect("valid");
         assert_eq!(c.settings.workers, Some(3));
         assert_eq!(c.settings.vxlan_ports, Some(vec![4789, 8472]));
-        assert_eq!(c.home_net.as_deref(), Some("10.0.0.0/8"));
+        assert_eq!(c.settings.home_net, Some(vec!["10.0.0.0/8".to_string()]));
         assert_eq!(
             c.live.interfaces,
             Some(vec!["span0".into(), "span1".into()])

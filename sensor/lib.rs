@@ -5,16 +5,16 @@
 //! `extract` (DNS, TLS, HTTP names, per-flow state) → `detect` (rule packs, compiled matcher)
 //! → `hosts` (the shared inventory) → `output` (alerts, events, report, summary).
 //! `pipeline` wires them with threads; `metrics` holds the counters every stage bumps.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod capture;
 pub mod cli;
-pub mod cli_agency;
 pub mod config;
 pub mod decode;
 pub mod detect;
 pub mod extract;
 pub mod hosts;
+pub mod mac;
 pub mod metrics;
 pub mod operator_input;
 pub mod output;

@@ -45,6 +45,8 @@ pub struct Shared {
     pub sinks: crate::output::sink::Sinks,
     pub events: Option<SharedWriter>,
     pub extract_limits: ExtractorLimits,
+    /// What the decoder is configured with (`--vxlan-ports`).
+    pub decode: decode::DecodeOptions,
     /// Findings that raise no alert; swapped whole on a reload, like the rules.
     pub suppressions: arc_swap::ArcSwap<crate::suppress::Suppressions>,
     /// The report file, opened at start and written at the end.
@@ -348,7 +350,7 @@ impl Dispatcher {
     ) {
         self.local.packets += 1;
         self.local.bytes += u64::from(wire_len.max(frame.len() as u32));
-        let target = match decode::decode_full(link, frame) {
+        let target = match decode::decode_full_with(link, frame, &self.shared.decode) {
             // The IP length says more bytes were cut than the capture left out: the length
             // field lies (a receiver drops such a packet), and taking it as a snap-length cut
             // would let one crafted segment end the reading of a flow.
@@ -364,7 +366,7 @@ impl Dispatcher {
                 self.local.encaps(frag.encaps);
                 match self.defrag.add(ts, &frag) {
                     defrag::Outcome::Complete(datagram) => {
-                        match decode::decode(LinkType::RawIp, &datagram) {
+                        match decode::decode_with(LinkType::RawIp, &datagram, &self.shared.decode) {
                             Ok(pkt) => self.stage(&pkt, ts, &datagram, None),
                             Err(e) => {
                                 self.local.anomaly(e);

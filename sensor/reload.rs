@@ -8,25 +8,12 @@
 //! and a reload that finds one of them changed says a restart is needed. SIGHUP also reopens
 //! the alerts file, for an external logrotate.
 
-use crate::config::{self, LoadedConfig, RuleSource};
+use crate::config::{self, LoadedConfig, ReloadSpec, RuleSource};
 use crate::pipeline::Shared;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-
-/// Where a reload reads from: the configuration file, and the command-line options that
-/// override it (they keep winning after a reload, as they did at start).
-#[derive(Debug, Clone, Default)]
-pub struct ReloadSpec {
-    pub config: Option<PathBuf>,
-    pub rules: Option<PathBuf>,
-    pub vendors: Option<Vec<String>>,
-    /// Poll the files for changes, not only wait for SIGHUP.
-    pub watch: bool,
-    /// The configuration file as loaded at start.
-    pub started_with: Option<LoadedConfig>,
-}
 
 /// How often `--watch` looks at the files' modification times.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
@@ -35,6 +22,27 @@ const WATCH_EVERY: Duration = Duration::from_secs(1);
 const SETTLE_AFTER: Duration = Duration::from_secs(2);
 /// How often the reloader looks for a SIGHUP.
 const SIGNAL_POLL: Duration = Duration::from_millis(100);
+
+/// Why a reload changed nothing (the rules and suppressions in force stay).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The configuration file does not load.
+    #[error("{0}")]
+    Config(String),
+    /// The rules do not load or compile.
+    #[error("{0}")]
+    Rules(String),
+}
+
+impl ReloadError {
+    /// A short label (for logs and metrics).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ReloadError::Config(_) => "config",
+            ReloadError::Rules(_) => "rules",
+        }
+    }
+}
 
 /// What a successful reload put in force.
 #[derive(Debug)]
@@ -77,11 +85,10 @@ struct State {
 
 impl State {
     fn rules_path(&self) -> Option<PathBuf> {
-        self.spec.rules.clone().or_else(|| {
-            self.in_force
-                .as_ref()
-                .and_then(|c| c.settings.rules.clone())
-        })
+        match self.spec.rules_with(self.in_force.as_ref()).0 {
+            RuleSource::Path(p) => Some(p),
+            RuleSource::Embedded => None,
+        }
     }
 
     /// The files whose change `--watch` reacts to.
@@ -95,28 +102,18 @@ impl State {
     }
 
     /// Reads everything again and, only if all of it is valid, puts it in force.
-    fn reload(&mut self, shared: &Shared) -> Result<Reloaded, String> {
+    fn reload(&mut self, shared: &Shared) -> Result<Reloaded, ReloadError> {
         let file = match &self.spec.config {
             Some(path) => Some(config::load_config(path).map_err(|errs| {
-                format!(
+                ReloadError::Config(format!(
                     "{} (`vendorwatch config check {}` lists every problem)",
                     errs.join("; "),
                     path.display()
-                )
+                ))
             })?),
             None => None,
         };
-        let rules_path = self
-            .spec
-            .rules
-            .clone()
-            .or_else(|| file.as_ref().and_then(|f| f.settings.rules.clone()));
-        let vendors = self
-            .spec
-            .vendors
-            .clone()
-            .or_else(|| file.as_ref().and_then(|f| f.settings.vendors.clone()));
-        let source = rules_path.map_or(RuleSource::Embedded, RuleSource::Path);
+        let (source, vendors) = self.spec.rules_with(file.as_ref());
         let loaded = source.load().map_err(|errs| {
             let first: Vec<String> = errs.iter().take(3).map(|e| e.to_string()).collect();
             let more = errs.len().saturating_sub(first.len());
@@ -129,9 +126,13 @@ impl State {
                 RuleSource::Path(p) => format!("vendorwatch rules check {}", p.display()),
                 RuleSource::Embedded => "vendorwatch rules check".into(),
             };
-            format!("{}{more} (`{check}` lists every problem)", first.join("; "))
+            ReloadError::Rules(format!(
+                "{}{more} (`{check}` lists every problem)",
+                first.join("; ")
+            ))
         })?;
-        let set = crate::detect::RuleSet::compile(loaded, vendors.as_deref())?;
+        let set = crate::detect::RuleSet::compile(loaded, vendors.as_deref())
+            .map_err(ReloadError::Rules)?;
         let suppressions = file
             .as_ref()
             .map(|f| f.suppressions.clone())
@@ -249,13 +250,13 @@ impl Reloader {
                             settle_at = Some(std::time::Instant::now());
                             shared.counters.reloads_ok.fetch_add(1, Ordering::Relaxed);
                             if !quiet || !done.restart_needed_for.is_empty() {
-                                eprintln!("vendorwatch: reloaded after {why}: {done}");
+                                tracing::info!("reloaded after {why}: {done}");
                             }
                         }
                         Err(e) => {
                             shared.counters.reloads_failed.fetch_add(1, Ordering::Relaxed);
-                            eprintln!(
-                                "vendorwatch: reload after {why} failed; the rules and suppressions in force stay: {e}"
+                            tracing::warn!(
+                                "reload after {why} failed; the rules and suppressions in force stay: {e}"
                             );
                         }
                     }

@@ -55,6 +55,51 @@ impl serde::Serialize for Timestamp {
     }
 }
 
+/// A text that is not an RFC 3339 time within the range a `Timestamp` holds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not an RFC 3339 time such as 2026-11-27T10:00:00Z")]
+pub struct NotRfc3339 {
+    pub text: String,
+}
+
+impl NotRfc3339 {
+    /// Short, fixed: a metric label.
+    pub fn reason(&self) -> &'static str {
+        "not_rfc3339"
+    }
+}
+
+impl Timestamp {
+    /// Reads RFC 3339 (`2026-11-27T10:00:00.123456Z`, any offset, converted to UTC): what
+    /// `Display` writes, and what operators type (`--now`, suppression expiries). The one
+    /// RFC 3339 reader of the crate.
+    pub fn parse_rfc3339(text: &str) -> Result<Timestamp, NotRfc3339> {
+        let bad = || NotRfc3339 { text: text.into() };
+        let dt =
+            ::time::OffsetDateTime::parse(text, &::time::format_description::well_known::Rfc3339)
+                .map_err(|_| bad())?;
+        i64::try_from(dt.unix_timestamp_nanos())
+            .map(Timestamp)
+            .map_err(|_| bad())
+    }
+}
+
+impl std::str::FromStr for Timestamp {
+    type Err = NotRfc3339;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Timestamp::parse_rfc3339(s)
+    }
+}
+
+/// The same text `Serialize` writes (RFC 3339, any offset accepted).
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <String as serde::Deserialize>::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,6 +108,32 @@ mod tests {
     fn formats_as_rfc3339_micros() {
         let ts = Timestamp::from_parts(1_795_773_600, 123_456_789);
         assert_eq!(ts.to_string(), "2026-11-27T10:00:00.123456Z");
+    }
+
+    #[test]
+    fn reads_back_what_it_writes_and_converts_offsets_to_utc() {
+        let ts = Timestamp::from_parts(1_795_773_600, 123_456_000);
+        assert_eq!(Timestamp::parse_rfc3339(&ts.to_string()), Ok(ts));
+        assert_eq!(
+            "2026-11-27T12:00:00.123456+02:00".parse::<Timestamp>(),
+            Ok(ts)
+        );
+        let json = serde_json::to_string(&ts).expect("serializes");
+        assert_eq!(serde_json::from_str::<Timestamp>(&json).ok(), Some(ts));
+    }
+
+    #[test]
+    fn refuses_what_is_not_rfc3339() {
+        for bad in [
+            "",
+            "2026-11-27",
+            "2026-11-27T10:00:00",
+            "yesterday",
+            "9999-99-99T00:00:00Z",
+        ] {
+            let e = Timestamp::parse_rfc3339(bad).expect_err(bad);
+            assert_eq!(e.reason(), "not_rfc3339");
+        }
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //! interface needs a new handle — which a process that dropped CAP_NET_RAW and refuses new
 //! packet sockets (seccomp) cannot open (`ReadFailure`, `LiveCapture::reopen`).
 
+pub mod machine;
+
 use crate::decode::LinkType;
 use crate::time::Timestamp;
 

@@ -5,10 +5,14 @@
 //! A source hands out `RawPacket`s that borrow its buffer, one record at a time.
 //! `chunked` reads classic pcap files for replay in shared 1 MiB chunks that batches
 //! reference instead of copying each frame (anything it does not take goes to `file`).
-//! `live` captures through libpcap; `privileges` and `sandbox` take away what the process
-//! no longer needs once its capture handles are open (root, capabilities, system calls).
+//! `live` captures through libpcap; `fanout` (Linux) opens one interface as several
+//! AF_PACKET sockets in a fanout group, one per capture thread; `privileges` and
+//! `sandbox` take away what the process no longer needs once its capture handles are
+//! open (root, capabilities, system calls).
 
 pub mod chunked;
+#[cfg(target_os = "linux")]
+pub mod fanout;
 pub mod file;
 pub mod inputs;
 pub mod live;

@@ -77,7 +77,9 @@ fn load(path: &Path) -> Result<Vec<FingerprintStats>, String> {
             path.display()
         ));
     }
-    crate::hosts::store::Store::open_read_only(path).and_then(|s| s.load_fingerprints())
+    crate::hosts::store::Store::open_read_only(path)
+        .and_then(|s| s.load_fingerprints())
+        .map_err(String::from)
 }
 
 pub fn run(args: FingerprintsArgs) -> i32 {

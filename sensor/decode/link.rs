@@ -78,7 +78,7 @@ pub(super) enum L3<'a> {
 /// What the link layers told about the frame.
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct LinkInfo {
-    pub src_mac: Option<[u8; 6]>,
+    pub src_mac: Option<crate::mac::MacAddr>,
     pub vlan_tags: u8,
     pub encaps: Encaps,
 }
@@ -103,11 +103,10 @@ pub(super) fn strip<'a>(
     let short = DecodeError::LinkTruncated;
     match link {
         LinkType::Ethernet => {
-            let src_mac: [u8; 6] = frame
+            let src_mac = frame
                 .get(6..12)
-                .ok_or(short)?
-                .try_into()
-                .map_err(|_| short)?;
+                .and_then(|b| crate::mac::MacAddr::try_from(b).ok())
+                .ok_or(short)?;
             info.src_mac = Some(src_mac);
             let ether_type = be16(frame, 12).ok_or(short)?;
             if ether_type < ETHERTYPE_MIN {
@@ -200,7 +199,7 @@ fn by_ether_type<'a>(
 }
 
 /// Link-layer source address of a cooked capture, when it is a 6-byte MAC.
-fn sll_mac(len: Option<&[u8]>, addr: Option<&[u8]>) -> Option<[u8; 6]> {
+fn sll_mac(len: Option<&[u8]>, addr: Option<&[u8]>) -> Option<crate::mac::MacAddr> {
     let len = be16(len?, 0)?;
     if len != 6 {
         return None;

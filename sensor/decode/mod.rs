@@ -25,7 +25,7 @@ pub const MAX_TUNNEL_DEPTH: u8 = 6;
 #[derive(Debug, Clone)]
 pub struct Packet<'a> {
     /// Source MAC of the innermost Ethernet frame, when there is one.
-    pub src_mac: Option<[u8; 6]>,
+    pub src_mac: Option<crate::mac::MacAddr>,
     pub src: IpAddr,
     pub dst: IpAddr,
     pub transport: Transport<'a>,
@@ -76,11 +76,22 @@ pub struct UdpDatagram<'a> {
 }
 
 /// Transport protocol of a flow, as it appears in alerts (`"transport":"tcp"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Proto {
     Tcp,
     Udp,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
 }
 
 impl Packet<'_> {
@@ -283,7 +294,31 @@ impl DecodeError {
 /// Decodes one frame that is known not to be a fragment (reassembled datagrams, and every
 /// frame a worker gets): a fragment is an error here.
 pub fn decode(link: LinkType, frame: &[u8]) -> Result<Packet<'_>, DecodeError> {
-    match decode_full(link, frame)? {
+    decode_with(link, frame, &DecodeOptions::default())
+}
+
+/// What the decoder is told by the configuration (`--vxlan-ports`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeOptions {
+    /// UDP ports read as VXLAN (IANA's 4789 unless configured; Linux's legacy default is 8472).
+    pub vxlan_ports: Vec<u16>,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions {
+            vxlan_ports: vec![tunnel::VXLAN_PORT],
+        }
+    }
+}
+
+/// [`decode`] with the configured options.
+pub fn decode_with<'a>(
+    link: LinkType,
+    frame: &'a [u8],
+    opts: &DecodeOptions,
+) -> Result<Packet<'a>, DecodeError> {
+    match decode_full_with(link, frame, opts)? {
         Decoded::Packet(p) => Ok(p),
         Decoded::Fragment(_) => Err(DecodeError::IpFragment),
     }
@@ -296,8 +331,17 @@ pub fn decode(link: LinkType, frame: &[u8]) -> Result<Packet<'_>, DecodeError> {
 /// send to the tunnel's port, from an entropy source port) or has a DNS port at either end
 /// (no tunnel runs on those): a DNS query from port 4789, or its answer, is still DNS.
 pub fn decode_full(link: LinkType, frame: &[u8]) -> Result<Decoded<'_>, DecodeError> {
+    decode_full_with(link, frame, &DecodeOptions::default())
+}
+
+/// [`decode_full`] with the configured options.
+pub fn decode_full_with<'a>(
+    link: LinkType,
+    frame: &'a [u8],
+    opts: &DecodeOptions,
+) -> Result<Decoded<'a>, DecodeError> {
     let mut outer = None;
-    match decode_layers(link, frame, &mut outer) {
+    match decode_layers(link, frame, opts, &mut outer) {
         Err(_) if outer.is_some() => Ok(Decoded::Packet(
             outer.take().ok_or(DecodeError::IpMalformed)?,
         )),
@@ -307,7 +351,7 @@ pub fn decode_full(link: LinkType, frame: &[u8]) -> Result<Decoded<'_>, DecodeEr
 
 /// UDP that may be ordinary UDP though a port says tunnel: to none of the tunnel ports (so
 /// a tunnel port is its source), or to or from a DNS port (DNS, mDNS, LLMNR).
-fn may_be_plain_udp(pkt: &Packet<'_>) -> bool {
+fn may_be_plain_udp(pkt: &Packet<'_>, opts: &DecodeOptions) -> bool {
     const DNS_PORTS: [u16; 3] = [53, 5353, 5355];
     let Transport::Udp(u) = &pkt.transport else {
         return false;
@@ -322,12 +366,13 @@ fn may_be_plain_udp(pkt: &Packet<'_>) -> bool {
         tunnel::AYIYA_PORT,
         tunnel::TEREDO_PORT,
     ];
-    !tunnel::vxlan_ports().contains(&u.dst_port) && !fixed.contains(&u.dst_port)
+    !opts.vxlan_ports.contains(&u.dst_port) && !fixed.contains(&u.dst_port)
 }
 
 fn decode_layers<'a>(
     link: LinkType,
     frame: &'a [u8],
+    opts: &DecodeOptions,
     outer: &mut Option<Packet<'a>>,
 ) -> Result<Decoded<'a>, DecodeError> {
     let mut info = link::LinkInfo::default();
@@ -350,8 +395,8 @@ fn decode_layers<'a>(
         let Decoded::Packet(pkt) = decoded else {
             return Ok(decoded);
         };
-        let tunnel = tunnel_inside(&pkt);
-        if tunnel.is_some() && outer.is_none() && may_be_plain_udp(&pkt) {
+        let tunnel = tunnel_inside(&pkt, opts);
+        if tunnel.is_some() && outer.is_none() && may_be_plain_udp(&pkt, opts) {
             *outer = Some(pkt.clone());
         }
         let inner = match tunnel {
@@ -376,6 +421,7 @@ fn decode_layers<'a>(
 /// The tunnel a packet carries, if it is one: by IP protocol or by UDP port.
 fn tunnel_inside<'a>(
     pkt: &Packet<'a>,
+    opts: &DecodeOptions,
 ) -> Option<Result<(tunnel::Inner<'a>, Encap), tunnel::Malformed>> {
     const IPPROTO_IPIP: u8 = 4;
     const IPPROTO_IPV6: u8 = 41;
@@ -391,7 +437,7 @@ fn tunnel_inside<'a>(
         } => Some(Ok((tunnel::Inner::Ip(payload), Encap::IpInIp))),
         Transport::Udp(u) => {
             let on = |port: u16| u.dst_port == port || u.src_port == port;
-            if tunnel::vxlan_ports().iter().any(|p| on(*p)) {
+            if opts.vxlan_ports.iter().any(|p| on(*p)) {
                 Some(tunnel::vxlan(u.payload))
             } else if on(tunnel::GENEVE_PORT) {
                 Some(tunnel::geneve(u.payload))
@@ -609,7 +655,7 @@ mod tests {
         let p = decode(LinkType::Ethernet, ETH_IPV4_UDP_DNS).expect("decodes");
         assert_eq!(p.src, "10.0.0.1".parse::<IpAddr>().unwrap());
         assert_eq!(p.dst, "10.0.0.2".parse::<IpAddr>().unwrap());
-        assert_eq!(p.src_mac, Some([2, 0, 0, 0, 0, 1]));
+        assert_eq!(p.src_mac, Some(crate::mac::MacAddr([2, 0, 0, 0, 0, 1])));
         match p.transport {
             Transport::Udp(u) => {
                 assert_eq!((u.src_port, u.dst_port), (50000, 53));

@@ -97,18 +97,6 @@ const ETHERTYPE_PPP: u16 = 0x880b;
 /// UDP ports whose payload is a tunnel. VXLAN 4789 (RFC 7348), Geneve 6081 (RFC 8926),
 /// GRE-in-UDP 4754 (RFC 8086), Teredo 3544 (RFC 4380), AYIYA 5072, GTP-U 2152.
 pub const VXLAN_PORT: u16 = 4789;
-/// VXLAN ports in force (IANA's 4789 unless configured; Linux's legacy default is 8472).
-static VXLAN_PORTS: std::sync::OnceLock<Vec<u16>> = std::sync::OnceLock::new();
-
-/// Sets the VXLAN ports once, at start-up, before any packet is decoded. Returns false if
-/// they were already set.
-pub fn set_vxlan_ports(ports: Vec<u16>) -> bool {
-    VXLAN_PORTS.set(ports).is_ok()
-}
-
-pub fn vxlan_ports() -> &'static [u16] {
-    VXLAN_PORTS.get().map_or(&[VXLAN_PORT], Vec::as_slice)
-}
 pub const GENEVE_PORT: u16 = 6081;
 pub const GRE_UDP_PORT: u16 = 4754;
 pub const TEREDO_PORT: u16 = 3544;

@@ -220,7 +220,7 @@ impl FingerprintStats {
 pub struct HiddenFlow {
     pub ts: Timestamp,
     pub host: IpAddr,
-    pub host_mac: Option<[u8; 6]>,
+    pub host_mac: Option<crate::mac::MacAddr>,
     pub flow: FlowId,
 }
 

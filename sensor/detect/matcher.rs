@@ -1,9 +1,14 @@
 //! The compiled matcher: every rule form indexed so that a lookup costs the same with ten
 //! rules or a million.
 //!
-//! Names: one hash lookup per label-boundary suffix of the name (`a.b.c`, `b.c`, `c`) in
-//! three tables — exact names, suffixes, and globs filed under their literal tail — so the
-//! cost grows with the labels of the name, not with the rules. Addresses: one hash table
+//! Names: one table filed by label-boundary suffix (`a.b.c`, `b.c`, `c`) holds the exact
+//! names, the suffixes, the globs (under their literal tail) and the exclusions, and every
+//! shorter label-boundary suffix of each of those keys as an empty node. A lookup walks
+//! the name's suffixes from the shortest (`c`) up and stops at the first one the table does
+//! not hold: no longer suffix can be a key then, because each key's own shorter suffixes are
+//! all in the table. So a name under no rule costs one or two hash probes (`www.example.org`:
+//! `org`, then `example.org` misses), and a name under a rule one probe per label — the cost
+//! grows with the labels of the name, not with the rules. Addresses: one hash table
 //! per prefix length in use. Ports: a table per transport. Within one vendor the most
 //! specific name match wins (exact > glob > longer suffix > shorter suffix), and a vendor's
 //! exclusions silence its rules for the names they cover.
@@ -51,13 +56,36 @@ struct Glob {
     rule: RuleIdx,
 }
 
+/// What is filed under one label-boundary suffix. Exact names (the common case in a large
+/// pack) take only `exact`; the rest is boxed so that a pack of a million names stays small.
+#[derive(Debug, Default)]
+struct Node {
+    exact: Hits,
+    more: Option<Box<NodeMore>>,
+}
+
+#[derive(Debug, Default)]
+struct NodeMore {
+    exclude_exact: SmallVec<[u16; 1]>,
+    suffix: Hits,
+    exclude_suffix: SmallVec<[u16; 1]>,
+    /// Globs whose literal tail is this key.
+    globs: Vec<Glob>,
+}
+
+impl Node {
+    fn more(&mut self) -> &mut NodeMore {
+        self.more.get_or_insert_with(Box::default)
+    }
+}
+
+/// Longest run of label-boundary suffixes kept on the stack during a lookup.
+const INLINE_LABELS: usize = 16;
+
 #[derive(Debug, Default)]
 pub struct Matcher {
-    exact: Table<Box<str>>,
-    suffix: Table<Box<str>>,
-    globs: HashMap<Box<str>, Vec<Glob>, ahash::RandomState>,
-    exclude_exact: HashMap<Box<str>, SmallVec<[u16; 1]>, ahash::RandomState>,
-    exclude_suffix: HashMap<Box<str>, SmallVec<[u16; 1]>, ahash::RandomState>,
+    /// Label-boundary suffix → what is filed under it (see the module doc).
+    names: HashMap<Box<str>, Node, ahash::RandomState>,
     /// Prefix length → network → rules, for the lengths in use, longest first.
     v4: Vec<(u8, Table<u32>)>,
     v6: Vec<(u8, Table<u128>)>,
@@ -93,10 +121,10 @@ impl Matcher {
             let vi = vendor_idx(&mut m, &r.vendor);
             m.rule_vendor.push(vi);
             for n in &r.names {
-                m.exact.entry(n.as_str().into()).or_default().push(idx);
+                m.node(n).exact.push(idx);
             }
             for s in &r.suffixes {
-                m.suffix.entry(s.as_str().into()).or_default().push(idx);
+                m.node(s).more().suffix.push(idx);
             }
             for g in &r.globs {
                 let labels: Vec<Box<str>> = g.split('.').map(Into::into).collect();
@@ -106,7 +134,7 @@ impl Matcher {
                     .take_while(|l| !l.contains(['*', '?']))
                     .count();
                 let tail = labels[labels.len() - literal..].join(".");
-                m.globs.entry(tail.into()).or_default().push(Glob {
+                m.node(&tail).more().globs.push(Glob {
                     literal_labels: (labels.iter().filter(|l| !l.contains(['*', '?'])).count())
                         .min(255) as u8,
                     labels,
@@ -165,16 +193,10 @@ impl Matcher {
         for e in excludes {
             let vi = vendor_idx(&mut m, &e.vendor);
             for n in &e.names {
-                m.exclude_exact
-                    .entry(n.as_str().into())
-                    .or_default()
-                    .push(vi);
+                m.node(n).more().exclude_exact.push(vi);
             }
             for s in &e.suffixes {
-                m.exclude_suffix
-                    .entry(s.as_str().into())
-                    .or_default()
-                    .push(vi);
+                m.node(s).more().exclude_suffix.push(vi);
             }
         }
         m.v4 = v4.into_iter().collect();
@@ -184,37 +206,71 @@ impl Matcher {
         m
     }
 
+    /// The node of `key`, made (with every shorter label-boundary suffix of `key` as an empty
+    /// node, which the lookup's early stop relies on) if it is new.
+    fn node(&mut self, key: &str) -> &mut Node {
+        if !self.names.contains_key(key) {
+            // Longest first: once a suffix is present, all of its own suffixes are too.
+            for (i, _) in key.match_indices('.') {
+                let tail = &key[i + 1..];
+                if self.names.contains_key(tail) {
+                    break;
+                }
+                self.names.insert(tail.into(), Node::default());
+            }
+        }
+        self.names.entry(key.into()).or_default()
+    }
+
     /// Rules hit by a normalised name: for each vendor, only its most specific matches.
     pub fn match_name(&self, name: &str) -> SmallVec<[NameHit; 2]> {
+        // Where each label-boundary suffix starts, longest (the whole name) first.
+        let mut starts: SmallVec<[usize; INLINE_LABELS]> = SmallVec::new();
+        starts.push(0);
+        starts.extend(
+            name.bytes()
+                .enumerate()
+                .filter(|&(_, b)| b == b'.')
+                .map(|(i, _)| i + 1),
+        );
+        let total_labels = starts.len();
+        // Shortest first, up to the first suffix that is not in the table (module doc).
+        let mut found: SmallVec<[(usize, usize, &Node); INLINE_LABELS]> = SmallVec::new();
+        for (k, &start) in starts.iter().enumerate().rev() {
+            match self.names.get(&name[start..]) {
+                Some(node) => found.push((start, total_labels - k, node)),
+                None => break,
+            }
+        }
+        if found.is_empty() {
+            return SmallVec::new();
+        }
         let mut all: SmallVec<[NameHit; 4]> = SmallVec::new();
         let mut excluded: SmallVec<[u16; 2]> = SmallVec::new();
-        if let Some(v) = self.exclude_exact.get(name) {
-            excluded.extend_from_slice(v);
-        }
-        if let Some(r) = self.exact.get(name) {
-            all.extend(r.iter().map(|&rule| NameHit {
+        // The whole name, when it was reached: exact names and exact exclusions.
+        if let Some(&(0, _, node)) = found.last() {
+            if let Some(more) = &node.more {
+                excluded.extend_from_slice(&more.exclude_exact);
+            }
+            all.extend(node.exact.iter().map(|&rule| NameHit {
                 rule,
                 how: HowMatched::Exact,
             }));
         }
-        let total_labels = name.split('.').count();
-        for (start, labels) in label_suffixes(name) {
-            let tail = &name[start..];
-            if let Some(v) = self.exclude_suffix.get(tail) {
-                excluded.extend_from_slice(v);
-            }
-            if let Some(r) = self.suffix.get(tail) {
-                let how = HowMatched::Suffix(labels.min(255) as u8);
-                all.extend(r.iter().map(|&rule| NameHit { rule, how }));
-            }
-            if let Some(globs) = self.globs.get(tail) {
-                for g in globs.iter().filter(|g| g.labels.len() == total_labels) {
-                    if glob_matches(&g.labels, name) {
-                        all.push(NameHit {
-                            rule: g.rule,
-                            how: HowMatched::Glob(g.literal_labels),
-                        });
-                    }
+        // Longest suffix first, as the rules' order of specificity reads.
+        for &(_, labels, node) in found.iter().rev() {
+            let Some(more) = &node.more else {
+                continue;
+            };
+            excluded.extend_from_slice(&more.exclude_suffix);
+            let how = HowMatched::Suffix(labels.min(255) as u8);
+            all.extend(more.suffix.iter().map(|&rule| NameHit { rule, how }));
+            for g in more.globs.iter().filter(|g| g.labels.len() == total_labels) {
+                if glob_matches(&g.labels, name) {
+                    all.push(NameHit {
+                        rule: g.rule,
+                        how: HowMatched::Glob(g.literal_labels),
+                    });
                 }
             }
         }
@@ -340,16 +396,6 @@ fn path_of(target: &str) -> &str {
         return rest.find('/').map_or("/", |i| &rest[i..]);
     }
     target
-}
-
-/// Every proper and improper suffix of `name` that starts at a label boundary, with its
-/// label count: `a.b.c` → (0, 3), (2, 2), (4, 1).
-fn label_suffixes(name: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
-    let total = name.split('.').count();
-    std::iter::once(0)
-        .chain(name.match_indices('.').map(|(i, _)| i + 1))
-        .enumerate()
-        .map(move |(k, start)| (start, total - k))
 }
 
 fn glob_matches(pattern: &[Box<str>], name: &str) -> bool {

@@ -189,7 +189,7 @@ impl Indicator {
 pub struct Finding {
     pub ts: Timestamp,
     pub host: IpAddr,
-    pub host_mac: Option<[u8; 6]>,
+    pub host_mac: Option<crate::mac::MacAddr>,
     pub rule: RuleIdx,
     pub indicator: Indicator,
     pub flow: FlowId,
@@ -518,7 +518,7 @@ impl Detector {
         if !between_home && !to_resolver {
             return;
         }
-        let Ok(m) = crate::extract::dns::parse(msg) else {
+        let Ok(m) = crate::extract::dns::parse_for_roles(msg) else {
             return;
         };
         let a = &m.anomalies;
@@ -980,7 +980,7 @@ impl Detector {
         rules: &RuleSet,
         ts: Timestamp,
         flow: &FlowId,
-        client_mac: Option<[u8; 6]>,
+        client_mac: Option<crate::mac::MacAddr>,
         out: &mut impl FnMut(Finding),
     ) {
         let host = flow.client.ip();

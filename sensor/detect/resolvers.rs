@@ -171,6 +171,57 @@ struct Asked {
     latest: Timestamp,
 }
 
+/// The key of `ResolverRoles::asked`: the host asked, and the name.
+type AskedKey = (IpAddr, Box<str>);
+
+/// A view of an `AskedKey` that a lookup can borrow without allocating the name: the
+/// capture thread looks names up for every DNS packet between home hosts, and a `Box<str>`
+/// built only to look one up cost an allocation and a free each time.
+trait AskedKeyView {
+    fn host(&self) -> IpAddr;
+    fn name(&self) -> &str;
+}
+
+impl AskedKeyView for AskedKey {
+    fn host(&self) -> IpAddr {
+        self.0
+    }
+    fn name(&self) -> &str {
+        &self.1
+    }
+}
+
+impl AskedKeyView for (IpAddr, &str) {
+    fn host(&self) -> IpAddr {
+        self.0
+    }
+    fn name(&self) -> &str {
+        self.1
+    }
+}
+
+/// Hashes as the tuple `AskedKey` does (its fields in order), so both find the same entry.
+impl std::hash::Hash for dyn AskedKeyView + '_ {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.host().hash(state);
+        self.name().hash(state);
+    }
+}
+
+impl PartialEq for dyn AskedKeyView + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.host() == other.host() && self.name() == other.name()
+    }
+}
+
+impl Eq for dyn AskedKeyView + '_ {}
+
+impl<'a> std::borrow::Borrow<dyn AskedKeyView + 'a> for AskedKey {
+    fn borrow(&self) -> &(dyn AskedKeyView + 'a) {
+        self
+    }
+}
+
 /// Home-net resolvers and the client queries they received (see the module doc).
 #[derive(Default)]
 pub struct ResolverRoles {
@@ -178,8 +229,10 @@ pub struct ResolverRoles {
     /// Entries in `roles` (a shard lock is held while inserting, so `len()` cannot be used).
     count: AtomicUsize,
     /// Capture threads (one per interface) write it; a mutex keeps it simple (its holds are short).
-    pending: Mutex<HashMap<PendingKey, (Box<str>, Timestamp)>>,
-    asked: DashMap<(IpAddr, Box<str>), Asked, ahash::RandomState>,
+    /// Keyed by what the wire says: a randomly seeded hasher (as every table here), which
+    /// costs a fraction of the standard library's SipHash per lookup.
+    pending: Mutex<HashMap<PendingKey, (Box<str>, Timestamp), ahash::RandomState>>,
+    asked: DashMap<AskedKey, Asked, ahash::RandomState>,
     /// Hosts that earned the role when `RESOLVERS_MAX` were already known.
     pub shed: AtomicU64,
     /// Client queries not remembered (pending table full).
@@ -364,8 +417,7 @@ impl ResolverRoles {
             }
         }
         for n in names {
-            let key = (host, Box::<str>::from(n));
-            if let Some(mut a) = self.asked.get_mut(&key) {
+            if let Some(mut a) = self.asked.get_mut(&(host, n) as &dyn AskedKeyView) {
                 if ts.0.saturating_sub(a.latest.0) > window(FORWARD_WINDOW_SECS) {
                     a.first = ts;
                 }
@@ -384,7 +436,7 @@ impl ResolverRoles {
                 }
             }
             self.asked.insert(
-                key,
+                (host, Box::from(n)),
                 Asked {
                     first: ts,
                     latest: ts,
@@ -397,7 +449,7 @@ impl ResolverRoles {
     /// doc): another home-net host asked `host` for it at most the window before.
     pub fn client_asked(&self, host: IpAddr, name: &str, ts: Timestamp) -> bool {
         self.asked
-            .get(&(host, Box::<str>::from(name)))
+            .get(&(host, name) as &dyn AskedKeyView)
             .is_some_and(|a| {
                 a.first <= ts && ts.0.saturating_sub(a.latest.0) <= window(FORWARD_WINDOW_SECS)
             })

@@ -36,7 +36,10 @@ pub struct Deduplicator {
 impl Default for Deduplicator {
     fn default() -> Self {
         Deduplicator {
-            hasher: ahash::RandomState::with_seeds(0x6475, 0x706c, 0x6963, 0x6174),
+            // Seeded at random: the fingerprint hashes what the wire says, and fixed seeds
+            // (they are in the source) would let a sender craft a packet whose fingerprint
+            // matches one it expects, so that the real one is dropped as its duplicate.
+            hasher: ahash::RandomState::new(),
             slots: vec![(0, Timestamp::default()); SLOTS].into_boxed_slice(),
         }
     }

@@ -248,7 +248,7 @@ fn read_options<'a>(mut area: &'a [u8], m: &mut Message<'a>) -> Option<u8> {
 
 impl Message<'_> {
     /// The client's MAC address, when the hardware is Ethernet.
-    pub fn client_mac(&self) -> Option<[u8; 6]> {
+    pub fn client_mac(&self) -> Option<crate::mac::MacAddr> {
         if self.htype != HTYPE_ETHERNET {
             return None;
         }
@@ -497,7 +497,7 @@ pub fn parse_v6(d: &[u8]) -> Result<MessageV6<'_>, DhcpError> {
 
 impl MessageV6<'_> {
     /// The MAC address in the client's DUID, when it is DUID-LLT or DUID-LL of Ethernet.
-    pub fn client_mac(&self) -> Option<[u8; 6]> {
+    pub fn client_mac(&self) -> Option<crate::mac::MacAddr> {
         let duid = self.client_duid?;
         let (duid_type, hw) = (be16v(duid)?, be16v(duid.get(2..)?)?);
         let lladdr = match duid_type {
@@ -632,7 +632,10 @@ pub(crate) mod tests {
             (m.op, m.message_type, m.xid),
             (OP_REQUEST, Some(REQUEST), 0x7d6d_b875)
         );
-        assert_eq!(m.client_mac(), Some([0x02, 0x00, 0x5e, 0x10, 0x03, 0x11]));
+        assert_eq!(
+            m.client_mac(),
+            Some(crate::mac::MacAddr([0x02, 0x00, 0x5e, 0x10, 0x03, 0x11]))
+        );
         assert_eq!(m.requested_address, Some(Ipv4Addr::new(10, 10, 3, 101)));
         assert_eq!(m.host_name, Some(&b"ws-alice"[..]));
         assert_eq!(
@@ -655,7 +658,10 @@ pub(crate) mod tests {
             (OP_REPLY, Some(ACK), 0x7d6d_b875)
         );
         assert_eq!(m.yiaddr, Ipv4Addr::new(10, 10, 3, 101));
-        assert_eq!(m.client_mac(), Some([0x02, 0x00, 0x5e, 0x10, 0x03, 0x11]));
+        assert_eq!(
+            m.client_mac(),
+            Some(crate::mac::MacAddr([0x02, 0x00, 0x5e, 0x10, 0x03, 0x11]))
+        );
         assert_eq!(m.hostname().as_deref(), Some("ws-alice"));
         assert_eq!(
             m.client_fqdn.and_then(|f| f.name()).as_deref(),
@@ -668,7 +674,10 @@ pub(crate) mod tests {
 
         let d = udhcpc_request();
         let m = parse(&d).expect("udhcpc request");
-        assert_eq!(m.client_mac(), Some([0x02, 0x00, 0x5e, 0x10, 0x03, 0x12]));
+        assert_eq!(
+            m.client_mac(),
+            Some(crate::mac::MacAddr([0x02, 0x00, 0x5e, 0x10, 0x03, 0x12]))
+        );
         assert_eq!(m.hostname().as_deref(), Some("ws-bob"));
         assert_eq!(m.client_id_hex().as_deref(), Some("01:02:00:5e:10:03:12"));
         assert_eq!(
@@ -692,7 +701,7 @@ pub(crate) mod tests {
         let d = message(OP_REQUEST, MAC, [0; 4], [0; 4], &opts);
         let m = parse(&d).expect("parses");
         assert_eq!(m.message_type, Some(REQUEST));
-        assert_eq!(m.client_mac(), Some(MAC));
+        assert_eq!(m.client_mac(), Some(crate::mac::MacAddr(MAC)));
         assert_eq!(m.hostname().as_deref(), Some("ws-alice"));
         assert_eq!(m.client_id_hex().as_deref(), Some("01:02:00:5e:10:00:11"));
         assert_eq!(
@@ -738,7 +747,10 @@ pub(crate) mod tests {
             m.client_id_hex().as_deref(),
             Some("00:03:00:01:02:00:5e:10:03:13")
         );
-        assert_eq!(m.client_mac(), Some([0x02, 0x00, 0x5e, 0x10, 0x03, 0x13]));
+        assert_eq!(
+            m.client_mac(),
+            Some(crate::mac::MacAddr([0x02, 0x00, 0x5e, 0x10, 0x03, 0x13]))
+        );
         assert_eq!(m.hostname().as_deref(), Some("ws-carol.lab"));
         assert_eq!(m.addresses.as_slice(), &[(carol, 7500)]);
         assert_eq!(

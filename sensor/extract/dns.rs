@@ -12,7 +12,7 @@
 //! escaped as `\x2e`, like every other byte that would change how the name reads, so it
 //! can never pass for the name with one more label.
 
-use super::names::{push_escaped, MAX_NAME_LEN};
+use super::names::{NameBuf, MAX_NAME_LEN};
 use smallvec::SmallVec;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -165,7 +165,23 @@ pub fn parse_cut(msg: &[u8]) -> Result<Message, DnsError> {
     parse_message(msg, true)
 }
 
+/// Parses a DNS message for what the capture thread reads to learn resolver roles
+/// (`Detector::note_dns_packet`): the header, the questions and the names that answers
+/// point to (CNAME and SVCB/HTTPS targets) come out as `parse` gives them, and every name is
+/// walked and checked the same way (the anomalies are the same), but the answers' owner
+/// names and PTR targets are left empty. That thread reads every DNS packet between home
+/// hosts, and building those strings (a name and an allocation per answer) was most of
+/// what it spent on them.
+pub fn parse_for_roles(msg: &[u8]) -> Result<Message, DnsError> {
+    parse_inner(msg, false, true)
+}
+
 fn parse_message(msg: &[u8], cut: bool) -> Result<Message, DnsError> {
+    parse_inner(msg, cut, false)
+}
+
+/// `lean`: see `parse_for_roles`.
+fn parse_inner(msg: &[u8], cut: bool, lean: bool) -> Result<Message, DnsError> {
     if msg.len() < HEADER_LEN {
         return Err(DnsError::TooShort);
     }
@@ -225,7 +241,7 @@ fn parse_message(msg: &[u8], cut: bool) -> Result<Message, DnsError> {
         if usize::from(i) >= MAX_ANSWERS {
             break;
         }
-        match read_record(msg, at, &mut anomalies) {
+        match read_record(msg, at, &mut anomalies, lean) {
             Some((answer, next)) => {
                 // An answer whose names are not whole is skipped; the next one is framed
                 // by this one's RDLENGTH all the same.
@@ -254,21 +270,23 @@ fn parse_message(msg: &[u8], cut: bool) -> Result<Message, DnsError> {
 }
 
 /// Reads one resource record: `None` when it runs past the message, `Some((None, next))`
-/// when it is framed but one of its names is not whole.
+/// when it is framed but one of its names is not whole. `lean`: the owner name and a PTR
+/// target are checked but not built (`parse_for_roles`).
 fn read_record(
     msg: &[u8],
     at: usize,
     anomalies: &mut Anomalies,
+    lean: bool,
 ) -> Option<(Option<Answer>, usize)> {
-    let (name, at, name_whole) = read_name(msg, at, anomalies);
+    let (name, at, name_whole) = read_name_as(msg, at, anomalies, !lean);
     let rtype = be16(msg, at)?;
     let ttl = be32(msg, at + 4)?;
     let rdlen = usize::from(be16(msg, at + 8)?);
     let rdata_at = at + 10;
     let rdata = msg.get(rdata_at..rdata_at + rdlen)?;
     let mut whole = name_whole;
-    let mut rdata_name = |at: usize| {
-        let (n, _, w) = read_name(msg, at, anomalies);
+    let mut rdata_name = |at: usize, build: bool| {
+        let (n, _, w) = read_name_as(msg, at, anomalies, build);
         whole &= w;
         n
     };
@@ -278,8 +296,8 @@ fn read_record(
             let octets: [u8; 16] = rdata.try_into().ok()?;
             RData::Aaaa(Ipv6Addr::from(octets))
         }
-        (TYPE_CNAME, _) => RData::Cname(rdata_name(rdata_at)),
-        (TYPE_PTR, _) => RData::Ptr(rdata_name(rdata_at)),
+        (TYPE_CNAME, _) => RData::Cname(rdata_name(rdata_at, true)),
+        (TYPE_PTR, _) => RData::Ptr(rdata_name(rdata_at, !lean)),
         (TYPE_SVCB | TYPE_HTTPS, n) if n >= 3 => {
             let (data, w) = svcb(msg, rdata_at, rdata, anomalies);
             whole &= w;
@@ -388,8 +406,19 @@ pub fn reverse_name_address(name: &str) -> Option<IpAddr> {
 /// name's bytes at `at` (past the first pointer, if any), and whether the name is whole:
 /// `false` when it ran past the message, looped or grew too long (the anomaly says which).
 /// A name that is not whole must never be used as a name.
-pub fn read_name(msg: &[u8], mut at: usize, anomalies: &mut Anomalies) -> (String, usize, bool) {
-    let mut name = String::new();
+pub fn read_name(msg: &[u8], at: usize, anomalies: &mut Anomalies) -> (String, usize, bool) {
+    read_name_as(msg, at, anomalies, true)
+}
+
+/// `read_name`, which builds the name only when `build` (otherwise it returns `""`, with the
+/// same offset, wholeness and anomalies).
+fn read_name_as(
+    msg: &[u8],
+    mut at: usize,
+    anomalies: &mut Anomalies,
+    build: bool,
+) -> (String, usize, bool) {
+    let mut name = NameBuf::default();
     let mut wire_len = 0usize;
     // Offsets the pointers of this name led to: a second visit is a loop.
     let mut visited = [0usize; MAX_POINTER_JUMPS];
@@ -416,17 +445,18 @@ pub fn read_name(msg: &[u8], mut at: usize, anomalies: &mut Anomalies) -> (Strin
                     anomalies.name_too_long = true;
                     break false;
                 }
-                if !name.is_empty() {
-                    name.push('.');
-                }
-                for &b in label {
-                    if b == b'.' {
-                        // Part of the label, not a separator: `a.b` as one label is not `a`.`b`.
-                        anomalies.label_with_dot = true;
-                        name.push_str("\\x2e");
-                    } else {
-                        push_escaped(&mut name, b);
+                // A dot in a label is part of it, not a separator: `a.b` as one label is
+                // not `a`.`b`, so it is escaped as `\x2e`.
+                let dot = if build {
+                    if !name.is_empty() {
+                        name.push(b'.');
                     }
+                    name.escape(label, true)
+                } else {
+                    label.contains(&b'.')
+                };
+                if dot {
+                    anomalies.label_with_dot = true;
                 }
                 at += 1 + label_len;
             }
@@ -453,7 +483,7 @@ pub fn read_name(msg: &[u8], mut at: usize, anomalies: &mut Anomalies) -> (Strin
         }
     };
     // A name broken before its first pointer ends the buffer, so the caller stops reading.
-    (name, end_of_name.unwrap_or(msg.len()), whole)
+    (name.finish(), end_of_name.unwrap_or(msg.len()), whole)
 }
 
 #[cfg(test)]
@@ -491,6 +521,38 @@ mod tests {
             80,
         ]);
         m
+    }
+
+    /// What the capture thread reads: the same message as `parse` gives, with the answers'
+    /// owner names and PTR targets left empty and CNAME targets kept; the same anomalies.
+    #[test]
+    fn parse_for_roles_keeps_questions_and_cname_targets() {
+        let msg = cname_answer();
+        let (full, lean) = (
+            parse(&msg).expect("parses"),
+            parse_for_roles(&msg).expect("parses"),
+        );
+        assert_eq!(lean.questions, full.questions);
+        assert_eq!(lean.questions[0].name, "www.example.org");
+        assert_eq!(lean.anomalies, full.anomalies);
+        assert_eq!(lean.answers.len(), 2);
+        assert_eq!(lean.answers[0].name, "");
+        assert_eq!(
+            lean.answers[0].data,
+            RData::Cname("dnl-01.geo.kaspersky.com".into())
+        );
+        assert_eq!(lean.answers[1].data, full.answers[1].data);
+        // A pointer loop in an answer's owner name is found without building the name.
+        let mut looped = msg.clone();
+        let at = looped.len() - 16;
+        looped[at..at + 2].copy_from_slice(&[0xc0, at as u8]);
+        let (full, lean) = (
+            parse(&looped).expect("parses"),
+            parse_for_roles(&looped).expect("parses"),
+        );
+        assert!(full.anomalies.name_pointer_loop);
+        assert_eq!(lean.anomalies, full.anomalies);
+        assert_eq!(lean.answers.len(), full.answers.len());
     }
 
     /// A real PTR answer from dnsmasq 2.90 (pcaps/dhcp-ptr.pcap frame 16): tshark reads

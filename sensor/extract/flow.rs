@@ -151,7 +151,7 @@ enum HttpNext {
 struct Flow {
     id: FlowId,
     last_seen: Timestamp,
-    client_mac: Option<[u8; 6]>,
+    client_mac: Option<crate::mac::MacAddr>,
     app: App,
     to_server: StreamBuf,
     to_client: StreamBuf,
@@ -319,7 +319,7 @@ impl Extractor {
         key: FlowKey,
         ts: Timestamp,
         make_id: impl FnOnce() -> FlowId,
-        client_mac: Option<[u8; 6]>,
+        client_mac: Option<crate::mac::MacAddr>,
         out: &mut impl FnMut(Extracted),
     ) {
         if !self.flows.contains_key(&key) {
@@ -497,7 +497,7 @@ impl Extractor {
         key: FlowKey,
         ts: Timestamp,
         src: Endpoint,
-        mac: Option<[u8; 6]>,
+        mac: Option<crate::mac::MacAddr>,
         seg: &TcpSegment<'_>,
         out: &mut impl FnMut(Extracted),
     ) {
@@ -1407,7 +1407,7 @@ fn on_dns_message(
     src: SocketAddr,
     dst: SocketAddr,
     proto: Proto,
-    src_mac: Option<[u8; 6]>,
+    src_mac: Option<crate::mac::MacAddr>,
     ts: Timestamp,
     txns: &mut HashMap<DnsTxn, Timestamp, ahash::RandomState>,
     max_txns: usize,
@@ -2013,7 +2013,7 @@ mod tests {
         let row = |i: &Identity| {
             (
                 i.ip.to_string(),
-                crate::output::mac_string(i.mac),
+                i.mac.map(|m| m.to_string()),
                 i.hostname.clone(),
                 i.client_id.clone(),
                 i.source,
@@ -2121,7 +2121,10 @@ mod tests {
         );
         for i in &ids {
             assert_eq!(i.ip.to_string(), "fd00:10::3:103");
-            assert_eq!(i.mac, Some([0x02, 0x00, 0x5e, 0x10, 0x03, 0x13]));
+            assert_eq!(
+                i.mac,
+                Some(crate::mac::MacAddr([0x02, 0x00, 0x5e, 0x10, 0x03, 0x13]))
+            );
             assert_eq!(i.hostname.as_deref(), Some("ws-carol.lab"));
             assert_eq!(
                 i.client_id.as_deref(),

@@ -11,7 +11,6 @@
 //! the signature algorithms in wire order. GREASE values are ignored everywhere.
 
 use sha2::{Digest, Sha256};
-use std::fmt::Write;
 
 const EXT_SERVER_NAME: u16 = 0x0000;
 const EXT_ALPN: u16 = 0x0010;
@@ -54,13 +53,12 @@ pub fn ja4(h: &HelloFields<'_>) -> String {
     out.push(if h.quic { 'q' } else { 't' });
     out.push_str(version_code(version(h)));
     out.push(if h.sni_present { 'd' } else { 'i' });
-    // Writing to a String cannot fail.
-    let _ = write!(
-        out,
-        "{:02}{:02}",
-        ciphers.len().min(MAX_COUNT),
-        extensions.len().min(MAX_COUNT)
-    );
+    for count in [ciphers.len(), extensions.len()] {
+        // Two decimal digits: the count is capped at 99.
+        let count = count.min(MAX_COUNT) as u8;
+        out.push(char::from(b'0' + count / 10));
+        out.push(char::from(b'0' + count % 10));
+    }
     let (first, last) = alpn_chars(h.alpn_first);
     out.push(first);
     out.push(last);
@@ -146,14 +144,20 @@ fn hex_digit(nibble: u8) -> char {
     char::from_digit(u32::from(nibble), 16).unwrap_or('0')
 }
 
-/// `0a0a,1301,…`: four lower-case hex digits per value, comma separated.
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// `0a0a,1301,…`: four lower-case hex digits per value, comma separated. Written digit by
+/// digit, not through `format!`: a ClientHello carries dozens of values and this runs for
+/// every one.
 fn hex_list(values: &[u16]) -> String {
     let mut s = String::with_capacity(values.len() * 5);
-    for (i, v) in values.iter().enumerate() {
+    for (i, &v) in values.iter().enumerate() {
         if i > 0 {
             s.push(',');
         }
-        let _ = write!(s, "{v:04x}");
+        for shift in [12, 8, 4, 0] {
+            s.push(char::from(HEX[usize::from((v >> shift) & 0xf)]));
+        }
     }
     s
 }
@@ -165,8 +169,9 @@ fn hash12(text: &str) -> String {
     }
     let digest = Sha256::digest(text.as_bytes());
     let mut s = String::with_capacity(HASH_LEN);
-    for b in digest.iter().take(HASH_LEN / 2) {
-        let _ = write!(s, "{b:02x}");
+    for &b in digest.iter().take(HASH_LEN / 2) {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 0xf)]));
     }
     s
 }

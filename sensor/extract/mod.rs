@@ -121,7 +121,7 @@ pub struct NameEvent {
     pub value: String,
     pub flow: FlowId,
     /// MAC address of the client, when the client sent this frame on an Ethernet segment.
-    pub client_mac: Option<[u8; 6]>,
+    pub client_mac: Option<crate::mac::MacAddr>,
     pub detail: Detail,
 }
 
@@ -174,7 +174,7 @@ impl IdentitySource {
 pub struct Identity {
     pub ts: Timestamp,
     pub ip: IpAddr,
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<crate::mac::MacAddr>,
     /// Normalised like every name (lower case, escaped, no trailing dot).
     pub hostname: Option<String>,
     /// DHCP client identifier, colon-separated hex.
@@ -196,7 +196,7 @@ pub enum Extracted {
     FlowStart {
         ts: Timestamp,
         flow: FlowId,
-        client_mac: Option<[u8; 6]>,
+        client_mac: Option<crate::mac::MacAddr>,
     },
     /// A flow ended its inspection without revealing any name: passive-DNS attribution
     /// looks at its server address.

@@ -5,6 +5,97 @@
 /// Longest name we keep (RFC 1035 limits a DNS name to 255 octets on the wire).
 pub const MAX_NAME_LEN: usize = 255;
 
+/// Bytes of a name kept on the stack while it is built: a name of `MAX_NAME_LEN` octets
+/// fits unless it needs escapes (four bytes each); what does not fit goes to the heap.
+const NAME_BUF_INLINE: usize = 256;
+
+/// What each byte becomes in a name: itself lower-cased when it is printable ASCII other
+/// than the backslash, 0 when it must be escaped.
+const PLAIN: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0x21;
+    while b <= 0x7e {
+        if b != b'\\' as usize {
+            t[b] = (b as u8).to_ascii_lowercase();
+        }
+        b += 1;
+    }
+    t
+};
+
+/// A name being built on the stack: printable ASCII only, by construction. Turned into a
+/// `String` of exactly its length once (`finish`): one allocation per name, none to grow it.
+pub struct NameBuf {
+    head: [u8; NAME_BUF_INLINE],
+    len: usize,
+    /// What follows `head` once it is full (a name with many escapes).
+    tail: Vec<u8>,
+}
+
+impl Default for NameBuf {
+    fn default() -> Self {
+        NameBuf {
+            head: [0; NAME_BUF_INLINE],
+            len: 0,
+            tail: Vec::new(),
+        }
+    }
+}
+
+impl NameBuf {
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn push(&mut self, b: u8) {
+        match self.head.get_mut(self.len) {
+            Some(slot) => {
+                *slot = b;
+                self.len += 1;
+            }
+            None => self.tail.push(b),
+        }
+    }
+
+    /// Appends `raw`, lower-cased, escaping what is not printable ASCII as `\xNN` (and the
+    /// dot too when `escape_dot`: a dot inside a DNS label). Returns whether a dot was
+    /// escaped.
+    pub fn escape(&mut self, raw: &[u8], escape_dot: bool) -> bool {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut dot = false;
+        for &b in raw {
+            let plain = PLAIN[usize::from(b)];
+            if plain != 0 && !(escape_dot && b == b'.') {
+                self.push(plain);
+            } else {
+                dot |= b == b'.';
+                self.push(b'\\');
+                self.push(b'x');
+                self.push(HEX[usize::from(b >> 4)]);
+                self.push(HEX[usize::from(b & 0xf)]);
+            }
+        }
+        dot
+    }
+
+    /// The finished name. Only printable ASCII was written, so the conversion never fails;
+    /// the lossy fallback only spares an `unwrap`.
+    pub fn finish(&self) -> String {
+        let head = &self.head[..self.len];
+        let whole;
+        let bytes = if self.tail.is_empty() {
+            head
+        } else {
+            whole = [head, &self.tail[..]].concat();
+            &whole[..]
+        };
+        match std::str::from_utf8(bytes) {
+            Ok(text) => text.to_owned(),
+            Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+        }
+    }
+}
+
 /// Normalises a name from the wire. `None` for an empty name.
 pub fn normalize(raw: &[u8]) -> Option<String> {
     let raw = raw.strip_suffix(b".").unwrap_or(raw);
@@ -12,11 +103,9 @@ pub fn normalize(raw: &[u8]) -> Option<String> {
         return None;
     }
     let raw = &raw[..raw.len().min(MAX_NAME_LEN)];
-    let mut out = String::with_capacity(raw.len());
-    for &b in raw {
-        push_escaped(&mut out, b);
-    }
-    Some(out)
+    let mut out = NameBuf::default();
+    out.escape(raw, false);
+    Some(out.finish())
 }
 
 /// Appends one byte of a name, lower-cased, escaping what is not printable ASCII.
@@ -62,6 +151,31 @@ mod tests {
         );
         assert_eq!(normalize(b"."), None);
         assert_eq!(normalize(b"a b\\").as_deref(), Some("a\\x20b\\x5c"));
+    }
+
+    /// The run-at-a-time escaping gives, byte for byte, what escaping one byte at a time
+    /// (`push_escaped`, the reference) gives, for every byte value and with dots escaped or not.
+    #[test]
+    fn escaping_runs_equals_escaping_each_byte() {
+        let mut all: Vec<u8> = (0..=255u8).collect();
+        all.extend_from_slice(b"Www.EXAMPLE.org\\x.");
+        for window in [1, 3, 7, 64, all.len()] {
+            for chunk in all.chunks(window) {
+                for escape_dot in [false, true] {
+                    let mut reference = String::new();
+                    for &b in chunk {
+                        if escape_dot && b == b'.' {
+                            reference.push_str("\\x2e");
+                        } else {
+                            push_escaped(&mut reference, b);
+                        }
+                    }
+                    let mut buf = NameBuf::default();
+                    buf.escape(chunk, escape_dot);
+                    assert_eq!(buf.finish(), reference);
+                }
+            }
+        }
     }
 
     #[test]

@@ -15,11 +15,12 @@
 //! a password file (`--inventory-password-file`), else `PGPASSWORD`. The URL is never
 //! printed: messages name the server as `user@host:port/dbname` ([`AgencyConfig::describe`]).
 
-use super::store::{parse_mac, EvidenceRow};
+use super::store::EvidenceRow;
 use super::{Detection, Host, HostIdentity, IdentityRecord};
 use super::{IndicatorCount, EVIDENCE_FIRST, EVIDENCE_RECENT, MAX_IDENTITIES, MAX_INDICATORS};
 use crate::detect::rules::Severity;
 use crate::extract::IdentitySource;
+use crate::mac::MacAddr;
 use crate::time::Timestamp;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -91,35 +92,76 @@ pub fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://") || url.contains("host=")
 }
 
+/// Why the agency options cannot be used. Never repeats the connection string (it may hold
+/// a password).
+#[derive(Debug, thiserror::Error)]
+pub enum AgencyError {
+    #[error("--inventory is not a PostgreSQL URL (postgres://USER@HOST:PORT/DB?sslmode=require) or key=value string: {0}")]
+    NotAUrl(postgres::Error),
+    #[error("--inventory names no host (postgres://USER@HOST:PORT/DB)")]
+    NoHost,
+    #[error("--inventory names no user (postgres://USER@HOST:PORT/DB)")]
+    NoUser,
+    #[error("cannot read the inventory password file {}: {source}", file.display())]
+    PasswordFile {
+        file: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the inventory password file {} is empty", file.display())]
+    EmptyPasswordFile { file: std::path::PathBuf },
+    #[error("{what} must be 1 to {MAX_LABEL_LEN} characters")]
+    LabelLength { what: String },
+    #[error("{what} {value:?} may hold only letters, digits, '-', '_', '.' and ':'")]
+    LabelCharacters { what: String, value: String },
+}
+
+impl AgencyError {
+    /// Short, fixed: a metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AgencyError::NotAUrl(_) => "not_a_url",
+            AgencyError::NoHost => "no_host",
+            AgencyError::NoUser => "no_user",
+            AgencyError::PasswordFile { .. } => "password_file",
+            AgencyError::EmptyPasswordFile { .. } => "empty_password_file",
+            AgencyError::LabelLength { .. } => "label_length",
+            AgencyError::LabelCharacters { .. } => "label_characters",
+        }
+    }
+}
+
+/// For the command layer, which still carries its errors as text.
+impl From<AgencyError> for String {
+    fn from(e: AgencyError) -> String {
+        e.to_string()
+    }
+}
+
 /// Parses the connection string and finds the password: in the URL, else in
 /// `password_file` (first line), else in `PGPASSWORD`. Errors never repeat the string.
 pub fn connection(
     url: &str,
     password_file: Option<&std::path::Path>,
-) -> Result<postgres::Config, String> {
-    let mut pg: postgres::Config = url.parse().map_err(|e: postgres::Error| {
-        format!("--inventory is not a PostgreSQL URL (postgres://USER@HOST:PORT/DB?sslmode=require) or key=value string: {e}")
-    })?;
+) -> Result<postgres::Config, AgencyError> {
+    let mut pg: postgres::Config = url.parse().map_err(AgencyError::NotAUrl)?;
     if pg.get_hosts().is_empty() {
-        return Err("--inventory names no host (postgres://USER@HOST:PORT/DB)".into());
+        return Err(AgencyError::NoHost);
     }
     if pg.get_user().is_none() {
-        return Err("--inventory names no user (postgres://USER@HOST:PORT/DB)".into());
+        return Err(AgencyError::NoUser);
     }
     if pg.get_password().is_none() {
         if let Some(file) = password_file {
-            let text = std::fs::read_to_string(file).map_err(|e| {
-                format!(
-                    "cannot read the inventory password file {}: {e}",
-                    file.display()
-                )
-            })?;
+            let text =
+                std::fs::read_to_string(file).map_err(|source| AgencyError::PasswordFile {
+                    file: file.to_path_buf(),
+                    source,
+                })?;
             let line = text.lines().next().unwrap_or_default().trim_end();
             if line.is_empty() {
-                return Err(format!(
-                    "the inventory password file {} is empty",
-                    file.display()
-                ));
+                return Err(AgencyError::EmptyPasswordFile {
+                    file: file.to_path_buf(),
+                });
             }
             pg.password(line);
         } else if let Ok(pw) = std::env::var("PGPASSWORD") {
@@ -132,17 +174,18 @@ pub fn connection(
 }
 
 /// Checks a `--sensor-id` or `--site` value: short, printable, no spaces.
-pub fn check_label(what: &str, v: &str) -> Result<String, String> {
+pub fn check_label(what: &str, v: &str) -> Result<String, AgencyError> {
     if v.is_empty() || v.len() > MAX_LABEL_LEN {
-        return Err(format!("{what} must be 1 to {MAX_LABEL_LEN} characters"));
+        return Err(AgencyError::LabelLength { what: what.into() });
     }
     if !v
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
     {
-        return Err(format!(
-            "{what} {v:?} may hold only letters, digits, '-', '_', '.' and ':'"
-        ));
+        return Err(AgencyError::LabelCharacters {
+            what: what.into(),
+            value: v.into(),
+        });
     }
     Ok(v.to_string())
 }
@@ -164,7 +207,7 @@ pub fn default_sensor_id() -> String {
 /// One host as one sensor's inventory holds it (the spool's payload, the server's `host`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct HostSnapshot {
-    pub mac: Option<String>,
+    pub mac: Option<MacAddr>,
     pub hostname: Option<String>,
     pub hostname_source: Option<IdentitySource>,
     pub ech_connections: u64,
@@ -177,7 +220,7 @@ pub struct HostSnapshot {
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct IdentityRow {
-    pub mac: Option<String>,
+    pub mac: Option<MacAddr>,
     pub hostname: Option<String>,
     pub client_id: Option<String>,
     pub source: IdentitySource,
@@ -207,7 +250,7 @@ pub struct DetectionRow {
 impl HostSnapshot {
     pub fn of(h: &Host) -> HostSnapshot {
         HostSnapshot {
-            mac: crate::output::mac_string(h.mac),
+            mac: h.mac,
             hostname: h.identity.hostname.clone(),
             hostname_source: h.identity.hostname_source,
             ech_connections: h.ech_connections,
@@ -218,7 +261,7 @@ impl HostSnapshot {
                 .history
                 .iter()
                 .map(|r| IdentityRow {
-                    mac: crate::output::mac_string(r.mac),
+                    mac: r.mac,
                     hostname: r.hostname.clone(),
                     client_id: r.client_id.clone(),
                     source: r.source,
@@ -255,7 +298,7 @@ impl HostSnapshot {
             .identities
             .into_iter()
             .map(|r| IdentityRecord {
-                mac: r.mac.as_deref().and_then(parse_mac),
+                mac: r.mac,
                 hostname: r.hostname,
                 client_id: r.client_id,
                 source: r.source,
@@ -270,7 +313,7 @@ impl HostSnapshot {
             .max()
             .unwrap_or_default();
         Host {
-            mac: self.mac.as_deref().and_then(parse_mac),
+            mac: self.mac,
             detections: self
                 .detections
                 .into_iter()
@@ -480,51 +523,6 @@ fn merge_detection(o: &mut Detection, d: Detection) {
     o.evidence = ev;
 }
 
-/// The agency's host report: the `--report` format, each host with its `site` and the
-/// `sensors` that saw it.
-pub fn report_json(hosts: &[AgencyHost]) -> serde_json::Value {
-    let plain: Vec<(IpAddr, Host)> = hosts
-        .iter()
-        .filter_map(|a| Some((a.ip?, a.host.clone())))
-        .collect();
-    let seen = plain.iter().flat_map(|(_, h)| h.detections.iter());
-    let mut meta = crate::output::ReportMeta {
-        first_packet: seen.clone().map(|d| d.first_seen).min(),
-        last_packet: seen.clone().map(|d| d.last_seen).max(),
-        vendors: {
-            let mut v: Vec<String> = seen.map(|d| d.vendor.clone()).collect();
-            v.sort();
-            v.dedup();
-            v
-        },
-        ..crate::output::ReportMeta::default()
-    };
-    // The legal basis of each vendor comes from the shipped packs (the inventory keeps no rules).
-    meta.packs = crate::detect::rules::load_embedded()
-        .map(|l| l.packs)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|p| meta.vendors.contains(&p.vendor))
-        .collect();
-    let mut report = crate::output::report_json(&plain, &[], &meta);
-    if let Some(list) = report["hosts"].as_array_mut() {
-        for (obj, a) in list.iter_mut().zip(hosts.iter().filter(|a| a.ip.is_some())) {
-            if let Some(o) = obj.as_object_mut() {
-                o.insert("site".into(), a.site.clone().into());
-                o.insert(
-                    "sensors".into(),
-                    a.sensors.iter().cloned().collect::<Vec<_>>().into(),
-                );
-            }
-        }
-    }
-    let mut sites: Vec<&str> = hosts.iter().map(|a| a.site.as_str()).collect();
-    sites.sort_unstable();
-    sites.dedup();
-    report["sites"] = sites.into();
-    report
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -564,7 +562,7 @@ mod tests {
     #[test]
     fn snapshot_round_trips_through_json() {
         let h = Host {
-            mac: Some([0, 0x11, 0x22, 0x33, 0x44, 0x55]),
+            mac: Some(MacAddr([0, 0x11, 0x22, 0x33, 0x44, 0x55])),
             detections: vec![det(3, 10, 20, "a.kaspersky.com")],
             ..Host::default()
         };

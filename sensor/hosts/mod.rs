@@ -15,6 +15,7 @@ use crate::decode::Proto;
 use crate::detect::rules::Severity;
 use crate::detect::{Finding, Indicator, RuleSet};
 use crate::extract::{Identity, IdentitySource};
+use crate::mac::MacAddr;
 use crate::time::Timestamp;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
@@ -66,7 +67,7 @@ pub struct EvidenceFlow {
 /// One distinct identity an address had: (MAC, host name, client id) as one source said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdentityRecord {
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<MacAddr>,
     pub hostname: Option<String>,
     pub client_id: Option<String>,
     pub source: IdentitySource,
@@ -92,12 +93,12 @@ pub struct HostIdentity {
 
 impl HostIdentity {
     /// Takes one identity in; `mac` is the host's current MAC, updated when DHCP names one.
-    pub fn apply(&mut self, mac: &mut Option<[u8; 6]>, id: &Identity) {
+    pub fn apply(&mut self, mac: &mut Option<MacAddr>, id: &Identity) {
         self.apply_bounded(mac, id, MAX_IDENTITIES);
     }
 
     /// `apply`, keeping at most `max` identities (the least recently seen goes first).
-    pub fn apply_bounded(&mut self, mac: &mut Option<[u8; 6]>, id: &Identity, max: usize) {
+    pub fn apply_bounded(&mut self, mac: &mut Option<MacAddr>, id: &Identity, max: usize) {
         let same = |r: &IdentityRecord| {
             r.mac == id.mac
                 && r.hostname == id.hostname
@@ -165,8 +166,8 @@ impl HostIdentity {
     }
 
     /// The distinct MAC addresses in the history (more than one: the address moved).
-    pub fn macs(&self) -> Vec<[u8; 6]> {
-        let mut v: Vec<[u8; 6]> = self.history.iter().filter_map(|r| r.mac).collect();
+    pub fn macs(&self) -> Vec<MacAddr> {
+        let mut v: Vec<MacAddr> = self.history.iter().filter_map(|r| r.mac).collect();
         v.sort_unstable();
         v.dedup();
         v
@@ -224,7 +225,7 @@ pub const MAX_HIDING_VIA: usize = 8;
 
 #[derive(Debug, Clone, Default)]
 pub struct Host {
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<MacAddr>,
     pub detections: Vec<Detection>,
     /// TLS connections with Encrypted Client Hello: names the sensor cannot see.
     pub ech_connections: u64,
@@ -235,7 +236,7 @@ pub struct Host {
 }
 
 /// What the table keeps for an address with no detection yet: its current MAC and identity.
-pub type Undetected = (Option<[u8; 6]>, HostIdentity);
+pub type Undetected = (Option<MacAddr>, HostIdentity);
 
 /// What `record` decided.
 #[derive(Debug, Clone)]
@@ -748,7 +749,7 @@ mod tests {
         Identity {
             ts: Timestamp::from_parts(secs, 0),
             ip: ip.parse().expect("ip"),
-            mac: (source != IdentitySource::Ptr).then_some([2, 0, 0, 0, 0, mac]),
+            mac: (source != IdentitySource::Ptr).then_some(MacAddr([2, 0, 0, 0, 0, mac])),
             hostname: name.map(str::to_string),
             client_id: None,
             source,
@@ -788,7 +789,7 @@ mod tests {
         assert_eq!((t.len(), t.undetected_len()), (1, 0));
         let h = &t.snapshot()[0].1;
         assert_eq!(h.identity.hostname.as_deref(), Some("ws-7"));
-        assert_eq!(h.mac, Some([2, 0, 0, 0, 0, 7]));
+        assert_eq!(h.mac, Some(MacAddr([2, 0, 0, 0, 0, 7])));
         assert_eq!(h.identity.history.len(), 1);
     }
 
@@ -817,7 +818,7 @@ mod tests {
         );
         assert_eq!(
             (id.hostname.as_deref(), mac),
-            (None, Some([2, 0, 0, 0, 0, 2]))
+            (None, Some(MacAddr([2, 0, 0, 0, 0, 2])))
         );
         // Its REQUEST, delivered late by another worker, still names it; an older identity
         // delivered even later changes only the history.
@@ -837,7 +838,7 @@ mod tests {
         );
         assert_eq!(
             (id.hostname.as_deref(), mac),
-            (Some("carol"), Some([2, 0, 0, 0, 0, 2]))
+            (Some("carol"), Some(MacAddr([2, 0, 0, 0, 0, 2])))
         );
         assert_eq!(id.macs().len(), 2);
         assert_eq!(id.history.len(), 6);

@@ -276,7 +276,7 @@ struct HostCols<'a> {
     site: Vec<&'a str>,
     ip: Vec<IpAddr>,
     seq: Vec<i64>,
-    mac: Vec<Option<&'a str>>,
+    mac: Vec<Option<String>>,
     hostname: Vec<Option<&'a str>>,
     host: Vec<serde_json::Value>,
 }
@@ -354,7 +354,7 @@ pub fn apply_batch(
         h.site.push(&s.site);
         h.ip.push(s.ip);
         h.seq.push(s.seq);
-        h.mac.push(s.snapshot.mac.as_deref());
+        h.mac.push(s.snapshot.mac.map(|m| m.to_string()));
         h.hostname.push(s.snapshot.hostname.as_deref());
         h.host
             .push(serde_json::to_value(&s.snapshot).unwrap_or_default());

@@ -137,6 +137,32 @@ pub struct ShipEnd {
     pub last_error: Option<String>,
 }
 
+/// Why the shipper could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ShipError {
+    #[error(transparent)]
+    Spool(#[from] super::store::StoreError),
+    #[error("cannot start the inventory shipper: {0}")]
+    Thread(std::io::Error),
+}
+
+impl ShipError {
+    /// Short, fixed: a metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ShipError::Spool(e) => e.reason(),
+            ShipError::Thread(_) => "thread",
+        }
+    }
+}
+
+/// For the command layer, which still carries its errors as text.
+impl From<ShipError> for String {
+    fn from(e: ShipError) -> String {
+        e.to_string()
+    }
+}
+
 impl Shipper {
     /// Starts shipping the spool at `spool_path` (the local inventory file).
     pub fn start(
@@ -145,7 +171,7 @@ impl Shipper {
         inventory_id: String,
         hosts: Arc<HostTable>,
         spool: Arc<SpoolState>,
-    ) -> Result<Shipper, String> {
+    ) -> Result<Shipper, ShipError> {
         let reader = SpoolReader::open(spool_path)?;
         let stats = Arc::new(ShipStats {
             sensor_id: cfg.sensor_id.clone(),
@@ -184,7 +210,7 @@ impl Shipper {
         let handle = std::thread::Builder::new()
             .name("inventory-ship".into())
             .spawn(move || worker.run())
-            .map_err(|e| format!("cannot start the inventory shipper: {e}"))?;
+            .map_err(ShipError::Thread)?;
         Ok(Shipper {
             stop,
             drain_until,

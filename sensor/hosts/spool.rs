@@ -20,6 +20,7 @@
 
 use super::agency::HostSnapshot;
 use super::postgres::Shipped;
+use super::store::StoreError;
 use super::Host;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::net::IpAddr;
@@ -59,18 +60,21 @@ fn now_secs() -> i64 {
 /// random, so a re-created inventory file is a new stream on the server and not mistaken
 /// for an old one whose sequence numbers it reuses) and whether this inventory was never
 /// spooled before (then every host it already holds must be queued).
-pub fn prepare(path: &Path) -> Result<(String, bool), String> {
+pub fn prepare(path: &Path) -> Result<(String, bool), StoreError> {
     let conn = open(path)?;
     conn.execute_batch(CREATE)
-        .map_err(|e| super::store::explain(path, "cannot create the spool", &e))?;
+        .map_err(|source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            what: "cannot create the spool",
+            source,
+        })?;
     let id: Option<String> = conn
         .query_row(
             "SELECT value FROM agency_meta WHERE key = 'inventory_id'",
             [],
             |r| r.get(0),
         )
-        .optional()
-        .map_err(|e| e.to_string())?;
+        .optional()?;
     if let Some(id) = id {
         return Ok((id, false));
     }
@@ -79,7 +83,11 @@ pub fn prepare(path: &Path) -> Result<(String, bool), String> {
         "INSERT INTO agency_meta (key, value) VALUES ('inventory_id', ?1)",
         params![id],
     )
-    .map_err(|e| super::store::explain(path, "cannot write the spool", &e))?;
+    .map_err(|source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        what: "cannot write the spool",
+        source,
+    })?;
     Ok((id, true))
 }
 
@@ -105,13 +113,15 @@ fn new_id() -> String {
         .collect()
 }
 
-fn open(path: &Path) -> Result<Connection, String> {
-    let conn =
-        Connection::open(path).map_err(|e| super::store::explain(path, "cannot open", &e))?;
+fn open(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(|source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        what: "cannot open",
+        source,
+    })?;
     // The persister writes hosts and queues snapshots while the shipper deletes shipped
     // rows: each waits for the other's short transaction.
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .map_err(|e| e.to_string())?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
     Ok(conn)
 }
 
@@ -196,7 +206,7 @@ pub struct SpoolReader {
 }
 
 impl SpoolReader {
-    pub fn open(path: &Path) -> Result<SpoolReader, String> {
+    pub fn open(path: &Path) -> Result<SpoolReader, StoreError> {
         Ok(SpoolReader { conn: open(path)? })
     }
 

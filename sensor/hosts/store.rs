@@ -25,7 +25,7 @@ use crate::extract::IdentitySource;
 use crate::time::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -120,10 +120,7 @@ impl EvidenceRow {
             src_port: e.flow.src_port,
             dst_ip: e.flow.dst_ip,
             dst_port: e.flow.dst_port,
-            transport: match e.flow.transport {
-                Proto::Tcp => "tcp".into(),
-                Proto::Udp => "udp".into(),
-            },
+            transport: e.flow.transport.as_str().into(),
         }
     }
 
@@ -181,18 +178,129 @@ pub struct Store {
 pub type SaveHook =
     Box<dyn FnMut(&rusqlite::Transaction<'_>, &[(IpAddr, Host)]) -> rusqlite::Result<()> + Send>;
 
+/// What to do instead, when the inventory at the path cannot be used.
+const ELSEWHERE: &str = "choose another with --state PATH, or run without one with --state none";
+
+/// Why the inventory cannot be opened, read or saved, each said in words a user can act on:
+/// what is wrong and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("inventory {shown}: is a {kind}, not a regular file: give the path of an SQLite file (it is created if missing), or run without one with --state none")]
+    NotAFile { shown: String, kind: &'static str },
+    #[error("inventory {shown}: {dir} is not a directory: choose another path with --state PATH, or run without one with --state none")]
+    ParentNotADirectory { shown: String, dir: String },
+    #[error("inventory {shown}: the directory {dir} does not exist: create it for the sensor's user (mkdir -p {dir}; the systemd unit's StateDirectory does), choose another path with --state PATH, or run without one with --state none")]
+    NoDirectory { shown: String, dir: String },
+    #[error("inventory {shown}: {source}")]
+    Stat {
+        shown: String,
+        source: std::io::Error,
+    },
+    /// SQLite refused; the common causes are explained (`explain`).
+    #[error("{}", explain(path, what, source))]
+    Sqlite {
+        path: PathBuf,
+        what: &'static str,
+        source: rusqlite::Error,
+    },
+    /// Anything else that failed while opening, as the failing call said it.
+    #[error("inventory {}: {what}: {detail}", path.display())]
+    Failed {
+        path: PathBuf,
+        what: &'static str,
+        detail: String,
+    },
+    #[error("inventory {}: written by a newer vendorwatch: schema {version} > {SCHEMA_VERSION}; upgrade vendorwatch or use another --state", path.display())]
+    NewerSchema { path: PathBuf, version: i64 },
+    #[error("{0} (a sensor is writing it: read it as a user who may write its directory, or read a copy)")]
+    BeingWritten(Box<StoreError>),
+    #[error("{0} (it was written by an older vendorwatch and must be migrated once, which needs write access: copy it somewhere writable)")]
+    NeedsMigration(Box<StoreError>),
+    #[error("inventory {}: the directory {} is not writable ({source}); SQLite keeps the database's journal (-wal, -shm) next to it: make the directory writable for the sensor's user, or {ELSEWHERE}", path.display(), dir.display())]
+    DirectoryNotWritable {
+        path: PathBuf,
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("inventory {}: the file is not writable ({source}): make it writable for the sensor's user, or {ELSEWHERE}", path.display())]
+    FileNotWritable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("inventory {}: another vendorwatch is using it; two sensors on one inventory would overwrite each other's counts: stop the other one, or give this run its own inventory with --state PATH, or run without one with --state none", path.display())]
+    InUse { path: PathBuf },
+    #[error("inventory {}: SQLite opened it read-only: make the file and its directory writable for the sensor's user, or {ELSEWHERE}", path.display())]
+    OpenedReadOnly { path: PathBuf },
+    /// A query of an open inventory failed.
+    #[error("{0}")]
+    Query(#[from] rusqlite::Error),
+}
+
+impl StoreError {
+    /// Short, fixed: a metric label.
+    pub fn reason(&self) -> &'static str {
+        use rusqlite::ErrorCode;
+        match self {
+            StoreError::NotAFile { .. } => "not_a_file",
+            StoreError::ParentNotADirectory { .. } | StoreError::NoDirectory { .. } => {
+                "no_directory"
+            }
+            StoreError::Stat { .. } => "stat",
+            StoreError::Sqlite { source, .. } => match source.sqlite_error_code() {
+                Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => "locked",
+                Some(ErrorCode::ReadOnly) => "read_only",
+                Some(ErrorCode::DiskFull) => "disk_full",
+                Some(ErrorCode::CannotOpen) => "cannot_open",
+                Some(ErrorCode::NotADatabase) => "not_a_database",
+                _ => "sqlite",
+            },
+            StoreError::Failed { .. } => "failed",
+            StoreError::NewerSchema { .. } => "newer_schema",
+            StoreError::BeingWritten(e) | StoreError::NeedsMigration(e) => e.reason(),
+            StoreError::DirectoryNotWritable { .. } | StoreError::FileNotWritable { .. } => {
+                "not_writable"
+            }
+            StoreError::InUse { .. } => "in_use",
+            StoreError::OpenedReadOnly { .. } => "read_only",
+            StoreError::Query(_) => "query",
+        }
+    }
+
+    fn sqlite(path: &Path, what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+        let path = path.to_path_buf();
+        move |source| StoreError::Sqlite { path, what, source }
+    }
+
+    fn failed<E: std::fmt::Display>(
+        path: &Path,
+        what: &'static str,
+    ) -> impl FnOnce(E) -> StoreError {
+        let path = path.to_path_buf();
+        move |e| StoreError::Failed {
+            path,
+            what,
+            detail: e.to_string(),
+        }
+    }
+}
+
+/// For the command layer, which still carries its errors as text.
+impl From<StoreError> for String {
+    fn from(e: StoreError) -> String {
+        e.to_string()
+    }
+}
+
 /// What the inventory's path must be: a regular file, or nothing yet in a directory that
 /// exists. A device (`--state /dev/null`), a FIFO or a directory is refused before SQLite
 /// touches it (it would put its `-journal` or `-wal` beside it, in `/dev`); a missing
 /// directory is refused with how to create it, not created.
-fn check_state_path(path: &Path) -> Result<(), String> {
+fn check_state_path(path: &Path) -> Result<(), StoreError> {
     let shown = crate::operator_input::shown(path);
     match std::fs::metadata(path) {
         Ok(m) => match crate::operator_input::kind_of(m.file_type()) {
             None => Ok(()),
-            Some(kind) => Err(format!(
-                "inventory {shown}: is a {kind}, not a regular file: give the path of an SQLite file (it is created if missing), or run without one with --state none"
-            )),
+            Some(kind) => Err(StoreError::NotAFile { shown, kind }),
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let dir = path
@@ -201,17 +309,17 @@ fn check_state_path(path: &Path) -> Result<(), String> {
                 .unwrap_or(Path::new("."));
             match std::fs::metadata(dir) {
                 Ok(m) if m.is_dir() => Ok(()),
-                Ok(_) => Err(format!(
-                    "inventory {shown}: {} is not a directory: choose another path with --state PATH, or run without one with --state none",
-                    crate::operator_input::shown(dir)
-                )),
-                Err(_) => Err(format!(
-                    "inventory {shown}: the directory {dir_shown} does not exist: create it for the sensor's user (mkdir -p {dir_shown}; the systemd unit's StateDirectory does), choose another path with --state PATH, or run without one with --state none",
-                    dir_shown = crate::operator_input::shown(dir)
-                )),
+                Ok(_) => Err(StoreError::ParentNotADirectory {
+                    shown,
+                    dir: crate::operator_input::shown(dir),
+                }),
+                Err(_) => Err(StoreError::NoDirectory {
+                    shown,
+                    dir: crate::operator_input::shown(dir),
+                }),
             }
         }
-        Err(e) => Err(format!("inventory {shown}: {e}")),
+        Err(source) => Err(StoreError::Stat { shown, source }),
     }
 }
 
@@ -223,16 +331,7 @@ fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> String {
 const LOCKED_HINT: &str = "another process holds it: another vendorwatch using the same inventory, or a sqlite3 session or backup with a transaction open; stop it, or give this run its own inventory with --state PATH, or run without one with --state none";
 
 /// An SQLite error in words a user can act on: what is wrong, and what to do.
-/// An inventory whose schema this build does not know.
-fn newer_schema(path: &Path, version: i64) -> String {
-    err(
-        path,
-        "written by a newer vendorwatch",
-        format!("schema {version} > {SCHEMA_VERSION}; upgrade vendorwatch or use another --state"),
-    )
-}
-
-pub fn explain(path: &Path, what: &str, e: &rusqlite::Error) -> String {
+fn explain(path: &Path, what: &str, e: &rusqlite::Error) -> String {
     use rusqlite::ErrorCode;
     let hint = match e.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
@@ -270,6 +369,32 @@ fn probe_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::remove_file(&probe)
 }
 
+/// One row of `identities` as stored: address, MAC, host name, client id, source, first
+/// and last seen, count.
+type IdentityCols = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    i64,
+    i64,
+    i64,
+);
+
+fn identity_cols(r: &rusqlite::Row<'_>) -> rusqlite::Result<IdentityCols> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+    ))
+}
+
 impl Store {
     /// Runs `hook` inside every later save's transaction (a failing hook fails the save).
     pub fn set_save_hook(&mut self, hook: SaveHook) {
@@ -277,22 +402,25 @@ impl Store {
     }
 
     /// Opens (creating and migrating as needed) the inventory at `path`.
-    pub fn open(path: &Path) -> Result<Store, String> {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
         // No directory is created: a mistyped --state must not grow a tree of directories
         // somewhere unexpected (the systemd unit and the container create theirs).
         check_state_path(path)?;
-        let conn = Connection::open(path).map_err(|e| explain(path, "cannot open", &e))?;
+        let conn = Connection::open(path).map_err(StoreError::sqlite(path, "cannot open"))?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(|e| err(path, "busy timeout", e))?;
+            .map_err(StoreError::failed(path, "busy timeout"))?;
         conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| explain(path, "cannot enable WAL", &e))?;
+            .map_err(StoreError::sqlite(path, "cannot enable WAL"))?;
         conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(|e| err(path, "synchronous", e))?;
+            .map_err(StoreError::failed(path, "synchronous"))?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(|e| err(path, "not an SQLite database", e))?;
+            .map_err(StoreError::failed(path, "not an SQLite database"))?;
         if version > SCHEMA_VERSION {
-            return Err(newer_schema(path, version));
+            return Err(StoreError::NewerSchema {
+                path: path.to_path_buf(),
+                version,
+            });
         }
         for (i, step) in MIGRATIONS
             .iter()
@@ -303,7 +431,7 @@ impl Store {
                 "BEGIN; {step} PRAGMA user_version = {}; COMMIT;",
                 i + 1
             ))
-            .map_err(|e| explain(path, "migration failed", &e))?;
+            .map_err(StoreError::sqlite(path, "migration failed"))?;
         }
         Ok(Store {
             conn,
@@ -317,7 +445,7 @@ impl Store {
     /// made, nothing is migrated or written, so a copy on read-only media or in a directory
     /// the reader cannot write is read as it is. A database of an older schema is opened the
     /// usual way once, which migrates it.
-    pub fn open_read_only(path: &Path) -> Result<Store, String> {
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
         use rusqlite::OpenFlags;
         check_state_path(path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -355,24 +483,25 @@ impl Store {
                 let uri = format!("file:{escaped}?immutable=1");
                 Connection::open_with_flags(&uri, flags | OpenFlags::SQLITE_OPEN_URI)
                     .and_then(|c| read_version(&c).map(|v| (c, v)))
-                    .map_err(|e| explain(path, "cannot read", &e))?
+                    .map_err(StoreError::sqlite(path, "cannot read"))?
             }
             Err(e) if wal_in_use => {
-                return Err(format!(
-                    "{} (a sensor is writing it: read it as a user who may write its directory, or read a copy)",
-                    explain(path, "cannot read", &e)
-                ))
+                return Err(StoreError::BeingWritten(Box::new(StoreError::sqlite(
+                    path,
+                    "cannot read",
+                )(e))))
             }
-            Err(e) => return Err(explain(path, "cannot read", &e)),
+            Err(e) => return Err(StoreError::sqlite(path, "cannot read")(e)),
         };
         if version > SCHEMA_VERSION {
-            return Err(newer_schema(path, version));
+            return Err(StoreError::NewerSchema {
+                path: path.to_path_buf(),
+                version,
+            });
         }
         if version < SCHEMA_VERSION {
             drop(conn);
-            return Store::open(path).map_err(|e| {
-                format!("{e} (it was written by an older vendorwatch and must be migrated once, which needs write access: copy it somewhere writable)")
-            });
+            return Store::open(path).map_err(|e| StoreError::NeedsMigration(Box::new(e)));
         }
         Ok(Store {
             conn,
@@ -386,7 +515,7 @@ impl Store {
     /// the directory and the file are writable, no other vendorwatch has it, and no other
     /// process holds a write transaction (waiting up to the busy timeout for one to end).
     /// Every refusal says what is wrong and what to do.
-    pub fn open_for_writing(path: &Path) -> Result<Store, String> {
+    pub fn open_for_writing(path: &Path) -> Result<Store, StoreError> {
         use std::io::ErrorKind;
         check_state_path(path)?;
         let dir = path
@@ -394,22 +523,24 @@ impl Store {
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         if dir.is_dir() {
-            probe_dir(dir).map_err(|e| {
-                format!(
-                    "inventory {}: the directory {} is not writable ({e}); SQLite keeps the database's journal (-wal, -shm) next to it: make the directory writable for the sensor's user, or choose another with --state PATH, or run without one with --state none",
-                    path.display(),
-                    dir.display()
-                )
+            probe_dir(dir).map_err(|source| StoreError::DirectoryNotWritable {
+                path: path.to_path_buf(),
+                dir: dir.to_path_buf(),
+                source,
             })?;
         }
-        let instance = match std::fs::OpenOptions::new().read(true).write(true).open(path) {
+        let instance = match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+        {
             Ok(f) => Some(f),
             Err(e) if e.kind() == ErrorKind::NotFound => None,
-            Err(e) => {
-                return Err(format!(
-                    "inventory {}: the file is not writable ({e}): make it writable for the sensor's user, or choose another with --state PATH, or run without one with --state none",
-                    path.display()
-                ))
+            Err(source) => {
+                return Err(StoreError::FileNotWritable {
+                    path: path.to_path_buf(),
+                    source,
+                })
             }
         };
         let mut store = Store::open(path)?;
@@ -420,74 +551,69 @@ impl Store {
                 .read(true)
                 .write(true)
                 .open(path)
-                .map_err(|e| err(path, "cannot open", e))?,
+                .map_err(StoreError::failed(path, "cannot open"))?,
         };
         let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
             .map_err(|(_, errno)| {
                 if errno == nix::errno::Errno::EWOULDBLOCK {
-                    format!(
-                        "inventory {}: another vendorwatch is using it; two sensors on one inventory would overwrite each other's counts: stop the other one, or give this run its own inventory with --state PATH, or run without one with --state none",
-                        path.display()
-                    )
+                    StoreError::InUse {
+                        path: path.to_path_buf(),
+                    }
                 } else {
-                    err(path, "cannot lock", errno)
+                    StoreError::failed(path, "cannot lock")(errno)
                 }
             })?;
         store._instance = Some(lock);
         if store.conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
-            return Err(format!(
-                "inventory {}: SQLite opened it read-only: make the file and its directory writable for the sensor's user, or choose another with --state PATH, or run without one with --state none",
-                path.display()
-            ));
+            return Err(StoreError::OpenedReadOnly {
+                path: path.to_path_buf(),
+            });
         }
         // Takes the write lock and lets it go: fails (after the busy timeout) while another
         // process holds a write transaction, rather than at the first save minutes later.
         store
             .conn
             .execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
-            .map_err(|e| explain(path, "cannot write", &e))?;
+            .map_err(StoreError::sqlite(path, "cannot write"))?;
         Ok(store)
     }
 
     /// Every host with its detections.
-    pub fn load(&self) -> Result<Vec<(IpAddr, Host)>, String> {
+    pub fn load(&self) -> Result<Vec<(IpAddr, Host)>, StoreError> {
         let mut hosts: std::collections::BTreeMap<IpAddr, Host> = Default::default();
         let mut stmt = self
             .conn
-            .prepare("SELECT ip, mac, ech_connections, encrypted_dns_connections, encrypted_dns_via, hostname, hostname_source, identities_omitted FROM hosts")
-            .map_err(|e| e.to_string())?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    (
-                        r.get::<_, String>(0)?,
-                        r.get::<_, Option<String>>(1)?,
-                        r.get::<_, i64>(2)?,
-                        r.get::<_, i64>(3)?,
-                        r.get::<_, String>(4)?,
-                    ),
-                    HostIdentity {
-                        hostname: r.get(5)?,
-                        hostname_source: r
-                            .get::<_, Option<String>>(6)?
-                            .as_deref()
-                            .and_then(IdentitySource::from_label),
-                        history: Vec::new(),
-                        history_omitted: u64::try_from(r.get::<_, i64>(7)?).unwrap_or(0),
-                        current_at: Timestamp::default(),
-                    },
-                ))
-            })
-            .map_err(|e| e.to_string())?;
+            .prepare("SELECT ip, mac, ech_connections, encrypted_dns_connections, encrypted_dns_via, hostname, hostname_source, identities_omitted FROM hosts")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                (
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                ),
+                HostIdentity {
+                    hostname: r.get(5)?,
+                    hostname_source: r
+                        .get::<_, Option<String>>(6)?
+                        .as_deref()
+                        .and_then(IdentitySource::from_label),
+                    history: Vec::new(),
+                    history_omitted: u64::try_from(r.get::<_, i64>(7)?).unwrap_or(0),
+                    current_at: Timestamp::default(),
+                },
+            ))
+        })?;
         for row in rows {
-            let ((ip, mac, ech, edns, via), identity) = row.map_err(|e| e.to_string())?;
+            let ((ip, mac, ech, edns, via), identity) = row?;
             let Ok(ip) = ip.parse::<IpAddr>() else {
                 continue;
             };
             hosts.insert(
                 ip,
                 Host {
-                    mac: mac.as_deref().and_then(parse_mac),
+                    mac: mac.as_deref().and_then(|m| m.parse().ok()),
                     detections: Vec::new(),
                     ech_connections: u64::try_from(ech).unwrap_or(0),
                     encrypted_dns_connections: u64::try_from(edns).unwrap_or(0),
@@ -498,25 +624,10 @@ impl Store {
         }
         let mut stmt = self
             .conn
-            .prepare("SELECT ip, mac, hostname, client_id, source, first_seen, last_seen, count FROM identities ORDER BY rowid")
-            .map_err(|e| e.to_string())?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Option<String>>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, i64>(5)?,
-                    r.get::<_, i64>(6)?,
-                    r.get::<_, i64>(7)?,
-                ))
-            })
-            .map_err(|e| e.to_string())?;
+            .prepare("SELECT ip, mac, hostname, client_id, source, first_seen, last_seen, count FROM identities ORDER BY rowid")?;
+        let rows = stmt.query_map([], identity_cols)?;
         for row in rows {
-            let (ip, mac, hostname, client_id, source, first, last, count) =
-                row.map_err(|e| e.to_string())?;
+            let (ip, mac, hostname, client_id, source, first, last, count) = row?;
             let (Ok(ip), Some(source)) =
                 (ip.parse::<IpAddr>(), IdentitySource::from_label(&source))
             else {
@@ -526,7 +637,7 @@ impl Store {
                 // The current name is as new as the newest identity (what `apply` compares).
                 h.identity.current_at = h.identity.current_at.max(Timestamp(last));
                 h.identity.history.push(IdentityRecord {
-                    mac: mac.as_deref().and_then(parse_mac),
+                    mac: mac.as_deref().and_then(|m| m.parse().ok()),
                     hostname,
                     client_id,
                     source,
@@ -538,37 +649,34 @@ impl Store {
         }
         let mut stmt = self
             .conn
-            .prepare("SELECT ip, vendor, category, severity, first_seen, last_seen, count, forwarded, suppressed, alerted_at, rules, indicators, indicators_omitted, evidence FROM detections")
-            .map_err(|e| e.to_string())?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    Detection {
-                        vendor: r.get(1)?,
-                        category: r.get(2)?,
-                        severity: serde_json::from_value(serde_json::Value::String(r.get(3)?))
-                            .unwrap_or(crate::detect::rules::Severity::High),
-                        first_seen: Timestamp(r.get(4)?),
-                        last_seen: Timestamp(r.get(5)?),
-                        count: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
-                        forwarded: r.get::<_, i64>(7)? != 0,
-                        suppressed: r.get(8)?,
-                        alerted_at: r.get::<_, Option<i64>>(9)?.map(Timestamp),
-                        alerted: r.get::<_, Option<i64>>(9)?.is_some(),
-                        rules: serde_json::from_str(&r.get::<_, String>(10)?).unwrap_or_default(),
-                        indicators: serde_json::from_str::<Vec<IndicatorCount>>(
-                            &r.get::<_, String>(11)?,
-                        )
-                        .unwrap_or_default(),
-                        indicators_omitted: u64::try_from(r.get::<_, i64>(12)?).unwrap_or(0),
-                        evidence: evidence_from_json(&r.get::<_, String>(13)?),
-                    },
-                ))
-            })
-            .map_err(|e| e.to_string())?;
+            .prepare("SELECT ip, vendor, category, severity, first_seen, last_seen, count, forwarded, suppressed, alerted_at, rules, indicators, indicators_omitted, evidence FROM detections")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                Detection {
+                    vendor: r.get(1)?,
+                    category: r.get(2)?,
+                    severity: serde_json::from_value(serde_json::Value::String(r.get(3)?))
+                        .unwrap_or(crate::detect::rules::Severity::High),
+                    first_seen: Timestamp(r.get(4)?),
+                    last_seen: Timestamp(r.get(5)?),
+                    count: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
+                    forwarded: r.get::<_, i64>(7)? != 0,
+                    suppressed: r.get(8)?,
+                    alerted_at: r.get::<_, Option<i64>>(9)?.map(Timestamp),
+                    alerted: r.get::<_, Option<i64>>(9)?.is_some(),
+                    rules: serde_json::from_str(&r.get::<_, String>(10)?).unwrap_or_default(),
+                    indicators: serde_json::from_str::<Vec<IndicatorCount>>(
+                        &r.get::<_, String>(11)?,
+                    )
+                    .unwrap_or_default(),
+                    indicators_omitted: u64::try_from(r.get::<_, i64>(12)?).unwrap_or(0),
+                    evidence: evidence_from_json(&r.get::<_, String>(13)?),
+                },
+            ))
+        })?;
         for row in rows {
-            let (ip, det) = row.map_err(|e| e.to_string())?;
+            let (ip, det) = row?;
             if let Ok(ip) = ip.parse::<IpAddr>() {
                 hosts.entry(ip).or_default().detections.push(det);
             }
@@ -579,29 +687,14 @@ impl Store {
     /// The identities of addresses that are not hosts (no detection yet), as the undetected
     /// map holds them: (address, current MAC, identity), the current name and MAC rebuilt by
     /// taking the history in again in time order.
-    pub fn load_undetected(&self) -> Result<Vec<(IpAddr, Undetected)>, String> {
+    pub fn load_undetected(&self) -> Result<Vec<(IpAddr, Undetected)>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT ip, mac, hostname, client_id, source, first_seen, last_seen, count FROM identities WHERE ip NOT IN (SELECT ip FROM hosts) ORDER BY last_seen, rowid")
-            .map_err(|e| e.to_string())?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Option<String>>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, i64>(5)?,
-                    r.get::<_, i64>(6)?,
-                    r.get::<_, i64>(7)?,
-                ))
-            })
-            .map_err(|e| e.to_string())?;
+            .prepare("SELECT ip, mac, hostname, client_id, source, first_seen, last_seen, count FROM identities WHERE ip NOT IN (SELECT ip FROM hosts) ORDER BY last_seen, rowid")?;
+        let rows = stmt.query_map([], identity_cols)?;
         let mut by_ip: std::collections::BTreeMap<IpAddr, Undetected> = Default::default();
         for row in rows {
-            let (ip, mac, hostname, client_id, source, first, last, count) =
-                row.map_err(|e| e.to_string())?;
+            let (ip, mac, hostname, client_id, source, first, last, count) = row?;
             let (Ok(ip), Some(source)) =
                 (ip.parse::<IpAddr>(), IdentitySource::from_label(&source))
             else {
@@ -611,7 +704,7 @@ impl Store {
             let id = crate::extract::Identity {
                 ts: Timestamp(last),
                 ip,
-                mac: mac.as_deref().and_then(parse_mac),
+                mac: mac.as_deref().and_then(|m| m.parse().ok()),
                 hostname,
                 client_id,
                 source,
@@ -632,27 +725,25 @@ impl Store {
         &mut self,
         whole: bool,
         list: &[(IpAddr, Option<Undetected>)],
-    ) -> Result<(), String> {
-        let tx = self.conn.transaction().map_err(|e| e.to_string())?;
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
         if whole {
             tx.execute(
                 "DELETE FROM identities WHERE ip NOT IN (SELECT ip FROM hosts)",
                 [],
-            )
-            .map_err(|e| e.to_string())?;
+            )?;
         }
         for (ip, kept) in list {
             tx.execute(
                 "DELETE FROM identities WHERE ip = ?1 AND ip NOT IN (SELECT ip FROM hosts)",
                 params![ip.to_string()],
-            )
-            .map_err(|e| e.to_string())?;
+            )?;
             for r in kept.iter().flat_map(|(_, id)| &id.history) {
                 tx.execute(
                     "INSERT INTO identities (ip, mac, hostname, client_id, source, first_seen, last_seen, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     params![
                         ip.to_string(),
-                        crate::output::mac_string(r.mac),
+                        r.mac.map(|m| m.to_string()),
                         r.hostname,
                         r.client_id,
                         r.source.as_str(),
@@ -660,15 +751,14 @@ impl Store {
                         r.last_seen.0,
                         r.count as i64,
                     ],
-                )
-                .map_err(|e| e.to_string())?;
+                )?;
             }
         }
-        tx.commit().map_err(|e| e.to_string())
+        Ok(tx.commit()?)
     }
 
     /// The home-net resolvers the inventory remembers.
-    pub fn load_resolvers(&self) -> Result<Vec<(IpAddr, ResolverInfo)>, String> {
+    pub fn load_resolvers(&self) -> Result<Vec<(IpAddr, ResolverInfo)>, StoreError> {
         let read = || -> rusqlite::Result<Vec<(IpAddr, ResolverInfo)>> {
             let mut stmt = self.conn.prepare(
                 "SELECT ip, source, answered, first_answer, last_answer FROM resolvers ORDER BY ip",
@@ -702,12 +792,12 @@ impl Store {
             }
             Ok(out)
         };
-        read().map_err(|e| explain(&self.path, "cannot read resolvers", &e))
+        read().map_err(StoreError::sqlite(&self.path, "cannot read resolvers"))
     }
 
     /// Replaces the remembered resolvers with `list` (bounded by `RESOLVERS_MAX`), in one
     /// transaction.
-    pub fn save_resolvers(&mut self, list: &[(IpAddr, ResolverInfo)]) -> Result<(), String> {
+    pub fn save_resolvers(&mut self, list: &[(IpAddr, ResolverInfo)]) -> Result<(), StoreError> {
         let path = self.path.clone();
         let write = |conn: &mut Connection| -> rusqlite::Result<()> {
             let tx = conn.transaction()?;
@@ -726,14 +816,14 @@ impl Store {
             }
             tx.commit()
         };
-        write(&mut self.conn).map_err(|e| explain(&path, "cannot save resolvers", &e))
+        write(&mut self.conn).map_err(StoreError::sqlite(&path, "cannot save resolvers"))
     }
 
     /// Saves these hosts (insert or replace), in one transaction.
-    pub fn save(&mut self, hosts: &[(IpAddr, Host)]) -> Result<(), String> {
+    pub fn save(&mut self, hosts: &[(IpAddr, Host)]) -> Result<(), StoreError> {
         let path = self.path.clone();
         self.save_rows(hosts)
-            .map_err(|e| explain(&path, "cannot save", &e))
+            .map_err(StoreError::sqlite(&path, "cannot save"))
     }
 
     fn save_rows(&mut self, hosts: &[(IpAddr, Host)]) -> rusqlite::Result<()> {
@@ -746,7 +836,7 @@ impl Store {
                  hostname = excluded.hostname, hostname_source = excluded.hostname_source, identities_omitted = excluded.identities_omitted",
                 params![
                     ip.to_string(),
-                    crate::output::mac_string(h.mac),
+                    h.mac.map(|m| m.to_string()),
                     h.ech_connections as i64,
                     h.encrypted_dns_connections as i64,
                     serde_json::to_string(&h.encrypted_dns_via).unwrap_or_default(),
@@ -765,7 +855,7 @@ impl Store {
                     "INSERT INTO identities (ip, mac, hostname, client_id, source, first_seen, last_seen, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     params![
                         ip.to_string(),
-                        crate::output::mac_string(r.mac),
+                        r.mac.map(|m| m.to_string()),
                         r.hostname,
                         r.client_id,
                         r.source.as_str(),
@@ -805,7 +895,7 @@ impl Store {
     }
 
     /// Writes what the fingerprint learner knows (every row replaced: the table is bounded).
-    pub fn save_fingerprints(&mut self, rows: &[FingerprintStats]) -> Result<(), String> {
+    pub fn save_fingerprints(&mut self, rows: &[FingerprintStats]) -> Result<(), StoreError> {
         let write = |conn: &mut Connection| -> rusqlite::Result<()> {
             let tx = conn.transaction()?;
             tx.execute("DELETE FROM fingerprints", [])?;
@@ -821,11 +911,11 @@ impl Store {
             }
             tx.commit()
         };
-        write(&mut self.conn).map_err(|e| explain(&self.path, "cannot save fingerprints", &e))
+        write(&mut self.conn).map_err(StoreError::sqlite(&self.path, "cannot save fingerprints"))
     }
 
     /// What earlier runs learned of client fingerprints (rows that do not parse are skipped).
-    pub fn load_fingerprints(&self) -> Result<Vec<FingerprintStats>, String> {
+    pub fn load_fingerprints(&self) -> Result<Vec<FingerprintStats>, StoreError> {
         let read = || -> rusqlite::Result<Vec<FingerprintStats>> {
             let mut stmt = self
                 .conn
@@ -839,7 +929,7 @@ impl Store {
             }
             Ok(out)
         };
-        read().map_err(|e| explain(&self.path, "cannot read fingerprints", &e))
+        read().map_err(StoreError::sqlite(&self.path, "cannot read fingerprints"))
     }
 
     /// The schema version of the file (for tests and `hosts`).
@@ -850,16 +940,6 @@ impl Store {
             .ok()
             .flatten()
     }
-}
-
-/// A MAC address as the inventories write it (`aa:bb:cc:dd:ee:ff`).
-pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut out = [0u8; 6];
-    let mut parts = s.split(':');
-    for b in &mut out {
-        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
-    }
-    parts.next().is_none().then_some(out)
 }
 
 /// Saves the hosts that changed, every `SAVE_EVERY_SECS`, until stopped; then once more.
@@ -947,7 +1027,7 @@ impl Persister {
                             unsaved2.store(true, Ordering::Relaxed);
                             l.mark_dirty();
                             if let Ok(mut last) = last2.lock() {
-                                *last = Some(e);
+                                *last = Some(e.to_string());
                             }
                         }
                     }
@@ -956,7 +1036,7 @@ impl Persister {
                             failures2.fetch_add(1, Ordering::Relaxed);
                             unsaved2.store(true, Ordering::Relaxed);
                             if let Ok(mut l) = last2.lock() {
-                                *l = Some(e);
+                                *l = Some(e.to_string());
                             }
                             r.mark_changed();
                         }
@@ -967,7 +1047,7 @@ impl Persister {
                             failures2.fetch_add(1, Ordering::Relaxed);
                             unsaved2.store(true, Ordering::Relaxed);
                             if let Ok(mut l) = last2.lock() {
-                                *l = Some(e);
+                                *l = Some(e.to_string());
                             }
                             hosts
                                 .mark_dirty_undetected(whole, undetected.iter().map(|(ip, _)| *ip));
@@ -1000,7 +1080,7 @@ impl Persister {
                                 );
                             }
                             if let Ok(mut l) = last2.lock() {
-                                *l = Some(e);
+                                *l = Some(e.to_string());
                             }
                             // Keep them dirty: the next save tries again, nothing is lost while we run.
                             hosts.mark_dirty(dirty.iter().map(|(ip, _)| *ip));
@@ -1048,6 +1128,7 @@ impl Persister {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mac::MacAddr;
 
     #[test]
     fn round_trip_and_migrations() {
@@ -1059,7 +1140,7 @@ mod tests {
         assert_eq!(store.schema_version(), Some(SCHEMA_VERSION));
         let ip: IpAddr = "10.1.2.3".parse().unwrap();
         let host = Host {
-            mac: Some([0, 1, 2, 3, 4, 5]),
+            mac: Some(MacAddr([0, 1, 2, 3, 4, 5])),
             detections: vec![Detection {
                 vendor: "kaspersky".into(),
                 category: "update".into(),
@@ -1102,7 +1183,7 @@ mod tests {
                 hostname_source: Some(IdentitySource::DhcpRequest),
                 history: vec![
                     IdentityRecord {
-                        mac: Some([0, 1, 2, 3, 4, 5]),
+                        mac: Some(MacAddr([0, 1, 2, 3, 4, 5])),
                         hostname: Some("ws-1".into()),
                         client_id: Some("01:00:01:02:03:04:05".into()),
                         source: IdentitySource::DhcpRequest,
@@ -1131,7 +1212,7 @@ mod tests {
         let store = Store::open(&path).expect("reopens");
         let loaded = store.load().expect("loads");
         assert_eq!(loaded.len(), 1);
-        assert_eq!(loaded[0].1.mac, Some([0, 1, 2, 3, 4, 5]));
+        assert_eq!(loaded[0].1.mac, Some(MacAddr([0, 1, 2, 3, 4, 5])));
         assert_eq!(loaded[0].1.ech_connections, 3);
         let d = &loaded[0].1.detections[0];
         assert_eq!(
@@ -1286,7 +1367,7 @@ mod tests {
         assert_eq!(loaded.len(), 1);
         let (ip, h) = &loaded[0];
         assert_eq!(ip.to_string(), "10.1.2.3");
-        assert_eq!(h.mac, Some([0x00, 0x11, 0x22, 0x33, 0x44, 0x55]));
+        assert_eq!(h.mac, Some(MacAddr([0x00, 0x11, 0x22, 0x33, 0x44, 0x55])));
         assert_eq!((h.ech_connections, h.encrypted_dns_connections), (2, 1));
         assert_eq!(h.encrypted_dns_via, ["DoT/DoQ 9.9.9.9:853"]);
         assert_eq!(h.identity, HostIdentity::default());
@@ -1311,7 +1392,7 @@ mod tests {
             &crate::extract::Identity {
                 ts: Timestamp(3000),
                 ip: *ip,
-                mac: Some([0x00, 0x11, 0x22, 0x33, 0x44, 0x66]),
+                mac: Some(MacAddr([0x00, 0x11, 0x22, 0x33, 0x44, 0x66])),
                 hostname: Some("ws-9".into()),
                 client_id: None,
                 source: IdentitySource::DhcpAck,
@@ -1345,7 +1426,7 @@ mod tests {
             |ip: IpAddr, ts: i64, name: &str, source: IdentitySource| crate::extract::Identity {
                 ts: Timestamp(ts),
                 ip,
-                mac: (source != IdentitySource::Ptr).then_some([2, 0, 0, 0, 0, 1]),
+                mac: (source != IdentitySource::Ptr).then_some(MacAddr([2, 0, 0, 0, 0, 1])),
                 hostname: Some(name.into()),
                 client_id: None,
                 source,
@@ -1400,7 +1481,8 @@ mod tests {
         conn.pragma_update(None, "user_version", 99).expect("set");
         drop(conn);
         let e = Store::open(&path).err().expect("refused");
-        assert!(e.contains("newer vendorwatch"), "{e}");
+        assert_eq!(e.reason(), "newer_schema");
+        assert!(e.to_string().contains("newer vendorwatch"), "{e}");
         let junk = dir.path().join("junk.db");
         std::fs::write(&junk, vec![7u8; 4096]).expect("write");
         assert!(Store::open(&junk).is_err());
@@ -1414,6 +1496,8 @@ mod tests {
         let e = Store::open_for_writing(&path)
             .err()
             .expect("second writer refused");
+        assert_eq!(e.reason(), "in_use");
+        let e = e.to_string();
         assert!(
             e.contains("another vendorwatch is using it") && e.contains("--state none"),
             "{e}"

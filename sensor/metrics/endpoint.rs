@@ -423,15 +423,12 @@ impl ReportStream {
             known_before: None,
         };
         let roles = ctx.shared.detector.resolver_roles().list();
-        let mut rest = output::report_json(&[], &resolvers, &meta);
-        if let Some(o) = rest.as_object_mut() {
-            o.remove("hosts");
-            if page.paged() {
-                o.insert("next_after".into(), serde_json::json!(next));
-            }
+        let mut rest = output::report_head(&resolvers, &meta);
+        if page.paged() {
+            rest.next_after = Some(next);
         }
         // `rest` is an object of at least `generated_by`: "{…}" becomes "],…}".
-        let rest = rest.to_string();
+        let rest = serde_json::to_string(&rest).unwrap_or_default();
         let tail = match rest.strip_prefix('{') {
             Some(fields) if fields != "}" => format!("],{fields}"),
             _ => "]}".to_string(),
@@ -474,11 +471,13 @@ impl ReportStream {
                 continue;
             };
             let is_resolver = self.resolvers.binary_search(&ip).is_ok();
-            let mut entry = output::host_json(ip, &host, is_resolver);
-            if let (true, Some(o)) = (is_resolver, entry.as_object_mut()) {
-                if let Some((_, info)) = self.roles.iter().find(|(r, _)| *r == ip) {
-                    o.insert("resolver".into(), output::resolver_json(info));
-                }
+            let mut entry = output::report_host(ip, &host, is_resolver);
+            if is_resolver {
+                entry.resolver = self
+                    .roles
+                    .iter()
+                    .find(|(r, _)| *r == ip)
+                    .map(|(_, info)| info.into());
             }
             if !self.first {
                 buf.push(b',');
@@ -818,13 +817,59 @@ fn listener_is_dead(e: &io::Error) -> bool {
     )
 }
 
+/// What to do when the endpoint cannot listen.
+const BIND_ADVICE: &str = "(choose another --metrics-addr, or `off`)";
+
+/// Why the endpoint could not start, or stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    #[error("cannot start the metrics endpoint: {0}")]
+    Runtime(io::Error),
+    #[error("cannot serve metrics on {addr}: {source} {BIND_ADVICE}")]
+    Bind { addr: String, source: io::Error },
+    #[error("cannot serve metrics on {addr}: no address {BIND_ADVICE}")]
+    NoAddress { addr: String },
+    #[error("cannot serve metrics on {addr}: {source}")]
+    LocalAddr { addr: String, source: io::Error },
+    #[error("cannot register the endpoint's metrics: {0}")]
+    Registry(prometheus::Error),
+    #[error("cannot start the metrics thread: {0}")]
+    Thread(io::Error),
+    #[error("accepting connections failed: {0}")]
+    Accept(io::Error),
+    #[error("the connection table is poisoned")]
+    Poisoned,
+}
+
+impl EndpointError {
+    /// Short, fixed: a metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            EndpointError::Runtime(_) => "runtime",
+            EndpointError::Bind { .. } | EndpointError::NoAddress { .. } => "bind",
+            EndpointError::LocalAddr { .. } => "local_addr",
+            EndpointError::Registry(_) => "registry",
+            EndpointError::Thread(_) => "thread",
+            EndpointError::Accept(_) => "accept",
+            EndpointError::Poisoned => "poisoned",
+        }
+    }
+}
+
+/// For the command layer, which still carries its errors as text.
+impl From<EndpointError> for String {
+    fn from(e: EndpointError) -> String {
+        e.to_string()
+    }
+}
+
 /// Runs until `stop` fires (Ok) or the listener fails for good (Err, with why).
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     ctx: Arc<Ctx>,
     slots: Arc<Mutex<Slots>>,
     mut stop: oneshot::Receiver<()>,
-) -> Result<(), String> {
+) -> Result<(), EndpointError> {
     enum Next {
         Stop,
         Accepted(io::Result<(tokio::net::TcpStream, SocketAddr)>),
@@ -848,7 +893,7 @@ async fn accept_loop(
             Next::Stop => return Ok(()),
             Next::Accepted(Ok((stream, _))) => stream,
             Next::Accepted(Err(e)) if listener_is_dead(&e) => {
-                return Err(format!("accepting connections failed: {e}"));
+                return Err(EndpointError::Accept(e));
             }
             Next::Accepted(Err(e)) => {
                 ctx.stats.count(Shed::AcceptError);
@@ -869,7 +914,7 @@ async fn accept_loop(
         }
         let _ = stream.set_nodelay(true);
         let Ok(mut s) = slots.lock() else {
-            return Err("the connection table is poisoned".into());
+            return Err(EndpointError::Poisoned);
         };
         let id = s.next_id;
         s.next_id += 1;
@@ -908,12 +953,12 @@ fn connection_cap() -> usize {
     }
 }
 
-fn bind(addr: &str) -> Result<tokio::net::TcpListener, String> {
-    let advice = "(choose another --metrics-addr, or `off`)";
-    let candidates: Vec<SocketAddr> = addr
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot serve metrics on {addr}: {e} {advice}"))?
-        .collect();
+fn bind(addr: &str) -> Result<tokio::net::TcpListener, EndpointError> {
+    let bind_error = |source| EndpointError::Bind {
+        addr: addr.into(),
+        source,
+    };
+    let candidates: Vec<SocketAddr> = addr.to_socket_addrs().map_err(bind_error)?.collect();
     let mut last = None;
     for a in &candidates {
         let socket = if a.is_ipv4() {
@@ -932,8 +977,8 @@ fn bind(addr: &str) -> Result<tokio::net::TcpListener, String> {
         }
     }
     Err(match last {
-        Some(e) => format!("cannot serve metrics on {addr}: {e} {advice}"),
-        None => format!("cannot serve metrics on {addr}: no address {advice}"),
+        Some(e) => bind_error(e),
+        None => EndpointError::NoAddress { addr: addr.into() },
     })
 }
 
@@ -952,22 +997,24 @@ impl Server {
         shared: Arc<Shared>,
         vendors: Vec<String>,
         span: output::PacketSpan,
-    ) -> Result<Server, String> {
+    ) -> Result<Server, EndpointError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
             .build()
-            .map_err(|e| format!("cannot start the metrics endpoint: {e}"))?;
+            .map_err(EndpointError::Runtime)?;
         let listener = {
             let _entered = runtime.enter();
             bind(addr)?
         };
         let bound = listener
             .local_addr()
-            .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+            .map_err(|source| EndpointError::LocalAddr {
+                addr: addr.into(),
+                source,
+            })?;
         let registry = exporter::registry(&shared);
-        let stats = Stats::new(&registry)
-            .map_err(|e| format!("cannot register the endpoint's metrics: {e}"))?;
+        let stats = Stats::new(&registry).map_err(EndpointError::Registry)?;
         let ctx = Arc::new(Ctx {
             shared,
             vendors,
@@ -995,11 +1042,11 @@ impl Server {
                          /metrics, /healthz and /api/hosts are no longer served"
                     );
                     if let Ok(mut f) = failed.lock() {
-                        *f = Some(why);
+                        *f = Some(why.to_string());
                     }
                 }
             })
-            .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
+            .map_err(EndpointError::Thread)?;
         Ok(Server {
             addr: bound,
             stop: Some(stop_tx),

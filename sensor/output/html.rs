@@ -1,10 +1,16 @@
-//! The compliance report as one self-contained HTML page, built from the host report JSON
-//! (`report_json`): for a SOC manager who prints it or opens it on a machine without network
+//! The compliance report as one self-contained HTML page, built from the host report
+//! (`schema::Report`): for a SOC manager who prints it or opens it on a machine without network
 //! access. Inline CSS and inline SVG only: no scripts, fonts, images or links outside the page.
 //!
-//! The page reads the JSON defensively: keys may be absent (older or newer reports, hand-made
-//! files) and every string in it may come from the wire, so every value is HTML-escaped.
+//! The page takes the report as the schema reads it, tolerantly: members may be absent (older
+//! or newer reports, hand-made files) and every string in it may come from the wire, so every
+//! value is HTML-escaped.
 
+use super::schema::{
+    Label, Report, ReportDetection, ReportEvidence, ReportHost, ReportIdentity, Role, VendorEntry,
+};
+use crate::detect::rules::Severity;
+use crate::extract::{IdentitySource, NameKind};
 use crate::time::Timestamp;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -43,7 +49,8 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-/// A JSON value as display text: strings as they are, null as empty, anything else as JSON.
+/// A JSON value as display text: strings as they are, null as empty, anything else as JSON
+/// (the members of an indicator this build does not know).
 fn text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -52,16 +59,14 @@ fn text(v: &Value) -> String {
     }
 }
 
-/// A non-empty string value, or `None`.
-fn opt_text(v: &Value) -> Option<String> {
-    Some(text(v)).filter(|s| !s.is_empty())
+/// A non-empty text, or `None`.
+fn non_empty<S: AsRef<str>>(s: Option<S>) -> Option<String> {
+    s.map(|s| s.as_ref().to_string()).filter(|s| !s.is_empty())
 }
 
-/// An RFC 3339 timestamp from the report.
-pub fn parse_ts(v: &Value) -> Option<Timestamp> {
-    let s = v.as_str()?;
-    let dt = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
-    i64::try_from(dt.unix_timestamp_nanos()).ok().map(Timestamp)
+/// The non-empty texts of a list.
+fn texts(list: &[String]) -> Vec<String> {
+    list.iter().filter(|s| !s.is_empty()).cloned().collect()
 }
 
 /// The UTC day (days since 1970-01-01) a timestamp falls in.
@@ -173,60 +178,70 @@ pub fn hosts_per_day(
     counts
 }
 
-fn severity_rank(s: &str) -> u8 {
-    match s {
-        "critical" => 5,
-        "high" => 4,
-        "medium" => 3,
-        "low" => 2,
-        "info" => 1,
-        _ => 0,
-    }
+/// A detection's severity as the report gives it: a known one, a word this build does not
+/// know, or none.
+type Rating<'a> = Option<&'a Label<Severity>>;
+
+/// Severities in the order they rank (`Severity`'s own); a word this build does not know, or
+/// none, ranks below them all.
+fn severity_rank(s: Rating<'_>) -> Option<Severity> {
+    s.and_then(Label::known)
 }
 
-const SEVERITIES: [&str; 5] = ["critical", "high", "medium", "low", "info"];
+/// The severity as text ("" when there is none).
+fn severity_text(s: Rating<'_>) -> &str {
+    s.map_or("", Label::as_str)
+}
+
+/// Highest first.
+const SEVERITIES: [Severity; 5] = [
+    Severity::Critical,
+    Severity::High,
+    Severity::Medium,
+    Severity::Low,
+    Severity::Info,
+];
 
 /// CSS class suffix for a severity (only known values, so nothing from the JSON reaches CSS).
-fn severity_class(s: &str) -> &'static str {
-    match s {
-        "critical" => "critical",
-        "high" => "high",
-        "medium" => "medium",
-        "low" => "low",
-        "info" => "info",
-        _ => "unknown",
+fn severity_class(s: Rating<'_>) -> &'static str {
+    severity_rank(s).map_or("unknown", Severity::as_str)
+}
+
+/// How the page names a kind of indicator ("" for one it has no words for).
+fn kind_label(kind: Option<&Label<NameKind>>) -> &'static str {
+    match kind.and_then(Label::known) {
+        Some(NameKind::Dns) => "DNS lookup",
+        Some(NameKind::TlsSni) => "TLS server name",
+        Some(NameKind::QuicSni) => "QUIC server name",
+        Some(NameKind::HttpHost) => "HTTP Host",
+        Some(NameKind::HttpConnect) => "HTTP CONNECT",
+        Some(NameKind::TlsCert) => "TLS certificate",
+        Some(NameKind::Ip) => "IP address",
+        Some(NameKind::Port) => "Port",
+        Some(NameKind::Ja4) => "JA4 fingerprint",
+        Some(NameKind::UserAgent) => "HTTP User-Agent",
+        Some(NameKind::Fingerprint) | None => "",
     }
 }
 
-fn kind_label(kind: &str) -> &'static str {
-    match kind {
-        "dns" => "DNS lookup",
-        "tls_sni" => "TLS server name",
-        "quic_sni" => "QUIC server name",
-        "http_host" => "HTTP Host",
-        "http_connect" => "HTTP CONNECT",
-        "tls_cert" => "TLS certificate",
-        "ip" => "IP address",
-        "port" => "Port",
-        "ja4" => "JA4 fingerprint",
-        "user_agent" => "HTTP User-Agent",
-        _ => "",
-    }
+/// The kind of an indicator as text ("" when there is none).
+fn kind_text(kind: Option<&Label<NameKind>>) -> &str {
+    kind.map_or("", Label::as_str)
 }
 
-/// One detection (host × vendor × category) as read from the JSON.
+/// One detection (host × vendor × category) as read from the report.
 struct Det<'a> {
     vendor: String,
     category: String,
-    severity: String,
+    severity: Rating<'a>,
     first: Option<Timestamp>,
     last: Option<Timestamp>,
     count: u64,
     forwarded: bool,
-    raw: &'a Value,
+    raw: &'a ReportDetection,
 }
 
-/// One host as read from the JSON.
+/// One host as read from the report.
 struct HostRow<'a> {
     idx: usize,
     ip: String,
@@ -238,7 +253,7 @@ struct HostRow<'a> {
     enc_dns: u64,
     via: Vec<String>,
     /// DHCP / PTR identities of the address, as the report lists them.
-    identities: &'a [Value],
+    identities: &'a [ReportIdentity],
     /// The address was seen with more than one MAC (it moved between machines).
     multiple_macs: bool,
     /// A forward proxy: the clients whose proxied requests for a vendor name reached this
@@ -271,12 +286,11 @@ impl HostRow<'_> {
     fn findings(&self) -> u64 {
         self.own().map(|d| d.count).sum()
     }
-    fn max_severity(&self) -> String {
+    fn max_severity(&self) -> Rating<'_> {
         self.own()
-            .map(|d| d.severity.as_str())
-            .max_by_key(|s| severity_rank(s))
-            .unwrap_or("")
-            .to_string()
+            .map(|d| d.severity)
+            .max_by_key(|s| severity_rank(*s))
+            .flatten()
     }
     /// `vendor: cat1, cat2` per vendor, own detections only.
     fn vendor_categories(&self) -> Vec<(String, Vec<String>)> {
@@ -290,59 +304,50 @@ impl HostRow<'_> {
     }
 }
 
-fn read_hosts(report: &Value) -> Vec<HostRow<'_>> {
-    let Some(hosts) = report.get("hosts").and_then(Value::as_array) else {
-        return Vec::new();
-    };
-    hosts
+fn read_host(idx: usize, h: &ReportHost) -> HostRow<'_> {
+    let dets = h
+        .detections
         .iter()
-        .enumerate()
-        .map(|(idx, h)| {
-            let dets = h
-                .get("detections")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .map(|d| Det {
-                            vendor: opt_text(&d["vendor"]).unwrap_or_else(|| "unknown".into()),
-                            category: opt_text(&d["category"]).unwrap_or_else(|| "unknown".into()),
-                            severity: opt_text(&d["severity"]).unwrap_or_default(),
-                            first: parse_ts(&d["first_seen"]),
-                            last: parse_ts(&d["last_seen"]),
-                            count: d["count"].as_u64().unwrap_or(0),
-                            forwarded: d["forwarded"].as_bool().unwrap_or(false),
-                            raw: d,
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let hidden = &h["names_hidden"];
-            HostRow {
-                idx,
-                // The agency report keys hosts by site and address: the site goes with it.
-                ip: match (opt_text(&h["ip"]), opt_text(&h["site"])) {
-                    (Some(ip), Some(site)) => format!("{ip} ({site})"),
-                    (ip, _) => ip.unwrap_or_else(|| "unknown".into()),
-                },
-                mac: opt_text(&h["mac"]),
-                hostname: opt_text(&h["hostname"]),
-                role: opt_text(&h["role"]).unwrap_or_else(|| "client".into()),
-                dets,
-                ech: hidden["ech_connections"].as_u64().unwrap_or(0),
-                enc_dns: hidden["encrypted_dns_connections"].as_u64().unwrap_or(0),
-                via: hidden["encrypted_dns_via"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(opt_text).collect())
-                    .unwrap_or_default(),
-                identities: h["identities"].as_array().map_or(&[], Vec::as_slice),
-                multiple_macs: h["multiple_macs"].as_bool().unwrap_or(false),
-                proxy_for: Vec::new(),
-                sensors: h["sensors"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(opt_text).collect())
-                    .unwrap_or_default(),
-            }
+        .map(|d| Det {
+            vendor: non_empty(Some(&d.vendor)).unwrap_or_else(|| "unknown".into()),
+            category: non_empty(Some(&d.category)).unwrap_or_else(|| "unknown".into()),
+            severity: d.severity.as_ref(),
+            first: d.first_seen,
+            last: d.last_seen,
+            count: d.count,
+            forwarded: d.forwarded,
+            raw: d,
         })
+        .collect();
+    let hidden = &h.names_hidden;
+    HostRow {
+        idx,
+        // The agency report keys hosts by site and address: the site goes with it.
+        ip: match (h.ip, non_empty(h.site.as_deref())) {
+            (Some(ip), Some(site)) => format!("{ip} ({site})"),
+            (ip, _) => ip.map_or_else(|| "unknown".into(), |ip| ip.to_string()),
+        },
+        mac: h.mac.map(|m| m.to_string()),
+        hostname: non_empty(h.hostname.as_deref()),
+        role: non_empty(h.role.as_ref().map(Label::as_str)).unwrap_or_else(|| "client".into()),
+        dets,
+        ech: hidden.ech_connections,
+        enc_dns: hidden.encrypted_dns_connections,
+        via: texts(&hidden.encrypted_dns_via),
+        identities: &h.identities,
+        multiple_macs: h.multiple_macs,
+        proxy_for: Vec::new(),
+        sensors: h.sensors.as_deref().map(texts).unwrap_or_default(),
+    }
+}
+
+fn read_hosts(report: &Report) -> Vec<HostRow<'_>> {
+    report
+        .hosts
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(idx, h)| read_host(idx, h))
         .collect()
 }
 
@@ -353,38 +358,26 @@ struct VendorInfo {
     legal_basis: Vec<String>,
 }
 
-fn string_list(v: &Value) -> Vec<String> {
-    match v {
-        Value::Array(a) => a.iter().filter_map(opt_text).collect(),
-        Value::Null => Vec::new(),
-        other => opt_text(other).into_iter().collect(),
-    }
-}
-
-/// The vendors list: plain ids (`["kaspersky"]`) or objects (`{"vendor", "name",
-/// "legal_basis"}`), plus a top-level `legal_basis` map (vendor → text or list) when present.
-fn read_vendors(report: &Value) -> Option<Vec<VendorInfo>> {
+/// The vendors list: plain ids (`["kaspersky"]`) or packs (`{"vendor", "name",
+/// "legal_basis"}`), plus a hand-made report's `legal_basis` map (vendor → text or list).
+fn read_vendors(report: &Report) -> Option<Vec<VendorInfo>> {
     let mut out: Vec<VendorInfo> = Vec::new();
     let mut seen = false;
-    for key in ["vendors", "packs", "rule_packs"] {
-        let Some(list) = report.get(key).and_then(Value::as_array) else {
+    for list in [&report.vendors, &report.packs, &report.rule_packs] {
+        let Some(list) = list else {
             continue;
         };
         seen = true;
         for v in list {
             let (id, name, basis) = match v {
-                Value::Object(o) => {
-                    let id = ["vendor", "id", "name"]
-                        .iter()
-                        .find_map(|k| o.get(*k).and_then(opt_text));
-                    let name = o
-                        .get("name")
-                        .and_then(opt_text)
-                        .filter(|n| Some(n) != id.as_ref());
-                    let basis = o.get("legal_basis").map(string_list).unwrap_or_default();
-                    (id, name, basis)
+                VendorEntry::Pack(p) => {
+                    let id = [&p.vendor, &p.id, &p.name]
+                        .into_iter()
+                        .find_map(|k| non_empty(k.as_deref()));
+                    let name = non_empty(p.name.as_deref()).filter(|n| Some(n) != id.as_ref());
+                    (id, name, texts(&p.legal_basis))
                 }
-                other => (opt_text(other), None, Vec::new()),
+                VendorEntry::Id(id) => (non_empty(Some(id)), None, Vec::new()),
             };
             let Some(id) = id else { continue };
             match out.iter_mut().find(|x| x.id == id) {
@@ -406,9 +399,9 @@ fn read_vendors(report: &Value) -> Option<Vec<VendorInfo>> {
             }
         }
     }
-    if let Some(map) = report.get("legal_basis").and_then(Value::as_object) {
+    if let Some(map) = &report.legal_basis {
         for (vendor, basis) in map {
-            let basis = string_list(basis);
+            let basis = texts(&basis.0);
             match out.iter_mut().find(|x| &x.id == vendor) {
                 Some(x) => {
                     for b in basis {
@@ -544,6 +537,11 @@ pub fn render(report: &Value, now: Timestamp, stale_days: u64) -> String {
 /// `render`, with the footer naming what the report was built from (`source`, in words:
 /// "the inventory /var/lib/vendorwatch/inventory.db", "the host report hosts.json").
 pub fn render_from(report: &Value, now: Timestamp, stale_days: u64, source: &str) -> String {
+    render_report(&Report::read(report), now, stale_days, source)
+}
+
+/// `render_from`, for a report already typed.
+pub fn render_report(report: &Report, now: Timestamp, stale_days: u64, source: &str) -> String {
     let mut hosts = read_hosts(report);
     mark_proxies(&mut hosts);
     let detected: Vec<&HostRow> = hosts.iter().filter(|h| h.detected()).collect();
@@ -587,14 +585,13 @@ pub fn render_from(report: &Value, now: Timestamp, stale_days: u64, source: &str
     out
 }
 
-fn header(out: &mut String, report: &Value, now: Timestamp, stale_days: u64, hosts: &[HostRow]) {
+fn header(out: &mut String, report: &Report, now: Timestamp, stale_days: u64, hosts: &[HostRow]) {
     out.push_str("<header>\n<h1>Banned-vendor software: compliance report</h1>\n");
     out.push_str("<p class=\"subtitle\">Internal hosts whose network traffic shows software from banned vendors, with the evidence for each.</p>\n");
     out.push_str("<dl class=\"meta\">\n");
-    let gen = opt_text(&report["generated_by"]).unwrap_or_else(|| "unknown".into());
+    let gen = non_empty(Some(&report.generated_by)).unwrap_or_else(|| "unknown".into());
     let _ = writeln!(out, "<dt>Sensor</dt><dd>{}</dd>", escape(&gen));
-    let first = parse_ts(&report["first_packet"]);
-    let last = parse_ts(&report["last_packet"]);
+    let (first, last) = (report.first_packet, report.last_packet);
     let span = match (first, last) {
         (Some(a), Some(b)) => format!(
             "{} → {} <span class=\"muted\">({})</span>",
@@ -652,10 +649,7 @@ fn header(out: &mut String, report: &Value, now: Timestamp, stale_days: u64, hos
         }
     }
     out.push_str("</dd>\n");
-    let resolvers: Vec<String> = report["resolvers"]
-        .as_array()
-        .map(|a| a.iter().filter_map(opt_text).collect())
-        .unwrap_or_default();
+    let resolvers: Vec<String> = report.resolvers.iter().map(|r| r.to_string()).collect();
     if !resolvers.is_empty() {
         let list: Vec<String> = resolvers
             .iter()
@@ -741,11 +735,10 @@ fn headline(
     out.push_str("</div>\n");
 
     // Hosts by their highest severity.
-    let mut by_sev: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut by_sev: BTreeMap<Severity, usize> = BTreeMap::new();
     let mut other = 0usize;
     for h in detected {
-        let s = h.max_severity();
-        match SEVERITIES.iter().find(|x| **x == s) {
+        match severity_rank(h.max_severity()) {
             Some(x) => *by_sev.entry(x).or_default() += 1,
             None => other += 1,
         }
@@ -753,16 +746,17 @@ fn headline(
     out.push_str("<div class=\"panel\"><h3>Hosts by highest severity</h3>");
     let mut rows: Vec<(String, usize, &str)> = SEVERITIES
         .iter()
-        .map(|s| {
+        .map(|sev| {
+            let s = sev.as_str();
             (
                 format!("<span class=\"sev sev-{s}\">{s}</span>"),
-                by_sev.get(s).copied().unwrap_or(0),
-                match *s {
-                    "critical" => "sev-critical",
-                    "high" => "sev-high",
-                    "medium" => "sev-medium",
-                    "low" => "sev-low",
-                    _ => "sev-info",
+                by_sev.get(sev).copied().unwrap_or(0),
+                match sev {
+                    Severity::Critical => "sev-critical",
+                    Severity::High => "sev-high",
+                    Severity::Medium => "sev-medium",
+                    Severity::Low => "sev-low",
+                    Severity::Info => "sev-info",
                 },
             )
         })
@@ -803,25 +797,25 @@ fn headline(
 fn vendor_table(out: &mut String, detected: &[&HostRow], is_active: &dyn Fn(&HostRow) -> bool) {
     out.push_str("<section>\n<h2>Vendors and categories</h2>\n");
     #[derive(Default)]
-    struct Agg {
+    struct Agg<'a> {
         hosts: BTreeSet<usize>,
         active: BTreeSet<usize>,
         findings: u64,
-        severity: String,
+        severity: Rating<'a>,
         first: Option<Timestamp>,
         last: Option<Timestamp>,
     }
-    impl Agg {
-        fn add(&mut self, h: &HostRow, d: &Det, active: bool) {
+    impl<'a> Agg<'a> {
+        fn add(&mut self, h: &HostRow, d: &Det<'a>, active: bool) {
             self.hosts.insert(h.idx);
             if active {
                 self.active.insert(h.idx);
             }
             self.findings += d.count;
-            if severity_rank(&d.severity) > severity_rank(&self.severity)
-                || self.severity.is_empty()
+            if severity_rank(d.severity) > severity_rank(self.severity)
+                || severity_text(self.severity).is_empty()
             {
-                self.severity = d.severity.clone();
+                self.severity = d.severity;
             }
             self.first = match (self.first, d.first) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -848,14 +842,13 @@ fn vendor_table(out: &mut String, detected: &[&HostRow], is_active: &dyn Fn(&Hos
     }
     out.push_str("<table class=\"data vendors\"><thead><tr><th>Vendor</th><th>Category</th><th class=\"n\">Hosts</th><th class=\"n\">Still active</th><th class=\"n\">Gone quiet</th><th class=\"n\">Findings</th><th>Highest severity</th><th>First seen</th><th>Last seen</th></tr></thead><tbody>\n");
     let row = |out: &mut String, class: &str, vendor: &str, cat: &str, a: &Agg| {
-        let sev = if a.severity.is_empty() {
-            String::new()
-        } else {
-            format!(
+        let sev = match severity_text(a.severity) {
+            "" => String::new(),
+            text => format!(
                 "<span class=\"sev sev-{}\">{}</span>",
-                severity_class(&a.severity),
-                escape(&a.severity)
-            )
+                severity_class(a.severity),
+                escape(text)
+            ),
         };
         let _ = writeln!(
             out,
@@ -894,7 +887,7 @@ fn tick_step(max: u32) -> u32 {
     ((nice * mag).round() as u32).max(1)
 }
 
-fn timeline(out: &mut String, report: &Value, detected: &[&HostRow]) {
+fn timeline(out: &mut String, report: &Report, detected: &[&HostRow]) {
     out.push_str("<section>\n<h2>Timeline: hosts with detections per day</h2>\n");
     let spans: Vec<Vec<(Timestamp, Timestamp)>> = detected
         .iter()
@@ -910,8 +903,12 @@ fn timeline(out: &mut String, report: &Value, detected: &[&HostRow]) {
         })
         .collect();
     let all = spans.iter().flatten();
-    let first = parse_ts(&report["first_packet"]).or_else(|| all.clone().map(|s| s.0).min());
-    let last = parse_ts(&report["last_packet"]).or_else(|| all.clone().map(|s| s.1).max());
+    let first = report
+        .first_packet
+        .or_else(|| all.clone().map(|s| s.0).min());
+    let last = report
+        .last_packet
+        .or_else(|| all.clone().map(|s| s.1).max());
     let (Some(first), Some(last)) = (first, last) else {
         out.push_str("<p class=\"empty\">No dated traffic in this report.</p>\n</section>\n");
         return;
@@ -1066,8 +1063,11 @@ fn host_table(out: &mut String, rows: &[&HostRow], now: Timestamp) {
             escape(h.mac.as_deref().unwrap_or("—")),
             escape(&h.role),
             vendor_cell(h),
-            severity_class(&sev),
-            escape(if sev.is_empty() { "unrated" } else { &sev }),
+            severity_class(sev),
+            escape(match severity_text(sev) {
+                "" => "unrated",
+                text => text,
+            }),
             fmt_ts(h.first_seen()),
             fmt_ts(h.last_seen()),
             ago,
@@ -1139,34 +1139,37 @@ fn host_lists(
     }
 }
 
-fn indicator_context(ind: &Value) -> String {
+fn indicator_context(ind: &super::schema::Indicator) -> String {
     let mut parts: Vec<String> = Vec::new();
-    if let Some(q) = opt_text(&ind["query"]) {
+    if let Some(q) = non_empty(ind.query.as_deref()) {
         parts.push(format!(
             "asked as <code>{}</code> (reached through a CNAME chain)",
             escape(&q)
         ));
     }
-    if let Some(n) = opt_text(&ind["name"]) {
+    if let Some(n) = non_empty(ind.name.as_deref()) {
         parts.push(format!(
             "address learned from the DNS answer for <code>{}</code>",
             escape(&n)
         ));
     }
-    if let Some(p) = opt_text(&ind["path"]) {
+    if let Some(p) = non_empty(ind.path.as_deref()) {
         parts.push(format!("request <code>{}</code>", escape(&p)));
     }
-    if let Some(o) = ind.as_object() {
-        for (k, v) in o {
-            if matches!(
-                k.as_str(),
-                "kind" | "value" | "count" | "query" | "name" | "path"
-            ) || v.is_null()
-            {
-                continue;
-            }
-            parts.push(format!("{}: <code>{}</code>", escape(k), escape(&text(v))));
+    // Every other member, by name: the ECH flags, and what a newer report adds.
+    let mut rest: BTreeMap<&str, String> = ind
+        .other
+        .iter()
+        .filter(|(k, v)| !v.is_null() && !matches!(k.as_str(), "count" | "query" | "name" | "path"))
+        .map(|(k, v)| (k.as_str(), text(v)))
+        .collect();
+    for (k, set) in [("ech", ind.ech), ("ech_real", ind.ech_real)] {
+        if set {
+            rest.insert(k, "true".into());
         }
+    }
+    for (k, v) in rest {
+        parts.push(format!("{}: <code>{}</code>", escape(k), escape(&v)));
     }
     parts.join("<br>")
 }
@@ -1194,7 +1197,7 @@ fn evidence(out: &mut String, hosts: &[HostRow], is_active: &dyn Fn(&HostRow) ->
         if let Some(n) = &h.hostname {
             let _ = write!(out, "<span>{}</span>", escape(n));
         }
-        let role_class = if h.role == "resolver" {
+        let role_class = if h.role == Role::Resolver.as_str() {
             "tag resolver"
         } else {
             "tag"
@@ -1239,14 +1242,17 @@ fn evidence(out: &mut String, hosts: &[HostRow], is_active: &dyn Fn(&HostRow) ->
         }
         out.push_str("</header>\n<div class=\"body\">\n");
         for d in &h.dets {
-            let sc = severity_class(&d.severity);
+            let sc = severity_class(d.severity);
             let _ = write!(
                 out,
                 "<div class=\"det s-{sc}{}\">\n<div class=\"head\"><strong>{} / {}</strong><span class=\"sev sev-{sc}\">{}</span>",
                 if d.forwarded { " forwarded" } else { "" },
                 escape(&d.vendor),
                 escape(&d.category),
-                escape(if d.severity.is_empty() { "unrated" } else { &d.severity })
+                escape(match severity_text(d.severity) {
+                    "" => "unrated",
+                    text => text,
+                })
             );
             if d.forwarded {
                 out.push_str("<span class=\"tag fwd\">forwarded resolver lookups</span>");
@@ -1262,7 +1268,7 @@ fn evidence(out: &mut String, hosts: &[HostRow], is_active: &dyn Fn(&HostRow) ->
             if d.forwarded {
                 out.push_str("<p class=\"note\">Upstream lookups this resolver made on behalf of its clients; the clients that asked are reported on their own.</p>\n");
             }
-            let rules = string_list(&d.raw["rules"]);
+            let rules = texts(&d.raw.rules);
             if !rules.is_empty() {
                 out.push_str("<div class=\"rules small\"><span class=\"muted\">Rules:</span>");
                 for r in rules {
@@ -1270,34 +1276,32 @@ fn evidence(out: &mut String, hosts: &[HostRow], is_active: &dyn Fn(&HostRow) ->
                 }
                 out.push_str("</div>\n");
             }
-            if let Some(inds) = d.raw["indicators"].as_array().filter(|a| !a.is_empty()) {
+            let inds = &d.raw.indicators;
+            if !inds.is_empty() {
                 out.push_str("<table class=\"data indicators\"><thead><tr><th>Seen as</th><th>Value</th><th class=\"n\">Count</th><th>Context</th></tr></thead><tbody>\n");
                 for ind in inds {
-                    let kind = text(&ind["kind"]);
-                    let label = kind_label(&kind);
+                    let kind = kind_text(ind.kind.as_ref());
+                    let label = kind_label(ind.kind.as_ref());
                     let kind_cell = if label.is_empty() {
-                        format!("<span class=\"mono\">{}</span>", escape(&kind))
+                        format!("<span class=\"mono\">{}</span>", escape(kind))
                     } else {
                         format!(
                             "{label} <span class=\"mono muted small\">{}</span>",
-                            escape(&kind)
+                            escape(kind)
                         )
                     };
-                    let count = ind["count"]
-                        .as_u64()
-                        .map(|c| c.to_string())
-                        .unwrap_or_default();
+                    let count = ind.count.map(|c| c.to_string()).unwrap_or_default();
                     let _ = writeln!(
                         out,
                         "<tr><td class=\"t\">{kind_cell}</td><td class=\"mono val\">{}</td><td class=\"n\">{count}</td><td class=\"small\">{}</td></tr>",
-                        escape(&text(&ind["value"])),
+                        escape(&ind.value),
                         indicator_context(ind)
                     );
                 }
                 out.push_str("</tbody></table>\n");
             }
             evidence_sample(out, d);
-            if let Some(n) = d.raw["indicators_omitted"].as_u64().filter(|n| *n > 0) {
+            if let Some(n) = Some(d.raw.indicators_omitted).filter(|n| *n > 0) {
                 let _ = writeln!(
                     out,
                     "<p class=\"note\">…and {n} more finding{} with indicators beyond the kept sample (counted only).</p>",
@@ -1348,7 +1352,7 @@ fn evidence(out: &mut String, hosts: &[HostRow], is_active: &dyn Fn(&HostRow) ->
 /// Kinds of indicator a client sends to a forward proxy: the Host of an absolute-form request
 /// and the target of CONNECT (and the TLS name inside the tunnel, which goes to the proxy's
 /// address too).
-const PROXIED_KINDS: [&str; 3] = ["http_host", "http_connect", "tls_sni"];
+const PROXIED_KINDS: [NameKind; 3] = [NameKind::HttpHost, NameKind::HttpConnect, NameKind::TlsSni];
 
 /// Finds forward proxies: a host with detections of its own that other hosts sent requests
 /// for the same vendor names to (their evidence flows end at its address). Its detections
@@ -1357,8 +1361,8 @@ fn mark_proxies(hosts: &mut [HostRow<'_>]) {
     let values_of = |h: &HostRow<'_>| -> Vec<String> {
         h.dets
             .iter()
-            .flat_map(|d| d.raw["indicators"].as_array().into_iter().flatten())
-            .filter_map(|i| opt_text(&i["value"]))
+            .flat_map(|d| &d.raw.indicators)
+            .filter_map(|i| non_empty(Some(&i.value)))
             .collect()
     };
     let mut marks: Vec<(usize, String)> = Vec::new();
@@ -1369,10 +1373,17 @@ fn mark_proxies(hosts: &mut [HostRow<'_>]) {
         let own = values_of(proxy);
         for client in hosts.iter().filter(|c| c.ip != proxy.ip) {
             let sent_through = client.dets.iter().any(|d| {
-                d.raw["evidence"].as_array().into_iter().flatten().any(|e| {
-                    text(&e["flow"]["dst_ip"]) == proxy.ip
-                        && PROXIED_KINDS.contains(&text(&e["indicator"]["kind"]).as_str())
-                        && own.contains(&text(&e["indicator"]["value"]))
+                d.raw.evidence.iter().any(|e| {
+                    let (Some(flow), Some(ind)) = (&e.flow, &e.indicator) else {
+                        return false;
+                    };
+                    flow.dst_ip.to_string() == proxy.ip
+                        && ind
+                            .kind
+                            .as_ref()
+                            .and_then(Label::known)
+                            .is_some_and(|k| PROXIED_KINDS.contains(&k))
+                        && own.contains(&ind.value)
                 })
             });
             if sent_through {
@@ -1393,9 +1404,10 @@ fn mark_proxies(hosts: &mut [HostRow<'_>]) {
 type EvidenceRow = (Option<Timestamp>, String, Vec<(String, String)>);
 
 fn evidence_sample(out: &mut String, d: &Det) {
-    let Some(ev) = d.raw["evidence"].as_array().filter(|a| !a.is_empty()) else {
+    let ev: &[ReportEvidence] = &d.raw.evidence;
+    if ev.is_empty() {
         return;
-    };
+    }
     let _ = writeln!(
         out,
         "<table class=\"data evidence-sample\"><caption class=\"note\">Evidence sample: {} of {} finding{} (the first and the latest)</caption><thead><tr><th>Time</th><th>Seen as</th><th>Value</th><th>Flow</th></tr></thead><tbody>",
@@ -1408,20 +1420,21 @@ fn evidence_sample(out: &mut String, d: &Det) {
     // CNAME target, or two rules) share the row.
     let mut rows: Vec<EvidenceRow> = Vec::new();
     for e in ev {
-        let f = &e["flow"];
-        let time = parse_ts(&e["time"]);
-        let flow = format!(
-            "{}:{} → {}:{} {}",
-            text(&f["src_ip"]),
-            text(&f["src_port"]),
-            text(&f["dst_ip"]),
-            text(&f["dst_port"]),
-            text(&f["transport"])
-        );
-        let seen = (
-            text(&e["indicator"]["kind"]),
-            text(&e["indicator"]["value"]),
-        );
+        let time = e.time;
+        let flow = match &e.flow {
+            Some(f) => format!(
+                "{}:{} → {}:{} {}",
+                f.src_ip,
+                f.src_port,
+                f.dst_ip,
+                f.dst_port,
+                f.transport.as_str()
+            ),
+            None => ": → : ".to_string(),
+        };
+        let seen = e.indicator.as_ref().map_or_else(Default::default, |i| {
+            (kind_text(i.kind.as_ref()).to_string(), i.value.clone())
+        });
         match rows.iter_mut().find(|(t, fl, _)| *t == time && *fl == flow) {
             Some((_, _, list)) => {
                 if !list.contains(&seen) {
@@ -1457,27 +1470,27 @@ fn identity_history(out: &mut String, h: &HostRow) {
     out.push_str("<div class=\"identities\"><strong>Identity history</strong> <span class=\"muted small\">(DHCP and DNS PTR answers seen on the wire)</span>\n");
     out.push_str("<table class=\"data identity-history\"><thead><tr><th>Source</th><th>MAC</th><th>Host name</th><th>Client id</th><th>First seen</th><th>Last seen</th><th class=\"n\">Seen</th></tr></thead><tbody>\n");
     for i in h.identities {
-        let mac = opt_text(&i["mac"]);
+        let mac = i.mac.map(|m| m.to_string());
         let other = mac.is_some() && mac != h.mac;
-        let source = match text(&i["source"]).as_str() {
-            "dhcp_request" => "DHCP request",
-            "dhcp_inform" => "DHCP inform",
-            "dhcp_ack" => "DHCP ack",
-            "dhcpv6_request" => "DHCPv6 request",
-            "dhcpv6_reply" => "DHCPv6 reply",
-            "ptr" => "DNS PTR",
-            _ => "other",
+        let source = match i.source.as_ref().and_then(Label::known) {
+            Some(IdentitySource::DhcpRequest) => "DHCP request",
+            Some(IdentitySource::DhcpInform) => "DHCP inform",
+            Some(IdentitySource::DhcpAck) => "DHCP ack",
+            Some(IdentitySource::Dhcpv6Request) => "DHCPv6 request",
+            Some(IdentitySource::Dhcpv6Reply) => "DHCPv6 reply",
+            Some(IdentitySource::Ptr) => "DNS PTR",
+            None => "other",
         };
         let _ = writeln!(
             out,
             "<tr{}><td>{source}</td><td class=\"mono\">{}</td><td class=\"mono val\">{}</td><td class=\"mono small val\">{}</td><td class=\"t\">{}</td><td class=\"t\">{}</td><td class=\"n\">{}</td></tr>",
             if other { " class=\"other-mac\"" } else { "" },
             escape(mac.as_deref().unwrap_or("—")),
-            escape(opt_text(&i["hostname"]).as_deref().unwrap_or("—")),
-            escape(opt_text(&i["client_id"]).as_deref().unwrap_or("—")),
-            fmt_ts(parse_ts(&i["first_seen"])),
-            fmt_ts(parse_ts(&i["last_seen"])),
-            i["count"].as_u64().unwrap_or(0)
+            escape(non_empty(i.hostname.as_deref()).as_deref().unwrap_or("—")),
+            escape(non_empty(i.client_id.as_deref()).as_deref().unwrap_or("—")),
+            fmt_ts(i.first_seen),
+            fmt_ts(i.last_seen),
+            i.count
         );
     }
     out.push_str("</tbody></table></div>\n");
@@ -1489,7 +1502,7 @@ mod tests {
     use serde_json::json;
 
     fn ts(s: &str) -> Timestamp {
-        parse_ts(&json!(s)).expect("timestamp")
+        Timestamp::parse_rfc3339(s).expect("timestamp")
     }
 
     #[test]

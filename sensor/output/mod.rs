@@ -2,17 +2,16 @@
 //!
 //! The JSON shapes are contracts (DESIGN.md); fields are only ever added.
 
-use crate::decode::Proto;
 use crate::detect::{Finding, RuleSet};
 use crate::extract::{Detail, FlowId, NameEvent};
 use crate::hosts::{Detection, Host};
 use crate::time::Timestamp;
-use serde::Serialize;
-use serde_json::json;
+use schema::{Label, Role};
 use std::net::IpAddr;
 
 pub mod alertfile;
 pub mod html;
+pub mod schema;
 pub mod sink;
 pub mod summary;
 pub mod syslog;
@@ -21,221 +20,312 @@ pub mod syslog;
 /// start when it ships to one: alerts and the report then say which sensor and site saw them.
 pub static SENSOR_IDENTITY: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
 
-pub fn mac_string(mac: Option<[u8; 6]>) -> Option<String> {
-    mac.map(|m| {
-        format!(
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
-    })
+/// A record as one line of JSON (without the newline).
+fn line<T: serde::Serialize>(record: &T) -> String {
+    // The records hold strings, numbers and maps with string keys only: this cannot fail.
+    serde_json::to_string(record).unwrap_or_default()
 }
 
-#[derive(Serialize)]
-struct FlowJson {
-    src_ip: IpAddr,
-    src_port: u16,
-    dst_ip: IpAddr,
-    dst_port: u16,
-    transport: Proto,
-}
-
-fn flow_json(f: &FlowId) -> FlowJson {
-    FlowJson {
-        src_ip: f.client.ip(),
-        src_port: f.client.port(),
-        dst_ip: f.server.ip(),
-        dst_port: f.server.port(),
-        transport: f.proto,
+/// One alert.
+/// `hostname`: what DHCP or a PTR answer named the host, when the wire did.
+pub fn alert(
+    f: &Finding,
+    det: &Detection,
+    rules: &RuleSet,
+    hostname: Option<&str>,
+) -> schema::Alert {
+    let rule = rules.rule(f.rule);
+    schema::Alert {
+        category: rule.category.clone(),
+        confidence: rule.confidence,
+        count: det.count,
+        description: rule.description.clone(),
+        dns_server: f
+            .public_resolver
+            .map(|ip| schema::DnsServer { ip, public: true }),
+        event_type: schema::EventType::Alert,
+        explanation: f.indicator.ech_explanation(),
+        first_seen: det.first_seen,
+        flow: (&f.flow).into(),
+        host: schema::AlertHost {
+            hostname: hostname.map(str::to_string),
+            ip: f.host,
+            mac: f.host_mac,
+        },
+        indicator: schema::Indicator::of(&f.indicator, None),
+        last_seen: det.last_seen,
+        rule: rule.id.clone(),
+        sensor: schema::SensorId::current(),
+        severity: rule.severity,
+        timestamp: f.ts,
+        tls: f.ja4.clone().map(|ja4| schema::AlertTls { ja4 }),
+        vendor: rule.vendor.clone(),
     }
 }
 
 /// One alert line (without the newline).
-/// `hostname`: what DHCP or a PTR answer named the host, when the wire did.
 pub fn alert_line(f: &Finding, det: &Detection, rules: &RuleSet, hostname: Option<&str>) -> String {
-    let rule = rules.rule(f.rule);
-    let mut host = json!({"ip": f.host, "mac": mac_string(f.host_mac)});
-    if let (Some(name), Some(obj)) = (hostname, host.as_object_mut()) {
-        obj.insert("hostname".into(), json!(name));
-    }
-    let mut v = json!({
-        "timestamp": f.ts,
-        "event_type": "alert",
-        "host": host,
-        "vendor": rule.vendor,
-        "category": rule.category,
-        "rule": rule.id,
-        "severity": rule.severity,
-        "confidence": rule.confidence,
-        "description": rule.description,
-        "indicator": f.indicator,
-        "flow": flow_json(&f.flow),
-        "first_seen": det.first_seen,
-        "last_seen": det.last_seen,
-        "count": det.count,
-    });
-    if let Some(obj) = v.as_object_mut() {
-        if let Some(ip) = f.public_resolver {
-            obj.insert("dns_server".into(), json!({"ip": ip, "public": true}));
-        }
-        if let Some(j) = &f.ja4 {
-            obj.insert("tls".into(), json!({"ja4": j}));
-        }
-        if let Some(why) = f.indicator.ech_explanation() {
-            obj.insert("explanation".into(), json!(why));
-        }
-        if let Some((id, site)) = SENSOR_IDENTITY.get() {
-            obj.insert("sensor".into(), json!({"id": id, "site": site}));
-        }
-    }
-    v.to_string()
+    line(&alert(f, det, rules, hostname))
 }
 
-/// One event line: every extracted name, matched or not.
-pub fn event_line(ev: &NameEvent) -> String {
-    let mut v = json!({
-        "timestamp": ev.ts,
-        "kind": ev.kind,
-        "value": ev.value,
-        "flow": flow_json(&ev.flow),
-    });
-    let extra = match &ev.detail {
-        Detail::Dns(d) => (
-            "dns",
-            json!({
-                "type": if d.is_response { "answer" } else { "query" },
-                "qtype": d.qtype,
-                "rcode": d.rcode,
-                "answers": d.answers.iter().map(|a| {
-                    use crate::extract::dns::RData;
-                    let data = match &a.data {
-                        RData::A(ip) => json!(ip.to_string()),
-                        RData::Aaaa(ip) => json!(ip.to_string()),
-                        RData::Cname(n) | RData::Ptr(n) => json!(n),
-                        RData::Svcb { priority, target, alpn, ech, ech_public_names } => {
-                            json!({"priority": priority, "target": target, "alpn": alpn, "ech": ech, "ech_public_names": ech_public_names})
-                        }
-                        RData::Other => serde_json::Value::Null,
-                    };
-                    json!({"name": a.name, "type": a.rtype, "ttl": a.ttl, "data": data})
-                }).collect::<Vec<_>>(),
-            }),
-        ),
-        Detail::Tls { version, ech, ja4 } => (
-            "tls",
-            json!({"version": crate::extract::tls::version_name(*version), "ech": ech, "ja4": ja4}),
-        ),
-        Detail::Cert(c) => (
-            "cert",
-            json!({"subject": c.subject, "issuer": c.issuer, "common_name": c.common_name, "sans": c.sans, "sha256": c.sha256}),
-        ),
+/// One event: every extracted name, matched or not.
+pub fn event(ev: &NameEvent) -> schema::Event {
+    let mut out = schema::Event {
+        cert: None,
+        dns: None,
+        flow: (&ev.flow).into(),
+        http: None,
+        kind: ev.kind,
+        timestamp: ev.ts,
+        tls: None,
+        value: ev.value.clone(),
+    };
+    match &ev.detail {
+        Detail::Dns(d) => out.dns = Some(dns_event(d)),
+        Detail::Tls { version, ech, ja4 } => {
+            out.tls = Some(schema::TlsEvent {
+                ech: *ech,
+                ja4: ja4.clone(),
+                version: crate::extract::tls::version_name(*version).into(),
+            })
+        }
+        Detail::Cert(c) => {
+            out.cert = Some(schema::CertEvent {
+                common_name: c.common_name.clone(),
+                issuer: c.issuer.clone(),
+                sans: c.sans.clone(),
+                sha256: c.sha256.clone(),
+                subject: c.subject.clone(),
+            })
+        }
         Detail::Http {
             method,
             target,
             user_agent,
-        } => (
-            "http",
-            json!({"method": method, "uri": target, "user_agent": user_agent}),
-        ),
-    };
-    if let Some(obj) = v.as_object_mut() {
-        obj.insert(extra.0.into(), extra.1);
+        } => {
+            out.http = Some(schema::HttpEvent {
+                method: method.clone(),
+                uri: target.clone(),
+                user_agent: user_agent.clone(),
+            })
+        }
     }
-    v.to_string()
+    out
+}
+
+fn dns_event(d: &crate::extract::DnsDetail) -> schema::DnsEvent {
+    use crate::extract::dns::RData;
+    use schema::AnswerData;
+    schema::DnsEvent {
+        answers: d
+            .answers
+            .iter()
+            .map(|a| schema::DnsAnswer {
+                data: match &a.data {
+                    RData::A(ip) => Some(AnswerData::Text(ip.to_string())),
+                    RData::Aaaa(ip) => Some(AnswerData::Text(ip.to_string())),
+                    RData::Cname(n) | RData::Ptr(n) => Some(AnswerData::Text(n.clone())),
+                    RData::Svcb {
+                        priority,
+                        target,
+                        alpn,
+                        ech,
+                        ech_public_names,
+                    } => Some(AnswerData::Svcb(schema::SvcbData {
+                        alpn: alpn.clone(),
+                        ech: *ech,
+                        ech_public_names: ech_public_names.clone(),
+                        priority: *priority,
+                        target: target.clone(),
+                    })),
+                    RData::Other => None,
+                },
+                name: a.name.clone(),
+                ttl: a.ttl,
+                rtype: a.rtype,
+            })
+            .collect(),
+        qtype: d.qtype,
+        rcode: d.rcode,
+        message: if d.is_response {
+            schema::DnsMessage::Answer
+        } else {
+            schema::DnsMessage::Query
+        },
+    }
+}
+
+/// One event line (without the newline).
+pub fn event_line(ev: &NameEvent) -> String {
+    line(&event(ev))
 }
 
 /// An event for a ClientHello that named no server: its JA4 is the only name it has.
 pub fn fingerprint_line(ts: Timestamp, flow: &FlowId, ja4: &str) -> String {
-    json!({"timestamp": ts, "kind": "ja4", "value": ja4, "flow": flow_json(flow)}).to_string()
-}
-
-/// A host's identity history: what DHCP and DNS PTR answers said about its address.
-pub fn identities_json(h: &Host) -> Vec<serde_json::Value> {
-    h.identity
-        .history
-        .iter()
-        .map(|r| {
-            json!({
-                "mac": mac_string(r.mac),
-                "hostname": r.hostname,
-                "client_id": r.client_id,
-                "source": r.source,
-                "first_seen": r.first_seen,
-                "last_seen": r.last_seen,
-                "count": r.count,
-            })
-        })
-        .collect()
+    line(&schema::Event {
+        cert: None,
+        dns: None,
+        flow: flow.into(),
+        http: None,
+        kind: crate::extract::NameKind::Ja4,
+        timestamp: ts,
+        tls: None,
+        value: ja4.into(),
+    })
 }
 
 /// The host report (`--report`, `vendorwatch hosts --format json`).
-pub fn report_json(
+pub fn report(
     hosts: &[(IpAddr, Host)],
     resolvers: &[IpAddr],
     generated_from: &ReportMeta,
-) -> serde_json::Value {
+) -> schema::Report {
     let role_of = |ip: &IpAddr| {
         generated_from
             .resolver_roles
             .iter()
             .find(|(r, _)| r == ip)
-            .map(|(_, info)| resolver_json(info))
+            .map(|(_, info)| schema::ResolverRole::from(info))
     };
-    let hosts: Vec<serde_json::Value> = hosts
+    let hosts = hosts
         .iter()
         .map(|(ip, h)| {
-            let mut host = host_json(*ip, h, resolvers.contains(ip));
-            if let Some(obj) = host.as_object_mut() {
-                // Why the host is a resolver: pinned, or how many client queries it answered.
-                if let Some(r) = role_of(ip).filter(|_| resolvers.contains(ip)) {
-                    obj.insert("resolver".into(), r);
-                }
-                if let Some(known) = &generated_from.known_before {
-                    obj.insert("already_known".into(), json!(known.contains(ip)));
-                }
-            }
+            let is_resolver = resolvers.contains(ip);
+            let mut host = report_host(*ip, h, is_resolver);
+            // Why the host is a resolver: pinned, or how many client queries it answered.
+            host.resolver = role_of(ip).filter(|_| is_resolver);
+            host.already_known = generated_from
+                .known_before
+                .as_ref()
+                .map(|known| known.contains(ip));
             host
         })
         .collect();
-    let mut report = json!({
-        "generated_by": format!("vendorwatch {}", env!("CARGO_PKG_VERSION")),
-        "first_packet": generated_from.first_packet,
-        "last_packet": generated_from.last_packet,
-        "vendors": generated_from.vendors,
-        "packs": generated_from.packs.iter().map(|p| json!({
-            "vendor": p.vendor,
-            "name": p.name,
-            "legal_basis": p.legal_basis,
-        })).collect::<Vec<_>>(),
-        "resolvers": resolvers,
-        "hosts": hosts,
-    });
-    if let (Some((id, site)), Some(obj)) = (SENSOR_IDENTITY.get(), report.as_object_mut()) {
-        obj.insert("sensor".into(), json!({"id": id, "site": site}));
+    schema::Report {
+        hosts: Some(hosts),
+        ..report_head(resolvers, generated_from)
     }
+}
+
+/// `report`, as a JSON value (for callers that add members of their own).
+pub fn report_json(
+    hosts: &[(IpAddr, Host)],
+    resolvers: &[IpAddr],
+    generated_from: &ReportMeta,
+) -> serde_json::Value {
+    serde_json::to_value(report(hosts, resolvers, generated_from)).unwrap_or_default()
+}
+
+/// The agency's host report: the `--report` format, each host with its `site` and the
+/// `sensors` that saw it.
+pub fn agency_report(hosts: &[crate::hosts::agency::AgencyHost]) -> schema::Report {
+    let plain: Vec<(IpAddr, Host)> = hosts
+        .iter()
+        .filter_map(|a| Some((a.ip?, a.host.clone())))
+        .collect();
+    let seen = plain.iter().flat_map(|(_, h)| h.detections.iter());
+    let mut meta = ReportMeta {
+        first_packet: seen.clone().map(|d| d.first_seen).min(),
+        last_packet: seen.clone().map(|d| d.last_seen).max(),
+        vendors: {
+            let mut v: Vec<String> = seen.map(|d| d.vendor.clone()).collect();
+            v.sort();
+            v.dedup();
+            v
+        },
+        ..ReportMeta::default()
+    };
+    // The legal basis of each vendor comes from the shipped packs (the inventory keeps no rules).
+    meta.packs = crate::detect::rules::load_embedded()
+        .map(|l| l.packs)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| meta.vendors.contains(&p.vendor))
+        .collect();
+    let mut report = report(&plain, &[], &meta);
+    for (host, a) in report
+        .hosts
+        .iter_mut()
+        .flatten()
+        .zip(hosts.iter().filter(|a| a.ip.is_some()))
+    {
+        host.site = Some(a.site.clone());
+        host.sensors = Some(a.sensors.iter().cloned().collect());
+    }
+    let mut sites: Vec<String> = hosts.iter().map(|a| a.site.clone()).collect();
+    sites.sort_unstable();
+    sites.dedup();
+    report.sites = Some(sites);
     report
 }
 
-/// Why a host holds the resolver role, as the report's `resolver` field says it.
-pub fn resolver_json(info: &crate::detect::resolvers::ResolverInfo) -> serde_json::Value {
-    json!({"source": info.source, "answered": info.answered})
+/// `agency_report`, as a JSON value (for callers that add members of their own).
+pub fn agency_report_json(hosts: &[crate::hosts::agency::AgencyHost]) -> serde_json::Value {
+    serde_json::to_value(agency_report(hosts)).unwrap_or_default()
+}
+
+/// The report's members other than its hosts (`/api/hosts` streams the hosts apart).
+pub fn report_head(resolvers: &[IpAddr], generated_from: &ReportMeta) -> schema::Report {
+    schema::Report {
+        first_packet: generated_from.first_packet,
+        generated_by: format!("vendorwatch {}", env!("CARGO_PKG_VERSION")),
+        hosts: None,
+        last_packet: generated_from.last_packet,
+        next_after: None,
+        packs: Some(
+            generated_from
+                .packs
+                .iter()
+                .map(|p| {
+                    schema::VendorEntry::Pack(schema::PackEntry {
+                        id: None,
+                        legal_basis: p.legal_basis.clone(),
+                        name: Some(p.name.clone()),
+                        vendor: Some(p.vendor.clone()),
+                    })
+                })
+                .collect(),
+        ),
+        resolvers: resolvers.to_vec(),
+        rule_packs: None,
+        sensor: schema::SensorId::current(),
+        sites: None,
+        vendors: Some(
+            generated_from
+                .vendors
+                .iter()
+                .cloned()
+                .map(schema::VendorEntry::Id)
+                .collect(),
+        ),
+        legal_basis: None,
+    }
 }
 
 /// One entry of the report's `hosts` (the metrics endpoint streams them one by one).
-pub fn host_json(ip: IpAddr, h: &Host, is_resolver: bool) -> serde_json::Value {
-    json!({
-        "ip": ip,
-        "mac": mac_string(h.mac),
-        "hostname": h.identity.hostname,
-        "identities": identities_json(h),
-        "multiple_macs": h.identity.macs().len() > 1,
-        "role": if is_resolver { "resolver" } else { "client" },
-        "detections": h.detections,
-        "names_hidden": {
-            "ech_connections": h.ech_connections,
-            "encrypted_dns_connections": h.encrypted_dns_connections,
-            "encrypted_dns_via": h.encrypted_dns_via,
+pub fn report_host(ip: IpAddr, h: &Host, is_resolver: bool) -> schema::ReportHost {
+    schema::ReportHost {
+        already_known: None,
+        detections: h.detections.iter().map(Into::into).collect(),
+        hostname: h.identity.hostname.clone(),
+        identities: h.identity.history.iter().map(Into::into).collect(),
+        ip: Some(ip),
+        mac: h.mac,
+        multiple_macs: h.identity.macs().len() > 1,
+        names_hidden: schema::NamesHidden {
+            ech_connections: h.ech_connections,
+            encrypted_dns_connections: h.encrypted_dns_connections,
+            encrypted_dns_via: h.encrypted_dns_via.clone(),
         },
-    })
+        resolver: None,
+        role: Some(Label::Known(if is_resolver {
+            Role::Resolver
+        } else {
+            Role::Client
+        })),
+        sensors: None,
+        site: None,
+    }
 }
 
 /// The earliest and latest packet times a run has read so far (shared with `/api/hosts`).

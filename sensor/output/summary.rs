@@ -1,7 +1,6 @@
 //! The human summary printed on stderr at the end of a replay: what was read, what went
 //! wrong, what was seen, and the table of hosts × vendor × category.
 
-use super::mac_string;
 use crate::hosts::Host;
 use crate::metrics::Counters;
 use crate::time::Timestamp;
@@ -206,9 +205,7 @@ pub fn host_table(hosts: &[(IpAddr, Host)]) -> String {
                 let role = if d.forwarded { " (forwarded)" } else { "" };
                 let mut row = vec![format!(
                     "{ip}{}",
-                    mac_string(h.mac)
-                        .map(|m| format!(" {m}"))
-                        .unwrap_or_default()
+                    h.mac.map(|m| format!(" {m}")).unwrap_or_default()
                 )];
                 if named {
                     // A name an address had under more than one MAC is flagged: it moved.

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Instructions per packet of a replay (valgrind --tool=callgrind): repeatable on a loaded
+# machine, where wall time is not. See bench/README.md.
+#   bash bench/callgrind.sh [BINARY] [PCAP]
+# (default target/release/vendorwatch and bench-data/slice.pcap: the first 200,000 packets
+# of the enterprise mix, `editcap -F pcap -r bench-data/enterprise.pcap bench-data/slice.pcap 1-200000`)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${1:-target/release/vendorwatch}
+pcap=${2:-bench-data/slice.pcap}
+out=bench-data/callgrind
+mkdir -p "$out"
+editcap -F pcap -r "$pcap" "$out/first.pcap" 1-1
+packets=$(capinfos -M -c "$pcap" | awk -F: '/Number of packets/ {gsub(/ /, "", $2); print $2}')
+count() { # pcap callgrind-out -> instructions
+    valgrind --tool=callgrind --callgrind-out-file="$2" "$bin" replay --no-seccomp --quiet \
+        --state none --workers 1 --alerts /dev/null "$1" 2>&1 |
+        awk '/Collected/ {gsub(",", "", $NF); print $NF}' || true
+}
+total=$(count "$pcap" "$out/out.cg")
+start=$(count "$out/first.pcap" "$out/first.cg")
+echo "$pcap: $packets packets, $total instructions, $start of them start-up (one packet)"
+echo "instructions per packet: $(((total - start) / (packets - 1)))"

@@ -1,0 +1,55 @@
+//! `vendorwatch config check`: validate a configuration file, every problem with its line.
+
+use super::exit;
+use crate::config::{self, rule_source};
+use clap::Subcommand;
+use std::path::PathBuf;
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Validate a configuration file (every problem with its line); exit 1 on any.
+    Check {
+        /// The file [default: /etc/vendorwatch/vendorwatch.toml].
+        path: Option<PathBuf>,
+    },
+}
+
+/// Runs `config …`; returns the exit code.
+pub fn run(cmd: ConfigCommand) -> i32 {
+    match cmd {
+        ConfigCommand::Check { path } => check(path),
+    }
+}
+
+fn check(path: Option<PathBuf>) -> i32 {
+    let path = path.unwrap_or_else(|| PathBuf::from("/etc/vendorwatch/vendorwatch.toml"));
+    let loaded = match config::check_config_file(&path) {
+        Ok(c) => c,
+        Err(errs) => {
+            for e in &errs {
+                eprintln!("{e}");
+            }
+            eprintln!(
+                "{} problem(s) in {}",
+                errs.len(),
+                crate::operator_input::shown(&path)
+            );
+            return exit::PARTIAL;
+        }
+    };
+    outln!(
+        "{}: OK ({} suppression(s); rules: {}; vendors: {}; home_net: {})",
+        crate::operator_input::shown(&path),
+        loaded.suppressions.0.len(),
+        rule_source(&loaded.settings.rules).describe(),
+        loaded
+            .settings
+            .vendors
+            .map_or("default".to_string(), |v| v.join(",")),
+        loaded
+            .settings
+            .home_net
+            .map_or("default".to_string(), |n| n.join(","))
+    );
+    exit::OK
+}

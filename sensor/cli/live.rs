@@ -1,0 +1,429 @@
+//! `vendorwatch live`: open every interface, start the workers, drop privileges and install
+//! the sandbox, run one capture thread per interface (`capture::live::machine`), watch them
+//! until SIGINT/SIGTERM, then conclude the run.
+
+use super::runtime::{self, Started};
+use super::{exit, CommonArgs};
+use crate::capture::live::{self, machine};
+use crate::config::{LiveConfig, LiveSettings, RunConfig};
+use crate::decode::LinkType;
+use crate::metrics::exporter;
+use crate::metrics::Counters;
+use crate::output::{self, PacketSpan};
+use crate::pipeline::{self, Shared, WhenFull};
+use crate::time::Timestamp;
+use clap::Args;
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Args, Debug)]
+pub struct LiveArgs {
+    #[command(flatten)]
+    pub live: LiveSettings,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// How often the main thread looks at the capture threads, the stop flag and the health.
+const SUPERVISE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Per-interface capture statistics shared between capture threads and the status line.
+type SourceTotals = Arc<Mutex<Vec<(String, live::PcapTotals)>>>;
+
+/// Runs `live`; returns the exit code.
+pub fn run(args: LiveArgs) -> i32 {
+    let built = runtime::configure(&args.common, crate::config::Mode::Live)
+        .and_then(|(cfg, file)| Ok((cfg, LiveConfig::build(&args.live, &file.live)?)));
+    match built {
+        Ok((cfg, live)) => run_live(cfg, live),
+        Err(e) => {
+            eprintln!("vendorwatch: {e}");
+            exit::UNUSABLE
+        }
+    }
+}
+
+/// Opens every interface before anything runs, so that a typo fails at once.
+fn open_captures(settings: &LiveConfig) -> Result<Vec<live::LiveCapture>, String> {
+    settings
+        .interfaces
+        .iter()
+        .map(|interface| {
+            live::LiveCapture::open(&live::LiveOptions {
+                interface: interface.clone(),
+                bpf: settings.bpf.clone(),
+                buffer_mb: settings.buffer_mb,
+                promiscuous: settings.promiscuous,
+            })
+            .map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+/// Drops privileges, then installs the seccomp filter; returns whether it is on.
+fn lock_down(cfg: &RunConfig, user: Option<&str>) -> Result<bool, String> {
+    use crate::capture::privileges::{self, Dropped};
+    // Everything privileged is open: interfaces, outputs, the metrics socket.
+    match privileges::drop_to(user).map_err(|e| e.to_string())? {
+        Dropped::StillRoot if !cfg.quiet => tracing::warn!(
+            "warning: still running as root (create the user {:?} or pass --user)",
+            privileges::DEFAULT_USER
+        ),
+        Dropped::To { user, uid, gid } if !cfg.quiet => {
+            tracing::info!("running as {user} (uid {uid}, gid {gid}) with no capabilities")
+        }
+        _ => {}
+    }
+    // Start-up is over (interfaces, outputs, metrics socket, inventory, privileges): install
+    // the seccomp filter on every thread, the workers' and the metrics server's included.
+    let sandbox = crate::capture::sandbox::apply(cfg.seccomp).map_err(|e| e.to_string())?;
+    if !cfg.quiet {
+        tracing::info!("{}", sandbox.describe());
+    }
+    Ok(matches!(
+        sandbox,
+        crate::capture::sandbox::Sandbox::On { .. }
+    ))
+}
+
+fn run_live(cfg: RunConfig, settings: LiveConfig) -> i32 {
+    // A restarted sensor appends to its alerts file (a SIEM tailing it sees no truncation).
+    let cfg = RunConfig {
+        alerts_file: crate::output::alertfile::AlertFileOptions {
+            append: true,
+            ..cfg.alerts_file
+        },
+        ..cfg
+    };
+    let captures = match open_captures(&settings) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("vendorwatch: {e}");
+            return exit::UNUSABLE;
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
+            eprintln!("vendorwatch: cannot install the signal handler: {e}");
+            return exit::UNUSABLE;
+        }
+    }
+    let Some(started) = runtime::start_or_say(&cfg, false) else {
+        return exit::UNUSABLE;
+    };
+    let pool = match pipeline::WorkerPool::start(
+        Arc::clone(&started.shared),
+        cfg.workers,
+        pipeline::LIVE_QUEUE_BATCHES,
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("vendorwatch: cannot start worker threads: {e}");
+            return exit::UNUSABLE;
+        }
+    };
+    let sandboxed = match lock_down(&cfg, settings.user.as_deref()) {
+        Ok(on) => on,
+        Err(e) => {
+            eprintln!("vendorwatch: {e}");
+            return exit::UNUSABLE;
+        }
+    };
+    let mut run = spawn_captures(captures, &pool, &started, &stop, sandboxed);
+    supervise(&cfg, &settings, &started, &pool, &stop, &mut run);
+    finish(&cfg, started, pool, &stop, run)
+}
+
+/// One capture thread per interface, each with its own dispatcher into the worker pool.
+fn spawn_captures(
+    captures: Vec<live::LiveCapture>,
+    pool: &pipeline::WorkerPool,
+    started: &Started,
+    stop: &Arc<AtomicBool>,
+    sandboxed: bool,
+) -> Running {
+    let mut run = Running {
+        threads: Vec::new(),
+        failures: Vec::new(),
+        totals: Arc::new(Mutex::new(
+            captures
+                .iter()
+                .map(|c| (c.interface.clone(), live::PcapTotals::default()))
+                .collect(),
+        )),
+        started: std::time::Instant::now(),
+    };
+    for (index, cap) in captures.into_iter().enumerate() {
+        let dispatcher = pool.dispatcher(WhenFull::Drop, &cap.interface);
+        let ctx = CaptureThread {
+            stop: Arc::clone(stop),
+            totals: Arc::clone(&run.totals),
+            index,
+            interface: cap.interface.clone(),
+            first_last: Arc::clone(&started.span),
+            shared: Arc::clone(&started.shared),
+            sandboxed,
+        };
+        let name = format!("capture-{}", cap.interface);
+        match std::thread::Builder::new()
+            .name(name)
+            .spawn(move || ctx.capture(cap, dispatcher))
+        {
+            Ok(h) => run.threads.push(h),
+            Err(e) => run
+                .failures
+                .push(format!("cannot start a capture thread: {e}")),
+        }
+    }
+    run.started = std::time::Instant::now();
+    run
+}
+
+/// The capture threads and what the main thread keeps of them.
+struct Running {
+    threads: Vec<std::thread::JoinHandle<Result<(), String>>>,
+    failures: Vec<String>,
+    totals: SourceTotals,
+    started: std::time::Instant,
+}
+
+/// Until a signal or the last capture thread ends: mirrors the capture statistics for the
+/// metrics, keeps `/healthz` current, prints the status line; stops when the metrics
+/// endpoint fails (without it the sensor cannot be watched).
+fn supervise(
+    cfg: &RunConfig,
+    settings: &LiveConfig,
+    started: &Started,
+    pool: &pipeline::WorkerPool,
+    stop: &AtomicBool,
+    run: &mut Running,
+) {
+    let shared = &started.shared;
+    runtime::set_health(shared, None);
+    if let Some(server) = &started.server {
+        if !cfg.quiet {
+            tracing::info!("metrics on http://{}/metrics", server.addr);
+        }
+    }
+    let status = !cfg.quiet && std::io::stderr().is_terminal() && settings.status_every > 0;
+    let every = std::time::Duration::from_secs(settings.status_every.max(1));
+    let mut next_status = run.started + every;
+    while !stop.load(Ordering::Relaxed) && run.threads.iter().any(|t| !t.is_finished()) {
+        std::thread::sleep(SUPERVISE_EVERY);
+        mirror_stats(shared, &run.totals, pool);
+        // Healthy while every interface captures; otherwise the first one's problem, with
+        // what happens next (it comes back by itself, or a restart is needed).
+        let problem = shared.counters.sensor.captures.lock().ok().and_then(|c| {
+            c.iter()
+                .find_map(|(i, st)| st.problem.as_ref().map(|p| format!("{i}: {p}")))
+        });
+        let stopped = run
+            .threads
+            .iter()
+            .position(|t| t.is_finished())
+            .map(|t| format!("capture thread {t} stopped"));
+        runtime::set_health(shared, problem.or(stopped).as_deref());
+        // Without its endpoint the sensor cannot be watched (`/healthz` is gone): stop, so
+        // that the exit status says so and a supervisor restarts it with a working one.
+        if let Some(why) = started.server.as_ref().and_then(exporter::Server::failure) {
+            run.failures.push(format!(
+                "the metrics endpoint failed: {why}; stopping (restart the sensor to serve it again)"
+            ));
+            break;
+        }
+        if status && std::time::Instant::now() >= next_status {
+            next_status += std::time::Duration::from_secs(settings.status_every);
+            let secs = run.started.elapsed().as_secs_f64();
+            eprintln!("{}", status_line(shared, &run.totals, pool, secs));
+        }
+    }
+}
+
+/// Copies the capture totals and queue depths where the metrics read them.
+fn mirror_stats(shared: &Shared, totals: &SourceTotals, pool: &pipeline::WorkerPool) {
+    if let (Ok(t), Ok(mut mirror)) = (totals.lock(), shared.counters.sensor.sources.lock()) {
+        *mirror = t
+            .iter()
+            .map(|(n, s)| (n.clone(), s.received, s.dropped, s.if_dropped))
+            .collect();
+    }
+    if let Ok(mut depth) = shared.counters.sensor.queue_depth.lock() {
+        *depth = pool.queue_depths();
+    }
+}
+
+/// Stops: capture threads flush their batches, the workers drain every queue and end their
+/// flows, and only then are the report and the summary written.
+fn finish(
+    cfg: &RunConfig,
+    started: Started,
+    pool: pipeline::WorkerPool,
+    stop: &AtomicBool,
+    mut run: Running,
+) -> i32 {
+    // The flusher writes the events file every second until the run is concluded.
+    let Started {
+        flusher: _flusher,
+        span,
+        shared,
+        vendors,
+        server,
+        persister,
+        reloader,
+        shipper,
+    } = started;
+    stop.store(true, Ordering::Relaxed);
+    for t in run.threads {
+        match t.join() {
+            Ok(Err(e)) => run.failures.push(e),
+            Ok(Ok(())) => {}
+            Err(_) => run.failures.push("a capture thread panicked".into()),
+        }
+    }
+    pool.finish();
+    if let Some(server) = server {
+        server.stop();
+    }
+    // No reload while the results are written: they are judged by one rule set.
+    if let Some(r) = reloader {
+        r.stop();
+    }
+    let resolvers = shared.detector.resolvers();
+    let (first_packet, last_packet) = span.lock().map(|g| *g).unwrap_or_default();
+    let sources = run.totals.lock().map(|t| t.clone()).unwrap_or_default();
+    let facts = output::summary::RunFacts {
+        inputs_read: sources.len(),
+        input_errors: &run.failures,
+        skipped_inputs: 0,
+        elapsed_secs: run.started.elapsed().as_secs_f64(),
+        first_packet,
+        last_packet,
+        resolvers: &resolvers,
+        vendors: &vendors,
+        sources: sources
+            .iter()
+            .map(|(name, t)| (name.clone(), t.received, t.dropped, t.if_dropped))
+            .collect(),
+    };
+    let mut code = runtime::conclude(cfg, &shared, &vendors, facts, persister);
+    if let Some(s) = shipper {
+        code = code.max(super::agency::finish_shipping(
+            s,
+            std::time::Duration::from_secs(crate::hosts::agency::LIVE_WAIT_SECS),
+            false,
+            cfg.quiet,
+        ));
+    }
+    if run.failures.is_empty() {
+        code
+    } else {
+        exit::PARTIAL
+    }
+}
+
+/// What a capture thread shares with the rest of the sensor: it observes the capture.
+struct CaptureThread {
+    stop: Arc<AtomicBool>,
+    totals: SourceTotals,
+    index: usize,
+    interface: String,
+    first_last: PacketSpan,
+    shared: Arc<Shared>,
+    sandboxed: bool,
+}
+
+impl CaptureThread {
+    fn capture(
+        &self,
+        cap: live::LiveCapture,
+        mut dispatcher: pipeline::Dispatcher,
+    ) -> Result<(), String> {
+        let result =
+            machine::Capture::new(cap, &mut dispatcher, self, &self.stop, self.sandboxed).run();
+        dispatcher.finish();
+        result
+    }
+
+    /// Updates this interface's health for /healthz and the metrics.
+    fn status(&self, f: impl FnOnce(&mut crate::metrics::CaptureStatus)) {
+        if let Ok(mut all) = self.shared.counters.sensor.captures.lock() {
+            f(all.entry(self.interface.clone()).or_default());
+        }
+    }
+}
+
+impl machine::Observer for CaptureThread {
+    fn healthy(&self, up: bool) {
+        self.status(|st| {
+            st.up = up;
+            st.problem = None;
+        });
+    }
+    fn problem(&self, problem: String, down: bool) {
+        self.status(|st| {
+            if down {
+                st.up = false;
+            }
+            st.problem = Some(problem);
+        });
+    }
+    fn interrupted(&self, reason: &'static str, times: u64) {
+        self.status(|st| *st.interruptions.entry(reason).or_default() += times);
+    }
+    fn totals(&self, totals: live::PcapTotals) {
+        if let Ok(mut all) = self.totals.lock() {
+            if let Some(slot) = all.get_mut(self.index) {
+                slot.1 = totals;
+            }
+        }
+    }
+    fn span(&self, first: Option<Timestamp>, last: Option<Timestamp>) {
+        runtime::widen_span(&self.first_last, first, last);
+    }
+}
+
+impl machine::PacketSink for pipeline::Dispatcher {
+    fn packet(&mut self, ts: Timestamp, link: LinkType, data: &[u8], wire_len: u32) {
+        pipeline::Dispatcher::packet(self, ts, link, data, wire_len);
+    }
+    fn flush(&mut self) {
+        pipeline::Dispatcher::flush(self);
+    }
+}
+
+fn status_line(
+    shared: &Shared,
+    totals: &SourceTotals,
+    pool: &pipeline::WorkerPool,
+    secs: f64,
+) -> String {
+    let c = &shared.counters;
+    let packets = Counters::get(&c.packets);
+    let sources: Vec<String> = totals
+        .lock()
+        .map(|t| {
+            t.iter()
+                .map(|(n, s)| {
+                    format!(
+                        "{n} recv {} drop {} ifdrop {}",
+                        s.received, s.dropped, s.if_dropped
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "[{:>6.0}s] {} packets ({:.0}/s) | {} | queue drops {} (depth {:?}) | evictions {} | hosts {} | alerts {}",
+        secs,
+        packets,
+        packets as f64 / secs.max(1e-9),
+        sources.join("; "),
+        Counters::get(&c.queue_dropped),
+        pool.queue_depths(),
+        Counters::get(&c.flows_evicted),
+        shared.hosts.len(),
+        Counters::get(&c.alerts),
+    )
+}

@@ -1,0 +1,247 @@
+//! `vendorwatch replay`: read captures (files, directories, stdin) through the pipeline,
+//! then conclude the run (report, summary, inventory).
+
+use super::runtime::{self, Started};
+use super::{exit, CommonArgs};
+use crate::capture::inputs;
+use crate::config::RunConfig;
+use crate::metrics::Counters;
+use crate::output;
+use crate::pipeline::{self, Progress};
+use clap::Args;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// Capture files (pcap or pcapng), directories (read in natural order), or - for stdin.
+    #[arg(required = true, value_name = "PCAP|DIR|-")]
+    pub inputs: Vec<String>,
+    /// Keep serving metrics this long after the replay ends (for dashboards and tests).
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    pub linger: u64,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// The progress bar over all inputs (hidden when quiet).
+struct Bar {
+    bar: indicatif::ProgressBar,
+    sizes: Vec<u64>,
+    done_before: u64,
+    current: usize,
+}
+
+impl Progress for Bar {
+    fn start_input(&mut self, index: usize, name: &str) {
+        self.done_before = self.sizes.iter().take(index).sum();
+        self.current = index;
+        self.bar.set_message(name.to_string());
+        self.bar.set_position(self.done_before);
+    }
+    fn advance(&mut self, bytes: u64) {
+        let cap = self.sizes.get(self.current).copied().unwrap_or(0);
+        self.bar
+            .set_position(self.done_before + bytes.min(cap.max(bytes)));
+    }
+    fn finish(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Bar {
+    fn new(quiet: bool, inputs: &[inputs::Input]) -> Bar {
+        let sizes: Vec<u64> = inputs
+            .iter()
+            .map(|i| match i {
+                inputs::Input::Path(p) => std::fs::metadata(p).map_or(0, |m| m.len()),
+                inputs::Input::Stdin => 0,
+            })
+            .collect();
+        let total: u64 = sizes.iter().sum();
+        let bar = if quiet {
+            indicatif::ProgressBar::hidden()
+        } else {
+            let b = indicatif::ProgressBar::with_draw_target(
+                Some(total),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta}) {msg}",
+            ) {
+                b.set_style(style);
+            }
+            b
+        };
+        Bar {
+            bar,
+            sizes,
+            done_before: 0,
+            current: 0,
+        }
+    }
+}
+
+/// Runs `replay`; returns the exit code.
+pub fn run(args: ReplayArgs) -> i32 {
+    match runtime::configure(&args.common, crate::config::Mode::Replay) {
+        Ok((cfg, _)) => replay(cfg, &args.inputs, args.linger),
+        Err(e) => {
+            eprintln!("vendorwatch: {e}");
+            exit::UNUSABLE
+        }
+    }
+}
+
+fn replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
+    let expanded = inputs::expand(inputs_given);
+    for p in &expanded.problems {
+        tracing::warn!("{}: {}", p.path, p.problem);
+    }
+    if !cfg.quiet {
+        for d in &expanded.dirs {
+            tracing::info!("{}", d.describe());
+        }
+    }
+    if expanded.inputs.is_empty() {
+        eprintln!("vendorwatch: no capture to read (give pcap/pcapng files, directories holding them, or - for stdin)");
+        return exit::UNUSABLE;
+    }
+    let Some(started) = runtime::start_or_say(&cfg, true) else {
+        return exit::UNUSABLE;
+    };
+    let mut progress = Bar::new(cfg.quiet, &expanded.inputs);
+    let clock = std::time::Instant::now();
+    runtime::set_health(&started.shared, None);
+    // SIGINT/SIGTERM end the replay early but cleanly: what was read is reported and saved.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(signal, Arc::clone(&stop));
+    }
+    // Outputs, inventory and metrics socket are open: from here on, no exec, ptrace, mounts, ...
+    // (the replay's line is logged only with VENDORWATCH_LOG=info; its stderr is the summary's).
+    match crate::capture::sandbox::apply(cfg.seccomp) {
+        Ok(sandbox) => tracing::info!(target: "vendorwatch::sandbox", "{}", sandbox.describe()),
+        Err(e) => {
+            eprintln!("vendorwatch: {e}");
+            return exit::UNUSABLE;
+        }
+    }
+    let outcome = match pipeline::replay(
+        &expanded.inputs,
+        Arc::clone(&started.shared),
+        cfg.workers,
+        &mut progress,
+        &stop,
+    ) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("vendorwatch: cannot start worker threads: {e}");
+            return exit::UNUSABLE;
+        }
+    };
+    let read = Read {
+        outcome,
+        skipped: expanded.skipped.len(),
+        problems: !expanded.problems.is_empty(),
+        elapsed_secs: clock.elapsed().as_secs_f64(),
+    };
+    finish(&cfg, started, read, linger, &stop)
+}
+
+/// What the replay read.
+struct Read {
+    outcome: pipeline::ReplayOutcome,
+    skipped: usize,
+    /// Some input named could not be read at all.
+    problems: bool,
+    elapsed_secs: f64,
+}
+
+/// Concludes the replay: report, summary, shipping, the lingering metrics endpoint.
+fn finish(cfg: &RunConfig, started: Started, read: Read, linger: u64, stop: &AtomicBool) -> i32 {
+    let Started {
+        flusher: _,
+        span,
+        shared,
+        vendors,
+        server,
+        persister,
+        reloader,
+        shipper,
+    } = started;
+    let outcome = &read.outcome;
+    // `/api/hosts` (with --linger) dates the replay like the report does.
+    runtime::widen_span(&span, outcome.first_packet, outcome.last_packet);
+    // No reload while the results are written: they are judged by one rule set.
+    if let Some(r) = reloader {
+        r.stop();
+    }
+    let resolvers = shared.detector.resolvers();
+    let errors: Vec<String> = outcome.errors.iter().map(|e| e.to_string()).collect();
+    let facts = output::summary::RunFacts {
+        inputs_read: outcome.inputs_read,
+        input_errors: &errors,
+        skipped_inputs: read.skipped,
+        elapsed_secs: read.elapsed_secs,
+        first_packet: outcome.first_packet,
+        last_packet: outcome.last_packet,
+        resolvers: &resolvers,
+        vendors: &vendors,
+        sources: Vec::new(),
+    };
+    let mut code = runtime::conclude(cfg, &shared, &vendors, facts, persister);
+    if let Some(s) = shipper {
+        let wait = cfg.agency.as_ref().map_or(0, |a| a.wait_secs);
+        code = code.max(super::agency::finish_shipping(
+            s,
+            std::time::Duration::from_secs(wait),
+            cfg.temporary_spool,
+            cfg.quiet,
+        ));
+    }
+    if let Some(where_) = &outcome.interrupted {
+        eprintln!("vendorwatch: interrupted by a signal in {where_}; everything read until then is in the alerts, report and inventory");
+        code = exit::PARTIAL;
+    }
+    if let Some(server) = server {
+        runtime::set_health(&shared, Some("replay finished"));
+        code = code.max(linger_then_stop(server, linger, stop));
+    }
+    let packets = Counters::get(&shared.counters.packets);
+    if outcome.inputs_read == 0 || (packets == 0 && outcome.errors.len() >= outcome.inputs_read) {
+        return exit::UNUSABLE;
+    }
+    if !outcome.errors.is_empty() || read.problems {
+        code = exit::PARTIAL;
+    }
+    code
+}
+
+/// Serves metrics `linger` seconds more (`--linger`), then stops the endpoint; exit 1 when
+/// it failed during the run.
+fn linger_then_stop(
+    server: crate::metrics::exporter::Server,
+    linger: u64,
+    stop: &AtomicBool,
+) -> i32 {
+    if linger > 0 && server.failure().is_none() {
+        tracing::info!(
+            "serving metrics on http://{}/metrics for {linger} s more",
+            server.addr
+        );
+        // In steps, so that SIGINT/SIGTERM or the endpoint failing end the wait.
+        let until = std::time::Instant::now().checked_add(std::time::Duration::from_secs(linger));
+        while !stop.load(Ordering::Relaxed)
+            && until.is_none_or(|u| std::time::Instant::now() < u)
+            && server.failure().is_none()
+        {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    if let Some(why) = server.stop() {
+        eprintln!("vendorwatch: the metrics endpoint failed during the run: {why}");
+        return exit::PARTIAL;
+    }
+    exit::OK
+}
