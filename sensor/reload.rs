@@ -230,9 +230,7 @@ impl Reloader {
                         why = Some("SIGHUP".to_string());
                         // logrotate's postrotate sends SIGHUP: start a new alerts file
                         // where the old one was moved away.
-                        if let Some(alerts) = &shared.alerts {
-                            alerts.reopen();
-                        }
+                        shared.sinks.reopen();
                     }
                     since_watch += SIGNAL_POLL;
                     if let (Some(base), true) = (&baseline, since_watch >= WATCH_EVERY) {

@@ -93,6 +93,7 @@ fn open_outputs(cfg: &RunConfig) -> Result<Outputs, String> {
                 output::alertfile::Destination::from_path(p),
                 cfg.alerts_file,
             )
+            .map_err(|e| e.to_string())
         })
         .transpose()?;
     let events = cfg
@@ -196,14 +197,13 @@ pub fn start(cfg: &RunConfig, replay: bool) -> Result<Started, String> {
         .with_resolver_roles(roles),
         hosts,
         counters: Counters::default(),
-        alerts,
+        sinks: output::sink::Sinks::new(alerts, syslog),
         events,
         extract_limits: cfg.extract_limits,
         decode: cfg.decode.clone(),
         batch_seconds: exporter::batch_histogram(),
         report_file: Mutex::new(report_file),
         suppressions: arc_swap::ArcSwap::from_pointee(cfg.suppressions.clone()),
-        syslog: Mutex::new(syslog),
         output_error: Mutex::new(None),
     });
     if let (Some(s), Ok(mut slot)) = (&shipper, shared.counters.sensor.agency.lock()) {
@@ -297,7 +297,6 @@ pub fn conclude(
     let mut code = finish_inventory(cfg, persister, &mut kept_in);
     // A replay with an inventory: this run's own view, not everything the inventory holds.
     let hosts = shared.hosts.run_snapshot();
-    code = code.max(close_syslog(cfg, shared));
     if let Some(path) = &cfg.report {
         match write_report(shared, path, vendors, &facts, &hosts) {
             Ok(()) => kept_in.insert(
@@ -313,16 +312,17 @@ pub fn conclude(
             }
         }
     }
-    if let Some(sink) = &shared.alerts {
-        let stats = sink.close(output::alertfile::CLOSE_TIMEOUT);
-        if !cfg.quiet {
-            kept_in.push("the host table below".into());
-        }
-        if let Some((msg, lost)) = sink.end_message(&stats, &kept_in) {
-            eprintln!("vendorwatch: {msg}");
-            if lost {
-                code = exit::PARTIAL;
-            }
+    if !cfg.quiet {
+        kept_in.push("the host table below".into());
+    }
+    let kept = output::sink::Kept {
+        configured: configured_outputs(cfg),
+        holding: kept_in,
+    };
+    for end in shared.sinks.conclude(&kept) {
+        eprintln!("vendorwatch: {}", end.message);
+        if end.lost {
+            code = exit::PARTIAL;
         }
     }
     code = code.max(events_error(cfg, shared));
@@ -376,16 +376,9 @@ fn finish_inventory(
     exit::OK
 }
 
-/// Closes the syslog sink; says what was not delivered and where the detections are (exit 1).
-fn close_syslog(cfg: &RunConfig, shared: &Shared) -> i32 {
-    let Some(sink) = shared.syslog.lock().ok().and_then(|mut s| s.take()) else {
-        return exit::OK;
-    };
-    let stats = sink.close(std::time::Duration::from_secs(5));
-    let lost = stats.dropped + stats.unsent + stats.queued + stats.rejected;
-    if lost == 0 {
-        return exit::OK;
-    }
+/// The outputs besides the alert sinks that this run's detections were sent to (what a
+/// sink that lost alerts names).
+fn configured_outputs(cfg: &RunConfig) -> Vec<String> {
     let mut has: Vec<String> = Vec::new();
     if let Some(a) = &cfg.alerts {
         has.push(format!("the alerts file {}", a.display()));
@@ -396,16 +389,7 @@ fn close_syslog(cfg: &RunConfig, shared: &Shared) -> i32 {
     if let Some(s) = cfg.state.as_ref().filter(|_| !cfg.temporary_spool) {
         has.push(format!("the inventory {}", s.display()));
     }
-    let where_else = if has.is_empty() {
-        "nothing else kept them (pass --alerts or --report next time)".to_string()
-    } else {
-        format!("{} have the detections", has.join(", "))
-    };
-    eprintln!(
-        "vendorwatch: syslog: {} alert(s) sent, {lost} not delivered (receiver unreachable or queue full); {where_else}",
-        stats.sent
-    );
-    exit::PARTIAL
+    has
 }
 
 /// Writes the host report, streamed: a report of many hosts is never held twice in memory.

@@ -74,13 +74,90 @@ struct Partial {
     held: usize,
 }
 
+/// What the defragmenter counts: datagrams rebuilt, and each reason a datagram in progress
+/// (or a new fragment) was shed. `reason()` is the drop label (`stage="defrag"`), `label()`
+/// the anomaly label (`defrag_` and the reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Event {
+    /// Not a drop: a datagram was rebuilt whole.
+    Reassembled,
+    /// Waited longer than the reassembly timeout.
+    Timeout,
+    /// Would be larger than an IP datagram can be.
+    TooLarge,
+    BadLength,
+    /// The source already has its most datagrams in progress.
+    SourceCap,
+    TableFull,
+    MemoryCap,
+    TooManyFragments,
+    NoFirstFragment,
+    Overlap,
+    InconsistentLength,
+    /// Still in progress when the input ended.
+    IncompleteAtEnd,
+}
+
+impl Event {
+    pub const ALL: [Event; 12] = [
+        Event::Reassembled,
+        Event::Timeout,
+        Event::TooLarge,
+        Event::BadLength,
+        Event::SourceCap,
+        Event::TableFull,
+        Event::MemoryCap,
+        Event::TooManyFragments,
+        Event::NoFirstFragment,
+        Event::Overlap,
+        Event::InconsistentLength,
+        Event::IncompleteAtEnd,
+    ];
+
+    /// The reason label under `vendorwatch_dropped_total{stage="defrag"}`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Event::Reassembled => "reassembled",
+            Event::Timeout => "timeout",
+            Event::TooLarge => "too_large",
+            Event::BadLength => "bad_length",
+            Event::SourceCap => "source_cap",
+            Event::TableFull => "table_full",
+            Event::MemoryCap => "memory_cap",
+            Event::TooManyFragments => "too_many_fragments",
+            Event::NoFirstFragment => "no_first_fragment",
+            Event::Overlap => "overlap",
+            Event::InconsistentLength => "inconsistent_length",
+            Event::IncompleteAtEnd => "incomplete_at_end",
+        }
+    }
+
+    /// The anomaly label (the summary's): `defrag_` and the reason.
+    pub fn label(self) -> &'static str {
+        match self {
+            Event::Reassembled => "defrag_reassembled",
+            Event::Timeout => "defrag_timeout",
+            Event::TooLarge => "defrag_too_large",
+            Event::BadLength => "defrag_bad_length",
+            Event::SourceCap => "defrag_source_cap",
+            Event::TableFull => "defrag_table_full",
+            Event::MemoryCap => "defrag_memory_cap",
+            Event::TooManyFragments => "defrag_too_many_fragments",
+            Event::NoFirstFragment => "defrag_no_first_fragment",
+            Event::Overlap => "defrag_overlap",
+            Event::InconsistentLength => "defrag_inconsistent_length",
+            Event::IncompleteAtEnd => "defrag_incomplete_at_end",
+        }
+    }
+}
+
 /// What adding a fragment did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
     Pending,
     /// The whole IP datagram (header rebuilt, no fragmentation), ready to decode as raw IP.
     Complete(Vec<u8>),
-    Dropped(&'static str),
+    Dropped(Event),
 }
 
 pub struct Defragmenter {
@@ -93,8 +170,8 @@ pub struct Defragmenter {
     next_serial: u64,
     held: usize,
     last_sweep: Timestamp,
-    /// Counts by reason: `defrag_overlap`, `defrag_timeout`, `defrag_memory_cap`, …
-    pub counts: BTreeMap<&'static str, u64>,
+    /// Counts by event: datagrams reassembled, and every shed fragment by its reason.
+    pub counts: BTreeMap<Event, u64>,
 }
 
 impl Defragmenter {
@@ -122,7 +199,7 @@ impl Defragmenter {
 
     /// Sheds the oldest datagram in progress other than `keep`, counted as `reason`.
     /// Returns false when there is none.
-    fn evict_oldest(&mut self, keep: Option<&Key>, reason: &'static str) -> bool {
+    fn evict_oldest(&mut self, keep: Option<&Key>, reason: Event) -> bool {
         let mut skipped = None;
         while let Some((serial, key)) = self.age.pop_front() {
             if self.table.get(&key).map(|p| p.serial) != Some(serial) {
@@ -145,7 +222,7 @@ impl Defragmenter {
         false
     }
 
-    fn count(&mut self, reason: &'static str) {
+    fn count(&mut self, reason: Event) {
         *self.counts.entry(reason).or_default() += 1;
     }
 
@@ -171,7 +248,7 @@ impl Defragmenter {
             .collect();
         for k in expired {
             self.remove(&k);
-            self.count("defrag_timeout");
+            self.count(Event::Timeout);
         }
     }
 
@@ -182,10 +259,10 @@ impl Defragmenter {
         }
         let end = f.offset + f.payload.len();
         if end > MAX_DATAGRAM {
-            return self.drop_new("defrag_too_large");
+            return self.drop_new(Event::TooLarge);
         }
         if f.more && f.payload.len() % 8 != 0 {
-            return self.drop_new("defrag_bad_length");
+            return self.drop_new(Event::BadLength);
         }
         let key = Key {
             src: f.src,
@@ -196,16 +273,16 @@ impl Defragmenter {
         let charge = f.payload.len() + PIECE_OVERHEAD;
         if !self.table.contains_key(&key) {
             if self.per_source.get(&f.src).copied().unwrap_or(0) >= self.limits.max_per_source {
-                return self.drop_new("defrag_source_cap");
+                return self.drop_new(Event::SourceCap);
             }
             if self.limits.max_datagrams == 0 {
-                return self.drop_new("defrag_table_full");
+                return self.drop_new(Event::TableFull);
             }
             if charge + DATAGRAM_OVERHEAD > self.limits.max_bytes {
-                return self.drop_new("defrag_memory_cap");
+                return self.drop_new(Event::MemoryCap);
             }
             while self.table.len() >= self.limits.max_datagrams {
-                if !self.evict_oldest(None, "defrag_table_full") {
+                if !self.evict_oldest(None, Event::TableFull) {
                     break;
                 }
             }
@@ -237,12 +314,12 @@ impl Defragmenter {
             .is_some_and(|p| p.pieces.len() >= MAX_FRAGMENTS_PER_DATAGRAM)
         {
             self.remove(&key);
-            return self.drop_new("defrag_too_many_fragments");
+            return self.drop_new(Event::TooManyFragments);
         }
         while self.held + charge > self.limits.max_bytes {
-            if !self.evict_oldest(Some(&key), "defrag_memory_cap") {
+            if !self.evict_oldest(Some(&key), Event::MemoryCap) {
                 self.remove(&key);
-                return self.drop_new("defrag_memory_cap");
+                return self.drop_new(Event::MemoryCap);
             }
         }
         let verdict = {
@@ -269,10 +346,10 @@ impl Defragmenter {
                 match self.remove(&key) {
                     Some(p) => match rebuild(&key, p) {
                         Some(datagram) => {
-                            self.count("defrag_reassembled");
+                            self.count(Event::Reassembled);
                             Outcome::Complete(datagram)
                         }
-                        None => self.drop_new("defrag_no_first_fragment"),
+                        None => self.drop_new(Event::NoFirstFragment),
                     },
                     None => Outcome::Pending,
                 }
@@ -280,7 +357,7 @@ impl Defragmenter {
         }
     }
 
-    fn drop_new(&mut self, reason: &'static str) -> Outcome {
+    fn drop_new(&mut self, reason: Event) -> Outcome {
         self.count(reason);
         Outcome::Dropped(reason)
     }
@@ -289,7 +366,7 @@ impl Defragmenter {
 enum Insert {
     Added,
     Duplicate,
-    Conflict(&'static str),
+    Conflict(Event),
 }
 
 fn insert_piece(p: &mut Partial, f: &Fragment<'_>, end: usize) -> Insert {
@@ -299,18 +376,18 @@ fn insert_piece(p: &mut Partial, f: &Fragment<'_>, end: usize) -> Insert {
             return if *off == f.offset && data.as_slice() == f.payload {
                 Insert::Duplicate
             } else {
-                Insert::Conflict("defrag_overlap")
+                Insert::Conflict(Event::Overlap)
             };
         }
     }
     if !f.more {
         if p.total.is_some_and(|t| t != end) {
-            return Insert::Conflict("defrag_inconsistent_length");
+            return Insert::Conflict(Event::InconsistentLength);
         }
         p.total = Some(end);
     }
     if p.total.is_some_and(|t| end > t) {
-        return Insert::Conflict("defrag_inconsistent_length");
+        return Insert::Conflict(Event::InconsistentLength);
     }
     if f.offset == 0 {
         p.ipv4_header = f.ipv4_header.map(<[u8]>::to_vec);
@@ -428,10 +505,10 @@ mod tests {
         let other = [0u8; 16];
         assert_eq!(
             d.add(t, &frag(8, true, &other, &HDR)),
-            Outcome::Dropped("defrag_overlap")
+            Outcome::Dropped(Event::Overlap)
         );
         assert_eq!(d.in_progress(), 0);
-        assert_eq!(d.counts.get("defrag_overlap"), Some(&1));
+        assert_eq!(d.counts.get(&Event::Overlap), Some(&1));
     }
 
     fn mid<'a>(src: &str, id: u32, payload: &'a [u8]) -> Fragment<'a> {
@@ -456,12 +533,12 @@ mod tests {
         }
         assert_eq!(
             d.add(t, &mid("10.0.0.1", 99, &data)),
-            Outcome::Dropped("defrag_source_cap")
+            Outcome::Dropped(Event::SourceCap)
         );
         // Another source is not held back by the first one's cap.
         assert_eq!(d.add(t, &mid("10.9.9.9", 99, &data)), Outcome::Pending);
         d.add(Timestamp::from_parts(40, 0), &frag(0, false, &[], &HDR));
-        assert_eq!(d.counts.get("defrag_timeout"), Some(&4));
+        assert_eq!(d.counts.get(&Event::Timeout), Some(&4));
     }
 
     #[test]
@@ -477,7 +554,7 @@ mod tests {
             assert_eq!(d.add(t, &mid("10.7.0.1", id, &junk)), Outcome::Pending);
             assert!(d.in_progress() <= 4);
         }
-        assert_eq!(d.counts.get("defrag_table_full"), Some(&6));
+        assert_eq!(d.counts.get(&Event::TableFull), Some(&6));
         // A legitimate datagram arriving now is rebuilt, at the cost of the oldest junk.
         let data = udp(40);
         assert_eq!(
@@ -488,7 +565,7 @@ mod tests {
             d.add(t, &frag(16, false, &data[16..], &HDR)),
             Outcome::Complete(_)
         ));
-        assert_eq!(d.counts.get("defrag_table_full"), Some(&7));
+        assert_eq!(d.counts.get(&Event::TableFull), Some(&7));
         assert_eq!(d.in_progress(), 3);
     }
 
@@ -518,7 +595,7 @@ mod tests {
             assert!(d.bytes_held() <= limits.max_bytes);
         }
         // Datagram 1, the oldest, made room for datagram 2.
-        assert_eq!(d.counts.get("defrag_memory_cap"), Some(&1));
+        assert_eq!(d.counts.get(&Event::MemoryCap), Some(&1));
         assert_eq!(d.in_progress(), 1);
         assert_eq!(d.bytes_held(), DATAGRAM_OVERHEAD + 5 * (8 + PIECE_OVERHEAD));
     }
@@ -535,10 +612,7 @@ mod tests {
             );
         }
         let next = frag(8 * (1 + MAX_FRAGMENTS_PER_DATAGRAM), true, &tiny, &HDR);
-        assert_eq!(
-            d.add(t, &next),
-            Outcome::Dropped("defrag_too_many_fragments")
-        );
+        assert_eq!(d.add(t, &next), Outcome::Dropped(Event::TooManyFragments));
         assert_eq!((d.in_progress(), d.bytes_held()), (0, 0));
     }
 }

@@ -169,7 +169,7 @@ fn by_ether_type<'a>(
     while VLAN_TAGS.contains(&ether_type) {
         info.vlan_tags += 1;
         if info.vlan_tags > MAX_VLAN_TAGS {
-            return Err(DecodeError::Tunnel("vlan_too_many_tags"));
+            return Err(DecodeError::TooManyVlanTags);
         }
         ether_type = be16(rest, 2).ok_or(DecodeError::LinkTruncated)?;
         rest = &rest[4..];

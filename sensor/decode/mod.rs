@@ -251,10 +251,12 @@ pub enum Decoded<'a> {
 }
 
 /// Why a frame yielded no IP packet. `reason()` is a stable metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, thiserror::Error)]
 pub enum DecodeError {
     #[error("link header truncated")]
     LinkTruncated,
+    #[error("more VLAN tags than we follow")]
+    TooManyVlanTags,
     #[error("frame carries no IP (ARP, LLDP, STP, …)")]
     NotIp,
     #[error("IP header malformed or truncated")]
@@ -273,6 +275,7 @@ impl DecodeError {
     pub fn reason(self) -> &'static str {
         match self {
             DecodeError::LinkTruncated => "link_truncated",
+            DecodeError::TooManyVlanTags => "vlan_too_many_tags",
             DecodeError::NotIp => "not_ip",
             DecodeError::IpMalformed => "ip_malformed",
             DecodeError::IpFragment => "ip_fragment",

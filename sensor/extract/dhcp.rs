@@ -51,7 +51,7 @@ pub const INFORM: u8 = 8;
 const FQDN_FLAG_E: u8 = 0x04;
 
 /// Why a datagram is not a DHCP message we read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, thiserror::Error)]
 pub enum DhcpError {
     #[error("shorter than a BOOTP header")]
     TooShort,

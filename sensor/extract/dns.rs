@@ -125,7 +125,7 @@ impl Anomalies {
 }
 
 /// Why a message could not be read at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, thiserror::Error)]
 pub enum DnsError {
     #[error("shorter than a DNS header")]
     TooShort,

@@ -323,7 +323,7 @@ enum ChunkState {
 }
 
 /// Why a body cannot be followed to its end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, thiserror::Error)]
 pub enum BodyError {
     #[error("request body larger than the skip limit")]
     TooLarge,

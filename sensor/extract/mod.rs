@@ -4,6 +4,7 @@
 //! state (who is the client, the small reassembly buffers, which protocol a stream is, when
 //! to stop looking) and calls them. One `Extractor` per worker, never shared.
 
+pub mod anomaly;
 pub mod cert;
 pub mod dedup;
 pub mod dhcp;

@@ -73,7 +73,7 @@ pub struct Initial {
 }
 
 /// Why a datagram yielded no client Initial. Each variant's `reason()` is a stable metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, thiserror::Error)]
 pub enum QuicError {
     #[error("packet shorter than its header or Length field says")]
     Truncated,

@@ -6,8 +6,12 @@
 //! and labels with bounded values only — per-host series exist only for detected hosts and
 //! are capped at `MAX_HOST_SERIES`.
 
+use super::{CaptureStatus, Counters, DropReason, SensorState, Stage};
+use crate::detect::resolvers::RoleSource;
+use crate::detect::{Detector, RuleSet};
 use crate::extract::NameKind;
-use crate::pipeline::Shared;
+use crate::hosts::HostTable;
+use crate::output::sink::Sinks;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, Histogram, HistogramOpts, Registry, TextEncoder};
@@ -76,188 +80,192 @@ fn family(
     mf
 }
 
-/// Builds every vendorwatch family from the shared state at scrape time.
-struct SensorCollector {
-    shared: Arc<Shared>,
+/// What the exporter reads at scrape time. The pipeline's shared state provides it, so
+/// metrics does not depend on the pipeline.
+pub trait Observed: Send + Sync {
+    fn counters(&self) -> &Counters;
+    fn detector(&self) -> &Detector;
+    fn hosts(&self) -> &HostTable;
+    fn sinks(&self) -> &Sinks;
+    /// The worker batch-time histogram ([`batch_histogram`]).
+    fn batch_seconds(&self) -> &Histogram;
 }
 
-impl Collector for SensorCollector {
+type Samples = Vec<(Vec<LabelPair>, f64)>;
+
+/// One scrape in the making: the families built so far, and the drops, which several
+/// components contribute to one family.
+#[derive(Default)]
+pub struct Scrape {
+    families: Vec<MetricFamily>,
+    drops: Samples,
+}
+
+impl Scrape {
+    fn counter(&mut self, name: &str, help: &str, samples: Samples) {
+        self.families
+            .push(family(name, help, MetricType::COUNTER, samples));
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, samples: Samples) {
+        self.families
+            .push(family(name, help, MetricType::GAUGE, samples));
+    }
+
+    /// Counts `n` shed for `reason` (from capture source `source`, when per source).
+    fn drop(&mut self, reason: DropReason, source: Option<&str>, n: u64) {
+        let mut pairs = vec![("stage", reason.stage()), ("reason", reason.reason())];
+        pairs.extend(source.map(|s| ("source", s)));
+        self.drops.push((labels(&pairs), n as f64));
+    }
+
+    fn finish(mut self) -> Vec<MetricFamily> {
+        let drops = std::mem::take(&mut self.drops);
+        self.counter(
+            "vendorwatch_dropped_total",
+            "Packets or items shed, by pipeline stage and reason.",
+            drops,
+        );
+        self.families
+    }
+}
+
+/// A component that exports its own metric families.
+pub trait Families {
+    fn families(&self, scrape: &mut Scrape);
+}
+
+/// One unlabelled sample.
+fn one(value: f64) -> Samples {
+    vec![(vec![], value)]
+}
+
+/// Builds every vendorwatch family from the shared state at scrape time.
+struct SensorCollector<S> {
+    shared: Arc<S>,
+}
+
+impl<S: Observed> Collector for SensorCollector<S> {
     fn desc(&self) -> Vec<&Desc> {
         Vec::new()
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        use prometheus::proto::MetricType::{COUNTER, GAUGE};
-        let s = &self.shared;
-        let c = &s.counters;
-        let get = crate::metrics::Counters::get;
-        let mut out = Vec::new();
+        let s = &*self.shared;
+        let rules = s.detector().rules();
+        let mut scrape = Scrape::default();
+        s.counters().families(&mut scrape);
+        host_families(s.hosts(), &rules, &mut scrape);
+        s.detector().families(&mut scrape);
+        s.sinks().families(&mut scrape);
+        s.counters().sensor.families(&mut scrape);
+        scrape.finish()
+    }
+}
 
-        let sources = c
-            .sensor
-            .sources
-            .lock()
-            .map(|v| v.clone())
-            .unwrap_or_default();
-        let per_source = c
-            .sensor
-            .source_packets
-            .lock()
-            .map(|v| v.clone())
-            .unwrap_or_default();
-        let mut packets: Vec<(Vec<LabelPair>, f64)> = per_source
+impl Families for Counters {
+    fn families(&self, scrape: &mut Scrape) {
+        self.traffic_families(scrape);
+        self.anomaly_families(scrape);
+        self.detection_families(scrape);
+        scrape.counter(
+            "vendorwatch_rule_reloads_total",
+            "Rule reloads, by result.",
+            vec![
+                (
+                    labels(&[("result", "success")]),
+                    get(&self.reloads_ok) as f64,
+                ),
+                (
+                    labels(&[("result", "failure")]),
+                    get(&self.reloads_failed) as f64,
+                ),
+            ],
+        );
+    }
+}
+
+impl Counters {
+    /// Packets and bytes per capture source, and what the capture path shed.
+    fn traffic_families(&self, scrape: &mut Scrape) {
+        let sensor = &self.sensor;
+        let per_source = locked(&sensor.source_packets);
+        let mut packets: Samples = per_source
             .iter()
             .map(|(n, (p, _))| (labels(&[("source", n)]), *p as f64))
             .collect();
-        let mut bytes: Vec<(Vec<LabelPair>, f64)> = per_source
+        let mut bytes: Samples = per_source
             .iter()
             .map(|(n, (_, b))| (labels(&[("source", n)]), *b as f64))
             .collect();
         if per_source.is_empty() {
-            packets.push((labels(&[("source", "replay")]), get(&c.packets) as f64));
-            bytes.push((labels(&[("source", "replay")]), get(&c.bytes) as f64));
+            packets.push((labels(&[("source", "replay")]), get(&self.packets) as f64));
+            bytes.push((labels(&[("source", "replay")]), get(&self.bytes) as f64));
         }
-        out.push(family(
+        scrape.counter(
             "vendorwatch_packets_received_total",
             "Packets read from each capture source.",
-            COUNTER,
             packets,
-        ));
-        out.push(family(
+        );
+        scrape.counter(
             "vendorwatch_bytes_received_total",
             "Bytes (on the wire) read from each capture source.",
-            COUNTER,
             bytes,
-        ));
-
-        let anomalies = c.anomalies();
-        let mut drops = vec![
-            (
-                labels(&[("stage", "queue"), ("reason", "queue_full")]),
-                get(&c.queue_dropped) as f64,
-            ),
-            (
-                labels(&[("stage", "flow_table"), ("reason", "evicted")]),
-                get(&c.flows_evicted) as f64,
-            ),
-            (
-                labels(&[("stage", "link"), ("reason", "unsupported_link_type")]),
-                get(&c.unsupported_link) as f64,
-            ),
-            // Findings for new hosts while the host table was full (--max-hosts).
-            (
-                labels(&[("stage", "hosts"), ("reason", "table_full")]),
-                get(&s.hosts.shed) as f64,
-            ),
-            // Identities of not-yet-detected addresses evicted from their full map.
-            (
-                labels(&[("stage", "identities"), ("reason", "evicted")]),
-                get(&s.hosts.identities_evicted) as f64,
-            ),
-            // Older vendor answers passive DNS let go for newer ones (--pdns-max), and host
-            // pairs the Security Center port tracker could not follow.
-            (
-                labels(&[("stage", "passive_dns"), ("reason", "evicted")]),
-                get(&s.detector.pdns_dropped) as f64,
-            ),
-            (
-                labels(&[("stage", "port_pairs"), ("reason", "table_full")]),
-                get(&s.detector.port_pairs_dropped) as f64,
-            ),
-            // Hosts that earned the resolver role beyond RESOLVERS_MAX, and client queries
-            // the resolver evidence could not remember.
-            (
-                labels(&[("stage", "resolvers"), ("reason", "table_full")]),
-                get(&s.detector.resolver_roles().shed) as f64,
-            ),
-            (
-                labels(&[("stage", "resolver_queries"), ("reason", "table_full")]),
-                (get(&s.detector.resolver_roles().pending_shed)
-                    + get(&s.detector.resolver_roles().asked_shed)) as f64,
-            ),
-        ];
-        for (name, _, dropped, if_dropped) in &sources {
-            drops.push((
-                labels(&[("stage", "kernel"), ("reason", "dropped"), ("source", name)]),
-                *dropped as f64,
-            ));
-            drops.push((
-                labels(&[
-                    ("stage", "interface"),
-                    ("reason", "dropped"),
-                    ("source", name),
-                ]),
-                *if_dropped as f64,
-            ));
+        );
+        scrape.drop(DropReason::QueueFull, None, get(&self.queue_dropped));
+        scrape.drop(DropReason::FlowEvicted, None, get(&self.flows_evicted));
+        scrape.drop(
+            DropReason::UnsupportedLinkType,
+            None,
+            get(&self.unsupported_link),
+        );
+        for (name, _, dropped, if_dropped) in &locked(&sensor.sources) {
+            scrape.drop(DropReason::KernelDropped, Some(name), *dropped);
+            scrape.drop(DropReason::InterfaceDropped, Some(name), *if_dropped);
         }
-        let mut decode = Vec::new();
-        for (reason, n) in &anomalies {
-            if *reason == "duplicates" {
-                // SPAN copies of a packet already read (`extract::dedup`).
-                drops.push((
-                    labels(&[("stage", "dedup"), ("reason", "duplicates")]),
-                    *n as f64,
-                ));
-                continue;
-            }
-            if *reason == "reassembly_cap" || *reason == "reassembly_budget" {
-                let why = if *reason == "reassembly_cap" {
-                    "buffer_cap"
-                } else {
-                    "worker_budget"
-                };
-                drops.push((
-                    labels(&[("stage", "reassembly"), ("reason", why)]),
-                    *n as f64,
-                ));
-                continue;
-            }
-            if let Some(r) = reason
-                .strip_prefix("defrag_")
-                .filter(|r| !matches!(*r, "reassembled"))
-            {
-                drops.push((labels(&[("stage", "defrag"), ("reason", r)]), *n as f64));
-            } else if *reason != "defrag_reassembled" {
-                decode.push((
-                    labels(&[("layer", layer_of(reason)), ("reason", reason)]),
-                    *n as f64,
-                ));
-            }
-        }
-        out.push(family(
-            "vendorwatch_dropped_total",
-            "Packets or items shed, by pipeline stage and reason.",
-            COUNTER,
-            drops,
-        ));
-        out.push(family(
-            "vendorwatch_decode_anomalies_total",
-            "Malformed or unreadable input, by layer and reason.",
-            COUNTER,
-            decode,
-        ));
-        let reassembled = anomalies.get("defrag_reassembled").copied().unwrap_or(0);
-        out.push(family(
-            "vendorwatch_ip_datagrams_reassembled_total",
-            "IP datagrams rebuilt from fragments.",
-            COUNTER,
-            vec![(vec![], reassembled as f64)],
-        ));
-        let encaps = c.encaps();
-        out.push(family(
+        let encaps = self.encaps();
+        scrape.counter(
             "vendorwatch_encapsulated_packets_total",
             "Packets that came through each encapsulation (VLAN, MPLS, GRE, VXLAN, …).",
-            COUNTER,
             encaps
                 .iter()
                 .map(|(k, v)| (labels(&[("encapsulation", k)]), *v as f64))
                 .collect(),
-        ));
-        let names = c.names();
-        out.push(family(
+        );
+    }
+
+    /// Each anomaly in the family its stage says.
+    fn anomaly_families(&self, scrape: &mut Scrape) {
+        let mut decode = Vec::new();
+        let mut reassembled = 0;
+        for (anomaly, n) in self.anomalies() {
+            match anomaly.stage() {
+                Stage::Decode(layer) => decode.push((
+                    labels(&[("layer", layer.as_str()), ("reason", anomaly.reason())]),
+                    n as f64,
+                )),
+                Stage::Dropped(reason) => scrape.drop(reason, None, n),
+                Stage::Reassembled => reassembled += n,
+            }
+        }
+        scrape.counter(
+            "vendorwatch_decode_anomalies_total",
+            "Malformed or unreadable input, by layer and reason.",
+            decode,
+        );
+        scrape.counter(
+            "vendorwatch_ip_datagrams_reassembled_total",
+            "IP datagrams rebuilt from fragments.",
+            one(reassembled as f64),
+        );
+    }
+
+    /// Names extracted, findings, alerts and suppressed findings.
+    fn detection_families(&self, scrape: &mut Scrape) {
+        let names = self.names();
+        scrape.counter(
             "vendorwatch_names_extracted_total",
             "Names and fingerprints extracted, by kind.",
-            COUNTER,
             NameKind::ALL
                 .iter()
                 .map(|k| {
@@ -267,14 +275,11 @@ impl Collector for SensorCollector {
                     )
                 })
                 .collect(),
-        ));
-
-        let rules = s.detector.rules();
-        out.push(family(
+        );
+        scrape.counter(
             "vendorwatch_matches_total",
             "Rule matches (findings), by vendor, category and indicator kind.",
-            COUNTER,
-            c.matches()
+            self.matches()
                 .iter()
                 .map(|((v, cat, k), n)| {
                     (
@@ -283,290 +288,291 @@ impl Collector for SensorCollector {
                     )
                 })
                 .collect(),
-        ));
-        out.push(family(
+        );
+        scrape.counter(
             "vendorwatch_alerts_total",
             "Alerts raised (one per host, vendor and category), by vendor and category.",
-            COUNTER,
-            c.alerts_by_category()
+            self.alerts_by_category()
                 .iter()
                 .map(|((v, cat), n)| (labels(&[("vendor", v), ("category", cat)]), *n as f64))
                 .collect(),
-        ));
-
-        out.push(family(
+        );
+        scrape.counter(
             "vendorwatch_suppressed_findings_total",
             "Findings covered by a configured suppression (recorded, no alert).",
-            COUNTER,
-            vec![(vec![], get(&c.alerts_suppressed) as f64)],
-        ));
-        let hosts = s.hosts.snapshot();
-        let mut detected: BTreeMap<&str, u64> =
-            rules.packs.iter().map(|p| (p.vendor.as_str(), 0)).collect();
-        let mut host_series = Vec::new();
-        for (ip, h) in &hosts {
-            let mut vendors: Vec<&str> = h
-                .detections
-                .iter()
-                .filter(|d| !d.forwarded)
-                .map(|d| d.vendor.as_str())
-                .collect();
-            vendors.dedup();
-            for v in vendors {
-                *detected.entry(v).or_default() += 1;
-            }
-            for d in h.detections.iter().filter(|d| !d.forwarded) {
-                host_series.push((
-                    d.last_seen,
-                    ip.to_string(),
-                    d.vendor.as_str(),
-                    d.category.as_str(),
-                    d.severity.as_str(),
-                ));
-            }
-        }
-        out.push(family(
-            "vendorwatch_hosts_detected",
-            "Home-net hosts with at least one detection, by vendor.",
-            GAUGE,
-            detected
-                .iter()
-                .map(|(v, n)| (labels(&[("vendor", v)]), *n as f64))
-                .collect(),
-        ));
-        host_series.sort_by_key(|h| std::cmp::Reverse(h.0));
-        let capped = host_series.len().saturating_sub(MAX_HOST_SERIES);
-        host_series.truncate(MAX_HOST_SERIES);
-        out.push(family(
-            "vendorwatch_host_last_seen_timestamp_seconds",
-            "Packet time a detected host was last seen talking to a vendor (detected hosts only, capped).",
-            GAUGE,
-            host_series
-                .iter()
-                .map(|(ts, ip, v, cat, sev)| (labels(&[("host", ip), ("vendor", v), ("category", cat), ("severity", sev)]), ts.0 as f64 / 1e9))
-                .collect(),
-        ));
-        out.push(family(
-            "vendorwatch_host_series_capped",
-            "Detected host series left out because of the cap.",
-            GAUGE,
-            vec![(vec![], capped as f64)],
-        ));
+            one(get(&self.alerts_suppressed) as f64),
+        );
+    }
+}
 
-        let flows: u64 = c
-            .sensor
-            .flows_active
-            .lock()
-            .map(|f| f.values().sum())
-            .unwrap_or(0);
-        out.push(family(
-            "vendorwatch_flows_active",
-            "Flows tracked by the workers.",
-            GAUGE,
-            vec![(vec![], flows as f64)],
-        ));
-        let held: u64 = c
-            .sensor
-            .reassembly_bytes
-            .lock()
-            .map(|f| f.values().sum())
-            .unwrap_or(0);
-        out.push(family(
-            "vendorwatch_reassembly_bytes",
-            "Bytes held by the workers' TCP reassembly buffers (at most --reassembly-mb each).",
-            GAUGE,
-            vec![(vec![], held as f64)],
-        ));
-        let depths = c
-            .sensor
-            .queue_depth
-            .lock()
-            .map(|d| d.clone())
-            .unwrap_or_default();
-        out.push(family(
-            "vendorwatch_queue_depth_batches",
-            "Batches waiting in each worker's queue.",
-            GAUGE,
-            depths
-                .iter()
-                .enumerate()
-                .map(|(i, d)| (labels(&[("worker", &i.to_string())]), *d as f64))
-                .collect(),
-        ));
+/// Detected hosts by vendor, and the capped per-host series; the host table's drops.
+fn host_families(hosts: &HostTable, rules: &RuleSet, scrape: &mut Scrape) {
+    // Findings for new hosts while the host table was full (--max-hosts), and identities of
+    // not-yet-detected addresses evicted from their full map.
+    scrape.drop(DropReason::HostTableFull, None, get(&hosts.shed));
+    scrape.drop(
+        DropReason::IdentityEvicted,
+        None,
+        get(&hosts.identities_evicted),
+    );
+    let snapshot = hosts.snapshot();
+    let mut detected: BTreeMap<&str, u64> =
+        rules.packs.iter().map(|p| (p.vendor.as_str(), 0)).collect();
+    let mut series = Vec::new();
+    for (ip, h) in &snapshot {
+        let mut vendors: Vec<&str> = h
+            .detections
+            .iter()
+            .filter(|d| !d.forwarded)
+            .map(|d| d.vendor.as_str())
+            .collect();
+        vendors.dedup();
+        for v in vendors {
+            *detected.entry(v).or_default() += 1;
+        }
+        for d in h.detections.iter().filter(|d| !d.forwarded) {
+            let l = labels(&[
+                ("host", &ip.to_string()),
+                ("vendor", &d.vendor),
+                ("category", &d.category),
+                ("severity", d.severity.as_str()),
+            ]);
+            series.push((d.last_seen, l));
+        }
+    }
+    scrape.gauge(
+        "vendorwatch_hosts_detected",
+        "Home-net hosts with at least one detection, by vendor.",
+        detected
+            .iter()
+            .map(|(v, n)| (labels(&[("vendor", v)]), *n as f64))
+            .collect(),
+    );
+    series.sort_by_key(|h| std::cmp::Reverse(h.0));
+    let capped = series.len().saturating_sub(MAX_HOST_SERIES);
+    series.truncate(MAX_HOST_SERIES);
+    scrape.gauge(
+        "vendorwatch_host_last_seen_timestamp_seconds",
+        "Packet time a detected host was last seen talking to a vendor (detected hosts only, capped).",
+        series
+            .into_iter()
+            .map(|(ts, l)| (l, ts.0 as f64 / 1e9))
+            .collect(),
+    );
+    scrape.gauge(
+        "vendorwatch_host_series_capped",
+        "Detected host series left out because of the cap.",
+        one(capped as f64),
+    );
+}
+
+impl Families for Detector {
+    fn families(&self, scrape: &mut Scrape) {
+        // Older vendor answers passive DNS let go for newer ones (--pdns-max), host pairs the
+        // Security Center port tracker could not follow, hosts that earned the resolver role
+        // beyond its cap, and client queries the resolver evidence could not remember.
+        let roles = self.resolver_roles();
+        scrape.drop(DropReason::PassiveDnsEvicted, None, get(&self.pdns_dropped));
+        scrape.drop(
+            DropReason::PortPairsTableFull,
+            None,
+            get(&self.port_pairs_dropped),
+        );
+        scrape.drop(DropReason::ResolversTableFull, None, get(&roles.shed));
+        scrape.drop(
+            DropReason::ResolverQueriesTableFull,
+            None,
+            get(&roles.pending_shed) + get(&roles.asked_shed),
+        );
+        let rules = self.rules();
         let mut per_vendor: BTreeMap<&str, u64> =
             rules.packs.iter().map(|p| (p.vendor.as_str(), 0)).collect();
         for r in &rules.rules {
             *per_vendor.entry(r.vendor.as_str()).or_default() += 1;
         }
-        out.push(family(
+        scrape.gauge(
             "vendorwatch_rules_loaded",
             "Rules in force, by vendor.",
-            GAUGE,
             per_vendor
                 .iter()
                 .map(|(v, n)| (labels(&[("vendor", v)]), *n as f64))
                 .collect(),
-        ));
-        out.push(family(
-            "vendorwatch_rule_reloads_total",
-            "Rule reloads, by result.",
-            COUNTER,
-            vec![
-                (labels(&[("result", "success")]), get(&c.reloads_ok) as f64),
-                (
-                    labels(&[("result", "failure")]),
-                    get(&c.reloads_failed) as f64,
-                ),
-            ],
-        ));
-        let loaded_at = c.sensor.rules_loaded_at.lock().map(|t| *t).unwrap_or(0.0);
-        out.push(family(
-            "vendorwatch_rules_last_load_timestamp_seconds",
-            "Unix time of the last successful rule load.",
-            GAUGE,
-            vec![(vec![], loaded_at)],
-        ));
-        let roles = s.detector.resolver_roles().list();
-        let by_source = |src: crate::detect::resolvers::RoleSource| {
-            roles.iter().filter(|(_, r)| r.source == src).count() as f64
-        };
-        out.push(family(
+        );
+        let list = roles.list();
+        let by_source =
+            |src: RoleSource| list.iter().filter(|(_, r)| r.source == src).count() as f64;
+        scrape.gauge(
             "vendorwatch_resolvers",
             "Home-net resolvers: pinned in the configuration, or answering other hosts' queries.",
-            GAUGE,
             vec![
                 (
                     labels(&[("source", "pinned")]),
-                    by_source(crate::detect::resolvers::RoleSource::Pinned),
+                    by_source(RoleSource::Pinned),
                 ),
                 (
                     labels(&[("source", "answered")]),
-                    by_source(crate::detect::resolvers::RoleSource::Answered),
+                    by_source(RoleSource::Answered),
                 ),
             ],
-        ));
-        out.push(family(
+        );
+        scrape.gauge(
             "vendorwatch_passive_dns_entries",
             "Addresses remembered from DNS answers to vendor names.",
-            GAUGE,
-            vec![(vec![], s.detector.pdns_len() as f64)],
-        ));
-        // The alert outputs: the alerts file and syslog, each with its own queue.
+            one(self.pdns_len() as f64),
+        );
+    }
+}
+
+/// The alert outputs, each with its own queue: `vendorwatch_output_*{output}`.
+impl Families for Sinks {
+    fn families(&self, scrape: &mut Scrape) {
         let mut written = Vec::new();
         let mut errors = Vec::new();
         let mut dropped = Vec::new();
         let mut backlog = Vec::new();
         let mut rotations = Vec::new();
-        if let Some(a) = &s.alerts {
-            let st = a.stats();
-            let l = || labels(&[("output", "alerts")]);
-            written.push((l(), st.written as f64));
-            errors.push((l(), st.errors as f64));
-            dropped.push((l(), st.dropped as f64));
-            backlog.push((l(), st.backlog as f64));
-            rotations.push((l(), st.rotations as f64));
+        for sink in self.iter() {
+            let Some(d) = sink.delivery() else {
+                continue;
+            };
+            let l = || labels(&[("output", sink.output())]);
+            written.push((l(), d.written as f64));
+            errors.push((l(), d.errors as f64));
+            dropped.push((l(), d.dropped as f64));
+            backlog.push((l(), d.backlog as f64));
+            if let Some(r) = d.rotations {
+                rotations.push((l(), r as f64));
+            }
         }
-        if let Ok(Some(sink)) = s.syslog.lock().as_deref() {
-            let st = sink.stats();
-            let l = || labels(&[("output", "syslog")]);
-            written.push((l(), st.sent as f64));
-            errors.push((l(), st.errors as f64));
-            dropped.push((l(), (st.dropped + st.rejected) as f64));
-            backlog.push((l(), st.queued as f64));
-        }
-        out.push(family(
+        scrape.counter(
             "vendorwatch_output_written_total",
             "Alerts written (file) or handed to the transport (syslog), by output.",
-            COUNTER,
             written,
-        ));
-        out.push(family(
+        );
+        scrape.counter(
             "vendorwatch_output_errors_total",
             "Failed writes, syncs, rotations, connects, by output (each retried).",
-            COUNTER,
             errors,
-        ));
-        out.push(family(
+        );
+        scrape.counter(
             "vendorwatch_output_dropped_total",
             "Alerts an output gave up on because its backlog was full (still in the report and inventory).",
-            COUNTER,
             dropped,
-        ));
-        out.push(family(
+        );
+        scrape.gauge(
             "vendorwatch_output_backlog",
             "Alerts accepted by an output and not yet written or sent.",
-            GAUGE,
             backlog,
-        ));
-        out.push(family(
+        );
+        scrape.counter(
             "vendorwatch_output_rotations_total",
             "Size-based rotations of the alerts file.",
-            COUNTER,
             rotations,
-        ));
-        let inventory = c
-            .sensor
-            .inventory_saves
-            .lock()
-            .map(|i| i.clone())
-            .unwrap_or_default();
-        if let Some((ok, failed)) = inventory {
-            out.push(family(
+        );
+    }
+}
+
+/// The running sensor: workers, rule loads, saves and shipping, capture health.
+impl Families for SensorState {
+    fn families(&self, scrape: &mut Scrape) {
+        self.worker_families(scrape);
+        scrape.gauge(
+            "vendorwatch_rules_last_load_timestamp_seconds",
+            "Unix time of the last successful rule load.",
+            one(self.rules_loaded_at.lock().map(|t| *t).unwrap_or(0.0)),
+        );
+        self.persistence_families(scrape);
+        scrape.gauge(
+            "vendorwatch_build_info",
+            "Build information (always 1).",
+            vec![(labels(&[("version", env!("CARGO_PKG_VERSION"))]), 1.0)],
+        );
+        self.capture_families(scrape);
+        let healthy = self.unhealthy.lock().map(|u| u.is_none()).unwrap_or(false);
+        scrape.gauge(
+            "vendorwatch_up",
+            "1 when capturing with rules loaded, 0 otherwise.",
+            one(if healthy { 1.0 } else { 0.0 }),
+        );
+    }
+}
+
+impl SensorState {
+    /// Flows, reassembly bytes and queue depths of the workers.
+    fn worker_families(&self, scrape: &mut Scrape) {
+        let flows: u64 = locked(&self.flows_active).values().sum();
+        scrape.gauge(
+            "vendorwatch_flows_active",
+            "Flows tracked by the workers.",
+            one(flows as f64),
+        );
+        let held: u64 = locked(&self.reassembly_bytes).values().sum();
+        scrape.gauge(
+            "vendorwatch_reassembly_bytes",
+            "Bytes held by the workers' TCP reassembly buffers (at most --reassembly-mb each).",
+            one(held as f64),
+        );
+        scrape.gauge(
+            "vendorwatch_queue_depth_batches",
+            "Batches waiting in each worker's queue.",
+            locked(&self.queue_depth)
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (labels(&[("worker", &i.to_string())]), *d as f64))
+                .collect(),
+        );
+    }
+
+    /// Inventory saves and, for a sensor of the agency inventory, the shipper's figures.
+    fn persistence_families(&self, scrape: &mut Scrape) {
+        if let Some((ok, failed)) = locked(&self.inventory_saves) {
+            scrape.counter(
                 "vendorwatch_inventory_saves_total",
                 "Saves of the host inventory, by result (a failed save is retried).",
-                COUNTER,
                 vec![
                     (labels(&[("result", "success")]), get(&ok) as f64),
                     (labels(&[("result", "failure")]), get(&failed) as f64),
                 ],
-            ));
+            );
         }
-        if let Some(ship) = c.sensor.agency.lock().ok().and_then(|a| a.clone()) {
-            for (name, help, counter, samples) in ship.samples() {
-                out.push(family(
-                    name,
-                    help,
-                    if counter { COUNTER } else { GAUGE },
-                    samples
-                        .into_iter()
-                        .map(|(l, v)| {
-                            let pairs: Vec<(&str, &str)> =
-                                l.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                            (labels(&pairs), v)
-                        })
-                        .collect(),
-                ));
+        let Some(ship) = locked(&self.agency) else {
+            return;
+        };
+        for (name, help, counter, samples) in ship.samples() {
+            let samples = samples
+                .into_iter()
+                .map(|(l, v)| {
+                    let pairs: Vec<(&str, &str)> =
+                        l.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    (labels(&pairs), v)
+                })
+                .collect();
+            if counter {
+                scrape.counter(name, help, samples);
+            } else {
+                scrape.gauge(name, help, samples);
             }
         }
-        out.push(family(
-            "vendorwatch_build_info",
-            "Build information (always 1).",
-            GAUGE,
-            vec![(labels(&[("version", env!("CARGO_PKG_VERSION"))]), 1.0)],
-        ));
-        let captures = c
-            .sensor
-            .captures
-            .lock()
-            .map(|m| m.clone())
-            .unwrap_or_default();
-        out.push(family(
+    }
+
+    /// Per live capture interface: up, and interruptions by reason.
+    fn capture_families(&self, scrape: &mut Scrape) {
+        let captures = locked(&self.captures);
+        scrape.gauge(
             "vendorwatch_capture_up",
             "1 while a live capture interface can deliver packets (link up, handle bound), 0 while it is down or gone.",
-            GAUGE,
             captures
                 .iter()
                 .map(|(i, st)| (labels(&[("interface", i)]), if st.up { 1.0 } else { 0.0 }))
                 .collect(),
-        ));
-        out.push(family(
+        );
+        scrape.counter(
             "vendorwatch_capture_interruptions_total",
             "Times a live capture interface stopped delivering: its link went down, or it was removed.",
-            COUNTER,
             captures
                 .iter()
                 .flat_map(|(i, st)| {
-                    crate::metrics::CaptureStatus::REASONS.iter().map(move |r| {
+                    CaptureStatus::REASONS.iter().map(move |r| {
                         (
                             labels(&[("interface", i), ("reason", r)]),
                             st.interruptions.get(r).copied().unwrap_or(0) as f64,
@@ -574,42 +580,23 @@ impl Collector for SensorCollector {
                     })
                 })
                 .collect(),
-        ));
-        let healthy = c
-            .sensor
-            .unhealthy
-            .lock()
-            .map(|u| u.is_none())
-            .unwrap_or(false);
-        out.push(family(
-            "vendorwatch_up",
-            "1 when capturing with rules loaded, 0 otherwise.",
-            GAUGE,
-            vec![(vec![], if healthy { 1.0 } else { 0.0 })],
-        ));
-        out
+        );
     }
 }
 
-/// Which layer an anomaly reason belongs to (a bounded label).
-fn layer_of(reason: &str) -> &'static str {
-    match reason.split('_').next().unwrap_or_default() {
-        "link" | "vlan" => "link",
-        "ip" => "ip",
-        "transport" => "transport",
-        "gre" | "erspan" | "vxlan" | "geneve" | "teredo" | "ayiya" | "gtp" | "mpls" | "pppoe"
-        | "ppp" | "tunnel" => "tunnel",
-        "dns" => "dns",
-        "tls" => "tls",
-        "quic" => "quic",
-        "http" => "http",
-        _ => "other",
-    }
+/// A copy of what a lock guards (the default if it is poisoned).
+fn locked<T: Clone + Default>(m: &std::sync::Mutex<T>) -> T {
+    m.lock().map(|v| v.clone()).unwrap_or_default()
+}
+
+/// A counter's value now.
+fn get(c: &std::sync::atomic::AtomicU64) -> u64 {
+    Counters::get(c)
 }
 
 /// The registry `/metrics` renders: every vendorwatch family (built from the shared state
 /// at scrape time), the batch-time histogram and the process metrics.
-pub fn registry(shared: &Arc<Shared>) -> Registry {
+pub fn registry<S: Observed + 'static>(shared: &Arc<S>) -> Registry {
     // A sensor of the agency inventory labels every series with its identity, so one
     // Prometheus scraping every site tells the sensors apart without relabelling.
     let identity = crate::output::SENSOR_IDENTITY.get().map(|(id, site)| {
@@ -622,7 +609,7 @@ pub fn registry(shared: &Arc<Shared>) -> Registry {
     let _ = registry.register(Box::new(SensorCollector {
         shared: Arc::clone(shared),
     }));
-    let _ = registry.register(Box::new(shared.batch_seconds.clone()));
+    let _ = registry.register(Box::new(shared.batch_seconds().clone()));
     #[cfg(target_os = "linux")]
     {
         let pc = prometheus::process_collector::ProcessCollector::new(

@@ -5,6 +5,9 @@
 
 pub mod endpoint;
 pub mod exporter;
+pub mod reason;
+
+pub use reason::{Anomaly, DropReason, Layer, Stage};
 
 use crate::extract::NameKind;
 use std::collections::BTreeMap;
@@ -25,7 +28,7 @@ pub struct Counters {
     pub queue_dropped: AtomicU64,
     /// Packets on pcapng interfaces with a link type we cannot read.
     pub unsupported_link: AtomicU64,
-    anomalies: Mutex<BTreeMap<&'static str, u64>>,
+    anomalies: Mutex<BTreeMap<Anomaly, u64>>,
     names: Mutex<BTreeMap<NameKind, u64>>,
     encaps: Mutex<BTreeMap<&'static str, u64>>,
     /// Findings by (vendor, category, indicator kind): by name, not rule index, so counts
@@ -94,7 +97,7 @@ pub struct Local {
     pub events: u64,
     /// Packets in batches dropped because a worker's queue was full (live only).
     pub queue_dropped: u64,
-    pub anomalies: BTreeMap<&'static str, u64>,
+    pub anomalies: BTreeMap<Anomaly, u64>,
     pub names: BTreeMap<NameKind, u64>,
     pub encaps: BTreeMap<&'static str, u64>,
     /// Findings by (rule index, indicator kind).
@@ -110,8 +113,17 @@ impl Local {
         }
     }
 
-    pub fn anomaly(&mut self, reason: &'static str) {
-        *self.anomalies.entry(reason).or_default() += 1;
+    /// Counts one anomaly: a stage's typed error (`DecodeError`, a defragmenter event, the
+    /// extractor's `Anomaly`) or one of the dispatcher's own.
+    pub fn anomaly(&mut self, anomaly: impl Into<Anomaly>) {
+        self.anomalies_n(anomaly, 1);
+    }
+
+    /// Counts `n` of one anomaly.
+    pub fn anomalies_n(&mut self, anomaly: impl Into<Anomaly>, n: u64) {
+        if n > 0 {
+            *self.anomalies.entry(anomaly.into()).or_default() += n;
+        }
     }
 
     pub fn name(&mut self, kind: NameKind) {
@@ -174,8 +186,17 @@ impl Counters {
         }
     }
 
-    pub fn anomalies(&self) -> BTreeMap<&'static str, u64> {
+    pub fn anomalies(&self) -> BTreeMap<Anomaly, u64> {
         self.anomalies.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    /// The anomalies by their labels, in label order (the replay summary's list).
+    pub fn anomalies_by_reason(&self) -> BTreeMap<&'static str, u64> {
+        let mut by = BTreeMap::new();
+        for (a, n) in self.anomalies() {
+            *by.entry(a.reason()).or_default() += n;
+        }
+        by
     }
 
     /// Packets per encapsulation they came through (vlan, gre, vxlan, …).

@@ -89,15 +89,42 @@ impl FsyncPolicy {
     }
 }
 
+/// An `--alerts-fsync` value that is none of the policies.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not always, interval or never")]
+pub struct UnknownFsyncPolicy(pub String);
+
 impl FromStr for FsyncPolicy {
-    type Err = String;
+    type Err = UnknownFsyncPolicy;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim().to_ascii_lowercase().as_str() {
             "always" => Ok(FsyncPolicy::Always),
             "interval" => Ok(FsyncPolicy::Interval),
             "never" => Ok(FsyncPolicy::Never),
-            _ => Err(format!("{s:?} is not always, interval or never")),
+            _ => Err(UnknownFsyncPolicy(s.to_string())),
+        }
+    }
+}
+
+/// Why the alerts sink could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("the alerts backlog and the rotated files kept must be at least 1")]
+    BadOptions,
+    #[error("cannot create the alerts file {path}: {source} (check the directory exists and is writable)")]
+    Create { path: String, source: io::Error },
+    #[error("cannot start the alerts writer thread: {0}")]
+    Thread(io::Error),
+}
+
+impl StartError {
+    /// A short label (for a metric or a log field).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            StartError::BadOptions => "bad_options",
+            StartError::Create { .. } => "create",
+            StartError::Thread(_) => "thread",
         }
     }
 }
@@ -229,9 +256,12 @@ pub struct AlertSink {
 impl AlertSink {
     /// Creates (truncates) the file and starts the writer thread. An error names the path
     /// and says what to check.
-    pub fn start(destination: Destination, options: AlertFileOptions) -> Result<AlertSink, String> {
+    pub fn start(
+        destination: Destination,
+        options: AlertFileOptions,
+    ) -> Result<AlertSink, StartError> {
         if options.backlog == 0 || options.keep == 0 {
-            return Err("the alerts backlog and the rotated files kept must be at least 1".into());
+            return Err(StartError::BadOptions);
         }
         let out = match &destination {
             Destination::Stdout => Out::Stdout,
@@ -241,11 +271,9 @@ impl AlertSink {
                 } else {
                     File::create(p).map(|f| (f, 0))
                 };
-                let (file, len) = opened.map_err(|e| {
-                    format!(
-                        "cannot create the alerts file {}: {e} (check the directory exists and is writable)",
-                        crate::operator_input::shown(p)
-                    )
+                let (file, len) = opened.map_err(|source| StartError::Create {
+                    path: crate::operator_input::shown(p),
+                    source,
                 })?;
                 Out::File {
                     file,
@@ -275,7 +303,7 @@ impl AlertSink {
         let thread = std::thread::Builder::new()
             .name("alerts-writer".into())
             .spawn(move || writer.run())
-            .map_err(|e| format!("cannot start the alerts writer thread: {e}"))?;
+            .map_err(StartError::Thread)?;
         Ok(AlertSink {
             tx,
             thread: Mutex::new(Some(thread)),
@@ -355,7 +383,7 @@ impl AlertSink {
                 .tx
                 .send(Msg::Close(now.checked_add(timeout).unwrap_or(now)));
             if h.join().is_err() {
-                eprintln!("vendorwatch: the alerts writer thread panicked");
+                tracing::error!("the alerts writer thread panicked");
             }
         }
         self.stats()
@@ -677,8 +705,8 @@ impl Writer {
                         .in_flight
                         .fetch_sub(given_up, Ordering::AcqRel);
                     Counters::bump(&self.counters.dropped, given_up as u64);
-                    eprintln!(
-                        "vendorwatch: alerts: stdout was closed by its reader (broken pipe); no more alerts are written there (the report and the inventory still get every detection)"
+                    tracing::error!(
+                        "alerts: stdout was closed by its reader (broken pipe); no more alerts are written there (the report and the inventory still get every detection)"
                     );
                     return;
                 }
@@ -699,8 +727,10 @@ impl Writer {
             if let Ok(mut s) = self.counters.state.lock() {
                 s.1 = false;
             }
-            eprintln!(
-                "vendorwatch: alerts file {} is writable again: {} held alert(s) written, in order",
+            // At error level, like the failure it ends: the default log filter shows errors
+            // only, and whoever saw the failure must see it end.
+            tracing::error!(
+                "alerts file {} is writable again: {} held alert(s) written, in order",
                 self.destination.describe(),
                 std::mem::take(&mut self.outage_written)
             );
@@ -726,8 +756,8 @@ impl Writer {
             .is_none_or(|t| now.duration_since(t) >= WARN_INTERVAL)
         {
             self.last_warning = Some(now);
-            eprintln!(
-                "vendorwatch: cannot write to the alerts file {}: {e}; {} alert(s) held in memory (at most {}) and retried every {} s until it takes writes again",
+            tracing::error!(
+                "cannot write to the alerts file {}: {e}; {} alert(s) held in memory (at most {}) and retried every {} s until it takes writes again",
                 self.destination.describe(),
                 self.counters.in_flight.load(Ordering::Relaxed),
                 self.options.backlog,
@@ -862,8 +892,8 @@ impl Writer {
             .is_none_or(|t| now.duration_since(t) >= WARN_INTERVAL)
         {
             self.last_warning = Some(now);
-            eprintln!(
-                "vendorwatch: fsync of the alerts file {} failed: {e}; alerts written since the last successful fsync may not be on disk",
+            tracing::error!(
+                "fsync of the alerts file {} failed: {e}; alerts written since the last successful fsync may not be on disk",
                 self.destination.describe()
             );
         }

@@ -12,6 +12,7 @@ use std::net::IpAddr;
 pub mod alertfile;
 pub mod html;
 pub mod schema;
+pub mod sink;
 pub mod summary;
 pub mod syslog;
 

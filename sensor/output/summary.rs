@@ -77,7 +77,7 @@ pub fn render(c: &Counters, facts: &RunFacts<'_>, hosts: &[(IpAddr, Host)]) -> S
             .collect();
         let _ = writeln!(s, "  tunnels   {}", list.join(", "));
     }
-    let anomalies = c.anomalies();
+    let anomalies = c.anomalies_by_reason();
     if !anomalies.is_empty() {
         let list: Vec<String> = anomalies
             .iter()

@@ -450,6 +450,36 @@ fn wall_clock() -> Timestamp {
     }
 }
 
+/// A header field the configuration got wrong (the sink refuses to start).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    #[error("syslog facility {0} is not 0–{MAX_FACILITY}")]
+    Facility(u8),
+    #[error(
+        "syslog app name {0:?} must be 1–{MAX_APP_NAME} printable ASCII characters without spaces"
+    )]
+    AppName(String),
+    #[error("syslog hostname {0:?} must be at most {MAX_HOSTNAME} printable ASCII characters without spaces")]
+    Hostname(String),
+    #[error(
+        "syslog SD-ID {0:?} must be name@PEN (your IANA private enterprise number), \
+         at most {MAX_SD_NAME} printable ASCII characters without = ] \" or spaces"
+    )]
+    SdId(String),
+}
+
+impl HeaderError {
+    /// A short label (for a metric or a log field).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            HeaderError::Facility(_) => "facility",
+            HeaderError::AppName(_) => "app_name",
+            HeaderError::Hostname(_) => "hostname",
+            HeaderError::SdId(_) => "sd_id",
+        }
+    }
+}
+
 /// The fixed part of every message, checked once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Header {
@@ -465,33 +495,19 @@ fn printable(s: &str) -> bool {
 }
 
 impl Header {
-    fn new(cfg: &SyslogConfig) -> Result<Header, String> {
+    fn new(cfg: &SyslogConfig) -> Result<Header, HeaderError> {
         if cfg.facility > MAX_FACILITY {
-            return Err(format!(
-                "syslog facility {} is not 0–{MAX_FACILITY}",
-                cfg.facility
-            ));
+            return Err(HeaderError::Facility(cfg.facility));
         }
         if cfg.app_name.is_empty() || cfg.app_name.len() > MAX_APP_NAME || !printable(&cfg.app_name)
         {
-            return Err(format!(
-                "syslog app name {:?} must be 1–{MAX_APP_NAME} printable ASCII characters without spaces",
-                cfg.app_name
-            ));
+            return Err(HeaderError::AppName(cfg.app_name.clone()));
         }
         if cfg.hostname.len() > MAX_HOSTNAME || !printable(&cfg.hostname) {
-            return Err(format!(
-                "syslog hostname {:?} must be at most {MAX_HOSTNAME} printable ASCII characters without spaces",
-                cfg.hostname
-            ));
+            return Err(HeaderError::Hostname(cfg.hostname.clone()));
         }
-        if let Some(id) = &cfg.sd_id {
-            if !valid_sd_id(id) {
-                return Err(format!(
-                    "syslog SD-ID {id:?} must be name@PEN (your IANA private enterprise number), \
-                     at most {MAX_SD_NAME} printable ASCII characters without = ] \" or spaces"
-                ));
-            }
+        if let Some(id) = cfg.sd_id.as_ref().filter(|id| !valid_sd_id(id)) {
+            return Err(HeaderError::SdId(id.clone()));
         }
         Ok(Header {
             facility: cfg.facility,

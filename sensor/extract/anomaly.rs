@@ -1,0 +1,286 @@
+//! What the extractor found wrong, typed: the protocol parsers' own errors (each with its
+//! `reason()`), the flags a DNS message was read with, and the flow-level events of
+//! reassembly and inspection. Each value's `reason()` is its metric label; the metrics layer
+//! (`metrics::reason`) decides which family and which `layer` label it is counted under.
+//!
+//! The labels are the ones the sensor has always exported: Grafana dashboards and the tests
+//! match them, so a variant's label never changes.
+
+use super::dhcp::DhcpError;
+use super::dns::{Anomalies as DnsAnomalies, DnsError};
+use super::http::BodyError;
+use super::quic::QuicError;
+
+/// One recoverable anomaly the extractor met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Anomaly {
+    /// A DNS message that could not be read at all.
+    Dns(DnsError),
+    /// A DNS message read with something wrong in it.
+    DnsFlag(DnsFlag),
+    Dhcp(DhcpError),
+    Quic(QuicError),
+    HttpBody(BodyError),
+    /// Reassembly, TLS and the per-flow protocol state.
+    Flow(FlowAnomaly),
+}
+
+impl Anomaly {
+    /// The metric label (stable).
+    pub fn reason(self) -> &'static str {
+        match self {
+            Anomaly::Dns(e) => e.reason(),
+            Anomaly::DnsFlag(f) => f.reason(),
+            Anomaly::Dhcp(e) => e.reason(),
+            Anomaly::Quic(e) => e.reason(),
+            Anomaly::HttpBody(e) => e.reason(),
+            Anomaly::Flow(f) => f.reason(),
+        }
+    }
+
+    /// Every anomaly the extractor can report.
+    pub fn all() -> impl Iterator<Item = Anomaly> {
+        let dns = [
+            DnsError::TooShort,
+            DnsError::BadQuestion,
+            DnsError::Implausible,
+        ];
+        let dhcp = [
+            DhcpError::TooShort,
+            DhcpError::BadOp,
+            DhcpError::NoMagic,
+            DhcpError::RelayTooDeep,
+        ];
+        let body = [BodyError::TooLarge, BodyError::BadChunk];
+        dns.into_iter()
+            .map(Anomaly::Dns)
+            .chain(DnsFlag::ALL.into_iter().map(Anomaly::DnsFlag))
+            .chain(dhcp.into_iter().map(Anomaly::Dhcp))
+            .chain(QuicError::ALL.into_iter().map(Anomaly::Quic))
+            .chain(body.into_iter().map(Anomaly::HttpBody))
+            .chain(FlowAnomaly::ALL.into_iter().map(Anomaly::Flow))
+    }
+
+    /// The anomaly a label names, for the extractor output that still carries labels
+    /// (`Extracted::Anomaly(&'static str)`, until the flow state emits `Anomaly` itself).
+    pub fn from_label(label: &str) -> Option<Anomaly> {
+        Anomaly::all().find(|a| a.reason() == label)
+    }
+}
+
+impl From<DnsError> for Anomaly {
+    fn from(e: DnsError) -> Anomaly {
+        Anomaly::Dns(e)
+    }
+}
+
+impl From<DnsFlag> for Anomaly {
+    fn from(f: DnsFlag) -> Anomaly {
+        Anomaly::DnsFlag(f)
+    }
+}
+
+impl From<DhcpError> for Anomaly {
+    fn from(e: DhcpError) -> Anomaly {
+        Anomaly::Dhcp(e)
+    }
+}
+
+impl From<QuicError> for Anomaly {
+    fn from(e: QuicError) -> Anomaly {
+        Anomaly::Quic(e)
+    }
+}
+
+impl From<BodyError> for Anomaly {
+    fn from(e: BodyError) -> Anomaly {
+        Anomaly::HttpBody(e)
+    }
+}
+
+impl From<FlowAnomaly> for Anomaly {
+    fn from(f: FlowAnomaly) -> Anomaly {
+        Anomaly::Flow(f)
+    }
+}
+
+/// What a DNS message was read with ([`DnsAnomalies`] as values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DnsFlag {
+    NamePointerLoop,
+    NameTooLong,
+    NameOutOfBounds,
+    NameCut,
+    AnswersTruncated,
+    LabelWithDot,
+    QuestionsOverstated,
+}
+
+impl DnsFlag {
+    pub const ALL: [DnsFlag; 7] = [
+        DnsFlag::NamePointerLoop,
+        DnsFlag::NameTooLong,
+        DnsFlag::NameOutOfBounds,
+        DnsFlag::NameCut,
+        DnsFlag::AnswersTruncated,
+        DnsFlag::LabelWithDot,
+        DnsFlag::QuestionsOverstated,
+    ];
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            DnsFlag::NamePointerLoop => "dns_name_pointer_loop",
+            DnsFlag::NameTooLong => "dns_name_too_long",
+            DnsFlag::NameOutOfBounds => "dns_name_out_of_bounds",
+            DnsFlag::NameCut => "dns_name_cut",
+            DnsFlag::AnswersTruncated => "dns_answers_truncated",
+            DnsFlag::LabelWithDot => "dns_label_with_dot",
+            DnsFlag::QuestionsOverstated => "dns_questions_overstated",
+        }
+    }
+
+    /// Whether a message was read with this flag.
+    pub fn is_set(self, a: &DnsAnomalies) -> bool {
+        match self {
+            DnsFlag::NamePointerLoop => a.name_pointer_loop,
+            DnsFlag::NameTooLong => a.name_too_long,
+            DnsFlag::NameOutOfBounds => a.name_out_of_bounds,
+            DnsFlag::NameCut => a.name_cut,
+            DnsFlag::AnswersTruncated => a.answers_truncated,
+            DnsFlag::LabelWithDot => a.label_with_dot,
+            DnsFlag::QuestionsOverstated => a.questions_overstated,
+        }
+    }
+
+    /// The flags a message was read with, in a fixed order.
+    pub fn present(a: &DnsAnomalies) -> impl Iterator<Item = DnsFlag> + '_ {
+        DnsFlag::ALL.into_iter().filter(|f| f.is_set(a))
+    }
+}
+
+/// Reassembly, TLS and per-flow protocol events (the flow state's own, and the TLS parser's
+/// `Malformed` labels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FlowAnomaly {
+    /// A SPAN copy of a packet already read (`dedup`).
+    Duplicates,
+    /// A segment not buffered: the worker's reassembly budget was spent.
+    ReassemblyBudget,
+    /// A segment not buffered: the flow's reassembly buffer was full.
+    ReassemblyCap,
+    TransportChecksumBad,
+    TransportTupleReused,
+    QuicClientHelloIncomplete,
+    QuicClientHelloMalformed,
+    DnsTcpCut,
+    DnsTcpMessageTooLarge,
+    DnsUpdateIgnored,
+    DnsTransactionTableFull,
+    TlsClientHelloCut,
+    TlsClientHelloTooLarge,
+    TlsClientHelloMalformed,
+    TlsRecordMalformed,
+    TlsHandshakeInterrupted,
+    TlsExtensionTruncated,
+    TlsServerFlightTooLarge,
+    TlsCertificateUnparsable,
+    HttpRequestLineCut,
+    HttpRequestHeadTooLarge,
+    HttpTooManyHeaders,
+    HttpHeadCut,
+    HttpMaxRequests,
+    DhcpOptionsTruncated,
+    Dhcpv6OptionsTruncated,
+    Dhcpv6AddressesTruncated,
+}
+
+impl FlowAnomaly {
+    pub const ALL: [FlowAnomaly; 27] = [
+        FlowAnomaly::Duplicates,
+        FlowAnomaly::ReassemblyBudget,
+        FlowAnomaly::ReassemblyCap,
+        FlowAnomaly::TransportChecksumBad,
+        FlowAnomaly::TransportTupleReused,
+        FlowAnomaly::QuicClientHelloIncomplete,
+        FlowAnomaly::QuicClientHelloMalformed,
+        FlowAnomaly::DnsTcpCut,
+        FlowAnomaly::DnsTcpMessageTooLarge,
+        FlowAnomaly::DnsUpdateIgnored,
+        FlowAnomaly::DnsTransactionTableFull,
+        FlowAnomaly::TlsClientHelloCut,
+        FlowAnomaly::TlsClientHelloTooLarge,
+        FlowAnomaly::TlsClientHelloMalformed,
+        FlowAnomaly::TlsRecordMalformed,
+        FlowAnomaly::TlsHandshakeInterrupted,
+        FlowAnomaly::TlsExtensionTruncated,
+        FlowAnomaly::TlsServerFlightTooLarge,
+        FlowAnomaly::TlsCertificateUnparsable,
+        FlowAnomaly::HttpRequestLineCut,
+        FlowAnomaly::HttpRequestHeadTooLarge,
+        FlowAnomaly::HttpTooManyHeaders,
+        FlowAnomaly::HttpHeadCut,
+        FlowAnomaly::HttpMaxRequests,
+        FlowAnomaly::DhcpOptionsTruncated,
+        FlowAnomaly::Dhcpv6OptionsTruncated,
+        FlowAnomaly::Dhcpv6AddressesTruncated,
+    ];
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            FlowAnomaly::Duplicates => "duplicates",
+            FlowAnomaly::ReassemblyBudget => "reassembly_budget",
+            FlowAnomaly::ReassemblyCap => "reassembly_cap",
+            FlowAnomaly::TransportChecksumBad => "transport_checksum_bad",
+            FlowAnomaly::TransportTupleReused => "transport_tuple_reused",
+            FlowAnomaly::QuicClientHelloIncomplete => "quic_client_hello_incomplete",
+            FlowAnomaly::QuicClientHelloMalformed => "quic_client_hello_malformed",
+            FlowAnomaly::DnsTcpCut => "dns_tcp_cut",
+            FlowAnomaly::DnsTcpMessageTooLarge => "dns_tcp_message_too_large",
+            FlowAnomaly::DnsUpdateIgnored => "dns_update_ignored",
+            FlowAnomaly::DnsTransactionTableFull => "dns_transaction_table_full",
+            FlowAnomaly::TlsClientHelloCut => "tls_client_hello_cut",
+            FlowAnomaly::TlsClientHelloTooLarge => "tls_client_hello_too_large",
+            FlowAnomaly::TlsClientHelloMalformed => "tls_client_hello_malformed",
+            FlowAnomaly::TlsRecordMalformed => "tls_record_malformed",
+            FlowAnomaly::TlsHandshakeInterrupted => "tls_handshake_interrupted",
+            FlowAnomaly::TlsExtensionTruncated => "tls_extension_truncated",
+            FlowAnomaly::TlsServerFlightTooLarge => "tls_server_flight_too_large",
+            FlowAnomaly::TlsCertificateUnparsable => "tls_certificate_unparsable",
+            FlowAnomaly::HttpRequestLineCut => "http_request_line_cut",
+            FlowAnomaly::HttpRequestHeadTooLarge => "http_request_head_too_large",
+            FlowAnomaly::HttpTooManyHeaders => "http_too_many_headers",
+            FlowAnomaly::HttpHeadCut => "http_head_cut",
+            FlowAnomaly::HttpMaxRequests => "http_max_requests",
+            FlowAnomaly::DhcpOptionsTruncated => "dhcp_options_truncated",
+            FlowAnomaly::Dhcpv6OptionsTruncated => "dhcpv6_options_truncated",
+            FlowAnomaly::Dhcpv6AddressesTruncated => "dhcpv6_addresses_truncated",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_label_names_exactly_one_anomaly() {
+        let labels: Vec<&str> = Anomaly::all().map(Anomaly::reason).collect();
+        let unique: std::collections::BTreeSet<&str> = labels.iter().copied().collect();
+        assert_eq!(labels.len(), unique.len(), "a label is shared: {labels:?}");
+        for a in Anomaly::all() {
+            assert_eq!(Anomaly::from_label(a.reason()), Some(a));
+        }
+    }
+
+    #[test]
+    fn dns_flags_are_the_flags_the_message_reports() {
+        let a = DnsAnomalies {
+            name_cut: true,
+            label_with_dot: true,
+            ..DnsAnomalies::default()
+        };
+        let typed: Vec<&str> = DnsFlag::present(&a).map(DnsFlag::reason).collect();
+        assert_eq!(typed, a.reasons().collect::<Vec<_>>());
+        assert_eq!(typed, ["dns_name_cut", "dns_label_with_dot"]);
+    }
+}
