@@ -790,13 +790,8 @@ fn handle(
     item: Extracted,
 ) {
     match &item {
-        Extracted::Anomaly(reason) => {
-            // Transitional: the flow state still reports labels; each names one typed
-            // anomaly (`extract::anomaly` lists them all, and its test holds them unique).
-            match crate::extract::anomaly::Anomaly::from_label(reason) {
-                Some(a) => local.anomaly(a),
-                None => debug_assert!(false, "an anomaly label nobody listed: {reason}"),
-            }
+        Extracted::Anomaly(a) => {
+            local.anomaly(*a);
             return;
         }
         Extracted::Evicted => {

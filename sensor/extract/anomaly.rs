@@ -60,12 +60,6 @@ impl Anomaly {
             .chain(body.into_iter().map(Anomaly::HttpBody))
             .chain(FlowAnomaly::ALL.into_iter().map(Anomaly::Flow))
     }
-
-    /// The anomaly a label names, for the extractor output that still carries labels
-    /// (`Extracted::Anomaly(&'static str)`, until the flow state emits `Anomaly` itself).
-    pub fn from_label(label: &str) -> Option<Anomaly> {
-        Anomaly::all().find(|a| a.reason() == label)
-    }
 }
 
 impl From<DnsError> for Anomaly {
@@ -267,9 +261,6 @@ mod tests {
         let labels: Vec<&str> = Anomaly::all().map(Anomaly::reason).collect();
         let unique: std::collections::BTreeSet<&str> = labels.iter().copied().collect();
         assert_eq!(labels.len(), unique.len(), "a label is shared: {labels:?}");
-        for a in Anomaly::all() {
-            assert_eq!(Anomaly::from_label(a.reason()), Some(a));
-        }
     }
 
     #[test]

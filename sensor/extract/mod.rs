@@ -207,7 +207,7 @@ pub enum Extracted {
     /// An address tied to a machine (DHCP) or a name (PTR).
     Identity(Identity),
     /// A recoverable anomaly (metric label).
-    Anomaly(&'static str),
+    Anomaly(anomaly::Anomaly),
     /// A flow was evicted from a full table before it ended.
     Evicted,
 }

@@ -4,6 +4,7 @@
 //! handshake message that spans several records (RFC 8446 §5.1 allows any split) and walks
 //! the extension list to find `server_name`. Pure: bytes in, borrowed or owned view out.
 
+use crate::extract::anomaly::FlowAnomaly;
 use std::borrow::Cow;
 use tls_parser::{TlsRecordType, TlsVersion};
 
@@ -24,7 +25,7 @@ pub enum Parse<'a> {
     /// Not a TLS handshake starting with a ClientHello.
     NotTls,
     /// A TLS handshake whose ClientHello is malformed (`reason` is a metric label).
-    Malformed(&'static str),
+    Malformed(FlowAnomaly),
     Hello(ClientHello<'a>),
 }
 
@@ -132,7 +133,7 @@ enum Joined<'a> {
     Complete(Cow<'a, [u8]>),
     NeedMore,
     NotTls,
-    Bad(&'static str),
+    Bad(FlowAnomaly),
 }
 
 /// Collects the first handshake message (4-byte header plus body) from consecutive records.
@@ -147,13 +148,13 @@ fn join_handshake(stream: &[u8]) -> Joined<'_> {
                 record
             }
             Err(tls_parser::nom::Err::Incomplete(_)) => return Joined::NeedMore,
-            Err(_) => return Joined::Bad("tls_record_malformed"),
+            Err(_) => return Joined::Bad(FlowAnomaly::TlsRecordMalformed),
         };
         if record.hdr.record_type != TlsRecordType::Handshake {
             return if first.is_none() {
                 Joined::NotTls
             } else {
-                Joined::Bad("tls_handshake_interrupted")
+                Joined::Bad(FlowAnomaly::TlsHandshakeInterrupted)
             };
         }
         let so_far: &[u8] = match (&mut joined, first) {
@@ -180,7 +181,7 @@ fn join_handshake(stream: &[u8]) -> Joined<'_> {
             let body_len =
                 usize::from(so_far[1]) << 16 | usize::from(so_far[2]) << 8 | usize::from(so_far[3]);
             if body_len + 4 > MAX_CLIENT_HELLO {
-                return Joined::Bad("tls_client_hello_too_large");
+                return Joined::Bad(FlowAnomaly::TlsClientHelloTooLarge);
             }
             if so_far.len() >= body_len + 4 {
                 return Joined::Complete(match joined {
@@ -193,7 +194,7 @@ fn join_handshake(stream: &[u8]) -> Joined<'_> {
             }
         }
         if so_far.len() > MAX_CLIENT_HELLO {
-            return Joined::Bad("tls_client_hello_too_large");
+            return Joined::Bad(FlowAnomaly::TlsClientHelloTooLarge);
         }
     }
 }
@@ -222,13 +223,15 @@ fn u16_list(data: &[u8], len_bytes: usize) -> Vec<u16> {
         .collect()
 }
 
-fn read_hello(record_version: u16, handshake: &[u8]) -> Result<ClientHello<'_>, &'static str> {
+fn read_hello(record_version: u16, handshake: &[u8]) -> Result<ClientHello<'_>, FlowAnomaly> {
     const EXT_SUPPORTED_VERSIONS: u16 = 43;
     const EXT_ALPN: u16 = 16;
     const EXT_SIGNATURE_ALGORITHMS: u16 = 13;
-    let body = handshake.get(4..).ok_or("tls_client_hello_malformed")?;
+    let body = handshake
+        .get(4..)
+        .ok_or(FlowAnomaly::TlsClientHelloMalformed)?;
     let (_, hello) = tls_parser::parse_tls_handshake_client_hello(body)
-        .map_err(|_| "tls_client_hello_malformed")?;
+        .map_err(|_| FlowAnomaly::TlsClientHelloMalformed)?;
     let mut out = ClientHello {
         record_version,
         hello_version: u16::from(hello.version),
@@ -245,7 +248,7 @@ fn read_hello(record_version: u16, handshake: &[u8]) -> Result<ClientHello<'_>, 
         let kind = u16::from_be_bytes([ext[0], ext[1]]);
         let len = usize::from(u16::from_be_bytes([ext[2], ext[3]]));
         let Some(data) = ext.get(4..4 + len) else {
-            return Err("tls_extension_truncated");
+            return Err(FlowAnomaly::TlsExtensionTruncated);
         };
         out.extensions.push(kind);
         match kind {
@@ -293,7 +296,7 @@ pub enum ServerParse<'a> {
         version: u16,
         leaf: Option<Cow<'a, [u8]>>,
     },
-    Malformed(&'static str),
+    Malformed(FlowAnomaly),
 }
 
 /// Reads ServerHello and Certificate from the start of a server's byte stream.
@@ -330,7 +333,7 @@ pub fn parse_server_flight(stream: &[u8]) -> ServerParse<'_> {
                 joined.extend_from_slice(record.data);
             }
             Err(tls_parser::nom::Err::Incomplete(_)) => break,
-            Err(_) => return ServerParse::Malformed("tls_record_malformed"),
+            Err(_) => return ServerParse::Malformed(FlowAnomaly::TlsRecordMalformed),
         }
     }
     let mut msgs = joined.as_slice();

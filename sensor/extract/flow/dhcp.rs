@@ -3,6 +3,7 @@
 //! addresses it binds to a machine become identities.
 
 use crate::decode::UdpDatagram;
+use crate::extract::anomaly::FlowAnomaly;
 use crate::extract::{dhcp, Extracted, Identity, IdentitySource};
 use crate::time::Timestamp;
 use std::net::IpAddr;
@@ -38,12 +39,12 @@ fn on_dhcp_message(payload: &[u8], ts: Timestamp, out: &mut impl FnMut(Extracted
     let msg = match dhcp::parse(payload) {
         Ok(m) => m,
         Err(e) => {
-            out(Extracted::Anomaly(e.reason()));
+            out(Extracted::Anomaly(e.into()));
             return;
         }
     };
     if msg.anomalies.options_truncated {
-        out(Extracted::Anomaly("dhcp_options_truncated"));
+        out(Extracted::Anomaly(FlowAnomaly::DhcpOptionsTruncated.into()));
     }
     let Some(binding) = msg.binding() else {
         return;
@@ -67,15 +68,19 @@ fn on_dhcpv6_message(payload: &[u8], ts: Timestamp, out: &mut impl FnMut(Extract
     let msg = match dhcp::parse_v6(payload) {
         Ok(m) => m,
         Err(e) => {
-            out(Extracted::Anomaly(e.reason()));
+            out(Extracted::Anomaly(e.into()));
             return;
         }
     };
     if msg.anomalies.options_truncated {
-        out(Extracted::Anomaly("dhcpv6_options_truncated"));
+        out(Extracted::Anomaly(
+            FlowAnomaly::Dhcpv6OptionsTruncated.into(),
+        ));
     }
     if msg.anomalies.addresses_truncated {
-        out(Extracted::Anomaly("dhcpv6_addresses_truncated"));
+        out(Extracted::Anomaly(
+            FlowAnomaly::Dhcpv6AddressesTruncated.into(),
+        ));
     }
     let (mac, hostname, client_id) = (msg.client_mac(), msg.hostname(), msg.client_id_hex());
     for b in msg.bindings() {
@@ -163,7 +168,7 @@ mod tests {
         );
         assert!(got
             .iter()
-            .any(|e| matches!(e, Extracted::Anomaly("dhcp_too_short"))));
+            .any(|e| matches!(e, Extracted::Anomaly(a) if a.reason() == "dhcp_too_short")));
         assert_eq!(ex.active_flows(), 0);
         assert!(names(&got).is_empty());
     }

@@ -5,6 +5,7 @@
 
 use super::{Conn, Endpoint, Step};
 use crate::decode::Proto;
+use crate::extract::anomaly::{DnsFlag, FlowAnomaly};
 use crate::extract::{
     dns, Detail, DnsDetail, Extracted, FlowId, Identity, IdentitySource, NameEvent, NameKind,
 };
@@ -80,16 +81,16 @@ impl Transactions {
         } {
             Ok(m) => m,
             Err(e) => {
-                out(Extracted::Anomaly(e.reason()));
+                out(Extracted::Anomaly(e.into()));
                 return false;
             }
         };
-        for reason in parsed.anomalies.reasons() {
-            out(Extracted::Anomaly(reason));
+        for reason in DnsFlag::present(&parsed.anomalies) {
+            out(Extracted::Anomaly(reason.into()));
         }
         // UPDATE is zone maintenance, not a lookup: its "question" is the zone being changed.
         if parsed.opcode == dns::OPCODE_UPDATE {
-            out(Extracted::Anomaly("dns_update_ignored"));
+            out(Extracted::Anomaly(FlowAnomaly::DnsUpdateIgnored.into()));
             return false;
         }
         // The client is the one who asked: the sender of a query, the receiver of a response.
@@ -129,7 +130,9 @@ impl Transactions {
             return self.open.remove(&txn).is_some();
         }
         if self.open.len() >= self.max {
-            out(Extracted::Anomaly("dns_transaction_table_full"));
+            out(Extracted::Anomaly(
+                FlowAnomaly::DnsTransactionTableFull.into(),
+            ));
             self.open.clear();
         }
         self.open.insert(txn, ts);
@@ -237,7 +240,7 @@ pub(super) fn inspect_tcp(
             if cut > 0 {
                 // A message starts among the bytes that were not captured: where the next
                 // one starts is unknown.
-                out(Extracted::Anomaly("dns_tcp_cut"));
+                out(Extracted::Anomaly(FlowAnomaly::DnsTcpCut.into()));
                 return Step::Finish;
             }
             return Step::Wait;
@@ -251,12 +254,14 @@ pub(super) fn inspect_tcp(
                 let n = data.len();
                 conn.named |= named;
                 if !in_step {
-                    out(Extracted::Anomaly("dns_tcp_cut"));
+                    out(Extracted::Anomaly(FlowAnomaly::DnsTcpCut.into()));
                     return Step::Finish;
                 }
                 conn.sent_by(from_client).consume(n);
             } else if dir.is_full() {
-                out(Extracted::Anomaly("dns_tcp_message_too_large"));
+                out(Extracted::Anomaly(
+                    FlowAnomaly::DnsTcpMessageTooLarge.into(),
+                ));
                 return Step::Finish;
             }
             return Step::Wait;

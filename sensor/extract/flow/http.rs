@@ -4,6 +4,7 @@
 //! CONNECT the flow is probed again (the tunnel usually carries TLS).
 
 use super::{App, Conn, Step};
+use crate::extract::anomaly::FlowAnomaly;
 use crate::extract::{http, Detail, Extracted, NameKind};
 use crate::time::Timestamp;
 
@@ -93,7 +94,7 @@ impl HttpState {
     ) -> Step {
         match body.skip(conn.to_server.data()) {
             Err(e) => {
-                out(Extracted::Anomaly(e.reason()));
+                out(Extracted::Anomaly(e.into()));
                 Step::Finish
             }
             Ok((n, done)) => {
@@ -154,23 +155,29 @@ impl HttpState {
             http::Parse::NeedMore => return Step::Wait,
             http::Parse::NotHttp => return Step::Finish,
             http::Parse::LineCut if cut > 0 => {
-                out(Extracted::Anomaly("http_request_line_cut"));
+                out(Extracted::Anomaly(FlowAnomaly::HttpRequestLineCut.into()));
                 let n = data.len();
                 conn.to_server.consume(n);
                 self.next = HttpNext::Resync;
                 return Step::Again;
             }
             http::Parse::LineCut => {
-                out(Extracted::Anomaly("http_request_head_too_large"));
+                out(Extracted::Anomaly(
+                    FlowAnomaly::HttpRequestHeadTooLarge.into(),
+                ));
                 return Step::Finish;
             }
             http::Parse::Request(req) => req,
         };
         match req.head {
             http::Head::Whole => {}
-            http::Head::ManyHeaders => out(Extracted::Anomaly("http_too_many_headers")),
-            http::Head::Cut if cut > 0 => out(Extracted::Anomaly("http_head_cut")),
-            http::Head::Cut => out(Extracted::Anomaly("http_request_head_too_large")),
+            http::Head::ManyHeaders => {
+                out(Extracted::Anomaly(FlowAnomaly::HttpTooManyHeaders.into()))
+            }
+            http::Head::Cut if cut > 0 => out(Extracted::Anomaly(FlowAnomaly::HttpHeadCut.into())),
+            http::Head::Cut => out(Extracted::Anomaly(
+                FlowAnomaly::HttpRequestHeadTooLarge.into(),
+            )),
         }
         let (detail, found) = names_of(&req);
         let head_len = req.head_len;
@@ -182,7 +189,7 @@ impl HttpState {
         }
         self.requests += 1;
         if self.requests >= max_requests {
-            out(Extracted::Anomaly("http_max_requests"));
+            out(Extracted::Anomaly(FlowAnomaly::HttpMaxRequests.into()));
             return Step::Finish;
         }
         self.next = match body {

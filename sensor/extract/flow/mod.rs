@@ -24,6 +24,7 @@
 //! the NIC): its segments are read as they are. Mid-stream flows wait for a short window
 //! before reading (see `stream`).
 
+use crate::extract::anomaly::FlowAnomaly;
 mod dhcp;
 mod dns;
 mod http;
@@ -326,7 +327,7 @@ impl Extractor {
         let bare_ack = matches!(&pkt.transport, Transport::Tcp(t)
             if t.payload.is_empty() && !(t.syn || t.fin || t.rst));
         if !bare_ack && self.dedup.is_duplicate(ts, pkt) {
-            out(Extracted::Anomaly("duplicates"));
+            out(Extracted::Anomaly(FlowAnomaly::Duplicates.into()));
             return;
         }
         if ts.secs() >= self.last_sweep.secs() + 5 || ts < self.last_sweep {
@@ -471,7 +472,7 @@ impl Extractor {
                 continue;
             }
             self.buffered = self.buffered.saturating_sub(held);
-            out(Extracted::Anomaly("reassembly_budget"));
+            out(Extracted::Anomaly(FlowAnomaly::ReassemblyBudget.into()));
             finish_inspection(victim, out);
         }
         // Entries of flows that left the table are skipped when reached; keep the queue
@@ -492,7 +493,7 @@ impl Extractor {
         self.buffered = self.buffered.saturating_sub(flow.held());
         let limits = self.limits;
         retire(&mut flow, &mut self.dns_txns, &limits, out);
-        out(Extracted::Anomaly("transport_tuple_reused"));
+        out(Extracted::Anomaly(FlowAnomaly::TransportTupleReused.into()));
     }
 
     /// Reads a UDP datagram: DHCP and DNS are read message by message, without a flow;
@@ -591,7 +592,7 @@ fn count_reassembly_drops(flow: &mut Flow, out: &mut impl FnMut(Extracted)) {
             || flow.app.dropped_bytes() > 0)
     {
         conn.drops_reported = true;
-        out(Extracted::Anomaly("reassembly_cap"));
+        out(Extracted::Anomaly(FlowAnomaly::ReassemblyCap.into()));
     }
 }
 
@@ -790,7 +791,7 @@ mod tests {
         );
         let caps = got
             .iter()
-            .filter(|e| matches!(e, Extracted::Anomaly("reassembly_cap")))
+            .filter(|e| matches!(e, Extracted::Anomaly(a) if a.reason() == "reassembly_cap"))
             .count();
         assert_eq!(caps, 1, "{got:?}");
     }
@@ -894,7 +895,7 @@ mod tests {
         }
         let shed = got
             .iter()
-            .filter(|e| matches!(e, Extracted::Anomaly("reassembly_budget")))
+            .filter(|e| matches!(e, Extracted::Anomaly(a) if a.reason() == "reassembly_budget"))
             .count();
         assert!(
             shed >= usize::from(stalled) - 100,

@@ -4,6 +4,7 @@
 //! Initial from the client's first Destination Connection ID).
 
 use super::{Conn, Step};
+use crate::extract::anomaly::FlowAnomaly;
 use crate::extract::{quic, tls, Detail, Extracted, NameKind};
 use crate::time::Timestamp;
 use std::net::SocketAddr;
@@ -117,7 +118,7 @@ impl QuicState {
                     }
                 }
             }
-            Err(e) => out(Extracted::Anomaly(e.reason())),
+            Err(e) => out(Extracted::Anomaly(e.into())),
         }
         let hello = match tls::parse_client_hello_message(reader.crypto.contiguous()) {
             tls::Parse::Hello(hello) => hello.into_owned(),
@@ -127,11 +128,15 @@ impl QuicState {
                 return Step::Wait
             }
             tls::Parse::NeedMore => {
-                out(Extracted::Anomaly("quic_client_hello_incomplete"));
+                out(Extracted::Anomaly(
+                    FlowAnomaly::QuicClientHelloIncomplete.into(),
+                ));
                 return Step::Finish;
             }
             tls::Parse::NotTls | tls::Parse::Malformed(_) => {
-                out(Extracted::Anomaly("quic_client_hello_malformed"));
+                out(Extracted::Anomaly(
+                    FlowAnomaly::QuicClientHelloMalformed.into(),
+                ));
                 return Step::Finish;
             }
         };

@@ -5,6 +5,7 @@
 use super::{finish_inspection, inspect, Conn, Endpoint, Extractor, Flow, FlowKey};
 use crate::decode::checksum::{self, Validity};
 use crate::decode::{Packet, Proto, TcpSegment};
+use crate::extract::anomaly::FlowAnomaly;
 use crate::extract::stream::{Pushed, MIDSTREAM_WINDOW_SEGMENTS};
 use crate::extract::{Extracted, FlowId};
 use crate::mac::MacAddr;
@@ -46,7 +47,7 @@ impl Extractor {
             if flow.app.inspecting() || seg.syn || seg.fin || seg.rst {
                 let v = *checked.get_or_insert_with(validity);
                 if v == Validity::Bad && flow.conn.checksums_good[dir] {
-                    out(Extracted::Anomaly("transport_checksum_bad"));
+                    out(Extracted::Anomaly(FlowAnomaly::TransportChecksumBad.into()));
                     return;
                 }
                 if v == Validity::Good {
@@ -251,7 +252,9 @@ mod tests {
 
     fn reused(got: &[Extracted]) -> usize {
         got.iter()
-            .filter(|e| matches!(e, Extracted::Anomaly("transport_tuple_reused")))
+            .filter(
+                |e| matches!(e, Extracted::Anomaly(a) if a.reason() == "transport_tuple_reused"),
+            )
             .count()
     }
 
@@ -325,7 +328,9 @@ mod tests {
         assert_eq!(tls_names(&got), ["s05.upd.kaspersky.com"]);
         let bad = got
             .iter()
-            .filter(|e| matches!(e, Extracted::Anomaly("transport_checksum_bad")))
+            .filter(
+                |e| matches!(e, Extracted::Anomaly(a) if a.reason() == "transport_checksum_bad"),
+            )
             .count();
         assert_eq!(bad, 2);
         // A capture from a host with checksum offload: its own segments never carry a right

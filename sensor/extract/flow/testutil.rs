@@ -67,7 +67,7 @@ pub(super) fn tls_names(got: &[Extracted]) -> Vec<String> {
 /// How many times an anomaly was counted.
 pub(super) fn anomaly_count(got: &[Extracted], reason: &str) -> usize {
     got.iter()
-        .filter(|e| matches!(e, Extracted::Anomaly(r) if *r == reason))
+        .filter(|e| matches!(e, Extracted::Anomaly(r) if r.reason() == reason))
         .count()
 }
 

@@ -3,6 +3,7 @@
 //! from the flow's reassembly buffers, each bounded by the stream cap.
 
 use super::{Conn, Step};
+use crate::extract::anomaly::FlowAnomaly;
 use crate::extract::{cert, tls, Detail, Extracted, NameKind};
 use crate::time::Timestamp;
 
@@ -43,11 +44,13 @@ impl TlsState {
             tls::Parse::NeedMore if cut > 0 => {
                 // The hello runs into bytes the capture did not keep: its extensions (the
                 // server name among them) are not whole.
-                out(Extracted::Anomaly("tls_client_hello_cut"));
+                out(Extracted::Anomaly(FlowAnomaly::TlsClientHelloCut.into()));
                 return Step::Finish;
             }
             tls::Parse::NeedMore if conn.to_server.is_full() => {
-                out(Extracted::Anomaly("tls_client_hello_too_large"));
+                out(Extracted::Anomaly(
+                    FlowAnomaly::TlsClientHelloTooLarge.into(),
+                ));
                 return Step::Finish;
             }
             tls::Parse::NeedMore => return Step::Wait,
@@ -57,7 +60,7 @@ impl TlsState {
                 return Step::Reprobe;
             }
             tls::Parse::Malformed(reason) => {
-                out(Extracted::Anomaly(reason));
+                out(Extracted::Anomaly(reason.into()));
                 return Step::Finish;
             }
             tls::Parse::Hello(hello) => hello,
@@ -95,7 +98,9 @@ impl TlsState {
 fn server_flight(conn: &mut Conn, ts: Timestamp, out: &mut impl FnMut(Extracted)) -> Step {
     match tls::parse_server_flight(conn.to_client.data()) {
         tls::ServerParse::NeedMore if conn.to_client.is_full() => {
-            out(Extracted::Anomaly("tls_server_flight_too_large"));
+            out(Extracted::Anomaly(
+                FlowAnomaly::TlsServerFlightTooLarge.into(),
+            ));
             Step::Finish
         }
         tls::ServerParse::NeedMore => Step::Wait,
@@ -115,14 +120,16 @@ fn server_flight(conn: &mut Conn, ts: Timestamp, out: &mut impl FnMut(Extracted)
                         // own name.
                         conn.named = named_before;
                     }
-                    None => out(Extracted::Anomaly("tls_certificate_unparsable")),
+                    None => out(Extracted::Anomaly(
+                        FlowAnomaly::TlsCertificateUnparsable.into(),
+                    )),
                 }
             }
             Step::Finish
         }
         tls::ServerParse::NotTls => Step::Finish,
         tls::ServerParse::Malformed(reason) => {
-            out(Extracted::Anomaly(reason));
+            out(Extracted::Anomaly(reason.into()));
             Step::Finish
         }
     }
