@@ -79,6 +79,48 @@ impl Node {
     }
 }
 
+/// The address tables while they are built: prefix length → network → rules.
+#[derive(Default)]
+struct CidrTables {
+    v4: HashMap<u8, Table<u32>>,
+    v6: HashMap<u8, Table<u128>>,
+}
+
+impl CidrTables {
+    fn add(&mut self, net: &ipnet::IpNet, idx: RuleIdx) {
+        match net {
+            ipnet::IpNet::V4(n) => {
+                file_network(&mut self.v4, n.prefix_len(), n.network().into(), idx)
+            }
+            ipnet::IpNet::V6(n) => {
+                file_network(&mut self.v6, n.prefix_len(), n.network().into(), idx)
+            }
+        }
+    }
+}
+
+fn file_network<K: std::hash::Hash + Eq>(
+    by_len: &mut HashMap<u8, Table<K>>,
+    prefix_len: u8,
+    network: K,
+    idx: RuleIdx,
+) {
+    by_len
+        .entry(prefix_len)
+        .or_default()
+        .entry(network)
+        .or_default()
+        .push(idx);
+}
+
+/// The prefix lengths in use, longest first: a lookup reports the most specific network's
+/// rules first.
+fn longest_prefix_first<K>(by_len: HashMap<u8, Table<K>>) -> Vec<(u8, Table<K>)> {
+    let mut v: Vec<(u8, Table<K>)> = by_len.into_iter().collect();
+    v.sort_by_key(|e| std::cmp::Reverse(e.0));
+    v
+}
+
 /// Longest run of label-boundary suffixes kept on the stack during a lookup.
 const INLINE_LABELS: usize = 16;
 
@@ -105,105 +147,107 @@ pub struct Matcher {
 impl Matcher {
     pub fn build(rules: &[Rule], excludes: &[Exclude]) -> Matcher {
         let mut m = Matcher::default();
-        let vendor_idx = |m: &mut Matcher, v: &str| -> u16 {
-            match m.vendors.iter().position(|x| x == v) {
-                Some(i) => i as u16,
-                None => {
-                    m.vendors.push(v.to_string());
-                    (m.vendors.len() - 1) as u16
-                }
-            }
-        };
-        let mut v4: HashMap<u8, Table<u32>> = HashMap::new();
-        let mut v6: HashMap<u8, Table<u128>> = HashMap::new();
+        let mut cidrs = CidrTables::default();
         for (i, r) in rules.iter().enumerate() {
             let idx = i as RuleIdx;
-            let vi = vendor_idx(&mut m, &r.vendor);
+            let vi = m.vendor_index(&r.vendor);
             m.rule_vendor.push(vi);
-            for n in &r.names {
-                m.node(n).exact.push(idx);
-            }
-            for s in &r.suffixes {
-                m.node(s).more().suffix.push(idx);
-            }
-            for g in &r.globs {
-                let labels: Vec<Box<str>> = g.split('.').map(Into::into).collect();
-                let literal = labels
-                    .iter()
-                    .rev()
-                    .take_while(|l| !l.contains(['*', '?']))
-                    .count();
-                let tail = labels[labels.len() - literal..].join(".");
-                m.node(&tail).more().globs.push(Glob {
-                    literal_labels: (labels.iter().filter(|l| !l.contains(['*', '?'])).count())
-                        .min(255) as u8,
-                    labels,
-                    rule: idx,
-                });
-            }
+            m.add_name_forms(r, idx);
             for net in &r.cidrs {
-                match net {
-                    ipnet::IpNet::V4(n) => {
-                        let key = u32::from(n.network());
-                        v4.entry(n.prefix_len())
-                            .or_default()
-                            .entry(key)
-                            .or_default()
-                            .push(idx);
-                    }
-                    ipnet::IpNet::V6(n) => {
-                        let key = u128::from(n.network());
-                        v6.entry(n.prefix_len())
-                            .or_default()
-                            .entry(key)
-                            .or_default()
-                            .push(idx);
-                    }
-                }
+                cidrs.add(net, idx);
             }
-            for (table, ranges) in [
-                (&mut m.tcp_ports, &r.tcp_ports),
-                (&mut m.udp_ports, &r.udp_ports),
-            ] {
-                for &(lo, hi) in ranges {
-                    for p in lo..=hi {
-                        let hits = table.entry(p).or_default();
-                        if !hits.contains(&idx) {
-                            hits.push(idx);
-                        }
-                    }
-                }
-            }
-            for p in &r.http_paths {
-                m.http_paths.push((p.as_str().into(), idx));
-            }
-            for u in &r.user_agents {
-                m.user_agents.push((u.as_str().into(), idx));
-            }
-            for c in &r.cert_issuers {
-                m.cert_issuers.push((c.as_str().into(), idx));
-            }
-            for c in &r.cert_subjects {
-                m.cert_subjects.push((c.as_str().into(), idx));
-            }
-            for j in &r.ja4 {
-                m.ja4.entry(j.as_str().into()).or_default().push(idx);
-            }
+            m.add_ports(r, idx);
+            m.add_content_forms(r, idx);
         }
         for e in excludes {
-            let vi = vendor_idx(&mut m, &e.vendor);
-            for n in &e.names {
-                m.node(n).more().exclude_exact.push(vi);
-            }
-            for s in &e.suffixes {
-                m.node(s).more().exclude_suffix.push(vi);
+            m.add_exclude(e);
+        }
+        m.v4 = longest_prefix_first(cidrs.v4);
+        m.v6 = longest_prefix_first(cidrs.v6);
+        m
+    }
+
+    /// The index of a vendor, given one on its first sight.
+    fn vendor_index(&mut self, vendor: &str) -> u16 {
+        match self.vendors.iter().position(|x| x == vendor) {
+            Some(i) => i as u16,
+            None => {
+                self.vendors.push(vendor.to_string());
+                (self.vendors.len() - 1) as u16
             }
         }
-        m.v4 = v4.into_iter().collect();
-        m.v4.sort_by_key(|e| std::cmp::Reverse(e.0));
-        m.v6 = v6.into_iter().collect();
-        m.v6.sort_by_key(|e| std::cmp::Reverse(e.0));
-        m
+    }
+
+    /// Exact names, suffixes and globs, each filed under its key in the name table.
+    fn add_name_forms(&mut self, r: &Rule, idx: RuleIdx) {
+        for n in &r.names {
+            self.node(n).exact.push(idx);
+        }
+        for s in &r.suffixes {
+            self.node(s).more().suffix.push(idx);
+        }
+        for g in &r.globs {
+            let labels: Vec<Box<str>> = g.split('.').map(Into::into).collect();
+            let literal = labels
+                .iter()
+                .rev()
+                .take_while(|l| !l.contains(['*', '?']))
+                .count();
+            let tail = labels[labels.len() - literal..].join(".");
+            self.node(&tail).more().globs.push(Glob {
+                literal_labels: (labels.iter().filter(|l| !l.contains(['*', '?'])).count()).min(255)
+                    as u8,
+                labels,
+                rule: idx,
+            });
+        }
+    }
+
+    /// Every port of every range, each rule once per port.
+    fn add_ports(&mut self, r: &Rule, idx: RuleIdx) {
+        for (table, ranges) in [
+            (&mut self.tcp_ports, &r.tcp_ports),
+            (&mut self.udp_ports, &r.udp_ports),
+        ] {
+            for &(lo, hi) in ranges {
+                for p in lo..=hi {
+                    let hits = table.entry(p).or_default();
+                    if !hits.contains(&idx) {
+                        hits.push(idx);
+                    }
+                }
+            }
+        }
+    }
+
+    /// HTTP paths, user agents, certificate names (scanned) and JA4s (looked up).
+    fn add_content_forms(&mut self, r: &Rule, idx: RuleIdx) {
+        for p in &r.http_paths {
+            self.http_paths.push((p.as_str().into(), idx));
+        }
+        for u in &r.user_agents {
+            self.user_agents.push((u.as_str().into(), idx));
+        }
+        for c in &r.cert_issuers {
+            self.cert_issuers.push((c.as_str().into(), idx));
+        }
+        for c in &r.cert_subjects {
+            self.cert_subjects.push((c.as_str().into(), idx));
+        }
+        for j in &r.ja4 {
+            self.ja4.entry(j.as_str().into()).or_default().push(idx);
+        }
+    }
+
+    /// An exclusion is filed by vendor: it silences all of that vendor's rules.
+    fn add_exclude(&mut self, e: &Exclude) {
+        let vi = self.vendor_index(&e.vendor);
+        for n in &e.names {
+            self.node(n).more().exclude_exact.push(vi);
+        }
+        for s in &e.suffixes {
+            self.node(s).more().exclude_suffix.push(vi);
+        }
     }
 
     /// The node of `key`, made (with every shorter label-boundary suffix of `key` as an empty

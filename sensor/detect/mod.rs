@@ -637,85 +637,50 @@ impl Detector {
         named: Named,
         out: &mut impl FnMut(Finding),
     ) {
-        let (ts, flow, mac, detail, name) = match item {
-            Extracted::Name(ev) if matches!(ev.kind, NameKind::TlsSni | NameKind::QuicSni) => (
-                ev.ts,
-                ev.flow,
-                ev.client_mac,
-                &ev.detail,
-                Some(ev.value.as_str()),
-            ),
-            Extracted::Fingerprint { ts, flow, detail } => (*ts, *flow, None, detail, None),
-            _ => return,
-        };
-        let Detail::Tls {
-            ja4: Some(ja4),
-            ech,
-            ..
-        } = detail
-        else {
+        let Some(hello) = LearnedHello::of(item) else {
             return;
         };
-        let Some(fp) = fingerprints::with_sni(ja4) else {
+        let Some(fp) = fingerprints::with_sni(hello.ja4) else {
             return;
         };
         let fp = fp.as_str();
+        let flow = hello.flow;
         let host = flow.client.ip();
         if !self.home.contains(host) {
             return;
         }
         let learner = &self.learner;
-        let report = |c: &fingerprints::Candidate,
-                      h: &fingerprints::HiddenFlow,
-                      out: &mut dyn FnMut(Finding)| {
-            let Some(rule) = rules.suspected_rule(&c.vendor) else {
-                return;
-            };
-            let mut ind = indicator(NameKind::Fingerprint, &c.fingerprint);
-            ind.name = Some(c.summary());
-            out(Finding {
-                ts: h.ts,
-                host: h.host,
-                host_mac: h.host_mac,
-                rule,
-                indicator: ind,
-                flow: h.flow,
-                forwarded: false,
-                public_resolver: None,
-                ja4: Some(c.fingerprint.clone()),
-            });
-        };
         let hidden = fingerprints::HiddenFlow {
-            ts,
+            ts: hello.ts,
             host,
-            host_mac: mac,
+            host_mac: hello.mac,
             flow,
         };
-        match (named, name) {
+        match (named, hello.name) {
             // A vendor's web site or another low-severity name: neither product traffic nor
             // someone else's, so it teaches nothing either way.
             (Named::VendorSite, _) => {}
             (Named::Product(rule), Some(name)) => {
                 let vendor = &rules.rule(rule).vendor;
                 if let Some((c, released)) =
-                    learner.vendor_flow(fp, vendor, host, name, flow.server.port(), ts)
+                    learner.vendor_flow(fp, vendor, host, name, flow.server.port(), hello.ts)
                 {
                     for h in &released {
-                        report(&c, h, out);
+                        report_candidate(rules, &c, h, out);
                     }
                 }
             }
             // Real ECH: the outer name is the provider's public name, the destination is
             // hidden. (GREASE ECH, as browsers send it, names its server: an ordinary name.)
-            (_, Some(outer)) if *ech && self.is_ech_public_name(outer) => {
+            (_, Some(outer)) if hello.ech && self.is_ech_public_name(outer) => {
                 if let Some(c) = learner.hidden_flow(fp, hidden.clone()) {
-                    report(&c, &hidden, out);
+                    report_candidate(rules, &c, &hidden, out);
                 }
             }
-            (_, Some(_)) => learner.other_flow(fp, host, ts),
+            (_, Some(_)) => learner.other_flow(fp, host, hello.ts),
             (_, None) => {
                 if let Some(c) = learner.hidden_flow(fp, hidden.clone()) {
-                    report(&c, &hidden, out);
+                    report_candidate(rules, &c, &hidden, out);
                 }
             }
         }
@@ -747,7 +712,6 @@ impl Detector {
         if !self.home.contains(host) {
             return;
         }
-        let m = &rules.matcher;
         let mut emit =
             |rule: RuleIdx, indicator: Indicator, forwarded: bool, public: Option<IpAddr>| {
                 out(Finding {
@@ -766,74 +730,77 @@ impl Detector {
                 })
             };
         match &ev.detail {
-            Detail::Dns(d) => {
-                // The host's own lookup unless a client asked it for this name just before.
-                let forwarded = self.forwarded_lookup(host, &ev.value, ev.ts);
-                let server = ev.flow.server.ip();
-                let public = self.encrypted_dns.service_at(server).map(|_| server);
-                // The question counts once per transaction: on the query, or on the answer
-                // when the query was not captured.
-                if !d.is_response || !d.query_seen {
-                    for hit in m.match_name(&ev.value) {
-                        emit(
-                            hit.rule,
-                            indicator(NameKind::Dns, &ev.value),
-                            forwarded,
-                            public,
-                        );
-                    }
-                }
-                if d.is_response {
-                    self.on_answers(rules, ev, d, forwarded, public, &mut emit);
-                }
-            }
-            Detail::Cert(c) => {
-                let mut names: Vec<&str> = c.sans.iter().map(String::as_str).collect();
-                names.push(&ev.value);
-                names.sort_unstable();
-                names.dedup();
-                for name in names {
-                    let name =
-                        crate::extract::names::normalize(name.as_bytes()).unwrap_or_default();
-                    for hit in m.match_name(&name) {
-                        emit(hit.rule, indicator(NameKind::TlsCert, &name), false, None);
-                    }
-                }
-                for (rule, by_issuer) in m.match_cert(&c.issuer, &c.subject) {
-                    let dn = if by_issuer { &c.issuer } else { &c.subject };
-                    emit(rule, indicator(NameKind::TlsCert, dn), false, None);
-                }
-            }
+            Detail::Dns(d) => self.on_dns_name(rules, ev, d, &mut emit),
+            Detail::Cert(c) => on_cert(&rules.matcher, ev, c, &mut emit),
             Detail::Tls { .. } | Detail::Http { .. } => {
-                // The outer name of an ECH hello is matched like any server name: under
-                // GREASE it is the destination, under real ECH the provider's public name,
-                // which is still the infrastructure the host talks to.
-                let ech = matches!(ev.detail, Detail::Tls { ech: true, .. });
-                let ech_real = ech && self.is_ech_public_name(&ev.value);
-                for hit in m.match_name(&ev.value) {
-                    let mut ind = indicator(ev.kind, &ev.value);
-                    (ind.ech, ind.ech_real) = (ech, ech_real);
-                    emit(hit.rule, ind, false, None);
-                }
-                if let Detail::Tls { ja4: Some(j), .. } = &ev.detail {
-                    for rule in m.match_ja4(j) {
-                        emit(rule, indicator(NameKind::Ja4, j), false, None);
-                    }
-                }
-                if let Detail::Http {
-                    target, user_agent, ..
-                } = &ev.detail
-                {
-                    for rule in m.match_http_path(target) {
-                        let mut ind = indicator(ev.kind, &ev.value);
-                        ind.path = Some(target.clone());
-                        emit(rule, ind, false, None);
-                    }
-                    if let Some(ua) = user_agent {
-                        for rule in m.match_user_agent(ua) {
-                            emit(rule, indicator(NameKind::UserAgent, ua), false, None);
-                        }
-                    }
+                self.on_client_request(&rules.matcher, ev, &mut emit)
+            }
+        }
+    }
+
+    /// A DNS question (and, in a response, its answers) of a home-net host.
+    fn on_dns_name(
+        &self,
+        rules: &RuleSet,
+        ev: &NameEvent,
+        d: &crate::extract::DnsDetail,
+        emit: &mut impl FnMut(RuleIdx, Indicator, bool, Option<IpAddr>),
+    ) {
+        // The host's own lookup unless a client asked it for this name just before.
+        let forwarded = self.forwarded_lookup(ev.flow.client.ip(), &ev.value, ev.ts);
+        let server = ev.flow.server.ip();
+        let public = self.encrypted_dns.service_at(server).map(|_| server);
+        // The question counts once per transaction: on the query, or on the answer
+        // when the query was not captured.
+        if !d.is_response || !d.query_seen {
+            for hit in rules.matcher.match_name(&ev.value) {
+                emit(
+                    hit.rule,
+                    indicator(NameKind::Dns, &ev.value),
+                    forwarded,
+                    public,
+                );
+            }
+        }
+        if d.is_response {
+            self.on_answers(rules, ev, d, forwarded, public, emit);
+        }
+    }
+
+    /// A ClientHello's server name and JA4, or an HTTP request's host, path and user agent.
+    fn on_client_request(
+        &self,
+        m: &Matcher,
+        ev: &NameEvent,
+        emit: &mut impl FnMut(RuleIdx, Indicator, bool, Option<IpAddr>),
+    ) {
+        // The outer name of an ECH hello is matched like any server name: under
+        // GREASE it is the destination, under real ECH the provider's public name,
+        // which is still the infrastructure the host talks to.
+        let ech = matches!(ev.detail, Detail::Tls { ech: true, .. });
+        let ech_real = ech && self.is_ech_public_name(&ev.value);
+        for hit in m.match_name(&ev.value) {
+            let mut ind = indicator(ev.kind, &ev.value);
+            (ind.ech, ind.ech_real) = (ech, ech_real);
+            emit(hit.rule, ind, false, None);
+        }
+        if let Detail::Tls { ja4: Some(j), .. } = &ev.detail {
+            for rule in m.match_ja4(j) {
+                emit(rule, indicator(NameKind::Ja4, j), false, None);
+            }
+        }
+        if let Detail::Http {
+            target, user_agent, ..
+        } = &ev.detail
+        {
+            for rule in m.match_http_path(target) {
+                let mut ind = indicator(ev.kind, &ev.value);
+                ind.path = Some(target.clone());
+                emit(rule, ind, false, None);
+            }
+            if let Some(ua) = user_agent {
+                for rule in m.match_user_agent(ua) {
+                    emit(rule, indicator(NameKind::UserAgent, ua), false, None);
                 }
             }
         }
@@ -850,27 +817,9 @@ impl Detector {
         emit: &mut impl FnMut(RuleIdx, Indicator, bool, Option<IpAddr>),
     ) {
         use crate::extract::dns::RData;
-        let m = &rules.matcher;
-        // Rules that each owner name in the answer hits: the question's, then every CNAME target.
-        let mut named: Vec<(&str, smallvec::SmallVec<[RuleIdx; 2]>)> = Vec::new();
-        let q_hits: smallvec::SmallVec<[RuleIdx; 2]> =
-            m.match_name(&ev.value).iter().map(|h| h.rule).collect();
-        named.push((ev.value.as_str(), q_hits));
-        for a in &d.answers {
-            let (RData::Cname(target) | RData::Svcb { target, .. }) = &a.data else {
-                continue;
-            };
-            if !target.is_empty() {
-                let hits: smallvec::SmallVec<[RuleIdx; 2]> =
-                    m.match_name(target).iter().map(|h| h.rule).collect();
-                for &rule in &hits {
-                    let mut ind = indicator(NameKind::Dns, target);
-                    ind.query = Some(ev.value.clone());
-                    emit(rule, ind, forwarded, public);
-                }
-                named.push((target.as_str(), hits));
-            }
-        }
+        let named = chain_hits(&rules.matcher, ev, d, &mut |rule, ind| {
+            emit(rule, ind, forwarded, public)
+        });
         // Addresses answered for a name that is, or is reached from, a vendor name.
         let chain_rules: smallvec::SmallVec<[RuleIdx; 2]> =
             named.iter().flat_map(|(_, r)| r.iter().copied()).collect();
@@ -892,39 +841,47 @@ impl Detector {
                 self.limits.pdns_ttl_floor_secs,
                 self.limits.pdns_ttl_cap_secs,
             );
-            let entry = PdnsEntry {
-                name: Arc::from(vendor_name),
-                rules: chain_rules.clone(),
-                generation: rules.generation,
-                expires: ev.ts.saturating_add_secs(ttl),
-                answered: ev.ts,
-            };
-            if self.pdns.len() >= self.limits.pdns_max_entries && !self.pdns.contains_key(&ip) {
-                // A scan walks the whole table: once per second of packet time, or a flood
-                // of answers into a full table would cost a full scan each.
-                if self.pdns_swept_at.swap(ev.ts.secs(), Ordering::Relaxed) != ev.ts.secs() {
-                    self.pdns_sweeps.fetch_add(1, Ordering::Relaxed);
-                    self.expire_pdns(ev.ts);
-                }
-                // Still full: the new answer wins over an old one. Refusing it instead would
-                // let a flood of answers (kept at least the TTL floor) blind passive DNS to
-                // every lookup after it, until the flood's entries expire.
-                if self.pdns.len() >= self.limits.pdns_max_entries {
-                    if !self.shed_oldest_answer() {
-                        continue;
-                    }
-                    self.pdns_dropped.fetch_add(1, Ordering::Relaxed);
-                }
+            self.remember_answer(
+                ip,
+                PdnsEntry {
+                    name: Arc::from(vendor_name),
+                    rules: chain_rules.clone(),
+                    generation: rules.generation,
+                    expires: ev.ts.saturating_add_secs(ttl),
+                    answered: ev.ts,
+                },
+            );
+        }
+    }
+
+    /// Files a passive-DNS answer, making room in a full table.
+    fn remember_answer(&self, ip: IpAddr, entry: PdnsEntry) {
+        let now = entry.answered;
+        if self.pdns.len() >= self.limits.pdns_max_entries && !self.pdns.contains_key(&ip) {
+            // A scan walks the whole table: once per second of packet time, or a flood
+            // of answers into a full table would cost a full scan each.
+            if self.pdns_swept_at.swap(now.secs(), Ordering::Relaxed) != now.secs() {
+                self.pdns_sweeps.fetch_add(1, Ordering::Relaxed);
+                self.expire_pdns(now);
             }
-            let answered = entry.answered;
-            self.pdns.insert(ip, entry);
-            if let Ok(mut age) = self.pdns_age.lock() {
-                age.queue.push_back((ip, answered));
-                if age.queue.len() > 2 * self.limits.pdns_max_entries + 1024 {
-                    let pdns = &self.pdns;
-                    age.queue
-                        .retain(|(ip, at)| pdns.get(ip).is_some_and(|e| e.answered == *at));
+            // Still full: the new answer wins over an old one. Refusing it instead would
+            // let a flood of answers (kept at least the TTL floor) blind passive DNS to
+            // every lookup after it, until the flood's entries expire.
+            if self.pdns.len() >= self.limits.pdns_max_entries {
+                if !self.shed_oldest_answer() {
+                    return;
                 }
+                self.pdns_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let answered = entry.answered;
+        self.pdns.insert(ip, entry);
+        if let Ok(mut age) = self.pdns_age.lock() {
+            age.queue.push_back((ip, answered));
+            if age.queue.len() > 2 * self.limits.pdns_max_entries + 1024 {
+                let pdns = &self.pdns;
+                age.queue
+                    .retain(|(ip, at)| pdns.get(ip).is_some_and(|e| e.answered == *at));
             }
         }
     }
@@ -1084,6 +1041,129 @@ impl Detector {
             });
         }
     }
+}
+
+/// What the fingerprint learner takes from a ClientHello with a JA4: when and where it was
+/// seen, and the server name it gave (none for a hello without one).
+struct LearnedHello<'a> {
+    ts: Timestamp,
+    flow: FlowId,
+    mac: Option<crate::mac::MacAddr>,
+    ja4: &'a str,
+    ech: bool,
+    name: Option<&'a str>,
+}
+
+impl<'a> LearnedHello<'a> {
+    fn of(item: &'a Extracted) -> Option<LearnedHello<'a>> {
+        let (ts, flow, mac, detail, name) = match item {
+            Extracted::Name(ev) if matches!(ev.kind, NameKind::TlsSni | NameKind::QuicSni) => (
+                ev.ts,
+                ev.flow,
+                ev.client_mac,
+                &ev.detail,
+                Some(ev.value.as_str()),
+            ),
+            Extracted::Fingerprint { ts, flow, detail } => (*ts, *flow, None, detail, None),
+            _ => return None,
+        };
+        let Detail::Tls {
+            ja4: Some(ja4),
+            ech,
+            ..
+        } = detail
+        else {
+            return None;
+        };
+        Some(LearnedHello {
+            ts,
+            flow,
+            mac,
+            ja4,
+            ech: *ech,
+            name,
+        })
+    }
+}
+
+/// A finding for a hidden-name flow whose fingerprint is a vendor's candidate, under the
+/// vendor's `suspected` rule (none when the vendor's pack is not active).
+fn report_candidate(
+    rules: &RuleSet,
+    c: &fingerprints::Candidate,
+    h: &fingerprints::HiddenFlow,
+    out: &mut impl FnMut(Finding),
+) {
+    let Some(rule) = rules.suspected_rule(&c.vendor) else {
+        return;
+    };
+    let mut ind = indicator(NameKind::Fingerprint, &c.fingerprint);
+    ind.name = Some(c.summary());
+    out(Finding {
+        ts: h.ts,
+        host: h.host,
+        host_mac: h.host_mac,
+        rule,
+        indicator: ind,
+        flow: h.flow,
+        forwarded: false,
+        public_resolver: None,
+        ja4: Some(c.fingerprint.clone()),
+    });
+}
+
+/// A certificate: its names (SANs and subject name, each once) and its issuer and subject.
+fn on_cert(
+    m: &Matcher,
+    ev: &NameEvent,
+    c: &crate::extract::cert::CertSummary,
+    emit: &mut impl FnMut(RuleIdx, Indicator, bool, Option<IpAddr>),
+) {
+    let mut names: Vec<&str> = c.sans.iter().map(String::as_str).collect();
+    names.push(&ev.value);
+    names.sort_unstable();
+    names.dedup();
+    for name in names {
+        let name = crate::extract::names::normalize(name.as_bytes()).unwrap_or_default();
+        for hit in m.match_name(&name) {
+            emit(hit.rule, indicator(NameKind::TlsCert, &name), false, None);
+        }
+    }
+    for (rule, by_issuer) in m.match_cert(&c.issuer, &c.subject) {
+        let dn = if by_issuer { &c.issuer } else { &c.subject };
+        emit(rule, indicator(NameKind::TlsCert, dn), false, None);
+    }
+}
+
+/// Rules that each owner name in a DNS answer hits: the question's, then every CNAME (or
+/// SVCB/HTTPS) target's, which are reported (`emit`) with the question they answer.
+fn chain_hits<'a>(
+    m: &Matcher,
+    ev: &'a NameEvent,
+    d: &'a crate::extract::DnsDetail,
+    emit: &mut impl FnMut(RuleIdx, Indicator),
+) -> Vec<(&'a str, smallvec::SmallVec<[RuleIdx; 2]>)> {
+    use crate::extract::dns::RData;
+    let mut named: Vec<(&str, smallvec::SmallVec<[RuleIdx; 2]>)> = Vec::new();
+    let q_hits: smallvec::SmallVec<[RuleIdx; 2]> =
+        m.match_name(&ev.value).iter().map(|h| h.rule).collect();
+    named.push((ev.value.as_str(), q_hits));
+    for a in &d.answers {
+        let (RData::Cname(target) | RData::Svcb { target, .. }) = &a.data else {
+            continue;
+        };
+        if !target.is_empty() {
+            let hits: smallvec::SmallVec<[RuleIdx; 2]> =
+                m.match_name(target).iter().map(|h| h.rule).collect();
+            for &rule in &hits {
+                let mut ind = indicator(NameKind::Dns, target);
+                ind.query = Some(ev.value.clone());
+                emit(rule, ind);
+            }
+            named.push((target.as_str(), hits));
+        }
+    }
+    named
 }
 
 fn indicator(kind: NameKind, value: &str) -> Indicator {

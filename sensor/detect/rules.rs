@@ -294,161 +294,220 @@ pub fn load_path(path: &Path) -> Result<Loaded, Vec<RuleError>> {
 
 /// Parses and validates `(file name, text)` pairs; all errors are returned together.
 pub fn load_sources(sources: Vec<(String, String)>) -> Result<Loaded, Vec<RuleError>> {
-    let mut loaded = Loaded::default();
-    let mut errors = Vec::new();
-    let mut seen_ids: std::collections::HashMap<String, (String, usize)> = Default::default();
-    // Supplement packs (file, line, vendor): their vendor's own pack may come later.
-    let mut supplements: Vec<(String, usize, String)> = Vec::new();
+    let mut loader = PackLoader::default();
     for (file, text) in sources {
-        let parsed: PackFile = match toml::from_str(&text) {
+        loader.add_file(&file, &text);
+    }
+    loader.finish()
+}
+
+/// What `load_sources` has gathered so far: the packs, rules and excludes, every problem
+/// found, and what can only be checked once all files are read.
+#[derive(Default)]
+struct PackLoader {
+    loaded: Loaded,
+    errors: Vec<RuleError>,
+    /// Rule id → where it was first defined (file, line).
+    seen_ids: std::collections::HashMap<String, (String, usize)>,
+    /// Supplement packs (file, line, vendor): their vendor's own pack may come later.
+    supplements: Vec<(String, usize, String)>,
+}
+
+impl PackLoader {
+    fn error(&mut self, file: &str, line: usize, rule: Option<String>, problem: String) {
+        self.errors.push(RuleError {
+            file: file.to_string(),
+            line,
+            rule,
+            problem,
+        });
+    }
+
+    /// One file: its `[pack]`, then its rules, then its excludes.
+    fn add_file(&mut self, file: &str, text: &str) {
+        let parsed: PackFile = match toml::from_str(text) {
             Ok(p) => p,
             Err(e) => {
-                let line = e.span().map_or(0, |s| line_of(&text, s.start));
-                errors.push(RuleError {
-                    file: file.clone(),
-                    line,
-                    rule: None,
-                    problem: e.message().trim().to_string(),
-                });
-                continue;
+                let line = e.span().map_or(0, |s| line_of(text, s.start));
+                self.error(file, line, None, e.message().trim().to_string());
+                return;
             }
         };
-        let lines = Lines::new(&text);
+        let lines = Lines::new(text);
         let vendor = parsed.pack.vendor.clone();
-        if !is_id(&vendor, false) {
-            errors.push(RuleError {
-                file: file.clone(),
-                line: line_of_key(&text, "vendor"),
-                rule: None,
-                problem: format!("vendor id {vendor:?} must be lower-case letters, digits and '-'"),
-            });
-        }
-        if parsed.pack.supplement {
-            supplements.push((file.clone(), line_of_key(&text, "vendor"), vendor.clone()));
-        } else {
-            if loaded.packs.iter().any(|p| p.vendor == vendor) {
-                errors.push(RuleError {
-                    file: file.clone(),
-                    line: line_of_key(&text, "vendor"),
-                    rule: None,
-                    problem: format!("vendor {vendor:?} is defined by more than one pack"),
-                });
-            }
-            for (key, missing) in [
-                ("name", parsed.pack.name.is_empty()),
-                ("legal_basis", parsed.pack.legal_basis.is_empty()),
-                ("description", parsed.pack.description.is_empty()),
-                (
-                    "enabled_by_default",
-                    parsed.pack.enabled_by_default.is_none(),
-                ),
-            ] {
-                if missing {
-                    errors.push(RuleError {
-                        file: file.clone(),
-                        line: line_of_key(&text, "vendor"),
-                        rule: None,
-                        problem: format!(
-                            "[pack] needs `{key}` (only a supplement pack may leave it out)"
-                        ),
-                    });
-                }
-            }
-            loaded.packs.push(Pack {
-                vendor: vendor.clone(),
-                name: parsed.pack.name,
-                legal_basis: parsed.pack.legal_basis,
-                enabled_by_default: parsed.pack.enabled_by_default.unwrap_or(false),
-                description: parsed.pack.description,
-                file: file.clone(),
-            });
-        }
+        self.add_pack(file, text, parsed.pack);
         for spanned in parsed.rule {
             let line = lines.of(spanned.span().start);
-            let spec = spanned.into_inner();
-            let mut problems = Vec::new();
-            let rule = validate_rule(spec, &vendor, &file, line, &mut problems);
-            if let Some(rule) = &rule {
-                if let Some((f, l)) = seen_ids.get(&rule.id) {
-                    problems.push(format!("duplicate rule id (first defined at {f}:{l})"));
-                } else {
-                    seen_ids.insert(rule.id.clone(), (file.clone(), line));
-                }
-            }
-            let id = rule.as_ref().map(|r| r.id.clone());
-            for problem in problems.drain(..) {
-                errors.push(RuleError {
-                    file: file.clone(),
-                    line,
-                    rule: id.clone(),
-                    problem,
-                });
-            }
-            if let Some(rule) = rule {
-                loaded.rules.push(rule);
-            }
+            self.add_rule(file, line, &vendor, spanned.into_inner());
         }
         for spanned in parsed.exclude {
             let line = lines.of(spanned.span().start);
-            let spec = spanned.into_inner();
-            let mut problems = Vec::new();
-            let names = spec
-                .names
-                .iter()
-                .filter_map(|n| check_name(n, "names", &mut problems))
-                .collect();
-            let suffixes = spec
-                .suffixes
-                .iter()
-                .filter_map(|n| check_name(n, "suffixes", &mut problems))
-                .collect();
-            if spec.names.is_empty() && spec.suffixes.is_empty() {
-                problems.push("an exclude needs names or suffixes".into());
-            }
-            for problem in problems {
-                errors.push(RuleError {
-                    file: file.clone(),
-                    line,
-                    rule: Some(spec.id.clone()),
-                    problem,
-                });
-            }
-            loaded.excludes.push(Exclude {
-                id: spec.id,
-                vendor: vendor.clone(),
-                description: spec.description,
-                sources: spec.sources,
-                names,
-                suffixes,
-            });
+            self.add_exclude(file, line, &vendor, spanned.into_inner());
         }
     }
-    for (file, line, vendor) in supplements {
-        if !loaded.packs.iter().any(|p| p.vendor == vendor) {
-            errors.push(RuleError {
+
+    /// Checks a `[pack]` header and records the pack (a supplement only for `finish`).
+    fn add_pack(&mut self, file: &str, text: &str, pack: PackHeader) {
+        let vendor_line = line_of_key(text, "vendor");
+        let vendor = pack.vendor;
+        if !is_id(&vendor, false) {
+            self.error(
                 file,
-                line,
-                rule: None,
-                problem: format!(
-                    "supplement for vendor {vendor:?}, but no pack defines that vendor (load it with its pack: --rules DIR holding both)"
-                ),
-            });
+                vendor_line,
+                None,
+                format!("vendor id {vendor:?} must be lower-case letters, digits and '-'"),
+            );
         }
+        if pack.supplement {
+            self.supplements
+                .push((file.to_string(), vendor_line, vendor));
+            return;
+        }
+        if self.loaded.packs.iter().any(|p| p.vendor == vendor) {
+            self.error(
+                file,
+                vendor_line,
+                None,
+                format!("vendor {vendor:?} is defined by more than one pack"),
+            );
+        }
+        for (key, missing) in [
+            ("name", pack.name.is_empty()),
+            ("legal_basis", pack.legal_basis.is_empty()),
+            ("description", pack.description.is_empty()),
+            ("enabled_by_default", pack.enabled_by_default.is_none()),
+        ] {
+            if missing {
+                self.error(
+                    file,
+                    vendor_line,
+                    None,
+                    format!("[pack] needs `{key}` (only a supplement pack may leave it out)"),
+                );
+            }
+        }
+        self.loaded.packs.push(Pack {
+            vendor,
+            name: pack.name,
+            legal_basis: pack.legal_basis,
+            enabled_by_default: pack.enabled_by_default.unwrap_or(false),
+            description: pack.description,
+            file: file.to_string(),
+        });
     }
-    if errors.is_empty() {
-        Ok(loaded)
-    } else {
-        Err(errors)
+
+    fn add_rule(&mut self, file: &str, line: usize, vendor: &str, spec: RuleSpec) {
+        let mut problems = Vec::new();
+        let rule = validate_rule(spec, vendor, file, line, &mut problems);
+        if let Some((f, l)) = self.seen_ids.get(&rule.id) {
+            problems.push(format!("duplicate rule id (first defined at {f}:{l})"));
+        } else {
+            self.seen_ids
+                .insert(rule.id.clone(), (file.to_string(), line));
+        }
+        for problem in problems {
+            self.error(file, line, Some(rule.id.clone()), problem);
+        }
+        self.loaded.rules.push(rule);
+    }
+
+    fn add_exclude(&mut self, file: &str, line: usize, vendor: &str, spec: ExcludeSpec) {
+        let mut problems = Vec::new();
+        let names = check_names(&spec.names, "names", &mut problems);
+        let suffixes = check_names(&spec.suffixes, "suffixes", &mut problems);
+        if spec.names.is_empty() && spec.suffixes.is_empty() {
+            problems.push("an exclude needs names or suffixes".into());
+        }
+        for problem in problems {
+            self.error(file, line, Some(spec.id.clone()), problem);
+        }
+        self.loaded.excludes.push(Exclude {
+            id: spec.id,
+            vendor: vendor.to_string(),
+            description: spec.description,
+            sources: spec.sources,
+            names,
+            suffixes,
+        });
+    }
+
+    /// The checks that need every file read: each supplement's vendor has its own pack.
+    fn finish(mut self) -> Result<Loaded, Vec<RuleError>> {
+        for (file, line, vendor) in std::mem::take(&mut self.supplements) {
+            if !self.loaded.packs.iter().any(|p| p.vendor == vendor) {
+                self.error(
+                    &file,
+                    line,
+                    None,
+                    format!(
+                        "supplement for vendor {vendor:?}, but no pack defines that vendor (load it with its pack: --rules DIR holding both)"
+                    ),
+                );
+            }
+        }
+        if self.errors.is_empty() {
+            Ok(self.loaded)
+        } else {
+            Err(self.errors)
+        }
     }
 }
 
+/// Checks one rule field group after another, in the order its problems are reported, and
+/// builds the rule (with what failed left out) for the checks that need it whole.
 fn validate_rule(
     spec: RuleSpec,
     vendor: &str,
     file: &str,
     line: usize,
     problems: &mut Vec<String>,
-) -> Option<Rule> {
+) -> Rule {
+    check_identity(&spec, vendor, problems);
+    check_sources(&spec.sources, problems);
+    let names = check_names(&spec.names, "names", problems);
+    let suffixes = check_names(&spec.suffixes, "suffixes", problems);
+    let globs = spec
+        .globs
+        .iter()
+        .filter_map(|g| check_glob(g, problems))
+        .collect();
+    let test_names = check_names(&spec.test_names, "test_names", problems);
+    let cidrs = parse_cidrs(&spec.cidrs, problems);
+    let tcp_ports = parse_ports(&spec.tcp_ports, "tcp_ports", problems);
+    let udp_ports = parse_ports(&spec.udp_ports, "udp_ports", problems);
+    let min_distinct_ports = check_min_distinct_ports(&spec, problems);
+    check_http_and_tls_values(&spec, problems);
+    if match_forms(&spec) == 0 {
+        problems.push("a rule needs at least one match form (names, suffixes, globs, cidrs, ports, http_paths, user_agents, cert_issuers, cert_subjects, ja4)".into());
+    }
+    Rule {
+        id: spec.id,
+        vendor: vendor.to_string(),
+        category: spec.category,
+        severity: spec.severity,
+        confidence: spec.confidence,
+        description: spec.description,
+        sources: spec.sources,
+        names,
+        suffixes,
+        globs,
+        cidrs,
+        tcp_ports,
+        udp_ports,
+        min_distinct_ports,
+        http_paths: spec.http_paths,
+        user_agents: lower_case(&spec.user_agents),
+        cert_issuers: lower_case(&spec.cert_issuers),
+        cert_subjects: lower_case(&spec.cert_subjects),
+        ja4: spec.ja4,
+        test_names,
+        file: file.to_string(),
+        line,
+    }
+}
+
+/// The rule's id (under its pack's vendor), category and description.
+fn check_identity(spec: &RuleSpec, vendor: &str, problems: &mut Vec<String>) {
     if !is_id(&spec.id, true) {
         problems.push(format!(
             "id {:?} must be lower-case letters, digits, '-' and '.'",
@@ -469,10 +528,14 @@ fn validate_rule(
     if spec.description.trim().is_empty() {
         problems.push("description is empty".into());
     }
-    if spec.sources.is_empty() {
+}
+
+/// Every rule names at least one source, each a URL or a document, with its retrieval date.
+fn check_sources(sources: &[Source], problems: &mut Vec<String>) {
+    if sources.is_empty() {
         problems.push("every rule needs at least one source".into());
     }
-    for s in &spec.sources {
+    for s in sources {
         if s.url.is_none() == s.document.is_none() {
             problems.push("a source has exactly one of `url` or `document`".into());
         }
@@ -488,28 +551,12 @@ fn validate_rule(
             ));
         }
     }
-    let names = spec
-        .names
-        .iter()
-        .filter_map(|n| check_name(n, "names", problems))
-        .collect();
-    let suffixes = spec
-        .suffixes
-        .iter()
-        .filter_map(|n| check_name(n, "suffixes", problems))
-        .collect();
-    let globs = spec
-        .globs
-        .iter()
-        .filter_map(|g| check_glob(g, problems))
-        .collect();
-    let test_names = spec
-        .test_names
-        .iter()
-        .filter_map(|n| check_name(n, "test_names", problems))
-        .collect();
-    let cidrs = spec
-        .cidrs
+}
+
+/// Networks or single addresses; a network with host bits set is refused (the problem
+/// names the network it probably meant).
+fn parse_cidrs(cidrs: &[String], problems: &mut Vec<String>) -> Vec<ipnet::IpNet> {
+    cidrs
         .iter()
         .filter_map(|c| {
             match c
@@ -530,9 +577,11 @@ fn validate_rule(
                 }
             }
         })
-        .collect();
-    let tcp_ports = parse_ports(&spec.tcp_ports, "tcp_ports", problems);
-    let udp_ports = parse_ports(&spec.udp_ports, "udp_ports", problems);
+        .collect()
+}
+
+/// `min_distinct_ports` (1 when left out) only qualifies port forms.
+fn check_min_distinct_ports(spec: &RuleSpec, problems: &mut Vec<String>) -> u32 {
     let has_ports = !spec.tcp_ports.is_empty() || !spec.udp_ports.is_empty();
     let min_distinct_ports = spec.min_distinct_ports.unwrap_or(1);
     if spec.min_distinct_ports.is_some() && !has_ports {
@@ -541,6 +590,11 @@ fn validate_rule(
     if min_distinct_ports == 0 {
         problems.push("min_distinct_ports must be at least 1".into());
     }
+    min_distinct_ports
+}
+
+/// HTTP paths are absolute; user agents, certificate names and JA4s are never blank.
+fn check_http_and_tls_values(spec: &RuleSpec, problems: &mut Vec<String>) {
     for p in &spec.http_paths {
         if !p.starts_with('/') {
             problems.push(format!("http path {p:?} must start with '/'"));
@@ -556,7 +610,11 @@ fn validate_rule(
             problems.push(format!("{key} has an empty entry"));
         }
     }
-    let forms = spec.names.len()
+}
+
+/// How many match forms a rule writes (`test_names` are examples, not a form).
+fn match_forms(spec: &RuleSpec) -> usize {
+    spec.names.len()
         + spec.suffixes.len()
         + spec.globs.len()
         + spec.cidrs.len()
@@ -566,46 +624,12 @@ fn validate_rule(
         + spec.user_agents.len()
         + spec.cert_issuers.len()
         + spec.cert_subjects.len()
-        + spec.ja4.len();
-    if forms == 0 {
-        problems.push("a rule needs at least one match form (names, suffixes, globs, cidrs, ports, http_paths, user_agents, cert_issuers, cert_subjects, ja4)".into());
-    }
-    Some(Rule {
-        id: spec.id,
-        vendor: vendor.to_string(),
-        category: spec.category,
-        severity: spec.severity,
-        confidence: spec.confidence,
-        description: spec.description,
-        sources: spec.sources,
-        names,
-        suffixes,
-        globs,
-        cidrs,
-        tcp_ports,
-        udp_ports,
-        min_distinct_ports,
-        http_paths: spec.http_paths,
-        user_agents: spec
-            .user_agents
-            .iter()
-            .map(|u| u.to_ascii_lowercase())
-            .collect(),
-        cert_issuers: spec
-            .cert_issuers
-            .iter()
-            .map(|u| u.to_ascii_lowercase())
-            .collect(),
-        cert_subjects: spec
-            .cert_subjects
-            .iter()
-            .map(|u| u.to_ascii_lowercase())
-            .collect(),
-        ja4: spec.ja4,
-        test_names,
-        file: file.to_string(),
-        line,
-    })
+        + spec.ja4.len()
+}
+
+/// The matcher compares user agents and certificate names case-insensitively.
+fn lower_case(values: &[String]) -> Vec<String> {
+    values.iter().map(|v| v.to_ascii_lowercase()).collect()
 }
 
 fn is_id(s: &str, dots: bool) -> bool {
@@ -632,6 +656,13 @@ fn check_name(n: &str, key: &str, problems: &mut Vec<String>) -> Option<String> 
         problems.push(format!("{key}: {n:?} is not a lower-case DNS name"));
         None
     }
+}
+
+/// The valid names of a list (see `check_name`); a problem for each of the others.
+fn check_names(list: &[String], key: &str, problems: &mut Vec<String>) -> Vec<String> {
+    list.iter()
+        .filter_map(|n| check_name(n, key, problems))
+        .collect()
 }
 
 fn check_glob(g: &str, problems: &mut Vec<String>) -> Option<String> {
