@@ -33,8 +33,7 @@ pub const LIVE_QUEUE_BATCHES: usize = 64;
 /// How long a pipe may stay silent before the packets read so far are handed over.
 const PIPE_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// Line-oriented output shared by the workers.
-pub type SharedWriter = Arc<Mutex<Box<dyn Write + Send>>>;
+pub use crate::output::SharedWriter;
 
 pub struct Shared {
     pub detector: Detector,

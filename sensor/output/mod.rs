@@ -346,6 +346,9 @@ pub struct ReportMeta {
     pub known_before: Option<std::collections::HashSet<IpAddr>>,
 }
 
+/// Line-oriented output shared by the workers (the events file or stdout).
+pub type SharedWriter = std::sync::Arc<std::sync::Mutex<Box<dyn std::io::Write + Send>>>;
+
 /// How often a live sensor's events file is flushed: someone tailing it as a DNS log sees
 /// each name within about this long (alerts are flushed one by one by their own writer).
 pub const EVENTS_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -359,7 +362,7 @@ pub struct Flusher {
 }
 
 impl Flusher {
-    pub fn start(writer: crate::pipeline::SharedWriter) -> std::io::Result<Flusher> {
+    pub fn start(writer: SharedWriter) -> std::io::Result<Flusher> {
         use std::io::Write as _;
         use std::sync::atomic::Ordering;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
