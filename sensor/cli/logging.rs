@@ -15,11 +15,15 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
 /// What is logged unless `VENDORWATCH_LOG` says otherwise: the notices and warnings of the
-/// command layer, the configuration, the reloader and live capture (they were always shown),
-/// and only errors of the rest (its warnings and notices are asked for with
-/// `VENDORWATCH_LOG=info`, as is the sandbox line of `replay`, `vendorwatch::sandbox`).
+/// command layer, the configuration, the reloader and live capture, and those of the local
+/// inventory's saver, the agency shipper and the metrics endpoint (a save or a shipment that
+/// fails and later works again, an endpoint that stopped): they were always shown. Only
+/// errors of the rest (its warnings and notices are asked for with `VENDORWATCH_LOG=info`,
+/// as is the sandbox line of `replay`, `vendorwatch::sandbox`).
 const DEFAULT_FILTER: &str = "error,vendorwatch::cli=info,vendorwatch::config=info,\
-                              vendorwatch::reload=info,vendorwatch::capture::live=info";
+                              vendorwatch::reload=info,vendorwatch::capture::live=info,\
+                              vendorwatch::hosts::store=info,vendorwatch::hosts::ship=info,\
+                              vendorwatch::metrics::endpoint=info";
 
 /// Sets up the log once; a second call (a test, a command that runs another) changes nothing.
 pub fn init(format: LogFormat) {

@@ -12,7 +12,7 @@
 //! so a DHCP lease seen hours before a host's first vendor lookup still names it.
 
 use crate::decode::Proto;
-use crate::detect::rules::Severity;
+use crate::detect::rules::{Rule, Severity};
 use crate::detect::{Finding, Indicator, RuleSet};
 use crate::extract::{Identity, IdentitySource};
 use crate::mac::MacAddr;
@@ -214,6 +214,98 @@ pub struct Detection {
     pub alerted_at: Option<Timestamp>,
     #[serde(skip)]
     pub alerted: bool,
+}
+
+/// The host's detection of `rule`'s vendor and category, made (with nothing counted yet)
+/// if this is its first finding.
+fn detection_for<'a>(
+    detections: &'a mut Vec<Detection>,
+    rule: &Rule,
+    f: &Finding,
+    suppressed: Option<&str>,
+) -> &'a mut Detection {
+    match detections
+        .iter()
+        .position(|d| d.vendor == rule.vendor && d.category == rule.category)
+    {
+        Some(i) => &mut detections[i],
+        None => {
+            detections.push(Detection {
+                vendor: rule.vendor.clone(),
+                category: rule.category.clone(),
+                severity: rule.severity,
+                first_seen: f.ts,
+                last_seen: f.ts,
+                count: 0,
+                forwarded: f.forwarded,
+                rules: Vec::new(),
+                indicators: Vec::new(),
+                evidence: Vec::new(),
+                indicators_omitted: 0,
+                suppressed: suppressed.map(str::to_string),
+                alerted_at: None,
+                alerted: false,
+            });
+            let last = detections.len() - 1;
+            &mut detections[last]
+        }
+    }
+}
+
+impl Detection {
+    /// Counts one finding of the detection: its time, severity, rule, indicator and evidence.
+    fn count_finding(&mut self, rule: &Rule, f: &Finding, suppressed: Option<&str>) {
+        self.count += 1;
+        self.first_seen = self.first_seen.min(f.ts);
+        self.last_seen = self.last_seen.max(f.ts);
+        self.severity = self.severity.max(rule.severity);
+        self.forwarded &= f.forwarded;
+        if !self.rules.contains(&rule.id) {
+            self.rules.push(rule.id.clone());
+        }
+        self.count_indicator(&f.indicator);
+        self.keep_evidence(f);
+        if suppressed.is_none() {
+            self.suppressed = None;
+        }
+    }
+
+    /// Counts the indicator: up to `MAX_INDICATORS` distinct ones, the rest only counted.
+    fn count_indicator(&mut self, indicator: &Indicator) {
+        if let Some(i) = self
+            .indicators
+            .iter_mut()
+            .find(|i| i.indicator == *indicator)
+        {
+            i.count += 1;
+        } else if self.indicators.len() < MAX_INDICATORS {
+            self.indicators.push(IndicatorCount {
+                indicator: indicator.clone(),
+                count: 1,
+            });
+        } else {
+            self.indicators_omitted += 1;
+        }
+    }
+
+    /// Keeps the finding as evidence: the first `EVIDENCE_FIRST`, then the latest
+    /// `EVIDENCE_RECENT` (the oldest of those makes room).
+    fn keep_evidence(&mut self, f: &Finding) {
+        if self.evidence.len() >= EVIDENCE_FIRST + EVIDENCE_RECENT {
+            self.evidence.remove(EVIDENCE_FIRST);
+        }
+        self.evidence.push(Evidence {
+            time: f.ts,
+            indicator: f.indicator.clone(),
+            flow: EvidenceFlow {
+                src_ip: f.flow.client.ip(),
+                src_port: f.flow.client.port(),
+                dst_ip: f.flow.server.ip(),
+                dst_port: f.flow.server.port(),
+                transport: f.flow.proto,
+            },
+        });
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -559,72 +651,8 @@ impl HostTable {
         if f.host_mac.is_some() {
             host.mac = f.host_mac;
         }
-        let det = match host
-            .detections
-            .iter_mut()
-            .position(|d| d.vendor == rule.vendor && d.category == rule.category)
-        {
-            Some(i) => &mut host.detections[i],
-            None => {
-                host.detections.push(Detection {
-                    vendor: rule.vendor.clone(),
-                    category: rule.category.clone(),
-                    severity: rule.severity,
-                    first_seen: f.ts,
-                    last_seen: f.ts,
-                    count: 0,
-                    forwarded: f.forwarded,
-                    rules: Vec::new(),
-                    indicators: Vec::new(),
-                    evidence: Vec::new(),
-                    indicators_omitted: 0,
-                    suppressed: suppressed.map(str::to_string),
-                    alerted_at: None,
-                    alerted: false,
-                });
-                let last = host.detections.len() - 1;
-                &mut host.detections[last]
-            }
-        };
-        det.count += 1;
-        det.first_seen = det.first_seen.min(f.ts);
-        det.last_seen = det.last_seen.max(f.ts);
-        det.severity = det.severity.max(rule.severity);
-        det.forwarded &= f.forwarded;
-        if !det.rules.contains(&rule.id) {
-            det.rules.push(rule.id.clone());
-        }
-        if let Some(i) = det
-            .indicators
-            .iter_mut()
-            .find(|i| i.indicator == f.indicator)
-        {
-            i.count += 1;
-        } else if det.indicators.len() < MAX_INDICATORS {
-            det.indicators.push(IndicatorCount {
-                indicator: f.indicator.clone(),
-                count: 1,
-            });
-        } else {
-            det.indicators_omitted += 1;
-        }
-        if det.evidence.len() >= EVIDENCE_FIRST + EVIDENCE_RECENT {
-            det.evidence.remove(EVIDENCE_FIRST);
-        }
-        det.evidence.push(Evidence {
-            time: f.ts,
-            indicator: f.indicator.clone(),
-            flow: EvidenceFlow {
-                src_ip: f.flow.client.ip(),
-                src_port: f.flow.client.port(),
-                dst_ip: f.flow.server.ip(),
-                dst_port: f.flow.server.port(),
-                transport: f.flow.proto,
-            },
-        });
-        if suppressed.is_none() {
-            det.suppressed = None;
-        }
+        let det = detection_for(&mut host.detections, rule, f, suppressed);
+        det.count_finding(rule, f, suppressed);
         // Alert on the first finding, and again for a host still active after the re-alert interval.
         let realert_due = match (det.alerted_at, self.realert_after_secs) {
             (Some(at), Some(secs)) => f.ts >= at.saturating_add_secs(secs),

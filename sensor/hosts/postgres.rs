@@ -313,32 +313,8 @@ pub fn apply_batch(
     };
     let sensor = &first.sensor_id;
     let mut tx = client.transaction().map_err(q)?;
-    tx.execute(
-        "INSERT INTO vw_ship_marks (sensor_id, inventory_id, site, high_water) VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
-        &[sensor, &inventory_id, &first.site],
-    )
-    .map_err(q)?;
-    let hwm: i64 = tx
-        .query_one(
-            "SELECT high_water FROM vw_ship_marks WHERE sensor_id = $1 AND inventory_id = $2 FOR UPDATE",
-            &[sensor, &inventory_id],
-        )
-        .map_err(q)?
-        .get(0);
-    // The newest snapshot of each host in the batch (the spool keeps one per host, but a
-    // row queued twice in a race must not make one statement update a row twice).
-    let mut newest: std::collections::BTreeMap<(&str, IpAddr), &Shipped> = Default::default();
-    for s in batch {
-        if s.seq <= hwm || s.sensor_id != *sensor {
-            out.skipped += 1;
-            continue;
-        }
-        let e = newest.entry((s.site.as_str(), s.ip)).or_insert(s);
-        if e.seq < s.seq {
-            *e = s;
-            out.skipped += 1;
-        }
-    }
+    let hwm = high_water(&mut tx, sensor, inventory_id, &first.site).map_err(q)?;
+    let newest = newest_per_host(batch, sensor, hwm, &mut out.skipped);
     let top = batch
         .iter()
         .filter(|s| s.sensor_id == *sensor)
@@ -346,8 +322,68 @@ pub fn apply_batch(
         .max()
         .unwrap_or(hwm)
         .max(hwm);
-    // One statement per table for the whole batch (arrays unnested on the server): a few
-    // round trips per batch instead of several per host.
+    let (h, d) = columns(&newest);
+    out.applied = h.site.len() as u64;
+    write_witnesses(&mut tx, sensor, inventory_id, &h, &d).map_err(q)?;
+    decide_alerts(&mut tx, sensor, &d, &mut out).map_err(q)?;
+    tx.execute(
+        "UPDATE vw_ship_marks SET high_water = $3, site = $4, shipped_at = now() WHERE sensor_id = $1 AND inventory_id = $2",
+        &[sensor, &inventory_id, &top, &first.site],
+    )
+    .map_err(q)?;
+    tx.commit().map_err(q)?;
+    Ok(out)
+}
+
+/// The (sensor, local inventory)'s high-water mark, its row made if new and locked for the
+/// rest of the transaction.
+fn high_water(
+    tx: &mut postgres::Transaction<'_>,
+    sensor: &str,
+    inventory_id: &str,
+    site: &str,
+) -> Result<i64, postgres::Error> {
+    tx.execute(
+        "INSERT INTO vw_ship_marks (sensor_id, inventory_id, site, high_water) VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
+        &[&sensor, &inventory_id, &site],
+    )?;
+    let hwm: i64 = tx
+        .query_one(
+            "SELECT high_water FROM vw_ship_marks WHERE sensor_id = $1 AND inventory_id = $2 FOR UPDATE",
+            &[&sensor, &inventory_id],
+        )?
+        .get(0);
+    Ok(hwm)
+}
+
+/// The snapshots of the batch above the high-water mark, the newest per (site, address)
+/// (the spool keeps one per host, but a row queued twice in a race must not make one
+/// statement update a row twice); the others are counted in `skipped`.
+fn newest_per_host<'a>(
+    batch: &'a [Shipped],
+    sensor: &str,
+    hwm: i64,
+    skipped: &mut u64,
+) -> std::collections::BTreeMap<(&'a str, IpAddr), &'a Shipped> {
+    let mut newest: std::collections::BTreeMap<(&str, IpAddr), &Shipped> = Default::default();
+    for s in batch {
+        if s.seq <= hwm || s.sensor_id != *sensor {
+            *skipped += 1;
+            continue;
+        }
+        let e = newest.entry((s.site.as_str(), s.ip)).or_insert(s);
+        if e.seq < s.seq {
+            *e = s;
+            *skipped += 1;
+        }
+    }
+    newest
+}
+
+/// The batch as columns, one entry per host and per detection.
+fn columns<'a>(
+    newest: &std::collections::BTreeMap<(&'a str, IpAddr), &'a Shipped>,
+) -> (HostCols<'a>, DetCols<'a>) {
     let mut h = HostCols::default();
     let mut d = DetCols::default();
     for s in newest.values() {
@@ -372,7 +408,19 @@ pub fn apply_batch(
             d.alerted.push(det.alerted_at.map(ts));
         }
     }
-    out.applied = h.site.len() as u64;
+    (h, d)
+}
+
+/// Writes this sensor's witness rows of the batch's hosts and detections. One statement
+/// per table for the whole batch (arrays unnested on the server): a few round trips per
+/// batch instead of several per host.
+fn write_witnesses(
+    tx: &mut postgres::Transaction<'_>,
+    sensor: &str,
+    inventory_id: &str,
+    h: &HostCols<'_>,
+    d: &DetCols<'_>,
+) -> Result<(), postgres::Error> {
     tx.execute(
         "INSERT INTO vw_witness_hosts (site, ip, sensor_id, inventory_id, seq, mac, hostname, host, updated_at)
          SELECT site, ip, $1, $2, seq, mac, hostname, host, now()
@@ -381,9 +429,8 @@ pub fn apply_batch(
          ON CONFLICT (site, ip, sensor_id, inventory_id) DO UPDATE SET seq = excluded.seq, mac = excluded.mac,
            hostname = excluded.hostname, host = excluded.host, updated_at = now()
          WHERE vw_witness_hosts.seq < excluded.seq",
-        &[sensor, &inventory_id, &h.site, &h.ip, &h.seq, &h.mac, &h.hostname, &h.host],
-    )
-    .map_err(q)?;
+        &[&sensor, &inventory_id, &h.site, &h.ip, &h.seq, &h.mac, &h.hostname, &h.host],
+    )?;
     tx.execute(
         "INSERT INTO vw_witness_detections (site, ip, sensor_id, inventory_id, vendor, category, severity, first_seen, last_seen, count, forwarded, suppressed, alerted_at)
          SELECT site, ip, $1, $2, vendor, category, severity, first_seen, last_seen, count, forwarded, suppressed, alerted_at
@@ -394,11 +441,21 @@ pub fn apply_batch(
            first_seen = excluded.first_seen, last_seen = excluded.last_seen, count = excluded.count,
            forwarded = excluded.forwarded, suppressed = excluded.suppressed, alerted_at = excluded.alerted_at",
         &[
-            sensor, &inventory_id, &d.site, &d.ip, &d.vendor, &d.category, &d.severity, &d.first,
+            &sensor, &inventory_id, &d.site, &d.ip, &d.vendor, &d.category, &d.severity, &d.first,
             &d.last, &d.count, &d.forwarded, &d.suppressed, &d.alerted,
         ],
-    )
-    .map_err(q)?;
+    )?;
+    Ok(())
+}
+
+/// Takes the agency's alert decision for the alerted detections of the batch and counts
+/// the ones this sensor won and those another sensor had taken.
+fn decide_alerts(
+    tx: &mut postgres::Transaction<'_>,
+    sensor: &str,
+    d: &DetCols<'_>,
+    out: &mut Applied,
+) -> Result<(), postgres::Error> {
     // The agency's alert decision: the first sensor to ship an alerted detection owns it.
     let alerted: Vec<usize> = (0..d.alerted.len())
         .filter(|&i| d.alerted[i].is_some())
@@ -414,26 +471,18 @@ pub fn apply_batch(
         let a_ip: Vec<IpAddr> = alerted.iter().map(|&i| d.ip[i]).collect();
         let a_at: Vec<std::time::SystemTime> =
             alerted.iter().filter_map(|&i| d.alerted[i]).collect();
-        let won = tx
-            .execute(
-                "INSERT INTO vw_alerts (site, ip, vendor, category, sensor_id, alerted_at)
+        let won = tx.execute(
+            "INSERT INTO vw_alerts (site, ip, vendor, category, sensor_id, alerted_at)
                  SELECT site, ip, vendor, category, $1, alerted_at
                  FROM unnest($2::TEXT[], $3::INET[], $4::TEXT[], $5::TEXT[], $6::TIMESTAMPTZ[])
                       AS t(site, ip, vendor, category, alerted_at)
                  ON CONFLICT DO NOTHING",
-                &[sensor, &a_site, &a_ip, &a_vendor, &a_category, &a_at],
-            )
-            .map_err(q)?;
+            &[&sensor, &a_site, &a_ip, &a_vendor, &a_category, &a_at],
+        )?;
         out.alerts_first = won;
         out.alerts_duplicate = alerted.len() as u64 - won.min(alerted.len() as u64);
     }
-    tx.execute(
-        "UPDATE vw_ship_marks SET high_water = $3, site = $4, shipped_at = now() WHERE sensor_id = $1 AND inventory_id = $2",
-        &[sensor, &inventory_id, &top, &first.site],
-    )
-    .map_err(q)?;
-    tx.commit().map_err(q)?;
-    Ok(out)
+    Ok(())
 }
 
 /// What to read from the agency inventory.

@@ -7,7 +7,7 @@
 //! SIGKILL between the two leaves rows the server already has: the next run sends them
 //! again and the high-water mark skips them. A server that is down, restarting or refusing
 //! costs retries with backoff (1 s doubling to `MAX_BACKOFF`), counted by reason and said on
-//! stderr once (then at most once a minute) and when it recovers; the spool keeps
+//! the log (stderr) once (then at most once a minute) and when it recovers; the spool keeps
 //! everything meanwhile (bounded: see `spool`).
 
 use super::agency::{describe, AgencyConfig};
@@ -298,8 +298,8 @@ impl Worker {
                     if failing {
                         failing = false;
                         last_warning = None;
-                        eprintln!(
-                            "vendorwatch: agency inventory {} reachable again; shipping the spool ({} failed tries before)",
+                        tracing::info!(
+                            "agency inventory {} reachable again; shipping the spool ({} failed tries before)",
                             self.target,
                             self.stats.failures_total()
                         );
@@ -318,8 +318,8 @@ impl Worker {
                     if last_warning.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
                         last_warning = Some(Instant::now());
                         let e = self.last_error.lock().ok().and_then(|l| l.clone());
-                        eprintln!(
-                            "vendorwatch: {}; {} host snapshot(s) wait in the spool and are retried (the run goes on)",
+                        tracing::warn!(
+                            "{}; {} host snapshot(s) wait in the spool and are retried (the run goes on)",
                             e.unwrap_or_default(),
                             self.stats.spool.pending.load(Ordering::Relaxed)
                         );

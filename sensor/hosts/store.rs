@@ -580,6 +580,14 @@ impl Store {
 
     /// Every host with its detections.
     pub fn load(&self) -> Result<Vec<(IpAddr, Host)>, StoreError> {
+        let mut hosts = self.load_host_rows()?;
+        self.load_identity_history(&mut hosts)?;
+        self.load_detections(&mut hosts)?;
+        Ok(hosts.into_iter().collect())
+    }
+
+    /// The hosts table: each host's own columns, without history or detections.
+    fn load_host_rows(&self) -> Result<std::collections::BTreeMap<IpAddr, Host>, StoreError> {
         let mut hosts: std::collections::BTreeMap<IpAddr, Host> = Default::default();
         let mut stmt = self
             .conn
@@ -622,6 +630,14 @@ impl Store {
                 },
             );
         }
+        Ok(hosts)
+    }
+
+    /// Adds each host's identity history, in the order it was written.
+    fn load_identity_history(
+        &self,
+        hosts: &mut std::collections::BTreeMap<IpAddr, Host>,
+    ) -> Result<(), StoreError> {
         let mut stmt = self
             .conn
             .prepare("SELECT ip, mac, hostname, client_id, source, first_seen, last_seen, count FROM identities ORDER BY rowid")?;
@@ -647,6 +663,14 @@ impl Store {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Adds the detections; one whose host row is missing makes a host of its own.
+    fn load_detections(
+        &self,
+        hosts: &mut std::collections::BTreeMap<IpAddr, Host>,
+    ) -> Result<(), StoreError> {
         let mut stmt = self
             .conn
             .prepare("SELECT ip, vendor, category, severity, first_seen, last_seen, count, forwarded, suppressed, alerted_at, rules, indicators, indicators_omitted, evidence FROM detections")?;
@@ -681,7 +705,7 @@ impl Store {
                 hosts.entry(ip).or_default().detections.push(det);
             }
         }
-        Ok(hosts.into_iter().collect())
+        Ok(())
     }
 
     /// The identities of addresses that are not hosts (no detection yet), as the undetected
@@ -945,7 +969,7 @@ impl Store {
 /// Saves the hosts that changed, every `SAVE_EVERY_SECS`, until stopped; then once more.
 /// A save that fails (the database locked by another process, a full disk) keeps its hosts
 /// dirty, so the next one writes them again: nothing is lost while the sensor runs. The first
-/// failure, and the recovery, are said on stderr (then at most once a minute); all are counted.
+/// failure, and the recovery, are logged (then at most once a minute); all are counted.
 pub struct Persister {
     stop: Arc<AtomicBool>,
     handle: Option<std::thread::JoinHandle<Store>>,
@@ -999,104 +1023,31 @@ impl Persister {
         let saves = Arc::new(AtomicU64::new(0));
         let unsaved = Arc::new(AtomicBool::new(false));
         let last_error = Arc::new(std::sync::Mutex::new(None));
-        let (stop2, failures2, saves2, unsaved2, last2) = (
-            Arc::clone(&stop),
-            Arc::clone(&failures),
-            Arc::clone(&saves),
-            Arc::clone(&unsaved),
-            Arc::clone(&last_error),
-        );
+        let stop2 = Arc::clone(&stop);
+        let mut saver = Saver {
+            hosts,
+            roles,
+            learner,
+            failures: Arc::clone(&failures),
+            saves: Arc::clone(&saves),
+            unsaved: Arc::clone(&unsaved),
+            last_error: Arc::clone(&last_error),
+            last_warning: None,
+            fingerprints_saved: None,
+        };
         let handle = std::thread::Builder::new()
             .name("inventory".into())
             .spawn(move || {
-                let mut last_warning: Option<std::time::Instant> = None;
-                let mut fingerprints_saved: Option<std::time::Instant> = None;
-                let mut save = |store: &mut Store, last: bool| {
-                    // The learner changes with every ClientHello and is saved whole (it is
-                    // bounded): once a minute, and at the end, is enough.
-                    let fingerprints_due = last
-                        || fingerprints_saved
-                            .is_none_or(|t| t.elapsed() >= FINGERPRINTS_SAVE_EVERY);
-                    if let Some(l) = learner
-                        .as_ref()
-                        .filter(|l| fingerprints_due && l.take_dirty())
-                    {
-                        fingerprints_saved = Some(std::time::Instant::now());
-                        if let Err(e) = store.save_fingerprints(&l.snapshot()) {
-                            failures2.fetch_add(1, Ordering::Relaxed);
-                            unsaved2.store(true, Ordering::Relaxed);
-                            l.mark_dirty();
-                            if let Ok(mut last) = last2.lock() {
-                                *last = Some(e.to_string());
-                            }
-                        }
-                    }
-                    if let Some(r) = roles.as_ref().filter(|r| r.take_changed()) {
-                        if let Err(e) = store.save_resolvers(&r.list()) {
-                            failures2.fetch_add(1, Ordering::Relaxed);
-                            unsaved2.store(true, Ordering::Relaxed);
-                            if let Ok(mut l) = last2.lock() {
-                                *l = Some(e.to_string());
-                            }
-                            r.mark_changed();
-                        }
-                    }
-                    let (whole, undetected) = hosts.take_dirty_undetected();
-                    if whole || !undetected.is_empty() {
-                        if let Err(e) = store.save_undetected(whole, &undetected) {
-                            failures2.fetch_add(1, Ordering::Relaxed);
-                            unsaved2.store(true, Ordering::Relaxed);
-                            if let Ok(mut l) = last2.lock() {
-                                *l = Some(e.to_string());
-                            }
-                            hosts
-                                .mark_dirty_undetected(whole, undetected.iter().map(|(ip, _)| *ip));
-                        }
-                    }
-                    let dirty = hosts.take_dirty();
-                    if dirty.is_empty() {
-                        return;
-                    }
-                    match store.save(&dirty) {
-                        Ok(()) => {
-                            saves2.fetch_add(1, Ordering::Relaxed);
-                            if unsaved2.swap(false, Ordering::Relaxed) {
-                                eprintln!(
-                                    "vendorwatch: inventory {} saved again ({} failed save(s) before)",
-                                    store.path.display(),
-                                    failures2.load(Ordering::Relaxed)
-                                );
-                                last_warning = None;
-                            }
-                        }
-                        Err(e) => {
-                            failures2.fetch_add(1, Ordering::Relaxed);
-                            unsaved2.store(true, Ordering::Relaxed);
-                            if last_warning.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
-                                last_warning = Some(std::time::Instant::now());
-                                eprintln!(
-                                    "vendorwatch: {e}; {} host(s) kept in memory and saved again every {SAVE_EVERY_SECS} s (the run goes on)",
-                                    dirty.len()
-                                );
-                            }
-                            if let Ok(mut l) = last2.lock() {
-                                *l = Some(e.to_string());
-                            }
-                            // Keep them dirty: the next save tries again, nothing is lost while we run.
-                            hosts.mark_dirty(dirty.iter().map(|(ip, _)| *ip));
-                        }
-                    }
-                };
                 let mut waited = 0u64;
                 while !stop2.load(Ordering::Relaxed) {
                     std::thread::sleep(std::time::Duration::from_millis(200));
                     waited += 200;
                     if waited >= SAVE_EVERY_SECS * 1000 {
                         waited = 0;
-                        save(&mut store, false);
+                        saver.save(&mut store, false);
                     }
                 }
-                save(&mut store, true);
+                saver.save(&mut store, true);
                 store
             })?;
         Ok(Persister {
@@ -1121,6 +1072,114 @@ impl Persister {
             self.last_error.lock().ok().and_then(|l| l.clone())
         } else {
             None
+        }
+    }
+}
+
+/// The persister thread's side: what it saves and the counters it shares with `Persister`.
+struct Saver {
+    hosts: Arc<HostTable>,
+    roles: Option<Arc<ResolverRoles>>,
+    learner: Option<Arc<dyn LearnedState>>,
+    failures: Arc<AtomicU64>,
+    saves: Arc<AtomicU64>,
+    unsaved: Arc<AtomicBool>,
+    last_error: Arc<std::sync::Mutex<Option<String>>>,
+    /// When a failed host save was last said (none since the last success).
+    last_warning: Option<std::time::Instant>,
+    fingerprints_saved: Option<std::time::Instant>,
+}
+
+impl Saver {
+    /// One round: the learner (when due), the resolver roles, the undetected identities and
+    /// the hosts, each only if it changed; `last` is the final round of the run.
+    fn save(&mut self, store: &mut Store, last: bool) {
+        self.save_fingerprints(store, last);
+        self.save_resolvers(store);
+        self.save_undetected(store);
+        self.save_hosts(store);
+    }
+
+    /// Counts a failed save and keeps its error; what failed stays dirty (the caller's part).
+    fn failed(&self, e: &StoreError) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        self.unsaved.store(true, Ordering::Relaxed);
+        if let Ok(mut l) = self.last_error.lock() {
+            *l = Some(e.to_string());
+        }
+    }
+
+    fn save_fingerprints(&mut self, store: &mut Store, last: bool) {
+        // The learner changes with every ClientHello and is saved whole (it is
+        // bounded): once a minute, and at the end, is enough.
+        let fingerprints_due = last
+            || self
+                .fingerprints_saved
+                .is_none_or(|t| t.elapsed() >= FINGERPRINTS_SAVE_EVERY);
+        if let Some(l) = self
+            .learner
+            .as_ref()
+            .filter(|l| fingerprints_due && l.take_dirty())
+        {
+            self.fingerprints_saved = Some(std::time::Instant::now());
+            if let Err(e) = store.save_fingerprints(&l.snapshot()) {
+                l.mark_dirty();
+                self.failed(&e);
+            }
+        }
+    }
+
+    fn save_resolvers(&self, store: &mut Store) {
+        if let Some(r) = self.roles.as_ref().filter(|r| r.take_changed()) {
+            if let Err(e) = store.save_resolvers(&r.list()) {
+                self.failed(&e);
+                r.mark_changed();
+            }
+        }
+    }
+
+    fn save_undetected(&self, store: &mut Store) {
+        let (whole, undetected) = self.hosts.take_dirty_undetected();
+        if whole || !undetected.is_empty() {
+            if let Err(e) = store.save_undetected(whole, &undetected) {
+                self.failed(&e);
+                self.hosts
+                    .mark_dirty_undetected(whole, undetected.iter().map(|(ip, _)| *ip));
+            }
+        }
+    }
+
+    /// Saves the hosts that changed; the first failure and the recovery are said (failures
+    /// again at most every `WARN_EVERY`).
+    fn save_hosts(&mut self, store: &mut Store) {
+        let dirty = self.hosts.take_dirty();
+        if dirty.is_empty() {
+            return;
+        }
+        match store.save(&dirty) {
+            Ok(()) => {
+                self.saves.fetch_add(1, Ordering::Relaxed);
+                if self.unsaved.swap(false, Ordering::Relaxed) {
+                    tracing::info!(
+                        "inventory {} saved again ({} failed save(s) before)",
+                        store.path.display(),
+                        self.failures.load(Ordering::Relaxed)
+                    );
+                    self.last_warning = None;
+                }
+            }
+            Err(e) => {
+                self.failed(&e);
+                if self.last_warning.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                    self.last_warning = Some(std::time::Instant::now());
+                    tracing::warn!(
+                        "{e}; {} host(s) kept in memory and saved again every {SAVE_EVERY_SECS} s (the run goes on)",
+                        dirty.len()
+                    );
+                }
+                // Keep them dirty: the next save tries again, nothing is lost while we run.
+                self.hosts.mark_dirty(dirty.iter().map(|(ip, _)| *ip));
+            }
         }
     }
 }

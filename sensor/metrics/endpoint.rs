@@ -46,7 +46,7 @@
 //! ## When the listener fails
 //! Binding fails at start-up with the address in the message. If accepting later fails for
 //! good (the socket was closed under it, or the thread panicked), the thread says so on
-//! stderr at once and `Server::failure` reports it: `live` then stops (so a supervisor
+//! the log (stderr) at once and `Server::failure` reports it: `live` then stops (so a supervisor
 //! restarts it with a working endpoint) and every run ends with exit status 1. Transient
 //! accept errors (out of file descriptors, a connection reset before it was accepted) are
 //! counted and retried.
@@ -696,65 +696,78 @@ fn respond(req: &Request<Incoming>, ctx: &Ctx, answering: Answering) -> Response
         return r;
     }
     match path {
-        "/metrics" => match ctx.metrics() {
-            Ok((body, content_type)) => full(StatusCode::OK, body, content_type, answering),
-            Err(e) => text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("encoding failed: {e}\n"),
-                answering,
-            ),
-        },
-        "/healthz" => match ctx
-            .shared
-            .counters
-            .sensor
-            .unhealthy
-            .lock()
-            .map(|u| u.clone())
-        {
-            Ok(None) => text(StatusCode::OK, "ok\n".into(), answering),
-            Ok(Some(why)) => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("unhealthy: {why}\n"),
-                answering,
-            ),
-            Err(_) => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unhealthy: state unavailable\n".into(),
-                answering,
-            ),
-        },
+        "/metrics" => metrics_response(ctx, answering),
+        "/healthz" => health_response(ctx, answering),
         // "/api/hosts"
-        _ => {
-            let page = match Page::parse(req.uri().query()) {
-                Ok(p) => p,
-                Err(e) => {
-                    ctx.stats.count(Shed::BadRequest);
-                    return text(StatusCode::BAD_REQUEST, format!("{e}\n"), answering);
-                }
-            };
-            let Ok(permit) = Arc::clone(&ctx.reports).try_acquire_owned() else {
-                ctx.stats.count(Shed::ReportBusy);
-                let mut r = text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("busy: {}\n", Shed::ReportBusy),
-                    answering,
-                );
-                r.headers_mut()
-                    .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
-                return r;
-            };
-            let mut r = Response::new(Body {
-                inner: Inner::Report(Box::new(ReportStream::new(ctx, &page, permit))),
-                _answering: answering,
-            });
-            r.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            r
-        }
+        _ => hosts_response(req, ctx, answering),
     }
+}
+
+/// `/metrics`: the registry in the text format asked for.
+fn metrics_response(ctx: &Ctx, answering: Answering) -> Response<Body> {
+    match ctx.metrics() {
+        Ok((body, content_type)) => full(StatusCode::OK, body, content_type, answering),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding failed: {e}\n"),
+            answering,
+        ),
+    }
+}
+
+/// `/healthz`: ok, or why the sensor is unhealthy.
+fn health_response(ctx: &Ctx, answering: Answering) -> Response<Body> {
+    match ctx
+        .shared
+        .counters
+        .sensor
+        .unhealthy
+        .lock()
+        .map(|u| u.clone())
+    {
+        Ok(None) => text(StatusCode::OK, "ok\n".into(), answering),
+        Ok(Some(why)) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy: {why}\n"),
+            answering,
+        ),
+        Err(_) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unhealthy: state unavailable\n".into(),
+            answering,
+        ),
+    }
+}
+
+/// `/api/hosts`: a page of the host report, streamed; refused while too many are being made.
+fn hosts_response(req: &Request<Incoming>, ctx: &Ctx, answering: Answering) -> Response<Body> {
+    let page = match Page::parse(req.uri().query()) {
+        Ok(p) => p,
+        Err(e) => {
+            ctx.stats.count(Shed::BadRequest);
+            return text(StatusCode::BAD_REQUEST, format!("{e}\n"), answering);
+        }
+    };
+    let Ok(permit) = Arc::clone(&ctx.reports).try_acquire_owned() else {
+        ctx.stats.count(Shed::ReportBusy);
+        let mut r = text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("busy: {}\n", Shed::ReportBusy),
+            answering,
+        );
+        r.headers_mut()
+            .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    };
+    let mut r = Response::new(Body {
+        inner: Inner::Report(Box::new(ReportStream::new(ctx, &page, permit))),
+        _answering: answering,
+    });
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 /// Why hyper ended a connection, when it was the endpoint's doing.
@@ -1037,8 +1050,8 @@ impl Server {
             .spawn(move || {
                 let outcome = runtime.block_on(accept_loop(listener, ctx, slots, stop_rx));
                 if let Err(why) = outcome {
-                    eprintln!(
-                        "vendorwatch: the metrics endpoint on http://{bound} stopped: {why}; \
+                    tracing::error!(
+                        "the metrics endpoint on http://{bound} stopped: {why}; \
                          /metrics, /healthz and /api/hosts are no longer served"
                     );
                     if let Ok(mut f) = failed.lock() {

@@ -691,31 +691,45 @@ fn headline(
     stale_days: u64,
 ) {
     out.push_str("<section class=\"headline\">\n<h2>Summary</h2>\n<div class=\"cards\">\n");
+    let hiding = hosts.iter().filter(|h| h.hides()).count();
+    summary_cards(
+        out,
+        [detected.len(), active.len(), quiet.len(), hiding],
+        stale_days,
+    );
+    out.push_str("</div>\n<div class=\"split\">\n");
+    vendor_panel(out, detected);
+    severity_panel(out, detected);
+    out.push_str("</div>\n");
+    forwarded_note(out, hosts);
+    out.push_str("</section>\n");
+}
+
+/// The four numbers at the top: hosts detected, still active, gone quiet, hiding names.
+fn summary_cards(out: &mut String, [detected, active, quiet, hiding]: [usize; 4], stale_days: u64) {
     let _ = writeln!(
         out,
-        "<div class=\"card alert\"><div class=\"num\">{}</div><div class=\"lbl\">hosts with detections</div></div>",
-        detected.len()
+        "<div class=\"card alert\"><div class=\"num\">{detected}</div><div class=\"lbl\">hosts with detections</div></div>"
     );
     let _ = writeln!(
         out,
         "<div class=\"card warn\"><div class=\"num\">{}</div><div class=\"lbl\">still active (seen in the last {} day{})</div></div>",
-        active.len(),
+        active,
         stale_days,
         if stale_days == 1 { "" } else { "s" }
     );
     let _ = writeln!(
         out,
-        "<div class=\"card quiet\"><div class=\"num\">{}</div><div class=\"lbl\">gone quiet (not seen for longer)</div></div>",
-        quiet.len()
+        "<div class=\"card quiet\"><div class=\"num\">{quiet}</div><div class=\"lbl\">gone quiet (not seen for longer)</div></div>"
     );
-    let hiding = hosts.iter().filter(|h| h.hides()).count();
     let _ = writeln!(
         out,
         "<div class=\"card hide\"><div class=\"num\">{hiding}</div><div class=\"lbl\">hosts hiding names (ECH or encrypted DNS)</div></div>"
     );
-    out.push_str("</div>\n<div class=\"split\">\n");
+}
 
-    // Hosts by vendor.
+/// Hosts by vendor (a host with several vendors counts once for each).
+fn vendor_panel(out: &mut String, detected: &[&HostRow]) {
     let mut by_vendor: BTreeMap<String, usize> = BTreeMap::new();
     for h in detected {
         let vendors: BTreeSet<&str> = h.own().map(|d| d.vendor.as_str()).collect();
@@ -733,8 +747,10 @@ fn headline(
         bar_rows(out, &rows, detected.len());
     }
     out.push_str("</div>\n");
+}
 
-    // Hosts by their highest severity.
+/// Hosts by their highest severity.
+fn severity_panel(out: &mut String, detected: &[&HostRow]) {
     let mut by_sev: BTreeMap<Severity, usize> = BTreeMap::new();
     let mut other = 0usize;
     for h in detected {
@@ -769,8 +785,11 @@ fn headline(
         ));
     }
     bar_rows(out, &rows, detected.len());
-    out.push_str("</div>\n</div>\n");
+    out.push_str("</div>\n");
+}
 
+/// The resolvers left out of the numbers above: their only detections are forwarded lookups.
+fn forwarded_note(out: &mut String, hosts: &[HostRow]) {
     let fwd: Vec<&HostRow> = hosts.iter().filter(|h| h.forwarded_only()).collect();
     if !fwd.is_empty() {
         let list: Vec<String> = fwd
@@ -791,7 +810,6 @@ fn headline(
             list.join(", ")
         );
     }
-    out.push_str("</section>\n");
 }
 
 fn vendor_table(out: &mut String, detected: &[&HostRow], is_active: &dyn Fn(&HostRow) -> bool) {
@@ -937,32 +955,44 @@ fn timeline(out: &mut String, report: &Report, detected: &[&HostRow]) {
     out.push_str("</section>\n");
 }
 
+/// The frame of the day chart (SVG user units): its size and the margins around the plot.
+mod frame {
+    pub const W: f64 = 1000.0;
+    pub const H: f64 = 280.0;
+    pub const ML: f64 = 60.0;
+    pub const MR: f64 = 16.0;
+    pub const MT: f64 = 18.0;
+    pub const MB: f64 = 58.0;
+    /// The plot inside the margins.
+    pub const PW: f64 = W - ML - MR;
+    pub const PH: f64 = H - MT - MB;
+}
+
 /// The bar chart itself: one bar per day starting at `first_day`.
 fn timeline_svg(counts: &[u32], first_day: i64) -> String {
-    const W: f64 = 1000.0;
-    const H: f64 = 280.0;
-    const ML: f64 = 60.0;
-    const MR: f64 = 16.0;
-    const MT: f64 = 18.0;
-    const MB: f64 = 58.0;
-    let pw = W - ML - MR;
-    let ph = H - MT - MB;
-    let n = counts.len().max(1);
+    use frame::{H, W};
     let max = counts.iter().copied().max().unwrap_or(0);
     let step = tick_step(max.max(1));
     let ymax = (max.max(1)).div_ceil(step) * step;
-    let slot = (pw / n as f64).min(90.0);
-    let x0 = ML + (pw - slot * n as f64) / 2.0;
-    let gap = (slot * 0.18).min(6.0);
     let mut s = String::new();
     let _ = write!(
         s,
         "<svg class=\"timeline\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"Hosts with detections per day\" font-family=\"system-ui, 'DejaVu Sans', Arial, sans-serif\" font-size=\"12\">"
     );
+    y_axis(&mut s, ymax, step);
+    day_bars(&mut s, counts, first_day, ymax);
+    axis_titles(&mut s);
+    s.push_str("</svg>");
+    s
+}
+
+/// The y axis: a grid line and a label every `step` hosts up to `ymax`, and the axis line.
+fn y_axis(s: &mut String, ymax: u32, step: u32) {
+    use frame::{ML, MR, MT, PH, W};
     // Grid and y axis ticks.
     let mut v = 0;
     while v <= ymax {
-        let y = MT + ph - (v as f64 / ymax as f64) * ph;
+        let y = MT + PH - (v as f64 / ymax as f64) * PH;
         let _ = write!(
             s,
             "<line x1=\"{ML}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"{}\" stroke-width=\"1\"/>\
@@ -977,21 +1007,29 @@ fn timeline_svg(counts: &[u32], first_day: i64) -> String {
     let _ = write!(
         s,
         "<line x1=\"{ML}\" y1=\"{MT}\" x2=\"{ML}\" y2=\"{:.1}\" stroke=\"#59636e\" stroke-width=\"1\"/>",
-        MT + ph
+        MT + PH
     );
-    // Bars.
+}
+
+/// One bar per day (with its count above it while they fit) and a day label every few days.
+fn day_bars(s: &mut String, counts: &[u32], first_day: i64, ymax: u32) {
+    use frame::{ML, MT, PH, PW};
+    let n = counts.len().max(1);
+    let slot = (PW / n as f64).min(90.0);
+    let x0 = ML + (PW - slot * n as f64) / 2.0;
+    let gap = (slot * 0.18).min(6.0);
     let label_every = n.div_ceil(10).max(1);
     for (i, c) in counts.iter().enumerate() {
         let day = first_day + i as i64;
         let x = x0 + i as f64 * slot;
-        let h = (*c as f64 / ymax as f64) * ph;
+        let h = (*c as f64 / ymax as f64) * PH;
         let label = day_label(day);
         if *c > 0 {
             let _ = write!(
                 s,
                 "<rect class=\"day-bar\" x=\"{:.2}\" y=\"{:.2}\" width=\"{:.2}\" height=\"{h:.2}\" fill=\"#c62828\"><title>{}: {c} host{}</title></rect>",
                 x + gap / 2.0,
-                MT + ph - h,
+                MT + PH - h,
                 (slot - gap).max(0.5),
                 escape(&label),
                 if *c == 1 { "" } else { "s" }
@@ -1001,7 +1039,7 @@ fn timeline_svg(counts: &[u32], first_day: i64) -> String {
                     s,
                     "<text x=\"{:.2}\" y=\"{:.2}\" text-anchor=\"middle\" fill=\"#1f2328\" font-weight=\"600\">{c}</text>",
                     x + slot / 2.0,
-                    MT + ph - h - 5.0
+                    MT + PH - h - 5.0
                 );
             }
         }
@@ -1011,24 +1049,26 @@ fn timeline_svg(counts: &[u32], first_day: i64) -> String {
                 s,
                 "<line x1=\"{cx:.2}\" y1=\"{:.1}\" x2=\"{cx:.2}\" y2=\"{:.1}\" stroke=\"#59636e\"/>\
                  <text x=\"{cx:.2}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#59636e\">{}</text>",
-                MT + ph,
-                MT + ph + 4.0,
-                MT + ph + 18.0,
+                MT + PH,
+                MT + PH + 4.0,
+                MT + PH + 18.0,
                 escape(&label)
             );
         }
     }
-    // Axis titles.
+}
+
+/// The titles of both axes.
+fn axis_titles(s: &mut String) {
+    use frame::{H, ML, MT, PH, PW};
     let _ = write!(
         s,
         "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#1f2328\" font-size=\"13\" font-weight=\"600\">Day (UTC)</text>\
          <text transform=\"translate(16 {:.1}) rotate(-90)\" text-anchor=\"middle\" fill=\"#1f2328\" font-size=\"13\" font-weight=\"600\">Hosts with detections</text>",
-        ML + pw / 2.0,
+        ML + PW / 2.0,
         H - 10.0,
-        MT + ph / 2.0
+        MT + PH / 2.0
     );
-    s.push_str("</svg>");
-    s
 }
 
 fn vendor_cell(h: &HostRow) -> String {
@@ -1185,167 +1225,186 @@ fn evidence(out: &mut String, hosts: &[HostRow], is_active: &dyn Fn(&HostRow) ->
         return;
     }
     for h in shown {
-        let _ = write!(
-            out,
-            "<article class=\"host\" id=\"host-{}\">\n<header><h3>{}</h3>",
-            h.idx,
-            escape(&h.ip)
-        );
-        if let Some(m) = &h.mac {
-            let _ = write!(out, "<span class=\"mono muted\">MAC {}</span>", escape(m));
-        }
-        if let Some(n) = &h.hostname {
-            let _ = write!(out, "<span>{}</span>", escape(n));
-        }
-        let role_class = if h.role == Role::Resolver.as_str() {
-            "tag resolver"
-        } else {
-            "tag"
-        };
-        let _ = write!(
-            out,
-            "<span class=\"{role_class}\">{}</span>",
-            escape(&h.role)
-        );
-        if !h.proxy_for.is_empty() {
-            let clients: Vec<String> = h.proxy_for.iter().map(|c| escape(c)).collect();
-            let _ = write!(
-                out,
-                "<span class=\"tag proxy\">forward proxy</span><span class=\"small\">forwarded for {}</span>",
-                clients.join(", ")
-            );
-        }
-        if !h.sensors.is_empty() {
-            let _ = write!(
-                out,
-                "<span class=\"muted\">seen by {}</span>",
-                escape(&h.sensors.join(", "))
-            );
-        }
-        if h.multiple_macs {
-            out.push_str("<span class=\"tag moved\" title=\"DHCP bound this address to more than one MAC: it moved between machines; check which one the evidence belongs to by its time\">address used by more than one machine</span>");
-        }
-        if h.detected() {
-            if is_active(h) {
-                out.push_str("<span class=\"tag active\">still active</span>");
-            } else {
-                out.push_str("<span class=\"tag quiet\">gone quiet</span>");
-            }
-            let _ = write!(
-                out,
-                "<span class=\"muted small\">first seen {} · last seen {}</span>",
-                fmt_ts(h.first_seen()),
-                fmt_ts(h.last_seen())
-            );
-        } else if h.forwarded_only() {
-            out.push_str("<span class=\"tag fwd\">forwarded lookups only</span>");
-        }
-        out.push_str("</header>\n<div class=\"body\">\n");
+        host_header(out, h, is_active);
+        out.push_str("<div class=\"body\">\n");
         for d in &h.dets {
-            let sc = severity_class(d.severity);
-            let _ = write!(
-                out,
-                "<div class=\"det s-{sc}{}\">\n<div class=\"head\"><strong>{} / {}</strong><span class=\"sev sev-{sc}\">{}</span>",
-                if d.forwarded { " forwarded" } else { "" },
-                escape(&d.vendor),
-                escape(&d.category),
-                escape(match severity_text(d.severity) {
-                    "" => "unrated",
-                    text => text,
-                })
-            );
-            if d.forwarded {
-                out.push_str("<span class=\"tag fwd\">forwarded resolver lookups</span>");
-            }
-            let _ = writeln!(
-                out,
-                "<span class=\"muted small\">{} finding{} · first seen {} · last seen {}</span></div>",
-                d.count,
-                if d.count == 1 { "" } else { "s" },
-                fmt_ts(d.first),
-                fmt_ts(d.last)
-            );
-            if d.forwarded {
-                out.push_str("<p class=\"note\">Upstream lookups this resolver made on behalf of its clients; the clients that asked are reported on their own.</p>\n");
-            }
-            let rules = texts(&d.raw.rules);
-            if !rules.is_empty() {
-                out.push_str("<div class=\"rules small\"><span class=\"muted\">Rules:</span>");
-                for r in rules {
-                    let _ = write!(out, " <code>{}</code>", escape(&r));
-                }
-                out.push_str("</div>\n");
-            }
-            let inds = &d.raw.indicators;
-            if !inds.is_empty() {
-                out.push_str("<table class=\"data indicators\"><thead><tr><th>Seen as</th><th>Value</th><th class=\"n\">Count</th><th>Context</th></tr></thead><tbody>\n");
-                for ind in inds {
-                    let kind = kind_text(ind.kind.as_ref());
-                    let label = kind_label(ind.kind.as_ref());
-                    let kind_cell = if label.is_empty() {
-                        format!("<span class=\"mono\">{}</span>", escape(kind))
-                    } else {
-                        format!(
-                            "{label} <span class=\"mono muted small\">{}</span>",
-                            escape(kind)
-                        )
-                    };
-                    let count = ind.count.map(|c| c.to_string()).unwrap_or_default();
-                    let _ = writeln!(
-                        out,
-                        "<tr><td class=\"t\">{kind_cell}</td><td class=\"mono val\">{}</td><td class=\"n\">{count}</td><td class=\"small\">{}</td></tr>",
-                        escape(&ind.value),
-                        indicator_context(ind)
-                    );
-                }
-                out.push_str("</tbody></table>\n");
-            }
-            evidence_sample(out, d);
-            if let Some(n) = Some(d.raw.indicators_omitted).filter(|n| *n > 0) {
-                let _ = writeln!(
-                    out,
-                    "<p class=\"note\">…and {n} more finding{} with indicators beyond the kept sample (counted only).</p>",
-                    if n == 1 { "" } else { "s" }
-                );
-            }
-            out.push_str("</div>\n");
+            detection_evidence(out, d);
         }
         identity_history(out, h);
         if h.hides() {
-            out.push_str(
-                "<div class=\"hidden-names\"><strong>Names hidden from the sensor:</strong> ",
-            );
-            let mut parts = Vec::new();
-            if h.ech > 0 {
-                parts.push(format!(
-                    "{} TLS connection{} with Encrypted Client Hello (ECH)",
-                    h.ech,
-                    if h.ech == 1 { "" } else { "s" }
-                ));
-            }
-            if h.enc_dns > 0 {
-                let via: Vec<String> = h
-                    .via
-                    .iter()
-                    .map(|v| format!("<code>{}</code>", escape(v)))
-                    .collect();
-                parts.push(format!(
-                    "{} encrypted DNS connection{}{}",
-                    h.enc_dns,
-                    if h.enc_dns == 1 { "" } else { "s" },
-                    if via.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" via {}", via.join(", "))
-                    }
-                ));
-            }
-            out.push_str(&parts.join("; "));
-            out.push_str(". Lookups and connections behind these are invisible, so this host may talk to more than the evidence shows.</div>\n");
+            hidden_names(out, h);
         }
         out.push_str("</div>\n</article>\n");
     }
     out.push_str("</section>\n");
+}
+
+/// The head of a host's card: its address, MAC, name, role and the tags that qualify it.
+fn host_header(out: &mut String, h: &HostRow, is_active: &dyn Fn(&HostRow) -> bool) {
+    let _ = write!(
+        out,
+        "<article class=\"host\" id=\"host-{}\">\n<header><h3>{}</h3>",
+        h.idx,
+        escape(&h.ip)
+    );
+    if let Some(m) = &h.mac {
+        let _ = write!(out, "<span class=\"mono muted\">MAC {}</span>", escape(m));
+    }
+    if let Some(n) = &h.hostname {
+        let _ = write!(out, "<span>{}</span>", escape(n));
+    }
+    let role_class = if h.role == Role::Resolver.as_str() {
+        "tag resolver"
+    } else {
+        "tag"
+    };
+    let _ = write!(
+        out,
+        "<span class=\"{role_class}\">{}</span>",
+        escape(&h.role)
+    );
+    if !h.proxy_for.is_empty() {
+        let clients: Vec<String> = h.proxy_for.iter().map(|c| escape(c)).collect();
+        let _ = write!(
+            out,
+            "<span class=\"tag proxy\">forward proxy</span><span class=\"small\">forwarded for {}</span>",
+            clients.join(", ")
+        );
+    }
+    if !h.sensors.is_empty() {
+        let _ = write!(
+            out,
+            "<span class=\"muted\">seen by {}</span>",
+            escape(&h.sensors.join(", "))
+        );
+    }
+    if h.multiple_macs {
+        out.push_str("<span class=\"tag moved\" title=\"DHCP bound this address to more than one MAC: it moved between machines; check which one the evidence belongs to by its time\">address used by more than one machine</span>");
+    }
+    if h.detected() {
+        if is_active(h) {
+            out.push_str("<span class=\"tag active\">still active</span>");
+        } else {
+            out.push_str("<span class=\"tag quiet\">gone quiet</span>");
+        }
+        let _ = write!(
+            out,
+            "<span class=\"muted small\">first seen {} · last seen {}</span>",
+            fmt_ts(h.first_seen()),
+            fmt_ts(h.last_seen())
+        );
+    } else if h.forwarded_only() {
+        out.push_str("<span class=\"tag fwd\">forwarded lookups only</span>");
+    }
+    out.push_str("</header>\n");
+}
+
+/// One detection of a host: its head line, rules, indicators and the kept findings.
+fn detection_evidence(out: &mut String, d: &Det) {
+    let sc = severity_class(d.severity);
+    let _ = write!(
+        out,
+        "<div class=\"det s-{sc}{}\">\n<div class=\"head\"><strong>{} / {}</strong><span class=\"sev sev-{sc}\">{}</span>",
+        if d.forwarded { " forwarded" } else { "" },
+        escape(&d.vendor),
+        escape(&d.category),
+        escape(match severity_text(d.severity) {
+            "" => "unrated",
+            text => text,
+        })
+    );
+    if d.forwarded {
+        out.push_str("<span class=\"tag fwd\">forwarded resolver lookups</span>");
+    }
+    let _ = writeln!(
+        out,
+        "<span class=\"muted small\">{} finding{} · first seen {} · last seen {}</span></div>",
+        d.count,
+        if d.count == 1 { "" } else { "s" },
+        fmt_ts(d.first),
+        fmt_ts(d.last)
+    );
+    if d.forwarded {
+        out.push_str("<p class=\"note\">Upstream lookups this resolver made on behalf of its clients; the clients that asked are reported on their own.</p>\n");
+    }
+    let rules = texts(&d.raw.rules);
+    if !rules.is_empty() {
+        out.push_str("<div class=\"rules small\"><span class=\"muted\">Rules:</span>");
+        for r in rules {
+            let _ = write!(out, " <code>{}</code>", escape(&r));
+        }
+        out.push_str("</div>\n");
+    }
+    indicator_table(out, &d.raw.indicators);
+    evidence_sample(out, d);
+    if let Some(n) = Some(d.raw.indicators_omitted).filter(|n| *n > 0) {
+        let _ = writeln!(
+            out,
+            "<p class=\"note\">…and {n} more finding{} with indicators beyond the kept sample (counted only).</p>",
+            if n == 1 { "" } else { "s" }
+        );
+    }
+    out.push_str("</div>\n");
+}
+
+/// The indicators of a detection: how each was seen, its value, count and context.
+fn indicator_table(out: &mut String, inds: &[super::schema::Indicator]) {
+    if inds.is_empty() {
+        return;
+    }
+    out.push_str("<table class=\"data indicators\"><thead><tr><th>Seen as</th><th>Value</th><th class=\"n\">Count</th><th>Context</th></tr></thead><tbody>\n");
+    for ind in inds {
+        let kind = kind_text(ind.kind.as_ref());
+        let label = kind_label(ind.kind.as_ref());
+        let kind_cell = if label.is_empty() {
+            format!("<span class=\"mono\">{}</span>", escape(kind))
+        } else {
+            format!(
+                "{label} <span class=\"mono muted small\">{}</span>",
+                escape(kind)
+            )
+        };
+        let count = ind.count.map(|c| c.to_string()).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "<tr><td class=\"t\">{kind_cell}</td><td class=\"mono val\">{}</td><td class=\"n\">{count}</td><td class=\"small\">{}</td></tr>",
+            escape(&ind.value),
+            indicator_context(ind)
+        );
+    }
+    out.push_str("</tbody></table>\n");
+}
+
+/// What the host hides from the sensor (ECH, encrypted DNS): the evidence may be partial.
+fn hidden_names(out: &mut String, h: &HostRow) {
+    out.push_str("<div class=\"hidden-names\"><strong>Names hidden from the sensor:</strong> ");
+    let mut parts = Vec::new();
+    if h.ech > 0 {
+        parts.push(format!(
+            "{} TLS connection{} with Encrypted Client Hello (ECH)",
+            h.ech,
+            if h.ech == 1 { "" } else { "s" }
+        ));
+    }
+    if h.enc_dns > 0 {
+        let via: Vec<String> = h
+            .via
+            .iter()
+            .map(|v| format!("<code>{}</code>", escape(v)))
+            .collect();
+        parts.push(format!(
+            "{} encrypted DNS connection{}{}",
+            h.enc_dns,
+            if h.enc_dns == 1 { "" } else { "s" },
+            if via.is_empty() {
+                String::new()
+            } else {
+                format!(" via {}", via.join(", "))
+            }
+        ));
+    }
+    out.push_str(&parts.join("; "));
+    out.push_str(". Lookups and connections behind these are invisible, so this host may talk to more than the evidence shows.</div>\n");
 }
 
 /// The kept findings of a detection (the first few and the latest few): time, indicator, flow.
