@@ -20,5 +20,6 @@ pub mod operator_input;
 pub mod output;
 pub mod pipeline;
 pub mod reload;
+pub mod serve;
 pub mod suppress;
 pub mod time;

@@ -56,29 +56,6 @@ pub struct Shared {
     pub output_error: Mutex<Option<String>>,
 }
 
-/// What the exporter reads at scrape time.
-impl crate::metrics::exporter::Observed for Shared {
-    fn counters(&self) -> &Counters {
-        &self.counters
-    }
-
-    fn detector(&self) -> &Detector {
-        &self.detector
-    }
-
-    fn hosts(&self) -> &HostTable {
-        &self.hosts
-    }
-
-    fn sinks(&self) -> &crate::output::sink::Sinks {
-        &self.sinks
-    }
-
-    fn batch_seconds(&self) -> &prometheus::Histogram {
-        &self.batch_seconds
-    }
-}
-
 impl Shared {
     fn write_lines(&self, writer: &SharedWriter, text: &str, flush: bool) {
         let result = writer

@@ -23,7 +23,7 @@ use tracing_subscriber::EnvFilter;
 const DEFAULT_FILTER: &str = "error,vendorwatch::cli=info,vendorwatch::config=info,\
                               vendorwatch::reload=info,vendorwatch::capture::live=info,\
                               vendorwatch::hosts::store=info,vendorwatch::hosts::ship=info,\
-                              vendorwatch::metrics::endpoint=info";
+                              vendorwatch::serve::endpoint=info";
 
 /// Sets up the log once; a second call (a test, a command that runs another) changes nothing.
 pub fn init(format: LogFormat) {

@@ -220,11 +220,7 @@ fn finish(cfg: &RunConfig, started: Started, read: Read, linger: u64, stop: &Ato
 
 /// Serves metrics `linger` seconds more (`--linger`), then stops the endpoint; exit 1 when
 /// it failed during the run.
-fn linger_then_stop(
-    server: crate::metrics::exporter::Server,
-    linger: u64,
-    stop: &AtomicBool,
-) -> i32 {
+fn linger_then_stop(server: crate::serve::exporter::Server, linger: u64, stop: &AtomicBool) -> i32 {
     if linger > 0 && server.failure().is_none() {
         tracing::info!(
             "serving metrics on http://{}/metrics for {linger} s more",

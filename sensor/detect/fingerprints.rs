@@ -456,20 +456,6 @@ pub fn export_pack(candidates: &[Candidate], vendor: &str, generated: &str) -> S
     out
 }
 
-impl crate::hosts::store::LearnedState for Learner {
-    fn take_dirty(&self) -> bool {
-        Learner::take_dirty(self)
-    }
-
-    fn mark_dirty(&self) {
-        Learner::mark_dirty(self)
-    }
-
-    fn snapshot(&self) -> Vec<FingerprintStats> {
-        Learner::snapshot(self)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

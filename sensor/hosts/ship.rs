@@ -71,7 +71,7 @@ impl ShipStats {
         Vec<(Vec<(&'static str, String)>, f64)>,
     )> {
         // `sensor` and `site` are added to every series by the registry (see
-        // `metrics::exporter::registry`).
+        // `serve::exporter::registry`).
         let who = Vec::<(&'static str, String)>::new;
         let one = |v: f64| vec![(who(), v)];
         let now = std::time::SystemTime::now()

@@ -989,6 +989,22 @@ pub trait LearnedState: Send + Sync {
     fn snapshot(&self) -> Vec<FingerprintStats>;
 }
 
+/// The fingerprint learner is what the inventory saves of what it learned (the trait lives
+/// here, beside the saver, so that detection needs nothing from the inventory).
+impl LearnedState for crate::detect::fingerprints::Learner {
+    fn take_dirty(&self) -> bool {
+        crate::detect::fingerprints::Learner::take_dirty(self)
+    }
+
+    fn mark_dirty(&self) {
+        crate::detect::fingerprints::Learner::mark_dirty(self)
+    }
+
+    fn snapshot(&self) -> Vec<FingerprintStats> {
+        crate::detect::fingerprints::Learner::snapshot(self)
+    }
+}
+
 /// How often the fingerprint learner's state is saved (besides at the end).
 const FINGERPRINTS_SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 

@@ -1,10 +1,8 @@
 //! Counters every stage bumps: packets, drops and anomalies by reason, names by kind,
 //! findings and alerts. Workers count locally and fold their counts in once per batch, so
 //! the hot path touches no shared cache line. The replay summary reads these; the
-//! Prometheus exporter (`exporter`) reads the same at scrape time.
+//! Prometheus exporter (`serve::exporter`) reads the same at scrape time.
 
-pub mod endpoint;
-pub mod exporter;
 pub mod reason;
 
 pub use reason::{Anomaly, DropReason, Layer, Stage};

@@ -6,11 +6,11 @@
 //! and labels with bounded values only — per-host series exist only for detected hosts and
 //! are capped at `MAX_HOST_SERIES`.
 
-use super::{CaptureStatus, Counters, DropReason, SensorState, Stage};
 use crate::detect::resolvers::RoleSource;
 use crate::detect::{Detector, RuleSet};
 use crate::extract::NameKind;
 use crate::hosts::HostTable;
+use crate::metrics::{CaptureStatus, Counters, DropReason, SensorState, Stage};
 use crate::output::sink::Sinks;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
@@ -627,4 +627,27 @@ pub fn render(registry: &Registry) -> Result<(Vec<u8>, String), prometheus::Erro
     let encoder = TextEncoder::new();
     encoder.encode(&registry.gather(), &mut buf)?;
     Ok((buf, encoder.format_type().to_string()))
+}
+
+/// What the exporter reads at scrape time.
+impl Observed for crate::pipeline::Shared {
+    fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    fn detector(&self) -> &Detector {
+        &self.detector
+    }
+
+    fn hosts(&self) -> &HostTable {
+        &self.hosts
+    }
+
+    fn sinks(&self) -> &Sinks {
+        &self.sinks
+    }
+
+    fn batch_seconds(&self) -> &prometheus::Histogram {
+        &self.batch_seconds
+    }
 }

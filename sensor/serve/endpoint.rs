@@ -51,9 +51,9 @@
 //! accept errors (out of file descriptors, a connection reset before it was accepted) are
 //! counted and retried.
 
-use crate::metrics::exporter;
 use crate::output;
 use crate::pipeline::Shared;
+use crate::serve::exporter;
 use bytes::Bytes;
 use http_body::Frame;
 use hyper::body::Incoming;
