@@ -82,6 +82,23 @@ impl Timestamp {
             .map(Timestamp)
             .map_err(|_| bad())
     }
+
+    /// Reads RFC 3339 or a bare day (`2026-12-31`, taken as its midnight UTC): what operators
+    /// type for a moment that needs no time of day (`hosts --since`, suppression expiries).
+    pub fn parse_day_or_rfc3339(text: &str) -> Option<Timestamp> {
+        if let Ok(t) = Timestamp::parse_rfc3339(text) {
+            return Some(t);
+        }
+        let day = ::time::Date::parse(
+            text,
+            ::time::macros::format_description!("[year]-[month]-[day]"),
+        )
+        .ok()?;
+        Some(Timestamp::from_parts(
+            day.midnight().assume_utc().unix_timestamp(),
+            0,
+        ))
+    }
 }
 
 impl std::str::FromStr for Timestamp {
@@ -140,5 +157,19 @@ mod tests {
     fn pre_1970_is_still_formatted() {
         let ts = Timestamp::from_parts(-1, 0);
         assert_eq!(ts.to_string(), "1969-12-31T23:59:59.000000Z");
+    }
+
+    #[test]
+    fn a_bare_day_is_its_midnight_utc_and_a_full_time_reads_as_rfc3339() {
+        assert_eq!(
+            Timestamp::parse_day_or_rfc3339("2026-11-27"),
+            Some(Timestamp::from_parts(1_795_737_600, 0))
+        );
+        assert_eq!(
+            Timestamp::parse_day_or_rfc3339("2026-11-27T10:00:00Z"),
+            Some(Timestamp::from_parts(1_795_773_600, 0))
+        );
+        assert_eq!(Timestamp::parse_day_or_rfc3339("2026-13-01"), None);
+        assert_eq!(Timestamp::parse_day_or_rfc3339("tomorrow"), None);
     }
 }

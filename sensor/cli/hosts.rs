@@ -72,20 +72,6 @@ pub fn parse_time(text: &str) -> Option<Timestamp> {
     Timestamp::parse_rfc3339(text).ok()
 }
 
-fn parse_day_or_time(text: &str) -> Option<Timestamp> {
-    parse_time(text).or_else(|| {
-        let d = ::time::Date::parse(
-            text,
-            ::time::macros::format_description!("[year]-[month]-[day]"),
-        )
-        .ok()?;
-        Some(Timestamp::from_parts(
-            d.midnight().assume_utc().unix_timestamp(),
-            0,
-        ))
-    })
-}
-
 /// The current time.
 pub fn now() -> Timestamp {
     let d = std::time::SystemTime::now()
@@ -110,7 +96,7 @@ fn times(args: &HostsArgs) -> Result<(Option<Timestamp>, Timestamp), String> {
     let time_arg = |flag: &str, v: &Option<String>| -> Result<Option<Timestamp>, String> {
         match v {
             None => Ok(None),
-            Some(t) => parse_day_or_time(t)
+            Some(t) => Timestamp::parse_day_or_rfc3339(t)
                 .map(Some)
                 .ok_or_else(|| format!("{flag} {t:?} is not YYYY-MM-DD or an RFC 3339 time")),
         }
