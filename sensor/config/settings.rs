@@ -306,7 +306,7 @@ impl LiveSettings {
 /// The one merge: each field from the first layer that has it (command line, then file,
 /// then defaults). Field by field through serde, so a new field needs no code here. Fails
 /// only on a value serde cannot carry: a path that is not UTF-8.
-pub fn layered<T: Serialize + DeserializeOwned>(layers: &[&T]) -> Result<T, String> {
+pub fn layered<T: Serialize + DeserializeOwned>(layers: &[&T]) -> Result<T, MergeError> {
     let mut merged = serde_json::Map::new();
     for layer in layers.iter().rev() {
         match serde_json::to_value(layer) {
@@ -314,18 +314,58 @@ pub fn layered<T: Serialize + DeserializeOwned>(layers: &[&T]) -> Result<T, Stri
                 merged.extend(fields.into_iter().filter(|(_, v)| !v.is_null()))
             }
             Ok(_) => {}
-            Err(e) => return Err(format!("{e} (paths must be UTF-8)")),
+            Err(e) => return Err(MergeError::Encode(e)),
         }
     }
-    serde_json::from_value(serde_json::Value::Object(merged)).map_err(|e| e.to_string())
+    serde_json::from_value(serde_json::Value::Object(merged)).map_err(MergeError::Decode)
+}
+
+/// Why the layers of settings cannot be merged (`layered`).
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// A layer's value serde cannot carry (a path that is not UTF-8).
+    #[error("{0} (paths must be UTF-8)")]
+    Encode(serde_json::Error),
+    /// The merged fields do not make the settings again.
+    #[error("{0}")]
+    Decode(serde_json::Error),
+}
+
+impl MergeError {
+    /// A short label (for logs and metrics).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            MergeError::Encode(_) => "encode",
+            MergeError::Decode(_) => "decode",
+        }
+    }
+}
+
+/// Why a command-line number is refused (`finite`; clap prints the message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NumberError {
+    #[error("not a finite number")]
+    NotFinite,
+    #[error("{0}")]
+    Malformed(std::num::ParseFloatError),
+}
+
+impl NumberError {
+    /// A short label (for logs and metrics).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            NumberError::NotFinite => "not_finite",
+            NumberError::Malformed(_) => "malformed",
+        }
+    }
 }
 
 /// A number that is finite (JSON, which carries the merge, has no NaN or infinity).
-fn finite(text: &str) -> Result<f64, String> {
+fn finite(text: &str) -> Result<f64, NumberError> {
     match text.parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(v),
-        Ok(_) => Err("not a finite number".into()),
-        Err(e) => Err(e.to_string()),
+        Ok(_) => Err(NumberError::NotFinite),
+        Err(e) => Err(NumberError::Malformed(e)),
     }
 }
 

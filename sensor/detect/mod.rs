@@ -33,17 +33,33 @@ pub struct RuleSet {
     pub generation: u64,
 }
 
+/// Why loaded rules cannot be compiled for the vendors asked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    /// `known`: the vendors that have a pack, as loaded.
+    #[error("no rule pack for vendor {vendor:?} (packs: {})", known.join(", "))]
+    UnknownVendor { vendor: String, known: Vec<String> },
+}
+
+impl CompileError {
+    /// A short label (for logs and metrics).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            CompileError::UnknownVendor { .. } => "unknown_vendor",
+        }
+    }
+}
+
 impl RuleSet {
     /// Compiles the packs of the chosen vendors (`None`: the packs enabled by default).
-    pub fn compile(loaded: Loaded, vendors: Option<&[String]>) -> Result<RuleSet, String> {
+    pub fn compile(loaded: Loaded, vendors: Option<&[String]>) -> Result<RuleSet, CompileError> {
         if let Some(vs) = vendors {
             for v in vs {
                 if !loaded.packs.iter().any(|p| &p.vendor == v) {
-                    let known: Vec<&str> = loaded.packs.iter().map(|p| p.vendor.as_str()).collect();
-                    return Err(format!(
-                        "no rule pack for vendor {v:?} (packs: {})",
-                        known.join(", ")
-                    ));
+                    return Err(CompileError::UnknownVendor {
+                        vendor: v.clone(),
+                        known: loaded.packs.iter().map(|p| p.vendor.clone()).collect(),
+                    });
                 }
             }
         }
