@@ -833,6 +833,94 @@ fn parse_cidr(text: &str) -> Option<ipnet::IpNet> {
 mod tests {
     use super::*;
 
+    /// Each label names one variant, as a metric label must.
+    fn assert_unique(labels: &[&str]) {
+        let set: std::collections::HashSet<_> = labels.iter().collect();
+        assert_eq!(set.len(), labels.len(), "{labels:?}");
+    }
+
+    #[test]
+    fn option_errors_have_unique_reasons_and_keep_their_words() {
+        let home = parse_home_net("10.0.0.0/8, bogus").unwrap_err();
+        assert_eq!(
+            home.to_string(),
+            "--home-net: \"bogus\" is not a CIDR such as 10.0.0.0/8 or fd00::/8"
+        );
+        let empty = parse_home_net(" , ").unwrap_err();
+        assert_eq!(
+            empty.to_string(),
+            "--home-net is empty: give at least one CIDR"
+        );
+        let address = parse_resolvers("192.0.2.1,nope").unwrap_err();
+        assert_eq!(address.to_string(), "\"nope\" is not an IP address");
+        let flag = check_flag("workers", 0).unwrap_err();
+        assert_eq!(flag.to_string(), "--workers must be at least 1");
+        assert_unique(&[
+            home.reason(),
+            empty.reason(),
+            address.reason(),
+            flag.reason(),
+        ]);
+    }
+
+    #[test]
+    fn bound_errors_have_unique_reasons_and_keep_their_words() {
+        let low = check_count("learn_min_hosts", 0).unwrap_err();
+        assert_eq!(low.to_string(), "must be at least 1");
+        let high = check_count("workers", u64::MAX).unwrap_err();
+        assert_eq!(
+            high.to_string(),
+            format!(
+                "must be at most {MAX_WORKERS} (worker threads), not {}",
+                u64::MAX
+            )
+        );
+        assert_unique(&[low.reason(), high.reason()]);
+    }
+
+    #[test]
+    fn rules_errors_have_unique_reasons_and_keep_their_words() {
+        let load = RulesError::Load {
+            rules: "/etc/vendorwatch/rules".into(),
+            problems: vec!["a.toml: one".into(), "b.toml: two".into()],
+        };
+        assert_eq!(
+            load.to_string(),
+            "the rules in /etc/vendorwatch/rules have 2 problem(s):\n  a.toml: one\n  b.toml: two\n\
+             fix them and check again with `vendorwatch rules check`"
+        );
+        let Err(compile) = load_rules(&RuleSource::Embedded, Some(&["nobody".to_string()])) else {
+            panic!("a vendor without a pack must be refused");
+        };
+        assert!(
+            compile
+                .to_string()
+                .starts_with("no rule pack for vendor \"nobody\" (packs: "),
+            "{compile}"
+        );
+        assert_unique(&[load.reason(), compile.reason()]);
+    }
+
+    #[test]
+    fn key_errors_have_unique_reasons_and_keep_their_words() {
+        let unknown = KeyError::Unknown {
+            rest: " `wrokers`, expected `workers`".into(),
+        };
+        assert_eq!(
+            unknown.to_string(),
+            "unknown key `wrokers`, expected `workers`"
+        );
+        let bad = KeyError::BadValue {
+            key: "workers".into(),
+            message: "invalid type: string \"x\", expected usize".into(),
+        };
+        assert_eq!(
+            bad.to_string(),
+            "workers: invalid type: string \"x\", expected usize"
+        );
+        assert_unique(&[unknown.reason(), bad.reason()]);
+    }
+
     #[test]
     fn config_file_problems_name_the_line() {
         let dir = tempfile::tempdir().expect("tmp");

@@ -136,3 +136,48 @@ fn clear_capabilities() -> Result<(), PrivilegeError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn privilege_errors_have_unique_reasons_and_keep_their_words() {
+        use nix::errno::Errno;
+        let errors = [
+            PrivilegeError::Lookup {
+                name: "sensor".into(),
+                source: Errno::EIO,
+            },
+            PrivilegeError::NoSuchUser {
+                name: "sensor".into(),
+            },
+            PrivilegeError::ClearGroups(Errno::EPERM),
+            PrivilegeError::SwitchGroup {
+                gid: 998,
+                source: Errno::EPERM,
+            },
+            PrivilegeError::SwitchUser {
+                name: "sensor".into(),
+                source: Errno::EPERM,
+            },
+            PrivilegeError::Regained,
+            PrivilegeError::ClearCapabilities {
+                set: caps::CapSet::Ambient,
+                source: caps::errors::CapsError::from("denied"),
+            },
+            PrivilegeError::ReadCapabilities(caps::errors::CapsError::from("denied")),
+            PrivilegeError::CapabilitiesRemain(caps::CapsHashSet::new()),
+        ];
+        let labels: std::collections::HashSet<_> = errors.iter().map(|e| e.reason()).collect();
+        assert_eq!(labels.len(), errors.len());
+        assert_eq!(
+            errors[1].to_string(),
+            "user \"sensor\" does not exist (create it: `useradd --system --no-create-home sensor`)"
+        );
+        assert_eq!(
+            errors[3].to_string(),
+            "cannot switch to group 998: EPERM: Operation not permitted"
+        );
+    }
+}

@@ -441,6 +441,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn merge_errors_have_unique_reasons_and_keep_their_words() {
+        use std::os::unix::ffi::OsStringExt;
+        let cli = Settings {
+            rules: Some(std::ffi::OsString::from_vec(vec![0xff, b'x']).into()),
+            ..Settings::default()
+        };
+        let encode = layered(&[&cli]).unwrap_err();
+        assert_eq!(
+            encode.to_string(),
+            "path contains invalid UTF-8 characters (paths must be UTF-8)"
+        );
+        let decode = MergeError::Decode(serde_json::from_str::<u8>("x").unwrap_err());
+        assert_eq!(decode.to_string(), "expected value at line 1 column 1");
+        assert_ne!(encode.reason(), decode.reason());
+    }
+
+    #[test]
+    fn number_errors_have_unique_reasons_and_keep_their_words() {
+        let infinite = finite("inf").unwrap_err();
+        assert_eq!(infinite.to_string(), "not a finite number");
+        let malformed = finite("many").unwrap_err();
+        assert_eq!(malformed.to_string(), "invalid float literal");
+        assert_ne!(infinite.reason(), malformed.reason());
+    }
+
+    #[test]
     fn the_command_line_wins_over_the_file_and_the_file_over_the_defaults() {
         let cli = Settings {
             workers: Some(2),

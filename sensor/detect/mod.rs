@@ -1197,6 +1197,24 @@ fn indicator(kind: NameKind, value: &str) -> Indicator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compile_error_keeps_its_words() {
+        let loaded = rules::load_embedded().expect("embedded rules load");
+        let packs: Vec<String> = loaded.packs.iter().map(|p| p.vendor.clone()).collect();
+        let Err(e) = RuleSet::compile(loaded, Some(&["nobody".to_string()])) else {
+            panic!("a vendor without a pack must be refused");
+        };
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "no rule pack for vendor \"nobody\" (packs: {})",
+                packs.join(", ")
+            )
+        );
+        // One variant: its label is unique by construction.
+        assert_eq!(e.reason(), "unknown_vendor");
+    }
     use crate::extract::{dns, DnsDetail, NameEvent};
     use std::net::SocketAddr;
 

@@ -506,6 +506,26 @@ impl ResolverRoles {
 mod tests {
     use super::*;
 
+    #[test]
+    fn resolver_list_errors_have_unique_reasons_and_keep_their_words() {
+        let address = EncryptedDns::parse(
+            "[[resolver]]\nname = \"Example\"\nnames = []\naddresses = [\"nope\"]\nsource = \"test\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            address.to_string(),
+            "encrypted-dns resolver list: \"nope\" (Example) is not an address"
+        );
+        let syntax = EncryptedDns::parse("[[resolver]\n").unwrap_err();
+        assert!(
+            syntax
+                .to_string()
+                .starts_with("encrypted-dns resolver list: "),
+            "{syntax}"
+        );
+        assert_ne!(address.reason(), syntax.reason());
+    }
+
     fn t(secs: i64) -> Timestamp {
         Timestamp::from_parts(secs, 0)
     }

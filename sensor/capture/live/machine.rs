@@ -550,3 +550,36 @@ impl<'a, P: PacketSource, S: PacketSink, O: Observer> Capture<'a, P, S, O> {
         self.observer.span(self.first, self.last);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capture_errors_have_unique_reasons_and_keep_their_words() {
+        let errors = [
+            CaptureError::Stopped {
+                interface: "eth0".into(),
+                message: "The interface went down".into(),
+            },
+            CaptureError::RemovedFanout {
+                interface: "eth0".into(),
+            },
+            CaptureError::ReopenRefused {
+                interface: "eth0".into(),
+                why: "this process dropped CAP_NET_RAW",
+            },
+        ];
+        let labels: std::collections::HashSet<_> = errors.iter().map(|e| e.reason()).collect();
+        assert_eq!(labels.len(), errors.len());
+        assert_eq!(
+            errors[0].to_string(),
+            "eth0: capture stopped: The interface went down"
+        );
+        assert_eq!(
+            errors[2].to_string(),
+            "eth0: capture ended: the interface was removed, and a new capture could not be opened \
+             (this process dropped CAP_NET_RAW): restart vendorwatch to capture on it again"
+        );
+    }
+}
