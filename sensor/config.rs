@@ -19,15 +19,115 @@ use crate::time::Timestamp;
 use serde::Deserialize;
 use std::path::PathBuf;
 
-pub fn parse_home_net(list: &str) -> Result<HomeNet, String> {
+/// Why an option's value is refused (`--home-net`, `--resolvers`, a count out of range).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptionError {
+    #[error("--home-net: {0:?} is not a CIDR such as 10.0.0.0/8 or fd00::/8")]
+    NotCidr(String),
+    #[error("--home-net is empty: give at least one CIDR")]
+    EmptyHomeNet,
+    #[error("{0:?} is not an IP address")]
+    NotAddress(String),
+    /// A count given on the command line is out of its bound (`--workers must be …`).
+    #[error("--{flag} {bound}")]
+    OutOfRange { flag: String, bound: BoundError },
+}
+
+impl OptionError {
+    /// A short label (for logs and metrics).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            OptionError::NotCidr(_) => "not_cidr",
+            OptionError::EmptyHomeNet => "empty_home_net",
+            OptionError::NotAddress(_) => "not_address",
+            OptionError::OutOfRange { .. } => "out_of_range",
+        }
+    }
+}
+
+/// A count outside its bound (`COUNT_BOUNDS`); the message does not name the option.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BoundError {
+    #[error("must be at least {min}")]
+    BelowMinimum { min: u64 },
+    #[error("must be at most {max} ({what}), not {value}")]
+    AboveMaximum {
+        max: u64,
+        what: &'static str,
+        value: u64,
+    },
+}
+
+impl BoundError {
+    /// A short label (for logs and metrics).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            BoundError::BelowMinimum { .. } => "below_minimum",
+            BoundError::AboveMaximum { .. } => "above_maximum",
+        }
+    }
+}
+
+/// Why the rules cannot be used: they do not load, or not for the vendors asked for.
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    /// The rule files have problems, each as `RuleError` words it.
+    /// `rules`: where they were read from, as the user named it.
+    #[error("{}", load_problems(rules, problems))]
+    Load {
+        rules: String,
+        problems: Vec<String>,
+    },
+    #[error(transparent)]
+    Compile(#[from] crate::detect::CompileError),
+}
+
+impl RulesError {
+    /// A short label (for logs and metrics).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RulesError::Load { .. } => "rules_invalid",
+            RulesError::Compile(e) => e.reason(),
+        }
+    }
+}
+
+fn load_problems(rules: &str, problems: &[String]) -> String {
+    let mut msg = format!("the rules in {rules} have {} problem(s):\n", problems.len());
+    for e in problems {
+        msg.push_str(&format!("  {e}\n"));
+    }
+    msg.push_str("fix them and check again with `vendorwatch rules check`");
+    msg
+}
+
+/// Why one key of the configuration file is refused (its line is added by the caller).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// `rest` is serde's words after "unknown field" (the key and the expected ones).
+    #[error("unknown key{rest}")]
+    Unknown { rest: String },
+    #[error("{key}: {message}")]
+    BadValue { key: String, message: String },
+}
+
+impl KeyError {
+    /// A short label (for logs and metrics).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            KeyError::Unknown { .. } => "unknown_key",
+            KeyError::BadValue { .. } => "bad_value",
+        }
+    }
+}
+
+pub fn parse_home_net(list: &str) -> Result<HomeNet, OptionError> {
     let mut nets = Vec::new();
     for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        nets.push(parse_cidr(part).ok_or_else(|| {
-            format!("--home-net: {part:?} is not a CIDR such as 10.0.0.0/8 or fd00::/8")
-        })?);
+        nets.push(parse_cidr(part).ok_or_else(|| OptionError::NotCidr(part.to_string()))?);
     }
     if nets.is_empty() {
-        return Err("--home-net is empty: give at least one CIDR".into());
+        return Err(OptionError::EmptyHomeNet);
     }
     Ok(HomeNet(nets))
 }
@@ -56,28 +156,23 @@ impl RuleSource {
 }
 
 /// Loads and compiles rules, or explains why not.
-pub fn load_rules(source: &RuleSource, vendors: Option<&[String]>) -> Result<RuleSet, String> {
-    let loaded = source.load().map_err(|errs| {
-        let mut msg = format!(
-            "the rules in {} have {} problem(s):\n",
-            source.describe(),
-            errs.len()
-        );
-        for e in &errs {
-            msg.push_str(&format!("  {e}\n"));
-        }
-        msg.push_str("fix them and check again with `vendorwatch rules check`");
-        msg
+pub fn load_rules(source: &RuleSource, vendors: Option<&[String]>) -> Result<RuleSet, RulesError> {
+    let loaded = source.load().map_err(|errs| RulesError::Load {
+        rules: source.describe(),
+        problems: errs.iter().map(ToString::to_string).collect(),
     })?;
-    RuleSet::compile(loaded, vendors)
+    Ok(RuleSet::compile(loaded, vendors)?)
 }
 
 /// Pinned resolvers, comma-separated addresses (`--resolvers`, `resolvers = [...]`).
-pub fn parse_resolvers(list: &str) -> Result<Vec<std::net::IpAddr>, String> {
+pub fn parse_resolvers(list: &str) -> Result<Vec<std::net::IpAddr>, OptionError> {
     list.split(',')
         .map(str::trim)
         .filter(|a| !a.is_empty())
-        .map(|a| a.parse().map_err(|_| format!("{a:?} is not an IP address")))
+        .map(|a| {
+            a.parse()
+                .map_err(|_| OptionError::NotAddress(a.to_string()))
+        })
         .collect()
 }
 
@@ -186,7 +281,7 @@ pub fn check_config_file(path: &std::path::Path) -> Result<LoadedConfig, Vec<Str
         .clone()
         .map_or(RuleSource::Embedded, RuleSource::Path);
     if let Err(msg) = load_rules(&source, loaded.settings.vendors.as_deref()) {
-        let (key, line) = if msg.starts_with("no rule pack for vendor") {
+        let (key, line) = if matches!(msg, RulesError::Compile(_)) {
             ("vendors", vendors_line)
         } else {
             ("rules", rules_line)
@@ -290,20 +385,24 @@ pub const COUNT_BOUNDS: &[CountBound] = &[
 
 /// Checks a count option against its bound (`COUNT_BOUNDS`); the message does not name the
 /// option, so a file can say `workers: …` and the command line `--workers …`.
-pub fn check_count(key: &str, value: u64) -> Result<(), String> {
+pub fn check_count(key: &str, value: u64) -> Result<(), BoundError> {
     match COUNT_BOUNDS.iter().find(|b| b.key == key) {
-        Some(b) if value < b.min => Err(format!("must be at least {}", b.min)),
-        Some(b) if value > b.max => Err(format!(
-            "must be at most {} ({}), not {value}",
-            b.max, b.what
-        )),
+        Some(b) if value < b.min => Err(BoundError::BelowMinimum { min: b.min }),
+        Some(b) if value > b.max => Err(BoundError::AboveMaximum {
+            max: b.max,
+            what: b.what,
+            value,
+        }),
         _ => Ok(()),
     }
 }
 
 /// The same for a value given on the command line: `--workers must be …`.
-pub fn check_flag(key: &str, value: u64) -> Result<(), String> {
-    check_count(key, value).map_err(|e| format!("--{} {e}", key.replace('_', "-")))
+pub fn check_flag(key: &str, value: u64) -> Result<(), OptionError> {
+    check_count(key, value).map_err(|bound| OptionError::OutOfRange {
+        flag: key.replace('_', "-"),
+        bound,
+    })
 }
 
 /// The keys of one `[[suppress]]` entry, each checked on its own.
@@ -326,15 +425,20 @@ type Key<'i> = toml::Spanned<toml::de::DeString<'i>>;
 fn check_key<T: serde::de::DeserializeOwned>(
     key: &Key<'_>,
     value: &Spanned<'_>,
-) -> Result<T, String> {
+) -> Result<T, KeyError> {
     let mut one = toml::de::DeTable::new();
     one.insert(key.clone(), value.clone());
     let table = toml::Spanned::new(value.span(), toml::de::DeValue::Table(one));
     T::deserialize(toml::de::ValueDeserializer::from(table)).map_err(|e| {
         let msg = e.message().trim().to_string();
         match msg.strip_prefix("unknown field") {
-            Some(rest) => format!("unknown key{rest}"),
-            None => format!("{}: {msg}", key.get_ref()),
+            Some(rest) => KeyError::Unknown {
+                rest: rest.to_string(),
+            },
+            None => KeyError::BadValue {
+                key: key.get_ref().to_string(),
+                message: msg,
+            },
         }
     })
 }
@@ -470,7 +574,7 @@ impl<'t> Checker<'t> {
                     Ok(_) => {
                         parts.good.insert(key.clone(), value.clone());
                     }
-                    Err(e) => self.problem(line, e),
+                    Err(e) => self.problem(line, e.to_string()),
                 },
             }
         }
@@ -492,7 +596,7 @@ impl<'t> Checker<'t> {
                 Ok(_) => {
                     ok.insert(k.clone(), v.clone());
                 }
-                Err(e) => self.problem(l, e),
+                Err(e) => self.problem(l, e.to_string()),
             }
         }
         let table = toml::Spanned::new(span, toml::de::DeValue::Table(ok));
@@ -728,6 +832,94 @@ fn parse_cidr(text: &str) -> Option<ipnet::IpNet> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each label names one variant, as a metric label must.
+    fn assert_unique(labels: &[&str]) {
+        let set: std::collections::HashSet<_> = labels.iter().collect();
+        assert_eq!(set.len(), labels.len(), "{labels:?}");
+    }
+
+    #[test]
+    fn option_errors_have_unique_reasons_and_keep_their_words() {
+        let home = parse_home_net("10.0.0.0/8, bogus").unwrap_err();
+        assert_eq!(
+            home.to_string(),
+            "--home-net: \"bogus\" is not a CIDR such as 10.0.0.0/8 or fd00::/8"
+        );
+        let empty = parse_home_net(" , ").unwrap_err();
+        assert_eq!(
+            empty.to_string(),
+            "--home-net is empty: give at least one CIDR"
+        );
+        let address = parse_resolvers("192.0.2.1,nope").unwrap_err();
+        assert_eq!(address.to_string(), "\"nope\" is not an IP address");
+        let flag = check_flag("workers", 0).unwrap_err();
+        assert_eq!(flag.to_string(), "--workers must be at least 1");
+        assert_unique(&[
+            home.reason(),
+            empty.reason(),
+            address.reason(),
+            flag.reason(),
+        ]);
+    }
+
+    #[test]
+    fn bound_errors_have_unique_reasons_and_keep_their_words() {
+        let low = check_count("learn_min_hosts", 0).unwrap_err();
+        assert_eq!(low.to_string(), "must be at least 1");
+        let high = check_count("workers", u64::MAX).unwrap_err();
+        assert_eq!(
+            high.to_string(),
+            format!(
+                "must be at most {MAX_WORKERS} (worker threads), not {}",
+                u64::MAX
+            )
+        );
+        assert_unique(&[low.reason(), high.reason()]);
+    }
+
+    #[test]
+    fn rules_errors_have_unique_reasons_and_keep_their_words() {
+        let load = RulesError::Load {
+            rules: "/etc/vendorwatch/rules".into(),
+            problems: vec!["a.toml: one".into(), "b.toml: two".into()],
+        };
+        assert_eq!(
+            load.to_string(),
+            "the rules in /etc/vendorwatch/rules have 2 problem(s):\n  a.toml: one\n  b.toml: two\n\
+             fix them and check again with `vendorwatch rules check`"
+        );
+        let Err(compile) = load_rules(&RuleSource::Embedded, Some(&["nobody".to_string()])) else {
+            panic!("a vendor without a pack must be refused");
+        };
+        assert!(
+            compile
+                .to_string()
+                .starts_with("no rule pack for vendor \"nobody\" (packs: "),
+            "{compile}"
+        );
+        assert_unique(&[load.reason(), compile.reason()]);
+    }
+
+    #[test]
+    fn key_errors_have_unique_reasons_and_keep_their_words() {
+        let unknown = KeyError::Unknown {
+            rest: " `wrokers`, expected `workers`".into(),
+        };
+        assert_eq!(
+            unknown.to_string(),
+            "unknown key `wrokers`, expected `workers`"
+        );
+        let bad = KeyError::BadValue {
+            key: "workers".into(),
+            message: "invalid type: string \"x\", expected usize".into(),
+        };
+        assert_eq!(
+            bad.to_string(),
+            "workers: invalid type: string \"x\", expected usize"
+        );
+        assert_unique(&[unknown.reason(), bad.reason()]);
+    }
 
     #[test]
     fn config_file_problems_name_the_line() {

@@ -132,7 +132,7 @@ impl State {
             ))
         })?;
         let set = crate::detect::RuleSet::compile(loaded, vendors.as_deref())
-            .map_err(ReloadError::Rules)?;
+            .map_err(|e| ReloadError::Rules(e.to_string()))?;
         let suppressions = file
             .as_ref()
             .map(|f| f.suppressions.clone())

@@ -190,8 +190,9 @@ impl LiveCapture {
         })
     }
 
-    /// Reads the next packet, or reports that the timeout passed.
-    pub fn read(&mut self) -> Result<Read<'_>, String> {
+    /// Reads the next packet, or reports that the timeout passed; an error is libpcap's own
+    /// (`classify_read_error` tells from its words what it means for the capture).
+    pub fn read(&mut self) -> Result<Read<'_>, pcap::Error> {
         match self.cap.next_packet() {
             Ok(p) => {
                 let ts = Timestamp::from_parts(
@@ -210,7 +211,7 @@ impl LiveCapture {
                 std::thread::sleep(std::time::Duration::from_millis(IDLE_PAUSE_MS));
                 Ok(Read::Idle)
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e),
         }
     }
 

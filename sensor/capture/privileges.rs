@@ -23,9 +23,54 @@ pub enum Dropped {
     StillRoot,
 }
 
+/// Why privileges could not be dropped (the sensor refuses to run on).
+#[derive(Debug, thiserror::Error)]
+pub enum PrivilegeError {
+    #[error("cannot look up user {name:?}: {source}")]
+    Lookup { name: String, source: nix::Error },
+    #[error(
+        "user {name:?} does not exist (create it: `useradd --system --no-create-home {name}`)"
+    )]
+    NoSuchUser { name: String },
+    #[error("cannot clear supplementary groups: {0}")]
+    ClearGroups(nix::Error),
+    #[error("cannot switch to group {gid}: {source}")]
+    SwitchGroup { gid: u32, source: nix::Error },
+    #[error("cannot switch to user {name:?}: {source}")]
+    SwitchUser { name: String, source: nix::Error },
+    #[error("privileges could be regained after dropping them; refusing to run")]
+    Regained,
+    #[error("cannot clear the {set:?} capabilities: {source}")]
+    ClearCapabilities {
+        set: caps::CapSet,
+        source: caps::errors::CapsError,
+    },
+    #[error("{0}")]
+    ReadCapabilities(caps::errors::CapsError),
+    #[error("capabilities {0:?} remain after clearing them; refusing to run")]
+    CapabilitiesRemain(caps::CapsHashSet),
+}
+
+impl PrivilegeError {
+    /// A short label (for logs and metrics).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PrivilegeError::Lookup { .. } => "user_lookup",
+            PrivilegeError::NoSuchUser { .. } => "no_such_user",
+            PrivilegeError::ClearGroups(_) => "clear_groups",
+            PrivilegeError::SwitchGroup { .. } => "switch_group",
+            PrivilegeError::SwitchUser { .. } => "switch_user",
+            PrivilegeError::Regained => "regained",
+            PrivilegeError::ClearCapabilities { .. } => "clear_capabilities",
+            PrivilegeError::ReadCapabilities(_) => "read_capabilities",
+            PrivilegeError::CapabilitiesRemain(_) => "capabilities_remain",
+        }
+    }
+}
+
 /// Switches to `user` (or `DEFAULT_USER` when started as root). Switching from root to
 /// another uid also clears every capability (the kernel does so unless asked to keep them).
-pub fn drop_to(user: Option<&str>) -> Result<Dropped, String> {
+pub fn drop_to(user: Option<&str>) -> Result<Dropped, PrivilegeError> {
     if !getuid().is_root() {
         clear_capabilities()?;
         return Ok(Dropped::NotRoot);
@@ -37,20 +82,31 @@ pub fn drop_to(user: Option<&str>) -> Result<Dropped, String> {
     if name == "root" {
         return Ok(Dropped::StillRoot);
     }
-    let found = User::from_name(name).map_err(|e| format!("cannot look up user {name:?}: {e}"))?;
+    let found = User::from_name(name).map_err(|source| PrivilegeError::Lookup {
+        name: name.to_string(),
+        source,
+    })?;
     let Some(u) = found else {
         return if explicit {
-            Err(format!("user {name:?} does not exist (create it: `useradd --system --no-create-home {name}`)"))
+            Err(PrivilegeError::NoSuchUser {
+                name: name.to_string(),
+            })
         } else {
             Ok(Dropped::StillRoot)
         };
     };
-    setgroups(&[]).map_err(|e| format!("cannot clear supplementary groups: {e}"))?;
-    setgid(u.gid).map_err(|e| format!("cannot switch to group {}: {e}", u.gid))?;
-    setuid(u.uid).map_err(|e| format!("cannot switch to user {name:?}: {e}"))?;
+    setgroups(&[]).map_err(PrivilegeError::ClearGroups)?;
+    setgid(u.gid).map_err(|source| PrivilegeError::SwitchGroup {
+        gid: u.gid.as_raw(),
+        source,
+    })?;
+    setuid(u.uid).map_err(|source| PrivilegeError::SwitchUser {
+        name: name.to_string(),
+        source,
+    })?;
     // Prove it cannot be undone.
     if setuid(nix::unistd::Uid::from_raw(0)).is_ok() {
-        return Err("privileges could be regained after dropping them; refusing to run".into());
+        return Err(PrivilegeError::Regained);
     }
     Ok(Dropped::To {
         user: name.to_string(),
@@ -63,7 +119,7 @@ pub fn drop_to(user: Option<&str>) -> Result<Dropped, String> {
 /// changing the others needs nothing more than what is permitted. The bounding set stays
 /// (changing it needs CAP_SETPCAP), which is harmless: with no permitted capabilities and
 /// `no_new_privs` (set by the seccomp filter, which also refuses exec) none comes back.
-fn clear_capabilities() -> Result<(), String> {
+fn clear_capabilities() -> Result<(), PrivilegeError> {
     use caps::CapSet;
     for set in [
         CapSet::Ambient,
@@ -72,13 +128,56 @@ fn clear_capabilities() -> Result<(), String> {
         CapSet::Permitted,
     ] {
         caps::clear(None, set)
-            .map_err(|e| format!("cannot clear the {set:?} capabilities: {e}"))?;
+            .map_err(|source| PrivilegeError::ClearCapabilities { set, source })?;
     }
-    let left = caps::read(None, CapSet::Permitted).map_err(|e| e.to_string())?;
+    let left = caps::read(None, CapSet::Permitted).map_err(PrivilegeError::ReadCapabilities)?;
     if !left.is_empty() {
-        return Err(format!(
-            "capabilities {left:?} remain after clearing them; refusing to run"
-        ));
+        return Err(PrivilegeError::CapabilitiesRemain(left));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn privilege_errors_have_unique_reasons_and_keep_their_words() {
+        use nix::errno::Errno;
+        let errors = [
+            PrivilegeError::Lookup {
+                name: "sensor".into(),
+                source: Errno::EIO,
+            },
+            PrivilegeError::NoSuchUser {
+                name: "sensor".into(),
+            },
+            PrivilegeError::ClearGroups(Errno::EPERM),
+            PrivilegeError::SwitchGroup {
+                gid: 998,
+                source: Errno::EPERM,
+            },
+            PrivilegeError::SwitchUser {
+                name: "sensor".into(),
+                source: Errno::EPERM,
+            },
+            PrivilegeError::Regained,
+            PrivilegeError::ClearCapabilities {
+                set: caps::CapSet::Ambient,
+                source: caps::errors::CapsError::from("denied"),
+            },
+            PrivilegeError::ReadCapabilities(caps::errors::CapsError::from("denied")),
+            PrivilegeError::CapabilitiesRemain(caps::CapsHashSet::new()),
+        ];
+        let labels: std::collections::HashSet<_> = errors.iter().map(|e| e.reason()).collect();
+        assert_eq!(labels.len(), errors.len());
+        assert_eq!(
+            errors[1].to_string(),
+            "user \"sensor\" does not exist (create it: `useradd --system --no-create-home sensor`)"
+        );
+        assert_eq!(
+            errors[3].to_string(),
+            "cannot switch to group 998: EPERM: Operation not permitted"
+        );
+    }
 }

@@ -73,9 +73,37 @@ const TARGET: Option<(seccompiler::TargetArch, &str)> =
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 const TARGET: Option<(seccompiler::TargetArch, &str)> = None;
 
+/// Why the seccomp filter is not in force (the sensor refuses to run on).
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("cannot build the seccomp filter: {0}")]
+    Build(seccompiler::BackendError),
+    #[error(
+        "cannot install the seccomp filter: {0} (a kernel without CONFIG_SECCOMP_FILTER, or a \
+         container that forbids seccomp(2)? --no-seccomp runs without it)"
+    )]
+    Install(seccompiler::Error),
+    #[error("the seccomp filter was installed but personality() still succeeds; refusing to run")]
+    NotEnforced,
+    #[error("the seccomp self-check got {0} instead of EPERM; refusing to run")]
+    SelfCheck(nix::errno::Errno),
+}
+
+impl SandboxError {
+    /// A short label (for logs and metrics).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SandboxError::Build(_) => "build",
+            SandboxError::Install(_) => "install",
+            SandboxError::NotEnforced => "not_enforced",
+            SandboxError::SelfCheck(_) => "self_check",
+        }
+    }
+}
+
 /// Installs the filters when `enabled`; an error means the sensor must not go on as if it
 /// were sandboxed (the caller refuses to run and names `--no-seccomp`).
-pub fn apply(enabled: bool) -> Result<Sandbox, String> {
+pub fn apply(enabled: bool) -> Result<Sandbox, SandboxError> {
     if !enabled {
         return Ok(Sandbox::Off);
     }
@@ -84,17 +112,11 @@ pub fn apply(enabled: bool) -> Result<Sandbox, String> {
             arch: std::env::consts::ARCH,
         });
     };
-    let rules = refused_calls().map_err(|e| format!("cannot build the seccomp filter: {e}"))?;
+    let rules = refused_calls().map_err(SandboxError::Build)?;
     let refused = rules.len();
-    let programs =
-        programs(rules, arch).map_err(|e| format!("cannot build the seccomp filter: {e}"))?;
+    let programs = programs(rules, arch).map_err(SandboxError::Build)?;
     for program in &programs {
-        seccompiler::apply_filter_all_threads(program).map_err(|e| {
-            format!(
-                "cannot install the seccomp filter: {e} (a kernel without CONFIG_SECCOMP_FILTER, or a \
-                 container that forbids seccomp(2)? --no-seccomp runs without it)"
-            )
-        })?;
+        seccompiler::apply_filter_all_threads(program).map_err(SandboxError::Install)?;
     }
     // Prove it works: personality(0xffffffff) only reads the execution domain, harmless
     // when allowed, and must now fail.
@@ -103,13 +125,8 @@ pub fn apply(enabled: bool) -> Result<Sandbox, String> {
             arch: arch_name,
             refused,
         }),
-        Ok(_) => Err(
-            "the seccomp filter was installed but personality() still succeeds; refusing to run"
-                .into(),
-        ),
-        Err(e) => Err(format!(
-            "the seccomp self-check got {e} instead of EPERM; refusing to run"
-        )),
+        Ok(_) => Err(SandboxError::NotEnforced),
+        Err(e) => Err(SandboxError::SelfCheck(e)),
     }
 }
 
@@ -315,6 +332,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sandbox_errors_have_unique_reasons_and_keep_their_words() {
+        let errors = [
+            SandboxError::Build(seccompiler::BackendError::InvalidTargetArch("x".into())),
+            SandboxError::Install(seccompiler::Error::EmptyFilter),
+            SandboxError::NotEnforced,
+            SandboxError::SelfCheck(nix::errno::Errno::EINVAL),
+        ];
+        let labels: std::collections::HashSet<_> = errors.iter().map(|e| e.reason()).collect();
+        assert_eq!(labels.len(), errors.len());
+        assert_eq!(
+            errors[1].to_string(),
+            "cannot install the seccomp filter: Cannot install empty filter. (a kernel without \
+             CONFIG_SECCOMP_FILTER, or a container that forbids seccomp(2)? --no-seccomp runs \
+             without it)"
+        );
+        assert_eq!(
+            errors[3].to_string(),
+            "the seccomp self-check got EINVAL: Invalid argument instead of EPERM; refusing to run"
+        );
+    }
+
+    #[test]
     fn every_refused_call_is_listed_once_and_compiles() {
         let calls = unconditional();
         let mut unique = calls.clone();
@@ -452,7 +491,7 @@ mod tests {
 
     #[test]
     fn off_and_unsupported_say_so() {
-        assert_eq!(apply(false), Ok(Sandbox::Off));
+        assert!(matches!(apply(false), Ok(Sandbox::Off)));
         assert!(Sandbox::Off.describe().contains("--no-seccomp"));
         assert!(Sandbox::Unsupported { arch: "s390x" }
             .describe()

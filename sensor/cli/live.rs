@@ -474,8 +474,9 @@ impl CaptureThread {
         cap: P,
         mut dispatcher: pipeline::Dispatcher,
     ) -> Result<(), String> {
-        let result =
-            machine::Capture::new(cap, &mut dispatcher, self, &self.stop, self.sandboxed).run();
+        let result = machine::Capture::new(cap, &mut dispatcher, self, &self.stop, self.sandboxed)
+            .run()
+            .map_err(|e| e.to_string());
         dispatcher.finish();
         result
     }

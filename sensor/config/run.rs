@@ -50,6 +50,24 @@ impl From<crate::hosts::agency::AgencyError> for ConfigError {
     }
 }
 
+impl From<super::OptionError> for ConfigError {
+    fn from(e: super::OptionError) -> Self {
+        ConfigError::Invalid(e.to_string())
+    }
+}
+
+impl From<settings::MergeError> for ConfigError {
+    fn from(e: settings::MergeError) -> Self {
+        ConfigError::Invalid(e.to_string())
+    }
+}
+
+impl From<crate::detect::resolvers::ResolverListError> for ConfigError {
+    fn from(e: crate::detect::resolvers::ResolverListError) -> Self {
+        ConfigError::Invalid(e.to_string())
+    }
+}
+
 impl From<&str> for ConfigError {
     fn from(msg: &str) -> Self {
         ConfigError::Invalid(msg.to_string())
@@ -146,8 +164,8 @@ impl RunConfig {
         let s = settings::layered(&[cli, &file.settings, &Settings::defaults(mode)])?;
         let decode = decode_options(&s)?;
         let syslog = syslog(&s)?;
-        let rules =
-            load_rules(&rule_source(&s.rules), s.vendors.as_deref()).map_err(ConfigError::Rules)?;
+        let rules = load_rules(&rule_source(&s.rules), s.vendors.as_deref())
+            .map_err(|e| ConfigError::Rules(e.to_string()))?;
         let (home_net, pinned_resolvers) = network(cli, &s)?;
         let (extract_limits, detect_limits, learn) = limits(&s)?;
         let (alerts_file, alerts, events) = outputs(&s)?;

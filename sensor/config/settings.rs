@@ -306,7 +306,7 @@ impl LiveSettings {
 /// The one merge: each field from the first layer that has it (command line, then file,
 /// then defaults). Field by field through serde, so a new field needs no code here. Fails
 /// only on a value serde cannot carry: a path that is not UTF-8.
-pub fn layered<T: Serialize + DeserializeOwned>(layers: &[&T]) -> Result<T, String> {
+pub fn layered<T: Serialize + DeserializeOwned>(layers: &[&T]) -> Result<T, MergeError> {
     let mut merged = serde_json::Map::new();
     for layer in layers.iter().rev() {
         match serde_json::to_value(layer) {
@@ -314,18 +314,58 @@ pub fn layered<T: Serialize + DeserializeOwned>(layers: &[&T]) -> Result<T, Stri
                 merged.extend(fields.into_iter().filter(|(_, v)| !v.is_null()))
             }
             Ok(_) => {}
-            Err(e) => return Err(format!("{e} (paths must be UTF-8)")),
+            Err(e) => return Err(MergeError::Encode(e)),
         }
     }
-    serde_json::from_value(serde_json::Value::Object(merged)).map_err(|e| e.to_string())
+    serde_json::from_value(serde_json::Value::Object(merged)).map_err(MergeError::Decode)
+}
+
+/// Why the layers of settings cannot be merged (`layered`).
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// A layer's value serde cannot carry (a path that is not UTF-8).
+    #[error("{0} (paths must be UTF-8)")]
+    Encode(serde_json::Error),
+    /// The merged fields do not make the settings again.
+    #[error("{0}")]
+    Decode(serde_json::Error),
+}
+
+impl MergeError {
+    /// A short label (for logs and metrics).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            MergeError::Encode(_) => "encode",
+            MergeError::Decode(_) => "decode",
+        }
+    }
+}
+
+/// Why a command-line number is refused (`finite`; clap prints the message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NumberError {
+    #[error("not a finite number")]
+    NotFinite,
+    #[error("{0}")]
+    Malformed(std::num::ParseFloatError),
+}
+
+impl NumberError {
+    /// A short label (for logs and metrics).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            NumberError::NotFinite => "not_finite",
+            NumberError::Malformed(_) => "malformed",
+        }
+    }
 }
 
 /// A number that is finite (JSON, which carries the merge, has no NaN or infinity).
-fn finite(text: &str) -> Result<f64, String> {
+fn finite(text: &str) -> Result<f64, NumberError> {
     match text.parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(v),
-        Ok(_) => Err("not a finite number".into()),
-        Err(e) => Err(e.to_string()),
+        Ok(_) => Err(NumberError::NotFinite),
+        Err(e) => Err(NumberError::Malformed(e)),
     }
 }
 
@@ -399,6 +439,32 @@ mod as_text {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merge_errors_have_unique_reasons_and_keep_their_words() {
+        use std::os::unix::ffi::OsStringExt;
+        let cli = Settings {
+            rules: Some(std::ffi::OsString::from_vec(vec![0xff, b'x']).into()),
+            ..Settings::default()
+        };
+        let encode = layered(&[&cli]).unwrap_err();
+        assert_eq!(
+            encode.to_string(),
+            "path contains invalid UTF-8 characters (paths must be UTF-8)"
+        );
+        let decode = MergeError::Decode(serde_json::from_str::<u8>("x").unwrap_err());
+        assert_eq!(decode.to_string(), "expected value at line 1 column 1");
+        assert_ne!(encode.reason(), decode.reason());
+    }
+
+    #[test]
+    fn number_errors_have_unique_reasons_and_keep_their_words() {
+        let infinite = finite("inf").unwrap_err();
+        assert_eq!(infinite.to_string(), "not a finite number");
+        let malformed = finite("many").unwrap_err();
+        assert_eq!(malformed.to_string(), "invalid float literal");
+        assert_ne!(infinite.reason(), malformed.reason());
+    }
 
     #[test]
     fn the_command_line_wins_over_the_file_and_the_file_over_the_defaults() {

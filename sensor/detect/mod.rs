@@ -33,17 +33,33 @@ pub struct RuleSet {
     pub generation: u64,
 }
 
+/// Why loaded rules cannot be compiled for the vendors asked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    /// `known`: the vendors that have a pack, as loaded.
+    #[error("no rule pack for vendor {vendor:?} (packs: {})", known.join(", "))]
+    UnknownVendor { vendor: String, known: Vec<String> },
+}
+
+impl CompileError {
+    /// A short label (for logs and metrics).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            CompileError::UnknownVendor { .. } => "unknown_vendor",
+        }
+    }
+}
+
 impl RuleSet {
     /// Compiles the packs of the chosen vendors (`None`: the packs enabled by default).
-    pub fn compile(loaded: Loaded, vendors: Option<&[String]>) -> Result<RuleSet, String> {
+    pub fn compile(loaded: Loaded, vendors: Option<&[String]>) -> Result<RuleSet, CompileError> {
         if let Some(vs) = vendors {
             for v in vs {
                 if !loaded.packs.iter().any(|p| &p.vendor == v) {
-                    let known: Vec<&str> = loaded.packs.iter().map(|p| p.vendor.as_str()).collect();
-                    return Err(format!(
-                        "no rule pack for vendor {v:?} (packs: {})",
-                        known.join(", ")
-                    ));
+                    return Err(CompileError::UnknownVendor {
+                        vendor: v.clone(),
+                        known: loaded.packs.iter().map(|p| p.vendor.clone()).collect(),
+                    });
                 }
             }
         }
@@ -1181,6 +1197,24 @@ fn indicator(kind: NameKind, value: &str) -> Indicator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compile_error_keeps_its_words() {
+        let loaded = rules::load_embedded().expect("embedded rules load");
+        let packs: Vec<String> = loaded.packs.iter().map(|p| p.vendor.clone()).collect();
+        let Err(e) = RuleSet::compile(loaded, Some(&["nobody".to_string()])) else {
+            panic!("a vendor without a pack must be refused");
+        };
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "no rule pack for vendor \"nobody\" (packs: {})",
+                packs.join(", ")
+            )
+        );
+        // One variant: its label is unique by construction.
+        assert_eq!(e.reason(), "unknown_vendor");
+    }
     use crate::extract::{dns, DnsDetail, NameEvent};
     use std::net::SocketAddr;
 

@@ -49,6 +49,26 @@ struct Entry {
     source: String,
 }
 
+/// Why an encrypted-dns resolver list cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolverListError {
+    #[error("encrypted-dns resolver list: {0}")]
+    Syntax(toml::de::Error),
+    /// `resolver`: the name of the entry that lists the address.
+    #[error("encrypted-dns resolver list: {address:?} ({resolver}) is not an address")]
+    NotAddress { address: String, resolver: String },
+}
+
+impl ResolverListError {
+    /// A short label (for logs and metrics).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ResolverListError::Syntax(_) => "syntax",
+            ResolverListError::NotAddress { .. } => "not_address",
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct EncryptedDns {
     names: HashSet<String>,
@@ -56,19 +76,16 @@ pub struct EncryptedDns {
 }
 
 impl EncryptedDns {
-    pub fn parse(text: &str) -> Result<EncryptedDns, String> {
-        let file: File =
-            toml::from_str(text).map_err(|e| format!("encrypted-dns resolver list: {e}"))?;
+    pub fn parse(text: &str) -> Result<EncryptedDns, ResolverListError> {
+        let file: File = toml::from_str(text).map_err(ResolverListError::Syntax)?;
         let mut out = EncryptedDns::default();
         for r in file.resolver {
             out.names
                 .extend(r.names.iter().map(|n| n.to_ascii_lowercase()));
             for a in &r.addresses {
-                let ip: IpAddr = a.parse().map_err(|_| {
-                    format!(
-                        "encrypted-dns resolver list: {a:?} ({}) is not an address",
-                        r.name
-                    )
+                let ip: IpAddr = a.parse().map_err(|_| ResolverListError::NotAddress {
+                    address: a.clone(),
+                    resolver: r.name.clone(),
                 })?;
                 out.addresses.insert(ip, r.name.clone());
             }
@@ -76,7 +93,7 @@ impl EncryptedDns {
         Ok(out)
     }
 
-    pub fn embedded() -> Result<EncryptedDns, String> {
+    pub fn embedded() -> Result<EncryptedDns, ResolverListError> {
         EncryptedDns::parse(EMBEDDED)
     }
 
@@ -488,6 +505,26 @@ impl ResolverRoles {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolver_list_errors_have_unique_reasons_and_keep_their_words() {
+        let address = EncryptedDns::parse(
+            "[[resolver]]\nname = \"Example\"\nnames = []\naddresses = [\"nope\"]\nsource = \"test\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            address.to_string(),
+            "encrypted-dns resolver list: \"nope\" (Example) is not an address"
+        );
+        let syntax = EncryptedDns::parse("[[resolver]\n").unwrap_err();
+        assert!(
+            syntax
+                .to_string()
+                .starts_with("encrypted-dns resolver list: "),
+            "{syntax}"
+        );
+        assert_ne!(address.reason(), syntax.reason());
+    }
 
     fn t(secs: i64) -> Timestamp {
         Timestamp::from_parts(secs, 0)

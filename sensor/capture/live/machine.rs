@@ -56,6 +56,40 @@ pub struct ReadFailed {
     pub message: String,
 }
 
+/// Why a capture ended before the stop flag (the sensor exits non-zero).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CaptureError {
+    /// A read failed for good; `message`: the source's own words.
+    #[error("{interface}: capture stopped: {message}")]
+    Stopped { interface: String, message: String },
+    /// A fanout socket's interface was removed: such a group is not reopened.
+    #[error(
+        "{interface}: capture ended: the interface was removed (fanout capture): restart \
+         vendorwatch to capture on it again"
+    )]
+    RemovedFanout { interface: String },
+    /// The interface came back, but a new handle cannot be opened (`why`: what refuses it).
+    #[error(
+        "{interface}: capture ended: the interface was removed, and a new capture could not be \
+         opened ({why}): restart vendorwatch to capture on it again"
+    )]
+    ReopenRefused {
+        interface: String,
+        why: &'static str,
+    },
+}
+
+impl CaptureError {
+    /// A short label (for logs and metrics).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            CaptureError::Stopped { .. } => "read_failed",
+            CaptureError::RemovedFanout { .. } => "interface_removed",
+            CaptureError::ReopenRefused { .. } => "reopen_refused",
+        }
+    }
+}
+
 /// Where packets come from: one handle the machine reads until the stop flag.
 pub trait PacketSource: Sized {
     /// Whether a handle of a removed interface can be replaced by a new one (`reopen`).
@@ -80,9 +114,12 @@ impl PacketSource for LiveCapture {
         self.link
     }
     fn read(&mut self) -> Result<Read<'_>, ReadFailed> {
-        LiveCapture::read(self).map_err(|message| ReadFailed {
-            failure: classify_read_error(&message),
-            message,
+        LiveCapture::read(self).map_err(|e| {
+            let message = e.to_string();
+            ReadFailed {
+                failure: classify_read_error(&message),
+                message,
+            }
         })
     }
     fn totals(&mut self) -> Option<PcapTotals> {
@@ -208,7 +245,7 @@ pub struct Capture<'a, P: PacketSource, S: PacketSink, O: Observer> {
     down_errors_since: Option<Instant>,
     first: Option<Timestamp>,
     last: Option<Timestamp>,
-    result: Result<(), String>,
+    result: Result<(), CaptureError>,
 }
 
 impl<'a, P: PacketSource, S: PacketSink, O: Observer> Capture<'a, P, S, O> {
@@ -245,7 +282,7 @@ impl<'a, P: PacketSource, S: PacketSink, O: Observer> Capture<'a, P, S, O> {
     }
 
     /// Runs until the stop flag (and the drain after it) or a failure that ends the capture.
-    pub fn run(mut self) -> Result<(), String> {
+    pub fn run(mut self) -> Result<(), CaptureError> {
         self.observer.healthy(self.watch.state().is_up());
         loop {
             if self.stop_seen.is_none() && self.stop.load(Ordering::Relaxed) {
@@ -331,7 +368,10 @@ impl<'a, P: PacketSource, S: PacketSink, O: Observer> Capture<'a, P, S, O> {
                 same
             }
             _ => {
-                self.result = Err(format!("{}: capture stopped: {e}", self.iface));
+                self.result = Err(CaptureError::Stopped {
+                    interface: self.iface.clone(),
+                    message: e.clone(),
+                });
                 self.observer.problem(format!("capture stopped: {e}"), true);
                 State::Ended
             }
@@ -369,10 +409,9 @@ impl<'a, P: PacketSource, S: PacketSink, O: Observer> Capture<'a, P, S, O> {
                 "capture ended: the interface was removed; restart vendorwatch".into(),
                 true,
             );
-            self.result = Err(format!(
-                "{iface}: capture ended: the interface was removed (fanout capture): restart \
-                 vendorwatch to capture on it again"
-            ));
+            self.result = Err(CaptureError::RemovedFanout {
+                interface: iface.clone(),
+            });
             return State::Ended;
         }
         let (what, problem) = if self.sandboxed {
@@ -432,10 +471,10 @@ impl<'a, P: PacketSource, S: PacketSink, O: Observer> Capture<'a, P, S, O> {
                     "{iface}: the interface is back, but a new capture cannot be opened \
                      ({reason}; {why}); ending its capture so that a restart opens it"
                 );
-                self.result = Err(format!(
-                    "{iface}: capture ended: the interface was removed, and a new capture could not be \
-                     opened ({why}): restart vendorwatch to capture on it again"
-                ));
+                self.result = Err(CaptureError::ReopenRefused {
+                    interface: iface.clone(),
+                    why,
+                });
                 self.observer.problem(
                     "capture ended: the interface was removed; restart vendorwatch".into(),
                     false,
@@ -509,5 +548,38 @@ impl<'a, P: PacketSource, S: PacketSink, O: Observer> Capture<'a, P, S, O> {
         self.sink.flush();
         // `/api/hosts` shows the span while the sensor runs, not only at the end.
         self.observer.span(self.first, self.last);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capture_errors_have_unique_reasons_and_keep_their_words() {
+        let errors = [
+            CaptureError::Stopped {
+                interface: "eth0".into(),
+                message: "The interface went down".into(),
+            },
+            CaptureError::RemovedFanout {
+                interface: "eth0".into(),
+            },
+            CaptureError::ReopenRefused {
+                interface: "eth0".into(),
+                why: "this process dropped CAP_NET_RAW",
+            },
+        ];
+        let labels: std::collections::HashSet<_> = errors.iter().map(|e| e.reason()).collect();
+        assert_eq!(labels.len(), errors.len());
+        assert_eq!(
+            errors[0].to_string(),
+            "eth0: capture stopped: The interface went down"
+        );
+        assert_eq!(
+            errors[2].to_string(),
+            "eth0: capture ended: the interface was removed, and a new capture could not be opened \
+             (this process dropped CAP_NET_RAW): restart vendorwatch to capture on it again"
+        );
     }
 }
