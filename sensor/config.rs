@@ -230,18 +230,7 @@ impl LoadedConfig {
 }
 
 fn parse_expiry(text: &str) -> Option<Timestamp> {
-    if let Ok(t) = Timestamp::parse_rfc3339(text) {
-        return Some(t);
-    }
-    let d = ::time::Date::parse(
-        text,
-        ::time::macros::format_description!("[year]-[month]-[day]"),
-    )
-    .ok()?;
-    Some(Timestamp::from_parts(
-        d.midnight().assume_utc().unix_timestamp(),
-        0,
-    ))
+    Timestamp::parse_day_or_rfc3339(text)
 }
 
 /// Reads and validates a configuration file; every problem is reported as `file:line: …`,
@@ -822,9 +811,7 @@ fn spec_has(spec: &SuppressKeys, key: &str) -> Option<bool> {
 
 /// An address or a CIDR, truncated to its network.
 fn parse_cidr(text: &str) -> Option<ipnet::IpNet> {
-    let t = text.trim();
-    t.parse::<ipnet::IpNet>()
-        .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+    crate::detect::rules::address_or_prefix(text.trim())
         .ok()
         .map(|n| n.trunc())
 }

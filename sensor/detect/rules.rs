@@ -553,28 +553,30 @@ fn check_sources(sources: &[Source], problems: &mut Vec<String>) {
     }
 }
 
+/// An address/prefix, or a bare address taken as its own /32 or /128: how rule files, the
+/// home net and every other operator-given network are written.
+pub fn address_or_prefix(text: &str) -> Result<ipnet::IpNet, std::net::AddrParseError> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+}
+
 /// Networks or single addresses; a network with host bits set is refused (the problem
 /// names the network it probably meant).
 fn parse_cidrs(cidrs: &[String], problems: &mut Vec<String>) -> Vec<ipnet::IpNet> {
     cidrs
         .iter()
-        .filter_map(|c| {
-            match c
-                .parse::<ipnet::IpNet>()
-                .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-            {
-                Ok(net) if net.trunc() == net => Some(net),
-                Ok(net) => {
-                    problems.push(format!(
-                        "cidr {c:?} has host bits set (did you mean {}?)",
-                        net.trunc()
-                    ));
-                    None
-                }
-                Err(_) => {
-                    problems.push(format!("cidr {c:?} is not an address or address/prefix"));
-                    None
-                }
+        .filter_map(|c| match address_or_prefix(c) {
+            Ok(net) if net.trunc() == net => Some(net),
+            Ok(net) => {
+                problems.push(format!(
+                    "cidr {c:?} has host bits set (did you mean {}?)",
+                    net.trunc()
+                ));
+                None
+            }
+            Err(_) => {
+                problems.push(format!("cidr {c:?} is not an address or address/prefix"));
+                None
             }
         })
         .collect()
