@@ -241,18 +241,9 @@ fn csv(w: &mut dyn std::io::Write, out: &mut String, hosts: &[AgencyHost]) -> st
         let sensors = a.sensors.iter().cloned().collect::<Vec<_>>().join(" ");
         for d in &a.host.detections {
             out.push_str(&format!(
-                "{},{ip},{},{},{},{},{},{},{},{},{},{},{}\n",
+                "{},{ip},{},{}\n",
                 field(&a.site),
-                a.host.mac.map(|m| m.to_string()).unwrap_or_default(),
-                field(&d.vendor),
-                field(&d.category),
-                d.severity.as_str(),
-                d.first_seen,
-                d.last_seen,
-                d.count,
-                d.forwarded,
-                field(d.suppressed.as_deref().unwrap_or_default()),
-                field(a.host.identity.hostname.as_deref().unwrap_or_default()),
+                super::hosts::detection_cells(&a.host, d),
                 field(&sensors)
             ));
         }

@@ -207,22 +207,28 @@ fn print_csv(hosts: &Hosts) {
     );
     for (ip, h) in hosts {
         for d in &h.detections {
-            let field = csv_cell;
-            outln!(
-                "{ip},{},{},{},{},{},{},{},{},{},{}",
-                h.mac.map(|m| m.to_string()).unwrap_or_default(),
-                field(&d.vendor),
-                field(&d.category),
-                d.severity.as_str(),
-                d.first_seen,
-                d.last_seen,
-                d.count,
-                d.forwarded,
-                field(d.suppressed.as_deref().unwrap_or_default()),
-                field(h.identity.hostname.as_deref().unwrap_or_default())
-            );
+            outln!("{ip},{}", detection_cells(h, d));
         }
     }
+}
+
+/// The CSV cells of one detection of a host, from `mac` to `hostname` (the columns `hosts`
+/// and the agency view share).
+pub fn detection_cells(host: &crate::hosts::Host, d: &crate::hosts::Detection) -> String {
+    let field = csv_cell;
+    format!(
+        "{},{},{},{},{},{},{},{},{},{}",
+        host.mac.map(|m| m.to_string()).unwrap_or_default(),
+        field(&d.vendor),
+        field(&d.category),
+        d.severity.as_str(),
+        d.first_seen,
+        d.last_seen,
+        d.count,
+        d.forwarded,
+        field(d.suppressed.as_deref().unwrap_or_default()),
+        field(host.identity.hostname.as_deref().unwrap_or_default())
+    )
 }
 
 /// One CSV cell (RFC 4180 quoting). A cell that a spreadsheet would read as a formula (it
