@@ -13,89 +13,33 @@
 #![cfg(target_os = "linux")]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+mod common;
+
+use common::{root_or_skip, VethLab, VethSpec};
 use vendorwatch::capture::fanout::{self, FanoutOptions, FanoutSocket, ReadError, SocketTotals};
 
 /// How long anything in the lab may take on a loaded 2-core machine.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-fn root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0"))
-        .unwrap_or(false)
-}
+/// A namespace holding the capture end of a veth pair (`inside`, quiet: no addresses, IPv6
+/// off, room for the 1522-byte frames of the QinQ capture); the sending end (`outside`)
+/// stays here.
+struct Lab(VethLab);
 
-fn run(cmd: &[&str]) {
-    let out = Command::new(cmd[0])
-        .args(&cmd[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A namespace holding the capture end of a veth pair; the sending end stays here.
-struct Lab {
-    ns: String,
-    capture: String,
-    send: String,
+impl std::ops::Deref for Lab {
+    type Target = VethLab;
+    fn deref(&self) -> &VethLab {
+        &self.0
+    }
 }
 
 impl Lab {
     fn new(tag: char) -> Lab {
-        let id = std::process::id() % 100_000;
-        let lab = Lab {
-            ns: format!("vwfo{id}{tag}"),
-            capture: format!("vfc{id}{tag}"),
-            send: format!("vfs{id}{tag}"),
-        };
-        let (ns, cap, send) = (lab.ns.as_str(), lab.capture.as_str(), lab.send.as_str());
-        run(&["ip", "netns", "add", ns]);
-        run(&[
-            "ip", "link", "add", send, "type", "veth", "peer", "name", cap,
-        ]);
-        run(&["ip", "link", "set", cap, "netns", ns]);
-        // Quiet ends: no IPv6 (no router or neighbour solicitations), no addresses. Frames of
-        // the QinQ capture are 1522 bytes: room for them.
-        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{send}/disable_ipv6"), "1");
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            "sh",
-            "-c",
-            &format!("echo 1 > /proc/sys/net/ipv6/conf/{cap}/disable_ipv6"),
-        ]);
-        run(&["ip", "link", "set", send, "mtu", "9000", "up"]);
-        run(&[
-            "ip", "netns", "exec", ns, "ip", "link", "set", cap, "mtu", "9000", "up",
-        ]);
-        for (dev, inside) in [(send, false), (cap, true)] {
-            let mut c = if inside {
-                vec!["ip", "netns", "exec", ns]
-            } else {
-                vec![]
-            };
-            c.extend([
-                "ethtool", "-K", dev, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro",
-                "off",
-            ]);
-            let _ = Command::new(c[0])
-                .args(&c[1..])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-        lab
+        let tag = tag.to_string();
+        Lab(VethLab::new(VethSpec::quiet(["vwfo", "vfc", "vfs"], &tag)))
     }
 
     /// Opens the fanout sockets from inside the namespace (a packet socket belongs to the
@@ -106,7 +50,7 @@ impl Lab {
 
     fn open_cut(&self, sockets: usize, bpf: Option<&str>, snaplen: u32) -> Vec<FanoutSocket> {
         self.open_with(FanoutOptions {
-            interface: self.capture.clone(),
+            interface: self.inside.clone(),
             sockets,
             group: None,
             bpf: bpf.map(str::to_string),
@@ -126,57 +70,6 @@ impl Lab {
         .join()
         .expect("opening thread")
         .unwrap_or_else(|e| panic!("fanout open: {e} ({})", e.reason()))
-    }
-
-    fn rx_packets(&self) -> u64 {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "cat"])
-            .arg(format!(
-                "/sys/class/net/{}/statistics/rx_packets",
-                self.capture
-            ))
-            .output()
-            .expect("ip netns exec cat");
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .expect("rx_packets")
-    }
-
-    fn set_capture_link(&self, up: bool) {
-        let state = if up { "up" } else { "down" };
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            &self.ns,
-            "ip",
-            "link",
-            "set",
-            &self.capture,
-            state,
-        ]);
-    }
-
-    fn replay(&self, files: &[&str]) {
-        let mut cmd = vec!["tcpreplay", "-q", "--pps=2000", "-i", &self.send];
-        cmd.extend(files);
-        run(&cmd);
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for args in [
-            vec!["netns", "del", self.ns.as_str()],
-            vec!["link", "del", self.send.as_str()],
-        ] {
-            let _ = Command::new("ip")
-                .args(args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
     }
 }
 
@@ -321,6 +214,16 @@ fn flow(frame: &[u8]) -> Option<FlowKey> {
     Some((tags, proto, ends))
 }
 
+/// A DNS query, its answer in three IPv4 fragments, the same over IPv6 (not reassembled by
+/// the kernel), neighbour discovery and ARP: the files, all their frames, and the IPv4
+/// fragments among them.
+fn fragmented() -> ([&'static str; 1], Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let files = ["pcaps/dns-fragmented.pcap"];
+    let all = frames_of(&files, None);
+    let fragments = frames_of(&files, Some("ip[6:2] & 0x3fff != 0"));
+    (files, all, fragments)
+}
+
 fn sorted(mut v: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     v.sort();
     v
@@ -328,8 +231,7 @@ fn sorted(mut v: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
 
 #[test]
 fn four_sockets_share_the_traffic_exactly_once_and_keep_flows_together() {
-    if !root() {
-        eprintln!("SKIPPED: fanout capture needs root (CI runs as root)");
+    if !root_or_skip("fanout capture") {
         return;
     }
     let files = [
@@ -411,8 +313,7 @@ fn four_sockets_share_the_traffic_exactly_once_and_keep_flows_together() {
 
 #[test]
 fn a_bpf_filter_keeps_what_libpcap_keeps_on_every_socket() {
-    if !root() {
-        eprintln!("SKIPPED: fanout capture needs root (CI runs as root)");
+    if !root_or_skip("fanout capture") {
         return;
     }
     let files = ["pcaps/tls.pcap", "pcaps/dns.pcap", "pcaps/quic.pcap"];
@@ -443,15 +344,10 @@ fn a_bpf_filter_keeps_what_libpcap_keeps_on_every_socket() {
 
 #[test]
 fn a_fragmented_ipv4_answer_is_reassembled_onto_the_socket_of_its_query() {
-    if !root() {
-        eprintln!("SKIPPED: fanout capture needs root (CI runs as root)");
+    if !root_or_skip("fanout capture") {
         return;
     }
-    // A DNS query, its answer in three IPv4 fragments, the same over IPv6 (not reassembled
-    // by the kernel), neighbour discovery and ARP.
-    let files = ["pcaps/dns-fragmented.pcap"];
-    let all = frames_of(&files, None);
-    let fragments = frames_of(&files, Some("ip[6:2] & 0x3fff != 0"));
+    let (files, all, fragments) = fragmented();
     assert_eq!(fragments.len(), 3);
     let lab = Lab::new('c');
     let readers = Readers::start(lab.open(4, None));
@@ -497,15 +393,14 @@ fn a_fragmented_ipv4_answer_is_reassembled_onto_the_socket_of_its_query() {
 
 #[test]
 fn the_group_survives_its_link_going_down_and_up() {
-    if !root() {
-        eprintln!("SKIPPED: fanout capture needs root (CI runs as root)");
+    if !root_or_skip("fanout capture") {
         return;
     }
     let files = ["pcaps/dns.pcap", "pcaps/tls.pcap"];
     let want = frames_of(&files, None);
     let lab = Lab::new('d');
     let mut sockets = lab.open(3, None);
-    lab.set_capture_link(false);
+    lab.set_inside_link(false);
     // Each socket says so once (the kernel reports ENETDOWN), and then just waits.
     for s in &mut sockets {
         let index = s.index();
@@ -519,7 +414,7 @@ fn the_group_survives_its_link_going_down_and_up() {
         }
         assert!(matches!(s.next_packet(Duration::from_millis(10)), Ok(None)));
     }
-    lab.set_capture_link(true);
+    lab.set_inside_link(true);
     let readers = Readers::start(sockets);
     let before = lab.rx_packets();
     lab.replay(&files);
@@ -540,22 +435,12 @@ fn the_group_survives_its_link_going_down_and_up() {
 
 #[test]
 fn a_deleted_interface_is_reported_once_and_then_reads_find_nothing() {
-    if !root() {
-        eprintln!("SKIPPED: fanout capture needs root (CI runs as root)");
+    if !root_or_skip("fanout capture") {
         return;
     }
     let lab = Lab::new('e');
     let mut sockets = lab.open(2, None);
-    run(&[
-        "ip",
-        "netns",
-        "exec",
-        &lab.ns,
-        "ip",
-        "link",
-        "del",
-        &lab.capture,
-    ]);
+    lab.in_ns(&["ip", "link", "del", &lab.inside]);
     // The kernel reports the link down once; after that the sockets are unbound for good:
     // reads wait and find nothing (the caller's link watch sees the removal), no error loop.
     for s in &mut sockets {
@@ -577,8 +462,7 @@ fn a_deleted_interface_is_reported_once_and_then_reads_find_nothing() {
 
 #[test]
 fn the_snap_length_cuts_frames_and_keeps_their_wire_length() {
-    if !root() {
-        eprintln!("SKIPPED: fanout capture needs root (CI runs as root)");
+    if !root_or_skip("fanout capture") {
         return;
     }
     // With and without a filter (the filter's accepting returns are what cut then), and
@@ -620,16 +504,13 @@ fn the_snap_length_cuts_frames_and_keeps_their_wire_length() {
 
 #[test]
 fn without_kernel_defrag_fragments_arrive_as_they_were_and_together() {
-    if !root() {
-        eprintln!("SKIPPED: fanout capture needs root (CI runs as root)");
+    if !root_or_skip("fanout capture") {
         return;
     }
-    let files = ["pcaps/dns-fragmented.pcap"];
-    let all = frames_of(&files, None);
-    let fragments = frames_of(&files, Some("ip[6:2] & 0x3fff != 0"));
+    let (files, all, fragments) = fragmented();
     let lab = Lab::new('h');
     let readers = Readers::start(lab.open_with(FanoutOptions {
-        interface: lab.capture.clone(),
+        interface: lab.inside.clone(),
         sockets: 4,
         group: None,
         bpf: None,
@@ -659,8 +540,7 @@ fn without_kernel_defrag_fragments_arrive_as_they_were_and_together() {
 
 #[test]
 fn on_loopback_every_frame_is_read_once_as_libpcap_reads_it() {
-    if !root() {
-        eprintln!("SKIPPED: fanout capture needs root (CI runs as root)");
+    if !root_or_skip("fanout capture") {
         return;
     }
     // A frame sent on lo passes a packet socket twice (outgoing, then incoming); libpcap
@@ -669,9 +549,7 @@ fn on_loopback_every_frame_is_read_once_as_libpcap_reads_it() {
     const DATAGRAMS: usize = 10;
     for (tag, filter) in [('l', None), ('m', Some("udp"))] {
         let lab = Lab::new(tag);
-        run(&[
-            "ip", "netns", "exec", &lab.ns, "ip", "link", "set", "lo", "up",
-        ]);
+        lab.in_ns(&["ip", "link", "set", "lo", "up"]);
         let readers = Readers::start(lab.open_with(FanoutOptions {
             interface: "lo".into(),
             sockets: 2,
@@ -682,11 +560,7 @@ fn on_loopback_every_frame_is_read_once_as_libpcap_reads_it() {
             promiscuous: false,
             kernel_defrag: false,
         }));
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            &lab.ns,
+        lab.in_ns(&[
             "python3",
             "-c",
             &format!(

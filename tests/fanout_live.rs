@@ -24,134 +24,48 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{root_or_skip, run_ok, VethLab, VethSpec};
+
 /// How long anything in the lab may take on a loaded 2-core machine.
 const PATIENCE: Duration = Duration::from_secs(90);
 
 /// The captures sent, in this order.
 const CAPTURES: [&str; 2] = ["dns.pcap", "tls.pcap"];
 
-fn root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0"))
-        .unwrap_or(false)
-}
-
-fn run(cmd: &[&str]) {
-    let out = Command::new(cmd[0])
-        .args(&cmd[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A namespace holding the capture end of a veth pair; the sending end stays here.
-struct Lab {
-    ns: String,
-    capture: String,
-    send: String,
+/// A namespace holding the capture end of a veth pair (`inside`, quiet: no addresses, IPv6
+/// off; its loopback up, where the metrics endpoint listens); the sending end (`outside`)
+/// stays here.
+struct Lab(VethLab);
+
+impl std::ops::Deref for Lab {
+    type Target = VethLab;
+    fn deref(&self) -> &VethLab {
+        &self.0
+    }
 }
 
 impl Lab {
     fn new(tag: char) -> Lab {
-        let id = std::process::id() % 100_000;
-        let lab = Lab {
-            ns: format!("vwfl{id}{tag}"),
-            capture: format!("vlc{id}{tag}"),
-            send: format!("vls{id}{tag}"),
-        };
-        let (ns, cap, send) = (lab.ns.as_str(), lab.capture.as_str(), lab.send.as_str());
-        run(&["ip", "netns", "add", ns]);
-        run(&[
-            "ip", "link", "add", send, "type", "veth", "peer", "name", cap,
-        ]);
-        run(&["ip", "link", "set", cap, "netns", ns]);
-        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{send}/disable_ipv6"), "1");
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            "sh",
-            "-c",
-            &format!("echo 1 > /proc/sys/net/ipv6/conf/{cap}/disable_ipv6"),
-        ]);
-        run(&["ip", "link", "set", send, "mtu", "9000", "up"]);
-        run(&[
-            "ip", "netns", "exec", ns, "ip", "link", "set", cap, "mtu", "9000", "up",
-        ]);
-        // The metrics endpoint listens on the namespace's own loopback.
-        run(&["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"]);
-        for (dev, inside) in [(send, false), (cap, true)] {
-            let mut c = if inside {
-                vec!["ip", "netns", "exec", ns]
-            } else {
-                vec![]
-            };
-            c.extend([
-                "ethtool", "-K", dev, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro",
-                "off",
-            ]);
-            let _ = Command::new(c[0])
-                .args(&c[1..])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-        lab
+        let tag = tag.to_string();
+        Lab(VethLab::new(VethSpec {
+            loopback: true,
+            ..VethSpec::quiet(["vwfl", "vlc", "vls"], &tag)
+        }))
     }
 
-    fn rx_packets(&self) -> u64 {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "cat"])
-            .arg(format!(
-                "/sys/class/net/{}/statistics/rx_packets",
-                self.capture
-            ))
-            .output()
-            .expect("ip netns exec cat");
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .expect("rx_packets")
-    }
-
-    fn replay(&self) {
-        self.replay_some(&CAPTURES);
-    }
-
+    /// Sends `captures` (names in `pcaps/`) into the lab.
     fn replay_some(&self, captures: &[&str]) {
-        let mut cmd = vec!["tcpreplay", "-q", "--pps=2000", "-i", &self.send];
         let files: Vec<String> = captures
             .iter()
             .map(|c| repo().join("pcaps").join(c).display().to_string())
             .collect();
-        cmd.extend(files.iter().map(String::as_str));
-        run(&cmd);
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for args in [
-            vec!["netns", "del", self.ns.as_str()],
-            vec!["link", "del", self.send.as_str()],
-        ] {
-            let _ = Command::new("ip")
-                .args(args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
+        self.replay(&files.iter().map(String::as_str).collect::<Vec<_>>());
     }
 }
 
@@ -168,7 +82,7 @@ impl Sensor {
             .args(["netns", "exec", &lab.ns])
             .arg(env!("CARGO_BIN_EXE_vendorwatch"))
             .env("VENDORWATCH_STATE", "none")
-            .args(["live", "-i", &lab.capture, "--user", "nobody"])
+            .args(["live", "-i", &lab.inside, "--user", "nobody"])
             // No metrics unless asked for.
             .args(
                 ["--metrics-addr", "off"]
@@ -264,7 +178,7 @@ impl Sensor {
 
     /// SIGTERM, then its exit status and everything it wrote on stderr.
     fn stop(mut self) -> (Option<i32>, String) {
-        run(&["kill", "-TERM", &self.child.id().to_string()]);
+        run_ok(&["kill", "-TERM", &self.child.id().to_string()]);
         let started = Instant::now();
         let status = loop {
             if let Ok(Some(st)) = self.child.try_wait() {
@@ -424,7 +338,7 @@ fn send_and_check(tag: char, threads: &str) -> Vec<(String, u64, u64, u64)> {
         dir.path(),
         &["--capture-threads", threads, "--workers", "2"],
     );
-    lab.replay();
+    lab.replay_some(&CAPTURES);
     // Until every expected detection is alerted (alerts are written as they happen).
     let started = Instant::now();
     while !want_detections
@@ -446,14 +360,7 @@ fn send_and_check(tag: char, threads: &str) -> Vec<(String, u64, u64, u64)> {
         missing.is_empty(),
         "missing detections {missing:?}\n{stderr}"
     );
-    let got_names: BTreeSet<_> = lines(&dir.path().join("events.jsonl"))
-        .iter()
-        .filter(|e| {
-            ["dns", "tls_sni", "http_host", "http_connect"]
-                .contains(&e["kind"].as_str().unwrap_or_default())
-        })
-        .map(|e| (s(&e["flow"]["src_ip"]), s(&e["kind"]), s(&e["value"])))
-        .collect();
+    let got_names = common::name_triples(&lines(&dir.path().join("events.jsonl")));
     assert_eq!(
         got_names,
         want_names,
@@ -487,10 +394,10 @@ fn send_and_check(tag: char, threads: &str) -> Vec<(String, u64, u64, u64)> {
     );
     let names: Vec<&str> = captures.iter().map(|c| c.0.as_str()).collect();
     if threads == "1" {
-        assert_eq!(names, [lab.capture.as_str()], "{stderr}");
+        assert_eq!(names, [lab.inside.as_str()], "{stderr}");
     } else {
         let n: usize = threads.parse().expect("a count");
-        let want: Vec<String> = (0..n).map(|i| format!("{}#{i}", lab.capture)).collect();
+        let want: Vec<String> = (0..n).map(|i| format!("{}#{i}", lab.inside)).collect();
         assert_eq!(names, want, "one source per socket\n{stderr}");
         // The kernel spread the traffic: more than one socket read some of it.
         assert!(
@@ -503,8 +410,7 @@ fn send_and_check(tag: char, threads: &str) -> Vec<(String, u64, u64, u64)> {
 
 #[test]
 fn four_fanout_threads_find_every_detection_without_drops_and_count_every_frame() {
-    if !root() {
-        eprintln!("SKIPPED: fanout capture needs root (CI runs as root)");
+    if !root_or_skip("fanout capture") {
         return;
     }
     send_and_check('a', "4");
@@ -512,8 +418,7 @@ fn four_fanout_threads_find_every_detection_without_drops_and_count_every_frame(
 
 #[test]
 fn one_capture_thread_is_libpcap_and_finds_the_same() {
-    if !root() {
-        eprintln!("SKIPPED: live capture needs root (CI runs as root)");
+    if !root_or_skip("live capture") {
         return;
     }
     send_and_check('b', "1");
@@ -521,8 +426,7 @@ fn one_capture_thread_is_libpcap_and_finds_the_same() {
 
 #[test]
 fn a_filter_naming_vlan_falls_back_to_libpcap_with_a_warning() {
-    if !root() {
-        eprintln!("SKIPPED: live capture needs root (CI runs as root)");
+    if !root_or_skip("live capture") {
         return;
     }
     let lab = Lab::new('c');
@@ -548,7 +452,7 @@ fn a_filter_naming_vlan_falls_back_to_libpcap_with_a_warning() {
     assert!(stderr.contains("vlan"), "{stderr}");
     let captures = capture_lines(&stderr);
     let names: Vec<&str> = captures.iter().map(|c| c.0.as_str()).collect();
-    assert_eq!(names, [lab.capture.as_str()], "{stderr}");
+    assert_eq!(names, [lab.inside.as_str()], "{stderr}");
 }
 
 #[test]
@@ -569,8 +473,7 @@ fn more_capture_threads_than_a_group_may_have_are_refused() {
 
 #[test]
 fn a_fanout_capture_rides_out_its_link_and_ends_when_its_interface_is_deleted() {
-    if !root() {
-        eprintln!("SKIPPED: fanout capture needs root (CI runs as root)");
+    if !root_or_skip("fanout capture") {
         return;
     }
     let lab = Lab::new('d');
@@ -595,10 +498,8 @@ fn a_fanout_capture_rides_out_its_link_and_ends_when_its_interface_is_deleted() 
     );
 
     // Down: the four sockets see it; it is said and counted once.
-    let cap = lab.capture.as_str();
-    run(&[
-        "ip", "netns", "exec", &lab.ns, "ip", "link", "set", cap, "down",
-    ]);
+    let cap = lab.inside.as_str();
+    lab.set_inside_link(false);
     assert!(
         sensor.wait_for("the interface went down"),
         "{}",
@@ -613,9 +514,7 @@ fn a_fanout_capture_rides_out_its_link_and_ends_when_its_interface_is_deleted() 
     let (got, text) = metric_until(&lab, &downs, 1.0);
     assert_eq!(got, Some(1.0), "{text}");
     // Back: the same sockets capture again.
-    run(&[
-        "ip", "netns", "exec", &lab.ns, "ip", "link", "set", cap, "up",
-    ]);
+    lab.set_inside_link(true);
     assert!(
         sensor.wait_for("the interface is up again"),
         "{}",
@@ -639,7 +538,7 @@ fn a_fanout_capture_rides_out_its_link_and_ends_when_its_interface_is_deleted() 
 
     // Deleted: every socket's capture ends (a group is not reopened), the sensor exits 1 so
     // that a supervisor restarts it, and everything captured before is reported.
-    run(&["ip", "netns", "exec", &lab.ns, "ip", "link", "del", cap]);
+    lab.in_ns(&["ip", "link", "del", cap]);
     let status = sensor.exited();
     let stderr = sensor.text();
     assert_eq!(status, Some(1), "{stderr}");
@@ -663,8 +562,7 @@ fn a_fanout_capture_rides_out_its_link_and_ends_when_its_interface_is_deleted() 
 
 #[test]
 fn by_default_an_interface_gets_as_many_capture_threads_as_workers_and_the_file_can_say_one() {
-    if !root() {
-        eprintln!("SKIPPED: live capture needs root (CI runs as root)");
+    if !root_or_skip("live capture") {
         return;
     }
     let lab = Lab::new('e');
@@ -674,7 +572,7 @@ fn by_default_an_interface_gets_as_many_capture_threads_as_workers_and_the_file_
         assert_eq!(status, Some(0), "{stderr}");
         capture_lines(&stderr).into_iter().map(|c| c.0).collect()
     };
-    let cap = &lab.capture;
+    let cap = &lab.inside;
     assert_eq!(
         sources(&["--workers", "2"]),
         [format!("{cap}#0"), format!("{cap}#1")]
