@@ -24,24 +24,17 @@ use vendorwatch::capture::fanout::{self, FanoutOptions, FanoutSocket, ReadError,
 /// How long anything in the lab may take on a loaded 2-core machine.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// A namespace holding the capture end of a veth pair (`inside`, quiet: no addresses, IPv6
-/// off, room for the 1522-byte frames of the QinQ capture); the sending end (`outside`)
-/// stays here.
-struct Lab(VethLab);
+/// A network namespace holding the capture end (`inside`) of a veth pair; the sending
+/// end (`outside`) stays here.
+type Lab = VethLab;
 
-impl std::ops::Deref for Lab {
-    type Target = VethLab;
-    fn deref(&self) -> &VethLab {
-        &self.0
-    }
+/// This file's lab for the test tagged `tag`, its ends quiet: no addresses, IPv6 off, room
+/// for the 1522-byte frames of the QinQ capture.
+fn new_lab(tag: char) -> Lab {
+    VethLab::new(VethSpec::quiet(["vwfo", "vfc", "vfs"], &tag.to_string()))
 }
 
-impl Lab {
-    fn new(tag: char) -> Lab {
-        let tag = tag.to_string();
-        Lab(VethLab::new(VethSpec::quiet(["vwfo", "vfc", "vfs"], &tag)))
-    }
-
+impl VethLab {
     /// Opens the fanout sockets from inside the namespace (a packet socket belongs to the
     /// namespace of the thread that creates it).
     fn open(&self, sockets: usize, bpf: Option<&str>) -> Vec<FanoutSocket> {
@@ -149,6 +142,22 @@ fn frames_of(files: &[&str], filter: Option<&str>) -> Vec<Vec<u8>> {
     out
 }
 
+/// Sends `files` into the lab and waits until the capture end has received all `sent`
+/// frames.
+fn send_all(lab: &Lab, files: &[&str], sent: usize) {
+    let before = lab.rx_packets();
+    lab.replay(files);
+    assert_eq!(wait_rx(lab, before, sent as u64), sent as u64);
+}
+
+/// Every frame the sockets read, in no particular order.
+fn frames(reads: &[Read]) -> Vec<Vec<u8>> {
+    reads
+        .iter()
+        .flat_map(|r| r.frames.iter().map(|(f, _)| f.clone()))
+        .collect()
+}
+
 /// Waits until the interface counted `want` more frames than `before`.
 fn wait_rx(lab: &Lab, before: u64, want: u64) -> u64 {
     let start = Instant::now();
@@ -214,6 +223,19 @@ fn flow(frame: &[u8]) -> Option<FlowKey> {
     Some((tags, proto, ends))
 }
 
+/// Reads `socket` until it reports its link down (reading nothing before that).
+fn wait_link_down(socket: &mut FanoutSocket) {
+    let index = socket.index();
+    let start = Instant::now();
+    loop {
+        match socket.next_packet(Duration::from_millis(100)) {
+            Err(ReadError::LinkDown) => break,
+            Ok(None) if start.elapsed() < PATIENCE => {}
+            other => panic!("socket {index}: {other:?} instead of the link down"),
+        }
+    }
+}
+
 /// A DNS query, its answer in three IPv4 fragments, the same over IPv6 (not reassembled by
 /// the kernel), neighbour discovery and ARP: the files, all their frames, and the IPv4
 /// fragments among them.
@@ -246,7 +268,7 @@ fn four_sockets_share_the_traffic_exactly_once_and_keep_flows_together() {
         "pcaps/port-reuse.pcap",
     ];
     let want = frames_of(&files, None);
-    let lab = Lab::new('a');
+    let lab = new_lab('a');
     let sockets = lab.open(4, None);
     assert_eq!(sockets.len(), 4);
     let group = sockets[0].group();
@@ -321,11 +343,9 @@ fn a_bpf_filter_keeps_what_libpcap_keeps_on_every_socket() {
     let all = frames_of(&files, None);
     let want = frames_of(&files, Some(filter));
     assert!(want.len() < all.len() && !want.is_empty());
-    let lab = Lab::new('b');
+    let lab = new_lab('b');
     let readers = Readers::start(lab.open(4, Some(filter)));
-    let before = lab.rx_packets();
-    lab.replay(&files);
-    assert_eq!(wait_rx(&lab, before, all.len() as u64), all.len() as u64);
+    send_all(&lab, &files, all.len());
     let reads = readers.finish(want.len());
     let counted: u64 = reads.iter().map(|r| r.totals.received).sum();
     assert_eq!(
@@ -349,11 +369,9 @@ fn a_fragmented_ipv4_answer_is_reassembled_onto_the_socket_of_its_query() {
     }
     let (files, all, fragments) = fragmented();
     assert_eq!(fragments.len(), 3);
-    let lab = Lab::new('c');
+    let lab = new_lab('c');
     let readers = Readers::start(lab.open(4, None));
-    let before = lab.rx_packets();
-    lab.replay(&files);
-    assert_eq!(wait_rx(&lab, before, all.len() as u64), all.len() as u64);
+    send_all(&lab, &files, all.len());
     let want = all.len() - fragments.len() + 1;
     let reads = readers.finish(want);
     let counted: u64 = reads.iter().map(|r| r.totals.received).sum();
@@ -398,32 +416,19 @@ fn the_group_survives_its_link_going_down_and_up() {
     }
     let files = ["pcaps/dns.pcap", "pcaps/tls.pcap"];
     let want = frames_of(&files, None);
-    let lab = Lab::new('d');
+    let lab = new_lab('d');
     let mut sockets = lab.open(3, None);
     lab.set_inside_link(false);
     // Each socket says so once (the kernel reports ENETDOWN), and then just waits.
     for s in &mut sockets {
-        let index = s.index();
-        let start = Instant::now();
-        loop {
-            match s.next_packet(Duration::from_millis(100)) {
-                Err(ReadError::LinkDown) => break,
-                Ok(None) if start.elapsed() < PATIENCE => {}
-                other => panic!("socket {index}: {other:?} instead of the link down"),
-            }
-        }
+        wait_link_down(s);
         assert!(matches!(s.next_packet(Duration::from_millis(10)), Ok(None)));
     }
     lab.set_inside_link(true);
     let readers = Readers::start(sockets);
-    let before = lab.rx_packets();
-    lab.replay(&files);
-    assert_eq!(wait_rx(&lab, before, want.len() as u64), want.len() as u64);
+    send_all(&lab, &files, want.len());
     let reads = readers.finish(want.len());
-    let got: Vec<Vec<u8>> = reads
-        .iter()
-        .flat_map(|r| r.frames.iter().map(|(f, _)| f.clone()))
-        .collect();
+    let got = frames(&reads);
     let got_len = got.len();
     assert!(
         sorted(got) == sorted(want),
@@ -438,21 +443,13 @@ fn a_deleted_interface_is_reported_once_and_then_reads_find_nothing() {
     if !root_or_skip("fanout capture") {
         return;
     }
-    let lab = Lab::new('e');
+    let lab = new_lab('e');
     let mut sockets = lab.open(2, None);
     lab.in_ns(&["ip", "link", "del", &lab.inside]);
     // The kernel reports the link down once; after that the sockets are unbound for good:
     // reads wait and find nothing (the caller's link watch sees the removal), no error loop.
     for s in &mut sockets {
-        let index = s.index();
-        let start = Instant::now();
-        loop {
-            match s.next_packet(Duration::from_millis(100)) {
-                Err(ReadError::LinkDown) => break,
-                Ok(None) if start.elapsed() < PATIENCE => {}
-                other => panic!("socket {index}: {other:?} instead of the link down"),
-            }
-        }
+        wait_link_down(s);
         for _ in 0..3 {
             assert!(matches!(s.next_packet(Duration::from_millis(20)), Ok(None)));
         }
@@ -480,11 +477,9 @@ fn the_snap_length_cuts_frames_and_keeps_their_wire_length() {
                 cut
             })
             .collect();
-        let lab = Lab::new(if filter.is_some() { 'g' } else { 'f' });
+        let lab = new_lab(if filter.is_some() { 'g' } else { 'f' });
         let readers = Readers::start(lab.open_cut(2, filter, SNAP as u32));
-        let before = lab.rx_packets();
-        lab.replay(&files);
-        assert_eq!(wait_rx(&lab, before, full.len() as u64), full.len() as u64);
+        send_all(&lab, &files, full.len());
         let got: Vec<Vec<u8>> = readers
             .finish(want.len())
             .into_iter()
@@ -508,7 +503,7 @@ fn without_kernel_defrag_fragments_arrive_as_they_were_and_together() {
         return;
     }
     let (files, all, fragments) = fragmented();
-    let lab = Lab::new('h');
+    let lab = new_lab('h');
     let readers = Readers::start(lab.open_with(FanoutOptions {
         interface: lab.inside.clone(),
         sockets: 4,
@@ -519,14 +514,9 @@ fn without_kernel_defrag_fragments_arrive_as_they_were_and_together() {
         promiscuous: true,
         kernel_defrag: false,
     }));
-    let before = lab.rx_packets();
-    lab.replay(&files);
-    assert_eq!(wait_rx(&lab, before, all.len() as u64), all.len() as u64);
+    send_all(&lab, &files, all.len());
     let reads = readers.finish(all.len());
-    let got: Vec<Vec<u8>> = reads
-        .iter()
-        .flat_map(|r| r.frames.iter().map(|(f, _)| f.clone()))
-        .collect();
+    let got = frames(&reads);
     assert!(sorted(got) == sorted(all), "every frame once, as sent");
     // The three fragments of the IPv4 answer share a socket (they hash by addresses).
     let holders: BTreeSet<usize> = reads
@@ -548,7 +538,7 @@ fn on_loopback_every_frame_is_read_once_as_libpcap_reads_it() {
     // and without a filter.
     const DATAGRAMS: usize = 10;
     for (tag, filter) in [('l', None), ('m', Some("udp"))] {
-        let lab = Lab::new(tag);
+        let lab = new_lab(tag);
         lab.in_ns(&["ip", "link", "set", "lo", "up"]);
         let readers = Readers::start(lab.open_with(FanoutOptions {
             interface: "lo".into(),

@@ -18,7 +18,6 @@
 
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -31,6 +30,9 @@ use common::{root_or_skip, run_ok, VethLab, VethSpec};
 /// How long anything in the lab may take on a loaded 2-core machine.
 const PATIENCE: Duration = Duration::from_secs(90);
 
+/// Four capture threads (a fanout group of four sockets) and two workers.
+const FOUR_SOCKETS: [&str; 4] = ["--capture-threads", "4", "--workers", "2"];
+
 /// The captures sent, in this order.
 const CAPTURES: [&str; 2] = ["dns.pcap", "tls.pcap"];
 
@@ -38,27 +40,26 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A namespace holding the capture end of a veth pair (`inside`, quiet: no addresses, IPv6
-/// off; its loopback up, where the metrics endpoint listens); the sending end (`outside`)
-/// stays here.
-struct Lab(VethLab);
+/// A network namespace holding the capture end (`inside`) of a veth pair; the sending
+/// end (`outside`) stays here.
+type Lab = VethLab;
 
-impl std::ops::Deref for Lab {
-    type Target = VethLab;
-    fn deref(&self) -> &VethLab {
-        &self.0
-    }
+/// This file's lab for the test tagged `tag`, its ends quiet (no addresses, IPv6 off), the
+/// namespace's loopback up: the metrics endpoint listens there.
+fn new_lab(tag: char) -> Lab {
+    VethLab::new(VethSpec {
+        loopback: true,
+        ..VethSpec::quiet(["vwfl", "vlc", "vls"], &tag.to_string())
+    })
 }
 
-impl Lab {
-    fn new(tag: char) -> Lab {
-        let tag = tag.to_string();
-        Lab(VethLab::new(VethSpec {
-            loopback: true,
-            ..VethSpec::quiet(["vwfl", "vlc", "vls"], &tag)
-        }))
-    }
+/// The lab for the test tagged `tag`, and a directory for the sensor's output; none, said
+/// loudly, when not root (`what` needs root).
+fn lab_and_dir(tag: char, what: &str) -> Option<(Lab, tempfile::TempDir)> {
+    root_or_skip(what).then(|| (new_lab(tag), tempfile::tempdir().expect("tmp")))
+}
 
+impl VethLab {
     /// Sends `captures` (names in `pcaps/`) into the lab.
     fn replay_some(&self, captures: &[&str]) {
         let files: Vec<String> = captures
@@ -101,20 +102,10 @@ impl Sensor {
             .spawn()
             .expect("starts vendorwatch live");
         let stderr = Arc::new(Mutex::new(String::new()));
-        let reader = child.stderr.take().map(|mut pipe| {
-            let sink = Arc::clone(&stderr);
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = pipe.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    if let Ok(mut s) = sink.lock() {
-                        s.push_str(&String::from_utf8_lossy(&buf[..n]));
-                    }
-                }
-            })
-        });
+        let reader = child
+            .stderr
+            .take()
+            .map(|pipe| common::collect_output(pipe, Arc::clone(&stderr)));
         let mut sensor = Sensor {
             child,
             stderr,
@@ -327,10 +318,11 @@ fn capture_lines(stderr: &str) -> Vec<(String, u64, u64, u64)> {
 }
 
 /// Sends the captures through a sensor with `threads` capture threads and checks what it
-/// found; returns the summary's capture lines.
-fn send_and_check(tag: char, threads: &str) -> Vec<(String, u64, u64, u64)> {
-    let lab = Lab::new(tag);
-    let dir = tempfile::tempdir().expect("tmp");
+/// found (skipped, loudly, when not root: `what` needs root).
+fn send_and_check(tag: char, threads: &str, what: &str) {
+    let Some((lab, dir)) = lab_and_dir(tag, what) else {
+        return;
+    };
     let (want_names, want_detections) = expected();
     let before = lab.rx_packets();
     let sensor = Sensor::start(
@@ -405,44 +397,25 @@ fn send_and_check(tag: char, threads: &str) -> Vec<(String, u64, u64, u64)> {
             "{captures:?}"
         );
     }
-    captures
 }
 
 #[test]
 fn four_fanout_threads_find_every_detection_without_drops_and_count_every_frame() {
-    if !root_or_skip("fanout capture") {
-        return;
-    }
-    send_and_check('a', "4");
+    send_and_check('a', "4", "fanout capture");
 }
 
 #[test]
 fn one_capture_thread_is_libpcap_and_finds_the_same() {
-    if !root_or_skip("live capture") {
-        return;
-    }
-    send_and_check('b', "1");
+    send_and_check('b', "1", "live capture");
 }
 
 #[test]
 fn a_filter_naming_vlan_falls_back_to_libpcap_with_a_warning() {
-    if !root_or_skip("live capture") {
+    let Some((lab, dir)) = lab_and_dir('c', "live capture") else {
         return;
-    }
-    let lab = Lab::new('c');
-    let dir = tempfile::tempdir().expect("tmp");
-    let sensor = Sensor::start(
-        &lab,
-        dir.path(),
-        &[
-            "--capture-threads",
-            "4",
-            "--workers",
-            "2",
-            "--bpf",
-            "vlan or ip or ip6",
-        ],
-    );
+    };
+    let args = [&FOUR_SOCKETS[..], &["--bpf", "vlan or ip or ip6"]].concat();
+    let sensor = Sensor::start(&lab, dir.path(), &args);
     let (status, stderr) = sensor.stop();
     assert_eq!(status, Some(0), "{stderr}");
     assert!(
@@ -473,23 +446,11 @@ fn more_capture_threads_than_a_group_may_have_are_refused() {
 
 #[test]
 fn a_fanout_capture_rides_out_its_link_and_ends_when_its_interface_is_deleted() {
-    if !root_or_skip("fanout capture") {
+    let Some((lab, dir)) = lab_and_dir('d', "fanout capture") else {
         return;
-    }
-    let lab = Lab::new('d');
-    let dir = tempfile::tempdir().expect("tmp");
-    let mut sensor = Sensor::start(
-        &lab,
-        dir.path(),
-        &[
-            "--capture-threads",
-            "4",
-            "--workers",
-            "2",
-            "--metrics-addr",
-            "127.0.0.1:9717",
-        ],
-    );
+    };
+    let args = [&FOUR_SOCKETS[..], &["--metrics-addr", "127.0.0.1:9717"]].concat();
+    let mut sensor = Sensor::start(&lab, dir.path(), &args);
     lab.replay_some(&["dns.pcap"]);
     assert!(
         wait_for_alerts(dir.path(), &detections_of("dns.pcap")),
@@ -562,11 +523,9 @@ fn a_fanout_capture_rides_out_its_link_and_ends_when_its_interface_is_deleted() 
 
 #[test]
 fn by_default_an_interface_gets_as_many_capture_threads_as_workers_and_the_file_can_say_one() {
-    if !root_or_skip("live capture") {
+    let Some((lab, dir)) = lab_and_dir('e', "live capture") else {
         return;
-    }
-    let lab = Lab::new('e');
-    let dir = tempfile::tempdir().expect("tmp");
+    };
     let sources = |args: &[&str]| -> Vec<String> {
         let (status, stderr) = Sensor::start(&lab, dir.path(), args).stop();
         assert_eq!(status, Some(0), "{stderr}");

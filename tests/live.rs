@@ -128,21 +128,10 @@ fn live_capture_on_a_veth_pair_reports_everything_after_sigterm() {
     // Its stderr, collected as it comes: the clients start once it says it captures (after
     // its privilege drop), however long start-up takes on a busy machine.
     let collected = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let reader = sensor.stderr.take().map(|mut pipe| {
-        let sink = std::sync::Arc::clone(&collected);
-        std::thread::spawn(move || {
-            use std::io::Read;
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                if let Ok(mut s) = sink.lock() {
-                    s.push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            }
-        })
-    });
+    let reader = sensor
+        .stderr
+        .take()
+        .map(|pipe| common::collect_output(pipe, std::sync::Arc::clone(&collected)));
     let started = Instant::now();
     while !collected
         .lock()
@@ -347,10 +336,7 @@ impl Veth {
         let lab = VethLab::new(VethSpec {
             prefixes: [ns, far, near],
             tag: "",
-            addresses: Some((
-                format!("10.99.{net}.1/24"),
-                format!("10.99.{net}.2/24"),
-            )),
+            addresses: Some((format!("10.99.{net}.1/24"), format!("10.99.{net}.2/24"))),
             no_ipv6: false,
             mtu: None,
             loopback: true,

@@ -1286,7 +1286,11 @@ impl VethLab {
     /// Creates (or creates again, after the inside end was deleted) the pair: addresses,
     /// links up, checksum and segmentation offloads off (frames as on a real wire).
     pub fn create_pair(&self) {
-        let (ns, inside, outside) = (self.ns.as_str(), self.inside.as_str(), self.outside.as_str());
+        let (ns, inside, outside) = (
+            self.ns.as_str(),
+            self.inside.as_str(),
+            self.outside.as_str(),
+        );
         run_ok(&[
             "ip", "link", "add", outside, "type", "veth", "peer", "name", inside,
         ]);
@@ -1374,4 +1378,23 @@ pub fn name_triples<'a>(
         .filter(|e| NAME_KINDS.contains(&e["kind"].as_str().unwrap_or_default()))
         .map(|e| (s(&e["flow"]["src_ip"]), s(&e["kind"]), s(&e["value"])))
         .collect()
+}
+
+/// Appends what `pipe` (a child's stderr) says to `sink` as it comes, on a thread of its own,
+/// until the pipe closes: a test can poll what a running process said so far.
+pub fn collect_output(
+    mut pipe: impl std::io::Read + Send + 'static,
+    sink: std::sync::Arc<std::sync::Mutex<String>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            if let Ok(mut s) = sink.lock() {
+                s.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        }
+    })
 }
