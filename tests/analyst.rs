@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::bin;
+use common::{bin, is_root, run_ok};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -24,27 +24,6 @@ fn pcap(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("pcaps")
         .join(name)
-}
-
-fn root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0"))
-        .unwrap_or(false)
-}
-
-fn run(cmd: &[&str]) -> Output {
-    let out = Command::new(cmd[0])
-        .args(&cmd[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn json_of(path: &Path) -> Value {
@@ -99,10 +78,10 @@ impl Lab {
             ns: ns.clone(),
             children: Vec::new(),
         };
-        run(&["ip", "netns", "add", &ns]);
-        run(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+        run_ok(&["ip", "netns", "add", &ns]);
+        run_ok(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
         for a in addrs {
-            run(&["ip", "-n", &ns, "addr", "add", a, "dev", "lo"]);
+            run_ok(&["ip", "-n", &ns, "addr", "add", a, "dev", "lo"]);
         }
         lab
     }
@@ -173,7 +152,7 @@ send(IP(src="10.77.0.11", dst="10.77.0.12")/UDP(sport=53, dport=40000)/DNS(id=7,
 /// Builds the capture: scan, then the workstations' lookups through the real resolver, the
 /// resolver's forwarding, and the resolver host's own lookup that no client asked for.
 fn resolver_lab_capture(dir: &Path) -> Option<PathBuf> {
-    if !root() {
+    if !is_root() {
         eprintln!("SKIPPED: the resolver lab needs root (network namespaces, tcpdump)");
         return None;
     }
@@ -547,7 +526,7 @@ fn a_replay_report_holds_only_its_inputs_hosts_and_says_which_were_known() {
 
 /// Packet times of a capture, from tshark: (earliest, latest), in seconds.
 fn tshark_span(capture: &Path) -> (f64, f64) {
-    let out = run(&[
+    let out = run_ok(&[
         "tshark",
         "-r",
         capture.to_str().expect("utf-8"),
@@ -940,7 +919,7 @@ fn demo_script_says_it_is_building_before_it_builds() {
 
 #[test]
 fn live_shows_its_packet_span_and_flushes_events_while_running() {
-    if !root() {
+    if !is_root() {
         eprintln!("SKIPPED: live capture in a namespace needs root");
         return;
     }

@@ -19,7 +19,7 @@
 
 mod common;
 
-use common::{bin, flood_names, free_port, pcap_path, Legit, Mixer, Rng};
+use common::{bin, flood_names, free_port, is_root, pcap_path, Legit, Mixer, Rng};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -528,14 +528,6 @@ fn api_hosts_pages_by_address_and_names_a_bad_query() {
     }
 }
 
-fn root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0"))
-        .unwrap_or(false)
-}
-
 /// Destroys the listening socket on `port` (`ss -K`, needs root and a kernel with
 /// CONFIG_INET_DIAG_DESTROY); false when the kernel would not.
 fn destroy_listener(port: u16) -> bool {
@@ -576,7 +568,7 @@ fn exits_by_itself(mut sensor: Sensor, stderr: &std::path::Path) -> (Option<i32>
 
 #[test]
 fn a_sensor_whose_listener_dies_says_so_and_exits_1() {
-    if !root() {
+    if !is_root() {
         eprintln!("SKIPPED: destroying a socket (ss -K) and live capture need root");
         return;
     }

@@ -13,91 +13,28 @@
 #![cfg(target_os = "linux")]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+mod common;
+
+use common::{root_or_skip, VethLab, VethSpec};
 use vendorwatch::capture::fanout::{self, FanoutOptions, FanoutSocket, ReadError, SocketTotals};
 
 /// How long anything in the lab may take on a loaded 2-core machine.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-fn root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0"))
-        .unwrap_or(false)
+/// A network namespace holding the capture end (`inside`) of a veth pair; the sending
+/// end (`outside`) stays here.
+type Lab = VethLab;
+
+/// This file's lab for the test tagged `tag`, its ends quiet: no addresses, IPv6 off, room
+/// for the 1522-byte frames of the QinQ capture.
+fn new_lab(tag: char) -> Lab {
+    VethLab::new(VethSpec::quiet(["vwfo", "vfc", "vfs"], &tag.to_string()))
 }
 
-fn run(cmd: &[&str]) {
-    let out = Command::new(cmd[0])
-        .args(&cmd[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A namespace holding the capture end of a veth pair; the sending end stays here.
-struct Lab {
-    ns: String,
-    capture: String,
-    send: String,
-}
-
-impl Lab {
-    fn new(tag: char) -> Lab {
-        let id = std::process::id() % 100_000;
-        let lab = Lab {
-            ns: format!("vwfo{id}{tag}"),
-            capture: format!("vfc{id}{tag}"),
-            send: format!("vfs{id}{tag}"),
-        };
-        let (ns, cap, send) = (lab.ns.as_str(), lab.capture.as_str(), lab.send.as_str());
-        run(&["ip", "netns", "add", ns]);
-        run(&[
-            "ip", "link", "add", send, "type", "veth", "peer", "name", cap,
-        ]);
-        run(&["ip", "link", "set", cap, "netns", ns]);
-        // Quiet ends: no IPv6 (no router or neighbour solicitations), no addresses. Frames of
-        // the QinQ capture are 1522 bytes: room for them.
-        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{send}/disable_ipv6"), "1");
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            "sh",
-            "-c",
-            &format!("echo 1 > /proc/sys/net/ipv6/conf/{cap}/disable_ipv6"),
-        ]);
-        run(&["ip", "link", "set", send, "mtu", "9000", "up"]);
-        run(&[
-            "ip", "netns", "exec", ns, "ip", "link", "set", cap, "mtu", "9000", "up",
-        ]);
-        for (dev, inside) in [(send, false), (cap, true)] {
-            let mut c = if inside {
-                vec!["ip", "netns", "exec", ns]
-            } else {
-                vec![]
-            };
-            c.extend([
-                "ethtool", "-K", dev, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro",
-                "off",
-            ]);
-            let _ = Command::new(c[0])
-                .args(&c[1..])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-        lab
-    }
-
+impl VethLab {
     /// Opens the fanout sockets from inside the namespace (a packet socket belongs to the
     /// namespace of the thread that creates it).
     fn open(&self, sockets: usize, bpf: Option<&str>) -> Vec<FanoutSocket> {
@@ -106,7 +43,7 @@ impl Lab {
 
     fn open_cut(&self, sockets: usize, bpf: Option<&str>, snaplen: u32) -> Vec<FanoutSocket> {
         self.open_with(FanoutOptions {
-            interface: self.capture.clone(),
+            interface: self.inside.clone(),
             sockets,
             group: None,
             bpf: bpf.map(str::to_string),
@@ -126,57 +63,6 @@ impl Lab {
         .join()
         .expect("opening thread")
         .unwrap_or_else(|e| panic!("fanout open: {e} ({})", e.reason()))
-    }
-
-    fn rx_packets(&self) -> u64 {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "cat"])
-            .arg(format!(
-                "/sys/class/net/{}/statistics/rx_packets",
-                self.capture
-            ))
-            .output()
-            .expect("ip netns exec cat");
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .expect("rx_packets")
-    }
-
-    fn set_capture_link(&self, up: bool) {
-        let state = if up { "up" } else { "down" };
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            &self.ns,
-            "ip",
-            "link",
-            "set",
-            &self.capture,
-            state,
-        ]);
-    }
-
-    fn replay(&self, files: &[&str]) {
-        let mut cmd = vec!["tcpreplay", "-q", "--pps=2000", "-i", &self.send];
-        cmd.extend(files);
-        run(&cmd);
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for args in [
-            vec!["netns", "del", self.ns.as_str()],
-            vec!["link", "del", self.send.as_str()],
-        ] {
-            let _ = Command::new("ip")
-                .args(args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
     }
 }
 
@@ -256,6 +142,22 @@ fn frames_of(files: &[&str], filter: Option<&str>) -> Vec<Vec<u8>> {
     out
 }
 
+/// Sends `files` into the lab and waits until the capture end has received all `sent`
+/// frames.
+fn send_all(lab: &Lab, files: &[&str], sent: usize) {
+    let before = lab.rx_packets();
+    lab.replay(files);
+    assert_eq!(wait_rx(lab, before, sent as u64), sent as u64);
+}
+
+/// Every frame the sockets read, in no particular order.
+fn frames(reads: &[Read]) -> Vec<Vec<u8>> {
+    reads
+        .iter()
+        .flat_map(|r| r.frames.iter().map(|(f, _)| f.clone()))
+        .collect()
+}
+
 /// Waits until the interface counted `want` more frames than `before`.
 fn wait_rx(lab: &Lab, before: u64, want: u64) -> u64 {
     let start = Instant::now();
@@ -321,6 +223,29 @@ fn flow(frame: &[u8]) -> Option<FlowKey> {
     Some((tags, proto, ends))
 }
 
+/// Reads `socket` until it reports its link down (reading nothing before that).
+fn wait_link_down(socket: &mut FanoutSocket) {
+    let index = socket.index();
+    let start = Instant::now();
+    loop {
+        match socket.next_packet(Duration::from_millis(100)) {
+            Err(ReadError::LinkDown) => break,
+            Ok(None) if start.elapsed() < PATIENCE => {}
+            other => panic!("socket {index}: {other:?} instead of the link down"),
+        }
+    }
+}
+
+/// A DNS query, its answer in three IPv4 fragments, the same over IPv6 (not reassembled by
+/// the kernel), neighbour discovery and ARP: the files, all their frames, and the IPv4
+/// fragments among them.
+fn fragmented() -> ([&'static str; 1], Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let files = ["pcaps/dns-fragmented.pcap"];
+    let all = frames_of(&files, None);
+    let fragments = frames_of(&files, Some("ip[6:2] & 0x3fff != 0"));
+    (files, all, fragments)
+}
+
 fn sorted(mut v: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     v.sort();
     v
@@ -328,8 +253,7 @@ fn sorted(mut v: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
 
 #[test]
 fn four_sockets_share_the_traffic_exactly_once_and_keep_flows_together() {
-    if !root() {
-        eprintln!("SKIPPED: fanout capture needs root (CI runs as root)");
+    if !root_or_skip("fanout capture") {
         return;
     }
     let files = [
@@ -344,7 +268,7 @@ fn four_sockets_share_the_traffic_exactly_once_and_keep_flows_together() {
         "pcaps/port-reuse.pcap",
     ];
     let want = frames_of(&files, None);
-    let lab = Lab::new('a');
+    let lab = new_lab('a');
     let sockets = lab.open(4, None);
     assert_eq!(sockets.len(), 4);
     let group = sockets[0].group();
@@ -411,8 +335,7 @@ fn four_sockets_share_the_traffic_exactly_once_and_keep_flows_together() {
 
 #[test]
 fn a_bpf_filter_keeps_what_libpcap_keeps_on_every_socket() {
-    if !root() {
-        eprintln!("SKIPPED: fanout capture needs root (CI runs as root)");
+    if !root_or_skip("fanout capture") {
         return;
     }
     let files = ["pcaps/tls.pcap", "pcaps/dns.pcap", "pcaps/quic.pcap"];
@@ -420,11 +343,9 @@ fn a_bpf_filter_keeps_what_libpcap_keeps_on_every_socket() {
     let all = frames_of(&files, None);
     let want = frames_of(&files, Some(filter));
     assert!(want.len() < all.len() && !want.is_empty());
-    let lab = Lab::new('b');
+    let lab = new_lab('b');
     let readers = Readers::start(lab.open(4, Some(filter)));
-    let before = lab.rx_packets();
-    lab.replay(&files);
-    assert_eq!(wait_rx(&lab, before, all.len() as u64), all.len() as u64);
+    send_all(&lab, &files, all.len());
     let reads = readers.finish(want.len());
     let counted: u64 = reads.iter().map(|r| r.totals.received).sum();
     assert_eq!(
@@ -443,21 +364,14 @@ fn a_bpf_filter_keeps_what_libpcap_keeps_on_every_socket() {
 
 #[test]
 fn a_fragmented_ipv4_answer_is_reassembled_onto_the_socket_of_its_query() {
-    if !root() {
-        eprintln!("SKIPPED: fanout capture needs root (CI runs as root)");
+    if !root_or_skip("fanout capture") {
         return;
     }
-    // A DNS query, its answer in three IPv4 fragments, the same over IPv6 (not reassembled
-    // by the kernel), neighbour discovery and ARP.
-    let files = ["pcaps/dns-fragmented.pcap"];
-    let all = frames_of(&files, None);
-    let fragments = frames_of(&files, Some("ip[6:2] & 0x3fff != 0"));
+    let (files, all, fragments) = fragmented();
     assert_eq!(fragments.len(), 3);
-    let lab = Lab::new('c');
+    let lab = new_lab('c');
     let readers = Readers::start(lab.open(4, None));
-    let before = lab.rx_packets();
-    lab.replay(&files);
-    assert_eq!(wait_rx(&lab, before, all.len() as u64), all.len() as u64);
+    send_all(&lab, &files, all.len());
     let want = all.len() - fragments.len() + 1;
     let reads = readers.finish(want);
     let counted: u64 = reads.iter().map(|r| r.totals.received).sum();
@@ -497,38 +411,24 @@ fn a_fragmented_ipv4_answer_is_reassembled_onto_the_socket_of_its_query() {
 
 #[test]
 fn the_group_survives_its_link_going_down_and_up() {
-    if !root() {
-        eprintln!("SKIPPED: fanout capture needs root (CI runs as root)");
+    if !root_or_skip("fanout capture") {
         return;
     }
     let files = ["pcaps/dns.pcap", "pcaps/tls.pcap"];
     let want = frames_of(&files, None);
-    let lab = Lab::new('d');
+    let lab = new_lab('d');
     let mut sockets = lab.open(3, None);
-    lab.set_capture_link(false);
+    lab.set_inside_link(false);
     // Each socket says so once (the kernel reports ENETDOWN), and then just waits.
     for s in &mut sockets {
-        let index = s.index();
-        let start = Instant::now();
-        loop {
-            match s.next_packet(Duration::from_millis(100)) {
-                Err(ReadError::LinkDown) => break,
-                Ok(None) if start.elapsed() < PATIENCE => {}
-                other => panic!("socket {index}: {other:?} instead of the link down"),
-            }
-        }
+        wait_link_down(s);
         assert!(matches!(s.next_packet(Duration::from_millis(10)), Ok(None)));
     }
-    lab.set_capture_link(true);
+    lab.set_inside_link(true);
     let readers = Readers::start(sockets);
-    let before = lab.rx_packets();
-    lab.replay(&files);
-    assert_eq!(wait_rx(&lab, before, want.len() as u64), want.len() as u64);
+    send_all(&lab, &files, want.len());
     let reads = readers.finish(want.len());
-    let got: Vec<Vec<u8>> = reads
-        .iter()
-        .flat_map(|r| r.frames.iter().map(|(f, _)| f.clone()))
-        .collect();
+    let got = frames(&reads);
     let got_len = got.len();
     assert!(
         sorted(got) == sorted(want),
@@ -540,34 +440,16 @@ fn the_group_survives_its_link_going_down_and_up() {
 
 #[test]
 fn a_deleted_interface_is_reported_once_and_then_reads_find_nothing() {
-    if !root() {
-        eprintln!("SKIPPED: fanout capture needs root (CI runs as root)");
+    if !root_or_skip("fanout capture") {
         return;
     }
-    let lab = Lab::new('e');
+    let lab = new_lab('e');
     let mut sockets = lab.open(2, None);
-    run(&[
-        "ip",
-        "netns",
-        "exec",
-        &lab.ns,
-        "ip",
-        "link",
-        "del",
-        &lab.capture,
-    ]);
+    lab.in_ns(&["ip", "link", "del", &lab.inside]);
     // The kernel reports the link down once; after that the sockets are unbound for good:
     // reads wait and find nothing (the caller's link watch sees the removal), no error loop.
     for s in &mut sockets {
-        let index = s.index();
-        let start = Instant::now();
-        loop {
-            match s.next_packet(Duration::from_millis(100)) {
-                Err(ReadError::LinkDown) => break,
-                Ok(None) if start.elapsed() < PATIENCE => {}
-                other => panic!("socket {index}: {other:?} instead of the link down"),
-            }
-        }
+        wait_link_down(s);
         for _ in 0..3 {
             assert!(matches!(s.next_packet(Duration::from_millis(20)), Ok(None)));
         }
@@ -577,8 +459,7 @@ fn a_deleted_interface_is_reported_once_and_then_reads_find_nothing() {
 
 #[test]
 fn the_snap_length_cuts_frames_and_keeps_their_wire_length() {
-    if !root() {
-        eprintln!("SKIPPED: fanout capture needs root (CI runs as root)");
+    if !root_or_skip("fanout capture") {
         return;
     }
     // With and without a filter (the filter's accepting returns are what cut then), and
@@ -596,11 +477,9 @@ fn the_snap_length_cuts_frames_and_keeps_their_wire_length() {
                 cut
             })
             .collect();
-        let lab = Lab::new(if filter.is_some() { 'g' } else { 'f' });
+        let lab = new_lab(if filter.is_some() { 'g' } else { 'f' });
         let readers = Readers::start(lab.open_cut(2, filter, SNAP as u32));
-        let before = lab.rx_packets();
-        lab.replay(&files);
-        assert_eq!(wait_rx(&lab, before, full.len() as u64), full.len() as u64);
+        send_all(&lab, &files, full.len());
         let got: Vec<Vec<u8>> = readers
             .finish(want.len())
             .into_iter()
@@ -620,16 +499,13 @@ fn the_snap_length_cuts_frames_and_keeps_their_wire_length() {
 
 #[test]
 fn without_kernel_defrag_fragments_arrive_as_they_were_and_together() {
-    if !root() {
-        eprintln!("SKIPPED: fanout capture needs root (CI runs as root)");
+    if !root_or_skip("fanout capture") {
         return;
     }
-    let files = ["pcaps/dns-fragmented.pcap"];
-    let all = frames_of(&files, None);
-    let fragments = frames_of(&files, Some("ip[6:2] & 0x3fff != 0"));
-    let lab = Lab::new('h');
+    let (files, all, fragments) = fragmented();
+    let lab = new_lab('h');
     let readers = Readers::start(lab.open_with(FanoutOptions {
-        interface: lab.capture.clone(),
+        interface: lab.inside.clone(),
         sockets: 4,
         group: None,
         bpf: None,
@@ -638,14 +514,9 @@ fn without_kernel_defrag_fragments_arrive_as_they_were_and_together() {
         promiscuous: true,
         kernel_defrag: false,
     }));
-    let before = lab.rx_packets();
-    lab.replay(&files);
-    assert_eq!(wait_rx(&lab, before, all.len() as u64), all.len() as u64);
+    send_all(&lab, &files, all.len());
     let reads = readers.finish(all.len());
-    let got: Vec<Vec<u8>> = reads
-        .iter()
-        .flat_map(|r| r.frames.iter().map(|(f, _)| f.clone()))
-        .collect();
+    let got = frames(&reads);
     assert!(sorted(got) == sorted(all), "every frame once, as sent");
     // The three fragments of the IPv4 answer share a socket (they hash by addresses).
     let holders: BTreeSet<usize> = reads
@@ -659,8 +530,7 @@ fn without_kernel_defrag_fragments_arrive_as_they_were_and_together() {
 
 #[test]
 fn on_loopback_every_frame_is_read_once_as_libpcap_reads_it() {
-    if !root() {
-        eprintln!("SKIPPED: fanout capture needs root (CI runs as root)");
+    if !root_or_skip("fanout capture") {
         return;
     }
     // A frame sent on lo passes a packet socket twice (outgoing, then incoming); libpcap
@@ -668,10 +538,8 @@ fn on_loopback_every_frame_is_read_once_as_libpcap_reads_it() {
     // and without a filter.
     const DATAGRAMS: usize = 10;
     for (tag, filter) in [('l', None), ('m', Some("udp"))] {
-        let lab = Lab::new(tag);
-        run(&[
-            "ip", "netns", "exec", &lab.ns, "ip", "link", "set", "lo", "up",
-        ]);
+        let lab = new_lab(tag);
+        lab.in_ns(&["ip", "link", "set", "lo", "up"]);
         let readers = Readers::start(lab.open_with(FanoutOptions {
             interface: "lo".into(),
             sockets: 2,
@@ -682,11 +550,7 @@ fn on_loopback_every_frame_is_read_once_as_libpcap_reads_it() {
             promiscuous: false,
             kernel_defrag: false,
         }));
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            &lab.ns,
+        lab.in_ns(&[
             "python3",
             "-c",
             &format!(

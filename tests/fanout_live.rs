@@ -18,140 +18,55 @@
 
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{root_or_skip, run_ok, VethLab, VethSpec};
+
 /// How long anything in the lab may take on a loaded 2-core machine.
 const PATIENCE: Duration = Duration::from_secs(90);
 
+/// Four capture threads (a fanout group of four sockets) and two workers.
+const FOUR_SOCKETS: [&str; 4] = ["--capture-threads", "4", "--workers", "2"];
+
 /// The captures sent, in this order.
 const CAPTURES: [&str; 2] = ["dns.pcap", "tls.pcap"];
-
-fn root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0"))
-        .unwrap_or(false)
-}
-
-fn run(cmd: &[&str]) {
-    let out = Command::new(cmd[0])
-        .args(&cmd[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A namespace holding the capture end of a veth pair; the sending end stays here.
-struct Lab {
-    ns: String,
-    capture: String,
-    send: String,
+/// A network namespace holding the capture end (`inside`) of a veth pair; the sending
+/// end (`outside`) stays here.
+type Lab = VethLab;
+
+/// This file's lab for the test tagged `tag`, its ends quiet (no addresses, IPv6 off), the
+/// namespace's loopback up: the metrics endpoint listens there.
+fn new_lab(tag: char) -> Lab {
+    VethLab::new(VethSpec {
+        loopback: true,
+        ..VethSpec::quiet(["vwfl", "vlc", "vls"], &tag.to_string())
+    })
 }
 
-impl Lab {
-    fn new(tag: char) -> Lab {
-        let id = std::process::id() % 100_000;
-        let lab = Lab {
-            ns: format!("vwfl{id}{tag}"),
-            capture: format!("vlc{id}{tag}"),
-            send: format!("vls{id}{tag}"),
-        };
-        let (ns, cap, send) = (lab.ns.as_str(), lab.capture.as_str(), lab.send.as_str());
-        run(&["ip", "netns", "add", ns]);
-        run(&[
-            "ip", "link", "add", send, "type", "veth", "peer", "name", cap,
-        ]);
-        run(&["ip", "link", "set", cap, "netns", ns]);
-        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{send}/disable_ipv6"), "1");
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            "sh",
-            "-c",
-            &format!("echo 1 > /proc/sys/net/ipv6/conf/{cap}/disable_ipv6"),
-        ]);
-        run(&["ip", "link", "set", send, "mtu", "9000", "up"]);
-        run(&[
-            "ip", "netns", "exec", ns, "ip", "link", "set", cap, "mtu", "9000", "up",
-        ]);
-        // The metrics endpoint listens on the namespace's own loopback.
-        run(&["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"]);
-        for (dev, inside) in [(send, false), (cap, true)] {
-            let mut c = if inside {
-                vec!["ip", "netns", "exec", ns]
-            } else {
-                vec![]
-            };
-            c.extend([
-                "ethtool", "-K", dev, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro",
-                "off",
-            ]);
-            let _ = Command::new(c[0])
-                .args(&c[1..])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-        lab
-    }
+/// The lab for the test tagged `tag`, and a directory for the sensor's output; none, said
+/// loudly, when not root (`what` needs root).
+fn lab_and_dir(tag: char, what: &str) -> Option<(Lab, tempfile::TempDir)> {
+    root_or_skip(what).then(|| (new_lab(tag), tempfile::tempdir().expect("tmp")))
+}
 
-    fn rx_packets(&self) -> u64 {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "cat"])
-            .arg(format!(
-                "/sys/class/net/{}/statistics/rx_packets",
-                self.capture
-            ))
-            .output()
-            .expect("ip netns exec cat");
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .expect("rx_packets")
-    }
-
-    fn replay(&self) {
-        self.replay_some(&CAPTURES);
-    }
-
+impl VethLab {
+    /// Sends `captures` (names in `pcaps/`) into the lab.
     fn replay_some(&self, captures: &[&str]) {
-        let mut cmd = vec!["tcpreplay", "-q", "--pps=2000", "-i", &self.send];
         let files: Vec<String> = captures
             .iter()
             .map(|c| repo().join("pcaps").join(c).display().to_string())
             .collect();
-        cmd.extend(files.iter().map(String::as_str));
-        run(&cmd);
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for args in [
-            vec!["netns", "del", self.ns.as_str()],
-            vec!["link", "del", self.send.as_str()],
-        ] {
-            let _ = Command::new("ip")
-                .args(args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
+        self.replay(&files.iter().map(String::as_str).collect::<Vec<_>>());
     }
 }
 
@@ -168,7 +83,7 @@ impl Sensor {
             .args(["netns", "exec", &lab.ns])
             .arg(env!("CARGO_BIN_EXE_vendorwatch"))
             .env("VENDORWATCH_STATE", "none")
-            .args(["live", "-i", &lab.capture, "--user", "nobody"])
+            .args(["live", "-i", &lab.inside, "--user", "nobody"])
             // No metrics unless asked for.
             .args(
                 ["--metrics-addr", "off"]
@@ -187,20 +102,10 @@ impl Sensor {
             .spawn()
             .expect("starts vendorwatch live");
         let stderr = Arc::new(Mutex::new(String::new()));
-        let reader = child.stderr.take().map(|mut pipe| {
-            let sink = Arc::clone(&stderr);
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = pipe.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    if let Ok(mut s) = sink.lock() {
-                        s.push_str(&String::from_utf8_lossy(&buf[..n]));
-                    }
-                }
-            })
-        });
+        let reader = child
+            .stderr
+            .take()
+            .map(|pipe| common::collect_output(pipe, Arc::clone(&stderr)));
         let mut sensor = Sensor {
             child,
             stderr,
@@ -264,7 +169,7 @@ impl Sensor {
 
     /// SIGTERM, then its exit status and everything it wrote on stderr.
     fn stop(mut self) -> (Option<i32>, String) {
-        run(&["kill", "-TERM", &self.child.id().to_string()]);
+        run_ok(&["kill", "-TERM", &self.child.id().to_string()]);
         let started = Instant::now();
         let status = loop {
             if let Ok(Some(st)) = self.child.try_wait() {
@@ -413,10 +318,11 @@ fn capture_lines(stderr: &str) -> Vec<(String, u64, u64, u64)> {
 }
 
 /// Sends the captures through a sensor with `threads` capture threads and checks what it
-/// found; returns the summary's capture lines.
-fn send_and_check(tag: char, threads: &str) -> Vec<(String, u64, u64, u64)> {
-    let lab = Lab::new(tag);
-    let dir = tempfile::tempdir().expect("tmp");
+/// found (skipped, loudly, when not root: `what` needs root).
+fn send_and_check(tag: char, threads: &str, what: &str) {
+    let Some((lab, dir)) = lab_and_dir(tag, what) else {
+        return;
+    };
     let (want_names, want_detections) = expected();
     let before = lab.rx_packets();
     let sensor = Sensor::start(
@@ -424,7 +330,7 @@ fn send_and_check(tag: char, threads: &str) -> Vec<(String, u64, u64, u64)> {
         dir.path(),
         &["--capture-threads", threads, "--workers", "2"],
     );
-    lab.replay();
+    lab.replay_some(&CAPTURES);
     // Until every expected detection is alerted (alerts are written as they happen).
     let started = Instant::now();
     while !want_detections
@@ -446,14 +352,7 @@ fn send_and_check(tag: char, threads: &str) -> Vec<(String, u64, u64, u64)> {
         missing.is_empty(),
         "missing detections {missing:?}\n{stderr}"
     );
-    let got_names: BTreeSet<_> = lines(&dir.path().join("events.jsonl"))
-        .iter()
-        .filter(|e| {
-            ["dns", "tls_sni", "http_host", "http_connect"]
-                .contains(&e["kind"].as_str().unwrap_or_default())
-        })
-        .map(|e| (s(&e["flow"]["src_ip"]), s(&e["kind"]), s(&e["value"])))
-        .collect();
+    let got_names = common::name_triples(&lines(&dir.path().join("events.jsonl")));
     assert_eq!(
         got_names,
         want_names,
@@ -487,10 +386,10 @@ fn send_and_check(tag: char, threads: &str) -> Vec<(String, u64, u64, u64)> {
     );
     let names: Vec<&str> = captures.iter().map(|c| c.0.as_str()).collect();
     if threads == "1" {
-        assert_eq!(names, [lab.capture.as_str()], "{stderr}");
+        assert_eq!(names, [lab.inside.as_str()], "{stderr}");
     } else {
         let n: usize = threads.parse().expect("a count");
-        let want: Vec<String> = (0..n).map(|i| format!("{}#{i}", lab.capture)).collect();
+        let want: Vec<String> = (0..n).map(|i| format!("{}#{i}", lab.inside)).collect();
         assert_eq!(names, want, "one source per socket\n{stderr}");
         // The kernel spread the traffic: more than one socket read some of it.
         assert!(
@@ -498,47 +397,25 @@ fn send_and_check(tag: char, threads: &str) -> Vec<(String, u64, u64, u64)> {
             "{captures:?}"
         );
     }
-    captures
 }
 
 #[test]
 fn four_fanout_threads_find_every_detection_without_drops_and_count_every_frame() {
-    if !root() {
-        eprintln!("SKIPPED: fanout capture needs root (CI runs as root)");
-        return;
-    }
-    send_and_check('a', "4");
+    send_and_check('a', "4", "fanout capture");
 }
 
 #[test]
 fn one_capture_thread_is_libpcap_and_finds_the_same() {
-    if !root() {
-        eprintln!("SKIPPED: live capture needs root (CI runs as root)");
-        return;
-    }
-    send_and_check('b', "1");
+    send_and_check('b', "1", "live capture");
 }
 
 #[test]
 fn a_filter_naming_vlan_falls_back_to_libpcap_with_a_warning() {
-    if !root() {
-        eprintln!("SKIPPED: live capture needs root (CI runs as root)");
+    let Some((lab, dir)) = lab_and_dir('c', "live capture") else {
         return;
-    }
-    let lab = Lab::new('c');
-    let dir = tempfile::tempdir().expect("tmp");
-    let sensor = Sensor::start(
-        &lab,
-        dir.path(),
-        &[
-            "--capture-threads",
-            "4",
-            "--workers",
-            "2",
-            "--bpf",
-            "vlan or ip or ip6",
-        ],
-    );
+    };
+    let args = [&FOUR_SOCKETS[..], &["--bpf", "vlan or ip or ip6"]].concat();
+    let sensor = Sensor::start(&lab, dir.path(), &args);
     let (status, stderr) = sensor.stop();
     assert_eq!(status, Some(0), "{stderr}");
     assert!(
@@ -548,7 +425,7 @@ fn a_filter_naming_vlan_falls_back_to_libpcap_with_a_warning() {
     assert!(stderr.contains("vlan"), "{stderr}");
     let captures = capture_lines(&stderr);
     let names: Vec<&str> = captures.iter().map(|c| c.0.as_str()).collect();
-    assert_eq!(names, [lab.capture.as_str()], "{stderr}");
+    assert_eq!(names, [lab.inside.as_str()], "{stderr}");
 }
 
 #[test]
@@ -569,24 +446,11 @@ fn more_capture_threads_than_a_group_may_have_are_refused() {
 
 #[test]
 fn a_fanout_capture_rides_out_its_link_and_ends_when_its_interface_is_deleted() {
-    if !root() {
-        eprintln!("SKIPPED: fanout capture needs root (CI runs as root)");
+    let Some((lab, dir)) = lab_and_dir('d', "fanout capture") else {
         return;
-    }
-    let lab = Lab::new('d');
-    let dir = tempfile::tempdir().expect("tmp");
-    let mut sensor = Sensor::start(
-        &lab,
-        dir.path(),
-        &[
-            "--capture-threads",
-            "4",
-            "--workers",
-            "2",
-            "--metrics-addr",
-            "127.0.0.1:9717",
-        ],
-    );
+    };
+    let args = [&FOUR_SOCKETS[..], &["--metrics-addr", "127.0.0.1:9717"]].concat();
+    let mut sensor = Sensor::start(&lab, dir.path(), &args);
     lab.replay_some(&["dns.pcap"]);
     assert!(
         wait_for_alerts(dir.path(), &detections_of("dns.pcap")),
@@ -595,10 +459,8 @@ fn a_fanout_capture_rides_out_its_link_and_ends_when_its_interface_is_deleted() 
     );
 
     // Down: the four sockets see it; it is said and counted once.
-    let cap = lab.capture.as_str();
-    run(&[
-        "ip", "netns", "exec", &lab.ns, "ip", "link", "set", cap, "down",
-    ]);
+    let cap = lab.inside.as_str();
+    lab.set_inside_link(false);
     assert!(
         sensor.wait_for("the interface went down"),
         "{}",
@@ -613,9 +475,7 @@ fn a_fanout_capture_rides_out_its_link_and_ends_when_its_interface_is_deleted() 
     let (got, text) = metric_until(&lab, &downs, 1.0);
     assert_eq!(got, Some(1.0), "{text}");
     // Back: the same sockets capture again.
-    run(&[
-        "ip", "netns", "exec", &lab.ns, "ip", "link", "set", cap, "up",
-    ]);
+    lab.set_inside_link(true);
     assert!(
         sensor.wait_for("the interface is up again"),
         "{}",
@@ -639,7 +499,7 @@ fn a_fanout_capture_rides_out_its_link_and_ends_when_its_interface_is_deleted() 
 
     // Deleted: every socket's capture ends (a group is not reopened), the sensor exits 1 so
     // that a supervisor restarts it, and everything captured before is reported.
-    run(&["ip", "netns", "exec", &lab.ns, "ip", "link", "del", cap]);
+    lab.in_ns(&["ip", "link", "del", cap]);
     let status = sensor.exited();
     let stderr = sensor.text();
     assert_eq!(status, Some(1), "{stderr}");
@@ -663,18 +523,15 @@ fn a_fanout_capture_rides_out_its_link_and_ends_when_its_interface_is_deleted() 
 
 #[test]
 fn by_default_an_interface_gets_as_many_capture_threads_as_workers_and_the_file_can_say_one() {
-    if !root() {
-        eprintln!("SKIPPED: live capture needs root (CI runs as root)");
+    let Some((lab, dir)) = lab_and_dir('e', "live capture") else {
         return;
-    }
-    let lab = Lab::new('e');
-    let dir = tempfile::tempdir().expect("tmp");
+    };
     let sources = |args: &[&str]| -> Vec<String> {
         let (status, stderr) = Sensor::start(&lab, dir.path(), args).stop();
         assert_eq!(status, Some(0), "{stderr}");
         capture_lines(&stderr).into_iter().map(|c| c.0).collect()
     };
-    let cap = &lab.capture;
+    let cap = &lab.inside;
     assert_eq!(
         sources(&["--workers", "2"]),
         [format!("{cap}#0"), format!("{cap}#1")]

@@ -16,6 +16,9 @@
 //! decoy name (notkaspersky.com, which must match no rule) to make it reach the worker while
 //! the test waits.
 
+mod common;
+
+use common::{is_root, run_ok};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -40,16 +43,8 @@ fn pcaps() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps")
 }
 
-fn root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0\n"))
-        .unwrap_or(false)
-}
-
 fn need_root(test: &str) -> bool {
-    let ok = root();
+    let ok = is_root();
     if !ok {
         eprintln!("\n*** SKIPPED {test}: mounting a tmpfs needs root (CI runs as root) ***\n");
     }
@@ -65,18 +60,6 @@ fn have(tool: &str) -> bool {
         .is_ok()
 }
 
-fn run(cmd: &[&str]) {
-    let out = Command::new(cmd[0])
-        .args(&cmd[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A tmpfs mounted on a fresh directory, unmounted when dropped.
 struct Tmpfs {
     dir: tempfile::TempDir,
@@ -86,7 +69,7 @@ impl Tmpfs {
     fn mount(size: &str) -> Tmpfs {
         let dir = tempfile::tempdir().expect("mount point");
         let at = dir.path().to_str().expect("utf-8 path").to_string();
-        run(&[
+        run_ok(&[
             "mount",
             "-t",
             "tmpfs",
@@ -695,7 +678,7 @@ fn syncs_in_trace(trace: &str, file: &Path) -> (usize, bool) {
 
 #[test]
 fn each_fsync_policy_writes_complete_files_and_strace_sees_its_syncs() {
-    let strace = root() && have("strace");
+    let strace = is_root() && have("strace");
     if !strace {
         eprintln!(
             "\n*** each_fsync_policy: strace (Debian package strace) or root missing: only \
@@ -910,8 +893,8 @@ fn a_read_only_inventory_file_or_directory_is_refused_clearly() {
         .status
         .success());
     let at = db.to_str().expect("utf-8").to_string();
-    run(&["mount", "--bind", &at, &at]);
-    run(&["mount", "-o", "remount,bind,ro", &at]);
+    run_ok(&["mount", "--bind", &at, &at]);
+    run_ok(&["mount", "-o", "remount,bind,ro", &at]);
     let out = replay_with_state(&db, &["-q".as_ref()], &dns);
     let _ = Command::new("umount").arg(&at).status();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -931,7 +914,7 @@ fn a_read_only_inventory_file_or_directory_is_refused_clearly() {
     assert!(replay_with_state(&db, &["-q".as_ref()], &dns)
         .status
         .success());
-    run(&[
+    run_ok(&[
         "mount",
         "-o",
         "remount,ro",

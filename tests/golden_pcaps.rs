@@ -3,6 +3,8 @@
 //! (`pcaps/expected_from_tshark.py`), never from vendorwatch; one test re-derives them with
 //! tshark now to prove the committed files still say what tshark says.
 
+mod common;
+
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -142,15 +144,7 @@ fn every_capture_gives_exactly_its_expected_names_and_detections() {
             let want_names = triples(&exp["names"], "host", "kind", "value");
             // The expectations hold the kinds tshark names directly; certificates and JA4
             // fingerprints are checked elsewhere.
-            let got_names: BTreeSet<_> = run
-                .events
-                .iter()
-                .filter(|e| {
-                    ["dns", "tls_sni", "http_host", "http_connect"]
-                        .contains(&e["kind"].as_str().unwrap_or_default())
-                })
-                .map(|e| (s(&e["flow"]["src_ip"]), s(&e["kind"]), s(&e["value"])))
-                .collect();
+            let got_names = common::name_triples(&run.events);
             if want_names != got_names {
                 failures.push(format!(
                     "{name} (workers {workers}): names differ\n  missing: {:?}\n  extra: {:?}",

@@ -15,50 +15,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Lab {
-    ns: String,
-    near: String,
-    children: Vec<Child>,
-}
+mod common;
 
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for args in [
-            vec!["netns", "del", &self.ns],
-            vec!["link", "del", &self.near],
-        ] {
-            let _ = Command::new("ip")
-                .args(args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
-fn run(cmd: &[&str]) {
-    let out = Command::new(cmd[0])
-        .args(&cmd[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0"))
-        .unwrap_or(false)
-}
+use common::{root_or_skip, run_ok, VethLab, VethSpec};
 
 fn wait_for_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
     let start = Instant::now();
@@ -73,59 +32,22 @@ fn wait_for_exit(child: &mut Child, limit: Duration) -> Option<std::process::Exi
 
 #[test]
 fn live_capture_on_a_veth_pair_reports_everything_after_sigterm() {
-    if !root() {
-        eprintln!("SKIPPED: live capture needs root (CI runs as root)");
+    if !root_or_skip("live capture") {
         return;
     }
-    let id = std::process::id() % 100_000;
-    let ns = format!("vwlive{id}");
-    let (near, far) = (format!("vwn{id}"), format!("vwf{id}"));
-    let mut lab = Lab {
-        ns: ns.clone(),
-        near: near.clone(),
-        children: Vec::new(),
-    };
-    run(&["ip", "netns", "add", &ns]);
-    run(&[
-        "ip", "link", "add", &near, "type", "veth", "peer", "name", &far,
-    ]);
-    run(&["ip", "link", "set", &far, "netns", &ns]);
-    run(&["ip", "addr", "add", "10.99.0.1/24", "dev", &near]);
-    run(&["ip", "link", "set", &near, "up"]);
-    run(&[
-        "ip",
-        "netns",
-        "exec",
-        &ns,
-        "ip",
-        "addr",
-        "add",
-        "10.99.0.2/24",
-        "dev",
-        &far,
-    ]);
-    run(&["ip", "netns", "exec", &ns, "ip", "link", "set", &far, "up"]);
-    run(&["ip", "netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
-    for (dev, inside) in [(&near, false), (&far, true)] {
-        let mut c = if inside {
-            vec!["ip", "netns", "exec", &ns]
-        } else {
-            vec![]
-        };
-        c.extend([
-            "ethtool", "-K", dev, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro",
-            "off",
-        ]);
-        let _ = Command::new(c[0])
-            .args(&c[1..])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
+    let mut lab = VethLab::new(VethSpec {
+        prefixes: ["vwlive", "vwf", "vwn"],
+        tag: "",
+        addresses: Some(("10.99.0.1/24".into(), "10.99.0.2/24".into())),
+        no_ipv6: false,
+        mtu: None,
+        loopback: true,
+    });
+    let (ns, near) = (lab.ns.clone(), lab.outside.clone());
 
     let tmp = tempfile::tempdir().expect("tmp");
     let (key, cert) = (tmp.path().join("k.pem"), tmp.path().join("c.pem"));
-    run(&[
+    run_ok(&[
         "openssl",
         "req",
         "-x509",
@@ -206,21 +128,10 @@ fn live_capture_on_a_veth_pair_reports_everything_after_sigterm() {
     // Its stderr, collected as it comes: the clients start once it says it captures (after
     // its privilege drop), however long start-up takes on a busy machine.
     let collected = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let reader = sensor.stderr.take().map(|mut pipe| {
-        let sink = std::sync::Arc::clone(&collected);
-        std::thread::spawn(move || {
-            use std::io::Read;
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                if let Ok(mut s) = sink.lock() {
-                    s.push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            }
-        })
-    });
+    let reader = sensor
+        .stderr
+        .take()
+        .map(|pipe| common::collect_output(pipe, std::sync::Arc::clone(&collected)));
     let started = Instant::now();
     while !collected
         .lock()
@@ -307,7 +218,7 @@ fn live_capture_on_a_veth_pair_reports_everything_after_sigterm() {
     // after the metrics, inventory and worker threads were already running).
     assert_all_threads_filtered(sensor.id());
     // No pause: what was captured just before the signal must not be lost.
-    run(&["kill", "-TERM", &sensor.id().to_string()]);
+    run_ok(&["kill", "-TERM", &sensor.id().to_string()]);
     let status = wait_for_exit(&mut sensor, Duration::from_secs(15))
         .expect("vendorwatch exits after SIGTERM");
     if let Some(r) = reader {
@@ -403,32 +314,34 @@ fn assert_all_threads_filtered(pid: u32) {
     }
 }
 
-/// A namespace holding the far end of a veth pair, the near end in the root namespace with
-/// 10.99.NET.1/24 (each test its own NET: the near ends share the root namespace's routes).
+/// A namespace holding the far end of a veth pair (`inside`), the near end (`outside`) in
+/// the root namespace with 10.99.NET.1/24 (each test its own NET: the near ends share the
+/// root namespace's routes).
 struct Veth {
-    ns: String,
-    near: String,
-    far: String,
+    lab: VethLab,
     net: u8,
-    children: Vec<Child>,
+}
+
+impl std::ops::Deref for Veth {
+    type Target = VethLab;
+    fn deref(&self) -> &VethLab {
+        &self.lab
+    }
 }
 
 impl Veth {
     fn new(tag: &str, net: u8) -> Veth {
-        let id = std::process::id() % 10_000;
-        let v = Veth {
-            ns: format!("vw{tag}{id}"),
-            near: format!("vw{tag}n{id}"),
-            far: format!("vw{tag}f{id}"),
-            net,
-            children: Vec::new(),
-        };
-        run(&["ip", "netns", "add", &v.ns]);
-        run(&[
-            "ip", "netns", "exec", &v.ns, "ip", "link", "set", "lo", "up",
-        ]);
-        v.create_pair();
-        v
+        let prefixes = [format!("vw{tag}"), format!("vw{tag}f"), format!("vw{tag}n")];
+        let [ns, far, near] = prefixes.each_ref().map(String::as_str);
+        let lab = VethLab::new(VethSpec {
+            prefixes: [ns, far, near],
+            tag: "",
+            addresses: Some((format!("10.99.{net}.1/24"), format!("10.99.{net}.2/24"))),
+            no_ipv6: false,
+            mtu: None,
+            loopback: true,
+        });
+        Veth { lab, net }
     }
 
     fn near_ip(&self) -> String {
@@ -437,46 +350,6 @@ impl Veth {
 
     fn far_ip(&self) -> String {
         format!("10.99.{}.2", self.net)
-    }
-
-    /// Creates (or creates again) the pair, addresses and links, offloads off.
-    fn create_pair(&self) {
-        let (ns, near, far) = (&self.ns, &self.near, &self.far);
-        run(&[
-            "ip", "link", "add", near, "type", "veth", "peer", "name", far,
-        ]);
-        run(&["ip", "link", "set", far, "netns", ns]);
-        run(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{}/24", self.near_ip()),
-            "dev",
-            near,
-        ]);
-        run(&["ip", "link", "set", near, "up"]);
-        let far_addr = format!("{}/24", self.far_ip());
-        run(&[
-            "ip", "netns", "exec", ns, "ip", "addr", "add", &far_addr, "dev", far,
-        ]);
-        run(&["ip", "netns", "exec", ns, "ip", "link", "set", far, "up"]);
-        for inside in [false, true] {
-            let mut c: Vec<&str> = if inside {
-                vec!["ip", "netns", "exec", ns]
-            } else {
-                vec![]
-            };
-            let dev = if inside { far } else { near };
-            c.extend([
-                "ethtool", "-K", dev, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro",
-                "off",
-            ]);
-            let _ = Command::new(c[0])
-                .args(&c[1..])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
     }
 
     /// A DNS server on the near end answering every kaspersky name.
@@ -496,7 +369,7 @@ impl Veth {
             .stderr(Stdio::null())
             .spawn()
             .expect("dnsmasq");
-        self.children.push(child);
+        self.lab.children.push(child);
     }
 
     /// `dig NAME` from the far end (whether it is answered does not matter: the sensor sees
@@ -510,25 +383,6 @@ impl Veth {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-    }
-}
-
-impl Drop for Veth {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for args in [
-            vec!["netns", "del", &self.ns],
-            vec!["link", "del", &self.near],
-        ] {
-            let _ = Command::new("ip")
-                .args(args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
     }
 }
 
@@ -619,7 +473,7 @@ impl Sensor {
     }
 
     fn terminate(self) -> (Option<i32>, String) {
-        run(&["kill", "-TERM", &self.child.id().to_string()]);
+        run_ok(&["kill", "-TERM", &self.child.id().to_string()]);
         self.wait(Duration::from_secs(15))
     }
 }
@@ -698,8 +552,7 @@ fn wait_for_alert(path: &Path, value: &str) -> bool {
 
 #[test]
 fn live_capture_survives_its_interface_going_down_and_up() {
-    if !root() {
-        eprintln!("SKIPPED: live capture needs root (CI runs as root)");
+    if !root_or_skip("live capture") {
         return;
     }
     let mut lab = Veth::new("ud", 101);
@@ -707,7 +560,7 @@ fn live_capture_survives_its_interface_going_down_and_up() {
     let tmp = tempfile::tempdir().expect("tmp");
     let (alerts, report) = (tmp.path().join("a.jsonl"), tmp.path().join("r.json"));
     let (a, r) = (alerts.to_str().unwrap(), report.to_str().unwrap());
-    let near = lab.near.clone();
+    let near = lab.outside.clone();
     let sensor = Sensor::start(&[
         "-i",
         &near,
@@ -737,7 +590,7 @@ fn live_capture_survives_its_interface_going_down_and_up() {
         sensor.log()
     );
 
-    run(&["ip", "link", "set", &near, "down"]);
+    run_ok(&["ip", "link", "set", &near, "down"]);
     assert!(
         sensor.wait_for(
             &format!("{near}: the interface went down"),
@@ -757,7 +610,7 @@ fn live_capture_survives_its_interface_going_down_and_up() {
     assert_eq!(sample(&metrics, &up), Some(0.0), "{metrics}");
     assert_eq!(sample(&metrics, &downs), Some(1.0), "{metrics}");
 
-    run(&["ip", "link", "set", &near, "up"]);
+    run_ok(&["ip", "link", "set", &near, "up"]);
     assert!(
         sensor.wait_for(
             &format!("{near}: the interface is up again"),
@@ -814,8 +667,7 @@ fn live_capture_survives_its_interface_going_down_and_up() {
 
 #[test]
 fn a_removed_interface_ends_its_capture_once_back_and_nothing_is_lost() {
-    if !root() {
-        eprintln!("SKIPPED: live capture needs root (CI runs as root)");
+    if !root_or_skip("live capture") {
         return;
     }
     let mut lab = Veth::new("rm", 102);
@@ -823,7 +675,7 @@ fn a_removed_interface_ends_its_capture_once_back_and_nothing_is_lost() {
     let tmp = tempfile::tempdir().expect("tmp");
     let (alerts, report) = (tmp.path().join("a.jsonl"), tmp.path().join("r.json"));
     let (a, r) = (alerts.to_str().unwrap(), report.to_str().unwrap());
-    let near = lab.near.clone();
+    let near = lab.outside.clone();
     let sensor = Sensor::start(&[
         "-i",
         &near,
@@ -853,7 +705,7 @@ fn a_removed_interface_ends_its_capture_once_back_and_nothing_is_lost() {
     assert!(status.contains("Seccomp:\t2"), "{status}");
     lab.lookup("dnl-01.geo.kaspersky.com");
     // No wait for the alert: the lookup is still in the kernel ring when the interface goes.
-    run(&["ip", "link", "del", &near]);
+    run_ok(&["ip", "link", "del", &near]);
     assert!(
         sensor.wait_for(
             &format!("{near}: the interface was removed"),
@@ -898,8 +750,7 @@ fn a_removed_interface_ends_its_capture_once_back_and_nothing_is_lost() {
 
 #[test]
 fn without_seccomp_a_root_sensor_reopens_a_recreated_interface() {
-    if !root() {
-        eprintln!("SKIPPED: live capture needs root (CI runs as root)");
+    if !root_or_skip("live capture") {
         return;
     }
     let mut lab = Veth::new("ro", 103);
@@ -907,7 +758,7 @@ fn without_seccomp_a_root_sensor_reopens_a_recreated_interface() {
     let tmp = tempfile::tempdir().expect("tmp");
     let alerts = tmp.path().join("a.jsonl");
     let a = alerts.to_str().unwrap();
-    let near = lab.near.clone();
+    let near = lab.outside.clone();
     let sensor = Sensor::start(&[
         "-i",
         &near,
@@ -933,7 +784,7 @@ fn without_seccomp_a_root_sensor_reopens_a_recreated_interface() {
         "{}",
         sensor.log()
     );
-    run(&["ip", "link", "del", &near]);
+    run_ok(&["ip", "link", "del", &near]);
     assert!(
         sensor.wait_for(
             &format!("{near}: the interface was removed"),
@@ -1036,7 +887,7 @@ fn live_errors_say_what_to_do() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist (interfaces here:"));
-    if root() {
+    if common::is_root() {
         let out = Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
             .env("VENDORWATCH_STATE", "none")
             .args(["live", "-i", "lo", "--bpf", "port and"])
@@ -1052,8 +903,7 @@ fn live_errors_say_what_to_do() {
 /// every capability and installs its filter, and still detects.
 #[test]
 fn an_unprivileged_sensor_with_ambient_capabilities_clears_them_after_start_up() {
-    if !root() {
-        eprintln!("SKIPPED: live capture needs root (CI runs as root)");
+    if !root_or_skip("live capture") {
         return;
     }
     let has_setpriv = Command::new("setpriv")
@@ -1071,7 +921,7 @@ fn an_unprivileged_sensor_with_ambient_capabilities_clears_them_after_start_up()
             .expect("chmod");
     }
     let alerts = tmp.path().join("a.jsonl");
-    let near = lab.near.clone();
+    let near = lab.outside.clone();
     let sensor = Sensor::start_under(
         &[
             "setpriv",

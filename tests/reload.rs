@@ -11,26 +11,14 @@
 //!
 //! Needs root for libpcap on `lo` (CI runs as root); skipped, loudly, otherwise.
 
+mod common;
+
+use common::{free_port, root_or_skip};
 use std::io::Read;
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0"))
-        .unwrap_or(false)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 fn http_get(port: u16, path: &str) -> Option<String> {
     use std::io::Write;
@@ -139,8 +127,7 @@ fn alert_names(path: &Path) -> Vec<(String, String)> {
 
 #[test]
 fn rules_and_suppressions_reload_without_a_restart_and_a_broken_file_changes_nothing() {
-    if !root() {
-        eprintln!("SKIPPED: live capture on lo needs root (CI runs as root)");
+    if !root_or_skip("live capture on lo") {
         return;
     }
     let dir = tempfile::tempdir().expect("tmp");

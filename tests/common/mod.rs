@@ -1162,3 +1162,239 @@ pub fn samples<'a>(body: &'a str, name: &str) -> Vec<(&'a str, f64)> {
         })
         .collect()
 }
+
+// ---- The network lab shared by the live-capture tests (fanout, fanout_live, live, …) ----
+
+/// Whether the tests run as root (namespaces, veth pairs and capture need it).
+pub fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false)
+}
+
+/// Whether a root-only test may go on; says, loudly, that it is skipped otherwise:
+/// `SKIPPED: WHAT needs root (CI runs as root)`.
+pub fn root_or_skip(what: &str) -> bool {
+    let root = is_root();
+    if !root {
+        eprintln!("SKIPPED: {what} needs root (CI runs as root)");
+    }
+    root
+}
+
+/// Runs `cmd` (program and arguments) to completion; panics, with its stderr, unless it
+/// succeeds.
+pub fn run_ok(cmd: &[&str]) -> std::process::Output {
+    let out = std::process::Command::new(cmd[0])
+        .args(&cmd[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs `cmd` with its output thrown away, whatever its outcome (for best-effort steps).
+fn run_quietly(cmd: &[&str]) {
+    let _ = std::process::Command::new(cmd[0])
+        .args(&cmd[1..])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
+/// What differs between the labs of the test files: names and how the ends are set up.
+pub struct VethSpec<'a> {
+    /// Prefixes of the namespace, the inside end and the outside end; each test file has
+    /// its own, so that files running in parallel do not collide.
+    pub prefixes: [&'a str; 3],
+    /// Unique per test within a file (may be empty where the prefixes are).
+    pub tag: &'a str,
+    /// Addresses with prefix length of the outside and the inside end; none leaves both
+    /// without (nothing there sends).
+    pub addresses: Option<(String, String)>,
+    /// IPv6 off on both ends (no router or neighbour solicitations).
+    pub no_ipv6: bool,
+    /// The MTU of both ends, where the default is too small (QinQ frames are 1522 bytes).
+    pub mtu: Option<u32>,
+    /// The namespace's own loopback up (servers or metrics listen there).
+    pub loopback: bool,
+}
+
+impl<'a> VethSpec<'a> {
+    /// Quiet ends: no addresses, IPv6 off, room for 9000-byte frames, loopback down.
+    pub fn quiet(prefixes: [&'a str; 3], tag: &'a str) -> VethSpec<'a> {
+        VethSpec {
+            prefixes,
+            tag,
+            addresses: None,
+            no_ipv6: true,
+            mtu: Some(9000),
+            loopback: false,
+        }
+    }
+}
+
+/// A network namespace holding one end of a veth pair (`inside`), the other end
+/// (`outside`) in the root namespace; names derived from the process id and the test's
+/// tag. Dropping it kills its children and deletes the namespace and the pair.
+pub struct VethLab {
+    pub ns: String,
+    pub inside: String,
+    pub outside: String,
+    /// Processes (servers) that live as long as the lab.
+    pub children: Vec<std::process::Child>,
+    addresses: Option<(String, String)>,
+    no_ipv6: bool,
+    mtu: Option<u32>,
+}
+
+impl VethLab {
+    /// Makes the namespace and the pair as `spec` says.
+    pub fn new(spec: VethSpec) -> VethLab {
+        let id = std::process::id() % 100_000;
+        let [ns, inside, outside] = spec.prefixes.map(|p| format!("{p}{id}{}", spec.tag));
+        let lab = VethLab {
+            ns,
+            inside,
+            outside,
+            children: Vec::new(),
+            addresses: spec.addresses,
+            no_ipv6: spec.no_ipv6,
+            mtu: spec.mtu,
+        };
+        run_ok(&["ip", "netns", "add", &lab.ns]);
+        if spec.loopback {
+            lab.in_ns(&["ip", "link", "set", "lo", "up"]);
+        }
+        lab.create_pair();
+        lab
+    }
+
+    /// Runs `cmd` inside the namespace; panics unless it succeeds.
+    pub fn in_ns(&self, cmd: &[&str]) -> std::process::Output {
+        let mut c = vec!["ip", "netns", "exec", &self.ns];
+        c.extend(cmd);
+        run_ok(&c)
+    }
+
+    /// Creates (or creates again, after the inside end was deleted) the pair: addresses,
+    /// links up, checksum and segmentation offloads off (frames as on a real wire).
+    pub fn create_pair(&self) {
+        let (ns, inside, outside) = (
+            self.ns.as_str(),
+            self.inside.as_str(),
+            self.outside.as_str(),
+        );
+        run_ok(&[
+            "ip", "link", "add", outside, "type", "veth", "peer", "name", inside,
+        ]);
+        run_ok(&["ip", "link", "set", inside, "netns", ns]);
+        if self.no_ipv6 {
+            let _ = std::fs::write(
+                format!("/proc/sys/net/ipv6/conf/{outside}/disable_ipv6"),
+                "1",
+            );
+            let off = format!("echo 1 > /proc/sys/net/ipv6/conf/{inside}/disable_ipv6");
+            self.in_ns(&["sh", "-c", &off]);
+        }
+        if let Some((out_addr, in_addr)) = &self.addresses {
+            run_ok(&["ip", "addr", "add", out_addr, "dev", outside]);
+            self.in_ns(&["ip", "addr", "add", in_addr, "dev", inside]);
+        }
+        let mtu = self.mtu.map(|m| m.to_string());
+        for (dev, in_ns) in [(outside, false), (inside, true)] {
+            let mut c = if in_ns {
+                vec!["ip", "netns", "exec", ns]
+            } else {
+                vec![]
+            };
+            let mut ethtool = c.clone();
+            ethtool.extend([
+                "ethtool", "-K", dev, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro",
+                "off",
+            ]);
+            c.extend(["ip", "link", "set", dev]);
+            if let Some(m) = mtu.as_deref() {
+                c.extend(["mtu", m]);
+            }
+            c.push("up");
+            run_ok(&c);
+            run_quietly(&ethtool);
+        }
+    }
+
+    /// Brings the inside end down or up again.
+    pub fn set_inside_link(&self, up: bool) {
+        let state = if up { "up" } else { "down" };
+        self.in_ns(&["ip", "link", "set", &self.inside, state]);
+    }
+
+    /// How many packets the inside end has received (its `rx_packets`).
+    pub fn rx_packets(&self) -> u64 {
+        let counter = format!("/sys/class/net/{}/statistics/rx_packets", self.inside);
+        let out = self.in_ns(&["cat", &counter]);
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("rx_packets")
+    }
+
+    /// Sends `files` (captures) into the outside end with tcpreplay, 2000 packets a second.
+    pub fn replay(&self, files: &[&str]) {
+        let mut cmd = vec!["tcpreplay", "-q", "--pps=2000", "-i", &self.outside];
+        cmd.extend(files);
+        run_ok(&cmd);
+    }
+}
+
+impl Drop for VethLab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        run_quietly(&["ip", "netns", "del", &self.ns]);
+        run_quietly(&["ip", "link", "del", &self.outside]);
+    }
+}
+
+/// The kinds of event that name a host (those tshark names directly, see
+/// `pcaps/expected/*.json`).
+pub const NAME_KINDS: [&str; 4] = ["dns", "tls_sni", "http_host", "http_connect"];
+
+/// The names among `events`: (source address, kind, value).
+pub fn name_triples<'a>(
+    events: impl IntoIterator<Item = &'a serde_json::Value>,
+) -> BTreeSet<(String, String, String)> {
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    events
+        .into_iter()
+        .filter(|e| NAME_KINDS.contains(&e["kind"].as_str().unwrap_or_default()))
+        .map(|e| (s(&e["flow"]["src_ip"]), s(&e["kind"]), s(&e["value"])))
+        .collect()
+}
+
+/// Appends what `pipe` (a child's stderr) says to `sink` as it comes, on a thread of its own,
+/// until the pipe closes: a test can poll what a running process said so far.
+pub fn collect_output(
+    mut pipe: impl std::io::Read + Send + 'static,
+    sink: std::sync::Arc<std::sync::Mutex<String>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            if let Ok(mut s) = sink.lock() {
+                s.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        }
+    })
+}
