@@ -2,6 +2,7 @@
 //!
 //! Header layouts follow the tcpdump.org link-type registry (LINKTYPE_*).
 
+use super::bytes::be16;
 use super::tunnel::{self, Encap, Encaps};
 use super::DecodeError;
 
@@ -90,10 +91,6 @@ const ETHERTYPE_MPLS: [u16; 2] = [0x8847, 0x8848];
 const ETHERTYPE_PPPOE_SESSION: u16 = 0x8864;
 /// More tags than this is not a real frame.
 const MAX_VLAN_TAGS: u8 = 8;
-
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
-}
 
 pub(super) fn strip<'a>(
     link: LinkType,

@@ -6,6 +6,7 @@
 //! are parsed here. Decoding never allocates and never panics; whatever cannot be read
 //! becomes a `DecodeError` whose `reason()` is a metric label.
 
+pub mod bytes;
 pub mod checksum;
 pub mod defrag;
 mod link;

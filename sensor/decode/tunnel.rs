@@ -4,6 +4,7 @@
 //! Each function takes the bytes after the outer header that announced the tunnel and
 //! returns what is inside, or `Malformed` with a metric label. Nothing here allocates.
 
+use super::bytes::be16;
 /// What a tunnel carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inner<'a> {
@@ -102,10 +103,6 @@ pub const GRE_UDP_PORT: u16 = 4754;
 pub const TEREDO_PORT: u16 = 3544;
 pub const AYIYA_PORT: u16 = 5072;
 pub const GTPU_PORT: u16 = 2152;
-
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
-}
 
 fn short(reason: &'static str) -> Malformed {
     Malformed(reason)
