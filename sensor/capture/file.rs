@@ -699,7 +699,7 @@ impl Outcome {
 /// interfaces and byte order of the current pcapng section.
 #[derive(Debug, Default)]
 struct Layout {
-    /// Legacy pcap: the file's one interface, known after its header.
+    /// The current pcapng section's interfaces, or legacy pcap's one (known after its header).
     interfaces: Vec<Interface>,
     legacy: bool,
     /// The byte order of the current pcapng section.
@@ -726,14 +726,7 @@ impl Layout {
                 Ok(false)
             }
             PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
-                let code = idb.linktype.0;
-                let link = u32::try_from(code).ok().and_then(LinkType::from_code);
-                self.interfaces.push(Interface {
-                    link,
-                    code,
-                    resolution: idb.ts_resolution().unwrap_or(1_000_000),
-                    offset_secs: idb.ts_offset(),
-                });
+                self.interface_description(&idb);
                 Ok(false)
             }
             PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
@@ -794,6 +787,18 @@ impl Layout {
             offset_secs: i64::from(hdr.thiszone),
         }];
         Ok(())
+    }
+
+    /// A pcapng interface description: the next interface of the section.
+    fn interface_description(&mut self, idb: &pcap_parser::pcapng::InterfaceDescriptionBlock<'_>) {
+        let code = idb.linktype.0;
+        let link = u32::try_from(code).ok().and_then(LinkType::from_code);
+        self.interfaces.push(Interface {
+            link,
+            code,
+            resolution: idb.ts_resolution().unwrap_or(1_000_000),
+            offset_secs: idb.ts_offset(),
+        });
     }
 
     /// A legacy pcap packet record; whether it was delivered (not before the file header).
