@@ -273,48 +273,22 @@ pub fn open(opts: &FanoutOptions) -> Result<Vec<FanoutSocket>, OpenError> {
     let ifindex = sys::if_index(iface).ok_or_else(|| OpenError::NoSuchInterface {
         interface: iface.to_string(),
     })?;
-    let fail = |call: &'static str, e: std::io::Error| classify(iface, call, e);
     let snaplen = snaplen as usize;
     let mut sockets = Vec::with_capacity(opts.sockets);
     let mut group = opts.group;
     let mut loopback = false;
     for index in 0..opts.sockets {
-        let fd = sys::packet_socket().map_err(|e| fail("socket", e))?;
-        // Nothing is accepted until every member has joined (see the module doc).
-        sys::attach_filter(fd.as_fd(), &[ret(0)]).map_err(|e| fail("SO_ATTACH_FILTER", e))?;
-        sys::set_int(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_AUXDATA, 1)
-            .map_err(|e| fail("PACKET_AUXDATA", e))?;
-        sys::set_int(fd.as_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
-            .map_err(|e| fail("SO_TIMESTAMPNS", e))?;
-        let buffer = i32::try_from(opts.buffer_bytes).unwrap_or(i32::MAX);
-        if sys::set_int(fd.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, buffer).is_err() {
-            sys::set_int(fd.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, buffer)
-                .map_err(|e| fail("SO_RCVBUF", e))?;
-        }
-        sys::bind(fd.as_fd(), ifindex).map_err(|e| fail("bind", e))?;
-        let hatype = sys::hardware_type(fd.as_fd()).map_err(|e| fail("getsockname", e))?;
+        let (fd, hatype) = member_socket(opts, ifindex)?;
         loopback = hatype == libc::ARPHRD_LOOPBACK;
         let link = link_for(hatype).ok_or_else(|| OpenError::UnsupportedLink {
             interface: iface.to_string(),
             hatype,
         })?;
         if opts.promiscuous {
-            sys::promiscuous(fd.as_fd(), ifindex).map_err(|e| fail("PACKET_ADD_MEMBERSHIP", e))?;
+            sys::promiscuous(fd.as_fd(), ifindex)
+                .map_err(|e| classify(iface, "PACKET_ADD_MEMBERSHIP", e))?;
         }
-        let joined = match group {
-            Some(id) => sys::join(fd.as_fd(), id, opts.kernel_defrag, false).map(|()| id),
-            None => sys::join(fd.as_fd(), 0, opts.kernel_defrag, true)
-                .and_then(|()| sys::fanout_id(fd.as_fd())),
-        };
-        let id = joined.map_err(|e| match e.raw_os_error() {
-            Some(libc::EINVAL) | Some(libc::ENOSPC) | Some(libc::EALREADY) => {
-                OpenError::GroupInUse {
-                    interface: iface.to_string(),
-                    group: group.unwrap_or(0),
-                }
-            }
-            _ => fail("PACKET_FANOUT", e),
-        })?;
+        let id = join_group(&fd, iface, group, opts.kernel_defrag)?;
         group = Some(id);
         sockets.push(FanoutSocket {
             fd,
@@ -333,16 +307,70 @@ pub fn open(opts: &FanoutOptions) -> Result<Vec<FanoutSocket>, OpenError> {
     } else {
         program
     };
-    for s in &sockets {
-        sys::attach_filter(s.fd.as_fd(), &program).map_err(|e| match &opts.bpf {
+    attach_program(&sockets, &program, opts)?;
+    Ok(sockets)
+}
+
+/// One member's packet socket, set up and bound to the interface but not yet in the group,
+/// with the interface's hardware type.
+fn member_socket(opts: &FanoutOptions, ifindex: u32) -> Result<(OwnedFd, u16), OpenError> {
+    let fail = |call: &'static str, e: std::io::Error| classify(&opts.interface, call, e);
+    let fd = sys::packet_socket().map_err(|e| fail("socket", e))?;
+    // Nothing is accepted until every member has joined (see the module doc).
+    sys::attach_filter(fd.as_fd(), &[ret(0)]).map_err(|e| fail("SO_ATTACH_FILTER", e))?;
+    sys::set_int(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_AUXDATA, 1)
+        .map_err(|e| fail("PACKET_AUXDATA", e))?;
+    sys::set_int(fd.as_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
+        .map_err(|e| fail("SO_TIMESTAMPNS", e))?;
+    let buffer = i32::try_from(opts.buffer_bytes).unwrap_or(i32::MAX);
+    if sys::set_int(fd.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, buffer).is_err() {
+        sys::set_int(fd.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, buffer)
+            .map_err(|e| fail("SO_RCVBUF", e))?;
+    }
+    sys::bind(fd.as_fd(), ifindex).map_err(|e| fail("bind", e))?;
+    let hatype = sys::hardware_type(fd.as_fd()).map_err(|e| fail("getsockname", e))?;
+    Ok((fd, hatype))
+}
+
+/// Joins `fd` to fanout group `group`, or to a new group the kernel numbers when `None`;
+/// the group's id.
+fn join_group(
+    fd: &OwnedFd,
+    iface: &str,
+    group: Option<u16>,
+    kernel_defrag: bool,
+) -> Result<u16, OpenError> {
+    let joined = match group {
+        Some(id) => sys::join(fd.as_fd(), id, kernel_defrag, false).map(|()| id),
+        None => {
+            sys::join(fd.as_fd(), 0, kernel_defrag, true).and_then(|()| sys::fanout_id(fd.as_fd()))
+        }
+    };
+    joined.map_err(|e| match e.raw_os_error() {
+        Some(libc::EINVAL) | Some(libc::ENOSPC) | Some(libc::EALREADY) => OpenError::GroupInUse {
+            interface: iface.to_string(),
+            group: group.unwrap_or(0),
+        },
+        _ => classify(iface, "PACKET_FANOUT", e),
+    })
+}
+
+/// Replaces every member's accept-nothing filter with `program`, once all have joined.
+fn attach_program(
+    sockets: &[FanoutSocket],
+    program: &[libc::sock_filter],
+    opts: &FanoutOptions,
+) -> Result<(), OpenError> {
+    for s in sockets {
+        sys::attach_filter(s.fd.as_fd(), program).map_err(|e| match &opts.bpf {
             Some(filter) => OpenError::BadFilter {
                 filter: filter.clone(),
                 reason: format!("the kernel refused it: {e}"),
             },
-            None => fail("SO_ATTACH_FILTER", e),
+            None => classify(&opts.interface, "SO_ATTACH_FILTER", e),
         })?;
     }
-    Ok(sockets)
+    Ok(())
 }
 
 impl FanoutSocket {

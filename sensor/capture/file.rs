@@ -75,17 +75,14 @@ struct Interface {
 pub struct CaptureReader {
     name: String,
     inner: Box<dyn PcapReaderIterator + Send>,
-    /// Legacy pcap: the file's one interface, known after its header.
-    interfaces: Vec<Interface>,
-    legacy: bool,
+    /// The interfaces and byte order the headers read so far describe.
+    layout: Layout,
     buffer_size: usize,
     records: u64,
     /// Packets on pcapng interfaces whose link type we cannot read.
     pub unsupported: Unsupported,
     /// Set by a source that ran dry for a moment (`IdleSource`): a failed read is a pause.
     idle: Option<Arc<AtomicBool>>,
-    /// The byte order of the current pcapng section.
-    big_endian: bool,
 }
 
 /// What `CaptureReader::next_packet` did.
@@ -275,13 +272,11 @@ impl CaptureReader {
         Ok(CaptureReader {
             name,
             inner,
-            interfaces: Vec::new(),
-            legacy: false,
+            layout: Layout::default(),
             buffer_size: INITIAL_BUFFER,
             records: 0,
             unsupported: Unsupported::default(),
             idle: None,
-            big_endian: false,
         })
     }
 
@@ -359,43 +354,12 @@ impl CaptureReader {
         loop {
             let record_offset = self.inner.consumed() as u64;
             // pcapng blocks this reader does not need the parser for (see `own_block`).
-            if !self.legacy && self.records > 0 {
-                if let Some((block_type, len)) = own_block(self.inner.data(), self.big_endian) {
-                    let delivered = if block_type == OPB_TYPE {
-                        let body = self.inner.data().get(8..len - 4).unwrap_or_default();
-                        match read_obsolete_packet(body, self.big_endian) {
-                            Some(opb) => match self.interfaces.get(usize::from(opb.if_id)).copied()
-                            {
-                                Some(iface) => deliver_ng(
-                                    &mut self.unsupported,
-                                    iface,
-                                    ng_timestamp(iface, opb.ts),
-                                    opb.data,
-                                    opb.origlen,
-                                    &mut on_packet,
-                                ),
-                                None => {
-                                    return Err(self.error(
-                                        record_offset,
-                                        CaptureErrorKind::Corrupt(format!(
-                                        "packet on interface {} that no interface block described",
-                                        opb.if_id
-                                    )),
-                                    ))
-                                }
-                            },
-                            None => {
-                                return Err(self.error(
-                                    record_offset,
-                                    CaptureErrorKind::Corrupt(
-                                        "obsolete packet block too short for its header".into(),
-                                    ),
-                                ))
-                            }
-                        }
-                    } else {
-                        false
-                    };
+            if !self.layout.legacy && self.records > 0 {
+                if let Some((block_type, len)) =
+                    own_block(self.inner.data(), self.layout.big_endian)
+                {
+                    let delivered = block_type == OPB_TYPE
+                        && self.obsolete_packet(len, record_offset, &mut on_packet)?;
                     self.records += 1;
                     self.inner.consume(len);
                     if delivered {
@@ -408,179 +372,99 @@ impl CaptureReader {
             // comes out is owned, so the buffer can then be consumed or refilled.
             let outcome = match self.inner.next() {
                 Ok((size, block)) => {
-                    let delivered = match block {
-                        PcapBlockOwned::LegacyHeader(hdr) => {
-                            self.legacy = true;
-                            let code = hdr.network.0;
-                            let link = u32::try_from(code).ok().and_then(LinkType::from_code);
-                            if link.is_none() {
-                                return Err(error_at(
-                                    &self.name,
-                                    self.records,
-                                    record_offset,
-                                    // The field is unsigned on the wire: 0xffffffff is
-                                    // 4294967295, not -1.
-                                    CaptureErrorKind::UnsupportedLinkType(code as u32),
-                                ));
-                            }
-                            let resolution = if hdr.is_nanosecond_precision() {
-                                1_000_000_000
-                            } else {
-                                1_000_000
-                            };
-                            self.interfaces = vec![Interface {
-                                link,
-                                code,
-                                resolution,
-                                offset_secs: i64::from(hdr.thiszone),
-                            }];
-                            false
-                        }
-                        PcapBlockOwned::Legacy(rec) => match self.interfaces.first() {
-                            Some(&Interface {
-                                link: Some(link),
-                                resolution,
-                                offset_secs,
-                                ..
-                            }) => {
-                                let ts = Timestamp::from_parts(
-                                    i64::from(rec.ts_sec) + offset_secs,
-                                    fraction_to_nanos(u64::from(rec.ts_usec), resolution),
-                                );
-                                let caplen = (rec.caplen as usize).min(rec.data.len());
-                                if let Some(f) = on_packet.take() {
-                                    f(RawPacket {
-                                        ts,
-                                        link,
-                                        data: &rec.data[..caplen],
-                                        wire_len: rec.origlen,
-                                    });
-                                }
-                                true
-                            }
-                            _ => false,
-                        },
-                        PcapBlockOwned::NG(Block::SectionHeader(shb)) => {
-                            // A new section starts its own interface numbering.
-                            self.interfaces.clear();
-                            self.big_endian = shb.big_endian();
-                            false
-                        }
-                        PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
-                            let code = idb.linktype.0;
-                            let link = u32::try_from(code).ok().and_then(LinkType::from_code);
-                            self.interfaces.push(Interface {
-                                link,
-                                code,
-                                resolution: idb.ts_resolution().unwrap_or(1_000_000),
-                                offset_secs: idb.ts_offset(),
-                            });
-                            false
-                        }
-                        PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
-                            match self.interfaces.get(epb.if_id as usize).copied() {
-                                Some(iface) => {
-                                    let raw =
-                                        (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
-                                    let ts = ng_timestamp(iface, raw);
-                                    let caplen = (epb.caplen as usize).min(epb.data.len());
-                                    deliver_ng(
-                                        &mut self.unsupported,
-                                        iface,
-                                        ts,
-                                        &epb.data[..caplen],
-                                        epb.origlen,
-                                        &mut on_packet,
-                                    )
-                                }
-                                None => {
-                                    return Err(error_at(
-                                        &self.name,
-                                        self.records,
-                                        record_offset,
-                                        CaptureErrorKind::Corrupt(format!(
-                                        "packet on interface {} that no interface block described",
-                                        epb.if_id
-                                    )),
-                                    ))
-                                }
-                            }
-                        }
-                        PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
-                            // Simple packets carry no timestamp and belong to interface 0.
-                            match self.interfaces.first().copied() {
-                                Some(iface) => {
-                                    let caplen = (spb.origlen as usize).min(spb.data.len());
-                                    deliver_ng(
-                                        &mut self.unsupported,
-                                        iface,
-                                        Timestamp::default(),
-                                        &spb.data[..caplen],
-                                        spb.origlen,
-                                        &mut on_packet,
-                                    )
-                                }
-                                None => false,
-                            }
-                        }
-                        PcapBlockOwned::NG(_) => false,
-                    };
-                    Outcome::Consumed(size, delivered)
+                    match self
+                        .layout
+                        .block(block, &mut self.unsupported, &mut on_packet)
+                    {
+                        Ok(delivered) => Outcome::Consumed(size, delivered),
+                        Err(kind) => Outcome::Fail(kind),
+                    }
                 }
-                Err(PcapError::Eof) => Outcome::End,
-                Err(PcapError::Incomplete(_)) => Outcome::Refill,
-                Err(PcapError::BufferTooSmall) => Outcome::Grow,
-                Err(PcapError::UnexpectedEof) => Outcome::Fail(CaptureErrorKind::Truncated),
-                Err(PcapError::ReadError) => Outcome::Fail(CaptureErrorKind::Io(
-                    "could not read from the source".into(),
-                )),
-                Err(e) => Outcome::Fail(CaptureErrorKind::Corrupt(describe(&e))),
+                Err(e) => Outcome::of_error(e),
             };
-            match outcome {
-                Outcome::Consumed(size, delivered) => {
-                    self.records += 1;
-                    self.inner.consume(size);
-                    if delivered {
-                        return Ok(Step::Packet);
-                    }
-                }
-                Outcome::End => return Ok(Step::End),
-                Outcome::Refill => {
-                    if self.inner.refill().is_err() {
-                        if self.paused() {
-                            return Ok(Step::Idle);
-                        }
-                        return Err(self.error(
-                            record_offset,
-                            CaptureErrorKind::Io("could not read from the source".into()),
-                        ));
-                    }
-                }
-                Outcome::Grow => {
-                    let wanted = self.buffer_size * 2;
-                    if wanted > MAX_BUFFER || !self.inner.grow(wanted) {
-                        return Err(self.error(
-                            record_offset,
-                            CaptureErrorKind::Corrupt(format!(
-                                "record larger than {} MiB (a corrupt length field)",
-                                MAX_BUFFER >> 20
-                            )),
-                        ));
-                    }
-                    self.buffer_size = wanted;
-                    if self.inner.refill().is_err() {
-                        if self.paused() {
-                            return Ok(Step::Idle);
-                        }
-                        return Err(self.error(
-                            record_offset,
-                            CaptureErrorKind::Io("could not read from the source".into()),
-                        ));
-                    }
-                }
-                Outcome::Fail(kind) => return Err(self.error(record_offset, kind)),
+            if let Some(step) = self.settle(outcome, record_offset)? {
+                return Ok(step);
             }
         }
+    }
+
+    /// Hands over the Obsolete Packet Block of `len` bytes at the start of the buffer (framed
+    /// by `own_block`); whether a packet was delivered.
+    #[inline]
+    fn obsolete_packet<F: FnOnce(RawPacket<'_>)>(
+        &mut self,
+        len: usize,
+        record_offset: u64,
+        on_packet: &mut Option<F>,
+    ) -> Result<bool, CaptureError> {
+        let body = self.inner.data().get(8..len - 4).unwrap_or_default();
+        let Some(opb) = read_obsolete_packet(body, self.layout.big_endian) else {
+            return Err(self.error(
+                record_offset,
+                CaptureErrorKind::Corrupt("obsolete packet block too short for its header".into()),
+            ));
+        };
+        let Some(iface) = self.layout.interfaces.get(usize::from(opb.if_id)).copied() else {
+            return Err(self.error(record_offset, unknown_interface(u32::from(opb.if_id))));
+        };
+        let ts = ng_timestamp(iface, opb.ts);
+        Ok(deliver_ng(
+            &mut self.unsupported,
+            iface,
+            ts,
+            opb.data,
+            opb.origlen,
+            on_packet,
+        ))
+    }
+
+    /// Acts on what reading a record gave: consumes it, refills or grows the buffer, or
+    /// fails. `Some` is the step to return; `None` means read the next record.
+    #[inline]
+    fn settle(
+        &mut self,
+        outcome: Outcome,
+        record_offset: u64,
+    ) -> Result<Option<Step>, CaptureError> {
+        match outcome {
+            Outcome::Consumed(size, delivered) => {
+                self.records += 1;
+                self.inner.consume(size);
+                Ok(delivered.then_some(Step::Packet))
+            }
+            Outcome::End => Ok(Some(Step::End)),
+            Outcome::Refill => self.refill(record_offset),
+            Outcome::Grow => {
+                let wanted = self.buffer_size * 2;
+                if wanted > MAX_BUFFER || !self.inner.grow(wanted) {
+                    return Err(self.error(
+                        record_offset,
+                        CaptureErrorKind::Corrupt(format!(
+                            "record larger than {} MiB (a corrupt length field)",
+                            MAX_BUFFER >> 20
+                        )),
+                    ));
+                }
+                self.buffer_size = wanted;
+                self.refill(record_offset)
+            }
+            Outcome::Fail(kind) => Err(self.error(record_offset, kind)),
+        }
+    }
+
+    /// Reads more of the source into the buffer; a failed read of a paused `IdleSource` is
+    /// `Step::Idle`, any other an error.
+    fn refill(&mut self, record_offset: u64) -> Result<Option<Step>, CaptureError> {
+        if self.inner.refill().is_err() {
+            if self.paused() {
+                return Ok(Some(Step::Idle));
+            }
+            return Err(self.error(
+                record_offset,
+                CaptureErrorKind::Io("could not read from the source".into()),
+            ));
+        }
+        Ok(None)
     }
 
     fn error(&self, offset: u64, kind: CaptureErrorKind) -> CaptureError {
@@ -793,6 +677,168 @@ enum Outcome {
     Refill,
     Grow,
     Fail(CaptureErrorKind),
+}
+
+impl Outcome {
+    /// What a failed read of the parser means for the reader.
+    fn of_error(e: PcapError<&[u8]>) -> Outcome {
+        match e {
+            PcapError::Eof => Outcome::End,
+            PcapError::Incomplete(_) => Outcome::Refill,
+            PcapError::BufferTooSmall => Outcome::Grow,
+            PcapError::UnexpectedEof => Outcome::Fail(CaptureErrorKind::Truncated),
+            PcapError::ReadError => Outcome::Fail(CaptureErrorKind::Io(
+                "could not read from the source".into(),
+            )),
+            e => Outcome::Fail(CaptureErrorKind::Corrupt(describe(&e))),
+        }
+    }
+}
+
+/// What the headers read so far say about the stream: legacy pcap's one interface, or the
+/// interfaces and byte order of the current pcapng section.
+#[derive(Debug, Default)]
+struct Layout {
+    /// The current pcapng section's interfaces, or legacy pcap's one (known after its header).
+    interfaces: Vec<Interface>,
+    legacy: bool,
+    /// The byte order of the current pcapng section.
+    big_endian: bool,
+}
+
+impl Layout {
+    /// Takes one record the parser read: a header updates the layout, a packet goes to
+    /// `on_packet`. Whether a packet was delivered.
+    #[inline]
+    fn block<F: FnOnce(RawPacket<'_>)>(
+        &mut self,
+        block: PcapBlockOwned<'_>,
+        unsupported: &mut Unsupported,
+        on_packet: &mut Option<F>,
+    ) -> Result<bool, CaptureErrorKind> {
+        match block {
+            PcapBlockOwned::LegacyHeader(hdr) => self.legacy_header(&hdr).map(|()| false),
+            PcapBlockOwned::Legacy(rec) => Ok(self.legacy_record(&rec, on_packet)),
+            PcapBlockOwned::NG(Block::SectionHeader(shb)) => {
+                // A new section starts its own interface numbering.
+                self.interfaces.clear();
+                self.big_endian = shb.big_endian();
+                Ok(false)
+            }
+            PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
+                self.interface_description(&idb);
+                Ok(false)
+            }
+            PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
+                let Some(iface) = self.interfaces.get(epb.if_id as usize).copied() else {
+                    return Err(unknown_interface(epb.if_id));
+                };
+                let raw = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
+                let caplen = (epb.caplen as usize).min(epb.data.len());
+                let ts = ng_timestamp(iface, raw);
+                let data = &epb.data[..caplen];
+                Ok(deliver_ng(
+                    unsupported,
+                    iface,
+                    ts,
+                    data,
+                    epb.origlen,
+                    on_packet,
+                ))
+            }
+            PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
+                // Simple packets carry no timestamp and belong to interface 0.
+                let Some(iface) = self.interfaces.first().copied() else {
+                    return Ok(false);
+                };
+                let caplen = (spb.origlen as usize).min(spb.data.len());
+                let (ts, data) = (Timestamp::default(), &spb.data[..caplen]);
+                Ok(deliver_ng(
+                    unsupported,
+                    iface,
+                    ts,
+                    data,
+                    spb.origlen,
+                    on_packet,
+                ))
+            }
+            PcapBlockOwned::NG(_) => Ok(false),
+        }
+    }
+
+    /// A legacy pcap file header: the one interface's link type and clock.
+    fn legacy_header(&mut self, hdr: &pcap_parser::PcapHeader) -> Result<(), CaptureErrorKind> {
+        self.legacy = true;
+        let code = hdr.network.0;
+        let link = u32::try_from(code).ok().and_then(LinkType::from_code);
+        if link.is_none() {
+            // The field is unsigned on the wire: 0xffffffff is 4294967295, not -1.
+            return Err(CaptureErrorKind::UnsupportedLinkType(code as u32));
+        }
+        let resolution = if hdr.is_nanosecond_precision() {
+            1_000_000_000
+        } else {
+            1_000_000
+        };
+        self.interfaces = vec![Interface {
+            link,
+            code,
+            resolution,
+            offset_secs: i64::from(hdr.thiszone),
+        }];
+        Ok(())
+    }
+
+    /// A pcapng interface description: the next interface of the section.
+    fn interface_description(&mut self, idb: &pcap_parser::pcapng::InterfaceDescriptionBlock<'_>) {
+        let code = idb.linktype.0;
+        let link = u32::try_from(code).ok().and_then(LinkType::from_code);
+        self.interfaces.push(Interface {
+            link,
+            code,
+            resolution: idb.ts_resolution().unwrap_or(1_000_000),
+            offset_secs: idb.ts_offset(),
+        });
+    }
+
+    /// A legacy pcap packet record; whether it was delivered (not before the file header).
+    #[inline]
+    fn legacy_record<F: FnOnce(RawPacket<'_>)>(
+        &self,
+        rec: &pcap_parser::LegacyPcapBlock<'_>,
+        on_packet: &mut Option<F>,
+    ) -> bool {
+        let Some(&Interface {
+            link: Some(link),
+            resolution,
+            offset_secs,
+            ..
+        }) = self.interfaces.first()
+        else {
+            return false;
+        };
+        let ts = Timestamp::from_parts(
+            i64::from(rec.ts_sec) + offset_secs,
+            fraction_to_nanos(u64::from(rec.ts_usec), resolution),
+        );
+        let caplen = (rec.caplen as usize).min(rec.data.len());
+        if let Some(f) = on_packet.take() {
+            f(RawPacket {
+                ts,
+                link,
+                data: &rec.data[..caplen],
+                wire_len: rec.origlen,
+            });
+        }
+        true
+    }
+}
+
+/// A packet block naming an interface no interface description block of its section gave.
+fn unknown_interface(if_id: u32) -> CaptureErrorKind {
+    CaptureErrorKind::Corrupt(format!(
+        "packet on interface {if_id} that no interface block described"
+    ))
 }
 
 fn describe(e: &PcapError<&[u8]>) -> String {

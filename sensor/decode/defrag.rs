@@ -272,55 +272,13 @@ impl Defragmenter {
         };
         let charge = f.payload.len() + PIECE_OVERHEAD;
         if !self.table.contains_key(&key) {
-            if self.per_source.get(&f.src).copied().unwrap_or(0) >= self.limits.max_per_source {
-                return self.drop_new(Event::SourceCap);
+            if let Err(reason) = self.start(key, ts, charge) {
+                return self.drop_new(reason);
             }
-            if self.limits.max_datagrams == 0 {
-                return self.drop_new(Event::TableFull);
-            }
-            if charge + DATAGRAM_OVERHEAD > self.limits.max_bytes {
-                return self.drop_new(Event::MemoryCap);
-            }
-            while self.table.len() >= self.limits.max_datagrams {
-                if !self.evict_oldest(None, Event::TableFull) {
-                    break;
-                }
-            }
-            *self.per_source.entry(f.src).or_default() += 1;
-            let serial = self.next_serial;
-            self.next_serial += 1;
-            self.age.push_back((serial, key));
-            if self.age.len() > 2 * self.table.len() + 1024 {
-                let table = &self.table;
-                self.age
-                    .retain(|(s, k)| table.get(k).is_some_and(|p| p.serial == *s));
-            }
-            self.held += DATAGRAM_OVERHEAD;
-            self.table.insert(
-                key,
-                Partial {
-                    serial,
-                    first_seen: ts,
-                    ipv4_header: None,
-                    pieces: Vec::new(),
-                    total: None,
-                    held: DATAGRAM_OVERHEAD,
-                },
-            );
         }
-        if self
-            .table
-            .get(&key)
-            .is_some_and(|p| p.pieces.len() >= MAX_FRAGMENTS_PER_DATAGRAM)
-        {
+        if let Err(reason) = self.make_room(&key, charge) {
             self.remove(&key);
-            return self.drop_new(Event::TooManyFragments);
-        }
-        while self.held + charge > self.limits.max_bytes {
-            if !self.evict_oldest(Some(&key), Event::MemoryCap) {
-                self.remove(&key);
-                return self.drop_new(Event::MemoryCap);
-            }
+            return self.drop_new(reason);
         }
         let verdict = {
             let Some(p) = self.table.get_mut(&key) else {
@@ -336,24 +294,90 @@ impl Defragmenter {
             }
             Insert::Added => {
                 self.held += charge;
-                let complete = self.table.get(&key).is_some_and(|p| {
-                    p.total
-                        .is_some_and(|t| p.pieces.iter().map(|(_, d)| d.len()).sum::<usize>() == t)
-                });
-                if !complete {
-                    return Outcome::Pending;
-                }
-                match self.remove(&key) {
-                    Some(p) => match rebuild(&key, p) {
-                        Some(datagram) => {
-                            self.count(Event::Reassembled);
-                            Outcome::Complete(datagram)
-                        }
-                        None => self.drop_new(Event::NoFirstFragment),
-                    },
-                    None => Outcome::Pending,
-                }
+                self.complete(&key)
             }
+        }
+    }
+
+    /// Opens a datagram in progress for `key` (first seen at `ts`), shedding the oldest
+    /// others when the table is full. The reason, when the new fragment is shed instead: its
+    /// source is at its cap, or no table or byte cap could ever hold it.
+    fn start(&mut self, key: Key, ts: Timestamp, charge: usize) -> Result<(), Event> {
+        if self.per_source.get(&key.src).copied().unwrap_or(0) >= self.limits.max_per_source {
+            return Err(Event::SourceCap);
+        }
+        if self.limits.max_datagrams == 0 {
+            return Err(Event::TableFull);
+        }
+        if charge + DATAGRAM_OVERHEAD > self.limits.max_bytes {
+            return Err(Event::MemoryCap);
+        }
+        while self.table.len() >= self.limits.max_datagrams {
+            if !self.evict_oldest(None, Event::TableFull) {
+                break;
+            }
+        }
+        *self.per_source.entry(key.src).or_default() += 1;
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        self.age.push_back((serial, key));
+        if self.age.len() > 2 * self.table.len() + 1024 {
+            let table = &self.table;
+            self.age
+                .retain(|(s, k)| table.get(k).is_some_and(|p| p.serial == *s));
+        }
+        self.held += DATAGRAM_OVERHEAD;
+        self.table.insert(
+            key,
+            Partial {
+                serial,
+                first_seen: ts,
+                ipv4_header: None,
+                pieces: Vec::new(),
+                total: None,
+                held: DATAGRAM_OVERHEAD,
+            },
+        );
+        Ok(())
+    }
+
+    /// Makes room for one more fragment of `charge` bytes in `key`'s datagram, shedding the
+    /// oldest other datagrams when the bytes are full. The reason, when `key`'s datagram
+    /// must go instead: it has its most fragments, or nothing else is left to shed.
+    fn make_room(&mut self, key: &Key, charge: usize) -> Result<(), Event> {
+        if self
+            .table
+            .get(key)
+            .is_some_and(|p| p.pieces.len() >= MAX_FRAGMENTS_PER_DATAGRAM)
+        {
+            return Err(Event::TooManyFragments);
+        }
+        while self.held + charge > self.limits.max_bytes {
+            if !self.evict_oldest(Some(key), Event::MemoryCap) {
+                return Err(Event::MemoryCap);
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands over `key`'s datagram, rebuilt, once all its bytes are there.
+    fn complete(&mut self, key: &Key) -> Outcome {
+        let complete = self.table.get(key).is_some_and(|p| {
+            p.total
+                .is_some_and(|t| p.pieces.iter().map(|(_, d)| d.len()).sum::<usize>() == t)
+        });
+        if !complete {
+            return Outcome::Pending;
+        }
+        match self.remove(key) {
+            Some(p) => match rebuild(key, p) {
+                Some(datagram) => {
+                    self.count(Event::Reassembled);
+                    Outcome::Complete(datagram)
+                }
+                None => self.drop_new(Event::NoFirstFragment),
+            },
+            None => Outcome::Pending,
         }
     }
 

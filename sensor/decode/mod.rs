@@ -462,74 +462,148 @@ fn tunnel_inside<'a>(
     }
 }
 
+/// What the network layer of a whole (unfragmented) IP packet gives the transport layer.
+struct Network<'a> {
+    src: IpAddr,
+    dst: IpAddr,
+    /// The IP payload's protocol number and bytes.
+    ip_number: etherparse::IpNumber,
+    payload: &'a [u8],
+    /// Bytes of the IP packet the capture left out (its length field says more than we have).
+    ip_cut: u32,
+}
+
+impl<'a> Network<'a> {
+    #[inline]
+    fn new(
+        src: IpAddr,
+        dst: IpAddr,
+        payload: &etherparse::LaxIpPayloadSlice<'a>,
+        ip_cut: u32,
+    ) -> Network<'a> {
+        Network {
+            src,
+            dst,
+            ip_number: payload.ip_number,
+            payload: payload.payload,
+            ip_cut,
+        }
+    }
+}
+
+/// An IP packet's network layer: whole, or one fragment to reassemble.
+enum NetLayer<'a> {
+    Whole(Network<'a>),
+    Fragment(Fragment<'a>),
+}
+
 fn from_sliced<'a>(
     raw_ip: &'a [u8],
     sliced: &LaxSlicedPacket<'a>,
     info: &link::LinkInfo,
 ) -> Result<Decoded<'a>, DecodeError> {
-    // Bytes of the IP packet the capture left out (its length field says more than we have).
-    let mut ip_cut = 0u32;
-    let (src, dst, payload) = match &sliced.net {
-        Some(LaxNetSlice::Ipv4(ip)) => {
-            let h = ip.header();
-            if ip.payload().incomplete {
-                ip_cut = u32::from(h.total_len()).saturating_sub(raw_ip.len() as u32);
-            }
-            let (src, dst) = (
-                IpAddr::V4(h.source_addr()),
-                IpAddr::V4(h.destination_addr()),
-            );
-            if ip.payload().fragmented {
-                let header_len = usize::from(h.ihl()) * 4;
-                return Ok(Decoded::Fragment(Fragment {
-                    src,
-                    dst,
-                    id: u32::from(h.identification()),
-                    protocol: ip.payload().ip_number.0,
-                    offset: usize::from(h.fragments_offset().byte_offset()),
-                    more: h.more_fragments(),
-                    payload: ip.payload().payload,
-                    ipv4_header: raw_ip.get(..header_len),
-                    encaps: info.encaps,
-                }));
-            }
-            (src, dst, ip.payload())
-        }
-        Some(LaxNetSlice::Ipv6(ip)) => {
-            let h = ip.header();
-            if ip.payload().incomplete {
-                ip_cut = (40 + u32::from(h.payload_length())).saturating_sub(raw_ip.len() as u32);
-            }
-            let (src, dst) = (
-                IpAddr::V6(h.source_addr()),
-                IpAddr::V6(h.destination_addr()),
-            );
-            if ip.payload().fragmented {
-                let frag = ip.extensions().clone().into_iter().find_map(|e| match e {
-                    etherparse::Ipv6ExtensionSlice::Fragment(f) => Some(f),
-                    _ => None,
-                });
-                let Some(frag) = frag else {
-                    return Err(DecodeError::IpMalformed);
-                };
-                return Ok(Decoded::Fragment(Fragment {
-                    src,
-                    dst,
-                    id: frag.identification(),
-                    protocol: ip.payload().ip_number.0,
-                    offset: usize::from(frag.fragment_offset().byte_offset()),
-                    more: frag.more_fragments(),
-                    payload: ip.payload().payload,
-                    ipv4_header: None,
-                    encaps: info.encaps,
-                }));
-            }
-            (src, dst, ip.payload())
-        }
+    let layer = match &sliced.net {
+        Some(LaxNetSlice::Ipv4(ip)) => ipv4_layer(raw_ip, ip, info),
+        Some(LaxNetSlice::Ipv6(ip)) => ipv6_layer(raw_ip, ip, info)?,
         Some(LaxNetSlice::Arp(_)) => return Err(DecodeError::NotIp),
         None => return Err(DecodeError::IpMalformed),
     };
-    let transport = match &sliced.transport {
+    let net = match layer {
+        NetLayer::Whole(net) => net,
+        NetLayer::Fragment(fragment) => return Ok(Decoded::Fragment(fragment)),
+    };
+    Ok(Decoded::Packet(Packet {
+        src_mac: info.src_mac,
+        src: net.src,
+        dst: net.dst,
+        transport: transport_of(sliced, &net)?,
+        vlan_tags: info.vlan_tags,
+        encaps: info.encaps,
+        ip: raw_ip,
+    }))
+}
+
+#[inline]
+fn ipv4_layer<'a>(
+    raw_ip: &'a [u8],
+    ip: &etherparse::LaxIpv4Slice<'a>,
+    info: &link::LinkInfo,
+) -> NetLayer<'a> {
+    let h = ip.header();
+    let payload = ip.payload();
+    let ip_cut = if payload.incomplete {
+        u32::from(h.total_len()).saturating_sub(raw_ip.len() as u32)
+    } else {
+        0
+    };
+    let (src, dst) = (
+        IpAddr::V4(h.source_addr()),
+        IpAddr::V4(h.destination_addr()),
+    );
+    if payload.fragmented {
+        let header_len = usize::from(h.ihl()) * 4;
+        return NetLayer::Fragment(Fragment {
+            src,
+            dst,
+            id: u32::from(h.identification()),
+            protocol: payload.ip_number.0,
+            offset: usize::from(h.fragments_offset().byte_offset()),
+            more: h.more_fragments(),
+            payload: payload.payload,
+            ipv4_header: raw_ip.get(..header_len),
+            encaps: info.encaps,
+        });
+    }
+    NetLayer::Whole(Network::new(src, dst, payload, ip_cut))
+}
+
+#[inline]
+fn ipv6_layer<'a>(
+    raw_ip: &'a [u8],
+    ip: &etherparse::LaxIpv6Slice<'a>,
+    info: &link::LinkInfo,
+) -> Result<NetLayer<'a>, DecodeError> {
+    let h = ip.header();
+    let payload = ip.payload();
+    let ip_cut = if payload.incomplete {
+        (40 + u32::from(h.payload_length())).saturating_sub(raw_ip.len() as u32)
+    } else {
+        0
+    };
+    let (src, dst) = (
+        IpAddr::V6(h.source_addr()),
+        IpAddr::V6(h.destination_addr()),
+    );
+    if payload.fragmented {
+        let frag = ip.extensions().clone().into_iter().find_map(|e| match e {
+            etherparse::Ipv6ExtensionSlice::Fragment(f) => Some(f),
+            _ => None,
+        });
+        let Some(frag) = frag else {
+            return Err(DecodeError::IpMalformed);
+        };
+        return Ok(NetLayer::Fragment(Fragment {
+            src,
+            dst,
+            id: frag.identification(),
+            protocol: payload.ip_number.0,
+            offset: usize::from(frag.fragment_offset().byte_offset()),
+            more: frag.more_fragments(),
+            payload: payload.payload,
+            ipv4_header: None,
+            encaps: info.encaps,
+        }));
+    }
+    Ok(NetLayer::Whole(Network::new(src, dst, payload, ip_cut)))
+}
+
+/// The transport layer of a whole IP packet.
+#[inline]
+fn transport_of<'a>(
+    sliced: &LaxSlicedPacket<'a>,
+    net: &Network<'a>,
+) -> Result<Transport<'a>, DecodeError> {
+    Ok(match &sliced.transport {
         Some(TransportSlice::Tcp(tcp)) => Transport::Tcp(TcpSegment {
             src_port: tcp.source_port(),
             dst_port: tcp.destination_port(),
@@ -539,7 +613,7 @@ fn from_sliced<'a>(
             fin: tcp.fin(),
             rst: tcp.rst(),
             payload: tcp.payload(),
-            cut: ip_cut,
+            cut: net.ip_cut,
             segment: tcp.slice(),
         }),
         Some(TransportSlice::Udp(udp)) => Transport::Udp(UdpDatagram {
@@ -547,32 +621,25 @@ fn from_sliced<'a>(
             dst_port: udp.destination_port(),
             payload: udp.payload(),
             // The UDP length field may say more than was captured even when IP's does not.
-            cut: ip_cut.max(u32::from(udp.length()).saturating_sub(udp.slice().len() as u32)),
+            cut: net
+                .ip_cut
+                .max(u32::from(udp.length()).saturating_sub(udp.slice().len() as u32)),
         }),
         Some(_) => Transport::Other {
-            proto: payload.ip_number.0,
-            payload: payload.payload,
+            proto: net.ip_number.0,
+            payload: net.payload,
         },
         None => {
-            let proto = payload.ip_number;
+            let proto = net.ip_number;
             if proto == etherparse::IpNumber::TCP || proto == etherparse::IpNumber::UDP {
                 return Err(DecodeError::TransportMalformed);
             }
             Transport::Other {
                 proto: proto.0,
-                payload: payload.payload,
+                payload: net.payload,
             }
         }
-    };
-    Ok(Decoded::Packet(Packet {
-        src_mac: info.src_mac,
-        src,
-        dst,
-        transport,
-        vlan_tags: info.vlan_tags,
-        encaps: info.encaps,
-        ip: raw_ip,
-    }))
+    })
 }
 
 #[cfg(test)]

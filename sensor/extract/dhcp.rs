@@ -415,22 +415,7 @@ impl<'a> Iterator for V6Options<'a> {
 /// Parses one DHCPv6 message (the UDP payload), unwrapping relay envelopes.
 pub fn parse_v6(d: &[u8]) -> Result<MessageV6<'_>, DhcpError> {
     let mut anomalies = AnomaliesV6::default();
-    let mut msg = d;
-    let mut relayed = 0u8;
-    // Relay-forward / relay-reply: hop count, link address, peer address, then options
-    // holding the relayed message (option 9).
-    while matches!(msg.first(), Some(&(V6_RELAY_FORW | V6_RELAY_REPL))) {
-        if usize::from(relayed) >= V6_MAX_RELAY_DEPTH {
-            return Err(DhcpError::RelayTooDeep);
-        }
-        let mut opts = V6Options::new(msg.get(34..).ok_or(DhcpError::TooShort)?);
-        let inner = opts
-            .find(|(code, _)| *code == V6_OPT_RELAY_MSG)
-            .map(|(_, v)| v);
-        anomalies.options_truncated |= opts.truncated;
-        msg = inner.ok_or(DhcpError::TooShort)?;
-        relayed += 1;
-    }
+    let (msg, relayed) = unwrap_relays(d, &mut anomalies)?;
     let header = msg.get(..4).ok_or(DhcpError::TooShort)?;
     let msg_type = header[0];
     if msg_type == 0 || msg_type > 35 {
@@ -461,38 +446,69 @@ pub fn parse_v6(d: &[u8]) -> Result<MessageV6<'_>, DhcpError> {
                     });
                 }
             }
-            // IA_NA: IAID, T1, T2, options; IA_TA: IAID, options.
-            V6_OPT_IA_NA | V6_OPT_IA_TA => {
-                let skip = if code == V6_OPT_IA_NA { 12 } else { 4 };
-                let Some(inner) = value.get(skip..) else {
-                    truncated = true;
-                    continue;
-                };
-                let mut ia = V6Options::new(inner);
-                for (c, v) in ia.by_ref() {
-                    if c != V6_OPT_IAADDR {
-                        continue;
-                    }
-                    let (Some(addr), Some(valid)) = (v.get(..16), v.get(20..24)) else {
-                        truncated = true;
-                        continue;
-                    };
-                    if m.addresses.len() >= V6_MAX_ADDRESSES {
-                        m.anomalies.addresses_truncated = true;
-                        break;
-                    }
-                    let mut octets = [0u8; 16];
-                    octets.copy_from_slice(addr);
-                    let valid = u32::from_be_bytes([valid[0], valid[1], valid[2], valid[3]]);
-                    m.addresses.push((Ipv6Addr::from(octets), valid));
-                }
-                truncated |= ia.truncated;
-            }
+            V6_OPT_IA_NA | V6_OPT_IA_TA => truncated |= m.read_ia(code, value),
             _ => {}
         }
     }
     m.anomalies.options_truncated |= truncated || options.truncated;
     Ok(m)
+}
+
+/// The message inside relay-forward / relay-reply envelopes (at most `V6_MAX_RELAY_DEPTH`
+/// of them), and how many there were.
+fn unwrap_relays<'a>(
+    d: &'a [u8],
+    anomalies: &mut AnomaliesV6,
+) -> Result<(&'a [u8], u8), DhcpError> {
+    let mut msg = d;
+    let mut relayed = 0u8;
+    // Relay-forward / relay-reply: hop count, link address, peer address, then options
+    // holding the relayed message (option 9).
+    while matches!(msg.first(), Some(&(V6_RELAY_FORW | V6_RELAY_REPL))) {
+        if usize::from(relayed) >= V6_MAX_RELAY_DEPTH {
+            return Err(DhcpError::RelayTooDeep);
+        }
+        let mut opts = V6Options::new(msg.get(34..).ok_or(DhcpError::TooShort)?);
+        let inner = opts
+            .find(|(code, _)| *code == V6_OPT_RELAY_MSG)
+            .map(|(_, v)| v);
+        anomalies.options_truncated |= opts.truncated;
+        msg = inner.ok_or(DhcpError::TooShort)?;
+        relayed += 1;
+    }
+    Ok((msg, relayed))
+}
+
+impl<'a> MessageV6<'a> {
+    /// Reads the addresses of an IA_NA or IA_TA option (`code`) into `addresses`; whether
+    /// the option or one of its own options was truncated.
+    fn read_ia(&mut self, code: u16, value: &'a [u8]) -> bool {
+        // IA_NA: IAID, T1, T2, options; IA_TA: IAID, options.
+        let skip = if code == V6_OPT_IA_NA { 12 } else { 4 };
+        let Some(inner) = value.get(skip..) else {
+            return true;
+        };
+        let mut truncated = false;
+        let mut ia = V6Options::new(inner);
+        for (c, v) in ia.by_ref() {
+            if c != V6_OPT_IAADDR {
+                continue;
+            }
+            let (Some(addr), Some(valid)) = (v.get(..16), v.get(20..24)) else {
+                truncated = true;
+                continue;
+            };
+            if self.addresses.len() >= V6_MAX_ADDRESSES {
+                self.anomalies.addresses_truncated = true;
+                break;
+            }
+            let mut octets = [0u8; 16];
+            octets.copy_from_slice(addr);
+            let valid = u32::from_be_bytes([valid[0], valid[1], valid[2], valid[3]]);
+            self.addresses.push((Ipv6Addr::from(octets), valid));
+        }
+        truncated | ia.truncated
+    }
 }
 
 impl MessageV6<'_> {

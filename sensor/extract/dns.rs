@@ -189,11 +189,47 @@ fn parse_inner(msg: &[u8], cut: bool, lean: bool) -> Result<Message, DnsError> {
     let flags = be16(msg, 2).ok_or(DnsError::TooShort)?;
     let qdcount = be16(msg, 4).ok_or(DnsError::TooShort)?;
     let ancount = be16(msg, 6).ok_or(DnsError::TooShort)?;
+    let mut anomalies = Anomalies::default();
+    let section = read_questions(msg, qdcount, cut, &mut anomalies)?;
+    let ancount = if section.readable { ancount } else { 0 };
+    let answers = read_answers(msg, section.end, ancount, &mut anomalies, lean);
+    if cut && anomalies.name_out_of_bounds {
+        anomalies.name_out_of_bounds = false;
+        anomalies.name_cut = true;
+    }
+    Ok(Message {
+        id,
+        is_response: flags & 0x8000 != 0,
+        opcode: ((flags >> 11) & 0xf) as u8,
+        rcode: (flags & 0xf) as u8,
+        questions: section.questions,
+        answers,
+        anomalies,
+    })
+}
+
+/// The question section as far as it could be read.
+struct QuestionSection {
+    questions: SmallVec<[Question; 1]>,
+    /// Where the section ends (the first answer starts).
+    end: usize,
+    /// Whether the answers after it can be framed.
+    readable: bool,
+}
+
+/// Reads the `qdcount` questions after the header. An error when not even the first is
+/// readable and nothing says why (no anomaly, no cut): then this is not DNS.
+#[inline]
+fn read_questions(
+    msg: &[u8],
+    qdcount: u16,
+    cut: bool,
+    anomalies: &mut Anomalies,
+) -> Result<QuestionSection, DnsError> {
     // Each question takes at least 5 octets: a count that cannot fit is overstated (a
     // hostile message, or one cut short). Its questions are still read as far as they go;
     // if not even the first is readable, this is not DNS.
     let count_fits = usize::from(qdcount) * 5 <= msg.len() - HEADER_LEN;
-    let mut anomalies = Anomalies::default();
     let mut at = HEADER_LEN;
     let mut questions = SmallVec::new();
     let mut readable = true;
@@ -204,7 +240,7 @@ fn parse_inner(msg: &[u8], cut: bool, lean: bool) -> Result<Message, DnsError> {
             readable = false;
             break;
         }
-        let (name, next, whole) = read_name(msg, at, &mut anomalies);
+        let (name, next, whole) = read_name(msg, at, anomalies);
         match (whole, be16(msg, next), be16(msg, next + 2)) {
             (true, Some(qtype), Some(_class)) => {
                 at = next + 4;
@@ -236,12 +272,28 @@ fn parse_inner(msg: &[u8], cut: bool, lean: bool) -> Result<Message, DnsError> {
     if questions.is_empty() && !count_fits {
         return Err(DnsError::Implausible);
     }
+    Ok(QuestionSection {
+        questions,
+        end: at,
+        readable,
+    })
+}
+
+/// Reads up to `ancount` answers (at most `MAX_ANSWERS`) from `at`.
+#[inline]
+fn read_answers(
+    msg: &[u8],
+    mut at: usize,
+    ancount: u16,
+    anomalies: &mut Anomalies,
+    lean: bool,
+) -> Vec<Answer> {
     let mut answers = Vec::new();
-    for i in 0..if readable { ancount } else { 0 } {
+    for i in 0..ancount {
         if usize::from(i) >= MAX_ANSWERS {
             break;
         }
-        match read_record(msg, at, &mut anomalies, lean) {
+        match read_record(msg, at, anomalies, lean) {
             Some((answer, next)) => {
                 // An answer whose names are not whole is skipped; the next one is framed
                 // by this one's RDLENGTH all the same.
@@ -254,19 +306,7 @@ fn parse_inner(msg: &[u8], cut: bool, lean: bool) -> Result<Message, DnsError> {
             }
         }
     }
-    if cut && anomalies.name_out_of_bounds {
-        anomalies.name_out_of_bounds = false;
-        anomalies.name_cut = true;
-    }
-    Ok(Message {
-        id,
-        is_response: flags & 0x8000 != 0,
-        opcode: ((flags >> 11) & 0xf) as u8,
-        rcode: (flags & 0xf) as u8,
-        questions,
-        answers,
-        anomalies,
-    })
+    answers
 }
 
 /// Reads one resource record: `None` when it runs past the message, `Some((None, next))`

@@ -304,7 +304,6 @@ pub fn parse_server_flight(stream: &[u8]) -> ServerParse<'_> {
     const SERVER_HELLO: u8 = 2;
     const CERTIFICATE: u8 = 11;
     const SERVER_HELLO_DONE: u8 = 14;
-    const EXT_SUPPORTED_VERSIONS: u16 = 43;
     if stream.len() < 5 {
         return if stream.is_empty() || looks_like_handshake_prefix(stream) {
             ServerParse::NeedMore
@@ -315,27 +314,11 @@ pub fn parse_server_flight(stream: &[u8]) -> ServerParse<'_> {
     if !looks_like_handshake(stream) {
         return ServerParse::NotTls;
     }
-    // Handshake messages may span records and records may hold several messages: join the
-    // handshake payloads of the records read so far.
-    let mut joined: Vec<u8> = Vec::new();
-    let mut rest = stream;
+    let (joined, complete) = match server_handshake_bytes(stream) {
+        Ok(joined) => joined,
+        Err(anomaly) => return ServerParse::Malformed(anomaly),
+    };
     let mut version = 0u16;
-    let mut complete = false;
-    while !rest.is_empty() {
-        match tls_parser::parse_tls_raw_record(rest) {
-            Ok((after, record)) => {
-                rest = after;
-                if record.hdr.record_type != TlsRecordType::Handshake {
-                    // ChangeCipherSpec or application data: no certificate is coming in clear.
-                    complete = true;
-                    break;
-                }
-                joined.extend_from_slice(record.data);
-            }
-            Err(tls_parser::nom::Err::Incomplete(_)) => break,
-            Err(_) => return ServerParse::Malformed(FlowAnomaly::TlsRecordMalformed),
-        }
-    }
     let mut msgs = joined.as_slice();
     while msgs.len() >= 4 {
         let kind = msgs[0];
@@ -345,22 +328,7 @@ pub fn parse_server_flight(stream: &[u8]) -> ServerParse<'_> {
         };
         match kind {
             SERVER_HELLO => {
-                version = body
-                    .get(..2)
-                    .map_or(0, |v| u16::from_be_bytes([v[0], v[1]]));
-                // legacy_version(2) random(32) session_id(1+n) cipher(2) compression(1) extensions(2+…)
-                let sid = usize::from(*body.get(34).unwrap_or(&0));
-                let mut ext = body.get(35 + sid + 3 + 2..).unwrap_or_default();
-                while ext.len() >= 4 {
-                    let t = u16::from_be_bytes([ext[0], ext[1]]);
-                    let l = usize::from(u16::from_be_bytes([ext[2], ext[3]]));
-                    if t == EXT_SUPPORTED_VERSIONS && l == 2 {
-                        version = ext
-                            .get(4..6)
-                            .map_or(version, |v| u16::from_be_bytes([v[0], v[1]]));
-                    }
-                    ext = ext.get(4 + l..).unwrap_or_default();
-                }
+                version = server_hello_version(body);
                 if version >= 0x0304 {
                     return ServerParse::Done {
                         version,
@@ -369,14 +337,9 @@ pub fn parse_server_flight(stream: &[u8]) -> ServerParse<'_> {
                 }
             }
             CERTIFICATE => {
-                // certificate_list length (3), then (length (3), DER) entries: the first is the leaf.
-                let leaf = body.get(3..6).and_then(|l| {
-                    let n = usize::from(l[0]) << 16 | usize::from(l[1]) << 8 | usize::from(l[2]);
-                    body.get(6..6 + n)
-                });
                 return ServerParse::Done {
                     version,
-                    leaf: leaf.map(|d| Cow::Owned(d.to_vec())),
+                    leaf: certificate_leaf(body).map(|d| Cow::Owned(d.to_vec())),
                 };
             }
             SERVER_HELLO_DONE => {
@@ -397,6 +360,61 @@ pub fn parse_server_flight(stream: &[u8]) -> ServerParse<'_> {
     } else {
         ServerParse::NeedMore
     }
+}
+
+/// The handshake payloads of the whole records at the start of `stream`, joined: handshake
+/// messages may span records and records may hold several messages. The flag says whether a
+/// record of another type (ChangeCipherSpec, application data) ended the clear handshake.
+fn server_handshake_bytes(stream: &[u8]) -> Result<(Vec<u8>, bool), FlowAnomaly> {
+    let mut joined: Vec<u8> = Vec::new();
+    let mut rest = stream;
+    while !rest.is_empty() {
+        match tls_parser::parse_tls_raw_record(rest) {
+            Ok((after, record)) => {
+                rest = after;
+                if record.hdr.record_type != TlsRecordType::Handshake {
+                    // ChangeCipherSpec or application data: no certificate is coming in clear.
+                    return Ok((joined, true));
+                }
+                joined.extend_from_slice(record.data);
+            }
+            Err(tls_parser::nom::Err::Incomplete(_)) => break,
+            Err(_) => return Err(FlowAnomaly::TlsRecordMalformed),
+        }
+    }
+    Ok((joined, false))
+}
+
+/// The version a ServerHello body negotiates: its supported_versions extension (TLS 1.3)
+/// or else its legacy_version; 0 when the body is too short to say.
+fn server_hello_version(body: &[u8]) -> u16 {
+    const EXT_SUPPORTED_VERSIONS: u16 = 43;
+    let mut version = body
+        .get(..2)
+        .map_or(0, |v| u16::from_be_bytes([v[0], v[1]]));
+    // legacy_version(2) random(32) session_id(1+n) cipher(2) compression(1) extensions(2+…)
+    let sid = usize::from(*body.get(34).unwrap_or(&0));
+    let mut ext = body.get(35 + sid + 3 + 2..).unwrap_or_default();
+    while ext.len() >= 4 {
+        let t = u16::from_be_bytes([ext[0], ext[1]]);
+        let l = usize::from(u16::from_be_bytes([ext[2], ext[3]]));
+        if t == EXT_SUPPORTED_VERSIONS && l == 2 {
+            version = ext
+                .get(4..6)
+                .map_or(version, |v| u16::from_be_bytes([v[0], v[1]]));
+        }
+        ext = ext.get(4 + l..).unwrap_or_default();
+    }
+    version
+}
+
+/// The leaf certificate (DER) of a Certificate message body.
+fn certificate_leaf(body: &[u8]) -> Option<&[u8]> {
+    // certificate_list length (3), then (length (3), DER) entries: the first is the leaf.
+    body.get(3..6).and_then(|l| {
+        let n = usize::from(l[0]) << 16 | usize::from(l[1]) << 8 | usize::from(l[2]);
+        body.get(6..6 + n)
+    })
 }
 
 /// A readable name for a TLS version number, for events (`"tls1.2"`).

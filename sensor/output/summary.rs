@@ -33,11 +33,34 @@ fn thousands(n: u64) -> String {
 }
 
 pub fn render(c: &Counters, facts: &RunFacts<'_>, hosts: &[(IpAddr, Host)]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "vendorwatch summary");
+    input_lines(&mut s, c, facts);
+    counted_line(
+        &mut s,
+        "names    ",
+        c.names().iter().map(|(k, v)| (k.as_str(), *v)),
+    );
+    counted_line(&mut s, "tunnels  ", c.encaps().into_iter());
+    counted_line(&mut s, "anomalies", c.anomalies_by_reason().into_iter());
+    loss_lines(&mut s, c, facts);
+    outcome_lines(&mut s, c, facts, hosts);
+    if hosts.iter().all(|(_, h)| h.detections.is_empty()) {
+        let _ = writeln!(s, "\nNo home-net host talked to an active vendor.");
+        return s;
+    }
+    let _ = writeln!(s);
+    s.push_str(&host_table(hosts));
+
+    s
+}
+
+/// What was read: inputs, packets and rate, the packets' time span, the vendors watched,
+/// and the inputs skipped or unreadable.
+fn input_lines(s: &mut String, c: &Counters, facts: &RunFacts<'_>) {
     let packets = Counters::get(&c.packets);
     let bytes = Counters::get(&c.bytes);
     let secs = facts.elapsed_secs.max(1e-9);
-    let mut s = String::new();
-    let _ = writeln!(s, "vendorwatch summary");
     let _ = writeln!(
         s,
         "  read      {} input(s), {} packets, {:.1} MB in {:.2} s ({} packets/s)",
@@ -61,30 +84,25 @@ pub fn render(c: &Counters, facts: &RunFacts<'_>, hosts: &[(IpAddr, Host)]) -> S
     for e in facts.input_errors {
         let _ = writeln!(s, "  ERROR     {e}");
     }
-    let names = c.names();
-    if !names.is_empty() {
-        let list: Vec<String> = names
-            .iter()
-            .map(|(k, v)| format!("{} {}", k.as_str(), thousands(*v)))
-            .collect();
-        let _ = writeln!(s, "  names     {}", list.join(", "));
+}
+
+/// One line `label` of "name count" pairs (names, tunnels, anomalies); none when empty.
+fn counted_line<K: std::fmt::Display>(
+    s: &mut String,
+    label: &str,
+    counts: impl Iterator<Item = (K, u64)>,
+) {
+    let list: Vec<String> = counts
+        .map(|(k, v)| format!("{k} {}", thousands(v)))
+        .collect();
+    if !list.is_empty() {
+        let _ = writeln!(s, "  {label} {}", list.join(", "));
     }
-    let encaps = c.encaps();
-    if !encaps.is_empty() {
-        let list: Vec<String> = encaps
-            .iter()
-            .map(|(k, v)| format!("{k} {}", thousands(*v)))
-            .collect();
-        let _ = writeln!(s, "  tunnels   {}", list.join(", "));
-    }
-    let anomalies = c.anomalies_by_reason();
-    if !anomalies.is_empty() {
-        let list: Vec<String> = anomalies
-            .iter()
-            .map(|(k, v)| format!("{k} {}", thousands(*v)))
-            .collect();
-        let _ = writeln!(s, "  anomalies {}", list.join(", "));
-    }
+}
+
+/// What was lost: libpcap's and the kernel's drops per live source, the workers' queue,
+/// flow table evictions and packets on link types we cannot read.
+fn loss_lines(s: &mut String, c: &Counters, facts: &RunFacts<'_>) {
     for (name, received, dropped, if_dropped) in &facts.sources {
         let _ = writeln!(
             s,
@@ -112,6 +130,11 @@ pub fn render(c: &Counters, facts: &RunFacts<'_>, hosts: &[(IpAddr, Host)]) -> S
             thousands(unsupported)
         );
     }
+}
+
+/// What was found: the resolvers known, alerts and findings, and the hosts whose names
+/// were hidden (ECH, encrypted DNS).
+fn outcome_lines(s: &mut String, c: &Counters, facts: &RunFacts<'_>, hosts: &[(IpAddr, Host)]) {
     if !facts.resolvers.is_empty() {
         let list: Vec<String> = facts.resolvers.iter().map(|r| r.to_string()).collect();
         let _ = writeln!(
@@ -134,14 +157,6 @@ pub fn render(c: &Counters, facts: &RunFacts<'_>, hosts: &[(IpAddr, Host)]) -> S
     if ech + hidden > 0 {
         let _ = writeln!(s, "  hidden    {ech} host(s) used ECH, {hidden} host(s) used encrypted DNS (their names are invisible here; see the report)");
     }
-    if hosts.iter().all(|(_, h)| h.detections.is_empty()) {
-        let _ = writeln!(s, "\nNo home-net host talked to an active vendor.");
-        return s;
-    }
-    let _ = writeln!(s);
-    s.push_str(&host_table(hosts));
-
-    s
 }
 
 /// What the bounded host table and passive DNS shed, for the end of the summary ("" when
@@ -190,47 +205,13 @@ pub fn shed_note(hosts: &crate::hosts::HostTable, detector: &crate::detect::Dete
 /// The table of hosts × vendor × category (the summary's, and `vendorwatch hosts`'), with a
 /// HOSTNAME column when any host has a name.
 pub fn host_table(hosts: &[(IpAddr, Host)]) -> String {
-    let mut s = String::new();
     let named = hosts.iter().any(|(_, h)| h.identity.hostname.is_some());
     let rows: Vec<Vec<String>> = hosts
         .iter()
         .flat_map(|(ip, h)| {
-            h.detections.iter().map(move |d| {
-                let evidence = d
-                    .indicators
-                    .iter()
-                    .max_by_key(|i| i.count)
-                    .map(|i| format!("{} {}", i.indicator.kind.as_str(), i.indicator.value))
-                    .unwrap_or_default();
-                let role = if d.forwarded { " (forwarded)" } else { "" };
-                let mut row = vec![format!(
-                    "{ip}{}",
-                    h.mac.map(|m| format!(" {m}")).unwrap_or_default()
-                )];
-                if named {
-                    // A name an address had under more than one MAC is flagged: it moved.
-                    let macs = h.identity.macs().len();
-                    let moved = if macs > 1 {
-                        format!(" ({macs} MACs)")
-                    } else {
-                        String::new()
-                    };
-                    row.push(format!(
-                        "{}{moved}",
-                        h.identity.hostname.as_deref().unwrap_or("-")
-                    ));
-                }
-                row.extend([
-                    d.vendor.clone(),
-                    format!("{}{role}", d.category),
-                    d.severity.as_str().to_string(),
-                    d.first_seen.to_string(),
-                    d.last_seen.to_string(),
-                    d.count.to_string(),
-                    evidence,
-                ]);
-                row
-            })
+            h.detections
+                .iter()
+                .map(move |d| detection_row(ip, h, d, named))
         })
         .collect();
     let mut header = vec!["HOST"];
@@ -246,8 +227,53 @@ pub fn host_table(hosts: &[(IpAddr, Host)]) -> String {
         "COUNT",
         "EVIDENCE",
     ]);
+    aligned(&header, &rows)
+}
+
+/// One row of the host table: a detection of host `h` at `ip`.
+fn detection_row(ip: &IpAddr, h: &Host, d: &crate::hosts::Detection, named: bool) -> Vec<String> {
+    let evidence = d
+        .indicators
+        .iter()
+        .max_by_key(|i| i.count)
+        .map(|i| format!("{} {}", i.indicator.kind.as_str(), i.indicator.value))
+        .unwrap_or_default();
+    let role = if d.forwarded { " (forwarded)" } else { "" };
+    let mut row = vec![format!(
+        "{ip}{}",
+        h.mac.map(|m| format!(" {m}")).unwrap_or_default()
+    )];
+    if named {
+        // A name an address had under more than one MAC is flagged: it moved.
+        let macs = h.identity.macs().len();
+        let moved = if macs > 1 {
+            format!(" ({macs} MACs)")
+        } else {
+            String::new()
+        };
+        row.push(format!(
+            "{}{moved}",
+            h.identity.hostname.as_deref().unwrap_or("-")
+        ));
+    }
+    row.extend([
+        d.vendor.clone(),
+        format!("{}{role}", d.category),
+        d.severity.as_str().to_string(),
+        d.first_seen.to_string(),
+        d.last_seen.to_string(),
+        d.count.to_string(),
+        evidence,
+    ]);
+    row
+}
+
+/// `header` and `rows` as text, each column as wide as its widest cell and two spaces
+/// apart; the last column is not padded.
+fn aligned(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut s = String::new();
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in &rows {
+    for r in rows {
         for (w, cell) in widths.iter_mut().zip(r.iter()) {
             *w = (*w).max(cell.len());
         }
@@ -263,8 +289,8 @@ pub fn host_table(hosts: &[(IpAddr, Host)]) -> String {
         }
         l
     };
-    let _ = writeln!(s, "{}", line(&header));
-    for r in &rows {
+    let _ = writeln!(s, "{}", line(header));
+    for r in rows {
         let cells: Vec<&str> = r.iter().map(String::as_str).collect();
         let _ = writeln!(s, "{}", line(&cells));
     }
