@@ -304,7 +304,9 @@ fn capture_lines(stderr: &str) -> Vec<(String, u64, u64, u64)> {
         .lines()
         .filter_map(|l| l.trim_start().strip_prefix("capture   "))
         .filter_map(|l| {
-            let (name, rest) = l.split_once(": libpcap received ")?;
+            let (name, rest) = l
+                .split_once(": fanout socket received ")
+                .or_else(|| l.split_once(": libpcap received "))?;
             let (received, rest) = rest.split_once(", dropped by the kernel ")?;
             let (kernel, iface) = rest.split_once(", by the interface ")?;
             Some((
@@ -391,6 +393,10 @@ fn send_and_check(tag: char, threads: &str, what: &str) {
         let n: usize = threads.parse().expect("a count");
         let want: Vec<String> = (0..n).map(|i| format!("{}#{i}", lab.inside)).collect();
         assert_eq!(names, want, "one source per socket\n{stderr}");
+        assert!(
+            stderr.contains(&format!("{}#0: fanout socket received", lab.inside)),
+            "a fanout socket's counts are not libpcap's\n{stderr}"
+        );
         // The kernel spread the traffic: more than one socket read some of it.
         assert!(
             captures.iter().filter(|c| c.1 > 0).count() > 1,

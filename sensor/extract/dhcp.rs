@@ -14,6 +14,7 @@
 //! and IA_TA (4), and the client FQDN (39); relay envelopes (12, 13) are unwrapped through
 //! their relay-message option (9), at most `V6_MAX_RELAY_DEPTH` deep.
 
+use crate::decode::bytes::be16;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// BOOTP fixed header, up to and including the magic cookie.
@@ -373,10 +374,6 @@ pub struct BindingV6 {
     pub source: BindingSource,
 }
 
-fn be16v(b: &[u8]) -> Option<u16> {
-    Some(u16::from_be_bytes([*b.first()?, *b.get(1)?]))
-}
-
 /// Walks an options area: (code, value) until its end or a truncated option, which ends
 /// the walk and sets `truncated`.
 struct V6Options<'a> {
@@ -400,7 +397,7 @@ impl<'a> Iterator for V6Options<'a> {
         if self.area.is_empty() {
             return None;
         }
-        let parsed = be16v(self.area).zip(self.area.get(2..).and_then(be16v));
+        let parsed = be16(self.area, 0).zip(be16(self.area, 2));
         let value = parsed.and_then(|(_, len)| self.area.get(4..4 + usize::from(len)));
         let (Some((code, _)), Some(value)) = (parsed, value) else {
             self.truncated = true;
@@ -515,7 +512,7 @@ impl MessageV6<'_> {
     /// The MAC address in the client's DUID, when it is DUID-LLT or DUID-LL of Ethernet.
     pub fn client_mac(&self) -> Option<crate::mac::MacAddr> {
         let duid = self.client_duid?;
-        let (duid_type, hw) = (be16v(duid)?, be16v(duid.get(2..)?)?);
+        let (duid_type, hw) = (be16(duid, 0)?, be16(duid.get(2..)?, 0)?);
         let lladdr = match duid_type {
             1 => duid.get(8..)?, // DUID-LLT: type, hardware type, time, address
             3 => duid.get(4..)?, // DUID-LL: type, hardware type, address

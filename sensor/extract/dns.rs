@@ -13,6 +13,7 @@
 //! can never pass for the name with one more label.
 
 use super::names::{NameBuf, MAX_NAME_LEN};
+use crate::decode::bytes::be16;
 use smallvec::SmallVec;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -143,10 +144,6 @@ impl DnsError {
             DnsError::Implausible => "dns_implausible",
         }
     }
-}
-
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
 }
 
 fn be32(b: &[u8], at: usize) -> Option<u32> {

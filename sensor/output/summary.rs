@@ -104,9 +104,16 @@ fn counted_line<K: std::fmt::Display>(
 /// flow table evictions and packets on link types we cannot read.
 fn loss_lines(s: &mut String, c: &Counters, facts: &RunFacts<'_>) {
     for (name, received, dropped, if_dropped) in &facts.sources {
+        // A fanout socket's source is named `IFACE#N` (cli/live.rs); its counts come from
+        // the kernel's PACKET_STATISTICS, not from libpcap.
+        let counter = if name.contains('#') {
+            "fanout socket"
+        } else {
+            "libpcap"
+        };
         let _ = writeln!(
             s,
-            "  capture   {name}: libpcap received {}, dropped by the kernel {}, by the interface {}",
+            "  capture   {name}: {counter} received {}, dropped by the kernel {}, by the interface {}",
             thousands(*received),
             thousands(*dropped),
             thousands(*if_dropped)
