@@ -194,7 +194,8 @@ fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, Option<(SystemTime, u64)>)> {
 
 /// The thread that waits for SIGHUP (and, with `--watch`, file changes) and reloads.
 pub struct Reloader {
-    stop: Arc<AtomicBool>,
+    /// Dropped to stop the thread at once (it waits on the channel between polls).
+    stop: Option<crossbeam_channel::Sender<()>>,
     handle: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -207,8 +208,7 @@ impl Reloader {
     ) -> std::io::Result<Reloader> {
         let hup = Arc::new(AtomicBool::new(false));
         signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop_seen = Arc::clone(&stop);
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(1);
         let in_force = spec.started_with.take();
         let mut state = State { spec, in_force };
         let handle = std::thread::Builder::new()
@@ -219,8 +219,10 @@ impl Reloader {
                 let mut pending: Option<Vec<_>> = None;
                 let mut since_watch = Duration::ZERO;
                 let mut settle_at: Option<std::time::Instant> = None;
-                while !stop_seen.load(Ordering::Relaxed) {
-                    std::thread::sleep(SIGNAL_POLL);
+                // Nothing is sent: the channel disconnects when `stop` lets go of the sender.
+                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(SIGNAL_POLL)
+                {
                     if settle_at.is_some_and(|t| t.elapsed() >= SETTLE_AFTER) {
                         settle_at = None;
                         shared.detector.settle();
@@ -269,13 +271,13 @@ impl Reloader {
                 }
             })?;
         Ok(Reloader {
-            stop,
+            stop: Some(stop),
             handle: Some(handle),
         })
     }
 
     pub fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.stop.take());
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }

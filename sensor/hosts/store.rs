@@ -971,7 +971,9 @@ impl Store {
 /// dirty, so the next one writes them again: nothing is lost while the sensor runs. The first
 /// failure, and the recovery, are logged (then at most once a minute); all are counted.
 pub struct Persister {
-    stop: Arc<AtomicBool>,
+    /// Dropped to stop the saver at once (it waits on the channel, not in sleeps, so the
+    /// end of a run does not wait for the next tick).
+    stop: Option<crossbeam_channel::Sender<()>>,
     handle: Option<std::thread::JoinHandle<Store>>,
     /// Saves that failed.
     pub failures: Arc<AtomicU64>,
@@ -1034,12 +1036,11 @@ impl Persister {
         if let Ok(list) = store.load_undetected() {
             hosts.restore_undetected(list);
         }
-        let stop = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(1);
         let failures = Arc::new(AtomicU64::new(0));
         let saves = Arc::new(AtomicU64::new(0));
         let unsaved = Arc::new(AtomicBool::new(false));
         let last_error = Arc::new(std::sync::Mutex::new(None));
-        let stop2 = Arc::clone(&stop);
         let mut saver = Saver {
             hosts,
             roles,
@@ -1054,20 +1055,19 @@ impl Persister {
         let handle = std::thread::Builder::new()
             .name("inventory".into())
             .spawn(move || {
-                let mut waited = 0u64;
-                while !stop2.load(Ordering::Relaxed) {
-                    std::thread::sleep(std::time::Duration::from_millis(200));
-                    waited += 200;
-                    if waited >= SAVE_EVERY_SECS * 1000 {
-                        waited = 0;
-                        saver.save(&mut store, false);
-                    }
+                let every = std::time::Duration::from_secs(SAVE_EVERY_SECS);
+                // Nothing is ever sent: the channel only disconnects when `finish` (or a
+                // drop) lets go of the sender.
+                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(every)
+                {
+                    saver.save(&mut store, false);
                 }
                 saver.save(&mut store, true);
                 store
             })?;
         Ok(Persister {
-            stop,
+            stop: Some(stop),
             handle: Some(handle),
             failures,
             saves,
@@ -1080,7 +1080,7 @@ impl Persister {
     /// of this run are not in the database). Failures that a later save made good are not
     /// returned: read `failures` for them.
     pub fn finish(mut self) -> Option<String> {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.stop.take());
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
