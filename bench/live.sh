@@ -229,7 +229,10 @@ run_one() { # RATE CONTENDER RUN -> appends one JSON line to runs.jsonl
         tcpdump-B256) cmd=(tcpdump -i "$B" -n -B 262144 -w /dev/null) ;;
         vw | vw2 | vw2-pcap)
             report=$OUTDIR/report-$tag.json
+            # A fresh inventory per run: live's default (/var/lib/vendorwatch) need not exist here.
+            rm -f "$OUTDIR/inventory-$tag.db"*
             cmd=("$VW" live -i "$B" --home-net 10.0.0.0/8,fd00::/8 --buffer-mb 256 --report "$report" --quiet
+                --state "$OUTDIR/inventory-$tag.db"
                 --metrics-addr "$METRICS")
             if [[ $c == vw2* ]]; then cmd+=(--workers 2); fi
             if [[ $c == vw2-pcap ]]; then cmd+=(--capture-threads 1); fi ;;
