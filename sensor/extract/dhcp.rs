@@ -319,8 +319,7 @@ pub fn colon_hex(id: &[u8]) -> String {
 // DHCPv6
 // ---------------------------------------------------------------------------------------
 
-/// DHCPv6 message types (RFC 8415 §7.3).
-pub const V6_SOLICIT: u8 = 1;
+/// DHCPv6 message types read here (RFC 8415 §7.3; a SOLICIT carries no address yet).
 pub const V6_REQUEST: u8 = 3;
 pub const V6_CONFIRM: u8 = 4;
 pub const V6_RENEW: u8 = 5;
