@@ -288,7 +288,7 @@ pub fn open(opts: &FanoutOptions) -> Result<Vec<FanoutSocket>, OpenError> {
             sys::promiscuous(fd.as_fd(), ifindex)
                 .map_err(|e| classify(iface, "PACKET_ADD_MEMBERSHIP", e))?;
         }
-        let id = join_group(&fd, iface, group, opts.kernel_defrag)?;
+        let id = join_group(fd.as_fd(), iface, group, opts.kernel_defrag)?;
         group = Some(id);
         sockets.push(FanoutSocket {
             fd,
@@ -333,18 +333,16 @@ fn member_socket(opts: &FanoutOptions, ifindex: u32) -> Result<(OwnedFd, u16), O
 }
 
 /// Joins `fd` to fanout group `group`, or to a new group the kernel numbers when `None`;
-/// the group's id.
-fn join_group(
-    fd: &OwnedFd,
+/// the group's id. Also joins the libpcap handles of `ring_fanout`.
+pub(crate) fn join_group(
+    fd: BorrowedFd<'_>,
     iface: &str,
     group: Option<u16>,
     kernel_defrag: bool,
 ) -> Result<u16, OpenError> {
     let joined = match group {
-        Some(id) => sys::join(fd.as_fd(), id, kernel_defrag, false).map(|()| id),
-        None => {
-            sys::join(fd.as_fd(), 0, kernel_defrag, true).and_then(|()| sys::fanout_id(fd.as_fd()))
-        }
+        Some(id) => sys::join(fd, id, kernel_defrag, false).map(|()| id),
+        None => sys::join(fd, 0, kernel_defrag, true).and_then(|()| sys::fanout_id(fd)),
     };
     joined.map_err(|e| match e.raw_os_error() {
         Some(libc::EINVAL) | Some(libc::ENOSPC) | Some(libc::EALREADY) => OpenError::GroupInUse {

@@ -215,6 +215,26 @@ impl LiveCapture {
         }
     }
 
+    /// The packet socket under the handle (to join it to a fanout group).
+    #[cfg(target_os = "linux")]
+    pub fn socket(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.cap.as_fd()
+    }
+
+    /// Replaces the handle's filter (`None`: keep every frame). libpcap filters in user
+    /// space what the ring already holds, so no frame the old filter refused is read.
+    pub fn set_filter(&mut self, bpf: Option<&str>) -> Result<(), OpenError> {
+        self.cap
+            .filter(bpf.unwrap_or(""), true)
+            .map_err(|e| OpenError::BadFilter {
+                filter: bpf.unwrap_or("").to_string(),
+                reason: e.to_string(),
+            })?;
+        self.options.bpf = bpf.map(str::to_string);
+        Ok(())
+    }
+
     /// Opens the interface again (after it was removed and re-created), with the same
     /// options; the totals carry on from this handle's.
     pub fn reopen(&self) -> Result<LiveCapture, OpenError> {

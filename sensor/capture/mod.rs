@@ -5,8 +5,9 @@
 //! A source hands out `RawPacket`s that borrow its buffer, one record at a time.
 //! `chunked` reads classic pcap files for replay in shared 1 MiB chunks that batches
 //! reference instead of copying each frame (anything it does not take goes to `file`).
-//! `live` captures through libpcap; `fanout` (Linux) opens one interface as several
-//! AF_PACKET sockets in a fanout group, one per capture thread; `privileges` and
+//! `live` captures through libpcap; `ring_fanout` (Linux) opens one interface as several
+//! libpcap handles joined in an AF_PACKET fanout group, one per capture thread, and
+//! `fanout` as several plain AF_PACKET sockets (the fallback); `privileges` and
 //! `sandbox` take away what the process no longer needs once its capture handles are
 //! open (root, capabilities, system calls).
 
@@ -17,6 +18,8 @@ pub mod file;
 pub mod inputs;
 pub mod live;
 pub mod privileges;
+#[cfg(target_os = "linux")]
+pub mod ring_fanout;
 pub mod sandbox;
 
 use crate::decode::LinkType;

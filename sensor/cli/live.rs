@@ -59,6 +59,8 @@ pub fn run(args: LiveArgs) -> i32 {
 enum Opened {
     Pcap(live::LiveCapture),
     #[cfg(target_os = "linux")]
+    Ring(Vec<crate::capture::ring_fanout::RingMember>),
+    #[cfg(target_os = "linux")]
     Fanout(Vec<crate::capture::fanout::FanoutSocket>),
 }
 
@@ -81,6 +83,9 @@ fn open_captures(
             };
             #[cfg(target_os = "linux")]
             if threads > 1 {
+                if let Some(members) = open_ring_fanout(settings, interface, threads, quiet) {
+                    return Ok(Opened::Ring(members));
+                }
                 if let Some(sockets) = open_fanout(settings, interface, threads, quiet) {
                     return Ok(Opened::Fanout(sockets));
                 }
@@ -93,16 +98,53 @@ fn open_captures(
                      (one capture thread)"
                 );
             }
-            live::LiveCapture::open(&live::LiveOptions {
-                interface: interface.clone(),
-                bpf: settings.bpf.clone(),
-                buffer_mb: settings.buffer_mb,
-                promiscuous: settings.promiscuous,
-            })
-            .map(Opened::Pcap)
-            .map_err(|e| e.to_string())
+            live::LiveCapture::open(&live_options(settings, interface))
+                .map(Opened::Pcap)
+                .map_err(|e| e.to_string())
         })
         .collect()
+}
+
+/// The interface as a fanout group of `members` libpcap handles, or `None` (said why) for
+/// the plain fanout sockets instead.
+#[cfg(target_os = "linux")]
+fn open_ring_fanout(
+    settings: &LiveConfig,
+    interface: &str,
+    members: usize,
+    quiet: bool,
+) -> Option<Vec<crate::capture::ring_fanout::RingMember>> {
+    use crate::capture::ring_fanout;
+    let opened = ring_fanout::open(&live_options(settings, interface), members, None);
+    match opened {
+        Ok(members) => {
+            if !quiet {
+                tracing::info!(
+                    "{interface}: {} capture threads (libpcap rings) in fanout group {}",
+                    members.len(),
+                    members.first().map_or(0, ring_fanout::RingMember::group)
+                );
+            }
+            Some(members)
+        }
+        // libpcap says these with what to do when it opens the interface alone next.
+        Err(live::OpenError::NoSuchInterface { .. } | live::OpenError::BadFilter { .. }) => None,
+        Err(e) => {
+            tracing::warn!(
+                "warning: {interface}: no fanout over libpcap rings ({e}); trying fanout sockets"
+            );
+            None
+        }
+    }
+}
+
+fn live_options(settings: &LiveConfig, interface: &str) -> live::LiveOptions {
+    live::LiveOptions {
+        interface: interface.to_string(),
+        bpf: settings.bpf.clone(),
+        buffer_mb: settings.buffer_mb,
+        promiscuous: settings.promiscuous,
+    }
 }
 
 /// The interface as a fanout group of `sockets`, or `None` (said why) for libpcap instead.
@@ -250,6 +292,17 @@ fn spawn_captures(
             Opened::Pcap(cap) => {
                 let source = cap.interface.clone();
                 spawn_one(&mut run, cap, source, true, pool, started, stop, sandboxed);
+            }
+            #[cfg(target_os = "linux")]
+            Opened::Ring(members) => {
+                for member in members {
+                    let source = format!("{}#{}", member.interface(), member.index());
+                    // The link is one link: its interruptions are counted once, by member 0.
+                    let first = member.index() == 0;
+                    spawn_one(
+                        &mut run, member, source, first, pool, started, stop, sandboxed,
+                    );
+                }
             }
             #[cfg(target_os = "linux")]
             Opened::Fanout(sockets) => {

@@ -131,6 +131,31 @@ impl PacketSource for LiveCapture {
 }
 
 #[cfg(target_os = "linux")]
+impl PacketSource for crate::capture::ring_fanout::RingMember {
+    // One member cannot rejoin its group alone (see `ring_fanout`).
+    const REOPENS: bool = false;
+    fn interface(&self) -> &str {
+        crate::capture::ring_fanout::RingMember::interface(self)
+    }
+    fn link(&self) -> LinkType {
+        self.capture_ref().link
+    }
+    fn read(&mut self) -> Result<Read<'_>, ReadFailed> {
+        PacketSource::read(self.capture())
+    }
+    fn totals(&mut self) -> Option<PcapTotals> {
+        LiveCapture::totals(self.capture())
+    }
+    fn reopen(&self) -> Result<Self, OpenError> {
+        // Never called (`REOPENS` is false).
+        Err(OpenError::Other {
+            interface: self.interface().to_string(),
+            reason: "a fanout member is not reopened on its own".into(),
+        })
+    }
+}
+
+#[cfg(target_os = "linux")]
 impl PacketSource for crate::capture::fanout::FanoutSocket {
     const REOPENS: bool = false;
     fn interface(&self) -> &str {
