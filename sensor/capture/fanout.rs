@@ -1,6 +1,8 @@
 //! Live capture across cores (Linux): one interface opened as N `AF_PACKET` sockets joined
 //! in one fanout group, so that the kernel spreads the packets over N capture threads and
 //! each can feed its own worker, instead of one libpcap thread hashing everything itself.
+//! `live` first tries `ring_fanout` (libpcap's own handles, with their mapped rings, joined
+//! to a group by this module's `join_group`); these plain sockets are its fallback.
 //!
 //! ## What the kernel is asked for, and why
 //! - `PACKET_FANOUT_HASH`: the kernel picks a member by the packet's flow hash, which for

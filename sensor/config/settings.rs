@@ -238,8 +238,8 @@ pub struct LiveSettings {
     #[arg(long, value_name = "SECS")]
     pub status_every: Option<u64>,
     /// Capture threads per interface (Linux): more than 1 opens the interface as that many
-    /// AF_PACKET sockets in one fanout group, 1 captures through libpcap alone; 0 = as many
-    /// as workers where the interface allows fanout, else libpcap.
+    /// libpcap handles joined in one AF_PACKET fanout group, 1 captures through libpcap
+    /// alone; 0 = as many as workers where the interface allows fanout, else libpcap.
     #[arg(long, value_name = "N")]
     pub capture_threads: Option<usize>,
 }
