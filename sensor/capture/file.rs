@@ -355,6 +355,15 @@ impl CaptureReader {
             let record_offset = self.inner.consumed() as u64;
             // pcapng blocks this reader does not need the parser for (see `own_block`).
             if !self.layout.legacy && self.records > 0 {
+                if let Some(len) = undersized_block(self.inner.data(), self.layout.big_endian) {
+                    return Err(self.error(
+                        record_offset,
+                        CaptureErrorKind::Corrupt(format!(
+                            "block length {len} is below the {BLOCK_FRAME} bytes every pcapng \
+                             block has"
+                        )),
+                    ));
+                }
                 if let Some((block_type, len)) =
                     own_block(self.inner.data(), self.layout.big_endian)
                 {
@@ -573,6 +582,25 @@ fn own_block(data: &[u8], big_endian: bool) -> Option<(u32, usize)> {
         return None;
     }
     Some((block_type, len))
+}
+
+/// The length of the block at the start of `data` when it is below the 12 bytes of a
+/// block's own framing. The parser must never see one: pcap-parser 0.17 subtracts 12 from
+/// the length of a block whose minimum it takes as less (a process information block),
+/// which overflows. A section header is left to the parser: its byte order is its own.
+fn undersized_block(data: &[u8], big_endian: bool) -> Option<u32> {
+    let word = |at: usize| -> Option<u32> {
+        let b: [u8; 4] = data.get(at..at + 4)?.try_into().ok()?;
+        Some(if big_endian {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
+    };
+    if word(0)? == SHB_TYPE {
+        return None;
+    }
+    word(4).filter(|&len| (len as usize) < BLOCK_FRAME)
 }
 
 /// The fields of an Obsolete Packet Block that matter here.
@@ -948,6 +976,57 @@ mod tests {
         assert_eq!(err.kind, CaptureErrorKind::Truncated);
         // Header (record 1) and first packet (record 2) were read; record 3 broke at 24+16+60.
         assert_eq!((err.record, err.offset), (3, 100));
+    }
+
+    /// A little-endian pcapng block of `block_type` around `body` (padded to 4 bytes).
+    fn ng_block(block_type: u32, body: &[u8]) -> Vec<u8> {
+        let mut body = body.to_vec();
+        body.resize(body.len().next_multiple_of(4), 0);
+        let len = (body.len() + 12) as u32;
+        [
+            &block_type.to_le_bytes()[..],
+            &len.to_le_bytes(),
+            &body,
+            &len.to_le_bytes(),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn a_block_shorter_than_its_own_framing_is_corrupt_after_the_packets_before_it() {
+        let shb = ng_block(
+            SHB_TYPE,
+            &[&0x1A2B_3C4Du32.to_le_bytes()[..], &[1, 0, 0, 0], &[0xff; 8]].concat(),
+        );
+        let idb = ng_block(IDB_TYPE, &[1, 0, 0, 0, 0xff, 0xff, 0, 0]);
+        let frame = [0u8; 60];
+        let epb_body = [
+            &0u32.to_le_bytes()[..],
+            &0u32.to_le_bytes(),
+            &1u32.to_le_bytes(),
+            &60u32.to_le_bytes(),
+            &60u32.to_le_bytes(),
+            &frame,
+        ]
+        .concat();
+        let epb = ng_block(EPB_TYPE, &epb_body);
+        // A process information block (0x80000001) claiming 4 bytes: the fuzzer's find,
+        // which made pcap-parser 0.17 subtract past zero.
+        let pib = [
+            &0x8000_0001u32.to_le_bytes()[..],
+            &4u32.to_le_bytes(),
+            &[0; 16],
+        ]
+        .concat();
+        let before = (shb.len() + idb.len() + epb.len()) as u64;
+        let (got, err) = read_all([shb, idb, epb, pib].concat());
+        assert_eq!(got.len(), 1);
+        let err = err.expect("reported");
+        assert!(
+            matches!(&err.kind, CaptureErrorKind::Corrupt(m) if m.contains("block length 4")),
+            "{err:?}"
+        );
+        assert_eq!((err.record, err.offset), (4, before));
     }
 
     #[test]
