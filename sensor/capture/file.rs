@@ -557,6 +557,16 @@ const EPB_TYPE: u32 = 6;
 /// Type, length and trailing length.
 const BLOCK_FRAME: usize = 12;
 
+/// The 32-bit word at `at` of a block, in the section's byte order.
+fn block_word(data: &[u8], at: usize, big_endian: bool) -> Option<u32> {
+    let b: [u8; 4] = data.get(at..at + 4)?.try_into().ok()?;
+    Some(if big_endian {
+        u32::from_be_bytes(b)
+    } else {
+        u32::from_le_bytes(b)
+    })
+}
+
 /// A whole block at the start of `data` that this reader handles itself: any type but the
 /// section header, interface description, simple and enhanced packets. Returns its type and
 /// length when its framing is valid (a length of at least 12, a multiple of 4, repeated at
@@ -565,14 +575,7 @@ const BLOCK_FRAME: usize = 12;
 /// reserves 0x80000000 and up for local use), statistics, name resolution or secrets blocks,
 /// whatever their content, are skipped by their length, as tshark does.
 fn own_block(data: &[u8], big_endian: bool) -> Option<(u32, usize)> {
-    let word = |at: usize| -> Option<u32> {
-        let b: [u8; 4] = data.get(at..at + 4)?.try_into().ok()?;
-        Some(if big_endian {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        })
-    };
+    let word = |at: usize| block_word(data, at, big_endian);
     let block_type = word(0)?;
     if matches!(block_type, SHB_TYPE | IDB_TYPE | SPB_TYPE | EPB_TYPE) {
         return None;
@@ -589,14 +592,7 @@ fn own_block(data: &[u8], big_endian: bool) -> Option<(u32, usize)> {
 /// the length of a block whose minimum it takes as less (a process information block),
 /// which overflows. A section header is left to the parser: its byte order is its own.
 fn undersized_block(data: &[u8], big_endian: bool) -> Option<u32> {
-    let word = |at: usize| -> Option<u32> {
-        let b: [u8; 4] = data.get(at..at + 4)?.try_into().ok()?;
-        Some(if big_endian {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        })
-    };
+    let word = |at: usize| block_word(data, at, big_endian);
     if word(0)? == SHB_TYPE {
         return None;
     }
@@ -622,14 +618,7 @@ fn read_obsolete_packet(body: &[u8], big_endian: bool) -> Option<ObsoletePacket<
             u16::from_le_bytes(b)
         })
     };
-    let u32_at = |at: usize| -> Option<u32> {
-        let b: [u8; 4] = body.get(at..at + 4)?.try_into().ok()?;
-        Some(if big_endian {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        })
-    };
+    let u32_at = |at: usize| block_word(body, at, big_endian);
     let if_id = u16_at(0)?;
     let ts = (u64::from(u32_at(4)?) << 32) | u64::from(u32_at(8)?);
     let caplen = usize::try_from(u32_at(12)?).ok()?;

@@ -294,26 +294,10 @@ fn spawn_captures(
                 spawn_one(&mut run, cap, source, true, pool, started, stop, sandboxed);
             }
             #[cfg(target_os = "linux")]
-            Opened::Ring(members) => {
-                for member in members {
-                    let source = format!("{}#{}", member.interface(), member.index());
-                    // The link is one link: its interruptions are counted once, by member 0.
-                    let first = member.index() == 0;
-                    spawn_one(
-                        &mut run, member, source, first, pool, started, stop, sandboxed,
-                    );
-                }
-            }
+            Opened::Ring(members) => spawn_group(&mut run, members, pool, started, stop, sandboxed),
             #[cfg(target_os = "linux")]
             Opened::Fanout(sockets) => {
-                for socket in sockets {
-                    let source = format!("{}#{}", socket.interface(), socket.index());
-                    // The link is one link: its interruptions are counted once, by socket 0.
-                    let first = socket.index() == 0;
-                    spawn_one(
-                        &mut run, socket, source, first, pool, started, stop, sandboxed,
-                    );
-                }
+                spawn_group(&mut run, sockets, pool, started, stop, sandboxed)
             }
         }
     }
@@ -321,7 +305,33 @@ fn spawn_captures(
     run
 }
 
-/// Starts the capture thread of one source (a libpcap handle or a fanout socket).
+/// Starts the capture threads of a fanout group, member `i` as source `IFACE#i`.
+#[cfg(target_os = "linux")]
+fn spawn_group<P: machine::PacketSource + Send + 'static>(
+    run: &mut Running,
+    members: Vec<P>,
+    pool: &pipeline::WorkerPool,
+    started: &Started,
+    stop: &Arc<AtomicBool>,
+    sandboxed: bool,
+) {
+    for (index, member) in members.into_iter().enumerate() {
+        let source = format!("{}#{index}", member.interface());
+        // The link is one link: its interruptions are counted once, by member 0.
+        spawn_one(
+            run,
+            member,
+            source,
+            index == 0,
+            pool,
+            started,
+            stop,
+            sandboxed,
+        );
+    }
+}
+
+/// Starts the capture thread of one source (a libpcap handle or a fanout member).
 #[allow(clippy::too_many_arguments)]
 fn spawn_one<P: machine::PacketSource + Send + 'static>(
     run: &mut Running,
