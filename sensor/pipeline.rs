@@ -57,12 +57,12 @@ pub struct Shared {
 }
 
 impl Shared {
-    fn write_lines(&self, writer: &SharedWriter, text: &str, flush: bool) {
+    fn write_lines(&self, writer: &SharedWriter, text: &[u8], flush: bool) {
         let result = writer
             .lock()
             .map_err(|_| std::io::Error::other("output lock poisoned"))
             .and_then(|mut w| {
-                w.write_all(text.as_bytes())?;
+                w.write_all(text)?;
                 if flush {
                     w.flush()?;
                 }
@@ -697,7 +697,7 @@ fn flow_shard(hasher: &ahash::RandomState, pkt: &decode::Packet<'_>, workers: us
 fn worker(index: usize, rx: Receiver<Batch>, free_tx: Sender<Batch>, shared: Arc<Shared>) {
     let mut extractor = Extractor::new(shared.extract_limits);
     let mut local = Local::default();
-    let mut events = String::new();
+    let mut events = Vec::new();
     for mut batch in rx {
         let started = std::time::Instant::now();
         // One rule set and one suppression list per batch: a reload takes effect at the next
@@ -751,7 +751,7 @@ impl Policy {
     }
 }
 
-fn flush_events(shared: &Shared, events: &mut String) {
+fn flush_events(shared: &Shared, events: &mut Vec<u8>) {
     if let (Some(w), false) = (&shared.events, events.is_empty()) {
         shared.write_lines(w, events, false);
     }
@@ -762,7 +762,7 @@ fn handle(
     shared: &Shared,
     policy: &Policy,
     local: &mut Local,
-    events: &mut String,
+    events: &mut Vec<u8>,
     item: Extracted,
 ) {
     match &item {
@@ -785,8 +785,7 @@ fn handle(
             local.name(ev.kind);
             if shared.events.is_some() {
                 local.events += 1;
-                events.push_str(&output::event_line(ev));
-                events.push('\n');
+                output::write_event_line(events, ev);
             }
         }
         Extracted::Fingerprint { ts, flow, detail } => {
@@ -795,8 +794,7 @@ fn handle(
                 local.name(crate::extract::NameKind::Ja4);
                 if shared.events.is_some() {
                     local.events += 1;
-                    events.push_str(&output::fingerprint_line(*ts, flow, j));
-                    events.push('\n');
+                    output::write_fingerprint_line(events, *ts, flow, j);
                 }
             }
         }

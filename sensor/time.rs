@@ -32,6 +32,10 @@ impl Timestamp {
 /// RFC 3339 in UTC with microseconds, as the alert contract shows: `2026-11-27T10:00:00.123456Z`.
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(text) = self.rfc3339() {
+            return f.write_str(text.as_str());
+        }
+        // Years before 0 (no capture format writes them): the same fields, signed.
         match ::time::OffsetDateTime::from_unix_timestamp(self.secs()) {
             Ok(dt) => write!(
                 f,
@@ -49,9 +53,46 @@ impl fmt::Display for Timestamp {
     }
 }
 
+/// The 27 bytes of `YYYY-MM-DDTHH:MM:SS.ffffffZ`: a timestamp's text built without the
+/// formatting machinery, since every event and alert line carries one.
+pub struct Rfc3339([u8; 27]);
+
+impl Rfc3339 {
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits and separators are ever written.
+        std::str::from_utf8(&self.0).unwrap_or("invalid-time")
+    }
+}
+
+impl Timestamp {
+    /// The timestamp as RFC 3339 text; `None` outside the years 0 to 9999.
+    pub fn rfc3339(self) -> Option<Rfc3339> {
+        let dt = ::time::OffsetDateTime::from_unix_timestamp(self.secs()).ok()?;
+        let year = u32::try_from(dt.year()).ok().filter(|y| *y <= 9999)?;
+        let mut out = *b"0000-00-00T00:00:00.000000Z";
+        let mut put = |at: usize, width: usize, mut value: u32| {
+            for slot in out[at..at + width].iter_mut().rev() {
+                *slot = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        put(0, 4, year);
+        put(5, 2, u32::from(u8::from(dt.month())));
+        put(8, 2, u32::from(dt.day()));
+        put(11, 2, u32::from(dt.hour()));
+        put(14, 2, u32::from(dt.minute()));
+        put(17, 2, u32::from(dt.second()));
+        put(20, 6, self.nanos() / 1000);
+        Some(Rfc3339(out))
+    }
+}
+
 impl serde::Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        match self.rfc3339() {
+            Some(text) => s.serialize_str(text.as_str()),
+            None => s.collect_str(self),
+        }
     }
 }
 
@@ -150,6 +191,42 @@ mod tests {
         ] {
             let e = Timestamp::parse_rfc3339(bad).expect_err(bad);
             assert_eq!(e.reason(), "not_rfc3339");
+        }
+    }
+
+    #[test]
+    fn the_hand_built_text_is_what_the_formatter_writes() {
+        let reference = |ts: Timestamp| {
+            let dt = ::time::OffsetDateTime::from_unix_timestamp(ts.secs()).expect("in range");
+            format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+                dt.year(),
+                u8::from(dt.month()),
+                dt.day(),
+                dt.hour(),
+                dt.minute(),
+                dt.second(),
+                ts.nanos() / 1000
+            )
+        };
+        // Year 0, the epoch, a leap day, the u32 end of classic pcap, the last second of 9999.
+        let mut secs = vec![
+            -62_167_219_200,
+            0,
+            951_782_400,
+            4_294_967_295,
+            253_402_300_799,
+        ];
+        secs.extend((0..2_000).map(|i: i64| i * 9_876_543 + 12_345));
+        for s in secs {
+            for nanos in [0, 999, 1_000, 123_456_789, 999_999_999] {
+                let ts = Timestamp::from_parts(s, nanos);
+                assert_eq!(ts.to_string(), reference(ts));
+                assert_eq!(
+                    serde_json::to_string(&ts).ok(),
+                    Some(format!("\"{}\"", reference(ts)))
+                );
+            }
         }
     }
 

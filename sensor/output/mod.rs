@@ -122,7 +122,12 @@ fn dns_event(d: &crate::extract::DnsDetail) -> schema::DnsEvent {
             .iter()
             .map(|a| schema::DnsAnswer {
                 data: match &a.data {
-                    RData::A(ip) => Some(AnswerData::Text(ip.to_string())),
+                    RData::A(ip) => {
+                        let (text, len) = schema::ipv4_text(ip.octets());
+                        Some(AnswerData::Text(
+                            String::from_utf8_lossy(&text[..len]).into_owned(),
+                        ))
+                    }
                     RData::Aaaa(ip) => Some(AnswerData::Text(ip.to_string())),
                     RData::Cname(n) | RData::Ptr(n) => Some(AnswerData::Text(n.clone())),
                     RData::Svcb {
@@ -155,23 +160,39 @@ fn dns_event(d: &crate::extract::DnsDetail) -> schema::DnsEvent {
     }
 }
 
-/// One event line (without the newline).
-pub fn event_line(ev: &NameEvent) -> String {
-    line(&event(ev))
+/// Appends one event line, newline included, to `out`.
+pub fn write_event_line(out: &mut Vec<u8>, ev: &NameEvent) {
+    append_line(out, &event(ev));
 }
 
-/// An event for a ClientHello that named no server: its JA4 is the only name it has.
-pub fn fingerprint_line(ts: Timestamp, flow: &FlowId, ja4: &str) -> String {
-    line(&schema::Event {
-        cert: None,
-        dns: None,
-        flow: flow.into(),
-        http: None,
-        kind: crate::extract::NameKind::Ja4,
-        timestamp: ts,
-        tls: None,
-        value: ja4.into(),
-    })
+/// Appends the event line of a ClientHello that named no server (its JA4 is the only name it
+/// has), newline included, to `out`.
+pub fn write_fingerprint_line(out: &mut Vec<u8>, ts: Timestamp, flow: &FlowId, ja4: &str) {
+    append_line(
+        out,
+        &schema::Event {
+            cert: None,
+            dns: None,
+            flow: flow.into(),
+            http: None,
+            kind: crate::extract::NameKind::Ja4,
+            timestamp: ts,
+            tls: None,
+            value: ja4.into(),
+        },
+    );
+}
+
+/// Serializes `record` straight onto `out` (no line of its own to allocate), then a newline.
+fn append_line<T: serde::Serialize>(out: &mut Vec<u8>, record: &T) {
+    let mark = out.len();
+    // The records hold strings, numbers and maps with string keys only: this cannot fail,
+    // and if it did, the partial line is taken back.
+    if serde_json::to_writer(&mut *out, record).is_ok() {
+        out.push(b'\n');
+    } else {
+        out.truncate(mark);
+    }
 }
 
 /// The host report (`--report`, `vendorwatch hosts --format json`).
