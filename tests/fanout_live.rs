@@ -586,3 +586,37 @@ fn by_default_an_interface_gets_as_many_capture_threads_as_workers_and_the_file_
         [format!("{cap}#0"), format!("{cap}#1"), format!("{cap}#2")]
     );
 }
+
+/// Without the right to capture, fanout is not tried three ways with three warnings: the one
+/// message is libpcap's, with what to do.
+#[test]
+fn without_permission_one_message_says_what_to_do() {
+    let as_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let mut cmd = if as_root {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_vendorwatch"));
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+    };
+    let out = cmd
+        .env("VENDORWATCH_STATE", "none")
+        .current_dir(std::env::temp_dir())
+        .args(["live", "-i", "lo", "--metrics-addr", "off"])
+        .args(["--capture-threads", "2", "--workers", "2"])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr.matches("no permission to capture on \"lo\"").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("CAP_NET_RAW"), "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+}

@@ -83,11 +83,14 @@ fn open_captures(
             };
             #[cfg(target_os = "linux")]
             if threads > 1 {
-                if let Some(members) = open_ring_fanout(settings, interface, threads, quiet) {
-                    return Ok(Opened::Ring(members));
-                }
-                if let Some(sockets) = open_fanout(settings, interface, threads, quiet) {
-                    return Ok(Opened::Fanout(sockets));
+                match open_ring_fanout(settings, interface, threads, quiet) {
+                    Ring::Opened(members) => return Ok(Opened::Ring(members)),
+                    Ring::TrySockets => {
+                        if let Some(sockets) = open_fanout(settings, interface, threads, quiet) {
+                            return Ok(Opened::Fanout(sockets));
+                        }
+                    }
+                    Ring::LibpcapSays => {}
                 }
             }
             // Said only when asked for: the default falls back without a word.
@@ -105,18 +108,22 @@ fn open_captures(
         .collect()
 }
 
-/// The interface as a fanout group of `members` libpcap handles, or `None` (said why) for
-/// the plain fanout sockets instead.
+/// What opening an interface as a fanout group of libpcap handles came to.
 #[cfg(target_os = "linux")]
-fn open_ring_fanout(
-    settings: &LiveConfig,
-    interface: &str,
-    members: usize,
-    quiet: bool,
-) -> Option<Vec<crate::capture::ring_fanout::RingMember>> {
+enum Ring {
+    Opened(Vec<crate::capture::ring_fanout::RingMember>),
+    /// The group could not be made (said why): the plain fanout sockets may do.
+    TrySockets,
+    /// The interface cannot be captured at all as asked (no such interface, a bad filter, no
+    /// permission): libpcap says so, with what to do, when it opens the interface alone next.
+    LibpcapSays,
+}
+
+/// The interface as a fanout group of `members` libpcap handles.
+#[cfg(target_os = "linux")]
+fn open_ring_fanout(settings: &LiveConfig, interface: &str, members: usize, quiet: bool) -> Ring {
     use crate::capture::ring_fanout;
-    let opened = ring_fanout::open(&live_options(settings, interface), members, None);
-    match opened {
+    match ring_fanout::open(&live_options(settings, interface), members, None) {
         Ok(members) => {
             if !quiet {
                 tracing::info!(
@@ -125,15 +132,18 @@ fn open_ring_fanout(
                     members.first().map_or(0, ring_fanout::RingMember::group)
                 );
             }
-            Some(members)
+            Ring::Opened(members)
         }
-        // libpcap says these with what to do when it opens the interface alone next.
-        Err(live::OpenError::NoSuchInterface { .. } | live::OpenError::BadFilter { .. }) => None,
+        Err(
+            live::OpenError::NoSuchInterface { .. }
+            | live::OpenError::BadFilter { .. }
+            | live::OpenError::Permission { .. },
+        ) => Ring::LibpcapSays,
         Err(e) => {
             tracing::warn!(
                 "warning: {interface}: no fanout over libpcap rings ({e}); trying fanout sockets"
             );
-            None
+            Ring::TrySockets
         }
     }
 }
