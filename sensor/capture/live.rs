@@ -222,17 +222,28 @@ impl LiveCapture {
         self.cap.as_fd()
     }
 
-    /// Replaces the handle's filter (`None`: keep every frame). libpcap filters in user
-    /// space what the ring already holds, so no frame the old filter refused is read.
+    /// Replaces the handle's filter (`None`: keep every frame). Frames already in the ring
+    /// are judged by the filter in place when they are read, not by the one they came in by.
     pub fn set_filter(&mut self, bpf: Option<&str>) -> Result<(), OpenError> {
+        let text = bpf.unwrap_or("");
+        // A filter that does not compile is the user's to fix; one the kernel refuses is not.
         self.cap
-            .filter(bpf.unwrap_or(""), true)
+            .compile(text, true)
             .map_err(|e| OpenError::BadFilter {
-                filter: bpf.unwrap_or("").to_string(),
+                filter: text.to_string(),
                 reason: e.to_string(),
             })?;
+        self.cap.filter(text, true).map_err(|e| OpenError::Other {
+            interface: self.interface.clone(),
+            reason: format!("setting the filter {text:?}: {e}"),
+        })?;
         self.options.bpf = bpf.map(str::to_string);
         Ok(())
+    }
+
+    /// Reads one frame and throws it away; whether there was one.
+    pub fn discard_one(&mut self) -> bool {
+        self.cap.next_packet().is_ok()
     }
 
     /// Opens the interface again (after it was removed and re-created), with the same

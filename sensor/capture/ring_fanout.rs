@@ -13,21 +13,32 @@
 //!
 //! Exactly once, as in `fanout`: a socket receives every frame from the moment libpcap
 //! binds it until it joins the group, so each handle is opened with a filter that keeps
-//! nothing (libpcap also filters what its ring already holds with it), joins, and only once
-//! every handle has joined does each get the real filter. Frames of the few microseconds
-//! between the first and the last switch are not captured by the handles not yet switched,
-//! as if the capture had started later; none is read twice.
+//! nothing, joins, and only once every handle has joined and each has read and thrown away
+//! what its ring took in before its filter was set (libpcap judges the frames in a ring by
+//! the filter in place when they are read, and a partly filled block shows only once the
+//! kernel retires it, after the read timeout) does each get the real filter. So no frame is
+//! read twice, and none reaches a handle other than the one the flow hash picks; frames of
+//! the moments between the first and the last switch are not captured by the handles not
+//! yet switched, as if the capture had started later.
+//!
+//! `--buffer-mb` is the interface's: each member's ring gets an equal share, at least
+//! `MIN_MEMBER_RING_MB` (a ring is reserved in full when the handle opens, so N full-size
+//! rings would pin N times the memory asked for).
 //!
 //! A member is never reopened on its own: a handle on a re-created interface cannot join
 //! the old group (the group is bound to the old interface), so, as with `fanout`, a removed
 //! interface ends the group's capture.
 
 use crate::capture::fanout;
-use crate::capture::live::{LiveCapture, LiveOptions, OpenError};
+use crate::capture::live::{LiveCapture, LiveOptions, OpenError, DRAIN_AFTER_STOP};
 
-/// A filter no frame passes (a frame of at most one byte): the filter of a handle until
-/// every member has joined.
-const KEEP_NOTHING: &str = "less 1";
+/// A filter no frame passes (a length is never negative): the filter of a handle until
+/// every member has joined. (`less 1` would keep a 1-byte frame, which a raw-IP link can
+/// carry; `1 = 0` does not compile: libpcap refuses a filter it can tell rejects all.)
+const KEEP_NOTHING: &str = "len < 0";
+
+/// The smallest ring a member gets, in MiB.
+pub const MIN_MEMBER_RING_MB: u32 = 8;
 
 /// One libpcap handle of a fanout group.
 pub struct RingMember {
@@ -79,6 +90,7 @@ pub fn open(
     }
     let closed = LiveOptions {
         bpf: Some(KEEP_NOTHING.into()),
+        buffer_mb: member_ring_mb(opts.buffer_mb, members),
         ..opts.clone()
     };
     let mut joined: Vec<RingMember> = Vec::with_capacity(members);
@@ -99,8 +111,49 @@ pub fn open(
             group: id,
         });
     }
+    discard_what_came_before(&mut joined);
     for member in &mut joined {
         member.capture.set_filter(opts.bpf.as_deref())?;
     }
     Ok(joined)
+}
+
+/// Each member's share of the interface's `buffer_mb`.
+pub fn member_ring_mb(buffer_mb: u32, members: usize) -> u32 {
+    let members = u32::try_from(members.max(1)).unwrap_or(u32::MAX);
+    (buffer_mb / members).max(MIN_MEMBER_RING_MB)
+}
+
+/// Reads every member's ring empty of what came in before its keep-nothing filter, until
+/// none has shown a frame for longer than the kernel takes to hand over a partly filled
+/// block.
+fn discard_what_came_before(members: &mut [RingMember]) {
+    let mut quiet_since = std::time::Instant::now();
+    while quiet_since.elapsed() < DRAIN_AFTER_STOP {
+        let mut any = false;
+        for member in members.iter_mut() {
+            while member.capture.discard_one() {
+                any = true;
+            }
+        }
+        if any {
+            quiet_since = std::time::Instant::now();
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_interface_buffer_is_shared_out_with_a_floor() {
+        assert_eq!(member_ring_mb(64, 1), 64);
+        assert_eq!(member_ring_mb(256, 4), 64);
+        assert_eq!(member_ring_mb(64, 4), 16);
+        assert_eq!(member_ring_mb(16, 4), MIN_MEMBER_RING_MB);
+        assert_eq!(member_ring_mb(64, 0), 64);
+    }
 }

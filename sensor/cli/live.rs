@@ -172,9 +172,13 @@ fn open_fanout(
         group: None,
         bpf: settings.bpf.clone(),
         snaplen: live::SNAPLEN.unsigned_abs(),
-        buffer_bytes: usize::try_from(settings.buffer_mb)
-            .unwrap_or(usize::MAX)
-            .saturating_mul(1 << 20),
+        // The interface's buffer, shared out as the rings are.
+        buffer_bytes: usize::try_from(crate::capture::ring_fanout::member_ring_mb(
+            settings.buffer_mb,
+            sockets,
+        ))
+        .unwrap_or(usize::MAX)
+        .saturating_mul(1 << 20),
         promiscuous: settings.promiscuous,
         // The sensor's own defragmenter must see the fragments (and their overlaps): each
         // socket thread reassembles, then hashes, in its dispatcher.

@@ -223,8 +223,8 @@ pub struct LiveSettings {
     /// BPF filter, compiled by libpcap (e.g. "not port 22").
     #[arg(long, value_name = "EXPR")]
     pub bpf: Option<String>,
-    /// Kernel capture buffer per interface (per socket with fanout), in MiB (raise it if the
-    /// kernel drops packets).
+    /// Kernel capture buffer per interface, in MiB, shared out equally among its fanout
+    /// members (at least 8 MiB each); raise it if the kernel drops packets.
     #[arg(long, value_name = "MIB")]
     pub buffer_mb: Option<u32>,
     /// Do not put the interface in promiscuous mode.
