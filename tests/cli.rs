@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+mod common;
 
 /// The binary, kept away from any shared inventory (tests that want one pass --state).
 fn bin() -> Command {
@@ -923,19 +924,7 @@ fn hosts_reads_an_inventory_its_user_cannot_write() {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).expect("chmod");
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     // Root may write anywhere: read as `nobody` then, as an analyst's account would.
-    let as_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0"));
-    let mut cmd = if as_root {
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-            .arg(env!("CARGO_BIN_EXE_vendorwatch"));
-        c
-    } else {
-        Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
-    };
-    let out = cmd
+    let out = common::as_unprivileged(env!("CARGO_BIN_EXE_vendorwatch"))
         .args(["hosts", "--format", "csv", "--state"])
         .arg(&db)
         .output()

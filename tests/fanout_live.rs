@@ -591,19 +591,7 @@ fn by_default_an_interface_gets_as_many_capture_threads_as_workers_and_the_file_
 /// message is libpcap's, with what to do.
 #[test]
 fn without_permission_one_message_says_what_to_do() {
-    let as_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0"));
-    let mut cmd = if as_root {
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-            .arg(env!("CARGO_BIN_EXE_vendorwatch"));
-        c
-    } else {
-        Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
-    };
-    let out = cmd
+    let out = common::as_unprivileged(env!("CARGO_BIN_EXE_vendorwatch"))
         .env("VENDORWATCH_STATE", "none")
         .current_dir(std::env::temp_dir())
         .args(["live", "-i", "lo", "--metrics-addr", "off"])

@@ -1174,6 +1174,19 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// A command that runs `program` as an unprivileged user: `nobody` when the tests run as
+/// root (as CI does), the test's own user otherwise.
+pub fn as_unprivileged(program: &str) -> std::process::Command {
+    if is_root() {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            .arg(program);
+        c
+    } else {
+        std::process::Command::new(program)
+    }
+}
+
 /// Whether a root-only test may go on; says, loudly, that it is skipped otherwise:
 /// `SKIPPED: WHAT needs root (CI runs as root)`.
 pub fn root_or_skip(what: &str) -> bool {
