@@ -121,6 +121,15 @@ impl FlowKey {
     }
 }
 
+/// Bytes a flow held in its buffers before and after a segment, and whether it began
+/// buffering with it (its flag is set; `account` queues it).
+#[derive(Debug, Default, Clone, Copy)]
+struct Held {
+    before: usize,
+    after: usize,
+    started_buffering: bool,
+}
+
 /// What a flow carries, with that protocol's state: the one per-protocol record of a flow.
 #[derive(Debug)]
 enum App {
@@ -438,15 +447,9 @@ impl Extractor {
     /// Accounts for what a segment changed in `key`'s buffers, and when the worker's
     /// buffers together pass the budget, takes them from the flows that began buffering
     /// first (not `key`'s: the segment just read may be the one that completes a hello).
-    fn account(&mut self, key: FlowKey, before: usize, out: &mut impl FnMut(Extracted)) {
-        let Some(flow) = self.flows.get_mut(&key) else {
-            self.buffered = self.buffered.saturating_sub(before);
-            return;
-        };
-        let after = flow.held();
-        self.buffered = (self.buffered + after).saturating_sub(before);
-        if after > 0 && !flow.conn.buffering {
-            flow.conn.buffering = true;
+    fn account(&mut self, key: FlowKey, held: Held, out: &mut impl FnMut(Extracted)) {
+        self.buffered = (self.buffered + held.after).saturating_sub(held.before);
+        if held.started_buffering {
             self.buffering.push_back(key);
         }
         while self.buffered > self.limits.reassembly_budget {

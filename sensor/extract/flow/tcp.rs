@@ -2,7 +2,7 @@
 //! when a SYN on a known 4-tuple opens a new connection, and how each segment's bytes reach
 //! the reassembly buffers and, in order, the flow's protocol (`inspect`).
 
-use super::{finish_inspection, inspect, Conn, Endpoint, Extractor, Flow, FlowKey};
+use super::{finish_inspection, inspect, Conn, Endpoint, Extractor, FlowKey, Held};
 use crate::decode::checksum::{self, Validity};
 use crate::decode::{Packet, Proto, TcpSegment};
 use crate::extract::anomaly::FlowAnomaly;
@@ -40,7 +40,10 @@ impl Extractor {
             }
         };
         let mut checked = None;
+        // Whether the flow is in the table after the checks below (one probe, not two).
+        let mut known = false;
         if let Some(flow) = self.flows.get_mut(&key) {
+            known = true;
             let dir = usize::from(flow.conn.id.client != SocketAddr::new(src.0, src.1));
             // Only what can change the flow's state is checked: data it still reads, and
             // the flags that open or close it.
@@ -56,9 +59,9 @@ impl Extractor {
             }
             if seg.syn && !seg.ack && is_new_connection(&flow.conn, src, seg, ts) {
                 self.close_reused(key, out);
+                known = false;
             }
         }
-        let known = self.flows.contains_key(&key);
         if !known && (seg.rst || (seg.fin && seg.payload.is_empty())) {
             // The tail of a flow we never saw: nothing to learn.
             return;
@@ -78,18 +81,17 @@ impl Extractor {
         };
         let mac = pkt.src_mac;
         let mac_for_new = if tcp_src_is_client(seg) { mac } else { None };
-        self.flow_entry(key, ts, make_id, mac_for_new, out);
         if !known {
-            if let Some(flow) = self.flows.get_mut(&key) {
-                let dir = usize::from(flow.conn.id.client != SocketAddr::new(src.0, src.1));
-                flow.conn.checksums_good[dir] = checked.unwrap_or_else(validity) == Validity::Good;
-            }
+            self.flow_entry(key, ts, make_id, mac_for_new, out);
         }
-        let before = self.flows.get(&key).map_or(0, Flow::held);
-        self.tcp_segment(key, ts, src, mac, seg, out);
-        self.account(key, before, out);
+        let first_checksum = (!known).then(|| checked.unwrap_or_else(validity) == Validity::Good);
+        let held = self.tcp_segment(key, ts, src, mac, seg, first_checksum, out);
+        self.account(key, held, out);
     }
 
+    /// Reads `seg` into its flow; what that changed in the flow's buffers (for `account`).
+    /// `first_checksum`: for the flow's first segment, whether its checksum was good.
+    #[allow(clippy::too_many_arguments)]
     fn tcp_segment(
         &mut self,
         key: FlowKey,
@@ -97,14 +99,19 @@ impl Extractor {
         src: Endpoint,
         mac: Option<MacAddr>,
         seg: &TcpSegment<'_>,
+        first_checksum: Option<bool>,
         out: &mut impl FnMut(Extracted),
-    ) {
+    ) -> Held {
         let limits = self.limits;
         let txns = &mut self.dns_txns;
         let Some(flow) = self.flows.get_mut(&key) else {
-            return;
+            return Held::default();
         };
+        let before = flow.held();
         let from_client = flow.conn.id.client == SocketAddr::new(src.0, src.1);
+        if let Some(good) = first_checksum {
+            flow.conn.checksums_good[usize::from(!from_client)] = good;
+        }
         note_segment(&mut flow.conn, ts, from_client, mac, seg);
         // The peer answered, or the flow ends: what the other side sent before is whole, so
         // a direction still in its mid-stream window starts now.
@@ -132,6 +139,14 @@ impl Extractor {
         }
         if flow.conn.closing {
             flow.conn.report_unnamed(out);
+        }
+        let after = flow.held();
+        let started_buffering = after > 0 && !flow.conn.buffering;
+        flow.conn.buffering |= started_buffering;
+        Held {
+            before,
+            after,
+            started_buffering,
         }
     }
 }
