@@ -525,10 +525,13 @@ impl Extractor {
             return;
         }
         let key = FlowKey::new(Proto::Udp, (src.ip(), src.port()), (dst.ip(), dst.port()));
+        let mut known = false;
         if let Some(flow) = self.flows.get_mut(&key) {
+            known = true;
             if let App::Quic(quic) = &mut flow.app {
                 if quic.new_connection(flow.conn.id.client, src, dgram.payload) {
                     self.close_reused(key, out);
+                    known = false;
                 }
             }
         }
@@ -547,7 +550,9 @@ impl Extractor {
                 server,
             }
         };
-        self.flow_entry(key, ts, make_id, pkt.src_mac, out);
+        if !known {
+            self.flow_entry(key, ts, make_id, pkt.src_mac, out);
+        }
         if let Some(flow) = self.flows.get_mut(&key) {
             flow.conn.last_seen = ts;
             let from_client = flow.conn.id.client == src;
