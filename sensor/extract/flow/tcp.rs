@@ -2,11 +2,12 @@
 //! when a SYN on a known 4-tuple opens a new connection, and how each segment's bytes reach
 //! the reassembly buffers and, in order, the flow's protocol (`inspect`).
 
-use super::{finish_inspection, inspect, Conn, Endpoint, Extractor, FlowKey, Held};
+use super::{dns, finish_inspection, inspect, Conn, Endpoint, Extractor, Flow, FlowKey, Held};
 use crate::decode::checksum::{self, Validity};
 use crate::decode::{Packet, Proto, TcpSegment};
 use crate::extract::anomaly::FlowAnomaly;
 use crate::extract::stream::{Pushed, MIDSTREAM_WINDOW_SEGMENTS};
+use crate::extract::ExtractorLimits;
 use crate::extract::{Extracted, FlowId};
 use crate::mac::MacAddr;
 use crate::time::Timestamp;
@@ -40,10 +41,8 @@ impl Extractor {
             }
         };
         let mut checked = None;
-        // Whether the flow is in the table after the checks below (one probe, not two).
-        let mut known = false;
+        let mac = pkt.src_mac;
         if let Some(flow) = self.flows.get_mut(&key) {
-            known = true;
             let dir = usize::from(flow.conn.id.client != SocketAddr::new(src.0, src.1));
             // Only what can change the flow's state is checked: data it still reads, and
             // the flags that open or close it.
@@ -57,15 +56,44 @@ impl Extractor {
                     flow.conn.checksums_good[dir] = true;
                 }
             }
-            if seg.syn && !seg.ack && is_new_connection(&flow.conn, src, seg, ts) {
-                self.close_reused(key, out);
-                known = false;
+            if !(seg.syn && !seg.ack && is_new_connection(&flow.conn, src, seg, ts)) {
+                // The common case: a segment of a known connection, read with this probe.
+                let held = read_segment(
+                    flow,
+                    &mut self.dns_txns,
+                    self.limits,
+                    src,
+                    seg,
+                    None,
+                    ts,
+                    mac,
+                    out,
+                );
+                self.account(key, held, out);
+                return;
             }
+            self.close_reused(key, out);
         }
-        if !known && (seg.rst || (seg.fin && seg.payload.is_empty())) {
+        if seg.rst || (seg.fin && seg.payload.is_empty()) {
             // The tail of a flow we never saw: nothing to learn.
             return;
         }
+        let good = checked.unwrap_or_else(validity) == Validity::Good;
+        self.tcp_new_flow(ts, (src, dst), seg, mac, good, out);
+    }
+
+    /// Opens the flow a segment of an unknown connection starts, and reads the segment into
+    /// it; `checksum_good`: whether the segment's checksum was.
+    fn tcp_new_flow(
+        &mut self,
+        ts: Timestamp,
+        (src, dst): (Endpoint, Endpoint),
+        seg: &TcpSegment<'_>,
+        mac: Option<MacAddr>,
+        checksum_good: bool,
+        out: &mut impl FnMut(Extracted),
+    ) {
+        let key = FlowKey::new(Proto::Tcp, src, dst);
         let make_id = || {
             let src_is_client = tcp_src_is_client(seg);
             let (client, server) = if src_is_client {
@@ -79,75 +107,80 @@ impl Extractor {
                 server: SocketAddr::new(server.0, server.1),
             }
         };
-        let mac = pkt.src_mac;
         let mac_for_new = if tcp_src_is_client(seg) { mac } else { None };
-        if !known {
-            self.flow_entry(key, ts, make_id, mac_for_new, out);
-        }
-        let first_checksum = (!known).then(|| checked.unwrap_or_else(validity) == Validity::Good);
-        let held = self.tcp_segment(key, ts, src, mac, seg, first_checksum, out);
+        self.flow_entry(key, ts, make_id, mac_for_new, out);
+        let Some(flow) = self.flows.get_mut(&key) else {
+            return;
+        };
+        let held = read_segment(
+            flow,
+            &mut self.dns_txns,
+            self.limits,
+            src,
+            seg,
+            Some(checksum_good),
+            ts,
+            mac,
+            out,
+        );
         self.account(key, held, out);
     }
+}
 
-    /// Reads `seg` into its flow; what that changed in the flow's buffers (for `account`).
-    /// `first_checksum`: for the flow's first segment, whether its checksum was good.
-    #[allow(clippy::too_many_arguments)]
-    fn tcp_segment(
-        &mut self,
-        key: FlowKey,
-        ts: Timestamp,
-        src: Endpoint,
-        mac: Option<MacAddr>,
-        seg: &TcpSegment<'_>,
-        first_checksum: Option<bool>,
-        out: &mut impl FnMut(Extracted),
-    ) -> Held {
-        let limits = self.limits;
-        let txns = &mut self.dns_txns;
-        let Some(flow) = self.flows.get_mut(&key) else {
-            return Held::default();
-        };
-        let before = flow.held();
-        let from_client = flow.conn.id.client == SocketAddr::new(src.0, src.1);
-        if let Some(good) = first_checksum {
-            flow.conn.checksums_good[usize::from(!from_client)] = good;
+/// Reads `seg` into `flow`; what that changed in the flow's buffers (for `account`).
+/// `first_checksum`: for the flow's first segment, whether its checksum was good.
+#[allow(clippy::too_many_arguments)]
+fn read_segment(
+    flow: &mut Flow,
+    txns: &mut dns::Transactions,
+    limits: ExtractorLimits,
+    src: Endpoint,
+    seg: &TcpSegment<'_>,
+    first_checksum: Option<bool>,
+    ts: Timestamp,
+    mac: Option<MacAddr>,
+    out: &mut impl FnMut(Extracted),
+) -> Held {
+    let before = flow.held();
+    let from_client = flow.conn.id.client == SocketAddr::new(src.0, src.1);
+    if let Some(good) = first_checksum {
+        flow.conn.checksums_good[usize::from(!from_client)] = good;
+    }
+    note_segment(&mut flow.conn, ts, from_client, mac, seg);
+    // The peer answered, or the flow ends: what the other side sent before is whole, so
+    // a direction still in its mid-stream window starts now.
+    if flow.app.inspecting()
+        && (!seg.payload.is_empty() || flow.conn.closing)
+        && flow.conn.sent_by(!from_client).settle() == Pushed::Data
+    {
+        inspect(flow, !from_client, ts, txns, &limits, 0, out);
+    }
+    let delivered = push_segment(&mut flow.conn, flow.app.inspecting(), from_client, seg);
+    if delivered.pushed == Pushed::Data && flow.app.inspecting() {
+        // The buffer now ends where the capture stopped keeping bytes: the parsers read it
+        // as far as it goes.
+        inspect(flow, from_client, ts, txns, &limits, delivered.cut, out);
+    }
+    if delivered.cut > 0 && flow.app.inspecting() {
+        // The next segment follows the bytes that were never captured: go on there, with
+        // what is parked beyond (what was left of the cut message is unreadable anyway).
+        if flow.conn.sent_by(from_client).skip_to(delivered.resume) == Pushed::Data {
+            inspect(flow, from_client, ts, txns, &limits, 0, out);
         }
-        note_segment(&mut flow.conn, ts, from_client, mac, seg);
-        // The peer answered, or the flow ends: what the other side sent before is whole, so
-        // a direction still in its mid-stream window starts now.
-        if flow.app.inspecting()
-            && (!seg.payload.is_empty() || flow.conn.closing)
-            && flow.conn.sent_by(!from_client).settle() == Pushed::Data
-        {
-            inspect(flow, !from_client, ts, txns, &limits, 0, out);
-        }
-        let delivered = push_segment(&mut flow.conn, flow.app.inspecting(), from_client, seg);
-        if delivered.pushed == Pushed::Data && flow.app.inspecting() {
-            // The buffer now ends where the capture stopped keeping bytes: the parsers read it
-            // as far as it goes.
-            inspect(flow, from_client, ts, txns, &limits, delivered.cut, out);
-        }
-        if delivered.cut > 0 && flow.app.inspecting() {
-            // The next segment follows the bytes that were never captured: go on there, with
-            // what is parked beyond (what was left of the cut message is unreadable anyway).
-            if flow.conn.sent_by(from_client).skip_to(delivered.resume) == Pushed::Data {
-                inspect(flow, from_client, ts, txns, &limits, 0, out);
-            }
-        }
-        if flow.app.inspecting() && flow.conn.client_bytes > limits.inspect_budget {
-            finish_inspection(flow, out);
-        }
-        if flow.conn.closing {
-            flow.conn.report_unnamed(out);
-        }
-        let after = flow.held();
-        let started_buffering = after > 0 && !flow.conn.buffering;
-        flow.conn.buffering |= started_buffering;
-        Held {
-            before,
-            after,
-            started_buffering,
-        }
+    }
+    if flow.app.inspecting() && flow.conn.client_bytes > limits.inspect_budget {
+        finish_inspection(flow, out);
+    }
+    if flow.conn.closing {
+        flow.conn.report_unnamed(out);
+    }
+    let after = flow.held();
+    let started_buffering = after > 0 && !flow.conn.buffering;
+    flow.conn.buffering |= started_buffering;
+    Held {
+        before,
+        after,
+        started_buffering,
     }
 }
 
