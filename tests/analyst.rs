@@ -200,6 +200,13 @@ fn resolver_lab_capture(dir: &Path) -> Option<PathBuf> {
         "tcpdump",
         "-i",
         "lo",
+        // In immediate mode libpcap's ring holds whole-snap-length frames: at loopback's 64 KiB
+        // MTU its default 2 MiB held a handful, and a scan burst while tcpdump waited for a
+        // core (a loaded CI machine) lost packets. DNS here fits in 2 KiB.
+        "-s",
+        "2048",
+        "-B",
+        "16384",
         "--immediate-mode",
         "-U",
         "-n",

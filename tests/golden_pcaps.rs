@@ -418,6 +418,69 @@ fn connection_by_address_is_tied_to_the_name_dns_gave_it() {
     assert_eq!(ip_indicator["name"], "dnl-02.geo.kaspersky.com");
 }
 
+/// A tap that carries only the server's side of each connection (cut from the golden
+/// capture by tshark, bytes unchanged): the clients never send a byte, yet the servers'
+/// TLS 1.2 certificates still name them, and every detection of the two-way capture stands.
+#[test]
+fn a_tap_with_only_the_servers_side_still_reads_the_certificates() {
+    let pcap = root().join("pcaps/tls12-certs.pcap");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let one_way = tmp.path().join("server-side.pcap");
+    let cut = Command::new("tshark")
+        .args(["-r"])
+        .arg(&pcap)
+        .args(["-F", "pcap", "-Y", "tcp.srcport == 443", "-w"])
+        .arg(&one_way)
+        .output()
+        .expect("tshark runs");
+    assert!(
+        cut.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cut.stderr)
+    );
+    let exp: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("pcaps/expected/tls12-certs.pcap.json"))
+            .expect("expectations"),
+    )
+    .expect("json");
+    let run = replay(&one_way, &[]);
+    assert!(
+        run.out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.out.stderr)
+    );
+    let detected: BTreeSet<_> = run.report["hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|h| {
+            let ip = s(&h["ip"]);
+            h["detections"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(move |d| (ip.clone(), s(&d["vendor"]), s(&d["category"])))
+        })
+        .collect();
+    assert_eq!(
+        detected,
+        triples(&exp["detections"], "host", "vendor", "category")
+    );
+    let certs: BTreeSet<(String, String)> = run
+        .events
+        .iter()
+        .filter(|e| e["kind"] == "tls_cert")
+        .map(|e| (s(&e["flow"]["src_ip"]), s(&e["value"])))
+        .collect();
+    let want: BTreeSet<(String, String)> = exp["certificates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| (s(&c["host"]), s(&c["subject_cn"])))
+        .collect();
+    assert_eq!(certs, want);
+}
+
 #[test]
 fn committed_expectations_are_what_tshark_says() {
     if Command::new("tshark").arg("--version").output().is_err() {

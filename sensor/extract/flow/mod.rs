@@ -630,8 +630,27 @@ fn retire(
     out: &mut impl FnMut(Extracted),
 ) {
     settle_windows(flow, txns, limits, out);
+    read_server_side_only(flow, out);
     count_reassembly_drops(flow, out);
     flow.conn.report_unnamed(out);
+}
+
+/// A flow whose client never sent a byte (a tap that carries one direction, the server's):
+/// its protocol was never probed, but a TLS server flight in clear still names the server by
+/// its certificate, read when the flow ends, at the time of its last segment. Only then:
+/// read earlier, a ServerHello captured ahead of its ClientHello (capture reordering) would
+/// decide the flow before the client's name was read.
+fn read_server_side_only(flow: &mut Flow, out: &mut impl FnMut(Extracted)) {
+    let conn = &mut flow.conn;
+    if matches!(flow.app, App::Probe)
+        && conn.id.proto == Proto::Tcp
+        && conn.client_bytes == 0
+        && conn.to_server.data().is_empty()
+        && super::tls::looks_like_handshake(conn.to_client.data())
+    {
+        let ts = conn.last_seen;
+        tls::server_flight(conn, ts, out);
+    }
 }
 
 fn finish_inspection(flow: &mut Flow, out: &mut impl FnMut(Extracted)) {

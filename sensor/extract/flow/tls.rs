@@ -95,7 +95,11 @@ impl TlsState {
 }
 
 /// Reads the server's first flight: its certificate, when sent in clear.
-fn server_flight(conn: &mut Conn, ts: Timestamp, out: &mut impl FnMut(Extracted)) -> Step {
+pub(super) fn server_flight(
+    conn: &mut Conn,
+    ts: Timestamp,
+    out: &mut impl FnMut(Extracted),
+) -> Step {
     match tls::parse_server_flight(conn.to_client.data()) {
         tls::ServerParse::NeedMore if conn.to_client.is_full() => {
             out(Extracted::Anomaly(
