@@ -967,3 +967,85 @@ fn an_unprivileged_sensor_with_ambient_capabilities_clears_them_after_start_up()
     let (code, stderr) = sensor.terminate();
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+/// A DNS query for `name` (A, recursion desired), as a stub resolver sends it.
+fn dns_query(id: u16, name: &str) -> Vec<u8> {
+    let mut q = id.to_be_bytes().to_vec();
+    q.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
+}
+
+/// libpcap's `any` device is no network interface (nothing in /sys/class/net): it must be
+/// captured, alone and as a fanout group, not taken for an interface that was removed.
+#[test]
+fn the_any_device_is_captured_and_never_taken_for_a_removed_interface() {
+    if !root_or_skip("capturing on the any device") {
+        return;
+    }
+    for threads in ["1", "2"] {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let events = tmp.path().join("e.jsonl");
+        let mut sensor = Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+            .env("VENDORWATCH_STATE", "none")
+            .args([
+                "live",
+                "-i",
+                "any",
+                "--metrics-addr",
+                "off",
+                "--workers",
+                "2",
+            ])
+            .args(["--capture-threads", threads, "--user", "nobody", "--events"])
+            .arg(&events)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starts vendorwatch live");
+        let collected = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let reader = sensor
+            .stderr
+            .take()
+            .map(|pipe| common::collect_output(pipe, std::sync::Arc::clone(&collected)));
+        let said = |what: &str| collected.lock().map(|s| s.contains(what)).unwrap_or(false);
+        let started = Instant::now();
+        while !said("seccomp filter on") && started.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // DNS queries on loopback (answered or not: only the questions are counted).
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("socket");
+        let names: Vec<String> = (0..5)
+            .map(|i| format!("any{threads}probe{i}.kaspersky.com"))
+            .collect();
+        for (i, name) in names.iter().enumerate() {
+            let _ = socket.send_to(&dns_query(0x4100 + i as u16, name), "127.0.0.1:53");
+        }
+        // Long enough for several link checks (every 250 ms) and the ring's read timeout.
+        std::thread::sleep(Duration::from_millis(1500));
+        run_ok(&["kill", "-TERM", &sensor.id().to_string()]);
+        let status = wait_for_exit(&mut sensor, Duration::from_secs(60));
+        if let Some(r) = reader {
+            let _ = r.join();
+        }
+        let stderr = collected.lock().map(|s| s.clone()).unwrap_or_default();
+        assert_eq!(status.and_then(|s| s.code()), Some(0), "{stderr}");
+        assert!(!stderr.contains("removed"), "{stderr}");
+        let text = std::fs::read_to_string(&events).unwrap_or_default();
+        for name in &names {
+            let lines = text
+                .lines()
+                .filter(|l| {
+                    l.contains(&format!("\"value\":\"{name}\"")) && l.contains("\"type\":\"query\"")
+                })
+                .count();
+            assert_eq!(
+                lines, 1,
+                "{name} once with {threads} capture thread(s)\n{stderr}"
+            );
+        }
+    }
+}

@@ -394,9 +394,11 @@ pub struct LinkWatch {
 impl LinkWatch {
     pub fn new(interface: &str) -> LinkWatch {
         // An interface name never holds a slash; refuse to build a path from one that does.
+        // A device libpcap captures on that is no network interface (`any`, `nflog`,
+        // `usbmon0`) has no link to watch: it is never taken for a removed one.
         let dir = (!interface.contains('/') && !matches!(interface, "" | "." | ".."))
             .then(|| std::path::Path::new("/sys/class/net").join(interface))
-            .filter(|_| std::path::Path::new("/sys/class/net").is_dir());
+            .filter(|dir| dir.is_dir());
         let mut w = LinkWatch {
             dir,
             opened_ifindex: None,
