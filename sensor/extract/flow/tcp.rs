@@ -58,17 +58,8 @@ impl Extractor {
             }
             if !(seg.syn && !seg.ack && is_new_connection(&flow.conn, src, seg, ts)) {
                 // The common case: a segment of a known connection, read with this probe.
-                let held = read_segment(
-                    flow,
-                    &mut self.dns_txns,
-                    self.limits,
-                    src,
-                    seg,
-                    None,
-                    ts,
-                    mac,
-                    out,
-                );
+                let arrived = Arrival { src, seg, ts, mac };
+                let held = read_segment(flow, &mut self.dns_txns, self.limits, &arrived, None, out);
                 self.account(key, held, out);
                 return;
             }
@@ -112,35 +103,32 @@ impl Extractor {
         let Some(flow) = self.flows.get_mut(&key) else {
             return;
         };
-        let held = read_segment(
-            flow,
-            &mut self.dns_txns,
-            self.limits,
-            src,
-            seg,
-            Some(checksum_good),
-            ts,
-            mac,
-            out,
-        );
+        let arrived = Arrival { src, seg, ts, mac };
+        let good = Some(checksum_good);
+        let held = read_segment(flow, &mut self.dns_txns, self.limits, &arrived, good, out);
         self.account(key, held, out);
     }
 }
 
-/// Reads `seg` into `flow`; what that changed in the flow's buffers (for `account`).
+/// A segment as it arrived: from which end, when, from which MAC.
+struct Arrival<'s, 'p> {
+    src: Endpoint,
+    seg: &'s TcpSegment<'p>,
+    ts: Timestamp,
+    mac: Option<MacAddr>,
+}
+
+/// Reads a segment into `flow`; what that changed in the flow's buffers (for `account`).
 /// `first_checksum`: for the flow's first segment, whether its checksum was good.
-#[allow(clippy::too_many_arguments)]
 fn read_segment(
     flow: &mut Flow,
     txns: &mut dns::Transactions,
     limits: ExtractorLimits,
-    src: Endpoint,
-    seg: &TcpSegment<'_>,
+    arrived: &Arrival<'_, '_>,
     first_checksum: Option<bool>,
-    ts: Timestamp,
-    mac: Option<MacAddr>,
     out: &mut impl FnMut(Extracted),
 ) -> Held {
+    let Arrival { src, seg, ts, mac } = *arrived;
     let before = flow.held();
     let from_client = flow.conn.id.client == SocketAddr::new(src.0, src.1);
     if let Some(good) = first_checksum {
