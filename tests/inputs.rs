@@ -851,3 +851,77 @@ fn config_check_reports_every_problem_in_line_order_in_the_files_terms() {
     assert!(stderr.contains("5 problem(s)"), "{stderr}");
     assert_eq!(code, Some(1), "{stderr}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Captures kept gzip-compressed (`tcpdump -z gzip`, archives)
+
+fn golden(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("pcaps")
+        .join(name)
+}
+
+/// `gzip` (the real tool) of `src` into `dst`, cut to `keep` bytes when given.
+fn gzip_to(src: &Path, dst: &Path, keep: Option<usize>) {
+    let out = Command::new("gzip")
+        .args(["-c", "-9"])
+        .arg(src)
+        .output()
+        .expect("gzip runs");
+    assert!(out.status.success());
+    let bytes = &out.stdout[..keep.unwrap_or(out.stdout.len()).min(out.stdout.len())];
+    std::fs::write(dst, bytes).expect("write");
+}
+
+#[test]
+fn a_gzip_capture_reads_as_the_capture_inside_also_in_a_directory() {
+    let Some(want) = tshark_names(&golden("dns.pcap")) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("archive");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let gz = dir.join("dns.pcap.gz");
+    gzip_to(&golden("dns.pcap"), &gz, None);
+    let (code, stderr, names) = replay_events(tmp.path(), &[&gz]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        names, want,
+        "the names tshark reads in the capture, in order"
+    );
+    // A folder of compressed captures is a folder of captures.
+    let (code, stderr, names) = replay_events(tmp.path(), &[&dir]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("1 capture file(s)"), "{stderr}");
+    assert_eq!(names, want);
+}
+
+/// A gzip file cut short keeps every packet before the cut and says where the capture inside
+/// broke: the same record and offset as the plain bytes `zcat` gets out of it.
+#[test]
+fn a_gzip_capture_cut_short_keeps_what_came_before_and_says_where() {
+    if !have("tshark") {
+        eprintln!("tshark not installed: skipped");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let gz = tmp.path().join("cut.pcap.gz");
+    gzip_to(&golden("dns.pcap"), &gz, Some(1500));
+    let zcat = Command::new("zcat").arg(&gz).output().expect("zcat runs");
+    let plain = tmp.path().join("cut.pcap");
+    std::fs::write(&plain, &zcat.stdout).expect("write");
+    let whole_records = tshark_names(&plain).map(|n| n.len()).unwrap_or(0);
+    assert!(whole_records > 0, "the cut keeps some packets");
+    let (code, stderr, names) = replay_events(tmp.path(), &[&gz]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(names.len(), whole_records, "{stderr}");
+    let (_, plain_stderr, _) = replay_events(tmp.path(), &[&plain]);
+    let place = |text: &str| {
+        text.lines()
+            .find(|l| l.contains("truncated"))
+            .and_then(|l| l.split_once("record "))
+            .map(|(_, rest)| rest.split(':').next().unwrap_or_default().to_string())
+    };
+    assert!(place(&stderr).is_some(), "{stderr}");
+    assert_eq!(place(&stderr), place(&plain_stderr), "{stderr}");
+}

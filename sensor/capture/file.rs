@@ -32,6 +32,52 @@ pub fn is_capture_magic(magic: [u8; 4]) -> bool {
     magic == PCAPNG_MAGIC || PCAP_MAGICS.contains(&magic)
 }
 
+/// The first two bytes of a gzip stream (RFC 1952).
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// A capture file's bytes: as they are, or decompressed when the file is gzip (what
+/// `tcpdump -z gzip` and most capture archives leave). Record numbers and offsets in errors
+/// then count the decompressed bytes.
+pub fn open_capture_file(path: &std::path::Path) -> std::io::Result<Box<dyn Read + Send>> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let mut head = [0u8; 2];
+    let gzip = file.read_exact(&mut head).is_ok() && head == GZIP_MAGIC;
+    file.seek(SeekFrom::Start(0))?;
+    Ok(if gzip {
+        // Concatenated members (a rotated file appended to) read as one stream.
+        let decoder = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
+        Box::new(EndsAtBadData(decoder))
+    } else {
+        Box::new(file)
+    })
+}
+
+/// A decompressed stream that ends where its compressed data stops making sense (a gzip
+/// file cut short, or corrupt from some point): what came before is read as usual, and a
+/// record left half-read is reported as truncated, at its record and offset, as in a plain
+/// capture cut short. (Failing the read instead would lose the packets already
+/// decompressed but not yet handed over.)
+struct EndsAtBadData<R>(R);
+
+impl<R: Read> Read for EndsAtBadData<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.0.read(buf) {
+            Err(e) if e.kind() != std::io::ErrorKind::Interrupted => Ok(0),
+            other => other,
+        }
+    }
+}
+
+/// Whether the file at `path` starts like a capture, or is gzip holding one.
+pub fn starts_like_capture(path: &std::path::Path) -> bool {
+    let mut magic = [0u8; 4];
+    open_capture_file(path)
+        .and_then(|mut r| r.read_exact(&mut magic))
+        .is_ok()
+        && is_capture_magic(magic)
+}
+
 /// Why a capture stopped early.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CaptureErrorKind {
@@ -298,13 +344,13 @@ impl CaptureReader {
 
     pub fn open(path: &std::path::Path) -> Result<CaptureReader, CaptureError> {
         let name = crate::operator_input::shown(path);
-        let file = std::fs::File::open(path).map_err(|e| CaptureError {
+        let file = open_capture_file(path).map_err(|e| CaptureError {
             file: name.clone(),
             record: 0,
             offset: 0,
             kind: CaptureErrorKind::Io(e.to_string()),
         })?;
-        CaptureReader::new(name, Box::new(file)).map_err(|mut e| {
+        CaptureReader::new(name, file).map_err(|mut e| {
             if e.kind == CaptureErrorKind::NotACapture && looks_like_text(path) {
                 e.kind = CaptureErrorKind::Text;
             }

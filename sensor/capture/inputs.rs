@@ -174,10 +174,7 @@ fn expand_dir(dir: &Path, depth: usize, walk: &mut Walk, out: &mut Expanded) {
 }
 
 fn has_capture_magic(path: &Path) -> bool {
-    use std::io::Read;
-    let mut magic = [0u8; 4];
-    let ok = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic));
-    ok.is_ok() && file::is_capture_magic(magic)
+    file::starts_like_capture(path)
 }
 
 use super::file;

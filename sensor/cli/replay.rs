@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
-    /// Capture files (pcap or pcapng), directories (read in natural order), or - for stdin.
+    /// Capture files (pcap or pcapng, as they are or gzip-compressed), directories (read in
+    /// natural order), or - for stdin.
     #[arg(required = true, value_name = "PCAP|DIR|-")]
     pub inputs: Vec<String>,
     /// Keep serving metrics this long after the replay ends (for dashboards and tests).
@@ -104,7 +105,7 @@ fn replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
         }
     }
     if expanded.inputs.is_empty() {
-        eprintln!("vendorwatch: no capture to read (give pcap/pcapng files, directories holding them, or - for stdin)");
+        eprintln!("vendorwatch: no capture to read (give pcap/pcapng files, gzip-compressed or not, directories holding them, or - for stdin)");
         return exit::UNUSABLE;
     }
     let Some(started) = runtime::start_or_say(&cfg, true) else {
