@@ -102,36 +102,30 @@ fn live_capture_on_a_veth_pair_reports_everything_after_sigterm() {
         tmp.path().join("r.json"),
         tmp.path().join("e.jsonl"),
     );
-    let mut sensor = Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
-        .env("VENDORWATCH_STATE", "none")
-        .args([
-            "live",
-            "-i",
-            &near,
-            "--workers",
-            "2",
-            // libpcap: fanout capture has its own test (tests/fanout_live.rs).
-            "--capture-threads",
-            "1",
-            "--user",
-            "nobody",
-            "--alerts",
-        ])
-        .arg(&alerts)
-        .arg("--report")
-        .arg(&report)
-        .arg("--events")
-        .arg(&events)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starts vendorwatch live");
     // Its stderr, collected as it comes: the clients start once it says it captures (after
     // its privilege drop), however long start-up takes on a busy machine.
-    let collected = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let reader = sensor
-        .stderr
-        .take()
-        .map(|pipe| common::collect_output(pipe, std::sync::Arc::clone(&collected)));
+    let (mut sensor, collected, reader) = common::spawn_collecting(
+        Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+            .env("VENDORWATCH_STATE", "none")
+            .args([
+                "live",
+                "-i",
+                &near,
+                "--workers",
+                "2",
+                // libpcap: fanout capture has its own test (tests/fanout_live.rs).
+                "--capture-threads",
+                "1",
+                "--user",
+                "nobody",
+                "--alerts",
+            ])
+            .arg(&alerts)
+            .arg("--report")
+            .arg(&report)
+            .arg("--events")
+            .arg(&events),
+    );
     let started = Instant::now();
     while !collected
         .lock()
@@ -990,27 +984,21 @@ fn the_any_device_is_captured_and_never_taken_for_a_removed_interface() {
     for threads in ["1", "2"] {
         let tmp = tempfile::tempdir().expect("tmp");
         let events = tmp.path().join("e.jsonl");
-        let mut sensor = Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
-            .env("VENDORWATCH_STATE", "none")
-            .args([
-                "live",
-                "-i",
-                "any",
-                "--metrics-addr",
-                "off",
-                "--workers",
-                "2",
-            ])
-            .args(["--capture-threads", threads, "--user", "nobody", "--events"])
-            .arg(&events)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starts vendorwatch live");
-        let collected = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let reader = sensor
-            .stderr
-            .take()
-            .map(|pipe| common::collect_output(pipe, std::sync::Arc::clone(&collected)));
+        let (mut sensor, collected, reader) = common::spawn_collecting(
+            Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+                .env("VENDORWATCH_STATE", "none")
+                .args([
+                    "live",
+                    "-i",
+                    "any",
+                    "--metrics-addr",
+                    "off",
+                    "--workers",
+                    "2",
+                ])
+                .args(["--capture-threads", threads, "--user", "nobody", "--events"])
+                .arg(&events),
+        );
         let said = |what: &str| collected.lock().map(|s| s.contains(what)).unwrap_or(false);
         let started = Instant::now();
         while !said("seccomp filter on") && started.elapsed() < Duration::from_secs(60) {

@@ -43,16 +43,10 @@ pub const MIN_MEMBER_RING_MB: u32 = 8;
 /// One libpcap handle of a fanout group.
 pub struct RingMember {
     capture: LiveCapture,
-    index: usize,
     group: u16,
 }
 
 impl RingMember {
-    /// This handle's place in the group (0-based).
-    pub fn index(&self) -> usize {
-        self.index
-    }
-
     pub fn group(&self) -> u16 {
         self.group
     }
@@ -70,15 +64,12 @@ impl RingMember {
     }
 }
 
-/// Opens `members` libpcap handles on `opts.interface` in one fanout group (`group`, or one
-/// the kernel numbers when `None`), each with `opts`' ring size and filter. IPv4 fragments
+/// Opens `members` libpcap handles on `opts.interface` in one fanout group that the kernel
+/// numbers (so no other capture on the interface joins it), member `i` at index `i`, each
+/// with its share of `opts`' ring size and `opts`' filter. IPv4 fragments
 /// reach the handles as they were (no kernel reassembly): the sensor's own defragmenter
 /// sees them, overlaps included, in the dispatcher of the handle that reads them.
-pub fn open(
-    opts: &LiveOptions,
-    members: usize,
-    group: Option<u16>,
-) -> Result<Vec<RingMember>, OpenError> {
+pub fn open(opts: &LiveOptions, members: usize) -> Result<Vec<RingMember>, OpenError> {
     if members == 0 || members > fanout::MAX_SOCKETS {
         return Err(OpenError::Other {
             interface: opts.interface.clone(),
@@ -94,8 +85,8 @@ pub fn open(
         ..opts.clone()
     };
     let mut joined: Vec<RingMember> = Vec::with_capacity(members);
-    let mut group = group;
-    for index in 0..members {
+    let mut group = None;
+    for _ in 0..members {
         let capture = LiveCapture::open(&closed)?;
         let id =
             fanout::join_group(capture.socket(), &opts.interface, group, false).map_err(|e| {
@@ -105,11 +96,7 @@ pub fn open(
                 }
             })?;
         group = Some(id);
-        joined.push(RingMember {
-            capture,
-            index,
-            group: id,
-        });
+        joined.push(RingMember { capture, group: id });
     }
     discard_what_came_before(&mut joined);
     for member in &mut joined {

@@ -123,7 +123,7 @@ enum Ring {
 #[cfg(target_os = "linux")]
 fn open_ring_fanout(settings: &LiveConfig, interface: &str, members: usize, quiet: bool) -> Ring {
     use crate::capture::ring_fanout;
-    match ring_fanout::open(&live_options(settings, interface), members, None) {
+    match ring_fanout::open(&live_options(settings, interface), members) {
         Ok(members) => {
             if !quiet {
                 tracing::info!(

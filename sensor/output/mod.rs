@@ -122,12 +122,9 @@ fn dns_event(d: &crate::extract::DnsDetail) -> schema::DnsEvent {
             .iter()
             .map(|a| schema::DnsAnswer {
                 data: match &a.data {
-                    RData::A(ip) => {
-                        let (text, len) = schema::ipv4_text(ip.octets());
-                        Some(AnswerData::Text(
-                            String::from_utf8_lossy(&text[..len]).into_owned(),
-                        ))
-                    }
+                    RData::A(ip) => Some(AnswerData::Text(
+                        schema::ipv4_text(ip.octets()).as_str().to_owned(),
+                    )),
                     RData::Aaaa(ip) => Some(AnswerData::Text(ip.to_string())),
                     RData::Cname(n) | RData::Ptr(n) => Some(AnswerData::Text(n.clone())),
                     RData::Svcb {

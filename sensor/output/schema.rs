@@ -198,16 +198,23 @@ pub struct Flow {
 /// alert line carries two, and the formatting machinery cost more than the rest of the line.
 fn address_text<S: serde::Serializer>(ip: &IpAddr, s: S) -> Result<S::Ok, S::Error> {
     match ip {
-        IpAddr::V4(v4) => {
-            let (text, len) = ipv4_text(v4.octets());
-            s.serialize_str(std::str::from_utf8(&text[..len]).unwrap_or_default())
-        }
+        IpAddr::V4(v4) => s.serialize_str(ipv4_text(v4.octets()).as_str()),
         IpAddr::V6(_) => ip.serialize(s),
     }
 }
 
-/// Dotted-quad text of `octets` and its length.
-pub fn ipv4_text(octets: [u8; 4]) -> ([u8; 15], usize) {
+/// Dotted-quad text, built in place (at most 15 bytes).
+pub struct Ipv4Text([u8; 15], usize);
+
+impl Ipv4Text {
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits and dots are ever written.
+        std::str::from_utf8(&self.0[..self.1]).unwrap_or_default()
+    }
+}
+
+/// The dotted-quad text of `octets`, as `Display` writes it.
+pub fn ipv4_text(octets: [u8; 4]) -> Ipv4Text {
     let mut out = [0u8; 15];
     let mut len = 0;
     for (i, octet) in octets.into_iter().enumerate() {
@@ -226,7 +233,7 @@ pub fn ipv4_text(octets: [u8; 4]) -> ([u8; 15], usize) {
         out[len] = b'0' + octet % 10;
         len += 1;
     }
-    (out, len)
+    Ipv4Text(out, len)
 }
 
 impl From<&FlowId> for Flow {
@@ -771,17 +778,13 @@ mod tests {
             [10, 0, 9, 100],
             [1, 22, 199, 7],
         ] {
-            let (text, len) = ipv4_text(octets);
             let ip = std::net::Ipv4Addr::from(octets);
-            assert_eq!(
-                std::str::from_utf8(&text[..len]).ok(),
-                Some(ip.to_string().as_str())
-            );
+            assert_eq!(ipv4_text(octets).as_str(), ip.to_string());
         }
         for a in 0..=255u8 {
-            let (text, len) = ipv4_text([a, 255 - a, a / 3, a.wrapping_mul(7)]);
+            let text = ipv4_text([a, 255 - a, a / 3, a.wrapping_mul(7)]);
             let ip = std::net::Ipv4Addr::new(a, 255 - a, a / 3, a.wrapping_mul(7));
-            assert_eq!(&text[..len], ip.to_string().as_bytes());
+            assert_eq!(text.as_str(), ip.to_string());
         }
         let flow = Flow {
             dst_ip: "fd00::53".parse().expect("v6"),

@@ -1393,6 +1393,27 @@ pub fn name_triples<'a>(
         .collect()
 }
 
+/// Starts `cmd` with its stderr collected as it comes (`collect_output`): the child, the
+/// text so far, and the collecting thread (ends when the child closes its stderr).
+pub fn spawn_collecting(
+    cmd: &mut std::process::Command,
+) -> (
+    std::process::Child,
+    std::sync::Arc<std::sync::Mutex<String>>,
+    Option<std::thread::JoinHandle<()>>,
+) {
+    let mut child = cmd
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts vendorwatch");
+    let collected = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = child
+        .stderr
+        .take()
+        .map(|pipe| collect_output(pipe, std::sync::Arc::clone(&collected)));
+    (child, collected, reader)
+}
+
 /// Appends what `pipe` (a child's stderr) says to `sink` as it comes, on a thread of its own,
 /// until the pipe closes: a test can poll what a running process said so far.
 pub fn collect_output(
