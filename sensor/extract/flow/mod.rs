@@ -414,6 +414,8 @@ impl Extractor {
         });
     }
 
+    /// Opens the flow on `key` (its callers found none there): makes room when the table is
+    /// full, says the flow started, and puts it in with one probe.
     fn flow_entry(
         &mut self,
         key: FlowKey,
@@ -422,10 +424,11 @@ impl Extractor {
         client_mac: Option<MacAddr>,
         out: &mut impl FnMut(Extracted),
     ) {
-        if !self.flows.contains_key(&key) {
-            if self.flows.len() >= self.limits.max_flows {
-                self.make_room(out);
-            }
+        if self.flows.len() >= self.limits.max_flows {
+            self.make_room(out);
+        }
+        let stream_cap = self.limits.stream_cap;
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.flows.entry(key) {
             let id = make_id();
             let dns = id.proto == Proto::Tcp
                 && (dns::is_dns_port(id.server.port()) || dns::is_dns_port(id.client.port()));
@@ -434,13 +437,10 @@ impl Extractor {
                 flow: id,
                 client_mac,
             });
-            self.flows.insert(
-                key,
-                Flow {
-                    conn: Conn::new(id, ts, client_mac, self.limits.stream_cap),
-                    app: if dns { App::Dns } else { App::Probe },
-                },
-            );
+            slot.insert(Flow {
+                conn: Conn::new(id, ts, client_mac, stream_cap),
+                app: if dns { App::Dns } else { App::Probe },
+            });
         }
     }
 
