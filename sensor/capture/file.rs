@@ -57,13 +57,21 @@ pub fn open_capture_file(path: &std::path::Path) -> std::io::Result<Box<dyn Read
 /// file cut short, or corrupt from some point): what came before is read as usual, and a
 /// record left half-read is reported as truncated, at its record and offset, as in a plain
 /// capture cut short. (Failing the read instead would lose the packets already
-/// decompressed but not yet handed over.)
+/// decompressed but not yet handed over.) A failure to read the file itself stays an error.
 struct EndsAtBadData<R>(R);
 
 impl<R: Read> Read for EndsAtBadData<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::io::ErrorKind;
         match self.0.read(buf) {
-            Err(e) if e.kind() != std::io::ErrorKind::Interrupted => Ok(0),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::UnexpectedEof | ErrorKind::InvalidData | ErrorKind::InvalidInput
+                ) =>
+            {
+                Ok(0)
+            }
             other => other,
         }
     }

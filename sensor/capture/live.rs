@@ -35,7 +35,7 @@ pub const DRAIN_AFTER_STOP: std::time::Duration =
 pub const MAX_CAPTURE_THREADS: usize = 64;
 
 /// Pause after a read that found nothing (non-blocking reads; see `open`).
-const IDLE_PAUSE_MS: u64 = 5;
+pub(crate) const IDLE_PAUSE_MS: u64 = 5;
 
 /// What the user asked for, per interface.
 #[derive(Debug, Clone)]

@@ -30,7 +30,7 @@
 //! interface ends the group's capture.
 
 use crate::capture::fanout;
-use crate::capture::live::{LiveCapture, LiveOptions, OpenError, DRAIN_AFTER_STOP};
+use crate::capture::live::{LiveCapture, LiveOptions, OpenError, DRAIN_AFTER_STOP, IDLE_PAUSE_MS};
 
 /// A filter no frame passes (a length is never negative): the filter of a handle until
 /// every member has joined. (`less 1` would keep a 1-byte frame, which a raw-IP link can
@@ -126,7 +126,7 @@ fn discard_what_came_before(members: &mut [RingMember]) {
         if any {
             quiet_since = std::time::Instant::now();
         } else {
-            std::thread::sleep(std::time::Duration::from_millis(5));
+            std::thread::sleep(std::time::Duration::from_millis(IDLE_PAUSE_MS));
         }
     }
 }
