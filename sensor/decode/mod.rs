@@ -1,7 +1,8 @@
 //! Decoding of one captured frame down to its transport payload.
 //!
 //! Owns the link layers (`link`), and the view of IP and TCP/UDP that later stages read
-//! (`Packet`). IP, VLAN tags and transport headers are parsed by `etherparse`; the link
+//! (`Packet`). Unfragmented IPv4 with TCP or UDP, most of any capture, is read directly
+//! (`ipv4`); the rest of IP and its transports are parsed by `etherparse`; the link
 //! types it does not know (Linux cooked v2, BSD null/loop, NFLOG, Cisco HDLC, 802.3 LLC/SNAP)
 //! are parsed here. Decoding never allocates and never panics; whatever cannot be read
 //! becomes a `DecodeError` whose `reason()` is a metric label.
@@ -9,6 +10,7 @@
 pub mod bytes;
 pub mod checksum;
 pub mod defrag;
+mod ipv4;
 mod link;
 pub mod tunnel;
 
@@ -391,10 +393,15 @@ fn decode_layers<'a>(
                 continue;
             }
         };
-        let sliced = LaxSlicedPacket::from_ip(ip).map_err(|_| DecodeError::IpMalformed)?;
-        let decoded = from_sliced(ip, &sliced, &info)?;
-        let Decoded::Packet(pkt) = decoded else {
-            return Ok(decoded);
+        let pkt = match ipv4::tcp_or_udp(ip, &info) {
+            Some(pkt) => pkt,
+            None => {
+                let sliced = LaxSlicedPacket::from_ip(ip).map_err(|_| DecodeError::IpMalformed)?;
+                match from_sliced(ip, &sliced, &info)? {
+                    Decoded::Packet(pkt) => pkt,
+                    fragment => return Ok(fragment),
+                }
+            }
         };
         let tunnel = tunnel_inside(&pkt, opts);
         if tunnel.is_some() && outer.is_none() && may_be_plain_udp(&pkt, opts) {
@@ -643,7 +650,7 @@ fn transport_of<'a>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// An Ethernet/IPv4/UDP DNS query for example.com, as dig sent it (checksums real).
