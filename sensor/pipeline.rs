@@ -10,6 +10,7 @@ use crate::capture::inputs::Input;
 use crate::decode::defrag::{self, DefragLimits, Defragmenter};
 use crate::decode::{self, Decoded, LinkType, Transport};
 use crate::detect::Detector;
+use crate::extract::dedup::{Fingerprint, Fingerprinter};
 use crate::extract::{Extracted, Extractor, ExtractorLimits};
 use crate::hosts::{HostTable, Recorded};
 use crate::metrics::{Anomaly, Counters, Local};
@@ -103,6 +104,8 @@ struct PacketRef {
     len: u32,
     ts: Timestamp,
     pkt: decode::Detached,
+    /// Taken by the dispatcher, which has the packet's bytes in its cache.
+    fingerprint: Option<Fingerprint>,
 }
 
 /// `PacketRef::chunk` of a frame copied into the batch itself.
@@ -119,13 +122,20 @@ pub struct Batch {
 }
 
 impl Batch {
-    fn push(&mut self, ts: Timestamp, frame: &[u8], pkt: decode::Detached) {
+    fn push(
+        &mut self,
+        ts: Timestamp,
+        frame: &[u8],
+        pkt: decode::Detached,
+        fp: Option<Fingerprint>,
+    ) {
         self.packets.push(PacketRef {
             chunk: OWN,
             start: self.data.len() as u32,
             len: frame.len() as u32,
             ts,
             pkt,
+            fingerprint: fp,
         });
         self.data.extend_from_slice(frame);
     }
@@ -138,6 +148,7 @@ impl Batch {
         start: usize,
         len: usize,
         pkt: decode::Detached,
+        fingerprint: Option<Fingerprint>,
     ) {
         let index = match self.chunks.last() {
             Some(last) if Arc::ptr_eq(last, chunk) => self.chunks.len() - 1,
@@ -152,6 +163,7 @@ impl Batch {
             len: len as u32,
             ts,
             pkt,
+            fingerprint,
         });
     }
 
@@ -213,6 +225,8 @@ pub struct WorkerPool {
     free_rx: Receiver<Batch>,
     handles: Vec<std::thread::JoinHandle<()>>,
     shared: Arc<Shared>,
+    /// One seed for every capture thread (see `Fingerprinter`).
+    fingerprinter: Fingerprinter,
 }
 
 impl WorkerPool {
@@ -243,6 +257,7 @@ impl WorkerPool {
             free_rx,
             handles,
             shared,
+            fingerprinter: Fingerprinter::default(),
         })
     }
 
@@ -260,6 +275,7 @@ impl WorkerPool {
             when_full,
             shared: Arc::clone(&self.shared),
             since_fold: 0,
+            fingerprinter: self.fingerprinter.clone(),
         }
     }
 
@@ -294,6 +310,7 @@ pub struct Dispatcher {
     when_full: WhenFull,
     shared: Arc<Shared>,
     since_fold: u32,
+    fingerprinter: Fingerprinter,
 }
 
 impl Dispatcher {
@@ -387,6 +404,7 @@ impl Dispatcher {
             return None;
         };
         let w = flow_shard(&self.hasher, pkt, self.senders.len());
+        let fingerprint = self.fingerprinter.of(pkt);
         if let Some((_, sp, dp)) = pkt.ports() {
             if sp == 53 || dp == 53 {
                 self.shared.detector.note_dns_packet(ts, pkt);
@@ -397,9 +415,9 @@ impl Dispatcher {
                 if self.pending[w].chunks_full(chunk) {
                     self.send(w);
                 }
-                self.pending[w].push_shared(ts, chunk, start, frame.len(), detached);
+                self.pending[w].push_shared(ts, chunk, start, frame.len(), detached, fingerprint);
             }
-            None => self.pending[w].push(ts, frame, detached),
+            None => self.pending[w].push(ts, frame, detached, fingerprint),
         }
         Some(w)
     }
@@ -709,7 +727,7 @@ fn worker(index: usize, rx: Receiver<Batch>, free_tx: Sender<Batch>, shared: Arc
             };
             // The dispatcher decoded this frame; the worker only points the result at its bytes.
             let pkt = p.pkt.attach(frame);
-            extractor.process(p.ts, &pkt, &mut |item| {
+            extractor.process_fingerprinted(p.ts, &pkt, p.fingerprint, &mut |item| {
                 handle(&shared, &policy, &mut local, &mut events, item)
             });
         }

@@ -11,12 +11,12 @@
 //!
 //! The table is direct-mapped, `SLOTS` entries: constant memory and time. A collision of
 //! slots only forgets an earlier packet (a duplicate counted twice); a packet is a duplicate
-//! only when its full 64-bit fingerprint is in its slot. The caller leaves bare TCP ACKs out
-//! (duplicate ACKs of IPv6, which has no IP ID, can be byte for byte the same, and an ACK
-//! carries nothing to read). Retransmissions are not duplicates: TCP retransmits after at
+//! only when its full 64-bit fingerprint is in its slot. Bare TCP ACKs are left out (duplicate
+//! ACKs of IPv6, which has no IP ID, can be byte for byte the same, and an ACK carries
+//! nothing to read). Retransmissions are not duplicates: TCP retransmits after at
 //! least 200 ms (Linux's minimum RTO) and with a new IPv4 ID; resolvers retry after a second.
 
-use crate::decode::Packet;
+use crate::decode::{Packet, Transport};
 use crate::time::Timestamp;
 use std::hash::{BuildHasher, Hasher};
 
@@ -28,38 +28,42 @@ const SLOTS: usize = 4096;
 /// covers the payload) and the start of the payload.
 const FINGERPRINT_BYTES: usize = 192;
 
-pub struct Deduplicator {
+/// What a packet is recognised by: a 64-bit hash of its IP packet, leaving out what a router
+/// changes. Zero is never a fingerprint (it marks an empty slot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint(u64);
+
+/// Computes fingerprints. The capture thread does it, while the packet's bytes are still in
+/// its cache from decoding them: in the worker this hash was the first touch of every
+/// packet's bytes, and a tenth of the worker's time went to waiting for them. Every capture
+/// thread of a sensor shares one seed, so the copy a second interface delivers is
+/// recognised too.
+#[derive(Clone)]
+pub struct Fingerprinter {
     hasher: ahash::RandomState,
-    slots: Box<[(u64, Timestamp)]>,
 }
 
-impl Default for Deduplicator {
+impl Default for Fingerprinter {
     fn default() -> Self {
-        Deduplicator {
+        Fingerprinter {
             // Seeded at random: the fingerprint hashes what the wire says, and fixed seeds
             // (they are in the source) would let a sender craft a packet whose fingerprint
             // matches one it expects, so that the real one is dropped as its duplicate.
             hasher: ahash::RandomState::new(),
-            slots: vec![(0, Timestamp::default()); SLOTS].into_boxed_slice(),
         }
     }
 }
 
-impl Deduplicator {
-    /// Whether `pkt` is a copy of one seen within the window; records it otherwise.
-    pub fn is_duplicate(&mut self, ts: Timestamp, pkt: &Packet<'_>) -> bool {
-        let Some(fp) = self.fingerprint(pkt) else {
-            return false;
-        };
-        let slot = &mut self.slots[(fp as usize) & (SLOTS - 1)];
-        if slot.0 == fp && ts >= slot.1 && micros_between(slot.1, ts) <= WINDOW_MICROS {
-            return true;
+impl Fingerprinter {
+    /// The fingerprint of `pkt`; `None` for what is never taken as a copy. A bare TCP ACK
+    /// changes nothing downstream, and duplicate ACKs of IPv6 (no IP ID) without timestamps
+    /// are byte for byte the same: they are not taken for a mirror's copies.
+    pub fn of(&self, pkt: &Packet<'_>) -> Option<Fingerprint> {
+        let bare_ack = matches!(&pkt.transport, Transport::Tcp(t)
+            if t.payload.is_empty() && !(t.syn || t.fin || t.rst));
+        if bare_ack {
+            return None;
         }
-        *slot = (fp, ts);
-        false
-    }
-
-    fn fingerprint(&self, pkt: &Packet<'_>) -> Option<u64> {
         let ip = pkt.ip;
         let mut h = self.hasher.build_hasher();
         let end = ip.len().min(FINGERPRINT_BYTES);
@@ -78,8 +82,45 @@ impl Deduplicator {
             _ => return None,
         }
         h.write_usize(ip.len());
-        // Zero marks an empty slot.
-        Some(h.finish().max(1))
+        Some(Fingerprint(h.finish().max(1)))
+    }
+}
+
+/// The fingerprints of one worker's last few milliseconds of packets.
+pub struct Deduplicator {
+    slots: Box<[(u64, Timestamp)]>,
+    /// For callers that hand over packets, not fingerprints (tests, the fuzz targets).
+    fingerprinter: Fingerprinter,
+}
+
+impl Default for Deduplicator {
+    fn default() -> Self {
+        Deduplicator {
+            slots: vec![(0, Timestamp::default()); SLOTS].into_boxed_slice(),
+            fingerprinter: Fingerprinter::default(),
+        }
+    }
+}
+
+impl Deduplicator {
+    /// Whether `pkt` is a copy of one seen within the window; records it otherwise.
+    pub fn is_duplicate(&mut self, ts: Timestamp, pkt: &Packet<'_>) -> bool {
+        let fingerprint = self.fingerprinter.of(pkt);
+        self.seen_again(ts, fingerprint)
+    }
+
+    /// Whether a packet of this fingerprint was seen within the window; records it
+    /// otherwise. A packet without one is never a copy.
+    pub fn seen_again(&mut self, ts: Timestamp, fingerprint: Option<Fingerprint>) -> bool {
+        let Some(Fingerprint(fp)) = fingerprint else {
+            return false;
+        };
+        let slot = &mut self.slots[(fp as usize) & (SLOTS - 1)];
+        if slot.0 == fp && ts >= slot.1 && micros_between(slot.1, ts) <= WINDOW_MICROS {
+            return true;
+        }
+        *slot = (fp, ts);
+        false
     }
 }
 

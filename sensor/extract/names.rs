@@ -61,6 +61,25 @@ impl NameBuf {
     /// dot too when `escape_dot`: a dot inside a DNS label). Returns whether a dot was
     /// escaped.
     pub fn escape(&mut self, raw: &[u8], escape_dot: bool) -> bool {
+        // Nearly every name is plain: lower-cased in one pass straight into the inline
+        // buffer, and only a name with something to escape takes the byte-by-byte path.
+        let plain = self.tail.is_empty()
+            && raw.len() <= NAME_BUF_INLINE - self.len
+            && raw
+                .iter()
+                .all(|&b| PLAIN[usize::from(b)] != 0 && !(escape_dot && b == b'.'));
+        if plain {
+            let out = &mut self.head[self.len..self.len + raw.len()];
+            for (o, &b) in out.iter_mut().zip(raw) {
+                *o = PLAIN[usize::from(b)];
+            }
+            self.len += raw.len();
+            return false;
+        }
+        self.escape_each(raw, escape_dot)
+    }
+
+    fn escape_each(&mut self, raw: &[u8], escape_dot: bool) -> bool {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut dot = false;
         for &b in raw {

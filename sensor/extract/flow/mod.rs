@@ -36,7 +36,7 @@ mod tls;
 
 pub use http::HTTP_MAX_REQUESTS;
 
-use super::dedup::Deduplicator;
+use super::dedup::{Deduplicator, Fingerprint};
 use super::stream::{Pushed, StreamBuf};
 use super::{names, Detail, Extracted, FlowId, NameEvent, NameKind};
 use crate::decode::{Packet, Proto, Transport, UdpDatagram};
@@ -331,14 +331,29 @@ impl Extractor {
 
     /// Reads one packet; everything it reveals goes to `out`.
     pub fn process(&mut self, ts: Timestamp, pkt: &Packet<'_>, out: &mut impl FnMut(Extracted)) {
-        // A bare TCP ACK changes nothing here, and duplicate ACKs of IPv6 (no IP ID) without
-        // timestamps are byte for byte the same: they are not taken for a mirror's copies.
-        let bare_ack = matches!(&pkt.transport, Transport::Tcp(t)
-            if t.payload.is_empty() && !(t.syn || t.fin || t.rst));
-        if !bare_ack && self.dedup.is_duplicate(ts, pkt) {
+        if self.dedup.is_duplicate(ts, pkt) {
             out(Extracted::Anomaly(FlowAnomaly::Duplicates.into()));
             return;
         }
+        self.process_unique(ts, pkt, out);
+    }
+
+    /// [`process`](Self::process) for a packet whose fingerprint the capture thread took.
+    pub fn process_fingerprinted(
+        &mut self,
+        ts: Timestamp,
+        pkt: &Packet<'_>,
+        fingerprint: Option<Fingerprint>,
+        out: &mut impl FnMut(Extracted),
+    ) {
+        if self.dedup.seen_again(ts, fingerprint) {
+            out(Extracted::Anomaly(FlowAnomaly::Duplicates.into()));
+            return;
+        }
+        self.process_unique(ts, pkt, out);
+    }
+
+    fn process_unique(&mut self, ts: Timestamp, pkt: &Packet<'_>, out: &mut impl FnMut(Extracted)) {
         if ts.secs() >= self.last_sweep.secs() + 5 || ts < self.last_sweep {
             self.expire(ts, out);
             self.last_sweep = ts;
