@@ -503,7 +503,13 @@ impl Detector {
     /// remembered query is an answered query. Called by the capture thread, in packet order,
     /// so a client's question is on record before a worker judges the lookup it caused.
     /// Only parsed DNS counts: a SYN, an empty or malformed datagram is nothing.
-    pub fn note_dns_packet(&self, ts: Timestamp, pkt: &crate::decode::Packet<'_>) {
+    /// `parsed`: the message of a UDP datagram, when the caller has parsed it already.
+    pub fn note_dns_packet(
+        &self,
+        ts: Timestamp,
+        pkt: &crate::decode::Packet<'_>,
+        parsed: Option<&crate::extract::DnsParse>,
+    ) {
         use crate::decode::Transport;
         let (src, dst) = (pkt.src, pkt.dst);
         let (sp, dp, msg) = match &pkt.transport {
@@ -534,8 +540,21 @@ impl Detector {
         if !between_home && !to_resolver {
             return;
         }
-        let Ok(m) = crate::extract::dns::parse_for_roles(msg) else {
-            return;
+        // A whole datagram's message as the caller parsed it; the roles read nothing of it
+        // that `parse_for_roles` leaves out. A message cut by the snap length is read here
+        // as a whole one (its cut names are out of bounds, and the message is left alone).
+        let own;
+        let uncut_udp = matches!(&pkt.transport, Transport::Udp(u) if u.cut == 0);
+        let m = match parsed {
+            Some(Ok(m)) if uncut_udp => m,
+            Some(Err(_)) if uncut_udp => return,
+            _ => match crate::extract::dns::parse_for_roles(msg) {
+                Ok(m) => {
+                    own = m;
+                    &own
+                }
+                Err(_) => return,
+            },
         };
         let a = &m.anomalies;
         if m.opcode != 0 || a.name_pointer_loop || a.name_too_long || a.name_out_of_bounds {

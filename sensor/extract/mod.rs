@@ -18,7 +18,7 @@ pub mod quic;
 pub mod stream;
 pub mod tls;
 
-pub use flow::{Extractor, ExtractorLimits};
+pub use flow::{DnsParse, Extractor, ExtractorLimits, Prepared};
 
 use crate::decode::Proto;
 use crate::time::Timestamp;

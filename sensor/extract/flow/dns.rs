@@ -21,6 +21,16 @@ pub(super) fn is_dns_port(port: u16) -> bool {
     DNS_PORTS.contains(&port)
 }
 
+/// One DNS message; `cut`: the capture kept only these bytes of it (snap length), and it is
+/// read as far as it goes (whole names only).
+pub(super) fn parse(bytes: &[u8], cut: bool) -> Result<dns::Message, dns::DnsError> {
+    if cut {
+        dns::parse_cut(bytes)
+    } else {
+        dns::parse(bytes)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct TxnKey {
     client: Endpoint,
@@ -73,15 +83,20 @@ impl Transactions {
         seen: &Seen,
         out: &mut impl FnMut(Extracted),
     ) -> bool {
-        // A message the capture cut short is read as far as it goes (whole names only).
-        let parsed = match if cut {
-            dns::parse_cut(bytes)
-        } else {
-            dns::parse(bytes)
-        } {
+        self.read_parsed(&parse(bytes, cut), seen, out)
+    }
+
+    /// [`read`](Self::read) of a message already parsed (by the capture thread).
+    pub(super) fn read_parsed(
+        &mut self,
+        parsed: &Result<dns::Message, dns::DnsError>,
+        seen: &Seen,
+        out: &mut impl FnMut(Extracted),
+    ) -> bool {
+        let parsed = match parsed {
             Ok(m) => m,
             Err(e) => {
-                out(Extracted::Anomaly(e.into()));
+                out(Extracted::Anomaly((*e).into()));
                 return false;
             }
         };
@@ -99,16 +114,16 @@ impl Transactions {
         } else {
             (seen.src, seen.dst, seen.src_mac)
         };
-        let query_seen = self.track(&parsed, client, server, seen.ts, out);
+        let query_seen = self.track(parsed, client, server, seen.ts, out);
         if parsed.is_response && parsed.rcode == 0 {
-            ptr_identities(&parsed, seen.ts, out);
+            ptr_identities(parsed, seen.ts, out);
         }
         let flow = FlowId {
             proto: seen.proto,
             client,
             server,
         };
-        emit_names(&parsed, flow, client_mac, query_seen, seen.ts, out)
+        emit_names(parsed, flow, client_mac, query_seen, seen.ts, out)
     }
 
     /// Opens the transaction of a query; closes that of a response, and returns whether

@@ -36,7 +36,7 @@ mod tls;
 
 pub use http::HTTP_MAX_REQUESTS;
 
-use super::dedup::{Deduplicator, Fingerprint};
+use super::dedup::{Deduplicator, Fingerprint, Fingerprinter};
 use super::stream::{Pushed, StreamBuf};
 use super::{names, Detail, Extracted, FlowId, NameEvent, NameKind};
 use crate::decode::{Packet, Proto, Transport, UdpDatagram};
@@ -307,6 +307,34 @@ pub struct Extractor {
     dedup: Deduplicator,
 }
 
+/// A DNS message as parsed, or why it could not be.
+pub type DnsParse = Result<crate::extract::dns::Message, crate::extract::dns::DnsError>;
+
+/// What the capture thread reads of a packet for the worker, while the packet's bytes are
+/// in its cache and it reads some of them anyway: the duplicate fingerprint, and the DNS
+/// message of a UDP datagram on a DNS port (the capture thread reads DNS to learn resolver
+/// roles in packet order; parsed once there, the worker does not parse it again).
+#[derive(Debug, Default)]
+pub struct Prepared {
+    pub fingerprint: Option<Fingerprint>,
+    pub dns: Option<Box<DnsParse>>,
+}
+
+impl Prepared {
+    pub fn read(pkt: &Packet<'_>, fingerprinter: &Fingerprinter) -> Prepared {
+        let dns = match &pkt.transport {
+            Transport::Udp(u) if dns::is_dns_port(u.dst_port) || dns::is_dns_port(u.src_port) => {
+                Some(Box::new(dns::parse(u.payload, u.cut > 0)))
+            }
+            _ => None,
+        };
+        Prepared {
+            fingerprint: fingerprinter.of(pkt),
+            dns,
+        }
+    }
+}
+
 impl Extractor {
     pub fn new(limits: ExtractorLimits) -> Self {
         Extractor {
@@ -335,32 +363,40 @@ impl Extractor {
             out(Extracted::Anomaly(FlowAnomaly::Duplicates.into()));
             return;
         }
-        self.process_unique(ts, pkt, out);
+        self.process_unique(ts, pkt, None, out);
     }
 
-    /// [`process`](Self::process) for a packet whose fingerprint the capture thread took.
-    pub fn process_fingerprinted(
+    /// [`process`](Self::process) for a packet the capture thread has already read in part
+    /// ([`Prepared::read`]).
+    pub fn process_prepared(
         &mut self,
         ts: Timestamp,
         pkt: &Packet<'_>,
-        fingerprint: Option<Fingerprint>,
+        prepared: &Prepared,
         out: &mut impl FnMut(Extracted),
     ) {
-        if self.dedup.seen_again(ts, fingerprint) {
+        if self.dedup.seen_again(ts, prepared.fingerprint) {
             out(Extracted::Anomaly(FlowAnomaly::Duplicates.into()));
             return;
         }
-        self.process_unique(ts, pkt, out);
+        self.process_unique(ts, pkt, prepared.dns.as_deref(), out);
     }
 
-    fn process_unique(&mut self, ts: Timestamp, pkt: &Packet<'_>, out: &mut impl FnMut(Extracted)) {
+    /// `dns`: the DNS message of a UDP datagram, parsed already.
+    fn process_unique(
+        &mut self,
+        ts: Timestamp,
+        pkt: &Packet<'_>,
+        dns: Option<&DnsParse>,
+        out: &mut impl FnMut(Extracted),
+    ) {
         if ts.secs() >= self.last_sweep.secs() + 5 || ts < self.last_sweep {
             self.expire(ts, out);
             self.last_sweep = ts;
         }
         match &pkt.transport {
             Transport::Tcp(seg) => self.tcp(ts, pkt, seg, out),
-            Transport::Udp(dgram) => self.udp(ts, pkt, dgram, out),
+            Transport::Udp(dgram) => self.udp(ts, pkt, dgram, dns, out),
             Transport::Other { .. } => {}
         }
     }
@@ -521,6 +557,7 @@ impl Extractor {
         ts: Timestamp,
         pkt: &Packet<'_>,
         dgram: &UdpDatagram<'_>,
+        parsed: Option<&DnsParse>,
         out: &mut impl FnMut(Extracted),
     ) {
         let src = SocketAddr::new(pkt.src, dgram.src_port);
@@ -536,7 +573,10 @@ impl Extractor {
                 src_mac: pkt.src_mac,
                 ts,
             };
-            self.dns_txns.read(dgram.payload, dgram.cut > 0, &seen, out);
+            match parsed {
+                Some(parsed) => self.dns_txns.read_parsed(parsed, &seen, out),
+                None => self.dns_txns.read(dgram.payload, dgram.cut > 0, &seen, out),
+            };
             return;
         }
         let key = FlowKey::new(Proto::Udp, (src.ip(), src.port()), (dst.ip(), dst.port()));
