@@ -204,7 +204,17 @@ mod tests {
     #[test]
     fn leaves_fragments_ipv6_and_other_protocols_to_etherparse() {
         let info = LinkInfo::default();
-        let frame = crate::decode::tests::ETH_IPV4_UDP_DNS;
+        // Ethernet, then IPv4/UDP: a DNS query for example.com.
+        let frame: &[u8] = &[
+            &[2u8, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0][..],
+            &[
+                0x45, 0, 0, 0x39, 0x12, 0x34, 0, 0, 0x40, 0x11, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+            ],
+            &[0xc3, 0x50, 0, 0x35, 0, 0x25, 0, 0],
+            &[0xab, 0xcd, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0],
+            b"\x07example\x03com\x00\x00\x01\x00\x01",
+        ]
+        .concat();
         let ip = &frame[14..];
         assert!(tcp_or_udp(ip, &info).is_some());
         let mut fragment = ip.to_vec();
