@@ -248,7 +248,12 @@ pub struct ResolverRoles {
     /// Capture threads (one per interface) write it; a mutex keeps it simple (its holds are short).
     /// Keyed by what the wire says: a randomly seeded hasher (as every table here), which
     /// costs a fraction of the standard library's SipHash per lookup.
-    pending: Mutex<HashMap<PendingKey, (Box<str>, Timestamp), ahash::RandomState>>,
+    /// The query's name is kept as its hash under `name_hasher` (randomly seeded): a response
+    /// matches when the client, port, server, id and that hash all agree, and a name that is
+    /// not the query's passes for it only by a 64-bit collision nobody outside can aim at.
+    /// No string is allocated per query.
+    pending: Mutex<HashMap<PendingKey, (u64, Timestamp), ahash::RandomState>>,
+    name_hasher: ahash::RandomState,
     asked: DashMap<AskedKey, Asked, ahash::RandomState>,
     /// Hosts that earned the role when `RESOLVERS_MAX` were already known.
     pub shed: AtomicU64,
@@ -368,7 +373,7 @@ impl ResolverRoles {
                 server,
                 id,
             },
-            (name.into(), ts),
+            (self.name_hasher.hash_one(name), ts),
         );
     }
 
@@ -392,7 +397,7 @@ impl ResolverRoles {
         let matched = match self.pending.lock() {
             Ok(mut pending) => match pending.get(&key) {
                 Some((asked, at))
-                    if asked.as_ref() == name
+                    if *asked == self.name_hasher.hash_one(name)
                         && ts.0.saturating_sub(at.0) <= window(PENDING_SECS) =>
                 {
                     pending.remove(&key);

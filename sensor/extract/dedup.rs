@@ -24,9 +24,10 @@ use std::hash::{BuildHasher, Hasher};
 pub const WINDOW_MICROS: u64 = 5_000;
 /// Table entries (a power of two): the packets of the last few milliseconds of one worker.
 const SLOTS: usize = 4096;
-/// Bytes of the IP packet fingerprinted: headers, transport header and its checksum (which
-/// covers the payload) and the start of the payload.
-const FINGERPRINT_BYTES: usize = 192;
+/// Bytes of the IP packet fingerprinted: the IP header, the transport header and its checksum
+/// (which covers the payload), and the start of the payload (128 bytes hold an IPv6 header and
+/// a TCP header with every option).
+const FINGERPRINT_BYTES: usize = 128;
 
 /// What a packet is recognised by: a 64-bit hash of its IP packet, leaving out what a router
 /// changes. Zero is never a fingerprint (it marks an empty slot).
