@@ -122,26 +122,11 @@ mod tests {
 
     /// Every IP packet inside the frames of the committed captures (link layers stripped).
     fn captured_ip_packets() -> Vec<(Vec<u8>, LinkInfo)> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps");
         let mut packets = Vec::new();
-        for entry in std::fs::read_dir(&dir).expect("pcaps/") {
-            let path = entry.expect("entry").path();
-            let Ok(mut reader) = crate::capture::file::CaptureReader::open(&path) else {
-                continue;
-            };
-            loop {
-                let mut frame = None;
-                match reader.next_packet(|raw| frame = Some((raw.link, raw.data.to_vec()))) {
-                    Ok(crate::capture::file::Step::Packet) => {}
-                    _ => break,
-                }
-                let Some((link_type, frame)) = frame else {
-                    continue;
-                };
-                let mut info = LinkInfo::default();
-                if let Ok(link::L3::Ip(ip)) = link::strip(link_type, &frame, &mut info) {
-                    packets.push((ip.to_vec(), info));
-                }
+        for (link_type, frame) in crate::decode::tests::committed_frames() {
+            let mut info = LinkInfo::default();
+            if let Ok(link::L3::Ip(ip)) = link::strip(link_type, &frame, &mut info) {
+                packets.push((ip.to_vec(), info));
             }
         }
         packets
@@ -204,17 +189,7 @@ mod tests {
     #[test]
     fn leaves_fragments_ipv6_and_other_protocols_to_etherparse() {
         let info = LinkInfo::default();
-        // Ethernet, then IPv4/UDP: a DNS query for example.com.
-        let frame: &[u8] = &[
-            &[2u8, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0][..],
-            &[
-                0x45, 0, 0, 0x39, 0x12, 0x34, 0, 0, 0x40, 0x11, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
-            ],
-            &[0xc3, 0x50, 0, 0x35, 0, 0x25, 0, 0],
-            &[0xab, 0xcd, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0],
-            b"\x07example\x03com\x00\x00\x01\x00\x01",
-        ]
-        .concat();
+        let frame = crate::decode::tests::ETH_IPV4_UDP_DNS;
         let ip = &frame[14..];
         assert!(tcp_or_udp(ip, &info).is_some());
         let mut fragment = ip.to_vec();

@@ -727,7 +727,7 @@ mod tests {
     use super::*;
 
     /// An Ethernet/IPv4/UDP DNS query for example.com, as dig sent it (checksums real).
-    const ETH_IPV4_UDP_DNS: &[u8] = &[
+    pub(super) const ETH_IPV4_UDP_DNS: &[u8] = &[
         0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x08,
         0x00, // eth
         0x45, 0x00, 0x00, 0x39, 0x12, 0x34, 0x00, 0x00, 0x40, 0x11, 0x00, 0x00, // ipv4 ..
@@ -764,13 +764,10 @@ mod tests {
         assert!(decode(LinkType::Ethernet, &frame).is_err());
     }
 
-    #[test]
-    fn a_detached_packet_attaches_to_what_decode_gave() {
-        // The worker reads `attach`'s packet instead of decoding the frame again: it must be
-        // the same packet, field for field, payload included, for every frame of the committed
-        // captures (plain, VLAN, QinQ, tunnels, IPv6, fragments' reassembly aside).
+    /// Every frame of the committed captures in `pcaps/`, with its link type.
+    pub(super) fn committed_frames() -> Vec<(LinkType, Vec<u8>)> {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps");
-        let mut checked = 0;
+        let mut frames = Vec::new();
         for entry in std::fs::read_dir(&dir).expect("pcaps/") {
             let path = entry.expect("entry").path();
             let Ok(mut reader) = crate::capture::file::CaptureReader::open(&path) else {
@@ -782,12 +779,23 @@ mod tests {
                     Ok(crate::capture::file::Step::Packet) => {}
                     _ => break,
                 }
-                let Some((link, frame)) = frame else { continue };
-                if let Ok(Decoded::Packet(p)) = decode_full(link, &frame) {
-                    let d = p.detach(&frame).expect("payload lies in the frame");
-                    assert_eq!(format!("{:?}", d.attach(&frame)), format!("{p:?}"));
-                    checked += 1;
-                }
+                frames.extend(frame);
+            }
+        }
+        frames
+    }
+
+    #[test]
+    fn a_detached_packet_attaches_to_what_decode_gave() {
+        // The worker reads `attach`'s packet instead of decoding the frame again: it must be
+        // the same packet, field for field, payload included, for every frame of the committed
+        // captures (plain, VLAN, QinQ, tunnels, IPv6, fragments' reassembly aside).
+        let mut checked = 0;
+        for (link, frame) in committed_frames() {
+            if let Ok(Decoded::Packet(p)) = decode_full(link, &frame) {
+                let d = p.detach(&frame).expect("payload lies in the frame");
+                assert_eq!(format!("{:?}", d.attach(&frame)), format!("{p:?}"));
+                checked += 1;
             }
         }
         assert!(checked > 1000, "only {checked} packets checked");
