@@ -1,8 +1,9 @@
 //! Decoding of one captured frame down to its transport payload.
 //!
 //! Owns the link layers (`link`), and the view of IP and TCP/UDP that later stages read
-//! (`Packet`). Unfragmented IPv4 with TCP or UDP, most of any capture, is read directly
-//! (`ipv4`); the rest of IP and its transports are parsed by `etherparse`; the link
+//! (`Packet`). TCP and UDP over unfragmented IPv4, or IPv6 without extension headers, most of
+//! any capture, are read directly (`direct`); the rest of IP and its transports are parsed by
+//! `etherparse`; the link
 //! types it does not know (Linux cooked v2, BSD null/loop, NFLOG, Cisco HDLC, 802.3 LLC/SNAP)
 //! are parsed here. Decoding never allocates and never panics; whatever cannot be read
 //! becomes a `DecodeError` whose `reason()` is a metric label.
@@ -10,7 +11,7 @@
 pub mod bytes;
 pub mod checksum;
 pub mod defrag;
-mod ipv4;
+mod direct;
 mod link;
 pub mod tunnel;
 
@@ -466,7 +467,7 @@ fn decode_layers<'a>(
                 continue;
             }
         };
-        let pkt = match ipv4::tcp_or_udp(ip, &info) {
+        let pkt = match direct::tcp_or_udp(ip, &info) {
             Some(pkt) => pkt,
             None => {
                 let sliced = LaxSlicedPacket::from_ip(ip).map_err(|_| DecodeError::IpMalformed)?;

@@ -1,27 +1,39 @@
-//! The common case, read directly: an unfragmented IPv4 packet carrying TCP or UDP.
+//! The common case, read directly: an unfragmented IPv4 packet, or an IPv6 packet without
+//! extension headers, carrying TCP or UDP.
 //!
 //! Nearly every packet an office tap carries is one of these, and etherparse's general
 //! slicing (every IP version, extension header and transport it knows, with an error value
 //! for each way to fail) was a fifth of what the capture thread spent per packet. Anything
-//! else (IPv6, fragments, other protocols, a header that does not parse) is `None` here and
-//! goes to etherparse as before, so what this module reads is exactly what etherparse's lax
-//! slicing reads: the same lengths, the same payloads, the same snap-length cuts (a test
-//! compares both on every frame of the committed captures, and on those frames mutated).
+//! else (fragments, extension headers, other protocols, a header that does not parse) is
+//! `None` here and goes to etherparse as before, so what this module reads is exactly what
+//! etherparse's lax slicing reads: the same lengths, the same payloads, the same snap-length
+//! cuts (a test compares both on every frame of the committed captures, and on those frames
+//! mutated).
 
 use super::bytes::be16;
 use super::{link::LinkInfo, Packet, TcpSegment, Transport, UdpDatagram};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 const IPV4_MIN_HEADER: usize = 20;
+const IPV6_HEADER: usize = 40;
 const TCP_MIN_HEADER: usize = 20;
 const UDP_HEADER: usize = 8;
 
-/// `ip` read as an unfragmented IPv4 packet with a whole TCP or UDP header; `None` when it
-/// is anything else.
+/// `ip` read as an unfragmented IPv4 packet, or an IPv6 packet without extension headers,
+/// with a whole TCP or UDP header; `None` when it is anything else.
 #[inline]
 pub(super) fn tcp_or_udp<'a>(ip: &'a [u8], info: &LinkInfo) -> Option<Packet<'a>> {
+    match *ip.first()? >> 4 {
+        4 => ipv4(ip, info),
+        6 => ipv6(ip, info),
+        _ => None,
+    }
+}
+
+#[inline]
+fn ipv4<'a>(ip: &'a [u8], info: &LinkInfo) -> Option<Packet<'a>> {
     let first = *ip.first()?;
     let header_len = usize::from(first & 0x0f) * 4;
     if first >> 4 != 4 || header_len < IPV4_MIN_HEADER || ip.len() < header_len {
@@ -47,20 +59,60 @@ pub(super) fn tcp_or_udp<'a>(ip: &'a [u8], info: &LinkInfo) -> Option<Packet<'a>
         (total_len, 0)
     };
     let payload = ip.get(header_len..end)?;
-    let transport = if protocol == IPPROTO_TCP {
-        Transport::Tcp(tcp(payload, ip_cut)?)
-    } else {
-        Transport::Udp(udp(payload, ip_cut)?)
-    };
     Some(Packet {
         src_mac: info.src_mac,
         src: IpAddr::V4(Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15])),
         dst: IpAddr::V4(Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19])),
-        transport,
+        transport: transport(protocol, payload, ip_cut)?,
         vlan_tags: info.vlan_tags,
         encaps: info.encaps,
         ip,
     })
+}
+
+#[inline]
+fn ipv6<'a>(ip: &'a [u8], info: &LinkInfo) -> Option<Packet<'a>> {
+    if ip.len() < IPV6_HEADER {
+        return None;
+    }
+    // The next header is the transport's: no extension header (a fragment header among them).
+    let next_header = ip[6];
+    if next_header != IPPROTO_TCP && next_header != IPPROTO_UDP {
+        return None;
+    }
+    // A payload length of zero (a jumbogram's) leaves the length to the frame; one above what
+    // was captured is a snap-length cut.
+    let payload_len = usize::from(be16(ip, 4)?);
+    let (end, ip_cut) = if payload_len == 0 && ip.len() > IPV6_HEADER {
+        (ip.len(), 0)
+    } else if ip.len() < IPV6_HEADER + payload_len {
+        (ip.len(), (IPV6_HEADER + payload_len - ip.len()) as u32)
+    } else {
+        (IPV6_HEADER + payload_len, 0)
+    };
+    let payload = ip.get(IPV6_HEADER..end)?;
+    let address = |at: usize| -> Option<IpAddr> {
+        let octets: [u8; 16] = ip.get(at..at + 16)?.try_into().ok()?;
+        Some(IpAddr::V6(Ipv6Addr::from(octets)))
+    };
+    Some(Packet {
+        src_mac: info.src_mac,
+        src: address(8)?,
+        dst: address(24)?,
+        transport: transport(next_header, payload, ip_cut)?,
+        vlan_tags: info.vlan_tags,
+        encaps: info.encaps,
+        ip,
+    })
+}
+
+#[inline]
+fn transport(protocol: u8, payload: &[u8], ip_cut: u32) -> Option<Transport<'_>> {
+    if protocol == IPPROTO_TCP {
+        Some(Transport::Tcp(tcp(payload, ip_cut)?))
+    } else {
+        Some(Transport::Udp(udp(payload, ip_cut)?))
+    }
 }
 
 #[inline]
@@ -164,7 +216,7 @@ mod tests {
             }
         };
         // The fields this module reads, and where a cut may fall.
-        const FIELDS: [usize; 12] = [0, 2, 3, 6, 7, 9, 20, 24, 25, 32, 33, 40];
+        const FIELDS: [usize; 17] = [0, 2, 3, 4, 5, 6, 7, 9, 20, 24, 25, 32, 33, 40, 44, 45, 52];
         for (ip, info) in &packets {
             check(ip, info);
             for _ in 0..8 {
@@ -187,7 +239,7 @@ mod tests {
     }
 
     #[test]
-    fn leaves_fragments_ipv6_and_other_protocols_to_etherparse() {
+    fn leaves_fragments_extension_headers_and_other_protocols_to_etherparse() {
         let info = LinkInfo::default();
         let frame = crate::decode::tests::ETH_IPV4_UDP_DNS;
         let ip = &frame[14..];
@@ -198,9 +250,23 @@ mod tests {
         let mut icmp = ip.to_vec();
         icmp[9] = 1;
         assert!(tcp_or_udp(&icmp, &info).is_none());
-        let mut v6 = ip.to_vec();
-        v6[0] = 0x60;
+        // IPv6 with a hop-by-hop options header before UDP goes to etherparse; the same
+        // datagram without it is read here.
+        let mut v6 = vec![0x60, 0, 0, 0, 0, 16, 0, 64];
+        v6.extend_from_slice(&[0xfd; 16]);
+        v6.extend_from_slice(&[0xfe; 16]);
+        v6.extend_from_slice(&[17, 0, 1, 4, 0, 0, 0, 0]);
+        v6.extend_from_slice(&[0xc3, 0x50, 0, 0x35, 0, 8, 0, 0]);
         assert!(tcp_or_udp(&v6, &info).is_none());
+        let mut plain_v6 = v6[..40].to_vec();
+        (plain_v6[5], plain_v6[6]) = (8, 17);
+        plain_v6.extend_from_slice(&v6[48..]);
+        let read = tcp_or_udp(&plain_v6, &info).expect("read directly");
+        assert!(matches!(&read.transport, Transport::Udp(u) if u.dst_port == 53));
+        assert_eq!(
+            format!("{:?}", Some(read)),
+            format!("{:?}", by_etherparse(&plain_v6, &info))
+        );
         // The decoder still decodes each of them (fragments as fragments).
         let mut framed = frame[..14].to_vec();
         framed.extend_from_slice(&fragment);
