@@ -173,7 +173,8 @@ pub fn parse_for_roles(msg: &[u8]) -> Result<Message, DnsError> {
     parse_inner(msg, false, true)
 }
 
-fn parse_message(msg: &[u8], cut: bool) -> Result<Message, DnsError> {
+/// [`parse`], or [`parse_cut`] when `cut`: the capture kept only these bytes of the message.
+pub fn parse_message(msg: &[u8], cut: bool) -> Result<Message, DnsError> {
     parse_inner(msg, cut, false)
 }
 

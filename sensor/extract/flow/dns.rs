@@ -21,16 +21,6 @@ pub(super) fn is_dns_port(port: u16) -> bool {
     DNS_PORTS.contains(&port)
 }
 
-/// One DNS message; `cut`: the capture kept only these bytes of it (snap length), and it is
-/// read as far as it goes (whole names only).
-pub(super) fn parse(bytes: &[u8], cut: bool) -> Result<dns::Message, dns::DnsError> {
-    if cut {
-        dns::parse_cut(bytes)
-    } else {
-        dns::parse(bytes)
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct TxnKey {
     client: Endpoint,
@@ -83,7 +73,7 @@ impl Transactions {
         seen: &Seen,
         out: &mut impl FnMut(Extracted),
     ) -> bool {
-        self.read_parsed(&parse(bytes, cut), seen, out)
+        self.read_parsed(&dns::parse_message(bytes, cut), seen, out)
     }
 
     /// [`read`](Self::read) of a message already parsed (by the capture thread).

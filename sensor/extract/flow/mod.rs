@@ -324,7 +324,7 @@ impl Prepared {
     pub fn read(pkt: &Packet<'_>, fingerprinter: &Fingerprinter) -> Prepared {
         let dns = match &pkt.transport {
             Transport::Udp(u) if dns::is_dns_port(u.dst_port) || dns::is_dns_port(u.src_port) => {
-                Some(Box::new(dns::parse(u.payload, u.cut > 0)))
+                Some(Box::new(super::dns::parse_message(u.payload, u.cut > 0)))
             }
             _ => None,
         };
