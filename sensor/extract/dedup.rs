@@ -90,26 +90,17 @@ impl Fingerprinter {
 /// The fingerprints of one worker's last few milliseconds of packets.
 pub struct Deduplicator {
     slots: Box<[(u64, Timestamp)]>,
-    /// For callers that hand over packets, not fingerprints (tests, the fuzz targets).
-    fingerprinter: Fingerprinter,
 }
 
 impl Default for Deduplicator {
     fn default() -> Self {
         Deduplicator {
             slots: vec![(0, Timestamp::default()); SLOTS].into_boxed_slice(),
-            fingerprinter: Fingerprinter::default(),
         }
     }
 }
 
 impl Deduplicator {
-    /// Whether `pkt` is a copy of one seen within the window; records it otherwise.
-    pub fn is_duplicate(&mut self, ts: Timestamp, pkt: &Packet<'_>) -> bool {
-        let fingerprint = self.fingerprinter.of(pkt);
-        self.seen_again(ts, fingerprint)
-    }
-
     /// Whether a packet of this fingerprint was seen within the window; records it
     /// otherwise. A packet without one is never a copy.
     pub fn seen_again(&mut self, ts: Timestamp, fingerprint: Option<Fingerprint>) -> bool {
@@ -135,6 +126,19 @@ mod tests {
     use super::*;
     use crate::decode::{decode, LinkType};
 
+    /// A fingerprinter and a window together: what the extractor does with a packet.
+    #[derive(Default)]
+    struct Mirror {
+        fingerprinter: Fingerprinter,
+        window: Deduplicator,
+    }
+
+    impl Mirror {
+        fn is_duplicate(&mut self, ts: Timestamp, pkt: &Packet<'_>) -> bool {
+            self.window.seen_again(ts, self.fingerprinter.of(pkt))
+        }
+    }
+
     /// An Ethernet/IPv4/UDP DNS query for example.com (the decoder's fixture), untagged and
     /// with an 802.1Q tag.
     fn frames() -> (Vec<u8>, Vec<u8>) {
@@ -158,7 +162,7 @@ mod tests {
     #[test]
     fn a_copy_within_the_window_is_a_duplicate_whatever_its_tag() {
         let (plain, tagged) = frames();
-        let mut d = Deduplicator::default();
+        let mut d = Mirror::default();
         let t0 = Timestamp::from_parts(100, 0);
         let first = decode(LinkType::Ethernet, &plain).expect("decodes");
         let copy = decode(LinkType::Ethernet, &tagged).expect("decodes");
@@ -171,7 +175,7 @@ mod tests {
     #[test]
     fn another_ip_id_or_a_changed_ttl() {
         let (plain, _) = frames();
-        let mut d = Deduplicator::default();
+        let mut d = Mirror::default();
         let t = Timestamp::from_parts(5, 0);
         assert!(!d.is_duplicate(t, &decode(LinkType::Ethernet, &plain).expect("decodes")));
         let mut other_id = plain.clone();
@@ -195,7 +199,7 @@ mod tests {
             f.extend_from_slice(b"\x07example\x03com\x00\x00\x1c\x00\x01");
             f
         };
-        let mut d = Deduplicator::default();
+        let mut d = Mirror::default();
         let t = Timestamp::from_parts(9, 0);
         let first = query(1, 64);
         assert!(!d.is_duplicate(t, &decode(LinkType::RawIp, &first).expect("decodes")));

@@ -305,6 +305,8 @@ pub struct Extractor {
     buffering: std::collections::VecDeque<FlowKey>,
     /// SPAN duplicates of the last few milliseconds.
     dedup: Deduplicator,
+    /// Fingerprints the packets handed to `process` (the pipeline's come fingerprinted).
+    fingerprinter: Fingerprinter,
 }
 
 /// A DNS message as parsed, or why it could not be.
@@ -345,6 +347,7 @@ impl Extractor {
             buffered: 0,
             buffering: std::collections::VecDeque::new(),
             dedup: Deduplicator::default(),
+            fingerprinter: Fingerprinter::default(),
         }
     }
 
@@ -359,11 +362,8 @@ impl Extractor {
 
     /// Reads one packet; everything it reveals goes to `out`.
     pub fn process(&mut self, ts: Timestamp, pkt: &Packet<'_>, out: &mut impl FnMut(Extracted)) {
-        if self.dedup.is_duplicate(ts, pkt) {
-            out(Extracted::Anomaly(FlowAnomaly::Duplicates.into()));
-            return;
-        }
-        self.process_unique(ts, pkt, None, out);
+        let prepared = Prepared::read(pkt, &self.fingerprinter);
+        self.process_prepared(ts, pkt, &prepared, out);
     }
 
     /// [`process`](Self::process) for a packet the capture thread has already read in part
@@ -379,24 +379,13 @@ impl Extractor {
             out(Extracted::Anomaly(FlowAnomaly::Duplicates.into()));
             return;
         }
-        self.process_unique(ts, pkt, prepared.dns.as_deref(), out);
-    }
-
-    /// `dns`: the DNS message of a UDP datagram, parsed already.
-    fn process_unique(
-        &mut self,
-        ts: Timestamp,
-        pkt: &Packet<'_>,
-        dns: Option<&DnsParse>,
-        out: &mut impl FnMut(Extracted),
-    ) {
         if ts.secs() >= self.last_sweep.secs() + 5 || ts < self.last_sweep {
             self.expire(ts, out);
             self.last_sweep = ts;
         }
         match &pkt.transport {
             Transport::Tcp(seg) => self.tcp(ts, pkt, seg, out),
-            Transport::Udp(dgram) => self.udp(ts, pkt, dgram, dns, out),
+            Transport::Udp(dgram) => self.udp(ts, pkt, dgram, prepared.dns.as_deref(), out),
             Transport::Other { .. } => {}
         }
     }
@@ -557,7 +546,7 @@ impl Extractor {
         ts: Timestamp,
         pkt: &Packet<'_>,
         dgram: &UdpDatagram<'_>,
-        parsed: Option<&DnsParse>,
+        dns_message: Option<&DnsParse>,
         out: &mut impl FnMut(Extracted),
     ) {
         let src = SocketAddr::new(pkt.src, dgram.src_port);
@@ -565,7 +554,8 @@ impl Extractor {
         if dhcp::inspect(dgram, ts, out) {
             return;
         }
-        if dns::is_dns_port(dgram.dst_port) || dns::is_dns_port(dgram.src_port) {
+        // A datagram on a DNS port comes parsed (`Prepared::read` decides which are DNS).
+        if let Some(parsed) = dns_message {
             let seen = dns::Seen {
                 src,
                 dst,
@@ -573,10 +563,7 @@ impl Extractor {
                 src_mac: pkt.src_mac,
                 ts,
             };
-            match parsed {
-                Some(parsed) => self.dns_txns.read_parsed(parsed, &seen, out),
-                None => self.dns_txns.read(dgram.payload, dgram.cut > 0, &seen, out),
-            };
+            self.dns_txns.read_parsed(parsed, &seen, out);
             return;
         }
         let key = FlowKey::new(Proto::Udp, (src.ip(), src.port()), (dst.ip(), dst.port()));
