@@ -161,7 +161,7 @@ fn expand_dir(dir: &Path, depth: usize, walk: &mut Walk, out: &mut Expanded) {
         match std::fs::metadata(&p) {
             Ok(m) if m.is_dir() => expand_dir(&p, depth + 1, walk, out),
             // Only regular files are opened: a FIFO would wait for a writer.
-            Ok(m) if m.is_file() && has_capture_magic(&p) => {
+            Ok(m) if m.is_file() && file::starts_like_capture(&p) => {
                 out.inputs.push(Input::Path(p));
                 here += 1;
             }
@@ -171,10 +171,6 @@ fn expand_dir(dir: &Path, depth: usize, walk: &mut Walk, out: &mut Expanded) {
     if here > 0 {
         walk.folders_with_captures += 1;
     }
-}
-
-fn has_capture_magic(path: &Path) -> bool {
-    file::starts_like_capture(path)
 }
 
 use super::file;

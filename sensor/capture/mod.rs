@@ -3,7 +3,7 @@
 //! `file` streams pcap and pcapng files (and standard input) with `pcap-parser`; the
 //! input list (files, directories of rotated captures, `-`) is expanded by `inputs`.
 //! A source hands out `RawPacket`s that borrow its buffer, one record at a time.
-//! `chunked` reads classic pcap files for replay in shared 1 MiB chunks that batches
+//! `chunked` reads classic pcap files for replay in shared 256 KiB chunks that batches
 //! reference instead of copying each frame (anything it does not take goes to `file`).
 //! `live` captures through libpcap; `ring_fanout` (Linux) opens one interface as several
 //! libpcap handles joined in an AF_PACKET fanout group, one per capture thread, and
