@@ -188,56 +188,13 @@ struct Asked {
     latest: Timestamp,
 }
 
-/// The key of `ResolverRoles::asked`: the host asked, and the name.
-type AskedKey = (IpAddr, Box<str>);
-
-/// A view of an `AskedKey` that a lookup can borrow without allocating the name: the
-/// capture thread looks names up for every DNS packet between home hosts, and a `Box<str>`
-/// built only to look one up cost an allocation and a free each time.
-trait AskedKeyView {
-    fn host(&self) -> IpAddr;
-    fn name(&self) -> &str;
-}
-
-impl AskedKeyView for AskedKey {
-    fn host(&self) -> IpAddr {
-        self.0
-    }
-    fn name(&self) -> &str {
-        &self.1
-    }
-}
-
-impl AskedKeyView for (IpAddr, &str) {
-    fn host(&self) -> IpAddr {
-        self.0
-    }
-    fn name(&self) -> &str {
-        self.1
-    }
-}
-
-/// Hashes as the tuple `AskedKey` does (its fields in order), so both find the same entry.
-impl std::hash::Hash for dyn AskedKeyView + '_ {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.host().hash(state);
-        self.name().hash(state);
-    }
-}
-
-impl PartialEq for dyn AskedKeyView + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        self.host() == other.host() && self.name() == other.name()
-    }
-}
-
-impl Eq for dyn AskedKeyView + '_ {}
-
-impl<'a> std::borrow::Borrow<dyn AskedKeyView + 'a> for AskedKey {
-    fn borrow(&self) -> &(dyn AskedKeyView + 'a) {
-        self
-    }
-}
+/// The key of `ResolverRoles::asked`: the host asked, and the name's hash under
+/// `ResolverRoles::name_hasher`. The capture thread records a name and its ancestors for
+/// every client query and a worker looks one up for every upstream lookup: a string key cost
+/// an allocation per new name and a string hash and compare per probe, where a keyed 64-bit
+/// hash costs neither, and a name passes for another only by a collision nobody outside can
+/// aim at (the seed is random per run).
+type AskedKey = (IpAddr, u64);
 
 /// Home-net resolvers and the client queries they received (see the module doc).
 #[derive(Default)]
@@ -254,6 +211,7 @@ pub struct ResolverRoles {
     /// No string is allocated per query.
     pending: Mutex<HashMap<PendingKey, (u64, Timestamp), ahash::RandomState>>,
     name_hasher: ahash::RandomState,
+    /// Keyed by `AskedKey` (host, name hash).
     asked: DashMap<AskedKey, Asked, ahash::RandomState>,
     /// Hosts that earned the role when `RESOLVERS_MAX` were already known.
     pub shed: AtomicU64,
@@ -439,7 +397,8 @@ impl ResolverRoles {
             }
         }
         for n in names {
-            if let Some(mut a) = self.asked.get_mut(&(host, n) as &dyn AskedKeyView) {
+            let key = (host, self.name_hasher.hash_one(n));
+            if let Some(mut a) = self.asked.get_mut(&key) {
                 if ts.0.saturating_sub(a.latest.0) > window(FORWARD_WINDOW_SECS) {
                     a.first = ts;
                 }
@@ -458,7 +417,7 @@ impl ResolverRoles {
                 }
             }
             self.asked.insert(
-                (host, Box::from(n)),
+                key,
                 Asked {
                     first: ts,
                     latest: ts,
@@ -471,7 +430,7 @@ impl ResolverRoles {
     /// doc): another home-net host asked `host` for it at most the window before.
     pub fn client_asked(&self, host: IpAddr, name: &str, ts: Timestamp) -> bool {
         self.asked
-            .get(&(host, name) as &dyn AskedKeyView)
+            .get(&(host, self.name_hasher.hash_one(name)))
             .is_some_and(|a| {
                 a.first <= ts && ts.0.saturating_sub(a.latest.0) <= window(FORWARD_WINDOW_SECS)
             })
