@@ -1372,7 +1372,7 @@ mod tests {
                     ttl: 300,
                     data: dns::RData::Svcb {
                         priority: 1,
-                        target: String::new(),
+                        target: dns::Name::default(),
                         alpn: vec!["h3".into()],
                         ech: true,
                         ech_public_names: crate::extract::ech::public_names(

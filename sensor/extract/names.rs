@@ -24,7 +24,8 @@ const PLAIN: [u8; 256] = {
 };
 
 /// A name being built on the stack: printable ASCII only, by construction. Turned into a
-/// `String` of exactly its length once (`finish`): one allocation per name, none to grow it.
+/// string of exactly its length once (`finish`): at most one allocation per name, none to
+/// grow it.
 pub struct NameBuf {
     head: [u8; NAME_BUF_INLINE],
     len: usize,
@@ -97,9 +98,10 @@ impl NameBuf {
         dot
     }
 
-    /// The finished name. Only printable ASCII was written, so the conversion never fails;
-    /// the lossy fallback only spares an `unwrap`.
-    pub fn finish(&self) -> String {
+    /// The finished name, as a `String` or a `CompactString` (the DNS parser's: names up to
+    /// 24 bytes, most of them, are kept inline without an allocation). Only printable ASCII
+    /// was written, so the conversion never fails; the lossy fallback only spares an `unwrap`.
+    pub fn finish<T: for<'a> From<&'a str>>(&self) -> T {
         let head = &self.head[..self.len];
         let whole;
         let bytes = if self.tail.is_empty() {
@@ -109,8 +111,8 @@ impl NameBuf {
             &whole[..]
         };
         match std::str::from_utf8(bytes) {
-            Ok(text) => text.to_owned(),
-            Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+            Ok(text) => T::from(text),
+            Err(_) => T::from(&String::from_utf8_lossy(bytes)),
         }
     }
 }
@@ -124,7 +126,7 @@ pub fn normalize(raw: &[u8]) -> Option<String> {
     let raw = &raw[..raw.len().min(MAX_NAME_LEN)];
     let mut out = NameBuf::default();
     out.escape(raw, false);
-    Some(out.finish())
+    Some(out.finish::<String>())
 }
 
 /// Appends one byte of a name, lower-cased, escaping what is not printable ASCII.
@@ -191,7 +193,7 @@ mod tests {
                     }
                     let mut buf = NameBuf::default();
                     buf.escape(chunk, escape_dot);
-                    assert_eq!(buf.finish(), reference);
+                    assert_eq!(buf.finish::<String>(), reference);
                 }
             }
         }

@@ -126,7 +126,7 @@ fn dns_event(d: &crate::extract::DnsDetail) -> schema::DnsEvent {
                         schema::ipv4_text(ip.octets()).as_str().to_owned(),
                     )),
                     RData::Aaaa(ip) => Some(AnswerData::Text(ip.to_string())),
-                    RData::Cname(n) | RData::Ptr(n) => Some(AnswerData::Text(n.clone())),
+                    RData::Cname(n) | RData::Ptr(n) => Some(AnswerData::Text(n.to_string())),
                     RData::Svcb {
                         priority,
                         target,
@@ -138,11 +138,11 @@ fn dns_event(d: &crate::extract::DnsDetail) -> schema::DnsEvent {
                         ech: *ech,
                         ech_public_names: ech_public_names.clone(),
                         priority: *priority,
-                        target: target.clone(),
+                        target: target.to_string(),
                     })),
                     RData::Other => None,
                 },
-                name: a.name.clone(),
+                name: a.name.to_string(),
                 ttl: a.ttl,
                 rtype: a.rtype,
             })

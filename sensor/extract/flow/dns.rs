@@ -154,7 +154,7 @@ fn ptr_identities(parsed: &dns::Message, ts: Timestamp, out: &mut impl FnMut(Ext
                     ts,
                     ip,
                     mac: None,
-                    hostname: Some(target.clone()),
+                    hostname: Some(target.to_string()),
                     client_id: None,
                     source: IdentitySource::Ptr,
                 }));
