@@ -11,6 +11,7 @@
 //! the signature algorithms in wire order. GREASE values are ignored everywhere.
 
 use sha2::{Digest, Sha256};
+use smallvec::SmallVec;
 
 const EXT_SERVER_NAME: u16 = 0x0000;
 const EXT_ALPN: u16 = 0x0010;
@@ -66,38 +67,40 @@ pub fn ja4(h: &HelloFields<'_>) -> String {
     let mut sorted_ciphers = ciphers;
     sorted_ciphers.sort_unstable();
     out.push('_');
-    out.push_str(&hash12(&hex_list(&sorted_ciphers)));
+    let mut text = HexText::new();
+    text.push_list(&sorted_ciphers);
+    push_hash12(&mut out, &text);
 
     // SNI and ALPN are already in the first part; leaving them out keeps this part the same
     // for one application whether it dials a name or an address, or changes ALPN.
-    let mut sorted_extensions: Vec<u16> = extensions
-        .into_iter()
-        .filter(|&e| e != EXT_SERVER_NAME && e != EXT_ALPN)
-        .collect();
+    let mut sorted_extensions = extensions;
+    sorted_extensions.retain(|e| *e != EXT_SERVER_NAME && *e != EXT_ALPN);
     sorted_extensions.sort_unstable();
     out.push('_');
     // Zeros when the sorted list is empty, as the spec says, even if signature algorithms
     // were given: a real hello cannot carry them without extension 13.
-    if sorted_extensions.is_empty() {
-        out.push_str(EMPTY_HASH);
-    } else {
-        let mut text = hex_list(&sorted_extensions);
+    let mut text = HexText::new();
+    if !sorted_extensions.is_empty() {
+        text.push_list(&sorted_extensions);
         // Without signature algorithms the string ends without the underscore.
         if !signature_algorithms.is_empty() {
-            text.push('_');
-            text.push_str(&hex_list(&signature_algorithms));
+            text.push(b'_');
+            text.push_list(&signature_algorithms);
         }
-        out.push_str(&hash12(&text));
     }
+    push_hash12(&mut out, &text);
     out
 }
+
+/// Values of one list of a hello: on the stack for any real one (browsers send fewer than 64).
+type Values = SmallVec<[u16; 64]>;
 
 /// A GREASE value (RFC 8701): both bytes equal and of the form `0x?A`.
 pub fn is_grease(v: u16) -> bool {
     v & 0x0f0f == 0x0a0a && v >> 8 == v & 0xff
 }
 
-fn without_grease(values: &[u16]) -> Vec<u16> {
+fn without_grease(values: &[u16]) -> Values {
     values.iter().copied().filter(|&v| !is_grease(v)).collect()
 }
 
@@ -146,39 +149,57 @@ fn hex_digit(nibble: u8) -> char {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// `0a0a,1301,…`: four lower-case hex digits per value, comma separated. Written digit by
-/// digit, not through `format!`: a ClientHello carries dozens of values and this runs for
-/// every one.
-fn hex_list(values: &[u16]) -> String {
-    let mut s = String::with_capacity(values.len() * 5);
-    for (i, &v) in values.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        for shift in [12, 8, 4, 0] {
-            s.push(char::from(HEX[usize::from((v >> shift) & 0xf)]));
-        }
-    }
-    s
+/// The text a JA4 hash is taken of (`0a0a,1301,…`), on the stack for any real hello.
+type HexText = SmallVec<[u8; 512]>;
+
+trait PushHexList {
+    fn push_list(&mut self, values: &[u16]);
 }
 
-/// The first 12 hex digits of SHA-256, or twelve zeros for an empty list.
-fn hash12(text: &str) -> String {
+impl PushHexList for HexText {
+    /// Four lower-case hex digits per value, comma separated. Written digit by digit, not
+    /// through `format!`: a ClientHello carries dozens of values and this runs for every one.
+    fn push_list(&mut self, values: &[u16]) {
+        for (i, &v) in values.iter().enumerate() {
+            if i > 0 {
+                self.push(b',');
+            }
+            for shift in [12, 8, 4, 0] {
+                self.push(HEX[usize::from((v >> shift) & 0xf)]);
+            }
+        }
+    }
+}
+
+/// Appends the first 12 hex digits of the SHA-256 of `text`, or twelve zeros for an empty
+/// text.
+fn push_hash12(out: &mut String, text: &[u8]) {
     if text.is_empty() {
-        return EMPTY_HASH.to_owned();
+        out.push_str(EMPTY_HASH);
+        return;
     }
-    let digest = Sha256::digest(text.as_bytes());
-    let mut s = String::with_capacity(HASH_LEN);
+    let digest = Sha256::digest(text);
     for &b in digest.iter().take(HASH_LEN / 2) {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 0xf)]));
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
     }
-    s
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hex_list(values: &[u16]) -> String {
+        let mut text = HexText::new();
+        text.push_list(values);
+        String::from_utf8(text.to_vec()).unwrap()
+    }
+
+    fn hash12(text: &str) -> String {
+        let mut out = String::new();
+        push_hash12(&mut out, text.as_bytes());
+        out
+    }
 
     /// A hello with everything empty, to be filled by each test.
     fn hello() -> HelloFields<'static> {
