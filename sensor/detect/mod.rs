@@ -781,8 +781,11 @@ impl Detector {
         d: &crate::extract::DnsDetail,
         emit: &mut impl FnMut(RuleIdx, Indicator, bool, Option<IpAddr>),
     ) {
-        // The host's own lookup unless a client asked it for this name just before.
-        let forwarded = self.forwarded_lookup(ev.flow.client.ip(), &ev.value, ev.ts);
+        // The host's own lookup unless a client asked it for this name just before. Looked
+        // up only for a name that matches: most names match nothing.
+        let asked = std::cell::OnceCell::new();
+        let forwarded =
+            || *asked.get_or_init(|| self.forwarded_lookup(ev.flow.client.ip(), &ev.value, ev.ts));
         let server = ev.flow.server.ip();
         let public = self.encrypted_dns.service_at(server).map(|_| server);
         // The question counts once per transaction: on the query, or on the answer
@@ -792,13 +795,13 @@ impl Detector {
                 emit(
                     hit.rule,
                     indicator(NameKind::Dns, &ev.value),
-                    forwarded,
+                    forwarded(),
                     public,
                 );
             }
         }
         if d.is_response {
-            self.on_answers(rules, ev, d, forwarded, public, emit);
+            self.on_answers(rules, ev, d, &forwarded, public, emit);
         }
     }
 
@@ -847,13 +850,13 @@ impl Detector {
         rules: &RuleSet,
         ev: &NameEvent,
         d: &crate::extract::DnsDetail,
-        forwarded: bool,
+        forwarded: &impl Fn() -> bool,
         public: Option<IpAddr>,
         emit: &mut impl FnMut(RuleIdx, Indicator, bool, Option<IpAddr>),
     ) {
         use crate::extract::dns::RData;
         let named = chain_hits(&rules.matcher, ev, d, &mut |rule, ind| {
-            emit(rule, ind, forwarded, public)
+            emit(rule, ind, forwarded(), public)
         });
         // Addresses answered for a name that is, or is reached from, a vendor name.
         let chain_rules: smallvec::SmallVec<[RuleIdx; 2]> =

@@ -148,7 +148,10 @@ impl Transactions {
 /// A PTR answer names the machine behind an address (the pipeline keeps home-net ones).
 fn ptr_identities(parsed: &dns::Message, ts: Timestamp, out: &mut impl FnMut(Extracted)) {
     for a in &parsed.answers {
-        if let (dns::RData::Ptr(target), Some(ip)) = (&a.data, dns::reverse_name_address(&a.name)) {
+        let dns::RData::Ptr(target) = &a.data else {
+            continue;
+        };
+        if let Some(ip) = dns::reverse_name_address(&a.name) {
             if !target.is_empty() {
                 out(Extracted::Identity(Identity {
                     ts,
@@ -175,7 +178,7 @@ fn emit_names(
 ) -> bool {
     let mut named = false;
     // mDNS announcements carry answers and no question: their owner names are what is named.
-    let mut names: Vec<(&str, u16)> = parsed
+    let mut names: smallvec::SmallVec<[(&str, u16); 1]> = parsed
         .questions
         .iter()
         .map(|q| (q.name.as_str(), q.qtype))
