@@ -233,7 +233,9 @@ struct Entry {
 /// The learning state, shared by every worker (one short lock per ClientHello).
 pub struct Learner {
     settings: LearnSettings,
-    table: Mutex<HashMap<String, Entry>>,
+    /// Keyed by the fingerprint a ClientHello carries: a seeded hasher, as every table keyed by
+    /// what the wire says.
+    table: Mutex<HashMap<String, Entry, ahash::RandomState>>,
     /// Fingerprints shed because the table was full.
     pub shed: AtomicU64,
     /// Changed since the last save.
@@ -244,7 +246,7 @@ impl Learner {
     pub fn new(settings: LearnSettings) -> Learner {
         Learner {
             settings,
-            table: Mutex::new(HashMap::new()),
+            table: Mutex::new(HashMap::default()),
             shed: AtomicU64::new(0),
             dirty: AtomicBool::new(false),
         }

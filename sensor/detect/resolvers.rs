@@ -71,8 +71,10 @@ impl ResolverListError {
 
 #[derive(Debug, Default, Clone)]
 pub struct EncryptedDns {
-    names: HashSet<String>,
-    addresses: HashMap<IpAddr, String>,
+    /// Looked up for every DNS name a home host asks and every server name it dials: the
+    /// faster seeded hasher the other tables use, not SipHash.
+    names: HashSet<String, ahash::RandomState>,
+    addresses: HashMap<IpAddr, String, ahash::RandomState>,
 }
 
 impl EncryptedDns {

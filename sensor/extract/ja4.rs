@@ -161,12 +161,9 @@ impl PushHexList for HexText {
     /// through `format!`: a ClientHello carries dozens of values and this runs for every one.
     fn push_list(&mut self, values: &[u16]) {
         for (i, &v) in values.iter().enumerate() {
-            if i > 0 {
-                self.push(b',');
-            }
-            for shift in [12, 8, 4, 0] {
-                self.push(HEX[usize::from((v >> shift) & 0xf)]);
-            }
+            let digits = [12, 8, 4, 0].map(|shift| HEX[usize::from((v >> shift) & 0xf)]);
+            let item = [b',', digits[0], digits[1], digits[2], digits[3]];
+            self.extend_from_slice(&item[usize::from(i == 0)..]);
         }
     }
 }
