@@ -389,14 +389,16 @@ impl ResolverRoles {
     pub fn note_asked(&self, ts: Timestamp, host: IpAddr, name: &str, ancestors: bool) {
         let mut names: smallvec::SmallVec<[&str; 4]> = smallvec::smallvec![name];
         if ancestors {
-            let mut rest = name;
-            while let Some((_, parent)) = rest.split_once('.') {
-                if names.len() > ASKED_ANCESTORS || parent.is_empty() {
-                    break;
-                }
-                names.push(parent);
-                rest = parent;
-            }
+            // The name after each dot (names are ASCII: a byte offset past a dot is a char
+            // boundary).
+            let parents = name
+                .bytes()
+                .enumerate()
+                .filter(|&(_, b)| b == b'.')
+                .filter_map(|(i, _)| name.get(i + 1..))
+                .take_while(|parent| !parent.is_empty())
+                .take(ASKED_ANCESTORS);
+            names.extend(parents);
         }
         for n in names {
             let key = (host, self.name_hasher.hash_one(n));
@@ -538,6 +540,25 @@ mod tests {
             r.is_resolver(ip("10.9.9.9")),
             "a pinned resolver is never shed"
         );
+    }
+
+    #[test]
+    fn at_most_asked_ancestors_names_above_the_asked_one_are_remembered() {
+        let r = ResolverRoles::default();
+        let res = ip("10.0.0.53");
+        // Twelve labels: eleven names above it.
+        r.note_asked(t(100), res, "a.b.c.d.e.f.g.h.i.j.example.com", true);
+        assert!(r.client_asked(res, "a.b.c.d.e.f.g.h.i.j.example.com", t(101)));
+        assert!(r.client_asked(res, "b.c.d.e.f.g.h.i.j.example.com", t(101)));
+        // The eighth name above, and not the ninth.
+        assert_eq!(ASKED_ANCESTORS, 8);
+        assert!(r.client_asked(res, "i.j.example.com", t(101)));
+        assert!(!r.client_asked(res, "j.example.com", t(101)));
+        assert!(!r.client_asked(res, "com", t(101)));
+        // Without ancestors, the name alone.
+        r.note_asked(t(100), res, "x.example.org", false);
+        assert!(r.client_asked(res, "x.example.org", t(101)));
+        assert!(!r.client_asked(res, "example.org", t(101)));
     }
 
     #[test]

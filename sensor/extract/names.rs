@@ -11,17 +11,21 @@ const NAME_BUF_INLINE: usize = 256;
 
 /// What each byte becomes in a name: itself lower-cased when it is printable ASCII other
 /// than the backslash, 0 when it must be escaped.
-const PLAIN: [u8; 256] = {
+const PLAIN: [u8; 256] = plain_table(false);
+/// `PLAIN` for a DNS label, where a dot is escaped too.
+const PLAIN_IN_LABEL: [u8; 256] = plain_table(true);
+
+const fn plain_table(escape_dot: bool) -> [u8; 256] {
     let mut t = [0u8; 256];
     let mut b = 0x21;
     while b <= 0x7e {
-        if b != b'\\' as usize {
+        if b != b'\\' as usize && !(escape_dot && b == b'.' as usize) {
             t[b] = (b as u8).to_ascii_lowercase();
         }
         b += 1;
     }
     t
-};
+}
 
 /// A name being built on the stack: printable ASCII only, by construction. Turned into a
 /// string of exactly its length once (`finish`): at most one allocation per name, none to
@@ -63,30 +67,36 @@ impl NameBuf {
     /// escaped.
     pub fn escape(&mut self, raw: &[u8], escape_dot: bool) -> bool {
         // Nearly every name is plain: lower-cased in one pass straight into the inline
-        // buffer, and only a name with something to escape takes the byte-by-byte path.
-        let plain = self.tail.is_empty()
-            && raw.len() <= NAME_BUF_INLINE - self.len
-            && raw
-                .iter()
-                .all(|&b| PLAIN[usize::from(b)] != 0 && !(escape_dot && b == b'.'));
-        if plain {
-            let out = &mut self.head[self.len..self.len + raw.len()];
-            for (o, &b) in out.iter_mut().zip(raw) {
-                *o = PLAIN[usize::from(b)];
+        // buffer, up to the first byte that needs an escape (if any), from which the rest
+        // goes byte by byte.
+        let table = if escape_dot { &PLAIN_IN_LABEL } else { &PLAIN };
+        let mut plain = 0;
+        if self.tail.is_empty() {
+            if let Some(out) = self.head.get_mut(self.len..self.len + raw.len()) {
+                for (o, &b) in out.iter_mut().zip(raw) {
+                    let lower = table[usize::from(b)];
+                    if lower == 0 {
+                        break;
+                    }
+                    *o = lower;
+                    plain += 1;
+                }
+                self.len += plain;
             }
-            self.len += raw.len();
-            return false;
         }
-        self.escape_each(raw, escape_dot)
+        match raw.get(plain..) {
+            Some(rest) if !rest.is_empty() => self.escape_each(rest, table),
+            _ => false,
+        }
     }
 
-    fn escape_each(&mut self, raw: &[u8], escape_dot: bool) -> bool {
+    fn escape_each(&mut self, raw: &[u8], table: &[u8; 256]) -> bool {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut dot = false;
         for &b in raw {
-            let plain = PLAIN[usize::from(b)];
-            if plain != 0 && !(escape_dot && b == b'.') {
-                self.push(plain);
+            let lower = table[usize::from(b)];
+            if lower != 0 {
+                self.push(lower);
             } else {
                 dot |= b == b'.';
                 self.push(b'\\');
