@@ -852,66 +852,68 @@ impl Store {
 
     fn save_rows(&mut self, hosts: &[(IpAddr, Host)]) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
-        for (ip, h) in hosts {
-            tx.execute(
+        // Each statement compiled once per save, not once per row: a save of thousands of
+        // hosts spent most of its time in SQLite's parser.
+        let mut save_host = tx.prepare_cached(
                 "INSERT INTO hosts (ip, mac, ech_connections, encrypted_dns_connections, encrypted_dns_via, hostname, hostname_source, identities_omitted) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT(ip) DO UPDATE SET mac = excluded.mac, ech_connections = excluded.ech_connections,
                  encrypted_dns_connections = excluded.encrypted_dns_connections, encrypted_dns_via = excluded.encrypted_dns_via,
                  hostname = excluded.hostname, hostname_source = excluded.hostname_source, identities_omitted = excluded.identities_omitted",
-                params![
-                    ip.to_string(),
-                    h.mac.map(|m| m.to_string()),
-                    h.ech_connections as i64,
-                    h.encrypted_dns_connections as i64,
-                    serde_json::to_string(&h.encrypted_dns_via).unwrap_or_default(),
-                    h.identity.hostname,
-                    h.identity.hostname_source.map(IdentitySource::as_str),
-                    h.identity.history_omitted as i64,
-                ],
-            )?;
+        )?;
+        let mut forget_identities = tx.prepare_cached("DELETE FROM identities WHERE ip = ?1")?;
+        let mut save_identity = tx.prepare_cached(
+            "INSERT INTO identities (ip, mac, hostname, client_id, source, first_seen, last_seen, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        let mut save_detection = tx.prepare_cached(
+            "INSERT OR REPLACE INTO detections (ip, vendor, category, severity, first_seen, last_seen, count, forwarded, suppressed, alerted_at, rules, indicators, indicators_omitted, evidence)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )?;
+        for (ip, h) in hosts {
+            let ip = ip.to_string();
+            save_host.execute(params![
+                ip,
+                h.mac.map(|m| m.to_string()),
+                h.ech_connections as i64,
+                h.encrypted_dns_connections as i64,
+                serde_json::to_string(&h.encrypted_dns_via).unwrap_or_default(),
+                h.identity.hostname,
+                h.identity.hostname_source.map(IdentitySource::as_str),
+                h.identity.history_omitted as i64,
+            ])?;
             // The history is small and bounded: replaced whole.
-            tx.execute(
-                "DELETE FROM identities WHERE ip = ?1",
-                params![ip.to_string()],
-            )?;
+            forget_identities.execute(params![ip])?;
             for r in &h.identity.history {
-                tx.execute(
-                    "INSERT INTO identities (ip, mac, hostname, client_id, source, first_seen, last_seen, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    params![
-                        ip.to_string(),
-                        r.mac.map(|m| m.to_string()),
-                        r.hostname,
-                        r.client_id,
-                        r.source.as_str(),
-                        r.first_seen.0,
-                        r.last_seen.0,
-                        r.count as i64,
-                    ],
-                )?;
+                save_identity.execute(params![
+                    ip,
+                    r.mac.map(|m| m.to_string()),
+                    r.hostname,
+                    r.client_id,
+                    r.source.as_str(),
+                    r.first_seen.0,
+                    r.last_seen.0,
+                    r.count as i64,
+                ])?;
             }
             for d in &h.detections {
-                tx.execute(
-                    "INSERT OR REPLACE INTO detections (ip, vendor, category, severity, first_seen, last_seen, count, forwarded, suppressed, alerted_at, rules, indicators, indicators_omitted, evidence)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                    params![
-                        ip.to_string(),
-                        d.vendor,
-                        d.category,
-                        d.severity.as_str(),
-                        d.first_seen.0,
-                        d.last_seen.0,
-                        d.count as i64,
-                        i64::from(d.forwarded),
-                        d.suppressed,
-                        d.alerted_at.map(|t| t.0),
-                        serde_json::to_string(&d.rules).unwrap_or_default(),
-                        serde_json::to_string(&d.indicators).unwrap_or_default(),
-                        d.indicators_omitted as i64,
-                        evidence_to_json(&d.evidence)
-                    ],
-                )?;
+                save_detection.execute(params![
+                    ip,
+                    d.vendor,
+                    d.category,
+                    d.severity.as_str(),
+                    d.first_seen.0,
+                    d.last_seen.0,
+                    d.count as i64,
+                    i64::from(d.forwarded),
+                    d.suppressed,
+                    d.alerted_at.map(|t| t.0),
+                    serde_json::to_string(&d.rules).unwrap_or_default(),
+                    serde_json::to_string(&d.indicators).unwrap_or_default(),
+                    d.indicators_omitted as i64,
+                    evidence_to_json(&d.evidence)
+                ])?;
             }
         }
+        drop((save_host, forget_identities, save_identity, save_detection));
         if let Some(hook) = self.save_hook.as_mut() {
             hook(&tx, hosts)?;
         }
