@@ -11,6 +11,7 @@ use crate::decode::defrag::{self, DefragLimits, Defragmenter};
 use crate::decode::{self, Decoded, LinkType, Transport};
 use crate::detect::Detector;
 use crate::extract::dedup::Fingerprinter;
+use crate::extract::flow::SpareDnsBoxes;
 use crate::extract::{Extracted, Extractor, ExtractorLimits, Prepared};
 use crate::hosts::{HostTable, Recorded};
 use crate::metrics::{Anomaly, Counters, Local};
@@ -178,8 +179,12 @@ impl Batch {
         bytes.get(start..start + p.len as usize)
     }
 
-    fn clear(&mut self) {
+    /// Empties the batch for reuse; its DNS message boxes go to `spare`.
+    fn clear(&mut self, spare: &mut SpareDnsBoxes) {
         self.release_frames();
+        for p in &mut self.packets {
+            p.prepared.recycle(spare);
+        }
         self.packets.clear();
     }
 
@@ -275,6 +280,7 @@ impl WorkerPool {
             shared: Arc::clone(&self.shared),
             since_fold: 0,
             fingerprinter: self.fingerprinter.clone(),
+            spare_dns: SpareDnsBoxes::default(),
         }
     }
 
@@ -310,6 +316,8 @@ pub struct Dispatcher {
     shared: Arc<Shared>,
     since_fold: u32,
     fingerprinter: Fingerprinter,
+    /// Message boxes of returned batches, for the next DNS messages (`Prepared::recycle`).
+    spare_dns: SpareDnsBoxes,
 }
 
 impl Dispatcher {
@@ -403,7 +411,7 @@ impl Dispatcher {
             return None;
         };
         let w = flow_shard(&self.hasher, pkt, self.senders.len());
-        let prepared = Prepared::read(pkt, &self.fingerprinter);
+        let prepared = Prepared::read(pkt, &self.fingerprinter, &mut self.spare_dns);
         if let Some((_, sp, dp)) = pkt.ports() {
             if sp == 53 || dp == 53 {
                 self.shared
@@ -426,7 +434,7 @@ impl Dispatcher {
     fn send(&mut self, w: usize) {
         let fresh = match self.free_rx.try_recv() {
             Ok(mut used) => {
-                used.clear();
+                used.clear(&mut self.spare_dns);
                 used
             }
             Err(_) => Batch::default(),
@@ -440,7 +448,7 @@ impl Dispatcher {
                 if let Err(e) = self.senders[w].try_send(full) {
                     let mut lost = e.into_inner();
                     self.local.queue_dropped += lost.packets.len() as u64;
-                    lost.clear();
+                    lost.clear(&mut self.spare_dns);
                     let _ = self.free_tx.try_send(lost);
                 }
             }
