@@ -306,6 +306,57 @@ fn every_capture_gives_exactly_its_expected_names_and_detections() {
     );
 }
 
+/// Where a pretty-printed JSON text has an object whose keys are not in sorted order:
+/// `None` when every object's are. (The report was once written through `serde_json::Value`,
+/// whose maps sort their keys; it is now written from its types, whose fields are declared in
+/// that order, so a field added out of order would change the report's bytes.)
+fn unsorted_keys(text: &str) -> Option<String> {
+    // For each open container: whether it is an object, and the last key seen in it.
+    let mut open: Vec<(bool, Option<String>)> = vec![(false, None)];
+    for (n, line) in text.lines().enumerate() {
+        let t = line.trim_start();
+        if t.starts_with('}') || t.starts_with(']') {
+            open.pop();
+        }
+        if let (Some(rest), Some((true, last))) = (t.strip_prefix('"'), open.last_mut()) {
+            if let Some(end) = rest.find("\": ") {
+                let key = &rest[..end];
+                if last.as_deref().is_some_and(|prev| prev >= key) {
+                    return Some(format!("line {}: {key:?} after {last:?}", n + 1));
+                }
+                *last = Some(key.to_string());
+            }
+        }
+        if t.ends_with('{') || t.ends_with('[') {
+            open.push((t.ends_with('{'), None));
+        }
+    }
+    None
+}
+
+#[test]
+fn the_report_keeps_its_keys_in_sorted_order() {
+    assert!(unsorted_keys("{\n  \"b\": 1,\n  \"a\": 2\n}").is_some());
+    assert!(unsorted_keys(
+        "{\n  \"a\": {\n    \"z\": 1\n  },\n  \"b\": [\n    \"y\",\n    \"x\"\n  ]\n}"
+    )
+    .is_none());
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for (pcap, _) in expectations() {
+        let report = tmp.path().join("r.json");
+        let out = Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+            .env("VENDORWATCH_STATE", "none")
+            .args(["replay", "--quiet", "--report"])
+            .arg(&report)
+            .arg(&pcap)
+            .output()
+            .expect("runs vendorwatch");
+        assert!(out.status.success(), "{}: {out:?}", pcap.display());
+        let text = std::fs::read_to_string(&report).expect("report");
+        assert_eq!(unsorted_keys(&text), None, "{}", pcap.display());
+    }
+}
+
 #[test]
 fn alert_carries_the_contract_fields() {
     let run = replay(&root().join("pcaps/dns.pcap"), &[]);

@@ -408,7 +408,7 @@ fn write_report(
         resolver_roles: shared.detector.resolver_roles().list(),
         known_before: shared.hosts.known_before(),
     };
-    let report = output::report_json(hosts, facts.resolvers, &meta);
+    let report = output::report(hosts, facts.resolvers, &meta);
     let write = |f: std::fs::File| -> std::io::Result<()> {
         let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
         serde_json::to_writer_pretty(&mut w, &report)?;
