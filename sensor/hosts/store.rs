@@ -757,27 +757,30 @@ impl Store {
                 [],
             )?;
         }
+        // Compiled once per save (see `save_rows`).
+        let mut forget = tx.prepare_cached(
+            "DELETE FROM identities WHERE ip = ?1 AND ip NOT IN (SELECT ip FROM hosts)",
+        )?;
+        let mut remember = tx.prepare_cached(
+            "INSERT INTO identities (ip, mac, hostname, client_id, source, first_seen, last_seen, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
         for (ip, kept) in list {
-            tx.execute(
-                "DELETE FROM identities WHERE ip = ?1 AND ip NOT IN (SELECT ip FROM hosts)",
-                params![ip.to_string()],
-            )?;
+            let ip = ip.to_string();
+            forget.execute(params![ip])?;
             for r in kept.iter().flat_map(|(_, id)| &id.history) {
-                tx.execute(
-                    "INSERT INTO identities (ip, mac, hostname, client_id, source, first_seen, last_seen, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    params![
-                        ip.to_string(),
-                        r.mac.map(|m| m.to_string()),
-                        r.hostname,
-                        r.client_id,
-                        r.source.as_str(),
-                        r.first_seen.0,
-                        r.last_seen.0,
-                        r.count as i64,
-                    ],
-                )?;
+                remember.execute(params![
+                    ip,
+                    r.mac.map(|m| m.to_string()),
+                    r.hostname,
+                    r.client_id,
+                    r.source.as_str(),
+                    r.first_seen.0,
+                    r.last_seen.0,
+                    r.count as i64,
+                ])?;
             }
         }
+        drop((forget, remember));
         Ok(tx.commit()?)
     }
 
