@@ -382,6 +382,27 @@ type IdentityCols = (
     i64,
 );
 
+/// One row of a host's identity history (`insert_identity`).
+const INSERT_IDENTITY: &str = "INSERT INTO identities (ip, mac, hostname, client_id, source, first_seen, last_seen, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+/// Writes one identity record of the host `ip` with the statement of `INSERT_IDENTITY`.
+fn insert_identity(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    ip: &str,
+    r: &crate::hosts::IdentityRecord,
+) -> rusqlite::Result<usize> {
+    stmt.execute(params![
+        ip,
+        r.mac.map(|m| m.to_string()),
+        r.hostname,
+        r.client_id,
+        r.source.as_str(),
+        r.first_seen.0,
+        r.last_seen.0,
+        r.count as i64,
+    ])
+}
+
 fn identity_cols(r: &rusqlite::Row<'_>) -> rusqlite::Result<IdentityCols> {
     Ok((
         r.get(0)?,
@@ -761,23 +782,12 @@ impl Store {
         let mut forget = tx.prepare_cached(
             "DELETE FROM identities WHERE ip = ?1 AND ip NOT IN (SELECT ip FROM hosts)",
         )?;
-        let mut remember = tx.prepare_cached(
-            "INSERT INTO identities (ip, mac, hostname, client_id, source, first_seen, last_seen, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?;
+        let mut remember = tx.prepare_cached(INSERT_IDENTITY)?;
         for (ip, kept) in list {
             let ip = ip.to_string();
             forget.execute(params![ip])?;
             for r in kept.iter().flat_map(|(_, id)| &id.history) {
-                remember.execute(params![
-                    ip,
-                    r.mac.map(|m| m.to_string()),
-                    r.hostname,
-                    r.client_id,
-                    r.source.as_str(),
-                    r.first_seen.0,
-                    r.last_seen.0,
-                    r.count as i64,
-                ])?;
+                insert_identity(&mut remember, &ip, r)?;
             }
         }
         drop((forget, remember));
@@ -864,9 +874,7 @@ impl Store {
                  hostname = excluded.hostname, hostname_source = excluded.hostname_source, identities_omitted = excluded.identities_omitted",
         )?;
         let mut forget_identities = tx.prepare_cached("DELETE FROM identities WHERE ip = ?1")?;
-        let mut save_identity = tx.prepare_cached(
-            "INSERT INTO identities (ip, mac, hostname, client_id, source, first_seen, last_seen, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?;
+        let mut save_identity = tx.prepare_cached(INSERT_IDENTITY)?;
         let mut save_detection = tx.prepare_cached(
             "INSERT OR REPLACE INTO detections (ip, vendor, category, severity, first_seen, last_seen, count, forwarded, suppressed, alerted_at, rules, indicators, indicators_omitted, evidence)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
@@ -886,16 +894,7 @@ impl Store {
             // The history is small and bounded: replaced whole.
             forget_identities.execute(params![ip])?;
             for r in &h.identity.history {
-                save_identity.execute(params![
-                    ip,
-                    r.mac.map(|m| m.to_string()),
-                    r.hostname,
-                    r.client_id,
-                    r.source.as_str(),
-                    r.first_seen.0,
-                    r.last_seen.0,
-                    r.count as i64,
-                ])?;
+                insert_identity(&mut save_identity, &ip, r)?;
             }
             for d in &h.detections {
                 save_detection.execute(params![
