@@ -195,7 +195,20 @@ fn parse_inner(msg: &[u8], cut: bool, lean: bool) -> Result<Message, DnsError> {
     let mut anomalies = Anomalies::default();
     let section = read_questions(msg, qdcount, cut, &mut anomalies)?;
     let ancount = if section.readable { ancount } else { 0 };
-    let answers = read_answers(msg, section.end, ancount, &mut anomalies, lean);
+    // Nearly every answer's owner is a pointer to the question: that name is read already.
+    let first_question = section
+        .questions
+        .first()
+        .filter(|_| section.first_uncompressed)
+        .map(|q| &q.name);
+    let answers = read_answers(
+        msg,
+        section.end,
+        ancount,
+        &mut anomalies,
+        lean,
+        first_question,
+    );
     if cut && anomalies.name_out_of_bounds {
         anomalies.name_out_of_bounds = false;
         anomalies.name_cut = true;
@@ -218,6 +231,9 @@ struct QuestionSection {
     end: usize,
     /// Whether the answers after it can be framed.
     readable: bool,
+    /// Whether the first question's name is written out in full right after the header (no
+    /// pointer): then an answer owner that points to it is that name (`read_record`).
+    first_uncompressed: bool,
 }
 
 /// Reads the `qdcount` questions after the header. An error when not even the first is
@@ -236,6 +252,7 @@ fn read_questions(
     let mut at = HEADER_LEN;
     let mut questions = SmallVec::new();
     let mut readable = true;
+    let mut first_uncompressed = false;
     for i in 0..qdcount {
         if at >= msg.len() && i > 0 && !cut {
             // The message ends cleanly after a question: the count promised more.
@@ -246,6 +263,7 @@ fn read_questions(
         let (name, next, whole) = read_name(msg, at, anomalies);
         match (whole, be16(msg, next), be16(msg, next + 2)) {
             (true, Some(qtype), Some(_class)) => {
+                first_uncompressed |= i == 0 && is_uncompressed(msg, at, next);
                 at = next + 4;
                 questions.push(Question { name, qtype });
             }
@@ -279,7 +297,22 @@ fn read_questions(
         questions,
         end: at,
         readable,
+        first_uncompressed,
     })
+}
+
+/// Whether the name at `at`, which ends at `end`, is plain labels and the root (no pointer).
+fn is_uncompressed(msg: &[u8], mut at: usize, end: usize) -> bool {
+    while let Some(&len) = msg.get(at) {
+        if len == 0 {
+            return at + 1 == end;
+        }
+        if len & 0xc0 != 0 {
+            return false;
+        }
+        at += 1 + usize::from(len);
+    }
+    false
 }
 
 /// Reads up to `ancount` answers (at most `MAX_ANSWERS`) from `at`.
@@ -290,13 +323,14 @@ fn read_answers(
     ancount: u16,
     anomalies: &mut Anomalies,
     lean: bool,
+    first_question: Option<&Name>,
 ) -> Vec<Answer> {
     let mut answers = Vec::new();
     for i in 0..ancount {
         if usize::from(i) >= MAX_ANSWERS {
             break;
         }
-        match read_record(msg, at, anomalies, lean) {
+        match read_record(msg, at, anomalies, lean, first_question) {
             Some((answer, next)) => {
                 // An answer whose names are not whole is skipped; the next one is framed
                 // by this one's RDLENGTH all the same.
@@ -314,14 +348,23 @@ fn read_answers(
 
 /// Reads one resource record: `None` when it runs past the message, `Some((None, next))`
 /// when it is framed but one of its names is not whole. `lean`: the owner name and a PTR
-/// target are checked but not built (`parse_for_roles`).
+/// target are checked but not built (`parse_for_roles`). `first_question`: the first
+/// question's name when it is written out in full at `HEADER_LEN`; an owner that is a pointer
+/// there is that name (reading it again would give the same name, wholeness and anomalies).
 fn read_record(
     msg: &[u8],
     at: usize,
     anomalies: &mut Anomalies,
     lean: bool,
+    first_question: Option<&Name>,
 ) -> Option<(Option<Answer>, usize)> {
-    let (name, at, name_whole) = read_name_as(msg, at, anomalies, !lean);
+    const POINTER_TO_FIRST_QUESTION: [u8; 2] = [0xc0, HEADER_LEN as u8];
+    let (name, at, name_whole) = match first_question {
+        Some(q) if !lean && msg.get(at..at + 2) == Some(&POINTER_TO_FIRST_QUESTION[..]) => {
+            (q.clone(), at + 2, true)
+        }
+        _ => read_name_as(msg, at, anomalies, !lean),
+    };
     let rtype = be16(msg, at)?;
     let ttl = be32(msg, at + 4)?;
     let rdlen = usize::from(be16(msg, at + 8)?);
@@ -564,6 +607,32 @@ mod tests {
             80,
         ]);
         m
+    }
+
+    /// An answer owner that points to the question is the question's name, whether the
+    /// question is written out in full (the name is reused) or itself compressed (read again).
+    #[test]
+    fn an_owner_pointing_to_the_question_is_the_question_name() {
+        let m = parse(&cname_answer()).unwrap();
+        assert_eq!(m.answers[0].name, "www.example.org");
+        assert!(is_uncompressed(&cname_answer(), 12, 29));
+        // The question is `www` and a forward pointer to `example.org` after the answer.
+        let mut c = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+        c.extend_from_slice(b"\x03www\xc0\x26\x00\x01\x00\x01");
+        c.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 0, 0, 1]);
+        assert_eq!(c.len(), 0x26);
+        c.extend_from_slice(b"\x07example\x03org\x00");
+        let m = parse(&c).unwrap();
+        assert_eq!(m.questions[0].name, "www.example.org");
+        assert_eq!(m.answers[0].name, "www.example.org");
+        assert!(!is_uncompressed(&c, 12, 18));
+        // A label with a dot in the question: the reused owner keeps its escape.
+        let mut d = cname_answer();
+        d[14] = b'.';
+        let m = parse(&d).unwrap();
+        assert_eq!(m.questions[0].name, "w\\x2ew.example.org");
+        assert_eq!(m.answers[0].name, m.questions[0].name);
+        assert!(m.anomalies.label_with_dot);
     }
 
     /// What the capture thread reads: the same message as `parse` gives, with the answers'
