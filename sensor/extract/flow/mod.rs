@@ -359,9 +359,12 @@ impl Prepared {
     }
 
     /// Gives back this packet's message box for a later `read` (up to `SPARE_DNS_BOXES`).
+    /// The message itself is freed now: a spare box holds no answers, so the spares cost at
+    /// most `SPARE_DNS_BOXES` times the size of a box (about 350 KiB), whatever the messages.
     pub fn recycle(&mut self, spare: &mut SpareDnsBoxes) {
-        if let Some(boxed) = self.dns.take() {
+        if let Some(mut boxed) = self.dns.take() {
             if spare.0.len() < SPARE_DNS_BOXES {
+                *boxed = Err(crate::extract::dns::DnsError::TooShort);
                 spare.0.push(boxed);
             }
         }
@@ -826,6 +829,31 @@ mod tests {
     use super::*;
     use crate::decode::{decode, LinkType};
     use crate::extract::tls;
+
+    #[test]
+    fn a_recycled_dns_box_is_reused_and_keeps_no_message() {
+        let query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03www\x07example\x03org\x00\x00\x01\x00\x01";
+        let frame = udp([10, 0, 0, 1], [10, 0, 0, 53], 40000, 53, query);
+        let pkt = decode(LinkType::RawIp, &frame).expect("decodes");
+        let mut spare = SpareDnsBoxes::default();
+        let fingerprinter = Fingerprinter::default();
+        let mut first = Prepared::read(&pkt, &fingerprinter, &mut spare);
+        let first_box: *const DnsParse = first.dns.as_deref().expect("parsed");
+        assert!(
+            matches!(first.dns.as_deref(), Some(Ok(m)) if m.questions[0].name == "www.example.org")
+        );
+        first.recycle(&mut spare);
+        assert!(first.dns.is_none());
+        // The spare holds the box, not the message.
+        assert!(matches!(spare.0.as_slice(), [b] if b.is_err()));
+        let second = Prepared::read(&pkt, &fingerprinter, &mut spare);
+        assert!(spare.0.is_empty());
+        let second_box: *const DnsParse = second.dns.as_deref().expect("parsed");
+        assert_eq!(first_box, second_box);
+        assert!(
+            matches!(second.dns.as_deref(), Some(Ok(m)) if m.questions[0].name == "www.example.org")
+        );
+    }
 
     #[test]
     fn http_requests_on_one_connection_and_starttls_style_tls_later() {
