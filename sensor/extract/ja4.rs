@@ -68,7 +68,7 @@ pub fn ja4(h: &HelloFields<'_>) -> String {
     sorted_ciphers.sort_unstable();
     out.push('_');
     let mut text = HexText::new();
-    text.push_list(&sorted_ciphers);
+    push_hex_list(&mut text, &sorted_ciphers);
     push_hash12(&mut out, &text);
 
     // SNI and ALPN are already in the first part; leaving them out keeps this part the same
@@ -81,11 +81,11 @@ pub fn ja4(h: &HelloFields<'_>) -> String {
     // were given: a real hello cannot carry them without extension 13.
     let mut text = HexText::new();
     if !sorted_extensions.is_empty() {
-        text.push_list(&sorted_extensions);
+        push_hex_list(&mut text, &sorted_extensions);
         // Without signature algorithms the string ends without the underscore.
         if !signature_algorithms.is_empty() {
             text.push(b'_');
-            text.push_list(&signature_algorithms);
+            push_hex_list(&mut text, &signature_algorithms);
         }
     }
     push_hash12(&mut out, &text);
@@ -152,19 +152,14 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// The text a JA4 hash is taken of (`0a0a,1301,…`), on the stack for any real hello.
 type HexText = SmallVec<[u8; 512]>;
 
-trait PushHexList {
-    fn push_list(&mut self, values: &[u16]);
-}
-
-impl PushHexList for HexText {
-    /// Four lower-case hex digits per value, comma separated. Written digit by digit, not
-    /// through `format!`: a ClientHello carries dozens of values and this runs for every one.
-    fn push_list(&mut self, values: &[u16]) {
-        for (i, &v) in values.iter().enumerate() {
-            let digits = [12, 8, 4, 0].map(|shift| HEX[usize::from((v >> shift) & 0xf)]);
-            let item = [b',', digits[0], digits[1], digits[2], digits[3]];
-            self.extend_from_slice(&item[usize::from(i == 0)..]);
-        }
+/// Appends `values` to `text`: four lower-case hex digits per value, comma separated. Written
+/// digit by digit, not through `format!`: a ClientHello carries dozens of values and this runs
+/// for every one.
+fn push_hex_list(text: &mut HexText, values: &[u16]) {
+    for (i, &v) in values.iter().enumerate() {
+        let digits = [12, 8, 4, 0].map(|shift| HEX[usize::from((v >> shift) & 0xf)]);
+        let item = [b',', digits[0], digits[1], digits[2], digits[3]];
+        text.extend_from_slice(&item[usize::from(i == 0)..]);
     }
 }
 
@@ -188,7 +183,7 @@ mod tests {
 
     fn hex_list(values: &[u16]) -> String {
         let mut text = HexText::new();
-        text.push_list(values);
+        push_hex_list(&mut text, values);
         String::from_utf8(text.to_vec()).unwrap()
     }
 
