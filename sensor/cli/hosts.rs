@@ -184,7 +184,7 @@ fn print(
                 resolver_roles,
                 ..output::ReportMeta::default()
             };
-            let report = output::report_json(hosts, &resolvers, &meta);
+            let report = output::report(hosts, &resolvers, &meta);
             outln!(
                 "{}",
                 serde_json::to_string_pretty(&report).unwrap_or_default()

@@ -225,7 +225,8 @@ pub fn report(
     }
 }
 
-/// `report`, as a JSON value (for callers that add members of their own).
+/// `report`, as a JSON value (for callers that add members of their own or merge reports;
+/// one that only writes the report serializes `report` itself).
 pub fn report_json(
     hosts: &[(IpAddr, Host)],
     resolvers: &[IpAddr],
