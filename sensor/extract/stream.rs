@@ -166,6 +166,21 @@ impl StreamBuf {
         self.parked_bytes = 0;
     }
 
+    /// Passes over in-order bytes that nothing will read (the direction's protocol ignores
+    /// it): the sequence number moves on, nothing is copied. Does that, and returns true,
+    /// only where `push` followed by `release` would leave the same state: the bytes come
+    /// right where an empty, anchored buffer with nothing parked expects them. Otherwise it
+    /// does nothing and returns false, and the caller pushes.
+    pub fn pass_in_order(&mut self, seq: u32, len: usize) -> bool {
+        if self.next_seq != Some(seq) || !self.data.is_empty() || !self.parked.is_empty() {
+            return false;
+        }
+        // What `append` would have shed for the cap, and counted.
+        self.dropped_bytes += len.saturating_sub(self.cap) as u64;
+        self.next_seq = Some(seq.wrapping_add(len as u32));
+        true
+    }
+
     pub fn push(&mut self, seq: u32, payload: &[u8]) -> Pushed {
         if payload.is_empty() {
             return Pushed::Nothing;
@@ -257,6 +272,28 @@ mod tests {
         assert_eq!(s.push(1003, b"lo world"), Pushed::Data); // overlaps 3 bytes, fills the gap
         assert_eq!(s.data(), b"hello world!");
         assert_eq!(s.segment_starts(), &[0, 6, 11]);
+    }
+
+    #[test]
+    fn passing_over_in_order_bytes_is_pushing_then_releasing_them() {
+        let mut passed = StreamBuf::new(8);
+        let mut pushed = StreamBuf::new(8);
+        for s in [&mut passed, &mut pushed] {
+            s.start_at(100);
+        }
+        for (seq, bytes) in [(100, &b"abc"[..]), (103, b"0123456789"), (113, b"x")] {
+            assert!(passed.pass_in_order(seq, bytes.len()));
+            pushed.push(seq, bytes);
+            pushed.release();
+        }
+        assert_eq!(passed.next_seq(), pushed.next_seq());
+        assert_eq!(passed.dropped_bytes, pushed.dropped_bytes);
+        assert_eq!(passed.held(), 0);
+        // Out of order, or into a buffer that holds bytes: left to `push`.
+        assert!(!passed.pass_in_order(200, 1));
+        assert!(!StreamBuf::new(8).pass_in_order(0, 1));
+        passed.push(114, b"y");
+        assert!(!passed.pass_in_order(115, 1));
     }
 
     #[test]

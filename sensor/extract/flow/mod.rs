@@ -155,6 +155,15 @@ impl App {
         }
     }
 
+    /// Whether the protocol reads what the client (or the server) sends. HTTP reads only
+    /// requests: the server's bytes are dropped as they come (`HttpState::inspect`).
+    fn reads(&self, from_client: bool) -> bool {
+        match self {
+            App::Http(_) => from_client,
+            _ => true,
+        }
+    }
+
     /// Bypasses the flow: what the protocol held for reading is freed. A QUIC flow keeps
     /// its connection IDs, which tell a new connection on its 4-tuple from its own packets.
     fn finish(&mut self) {

@@ -143,7 +143,14 @@ fn read_segment(
     {
         inspect(flow, !from_client, ts, txns, &limits, 0, out);
     }
-    let delivered = push_segment(&mut flow.conn, flow.app.inspecting(), from_client, seg);
+    let reads = flow.app.reads(from_client);
+    let delivered = push_segment(
+        &mut flow.conn,
+        flow.app.inspecting(),
+        reads,
+        from_client,
+        seg,
+    );
     if delivered.pushed == Pushed::Data && flow.app.inspecting() {
         // The buffer now ends where the capture stopped keeping bytes: the parsers read it
         // as far as it goes.
@@ -206,10 +213,13 @@ struct Delivered {
     resume: u32,
 }
 
-/// Puts a segment's bytes (while the flow is inspected) in its direction's buffer.
+/// Puts a segment's bytes (while the flow is inspected) in its direction's buffer; `reads`:
+/// whether the flow's protocol reads this direction at all (bytes it ignores are passed
+/// over, not copied, where that is the same as buffering and dropping them).
 fn push_segment(
     conn: &mut Conn,
     inspecting: bool,
+    reads: bool,
     from_client: bool,
     seg: &TcpSegment<'_>,
 ) -> Delivered {
@@ -228,8 +238,11 @@ fn push_segment(
     } else {
         seg.seq
     };
-    if inspecting && !seg.payload.is_empty() && dir.push(seq, seg.payload) == Pushed::Data {
-        pushed = Pushed::Data;
+    if inspecting && !seg.payload.is_empty() {
+        let passed_over = !reads && dir.pass_in_order(seq, seg.payload.len());
+        if !passed_over && dir.push(seq, seg.payload) == Pushed::Data {
+            pushed = Pushed::Data;
+        }
     }
     // A segment cut by the snap length ends what can be read in order here: a direction
     // still waiting for its start takes it now, or the cut would leave a gap that never fills.
