@@ -86,8 +86,12 @@ pub(super) struct LinkInfo {
 
 /// EtherType values below this are 802.3 length fields, followed by an LLC header.
 const ETHERTYPE_MIN: u16 = 0x0600;
-const VLAN_TAGS: [u16; 4] = [0x8100, 0x88a8, 0x9100, 0x9200];
-const ETHERTYPE_MPLS: [u16; 2] = [0x8847, 0x8848];
+/// 802.1Q, 802.1ad, and the two pre-standard QinQ tags.
+fn is_vlan_tag(ether_type: u16) -> bool {
+    matches!(ether_type, 0x8100 | 0x88a8 | 0x9100 | 0x9200)
+}
+const ETHERTYPE_MPLS_UNICAST: u16 = 0x8847;
+const ETHERTYPE_MPLS_MULTICAST: u16 = 0x8848;
 const ETHERTYPE_PPPOE_SESSION: u16 = 0x8864;
 /// More tags than this is not a real frame.
 const MAX_VLAN_TAGS: u8 = 8;
@@ -163,7 +167,11 @@ fn by_ether_type<'a>(
     mut rest: &'a [u8],
     info: &mut LinkInfo,
 ) -> Result<L3<'a>, DecodeError> {
-    while VLAN_TAGS.contains(&ether_type) {
+    // Untagged IP, nearly every frame of a tap, goes straight through.
+    if matches!(ether_type, tunnel::ETHERTYPE_IPV4 | tunnel::ETHERTYPE_IPV6) {
+        return Ok(L3::Ip(rest));
+    }
+    while is_vlan_tag(ether_type) {
         info.vlan_tags += 1;
         if info.vlan_tags > MAX_VLAN_TAGS {
             return Err(DecodeError::TooManyVlanTags);
@@ -178,7 +186,7 @@ fn by_ether_type<'a>(
     }
     match ether_type {
         tunnel::ETHERTYPE_IPV4 | tunnel::ETHERTYPE_IPV6 => Ok(L3::Ip(rest)),
-        t if ETHERTYPE_MPLS.contains(&t) => {
+        ETHERTYPE_MPLS_UNICAST | ETHERTYPE_MPLS_MULTICAST => {
             info.encaps.add(Encap::Mpls);
             match tunnel::mpls(rest).map_err(|m| DecodeError::Tunnel(m.0))? {
                 tunnel::Inner::Ip(ip) => Ok(L3::Ip(ip)),

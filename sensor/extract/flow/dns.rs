@@ -15,10 +15,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 /// Ports on which UDP and TCP payloads are read as DNS: DNS, mDNS, LLMNR.
-const DNS_PORTS: [u16; 3] = [53, 5353, 5355];
-
 pub(super) fn is_dns_port(port: u16) -> bool {
-    DNS_PORTS.contains(&port)
+    matches!(port, 53 | 5353 | 5355)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
