@@ -27,17 +27,24 @@ const IPPROTO_TCP: u8 = 6;
 /// Ones' complement sum of `bytes` (big-endian 16-bit words, an odd byte padded with zero),
 /// added to `sum`, not folded.
 ///
-/// Eight bytes at a time, read in the machine's order: the two 32-bit halves of each are
-/// added whole (a 32-bit word `hi·2¹⁶ + lo` is congruent to `hi + lo` modulo 2¹⁶−1, which
-/// is all that `fold` keeps, with zero kept apart), and that sum, folded, is byte-swapped
-/// into the big-endian one: swapping the bytes of every word swaps the bytes of their ones'
-/// complement sum (RFC 1071 §2(B)). A u64 cannot overflow for any packet.
+/// Eight bytes at a time, read in the machine's order and added with end-around carry (a
+/// ones' complement sum in 64-bit words folds to the one in 16-bit words: RFC 1071 §2(C)),
+/// four words per step so that the additions do not wait on each other's carries. That sum,
+/// folded, is byte-swapped into the big-endian one: swapping the bytes of every word swaps
+/// the bytes of their ones' complement sum (RFC 1071 §2(B)).
 fn add(sum: u64, bytes: &[u8]) -> u64 {
-    let mut quads = bytes.chunks_exact(8);
-    let mut le = 0u64;
+    let word = |q: &[u8]| u64::from_le_bytes([q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7]]);
+    let mut blocks = bytes.chunks_exact(32);
+    let mut lanes = [0u64; 4];
+    for block in &mut blocks {
+        for (lane, q) in lanes.iter_mut().zip(block.chunks_exact(8)) {
+            *lane = add_carry(*lane, word(q));
+        }
+    }
+    let mut le = lanes.into_iter().fold(0, add_carry);
+    let mut quads = blocks.remainder().chunks_exact(8);
     for q in &mut quads {
-        let v = u64::from_le_bytes([q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7]]);
-        le += (v >> 32) + (v & 0xffff_ffff);
+        le = add_carry(le, word(q));
     }
     let mut sum = sum + u64::from(fold(le).swap_bytes());
     // What is left starts at an even offset, so its 16-bit words are the packet's.
@@ -49,6 +56,12 @@ fn add(sum: u64, bytes: &[u8]) -> u64 {
         sum += u64::from(*last) << 8;
     }
     sum
+}
+
+/// `a + b` with the carry out added back in (ones' complement addition).
+fn add_carry(a: u64, b: u64) -> u64 {
+    let (sum, carried) = a.overflowing_add(b);
+    sum + u64::from(carried)
 }
 
 fn fold(mut sum: u64) -> u16 {

@@ -39,22 +39,14 @@ pub struct Fingerprint(u64);
 /// packet's bytes, and a tenth of the worker's time went to waiting for them. Every capture
 /// thread of a sensor shares one seed, so the copy a second interface delivers is
 /// recognised too.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Fingerprinter {
+    /// Seeded at random: the fingerprint hashes what the wire says, and fixed seeds (they
+    /// are in the source) would let a sender craft a packet whose fingerprint matches one it
+    /// expects, so that the real one is dropped as its duplicate. foldhash rather than
+    /// ahash: keyed alike, and a fifth fewer instructions over these 128 bytes without
+    /// AES-NI in the build (`bench/callgrind.sh`).
     hasher: foldhash::fast::RandomState,
-}
-
-impl Default for Fingerprinter {
-    fn default() -> Self {
-        Fingerprinter {
-            // Seeded at random: the fingerprint hashes what the wire says, and fixed seeds
-            // (they are in the source) would let a sender craft a packet whose fingerprint
-            // matches one it expects, so that the real one is dropped as its duplicate.
-            // foldhash rather than ahash: keyed alike, and a fifth fewer instructions over
-            // these 128 bytes without AES-NI in the build (`bench/callgrind.sh`).
-            hasher: foldhash::fast::RandomState::default(),
-        }
-    }
 }
 
 impl Fingerprinter {
