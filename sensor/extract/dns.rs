@@ -175,16 +175,32 @@ pub fn parse_cut(msg: &[u8]) -> Result<Message, DnsError> {
 /// hosts, and building those strings (a name and an allocation per answer) was most of
 /// what it spent on them.
 pub fn parse_for_roles(msg: &[u8]) -> Result<Message, DnsError> {
-    parse_inner(msg, false, true)
+    parse_inner(msg, false, true, Vec::new())
 }
 
 /// [`parse`], or [`parse_cut`] when `cut`: the capture kept only these bytes of the message.
 pub fn parse_message(msg: &[u8], cut: bool) -> Result<Message, DnsError> {
-    parse_inner(msg, cut, false)
+    parse_inner(msg, cut, false, Vec::new())
 }
 
-/// `lean`: see `parse_for_roles`.
-fn parse_inner(msg: &[u8], cut: bool, lean: bool) -> Result<Message, DnsError> {
+/// [`parse_message`], its answers put in `answers` (emptied first): the vector of a
+/// message read before, so that its allocation is reused.
+pub fn parse_message_into(
+    msg: &[u8],
+    cut: bool,
+    answers: Vec<Answer>,
+) -> Result<Message, DnsError> {
+    parse_inner(msg, cut, false, answers)
+}
+
+/// `lean`: see `parse_for_roles`. `answers`: where to put the answers (see
+/// `parse_message_into`).
+fn parse_inner(
+    msg: &[u8],
+    cut: bool,
+    lean: bool,
+    answers: Vec<Answer>,
+) -> Result<Message, DnsError> {
     if msg.len() < HEADER_LEN {
         return Err(DnsError::TooShort);
     }
@@ -208,6 +224,7 @@ fn parse_inner(msg: &[u8], cut: bool, lean: bool) -> Result<Message, DnsError> {
         &mut anomalies,
         lean,
         first_question,
+        answers,
     );
     if cut && anomalies.name_out_of_bounds {
         anomalies.name_out_of_bounds = false;
@@ -324,8 +341,9 @@ fn read_answers(
     anomalies: &mut Anomalies,
     lean: bool,
     first_question: Option<&Name>,
+    mut answers: Vec<Answer>,
 ) -> Vec<Answer> {
-    let mut answers = Vec::new();
+    answers.clear();
     for i in 0..ancount {
         if usize::from(i) >= MAX_ANSWERS {
             break;
