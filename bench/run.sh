@@ -18,7 +18,7 @@
 # For each contender: median wall time, MB/s, packets/s (capinfos -c), ratio to tcpdump and peak
 # RSS (/usr/bin/time -v, the largest of the runs); for vendorwatch also whether the host report
 # holds exactly the host x vendor x category detections of the ground truth (PCAP.expected.json).
-# The file is read once before timing, so every contender reads it from the page cache.
+# The file is read again just before every run, so every contender reads it from the page cache.
 # Reports, timings and any differences from the ground truth are kept in bench-data/bench-run-NAME/ (NAME: the capture file's name without .pcap).
 set -euo pipefail
 
@@ -141,6 +141,9 @@ run_one() { # INDEX RUN -> one TSV line: index run seconds maxrss_kb rc report b
     esac
     echo "${cmd[*]}" >"$OUTDIR/cmd-$i.txt"
     b=$(wait_idle)
+    # Every run reads the file from the page cache: read it again now (the host of a VM can
+    # drop cached pages between runs, and a run that refills them pays for it).
+    cat "$PCAP" >/dev/null
     t0=$(date +%s.%N)
     rc=0
     /usr/bin/time -v -o "$tf" "${cmd[@]}" >"$OUTDIR/out-$i-$r.txt" 2>"$OUTDIR/err-$i-$r.txt" || rc=$?
@@ -327,7 +330,7 @@ How it is measured (`bench/run.sh --write`, see `bench/README.md`): one large ca
 then multiplied with `tcprewrite --pnat` into thousands of distinct client hosts and merged with
 `mergecap`) is replayed by `vendorwatch replay --quiet --report FILE` with 1 and 2 workers and the
 default, and read by `tcpdump -r FILE -w /dev/null` as the floor (the cost of just reading the file).
-The file is read once before timing, so every contender reads it from the page cache; the contenders
+The file is read again just before every run, so every contender reads it from the page cache; the contenders
 take turns, several runs each; the table gives the median wall time and the largest peak RSS
 (`/usr/bin/time -v`). "detections = ground truth" compares the host x vendor x category entries of
 vendorwatch's host report with the ground truth that tshark derived from the base capture before
