@@ -350,7 +350,9 @@ impl Dispatcher {
     ) {
         self.local.packets += 1;
         self.local.bytes += u64::from(wire_len.max(frame.len() as u32));
-        let target = match decode::decode_full_with(link, frame, &self.shared.decode) {
+        let decoded = decode::decode_full_with(link, frame, &self.shared.decode);
+        // Matched by reference: the decoded packet is not moved again.
+        let target = match &decoded {
             // The IP length says more bytes were cut than the capture left out: the length
             // field lies (a receiver drops such a packet), and taking it as a snap-length cut
             // would let one crafted segment end the reading of a flow.
@@ -360,11 +362,11 @@ impl Dispatcher {
             }
             Ok(Decoded::Packet(pkt)) => {
                 self.local.encaps(pkt.encaps);
-                self.stage(&pkt, ts, frame, shared)
+                self.stage(pkt, ts, frame, shared)
             }
             Ok(Decoded::Fragment(frag)) => {
                 self.local.encaps(frag.encaps);
-                match self.defrag.add(ts, &frag) {
+                match self.defrag.add(ts, frag) {
                     defrag::Outcome::Complete(datagram) => {
                         match decode::decode_with(LinkType::RawIp, &datagram, &self.shared.decode) {
                             Ok(pkt) => self.stage(&pkt, ts, &datagram, None),
@@ -379,7 +381,7 @@ impl Dispatcher {
             }
             Err(e) => {
                 if e.is_anomaly() {
-                    self.local.anomaly(e);
+                    self.local.anomaly(*e);
                 }
                 None
             }
