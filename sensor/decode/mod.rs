@@ -426,14 +426,19 @@ pub fn decode_full_with<'a>(
     }
 }
 
+/// Ports on which UDP and TCP payloads are DNS: DNS, mDNS, LLMNR (the decoder's tunnel
+/// decision and the extractor's DNS reading both go by them).
+pub fn is_dns_port(port: u16) -> bool {
+    matches!(port, 53 | 5353 | 5355)
+}
+
 /// UDP that may be ordinary UDP though a port says tunnel: to none of the tunnel ports (so
-/// a tunnel port is its source), or to or from a DNS port (DNS, mDNS, LLMNR).
+/// a tunnel port is its source), or to or from a DNS port.
 fn may_be_plain_udp(pkt: &Packet<'_>, opts: &DecodeOptions) -> bool {
-    const DNS_PORTS: [u16; 3] = [53, 5353, 5355];
     let Transport::Udp(u) = &pkt.transport else {
         return false;
     };
-    if DNS_PORTS.contains(&u.src_port) || DNS_PORTS.contains(&u.dst_port) {
+    if is_dns_port(u.src_port) || is_dns_port(u.dst_port) {
         return true;
     }
     let fixed = [

@@ -14,11 +14,6 @@ use crate::time::Timestamp;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
-/// Ports on which UDP and TCP payloads are read as DNS: DNS, mDNS, LLMNR.
-pub(super) fn is_dns_port(port: u16) -> bool {
-    matches!(port, 53 | 5353 | 5355)
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct TxnKey {
     client: Endpoint,

@@ -39,7 +39,7 @@ pub use http::HTTP_MAX_REQUESTS;
 use super::dedup::{Deduplicator, Fingerprint, Fingerprinter};
 use super::stream::{Pushed, StreamBuf};
 use super::{names, Detail, Extracted, FlowId, NameEvent, NameKind};
-use crate::decode::{Packet, Proto, Transport, UdpDatagram};
+use crate::decode::{is_dns_port, Packet, Proto, Transport, UdpDatagram};
 use crate::mac::MacAddr;
 use crate::time::Timestamp;
 use std::collections::HashMap;
@@ -355,7 +355,7 @@ impl Prepared {
         spare: &mut SpareDnsBoxes,
     ) -> Prepared {
         let dns = match &pkt.transport {
-            Transport::Udp(u) if dns::is_dns_port(u.dst_port) || dns::is_dns_port(u.src_port) => {
+            Transport::Udp(u) if is_dns_port(u.dst_port) || is_dns_port(u.src_port) => {
                 let mut reused = spare.0.pop();
                 let answers = match reused.as_deref_mut() {
                     Some(Ok(m)) => std::mem::take(&mut m.answers),
@@ -534,7 +534,7 @@ impl Extractor {
         if let std::collections::hash_map::Entry::Vacant(slot) = self.flows.entry(key) {
             let id = make_id();
             let dns = id.proto == Proto::Tcp
-                && (dns::is_dns_port(id.server.port()) || dns::is_dns_port(id.client.port()));
+                && (is_dns_port(id.server.port()) || is_dns_port(id.client.port()));
             out(Extracted::FlowStart {
                 ts,
                 flow: id,
