@@ -369,7 +369,7 @@ impl Detector {
 
     /// Remembers the ECH public names an HTTPS/SVCB answer publishes.
     fn learn_ech_public_names(&self, d: &crate::extract::DnsDetail) {
-        for a in &d.answers {
+        for a in d.answers.iter() {
             let crate::extract::dns::RData::Svcb {
                 ech_public_names, ..
             } = &a.data
@@ -868,8 +868,8 @@ impl Detector {
             .iter()
             .rev()
             .find(|(_, r)| !r.is_empty())
-            .map_or(ev.value.as_str(), |(n, _)| n);
-        for a in &d.answers {
+            .map_or(&*ev.value, |(n, _)| n);
+        for a in d.answers.iter() {
             let ip = match a.data {
                 RData::A(v4) => IpAddr::V4(v4),
                 RData::Aaaa(v6) => IpAddr::V6(v6),
@@ -1095,13 +1095,9 @@ struct LearnedHello<'a> {
 impl<'a> LearnedHello<'a> {
     fn of(item: &'a Extracted) -> Option<LearnedHello<'a>> {
         let (ts, flow, mac, detail, name) = match item {
-            Extracted::Name(ev) if matches!(ev.kind, NameKind::TlsSni | NameKind::QuicSni) => (
-                ev.ts,
-                ev.flow,
-                ev.client_mac,
-                &ev.detail,
-                Some(ev.value.as_str()),
-            ),
+            Extracted::Name(ev) if matches!(ev.kind, NameKind::TlsSni | NameKind::QuicSni) => {
+                (ev.ts, ev.flow, ev.client_mac, &ev.detail, Some(&*ev.value))
+            }
             Extracted::Fingerprint { ts, flow, detail } => (*ts, *flow, None, detail, None),
             _ => return None,
         };
@@ -1177,16 +1173,16 @@ fn on_cert(
 /// SVCB/HTTPS) target's, which are reported (`emit`) with the question they answer.
 fn chain_hits<'a>(
     m: &Matcher,
-    ev: &'a NameEvent,
-    d: &'a crate::extract::DnsDetail,
+    ev: &'a NameEvent<'_>,
+    d: &'a crate::extract::DnsDetail<'_>,
     emit: &mut impl FnMut(RuleIdx, Indicator),
-) -> Vec<(&'a str, smallvec::SmallVec<[RuleIdx; 2]>)> {
+) -> ChainHits<'a> {
     use crate::extract::dns::RData;
-    let mut named: Vec<(&str, smallvec::SmallVec<[RuleIdx; 2]>)> = Vec::new();
+    let mut named = ChainHits::new();
     let q_hits: smallvec::SmallVec<[RuleIdx; 2]> =
         m.match_name(&ev.value).iter().map(|h| h.rule).collect();
-    named.push((ev.value.as_str(), q_hits));
-    for a in &d.answers {
+    named.push((&ev.value, q_hits));
+    for a in d.answers.iter() {
         let (RData::Cname(target) | RData::Svcb { target, .. }) = &a.data else {
             continue;
         };
@@ -1195,7 +1191,7 @@ fn chain_hits<'a>(
                 m.match_name(target).iter().map(|h| h.rule).collect();
             for &rule in &hits {
                 let mut ind = indicator(NameKind::Dns, target);
-                ind.query = Some(ev.value.clone());
+                ind.query = Some(ev.value.to_string());
                 emit(rule, ind);
             }
             named.push((target.as_str(), hits));
@@ -1203,6 +1199,10 @@ fn chain_hits<'a>(
     }
     named
 }
+
+/// The names of a DNS answer's chain with the rules each hits; room for the question and
+/// three targets without an allocation (the chains of real answers are shorter).
+type ChainHits<'a> = smallvec::SmallVec<[(&'a str, smallvec::SmallVec<[RuleIdx; 2]>); 4]>;
 
 fn indicator(kind: NameKind, value: &str) -> Indicator {
     Indicator {
@@ -1296,7 +1296,7 @@ mod tests {
             Extracted::Name(NameEvent {
                 ts: Timestamp::from_parts(1, 0),
                 kind: NameKind::TlsSni,
-                value: name.into(),
+                value: name.to_string().into(),
                 flow: flow(Proto::Tcp, "10.1.1.5:50003", "192.0.2.1:443"),
                 client_mac: None,
                 detail: Detail::Tls {
@@ -1382,7 +1382,8 @@ mod tests {
                             &crate::extract::ech::tests::config_list("ech.kaspersky.com"),
                         ),
                     },
-                }],
+                }]
+                .into(),
                 query_seen: true,
             }),
         });
@@ -1462,7 +1463,8 @@ mod tests {
                         rtype: 1,
                         ttl,
                         data: dns::RData::A(ip.into()),
-                    }],
+                    }]
+                    .into(),
                     query_seen: true,
                 }),
             })
@@ -1532,7 +1534,8 @@ mod tests {
                     rtype: 1,
                     ttl: 300,
                     data: dns::RData::A([203, 0, 113, 9].into()),
-                }],
+                }]
+                .into(),
                 query_seen: true,
             }),
         });
@@ -1574,7 +1577,7 @@ mod tests {
             Extracted::Name(ev) => {
                 let mut ev = ev.clone();
                 if let Detail::Dns(dd) = &mut ev.detail {
-                    dd.answers[0].data = dns::RData::A([203, 0, 113, 10].into());
+                    dd.answers.to_mut()[0].data = dns::RData::A([203, 0, 113, 10].into());
                 }
                 Extracted::Name(ev)
             }

@@ -22,6 +22,7 @@ pub use flow::{DnsParse, Extractor, ExtractorLimits, Prepared};
 
 use crate::decode::Proto;
 use crate::time::Timestamp;
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 /// The kinds of names and fingerprints, as they appear in events and alerts.
@@ -86,18 +87,19 @@ pub struct FlowId {
 
 /// What a DNS message contributes besides its question name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DnsDetail {
+pub struct DnsDetail<'a> {
     pub is_response: bool,
     pub qtype: u16,
     pub rcode: u8,
-    pub answers: Vec<dns::Answer>,
+    /// Borrowed from the parsed message while the event is handled (no copy per response).
+    pub answers: Cow<'a, [dns::Answer]>,
     /// For a response: the query of the same transaction was seen earlier in this capture.
     pub query_seen: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Detail {
-    Dns(DnsDetail),
+pub enum Detail<'a> {
+    Dns(DnsDetail<'a>),
     Tls {
         version: u16,
         ech: bool,
@@ -112,17 +114,18 @@ pub enum Detail {
     },
 }
 
-/// One name seen on the wire.
+/// One name seen on the wire. It may borrow from the packet's parsed message: it lives as
+/// long as the call that reports it, and `into_owned` keeps it longer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NameEvent {
+pub struct NameEvent<'a> {
     pub ts: Timestamp,
     pub kind: NameKind,
     /// Normalised: lower case, no trailing dot, non-printable bytes escaped.
-    pub value: String,
+    pub value: Cow<'a, str>,
     pub flow: FlowId,
     /// MAC address of the client, when the client sent this frame on an Ethernet segment.
     pub client_mac: Option<crate::mac::MacAddr>,
-    pub detail: Detail,
+    pub detail: Detail<'a>,
 }
 
 /// Where an identity (address ↔ machine) was seen.
@@ -184,13 +187,13 @@ pub struct Identity {
 
 /// Everything an extractor reports.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Extracted {
-    Name(NameEvent),
+pub enum Extracted<'a> {
+    Name(NameEvent<'a>),
     /// A ClientHello without a server name: its JA4 is still worth logging and matching.
     Fingerprint {
         ts: Timestamp,
         flow: FlowId,
-        detail: Detail,
+        detail: Detail<'a>,
     },
     /// A flow began: rules on addresses and ports look at it.
     FlowStart {
@@ -210,4 +213,68 @@ pub enum Extracted {
     Anomaly(anomaly::Anomaly),
     /// A flow was evicted from a full table before it ended.
     Evicted,
+}
+
+impl Detail<'_> {
+    /// The same detail, owning what it borrowed.
+    pub fn into_owned(self) -> Detail<'static> {
+        match self {
+            Detail::Dns(d) => Detail::Dns(DnsDetail {
+                answers: Cow::Owned(d.answers.into_owned()),
+                ..d
+            }),
+            Detail::Tls { version, ech, ja4 } => Detail::Tls { version, ech, ja4 },
+            Detail::Cert(c) => Detail::Cert(c),
+            Detail::Http {
+                method,
+                target,
+                user_agent,
+            } => Detail::Http {
+                method,
+                target,
+                user_agent,
+            },
+        }
+    }
+}
+
+impl NameEvent<'_> {
+    /// The same event, owning what it borrowed (to keep it past the call that reported it).
+    pub fn into_owned(self) -> NameEvent<'static> {
+        NameEvent {
+            ts: self.ts,
+            kind: self.kind,
+            value: Cow::Owned(self.value.into_owned()),
+            flow: self.flow,
+            client_mac: self.client_mac,
+            detail: self.detail.into_owned(),
+        }
+    }
+}
+
+impl Extracted<'_> {
+    /// The same report, owning what it borrowed.
+    pub fn into_owned(self) -> Extracted<'static> {
+        match self {
+            Extracted::Name(ev) => Extracted::Name(ev.into_owned()),
+            Extracted::Fingerprint { ts, flow, detail } => Extracted::Fingerprint {
+                ts,
+                flow,
+                detail: detail.into_owned(),
+            },
+            Extracted::FlowStart {
+                ts,
+                flow,
+                client_mac,
+            } => Extracted::FlowStart {
+                ts,
+                flow,
+                client_mac,
+            },
+            Extracted::Unnamed { ts, flow } => Extracted::Unnamed { ts, flow },
+            Extracted::Identity(id) => Extracted::Identity(id),
+            Extracted::Anomaly(a) => Extracted::Anomaly(a),
+            Extracted::Evicted => Extracted::Evicted,
+        }
+    }
 }

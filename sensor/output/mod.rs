@@ -78,7 +78,7 @@ pub fn event(ev: &NameEvent) -> schema::Event {
         kind: ev.kind,
         timestamp: ev.ts,
         tls: None,
-        value: ev.value.clone(),
+        value: ev.value.to_string(),
     };
     match &ev.detail {
         Detail::Dns(d) => out.dns = Some(dns_event(d)),

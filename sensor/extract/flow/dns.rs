@@ -189,7 +189,7 @@ fn emit_names(
         out(Extracted::Name(NameEvent {
             ts,
             kind: NameKind::Dns,
-            value: (*name).to_string(),
+            value: std::borrow::Cow::Borrowed(name),
             flow,
             client_mac,
             detail: Detail::Dns(DnsDetail {
@@ -197,11 +197,7 @@ fn emit_names(
                 qtype: *qtype,
                 rcode: parsed.rcode,
                 // Answers belong to the first question (the only one in practice).
-                answers: if i == 0 {
-                    parsed.answers.clone()
-                } else {
-                    Vec::new()
-                },
+                answers: std::borrow::Cow::Borrowed(if i == 0 { &parsed.answers } else { &[] }),
                 query_seen,
             }),
         }));

@@ -212,7 +212,7 @@ impl HttpState {
 
 /// A request's detail, and the names it carries: its Host, an absolute target's host when
 /// another, a CONNECT's host.
-fn names_of(req: &http::Request<'_>) -> (Detail, Vec<(NameKind, Vec<u8>)>) {
+fn names_of(req: &http::Request<'_>) -> (Detail<'static>, Vec<(NameKind, Vec<u8>)>) {
     let detail = Detail::Http {
         method: req.method.to_string(),
         target: String::from_utf8_lossy(&req.target.as_bytes()[..req.target.len().min(DETAIL_MAX)])

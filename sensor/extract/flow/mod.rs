@@ -269,7 +269,7 @@ impl Conn {
             out(Extracted::Name(NameEvent {
                 ts,
                 kind,
-                value,
+                value: value.into(),
                 flow: self.id,
                 client_mac: self.client_mac,
                 detail,
@@ -1002,7 +1002,9 @@ mod tests {
             let mut f = f;
             f[20..22].copy_from_slice(&((i % 60000) as u16 + 1024).to_be_bytes());
             let pkt = decode(LinkType::RawIp, &f).expect("decodes");
-            ex.process(Timestamp::from_parts(1, i), &pkt, &mut |e| got.push(e));
+            ex.process(Timestamp::from_parts(1, i), &pkt, &mut |e| {
+                got.push(e.into_owned())
+            });
             assert!(ex.active_flows() <= 100);
         }
         assert!(
@@ -1033,7 +1035,9 @@ mod tests {
         let mut got = Vec::new();
         let feed = |ex: &mut Extractor, got: &mut Vec<Extracted>, f: Vec<u8>, t: u32| {
             let pkt = decode(LinkType::RawIp, &f).expect("decodes");
-            ex.process(Timestamp::from_parts(1, t), &pkt, &mut |e| got.push(e));
+            ex.process(Timestamp::from_parts(1, t), &pkt, &mut |e| {
+                got.push(e.into_owned())
+            });
         };
         // 2,000 connections that send the first part of a hello and a parked segment far
         // ahead, and never the rest: without a budget about 2,000 x 16 KiB would be held.

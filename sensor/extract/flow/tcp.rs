@@ -400,7 +400,9 @@ mod tests {
         let req = b"GET / HTTP/1.1\r\nHost: dnl-01.geo.kaspersky.com\r\n\r\n";
         let mut feed = |ex: &mut Extractor, f: Vec<u8>, t: i64| {
             let pkt = decode(LinkType::RawIp, &f).expect("decodes");
-            ex.process(Timestamp::from_parts(t, 0), &pkt, &mut |e| got.push(e));
+            ex.process(Timestamp::from_parts(t, 0), &pkt, &mut |e| {
+                got.push(e.into_owned())
+            });
         };
         feed(&mut ex, tcp(false, 5000, ACK, req), 1);
         // Another flow's packet, later: the sweep settles the quiet window.

@@ -6,15 +6,15 @@ use crate::extract::{Extracted, Identity, NameKind};
 use crate::time::Timestamp;
 
 /// Feeds raw-IP frames (at their second) to `ex`, ends every flow, and returns all it reported.
-pub(super) fn collect(ex: &mut Extractor, frames: &[(u32, Vec<u8>)]) -> Vec<Extracted> {
+pub(super) fn collect(ex: &mut Extractor, frames: &[(u32, Vec<u8>)]) -> Vec<Extracted<'static>> {
     let mut got = Vec::new();
     for (t, f) in frames {
         let pkt = decode(LinkType::RawIp, f).expect("test frame decodes");
         ex.process(Timestamp::from_parts(i64::from(*t), 0), &pkt, &mut |e| {
-            got.push(e)
+            got.push(e.into_owned())
         });
     }
-    ex.finish(&mut |e| got.push(e));
+    ex.finish(&mut |e| got.push(e.into_owned()));
     got
 }
 
@@ -49,7 +49,7 @@ pub(super) const FIN: u8 = 0x11;
 pub(super) fn names(got: &[Extracted]) -> Vec<(NameKind, String)> {
     got.iter()
         .filter_map(|e| match e {
-            Extracted::Name(n) => Some((n.kind, n.value.clone())),
+            Extracted::Name(n) => Some((n.kind, n.value.to_string())),
             _ => None,
         })
         .collect()
