@@ -157,9 +157,145 @@ fn dns_event(d: &crate::extract::DnsDetail) -> schema::DnsEvent {
     }
 }
 
-/// Appends one event line, newline included, to `out`.
+/// Appends one event line, newline included, to `out`: the JSON of `event(ev)`, written
+/// from `ev` itself (`EventLine`) rather than from a copy of its strings.
 pub fn write_event_line(out: &mut Vec<u8>, ev: &NameEvent) {
-    append_line(out, &event(ev));
+    append_line(out, &EventLine(ev));
+}
+
+/// `schema::Event` as serde writes it, serialized straight from the extracted name: the
+/// name, the DNS answers and the TLS detail are borrowed, not copied into an `Event` first
+/// (with `--events` that copying was most of the allocations per DNS packet). Same fields in
+/// the same order with the same omissions; `event_lines_equal_the_schema_events` holds the
+/// two equal for every kind of detail.
+struct EventLine<'a>(&'a NameEvent<'a>);
+
+impl serde::Serialize for EventLine<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let ev = self.0;
+        let mut st = s.serialize_struct("Event", 8)?;
+        match &ev.detail {
+            Detail::Cert(_) | Detail::Http { .. } => {
+                // Rare (one per TLS 1.2 server or HTTP request): written from the schema.
+                let full = event(ev);
+                if let Some(cert) = &full.cert {
+                    st.serialize_field("cert", cert)?;
+                }
+                st.serialize_field("flow", &full.flow)?;
+                if let Some(http) = &full.http {
+                    st.serialize_field("http", http)?;
+                }
+            }
+            Detail::Dns(d) => {
+                st.serialize_field("dns", &DnsLine(d))?;
+                st.serialize_field("flow", &schema::Flow::from(&ev.flow))?;
+            }
+            Detail::Tls { .. } => st.serialize_field("flow", &schema::Flow::from(&ev.flow))?,
+        }
+        st.serialize_field("kind", &ev.kind)?;
+        st.serialize_field("timestamp", &ev.ts)?;
+        if let Detail::Tls { version, ech, ja4 } = &ev.detail {
+            st.serialize_field(
+                "tls",
+                &TlsLine {
+                    ech: *ech,
+                    ja4: ja4.as_deref(),
+                    version: crate::extract::tls::version_name(*version),
+                },
+            )?;
+        }
+        st.serialize_field("value", &*ev.value)?;
+        st.end()
+    }
+}
+
+/// `schema::TlsEvent`, borrowed.
+#[derive(serde::Serialize)]
+struct TlsLine<'a> {
+    ech: bool,
+    ja4: Option<&'a str>,
+    version: &'a str,
+}
+
+/// `schema::DnsEvent`, from the message's detail.
+struct DnsLine<'a>(&'a crate::extract::DnsDetail<'a>);
+
+impl serde::Serialize for DnsLine<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let d = self.0;
+        let mut st = s.serialize_struct("DnsEvent", 4)?;
+        st.serialize_field("answers", &AnswersLine(&d.answers))?;
+        st.serialize_field("qtype", &d.qtype)?;
+        st.serialize_field("rcode", &d.rcode)?;
+        st.serialize_field(
+            "type",
+            &if d.is_response {
+                schema::DnsMessage::Answer
+            } else {
+                schema::DnsMessage::Query
+            },
+        )?;
+        st.end()
+    }
+}
+
+/// `schema::DnsEvent::answers`, from the parsed answers.
+struct AnswersLine<'a>(&'a [crate::extract::dns::Answer]);
+
+impl serde::Serialize for AnswersLine<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(AnswerLine))
+    }
+}
+
+/// `schema::DnsAnswer`, from a parsed answer.
+struct AnswerLine<'a>(&'a crate::extract::dns::Answer);
+
+impl serde::Serialize for AnswerLine<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use crate::extract::dns::RData;
+        use serde::ser::SerializeStruct;
+        let a = self.0;
+        let mut st = s.serialize_struct("DnsAnswer", 4)?;
+        match &a.data {
+            RData::A(ip) => st.serialize_field("data", schema::ipv4_text(ip.octets()).as_str())?,
+            RData::Aaaa(ip) => st.serialize_field("data", ip)?,
+            RData::Cname(n) | RData::Ptr(n) => st.serialize_field("data", n.as_str())?,
+            RData::Svcb {
+                priority,
+                target,
+                alpn,
+                ech,
+                ech_public_names,
+            } => st.serialize_field(
+                "data",
+                &SvcbLine {
+                    alpn,
+                    ech: *ech,
+                    ech_public_names,
+                    priority: *priority,
+                    target: target.as_str(),
+                },
+            )?,
+            RData::Other => st.serialize_field("data", &None::<()>)?,
+        }
+        st.serialize_field("name", a.name.as_str())?;
+        st.serialize_field("ttl", &a.ttl)?;
+        st.serialize_field("type", &a.rtype)?;
+        st.end()
+    }
+}
+
+/// `schema::SvcbData`, borrowed.
+#[derive(serde::Serialize)]
+struct SvcbLine<'a> {
+    alpn: &'a [String],
+    ech: bool,
+    ech_public_names: &'a [String],
+    priority: u16,
+    target: &'a str,
 }
 
 /// Appends the event line of a ClientHello that named no server (its JA4 is the only name it
@@ -419,6 +555,131 @@ impl Drop for Flusher {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(h) = self.handle.take() {
             let _ = h.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::Proto;
+    use crate::extract::dns::{Answer, RData};
+    use crate::extract::{DnsDetail, FlowId, NameKind};
+
+    fn name_event(kind: NameKind, value: &str, detail: Detail<'static>) -> NameEvent<'static> {
+        NameEvent {
+            ts: Timestamp::from_parts(1_764_000_000, 123_456_789),
+            kind,
+            value: value.to_string().into(),
+            flow: FlowId {
+                proto: Proto::Udp,
+                client: "10.1.2.3:50000".parse().expect("address"),
+                server: "[2001:db8::53]:53".parse().expect("address"),
+            },
+            client_mac: None,
+            detail,
+        }
+    }
+
+    fn answer(rtype: u16, data: RData) -> Answer {
+        Answer {
+            name: "w\\x01.example".into(),
+            rtype,
+            ttl: 300,
+            data,
+        }
+    }
+
+    #[test]
+    fn event_lines_equal_the_schema_events() {
+        let dns = |is_response, answers: Vec<Answer>| {
+            Detail::Dns(DnsDetail {
+                is_response,
+                qtype: 65,
+                rcode: 3,
+                answers: answers.into(),
+                query_seen: true,
+            })
+        };
+        let events = [
+            name_event(NameKind::Dns, "q.example", dns(false, vec![])),
+            name_event(
+                NameKind::Dns,
+                "a \"quoted\" \\ name\u{7f}\u{e9}",
+                dns(
+                    true,
+                    vec![
+                        answer(1, RData::A([192, 0, 2, 10].into())),
+                        answer(28, RData::Aaaa("2001:db8::1".parse().expect("v6"))),
+                        answer(5, RData::Cname("cdn.example".into())),
+                        answer(12, RData::Ptr("host.example".into())),
+                        answer(
+                            65,
+                            RData::Svcb {
+                                priority: 1,
+                                target: ".".into(),
+                                alpn: vec!["h2".into(), "h3".into()],
+                                ech: true,
+                                ech_public_names: vec!["public.example".into()],
+                            },
+                        ),
+                        answer(99, RData::Other),
+                    ],
+                ),
+            ),
+            name_event(
+                NameKind::TlsSni,
+                "tls.example",
+                Detail::Tls {
+                    version: 0x0304,
+                    ech: true,
+                    ja4: Some("t13d1516h2_8daaf6152771_e5627efa2ab1".into()),
+                },
+            ),
+            name_event(
+                NameKind::QuicSni,
+                "quic.example",
+                Detail::Tls {
+                    version: 0x0303,
+                    ech: false,
+                    ja4: None,
+                },
+            ),
+            name_event(
+                NameKind::TlsCert,
+                "cert.example",
+                Detail::Cert(Box::new(crate::extract::cert::CertSummary {
+                    subject: "CN=cert.example".into(),
+                    issuer: "CN=Issuer".into(),
+                    common_name: Some("cert.example".into()),
+                    sans: vec!["cert.example".into(), "*.cert.example".into()],
+                    sha256: "00ff".into(),
+                })),
+            ),
+            name_event(
+                NameKind::HttpHost,
+                "http.example",
+                Detail::Http {
+                    method: "GET".into(),
+                    target: "/update?x=\"1\"".into(),
+                    user_agent: Some("agent/1.0".into()),
+                },
+            ),
+            name_event(
+                NameKind::UserAgent,
+                "agent",
+                Detail::Http {
+                    method: "CONNECT".into(),
+                    target: "host:443".into(),
+                    user_agent: None,
+                },
+            ),
+        ];
+        for ev in &events {
+            let mut line = Vec::new();
+            write_event_line(&mut line, ev);
+            let expected = serde_json::to_string(&event(ev)).expect("serializes") + "\n";
+            assert_eq!(String::from_utf8_lossy(&line), expected);
         }
     }
 }
