@@ -1,6 +1,7 @@
 //! The whole packet path of a replay: frames cut from the input are decoded, fragments
 //! reassembled, and every packet handed to a flow `Extractor` (DNS, TLS, certificates,
-//! HTTP, QUIC, flow table and its expiry); `finish` ends the flows.
+//! HTTP, QUIC, flow table and its expiry); `finish` ends the flows. Every name is written as
+//! an event line, as `--events` does.
 //!
 //! Record: length (u16), link (u8, an index into the link-type table), clock step (u8:
 //! below 0x80 that many milliseconds forward, else `(step & 0x7f) × 10` seconds forward,
@@ -9,7 +10,7 @@
 use libfuzzer_sys::fuzz_target;
 use vendorwatch::decode::defrag::{DefragLimits, Defragmenter, Outcome};
 use vendorwatch::decode::{decode, decode_full, Decoded, LinkType};
-use vendorwatch::extract::{Extractor, ExtractorLimits};
+use vendorwatch::extract::{Extracted, Extractor, ExtractorLimits};
 use vendorwatch::time::Timestamp;
 use vendorwatch_fuzz::{link_type, Cursor};
 
@@ -23,8 +24,14 @@ fuzz_target!(|d: &[u8]| {
     });
     let mut defrag = Defragmenter::new(DefragLimits::default());
     let mut ts = Timestamp::from_parts(1_700_000_000, 0);
-    let mut events = 0usize;
-    let mut out = |_| events += 1;
+    let mut line = Vec::new();
+    let mut out = |e: Extracted<'_>| {
+        if let Extracted::Name(ev) = &e {
+            line.clear();
+            vendorwatch::output::write_event_line(&mut line, ev);
+            assert_eq!(line.last(), Some(&b'\n'));
+        }
+    };
     while !c.is_empty() {
         let (Some(len), Some(link), Some(step)) = (c.u16(), c.u8(), c.u8()) else {
             break;
