@@ -1,0 +1,418 @@
+//! Event lines (`--events`), written by hand from the extracted names.
+//!
+//! An event line is `schema::Event` as serde_json writes it, byte for byte (the tests hold
+//! the two equal for every kind of detail, and for every character a string can hold). It is
+//! written here rather than through serde: a replay writes one line per name (nearly a
+//! million on the enterprise benchmark capture), and serde_json's generic path spent about
+//! 5,700 instructions on each, half of them escaping field names and values a byte at a
+//! time, when the names are constants and the values nearly never need an escape. The
+//! rarely seen certificate and HTTP details still go through serde.
+
+use super::schema;
+use crate::extract::dns::{Answer, RData};
+use crate::extract::{Detail, DnsDetail, FlowId, NameEvent, NameKind};
+use crate::time::Timestamp;
+use std::io::Write;
+use std::net::IpAddr;
+
+/// Appends one event line, newline included, to `out`.
+pub fn write_event_line(out: &mut Vec<u8>, ev: &NameEvent) {
+    out.push(b'{');
+    match &ev.detail {
+        Detail::Dns(d) => {
+            out.extend_from_slice(b"\"dns\":");
+            dns(out, d);
+            out.extend_from_slice(b",\"flow\":");
+            flow(out, &ev.flow);
+        }
+        Detail::Tls { .. } => {
+            out.extend_from_slice(b"\"flow\":");
+            flow(out, &ev.flow);
+        }
+        Detail::Cert(_) | Detail::Http { .. } => {
+            let full = super::event(ev);
+            if let Some(cert) = &full.cert {
+                out.extend_from_slice(b"\"cert\":");
+                serialized(out, cert);
+                out.push(b',');
+            }
+            out.extend_from_slice(b"\"flow\":");
+            flow(out, &ev.flow);
+            if let Some(http) = &full.http {
+                out.extend_from_slice(b",\"http\":");
+                serialized(out, http);
+            }
+        }
+    }
+    kind_and_time(out, ev.kind, ev.ts);
+    if let Detail::Tls { version, ech, ja4 } = &ev.detail {
+        out.extend_from_slice(b",\"tls\":{\"ech\":");
+        boolean(out, *ech);
+        out.extend_from_slice(b",\"ja4\":");
+        match ja4 {
+            Some(j) => string(out, j),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"version\":");
+        string(out, crate::extract::tls::version_name(*version));
+        out.push(b'}');
+    }
+    out.extend_from_slice(b",\"value\":");
+    string(out, &ev.value);
+    out.extend_from_slice(b"}\n");
+}
+
+/// Appends the event line of a ClientHello that named no server (its JA4 is the only name it
+/// has), newline included, to `out`.
+pub fn write_fingerprint_line(out: &mut Vec<u8>, ts: Timestamp, flow_id: &FlowId, ja4: &str) {
+    out.extend_from_slice(b"{\"flow\":");
+    flow(out, flow_id);
+    kind_and_time(out, NameKind::Ja4, ts);
+    out.extend_from_slice(b",\"value\":");
+    string(out, ja4);
+    out.extend_from_slice(b"}\n");
+}
+
+/// `,"kind":…,"timestamp":…`
+fn kind_and_time(out: &mut Vec<u8>, kind: NameKind, ts: Timestamp) {
+    out.extend_from_slice(b",\"kind\":");
+    string(out, kind.as_str());
+    out.extend_from_slice(b",\"timestamp\":");
+    match ts.rfc3339() {
+        Some(text) => string(out, text.as_str()),
+        None => string(out, &ts.to_string()),
+    }
+}
+
+/// `schema::Flow`.
+fn flow(out: &mut Vec<u8>, f: &FlowId) {
+    out.extend_from_slice(b"{\"dst_ip\":");
+    address(out, f.server.ip());
+    out.extend_from_slice(b",\"dst_port\":");
+    number(out, f.server.port());
+    out.extend_from_slice(b",\"src_ip\":");
+    address(out, f.client.ip());
+    out.extend_from_slice(b",\"src_port\":");
+    number(out, f.client.port());
+    out.extend_from_slice(b",\"transport\":");
+    string(out, f.proto.as_str());
+    out.push(b'}');
+}
+
+/// `schema::DnsEvent`.
+fn dns(out: &mut Vec<u8>, d: &DnsDetail<'_>) {
+    out.extend_from_slice(b"{\"answers\":[");
+    for (i, a) in d.answers.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        answer(out, a);
+    }
+    out.extend_from_slice(b"],\"qtype\":");
+    number(out, d.qtype);
+    out.extend_from_slice(b",\"rcode\":");
+    number(out, d.rcode);
+    out.extend_from_slice(if d.is_response {
+        b",\"type\":\"answer\"}"
+    } else {
+        b",\"type\":\"query\"}"
+    });
+}
+
+/// `schema::DnsAnswer`.
+fn answer(out: &mut Vec<u8>, a: &Answer) {
+    out.extend_from_slice(b"{\"data\":");
+    match &a.data {
+        RData::A(ip) => string(out, schema::ipv4_text(ip.octets()).as_str()),
+        RData::Aaaa(ip) => address(out, IpAddr::V6(*ip)),
+        RData::Cname(n) | RData::Ptr(n) => string(out, n),
+        RData::Svcb {
+            priority,
+            target,
+            alpn,
+            ech,
+            ech_public_names,
+        } => {
+            out.extend_from_slice(b"{\"alpn\":");
+            strings(out, alpn);
+            out.extend_from_slice(b",\"ech\":");
+            boolean(out, *ech);
+            out.extend_from_slice(b",\"ech_public_names\":");
+            strings(out, ech_public_names);
+            out.extend_from_slice(b",\"priority\":");
+            number(out, *priority);
+            out.extend_from_slice(b",\"target\":");
+            string(out, target);
+            out.push(b'}');
+        }
+        RData::Other => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"name\":");
+    string(out, &a.name);
+    out.extend_from_slice(b",\"ttl\":");
+    number(out, a.ttl);
+    out.extend_from_slice(b",\"type\":");
+    number(out, a.rtype);
+    out.push(b'}');
+}
+
+/// An address as serde writes it: its `Display` text (IPv4 built by hand, see
+/// `schema::ipv4_text`).
+fn address(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => string(out, schema::ipv4_text(v4.octets()).as_str()),
+        // Hex digits and colons (and dots, for an embedded IPv4): nothing to escape.
+        IpAddr::V6(v6) => {
+            out.push(b'"');
+            // Writing to a vector cannot fail.
+            let _ = write!(out, "{v6}");
+            out.push(b'"');
+        }
+    }
+}
+
+fn number(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+fn boolean(out: &mut Vec<u8>, b: bool) {
+    out.extend_from_slice(if b { b"true" } else { b"false" });
+}
+
+fn strings(out: &mut Vec<u8>, list: &[String]) {
+    out.push(b'[');
+    for (i, s) in list.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(out, s);
+    }
+    out.push(b']');
+}
+
+/// A JSON string as serde_json writes it: `"` and `\` escaped, the control characters as
+/// `\b \t \n \f \r` or `\u00XX` (lower-case hex), everything else (DEL and all of UTF-8)
+/// as it is. Runs that need no escape, all of a normalised name, are copied whole.
+fn string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => &[],
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[run..i]);
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        run = i + 1;
+    }
+    out.extend_from_slice(&bytes[run..]);
+    out.push(b'"');
+}
+
+/// A rare part of a line, through serde (`schema` types hold strings and numbers only, so
+/// this cannot fail; if it ever did, `null` keeps the line whole).
+fn serialized<T: serde::Serialize>(out: &mut Vec<u8>, value: &T) {
+    let mark = out.len();
+    if serde_json::to_writer(&mut *out, value).is_err() {
+        out.truncate(mark);
+        out.extend_from_slice(b"null");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::Proto;
+
+    fn name_event(kind: NameKind, value: &str, detail: Detail<'static>) -> NameEvent<'static> {
+        NameEvent {
+            ts: Timestamp::from_parts(1_764_000_000, 123_456_789),
+            kind,
+            value: value.to_string().into(),
+            flow: FlowId {
+                proto: Proto::Udp,
+                client: "10.1.2.3:50000".parse().expect("address"),
+                server: "[2001:db8::53]:53".parse().expect("address"),
+            },
+            client_mac: None,
+            detail,
+        }
+    }
+
+    fn answer(rtype: u16, data: RData) -> Answer {
+        Answer {
+            name: "w\\x01.example".into(),
+            rtype,
+            ttl: 300,
+            data,
+        }
+    }
+
+    #[test]
+    fn event_lines_equal_the_schema_events() {
+        let dns = |is_response, answers: Vec<Answer>| {
+            Detail::Dns(DnsDetail {
+                is_response,
+                qtype: 65,
+                rcode: 3,
+                answers: answers.into(),
+                query_seen: true,
+            })
+        };
+        let mut events = vec![
+            name_event(NameKind::Dns, "q.example", dns(false, vec![])),
+            name_event(
+                NameKind::Dns,
+                "a \"quoted\" \\ name\u{7f}\u{e9}\u{1}\t",
+                dns(
+                    true,
+                    vec![
+                        answer(1, RData::A([192, 0, 2, 10].into())),
+                        answer(28, RData::Aaaa("2001:db8::1".parse().expect("v6"))),
+                        answer(28, RData::Aaaa("::ffff:192.0.2.1".parse().expect("v6"))),
+                        answer(5, RData::Cname("cdn.example".into())),
+                        answer(12, RData::Ptr("host.example".into())),
+                        answer(
+                            65,
+                            RData::Svcb {
+                                priority: 1,
+                                target: ".".into(),
+                                alpn: vec!["h2".into(), "h\"3".into()],
+                                ech: true,
+                                ech_public_names: vec!["public.example".into()],
+                            },
+                        ),
+                        answer(
+                            64,
+                            RData::Svcb {
+                                priority: 0,
+                                target: "alias.example".into(),
+                                alpn: vec![],
+                                ech: false,
+                                ech_public_names: vec![],
+                            },
+                        ),
+                        answer(99, RData::Other),
+                    ],
+                ),
+            ),
+            name_event(
+                NameKind::TlsSni,
+                "tls.example",
+                Detail::Tls {
+                    version: 0x0304,
+                    ech: true,
+                    ja4: Some("t13d1516h2_8daaf6152771_e5627efa2ab1".into()),
+                },
+            ),
+            name_event(
+                NameKind::QuicSni,
+                "quic.example",
+                Detail::Tls {
+                    version: 0x7f1c,
+                    ech: false,
+                    ja4: None,
+                },
+            ),
+            name_event(
+                NameKind::TlsCert,
+                "cert.example",
+                Detail::Cert(Box::new(crate::extract::cert::CertSummary {
+                    subject: "CN=cert.example".into(),
+                    issuer: "CN=Issuer".into(),
+                    common_name: Some("cert.example".into()),
+                    sans: vec!["cert.example".into(), "*.cert.example".into()],
+                    sha256: "00ff".into(),
+                })),
+            ),
+            name_event(
+                NameKind::HttpHost,
+                "http.example",
+                Detail::Http {
+                    method: "GET".into(),
+                    target: "/update?x=\"1\"".into(),
+                    user_agent: Some("agent/1.0".into()),
+                },
+            ),
+            name_event(
+                NameKind::UserAgent,
+                "agent",
+                Detail::Http {
+                    method: "CONNECT".into(),
+                    target: "host:443".into(),
+                    user_agent: None,
+                },
+            ),
+        ];
+        // TCP, an IPv4 server, and a time before 1970 and one past what RFC 3339 holds.
+        let mut tcp = events[2].clone();
+        tcp.flow.proto = Proto::Tcp;
+        tcp.flow.server = "192.0.2.80:443".parse().expect("address");
+        tcp.ts = Timestamp::from_parts(-1, 5);
+        events.push(tcp.clone());
+        tcp.ts = Timestamp::from_parts(i64::MAX / 1_000_000_000, 0);
+        events.push(tcp);
+        for ev in &events {
+            let mut line = Vec::new();
+            write_event_line(&mut line, ev);
+            let expected = serde_json::to_string(&super::super::event(ev)).expect("json") + "\n";
+            assert_eq!(String::from_utf8_lossy(&line), expected);
+        }
+        let ev = &events[2];
+        let mut line = Vec::new();
+        write_fingerprint_line(&mut line, ev.ts, &ev.flow, "t13d1516h2_x_y");
+        let expected = schema::Event {
+            cert: None,
+            dns: None,
+            flow: (&ev.flow).into(),
+            http: None,
+            kind: NameKind::Ja4,
+            timestamp: ev.ts,
+            tls: None,
+            value: "t13d1516h2_x_y".into(),
+        };
+        let expected = serde_json::to_string(&expected).expect("json") + "\n";
+        assert_eq!(String::from_utf8_lossy(&line), expected);
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        let mut every: String = (0u8..0x80).map(char::from).collect();
+        every.push_str("é漢字\u{10ffff}\u{80}\u{2028}");
+        for s in [
+            every.as_str(),
+            "",
+            "plain.example",
+            "\"",
+            "\\\\",
+            "tail\u{1f}",
+        ] {
+            let mut out = Vec::new();
+            string(&mut out, s);
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                serde_json::to_string(s).expect("json")
+            );
+        }
+    }
+}
