@@ -1,5 +1,6 @@
 //! Packet timestamps: the capture's clock, never the wall clock, so a replay dates its findings right.
 
+use std::cell::Cell;
 use std::fmt;
 
 /// A packet timestamp in nanoseconds since the Unix epoch (UTC).
@@ -51,25 +52,41 @@ impl Rfc3339 {
     }
 }
 
+thread_local! {
+    /// The second last written by `rfc3339` on this thread and its text up to the fraction:
+    /// lines come in time order, many to a second, and the calendar arithmetic was most of
+    /// the cost of a timestamp's text.
+    static LAST_SECOND: Cell<Option<(i64, [u8; 20])>> = const { Cell::new(None) };
+}
+
 impl Timestamp {
     /// The timestamp as RFC 3339 text; `None` outside the years 0 to 9999.
     pub fn rfc3339(self) -> Option<Rfc3339> {
-        let dt = ::time::OffsetDateTime::from_unix_timestamp(self.secs()).ok()?;
-        let year = u32::try_from(dt.year()).ok().filter(|y| *y <= 9999)?;
+        let secs = self.secs();
         let mut out = *b"0000-00-00T00:00:00.000000Z";
-        let mut put = |at: usize, width: usize, mut value: u32| {
+        let put = |out: &mut [u8; 27], at: usize, width: usize, mut value: u32| {
             for slot in out[at..at + width].iter_mut().rev() {
                 *slot = b'0' + (value % 10) as u8;
                 value /= 10;
             }
         };
-        put(0, 4, year);
-        put(5, 2, u32::from(u8::from(dt.month())));
-        put(8, 2, u32::from(dt.day()));
-        put(11, 2, u32::from(dt.hour()));
-        put(14, 2, u32::from(dt.minute()));
-        put(17, 2, u32::from(dt.second()));
-        put(20, 6, self.nanos() / 1000);
+        match LAST_SECOND.get() {
+            Some((last, head)) if last == secs => out[..20].copy_from_slice(&head),
+            _ => {
+                let dt = ::time::OffsetDateTime::from_unix_timestamp(secs).ok()?;
+                let year = u32::try_from(dt.year()).ok().filter(|y| *y <= 9999)?;
+                put(&mut out, 0, 4, year);
+                put(&mut out, 5, 2, u32::from(u8::from(dt.month())));
+                put(&mut out, 8, 2, u32::from(dt.day()));
+                put(&mut out, 11, 2, u32::from(dt.hour()));
+                put(&mut out, 14, 2, u32::from(dt.minute()));
+                put(&mut out, 17, 2, u32::from(dt.second()));
+                let mut head = [0u8; 20];
+                head.copy_from_slice(&out[..20]);
+                LAST_SECOND.set(Some((secs, head)));
+            }
+        }
+        put(&mut out, 20, 6, self.nanos() / 1000);
         Some(Rfc3339(out))
     }
 }

@@ -12,8 +12,7 @@ use super::schema;
 use crate::extract::dns::{Answer, RData};
 use crate::extract::{Detail, DnsDetail, FlowId, NameEvent, NameKind};
 use crate::time::Timestamp;
-use std::io::Write;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 /// Appends one event line, newline included, to `out`.
 pub fn write_event_line(out: &mut Vec<u8>, ev: &NameEvent) {
@@ -54,7 +53,7 @@ pub fn write_event_line(out: &mut Vec<u8>, ev: &NameEvent) {
             None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(b",\"version\":");
-        string(out, crate::extract::tls::version_name(*version));
+        plain(out, crate::extract::tls::version_name(*version));
         out.push(b'}');
     }
     out.extend_from_slice(b",\"value\":");
@@ -76,10 +75,10 @@ pub fn write_fingerprint_line(out: &mut Vec<u8>, ts: Timestamp, flow_id: &FlowId
 /// `,"kind":…,"timestamp":…`
 fn kind_and_time(out: &mut Vec<u8>, kind: NameKind, ts: Timestamp) {
     out.extend_from_slice(b",\"kind\":");
-    string(out, kind.as_str());
+    plain(out, kind.as_str());
     out.extend_from_slice(b",\"timestamp\":");
     match ts.rfc3339() {
-        Some(text) => string(out, text.as_str()),
+        Some(text) => plain(out, text.as_str()),
         None => string(out, &ts.to_string()),
     }
 }
@@ -95,7 +94,7 @@ fn flow(out: &mut Vec<u8>, f: &FlowId) {
     out.extend_from_slice(b",\"src_port\":");
     number(out, f.client.port());
     out.extend_from_slice(b",\"transport\":");
-    string(out, f.proto.as_str());
+    plain(out, f.proto.as_str());
     out.push(b'}');
 }
 
@@ -123,7 +122,7 @@ fn dns(out: &mut Vec<u8>, d: &DnsDetail<'_>) {
 fn answer(out: &mut Vec<u8>, a: &Answer) {
     out.extend_from_slice(b"{\"data\":");
     match &a.data {
-        RData::A(ip) => string(out, schema::ipv4_text(ip.octets()).as_str()),
+        RData::A(ip) => plain(out, schema::ipv4_text(ip.octets()).as_str()),
         RData::Aaaa(ip) => address(out, IpAddr::V6(*ip)),
         RData::Cname(n) | RData::Ptr(n) => string(out, n),
         RData::Svcb {
@@ -160,14 +159,55 @@ fn answer(out: &mut Vec<u8>, a: &Answer) {
 /// `schema::ipv4_text`).
 fn address(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
-        IpAddr::V4(v4) => string(out, schema::ipv4_text(v4.octets()).as_str()),
-        // Hex digits and colons (and dots, for an embedded IPv4): nothing to escape.
+        IpAddr::V4(v4) => plain(out, schema::ipv4_text(v4.octets()).as_str()),
         IpAddr::V6(v6) => {
             out.push(b'"');
-            // Writing to a vector cannot fail.
-            let _ = write!(out, "{v6}");
+            ipv6_text(out, v6);
             out.push(b'"');
         }
+    }
+}
+
+/// An IPv6 address as its `Display` writes it (RFC 5952: lower-case hex without leading
+/// zeros, the first longest run of two or more zero groups as `::`, an IPv4-mapped address
+/// as `::ffff:a.b.c.d`), without the formatting machinery, which cost more than the rest of
+/// the line.
+fn ipv6_text(out: &mut Vec<u8>, ip: Ipv6Addr) {
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        out.extend_from_slice(b"::ffff:");
+        out.extend_from_slice(schema::ipv4_text(v4.octets()).as_str().as_bytes());
+        return;
+    }
+    let groups = ip.segments();
+    // The first longest run of zero groups (`start`, `len`).
+    let (mut best, mut run) = ((0, 0), (0, 0));
+    for (i, &g) in groups.iter().enumerate() {
+        if g != 0 {
+            run = (i + 1, 0);
+            continue;
+        }
+        run.1 += 1;
+        if run.1 > best.1 {
+            best = run;
+        }
+    }
+    let hex = |out: &mut Vec<u8>, groups: &[u16]| {
+        for (i, &g) in groups.iter().enumerate() {
+            if i > 0 {
+                out.push(b':');
+            }
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            let digits = [g >> 12, (g >> 8) & 0xf, (g >> 4) & 0xf, g & 0xf];
+            let first = digits.iter().position(|&d| d != 0).unwrap_or(3);
+            out.extend(digits[first..].iter().map(|&d| HEX[usize::from(d)]));
+        }
+    };
+    if best.1 > 1 {
+        hex(out, &groups[..best.0]);
+        out.extend_from_slice(b"::");
+        hex(out, &groups[best.0 + best.1..]);
+    } else {
+        hex(out, &groups);
     }
 }
 
@@ -190,12 +230,52 @@ fn strings(out: &mut Vec<u8>, list: &[String]) {
     out.push(b']');
 }
 
+/// A string that needs no escape (digits, letters, `.:-_T`: addresses, times, labels).
+fn plain(out: &mut Vec<u8>, s: &str) {
+    debug_assert!(!needs_escape(s.as_bytes()), "{s:?}");
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
+/// Whether any byte of `bytes` is one a JSON string escapes: `"`, `\` or a control
+/// character. Eight bytes at a time (a name is rarely shorter than 16): nearly every string
+/// written needs none, and is then copied in one piece.
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Whether a byte of `x` is zero (the borrow can mark bytes above a zero one too, never
+    // without one).
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        // A control character is a byte whose top three bits are clear.
+        if has_zero(x & 0xe0e0_e0e0_e0e0_e0e0)
+            || has_zero(x ^ (ONES * u64::from(b'"')))
+            || has_zero(x ^ (ONES * u64::from(b'\\')))
+        {
+            return true;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
 /// A JSON string as serde_json writes it: `"` and `\` escaped, the control characters as
 /// `\b \t \n \f \r` or `\u00XX` (lower-case hex), everything else (DEL and all of UTF-8)
-/// as it is. Runs that need no escape, all of a normalised name, are copied whole.
+/// as it is. A string without any of those, nearly all of them, is copied whole.
 fn string(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
     let bytes = s.as_bytes();
+    if !needs_escape(bytes) {
+        out.push(b'"');
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
+    out.push(b'"');
     let mut run = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let escape: &[u8] = match b {
@@ -396,6 +476,48 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_text_is_what_display_writes() {
+        // Zero groups in every pattern, mapped and compatible IPv4, and random groups.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut addresses: Vec<Ipv6Addr> = (0u32..256)
+            .map(|zeros| {
+                let mut g = [0u16; 8];
+                for (i, slot) in g.iter_mut().enumerate() {
+                    if zeros & (1 << i) == 0 {
+                        *slot = next() as u16 >> (next() % 16);
+                    }
+                }
+                Ipv6Addr::from(g)
+            })
+            .collect();
+        addresses.extend(
+            [
+                "::",
+                "::1",
+                "1::",
+                "::ffff:192.0.2.1",
+                "::192.0.2.1",
+                "64:ff9b::c000:201",
+                "2001:db8::1:0:0:1",
+                "2001:0:0:1::1",
+                "fe80::1",
+            ]
+            .map(|a| a.parse::<Ipv6Addr>().expect("address")),
+        );
+        for a in addresses {
+            let mut out = Vec::new();
+            ipv6_text(&mut out, a);
+            assert_eq!(String::from_utf8_lossy(&out), a.to_string());
+        }
+    }
+
+    #[test]
     fn strings_are_escaped_as_serde_json_escapes_them() {
         let mut every: String = (0u8..0x80).map(char::from).collect();
         every.push_str("é漢字\u{10ffff}\u{80}\u{2028}");
@@ -413,6 +535,23 @@ mod tests {
                 String::from_utf8_lossy(&out),
                 serde_json::to_string(s).expect("json")
             );
+        }
+        // Each escaped byte at each place of a word and of the tail, among plain ones.
+        for len in 1..20 {
+            for at in 0..len {
+                for b in (0u8..0x20).chain([b'"', b'\\', 0x7f, b' ', b'~']) {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = b;
+                    let s = String::from_utf8(bytes).expect("ASCII");
+                    let mut out = Vec::new();
+                    string(&mut out, &s);
+                    assert_eq!(
+                        String::from_utf8_lossy(&out),
+                        serde_json::to_string(&s).expect("json"),
+                        "{s:?}"
+                    );
+                }
+            }
         }
     }
 }
