@@ -1,7 +1,7 @@
 //! The whole packet path of a replay: frames cut from the input are decoded, fragments
 //! reassembled, and every packet handed to a flow `Extractor` (DNS, TLS, certificates,
 //! HTTP, QUIC, flow table and its expiry); `finish` ends the flows. Every name is written as
-//! an event line, as `--events` does.
+//! an event line, as `--events` does, and checked against serde_json's writing of it.
 //!
 //! Record: length (u16), link (u8, an index into the link-type table), clock step (u8:
 //! below 0x80 that many milliseconds forward, else `(step & 0x7f) × 10` seconds forward,
@@ -10,7 +10,8 @@
 use libfuzzer_sys::fuzz_target;
 use vendorwatch::decode::defrag::{DefragLimits, Defragmenter, Outcome};
 use vendorwatch::decode::{decode, decode_full, Decoded, LinkType};
-use vendorwatch::extract::{Extracted, Extractor, ExtractorLimits};
+use vendorwatch::extract::{Detail, Extracted, Extractor, ExtractorLimits, NameKind};
+use vendorwatch::output::{self, schema};
 use vendorwatch::time::Timestamp;
 use vendorwatch_fuzz::{link_type, Cursor};
 
@@ -25,12 +26,38 @@ fuzz_target!(|d: &[u8]| {
     let mut defrag = Defragmenter::new(DefragLimits::default());
     let mut ts = Timestamp::from_parts(1_700_000_000, 0);
     let mut line = Vec::new();
+    // Every event line is written by hand: it must be what serde_json writes of the contract's
+    // `schema::Event`, byte for byte.
     let mut out = |e: Extracted<'_>| {
-        if let Extracted::Name(ev) = &e {
-            line.clear();
-            vendorwatch::output::write_event_line(&mut line, ev);
-            assert_eq!(line.last(), Some(&b'\n'));
-        }
+        let expected = match &e {
+            Extracted::Name(ev) => {
+                line.clear();
+                output::write_event_line(&mut line, ev);
+                output::event(ev)
+            }
+            Extracted::Fingerprint {
+                ts,
+                flow,
+                detail: Detail::Tls { ja4: Some(j), .. },
+            } => {
+                line.clear();
+                output::write_fingerprint_line(&mut line, *ts, flow, j);
+                schema::Event {
+                    cert: None,
+                    dns: None,
+                    flow: flow.into(),
+                    http: None,
+                    kind: NameKind::Ja4,
+                    timestamp: *ts,
+                    tls: None,
+                    value: j.clone(),
+                }
+            }
+            _ => return,
+        };
+        let mut reference = serde_json::to_vec(&expected).expect("the contract serializes");
+        reference.push(b'\n');
+        assert_eq!(line, reference);
     };
     while !c.is_empty() {
         let (Some(len), Some(link), Some(step)) = (c.u16(), c.u8(), c.u8()) else {

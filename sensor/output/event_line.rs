@@ -15,7 +15,7 @@ use crate::time::Timestamp;
 use std::net::{IpAddr, Ipv6Addr};
 
 /// Appends one event line, newline included, to `out`.
-pub fn write_event_line(out: &mut Vec<u8>, ev: &NameEvent) {
+pub fn write_event_line(out: &mut Vec<u8>, ev: &NameEvent<'_>) {
     out.push(b'{');
     match &ev.detail {
         Detail::Dns(d) => {
@@ -28,19 +28,24 @@ pub fn write_event_line(out: &mut Vec<u8>, ev: &NameEvent) {
             out.extend_from_slice(b"\"flow\":");
             flow(out, &ev.flow);
         }
-        Detail::Cert(_) | Detail::Http { .. } => {
-            let full = super::event(ev);
-            if let Some(cert) = &full.cert {
-                out.extend_from_slice(b"\"cert\":");
-                serialized(out, cert);
-                out.push(b',');
-            }
+        Detail::Cert(c) => {
+            out.extend_from_slice(b"\"cert\":");
+            serialized(out, &super::cert_event(c));
+            out.extend_from_slice(b",\"flow\":");
+            flow(out, &ev.flow);
+        }
+        Detail::Http {
+            method,
+            target,
+            user_agent,
+        } => {
             out.extend_from_slice(b"\"flow\":");
             flow(out, &ev.flow);
-            if let Some(http) = &full.http {
-                out.extend_from_slice(b",\"http\":");
-                serialized(out, http);
-            }
+            out.extend_from_slice(b",\"http\":");
+            serialized(
+                out,
+                &super::http_event(method, target, user_agent.as_deref()),
+            );
         }
     }
     kind_and_time(out, ev.kind, ev.ts);
@@ -122,7 +127,7 @@ fn dns(out: &mut Vec<u8>, d: &DnsDetail<'_>) {
 fn answer(out: &mut Vec<u8>, a: &Answer) {
     out.extend_from_slice(b"{\"data\":");
     match &a.data {
-        RData::A(ip) => plain(out, schema::ipv4_text(ip.octets()).as_str()),
+        RData::A(ip) => address(out, IpAddr::V4(*ip)),
         RData::Aaaa(ip) => address(out, IpAddr::V6(*ip)),
         RData::Cname(n) | RData::Ptr(n) => string(out, n),
         RData::Svcb {
@@ -239,8 +244,8 @@ fn plain(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Whether any byte of `bytes` is one a JSON string escapes: `"`, `\` or a control
-/// character. Eight bytes at a time (a name is rarely shorter than 16): nearly every string
-/// written needs none, and is then copied in one piece.
+/// character. Eight bytes at a time, since names are mostly longer than a word: nearly every
+/// string written needs no escape, and is then copied in one piece.
 fn needs_escape(bytes: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
@@ -309,8 +314,9 @@ fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// A rare part of a line, through serde (`schema` types hold strings and numbers only, so
-/// this cannot fail; if it ever did, `null` keeps the line whole).
+/// A rare part of a line, through serde. `schema` types hold strings and numbers only, so
+/// this cannot fail; if it ever did, `null` (which the contract never writes for a present
+/// part) keeps the line valid JSON rather than cut.
 fn serialized<T: serde::Serialize>(out: &mut Vec<u8>, value: &T) {
     let mark = out.len();
     if serde_json::to_writer(&mut *out, value).is_err() {
@@ -444,7 +450,7 @@ mod tests {
                 },
             ),
         ];
-        // TCP, an IPv4 server, and a time before 1970 and one past what RFC 3339 holds.
+        // TCP, an IPv4 server, a time before 1970, and the last second a `Timestamp` holds.
         let mut tcp = events[2].clone();
         tcp.flow.proto = Proto::Tcp;
         tcp.flow.server = "192.0.2.80:443".parse().expect("address");
@@ -476,6 +482,21 @@ mod tests {
     }
 
     #[test]
+    fn labels_are_what_serde_writes() {
+        // `plain` writes these labels as they are: each must be its serde name.
+        for kind in NameKind::ALL {
+            let mut out = Vec::new();
+            plain(&mut out, kind.as_str());
+            assert_eq!(out, serde_json::to_vec(&kind).expect("json"));
+        }
+        for proto in [Proto::Tcp, Proto::Udp] {
+            let mut out = Vec::new();
+            plain(&mut out, proto.as_str());
+            assert_eq!(out, serde_json::to_vec(&proto).expect("json"));
+        }
+    }
+
+    #[test]
     fn ipv6_text_is_what_display_writes() {
         // Zero groups in every pattern, mapped and compatible IPv4, and random groups.
         let mut state = 0x2545_f491_4f6c_dd1du64;
@@ -490,7 +511,8 @@ mod tests {
                 let mut g = [0u16; 8];
                 for (i, slot) in g.iter_mut().enumerate() {
                     if zeros & (1 << i) == 0 {
-                        *slot = next() as u16 >> (next() % 16);
+                        // One to four hex digits, never zero.
+                        *slot = (next() as u16 >> (next() % 16)).max(1);
                     }
                 }
                 Ipv6Addr::from(g)

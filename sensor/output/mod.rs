@@ -17,6 +17,8 @@ pub mod sink;
 pub mod summary;
 pub mod syslog;
 
+pub use event_line::{write_event_line, write_fingerprint_line};
+
 /// This sensor's identity in the agency inventory (`--sensor-id`, `--site`), set once at
 /// start when it ships to one: alerts and the report then say which sensor and site saw them.
 pub static SENSOR_IDENTITY: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
@@ -69,8 +71,9 @@ pub fn alert_line(f: &Finding, det: &Detection, rules: &RuleSet, hostname: Optio
     line(&alert(f, det, rules, hostname))
 }
 
-/// One event: every extracted name, matched or not.
-pub fn event(ev: &NameEvent) -> schema::Event {
+/// One event: every extracted name, matched or not. The event line (`write_event_line`) is
+/// written by hand; this is the reference it is tested against, byte for byte.
+pub fn event(ev: &NameEvent<'_>) -> schema::Event {
     let mut out = schema::Event {
         cert: None,
         dns: None,
@@ -90,28 +93,32 @@ pub fn event(ev: &NameEvent) -> schema::Event {
                 version: crate::extract::tls::version_name(*version).into(),
             })
         }
-        Detail::Cert(c) => {
-            out.cert = Some(schema::CertEvent {
-                common_name: c.common_name.clone(),
-                issuer: c.issuer.clone(),
-                sans: c.sans.clone(),
-                sha256: c.sha256.clone(),
-                subject: c.subject.clone(),
-            })
-        }
+        Detail::Cert(c) => out.cert = Some(cert_event(c)),
         Detail::Http {
             method,
             target,
             user_agent,
-        } => {
-            out.http = Some(schema::HttpEvent {
-                method: method.clone(),
-                uri: target.clone(),
-                user_agent: user_agent.clone(),
-            })
-        }
+        } => out.http = Some(http_event(method, target, user_agent.as_deref())),
     }
     out
+}
+
+fn cert_event(c: &crate::extract::cert::CertSummary) -> schema::CertEvent {
+    schema::CertEvent {
+        common_name: c.common_name.clone(),
+        issuer: c.issuer.clone(),
+        sans: c.sans.clone(),
+        sha256: c.sha256.clone(),
+        subject: c.subject.clone(),
+    }
+}
+
+fn http_event(method: &str, target: &str, user_agent: Option<&str>) -> schema::HttpEvent {
+    schema::HttpEvent {
+        method: method.to_string(),
+        uri: target.to_string(),
+        user_agent: user_agent.map(str::to_string),
+    }
 }
 
 fn dns_event(d: &crate::extract::DnsDetail) -> schema::DnsEvent {
@@ -157,8 +164,6 @@ fn dns_event(d: &crate::extract::DnsDetail) -> schema::DnsEvent {
         },
     }
 }
-
-pub use event_line::{write_event_line, write_fingerprint_line};
 
 /// The host report (`--report`, `vendorwatch hosts --format json`).
 pub fn report(

@@ -1,7 +1,8 @@
 //! The output contracts as types: the alert line, the event line and the host report
 //! (DESIGN.md, "Contracts the outside world relies on"). The writers build these and
-//! serialize them; `/api/hosts`, the inventories' reports and the HTML page read the same
-//! types back, so no stage pokes at untyped JSON.
+//! serialize them (event lines are written by hand, `output/event_line.rs`, and tested
+//! byte-equal to these); `/api/hosts`, the inventories' reports and the HTML page read the
+//! same types back, so no stage pokes at untyped JSON.
 //!
 //! Byte-for-byte what the sensor always wrote: the object keys of every record are in
 //! alphabetical order (the order the untyped `json!` maps of earlier builds printed them in),
@@ -194,8 +195,8 @@ pub struct Flow {
     pub transport: Proto,
 }
 
-/// An address as serde writes it (`Display`), an IPv4 one built by hand: every event and
-/// alert line carries two, and the formatting machinery cost more than the rest of the line.
+/// An address as serde writes it (`Display`), an IPv4 one built by hand: every alert line
+/// carries two, and the formatting machinery cost more than the rest of the line.
 fn address_text<S: serde::Serializer>(ip: &IpAddr, s: S) -> Result<S::Ok, S::Error> {
     match ip {
         IpAddr::V4(v4) => s.serialize_str(ipv4_text(v4.octets()).as_str()),

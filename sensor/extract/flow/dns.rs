@@ -11,6 +11,7 @@ use crate::extract::{
 };
 use crate::mac::MacAddr;
 use crate::time::Timestamp;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
@@ -189,7 +190,7 @@ fn emit_names(
         out(Extracted::Name(NameEvent {
             ts,
             kind: NameKind::Dns,
-            value: std::borrow::Cow::Borrowed(name),
+            value: Cow::Borrowed(name),
             flow,
             client_mac,
             detail: Detail::Dns(DnsDetail {
@@ -197,7 +198,7 @@ fn emit_names(
                 qtype: *qtype,
                 rcode: parsed.rcode,
                 // Answers belong to the first question (the only one in practice).
-                answers: std::borrow::Cow::Borrowed(if i == 0 { &parsed.answers } else { &[] }),
+                answers: Cow::Borrowed(if i == 0 { &parsed.answers } else { &[] }),
                 query_seen,
             }),
         }));
