@@ -215,6 +215,11 @@ pub struct ResolverRoles {
     name_hasher: ahash::RandomState,
     /// Keyed by `AskedKey` (host, name hash).
     asked: DashMap<AskedKey, Asked, ahash::RandomState>,
+    /// Entries in `asked`, counted as they are added and recounted at each sweep: `len()`
+    /// read-locks every shard (64 of them on a 16-core machine), and it was asked for every
+    /// new name. Capture threads adding at once may leave it a little off until the next
+    /// sweep; the cap it enforces is a bound on memory, not an exact figure.
+    asked_count: AtomicUsize,
     /// Hosts that earned the role when `RESOLVERS_MAX` were already known.
     pub shed: AtomicU64,
     /// Client queries not remembered (pending table full).
@@ -410,23 +415,24 @@ impl ResolverRoles {
                 a.first = a.first.min(ts);
                 continue;
             }
-            if self.asked.len() >= ASKED_MAX {
+            if self.asked_count.load(Ordering::Relaxed) >= ASKED_MAX {
                 if self.asked_swept_at.swap(ts.secs(), Ordering::Relaxed) != ts.secs() {
                     let oldest = ts.0.saturating_sub(window(FORWARD_WINDOW_SECS));
                     self.asked.retain(|_, a| a.latest.0 >= oldest);
+                    self.asked_count.store(self.asked.len(), Ordering::Relaxed);
                 }
-                if self.asked.len() >= ASKED_MAX {
+                if self.asked_count.load(Ordering::Relaxed) >= ASKED_MAX {
                     self.asked_shed.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
             }
-            self.asked.insert(
-                key,
-                Asked {
-                    first: ts,
-                    latest: ts,
-                },
-            );
+            let fresh = Asked {
+                first: ts,
+                latest: ts,
+            };
+            if self.asked.insert(key, fresh).is_none() {
+                self.asked_count.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -540,6 +546,27 @@ mod tests {
             r.is_resolver(ip("10.9.9.9")),
             "a pinned resolver is never shed"
         );
+    }
+
+    #[test]
+    fn the_asked_table_is_bounded_and_makes_room_once_its_names_are_old() {
+        let r = ResolverRoles::default();
+        let res = ip("10.0.0.53");
+        let extra = 100;
+        for i in 0..ASKED_MAX + extra {
+            r.note_asked(t(100), res, &format!("n{i}.example"), false);
+        }
+        assert_eq!(r.asked.len(), ASKED_MAX);
+        assert_eq!(r.asked_shed.load(Ordering::Relaxed), extra as u64);
+        // Names asked again are refreshed, not counted twice.
+        r.note_asked(t(100), res, "n0.example", false);
+        assert_eq!(r.asked_count.load(Ordering::Relaxed), ASKED_MAX);
+        // Past the window, the next new name sweeps the old ones out and is remembered.
+        let later = t(100 + FORWARD_WINDOW_SECS + 1);
+        r.note_asked(later, res, "new.example", false);
+        assert!(r.client_asked(res, "new.example", later));
+        assert_eq!(r.asked.len(), 1);
+        assert_eq!(r.asked_count.load(Ordering::Relaxed), 1);
     }
 
     #[test]
