@@ -10,8 +10,8 @@
 use libfuzzer_sys::fuzz_target;
 use vendorwatch::decode::defrag::{DefragLimits, Defragmenter, Outcome};
 use vendorwatch::decode::{decode, decode_full, Decoded, LinkType};
-use vendorwatch::extract::{Detail, Extracted, Extractor, ExtractorLimits, NameKind};
-use vendorwatch::output::{self, schema};
+use vendorwatch::extract::{Detail, Extracted, Extractor, ExtractorLimits};
+use vendorwatch::output;
 use vendorwatch::time::Timestamp;
 use vendorwatch_fuzz::{link_type, Cursor};
 
@@ -42,16 +42,7 @@ fuzz_target!(|d: &[u8]| {
             } => {
                 line.clear();
                 output::write_fingerprint_line(&mut line, *ts, flow, j);
-                schema::Event {
-                    cert: None,
-                    dns: None,
-                    flow: flow.into(),
-                    http: None,
-                    kind: NameKind::Ja4,
-                    timestamp: *ts,
-                    tls: None,
-                    value: j.clone(),
-                }
+                output::fingerprint_event(*ts, flow, j)
             }
             _ => return,
         };

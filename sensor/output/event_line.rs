@@ -467,16 +467,7 @@ mod tests {
         let ev = &events[2];
         let mut line = Vec::new();
         write_fingerprint_line(&mut line, ev.ts, &ev.flow, "t13d1516h2_x_y");
-        let expected = schema::Event {
-            cert: None,
-            dns: None,
-            flow: (&ev.flow).into(),
-            http: None,
-            kind: NameKind::Ja4,
-            timestamp: ev.ts,
-            tls: None,
-            value: "t13d1516h2_x_y".into(),
-        };
+        let expected = super::super::fingerprint_event(ev.ts, &ev.flow, "t13d1516h2_x_y");
         let expected = serde_json::to_string(&expected).expect("json") + "\n";
         assert_eq!(String::from_utf8_lossy(&line), expected);
     }

@@ -3,7 +3,7 @@
 //! The JSON shapes are contracts (DESIGN.md); fields are only ever added.
 
 use crate::detect::{Finding, RuleSet};
-use crate::extract::{Detail, NameEvent};
+use crate::extract::{Detail, FlowId, NameEvent, NameKind};
 use crate::hosts::{Detection, Host};
 use crate::time::Timestamp;
 use schema::{Label, Role};
@@ -101,6 +101,21 @@ pub fn event(ev: &NameEvent<'_>) -> schema::Event {
         } => out.http = Some(http_event(method, target, user_agent.as_deref())),
     }
     out
+}
+
+/// The event of a ClientHello that named no server (its JA4 is the only name it has): the
+/// reference `write_fingerprint_line` is tested against.
+pub fn fingerprint_event(ts: Timestamp, flow: &FlowId, ja4: &str) -> schema::Event {
+    schema::Event {
+        cert: None,
+        dns: None,
+        flow: flow.into(),
+        http: None,
+        kind: NameKind::Ja4,
+        timestamp: ts,
+        tls: None,
+        value: ja4.to_string(),
+    }
 }
 
 fn cert_event(c: &crate::extract::cert::CertSummary) -> schema::CertEvent {
