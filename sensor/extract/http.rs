@@ -97,6 +97,14 @@ const METHODS: &[&[u8]] = &[
     b"SEARCH ",
 ];
 
+/// Bytes of empty lines at the start of `data`: a server ignores them before a request line
+/// (RFC 9112 §2.2; nginx any number of CR and LF), and a client may send one after a body.
+pub fn empty_lines(data: &[u8]) -> usize {
+    data.iter()
+        .take_while(|&&c| c == b'\r' || c == b'\n')
+        .count()
+}
+
 /// Cheap probe: the stream starts with a known method and a space (or could, given more).
 pub fn looks_like_request(data: &[u8]) -> bool {
     METHODS.iter().any(|m| {

@@ -143,6 +143,12 @@ impl HttpState {
         cut: u32,
         out: &mut impl FnMut(Extracted),
     ) -> Step {
+        let lead = http::empty_lines(conn.to_server.data());
+        if lead > 0 {
+            // Empty lines before a request line: the server skips them, and so do we.
+            conn.to_server.consume(lead);
+            return Step::Again;
+        }
         let full = conn.to_server.is_full();
         let data = conn.to_server.data();
         // Nothing more of this head will come: read the lines that are whole.
@@ -290,6 +296,42 @@ mod tests {
         let got = collect(&mut Extractor::new(limits), &frames);
         assert_eq!(names(&got).len(), 2);
         assert_eq!(anomaly_count(&got, "http_max_requests"), 1);
+    }
+
+    #[test]
+    fn empty_lines_before_a_request_line_are_skipped() {
+        // RFC 9112 §2.2: a server ignores them (nginx answers both of these requests), so
+        // they must not hide a request: before the first request of a connection (in its
+        // own segment, or in front of the request line), and after a body.
+        let requests: [&[&[u8]]; 3] = [
+            &[b"\r\nGET / HTTP/1.1\r\nHost: activation-v2.kaspersky.com\r\n\r\n"],
+            &[
+                b"\r\n\r\n",
+                b"\nGET / HTTP/1.1\r\nHost: activation-v2.kaspersky.com\r\n\r\n",
+            ],
+            &[
+                b"POST /a HTTP/1.1\r\nHost: www.example.org\r\nContent-Length: 2\r\n\r\nhi",
+                b"\r\nGET /b HTTP/1.1\r\nHost: activation-v2.kaspersky.com\r\n\r\n",
+            ],
+        ];
+        for segments in requests {
+            let mut frames = vec![(1, tcp(false, 0, SYN, b""))];
+            let mut seq = 1u32;
+            for bytes in segments {
+                frames.push((1, tcp(false, seq, ACK, bytes)));
+                seq += bytes.len() as u32;
+            }
+            let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+            let hosts = names(&got);
+            assert_eq!(
+                hosts.last(),
+                Some(&(
+                    NameKind::HttpHost,
+                    "activation-v2.kaspersky.com".to_string()
+                )),
+                "{segments:?}"
+            );
+        }
     }
 
     #[test]

@@ -823,12 +823,15 @@ fn probe(conn: &mut Conn) -> Step {
             found = Some((s, App::Tls(tls::TlsState::ClientHello)));
             break;
         }
-        if super::http::looks_like_request(bytes) {
-            if bytes.len() < 8 {
+        // A request may follow empty lines (RFC 9112 §2.2), which its server skips.
+        let lead = super::http::empty_lines(bytes);
+        let request = &bytes[lead..];
+        if super::http::looks_like_request(request) {
+            if request.len() < 8 {
                 undecided = true;
                 continue;
             }
-            found = Some((s, App::Http(http::HttpState::default())));
+            found = Some((s + lead, App::Http(http::HttpState::default())));
             break;
         }
         if bytes.len() < 3 && bytes.first() == Some(&0x16) {
