@@ -163,6 +163,12 @@ pub enum FlowAnomaly {
     /// A segment not buffered: the flow's reassembly buffer was full.
     ReassemblyCap,
     TransportChecksumBad,
+    /// A segment whose TTL (hop limit) is too short to reach the receiver its SYN reached.
+    TransportTtlShort,
+    /// A segment without ACK after the handshake, which a receiver discards.
+    TransportAckMissing,
+    /// A segment signed with TCP-MD5 or TCP-AO on a connection whose SYN was not.
+    TransportSignatureUnexpected,
     TransportTupleReused,
     QuicClientHelloIncomplete,
     QuicClientHelloMalformed,
@@ -189,11 +195,14 @@ pub enum FlowAnomaly {
 }
 
 impl FlowAnomaly {
-    pub const ALL: [FlowAnomaly; 27] = [
+    pub const ALL: [FlowAnomaly; 30] = [
         FlowAnomaly::Duplicates,
         FlowAnomaly::ReassemblyBudget,
         FlowAnomaly::ReassemblyCap,
         FlowAnomaly::TransportChecksumBad,
+        FlowAnomaly::TransportTtlShort,
+        FlowAnomaly::TransportAckMissing,
+        FlowAnomaly::TransportSignatureUnexpected,
         FlowAnomaly::TransportTupleReused,
         FlowAnomaly::QuicClientHelloIncomplete,
         FlowAnomaly::QuicClientHelloMalformed,
@@ -225,6 +234,9 @@ impl FlowAnomaly {
             FlowAnomaly::ReassemblyBudget => "reassembly_budget",
             FlowAnomaly::ReassemblyCap => "reassembly_cap",
             FlowAnomaly::TransportChecksumBad => "transport_checksum_bad",
+            FlowAnomaly::TransportTtlShort => "transport_ttl_short",
+            FlowAnomaly::TransportAckMissing => "transport_ack_missing",
+            FlowAnomaly::TransportSignatureUnexpected => "transport_signature_unexpected",
             FlowAnomaly::TransportTupleReused => "transport_tuple_reused",
             FlowAnomaly::QuicClientHelloIncomplete => "quic_client_hello_incomplete",
             FlowAnomaly::QuicClientHelloMalformed => "quic_client_hello_malformed",

@@ -190,7 +190,11 @@ fn extract_stage(a: ExtractAnomaly) -> Stage {
             F::Duplicates => return Stage::Dropped(DropReason::Duplicate),
             F::ReassemblyCap => return Stage::Dropped(DropReason::ReassemblyBufferCap),
             F::ReassemblyBudget => return Stage::Dropped(DropReason::ReassemblyWorkerBudget),
-            F::TransportChecksumBad | F::TransportTupleReused => Layer::Transport,
+            F::TransportChecksumBad
+            | F::TransportTtlShort
+            | F::TransportAckMissing
+            | F::TransportSignatureUnexpected
+            | F::TransportTupleReused => Layer::Transport,
             F::QuicClientHelloIncomplete | F::QuicClientHelloMalformed => Layer::Quic,
             F::DnsTcpCut
             | F::DnsTcpMessageTooLarge

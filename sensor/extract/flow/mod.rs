@@ -221,6 +221,8 @@ struct Conn {
     server_seen: bool,
     /// TCP: a segment with right checksums was seen, to the server and to the client.
     checksums_good: [bool; 2],
+    /// TCP: what the SYN to the server and the SYN-ACK to the client showed of their path.
+    syn_marks: [Option<tcp::SynMark>; 2],
 }
 
 impl Conn {
@@ -240,6 +242,7 @@ impl Conn {
             client_isn: None,
             server_seen: false,
             checksums_good: [false; 2],
+            syn_marks: [None; 2],
         }
     }
 

@@ -1,6 +1,18 @@
-//! TCP on the flow table: which side is the client, which segments are read (checksums),
-//! when a SYN on a known 4-tuple opens a new connection, and how each segment's bytes reach
-//! the reassembly buffers and, in order, the flow's protocol (`inspect`).
+//! TCP on the flow table: which side is the client, which segments are read (checksums, and
+//! segments the receiver would never take), when a SYN on a known 4-tuple opens a new
+//! connection, and how each segment's bytes reach the reassembly buffers and, in order, the
+//! flow's protocol (`inspect`).
+//!
+//! **Segments that do not reach the receiver.** A sender can put a decoy in front of the
+//! real bytes that the tap sees but the receiver never takes, so that the sensor reads the
+//! decoy and drops the real segment as its retransmission (the "fake" of DPI-evasion tools:
+//! GoodbyeDPI, zapret). Besides a wrong checksum, these are recognised once a direction's SYN
+//! was seen: a TTL (hop limit) more than `TTL_SLACK` below the SYN's (it expires on the way:
+//! every segment of one connection takes the same path); no ACK flag after the handshake (Linux
+//! discards it, RFC 9293 §3.10.7.4); a TCP-MD5 or TCP-AO signature on a connection whose SYN
+//! had none (Linux discards it, RFC 2385 / 5925). Such a segment is not read and is counted
+//! (`transport_ttl_short`, `transport_ack_missing`, `transport_signature_unexpected`). A flow
+//! seen mid-stream has no SYN to compare with, and is read as it comes.
 
 use super::{dns, finish_inspection, inspect, Conn, Endpoint, Extractor, Flow, FlowKey, Held};
 use crate::decode::checksum::{self, Validity};
@@ -18,6 +30,81 @@ use std::net::SocketAddr;
 /// FIN). A live connection is never idle this long between segments of one exchange, and an
 /// established one is not taken over by a stray SYN before then.
 const REUSE_STALE_SECS: u64 = 30;
+
+/// How far below its SYN's TTL a segment may arrive and still be taken as reaching the
+/// receiver (Snort's `ttl_limit` default): a connection's segments share a path, give or take
+/// a route change of a hop or two; a decoy meant to expire before the server is many below.
+const TTL_SLACK: u8 = 5;
+
+/// TCP option kinds of segment signatures: MD5 (RFC 2385) and TCP-AO (RFC 5925).
+const OPTION_MD5: u8 = 19;
+const OPTION_AO: u8 = 29;
+
+/// What a direction's SYN (or SYN-ACK) showed of its path: the TTL it arrived with, and
+/// whether it carried a signature option.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SynMark {
+    ttl: u8,
+    signed: bool,
+}
+
+impl SynMark {
+    fn of(pkt: &Packet<'_>, seg: &TcpSegment<'_>) -> Option<SynMark> {
+        Some(SynMark {
+            ttl: ttl(pkt.ip)?,
+            signed: signed(seg.segment),
+        })
+    }
+
+    /// Why `seg`, in the direction this SYN opened, would not reach the receiver, if so.
+    fn unreachable(self, pkt: &Packet<'_>, seg: &TcpSegment<'_>) -> Option<FlowAnomaly> {
+        if seg.syn {
+            return None;
+        }
+        if !seg.ack && !seg.rst {
+            return Some(FlowAnomaly::TransportAckMissing);
+        }
+        if ttl(pkt.ip).is_some_and(|t| t.saturating_add(TTL_SLACK) < self.ttl) {
+            return Some(FlowAnomaly::TransportTtlShort);
+        }
+        if !self.signed && signed(seg.segment) {
+            return Some(FlowAnomaly::TransportSignatureUnexpected);
+        }
+        None
+    }
+}
+
+/// The IPv4 TTL or IPv6 hop limit of an IP packet.
+fn ttl(ip: &[u8]) -> Option<u8> {
+    match ip.first()? >> 4 {
+        4 => ip.get(8).copied(),
+        6 => ip.get(7).copied(),
+        _ => None,
+    }
+}
+
+/// Whether a TCP header carries an MD5 or TCP-AO signature option.
+fn signed(segment: &[u8]) -> bool {
+    let header_len = segment.get(12).map_or(0, |b| usize::from(b >> 4) * 4);
+    let mut options = segment
+        .get(20..header_len.min(segment.len()))
+        .unwrap_or(&[]);
+    while let Some((&kind, rest)) = options.split_first() {
+        match kind {
+            0 => return false,
+            1 => options = rest,
+            OPTION_MD5 | OPTION_AO => return true,
+            _ => {
+                let len = rest.first().map_or(0, |&l| usize::from(l));
+                if len < 2 {
+                    return false;
+                }
+                options = options.get(len..).unwrap_or(&[]);
+            }
+        }
+    }
+    false
+}
 
 impl Extractor {
     pub(super) fn tcp(
@@ -42,11 +129,17 @@ impl Extractor {
         };
         let mut checked = None;
         let mac = pkt.src_mac;
+        let mark = if seg.syn { SynMark::of(pkt, seg) } else { None };
         if let Some(flow) = self.flows.get_mut(&key) {
             let dir = usize::from(flow.conn.id.client != SocketAddr::new(src.0, src.1));
             // Only what can change the flow's state is checked: data it still reads, and
             // the flags that open or close it.
             if flow.app.inspecting() || seg.syn || seg.fin || seg.rst {
+                let unreachable = flow.conn.syn_marks[dir].and_then(|m| m.unreachable(pkt, seg));
+                if let Some(why) = unreachable {
+                    out(Extracted::Anomaly(why.into()));
+                    return;
+                }
                 let v = *checked.get_or_insert_with(validity);
                 if v == Validity::Bad && flow.conn.checksums_good[dir] {
                     out(Extracted::Anomaly(FlowAnomaly::TransportChecksumBad.into()));
@@ -58,7 +151,13 @@ impl Extractor {
             }
             if !(seg.syn && !seg.ack && is_new_connection(&flow.conn, src, seg, ts)) {
                 // The common case: a segment of a known connection, read with this probe.
-                let arrived = Arrival { src, seg, ts, mac };
+                let arrived = Arrival {
+                    src,
+                    seg,
+                    ts,
+                    mac,
+                    mark,
+                };
                 let held = read_segment(flow, &mut self.dns_txns, self.limits, &arrived, None, out);
                 self.account(key, held, out);
                 return;
@@ -70,7 +169,7 @@ impl Extractor {
             return;
         }
         let good = checked.unwrap_or_else(validity) == Validity::Good;
-        self.tcp_new_flow(ts, (src, dst), seg, mac, good, out);
+        self.tcp_new_flow(ts, (src, dst), seg, (mac, mark), good, out);
     }
 
     /// Opens the flow a segment of an unknown connection starts, and reads the segment into
@@ -80,7 +179,7 @@ impl Extractor {
         ts: Timestamp,
         (src, dst): (Endpoint, Endpoint),
         seg: &TcpSegment<'_>,
-        mac: Option<MacAddr>,
+        (mac, mark): (Option<MacAddr>, Option<SynMark>),
         checksum_good: bool,
         out: &mut impl FnMut(Extracted),
     ) {
@@ -103,7 +202,13 @@ impl Extractor {
         let Some(flow) = self.flows.get_mut(&key) else {
             return;
         };
-        let arrived = Arrival { src, seg, ts, mac };
+        let arrived = Arrival {
+            src,
+            seg,
+            ts,
+            mac,
+            mark,
+        };
         let good = Some(checksum_good);
         let held = read_segment(flow, &mut self.dns_txns, self.limits, &arrived, good, out);
         self.account(key, held, out);
@@ -116,6 +221,8 @@ struct Arrival<'s, 'p> {
     seg: &'s TcpSegment<'p>,
     ts: Timestamp,
     mac: Option<MacAddr>,
+    /// A SYN's mark of its direction's path.
+    mark: Option<SynMark>,
 }
 
 /// Reads a segment into `flow`; what that changed in the flow's buffers (for `account`).
@@ -128,13 +235,18 @@ fn read_segment(
     first_checksum: Option<bool>,
     out: &mut impl FnMut(Extracted),
 ) -> Held {
-    let Arrival { src, seg, ts, mac } = *arrived;
+    let Arrival {
+        src, seg, ts, mac, ..
+    } = *arrived;
     let before = flow.held();
     let from_client = flow.conn.id.client == SocketAddr::new(src.0, src.1);
     if let Some(good) = first_checksum {
         flow.conn.checksums_good[usize::from(!from_client)] = good;
     }
     note_segment(&mut flow.conn, ts, from_client, mac, seg);
+    if seg.syn {
+        flow.conn.syn_marks[usize::from(!from_client)] = arrived.mark;
+    }
     // The peer answered, or the flow ends: what the other side sent before is whole, so
     // a direction still in its mid-stream window starts now.
     if flow.app.inspecting()
@@ -391,6 +503,100 @@ mod tests {
         ];
         let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
         assert_eq!(tls_names(&got), ["s05.upd.kaspersky.com"]);
+    }
+
+    /// `frame` (from `tcp`) with `options` added to its TCP header (a multiple of 4 bytes).
+    fn with_options(mut f: Vec<u8>, options: &[u8]) -> Vec<u8> {
+        let doff = 5 + options.len() / 4;
+        f[32] = (doff as u8) << 4;
+        f.splice(40..40, options.iter().copied());
+        let total = f.len() as u16;
+        f[2..4].copy_from_slice(&total.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn decoys_that_would_not_reach_the_server_are_not_read() {
+        // The "fake" of DPI-evasion tools: a benign hello at the real one's sequence number
+        // that the tap sees and the server never takes, then the real hello.
+        let benign = tls::tests::records(&tls::tests::client_hello("www.example.org", 0), 16384);
+        let vendor =
+            tls::tests::records(&tls::tests::client_hello("s05.upd.kaspersky.com", 0), 16384);
+        let short_ttl = |mut f: Vec<u8>, ttl: u8| {
+            f[8] = ttl;
+            f
+        };
+        // MD5 signature option (kind 19, 18 bytes) and two NOPs.
+        let mut md5 = vec![19, 18];
+        md5.extend_from_slice(&[0xab; 16]);
+        md5.extend_from_slice(&[1, 1]);
+        let decoys = [
+            (
+                short_ttl(tcp(false, 1001, ACK, &benign), 3),
+                "transport_ttl_short",
+            ),
+            (tcp(false, 1001, 0x08, &benign), "transport_ack_missing"),
+            (
+                with_options(tcp(false, 1001, ACK, &benign), &md5),
+                "transport_signature_unexpected",
+            ),
+        ];
+        for (decoy, reason) in decoys {
+            let frames = [
+                (1, tcp(false, 1000, SYN, b"")),
+                (1, tcp(true, 5000, SYNACK, b"")),
+                (2, decoy.clone()),
+                (3, tcp(false, 1001, ACK, &vendor)),
+            ];
+            let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+            assert_eq!(tls_names(&got), ["s05.upd.kaspersky.com"], "{reason}");
+            assert_eq!(anomaly_count(&got, reason), 1, "{reason}");
+            // Seen mid-stream there is no SYN to compare with: the segment is read (the two
+            // overlap, and the longer from the same start wins).
+            let frames = [(2, decoy), (3, tcp(false, 1001, ACK, &vendor))];
+            let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+            assert_eq!(anomaly_count(&got, reason), 0, "{reason} mid-stream");
+        }
+        // What a connection's own segments look like is read: a TTL a route change or two
+        // lower, a signed connection's signed segments, a RST without ACK.
+        let signed_syn = with_options(tcp(false, 1000, SYN, b""), &md5);
+        let frames = [
+            (1, signed_syn),
+            (1, tcp(true, 5000, SYNACK, b"")),
+            (
+                2,
+                with_options(short_ttl(tcp(false, 1001, ACK, &vendor), 61), &md5),
+            ),
+            (3, tcp(false, 1001 + vendor.len() as u32, 0x04, b"")),
+        ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), ["s05.upd.kaspersky.com"]);
+        for reason in [
+            "transport_ttl_short",
+            "transport_ack_missing",
+            "transport_signature_unexpected",
+        ] {
+            assert_eq!(anomaly_count(&got, reason), 0, "{reason}");
+        }
+    }
+
+    #[test]
+    fn signature_options_are_found_among_others() {
+        let header = |options: &[u8]| with_options(tcp(false, 1, ACK, b""), options)[20..].to_vec();
+        assert!(!signed(&header(&[])));
+        // Timestamps (8, 10 bytes) and NOPs, then MD5.
+        let mut o = vec![1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2];
+        assert!(!signed(&header(&o)));
+        o.extend_from_slice(&[19, 18]);
+        o.extend_from_slice(&[0; 16]);
+        o.extend_from_slice(&[0, 0]);
+        assert!(signed(&header(&o)));
+        // TCP-AO; an end-of-options before it; a zero length; options past the header.
+        assert!(signed(&header(&[29, 4, 0, 0])));
+        assert!(!signed(&header(&[0, 0, 29, 4])));
+        assert!(!signed(&header(&[8, 0, 29, 4])));
+        assert!(!signed(&[0u8; 12]));
+        assert!(!signed(&[0x50; 13]));
     }
 
     #[test]
