@@ -1,0 +1,240 @@
+//! Evasion cases on captures of real Linux servers (`pcaps/gen-evasion.sh`): a real ClientHello
+//! cut into crafted TCP segments (the first segment sent last; every segment in reverse order;
+//! overlapping out-of-order copies that Linux resolves by letting the later, longer one win) and
+//! HTTP requests after an empty line (the first of a connection, and one after a POST body on a
+//! keep-alive connection). Each server's answer is in its capture. Expectations are
+//! `pcaps/expected-evasion.json`, derived by `pcaps/expected_evasion.py` from tshark and, for the
+//! overlaps, from the server's answer (one test re-derives them), never from vendorwatch.
+//!
+//! `VW_EVASION_BIN=/path/to/vendorwatch` replays with another build (an older one, to see these
+//! cases fail where it had the defects) instead of this crate's binary.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn binary() -> PathBuf {
+    std::env::var_os("VW_EVASION_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_vendorwatch")))
+}
+
+fn expected(capture: &str) -> Value {
+    let text = std::fs::read_to_string(root().join("pcaps/expected-evasion.json"))
+        .expect("pcaps/expected-evasion.json");
+    let all: Value = serde_json::from_str(&text).expect("JSON");
+    assert!(
+        all[capture].is_object(),
+        "{capture} is not in the expectations"
+    );
+    all[capture].clone()
+}
+
+struct Run {
+    summary: String,
+    events: Vec<Value>,
+    alerts: Vec<Value>,
+}
+
+fn replay(capture: &str) -> Run {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (events, alerts) = (
+        dir.path().join("events.jsonl"),
+        dir.path().join("alerts.jsonl"),
+    );
+    let out = Command::new(binary())
+        .env("VENDORWATCH_STATE", "none")
+        .args(["replay", "--workers", "2", "--events"])
+        .arg(&events)
+        .arg("--alerts")
+        .arg(&alerts)
+        .arg(root().join("pcaps").join(capture))
+        .output()
+        .expect("runs vendorwatch");
+    assert!(out.status.success(), "{capture}: {out:?}");
+    let lines = |p: &Path| -> Vec<Value> {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect()
+    };
+    Run {
+        summary: String::from_utf8_lossy(&out.stderr).into_owned(),
+        events: lines(&events),
+        alerts: lines(&alerts),
+    }
+}
+
+/// (client address, kind, value) of a server name.
+type Named = (String, String, String);
+/// (host address, vendor, category) of an alert.
+type Alerted = (String, String, String);
+
+fn text(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
+}
+
+fn named(list: &Value) -> Vec<Named> {
+    let mut v: Vec<Named> = list
+        .as_array()
+        .expect("a list of names")
+        .iter()
+        .map(|n| (text(&n["host"]), text(&n["kind"]), text(&n["value"])))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The server names (TLS, QUIC, HTTP) of the run's events, with repetition.
+fn server_names(run: &Run) -> Vec<Named> {
+    let mut v: Vec<Named> = run
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e["kind"].as_str(),
+                Some("tls_sni" | "quic_sni" | "http_host")
+            )
+        })
+        .map(|e| {
+            (
+                text(&e["flow"]["src_ip"]),
+                text(&e["kind"]),
+                text(&e["value"]),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn alerted(run: &Run) -> Vec<Alerted> {
+    let mut v: Vec<Alerted> = run
+        .alerts
+        .iter()
+        .map(|a| {
+            (
+                text(&a["host"]["ip"]),
+                text(&a["vendor"]),
+                text(&a["category"]),
+            )
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn alerts_expected(exp: &Value) -> Vec<Alerted> {
+    let mut v: Vec<Alerted> = exp["alerts"]
+        .as_array()
+        .expect("a list of alerts")
+        .iter()
+        .map(|a| (text(&a["host"]), text(&a["vendor"]), text(&a["category"])))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Replays the capture and checks its names and alerts against the expectations, and that no
+/// name the server did not receive is reported (as an event of any kind or in an alert).
+fn check(capture: &str) -> Run {
+    let exp = expected(capture);
+    let run = replay(capture);
+    let want = named(&exp["names"]);
+    assert!(!want.is_empty(), "{capture}: no names expected");
+    assert_eq!(server_names(&run), want, "{capture}: {}", run.summary);
+    assert_eq!(
+        alerted(&run),
+        alerts_expected(&exp),
+        "{capture}: {:?}",
+        run.alerts
+    );
+    for (_, _, value) in named(&exp["not_received"]) {
+        assert!(
+            !run.events.iter().any(|e| e["value"] == value.as_str()),
+            "{capture}: {value} is reported, but the server did not receive it: {:?}",
+            run.events
+        );
+        assert!(
+            !run.alerts
+                .iter()
+                .any(|a| a["indicator"]["value"] == value.as_str()),
+            "{capture}: an alert names {value}: {:?}",
+            run.alerts
+        );
+    }
+    run
+}
+
+#[test]
+fn a_client_hello_in_20_segments_whose_first_comes_last_is_read() {
+    check("evasion-first-last.pcap");
+}
+
+#[test]
+fn a_client_hello_in_8_byte_segments_in_reverse_order_is_read() {
+    check("evasion-reverse.pcap");
+}
+
+#[test]
+fn an_out_of_order_overlap_is_read_as_linux_resolved_it_not_as_the_decoy() {
+    // Decoy bytes first, then a longer copy from the same sequence number with the real name:
+    // the server answered with its handshake, so it received dnl-01.geo.kaspersky.com.
+    let exp = expected("evasion-overlap-replace.pcap");
+    assert_eq!(
+        named(&exp["not_received"]),
+        [(
+            "10.40.1.12".into(),
+            "tls_sni".into(),
+            "updates.example-corp.com".into()
+        )]
+    );
+    check("evasion-overlap-replace.pcap");
+}
+
+#[test]
+fn the_overlap_control_reports_the_decoy_the_server_received_and_no_alert() {
+    // The other way round: the server received the decoy and refused it with a fatal alert, so
+    // the vendor name, although its bytes are in the capture, must not be reported.
+    let exp = expected("evasion-overlap-replace-control.pcap");
+    assert_eq!(
+        named(&exp["not_received"]),
+        [(
+            "10.40.1.12".into(),
+            "tls_sni".into(),
+            "dnl-01.geo.kaspersky.com".into()
+        )]
+    );
+    let run = check("evasion-overlap-replace-control.pcap");
+    assert!(run.alerts.is_empty(), "{:?}", run.alerts);
+}
+
+#[test]
+fn http_requests_after_an_empty_line_are_read() {
+    // The first request of one connection, and the request after a POST body on a keep-alive
+    // connection, both preceded by CRLF.
+    check("evasion-http-empty-line.pcap");
+}
+
+#[test]
+fn committed_expectations_are_what_tshark_and_the_servers_say() {
+    if Command::new("tshark").arg("--version").output().is_err() {
+        panic!("tshark is not installed: run `bash scripts/deps.sh test`");
+    }
+    let out = Command::new("python3")
+        .arg(root().join("pcaps/expected_evasion.py"))
+        .arg("--check")
+        .output()
+        .expect("runs the deriver");
+    assert!(
+        out.status.success(),
+        "pcaps/expected-evasion.json is not what pcaps/expected_evasion.py derives:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
