@@ -58,7 +58,8 @@ impl SynMark {
 
     /// Why `seg`, in the direction this SYN opened, would not reach the receiver, if so.
     fn unreachable(self, pkt: &Packet<'_>, seg: &TcpSegment<'_>) -> Option<FlowAnomaly> {
-        if seg.syn {
+        // A bare ACK changes nothing read here, whether it arrives or not.
+        if seg.syn || (seg.payload.is_empty() && !seg.fin && !seg.rst) {
             return None;
         }
         if !seg.ack && !seg.rst {
@@ -85,7 +86,13 @@ fn ttl(ip: &[u8]) -> Option<u8> {
 
 /// Whether a TCP header carries an MD5 or TCP-AO signature option.
 fn signed(segment: &[u8]) -> bool {
+    // Either takes at least 16 bytes of options (MD5 18; AO 4 and a MAC of 12 or more):
+    // the common header with timestamps alone (12) is passed at once.
+    const SIGNATURE_MIN: usize = 16;
     let header_len = segment.get(12).map_or(0, |b| usize::from(b >> 4) * 4);
+    if header_len < 20 + SIGNATURE_MIN {
+        return false;
+    }
     let mut options = segment
         .get(20..header_len.min(segment.len()))
         .unwrap_or(&[]);
@@ -592,9 +599,16 @@ mod tests {
         o.extend_from_slice(&[0, 0]);
         assert!(signed(&header(&o)));
         // TCP-AO; an end-of-options before it; a zero length; options past the header.
-        assert!(signed(&header(&[29, 4, 0, 0])));
-        assert!(!signed(&header(&[0, 0, 29, 4])));
-        assert!(!signed(&header(&[8, 0, 29, 4])));
+        let padded = |o: &[u8]| {
+            let mut o = o.to_vec();
+            o.resize(16, 0);
+            header(&o)
+        };
+        assert!(signed(&padded(&[29, 16])));
+        assert!(!signed(&padded(&[0, 0, 29, 16])));
+        assert!(!signed(&padded(&[8, 0, 29, 16])));
+        // Fewer option bytes than a signature takes.
+        assert!(!signed(&header(&[29, 4, 0, 0])));
         assert!(!signed(&[0u8; 12]));
         assert!(!signed(&[0x50; 13]));
     }
