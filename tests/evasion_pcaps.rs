@@ -2,9 +2,11 @@
 //! cut into crafted TCP segments (the first segment sent last; every segment in reverse order;
 //! overlapping out-of-order copies that Linux resolves by letting the later, longer one win) and
 //! HTTP requests after an empty line (the first of a connection, and one after a POST body on a
-//! keep-alive connection). Each server's answer is in its capture. Expectations are
+//! keep-alive connection), and DPI-evasion "fakes": a decoy ClientHello at the real one's
+//! sequence number, sent first, that Linux does not take (TTL 1 through a router, no ACK flag, an
+//! MD5 signature the SYN lacked). Each server's answer is in its capture. Expectations are
 //! `pcaps/expected-evasion.json`, derived by `pcaps/expected_evasion.py` from tshark and, for the
-//! overlaps, from the server's answer (one test re-derives them), never from vendorwatch.
+//! overlaps and fakes, from the server's answer (one test re-derives them), never from vendorwatch.
 //!
 //! `VW_EVASION_BIN=/path/to/vendorwatch` replays with another build (an older one, to see these
 //! cases fail where it had the defects) instead of this crate's binary.
@@ -213,6 +215,78 @@ fn the_overlap_control_reports_the_decoy_the_server_received_and_no_alert() {
     );
     let run = check("evasion-overlap-replace-control.pcap");
     assert!(run.alerts.is_empty(), "{:?}", run.alerts);
+}
+
+/// The count of an anomaly in the run's summary (its `anomalies` line; 0 when absent).
+fn anomaly(summary: &str, reason: &str) -> u64 {
+    summary
+        .lines()
+        .find(|l| l.trim_start().starts_with("anomalies"))
+        .and_then(|l| {
+            l.split(", ")
+                .find_map(|part| {
+                    part.trim()
+                        .rsplit_once(' ')
+                        .filter(|(k, _)| k.ends_with(reason))
+                })
+                .and_then(|(_, n)| n.replace(',', "").parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A capture with a fake in front of the real ClientHello: the server answered with its
+/// handshake, so it received dnl-01.geo.kaspersky.com from `client`; the decoy of the fake (which
+/// tshark, keeping the first copy, reads) is reported nowhere, and the fake is counted as
+/// `anomaly`.
+fn check_fake(capture: &str, client: &str, anomaly_name: &str) {
+    let exp = expected(capture);
+    let name = |value: &str| (client.to_string(), "tls_sni".to_string(), value.to_string());
+    assert_eq!(named(&exp["names"]), [name("dnl-01.geo.kaspersky.com")]);
+    assert_eq!(
+        named(&exp["not_received"]),
+        [name("updates.example-corp.com")]
+    );
+    let run = check(capture);
+    assert!(
+        run.alerts
+            .iter()
+            .any(|a| a["vendor"] == "kaspersky"
+                && a["indicator"]["value"] == "dnl-01.geo.kaspersky.com"),
+        "{capture}: no kaspersky alert for dnl-01.geo.kaspersky.com: {:?}",
+        run.alerts
+    );
+    assert!(
+        anomaly(&run.summary, anomaly_name) >= 1,
+        "{capture}: {anomaly_name} is not counted: {}",
+        run.summary
+    );
+}
+
+#[test]
+fn a_fake_client_hello_that_expires_at_a_router_is_not_read() {
+    // TTL 1 (the SYN had 64): the router in front of the server dropped it; the tap is on the
+    // router's client-facing side, where the fake still passes.
+    check_fake("evasion-fake-ttl.pcap", "10.41.1.12", "transport_ttl_short");
+}
+
+#[test]
+fn a_fake_client_hello_without_ack_is_not_read() {
+    // Flags PSH only after the handshake: Linux discards it.
+    check_fake(
+        "evasion-fake-noack.pcap",
+        "10.40.1.12",
+        "transport_ack_missing",
+    );
+}
+
+#[test]
+fn a_fake_client_hello_with_an_unexpected_md5_signature_is_not_read() {
+    // A TCP-MD5 option on a connection whose SYN had none: Linux drops it (TCPMD5Unexpected).
+    check_fake(
+        "evasion-fake-md5.pcap",
+        "10.40.1.12",
+        "transport_signature_unexpected",
+    );
 }
 
 #[test]
