@@ -7,8 +7,9 @@
 //! real bytes that the tap sees but the receiver never takes, so that the sensor reads the
 //! decoy and drops the real segment as its retransmission (the "fake" of DPI-evasion tools:
 //! GoodbyeDPI, zapret). Besides a wrong checksum, these are recognised once a direction's SYN
-//! was seen: a TTL (hop limit) more than `TTL_SLACK` below the SYN's (it expires on the way:
-//! every segment of one connection takes the same path); no ACK flag after the handshake (Linux
+//! was seen: from the client, a TTL (hop limit) more than `TTL_SLACK` below its SYN's (it
+//! expires on the way: every segment of one connection takes the same path; the server's side
+//! is not compared, see `SynMark::without_ttl`); no ACK flag after the handshake (Linux
 //! discards it, RFC 9293 §3.10.7.4); a TCP-MD5 or TCP-AO signature on a connection whose SYN
 //! had none (Linux discards it, RFC 2385 / 5925). Such a segment is not read and is counted
 //! (`transport_ttl_short`, `transport_ack_missing`, `transport_signature_unexpected`). A flow
@@ -40,8 +41,8 @@ const TTL_SLACK: u8 = 5;
 const OPTION_MD5: u8 = 19;
 const OPTION_AO: u8 = 29;
 
-/// What a direction's SYN (or SYN-ACK) showed of its path: the TTL it arrived with, and
-/// whether it carried a signature option.
+/// What a direction's SYN (or SYN-ACK) showed of its path: the TTL it arrived with (0: not
+/// compared), and whether it carried a signature option.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct SynMark {
     ttl: u8,
@@ -49,6 +50,14 @@ pub(super) struct SynMark {
 }
 
 impl SynMark {
+    /// The mark of the server's direction: its TTL is not compared. A SYN proxy or load
+    /// balancer in front of the server may answer the SYN itself, from another initial TTL
+    /// and distance than the server's data that follows; a client's SYN and data come from
+    /// one host. (It is the client's bytes a decoy would hide.)
+    fn without_ttl(self) -> SynMark {
+        SynMark { ttl: 0, ..self }
+    }
+
     fn of(pkt: &Packet<'_>, seg: &TcpSegment<'_>) -> Option<SynMark> {
         Some(SynMark {
             ttl: ttl(pkt.ip)?,
@@ -252,7 +261,11 @@ fn read_segment(
     }
     note_segment(&mut flow.conn, ts, from_client, mac, seg);
     if seg.syn {
-        flow.conn.syn_marks[usize::from(!from_client)] = arrived.mark;
+        flow.conn.syn_marks[usize::from(!from_client)] = if from_client {
+            arrived.mark
+        } else {
+            arrived.mark.map(SynMark::without_ttl)
+        };
     }
     // The peer answered, or the flow ends: what the other side sent before is whole, so
     // a direction still in its mid-stream window starts now.
@@ -585,6 +598,33 @@ mod tests {
         ] {
             assert_eq!(anomaly_count(&got, reason), 0, "{reason}");
         }
+    }
+
+    #[test]
+    fn the_server_side_ttl_is_not_compared() {
+        // A SYN proxy answers the SYN from TTL 255; the server's data behind it arrives with
+        // 50. Its certificate is still read (the client side is compared: see above).
+        let syn_ack = {
+            let mut f = tcp(true, 5000, SYNACK, b"");
+            f[8] = 250;
+            f
+        };
+        let mut ex = Extractor::new(ExtractorLimits::default());
+        let mut got = Vec::new();
+        for f in [
+            tcp(false, 1000, SYN, b""),
+            syn_ack,
+            tcp(true, 5001, ACK, b"data"),
+        ] {
+            let pkt = decode(LinkType::RawIp, &f).expect("decodes");
+            ex.process(Timestamp::from_parts(1, 0), &pkt, &mut |e| {
+                got.push(e.into_owned())
+            });
+        }
+        let flow = ex.flows.values().next().expect("one flow");
+        assert!(flow.conn.syn_marks[1].is_some_and(|m| m.ttl == 0));
+        assert!(flow.conn.syn_marks[0].is_some_and(|m| m.ttl == 64));
+        assert_eq!(anomaly_count(&got, "transport_ttl_short"), 0);
     }
 
     #[test]
