@@ -295,7 +295,9 @@ impl StreamBuf {
         // The new segment's first byte not placed yet.
         let mut cursor = start;
         let mut tail = None;
+        let mut removed = 0;
         for run in self.parked.drain(first..last) {
+            removed += run.bytes.len();
             let (theirs, run_start) = (rel(run.from.seq), rel(run.seq));
             let new_wins = start < theirs || (start == theirs && new.len > run.from.len);
             if new_wins {
@@ -318,8 +320,9 @@ impl StreamBuf {
             pieces.push(piece_of_new(cursor, end));
         }
         pieces.extend(tail);
+        let kept: usize = pieces.iter().map(|r| r.bytes.len()).sum();
+        self.parked_bytes = (self.parked_bytes + kept).saturating_sub(removed);
         self.parked.splice(first..first, pieces);
-        self.parked_bytes = self.parked.iter().map(|r| r.bytes.len()).sum();
         self.segments_parked += usize::from(added);
         if self.parked.len() > MAX_PARKED_RUNS {
             self.collapse();
@@ -339,20 +342,18 @@ impl StreamBuf {
     /// a ClientHello in one-byte segments sent backwards is then a few runs, not hundreds.
     /// A joined run counts as one segment from its start in later overlaps, as there.
     fn collapse(&mut self) {
-        let mut joined: Vec<Run> = Vec::with_capacity(self.parked.len());
-        for run in self.parked.drain(..) {
-            match joined.last_mut() {
-                Some(prev) if prev.seq.wrapping_add(prev.bytes.len() as u32) == run.seq => {
-                    prev.bytes.extend_from_slice(&run.bytes);
-                    prev.from = Origin {
-                        seq: prev.seq,
-                        len: prev.bytes.len() as u32,
-                    };
-                }
-                _ => joined.push(run),
+        // In place: a queue at its cap that has nothing to join is scanned, not rebuilt.
+        self.parked.dedup_by(|run, prev| {
+            if prev.seq.wrapping_add(prev.bytes.len() as u32) != run.seq {
+                return false;
             }
-        }
-        self.parked = joined;
+            prev.bytes.append(&mut run.bytes);
+            prev.from = Origin {
+                seq: prev.seq,
+                len: prev.bytes.len() as u32,
+            };
+            true
+        });
     }
 
     /// Delivers the runs that now follow the in-order bytes, each as a segment (the part of
@@ -684,11 +685,26 @@ mod tests {
             }
             for (start, bytes) in &segments {
                 s.push(base.wrapping_add(*start), bytes);
+                // The runs stay in order, apart, and counted.
+                let rel = s.frame_at(base);
+                let apart = s
+                    .parked
+                    .windows(2)
+                    .all(|w| rel(w[0].seq) + w[0].bytes.len() as i64 <= rel(w[1].seq));
+                proptest::prop_assert!(apart, "runs overlap or are out of order");
+                proptest::prop_assert_eq!(
+                    s.parked_bytes,
+                    s.parked.iter().map(|r| r.bytes.len()).sum::<usize>()
+                );
             }
             if !anchored {
                 s.settle();
             }
             proptest::prop_assert_eq!(s.data(), &model(&segments, anchored)[..]);
+            proptest::prop_assert_eq!(
+                s.parked_bytes,
+                s.parked.iter().map(|r| r.bytes.len()).sum::<usize>()
+            );
             proptest::prop_assert_eq!(s.dropped_bytes, 0);
         }
     }
