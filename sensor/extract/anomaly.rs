@@ -189,13 +189,16 @@ pub enum FlowAnomaly {
     HttpTooManyHeaders,
     HttpHeadCut,
     HttpMaxRequests,
+    /// A request whose body framing is ambiguous (request smuggling's shape): the server
+    /// closes the connection after it, and nothing after it is read.
+    HttpFramingAmbiguous,
     DhcpOptionsTruncated,
     Dhcpv6OptionsTruncated,
     Dhcpv6AddressesTruncated,
 }
 
 impl FlowAnomaly {
-    pub const ALL: [FlowAnomaly; 30] = [
+    pub const ALL: [FlowAnomaly; 31] = [
         FlowAnomaly::Duplicates,
         FlowAnomaly::ReassemblyBudget,
         FlowAnomaly::ReassemblyCap,
@@ -223,6 +226,7 @@ impl FlowAnomaly {
         FlowAnomaly::HttpTooManyHeaders,
         FlowAnomaly::HttpHeadCut,
         FlowAnomaly::HttpMaxRequests,
+        FlowAnomaly::HttpFramingAmbiguous,
         FlowAnomaly::DhcpOptionsTruncated,
         FlowAnomaly::Dhcpv6OptionsTruncated,
         FlowAnomaly::Dhcpv6AddressesTruncated,
@@ -257,6 +261,7 @@ impl FlowAnomaly {
             FlowAnomaly::HttpTooManyHeaders => "http_too_many_headers",
             FlowAnomaly::HttpHeadCut => "http_head_cut",
             FlowAnomaly::HttpMaxRequests => "http_max_requests",
+            FlowAnomaly::HttpFramingAmbiguous => "http_framing_ambiguous",
             FlowAnomaly::DhcpOptionsTruncated => "dhcp_options_truncated",
             FlowAnomaly::Dhcpv6OptionsTruncated => "dhcpv6_options_truncated",
             FlowAnomaly::Dhcpv6AddressesTruncated => "dhcpv6_addresses_truncated",

@@ -62,6 +62,12 @@ pub struct Request<'a> {
     /// Body length, when it is given by Content-Length (`None` for chunked or unknown).
     pub body_len: Option<u64>,
     pub chunked: bool,
+    /// Where the body ends is ambiguous, and a server closes the connection after answering
+    /// (RFC 9112 §6.3): Transfer-Encoding with Content-Length, a Transfer-Encoding other than
+    /// a lone `chunked` (nginx and Apache answer 501 or 400), or Content-Lengths that differ.
+    /// What follows on the connection is not a request the server reads: request smuggling
+    /// hides a second request there.
+    pub closes: bool,
     pub head: Head,
 }
 
@@ -165,16 +171,23 @@ fn request<'a>(
     let mut user_agent = None;
     let mut body_len = None;
     let mut chunked = false;
+    let mut transfer_encoding = None;
+    // Content-Lengths that differ, or Transfer-Encoding given twice.
+    let mut ambiguous = false;
     for (name, value) in headers {
         if name.eq_ignore_ascii_case(b"host") {
             host.get_or_insert(strip_port(trim(value)));
         } else if name.eq_ignore_ascii_case(b"user-agent") {
             user_agent.get_or_insert(trim(value));
         } else if name.eq_ignore_ascii_case(b"content-length") {
-            body_len = std::str::from_utf8(trim(value))
+            let len = std::str::from_utf8(trim(value))
                 .ok()
                 .and_then(|v| v.parse().ok());
+            ambiguous |= body_len.is_some() && body_len != len;
+            body_len = len;
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            ambiguous |= transfer_encoding.is_some();
+            transfer_encoding = Some(trim(value));
             // The last coding is the one that frames the body (RFC 9112 §6.1).
             chunked = trim(value)
                 .rsplit(|&c| c == b',')
@@ -182,6 +195,9 @@ fn request<'a>(
                 .is_some_and(|c| trim(c).eq_ignore_ascii_case(b"chunked"));
         }
     }
+    let closes = ambiguous
+        || transfer_encoding
+            .is_some_and(|te| body_len.is_some() || !te.eq_ignore_ascii_case(b"chunked"));
     let connect_host =
         (method.eq_ignore_ascii_case("CONNECT")).then(|| strip_port(target.as_bytes()));
     Request {
@@ -194,6 +210,7 @@ fn request<'a>(
         head_len,
         body_len,
         chunked,
+        closes,
         head,
     }
 }

@@ -88,9 +88,11 @@ impl ClientHello<'_> {
     }
 }
 
-/// Whether `data` starts like a TLS record carrying a handshake (cheap protocol probe).
+/// Whether `data` starts like a TLS record carrying a handshake (cheap protocol probe). Any
+/// record version of major 3 passes: OpenSSL and nginx check only the major byte of a first
+/// record's version (a hello in a record marked 0x03ff is answered), so a sender may use any.
 pub fn looks_like_handshake(data: &[u8]) -> bool {
-    matches!(data, [0x16, 0x03, 0x00..=0x04, ..])
+    matches!(data, [0x16, 0x03, ..])
 }
 
 /// Reads a ClientHello from the start of a client's byte stream.
@@ -122,11 +124,7 @@ pub fn parse_client_hello(stream: &[u8]) -> Parse<'_> {
 }
 
 fn looks_like_handshake_prefix(data: &[u8]) -> bool {
-    match data {
-        [0x16] => true,
-        [0x16, 0x03, ..] => data.get(2).is_none_or(|v| *v <= 0x04),
-        _ => false,
-    }
+    matches!(data, [0x16] | [0x16, 0x03, ..])
 }
 
 enum Joined<'a> {
@@ -485,6 +483,25 @@ pub(crate) mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn any_record_version_of_major_three_is_read() {
+        // OpenSSL and nginx answer a hello whose record says 0x03ff or 0x0305: so must we.
+        for minor in [0x05u8, 0x80, 0xff] {
+            let mut bytes = records(&client_hello("dnl-01.geo.kaspersky.com", 0), 16384);
+            bytes[2] = minor;
+            assert!(looks_like_handshake(&bytes));
+            assert!(matches!(parse_client_hello(&bytes[..2]), Parse::NeedMore));
+            match parse_client_hello(&bytes) {
+                Parse::Hello(h) => assert_eq!(
+                    h.server_name.as_deref(),
+                    Some(&b"dnl-01.geo.kaspersky.com"[..])
+                ),
+                other => panic!("{minor:#x}: {other:?}"),
+            }
+        }
+        assert!(!looks_like_handshake(&[0x16, 0x02, 0x00]));
     }
 
     #[test]

@@ -212,7 +212,8 @@ fn extract_stage(a: ExtractAnomaly) -> Stage {
             | F::HttpRequestHeadTooLarge
             | F::HttpTooManyHeaders
             | F::HttpHeadCut
-            | F::HttpMaxRequests => Layer::Http,
+            | F::HttpMaxRequests
+            | F::HttpFramingAmbiguous => Layer::Http,
             F::DhcpOptionsTruncated | F::Dhcpv6OptionsTruncated | F::Dhcpv6AddressesTruncated => {
                 Layer::Other
             }

@@ -188,12 +188,18 @@ impl HttpState {
         let (detail, found) = names_of(&req);
         let head_len = req.head_len;
         let body = req.body();
+        let closes = req.closes;
         // After CONNECT the client speaks the tunnelled protocol (TLS, usually).
         let tunnel = req.connect_host.is_some();
         for (kind, raw) in found {
             conn.emit_name(ts, kind, &raw, detail.clone(), out);
         }
         self.requests += 1;
+        if closes {
+            // The server answers this one and closes: what follows is no request it reads.
+            out(Extracted::Anomaly(FlowAnomaly::HttpFramingAmbiguous.into()));
+            return Step::Finish;
+        }
         if self.requests >= max_requests {
             out(Extracted::Anomaly(FlowAnomaly::HttpMaxRequests.into()));
             return Step::Finish;
@@ -330,6 +336,60 @@ mod tests {
                     "activation-v2.kaspersky.com".to_string()
                 )),
                 "{segments:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn nothing_after_a_request_with_ambiguous_framing_is_read() {
+        // Request smuggling's shapes: nginx answers the first request (400 or 501) and closes
+        // the connection, so the request hidden after it never reaches it.
+        let hidden = "GET / HTTP/1.1\r\nHost: dnl-01.geo.kaspersky.com\r\n\r\n";
+        let heads = [
+            "Content-Length: 76\r\nTransfer-Encoding: chunked",
+            "Transfer-Encoding: gzip, chunked",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+            "Content-Length: 5\r\nContent-Length: 6",
+        ];
+        for framing in heads {
+            let request = format!(
+                "POST / HTTP/1.1\r\nHost: www.example.org\r\n{framing}\r\n\r\n0\r\n\r\n{hidden}"
+            );
+            let frames = [
+                (1, tcp(false, 0, SYN, b"")),
+                (1, tcp(false, 1, ACK, request.as_bytes())),
+            ];
+            let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+            assert_eq!(
+                names(&got),
+                [(NameKind::HttpHost, "www.example.org".to_string())],
+                "{framing}"
+            );
+            assert_eq!(
+                anomaly_count(&got, "http_framing_ambiguous"),
+                1,
+                "{framing}"
+            );
+        }
+        // A plain chunked body, and one Content-Length given twice alike, are followed.
+        for framing in [
+            "Transfer-Encoding: chunked",
+            "Content-Length: 5\r\nContent-Length: 5",
+        ] {
+            // Five bytes: the last chunk of a chunked body, or a body of length 5.
+            let request = format!(
+                "POST / HTTP/1.1\r\nHost: www.example.org\r\n{framing}\r\n\r\n0\r\n\r\n{hidden}"
+            );
+            let frames = [
+                (1, tcp(false, 0, SYN, b"")),
+                (1, tcp(false, 1, ACK, request.as_bytes())),
+            ];
+            let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+            assert_eq!(names(&got).len(), 2, "{framing}");
+            assert_eq!(
+                anomaly_count(&got, "http_framing_ambiguous"),
+                0,
+                "{framing}"
             );
         }
     }
