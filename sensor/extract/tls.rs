@@ -295,7 +295,17 @@ pub enum ServerParse<'a> {
         leaf: Option<Cow<'a, [u8]>>,
     },
     Malformed(FlowAnomaly),
+    /// A TLS 1.3 HelloRetryRequest: the client sends a second ClientHello, which is the one
+    /// the server goes on with.
+    HelloRetry,
 }
+
+/// The `random` of a ServerHello that is a HelloRetryRequest (RFC 8446 §4.1.3: the SHA-256
+/// of "HelloRetryRequest").
+pub(crate) const HELLO_RETRY_RANDOM: [u8; 32] = [
+    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
+    0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
+];
 
 /// Reads ServerHello and Certificate from the start of a server's byte stream.
 pub fn parse_server_flight(stream: &[u8]) -> ServerParse<'_> {
@@ -326,6 +336,9 @@ pub fn parse_server_flight(stream: &[u8]) -> ServerParse<'_> {
         };
         match kind {
             SERVER_HELLO => {
+                if body.get(2..34) == Some(&HELLO_RETRY_RANDOM[..]) {
+                    return ServerParse::HelloRetry;
+                }
                 version = server_hello_version(body);
                 if version >= 0x0304 {
                     return ServerParse::Done {

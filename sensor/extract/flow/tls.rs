@@ -12,8 +12,14 @@ use crate::time::Timestamp;
 pub(super) enum TlsState {
     /// The client's ClientHello.
     ClientHello,
-    /// The ClientHello is read: the server's flight up to its certificate.
-    ServerFlight,
+    /// The ClientHello is read: the server's flight up to its certificate. `first_name`:
+    /// what the hello named (`name_key`).
+    ServerFlight { first_name: u64 },
+    /// The server answered with a HelloRetryRequest: the client's second ClientHello, the
+    /// one the server goes on with (its name, when not the first one's, is reported too).
+    RetriedClientHello { first_name: u64 },
+    /// The second ClientHello is read: the server's flight (no second retry is followed).
+    RetriedServerFlight,
 }
 
 impl TlsState {
@@ -27,9 +33,44 @@ impl TlsState {
         out: &mut impl FnMut(Extracted),
     ) -> Step {
         match self {
-            TlsState::ClientHello if from_client => self.client_hello(conn, ts, cut, out),
-            TlsState::ServerFlight if !from_client => server_flight(conn, ts, out),
+            TlsState::ClientHello | TlsState::RetriedClientHello { .. } if from_client => {
+                self.client_hello(conn, ts, cut, out)
+            }
+            TlsState::ServerFlight { .. } | TlsState::RetriedServerFlight if !from_client => {
+                self.server_flight(conn, ts, cut, out)
+            }
             _ => Step::Wait,
+        }
+    }
+
+    /// Reads the server's flight; after a first HelloRetryRequest, goes back to the client's
+    /// second ClientHello.
+    fn server_flight(
+        &mut self,
+        conn: &mut Conn,
+        ts: Timestamp,
+        cut: u32,
+        out: &mut impl FnMut(Extracted),
+    ) -> Step {
+        match server_flight(conn, ts, out) {
+            Flight::Read(step) => step,
+            Flight::Retry if matches!(self, TlsState::ServerFlight { .. }) => {
+                // The server waits for the second hello: nothing else of its is buffered.
+                let n = conn.to_client.data().len();
+                conn.to_client.consume(n);
+                if let TlsState::ServerFlight { first_name } = *self {
+                    *self = TlsState::RetriedClientHello { first_name };
+                }
+                if conn.to_server.data().is_empty() {
+                    Step::Wait
+                } else {
+                    self.client_hello(conn, ts, cut, out)
+                }
+            }
+            Flight::Retry => {
+                out(Extracted::Anomaly(FlowAnomaly::TlsRecordMalformed.into()));
+                Step::Finish
+            }
         }
     }
 
@@ -40,6 +81,15 @@ impl TlsState {
         cut: u32,
         out: &mut impl FnMut(Extracted),
     ) -> Step {
+        if matches!(self, TlsState::RetriedClientHello { .. }) {
+            // A TLS 1.3 client sends a ChangeCipherSpec before its second hello (for
+            // middleboxes, RFC 8446 §D.4).
+            while conn.to_server.data().starts_with(CHANGE_CIPHER_SPEC_PREFIX)
+                && conn.to_server.data().len() >= CHANGE_CIPHER_SPEC_LEN
+            {
+                conn.to_server.consume(CHANGE_CIPHER_SPEC_LEN);
+            }
+        }
         let hello = match tls::parse_client_hello(conn.to_server.data()) {
             tls::Parse::NeedMore if cut > 0 => {
                 // The hello runs into bytes the capture did not keep: its extensions (the
@@ -71,7 +121,13 @@ impl TlsState {
             ja4: Some(hello.ja4(false)),
         };
         let sni = hello.server_name.as_deref().map(<[u8]>::to_vec);
+        let key = name_key(sni.as_deref());
+        let repeated =
+            matches!(*self, TlsState::RetriedClientHello { first_name } if first_name == key);
         match sni {
+            // A second hello that names what the first did is the same client's retry: its
+            // name was reported with the first.
+            _ if repeated => {}
             Some(sni) => {
                 // With ECH too: the outer name is the server the host talks to (the real name
                 // under GREASE ECH, the provider's public name under real ECH).
@@ -83,15 +139,41 @@ impl TlsState {
                 detail,
             }),
         }
-        conn.to_server.release();
-        *self = TlsState::ServerFlight;
+        // The second hello's bytes come after this one's: they are kept (a HelloRetryRequest
+        // sends the client back to them), the first one's are freed.
+        let n = conn.to_server.data().len();
+        conn.to_server.consume(n);
+        *self = match self {
+            TlsState::RetriedClientHello { .. } => TlsState::RetriedServerFlight,
+            _ => TlsState::ServerFlight { first_name: key },
+        };
         // The server may have answered before we got here.
         if conn.to_client.data().is_empty() {
             Step::Wait
         } else {
-            server_flight(conn, ts, out)
+            self.server_flight(conn, ts, cut, out)
         }
     }
+}
+
+/// A hello's server name as a number to compare with another's (FNV-1a; 0 for none).
+fn name_key(name: Option<&[u8]>) -> u64 {
+    name.map_or(0, |n| {
+        n.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    })
+}
+
+/// A ChangeCipherSpec record: type 20, any version of major 3, length 1, value 1.
+const CHANGE_CIPHER_SPEC_PREFIX: &[u8] = &[0x14, 0x03];
+const CHANGE_CIPHER_SPEC_LEN: usize = 6;
+
+/// What reading a server's flight came to.
+pub(super) enum Flight {
+    Read(Step),
+    /// A HelloRetryRequest.
+    Retry,
 }
 
 /// Reads the server's first flight: its certificate, when sent in clear.
@@ -99,8 +181,9 @@ pub(super) fn server_flight(
     conn: &mut Conn,
     ts: Timestamp,
     out: &mut impl FnMut(Extracted),
-) -> Step {
-    match tls::parse_server_flight(conn.to_client.data()) {
+) -> Flight {
+    Flight::Read(match tls::parse_server_flight(conn.to_client.data()) {
+        tls::ServerParse::HelloRetry => return Flight::Retry,
         tls::ServerParse::NeedMore if conn.to_client.is_full() => {
             out(Extracted::Anomaly(
                 FlowAnomaly::TlsServerFlightTooLarge.into(),
@@ -136,7 +219,7 @@ pub(super) fn server_flight(
             out(Extracted::Anomaly(reason.into()));
             Step::Finish
         }
-    }
+    })
 }
 
 #[cfg(test)]
@@ -144,6 +227,59 @@ mod tests {
     use super::super::testutil::*;
     use super::super::{Extractor, ExtractorLimits};
     use crate::extract::tls;
+
+    /// A TLS 1.3 HelloRetryRequest record (RFC 8446 §4.1.4): a ServerHello with the
+    /// retry random, TLS_AES_128_GCM_SHA256 and supported_versions 0x0304.
+    fn hello_retry_request() -> Vec<u8> {
+        let mut body = vec![0x03, 0x03];
+        body.extend_from_slice(&tls::HELLO_RETRY_RANDOM);
+        body.extend_from_slice(&[0x00, 0x13, 0x01, 0x00]);
+        body.extend_from_slice(&[0x00, 0x06, 0x00, 0x2b, 0x00, 0x02, 0x03, 0x04]);
+        let mut hs = vec![0x02, 0x00, 0x00, body.len() as u8];
+        hs.extend_from_slice(&body);
+        let mut record = vec![0x16, 0x03, 0x03, 0x00, hs.len() as u8];
+        record.extend_from_slice(&hs);
+        record
+    }
+
+    #[test]
+    fn the_second_client_hello_after_a_hello_retry_request_is_read() {
+        // OpenSSL goes on with the second hello's name: a decoy in the first one must not hide
+        // it. The client sends a ChangeCipherSpec before its second hello.
+        let first = tls::tests::records(&tls::tests::client_hello("www.example.org", 0), 16384);
+        let mut second = vec![0x14, 0x03, 0x03, 0x00, 0x01, 0x01];
+        second.extend_from_slice(&tls::tests::records(
+            &tls::tests::client_hello("dnl-01.geo.kaspersky.com", 0),
+            16384,
+        ));
+        let hrr = hello_retry_request();
+        let after_first = 1 + first.len() as u32;
+        let frames = [
+            (1, tcp(false, 0, SYN, b"")),
+            (1, tcp(true, 500, SYNACK, b"")),
+            (1, tcp(false, 1, ACK, &first)),
+            (1, tcp(true, 501, ACK, &hrr)),
+            (1, tcp(false, after_first, ACK, &second)),
+        ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(
+            tls_names(&got),
+            ["www.example.org", "dnl-01.geo.kaspersky.com"]
+        );
+        // The second hello already buffered when the retry request is read: the same.
+        let frames = [
+            (1, tcp(false, 0, SYN, b"")),
+            (1, tcp(true, 500, SYNACK, b"")),
+            (1, tcp(false, 1, ACK, &first)),
+            (1, tcp(false, after_first, ACK, &second)),
+            (1, tcp(true, 501, ACK, &hrr)),
+        ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(
+            tls_names(&got),
+            ["www.example.org", "dnl-01.geo.kaspersky.com"]
+        );
+    }
 
     #[test]
     fn a_client_hello_cut_by_the_snap_length_is_counted_not_read() {
