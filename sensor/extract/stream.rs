@@ -36,6 +36,9 @@
 /// Linux receiver holds about this many small out-of-order segments in its default receive
 /// buffer before it prunes; a 2 KB ClientHello sent in 8-byte segments in reverse order fits.
 const MAX_PARKED_RUNS: usize = 256;
+/// Parked bytes per direction, at most (and at most the in-order cap): what waits for a gap
+/// is bounded tighter than the in-order window, which a large hello or request head fills.
+const MAX_PARKED_BYTES: usize = 16 * 1024;
 /// Segments an unanchored direction collects before it starts at the lowest of them: a
 /// ClientHello of Chromium's size (about 2 KB) in 536-byte segments, with room for re-ordering.
 pub const MIDSTREAM_WINDOW_SEGMENTS: usize = 8;
@@ -328,7 +331,8 @@ impl StreamBuf {
             self.collapse();
         }
         // Over a cap: the highest runs go, as a Linux receiver prunes its queue from the end.
-        while self.parked.len() > MAX_PARKED_RUNS || self.parked_bytes > self.cap {
+        let parked_cap = self.cap.min(MAX_PARKED_BYTES);
+        while self.parked.len() > MAX_PARKED_RUNS || self.parked_bytes > parked_cap {
             let Some(highest) = self.parked.pop() else {
                 break;
             };

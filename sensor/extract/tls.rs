@@ -8,9 +8,10 @@ use crate::extract::anomaly::FlowAnomaly;
 use std::borrow::Cow;
 use tls_parser::{TlsRecordType, TlsVersion};
 
-/// Largest ClientHello we join from records. A post-quantum key share makes them ~2 KB;
-/// anything near this cap is not a real client.
-pub const MAX_CLIENT_HELLO: usize = 16 * 1024;
+/// Largest ClientHello we join from records: what fits the stream cap (64 KiB) with its
+/// record headers. A post-quantum key share makes them ~2 KB, but OpenSSL and nginx answer one
+/// padded to 60 KB in four records, so a hello that large must still be read.
+pub const MAX_CLIENT_HELLO: usize = 64 * 1024 - 64;
 
 const HANDSHAKE_CLIENT_HELLO: u8 = 1;
 const EXT_SERVER_NAME: u16 = 0;

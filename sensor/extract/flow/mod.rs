@@ -80,7 +80,7 @@ impl Default for ExtractorLimits {
     fn default() -> Self {
         ExtractorLimits {
             max_flows: 8_192,
-            stream_cap: 16 * 1024,
+            stream_cap: 64 * 1024,
             inspect_budget: 256 * 1024,
             tcp_idle_secs: 600,
             udp_idle_secs: 120,
