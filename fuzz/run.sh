@@ -72,9 +72,9 @@ for t in "${targets[@]}"; do
     start=$(date +%s)
     echo "== $t ($secs s)" >&2
     # libFuzzer grows inputs up to the largest seed (at least 4096 bytes); the ClientHello
-    # joiner has a 16 KiB cap (MAX_CLIENT_HELLO) that only longer inputs reach.
+    # joiner has a 64 KiB cap (MAX_CLIENT_HELLO) that only longer inputs reach.
     case "$t" in
-        tls_client_hello) extra=(-max_len=20000) ;;
+        tls_client_hello) extra=(-max_len=70000) ;;
         *) extra=() ;;
     esac
     "$bin_dir/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
