@@ -652,6 +652,10 @@ impl CryptoStream {
     }
 }
 
+/// Packet builders the flow tests share.
+#[cfg(test)]
+pub(crate) use tests::{crypto_frame, seal};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -791,7 +795,14 @@ mod tests {
     /// Protects an Initial the way a client does (RFC 9001 §5), to build the packets the RFCs
     /// have no sample of. `first` is the unprotected first byte (type bits and packet number
     /// length); the SCID is empty and the token shorter than 64 bytes.
-    fn seal(number: u32, first: u8, dcid: &[u8], token: &[u8], pn: u32, payload: &[u8]) -> Vec<u8> {
+    pub(crate) fn seal(
+        number: u32,
+        first: u8,
+        dcid: &[u8],
+        token: &[u8],
+        pn: u32,
+        payload: &[u8],
+    ) -> Vec<u8> {
         seal_keyed(number, first, dcid, dcid, token, pn, payload)
     }
 
@@ -842,7 +853,7 @@ mod tests {
     }
 
     /// A CRYPTO frame with 2-byte offset and length fields.
-    fn crypto_frame(offset: u16, data: &[u8]) -> Vec<u8> {
+    pub(crate) fn crypto_frame(offset: u16, data: &[u8]) -> Vec<u8> {
         let mut f = vec![0x06];
         f.extend((0x4000 | offset).to_be_bytes());
         f.extend((0x4000 | data.len() as u16).to_be_bytes());

@@ -35,6 +35,18 @@ struct ConnectionIds {
 struct HelloReader {
     crypto: quic::CryptoStream,
     datagrams: u8,
+    /// Once the hello is read: its bytes and server name. Later client Initials are held
+    /// against them, since the one read first may have been a decoy the server never took.
+    read: Option<ReadHello>,
+    /// CRYPTO bytes of later Initials that differ from the hello read: another hello.
+    other: Option<quic::CryptoStream>,
+}
+
+/// A ClientHello read from the Initials.
+#[derive(Debug)]
+struct ReadHello {
+    bytes: Vec<u8>,
+    name: Option<Vec<u8>>,
 }
 
 impl Default for QuicState {
@@ -102,6 +114,12 @@ impl QuicState {
             return Step::Wait;
         };
         reader.datagrams += 1;
+        if reader.read.is_some() {
+            return match &self.ids {
+                Some(ids) => recheck(reader, &ids.first, conn, ts, datagram, out),
+                None => Step::Finish,
+            };
+        }
         let initials = match &self.ids {
             None => quic::client_initials(datagram),
             Some(ids) => quic::client_initials_keyed(datagram, &ids.first),
@@ -140,23 +158,140 @@ impl QuicState {
                 return Step::Finish;
             }
         };
-        let detail = Detail::Tls {
-            version: hello.max_version(),
-            ech: hello.ech,
-            ja4: Some(hello.ja4(true)),
-        };
-        match hello.server_name.as_deref() {
-            Some(sni) => {
-                // With ECH too: the outer name is the server the host talks to (the real name
-                // under GREASE ECH, the provider's public name under real ECH).
-                conn.emit_name(ts, NameKind::QuicSni, sni, detail, out);
-            }
-            None => out(Extracted::Fingerprint {
-                ts,
-                flow: conn.id,
-                detail,
-            }),
+        emit(conn, ts, &hello, out);
+        // A few more client datagrams are looked at: an Initial that repeats the hello's
+        // offsets with other bytes is another hello (see `recheck`).
+        reader.read = Some(ReadHello {
+            bytes: reader.crypto.contiguous().to_vec(),
+            name: hello.server_name.as_deref().map(<[u8]>::to_vec),
+        });
+        if reader.datagrams < QUIC_MAX_DATAGRAMS {
+            Step::Wait
+        } else {
+            Step::Finish
         }
-        Step::Finish
+    }
+}
+
+/// Reports a hello's server name (or, without one, its fingerprint).
+fn emit(
+    conn: &mut Conn,
+    ts: Timestamp,
+    hello: &tls::ClientHello<'_>,
+    out: &mut impl FnMut(Extracted),
+) {
+    let detail = Detail::Tls {
+        version: hello.max_version(),
+        ech: hello.ech,
+        ja4: Some(hello.ja4(true)),
+    };
+    match hello.server_name.as_deref() {
+        Some(sni) => {
+            // With ECH too: the outer name is the server the host talks to (the real name
+            // under GREASE ECH, the provider's public name under real ECH).
+            conn.emit_name(ts, NameKind::QuicSni, sni, detail, out);
+        }
+        None => out(Extracted::Fingerprint {
+            ts,
+            flow: conn.id,
+            detail,
+        }),
+    }
+}
+
+/// After the hello is read: a client Initial whose CRYPTO bytes differ from it at the same
+/// offsets carries another hello. A decoy sent first (a bad UDP checksum or a TTL that
+/// expires before the server, so the server never takes it) would otherwise hide the real
+/// one, whose bytes repeat offsets already read. That hello is read on its own, and its name
+/// reported when it is not the first one's. A retransmitted Initial repeats the same bytes.
+fn recheck(
+    reader: &mut HelloReader,
+    first_dcid: &[u8],
+    conn: &mut Conn,
+    ts: Timestamp,
+    datagram: &[u8],
+    out: &mut impl FnMut(Extracted),
+) -> Step {
+    let Some(read) = reader.read.as_ref() else {
+        return Step::Finish;
+    };
+    if let Ok(initials) = quic::client_initials_keyed(datagram, first_dcid) {
+        for (offset, data) in initials.iter().flat_map(|i| &i.crypto) {
+            let same = usize::try_from(*offset)
+                .ok()
+                .and_then(|at| read.bytes.get(at..at.checked_add(data.len())?))
+                == Some(&data[..]);
+            if reader.other.is_some() || !same {
+                reader
+                    .other
+                    .get_or_insert_with(quic::CryptoStream::new)
+                    .add(*offset, data);
+            }
+        }
+    }
+    let Some(other) = reader.other.as_ref() else {
+        return if reader.datagrams < QUIC_MAX_DATAGRAMS {
+            Step::Wait
+        } else {
+            Step::Finish
+        };
+    };
+    match tls::parse_client_hello_message(other.contiguous()) {
+        tls::Parse::Hello(hello) => {
+            if hello.server_name.as_deref() != read.name.as_deref() {
+                emit(conn, ts, &hello, out);
+            }
+            Step::Finish
+        }
+        tls::Parse::NeedMore if reader.datagrams < QUIC_MAX_DATAGRAMS => Step::Wait,
+        _ => Step::Finish,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::*;
+    use super::super::{Extractor, ExtractorLimits};
+    use crate::extract::quic::{crypto_frame, seal};
+    use crate::extract::{tls, NameKind};
+
+    /// A client datagram: one QUIC v1 Initial for `dcid` whose CRYPTO frame is a ClientHello
+    /// naming `sni`, padded to 1,200 bytes.
+    fn initial(dcid: &[u8], pn: u32, sni: &str) -> Vec<u8> {
+        let hello = tls::tests::client_hello(sni, 0);
+        let mut payload = crypto_frame(0, &hello);
+        payload.resize(1162, 0);
+        let packet = seal(1, 0xc3, dcid, b"", pn, &payload);
+        udp([10, 0, 0, 1], [10, 0, 0, 2], 40000, 443, &packet)
+    }
+
+    fn quic_names(frames: &[(u32, Vec<u8>)]) -> Vec<String> {
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), frames);
+        names(&got)
+            .into_iter()
+            .filter(|(k, _)| *k == NameKind::QuicSni)
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    #[test]
+    fn a_decoy_initial_before_the_real_one_does_not_hide_it() {
+        // A DPI-evasion "fake": the same DCID, a decoy name, sent first with a bad UDP
+        // checksum or a TTL that expires before the server; then the real Initial.
+        let dcid = [0x83, 0x94, 0xc8, 0xf0, 0x3e, 0x51, 0x57, 0x08];
+        let frames = [
+            (1, initial(&dcid, 0, "www.example.org")),
+            (1, initial(&dcid, 0, "dnl-01.geo.kaspersky.com")),
+        ];
+        assert_eq!(
+            quic_names(&frames),
+            ["www.example.org", "dnl-01.geo.kaspersky.com"]
+        );
+        // A retransmitted Initial repeats the hello: one name.
+        let frames = [
+            (1, initial(&dcid, 0, "dnl-01.geo.kaspersky.com")),
+            (1, initial(&dcid, 1, "dnl-01.geo.kaspersky.com")),
+        ];
+        assert_eq!(quic_names(&frames), ["dnl-01.geo.kaspersky.com"]);
     }
 }
