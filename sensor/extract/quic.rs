@@ -214,6 +214,35 @@ pub fn long_header_cids(datagram: &[u8]) -> Option<(&[u8], &[u8], bool)> {
     Some((dcid, scid, version.packet_type(first) == PacketType::Retry))
 }
 
+/// Whether a server's datagram carries a Handshake packet or a 1-RTT one: the server took a
+/// ClientHello and answered it with a ServerHello (a HelloRetryRequest, a Retry or a Version
+/// Negotiation comes alone, without either). Coalesced packets are walked by their Length.
+pub fn server_handshake_began(datagram: &[u8]) -> bool {
+    /// A short header's second-highest bit (RFC 9000 §17.3.1); the zero padding a sender may
+    /// put after its last packet has it clear.
+    const FIXED_BIT: u8 = 0x40;
+    let mut rest = datagram;
+    loop {
+        match rest.first() {
+            Some(first) if first & LONG_HEADER != 0 => {}
+            Some(first) => return first & FIXED_BIT != 0,
+            None => return false,
+        }
+        let Ok(header) = LongHeader::parse(rest) else {
+            return false;
+        };
+        match header.kind {
+            PacketType::Handshake => return true,
+            PacketType::Retry => return false,
+            PacketType::Initial | PacketType::ZeroRtt => {}
+        }
+        let Some((_, after)) = rest.split_at_checked(header.end) else {
+            return false;
+        };
+        rest = after;
+    }
+}
+
 /// Whether `datagram` opens a new QUIC connection: a client Initial keyed by its own DCID
 /// (only the first flight of a connection, or the one after a Retry, is) whose CRYPTO data
 /// starts at offset 0 with a ClientHello. A client's later Initials (ACKs of the server's,
@@ -1047,6 +1076,58 @@ mod tests {
             client_initials_keyed(&server, &RFC_DCID),
             Err(QuicError::DecryptFailed)
         );
+    }
+
+    /// A long-header packet other than an Initial (it has no token field), unprotected: only
+    /// its header matters to the tests that use it.
+    fn plain_long(first: u8, version: u32, dcid: &[u8], body_len: u16) -> Vec<u8> {
+        let mut out = vec![first];
+        out.extend(version.to_be_bytes());
+        out.push(dcid.len() as u8);
+        out.extend(dcid);
+        out.extend([4, 1, 2, 3, 4]);
+        out.extend((0x4000 | body_len).to_be_bytes());
+        out.resize(out.len() + usize::from(body_len), 0x5a);
+        out
+    }
+
+    #[test]
+    fn a_server_handshake_is_told_from_its_first_answers() {
+        let dcid = [7u8; 8];
+        let server_initial = seal(VERSION_1, 0xc0, &dcid, b"", 0, &[0; 60]);
+        let handshake = plain_long(0xe0, VERSION_1, &dcid, 80);
+        // A HelloRetryRequest comes in an Initial alone.
+        assert!(!server_handshake_began(&server_initial));
+        // A ServerHello: its Initial coalesced with Handshake packets, or a Handshake alone.
+        assert!(server_handshake_began(
+            &[server_initial.clone(), handshake.clone()].concat()
+        ));
+        assert!(server_handshake_began(&handshake));
+        // v2's Handshake type bits are v1's Retry bits, and the reverse.
+        assert!(server_handshake_began(&plain_long(
+            0xf0, VERSION_2, &dcid, 80
+        )));
+        assert!(!server_handshake_began(&plain_long(
+            0xf0, VERSION_1, &dcid, 80
+        )));
+        // 1-RTT (short header, fixed bit set), alone or after an Initial.
+        assert!(server_handshake_began(&[0x43, 1, 2, 3, 4]));
+        assert!(server_handshake_began(
+            &[server_initial.clone(), vec![0x41, 9, 9]].concat()
+        ));
+        // Zero padding after the last packet is not a short header.
+        assert!(!server_handshake_began(
+            &[server_initial.clone(), vec![0; 40]].concat()
+        ));
+        // A Retry, a Version Negotiation, a header cut short, nothing.
+        let retry =
+            unhex("cf6b3343cf0008f067a5502a4262b5746f6b656ec8646ce8bfe33952d955543665dcc7b6");
+        assert!(!server_handshake_began(&retry));
+        let mut negotiation = handshake.clone();
+        negotiation[1..5].copy_from_slice(&0u32.to_be_bytes());
+        assert!(!server_handshake_began(&negotiation));
+        assert!(!server_handshake_began(&handshake[..handshake.len() - 1]));
+        assert!(!server_handshake_began(&[]));
     }
 
     #[test]

@@ -685,6 +685,7 @@ fn inspect_datagram(
     }
     let step = match &mut flow.app {
         App::Quic(quic) if from_client => quic.inspect(&mut flow.conn, ts, payload, out),
+        App::Quic(quic) => quic.server_datagram(payload),
         // A capture can start with 0-RTT or Handshake packets before the Initial that names
         // the server: look at a few client datagrams before giving up.
         App::Probe if from_client && flow.conn.client_bytes < UDP_PROBE_DATAGRAMS => {

@@ -39,7 +39,17 @@ struct HelloReader {
     /// against them, since the one read first may have been a decoy the server never took.
     read: Option<ReadHello>,
     /// CRYPTO bytes of later Initials that differ from the hello read: another hello.
-    other: Option<quic::CryptoStream>,
+    other: Option<OtherHello>,
+}
+
+/// Another hello in the client's later Initials: one that replaces the hello read (it starts
+/// at offset 0), or the second ClientHello after a HelloRetryRequest (it starts where the
+/// hello read ends, since the Initials' CRYPTO stream goes on).
+#[derive(Debug)]
+struct OtherHello {
+    /// Stream offset of the hello's first byte.
+    base: u64,
+    crypto: quic::CryptoStream,
 }
 
 /// A ClientHello read from the Initials.
@@ -100,6 +110,17 @@ impl QuicState {
             return false;
         }
         quic::looks_like_client_initial(datagram) && quic::opens_connection(datagram)
+    }
+
+    /// Looks at a server datagram: once the server answers a hello read with its handshake,
+    /// the client sends no other hello on the connection, so reading stops.
+    pub(super) fn server_datagram(&self, datagram: &[u8]) -> Step {
+        match &self.hello {
+            Some(HelloReader { read: Some(_), .. }) if quic::server_handshake_began(datagram) => {
+                Step::Finish
+            }
+            _ => Step::Wait,
+        }
     }
 
     /// Reads a client datagram's Initial packets, until the ClientHello they carry is whole.
@@ -202,8 +223,10 @@ fn emit(
 /// After the hello is read: a client Initial whose CRYPTO bytes differ from it at the same
 /// offsets carries another hello. A decoy sent first (a bad UDP checksum or a TTL that
 /// expires before the server, so the server never takes it) would otherwise hide the real
-/// one, whose bytes repeat offsets already read. That hello is read on its own, and its name
-/// reported when it is not the first one's. A retransmitted Initial repeats the same bytes.
+/// one, whose bytes repeat offsets already read. CRYPTO bytes past the hello are the second
+/// ClientHello after a HelloRetryRequest. Either is read on its own, and its name reported
+/// when it is not the first one's. A retransmitted Initial repeats the same bytes; the ACKs a
+/// client sends once the server answered carry none.
 fn recheck(
     reader: &mut HelloReader,
     first_dcid: &[u8],
@@ -216,16 +239,21 @@ fn recheck(
         return Step::Finish;
     };
     if let Ok(initials) = quic::client_initials_keyed(datagram, first_dcid) {
+        let hello_end = read.bytes.len() as u64;
         for (offset, data) in initials.iter().flat_map(|i| &i.crypto) {
             let same = usize::try_from(*offset)
                 .ok()
                 .and_then(|at| read.bytes.get(at..at.checked_add(data.len())?))
                 == Some(&data[..]);
-            if reader.other.is_some() || !same {
-                reader
-                    .other
-                    .get_or_insert_with(quic::CryptoStream::new)
-                    .add(*offset, data);
+            if reader.other.is_none() && same {
+                continue;
+            }
+            let other = reader.other.get_or_insert_with(|| OtherHello {
+                base: if *offset >= hello_end { hello_end } else { 0 },
+                crypto: quic::CryptoStream::new(),
+            });
+            if let Some(at) = offset.checked_sub(other.base) {
+                other.crypto.add(at, data);
             }
         }
     }
@@ -236,7 +264,7 @@ fn recheck(
             Step::Finish
         };
     };
-    match tls::parse_client_hello_message(other.contiguous()) {
+    match tls::parse_client_hello_message(other.crypto.contiguous()) {
         tls::Parse::Hello(hello) => {
             if hello.server_name.as_deref() != read.name.as_deref() {
                 emit(conn, ts, &hello, out);
@@ -258,11 +286,29 @@ mod tests {
     /// A client datagram: one QUIC v1 Initial for `dcid` whose CRYPTO frame is a ClientHello
     /// naming `sni`, padded to 1,200 bytes.
     fn initial(dcid: &[u8], pn: u32, sni: &str) -> Vec<u8> {
+        initial_at(dcid, pn, 0, sni)
+    }
+
+    /// As `initial`, with the hello at CRYPTO stream offset `offset`.
+    fn initial_at(dcid: &[u8], pn: u32, offset: u16, sni: &str) -> Vec<u8> {
         let hello = tls::tests::client_hello(sni, 0);
-        let mut payload = crypto_frame(0, &hello);
+        let mut payload = crypto_frame(offset, &hello);
         payload.resize(1162, 0);
         let packet = seal(1, 0xc3, dcid, b"", pn, &payload);
         udp([10, 0, 0, 1], [10, 0, 0, 2], 40000, 443, &packet)
+    }
+
+    /// A server datagram of the flow: `first` is the first byte of a long header whose
+    /// contents do not matter (0xc0 an Initial, 0xe0 a Handshake packet, in v1).
+    fn server_packet(first: u8) -> Vec<u8> {
+        let mut packet = vec![first, 0, 0, 0, 1, 4, 1, 2, 3, 4, 8];
+        packet.extend([9; 8]);
+        if first == 0xc0 {
+            packet.push(0); // no token
+        }
+        packet.extend([0x40, 100]);
+        packet.resize(packet.len() + 100, 0x5a);
+        udp([10, 0, 0, 2], [10, 0, 0, 1], 443, 40000, &packet)
     }
 
     fn quic_names(frames: &[(u32, Vec<u8>)]) -> Vec<String> {
@@ -293,5 +339,48 @@ mod tests {
             (1, initial(&dcid, 1, "dnl-01.geo.kaspersky.com")),
         ];
         assert_eq!(quic_names(&frames), ["dnl-01.geo.kaspersky.com"]);
+    }
+
+    #[test]
+    fn the_second_hello_after_a_hello_retry_request_is_read() {
+        // The server's HelloRetryRequest (an Initial alone), then the client's second
+        // ClientHello, which goes on with the Initials' CRYPTO stream where the first ended.
+        let dcid = [0x5e, 0x11, 0x0c, 0x2d, 0x7a, 0x93, 0x04, 0xbb];
+        let first_len = tls::tests::client_hello("www.example.org", 0).len() as u16;
+        let frames = [
+            (1, initial(&dcid, 0, "www.example.org")),
+            (1, server_packet(0xc0)),
+            (
+                1,
+                initial_at(&dcid, 1, first_len, "dnl-01.geo.kaspersky.com"),
+            ),
+        ];
+        assert_eq!(
+            quic_names(&frames),
+            ["www.example.org", "dnl-01.geo.kaspersky.com"]
+        );
+    }
+
+    #[test]
+    fn reading_stops_once_the_server_answers_with_its_handshake() {
+        // After the server's Handshake packets the client sends no other hello: a later
+        // Initial is not decrypted, whatever it holds.
+        let dcid = [0x21, 0x43, 0x65, 0x87, 0xa9, 0xcb, 0xed, 0x0f];
+        let frames = [
+            (1, initial(&dcid, 0, "dnl-01.geo.kaspersky.com")),
+            (1, server_packet(0xe0)),
+            (1, initial(&dcid, 1, "www.example.org")),
+        ];
+        assert_eq!(quic_names(&frames), ["dnl-01.geo.kaspersky.com"]);
+        // Before it, the same Initial is another hello.
+        let frames = [
+            (1, initial(&dcid, 0, "dnl-01.geo.kaspersky.com")),
+            (1, server_packet(0xc0)),
+            (1, initial(&dcid, 1, "www.example.org")),
+        ];
+        assert_eq!(
+            quic_names(&frames),
+            ["dnl-01.geo.kaspersky.com", "www.example.org"]
+        );
     }
 }
