@@ -9,14 +9,18 @@
 
 For each capture:
   names         [{host, kind, value}] with repetition, sorted: every ClientHello server name
-                (kind tls_sni) and HTTP Host (kind http_host, without a port) the server received;
+                (kind tls_sni; quic_sni in QUIC Initials) and HTTP Host (kind http_host, without a
+                port) the server received;
                 host = the client, the source of the ClientHello or request
   alerts        [{host, vendor, category}] deduplicated, sorted: the names of `names` looked up in a
                 fixed table of exact vendor names (below)
   not_received  [{host, kind, value}]: a name whose bytes are in the capture but which the server
-                did not receive (the other copy of an overlap); a sensor must not report it
-  tshark_reads  (the fake captures only) [{host, kind, value}]: the ClientHello server names tshark
-                reads, to record whether the fake fools it
+                did not receive (the other copy of an overlap) or did not take (a request after
+                one it refused, a QUIC hello its kernel dropped or that it answered with a Retry
+                unread); a sensor must not hide the names received behind it, and must not
+                report it over TCP (a QUIC sensor cannot always tell: see tests/evasion_pcaps.rs)
+  tshark_reads  (where tshark reads something else than `names`) [{host, kind, value}]: the names
+                tshark reads in the whole capture, to record that the capture fools it
   source        how `names` was derived
 How each is derived:
   evasion-first-last.pcap, evasion-reverse.pcap
@@ -42,6 +46,37 @@ How each is derived:
                 hello is `not_received`. tshark keeps the first copy it sees, so it reads the
                 fake's decoy: what it reads is recorded under `tshark_reads` (the scenario checks
                 below expect the decoy: the capture does test what tshark gets wrong)
+  evasion-record-version.pcap
+                the server's answer on each connection, read from the raw TCP payload (tshark does
+                not read a record of version 0x03ff): the strict s_server answered each ClientHello
+                record (0x03ff, then 0x0300) with its handshake, so it received
+                dnl-01.geo.kaspersky.com twice; tshark's own reading is `tshark_reads` (the 0x0300
+                one only)
+  evasion-big-hello.pcap
+                tshark (it reassembles the 30,000-byte ClientHello from its two records); that the
+                strict s_server answered it with its handshake is checked
+  evasion-hrr-decoy-real.pcap, evasion-hrr-real-decoy.pcap
+                tshark: both ClientHellos of the connection, the one before the server's
+                HelloRetryRequest and the one after it (the server read both: the generator
+                checked its log). That the server's first answer is a HelloRetryRequest and its
+                second a ServerHello is checked
+  evasion-http-te-cl.pcap, evasion-http-te-cl-control.pcap
+                tshark's requests on each connection, of which the server received those it
+                answered: nginx answers every request it reads, in order, so with N responses
+                (tshark's http.response) the first N requests; the others are `not_received`.
+                tshark itself reads the request smuggled in the body of the POST nginx refused
+                (`tshark_reads`)
+  evasion-quic-decoy.pcap
+                tshark on the capture without the datagrams whose UDP checksum is wrong (the
+                server's kernel drops them: the generator checked its Udp InCsumErrors counter).
+                tshark on the whole capture reads the decoy Initial sent first and takes the real
+                one for its retransmission (`tshark_reads`); the decoy is `not_received`
+  evasion-quic-retry.pcap
+                tshark on the capture from the server's Retry on: a server that answers with a
+                Retry keeps nothing of the Initial it answered (RFC 9000 §8.1.2) and parses no
+                hello in it (the generator checked the server's log). tshark on the whole capture
+                reads only the hello before the Retry (`tshark_reads`), whose decoy name is
+                `not_received` (the server did not take it)
 Python 3 standard library only; needs tshark in PATH.
 """
 import difflib
@@ -49,6 +84,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "expected-evasion.json")
@@ -67,16 +103,31 @@ OTHER_NAMES = {"www.example.org", DECOY}
 UNRECOGNIZED_NAME = "112"
 # The captures with a DPI-evasion fake in front of the real ClientHello.
 FAKES = ("evasion-fake-ttl.pcap", "evasion-fake-noack.pcap", "evasion-fake-md5.pcap")
+HRRS = ("evasion-hrr-decoy-real.pcap", "evasion-hrr-real-decoy.pcap")
+SMUGGLING = ("evasion-http-te-cl.pcap", "evasion-http-te-cl-control.pcap")
+# The random of a ServerHello that is a HelloRetryRequest (RFC 8446 §4.1.3).
+HRR_RANDOM = "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c"
 
 
-def tshark(pcap, *fields):
+def tshark(pcap, *fields, options=()):
     cmd = ["tshark", "-n", "-r", pcap, "-o", "tcp.reassemble_out_of_order:TRUE",
            "-o", "tcp.desegment_tcp_streams:TRUE", "-o", "tls.desegment_ssl_records:TRUE",
-           "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=,"]
+           *options, "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a",
+           "-E", "aggregator=,"]
     for f in fields:
         cmd += ["-e", f]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return [line.split("\t") for line in out.splitlines()]
+
+
+def tshark_filtered(pcap, display_filter, options=()):
+    """A copy of PCAP with only the frames that match DISPLAY_FILTER, in a temporary directory
+    (the caller's `with`): (directory, path)."""
+    tmp = tempfile.TemporaryDirectory()
+    out = os.path.join(tmp.name, os.path.basename(pcap))
+    subprocess.run(["tshark", "-n", "-r", pcap, *options, "-Y", display_filter, "-w", out],
+                   check=True, capture_output=True)
+    return tmp, out
 
 
 def names(pcap):
@@ -89,6 +140,134 @@ def names(pcap):
         for h in filter(None, hosts.split(",")):
             got.append({"host": src, "kind": "http_host", "value": h.split(":")[0].lower()})
     return got
+
+
+def quic_names(pcap):
+    """Every ClientHello server name tshark reads in a QUIC Initial, with its client."""
+    return [{"host": src, "kind": "quic_sni", "value": sni.lower()}
+            for src, protocols, htype, sni in tshark(pcap, "ip.src", "frame.protocols",
+                                                     "tls.handshake.type",
+                                                     "tls.handshake.extensions_server_name")
+            if "quic" in protocols.split(":") and "1" in htype.split(",") and sni]
+
+
+def tcp_streams(pcap, port):
+    """{stream: (client, client's bytes, server's bytes)} of the TCP connections to PORT, from
+    the raw payloads in sequence order (the captures' own clients send in order)."""
+    segments = {}
+    for stream, src, sport, seq, payload in tshark(pcap, "tcp.stream", "ip.src", "tcp.srcport",
+                                                   "tcp.seq_raw", "tcp.payload"):
+        if payload:
+            segments.setdefault(int(stream), []).append((sport == str(port), src, int(seq),
+                                                         bytes.fromhex(payload)))
+    out = {}
+    for stream, segs in sorted(segments.items()):
+        client = {src for from_server, src, _, _ in segs if not from_server}
+        if len(client) != 1:
+            sys.exit(f"{pcap}: stream {stream} has {len(client)} clients")
+        def data(from_server):
+            parts = {}
+            for srv, _, seq, payload in segs:
+                if srv == from_server:
+                    parts.setdefault(seq, payload)
+            return b"".join(parts[q] for q in sorted(parts))
+        out[stream] = (client.pop(), data(False), data(True))
+    return out
+
+
+def answer_of(server_bytes):
+    """The first record the server sent: "handshake", "unrecognized_name" or sys.exit."""
+    if server_bytes[:1] == b"\x16":
+        return "handshake"
+    if server_bytes[:1] == b"\x15" and server_bytes[3:7] == bytes([0, 2, 2, int(UNRECOGNIZED_NAME)]):
+        return "unrecognized_name"
+    sys.exit(f"the server's first record is neither a handshake nor unrecognized_name: "
+             f"{server_bytes[:7].hex()}")
+
+
+def record_versions(pcap):
+    """(names, record versions, tshark's names) of evasion-record-version.pcap: per connection
+    to the strict s_server, its answer to the client's ClientHello record."""
+    found, versions = [], []
+    for stream, (client, sent, answer) in tcp_streams(pcap, 443).items():
+        if sent[:1] != b"\x16" or sent[5:6] != b"\x01" or ACCEPTED.encode() not in sent:
+            sys.exit(f"{pcap}: stream {stream}: the client's first record is no ClientHello "
+                     f"naming {ACCEPTED}")
+        versions.append(sent[1:3].hex())
+        if answer_of(answer) != "handshake":
+            sys.exit(f"{pcap}: stream {stream}: s_server refused {ACCEPTED}")
+        found.append({"host": client, "kind": "tls_sni", "value": ACCEPTED})
+    return found, versions, names(pcap)
+
+
+def server_hellos(pcap):
+    """The randoms of the ServerHellos the server (port 443) sent, in order."""
+    out = []
+    for sport, htypes, randoms in tshark(pcap, "tcp.srcport", "tls.handshake.type",
+                                         "tls.handshake.random"):
+        if sport == "443":
+            # a ServerHello's random comes in the order of the handshake types that have one
+            rands = iter(randoms.split(","))
+            out += [next(rands) for t in htypes.split(",") if t == "2"]
+    return out
+
+
+def answered(pcap):
+    """(names, not_received, tshark's names) of an HTTP capture: per connection, the requests
+    the server answered (N responses: the first N requests, as nginx answers in order)."""
+    requests, responses = {}, {}
+    for stream, src, hosts, codes in tshark(pcap, "tcp.stream", "ip.src", "http.host",
+                                            "http.response.code"):
+        for h in filter(None, hosts.split(",")):
+            requests.setdefault(stream, []).append(
+                {"host": src, "kind": "http_host", "value": h.split(":")[0].lower()})
+        responses[stream] = responses.get(stream, 0) + len(list(filter(None, codes.split(","))))
+    found, other, read = [], [], []
+    for stream, reqs in requests.items():
+        n = responses.get(stream, 0)
+        found += reqs[:n]
+        other += reqs[n:]
+        read += reqs
+    return found, other, read
+
+
+def quic_split(pcap, dropped_filter, options=()):
+    """(names, not_received) of a QUIC capture: tshark's names in the capture without the frames
+    DROPPED_FILTER matches (which the server never took), and in those frames alone."""
+    out = []
+    for f in (f"!({dropped_filter})", dropped_filter):
+        tmp, part = tshark_filtered(pcap, f, options)
+        with tmp:
+            out.append(quic_names(part))
+    return out[0], out[1]
+
+
+def quic_decoy(pcap):
+    """evasion-quic-decoy.pcap: the datagrams with a wrong UDP checksum are dropped (one, the
+    client's)."""
+    bad = "udp.checksum.status == 0"  # 0: Bad
+    options = ("-o", "udp.check_checksum:TRUE")
+    rows = tshark(pcap, "ip.src", "udp.checksum.status", options=options)
+    dropped = [src for src, status in rows if status == "0"]
+    client = {n["host"] for n in quic_names(pcap)}
+    if len(dropped) != 1 or set(dropped) != client:
+        sys.exit(f"{pcap}: datagrams with a wrong checksum from {dropped}, want one from {client}")
+    return quic_split(pcap, bad, options)
+
+
+def quic_retry(pcap):
+    """evasion-quic-retry.pcap: the frames before the server's (first) Retry, all the client's,
+    are dropped."""
+    rows = tshark(pcap, "frame.number", "ip.src", "quic.long.packet_type")
+    client = {n["host"] for n in quic_names(pcap)}
+    retry = next((int(n) for n, src, types in rows
+                  if src not in client and "3" in types.split(",")), None)
+    if retry is None:
+        sys.exit(f"{pcap}: the server sent no Retry")
+    before = {src for n, src, _ in rows if int(n) < retry}
+    if before != client:
+        sys.exit(f"{pcap}: frames before the Retry from {before}, want only the client's {client}")
+    return quic_split(pcap, f"frame.number < {retry}")
 
 
 def server_answer(pcap):
@@ -172,8 +351,33 @@ def derive():
         result[cap] = {"names": found, "not_received": other,
                        "tshark_reads": sorted(read, key=key),
                        "source": "the server's answer (openssl s_server -servername_fatal)"}
+    # The second round
+    found, versions, read = record_versions(p("evasion-record-version.pcap"))
+    result["evasion-record-version.pcap"] = {
+        "names": found, "not_received": [], "tshark_reads": sorted(read, key=key),
+        "source": "the server's answer on each connection (openssl s_server -servername_fatal)"}
+    big = tcp_streams(p("evasion-big-hello.pcap"), 443)
+    result["evasion-big-hello.pcap"] = {"names": names(p("evasion-big-hello.pcap")),
+                                        "not_received": [], "source": "tshark"}
+    for cap in HRRS:
+        result[cap] = {"names": names(p(cap)), "not_received": [],
+                       "source": "tshark (the ClientHellos before and after the HelloRetryRequest)"}
+    for cap in SMUGGLING:
+        found, other, read = answered(p(cap))
+        result[cap] = {"names": found, "not_received": other,
+                       "source": "tshark's requests that the server answered (in order)"}
+        if other:
+            result[cap]["tshark_reads"] = sorted(read, key=key)
+    for cap, split, source in (
+            ("evasion-quic-decoy.pcap", quic_decoy,
+             "tshark without the datagrams whose UDP checksum is wrong"),
+            ("evasion-quic-retry.pcap", quic_retry, "tshark from the server's Retry on")):
+        found, other = split(p(cap))
+        result[cap] = {"names": found, "not_received": other,
+                       "tshark_reads": sorted(quic_names(p(cap)), key=key), "source": source}
     for r in result.values():
         r["names"].sort(key=key)
+        r["not_received"].sort(key=key)
         r["alerts"] = alerts(r["names"])
     # Scenario checks: a broken generator fails here, loudly.
     def values(cap):
@@ -191,6 +395,31 @@ def derive():
     for cap in FAKES:
         assert values(cap) == [("tls_sni", ACCEPTED)], (cap, result[cap])
         assert [n["value"] for n in result[cap]["tshark_reads"]] == [DECOY], (cap, result[cap])
+    # The second round: what each server said it received or served (the generator checked its
+    # answer and log); where tshark reads something else, that it does.
+    real, decoy = ("tls_sni", ACCEPTED), ("tls_sni", DECOY)
+    assert values("evasion-record-version.pcap") == [real, real], result
+    assert versions == ["03ff", "0300"], versions
+    assert [n["value"] for n in result["evasion-record-version.pcap"]["tshark_reads"]] == [ACCEPTED]
+    assert values("evasion-big-hello.pcap") == [real], result["evasion-big-hello.pcap"]
+    ((_, (_, hello, answer)),) = big.items()
+    assert len(hello) > 16384 + 5 and answer_of(answer) == "handshake", (len(hello), answer[:7])
+    for cap, first in zip(HRRS, (DECOY, ACCEPTED)):
+        assert values(cap) == [real, decoy], (cap, result[cap])
+        assert names(p(cap))[0]["value"] == first, (cap, names(p(cap)))
+        hellos = server_hellos(p(cap))
+        assert len(hellos) == 2 and hellos[0] == HRR_RANDOM != hellos[1], (cap, hellos)
+    activation = ("http_host", "activation-v2.kaspersky.com")
+    assert values("evasion-http-te-cl.pcap") == [("http_host", "www.example.org")], result
+    assert [(n["kind"], n["value"]) for n in result["evasion-http-te-cl.pcap"]["not_received"]] \
+        == [activation], result["evasion-http-te-cl.pcap"]
+    assert result["evasion-http-te-cl.pcap"]["alerts"] == [], result["evasion-http-te-cl.pcap"]
+    assert values("evasion-http-te-cl-control.pcap") == [activation, ("http_host", "www.example.org")]
+    for cap in ("evasion-quic-decoy.pcap", "evasion-quic-retry.pcap"):
+        r = result[cap]
+        assert values(cap) == [("quic_sni", ACCEPTED)], (cap, r)
+        assert [(n["kind"], n["value"]) for n in r["not_received"]] == [("quic_sni", DECOY)], (cap, r)
+        assert [n["value"] for n in r["tshark_reads"]] == [DECOY], (cap, r)
     # One name a line: small diffs when a capture is regenerated.
     def entry(cap):
         r = result[cap]

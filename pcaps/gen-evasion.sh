@@ -42,13 +42,60 @@
 #                                      zero bytes) on a connection whose SYN had none: Linux drops
 #                                      it (TCPMD5Unexpected); s_server answers with its handshake
 #
+# The second round, from the client's own sockets (stdlib Python; aioquic for QUIC):
+#   evasion-record-version.pcap        curl's ClientHello (SNI dnl-01.geo.kaspersky.com) in a record
+#                                      of version 0x03ff, then on a second connection 0x0300, each
+#                                      to the strict s_server: it answers both with its handshake
+#                                      (tshark does not read the 0x03ff record)
+#   evasion-big-hello.pcap             curl's ClientHello with a padding extension that makes it
+#                                      30,000 bytes, in two records (16,384 + the rest), to the
+#                                      strict s_server: it answers with its handshake
+#   evasion-hrr-decoy-real.pcap        TLS 1.3 HelloRetryRequest: curl's ClientHello (a key share
+#                                      for X25519 only) with the SNI updates.example-corp.com, to an
+#                                      `openssl s_server -groups P-256 -servername
+#                                      dnl-01.geo.kaspersky.com` (not fatal: it logs each hello's
+#                                      name); it answers with a HelloRetryRequest for P-256; then a
+#                                      ChangeCipherSpec and the second hello (same random and
+#                                      session ID, a P-256 key share) naming dnl-01.geo.kaspersky.com;
+#                                      s_server logs both names, switches to its context for the
+#                                      second and answers with its ServerHello
+#   evasion-hrr-real-decoy.pcap        the same with the names swapped: dnl-01.geo.kaspersky.com in
+#                                      the first hello, the decoy in the second; s_server logs both
+#                                      and answers with its ServerHello
+#   evasion-http-te-cl.pcap            request smuggling to nginx on port 80: a POST (Host
+#                                      www.example.org) with both `Transfer-Encoding: chunked` and
+#                                      a Content-Length that covers its whole body, `0` CRLF CRLF
+#                                      and a second request `GET / HTTP/1.1` with Host
+#                                      activation-v2.kaspersky.com; nginx answers 400 and closes:
+#                                      its access log has the POST only
+#   evasion-http-te-cl-control.pcap    the same bytes without the Content-Length header (chunked
+#                                      alone frames the body): nginx answers both requests, its
+#                                      access log has the GET with Host activation-v2.kaspersky.com
+#   evasion-quic-decoy.pcap            QUIC v1, an aioquic client naming dnl-01.geo.kaspersky.com
+#                                      to an aioquic server; before its first Initial, the same
+#                                      Initial (same DCID, same packet number) with the SNI
+#                                      replaced by updates.example-corp.com, re-encrypted, with a
+#                                      wrong UDP checksum (from a raw socket): the server's kernel
+#                                      drops it (its Udp InCsumErrors goes up); the server logs
+#                                      only dnl-01.geo.kaspersky.com and completes the handshake
+#                                      (tshark reads the decoy)
+#   evasion-quic-retry.pcap            QUIC v1 to an aioquic server with retry=True: the client's
+#                                      first Initial names updates.example-corp.com, the server
+#                                      answers it with a Retry (it parses no hello before that);
+#                                      the client's Initial after the Retry (DCID = the Retry's
+#                                      SCID, its token) names dnl-01.geo.kaspersky.com, which the
+#                                      server logs (the only name it logs) before completing the
+#                                      handshake (tshark reads the decoy only)
+#
 #   sudo bash pcaps/gen-evasion.sh       (then: python3 pcaps/expected_evasion.py --write)
 #   sudo bash pcaps/gen-evasion.sh --only fakes
 #   sudo bash pcaps/gen-evasion.sh --only evasion-fake-md5,evasion-reverse
 #                                        make (and copy into pcaps/) only the captures named, by name
 #                                        with or without .pcap, comma-separated; `fakes` stands for
-#                                        the three evasion-fake-* captures. The others stay as they
-#                                        are. If a fake case's server answers with the alert instead
+#                                        the three evasion-fake-* captures, `hrr`, `http-te-cl` and
+#                                        `quic` for the two evasion-hrr-*, evasion-http-te-cl* and
+#                                        evasion-quic-* captures, `round2` for all eight of the
+#                                        second round. The others stay as they are. If a fake case's server answers with the alert instead
 #                                        (Linux took the fake), the script says so and keeps it: the
 #                                        expectations follow the server's answer.
 #
@@ -57,33 +104,46 @@
 # neighbour entry (the client's MAC), and the client kernel drops the server's answers silently
 # instead of resetting a connection it never opened. scapy comes from PyPI, pinned, in a venv of
 # its own outside the repository (/var/cache/vwp-pcaps/scapy-2.5.0; VWP_SCAPY_VENV changes it),
-# installed the first time. The script fails loudly when a server does not answer as its case
-# says. Nothing leaves the machine: three namespaces (client, router, server), three veth pairs
-# (client-server direct; client-router-server for evasion-fake-ttl.pcap), private addresses, no
-# default route.
+# installed the first time. aioquic (the QUIC client and server) likewise, pinned with its
+# dependencies, in /var/cache/vwp-pcaps/aioquic-1.2.0 (VWP_AIOQUIC_VENV changes it), installed the
+# first time a QUIC capture is made. The script fails loudly when a server does not answer as its
+# case says (its answer in the capture, its log, its kernel's counters). Nothing leaves the
+# machine: three namespaces (client, router, server), three veth pairs (client-server direct;
+# client-router-server for evasion-fake-ttl.pcap), private addresses, no default route.
 set -euo pipefail
 
+ROUND2=(evasion-record-version evasion-big-hello evasion-hrr-decoy-real evasion-hrr-real-decoy
+        evasion-http-te-cl evasion-http-te-cl-control evasion-quic-decoy evasion-quic-retry)
 ALL=(evasion-first-last evasion-reverse evasion-overlap-replace evasion-overlap-replace-control
-     evasion-http-empty-line evasion-fake-ttl evasion-fake-noack evasion-fake-md5)
+     evasion-http-empty-line evasion-fake-ttl evasion-fake-noack evasion-fake-md5 "${ROUND2[@]}")
+declare -A SETS=(
+    [fakes]="evasion-fake-ttl evasion-fake-noack evasion-fake-md5"
+    [hrr]="evasion-hrr-decoy-real evasion-hrr-real-decoy"
+    [http-te-cl]="evasion-http-te-cl evasion-http-te-cl-control"
+    [quic]="evasion-quic-decoy evasion-quic-retry"
+    [round2]="${ROUND2[*]}"
+)
+USAGE="usage: gen-evasion.sh [--only NAME[,NAME...]] (NAME: a capture or ${!SETS[*]})"
 ONLY=("${ALL[@]}")
 if [[ ${1:-} == --only ]]; then
-    [[ -n ${2:-} ]] || { echo "usage: gen-evasion.sh [--only NAME[,NAME...]|fakes]" >&2; exit 2; }
+    [[ -n ${2:-} ]] || { echo "$USAGE" >&2; exit 2; }
     ONLY=()
     IFS=, read -ra names <<<"$2"
     for n in "${names[@]}"; do
         n=${n%.pcap}
-        if [[ $n == fakes ]]; then
-            ONLY+=(evasion-fake-ttl evasion-fake-noack evasion-fake-md5)
+        if [[ -n ${SETS[$n]:-} ]]; then
+            read -ra group <<<"${SETS[$n]}"
+            ONLY+=("${group[@]}")
         elif [[ " ${ALL[*]} " == *" $n "* ]]; then
             ONLY+=("$n")
         else
-            echo "gen-evasion: no capture $n (have: ${ALL[*]}, fakes)" >&2
+            echo "gen-evasion: no capture $n (have: ${ALL[*]}; groups: ${!SETS[*]})" >&2
             exit 2
         fi
     done
     shift 2
 fi
-(($# == 0)) || { echo "usage: gen-evasion.sh [--only NAME[,NAME...]|fakes]" >&2; exit 2; }
+(($# == 0)) || { echo "$USAGE" >&2; exit 2; }
 want() { [[ " ${ONLY[*]} " == *" $1 "* ]]; }
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -109,9 +169,27 @@ if ! "$SCAPY_PY" -c "import scapy, sys; sys.exit(scapy.__version__ != '$SCAPY_VE
     "$PY" -m venv "$SCAPY_VENV"
     "$SCAPY_VENV/bin/pip" install --quiet --disable-pip-version-check "scapy==$SCAPY_VERSION"
 fi
+AIOQUIC_VERSION=1.2.0
+AIOQUIC_VENV=${VWP_AIOQUIC_VENV:-/var/cache/vwp-pcaps/aioquic-$AIOQUIC_VERSION}
+AIOQUIC_PY=$AIOQUIC_VENV/bin/python
+# aioquic and everything it pulls in, pinned
+AIOQUIC_PINS=(aioquic==$AIOQUIC_VERSION attrs==26.1.0 certifi==2026.10.19.post1 cffi==2.1.1
+              cryptography==50.0.2 pycparser==3.12 pylsqpack==0.3.24 pyOpenSSL==26.4.0
+              service-identity==26.1.0 typing_extensions==4.16.0)
+QUIC_WANTED=$(want evasion-quic-decoy || want evasion-quic-retry && echo yes || true)
+if [[ -n $QUIC_WANTED ]] &&
+    ! "$AIOQUIC_PY" -c "import aioquic, sys; sys.exit(aioquic.__version__ != '$AIOQUIC_VERSION')" 2>/dev/null; then
+    echo "gen-evasion: installing aioquic $AIOQUIC_VERSION into $AIOQUIC_VENV" >&2
+    rm -rf "$AIOQUIC_VENV"
+    "$PY" -m venv "$AIOQUIC_VENV"
+    "$AIOQUIC_VENV/bin/pip" install --quiet --disable-pip-version-check "${AIOQUIC_PINS[@]}"
+fi
 
 C=ev$$c S=ev$$s R=ev$$r
 CLIENT=10.40.1.11 CRAFTED=10.40.1.12 WEB=10.40.2.80 STRICT=10.40.2.81
+# the second round's servers: s_server for P-256 only (HelloRetryRequest), aioquic, aioquic with
+# retry
+HRR_S=10.40.2.82 QUIC_S=10.40.2.83 QUIC_RETRY_S=10.40.2.84
 # the routed path of evasion-fake-ttl.pcap: client 10.41.1.0/24 - router - 10.41.2.0/24 server
 ROUTER_C=10.41.1.1 ROUTER_S=10.41.2.1 CRAFTED_R=10.41.1.12 STRICT_R=10.41.2.81
 REAL=dnl-01.geo.kaspersky.com DECOY=updates.example-corp.com
@@ -138,6 +216,7 @@ ip link add veth-c netns "$C" type veth peer name veth-s netns "$S"
 nsx "$C" ip addr add $CLIENT/16 dev veth-c
 nsx "$S" ip addr add $WEB/16 dev veth-s
 nsx "$S" ip addr add $STRICT/16 dev veth-s
+for a in $HRR_S $QUIC_S $QUIC_RETRY_S; do nsx "$S" ip addr add $a/16 dev veth-s; done
 for ns in "$C" "$S"; do
     dev=veth-${ns: -1}
     nsx "$ns" ip link set lo up
@@ -181,7 +260,8 @@ pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/logs/error.log info;
 events { worker_connections 64; }
 http {
-    access_log $WORK/nginx/logs/access.log;
+    log_format vwp '\$remote_addr:\$remote_port \$status "\$request" host=\$host';
+    access_log $WORK/nginx/logs/access.log vwp;
     client_body_temp_path $WORK/nginx/tmp/body;
     proxy_temp_path $WORK/nginx/tmp/proxy;
     fastcgi_temp_path $WORK/nginx/tmp/fastcgi;
@@ -210,13 +290,74 @@ ip netns exec "$S" openssl s_server -accept $STRICT_R:443 -www -cert "$WORK/cert
     -cert2 "$WORK/cert.pem" -key2 "$WORK/key.pem" -servername $REAL -servername_fatal \
     >"$WORK/s_server-routed.log" 2>&1 &
 PIDS+=($!)
+# Only P-256 for key exchange: a hello with a key share for X25519 only gets a HelloRetryRequest.
+# Not fatal on other names: with -debug it logs the name of each hello it reads ("Hostname in TLS
+# extension") and "Switching server context." after each that names REAL.
+ip netns exec "$S" openssl s_server -accept $HRR_S:443 -www -cert "$WORK/cert.pem" -key "$WORK/key.pem" \
+    -cert2 "$WORK/cert.pem" -key2 "$WORK/key.pem" -servername $REAL -groups P-256 -debug \
+    >"$WORK/s_server-hrr.log" 2>&1 &
+PIDS+=($!)
+# QUIC: aioquic servers that print the server name of each ClientHello they parse
+cat >"$WORK/qserver.py" <<'EOF'
+"""aioquic server on ADDRESS:443 (UDP) that prints "SNI name" for each ClientHello it parses.
+
+    qserver.py ADDRESS CERT KEY [retry]      retry: answer Initials without a token with a Retry
+"""
+import asyncio
+import sys
+
+import aioquic.tls
+from aioquic.asyncio import serve
+from aioquic.quic.configuration import QuicConfiguration
+
+pull_client_hello = aioquic.tls.pull_client_hello
+
+
+def logged(buf):
+    hello = pull_client_hello(buf)
+    print("SNI", hello.server_name, flush=True)
+    return hello
+
+
+aioquic.tls.pull_client_hello = logged
+
+
+async def main(address, cert, key, retry=""):
+    config = QuicConfiguration(is_client=False, alpn_protocols=["h3"])
+    config.load_cert_chain(cert, key)
+    await serve(address, 443, configuration=config, retry=retry == "retry")
+    print("listening", flush=True)
+    await asyncio.Future()
+
+
+asyncio.run(main(*sys.argv[1:]))
+EOF
+if [[ -n $QUIC_WANTED ]]; then
+    ip netns exec "$S" "$AIOQUIC_PY" "$WORK/qserver.py" $QUIC_S "$WORK/cert.pem" "$WORK/key.pem" \
+        >"$WORK/qserver.log" 2>&1 &
+    PIDS+=($!)
+    ip netns exec "$S" "$AIOQUIC_PY" "$WORK/qserver.py" $QUIC_RETRY_S "$WORK/cert.pem" "$WORK/key.pem" retry \
+        >"$WORK/qserver-retry.log" 2>&1 &
+    PIDS+=($!)
+fi
+listening() { # tcp|udp ADDRESS:PORT
+    nsx "$S" ss -Hnl --"$1" | grep -q "$2 "
+}
 for _ in $(seq 50); do
-    nsx "$S" ss -Hnlt | grep -q "$WEB:443" && nsx "$S" ss -Hnlt | grep -q "$WEB:80" \
-        && nsx "$S" ss -Hnlt | grep -q "$STRICT:443" && nsx "$S" ss -Hnlt | grep -q "$STRICT_R:443" && break
+    listening tcp "$WEB:443" && listening tcp "$WEB:80" && listening tcp "$STRICT:443" \
+        && listening tcp "$STRICT_R:443" && listening tcp "$HRR_S:443" \
+        && { [[ -z $QUIC_WANTED ]] || { listening udp "$QUIC_S:443" && listening udp "$QUIC_RETRY_S:443"; }; } \
+        && break
     sleep 0.2
 done
-nsx "$S" ss -Hnlt | grep -q "$STRICT:443" || die "servers did not start: $(cat "$WORK/s_server.log")"
-nsx "$S" ss -Hnlt | grep -q "$STRICT_R:443" || die "servers did not start: $(cat "$WORK/s_server-routed.log")"
+listening tcp "$WEB:443" || die "nginx did not start: $(cat "$WORK/nginx/logs/error.log")"
+listening tcp "$STRICT:443" || die "servers did not start: $(cat "$WORK/s_server.log")"
+listening tcp "$STRICT_R:443" || die "servers did not start: $(cat "$WORK/s_server-routed.log")"
+listening tcp "$HRR_S:443" || die "servers did not start: $(cat "$WORK/s_server-hrr.log")"
+if [[ -n $QUIC_WANTED ]]; then
+    listening udp "$QUIC_S:443" || die "aioquic did not start: $(cat "$WORK/qserver.log")"
+    listening udp "$QUIC_RETRY_S:443" || die "aioquic did not start: $(cat "$WORK/qserver-retry.log")"
+fi
 
 cap_start() { # FILE FILTER [NAMESPACE INTERFACE] (default: the server's side of the direct link)
     ip netns exec "${3:-$S}" tcpdump -i "${4:-veth-s}" -U -s 0 -w "$1" "$2" >/dev/null 2>&1 &
@@ -496,6 +637,395 @@ if want evasion-http-empty-line; then
     cap_stop
     echo "gen-evasion: evasion-http-empty-line.pcap: 200 responses per connection: $HTTP_COUNTS" >&2
     [[ $HTTP_COUNTS == "1 2" ]] || die "nginx did not answer every request (want 1 2, got $HTTP_COUNTS)"
+fi
+
+# --- the second round: the client's own sockets (its kernel's TCP), real servers
+cat >"$WORK/tls.py" <<'EOF'
+"""A TLS client from curl's ClientHello (the file HELLO, one record): one connection to DST:443
+from SPORT whose hello is changed as MODE says; prints the server's records as JSON.
+
+    tls.py MODE HELLO DST SPORT [ARG...]
+
+MODE record-version VER    the hello in one record of version VER (hex: 03ff)
+MODE big SIZE              a padding extension (21, zeros) that makes the handshake message SIZE
+                           bytes, in records of at most 16,384 bytes of it
+MODE hrr NAME1 NAME2       the hello (a key share for X25519 only) naming NAME1; after the server's
+                           HelloRetryRequest, a ChangeCipherSpec and the second hello: the same
+                           random, session ID and extensions but a P-256 key share and NAME2
+
+Each record the server sent is reported as "handshake:TYPE" (":hrr" added for a ServerHello
+with the HelloRetryRequest random), "alert:LEVEL:DESCRIPTION", "change_cipher_spec" or
+"application_data"; the JSON has the answer to the first flight ("first") and, for hrr, to the
+second ("second").
+"""
+import json
+import socket
+import sys
+import time
+
+mode, hello_file, dst, sport = sys.argv[1:5]
+args = sys.argv[5:]
+record = open(hello_file, "rb").read()
+HRR = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
+# The P-256 base point (uncompressed): a valid public key
+P256_G = bytes.fromhex(
+    "046b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296"
+    "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5")
+
+
+def u16(n):
+    return n.to_bytes(2, "big")
+
+
+def parse_hello(rec):
+    """(the hello's body up to its extensions, [(type, data)]) of a one-record ClientHello."""
+    assert rec[0] == 0x16 and rec[5] == 1 and len(rec) == 5 + int.from_bytes(rec[3:5], "big")
+    body = rec[9:]
+    assert len(body) == int.from_bytes(rec[6:9], "big")
+    p = 34
+    p += 1 + body[p]  # session ID
+    p += 2 + int.from_bytes(body[p:p + 2], "big")  # cipher suites
+    p += 1 + body[p]  # compression methods
+    head, end = body[:p], p + 2 + int.from_bytes(body[p:p + 2], "big")
+    assert end == len(body), "bytes after the extensions"
+    exts, p = [], p + 2
+    while p < end:
+        t, n = int.from_bytes(body[p:p + 2], "big"), int.from_bytes(body[p + 2:p + 4], "big")
+        exts.append((t, body[p + 4:p + 4 + n]))
+        p += 4 + n
+    return head, exts
+
+
+def message(head, exts):
+    e = b"".join(u16(t) + u16(len(d)) + d for t, d in exts)
+    body = head + u16(len(e)) + e
+    return b"\x01" + len(body).to_bytes(3, "big") + body
+
+
+def records(msg, version=b"\x03\x01", size=16384):
+    return b"".join(b"\x16" + version + u16(len(msg[i:i + size])) + msg[i:i + size]
+                    for i in range(0, len(msg), size))
+
+
+def with_ext(exts, t, data):
+    assert any(x == t for x, _ in exts), f"no extension {t}"
+    return [(x, data if x == t else d) for x, d in exts]
+
+
+def sni(name):
+    n = name.encode()
+    return u16(len(n) + 3) + b"\x00" + u16(len(n)) + n
+
+
+def summary(rec_type, body):
+    if rec_type == 22:
+        s = f"handshake:{body[0]}"
+        return s + ":hrr" if body[0] == 2 and body[6:38] == HRR else s
+    if rec_type == 21:
+        return f"alert:{body[0]}:{body[1]}"
+    return {20: "change_cipher_spec", 23: "application_data"}.get(rec_type, f"type:{rec_type}")
+
+
+class Server:
+    def __init__(self):
+        self.sock = socket.create_connection((dst, 443), source_address=("", int(sport)), timeout=5)
+        self.buf = b""
+
+    def records(self, until=None, idle=1.0):
+        """The server's records until one whose summary starts with UNTIL, or IDLE seconds
+        without any, or the end of the connection."""
+        got = []
+        self.sock.settimeout(idle)
+        while True:
+            while len(self.buf) >= 5 and len(self.buf) >= 5 + int.from_bytes(self.buf[3:5], "big"):
+                n = 5 + int.from_bytes(self.buf[3:5], "big")
+                got.append(summary(self.buf[0], self.buf[5:n]))
+                self.buf = self.buf[n:]
+                if until and got[-1].startswith(until):
+                    return got
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                return got
+            if not data:
+                return got
+            self.buf += data
+
+
+head, exts = parse_hello(record)
+server = Server()
+report = {}
+if mode == "record-version":
+    version = bytes.fromhex(args[0])
+    server.sock.sendall(record[:1] + version + record[3:])
+    report["first"] = server.records()
+elif mode == "big":
+    size = int(args[0])
+    exts = [(t, d) for t, d in exts if t != 21]
+    assert all(t != 41 for t, _ in exts), "pre_shared_key must stay last"
+    pad = size - len(message(head, exts)) - 4
+    msg = message(head, exts + [(21, bytes(pad))])
+    assert len(msg) == size
+    server.sock.sendall(records(msg))
+    report["first"] = server.records()
+elif mode == "hrr":
+    key_share = dict(exts)[51]
+    assert key_share[2:4] == u16(0x1d) and len(key_share) == 2 + 4 + 32, "not an X25519 key share alone"
+    server.sock.sendall(records(message(head, with_ext(exts, 0, sni(args[0])))))
+    report["first"] = server.records(until="handshake:2")
+    time.sleep(0.2)
+    report["first"] += server.records(idle=0.2)
+    second = with_ext(with_ext(exts, 0, sni(args[1])), 51, u16(4 + 65) + u16(0x17) + u16(65) + P256_G)
+    server.sock.sendall(b"\x14\x03\x03\x00\x01\x01" + records(message(head, second), b"\x03\x03"))
+    report["second"] = server.records()
+else:
+    sys.exit(f"no mode {mode}")
+server.sock.close()
+print(json.dumps(report))
+EOF
+tls_case() { # OUT DST SPORT MODE ARG... -> the client's JSON report in $WORK/OUT.json
+    local out=$1 dst=$2 sport=$3
+    shift 3
+    cap_start "$WORK/$out" "tcp and host $dst"
+    nsx "$C" timeout 20 "$PY" "$WORK/tls.py" "$1" "$WORK/hello.bin" "$dst" "$sport" "${@:2}" >>"$WORK/$out.json" \
+        || die "$out: the TLS client failed"
+    cap_stop
+    echo "gen-evasion: $out: $(cat "$WORK/$out.json")" >&2
+}
+# The records of one JSON report line: N KEY
+answer() { "$PY" -c 'import json,sys; print(" ".join(json.loads(open(sys.argv[1]).readlines()[int(sys.argv[2])])[sys.argv[3]]))' "$WORK/$1.json" "$2" "$3"; }
+
+if want evasion-record-version; then
+    # both connections in one capture: 0x03ff, then 0x0300
+    out=evasion-record-version.pcap
+    cap_start "$WORK/$out" "tcp and host $STRICT"
+    for vs in 03ff:42031 0300:42032; do
+        nsx "$C" timeout 20 "$PY" "$WORK/tls.py" record-version "$WORK/hello.bin" $STRICT "${vs#*:}" "${vs%:*}" \
+            >>"$WORK/$out.json" || die "$out: the TLS client failed"
+    done
+    cap_stop
+    echo "gen-evasion: $out: $(tr '\n' ' ' <"$WORK/$out.json")" >&2
+    for i in 0 1; do
+        [[ $(answer $out $i first) == handshake:2* ]] \
+            || die "$out: s_server did not answer record $((i + 1)) with its handshake: $(answer $out $i first)"
+    done
+fi
+
+if want evasion-big-hello; then
+    tls_case evasion-big-hello.pcap $STRICT 42033 big 30000
+    [[ $(answer evasion-big-hello.pcap 0 first) == handshake:2* ]] \
+        || die "big hello: s_server did not answer with its handshake: $(answer evasion-big-hello.pcap 0 first)"
+fi
+
+# HelloRetryRequest: the server's log has each hello's name; the answer to the first hello must
+# be a HelloRetryRequest, to the second a ServerHello
+hrr_case() { # OUT SPORT NAME1 NAME2
+    local before want_log got
+    before=$(wc -l <"$WORK/s_server-hrr.log")
+    tls_case "$1" $HRR_S "$2" hrr "$3" "$4"
+    [[ $(answer "$1" 0 first) == handshake:2:hrr* ]] \
+        || die "$1: s_server did not answer the first hello with a HelloRetryRequest: $(answer "$1" 0 first)"
+    [[ $(answer "$1" 0 second) == handshake:2* && $(answer "$1" 0 second) != *hrr* ]] \
+        || die "$1: s_server did not answer the second hello with its ServerHello: $(answer "$1" 0 second)"
+    sleep 0.5
+    want_log=""
+    for n in "$3" "$4"; do
+        want_log+="Hostname in TLS extension: \"$n\";"
+        [[ $n == "$REAL" ]] && want_log+="Switching server context.;"
+    done
+    got=$(tail -n +$((before + 1)) "$WORK/s_server-hrr.log" \
+        | grep -E '^(Hostname in TLS extension|Switching server context)' | tr '\n' ';')
+    echo "gen-evasion: $1: s_server's log: $got" >&2
+    [[ $got == "$want_log" ]] || die "$1: s_server's log is not $want_log"
+}
+if want evasion-hrr-decoy-real; then
+    hrr_case evasion-hrr-decoy-real.pcap 42034 $DECOY $REAL
+fi
+if want evasion-hrr-real-decoy; then
+    hrr_case evasion-hrr-real-decoy.pcap 42035 $REAL $DECOY
+fi
+
+# --- request smuggling: a POST with Transfer-Encoding and Content-Length whose body holds a
+# second request; nginx's access log says which requests it served
+cat >"$WORK/smuggle.py" <<'EOF'
+"""One HTTP connection to ADDRESS:80 from SPORT: a chunked POST whose chunked body ends at once
+and is followed by a GET with Host activation-v2.kaspersky.com; with MODE te-cl the POST also
+has a Content-Length that covers the GET (a body to a server that goes by it). Prints the
+status codes of nginx's answers."""
+import re
+import socket
+import sys
+
+mode, address, sport = sys.argv[1:4]
+inner = b"GET / HTTP/1.1\r\nHost: activation-v2.kaspersky.com\r\nConnection: close\r\n\r\n"
+body = b"0\r\n\r\n" + inner
+head = b"POST / HTTP/1.1\r\nHost: www.example.org\r\n"
+if mode == "te-cl":
+    head += b"Content-Length: %d\r\n" % len(body)
+head += b"Transfer-Encoding: chunked\r\n\r\n"
+s = socket.create_connection((address, 80), source_address=("", int(sport)), timeout=5)
+s.sendall(head + body)
+answer = b""
+while chunk := s.recv(4096):
+    answer += chunk
+s.close()
+print(" ".join(m.decode() for m in re.findall(rb"HTTP/1\.1 (\d{3}) ", answer)))
+EOF
+smuggle_case() { # OUT MODE SPORT WANT_STATUSES WANT_LOG
+    local before got log
+    before=$(wc -l <"$WORK/nginx/logs/access.log")
+    cap_start "$WORK/$1" "tcp port 80"
+    got=$(nsx "$C" timeout 20 "$PY" "$WORK/smuggle.py" "$2" $WEB "$3") || die "$1: the HTTP client failed"
+    cap_stop
+    sleep 0.5
+    log=$(tail -n +$((before + 1)) "$WORK/nginx/logs/access.log" | cut -d' ' -f2- | tr '\n' ';')
+    echo "gen-evasion: $1: nginx answered: $got; its access log: $log" >&2
+    [[ $got == "$4" ]] || die "$1: nginx's answers are not $4"
+    [[ $log == "$5" ]] || die "$1: nginx's access log is not $5"
+}
+if want evasion-http-te-cl; then
+    smuggle_case evasion-http-te-cl.pcap te-cl 42036 "400" \
+        '400 "POST / HTTP/1.1" host=www.example.org;'
+fi
+if want evasion-http-te-cl-control; then
+    smuggle_case evasion-http-te-cl-control.pcap te 42037 "200 200" \
+        '200 "POST / HTTP/1.1" host=www.example.org;200 "GET / HTTP/1.1" host=activation-v2.kaspersky.com;'
+fi
+
+# --- QUIC: aioquic clients; the servers' logs have the names they parsed
+cat >"$WORK/qclient.py" <<'EOF'
+"""aioquic client to ADDRESS:443 from SPORT naming NAME; completes the handshake, pings, closes.
+
+    qclient.py MODE ADDRESS SPORT NAME DECOY
+
+MODE decoy   before the first datagram, the same datagram with the ClientHello's NAME replaced
+             by DECOY (the same length; same DCID and packet number, re-encrypted), sent from a
+             raw socket with a wrong UDP checksum
+MODE retry   the first hello names DECOY; the one after the server's Retry names NAME
+"""
+import asyncio
+import socket
+import ssl
+import struct
+import sys
+
+from aioquic.asyncio import connect
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.buffer import Buffer
+from aioquic.quic import connection
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.crypto import CryptoPair
+
+mode, address, sport, name, decoy = sys.argv[1:6]
+sport = int(sport)
+assert len(name) == len(decoy)
+
+
+def checksum(data):
+    data += b"\0" * (len(data) % 2)
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def decoy_datagram(datagram):
+    """The datagram's first packet (a client Initial) with NAME replaced by DECOY."""
+    b = Buffer(data=datagram)
+    b.pull_uint8()
+    version = b.pull_uint32()
+    dcid = b.pull_bytes(b.pull_uint8())
+    b.pull_bytes(b.pull_uint8())
+    b.pull_bytes(b.pull_uint_var())
+    length = b.pull_uint_var()
+    start, end = b.tell(), b.tell() + length
+    server = CryptoPair()
+    server.setup_initial(cid=dcid, is_client=False, version=version)
+    header, payload, pn, _ = server.recv.decrypt_packet(datagram[:end], start, 0)
+    assert payload.count(name.encode()) == 1, "the name is not in the first Initial once"
+    client = CryptoPair()
+    client.setup_initial(cid=dcid, is_client=True, version=version)
+    fake = client.send.encrypt_packet(header, payload.replace(name.encode(), decoy.encode()), pn)
+    return fake + datagram[end:]
+
+
+def send_bad_checksum(payload, src):
+    """PAYLOAD in a UDP datagram from SRC:SPORT to ADDRESS:443 whose checksum is wrong."""
+    length = 8 + len(payload)
+    pseudo = socket.inet_aton(src) + socket.inet_aton(address) + struct.pack("!BBH", 0, 17, length)
+    good = checksum(pseudo + struct.pack("!HHHH", sport, 443, length, 0) + payload) or 0xFFFF
+    bad = (good ^ 0x1234) or 1
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+    raw.sendto(struct.pack("!HHHH", sport, 443, length, bad) + payload, (address, 0))
+    raw.close()
+    print(f"decoy sent: checksum {bad:#06x} instead of {good:#06x}", file=sys.stderr)
+
+
+class DecoyFirst:
+    """A transport that sends the decoy of the first datagram before it."""
+
+    def __init__(self, transport):
+        self.transport, self.first = transport, True
+
+    def sendto(self, data, addr=None):
+        if self.first:
+            self.first = False
+            probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            probe.connect((address, 443))
+            send_bad_checksum(decoy_datagram(data), probe.getsockname()[0])
+            probe.close()
+        self.transport.sendto(data, addr)
+
+    def __getattr__(self, attr):
+        return getattr(self.transport, attr)
+
+
+class Protocol(QuicConnectionProtocol):
+    def connection_made(self, transport):
+        super().connection_made(DecoyFirst(transport) if mode == "decoy" else transport)
+
+
+if mode == "retry":
+    receive_retry = connection.QuicConnection._receive_retry_packet
+
+    def retried(self, *args, **kwargs):
+        self._configuration.server_name = name  # the hello after the Retry
+        return receive_retry(self, *args, **kwargs)
+
+    connection.QuicConnection._receive_retry_packet = retried
+
+
+async def main():
+    config = QuicConfiguration(is_client=True, alpn_protocols=["h3"], verify_mode=ssl.CERT_NONE,
+                               server_name=decoy if mode == "retry" else name)
+    async with connect(address, 443, configuration=config, create_protocol=Protocol,
+                       local_port=sport) as client:
+        await client.ping()
+    print("handshake done, ping answered")
+
+
+asyncio.run(asyncio.wait_for(main(), 15))
+EOF
+quic_case() { # OUT MODE ADDRESS SPORT LOG
+    local before got
+    before=$(wc -l <"$5")
+    cap_start "$WORK/$1" "udp and host $3"
+    nsx "$C" timeout 30 "$AIOQUIC_PY" "$WORK/qclient.py" "$2" "$3" "$4" $REAL $DECOY >"$WORK/$1.out" 2>&1 \
+        || die "$1: the QUIC client failed: $(cat "$WORK/$1.out")"
+    cap_stop
+    got=$(tail -n +$((before + 1)) "$5" | grep '^SNI ' | tr '\n' ';')
+    echo "gen-evasion: $1: $(tr '\n' ' ' <"$WORK/$1.out"); the server parsed: $got" >&2
+    [[ $got == "SNI $REAL;" ]] || die "$1: the server did not parse one hello naming $REAL only: $got"
+}
+if want evasion-quic-decoy; then
+    before=$(counter "$S" Udp InCsumErrors)
+    quic_case evasion-quic-decoy.pcap decoy $QUIC_S 42041 "$WORK/qserver.log"
+    errors=$(($(counter "$S" Udp InCsumErrors) - before))
+    echo "gen-evasion: evasion-quic-decoy.pcap: the server's Udp InCsumErrors went up by $errors" >&2
+    ((errors == 1)) || die "evasion-quic-decoy.pcap: the server's kernel did not drop the decoy for its checksum"
+fi
+if want evasion-quic-retry; then
+    quic_case evasion-quic-retry.pcap retry $QUIC_RETRY_S 42042 "$WORK/qserver-retry.log"
 fi
 
 for f in "${ONLY[@]}"; do

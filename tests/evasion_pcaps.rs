@@ -4,9 +4,15 @@
 //! HTTP requests after an empty line (the first of a connection, and one after a POST body on a
 //! keep-alive connection), and DPI-evasion "fakes": a decoy ClientHello at the real one's
 //! sequence number, sent first, that Linux does not take (TTL 1 through a router, no ACK flag, an
-//! MD5 signature the SYN lacked). Each server's answer is in its capture. Expectations are
-//! `pcaps/expected-evasion.json`, derived by `pcaps/expected_evasion.py` from tshark and, for the
-//! overlaps and fakes, from the server's answer (one test re-derives them), never from vendorwatch.
+//! MD5 signature the SYN lacked). A second round from the clients' own sockets: ClientHello
+//! records of version 0x03ff and 0x0300, a ClientHello padded to 30,000 bytes, a decoy name in
+//! one of the two ClientHellos around a HelloRetryRequest, a request smuggled in the body of a
+//! POST with both Transfer-Encoding and Content-Length (and its control), and QUIC decoys: an
+//! Initial with a wrong UDP checksum before the real one, and the hello before a Retry. Each
+//! server's answer is in its capture. Expectations are `pcaps/expected-evasion.json`, derived by
+//! `pcaps/expected_evasion.py` from tshark and, where tshark is fooled, from the server's answer
+//! or from the part of the capture the server took (one test re-derives them), never from
+//! vendorwatch.
 //!
 //! `VW_EVASION_BIN=/path/to/vendorwatch` replays with another build (an older one, to see these
 //! cases fail where it had the defects) instead of this crate's binary.
@@ -294,6 +300,136 @@ fn http_requests_after_an_empty_line_are_read() {
     // The first request of one connection, and the request after a POST body on a keep-alive
     // connection, both preceded by CRLF.
     check("evasion-http-empty-line.pcap");
+}
+
+#[test]
+fn client_hellos_in_records_of_version_0x03ff_and_0x0300_are_read() {
+    // Two connections; the strict s_server answered both with its handshake. tshark does not
+    // read the 0x03ff record.
+    let exp = expected("evasion-record-version.pcap");
+    assert_eq!(named(&exp["names"]).len(), 2);
+    check("evasion-record-version.pcap");
+}
+
+#[test]
+fn a_client_hello_padded_to_30000_bytes_in_two_records_is_read() {
+    check("evasion-big-hello.pcap");
+}
+
+/// Both ClientHellos of a HelloRetryRequest exchange, `first` in the one before it: each is
+/// read, so the name the server goes on with (the second's) is reported, and so is the
+/// first's.
+fn check_hrr(capture: &str, first: &str, second: &str) {
+    let exp = expected(capture);
+    let name = |value: &str| {
+        (
+            "10.40.1.11".to_string(),
+            "tls_sni".to_string(),
+            value.to_string(),
+        )
+    };
+    let mut want = vec![name(first), name(second)];
+    want.sort();
+    assert_eq!(named(&exp["names"]), want);
+    let run = check(capture);
+    assert!(
+        run.alerts
+            .iter()
+            .any(|a| a["indicator"]["value"] == "dnl-01.geo.kaspersky.com"),
+        "{capture}: no alert for dnl-01.geo.kaspersky.com: {:?}",
+        run.alerts
+    );
+}
+
+#[test]
+fn the_second_client_hello_after_a_hello_retry_request_is_read() {
+    // A decoy first, then the real name after the server's HelloRetryRequest: s_server logged
+    // both and went on with the second.
+    check_hrr(
+        "evasion-hrr-decoy-real.pcap",
+        "updates.example-corp.com",
+        "dnl-01.geo.kaspersky.com",
+    );
+}
+
+#[test]
+fn a_decoy_in_the_second_client_hello_does_not_hide_the_first() {
+    check_hrr(
+        "evasion-hrr-real-decoy.pcap",
+        "dnl-01.geo.kaspersky.com",
+        "updates.example-corp.com",
+    );
+}
+
+#[test]
+fn a_request_smuggled_after_a_post_with_transfer_encoding_and_content_length_is_not_read() {
+    // nginx refused the POST (400) and closed: the GET with the vendor Host in its body (which
+    // tshark reads) was never served.
+    let exp = expected("evasion-http-te-cl.pcap");
+    assert_eq!(
+        named(&exp["not_received"]),
+        [(
+            "10.40.1.11".into(),
+            "http_host".into(),
+            "activation-v2.kaspersky.com".into()
+        )]
+    );
+    let run = check("evasion-http-te-cl.pcap");
+    assert!(run.alerts.is_empty(), "{:?}", run.alerts);
+    assert!(
+        anomaly(&run.summary, "http_framing_ambiguous") >= 1,
+        "http_framing_ambiguous is not counted: {}",
+        run.summary
+    );
+}
+
+#[test]
+fn the_te_cl_control_a_request_after_a_chunked_post_is_read() {
+    // The same bytes without Content-Length: nginx served both requests.
+    let run = check("evasion-http-te-cl-control.pcap");
+    assert!(
+        run.alerts
+            .iter()
+            .any(|a| a["indicator"]["value"] == "activation-v2.kaspersky.com"),
+        "no alert for activation-v2.kaspersky.com: {:?}",
+        run.alerts
+    );
+}
+
+/// A QUIC capture with a decoy hello the server did not take (`not_received`, which tshark
+/// reads instead): the names the server took are read, each once, and alerted on. The decoy may
+/// be reported as well: a passive sensor reads every hello of a connection that differs from
+/// the one it read, since it cannot always tell which one the server took. No other name is.
+fn check_quic(capture: &str) -> Run {
+    let exp = expected(capture);
+    let run = replay(capture);
+    let want = named(&exp["names"]);
+    let decoys = named(&exp["not_received"]);
+    assert!(!want.is_empty() && !decoys.is_empty(), "{capture}: {exp}");
+    let got: Vec<Named> = server_names(&run)
+        .into_iter()
+        .filter(|n| !decoys.contains(n))
+        .collect();
+    assert_eq!(got, want, "{capture}: {:?}", run.events);
+    assert_eq!(
+        alerted(&run),
+        alerts_expected(&exp),
+        "{capture}: {:?}",
+        run.alerts
+    );
+    run
+}
+
+#[test]
+fn a_quic_decoy_initial_with_a_wrong_udp_checksum_does_not_hide_the_real_one() {
+    check_quic("evasion-quic-decoy.pcap");
+}
+
+#[test]
+fn the_quic_initial_after_a_retry_is_read() {
+    // The hello before the server's Retry names a decoy; the server parsed only the one after
+    // it (new DCID, the Retry's token), which names dnl-01.geo.kaspersky.com.
+    check_quic("evasion-quic-retry.pcap");
 }
 
 #[test]
