@@ -182,6 +182,10 @@ pub enum FlowAnomaly {
     TlsRecordMalformed,
     TlsHandshakeInterrupted,
     TlsExtensionTruncated,
+    /// A server_name extension no TLS library accepts (two of them, two names, a NUL in a
+    /// name, bytes past the list): every name in it is reported, since a server that is
+    /// not OpenSSL may take any one of them.
+    TlsServerNameMalformed,
     TlsServerFlightTooLarge,
     TlsCertificateUnparsable,
     HttpRequestLineCut,
@@ -198,7 +202,7 @@ pub enum FlowAnomaly {
 }
 
 impl FlowAnomaly {
-    pub const ALL: [FlowAnomaly; 31] = [
+    pub const ALL: [FlowAnomaly; 32] = [
         FlowAnomaly::Duplicates,
         FlowAnomaly::ReassemblyBudget,
         FlowAnomaly::ReassemblyCap,
@@ -219,6 +223,7 @@ impl FlowAnomaly {
         FlowAnomaly::TlsRecordMalformed,
         FlowAnomaly::TlsHandshakeInterrupted,
         FlowAnomaly::TlsExtensionTruncated,
+        FlowAnomaly::TlsServerNameMalformed,
         FlowAnomaly::TlsServerFlightTooLarge,
         FlowAnomaly::TlsCertificateUnparsable,
         FlowAnomaly::HttpRequestLineCut,
@@ -254,6 +259,7 @@ impl FlowAnomaly {
             FlowAnomaly::TlsRecordMalformed => "tls_record_malformed",
             FlowAnomaly::TlsHandshakeInterrupted => "tls_handshake_interrupted",
             FlowAnomaly::TlsExtensionTruncated => "tls_extension_truncated",
+            FlowAnomaly::TlsServerNameMalformed => "tls_server_name_malformed",
             FlowAnomaly::TlsServerFlightTooLarge => "tls_server_flight_too_large",
             FlowAnomaly::TlsCertificateUnparsable => "tls_certificate_unparsable",
             FlowAnomaly::HttpRequestLineCut => "http_request_line_cut",

@@ -36,8 +36,13 @@ pub struct ClientHello<'a> {
     pub record_version: u16,
     /// `legacy_version` of the ClientHello.
     pub hello_version: u16,
-    /// The `host_name` of the server_name extension, raw.
+    /// The first `host_name` of the server_name extension, raw (up to a NUL, if it has one).
     pub server_name: Option<Cow<'a, [u8]>>,
+    /// Other names of a malformed server_name extension (a second extension, a second entry),
+    /// each once and none equal to `server_name`. Empty in every hello a TLS library sends.
+    pub more_names: Vec<Cow<'a, [u8]>>,
+    /// The server_name extension is one no TLS library accepts (see `read_server_names`).
+    pub server_name_malformed: bool,
     /// The ClientHello carries `encrypted_client_hello`: its server name is only the outer, public one.
     pub ech: bool,
     /// What a JA4 fingerprint is made of, in wire order (GREASE included).
@@ -67,6 +72,12 @@ impl ClientHello<'_> {
     pub fn into_owned(self) -> ClientHello<'static> {
         ClientHello {
             server_name: self.server_name.map(|n| Cow::Owned(n.into_owned())),
+            more_names: self
+                .more_names
+                .into_iter()
+                .map(|n| Cow::Owned(n.into_owned()))
+                .collect(),
+            server_name_malformed: self.server_name_malformed,
             record_version: self.record_version,
             hello_version: self.hello_version,
             ech: self.ech,
@@ -235,6 +246,8 @@ fn read_hello(record_version: u16, handshake: &[u8]) -> Result<ClientHello<'_>, 
         record_version,
         hello_version: u16::from(hello.version),
         server_name: None,
+        more_names: Vec::new(),
+        server_name_malformed: false,
         ech: false,
         ciphers: hello.ciphers.iter().map(|c| c.0).collect(),
         extensions: Vec::new(),
@@ -251,7 +264,7 @@ fn read_hello(record_version: u16, handshake: &[u8]) -> Result<ClientHello<'_>, 
         };
         out.extensions.push(kind);
         match kind {
-            EXT_SERVER_NAME => out.server_name = first_host_name(data).map(Cow::Borrowed),
+            EXT_SERVER_NAME => read_server_names(data, &mut out),
             EXT_ENCRYPTED_CLIENT_HELLO => out.ech = true,
             EXT_SUPPORTED_VERSIONS => out.supported_versions = u16_list(data, 1),
             EXT_SIGNATURE_ALGORITHMS => out.signature_algorithms = u16_list(data, 2),
@@ -269,19 +282,60 @@ fn read_hello(record_version: u16, handshake: &[u8]) -> Result<ClientHello<'_>, 
     Ok(out)
 }
 
-/// server_name extension: a 2-byte list length, then (type, 2-byte length, name) entries.
-fn first_host_name(data: &[u8]) -> Option<&[u8]> {
-    let mut list = data.get(2..)?;
-    while list.len() >= 3 {
-        let kind = list[0];
-        let len = usize::from(u16::from_be_bytes([list[1], list[2]]));
-        let name = list.get(3..3 + len)?;
-        if kind == SNI_HOST_NAME {
-            return Some(name);
+/// Reads a server_name extension: a 2-byte list length, then (type, 2-byte length, name)
+/// entries (RFC 6066 §3). Clients send one extension with one `host_name` and nothing after
+/// it. Anything else (a second extension, a second name, a NUL in a name, bytes past the
+/// list) is marked malformed and every name in it kept, a name with a NUL both whole and up
+/// to the NUL: OpenSSL refuses such a hello, but a server built on another library may take
+/// the first name, the last, or a name read as a C string, and a decoy must not hide the one
+/// it takes.
+fn read_server_names<'a>(data: &'a [u8], out: &mut ClientHello<'a>) {
+    let mut malformed = out.server_name.is_some()
+        || out
+            .extensions
+            .iter()
+            .filter(|&&k| k == EXT_SERVER_NAME)
+            .count()
+            > 1;
+    let listed = data
+        .get(..2)
+        .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])));
+    let mut list = data.get(2..).unwrap_or_default();
+    malformed |= listed != Some(list.len());
+    let mut host_names = 0;
+    while let [kind, len_hi, len_lo, rest @ ..] = list {
+        let len = usize::from(u16::from_be_bytes([*len_hi, *len_lo]));
+        let Some((name, after)) = rest.split_at_checked(len) else {
+            malformed = true;
+            break;
+        };
+        list = after;
+        if *kind != SNI_HOST_NAME {
+            continue;
         }
-        list = &list[3 + len..];
+        host_names += 1;
+        malformed |= host_names > 1;
+        if let Some(nul) = name.iter().position(|&b| b == 0) {
+            malformed = true;
+            add_server_name(out, &name[..nul]);
+        }
+        add_server_name(out, name);
     }
-    None
+    out.server_name_malformed |= malformed || !list.is_empty();
+}
+
+/// Adds a name of the server_name extension: the first is `server_name`, the others go to
+/// `more_names`, each once.
+fn add_server_name<'a>(out: &mut ClientHello<'a>, name: &'a [u8]) {
+    match &out.server_name {
+        None => out.server_name = Some(Cow::Borrowed(name)),
+        Some(first) if first.as_ref() == name => {}
+        Some(_) => {
+            if !out.more_names.iter().any(|n| n.as_ref() == name) {
+                out.more_names.push(Cow::Borrowed(name));
+            }
+        }
+    }
 }
 
 /// What the server's first flight says (TLS 1.2 and earlier send the certificate in clear).
@@ -447,25 +501,40 @@ pub(crate) mod tests {
 
     /// Builds a ClientHello the way OpenSSL lays it out, with `sni` and padding `pad` bytes.
     pub(crate) fn client_hello(sni: &str, pad: usize) -> Vec<u8> {
-        let mut ext = Vec::new();
-        let name = sni.as_bytes();
-        ext.extend_from_slice(&[0, 0]);
-        ext.extend_from_slice(&((name.len() + 5) as u16).to_be_bytes());
-        ext.extend_from_slice(&((name.len() + 3) as u16).to_be_bytes());
-        ext.push(0);
-        ext.extend_from_slice(&(name.len() as u16).to_be_bytes());
-        ext.extend_from_slice(name);
+        let mut ext = server_name_extension(&[(SNI_HOST_NAME, sni.as_bytes())], b"");
         // padding extension (21)
         ext.extend_from_slice(&[0, 21]);
         ext.extend_from_slice(&(pad as u16).to_be_bytes());
         ext.extend(std::iter::repeat_n(0u8, pad));
+        client_hello_with_extensions(&ext)
+    }
+
+    /// A server_name extension whose list holds `entries` (name type, name), followed by
+    /// `trailing` bytes inside the extension but past the list.
+    pub(crate) fn server_name_extension(entries: &[(u8, &[u8])], trailing: &[u8]) -> Vec<u8> {
+        let mut list = Vec::new();
+        for (kind, name) in entries {
+            list.push(*kind);
+            list.extend_from_slice(&(name.len() as u16).to_be_bytes());
+            list.extend_from_slice(name);
+        }
+        let mut ext = vec![0, 0];
+        ext.extend_from_slice(&((list.len() + 2 + trailing.len()) as u16).to_be_bytes());
+        ext.extend_from_slice(&(list.len() as u16).to_be_bytes());
+        ext.extend_from_slice(&list);
+        ext.extend_from_slice(trailing);
+        ext
+    }
+
+    /// A ClientHello handshake message (TLS 1.2 layout) with these extension bytes.
+    pub(crate) fn client_hello_with_extensions(ext: &[u8]) -> Vec<u8> {
         let mut body = vec![0x03, 0x03];
         body.extend_from_slice(&[0x11; 32]); // random
         body.push(0); // session id
         body.extend_from_slice(&[0, 4, 0x13, 0x01, 0xc0, 0x2f]); // ciphers
         body.extend_from_slice(&[1, 0]); // compression
         body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
-        body.extend_from_slice(&ext);
+        body.extend_from_slice(ext);
         let mut hs = vec![1];
         hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
         hs.extend_from_slice(&body);
@@ -480,6 +549,63 @@ pub(crate) mod tests {
             out.extend_from_slice(chunk);
         }
         out
+    }
+
+    /// The server names a hello with these extensions gives: (first, others, malformed).
+    fn server_names(ext: &[u8]) -> (Option<Vec<u8>>, Vec<Vec<u8>>, bool) {
+        match parse_client_hello_message(&client_hello_with_extensions(ext)) {
+            Parse::Hello(h) => (
+                h.server_name.map(Cow::into_owned),
+                h.more_names.into_iter().map(Cow::into_owned).collect(),
+                h.server_name_malformed,
+            ),
+            other => panic!("not a hello: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_malformed_server_name_extension_gives_every_name_it_holds() {
+        const REAL: &[u8] = b"dnl-01.geo.kaspersky.com";
+        const DECOY: &[u8] = b"www.example.org";
+        let one = |name| server_name_extension(&[(SNI_HOST_NAME, name)], b"");
+        assert_eq!(
+            server_names(&one(REAL)),
+            (Some(REAL.to_vec()), vec![], false)
+        );
+        // An entry of another name type is skipped (RFC 6066 leaves room for them).
+        let other_type = server_name_extension(&[(7, DECOY), (SNI_HOST_NAME, REAL)], b"");
+        assert_eq!(
+            server_names(&other_type),
+            (Some(REAL.to_vec()), vec![], false)
+        );
+        // Two extensions, two names in one list, the same name twice.
+        let two_extensions = [one(DECOY), one(REAL)].concat();
+        let two_names =
+            server_name_extension(&[(SNI_HOST_NAME, DECOY), (SNI_HOST_NAME, REAL)], b"");
+        for ext in [two_extensions, two_names] {
+            assert_eq!(
+                server_names(&ext),
+                (Some(DECOY.to_vec()), vec![REAL.to_vec()], true)
+            );
+        }
+        let same_twice =
+            server_name_extension(&[(SNI_HOST_NAME, REAL), (SNI_HOST_NAME, REAL)], b"");
+        assert_eq!(
+            server_names(&same_twice),
+            (Some(REAL.to_vec()), vec![], true)
+        );
+        // A NUL: the name up to it (as a C string) and the whole name.
+        let with_nul = [DECOY, b"\0", REAL].concat();
+        assert_eq!(
+            server_names(&one(&with_nul)),
+            (Some(DECOY.to_vec()), vec![with_nul.clone()], true)
+        );
+        // Bytes past the list, or an entry longer than the list.
+        let trailing = server_name_extension(&[(SNI_HOST_NAME, REAL)], b"\0\0");
+        assert_eq!(server_names(&trailing), (Some(REAL.to_vec()), vec![], true));
+        let mut cut = one(REAL);
+        cut[8] += 1; // the entry's length, past the list's end
+        assert_eq!(server_names(&cut), (None, vec![], true));
     }
 
     #[test]

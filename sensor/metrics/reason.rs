@@ -206,6 +206,7 @@ fn extract_stage(a: ExtractAnomaly) -> Stage {
             | F::TlsRecordMalformed
             | F::TlsHandshakeInterrupted
             | F::TlsExtensionTruncated
+            | F::TlsServerNameMalformed
             | F::TlsServerFlightTooLarge
             | F::TlsCertificateUnparsable => Layer::Tls,
             F::HttpRequestLineCut

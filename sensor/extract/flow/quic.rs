@@ -3,9 +3,10 @@
 //! until its ClientHello is read, the Initial packets' CRYPTO stream (RFC 9001 keys every
 //! Initial from the client's first Destination Connection ID).
 
+use super::tls::emit_hello;
 use super::{Conn, Step};
 use crate::extract::anomaly::FlowAnomaly;
-use crate::extract::{quic, tls, Detail, Extracted, NameKind};
+use crate::extract::{quic, tls, Extracted, NameKind};
 use crate::time::Timestamp;
 use std::net::SocketAddr;
 
@@ -179,7 +180,7 @@ impl QuicState {
                 return Step::Finish;
             }
         };
-        emit(conn, ts, &hello, out);
+        emit_hello(conn, ts, NameKind::QuicSni, &hello, out);
         // A few more client datagrams are looked at: an Initial that repeats the hello's
         // offsets with other bytes is another hello (see `recheck`).
         reader.read = Some(ReadHello {
@@ -191,32 +192,6 @@ impl QuicState {
         } else {
             Step::Finish
         }
-    }
-}
-
-/// Reports a hello's server name (or, without one, its fingerprint).
-fn emit(
-    conn: &mut Conn,
-    ts: Timestamp,
-    hello: &tls::ClientHello<'_>,
-    out: &mut impl FnMut(Extracted),
-) {
-    let detail = Detail::Tls {
-        version: hello.max_version(),
-        ech: hello.ech,
-        ja4: Some(hello.ja4(true)),
-    };
-    match hello.server_name.as_deref() {
-        Some(sni) => {
-            // With ECH too: the outer name is the server the host talks to (the real name
-            // under GREASE ECH, the provider's public name under real ECH).
-            conn.emit_name(ts, NameKind::QuicSni, sni, detail, out);
-        }
-        None => out(Extracted::Fingerprint {
-            ts,
-            flow: conn.id,
-            detail,
-        }),
     }
 }
 
@@ -267,7 +242,7 @@ fn recheck(
     match tls::parse_client_hello_message(other.crypto.contiguous()) {
         tls::Parse::Hello(hello) => {
             if hello.server_name.as_deref() != read.name.as_deref() {
-                emit(conn, ts, &hello, out);
+                emit_hello(conn, ts, NameKind::QuicSni, &hello, out);
             }
             Step::Finish
         }

@@ -113,31 +113,16 @@ impl TlsState {
                 out(Extracted::Anomaly(reason.into()));
                 return Step::Finish;
             }
-            tls::Parse::Hello(hello) => hello,
+            // Owned: its name is reported through `conn`, whose buffer it borrowed.
+            tls::Parse::Hello(hello) => hello.into_owned(),
         };
-        let detail = Detail::Tls {
-            version: hello.max_version(),
-            ech: hello.ech,
-            ja4: Some(hello.ja4(false)),
-        };
-        let sni = hello.server_name.as_deref().map(<[u8]>::to_vec);
-        let key = name_key(sni.as_deref());
+        let key = name_key(hello.server_name.as_deref());
         let repeated =
             matches!(*self, TlsState::RetriedClientHello { first_name } if first_name == key);
-        match sni {
-            // A second hello that names what the first did is the same client's retry: its
-            // name was reported with the first.
-            _ if repeated => {}
-            Some(sni) => {
-                // With ECH too: the outer name is the server the host talks to (the real name
-                // under GREASE ECH, the provider's public name under real ECH).
-                conn.emit_name(ts, NameKind::TlsSni, &sni, detail, out);
-            }
-            None => out(Extracted::Fingerprint {
-                ts,
-                flow: conn.id,
-                detail,
-            }),
+        // A second hello that names what the first did is the same client's retry: its name
+        // was reported with the first.
+        if !repeated {
+            emit_hello(conn, ts, NameKind::TlsSni, &hello, out);
         }
         // The second hello's bytes come after this one's: they are kept (a HelloRetryRequest
         // sends the client back to them), the first one's are freed.
@@ -153,6 +138,42 @@ impl TlsState {
         } else {
             self.server_flight(conn, ts, cut, out)
         }
+    }
+}
+
+/// Reports a ClientHello (over TLS or QUIC, `kind` says): its server name, every other name
+/// of a malformed server_name extension, or without a name its fingerprint.
+pub(super) fn emit_hello(
+    conn: &mut Conn,
+    ts: Timestamp,
+    kind: NameKind,
+    hello: &tls::ClientHello<'_>,
+    out: &mut impl FnMut(Extracted),
+) {
+    let detail = Detail::Tls {
+        version: hello.max_version(),
+        ech: hello.ech,
+        ja4: Some(hello.ja4(kind == NameKind::QuicSni)),
+    };
+    if hello.server_name_malformed {
+        out(Extracted::Anomaly(
+            FlowAnomaly::TlsServerNameMalformed.into(),
+        ));
+    }
+    match hello.server_name.as_deref() {
+        Some(sni) => {
+            for other in &hello.more_names {
+                conn.emit_name(ts, kind, other, detail.clone(), out);
+            }
+            // With ECH too: the outer name is the server the host talks to (the real name
+            // under GREASE ECH, the provider's public name under real ECH).
+            conn.emit_name(ts, kind, sni, detail, out);
+        }
+        None => out(Extracted::Fingerprint {
+            ts,
+            flow: conn.id,
+            detail,
+        }),
     }
 }
 
@@ -240,6 +261,28 @@ mod tests {
         let mut record = vec![0x16, 0x03, 0x03, 0x00, hs.len() as u8];
         record.extend_from_slice(&hs);
         record
+    }
+
+    #[test]
+    fn every_name_of_a_malformed_server_name_extension_is_reported() {
+        // Two server_name extensions: OpenSSL refuses the hello, another library may take
+        // either name.
+        let ext = [
+            tls::tests::server_name_extension(&[(0, b"www.example.org")], b""),
+            tls::tests::server_name_extension(&[(0, b"dnl-01.geo.kaspersky.com")], b""),
+        ]
+        .concat();
+        let hello = tls::tests::records(&tls::tests::client_hello_with_extensions(&ext), 16384);
+        let frames = [
+            (1, tcp(false, 0, SYN, b"")),
+            (1, tcp(true, 500, SYNACK, b"")),
+            (1, tcp(false, 1, ACK, &hello)),
+        ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        let mut names = tls_names(&got);
+        names.sort();
+        assert_eq!(names, ["dnl-01.geo.kaspersky.com", "www.example.org"]);
+        assert_eq!(anomaly_count(&got, "tls_server_name_malformed"), 1);
     }
 
     #[test]
