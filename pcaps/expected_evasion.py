@@ -21,6 +21,12 @@ For each capture:
                 report it over TCP (a QUIC sensor cannot always tell: see tests/evasion_pcaps.rs)
   tshark_reads  (where tshark reads something else than `names`) [{host, kind, value}]: the names
                 tshark reads in the whole capture, to record that the capture fools it
+  malformed     (evasion-sni-* only) [{host, sport, server_name_extensions, host_names,
+                names_with_nul, bytes_past_list}]: the shape of each ClientHello's server_name
+                extensions, from their bytes
+  server_answers
+                (evasion-sni-* only) [{host, sport, level, description, alert}]: the record the
+                server answered each ClientHello with (a fatal alert), from its bytes
   source        how `names` was derived
 How each is derived:
   evasion-first-last.pcap, evasion-reverse.pcap
@@ -71,6 +77,20 @@ How each is derived:
                 server's kernel drops them: the generator checked its Udp InCsumErrors counter).
                 tshark on the whole capture reads the decoy Initial sent first and takes the real
                 one for its retransmission (`tshark_reads`); the decoy is `not_received`
+  evasion-sni-two-extensions.pcap, evasion-sni-two-names.pcap, evasion-sni-nul.pcap,
+  evasion-sni-trailing.pcap
+                a server_name extension no TLS library sends (two extensions, two host_names in
+                one list, a NUL inside a name, bytes past the list): `names` is every name the
+                ClientHello holds, since a server on another library than OpenSSL may take any:
+                the names tshark lists (tls.handshake.extensions_server_name; up to the NUL where a
+                name has one), and each name with a NUL whole, from the bytes of tshark's field
+                (its PDML `value`), written as the sensor's event format writes such a name (lower
+                case, bytes other than printable ASCII and the backslash as `\\xNN`). The
+                extension's shape comes from its bytes as tshark gives them (PDML), checked against
+                tshark's own fields. The server (a plain `openssl s_server`) refused every one with
+                a fatal alert, recorded in `server_answers` (from the raw TCP payload, checked
+                against tshark's tls.alert_message); `alerts` is looked up in the exact table and,
+                for a name no exact entry has, a suffix table (below)
   evasion-quic-retry.pcap
                 tshark on the capture from the server's Retry on: a server that answers with a
                 Retry keeps nothing of the Initial it answered (RFC 9000 §8.1.2) and parses no
@@ -85,6 +105,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import xml.etree.ElementTree as ET
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "expected-evasion.json")
@@ -98,22 +119,31 @@ VENDOR_NAMES = {
     "dnl-02.geo.kaspersky.com": ("kaspersky", "update"),
     "activation-v2.kaspersky.com": ("kaspersky", "activation"),
 }
+# Suffixes -> (vendor, category), as rules/kaspersky.toml has them, for names that no exact name
+# above is (a name with a NUL inside it): the broadest kaspersky.com rule.
+VENDOR_SUFFIXES = {"kaspersky.com": ("kaspersky", "web-portal")}
 # Names in these captures that are no vendor's.
-OTHER_NAMES = {"www.example.org", DECOY}
+OTHER_NAMES = {"www.example.org", DECOY, ACCEPTED + "\\x00.x"}
 UNRECOGNIZED_NAME = "112"
 # The captures with a DPI-evasion fake in front of the real ClientHello.
 FAKES = ("evasion-fake-ttl.pcap", "evasion-fake-noack.pcap", "evasion-fake-md5.pcap")
 HRRS = ("evasion-hrr-decoy-real.pcap", "evasion-hrr-real-decoy.pcap")
+SNI_MALFORMED = ("evasion-sni-two-extensions.pcap", "evasion-sni-two-names.pcap",
+                 "evasion-sni-nul.pcap", "evasion-sni-trailing.pcap")
+# TLS alert descriptions (RFC 8446 §6.2) the servers of these captures send.
+ALERT_NAMES = {"47": "illegal_parameter", "50": "decode_error", "112": "unrecognized_name"}
 SMUGGLING = ("evasion-http-te-cl.pcap", "evasion-http-te-cl-control.pcap")
 # The random of a ServerHello that is a HelloRetryRequest (RFC 8446 §4.1.3).
 HRR_RANDOM = "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c"
 
 
+TSHARK_OPTIONS = ("-o", "tcp.reassemble_out_of_order:TRUE", "-o", "tcp.desegment_tcp_streams:TRUE",
+                  "-o", "tls.desegment_ssl_records:TRUE")
+
+
 def tshark(pcap, *fields, options=()):
-    cmd = ["tshark", "-n", "-r", pcap, "-o", "tcp.reassemble_out_of_order:TRUE",
-           "-o", "tcp.desegment_tcp_streams:TRUE", "-o", "tls.desegment_ssl_records:TRUE",
-           *options, "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a",
-           "-E", "aggregator=,"]
+    cmd = ["tshark", "-n", "-r", pcap, *TSHARK_OPTIONS, *options, "-T", "fields",
+           "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=,"]
     for f in fields:
         cmd += ["-e", f]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -321,13 +351,119 @@ def overlap(pcap):
     return found, other
 
 
+def escaped(raw):
+    """A name's bytes as the sensor's events write them (sensor/extract/names.rs, README): lower
+    case, every byte other than printable ASCII and the backslash as \\xNN."""
+    return "".join(chr(b).lower() if 0x21 <= b <= 0x7E and b != 0x5C else f"\\x{b:02x}" for b in raw)
+
+
+def server_name_extension(data):
+    """(host_name bytes, bytes past the list) of a server_name extension's data (RFC 6066 §3),
+    or sys.exit when its list does not parse."""
+    listed = int.from_bytes(data[:2], "big")
+    lst, past, found = data[2:2 + listed], len(data) - 2 - listed, []
+    if len(data) < 2 or past < 0:
+        sys.exit(f"a server_name list longer than its extension: {data.hex()}")
+    while lst:
+        n = int.from_bytes(lst[1:3], "big")
+        if len(lst) < 3 + n:
+            sys.exit(f"a server_name entry longer than its list: {data.hex()}")
+        if lst[0] == 0:
+            found.append(lst[3:3 + n])
+        lst = lst[3 + n:]
+    return found, past
+
+
+def malformed_hellos(pcap):
+    """Each ClientHello of PCAP from tshark's PDML: (stream, client, client port, tshark's names,
+    the raw bytes of its name fields, [server_name extension data])."""
+    xml = subprocess.run(["tshark", "-n", "-r", pcap, *TSHARK_OPTIONS, "-Y", "tls.handshake.type == 1",
+                          "-T", "pdml"], check=True, capture_output=True).stdout
+    out = []
+    for packet in ET.fromstring(xml).iter("packet"):
+        fields = list(packet.iter("field"))
+        def first(name):
+            return next(f.get("show") for f in fields if f.get("name") == name)
+        if [f.get("show") for f in fields if f.get("name") == "tls.handshake.type"] != ["1"]:
+            sys.exit(f"{pcap}: a packet with other than one ClientHello")
+        exts = []
+        for f in fields:
+            kind = f.find("field[@name='tls.handshake.extension.type']")
+            if kind is not None and kind.get("show") == "0":
+                raw = bytes.fromhex(f.get("value"))
+                if raw[:2] != b"\0\0" or int.from_bytes(raw[2:4], "big") != len(raw) - 4:
+                    sys.exit(f"{pcap}: tshark's server_name extension bytes are not one extension")
+                exts.append(raw[4:])
+        sni = [f for f in fields if f.get("name") == "tls.handshake.extensions_server_name"]
+        out.append((int(first("tcp.stream")), first("ip.src"), int(first("tcp.srcport")),
+                    [f.get("show") for f in sni], [bytes.fromhex(f.get("value")) for f in sni], exts))
+    return out
+
+
+def server_records(data):
+    """The TLS records of a server's bytes: [(content type, body)]."""
+    out = []
+    while len(data) >= 5:
+        n = 5 + int.from_bytes(data[3:5], "big")
+        out.append((data[0], data[5:n]))
+        data = data[n:]
+    return out
+
+
+def sni_malformed(pcap):
+    """(names, tshark's names, shapes, server answers) of an evasion-sni-* capture."""
+    streams = tcp_streams(pcap, 443)
+    tshark_alerts = {int(stream): (level, desc) for stream, sport, level, desc in
+                     tshark(pcap, "tcp.stream", "tcp.srcport", "tls.alert_message.level",
+                            "tls.alert_message.desc") if sport == "443" and level}
+    found, read, shapes, answers = [], [], [], []
+    hellos = malformed_hellos(pcap)
+    if sorted(h[0] for h in hellos) != sorted(streams):
+        sys.exit(f"{pcap}: not one ClientHello on each connection")
+    for stream, client, sport, listed, raw, exts in hellos:
+        entries, past = [], 0
+        for data in exts:
+            names_, extra = server_name_extension(data)
+            entries += names_
+            past += extra
+        if entries != raw:
+            sys.exit(f"{pcap}: the names in the extension bytes are not tshark's fields: {entries} {raw}")
+        if [n.split(b"\0")[0].decode() for n in raw] != listed:
+            sys.exit(f"{pcap}: tshark's names {listed} are not its fields' bytes up to a NUL: {raw}")
+        tls = lambda v: {"host": client, "kind": "tls_sni", "value": v}  # noqa: E731
+        read += [tls(n.lower()) for n in listed]
+        found += [tls(n.lower()) for n in listed] + [tls(escaped(n)) for n in raw if b"\0" in n]
+        shapes.append({"host": client, "sport": sport, "server_name_extensions": len(exts),
+                       "host_names": len(raw), "names_with_nul": sum(b"\0" in n for n in raw),
+                       "bytes_past_list": past})
+        records = server_records(streams[stream][2])
+        if len(records) != 1 or records[0][0] != 21 or len(records[0][1]) != 2:
+            sys.exit(f"{pcap}: stream {stream}: the server's answer is not one alert: {records}")
+        level, desc = (str(b) for b in records[0][1])
+        if tshark_alerts.get(stream) != (level, desc):
+            sys.exit(f"{pcap}: stream {stream}: tshark reads the alert {tshark_alerts.get(stream)}")
+        answers.append({"host": client, "sport": sport, "level": int(level),
+                        "description": int(desc), "alert": ALERT_NAMES.get(desc, "?")})
+    return found, read, shapes, answers
+
+
+def vendor_of(name):
+    if name in VENDOR_NAMES:
+        return VENDOR_NAMES[name]
+    if name in OTHER_NAMES:
+        return None
+    for suffix, vendor in VENDOR_SUFFIXES.items():
+        if name.endswith("." + suffix):
+            return vendor
+    sys.exit(f"{name} is in no table of expected_evasion.py")
+
+
 def alerts(found):
     out = set()
     for n in found:
-        if n["value"] in VENDOR_NAMES:
-            out.add((n["host"],) + VENDOR_NAMES[n["value"]])
-        elif n["value"] not in OTHER_NAMES:
-            sys.exit(f"{n['value']} is in neither table of expected_evasion.py")
+        vendor = vendor_of(n["value"])
+        if vendor:
+            out.add((n["host"],) + vendor)
     return [{"host": h, "vendor": v, "category": c} for h, v, c in sorted(out)]
 
 
@@ -375,6 +511,16 @@ def derive():
         found, other = split(p(cap))
         result[cap] = {"names": found, "not_received": other,
                        "tshark_reads": sorted(quic_names(p(cap)), key=key), "source": source}
+    sni_read = {}
+    for cap in SNI_MALFORMED:
+        found, read, shapes, answers = sni_malformed(p(cap))
+        sni_read[cap] = read
+        result[cap] = {"names": found, "not_received": [], "malformed": shapes,
+                       "server_answers": answers,
+                       "source": "tshark's names of each ClientHello and, for a name with a NUL, the "
+                                 "whole name from its bytes (PDML); the server's alert"}
+        if sorted(read, key=key) != sorted(found, key=key):
+            result[cap]["tshark_reads"] = sorted(read, key=key)
     for r in result.values():
         r["names"].sort(key=key)
         r["not_received"].sort(key=key)
@@ -420,12 +566,35 @@ def derive():
         assert values(cap) == [("quic_sni", ACCEPTED)], (cap, r)
         assert [(n["kind"], n["value"]) for n in r["not_received"]] == [("quic_sni", DECOY)], (cap, r)
         assert [n["value"] for n in r["tshark_reads"]] == [DECOY], (cap, r)
+    # The third round: each hello's extension has the shape its case says and holds the decoy
+    # and the real name; the plain s_server refused every one with a fatal alert.
+    www, whole = ("tls_sni", "www.example.org"), "\\x00".join
+    shape = lambda e, h, n, b: {"server_name_extensions": e, "host_names": h,  # noqa: E731
+                                "names_with_nul": n, "bytes_past_list": b}
+    for cap, want_names, want_read, want_shapes in (
+            ("evasion-sni-two-extensions.pcap", [real, www], ["www.example.org", ACCEPTED],
+             [shape(2, 2, 0, 0)]),
+            ("evasion-sni-two-names.pcap", [real, www], ["www.example.org", ACCEPTED],
+             [shape(1, 2, 0, 0)]),
+            ("evasion-sni-nul.pcap",
+             [real, ("tls_sni", whole((ACCEPTED, ".x"))), www,
+              ("tls_sni", whole(("www.example.org", ACCEPTED)))],
+             ["www.example.org", ACCEPTED], [shape(1, 1, 1, 0)] * 2),
+            ("evasion-sni-trailing.pcap", [real], [ACCEPTED], [shape(1, 1, 0, 2)])):
+        r = result[cap]
+        assert values(cap) == want_names, (cap, r)
+        assert [n["value"] for n in sni_read[cap]] == want_read, (cap, sni_read[cap])
+        assert [{k: v for k, v in s.items() if k not in ("host", "sport")} for s in r["malformed"]] \
+            == want_shapes, (cap, r)
+        assert all(a["level"] == 2 for a in r["server_answers"]), (cap, r)
+        assert any(a["vendor"] == "kaspersky" for a in r["alerts"]), (cap, r)
     # One name a line: small diffs when a capture is regenerated.
     def entry(cap):
         r = result[cap]
         lists = ",\n".join(
             f"  {json.dumps(k)}: [" + ",".join("\n   " + key(n) for n in r[k]) + ("\n  ]" if r[k] else "]")
-            for k in ("alerts", "names", "not_received", "tshark_reads") if k in r)
+            for k in ("alerts", "names", "not_received", "tshark_reads", "malformed", "server_answers")
+            if k in r)
         return f" {json.dumps(cap)}: {{\n{lists},\n  \"source\": {json.dumps(r['source'])}\n }}"
     return "{\n" + ",\n".join(entry(cap) for cap in sorted(result)) + "\n}\n"
 

@@ -87,6 +87,26 @@
 #                                      server logs (the only name it logs) before completing the
 #                                      handshake (tshark reads the decoy only)
 #
+# The third round, `sni-malformed`: curl's ClientHello with a server_name extension no TLS library
+# sends, from the client's own sockets, to a plain `openssl s_server` (no -servername: whatever
+# it answers comes from its parsing of the extension alone); it refuses each with a fatal alert,
+# which the script checks and the expectations record (another server may take any of the names)
+#   evasion-sni-two-extensions.pcap    two server_name extensions, one after the other: the first
+#                                      naming the decoy www.example.org, the second
+#                                      dnl-01.geo.kaspersky.com; s_server answers with a fatal
+#                                      alert
+#   evasion-sni-two-names.pcap         one server_name extension whose list has two host_name
+#                                      entries, www.example.org, then dnl-01.geo.kaspersky.com;
+#                                      s_server answers with a fatal alert
+#   evasion-sni-nul.pcap               two connections, one host_name each with a NUL inside it:
+#                                      `www.example.org\0dnl-01.geo.kaspersky.com` (a server in C
+#                                      reads the decoy), then `dnl-01.geo.kaspersky.com\0.x`;
+#                                      s_server answers each with a fatal alert (tshark shows each
+#                                      name up to its NUL)
+#   evasion-sni-trailing.pcap          one host_name dnl-01.geo.kaspersky.com, then 2 zero bytes in
+#                                      the extension past its list; s_server answers with a fatal
+#                                      alert
+#
 #   sudo bash pcaps/gen-evasion.sh       (then: python3 pcaps/expected_evasion.py --write)
 #   sudo bash pcaps/gen-evasion.sh --only fakes
 #   sudo bash pcaps/gen-evasion.sh --only evasion-fake-md5,evasion-reverse
@@ -95,7 +115,8 @@
 #                                        the three evasion-fake-* captures, `hrr`, `http-te-cl` and
 #                                        `quic` for the two evasion-hrr-*, evasion-http-te-cl* and
 #                                        evasion-quic-* captures, `round2` for all eight of the
-#                                        second round. The others stay as they are. If a fake case's server answers with the alert instead
+#                                        second round, `sni-malformed` for the four evasion-sni-*
+#                                        captures. The others stay as they are. If a fake case's server answers with the alert instead
 #                                        (Linux took the fake), the script says so and keeps it: the
 #                                        expectations follow the server's answer.
 #
@@ -114,14 +135,17 @@ set -euo pipefail
 
 ROUND2=(evasion-record-version evasion-big-hello evasion-hrr-decoy-real evasion-hrr-real-decoy
         evasion-http-te-cl evasion-http-te-cl-control evasion-quic-decoy evasion-quic-retry)
+SNI_MALFORMED=(evasion-sni-two-extensions evasion-sni-two-names evasion-sni-nul evasion-sni-trailing)
 ALL=(evasion-first-last evasion-reverse evasion-overlap-replace evasion-overlap-replace-control
-     evasion-http-empty-line evasion-fake-ttl evasion-fake-noack evasion-fake-md5 "${ROUND2[@]}")
+     evasion-http-empty-line evasion-fake-ttl evasion-fake-noack evasion-fake-md5 "${ROUND2[@]}"
+     "${SNI_MALFORMED[@]}")
 declare -A SETS=(
     [fakes]="evasion-fake-ttl evasion-fake-noack evasion-fake-md5"
     [hrr]="evasion-hrr-decoy-real evasion-hrr-real-decoy"
     [http-te-cl]="evasion-http-te-cl evasion-http-te-cl-control"
     [quic]="evasion-quic-decoy evasion-quic-retry"
     [round2]="${ROUND2[*]}"
+    [sni-malformed]="${SNI_MALFORMED[*]}"
 )
 USAGE="usage: gen-evasion.sh [--only NAME[,NAME...]] (NAME: a capture or ${!SETS[*]})"
 ONLY=("${ALL[@]}")
@@ -190,6 +214,8 @@ CLIENT=10.40.1.11 CRAFTED=10.40.1.12 WEB=10.40.2.80 STRICT=10.40.2.81
 # the second round's servers: s_server for P-256 only (HelloRetryRequest), aioquic, aioquic with
 # retry
 HRR_S=10.40.2.82 QUIC_S=10.40.2.83 QUIC_RETRY_S=10.40.2.84
+# the third round's: a plain s_server (no -servername)
+PLAIN_S=10.40.2.85
 # the routed path of evasion-fake-ttl.pcap: client 10.41.1.0/24 - router - 10.41.2.0/24 server
 ROUTER_C=10.41.1.1 ROUTER_S=10.41.2.1 CRAFTED_R=10.41.1.12 STRICT_R=10.41.2.81
 REAL=dnl-01.geo.kaspersky.com DECOY=updates.example-corp.com
@@ -216,7 +242,7 @@ ip link add veth-c netns "$C" type veth peer name veth-s netns "$S"
 nsx "$C" ip addr add $CLIENT/16 dev veth-c
 nsx "$S" ip addr add $WEB/16 dev veth-s
 nsx "$S" ip addr add $STRICT/16 dev veth-s
-for a in $HRR_S $QUIC_S $QUIC_RETRY_S; do nsx "$S" ip addr add $a/16 dev veth-s; done
+for a in $HRR_S $QUIC_S $QUIC_RETRY_S $PLAIN_S; do nsx "$S" ip addr add $a/16 dev veth-s; done
 for ns in "$C" "$S"; do
     dev=veth-${ns: -1}
     nsx "$ns" ip link set lo up
@@ -297,6 +323,11 @@ ip netns exec "$S" openssl s_server -accept $HRR_S:443 -www -cert "$WORK/cert.pe
     -cert2 "$WORK/cert.pem" -key2 "$WORK/key.pem" -servername $REAL -groups P-256 -debug \
     >"$WORK/s_server-hrr.log" 2>&1 &
 PIDS+=($!)
+# No -servername (no server name callback): a hello it refuses is refused for its own bytes. It
+# logs the reason of each failed handshake (OpenSSL's error queue).
+ip netns exec "$S" openssl s_server -accept $PLAIN_S:443 -www -cert "$WORK/cert.pem" -key "$WORK/key.pem" \
+    >"$WORK/s_server-plain.log" 2>&1 &
+PIDS+=($!)
 # QUIC: aioquic servers that print the server name of each ClientHello they parse
 cat >"$WORK/qserver.py" <<'EOF'
 """aioquic server on ADDRESS:443 (UDP) that prints "SNI name" for each ClientHello it parses.
@@ -345,7 +376,7 @@ listening() { # tcp|udp ADDRESS:PORT
 }
 for _ in $(seq 50); do
     listening tcp "$WEB:443" && listening tcp "$WEB:80" && listening tcp "$STRICT:443" \
-        && listening tcp "$STRICT_R:443" && listening tcp "$HRR_S:443" \
+        && listening tcp "$STRICT_R:443" && listening tcp "$HRR_S:443" && listening tcp "$PLAIN_S:443" \
         && { [[ -z $QUIC_WANTED ]] || { listening udp "$QUIC_S:443" && listening udp "$QUIC_RETRY_S:443"; }; } \
         && break
     sleep 0.2
@@ -354,6 +385,7 @@ listening tcp "$WEB:443" || die "nginx did not start: $(cat "$WORK/nginx/logs/er
 listening tcp "$STRICT:443" || die "servers did not start: $(cat "$WORK/s_server.log")"
 listening tcp "$STRICT_R:443" || die "servers did not start: $(cat "$WORK/s_server-routed.log")"
 listening tcp "$HRR_S:443" || die "servers did not start: $(cat "$WORK/s_server-hrr.log")"
+listening tcp "$PLAIN_S:443" || die "servers did not start: $(cat "$WORK/s_server-plain.log")"
 if [[ -n $QUIC_WANTED ]]; then
     listening udp "$QUIC_S:443" || die "aioquic did not start: $(cat "$WORK/qserver.log")"
     listening udp "$QUIC_RETRY_S:443" || die "aioquic did not start: $(cat "$WORK/qserver-retry.log")"
@@ -652,6 +684,11 @@ MODE big SIZE              a padding extension (21, zeros) that makes the handsh
 MODE hrr NAME1 NAME2       the hello (a key share for X25519 only) naming NAME1; after the server's
                            HelloRetryRequest, a ChangeCipherSpec and the second hello: the same
                            random, session ID and extensions but a P-256 key share and NAME2
+MODE sni SHAPE NAME ARG     the hello with a server_name extension no TLS library sends:
+                           SHAPE two-extensions: one naming NAME, a second right after it naming
+                           ARG; two-names: one extension, its list with the host_names NAME and
+                           ARG; nul: one host_name, NAME, a NUL byte, ARG; trailing: one host_name
+                           NAME, then the bytes ARG (hex) in the extension past the list
 
 Each record the server sent is reported as "handshake:TYPE" (":hrr" added for a ServerHello
 with the HelloRetryRequest random), "alert:LEVEL:DESCRIPTION", "change_cipher_spec" or
@@ -778,6 +815,25 @@ elif mode == "hrr":
     second = with_ext(with_ext(exts, 0, sni(args[1])), 51, u16(4 + 65) + u16(0x17) + u16(65) + P256_G)
     server.sock.sendall(b"\x14\x03\x03\x00\x01\x01" + records(message(head, second), b"\x03\x03"))
     report["second"] = server.records()
+elif mode == "sni":
+    shape, name, arg = args[0], args[1].encode(), args[2]
+    def entry(n):
+        return b"\x00" + u16(len(n)) + n
+    def listed(*entries):
+        return u16(sum(map(len, entries))) + b"".join(entries)
+    if shape == "two-extensions":
+        i = next(i for i, (t, _) in enumerate(exts) if t == 0)
+        exts = exts[:i] + [(0, listed(entry(name))), (0, listed(entry(arg.encode())))] + exts[i + 1:]
+    elif shape == "two-names":
+        exts = with_ext(exts, 0, listed(entry(name), entry(arg.encode())))
+    elif shape == "nul":
+        exts = with_ext(exts, 0, listed(entry(name + b"\x00" + arg.encode())))
+    elif shape == "trailing":
+        exts = with_ext(exts, 0, listed(entry(name)) + bytes.fromhex(arg))
+    else:
+        sys.exit(f"no shape {shape}")
+    server.sock.sendall(records(message(head, exts)))
+    report["first"] = server.records()
 else:
     sys.exit(f"no mode {mode}")
 server.sock.close()
@@ -843,6 +899,43 @@ if want evasion-hrr-decoy-real; then
 fi
 if want evasion-hrr-real-decoy; then
     hrr_case evasion-hrr-real-decoy.pcap 42035 $REAL $DECOY
+fi
+
+# --- the third round: malformed server_name extensions to the plain s_server, each of which it
+# must refuse with a fatal alert (its log has OpenSSL's reason)
+sni_case() { # OUT [SPORT SHAPE NAME ARG]... (one connection each, all in one capture)
+    local out=$1 before i=0 got
+    shift
+    before=$(wc -l <"$WORK/s_server-plain.log")
+    cap_start "$WORK/$out" "tcp and host $PLAIN_S"
+    while (($#)); do
+        nsx "$C" timeout 20 "$PY" "$WORK/tls.py" sni "$WORK/hello.bin" $PLAIN_S "$1" "$2" "$3" "$4" \
+            >>"$WORK/$out.json" || die "$out: the TLS client failed"
+        shift 4
+    done
+    cap_stop
+    echo "gen-evasion: $out: $(tr '\n' ' ' <"$WORK/$out.json")" >&2
+    while read -r _; do
+        got=$(answer "$out" $i first)
+        [[ $got =~ ^alert:2:[0-9]+$ ]] || die "$out: connection $((i + 1)): s_server did not answer with a fatal alert alone: $got"
+        i=$((i + 1))
+    done <"$WORK/$out.json"
+    sleep 0.5
+    got=$(tail -n +$((before + 1)) "$WORK/s_server-plain.log" | grep -o 'SSL routines:[^:]*:[^:]*' | tr '\n' ';')
+    echo "gen-evasion: $out: s_server's log: $got" >&2
+    [[ $(grep -o ';' <<<"$got" | wc -l) == "$i" ]] || die "$out: s_server did not log one OpenSSL error per connection"
+}
+if want evasion-sni-two-extensions; then
+    sni_case evasion-sni-two-extensions.pcap 42051 two-extensions www.example.org $REAL
+fi
+if want evasion-sni-two-names; then
+    sni_case evasion-sni-two-names.pcap 42052 two-names www.example.org $REAL
+fi
+if want evasion-sni-nul; then
+    sni_case evasion-sni-nul.pcap 42053 nul www.example.org $REAL 42054 nul $REAL .x
+fi
+if want evasion-sni-trailing; then
+    sni_case evasion-sni-trailing.pcap 42055 trailing $REAL 0000
 fi
 
 # --- request smuggling: a POST with Transfer-Encoding and Content-Length whose body holds a

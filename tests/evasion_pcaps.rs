@@ -8,8 +8,11 @@
 //! records of version 0x03ff and 0x0300, a ClientHello padded to 30,000 bytes, a decoy name in
 //! one of the two ClientHellos around a HelloRetryRequest, a request smuggled in the body of a
 //! POST with both Transfer-Encoding and Content-Length (and its control), and QUIC decoys: an
-//! Initial with a wrong UDP checksum before the real one, and the hello before a Retry. Each
-//! server's answer is in its capture. Expectations are `pcaps/expected-evasion.json`, derived by
+//! Initial with a wrong UDP checksum before the real one, and the hello before a Retry. A third
+//! round, `sni-malformed`: server_name extensions no TLS library sends (two extensions, two names
+//! in one list, a NUL inside a name, bytes past the list), each refused by `openssl s_server`
+//! with a fatal alert, whose every name must be reported. Each server's answer is in its
+//! capture. Expectations are `pcaps/expected-evasion.json`, derived by
 //! `pcaps/expected_evasion.py` from tshark and, where tshark is fooled, from the server's answer
 //! or from the part of the capture the server took (one test re-derives them), never from
 //! vendorwatch.
@@ -430,6 +433,97 @@ fn the_quic_initial_after_a_retry_is_read() {
     // The hello before the server's Retry names a decoy; the server parsed only the one after
     // it (new DCID, the Retry's token), which names dnl-01.geo.kaspersky.com.
     check_quic("evasion-quic-retry.pcap");
+}
+
+/// A capture of ClientHellos whose server_name extension no TLS library sends, each refused by
+/// the server with a fatal alert (OpenSSL's; a server on another library may take any of its
+/// names): every name tshark lists is reported for the client, and every name of `names` (those,
+/// and each name with a NUL whole) and no other; the kaspersky alert is raised; the extension is
+/// counted as `tls_server_name_malformed`, once a hello at least.
+fn check_sni_malformed(capture: &str) -> Run {
+    let exp = expected(capture);
+    let answers = exp["server_answers"]
+        .as_array()
+        .expect("the server's answers");
+    let hellos = exp["malformed"]
+        .as_array()
+        .expect("the hellos' shapes")
+        .len();
+    assert!(
+        hellos >= 1 && answers.len() == hellos && answers.iter().all(|a| a["level"] == 2),
+        "{capture}: the server did not refuse each hello with a fatal alert: {exp}"
+    );
+    let run = check(capture);
+    let reported = server_names(&run);
+    let tshark_lists = if exp["tshark_reads"].is_array() {
+        named(&exp["tshark_reads"])
+    } else {
+        named(&exp["names"])
+    };
+    for name in &tshark_lists {
+        assert!(
+            reported.contains(name),
+            "{capture}: {name:?}, which tshark lists, is not reported: {reported:?}"
+        );
+    }
+    assert!(
+        run.alerts.iter().any(|a| a["vendor"] == "kaspersky"
+            && tshark_lists
+                .iter()
+                .any(|(host, _, _)| a["host"]["ip"] == host.as_str())),
+        "{capture}: no kaspersky alert for the client: {:?}",
+        run.alerts
+    );
+    assert!(
+        anomaly(&run.summary, "tls_server_name_malformed") >= hellos as u64,
+        "{capture}: tls_server_name_malformed is not counted for each of its {hellos} hello(s): {}",
+        run.summary
+    );
+    run
+}
+
+#[test]
+fn a_decoy_in_a_first_server_name_extension_does_not_hide_a_second_one() {
+    // www.example.org in the first server_name extension, dnl-01.geo.kaspersky.com in a second:
+    // s_server refused the duplicate extension (illegal_parameter).
+    check_sni_malformed("evasion-sni-two-extensions.pcap");
+}
+
+#[test]
+fn a_decoy_first_in_a_server_name_list_does_not_hide_the_second_host_name() {
+    // One extension, two host_name entries: www.example.org, then dnl-01.geo.kaspersky.com.
+    check_sni_malformed("evasion-sni-two-names.pcap");
+}
+
+#[test]
+fn a_server_name_with_a_nul_is_reported_whole_and_up_to_the_nul() {
+    // `www.example.org\0dnl-01.geo.kaspersky.com` (a server in C reads the decoy; tshark shows
+    // it) and `dnl-01.geo.kaspersky.com\0.x`: each whole, the NUL escaped, and up to the NUL.
+    let run = check_sni_malformed("evasion-sni-nul.pcap");
+    let reported = server_names(&run);
+    for value in [
+        "www.example.org\\x00dnl-01.geo.kaspersky.com",
+        "www.example.org",
+        "dnl-01.geo.kaspersky.com\\x00.x",
+        "dnl-01.geo.kaspersky.com",
+    ] {
+        let name = (
+            "10.40.1.11".to_string(),
+            "tls_sni".to_string(),
+            value.to_string(),
+        );
+        assert!(
+            reported.contains(&name),
+            "{value} is not reported: {reported:?}"
+        );
+    }
+}
+
+#[test]
+fn bytes_past_the_server_name_list_do_not_hide_its_name() {
+    // dnl-01.geo.kaspersky.com, then 2 bytes in the extension after the list: s_server refused
+    // it (decode_error); the name is reported and the extension counted.
+    check_sni_malformed("evasion-sni-trailing.pcap");
 }
 
 #[test]
