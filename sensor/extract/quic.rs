@@ -7,7 +7,8 @@
 //! client's first flight, and its first Initial after a Retry), or with
 //! `client_initials_keyed` from the DCID the flow's earlier Initials were keyed by, which the
 //! client keeps once its Initials carry the server's connection ID. Only client keys are
-//! derived: a server Initial fails to decrypt and is skipped. AES, AES-GCM and HKDF are
+//! derived: a server Initial fails to decrypt and is skipped (`server_handshake_began` reads a
+//! server datagram's headers only). AES, AES-GCM and HKDF are
 //! RustCrypto's.
 //!
 //! `client_initials` is pure (one datagram in, owned plaintext out); `CryptoStream` is the
@@ -214,33 +215,27 @@ pub fn long_header_cids(datagram: &[u8]) -> Option<(&[u8], &[u8], bool)> {
     Some((dcid, scid, version.packet_type(first) == PacketType::Retry))
 }
 
-/// Whether a server's datagram carries a Handshake packet or a 1-RTT one: the server took a
-/// ClientHello and answered it with a ServerHello (a HelloRetryRequest, a Retry or a Version
-/// Negotiation comes alone, without either). Coalesced packets are walked by their Length.
-pub fn server_handshake_began(datagram: &[u8]) -> bool {
-    /// A short header's second-highest bit (RFC 9000 §17.3.1); the zero padding a sender may
-    /// put after its last packet has it clear.
-    const FIXED_BIT: u8 = 0x40;
+/// Whether a server's datagram carries a Handshake packet to the client's connection ID
+/// `client_scid`: the server took a ClientHello and answered it with a ServerHello (a
+/// HelloRetryRequest, a Retry or a Version Negotiation comes without one, and 1-RTT packets
+/// only after one). Coalesced packets are walked by their Length.
+pub fn server_handshake_began(datagram: &[u8], client_scid: &[u8]) -> bool {
     let mut rest = datagram;
-    loop {
-        match rest.first() {
-            Some(first) if first & LONG_HEADER != 0 => {}
-            Some(first) => return first & FIXED_BIT != 0,
-            None => return false,
-        }
+    while rest.first().is_some_and(|b| b & LONG_HEADER != 0) {
         let Ok(header) = LongHeader::parse(rest) else {
             return false;
         };
         match header.kind {
-            PacketType::Handshake => return true,
+            PacketType::Handshake if header.dcid == client_scid => return true,
             PacketType::Retry => return false,
-            PacketType::Initial | PacketType::ZeroRtt => {}
+            PacketType::Initial | PacketType::ZeroRtt | PacketType::Handshake => {}
         }
         let Some((_, after)) = rest.split_at_checked(header.end) else {
             return false;
         };
         rest = after;
     }
+    false
 }
 
 /// Whether `datagram` opens a new QUIC connection: a client Initial keyed by its own DCID
@@ -669,6 +664,30 @@ impl CryptoStream {
         self.data.get(..self.contiguous).unwrap_or_default()
     }
 
+    /// Whether bytes already received differ from `data` at `offset`.
+    pub fn contradicts(&self, offset: u64, data: &[u8]) -> bool {
+        let Ok(start) = usize::try_from(offset) else {
+            return false;
+        };
+        (start..self.data.len())
+            .zip(data)
+            .any(|(pos, &byte)| self.has(pos) && self.data[pos] != byte)
+    }
+
+    /// The stream's bytes laid over `under`: where a byte was received it is taken, elsewhere
+    /// `under`'s, up to the first position that has neither.
+    pub fn overlay(&self, under: &[u8]) -> Vec<u8> {
+        (0..)
+            .map_while(|pos| {
+                if self.has(pos) {
+                    self.data.get(pos).copied()
+                } else {
+                    under.get(pos).copied()
+                }
+            })
+            .collect()
+    }
+
     /// Bytes dropped because they lay past `MAX_CRYPTO_BYTES`.
     pub fn dropped(&self) -> u64 {
         self.dropped
@@ -683,7 +702,7 @@ impl CryptoStream {
 
 /// Packet builders the flow tests share.
 #[cfg(test)]
-pub(crate) use tests::{crypto_frame, seal};
+pub(crate) use tests::{crypto_frame, seal, seal_keyed};
 
 #[cfg(test)]
 mod tests {
@@ -836,7 +855,7 @@ mod tests {
     }
 
     /// As `seal`, with keys from `key_dcid` rather than the packet's DCID.
-    fn seal_keyed(
+    pub(crate) fn seal_keyed(
         number: u32,
         first: u8,
         dcid: &[u8],
@@ -1093,41 +1112,33 @@ mod tests {
 
     #[test]
     fn a_server_handshake_is_told_from_its_first_answers() {
-        let dcid = [7u8; 8];
-        let server_initial = seal(VERSION_1, 0xc0, &dcid, b"", 0, &[0; 60]);
-        let handshake = plain_long(0xe0, VERSION_1, &dcid, 80);
+        let client = [7u8; 4];
+        let began = |datagram: &[u8]| server_handshake_began(datagram, &client);
+        let server_initial = seal(VERSION_1, 0xc0, &client, b"", 0, &[0; 60]);
+        let handshake = plain_long(0xe0, VERSION_1, &client, 80);
         // A HelloRetryRequest comes in an Initial alone.
-        assert!(!server_handshake_began(&server_initial));
+        assert!(!began(&server_initial));
         // A ServerHello: its Initial coalesced with Handshake packets, or a Handshake alone.
-        assert!(server_handshake_began(
-            &[server_initial.clone(), handshake.clone()].concat()
-        ));
-        assert!(server_handshake_began(&handshake));
+        assert!(began(&[server_initial.clone(), handshake.clone()].concat()));
+        assert!(began(&handshake));
+        // To another connection ID: not this client's handshake.
+        assert!(!server_handshake_began(&handshake, &[8u8; 4]));
         // v2's Handshake type bits are v1's Retry bits, and the reverse.
-        assert!(server_handshake_began(&plain_long(
-            0xf0, VERSION_2, &dcid, 80
-        )));
-        assert!(!server_handshake_began(&plain_long(
-            0xf0, VERSION_1, &dcid, 80
-        )));
-        // 1-RTT (short header, fixed bit set), alone or after an Initial.
-        assert!(server_handshake_began(&[0x43, 1, 2, 3, 4]));
-        assert!(server_handshake_began(
-            &[server_initial.clone(), vec![0x41, 9, 9]].concat()
-        ));
-        // Zero padding after the last packet is not a short header.
-        assert!(!server_handshake_began(
-            &[server_initial.clone(), vec![0; 40]].concat()
-        ));
+        assert!(began(&plain_long(0xf0, VERSION_2, &client, 80)));
+        assert!(!began(&plain_long(0xf0, VERSION_1, &client, 80)));
+        // A short header alone proves nothing (anyone can send five bytes); zero padding
+        // after the last packet is not a packet.
+        assert!(!began(&[0x43, 1, 2, 3, 4]));
+        assert!(!began(&[server_initial.clone(), vec![0; 40]].concat()));
         // A Retry, a Version Negotiation, a header cut short, nothing.
         let retry =
             unhex("cf6b3343cf0008f067a5502a4262b5746f6b656ec8646ce8bfe33952d955543665dcc7b6");
-        assert!(!server_handshake_began(&retry));
+        assert!(!began(&retry));
         let mut negotiation = handshake.clone();
         negotiation[1..5].copy_from_slice(&0u32.to_be_bytes());
-        assert!(!server_handshake_began(&negotiation));
-        assert!(!server_handshake_began(&handshake[..handshake.len() - 1]));
-        assert!(!server_handshake_began(&[]));
+        assert!(!began(&negotiation));
+        assert!(!began(&handshake[..handshake.len() - 1]));
+        assert!(!began(&[]));
     }
 
     #[test]

@@ -256,6 +256,7 @@ fn read_hello(record_version: u16, handshake: &[u8]) -> Result<ClientHello<'_>, 
         signature_algorithms: Vec::new(),
     };
     let mut ext = hello.ext.unwrap_or_default();
+    let mut server_name_seen = false;
     while ext.len() >= 4 {
         let kind = u16::from_be_bytes([ext[0], ext[1]]);
         let len = usize::from(u16::from_be_bytes([ext[2], ext[3]]));
@@ -264,7 +265,10 @@ fn read_hello(record_version: u16, handshake: &[u8]) -> Result<ClientHello<'_>, 
         };
         out.extensions.push(kind);
         match kind {
-            EXT_SERVER_NAME => read_server_names(data, &mut out),
+            EXT_SERVER_NAME => {
+                read_server_names(data, server_name_seen, &mut out);
+                server_name_seen = true;
+            }
             EXT_ENCRYPTED_CLIENT_HELLO => out.ech = true,
             EXT_SUPPORTED_VERSIONS => out.supported_versions = u16_list(data, 1),
             EXT_SIGNATURE_ALGORITHMS => out.signature_algorithms = u16_list(data, 2),
@@ -282,26 +286,23 @@ fn read_hello(record_version: u16, handshake: &[u8]) -> Result<ClientHello<'_>, 
     Ok(out)
 }
 
+/// Other names kept from one malformed server_name extension: enough for any decoy layout,
+/// and no flood of events from one hello.
+const MAX_MORE_NAMES: usize = 8;
+
 /// Reads a server_name extension: a 2-byte list length, then (type, 2-byte length, name)
 /// entries (RFC 6066 §3). Clients send one extension with one `host_name` and nothing after
-/// it. Anything else (a second extension, a second name, a NUL in a name, bytes past the
-/// list) is marked malformed and every name in it kept, a name with a NUL both whole and up
-/// to the NUL: OpenSSL refuses such a hello, but a server built on another library may take
-/// the first name, the last, or a name read as a C string, and a decoy must not hide the one
-/// it takes.
-fn read_server_names<'a>(data: &'a [u8], out: &mut ClientHello<'a>) {
-    let mut malformed = out.server_name.is_some()
-        || out
-            .extensions
-            .iter()
-            .filter(|&&k| k == EXT_SERVER_NAME)
-            .count()
-            > 1;
+/// it. Anything else (a second extension, a second name, a name type other than `host_name`, a
+/// NUL in a name, bytes past the list) is marked malformed and its names kept (up to
+/// `MAX_MORE_NAMES` besides the first), a name with a NUL both whole and up to the NUL:
+/// OpenSSL refuses such a hello, but a server built on another library may take the first
+/// name, the last, or a name read as a C string, and a decoy must not hide the one it takes.
+fn read_server_names<'a>(data: &'a [u8], seen_before: bool, out: &mut ClientHello<'a>) {
     let listed = data
         .get(..2)
         .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])));
     let mut list = data.get(2..).unwrap_or_default();
-    malformed |= listed != Some(list.len());
+    let mut malformed = seen_before || listed != Some(list.len());
     let mut host_names = 0;
     while let [kind, len_hi, len_lo, rest @ ..] = list {
         let len = usize::from(u16::from_be_bytes([*len_hi, *len_lo]));
@@ -311,6 +312,7 @@ fn read_server_names<'a>(data: &'a [u8], out: &mut ClientHello<'a>) {
         };
         list = after;
         if *kind != SNI_HOST_NAME {
+            malformed = true;
             continue;
         }
         host_names += 1;
@@ -325,13 +327,15 @@ fn read_server_names<'a>(data: &'a [u8], out: &mut ClientHello<'a>) {
 }
 
 /// Adds a name of the server_name extension: the first is `server_name`, the others go to
-/// `more_names`, each once.
+/// `more_names`, each once and at most `MAX_MORE_NAMES`.
 fn add_server_name<'a>(out: &mut ClientHello<'a>, name: &'a [u8]) {
     match &out.server_name {
         None => out.server_name = Some(Cow::Borrowed(name)),
         Some(first) if first.as_ref() == name => {}
         Some(_) => {
-            if !out.more_names.iter().any(|n| n.as_ref() == name) {
+            if out.more_names.len() < MAX_MORE_NAMES
+                && !out.more_names.iter().any(|n| n.as_ref() == name)
+            {
                 out.more_names.push(Cow::Borrowed(name));
             }
         }
@@ -572,11 +576,11 @@ pub(crate) mod tests {
             server_names(&one(REAL)),
             (Some(REAL.to_vec()), vec![], false)
         );
-        // An entry of another name type is skipped (RFC 6066 leaves room for them).
+        // An entry of another name type is skipped, and refused by OpenSSL and BoringSSL.
         let other_type = server_name_extension(&[(7, DECOY), (SNI_HOST_NAME, REAL)], b"");
         assert_eq!(
             server_names(&other_type),
-            (Some(REAL.to_vec()), vec![], false)
+            (Some(REAL.to_vec()), vec![], true)
         );
         // Two extensions, two names in one list, the same name twice.
         let two_extensions = [one(DECOY), one(REAL)].concat();
@@ -603,9 +607,23 @@ pub(crate) mod tests {
         // Bytes past the list, or an entry longer than the list.
         let trailing = server_name_extension(&[(SNI_HOST_NAME, REAL)], b"\0\0");
         assert_eq!(server_names(&trailing), (Some(REAL.to_vec()), vec![], true));
-        let mut cut = one(REAL);
-        cut[8] += 1; // the entry's length, past the list's end
+        let len = REAL.len() as u16;
+        let mut cut = vec![0, 0];
+        cut.extend_from_slice(&(len + 5).to_be_bytes()); // the extension's length
+        cut.extend_from_slice(&(len + 3).to_be_bytes()); // the list's
+        cut.push(SNI_HOST_NAME);
+        cut.extend_from_slice(&(len + 1).to_be_bytes()); // the name's: one byte too long
+        cut.extend_from_slice(REAL);
         assert_eq!(server_names(&cut), (None, vec![], true));
+        // At most MAX_MORE_NAMES others, however many the list holds.
+        let many: Vec<Vec<u8>> = (0..100)
+            .map(|i| format!("n{i}.example").into_bytes())
+            .collect();
+        let entries: Vec<(u8, &[u8])> = many.iter().map(|n| (SNI_HOST_NAME, &n[..])).collect();
+        let (first, others, malformed) = server_names(&server_name_extension(&entries, b""));
+        assert_eq!(first.as_deref(), Some(&b"n0.example"[..]));
+        assert_eq!(others, many[1..=MAX_MORE_NAMES].to_vec());
+        assert!(malformed);
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! QUIC on a UDP flow, one record per flow: the client's connection IDs (which tell a new
 //! connection on the same 4-tuple from this one's packets, for the flow's whole life), and
-//! until its ClientHello is read, the Initial packets' CRYPTO stream (RFC 9001 keys every
-//! Initial from the client's first Destination Connection ID).
+//! while its ClientHello is read the Initial packets' CRYPTO stream. Initials are keyed by the
+//! client's first Destination Connection ID, or after a Retry by the one the Retry gave it
+//! (RFC 9001 §5.2). Once a hello is read, later client Initials are held against it (a decoy
+//! sent first, the hello after a Retry or a HelloRetryRequest) until the server answers with
+//! its handshake.
 
-use super::tls::emit_hello;
+use super::tls::{emit_hello, name_key};
 use super::{Conn, Step};
 use crate::extract::anomaly::FlowAnomaly;
 use crate::extract::{quic, tls, Extracted, NameKind};
@@ -23,12 +26,22 @@ pub(super) struct QuicState {
     hello: Option<HelloReader>,
 }
 
-/// The client's first Destination Connection ID, and the one a server's Retry gave it: a
-/// client Initial opening a connection with any other DCID is a new connection.
+/// The client's first Destination Connection ID, the one a server's Retry gave it, and the
+/// client's own (Source) connection ID: a client Initial opening a connection with another
+/// DCID is a new connection, and the server's Handshake packets carry the client's SCID.
 #[derive(Debug)]
 struct ConnectionIds {
     first: Vec<u8>,
     after_retry: Option<Vec<u8>>,
+    client_scid: Vec<u8>,
+}
+
+impl ConnectionIds {
+    /// The DCID the client's Initials are keyed by now (RFC 9001 §5.2): after a Retry, the
+    /// connection ID the Retry gave it, even once its Initials carry another.
+    fn key(&self) -> &[u8] {
+        self.after_retry.as_deref().unwrap_or(&self.first)
+    }
 }
 
 /// The CRYPTO stream of the client's Initials, and how many datagrams it took so far.
@@ -36,28 +49,24 @@ struct ConnectionIds {
 struct HelloReader {
     crypto: quic::CryptoStream,
     datagrams: u8,
-    /// Once the hello is read: its bytes and server name. Later client Initials are held
+    /// Once a hello is read: the stream bytes read as hellos. Later client Initials are held
     /// against them, since the one read first may have been a decoy the server never took.
-    read: Option<ReadHello>,
-    /// CRYPTO bytes of later Initials that differ from the hello read: another hello.
+    read: Option<Vec<u8>>,
+    /// CRYPTO bytes of later Initials that differ from those read: another hello.
     other: Option<OtherHello>,
+    /// `name_key`s of the names reported for the flow (`name_key(None)` for a hello without
+    /// one), so that each is reported once.
+    reported: Vec<u64>,
 }
 
 /// Another hello in the client's later Initials: one that replaces the hello read (it starts
 /// at offset 0), or the second ClientHello after a HelloRetryRequest (it starts where the
-/// hello read ends, since the Initials' CRYPTO stream goes on).
+/// hellos read end, since the Initials' CRYPTO stream goes on).
 #[derive(Debug)]
 struct OtherHello {
     /// Stream offset of the hello's first byte.
     base: u64,
     crypto: quic::CryptoStream,
-}
-
-/// A ClientHello read from the Initials.
-#[derive(Debug)]
-struct ReadHello {
-    bytes: Vec<u8>,
-    name: Option<Vec<u8>>,
 }
 
 impl Default for QuicState {
@@ -113,11 +122,14 @@ impl QuicState {
         quic::looks_like_client_initial(datagram) && quic::opens_connection(datagram)
     }
 
-    /// Looks at a server datagram: once the server answers a hello read with its handshake,
-    /// the client sends no other hello on the connection, so reading stops.
+    /// Looks at a server datagram: once the server answers a hello read with its handshake
+    /// (a Handshake packet to the client's connection ID), the client sends no other hello on
+    /// the connection, so reading stops.
     pub(super) fn server_datagram(&self, datagram: &[u8]) -> Step {
-        match &self.hello {
-            Some(HelloReader { read: Some(_), .. }) if quic::server_handshake_began(datagram) => {
+        match (&self.hello, &self.ids) {
+            (Some(HelloReader { read: Some(_), .. }), Some(ids))
+                if quic::server_handshake_began(datagram, &ids.client_scid) =>
+            {
                 Step::Finish
             }
             _ => Step::Wait,
@@ -138,13 +150,13 @@ impl QuicState {
         reader.datagrams += 1;
         if reader.read.is_some() {
             return match &self.ids {
-                Some(ids) => recheck(reader, &ids.first, conn, ts, datagram, out),
+                Some(ids) => recheck(reader, ids.key(), conn, ts, datagram, out),
                 None => Step::Finish,
             };
         }
         let initials = match &self.ids {
             None => quic::client_initials(datagram),
-            Some(ids) => quic::client_initials_keyed(datagram, &ids.first),
+            Some(ids) => quic::client_initials_keyed(datagram, ids.key()),
         };
         match initials {
             Ok(initials) => {
@@ -152,6 +164,9 @@ impl QuicState {
                     self.ids.get_or_insert_with(|| ConnectionIds {
                         first: initial.dcid.clone(),
                         after_retry: None,
+                        client_scid: quic::long_header_cids(datagram)
+                            .map(|(_, scid, _)| scid.to_vec())
+                            .unwrap_or_default(),
                     });
                     for (offset, data) in &initial.crypto {
                         reader.crypto.add(*offset, data);
@@ -180,31 +195,73 @@ impl QuicState {
                 return Step::Finish;
             }
         };
-        emit_hello(conn, ts, NameKind::QuicSni, &hello, out);
+        report(reader, conn, ts, &hello, out);
         // A few more client datagrams are looked at: an Initial that repeats the hello's
         // offsets with other bytes is another hello (see `recheck`).
-        reader.read = Some(ReadHello {
-            bytes: reader.crypto.contiguous().to_vec(),
-            name: hello.server_name.as_deref().map(<[u8]>::to_vec),
-        });
-        if reader.datagrams < QUIC_MAX_DATAGRAMS {
-            Step::Wait
-        } else {
-            Step::Finish
-        }
+        let hello_len = message_len(reader.crypto.contiguous());
+        reader.read = Some(reader.crypto.contiguous()[..hello_len].to_vec());
+        more_datagrams(reader)
     }
 }
 
-/// After the hello is read: a client Initial whose CRYPTO bytes differ from it at the same
+/// Reports a hello's names (or its fingerprint) that the flow has not reported yet.
+fn report(
+    reader: &mut HelloReader,
+    conn: &mut Conn,
+    ts: Timestamp,
+    hello: &tls::ClientHello<'_>,
+    out: &mut impl FnMut(Extracted),
+) {
+    let reported = &mut reader.reported;
+    emit_hello(
+        conn,
+        ts,
+        NameKind::QuicSni,
+        hello,
+        |name| {
+            let key = name_key(name);
+            let fresh = !reported.contains(&key);
+            if fresh {
+                reported.push(key);
+            }
+            fresh
+        },
+        out,
+    );
+}
+
+/// The length of the handshake message at the start of `bytes` (4-byte header and body),
+/// which a parsed ClientHello guarantees are there.
+fn message_len(bytes: &[u8]) -> usize {
+    match bytes {
+        [_, a, b, c, ..] => {
+            (4 + (usize::from(*a) << 16 | usize::from(*b) << 8 | usize::from(*c))).min(bytes.len())
+        }
+        _ => bytes.len(),
+    }
+}
+
+fn more_datagrams(reader: &HelloReader) -> Step {
+    if reader.datagrams < QUIC_MAX_DATAGRAMS {
+        Step::Wait
+    } else {
+        Step::Finish
+    }
+}
+
+/// After a hello is read: a client Initial whose CRYPTO bytes differ from it at the same
 /// offsets carries another hello. A decoy sent first (a bad UDP checksum or a TTL that
 /// expires before the server, so the server never takes it) would otherwise hide the real
-/// one, whose bytes repeat offsets already read. CRYPTO bytes past the hello are the second
-/// ClientHello after a HelloRetryRequest. Either is read on its own, and its name reported
-/// when it is not the first one's. A retransmitted Initial repeats the same bytes; the ACKs a
-/// client sends once the server answered carry none.
+/// one, whose bytes repeat offsets already read. CRYPTO bytes past the hellos read are the
+/// second ClientHello after a HelloRetryRequest. Either is read on its own (a replacement
+/// over the bytes read, for the frames it repeats unchanged), its new names reported, and it
+/// becomes what later Initials are held against. Bytes that contradict the other hello being
+/// gathered start it again, so one junk frame cannot block the real one. A retransmitted
+/// Initial repeats the same bytes; the ACKs a client sends once the server answered carry
+/// none.
 fn recheck(
     reader: &mut HelloReader,
-    first_dcid: &[u8],
+    key_dcid: &[u8],
     conn: &mut Conn,
     ts: Timestamp,
     datagram: &[u8],
@@ -213,49 +270,76 @@ fn recheck(
     let Some(read) = reader.read.as_ref() else {
         return Step::Finish;
     };
-    if let Ok(initials) = quic::client_initials_keyed(datagram, first_dcid) {
-        let hello_end = read.bytes.len() as u64;
+    let read_end = read.len() as u64;
+    if let Ok(initials) = quic::client_initials_keyed(datagram, key_dcid) {
         for (offset, data) in initials.iter().flat_map(|i| &i.crypto) {
+            let replacing = reader.other.as_ref().is_some_and(|o| o.base == 0);
+            // The part of the frame over the bytes read, and the part past them.
+            let over = usize::try_from(read_end.saturating_sub(*offset))
+                .unwrap_or(usize::MAX)
+                .min(data.len());
+            let (under, past) = data.split_at(over);
             let same = usize::try_from(*offset)
                 .ok()
-                .and_then(|at| read.bytes.get(at..at.checked_add(data.len())?))
-                == Some(&data[..]);
-            if reader.other.is_none() && same {
-                continue;
-            }
-            let other = reader.other.get_or_insert_with(|| OtherHello {
-                base: if *offset >= hello_end { hello_end } else { 0 },
-                crypto: quic::CryptoStream::new(),
-            });
-            if let Some(at) = offset.checked_sub(other.base) {
-                other.crypto.add(at, data);
+                .and_then(|at| read.get(at..at.checked_add(under.len())?))
+                == Some(under);
+            if replacing || !same {
+                gather(&mut reader.other, 0, *offset, data);
+            } else if !past.is_empty() {
+                gather(&mut reader.other, read_end, offset + over as u64, past);
             }
         }
     }
     let Some(other) = reader.other.as_ref() else {
-        return if reader.datagrams < QUIC_MAX_DATAGRAMS {
-            Step::Wait
-        } else {
-            Step::Finish
-        };
+        return more_datagrams(reader);
     };
-    match tls::parse_client_hello_message(other.crypto.contiguous()) {
-        tls::Parse::Hello(hello) => {
-            if hello.server_name.as_deref() != read.name.as_deref() {
-                emit_hello(conn, ts, NameKind::QuicSni, &hello, out);
-            }
-            Step::Finish
-        }
-        tls::Parse::NeedMore if reader.datagrams < QUIC_MAX_DATAGRAMS => Step::Wait,
-        _ => Step::Finish,
+    // A replacement is read over the bytes read: frames it repeats unchanged were not kept.
+    let view = if other.base == 0 {
+        std::borrow::Cow::Owned(other.crypto.overlay(read))
+    } else {
+        std::borrow::Cow::Borrowed(other.crypto.contiguous())
+    };
+    if let tls::Parse::Hello(hello) = tls::parse_client_hello_message(&view) {
+        let hello = hello.into_owned();
+        let hello_bytes = &view[..message_len(&view)];
+        let now_read = if other.base == 0 {
+            hello_bytes.to_vec()
+        } else {
+            [read.as_slice(), hello_bytes].concat()
+        };
+        report(reader, conn, ts, &hello, out);
+        reader.read = Some(now_read);
+        reader.other = None;
     }
+    more_datagrams(reader)
+}
+
+/// Adds a frame to the other hello being gathered from `base`, starting it again when it was
+/// gathered from another base or holds other bytes where the frame's go.
+fn gather(other: &mut Option<OtherHello>, base: u64, offset: u64, data: &[u8]) {
+    let Some(at) = offset.checked_sub(base) else {
+        return;
+    };
+    if other
+        .as_ref()
+        .is_some_and(|o| o.base != base || o.crypto.contradicts(at, data))
+    {
+        *other = None;
+    }
+    other
+        .get_or_insert_with(|| OtherHello {
+            base,
+            crypto: quic::CryptoStream::new(),
+        })
+        .crypto
+        .add(at, data);
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::testutil::*;
     use super::super::{Extractor, ExtractorLimits};
-    use crate::extract::quic::{crypto_frame, seal};
+    use crate::extract::quic::{crypto_frame, seal, seal_keyed};
     use crate::extract::{tls, NameKind};
 
     /// A client datagram: one QUIC v1 Initial for `dcid` whose CRYPTO frame is a ClientHello
@@ -273,10 +357,24 @@ mod tests {
         udp([10, 0, 0, 1], [10, 0, 0, 2], 40000, 443, &packet)
     }
 
+    /// A client datagram of one Initial holding `frames` (CRYPTO frames and the like), for
+    /// `dcid` and keyed by `key`, padded to 1,200 bytes.
+    fn initial_frames(dcid: &[u8], key: &[u8], pn: u32, frames: &[u8]) -> Vec<u8> {
+        let mut payload = frames.to_vec();
+        payload.resize(1162, 0);
+        let packet = seal_keyed(1, 0xc3, dcid, key, b"", pn, &payload);
+        udp([10, 0, 0, 1], [10, 0, 0, 2], 40000, 443, &packet)
+    }
+
+    fn hello(sni: &str, pad: usize) -> Vec<u8> {
+        tls::tests::client_hello(sni, pad)
+    }
+
     /// A server datagram of the flow: `first` is the first byte of a long header whose
-    /// contents do not matter (0xc0 an Initial, 0xe0 a Handshake packet, in v1).
+    /// contents do not matter (0xc0 an Initial, 0xe0 a Handshake packet, in v1), to the
+    /// client's (empty) connection ID.
     fn server_packet(first: u8) -> Vec<u8> {
-        let mut packet = vec![first, 0, 0, 0, 1, 4, 1, 2, 3, 4, 8];
+        let mut packet = vec![first, 0, 0, 0, 1, 0, 8];
         packet.extend([9; 8]);
         if first == 0xc0 {
             packet.push(0); // no token
@@ -356,6 +454,140 @@ mod tests {
         assert_eq!(
             quic_names(&frames),
             ["dnl-01.geo.kaspersky.com", "www.example.org"]
+        );
+    }
+
+    #[test]
+    fn decoys_and_junk_before_the_real_hello_do_not_hide_it() {
+        let dcid = [0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88];
+        let decoy = hello("www.example.org", 0);
+        let real = hello("dnl-01.geo.kaspersky.com", 0);
+        // Two decoys naming the same server (the second with other bytes), then the real one.
+        let frames = [
+            (1, initial_frames(&dcid, &dcid, 0, &crypto_frame(0, &decoy))),
+            (
+                1,
+                initial_frames(
+                    &dcid,
+                    &dcid,
+                    1,
+                    &crypto_frame(0, &hello("www.example.org", 9)),
+                ),
+            ),
+            (1, initial_frames(&dcid, &dcid, 2, &crypto_frame(0, &real))),
+        ];
+        assert_eq!(
+            quic_names(&frames),
+            ["www.example.org", "dnl-01.geo.kaspersky.com"]
+        );
+        // One byte of junk at offset 0, then the real hello: the junk is dropped.
+        let frames = [
+            (1, initial_frames(&dcid, &dcid, 0, &crypto_frame(0, &decoy))),
+            (1, initial_frames(&dcid, &dcid, 1, &crypto_frame(0, &[0]))),
+            (1, initial_frames(&dcid, &dcid, 2, &crypto_frame(0, &real))),
+        ];
+        assert_eq!(
+            quic_names(&frames),
+            ["www.example.org", "dnl-01.geo.kaspersky.com"]
+        );
+        // The real hello in two frames, the second of which repeats the decoy's bytes (a
+        // same-length name, so everything after it is the same): read over the decoy's.
+        let decoy = hello("www.example-corp.com", 0);
+        let real = hello("dnl-01.kaspersky.com", 0);
+        assert_eq!(decoy.len(), real.len());
+        let half = (real.len() / 2) as u16;
+        let frames = [
+            (1, initial_frames(&dcid, &dcid, 0, &crypto_frame(0, &decoy))),
+            (
+                1,
+                initial_frames(
+                    &dcid,
+                    &dcid,
+                    1,
+                    &crypto_frame(half, &real[usize::from(half)..]),
+                ),
+            ),
+            (
+                1,
+                initial_frames(
+                    &dcid,
+                    &dcid,
+                    2,
+                    &crypto_frame(0, &real[..usize::from(half)]),
+                ),
+            ),
+        ];
+        assert_eq!(
+            quic_names(&frames),
+            ["www.example-corp.com", "dnl-01.kaspersky.com"]
+        );
+    }
+
+    #[test]
+    fn a_second_hello_that_straddles_the_first_ones_end_is_read() {
+        // After a HelloRetryRequest, the second hello in one frame that starts one byte early,
+        // repeating the first hello's last byte.
+        let dcid = [0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x10, 0x11];
+        let first = hello("www.example.org", 0);
+        let second = hello("dnl-01.geo.kaspersky.com", 0);
+        let straddling = [&first[first.len() - 1..], &second[..]].concat();
+        let frames = [
+            (1, initial_frames(&dcid, &dcid, 0, &crypto_frame(0, &first))),
+            (1, server_packet(0xc0)),
+            (
+                1,
+                initial_frames(
+                    &dcid,
+                    &dcid,
+                    1,
+                    &crypto_frame(first.len() as u16 - 1, &straddling),
+                ),
+            ),
+        ];
+        assert_eq!(
+            quic_names(&frames),
+            ["www.example.org", "dnl-01.geo.kaspersky.com"]
+        );
+    }
+
+    #[test]
+    fn after_a_retry_initials_are_keyed_by_the_retry_connection_id() {
+        // The hello, the server's Retry (its SCID `retry_cid`), the hello again to that ID,
+        // the server's HelloRetryRequest, then the second hello: to the server's new ID, still
+        // keyed by the Retry's.
+        let first_cid = [0x21; 8];
+        let retry_cid = [0x42; 8];
+        let server_cid = [0x63; 8];
+        let first = hello("www.example.org", 0);
+        let second = hello("dnl-01.geo.kaspersky.com", 0);
+        let mut retry = vec![0xf0, 0, 0, 0, 1, 0, 8];
+        retry.extend(retry_cid);
+        retry.extend(b"token");
+        retry.extend([0; 16]);
+        let frames = [
+            (
+                1,
+                initial_frames(&first_cid, &first_cid, 0, &crypto_frame(0, &first)),
+            ),
+            (1, udp([10, 0, 0, 2], [10, 0, 0, 1], 443, 40000, &retry)),
+            (
+                1,
+                initial_frames(&retry_cid, &retry_cid, 0, &crypto_frame(0, &first)),
+            ),
+            (1, server_packet(0xc0)),
+            (
+                1,
+                initial_frames(
+                    &server_cid,
+                    &retry_cid,
+                    1,
+                    &crypto_frame(first.len() as u16, &second),
+                ),
+            ),
+        ];
+        assert_eq!(
+            quic_names(&frames),
+            ["www.example.org", "dnl-01.geo.kaspersky.com"]
         );
     }
 }

@@ -117,13 +117,20 @@ impl TlsState {
             tls::Parse::Hello(hello) => hello.into_owned(),
         };
         let key = name_key(hello.server_name.as_deref());
-        let repeated =
-            matches!(*self, TlsState::RetriedClientHello { first_name } if first_name == key);
-        // A second hello that names what the first did is the same client's retry: its name
+        // A second hello that names what the first did is the same client's retry: that name
         // was reported with the first.
-        if !repeated {
-            emit_hello(conn, ts, NameKind::TlsSni, &hello, out);
-        }
+        let skip = match *self {
+            TlsState::RetriedClientHello { first_name } => Some(first_name),
+            _ => None,
+        };
+        emit_hello(
+            conn,
+            ts,
+            NameKind::TlsSni,
+            &hello,
+            |name| skip != Some(name_key(name)),
+            out,
+        );
         // The second hello's bytes come after this one's: they are kept (a HelloRetryRequest
         // sends the client back to them), the first one's are freed.
         let n = conn.to_server.data().len();
@@ -141,13 +148,16 @@ impl TlsState {
     }
 }
 
-/// Reports a ClientHello (over TLS or QUIC, `kind` says): its server name, every other name
-/// of a malformed server_name extension, or without a name its fingerprint.
+/// Reports a ClientHello (over TLS or QUIC, `kind` says): its server name and every other
+/// name of a malformed server_name extension, or without a name its fingerprint; each only
+/// when `fresh` says so of it (`None` for the fingerprint). A malformed server_name extension
+/// is counted whatever `fresh` says.
 pub(super) fn emit_hello(
     conn: &mut Conn,
     ts: Timestamp,
     kind: NameKind,
     hello: &tls::ClientHello<'_>,
+    mut fresh: impl FnMut(Option<&[u8]>) -> bool,
     out: &mut impl FnMut(Extracted),
 ) {
     let detail = Detail::Tls {
@@ -160,29 +170,35 @@ pub(super) fn emit_hello(
             FlowAnomaly::TlsServerNameMalformed.into(),
         ));
     }
-    match hello.server_name.as_deref() {
-        Some(sni) => {
-            for other in &hello.more_names {
-                conn.emit_name(ts, kind, other, detail.clone(), out);
-            }
-            // With ECH too: the outer name is the server the host talks to (the real name
-            // under GREASE ECH, the provider's public name under real ECH).
-            conn.emit_name(ts, kind, sni, detail, out);
+    let Some(sni) = hello.server_name.as_deref() else {
+        if fresh(None) {
+            out(Extracted::Fingerprint {
+                ts,
+                flow: conn.id,
+                detail,
+            });
         }
-        None => out(Extracted::Fingerprint {
-            ts,
-            flow: conn.id,
-            detail,
-        }),
+        return;
+    };
+    for other in &hello.more_names {
+        if fresh(Some(other)) {
+            conn.emit_name(ts, kind, other, detail.clone(), out);
+        }
+    }
+    // With ECH too: the outer name is the server the host talks to (the real name under
+    // GREASE ECH, the provider's public name under real ECH). Last, so that the detail moves.
+    if fresh(Some(sni)) {
+        conn.emit_name(ts, kind, sni, detail, out);
     }
 }
 
-/// A hello's server name as a number to compare with another's (FNV-1a; 0 for none).
-fn name_key(name: Option<&[u8]>) -> u64 {
+/// A hello's server name as a number to compare with another's (0 for none). Keyed by a
+/// secret chosen at start, so a client cannot pick a second name with the first one's key.
+pub(super) fn name_key(name: Option<&[u8]>) -> u64 {
+    use std::hash::BuildHasher;
+    static KEYS: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
     name.map_or(0, |n| {
-        n.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        })
+        KEYS.get_or_init(std::hash::RandomState::new).hash_one(n) | 1
     })
 }
 
