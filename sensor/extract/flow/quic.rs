@@ -279,10 +279,11 @@ fn recheck(
                 .unwrap_or(usize::MAX)
                 .min(data.len());
             let (under, past) = data.split_at(over);
-            let same = usize::try_from(*offset)
-                .ok()
-                .and_then(|at| read.get(at..at.checked_add(under.len())?))
-                == Some(under);
+            let same = under.is_empty()
+                || usize::try_from(*offset)
+                    .ok()
+                    .and_then(|at| read.get(at..at.checked_add(under.len())?))
+                    == Some(under);
             if replacing || !same {
                 gather(&mut reader.other, 0, *offset, data);
             } else if !past.is_empty() {
@@ -541,6 +542,40 @@ mod tests {
                     &dcid,
                     1,
                     &crypto_frame(first.len() as u16 - 1, &straddling),
+                ),
+            ),
+        ];
+        assert_eq!(
+            quic_names(&frames),
+            ["www.example.org", "dnl-01.geo.kaspersky.com"]
+        );
+    }
+
+    #[test]
+    fn a_second_hello_whose_later_half_comes_first_is_read() {
+        let dcid = [0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38];
+        let first = hello("www.example.org", 0);
+        let second = hello("dnl-01.geo.kaspersky.com", 0);
+        let (end, half) = (first.len() as u16, (second.len() / 2) as u16);
+        let frames = [
+            (1, initial_frames(&dcid, &dcid, 0, &crypto_frame(0, &first))),
+            (1, server_packet(0xc0)),
+            (
+                1,
+                initial_frames(
+                    &dcid,
+                    &dcid,
+                    1,
+                    &crypto_frame(end + half, &second[usize::from(half)..]),
+                ),
+            ),
+            (
+                1,
+                initial_frames(
+                    &dcid,
+                    &dcid,
+                    2,
+                    &crypto_frame(end, &second[..usize::from(half)]),
                 ),
             ),
         ];
