@@ -702,7 +702,7 @@ impl CryptoStream {
 
 /// Packet builders the flow tests share.
 #[cfg(test)]
-pub(crate) use tests::{crypto_frame, seal, seal_keyed};
+pub(crate) use tests::{crypto_frame, seal_keyed};
 
 #[cfg(test)]
 mod tests {
@@ -843,14 +843,7 @@ mod tests {
     /// Protects an Initial the way a client does (RFC 9001 §5), to build the packets the RFCs
     /// have no sample of. `first` is the unprotected first byte (type bits and packet number
     /// length); the SCID is empty and the token shorter than 64 bytes.
-    pub(crate) fn seal(
-        number: u32,
-        first: u8,
-        dcid: &[u8],
-        token: &[u8],
-        pn: u32,
-        payload: &[u8],
-    ) -> Vec<u8> {
+    fn seal(number: u32, first: u8, dcid: &[u8], token: &[u8], pn: u32, payload: &[u8]) -> Vec<u8> {
         seal_keyed(number, first, dcid, dcid, token, pn, payload)
     }
 

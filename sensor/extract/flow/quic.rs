@@ -340,7 +340,7 @@ fn gather(other: &mut Option<OtherHello>, base: u64, offset: u64, data: &[u8]) {
 mod tests {
     use super::super::testutil::*;
     use super::super::{Extractor, ExtractorLimits};
-    use crate::extract::quic::{crypto_frame, seal, seal_keyed};
+    use crate::extract::quic::{crypto_frame, seal_keyed};
     use crate::extract::{tls, NameKind};
 
     /// A client datagram: one QUIC v1 Initial for `dcid` whose CRYPTO frame is a ClientHello
@@ -351,11 +351,13 @@ mod tests {
 
     /// As `initial`, with the hello at CRYPTO stream offset `offset`.
     fn initial_at(dcid: &[u8], pn: u32, offset: u16, sni: &str) -> Vec<u8> {
-        let hello = tls::tests::client_hello(sni, 0);
-        let mut payload = crypto_frame(offset, &hello);
-        payload.resize(1162, 0);
-        let packet = seal(1, 0xc3, dcid, b"", pn, &payload);
-        udp([10, 0, 0, 1], [10, 0, 0, 2], 40000, 443, &packet)
+        crypto_at(dcid, pn, offset, &hello(sni, 0))
+    }
+
+    /// A client datagram of one Initial for `dcid`, keyed by it, whose one CRYPTO frame holds
+    /// `bytes` at `offset`.
+    fn crypto_at(dcid: &[u8], pn: u32, offset: u16, bytes: &[u8]) -> Vec<u8> {
+        initial_frames(dcid, dcid, pn, &crypto_frame(offset, bytes))
     }
 
     /// A client datagram of one Initial holding `frames` (CRYPTO frames and the like), for
@@ -465,17 +467,9 @@ mod tests {
         let real = hello("dnl-01.geo.kaspersky.com", 0);
         // Two decoys naming the same server (the second with other bytes), then the real one.
         let frames = [
-            (1, initial_frames(&dcid, &dcid, 0, &crypto_frame(0, &decoy))),
-            (
-                1,
-                initial_frames(
-                    &dcid,
-                    &dcid,
-                    1,
-                    &crypto_frame(0, &hello("www.example.org", 9)),
-                ),
-            ),
-            (1, initial_frames(&dcid, &dcid, 2, &crypto_frame(0, &real))),
+            (1, crypto_at(&dcid, 0, 0, &decoy)),
+            (1, crypto_at(&dcid, 1, 0, &hello("www.example.org", 9))),
+            (1, crypto_at(&dcid, 2, 0, &real)),
         ];
         assert_eq!(
             quic_names(&frames),
@@ -483,9 +477,9 @@ mod tests {
         );
         // One byte of junk at offset 0, then the real hello: the junk is dropped.
         let frames = [
-            (1, initial_frames(&dcid, &dcid, 0, &crypto_frame(0, &decoy))),
-            (1, initial_frames(&dcid, &dcid, 1, &crypto_frame(0, &[0]))),
-            (1, initial_frames(&dcid, &dcid, 2, &crypto_frame(0, &real))),
+            (1, crypto_at(&dcid, 0, 0, &decoy)),
+            (1, crypto_at(&dcid, 1, 0, &[0])),
+            (1, crypto_at(&dcid, 2, 0, &real)),
         ];
         assert_eq!(
             quic_names(&frames),
@@ -498,25 +492,9 @@ mod tests {
         assert_eq!(decoy.len(), real.len());
         let half = (real.len() / 2) as u16;
         let frames = [
-            (1, initial_frames(&dcid, &dcid, 0, &crypto_frame(0, &decoy))),
-            (
-                1,
-                initial_frames(
-                    &dcid,
-                    &dcid,
-                    1,
-                    &crypto_frame(half, &real[usize::from(half)..]),
-                ),
-            ),
-            (
-                1,
-                initial_frames(
-                    &dcid,
-                    &dcid,
-                    2,
-                    &crypto_frame(0, &real[..usize::from(half)]),
-                ),
-            ),
+            (1, crypto_at(&dcid, 0, 0, &decoy)),
+            (1, crypto_at(&dcid, 1, half, &real[usize::from(half)..])),
+            (1, crypto_at(&dcid, 2, 0, &real[..usize::from(half)])),
         ];
         assert_eq!(
             quic_names(&frames),
@@ -533,17 +511,9 @@ mod tests {
         let second = hello("dnl-01.geo.kaspersky.com", 0);
         let straddling = [&first[first.len() - 1..], &second[..]].concat();
         let frames = [
-            (1, initial_frames(&dcid, &dcid, 0, &crypto_frame(0, &first))),
+            (1, crypto_at(&dcid, 0, 0, &first)),
             (1, server_packet(0xc0)),
-            (
-                1,
-                initial_frames(
-                    &dcid,
-                    &dcid,
-                    1,
-                    &crypto_frame(first.len() as u16 - 1, &straddling),
-                ),
-            ),
+            (1, crypto_at(&dcid, 1, first.len() as u16 - 1, &straddling)),
         ];
         assert_eq!(
             quic_names(&frames),
@@ -558,26 +528,13 @@ mod tests {
         let second = hello("dnl-01.geo.kaspersky.com", 0);
         let (end, half) = (first.len() as u16, (second.len() / 2) as u16);
         let frames = [
-            (1, initial_frames(&dcid, &dcid, 0, &crypto_frame(0, &first))),
+            (1, crypto_at(&dcid, 0, 0, &first)),
             (1, server_packet(0xc0)),
             (
                 1,
-                initial_frames(
-                    &dcid,
-                    &dcid,
-                    1,
-                    &crypto_frame(end + half, &second[usize::from(half)..]),
-                ),
+                crypto_at(&dcid, 1, end + half, &second[usize::from(half)..]),
             ),
-            (
-                1,
-                initial_frames(
-                    &dcid,
-                    &dcid,
-                    2,
-                    &crypto_frame(end, &second[..usize::from(half)]),
-                ),
-            ),
+            (1, crypto_at(&dcid, 2, end, &second[..usize::from(half)])),
         ];
         assert_eq!(
             quic_names(&frames),
@@ -600,15 +557,9 @@ mod tests {
         retry.extend(b"token");
         retry.extend([0; 16]);
         let frames = [
-            (
-                1,
-                initial_frames(&first_cid, &first_cid, 0, &crypto_frame(0, &first)),
-            ),
+            (1, crypto_at(&first_cid, 0, 0, &first)),
             (1, udp([10, 0, 0, 2], [10, 0, 0, 1], 443, 40000, &retry)),
-            (
-                1,
-                initial_frames(&retry_cid, &retry_cid, 0, &crypto_frame(0, &first)),
-            ),
+            (1, crypto_at(&retry_cid, 0, 0, &first)),
             (1, server_packet(0xc0)),
             (
                 1,
