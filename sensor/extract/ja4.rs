@@ -64,32 +64,89 @@ pub fn ja4(h: &HelloFields<'_>) -> String {
     out.push(first);
     out.push(last);
 
-    let mut sorted_ciphers = ciphers;
-    sorted_ciphers.sort_unstable();
+    // Each hashed part is looked up by what it is made of: the sorted lists, tagged with the
+    // part and the length of the first list so that no two parts share a key.
+    let mut cipher_part = Values::new();
+    cipher_part.extend([PART_CIPHERS, ciphers.len() as u16]);
+    cipher_part.extend_from_slice(&ciphers);
+    cipher_part[2..].sort_unstable();
     out.push('_');
-    let mut text = HexText::new();
-    push_hex_list(&mut text, &sorted_ciphers);
-    push_hash12(&mut out, &text);
+    MEMO.with_borrow_mut(|memo| {
+        out.push_str(memo.hash(cipher_part, |text, values| {
+            push_hex_list(text, &values[2..]);
+        }))
+    });
 
     // SNI and ALPN are already in the first part; leaving them out keeps this part the same
     // for one application whether it dials a name or an address, or changes ALPN.
-    let mut sorted_extensions = extensions;
-    sorted_extensions.retain(|e| *e != EXT_SERVER_NAME && *e != EXT_ALPN);
-    sorted_extensions.sort_unstable();
+    let mut extension_part = Values::new();
+    extension_part.extend([PART_EXTENSIONS, 0]);
+    extension_part.extend(
+        extensions
+            .iter()
+            .copied()
+            .filter(|e| *e != EXT_SERVER_NAME && *e != EXT_ALPN),
+    );
+    let sorted = extension_part.len() - 2;
+    extension_part[1] = sorted as u16;
+    extension_part[2..].sort_unstable();
+    extension_part.extend_from_slice(&signature_algorithms);
     out.push('_');
-    // Zeros when the sorted list is empty, as the spec says, even if signature algorithms
-    // were given: a real hello cannot carry them without extension 13.
-    let mut text = HexText::new();
-    if !sorted_extensions.is_empty() {
-        push_hex_list(&mut text, &sorted_extensions);
-        // Without signature algorithms the string ends without the underscore.
-        if !signature_algorithms.is_empty() {
-            text.push(b'_');
-            push_hex_list(&mut text, &signature_algorithms);
-        }
-    }
-    push_hash12(&mut out, &text);
+    MEMO.with_borrow_mut(|memo| {
+        out.push_str(memo.hash(extension_part, |text, values| {
+            let (sorted_extensions, signature_algorithms) = values[2..].split_at(sorted);
+            // Zeros when the sorted list is empty, as the spec says, even if signature
+            // algorithms were given: a real hello cannot carry them without extension 13.
+            if !sorted_extensions.is_empty() {
+                push_hex_list(text, sorted_extensions);
+                // Without signature algorithms the string ends without the underscore.
+                if !signature_algorithms.is_empty() {
+                    text.push(b'_');
+                    push_hex_list(text, signature_algorithms);
+                }
+            }
+        }))
+    });
     out
+}
+
+/// Tags of the two hashed parts in a memo key.
+const PART_CIPHERS: u16 = 0;
+const PART_EXTENSIONS: u16 = 1;
+
+/// Parts a thread's memo holds before it starts over: 64 KiB or so, far more than the TLS
+/// stacks of an office (a few dozen), and a hello crafted to miss it costs no more than
+/// hashing without one.
+const MEMO_PARTS: usize = 256;
+
+thread_local! {
+    /// Each worker's own memo: no lock, and a thread's hellos are its flows'.
+    static MEMO: std::cell::RefCell<PartMemo> = std::cell::RefCell::default();
+}
+
+/// The hashed parts of recent fingerprints by what they were made of. An office's hellos come
+/// from a few TLS stacks, so the same sorted lists recur hello after hello, and their text and
+/// SHA-256 cost more than the rest of a fingerprint together.
+#[derive(Default)]
+struct PartMemo {
+    parts: std::collections::HashMap<Values, [u8; HASH_LEN], foldhash::fast::RandomState>,
+}
+
+impl PartMemo {
+    /// The hash of the part `key` stands for; `write_text` writes its text (from `key`) when
+    /// it is not remembered.
+    fn hash(&mut self, key: Values, write_text: impl FnOnce(&mut HexText, &[u16])) -> &str {
+        if self.parts.len() >= MEMO_PARTS && !self.parts.contains_key(&key) {
+            self.parts.clear();
+        }
+        let digits = self.parts.entry(key).or_insert_with_key(|key| {
+            let mut text = HexText::new();
+            write_text(&mut text, key);
+            hash12(&text)
+        });
+        // Hex digits are ASCII: this cannot fail.
+        std::str::from_utf8(digits).unwrap_or(EMPTY_HASH)
+    }
 }
 
 /// Values of one list of a hello: on the stack for any real one (browsers send fewer than 64).
@@ -163,18 +220,20 @@ fn push_hex_list(text: &mut HexText, values: &[u16]) {
     }
 }
 
-/// Appends the first 12 hex digits of the SHA-256 of `text`, or twelve zeros for an empty
-/// text.
-fn push_hash12(out: &mut String, text: &[u8]) {
+/// The first 12 hex digits of the SHA-256 of `text`, or twelve zeros for an empty text.
+fn hash12(text: &[u8]) -> [u8; HASH_LEN] {
     if text.is_empty() {
-        out.push_str(EMPTY_HASH);
-        return;
+        let mut zeros = [0; HASH_LEN];
+        zeros.copy_from_slice(EMPTY_HASH.as_bytes());
+        return zeros;
     }
     let digest = Sha256::digest(text);
-    for &b in digest.iter().take(HASH_LEN / 2) {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    let mut digits = [0; HASH_LEN];
+    for (pair, &b) in digits.chunks_exact_mut(2).zip(digest.iter()) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0xf)];
     }
+    digits
 }
 
 #[cfg(test)]
@@ -188,9 +247,7 @@ mod tests {
     }
 
     fn hash12(text: &str) -> String {
-        let mut out = String::new();
-        push_hash12(&mut out, text.as_bytes());
-        out
+        String::from_utf8(super::hash12(text.as_bytes()).to_vec()).unwrap()
     }
 
     /// A hello with everything empty, to be filled by each test.
@@ -235,6 +292,65 @@ mod tests {
     #[test]
     fn spec_worked_example() {
         assert_eq!(ja4(&spec_hello()), "t13d1516h2_8daaf6152771_e5627efa2ab1");
+    }
+
+    #[test]
+    fn memo_keeps_parts_apart() {
+        // The same values as ciphers, as extensions with signature algorithms, and split
+        // differently between the two: four different texts, so four different hashes, in
+        // whatever order the memo meets them.
+        let (a, b) = ([0x1301u16, 0x1302], [0x1302u16]);
+        let as_ciphers = HelloFields {
+            ciphers: &a,
+            ..hello()
+        };
+        let one_and_one = HelloFields {
+            extensions: &[0x1301],
+            signature_algorithms: &b,
+            ..hello()
+        };
+        let two_and_none = HelloFields {
+            extensions: &a,
+            ..hello()
+        };
+        let two_and_one = HelloFields {
+            extensions: &a,
+            signature_algorithms: &b,
+            ..hello()
+        };
+        let expected = [
+            format!("t12i020000_{}_{EMPTY_HASH}", hash12("1301,1302")),
+            format!("t12i000100_{EMPTY_HASH}_{}", hash12("1301_1302")),
+            format!("t12i000200_{EMPTY_HASH}_{}", hash12("1301,1302")),
+            format!("t12i000200_{EMPTY_HASH}_{}", hash12("1301,1302_1302")),
+        ];
+        let hellos = [as_ciphers, one_and_one, two_and_none, two_and_one];
+        for order in [[0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2]] {
+            for i in order {
+                assert_eq!(ja4(&hellos[i]), expected[i], "hello {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn memo_starts_over_when_full_and_stays_right() {
+        let expected = "t13d1516h2_8daaf6152771_e5627efa2ab1";
+        assert_eq!(ja4(&spec_hello()), expected);
+        // Far more distinct cipher lists than the memo holds, as a client varying its hello
+        // on purpose would send.
+        for n in 0..(3 * MEMO_PARTS as u16) {
+            let ciphers = [0x0100 + n, 0x1301];
+            let h = HelloFields {
+                ciphers: &ciphers,
+                ..hello()
+            };
+            let mut sorted = ciphers;
+            sorted.sort_unstable();
+            let fresh = hash12(&hex_list(&sorted));
+            assert_eq!(ja4(&h), format!("t12i020000_{fresh}_{EMPTY_HASH}"));
+            MEMO.with_borrow(|memo| assert!(memo.parts.len() <= MEMO_PARTS));
+        }
+        assert_eq!(ja4(&spec_hello()), expected);
     }
 
     #[test]
