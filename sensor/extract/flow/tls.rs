@@ -8,19 +8,25 @@ use crate::extract::{cert, tls, Detail, Extracted, NameKind};
 use crate::time::Timestamp;
 
 /// Which flight of a TLS flow is read next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum TlsState {
     /// The client's ClientHello.
     ClientHello,
-    /// The ClientHello is read: the server's flight up to its certificate. `first_name`:
-    /// what the hello named (`name_key`).
-    ServerFlight { first_name: u64 },
+    /// The ClientHello is read: the server's flight up to its certificate, with what the
+    /// hello named.
+    ServerFlight { first_names: FirstNames },
     /// The server answered with a HelloRetryRequest: the client's second ClientHello, the
-    /// one the server goes on with (its name, when not the first one's, is reported too).
-    RetriedClientHello { first_name: u64 },
+    /// one the server goes on with (its names, those the first one did not report, are
+    /// reported too).
+    RetriedClientHello { first_names: FirstNames },
     /// The second ClientHello is read: the server's flight (no second retry is followed).
     RetriedServerFlight,
 }
+
+/// The `name_key`s of what a first ClientHello reported: its server name (`name_key(None)`
+/// for a hello without one) and the other names of a malformed server_name extension. Inline
+/// for every hello a TLS library sends; at most 1 + `tls::MAX_MORE_NAMES` of them.
+pub(super) type FirstNames = smallvec::SmallVec<[u64; 1]>;
 
 impl TlsState {
     /// Reads what a direction of the flow holds; the other side's bytes wait in its buffer.
@@ -58,8 +64,9 @@ impl TlsState {
                 // The server waits for the second hello: nothing else of its is buffered.
                 let n = conn.to_client.data().len();
                 conn.to_client.consume(n);
-                if let TlsState::ServerFlight { first_name } = *self {
-                    *self = TlsState::RetriedClientHello { first_name };
+                if let TlsState::ServerFlight { first_names } = self {
+                    let first_names = std::mem::take(first_names);
+                    *self = TlsState::RetriedClientHello { first_names };
                 }
                 if conn.to_server.data().is_empty() {
                     Step::Wait
@@ -116,19 +123,18 @@ impl TlsState {
             // Owned: its name is reported through `conn`, whose buffer it borrowed.
             tls::Parse::Hello(hello) => hello.into_owned(),
         };
-        let key = name_key(hello.server_name.as_deref());
-        // A second hello that names what the first did is the same client's retry: that name
-        // was reported with the first.
-        let skip = match *self {
-            TlsState::RetriedClientHello { first_name } => Some(first_name),
-            _ => None,
+        // A second hello that names what the first did is the same client's retry: those
+        // names were reported with the first.
+        let skip = match self {
+            TlsState::RetriedClientHello { first_names } => std::mem::take(first_names),
+            _ => FirstNames::new(),
         };
         emit_hello(
             conn,
             ts,
             NameKind::TlsSni,
             &hello,
-            |name| skip != Some(name_key(name)),
+            |name| !skip.contains(&name_key(name)),
             out,
         );
         // The second hello's bytes come after this one's: they are kept (a HelloRetryRequest
@@ -137,7 +143,12 @@ impl TlsState {
         conn.to_server.consume(n);
         *self = match self {
             TlsState::RetriedClientHello { .. } => TlsState::RetriedServerFlight,
-            _ => TlsState::ServerFlight { first_name: key },
+            _ => TlsState::ServerFlight {
+                first_names: std::iter::once(hello.server_name.as_deref())
+                    .chain(hello.more_names.iter().map(|n| Some(&**n)))
+                    .map(name_key)
+                    .collect(),
+            },
         };
         // The server may have answered before we got here.
         if conn.to_client.data().is_empty() {
@@ -338,6 +349,41 @@ mod tests {
             tls_names(&got),
             ["www.example.org", "dnl-01.geo.kaspersky.com"]
         );
+    }
+
+    #[test]
+    fn after_a_retry_request_only_names_the_first_hello_did_not_report_are_reported() {
+        // A first hello with two server_name extensions reports both names; the second hello
+        // names the first one's other name again (not reported twice) and then a new one.
+        let ext = [
+            tls::tests::server_name_extension(&[(0, b"www.example.org")], b""),
+            tls::tests::server_name_extension(&[(0, b"dnl-01.geo.kaspersky.com")], b""),
+        ]
+        .concat();
+        let first = tls::tests::records(&tls::tests::client_hello_with_extensions(&ext), 16384);
+        let hrr = hello_retry_request();
+        let after_first = 1 + first.len() as u32;
+        for (second_name, expected) in [
+            ("dnl-01.geo.kaspersky.com", &[][..]),
+            ("www.example.org", &[][..]),
+            ("ksn.kaspersky-labs.com", &["ksn.kaspersky-labs.com"][..]),
+        ] {
+            let second = tls::tests::records(&tls::tests::client_hello(second_name, 0), 16384);
+            let frames = [
+                (1, tcp(false, 0, SYN, b"")),
+                (1, tcp(true, 500, SYNACK, b"")),
+                (1, tcp(false, 1, ACK, &first)),
+                (1, tcp(true, 501, ACK, &hrr)),
+                (1, tcp(false, after_first, ACK, &second)),
+            ];
+            let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+            let names = tls_names(&got);
+            let (firsts, seconds) = names.split_at(2.min(names.len()));
+            let mut firsts = firsts.to_vec();
+            firsts.sort();
+            assert_eq!(firsts, ["dnl-01.geo.kaspersky.com", "www.example.org"]);
+            assert_eq!(seconds, expected, "second hello naming {second_name}");
+        }
     }
 
     #[test]
