@@ -97,6 +97,15 @@ How each is derived:
                 hello in it (the generator checked the server's log). tshark on the whole capture
                 reads only the hello before the Retry (`tshark_reads`), whose decoy name is
                 `not_received` (the server did not take it)
+  evasion-rst.pcap, evasion-rst-ttl.pcap, evasion-badseq.pcap, evasion-seqovl.pcap,
+  evasion-ip-fragments.pcap, evasion-tls-records.pcap
+                (the fourth round) tshark with `-o tcp.reassemble_out_of_order:TRUE`, checked against
+                the server's answer on each connection (from the raw TCP payload): the strict
+                s_server answered every one with its handshake, so it received
+                dnl-01.geo.kaspersky.com once a connection, and tshark reads that name once a
+                connection. Where the decoy's bytes are in the capture (a fake far outside the window,
+                the part of a segment before the next expected byte, the fragment of a datagram the
+                server dropped), the decoy is `not_received`
 Python 3 standard library only; needs tshark in PATH.
 """
 import difflib
@@ -130,6 +139,9 @@ FAKES = ("evasion-fake-ttl.pcap", "evasion-fake-noack.pcap", "evasion-fake-md5.p
 HRRS = ("evasion-hrr-decoy-real.pcap", "evasion-hrr-real-decoy.pcap")
 SNI_MALFORMED = ("evasion-sni-two-extensions.pcap", "evasion-sni-two-names.pcap",
                  "evasion-sni-nul.pcap", "evasion-sni-trailing.pcap")
+# The fourth round: capture -> the number of connections, each answered with the handshake.
+ROUND4 = {"evasion-rst.pcap": 2, "evasion-rst-ttl.pcap": 1, "evasion-badseq.pcap": 2,
+          "evasion-seqovl.pcap": 2, "evasion-ip-fragments.pcap": 3, "evasion-tls-records.pcap": 2}
 # TLS alert descriptions (RFC 8446 §6.2) the servers of these captures send.
 ALERT_NAMES = {"47": "illegal_parameter", "50": "decode_error", "112": "unrecognized_name"}
 SMUGGLING = ("evasion-http-te-cl.pcap", "evasion-http-te-cl-control.pcap")
@@ -351,6 +363,29 @@ def overlap(pcap):
     return found, other
 
 
+def each_answered(pcap):
+    """(names, not_received) of a fourth-round capture: tshark's names, one a connection, each
+    connection's first server record a handshake (the strict s_server received ACCEPTED); the
+    decoy is not_received where its bytes are in the capture."""
+    read = names(pcap)
+    streams = tcp_streams(pcap, 443)
+    ports = [sport for _, sport, htype in tshark(pcap, "ip.src", "tcp.srcport", "tls.handshake.type")
+             if "1" in htype.split(",")]
+    if len(read) != len(streams) or len(set(ports)) != len(streams):
+        sys.exit(f"{pcap}: tshark reads {len(read)} ClientHellos on {len(set(ports))} connections, "
+                 f"want one on each of {len(streams)}")
+    for stream, (client, _, answer) in sorted(streams.items()):
+        if answer_of(answer) != "handshake":
+            sys.exit(f"{pcap}: stream {stream}: the server did not answer with its handshake")
+    if any(n["value"] != ACCEPTED for n in read):
+        sys.exit(f"{pcap}: tshark reads {read}, want only {ACCEPTED}")
+    clients = {n["host"] for n in read}
+    other = []
+    if DECOY.encode() in open(pcap, "rb").read():
+        other = [{"host": c, "kind": "tls_sni", "value": DECOY} for c in sorted(clients)]
+    return read, other
+
+
 def escaped(raw):
     """A name's bytes as the sensor's events write them (sensor/extract/names.rs, README): lower
     case, every byte other than printable ASCII and the backslash as \\xNN."""
@@ -521,6 +556,11 @@ def derive():
                                  "whole name from its bytes (PDML); the server's alert"}
         if sorted(read, key=key) != sorted(found, key=key):
             result[cap]["tshark_reads"] = sorted(read, key=key)
+    for cap in ROUND4:
+        found, other = each_answered(p(cap))
+        result[cap] = {"names": found, "not_received": other,
+                       "source": "tshark, one name a connection, each answered with the handshake "
+                                 "(openssl s_server -servername_fatal)"}
     for r in result.values():
         r["names"].sort(key=key)
         r["not_received"].sort(key=key)
@@ -588,6 +628,14 @@ def derive():
             == want_shapes, (cap, r)
         assert all(a["level"] == 2 for a in r["server_answers"]), (cap, r)
         assert any(a["vendor"] == "kaspersky" for a in r["alerts"]), (cap, r)
+    # The fourth round: the server received the real name on every connection; the decoy's bytes
+    # are in the captures with a fake (and only there).
+    for cap, n in ROUND4.items():
+        r = result[cap]
+        assert values(cap) == [real] * n, (cap, r)
+        with_decoy = cap in ("evasion-badseq.pcap", "evasion-seqovl.pcap", "evasion-ip-fragments.pcap")
+        assert [n["value"] for n in r["not_received"]] == ([DECOY] if with_decoy else []), (cap, r)
+        assert r["alerts"] and all(a["vendor"] == "kaspersky" for a in r["alerts"]), (cap, r)
     # One name a line: small diffs when a capture is regenerated.
     def entry(cap):
         r = result[cap]

@@ -107,6 +107,39 @@
 #                                      the extension past its list; s_server answers with a fatal
 #                                      alert
 #
+# The fourth round, `round4`: techniques of DPI-circumvention tools (fakes the server's kernel drops
+# without answering them, sequence overlaps, TLS record and IP fragmentation), each to the strict
+# s_server, which answers every connection with its handshake (it received dnl-01.geo.kaspersky.com);
+# several connections a capture, from the raw sender (10.40.1.12) unless said otherwise
+#   evasion-rst.pcap                   two connections, each with a RST from the client after the
+#                                      handshake, then the real ClientHello: a RST 1000 bytes past
+#                                      the next expected sequence number (in the window, not exact:
+#                                      Linux answers with a challenge ACK, RFC 5961, and goes on), and
+#                                      a RST at the exact sequence number with a wrong TCP checksum
+#                                      (the server's TcpInCsumErrors goes up)
+#   evasion-rst-ttl.pcap               a RST at the exact sequence number with TTL 1, through the
+#                                      router (ICMP time exceeded), then the real ClientHello; taken
+#                                      on the router's client-facing interface from 10.41.1.12
+#   evasion-badseq.pcap                two connections, each with a decoy ClientHello (the SNI
+#                                      replaced by updates.example-corp.com) far outside the receive
+#                                      window, 100,000 bytes before the next expected sequence number
+#                                      and 1,000,000 past it (the server answers each with a duplicate
+#                                      ACK), then the real ClientHello
+#   evasion-seqovl.pcap                two connections, each with the real ClientHello in one segment
+#                                      that starts before the next expected byte, overlapping the SYN's
+#                                      sequence number (the server trims what it already had): the
+#                                      whole decoy ClientHello then the real one, and one byte (0x16)
+#                                      then the real one
+#   evasion-ip-fragments.pcap          three connections: the ClientHello's IPv4 datagram in 8
+#                                      fragments in order, the same in reverse order, and fragments
+#                                      of which the second (from the decoy's datagram) partially
+#                                      overlaps the first (Linux drops the whole datagram: the
+#                                      server's ReasmOverlaps goes up) and the client then sends the
+#                                      real ClientHello again unfragmented
+#   evasion-tls-records.pcap           from the client's own socket, two connections: the
+#                                      ClientHello cut into two TLS records inside the SNI (after
+#                                      `dnl-01.geo.k`), and into records of 5 bytes of handshake each
+#
 #   sudo bash pcaps/gen-evasion.sh       (then: python3 pcaps/expected_evasion.py --write)
 #   sudo bash pcaps/gen-evasion.sh --only fakes
 #   sudo bash pcaps/gen-evasion.sh --only evasion-fake-md5,evasion-reverse
@@ -116,7 +149,7 @@
 #                                        `quic` for the two evasion-hrr-*, evasion-http-te-cl* and
 #                                        evasion-quic-* captures, `round2` for all eight of the
 #                                        second round, `sni-malformed` for the four evasion-sni-*
-#                                        captures. The others stay as they are. If a fake case's server answers with the alert instead
+#                                        captures, `round4` for the six of the fourth round. The others stay as they are. If a fake case's server answers with the alert instead
 #                                        (Linux took the fake), the script says so and keeps it: the
 #                                        expectations follow the server's answer.
 #
@@ -136,9 +169,10 @@ set -euo pipefail
 ROUND2=(evasion-record-version evasion-big-hello evasion-hrr-decoy-real evasion-hrr-real-decoy
         evasion-http-te-cl evasion-http-te-cl-control evasion-quic-decoy evasion-quic-retry)
 SNI_MALFORMED=(evasion-sni-two-extensions evasion-sni-two-names evasion-sni-nul evasion-sni-trailing)
+ROUND4=(evasion-rst evasion-rst-ttl evasion-badseq evasion-seqovl evasion-ip-fragments evasion-tls-records)
 ALL=(evasion-first-last evasion-reverse evasion-overlap-replace evasion-overlap-replace-control
      evasion-http-empty-line evasion-fake-ttl evasion-fake-noack evasion-fake-md5 "${ROUND2[@]}"
-     "${SNI_MALFORMED[@]}")
+     "${SNI_MALFORMED[@]}" "${ROUND4[@]}")
 declare -A SETS=(
     [fakes]="evasion-fake-ttl evasion-fake-noack evasion-fake-md5"
     [hrr]="evasion-hrr-decoy-real evasion-hrr-real-decoy"
@@ -146,6 +180,7 @@ declare -A SETS=(
     [quic]="evasion-quic-decoy evasion-quic-retry"
     [round2]="${ROUND2[*]}"
     [sni-malformed]="${SNI_MALFORMED[*]}"
+    [round4]="${ROUND4[*]}"
 )
 USAGE="usage: gen-evasion.sh [--only NAME[,NAME...]] (NAME: a capture or ${!SETS[*]})"
 ONLY=("${ALL[@]}")
@@ -1119,6 +1154,322 @@ if want evasion-quic-decoy; then
 fi
 if want evasion-quic-retry; then
     quic_case evasion-quic-retry.pcap retry $QUIC_RETRY_S 42042 "$WORK/qserver-retry.log"
+fi
+
+# --- the fourth round: DPI-circumvention techniques; the strict s_server's answer on each
+# connection says it received the real name
+cat >"$WORK/send4.py" <<'EOF'
+"""Round-4 raw TCP client (scapy): one connection SRC:SPORT -> DST:443; after the handshake the
+evasion MODE, then the real ClientHello (HELLO); reports the server's answer as JSON.
+
+    r4send.py MODE HELLO SRC DST SPORT CLIENT_MAC NEXT_HOP_MAC IFACE
+
+MODE rst-inwindow    RST at rcv_nxt+1000 (in the window, not exact: RFC 5961 challenge ACK)
+MODE rst-exact       control: RST at rcv_nxt exactly (the server resets), then the hello
+MODE rst-ttl         RST at rcv_nxt, TTL 1 (expires at the router in front of the server)
+MODE rst-badsum      RST at rcv_nxt with a wrong TCP checksum
+MODE badseq-minus    decoy ClientHello at rcv_nxt-100000, then the real one
+MODE badseq-plus     decoy ClientHello at rcv_nxt+1000000, then the real one
+MODE paws            timestamps on every segment (SYN too); decoy ClientHello at rcv_nxt with a
+                     TSval 1000 below the last one sent, then the real one
+MODE urg             the real hello with one byte X inserted before the last 'o' of the SNI
+                     (dnl-01.geo.kaspersky.cXom), URG flag, urgent pointer at X (BSD: ptr = X+1)
+MODE urg-reverse     the decoy-named hello (server must refuse) where the name sent, with the
+                     urgent byte 'd' inserted at its start, reads dnl-01.geo.kaspersky.com
+                     (the server's name is "nl-01.geo.kaspersky.comz")
+MODE frag-inorder    the hello's IP datagram in 8 fragments of 72 bytes of payload, in order
+MODE frag-reverse    the same fragments in reverse order
+MODE frag-dup-decoy  the decoy hello's datagram in fragments [0,200) [200,400) [192,216) [400,end):
+                     the third lies wholly inside the first two, identical bytes (Linux: a
+                     duplicate, ignored; the datagram is reassembled); then the real hello
+                     unfragmented at the same sequence number
+MODE frag-dup-real   the real hello's datagram: [0,200), then a fragment wholly inside it at the
+                     SNI carrying the decoy's bytes, then [200,400) [400,end) (Linux keeps the first)
+MODE frag-overlap-real
+                     the real hello's datagram: [0,200), then [a,400) from the decoy datagram with a
+                     < 200 (partial overlap: Linux drops the whole datagram), [200,400) [400,end);
+                     no answer comes, and the client retransmits the real hello in one segment
+MODE seqovl-decoy    one segment at rcv_nxt-len(hello): the whole decoy hello then the real one
+MODE seqovl-1        one segment at rcv_nxt-1 (the SYN's sequence number): 0x16 then the real hello
+"""
+import json, select, sys, time
+from scapy.all import IP, TCP, Ether, Raw, conf, fragment
+
+conf.verb = 0
+mode, hello_file, src, dst, sport, cmac, smac, iface = sys.argv[1:9]
+sport = int(sport)
+hello = open(hello_file, "rb").read()
+REAL, DECOY = b"dnl-01.geo.kaspersky.com", b"updates.example-corp.com"
+decoy = hello.replace(REAL, DECOY)
+assert len(decoy) == len(hello) and decoy != hello
+ISN = 1000
+TS = mode == "paws"
+sock = conf.L2socket(iface=iface)
+eth = Ether(src=cmac, dst=smac)
+state = {"tsval": 100000, "tsecr": 0}
+log = []
+
+
+def tcp_pkt(flags, seq, ack=0, data=b"", ttl=64, urg=0, tsval=None):
+    opts = []
+    if flags == "S":
+        opts.append(("MSS", 1460))
+    if TS:
+        if tsval is None:
+            state["tsval"] += 1
+            tsval = state["tsval"]
+        opts += [("NOP", None), ("NOP", None), ("Timestamp", (tsval, state["tsecr"]))]
+    tcp = TCP(sport=sport, dport=443, flags=flags, seq=seq, ack=ack, window=64240, urgptr=urg, options=opts)
+    pkt = IP(src=src, dst=dst, ttl=ttl) / tcp
+    return pkt / Raw(data) if data else pkt
+
+
+def send(pkt):
+    sock.send(eth / pkt)
+
+
+def receive(timeout, until=None):
+    got, end = [], time.time() + timeout
+    while time.time() < end:
+        if not select.select([sock], [], [], max(0.0, end - time.time()))[0]:
+            break
+        p = sock.recv()
+        if p is not None and TCP in p and p[IP].src == dst and p[TCP].dport == sport:
+            got.append(p)
+            if until and until(p):
+                break
+            end = time.time() + timeout
+    return got
+
+
+def describe(ps):
+    return [f"{p[TCP].flags} seq={p[TCP].seq} ack={p[TCP].ack} len={len(p[TCP].payload)}" for p in ps]
+
+
+send(tcp_pkt("S", ISN))
+synack = next((p for p in receive(2, lambda p: p[TCP].flags & 0x12 == 0x12) if p[TCP].flags & 0x12 == 0x12), None)
+if synack is None:
+    sys.exit("no SYN-ACK")
+if TS:
+    ts = dict(synack[TCP].options).get("Timestamp")
+    assert ts, "the server did not agree to timestamps"
+    state["tsecr"] = ts[0]
+sack = synack[TCP].seq + 1
+nxt = ISN + 1
+send(tcp_pkt("A", nxt, sack))
+time.sleep(0.05)
+
+real = hello
+wire_len = None  # bytes the client put in the stream, when not len(real)
+if mode == "rst-inwindow":
+    send(tcp_pkt("R", nxt + 1000))
+elif mode in ("rst-exact", "rst-ttl", "rst-badsum"):
+    p = tcp_pkt("R", nxt, ttl=1 if mode == "rst-ttl" else 64)
+    if mode == "rst-badsum":
+        p = IP(bytes(p))
+        p[TCP].chksum ^= 0x5555
+    send(p)
+elif mode == "badseq-minus":
+    send(tcp_pkt("PA", (nxt - 100000) % 2**32, sack, decoy))
+elif mode == "badseq-plus":
+    send(tcp_pkt("PA", nxt + 1000000, sack, decoy))
+elif mode == "paws":
+    send(tcp_pkt("PA", nxt, sack, decoy, tsval=state["tsval"] - 1000))
+elif mode.startswith("frag-"):
+    pass
+time.sleep(0.05)
+early = receive(0.3)
+
+if mode == "urg":
+    i = hello.index(REAL) + len(REAL) - 1  # before the last 'm'? make it cXom: insert before 'om'
+    i = hello.index(REAL) + len(REAL) - 2
+    data = hello[:i] + b"X" + hello[i:]
+    send(tcp_pkt("PAU", nxt, sack, data, urg=i + 1))
+    wire_len = len(data)
+    log.append(f"sent {len(data)} bytes, urgent byte at offset {i}")
+elif mode == "urg-reverse":
+    name = REAL[1:] + b"z"
+    served = hello.replace(REAL, name)
+    i = hello.index(REAL)
+    data = served[:i] + b"d" + served[i:]
+    real = served
+    send(tcp_pkt("PAU", nxt, sack, data, urg=i + 1))
+    wire_len = len(data)
+    log.append(f"server name {name.decode()}, urgent 'd' at offset {i}")
+elif mode in ("frag-inorder", "frag-reverse"):
+    p = IP(bytes(tcp_pkt("PA", nxt, sack, hello)))
+    p.id = 4343
+    frags = fragment(p, fragsize=72)
+    if mode == "frag-reverse":
+        frags = frags[::-1]
+    for f in frags:
+        send(f)
+    log.append(f"{len(frags)} fragments")
+elif mode in ("frag-dup-decoy", "frag-dup-real", "frag-overlap-real"):
+    # fragments by offset in the IP payload (the TCP segment); each a multiple of 8
+    def tcp_bytes_of(data):
+        return bytes(IP(bytes(tcp_pkt("PA", nxt, sack, data)))[TCP])
+    tb_real, tb_decoy = tcp_bytes_of(hello), tcp_bytes_of(decoy)
+    n = len(tb_real)
+    sni = tb_real.index(REAL)
+    def frag(tb, off, end, more, ident):
+        f = IP(src=src, dst=dst, ttl=64, id=ident, proto=6, flags="MF" if more else 0, frag=off // 8)
+        return f / Raw(tb[off:end])
+    if mode == "frag-dup-decoy":
+        # the decoy datagram; a third fragment lies wholly inside the first two (identical bytes)
+        plan = [(tb_decoy, 0, 200), (tb_decoy, 200, 400), (tb_decoy, 192, 216), (tb_decoy, 400, n)]
+        ident = 4242
+    elif mode == "frag-dup-real":
+        # the real datagram; after the first fragment, a fragment wholly inside it with the decoy's
+        # bytes at the SNI: [a, b) with a <= sni, b >= sni+24, inside [0, 200)
+        a = sni // 8 * 8
+        b = a + 32
+        assert b <= 200 and sni + len(REAL) <= b
+        plan = [(tb_real, 0, 200), (tb_decoy, a, b), (tb_real, 200, 400), (tb_real, 400, n)]
+        ident = 4444
+    else:
+        # the real datagram; the second fragment (decoy bytes) overlaps the first partially
+        a = sni // 8 * 8
+        assert a < 200
+        plan = [(tb_real, 0, 200), (tb_decoy, a, 400), (tb_real, 200, 400), (tb_real, 400, n)]
+        ident = 4545
+    for tb, off, end in plan:
+        send(frag(tb, off, end, end < n, ident))
+    log.append(f"sni at {sni} of the TCP segment; fragments " + " ".join(
+        f"[{o},{e}){'decoy' if tb is tb_decoy else 'real'}" for tb, o, e in plan))
+    if mode == "frag-dup-decoy":  # then the real hello, unfragmented, at the same sequence number
+        time.sleep(0.005)
+        send(tcp_pkt("PA", nxt, sack, hello))
+elif mode == "seqovl-decoy":
+    send(tcp_pkt("PA", (nxt - len(decoy)) % 2**32, sack, decoy + hello))
+elif mode == "seqovl-1":
+    send(tcp_pkt("PA", nxt - 1, sack, b"\x16" + hello))
+else:
+    send(tcp_pkt("PA", nxt, sack, hello))
+
+answer = receive(1.5, lambda p: len(p[TCP].payload) > 0 or p[TCP].flags & 0x04)
+answer += receive(0.3)
+retransmitted = False
+if not any(len(p[TCP].payload) for p in answer) and not any(p[TCP].flags & 0x04 for p in answer):
+    acked = max([p[TCP].ack for p in answer] or [nxt]) - nxt
+    if acked < len(real) and not wire_len:
+        send(tcp_pkt("PA", nxt + acked, sack, real[acked:]))
+        retransmitted = {"acked_before": acked}
+        answer += receive(1.5, lambda p: len(p[TCP].payload) > 0)
+        answer += receive(0.3)
+payload = sorted(((p[TCP].seq, bytes(p[TCP].payload)) for p in answer if len(p[TCP].payload)))
+first = payload[0][1] if payload else b""
+end = max((s + len(d) for s, d in payload), default=sack)
+fin = nxt + (wire_len or len(real))
+send(tcp_pkt("A", fin, end))
+send(tcp_pkt("R", fin))
+print(json.dumps({"mode": mode, "early": describe(early), "answer": describe(answer)[:6],
+                  "answer_bytes": sum(len(d) for _, d in payload), "record": first[:7].hex(),
+                  "retransmitted": retransmitted, "log": log}))
+EOF
+cat >"$WORK/tlsrec.py" <<'EOF'
+"""TLS record fragmentation: curl's ClientHello (HELLO, one record) re-cut into several records, sent
+from the client's own socket to DST:443 from SPORT; prints the server's answer records as JSON.
+
+    tlsrec.py HELLO DST SPORT MODE        MODE sni-split: two records, the cut in the middle of the
+                                          SNI host_name; MODE N (a number): records of N bytes of
+                                          handshake each
+"""
+import json, socket, sys
+hello_file, dst, sport, mode = sys.argv[1:5]
+rec = open(hello_file, "rb").read()
+msg = rec[5:]
+name = b"dnl-01.geo.kaspersky.com"
+if mode == "sni-split":
+    cuts = [msg.index(name) + 12]  # dnl-01.geo.k | aspersky.com
+else:
+    n = int(mode)
+    cuts = list(range(n, len(msg), n))
+parts = [msg[a:b] for a, b in zip([0] + cuts, cuts + [len(msg)])]
+data = b"".join(b"\x16" + rec[1:3] + len(p).to_bytes(2, "big") + p for p in parts)
+s = socket.create_connection((dst, 443), source_address=("", int(sport)), timeout=5)
+s.sendall(data)
+buf = b""
+s.settimeout(1.5)
+try:
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        buf += d
+except socket.timeout:
+    pass
+s.close()
+out = []
+while len(buf) >= 5:
+    n = 5 + int.from_bytes(buf[3:5], "big")
+    t, body = buf[0], buf[5:n]
+    out.append({22: f"handshake:{body[:1].hex()}", 21: f"alert:{body[:2].hex()}", 20: "ccs", 23: "appdata"}.get(t, str(t)))
+    buf = buf[n:]
+print(json.dumps({"records_sent": len(parts), "bytes": len(data), "answer": out}))
+EOF
+# Several crafted connections in one capture, each answered by the strict s_server with its
+# handshake: OUT ROUTED(yes|no) MODE:SPORT...
+crafted4() {
+    local out=$1 routed=$2 m src dst mac iface
+    shift 2
+    if [[ $routed == yes ]]; then
+        src=$CRAFTED_R dst=$STRICT_R mac=$RCMAC iface=veth-cr
+        cap_start "$WORK/$out" "host $src" "$R" veth-rc
+    else
+        src=$CRAFTED dst=$STRICT mac=$SMAC iface=veth-c
+        cap_start "$WORK/$out" "host $src"
+    fi
+    for m in "$@"; do
+        nsx "$C" "$SCAPY_PY" "$WORK/send4.py" "${m%:*}" "$WORK/hello.bin" $src $dst "${m#*:}" "$CMAC" "$mac" $iface \
+            >>"$WORK/$out.json" || die "$out: the sender failed in mode ${m%:*}"
+    done
+    cap_stop
+    echo "gen-evasion: $out: $(tr '\n' ' ' <"$WORK/$out.json")" >&2
+    "$PY" -c '
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if not r["record"].startswith("16"):
+        sys.exit(sys.argv[2] + ": " + r["mode"] + ": s_server did not answer with its handshake: " + r["record"])
+' "$WORK/$out.json" "$out" || die "$out: see above"
+}
+if want evasion-rst; then
+    before=$(counter "$S" TcpExt TCPChallengeACK) csum=$(counter "$S" Tcp InCsumErrors)
+    crafted4 evasion-rst.pcap no rst-inwindow:42061 rst-badsum:42062
+    echo "gen-evasion: evasion-rst.pcap: the server's TCPChallengeACK went up by" \
+        "$(($(counter "$S" TcpExt TCPChallengeACK) - before)), its Tcp InCsumErrors by" \
+        "$(($(counter "$S" Tcp InCsumErrors) - csum))" >&2
+    (($(counter "$S" Tcp InCsumErrors) - csum == 1)) || die "evasion-rst.pcap: the server did not drop the RST for its checksum"
+fi
+if want evasion-rst-ttl; then
+    before=$(counter "$R" Icmp OutTimeExcds)
+    crafted4 evasion-rst-ttl.pcap yes rst-ttl:42063
+    (($(counter "$R" Icmp OutTimeExcds) - before == 1)) || die "evasion-rst-ttl.pcap: the RST did not expire at the router"
+fi
+if want evasion-badseq; then
+    crafted4 evasion-badseq.pcap no badseq-minus:42064 badseq-plus:42065
+fi
+if want evasion-seqovl; then
+    crafted4 evasion-seqovl.pcap no seqovl-decoy:42066 seqovl-1:42067
+fi
+if want evasion-ip-fragments; then
+    before=$(counter "$S" IpExt ReasmOverlaps)
+    crafted4 evasion-ip-fragments.pcap no frag-inorder:42068 frag-reverse:42069 frag-overlap-real:42070
+    (($(counter "$S" IpExt ReasmOverlaps) - before == 1)) \
+        || die "evasion-ip-fragments.pcap: the server did not drop the overlapping datagram (ReasmOverlaps)"
+fi
+if want evasion-tls-records; then
+    out=evasion-tls-records.pcap
+    cap_start "$WORK/$out" "tcp and host $STRICT"
+    for ms in sni-split:42071 5:42072; do
+        nsx "$C" timeout 20 "$PY" "$WORK/tlsrec.py" "$WORK/hello.bin" $STRICT "${ms#*:}" "${ms%:*}" \
+            >>"$WORK/$out.json" || die "$out: the TLS client failed"
+    done
+    cap_stop
+    echo "gen-evasion: $out: $(tr '\n' ' ' <"$WORK/$out.json")" >&2
+    [[ $(grep -c '"answer": \["handshake:02"' "$WORK/$out.json") == 2 ]] \
+        || die "$out: s_server did not answer both with its handshake"
 fi
 
 for f in "${ONLY[@]}"; do

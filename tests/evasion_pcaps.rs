@@ -11,7 +11,13 @@
 //! Initial with a wrong UDP checksum before the real one, and the hello before a Retry. A third
 //! round, `sni-malformed`: server_name extensions no TLS library sends (two extensions, two names
 //! in one list, a NUL inside a name, bytes past the list), each refused by `openssl s_server`
-//! with a fatal alert, whose every name must be reported. Each server's answer is in its
+//! with a fatal alert, whose every name must be reported. A fourth round, `round4`, of
+//! DPI-circumvention techniques the server's kernel sees through: a RST in the window but not at
+//! the next sequence number, with a wrong checksum, or with TTL 1 through a router; a decoy
+//! ClientHello far outside the window; a segment that starts before the next expected byte; the
+//! ClientHello in IPv4 fragments (in order, in reverse, and a datagram with a partial overlap
+//! that Linux drops before the client sends it again); the ClientHello in several TLS records.
+//! Each server's answer is in its
 //! capture. Expectations are `pcaps/expected-evasion.json`, derived by
 //! `pcaps/expected_evasion.py` from tshark and, where tshark is fooled, from the server's answer
 //! or from the part of the capture the server took (one test re-derives them), never from
@@ -524,6 +530,73 @@ fn bytes_past_the_server_name_list_do_not_hide_its_name() {
     // dnl-01.geo.kaspersky.com, then 2 bytes in the extension after the list: s_server refused
     // it (decode_error); the name is reported and the extension counted.
     check_sni_malformed("evasion-sni-trailing.pcap");
+}
+
+/// A fourth-round capture: `connections` connections, on each of which the strict s_server
+/// answered with its handshake (it received dnl-01.geo.kaspersky.com): the name is reported once
+/// a connection, with the kaspersky alert, and the decoy (where a fake carried it) nowhere.
+fn check_round4(capture: &str, connections: usize) -> Run {
+    let exp = expected(capture);
+    assert_eq!(named(&exp["names"]).len(), connections, "{capture}: {exp}");
+    let run = check(capture);
+    assert!(
+        run.alerts
+            .iter()
+            .any(|a| a["vendor"] == "kaspersky"
+                && a["indicator"]["value"] == "dnl-01.geo.kaspersky.com"),
+        "{capture}: no kaspersky alert for dnl-01.geo.kaspersky.com: {:?}",
+        run.alerts
+    );
+    run
+}
+
+#[test]
+fn a_client_rst_out_of_sequence_or_with_a_bad_checksum_does_not_end_the_flow() {
+    // A RST 1000 bytes past the next expected sequence number (Linux: a challenge ACK, RFC 5961)
+    // and a RST at it with a wrong TCP checksum; each followed by the real ClientHello.
+    let run = check_round4("evasion-rst.pcap", 2);
+    assert!(
+        anomaly(&run.summary, "transport_checksum_bad") >= 1,
+        "the bad checksum is not counted: {}",
+        run.summary
+    );
+}
+
+#[test]
+fn a_client_rst_that_expires_at_a_router_does_not_end_the_flow() {
+    let run = check_round4("evasion-rst-ttl.pcap", 1);
+    assert!(
+        anomaly(&run.summary, "transport_ttl_short") >= 1,
+        "the short TTL is not counted: {}",
+        run.summary
+    );
+}
+
+#[test]
+fn a_decoy_client_hello_far_outside_the_window_is_not_read() {
+    // 100,000 bytes before the next expected sequence number, and 1,000,000 past it.
+    check_round4("evasion-badseq.pcap", 2);
+}
+
+#[test]
+fn a_segment_that_starts_before_the_next_expected_byte_is_trimmed() {
+    // The whole decoy ClientHello, then the real one, from 517 bytes before the next expected
+    // byte; and one byte (0x16) before it, at the SYN's sequence number.
+    check_round4("evasion-seqovl.pcap", 2);
+}
+
+#[test]
+fn a_client_hello_in_ip_fragments_is_read_and_an_overlapping_datagram_is_not() {
+    // 8 fragments in order, the same in reverse, and a datagram whose second fragment (the
+    // decoy's bytes) partially overlaps its first: Linux dropped it whole (ReasmOverlaps) and took
+    // the client's unfragmented retransmission.
+    check_round4("evasion-ip-fragments.pcap", 3);
+}
+
+#[test]
+fn a_client_hello_in_several_tls_records_is_read() {
+    // Two records cut inside the SNI, and records of 5 bytes of handshake each.
+    check_round4("evasion-tls-records.pcap", 2);
 }
 
 #[test]
