@@ -70,6 +70,18 @@ pub struct TcpSegment<'a> {
     pub segment: &'a [u8],
 }
 
+impl TcpSegment<'_> {
+    /// The urgent pointer of a segment with the URG flag, read from its header.
+    pub fn urgent_pointer(&self) -> Option<u16> {
+        const URG: u8 = 0x20;
+        let header = self.segment;
+        if header.get(13)? & URG == 0 {
+            return None;
+        }
+        Some(u16::from_be_bytes([*header.get(18)?, *header.get(19)?]))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct UdpDatagram<'a> {
     pub src_port: u16,

@@ -169,6 +169,10 @@ pub enum FlowAnomaly {
     TransportAckMissing,
     /// A segment signed with TCP-MD5 or TCP-AO on a connection whose SYN was not.
     TransportSignatureUnexpected,
+    /// A segment with urgent data (the URG flag) in an inspected flow: its receiver takes the
+    /// urgent byte out of the stream, and so does the reassembly (see `stream`). No TLS or
+    /// HTTP client sends one; hiding a byte of a name from a sensor is what it is good for.
+    TransportUrgentData,
     TransportTupleReused,
     QuicClientHelloIncomplete,
     QuicClientHelloMalformed,
@@ -202,7 +206,7 @@ pub enum FlowAnomaly {
 }
 
 impl FlowAnomaly {
-    pub const ALL: [FlowAnomaly; 32] = [
+    pub const ALL: [FlowAnomaly; 33] = [
         FlowAnomaly::Duplicates,
         FlowAnomaly::ReassemblyBudget,
         FlowAnomaly::ReassemblyCap,
@@ -210,6 +214,7 @@ impl FlowAnomaly {
         FlowAnomaly::TransportTtlShort,
         FlowAnomaly::TransportAckMissing,
         FlowAnomaly::TransportSignatureUnexpected,
+        FlowAnomaly::TransportUrgentData,
         FlowAnomaly::TransportTupleReused,
         FlowAnomaly::QuicClientHelloIncomplete,
         FlowAnomaly::QuicClientHelloMalformed,
@@ -246,6 +251,7 @@ impl FlowAnomaly {
             FlowAnomaly::TransportTtlShort => "transport_ttl_short",
             FlowAnomaly::TransportAckMissing => "transport_ack_missing",
             FlowAnomaly::TransportSignatureUnexpected => "transport_signature_unexpected",
+            FlowAnomaly::TransportUrgentData => "transport_urgent_data",
             FlowAnomaly::TransportTupleReused => "transport_tuple_reused",
             FlowAnomaly::QuicClientHelloIncomplete => "quic_client_hello_incomplete",
             FlowAnomaly::QuicClientHelloMalformed => "quic_client_hello_malformed",

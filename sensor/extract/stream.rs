@@ -59,6 +59,8 @@ pub struct StreamBuf {
     cap: usize,
     /// Bytes dropped because a cap was reached.
     pub dropped_bytes: u64,
+    /// Sequence number of an urgent byte not delivered yet (see `mark_urgent`).
+    urgent: Option<u32>,
 }
 
 /// Parked bytes: `bytes` start at `seq`, and came from the segment `from` (what decides an
@@ -241,14 +243,51 @@ impl StreamBuf {
         Pushed::Data
     }
 
+    /// The receiver takes the byte at `seq` out of the stream: TCP urgent data, which a
+    /// socket reads out of band unless it asked for it inline (`SO_OOBINLINE`), and no server
+    /// of TLS or HTTP does. The byte is left out when the in-order bytes reach it, as a
+    /// server waiting in a read takes them. As Linux does (`tcp_check_urg`), a pointer to a
+    /// byte already delivered is not replayed and one not after the pending one is ignored;
+    /// a later one replaces the pending one, whose byte then stays in the stream.
+    pub fn mark_urgent(&mut self, seq: u32) {
+        let frame = self.frame_at(seq);
+        if self.next_seq.is_some() && frame(seq) < 0 {
+            return;
+        }
+        if let Some(pending) = self.urgent {
+            if frame(pending) >= 0 && frame(seq) <= frame(pending) {
+                return;
+            }
+        }
+        self.urgent = Some(seq);
+    }
+
     fn append(&mut self, bytes: &[u8]) {
+        // The urgent byte, when it is one of these, is not part of the stream.
+        let urgent_at = match (self.urgent, self.next_seq) {
+            (Some(urgent), Some(next)) => {
+                Some(urgent.wrapping_sub(next) as usize).filter(|&at| at < bytes.len())
+            }
+            _ => None,
+        };
+        let (head, tail) = match urgent_at {
+            Some(at) => {
+                self.urgent = None;
+                let (head, rest) = bytes.split_at(at);
+                (head, rest.get(1..).unwrap_or_default())
+            }
+            None => (bytes, &[][..]),
+        };
+        let kept = head.len() + tail.len();
         let room = self.cap.saturating_sub(self.data.len());
-        let take = bytes.len().min(room);
+        let take = kept.min(room);
         if take > 0 {
             self.segment_starts.push(self.data.len());
-            self.data.extend_from_slice(&bytes[..take]);
+            let from_head = take.min(head.len());
+            self.data.extend_from_slice(&head[..from_head]);
+            self.data.extend_from_slice(&tail[..take - from_head]);
         }
-        self.dropped_bytes += (bytes.len() - take) as u64;
+        self.dropped_bytes += (kept - take) as u64;
         // Sequence space advances by everything in order, kept or not.
         if let Some(next) = self.next_seq.as_mut() {
             *next = next.wrapping_add(bytes.len() as u32);
@@ -422,6 +461,57 @@ mod tests {
         assert_eq!(s.push(1003, b"lo world"), Pushed::Data); // overlaps 3 bytes, fills the gap
         assert_eq!(s.data(), b"hello world!");
         assert_eq!(s.segment_starts(), &[0, 6, 11]);
+    }
+
+    #[test]
+    fn the_urgent_byte_is_left_out_where_the_in_order_bytes_reach_it() {
+        // In the segment that marks it.
+        let mut s = StreamBuf::new(1024);
+        s.start_at(1000);
+        s.mark_urgent(1003);
+        s.push(1000, b"helXlo");
+        assert_eq!(s.data(), b"hello");
+        assert_eq!(s.next_seq(), Some(1006));
+        // In a later segment, and in one that was parked until a gap filled.
+        let mut s = StreamBuf::new(1024);
+        s.start_at(1000);
+        s.mark_urgent(1008);
+        s.push(1000, b"hello");
+        s.push(1006, b" wXorld");
+        assert_eq!(s.data(), b"hello");
+        s.push(1005, b",");
+        assert_eq!(s.data(), b"hello, world");
+        // Only once: the same bytes again are a retransmission, and the next segment is
+        // whole.
+        s.push(1006, b" wXorld");
+        s.push(1013, b"!");
+        assert_eq!(s.data(), b"hello, world!");
+    }
+
+    #[test]
+    fn urgent_pointers_follow_linux() {
+        // A pointer to a byte already delivered is not replayed.
+        let mut s = StreamBuf::new(1024);
+        s.start_at(1000);
+        s.push(1000, b"hello");
+        s.mark_urgent(1002);
+        s.push(1005, b" world");
+        assert_eq!(s.data(), b"hello world");
+        // One not after the pending one is ignored; a later one replaces it, and the byte of
+        // the one replaced stays in the stream.
+        let mut s = StreamBuf::new(1024);
+        s.start_at(1000);
+        s.mark_urgent(1004);
+        s.mark_urgent(1002);
+        s.mark_urgent(1006);
+        s.push(1000, b"abcdefgh");
+        assert_eq!(s.data(), b"abcdefh");
+        // The cap counts what is kept: the urgent byte is neither kept nor dropped.
+        let mut s = StreamBuf::new(4);
+        s.start_at(0);
+        s.mark_urgent(1);
+        s.push(0, b"aXbcde");
+        assert_eq!((s.data(), s.dropped_bytes), (&b"abcd"[..], 1));
     }
 
     #[test]

@@ -194,6 +194,7 @@ fn extract_stage(a: ExtractAnomaly) -> Stage {
             | F::TransportTtlShort
             | F::TransportAckMissing
             | F::TransportSignatureUnexpected
+            | F::TransportUrgentData
             | F::TransportTupleReused => Layer::Transport,
             F::QuicClientHelloIncomplete | F::QuicClientHelloMalformed => Layer::Quic,
             F::DnsTcpCut

@@ -14,6 +14,12 @@
 //! had none (Linux discards it, RFC 2385 / 5925). Such a segment is not read and is counted
 //! (`transport_ttl_short`, `transport_ack_missing`, `transport_signature_unexpected`). A flow
 //! seen mid-stream has no SYN to compare with, and is read as it comes.
+//!
+//! **Urgent data.** A segment with the URG flag marks one byte its receiver reads out of band
+//! (BSD's pointer, Linux's default: the byte before the urgent pointer), so a server reads the
+//! stream without it; a byte slipped into a server name that way shows the sensor another
+//! name. The reassembly leaves that byte out as the receiver does (`StreamBuf::mark_urgent`),
+//! and the segment is counted (`transport_urgent_data`): no TLS or HTTP client sends urgent data.
 
 use super::{dns, finish_inspection, inspect, Conn, Endpoint, Extractor, Flow, FlowKey, Held};
 use crate::decode::checksum::{self, Validity};
@@ -275,6 +281,15 @@ fn read_segment(
     {
         inspect(flow, !from_client, ts, txns, &limits, 0, out);
     }
+    if flow.app.inspecting() && !seg.syn {
+        if let Some(pointer) = seg.urgent_pointer() {
+            // BSD's reading, Linux's default: the pointer is one past the urgent byte (a
+            // zero pointer marks the segment's first byte).
+            let at = seg.seq.wrapping_add(u32::from(pointer.saturating_sub(1)));
+            flow.conn.sent_by(from_client).mark_urgent(at);
+            out(Extracted::Anomaly(FlowAnomaly::TransportUrgentData.into()));
+        }
+    }
     let reads = flow.app.reads(from_client);
     let delivered = push_segment(
         &mut flow.conn,
@@ -428,6 +443,62 @@ mod tests {
     use super::super::testutil::*;
     use super::super::ExtractorLimits;
     use super::*;
+
+    /// `tcp` with the URG flag and an urgent pointer.
+    fn urgent(seq: u32, pointer: u16, payload: &[u8]) -> Vec<u8> {
+        let mut f = tcp(false, seq, ACK | 0x20, payload);
+        f[38..40].copy_from_slice(&pointer.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn an_urgent_byte_in_a_client_hello_is_left_out_as_the_server_does() {
+        // One byte more in the server name, sent as urgent data: a Linux server reads the
+        // hello without it (the byte is out of band), so must the sensor.
+        let hello = crate::extract::tls::tests::records(
+            &crate::extract::tls::tests::client_hello("dnl-01.geo.kaspersky.com", 0),
+            16384,
+        );
+        let at = hello
+            .windows(3)
+            .position(|w| w == b"com")
+            .expect("the name is in the hello")
+            + 1;
+        let mut sent = hello[..at].to_vec();
+        sent.push(b'X');
+        sent.extend_from_slice(&hello[at..]);
+        let split = at - 10;
+        for pointer_in_second in [false, true] {
+            let frames = if pointer_in_second {
+                // The pointer rides on the segment that carries the byte.
+                vec![
+                    (1, tcp(false, 0, SYN, b"")),
+                    (1, tcp(true, 500, SYNACK, b"")),
+                    (1, tcp(false, 1, ACK, &sent[..split])),
+                    (1, urgent(1 + split as u32, 11, &sent[split..])),
+                ]
+            } else {
+                // It comes ahead of the byte, on the first segment.
+                vec![
+                    (1, tcp(false, 0, SYN, b"")),
+                    (1, tcp(true, 500, SYNACK, b"")),
+                    (1, urgent(1, at as u16 + 1, &sent[..split])),
+                    (1, tcp(false, 1 + split as u32, ACK, &sent[split..])),
+                ]
+            };
+            let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+            assert_eq!(tls_names(&got), ["dnl-01.geo.kaspersky.com"]);
+            assert_eq!(anomaly_count(&got, "transport_urgent_data"), 1);
+        }
+        // Without the URG flag the byte is part of the stream: the name is not that one.
+        let frames = [
+            (1, tcp(false, 0, SYN, b"")),
+            (1, tcp(true, 500, SYNACK, b"")),
+            (1, tcp(false, 1, ACK, &sent)),
+        ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert!(!tls_names(&got).contains(&"dnl-01.geo.kaspersky.com".to_string()));
+    }
     use crate::decode::{decode, LinkType};
     use crate::extract::{tls, NameKind};
 
