@@ -173,6 +173,9 @@ pub enum FlowAnomaly {
     /// urgent byte out of the stream, and so does the reassembly (see `stream`). No TLS or
     /// HTTP client sends one; hiding a byte of a name from a sensor is what it is good for.
     TransportUrgentData,
+    /// A segment whose timestamp is older than its receiver's latest from that side: PAWS
+    /// drops it (RFC 7323), as it does the decoys of DPI-evasion tools that count on it.
+    TransportTimestampOld,
     TransportTupleReused,
     QuicClientHelloIncomplete,
     QuicClientHelloMalformed,
@@ -206,7 +209,7 @@ pub enum FlowAnomaly {
 }
 
 impl FlowAnomaly {
-    pub const ALL: [FlowAnomaly; 33] = [
+    pub const ALL: [FlowAnomaly; 34] = [
         FlowAnomaly::Duplicates,
         FlowAnomaly::ReassemblyBudget,
         FlowAnomaly::ReassemblyCap,
@@ -215,6 +218,7 @@ impl FlowAnomaly {
         FlowAnomaly::TransportAckMissing,
         FlowAnomaly::TransportSignatureUnexpected,
         FlowAnomaly::TransportUrgentData,
+        FlowAnomaly::TransportTimestampOld,
         FlowAnomaly::TransportTupleReused,
         FlowAnomaly::QuicClientHelloIncomplete,
         FlowAnomaly::QuicClientHelloMalformed,
@@ -252,6 +256,7 @@ impl FlowAnomaly {
             FlowAnomaly::TransportAckMissing => "transport_ack_missing",
             FlowAnomaly::TransportSignatureUnexpected => "transport_signature_unexpected",
             FlowAnomaly::TransportUrgentData => "transport_urgent_data",
+            FlowAnomaly::TransportTimestampOld => "transport_timestamp_old",
             FlowAnomaly::TransportTupleReused => "transport_tuple_reused",
             FlowAnomaly::QuicClientHelloIncomplete => "quic_client_hello_incomplete",
             FlowAnomaly::QuicClientHelloMalformed => "quic_client_hello_malformed",

@@ -195,6 +195,7 @@ fn extract_stage(a: ExtractAnomaly) -> Stage {
             | F::TransportAckMissing
             | F::TransportSignatureUnexpected
             | F::TransportUrgentData
+            | F::TransportTimestampOld
             | F::TransportTupleReused => Layer::Transport,
             F::QuicClientHelloIncomplete | F::QuicClientHelloMalformed => Layer::Quic,
             F::DnsTcpCut

@@ -223,6 +223,9 @@ struct Conn {
     checksums_good: [bool; 2],
     /// TCP: what the SYN to the server and the SYN-ACK to the client showed of their path.
     syn_marks: [Option<tcp::SynMark>; 2],
+    /// TCP: the latest timestamp value the server took from the client, and the client from
+    /// the server (PAWS, see `tcp::check_timestamp`).
+    ts_recent: [Option<u32>; 2],
 }
 
 impl Conn {
@@ -243,6 +246,7 @@ impl Conn {
             server_seen: false,
             checksums_good: [false; 2],
             syn_marks: [None; 2],
+            ts_recent: [None; 2],
         }
     }
 

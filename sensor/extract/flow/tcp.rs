@@ -12,8 +12,11 @@
 //! is not compared, see `SynMark::without_ttl`); no ACK flag after the handshake (Linux
 //! discards it, RFC 9293 §3.10.7.4); a TCP-MD5 or TCP-AO signature on a connection whose SYN
 //! had none (Linux discards it, RFC 2385 / 5925). Such a segment is not read and is counted
-//! (`transport_ttl_short`, `transport_ack_missing`, `transport_signature_unexpected`). A flow
-//! seen mid-stream has no SYN to compare with, and is read as it comes.
+//! (`transport_ttl_short`, `transport_ack_missing`, `transport_signature_unexpected`). On a
+//! connection whose SYN and SYN-ACK both carried timestamps, a segment whose timestamp is more
+//! than one below the latest its receiver took from that side is dropped by PAWS (RFC 7323),
+//! and not read either (`transport_timestamp_old`, see `check_timestamp`). A flow seen
+//! mid-stream has no SYN to compare with, and is read as it comes.
 //!
 //! **Urgent data.** A segment with the URG flag marks one byte its receiver reads out of band
 //! (BSD's pointer, Linux's default: the byte before the urgent pointer), so a server reads the
@@ -46,13 +49,17 @@ const TTL_SLACK: u8 = 5;
 /// TCP option kinds of segment signatures: MD5 (RFC 2385) and TCP-AO (RFC 5925).
 const OPTION_MD5: u8 = 19;
 const OPTION_AO: u8 = 29;
+/// The timestamps option (RFC 7323), and the length Linux takes it with only.
+const OPTION_TIMESTAMP: u8 = 8;
+const TIMESTAMP_DATA_LEN: usize = 8;
 
 /// What a direction's SYN (or SYN-ACK) showed of its path: the TTL it arrived with (0: not
-/// compared), and whether it carried a signature option.
+/// compared), whether it carried a signature option, and its timestamp value (RFC 7323).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct SynMark {
     ttl: u8,
     signed: bool,
+    tsval: Option<u32>,
 }
 
 impl SynMark {
@@ -68,15 +75,22 @@ impl SynMark {
         Some(SynMark {
             ttl: ttl(pkt.ip)?,
             signed: signed(seg.segment),
+            tsval: timestamp(seg.segment),
         })
     }
 
     /// Why `seg`, in the direction this SYN opened, would not reach the receiver, if so.
     fn unreachable(self, pkt: &Packet<'_>, seg: &TcpSegment<'_>) -> Option<FlowAnomaly> {
-        // A bare ACK changes nothing read here, whether it arrives or not.
+        // A bare ACK changes nothing read here, whether it arrives or not (but see
+        // `check_timestamp`).
         if seg.syn || (seg.payload.is_empty() && !seg.fin && !seg.rst) {
             return None;
         }
+        self.path_fault(pkt, seg)
+    }
+
+    /// Why any segment but a SYN, bare ACKs too, would not reach the receiver, if so.
+    fn path_fault(self, pkt: &Packet<'_>, seg: &TcpSegment<'_>) -> Option<FlowAnomaly> {
         if !seg.ack && !seg.rst {
             return Some(FlowAnomaly::TransportAckMissing);
         }
@@ -99,6 +113,29 @@ fn ttl(ip: &[u8]) -> Option<u8> {
     }
 }
 
+/// The options of a TCP header, each kind with its data (the bytes after its length), in
+/// order, up to the end-of-list option or one whose length does not fit.
+fn options(segment: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    let header_len = segment.get(12).map_or(0, |b| usize::from(b >> 4) * 4);
+    let mut rest = segment
+        .get(20..header_len.min(segment.len()))
+        .unwrap_or(&[]);
+    std::iter::from_fn(move || loop {
+        let (&kind, after) = rest.split_first()?;
+        match kind {
+            0 => return None,
+            1 => rest = after,
+            _ => {
+                let len = usize::from(*after.first()?);
+                // A length under 2 cannot step over the option: the list ends there.
+                let data = rest.get(2..len)?;
+                rest = rest.get(len..)?;
+                return Some((kind, data));
+            }
+        }
+    })
+}
+
 /// Whether a TCP header carries an MD5 or TCP-AO signature option.
 fn signed(segment: &[u8]) -> bool {
     // Either takes at least 16 bytes of options (MD5 18; AO 4 and a MAC of 12 or more):
@@ -108,24 +145,56 @@ fn signed(segment: &[u8]) -> bool {
     if header_len < 20 + SIGNATURE_MIN {
         return false;
     }
-    let mut options = segment
-        .get(20..header_len.min(segment.len()))
-        .unwrap_or(&[]);
-    while let Some((&kind, rest)) = options.split_first() {
-        match kind {
-            0 => return false,
-            1 => options = rest,
-            OPTION_MD5 | OPTION_AO => return true,
-            _ => {
-                let len = rest.first().map_or(0, |&l| usize::from(l));
-                if len < 2 {
-                    return false;
-                }
-                options = options.get(len..).unwrap_or(&[]);
-            }
+    options(segment).any(|(kind, _)| kind == OPTION_MD5 || kind == OPTION_AO)
+}
+
+/// The timestamp value (TSval) of a TCP header's timestamps option.
+fn timestamp(segment: &[u8]) -> Option<u32> {
+    let (_, data) = options(segment).find(|&(kind, _)| kind == OPTION_TIMESTAMP)?;
+    match *data {
+        [a, b, c, d, ..] if data.len() == TIMESTAMP_DATA_LEN => {
+            Some(u32::from_be_bytes([a, b, c, d]))
         }
+        _ => None,
     }
-    false
+}
+
+/// PAWS (RFC 7323 §5) as Linux applies it, on a connection whose SYN and SYN-ACK both carried
+/// timestamps: a segment with data or FIN whose TSval is more than one below the latest its
+/// receiver took from that side is dropped (an RST is taken whatever its timestamp). Returns
+/// why such a segment is not read. Otherwise notes the segment's TSval as the latest when
+/// the receiver would: it is not older, the segment reaches the receiver (bare ACKs are
+/// checked here too: a decoy ACK that expires on the way must not move the mark) and it
+/// covers the next byte expected from that side. The SYN's is the first.
+fn check_timestamp(
+    conn: &mut Conn,
+    dir: usize,
+    pkt: &Packet<'_>,
+    seg: &TcpSegment<'_>,
+) -> Option<FlowAnomaly> {
+    let [Some(client), Some(server)] = conn.syn_marks else {
+        return None;
+    };
+    if seg.syn || client.tsval.is_none() || server.tsval.is_none() {
+        return None;
+    }
+    let tsval = timestamp(seg.segment)?;
+    let latest = conn.ts_recent[dir];
+    let older_by = |latest: u32| latest.wrapping_sub(tsval) as i32;
+    if (!seg.payload.is_empty() || seg.fin) && !seg.rst && latest.is_some_and(|l| older_by(l) > 1) {
+        return Some(FlowAnomaly::TransportTimestampOld);
+    }
+    let reaches = conn.syn_marks[dir]
+        .and_then(|m| m.path_fault(pkt, seg))
+        .is_none();
+    let covers_next = conn.sent_by(dir == 0).next_seq().is_some_and(|next| {
+        let into = next.wrapping_sub(seg.seq) as i32;
+        into >= 0 && into as usize <= seg.payload.len()
+    });
+    if reaches && covers_next && latest.is_none_or(|l| older_by(l) <= 0) {
+        conn.ts_recent[dir] = Some(tsval);
+    }
+    None
 }
 
 impl Extractor {
@@ -169,6 +238,10 @@ impl Extractor {
                 }
                 if v == Validity::Good {
                     flow.conn.checksums_good[dir] = true;
+                }
+                if let Some(why) = check_timestamp(&mut flow.conn, dir, pkt, seg) {
+                    out(Extracted::Anomaly(why.into()));
+                    return;
                 }
             }
             if !(seg.syn && !seg.ack && is_new_connection(&flow.conn, src, seg, ts)) {
@@ -267,11 +340,13 @@ fn read_segment(
     }
     note_segment(&mut flow.conn, ts, from_client, mac, seg);
     if seg.syn {
-        flow.conn.syn_marks[usize::from(!from_client)] = if from_client {
+        let dir = usize::from(!from_client);
+        flow.conn.syn_marks[dir] = if from_client {
             arrived.mark
         } else {
             arrived.mark.map(SynMark::without_ttl)
         };
+        flow.conn.ts_recent[dir] = arrived.mark.and_then(|m| m.tsval);
     }
     // The peer answered, or the flow ends: what the other side sent before is whole, so
     // a direction still in its mid-stream window starts now.
@@ -449,6 +524,93 @@ mod tests {
         let mut f = tcp(false, seq, ACK | 0x20, payload);
         f[38..40].copy_from_slice(&pointer.to_be_bytes());
         f
+    }
+
+    /// `tcp` with a timestamps option (NOP, NOP, TSval, TSecr 0), as Linux lays it out.
+    fn stamped(reverse: bool, seq: u32, flags: u8, tsval: u32, payload: &[u8]) -> Vec<u8> {
+        let plain = tcp(reverse, seq, flags, payload);
+        let mut f = plain[..40].to_vec();
+        f[32] = 0x80; // 32-byte header
+        f.extend_from_slice(&[1, 1, 8, 10]);
+        f.extend_from_slice(&tsval.to_be_bytes());
+        f.extend_from_slice(&[0; 4]);
+        f.extend_from_slice(payload);
+        let total = f.len() as u16;
+        f[2..4].copy_from_slice(&total.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn a_decoy_with_an_old_timestamp_is_not_read_as_paws_drops_it() {
+        let hello = |name: &str| {
+            crate::extract::tls::tests::records(
+                &crate::extract::tls::tests::client_hello(name, 0),
+                16384,
+            )
+        };
+        let (real, decoy) = (
+            hello("dnl-01.geo.kaspersky.com"),
+            hello("updates.example-corp.com"),
+        );
+        let opening = |server_stamps: bool| {
+            vec![
+                (1, stamped(false, 0, SYN, 1000, b"")),
+                (
+                    1,
+                    if server_stamps {
+                        stamped(true, 500, SYNACK, 7000, b"")
+                    } else {
+                        tcp(true, 500, SYNACK, b"")
+                    },
+                ),
+                (1, stamped(false, 1, ACK, 1010, b"")),
+            ]
+        };
+        // The decoy's TSval is below the third ACK's: a Linux server drops it (PAWS) and
+        // reads the real hello at the same sequence number.
+        let mut frames = opening(true);
+        frames.push((1, stamped(false, 1, ACK, 900, &decoy)));
+        frames.push((1, stamped(false, 1, ACK, 1020, &real)));
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), ["dnl-01.geo.kaspersky.com"]);
+        assert_eq!(anomaly_count(&got, "transport_timestamp_old"), 1);
+        // One below the latest is still taken (PAWS's window is 1): the decoy is read.
+        let mut frames = opening(true);
+        frames.push((1, stamped(false, 1, ACK, 1009, &decoy)));
+        frames.push((1, stamped(false, 1, ACK, 1020, &real)));
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), ["updates.example-corp.com"]);
+        // Without timestamps agreed (the SYN-ACK had none) nothing is dropped for them.
+        let mut frames = opening(false);
+        frames.push((1, stamped(false, 1, ACK, 900, &decoy)));
+        frames.push((1, stamped(false, 1, ACK, 1020, &real)));
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), ["updates.example-corp.com"]);
+        assert_eq!(anomaly_count(&got, "transport_timestamp_old"), 0);
+    }
+
+    #[test]
+    fn only_segments_that_reach_the_receiver_move_the_latest_timestamp() {
+        let real = crate::extract::tls::tests::records(
+            &crate::extract::tls::tests::client_hello("dnl-01.geo.kaspersky.com", 0),
+            16384,
+        );
+        // A bare ACK with a far later TSval that expires on the way (TTL 1), and one with
+        // the same that is not at the next byte (out of the window): the server never takes
+        // their TSval, and the real hello's is not old to it.
+        let mut expiring = stamped(false, 1, ACK, 1_000_000, b"");
+        expiring[8] = 1;
+        let out_of_window = stamped(false, 90_000, ACK, 1_000_000, b"");
+        for decoy in [expiring, out_of_window] {
+            let frames = [
+                (1, stamped(false, 0, SYN, 1000, b"")),
+                (1, stamped(true, 500, SYNACK, 7000, b"")),
+                (1, decoy),
+                (1, stamped(false, 1, ACK, 1010, &real)),
+            ];
+            let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+            assert_eq!(tls_names(&got), ["dnl-01.geo.kaspersky.com"]);
+        }
     }
 
     #[test]
