@@ -106,6 +106,24 @@ How each is derived:
                 connection. Where the decoy's bytes are in the capture (a fake far outside the window,
                 the part of a segment before the next expected byte, the fragment of a datagram the
                 server dropped), the decoy is `not_received`
+  evasion-urgent.pcap, evasion-urgent-reverse.pcap
+                (the fourth round's second set; one connection each to the strict s_server, whose
+                answer is checked against the name derived: its handshake for
+                dnl-01.geo.kaspersky.com, the fatal unrecognized_name alert for any other) the
+                ClientHello's names parsed from the client's bytes as the server's socket reads
+                them: each segment's urgent byte (the byte before seq + urgent pointer, BSD
+                semantics, Linux's default) left out, read out of band. tshark keeps the urgent
+                byte in the stream (`tshark_reads`); what it reads is `not_received`
+  evasion-paws.pcap
+                tshark on the capture without the client's segments that PAWS drops (RFC 7323:
+                data whose TSval is more than 1 below the last TSval the server took, as Linux
+                checks it; the generator checked the server's TcpExt PAWSEstab). tshark on the
+                whole capture reads the PAWS-dropped decoy (`tshark_reads`), `not_received`
+  evasion-frag-inside-real.pcap, evasion-frag-inside-decoy.pcap
+                tshark (it drops a fragment lying wholly inside one already held and keeps the
+                first bytes, as Linux does), checked against the server's answer; the other of
+                the real name and the decoy, whose bytes are in the capture (the inner fragment;
+                the real ClientHello sent again after the decoy's datagram), is `not_received`
 Python 3 standard library only; needs tshark in PATH.
 """
 import difflib
@@ -132,7 +150,7 @@ VENDOR_NAMES = {
 # above is (a name with a NUL inside it): the broadest kaspersky.com rule.
 VENDOR_SUFFIXES = {"kaspersky.com": ("kaspersky", "web-portal")}
 # Names in these captures that are no vendor's.
-OTHER_NAMES = {"www.example.org", DECOY, ACCEPTED + "\\x00.x"}
+OTHER_NAMES = {"www.example.org", DECOY, ACCEPTED + "\\x00.x", "nl-01.geo.kaspersky.comz"}
 UNRECOGNIZED_NAME = "112"
 # The captures with a DPI-evasion fake in front of the real ClientHello.
 FAKES = ("evasion-fake-ttl.pcap", "evasion-fake-noack.pcap", "evasion-fake-md5.pcap")
@@ -142,6 +160,12 @@ SNI_MALFORMED = ("evasion-sni-two-extensions.pcap", "evasion-sni-two-names.pcap"
 # The fourth round: capture -> the number of connections, each answered with the handshake.
 ROUND4 = {"evasion-rst.pcap": 2, "evasion-rst-ttl.pcap": 1, "evasion-badseq.pcap": 2,
           "evasion-seqovl.pcap": 2, "evasion-ip-fragments.pcap": 3, "evasion-tls-records.pcap": 2}
+# Its second set: capture -> how the names the server received are derived (one connection each).
+ROUND4B = {"evasion-urgent.pcap": "urgent", "evasion-urgent-reverse.pcap": "urgent",
+           "evasion-paws.pcap": "paws", "evasion-frag-inside-real.pcap": "tshark",
+           "evasion-frag-inside-decoy.pcap": "tshark"}
+# The name the server of evasion-urgent-reverse.pcap reads (the urgent 'd' before it out of band).
+URGENT_REVERSE = "nl-01.geo.kaspersky.comz"
 # TLS alert descriptions (RFC 8446 §6.2) the servers of these captures send.
 ALERT_NAMES = {"47": "illegal_parameter", "50": "decode_error", "112": "unrecognized_name"}
 SMUGGLING = ("evasion-http-te-cl.pcap", "evasion-http-te-cl-control.pcap")
@@ -386,6 +410,103 @@ def each_answered(pcap):
     return read, other
 
 
+def hello_names(data):
+    """The host_names of the ClientHello that DATA (a client's bytes) starts with: its first
+    record's handshake message, parsed (RFC 8446 §4.1.2)."""
+    if data[:1] != b"\x16" or data[5:6] != b"\x01":
+        sys.exit(f"no ClientHello record: {data[:6].hex()}")
+    msg = data[9:9 + int.from_bytes(data[6:9], "big")]
+    i = 2 + 32
+    i += 1 + msg[i]                                    # session id
+    i += 2 + int.from_bytes(msg[i:i + 2], "big")       # cipher suites
+    i += 1 + msg[i]                                    # compression methods
+    end = i + 2 + int.from_bytes(msg[i:i + 2], "big")
+    i += 2
+    found = []
+    while i + 4 <= end:
+        kind, n = int.from_bytes(msg[i:i + 2], "big"), int.from_bytes(msg[i + 2:i + 4], "big")
+        if kind == 0:
+            found += server_name_extension(msg[i + 4:i + 4 + n])[0]
+        i += 4 + n
+    if i != end or end != len(msg):
+        sys.exit(f"the ClientHello's extensions do not parse: {msg.hex()}")
+    return [n.decode().lower() for n in found]
+
+
+def urgent_read(pcap):
+    """The names of the ClientHello in the client's bytes as the server's socket reads them: each
+    segment (in sequence order, the first copy of a sequence number) without the byte its urgent
+    pointer points at (the byte before seq + pointer: BSD semantics, Linux's default,
+    tcp_stdurg=0), which a socket without SO_OOBINLINE reads out of band."""
+    parts, urgent = {}, 0
+    for sport, seq, flags, pointer, payload in tshark(pcap, "tcp.srcport", "tcp.seq_raw", "tcp.flags",
+                                                     "tcp.urgent_pointer", "tcp.payload"):
+        if sport == "443" or not payload:
+            continue
+        data = bytes.fromhex(payload)
+        if int(flags, 16) & 0x20:
+            at = int(pointer) - 1
+            if not 0 <= at < len(data):
+                sys.exit(f"{pcap}: an urgent pointer ({pointer}) outside its segment ({len(data)} bytes)")
+            data = data[:at] + data[at + 1:]
+            urgent += 1
+        parts.setdefault(int(seq), data)
+    if urgent != 1:
+        sys.exit(f"{pcap}: {urgent} segments with urgent data, want 1")
+    return hello_names(b"".join(parts[q] for q in sorted(parts)))
+
+
+def paws_dropped(pcap):
+    """The frames of the client's data segments that PAWS drops (RFC 7323 §5; Linux:
+    (s32)(ts_recent - TSval) > 1): ts_recent is the TSval of the last segment the server took."""
+    dropped, recent = [], None
+    for frame, sport, length, tsval in tshark(pcap, "frame.number", "tcp.srcport", "tcp.len",
+                                              "tcp.options.timestamp.tsval"):
+        if sport == "443":
+            continue
+        if not tsval:
+            sys.exit(f"{pcap}: frame {frame}: a client segment without a timestamp")
+        tsval = int(tsval)
+        older = (recent - tsval + 2**31) % 2**32 - 2**31 if recent is not None else 0  # (s32)
+        if int(length) and older > 1:
+            dropped.append(frame)
+        else:
+            recent = tsval
+    if len(dropped) != 1:
+        sys.exit(f"{pcap}: PAWS drops frames {dropped}, want 1")
+    return dropped
+
+
+def inside_out(pcap, how):
+    """(names, not_received, tshark's names) of a capture of the fourth round's second set: the
+    names derived as HOW says, checked against the server's answer (its handshake if and only if
+    it received ACCEPTED); not_received: what tshark reads that the server did not receive, and
+    the other of ACCEPTED and DECOY where its bytes are in the capture."""
+    streams = tcp_streams(pcap, 443)
+    if len(streams) != 1:
+        sys.exit(f"{pcap}: {len(streams)} connections, want 1")
+    ((client, _, answer),) = streams.values()
+    read = names(pcap)
+    tls = lambda v: {"host": client, "kind": "tls_sni", "value": v}  # noqa: E731
+    if how == "urgent":
+        found = [tls(n) for n in urgent_read(pcap)]
+    elif how == "paws":
+        tmp, part = tshark_filtered(pcap, "!(frame.number in {%s})" % " ".join(paws_dropped(pcap)))
+        with tmp:
+            found = names(part)
+    else:
+        found = read
+    got = [n["value"] for n in found]
+    if len(got) != 1 or (answer_of(answer) == "handshake") != (got == [ACCEPTED]):
+        sys.exit(f"{pcap}: the server answered with its {answer_of(answer)}, but the name derived "
+                 f"is {got}")
+    raw = open(pcap, "rb").read()
+    other = [n for n in read if n not in found]
+    other += [tls(v) for v in (ACCEPTED, DECOY)
+              if v not in got and v.encode() in raw and tls(v) not in other]
+    return found, other, read
+
+
 def escaped(raw):
     """A name's bytes as the sensor's events write them (sensor/extract/names.rs, README): lower
     case, every byte other than printable ASCII and the backslash as \\xNN."""
@@ -561,6 +682,16 @@ def derive():
         result[cap] = {"names": found, "not_received": other,
                        "source": "tshark, one name a connection, each answered with the handshake "
                                  "(openssl s_server -servername_fatal)"}
+    for cap, how in ROUND4B.items():
+        found, other, read = inside_out(p(cap), how)
+        source = {"urgent": "the ClientHello in the client's bytes without the urgent byte (read out "
+                            "of band), checked against the server's answer",
+                  "paws": "tshark without the segment PAWS drops, checked against the server's answer",
+                  "tshark": "tshark, checked against the server's answer"}[how]
+        result[cap] = {"names": found, "not_received": other,
+                       "source": source + " (openssl s_server -servername_fatal)"}
+        if sorted(read, key=key) != sorted(found, key=key):
+            result[cap]["tshark_reads"] = sorted(read, key=key)
     for r in result.values():
         r["names"].sort(key=key)
         r["not_received"].sort(key=key)
@@ -636,6 +767,22 @@ def derive():
         with_decoy = cap in ("evasion-badseq.pcap", "evasion-seqovl.pcap", "evasion-ip-fragments.pcap")
         assert [n["value"] for n in r["not_received"]] == ([DECOY] if with_decoy else []), (cap, r)
         assert r["alerts"] and all(a["vendor"] == "kaspersky" for a in r["alerts"]), (cap, r)
+    # Its second set: the server received the real name where it answered with its handshake (an
+    # urgent byte in the name, a PAWS-dropped decoy, a decoy fragment inside the real datagram's
+    # first), the name without the urgent byte and the decoy of the reassembled datagram where it
+    # answered with the alert; tshark, fooled by the first three, reads the other name.
+    other = lambda cap: [n["value"] for n in result[cap]["not_received"]]  # noqa: E731
+    tshark_read = lambda cap: [n["value"] for n in result[cap].get("tshark_reads", [])]  # noqa: E731
+    for cap, want, not_received, tshark_wants in (
+            ("evasion-urgent.pcap", ACCEPTED, ["dnl-01.geo.kaspersky.cxo"], ["dnl-01.geo.kaspersky.cxo"]),
+            ("evasion-urgent-reverse.pcap", URGENT_REVERSE, [ACCEPTED], [ACCEPTED]),
+            ("evasion-paws.pcap", ACCEPTED, [DECOY], [DECOY]),
+            ("evasion-frag-inside-real.pcap", ACCEPTED, [DECOY], []),
+            ("evasion-frag-inside-decoy.pcap", DECOY, [ACCEPTED], [])):
+        r = result[cap]
+        assert values(cap) == [("tls_sni", want)], (cap, r)
+        assert other(cap) == not_received and tshark_read(cap) == tshark_wants, (cap, r)
+        assert bool(r["alerts"]) == (want == ACCEPTED), (cap, r)
     # One name a line: small diffs when a capture is regenerated.
     def entry(cap):
         r = result[cap]

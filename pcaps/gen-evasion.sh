@@ -140,6 +140,40 @@
 #                                      ClientHello cut into two TLS records inside the SNI (after
 #                                      `dnl-01.geo.k`), and into records of 5 bytes of handshake each
 #
+# Its second set, `round4b`: cases of the fourth review where Linux reads the segments otherwise
+# than a reader of the plain bytes would; one connection each from the raw sender (10.40.1.12) to
+# the strict s_server, whose answer says which name it received
+#   evasion-urgent.pcap                the real ClientHello with one byte 'X' inserted in the SNI
+#                                      (dnl-01.geo.kaspersky.cXom on the wire), flags URG, the
+#                                      urgent pointer at that byte (BSD semantics, Linux's default:
+#                                      the byte at seq+pointer-1): the server's socket reads it out
+#                                      of band, acks all 518 bytes and answers with its handshake
+#                                      (it received dnl-01.geo.kaspersky.com; tshark reads
+#                                      dnl-01.geo.kaspersky.cXo)
+#   evasion-urgent-reverse.pcap        a ClientHello naming nl-01.geo.kaspersky.comz with an urgent
+#                                      byte 'd' inserted before the name, so that the bytes on the
+#                                      wire read dnl-01.geo.kaspersky.com: the server answers with
+#                                      the fatal unrecognized_name alert (it received the name
+#                                      without the urgent byte)
+#   evasion-paws.pcap                  timestamps on every segment; the decoy ClientHello
+#                                      (updates.example-corp.com) at the next expected sequence
+#                                      number with a TSval 1000 below the last one, then the real
+#                                      ClientHello: the server drops the decoy by PAWS (its TcpExt
+#                                      PAWSEstab goes up) and answers with its handshake (tshark
+#                                      reads the decoy)
+#   evasion-frag-inside-real.pcap      the real ClientHello's IPv4 datagram in fragments [0,200),
+#                                      then a fragment lying wholly inside the first, at the SNI,
+#                                      carrying the decoy's bytes, then [200,400) [400,end): Linux
+#                                      drops only that fragment as a duplicate, keeps the bytes it
+#                                      had first and reassembles the datagram (Ip ReasmOKs +1,
+#                                      IpExt ReasmOverlaps +0); the server answers with its handshake
+#   evasion-frag-inside-decoy.pcap     the same on the decoy's datagram ([0,200) [200,400), then
+#                                      [192,216) with the same bytes, [400,end)), then the real
+#                                      ClientHello unfragmented at the same sequence number: the
+#                                      server reassembled the decoy and answers with the fatal
+#                                      unrecognized_name alert (it received updates.example-corp.com;
+#                                      the real hello came as a retransmission of bytes it had)
+#
 #   sudo bash pcaps/gen-evasion.sh       (then: python3 pcaps/expected_evasion.py --write)
 #   sudo bash pcaps/gen-evasion.sh --only fakes
 #   sudo bash pcaps/gen-evasion.sh --only evasion-fake-md5,evasion-reverse
@@ -149,7 +183,8 @@
 #                                        `quic` for the two evasion-hrr-*, evasion-http-te-cl* and
 #                                        evasion-quic-* captures, `round2` for all eight of the
 #                                        second round, `sni-malformed` for the four evasion-sni-*
-#                                        captures, `round4` for the six of the fourth round. The others stay as they are. If a fake case's server answers with the alert instead
+#                                        captures, `round4` for the six of the fourth round, `round4b`
+#                                        for the five of its second set. The others stay as they are. If a fake case's server answers with the alert instead
 #                                        (Linux took the fake), the script says so and keeps it: the
 #                                        expectations follow the server's answer.
 #
@@ -170,9 +205,10 @@ ROUND2=(evasion-record-version evasion-big-hello evasion-hrr-decoy-real evasion-
         evasion-http-te-cl evasion-http-te-cl-control evasion-quic-decoy evasion-quic-retry)
 SNI_MALFORMED=(evasion-sni-two-extensions evasion-sni-two-names evasion-sni-nul evasion-sni-trailing)
 ROUND4=(evasion-rst evasion-rst-ttl evasion-badseq evasion-seqovl evasion-ip-fragments evasion-tls-records)
+ROUND4B=(evasion-urgent evasion-urgent-reverse evasion-paws evasion-frag-inside-real evasion-frag-inside-decoy)
 ALL=(evasion-first-last evasion-reverse evasion-overlap-replace evasion-overlap-replace-control
      evasion-http-empty-line evasion-fake-ttl evasion-fake-noack evasion-fake-md5 "${ROUND2[@]}"
-     "${SNI_MALFORMED[@]}" "${ROUND4[@]}")
+     "${SNI_MALFORMED[@]}" "${ROUND4[@]}" "${ROUND4B[@]}")
 declare -A SETS=(
     [fakes]="evasion-fake-ttl evasion-fake-noack evasion-fake-md5"
     [hrr]="evasion-hrr-decoy-real evasion-hrr-real-decoy"
@@ -181,6 +217,7 @@ declare -A SETS=(
     [round2]="${ROUND2[*]}"
     [sni-malformed]="${SNI_MALFORMED[*]}"
     [round4]="${ROUND4[*]}"
+    [round4b]="${ROUND4B[*]}"
 )
 USAGE="usage: gen-evasion.sh [--only NAME[,NAME...]] (NAME: a capture or ${!SETS[*]})"
 ONLY=("${ALL[@]}")
@@ -1363,9 +1400,10 @@ end = max((s + len(d) for s, d in payload), default=sack)
 fin = nxt + (wire_len or len(real))
 send(tcp_pkt("A", fin, end))
 send(tcp_pkt("R", fin))
+acked = (max([p[TCP].ack for p in answer if p[TCP].flags & 0x10] or [nxt]) - nxt) % 2**32
 print(json.dumps({"mode": mode, "early": describe(early), "answer": describe(answer)[:6],
                   "answer_bytes": sum(len(d) for _, d in payload), "record": first[:7].hex(),
-                  "retransmitted": retransmitted, "log": log}))
+                  "retransmitted": retransmitted, "sent": fin - nxt, "acked": acked, "log": log}))
 EOF
 cat >"$WORK/tlsrec.py" <<'EOF'
 """TLS record fragmentation: curl's ClientHello (HELLO, one record) re-cut into several records, sent
@@ -1409,7 +1447,8 @@ while len(buf) >= 5:
 print(json.dumps({"records_sent": len(parts), "bytes": len(data), "answer": out}))
 EOF
 # Several crafted connections in one capture, each answered by the strict s_server with its
-# handshake: OUT ROUTED(yes|no) MODE:SPORT...
+# handshake (a record that starts 16; ANSWER=HEX in the environment: another record, as the fatal
+# unrecognized_name alert 15030300020270): OUT ROUTED(yes|no) MODE:SPORT...
 crafted4() {
     local out=$1 routed=$2 m src dst mac iface
     shift 2
@@ -1430,9 +1469,9 @@ crafted4() {
 import json, sys
 for line in open(sys.argv[1]):
     r = json.loads(line)
-    if not r["record"].startswith("16"):
-        sys.exit(sys.argv[2] + ": " + r["mode"] + ": s_server did not answer with its handshake: " + r["record"])
-' "$WORK/$out.json" "$out" || die "$out: see above"
+    if not r["record"].startswith(sys.argv[3]):
+        sys.exit(sys.argv[2] + ": " + r["mode"] + ": s_server did not answer with " + sys.argv[3] + ": " + r["record"])
+' "$WORK/$out.json" "$out" "${ANSWER:-16}" || die "$out: see above"
 }
 if want evasion-rst; then
     before=$(counter "$S" TcpExt TCPChallengeACK) csum=$(counter "$S" Tcp InCsumErrors)
@@ -1470,6 +1509,50 @@ if want evasion-tls-records; then
     echo "gen-evasion: $out: $(tr '\n' ' ' <"$WORK/$out.json")" >&2
     [[ $(grep -c '"answer": \["handshake:02"' "$WORK/$out.json") == 2 ]] \
         || die "$out: s_server did not answer both with its handshake"
+fi
+
+# --- the fourth round's second set: Linux reads an urgent byte, a PAWS-old segment, a fragment
+# wholly inside an earlier one otherwise than the bytes on the wire say; one connection a capture
+# The server's socket took the urgent byte out of band: it acked every byte sent (the byte
+# included) and answered as its case says. OUT MODE:SPORT
+urgent4() {
+    crafted4 "$1" no "$2"
+    local sent acked
+    sent=$(field "$1" sent) acked=$(field "$1" acked)
+    echo "gen-evasion: $1: $sent bytes sent with the urgent byte, the server acked $acked" >&2
+    [[ $sent == 518 && $acked == "$sent" ]] || die "$1: the server did not ack the $sent bytes sent (urgent byte included)"
+}
+if want evasion-urgent; then
+    urgent4 evasion-urgent.pcap urg:42073
+fi
+if want evasion-urgent-reverse; then
+    ANSWER=15030300020270 urgent4 evasion-urgent-reverse.pcap urg-reverse:42074
+fi
+if want evasion-paws; then
+    before=$(counter "$S" TcpExt PAWSEstab)
+    crafted4 evasion-paws.pcap no paws:42075
+    paws=$(($(counter "$S" TcpExt PAWSEstab) - before))
+    echo "gen-evasion: evasion-paws.pcap: the server's TcpExt PAWSEstab went up by $paws" >&2
+    ((paws == 1)) || die "evasion-paws.pcap: the server did not drop the decoy by PAWS"
+fi
+# A datagram with a fragment wholly inside an earlier one: reassembled (ReasmOKs +1), the
+# fragment dropped as a duplicate, not as an overlap (ReasmOverlaps and ReasmFails +0). OUT MODE:SPORT
+frag_inside4() {
+    local oks overlaps fails
+    oks=$(counter "$S" Ip ReasmOKs) overlaps=$(counter "$S" IpExt ReasmOverlaps) fails=$(counter "$S" Ip ReasmFails)
+    crafted4 "$1" no "$2"
+    oks=$(($(counter "$S" Ip ReasmOKs) - oks)) overlaps=$(($(counter "$S" IpExt ReasmOverlaps) - overlaps))
+    fails=$(($(counter "$S" Ip ReasmFails) - fails))
+    echo "gen-evasion: $1: the server's Ip ReasmOKs went up by $oks, IpExt ReasmOverlaps by $overlaps," \
+        "Ip ReasmFails by $fails" >&2
+    ((oks == 1 && overlaps == 0 && fails == 0)) \
+        || die "$1: the server did not reassemble the datagram with the inner fragment dropped as a duplicate"
+}
+if want evasion-frag-inside-real; then
+    frag_inside4 evasion-frag-inside-real.pcap frag-dup-real:42076
+fi
+if want evasion-frag-inside-decoy; then
+    ANSWER=15030300020270 frag_inside4 evasion-frag-inside-decoy.pcap frag-dup-decoy:42077
 fi
 
 for f in "${ONLY[@]}"; do

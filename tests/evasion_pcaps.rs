@@ -17,7 +17,10 @@
 //! ClientHello far outside the window; a segment that starts before the next expected byte; the
 //! ClientHello in IPv4 fragments (in order, in reverse, and a datagram with a partial overlap
 //! that Linux drops before the client sends it again); the ClientHello in several TLS records.
-//! Each server's answer is in its
+//! Its second set, `round4b`, where Linux reads the segments otherwise than their plain bytes say:
+//! an urgent byte inside the SNI (read out of band) and its reverse, a decoy that PAWS drops, a
+//! fragment lying wholly inside an earlier one (dropped as a duplicate) on the real datagram and
+//! on a decoy datagram sent before the real ClientHello. Each server's answer is in its
 //! capture. Expectations are `pcaps/expected-evasion.json`, derived by
 //! `pcaps/expected_evasion.py` from tshark and, where tshark is fooled, from the server's answer
 //! or from the part of the capture the server took (one test re-derives them), never from
@@ -597,6 +600,89 @@ fn a_client_hello_in_ip_fragments_is_read_and_an_overlapping_datagram_is_not() {
 fn a_client_hello_in_several_tls_records_is_read() {
     // Two records cut inside the SNI, and records of 5 bytes of handshake each.
     check_round4("evasion-tls-records.pcap", 2);
+}
+
+/// A capture of the fourth round's second set (one connection from 10.40.1.12 to the strict
+/// s_server): the server received `received` (its handshake for dnl-01.geo.kaspersky.com, the
+/// fatal unrecognized_name alert for any other name), which is reported, with the kaspersky alert
+/// only for the vendor's name; `other` (on the wire, or what tshark reads) is reported nowhere.
+fn check_round4b(capture: &str, received: &str, other: &str) -> Run {
+    let exp = expected(capture);
+    let name = |value: &str| {
+        (
+            "10.40.1.12".to_string(),
+            "tls_sni".to_string(),
+            value.to_string(),
+        )
+    };
+    assert_eq!(named(&exp["names"]), [name(received)], "{capture}: {exp}");
+    assert!(
+        named(&exp["not_received"]).contains(&name(other)),
+        "{capture}: {exp}"
+    );
+    let run = check(capture);
+    let vendor = received == "dnl-01.geo.kaspersky.com";
+    assert_eq!(
+        run.alerts
+            .iter()
+            .any(|a| a["vendor"] == "kaspersky"
+                && a["indicator"]["value"] == "dnl-01.geo.kaspersky.com"),
+        vendor,
+        "{capture}: {:?}",
+        run.alerts
+    );
+    if !vendor {
+        assert!(run.alerts.is_empty(), "{capture}: {:?}", run.alerts);
+    }
+    run
+}
+
+#[test]
+fn an_urgent_byte_inside_the_server_name_is_left_out_as_the_servers_socket_does() {
+    // `dnl-01.geo.kaspersky.cXom` on the wire, the `X` pointed at by the urgent pointer (BSD
+    // semantics): Linux reads it out of band, s_server received dnl-01.geo.kaspersky.com.
+    let run = check_round4b(
+        "evasion-urgent.pcap",
+        "dnl-01.geo.kaspersky.com",
+        "dnl-01.geo.kaspersky.cxo",
+    );
+    assert!(
+        anomaly(&run.summary, "transport_urgent_data") >= 1,
+        "the urgent data is not counted: {}",
+        run.summary
+    );
+}
+
+#[test]
+fn a_vendor_name_made_by_keeping_an_urgent_byte_in_the_stream_is_not_reported() {
+    // The wire reads dnl-01.geo.kaspersky.com only with the urgent `d` in band; the server read
+    // nl-01.geo.kaspersky.comz and refused it (unrecognized_name).
+    let run = check_round4b(
+        "evasion-urgent-reverse.pcap",
+        "nl-01.geo.kaspersky.comz",
+        "dnl-01.geo.kaspersky.com",
+    );
+    assert!(
+        anomaly(&run.summary, "transport_urgent_data") >= 1,
+        "the urgent data is not counted: {}",
+        run.summary
+    );
+}
+
+#[test]
+fn a_fake_client_hello_that_paws_drops_is_not_read() {
+    // Timestamps on every segment; the decoy at the next expected sequence number with a TSval
+    // 1000 below the last one (the server's PAWSEstab went up), then the real ClientHello.
+    let run = check_round4b(
+        "evasion-paws.pcap",
+        "dnl-01.geo.kaspersky.com",
+        "updates.example-corp.com",
+    );
+    assert!(
+        anomaly(&run.summary, "transport_timestamp_old") >= 1,
+        "the old timestamp is not counted: {}",
+        run.summary
+    );
 }
 
 #[test]
