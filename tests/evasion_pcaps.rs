@@ -686,6 +686,39 @@ fn a_fake_client_hello_that_paws_drops_is_not_read() {
 }
 
 #[test]
+fn a_fragment_wholly_inside_an_earlier_one_does_not_replace_its_bytes() {
+    // [0,200) real, [168,200) with the decoy's bytes at the SNI, [200,400), [400,537) real:
+    // Linux dropped the inner fragment as a duplicate and reassembled the real ClientHello.
+    let run = check_round4b(
+        "evasion-frag-inside-real.pcap",
+        "dnl-01.geo.kaspersky.com",
+        "updates.example-corp.com",
+    );
+    assert!(
+        anomaly(&run.summary, "defrag_duplicate_differs") >= 1,
+        "{}",
+        run.summary
+    );
+}
+
+#[test]
+fn a_decoy_datagram_with_a_fragment_inside_another_is_read_and_the_hello_after_it_is_not() {
+    // The decoy's datagram with a duplicate fragment wholly inside two others: Linux reassembled
+    // it and s_server refused the decoy; the real ClientHello sent after it at the same sequence
+    // number is a retransmission of bytes the server had.
+    // The inner fragment repeats the bytes it lies on (a retransmission's shape): neither an
+    // overlap nor a duplicate that differs.
+    let run = check_round4b(
+        "evasion-frag-inside-decoy.pcap",
+        "updates.example-corp.com",
+        "dnl-01.geo.kaspersky.com",
+    );
+    for reason in ["defrag_overlap", "defrag_duplicate_differs"] {
+        assert_eq!(anomaly(&run.summary, reason), 0, "{}", run.summary);
+    }
+}
+
+#[test]
 fn committed_expectations_are_what_tshark_and_the_servers_say() {
     if Command::new("tshark").arg("--version").output().is_err() {
         panic!("tshark is not installed: run `bash scripts/deps.sh test`");

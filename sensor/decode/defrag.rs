@@ -1,9 +1,13 @@
 //! IPv4 and IPv6 fragment reassembly, bounded.
 //!
-//! Policy on overlaps: an exact duplicate of a fragment already held is ignored (a
-//! retransmission); any other overlap drops the whole datagram and is counted. RFC 5722
-//! requires this for IPv6, and Linux applies it to IPv4 too since 2018 (FragmentSmack):
-//! a sensor that picked one side of an overlap could read something the receiver never did.
+//! Policy on overlaps, Linux's (`inet_frag_queue_insert`, the same for IPv4 and IPv6 since
+//! 2018, FragmentSmack): a fragment that lies wholly inside bytes already held is a duplicate
+//! and is dropped, whatever its bytes, the datagram kept; any other overlap drops the whole
+//! datagram and is counted (RFC 5722). "Held" is Linux's notion: runs of fragments, each run
+//! one fragment or fragments that arrived one right after the end of the last, so a
+//! fragment inside two adjacent fragments that arrived out of order is an overlap, not a
+//! duplicate. A sensor that settled an overlap any other way could read bytes the receiver
+//! never did: a decoy fragment inside a real one, or a real one inside a decoy.
 //!
 //! Bounds: datagrams in progress, bytes held (payload and the bookkeeping of every fragment,
 //! so a flood of tiny fragments costs what it really costs), fragments per datagram,
@@ -69,6 +73,9 @@ struct Partial {
     first_seen: Timestamp,
     ipv4_header: Option<Vec<u8>>,
     pieces: Vec<(usize, Vec<u8>)>,
+    /// Where the fragments held lie, as Linux groups them (see the module doc): runs of
+    /// bytes, start and end, not overlapping.
+    runs: Vec<(usize, usize)>,
     total: Option<usize>,
     /// Bytes charged to the cap: payload and bookkeeping.
     held: usize,
@@ -93,13 +100,17 @@ pub enum Event {
     TooManyFragments,
     NoFirstFragment,
     Overlap,
+    /// Not a datagram shed: a fragment inside bytes already held, with other bytes than
+    /// those (a duplicate is dropped, see the module doc). No retransmission does that; a
+    /// decoy does.
+    DuplicateDiffers,
     InconsistentLength,
     /// Still in progress when the input ended.
     IncompleteAtEnd,
 }
 
 impl Event {
-    pub const ALL: [Event; 12] = [
+    pub const ALL: [Event; 13] = [
         Event::Reassembled,
         Event::Timeout,
         Event::TooLarge,
@@ -110,6 +121,7 @@ impl Event {
         Event::TooManyFragments,
         Event::NoFirstFragment,
         Event::Overlap,
+        Event::DuplicateDiffers,
         Event::InconsistentLength,
         Event::IncompleteAtEnd,
     ];
@@ -127,6 +139,7 @@ impl Event {
             Event::TooManyFragments => "too_many_fragments",
             Event::NoFirstFragment => "no_first_fragment",
             Event::Overlap => "overlap",
+            Event::DuplicateDiffers => "duplicate_differs",
             Event::InconsistentLength => "inconsistent_length",
             Event::IncompleteAtEnd => "incomplete_at_end",
         }
@@ -145,6 +158,7 @@ impl Event {
             Event::TooManyFragments => "defrag_too_many_fragments",
             Event::NoFirstFragment => "defrag_no_first_fragment",
             Event::Overlap => "defrag_overlap",
+            Event::DuplicateDiffers => "defrag_duplicate_differs",
             Event::InconsistentLength => "defrag_inconsistent_length",
             Event::IncompleteAtEnd => "defrag_incomplete_at_end",
         }
@@ -288,6 +302,10 @@ impl Defragmenter {
         };
         match verdict {
             Insert::Duplicate => Outcome::Pending,
+            Insert::DuplicateDiffers => {
+                self.count(Event::DuplicateDiffers);
+                Outcome::Pending
+            }
             Insert::Conflict(reason) => {
                 self.remove(&key);
                 self.drop_new(reason)
@@ -334,6 +352,7 @@ impl Defragmenter {
                 first_seen: ts,
                 ipv4_header: None,
                 pieces: Vec::new(),
+                runs: Vec::new(),
                 total: None,
                 held: DATAGRAM_OVERHEAD,
             },
@@ -390,20 +409,12 @@ impl Defragmenter {
 enum Insert {
     Added,
     Duplicate,
+    /// A duplicate whose bytes are not those held.
+    DuplicateDiffers,
     Conflict(Event),
 }
 
 fn insert_piece(p: &mut Partial, f: &Fragment<'_>, end: usize) -> Insert {
-    for (off, data) in &p.pieces {
-        let (a, b) = (*off, off + data.len());
-        if f.offset < b && a < end {
-            return if *off == f.offset && data.as_slice() == f.payload {
-                Insert::Duplicate
-            } else {
-                Insert::Conflict(Event::Overlap)
-            };
-        }
-    }
     if !f.more {
         if p.total.is_some_and(|t| t != end) {
             return Insert::Conflict(Event::InconsistentLength);
@@ -413,12 +424,55 @@ fn insert_piece(p: &mut Partial, f: &Fragment<'_>, end: usize) -> Insert {
     if p.total.is_some_and(|t| end > t) {
         return Insert::Conflict(Event::InconsistentLength);
     }
+    let offset = f.offset;
+    // The run that ends highest: the last fragment's (Linux's `fragments_tail`).
+    let last = p.runs.iter().enumerate().max_by_key(|(_, run)| run.1);
+    match last {
+        None => p.runs.push((offset, end)),
+        // The common case: the fragment ends past everything held.
+        Some((i, &(_, last_end))) if last_end < end => {
+            if offset < last_end {
+                return Insert::Conflict(Event::Overlap);
+            }
+            if offset == last_end {
+                p.runs[i].1 = end;
+            } else {
+                p.runs.push((offset, end));
+            }
+        }
+        Some(_) => {
+            for &(start, run_end) in &p.runs {
+                if end <= start || offset >= run_end {
+                    continue;
+                }
+                return if offset >= start && end <= run_end {
+                    if same_as_held(p, offset, f.payload) {
+                        Insert::Duplicate
+                    } else {
+                        Insert::DuplicateDiffers
+                    }
+                } else {
+                    Insert::Conflict(Event::Overlap)
+                };
+            }
+            p.runs.push((offset, end));
+        }
+    }
     if f.offset == 0 {
         p.ipv4_header = f.ipv4_header.map(<[u8]>::to_vec);
     }
     p.pieces.push((f.offset, f.payload.to_vec()));
     p.held += f.payload.len() + PIECE_OVERHEAD;
     Insert::Added
+}
+
+/// Whether `bytes` at `offset` are what the fragments held have there.
+fn same_as_held(p: &Partial, offset: usize, bytes: &[u8]) -> bool {
+    let end = offset + bytes.len();
+    p.pieces.iter().all(|(at, held)| {
+        let (from, to) = (offset.max(*at), end.min(at + held.len()));
+        from >= to || held.get(from - at..to - at) == bytes.get(from - offset..to - offset)
+    })
 }
 
 /// The datagram with an unfragmented header: IPv4 keeps the first fragment's header
@@ -533,6 +587,51 @@ mod tests {
         );
         assert_eq!(d.in_progress(), 0);
         assert_eq!(d.counts.get(&Event::Overlap), Some(&1));
+    }
+
+    #[test]
+    fn a_fragment_inside_what_is_held_is_dropped_whatever_its_bytes_as_linux_does() {
+        let data = udp(40);
+        let decoy = [0xeeu8; 8];
+        let t = Timestamp::from_parts(1, 0);
+        // Inside one fragment, and inside two that arrived one after the other (one run):
+        // dropped, the first bytes kept.
+        for held in [vec![(0, 24)], vec![(0, 16), (16, 24)]] {
+            let mut d = Defragmenter::new(DefragLimits::default());
+            for (a, b) in held {
+                assert_eq!(
+                    d.add(t, &frag(a, true, &data[a..b], &HDR)),
+                    Outcome::Pending
+                );
+            }
+            assert_eq!(d.add(t, &frag(8, true, &decoy, &HDR)), Outcome::Pending);
+            assert_eq!(d.counts.get(&Event::DuplicateDiffers), Some(&1));
+            // The same bytes again: a retransmission, not counted.
+            assert_eq!(
+                d.add(t, &frag(8, true, &data[8..16], &HDR)),
+                Outcome::Pending
+            );
+            assert_eq!(d.counts.get(&Event::DuplicateDiffers), Some(&1));
+            match d.add(t, &frag(24, false, &data[24..], &HDR)) {
+                Outcome::Complete(datagram) => assert_eq!(&datagram[20..], &data[..]),
+                other => panic!("{other:?}"),
+            }
+        }
+        // Across two fragments that did not arrive in order (two runs), or around a small
+        // one held first: an overlap, and the datagram is dropped.
+        for held in [vec![(16, 24), (0, 16)], vec![(8, 16)]] {
+            let mut d = Defragmenter::new(DefragLimits::default());
+            for (a, b) in held {
+                d.add(t, &frag(a, true, &data[a..b], &HDR));
+            }
+            let covering = if d.bytes_held() > 0 && d.in_progress() == 1 {
+                frag(8, true, &data[8..24], &HDR)
+            } else {
+                unreachable!()
+            };
+            let outcome = d.add(t, &covering);
+            assert_eq!(outcome, Outcome::Dropped(Event::Overlap));
+        }
     }
 
     fn mid<'a>(src: &str, id: u32, payload: &'a [u8]) -> Fragment<'a> {
