@@ -203,13 +203,15 @@ pub enum FlowAnomaly {
     /// A request whose body framing is ambiguous (request smuggling's shape): the server
     /// closes the connection after it, and nothing after it is read.
     HttpFramingAmbiguous,
+    /// A request with more than one Host header: each host it names is reported.
+    HttpHostRepeated,
     DhcpOptionsTruncated,
     Dhcpv6OptionsTruncated,
     Dhcpv6AddressesTruncated,
 }
 
 impl FlowAnomaly {
-    pub const ALL: [FlowAnomaly; 34] = [
+    pub const ALL: [FlowAnomaly; 35] = [
         FlowAnomaly::Duplicates,
         FlowAnomaly::ReassemblyBudget,
         FlowAnomaly::ReassemblyCap,
@@ -241,6 +243,7 @@ impl FlowAnomaly {
         FlowAnomaly::HttpHeadCut,
         FlowAnomaly::HttpMaxRequests,
         FlowAnomaly::HttpFramingAmbiguous,
+        FlowAnomaly::HttpHostRepeated,
         FlowAnomaly::DhcpOptionsTruncated,
         FlowAnomaly::Dhcpv6OptionsTruncated,
         FlowAnomaly::Dhcpv6AddressesTruncated,
@@ -279,6 +282,7 @@ impl FlowAnomaly {
             FlowAnomaly::HttpHeadCut => "http_head_cut",
             FlowAnomaly::HttpMaxRequests => "http_max_requests",
             FlowAnomaly::HttpFramingAmbiguous => "http_framing_ambiguous",
+            FlowAnomaly::HttpHostRepeated => "http_host_repeated",
             FlowAnomaly::DhcpOptionsTruncated => "dhcp_options_truncated",
             FlowAnomaly::Dhcpv6OptionsTruncated => "dhcpv6_options_truncated",
             FlowAnomaly::Dhcpv6AddressesTruncated => "dhcpv6_addresses_truncated",

@@ -51,6 +51,11 @@ pub struct Request<'a> {
     pub target: &'a str,
     /// The Host header, without its port.
     pub host: Option<&'a [u8]>,
+    /// The request has more than one Host header (RFC 9112 §3.2 has servers refuse it;
+    /// nginx and Apache do, others take the first or the last).
+    pub host_repeated: bool,
+    /// The last Host header, without its port, when it names another host than the first.
+    pub last_host: Option<&'a [u8]>,
     /// Host of an absolute-form target (`GET http://host/ HTTP/1.1`), without its port.
     pub target_host: Option<&'a [u8]>,
     /// `CONNECT host:port`: the host.
@@ -168,6 +173,8 @@ fn request<'a>(
     head: Head,
 ) -> Request<'a> {
     let mut host = None;
+    let mut last_host = None;
+    let mut host_repeated = false;
     let mut user_agent = None;
     let mut body_len = None;
     let mut chunked = false;
@@ -176,7 +183,14 @@ fn request<'a>(
     let mut ambiguous = false;
     for (name, value) in headers {
         if name.eq_ignore_ascii_case(b"host") {
-            host.get_or_insert(strip_port(trim(value)));
+            let value = strip_port(trim(value));
+            match host {
+                None => host = Some(value),
+                Some(_) => {
+                    host_repeated = true;
+                    last_host = Some(value);
+                }
+            }
         } else if name.eq_ignore_ascii_case(b"user-agent") {
             user_agent.get_or_insert(trim(value));
         } else if name.eq_ignore_ascii_case(b"content-length") {
@@ -204,6 +218,8 @@ fn request<'a>(
         method,
         target,
         host: host.filter(|h| !h.is_empty()),
+        host_repeated,
+        last_host: last_host.filter(|h| !h.is_empty() && Some(*h) != host),
         target_host: absolute_form_host(target),
         connect_host: connect_host.filter(|h| !h.is_empty()),
         user_agent: user_agent.filter(|u| !u.is_empty()),

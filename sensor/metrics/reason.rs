@@ -216,7 +216,8 @@ fn extract_stage(a: ExtractAnomaly) -> Stage {
             | F::HttpTooManyHeaders
             | F::HttpHeadCut
             | F::HttpMaxRequests
-            | F::HttpFramingAmbiguous => Layer::Http,
+            | F::HttpFramingAmbiguous
+            | F::HttpHostRepeated => Layer::Http,
             F::DhcpOptionsTruncated | F::Dhcpv6OptionsTruncated | F::Dhcpv6AddressesTruncated => {
                 Layer::Other
             }

@@ -185,6 +185,9 @@ impl HttpState {
                 FlowAnomaly::HttpRequestHeadTooLarge.into(),
             )),
         }
+        if req.host_repeated {
+            out(Extracted::Anomaly(FlowAnomaly::HttpHostRepeated.into()));
+        }
         let (detail, found) = names_of(&req);
         let head_len = req.head_len;
         let body = req.body();
@@ -222,7 +225,8 @@ impl HttpState {
     }
 }
 
-/// A request's detail, and the names it carries: its Host, an absolute target's host when
+/// A request's detail, and the names it carries: its Host (the first, and the last when a
+/// request has several: servers differ in which they take), an absolute target's host when
 /// another, a CONNECT's host.
 fn names_of(req: &http::Request<'_>) -> (Detail<'static>, Vec<(NameKind, Vec<u8>)>) {
     let detail = Detail::Http {
@@ -234,11 +238,11 @@ fn names_of(req: &http::Request<'_>) -> (Detail<'static>, Vec<(NameKind, Vec<u8>
             .map(|u| String::from_utf8_lossy(&u[..u.len().min(DETAIL_MAX)]).into_owned()),
     };
     let mut found: Vec<(NameKind, Vec<u8>)> = Vec::with_capacity(3);
-    if let Some(h) = req.host {
-        found.push((NameKind::HttpHost, h.to_vec()));
-    }
-    if let Some(h) = req.target_host {
-        if req.host != Some(h) {
+    for h in [req.host, req.last_host, req.target_host]
+        .into_iter()
+        .flatten()
+    {
+        if !found.iter().any(|(_, seen)| seen == h) {
             found.push((NameKind::HttpHost, h.to_vec()));
         }
     }
@@ -392,6 +396,39 @@ mod tests {
                 "{framing}"
             );
         }
+    }
+
+    #[test]
+    fn every_host_of_a_request_with_two_host_headers_is_reported() {
+        // nginx and Apache refuse it; Python's http.server takes the first, other servers
+        // the last: both are named, and the request counted.
+        let head = b"GET / HTTP/1.1\r\nHost: www.example.org\r\nAccept: */*\r\nHost: activation-v2.kaspersky.com:80\r\n\r\n";
+        let got = collect(
+            &mut Extractor::new(ExtractorLimits::default()),
+            &[(1, tcp(false, 0, SYN, b"")), (1, tcp(false, 1, ACK, head))],
+        );
+        assert_eq!(
+            names(&got),
+            [
+                (NameKind::HttpHost, "www.example.org".to_string()),
+                (
+                    NameKind::HttpHost,
+                    "activation-v2.kaspersky.com".to_string()
+                )
+            ]
+        );
+        assert_eq!(anomaly_count(&got, "http_host_repeated"), 1);
+        // The same host twice: one name, still counted.
+        let head = b"GET / HTTP/1.1\r\nHost: www.example.org\r\nHost: www.example.org\r\n\r\n";
+        let got = collect(
+            &mut Extractor::new(ExtractorLimits::default()),
+            &[(1, tcp(false, 0, SYN, b"")), (1, tcp(false, 1, ACK, head))],
+        );
+        assert_eq!(
+            names(&got),
+            [(NameKind::HttpHost, "www.example.org".to_string())]
+        );
+        assert_eq!(anomaly_count(&got, "http_host_repeated"), 1);
     }
 
     #[test]
