@@ -205,13 +205,16 @@ pub enum FlowAnomaly {
     HttpFramingAmbiguous,
     /// A request with more than one Host header: each host it names is reported.
     HttpHostRepeated,
+    /// A request with a header folded onto a continuation line (obs-fold): a Host on it is
+    /// read as a server that unfolds reads it.
+    HttpHeaderFolded,
     DhcpOptionsTruncated,
     Dhcpv6OptionsTruncated,
     Dhcpv6AddressesTruncated,
 }
 
 impl FlowAnomaly {
-    pub const ALL: [FlowAnomaly; 35] = [
+    pub const ALL: [FlowAnomaly; 36] = [
         FlowAnomaly::Duplicates,
         FlowAnomaly::ReassemblyBudget,
         FlowAnomaly::ReassemblyCap,
@@ -244,6 +247,7 @@ impl FlowAnomaly {
         FlowAnomaly::HttpMaxRequests,
         FlowAnomaly::HttpFramingAmbiguous,
         FlowAnomaly::HttpHostRepeated,
+        FlowAnomaly::HttpHeaderFolded,
         FlowAnomaly::DhcpOptionsTruncated,
         FlowAnomaly::Dhcpv6OptionsTruncated,
         FlowAnomaly::Dhcpv6AddressesTruncated,
@@ -283,6 +287,7 @@ impl FlowAnomaly {
             FlowAnomaly::HttpMaxRequests => "http_max_requests",
             FlowAnomaly::HttpFramingAmbiguous => "http_framing_ambiguous",
             FlowAnomaly::HttpHostRepeated => "http_host_repeated",
+            FlowAnomaly::HttpHeaderFolded => "http_header_folded",
             FlowAnomaly::DhcpOptionsTruncated => "dhcp_options_truncated",
             FlowAnomaly::Dhcpv6OptionsTruncated => "dhcpv6_options_truncated",
             FlowAnomaly::Dhcpv6AddressesTruncated => "dhcpv6_addresses_truncated",

@@ -56,6 +56,9 @@ pub struct Request<'a> {
     pub host_repeated: bool,
     /// The last Host header, without its port, when it names another host than the first.
     pub last_host: Option<&'a [u8]>,
+    /// A header of the head is folded onto a continuation line (obs-fold, RFC 9112 §5.2):
+    /// nginx refuses such a request, a server that unfolds (Python's http.server) reads it.
+    pub header_folded: bool,
     /// Host of an absolute-form target (`GET http://host/ HTTP/1.1`), without its port.
     pub target_host: Option<&'a [u8]>,
     /// `CONNECT host:port`: the host.
@@ -162,7 +165,41 @@ fn parse(data: &[u8], cut: bool) -> Parse<'_> {
         return Parse::NotHttp;
     };
     let fields = req.headers.iter().map(|h| (h.name.as_bytes(), h.value));
-    Parse::Request(request(method, target, fields, head_len, Head::Whole))
+    let mut request = request(method, target, fields, head_len, Head::Whole);
+    // httparse passes over continuation lines (they are not headers): a Host whose value
+    // is on them is read here.
+    let head = &data[..head_len.min(data.len())];
+    if head
+        .windows(2)
+        .any(|w| w[0] == b'\n' && matches!(w[1], b' ' | b'\t'))
+    {
+        request.header_folded = true;
+        if request.host.is_none() {
+            request.host = folded_host(head);
+        }
+    }
+    Parse::Request(request)
+}
+
+/// The host of a Host header whose own line is empty and whose value is on the continuation
+/// lines after it (obs-fold): the first of them that is not blank, without its port. A
+/// continuation of another header is part of that header, whatever it reads like.
+fn folded_host(head: &[u8]) -> Option<&[u8]> {
+    let mut in_empty_host = false;
+    for l in head.split(|&c| c == b'\n').skip(1) {
+        let l = l.strip_suffix(b"\r").unwrap_or(l);
+        if matches!(l.first(), Some(b' ' | b'\t')) {
+            let value = trim(l);
+            if in_empty_host && !value.is_empty() {
+                return Some(strip_port(value));
+            }
+            continue;
+        }
+        in_empty_host = l.iter().position(|&c| c == b':').is_some_and(|colon| {
+            l[..colon].eq_ignore_ascii_case(b"host") && trim(&l[colon + 1..]).is_empty()
+        });
+    }
+    None
 }
 
 fn request<'a>(
@@ -220,6 +257,7 @@ fn request<'a>(
         host: host.filter(|h| !h.is_empty()),
         host_repeated,
         last_host: last_host.filter(|h| !h.is_empty() && Some(*h) != host),
+        header_folded: false,
         target_host: absolute_form_host(target),
         connect_host: connect_host.filter(|h| !h.is_empty()),
         user_agent: user_agent.filter(|u| !u.is_empty()),
@@ -505,6 +543,25 @@ mod tests {
         assert_eq!(r.user_agent, Some(&b"KSU 11"[..]));
         assert_eq!(r.target, "/index/u0607g.xml");
         assert_eq!(r.target_host, None);
+    }
+
+    #[test]
+    fn a_host_folded_onto_a_continuation_line_is_read_as_unfolded() {
+        // Python's http.server serves `Host:` + CRLF + SP + the host; nginx refuses it.
+        let r = req(
+            b"GET / HTTP/1.1\r\nHost:\r\n activation-v2.kaspersky.com:80\r\nAccept: */*\r\n\r\n",
+        );
+        assert_eq!(r.host, Some(&b"activation-v2.kaspersky.com"[..]));
+        assert!(r.header_folded);
+        // A continuation of another header is that header's, whatever it reads like.
+        let r = req(b"GET / HTTP/1.1\r\nHost: www.example.org\r\nX-Note: a\r\n\tHost: activation-v2.kaspersky.com\r\n\r\n");
+        assert_eq!(r.host, Some(&b"www.example.org"[..]));
+        assert!(r.header_folded);
+        // A Host with its value on its own line keeps it.
+        let r = req(b"GET / HTTP/1.1\r\nHost: www.example.org\r\n more\r\n\r\n");
+        assert_eq!(r.host, Some(&b"www.example.org"[..]));
+        let r = req(b"GET / HTTP/1.1\r\nHost: www.example.org\r\n\r\n");
+        assert!(!r.header_folded);
     }
 
     #[test]

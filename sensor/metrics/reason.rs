@@ -217,7 +217,8 @@ fn extract_stage(a: ExtractAnomaly) -> Stage {
             | F::HttpHeadCut
             | F::HttpMaxRequests
             | F::HttpFramingAmbiguous
-            | F::HttpHostRepeated => Layer::Http,
+            | F::HttpHostRepeated
+            | F::HttpHeaderFolded => Layer::Http,
             F::DhcpOptionsTruncated | F::Dhcpv6OptionsTruncated | F::Dhcpv6AddressesTruncated => {
                 Layer::Other
             }

@@ -188,6 +188,9 @@ impl HttpState {
         if req.host_repeated {
             out(Extracted::Anomaly(FlowAnomaly::HttpHostRepeated.into()));
         }
+        if req.header_folded {
+            out(Extracted::Anomaly(FlowAnomaly::HttpHeaderFolded.into()));
+        }
         let (detail, found) = names_of(&req);
         let head_len = req.head_len;
         let body = req.body();
