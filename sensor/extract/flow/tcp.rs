@@ -542,15 +542,9 @@ mod tests {
 
     #[test]
     fn a_decoy_with_an_old_timestamp_is_not_read_as_paws_drops_it() {
-        let hello = |name: &str| {
-            crate::extract::tls::tests::records(
-                &crate::extract::tls::tests::client_hello(name, 0),
-                16384,
-            )
-        };
         let (real, decoy) = (
-            hello("dnl-01.geo.kaspersky.com"),
-            hello("updates.example-corp.com"),
+            hello_records("dnl-01.geo.kaspersky.com"),
+            hello_records("updates.example-corp.com"),
         );
         let opening = |server_stamps: bool| {
             vec![
@@ -591,10 +585,7 @@ mod tests {
 
     #[test]
     fn only_segments_that_reach_the_receiver_move_the_latest_timestamp() {
-        let real = crate::extract::tls::tests::records(
-            &crate::extract::tls::tests::client_hello("dnl-01.geo.kaspersky.com", 0),
-            16384,
-        );
+        let real = hello_records("dnl-01.geo.kaspersky.com");
         // A bare ACK with a far later TSval that expires on the way (TTL 1), and one with
         // the same that is not at the next byte (out of the window): the server never takes
         // their TSval, and the real hello's is not old to it.
@@ -617,10 +608,7 @@ mod tests {
     fn an_urgent_byte_in_a_client_hello_is_left_out_as_the_server_does() {
         // One byte more in the server name, sent as urgent data: a Linux server reads the
         // hello without it (the byte is out of band), so must the sensor.
-        let hello = crate::extract::tls::tests::records(
-            &crate::extract::tls::tests::client_hello("dnl-01.geo.kaspersky.com", 0),
-            16384,
-        );
+        let hello = hello_records("dnl-01.geo.kaspersky.com");
         let at = hello
             .windows(3)
             .position(|w| w == b"com")
@@ -726,9 +714,8 @@ mod tests {
 
     #[test]
     fn segments_with_bad_checksums_are_not_read_once_a_direction_showed_good_ones() {
-        let benign = tls::tests::records(&tls::tests::client_hello("www.example.org", 0), 16384);
-        let vendor =
-            tls::tests::records(&tls::tests::client_hello("s05.upd.kaspersky.com", 0), 16384);
+        let benign = hello_records("www.example.org");
+        let vendor = hello_records("s05.upd.kaspersky.com");
         let frames = [
             (1, checksummed(tcp(false, 1000, SYN, b""))),
             (1, checksummed(tcp(true, 5000, SYNACK, b""))),
@@ -772,9 +759,8 @@ mod tests {
     fn decoys_that_would_not_reach_the_server_are_not_read() {
         // The "fake" of DPI-evasion tools: a benign hello at the real one's sequence number
         // that the tap sees and the server never takes, then the real hello.
-        let benign = tls::tests::records(&tls::tests::client_hello("www.example.org", 0), 16384);
-        let vendor =
-            tls::tests::records(&tls::tests::client_hello("s05.upd.kaspersky.com", 0), 16384);
+        let benign = hello_records("www.example.org");
+        let vendor = hello_records("s05.upd.kaspersky.com");
         let short_ttl = |mut f: Vec<u8>, ttl: u8| {
             f[8] = ttl;
             f
@@ -910,9 +896,8 @@ mod tests {
 
     #[test]
     fn a_syn_with_a_new_isn_on_a_reused_tuple_starts_a_fresh_flow() {
-        let benign = tls::tests::records(&tls::tests::client_hello("www.example.org", 0), 16384);
-        let vendor =
-            tls::tests::records(&tls::tests::client_hello("s05.upd.kaspersky.com", 0), 16384);
+        let benign = hello_records("www.example.org");
+        let vendor = hello_records("s05.upd.kaspersky.com");
         let end = 1001 + benign.len() as u32;
         let first = |t: u32| {
             vec![
@@ -960,8 +945,7 @@ mod tests {
 
     #[test]
     fn a_retransmitted_or_stray_syn_does_not_take_over_a_live_connection() {
-        let vendor =
-            tls::tests::records(&tls::tests::client_hello("s05.upd.kaspersky.com", 0), 16384);
+        let vendor = hello_records("s05.upd.kaspersky.com");
         let (head, tail) = vendor.split_at(vendor.len() / 2);
         let frames = [
             (1, tcp(false, 1000, SYN, b"")),

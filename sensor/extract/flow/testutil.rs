@@ -38,6 +38,11 @@ pub(super) fn tcp(reverse: bool, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8>
     f
 }
 
+/// A ClientHello naming `name`, in TLS records as a client sends it.
+pub(super) fn hello_records(name: &str) -> Vec<u8> {
+    crate::extract::tls::tests::records(&crate::extract::tls::tests::client_hello(name, 0), 16384)
+}
+
 /// TCP flags for `tcp`.
 pub(super) const SYN: u8 = 0x02;
 pub(super) const ACK: u8 = 0x10;

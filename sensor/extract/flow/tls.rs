@@ -290,16 +290,22 @@ mod tests {
         record
     }
 
-    #[test]
-    fn every_name_of_a_malformed_server_name_extension_is_reported() {
-        // Two server_name extensions: OpenSSL refuses the hello, another library may take
-        // either name.
+    /// A ClientHello with two server_name extensions, www.example.org and then
+    /// dnl-01.geo.kaspersky.com, in TLS records.
+    fn two_server_name_extensions() -> Vec<u8> {
         let ext = [
             tls::tests::server_name_extension(&[(0, b"www.example.org")], b""),
             tls::tests::server_name_extension(&[(0, b"dnl-01.geo.kaspersky.com")], b""),
         ]
         .concat();
-        let hello = tls::tests::records(&tls::tests::client_hello_with_extensions(&ext), 16384);
+        tls::tests::records(&tls::tests::client_hello_with_extensions(&ext), 16384)
+    }
+
+    #[test]
+    fn every_name_of_a_malformed_server_name_extension_is_reported() {
+        // Two server_name extensions: OpenSSL refuses the hello, another library may take
+        // either name.
+        let hello = two_server_name_extensions();
         let frames = [
             (1, tcp(false, 0, SYN, b"")),
             (1, tcp(true, 500, SYNACK, b"")),
@@ -316,12 +322,9 @@ mod tests {
     fn the_second_client_hello_after_a_hello_retry_request_is_read() {
         // OpenSSL goes on with the second hello's name: a decoy in the first one must not hide
         // it. The client sends a ChangeCipherSpec before its second hello.
-        let first = tls::tests::records(&tls::tests::client_hello("www.example.org", 0), 16384);
+        let first = hello_records("www.example.org");
         let mut second = vec![0x14, 0x03, 0x03, 0x00, 0x01, 0x01];
-        second.extend_from_slice(&tls::tests::records(
-            &tls::tests::client_hello("dnl-01.geo.kaspersky.com", 0),
-            16384,
-        ));
+        second.extend_from_slice(&hello_records("dnl-01.geo.kaspersky.com"));
         let hrr = hello_retry_request();
         let after_first = 1 + first.len() as u32;
         let frames = [
@@ -355,12 +358,7 @@ mod tests {
     fn after_a_retry_request_only_names_the_first_hello_did_not_report_are_reported() {
         // A first hello with two server_name extensions reports both names; the second hello
         // names the first one's other name again (not reported twice) and then a new one.
-        let ext = [
-            tls::tests::server_name_extension(&[(0, b"www.example.org")], b""),
-            tls::tests::server_name_extension(&[(0, b"dnl-01.geo.kaspersky.com")], b""),
-        ]
-        .concat();
-        let first = tls::tests::records(&tls::tests::client_hello_with_extensions(&ext), 16384);
+        let first = two_server_name_extensions();
         let hrr = hello_retry_request();
         let after_first = 1 + first.len() as u32;
         for (second_name, expected) in [
@@ -368,7 +366,7 @@ mod tests {
             ("www.example.org", &[][..]),
             ("ksn.kaspersky-labs.com", &["ksn.kaspersky-labs.com"][..]),
         ] {
-            let second = tls::tests::records(&tls::tests::client_hello(second_name, 0), 16384);
+            let second = hello_records(second_name);
             let frames = [
                 (1, tcp(false, 0, SYN, b"")),
                 (1, tcp(true, 500, SYNACK, b"")),
@@ -388,10 +386,7 @@ mod tests {
 
     #[test]
     fn a_client_hello_cut_by_the_snap_length_is_counted_not_read() {
-        let hello = tls::tests::records(
-            &tls::tests::client_hello("dnl-01.geo.kaspersky.com", 0),
-            16384,
-        );
+        let hello = hello_records("dnl-01.geo.kaspersky.com");
         let got = collect(
             &mut Extractor::new(ExtractorLimits::default()),
             &[
