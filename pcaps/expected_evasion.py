@@ -124,6 +124,10 @@ How each is derived:
                 first bytes, as Linux does), checked against the server's answer; the other of
                 the real name and the decoy, whose bytes are in the capture (the inner fragment;
                 the real ClientHello sent again after the decoy's datagram), is `not_received`
+  evasion-paws-oneway.pcap, evasion-hrr-decoy-real-oneway.pcap, evasion-hrr-real-decoy-oneway.pcap
+                (gen-oneway.sh: the client's side of a two-way capture, as a one-direction tap
+                records it) the two-way capture's expectations, from its server's answer; tshark
+                checks that the capture holds exactly the client's frames of the two-way one
 Python 3 standard library only; needs tshark in PATH.
 """
 import difflib
@@ -164,6 +168,11 @@ ROUND4 = {"evasion-rst.pcap": 2, "evasion-rst-ttl.pcap": 1, "evasion-badseq.pcap
 ROUND4B = {"evasion-urgent.pcap": "urgent", "evasion-urgent-reverse.pcap": "urgent",
            "evasion-paws.pcap": "paws", "evasion-frag-inside-real.pcap": "tshark",
            "evasion-frag-inside-decoy.pcap": "tshark"}
+# One-direction tap captures (gen-oneway.sh): capture -> (the two-way capture it is the client
+# side of, the client).
+ONE_WAY = {"evasion-paws-oneway.pcap": ("evasion-paws.pcap", "10.40.1.12"),
+           "evasion-hrr-decoy-real-oneway.pcap": ("evasion-hrr-decoy-real.pcap", "10.40.1.11"),
+           "evasion-hrr-real-decoy-oneway.pcap": ("evasion-hrr-real-decoy.pcap", "10.40.1.11")}
 # The name the server of evasion-urgent-reverse.pcap reads (the urgent 'd' before it out of band).
 URGENT_REVERSE = "nl-01.geo.kaspersky.comz"
 # TLS alert descriptions (RFC 8446 §6.2) the servers of these captures send.
@@ -692,6 +701,18 @@ def derive():
                        "source": source + " (openssl s_server -servername_fatal)"}
         if sorted(read, key=key) != sorted(found, key=key):
             result[cap]["tshark_reads"] = sorted(read, key=key)
+    for cap, (two_way, client) in ONE_WAY.items():
+        # Exactly the client's frames of the two-way capture, by tshark's reading of both.
+        sources = [src for (src,) in tshark(p(cap), "ip.src")]
+        client_side = [src for (src,) in tshark(p(two_way), "ip.src") if src == client]
+        assert sources == client_side, (cap, sources, client_side)
+        r = result[two_way]
+        result[cap] = {"names": list(r["names"]), "not_received": list(r["not_received"]),
+                       "source": f"the server's answer in {two_way}, of which this is the "
+                                 "client's side (" + r["source"] + ")"}
+        read = names(p(cap))
+        if sorted(read, key=key) != sorted(r["names"], key=key):
+            result[cap]["tshark_reads"] = sorted(read, key=key)
     for r in result.values():
         r["names"].sort(key=key)
         r["not_received"].sort(key=key)
@@ -783,6 +804,11 @@ def derive():
         assert values(cap) == [("tls_sni", want)], (cap, r)
         assert other(cap) == not_received and tshark_read(cap) == tshark_wants, (cap, r)
         assert bool(r["alerts"]) == (want == ACCEPTED), (cap, r)
+    # A one-direction tap: the same names as the two-way capture (the server's answer is not in
+    # it); tshark still reads the PAWS-dropped decoy, and both hellos around a retry.
+    for cap, (two_way, _) in ONE_WAY.items():
+        assert values(cap) == values(two_way), (cap, result[cap])
+    assert tshark_read("evasion-paws-oneway.pcap") == [DECOY], result["evasion-paws-oneway.pcap"]
     # One name a line: small diffs when a capture is regenerated.
     def entry(cap):
         r = result[cap]

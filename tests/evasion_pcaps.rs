@@ -20,8 +20,10 @@
 //! Its second set, `round4b`, where Linux reads the segments otherwise than their plain bytes say:
 //! an urgent byte inside the SNI (read out of band) and its reverse, a decoy that PAWS drops, a
 //! fragment lying wholly inside an earlier one (dropped as a duplicate) on the real datagram and
-//! on a decoy datagram sent before the real ClientHello. Each server's answer is in its
-//! capture. Expectations are `pcaps/expected-evasion.json`, derived by
+//! on a decoy datagram sent before the real ClientHello. And three of those on a tap that
+//! carries only the client's side (`pcaps/gen-oneway.sh`): the PAWS decoy and both
+//! HelloRetryRequest cases, whose server's answer is in the two-way capture. Each server's
+//! answer is in its capture. Expectations are `pcaps/expected-evasion.json`, derived by
 //! `pcaps/expected_evasion.py` from tshark and, where tshark is fooled, from the server's answer
 //! or from the part of the capture the server took (one test re-derives them), never from
 //! vendorwatch.
@@ -709,6 +711,33 @@ fn a_decoy_datagram_with_a_fragment_inside_another_is_read_and_the_hello_after_i
     for reason in ["defrag_overlap", "defrag_duplicate_differs"] {
         assert_eq!(anomaly(&run.summary, reason), 0, "{}", run.summary);
     }
+}
+
+#[test]
+fn on_a_tap_of_the_client_side_only_a_decoy_that_paws_drops_is_not_read() {
+    // evasion-paws.pcap without the server's packets: no SYN-ACK says timestamps were agreed,
+    // but the client's SYN offered them and its later segments carry them.
+    check_round4b(
+        "evasion-paws-oneway.pcap",
+        "dnl-01.geo.kaspersky.com",
+        "updates.example-corp.com",
+        Some("transport_timestamp_old"),
+    );
+}
+
+#[test]
+fn on_a_tap_of_the_client_side_only_the_hello_after_a_retry_request_is_read() {
+    // The HelloRetryRequest is not on the tap; the client's second hello is the answer to one.
+    check_hrr(
+        "evasion-hrr-decoy-real-oneway.pcap",
+        "updates.example-corp.com",
+        "dnl-01.geo.kaspersky.com",
+    );
+    check_hrr(
+        "evasion-hrr-real-decoy-oneway.pcap",
+        "dnl-01.geo.kaspersky.com",
+        "updates.example-corp.com",
+    );
 }
 
 #[test]

@@ -13,9 +13,10 @@
 //! discards it, RFC 9293 §3.10.7.4); a TCP-MD5 or TCP-AO signature on a connection whose SYN
 //! had none (Linux discards it, RFC 2385 / 5925). Such a segment is not read and is counted
 //! (`transport_ttl_short`, `transport_ack_missing`, `transport_signature_unexpected`). On a
-//! connection whose SYN and SYN-ACK both carried timestamps, a segment whose timestamp is more
-//! than one below the latest its receiver took from that side is dropped by PAWS (RFC 7323),
-//! and not read either (`transport_timestamp_old`, see `check_timestamp`). A flow seen
+//! connection whose SYN and SYN-ACK both carried timestamps (on a tap that carries only the
+//! client's side: whose SYN did), a segment whose timestamp is more than one below the latest
+//! its receiver took from that side is dropped by PAWS (RFC 7323), and not read either
+//! (`transport_timestamp_old`, see `check_timestamp`). A flow seen
 //! mid-stream has no SYN to compare with, and is read as it comes.
 //!
 //! **Urgent data.** A segment with the URG flag marks one byte its receiver reads out of band
@@ -160,7 +161,7 @@ fn timestamp(segment: &[u8]) -> Option<u32> {
 }
 
 /// PAWS (RFC 7323 §5) as Linux applies it, on a connection whose SYN and SYN-ACK both carried
-/// timestamps: a segment with data or FIN whose TSval is more than one below the latest its
+/// timestamps (or, on a tap that carries only the client's side, whose SYN did): a segment with data or FIN whose TSval is more than one below the latest its
 /// receiver took from that side is dropped (an RST is taken whatever its timestamp). Returns
 /// why such a segment is not read. Otherwise notes the segment's TSval as the latest when
 /// the receiver would: it is not older, the segment reaches the receiver (bare ACKs are
@@ -172,10 +173,15 @@ fn check_timestamp(
     pkt: &Packet<'_>,
     seg: &TcpSegment<'_>,
 ) -> Option<FlowAnomaly> {
-    let [Some(client), Some(server)] = conn.syn_marks else {
-        return None;
+    let agreed = match conn.syn_marks {
+        [Some(client), Some(server)] => client.tsval.is_some() && server.tsval.is_some(),
+        // A tap that carries only the client's side: its SYN offered timestamps, and a
+        // client sends them on later segments (this one's are read below) only when the
+        // server agreed (RFC 7323 §3.2).
+        [Some(client), None] => dir == 0 && !conn.server_seen && client.tsval.is_some(),
+        _ => false,
     };
-    if seg.syn || client.tsval.is_none() || server.tsval.is_none() {
+    if seg.syn || !agreed {
         return None;
     }
     let tsval = timestamp(seg.segment)?;
@@ -581,6 +587,47 @@ mod tests {
         let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
         assert_eq!(tls_names(&got), ["updates.example-corp.com"]);
         assert_eq!(anomaly_count(&got, "transport_timestamp_old"), 0);
+    }
+
+    #[test]
+    fn a_tap_of_the_client_side_only_judges_timestamps_by_the_clients_syn() {
+        let (real, decoy) = (
+            hello_records("dnl-01.geo.kaspersky.com"),
+            hello_records("updates.example-corp.com"),
+        );
+        let one_way = |syn_stamped: bool| {
+            let syn = if syn_stamped {
+                stamped(false, 0, SYN, 1000, b"")
+            } else {
+                tcp(false, 0, SYN, b"")
+            };
+            vec![
+                (1, syn),
+                (1, stamped(false, 1, ACK, 1010, b"")),
+                (1, stamped(false, 1, ACK, 900, &decoy)),
+                (1, stamped(false, 1, ACK, 1020, &real)),
+            ]
+        };
+        // No SYN-ACK on the tap: the client's SYN offered timestamps and it goes on sending
+        // them, so the server agreed, and PAWS drops the decoy.
+        let got = collect(
+            &mut Extractor::new(ExtractorLimits::default()),
+            &one_way(true),
+        );
+        assert_eq!(tls_names(&got), ["dnl-01.geo.kaspersky.com"]);
+        assert_eq!(anomaly_count(&got, "transport_timestamp_old"), 1);
+        // A SYN without them: nothing to judge by.
+        let got = collect(
+            &mut Extractor::new(ExtractorLimits::default()),
+            &one_way(false),
+        );
+        assert_eq!(tls_names(&got), ["updates.example-corp.com"]);
+        assert_eq!(anomaly_count(&got, "transport_timestamp_old"), 0);
+        // The server's side seen (a SYN-ACK without timestamps): the server refused them.
+        let mut frames = one_way(true);
+        frames.insert(1, (1, tcp(true, 500, SYNACK, b"")));
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), ["updates.example-corp.com"]);
     }
 
     #[test]

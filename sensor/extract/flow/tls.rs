@@ -45,6 +45,9 @@ impl TlsState {
             TlsState::ServerFlight { .. } | TlsState::RetriedServerFlight if !from_client => {
                 self.server_flight(conn, ts, cut, out)
             }
+            TlsState::ServerFlight { .. } if !conn.server_seen => {
+                self.client_goes_on_unanswered(conn, ts, cut, out)
+            }
             _ => Step::Wait,
         }
     }
@@ -77,6 +80,40 @@ impl TlsState {
             Flight::Retry => {
                 out(Extracted::Anomaly(FlowAnomaly::TlsRecordMalformed.into()));
                 Step::Finish
+            }
+        }
+    }
+
+    /// The client sent more after its hello and nothing of the server's side was seen: a tap
+    /// that carries only the client's direction. A second ClientHello in clear is then the
+    /// answer to a HelloRetryRequest the tap did not carry (a client sends one at no other
+    /// time), and is read as such: a decoy first hello that the server refuses must not hide
+    /// the hello it goes on with. Anything else the client sends next (its encrypted flight,
+    /// a TLS 1.2 key exchange, early data) holds no name and is let go.
+    fn client_goes_on_unanswered(
+        &mut self,
+        conn: &mut Conn,
+        ts: Timestamp,
+        cut: u32,
+        out: &mut impl FnMut(Extracted),
+    ) -> Step {
+        let mut data = conn.to_server.data();
+        while data.starts_with(CHANGE_CIPHER_SPEC_PREFIX) && data.len() >= CHANGE_CIPHER_SPEC_LEN {
+            data = &data[CHANGE_CIPHER_SPEC_LEN..];
+        }
+        match data.get(..6) {
+            None => Step::Wait,
+            Some([HANDSHAKE_RECORD, 3, _, _, _, CLIENT_HELLO]) => {
+                if let TlsState::ServerFlight { first_names } = self {
+                    let first_names = std::mem::take(first_names);
+                    *self = TlsState::RetriedClientHello { first_names };
+                }
+                self.client_hello(conn, ts, cut, out)
+            }
+            Some(_) => {
+                let n = conn.to_server.data().len();
+                conn.to_server.consume(n);
+                Step::Wait
             }
         }
     }
@@ -213,6 +250,10 @@ pub(super) fn name_key(name: Option<&[u8]>) -> u64 {
     })
 }
 
+/// A handshake record's content type, and a ClientHello's handshake message type.
+const HANDSHAKE_RECORD: u8 = 22;
+const CLIENT_HELLO: u8 = 1;
+
 /// A ChangeCipherSpec record: type 20, any version of major 3, length 1, value 1.
 const CHANGE_CIPHER_SPEC_PREFIX: &[u8] = &[0x14, 0x03];
 const CHANGE_CIPHER_SPEC_LEN: usize = 6;
@@ -347,6 +388,51 @@ mod tests {
             (1, tcp(false, after_first, ACK, &second)),
             (1, tcp(true, 501, ACK, &hrr)),
         ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(
+            tls_names(&got),
+            ["www.example.org", "dnl-01.geo.kaspersky.com"]
+        );
+    }
+
+    #[test]
+    fn a_second_client_hello_on_a_tap_of_the_client_side_only_is_read() {
+        // The tap carries no packet of the server's: the retry request that sent the client
+        // back is not seen, and its second hello is what the server goes on with.
+        let first = hello_records("www.example.org");
+        let mut second = vec![0x14, 0x03, 0x03, 0x00, 0x01, 0x01];
+        second.extend_from_slice(&hello_records("dnl-01.geo.kaspersky.com"));
+        let after_first = 1 + first.len() as u32;
+        let frames = [
+            (1, tcp(false, 0, SYN, b"")),
+            (1, tcp(false, 1, ACK, &first)),
+            (1, tcp(false, after_first, ACK, &second)),
+        ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(
+            tls_names(&got),
+            ["www.example.org", "dnl-01.geo.kaspersky.com"]
+        );
+        // What a client sends next without a retry (a ChangeCipherSpec and its encrypted
+        // flight) holds no name and is let go.
+        let mut flight = vec![0x14, 0x03, 0x03, 0x00, 0x01, 0x01];
+        flight.extend_from_slice(&[0x17, 0x03, 0x03, 0x00, 0x04, 1, 2, 3, 4]);
+        let after_flight = after_first + flight.len() as u32;
+        let mut frames = vec![
+            (1, tcp(false, 0, SYN, b"")),
+            (1, tcp(false, 1, ACK, &first)),
+            (1, tcp(false, after_first, ACK, &flight)),
+        ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), ["www.example.org"]);
+        assert!(
+            !got.iter()
+                .any(|e| matches!(e, crate::extract::Extracted::Anomaly(_))),
+            "an anomaly was counted"
+        );
+        // Those records may also be early data sent before any answer (0-RTT): a retry
+        // request refuses it, and the second hello after it is still read.
+        frames.push((1, tcp(false, after_flight, ACK, &second)));
         let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
         assert_eq!(
             tls_names(&got),
