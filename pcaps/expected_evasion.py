@@ -97,6 +97,9 @@ How each is derived:
                 hello in it (the generator checked the server's log). tshark on the whole capture
                 reads only the hello before the Retry (`tshark_reads`), whose decoy name is
                 `not_received` (the server did not take it)
+  evasion-quic-big-hello.pcap
+                tshark (it reassembles the ~31 KB hello from its Initials; the generator checked
+                that the server logged the name); the deriver checks the hello is over 16 KiB
   evasion-rst.pcap, evasion-rst-ttl.pcap, evasion-badseq.pcap, evasion-seqovl.pcap,
   evasion-ip-fragments.pcap, evasion-tls-records.pcap
                 (the fourth round) tshark with `-o tcp.reassemble_out_of_order:TRUE`, checked against
@@ -676,6 +679,10 @@ def derive():
         found, other = split(p(cap))
         result[cap] = {"names": found, "not_received": other,
                        "tshark_reads": sorted(quic_names(p(cap)), key=key), "source": source}
+    big_quic = quic_names(p("evasion-quic-big-hello.pcap"))
+    result["evasion-quic-big-hello.pcap"] = {
+        "names": big_quic, "not_received": [],
+        "source": "tshark (it reassembles the hello from its Initials); the server logged the name"}
     sni_read = {}
     for cap in SNI_MALFORMED:
         found, read, shapes, answers = sni_malformed(p(cap))
@@ -753,6 +760,10 @@ def derive():
         == [activation], result["evasion-http-te-cl.pcap"]
     assert result["evasion-http-te-cl.pcap"]["alerts"] == [], result["evasion-http-te-cl.pcap"]
     assert values("evasion-http-te-cl-control.pcap") == [activation, ("http_host", "www.example.org")]
+    assert values("evasion-quic-big-hello.pcap") == [("quic_sni", ACCEPTED)], result
+    big_len = [int(n) for (n,) in tshark(p("evasion-quic-big-hello.pcap"), "tls.handshake.length")
+               if n]
+    assert big_len and big_len[0] > 16 * 1024, big_len
     for cap in ("evasion-quic-decoy.pcap", "evasion-quic-retry.pcap"):
         r = result[cap]
         assert values(cap) == [("quic_sni", ACCEPTED)], (cap, r)

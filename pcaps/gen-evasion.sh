@@ -86,6 +86,11 @@
 #                                      SCID, its token) names dnl-01.geo.kaspersky.com, which the
 #                                      server logs (the only name it logs) before completing the
 #                                      handshake (tshark reads the decoy only)
+#   evasion-quic-big-hello.pcap        QUIC v1, an aioquic client naming dnl-01.geo.kaspersky.com
+#                                      with 150 extra ALPN entries of 200 bytes: its ClientHello
+#                                      (about 31 KB) spans about 27 Initial packets, far more than
+#                                      a sensor that gives up after 16 datagrams or 16 KiB reads;
+#                                      the server logs the name and completes the handshake
 #
 # The third round, `sni-malformed`: curl's ClientHello with a server_name extension no TLS library
 # sends, from the client's own sockets, to a plain `openssl s_server` (no -servername: whatever
@@ -202,7 +207,8 @@
 set -euo pipefail
 
 ROUND2=(evasion-record-version evasion-big-hello evasion-hrr-decoy-real evasion-hrr-real-decoy
-        evasion-http-te-cl evasion-http-te-cl-control evasion-quic-decoy evasion-quic-retry)
+        evasion-http-te-cl evasion-http-te-cl-control evasion-quic-decoy evasion-quic-retry
+        evasion-quic-big-hello)
 SNI_MALFORMED=(evasion-sni-two-extensions evasion-sni-two-names evasion-sni-nul evasion-sni-trailing)
 ROUND4=(evasion-rst evasion-rst-ttl evasion-badseq evasion-seqovl evasion-ip-fragments evasion-tls-records)
 ROUND4B=(evasion-urgent evasion-urgent-reverse evasion-paws evasion-frag-inside-real evasion-frag-inside-decoy)
@@ -213,7 +219,7 @@ declare -A SETS=(
     [fakes]="evasion-fake-ttl evasion-fake-noack evasion-fake-md5"
     [hrr]="evasion-hrr-decoy-real evasion-hrr-real-decoy"
     [http-te-cl]="evasion-http-te-cl evasion-http-te-cl-control"
-    [quic]="evasion-quic-decoy evasion-quic-retry"
+    [quic]="evasion-quic-decoy evasion-quic-retry evasion-quic-big-hello"
     [round2]="${ROUND2[*]}"
     [sni-malformed]="${SNI_MALFORMED[*]}"
     [round4]="${ROUND4[*]}"
@@ -272,7 +278,8 @@ AIOQUIC_PY=$AIOQUIC_VENV/bin/python
 AIOQUIC_PINS=(aioquic==$AIOQUIC_VERSION attrs==26.1.0 certifi==2026.10.19.post1 cffi==2.1.1
               cryptography==50.0.2 pycparser==3.12 pylsqpack==0.3.24 pyOpenSSL==26.4.0
               service-identity==26.1.0 typing_extensions==4.16.0)
-QUIC_WANTED=$(want evasion-quic-decoy || want evasion-quic-retry && echo yes || true)
+QUIC_WANTED=$(want evasion-quic-decoy || want evasion-quic-retry || want evasion-quic-big-hello \
+    && echo yes || true)
 if [[ -n $QUIC_WANTED ]] &&
     ! "$AIOQUIC_PY" -c "import aioquic, sys; sys.exit(aioquic.__version__ != '$AIOQUIC_VERSION')" 2>/dev/null; then
     echo "gen-evasion: installing aioquic $AIOQUIC_VERSION into $AIOQUIC_VENV" >&2
@@ -1067,6 +1074,8 @@ MODE decoy   before the first datagram, the same datagram with the ClientHello's
              by DECOY (the same length; same DCID and packet number, re-encrypted), sent from a
              raw socket with a wrong UDP checksum
 MODE retry   the first hello names DECOY; the one after the server's Retry names NAME
+MODE big     the hello names NAME and offers 150 more ALPN protocols of 200 bytes each after h3
+             (about 31 KB: some 27 Initial packets); DECOY is not sent
 """
 import asyncio
 import socket
@@ -1150,6 +1159,9 @@ class Protocol(QuicConnectionProtocol):
         super().connection_made(DecoyFirst(transport) if mode == "decoy" else transport)
 
 
+if mode == "big":
+    connection.CRYPTO_BUFFER_SIZE = 1 << 16  # room for the hello (aioquic's is 16 KiB)
+
 if mode == "retry":
     receive_retry = connection.QuicConnection._receive_retry_packet
 
@@ -1161,7 +1173,8 @@ if mode == "retry":
 
 
 async def main():
-    config = QuicConfiguration(is_client=True, alpn_protocols=["h3"], verify_mode=ssl.CERT_NONE,
+    alpn = ["h3"] + ([f"{i:03d}" + "x" * 197 for i in range(150)] if mode == "big" else [])
+    config = QuicConfiguration(is_client=True, alpn_protocols=alpn, verify_mode=ssl.CERT_NONE,
                                server_name=decoy if mode == "retry" else name)
     async with connect(address, 443, configuration=config, create_protocol=Protocol,
                        local_port=sport) as client:
@@ -1191,6 +1204,9 @@ if want evasion-quic-decoy; then
 fi
 if want evasion-quic-retry; then
     quic_case evasion-quic-retry.pcap retry $QUIC_RETRY_S 42042 "$WORK/qserver-retry.log"
+fi
+if want evasion-quic-big-hello; then
+    quic_case evasion-quic-big-hello.pcap big $QUIC_S 42043 "$WORK/qserver.log"
 fi
 
 # --- the fourth round: DPI-circumvention techniques; the strict s_server's answer on each

@@ -8,7 +8,8 @@
 //! records of version 0x03ff and 0x0300, a ClientHello padded to 30,000 bytes, a decoy name in
 //! one of the two ClientHellos around a HelloRetryRequest, a request smuggled in the body of a
 //! POST with both Transfer-Encoding and Content-Length (and its control), and QUIC decoys: an
-//! Initial with a wrong UDP checksum before the real one, and the hello before a Retry. A third
+//! Initial with a wrong UDP checksum before the real one, the hello before a Retry, and a hello
+//! padded over 27 Initials. A third
 //! round, `sni-malformed`: server_name extensions no TLS library sends (two extensions, two names
 //! in one list, a NUL inside a name, bytes past the list), each refused by `openssl s_server`
 //! with a fatal alert, whose every name must be reported. A fourth round, `round4`, of
@@ -444,6 +445,19 @@ fn the_quic_initial_after_a_retry_is_read() {
     // The hello before the server's Retry names a decoy; the server parsed only the one after
     // it (new DCID, the Retry's token), which names dnl-01.geo.kaspersky.com.
     check_quic("evasion-quic-retry.pcap");
+}
+
+#[test]
+fn a_quic_hello_padded_over_27_initials_is_read() {
+    // 150 more ALPN protocols make the hello ~31 KB, far past 16 datagrams or 16 KiB; the
+    // server logged its name.
+    let run = check("evasion-quic-big-hello.pcap");
+    assert_eq!(
+        anomaly(&run.summary, "quic_client_hello_incomplete"),
+        0,
+        "{}",
+        run.summary
+    );
 }
 
 /// A capture of ClientHellos whose server_name extension no TLS library sends, each refused by

@@ -93,8 +93,8 @@ pub struct Settings {
     /// Flows tracked per worker; beyond it the longest-idle are evicted (and counted).
     #[arg(long, value_name = "N")]
     pub max_flows: Option<usize>,
-    /// MiB all TCP reassembly buffers of one worker may hold; beyond it the flows that
-    /// started buffering first give theirs up (counted, no longer inspected).
+    /// MiB all TCP reassembly buffers and QUIC CRYPTO streams of one worker may hold; beyond
+    /// it the flows that started buffering first give theirs up (counted, no longer inspected).
     #[arg(long, value_name = "MIB")]
     pub reassembly_mb: Option<usize>,
     /// HTTP requests read per connection (keep-alive and proxy connections, request bodies

@@ -26,9 +26,11 @@ pub const VERSION_1: u32 = 1;
 pub const VERSION_2: u32 = 0x6b33_43cf;
 pub const VERSION_DRAFT29: u32 = 0xff00_001d;
 
-/// Cap on CRYPTO bytes reassembled per flow (a ClientHello with a post-quantum key share is
-/// ~2 KB and spans two Initial packets).
-pub const MAX_CRYPTO_BYTES: usize = 16 * 1024;
+/// Cap on CRYPTO bytes reassembled per flow: a ClientHello with a post-quantum key share is
+/// ~2 KB and spans two Initial packets, but a client may pad its hello far past that to get
+/// it out of a sensor's reach, so the cap is the one a TCP stream has (what is held counts
+/// in the worker's reassembly budget).
+pub const MAX_CRYPTO_BYTES: usize = 64 * 1024;
 
 /// Longest connection ID in QUIC v1 and v2 (RFC 9000 §17.2); longer is not a version we read.
 pub const MAX_CID_LEN: usize = 20;
@@ -688,6 +690,11 @@ impl CryptoStream {
             .collect()
     }
 
+    /// Bytes of memory the stream holds (its bytes and its bitmap).
+    pub fn held(&self) -> usize {
+        self.data.capacity() + self.received.capacity() * 8
+    }
+
     /// Bytes dropped because they lay past `MAX_CRYPTO_BYTES`.
     pub fn dropped(&self) -> u64 {
         self.dropped
@@ -893,10 +900,15 @@ mod tests {
         out
     }
 
-    /// A CRYPTO frame with 2-byte offset and length fields.
+    /// A CRYPTO frame with a 2-byte length field and a 2-byte offset field (4 bytes for an
+    /// offset of 16,384 or more).
     pub(crate) fn crypto_frame(offset: u16, data: &[u8]) -> Vec<u8> {
         let mut f = vec![0x06];
-        f.extend((0x4000 | offset).to_be_bytes());
+        if offset < 0x4000 {
+            f.extend((0x4000 | offset).to_be_bytes());
+        } else {
+            f.extend((0x8000_0000 | u32::from(offset)).to_be_bytes());
+        }
         f.extend((0x4000 | data.len() as u16).to_be_bytes());
         f.extend(data);
         f

@@ -173,6 +173,15 @@ impl App {
         }
     }
 
+    /// Bytes the protocol holds itself, outside the flow's stream buffers (QUIC's CRYPTO
+    /// stream).
+    fn held(&self) -> usize {
+        match self {
+            App::Quic(quic) => quic.held(),
+            _ => 0,
+        }
+    }
+
     /// Bytes the protocol's own reassembly (QUIC's CRYPTO stream) had to shed.
     fn dropped_bytes(&self) -> u64 {
         match self {
@@ -304,7 +313,7 @@ struct Flow {
 
 impl Flow {
     fn held(&self) -> usize {
-        self.conn.held()
+        self.conn.held() + self.app.held()
     }
 }
 
@@ -668,7 +677,20 @@ impl Extractor {
         if let Some(flow) = self.flows.get_mut(&key) {
             flow.conn.last_seen = ts;
             let from_client = flow.conn.id.client == src;
+            let before = flow.held();
             inspect_datagram(flow, from_client, ts, dgram.payload, out);
+            let after = flow.held();
+            let started_buffering = after > 0 && !flow.conn.buffering;
+            flow.conn.buffering |= started_buffering;
+            self.account(
+                key,
+                Held {
+                    before,
+                    after,
+                    started_buffering,
+                },
+                out,
+            );
         }
     }
 }

@@ -13,8 +13,9 @@ use crate::extract::{quic, tls, Extracted, NameKind};
 use crate::time::Timestamp;
 use std::net::SocketAddr;
 
-/// Client datagrams of a QUIC flow read before giving up on its ClientHello.
-const QUIC_MAX_DATAGRAMS: u8 = 16;
+/// Client datagrams of a QUIC flow read before giving up on its ClientHello: enough for a
+/// hello of `quic::MAX_CRYPTO_BYTES` in full-size Initials (about 1,150 CRYPTO bytes each).
+const QUIC_MAX_DATAGRAMS: u8 = 64;
 
 /// A QUIC flow's state.
 #[derive(Debug)]
@@ -88,6 +89,15 @@ impl QuicState {
     /// Stops reading: the CRYPTO stream is freed, the connection IDs are kept.
     pub(super) fn finish(&mut self) {
         self.hello = None;
+    }
+
+    /// Bytes of memory held for reading the hello (counted in the reassembly budget).
+    pub(super) fn held(&self) -> usize {
+        self.hello.as_ref().map_or(0, |h| {
+            h.crypto.held()
+                + h.read.as_ref().map_or(0, Vec::capacity)
+                + h.other.as_ref().map_or(0, |o| o.crypto.held())
+        })
     }
 
     /// Bytes the CRYPTO stream had to shed (its cap).
@@ -435,6 +445,56 @@ mod tests {
             quic_names(&frames),
             ["www.example.org", "dnl-01.geo.kaspersky.com"]
         );
+    }
+
+    #[test]
+    fn a_hello_padded_over_dozens_of_initials_is_read() {
+        // 40,000 bytes of padding: 35 datagrams of 1,150 CRYPTO bytes, the last one first.
+        let dcid = [0x4b, 0x1d, 0x7e, 0x02, 0x93, 0xaa, 0x5c, 0x61];
+        let big = hello("dnl-01.geo.kaspersky.com", 40_000);
+        let mut frames: Vec<_> = big
+            .chunks(1_150)
+            .enumerate()
+            .map(|(i, chunk)| {
+                let pn = i as u32;
+                (1, crypto_at(&dcid, pn, (i * 1_150) as u16, chunk))
+            })
+            .collect();
+        assert!(frames.len() > 32);
+        frames.rotate_right(1);
+        assert_eq!(quic_names(&frames), ["dnl-01.geo.kaspersky.com"]);
+    }
+
+    #[test]
+    fn crypto_streams_count_in_the_reassembly_budget() {
+        // Initials from 200 clients, each with one CRYPTO byte near the stream's cap: every
+        // flow would hold ~60 KiB for a hello it never gets.
+        let dcid = [0x0f; 8];
+        let frame = crypto_frame(60_000, b"x");
+        let mut payload = frame.clone();
+        payload.resize(1162, 0);
+        let packet = seal_keyed(1, 0xc3, &dcid, &dcid, b"", 0, &payload);
+        let budget = 1 << 20;
+        let limits = ExtractorLimits {
+            reassembly_budget: budget,
+            ..ExtractorLimits::default()
+        };
+        let mut ex = Extractor::new(limits);
+        let frames: Vec<_> = (0..200u16)
+            .map(|i| {
+                (
+                    1,
+                    udp([10, 0, 1, 1], [10, 0, 0, 2], 20_000 + i, 443, &packet),
+                )
+            })
+            .collect();
+        let got = collect(&mut ex, &frames);
+        assert!(
+            ex.buffered_bytes() <= budget + 80_000,
+            "{} bytes held",
+            ex.buffered_bytes()
+        );
+        assert!(anomaly_count(&got, "reassembly_budget") > 150);
     }
 
     #[test]
