@@ -728,14 +728,30 @@ fn a_decoy_datagram_with_a_fragment_inside_another_is_read_and_the_hello_after_i
 }
 
 #[test]
-fn on_a_tap_of_the_client_side_only_a_decoy_that_paws_drops_is_not_read() {
+fn on_a_tap_of_the_client_side_only_a_decoy_that_paws_drops_does_not_hide_the_real_hello() {
     // evasion-paws.pcap without the server's packets: no SYN-ACK says timestamps were agreed,
-    // but the client's SYN offered them and its later segments carry them.
-    check_round4b(
-        "evasion-paws-oneway.pcap",
-        "dnl-01.geo.kaspersky.com",
-        "updates.example-corp.com",
-        Some("transport_timestamp_old"),
+    // but the client's SYN offered them and its later segments carry them, so the stream is read
+    // without the decoy. A server that refused timestamps would have taken the decoy, which a
+    // one-direction tap cannot tell: its name is reported as well (not a vendor's: no alert).
+    let capture = "evasion-paws-oneway.pcap";
+    let exp = expected(capture);
+    let run = replay(capture);
+    let got = server_names(&run);
+    for name in named(&exp["names"])
+        .iter()
+        .chain(&named(&exp["not_received"]))
+    {
+        assert!(
+            got.contains(name),
+            "{capture}: {name:?} not reported: {got:?}"
+        );
+    }
+    assert_eq!(alerted(&run), alerts_expected(&exp), "{:?}", run.alerts);
+    assert_eq!(
+        anomaly(&run.summary, "transport_timestamp_old"),
+        1,
+        "{}",
+        run.summary
     );
 }
 

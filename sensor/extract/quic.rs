@@ -31,6 +31,10 @@ pub const VERSION_DRAFT29: u32 = 0xff00_001d;
 /// it out of a sensor's reach, so the cap is the one a TCP stream has (what is held counts
 /// in the worker's reassembly budget).
 pub const MAX_CRYPTO_BYTES: usize = 64 * 1024;
+/// How far past the bytes received in order CRYPTO bytes are kept (see `CryptoStream::add`):
+/// a client that sends its hello's frames out of order (Chromium does, within its first two
+/// Initials) stays well inside it.
+pub const MAX_CRYPTO_AHEAD: usize = 4 * 1024;
 
 /// Longest connection ID in QUIC v1 and v2 (RFC 9000 §17.2); longer is not a version we read.
 pub const MAX_CID_LEN: usize = 20;
@@ -634,9 +638,17 @@ impl CryptoStream {
         Self::default()
     }
 
-    /// Adds the data of one CRYPTO frame at its stream offset.
+    /// Adds the data of one CRYPTO frame at its stream offset. Of a frame that starts past
+    /// the received prefix, bytes more than `MAX_CRYPTO_AHEAD` past it are dropped like those
+    /// past the cap: the stream is held densely, and one byte far ahead would otherwise cost
+    /// as much memory as everything before it (a flood of such Initials would fill the
+    /// reassembly budget).
     pub fn add(&mut self, offset: u64, data: &[u8]) {
-        let cap = MAX_CRYPTO_BYTES as u64;
+        let cap = if offset <= self.contiguous as u64 {
+            MAX_CRYPTO_BYTES
+        } else {
+            MAX_CRYPTO_BYTES.min(self.contiguous + MAX_CRYPTO_AHEAD)
+        } as u64;
         let len = data.len() as u64;
         let kept_end = offset.saturating_add(len).min(cap);
         let kept = kept_end.saturating_sub(offset);
@@ -1238,15 +1250,22 @@ mod tests {
     fn crypto_stream_is_bounded() {
         let mut s = CryptoStream::new();
         s.add(0, &[1; 100]);
+        // Far past the received prefix: dropped.
         s.add(MAX_CRYPTO_BYTES as u64 - 10, &[2; 30]);
-        assert_eq!(s.dropped(), 20);
+        assert_eq!(s.dropped(), 30);
         s.add(u64::MAX - 3, &[3; 10]);
         s.add(1 << 40, &[4; 5]);
-        assert_eq!(s.dropped(), 35);
+        assert_eq!(s.dropped(), 45);
+        // Up to `MAX_CRYPTO_AHEAD` past it: kept.
+        s.add((100 + MAX_CRYPTO_AHEAD - 10) as u64, &[2; 30]);
+        assert_eq!(s.dropped(), 45 + 20);
+        assert_eq!(s.contiguous().len(), 100);
+        // From the prefix on, up to the cap.
         s.add(100, &vec![5; MAX_CRYPTO_BYTES]);
         assert_eq!(s.contiguous().len(), MAX_CRYPTO_BYTES);
-        assert_eq!(s.dropped(), 35 + 100);
-        assert_eq!(&s.contiguous()[MAX_CRYPTO_BYTES - 10..], &[2; 10]);
+        assert_eq!(s.dropped(), 45 + 20 + 100);
+        let kept_ahead = 100 + MAX_CRYPTO_AHEAD - 10;
+        assert_eq!(&s.contiguous()[kept_ahead..kept_ahead + 10], &[2; 10]);
     }
 
     /// Source address and port, destination address and port.
@@ -1416,15 +1435,24 @@ mod tests {
     }
 
     const NEAR_CAP: u64 = MAX_CRYPTO_BYTES as u64;
+    const AHEAD: u64 = MAX_CRYPTO_AHEAD as u64;
 
-    /// A naive reference for `CryptoStream`: one slot per byte under the cap, first write wins.
+    /// A naive reference for `CryptoStream`: one slot per byte under the cap (or, for a frame
+    /// that starts past the received prefix, under `MAX_CRYPTO_AHEAD` past it), first write wins.
     fn naive_contiguous(frames: &[(u64, Vec<u8>)]) -> (Vec<u8>, u64) {
         let mut slots = vec![None; MAX_CRYPTO_BYTES];
         let mut dropped = 0;
         for (offset, data) in frames {
+            let prefix = slots.iter().take_while(|s| s.is_some()).count();
+            let limit = if *offset <= prefix as u64 {
+                MAX_CRYPTO_BYTES
+            } else {
+                MAX_CRYPTO_BYTES.min(prefix + MAX_CRYPTO_AHEAD)
+            };
             for (i, &b) in data.iter().enumerate() {
                 match usize::try_from(offset + i as u64)
                     .ok()
+                    .filter(|&p| p < limit)
                     .and_then(|p| slots.get_mut(p))
                 {
                     Some(slot) => {
@@ -1474,7 +1502,11 @@ mod tests {
         fn crypto_stream_matches_naive_reference(
             frames in proptest::collection::vec(
                 (
-                    prop_oneof![0u64..3000, NEAR_CAP - 200..NEAR_CAP + 200],
+                    prop_oneof![
+                        0u64..3000,
+                        AHEAD - 200..AHEAD + 3000,
+                        NEAR_CAP - 200..NEAR_CAP + 200
+                    ],
                     proptest::collection::vec(any::<u8>(), 0..600),
                 ),
                 0..24,

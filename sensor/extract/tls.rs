@@ -135,6 +135,29 @@ pub fn parse_client_hello(stream: &[u8]) -> Parse<'_> {
     }
 }
 
+/// Bytes at the start of `stream` taken by the TLS records that carry its first handshake
+/// message (what `parse_client_hello` reads a ClientHello from), or `None` while they are not
+/// all there. Bytes after those records (a second hello, early data) are not the hello's.
+pub fn hello_records_len(stream: &[u8]) -> Option<usize> {
+    let (mut at, mut carried) = (0, 0);
+    let mut head = [0u8; 4];
+    loop {
+        let header = stream.get(at..at + 5)?;
+        let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+        let body = stream.get(at + 5..at + 5 + len)?;
+        for (slot, &byte) in head.iter_mut().skip(carried.min(4)).zip(body) {
+            *slot = byte;
+        }
+        at += 5 + len;
+        carried += len;
+        let message =
+            4 + (usize::from(head[1]) << 16 | usize::from(head[2]) << 8 | usize::from(head[3]));
+        if carried >= 4 && carried >= message {
+            return Some(at);
+        }
+    }
+}
+
 fn looks_like_handshake_prefix(data: &[u8]) -> bool {
     matches!(data, [0x16] | [0x16, 0x03, ..])
 }
@@ -553,6 +576,28 @@ pub(crate) mod tests {
             out.extend_from_slice(chunk);
         }
         out
+    }
+
+    #[test]
+    fn the_records_of_a_hello_end_where_its_message_does() {
+        let hello = client_hello("dnl-01.geo.kaspersky.com", 0);
+        for split in [3, 100, 16384] {
+            let stream = records(&hello, split);
+            assert_eq!(
+                hello_records_len(&stream),
+                Some(stream.len()),
+                "split {split}"
+            );
+            let mut more = stream.clone();
+            more.extend_from_slice(&[0x14, 0x03, 0x03, 0x00, 0x01, 0x01]);
+            assert_eq!(
+                hello_records_len(&more),
+                Some(stream.len()),
+                "split {split}"
+            );
+            assert_eq!(hello_records_len(&stream[..stream.len() - 1]), None);
+        }
+        assert_eq!(hello_records_len(&[0x16, 0x03, 0x01, 0x00, 0x00]), None);
     }
 
     /// The server names a hello with these extensions gives: (first, others, malformed).

@@ -203,6 +203,25 @@ fn check_timestamp(
     None
 }
 
+/// Reports the names of a ClientHello that `seg` holds whole, without reading it into the
+/// stream (the segment may never have reached the server).
+fn name_hello_alone(
+    flow: &mut Flow,
+    ts: Timestamp,
+    seg: &TcpSegment<'_>,
+    out: &mut impl FnMut(Extracted),
+) {
+    if !matches!(flow.app, super::App::Probe | super::App::Tls(_)) {
+        return;
+    }
+    if let crate::extract::tls::Parse::Hello(hello) =
+        crate::extract::tls::parse_client_hello(seg.payload)
+    {
+        let kind = crate::extract::NameKind::TlsSni;
+        super::tls::emit_hello(&mut flow.conn, ts, kind, &hello, |_| true, out);
+    }
+}
+
 impl Extractor {
     pub(super) fn tcp(
         &mut self,
@@ -247,6 +266,11 @@ impl Extractor {
                 }
                 if let Some(why) = check_timestamp(&mut flow.conn, dir, pkt, seg) {
                     out(Extracted::Anomaly(why.into()));
+                    if flow.conn.syn_marks[1].is_none() {
+                        // Timestamps agreed is only inferred (no SYN-ACK on the tap): a server
+                        // that refused them takes this segment, so a hello it holds is named.
+                        name_hello_alone(flow, ts, seg, out);
+                    }
                     return;
                 }
             }
@@ -609,13 +633,25 @@ mod tests {
             ]
         };
         // No SYN-ACK on the tap: the client's SYN offered timestamps and it goes on sending
-        // them, so the server agreed, and PAWS drops the decoy.
+        // them, so the server most likely agreed, and PAWS dropped the decoy: the stream is
+        // read without it. The decoy's own hello is named too, since a server that refused
+        // timestamps would have taken it.
         let got = collect(
             &mut Extractor::new(ExtractorLimits::default()),
             &one_way(true),
         );
-        assert_eq!(tls_names(&got), ["dnl-01.geo.kaspersky.com"]);
+        assert_eq!(
+            tls_names(&got),
+            ["updates.example-corp.com", "dnl-01.geo.kaspersky.com"]
+        );
         assert_eq!(anomaly_count(&got, "transport_timestamp_old"), 1);
+        // That server, and a client that sends its real hello with an old timestamp (and
+        // nothing after it): the hello is named all the same.
+        let mut frames = one_way(true);
+        frames.truncate(2);
+        frames.push((1, stamped(false, 1, ACK, 5, &real)));
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), ["dnl-01.geo.kaspersky.com"]);
         // A SYN without them: nothing to judge by.
         let got = collect(
             &mut Extractor::new(ExtractorLimits::default()),

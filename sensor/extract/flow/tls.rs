@@ -88,8 +88,9 @@ impl TlsState {
     /// that carries only the client's direction. A second ClientHello in clear is then the
     /// answer to a HelloRetryRequest the tap did not carry (a client sends one at no other
     /// time), and is read as such: a decoy first hello that the server refuses must not hide
-    /// the hello it goes on with. Anything else the client sends next (its encrypted flight,
-    /// a TLS 1.2 key exchange, early data) holds no name and is let go.
+    /// the hello it goes on with. The records before it that hold no name (a ChangeCipherSpec,
+    /// early data, the client's encrypted flight, a TLS 1.2 key exchange) are let go one by
+    /// one, so a hello behind them is still found.
     fn client_goes_on_unanswered(
         &mut self,
         conn: &mut Conn,
@@ -97,23 +98,27 @@ impl TlsState {
         cut: u32,
         out: &mut impl FnMut(Extracted),
     ) -> Step {
-        let mut data = conn.to_server.data();
-        while data.starts_with(CHANGE_CIPHER_SPEC_PREFIX) && data.len() >= CHANGE_CIPHER_SPEC_LEN {
-            data = &data[CHANGE_CIPHER_SPEC_LEN..];
-        }
-        match data.get(..6) {
-            None => Step::Wait,
-            Some([HANDSHAKE_RECORD, 3, _, _, _, CLIENT_HELLO]) => {
-                if let TlsState::ServerFlight { first_names } = self {
-                    let first_names = std::mem::take(first_names);
-                    *self = TlsState::RetriedClientHello { first_names };
+        loop {
+            let data = conn.to_server.data();
+            let Some(&[kind, _, _, high, low]) = data.get(..5) else {
+                return Step::Wait;
+            };
+            match tls::parse_client_hello(data) {
+                tls::Parse::Hello(_) => {
+                    if let TlsState::ServerFlight { first_names } = self {
+                        let first_names = std::mem::take(first_names);
+                        *self = TlsState::RetriedClientHello { first_names };
+                    }
+                    return self.client_hello(conn, ts, cut, out);
                 }
-                self.client_hello(conn, ts, cut, out)
-            }
-            Some(_) => {
-                let n = conn.to_server.data().len();
-                conn.to_server.consume(n);
-                Step::Wait
+                tls::Parse::NeedMore if kind == HANDSHAKE_RECORD => return Step::Wait,
+                _ => {
+                    let record = 5 + usize::from(u16::from_be_bytes([high, low]));
+                    if data.len() < record {
+                        return Step::Wait;
+                    }
+                    conn.to_server.consume(record);
+                }
             }
         }
     }
@@ -127,11 +132,17 @@ impl TlsState {
     ) -> Step {
         if matches!(self, TlsState::RetriedClientHello { .. }) {
             // A TLS 1.3 client sends a ChangeCipherSpec before its second hello (for
-            // middleboxes, RFC 8446 §D.4).
-            while conn.to_server.data().starts_with(CHANGE_CIPHER_SPEC_PREFIX)
-                && conn.to_server.data().len() >= CHANGE_CIPHER_SPEC_LEN
+            // middleboxes, RFC 8446 §D.4), and may have sent early data (0-RTT) after its
+            // first, which the retry request refused: neither is the hello.
+            while let Some(
+                &[CHANGE_CIPHER_SPEC_RECORD | APPLICATION_DATA_RECORD, 3, _, high, low],
+            ) = conn.to_server.data().get(..5)
             {
-                conn.to_server.consume(CHANGE_CIPHER_SPEC_LEN);
+                let record = 5 + usize::from(u16::from_be_bytes([high, low]));
+                if conn.to_server.data().len() < record {
+                    return Step::Wait;
+                }
+                conn.to_server.consume(record);
             }
         }
         let hello = match tls::parse_client_hello(conn.to_server.data()) {
@@ -176,7 +187,8 @@ impl TlsState {
         );
         // The second hello's bytes come after this one's: they are kept (a HelloRetryRequest
         // sends the client back to them), the first one's are freed.
-        let n = conn.to_server.data().len();
+        let data = conn.to_server.data();
+        let n = tls::hello_records_len(data).unwrap_or(data.len());
         conn.to_server.consume(n);
         *self = match self {
             TlsState::RetriedClientHello { .. } => TlsState::RetriedServerFlight,
@@ -187,11 +199,17 @@ impl TlsState {
                     .collect(),
             },
         };
-        // The server may have answered before we got here.
-        if conn.to_client.data().is_empty() {
-            Step::Wait
-        } else {
+        // The server may have answered before we got here; if nothing of its was seen, the
+        // client's bytes after this hello may hold the next one.
+        if !conn.to_client.data().is_empty() {
             self.server_flight(conn, ts, cut, out)
+        } else if !conn.server_seen
+            && !conn.to_server.data().is_empty()
+            && matches!(self, TlsState::ServerFlight { .. })
+        {
+            self.client_goes_on_unanswered(conn, ts, cut, out)
+        } else {
+            Step::Wait
         }
     }
 }
@@ -250,13 +268,10 @@ pub(super) fn name_key(name: Option<&[u8]>) -> u64 {
     })
 }
 
-/// A handshake record's content type, and a ClientHello's handshake message type.
+/// TLS record content types (RFC 8446 §5.1).
+const CHANGE_CIPHER_SPEC_RECORD: u8 = 20;
 const HANDSHAKE_RECORD: u8 = 22;
-const CLIENT_HELLO: u8 = 1;
-
-/// A ChangeCipherSpec record: type 20, any version of major 3, length 1, value 1.
-const CHANGE_CIPHER_SPEC_PREFIX: &[u8] = &[0x14, 0x03];
-const CHANGE_CIPHER_SPEC_LEN: usize = 6;
+const APPLICATION_DATA_RECORD: u8 = 23;
 
 /// What reading a server's flight came to.
 pub(super) enum Flight {
@@ -438,6 +453,46 @@ mod tests {
             tls_names(&got),
             ["www.example.org", "dnl-01.geo.kaspersky.com"]
         );
+    }
+
+    #[test]
+    fn records_after_a_first_hello_are_stepped_over_one_by_one() {
+        let first = hello_records("www.example.org");
+        let ccs = [0x14, 0x03, 0x03, 0x00, 0x01, 0x01];
+        let early = [0x17, 0x03, 0x03, 0x00, 0x04, 9, 9, 9, 9];
+        let second = hello_records("dnl-01.geo.kaspersky.com");
+        let after_first = 1 + first.len() as u32;
+        let both = ["www.example.org", "dnl-01.geo.kaspersky.com"];
+        // One direction: the second hello in the same segment as the first, and behind early
+        // data and a ChangeCipherSpec.
+        for segments in [
+            vec![[&first[..], &ccs, &second].concat()],
+            vec![first.clone(), [&early[..], &ccs, &second].concat()],
+        ] {
+            let mut frames = vec![(1, tcp(false, 0, SYN, b""))];
+            let mut seq = 1;
+            for segment in &segments {
+                frames.push((1, tcp(false, seq, ACK, segment)));
+                seq += segment.len() as u32;
+            }
+            let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+            assert_eq!(tls_names(&got), both);
+        }
+        // Both directions: early data after the first hello, which the retry request refuses.
+        let after_early = after_first + early.len() as u32;
+        let frames = [
+            (1, tcp(false, 0, SYN, b"")),
+            (1, tcp(true, 500, SYNACK, b"")),
+            (1, tcp(false, 1, ACK, &first)),
+            (1, tcp(false, after_first, ACK, &early)),
+            (1, tcp(true, 501, ACK, &hello_retry_request())),
+            (
+                1,
+                tcp(false, after_early, ACK, &[&ccs[..], &second].concat()),
+            ),
+        ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), both);
     }
 
     #[test]
