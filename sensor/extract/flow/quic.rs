@@ -281,6 +281,7 @@ fn recheck(
         return Step::Finish;
     };
     let read_end = read.len() as u64;
+    let mut gathered = false;
     if let Ok(initials) = quic::client_initials_keyed(datagram, key_dcid) {
         for (offset, data) in initials.iter().flat_map(|i| &i.crypto) {
             let replacing = reader.other.as_ref().is_some_and(|o| o.base == 0);
@@ -296,12 +297,15 @@ fn recheck(
                     == Some(under);
             if replacing || !same {
                 gather(&mut reader.other, 0, *offset, data);
+                gathered = true;
             } else if !past.is_empty() {
                 gather(&mut reader.other, read_end, offset + over as u64, past);
+                gathered = true;
             }
         }
     }
-    let Some(other) = reader.other.as_ref() else {
+    // Nothing added to the other hello: it reads as it did after the last datagram.
+    let Some(other) = reader.other.as_ref().filter(|_| gathered) else {
         return more_datagrams(reader);
     };
     // A replacement is read over the bytes read: frames it repeats unchanged were not kept.
