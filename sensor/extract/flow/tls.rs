@@ -346,6 +346,22 @@ mod tests {
         record
     }
 
+    /// A ChangeCipherSpec record, as a TLS 1.3 client sends it before its second hello.
+    const CHANGE_CIPHER_SPEC: [u8; 6] = [0x14, 0x03, 0x03, 0x00, 0x01, 0x01];
+
+    /// A first hello naming www.example.org, the second one (a ChangeCipherSpec, then a hello
+    /// naming dnl-01.geo.kaspersky.com) and the sequence number it starts at.
+    fn retried_hellos() -> (Vec<u8>, Vec<u8>, u32) {
+        let first = hello_records("www.example.org");
+        let second = [
+            &CHANGE_CIPHER_SPEC[..],
+            &hello_records("dnl-01.geo.kaspersky.com"),
+        ]
+        .concat();
+        let after_first = 1 + first.len() as u32;
+        (first, second, after_first)
+    }
+
     /// A ClientHello with two server_name extensions, www.example.org and then
     /// dnl-01.geo.kaspersky.com, in TLS records.
     fn two_server_name_extensions() -> Vec<u8> {
@@ -378,11 +394,8 @@ mod tests {
     fn the_second_client_hello_after_a_hello_retry_request_is_read() {
         // OpenSSL goes on with the second hello's name: a decoy in the first one must not hide
         // it. The client sends a ChangeCipherSpec before its second hello.
-        let first = hello_records("www.example.org");
-        let mut second = vec![0x14, 0x03, 0x03, 0x00, 0x01, 0x01];
-        second.extend_from_slice(&hello_records("dnl-01.geo.kaspersky.com"));
+        let (first, second, after_first) = retried_hellos();
         let hrr = hello_retry_request();
-        let after_first = 1 + first.len() as u32;
         let frames = [
             (1, tcp(false, 0, SYN, b"")),
             (1, tcp(true, 500, SYNACK, b"")),
@@ -414,10 +427,7 @@ mod tests {
     fn a_second_client_hello_on_a_tap_of_the_client_side_only_is_read() {
         // The tap carries no packet of the server's: the retry request that sent the client
         // back is not seen, and its second hello is what the server goes on with.
-        let first = hello_records("www.example.org");
-        let mut second = vec![0x14, 0x03, 0x03, 0x00, 0x01, 0x01];
-        second.extend_from_slice(&hello_records("dnl-01.geo.kaspersky.com"));
-        let after_first = 1 + first.len() as u32;
+        let (first, second, after_first) = retried_hellos();
         let frames = [
             (1, tcp(false, 0, SYN, b"")),
             (1, tcp(false, 1, ACK, &first)),
@@ -430,8 +440,11 @@ mod tests {
         );
         // What a client sends next without a retry (a ChangeCipherSpec and its encrypted
         // flight) holds no name and is let go.
-        let mut flight = vec![0x14, 0x03, 0x03, 0x00, 0x01, 0x01];
-        flight.extend_from_slice(&[0x17, 0x03, 0x03, 0x00, 0x04, 1, 2, 3, 4]);
+        let flight = [
+            &CHANGE_CIPHER_SPEC[..],
+            &[0x17, 0x03, 0x03, 0x00, 0x04, 1, 2, 3, 4],
+        ]
+        .concat();
         let after_flight = after_first + flight.len() as u32;
         let mut frames = vec![
             (1, tcp(false, 0, SYN, b"")),
@@ -458,7 +471,7 @@ mod tests {
     #[test]
     fn records_after_a_first_hello_are_stepped_over_one_by_one() {
         let first = hello_records("www.example.org");
-        let ccs = [0x14, 0x03, 0x03, 0x00, 0x01, 0x01];
+        let ccs = CHANGE_CIPHER_SPEC;
         let early = [0x17, 0x03, 0x03, 0x00, 0x04, 9, 9, 9, 9];
         let second = hello_records("dnl-01.geo.kaspersky.com");
         let after_first = 1 + first.len() as u32;
