@@ -135,6 +135,17 @@ pub fn parse_client_hello(stream: &[u8]) -> Parse<'_> {
     }
 }
 
+/// A TLS record's header: content type, version, length.
+const RECORD_HEADER_LEN: usize = 5;
+
+/// Bytes of the TLS record at the start of `stream`, header and body, or `None` while it is
+/// not all there.
+pub fn record_len(stream: &[u8]) -> Option<usize> {
+    let header = stream.get(..RECORD_HEADER_LEN)?;
+    let len = RECORD_HEADER_LEN + usize::from(u16::from_be_bytes([header[3], header[4]]));
+    (stream.len() >= len).then_some(len)
+}
+
 /// Bytes at the start of `stream` taken by the TLS records that carry its first handshake
 /// message (what `parse_client_hello` reads a ClientHello from), or `None` while they are not
 /// all there. Bytes after those records (a second hello, early data) are not the hello's.
@@ -142,14 +153,13 @@ pub fn hello_records_len(stream: &[u8]) -> Option<usize> {
     let (mut at, mut carried) = (0, 0);
     let mut head = [0u8; 4];
     loop {
-        let header = stream.get(at..at + 5)?;
-        let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
-        let body = stream.get(at + 5..at + 5 + len)?;
+        let record = stream.get(at..).and_then(record_len)?;
+        let body = stream.get(at + RECORD_HEADER_LEN..at + record)?;
         for (slot, &byte) in head.iter_mut().skip(carried.min(4)).zip(body) {
             *slot = byte;
         }
-        at += 5 + len;
-        carried += len;
+        at += record;
+        carried += body.len();
         let message =
             4 + (usize::from(head[1]) << 16 | usize::from(head[2]) << 8 | usize::from(head[3]));
         if carried >= 4 && carried >= message {

@@ -315,6 +315,19 @@ impl Flow {
     fn held(&self) -> usize {
         self.conn.held() + self.app.held()
     }
+
+    /// What the flow holds now against `before`, marking it buffering when it just began to
+    /// (`Extractor::account` queues it).
+    fn held_since(&mut self, before: usize) -> Held {
+        let after = self.held();
+        let started_buffering = after > 0 && !self.conn.buffering;
+        self.conn.buffering |= started_buffering;
+        Held {
+            before,
+            after,
+            started_buffering,
+        }
+    }
 }
 
 /// One worker's extraction state.
@@ -679,18 +692,8 @@ impl Extractor {
             let from_client = flow.conn.id.client == src;
             let before = flow.held();
             inspect_datagram(flow, from_client, ts, dgram.payload, out);
-            let after = flow.held();
-            let started_buffering = after > 0 && !flow.conn.buffering;
-            flow.conn.buffering |= started_buffering;
-            self.account(
-                key,
-                Held {
-                    before,
-                    after,
-                    started_buffering,
-                },
-                out,
-            );
+            let held = flow.held_since(before);
+            self.account(key, held, out);
         }
     }
 }

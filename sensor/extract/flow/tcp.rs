@@ -161,8 +161,9 @@ fn timestamp(segment: &[u8]) -> Option<u32> {
 }
 
 /// PAWS (RFC 7323 §5) as Linux applies it, on a connection whose SYN and SYN-ACK both carried
-/// timestamps (or, on a tap that carries only the client's side, whose SYN did): a segment with data or FIN whose TSval is more than one below the latest its
-/// receiver took from that side is dropped (an RST is taken whatever its timestamp). Returns
+/// timestamps (or, on a tap that carries only the client's side, whose SYN did): a segment
+/// with data or FIN whose TSval is more than one below the latest its receiver took from that
+/// side is dropped (an RST is taken whatever its timestamp). Returns
 /// why such a segment is not read. Otherwise notes the segment's TSval as the latest when
 /// the receiver would: it is not older, the segment reaches the receiver (bare ACKs are
 /// checked here too: a decoy ACK that expires on the way must not move the mark) and it
@@ -421,14 +422,7 @@ fn read_segment(
     if flow.conn.closing {
         flow.conn.report_unnamed(out);
     }
-    let after = flow.held();
-    let started_buffering = after > 0 && !flow.conn.buffering;
-    flow.conn.buffering |= started_buffering;
-    Held {
-        before,
-        after,
-        started_buffering,
-    }
+    flow.held_since(before)
 }
 
 /// What a segment tells of its connection: when it was last active, the client's MAC and
@@ -570,12 +564,17 @@ mod tests {
         f
     }
 
-    #[test]
-    fn a_decoy_with_an_old_timestamp_is_not_read_as_paws_drops_it() {
-        let (real, decoy) = (
+    /// ClientHellos in records: the real one (a vendor's name) and a decoy.
+    fn real_and_decoy() -> (Vec<u8>, Vec<u8>) {
+        (
             hello_records("dnl-01.geo.kaspersky.com"),
             hello_records("updates.example-corp.com"),
-        );
+        )
+    }
+
+    #[test]
+    fn a_decoy_with_an_old_timestamp_is_not_read_as_paws_drops_it() {
+        let (real, decoy) = real_and_decoy();
         let opening = |server_stamps: bool| {
             vec![
                 (1, stamped(false, 0, SYN, 1000, b"")),
@@ -615,10 +614,7 @@ mod tests {
 
     #[test]
     fn a_tap_of_the_client_side_only_judges_timestamps_by_the_clients_syn() {
-        let (real, decoy) = (
-            hello_records("dnl-01.geo.kaspersky.com"),
-            hello_records("updates.example-corp.com"),
-        );
+        let (real, decoy) = real_and_decoy();
         let one_way = |syn_stamped: bool| {
             let syn = if syn_stamped {
                 stamped(false, 0, SYN, 1000, b"")

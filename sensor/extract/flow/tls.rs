@@ -67,10 +67,7 @@ impl TlsState {
                 // The server waits for the second hello: nothing else of its is buffered.
                 let n = conn.to_client.data().len();
                 conn.to_client.consume(n);
-                if let TlsState::ServerFlight { first_names } = self {
-                    let first_names = std::mem::take(first_names);
-                    *self = TlsState::RetriedClientHello { first_names };
-                }
+                self.retried();
                 if conn.to_server.data().is_empty() {
                     Step::Wait
                 } else {
@@ -100,26 +97,28 @@ impl TlsState {
     ) -> Step {
         loop {
             let data = conn.to_server.data();
-            let Some(&[kind, _, _, high, low]) = data.get(..5) else {
-                return Step::Wait;
-            };
             match tls::parse_client_hello(data) {
                 tls::Parse::Hello(_) => {
-                    if let TlsState::ServerFlight { first_names } = self {
-                        let first_names = std::mem::take(first_names);
-                        *self = TlsState::RetriedClientHello { first_names };
-                    }
+                    self.retried();
                     return self.client_hello(conn, ts, cut, out);
                 }
-                tls::Parse::NeedMore if kind == HANDSHAKE_RECORD => return Step::Wait,
-                _ => {
-                    let record = 5 + usize::from(u16::from_be_bytes([high, low]));
-                    if data.len() < record {
-                        return Step::Wait;
-                    }
-                    conn.to_server.consume(record);
+                tls::Parse::NeedMore if data.first() == Some(&HANDSHAKE_RECORD) => {
+                    return Step::Wait
                 }
+                _ => match tls::record_len(data) {
+                    Some(record) => conn.to_server.consume(record),
+                    None => return Step::Wait,
+                },
             }
+        }
+    }
+
+    /// After the first hello: the client's second one is read next (a HelloRetryRequest
+    /// sent it back), with what the first named.
+    fn retried(&mut self) {
+        if let TlsState::ServerFlight { first_names } = self {
+            let first_names = std::mem::take(first_names);
+            *self = TlsState::RetriedClientHello { first_names };
         }
     }
 
@@ -134,15 +133,13 @@ impl TlsState {
             // A TLS 1.3 client sends a ChangeCipherSpec before its second hello (for
             // middleboxes, RFC 8446 §D.4), and may have sent early data (0-RTT) after its
             // first, which the retry request refused: neither is the hello.
-            while let Some(
-                &[CHANGE_CIPHER_SPEC_RECORD | APPLICATION_DATA_RECORD, 3, _, high, low],
-            ) = conn.to_server.data().get(..5)
+            while let Some(&[CHANGE_CIPHER_SPEC_RECORD | APPLICATION_DATA_RECORD, 3, ..]) =
+                conn.to_server.data().get(..2)
             {
-                let record = 5 + usize::from(u16::from_be_bytes([high, low]));
-                if conn.to_server.data().len() < record {
-                    return Step::Wait;
+                match tls::record_len(conn.to_server.data()) {
+                    Some(record) => conn.to_server.consume(record),
+                    None => return Step::Wait,
                 }
-                conn.to_server.consume(record);
             }
         }
         let hello = match tls::parse_client_hello(conn.to_server.data()) {
