@@ -128,6 +128,8 @@ struct Held {
     before: usize,
     after: usize,
     started_buffering: bool,
+    /// The flow's `Conn::opened`, for the queue entry `account` makes.
+    opened: u64,
 }
 
 /// What a flow carries, with that protocol's state: the one per-protocol record of a flow.
@@ -212,6 +214,10 @@ enum Step {
 #[derive(Debug)]
 struct Conn {
     id: FlowId,
+    /// Which of the worker's flows this is, counted as they open: a later flow on the same
+    /// 4-tuple has a larger number, so an entry of the reassembly queue left by a flow that
+    /// closed is not taken for the one that replaced it.
+    opened: u64,
     last_seen: Timestamp,
     client_mac: Option<MacAddr>,
     to_server: StreamBuf,
@@ -238,9 +244,16 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(id: FlowId, ts: Timestamp, client_mac: Option<MacAddr>, cap: usize) -> Conn {
+    fn new(
+        id: FlowId,
+        opened: u64,
+        ts: Timestamp,
+        client_mac: Option<MacAddr>,
+        cap: usize,
+    ) -> Conn {
         Conn {
             id,
+            opened,
             last_seen: ts,
             client_mac,
             to_server: StreamBuf::new(cap),
@@ -326,6 +339,7 @@ impl Flow {
             before,
             after,
             started_buffering,
+            opened: self.conn.opened,
         }
     }
 }
@@ -338,9 +352,12 @@ pub struct Extractor {
     last_sweep: Timestamp,
     /// Bytes held by every flow's reassembly buffers.
     buffered: usize,
-    /// Flows holding reassembly bytes, in the order they started: under a flood of stalled
-    /// streams the oldest give way, so new connections are still read.
-    buffering: std::collections::VecDeque<FlowKey>,
+    /// Flows holding reassembly bytes (key and `Conn::opened`), in the order they started:
+    /// under a flood of stalled streams the oldest give way, so new connections are still
+    /// read. A flow that leaves the table leaves its entry behind, skipped when reached.
+    buffering: std::collections::VecDeque<(FlowKey, u64)>,
+    /// Flows opened so far (the next `Conn::opened`).
+    opened: u64,
     /// SPAN duplicates of the last few milliseconds.
     dedup: Deduplicator,
     /// Fingerprints the packets handed to `process` (the pipeline's come fingerprinted).
@@ -438,6 +455,7 @@ impl Extractor {
             last_sweep: Timestamp::default(),
             buffered: 0,
             buffering: std::collections::VecDeque::new(),
+            opened: 0,
             dedup: Deduplicator::default(),
             fingerprinter: Fingerprinter::default(),
         }
@@ -562,6 +580,7 @@ impl Extractor {
         let stream_cap = self.limits.stream_cap;
         if let std::collections::hash_map::Entry::Vacant(slot) = self.flows.entry(key) {
             let id = make_id();
+            self.opened += 1;
             let dns = id.proto == Proto::Tcp
                 && (is_dns_port(id.server.port()) || is_dns_port(id.client.port()));
             out(Extracted::FlowStart {
@@ -570,7 +589,7 @@ impl Extractor {
                 client_mac,
             });
             slot.insert(Flow {
-                conn: Conn::new(id, ts, client_mac, stream_cap),
+                conn: Conn::new(id, self.opened, ts, client_mac, stream_cap),
                 app: if dns { App::Dns } else { App::Probe },
             });
         }
@@ -582,13 +601,13 @@ impl Extractor {
     fn account(&mut self, key: FlowKey, held: Held, out: &mut impl FnMut(Extracted)) {
         self.buffered = (self.buffered + held.after).saturating_sub(held.before);
         if held.started_buffering {
-            self.buffering.push_back(key);
+            self.buffering.push_back((key, held.opened));
         }
         while self.buffered > self.limits.reassembly_budget {
             let Some(oldest) = self.buffering.pop_front() else {
                 break;
             };
-            if oldest == key {
+            if oldest == (key, held.opened) {
                 // The newest flow is the last to give way; if it alone is over budget,
                 // its own per-flow cap bounds it.
                 if self.buffering.is_empty() {
@@ -598,7 +617,11 @@ impl Extractor {
                 self.buffering.push_back(oldest);
                 continue;
             }
-            let Some(victim) = self.flows.get_mut(&oldest) else {
+            let Some(victim) = self
+                .flows
+                .get_mut(&oldest.0)
+                .filter(|f| f.conn.opened == oldest.1)
+            else {
                 continue;
             };
             victim.conn.buffering = false;
@@ -615,8 +638,12 @@ impl Extractor {
         if self.buffering.len() > 2 * self.flows.len() + 1024 {
             let flows = &self.flows;
             let mut seen = std::collections::HashSet::with_capacity(flows.len());
-            self.buffering
-                .retain(|k| flows.get(k).is_some_and(|f| f.conn.buffering) && seen.insert(*k));
+            self.buffering.retain(|&(k, opened)| {
+                flows
+                    .get(&k)
+                    .is_some_and(|f| f.conn.buffering && f.conn.opened == opened)
+                    && seen.insert(k)
+            });
         }
     }
 
@@ -1139,5 +1166,63 @@ mod tests {
         assert!(names(&got).contains(&(NameKind::TlsSni, "s05.upd.kaspersky.com".to_string())));
         ex.finish(&mut |_| {});
         assert_eq!(ex.buffered_bytes(), 0);
+    }
+    /// A connection that reuses a closed one's 4-tuple holds its own place in the reassembly
+    /// queue: the closed flow's entry, still queued, does not make the new one the first to
+    /// give way when the budget is passed.
+    #[test]
+    fn a_reused_tuple_does_not_inherit_the_closed_flows_place_in_the_reassembly_queue() {
+        let hello = tls::tests::records(
+            &tls::tests::client_hello("s05.upd.kaspersky.com", 900),
+            16384,
+        );
+        let (head, tail) = hello.split_at(700);
+        let parked = [0u8; 8_000];
+        // A flow holding the hello's head and a segment parked far ahead: 8,700 bytes and
+        // a little more.
+        let held_per_flow = head.len() + parked.len();
+        let mut ex = Extractor::new(ExtractorLimits {
+            reassembly_budget: 4 * held_per_flow + held_per_flow / 2,
+            ..ExtractorLimits::default()
+        });
+        let mut got = Vec::new();
+        let feed =
+            |ex: &mut Extractor, got: &mut Vec<Extracted>, segment: (u16, u32, u8, &[u8])| {
+                let (port, seq, flags, payload) = segment;
+                let mut f = tcp(false, seq, flags, payload);
+                f[20..22].copy_from_slice(&port.to_be_bytes());
+                let pkt = decode(LinkType::RawIp, &f).expect("decodes");
+                ex.process(Timestamp::from_parts(1, 0), &pkt, &mut |e| {
+                    got.push(e.into_owned())
+                });
+            };
+        let stall = |ex: &mut Extractor, got: &mut Vec<Extracted>, port: u16, isn: u32| {
+            feed(ex, got, (port, isn, SYN, b""));
+            feed(ex, got, (port, isn + 1, ACK, head));
+            feed(ex, got, (port, isn + 9_000, ACK, &parked));
+        };
+        // The first connection on port 30000 stalls, then a SYN with another ISN (and no
+        // answer to the first) closes it and opens the second.
+        stall(&mut ex, &mut got, 30_000, 99);
+        feed(&mut ex, &mut got, (30_000, 5_000, SYN, b""));
+        assert_eq!(ex.buffered_bytes(), 0);
+        // Three other connections stall, then the second one on port 30000 does.
+        for port in 20_000..20_003 {
+            stall(&mut ex, &mut got, port, 99);
+        }
+        feed(&mut ex, &mut got, (30_000, 5_001, ACK, head));
+        feed(&mut ex, &mut got, (30_000, 5_000 + 9_000, ACK, &parked));
+        // A fifth passes the budget: the oldest stalled stream gives way (port 20000's).
+        stall(&mut ex, &mut got, 20_003, 99);
+        assert!(ex.buffered_bytes() < 5 * held_per_flow);
+        // The rest of the second connection's hello completes it: it was still being read.
+        let tail_seq = 5_001 + u32::try_from(head.len()).expect("small");
+        feed(&mut ex, &mut got, (30_000, tail_seq, ACK, tail));
+        let gave_way = got
+            .iter()
+            .filter(|e| matches!(e, Extracted::Anomaly(a) if a.reason() == "reassembly_budget"))
+            .count();
+        assert_eq!(gave_way, 1, "one stream gave way");
+        assert!(names(&got).contains(&(NameKind::TlsSni, "s05.upd.kaspersky.com".to_string())));
     }
 }
