@@ -1,10 +1,11 @@
 //! `CryptoStream::add` with (offset, data) pairs, checked against a naive reference: a byte
-//! map where the first copy of each byte wins, capped at `MAX_CRYPTO_BYTES`.
+//! map where the first copy of each byte wins, capped at `MAX_CRYPTO_BYTES`, and for a frame
+//! that starts past the received prefix at `MAX_CRYPTO_AHEAD` past it.
 //!
 //! Record: kind (u8), length (u16), offset (u16, or u64 when `kind & 1`), then the data.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use vendorwatch::extract::quic::{CryptoStream, MAX_CRYPTO_BYTES};
+use vendorwatch::extract::quic::{CryptoStream, MAX_CRYPTO_AHEAD, MAX_CRYPTO_BYTES};
 use vendorwatch_fuzz::Cursor;
 
 fuzz_target!(|d: &[u8]| {
@@ -31,9 +32,19 @@ fuzz_target!(|d: &[u8]| {
         let data = c.take_up_to(usize::from(len));
         stream.add(offset, data);
 
+        let received = prefix.len();
+        let limit = if offset <= received as u64 {
+            MAX_CRYPTO_BYTES
+        } else {
+            MAX_CRYPTO_BYTES.min(received + MAX_CRYPTO_AHEAD)
+        };
         for (i, &byte) in data.iter().enumerate() {
             let pos = offset.checked_add(i as u64);
-            match pos.and_then(|p| reference.get_mut(usize::try_from(p).ok()?)) {
+            let slot = pos
+                .and_then(|p| usize::try_from(p).ok())
+                .filter(|&p| p < limit)
+                .and_then(|p| reference.get_mut(p));
+            match slot {
                 Some(slot) => {
                     slot.get_or_insert(byte);
                 }
