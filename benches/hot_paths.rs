@@ -1,10 +1,10 @@
-//! Criterion benchmarks of the per-packet and per-name hot paths: decoding, the DNS and
-//! TLS parsers, and the matcher with 10 and with 1,000,000 name rules (its cost must not
+//! Criterion benchmarks of the per-packet and per-name hot paths: decoding, the TCP
+//! checksum of a full-size segment, the DNS and TLS parsers, and the matcher with 10 and with 1,000,000 name rules (its cost must not
 //! depend on the number of rules). Run: `cargo bench --bench hot_paths`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
-use vendorwatch::decode::{decode, LinkType};
+use vendorwatch::decode::{checksum, decode, LinkType, Transport};
 use vendorwatch::detect::matcher::Matcher;
 use vendorwatch::detect::rules::load_sources;
 use vendorwatch::extract::{dns, tls};
@@ -22,6 +22,47 @@ fn dns_query_frame() -> Vec<u8> {
     f.extend_from_slice(&((8 + dns.len()) as u16).to_be_bytes());
     f.extend_from_slice(&[0, 0]);
     f.extend_from_slice(&dns);
+    f
+}
+
+/// An Ethernet frame with a full-size TCP segment (1,460 bytes of data, as a bulk transfer
+/// sends them) and right checksums.
+fn tcp_bulk_frame() -> Vec<u8> {
+    let payload: Vec<u8> = (0..1460u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    let mut ip = vec![
+        0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ];
+    let total = (20 + 20 + payload.len()) as u16;
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    let mut tcp = vec![
+        0x01, 0xbb, 0xc3, 0x50, 0, 0, 0x10, 0, 0, 0, 0x20, 0, 0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0,
+    ];
+    tcp.extend_from_slice(&payload);
+    // The checksums, as RFC 1071 writes them: 16-bit words one at a time.
+    let sum = |words: &mut dyn Iterator<Item = u16>| -> u16 {
+        let mut s: u32 = words.map(u32::from).sum();
+        while s > 0xffff {
+            s = (s & 0xffff) + (s >> 16);
+        }
+        !(s as u16)
+    };
+    let be = |b: &[u8]| -> Vec<u16> {
+        b.chunks(2)
+            .map(|w| u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]))
+            .collect()
+    };
+    let ip_sum = sum(&mut be(&ip).into_iter());
+    ip[10..12].copy_from_slice(&ip_sum.to_be_bytes());
+    let mut pseudo = ip[12..20].to_vec();
+    pseudo.extend_from_slice(&[0, 6]);
+    pseudo.extend_from_slice(&(tcp.len() as u16).to_be_bytes());
+    let tcp_sum = sum(&mut be(&pseudo).into_iter().chain(be(&tcp)));
+    tcp[16..18].copy_from_slice(&tcp_sum.to_be_bytes());
+    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&tcp);
     f
 }
 
@@ -77,6 +118,19 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("ethernet_ipv4_udp", |b| {
         b.iter(|| decode(LinkType::Ethernet, black_box(&frame)).is_ok())
+    });
+    g.finish();
+
+    let bulk = tcp_bulk_frame();
+    let pkt = decode(LinkType::Ethernet, &bulk).expect("the bulk frame decodes");
+    let Transport::Tcp(seg) = &pkt.transport else {
+        panic!("the bulk frame is TCP");
+    };
+    assert_eq!(checksum::tcp(&pkt, seg), checksum::Validity::Good);
+    let mut g = c.benchmark_group("checksum");
+    g.throughput(Throughput::Bytes(bulk.len() as u64 - 14));
+    g.bench_function("tcp_1460", |b| {
+        b.iter(|| checksum::tcp(black_box(&pkt), black_box(seg)))
     });
     g.finish();
 
