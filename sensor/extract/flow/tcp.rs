@@ -364,8 +364,22 @@ fn read_segment(
     let Arrival {
         src, seg, ts, mac, ..
     } = *arrived;
-    let before = flow.held();
     let from_client = flow.conn.id.client == SocketAddr::new(src.0, src.1);
+    if !flow.app.inspecting() && !seg.syn && first_checksum.is_none() {
+        // A bypassed flow (most segments of an office's traffic: bulk transfers after the
+        // hello) holds no bytes and reads none (`finish_inspection` released its buffers):
+        // only when it was last active and whether it ends are noted.
+        debug_assert_eq!(flow.held(), 0, "a bypassed flow holds nothing");
+        note_segment(&mut flow.conn, ts, from_client, mac, seg);
+        if flow.conn.closing {
+            flow.conn.report_unnamed(out);
+        }
+        return Held {
+            opened: flow.conn.opened,
+            ..Held::default()
+        };
+    }
+    let before = flow.held();
     if let Some(good) = first_checksum {
         flow.conn.checksums_good[usize::from(!from_client)] = good;
     }
