@@ -190,13 +190,17 @@ struct Asked {
     latest: Timestamp,
 }
 
-/// The key of `ResolverRoles::asked`: the host asked, and the name's hash under
-/// `ResolverRoles::name_hasher`. The capture thread records a name and its ancestors for
-/// every client query and a worker looks one up for every upstream lookup: a string key cost
-/// an allocation per new name and a string hash and compare per probe, where a keyed 64-bit
-/// hash costs neither, and a name passes for another only by a collision nobody outside can
-/// aim at (the seed is random per run).
-type AskedKey = (IpAddr, u64);
+/// The key of `ResolverRoles::asked`: the host asked and the name, hashed together under
+/// `ResolverRoles::name_hasher` (see `ResolverRoles::suffix_keys`). The capture thread records
+/// a name and its ancestors for every client query and a worker looks one up for every
+/// upstream lookup: a string key cost an allocation per new name and a string hash and
+/// compare per probe, where a keyed 64-bit hash costs neither, and a (host, name) passes for
+/// another only by a collision nobody outside can aim at (the seed is random per run). The
+/// key is already a hash, so the table does not hash it again.
+type AskedKey = u64;
+
+/// Hashes nothing: `AskedKey`s are keyed hashes already.
+type AskedHasher = std::hash::BuildHasherDefault<nohash_hasher::NoHashHasher<u64>>;
 
 /// Home-net resolvers and the client queries they received (see the module doc).
 #[derive(Default)]
@@ -213,8 +217,8 @@ pub struct ResolverRoles {
     /// No string is allocated per query.
     pending: Mutex<HashMap<PendingKey, (u64, Timestamp), ahash::RandomState>>,
     name_hasher: ahash::RandomState,
-    /// Keyed by `AskedKey` (host, name hash).
-    asked: DashMap<AskedKey, Asked, ahash::RandomState>,
+    /// Keyed by `AskedKey` (host and name).
+    asked: DashMap<AskedKey, Asked, AskedHasher>,
     /// Entries in `asked`, counted as they are added and recounted at each sweep: `len()`
     /// read-locks every shard (64 of them on a 16-core machine), and it was asked for every
     /// new name. Capture threads adding at once may leave it a little off until the next
@@ -392,21 +396,12 @@ impl ResolverRoles {
     /// names above it). Also called for the CNAME targets of a forwarded lookup's answer: a
     /// recursive resolver chases them on the client's behalf.
     pub fn note_asked(&self, ts: Timestamp, host: IpAddr, name: &str, ancestors: bool) {
-        let mut names: smallvec::SmallVec<[&str; 4]> = smallvec::smallvec![name];
-        if ancestors {
-            // The name after each dot (names are ASCII: a byte offset past a dot is a char
-            // boundary).
-            let parents = name
-                .bytes()
-                .enumerate()
-                .filter(|&(_, b)| b == b'.')
-                .filter_map(|(i, _)| name.get(i + 1..))
-                .take_while(|parent| !parent.is_empty())
-                .take(ASKED_ANCESTORS);
-            names.extend(parents);
-        }
-        for n in names {
-            let key = (host, self.name_hasher.hash_one(n));
+        let mut keys = self.suffix_keys(host, name);
+        // The whole name, then (with `ancestors`) the names after its dots, longest first;
+        // a trailing dot's empty name is not one.
+        let shortest = usize::from(name.ends_with('.'));
+        let parents = if ancestors { ASKED_ANCESTORS } else { 0 };
+        for key in keys.drain(shortest..).rev().take(parents + 1) {
             if let Some(mut a) = self.asked.get_mut(&key) {
                 if ts.0.saturating_sub(a.latest.0) > window(FORWARD_WINDOW_SECS) {
                     a.first = ts;
@@ -439,11 +434,31 @@ impl ResolverRoles {
     /// Whether `host`'s lookup of `name` at `ts` answers a client's question (see the module
     /// doc): another home-net host asked `host` for it at most the window before.
     pub fn client_asked(&self, host: IpAddr, name: &str, ts: Timestamp) -> bool {
-        self.asked
-            .get(&(host, self.name_hasher.hash_one(name)))
-            .is_some_and(|a| {
-                a.first <= ts && ts.0.saturating_sub(a.latest.0) <= window(FORWARD_WINDOW_SECS)
-            })
+        let Some(&key) = self.suffix_keys(host, name).last() else {
+            return false;
+        };
+        self.asked.get(&key).is_some_and(|a| {
+            a.first <= ts && ts.0.saturating_sub(a.latest.0) <= window(FORWARD_WINDOW_SECS)
+        })
+    }
+
+    /// The `AskedKey`s of `host` asked for each name that ends `name` after a dot, from the
+    /// last label to the whole name (the last key). One hasher reads the host and then the
+    /// labels from the right, each followed by a dot, and each key is what it has read so
+    /// far: a name and every name above it cost one pass over it, where hashing each of them
+    /// whole cost a pass per ancestor.
+    fn suffix_keys(&self, host: IpAddr, name: &str) -> smallvec::SmallVec<[AskedKey; 8]> {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut hasher = self.name_hasher.build_hasher();
+        host.hash(&mut hasher);
+        let mut keys = smallvec::SmallVec::new();
+        // A byte predicate, not `str::rsplit('.')`: its searcher cost more than the hashing.
+        for label in name.as_bytes().rsplit(|&b| b == b'.') {
+            hasher.write(label);
+            hasher.write_u8(b'.');
+            keys.push(hasher.clone().finish());
+        }
+        keys
     }
 
     pub fn is_resolver(&self, ip: IpAddr) -> bool {
@@ -586,6 +601,17 @@ mod tests {
         r.note_asked(t(100), res, "x.example.org", false);
         assert!(r.client_asked(res, "x.example.org", t(101)));
         assert!(!r.client_asked(res, "example.org", t(101)));
+        // Names are keyed label by label: a label boundary elsewhere is another name, and a
+        // trailing dot's empty name is not remembered.
+        r.note_asked(t(100), res, "ab.example.net.", true);
+        assert!(r.client_asked(res, "ab.example.net.", t(101)));
+        assert!(r.client_asked(res, "example.net.", t(101)));
+        assert!(r.client_asked(res, "net.", t(101)));
+        assert!(!r.client_asked(res, "", t(101)));
+        assert!(!r.client_asked(res, "a.b.example.net.", t(101)));
+        assert!(!r.client_asked(res, "ab.example.net", t(101)));
+        assert!(!r.client_asked(res, "bexample.net.", t(101)));
+        assert!(!r.client_asked(ip("10.0.0.54"), "ab.example.net.", t(101)));
     }
 
     #[test]
