@@ -1085,16 +1085,8 @@ mod tests {
             reassembly_budget: budget,
             ..ExtractorLimits::default()
         });
-        let hello = tls::tests::records(
-            &tls::tests::client_hello("s05.upd.kaspersky.com", 900),
-            16384,
-        );
+        let hello = padded_hello_records("s05.upd.kaspersky.com");
         let (head, tail) = hello.split_at(700);
-        let on_port = |mut f: Vec<u8>, port: u16, reverse: bool| {
-            let at = if reverse { 22 } else { 20 };
-            f[at..at + 2].copy_from_slice(&port.to_be_bytes());
-            f
-        };
         let mut got = Vec::new();
         let feed = |ex: &mut Extractor, got: &mut Vec<Extracted>, f: Vec<u8>, t: u32| {
             let pkt = decode(LinkType::RawIp, &f).expect("decodes");
@@ -1107,22 +1099,12 @@ mod tests {
         let stalled = 2_000u16;
         for i in 0..stalled {
             let port = 20_000 + i;
+            feed(&mut ex, &mut got, tcp_from_port(port, 99, SYN, b""), 1);
+            feed(&mut ex, &mut got, tcp_from_port(port, 100, ACK, head), 2);
             feed(
                 &mut ex,
                 &mut got,
-                on_port(tcp(false, 99, SYN, b""), port, false),
-                1,
-            );
-            feed(
-                &mut ex,
-                &mut got,
-                on_port(tcp(false, 100, ACK, head), port, false),
-                2,
-            );
-            feed(
-                &mut ex,
-                &mut got,
-                on_port(tcp(false, 9_000, ACK, &[0u8; 8_000]), port, false),
+                tcp_from_port(port, 9_000, ACK, &[0u8; 8_000]),
                 3,
             );
             assert!(
@@ -1145,24 +1127,9 @@ mod tests {
             "the account matches what the flows hold"
         );
         // A new connection's hello, split in two, is still read.
-        feed(
-            &mut ex,
-            &mut got,
-            on_port(tcp(false, 99, SYN, b""), 50_000, false),
-            4,
-        );
-        feed(
-            &mut ex,
-            &mut got,
-            on_port(tcp(false, 100, ACK, head), 50_000, false),
-            5,
-        );
-        feed(
-            &mut ex,
-            &mut got,
-            on_port(tcp(false, 800, ACK, tail), 50_000, false),
-            6,
-        );
+        feed(&mut ex, &mut got, tcp_from_port(50_000, 99, SYN, b""), 4);
+        feed(&mut ex, &mut got, tcp_from_port(50_000, 100, ACK, head), 5);
+        feed(&mut ex, &mut got, tcp_from_port(50_000, 800, ACK, tail), 6);
         assert!(names(&got).contains(&(NameKind::TlsSni, "s05.upd.kaspersky.com".to_string())));
         ex.finish(&mut |_| {});
         assert_eq!(ex.buffered_bytes(), 0);
@@ -1172,10 +1139,7 @@ mod tests {
     /// give way when the budget is passed.
     #[test]
     fn a_reused_tuple_does_not_inherit_the_closed_flows_place_in_the_reassembly_queue() {
-        let hello = tls::tests::records(
-            &tls::tests::client_hello("s05.upd.kaspersky.com", 900),
-            16384,
-        );
+        let hello = padded_hello_records("s05.upd.kaspersky.com");
         let (head, tail) = hello.split_at(700);
         let parked = [0u8; 8_000];
         // A flow holding the hello's head and a segment parked far ahead: 8,700 bytes and
@@ -1189,8 +1153,7 @@ mod tests {
         let feed =
             |ex: &mut Extractor, got: &mut Vec<Extracted>, segment: (u16, u32, u8, &[u8])| {
                 let (port, seq, flags, payload) = segment;
-                let mut f = tcp(false, seq, flags, payload);
-                f[20..22].copy_from_slice(&port.to_be_bytes());
+                let f = tcp_from_port(port, seq, flags, payload);
                 let pkt = decode(LinkType::RawIp, &f).expect("decodes");
                 ex.process(Timestamp::from_parts(1, 0), &pkt, &mut |e| {
                     got.push(e.into_owned())

@@ -743,7 +743,7 @@ mod tests {
         assert!(!tls_names(&got).contains(&"dnl-01.geo.kaspersky.com".to_string()));
     }
     use crate::decode::{decode, LinkType};
-    use crate::extract::{tls, NameKind};
+    use crate::extract::NameKind;
 
     fn reused(got: &[Extracted]) -> usize {
         got.iter()
@@ -778,10 +778,7 @@ mod tests {
 
     #[test]
     fn client_hello_split_out_of_order_and_retransmitted() {
-        let hello = tls::tests::records(
-            &tls::tests::client_hello("S05.upd.kaspersky.com", 900),
-            16384,
-        );
+        let hello = padded_hello_records("S05.upd.kaspersky.com");
         let (a, b) = hello.split_at(700);
         let mut ex = Extractor::new(ExtractorLimits::default());
         let got = collect(

@@ -43,6 +43,18 @@ pub(super) fn hello_records(name: &str) -> Vec<u8> {
     crate::extract::tls::tests::records(&crate::extract::tls::tests::client_hello(name, 0), 16384)
 }
 
+/// `hello_records` padded by 900 bytes: long enough to split over two segments at 700.
+pub(super) fn padded_hello_records(name: &str) -> Vec<u8> {
+    crate::extract::tls::tests::records(&crate::extract::tls::tests::client_hello(name, 900), 16384)
+}
+
+/// `tcp` from the client, from client port `port` (one connection among many).
+pub(super) fn tcp_from_port(port: u16, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = tcp(false, seq, flags, payload);
+    f[20..22].copy_from_slice(&port.to_be_bytes());
+    f
+}
+
 /// TCP flags for `tcp`.
 pub(super) const SYN: u8 = 0x02;
 pub(super) const ACK: u8 = 0x10;
