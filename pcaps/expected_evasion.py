@@ -72,6 +72,12 @@ How each is derived:
                 (tshark's http.response) the first N requests; the others are `not_received`.
                 tshark itself reads the request smuggled in the body of the POST nginx refused
                 (`tshark_reads`)
+  evasion-dup-fake-csum.pcap, evasion-dup-fake-ttl.pcap, evasion-dup-quic-decoy.pcap
+                as evasion-fake-*.pcap and evasion-quic-decoy.pcap; besides, `twins` records the
+                fake and the real packet, found in the capture's bytes: two packets of the client
+                within 5 ms that agree in their first 128 bytes but the TTL and the IPv4 header
+                checksum (what a SPAN duplicate filter may take for two copies of one packet) and
+                differ further on (`first_difference`: the offset in the IP packet)
   evasion-quic-decoy.pcap
                 tshark on the capture without the datagrams whose UDP checksum is wrong (the
                 server's kernel drops them: the generator checked its Udp InCsumErrors counter).
@@ -136,6 +142,8 @@ Python 3 standard library only; needs tshark in PATH.
 import difflib
 import json
 import os
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -160,7 +168,14 @@ VENDOR_SUFFIXES = {"kaspersky.com": ("kaspersky", "web-portal")}
 OTHER_NAMES = {"www.example.org", DECOY, ACCEPTED + "\\x00.x", "nl-01.geo.kaspersky.comz"}
 UNRECOGNIZED_NAME = "112"
 # The captures with a DPI-evasion fake in front of the real ClientHello.
-FAKES = ("evasion-fake-ttl.pcap", "evasion-fake-noack.pcap", "evasion-fake-md5.pcap")
+FAKES = ("evasion-fake-ttl.pcap", "evasion-fake-noack.pcap", "evasion-fake-md5.pcap",
+         "evasion-dup-fake-csum.pcap", "evasion-dup-fake-ttl.pcap")
+# The fakes sent as twins of the real packet (a SPAN duplicate filter's blind spot).
+TWINS = ("evasion-dup-fake-csum.pcap", "evasion-dup-fake-ttl.pcap", "evasion-dup-quic-decoy.pcap")
+# What a mirror's copies of one packet may differ in: the IPv4 TTL and header checksum.
+MIRROR_CHANGES = {8, 10, 11}
+# The bytes of an IP packet a duplicate filter might hash (the sensor's: 128), and its window.
+TWIN_PREFIX, TWIN_WINDOW_US = 128, 5000
 HRRS = ("evasion-hrr-decoy-real.pcap", "evasion-hrr-real-decoy.pcap")
 SNI_MALFORMED = ("evasion-sni-two-extensions.pcap", "evasion-sni-two-names.pcap",
                  "evasion-sni-nul.pcap", "evasion-sni-trailing.pcap")
@@ -346,6 +361,47 @@ def quic_retry(pcap):
     if before != client:
         sys.exit(f"{pcap}: frames before the Retry from {before}, want only the client's {client}")
     return quic_split(pcap, f"frame.number < {retry}")
+
+
+def ipv4_packets(pcap):
+    """(time in microseconds, IPv4 packet) of each Ethernet frame of a classic pcap file."""
+    data = open(pcap, "rb").read()
+    magic = data[:4]
+    order = {b"\xd4\xc3\xb2\xa1": "<", b"\xa1\xb2\xc3\xd4": ">"}.get(magic)
+    if order is None:
+        sys.exit(f"{pcap}: not a microsecond classic pcap file")
+    at, out = 24, []
+    while at + 16 <= len(data):
+        secs, micros, kept, _ = struct.unpack(order + "IIII", data[at:at + 16])
+        frame = data[at + 16:at + 16 + kept]
+        at += 16 + kept
+        if frame[12:14] == b"\x08\x00":
+            out.append((secs * 1_000_000 + micros, frame[14:]))
+    return out
+
+
+def twins(pcap):
+    """The fake and the real packet of a `dup` capture: two packets from the client, one after
+    the other within TWIN_WINDOW_US, that agree in every byte of their first TWIN_PREFIX but the
+    TTL and the header checksum (as a mirror's two copies of one packet do) and differ further
+    on. Exactly one such pair, or the capture does not test what it says."""
+    packets = ipv4_packets(pcap)
+    pairs = []
+    for i, (t0, a) in enumerate(packets):
+        for t1, b in packets[i + 1:]:
+            if t1 - t0 > TWIN_WINDOW_US:
+                break
+            if len(a) != len(b) or a == b or len(a) <= TWIN_PREFIX:
+                continue
+            if all(x == y or j in MIRROR_CHANGES for j, (x, y) in enumerate(zip(a[:TWIN_PREFIX], b))):
+                first = next(j for j in range(TWIN_PREFIX, len(a)) if a[j] != b[j]) \
+                    if a[TWIN_PREFIX:] != b[TWIN_PREFIX:] else None
+                if first is not None:
+                    pairs.append({"host": socket.inet_ntoa(a[12:16]), "gap_us": t1 - t0,
+                                  "first_difference": first})
+    if len(pairs) != 1:
+        sys.exit(f"{pcap}: {len(pairs)} pairs of twins, want 1: {pairs}")
+    return pairs
 
 
 def server_answer(pcap):
@@ -675,6 +731,8 @@ def derive():
     for cap, split, source in (
             ("evasion-quic-decoy.pcap", quic_decoy,
              "tshark without the datagrams whose UDP checksum is wrong"),
+            ("evasion-dup-quic-decoy.pcap", quic_decoy,
+             "tshark without the datagrams whose UDP checksum is wrong"),
             ("evasion-quic-retry.pcap", quic_retry, "tshark from the server's Retry on")):
         found, other = split(p(cap))
         result[cap] = {"names": found, "not_received": other,
@@ -764,7 +822,7 @@ def derive():
     big_len = [int(n) for (n,) in tshark(p("evasion-quic-big-hello.pcap"), "tls.handshake.length")
                if n]
     assert big_len and big_len[0] > 16 * 1024, big_len
-    for cap in ("evasion-quic-decoy.pcap", "evasion-quic-retry.pcap"):
+    for cap in ("evasion-quic-decoy.pcap", "evasion-quic-retry.pcap", "evasion-dup-quic-decoy.pcap"):
         r = result[cap]
         assert values(cap) == [("quic_sni", ACCEPTED)], (cap, r)
         assert [(n["kind"], n["value"]) for n in r["not_received"]] == [("quic_sni", DECOY)], (cap, r)
@@ -820,12 +878,18 @@ def derive():
     for cap, (two_way, _) in ONE_WAY.items():
         assert values(cap) == values(two_way), (cap, result[cap])
     assert tshark_read("evasion-paws-oneway.pcap") == [DECOY], result["evasion-paws-oneway.pcap"]
+    # The fifth set: each fake is the real packet's twin up to past its headers.
+    for cap in TWINS:
+        pairs = twins(p(cap))
+        assert {t["host"] for t in pairs} == {n["host"] for n in result[cap]["names"]}, (cap, pairs)
+        result[cap]["twins"] = pairs
     # One name a line: small diffs when a capture is regenerated.
     def entry(cap):
         r = result[cap]
         lists = ",\n".join(
             f"  {json.dumps(k)}: [" + ",".join("\n   " + key(n) for n in r[k]) + ("\n  ]" if r[k] else "]")
-            for k in ("alerts", "names", "not_received", "tshark_reads", "malformed", "server_answers")
+            for k in ("alerts", "names", "not_received", "tshark_reads", "malformed", "server_answers",
+                      "twins")
             if k in r)
         return f" {json.dumps(cap)}: {{\n{lists},\n  \"source\": {json.dumps(r['source'])}\n }}"
     return "{\n" + ",\n".join(entry(cap) for cap in sorted(result)) + "\n}\n"

@@ -179,6 +179,27 @@
 #                                      unrecognized_name alert (it received updates.example-corp.com;
 #                                      the real hello came as a retransmission of bytes it had)
 #
+# The fifth set, `dup`: a fake that a SPAN-duplicate filter would take for the real segment's
+# earlier copy. A mirror's two copies of one packet differ at most in the TTL (a copy from the other
+# side of a router) and so the IPv4 header checksum; a sensor that drops the second copy by a hash
+# of the IP packet's first bytes (or of anything less than all of it) can be made to drop the real
+# segment: the fake is byte for byte the real one up to past the headers (same IP ID, same
+# transport checksum field), differs in the name further on, and comes first, just before it
+#   evasion-dup-fake-csum.pcap         the decoy ClientHello at the real one's sequence number with
+#                                      the real segment's TCP checksum (wrong for the decoy's bytes),
+#                                      then the real one, to the strict s_server: its kernel drops
+#                                      the fake (Tcp InCsumErrors +1) and answers with its handshake
+#   evasion-dup-fake-ttl.pcap          the same through the router with TTL 1, the decoy's key
+#                                      share changed in two bytes so that its TCP checksum is right
+#                                      and the real segment's: the router drops it (ICMP time
+#                                      exceeded, not captured); taken on the router's client-facing
+#                                      interface from 10.41.1.12
+#   evasion-dup-quic-decoy.pcap        evasion-quic-decoy.pcap's decoy Initial sent as the real
+#                                      one's twin: the same IPv4 header (ID, flags, TTL) and the real
+#                                      datagram's UDP checksum (wrong for the decoy), both from a raw
+#                                      socket, the decoy first; the server's kernel drops the decoy
+#                                      (Udp InCsumErrors +1) and the server logs only the real name
+#
 #   sudo bash pcaps/gen-evasion.sh       (then: python3 pcaps/expected_evasion.py --write)
 #   sudo bash pcaps/gen-evasion.sh --only fakes
 #   sudo bash pcaps/gen-evasion.sh --only evasion-fake-md5,evasion-reverse
@@ -189,7 +210,8 @@
 #                                        evasion-quic-* captures, `round2` for all eight of the
 #                                        second round, `sni-malformed` for the four evasion-sni-*
 #                                        captures, `round4` for the six of the fourth round, `round4b`
-#                                        for the five of its second set. The others stay as they are. If a fake case's server answers with the alert instead
+#                                        for the five of its second set, `dup` for the three
+#                                        evasion-dup-* captures. The others stay as they are. If a fake case's server answers with the alert instead
 #                                        (Linux took the fake), the script says so and keeps it: the
 #                                        expectations follow the server's answer.
 #
@@ -212,9 +234,10 @@ ROUND2=(evasion-record-version evasion-big-hello evasion-hrr-decoy-real evasion-
 SNI_MALFORMED=(evasion-sni-two-extensions evasion-sni-two-names evasion-sni-nul evasion-sni-trailing)
 ROUND4=(evasion-rst evasion-rst-ttl evasion-badseq evasion-seqovl evasion-ip-fragments evasion-tls-records)
 ROUND4B=(evasion-urgent evasion-urgent-reverse evasion-paws evasion-frag-inside-real evasion-frag-inside-decoy)
+DUP=(evasion-dup-fake-csum evasion-dup-fake-ttl evasion-dup-quic-decoy)
 ALL=(evasion-first-last evasion-reverse evasion-overlap-replace evasion-overlap-replace-control
      evasion-http-empty-line evasion-fake-ttl evasion-fake-noack evasion-fake-md5 "${ROUND2[@]}"
-     "${SNI_MALFORMED[@]}" "${ROUND4[@]}" "${ROUND4B[@]}")
+     "${SNI_MALFORMED[@]}" "${ROUND4[@]}" "${ROUND4B[@]}" "${DUP[@]}")
 declare -A SETS=(
     [fakes]="evasion-fake-ttl evasion-fake-noack evasion-fake-md5"
     [hrr]="evasion-hrr-decoy-real evasion-hrr-real-decoy"
@@ -224,6 +247,7 @@ declare -A SETS=(
     [sni-malformed]="${SNI_MALFORMED[*]}"
     [round4]="${ROUND4[*]}"
     [round4b]="${ROUND4B[*]}"
+    [dup]="${DUP[*]}"
 )
 USAGE="usage: gen-evasion.sh [--only NAME[,NAME...]] (NAME: a capture or ${!SETS[*]})"
 ONLY=("${ALL[@]}")
@@ -279,6 +303,7 @@ AIOQUIC_PINS=(aioquic==$AIOQUIC_VERSION attrs==26.1.0 certifi==2026.10.19.post1 
               cryptography==50.0.2 pycparser==3.12 pylsqpack==0.3.24 pyOpenSSL==26.4.0
               service-identity==26.1.0 typing_extensions==4.16.0)
 QUIC_WANTED=$(want evasion-quic-decoy || want evasion-quic-retry || want evasion-quic-big-hello \
+    || want evasion-dup-quic-decoy \
     && echo yes || true)
 if [[ -n $QUIC_WANTED ]] &&
     ! "$AIOQUIC_PY" -c "import aioquic, sys; sys.exit(aioquic.__version__ != '$AIOQUIC_VERSION')" 2>/dev/null; then
@@ -528,6 +553,10 @@ MODE fake-ttl:N     a "fake": the whole hello with DECOY_FROM replaced by DECOY_
 MODE fake-noack     the same fake with TTL 64 and flags PSH only (no ACK)
 MODE fake-md5       the same fake with TTL 64, flags PSH ACK and a TCP-MD5 signature option (NOP,
                     NOP, kind 19 length 18, 16 zero bytes); the SYN has none
+MODE fake-dup-csum  the fake as the real segment's twin: TTL 64, the real segment's TCP checksum
+                    (wrong for the fake's bytes), sent right before the real one (no pause)
+MODE fake-dup-ttl:N the fake with TTL N, two bytes of its key share changed so that its TCP
+                    checksum is right and the real segment's, sent right before the real one
 
 IFACE is the interface the raw socket sends on (veth-c unless given); SERVER_MAC is the next hop's.
 
@@ -537,6 +566,7 @@ after a timeout, and says so ("retransmitted"). It then acks the answer and rese
 """
 import json
 import select
+import struct
 import sys
 import time
 
@@ -548,6 +578,51 @@ sport = int(sport)
 hello = open(hello_file, "rb").read()
 ISN = 1000
 STEP = int(mode.split(":")[1]) if ":" in mode else 100  # segment size of a retransmission
+
+
+
+def ones_sum(data):
+    """The 16-bit one's-complement sum of DATA (RFC 1071), folded."""
+    data += b"\0" * (len(data) % 2)
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s
+
+
+def key_share(h):
+    """The offset in ClientHello record H of its first key share's key exchange bytes."""
+    at = 5 + 4 + 2 + 32
+    at += 1 + h[at]
+    at += 2 + int.from_bytes(h[at:at + 2], "big")
+    at += 1 + h[at]
+    end = at + 2 + int.from_bytes(h[at:at + 2], "big")
+    at += 2
+    while at + 4 <= end:
+        kind, size = int.from_bytes(h[at:at + 2], "big"), int.from_bytes(h[at + 2:at + 4], "big")
+        if kind == 0x33:
+            return at + 4 + 2 + 4
+        at += 4 + size
+    sys.exit("no key_share in the hello")
+
+
+def balanced(decoy, real):
+    """DECOY with one 16-bit word of its first key share changed so that its one's-complement
+    sum is REAL's: a segment carrying it has the real segment's TCP checksum, and a right one."""
+    start = key_share(decoy)
+    start += start % 2  # a word of the TCP payload
+    want = ones_sum(real)
+    for at in range(start, start + 30, 2):
+        b = bytearray(decoy)
+        word = int.from_bytes(b[at:at + 2], "big")
+        diff = (want - ones_sum(decoy)) % 0xFFFF
+        new = word + diff
+        new = (new & 0xFFFF) + (new >> 16)
+        b[at:at + 2] = new.to_bytes(2, "big")
+        if ones_sum(bytes(b)) == want:
+            return bytes(b)
+    sys.exit("could not balance the decoy's checksum")
+
 
 fake = None
 if mode.startswith(("first-last:", "reverse:")):
@@ -566,6 +641,11 @@ elif mode.startswith("fake-"):
     elif mode == "fake-md5":
         fake = {"flags": "PA", "data": decoy,
                 "options": [("NOP", None), ("NOP", None), ("MD5", bytes(16))]}
+    elif mode == "fake-dup-csum":
+        fake = {"flags": "PA", "data": decoy, "twin": True}
+    elif mode.startswith("fake-dup-ttl:"):
+        fake = {"flags": "PA", "ttl": int(mode.split(":")[1]), "data": balanced(decoy, hello),
+                "twin": True}
     else:
         sys.exit(f"no mode {mode}")
     plan = [(0, hello)]
@@ -580,14 +660,23 @@ sock = conf.L2socket(iface=sys.argv[10] if len(sys.argv) > 10 else "veth-c")
 eth = Ether(src=cmac, dst=smac)
 
 
-def segment(flags, seq, ack=0, data=b"", ttl=64, options=None):
-    tcp = TCP(sport=sport, dport=443, flags=flags, seq=seq, ack=ack, window=64240)
+def frame(flags, seq, ack=0, data=b"", ttl=64, options=None, chksum=None):
+    tcp = TCP(sport=sport, dport=443, flags=flags, seq=seq, ack=ack, window=64240, chksum=chksum)
     if flags == "S":
         tcp.options = [("MSS", 1460)]
     if options:
         tcp.options = options
-    pkt = eth / IP(src=src, dst=dst, ttl=ttl) / tcp
-    sock.send(pkt / Raw(data) if data else pkt)
+    pkt = eth / IP(src=src, dst=dst, ttl=ttl) / tcp  # IP ID 1, scapy's default, on every one
+    return pkt / Raw(data) if data else pkt
+
+
+def segment(*args, **kwargs):
+    sock.send(frame(*args, **kwargs))
+
+
+def tcp_checksum(pkt):
+    """The TCP checksum scapy fills in for PKT."""
+    return Ether(bytes(pkt))[TCP].chksum
 
 
 def receive(timeout):
@@ -609,7 +698,16 @@ if synack is None:
     sys.exit("no SYN-ACK")
 sack = synack[TCP].seq + 1
 segment("A", ISN + 1, sack)
-if fake:
+if fake and fake.get("twin"):
+    # The real segment's checksum on the fake: right for the fake's bytes only when `balanced`
+    # made them sum alike. No pause: the fake is the real segment's copy of a moment before.
+    real_sum = tcp_checksum(frame("PA", ISN + 1, sack, hello))
+    fake_frame = frame("PA", ISN + 1, sack, fake["data"], fake.get("ttl", 64), chksum=real_sum)
+    right = tcp_checksum(frame("PA", ISN + 1, sack, fake["data"], fake.get("ttl", 64))) == real_sum
+    print(f"fake: TCP checksum {real_sum:#06x}, {'right' if right else 'wrong'} for its bytes",
+          file=sys.stderr)
+    sock.send(fake_frame)
+elif fake:
     segment(fake["flags"], ISN + 1, sack, fake["data"], fake.get("ttl", 64), fake.get("options"))
     time.sleep(0.005)
 for off, data in plan:
@@ -716,6 +814,23 @@ if want evasion-fake-md5; then
     echo "gen-evasion: evasion-fake-md5.pcap: the server's TCPMD5Unexpected went up by" \
         "$(($(counter "$S" TcpExt TCPMD5Unexpected) - before))" >&2
     fake_outcome evasion-fake-md5.pcap "an MD5 signature the SYN had not"
+fi
+# --- the fakes as twins of the real segment (the `dup` set)
+if want evasion-dup-fake-csum; then
+    csum=$(counter "$S" Tcp InCsumErrors)
+    crafted evasion-dup-fake-csum.pcap fake-dup-csum $STRICT 42024 $REAL $DECOY
+    csum=$(($(counter "$S" Tcp InCsumErrors) - csum))
+    echo "gen-evasion: evasion-dup-fake-csum.pcap: the server's Tcp InCsumErrors went up by $csum" >&2
+    ((csum == 1)) || die "evasion-dup-fake-csum.pcap: the server's kernel did not drop the fake for its checksum"
+    fake_outcome evasion-dup-fake-csum.pcap "the real segment's checksum on the fake's bytes"
+fi
+if want evasion-dup-fake-ttl; then
+    before=$(counter "$R" Icmp OutTimeExcds)
+    crafted_routed evasion-dup-fake-ttl.pcap fake-dup-ttl:1 42025 $REAL $DECOY
+    sent=$(($(counter "$R" Icmp OutTimeExcds) - before))
+    echo "gen-evasion: evasion-dup-fake-ttl.pcap: the router sent $sent ICMP time exceeded" >&2
+    ((sent == 1)) || die "evasion-dup-fake-ttl.pcap: the router did not drop the fake for its TTL"
+    fake_outcome evasion-dup-fake-ttl.pcap "TTL 1 through a router"
 fi
 
 # --- HTTP requests after an empty line, from real sockets, to nginx on port 80
@@ -1135,8 +1250,27 @@ def send_bad_checksum(payload, src):
     print(f"decoy sent: checksum {bad:#06x} instead of {good:#06x}", file=sys.stderr)
 
 
+def send_twins(real, decoy, src):
+    """DECOY, then REAL, from SRC:SPORT to ADDRESS:443, from a raw socket with one IPv4 header
+    (ID 0x4242, DF, TTL 64) and REAL's UDP checksum on both: wrong for the decoy's bytes."""
+    assert len(real) == len(decoy)
+    length = 8 + len(real)
+    pseudo = socket.inet_aton(src) + socket.inet_aton(address) + struct.pack("!BBH", 0, 17, length)
+    head = struct.pack("!HHHH", sport, 443, length, 0)
+    good = checksum(pseudo + head + real) or 0xFFFF
+    assert (checksum(pseudo + head + decoy) or 0xFFFF) != good, "the decoy's checksum is right"
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + length, 0x4242, 0x4000, 64, 17, 0,
+                     socket.inet_aton(src), socket.inet_aton(address))
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    for payload in (decoy, real):
+        raw.sendto(ip + struct.pack("!HHHH", sport, 443, length, good) + payload, (address, 0))
+    raw.close()
+    print(f"decoy and real sent as twins: checksum {good:#06x} on both", file=sys.stderr)
+
+
 class DecoyFirst:
-    """A transport that sends the decoy of the first datagram before it."""
+    """A transport that sends the decoy of the first datagram before it (mode dup-decoy: both
+    from a raw socket, as twins)."""
 
     def __init__(self, transport):
         self.transport, self.first = transport, True
@@ -1146,8 +1280,12 @@ class DecoyFirst:
             self.first = False
             probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             probe.connect((address, 443))
-            send_bad_checksum(decoy_datagram(data), probe.getsockname()[0])
+            src = probe.getsockname()[0]
             probe.close()
+            if mode == "dup-decoy":
+                send_twins(data, decoy_datagram(data), src)
+                return
+            send_bad_checksum(decoy_datagram(data), src)
         self.transport.sendto(data, addr)
 
     def __getattr__(self, attr):
@@ -1156,7 +1294,8 @@ class DecoyFirst:
 
 class Protocol(QuicConnectionProtocol):
     def connection_made(self, transport):
-        super().connection_made(DecoyFirst(transport) if mode == "decoy" else transport)
+        super().connection_made(DecoyFirst(transport) if mode in ("decoy", "dup-decoy")
+                                else transport)
 
 
 if mode == "big":
@@ -1201,6 +1340,13 @@ if want evasion-quic-decoy; then
     errors=$(($(counter "$S" Udp InCsumErrors) - before))
     echo "gen-evasion: evasion-quic-decoy.pcap: the server's Udp InCsumErrors went up by $errors" >&2
     ((errors == 1)) || die "evasion-quic-decoy.pcap: the server's kernel did not drop the decoy for its checksum"
+fi
+if want evasion-dup-quic-decoy; then
+    before=$(counter "$S" Udp InCsumErrors)
+    quic_case evasion-dup-quic-decoy.pcap dup-decoy $QUIC_S 42044 "$WORK/qserver.log"
+    errors=$(($(counter "$S" Udp InCsumErrors) - before))
+    echo "gen-evasion: evasion-dup-quic-decoy.pcap: the server's Udp InCsumErrors went up by $errors" >&2
+    ((errors == 1)) || die "evasion-dup-quic-decoy.pcap: the server's kernel did not drop the decoy for its checksum"
 fi
 if want evasion-quic-retry; then
     quic_case evasion-quic-retry.pcap retry $QUIC_RETRY_S 42042 "$WORK/qserver-retry.log"

@@ -23,7 +23,11 @@
 //! fragment lying wholly inside an earlier one (dropped as a duplicate) on the real datagram and
 //! on a decoy datagram sent before the real ClientHello. And three of those on a tap that
 //! carries only the client's side (`pcaps/gen-oneway.sh`): the PAWS decoy and both
-//! HelloRetryRequest cases, whose server's answer is in the two-way capture. Each server's
+//! HelloRetryRequest cases, whose server's answer is in the two-way capture. A fifth set, `dup`:
+//! fakes sent as the real packet's twin (its bytes up to past the headers, IP ID and transport
+//! checksum field included, so that a SPAN duplicate filter would take the real packet for the
+//! fake's copy): a TCP fake with the real segment's checksum (wrong for it), one with TTL 1
+//! through a router, and a QUIC decoy Initial with the real datagram's checksum. Each server's
 //! answer is in its capture. Expectations are `pcaps/expected-evasion.json`, derived by
 //! `pcaps/expected_evasion.py` from tshark and, where tshark is fooled, from the server's answer
 //! or from the part of the capture the server took (one test re-derives them), never from
@@ -308,6 +312,52 @@ fn a_fake_client_hello_with_an_unexpected_md5_signature_is_not_read() {
         "10.40.1.12",
         "transport_signature_unexpected",
     );
+}
+
+/// A `dup` capture's fake and real packet: the expectations record the pair (found by the
+/// deriver in the capture's bytes, so the capture does test a duplicate filter), and the real
+/// packet is not counted as a copy of the fake.
+fn check_twin(capture: &str) -> Run {
+    let exp = expected(capture);
+    let twins = exp["twins"].as_array().map_or(0, Vec::len);
+    assert_eq!(twins, 1, "{capture}: {exp}");
+    let run = replay(capture);
+    assert_eq!(
+        anomaly(&run.summary, "duplicates"),
+        0,
+        "{capture}: the real packet was dropped as the fake's copy: {}",
+        run.summary
+    );
+    run
+}
+
+#[test]
+fn a_fake_with_the_real_segments_checksum_does_not_have_it_dropped_as_its_copy() {
+    // The server's kernel dropped the fake for its checksum (it was computed for the real bytes).
+    check_twin("evasion-dup-fake-csum.pcap");
+    check_fake(
+        "evasion-dup-fake-csum.pcap",
+        "10.40.1.12",
+        "transport_checksum_bad",
+    );
+}
+
+#[test]
+fn a_ttl_fake_twin_of_the_real_segment_does_not_have_it_dropped_as_its_copy() {
+    // Its checksum is right (two bytes of its key share balance the name), TTL 1: the router in
+    // front of the server dropped it.
+    check_twin("evasion-dup-fake-ttl.pcap");
+    check_fake(
+        "evasion-dup-fake-ttl.pcap",
+        "10.41.1.12",
+        "transport_ttl_short",
+    );
+}
+
+#[test]
+fn a_quic_decoy_twin_of_the_real_initial_does_not_have_it_dropped_as_its_copy() {
+    check_twin("evasion-dup-quic-decoy.pcap");
+    check_quic("evasion-dup-quic-decoy.pcap");
 }
 
 #[test]

@@ -9,6 +9,17 @@
 //! tunnels): the flow hash that picks the worker ignores those too, so both copies reach the
 //! same worker and its table.
 //!
+//! **Twins of a decoy.** What the fingerprint leaves out (the TTL, the IPv4 header checksum,
+//! the bytes of a TCP segment past `FINGERPRINT_BYTES`) a sender can change at will in a copy
+//! of its own packet: a decoy that the receiver drops (a TTL that expires on the way, a wrong
+//! checksum) sent just before the real packet, identical in the fingerprinted bytes, would have
+//! the real one dropped here as its copy. So a UDP datagram is fingerprinted whole (each is
+//! read on its own: a datagram dropped is lost to its parser), and a packet is remembered only
+//! once the flow logic took it (`Deduplicator::record`): a segment it refused as one the
+//! receiver never takes leaves no fingerprint behind. A TCP segment taken whose copy differs
+//! past the fingerprinted bytes is then what any later segment over the same sequence numbers
+//! is: a retransmission of bytes the receiver already has.
+//!
 //! The table is direct-mapped, `SLOTS` entries: constant memory and time. A collision of
 //! slots only forgets an earlier packet (a duplicate counted twice); a packet is a duplicate
 //! only when its full 64-bit fingerprint is in its slot. Bare TCP ACKs are left out (duplicate
@@ -24,9 +35,10 @@ use std::hash::{BuildHasher, Hasher};
 pub const WINDOW_MICROS: u64 = 5_000;
 /// Table entries (a power of two): the packets of the last few milliseconds of one worker.
 const SLOTS: usize = 4096;
-/// Bytes of the IP packet fingerprinted: the IP header, the transport header and its checksum
-/// (which covers the payload), and the start of the payload (128 bytes hold an IPv6 header and
-/// a TCP header with every option).
+/// Bytes of a TCP segment's IP packet fingerprinted: the IP header, the TCP header and its
+/// checksum, and the start of the payload (128 bytes hold an IPv6 header and a TCP header with
+/// every option). Hashing bulk segments whole would cost the capture thread a tenth more; what
+/// a copy may differ in past these bytes the reassembly judges (see the module's doc).
 const FINGERPRINT_BYTES: usize = 128;
 
 /// What a packet is recognised by: a 64-bit hash of its IP packet, leaving out what a router
@@ -61,7 +73,10 @@ impl Fingerprinter {
         }
         let ip = pkt.ip;
         let mut h = self.hasher.build_hasher();
-        let end = ip.len().min(FINGERPRINT_BYTES);
+        let end = match pkt.transport {
+            Transport::Udp(_) => ip.len(),
+            _ => ip.len().min(FINGERPRINT_BYTES),
+        };
         match ip.first()? >> 4 {
             4 if ip.len() >= 20 => {
                 // Everything but the TTL (8) and the header checksum (10..12).
@@ -95,18 +110,22 @@ impl Default for Deduplicator {
 }
 
 impl Deduplicator {
-    /// Whether a packet of this fingerprint was seen within the window; records it
-    /// otherwise. A packet without one is never a copy.
-    pub fn seen_again(&mut self, ts: Timestamp, fingerprint: Option<Fingerprint>) -> bool {
+    /// Whether a packet of this fingerprint was taken within the window. A packet without
+    /// one is never a copy.
+    pub fn seen(&self, ts: Timestamp, fingerprint: Option<Fingerprint>) -> bool {
         let Some(Fingerprint(fp)) = fingerprint else {
             return false;
         };
-        let slot = &mut self.slots[(fp as usize) & (SLOTS - 1)];
-        if slot.0 == fp && ts >= slot.1 && micros_between(slot.1, ts) <= WINDOW_MICROS {
-            return true;
+        let slot = &self.slots[(fp as usize) & (SLOTS - 1)];
+        slot.0 == fp && ts >= slot.1 && micros_between(slot.1, ts) <= WINDOW_MICROS
+    }
+
+    /// Remembers a packet that was taken (not one refused as never reaching its receiver:
+    /// see the module's doc), so that its copies are recognised.
+    pub fn record(&mut self, ts: Timestamp, fingerprint: Option<Fingerprint>) {
+        if let Some(Fingerprint(fp)) = fingerprint {
+            self.slots[(fp as usize) & (SLOTS - 1)] = (fp, ts);
         }
-        *slot = (fp, ts);
-        false
     }
 }
 
@@ -129,7 +148,12 @@ mod tests {
 
     impl Mirror {
         fn is_duplicate(&mut self, ts: Timestamp, pkt: &Packet<'_>) -> bool {
-            self.window.seen_again(ts, self.fingerprinter.of(pkt))
+            let fingerprint = self.fingerprinter.of(pkt);
+            let seen = self.window.seen(ts, fingerprint);
+            if !seen {
+                self.window.record(ts, fingerprint);
+            }
+            seen
         }
     }
 
@@ -201,5 +225,77 @@ mod tests {
         assert!(d.is_duplicate(t, &decode(LinkType::RawIp, &routed).expect("decodes")));
         let other = query(2, 64);
         assert!(!d.is_duplicate(t, &decode(LinkType::RawIp, &other).expect("decodes")));
+    }
+
+    /// A raw IPv4 packet of `proto` (6 or 17) from 10.0.0.1:50000 to 10.0.0.2:443 with ID 7,
+    /// `ttl`, and 300 bytes of payload, the byte at `marked` (an offset in the IP packet) set
+    /// to `mark`; checksums are not filled in (the fingerprint does not check them).
+    fn long_packet(proto: u8, ttl: u8, marked: usize, mark: u8) -> Vec<u8> {
+        let header = if proto == 6 { 20 } else { 8 };
+        let total = 20 + header + 300;
+        let mut f = vec![
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            7,
+            0x40,
+            0,
+            ttl,
+            proto,
+            0,
+            0,
+        ];
+        f.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+        if proto == 6 {
+            f.extend_from_slice(&[0xc3, 0x50, 1, 0xbb, 0, 0, 0x10, 0, 0, 0, 0x20, 0]);
+            f.extend_from_slice(&[0x50, 0x18, 0xfa, 0xf0, 0x12, 0x34, 0, 0]);
+        } else {
+            let len = (8 + 300) as u16;
+            f.extend_from_slice(&[0xc3, 0x50, 1, 0xbb]);
+            f.extend_from_slice(&len.to_be_bytes());
+            f.extend_from_slice(&[0x12, 0x34]);
+        }
+        f.resize(total, 0xaa);
+        f[marked] = mark;
+        f
+    }
+
+    #[test]
+    fn a_datagram_is_fingerprinted_whole_and_a_segment_by_its_first_bytes() {
+        // A decoy that is the real packet but for a byte far past the headers (and its TTL):
+        // for UDP a packet of its own; for TCP the same fingerprint (what the reassembly then
+        // judges), which the flow logic keeps out of the window when it refuses the decoy.
+        let t = Timestamp::from_parts(7, 0);
+        let mut d = Mirror::default();
+        let decoy = long_packet(17, 1, 250, 0x01);
+        let real = long_packet(17, 64, 250, 0x02);
+        assert!(!d.is_duplicate(t, &decode(LinkType::RawIp, &decoy).expect("decodes")));
+        assert!(!d.is_duplicate(t, &decode(LinkType::RawIp, &real).expect("decodes")));
+        let fingerprint = |f: &[u8]| {
+            d.fingerprinter
+                .of(&decode(LinkType::RawIp, f).expect("decodes"))
+        };
+        let (decoy, real) = (long_packet(6, 1, 250, 0x01), long_packet(6, 64, 250, 0x02));
+        assert_eq!(fingerprint(&decoy), fingerprint(&real));
+        assert_ne!(
+            fingerprint(&long_packet(6, 64, 100, 0x01)),
+            fingerprint(&long_packet(6, 64, 100, 0x02))
+        );
+    }
+
+    #[test]
+    fn only_a_packet_recorded_has_its_copies_recognised() {
+        let mut window = Deduplicator::default();
+        let fingerprinter = Fingerprinter::default();
+        let real = long_packet(6, 64, 250, 0x02);
+        let fp = fingerprinter.of(&decode(LinkType::RawIp, &real).expect("decodes"));
+        let t = Timestamp::from_parts(7, 0);
+        // A decoy with this fingerprint was refused (never recorded): the real one is new.
+        assert!(!window.seen(t, fp));
+        window.record(t, fp);
+        assert!(window.seen(Timestamp::from_parts(7, 1_000), fp));
+        assert!(!window.seen(Timestamp::from_parts(7, 6_000_000), fp));
     }
 }

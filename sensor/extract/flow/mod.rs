@@ -485,7 +485,7 @@ impl Extractor {
         prepared: &Prepared,
         out: &mut impl FnMut(Extracted),
     ) {
-        if self.dedup.seen_again(ts, prepared.fingerprint) {
+        if self.dedup.seen(ts, prepared.fingerprint) {
             out(Extracted::Anomaly(FlowAnomaly::Duplicates.into()));
             return;
         }
@@ -493,10 +493,18 @@ impl Extractor {
             self.expire(ts, out);
             self.last_sweep = ts;
         }
-        match &pkt.transport {
+        let taken = match &pkt.transport {
             Transport::Tcp(seg) => self.tcp(ts, pkt, seg, out),
-            Transport::Udp(dgram) => self.udp(ts, pkt, dgram, prepared.dns.as_deref(), out),
-            Transport::Other { .. } => {}
+            Transport::Udp(dgram) => {
+                self.udp(ts, pkt, dgram, prepared.dns.as_deref(), out);
+                true
+            }
+            Transport::Other { .. } => true,
+        };
+        // A segment refused as one its receiver never takes is no packet's first copy: the
+        // real one may follow it with the same fingerprint (`dedup`'s module doc).
+        if taken {
+            self.dedup.record(ts, prepared.fingerprint);
         }
     }
 

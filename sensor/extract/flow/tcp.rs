@@ -224,13 +224,15 @@ fn name_hello_alone(
 }
 
 impl Extractor {
+    /// Reads a segment; false when it was refused as one its receiver never takes (a wrong
+    /// checksum, a TTL that expires on the way, an old timestamp, ...).
     pub(super) fn tcp(
         &mut self,
         ts: Timestamp,
         pkt: &Packet<'_>,
         seg: &TcpSegment<'_>,
         out: &mut impl FnMut(Extracted),
-    ) {
+    ) -> bool {
         let src = (pkt.src, seg.src_port);
         let dst = (pkt.dst, seg.dst_port);
         let key = FlowKey::new(Proto::Tcp, src, dst);
@@ -255,12 +257,12 @@ impl Extractor {
                 let unreachable = flow.conn.syn_marks[dir].and_then(|m| m.unreachable(pkt, seg));
                 if let Some(why) = unreachable {
                     out(Extracted::Anomaly(why.into()));
-                    return;
+                    return false;
                 }
                 let v = *checked.get_or_insert_with(validity);
                 if v == Validity::Bad && flow.conn.checksums_good[dir] {
                     out(Extracted::Anomaly(FlowAnomaly::TransportChecksumBad.into()));
-                    return;
+                    return false;
                 }
                 if v == Validity::Good {
                     flow.conn.checksums_good[dir] = true;
@@ -272,7 +274,7 @@ impl Extractor {
                         // that refused them takes this segment, so a hello it holds is named.
                         name_hello_alone(flow, ts, seg, out);
                     }
-                    return;
+                    return false;
                 }
             }
             if !(seg.syn && !seg.ack && is_new_connection(&flow.conn, src, seg, ts)) {
@@ -286,16 +288,17 @@ impl Extractor {
                 };
                 let held = read_segment(flow, &mut self.dns_txns, self.limits, &arrived, None, out);
                 self.account(key, held, out);
-                return;
+                return true;
             }
             self.close_reused(key, out);
         }
         if seg.rst || (seg.fin && seg.payload.is_empty()) {
             // The tail of a flow we never saw: nothing to learn.
-            return;
+            return true;
         }
         let good = checked.unwrap_or_else(validity) == Validity::Good;
         self.tcp_new_flow(ts, (src, dst), seg, (mac, mark), good, out);
+        true
     }
 
     /// Opens the flow a segment of an unknown connection starts, and reads the segment into
