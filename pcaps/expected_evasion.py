@@ -78,6 +78,10 @@ How each is derived:
                 within 5 ms that agree in their first 128 bytes but the TTL and the IPv4 header
                 checksum (what a SPAN duplicate filter may take for two copies of one packet) and
                 differ further on (`first_difference`: the offset in the IP packet)
+  evasion-dnsport-tls.pcap, evasion-dnsport-quic.pcap
+                tshark, told that TCP port 53 carries TLS and UDP port 5353 QUIC (it reads
+                them as DNS and mDNS otherwise); the generator checked that nginx answered both requests and
+                that the QUIC server logged the name
   evasion-quic-decoy.pcap
                 tshark on the capture without the datagrams whose UDP checksum is wrong (the
                 server's kernel drops them: the generator checked its Udp InCsumErrors counter).
@@ -160,6 +164,7 @@ VENDOR_NAMES = {
     "dnl-01.geo.kaspersky.com": ("kaspersky", "update"),
     "dnl-02.geo.kaspersky.com": ("kaspersky", "update"),
     "activation-v2.kaspersky.com": ("kaspersky", "activation"),
+    "s07.upd.kaspersky.com": ("kaspersky", "update"),
 }
 # Suffixes -> (vendor, category), as rules/kaspersky.toml has them, for names that no exact name
 # above is (a name with a NUL inside it): the broadest kaspersky.com rule.
@@ -223,11 +228,12 @@ def tshark_filtered(pcap, display_filter, options=()):
     return tmp, out
 
 
-def names(pcap):
+def names(pcap, options=()):
     """Every ClientHello server name and HTTP Host tshark reads, with its client."""
     got = []
     for src, htype, sni, hosts in tshark(pcap, "ip.src", "tls.handshake.type",
-                                         "tls.handshake.extensions_server_name", "http.host"):
+                                         "tls.handshake.extensions_server_name", "http.host",
+                                         options=options):
         if "1" in htype.split(",") and sni:
             got.append({"host": src, "kind": "tls_sni", "value": sni.lower()})
         for h in filter(None, hosts.split(",")):
@@ -235,12 +241,13 @@ def names(pcap):
     return got
 
 
-def quic_names(pcap):
+def quic_names(pcap, options=()):
     """Every ClientHello server name tshark reads in a QUIC Initial, with its client."""
     return [{"host": src, "kind": "quic_sni", "value": sni.lower()}
             for src, protocols, htype, sni in tshark(pcap, "ip.src", "frame.protocols",
                                                      "tls.handshake.type",
-                                                     "tls.handshake.extensions_server_name")
+                                                     "tls.handshake.extensions_server_name",
+                                                     options=options)
             if "quic" in protocols.split(":") and "1" in htype.split(",") and sni]
 
 
@@ -737,6 +744,16 @@ def derive():
         found, other = split(p(cap))
         result[cap] = {"names": found, "not_received": other,
                        "tshark_reads": sorted(quic_names(p(cap)), key=key), "source": source}
+    # The sixth set: tshark, told that TCP port 53 carries TLS and UDP port 5353 QUIC (it
+    # would read them as DNS and mDNS); nginx served both
+    # requests, the QUIC server logged the name.
+    dns_as_tls = ("-d", "tcp.port==53,tls")
+    result["evasion-dnsport-tls.pcap"] = {
+        "names": names(p("evasion-dnsport-tls.pcap"), dns_as_tls), "not_received": [],
+        "source": "tshark (-d tcp.port==53,tls); nginx answered both requests with 200"}
+    result["evasion-dnsport-quic.pcap"] = {
+        "names": quic_names(p("evasion-dnsport-quic.pcap"), ("-d", "udp.port==5353,quic")),
+        "not_received": [], "source": "tshark (-d udp.port==5353,quic); the server logged the name"}
     big_quic = quic_names(p("evasion-quic-big-hello.pcap"))
     result["evasion-quic-big-hello.pcap"] = {
         "names": big_quic, "not_received": [],
@@ -785,6 +802,10 @@ def derive():
     # Scenario checks: a broken generator fails here, loudly.
     def values(cap):
         return [(n["kind"], n["value"]) for n in result[cap]["names"]]
+    # Each hello from a DNS port reached its server.
+    assert values("evasion-dnsport-tls.pcap") == [("tls_sni", ACCEPTED),
+                                                  ("tls_sni", "s07.upd.kaspersky.com")], result
+    assert values("evasion-dnsport-quic.pcap") == [("quic_sni", ACCEPTED)], result
     for cap in ("evasion-first-last.pcap", "evasion-reverse.pcap", "evasion-overlap-replace.pcap"):
         assert values(cap) == [("tls_sni", ACCEPTED)], (cap, result[cap])
     assert values("evasion-overlap-replace-control.pcap") == [("tls_sni", DECOY)], result

@@ -200,6 +200,15 @@
 #                                      socket, the decoy first; the server's kernel drops the decoy
 #                                      (Udp InCsumErrors +1) and the server logs only the real name
 #
+# The sixth set, `dnsport`: a client that binds a DNS port as its own source port (any process
+# may bind 5353 or, as root, 53) and talks TLS or QUIC to port 443, so that a sensor deciding DNS
+# by either port reads its hello as a DNS message
+#   evasion-dnsport-tls.pcap           curl from local port 53, then from 5353, to nginx on 443
+#                                      (SNI dnl-01.geo.kaspersky.com, then s07.upd.kaspersky.com);
+#                                      nginx answers both requests
+#   evasion-dnsport-quic.pcap          aioquic from local port 5353 naming dnl-01.geo.kaspersky.com;
+#                                      the server logs the name and completes the handshake
+#
 #   sudo bash pcaps/gen-evasion.sh       (then: python3 pcaps/expected_evasion.py --write)
 #   sudo bash pcaps/gen-evasion.sh --only fakes
 #   sudo bash pcaps/gen-evasion.sh --only evasion-fake-md5,evasion-reverse
@@ -211,7 +220,8 @@
 #                                        second round, `sni-malformed` for the four evasion-sni-*
 #                                        captures, `round4` for the six of the fourth round, `round4b`
 #                                        for the five of its second set, `dup` for the three
-#                                        evasion-dup-* captures. The others stay as they are. If a fake case's server answers with the alert instead
+#                                        evasion-dup-* captures, `dnsport` for the two
+#                                        evasion-dnsport-* captures. The others stay as they are. If a fake case's server answers with the alert instead
 #                                        (Linux took the fake), the script says so and keeps it: the
 #                                        expectations follow the server's answer.
 #
@@ -235,9 +245,10 @@ SNI_MALFORMED=(evasion-sni-two-extensions evasion-sni-two-names evasion-sni-nul 
 ROUND4=(evasion-rst evasion-rst-ttl evasion-badseq evasion-seqovl evasion-ip-fragments evasion-tls-records)
 ROUND4B=(evasion-urgent evasion-urgent-reverse evasion-paws evasion-frag-inside-real evasion-frag-inside-decoy)
 DUP=(evasion-dup-fake-csum evasion-dup-fake-ttl evasion-dup-quic-decoy)
+DNSPORT=(evasion-dnsport-tls evasion-dnsport-quic)
 ALL=(evasion-first-last evasion-reverse evasion-overlap-replace evasion-overlap-replace-control
      evasion-http-empty-line evasion-fake-ttl evasion-fake-noack evasion-fake-md5 "${ROUND2[@]}"
-     "${SNI_MALFORMED[@]}" "${ROUND4[@]}" "${ROUND4B[@]}" "${DUP[@]}")
+     "${SNI_MALFORMED[@]}" "${ROUND4[@]}" "${ROUND4B[@]}" "${DUP[@]}" "${DNSPORT[@]}")
 declare -A SETS=(
     [fakes]="evasion-fake-ttl evasion-fake-noack evasion-fake-md5"
     [hrr]="evasion-hrr-decoy-real evasion-hrr-real-decoy"
@@ -248,6 +259,7 @@ declare -A SETS=(
     [round4]="${ROUND4[*]}"
     [round4b]="${ROUND4B[*]}"
     [dup]="${DUP[*]}"
+    [dnsport]="${DNSPORT[*]}"
 )
 USAGE="usage: gen-evasion.sh [--only NAME[,NAME...]] (NAME: a capture or ${!SETS[*]})"
 ONLY=("${ALL[@]}")
@@ -303,7 +315,7 @@ AIOQUIC_PINS=(aioquic==$AIOQUIC_VERSION attrs==26.1.0 certifi==2026.10.19.post1 
               cryptography==50.0.2 pycparser==3.12 pylsqpack==0.3.24 pyOpenSSL==26.4.0
               service-identity==26.1.0 typing_extensions==4.16.0)
 QUIC_WANTED=$(want evasion-quic-decoy || want evasion-quic-retry || want evasion-quic-big-hello \
-    || want evasion-dup-quic-decoy \
+    || want evasion-dup-quic-decoy || want evasion-dnsport-quic \
     && echo yes || true)
 if [[ -n $QUIC_WANTED ]] &&
     ! "$AIOQUIC_PY" -c "import aioquic, sys; sys.exit(aioquic.__version__ != '$AIOQUIC_VERSION')" 2>/dev/null; then
@@ -815,6 +827,18 @@ if want evasion-fake-md5; then
         "$(($(counter "$S" TcpExt TCPMD5Unexpected) - before))" >&2
     fake_outcome evasion-fake-md5.pcap "an MD5 signature the SYN had not"
 fi
+# --- TLS from a DNS port (the `dnsport` set): curl binds the port; nginx serves any name
+if want evasion-dnsport-tls; then
+    cap_start "$WORK/evasion-dnsport-tls.pcap" "tcp and host $CLIENT"
+    for pair in 53:$REAL 5353:s07.upd.kaspersky.com; do
+        code=$(nsx "$C" timeout 20 curl -sk -o /dev/null -w '%{http_code}' --local-port "${pair%%:*}" \
+            --resolve "${pair#*:}:443:$WEB" "https://${pair#*:}/") || die "curl from port ${pair%%:*} failed"
+        echo "gen-evasion: evasion-dnsport-tls.pcap: from port ${pair%%:*}, nginx answered $code" >&2
+        [[ $code == 200 ]] || die "evasion-dnsport-tls.pcap: nginx answered $code, not 200"
+    done
+    cap_stop
+fi
+
 # --- the fakes as twins of the real segment (the `dup` set)
 if want evasion-dup-fake-csum; then
     csum=$(counter "$S" Tcp InCsumErrors)
@@ -1347,6 +1371,9 @@ if want evasion-dup-quic-decoy; then
     errors=$(($(counter "$S" Udp InCsumErrors) - before))
     echo "gen-evasion: evasion-dup-quic-decoy.pcap: the server's Udp InCsumErrors went up by $errors" >&2
     ((errors == 1)) || die "evasion-dup-quic-decoy.pcap: the server's kernel did not drop the decoy for its checksum"
+fi
+if want evasion-dnsport-quic; then
+    quic_case evasion-dnsport-quic.pcap plain $QUIC_S 5353 "$WORK/qserver.log"
 fi
 if want evasion-quic-retry; then
     quic_case evasion-quic-retry.pcap retry $QUIC_RETRY_S 42042 "$WORK/qserver-retry.log"

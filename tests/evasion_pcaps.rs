@@ -27,7 +27,8 @@
 //! fakes sent as the real packet's twin (its bytes up to past the headers, IP ID and transport
 //! checksum field included, so that a SPAN duplicate filter would take the real packet for the
 //! fake's copy): a TCP fake with the real segment's checksum (wrong for it), one with TTL 1
-//! through a router, and a QUIC decoy Initial with the real datagram's checksum. Each server's
+//! through a router, and a QUIC decoy Initial with the real datagram's checksum. A sixth,
+//! `dnsport`: TLS and QUIC clients bound to a DNS port (53, 5353) as their own. Each server's
 //! answer is in its capture. Expectations are `pcaps/expected-evasion.json`, derived by
 //! `pcaps/expected_evasion.py` from tshark and, where tshark is fooled, from the server's answer
 //! or from the part of the capture the server took (one test re-derives them), never from
@@ -358,6 +359,30 @@ fn a_ttl_fake_twin_of_the_real_segment_does_not_have_it_dropped_as_its_copy() {
 fn a_quic_decoy_twin_of_the_real_initial_does_not_have_it_dropped_as_its_copy() {
     check_twin("evasion-dup-quic-decoy.pcap");
     check_quic("evasion-dup-quic-decoy.pcap");
+}
+
+#[test]
+fn client_hellos_from_a_dns_port_are_read_as_tls() {
+    // curl bound port 53, then 5353, as its own and asked nginx on 443 for two vendor names.
+    let run = check("evasion-dnsport-tls.pcap");
+    assert_eq!(
+        anomaly(&run.summary, "dns_implausible"),
+        0,
+        "{}",
+        run.summary
+    );
+}
+
+#[test]
+fn a_quic_hello_from_a_dns_port_is_read_as_quic() {
+    // aioquic from port 5353 (mDNS's) to the server's 443: its Initials are no DNS messages.
+    let run = check("evasion-dnsport-quic.pcap");
+    assert_eq!(
+        anomaly(&run.summary, "dns_implausible"),
+        0,
+        "{}",
+        run.summary
+    );
 }
 
 #[test]

@@ -589,8 +589,9 @@ impl Extractor {
         if let std::collections::hash_map::Entry::Vacant(slot) = self.flows.entry(key) {
             let id = make_id();
             self.opened += 1;
-            let dns = id.proto == Proto::Tcp
-                && (is_dns_port(id.server.port()) || is_dns_port(id.client.port()));
+            // DNS by the server's port: a client may bind a DNS port as its own (TLS from
+            // port 53 to 443 is TLS).
+            let dns = id.proto == Proto::Tcp && is_dns_port(id.server.port());
             out(Extracted::FlowStart {
                 ts,
                 flow: id,
@@ -681,8 +682,13 @@ impl Extractor {
         if dhcp::inspect(dgram, ts, out) {
             return;
         }
-        // A datagram on a DNS port comes parsed (`Prepared::read` decides which are DNS).
-        if let Some(parsed) = dns_message {
+        // A datagram on a DNS port comes parsed (`Prepared::read` decides which are DNS). A
+        // client may bind a DNS port as its own: what does not parse as DNS and is a QUIC
+        // client Initial, or belongs to a QUIC flow, is read as QUIC (a vendor's hello from
+        // port 5353 to 443 is not hidden as a malformed DNS message).
+        if let Some(parsed) =
+            dns_message.filter(|p| p.is_ok() || !self.quic_on_dns_port(pkt, dgram))
+        {
             let seen = dns::Seen {
                 src,
                 dst,
@@ -730,6 +736,24 @@ impl Extractor {
             let held = flow.held_since(before);
             self.account(key, held, out);
         }
+    }
+}
+
+impl Extractor {
+    /// Whether a datagram on a DNS port that is no DNS message is QUIC: a client Initial, or
+    /// a datagram of a flow already read as QUIC (the server's answers to that port).
+    fn quic_on_dns_port(&self, pkt: &Packet<'_>, dgram: &UdpDatagram<'_>) -> bool {
+        if super::quic::looks_like_client_initial(dgram.payload) {
+            return true;
+        }
+        let key = FlowKey::new(
+            Proto::Udp,
+            (pkt.src, dgram.src_port),
+            (pkt.dst, dgram.dst_port),
+        );
+        self.flows
+            .get(&key)
+            .is_some_and(|f| matches!(f.app, App::Quic(_)))
     }
 }
 
