@@ -209,6 +209,12 @@
 #   evasion-dnsport-quic.pcap          aioquic from local port 5353 naming dnl-01.geo.kaspersky.com;
 #                                      the server logs the name and completes the handshake
 #
+# And `evasion-rst-syn.pcap` (by name): two connections from the raw sender to the strict s_server;
+# after the handshake a RST 1000 bytes past the next expected sequence number, and on the second a
+# FIN 1000 bytes past it, each followed by a SYN with another ISN (Linux answers the RST and each
+# SYN with a challenge ACK, queues the FIN out of order, and goes on), then the real ClientHello:
+# s_server answers both with its handshake
+#
 #   sudo bash pcaps/gen-evasion.sh       (then: python3 pcaps/expected_evasion.py --write)
 #   sudo bash pcaps/gen-evasion.sh --only fakes
 #   sudo bash pcaps/gen-evasion.sh --only evasion-fake-md5,evasion-reverse
@@ -246,9 +252,10 @@ ROUND4=(evasion-rst evasion-rst-ttl evasion-badseq evasion-seqovl evasion-ip-fra
 ROUND4B=(evasion-urgent evasion-urgent-reverse evasion-paws evasion-frag-inside-real evasion-frag-inside-decoy)
 DUP=(evasion-dup-fake-csum evasion-dup-fake-ttl evasion-dup-quic-decoy)
 DNSPORT=(evasion-dnsport-tls evasion-dnsport-quic)
+CLOSE=(evasion-rst-syn)
 ALL=(evasion-first-last evasion-reverse evasion-overlap-replace evasion-overlap-replace-control
      evasion-http-empty-line evasion-fake-ttl evasion-fake-noack evasion-fake-md5 "${ROUND2[@]}"
-     "${SNI_MALFORMED[@]}" "${ROUND4[@]}" "${ROUND4B[@]}" "${DUP[@]}" "${DNSPORT[@]}")
+     "${SNI_MALFORMED[@]}" "${ROUND4[@]}" "${ROUND4B[@]}" "${DUP[@]}" "${DNSPORT[@]}" "${CLOSE[@]}")
 declare -A SETS=(
     [fakes]="evasion-fake-ttl evasion-fake-noack evasion-fake-md5"
     [hrr]="evasion-hrr-decoy-real evasion-hrr-real-decoy"
@@ -1394,6 +1401,9 @@ MODE rst-inwindow    RST at rcv_nxt+1000 (in the window, not exact: RFC 5961 cha
 MODE rst-exact       control: RST at rcv_nxt exactly (the server resets), then the hello
 MODE rst-ttl         RST at rcv_nxt, TTL 1 (expires at the router in front of the server)
 MODE rst-badsum      RST at rcv_nxt with a wrong TCP checksum
+MODE rst-inwindow-syn
+                     rst-inwindow, then a SYN with another ISN (a challenge ACK again), then the hello
+MODE fin-ahead-syn   a FIN 1000 bytes past rcv_nxt (Linux queues it out of order), then the same SYN
 MODE badseq-minus    decoy ClientHello at rcv_nxt-100000, then the real one
 MODE badseq-plus     decoy ClientHello at rcv_nxt+1000000, then the real one
 MODE paws            timestamps on every segment (SYN too); decoy ClientHello at rcv_nxt with a
@@ -1487,8 +1497,10 @@ time.sleep(0.05)
 
 real = hello
 wire_len = None  # bytes the client put in the stream, when not len(real)
-if mode == "rst-inwindow":
+if mode in ("rst-inwindow", "rst-inwindow-syn"):
     send(tcp_pkt("R", nxt + 1000))
+elif mode == "fin-ahead-syn":
+    send(tcp_pkt("FA", nxt + 1000, sack))
 elif mode in ("rst-exact", "rst-ttl", "rst-badsum"):
     p = tcp_pkt("R", nxt, ttl=1 if mode == "rst-ttl" else 64)
     if mode == "rst-badsum":
@@ -1503,6 +1515,11 @@ elif mode == "paws":
     send(tcp_pkt("PA", nxt, sack, decoy, tsval=state["tsval"] - 1000))
 elif mode.startswith("frag-"):
     pass
+if mode.endswith("-syn"):
+    # A SYN with another ISN after the stray RST or FIN: the live connection answers it with
+    # a challenge ACK (RFC 5961 §4) and goes on.
+    time.sleep(0.05)
+    send(tcp_pkt("S", (ISN + 500000) % 2**32))
 time.sleep(0.05)
 early = receive(0.3)
 
@@ -1669,6 +1686,13 @@ if want evasion-rst; then
         "$(($(counter "$S" TcpExt TCPChallengeACK) - before)), its Tcp InCsumErrors by" \
         "$(($(counter "$S" Tcp InCsumErrors) - csum))" >&2
     (($(counter "$S" Tcp InCsumErrors) - csum == 1)) || die "evasion-rst.pcap: the server did not drop the RST for its checksum"
+fi
+if want evasion-rst-syn; then
+    before=$(counter "$S" TcpExt TCPChallengeACK)
+    crafted4 evasion-rst-syn.pcap no rst-inwindow-syn:42066 fin-ahead-syn:42067
+    challenges=$(($(counter "$S" TcpExt TCPChallengeACK) - before))
+    echo "gen-evasion: evasion-rst-syn.pcap: the server's TCPChallengeACK went up by $challenges" >&2
+    ((challenges >= 2)) || die "evasion-rst-syn.pcap: the server did not answer the RST and the SYNs with challenge ACKs"
 fi
 if want evasion-rst-ttl; then
     before=$(counter "$R" Icmp OutTimeExcds)

@@ -657,6 +657,20 @@ fn a_client_rst_out_of_sequence_or_with_a_bad_checksum_does_not_end_the_flow() {
 }
 
 #[test]
+fn a_stray_rst_or_fin_then_a_syn_with_another_isn_does_not_replace_the_live_flow() {
+    // A RST, then (second connection) a FIN, 1000 bytes past the next expected byte, each
+    // followed by a SYN with another ISN: Linux answers with challenge ACKs and goes on, and
+    // the real ClientHello on the live connection is read; the stray RST and FIN are counted.
+    let run = check_round4("evasion-rst-syn.pcap", 2);
+    assert_eq!(
+        anomaly(&run.summary, "transport_close_ignored"),
+        2,
+        "{}",
+        run.summary
+    );
+}
+
+#[test]
 fn a_client_rst_that_expires_at_a_router_does_not_end_the_flow() {
     let run = check_round4("evasion-rst-ttl.pcap", 1);
     assert!(

@@ -177,6 +177,10 @@ pub enum FlowAnomaly {
     /// drops it (RFC 7323), as it does the decoys of DPI-evasion tools that count on it.
     TransportTimestampOld,
     TransportTupleReused,
+    /// A RST or FIN of an inspected flow away from the next sequence number its receiver
+    /// expects: Linux answers such a RST with a challenge ACK (RFC 5961) and holds such a FIN
+    /// until the bytes before it come, so the connection goes on, and so does the flow.
+    TransportCloseIgnored,
     QuicClientHelloIncomplete,
     QuicClientHelloMalformed,
     DnsTcpCut,
@@ -214,7 +218,7 @@ pub enum FlowAnomaly {
 }
 
 impl FlowAnomaly {
-    pub const ALL: [FlowAnomaly; 36] = [
+    pub const ALL: [FlowAnomaly; 37] = [
         FlowAnomaly::Duplicates,
         FlowAnomaly::ReassemblyBudget,
         FlowAnomaly::ReassemblyCap,
@@ -225,6 +229,7 @@ impl FlowAnomaly {
         FlowAnomaly::TransportUrgentData,
         FlowAnomaly::TransportTimestampOld,
         FlowAnomaly::TransportTupleReused,
+        FlowAnomaly::TransportCloseIgnored,
         FlowAnomaly::QuicClientHelloIncomplete,
         FlowAnomaly::QuicClientHelloMalformed,
         FlowAnomaly::DnsTcpCut,
@@ -265,6 +270,7 @@ impl FlowAnomaly {
             FlowAnomaly::TransportUrgentData => "transport_urgent_data",
             FlowAnomaly::TransportTimestampOld => "transport_timestamp_old",
             FlowAnomaly::TransportTupleReused => "transport_tuple_reused",
+            FlowAnomaly::TransportCloseIgnored => "transport_close_ignored",
             FlowAnomaly::QuicClientHelloIncomplete => "quic_client_hello_incomplete",
             FlowAnomaly::QuicClientHelloMalformed => "quic_client_hello_malformed",
             FlowAnomaly::DnsTcpCut => "dns_tcp_cut",

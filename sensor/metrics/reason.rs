@@ -196,7 +196,8 @@ fn extract_stage(a: ExtractAnomaly) -> Stage {
             | F::TransportSignatureUnexpected
             | F::TransportUrgentData
             | F::TransportTimestampOld
-            | F::TransportTupleReused => Layer::Transport,
+            | F::TransportTupleReused
+            | F::TransportCloseIgnored => Layer::Transport,
             F::QuicClientHelloIncomplete | F::QuicClientHelloMalformed => Layer::Quic,
             F::DnsTcpCut
             | F::DnsTcpMessageTooLarge

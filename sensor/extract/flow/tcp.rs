@@ -373,7 +373,7 @@ fn read_segment(
         // hello) holds no bytes and reads none (`finish_inspection` released its buffers):
         // only when it was last active and whether it ends are noted.
         debug_assert_eq!(flow.held(), 0, "a bypassed flow holds nothing");
-        note_segment(&mut flow.conn, ts, from_client, mac, seg);
+        note_segment(&mut flow.conn, ts, from_client, mac, seg, false, out);
         if flow.conn.closing {
             flow.conn.report_unnamed(out);
         }
@@ -386,7 +386,8 @@ fn read_segment(
     if let Some(good) = first_checksum {
         flow.conn.checksums_good[usize::from(!from_client)] = good;
     }
-    note_segment(&mut flow.conn, ts, from_client, mac, seg);
+    let inspecting = flow.app.inspecting();
+    note_segment(&mut flow.conn, ts, from_client, mac, seg, inspecting, out);
     if seg.syn {
         let dir = usize::from(!from_client);
         flow.conn.syn_marks[dir] = if from_client {
@@ -450,6 +451,8 @@ fn note_segment(
     from_client: bool,
     mac: Option<MacAddr>,
     seg: &TcpSegment<'_>,
+    inspecting: bool,
+    out: &mut impl FnMut(Extracted),
 ) {
     conn.last_seen = ts;
     if from_client && conn.client_mac.is_none() {
@@ -461,7 +464,22 @@ fn note_segment(
     if seg.syn && !seg.ack && from_client {
         conn.client_isn.get_or_insert(seg.seq);
     }
-    if seg.fin || seg.rst {
+    if (seg.fin || seg.rst) && !seg.syn && inspecting {
+        // Only a RST or FIN its receiver takes ends the connection: one at the next sequence
+        // number it expects. While the flow is inspected its buffer knows that number, unless
+        // a cap made it drop bytes (after inspection it does not, and the flow has been read).
+        // A crafted one elsewhere must not end the flow: a SYN with a new ISN would then open
+        // a fresh one, and the real hello, sent on the live connection, would go unread.
+        let sent = conn.sent_by(from_client);
+        let expected = sent.next_seq().filter(|_| sent.dropped_bytes == 0);
+        if expected.is_none_or(|next| next == seg.seq) {
+            conn.closing = true;
+        } else {
+            out(Extracted::Anomaly(
+                FlowAnomaly::TransportCloseIgnored.into(),
+            ));
+        }
+    } else if seg.fin || seg.rst {
         conn.closing = true;
     }
 }
@@ -1033,6 +1051,43 @@ mod tests {
         .concat();
         let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
         assert_eq!(tls_names(&got), ["s05.upd.kaspersky.com"]);
+        assert_eq!(reused(&got), 1);
+    }
+
+    #[test]
+    fn a_rst_or_fin_away_from_the_next_sequence_number_does_not_end_the_flow() {
+        // After the handshake a RST (or FIN) 1000 bytes past the next expected byte, which
+        // Linux answers with a challenge ACK and otherwise ignores, then a SYN with another
+        // ISN (which the live connection also ignores), then the real hello on the live
+        // connection: it is read, and the stray RST or FIN is counted.
+        let vendor = hello_records("s05.upd.kaspersky.com");
+        for flag in [0x04, FIN] {
+            let frames = [
+                (1, tcp(false, 1000, SYN, b"")),
+                (1, tcp(true, 5000, SYNACK, b"")),
+                (2, tcp(false, 1001, ACK, b"")),
+                (2, tcp(false, 2001, flag, b"")),
+                (2, tcp(false, 90_000, SYN, b"")),
+                (3, tcp(false, 1001, ACK, &vendor)),
+            ];
+            let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+            assert_eq!(
+                tls_names(&got),
+                ["s05.upd.kaspersky.com"],
+                "flags {flag:#x}"
+            );
+            assert_eq!(anomaly_count(&got, "transport_close_ignored"), 1);
+            assert_eq!(reused(&got), 0);
+        }
+        // At the next expected byte the RST (flags 0x04) is taken, and the SYN after it opens a new flow.
+        let frames = [
+            (1, tcp(false, 1000, SYN, b"")),
+            (1, tcp(true, 5000, SYNACK, b"")),
+            (2, tcp(false, 1001, 0x04, b"")),
+            (2, tcp(false, 90_000, SYN, b"")),
+        ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(anomaly_count(&got, "transport_close_ignored"), 0);
         assert_eq!(reused(&got), 1);
     }
 
