@@ -44,7 +44,7 @@ How each is derived:
                 replaces a queued segment with a later, longer one that starts at the same
                 sequence number; that tshark reads the other name is checked (so the capture does
                 test the difference)
-  evasion-fake-ttl.pcap, evasion-fake-noack.pcap, evasion-fake-md5.pcap
+  evasion-fake-ttl.pcap, evasion-fake-noack.pcap, evasion-fake-md5.pcap, evasion-presyn.pcap
                 the server's answer, as for the overlaps (the same strict s_server): each has a
                 "fake" ClientHello with the decoy name at the real one's sequence number, sent
                 first, that Linux may not take (TTL 1 through a router, no ACK flag, an MD5
@@ -174,7 +174,7 @@ OTHER_NAMES = {"www.example.org", DECOY, ACCEPTED + "\\x00.x", "nl-01.geo.kasper
 UNRECOGNIZED_NAME = "112"
 # The captures with a DPI-evasion fake in front of the real ClientHello.
 FAKES = ("evasion-fake-ttl.pcap", "evasion-fake-noack.pcap", "evasion-fake-md5.pcap",
-         "evasion-dup-fake-csum.pcap", "evasion-dup-fake-ttl.pcap")
+         "evasion-dup-fake-csum.pcap", "evasion-dup-fake-ttl.pcap", "evasion-presyn.pcap")
 # The fakes sent as twins of the real packet (a SPAN duplicate filter's blind spot).
 TWINS = ("evasion-dup-fake-csum.pcap", "evasion-dup-fake-ttl.pcap", "evasion-dup-quic-decoy.pcap")
 # What a mirror's copies of one packet may differ in: the IPv4 TTL and header checksum.

@@ -213,7 +213,10 @@
 # after the handshake a RST 1000 bytes past the next expected sequence number, and on the second a
 # FIN 1000 bytes past it, each followed by a SYN with another ISN (Linux answers the RST and each
 # SYN with a challenge ACK, queues the FIN out of order, and goes on), then the real ClientHello:
-# s_server answers both with its handshake
+# s_server answers both with its handshake; and `evasion-presyn.pcap`: the decoy ClientHello at the
+# sequence number of the connection's first byte, sent before the SYN with a wrong TCP checksum (the
+# server's kernel drops it silently: Tcp InCsumErrors +1), then the handshake and the real
+# ClientHello, which s_server answers with its handshake
 #
 #   sudo bash pcaps/gen-evasion.sh       (then: python3 pcaps/expected_evasion.py --write)
 #   sudo bash pcaps/gen-evasion.sh --only fakes
@@ -252,7 +255,7 @@ ROUND4=(evasion-rst evasion-rst-ttl evasion-badseq evasion-seqovl evasion-ip-fra
 ROUND4B=(evasion-urgent evasion-urgent-reverse evasion-paws evasion-frag-inside-real evasion-frag-inside-decoy)
 DUP=(evasion-dup-fake-csum evasion-dup-fake-ttl evasion-dup-quic-decoy)
 DNSPORT=(evasion-dnsport-tls evasion-dnsport-quic)
-CLOSE=(evasion-rst-syn)
+CLOSE=(evasion-rst-syn evasion-presyn)
 ALL=(evasion-first-last evasion-reverse evasion-overlap-replace evasion-overlap-replace-control
      evasion-http-empty-line evasion-fake-ttl evasion-fake-noack evasion-fake-md5 "${ROUND2[@]}"
      "${SNI_MALFORMED[@]}" "${ROUND4[@]}" "${ROUND4B[@]}" "${DUP[@]}" "${DNSPORT[@]}" "${CLOSE[@]}")
@@ -1401,6 +1404,8 @@ MODE rst-inwindow    RST at rcv_nxt+1000 (in the window, not exact: RFC 5961 cha
 MODE rst-exact       control: RST at rcv_nxt exactly (the server resets), then the hello
 MODE rst-ttl         RST at rcv_nxt, TTL 1 (expires at the router in front of the server)
 MODE rst-badsum      RST at rcv_nxt with a wrong TCP checksum
+MODE presyn          the decoy ClientHello at ISN+1 before the SYN, with a wrong TCP checksum (the
+                     server drops it silently), then the handshake and the real hello
 MODE rst-inwindow-syn
                      rst-inwindow, then a SYN with another ISN (a challenge ACK again), then the hello
 MODE fin-ahead-syn   a FIN 1000 bytes past rcv_nxt (Linux queues it out of order), then the same SYN
@@ -1482,6 +1487,15 @@ def describe(ps):
     return [f"{p[TCP].flags} seq={p[TCP].seq} ack={p[TCP].ack} len={len(p[TCP].payload)}" for p in ps]
 
 
+if mode == "presyn":
+    # The decoy hello where the connection's first byte will be, before the SYN, with a
+    # wrong TCP checksum: the server's kernel drops it without a word (to no connection, it
+    # would answer a right one with a RST, which tells a sensor that nothing was taken).
+    p = IP(bytes(tcp_pkt("PA", ISN + 1, 12345, decoy)))
+    p[TCP].chksum ^= 0x5555
+    send(p)
+    time.sleep(0.05)
+    presyn_answer = describe(receive(0.3))
 send(tcp_pkt("S", ISN))
 synack = next((p for p in receive(2, lambda p: p[TCP].flags & 0x12 == 0x12) if p[TCP].flags & 0x12 == 0x12), None)
 if synack is None:
@@ -1607,6 +1621,8 @@ fin = nxt + (wire_len or len(real))
 send(tcp_pkt("A", fin, end))
 send(tcp_pkt("R", fin))
 acked = (max([p[TCP].ack for p in answer if p[TCP].flags & 0x10] or [nxt]) - nxt) % 2**32
+if mode == "presyn":
+    log.append({"before_syn": presyn_answer})
 print(json.dumps({"mode": mode, "early": describe(early), "answer": describe(answer)[:6],
                   "answer_bytes": sum(len(d) for _, d in payload), "record": first[:7].hex(),
                   "retransmitted": retransmitted, "sent": fin - nxt, "acked": acked, "log": log}))
@@ -1693,6 +1709,14 @@ if want evasion-rst-syn; then
     challenges=$(($(counter "$S" TcpExt TCPChallengeACK) - before))
     echo "gen-evasion: evasion-rst-syn.pcap: the server's TCPChallengeACK went up by $challenges" >&2
     ((challenges >= 2)) || die "evasion-rst-syn.pcap: the server did not answer the RST and the SYNs with challenge ACKs"
+fi
+if want evasion-presyn; then
+    csum=$(counter "$S" Tcp InCsumErrors)
+    crafted4 evasion-presyn.pcap no presyn:42068
+    (($(counter "$S" Tcp InCsumErrors) - csum == 1)) \
+        || die "evasion-presyn.pcap: the server did not drop the segment before the SYN for its checksum"
+    grep -q '"before_syn": \[\]' "$WORK/evasion-presyn.pcap.json" \
+        || die "evasion-presyn.pcap: the server answered the segment before the SYN"
 fi
 if want evasion-rst-ttl; then
     before=$(counter "$R" Icmp OutTimeExcds)

@@ -671,6 +671,25 @@ fn a_stray_rst_or_fin_then_a_syn_with_another_isn_does_not_replace_the_live_flow
 }
 
 #[test]
+fn a_decoy_sent_before_the_syn_is_not_taken_for_the_connections_first_bytes() {
+    // The decoy hello at the sequence number of the connection's first byte, before the SYN,
+    // with a wrong checksum (the server dropped it silently), then the handshake and the real
+    // hello. The real name is read and alerted on. The decoy may be reported too: on a tap of
+    // the client's side only, data before a SYN is what a capture that began mid-connection
+    // shows, and it is read when the SYN ends that flow.
+    let exp = expected("evasion-presyn.pcap");
+    let real = (
+        "10.40.1.12".to_string(),
+        "tls_sni".to_string(),
+        "dnl-01.geo.kaspersky.com".to_string(),
+    );
+    assert_eq!(named(&exp["names"]), std::slice::from_ref(&real));
+    let run = replay("evasion-presyn.pcap");
+    assert!(server_names(&run).contains(&real), "{:?}", run.events);
+    assert_eq!(alerted(&run), alerts_expected(&exp), "{:?}", run.alerts);
+}
+
+#[test]
 fn a_client_rst_that_expires_at_a_router_does_not_end_the_flow() {
     let run = check_round4("evasion-rst-ttl.pcap", 1);
     assert!(

@@ -559,8 +559,12 @@ fn is_new_connection(conn: &Conn, src: Endpoint, seg: &TcpSegment<'_>, now: Time
         Some(isn) if from_client && isn == seg.seq => false,
         // Another ISN than the one seen: a connection that never got an answer is over too.
         Some(_) => conn.closing || stale || !conn.server_seen,
-        // The old flow began mid-stream: its SYN may be this one, arriving late.
-        None => conn.closing || stale,
+        // The old flow began mid-stream: its SYN may be this one, arriving late, if the
+        // server answered what came before. Segments no server answered, before the client's
+        // first SYN, were sent to no connection (a listener resets them, and takes data only
+        // in a SYN): the SYN starts the flow afresh, or a decoy sent ahead of it would be
+        // handed over as the connection's first bytes.
+        None => conn.closing || stale || !conn.server_seen,
     }
 }
 
@@ -1088,6 +1092,26 @@ mod tests {
         ];
         let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
         assert_eq!(anomaly_count(&got, "transport_close_ignored"), 0);
+        assert_eq!(reused(&got), 1);
+    }
+
+    #[test]
+    fn data_no_server_answered_before_the_clients_syn_is_not_the_connections_start() {
+        // A decoy hello where the connection's first byte will be, sent before the SYN (to no
+        // connection: the server drops or resets it), then the handshake and the real hello.
+        let (real, decoy) = real_and_decoy();
+        let frames = [
+            (1, tcp(false, 1001, ACK, &decoy)),
+            (2, tcp(false, 1000, SYN, b"")),
+            (2, tcp(true, 5000, SYNACK, b"")),
+            (3, tcp(false, 1001, ACK, &real)),
+        ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert!(
+            tls_names(&got).contains(&"dnl-01.geo.kaspersky.com".to_string()),
+            "{:?}",
+            tls_names(&got)
+        );
         assert_eq!(reused(&got), 1);
     }
 
