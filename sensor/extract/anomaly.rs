@@ -209,6 +209,8 @@ pub enum FlowAnomaly {
     HttpFramingAmbiguous,
     /// A request with more than one Host header: each host it names is reported.
     HttpHostRepeated,
+    /// Bytes after a request that no server reads as one: the next request is looked for.
+    HttpRequestUnreadable,
     /// A request with a header folded onto a continuation line (obs-fold): a Host on it is
     /// read as a server that unfolds reads it.
     HttpHeaderFolded,
@@ -218,7 +220,7 @@ pub enum FlowAnomaly {
 }
 
 impl FlowAnomaly {
-    pub const ALL: [FlowAnomaly; 37] = [
+    pub const ALL: [FlowAnomaly; 38] = [
         FlowAnomaly::Duplicates,
         FlowAnomaly::ReassemblyBudget,
         FlowAnomaly::ReassemblyCap,
@@ -252,6 +254,7 @@ impl FlowAnomaly {
         FlowAnomaly::HttpMaxRequests,
         FlowAnomaly::HttpFramingAmbiguous,
         FlowAnomaly::HttpHostRepeated,
+        FlowAnomaly::HttpRequestUnreadable,
         FlowAnomaly::HttpHeaderFolded,
         FlowAnomaly::DhcpOptionsTruncated,
         FlowAnomaly::Dhcpv6OptionsTruncated,
@@ -293,6 +296,7 @@ impl FlowAnomaly {
             FlowAnomaly::HttpMaxRequests => "http_max_requests",
             FlowAnomaly::HttpFramingAmbiguous => "http_framing_ambiguous",
             FlowAnomaly::HttpHostRepeated => "http_host_repeated",
+            FlowAnomaly::HttpRequestUnreadable => "http_request_unreadable",
             FlowAnomaly::HttpHeaderFolded => "http_header_folded",
             FlowAnomaly::DhcpOptionsTruncated => "dhcp_options_truncated",
             FlowAnomaly::Dhcpv6OptionsTruncated => "dhcpv6_options_truncated",

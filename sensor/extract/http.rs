@@ -40,6 +40,9 @@ pub enum Head {
     Whole,
     /// The whole head, by the line reader: it has more than `MAX_HEADERS` headers.
     ManyHeaders,
+    /// The whole head, by the line reader: `httparse` refused it (a method no list has, a
+    /// byte past ASCII in the target, a space before a line's end), as nginx does not.
+    Lenient,
     /// The bytes end inside the head: the request line and the whole header lines were
     /// read; where the head ends is not known.
     Cut,
@@ -143,6 +146,30 @@ pub fn parse_request_cut(data: &[u8]) -> Parse<'_> {
     parse(data, true)
 }
 
+/// Parses one request head at the start of `data` on a connection already read as HTTP: any
+/// method token is taken (nginx parses `FOO / HTTP/1.1`, answers 405 and reads the next
+/// request), and a head `httparse` refuses is read line by line.
+pub fn parse_next_request(data: &[u8], cut: bool) -> Parse<'_> {
+    match parse(data, cut) {
+        Parse::NotHttp => lenient(data, cut),
+        parsed => parsed,
+    }
+}
+
+/// A whole head read by the line reader (`Head::Lenient`); `NeedMore` until its blank line
+/// is in `data`, unless nothing more will come (`cut`).
+fn lenient(data: &[u8], cut: bool) -> Parse<'_> {
+    match read_lines(data) {
+        Parse::Request(mut r) if r.head == Head::ManyHeaders => {
+            r.head = Head::Lenient;
+            Parse::Request(r)
+        }
+        Parse::Request(r) if cut => Parse::Request(r),
+        Parse::Request(_) | Parse::LineCut if !cut => Parse::NeedMore,
+        other => other,
+    }
+}
+
 fn parse(data: &[u8], cut: bool) -> Parse<'_> {
     if !looks_like_request(data) {
         return Parse::NotHttp;
@@ -159,7 +186,9 @@ fn parse(data: &[u8], cut: bool) -> Parse<'_> {
         Ok(httparse::Status::Partial) => return Parse::NeedMore,
         // Too many headers for httparse: every line is still read, one by one.
         Err(httparse::Error::TooManyHeaders) => return read_lines(data),
-        Err(_) => return Parse::NotHttp,
+        // A byte or a space httparse refuses where nginx does not (a byte past ASCII in the
+        // target, a space after the version): the head is read line by line.
+        Err(_) => return lenient(data, cut),
     };
     let (Some(method), Some(target)) = (req.method, req.path) else {
         return Parse::NotHttp;
@@ -307,15 +336,20 @@ fn read_lines(data: &[u8]) -> Parse<'_> {
     else {
         return Parse::NotHttp;
     };
+    // A byte past ASCII in the target is taken, as nginx takes it (obs-text); controls are not.
     if !is_token(method)
         || !version.starts_with(b"HTTP/")
-        || target.iter().any(|c| !c.is_ascii_graphic())
+        || target.iter().any(|&c| c <= b' ' || c == 0x7f)
     {
         return Parse::NotHttp;
     }
-    let (Ok(method), Ok(target)) = (std::str::from_utf8(method), std::str::from_utf8(target))
-    else {
+    let Ok(method) = std::str::from_utf8(method) else {
         return Parse::NotHttp;
+    };
+    // The target as far as it is text (what follows a byte that is not is left out).
+    let target = match std::str::from_utf8(target) {
+        Ok(t) => t,
+        Err(e) => std::str::from_utf8(&target[..e.valid_up_to()]).unwrap_or_default(),
     };
     let start = at;
     let mut end = None;

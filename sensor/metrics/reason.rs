@@ -219,6 +219,7 @@ fn extract_stage(a: ExtractAnomaly) -> Stage {
             | F::HttpMaxRequests
             | F::HttpFramingAmbiguous
             | F::HttpHostRepeated
+            | F::HttpRequestUnreadable
             | F::HttpHeaderFolded => Layer::Http,
             F::DhcpOptionsTruncated | F::Dhcpv6OptionsTruncated | F::Dhcpv6AddressesTruncated => {
                 Layer::Other

@@ -152,13 +152,21 @@ impl HttpState {
         let full = conn.to_server.is_full();
         let data = conn.to_server.data();
         // Nothing more of this head will come: read the lines that are whole.
-        let parsed = if cut > 0 || full {
-            http::parse_request_cut(data)
-        } else {
-            http::parse_request(data)
-        };
+        let parsed = http::parse_next_request(data, cut > 0 || full);
         let req = match parsed {
             http::Parse::NeedMore => return Step::Wait,
+            http::Parse::NotHttp if self.requests > 0 => {
+                // Bytes no server reads as a request (nginx answers 400): the next request
+                // is looked for where a segment starts with one, rather than giving up on
+                // the connection (a decoy request, then garbage, then the real one).
+                out(Extracted::Anomaly(
+                    FlowAnomaly::HttpRequestUnreadable.into(),
+                ));
+                let n = data.len();
+                conn.to_server.consume(n);
+                self.next = HttpNext::Resync;
+                return Step::Again;
+            }
             http::Parse::NotHttp => return Step::Finish,
             http::Parse::LineCut if cut > 0 => {
                 out(Extracted::Anomaly(FlowAnomaly::HttpRequestLineCut.into()));
@@ -176,7 +184,7 @@ impl HttpState {
             http::Parse::Request(req) => req,
         };
         match req.head {
-            http::Head::Whole => {}
+            http::Head::Whole | http::Head::Lenient => {}
             http::Head::ManyHeaders => {
                 out(Extracted::Anomaly(FlowAnomaly::HttpTooManyHeaders.into()))
             }
@@ -218,6 +226,10 @@ impl HttpState {
             None => HttpNext::Resync,
         };
         conn.to_server.consume(head_len);
+        // A head read does not spend the connection's inspection budget either (as bodies
+        // do not): `max_requests` bounds a keep-alive connection, whose later requests may
+        // name other hosts.
+        conn.client_bytes = conn.client_bytes.saturating_sub(head_len as u64);
         if !tunnel {
             return Step::Again;
         }
@@ -260,6 +272,76 @@ mod tests {
     use super::super::testutil::*;
     use super::super::{Extractor, ExtractorLimits};
     use super::*;
+
+    /// A client's segments from sequence number 1, one per request, after its SYN.
+    fn requests(requests: &[&[u8]]) -> Vec<(u32, Vec<u8>)> {
+        let mut frames = vec![(1, tcp(false, 0, SYN, b""))];
+        let mut seq = 1u32;
+        for r in requests {
+            frames.push((1, tcp(false, seq, ACK, r)));
+            seq += r.len() as u32;
+        }
+        frames
+    }
+
+    fn hosts(got: &[Extracted]) -> Vec<String> {
+        names(got)
+            .into_iter()
+            .filter(|(k, _)| *k == NameKind::HttpHost)
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    #[test]
+    fn requests_nginx_reads_that_httparse_refuses_are_read() {
+        // Each was served by nginx 1.22 (the review's check): an unknown method between two
+        // requests (405, then the next is served), a byte past ASCII in the target, a space
+        // after the version.
+        let frames = requests(&[
+            b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n",
+            b"FOO / HTTP/1.1\r\nHost: a.example\r\n\r\n",
+            b"GET /\x80 HTTP/1.1\r\nHost: dnl-01.geo.kaspersky.com\r\n\r\n",
+            b"GET / HTTP/1.1 \r\nHost: dnl-02.geo.kaspersky.com\r\n\r\n",
+        ]);
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(
+            hosts(&got),
+            [
+                "a.example",
+                "a.example",
+                "dnl-01.geo.kaspersky.com",
+                "dnl-02.geo.kaspersky.com"
+            ]
+        );
+        // Garbage after a request: counted, and the next request is still read.
+        let frames = requests(&[
+            b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n",
+            b"\x16\x03\x01 not a request\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: dnl-01.geo.kaspersky.com\r\n\r\n",
+        ]);
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(hosts(&got), ["a.example", "dnl-01.geo.kaspersky.com"]);
+        assert_eq!(anomaly_count(&got, "http_request_unreadable"), 1);
+    }
+
+    #[test]
+    fn many_request_heads_do_not_spend_the_inspection_budget() {
+        // 40 keep-alive requests with 8 KB heads (320 KB, past the 256 KiB budget), then one
+        // to a vendor host: a server with the default keepalive_requests serves them all.
+        let padding = format!("X-Pad: {}\r\n", "p".repeat(8000));
+        let decoy = format!("GET / HTTP/1.1\r\nHost: a.example\r\n{padding}\r\n");
+        let mut list: Vec<&[u8]> = vec![decoy.as_bytes(); 40];
+        let real = b"GET / HTTP/1.1\r\nHost: dnl-01.geo.kaspersky.com\r\n\r\n";
+        list.push(real);
+        let got = collect(
+            &mut Extractor::new(ExtractorLimits::default()),
+            &requests(&list),
+        );
+        assert_eq!(
+            hosts(&got).last().map(String::as_str),
+            Some("dnl-01.geo.kaspersky.com")
+        );
+    }
 
     #[test]
     fn keep_alive_is_followed_across_bodies_that_span_segments() {

@@ -505,7 +505,7 @@ fn push_segment(
     seg: &TcpSegment<'_>,
 ) -> Delivered {
     if inspecting && !seg.payload.is_empty() && from_client {
-        conn.client_bytes += seg.payload.len() as u64;
+        conn.client_bytes += new_bytes(conn.to_server.next_seq(), seg);
     }
     let closing = conn.closing;
     let dir = conn.sent_by(from_client);
@@ -546,6 +546,26 @@ fn push_segment(
         cut,
         resume: cut_end.wrapping_add(cut),
     }
+}
+
+/// Bytes of a segment past what its direction already delivered in order: what it adds to
+/// the inspection budget. Old bytes again (retransmissions, or segments far behind that a
+/// receiver drops) spend nothing, or a client could run a flow's budget out with them before
+/// its hello.
+fn new_bytes(next_seq: Option<u32>, seg: &TcpSegment<'_>) -> u64 {
+    let len = seg.payload.len() as u64;
+    let Some(next) = next_seq else {
+        return len;
+    };
+    let start = if seg.syn {
+        seg.seq.wrapping_add(1)
+    } else {
+        seg.seq
+    };
+    let end = start.wrapping_add(len as u32);
+    // How far the segment's end lies past `next`, in sequence space (negative: behind it).
+    let past = end.wrapping_sub(next) as i32;
+    u64::try_from(past).map_or(0, |p| p.min(len))
 }
 
 /// Whether a SYN (without ACK) from `src` opens a new connection on `flow`'s 4-tuple rather
@@ -1113,6 +1133,24 @@ mod tests {
             tls_names(&got)
         );
         assert_eq!(reused(&got), 1);
+    }
+
+    #[test]
+    fn old_bytes_sent_again_do_not_spend_the_inspection_budget() {
+        // 200 segments of 1,460 bytes far behind the next expected byte (a receiver drops them
+        // as old), 292 KB in all, then the real hello: it is read.
+        let (real, _) = real_and_decoy();
+        let junk = vec![0u8; 1460];
+        let mut frames = vec![
+            (1, tcp(false, 1_000_000, SYN, b"")),
+            (1, tcp(true, 5000, SYNACK, b"")),
+        ];
+        for _ in 0..200 {
+            frames.push((2, tcp(false, 900_000, ACK, &junk)));
+        }
+        frames.push((3, tcp(false, 1_000_001, ACK, &real)));
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), ["dnl-01.geo.kaspersky.com"]);
     }
 
     #[test]
