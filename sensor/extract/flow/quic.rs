@@ -157,8 +157,8 @@ impl QuicState {
         let Some(reader) = self.hello.as_mut() else {
             return Step::Wait;
         };
-        reader.datagrams += 1;
         if reader.read.is_some() {
+            reader.datagrams += 1;
             return match &self.ids {
                 Some(ids) => recheck(reader, ids.key(), conn, ts, datagram, out),
                 None => Step::Finish,
@@ -170,6 +170,12 @@ impl QuicState {
         };
         match initials {
             Ok(initials) => {
+                // Only datagrams that decrypt count toward the hello's datagrams: junk that
+                // looks like Initials (which the server drops: a wrong checksum, keys it does
+                // not derive) must not use them up before the real one.
+                if !initials.is_empty() {
+                    reader.datagrams += 1;
+                }
                 for initial in initials {
                     self.ids.get_or_insert_with(|| ConnectionIds {
                         first: initial.dcid.clone(),
@@ -525,6 +531,25 @@ mod tests {
             quic_names(&frames),
             ["dnl-01.geo.kaspersky.com", "www.example.org"]
         );
+    }
+
+    #[test]
+    fn initials_that_do_not_decrypt_do_not_use_up_the_hellos_datagrams() {
+        // 80 datagrams shaped as Initials for the DCID whose ciphertext was altered (the
+        // server's kernel drops them for their checksum, or its TLS stack for their tag),
+        // then the real Initial: read.
+        let dcid = [0x5a, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77];
+        let real = initial(&dcid, 0, "dnl-01.geo.kaspersky.com");
+        let mut frames: Vec<(u32, Vec<u8>)> = (0..80)
+            .map(|n| {
+                let mut junk = real.clone();
+                let at = junk.len() - 100 - n;
+                junk[at] ^= 0xff;
+                (1, junk)
+            })
+            .collect();
+        frames.push((1, real));
+        assert_eq!(quic_names(&frames), ["dnl-01.geo.kaspersky.com"]);
     }
 
     #[test]
