@@ -150,9 +150,11 @@ pub fn parse_request_cut(data: &[u8]) -> Parse<'_> {
 /// method token is taken (nginx parses `FOO / HTTP/1.1`, answers 405 and reads the next
 /// request), and a head `httparse` refuses is read line by line.
 pub fn parse_next_request(data: &[u8], cut: bool) -> Parse<'_> {
-    match parse(data, cut) {
-        Parse::NotHttp => lenient(data, cut),
-        parsed => parsed,
+    if looks_like_request(data) {
+        // A head httparse refuses goes to the line reader there.
+        parse(data, cut)
+    } else {
+        lenient(data, cut)
     }
 }
 

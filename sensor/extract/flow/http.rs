@@ -285,11 +285,7 @@ mod tests {
     }
 
     fn hosts(got: &[Extracted]) -> Vec<String> {
-        names(got)
-            .into_iter()
-            .filter(|(k, _)| *k == NameKind::HttpHost)
-            .map(|(_, v)| v)
-            .collect()
+        names_of_kind(got, NameKind::HttpHost)
     }
 
     #[test]

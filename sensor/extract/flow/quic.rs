@@ -409,11 +409,7 @@ mod tests {
 
     fn quic_names(frames: &[(u32, Vec<u8>)]) -> Vec<String> {
         let got = collect(&mut Extractor::new(ExtractorLimits::default()), frames);
-        names(&got)
-            .into_iter()
-            .filter(|(k, _)| *k == NameKind::QuicSni)
-            .map(|(_, v)| v)
-            .collect()
+        names_of_kind(&got, NameKind::QuicSni)
     }
 
     #[test]

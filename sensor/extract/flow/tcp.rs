@@ -464,14 +464,16 @@ fn note_segment(
     if seg.syn && !seg.ack && from_client {
         conn.client_isn.get_or_insert(seg.seq);
     }
-    if (seg.fin || seg.rst) && !seg.syn && inspecting {
+    if seg.fin || seg.rst {
         // Only a RST or FIN its receiver takes ends the connection: one at the next sequence
         // number it expects. While the flow is inspected its buffer knows that number, unless
         // a cap made it drop bytes (after inspection it does not, and the flow has been read).
         // A crafted one elsewhere must not end the flow: a SYN with a new ISN would then open
         // a fresh one, and the real hello, sent on the live connection, would go unread.
         let sent = conn.sent_by(from_client);
-        let expected = sent.next_seq().filter(|_| sent.dropped_bytes == 0);
+        let expected = sent
+            .next_seq()
+            .filter(|_| inspecting && !seg.syn && sent.dropped_bytes == 0);
         if expected.is_none_or(|next| next == seg.seq) {
             conn.closing = true;
         } else {
@@ -479,8 +481,6 @@ fn note_segment(
                 FlowAnomaly::TransportCloseIgnored.into(),
             ));
         }
-    } else if seg.fin || seg.rst {
-        conn.closing = true;
     }
 }
 
@@ -504,8 +504,14 @@ fn push_segment(
     from_client: bool,
     seg: &TcpSegment<'_>,
 ) -> Delivered {
+    // SYN data (TCP Fast Open) starts one after the SYN's sequence number.
+    let seq = if seg.syn {
+        seg.seq.wrapping_add(1)
+    } else {
+        seg.seq
+    };
     if inspecting && !seg.payload.is_empty() && from_client {
-        conn.client_bytes += new_bytes(conn.to_server.next_seq(), seg);
+        conn.client_bytes += new_bytes(conn.to_server.next_seq(), seq, seg.payload.len());
     }
     let closing = conn.closing;
     let dir = conn.sent_by(from_client);
@@ -513,12 +519,6 @@ fn push_segment(
     if seg.syn && inspecting {
         pushed = dir.start_at(seg.seq.wrapping_add(1));
     }
-    // SYN data (TCP Fast Open) starts one after the SYN's sequence number.
-    let seq = if seg.syn {
-        seg.seq.wrapping_add(1)
-    } else {
-        seg.seq
-    };
     if inspecting && !seg.payload.is_empty() {
         let passed_over = !reads && dir.pass_in_order(seq, seg.payload.len());
         if !passed_over && dir.push(seq, seg.payload) == Pushed::Data {
@@ -552,17 +552,13 @@ fn push_segment(
 /// the inspection budget. Old bytes again (retransmissions, or segments far behind that a
 /// receiver drops) spend nothing, or a client could run a flow's budget out with them before
 /// its hello.
-fn new_bytes(next_seq: Option<u32>, seg: &TcpSegment<'_>) -> u64 {
-    let len = seg.payload.len() as u64;
+/// `seq`: where the segment's bytes start, `len` of them.
+fn new_bytes(next_seq: Option<u32>, seq: u32, len: usize) -> u64 {
+    let len = len as u64;
     let Some(next) = next_seq else {
         return len;
     };
-    let start = if seg.syn {
-        seg.seq.wrapping_add(1)
-    } else {
-        seg.seq
-    };
-    let end = start.wrapping_add(len as u32);
+    let end = seq.wrapping_add(len as u32);
     // How far the segment's end lies past `next`, in sequence space (negative: behind it).
     let past = end.wrapping_sub(next) as i32;
     u64::try_from(past).map_or(0, |p| p.min(len))

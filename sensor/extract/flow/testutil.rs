@@ -74,9 +74,14 @@ pub(super) fn names(got: &[Extracted]) -> Vec<(NameKind, String)> {
 
 /// The TLS server names reported, in order.
 pub(super) fn tls_names(got: &[Extracted]) -> Vec<String> {
+    names_of_kind(got, NameKind::TlsSni)
+}
+
+/// The names of one kind reported, in order.
+pub(super) fn names_of_kind(got: &[Extracted], kind: NameKind) -> Vec<String> {
     names(got)
         .into_iter()
-        .filter(|(k, _)| *k == NameKind::TlsSni)
+        .filter(|(k, _)| *k == kind)
         .map(|(_, v)| v)
         .collect()
 }
