@@ -44,11 +44,13 @@ How each is derived:
                 replaces a queued segment with a later, longer one that starts at the same
                 sequence number; that tshark reads the other name is checked (so the capture does
                 test the difference)
-  evasion-fake-ttl.pcap, evasion-fake-noack.pcap, evasion-fake-md5.pcap, evasion-presyn.pcap
+  evasion-fake-ttl.pcap, evasion-fake-noack.pcap, evasion-fake-md5.pcap, evasion-presyn.pcap,
+  evasion-fake-ack-unsent.pcap, evasion-fake-ack-old.pcap
                 the server's answer, as for the overlaps (the same strict s_server): each has a
                 "fake" ClientHello with the decoy name at the real one's sequence number, sent
                 first, that Linux may not take (TTL 1 through a router, no ACK flag, an MD5
-                signature the SYN lacked), then the real ClientHello. The name of the other
+                signature the SYN lacked, an acknowledgment of bytes never sent or of less than
+                the SYN-ACK), then the real ClientHello. The name of the other
                 hello is `not_received`. tshark keeps the first copy it sees, so it reads the
                 fake's decoy: what it reads is recorded under `tshark_reads` (the scenario checks
                 below expect the decoy: the capture does test what tshark gets wrong)
@@ -111,7 +113,7 @@ How each is derived:
                 tshark (it reassembles the ~31 KB hello from its Initials; the generator checked
                 that the server logged the name); the deriver checks the hello is over 16 KiB
   evasion-rst.pcap, evasion-rst-ttl.pcap, evasion-rst-syn.pcap, evasion-badseq.pcap, evasion-seqovl.pcap,
-  evasion-ip-fragments.pcap, evasion-tls-records.pcap
+  evasion-ip-fragments.pcap, evasion-tls-records.pcap, evasion-paws-ack.pcap
                 (the fourth round) tshark with `-o tcp.reassemble_out_of_order:TRUE`, checked against
                 the server's answer on each connection (from the raw TCP payload): the strict
                 s_server answered every one with its handshake, so it received
@@ -174,7 +176,8 @@ OTHER_NAMES = {"www.example.org", DECOY, ACCEPTED + "\\x00.x", "nl-01.geo.kasper
 UNRECOGNIZED_NAME = "112"
 # The captures with a DPI-evasion fake in front of the real ClientHello.
 FAKES = ("evasion-fake-ttl.pcap", "evasion-fake-noack.pcap", "evasion-fake-md5.pcap",
-         "evasion-dup-fake-csum.pcap", "evasion-dup-fake-ttl.pcap", "evasion-presyn.pcap")
+         "evasion-dup-fake-csum.pcap", "evasion-dup-fake-ttl.pcap", "evasion-presyn.pcap",
+         "evasion-fake-ack-unsent.pcap", "evasion-fake-ack-old.pcap")
 # The fakes sent as twins of the real packet (a SPAN duplicate filter's blind spot).
 TWINS = ("evasion-dup-fake-csum.pcap", "evasion-dup-fake-ttl.pcap", "evasion-dup-quic-decoy.pcap")
 # What a mirror's copies of one packet may differ in: the IPv4 TTL and header checksum.
@@ -187,7 +190,8 @@ SNI_MALFORMED = ("evasion-sni-two-extensions.pcap", "evasion-sni-two-names.pcap"
 # The fourth round: capture -> the number of connections, each answered with the handshake.
 ROUND4 = {"evasion-rst.pcap": 2, "evasion-rst-ttl.pcap": 1, "evasion-rst-syn.pcap": 2,
           "evasion-badseq.pcap": 2,
-          "evasion-seqovl.pcap": 2, "evasion-ip-fragments.pcap": 3, "evasion-tls-records.pcap": 2}
+          "evasion-seqovl.pcap": 2, "evasion-ip-fragments.pcap": 3, "evasion-tls-records.pcap": 2,
+          "evasion-paws-ack.pcap": 1}
 # Its second set: capture -> how the names the server received are derived (one connection each).
 ROUND4B = {"evasion-urgent.pcap": "urgent", "evasion-urgent-reverse.pcap": "urgent",
            "evasion-paws.pcap": "paws", "evasion-frag-inside-real.pcap": "tshark",

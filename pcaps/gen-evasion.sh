@@ -218,6 +218,22 @@
 # server's kernel drops it silently: Tcp InCsumErrors +1), then the handshake and the real
 # ClientHello, which s_server answers with its handshake
 #
+# The seventh set, `ack`: segments whose acknowledgment number the server refuses, before it has
+# sent anything but its SYN-ACK (the client can acknowledge exactly the byte after it)
+#   evasion-fake-ack-unsent.pcap       the fake (decoy ClientHello at the real one's sequence number,
+#                                      TTL 64, PSH ACK) acknowledging 100,000 bytes the server never
+#                                      sent (RFC 9293: every TCP discards it), then the real
+#                                      ClientHello, to the strict s_server: it answers with its
+#                                      handshake
+#   evasion-fake-ack-old.pcap          the same fake acknowledging 1,000 bytes before the SYN-ACK's
+#                                      (Linux: too old, RFC 5961 §5.2; TcpExt TCPChallengeACK +1):
+#                                      s_server answers with its handshake
+#   evasion-paws-ack.pcap              timestamps on every segment; after the handshake a bare ACK
+#                                      acknowledging 100,000 bytes never sent, with a TSval 1,000,000
+#                                      ahead, then the real ClientHello: Linux discards the ACK before
+#                                      taking its timestamp, so the real hello is not PAWS-old
+#                                      (TcpExt PAWSEstab +0); s_server answers with its handshake
+#
 #   sudo bash pcaps/gen-evasion.sh       (then: python3 pcaps/expected_evasion.py --write)
 #   sudo bash pcaps/gen-evasion.sh --only fakes
 #   sudo bash pcaps/gen-evasion.sh --only evasion-fake-md5,evasion-reverse
@@ -230,7 +246,8 @@
 #                                        captures, `round4` for the six of the fourth round, `round4b`
 #                                        for the five of its second set, `dup` for the three
 #                                        evasion-dup-* captures, `dnsport` for the two
-#                                        evasion-dnsport-* captures. The others stay as they are. If a fake case's server answers with the alert instead
+#                                        evasion-dnsport-* captures, `ack` for the three of the
+#                                        seventh set. The others stay as they are. If a fake case's server answers with the alert instead
 #                                        (Linux took the fake), the script says so and keeps it: the
 #                                        expectations follow the server's answer.
 #
@@ -256,9 +273,11 @@ ROUND4B=(evasion-urgent evasion-urgent-reverse evasion-paws evasion-frag-inside-
 DUP=(evasion-dup-fake-csum evasion-dup-fake-ttl evasion-dup-quic-decoy)
 DNSPORT=(evasion-dnsport-tls evasion-dnsport-quic)
 CLOSE=(evasion-rst-syn evasion-presyn)
+ACK=(evasion-fake-ack-unsent evasion-fake-ack-old evasion-paws-ack)
 ALL=(evasion-first-last evasion-reverse evasion-overlap-replace evasion-overlap-replace-control
      evasion-http-empty-line evasion-fake-ttl evasion-fake-noack evasion-fake-md5 "${ROUND2[@]}"
-     "${SNI_MALFORMED[@]}" "${ROUND4[@]}" "${ROUND4B[@]}" "${DUP[@]}" "${DNSPORT[@]}" "${CLOSE[@]}")
+     "${SNI_MALFORMED[@]}" "${ROUND4[@]}" "${ROUND4B[@]}" "${DUP[@]}" "${DNSPORT[@]}" "${CLOSE[@]}"
+     "${ACK[@]}")
 declare -A SETS=(
     [fakes]="evasion-fake-ttl evasion-fake-noack evasion-fake-md5"
     [hrr]="evasion-hrr-decoy-real evasion-hrr-real-decoy"
@@ -270,6 +289,7 @@ declare -A SETS=(
     [round4b]="${ROUND4B[*]}"
     [dup]="${DUP[*]}"
     [dnsport]="${DNSPORT[*]}"
+    [ack]="${ACK[*]}"
 )
 USAGE="usage: gen-evasion.sh [--only NAME[,NAME...]] (NAME: a capture or ${!SETS[*]})"
 ONLY=("${ALL[@]}")
@@ -579,6 +599,10 @@ MODE fake-dup-csum  the fake as the real segment's twin: TTL 64, the real segmen
                     (wrong for the fake's bytes), sent right before the real one (no pause)
 MODE fake-dup-ttl:N the fake with TTL N, two bytes of its key share changed so that its TCP
                     checksum is right and the real segment's, sent right before the real one
+MODE fake-ack-unsent
+                    the fake with TTL 64, flags PSH ACK, acknowledging 100,000 bytes past the
+                    SYN-ACK (bytes the server never sent)
+MODE fake-ack-old   the same acknowledging 1,000 bytes before the SYN-ACK's sequence number
 
 IFACE is the interface the raw socket sends on (veth-c unless given); SERVER_MAC is the next hop's.
 
@@ -665,6 +689,8 @@ elif mode.startswith("fake-"):
                 "options": [("NOP", None), ("NOP", None), ("MD5", bytes(16))]}
     elif mode == "fake-dup-csum":
         fake = {"flags": "PA", "data": decoy, "twin": True}
+    elif mode in ("fake-ack-unsent", "fake-ack-old"):
+        fake = {"flags": "PA", "data": decoy, "ack": 100000 if mode == "fake-ack-unsent" else -1000}
     elif mode.startswith("fake-dup-ttl:"):
         fake = {"flags": "PA", "ttl": int(mode.split(":")[1]), "data": balanced(decoy, hello),
                 "twin": True}
@@ -730,7 +756,8 @@ if fake and fake.get("twin"):
           file=sys.stderr)
     sock.send(fake_frame)
 elif fake:
-    segment(fake["flags"], ISN + 1, sack, fake["data"], fake.get("ttl", 64), fake.get("options"))
+    segment(fake["flags"], ISN + 1, (sack + fake.get("ack", 0)) % 2**32, fake["data"],
+            fake.get("ttl", 64), fake.get("options"))
     time.sleep(0.005)
 for off, data in plan:
     segment("PA", ISN + 1 + off, sack, data)
@@ -836,6 +863,18 @@ if want evasion-fake-md5; then
     echo "gen-evasion: evasion-fake-md5.pcap: the server's TCPMD5Unexpected went up by" \
         "$(($(counter "$S" TcpExt TCPMD5Unexpected) - before))" >&2
     fake_outcome evasion-fake-md5.pcap "an MD5 signature the SYN had not"
+fi
+# --- acknowledgment numbers the server refuses (the `ack` set)
+if want evasion-fake-ack-unsent; then
+    crafted evasion-fake-ack-unsent.pcap fake-ack-unsent $STRICT 42027 $REAL $DECOY
+    fake_outcome evasion-fake-ack-unsent.pcap "an acknowledgment of bytes never sent"
+fi
+if want evasion-fake-ack-old; then
+    before=$(counter "$S" TcpExt TCPChallengeACK)
+    crafted evasion-fake-ack-old.pcap fake-ack-old $STRICT 42028 $REAL $DECOY
+    echo "gen-evasion: evasion-fake-ack-old.pcap: the server's TcpExt TCPChallengeACK went up by" \
+        "$(($(counter "$S" TcpExt TCPChallengeACK) - before))" >&2
+    fake_outcome evasion-fake-ack-old.pcap "an acknowledgment older than the SYN-ACK"
 fi
 # --- TLS from a DNS port (the `dnsport` set): curl binds the port; nginx serves any name
 if want evasion-dnsport-tls; then
@@ -1413,6 +1452,8 @@ MODE badseq-minus    decoy ClientHello at rcv_nxt-100000, then the real one
 MODE badseq-plus     decoy ClientHello at rcv_nxt+1000000, then the real one
 MODE paws            timestamps on every segment (SYN too); decoy ClientHello at rcv_nxt with a
                      TSval 1000 below the last one sent, then the real one
+MODE paws-ack        timestamps on every segment (SYN too); a bare ACK at rcv_nxt acknowledging
+                     100,000 bytes never sent, with a TSval 1,000,000 ahead, then the real hello
 MODE urg             the real hello with one byte X inserted before the last 'o' of the SNI
                      (dnl-01.geo.kaspersky.cXom), URG flag, urgent pointer at X (BSD: ptr = X+1)
 MODE urg-reverse     the decoy-named hello (server must refuse) where the name sent, with the
@@ -1444,7 +1485,7 @@ REAL, DECOY = b"dnl-01.geo.kaspersky.com", b"updates.example-corp.com"
 decoy = hello.replace(REAL, DECOY)
 assert len(decoy) == len(hello) and decoy != hello
 ISN = 1000
-TS = mode == "paws"
+TS = mode in ("paws", "paws-ack")
 sock = conf.L2socket(iface=iface)
 eth = Ether(src=cmac, dst=smac)
 state = {"tsval": 100000, "tsecr": 0}
@@ -1527,6 +1568,8 @@ elif mode == "badseq-plus":
     send(tcp_pkt("PA", nxt + 1000000, sack, decoy))
 elif mode == "paws":
     send(tcp_pkt("PA", nxt, sack, decoy, tsval=state["tsval"] - 1000))
+elif mode == "paws-ack":
+    send(tcp_pkt("A", nxt, (sack + 100000) % 2**32, tsval=state["tsval"] + 1000000))
 elif mode.startswith("frag-"):
     pass
 if mode.endswith("-syn"):
@@ -1771,6 +1814,13 @@ if want evasion-paws; then
     paws=$(($(counter "$S" TcpExt PAWSEstab) - before))
     echo "gen-evasion: evasion-paws.pcap: the server's TcpExt PAWSEstab went up by $paws" >&2
     ((paws == 1)) || die "evasion-paws.pcap: the server did not drop the decoy by PAWS"
+fi
+if want evasion-paws-ack; then
+    before=$(counter "$S" TcpExt PAWSEstab)
+    crafted4 evasion-paws-ack.pcap no paws-ack:42078
+    paws=$(($(counter "$S" TcpExt PAWSEstab) - before))
+    echo "gen-evasion: evasion-paws-ack.pcap: the server's TcpExt PAWSEstab went up by $paws" >&2
+    ((paws == 0)) || die "evasion-paws-ack.pcap: the server dropped a segment by PAWS (it took the ACK's timestamp)"
 fi
 # A datagram with a fragment wholly inside an earlier one: reassembled (ReasmOKs +1), the
 # fragment dropped as a duplicate, not as an overlap (ReasmOverlaps and ReasmFails +0). OUT MODE:SPORT

@@ -28,8 +28,10 @@
 //! checksum field included, so that a SPAN duplicate filter would take the real packet for the
 //! fake's copy): a TCP fake with the real segment's checksum (wrong for it), one with TTL 1
 //! through a router, and a QUIC decoy Initial with the real datagram's checksum. A sixth,
-//! `dnsport`: TLS and QUIC clients bound to a DNS port (53, 5353) as their own. Each server's
-//! answer is in its capture. Expectations are `pcaps/expected-evasion.json`, derived by
+//! `dnsport`: TLS and QUIC clients bound to a DNS port (53, 5353) as their own. A seventh, `ack`:
+//! a fake whose acknowledgment number the server refuses (bytes it never sent; less than its
+//! SYN-ACK), and a bare ACK of bytes never sent carrying a timestamp far ahead, which would make
+//! the real hello look PAWS-old if it were believed. Each server's answer is in its capture. Expectations are `pcaps/expected-evasion.json`, derived by
 //! `pcaps/expected_evasion.py` from tshark and, where tshark is fooled, from the server's answer
 //! or from the part of the capture the server took (one test re-derives them), never from
 //! vendorwatch.
@@ -312,6 +314,60 @@ fn a_fake_client_hello_with_an_unexpected_md5_signature_is_not_read() {
         "evasion-fake-md5.pcap",
         "10.40.1.12",
         "transport_signature_unexpected",
+    );
+}
+
+/// A fake capture where the decoy may be reported as well as the real name (a stack other than
+/// the server's may have taken it): the real name, dnl-01.geo.kaspersky.com from 10.40.1.12, is
+/// read and the alerts are the expected ones.
+fn check_real_read(capture: &str) -> Run {
+    let exp = expected(capture);
+    let real = (
+        "10.40.1.12".to_string(),
+        "tls_sni".to_string(),
+        "dnl-01.geo.kaspersky.com".to_string(),
+    );
+    assert_eq!(named(&exp["names"]), std::slice::from_ref(&real));
+    let run = replay(capture);
+    assert!(server_names(&run).contains(&real), "{:?}", run.events);
+    assert_eq!(alerted(&run), alerts_expected(&exp), "{:?}", run.alerts);
+    run
+}
+
+#[test]
+fn a_fake_client_hello_acknowledging_bytes_the_server_never_sent_is_not_read() {
+    // Every TCP discards a segment that acknowledges bytes not sent (RFC 9293 §3.10.7.4).
+    check_fake(
+        "evasion-fake-ack-unsent.pcap",
+        "10.40.1.12",
+        "transport_ack_unsent",
+    );
+}
+
+#[test]
+fn a_fake_client_hello_acknowledging_less_than_the_syn_ack_does_not_hide_the_real_one() {
+    // Linux discards it (RFC 5961 §5.2, a challenge ACK); another stack may take it, so the
+    // sensor names the decoy's hello by itself as well: the real name is read and alerted on.
+    let run = check_real_read("evasion-fake-ack-old.pcap");
+    assert_eq!(
+        anomaly(&run.summary, "transport_ack_old"),
+        1,
+        "{}",
+        run.summary
+    );
+}
+
+#[test]
+fn a_bare_ack_the_server_discards_does_not_make_the_real_hello_look_old() {
+    // Its timestamp is far ahead; Linux discards it for its acknowledgment number before it
+    // takes the timestamp, and reads the real hello (PAWSEstab +0). (A bare ACK changes
+    // nothing read but the latest timestamp, and is not counted.)
+    let run = check_round4("evasion-paws-ack.pcap", 1);
+    assert_eq!(
+        anomaly(&run.summary, "transport_timestamp_old"),
+        0,
+        "{}",
+        run.summary
     );
 }
 
@@ -677,16 +733,7 @@ fn a_decoy_sent_before_the_syn_is_not_taken_for_the_connections_first_bytes() {
     // hello. The real name is read and alerted on. The decoy may be reported too: on a tap of
     // the client's side only, data before a SYN is what a capture that began mid-connection
     // shows, and it is read when the SYN ends that flow.
-    let exp = expected("evasion-presyn.pcap");
-    let real = (
-        "10.40.1.12".to_string(),
-        "tls_sni".to_string(),
-        "dnl-01.geo.kaspersky.com".to_string(),
-    );
-    assert_eq!(named(&exp["names"]), std::slice::from_ref(&real));
-    let run = replay("evasion-presyn.pcap");
-    assert!(server_names(&run).contains(&real), "{:?}", run.events);
-    assert_eq!(alerted(&run), alerts_expected(&exp), "{:?}", run.alerts);
+    check_real_read("evasion-presyn.pcap");
 }
 
 #[test]

@@ -71,6 +71,15 @@ pub struct TcpSegment<'a> {
 }
 
 impl TcpSegment<'_> {
+    /// The acknowledgment number of a segment with the ACK flag, read from its header.
+    pub fn ack_number(&self) -> Option<u32> {
+        if !self.ack {
+            return None;
+        }
+        let field = self.segment.get(8..12)?;
+        Some(u32::from_be_bytes(field.try_into().ok()?))
+    }
+
     /// The urgent pointer of a segment with the URG flag, read from its header.
     pub fn urgent_pointer(&self) -> Option<u16> {
         const URG: u8 = 0x20;

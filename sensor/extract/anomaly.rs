@@ -167,6 +167,12 @@ pub enum FlowAnomaly {
     TransportTtlShort,
     /// A segment without ACK after the handshake, which a receiver discards.
     TransportAckMissing,
+    /// A client segment acknowledging bytes the server never sent: every TCP discards it
+    /// (RFC 9293 §3.10.7.4).
+    TransportAckUnsent,
+    /// A client segment acknowledging less than the server's SYN-ACK before the server sent
+    /// anything else: Linux discards it (RFC 5961 §5.2), other stacks may take it.
+    TransportAckOld,
     /// A segment signed with TCP-MD5 or TCP-AO on a connection whose SYN was not.
     TransportSignatureUnexpected,
     /// A segment with urgent data (the URG flag) in an inspected flow: its receiver takes the
@@ -220,13 +226,15 @@ pub enum FlowAnomaly {
 }
 
 impl FlowAnomaly {
-    pub const ALL: [FlowAnomaly; 38] = [
+    pub const ALL: [FlowAnomaly; 40] = [
         FlowAnomaly::Duplicates,
         FlowAnomaly::ReassemblyBudget,
         FlowAnomaly::ReassemblyCap,
         FlowAnomaly::TransportChecksumBad,
         FlowAnomaly::TransportTtlShort,
         FlowAnomaly::TransportAckMissing,
+        FlowAnomaly::TransportAckUnsent,
+        FlowAnomaly::TransportAckOld,
         FlowAnomaly::TransportSignatureUnexpected,
         FlowAnomaly::TransportUrgentData,
         FlowAnomaly::TransportTimestampOld,
@@ -269,6 +277,8 @@ impl FlowAnomaly {
             FlowAnomaly::TransportChecksumBad => "transport_checksum_bad",
             FlowAnomaly::TransportTtlShort => "transport_ttl_short",
             FlowAnomaly::TransportAckMissing => "transport_ack_missing",
+            FlowAnomaly::TransportAckUnsent => "transport_ack_unsent",
+            FlowAnomaly::TransportAckOld => "transport_ack_old",
             FlowAnomaly::TransportSignatureUnexpected => "transport_signature_unexpected",
             FlowAnomaly::TransportUrgentData => "transport_urgent_data",
             FlowAnomaly::TransportTimestampOld => "transport_timestamp_old",

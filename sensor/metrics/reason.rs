@@ -193,6 +193,8 @@ fn extract_stage(a: ExtractAnomaly) -> Stage {
             F::TransportChecksumBad
             | F::TransportTtlShort
             | F::TransportAckMissing
+            | F::TransportAckUnsent
+            | F::TransportAckOld
             | F::TransportSignatureUnexpected
             | F::TransportUrgentData
             | F::TransportTimestampOld

@@ -241,6 +241,8 @@ struct Conn {
     /// TCP: the latest timestamp value the server took from the client, and the client from
     /// the server (PAWS, see `tcp::check_timestamp`).
     ts_recent: [Option<u32>; 2],
+    /// TCP: what the server sent, for judging the client's acknowledgment numbers.
+    server_sent: tcp::ServerSent,
 }
 
 impl Conn {
@@ -269,6 +271,7 @@ impl Conn {
             checksums_good: [false; 2],
             syn_marks: [None; 2],
             ts_recent: [None; 2],
+            server_sent: tcp::ServerSent::Unknown,
         }
     }
 

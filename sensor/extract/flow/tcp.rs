@@ -12,7 +12,13 @@
 //! is not compared, see `SynMark::without_ttl`); no ACK flag after the handshake (Linux
 //! discards it, RFC 9293 §3.10.7.4); a TCP-MD5 or TCP-AO signature on a connection whose SYN
 //! had none (Linux discards it, RFC 2385 / 5925). Such a segment is not read and is counted
-//! (`transport_ttl_short`, `transport_ack_missing`, `transport_signature_unexpected`). On a
+//! (`transport_ttl_short`, `transport_ack_missing`, `transport_signature_unexpected`). While
+//! the server has sent nothing but its SYN-ACK, the client can acknowledge exactly the byte
+//! after it: a client segment acknowledging more (bytes never sent) is discarded by every TCP
+//! (RFC 9293 §3.10.7.4, `transport_ack_unsent`), one acknowledging less by Linux (RFC 5961
+//! §5.2, `transport_ack_old`; a ClientHello it holds whole is named, as another stack may take
+//! it); later the tap cannot tell what the client saw (it may have lost server segments), and
+//! acknowledgment numbers are not judged. On a
 //! connection whose SYN and SYN-ACK both carried timestamps (on a tap that carries only the
 //! client's side: whose SYN did), a segment whose timestamp is more than one below the latest
 //! its receiver took from that side is dropped by PAWS (RFC 7323), and not read either
@@ -105,6 +111,55 @@ impl SynMark {
     }
 }
 
+/// What the server has sent, as far as the tap shows: what the client's acknowledgment
+/// numbers are judged by (see the module's doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ServerSent {
+    /// No SYN-ACK seen (a tap of the client's side, a flow joined mid-stream).
+    Unknown,
+    /// Its SYN-ACK only; `next`: the sequence number after it.
+    SynAck { next: u32 },
+    /// Data or a FIN (a segment the tap lost may lie before what it showed), SYN-ACKs with
+    /// two ISNs (one forged, and the tap cannot tell which), or the client's first message
+    /// was read (the server may have answered it already: a tap that merges two ports can
+    /// show the client's next segment before the answer it acknowledges). Not judged.
+    More,
+}
+
+impl ServerSent {
+    /// Notes a segment of the server's.
+    fn note(&mut self, seg: &TcpSegment<'_>) {
+        let only_syn = seg.syn && seg.payload.is_empty() && !seg.fin && !seg.rst;
+        *self = match *self {
+            ServerSent::Unknown if only_syn => ServerSent::SynAck {
+                next: seg.seq.wrapping_add(1),
+            },
+            ServerSent::SynAck { next } if only_syn && next != seg.seq.wrapping_add(1) => {
+                ServerSent::More
+            }
+            _ if !seg.payload.is_empty() || seg.fin => ServerSent::More,
+            unchanged => unchanged,
+        };
+    }
+
+    /// Why the server discards a client segment for its acknowledgment number, if it does. A
+    /// RST is judged by its sequence number alone (RFC 5961 §3).
+    fn refuses(self, seg: &TcpSegment<'_>) -> Option<FlowAnomaly> {
+        let ServerSent::SynAck { next } = self else {
+            return None;
+        };
+        if seg.syn || seg.rst {
+            return None;
+        }
+        let ahead = seg.ack_number()?.wrapping_sub(next) as i32;
+        match ahead.signum() {
+            1 => Some(FlowAnomaly::TransportAckUnsent),
+            -1 => Some(FlowAnomaly::TransportAckOld),
+            _ => None,
+        }
+    }
+}
+
 /// The IPv4 TTL or IPv6 hop limit of an IP packet.
 fn ttl(ip: &[u8]) -> Option<u8> {
     match ip.first()? >> 4 {
@@ -193,7 +248,8 @@ fn check_timestamp(
     }
     let reaches = conn.syn_marks[dir]
         .and_then(|m| m.path_fault(pkt, seg))
-        .is_none();
+        .is_none()
+        && (dir != 0 || conn.server_sent.refuses(seg).is_none());
     let covers_next = conn.sent_by(dir == 0).next_seq().is_some_and(|next| {
         let into = next.wrapping_sub(seg.seq) as i32;
         into >= 0 && into as usize <= seg.payload.len()
@@ -251,6 +307,10 @@ impl Extractor {
         let mark = if seg.syn { SynMark::of(pkt, seg) } else { None };
         if let Some(flow) = self.flows.get_mut(&key) {
             let dir = usize::from(flow.conn.id.client != SocketAddr::new(src.0, src.1));
+            if dir == 1 {
+                // Refused here or not: the client may have had a copy the tap did not show.
+                flow.conn.server_sent.note(seg);
+            }
             // Only what can change the flow's state is checked: data it still reads, and
             // the flags that open or close it.
             if flow.app.inspecting() || seg.syn || seg.fin || seg.rst {
@@ -266,6 +326,15 @@ impl Extractor {
                 }
                 if v == Validity::Good {
                     flow.conn.checksums_good[dir] = true;
+                }
+                let judged = dir == 0 && (!seg.payload.is_empty() || seg.fin);
+                if let Some(why) = flow.conn.server_sent.refuses(seg).filter(|_| judged) {
+                    out(Extracted::Anomaly(why.into()));
+                    if why == FlowAnomaly::TransportAckOld {
+                        // Only Linux is sure to drop it: a hello it holds is named.
+                        name_hello_alone(flow, ts, seg, out);
+                    }
+                    return false;
                 }
                 if let Some(why) = check_timestamp(&mut flow.conn, dir, pkt, seg) {
                     out(Extracted::Anomaly(why.into()));
@@ -383,6 +452,7 @@ fn read_segment(
         };
     }
     let before = flow.held();
+    let named_before = flow.conn.named;
     if let Some(good) = first_checksum {
         flow.conn.checksums_good[usize::from(!from_client)] = good;
     }
@@ -437,6 +507,9 @@ fn read_segment(
     if flow.app.inspecting() && flow.conn.client_bytes > limits.inspect_budget {
         finish_inspection(flow, out);
     }
+    if flow.conn.named && !named_before {
+        flow.conn.server_sent = ServerSent::More;
+    }
     if flow.conn.closing {
         flow.conn.report_unnamed(out);
     }
@@ -460,6 +533,7 @@ fn note_segment(
     }
     if !from_client {
         conn.server_seen = true;
+        conn.server_sent.note(seg);
     }
     if seg.syn && !seg.ack && from_client {
         conn.client_isn.get_or_insert(seg.seq);
@@ -636,9 +710,9 @@ mod tests {
                 (
                     1,
                     if server_stamps {
-                        stamped(true, 500, SYNACK, 7000, b"")
+                        stamped(true, SERVER_ISN, SYNACK, 7000, b"")
                     } else {
-                        tcp(true, 500, SYNACK, b"")
+                        tcp(true, SERVER_ISN, SYNACK, b"")
                     },
                 ),
                 (1, stamped(false, 1, ACK, 1010, b"")),
@@ -664,6 +738,88 @@ mod tests {
         frames.push((1, stamped(false, 1, ACK, 1020, &real)));
         let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
         assert_eq!(tls_names(&got), ["updates.example-corp.com"]);
+        assert_eq!(anomaly_count(&got, "transport_timestamp_old"), 0);
+    }
+
+    #[test]
+    fn a_client_segment_acknowledging_what_the_server_never_sent_is_not_read() {
+        let (real, decoy) = real_and_decoy();
+        let opening = || {
+            vec![
+                (1, tcp(false, 1000, SYN, b"")),
+                (1, tcp(true, SERVER_ISN, SYNACK, b"")),
+                (1, tcp(false, 1001, ACK, b"")),
+            ]
+        };
+        // Past the SYN-ACK: bytes never sent, every TCP discards the decoy.
+        let mut frames = opening();
+        frames.push((
+            2,
+            with_ack(tcp(false, 1001, ACK, &decoy), SERVER_ISN + 100_001),
+        ));
+        frames.push((2, tcp(false, 1001, ACK, &real)));
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), ["dnl-01.geo.kaspersky.com"]);
+        assert_eq!(anomaly_count(&got, "transport_ack_unsent"), 1);
+        // Before it: Linux discards the decoy, another stack may take it, so the decoy's hello
+        // is named by itself and the real one is read.
+        let mut frames = opening();
+        frames.push((
+            2,
+            with_ack(tcp(false, 1001, ACK, &decoy), SERVER_ISN - 1000),
+        ));
+        frames.push((2, tcp(false, 1001, ACK, &real)));
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(
+            tls_names(&got),
+            ["updates.example-corp.com", "dnl-01.geo.kaspersky.com"]
+        );
+        assert_eq!(anomaly_count(&got, "transport_ack_old"), 1);
+        // A first decoy named by itself does not end the judging for the next one.
+        let mut frames = opening();
+        frames.push((
+            2,
+            with_ack(tcp(false, 1001, ACK, &decoy), SERVER_ISN - 1000),
+        ));
+        frames.push((2, with_ack(tcp(false, 1001, ACK, &decoy), SERVER_ISN + 2)));
+        frames.push((2, tcp(false, 1001, ACK, &real)));
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert!(tls_names(&got).contains(&"dnl-01.geo.kaspersky.com".to_string()));
+        assert_eq!(anomaly_count(&got, "transport_ack_unsent"), 1);
+        // Without the SYN-ACK (a tap of the client's side) or with two of them (one forged),
+        // what the client may acknowledge is unknown: nothing is judged.
+        let mut one_side = opening();
+        one_side.remove(1);
+        let mut two_synacks = opening();
+        two_synacks.insert(2, (1, tcp(true, SERVER_ISN + 7, SYNACK, b"")));
+        for mut frames in [one_side, two_synacks] {
+            frames.push((2, with_ack(tcp(false, 1001, ACK, &decoy), SERVER_ISN + 2)));
+            let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+            assert_eq!(anomaly_count(&got, "transport_ack_unsent"), 0);
+        }
+    }
+
+    #[test]
+    fn an_ack_the_server_discards_does_not_move_the_latest_timestamp() {
+        // A bare ACK acknowledging bytes never sent, with a TSval far ahead: the server drops
+        // it before taking its timestamp (RFC 7323 §4.3: only segments it accepts), so the
+        // real hello after it is not too old.
+        let (real, _) = real_and_decoy();
+        let frames = [
+            (1, stamped(false, 1000, SYN, 1000, b"")),
+            (1, stamped(true, SERVER_ISN, SYNACK, 7000, b"")),
+            (1, stamped(false, 1001, ACK, 1010, b"")),
+            (
+                2,
+                with_ack(
+                    stamped(false, 1001, ACK, 1_000_000, b""),
+                    SERVER_ISN + 100_001,
+                ),
+            ),
+            (2, stamped(false, 1001, ACK, 1020, &real)),
+        ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), ["dnl-01.geo.kaspersky.com"]);
         assert_eq!(anomaly_count(&got, "transport_timestamp_old"), 0);
     }
 
@@ -712,7 +868,7 @@ mod tests {
         assert_eq!(anomaly_count(&got, "transport_timestamp_old"), 0);
         // The server's side seen (a SYN-ACK without timestamps): the server refused them.
         let mut frames = one_way(true);
-        frames.insert(1, (1, tcp(true, 500, SYNACK, b"")));
+        frames.insert(1, (1, tcp(true, SERVER_ISN, SYNACK, b"")));
         let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
         assert_eq!(tls_names(&got), ["updates.example-corp.com"]);
     }
@@ -729,7 +885,7 @@ mod tests {
         for decoy in [expiring, out_of_window] {
             let frames = [
                 (1, stamped(false, 0, SYN, 1000, b"")),
-                (1, stamped(true, 500, SYNACK, 7000, b"")),
+                (1, stamped(true, SERVER_ISN, SYNACK, 7000, b"")),
                 (1, decoy),
                 (1, stamped(false, 1, ACK, 1010, &real)),
             ];
@@ -757,7 +913,7 @@ mod tests {
                 // The pointer rides on the segment that carries the byte.
                 vec![
                     (1, tcp(false, 0, SYN, b"")),
-                    (1, tcp(true, 500, SYNACK, b"")),
+                    (1, tcp(true, SERVER_ISN, SYNACK, b"")),
                     (1, tcp(false, 1, ACK, &sent[..split])),
                     (1, urgent(1 + split as u32, 11, &sent[split..])),
                 ]
@@ -765,7 +921,7 @@ mod tests {
                 // It comes ahead of the byte, on the first segment.
                 vec![
                     (1, tcp(false, 0, SYN, b"")),
-                    (1, tcp(true, 500, SYNACK, b"")),
+                    (1, tcp(true, SERVER_ISN, SYNACK, b"")),
                     (1, urgent(1, at as u16 + 1, &sent[..split])),
                     (1, tcp(false, 1 + split as u32, ACK, &sent[split..])),
                 ]
@@ -777,7 +933,7 @@ mod tests {
         // Without the URG flag the byte is part of the stream: the name is not that one.
         let frames = [
             (1, tcp(false, 0, SYN, b"")),
-            (1, tcp(true, 500, SYNACK, b"")),
+            (1, tcp(true, SERVER_ISN, SYNACK, b"")),
             (1, tcp(false, 1, ACK, &sent)),
         ];
         let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);

@@ -18,7 +18,12 @@ pub(super) fn collect(ex: &mut Extractor, frames: &[(u32, Vec<u8>)]) -> Vec<Extr
     got
 }
 
-/// IPv4/TCP frame from 10.0.0.1:40000 to 10.0.0.2:443 (or reversed) with flags and payload.
+/// The ISN of the server's SYN-ACK in the tests: the client's frames from `tcp` acknowledge
+/// the byte after it (a client acknowledges nothing else before the server sends data).
+pub(super) const SERVER_ISN: u32 = 5000;
+
+/// IPv4/TCP frame from 10.0.0.1:40000 to 10.0.0.2:443 (or reversed) with flags and payload;
+/// a client frame's acknowledgment number is `SERVER_ISN + 1` (a server frame's 0).
 pub(super) fn tcp(reverse: bool, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
     let (a, b, pa, pb) = if reverse {
         ([10, 0, 0, 2], [10, 0, 0, 1], 443u16, 40000u16)
@@ -33,9 +38,17 @@ pub(super) fn tcp(reverse: bool, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8>
     f.extend_from_slice(&pa.to_be_bytes());
     f.extend_from_slice(&pb.to_be_bytes());
     f.extend_from_slice(&seq.to_be_bytes());
-    f.extend_from_slice(&[0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    let ack = if reverse { 0 } else { SERVER_ISN + 1 };
+    f.extend_from_slice(&ack.to_be_bytes());
+    f.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
     f.extend_from_slice(payload);
     f
+}
+
+/// `frame` (from `tcp`) with another acknowledgment number.
+pub(super) fn with_ack(mut frame: Vec<u8>, ack: u32) -> Vec<u8> {
+    frame[28..32].copy_from_slice(&ack.to_be_bytes());
+    frame
 }
 
 /// A ClientHello naming `name`, in TLS records as a client sends it.
