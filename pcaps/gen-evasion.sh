@@ -228,6 +228,10 @@
 #   evasion-fake-ack-old.pcap          the same fake acknowledging 1,000 bytes before the SYN-ACK's
 #                                      (Linux: too old, RFC 5961 §5.2; TcpExt TCPChallengeACK +1):
 #                                      s_server answers with its handshake
+#   evasion-syn-data.pcap              the decoy ClientHello as data on the SYN (no Fast Open cookie:
+#                                      Linux acknowledges the SYN alone and drops the data), then
+#                                      the real ClientHello at the first byte: s_server answers with
+#                                      its handshake
 #   evasion-paws-ack.pcap              timestamps on every segment; after the handshake a bare ACK
 #                                      acknowledging 100,000 bytes never sent, with a TSval 1,000,000
 #                                      ahead, then the real ClientHello: Linux discards the ACK before
@@ -246,7 +250,7 @@
 #                                        captures, `round4` for the six of the fourth round, `round4b`
 #                                        for the five of its second set, `dup` for the three
 #                                        evasion-dup-* captures, `dnsport` for the two
-#                                        evasion-dnsport-* captures, `ack` for the three of the
+#                                        evasion-dnsport-* captures, `ack` for the four of the
 #                                        seventh set. The others stay as they are. If a fake case's server answers with the alert instead
 #                                        (Linux took the fake), the script says so and keeps it: the
 #                                        expectations follow the server's answer.
@@ -273,7 +277,7 @@ ROUND4B=(evasion-urgent evasion-urgent-reverse evasion-paws evasion-frag-inside-
 DUP=(evasion-dup-fake-csum evasion-dup-fake-ttl evasion-dup-quic-decoy)
 DNSPORT=(evasion-dnsport-tls evasion-dnsport-quic)
 CLOSE=(evasion-rst-syn evasion-presyn)
-ACK=(evasion-fake-ack-unsent evasion-fake-ack-old evasion-paws-ack)
+ACK=(evasion-fake-ack-unsent evasion-fake-ack-old evasion-syn-data evasion-paws-ack)
 ALL=(evasion-first-last evasion-reverse evasion-overlap-replace evasion-overlap-replace-control
      evasion-http-empty-line evasion-fake-ttl evasion-fake-noack evasion-fake-md5 "${ROUND2[@]}"
      "${SNI_MALFORMED[@]}" "${ROUND4[@]}" "${ROUND4B[@]}" "${DUP[@]}" "${DNSPORT[@]}" "${CLOSE[@]}"
@@ -1452,6 +1456,8 @@ MODE badseq-minus    decoy ClientHello at rcv_nxt-100000, then the real one
 MODE badseq-plus     decoy ClientHello at rcv_nxt+1000000, then the real one
 MODE paws            timestamps on every segment (SYN too); decoy ClientHello at rcv_nxt with a
                      TSval 1000 below the last one sent, then the real one
+MODE syn-data        the decoy ClientHello as data on the SYN (no Fast Open option), then the
+                     real hello at ISN+1
 MODE paws-ack        timestamps on every segment (SYN too); a bare ACK at rcv_nxt acknowledging
                      100,000 bytes never sent, with a TSval 1,000,000 ahead, then the real hello
 MODE urg             the real hello with one byte X inserted before the last 'o' of the SNI
@@ -1537,7 +1543,7 @@ if mode == "presyn":
     send(p)
     time.sleep(0.05)
     presyn_answer = describe(receive(0.3))
-send(tcp_pkt("S", ISN))
+send(tcp_pkt("S", ISN, data=decoy if mode == "syn-data" else b""))
 synack = next((p for p in receive(2, lambda p: p[TCP].flags & 0x12 == 0x12) if p[TCP].flags & 0x12 == 0x12), None)
 if synack is None:
     sys.exit("no SYN-ACK")
@@ -1666,6 +1672,8 @@ send(tcp_pkt("R", fin))
 acked = (max([p[TCP].ack for p in answer if p[TCP].flags & 0x10] or [nxt]) - nxt) % 2**32
 if mode == "presyn":
     log.append({"before_syn": presyn_answer})
+if mode == "syn-data":
+    log.append({"syn_ack_acks": synack[TCP].ack - ISN - 1})
 print(json.dumps({"mode": mode, "early": describe(early), "answer": describe(answer)[:6],
                   "answer_bytes": sum(len(d) for _, d in payload), "record": first[:7].hex(),
                   "retransmitted": retransmitted, "sent": fin - nxt, "acked": acked, "log": log}))
@@ -1814,6 +1822,11 @@ if want evasion-paws; then
     paws=$(($(counter "$S" TcpExt PAWSEstab) - before))
     echo "gen-evasion: evasion-paws.pcap: the server's TcpExt PAWSEstab went up by $paws" >&2
     ((paws == 1)) || die "evasion-paws.pcap: the server did not drop the decoy by PAWS"
+fi
+if want evasion-syn-data; then
+    crafted4 evasion-syn-data.pcap no syn-data:42079
+    grep -q '"syn_ack_acks": 0' "$WORK/evasion-syn-data.pcap.json" \
+        || die "evasion-syn-data.pcap: the server's SYN-ACK acknowledged the SYN's data"
 fi
 if want evasion-paws-ack; then
     before=$(counter "$S" TcpExt PAWSEstab)

@@ -243,6 +243,8 @@ struct Conn {
     ts_recent: [Option<u32>; 2],
     /// TCP: what the server sent, for judging the client's acknowledgment numbers.
     server_sent: tcp::ServerSent,
+    /// TCP: a client segment held back for its acknowledgment number (`tcp::HeldBack`).
+    held_back: Option<Box<tcp::HeldBack>>,
 }
 
 impl Conn {
@@ -272,11 +274,13 @@ impl Conn {
             syn_marks: [None; 2],
             ts_recent: [None; 2],
             server_sent: tcp::ServerSent::Unknown,
+            held_back: None,
         }
     }
 
     fn held(&self) -> usize {
-        self.to_server.held() + self.to_client.held()
+        let held_back = self.held_back.as_ref().map_or(0, |h| h.len());
+        self.to_server.held() + self.to_client.held() + held_back
     }
 
     /// The buffer of the bytes one side sends.
@@ -856,6 +860,7 @@ fn read_server_side_only(flow: &mut Flow, out: &mut impl FnMut(Extracted)) {
 fn finish_inspection(flow: &mut Flow, out: &mut impl FnMut(Extracted)) {
     count_reassembly_drops(flow, out);
     flow.app.finish();
+    flow.conn.held_back = None;
     flow.conn.to_server.release();
     flow.conn.to_client.release();
     flow.conn.report_unnamed(out);

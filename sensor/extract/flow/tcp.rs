@@ -16,9 +16,15 @@
 //! the server has sent nothing but its SYN-ACK, the client can acknowledge exactly the byte
 //! after it: a client segment acknowledging more (bytes never sent) is discarded by every TCP
 //! (RFC 9293 §3.10.7.4, `transport_ack_unsent`), one acknowledging less by Linux (RFC 5961
-//! §5.2, `transport_ack_old`; a ClientHello it holds whole is named, as another stack may take
-//! it); later the tap cannot tell what the client saw (it may have lost server segments), and
-//! acknowledgment numbers are not judged. On a
+//! §5.2, `transport_ack_old`; another stack may take it). Such a segment is not read but held
+//! back (one a flow, `HeldBack`): a tap can lose the server segment the client acknowledges, or
+//! show it after the client's (a server that speaks first), and another stack may take an old
+//! acknowledgment, so the held segment is read once a server segment acknowledges its bytes or
+//! the server's next byte arrives, and dropped when a copy with an acceptable acknowledgment
+//! comes. Data on a client's SYN is held back the same way: the server takes it only with a Fast
+//! Open cookie, which its SYN-ACK shows by acknowledging it. Once the server sent data or the
+//! flow named something, the tap cannot tell what the client saw, and acknowledgment numbers are
+//! not judged. On a
 //! connection whose SYN and SYN-ACK both carried timestamps (on a tap that carries only the
 //! client's side: whose SYN did), a segment whose timestamp is more than one below the latest
 //! its receiver took from that side is dropped by PAWS (RFC 7323), and not read either
@@ -127,9 +133,11 @@ pub(super) enum ServerSent {
 }
 
 impl ServerSent {
-    /// Notes a segment of the server's.
+    /// Notes a segment of the server's that reaches the client. Data or a FIN counts from
+    /// the server's next byte on (a crafted segment out of sequence does not end the judging).
     fn note(&mut self, seg: &TcpSegment<'_>) {
         let only_syn = seg.syn && seg.payload.is_empty() && !seg.fin && !seg.rst;
+        let sends = !seg.payload.is_empty() || seg.fin;
         *self = match *self {
             ServerSent::Unknown if only_syn => ServerSent::SynAck {
                 next: seg.seq.wrapping_add(1),
@@ -137,7 +145,8 @@ impl ServerSent {
             ServerSent::SynAck { next } if only_syn && next != seg.seq.wrapping_add(1) => {
                 ServerSent::More
             }
-            _ if !seg.payload.is_empty() || seg.fin => ServerSent::More,
+            ServerSent::SynAck { next } if sends && !seg.syn && seg.seq == next => ServerSent::More,
+            ServerSent::Unknown if sends => ServerSent::More,
             unchanged => unchanged,
         };
     }
@@ -158,6 +167,76 @@ impl ServerSent {
             _ => None,
         }
     }
+}
+
+/// A client segment with data refused for its acknowledgment number, kept (a copy: one a
+/// flow, counted in what the flow holds) until the tap tells whether the server took it.
+#[derive(Debug)]
+pub(super) struct HeldBack {
+    seq: u32,
+    fin: bool,
+    cut: u32,
+    /// The TCP header and payload as captured, and where the payload starts.
+    segment: Box<[u8]>,
+    payload_at: usize,
+}
+
+impl HeldBack {
+    /// `seg` held back; a SYN's data starts one after its sequence number.
+    fn of(seg: &TcpSegment<'_>) -> HeldBack {
+        HeldBack {
+            seq: seg.seq.wrapping_add(u32::from(seg.syn)),
+            fin: seg.fin,
+            cut: seg.cut,
+            segment: seg.segment.into(),
+            payload_at: seg.segment.len() - seg.payload.len(),
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.segment.len()
+    }
+
+    /// Takes `seg`'s bytes too when they follow the held ones (a client's message in several
+    /// segments, each refused alike), up to `cap` bytes.
+    fn extend(&mut self, seg: &TcpSegment<'_>, cap: usize) {
+        if seg.seq != self.end() || self.cut > 0 || self.len() + seg.payload.len() > cap {
+            return;
+        }
+        let mut bytes = Vec::with_capacity(self.len() + seg.payload.len());
+        bytes.extend_from_slice(&self.segment);
+        bytes.extend_from_slice(seg.payload);
+        self.segment = bytes.into();
+        self.fin = seg.fin;
+        self.cut = seg.cut;
+    }
+
+    /// The sequence number past the held bytes.
+    fn end(&self) -> u32 {
+        let payload = self.segment.len() - self.payload_at;
+        self.seq.wrapping_add(payload as u32)
+    }
+
+    /// The segment as it arrived, from `client` to `server`.
+    fn segment(&self, client: u16, server: u16) -> TcpSegment<'_> {
+        TcpSegment {
+            src_port: client,
+            dst_port: server,
+            seq: self.seq,
+            syn: false,
+            ack: true,
+            fin: self.fin,
+            rst: false,
+            payload: self.segment.get(self.payload_at..).unwrap_or_default(),
+            cut: self.cut,
+            segment: &self.segment,
+        }
+    }
+}
+
+/// Whether `seg`'s bytes include sequence number `seq`.
+fn covers(seg: &TcpSegment<'_>, seq: u32) -> bool {
+    (seq.wrapping_sub(seg.seq) as usize) < seg.payload.len()
 }
 
 /// The IPv4 TTL or IPv6 hop limit of an IP packet.
@@ -307,10 +386,6 @@ impl Extractor {
         let mark = if seg.syn { SynMark::of(pkt, seg) } else { None };
         if let Some(flow) = self.flows.get_mut(&key) {
             let dir = usize::from(flow.conn.id.client != SocketAddr::new(src.0, src.1));
-            if dir == 1 {
-                // Refused here or not: the client may have had a copy the tap did not show.
-                flow.conn.server_sent.note(seg);
-            }
             // Only what can change the flow's state is checked: data it still reads, and
             // the flags that open or close it.
             if flow.app.inspecting() || seg.syn || seg.fin || seg.rst {
@@ -330,9 +405,15 @@ impl Extractor {
                 let judged = dir == 0 && (!seg.payload.is_empty() || seg.fin);
                 if let Some(why) = flow.conn.server_sent.refuses(seg).filter(|_| judged) {
                     out(Extracted::Anomaly(why.into()));
-                    if why == FlowAnomaly::TransportAckOld {
-                        // Only Linux is sure to drop it: a hello it holds is named.
-                        name_hello_alone(flow, ts, seg, out);
+                    if flow.app.inspecting() && !seg.payload.is_empty() {
+                        let before = flow.held();
+                        let cap = self.limits.stream_cap;
+                        match flow.conn.held_back.as_deref_mut() {
+                            None => flow.conn.held_back = Some(Box::new(HeldBack::of(seg))),
+                            Some(held_back) => held_back.extend(seg, cap),
+                        }
+                        let held = flow.held_since(before);
+                        self.account(key, held, out);
                     }
                     return false;
                 }
@@ -346,6 +427,12 @@ impl Extractor {
                     return false;
                 }
             }
+            if flow.conn.held_back.is_some() {
+                self.settle_held_back(key, ts, dir, seg, out);
+            }
+            let Some(flow) = self.flows.get_mut(&key) else {
+                return true;
+            };
             if !(seg.syn && !seg.ack && is_new_connection(&flow.conn, src, seg, ts)) {
                 // The common case: a segment of a known connection, read with this probe.
                 let arrived = Arrival {
@@ -368,6 +455,65 @@ impl Extractor {
         let good = checked.unwrap_or_else(validity) == Validity::Good;
         self.tcp_new_flow(ts, (src, dst), seg, (mac, mark), good, out);
         true
+    }
+
+    /// What a segment that reaches its receiver tells of the flow's held-back client segment
+    /// (`HeldBack`): a client copy of its first byte with an acceptable acknowledgment number
+    /// makes it a decoy (dropped); a server segment acknowledging its bytes, or carrying the
+    /// server's next byte, shows the client saw what the tap did not (it is read now, first).
+    fn settle_held_back(
+        &mut self,
+        key: FlowKey,
+        ts: Timestamp,
+        dir: usize,
+        seg: &TcpSegment<'_>,
+        out: &mut impl FnMut(Extracted),
+    ) {
+        let Some(flow) = self.flows.get_mut(&key) else {
+            return;
+        };
+        let Some(held_back) = flow.conn.held_back.as_deref() else {
+            return;
+        };
+        let (dropped, taken) = if dir == 0 {
+            // With no server packet on the tap (a tap of the client's side), the client going
+            // on past the held bytes is all that tells that the server took them.
+            let goes_on = !flow.conn.server_seen && seg.seq == held_back.end();
+            (!seg.syn && covers(seg, held_back.seq), goes_on)
+        } else {
+            let acked = seg
+                .ack_number()
+                .is_some_and(|ack| ack.wrapping_sub(held_back.end()) as i32 >= 0);
+            let before = flow.conn.server_sent;
+            let mut after = before;
+            after.note(seg);
+            (
+                false,
+                acked || (after == ServerSent::More && before != after),
+            )
+        };
+        if !(dropped || taken) {
+            return;
+        }
+        let before = flow.held();
+        let Some(held_back) = flow.conn.held_back.take() else {
+            return;
+        };
+        if taken {
+            flow.conn.server_sent = ServerSent::More;
+            let (client, server) = (flow.conn.id.client, flow.conn.id.server);
+            let segment = held_back.segment(client.port(), server.port());
+            let arrived = Arrival {
+                src: (client.ip(), client.port()),
+                seg: &segment,
+                ts,
+                mac: None,
+                mark: None,
+            };
+            read_segment(flow, &mut self.dns_txns, self.limits, &arrived, None, out);
+        }
+        let held = flow.held_since(before);
+        self.account(key, held, out);
     }
 
     /// Opens the flow a segment of an unknown connection starts, and reads the segment into
@@ -484,6 +630,13 @@ fn read_segment(
             out(Extracted::Anomaly(FlowAnomaly::TransportUrgentData.into()));
         }
     }
+    if seg.syn && from_client && !seg.payload.is_empty() && flow.app.inspecting() {
+        // Data on a SYN is the server's only if its SYN-ACK acknowledges it (TCP Fast Open
+        // with a valid cookie): without, the server drops it and the client sends it again.
+        flow.conn
+            .held_back
+            .get_or_insert_with(|| Box::new(HeldBack::of(seg)));
+    }
     let reads = flow.app.reads(from_client);
     let delivered = push_segment(
         &mut flow.conn,
@@ -584,7 +737,7 @@ fn push_segment(
     } else {
         seg.seq
     };
-    if inspecting && !seg.payload.is_empty() && from_client {
+    if inspecting && !seg.payload.is_empty() && from_client && !seg.syn {
         conn.client_bytes += new_bytes(conn.to_server.next_seq(), seq, seg.payload.len());
     }
     let closing = conn.closing;
@@ -593,7 +746,8 @@ fn push_segment(
     if seg.syn && inspecting {
         pushed = dir.start_at(seg.seq.wrapping_add(1));
     }
-    if inspecting && !seg.payload.is_empty() {
+    // A client's SYN data is held back (see `read_segment`).
+    if inspecting && !seg.payload.is_empty() && !(seg.syn && from_client) {
         let passed_over = !reads && dir.pass_in_order(seq, seg.payload.len());
         if !passed_over && dir.push(seq, seg.payload) == Pushed::Data {
             pushed = Pushed::Data;
@@ -761,8 +915,8 @@ mod tests {
         let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
         assert_eq!(tls_names(&got), ["dnl-01.geo.kaspersky.com"]);
         assert_eq!(anomaly_count(&got, "transport_ack_unsent"), 1);
-        // Before it: Linux discards the decoy, another stack may take it, so the decoy's hello
-        // is named by itself and the real one is read.
+        // Before it: Linux discards the decoy (another stack may take it: the server's answer
+        // tells, see `a_held_back_segment_is_read_once_the_server_shows_it_took_it`).
         let mut frames = opening();
         frames.push((
             2,
@@ -770,22 +924,19 @@ mod tests {
         ));
         frames.push((2, tcp(false, 1001, ACK, &real)));
         let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
-        assert_eq!(
-            tls_names(&got),
-            ["updates.example-corp.com", "dnl-01.geo.kaspersky.com"]
-        );
+        assert_eq!(tls_names(&got), ["dnl-01.geo.kaspersky.com"]);
         assert_eq!(anomaly_count(&got, "transport_ack_old"), 1);
-        // A first decoy named by itself does not end the judging for the next one.
+        // Two decoys refused alike, the second where the first ends, are held together and
+        // dropped when the real hello comes.
+        let half = decoy.len() / 2;
         let mut frames = opening();
-        frames.push((
-            2,
-            with_ack(tcp(false, 1001, ACK, &decoy), SERVER_ISN - 1000),
-        ));
-        frames.push((2, with_ack(tcp(false, 1001, ACK, &decoy), SERVER_ISN + 2)));
+        let bad = |seq: u32, part: &[u8]| with_ack(tcp(false, seq, ACK, part), SERVER_ISN + 2);
+        frames.push((2, bad(1001, &decoy[..half])));
+        frames.push((2, bad(1001 + half as u32, &decoy[half..])));
         frames.push((2, tcp(false, 1001, ACK, &real)));
         let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
-        assert!(tls_names(&got).contains(&"dnl-01.geo.kaspersky.com".to_string()));
-        assert_eq!(anomaly_count(&got, "transport_ack_unsent"), 1);
+        assert_eq!(tls_names(&got), ["dnl-01.geo.kaspersky.com"]);
+        assert_eq!(anomaly_count(&got, "transport_ack_unsent"), 2);
         // Without the SYN-ACK (a tap of the client's side) or with two of them (one forged),
         // what the client may acknowledge is unknown: nothing is judged.
         let mut one_side = opening();
@@ -796,6 +947,75 @@ mod tests {
             frames.push((2, with_ack(tcp(false, 1001, ACK, &decoy), SERVER_ISN + 2)));
             let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
             assert_eq!(anomaly_count(&got, "transport_ack_unsent"), 0);
+        }
+    }
+
+    #[test]
+    fn a_held_back_segment_is_read_once_the_server_shows_it_took_it() {
+        // A server that speaks first (SMTP's banner), its greeting lost on the tap (or shown
+        // after the client's answer): the client's first bytes acknowledge what the tap never
+        // showed. They are held back, and read when the server's answer acknowledges them;
+        // the hello after them is then read too.
+        let (real, _) = real_and_decoy();
+        let greeting = b"220 mail.example.org ESMTP\r\n";
+        let reply = b"250 ok\r\n";
+        let after_greeting = SERVER_ISN + 1 + greeting.len() as u32;
+        let ehlo = b"EHLO client.example.org\r\n";
+        let ehlo_end = 1001 + ehlo.len() as u32;
+        for greeting_shown in [false, true] {
+            let mut frames = vec![
+                (1, tcp(false, 1000, SYN, b"")),
+                (1, tcp(true, SERVER_ISN, SYNACK, b"")),
+                (1, tcp(false, 1001, ACK, b"")),
+                (2, with_ack(tcp(false, 1001, ACK, ehlo), after_greeting)),
+            ];
+            if greeting_shown {
+                let greeting = with_ack(tcp(true, SERVER_ISN + 1, ACK, greeting), 1001);
+                frames.push((2, greeting));
+            }
+            frames.push((3, with_ack(tcp(true, after_greeting, ACK, reply), ehlo_end)));
+            let hello = with_ack(tcp(false, ehlo_end, ACK, &real), after_greeting);
+            frames.push((4, hello));
+            let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+            assert_eq!(
+                tls_names(&got),
+                ["dnl-01.geo.kaspersky.com"],
+                "{greeting_shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn data_on_a_syn_is_read_only_if_the_syn_ack_acknowledges_it() {
+        // Without a Fast Open cookie the server drops a SYN's data and acknowledges the SYN
+        // alone; the client sends its bytes again. A decoy on the SYN must not hide them.
+        let (real, decoy) = real_and_decoy();
+        let frames = [
+            (1, tcp(false, 1000, SYN, &decoy)),
+            (1, with_ack(tcp(true, SERVER_ISN, SYNACK, b""), 1001)),
+            (2, tcp(false, 1001, ACK, &real)),
+        ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), ["dnl-01.geo.kaspersky.com"]);
+        // With a cookie the SYN-ACK acknowledges the data: it is the connection's first bytes.
+        let taken = 1001 + real.len() as u32;
+        let frames = [
+            (1, tcp(false, 1000, SYN, &real)),
+            (1, with_ack(tcp(true, SERVER_ISN, SYNACK, b""), taken)),
+            (2, tcp(false, taken, ACK, b"")),
+        ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), ["dnl-01.geo.kaspersky.com"]);
+        // A tap of the client's side: the client going on after the data says it was taken,
+        // sending it again that it was not.
+        let record = b"\x17\x03\x03\x00\x01x";
+        for (next, data) in [(1001, &real[..]), (taken, &record[..])] {
+            let frames = [
+                (1, tcp(false, 1000, SYN, &real)),
+                (2, tcp(false, next, ACK, data)),
+            ];
+            let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+            assert_eq!(tls_names(&got), ["dnl-01.geo.kaspersky.com"], "{next}");
         }
     }
 
@@ -1197,7 +1417,7 @@ mod tests {
             vec![
                 (t, tcp(false, 90_000, SYN, b"")),
                 (t, tcp(true, 70_000, SYNACK, b"")),
-                (t + 1, tcp(false, 90_001, ACK, &vendor)),
+                (t + 1, with_ack(tcp(false, 90_001, ACK, &vendor), 70_001)),
             ]
         };
         // After the first connection closed (FIN), one second later.
