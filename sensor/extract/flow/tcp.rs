@@ -169,10 +169,12 @@ impl ServerSent {
     }
 }
 
-/// A client segment with data refused for its acknowledgment number, kept (a copy: one a
-/// flow, counted in what the flow holds) until the tap tells whether the server took it.
+/// A client segment with data refused for its acknowledgment number, or data on its SYN, kept
+/// (a copy: one a flow, counted in what the flow holds) until the tap tells whether the server
+/// took it.
 #[derive(Debug)]
 pub(super) struct HeldBack {
+    why: HeldWhy,
     seq: u32,
     fin: bool,
     cut: u32,
@@ -181,10 +183,38 @@ pub(super) struct HeldBack {
     payload_at: usize,
 }
 
+/// Why a segment is held back, and what shows that the server took it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HeldWhy {
+    /// It acknowledges bytes the tap has not shown of the server (lost, or shown late): taken
+    /// once the server is seen to have sent as far as `ack`.
+    AckUnsent { ack: u32 },
+    /// It acknowledges less than the SYN-ACK (Linux drops it, another stack may take it):
+    /// taken once the server acknowledges its bytes.
+    AckOld,
+    /// Data on the SYN (Fast Open): taken if the SYN-ACK acknowledges it.
+    SynData,
+    /// Its TTL (`ttl`) is well below the SYN's (a decoy that expires on the way, or a client
+    /// that raised its SYN's TTL): taken once the server acknowledges its bytes.
+    TtlShort { ttl: u8 },
+}
+
+impl HeldWhy {
+    fn likelier_than(self, other: HeldWhy) -> bool {
+        match (self, other) {
+            (HeldWhy::AckUnsent { .. }, _) => false,
+            (_, HeldWhy::AckUnsent { .. }) => true,
+            (HeldWhy::TtlShort { ttl }, HeldWhy::TtlShort { ttl: held }) => ttl > held,
+            _ => false,
+        }
+    }
+}
+
 impl HeldBack {
     /// `seg` held back; a SYN's data starts one after its sequence number.
-    fn of(seg: &TcpSegment<'_>) -> HeldBack {
+    fn of(seg: &TcpSegment<'_>, why: HeldWhy) -> HeldBack {
         HeldBack {
+            why,
             seq: seg.seq.wrapping_add(u32::from(seg.syn)),
             fin: seg.fin,
             cut: seg.cut,
@@ -215,6 +245,23 @@ impl HeldBack {
     fn end(&self) -> u32 {
         let payload = self.segment.len() - self.payload_at;
         self.seq.wrapping_add(payload as u32)
+    }
+
+    /// Whether a server segment that reaches the client shows that the server took the held
+    /// bytes.
+    fn taken_by(&self, seg: &TcpSegment<'_>) -> bool {
+        let at_or_past = |seq: u32, mark: u32| seq.wrapping_sub(mark) as i32 >= 0;
+        let acks_them = seg
+            .ack_number()
+            .is_some_and(|ack| at_or_past(ack, self.end()));
+        match self.why {
+            HeldWhy::AckUnsent { ack } => {
+                let sent_to = seg.seq.wrapping_add(seg.payload.len() as u32);
+                !seg.syn && !seg.payload.is_empty() && at_or_past(sent_to, ack)
+            }
+            HeldWhy::AckOld | HeldWhy::TtlShort { .. } => acks_them,
+            HeldWhy::SynData => seg.syn && acks_them,
+        }
     }
 
     /// The segment as it arrived, from `client` to `server`.
@@ -392,6 +439,20 @@ impl Extractor {
                 let unreachable = flow.conn.syn_marks[dir].and_then(|m| m.unreachable(pkt, seg));
                 if let Some(why) = unreachable {
                     out(Extracted::Anomaly(why.into()));
+                    if why == FlowAnomaly::TransportTtlShort && dir == 0 {
+                        // Judged by its acknowledgment first: that refusal holds on any path.
+                        let held_why = match (flow.conn.server_sent.refuses(seg), seg.ack_number())
+                        {
+                            (Some(FlowAnomaly::TransportAckUnsent), Some(ack)) => {
+                                HeldWhy::AckUnsent { ack }
+                            }
+                            (Some(_), _) => HeldWhy::AckOld,
+                            (None, _) => HeldWhy::TtlShort {
+                                ttl: ttl(pkt.ip).unwrap_or(0),
+                            },
+                        };
+                        self.hold_back(key, seg, held_why, out);
+                    }
                     return false;
                 }
                 let v = *checked.get_or_insert_with(validity);
@@ -405,16 +466,11 @@ impl Extractor {
                 let judged = dir == 0 && (!seg.payload.is_empty() || seg.fin);
                 if let Some(why) = flow.conn.server_sent.refuses(seg).filter(|_| judged) {
                     out(Extracted::Anomaly(why.into()));
-                    if flow.app.inspecting() && !seg.payload.is_empty() {
-                        let before = flow.held();
-                        let cap = self.limits.stream_cap;
-                        match flow.conn.held_back.as_deref_mut() {
-                            None => flow.conn.held_back = Some(Box::new(HeldBack::of(seg))),
-                            Some(held_back) => held_back.extend(seg, cap),
-                        }
-                        let held = flow.held_since(before);
-                        self.account(key, held, out);
-                    }
+                    let held_why = match (why, seg.ack_number()) {
+                        (FlowAnomaly::TransportAckUnsent, Some(ack)) => HeldWhy::AckUnsent { ack },
+                        _ => HeldWhy::AckOld,
+                    };
+                    self.hold_back(key, seg, held_why, out);
                     return false;
                 }
                 if let Some(why) = check_timestamp(&mut flow.conn, dir, pkt, seg) {
@@ -427,11 +483,14 @@ impl Extractor {
                     return false;
                 }
             }
-            if flow.conn.held_back.is_some() {
+            let flow = if flow.conn.held_back.is_some() {
                 self.settle_held_back(key, ts, dir, seg, out);
-            }
-            let Some(flow) = self.flows.get_mut(&key) else {
-                return true;
+                let Some(flow) = self.flows.get_mut(&key) else {
+                    return true;
+                };
+                flow
+            } else {
+                flow
             };
             if !(seg.syn && !seg.ack && is_new_connection(&flow.conn, src, seg, ts)) {
                 // The common case: a segment of a known connection, read with this probe.
@@ -457,10 +516,46 @@ impl Extractor {
         true
     }
 
+    /// Holds back a client segment refused for its acknowledgment number (`HeldBack`), or
+    /// adds it to the one held when it follows it.
+    #[cold]
+    #[inline(never)]
+    fn hold_back(
+        &mut self,
+        key: FlowKey,
+        seg: &TcpSegment<'_>,
+        why: HeldWhy,
+        out: &mut impl FnMut(Extracted),
+    ) {
+        let cap = self.limits.stream_cap;
+        let Some(flow) = self.flows.get_mut(&key) else {
+            return;
+        };
+        if !flow.app.inspecting() || seg.payload.is_empty() {
+            return;
+        }
+        let before = flow.held();
+        match flow.conn.held_back.as_deref_mut() {
+            None => flow.conn.held_back = Some(Box::new(HeldBack::of(seg, why))),
+            Some(held_back) if held_back.why == why => held_back.extend(seg, cap),
+            // Over the same bytes, the copy likelier to reach the server is the better
+            // candidate: every TCP discards one acknowledging unsent bytes, and of two whose
+            // TTL is short the higher goes further.
+            Some(held_back) if covers(seg, held_back.seq) && why.likelier_than(held_back.why) => {
+                *held_back = HeldBack::of(seg, why);
+            }
+            Some(_) => {}
+        }
+        let held = flow.held_since(before);
+        self.account(key, held, out);
+    }
+
     /// What a segment that reaches its receiver tells of the flow's held-back client segment
     /// (`HeldBack`): a client copy of its first byte with an acceptable acknowledgment number
     /// makes it a decoy (dropped); a server segment acknowledging its bytes, or carrying the
     /// server's next byte, shows the client saw what the tap did not (it is read now, first).
+    #[cold]
+    #[inline(never)]
     fn settle_held_back(
         &mut self,
         key: FlowKey,
@@ -476,21 +571,12 @@ impl Extractor {
             return;
         };
         let (dropped, taken) = if dir == 0 {
-            // With no server packet on the tap (a tap of the client's side), the client going
-            // on past the held bytes is all that tells that the server took them.
-            let goes_on = !flow.conn.server_seen && seg.seq == held_back.end();
-            (!seg.syn && covers(seg, held_back.seq), goes_on)
+            (!seg.syn && covers(seg, held_back.seq), false)
         } else {
-            let acked = seg
-                .ack_number()
-                .is_some_and(|ack| ack.wrapping_sub(held_back.end()) as i32 >= 0);
-            let before = flow.conn.server_sent;
-            let mut after = before;
-            after.note(seg);
-            (
-                false,
-                acked || (after == ServerSent::More && before != after),
-            )
+            let taken = held_back.taken_by(seg);
+            // A SYN-ACK that does not acknowledge the SYN's data says it was dropped.
+            let refused = seg.syn && held_back.why == HeldWhy::SynData && !taken;
+            (refused, taken)
         };
         if !(dropped || taken) {
             return;
@@ -499,7 +585,12 @@ impl Extractor {
         let Some(held_back) = flow.conn.held_back.take() else {
             return;
         };
-        if taken {
+        if taken && held_back.why == HeldWhy::SynData {
+            // Its hello was named when it was held (`read_segment`): the stream goes on after it.
+            if flow.conn.to_server.skip_to(held_back.end()) == Pushed::Data {
+                inspect(flow, true, ts, &mut self.dns_txns, &self.limits, 0, out);
+            }
+        } else if taken {
             flow.conn.server_sent = ServerSent::More;
             let (client, server) = (flow.conn.id.client, flow.conn.id.server);
             let segment = held_back.segment(client.port(), server.port());
@@ -598,7 +689,7 @@ fn read_segment(
         };
     }
     let before = flow.held();
-    let named_before = flow.conn.named;
+    let mut named_before = flow.conn.named;
     if let Some(good) = first_checksum {
         flow.conn.checksums_good[usize::from(!from_client)] = good;
     }
@@ -633,9 +724,13 @@ fn read_segment(
     if seg.syn && from_client && !seg.payload.is_empty() && flow.app.inspecting() {
         // Data on a SYN is the server's only if its SYN-ACK acknowledges it (TCP Fast Open
         // with a valid cookie): without, the server drops it and the client sends it again.
-        flow.conn
-            .held_back
-            .get_or_insert_with(|| Box::new(HeldBack::of(seg)));
+        // Held back; a hello it holds is named now, for a tap that never shows the SYN-ACK.
+        if flow.conn.held_back.is_none() {
+            flow.conn.held_back = Some(Box::new(HeldBack::of(seg, HeldWhy::SynData)));
+            name_hello_alone(flow, ts, seg, out);
+            // Not a message read from the stream: the client's acknowledgments are still judged.
+            named_before = flow.conn.named;
+        }
     }
     let reads = flow.app.reads(from_client);
     let delivered = push_segment(
@@ -986,37 +1081,111 @@ mod tests {
     }
 
     #[test]
+    fn a_held_back_decoy_is_not_read_when_the_server_speaks_first() {
+        // The decoy (acknowledging 100,000 bytes never sent) before the banner of a server that
+        // speaks first: the banner does not make that acknowledgment right, so the decoy stays
+        // held and the real hello after STARTTLS is read.
+        let (real, decoy) = real_and_decoy();
+        let banner = b"220 mail.example.org ESMTP\r\n";
+        let after_banner = SERVER_ISN + 1 + banner.len() as u32;
+        let frames = [
+            (1, tcp(false, 1000, SYN, b"")),
+            (1, tcp(true, SERVER_ISN, SYNACK, b"")),
+            (1, tcp(false, 1001, ACK, b"")),
+            (
+                2,
+                with_ack(tcp(false, 1001, ACK, &decoy), SERVER_ISN + 100_001),
+            ),
+            (2, with_ack(tcp(true, SERVER_ISN + 1, ACK, banner), 1001)),
+            (3, with_ack(tcp(false, 1001, ACK, &real), after_banner)),
+            (
+                3,
+                with_ack(tcp(true, after_banner, ACK, b""), 1001 + real.len() as u32),
+            ),
+        ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), ["dnl-01.geo.kaspersky.com"]);
+    }
+
+    #[test]
+    fn a_client_that_raised_its_syns_ttl_is_read_once_the_server_acknowledges_it() {
+        // A client may send its SYN with TTL 255 and the rest with 64: every later segment looks
+        // like a decoy that expires on the way. Held back, the hello is read when the server
+        // acknowledges it; a decoy with a wrong acknowledgment in front of it does not win.
+        let (real, decoy) = real_and_decoy();
+        let low = |mut f: Vec<u8>| {
+            f[8] = 64;
+            f
+        };
+        let mut syn = tcp(false, 1000, SYN, b"");
+        syn[8] = 255;
+        let taken = 1001 + real.len() as u32;
+        for with_decoy in [false, true] {
+            let mut frames = vec![
+                (1, syn.clone()),
+                (1, tcp(true, SERVER_ISN, SYNACK, b"")),
+                (1, low(tcp(false, 1001, ACK, b""))),
+            ];
+            if with_decoy {
+                let decoy = with_ack(tcp(false, 1001, ACK, &decoy), SERVER_ISN + 9);
+                frames.push((2, low(decoy)));
+            }
+            frames.push((2, low(tcp(false, 1001, ACK, &real))));
+            frames.push((2, with_ack(tcp(true, SERVER_ISN + 1, ACK, b"x"), taken)));
+            let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+            assert_eq!(
+                tls_names(&got),
+                ["dnl-01.geo.kaspersky.com"],
+                "{with_decoy}"
+            );
+        }
+    }
+
+    #[test]
     fn data_on_a_syn_is_read_only_if_the_syn_ack_acknowledges_it() {
         // Without a Fast Open cookie the server drops a SYN's data and acknowledges the SYN
-        // alone; the client sends its bytes again. A decoy on the SYN must not hide them.
+        // alone; the client sends its bytes again. A decoy on the SYN must not hide them. (A
+        // hello on a SYN is named by itself when it arrives: a tap may never show the SYN-ACK.)
         let (real, decoy) = real_and_decoy();
+        let real_name = "dnl-01.geo.kaspersky.com".to_string();
         let frames = [
             (1, tcp(false, 1000, SYN, &decoy)),
             (1, with_ack(tcp(true, SERVER_ISN, SYNACK, b""), 1001)),
             (2, tcp(false, 1001, ACK, &real)),
         ];
         let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
-        assert_eq!(tls_names(&got), ["dnl-01.geo.kaspersky.com"]);
-        // With a cookie the SYN-ACK acknowledges the data: it is the connection's first bytes.
+        assert_eq!(
+            tls_names(&got),
+            ["updates.example-corp.com", real_name.as_str()]
+        );
+        // The decoy's name on the SYN does not end the judging of acknowledgment numbers.
+        let frames = [
+            (1, tcp(false, 1000, SYN, &decoy)),
+            (1, with_ack(tcp(true, SERVER_ISN, SYNACK, b""), 1001)),
+            (2, with_ack(tcp(false, 1001, ACK, &decoy), SERVER_ISN + 9)),
+            (2, tcp(false, 1001, ACK, &real)),
+        ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert!(tls_names(&got).contains(&real_name));
+        assert_eq!(anomaly_count(&got, "transport_ack_unsent"), 1);
+        // With a cookie the SYN-ACK acknowledges the data: it is the connection's first bytes,
+        // named once, and the stream goes on after it.
         let taken = 1001 + real.len() as u32;
         let frames = [
             (1, tcp(false, 1000, SYN, &real)),
             (1, with_ack(tcp(true, SERVER_ISN, SYNACK, b""), taken)),
-            (2, tcp(false, taken, ACK, b"")),
+            (2, with_ack(tcp(false, taken, ACK, b""), SERVER_ISN + 1)),
         ];
         let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
-        assert_eq!(tls_names(&got), ["dnl-01.geo.kaspersky.com"]);
-        // A tap of the client's side: the client going on after the data says it was taken,
-        // sending it again that it was not.
-        let record = b"\x17\x03\x03\x00\x01x";
-        for (next, data) in [(1001, &real[..]), (taken, &record[..])] {
-            let frames = [
-                (1, tcp(false, 1000, SYN, &real)),
-                (2, tcp(false, next, ACK, data)),
-            ];
-            let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
-            assert_eq!(tls_names(&got), ["dnl-01.geo.kaspersky.com"], "{next}");
-        }
+        assert_eq!(tls_names(&got), [real_name.as_str()]);
+        // A decoy at the first byte before the SYN-ACK does not hide a hello the SYN carried.
+        let frames = [
+            (1, tcp(false, 1000, SYN, &real)),
+            (1, tcp(false, 1001, ACK, &decoy)),
+            (1, with_ack(tcp(true, SERVER_ISN, SYNACK, b""), taken)),
+        ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert!(tls_names(&got).contains(&real_name));
     }
 
     #[test]
