@@ -114,7 +114,8 @@ How each is derived:
                 tshark (it reassembles the ~31 KB hello from its Initials; the generator checked
                 that the server logged the name); the deriver checks the hello is over 16 KiB
   evasion-rst.pcap, evasion-rst-ttl.pcap, evasion-rst-syn.pcap, evasion-badseq.pcap, evasion-seqovl.pcap,
-  evasion-ip-fragments.pcap, evasion-tls-records.pcap, evasion-paws-ack.pcap
+  evasion-ip-fragments.pcap, evasion-tls-records.pcap, evasion-paws-ack.pcap,
+  evasion-ttl-raised-syn.pcap
                 (the fourth round) tshark with `-o tcp.reassemble_out_of_order:TRUE`, checked against
                 the server's answer on each connection (from the raw TCP payload): the strict
                 s_server answered every one with its handshake, so it received
@@ -192,7 +193,7 @@ SNI_MALFORMED = ("evasion-sni-two-extensions.pcap", "evasion-sni-two-names.pcap"
 ROUND4 = {"evasion-rst.pcap": 2, "evasion-rst-ttl.pcap": 1, "evasion-rst-syn.pcap": 2,
           "evasion-badseq.pcap": 2,
           "evasion-seqovl.pcap": 2, "evasion-ip-fragments.pcap": 3, "evasion-tls-records.pcap": 2,
-          "evasion-paws-ack.pcap": 1}
+          "evasion-paws-ack.pcap": 1, "evasion-ttl-raised-syn.pcap": 1}
 # Its second set: capture -> how the names the server received are derived (one connection each).
 ROUND4B = {"evasion-urgent.pcap": "urgent", "evasion-urgent-reverse.pcap": "urgent",
            "evasion-paws.pcap": "paws", "evasion-frag-inside-real.pcap": "tshark",

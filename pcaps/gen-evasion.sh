@@ -232,6 +232,11 @@
 #                                      Linux acknowledges the SYN alone and drops the data), then
 #                                      the real ClientHello at the first byte: s_server answers with
 #                                      its handshake
+#   evasion-ttl-raised-syn.pcap        the client's own socket (Python ssl) with IP_TTL 255 for the
+#                                      SYN and the handshake's ACK, then 64 for the ClientHello (no
+#                                      privilege needed): every later segment arrives 191 below the
+#                                      SYN's TTL, as a decoy that expires on the way would, yet
+#                                      reaches the strict s_server, which completes the handshake
 #   evasion-paws-ack.pcap              timestamps on every segment; after the handshake a bare ACK
 #                                      acknowledging 100,000 bytes never sent, with a TSval 1,000,000
 #                                      ahead, then the real ClientHello: Linux discards the ACK before
@@ -250,7 +255,7 @@
 #                                        captures, `round4` for the six of the fourth round, `round4b`
 #                                        for the five of its second set, `dup` for the three
 #                                        evasion-dup-* captures, `dnsport` for the two
-#                                        evasion-dnsport-* captures, `ack` for the four of the
+#                                        evasion-dnsport-* captures, `ack` for the five of the
 #                                        seventh set. The others stay as they are. If a fake case's server answers with the alert instead
 #                                        (Linux took the fake), the script says so and keeps it: the
 #                                        expectations follow the server's answer.
@@ -277,7 +282,8 @@ ROUND4B=(evasion-urgent evasion-urgent-reverse evasion-paws evasion-frag-inside-
 DUP=(evasion-dup-fake-csum evasion-dup-fake-ttl evasion-dup-quic-decoy)
 DNSPORT=(evasion-dnsport-tls evasion-dnsport-quic)
 CLOSE=(evasion-rst-syn evasion-presyn)
-ACK=(evasion-fake-ack-unsent evasion-fake-ack-old evasion-syn-data evasion-paws-ack)
+ACK=(evasion-fake-ack-unsent evasion-fake-ack-old evasion-syn-data evasion-paws-ack
+     evasion-ttl-raised-syn)
 ALL=(evasion-first-last evasion-reverse evasion-overlap-replace evasion-overlap-replace-control
      evasion-http-empty-line evasion-fake-ttl evasion-fake-noack evasion-fake-md5 "${ROUND2[@]}"
      "${SNI_MALFORMED[@]}" "${ROUND4[@]}" "${ROUND4B[@]}" "${DUP[@]}" "${DNSPORT[@]}" "${CLOSE[@]}"
@@ -1827,6 +1833,33 @@ if want evasion-syn-data; then
     crafted4 evasion-syn-data.pcap no syn-data:42079
     grep -q '"syn_ack_acks": 0' "$WORK/evasion-syn-data.pcap.json" \
         || die "evasion-syn-data.pcap: the server's SYN-ACK acknowledged the SYN's data"
+fi
+if want evasion-ttl-raised-syn; then
+    cat >"$WORK/ttlsyn.py" <<'EOF'
+"""A TLS client whose SYN leaves with TTL 255 and its data with 64: SRC DST SPORT NAME."""
+import json
+import socket
+import ssl
+import sys
+
+src, dst, sport, name = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+sock = socket.socket()
+sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)
+sock.bind((src, sport))
+sock.connect((dst, 443))
+sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 64)
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+tls = ctx.wrap_socket(sock, server_hostname=name)
+print(json.dumps({"handshake": tls.version()}))
+tls.close()
+EOF
+    cap_start "$WORK/evasion-ttl-raised-syn.pcap" "tcp and host $CLIENT and port 42080"
+    nsx "$C" timeout 20 "$PY" "$WORK/ttlsyn.py" $CLIENT $STRICT 42080 $REAL >"$WORK/ttlsyn.json" \
+        || die "evasion-ttl-raised-syn.pcap: the handshake with the strict s_server failed"
+    cap_stop
+    echo "gen-evasion: evasion-ttl-raised-syn.pcap: $(cat "$WORK/ttlsyn.json")" >&2
 fi
 if want evasion-paws-ack; then
     before=$(counter "$S" TcpExt PAWSEstab)

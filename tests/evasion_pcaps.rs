@@ -30,7 +30,8 @@
 //! through a router, and a QUIC decoy Initial with the real datagram's checksum. A sixth,
 //! `dnsport`: TLS and QUIC clients bound to a DNS port (53, 5353) as their own. A seventh, `ack`:
 //! a fake whose acknowledgment number the server refuses (bytes it never sent; less than its
-//! SYN-ACK), a decoy as data on the SYN that the SYN-ACK does not acknowledge, and a bare ACK of bytes never sent carrying a timestamp far ahead, which would make
+//! SYN-ACK), a decoy as data on the SYN that the SYN-ACK does not acknowledge, a client that
+//! raised its SYN's TTL alone (its hello looks like a decoy that expires), and a bare ACK of bytes never sent carrying a timestamp far ahead, which would make
 //! the real hello look PAWS-old if it were believed. Each server's answer is in its capture. Expectations are `pcaps/expected-evasion.json`, derived by
 //! `pcaps/expected_evasion.py` from tshark and, where tshark is fooled, from the server's answer
 //! or from the part of the capture the server took (one test re-derives them), never from
@@ -368,6 +369,18 @@ fn a_decoy_on_the_syn_that_the_syn_ack_does_not_acknowledge_is_not_read() {
         "the capture does not fool tshark"
     );
     check_real_read("evasion-syn-data.pcap");
+}
+
+#[test]
+fn a_client_that_raised_its_syns_ttl_is_read_once_the_server_acknowledges_it() {
+    // The client's own socket: IP_TTL 255 for the SYN, 64 for the ClientHello, which then looks
+    // like a decoy that expires on the way; it reached s_server, which acknowledged it.
+    let run = check_round4("evasion-ttl-raised-syn.pcap", 1);
+    assert!(
+        anomaly(&run.summary, "transport_ttl_short") >= 1,
+        "{}",
+        run.summary
+    );
 }
 
 #[test]
