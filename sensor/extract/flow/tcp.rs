@@ -17,14 +17,14 @@
 //! after it: a client segment acknowledging more (bytes never sent) is discarded by every TCP
 //! (RFC 9293 §3.10.7.4, `transport_ack_unsent`), one acknowledging less by Linux (RFC 5961
 //! §5.2, `transport_ack_old`; another stack may take it). Such a segment is not read but held
-//! back (one a flow, `HeldBack`): a tap can lose the server segment the client acknowledges, or
-//! show it after the client's (a server that speaks first), and another stack may take an old
-//! acknowledgment, so the held segment is read once a server segment acknowledges its bytes or
-//! the server's next byte arrives, and dropped when a copy with an acceptable acknowledgment
-//! comes. Data on a client's SYN is held back the same way: the server takes it only with a Fast
-//! Open cookie, which its SYN-ACK shows by acknowledging it. Once the server sent data or the
-//! flow named something, the tap cannot tell what the client saw, and acknowledgment numbers are
-//! not judged. On a
+//! back (one a flow, `HeldBack`), as is client data whose TTL is short (a client may raise its
+//! SYN's TTL alone): a tap can lose the server segment the client acknowledges, or show it after
+//! the client's (a server that speaks first), so the held segment is read on proof that the
+//! server took it (`HeldWhy`), and dropped when a copy with an acceptable acknowledgment comes.
+//! Data on a client's SYN is held back the same way: the server takes it only with a Fast Open
+//! cookie, which its SYN-ACK shows by acknowledging it. Once the server sent data or the flow
+//! named something, the tap cannot tell what the client saw, and acknowledgment numbers are not
+//! judged. On a
 //! connection whose SYN and SYN-ACK both carried timestamps (on a tap that carries only the
 //! client's side: whose SYN did), a segment whose timestamp is more than one below the latest
 //! its receiver took from that side is dropped by PAWS (RFC 7323), and not read either
@@ -200,6 +200,8 @@ enum HeldWhy {
 }
 
 impl HeldWhy {
+    /// Whether a segment held for this reason is likelier to have reached the server than one
+    /// held for `other`.
     fn likelier_than(self, other: HeldWhy) -> bool {
         match (self, other) {
             (HeldWhy::AckUnsent { .. }, _) => false,
@@ -516,8 +518,9 @@ impl Extractor {
         true
     }
 
-    /// Holds back a client segment refused for its acknowledgment number (`HeldBack`), or
-    /// adds it to the one held when it follows it.
+    /// Holds back a client data segment refused for `why` (`HeldBack`), adds it to the one
+    /// held when it follows it, or puts it in that one's place when it is likelier to have
+    /// reached the server.
     #[cold]
     #[inline(never)]
     fn hold_back(
@@ -551,9 +554,9 @@ impl Extractor {
     }
 
     /// What a segment that reaches its receiver tells of the flow's held-back client segment
-    /// (`HeldBack`): a client copy of its first byte with an acceptable acknowledgment number
-    /// makes it a decoy (dropped); a server segment acknowledging its bytes, or carrying the
-    /// server's next byte, shows the client saw what the tap did not (it is read now, first).
+    /// (`HeldBack`): a client copy of its first byte that passed the checks makes it a decoy
+    /// (dropped); a server segment that shows the server took it (`HeldBack::taken_by`) has it
+    /// read now, first (SYN data: skipped, its hello was named when held).
     #[cold]
     #[inline(never)]
     fn settle_held_back(
