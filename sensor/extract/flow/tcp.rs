@@ -151,19 +151,19 @@ impl ServerSent {
         };
     }
 
-    /// Why the server discards a client segment for its acknowledgment number, if it does. A
-    /// RST is judged by its sequence number alone (RFC 5961 §3).
-    fn refuses(self, seg: &TcpSegment<'_>) -> Option<FlowAnomaly> {
+    /// Why the server discards a client segment for its acknowledgment number, if it does (as
+    /// the reason to hold it back). A RST is judged by its sequence number alone (RFC 5961 §3).
+    fn refuses(self, seg: &TcpSegment<'_>) -> Option<HeldWhy> {
         let ServerSent::SynAck { next } = self else {
             return None;
         };
         if seg.syn || seg.rst {
             return None;
         }
-        let ahead = seg.ack_number()?.wrapping_sub(next) as i32;
-        match ahead.signum() {
-            1 => Some(FlowAnomaly::TransportAckUnsent),
-            -1 => Some(FlowAnomaly::TransportAckOld),
+        let ack = seg.ack_number()?;
+        match (ack.wrapping_sub(next) as i32).signum() {
+            1 => Some(HeldWhy::AckUnsent { ack }),
+            -1 => Some(HeldWhy::AckOld),
             _ => None,
         }
     }
@@ -200,6 +200,17 @@ enum HeldWhy {
 }
 
 impl HeldWhy {
+    /// The anomaly a segment refused for this reason is counted as (SYN data is not an
+    /// anomaly).
+    fn anomaly(self) -> Option<FlowAnomaly> {
+        match self {
+            HeldWhy::AckUnsent { .. } => Some(FlowAnomaly::TransportAckUnsent),
+            HeldWhy::AckOld => Some(FlowAnomaly::TransportAckOld),
+            HeldWhy::TtlShort { .. } => Some(FlowAnomaly::TransportTtlShort),
+            HeldWhy::SynData => None,
+        }
+    }
+
     /// Whether a segment held for this reason is likelier to have reached the server than one
     /// held for `other`.
     fn likelier_than(self, other: HeldWhy) -> bool {
@@ -443,16 +454,13 @@ impl Extractor {
                     out(Extracted::Anomaly(why.into()));
                     if why == FlowAnomaly::TransportTtlShort && dir == 0 {
                         // Judged by its acknowledgment first: that refusal holds on any path.
-                        let held_why = match (flow.conn.server_sent.refuses(seg), seg.ack_number())
-                        {
-                            (Some(FlowAnomaly::TransportAckUnsent), Some(ack)) => {
-                                HeldWhy::AckUnsent { ack }
-                            }
-                            (Some(_), _) => HeldWhy::AckOld,
-                            (None, _) => HeldWhy::TtlShort {
-                                ttl: ttl(pkt.ip).unwrap_or(0),
-                            },
-                        };
+                        let held_why =
+                            flow.conn
+                                .server_sent
+                                .refuses(seg)
+                                .unwrap_or(HeldWhy::TtlShort {
+                                    ttl: ttl(pkt.ip).unwrap_or(0),
+                                });
                         self.hold_back(key, seg, held_why, out);
                     }
                     return false;
@@ -467,12 +475,10 @@ impl Extractor {
                 }
                 let judged = dir == 0 && (!seg.payload.is_empty() || seg.fin);
                 if let Some(why) = flow.conn.server_sent.refuses(seg).filter(|_| judged) {
-                    out(Extracted::Anomaly(why.into()));
-                    let held_why = match (why, seg.ack_number()) {
-                        (FlowAnomaly::TransportAckUnsent, Some(ack)) => HeldWhy::AckUnsent { ack },
-                        _ => HeldWhy::AckOld,
-                    };
-                    self.hold_back(key, seg, held_why, out);
+                    if let Some(anomaly) = why.anomaly() {
+                        out(Extracted::Anomaly(anomaly.into()));
+                    }
+                    self.hold_back(key, seg, why, out);
                     return false;
                 }
                 if let Some(why) = check_timestamp(&mut flow.conn, dir, pkt, seg) {
