@@ -96,6 +96,7 @@ const ETHERTYPE_PPPOE_SESSION: u16 = 0x8864;
 /// More tags than this is not a real frame.
 const MAX_VLAN_TAGS: u8 = 8;
 
+#[inline]
 pub(super) fn strip<'a>(
     link: LinkType,
     frame: &'a [u8],

@@ -278,6 +278,7 @@ impl Conn {
         }
     }
 
+    #[inline]
     fn held(&self) -> usize {
         let held_back = self.held_back.as_ref().map_or(0, |h| h.len());
         self.to_server.held() + self.to_client.held() + held_back
@@ -332,12 +333,14 @@ struct Flow {
 }
 
 impl Flow {
+    #[inline]
     fn held(&self) -> usize {
         self.conn.held() + self.app.held()
     }
 
     /// What the flow holds now against `before`, marking it buffering when it just began to
     /// (`Extractor::account` queues it).
+    #[inline]
     fn held_since(&mut self, before: usize) -> Held {
         let after = self.held();
         let started_buffering = after > 0 && !self.conn.buffering;
