@@ -393,7 +393,7 @@ pub struct Prepared {
 /// that is about 600 DNS messages, so these are enough to reuse every box there.
 pub const SPARE_DNS_BOXES: usize = 1024;
 
-/// Room for answers a spare box keeps (see `Prepared::recycle`): what a vector grows to
+/// Room for answers a spare box keeps (see `SpareDnsBoxes::give_back`): what a vector grows to
 /// first, enough for nearly every response.
 const SPARE_ANSWER_CAPACITY: usize = 4;
 
@@ -434,24 +434,31 @@ impl Prepared {
         }
     }
 
-    /// Gives back this packet's message box for a later `read` (up to `SPARE_DNS_BOXES`).
-    /// The message's names are freed now; the box keeps the message's vector of answers,
-    /// emptied, when it holds at most `SPARE_ANSWER_CAPACITY` (the next message read into
-    /// the box reuses it: an allocation and a free fewer per response). So the spares cost at
-    /// most `SPARE_DNS_BOXES` times a box and four answers' room (88 + 4 x 112 bytes: about
-    /// 540 KiB), whatever the messages.
+    /// Gives back this packet's message box for a later `read` (see `SpareDnsBoxes::give_back`).
     pub fn recycle(&mut self, spare: &mut SpareDnsBoxes) {
-        if let Some(mut boxed) = self.dns.take() {
-            if spare.0.len() < SPARE_DNS_BOXES {
-                match boxed.as_mut() {
-                    Ok(m) if m.answers.capacity() <= SPARE_ANSWER_CAPACITY => {
-                        m.answers.clear();
-                        m.questions = Default::default();
-                    }
-                    _ => *boxed = Err(crate::extract::dns::DnsError::TooShort),
+        if let Some(boxed) = self.dns.take() {
+            spare.give_back(boxed);
+        }
+    }
+}
+
+impl SpareDnsBoxes {
+    /// Keeps a message box for a later `Prepared::read` (up to `SPARE_DNS_BOXES`). The
+    /// message's names are freed now; the box keeps the message's vector of answers, emptied,
+    /// when it holds at most `SPARE_ANSWER_CAPACITY` (the next message read into the box
+    /// reuses it: an allocation and a free fewer per response). So the spares cost at most
+    /// `SPARE_DNS_BOXES` times a box and four answers' room (88 + 4 x 112 bytes: about
+    /// 540 KiB), whatever the messages.
+    pub fn give_back(&mut self, mut boxed: Box<DnsParse>) {
+        if self.0.len() < SPARE_DNS_BOXES {
+            match boxed.as_mut() {
+                Ok(m) if m.answers.capacity() <= SPARE_ANSWER_CAPACITY => {
+                    m.answers.clear();
+                    m.questions = Default::default();
                 }
-                spare.0.push(boxed);
+                _ => *boxed = Err(crate::extract::dns::DnsError::TooShort),
             }
+            self.0.push(boxed);
         }
     }
 }
