@@ -439,12 +439,13 @@ pub fn decode_full_with<'a>(
     opts: &DecodeOptions,
 ) -> Result<Decoded<'a>, DecodeError> {
     let mut outer = None;
-    match decode_layers(link, frame, opts, &mut outer) {
-        Err(_) if outer.is_some() => Ok(Decoded::Packet(
-            outer.take().ok_or(DecodeError::IpMalformed)?,
-        )),
-        decoded => decoded,
+    let decoded = decode_layers(link, frame, opts, &mut outer);
+    if decoded.is_err() {
+        if let Some(outer) = outer {
+            return Ok(Decoded::Packet(outer));
+        }
     }
+    decoded
 }
 
 /// Ports on which UDP and TCP payloads are DNS: DNS, mDNS, LLMNR (the decoder's tunnel
@@ -494,6 +495,10 @@ fn decode_layers<'a>(
             }
         };
         let pkt = match direct::tcp_or_udp(ip, &info) {
+            // TCP carries no tunnel (`tunnel_inside`): the common case returns at once.
+            Some(pkt) if matches!(pkt.transport, Transport::Tcp(_)) => {
+                return Ok(Decoded::Packet(pkt))
+            }
             Some(pkt) => pkt,
             None => {
                 let sliced = LaxSlicedPacket::from_ip(ip).map_err(|_| DecodeError::IpMalformed)?;
