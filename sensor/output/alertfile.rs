@@ -555,7 +555,17 @@ impl Out {
         match self {
             // A pipe or terminal has no stable storage to reach.
             Out::Stdout => Ok(()),
-            Out::File { file, .. } => file.sync_data(),
+            Out::File { file, .. } => match file.sync_data() {
+                // Nor has a device or FIFO given as the file (`/dev/null`, a pipe to a
+                // shipper): fdatasync says EINVAL for what cannot be synced.
+                Err(e)
+                    if e.kind() == io::ErrorKind::InvalidInput
+                        && !file.metadata().is_ok_and(|m| m.is_file()) =>
+                {
+                    Ok(())
+                }
+                synced => synced,
+            },
         }
     }
 }
@@ -1015,6 +1025,27 @@ mod tests {
             .collect();
         assert_eq!(all, want);
         assert_eq!(stats.rotations, 6);
+    }
+
+    #[test]
+    fn a_device_given_as_the_file_is_written_without_sync_errors() {
+        // fdatasync on /dev/null fails with EINVAL: nothing there to reach stable storage,
+        // which is no failure of the alerts (a replay with `--alerts /dev/null` exited 1).
+        let sink = AlertSink::start(
+            Destination::File("/dev/null".into()),
+            AlertFileOptions::default(),
+        )
+        .expect("start");
+        for n in 0..3 {
+            sink.send(format!("{{\"n\":{n}}}"));
+        }
+        let stats = sink.close(Duration::from_secs(5));
+        assert_eq!(
+            (stats.written, stats.errors, stats.sync_errors),
+            (3, 0, 0),
+            "{stats:?}"
+        );
+        assert!(sink.end_message(&stats, &[]).is_none());
     }
 
     #[test]
