@@ -569,6 +569,56 @@ fn every_count_option_has_an_upper_bound_with_a_clear_error() {
 // Issue 13 item 10: the inventory's path and the outputs
 
 #[test]
+fn outputs_to_dev_null_and_a_fifo_are_written_without_sync_errors() {
+    // fdatasync fails with EINVAL on a device or FIFO: a replay with every output sent to
+    // /dev/null, or its report read from a pipe, exited 1 saying the report could not be
+    // written and the alerts might not be on disk.
+    let mut cmd = bin();
+    cmd.args(["replay", "--quiet", "--state", "none"])
+        .args([
+            "--alerts",
+            "/dev/null",
+            "--events",
+            "/dev/null",
+            "--report",
+            "/dev/null",
+        ])
+        .arg(common::pcap_path("dns.pcap"));
+    let (code, _, stderr) = run(cmd, "replay to /dev/null");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let fifo = dir.path().join("report.json");
+    mkfifo(&fifo);
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(&fifo).expect("read the FIFO"))
+    };
+    let mut cmd = bin();
+    cmd.args([
+        "replay",
+        "--quiet",
+        "--state",
+        "none",
+        "--alerts",
+        "/dev/null",
+    ])
+    .arg("--report")
+    .arg(&fifo)
+    .arg(common::pcap_path("dns.pcap"));
+    let (code, _, stderr) = run(cmd, "replay with its report into a FIFO");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&reader.join().expect("reader")).expect("the report is JSON");
+    assert!(
+        report["hosts"].as_array().is_some_and(|h| !h.is_empty()),
+        "{report}"
+    );
+}
+
+#[test]
 fn a_state_path_in_a_missing_directory_is_refused_not_created() {
     let dir = tempfile::tempdir().expect("tmp");
     let missing = dir.path().join("nonexistent").join("dir");

@@ -413,7 +413,7 @@ fn write_report(
         let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
         serde_json::to_writer_pretty(&mut w, &report)?;
         w.write_all(b"\n")?;
-        w.into_inner().map_err(|e| e.into_error())?.sync_all()
+        output::sync_to_storage(&w.into_inner().map_err(|e| e.into_error())?)
     };
     match shared.report_file.lock().map(|mut f| f.take()) {
         Ok(Some(f)) => write(f),

@@ -555,17 +555,8 @@ impl Out {
         match self {
             // A pipe or terminal has no stable storage to reach.
             Out::Stdout => Ok(()),
-            Out::File { file, .. } => match file.sync_data() {
-                // Nor has a device or FIFO given as the file (`/dev/null`, a pipe to a
-                // shipper): fdatasync says EINVAL for what cannot be synced.
-                Err(e)
-                    if e.kind() == io::ErrorKind::InvalidInput
-                        && !file.metadata().is_ok_and(|m| m.is_file()) =>
-                {
-                    Ok(())
-                }
-                synced => synced,
-            },
+            // Nor has a device or FIFO given as the file (`super::sync_to_storage`).
+            Out::File { file, .. } => super::sync_to_storage(file),
         }
     }
 }

@@ -17,6 +17,21 @@ pub mod sink;
 pub mod summary;
 pub mod syslog;
 
+/// Flushes what was written to `file` to stable storage (fdatasync). A device or FIFO given
+/// as an output (`/dev/null`, `/dev/stdout`, a pipe to a shipper) has no storage to reach, and
+/// fdatasync says EINVAL there: that is no failure of the output.
+pub fn sync_to_storage(file: &std::fs::File) -> std::io::Result<()> {
+    match file.sync_data() {
+        Err(e)
+            if e.kind() == std::io::ErrorKind::InvalidInput
+                && !file.metadata().is_ok_and(|m| m.is_file()) =>
+        {
+            Ok(())
+        }
+        synced => synced,
+    }
+}
+
 pub use event_line::{write_event_line, write_fingerprint_line};
 
 /// This sensor's identity in the agency inventory (`--sensor-id`, `--site`), set once at
