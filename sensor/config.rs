@@ -8,7 +8,8 @@ mod run;
 pub mod settings;
 
 pub use run::{
-    default_workers, load_file, rule_source, ConfigError, LiveConfig, ReloadSpec, RunConfig,
+    default_workers, file_identity, load_file, rule_source, ConfigError, FileIdentity, LiveConfig,
+    ReloadSpec, RunConfig,
 };
 pub use settings::{LiveSettings, Mode, Settings, DEFAULT_HOME_NET};
 

@@ -619,6 +619,83 @@ fn outputs_to_dev_null_and_a_fifo_are_written_without_sync_errors() {
 }
 
 #[test]
+fn an_output_that_is_an_input_or_another_output_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let capture = dir.path().join("a.pcap");
+    std::fs::copy(common::pcap_path("dns.pcap"), &capture).expect("copy");
+    let original = std::fs::read(&capture).expect("read");
+    // `--alerts *.pcap` with the alerts file's name forgotten: the first capture became the
+    // alerts file, with exit 0.
+    let mut cmd = bin();
+    cmd.args(["replay", "--quiet", "--state", "none", "--alerts"])
+        .arg(&capture)
+        .arg(common::pcap_path("dns.pcap"));
+    let (code, _, stderr) = run(cmd, "replay --alerts CAPTURE INPUT");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("which holds a packet capture"), "{stderr}");
+    // An output that is an input, by another name.
+    std::fs::write(dir.path().join("empty.pcap"), b"").expect("write");
+    let mut cmd = bin();
+    cmd.args(["replay", "--quiet", "--state", "none", "--events"])
+        .arg(dir.path().join(".").join("empty.pcap"))
+        .arg(dir.path().join("empty.pcap"));
+    let (code, _, stderr) = run(cmd, "replay --events INPUT INPUT");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--events names the input"), "{stderr}");
+    let mut cmd = bin();
+    cmd.args(["replay", "--quiet", "--state", "none", "--report"])
+        .arg(dir.path().join(".").join("a.pcap"))
+        .arg(&capture);
+    let (code, _, stderr) = run(cmd, "replay --report CAPTURE CAPTURE");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("which holds a packet capture"), "{stderr}");
+    assert_eq!(
+        std::fs::read(&capture).expect("read"),
+        original,
+        "the capture is untouched"
+    );
+
+    // Two outputs in one file interleaved and lost lines, with exit 0.
+    let shared = dir.path().join("out.jsonl");
+    let mut cmd = bin();
+    cmd.args(["replay", "--quiet", "--state", "none", "--alerts"])
+        .arg(&shared)
+        .arg("--events")
+        .arg(&shared)
+        .arg(common::pcap_path("dns.pcap"));
+    let (code, _, stderr) = run(cmd, "replay --alerts X --events X");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--alerts and --events name the same file"),
+        "{stderr}"
+    );
+    assert!(!shared.exists(), "nothing is written");
+
+    // Devices may be shared: every output to /dev/null is fine (see the test above).
+}
+
+#[test]
+fn rotating_alerts_into_a_device_is_refused() {
+    // Rotation renames the path away and creates a file there: as root, /dev/null itself.
+    let mut cmd = bin();
+    cmd.args([
+        "replay",
+        "--quiet",
+        "--state",
+        "none",
+        "--alerts",
+        "/dev/null",
+    ])
+    .args(["--alerts-max-mb", "1"])
+    .arg(common::pcap_path("dns.pcap"));
+    let (code, _, stderr) = run(cmd, "replay --alerts /dev/null --alerts-max-mb 1");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("is not a regular file"), "{stderr}");
+    let meta = std::fs::metadata("/dev/null").expect("/dev/null");
+    assert!(!meta.is_file(), "/dev/null is still a device");
+}
+
+#[test]
 fn a_state_path_in_a_missing_directory_is_refused_not_created() {
     let dir = tempfile::tempdir().expect("tmp");
     let missing = dir.path().join("nonexistent").join("dir");

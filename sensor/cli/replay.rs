@@ -108,6 +108,10 @@ fn replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
         eprintln!("vendorwatch: no capture to read (give pcap/pcapng files, gzip-compressed or not, directories holding them, or - for stdin)");
         return exit::UNUSABLE;
     }
+    if let Some(problem) = output_over_input(&cfg, &expanded.inputs) {
+        eprintln!("vendorwatch: {problem}");
+        return exit::UNUSABLE;
+    }
     let Some(started) = runtime::start_or_say(&cfg, true) else {
         return exit::UNUSABLE;
     };
@@ -241,4 +245,30 @@ fn linger_then_stop(server: crate::serve::exporter::Server, linger: u64, stop: &
         return exit::PARTIAL;
     }
     exit::OK
+}
+
+/// An output that is one of the inputs, said plainly: opening it would overwrite the capture
+/// (`--alerts *.pcap` with the file name forgotten made the first capture the alerts file).
+fn output_over_input(cfg: &RunConfig, inputs: &[inputs::Input]) -> Option<String> {
+    use crate::config::file_identity;
+    let outputs = [
+        ("--alerts", cfg.alerts.as_deref()),
+        ("--events", cfg.events.as_deref()),
+        ("--report", cfg.report.as_deref()),
+        ("--state", cfg.state.as_deref()),
+    ];
+    let input_ids: Vec<(String, crate::config::FileIdentity)> = inputs
+        .iter()
+        .filter_map(|input| match input {
+            inputs::Input::Path(p) => Some((input.display_name(), file_identity(p)?)),
+            inputs::Input::Stdin => None,
+        })
+        .collect();
+    outputs.iter().find_map(|(flag, path)| {
+        let id = file_identity((*path)?)?;
+        let (input, _) = input_ids.iter().find(|(_, input_id)| *input_id == id)?;
+        Some(format!(
+            "{flag} names the input {input}: writing it would overwrite the capture; give {flag} its own file"
+        ))
+    })
 }

@@ -170,6 +170,13 @@ impl RunConfig {
         let (extract_limits, detect_limits, learn) = limits(&s)?;
         let (alerts_file, alerts, events) = outputs(&s)?;
         let (agency, state, temporary_spool) = inventory(cli, &s)?;
+        let outputs_given = [
+            ("--alerts", alerts.as_deref()),
+            ("--events", events.as_deref()),
+            ("--report", s.report.as_deref()),
+            ("--state", state.as_deref()),
+        ];
+        check_distinct_outputs(&outputs_given)?;
         let realert_hours = given(s.realert_hours);
         check_flag("realert_hours", realert_hours)?;
         let cfg = RunConfig {
@@ -205,6 +212,92 @@ impl RunConfig {
         };
         Ok(cfg)
     }
+}
+
+/// What a path given as an output names, to tell when two outputs (or an output and an
+/// input) are one file: an existing regular file by its device and inode (another name or a
+/// link to it is the same file), a file not there yet by its absolute path. A device or FIFO
+/// (`/dev/null`, a pipe) names no file that can be overwritten, nor does stdout (`-`): any
+/// number of outputs may share those.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileIdentity {
+    Inode { dev: u64, ino: u64 },
+    Absent(PathBuf),
+}
+
+pub fn file_identity(path: &Path) -> Option<FileIdentity> {
+    use std::os::unix::fs::MetadataExt;
+    if path == Path::new("-") {
+        return None;
+    }
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Some(FileIdentity::Inode {
+            dev: m.dev(),
+            ino: m.ino(),
+        }),
+        Ok(_) => None,
+        Err(_) => {
+            let name = path.file_name()?;
+            let parent = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            let parent = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf());
+            Some(FileIdentity::Absent(parent.join(name)))
+        }
+    }
+}
+
+/// Whether `path` is a regular file that starts as a packet capture does (pcap of either
+/// byte order and resolution, pcapng, or gzip: what `replay` reads).
+fn holds_a_capture(path: &Path) -> bool {
+    use std::io::Read;
+    const MAGICS: [[u8; 4]; 5] = [
+        [0xd4, 0xc3, 0xb2, 0xa1],
+        [0xa1, 0xb2, 0xc3, 0xd4],
+        [0x4d, 0x3c, 0xb2, 0xa1],
+        [0xa1, 0xb2, 0x3c, 0x4d],
+        [0x0a, 0x0d, 0x0d, 0x0a],
+    ];
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    let mut head = [0u8; 4];
+    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head));
+    read.is_ok() && (MAGICS.contains(&head) || head[..2] == [0x1f, 0x8b])
+}
+
+/// Refuses two outputs that are one file (each would truncate or interleave the other's
+/// lines: `--alerts x --events x` lost alerts and wrote broken JSON, with exit 0), and an
+/// output that holds a packet capture (`--alerts *.pcap`, the alerts file's name forgotten,
+/// made the first capture the alerts file).
+fn check_distinct_outputs(outputs: &[(&str, Option<&Path>)]) -> Result<(), ConfigError> {
+    for (flag, path) in outputs {
+        if let Some(path) = path.filter(|p| holds_a_capture(p)) {
+            return Err(format!(
+                "{flag} names {}, which holds a packet capture: writing there would destroy it; give {flag} its own file",
+                crate::operator_input::shown(path)
+            )
+            .into());
+        }
+    }
+    let named: Vec<(&str, &Path, FileIdentity)> = outputs
+        .iter()
+        .filter_map(|(flag, path)| {
+            let path = (*path)?;
+            Some((*flag, path, file_identity(path)?))
+        })
+        .collect();
+    for (i, (flag, path, id)) in named.iter().enumerate() {
+        if let Some((other, _, _)) = named[..i].iter().find(|(_, _, seen)| seen == id) {
+            return Err(format!(
+                "{other} and {flag} name the same file ({}): give each output its own file",
+                crate::operator_input::shown(path)
+            )
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// Reads and checks the configuration file, if there is one.
@@ -334,6 +427,17 @@ fn outputs(
     let stdout = |o: &Option<PathBuf>| o.as_deref() == Some(Path::new("-"));
     if alerts_file.max_bytes > 0 && stdout(&s.alerts) {
         return Err("--alerts-max-mb rotates a file; stdout cannot be rotated".into());
+    }
+    if let Some(path) = s.alerts.as_deref().filter(|_| alerts_file.max_bytes > 0) {
+        // Rotation renames the path away and creates a new file there: as root, a device
+        // node or a link to one (`/dev/stderr`) would be replaced by a regular file.
+        if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+            return Err(format!(
+                "--alerts-max-mb rotates a file; {} is not a regular file (a device, FIFO or link to one): pass --alerts-max-mb 0 to write to it without rotation",
+                crate::operator_input::shown(path)
+            )
+            .into());
+        }
     }
     if alerts_file.keep == 0 {
         return Err(
