@@ -692,6 +692,12 @@ impl<'t> Checker<'t> {
                 "events: alerts and events cannot both write to stdout".into(),
             );
         }
+        if stdout(&file.report) && (stdout(&file.alerts) || stdout(&file.events)) {
+            self.problem(
+                self.at("report"),
+                "report: the report and alerts or events cannot both write to stdout".into(),
+            );
+        }
         if live.interfaces.as_ref().is_some_and(|i| i.is_empty()) {
             self.problem(
                 self.live_at("interfaces"),

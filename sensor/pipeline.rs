@@ -5,7 +5,7 @@
 //! for the workers.
 
 use crate::capture::chunked::{self, Chunk, ChunkedReader};
-use crate::capture::file::{CaptureError, CaptureReader, IdleSource, Step};
+use crate::capture::file::{CaptureError, CaptureReader, IdleSource, PipeBytes, Step};
 use crate::capture::inputs::Input;
 use crate::decode::defrag::{self, DefragLimits, Defragmenter};
 use crate::decode::{self, Decoded, LinkType, Transport};
@@ -589,7 +589,8 @@ impl Replay<'_> {
             Input::Path(p) => CaptureReader::open_input(p, PIPE_PAUSE, Arc::clone(self.stop)),
             Input::Stdin => CaptureReader::from_pipe(
                 "<stdin>".into(),
-                IdleSource::new(std::io::stdin(), PIPE_PAUSE).until(Arc::clone(self.stop)),
+                IdleSource::new(PipeBytes::new(std::io::stdin()), PIPE_PAUSE)
+                    .until(Arc::clone(self.stop)),
             ),
         };
         let mut reader = match reader {

@@ -774,6 +774,29 @@ fn rules_match_says_when_a_hit_is_in_an_inactive_pack() {
     assert_eq!(out.status.code(), Some(0));
 }
 
+#[test]
+fn rules_list_refuses_a_vendor_no_pack_has_as_replay_does() {
+    // A misspelt vendor was listed as every pack inactive, exit 0.
+    let out = bin()
+        .args(["rules", "list", "--vendors", "kasperksy"])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("kasperksy"), "{stderr}");
+    let out = bin()
+        .args(["rules", "list", "--vendors", "kaspersky,huawei"])
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("huawei") && l.contains(" yes ")),
+        "{text}"
+    );
+}
+
 /// The README's examples, checked against the output of the command `scripts/demo.sh` runs.
 #[test]
 fn the_readme_examples_are_what_the_demo_prints() {

@@ -675,6 +675,132 @@ fn an_output_that_is_an_input_or_another_output_is_refused_before_anything_is_wr
 }
 
 #[test]
+fn outputs_to_dev_stdout_append_to_what_the_shell_opened() {
+    // `--report /dev/stdout >> log` opened the log through /proc/self/fd/1 with O_TRUNC and
+    // cut what it held; `-` did not. Each output, and `--report -`, keeps the log's lines.
+    let dir = tempfile::tempdir().expect("tmp");
+    for flag in ["--report", "--events", "--alerts"] {
+        for path in ["/dev/stdout", "-"] {
+            let log = dir.path().join("log.txt");
+            std::fs::write(&log, "old line\n").expect("write");
+            let appended = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&log)
+                .expect("open");
+            let mut cmd = bin();
+            cmd.current_dir(dir.path())
+                .args(["replay", "--quiet", "--state", "none", flag, path])
+                .arg(common::pcap_path("dns.pcap"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(appended))
+                .stderr(Stdio::piped());
+            let out = finish(cmd.spawn().expect("spawn"), "replay to stdout");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(0), "{flag} {path}: {stderr}");
+            let text = std::fs::read_to_string(&log).expect("read");
+            let rest = text
+                .strip_prefix("old line\n")
+                .unwrap_or_else(|| panic!("{flag} {path} cut the log: {text:.200}"));
+            let parsed = if flag == "--report" {
+                serde_json::from_str::<serde_json::Value>(rest).is_ok()
+            } else {
+                rest.lines()
+                    .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+            };
+            assert!(parsed && !rest.is_empty(), "{flag} {path}: {rest:.200}");
+            assert!(
+                !dir.path().join("-").exists(),
+                "{flag} {path} made a file named -"
+            );
+        }
+    }
+}
+
+#[test]
+fn hosts_and_report_refuse_an_empty_file_as_the_inventory_and_leave_it_empty() {
+    // An empty file was filled with an empty inventory and read as a fleet with no hosts:
+    // "no host matches" and an empty compliance report, exit 0.
+    let dir = tempfile::tempdir().expect("tmp");
+    let empty = dir.path().join("inventory.db");
+    std::fs::write(&empty, b"").expect("write");
+    let html = dir.path().join("r.html");
+    let commands: [Vec<&std::ffi::OsStr>; 2] = [
+        vec!["hosts".as_ref(), "--state".as_ref(), empty.as_os_str()],
+        vec![
+            "report".as_ref(),
+            "--html".as_ref(),
+            html.as_os_str(),
+            "--state".as_ref(),
+            empty.as_os_str(),
+        ],
+    ];
+    for args in commands {
+        let mut cmd = bin();
+        cmd.args(&args);
+        let (code, _, stderr) = run(cmd, "hosts/report on an empty file");
+        assert_ne!(code, Some(0), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("holds no vendorwatch inventory"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(
+            std::fs::metadata(&empty).expect("stat").len(),
+            0,
+            "{args:?}"
+        );
+    }
+    assert!(
+        !html.exists(),
+        "no report of an inventory that is not there"
+    );
+}
+
+#[test]
+fn a_gzip_compressed_capture_on_stdin_is_read_as_the_file_is() {
+    // `gzip -c x.pcap | vendorwatch replay -` was refused as "not a pcap or pcapng file",
+    // though gzip files given by name are read and the help says stdin takes them too.
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tmp");
+    let capture = common::pcap_path("dns.pcap");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&std::fs::read(&capture).expect("read"))
+        .expect("gzip");
+    let compressed = gz.finish().expect("gzip");
+    let events = dir.path().join("stdin.jsonl");
+    let mut cmd = bin();
+    cmd.args([
+        "replay",
+        "--quiet",
+        "--state",
+        "none",
+        "--workers",
+        "1",
+        "--events",
+    ])
+    .arg(&events)
+    .arg("-")
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || stdin.write_all(&compressed));
+    let out = finish(child, "replay - (gzip)");
+    writer.join().expect("writer").expect("write stdin");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let from_stdin = event_names(&events);
+    let (code, stderr, from_file) = replay_events(dir.path(), &[&capture]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!from_stdin.is_empty());
+    assert_eq!(from_stdin, from_file);
+    if let Some(tshark) = tshark_names(&capture) {
+        let set = |v: &[String]| v.iter().cloned().collect::<std::collections::BTreeSet<_>>();
+        assert_eq!(set(&from_stdin), set(&tshark));
+    }
+}
+
+#[test]
 fn rotating_alerts_into_a_device_is_refused() {
     // Rotation renames the path away and creates a file there: as root, /dev/null itself.
     let mut cmd = bin();

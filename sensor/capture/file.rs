@@ -77,6 +77,58 @@ impl<R: Read> Read for EndsAtBadData<R> {
     }
 }
 
+/// A pipe's bytes (stdin, a FIFO): as they are, or decompressed when they start as gzip
+/// (`zcat`-free `replay - < capture.pcap.gz`, or `gzip -c` into a pipe), as a file's are.
+/// A pipe cannot be read twice, so its first two bytes decide when it is first read: on the
+/// thread that reads it (`IdleSource`), so a pipe slow to start holds up no one else.
+pub struct PipeBytes {
+    raw: Option<Box<dyn Read + Send>>,
+    bytes: Option<Box<dyn Read + Send>>,
+}
+
+impl PipeBytes {
+    pub fn new(raw: impl Read + Send + 'static) -> PipeBytes {
+        PipeBytes {
+            raw: Some(Box::new(raw)),
+            bytes: None,
+        }
+    }
+
+    fn decide(&mut self) -> std::io::Result<()> {
+        let Some(mut raw) = self.raw.take() else {
+            return Ok(());
+        };
+        let mut head = [0u8; 2];
+        let mut got = 0;
+        while got < head.len() {
+            match raw.read(&mut head[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let whole = std::io::Cursor::new(head[..got].to_vec()).chain(raw);
+        self.bytes = Some(if head[..got] == GZIP_MAGIC {
+            let decoder = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(whole));
+            Box::new(EndsAtBadData(decoder))
+        } else {
+            Box::new(whole)
+        });
+        Ok(())
+    }
+}
+
+impl Read for PipeBytes {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.decide()?;
+        match &mut self.bytes {
+            Some(bytes) => bytes.read(buf),
+            None => Ok(0),
+        }
+    }
+}
+
 /// Whether the file at `path` starts like a capture, or is gzip holding one.
 pub fn starts_like_capture(path: &std::path::Path) -> bool {
     let mut magic = [0u8; 4];
@@ -386,7 +438,10 @@ impl CaptureReader {
             offset: 0,
             kind: CaptureErrorKind::Io(e.to_string()),
         })?;
-        CaptureReader::from_pipe(name, IdleSource::new(source, pause).until(stop))
+        CaptureReader::from_pipe(
+            name,
+            IdleSource::new(PipeBytes::new(source), pause).until(stop),
+        )
     }
 
     /// Number of records read so far (headers included).

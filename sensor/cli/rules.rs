@@ -72,7 +72,9 @@ fn check(path: Option<PathBuf>) -> i32 {
 }
 
 fn list(rules: &RuleArgs) -> i32 {
-    let set = match config::load_rules(&rule_source(&rules.rules), None) {
+    // Loaded with `--vendors` as `replay` loads them, so that a vendor no pack has is refused
+    // as there (it was listed as every pack inactive, exit 0).
+    let set = match config::load_rules(&rule_source(&rules.rules), rules.vendors.as_deref()) {
         Ok(_) => match rule_source(&rules.rules).load() {
             Ok(all) => all,
             Err(_) => return exit::UNUSABLE,

@@ -14,7 +14,7 @@ use crate::pipeline::{Shared, SharedWriter};
 use crate::serve::exporter;
 use crate::time::Timestamp;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
@@ -56,7 +56,7 @@ fn open_output(path: &Path, what: &str) -> Result<SharedWriter, String> {
     let w: Box<dyn Write + Send> = if path == Path::new("-") {
         Box::new(std::io::BufWriter::new(std::io::stdout()))
     } else {
-        let f = std::fs::File::create(path).map_err(|e| {
+        let f = output::create_output(path).map_err(|e| {
             format!(
                 "cannot create the {what} file {}: {e} (check the directory exists and is writable)",
                 crate::operator_input::shown(path)
@@ -77,7 +77,7 @@ type Outputs = (
 
 fn open_outputs(cfg: &RunConfig) -> Result<Outputs, String> {
     let report_file = match &cfg.report {
-        Some(p) => Some(std::fs::File::create(p).map_err(|e| {
+        Some(p) => Some(output::create_output(p).map_err(|e| {
             format!(
                 "cannot create the report {}: {e} (check the directory exists and is writable)",
                 crate::operator_input::shown(p)
@@ -395,7 +395,7 @@ fn configured_outputs(cfg: &RunConfig) -> Vec<String> {
 /// Writes the host report, streamed: a report of many hosts is never held twice in memory.
 fn write_report(
     shared: &Shared,
-    path: &PathBuf,
+    path: &Path,
     vendors: &[String],
     facts: &output::summary::RunFacts<'_>,
     hosts: &[(std::net::IpAddr, crate::hosts::Host)],
@@ -417,7 +417,7 @@ fn write_report(
     };
     match shared.report_file.lock().map(|mut f| f.take()) {
         Ok(Some(f)) => write(f),
-        _ => std::fs::File::create(path).and_then(write),
+        _ => output::create_output(path).and_then(write),
     }
 }
 

@@ -449,6 +449,9 @@ fn outputs(
     if stdout(&s.alerts) && stdout(&s.events) {
         return Err("--alerts and --events cannot both write to stdout".into());
     }
+    if stdout(&s.report) && (stdout(&s.alerts) || stdout(&s.events)) {
+        return Err("--report and --alerts or --events cannot both write to stdout".into());
+    }
     Ok((alerts_file, s.alerts.clone(), s.events.clone()))
 }
 

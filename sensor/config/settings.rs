@@ -62,8 +62,8 @@ pub struct Settings {
     /// order once it can; beyond this many they are dropped and counted.
     #[arg(long, value_name = "N")]
     pub alerts_backlog: Option<usize>,
-    /// Write the host report (JSON) to PATH at the end.
-    #[arg(long, value_name = "PATH")]
+    /// Write the host report (JSON) to PATH at the end (- for stdout).
+    #[arg(long, value_name = "PATH|-")]
     pub report: Option<PathBuf>,
     /// Write every extracted name, matched or not, as JSON Lines to PATH (- for stdout).
     #[arg(long, value_name = "PATH|-")]

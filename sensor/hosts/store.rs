@@ -212,6 +212,8 @@ pub enum StoreError {
     },
     #[error("inventory {}: written by a newer vendorwatch: schema {version} > {SCHEMA_VERSION}; upgrade vendorwatch or use another --state", path.display())]
     NewerSchema { path: PathBuf, version: i64 },
+    #[error("inventory {}: holds no vendorwatch inventory (an empty file, or another database): give --state the inventory a sensor wrote (a replay keeps one only with --state PATH)", path.display())]
+    NoInventory { path: PathBuf },
     #[error("{0} (a sensor is writing it: read it as a user who may write its directory, or read a copy)")]
     BeingWritten(Box<StoreError>),
     #[error("{0} (it was written by an older vendorwatch and must be migrated once, which needs write access: copy it somewhere writable)")]
@@ -256,6 +258,7 @@ impl StoreError {
             },
             StoreError::Failed { .. } => "failed",
             StoreError::NewerSchema { .. } => "newer_schema",
+            StoreError::NoInventory { .. } => "no_inventory",
             StoreError::BeingWritten(e) | StoreError::NeedsMigration(e) => e.reason(),
             StoreError::DirectoryNotWritable { .. } | StoreError::FileNotWritable { .. } => {
                 "not_writable"
@@ -518,6 +521,14 @@ impl Store {
             return Err(StoreError::NewerSchema {
                 path: path.to_path_buf(),
                 version,
+            });
+        }
+        if version == 0 {
+            // Every schema vendorwatch ever wrote has a version; none is no inventory (an
+            // empty file given by mistake was once filled with an empty one and read as a
+            // fleet with no hosts).
+            return Err(StoreError::NoInventory {
+                path: path.to_path_buf(),
             });
         }
         if version < SCHEMA_VERSION {

@@ -269,7 +269,7 @@ impl AlertSink {
                 let opened = if options.append {
                     open_for_append(p)
                 } else {
-                    File::create(p).map(|f| (f, 0))
+                    super::create_output(p).map(|f| (f, 0))
                 };
                 let (file, len) = opened.map_err(|source| StartError::Create {
                     path: crate::operator_input::shown(p),

@@ -17,6 +17,24 @@ pub mod sink;
 pub mod summary;
 pub mod syslog;
 
+/// Opens an output file for writing from its start (`--report`, `--events`, a replay's
+/// `--alerts`). A path that names this process's own standard output or error
+/// (`/dev/stdout`, `/dev/fd/1`, `/proc/self/fd/2`; `-` is stdout) is opened for appending
+/// instead: truncating it would cut the file the shell sent stdout to (`>> log`).
+pub fn create_output(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let stream = if path == std::path::Path::new("-") {
+        Some(std::path::Path::new("/dev/stdout"))
+    } else {
+        let streams = ["/dev/stdout", "/dev/stderr", "/dev/fd/", "/proc/self/fd/"];
+        let text = path.to_string_lossy();
+        streams.iter().any(|s| text.starts_with(s)).then_some(path)
+    };
+    match stream {
+        Some(stream) => std::fs::OpenOptions::new().append(true).open(stream),
+        None => std::fs::File::create(path),
+    }
+}
+
 /// Flushes what was written to `file` to stable storage (fdatasync). A device or FIFO given
 /// as an output (`/dev/null`, `/dev/stdout`, a pipe to a shipper) has no storage to reach, and
 /// fdatasync says EINVAL there: that is no failure of the output.
