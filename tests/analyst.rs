@@ -775,6 +775,34 @@ fn rules_match_says_when_a_hit_is_in_an_inactive_pack() {
 }
 
 #[test]
+fn rules_match_refuses_a_mistyped_port_or_address_rather_than_calling_it_a_miss() {
+    for bad in ["99999", "300.1.1.1", "13000/xyz", "70000/tcp"] {
+        let out = bin().args(["rules", "match", bad]).output().expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(stderr.contains("not a"), "{bad}: {stderr}");
+    }
+    // Real values still look up as before: a miss is 1, a hit 0.
+    for (value, code) in [
+        ("443", 1),
+        ("10.1.2.3", 1),
+        ("example.com", 1),
+        ("s05.upd.kaspersky.com", 0),
+    ] {
+        let out = bin()
+            .args(["rules", "match", value])
+            .output()
+            .expect("runs");
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{value}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+#[test]
 fn rules_list_refuses_a_vendor_no_pack_has_as_replay_does() {
     // A misspelt vendor was listed as every pack inactive, exit 0.
     let out = bin()

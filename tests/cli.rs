@@ -157,6 +157,19 @@ fn exit_codes_for_missing_garbage_and_usage_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("/nonexistent/x.pcap: no such file or directory"));
+    // Beside a capture that reads, the missing one is exit 1 and has its summary line, as a
+    // capture that breaks does (it was said on stderr only).
+    let out = bin()
+        .args(["replay", "--state", "none", "/nonexistent/x.pcap"])
+        .arg(pcap("dns.pcap"))
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("  ERROR     /nonexistent/x.pcap: no such file or directory"),
+        "{stderr}"
+    );
 
     let out = bin().arg("replay").arg(&garbage).output().expect("runs");
     assert_eq!(out.status.code(), Some(2));

@@ -96,15 +96,16 @@ pub fn run(args: ReplayArgs) -> i32 {
 
 fn replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
     let expanded = inputs::expand(inputs_given);
-    for p in &expanded.problems {
-        tracing::warn!("{}: {}", p.path, p.problem);
-    }
     if !cfg.quiet {
         for d in &expanded.dirs {
             tracing::info!("{}", d.describe());
         }
     }
     if expanded.inputs.is_empty() {
+        // Otherwise said once at the end, on stderr and in the summary (`finish`).
+        for p in &expanded.problems {
+            eprintln!("vendorwatch: {}: {}", p.path, p.problem);
+        }
         eprintln!("vendorwatch: no capture to read (give pcap/pcapng files, gzip-compressed or not, directories holding them, or - for stdin)");
         return exit::UNUSABLE;
     }
@@ -148,7 +149,11 @@ fn replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
     let read = Read {
         outcome,
         skipped: expanded.skipped.len(),
-        problems: !expanded.problems.is_empty(),
+        problems: expanded
+            .problems
+            .iter()
+            .map(|p| format!("{}: {}", p.path, p.problem))
+            .collect(),
         elapsed_secs: clock.elapsed().as_secs_f64(),
     };
     finish(&cfg, started, read, linger, &stop)
@@ -158,8 +163,8 @@ fn replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
 struct Read {
     outcome: pipeline::ReplayOutcome,
     skipped: usize,
-    /// Some input named could not be read at all.
-    problems: bool,
+    /// The inputs named that could not be read at all (a missing file), each with its reason.
+    problems: Vec<String>,
     elapsed_secs: f64,
 }
 
@@ -183,7 +188,14 @@ fn finish(cfg: &RunConfig, started: Started, read: Read, linger: u64, stop: &Ato
         r.stop();
     }
     let resolvers = shared.detector.resolvers();
-    let errors: Vec<String> = outcome.errors.iter().map(|e| e.to_string()).collect();
+    // An input that could not be opened at all is an error of the run as much as one that
+    // broke while read: both get their summary line.
+    let errors: Vec<String> = read
+        .problems
+        .iter()
+        .cloned()
+        .chain(outcome.errors.iter().map(|e| e.to_string()))
+        .collect();
     let facts = output::summary::RunFacts {
         inputs_read: outcome.inputs_read,
         input_errors: &errors,
@@ -217,7 +229,7 @@ fn finish(cfg: &RunConfig, started: Started, read: Read, linger: u64, stop: &Ato
     if outcome.inputs_read == 0 || (packets == 0 && outcome.errors.len() >= outcome.inputs_read) {
         return exit::UNUSABLE;
     }
-    if !outcome.errors.is_empty() || read.problems {
+    if !outcome.errors.is_empty() || !read.problems.is_empty() {
         code = exit::PARTIAL;
     }
     code

@@ -30,7 +30,8 @@ pub enum RulesCommand {
         #[command(flatten)]
         rules: RuleArgs,
     },
-    /// Show every rule a name, address or port hits, and why (exit 0 on a hit, 1 on none).
+    /// Show every rule a name, address or port hits, and why (exit 0 on a hit, 1 on none, 2
+    /// on a value that is no name, address or port, such as 99999 or 13000/xyz).
     Match {
         /// A DNS name, an IP address, or a port (443, 13000/tcp, 15000/udp).
         value: String,
@@ -142,6 +143,10 @@ fn explain(value: &str, rules: &RuleArgs) -> i32 {
             return exit::UNUSABLE;
         }
     };
+    if let Some(problem) = not_a_query(value) {
+        eprintln!("vendorwatch: rules match {value:?}: {problem}");
+        return exit::UNUSABLE;
+    }
     let hits = explain_match(&set, value);
     if hits.is_empty() {
         outln!("no rule matches {value:?}");
@@ -165,6 +170,35 @@ fn explain(value: &str, rules: &RuleArgs) -> i32 {
         );
         exit::PARTIAL
     }
+}
+
+/// Why `value` is no name, address or port `rules match` can look up, if it is none: a
+/// mistyped port or address would otherwise be looked up as a name and say "no rule matches"
+/// (exit 1), which a script cannot tell from a real miss.
+fn not_a_query(value: &str) -> Option<String> {
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    if let Some((port, proto)) = value.split_once('/') {
+        if !matches!(proto, "tcp" | "udp") {
+            return Some(format!(
+                "{proto:?} is not a protocol: give a port as 443, 13000/tcp or 15000/udp"
+            ));
+        }
+        if port.parse::<u16>().is_err() {
+            return Some(format!("{port:?} is not a port (0 to 65535)"));
+        }
+        return None;
+    }
+    if digits(value) && value.parse::<u16>().is_err() {
+        return Some("not a port (0 to 65535)".into());
+    }
+    let parts: Vec<&str> = value.split('.').collect();
+    if parts.len() == 4
+        && parts.iter().all(|p| digits(p))
+        && value.parse::<std::net::IpAddr>().is_err()
+    {
+        return Some("not an IPv4 address (each part 0 to 255)".into());
+    }
+    None
 }
 
 /// Every rule `value` hits, one line each (with the rule's vendor): rule id, vendor/category,
