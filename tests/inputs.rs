@@ -801,6 +801,32 @@ fn a_gzip_compressed_capture_on_stdin_is_read_as_the_file_is() {
 }
 
 #[test]
+fn a_read_only_output_file_is_said_to_be_the_files_permissions_not_the_directorys() {
+    use std::os::unix::fs::PermissionsExt;
+    // The advice named the directory ("check the directory exists and is writable") though
+    // the directory was writable and the file was not.
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let capture = dir.path().join("dns.pcap");
+    std::fs::copy(common::pcap_path("dns.pcap"), &capture).expect("copy");
+    std::fs::set_permissions(&capture, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    for flag in ["--report", "--events", "--alerts"] {
+        let out_path = dir.path().join(format!("out{flag}.json"));
+        std::fs::write(&out_path, b"kept\n").expect("write");
+        std::fs::set_permissions(&out_path, std::fs::Permissions::from_mode(0o444)).expect("chmod");
+        // Root may write anywhere: run as `nobody` then, as an analyst's account would.
+        let mut cmd = common::as_unprivileged(env!("CARGO_BIN_EXE_vendorwatch"));
+        cmd.args(["replay", "--quiet", "--state", "none", flag])
+            .arg(&out_path)
+            .arg(&capture);
+        let (code, _, stderr) = run(cmd, "replay into a read-only file");
+        assert_eq!(code, Some(2), "{flag}: {stderr}");
+        assert!(stderr.contains("check its permissions"), "{flag}: {stderr}");
+        assert_eq!(std::fs::read(&out_path).expect("read"), b"kept\n", "{flag}");
+    }
+}
+
+#[test]
 fn rotating_alerts_into_a_device_is_refused() {
     // Rotation renames the path away and creates a file there: as root, /dev/null itself.
     let mut cmd = bin();

@@ -58,8 +58,9 @@ fn open_output(path: &Path, what: &str) -> Result<SharedWriter, String> {
     } else {
         let f = output::create_output(path).map_err(|e| {
             format!(
-                "cannot create the {what} file {}: {e} (check the directory exists and is writable)",
-                crate::operator_input::shown(path)
+                "cannot create the {what} file {}: {e} ({})",
+                crate::operator_input::shown(path),
+                output::create_advice(path)
             )
         })?;
         Box::new(std::io::BufWriter::with_capacity(256 * 1024, f))
@@ -79,8 +80,9 @@ fn open_outputs(cfg: &RunConfig) -> Result<Outputs, String> {
     let report_file = match &cfg.report {
         Some(p) => Some(output::create_output(p).map_err(|e| {
             format!(
-                "cannot create the report {}: {e} (check the directory exists and is writable)",
-                crate::operator_input::shown(p)
+                "cannot create the report {}: {e} ({})",
+                crate::operator_input::shown(p),
+                output::create_advice(p)
             )
         })?),
         None => None,

@@ -112,8 +112,12 @@ impl FromStr for FsyncPolicy {
 pub enum StartError {
     #[error("the alerts backlog and the rotated files kept must be at least 1")]
     BadOptions,
-    #[error("cannot create the alerts file {path}: {source} (check the directory exists and is writable)")]
-    Create { path: String, source: io::Error },
+    #[error("cannot create the alerts file {path}: {source} ({advice})")]
+    Create {
+        path: String,
+        source: io::Error,
+        advice: &'static str,
+    },
     #[error("cannot start the alerts writer thread: {0}")]
     Thread(io::Error),
 }
@@ -274,6 +278,7 @@ impl AlertSink {
                 let (file, len) = opened.map_err(|source| StartError::Create {
                     path: crate::operator_input::shown(p),
                     source,
+                    advice: super::create_advice(p),
                 })?;
                 Out::File {
                     file,
