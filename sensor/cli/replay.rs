@@ -263,12 +263,6 @@ fn linger_then_stop(server: crate::serve::exporter::Server, linger: u64, stop: &
 /// (`--alerts *.pcap` with the file name forgotten made the first capture the alerts file).
 fn output_over_input(cfg: &RunConfig, inputs: &[inputs::Input]) -> Option<String> {
     use crate::config::file_identity;
-    let outputs = [
-        ("--alerts", cfg.alerts.as_deref()),
-        ("--events", cfg.events.as_deref()),
-        ("--report", cfg.report.as_deref()),
-        ("--state", cfg.state.as_deref()),
-    ];
     let input_ids: Vec<(String, crate::config::FileIdentity)> = inputs
         .iter()
         .filter_map(|input| match input {
@@ -276,7 +270,7 @@ fn output_over_input(cfg: &RunConfig, inputs: &[inputs::Input]) -> Option<String
             inputs::Input::Stdin => None,
         })
         .collect();
-    outputs.iter().find_map(|(flag, path)| {
+    cfg.outputs().iter().find_map(|(flag, path)| {
         let id = file_identity((*path)?)?;
         let (input, _) = input_ids.iter().find(|(_, input_id)| *input_id == id)?;
         Some(format!(

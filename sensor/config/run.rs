@@ -170,13 +170,6 @@ impl RunConfig {
         let (extract_limits, detect_limits, learn) = limits(&s)?;
         let (alerts_file, alerts, events) = outputs(&s)?;
         let (agency, state, temporary_spool) = inventory(cli, &s)?;
-        let outputs_given = [
-            ("--alerts", alerts.as_deref()),
-            ("--events", events.as_deref()),
-            ("--report", s.report.as_deref()),
-            ("--state", state.as_deref()),
-        ];
-        check_distinct_outputs(&outputs_given)?;
         let realert_hours = given(s.realert_hours);
         check_flag("realert_hours", realert_hours)?;
         let cfg = RunConfig {
@@ -210,7 +203,18 @@ impl RunConfig {
             max_hosts: given(s.max_hosts),
             learn,
         };
+        check_distinct_outputs(&cfg.outputs())?;
         Ok(cfg)
+    }
+
+    /// The files this run writes, each with the flag that named it.
+    pub fn outputs(&self) -> [(&'static str, Option<&Path>); 4] {
+        [
+            ("--alerts", self.alerts.as_deref()),
+            ("--events", self.events.as_deref()),
+            ("--report", self.report.as_deref()),
+            ("--state", self.state.as_deref()),
+        ]
     }
 }
 
@@ -248,23 +252,11 @@ pub fn file_identity(path: &Path) -> Option<FileIdentity> {
     }
 }
 
-/// Whether `path` is a regular file that starts as a packet capture does (pcap of either
-/// byte order and resolution, pcapng, or gzip: what `replay` reads).
+/// Whether `path` is a regular file holding a packet capture (as `replay` reads them: pcap,
+/// pcapng, or either gzip-compressed). Only a regular file is opened: a FIFO would block.
 fn holds_a_capture(path: &Path) -> bool {
-    use std::io::Read;
-    const MAGICS: [[u8; 4]; 5] = [
-        [0xd4, 0xc3, 0xb2, 0xa1],
-        [0xa1, 0xb2, 0xc3, 0xd4],
-        [0x4d, 0x3c, 0xb2, 0xa1],
-        [0xa1, 0xb2, 0x3c, 0x4d],
-        [0x0a, 0x0d, 0x0d, 0x0a],
-    ];
-    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
-        return false;
-    }
-    let mut head = [0u8; 4];
-    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head));
-    read.is_ok() && (MAGICS.contains(&head) || head[..2] == [0x1f, 0x8b])
+    std::fs::metadata(path).is_ok_and(|m| m.is_file())
+        && crate::capture::file::starts_like_capture(path)
 }
 
 /// Refuses two outputs that are one file (each would truncate or interleave the other's
