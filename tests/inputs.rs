@@ -266,6 +266,61 @@ fn an_obsolete_packet_block_is_read_as_tshark_reads_it() {
     assert!(stderr.contains("1 packets"), "{stderr}");
 }
 
+#[test]
+fn a_corrupt_capture_length_is_said_to_be_corrupt_not_a_truncated_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cap = dir.path().join("corrupt.pcap");
+    let frames: Vec<Vec<u8>> = ["dnl-01.geo.kaspersky.com", "dnl-02.geo.kaspersky.com"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| query_frame([10, 0, 0, 5 + i as u8], name))
+        .chain(std::iter::once(query_frame([10, 0, 0, 9], "never.example")))
+        .collect();
+    let mut f = pcap(&frames);
+    // The third record's capture length says 300,000 bytes; the file goes on for its 60-odd.
+    let third = 24 + 2 * 16 + frames[0].len() + frames[1].len();
+    f[third + 8..third + 12].copy_from_slice(&300_000u32.to_le_bytes());
+    std::fs::write(&cap, &f).expect("write");
+    let expected = vec![
+        "dnl-01.geo.kaspersky.com".to_string(),
+        "dnl-02.geo.kaspersky.com".to_string(),
+    ];
+    // tcpdump (libpcap) reads the packets before the record and refuses its length; tshark
+    // prints nothing of a file it finds damaged. Not `have("tcpdump")`: `tcpdump -v` alone
+    // starts a capture.
+    if let Ok(out) = Command::new("tcpdump")
+        .args(["-n", "-r"])
+        .arg(&cap)
+        .output()
+    {
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains("invalid packet capture length 300000"),
+            "tcpdump calls it an invalid length: {said}"
+        );
+        // "10.0.0.5.40000 > 10.0.0.53.53: 4660+ A? dnl-01.geo.kaspersky.com. (42)"
+        let read: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                l.split_once("A? ")?
+                    .1
+                    .split_once(". (")
+                    .map(|(name, _)| name.to_string())
+            })
+            .collect();
+        assert_eq!(read, expected, "tcpdump reads the two packets before it");
+    }
+    let (code, stderr, names) = replay_events(dir.path(), &[&cap]);
+    assert_eq!(names, expected, "{stderr}");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("byte offset {third}"))
+            && stderr.contains("corrupt record: capture length 300000"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("truncated"), "{stderr}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Issue 13 item 10 and issue 16 item 13: how captures are named and refused
 

@@ -20,9 +20,11 @@ use std::sync::Arc;
 /// is still in the core's L2 cache when the records in it are framed and decoded (with 1 MiB
 /// chunks every frame header was a cache miss).
 pub const CHUNK: usize = 1 << 18;
-/// Largest record read here (256 KiB snap length plus its header); a larger one, or a corrupt
-/// length, is left to the general reader.
-pub const MAX_RECORD: usize = 16 + 262_144;
+/// The largest capture length libpcap writes or reads for any link type vendorwatch decodes.
+pub const MAX_CAPLEN: usize = 262_144;
+/// Largest record read here (the largest capture length plus its header); a larger one, or a
+/// corrupt length, is left to the general reader.
+pub const MAX_RECORD: usize = 16 + MAX_CAPLEN;
 /// Chunks kept for reuse once every batch that referenced them is done.
 const POOL: usize = 16;
 

@@ -5,6 +5,7 @@
 //! ends the file with a `CaptureError` naming the record number and byte offset; everything
 //! before it has already been handed out.
 
+use super::chunked::MAX_CAPLEN;
 use super::RawPacket;
 use crate::decode::LinkType;
 use crate::time::Timestamp;
@@ -486,6 +487,19 @@ impl CaptureReader {
                     continue;
                 }
             }
+            if self.layout.legacy && self.records > 0 {
+                if let Some(caplen) = self.layout.oversized_record(self.inner.data()) {
+                    return Err(self.error(
+                        record_offset,
+                        CaptureErrorKind::Corrupt(format!(
+                            "capture length {caplen} is over the file's snapshot length ({}) and \
+                             libpcap's {MAX_CAPLEN}-byte maximum: a corrupt length field (the \
+                             records before it were read)",
+                            self.layout.snaplen
+                        )),
+                    ));
+                }
+            }
             // Everything that borrows the reader's buffer happens inside this match; what
             // comes out is owned, so the buffer can then be consumed or refilled.
             let outcome = match self.inner.next() {
@@ -828,8 +842,10 @@ struct Layout {
     /// The current pcapng section's interfaces, or legacy pcap's one (known after its header).
     interfaces: Vec<Interface>,
     legacy: bool,
-    /// The byte order of the current pcapng section.
+    /// The byte order of the legacy file or of the current pcapng section.
     big_endian: bool,
+    /// The legacy file's snapshot length.
+    snaplen: u32,
 }
 
 impl Layout {
@@ -895,6 +911,8 @@ impl Layout {
     /// A legacy pcap file header: the one interface's link type and clock.
     fn legacy_header(&mut self, hdr: &pcap_parser::PcapHeader) -> Result<(), CaptureErrorKind> {
         self.legacy = true;
+        self.big_endian = hdr.is_bigendian();
+        self.snaplen = hdr.snaplen;
         let code = hdr.network.0;
         let link = u32::try_from(code).ok().and_then(LinkType::from_code);
         if link.is_none() {
@@ -913,6 +931,18 @@ impl Layout {
             offset_secs: i64::from(hdr.thiszone),
         }];
         Ok(())
+    }
+
+    /// The capture length of the legacy record at the start of `data` when no capture holds a
+    /// record that long: larger than the file's snapshot length and than libpcap's maximum.
+    /// Left to the parser, such a length reads as a file that ends in the middle of a record
+    /// (or swallows the records after it); tcpdump calls it an invalid capture length. A
+    /// record between the two is read: some writers put a smaller snapshot length in the
+    /// header than the frames they store.
+    fn oversized_record(&self, data: &[u8]) -> Option<u32> {
+        let caplen = block_word(data, 8, self.big_endian)?;
+        let limit = (self.snaplen as usize).max(MAX_CAPLEN);
+        (caplen as usize > limit).then_some(caplen)
     }
 
     /// A pcapng interface description: the next interface of the section.
@@ -1074,6 +1104,45 @@ mod tests {
         assert_eq!(err.kind, CaptureErrorKind::Truncated);
         // Header (record 1) and first packet (record 2) were read; record 3 broke at 24+16+60.
         assert_eq!((err.record, err.offset), (3, 100));
+    }
+
+    #[test]
+    fn a_capture_length_no_capture_holds_is_corrupt_not_truncation_in_both_byte_orders() {
+        let frame = [0u8; 60];
+        for (magic, big_endian) in [
+            ([0xd4, 0xc3, 0xb2, 0xa1], false),
+            ([0xa1, 0xb2, 0xc3, 0xd4], true),
+        ] {
+            let three: [(u32, u32, &[u8]); 3] = [(1, 0, &frame), (2, 0, &frame), (3, 0, &frame)];
+            let mut bytes = legacy_pcap(magic, big_endian, &three);
+            // The second packet's capture length (at 24 + 76 + 8) says 300,000 bytes: over the
+            // header's 65,535 and libpcap's maximum. The file goes on past it.
+            let field = 24 + 76 + 8;
+            let corrupt = if big_endian {
+                300_000u32.to_be_bytes()
+            } else {
+                300_000u32.to_le_bytes()
+            };
+            bytes[field..field + 4].copy_from_slice(&corrupt);
+            let (got, err) = read_all(bytes.clone());
+            assert_eq!(got.len(), 1, "the packet before it is read");
+            let err = err.expect("reported");
+            assert!(
+                matches!(&err.kind, CaptureErrorKind::Corrupt(m) if m.contains("capture length 300000")),
+                "{err:?}"
+            );
+            assert_eq!((err.record, err.offset), (3, 100));
+            // A length within the maximum is read as written (the file then ends inside it).
+            let within = if big_endian {
+                70_000u32.to_be_bytes()
+            } else {
+                70_000u32.to_le_bytes()
+            };
+            bytes[field..field + 4].copy_from_slice(&within);
+            let (got, err) = read_all(bytes);
+            assert_eq!(got.len(), 1);
+            assert_eq!(err.map(|e| e.kind), Some(CaptureErrorKind::Truncated));
+        }
     }
 
     /// A little-endian pcapng block of `block_type` around `body` (padded to 4 bytes).
