@@ -183,5 +183,12 @@ mod tests {
                 "deploy/vendorwatch.toml lacks [live] {key}"
             );
         }
+        let replay = serde_json::to_value(&parsed.replay).expect("json");
+        for key in crate::config::settings::keys::<crate::config::ReplaySettings>() {
+            assert!(
+                !replay[&key].is_null(),
+                "deploy/vendorwatch.toml lacks [replay] {key}"
+            );
+        }
     }
 }

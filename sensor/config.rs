@@ -11,7 +11,7 @@ pub use run::{
     default_workers, file_identity, load_file, rule_source, ConfigError, FileIdentity, LiveConfig,
     ReloadSpec, RunConfig,
 };
-pub use settings::{LiveSettings, Mode, Settings, DEFAULT_HOME_NET};
+pub use settings::{LiveSettings, Mode, ReplaySettings, Settings, DEFAULT_HOME_NET};
 
 use crate::detect::rules::{self, Loaded, RuleError};
 use crate::detect::{HomeNet, RuleSet};
@@ -211,6 +211,8 @@ pub struct LoadedConfig {
     pub settings: Settings,
     /// The `[live]` table.
     pub live: LiveSettings,
+    /// The `[replay]` table.
+    pub replay: ReplaySettings,
     pub suppressions: Suppressions,
     /// The keys a reload cannot change, as written (to tell the user a restart is needed).
     pub fixed: toml::Table,
@@ -338,6 +340,8 @@ pub const MAX_REALERT_HOURS: u64 = 87_600;
 pub const MAX_BUFFER_MB: u64 = 2047;
 /// Seconds between status lines (a day).
 pub const MAX_STATUS_EVERY: u64 = 86_400;
+/// A replay serves its metrics at most a week after it ends.
+pub const MAX_LINGER_SECS: u64 = 7 * 86_400;
 
 const fn bound(key: &'static str, min: u64, max: u64, what: &'static str) -> CountBound {
     CountBound {
@@ -364,6 +368,7 @@ pub const COUNT_BOUNDS: &[CountBound] = &[
     bound("pdns_ttl_cap", 0, MAX_TTL_SECS, "seconds"),
     bound("realert_hours", 0, MAX_REALERT_HOURS, "hours"),
     bound("status_every", 0, MAX_STATUS_EVERY, "seconds"),
+    bound("linger", 0, MAX_LINGER_SECS, "seconds"),
     bound(
         "capture_threads",
         0,
@@ -441,6 +446,7 @@ pub fn check_config_text(text: &str) -> (LoadedConfig, Vec<ConfigProblem>) {
         problems: Vec::new(),
         lines: Default::default(),
         live_lines: Default::default(),
+        replay_lines: Default::default(),
     };
     let (doc, syntax) = toml::de::DeTable::parse_recoverable(text);
     if !syntax.is_empty() {
@@ -463,7 +469,7 @@ pub fn check_config_text(text: &str) -> (LoadedConfig, Vec<ConfigProblem>) {
         }
     };
     c.check_lists(&doc, &file);
-    c.check_counts(&file, &parts.live);
+    c.check_counts(&file, &parts.live, &parts.replay);
     c.check_combinations(&file, &parts.live);
     let list = parts
         .suppress
@@ -479,6 +485,7 @@ pub fn check_config_text(text: &str) -> (LoadedConfig, Vec<ConfigProblem>) {
         LoadedConfig {
             settings: file,
             live: parts.live,
+            replay: parts.replay,
             suppressions: Suppressions(list),
             fixed,
             lines: c.lines,
@@ -488,10 +495,12 @@ pub fn check_config_text(text: &str) -> (LoadedConfig, Vec<ConfigProblem>) {
 }
 
 /// The document split by what reads each part: the top-level settings that passed their
-/// own check, the `[live]` table, and the `[[suppress]]` entries with their lines.
+/// own check, the `[live]` and `[replay]` tables, and the `[[suppress]]` entries with their
+/// lines.
 struct Parts<'i> {
     good: toml::de::DeTable<'i>,
     live: LiveSettings,
+    replay: ReplaySettings,
     suppress: Vec<(usize, toml::de::DeTable<'i>)>,
 }
 
@@ -501,6 +510,7 @@ struct Checker<'t> {
     problems: Vec<ConfigProblem>,
     lines: std::collections::BTreeMap<String, usize>,
     live_lines: std::collections::BTreeMap<String, usize>,
+    replay_lines: std::collections::BTreeMap<String, usize>,
 }
 
 impl<'t> Checker<'t> {
@@ -528,12 +538,21 @@ impl<'t> Checker<'t> {
             .unwrap_or_else(|| self.at("live"))
     }
 
+    /// The line of a key of the [replay] table (the table's when it is not there).
+    fn replay_at(&self, key: &str) -> usize {
+        self.replay_lines
+            .get(key)
+            .copied()
+            .unwrap_or_else(|| self.at("replay"))
+    }
+
     /// Sorts the top-level keys; each setting is checked on its own, so one bad key does not
     /// hide the others.
     fn split<'i>(&mut self, doc: &toml::de::DeTable<'i>) -> Parts<'i> {
         let mut parts = Parts {
             good: toml::de::DeTable::new(),
             live: LiveSettings::default(),
+            replay: ReplaySettings::default(),
             suppress: Vec::new(),
         };
         for (key, value) in doc.iter() {
@@ -541,9 +560,17 @@ impl<'t> Checker<'t> {
             self.lines.insert(key.get_ref().to_string(), line);
             match (key.get_ref().as_ref(), value.get_ref()) {
                 ("live", toml::de::DeValue::Table(t)) => {
-                    parts.live = self.live_table(line, value.span(), t);
+                    let (live, lines) = self.sub_table("live", line, value.span(), t);
+                    (parts.live, self.live_lines) = (live, lines);
                 }
-                ("live", _) => self.problem(line, "live: must be a table ([live])".into()),
+                ("replay", toml::de::DeValue::Table(t)) => {
+                    let (replay, lines) = self.sub_table("replay", line, value.span(), t);
+                    (parts.replay, self.replay_lines) = (replay, lines);
+                }
+                ("live" | "replay", _) => {
+                    let table = key.get_ref();
+                    self.problem(line, format!("{table}: must be a table ([{table}])"));
+                }
                 ("suppress", toml::de::DeValue::Array(entries)) => {
                     for entry in entries {
                         let at = self.line_at(entry.span().start);
@@ -571,18 +598,21 @@ impl<'t> Checker<'t> {
         parts
     }
 
-    /// The `[live]` table, each key checked on its own.
-    fn live_table(
+    /// A command's own table (`[live]`, `[replay]`), each key checked on its own; with the
+    /// line of each key.
+    fn sub_table<T: serde::de::DeserializeOwned + Default>(
         &mut self,
+        name: &str,
         line: usize,
         span: std::ops::Range<usize>,
         t: &toml::de::DeTable<'_>,
-    ) -> LiveSettings {
+    ) -> (T, std::collections::BTreeMap<String, usize>) {
         let mut ok = toml::de::DeTable::new();
+        let mut lines = std::collections::BTreeMap::new();
         for (k, v) in t.iter() {
             let l = self.line_at(k.span().start);
-            self.live_lines.insert(k.get_ref().to_string(), l);
-            match check_key::<LiveSettings>(k, v) {
+            lines.insert(k.get_ref().to_string(), l);
+            match check_key::<T>(k, v) {
                 Ok(_) => {
                     ok.insert(k.clone(), v.clone());
                 }
@@ -590,10 +620,12 @@ impl<'t> Checker<'t> {
             }
         }
         let table = toml::Spanned::new(span, toml::de::DeValue::Table(ok));
-        LiveSettings::deserialize(toml::de::ValueDeserializer::from(table)).unwrap_or_else(|e| {
-            self.problem(line, format!("live: {}", e.message().trim()));
-            LiveSettings::default()
-        })
+        let settings =
+            T::deserialize(toml::de::ValueDeserializer::from(table)).unwrap_or_else(|e| {
+                self.problem(line, format!("{name}: {}", e.message().trim()));
+                T::default()
+            });
+        (settings, lines)
     }
 
     /// The values that parse further: CIDRs (each at its own line), addresses, the syslog target.
@@ -634,15 +666,24 @@ impl<'t> Checker<'t> {
         }
     }
 
-    /// Every count against its bound (`COUNT_BOUNDS`): a key of the file or of [live].
-    fn check_counts(&mut self, file: &Settings, live: &LiveSettings) {
+    /// Every count against its bound (`COUNT_BOUNDS`): a key of the file, of [live] or of
+    /// [replay].
+    fn check_counts(&mut self, file: &Settings, live: &LiveSettings, replay: &ReplaySettings) {
         let top = serde_json::to_value(file).unwrap_or_default();
         let live_values = serde_json::to_value(live).unwrap_or_default();
+        let replay_values = serde_json::to_value(replay).unwrap_or_default();
+        let given = |values: &serde_json::Value, key: &str| {
+            values.get(key).filter(|v| !v.is_null()).cloned()
+        };
         for bound in COUNT_BOUNDS {
-            let (value, line) = match (top.get(bound.key), live_values.get(bound.key)) {
-                (Some(v), _) if !v.is_null() => (v, self.at(bound.key)),
-                (_, Some(v)) if !v.is_null() => (v, self.live_at(bound.key)),
-                _ => continue,
+            let (value, line) = if let Some(v) = given(&top, bound.key) {
+                (v, self.at(bound.key))
+            } else if let Some(v) = given(&live_values, bound.key) {
+                (v, self.live_at(bound.key))
+            } else if let Some(v) = given(&replay_values, bound.key) {
+                (v, self.replay_at(bound.key))
+            } else {
+                continue;
             };
             if let Some(Err(e)) = value.as_u64().map(|v| check_count(bound.key, v)) {
                 self.problem(line, format!("{}: {e}", bound.key));
@@ -855,6 +896,28 @@ mod tests {
             address.reason(),
             flag.reason(),
         ]);
+    }
+
+    #[test]
+    fn the_replay_table_holds_linger_checked_at_its_line() {
+        let (loaded, problems) = check_config_text("workers = 1\n\n[replay]\nlinger = 30\n");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(loaded.replay.linger, Some(30));
+        let (_, problems) = check_config_text("[replay]\n\nlinger = 99999999\n");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].line, 3);
+        assert!(
+            problems[0].problem.contains("linger: must be at most"),
+            "{problems:?}"
+        );
+        let (_, problems) = check_config_text("[replay]\nlingr = 3\n");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].line, 2);
+        let (_, problems) = check_config_text("replay = 3\n");
+        assert_eq!(problems[0].problem, "replay: must be a table ([replay])");
+        // A key of the top level is not one of the table's.
+        let (_, problems) = check_config_text("linger = 3\n");
+        assert_eq!(problems.len(), 1, "{problems:?}");
     }
 
     #[test]

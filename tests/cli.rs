@@ -954,3 +954,71 @@ fn hosts_reads_an_inventory_its_user_cannot_write() {
         "nothing was written beside the database"
     );
 }
+
+#[test]
+fn linger_from_the_replay_table_keeps_the_metrics_up_and_the_command_line_wins() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let config = tmp.path().join("vendorwatch.toml");
+    std::fs::write(&config, "[replay]\nlinger = 600\n").expect("write");
+    let port = common::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = bin()
+        .args([
+            "replay",
+            "-q",
+            "--workers",
+            "1",
+            "--metrics-addr",
+            &addr,
+            "--config",
+        ])
+        .arg(&config)
+        .arg(pcap("dns.pcap"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    // The replay is over once it says it goes on serving (no wall-clock bound: the line comes
+    // or the stream ends).
+    let said = std::io::BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.contains("serving metrics on"));
+    let scraped = common::http_get(port, "/metrics");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().expect("exits");
+    let said = said.expect("the file's linger keeps the endpoint up");
+    assert!(said.contains("for 600 s more"), "{said}");
+    let (code, body) = scraped.expect("metrics served after the replay");
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("vendorwatch_packets_received_total"),
+        "{body}"
+    );
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "a signal ends the lingering, not the run"
+    );
+    // --linger 0 on the command line wins over the file: the replay ends at once.
+    let out = bin()
+        .args([
+            "replay",
+            "-q",
+            "--linger",
+            "0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(&config)
+        .arg(pcap("dns.pcap"))
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("serving metrics on"), "{stderr}");
+}

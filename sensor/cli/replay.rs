@@ -4,7 +4,7 @@
 use super::runtime::{self, Started};
 use super::{exit, CommonArgs};
 use crate::capture::inputs;
-use crate::config::RunConfig;
+use crate::config::{settings, ReplaySettings, RunConfig};
 use crate::metrics::Counters;
 use crate::output;
 use crate::pipeline::{self, Progress};
@@ -18,9 +18,8 @@ pub struct ReplayArgs {
     /// natural order), or - for stdin.
     #[arg(required = true, value_name = "PCAP|DIR|-")]
     pub inputs: Vec<String>,
-    /// Keep serving metrics this long after the replay ends (for dashboards and tests).
-    #[arg(long, value_name = "SECS", default_value_t = 0)]
-    pub linger: u64,
+    #[command(flatten)]
+    pub replay: ReplaySettings,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -83,10 +82,20 @@ impl Bar {
     }
 }
 
+/// The command line's `--linger` over the file's `[replay]` table over the default.
+fn linger(cli: &ReplaySettings, file: &ReplaySettings) -> Result<u64, crate::config::ConfigError> {
+    let merged = settings::layered(&[cli, file, &ReplaySettings::defaults()])?;
+    let linger = merged.linger.unwrap_or_default();
+    crate::config::check_flag("linger", linger)?;
+    Ok(linger)
+}
+
 /// Runs `replay`; returns the exit code.
 pub fn run(args: ReplayArgs) -> i32 {
-    match runtime::configure(&args.common, crate::config::Mode::Replay) {
-        Ok((cfg, _)) => replay(cfg, &args.inputs, args.linger),
+    let built = runtime::configure(&args.common, crate::config::Mode::Replay)
+        .and_then(|(cfg, file)| Ok((cfg, linger(&args.replay, &file.replay)?)));
+    match built {
+        Ok((cfg, linger)) => replay(cfg, &args.inputs, linger),
         Err(e) => {
             eprintln!("vendorwatch: {e}");
             exit::UNUSABLE

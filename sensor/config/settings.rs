@@ -244,6 +244,23 @@ pub struct LiveSettings {
     pub capture_threads: Option<usize>,
 }
 
+/// `replay`'s own options, and the `[replay]` table of the configuration file.
+#[derive(Args, Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaySettings {
+    /// Keep serving metrics this many seconds after the replay ends, for dashboards and tests
+    /// (a signal or a failed endpoint ends it early).
+    #[arg(long, value_name = "SECS")]
+    pub linger: Option<u64>,
+}
+
+impl ReplaySettings {
+    /// The defaults of `replay`'s own options.
+    pub fn defaults() -> ReplaySettings {
+        ReplaySettings { linger: Some(0) }
+    }
+}
+
 impl Settings {
     /// Every default of an option, in one place (`None`: no default value, the option is
     /// off or its default is computed, as its help says).
