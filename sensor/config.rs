@@ -8,8 +8,8 @@ mod run;
 pub mod settings;
 
 pub use run::{
-    default_workers, file_identity, load_file, rule_source, ConfigError, FileIdentity, LiveConfig,
-    ReloadSpec, RunConfig,
+    default_workers, file_identity, load_file, refuse_overwrite, rule_source, ConfigError,
+    FileIdentity, LiveConfig, ReloadSpec, RunConfig,
 };
 pub use settings::{LiveSettings, Mode, ReplaySettings, Settings, DEFAULT_HOME_NET};
 

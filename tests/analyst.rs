@@ -825,6 +825,129 @@ fn rules_list_refuses_a_vendor_no_pack_has_as_replay_does() {
     );
 }
 
+#[test]
+fn report_and_export_never_write_over_their_inventory_a_host_report_or_a_capture() {
+    // `report --html inv.db --state inv.db` turned the inventory into HTML with exit 0, and
+    // `fingerprints export -o inv.db` did the same to the inventory it read.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (inv, hosts, cap) = (
+        tmp.path().join("inv.db"),
+        tmp.path().join("hosts.json"),
+        tmp.path().join("copy.pcap"),
+    );
+    std::fs::copy(pcap("dns.pcap"), &cap).expect("copy");
+    let out = bin()
+        .args(["replay", "-q", "--state"])
+        .arg(&inv)
+        .arg("--report")
+        .arg(&hosts)
+        .arg(&cap)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before: Vec<Vec<u8>> = [&inv, &hosts, &cap]
+        .iter()
+        .map(|p| std::fs::read(p).expect("read"))
+        .collect();
+    let s = |p: &Path| p.to_str().expect("utf-8").to_string();
+    let attempts: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "report".into(),
+                "--html".into(),
+                s(&inv),
+                "--state".into(),
+                s(&inv),
+            ],
+            "the inventory",
+        ),
+        (
+            vec![
+                "report".into(),
+                "--html".into(),
+                s(&hosts),
+                "--from".into(),
+                s(&hosts),
+            ],
+            "the host report",
+        ),
+        (
+            vec![
+                "report".into(),
+                "--html".into(),
+                s(&cap),
+                "--state".into(),
+                s(&inv),
+            ],
+            "a packet capture",
+        ),
+        (
+            vec![
+                "fingerprints".into(),
+                "--state".into(),
+                s(&inv),
+                "export".into(),
+                "-o".into(),
+                s(&inv),
+            ],
+            "the inventory",
+        ),
+        (
+            vec![
+                "fingerprints".into(),
+                "--state".into(),
+                s(&inv),
+                "export".into(),
+                "-o".into(),
+                s(&cap),
+            ],
+            "a packet capture",
+        ),
+        (
+            vec![
+                "replay".into(),
+                "-q".into(),
+                "--alerts".into(),
+                s(&inv),
+                s(&cap),
+            ],
+            "an inventory",
+        ),
+    ];
+    for (args, said) in &attempts {
+        let out = bin().args(args).output().expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(said) && stderr.contains("its own file"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let after: Vec<Vec<u8>> = [&inv, &hosts, &cap]
+        .iter()
+        .map(|p| std::fs::read(p).expect("read"))
+        .collect();
+    assert!(before == after, "an input was written over");
+    // `--html -` is stdout, as `-` is for every other output: no file named `-`.
+    let out = bin()
+        .current_dir(tmp.path())
+        .args(["report", "--html", "-", "--state"])
+        .arg(&inv)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("<!DOCTYPE html>"));
+    assert!(!tmp.path().join("-").exists());
+}
+
 /// The README's examples, checked against the output of the command `scripts/demo.sh` runs.
 #[test]
 fn the_readme_examples_are_what_the_demo_prints() {

@@ -30,8 +30,8 @@ pub enum FingerprintsAction {
         /// The vendor whose candidates are written.
         #[arg(long, default_value = "kaspersky")]
         vendor: String,
-        /// Where to write the pack [default: stdout].
-        #[arg(long, short = 'o', value_name = "PATH")]
+        /// Where to write the pack (- for stdout) [default: stdout].
+        #[arg(long, short = 'o', value_name = "PATH|-")]
         out: Option<PathBuf>,
     },
 }
@@ -83,6 +83,15 @@ fn load(path: &Path) -> Result<Vec<FingerprintStats>, String> {
 }
 
 pub fn run(args: FingerprintsArgs) -> i32 {
+    if let Some(FingerprintsAction::Export { out: Some(out), .. }) = &args.action {
+        // Before anything is read: the pack must not be written over the inventory it comes
+        // from, nor over a capture.
+        let inputs = [("the inventory", args.source.state.as_path())];
+        if let Err(e) = crate::config::refuse_overwrite("-o", out, &inputs) {
+            eprintln!("vendorwatch: {e}");
+            return exit::UNUSABLE;
+        }
+    }
     let rows = match load(&args.source.state) {
         Ok(r) => r,
         Err(e) => {
@@ -203,7 +212,7 @@ fn export(
             .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
     );
     let text = fingerprints::export_pack(&candidates, vendor, &now.to_string());
-    match out {
+    match out.filter(|path| path != std::path::Path::new("-")) {
         Some(path) => {
             if let Err(e) = std::fs::write(&path, text) {
                 eprintln!("vendorwatch: cannot write {}: {e}", path.display());

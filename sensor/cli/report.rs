@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
-    /// Where to write the HTML page.
-    #[arg(long, value_name = "PATH")]
+    /// Where to write the HTML page (- for stdout).
+    #[arg(long, value_name = "PATH|-")]
     pub html: PathBuf,
     /// Render this host report (`--report` of `replay` or `live`, or `/api/hosts`) instead of
     /// the inventory.
@@ -86,6 +86,15 @@ pub fn run(args: ReportArgs) -> i32 {
         Some(from) => format!("the host report {}", from.display()),
         None => format!("the inventory {}", args.state.display()),
     };
+    // Before anything is read: the page must not be written over what it is made from.
+    let inputs: Vec<(&str, &std::path::Path)> = match &args.from {
+        Some(from) => vec![("the host report", from.as_path())],
+        None => vec![("the inventory", args.state.as_path())],
+    };
+    if let Err(e) = crate::config::refuse_overwrite("--html", &args.html, &inputs) {
+        eprintln!("vendorwatch: {e}");
+        return exit::UNUSABLE;
+    }
     let report = match source_report(&args) {
         Ok(r) => r,
         Err(e) => {
@@ -109,7 +118,13 @@ pub fn run(args: ReportArgs) -> i32 {
             .unwrap_or_else(super::hosts::now),
     };
     let html = output::html::render_from(&report, now, args.stale_days, &source);
-    if let Err(e) = std::fs::write(&args.html, html) {
+    let written = if args.html == std::path::Path::new("-") {
+        use std::io::Write;
+        std::io::stdout().lock().write_all(html.as_bytes())
+    } else {
+        std::fs::write(&args.html, html)
+    };
+    if let Err(e) = written {
         eprintln!("vendorwatch: cannot write {}: {e}", args.html.display());
         return exit::PARTIAL;
     }

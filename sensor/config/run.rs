@@ -252,26 +252,62 @@ pub fn file_identity(path: &Path) -> Option<FileIdentity> {
     }
 }
 
-/// Whether `path` is a regular file holding a packet capture (as `replay` reads them: pcap,
-/// pcapng, or either gzip-compressed). Only a regular file is opened: a FIFO would block.
-fn holds_a_capture(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.is_file())
-        && crate::capture::file::starts_like_capture(path)
+/// What an existing regular file at `path` holds that an output written over it would destroy
+/// and nothing could give back: a packet capture (as `replay` reads them: pcap, pcapng, or
+/// either gzip-compressed) or an inventory (an SQLite database). Only a regular file is
+/// opened: a FIFO would block.
+fn irreplaceable_content(path: &Path) -> Option<&'static str> {
+    use std::io::Read;
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return None;
+    }
+    if crate::capture::file::starts_like_capture(path) {
+        return Some("a packet capture");
+    }
+    let mut magic = [0u8; 16];
+    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic));
+    (read.is_ok() && magic == *b"SQLite format 3\0").then_some("an inventory (SQLite database)")
+}
+
+/// Refuses a file a command writes whole (`report --html`, `fingerprints export -o`) where
+/// writing it would destroy data: one of the command's `inputs` (each with what it is), or a
+/// file that holds a capture or an inventory. `-` (stdout) and devices are never refused.
+pub fn refuse_overwrite(flag: &str, path: &Path, inputs: &[(&str, &Path)]) -> Result<(), String> {
+    let shown = crate::operator_input::shown(path);
+    if let Some(id) = file_identity(path) {
+        if let Some((what, _)) = inputs
+            .iter()
+            .find(|(_, input)| file_identity(input).as_ref() == Some(&id))
+        {
+            return Err(format!(
+                "{flag} names {what} {shown}: writing there would destroy it; give {flag} its own file"
+            ));
+        }
+    }
+    match irreplaceable_content(path) {
+        Some(content) => Err(format!(
+            "{flag} names {shown}, which holds {content}: writing there would destroy it; give {flag} its own file"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Refuses two outputs that are one file (each would truncate or interleave the other's
 /// lines: `--alerts x --events x` lost alerts and wrote broken JSON, with exit 0), and an
 /// output that holds a packet capture (`--alerts *.pcap`, the alerts file's name forgotten,
-/// made the first capture the alerts file).
+/// made the first capture the alerts file) or, but for `--state`, an inventory.
 fn check_distinct_outputs(outputs: &[(&str, Option<&Path>)]) -> Result<(), ConfigError> {
     for (flag, path) in outputs {
-        if let Some(path) = path.filter(|p| holds_a_capture(p)) {
-            return Err(format!(
-                "{flag} names {}, which holds a packet capture: writing there would destroy it; give {flag} its own file",
-                crate::operator_input::shown(path)
-            )
-            .into());
-        }
+        let Some(path) = path else { continue };
+        let content = match irreplaceable_content(path) {
+            Some(c) if !(*flag == "--state" && c.starts_with("an inventory")) => c,
+            _ => continue,
+        };
+        return Err(format!(
+            "{flag} names {}, which holds {content}: writing there would destroy it; give {flag} its own file",
+            crate::operator_input::shown(path)
+        )
+        .into());
     }
     let named: Vec<(&str, &Path, FileIdentity)> = outputs
         .iter()
