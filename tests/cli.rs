@@ -1021,4 +1021,14 @@ fn linger_from_the_replay_table_keeps_the_metrics_up_and_the_command_line_wins()
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("serving metrics on"), "{stderr}");
+    // Without an endpoint there is nothing to keep up: said, not waited out.
+    let out = bin()
+        .args(["replay", "-q", "--config"])
+        .arg(&config)
+        .arg(pcap("dns.pcap"))
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("metrics are off"), "{stderr}");
 }

@@ -122,6 +122,12 @@ fn replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
         eprintln!("vendorwatch: {problem}");
         return exit::UNUSABLE;
     }
+    if linger > 0 && cfg.metrics_addr.is_none() {
+        // Not an error: a configuration file may set `linger` for the replays that serve.
+        tracing::warn!(
+            "--linger {linger} keeps the metrics endpoint up after the replay, but metrics are off: give --metrics-addr 127.0.0.1:9717 to serve them"
+        );
+    }
     let Some(started) = runtime::start_or_say(&cfg, true) else {
         return exit::UNUSABLE;
     };

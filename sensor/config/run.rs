@@ -578,6 +578,42 @@ impl LiveConfig {
         if live.interfaces.is_empty() {
             return Err("live needs an interface: -i IFACE (repeatable), or interfaces = [\"eth1\"] in the [live] table of --config".into());
         }
+        // Opened twice, an interface delivers every packet twice: each is counted double and
+        // the second copy is dropped as a mirror's duplicate.
+        for (i, name) in live.interfaces.iter().enumerate() {
+            if live.interfaces[..i].contains(name) {
+                return Err(format!(
+                    "interface {} is named twice: give each interface once",
+                    crate::operator_input::escape_controls(name)
+                )
+                .into());
+            }
+        }
         Ok(live)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interface_named_twice_is_refused() {
+        let cli = LiveSettings {
+            interfaces: Some(vec!["eth1".into(), "eth2".into(), "eth1".into()]),
+            ..LiveSettings::default()
+        };
+        let Err(e) = LiveConfig::build(&cli, &LiveSettings::default()) else {
+            panic!("an interface named twice was accepted");
+        };
+        assert_eq!(
+            e.to_string(),
+            "interface eth1 is named twice: give each interface once"
+        );
+        let once = LiveSettings {
+            interfaces: Some(vec!["eth1".into(), "eth2".into()]),
+            ..LiveSettings::default()
+        };
+        assert!(LiveConfig::build(&once, &LiveSettings::default()).is_ok());
     }
 }

@@ -248,8 +248,8 @@ pub struct LiveSettings {
 #[derive(Args, Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplaySettings {
-    /// Keep serving metrics this many seconds after the replay ends, for dashboards and tests
-    /// (a signal or a failed endpoint ends it early).
+    /// Keep serving metrics (--metrics-addr) this many seconds after the replay ends, for
+    /// dashboards and tests (a signal or a failed endpoint ends it early) [default: 0].
     #[arg(long, value_name = "SECS")]
     pub linger: Option<u64>,
 }
