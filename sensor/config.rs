@@ -73,11 +73,13 @@ impl BoundError {
 #[derive(Debug, thiserror::Error)]
 pub enum RulesError {
     /// The rule files have problems, each as `RuleError` words it.
-    /// `rules`: where they were read from, as the user named it.
-    #[error("{}", load_problems(rules, problems))]
+    /// `rules`: where they were read from, as the user named it; `check`: the command that
+    /// checks them again.
+    #[error("{}", load_problems(rules, problems, check))]
     Load {
         rules: String,
         problems: Vec<String>,
+        check: String,
     },
     #[error(transparent)]
     Compile(#[from] crate::detect::CompileError),
@@ -93,13 +95,24 @@ impl RulesError {
     }
 }
 
-fn load_problems(rules: &str, problems: &[String]) -> String {
+fn load_problems(rules: &str, problems: &[String], check: &str) -> String {
     let mut msg = format!("the rules in {rules} have {} problem(s):\n", problems.len());
     for e in problems {
         msg.push_str(&format!("  {e}\n"));
     }
-    msg.push_str("fix them and check again with `vendorwatch rules check`");
+    msg.push_str(&format!("fix them and check again with `{check}`"));
     msg
+}
+
+/// Whether `addr` can be listened on as written: `off`, an address and port, or a host name
+/// and port (resolved when the endpoint starts, not here).
+fn is_listen_address(addr: &str) -> bool {
+    if addr == "off" || addr.parse::<std::net::SocketAddr>().is_ok() {
+        return true;
+    }
+    addr.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty() && !host.contains(['[', ']', ' ']) && port.parse::<u16>().is_ok()
+    })
 }
 
 /// Why one key of the configuration file is refused (its line is added by the caller).
@@ -154,6 +167,18 @@ impl RuleSource {
             RuleSource::Path(p) => crate::operator_input::shown(p),
         }
     }
+
+    /// The command that checks these rules (with their path: without one, `rules check`
+    /// checks the embedded packs).
+    pub fn check_command(&self) -> String {
+        match self {
+            RuleSource::Embedded => "vendorwatch rules check".into(),
+            RuleSource::Path(p) => format!(
+                "vendorwatch rules check {}",
+                crate::operator_input::shown(p)
+            ),
+        }
+    }
 }
 
 /// Loads and compiles rules, or explains why not.
@@ -161,6 +186,7 @@ pub fn load_rules(source: &RuleSource, vendors: Option<&[String]>) -> Result<Rul
     let loaded = source.load().map_err(|errs| RulesError::Load {
         rules: source.describe(),
         problems: errs.iter().map(ToString::to_string).collect(),
+        check: source.check_command(),
     })?;
     Ok(RuleSet::compile(loaded, vendors)?)
 }
@@ -745,6 +771,53 @@ impl<'t> Checker<'t> {
                 "interfaces: is empty: name at least one interface".into(),
             );
         }
+        self.check_empty_and_addresses(file, live);
+    }
+
+    /// Values the sensor would refuse at start that a file can hold: an empty path or name
+    /// (`state = ""` failed with "inventory : cannot open"), and a metrics address that is not
+    /// one.
+    fn check_empty_and_addresses(&mut self, file: &Settings, live: &LiveSettings) {
+        let path_text = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.as_os_str().len());
+        let top = [
+            ("rules", path_text(&file.rules)),
+            ("alerts", path_text(&file.alerts)),
+            ("events", path_text(&file.events)),
+            ("report", path_text(&file.report)),
+            ("state", file.state.as_ref().map(String::len)),
+            ("metrics_addr", file.metrics_addr.as_ref().map(String::len)),
+        ];
+        for (key, len) in top {
+            if len == Some(0) {
+                let problem = format!("{key}: is empty: give a value, or leave the key out");
+                self.problem(self.at(key), problem);
+            }
+        }
+        if let Some(addr) = file.metrics_addr.as_deref().filter(|a| !a.is_empty()) {
+            if !is_listen_address(addr) {
+                self.problem(
+                    self.at("metrics_addr"),
+                    format!("metrics_addr: {addr:?} is not an address and port such as 127.0.0.1:9717 or [::1]:9717 (or off)"),
+                );
+            }
+        }
+        if live
+            .interfaces
+            .iter()
+            .flatten()
+            .any(|i| i.trim().is_empty())
+        {
+            self.problem(
+                self.live_at("interfaces"),
+                "interfaces: an interface name is empty".into(),
+            );
+        }
+        if live.user.as_deref().is_some_and(|u| u.trim().is_empty()) {
+            self.problem(
+                self.live_at("user"),
+                "user: is empty: name the user to run as, or leave the key out".into(),
+            );
+        }
     }
 
     /// A suppression's reason, which it must have (at its key's line, else the entry's).
@@ -921,6 +994,40 @@ mod tests {
     }
 
     #[test]
+    fn empty_values_and_a_metrics_address_that_is_none_are_problems_at_their_line() {
+        let text = "state = \"\"\nalerts = \"\"\nmetrics_addr = \"nonsense\"\n\n[live]\ninterfaces = [\"eth1\", \"\"]\nuser = \"\"\n";
+        let (_, problems) = check_config_text(text);
+        let mut got: Vec<(usize, &str)> = problems
+            .iter()
+            .map(|p| (p.line, p.problem.split(':').next().unwrap_or_default()))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                (1, "state"),
+                (2, "alerts"),
+                (3, "metrics_addr"),
+                (6, "interfaces"),
+                (7, "user")
+            ],
+            "{problems:?}"
+        );
+        for good in [
+            "127.0.0.1:9717",
+            "[::1]:9717",
+            "localhost:9717",
+            "off",
+            "0.0.0.0:0",
+        ] {
+            assert!(is_listen_address(good), "{good}");
+        }
+        for bad in ["nonsense", "localhost:99999", ":9717", "[::1]", "1.2.3.4"] {
+            assert!(!is_listen_address(bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn bound_errors_have_unique_reasons_and_keep_their_words() {
         let low = check_count("learn_min_hosts", 0).unwrap_err();
         assert_eq!(low.to_string(), "must be at least 1");
@@ -940,11 +1047,12 @@ mod tests {
         let load = RulesError::Load {
             rules: "/etc/vendorwatch/rules".into(),
             problems: vec!["a.toml: one".into(), "b.toml: two".into()],
+            check: RuleSource::Path("/etc/vendorwatch/rules".into()).check_command(),
         };
         assert_eq!(
             load.to_string(),
             "the rules in /etc/vendorwatch/rules have 2 problem(s):\n  a.toml: one\n  b.toml: two\n\
-             fix them and check again with `vendorwatch rules check`"
+             fix them and check again with `vendorwatch rules check /etc/vendorwatch/rules`"
         );
         let Err(compile) = load_rules(&RuleSource::Embedded, Some(&["nobody".to_string()])) else {
             panic!("a vendor without a pack must be refused");
