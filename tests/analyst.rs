@@ -782,6 +782,17 @@ fn rules_match_refuses_a_mistyped_port_or_address_rather_than_calling_it_a_miss(
         assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
         assert!(stderr.contains("not a"), "{bad}: {stderr}");
     }
+    // Nothing, or words, are no value to look up either.
+    for (bad, said) in [
+        ("", "is empty"),
+        (" ", "is empty"),
+        ("dnl 01", "holds a space"),
+    ] {
+        let out = bin().args(["rules", "match", bad]).output().expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {stderr}");
+        assert!(stderr.contains(said), "{bad:?}: {stderr}");
+    }
     // Real values still look up as before: a miss is 1, a hit 0.
     for (value, code) in [
         ("443", 1),

@@ -177,6 +177,12 @@ fn explain(value: &str, rules: &RuleArgs) -> i32 {
 /// (exit 1), which a script cannot tell from a real miss.
 fn not_a_query(value: &str) -> Option<String> {
     let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    if value.trim().is_empty() {
+        return Some("is empty: give a name, an address or a port".into());
+    }
+    if value.contains(char::is_whitespace) {
+        return Some("holds a space: a name, an address or a port has none".into());
+    }
     if let Some((port, proto)) = value.split_once('/') {
         if !matches!(proto, "tcp" | "udp") {
             return Some(format!(
