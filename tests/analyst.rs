@@ -957,6 +957,19 @@ fn report_and_export_never_write_over_their_inventory_a_host_report_or_a_capture
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("<!DOCTYPE html>"));
     assert!(!tmp.path().join("-").exists());
+    // `--state none` is no inventory to read, for fingerprints as for hosts (it was taken for
+    // a file named "none", and the advice was `replay --state none`, which keeps nothing).
+    let out = bin()
+        .args(["fingerprints", "--state", "none", "list"])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--state none names no inventory to read")
+            && !stderr.contains("replay --state none"),
+        "{stderr}"
+    );
 }
 
 /// The README's examples, checked against the output of the command `scripts/demo.sh` runs.

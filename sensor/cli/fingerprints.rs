@@ -70,11 +70,13 @@ impl SourceArgs {
 }
 
 fn load(path: &Path) -> Result<Vec<FingerprintStats>, String> {
+    if path == Path::new("none") {
+        return Err("--state none names no inventory to read: give the --state PATH an earlier `vendorwatch replay` or `live` learned fingerprints into".into());
+    }
     if !path.exists() {
+        let shown = crate::operator_input::shown(path);
         return Err(format!(
-            "no inventory at {} (fingerprints are learned by `vendorwatch live`, or `replay --state {}`; name another with --state PATH)",
-            path.display(),
-            path.display()
+            "no inventory at {shown} (fingerprints are learned by `vendorwatch live`, or `replay --state {shown}`; name another with --state PATH)"
         ));
     }
     crate::hosts::store::Store::open_read_only(path)
