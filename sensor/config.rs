@@ -471,8 +471,7 @@ pub fn check_config_text(text: &str) -> (LoadedConfig, Vec<ConfigProblem>) {
         text,
         problems: Vec::new(),
         lines: Default::default(),
-        live_lines: Default::default(),
-        replay_lines: Default::default(),
+        table_lines: Default::default(),
     };
     let (doc, syntax) = toml::de::DeTable::parse_recoverable(text);
     if !syntax.is_empty() {
@@ -535,8 +534,9 @@ struct Checker<'t> {
     text: &'t str,
     problems: Vec<ConfigProblem>,
     lines: std::collections::BTreeMap<String, usize>,
-    live_lines: std::collections::BTreeMap<String, usize>,
-    replay_lines: std::collections::BTreeMap<String, usize>,
+    /// The line of each key of the command tables (`[live]`, `[replay]`), by table.
+    table_lines:
+        std::collections::BTreeMap<&'static str, std::collections::BTreeMap<String, usize>>,
 }
 
 impl<'t> Checker<'t> {
@@ -556,20 +556,14 @@ impl<'t> Checker<'t> {
         self.lines.get(key).copied().unwrap_or(1)
     }
 
-    /// The line of a key of the [live] table (the table's when it is not there).
-    fn live_at(&self, key: &str) -> usize {
-        self.live_lines
-            .get(key)
+    /// The line of a key of a command table, `[live]` or `[replay]` (the table's when the
+    /// key is not there).
+    fn table_at(&self, table: &str, key: &str) -> usize {
+        self.table_lines
+            .get(table)
+            .and_then(|lines| lines.get(key))
             .copied()
-            .unwrap_or_else(|| self.at("live"))
-    }
-
-    /// The line of a key of the [replay] table (the table's when it is not there).
-    fn replay_at(&self, key: &str) -> usize {
-        self.replay_lines
-            .get(key)
-            .copied()
-            .unwrap_or_else(|| self.at("replay"))
+            .unwrap_or_else(|| self.at(table))
     }
 
     /// Sorts the top-level keys; each setting is checked on its own, so one bad key does not
@@ -586,12 +580,10 @@ impl<'t> Checker<'t> {
             self.lines.insert(key.get_ref().to_string(), line);
             match (key.get_ref().as_ref(), value.get_ref()) {
                 ("live", toml::de::DeValue::Table(t)) => {
-                    let (live, lines) = self.sub_table("live", line, value.span(), t);
-                    (parts.live, self.live_lines) = (live, lines);
+                    parts.live = self.sub_table("live", line, value.span(), t);
                 }
                 ("replay", toml::de::DeValue::Table(t)) => {
-                    let (replay, lines) = self.sub_table("replay", line, value.span(), t);
-                    (parts.replay, self.replay_lines) = (replay, lines);
+                    parts.replay = self.sub_table("replay", line, value.span(), t);
                 }
                 ("live" | "replay", _) => {
                     let table = key.get_ref();
@@ -624,15 +616,15 @@ impl<'t> Checker<'t> {
         parts
     }
 
-    /// A command's own table (`[live]`, `[replay]`), each key checked on its own; with the
-    /// line of each key.
+    /// A command's own table (`[live]`, `[replay]`), each key checked on its own (the line of
+    /// each key is kept for `table_at`).
     fn sub_table<T: serde::de::DeserializeOwned + Default>(
         &mut self,
-        name: &str,
+        name: &'static str,
         line: usize,
         span: std::ops::Range<usize>,
         t: &toml::de::DeTable<'_>,
-    ) -> (T, std::collections::BTreeMap<String, usize>) {
+    ) -> T {
         let mut ok = toml::de::DeTable::new();
         let mut lines = std::collections::BTreeMap::new();
         for (k, v) in t.iter() {
@@ -646,12 +638,11 @@ impl<'t> Checker<'t> {
             }
         }
         let table = toml::Spanned::new(span, toml::de::DeValue::Table(ok));
-        let settings =
-            T::deserialize(toml::de::ValueDeserializer::from(table)).unwrap_or_else(|e| {
-                self.problem(line, format!("{name}: {}", e.message().trim()));
-                T::default()
-            });
-        (settings, lines)
+        self.table_lines.insert(name, lines);
+        T::deserialize(toml::de::ValueDeserializer::from(table)).unwrap_or_else(|e| {
+            self.problem(line, format!("{name}: {}", e.message().trim()));
+            T::default()
+        })
     }
 
     /// The values that parse further: CIDRs (each at its own line), addresses, the syslog target.
@@ -695,20 +686,25 @@ impl<'t> Checker<'t> {
     /// Every count against its bound (`COUNT_BOUNDS`): a key of the file, of [live] or of
     /// [replay].
     fn check_counts(&mut self, file: &Settings, live: &LiveSettings, replay: &ReplaySettings) {
-        let top = serde_json::to_value(file).unwrap_or_default();
-        let live_values = serde_json::to_value(live).unwrap_or_default();
-        let replay_values = serde_json::to_value(replay).unwrap_or_default();
-        let given = |values: &serde_json::Value, key: &str| {
-            values.get(key).filter(|v| !v.is_null()).cloned()
-        };
+        // The top level (no table name), then each command table.
+        let tables = [
+            (None, serde_json::to_value(file).unwrap_or_default()),
+            (Some("live"), serde_json::to_value(live).unwrap_or_default()),
+            (
+                Some("replay"),
+                serde_json::to_value(replay).unwrap_or_default(),
+            ),
+        ];
         for bound in COUNT_BOUNDS {
-            let (value, line) = if let Some(v) = given(&top, bound.key) {
-                (v, self.at(bound.key))
-            } else if let Some(v) = given(&live_values, bound.key) {
-                (v, self.live_at(bound.key))
-            } else if let Some(v) = given(&replay_values, bound.key) {
-                (v, self.replay_at(bound.key))
-            } else {
+            let given = tables.iter().find_map(|(table, values)| {
+                let v = values.get(bound.key).filter(|v| !v.is_null())?;
+                let line = match table {
+                    Some(table) => self.table_at(table, bound.key),
+                    None => self.at(bound.key),
+                };
+                Some((v, line))
+            });
+            let Some((value, line)) = given else {
                 continue;
             };
             if let Some(Err(e)) = value.as_u64().map(|v| check_count(bound.key, v)) {
@@ -767,7 +763,7 @@ impl<'t> Checker<'t> {
         }
         if live.interfaces.as_ref().is_some_and(|i| i.is_empty()) {
             self.problem(
-                self.live_at("interfaces"),
+                self.table_at("live", "interfaces"),
                 "interfaces: is empty: name at least one interface".into(),
             );
         }
@@ -808,13 +804,13 @@ impl<'t> Checker<'t> {
             .any(|i| i.trim().is_empty())
         {
             self.problem(
-                self.live_at("interfaces"),
+                self.table_at("live", "interfaces"),
                 "interfaces: an interface name is empty".into(),
             );
         }
         if live.user.as_deref().is_some_and(|u| u.trim().is_empty()) {
             self.problem(
-                self.live_at("user"),
+                self.table_at("live", "user"),
                 "user: is empty: name the user to run as, or leave the key out".into(),
             );
         }

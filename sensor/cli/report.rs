@@ -118,12 +118,9 @@ pub fn run(args: ReportArgs) -> i32 {
             .unwrap_or_else(super::hosts::now),
     };
     let html = output::html::render_from(&report, now, args.stale_days, &source);
-    let written = if args.html == std::path::Path::new("-") {
-        use std::io::Write;
-        std::io::stdout().lock().write_all(html.as_bytes())
-    } else {
-        std::fs::write(&args.html, html)
-    };
+    // `create_output` takes `-` (and /dev/stdout) as the stream it is, as every output does.
+    let written = output::create_output(&args.html)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, html.as_bytes()));
     if let Err(e) = written {
         eprintln!("vendorwatch: cannot write {}: {e}", args.html.display());
         return exit::PARTIAL;
