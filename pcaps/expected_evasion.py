@@ -45,13 +45,14 @@ How each is derived:
                 sequence number; that tshark reads the other name is checked (so the capture does
                 test the difference)
   evasion-fake-ttl.pcap, evasion-fake-noack.pcap, evasion-fake-md5.pcap, evasion-presyn.pcap,
-  evasion-fake-ack-unsent.pcap, evasion-fake-ack-old.pcap, evasion-syn-data.pcap
+  evasion-fake-ack-unsent.pcap, evasion-fake-ack-old.pcap, evasion-syn-data.pcap,
+  evasion-pre-synack.pcap
                 the server's answer, as for the overlaps (the same strict s_server): each has a
                 "fake" ClientHello with the decoy name at the real one's sequence number, sent
                 first, that Linux may not take (TTL 1 through a router, no ACK flag, an MD5
                 signature the SYN lacked, an acknowledgment of bytes never sent or of less than
-                the SYN-ACK, data on the SYN that the SYN-ACK does not acknowledge), then the
-                real ClientHello. The name of the other
+                the SYN-ACK, data on the SYN that the SYN-ACK does not acknowledge, data sent
+                ahead of the SYN-ACK acknowledging a guess), then the real ClientHello. The name of the other
                 hello is `not_received`. tshark keeps the first copy it sees, so it reads the
                 fake's decoy: what it reads is recorded under `tshark_reads` (the scenario checks
                 below expect the decoy: the capture does test what tshark gets wrong)
@@ -141,7 +142,8 @@ How each is derived:
                 first bytes, as Linux does), checked against the server's answer; the other of
                 the real name and the decoy, whose bytes are in the capture (the inner fragment;
                 the real ClientHello sent again after the decoy's datagram), is `not_received`
-  evasion-paws-oneway.pcap, evasion-hrr-decoy-real-oneway.pcap, evasion-hrr-real-decoy-oneway.pcap
+  evasion-paws-oneway.pcap, evasion-hrr-decoy-real-oneway.pcap, evasion-hrr-real-decoy-oneway.pcap,
+  evasion-pre-synack-oneway.pcap
                 (gen-oneway.sh: the client's side of a two-way capture, as a one-direction tap
                 records it) the two-way capture's expectations, from its server's answer; tshark
                 checks that the capture holds exactly the client's frames of the two-way one
@@ -179,7 +181,8 @@ UNRECOGNIZED_NAME = "112"
 # The captures with a DPI-evasion fake in front of the real ClientHello.
 FAKES = ("evasion-fake-ttl.pcap", "evasion-fake-noack.pcap", "evasion-fake-md5.pcap",
          "evasion-dup-fake-csum.pcap", "evasion-dup-fake-ttl.pcap", "evasion-presyn.pcap",
-         "evasion-fake-ack-unsent.pcap", "evasion-fake-ack-old.pcap", "evasion-syn-data.pcap")
+         "evasion-fake-ack-unsent.pcap", "evasion-fake-ack-old.pcap", "evasion-syn-data.pcap",
+         "evasion-pre-synack.pcap")
 # The fakes sent as twins of the real packet (a SPAN duplicate filter's blind spot).
 TWINS = ("evasion-dup-fake-csum.pcap", "evasion-dup-fake-ttl.pcap", "evasion-dup-quic-decoy.pcap")
 # What a mirror's copies of one packet may differ in: the IPv4 TTL and header checksum.
@@ -202,7 +205,8 @@ ROUND4B = {"evasion-urgent.pcap": "urgent", "evasion-urgent-reverse.pcap": "urge
 # side of, the client).
 ONE_WAY = {"evasion-paws-oneway.pcap": ("evasion-paws.pcap", "10.40.1.12"),
            "evasion-hrr-decoy-real-oneway.pcap": ("evasion-hrr-decoy-real.pcap", "10.40.1.11"),
-           "evasion-hrr-real-decoy-oneway.pcap": ("evasion-hrr-real-decoy.pcap", "10.40.1.11")}
+           "evasion-hrr-real-decoy-oneway.pcap": ("evasion-hrr-real-decoy.pcap", "10.40.1.11"),
+           "evasion-pre-synack-oneway.pcap": ("evasion-pre-synack.pcap", "10.40.1.12")}
 # The name the server of evasion-urgent-reverse.pcap reads (the urgent 'd' before it out of band).
 URGENT_REVERSE = "nl-01.geo.kaspersky.comz"
 # TLS alert descriptions (RFC 8446 §6.2) the servers of these captures send.

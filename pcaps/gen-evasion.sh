@@ -242,6 +242,15 @@
 #                                      ahead, then the real ClientHello: Linux discards the ACK before
 #                                      taking its timestamp, so the real hello is not PAWS-old
 #                                      (TcpExt PAWSEstab +0); s_server answers with its handshake
+#   evasion-pre-synack.pcap            the fake (decoy ClientHello at the first byte, PSH ACK with an
+#                                      acknowledgment number guessed before any answer) sent right
+#                                      after the SYN, before the tap shows the SYN-ACK (the server's
+#                                      first SYN-ACK is dropped by an nftables rule in its namespace,
+#                                      before the tap, as a far server's would be on its way, and
+#                                      it sends it again a second later); the server, in SYN-RECV,
+#                                      refuses the fake with a RST at its acknowledgment number (RFC
+#                                      9293 §3.10.7.3); then the real ClientHello after the
+#                                      handshake: s_server answers with its handshake
 #
 #   sudo bash pcaps/gen-evasion.sh       (then: python3 pcaps/expected_evasion.py --write)
 #   sudo bash pcaps/gen-evasion.sh --only fakes
@@ -255,7 +264,7 @@
 #                                        captures, `round4` for the six of the fourth round, `round4b`
 #                                        for the five of its second set, `dup` for the three
 #                                        evasion-dup-* captures, `dnsport` for the two
-#                                        evasion-dnsport-* captures, `ack` for the five of the
+#                                        evasion-dnsport-* captures, `ack` for the six of the
 #                                        seventh set. The others stay as they are. If a fake case's server answers with the alert instead
 #                                        (Linux took the fake), the script says so and keeps it: the
 #                                        expectations follow the server's answer.
@@ -283,7 +292,7 @@ DUP=(evasion-dup-fake-csum evasion-dup-fake-ttl evasion-dup-quic-decoy)
 DNSPORT=(evasion-dnsport-tls evasion-dnsport-quic)
 CLOSE=(evasion-rst-syn evasion-presyn)
 ACK=(evasion-fake-ack-unsent evasion-fake-ack-old evasion-syn-data evasion-paws-ack
-     evasion-ttl-raised-syn)
+     evasion-ttl-raised-syn evasion-pre-synack)
 ALL=(evasion-first-last evasion-reverse evasion-overlap-replace evasion-overlap-replace-control
      evasion-http-empty-line evasion-fake-ttl evasion-fake-noack evasion-fake-md5 "${ROUND2[@]}"
      "${SNI_MALFORMED[@]}" "${ROUND4[@]}" "${ROUND4B[@]}" "${DUP[@]}" "${DNSPORT[@]}" "${CLOSE[@]}"
@@ -333,7 +342,7 @@ SCAPY_PY=$SCAPY_VENV/bin/python
 die() { echo "gen-evasion: $*" >&2; exit 1; }
 
 missing=()
-for tool in nginx:nginx-light openssl:openssl curl:curl tcpdump:tcpdump ethtool:ethtool ip:iproute2; do
+for tool in nginx:nginx-light openssl:openssl curl:curl tcpdump:tcpdump ethtool:ethtool ip:iproute2 nft:nftables; do
     command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
 done
 "$PY" -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
@@ -1466,6 +1475,9 @@ MODE syn-data        the decoy ClientHello as data on the SYN (no Fast Open opti
                      real hello at ISN+1
 MODE paws-ack        timestamps on every segment (SYN too); a bare ACK at rcv_nxt acknowledging
                      100,000 bytes never sent, with a TSval 1,000,000 ahead, then the real hello
+MODE pre-synack      the decoy ClientHello at ISN+1, PSH ACK acknowledging PRE_SYNACK_ACK (a guess:
+                     the server's ISN is not known yet), sent right after the SYN; the server's
+                     answers before its SYN-ACK are logged; then the handshake and the real hello
 MODE urg             the real hello with one byte X inserted before the last 'o' of the SNI
                      (dnl-01.geo.kaspersky.cXom), URG flag, urgent pointer at X (BSD: ptr = X+1)
 MODE urg-reverse     the decoy-named hello (server must refuse) where the name sent, with the
@@ -1550,9 +1562,16 @@ if mode == "presyn":
     time.sleep(0.05)
     presyn_answer = describe(receive(0.3))
 send(tcp_pkt("S", ISN, data=decoy if mode == "syn-data" else b""))
-synack = next((p for p in receive(2, lambda p: p[TCP].flags & 0x12 == 0x12) if p[TCP].flags & 0x12 == 0x12), None)
+PRE_SYNACK_ACK = 0x5EED1E55
+if mode == "pre-synack":
+    time.sleep(0.02)
+    send(tcp_pkt("PA", ISN + 1, PRE_SYNACK_ACK, decoy))
+before_synack = receive(2, lambda p: p[TCP].flags & 0x12 == 0x12)
+synack = next((p for p in before_synack if p[TCP].flags & 0x12 == 0x12), None)
 if synack is None:
     sys.exit("no SYN-ACK")
+if mode == "pre-synack":
+    log.append({"before_synack": describe(p for p in before_synack if not p[TCP].flags & 0x02)})
 if TS:
     ts = dict(synack[TCP].options).get("Timestamp")
     assert ts, "the server did not agree to timestamps"
@@ -1860,6 +1879,25 @@ EOF
         || die "evasion-ttl-raised-syn.pcap: the handshake with the strict s_server failed"
     cap_stop
     echo "gen-evasion: evasion-ttl-raised-syn.pcap: $(cat "$WORK/ttlsyn.json")" >&2
+fi
+if want evasion-pre-synack; then
+    # The server's first SYN-ACK to port 42090 is dropped before the tap (the output hook runs
+    # before the capture point of veth-s): the quota matches the first 60 bytes of SYN-ACKs,
+    # one segment of 44.
+    nsx "$S" nft -f - <<'NFT'
+table inet vwp_pre_synack {
+    chain out {
+        type filter hook output priority 0;
+        tcp sport 443 tcp dport 42090 tcp flags & (syn | ack) == syn | ack quota until 60 bytes drop
+    }
+}
+NFT
+    crafted4 evasion-pre-synack.pcap no pre-synack:42090
+    nsx "$S" nft delete table inet vwp_pre_synack
+    grep -q "\"before_synack\": \[\"R seq=$((0x5EED1E55)) " "$WORK/evasion-pre-synack.pcap.json" \
+        || die "evasion-pre-synack.pcap: the server did not refuse the fake with a RST at its acknowledgment number"
+    [[ $(tcpdump -r "$WORK/evasion-pre-synack.pcap" 'tcp[tcpflags] & (tcp-syn|tcp-ack) == (tcp-syn|tcp-ack)' 2>/dev/null | wc -l) == 1 ]] \
+        || die "evasion-pre-synack.pcap: the tap should show one SYN-ACK, after the fake"
 fi
 if want evasion-paws-ack; then
     before=$(counter "$S" TcpExt PAWSEstab)

@@ -12,6 +12,9 @@
 #                                       then the real one that followed the HelloRetryRequest the
 #                                       tap does not carry
 #   evasion-hrr-real-decoy-oneway.pcap  evasion-hrr-real-decoy.pcap's client side
+#   evasion-pre-synack-oneway.pcap      evasion-pre-synack.pcap's client side: the decoy sent ahead
+#                                       of the SYN-ACK and the real ClientHello at the same sequence
+#                                       number, neither judged by a server segment on the tap
 #
 #   bash pcaps/gen-oneway.sh      (needs tcpdump; no root, no lab; then:
 #                                  python3 pcaps/expected_evasion.py --write)
@@ -27,3 +30,4 @@ derive() { # SOURCE CLIENT
 derive evasion-paws 10.40.1.12
 derive evasion-hrr-decoy-real 10.40.1.11
 derive evasion-hrr-real-decoy 10.40.1.11
+derive evasion-pre-synack 10.40.1.12

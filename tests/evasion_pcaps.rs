@@ -32,7 +32,8 @@
 //! a fake whose acknowledgment number the server refuses (bytes it never sent; less than its
 //! SYN-ACK), a decoy as data on the SYN that the SYN-ACK does not acknowledge, a client that
 //! raised its SYN's TTL alone (its hello looks like a decoy that expires), and a bare ACK of bytes never sent carrying a timestamp far ahead, which would make
-//! the real hello look PAWS-old if it were believed. Each server's answer is in its capture. Expectations are `pcaps/expected-evasion.json`, derived by
+//! the real hello look PAWS-old if it were believed, and a fake sent ahead of the SYN-ACK (on
+//! a tap of both sides, and of the client's side only). Each server's answer is in its capture. Expectations are `pcaps/expected-evasion.json`, derived by
 //! `pcaps/expected_evasion.py` from tshark and, where tshark is fooled, from the server's answer
 //! or from the part of the capture the server took (one test re-derives them), never from
 //! vendorwatch.
@@ -369,6 +370,47 @@ fn a_decoy_on_the_syn_that_the_syn_ack_does_not_acknowledge_is_not_read() {
         "the capture does not fool tshark"
     );
     check_real_read("evasion-syn-data.pcap");
+}
+
+#[test]
+fn a_fake_client_hello_sent_ahead_of_the_syn_ack_is_not_read() {
+    // Sent right after the SYN, it acknowledges a guess (the server's ISN is not known yet):
+    // the server, in SYN-RECEIVED, refuses it with a RST at that number, and the real hello
+    // follows the handshake at the same sequence number. The tap shows the fake before the
+    // SYN-ACK (whose first copy was lost on the server's side; tshark reads the fake).
+    check_fake(
+        "evasion-pre-synack.pcap",
+        "10.40.1.12",
+        "transport_ack_unsent",
+    );
+}
+
+#[test]
+fn on_a_tap_of_the_client_side_only_a_fake_ahead_of_the_syn_ack_does_not_hide_the_real_hello() {
+    // evasion-pre-synack.pcap without the server's packets: no SYN-ACK judges either copy of
+    // the connection's first bytes, so neither may hide the other; both names are reported
+    // (the fake's is no vendor's: no alert for it).
+    check_both_copies_reported("evasion-pre-synack-oneway.pcap");
+}
+
+/// On a tap of the client's side only: the names the server received and those it did not
+/// are all reported (the tap cannot tell which copy the server took), and the alerts are the
+/// expected ones.
+fn check_both_copies_reported(capture: &str) -> Run {
+    let exp = expected(capture);
+    let run = replay(capture);
+    let got = server_names(&run);
+    for name in named(&exp["names"])
+        .iter()
+        .chain(&named(&exp["not_received"]))
+    {
+        assert!(
+            got.contains(name),
+            "{capture}: {name:?} not reported: {got:?}"
+        );
+    }
+    assert_eq!(alerted(&run), alerts_expected(&exp), "{:?}", run.alerts);
+    run
 }
 
 #[test]
@@ -915,19 +957,7 @@ fn on_a_tap_of_the_client_side_only_a_decoy_that_paws_drops_does_not_hide_the_re
     // without the decoy. A server that refused timestamps would have taken the decoy, which a
     // one-direction tap cannot tell: its name is reported as well (not a vendor's: no alert).
     let capture = "evasion-paws-oneway.pcap";
-    let exp = expected(capture);
-    let run = replay(capture);
-    let got = server_names(&run);
-    for name in named(&exp["names"])
-        .iter()
-        .chain(&named(&exp["not_received"]))
-    {
-        assert!(
-            got.contains(name),
-            "{capture}: {name:?} not reported: {got:?}"
-        );
-    }
-    assert_eq!(alerted(&run), alerts_expected(&exp), "{:?}", run.alerts);
+    let run = check_both_copies_reported(capture);
     assert_eq!(
         anomaly(&run.summary, "transport_timestamp_old"),
         1,

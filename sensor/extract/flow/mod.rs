@@ -550,7 +550,15 @@ impl Extractor {
             if !keep {
                 *buffered = buffered.saturating_sub(flow.held());
                 retire(flow, txns, &limits, out);
-            } else if now
+                return keep;
+            }
+            if flow.conn.held_back.is_some() {
+                // Client data the server never answered (a tap of the client's side).
+                let before = flow.held();
+                tcp::release_unanswered(flow, txns, &limits, Some(now), out);
+                *buffered = (*buffered + flow.held()).saturating_sub(before);
+            }
+            if now
                 >= flow
                     .conn
                     .last_seen
@@ -843,6 +851,7 @@ fn retire(
     limits: &ExtractorLimits,
     out: &mut impl FnMut(Extracted),
 ) {
+    tcp::release_unanswered(flow, txns, limits, None, out);
     settle_windows(flow, txns, limits, out);
     read_server_side_only(flow, out);
     count_reassembly_drops(flow, out);
@@ -1176,8 +1185,15 @@ mod tests {
             ex.flows.values().map(Flow::held).sum::<usize>(),
             "the account matches what the flows hold"
         );
-        // A new connection's hello, split in two, is still read.
+        // A new connection's hello, split in two, is still read (as soon as it is whole: the
+        // tap shows the SYN-ACK, so the client's data is not held for it).
         feed(&mut ex, &mut got, tcp_from_port(50_000, 99, SYN, b""), 4);
+        feed(
+            &mut ex,
+            &mut got,
+            tcp_to_port(50_000, SERVER_ISN, SYNACK, b""),
+            4,
+        );
         feed(&mut ex, &mut got, tcp_from_port(50_000, 100, ACK, head), 5);
         feed(&mut ex, &mut got, tcp_from_port(50_000, 800, ACK, tail), 6);
         assert!(names(&got).contains(&(NameKind::TlsSni, "s05.upd.kaspersky.com".to_string())));
@@ -1223,6 +1239,12 @@ mod tests {
         for port in 20_000..20_003 {
             stall(&mut ex, &mut got, port, 99);
         }
+        // The server answers this one (its data is not held for the SYN-ACK).
+        let syn_ack = tcp_to_port(30_000, SERVER_ISN, SYNACK, b"");
+        let pkt = decode(LinkType::RawIp, &syn_ack).expect("decodes");
+        ex.process(Timestamp::from_parts(1, 0), &pkt, &mut |e| {
+            got.push(e.into_owned())
+        });
         feed(&mut ex, &mut got, (30_000, 5_001, ACK, head));
         feed(&mut ex, &mut got, (30_000, 5_000 + 9_000, ACK, &parked));
         // A fifth passes the budget: the oldest stalled stream gives way (port 20000's).

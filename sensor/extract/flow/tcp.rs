@@ -22,7 +22,11 @@
 //! the client's (a server that speaks first), so the held segment is read on proof that the
 //! server took it (`HeldWhy`), and dropped when a copy with an acceptable acknowledgment comes.
 //! Data on a client's SYN is held back the same way: the server takes it only with a Fast Open
-//! cookie, which its SYN-ACK shows by acknowledging it. Once the server sent data or the flow
+//! cookie, which its SYN-ACK shows by acknowledging it. Client data ahead of anything of the
+//! server's (a decoy sent before the SYN-ACK came, which can only guess what to acknowledge) is
+//! held back too, each segment as it came, and judged by the SYN-ACK; with no server segment
+//! in `UNANSWERED_SECS` (a tap of the client's side) it is read unjudged (`release_unanswered`).
+//! Once the server sent data or the flow
 //! named something, the tap cannot tell what the client saw, and acknowledgment numbers are not
 //! judged. On a
 //! connection whose SYN and SYN-ACK both carried timestamps (on a tap that carries only the
@@ -175,12 +179,18 @@ impl ServerSent {
 #[derive(Debug)]
 pub(super) struct HeldBack {
     why: HeldWhy,
+    /// When the (first) held segment arrived.
+    ts: Timestamp,
     seq: u32,
     fin: bool,
     cut: u32,
     /// The TCP header and payload as captured, and where the payload starts.
     segment: Box<[u8]>,
     payload_at: usize,
+    /// The segments that followed it, each as it came (`HeldWhy::BeforeServer`: read one by
+    /// one, as their receiver would, since a protocol may look for a message at a segment's
+    /// start).
+    later: Vec<HeldBack>,
 }
 
 /// Why a segment is held back, and what shows that the server took it.
@@ -197,6 +207,14 @@ enum HeldWhy {
     /// Its TTL (`ttl`) is well below the SYN's (a decoy that expires on the way, or a client
     /// that raised its SYN's TTL): taken once the server acknowledges its bytes.
     TtlShort { ttl: u8 },
+    /// Client data the tap showed after the client's SYN and before anything of the server's.
+    /// A client sends data only once the SYN-ACK came, acknowledging it (`ack`); sent earlier,
+    /// it acknowledges a guess, and a server in SYN-RECEIVED refuses it (RFC 9293 §3.10.7.3:
+    /// Linux answers with a RST at that number), so data ahead of the SYN-ACK is a decoy, or
+    /// the tap merged the two directions out of order, or it carries only the client's side.
+    /// Taken if the SYN-ACK is what it acknowledges (or the server acknowledges its bytes);
+    /// read unjudged when the server stays silent (`release_unanswered`).
+    BeforeServer { ack: Option<u32> },
 }
 
 impl HeldWhy {
@@ -207,7 +225,7 @@ impl HeldWhy {
             HeldWhy::AckUnsent { .. } => Some(FlowAnomaly::TransportAckUnsent),
             HeldWhy::AckOld => Some(FlowAnomaly::TransportAckOld),
             HeldWhy::TtlShort { .. } => Some(FlowAnomaly::TransportTtlShort),
-            HeldWhy::SynData => None,
+            HeldWhy::SynData | HeldWhy::BeforeServer { .. } => None,
         }
     }
 
@@ -225,19 +243,26 @@ impl HeldWhy {
 
 impl HeldBack {
     /// `seg` held back; a SYN's data starts one after its sequence number.
-    fn of(seg: &TcpSegment<'_>, why: HeldWhy) -> HeldBack {
+    fn of(ts: Timestamp, seg: &TcpSegment<'_>, why: HeldWhy) -> HeldBack {
         HeldBack {
             why,
+            ts,
             seq: seg.seq.wrapping_add(u32::from(seg.syn)),
             fin: seg.fin,
             cut: seg.cut,
             segment: seg.segment.into(),
             payload_at: seg.segment.len() - seg.payload.len(),
+            later: Vec::new(),
         }
     }
 
     pub(super) fn len(&self) -> usize {
-        self.segment.len()
+        self.segment.len() + self.later.iter().map(HeldBack::len).sum::<usize>()
+    }
+
+    /// Adds `seg`, which follows the held bytes, as a segment of its own.
+    fn push(&mut self, ts: Timestamp, seg: &TcpSegment<'_>) {
+        self.later.push(HeldBack::of(ts, seg, self.why));
     }
 
     /// Takes `seg`'s bytes too when they follow the held ones (a client's message in several
@@ -256,6 +281,9 @@ impl HeldBack {
 
     /// The sequence number past the held bytes.
     fn end(&self) -> u32 {
+        if let Some(last) = self.later.last() {
+            return last.end();
+        }
         let payload = self.segment.len() - self.payload_at;
         self.seq.wrapping_add(payload as u32)
     }
@@ -274,7 +302,20 @@ impl HeldBack {
             }
             HeldWhy::AckOld | HeldWhy::TtlShort { .. } => acks_them,
             HeldWhy::SynData => seg.syn && acks_them,
+            HeldWhy::BeforeServer { ack } if seg.syn => ack == Some(seg.seq.wrapping_add(1)),
+            HeldWhy::BeforeServer { .. } => acks_them,
         }
+    }
+
+    /// Whether `seg`, which covers the first held byte, carries the held bytes where the two
+    /// overlap (a copy the tap duplicated, or the client sent again).
+    fn same_bytes(&self, seg: &TcpSegment<'_>) -> bool {
+        let held = self.segment.get(self.payload_at..).unwrap_or_default();
+        let Some(theirs) = seg.payload.get(self.seq.wrapping_sub(seg.seq) as usize..) else {
+            return false;
+        };
+        let n = held.len().min(theirs.len());
+        held.get(..n) == theirs.get(..n)
     }
 
     /// The segment as it arrived, from `client` to `server`.
@@ -291,6 +332,87 @@ impl HeldBack {
             cut: self.cut,
             segment: &self.segment,
         }
+    }
+}
+
+/// Whether a client segment ahead of the server's answer was held back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holding {
+    Held,
+    /// Read it as any other.
+    Read,
+}
+
+/// What a segment told of the flow's held-back client segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    /// Nothing yet: it stays held.
+    Undecided,
+    /// The server took it: read.
+    Taken,
+    /// A decoy: dropped.
+    Dropped,
+    /// This segment was the server's refusal of it (nothing else of it to read).
+    RefusedBy,
+}
+
+/// How long client data held for the server's answer (`HeldWhy::BeforeServer`) waits for it
+/// before it is read unjudged: a SYN-ACK comes within a round trip, or (the first one lost)
+/// a second after the SYN (RFC 6298's initial retransmission timeout); a tap that carries only
+/// the client's side never shows one. Checked at the extractor's sweeps (every 5 s of packet
+/// time), and when the flow leaves the table.
+pub(super) const UNANSWERED_SECS: u64 = 3;
+
+/// Whether the tap showed the client's SYN and nothing of the server's yet: the client's data
+/// is held until the server's answer tells whether it took it (`HeldWhy::BeforeServer`).
+fn awaits_server(conn: &Conn) -> bool {
+    conn.syn_marks[0].is_some() && !conn.server_seen
+}
+
+/// Reads a held-back client segment (and those held after it) into its flow, as arrived at
+/// `at`, or each when it came (`None`).
+fn read_held(
+    flow: &mut Flow,
+    txns: &mut dns::Transactions,
+    limits: ExtractorLimits,
+    held_back: &HeldBack,
+    at: Option<Timestamp>,
+    out: &mut impl FnMut(Extracted),
+) {
+    let (client, server) = (flow.conn.id.client, flow.conn.id.server);
+    for piece in std::iter::once(held_back).chain(&held_back.later) {
+        let segment = piece.segment(client.port(), server.port());
+        let arrived = Arrival {
+            src: (client.ip(), client.port()),
+            seg: &segment,
+            ts: at.unwrap_or(piece.ts),
+            mac: None,
+            mark: None,
+        };
+        read_segment(flow, txns, limits, &arrived, None, out);
+    }
+}
+
+/// Reads client data held for the server's answer (`HeldWhy::BeforeServer`) that never came:
+/// at `now`, once it has waited `UNANSWERED_SECS`, or whenever `now` is `None` (the flow leaves
+/// the table). A tap that carries only the client's side shows no answer; where the server was
+/// seen and did not take the data, it is not read.
+pub(super) fn release_unanswered(
+    flow: &mut Flow,
+    txns: &mut dns::Transactions,
+    limits: &ExtractorLimits,
+    now: Option<Timestamp>,
+    out: &mut impl FnMut(Extracted),
+) {
+    let Some(held_back) = flow.conn.held_back.as_deref() else {
+        return;
+    };
+    let waited = now.is_none_or(|now| now >= held_back.ts.saturating_add_secs(UNANSWERED_SECS));
+    if !matches!(held_back.why, HeldWhy::BeforeServer { .. }) || flow.conn.server_seen || !waited {
+        return;
+    }
+    if let Some(held_back) = flow.conn.held_back.take() {
+        read_held(flow, txns, *limits, &held_back, None, out);
     }
 }
 
@@ -385,10 +507,13 @@ fn check_timestamp(
     if (!seg.payload.is_empty() || seg.fin) && !seg.rst && latest.is_some_and(|l| older_by(l) > 1) {
         return Some(FlowAnomaly::TransportTimestampOld);
     }
+    // Client data held for the server's answer (`HeldWhy::BeforeServer`) has not reached it yet.
+    let held = dir == 0 && awaits_server(conn) && (!seg.payload.is_empty() || seg.fin);
     let reaches = conn.syn_marks[dir]
         .and_then(|m| m.path_fault(pkt, seg))
         .is_none()
-        && (dir != 0 || conn.server_sent.refuses(seg).is_none());
+        && (dir != 0 || conn.server_sent.refuses(seg).is_none())
+        && !held;
     let covers_next = conn.sent_by(dir == 0).next_seq().is_some_and(|next| {
         let into = next.wrapping_sub(seg.seq) as i32;
         into >= 0 && into as usize <= seg.payload.len()
@@ -461,7 +586,7 @@ impl Extractor {
                                 .unwrap_or(HeldWhy::TtlShort {
                                     ttl: ttl(pkt.ip).unwrap_or(0),
                                 });
-                        self.hold_back(key, seg, held_why, out);
+                        self.hold_back(key, ts, seg, held_why, out);
                     }
                     return false;
                 }
@@ -478,7 +603,7 @@ impl Extractor {
                     if let Some(anomaly) = why.anomaly() {
                         out(Extracted::Anomaly(anomaly.into()));
                     }
-                    self.hold_back(key, seg, why, out);
+                    self.hold_back(key, ts, seg, why, out);
                     return false;
                 }
                 if let Some(why) = check_timestamp(&mut flow.conn, dir, pkt, seg) {
@@ -491,8 +616,27 @@ impl Extractor {
                     return false;
                 }
             }
+            let ahead_of_server = dir == 0
+                && (!seg.payload.is_empty() || seg.fin)
+                && !seg.syn
+                && !seg.rst
+                && flow.app.inspecting()
+                && awaits_server(&flow.conn);
+            let flow = if ahead_of_server {
+                if self.hold_before_server(key, ts, seg, out) == Holding::Held {
+                    return false;
+                }
+                let Some(flow) = self.flows.get_mut(&key) else {
+                    return true;
+                };
+                flow
+            } else {
+                flow
+            };
             let flow = if flow.conn.held_back.is_some() {
-                self.settle_held_back(key, ts, dir, seg, out);
+                if self.settle_held_back(key, ts, dir, seg, out) == Settled::RefusedBy {
+                    return true;
+                }
                 let Some(flow) = self.flows.get_mut(&key) else {
                     return true;
                 };
@@ -532,6 +676,7 @@ impl Extractor {
     fn hold_back(
         &mut self,
         key: FlowKey,
+        ts: Timestamp,
         seg: &TcpSegment<'_>,
         why: HeldWhy,
         out: &mut impl FnMut(Extracted),
@@ -545,13 +690,13 @@ impl Extractor {
         }
         let before = flow.held();
         match flow.conn.held_back.as_deref_mut() {
-            None => flow.conn.held_back = Some(Box::new(HeldBack::of(seg, why))),
+            None => flow.conn.held_back = Some(Box::new(HeldBack::of(ts, seg, why))),
             Some(held_back) if held_back.why == why => held_back.extend(seg, cap),
             // Over the same bytes, the copy likelier to reach the server is the better
             // candidate: every TCP discards one acknowledging unsent bytes, and of two whose
             // TTL is short the higher goes further.
             Some(held_back) if covers(seg, held_back.seq) && why.likelier_than(held_back.why) => {
-                *held_back = HeldBack::of(seg, why);
+                *held_back = HeldBack::of(ts, seg, why);
             }
             Some(_) => {}
         }
@@ -559,10 +704,74 @@ impl Extractor {
         self.account(key, held, out);
     }
 
+    /// Holds back client data that the tap shows before anything of the server's
+    /// (`HeldWhy::BeforeServer`), adding each segment that follows it; `Read` when the segment
+    /// is to be read as any other. Until the server answers no copy of the client's bytes is
+    /// judged, and a tap of the client's side never judges them: the held copy is read later
+    /// (`release_unanswered`), and a hello in another copy of its first bytes is named now
+    /// (`name_hello_alone`), so that neither hides the other. Data after the held bytes is read
+    /// (it waits in the stream behind them); when they have filled the stream's cap, the held
+    /// bytes are read unjudged first. A segment the snap length cut is read as it comes: the
+    /// bytes after it could not be added to it.
+    #[cold]
+    #[inline(never)]
+    fn hold_before_server(
+        &mut self,
+        key: FlowKey,
+        ts: Timestamp,
+        seg: &TcpSegment<'_>,
+        out: &mut impl FnMut(Extracted),
+    ) -> Holding {
+        let cap = self.limits.stream_cap;
+        let Some(flow) = self.flows.get_mut(&key) else {
+            return Holding::Read;
+        };
+        let before = flow.held();
+        let why = HeldWhy::BeforeServer {
+            ack: seg.ack_number(),
+        };
+        let holding = match flow.conn.held_back.as_deref_mut() {
+            None if seg.payload.is_empty() || seg.cut > 0 => Holding::Read,
+            None => {
+                flow.conn.held_back = Some(Box::new(HeldBack::of(ts, seg, why)));
+                Holding::Held
+            }
+            Some(held_back) if matches!(held_back.why, HeldWhy::BeforeServer { .. }) => {
+                if seg.seq == held_back.end()
+                    && seg.cut == 0
+                    && held_back.later.last().is_none_or(|p| !p.fin)
+                {
+                    if held_back.len() + seg.segment.len() <= cap {
+                        // A FIN too: read with the bytes it ends, or not at all.
+                        held_back.push(ts, seg);
+                        Holding::Held
+                    } else {
+                        release_unanswered(flow, &mut self.dns_txns, &self.limits, None, out);
+                        Holding::Read
+                    }
+                } else if covers(seg, held_back.seq) {
+                    if !held_back.same_bytes(seg) {
+                        name_hello_alone(flow, ts, seg, out);
+                    }
+                    Holding::Held
+                } else {
+                    Holding::Read
+                }
+            }
+            // Data on the SYN is judged by the SYN-ACK already.
+            Some(_) => Holding::Read,
+        };
+        let held = flow.held_since(before);
+        self.account(key, held, out);
+        holding
+    }
+
     /// What a segment that reaches its receiver tells of the flow's held-back client segment
     /// (`HeldBack`): a client copy of its first byte that passed the checks makes it a decoy
     /// (dropped); a server segment that shows the server took it (`HeldBack::taken_by`) has it
-    /// read now, first (SYN data: skipped, its hello was named when held).
+    /// read now, first (SYN data: skipped, its hello was named when held); a SYN-ACK that
+    /// data on or ahead of the SYN does not acknowledge, or a server RST at the number that
+    /// data acknowledged (a listener's answer to it), shows the server refused it.
     #[cold]
     #[inline(never)]
     fn settle_held_back(
@@ -572,48 +781,71 @@ impl Extractor {
         dir: usize,
         seg: &TcpSegment<'_>,
         out: &mut impl FnMut(Extracted),
-    ) {
+    ) -> Settled {
         let Some(flow) = self.flows.get_mut(&key) else {
-            return;
+            return Settled::Undecided;
         };
         let Some(held_back) = flow.conn.held_back.as_deref() else {
-            return;
+            return Settled::Undecided;
         };
-        let (dropped, taken) = if dir == 0 {
-            (!seg.syn && covers(seg, held_back.seq), false)
-        } else {
-            let taken = held_back.taken_by(seg);
-            // A SYN-ACK that does not acknowledge the SYN's data says it was dropped.
-            let refused = seg.syn && held_back.why == HeldWhy::SynData && !taken;
-            (refused, taken)
-        };
-        if !(dropped || taken) {
-            return;
+        let (client, server) = (flow.conn.id.client, flow.conn.id.server);
+        let before_server = matches!(held_back.why, HeldWhy::BeforeServer { .. });
+        let mut settled = Settled::Undecided;
+        if dir == 0 {
+            if !seg.syn && covers(seg, held_back.seq) {
+                settled = Settled::Dropped;
+            }
+        } else if held_back.taken_by(seg) {
+            settled = Settled::Taken;
+        } else if seg.syn && (held_back.why == HeldWhy::SynData || before_server) {
+            // A SYN-ACK that does not acknowledge the SYN's data says it was dropped; one that
+            // data sent ahead of it does not acknowledge, that the data acknowledged a guess.
+            settled = Settled::Dropped;
+            if before_server {
+                let next = seg.seq.wrapping_add(1);
+                let refusal = ServerSent::SynAck { next }
+                    .refuses(&held_back.segment(client.port(), server.port()))
+                    .and_then(HeldWhy::anomaly);
+                if let Some(anomaly) = refusal {
+                    out(Extracted::Anomaly(anomaly.into()));
+                }
+            }
+        } else if seg.rst
+            && !seg.syn
+            && held_back.why == (HeldWhy::BeforeServer { ack: Some(seg.seq) })
+        {
+            // The listener's answer to data that acknowledged what it never sent: the RST
+            // carries that number (RFC 9293 §3.10.7.3). It refuses the segment, not the
+            // connection, whose SYN it still holds.
+            out(Extracted::Anomaly(FlowAnomaly::TransportAckUnsent.into()));
+            settled = Settled::RefusedBy;
+        }
+        if settled == Settled::Undecided {
+            return settled;
         }
         let before = flow.held();
         let Some(held_back) = flow.conn.held_back.take() else {
-            return;
+            return Settled::Undecided;
         };
-        if taken && held_back.why == HeldWhy::SynData {
+        if settled == Settled::Taken && held_back.why == HeldWhy::SynData {
             // Its hello was named when it was held (`read_segment`): the stream goes on after it.
             if flow.conn.to_server.skip_to(held_back.end()) == Pushed::Data {
                 inspect(flow, true, ts, &mut self.dns_txns, &self.limits, 0, out);
             }
-        } else if taken {
-            flow.conn.server_sent = ServerSent::More;
-            let (client, server) = (flow.conn.id.client, flow.conn.id.server);
-            let segment = held_back.segment(client.port(), server.port());
-            let arrived = Arrival {
-                src: (client.ip(), client.port()),
-                seg: &segment,
-                ts,
-                mac: None,
-                mark: None,
+        } else if settled == Settled::Taken {
+            // Data held for the server's answer is read as of when it came; the SYN-ACK that
+            // proved it taken is noted next, as any other.
+            let at = if before_server {
+                None
+            } else {
+                flow.conn.server_sent = ServerSent::More;
+                Some(ts)
             };
-            read_segment(flow, &mut self.dns_txns, self.limits, &arrived, None, out);
+            read_held(flow, &mut self.dns_txns, self.limits, &held_back, at, out);
         }
         let held = flow.held_since(before);
         self.account(key, held, out);
+        settled
     }
 
     /// Opens the flow a segment of an unknown connection starts, and reads the segment into
@@ -735,7 +967,7 @@ fn read_segment(
         // with a valid cookie): without, the server drops it and the client sends it again.
         // Held back; a hello it holds is named now, for a tap that never shows the SYN-ACK.
         if flow.conn.held_back.is_none() {
-            flow.conn.held_back = Some(Box::new(HeldBack::of(seg, HeldWhy::SynData)));
+            flow.conn.held_back = Some(Box::new(HeldBack::of(ts, seg, HeldWhy::SynData)));
             name_hello_alone(flow, ts, seg, out);
             // Not a message read from the stream: the client's acknowledgments are still judged.
             named_before = flow.conn.named;
@@ -1198,6 +1430,101 @@ mod tests {
     }
 
     #[test]
+    fn data_ahead_of_the_syn_ack_is_read_only_if_it_acknowledges_it() {
+        // A client sends data once the SYN-ACK came, acknowledging it. A decoy sent right after
+        // the SYN acknowledges a guess (the server's ISN is not known yet); a server in
+        // SYN-RECEIVED refuses it, and the real hello follows the handshake at the same
+        // sequence number (pcaps/evasion-pre-synack.pcap is the same from real Linux).
+        let (real, decoy) = real_and_decoy();
+        let real_name = "dnl-01.geo.kaspersky.com";
+        let guess = 0x5eed_1e55;
+        let fake = with_ack(tcp(false, 1001, ACK, &decoy), guess);
+        let syn_ack = with_ack(tcp(true, SERVER_ISN, SYNACK, b""), 1001);
+        let mut refusal = tcp(true, guess, 0x04, b"");
+        refusal[28..32].copy_from_slice(&[0; 4]);
+        for refusal_shown in [false, true] {
+            let mut frames = vec![(1, tcp(false, 1000, SYN, b"")), (1, fake.clone())];
+            if refusal_shown {
+                // Linux answers the fake with a RST at its acknowledgment number; the
+                // connection lives on.
+                frames.push((1, refusal.clone()));
+            }
+            frames.extend([
+                (2, syn_ack.clone()),
+                (2, tcp(false, 1001, ACK, b"")),
+                (2, tcp(false, 1001, ACK, &real)),
+            ]);
+            let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+            assert_eq!(tls_names(&got), [real_name], "{refusal_shown}");
+            assert_eq!(anomaly_count(&got, "transport_ack_unsent"), 1);
+            assert_eq!(anomaly_count(&got, "transport_close_ignored"), 0);
+        }
+        // A tap that merges the two directions may show the real data ahead of the SYN-ACK it
+        // acknowledges: read once the SYN-ACK comes, once, as of when it came.
+        let frames = [
+            (1, tcp(false, 1000, SYN, b"")),
+            (2, tcp(false, 1001, ACK, &real)),
+            (2, tcp(false, 1001, ACK, &real)),
+            (3, syn_ack.clone()),
+        ];
+        let got = feed(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), [real_name]);
+        let ts = got.iter().find_map(|e| match e {
+            Extracted::Name(n) => Some(n.ts),
+            _ => None,
+        });
+        assert_eq!(ts, Some(Timestamp::from_parts(2, 0)));
+    }
+
+    #[test]
+    fn data_on_a_tap_of_the_clients_side_is_read_though_no_answer_comes() {
+        let (real, decoy) = real_and_decoy();
+        let real_name = "dnl-01.geo.kaspersky.com".to_string();
+        let other = |seq: u32, flags: u8| tcp_from_port(40001, seq, flags, b"");
+        // No SYN-ACK comes: the held hello is read at the first sweep after it waited
+        // `UNANSWERED_SECS` (here the one another flow's packet at second 7 brings).
+        let frames = [
+            (1, tcp(false, 1000, SYN, b"")),
+            (1, tcp(false, 1001, ACK, b"")),
+            (1, tcp(false, 1001, ACK, &real)),
+            (7, other(7000, SYN)),
+        ];
+        let got = feed(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), [real_name.as_str()]);
+        // A decoy ahead of the real hello (its SYN-ACK not on the tap): neither copy is
+        // judged, and neither hides the other.
+        let frames = [
+            (1, tcp(false, 1000, SYN, b"")),
+            (1, with_ack(tcp(false, 1001, ACK, &decoy), 0x5eed_1e55)),
+            (2, tcp(false, 1001, ACK, b"")),
+            (2, tcp(false, 1001, ACK, &real)),
+        ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert!(tls_names(&got).contains(&real_name), "{got:?}");
+        // The real hello first, then the decoy: the same.
+        let frames = [
+            (1, tcp(false, 1000, SYN, b"")),
+            (1, tcp(false, 1001, ACK, &real)),
+            (2, with_ack(tcp(false, 1001, ACK, &decoy), 0x5eed_1e55)),
+        ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert!(tls_names(&got).contains(&real_name), "{got:?}");
+        // A hello in two segments, the second ending with a FIN: held together, read at the
+        // end, and the FIN ends the flow where it should.
+        let (head, tail) = real.split_at(real.len() / 2);
+        let after = 1001 + real.len() as u32;
+        let frames = [
+            (1, tcp(false, 1000, SYN, b"")),
+            (1, tcp(false, 1001, ACK, head)),
+            (1, tcp(false, 1001 + head.len() as u32, ACK, tail)),
+            (1, tcp(false, after, FIN, b"")),
+        ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), [real_name.as_str()]);
+        assert_eq!(anomaly_count(&got, "transport_close_ignored"), 0);
+    }
+
+    #[test]
     fn an_ack_the_server_discards_does_not_move_the_latest_timestamp() {
         // A bare ACK acknowledging bytes never sent, with a TSval far ahead: the server drops
         // it before taking its timestamp (RFC 7323 §4.3: only segments it accepts), so the
@@ -1257,12 +1584,17 @@ mod tests {
         frames.push((1, stamped(false, 1, ACK, 5, &real)));
         let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
         assert_eq!(tls_names(&got), ["dnl-01.geo.kaspersky.com"]);
-        // A SYN without them: nothing to judge by.
+        // A SYN without them: nothing to judge by. Neither copy of the first bytes is judged
+        // on this tap (no SYN-ACK), so neither hides the other: the real hello, a second copy,
+        // is named when it comes, the decoy, held, when the flow ends.
         let got = collect(
             &mut Extractor::new(ExtractorLimits::default()),
             &one_way(false),
         );
-        assert_eq!(tls_names(&got), ["updates.example-corp.com"]);
+        assert_eq!(
+            tls_names(&got),
+            ["dnl-01.geo.kaspersky.com", "updates.example-corp.com"]
+        );
         assert_eq!(anomaly_count(&got, "transport_timestamp_old"), 0);
         // The server's side seen (a SYN-ACK without timestamps): the server refused them.
         let mut frames = one_way(true);

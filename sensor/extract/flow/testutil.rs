@@ -7,6 +7,13 @@ use crate::time::Timestamp;
 
 /// Feeds raw-IP frames (at their second) to `ex`, ends every flow, and returns all it reported.
 pub(super) fn collect(ex: &mut Extractor, frames: &[(u32, Vec<u8>)]) -> Vec<Extracted<'static>> {
+    let mut got = feed(ex, frames);
+    ex.finish(&mut |e| got.push(e.into_owned()));
+    got
+}
+
+/// What `frames` (at their second) reveal while the flows go on (`collect` without the end).
+pub(super) fn feed(ex: &mut Extractor, frames: &[(u32, Vec<u8>)]) -> Vec<Extracted<'static>> {
     let mut got = Vec::new();
     for (t, f) in frames {
         let pkt = decode(LinkType::RawIp, f).expect("test frame decodes");
@@ -14,7 +21,6 @@ pub(super) fn collect(ex: &mut Extractor, frames: &[(u32, Vec<u8>)]) -> Vec<Extr
             got.push(e.into_owned())
         });
     }
-    ex.finish(&mut |e| got.push(e.into_owned()));
     got
 }
 
@@ -65,6 +71,13 @@ pub(super) fn padded_hello_records(name: &str) -> Vec<u8> {
 pub(super) fn tcp_from_port(port: u16, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
     let mut f = tcp(false, seq, flags, payload);
     f[20..22].copy_from_slice(&port.to_be_bytes());
+    f
+}
+
+/// `tcp` from the server to client port `port` (its answer on one connection among many).
+pub(super) fn tcp_to_port(port: u16, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = tcp(true, seq, flags, payload);
+    f[22..24].copy_from_slice(&port.to_be_bytes());
     f
 }
 
