@@ -665,6 +665,8 @@ impl Extractor {
             }
             self.buffered = self.buffered.saturating_sub(held);
             out(Extracted::Anomaly(FlowAnomaly::ReassemblyBudget.into()));
+            // What it held for the server's answer is read before its buffers go.
+            tcp::release_unanswered(victim, &mut self.dns_txns, &self.limits, None, out);
             finish_inspection(victim, out);
         }
         // Entries of flows that left the table are skipped when reached; keep the queue

@@ -256,13 +256,21 @@ impl HeldBack {
         }
     }
 
+    /// Bytes held, counted in the flow's buffers: each later segment with the room its record
+    /// takes (a client sending one-byte segments must not hold far more than is counted).
     pub(super) fn len(&self) -> usize {
-        self.segment.len() + self.later.iter().map(HeldBack::len).sum::<usize>()
+        let later = self.later.iter().map(HeldBack::len).sum::<usize>();
+        self.segment.len() + later + self.later.len() * std::mem::size_of::<HeldBack>()
     }
 
     /// Adds `seg`, which follows the held bytes, as a segment of its own.
     fn push(&mut self, ts: Timestamp, seg: &TcpSegment<'_>) {
         self.later.push(HeldBack::of(ts, seg, self.why));
+    }
+
+    /// The last segment held.
+    fn last_piece(&self) -> &HeldBack {
+        self.later.last().unwrap_or(self)
     }
 
     /// Takes `seg`'s bytes too when they follow the held ones (a client's message in several
@@ -380,6 +388,7 @@ fn read_held(
     out: &mut impl FnMut(Extracted),
 ) {
     let (client, server) = (flow.conn.id.client, flow.conn.id.server);
+    let last_seen = flow.conn.last_seen;
     for piece in std::iter::once(held_back).chain(&held_back.later) {
         let segment = piece.segment(client.port(), server.port());
         let arrived = Arrival {
@@ -391,6 +400,8 @@ fn read_held(
         };
         read_segment(flow, txns, limits, &arrived, None, out);
     }
+    // Read as of when it came, it does not make the flow look idle longer than it is.
+    flow.conn.last_seen = flow.conn.last_seen.max(last_seen);
 }
 
 /// Reads client data held for the server's answer (`HeldWhy::BeforeServer`) that never came:
@@ -705,14 +716,13 @@ impl Extractor {
     }
 
     /// Holds back client data that the tap shows before anything of the server's
-    /// (`HeldWhy::BeforeServer`), adding each segment that follows it; `Read` when the segment
-    /// is to be read as any other. Until the server answers no copy of the client's bytes is
-    /// judged, and a tap of the client's side never judges them: the held copy is read later
-    /// (`release_unanswered`), and a hello in another copy of its first bytes is named now
-    /// (`name_hello_alone`), so that neither hides the other. Data after the held bytes is read
-    /// (it waits in the stream behind them); when they have filled the stream's cap, the held
-    /// bytes are read unjudged first. A segment the snap length cut is read as it comes: the
-    /// bytes after it could not be added to it.
+    /// (`HeldWhy::BeforeServer`): a segment over the next byte the stream expects, and each
+    /// segment that follows it without a gap; `Read` when the segment is to be read as any
+    /// other (one past a gap waits in the stream behind the held bytes). Until the server
+    /// answers no copy of the client's bytes is judged, and a tap of the client's side never
+    /// judges them: the held copy is read later (`release_unanswered`), and a hello in another
+    /// copy of its first bytes is named now (`name_hello_alone`; a hello in one segment only).
+    /// When the held bytes fill the stream's cap, they are read unjudged first.
     #[cold]
     #[inline(never)]
     fn hold_before_server(
@@ -730,17 +740,19 @@ impl Extractor {
         let why = HeldWhy::BeforeServer {
             ack: seg.ack_number(),
         };
+        let next = flow.conn.to_server.next_seq();
         let holding = match flow.conn.held_back.as_deref_mut() {
-            None if seg.payload.is_empty() || seg.cut > 0 => Holding::Read,
-            None => {
+            // The first bytes the server would read: a later segment cannot decide them.
+            None if !seg.payload.is_empty() && next.is_some_and(|n| covers(seg, n)) => {
                 flow.conn.held_back = Some(Box::new(HeldBack::of(ts, seg, why)));
                 Holding::Held
             }
+            None => Holding::Read,
             Some(held_back) if matches!(held_back.why, HeldWhy::BeforeServer { .. }) => {
-                if seg.seq == held_back.end()
-                    && seg.cut == 0
-                    && held_back.later.last().is_none_or(|p| !p.fin)
-                {
+                let last = held_back.last_piece();
+                // After the bytes the snap length left out of the last one, too.
+                let follows = seg.seq == held_back.end().wrapping_add(last.cut);
+                if follows && !last.fin {
                     if held_back.len() + seg.segment.len() <= cap {
                         // A FIN too: read with the bytes it ends, or not at all.
                         held_back.push(ts, seg);
@@ -758,7 +770,8 @@ impl Extractor {
                     Holding::Read
                 }
             }
-            // Data on the SYN is judged by the SYN-ACK already.
+            // Held for another reason (data on the SYN, a short TTL), judged by the server's
+            // answer already.
             Some(_) => Holding::Read,
         };
         let held = flow.held_since(before);
@@ -812,10 +825,11 @@ impl Extractor {
             }
         } else if seg.rst
             && !seg.syn
+            && !seg.ack
             && held_back.why == (HeldWhy::BeforeServer { ack: Some(seg.seq) })
         {
-            // The listener's answer to data that acknowledged what it never sent: the RST
-            // carries that number (RFC 9293 §3.10.7.3). It refuses the segment, not the
+            // The listener's answer to data that acknowledged what it never sent: a RST
+            // without ACK at that number (RFC 9293 §3.10.7.3). It refuses the segment, not the
             // connection, whose SYN it still holds.
             out(Extracted::Anomaly(FlowAnomaly::TransportAckUnsent.into()));
             settled = Settled::RefusedBy;
@@ -994,7 +1008,12 @@ fn read_segment(
         }
     }
     if flow.app.inspecting() && flow.conn.client_bytes > limits.inspect_budget {
-        finish_inspection(flow, out);
+        // Data held for the server's answer is read first, or bytes far ahead of it would
+        // end the reading before the connection's first bytes were read.
+        release_unanswered(flow, txns, &limits, None, out);
+        if flow.app.inspecting() {
+            finish_inspection(flow, out);
+        }
     }
     if flow.conn.named && !named_before {
         flow.conn.server_sent = ServerSent::More;
@@ -1459,6 +1478,17 @@ mod tests {
             assert_eq!(anomaly_count(&got, "transport_ack_unsent"), 1);
             assert_eq!(anomaly_count(&got, "transport_close_ignored"), 0);
         }
+        // A byte past the decoy sent first: the decoy still holds the first bytes, and is
+        // judged by the SYN-ACK.
+        let frames = [
+            (1, tcp(false, 1000, SYN, b"")),
+            (1, tcp(false, 1001 + decoy.len() as u32, ACK, b"x")),
+            (1, fake.clone()),
+            (2, syn_ack.clone()),
+            (2, tcp(false, 1001, ACK, &real)),
+        ];
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), [real_name]);
         // A tap that merges the two directions may show the real data ahead of the SYN-ACK it
         // acknowledges: read once the SYN-ACK comes, once, as of when it came.
         let frames = [
@@ -1509,6 +1539,17 @@ mod tests {
         ];
         let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
         assert!(tls_names(&got).contains(&real_name), "{got:?}");
+        // Bytes far ahead of the held hello (past the inspection budget) do not end the
+        // reading before the hello is read.
+        let mut frames = vec![
+            (1, tcp(false, 1000, SYN, b"")),
+            (1, tcp(false, 1001, ACK, &real)),
+        ];
+        for i in 0..200u32 {
+            frames.push((1, tcp(false, 100_000 + i * 1460, ACK, &[0u8; 1460])));
+        }
+        let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got), [real_name.as_str()]);
         // A hello in two segments, the second ending with a FIN: held together, read at the
         // end, and the FIN ends the flow where it should.
         let (head, tail) = real.split_at(real.len() / 2);
