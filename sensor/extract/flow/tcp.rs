@@ -377,6 +377,12 @@ fn awaits_server(conn: &Conn) -> bool {
     conn.syn_marks[0].is_some() && !conn.server_seen
 }
 
+/// Whether `seg` is client data (or a FIN) ahead of anything of the server's: what is held for
+/// the server's answer (`Extractor::hold_before_server`), and does not reach the server before.
+fn ahead_of_server(conn: &Conn, dir: usize, seg: &TcpSegment<'_>) -> bool {
+    dir == 0 && (!seg.payload.is_empty() || seg.fin) && awaits_server(conn)
+}
+
 /// Reads a held-back client segment (and those held after it) into its flow, as arrived at
 /// `at`, or each when it came (`None`).
 fn read_held(
@@ -519,7 +525,7 @@ fn check_timestamp(
         return Some(FlowAnomaly::TransportTimestampOld);
     }
     // Client data held for the server's answer (`HeldWhy::BeforeServer`) has not reached it yet.
-    let held = dir == 0 && awaits_server(conn) && (!seg.payload.is_empty() || seg.fin);
+    let held = ahead_of_server(conn, dir, seg);
     let reaches = conn.syn_marks[dir]
         .and_then(|m| m.path_fault(pkt, seg))
         .is_none()
@@ -627,13 +633,11 @@ impl Extractor {
                     return false;
                 }
             }
-            let ahead_of_server = dir == 0
-                && (!seg.payload.is_empty() || seg.fin)
-                && !seg.syn
+            let holds = !seg.syn
                 && !seg.rst
                 && flow.app.inspecting()
-                && awaits_server(&flow.conn);
-            let flow = if ahead_of_server {
+                && ahead_of_server(&flow.conn, dir, seg);
+            let flow = if holds {
                 if self.hold_before_server(key, ts, seg, out) == Holding::Held {
                     return false;
                 }
