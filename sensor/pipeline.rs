@@ -1,8 +1,11 @@
 //! The pipeline: one reader thread hands batches of packets to N workers over bounded
 //! channels, chosen by a symmetric flow hash so both directions of a flow (and a DNS answer
-//! and its query) reach the same worker. Workers own their flow state; only the detector's
-//! maps, the host table and the outputs are shared. Replay never drops: the reader waits
-//! for the workers.
+//! and its query) reach the same worker. The reader frames, decodes and hashes; the workers
+//! do everything else. Workers own their flow state; only the detector's maps, the host
+//! table and the outputs are shared, and what reads the resolver roles across flows waits
+//! for packet order (`order`). Replay never drops: the reader waits for the workers.
+
+mod order;
 
 use crate::capture::chunked::{self, Chunk, ChunkedReader};
 use crate::capture::file::{CaptureError, CaptureReader, IdleSource, PipeBytes, Step};
@@ -11,7 +14,7 @@ use crate::decode::defrag::{self, DefragLimits, Defragmenter};
 use crate::decode::{self, Decoded, LinkType, Transport};
 use crate::detect::Detector;
 use crate::extract::dedup::Fingerprinter;
-use crate::extract::flow::{DnsParse, SpareDnsBoxes};
+use crate::extract::flow::SpareDnsBoxes;
 use crate::extract::{Extracted, Extractor, ExtractorLimits, Prepared};
 use crate::hosts::{HostTable, Recorded};
 use crate::metrics::{Anomaly, Counters, Local};
@@ -103,10 +106,10 @@ struct PacketRef {
     chunk: u32,
     start: u32,
     len: u32,
+    /// The packet's number in its capture thread's order (`order`).
+    seq: u64,
     ts: Timestamp,
     pkt: decode::Detached,
-    /// What the dispatcher read of it for the worker.
-    prepared: Prepared,
 }
 
 /// `PacketRef::chunk` of a frame copied into the batch itself.
@@ -120,23 +123,17 @@ pub struct Batch {
     /// with the reader, not copied.
     chunks: Vec<Chunk>,
     packets: Vec<PacketRef>,
-    /// The parsed DNS messages' boxes, moved here by the worker as it reads each packet, so
-    /// that the dispatcher takes them back without reading every packet of the batch again
-    /// (the worker's core holds those lines; reading them was most of the dispatcher's cost
-    /// of taking a batch back).
-    #[allow(clippy::vec_box)]
-    read_dns: Vec<Box<DnsParse>>,
 }
 
 impl Batch {
-    fn push(&mut self, ts: Timestamp, frame: &[u8], pkt: decode::Detached, prepared: Prepared) {
+    fn push(&mut self, seq: u64, ts: Timestamp, frame: &[u8], pkt: decode::Detached) {
         self.packets.push(PacketRef {
             chunk: OWN,
             start: self.data.len() as u32,
             len: frame.len() as u32,
+            seq,
             ts,
             pkt,
-            prepared,
         });
         self.data.extend_from_slice(frame);
     }
@@ -144,12 +141,12 @@ impl Batch {
     /// Adds a frame that lies in `chunk` at `start` without copying it.
     fn push_shared(
         &mut self,
+        seq: u64,
         ts: Timestamp,
         chunk: &Chunk,
         start: usize,
         len: usize,
         pkt: decode::Detached,
-        prepared: Prepared,
     ) {
         let index = match self.chunks.last() {
             Some(last) if Arc::ptr_eq(last, chunk) => self.chunks.len() - 1,
@@ -162,9 +159,9 @@ impl Batch {
             chunk: index as u32,
             start: start as u32,
             len: len as u32,
+            seq,
             ts,
             pkt,
-            prepared,
         });
     }
 
@@ -185,17 +182,15 @@ impl Batch {
         bytes.get(start..start + p.len as usize)
     }
 
-    /// Empties the batch for reuse; its DNS message boxes go to `spare`.
-    fn clear(&mut self, spare: &mut SpareDnsBoxes) {
+    /// Empties the batch for reuse.
+    fn clear(&mut self) {
         self.release_frames();
-        // Packets are left only in a batch no worker read (one dropped when a queue was full).
-        for p in &mut self.packets {
-            p.prepared.recycle(spare);
-        }
         self.packets.clear();
-        for boxed in self.read_dns.drain(..) {
-            spare.give_back(boxed);
-        }
+    }
+
+    /// The number of its first packet.
+    fn first_seq(&self) -> Option<u64> {
+        self.packets.first().map(|p| p.seq)
     }
 
     /// Lets go of the frames' bytes (copied ones and shared chunks), keeping the packets.
@@ -239,8 +234,10 @@ pub struct WorkerPool {
     free_rx: Receiver<Batch>,
     handles: Vec<std::thread::JoinHandle<()>>,
     shared: Arc<Shared>,
-    /// One seed for every capture thread (see `Fingerprinter`).
-    fingerprinter: Fingerprinter,
+    /// Where each worker stands in its capture thread's packet order.
+    tracker: Arc<order::Tracker>,
+    /// Capture threads fed so far (`dispatcher`).
+    dispatchers: std::sync::atomic::AtomicUsize,
 }
 
 impl WorkerPool {
@@ -252,17 +249,25 @@ impl WorkerPool {
         let workers = workers.max(1);
         let queue_batches = queue_batches.max(1);
         let (free_tx, free_rx) = bounded::<Batch>(workers * (queue_batches + 2) * 2);
+        let tracker = Arc::new(order::Tracker::new(workers));
+        // One seed for every worker (see `Fingerprinter`).
+        let fingerprinter = Fingerprinter::default();
         let mut senders = Vec::with_capacity(workers);
         let mut handles = Vec::with_capacity(workers);
-        for i in 0..workers {
+        for index in 0..workers {
             let (tx, rx) = bounded::<Batch>(queue_batches);
             senders.push(tx);
-            let shared = Arc::clone(&shared);
+            let ctx = WorkerContext {
+                index,
+                shared: Arc::clone(&shared),
+                tracker: Arc::clone(&tracker),
+                fingerprinter: fingerprinter.clone(),
+            };
             let free_tx = free_tx.clone();
             handles.push(
                 std::thread::Builder::new()
-                    .name(format!("worker-{i}"))
-                    .spawn(move || worker(i, rx, free_tx, shared))?,
+                    .name(format!("worker-{index}"))
+                    .spawn(move || worker(ctx, rx, free_tx))?,
             );
         }
         Ok(WorkerPool {
@@ -271,12 +276,20 @@ impl WorkerPool {
             free_rx,
             handles,
             shared,
-            fingerprinter: Fingerprinter::default(),
+            tracker,
+            dispatchers: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
     /// A feeder for one capture thread.
     pub fn dispatcher(&self, when_full: WhenFull, source: &str) -> Dispatcher {
+        use std::sync::atomic::Ordering;
+        if self.dispatchers.fetch_add(1, Ordering::Relaxed) > 0 {
+            self.tracker.set_unordered();
+        }
+        if matches!(when_full, WhenFull::Drop) {
+            self.tracker.set_lossy();
+        }
         Dispatcher {
             source: source.to_string(),
             senders: self.senders.clone(),
@@ -289,8 +302,8 @@ impl WorkerPool {
             when_full,
             shared: Arc::clone(&self.shared),
             since_fold: 0,
-            fingerprinter: self.fingerprinter.clone(),
-            spare_dns: SpareDnsBoxes::default(),
+            seq: 0,
+            tracker: Arc::clone(&self.tracker),
         }
     }
 
@@ -325,9 +338,9 @@ pub struct Dispatcher {
     when_full: WhenFull,
     shared: Arc<Shared>,
     since_fold: u32,
-    fingerprinter: Fingerprinter,
-    /// Message boxes of returned batches, for the next DNS messages (`Prepared::recycle`).
-    spare_dns: SpareDnsBoxes,
+    /// The number of the last packet handed to a worker (`order`).
+    seq: u64,
+    tracker: Arc<order::Tracker>,
 }
 
 impl Dispatcher {
@@ -423,30 +436,28 @@ impl Dispatcher {
             return None;
         };
         let w = flow_shard(&self.hasher, pkt, self.senders.len());
-        let prepared = Prepared::read(pkt, &self.fingerprinter, &mut self.spare_dns);
-        if let Some((_, sp, dp)) = pkt.ports() {
-            if sp == 53 || dp == 53 {
-                self.shared
-                    .detector
-                    .note_dns_packet(ts, pkt, prepared.dns.as_deref());
-            }
-        }
         match shared {
             Some((chunk, start)) => {
                 if self.pending[w].chunks_full(chunk) {
                     self.send(w);
                 }
-                self.pending[w].push_shared(ts, chunk, start, frame.len(), detached, prepared);
+                self.seq += 1;
+                let batch = &mut self.pending[w];
+                batch.push_shared(self.seq, ts, chunk, start, frame.len(), detached);
             }
-            None => self.pending[w].push(ts, frame, detached, prepared),
+            None => {
+                self.seq += 1;
+                self.pending[w].push(self.seq, ts, frame, detached);
+            }
         }
+        self.tracker.handed(w, self.seq);
         Some(w)
     }
 
     fn send(&mut self, w: usize) {
         let fresh = match self.free_rx.try_recv() {
             Ok(mut used) => {
-                used.clear(&mut self.spare_dns);
+                used.clear();
                 used
             }
             Err(_) => Batch::default(),
@@ -460,7 +471,7 @@ impl Dispatcher {
                 if let Err(e) = self.senders[w].try_send(full) {
                     let mut lost = e.into_inner();
                     self.local.queue_dropped += lost.packets.len() as u64;
-                    lost.clear(&mut self.spare_dns);
+                    lost.clear();
                     let _ = self.free_tx.try_send(lost);
                 }
             }
@@ -480,6 +491,7 @@ impl Dispatcher {
 
     fn fold(&mut self) {
         self.since_fold = 0;
+        self.send_lagging();
         if let Ok(mut per_source) = self.shared.counters.sensor.source_packets.lock() {
             let slot = per_source.entry(self.source.clone()).or_default();
             slot.0 += self.local.packets;
@@ -489,6 +501,20 @@ impl Dispatcher {
             self.local.anomalies_n(event, n);
         }
         self.shared.counters.fold(&mut self.local);
+    }
+
+    /// Hands over every batch whose first packet is `order::MAX_UNSENT_LAG` packets old: the
+    /// judgements other workers keep back wait for it.
+    fn send_lagging(&mut self) {
+        let oldest = self.seq.saturating_sub(order::MAX_UNSENT_LAG);
+        for w in 0..self.pending.len() {
+            if self.pending[w]
+                .first_seq()
+                .is_some_and(|first| first < oldest)
+            {
+                self.send(w);
+            }
+        }
     }
 
     /// Flushes and counts what is left (fragments that never completed).
@@ -740,31 +766,78 @@ fn flow_shard(hasher: &ahash::RandomState, pkt: &decode::Packet<'_>, workers: us
     (h.finish() % workers as u64) as usize
 }
 
-fn worker(index: usize, rx: Receiver<Batch>, free_tx: Sender<Batch>, shared: Arc<Shared>) {
+/// What a worker thread is given.
+struct WorkerContext {
+    index: usize,
+    shared: Arc<Shared>,
+    tracker: Arc<order::Tracker>,
+    fingerprinter: Fingerprinter,
+}
+
+fn worker(ctx: WorkerContext, rx: Receiver<Batch>, free_tx: Sender<Batch>) {
+    let WorkerContext {
+        index,
+        ref shared,
+        ref tracker,
+        ref fingerprinter,
+    } = ctx;
     let mut extractor = Extractor::new(shared.extract_limits);
     let mut local = Local::default();
     let mut events = Vec::new();
-    for mut batch in rx {
+    let mut spare_dns = SpareDnsBoxes::default();
+    let mut kept = order::KeptBack::new(index, tracker);
+    loop {
+        let received = if kept.is_empty() {
+            rx.recv().map_err(|_| ())
+        } else {
+            // Judgements wait for other workers: look again now and then, batch or not.
+            match rx.recv_timeout(order::RECHECK) {
+                Ok(batch) => Ok(batch),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    kept.make_settled(&shared.detector, &mut |f, policy| {
+                        record_finding(shared, policy, &mut local, f)
+                    });
+                    continue;
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(()),
+            }
+        };
+        let Ok(mut batch) = received else {
+            break;
+        };
         let started = std::time::Instant::now();
         // One rule set and one suppression list per batch: a reload takes effect at the next
         // batch, and every finding is judged and reported against the same rules.
-        let policy = Policy::now(&shared);
+        let policy = Policy::now(shared);
         let mut packets = std::mem::take(&mut batch.packets);
         for p in packets.drain(..) {
+            kept.start(p.seq);
             if let Some(frame) = batch.frame(&p) {
                 // The dispatcher decoded this frame; the worker only points the result at
                 // its bytes.
                 let pkt = p.pkt.attach(frame);
-                extractor.process_prepared(p.ts, &pkt, &p.prepared, &mut |item| {
-                    handle(&shared, &policy, &mut local, &mut events, item)
+                let mut prepared = Prepared::read(&pkt, fingerprinter, &mut spare_dns);
+                if let Some((_, sp, dp)) = pkt.ports() {
+                    if sp == 53 || dp == 53 {
+                        let dns = prepared.dns.as_deref();
+                        let chase = (shared.detector)
+                            .note_dns_packet(p.ts, &pkt, dns, &mut || kept.settled());
+                        if let Some(chase) = chase {
+                            kept.keep(order::Judgement::Chase(chase));
+                        }
+                    }
+                }
+                extractor.process_prepared(p.ts, &pkt, &prepared, &mut |item| {
+                    handle(shared, &policy, &mut local, &mut events, &mut kept, item)
                 });
+                prepared.recycle(&mut spare_dns);
             }
-            if let Some(boxed) = p.prepared.dns {
-                batch.read_dns.push(boxed);
-            }
+            kept.make_settled(&shared.detector, &mut |f, policy| {
+                record_finding(shared, policy, &mut local, f)
+            });
         }
         batch.packets = packets;
-        flush_events(&shared, &mut events);
+        flush_events(shared, &mut events);
         shared.counters.fold_findings(&mut local, &policy.rules);
         shared.counters.fold(&mut local);
         shared
@@ -776,21 +849,25 @@ fn worker(index: usize, rx: Receiver<Batch>, free_tx: Sender<Batch>, shared: Arc
         if let Ok(mut held) = shared.counters.sensor.reassembly_bytes.lock() {
             held.insert(index, extractor.buffered_bytes() as u64);
         }
-        // The frames go now (they pin file chunks); what the dispatcher allocated for the
-        // packets (parsed DNS messages, in `read_dns`) it frees or reuses itself when it takes
-        // the batch again: a block freed by a thread other than the one that allocated it
-        // costs glibc's allocator a lock, and that was a tenth of the dispatcher's time.
+        // The frames go now: they pin file chunks.
         batch.release_frames();
         let _ = free_tx.try_send(batch);
     }
-    let policy = Policy::now(&shared);
-    extractor.finish(&mut |item| handle(&shared, &policy, &mut local, &mut events, item));
-    flush_events(&shared, &mut events);
+    // Every packet is read: what the flows still hold comes out last, after every other
+    // worker's packets (`order::AFTER_EVERY_PACKET`).
+    let policy = Policy::now(shared);
+    kept.start(order::AFTER_EVERY_PACKET);
+    extractor.finish(&mut |item| handle(shared, &policy, &mut local, &mut events, &mut kept, item));
+    kept.make_all(&shared.detector, &mut |f, policy| {
+        record_finding(shared, policy, &mut local, f)
+    });
+    flush_events(shared, &mut events);
     shared.counters.fold_findings(&mut local, &policy.rules);
     shared.counters.fold(&mut local);
 }
 
 /// What a worker judges findings by, loaded once per batch.
+#[derive(Clone)]
 struct Policy {
     rules: Arc<crate::detect::RuleSet>,
     suppressions: Arc<crate::suppress::Suppressions>,
@@ -818,6 +895,7 @@ fn handle(
     policy: &Policy,
     local: &mut Local,
     events: &mut Vec<u8>,
+    kept: &mut order::KeptBack,
     item: Extracted,
 ) {
     match &item {
@@ -858,31 +936,58 @@ fn handle(
     if let Some((host, hiding)) = shared.detector.name_hiding(&item) {
         shared.hosts.note_hiding(host, hiding);
     }
+    // A DNS name's findings say whether the lookup was made for a client, which the
+    // resolver roles know only once every packet before this one is read (`order`).
+    let lookup = match &item {
+        Extracted::Name(ev) if matches!(ev.detail, crate::extract::Detail::Dns(_)) => {
+            Some(&ev.value)
+        }
+        _ => None,
+    };
+    shared
+        .detector
+        .detect(&policy.rules, &item, &mut |finding| match lookup {
+            Some(name) if !finding.forwarded && !kept.settled() => {
+                kept.keep(order::Judgement::Finding {
+                    finding: Box::new(finding),
+                    lookup: name.to_string(),
+                    policy: policy.clone(),
+                });
+            }
+            _ => record_finding(shared, policy, local, finding),
+        });
+}
+
+/// Counts a finding, and records it on its host; a new detection is alerted.
+fn record_finding(
+    shared: &Shared,
+    policy: &Policy,
+    local: &mut Local,
+    finding: crate::detect::Finding,
+) {
     let rules = &*policy.rules;
-    shared.detector.detect(rules, &item, &mut |finding| {
-        local.findings += 1;
-        *local
-            .matches
-            .entry((finding.rule, finding.indicator.kind))
-            .or_default() += 1;
-        let suppressed = policy
-            .suppressions
-            .covering(&finding, rules.rule(finding.rule));
-        if suppressed.is_some() {
-            local.alerts_suppressed += 1;
-        }
-        if let Recorded::NewAlert(det) =
-            shared
-                .hosts
-                .record(&finding, rules, suppressed.map(|s| s.reason.as_str()))
-        {
-            local.alerts += 1;
-            *local.alerts_by_rule.entry(finding.rule).or_default() += 1;
-            let hostname = shared.hosts.hostname(finding.host);
-            let line = output::alert_line(&finding, &det, rules, hostname.as_deref());
-            shared
-                .sinks
-                .deliver(rules.rule(finding.rule).severity, &line);
-        }
-    });
+    local.findings += 1;
+    *local
+        .matches
+        .entry((finding.rule, finding.indicator.kind))
+        .or_default() += 1;
+    let suppressed = policy
+        .suppressions
+        .covering(&finding, rules.rule(finding.rule));
+    if suppressed.is_some() {
+        local.alerts_suppressed += 1;
+    }
+    if let Recorded::NewAlert(det) =
+        shared
+            .hosts
+            .record(&finding, rules, suppressed.map(|s| s.reason.as_str()))
+    {
+        local.alerts += 1;
+        *local.alerts_by_rule.entry(finding.rule).or_default() += 1;
+        let hostname = shared.hosts.hostname(finding.host);
+        let line = output::alert_line(&finding, &det, rules, hostname.as_deref());
+        shared
+            .sinks
+            .deliver(rules.rule(finding.rule).severity, &line);
+    }
 }

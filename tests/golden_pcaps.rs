@@ -414,6 +414,27 @@ fn cname_chain_is_reported_with_the_name_that_was_asked() {
 #[test]
 fn resolver_upstream_lookups_are_forwarded_not_blamed() {
     let run = replay(&root().join("pcaps/dns-forwarder.pcap"), &[]);
+    check_forwarder_not_blamed(&run);
+}
+
+/// The client's question and the forwarder's upstream lookup are different flows, which
+/// several workers read each at its own pace: the lookup is judged only once the question
+/// is on record, however the flows fall. (Judged at once, a run with several workers
+/// blamed the forwarder about one time in three here.)
+#[test]
+fn resolver_upstream_lookups_are_forwarded_whatever_the_worker_count() {
+    for workers in ["2", "4", "8"] {
+        for _ in 0..6 {
+            let run = replay(
+                &root().join("pcaps/dns-forwarder.pcap"),
+                &["--workers", workers],
+            );
+            check_forwarder_not_blamed(&run);
+        }
+    }
+}
+
+fn check_forwarder_not_blamed(run: &Run) {
     assert!(
         run.alerts.iter().all(|a| a["host"]["ip"] != "10.10.2.54"),
         "{:?}",

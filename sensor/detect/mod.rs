@@ -217,6 +217,16 @@ pub struct Finding {
     pub ja4: Option<String>,
 }
 
+/// The names a DNS answer to a possible resolver leads to, kept until the roles can say
+/// whether the resolver looked `name` up for a client (see [`Detector::note_dns_packet`]).
+#[derive(Debug, Clone)]
+pub struct Chase {
+    pub ts: Timestamp,
+    pub resolver: IpAddr,
+    pub name: String,
+    pub targets: Vec<String>,
+}
+
 /// What a ClientHello's own name matched, as the fingerprint learner counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Named {
@@ -498,18 +508,25 @@ impl Detector {
         self
     }
 
-    /// Reads one packet to or from port 53 between two home-net hosts for resolver evidence:
-    /// a query is remembered (who asked which host for what), a response that matches a
-    /// remembered query is an answered query. Called by the capture thread, in packet order,
-    /// so a client's question is on record before a worker judges the lookup it caused.
-    /// Only parsed DNS counts: a SYN, an empty or malformed datagram is nothing.
-    /// `parsed`: the message of a UDP datagram, when the caller has parsed it already.
+    /// Reads one packet to or from port 53 for resolver evidence: between two home-net hosts,
+    /// a query is remembered (who asked which host for what) and a response that matches a
+    /// remembered query is an answered query; an answer to a host that may be a resolver
+    /// holds the names it will chase next for its client (CNAME and SVCB targets).
+    /// The worker that owns the packet's flow calls this before it extracts anything from
+    /// the packet. The evidence is written at once; the chase reads the roles (is the host
+    /// a resolver, did a client ask it for this name), which other workers' packets write,
+    /// so it is done here only when `settled` says every packet before this one is on
+    /// record, and otherwise returned for the caller to do with [`Detector::chase`] once it
+    /// is (see `pipeline::order`). Only parsed DNS counts: a SYN, an empty or malformed
+    /// datagram is nothing. `parsed`: the message of a UDP datagram, when the caller has
+    /// parsed it already.
     pub fn note_dns_packet(
         &self,
         ts: Timestamp,
         pkt: &crate::decode::Packet<'_>,
         parsed: Option<&crate::extract::DnsParse>,
-    ) {
+        settled: &mut dyn FnMut() -> bool,
+    ) -> Option<Chase> {
         use crate::decode::Transport;
         let (src, dst) = (pkt.src, pkt.dst);
         let (sp, dp, msg) = match &pkt.transport {
@@ -517,28 +534,24 @@ impl Detector {
             // DNS over TCP: a segment that starts with the length prefix and holds the whole
             // message (what resolvers and clients send); anything else is not read here.
             Transport::Tcp(t) => {
-                let Some(len) = t
+                let len = t
                     .payload
                     .get(..2)
-                    .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
-                else {
-                    return;
-                };
-                match t.payload.get(2..2 + len) {
-                    Some(m) => (t.src_port, t.dst_port, m),
-                    None => return,
-                }
+                    .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))?;
+                (t.src_port, t.dst_port, t.payload.get(2..2 + len)?)
             }
-            Transport::Other { .. } => return,
+            Transport::Other { .. } => return None,
         };
         if sp != 53 && dp != 53 {
-            return;
+            return None;
         }
         let between_home = src != dst && self.home.contains(src) && self.home.contains(dst);
-        // An answer to a resolver's own lookup: what it will chase next (CNAME targets).
-        let to_resolver = sp == 53 && self.roles.is_resolver(dst);
-        if !between_home && !to_resolver {
-            return;
+        // An answer to a host that holds or may earn the resolver role: a home-net host, or
+        // one the operator pinned (only home-net hosts earn it, so this reads nothing that
+        // changes while the sensor runs).
+        let may_chase = sp == 53 && (self.home.contains(dst) || self.roles.is_resolver(dst));
+        if !between_home && !may_chase {
+            return None;
         }
         // A whole datagram's message as the caller parsed it; the roles read nothing of it
         // that `parse_for_roles` leaves out. A message cut by the snap length is read here
@@ -547,22 +560,17 @@ impl Detector {
         let uncut_udp = matches!(&pkt.transport, Transport::Udp(u) if u.cut == 0);
         let m = match parsed {
             Some(Ok(m)) if uncut_udp => m,
-            Some(Err(_)) if uncut_udp => return,
-            _ => match crate::extract::dns::parse_for_roles(msg) {
-                Ok(m) => {
-                    own = m;
-                    &own
-                }
-                Err(_) => return,
-            },
+            Some(Err(_)) if uncut_udp => return None,
+            _ => {
+                own = crate::extract::dns::parse_for_roles(msg).ok()?;
+                &own
+            }
         };
         let a = &m.anomalies;
         if m.opcode != 0 || a.name_pointer_loop || a.name_too_long || a.name_out_of_bounds {
-            return;
+            return None;
         }
-        let Some(q) = m.questions.first() else {
-            return;
-        };
+        let q = m.questions.first()?;
         if between_home {
             match (m.is_response, sp, dp) {
                 (false, _, 53) => self.roles.note_query(ts, src, sp, dst, m.id, &q.name),
@@ -570,14 +578,49 @@ impl Detector {
                 _ => {}
             }
         }
-        if to_resolver && m.is_response && self.roles.client_asked(dst, &q.name, ts) {
-            use crate::extract::dns::RData;
-            for ans in &m.answers {
-                if let RData::Cname(target) | RData::Svcb { target, .. } = &ans.data {
-                    if !target.is_empty() {
-                        self.roles.note_asked(ts, dst, target, true);
-                    }
-                }
+        if !(may_chase && m.is_response) {
+            return None;
+        }
+        use crate::extract::dns::RData;
+        let targets = m.answers.iter().filter_map(|ans| match &ans.data {
+            RData::Cname(target) | RData::Svcb { target, .. } if !target.is_empty() => {
+                Some(target.as_str())
+            }
+            _ => None,
+        });
+        // Nothing to chase: nothing to keep back.
+        targets.clone().next()?;
+        if settled() {
+            self.chase_targets(ts, dst, &q.name, targets);
+            return None;
+        }
+        Some(Chase {
+            ts,
+            resolver: dst,
+            name: q.name.to_string(),
+            targets: targets.map(str::to_string).collect(),
+        })
+    }
+
+    /// Does what [`Detector::note_dns_packet`] left for later, once every packet before its
+    /// own is on record.
+    pub fn chase(&self, chase: &Chase) {
+        let targets = chase.targets.iter().map(String::as_str);
+        self.chase_targets(chase.ts, chase.resolver, &chase.name, targets);
+    }
+
+    /// When `resolver` holds the role and looked up `name` for a client, the names its answer
+    /// leads to are the client's too: the resolver will look them up next.
+    fn chase_targets<'a>(
+        &self,
+        ts: Timestamp,
+        resolver: IpAddr,
+        name: &str,
+        targets: impl Iterator<Item = &'a str>,
+    ) {
+        if self.roles.is_resolver(resolver) && self.roles.client_asked(resolver, name, ts) {
+            for target in targets {
+                self.roles.note_asked(ts, resolver, target, true);
             }
         }
     }
@@ -597,8 +640,9 @@ impl Detector {
     }
 
     /// Whether `host`'s lookup of `name` at `ts` was made for a client (see
-    /// `resolvers::ResolverRoles::client_asked`).
-    fn forwarded_lookup(&self, host: IpAddr, name: &str, ts: Timestamp) -> bool {
+    /// `resolvers::ResolverRoles::client_asked`): what every finding of a DNS name event
+    /// says in `Finding::forwarded`.
+    pub fn forwarded_lookup(&self, host: IpAddr, name: &str, ts: Timestamp) -> bool {
         self.roles.client_asked(host, name, ts)
     }
 
@@ -1612,5 +1656,73 @@ mod tests {
         d.replace_rules(RuleSet::compile(loaded, Some(&others)).expect("compiles"));
         assert!(findings(&d, &unnamed).is_empty());
         assert_eq!(d.pdns_len(), 0);
+    }
+
+    /// IPv4/UDP frame (checksum zero: not checked).
+    fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let total = (28 + payload.len()) as u16;
+        let mut f = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0];
+        f[2..4].copy_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&sport.to_be_bytes());
+        f.extend_from_slice(&dport.to_be_bytes());
+        f.extend_from_slice(&(total - 20).to_be_bytes());
+        f.extend_from_slice(&[0, 0]);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// A resolver asked for www.example.org by a client gets an answer from upstream that
+    /// leads to dnl-01.geo.kaspersky.com: that name is the client's too, so the resolver's
+    /// lookup of it is forwarded. Chased at once when every earlier packet is on record;
+    /// otherwise handed back, and chased when the worker makes it.
+    #[test]
+    fn an_answers_cname_targets_are_chased_for_the_client_now_or_when_settled() {
+        let (client, resolver, upstream) = ([10, 0, 0, 5], [10, 0, 0, 53], [192, 0, 2, 1]);
+        let answer = crate::extract::dns::tests::cname_answer();
+        // The client's question: the answer's header and question, as a query.
+        let mut query = answer[..12 + 21].to_vec();
+        query[2..4].copy_from_slice(&[0x01, 0x00]);
+        query[6..8].copy_from_slice(&[0, 0]);
+        let ts = Timestamp::from_parts(100, 0);
+        let target = "dnl-01.geo.kaspersky.com";
+        let res_ip = IpAddr::from(resolver);
+        for settled in [true, false] {
+            let d = detector(DetectLimits::default());
+            let note = |frame: Vec<u8>| {
+                let pkt = crate::decode::decode(crate::decode::LinkType::RawIp, &frame)
+                    .expect("test frame decodes");
+                d.note_dns_packet(ts, &pkt, None, &mut || settled)
+            };
+            assert!(note(udp(client, resolver, 5555, 53, &query)).is_none());
+            // The resolver answers the client: it earns the role. Nothing to chase there
+            // (the client holds no role).
+            let _ = note(udp(resolver, client, 53, 5555, &answer));
+            assert!(d.is_resolver(res_ip));
+            let upstream_answer = note(udp(upstream, resolver, 53, 4444, &answer));
+            let asked = || d.forwarded_lookup(res_ip, target, ts);
+            if settled {
+                assert!(upstream_answer.is_none());
+                assert!(asked());
+            } else {
+                let chase = upstream_answer.expect("the chase is handed back");
+                assert_eq!(chase.resolver, res_ip);
+                assert_eq!(chase.targets, [target]);
+                assert!(!asked(), "not chased before it is settled");
+                d.chase(&chase);
+                assert!(asked());
+            }
+        }
+        // An answer that leads nowhere never asks whether it is settled.
+        let d = detector(DetectLimits::default());
+        let mut plain = answer.clone();
+        plain[7] = 0;
+        let frame = udp(upstream, resolver, 53, 4444, &plain[..12 + 21]);
+        let pkt = crate::decode::decode(crate::decode::LinkType::RawIp, &frame).expect("decodes");
+        let mut asked_order = || panic!("asked for nothing to chase");
+        assert!(d
+            .note_dns_packet(ts, &pkt, None, &mut asked_order)
+            .is_none());
     }
 }

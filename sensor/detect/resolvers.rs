@@ -14,9 +14,10 @@
 //! name above it, as a resolver that minimises its queries asks `kaspersky.com` before
 //! `dnl-01.geo.kaspersky.com`), or a CNAME target reached from it, was asked of that host by
 //! another home-net host within [`FORWARD_WINDOW_SECS`] before. Every other lookup is the
-//! host's own and alerts, whatever its role. The capture thread records client queries in
-//! packet order (see `Detector::note_dns_packet`), so a client's question is always on record
-//! before a worker judges the upstream lookup it caused.
+//! host's own and alerts, whatever its role. Each worker records the client queries of its
+//! flows as it reads them (see `Detector::note_dns_packet`), and a judgement that reads the
+//! roles waits until every worker has read every packet before its own (`pipeline::order`),
+//! so a client's question is always on record before the upstream lookup it caused is judged.
 //!
 //! Every table here is bounded; what does not fit is shed and counted.
 
@@ -191,7 +192,7 @@ struct Asked {
 }
 
 /// The key of `ResolverRoles::asked`: the host asked and the name, hashed together under
-/// `ResolverRoles::name_hasher` (see `ResolverRoles::suffix_keys`). The capture thread records
+/// `ResolverRoles::name_hasher` (see `ResolverRoles::suffix_keys`). A worker records
 /// a name and its ancestors for every client query and a worker looks one up for every
 /// upstream lookup: a string key cost an allocation per new name and a string hash and
 /// compare per probe, where a keyed 64-bit hash costs neither, and a (host, name) passes for
@@ -208,7 +209,7 @@ pub struct ResolverRoles {
     roles: DashMap<IpAddr, ResolverInfo, ahash::RandomState>,
     /// Entries in `roles` (a shard lock is held while inserting, so `len()` cannot be used).
     count: AtomicUsize,
-    /// Capture threads (one per interface) write it; a mutex keeps it simple (its holds are short).
+    /// Workers write it; a mutex keeps it simple (its holds are short).
     /// Keyed by what the wire says: a randomly seeded hasher (as every table here), which
     /// costs a fraction of the standard library's SipHash per lookup.
     /// The query's name is kept as its hash under `name_hasher` (randomly seeded): a response
@@ -221,7 +222,7 @@ pub struct ResolverRoles {
     asked: DashMap<AskedKey, Asked, AskedHasher>,
     /// Entries in `asked`, counted as they are added and recounted at each sweep: `len()`
     /// read-locks every shard (64 of them on a 16-core machine), and it was asked for every
-    /// new name. Capture threads adding at once may leave it a little off until the next
+    /// new name. Workers adding at once may leave it a little off until the next
     /// sweep; the cap it enforces is a bound on memory, not an exact figure.
     asked_count: AtomicUsize,
     /// Hosts that earned the role when `RESOLVERS_MAX` were already known.
@@ -230,6 +231,9 @@ pub struct ResolverRoles {
     pub pending_shed: AtomicU64,
     /// Asked names not remembered (table full).
     pub asked_shed: AtomicU64,
+    /// Judgements that read these tables made before every packet ahead of theirs was read
+    /// (`pipeline::order`: too many kept back, or live, kept back too long).
+    pub judged_early: AtomicU64,
     /// The roles changed since the inventory last saved them.
     changed: std::sync::atomic::AtomicBool,
     /// Packet second of the last scan of a full `pending` / `asked` table for old entries:
@@ -281,8 +285,8 @@ impl ResolverRoles {
     }
 
     /// Adds `info`'s answers to `ip`'s role, or gives `ip` the role when the table has room
-    /// (counted when it has not). One entry lock: capture threads of several interfaces may
-    /// record answers of the same resolver at once.
+    /// (counted when it has not). One entry lock: several workers may record answers of the
+    /// same resolver at once.
     fn earn(&self, ip: IpAddr, info: ResolverInfo) {
         match self.roles.entry(ip) {
             dashmap::mapref::entry::Entry::Occupied(mut e) => {

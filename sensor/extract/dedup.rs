@@ -37,7 +37,7 @@ pub const WINDOW_MICROS: u64 = 5_000;
 const SLOTS: usize = 4096;
 /// Bytes of a TCP segment's IP packet fingerprinted: the IP header, the TCP header and its
 /// checksum, and the start of the payload (128 bytes hold an IPv6 header and a TCP header with
-/// every option). Hashing bulk segments whole would cost the capture thread a tenth more; what
+/// every option). Hashing bulk segments whole would cost a tenth more; what
 /// a copy may differ in past these bytes the reassembly judges (see the module's doc).
 const FINGERPRINT_BYTES: usize = 128;
 
@@ -46,10 +46,8 @@ const FINGERPRINT_BYTES: usize = 128;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fingerprint(u64);
 
-/// Computes fingerprints. The capture thread does it, while the packet's bytes are still in
-/// its cache from decoding them: in the worker this hash was the first touch of every
-/// packet's bytes, and a tenth of the worker's time went to waiting for them. Every capture
-/// thread of a sensor shares one seed, so the copy a second interface delivers is
+/// Computes fingerprints, in the worker, as it first reads a packet. Every worker of a
+/// sensor shares one seed (the pool's), so the copy a second interface delivers is
 /// recognised too.
 #[derive(Clone, Default)]
 pub struct Fingerprinter {

@@ -36,7 +36,7 @@ const SVC_ALPN: u16 = 1;
 const SVC_ECH: u16 = 5;
 
 /// A name read from a message. Most names are at most 24 bytes and are kept inline: the
-/// capture thread reads every DNS message, and an allocation (and a free) per name and
+/// worker reads every DNS message, and an allocation (and a free) per name and
 /// answer was a tenth of what it spent on them.
 pub type Name = compact_str::CompactString;
 
@@ -167,13 +167,14 @@ pub fn parse_cut(msg: &[u8]) -> Result<Message, DnsError> {
     parse_message(msg, true)
 }
 
-/// Parses a DNS message for what the capture thread reads to learn resolver roles
+/// Parses a DNS message for what a worker reads to learn resolver roles
 /// (`Detector::note_dns_packet`): the header, the questions and the names that answers
 /// point to (CNAME and SVCB/HTTPS targets) come out as `parse` gives them, and every name is
 /// walked and checked the same way (the anomalies are the same), but the answers' owner
-/// names and PTR targets are left empty. That thread reads every DNS packet between home
-/// hosts, and building those strings (a name and an allocation per answer) was most of
-/// what it spent on them.
+/// names and PTR targets are left empty. It reads DNS over TCP and datagrams cut by the snap
+/// length (a whole datagram's message is parsed once, in full, for the extraction too), and
+/// building those strings (a name and an allocation per answer) was most of what the roles
+/// spent on a message.
 pub fn parse_for_roles(msg: &[u8]) -> Result<Message, DnsError> {
     parse_inner(msg, false, true, Vec::new())
 }
@@ -591,12 +592,12 @@ fn read_name_as(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A real answer from unbound: www.example.org CNAME dnl-01.geo.kaspersky.com, A 10.10.2.80,
     /// with compression pointers as unbound emits them.
-    fn cname_answer() -> Vec<u8> {
+    pub(crate) fn cname_answer() -> Vec<u8> {
         let mut m = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 2, 0, 0, 0, 0];
         // question at 12: www.example.org
         m.extend_from_slice(b"\x03www\x07example\x03org\x00\x00\x01\x00\x01");
@@ -653,7 +654,7 @@ mod tests {
         assert!(m.anomalies.label_with_dot);
     }
 
-    /// What the capture thread reads: the same message as `parse` gives, with the answers'
+    /// What the roles read: the same message as `parse` gives, with the answers'
     /// owner names and PTR targets left empty and CNAME targets kept; the same anomalies.
     #[test]
     fn parse_for_roles_keeps_questions_and_cname_targets() {

@@ -63,6 +63,9 @@ pub enum DropReason {
     ResolversTableFull,
     /// A client query the resolver evidence could not remember.
     ResolverQueriesTableFull,
+    /// A judgement that reads the resolver roles made before every packet ahead of it was
+    /// read (`pipeline::order`): too many were waiting, or live, one waited too long.
+    ResolverJudgedEarly,
     /// Dropped by the kernel (per capture source).
     KernelDropped,
     /// Dropped by the interface (per capture source).
@@ -90,6 +93,7 @@ impl DropReason {
             DropReason::PortPairsTableFull => "port_pairs",
             DropReason::ResolversTableFull => "resolvers",
             DropReason::ResolverQueriesTableFull => "resolver_queries",
+            DropReason::ResolverJudgedEarly => "resolver_order",
             DropReason::KernelDropped => "kernel",
             DropReason::InterfaceDropped => "interface",
             DropReason::Duplicate => "dedup",
@@ -112,6 +116,7 @@ impl DropReason {
             | DropReason::ResolverQueriesTableFull => "table_full",
             DropReason::KernelDropped | DropReason::InterfaceDropped => "dropped",
             DropReason::Duplicate => "duplicates",
+            DropReason::ResolverJudgedEarly => "judged_early",
             DropReason::ReassemblyBufferCap => "buffer_cap",
             DropReason::ReassemblyWorkerBudget => "worker_budget",
             DropReason::Defrag(e) => e.reason(),

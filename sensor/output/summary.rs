@@ -191,6 +191,14 @@ pub fn shed_note(hosts: &crate::hosts::HostTable, detector: &crate::detect::Dete
             crate::detect::resolvers::RESOLVERS_MAX
         );
     }
+    let judged_early = roles.judged_early.load(Ordering::Relaxed);
+    if judged_early > 0 {
+        let _ = writeln!(
+            s,
+            "vendorwatch: {} judgement(s) of whether a lookup was made for a client could not wait for every earlier packet (a worker fell far behind, or live, a full queue dropped packets): a resolver's forwarded lookups among them may have alerted",
+            thousands(judged_early)
+        );
+    }
     if shed > 0 {
         let _ = writeln!(
             s,

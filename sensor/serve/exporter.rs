@@ -370,7 +370,8 @@ impl Families for Detector {
     fn families(&self, scrape: &mut Scrape) {
         // Older vendor answers passive DNS let go for newer ones (--pdns-max), host pairs the
         // Security Center port tracker could not follow, hosts that earned the resolver role
-        // beyond its cap, and client queries the resolver evidence could not remember.
+        // beyond its cap, client queries the resolver evidence could not remember, and
+        // judgements on the roles made before the packets ahead of them were read.
         let roles = self.resolver_roles();
         scrape.drop(DropReason::PassiveDnsEvicted, None, get(&self.pdns_dropped));
         scrape.drop(
@@ -383,6 +384,11 @@ impl Families for Detector {
             DropReason::ResolverQueriesTableFull,
             None,
             get(&roles.pending_shed) + get(&roles.asked_shed),
+        );
+        scrape.drop(
+            DropReason::ResolverJudgedEarly,
+            None,
+            get(&roles.judged_early),
         );
         let rules = self.rules();
         let mut per_vendor: BTreeMap<&str, u64> =

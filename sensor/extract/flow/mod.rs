@@ -377,10 +377,10 @@ pub struct Extractor {
 /// A DNS message as parsed, or why it could not be.
 pub type DnsParse = Result<crate::extract::dns::Message, crate::extract::dns::DnsError>;
 
-/// What the capture thread reads of a packet for the worker, while the packet's bytes are
-/// in its cache and it reads some of them anyway: the duplicate fingerprint, and the DNS
-/// message of a UDP datagram on a DNS port (the capture thread reads DNS to learn resolver
-/// roles in packet order; parsed once there, the worker does not parse it again).
+/// What the worker reads of a packet before it extracts anything from it: the duplicate
+/// fingerprint, and the DNS message of a UDP datagram on a DNS port (the resolver roles read
+/// it first, `Detector::note_dns_packet`; parsed once, the extraction does not parse it
+/// again).
 #[derive(Debug, Default)]
 pub struct Prepared {
     pub fingerprint: Option<Fingerprint>,
@@ -493,8 +493,7 @@ impl Extractor {
         self.process_prepared(ts, pkt, &prepared, out);
     }
 
-    /// [`process`](Self::process) for a packet the capture thread has already read in part
-    /// ([`Prepared::read`]).
+    /// [`process`](Self::process) for a packet already read in part ([`Prepared::read`]).
     pub fn process_prepared(
         &mut self,
         ts: Timestamp,
