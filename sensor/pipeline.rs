@@ -1,7 +1,8 @@
 //! The pipeline: one reader thread hands batches of packets to N workers over bounded
 //! channels, chosen by a symmetric flow hash so both directions of a flow (and a DNS answer
 //! and its query) reach the same worker. The reader frames, decodes and hashes; the workers
-//! do everything else. Workers own their flow state; only the detector's maps, the host
+//! do everything else (with one worker, the reader also reads DNS for the resolver roles:
+//! `Dispatcher::reads_dns`). Workers own their flow state; only the detector's maps, the host
 //! table and the outputs are shared, and what reads the resolver roles across flows waits
 //! for packet order (`order`). Replay never drops: the reader waits for the workers.
 
@@ -14,7 +15,7 @@ use crate::decode::defrag::{self, DefragLimits, Defragmenter};
 use crate::decode::{self, Decoded, LinkType, Transport};
 use crate::detect::Detector;
 use crate::extract::dedup::Fingerprinter;
-use crate::extract::flow::SpareDnsBoxes;
+use crate::extract::flow::{DnsParse, SpareDnsBoxes};
 use crate::extract::{Extracted, Extractor, ExtractorLimits, Prepared};
 use crate::hosts::{HostTable, Recorded};
 use crate::metrics::{Anomaly, Counters, Local};
@@ -110,6 +111,9 @@ struct PacketRef {
     seq: u64,
     ts: Timestamp,
     pkt: decode::Detached,
+    /// What the dispatcher read of it for the worker, when it reads DNS (`Dispatcher::
+    /// reads_dns`); otherwise the worker reads it.
+    prepared: Option<Prepared>,
 }
 
 /// `PacketRef::chunk` of a frame copied into the batch itself.
@@ -123,31 +127,28 @@ pub struct Batch {
     /// with the reader, not copied.
     chunks: Vec<Chunk>,
     packets: Vec<PacketRef>,
+    /// The boxes of DNS messages the dispatcher parsed, moved here by the worker as it reads
+    /// each packet, so that the dispatcher takes them back without reading every packet of
+    /// the batch again (the worker's core holds those lines), and frees or reuses them
+    /// itself (a block freed by another thread costs glibc's allocator a lock).
+    #[allow(clippy::vec_box)]
+    read_dns: Vec<Box<DnsParse>>,
 }
 
 impl Batch {
-    fn push(&mut self, seq: u64, ts: Timestamp, frame: &[u8], pkt: decode::Detached) {
+    /// Adds a packet, its frame copied in (`p`'s frame location is set here).
+    fn push(&mut self, frame: &[u8], p: PacketRef) {
         self.packets.push(PacketRef {
             chunk: OWN,
             start: self.data.len() as u32,
             len: frame.len() as u32,
-            seq,
-            ts,
-            pkt,
+            ..p
         });
         self.data.extend_from_slice(frame);
     }
 
-    /// Adds a frame that lies in `chunk` at `start` without copying it.
-    fn push_shared(
-        &mut self,
-        seq: u64,
-        ts: Timestamp,
-        chunk: &Chunk,
-        start: usize,
-        len: usize,
-        pkt: decode::Detached,
-    ) {
+    /// Adds a packet whose frame lies in `chunk` at `start`, without copying it.
+    fn push_shared(&mut self, chunk: &Chunk, start: usize, len: usize, p: PacketRef) {
         let index = match self.chunks.last() {
             Some(last) if Arc::ptr_eq(last, chunk) => self.chunks.len() - 1,
             _ => {
@@ -159,9 +160,7 @@ impl Batch {
             chunk: index as u32,
             start: start as u32,
             len: len as u32,
-            seq,
-            ts,
-            pkt,
+            ..p
         });
     }
 
@@ -182,10 +181,19 @@ impl Batch {
         bytes.get(start..start + p.len as usize)
     }
 
-    /// Empties the batch for reuse.
-    fn clear(&mut self) {
+    /// Empties the batch for reuse; its DNS message boxes go to `spare`.
+    fn clear(&mut self, spare: &mut SpareDnsBoxes) {
         self.release_frames();
+        // Packets are left only in a batch no worker read (one dropped when a queue was full).
+        for p in &mut self.packets {
+            if let Some(prepared) = &mut p.prepared {
+                prepared.recycle(spare);
+            }
+        }
         self.packets.clear();
+        for boxed in self.read_dns.drain(..) {
+            spare.give_back(boxed);
+        }
     }
 
     /// The number of its first packet.
@@ -238,6 +246,8 @@ pub struct WorkerPool {
     tracker: Arc<order::Tracker>,
     /// Capture threads fed so far (`dispatcher`).
     dispatchers: std::sync::atomic::AtomicUsize,
+    /// One seed for every thread that fingerprints packets (see `Fingerprinter`).
+    fingerprinter: Fingerprinter,
 }
 
 impl WorkerPool {
@@ -278,6 +288,7 @@ impl WorkerPool {
             shared,
             tracker,
             dispatchers: std::sync::atomic::AtomicUsize::new(0),
+            fingerprinter,
         })
     }
 
@@ -304,6 +315,9 @@ impl WorkerPool {
             since_fold: 0,
             seq: 0,
             tracker: Arc::clone(&self.tracker),
+            reads_dns: self.senders.len() == 1,
+            fingerprinter: self.fingerprinter.clone(),
+            spare_dns: SpareDnsBoxes::default(),
         }
     }
 
@@ -341,6 +355,15 @@ pub struct Dispatcher {
     /// The number of the last packet handed to a worker (`order`).
     seq: u64,
     tracker: Arc<order::Tracker>,
+    /// The dispatcher itself reads DNS for the resolver roles, parses the messages and
+    /// fingerprints each packet for the worker (`Prepared`): with one worker, the two threads
+    /// are the whole pipeline, and this keeps them balanced on two cores (left to the one
+    /// worker, the enterprise mix took a quarter longer); with more, the workers do it, so
+    /// that one dispatcher can feed many (`order`).
+    reads_dns: bool,
+    fingerprinter: Fingerprinter,
+    /// Message boxes of returned batches, for the next DNS messages (`Prepared::recycle`).
+    spare_dns: SpareDnsBoxes,
 }
 
 impl Dispatcher {
@@ -436,19 +459,36 @@ impl Dispatcher {
             return None;
         };
         let w = flow_shard(&self.hasher, pkt, self.senders.len());
+        let prepared = self.reads_dns.then(|| {
+            let prepared = Prepared::read(pkt, &self.fingerprinter, &mut self.spare_dns);
+            if let Some((_, sp, dp)) = pkt.ports() {
+                if sp == 53 || dp == 53 {
+                    // In packet order, before the worker reads anything after it: settled.
+                    let dns = prepared.dns.as_deref();
+                    let _ = (self.shared.detector).note_dns_packet(ts, pkt, dns, &mut || true);
+                }
+            }
+            prepared
+        });
+        self.seq += 1;
+        // Where the frame lies is filled in by the batch.
+        let staged = PacketRef {
+            chunk: OWN,
+            start: 0,
+            len: 0,
+            seq: self.seq,
+            ts,
+            pkt: detached,
+            prepared,
+        };
         match shared {
             Some((chunk, start)) => {
                 if self.pending[w].chunks_full(chunk) {
                     self.send(w);
                 }
-                self.seq += 1;
-                let batch = &mut self.pending[w];
-                batch.push_shared(self.seq, ts, chunk, start, frame.len(), detached);
+                self.pending[w].push_shared(chunk, start, frame.len(), staged);
             }
-            None => {
-                self.seq += 1;
-                self.pending[w].push(self.seq, ts, frame, detached);
-            }
+            None => self.pending[w].push(frame, staged),
         }
         self.tracker.handed(w, self.seq);
         Some(w)
@@ -457,7 +497,7 @@ impl Dispatcher {
     fn send(&mut self, w: usize) {
         let fresh = match self.free_rx.try_recv() {
             Ok(mut used) => {
-                used.clear();
+                used.clear(&mut self.spare_dns);
                 used
             }
             Err(_) => Batch::default(),
@@ -471,7 +511,7 @@ impl Dispatcher {
                 if let Err(e) = self.senders[w].try_send(full) {
                     let mut lost = e.into_inner();
                     self.local.queue_dropped += lost.packets.len() as u64;
-                    lost.clear();
+                    lost.clear(&mut self.spare_dns);
                     let _ = self.free_tx.try_send(lost);
                 }
             }
@@ -816,8 +856,11 @@ fn worker(ctx: WorkerContext, rx: Receiver<Batch>, free_tx: Sender<Batch>) {
                 // The dispatcher decoded this frame; the worker only points the result at
                 // its bytes.
                 let pkt = p.pkt.attach(frame);
-                let mut prepared = Prepared::read(&pkt, fingerprinter, &mut spare_dns);
-                if let Some((_, sp, dp)) = pkt.ports() {
+                let (mut prepared, read_here) = match p.prepared {
+                    Some(prepared) => (prepared, false),
+                    None => (Prepared::read(&pkt, fingerprinter, &mut spare_dns), true),
+                };
+                if let (true, Some((_, sp, dp))) = (read_here, pkt.ports()) {
                     if sp == 53 || dp == 53 {
                         let dns = prepared.dns.as_deref();
                         let chase = (shared.detector)
@@ -830,13 +873,18 @@ fn worker(ctx: WorkerContext, rx: Receiver<Batch>, free_tx: Sender<Batch>) {
                 extractor.process_prepared(p.ts, &pkt, &prepared, &mut |item| {
                     handle(shared, &policy, &mut local, &mut events, &mut kept, item)
                 });
-                prepared.recycle(&mut spare_dns);
+                if read_here {
+                    prepared.recycle(&mut spare_dns);
+                } else if let Some(boxed) = prepared.dns {
+                    batch.read_dns.push(boxed);
+                }
             }
             kept.make_settled(&shared.detector, &mut |f, policy| {
                 record_finding(shared, policy, &mut local, f)
             });
         }
         batch.packets = packets;
+        kept.batch_done();
         flush_events(shared, &mut events);
         shared.counters.fold_findings(&mut local, &policy.rules);
         shared.counters.fold(&mut local);
@@ -849,7 +897,8 @@ fn worker(ctx: WorkerContext, rx: Receiver<Batch>, free_tx: Sender<Batch>) {
         if let Ok(mut held) = shared.counters.sensor.reassembly_bytes.lock() {
             held.insert(index, extractor.buffered_bytes() as u64);
         }
-        // The frames go now: they pin file chunks.
+        // The frames go now (they pin file chunks); the dispatcher's DNS message boxes go
+        // back with the batch (`read_dns`).
         batch.release_frames();
         let _ = free_tx.try_send(batch);
     }

@@ -513,7 +513,7 @@ impl Detector {
     /// remembered query is an answered query; an answer to a host that may be a resolver
     /// holds the names it will chase next for its client (CNAME and SVCB targets).
     /// The worker that owns the packet's flow calls this before it extracts anything from
-    /// the packet. The evidence is written at once; the chase reads the roles (is the host
+    /// the packet (with one worker, the capture thread does, in packet order). The evidence is written at once; the chase reads the roles (is the host
     /// a resolver, did a client ask it for this name), which other workers' packets write,
     /// so it is done here only when `settled` says every packet before this one is on
     /// record, and otherwise returned for the caller to do with [`Detector::chase`] once it

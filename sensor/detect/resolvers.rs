@@ -15,7 +15,8 @@
 //! `dnl-01.geo.kaspersky.com`), or a CNAME target reached from it, was asked of that host by
 //! another home-net host within [`FORWARD_WINDOW_SECS`] before. Every other lookup is the
 //! host's own and alerts, whatever its role. Each worker records the client queries of its
-//! flows as it reads them (see `Detector::note_dns_packet`), and a judgement that reads the
+//! flows as it reads them (with one worker, the capture thread does, in packet order; see
+//! `Detector::note_dns_packet`), and a judgement that reads the
 //! roles waits until every worker has read every packet before its own (`pipeline::order`),
 //! so a client's question is always on record before the upstream lookup it caused is judged.
 //!

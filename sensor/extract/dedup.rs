@@ -46,8 +46,8 @@ const FINGERPRINT_BYTES: usize = 128;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fingerprint(u64);
 
-/// Computes fingerprints, in the worker, as it first reads a packet. Every worker of a
-/// sensor shares one seed (the pool's), so the copy a second interface delivers is
+/// Computes fingerprints, where a packet is first read for its worker (see
+/// `pipeline::Dispatcher::reads_dns`). Every thread of a sensor shares one seed (the pool's), so the copy a second interface delivers is
 /// recognised too.
 #[derive(Clone, Default)]
 pub struct Fingerprinter {

@@ -198,6 +198,11 @@ impl<'a> KeptBack<'a> {
     /// a chase is done, a finding is recorded with `record`. Past `KEPT_MAX`, and live past
     /// `LOSSY_MAX_WAIT`, the oldest is made as things stand (counted).
     pub fn make_settled(&mut self, detector: &Detector, record: &mut dyn FnMut(Finding, &Policy)) {
+        if self.waiting.is_empty() {
+            // Nothing to make; what is read is said when the next packet starts (`start`)
+            // or the batch ends (`batch_done`): once per packet is enough.
+            return;
+        }
         while let Some(oldest) = self.waiting.front() {
             let overdue = self.waiting.len() > KEPT_MAX
                 || oldest.since.is_some_and(|t| t.elapsed() >= LOSSY_MAX_WAIT);
@@ -218,6 +223,13 @@ impl<'a> KeptBack<'a> {
             .front()
             .map_or(self.current, |oldest| oldest.seq.saturating_sub(1));
         self.tracker.read_through(self.worker, through);
+    }
+
+    /// The worker has read its batch: says so, when nothing it read waits.
+    pub fn batch_done(&self) {
+        if self.waiting.is_empty() {
+            self.tracker.read_through(self.worker, self.current);
+        }
     }
 
     /// Makes every judgement kept back, waiting for the other workers as long as it takes

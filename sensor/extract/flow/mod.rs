@@ -377,7 +377,8 @@ pub struct Extractor {
 /// A DNS message as parsed, or why it could not be.
 pub type DnsParse = Result<crate::extract::dns::Message, crate::extract::dns::DnsError>;
 
-/// What the worker reads of a packet before it extracts anything from it: the duplicate
+/// What is read of a packet before anything is extracted from it (by its worker, or with one
+/// worker by the capture thread, `pipeline::Dispatcher::reads_dns`): the duplicate
 /// fingerprint, and the DNS message of a UDP datagram on a DNS port (the resolver roles read
 /// it first, `Detector::note_dns_packet`; parsed once, the extraction does not parse it
 /// again).
