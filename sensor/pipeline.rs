@@ -460,15 +460,10 @@ impl Dispatcher {
         };
         let w = flow_shard(&self.hasher, pkt, self.senders.len());
         let prepared = self.reads_dns.then(|| {
-            let prepared = Prepared::read(pkt, &self.fingerprinter, &mut self.spare_dns);
-            if let Some((_, sp, dp)) = pkt.ports() {
-                if sp == 53 || dp == 53 {
-                    // In packet order, before the worker reads anything after it: settled.
-                    let dns = prepared.dns.as_deref();
-                    let _ = (self.shared.detector).note_dns_packet(ts, pkt, dns, &mut || true);
-                }
-            }
-            prepared
+            // In packet order, before the worker reads anything after it: always settled,
+            // so there is never a chase to hand back.
+            let (fingerprinter, spare) = (&self.fingerprinter, &mut self.spare_dns);
+            prepare(&self.shared, ts, pkt, fingerprinter, spare, &mut || true).0
         });
         self.seq += 1;
         // Where the frame lies is filled in by the batch.
@@ -806,6 +801,29 @@ fn flow_shard(hasher: &ahash::RandomState, pkt: &decode::Packet<'_>, workers: us
     (h.finish() % workers as u64) as usize
 }
 
+/// Reads what the extraction needs of a packet before it starts (`Prepared`) and what its
+/// DNS shows the resolver roles (`Detector::note_dns_packet`), where a packet is first read
+/// (the dispatcher with one worker, else the worker); a chase the roles cannot judge before
+/// `settled` says so comes back.
+fn prepare(
+    shared: &Shared,
+    ts: Timestamp,
+    pkt: &decode::Packet<'_>,
+    fingerprinter: &Fingerprinter,
+    spare_dns: &mut SpareDnsBoxes,
+    settled: &mut dyn FnMut() -> bool,
+) -> (Prepared, Option<crate::detect::Chase>) {
+    let prepared = Prepared::read(pkt, fingerprinter, spare_dns);
+    let chase = match pkt.ports() {
+        Some((_, sp, dp)) if sp == 53 || dp == 53 => {
+            let dns = prepared.dns.as_deref();
+            shared.detector.note_dns_packet(ts, pkt, dns, settled)
+        }
+        _ => None,
+    };
+    (prepared, chase)
+}
+
 /// What a worker thread is given.
 struct WorkerContext {
     index: usize,
@@ -858,18 +876,16 @@ fn worker(ctx: WorkerContext, rx: Receiver<Batch>, free_tx: Sender<Batch>) {
                 let pkt = p.pkt.attach(frame);
                 let (mut prepared, read_here) = match p.prepared {
                     Some(prepared) => (prepared, false),
-                    None => (Prepared::read(&pkt, fingerprinter, &mut spare_dns), true),
-                };
-                if let (true, Some((_, sp, dp))) = (read_here, pkt.ports()) {
-                    if sp == 53 || dp == 53 {
-                        let dns = prepared.dns.as_deref();
-                        let chase = (shared.detector)
-                            .note_dns_packet(p.ts, &pkt, dns, &mut || kept.settled());
+                    None => {
+                        let settled = &mut || kept.settled();
+                        let (prepared, chase) =
+                            prepare(shared, p.ts, &pkt, fingerprinter, &mut spare_dns, settled);
                         if let Some(chase) = chase {
                             kept.keep(order::Judgement::Chase(chase));
                         }
+                        (prepared, true)
                     }
-                }
+                };
                 extractor.process_prepared(p.ts, &pkt, &prepared, &mut |item| {
                     handle(shared, &policy, &mut local, &mut events, &mut kept, item)
                 });
