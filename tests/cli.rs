@@ -549,6 +549,44 @@ fn suppressions_record_without_alerting_until_they_expire() {
         .and_then(|h| h.iter().find(|h| h["ip"] == "10.10.1.11"))
         .expect("still in the inventory");
     assert_eq!(host["detections"][0]["suppressed"], "malware analysis lab");
+    // The summary's host table marks what raised no alert, with the reason.
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(summary.contains("SUPPRESSED (NO ALERT)"), "{summary}");
+    let rows: Vec<&str> = summary
+        .lines()
+        .filter(|l| l.starts_with("10.10.1.1"))
+        .collect();
+    assert!(
+        !rows.is_empty()
+            && rows
+                .iter()
+                .all(|l| l.starts_with("10.10.1.11") == l.contains("malware analysis lab")),
+        "{summary}"
+    );
+    // So does `hosts` over the inventory the replay kept.
+    let db = tmp.path().join("inv.db");
+    let kept = bin()
+        .args(["replay", "-q", "--state"])
+        .arg(&db)
+        .arg("--config")
+        .arg(&conf)
+        .arg(pcap("dns.pcap"))
+        .output()
+        .expect("runs");
+    assert!(kept.status.success(), "{kept:?}");
+    let table = bin()
+        .args(["hosts", "--state"])
+        .arg(&db)
+        .output()
+        .expect("runs");
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("SUPPRESSED (NO ALERT)")
+            && table
+                .lines()
+                .any(|l| l.starts_with("10.10.1.11") && l.contains("malware analysis lab")),
+        "{table}"
+    );
 
     std::fs::write(
         &conf,
@@ -674,6 +712,58 @@ fn the_inventory_survives_restarts_without_alerting_again() {
         hosts(&["--stale", "30", "--now", "2026-12-01"]).trim(),
         "no host matches"
     );
+    // `report --now` reads the same forms as `hosts --now` (a plain date included).
+    let page = tmp.path().join("page.html");
+    let report = |now: &str| {
+        Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+            .args(["report", "--state"])
+            .arg(&db)
+            .arg("--html")
+            .arg(&page)
+            .args(["--now", now])
+            .output()
+            .expect("runs")
+    };
+    for now in ["2027-06-01", "2027-06-01T00:00:00Z"] {
+        let out = report(now);
+        assert!(
+            out.status.success(),
+            "--now {now}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            std::fs::read_to_string(&page)
+                .expect("page")
+                .contains("10.10.1.11"),
+            "--now {now}"
+        );
+    }
+    let out = report("June");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not YYYY-MM-DD or an RFC 3339 time"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Readers given a directory for the inventory are told what to give instead, not the
+    // advice for a sensor's own inventory (which a replay creates when missing).
+    for command in ["hosts", "report", "fingerprints"] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vendorwatch"));
+        cmd.arg(command).arg("--state").arg(tmp.path());
+        if command == "report" {
+            cmd.arg("--html").arg(&page);
+        }
+        let out = cmd.output().expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
+        assert!(
+            stderr.contains("is a directory, not an inventory")
+                && stderr.contains("an earlier `vendorwatch replay --state PATH`")
+                && !stderr.contains("created if missing")
+                && !stderr.contains("--state none"),
+            "{command}: {stderr}"
+        );
+    }
 
     // Faults: a read-only or foreign file is refused with what to do.
     std::fs::write(tmp.path().join("junk.db"), vec![1u8; 4096]).expect("write");

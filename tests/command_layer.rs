@@ -152,3 +152,54 @@ fn a_number_that_is_not_finite_is_refused_not_replaced_by_the_default() {
         );
     }
 }
+
+#[test]
+fn log_format_json_writes_fatal_errors_as_json_lines_too() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let missing = tmp.path().join("missing.pcap");
+    let broken = tmp.path().join("broken.toml");
+    std::fs::write(&broken, "max_flows = \"many\"\n").expect("write");
+    let cases: [(&str, Vec<std::ffi::OsString>, &str); 3] = [
+        (
+            "a missing capture",
+            vec!["replay".into(), missing.clone().into_os_string()],
+            "no capture to read",
+        ),
+        (
+            "an inventory path that is a directory",
+            vec![
+                "replay".into(),
+                "--state".into(),
+                tmp.path().as_os_str().to_owned(),
+                pcap("dns.pcap").into_os_string(),
+            ],
+            "is a directory",
+        ),
+        (
+            "a broken configuration file",
+            vec![
+                "replay".into(),
+                "--config".into(),
+                broken.clone().into_os_string(),
+                pcap("dns.pcap").into_os_string(),
+            ],
+            "max_flows",
+        ),
+    ];
+    for (what, args, says) in cases {
+        let out = bin()
+            .args(&args)
+            .args(["--log-format", "json"])
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(2), "{what}: {out:?}");
+        let lines = json_lines(&out);
+        assert!(
+            lines.iter().any(|l| l["level"] == "ERROR"
+                && l["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(says))),
+            "{what}: {lines:?}"
+        );
+    }
+}

@@ -25,8 +25,42 @@ const DEFAULT_FILTER: &str = "error,vendorwatch::cli=info,vendorwatch::config=in
                               vendorwatch::hosts::store=info,vendorwatch::hosts::ship=info,\
                               vendorwatch::serve::endpoint=info";
 
+/// The format the log was set up with (the first `init` wins, as the subscriber does).
+static FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
+
+/// Says why a command cannot go on, or what it lost, in the log's format: a JSON line where
+/// the log is JSON (a collector reading the sensor's stderr gets the fatal error too), else
+/// `vendorwatch: message`. Written whatever `VENDORWATCH_LOG` filters: the reason a sensor
+/// exits must not be filtered away.
+pub fn error(message: &str) {
+    say(tracing::Level::ERROR, message);
+}
+
+/// As [`error`], for what went wrong but was made good (delivered late, retried).
+pub fn warning(message: &str) {
+    say(tracing::Level::WARN, message);
+}
+
+fn say(level: tracing::Level, message: &str) {
+    let json = matches!(FORMAT.get(), Some(LogFormat::Json));
+    match level {
+        tracing::Level::ERROR
+            if json && tracing::enabled!(target: "vendorwatch::cli", tracing::Level::ERROR) =>
+        {
+            tracing::error!(target: "vendorwatch::cli", "{message}")
+        }
+        tracing::Level::WARN
+            if json && tracing::enabled!(target: "vendorwatch::cli", tracing::Level::WARN) =>
+        {
+            tracing::warn!(target: "vendorwatch::cli", "{message}")
+        }
+        _ => eprintln!("vendorwatch: {message}"),
+    }
+}
+
 /// Sets up the log once; a second call (a test, a command that runs another) changes nothing.
 pub fn init(format: LogFormat) {
+    let _ = FORMAT.set(format);
     let filter = EnvFilter::try_from_env("VENDORWATCH_LOG")
         .unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()

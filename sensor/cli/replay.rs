@@ -2,7 +2,7 @@
 //! then conclude the run (report, summary, inventory).
 
 use super::runtime::{self, Started};
-use super::{exit, CommonArgs};
+use super::{exit, logging, CommonArgs};
 use crate::capture::inputs;
 use crate::config::{settings, ReplaySettings, RunConfig};
 use crate::metrics::Counters;
@@ -97,7 +97,7 @@ pub fn run(args: ReplayArgs) -> i32 {
     match built {
         Ok((cfg, linger)) => replay(cfg, &args.inputs, linger),
         Err(e) => {
-            eprintln!("vendorwatch: {e}");
+            logging::error(&e.to_string());
             exit::UNUSABLE
         }
     }
@@ -113,13 +113,13 @@ fn replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
     if expanded.inputs.is_empty() {
         // Otherwise said once at the end, on stderr and in the summary (`finish`).
         for p in &expanded.problems {
-            eprintln!("vendorwatch: {}: {}", p.path, p.problem);
+            logging::error(&format!("{}: {}", p.path, p.problem));
         }
-        eprintln!("vendorwatch: no capture to read (give pcap/pcapng files, gzip-compressed or not, directories holding them, or - for stdin)");
+        logging::error("no capture to read (give pcap/pcapng files, gzip-compressed or not, directories holding them, or - for stdin)");
         return exit::UNUSABLE;
     }
     if let Some(problem) = output_over_input(&cfg, &expanded.inputs) {
-        eprintln!("vendorwatch: {problem}");
+        logging::error(&problem);
         return exit::UNUSABLE;
     }
     if linger > 0 && cfg.metrics_addr.is_none() {
@@ -144,7 +144,7 @@ fn replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
     match crate::capture::sandbox::apply(cfg.seccomp) {
         Ok(sandbox) => tracing::info!(target: "vendorwatch::sandbox", "{}", sandbox.describe()),
         Err(e) => {
-            eprintln!("vendorwatch: {e}");
+            logging::error(&e.to_string());
             return exit::UNUSABLE;
         }
     }
@@ -157,7 +157,7 @@ fn replay(cfg: RunConfig, inputs_given: &[String], linger: u64) -> i32 {
     ) {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("vendorwatch: cannot start worker threads: {e}");
+            logging::error(&format!("cannot start worker threads: {e}"));
             return exit::UNUSABLE;
         }
     };
@@ -233,7 +233,7 @@ fn finish(cfg: &RunConfig, started: Started, read: Read, linger: u64, stop: &Ato
         ));
     }
     if let Some(where_) = &outcome.interrupted {
-        eprintln!("vendorwatch: interrupted by a signal in {where_}; everything read until then is in the alerts, report and inventory");
+        logging::error(&format!("interrupted by a signal in {where_}; everything read until then is in the alerts, report and inventory"));
         code = exit::PARTIAL;
     }
     if let Some(server) = server {
@@ -268,7 +268,9 @@ fn linger_then_stop(server: crate::serve::exporter::Server, linger: u64, stop: &
         }
     }
     if let Some(why) = server.stop() {
-        eprintln!("vendorwatch: the metrics endpoint failed during the run: {why}");
+        logging::error(&format!(
+            "the metrics endpoint failed during the run: {why}"
+        ));
         return exit::PARTIAL;
     }
     exit::OK

@@ -22,7 +22,7 @@ pub struct ReportArgs {
     /// Hosts not seen for this many days are listed as gone quiet.
     #[arg(long, value_name = "DAYS", default_value_t = 7)]
     pub stale_days: u64,
-    /// The report's "now" (RFC 3339) [default: the report's last packet, else the current time].
+    /// The report's "now" (YYYY-MM-DD or RFC 3339) [default: the report's last packet, else the current time].
     #[arg(long, value_name = "TIME")]
     pub now: Option<String>,
     #[command(flatten)]
@@ -103,15 +103,13 @@ pub fn run(args: ReportArgs) -> i32 {
         }
     };
     let now = match &args.now {
-        Some(t) => {
-            match parse_time(t) {
-                Some(ts) => ts,
-                None => {
-                    eprintln!("vendorwatch: --now {t:?} is not an RFC 3339 time such as 2026-11-27T10:00:00Z");
-                    return exit::UNUSABLE;
-                }
+        Some(t) => match crate::time::Timestamp::parse_day_or_rfc3339(t) {
+            Some(ts) => ts,
+            None => {
+                eprintln!("vendorwatch: --now {t:?} is not YYYY-MM-DD or an RFC 3339 time such as 2026-11-27T10:00:00Z");
+                return exit::UNUSABLE;
             }
-        }
+        },
         None => report["last_packet"]
             .as_str()
             .and_then(parse_time)

@@ -264,9 +264,7 @@ fn start_services(
 
 /// [`start`], saying why not on stderr.
 pub fn start_or_say(cfg: &RunConfig, replay: bool) -> Option<Started> {
-    start(cfg, replay)
-        .map_err(|msg| eprintln!("vendorwatch: {msg}"))
-        .ok()
+    start(cfg, replay).map_err(|msg| logging::error(&msg)).ok()
 }
 
 /// What `/healthz` says: healthy (`None`) or why not.
@@ -306,10 +304,10 @@ pub fn conclude(
                 format!("the report {}", crate::operator_input::shown(path)),
             ),
             Err(e) => {
-                eprintln!(
-                    "vendorwatch: cannot write the report {}: {e}",
+                logging::error(&format!(
+                    "cannot write the report {}: {e}",
                     crate::operator_input::shown(path)
-                );
+                ));
                 code = exit::PARTIAL;
             }
         }
@@ -322,14 +320,18 @@ pub fn conclude(
         holding: kept_in,
     };
     for end in shared.sinks.conclude(&kept) {
-        eprintln!("vendorwatch: {}", end.message);
+        if end.lost {
+            logging::error(&end.message);
+        } else {
+            logging::warning(&end.message);
+        }
         if end.lost {
             code = exit::PARTIAL;
         }
     }
     code = code.max(events_error(cfg, shared));
     for e in facts.input_errors {
-        eprintln!("vendorwatch: {e}");
+        logging::error(&e.to_string());
     }
     print_summary(cfg, shared, &facts, &hosts);
     code
@@ -359,19 +361,19 @@ fn finish_inventory(
         } else {
             format!("{} have every detection", has.join(" and "))
         };
-        eprintln!(
-            "vendorwatch: the inventory could not be saved at the end: {e}; what this run detected since its last good save is not in it; {has}"
-        );
+        logging::error(&format!(
+            "the inventory could not be saved at the end: {e}; what this run detected since its last good save is not in it; {has}"
+        ));
         return exit::PARTIAL;
     }
     if let Some(state) = &cfg.state {
         let failed = failures.load(Ordering::Relaxed);
         if failed > 0 {
-            eprintln!(
-                "vendorwatch: inventory {}: {failed} save(s) failed during the run and were retried; everything is saved (last failure: {})",
+            logging::warning(&format!(
+                "inventory {}: {failed} save(s) failed during the run and were retried; everything is saved (last failure: {})",
                 state.display(),
                 last_error.lock().ok().and_then(|l| l.clone()).unwrap_or_default()
-            );
+            ));
         }
         kept_in.push(format!("the inventory {}", state.display()));
     }
@@ -433,9 +435,9 @@ fn events_error(cfg: &RunConfig, shared: &Shared) -> i32 {
         Some(p) => format!("the events file {}", crate::operator_input::shown(p)),
         None => "an output".to_string(),
     };
-    eprintln!(
-        "vendorwatch: {what} could not be written: {e}; events from then on are missing (alerts, the report and the inventory are not affected)"
-    );
+    logging::error(&format!(
+        "{what} could not be written: {e}; events from then on are missing (alerts, the report and the inventory are not affected)"
+    ));
     exit::PARTIAL
 }
 

@@ -187,6 +187,9 @@ const ELSEWHERE: &str = "choose another with --state PATH, or run without one wi
 pub enum StoreError {
     #[error("inventory {shown}: is a {kind}, not a regular file: give the path of an SQLite file (it is created if missing), or run without one with --state none")]
     NotAFile { shown: String, kind: &'static str },
+    /// The same, met by a reader (`hosts`, `report`, `fingerprints`), which creates nothing.
+    #[error("inventory {shown}: is a {kind}, not an inventory: give --state the file an earlier `vendorwatch replay --state PATH` or `live` wrote (`live` keeps /var/lib/vendorwatch/inventory.db unless told otherwise)")]
+    ReadNotAFile { shown: String, kind: &'static str },
     #[error("inventory {shown}: {dir} is not a directory: choose another path with --state PATH, or run without one with --state none")]
     ParentNotADirectory { shown: String, dir: String },
     #[error("inventory {shown}: the directory {dir} does not exist: create it for the sensor's user (mkdir -p {dir}; the systemd unit's StateDirectory does), choose another path with --state PATH, or run without one with --state none")]
@@ -243,7 +246,7 @@ impl StoreError {
     pub fn reason(&self) -> &'static str {
         use rusqlite::ErrorCode;
         match self {
-            StoreError::NotAFile { .. } => "not_a_file",
+            StoreError::NotAFile { .. } | StoreError::ReadNotAFile { .. } => "not_a_file",
             StoreError::ParentNotADirectory { .. } | StoreError::NoDirectory { .. } => {
                 "no_directory"
             }
@@ -471,7 +474,10 @@ impl Store {
     /// usual way once, which migrates it.
     pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
         use rusqlite::OpenFlags;
-        check_state_path(path)?;
+        check_state_path(path).map_err(|e| match e {
+            StoreError::NotAFile { shown, kind } => StoreError::ReadNotAFile { shown, kind },
+            other => other,
+        })?;
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let read_version = |conn: &Connection| -> rusqlite::Result<i64> {
             conn.busy_timeout(std::time::Duration::from_secs(5))?;

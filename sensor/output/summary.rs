@@ -221,12 +221,22 @@ pub fn shed_note(hosts: &crate::hosts::HostTable, detector: &crate::detect::Dete
 /// HOSTNAME column when any host has a name.
 pub fn host_table(hosts: &[(IpAddr, Host)]) -> String {
     let named = hosts.iter().any(|(_, h)| h.identity.hostname.is_some());
+    // A suppressed detection raised no alert: the table says so, and why, lest an analyst
+    // go looking for the alert (the column is there only when one is).
+    let suppressed = hosts
+        .iter()
+        .any(|(_, h)| h.detections.iter().any(|d| d.suppressed.is_some()));
     let rows: Vec<Vec<String>> = hosts
         .iter()
         .flat_map(|(ip, h)| {
-            h.detections
-                .iter()
-                .map(move |d| detection_row(ip, h, d, named))
+            h.detections.iter().map(move |d| {
+                let mut row = detection_row(ip, h, d, named);
+                if suppressed {
+                    let reason = d.suppressed.as_deref().unwrap_or("-");
+                    row.insert(row.len() - 1, reason.to_string());
+                }
+                row
+            })
         })
         .collect();
     let mut header = vec!["HOST"];
@@ -240,8 +250,11 @@ pub fn host_table(hosts: &[(IpAddr, Host)]) -> String {
         "FIRST SEEN",
         "LAST SEEN",
         "COUNT",
-        "EVIDENCE",
     ]);
+    if suppressed {
+        header.push("SUPPRESSED (NO ALERT)");
+    }
+    header.push("EVIDENCE");
     aligned(&header, &rows)
 }
 

@@ -280,7 +280,14 @@ impl Page {
                     if page.limit.is_some() {
                         return Err(QueryError::Repeated("limit"));
                     }
-                    let n = value.as_deref().and_then(|v| v.parse::<usize>().ok());
+                    // More digits than a usize holds ask for more hosts than there can be.
+                    let n = value.as_deref().and_then(|v| match v.parse::<usize>() {
+                        Ok(n) => Some(n),
+                        Err(_) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+                            Some(usize::MAX)
+                        }
+                        Err(_) => None,
+                    });
                     match n {
                         Some(n) if n >= 1 => page.limit = Some(n),
                         _ => return Err(QueryError::Limit(shown())),
@@ -1122,7 +1129,13 @@ mod tests {
         assert_eq!(reason("limit=0"), Err("bad_limit"));
         assert_eq!(reason("limit=-1"), Err("bad_limit"));
         assert_eq!(reason("limit="), Err("bad_limit"));
-        assert_eq!(reason("limit=99999999999999999999999"), Err("bad_limit"));
+        assert_eq!(reason("limit=1.5"), Err("bad_limit"));
+        let huge = Page::parse(Some("limit=99999999999999999999999")).expect("valid");
+        assert_eq!(
+            huge.limit,
+            Some(usize::MAX),
+            "more than there can be: all of them"
+        );
         assert_eq!(reason("after=10.0.0"), Err("bad_after"));
         assert_eq!(reason("after=%zz"), Err("bad_after"));
         assert_eq!(reason("after=%ff"), Err("bad_after"));
