@@ -46,13 +46,14 @@ How each is derived:
                 test the difference)
   evasion-fake-ttl.pcap, evasion-fake-noack.pcap, evasion-fake-md5.pcap, evasion-presyn.pcap,
   evasion-fake-ack-unsent.pcap, evasion-fake-ack-old.pcap, evasion-syn-data.pcap,
-  evasion-pre-synack.pcap
+  evasion-pre-synack.pcap, evasion-pre-synack-late.pcap
                 the server's answer, as for the overlaps (the same strict s_server): each has a
                 "fake" ClientHello with the decoy name at the real one's sequence number, sent
                 first, that Linux may not take (TTL 1 through a router, no ACK flag, an MD5
                 signature the SYN lacked, an acknowledgment of bytes never sent or of less than
                 the SYN-ACK, data on the SYN that the SYN-ACK does not acknowledge, data sent
-                ahead of the SYN-ACK acknowledging a guess), then the real ClientHello. The name of the other
+                ahead of the SYN-ACK acknowledging a guess, the same with the first SYN expired
+                at a router and the real one 9 s later), then the real ClientHello. The name of the other
                 hello is `not_received`. tshark keeps the first copy it sees, so it reads the
                 fake's decoy: what it reads is recorded under `tshark_reads` (the scenario checks
                 below expect the decoy: the capture does test what tshark gets wrong)
@@ -182,7 +183,7 @@ UNRECOGNIZED_NAME = "112"
 FAKES = ("evasion-fake-ttl.pcap", "evasion-fake-noack.pcap", "evasion-fake-md5.pcap",
          "evasion-dup-fake-csum.pcap", "evasion-dup-fake-ttl.pcap", "evasion-presyn.pcap",
          "evasion-fake-ack-unsent.pcap", "evasion-fake-ack-old.pcap", "evasion-syn-data.pcap",
-         "evasion-pre-synack.pcap")
+         "evasion-pre-synack.pcap", "evasion-pre-synack-late.pcap")
 # The fakes sent as twins of the real packet (a SPAN duplicate filter's blind spot).
 TWINS = ("evasion-dup-fake-csum.pcap", "evasion-dup-fake-ttl.pcap", "evasion-dup-quic-decoy.pcap")
 # What a mirror's copies of one packet may differ in: the IPv4 TTL and header checksum.

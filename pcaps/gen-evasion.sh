@@ -251,6 +251,13 @@
 #                                      refuses the fake with a RST at its acknowledgment number (RFC
 #                                      9293 §3.10.7.3); then the real ClientHello after the
 #                                      handshake: s_server answers with its handshake
+#   evasion-pre-synack-late.pcap       through the router: a first SYN and the same fake, both with
+#                                      TTL 1 (they expire at the router, past the tap: the server
+#                                      sees neither and says nothing), 9 s of silence (longer than a
+#                                      sensor waits for an answer to data sent ahead of it), then
+#                                      the SYN again with TTL 64 (same ISN), the handshake, and the
+#                                      real ClientHello at the fake's sequence number: s_server
+#                                      answers with its handshake
 #
 #   sudo bash pcaps/gen-evasion.sh       (then: python3 pcaps/expected_evasion.py --write)
 #   sudo bash pcaps/gen-evasion.sh --only fakes
@@ -292,7 +299,7 @@ DUP=(evasion-dup-fake-csum evasion-dup-fake-ttl evasion-dup-quic-decoy)
 DNSPORT=(evasion-dnsport-tls evasion-dnsport-quic)
 CLOSE=(evasion-rst-syn evasion-presyn)
 ACK=(evasion-fake-ack-unsent evasion-fake-ack-old evasion-syn-data evasion-paws-ack
-     evasion-ttl-raised-syn evasion-pre-synack)
+     evasion-ttl-raised-syn evasion-pre-synack evasion-pre-synack-late)
 ALL=(evasion-first-last evasion-reverse evasion-overlap-replace evasion-overlap-replace-control
      evasion-http-empty-line evasion-fake-ttl evasion-fake-noack evasion-fake-md5 "${ROUND2[@]}"
      "${SNI_MALFORMED[@]}" "${ROUND4[@]}" "${ROUND4B[@]}" "${DUP[@]}" "${DNSPORT[@]}" "${CLOSE[@]}"
@@ -1478,6 +1485,9 @@ MODE paws-ack        timestamps on every segment (SYN too); a bare ACK at rcv_nx
 MODE pre-synack      the decoy ClientHello at ISN+1, PSH ACK acknowledging PRE_SYNACK_ACK (a guess:
                      the server's ISN is not known yet), sent right after the SYN; the server's
                      answers before its SYN-ACK are logged; then the handshake and the real hello
+MODE pre-synack-late a first SYN and the decoy as in pre-synack, both with TTL 1 (they expire at the
+                     router, past the tap), then PRE_SYNACK_LATE_SECS of silence, then the SYN again
+                     (same ISN, TTL 64), the handshake and the real hello at ISN+1
 MODE urg             the real hello with one byte X inserted before the last 'o' of the SNI
                      (dnl-01.geo.kaspersky.cXom), URG flag, urgent pointer at X (BSD: ptr = X+1)
 MODE urg-reverse     the decoy-named hello (server must refuse) where the name sent, with the
@@ -1561,8 +1571,15 @@ if mode == "presyn":
     send(p)
     time.sleep(0.05)
     presyn_answer = describe(receive(0.3))
-send(tcp_pkt("S", ISN, data=decoy if mode == "syn-data" else b""))
 PRE_SYNACK_ACK = 0x5EED1E55
+# Longer than a sensor waits for a server's answer to data sent ahead of it, plus its sweep.
+PRE_SYNACK_LATE_SECS = 9
+if mode == "pre-synack-late":
+    send(tcp_pkt("S", ISN, ttl=1))
+    time.sleep(0.02)
+    send(tcp_pkt("PA", ISN + 1, PRE_SYNACK_ACK, decoy, ttl=1))
+    time.sleep(PRE_SYNACK_LATE_SECS)
+send(tcp_pkt("S", ISN, data=decoy if mode == "syn-data" else b""))
 if mode == "pre-synack":
     time.sleep(0.02)
     send(tcp_pkt("PA", ISN + 1, PRE_SYNACK_ACK, decoy))
@@ -1898,6 +1915,11 @@ NFT
         || die "evasion-pre-synack.pcap: the server did not refuse the fake with a RST at its acknowledgment number"
     [[ $(tcpdump -r "$WORK/evasion-pre-synack.pcap" 'tcp[tcpflags] & (tcp-syn|tcp-ack) == (tcp-syn|tcp-ack)' 2>/dev/null | wc -l) == 1 ]] \
         || die "evasion-pre-synack.pcap: the tap should show one SYN-ACK, after the fake"
+fi
+if want evasion-pre-synack-late; then
+    crafted4 evasion-pre-synack-late.pcap yes pre-synack-late:42091
+    [[ $(tcpdump -r "$WORK/evasion-pre-synack-late.pcap" 'tcp[tcpflags] & tcp-syn != 0 and ip[8] == 1' 2>/dev/null | wc -l) == 1 ]] \
+        || die "evasion-pre-synack-late.pcap: the tap should show the first SYN with TTL 1"
 fi
 if want evasion-paws-ack; then
     before=$(counter "$S" TcpExt PAWSEstab)

@@ -386,6 +386,41 @@ fn a_fake_client_hello_sent_ahead_of_the_syn_ack_is_not_read() {
 }
 
 #[test]
+fn a_fake_read_unanswered_is_read_again_when_the_late_syn_ack_refuses_it() {
+    // The first SYN and the fake expire at a router past the tap (TTL 1): the server sees
+    // neither and says nothing, so after 9 s of silence the sensor has read the fake as a tap
+    // of the client's side only would. Then the SYN again (same ISN), whose SYN-ACK the fake
+    // did not acknowledge, and the real hello at the fake's sequence number: read too. The
+    // fake's name, read before anything could tell, stays reported (no vendor's: no alert).
+    let capture = "evasion-pre-synack-late.pcap";
+    let exp = expected(capture);
+    let run = replay(capture);
+    let mut both = named(&exp["names"]);
+    both.extend(named(&exp["not_received"]));
+    both.sort();
+    assert_eq!(server_names(&run), both, "{capture}: {}", run.summary);
+    assert_eq!(
+        alerted(&run),
+        alerts_expected(&exp),
+        "{capture}: {:?}",
+        run.alerts
+    );
+    assert!(
+        run.alerts
+            .iter()
+            .all(|a| a["indicator"]["value"] == "dnl-01.geo.kaspersky.com"),
+        "{capture}: {:?}",
+        run.alerts
+    );
+    assert_eq!(
+        anomaly(&run.summary, "transport_ack_unsent"),
+        1,
+        "{capture}: {}",
+        run.summary
+    );
+}
+
+#[test]
 fn on_a_tap_of_the_client_side_only_a_fake_ahead_of_the_syn_ack_does_not_hide_the_real_hello() {
     // evasion-pre-synack.pcap without the server's packets: no SYN-ACK judges either copy of
     // the connection's first bytes, so neither may hide the other; both names are reported

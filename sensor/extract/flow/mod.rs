@@ -149,6 +149,17 @@ enum App {
 
 impl App {
     /// Whether the flow is still read (not bypassed).
+    /// What a new connection is read as first: DNS by the server's port (a client may bind a
+    /// DNS port as its own: TLS from port 53 to 443 is TLS), else what the client's first
+    /// bytes look like.
+    fn for_connection(id: &FlowId) -> App {
+        if id.proto == Proto::Tcp && is_dns_port(id.server.port()) {
+            App::Dns
+        } else {
+            App::Probe
+        }
+    }
+
     fn inspecting(&self) -> bool {
         match self {
             App::Done => false,
@@ -245,6 +256,8 @@ struct Conn {
     server_sent: tcp::ServerSent,
     /// TCP: a client segment held back for its acknowledgment number (`tcp::HeldBack`).
     held_back: Option<Box<tcp::HeldBack>>,
+    /// TCP: client data read before any answer of the server's, until its SYN-ACK judges it.
+    read_unjudged: Option<tcp::ReadUnjudged>,
 }
 
 impl Conn {
@@ -275,6 +288,7 @@ impl Conn {
             ts_recent: [None; 2],
             server_sent: tcp::ServerSent::Unknown,
             held_back: None,
+            read_unjudged: None,
         }
     }
 
@@ -614,9 +628,7 @@ impl Extractor {
         if let std::collections::hash_map::Entry::Vacant(slot) = self.flows.entry(key) {
             let id = make_id();
             self.opened += 1;
-            // DNS by the server's port: a client may bind a DNS port as its own (TLS from
-            // port 53 to 443 is TLS).
-            let dns = id.proto == Proto::Tcp && is_dns_port(id.server.port());
+            let app = App::for_connection(&id);
             out(Extracted::FlowStart {
                 ts,
                 flow: id,
@@ -624,7 +636,7 @@ impl Extractor {
             });
             slot.insert(Flow {
                 conn: Conn::new(id, self.opened, ts, client_mac, stream_cap),
-                app: if dns { App::Dns } else { App::Probe },
+                app,
             });
         }
     }

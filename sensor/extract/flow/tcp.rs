@@ -26,6 +26,9 @@
 //! server's (a decoy sent before the SYN-ACK came, which can only guess what to acknowledge) is
 //! held back too, each segment as it came, and judged by the SYN-ACK; with no server segment
 //! in `UNANSWERED_SECS` (a tap of the client's side) it is read unjudged (`release_unanswered`).
+//! A SYN-ACK that comes later and is not what that data acknowledged shows the server refused
+//! it (a client that kept its first SYN from the server, sent a decoy, and waited): the
+//! client's stream is read again from its first byte (`ReadUnjudged`).
 //! Once the server sent data or the flow
 //! named something, the tap cannot tell what the client saw, and acknowledgment numbers are not
 //! judged. On a
@@ -429,8 +432,30 @@ pub(super) fn release_unanswered(
         return;
     }
     if let Some(held_back) = flow.conn.held_back.take() {
+        let ack = match held_back.why {
+            HeldWhy::BeforeServer { ack } => ack,
+            _ => None,
+        };
+        flow.conn.read_unjudged = flow
+            .conn
+            .to_server
+            .next_seq()
+            .map(|from| ReadUnjudged { from, ack });
         read_held(flow, txns, *limits, &held_back, None, out);
     }
+}
+
+/// Client data read unjudged ahead of the server's answer (`release_unanswered`): where the
+/// client's stream stood before it, and what it acknowledged. A SYN-ACK that comes later and is
+/// not what it acknowledged shows the server refused it: a decoy that acknowledged a guess,
+/// whose SYN was kept from the server (a TTL that expires on the way) while the real SYN came
+/// seconds later. The client then sends its real bytes at the same sequence numbers, which the
+/// stream, already past them, would take for retransmissions: it is read again from `from`
+/// (`Extractor::judge_read_unjudged`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ReadUnjudged {
+    from: u32,
+    ack: Option<u32>,
 }
 
 /// Whether `seg`'s bytes include sequence number `seq`.
@@ -640,6 +665,15 @@ impl Extractor {
                     return false;
                 }
             }
+            let flow = if dir == 1 && seg.syn && flow.conn.read_unjudged.is_some() {
+                self.judge_read_unjudged(key, seg, out);
+                let Some(flow) = self.flows.get_mut(&key) else {
+                    return true;
+                };
+                flow
+            } else {
+                flow
+            };
             let holds = !seg.syn
                 && !seg.rst
                 && flow.app.inspecting()
@@ -871,6 +905,43 @@ impl Extractor {
         let held = flow.held_since(before);
         self.account(key, held, out);
         settled
+    }
+
+    /// Judges client data read unjudged (`ReadUnjudged`) by the SYN-ACK `seg`: if the data did
+    /// not acknowledge it, the server refused the data, and the client's stream and protocol
+    /// start again from the stream's first byte, as for a new connection (what the data named
+    /// was reported when it was read, and stays so). Once a flow: the first SYN-ACK decides.
+    #[cold]
+    #[inline(never)]
+    fn judge_read_unjudged(
+        &mut self,
+        key: FlowKey,
+        seg: &TcpSegment<'_>,
+        out: &mut impl FnMut(Extracted),
+    ) {
+        let cap = self.limits.stream_cap;
+        let Some(flow) = self.flows.get_mut(&key) else {
+            return;
+        };
+        let Some(read) = flow.conn.read_unjudged.take() else {
+            return;
+        };
+        let next = seg.seq.wrapping_add(1);
+        let refused = match read.ack {
+            Some(ack) if ack == next => return,
+            Some(ack) if (ack.wrapping_sub(next) as i32) < 0 => FlowAnomaly::TransportAckOld,
+            Some(_) => FlowAnomaly::TransportAckUnsent,
+            None => FlowAnomaly::TransportAckMissing,
+        };
+        out(Extracted::Anomaly(refused.into()));
+        let before = flow.held();
+        flow.conn.to_server = crate::extract::stream::StreamBuf::new(cap);
+        let _ = flow.conn.to_server.start_at(read.from);
+        flow.conn.named = false;
+        flow.conn.client_bytes = 0;
+        flow.app = super::App::for_connection(&flow.conn.id);
+        let held = flow.held_since(before);
+        self.account(key, held, out);
     }
 
     /// Opens the flow a segment of an unknown connection starts, and reads the segment into
@@ -1574,6 +1645,50 @@ mod tests {
         let got = collect(&mut Extractor::new(ExtractorLimits::default()), &frames);
         assert_eq!(tls_names(&got), [real_name.as_str()]);
         assert_eq!(anomaly_count(&got, "transport_close_ignored"), 0);
+    }
+
+    #[test]
+    fn data_read_unjudged_is_read_again_when_a_late_syn_ack_refuses_it() {
+        // A first SYN kept from the server (its TTL expires on the way), a decoy acknowledging a
+        // guess, seconds of silence (the decoy is read unjudged at a sweep), then the SYN again,
+        // the handshake and the real hello at the decoy's sequence number
+        // (pcaps/evasion-pre-synack-late.pcap is the same from real Linux).
+        let (real, decoy) = real_and_decoy();
+        let real_name = "dnl-01.geo.kaspersky.com".to_string();
+        let guess = 0x5eed_1e55;
+        let other = |seq: u32, flags: u8| tcp_from_port(40001, seq, flags, b"");
+        let syn_ack = with_ack(tcp(true, SERVER_ISN, SYNACK, b""), 1001);
+        let late = |first: Vec<u8>| {
+            vec![
+                (1, tcp(false, 1000, SYN, b"")),
+                (1, first),
+                (7, other(7000, SYN)),
+                (10, tcp(false, 1000, SYN, b"")),
+                (10, syn_ack.clone()),
+                (10, tcp(false, 1001, ACK, b"")),
+                (10, tcp(false, 1001, ACK, &real)),
+            ]
+        };
+        let got = feed(
+            &mut Extractor::new(ExtractorLimits::default()),
+            &late(with_ack(tcp(false, 1001, ACK, &decoy), guess)),
+        );
+        let names = tls_names(&got);
+        assert_eq!(
+            names.len(),
+            2,
+            "the decoy, read unjudged, then the real: {names:?}"
+        );
+        assert_eq!(names.last(), Some(&real_name));
+        assert_eq!(anomaly_count(&got, "transport_ack_unsent"), 1);
+        // Data that did acknowledge the SYN-ACK (a tap that showed it late) is not read again:
+        // what follows it is the stream's next bytes, and the real hello's copy is no news.
+        let got = feed(
+            &mut Extractor::new(ExtractorLimits::default()),
+            &late(tcp(false, 1001, ACK, &real)),
+        );
+        assert_eq!(tls_names(&got), [real_name.as_str()]);
+        assert_eq!(anomaly_count(&got, "transport_ack_unsent"), 0);
     }
 
     #[test]
