@@ -8,8 +8,10 @@
 //! back (the capture resumes on the same handle, every detection before and after is kept),
 //! and its interface being deleted and created again (the sensor under its seccomp filter
 //! ends that capture once the interface is back, so a restart can open it; without the
-//! filter, as root, it reopens it by itself). And that every thread of `live` and `replay`
-//! runs under the seccomp filter (`/proc/PID/task/*/status`), on by default.
+//! filter, as root, it reopens it by itself), and its interface being down when it starts
+//! (it says so and waits, then captures). And that every thread of `live` and `replay` runs
+//! under the seccomp filter (`/proc/PID/task/*/status`), on by default, and that `-q` never
+//! hides a warning.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -272,7 +274,8 @@ fn live_capture_on_a_veth_pair_reports_everything_after_sigterm() {
         "{host}"
     );
     assert!(
-        stderr.contains(&format!("capture   {near}: libpcap received")),
+        stderr.contains(&format!("capture   {near}: libpcap received"))
+            && stderr.contains("read      1 interface(s), "),
         "{stderr}"
     );
     assert!(
@@ -890,6 +893,202 @@ fn live_errors_say_what_to_do() {
         assert_eq!(out.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&out.stderr).contains("does not compile"));
     }
+}
+
+/// An interface that is down when `live` starts: every capture path refuses it in the same
+/// words, and the sensor says at once that it is down, that it waits, and how to bring it
+/// up (under `-q` too: it is a warning); once it is up, capture starts on the path it would
+/// have had anyway (with two capture threads, libpcap's rings, not the plain-socket
+/// fallback) and detects. A stop while it waits exits 2: nothing was captured.
+#[test]
+fn live_on_a_down_interface_says_so_waits_for_it_and_then_captures() {
+    if !root_or_skip("live capture") {
+        return;
+    }
+    use vendorwatch::capture::{fanout, live, ring_fanout};
+    let lab = Veth::new("dn", 105);
+    let near = lab.outside.clone();
+    run_ok(&["ip", "link", "set", &near, "down"]);
+
+    let opts = live::LiveOptions {
+        interface: near.clone(),
+        bpf: None,
+        buffer_mb: 8,
+        promiscuous: true,
+    };
+    let said = |e: Option<live::OpenError>| e.map(|e| e.to_string()).unwrap_or_default();
+    let pcap = live::LiveCapture::open(&opts).err();
+    assert!(
+        matches!(pcap, Some(live::OpenError::InterfaceDown { .. })),
+        "libpcap: {}",
+        said(pcap)
+    );
+    let rings = ring_fanout::open(&opts, 2).err();
+    assert!(
+        matches!(rings, Some(live::OpenError::InterfaceDown { .. })),
+        "libpcap rings: {}",
+        said(rings)
+    );
+    let sockets = fanout::open(&fanout::FanoutOptions {
+        interface: near.clone(),
+        sockets: 2,
+        group: None,
+        bpf: None,
+        snaplen: 262_144,
+        buffer_bytes: 1 << 20,
+        promiscuous: true,
+        kernel_defrag: false,
+    })
+    .err();
+    assert_eq!(
+        sockets.as_ref().map(fanout::OpenError::reason),
+        Some("interface_down"),
+        "fanout sockets: {sockets:?}"
+    );
+
+    let down_said = format!("warning: {near}: the interface is administratively down");
+    let advice = format!("`ip link set {near} up`");
+    // A typo in the filter is no reason to wait: said at once.
+    let out = Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+        .env("VENDORWATCH_STATE", "none")
+        .args([
+            "live",
+            "-i",
+            &near,
+            "--bpf",
+            "port and",
+            "--metrics-addr",
+            "off",
+        ])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("does not compile"), "{stderr}");
+    for threads in ["1", "2"] {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let alerts = tmp.path().join("a.jsonl");
+        let sensor = Sensor::start(&[
+            "-i",
+            &near,
+            "--capture-threads",
+            threads,
+            "--workers",
+            "2",
+            "--user",
+            "nobody",
+            "--metrics-addr",
+            "off",
+            "--alerts",
+            alerts.to_str().unwrap(),
+        ]);
+        assert!(
+            sensor.wait_for(&down_said, Duration::from_secs(10)),
+            "{}",
+            sensor.log()
+        );
+        let log = sensor.log();
+        assert!(
+            log.contains(&advice) && log.contains("waits for it to come up"),
+            "{log}"
+        );
+        // It waits: still running, nothing opened yet.
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(!sensor.log().contains("seccomp filter"), "{}", sensor.log());
+
+        run_ok(&["ip", "link", "set", &near, "up"]);
+        assert!(
+            sensor.wait_for("seccomp filter on", Duration::from_secs(10)),
+            "{}",
+            sensor.log()
+        );
+        let log = sensor.log();
+        assert!(
+            log.contains(&format!("{near}: the interface is up; capturing")),
+            "{log}"
+        );
+        if threads == "2" {
+            assert!(log.contains("capture threads (libpcap rings)"), "{log}");
+        }
+        assert!(!log.contains("fanout sockets"), "{log}");
+        // The far end learns the near end's address only now: give ARP its moment.
+        std::thread::sleep(Duration::from_millis(300));
+        lab.lookup("dnl-01.geo.kaspersky.com");
+        assert!(
+            wait_for_alert(&alerts, "dnl-01.geo.kaspersky.com"),
+            "{threads} capture thread(s): {}",
+            sensor.log()
+        );
+        let (code, stderr) = sensor.terminate();
+        assert_eq!(code, Some(0), "{stderr}");
+        run_ok(&["ip", "link", "set", &near, "down"]);
+    }
+
+    // Stopped while it waits, under -q: still said, and exit 2.
+    let sensor = Sensor::start(&["-i", &near, "-q", "--metrics-addr", "off"]);
+    assert!(
+        sensor.wait_for(&down_said, Duration::from_secs(10)),
+        "{}",
+        sensor.log()
+    );
+    let (code, stderr) = sensor.terminate();
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "stopped while waiting for {near} to come up; nothing was captured"
+        )),
+        "{stderr}"
+    );
+}
+
+/// `-q` hides the notices (the seccomp line, who it runs as, the summary), never the
+/// warnings: running as root, running without the seccomp filter.
+#[test]
+fn quiet_hides_notices_but_never_warnings() {
+    if !root_or_skip("live capture") {
+        return;
+    }
+    // Without --user, a root sensor stays root only where the default user does not exist.
+    let default_user = Command::new("id")
+        .arg("vendorwatch")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let quiet = ["-i", "lo", "-q", "--workers", "1", "--metrics-addr", "off"];
+    let sensor = Sensor::start(&[&quiet[..], &["--no-seccomp"]].concat());
+    assert!(
+        sensor.wait_for(
+            "warning: seccomp filter off (--no-seccomp)",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        sensor.log()
+    );
+    let (code, stderr) = sensor.terminate();
+    assert_eq!(code, Some(0), "{stderr}");
+    if !default_user {
+        assert!(
+            stderr.contains("warning: still running as root"),
+            "{stderr}"
+        );
+    }
+    assert!(!stderr.contains("vendorwatch summary"), "{stderr}");
+
+    // With the filter and a user: only notices, so nothing at all.
+    let sensor = Sensor::start(&[&quiet[..], &["--user", "nobody"]].concat());
+    let pid = sensor.child.id();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        if status.contains("Seccomp:\t2") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, stderr) = sensor.terminate();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
 }
 
 /// Started the way systemd's unit starts it — an ordinary user holding CAP_NET_RAW and

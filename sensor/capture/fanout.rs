@@ -142,11 +142,15 @@ pub struct FanoutOptions {
 }
 
 /// Why fanout capture could not be opened. Every one of them means "use libpcap instead"
-/// to a caller that only asked for fanout because it was available.
+/// to a caller that only asked for fanout because it was available (libpcap then says a
+/// missing or down interface, or a bad filter, in its own words).
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("interface {interface:?} does not exist")]
     NoSuchInterface { interface: String },
+    /// Administratively down: a socket binds to it, but the kernel says `ENETDOWN`.
+    #[error("interface {interface:?} is down: bring it up (`ip link set {interface} up`)")]
+    InterfaceDown { interface: String },
     #[error("no permission to open packet sockets on {interface:?} ({reason}): run as root, or grant CAP_NET_RAW and CAP_NET_ADMIN")]
     Permission { interface: String, reason: String },
     #[error("the BPF filter {filter:?} does not compile: {reason}")]
@@ -172,6 +176,7 @@ impl OpenError {
     pub fn reason(&self) -> &'static str {
         match self {
             OpenError::NoSuchInterface { .. } => "no_such_interface",
+            OpenError::InterfaceDown { .. } => "interface_down",
             OpenError::Permission { .. } => "permission",
             OpenError::BadFilter { .. } => "bad_filter",
             OpenError::UnsupportedFilter { .. } => "unsupported_filter",
@@ -330,6 +335,14 @@ fn member_socket(opts: &FanoutOptions, ifindex: u32) -> Result<(OwnedFd, u16), O
             .map_err(|e| fail("SO_RCVBUF", e))?;
     }
     sys::bind(fd.as_fd(), ifindex).map_err(|e| fail("bind", e))?;
+    // A packet socket binds to a down interface without a word: the kernel leaves ENETDOWN
+    // pending on it instead (libpcap looks for it too, and says "That device is not up").
+    // Said here, a down interface is not taken for one that is merely quiet.
+    if sys::pending_error(fd.as_fd()).map_err(|e| fail("SO_ERROR", e))? == Some(libc::ENETDOWN) {
+        return Err(OpenError::InterfaceDown {
+            interface: opts.interface.clone(),
+        });
+    }
     let hatype = sys::hardware_type(fd.as_fd()).map_err(|e| fail("getsockname", e))?;
     Ok((fd, hatype))
 }
@@ -894,6 +907,23 @@ mod sys {
             )
         })?;
         Ok((value & 0xffff) as u16)
+    }
+
+    /// `SO_ERROR`: the error pending on the socket, if any (reading it clears it).
+    pub fn pending_error(fd: BorrowedFd<'_>) -> io::Result<Option<i32>> {
+        let mut err: libc::c_int = 0;
+        let mut len = socklen::<libc::c_int>();
+        // SAFETY: the kernel writes at most `len` bytes into the live `err`.
+        check(unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&mut err as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        })?;
+        Ok((err != 0).then_some(err))
     }
 
     /// `PACKET_STATISTICS`: (packets, drops) since the last call.

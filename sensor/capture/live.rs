@@ -64,8 +64,47 @@ pub enum OpenError {
     BadFilter { filter: String, reason: String },
     #[error("interface {interface:?} has link type {code}, which vendorwatch cannot read")]
     UnsupportedLink { interface: String, code: i32 },
+    /// Administratively down: libpcap refuses to open it ("That device is not up"), and a
+    /// plain packet socket bound to it would be told `ENETDOWN`.
+    #[error("interface {interface:?} is down: bring it up (`ip link set {interface} up`)")]
+    InterfaceDown { interface: String },
     #[error("cannot capture on {interface:?}: {reason}")]
     Other { interface: String, reason: String },
+}
+
+/// Tells from libpcap's words (`reason`) why opening `interface` failed; pure, so the tests
+/// feed it libpcap's real messages.
+pub fn classify_open_error(interface: &str, reason: String) -> OpenError {
+    let lower = reason.to_ascii_lowercase();
+    let interface = interface.to_string();
+    if lower.contains("permission") || lower.contains("operation not permitted") {
+        OpenError::Permission { interface, reason }
+    } else if lower.contains("no such device") {
+        OpenError::NoSuchInterface {
+            interface,
+            available: String::new(),
+        }
+    } else if lower.contains("not up") || lower.contains("network is down") {
+        // PCAP_ERROR_IFACE_NOT_UP ("That device is not up"), or the ENETDOWN behind it.
+        OpenError::InterfaceDown { interface }
+    } else {
+        OpenError::Other { interface, reason }
+    }
+}
+
+/// Checks that `filter` compiles for an Ethernet link, without an interface: for one that
+/// cannot be opened yet (down), so that a typo is said at once, not once the link is up (its
+/// real link type may still refuse the filter then, in `LiveCapture::open`'s words).
+pub fn check_filter(filter: &str) -> Result<(), OpenError> {
+    let bad = |e: pcap::Error| OpenError::BadFilter {
+        filter: filter.to_string(),
+        reason: e.to_string(),
+    };
+    pcap::Capture::dead(pcap::Linktype::ETHERNET)
+        .map_err(bad)?
+        .compile(filter, true)
+        .map_err(bad)?;
+    Ok(())
 }
 
 /// libpcap's counters for one interface, widened to 64 bits.
@@ -130,26 +169,7 @@ impl LiveCapture {
                 available: names.join(", "),
             });
         }
-        let classify = |e: pcap::Error| {
-            let reason = e.to_string();
-            let lower = reason.to_ascii_lowercase();
-            if lower.contains("permission") || lower.contains("operation not permitted") {
-                OpenError::Permission {
-                    interface: iface.clone(),
-                    reason,
-                }
-            } else if lower.contains("no such device") {
-                OpenError::NoSuchInterface {
-                    interface: iface.clone(),
-                    available: String::new(),
-                }
-            } else {
-                OpenError::Other {
-                    interface: iface.clone(),
-                    reason,
-                }
-            }
-        };
+        let classify = |e: pcap::Error| classify_open_error(&iface, e.to_string());
         let buffer = i32::try_from(u64::from(opts.buffer_mb) << 20).unwrap_or(i32::MAX);
         let mut cap = pcap::Capture::from_device(iface.as_str())
             .map_err(classify)?
@@ -336,6 +356,23 @@ impl LinkState {
             LinkState::Unknown => "in an unknown state",
         }
     }
+
+    /// What the operator can do about a link in this state, for the warnings that name it.
+    pub fn advice(self, interface: &str) -> String {
+        match self {
+            LinkState::AdminDown => format!(
+                "bring it up with `ip link set {interface} up` (and have the system's network \
+                 configuration do so at boot)"
+            ),
+            LinkState::NoCarrier => {
+                "check the cable or the tap, and that the switch's span session is on".into()
+            }
+            LinkState::Removed | LinkState::Replaced => {
+                "check its name (`ip link` lists the interfaces)".into()
+            }
+            LinkState::Up | LinkState::Unknown => String::new(),
+        }
+    }
 }
 
 /// Reads the link from sysfs files' contents: `ifindex`, `flags` (hex, IFF_UP = 0x1) and
@@ -409,6 +446,10 @@ impl LinkWatch {
         w.opened_ifindex = w.read("ifindex").and_then(|t| t.trim().parse().ok());
         w.carrier_downs = w.read_carrier_downs();
         w.state = w.sample();
+        // Down from the start: "up again after" then counts from the start, not from nothing.
+        if !w.state.is_up() {
+            w.lost_at = Some(std::time::Instant::now());
+        }
         w
     }
 
@@ -538,6 +579,41 @@ mod tests {
             classify_read_error("libpcap error: Error condition on packet socket: Bad address"),
             ReadFailure::Fatal
         );
+    }
+
+    #[test]
+    fn libpcaps_word_for_a_down_interface_is_interface_down() {
+        // libpcap 1.10 on a veth left down: pcap_activate returns PCAP_ERROR_IFACE_NOT_UP.
+        let e = classify_open_error("vwdn0", "libpcap error: That device is not up".into());
+        assert!(
+            matches!(&e, OpenError::InterfaceDown { interface } if interface == "vwdn0"),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("ip link set vwdn0 up"), "{e}");
+        assert!(matches!(
+            classify_open_error("eth0", "socket: Operation not permitted".into()),
+            OpenError::Permission { .. }
+        ));
+        assert!(matches!(
+            classify_open_error("eth0", "libpcap error: something else".into()),
+            OpenError::Other { .. }
+        ));
+    }
+
+    #[test]
+    fn a_filter_is_checked_without_an_interface() {
+        assert!(check_filter("udp port 53 or tcp port 443").is_ok());
+        let e = check_filter("port and").err();
+        assert!(matches!(e, Some(OpenError::BadFilter { .. })), "{e:?}");
+    }
+
+    #[test]
+    fn every_down_state_says_what_to_do() {
+        assert!(LinkState::AdminDown
+            .advice("eth1")
+            .contains("ip link set eth1 up"));
+        assert!(LinkState::NoCarrier.advice("eth1").contains("span"));
+        assert!(LinkState::Up.advice("eth1").is_empty());
     }
 
     #[test]

@@ -12,9 +12,22 @@
 //! does not read, a filter naming `vlan`) the interface falls back to libpcap, with a
 //! warning. Each socket is a source of its own (`eth0#2`) in the counters, the metrics and
 //! the summary, so drops are counted per socket; the interface's totals are their sum.
+//!
+//! An interface that is administratively down at start is waited for, as a running capture
+//! waits for its link (`capture::live`): stderr says at once that it is down, that the
+//! sensor waits, and how to bring it up; capture starts when it is up, on the path it would
+//! have had (a down interface is found before any path is tried, so no fallback stands in
+//! for it). Why wait rather than exit: a down link is a state that passes, not a typo (a
+//! missing interface, a bad filter still exit 2 at once); a sensor started at boot before
+//! the network configuration brings its span interface up must not die of it (systemd's
+//! restarts give up after a few tries), and one started by hand says so and can be
+//! stopped. The wait comes before the outputs, the metrics endpoint and the privilege drop:
+//! nothing is served while the process still holds its capabilities without its sandbox,
+//! for as long as the link may take. An interface up without carrier opens (libpcap reads
+//! nothing until the link is there) and is said with what to check.
 
 use super::runtime::{self, Started};
-use super::{exit, CommonArgs};
+use super::{exit, logging, CommonArgs};
 use crate::capture::live::{self, machine};
 use crate::config::{LiveConfig, LiveSettings, RunConfig};
 use crate::decode::LinkType;
@@ -49,7 +62,7 @@ pub fn run(args: LiveArgs) -> i32 {
     match built {
         Ok((cfg, live)) => run_live(cfg, live),
         Err(e) => {
-            eprintln!("vendorwatch: {e}");
+            logging::error(&e.to_string());
             exit::UNUSABLE
         }
     }
@@ -64,48 +77,172 @@ enum Opened {
     Fanout(Vec<crate::capture::fanout::FanoutSocket>),
 }
 
+/// Why the interfaces could not all be opened.
+enum NotOpened {
+    /// These are down (administratively): nothing captures on them until they are up.
+    Down(Vec<String>),
+    /// Anything else (no such interface, a bad filter, no permission): said, with what to do.
+    Unusable(String),
+}
+
 /// Opens every interface before anything runs, so that a typo fails at once; `workers`:
-/// how many capture threads an interface gets by default.
-// `threads` and `quiet` serve fanout only, which is Linux's.
-#[cfg_attr(not(target_os = "linux"), allow(unused_variables))]
+/// how many capture threads an interface gets by default. When one is down, none is kept
+/// open (a ring filling while the others wait would count as drops what was never to be
+/// read): all are opened again once it is up.
 fn open_captures(
     settings: &LiveConfig,
     workers: usize,
     quiet: bool,
-) -> Result<Vec<Opened>, String> {
-    settings
-        .interfaces
-        .iter()
-        .map(|interface| {
-            let threads = match settings.capture_threads {
-                0 => workers,
-                n => n,
-            };
-            #[cfg(target_os = "linux")]
-            if threads > 1 {
-                match open_ring_fanout(settings, interface, threads, quiet) {
-                    Ring::Opened(members) => return Ok(Opened::Ring(members)),
-                    Ring::TrySockets => {
-                        if let Some(sockets) = open_fanout(settings, interface, threads, quiet) {
-                            return Ok(Opened::Fanout(sockets));
-                        }
-                    }
-                    Ring::LibpcapSays => {}
+) -> Result<Vec<Opened>, NotOpened> {
+    let mut opened = Vec::with_capacity(settings.interfaces.len());
+    let mut down = Vec::new();
+    for interface in &settings.interfaces {
+        match open_interface(settings, interface, workers, quiet) {
+            Ok(o) => opened.push(o),
+            Err(live::OpenError::InterfaceDown { .. }) => down.push(interface.clone()),
+            Err(e) => return Err(NotOpened::Unusable(e.to_string())),
+        }
+    }
+    if !down.is_empty() {
+        return Err(NotOpened::Down(down));
+    }
+    for interface in &settings.interfaces {
+        say_if_without_carrier(interface);
+    }
+    Ok(opened)
+}
+
+/// One interface, on the first capture path that opens it.
+// `threads` and `quiet` serve fanout only, which is Linux's.
+#[cfg_attr(not(target_os = "linux"), allow(unused_variables))]
+fn open_interface(
+    settings: &LiveConfig,
+    interface: &str,
+    workers: usize,
+    quiet: bool,
+) -> Result<Opened, live::OpenError> {
+    // Looked at before any path is tried: each path says a down interface in its own words
+    // (and a plain socket binds to one), so a fallback would stand in for it.
+    if live::LinkWatch::new(interface).state() == live::LinkState::AdminDown {
+        return Err(live::OpenError::InterfaceDown {
+            interface: interface.to_string(),
+        });
+    }
+    let threads = match settings.capture_threads {
+        0 => workers,
+        n => n,
+    };
+    #[cfg(target_os = "linux")]
+    if threads > 1 {
+        match open_ring_fanout(settings, interface, threads, quiet) {
+            Ring::Opened(members) => return Ok(Opened::Ring(members)),
+            Ring::TrySockets => {
+                if let Some(sockets) = open_fanout(settings, interface, threads, quiet) {
+                    return Ok(Opened::Fanout(sockets));
                 }
             }
-            // Said only when asked for: the default falls back without a word.
-            #[cfg(not(target_os = "linux"))]
-            if settings.capture_threads > 1 {
+            Ring::LibpcapSays => {}
+        }
+    }
+    // Said only when asked for: the default falls back without a word.
+    #[cfg(not(target_os = "linux"))]
+    if settings.capture_threads > 1 {
+        tracing::warn!(
+            "warning: {interface}: fanout capture needs Linux; capturing with libpcap \
+             (one capture thread)"
+        );
+    }
+    live::LiveCapture::open(&live_options(settings, interface)).map(Opened::Pcap)
+}
+
+/// How long an interface just brought up may read "no carrier" before it is said: the
+/// kernel publishes a new carrier (`operstate`) up to a second late.
+const CARRIER_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Warns when an opened interface has no carrier: it is captured (packets come when the
+/// link does), but nothing arrives meanwhile, and that is the operator's to fix.
+fn say_if_without_carrier(interface: &str) {
+    let since = std::time::Instant::now();
+    let mut state = live::LinkWatch::new(interface).state();
+    while state == live::LinkState::NoCarrier && since.elapsed() < CARRIER_GRACE {
+        std::thread::sleep(live::LINK_CHECK);
+        state = live::LinkWatch::new(interface).state();
+    }
+    if state == live::LinkState::NoCarrier {
+        tracing::warn!(
+            "warning: {interface}: the interface is {}: nothing arrives until the link is \
+             there ({}); capture starts by itself when it is",
+            state.describe(),
+            state.advice(interface)
+        );
+    }
+}
+
+/// How often a down interface is tried again when sysfs cannot tell whether it is up.
+const DOWN_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Waits for the `down` interfaces to come up, saying so for each, then opens every
+/// interface; an error (said by the caller) when stopped first or when opening fails
+/// otherwise (the interface was removed meanwhile, ...).
+fn wait_for_interfaces(
+    settings: &LiveConfig,
+    cfg: &RunConfig,
+    stop: &AtomicBool,
+    mut down: Vec<String>,
+) -> Result<Vec<Opened>, String> {
+    // Said now, not once the link is up: a typo must not wait for a cable.
+    if let Some(filter) = &settings.bpf {
+        live::check_filter(filter).map_err(|e| e.to_string())?;
+    }
+    let mut said: Vec<String> = Vec::new();
+    let mut next_try = std::time::Instant::now() + DOWN_RETRY;
+    loop {
+        for interface in &down {
+            if !said.contains(interface) {
+                // A warning, never hidden by -q: until it is up, the sensor captures nothing.
                 tracing::warn!(
-                    "warning: {interface}: fanout capture needs Linux; capturing with libpcap \
-                     (one capture thread)"
+                    "warning: {interface}: the interface is {}; vendorwatch waits for it to \
+                     come up and starts capturing then: {}",
+                    live::LinkState::AdminDown.describe(),
+                    live::LinkState::AdminDown.advice(interface)
                 );
+                said.push(interface.clone());
             }
-            live::LiveCapture::open(&live_options(settings, interface))
-                .map(Opened::Pcap)
-                .map_err(|e| e.to_string())
-        })
-        .collect()
+        }
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return Err(format!(
+                    "stopped while waiting for {} to come up; nothing was captured",
+                    down.join(", ")
+                ));
+            }
+            std::thread::sleep(live::LINK_CHECK);
+            let states: Vec<live::LinkState> = down
+                .iter()
+                .map(|i| live::LinkWatch::new(i).state())
+                .collect();
+            if states.contains(&live::LinkState::AdminDown) {
+                continue;
+            }
+            // sysfs says it is up: try now; where it cannot tell (no sysfs, or the interface
+            // went away, which the try then says), every DOWN_RETRY.
+            if !states.contains(&live::LinkState::Unknown) || std::time::Instant::now() >= next_try
+            {
+                break;
+            }
+        }
+        match open_captures(settings, cfg.workers, cfg.quiet) {
+            Ok(captures) => {
+                for interface in &said {
+                    tracing::info!("{interface}: the interface is up; capturing");
+                }
+                return Ok(captures);
+            }
+            Err(NotOpened::Down(still)) => down = still,
+            Err(NotOpened::Unusable(e)) => return Err(e),
+        }
+        next_try = std::time::Instant::now() + DOWN_RETRY;
+    }
 }
 
 /// What opening an interface as a fanout group of libpcap handles came to.
@@ -114,8 +251,9 @@ enum Ring {
     Opened(Vec<crate::capture::ring_fanout::RingMember>),
     /// The group could not be made (said why): the plain fanout sockets may do.
     TrySockets,
-    /// The interface cannot be captured at all as asked (no such interface, a bad filter, no
-    /// permission): libpcap says so, with what to do, when it opens the interface alone next.
+    /// The interface cannot be captured at all as asked (no such interface, down, a bad
+    /// filter, no permission): libpcap says so, with what to do, when it opens the interface
+    /// alone next.
     LibpcapSays,
 }
 
@@ -136,6 +274,7 @@ fn open_ring_fanout(settings: &LiveConfig, interface: &str, members: usize, quie
         }
         Err(
             live::OpenError::NoSuchInterface { .. }
+            | live::OpenError::InterfaceDown { .. }
             | live::OpenError::BadFilter { .. }
             | live::OpenError::Permission { .. },
         ) => Ring::LibpcapSays,
@@ -197,8 +336,12 @@ fn open_fanout(
             Some(sockets)
         }
         // libpcap says these better, with what to do (the interfaces there are, where the
-        // filter breaks): it is opened next and fails with its own words.
-        Err(OpenError::NoSuchInterface { .. } | OpenError::BadFilter { .. }) => None,
+        // filter breaks, that it is down): it is opened next and fails with its own words.
+        Err(
+            OpenError::NoSuchInterface { .. }
+            | OpenError::InterfaceDown { .. }
+            | OpenError::BadFilter { .. },
+        ) => None,
         Err(e) => {
             tracing::warn!(
                 reason = e.reason(),
@@ -213,27 +356,30 @@ fn open_fanout(
 /// Drops privileges, then installs the seccomp filter; returns whether it is on.
 fn lock_down(cfg: &RunConfig, user: Option<&str>) -> Result<bool, String> {
     use crate::capture::privileges::{self, Dropped};
-    // Everything privileged is open: interfaces, outputs, the metrics socket.
+    use crate::capture::sandbox::{self, Sandbox};
+    // Everything privileged is open: interfaces, outputs, the metrics socket. -q hides the
+    // notices, never the warnings: a sensor left with root or without its sandbox is a risk
+    // the operator must hear about however quiet the run.
     match privileges::drop_to(user).map_err(|e| e.to_string())? {
-        Dropped::StillRoot if !cfg.quiet => tracing::warn!(
+        Dropped::StillRoot => tracing::warn!(
             "warning: still running as root (create the user {:?} or pass --user)",
             privileges::DEFAULT_USER
         ),
         Dropped::To { user, uid, gid } if !cfg.quiet => {
             tracing::info!("running as {user} (uid {uid}, gid {gid}) with no capabilities")
         }
-        _ => {}
+        Dropped::To { .. } | Dropped::NotRoot => {}
     }
     // Start-up is over (interfaces, outputs, metrics socket, inventory, privileges): install
     // the seccomp filter on every thread, the workers' and the metrics server's included.
-    let sandbox = crate::capture::sandbox::apply(cfg.seccomp).map_err(|e| e.to_string())?;
-    if !cfg.quiet {
-        tracing::info!("{}", sandbox.describe());
+    let sandbox = sandbox::apply(cfg.seccomp).map_err(|e| e.to_string())?;
+    match sandbox {
+        Sandbox::On { .. } if !cfg.quiet => tracing::info!("{}", sandbox.describe()),
+        Sandbox::On { .. } => {}
+        // Its words start with "warning:".
+        Sandbox::Off | Sandbox::Unsupported { .. } => tracing::warn!("{}", sandbox.describe()),
     }
-    Ok(matches!(
-        sandbox,
-        crate::capture::sandbox::Sandbox::On { .. }
-    ))
+    Ok(matches!(sandbox, Sandbox::On { .. }))
 }
 
 fn run_live(cfg: RunConfig, settings: LiveConfig) -> i32 {
@@ -245,20 +391,26 @@ fn run_live(cfg: RunConfig, settings: LiveConfig) -> i32 {
         },
         ..cfg
     };
-    let captures = match open_captures(&settings, cfg.workers, cfg.quiet) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("vendorwatch: {e}");
-            return exit::UNUSABLE;
-        }
-    };
+    // Before the interfaces: a stop must end the wait for one that is down.
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
-            eprintln!("vendorwatch: cannot install the signal handler: {e}");
+            logging::error(&format!("cannot install the signal handler: {e}"));
             return exit::UNUSABLE;
         }
     }
+    let opened = match open_captures(&settings, cfg.workers, cfg.quiet) {
+        Err(NotOpened::Down(down)) => wait_for_interfaces(&settings, &cfg, &stop, down),
+        Err(NotOpened::Unusable(e)) => Err(e),
+        Ok(c) => Ok(c),
+    };
+    let captures = match opened {
+        Ok(c) => c,
+        Err(e) => {
+            logging::error(&e.to_string());
+            return exit::UNUSABLE;
+        }
+    };
     let Some(started) = runtime::start_or_say(&cfg, false) else {
         return exit::UNUSABLE;
     };
@@ -269,14 +421,14 @@ fn run_live(cfg: RunConfig, settings: LiveConfig) -> i32 {
     ) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("vendorwatch: cannot start worker threads: {e}");
+            logging::error(&format!("cannot start worker threads: {e}"));
             return exit::UNUSABLE;
         }
     };
     let sandboxed = match lock_down(&cfg, settings.user.as_deref()) {
         Ok(on) => on,
         Err(e) => {
-            eprintln!("vendorwatch: {e}");
+            logging::error(&e.to_string());
             return exit::UNUSABLE;
         }
     };
@@ -300,6 +452,7 @@ fn spawn_captures(
         totals: Arc::new(Mutex::new(Vec::new())),
         interfaces: captures.len(),
         started: std::time::Instant::now(),
+        socket_sources: Vec::new(),
     };
     for opened in captures {
         match opened {
@@ -311,7 +464,12 @@ fn spawn_captures(
             Opened::Ring(members) => spawn_group(&mut run, members, pool, started, stop, sandboxed),
             #[cfg(target_os = "linux")]
             Opened::Fanout(sockets) => {
-                spawn_group(&mut run, sockets, pool, started, stop, sandboxed)
+                let before = run.totals.lock().map_or(0, |t| t.len());
+                spawn_group(&mut run, sockets, pool, started, stop, sandboxed);
+                if let Ok(t) = run.totals.lock() {
+                    let added = t.iter().skip(before).map(|(name, _)| name.clone());
+                    run.socket_sources.extend(added);
+                }
             }
         }
     }
@@ -393,6 +551,8 @@ struct Running {
     /// Sources are per socket (`eth0#2`); inputs are interfaces.
     interfaces: usize,
     totals: SourceTotals,
+    /// The sources that are plain fanout sockets (counted by the kernel, not by libpcap).
+    socket_sources: Vec<String>,
     started: std::time::Instant,
 }
 
@@ -502,6 +662,7 @@ fn finish(
     let sources = run.totals.lock().map(|t| t.clone()).unwrap_or_default();
     let facts = output::summary::RunFacts {
         inputs_read: run.interfaces,
+        interfaces: true,
         input_errors: &run.failures,
         skipped_inputs: 0,
         elapsed_secs: run.started.elapsed().as_secs_f64(),
@@ -511,7 +672,17 @@ fn finish(
         vendors: &vendors,
         sources: sources
             .iter()
-            .map(|(name, t)| (name.clone(), t.received, t.dropped, t.if_dropped))
+            .map(|(name, t)| output::summary::SourceCounts {
+                name: name.clone(),
+                counter: if run.socket_sources.contains(name) {
+                    "fanout socket"
+                } else {
+                    "libpcap"
+                },
+                received: t.received,
+                dropped: t.dropped,
+                if_dropped: t.if_dropped,
+            })
             .collect(),
     };
     let mut code = runtime::conclude(cfg, &shared, &vendors, facts, persister);
@@ -568,9 +739,16 @@ impl CaptureThread {
 
 impl machine::Observer for CaptureThread {
     fn healthy(&self, up: bool) {
+        // Not up at start (or when reopened): no carrier yet. /healthz says why nothing comes.
+        let problem = (!up).then(|| {
+            format!(
+                "capture waiting: the interface is {}; it starts when the link is up",
+                live::LinkWatch::new(&self.interface).state().describe()
+            )
+        });
         self.status(|st| {
             st.up = up;
-            st.problem = None;
+            st.problem = problem;
         });
     }
     fn problem(&self, problem: String, down: bool) {

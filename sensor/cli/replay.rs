@@ -221,6 +221,7 @@ fn finish(cfg: &RunConfig, started: Started, read: Read, linger: u64, stop: &Ato
         resolvers: &resolvers,
         vendors: &vendors,
         sources: Vec::new(),
+        interfaces: false,
     };
     let mut code = runtime::conclude(cfg, &shared, &vendors, facts, persister);
     if let Some(s) = shipper {

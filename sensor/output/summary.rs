@@ -8,7 +8,9 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 pub struct RunFacts<'a> {
+    /// Captures read (replay) or interfaces captured (live: `interfaces`).
     pub inputs_read: usize,
+    pub interfaces: bool,
     pub input_errors: &'a [String],
     pub skipped_inputs: usize,
     pub elapsed_secs: f64,
@@ -16,8 +18,19 @@ pub struct RunFacts<'a> {
     pub last_packet: Option<Timestamp>,
     pub resolvers: &'a [IpAddr],
     pub vendors: &'a [String],
-    /// Live capture: (interface, received, kernel dropped, interface dropped) from libpcap.
-    pub sources: Vec<(String, u64, u64, u64)>,
+    /// Live capture: each capture thread's counts.
+    pub sources: Vec<SourceCounts>,
+}
+
+/// One live source's counts: an interface (`eth0`) or a member of its fanout group (`eth0#2`).
+pub struct SourceCounts {
+    pub name: String,
+    /// Who counted: `libpcap` (a handle, or a member of a group of libpcap rings) or `fanout
+    /// socket` (a plain packet socket: the kernel's PACKET_STATISTICS).
+    pub counter: &'static str,
+    pub received: u64,
+    pub dropped: u64,
+    pub if_dropped: u64,
 }
 
 fn thousands(n: u64) -> String {
@@ -63,8 +76,13 @@ fn input_lines(s: &mut String, c: &Counters, facts: &RunFacts<'_>) {
     let secs = facts.elapsed_secs.max(1e-9);
     let _ = writeln!(
         s,
-        "  read      {} input(s), {} packets, {:.1} MB in {:.2} s ({} packets/s)",
+        "  read      {} {}, {} packets, {:.1} MB in {:.2} s ({} packets/s)",
         facts.inputs_read,
+        if facts.interfaces {
+            "interface(s)"
+        } else {
+            "input(s)"
+        },
         thousands(packets),
         bytes as f64 / 1e6,
         facts.elapsed_secs,
@@ -103,20 +121,15 @@ fn counted_line<K: std::fmt::Display>(
 /// What was lost: libpcap's and the kernel's drops per live source, the workers' queue,
 /// flow table evictions and packets on link types we cannot read.
 fn loss_lines(s: &mut String, c: &Counters, facts: &RunFacts<'_>) {
-    for (name, received, dropped, if_dropped) in &facts.sources {
-        // A fanout socket's source is named `IFACE#N` (cli/live.rs); its counts come from
-        // the kernel's PACKET_STATISTICS, not from libpcap.
-        let counter = if name.contains('#') {
-            "fanout socket"
-        } else {
-            "libpcap"
-        };
+    for src in &facts.sources {
         let _ = writeln!(
             s,
-            "  capture   {name}: {counter} received {}, dropped by the kernel {}, by the interface {}",
-            thousands(*received),
-            thousands(*dropped),
-            thousands(*if_dropped)
+            "  capture   {}: {} received {}, dropped by the kernel {}, by the interface {}",
+            src.name,
+            src.counter,
+            thousands(src.received),
+            thousands(src.dropped),
+            thousands(src.if_dropped)
         );
     }
     let queue = Counters::get(&c.queue_dropped);
