@@ -15,7 +15,7 @@ pub use settings::{LiveSettings, Mode, ReplaySettings, Settings, DEFAULT_HOME_NE
 
 use crate::detect::rules::{self, Loaded, RuleError};
 use crate::detect::{HomeNet, RuleSet};
-use crate::suppress::{Suppression, Suppressions};
+use crate::suppress::{ItemLines, Known, Suppression, Suppressions};
 use crate::time::Timestamp;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -179,16 +179,54 @@ impl RuleSource {
             ),
         }
     }
+
+    /// The command that lists the vendors and categories of these rules.
+    pub fn list_command(&self) -> String {
+        match self {
+            RuleSource::Embedded => "vendorwatch rules list".into(),
+            RuleSource::Path(p) => format!(
+                "vendorwatch rules list --rules {}",
+                crate::operator_input::shown(p)
+            ),
+        }
+    }
+
+    /// What suppressions may name with these rules: every pack's vendors, categories and
+    /// rule ids, selected or not.
+    pub fn known(&self, loaded: &Loaded) -> Known {
+        Known::of(loaded, self.describe(), self.list_command())
+    }
 }
 
 /// Loads and compiles rules, or explains why not.
 pub fn load_rules(source: &RuleSource, vendors: Option<&[String]>) -> Result<RuleSet, RulesError> {
+    load_rules_and_names(source, vendors).map(|(set, _)| set)
+}
+
+/// Loads and compiles rules, with what suppressions may name: every vendor, category and
+/// rule id of the source, not only of the vendors selected (one load for both: a rule
+/// directory may hold a million names).
+pub fn load_rules_and_names(
+    source: &RuleSource,
+    vendors: Option<&[String]>,
+) -> Result<(RuleSet, Known), RulesError> {
     let loaded = source.load().map_err(|errs| RulesError::Load {
         rules: source.describe(),
         problems: errs.iter().map(ToString::to_string).collect(),
         check: source.check_command(),
     })?;
-    Ok(RuleSet::compile(loaded, vendors)?)
+    let known = source.known(&loaded);
+    Ok((RuleSet::compile(loaded, vendors)?, known))
+}
+
+/// Each vendor, category or rule id of a suppression that no pack of the rule source has,
+/// at the line of the item: such a suppression would silently suppress nothing.
+pub fn check_suppressions(suppressions: &Suppressions, known: &Known) -> Vec<ConfigProblem> {
+    suppressions
+        .unknown_names(known)
+        .into_iter()
+        .map(|(line, problem)| ConfigProblem { line, problem })
+        .collect()
 }
 
 /// Pinned resolvers, comma-separated addresses (`--resolvers`, `resolvers = [...]`).
@@ -244,9 +282,23 @@ pub struct LoadedConfig {
     pub fixed: toml::Table,
     /// The line of each top-level key (for problems found later, such as an unknown vendor).
     pub lines: std::collections::BTreeMap<String, usize>,
+    /// The line of each key of the command tables (`[live]`, `[replay]`), by table.
+    pub table_lines:
+        std::collections::BTreeMap<&'static str, std::collections::BTreeMap<String, usize>>,
 }
 
 impl LoadedConfig {
+    /// The line of a key of a command table (the table's when the key is not there, 1 when
+    /// neither is).
+    pub fn table_line(&self, table: &str, key: &str) -> usize {
+        self.table_lines
+            .get(table)
+            .and_then(|lines| lines.get(key))
+            .or_else(|| self.lines.get(table))
+            .copied()
+            .unwrap_or(1)
+    }
+
     /// Keys a reload cannot apply that differ between `self` (in force) and `newer`.
     pub fn restart_needed_for(&self, newer: &LoadedConfig) -> Vec<String> {
         let keys: std::collections::BTreeSet<&String> =
@@ -283,7 +335,8 @@ pub fn parse_config(name: &str, text: &str) -> Result<LoadedConfig, Vec<String>>
 }
 
 /// `vendorwatch config check`: the file's problems and those of the rules and vendors it
-/// names (each at the line of its key), all in line order.
+/// names (each at the line of its key), the names its suppressions give that the rules lack,
+/// and what `live` would refuse on this machine (`[live]` filter and user), all in line order.
 pub fn check_config_file(path: &std::path::Path) -> Result<LoadedConfig, Vec<String>> {
     use crate::operator_input::{self, MAX_CONFIG_FILE};
     let name = operator_input::shown(path);
@@ -298,21 +351,74 @@ pub fn check_config_file(path: &std::path::Path) -> Result<LoadedConfig, Vec<Str
         .rules
         .clone()
         .map_or(RuleSource::Embedded, RuleSource::Path);
-    if let Err(msg) = load_rules(&source, loaded.settings.vendors.as_deref()) {
-        let (key, line) = if matches!(msg, RulesError::Compile(_)) {
-            ("vendors", vendors_line)
-        } else {
-            ("rules", rules_line)
-        };
-        problems.push(ConfigProblem {
-            line: line.unwrap_or(1),
-            problem: format!("{key}: {msg}"),
-        });
+    match load_rules_and_names(&source, loaded.settings.vendors.as_deref()) {
+        Ok((_, known)) => problems.extend(check_suppressions(&loaded.suppressions, &known)),
+        Err(msg) => {
+            let (key, line) = if matches!(msg, RulesError::Compile(_)) {
+                ("vendors", vendors_line)
+            } else {
+                ("rules", rules_line)
+            };
+            problems.push(ConfigProblem {
+                line: line.unwrap_or(1),
+                problem: format!("{key}: {msg}"),
+            });
+        }
     }
+    problems.extend(check_live_on_this_machine(&loaded));
     if problems.is_empty() {
         Ok(loaded)
     } else {
         Err(render_problems(&name, problems))
+    }
+}
+
+/// What `live` would refuse only once it starts, found now: a `[live]` filter that libpcap
+/// does not compile (with libpcap's reason), and a `user` to drop to that this machine does
+/// not have.
+fn check_live_on_this_machine(loaded: &LoadedConfig) -> Vec<ConfigProblem> {
+    let mut problems = Vec::new();
+    if let Some(filter) = loaded.live.bpf.as_deref() {
+        // Compiled for Ethernet, the link type of the interfaces a sensor captures on; a
+        // filter is compiled again for the interface's own link type when `live` opens it.
+        let compiled = pcap::Capture::dead(pcap::Linktype::ETHERNET)
+            .and_then(|dead| dead.compile(filter, true));
+        if let Err(e) = compiled {
+            problems.push(ConfigProblem {
+                line: loaded.table_line("live", "bpf"),
+                problem: format!(
+                    "bpf: the BPF filter {filter:?} does not compile: {}",
+                    libpcap_reason(&e)
+                ),
+            });
+        }
+    }
+    // An empty name is already a problem of the file.
+    if let Some(user) = loaded.live.user.as_deref().filter(|u| !u.trim().is_empty()) {
+        // Looked up as `capture::privileges::drop_to` looks it up when `live` drops to it.
+        let problem = match nix::unistd::User::from_name(user) {
+            Ok(Some(_)) => None,
+            Ok(None) => Some(format!(
+                "user: {user:?} does not exist on this machine: create it \
+                 (`useradd --system --no-create-home {user}`) or change `user`"
+            )),
+            Err(e) => Some(format!("user: cannot look up {user:?}: {e}")),
+        };
+        if let Some(problem) = problem {
+            problems.push(ConfigProblem {
+                line: loaded.table_line("live", "user"),
+                problem,
+            });
+        }
+    }
+    problems
+}
+
+/// libpcap's own words for why a filter does not compile (the pcap crate prefixes them).
+fn libpcap_reason(e: &pcap::Error) -> String {
+    match e {
+        pcap::Error::PcapError(reason) => reason.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -514,6 +620,7 @@ pub fn check_config_text(text: &str) -> (LoadedConfig, Vec<ConfigProblem>) {
             suppressions: Suppressions(list),
             fixed,
             lines: c.lines,
+            table_lines: c.table_lines,
         },
         c.problems,
     )
@@ -843,13 +950,14 @@ impl<'t> Checker<'t> {
     fn suppression(&mut self, entry_line: usize, table: &toml::de::DeTable<'_>) -> Suppression {
         let mut ok = toml::de::DeTable::new();
         let mut key_lines: std::collections::BTreeMap<String, usize> = Default::default();
-        let mut item_lines: Vec<usize> = Vec::new();
+        // The line of each item of each list, by key: a problem points at the item.
+        let mut item_lines: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
         for (k, v) in table.iter() {
             let l = self.line_at(k.span().start);
             key_lines.insert(k.get_ref().to_string(), l);
-            if let ("hosts", toml::de::DeValue::Array(items)) = (k.get_ref().as_ref(), v.get_ref())
-            {
-                item_lines = items.iter().map(|i| self.line_at(i.span().start)).collect();
+            if let toml::de::DeValue::Array(items) = v.get_ref() {
+                let lines = items.iter().map(|i| self.line_at(i.span().start));
+                item_lines.insert(k.get_ref().to_string(), lines.collect());
             }
             match check_key::<SuppressKeys>(k, v) {
                 Ok(_) => {
@@ -880,7 +988,8 @@ impl<'t> Checker<'t> {
                 Some(n) => hosts.push(n),
                 None => self.problem(
                     item_lines
-                        .get(i)
+                        .get("hosts")
+                        .and_then(|l| l.get(i))
                         .copied()
                         .unwrap_or_else(|| key_at("hosts")),
                     format!("suppress: hosts: {h:?} is not an address or CIDR"),
@@ -910,6 +1019,11 @@ impl<'t> Checker<'t> {
             categories: spec.categories.unwrap_or_default(),
             rules: spec.rules.unwrap_or_default(),
             line: entry_line,
+            item_lines: ItemLines {
+                vendors: item_lines.remove("vendors").unwrap_or_default(),
+                categories: item_lines.remove("categories").unwrap_or_default(),
+                rules: item_lines.remove("rules").unwrap_or_default(),
+            },
         }
     }
 }
@@ -1236,6 +1350,24 @@ status_every = 30
             "{errs:?}"
         );
         assert!(errs.iter().all(|e| !e.contains("--")), "{errs:?}");
+    }
+
+    #[test]
+    fn a_suppressions_unknown_names_are_problems_at_the_line_of_each_item() {
+        let text = "[[suppress]]\nreason = \"lab\"\nvendors = [\n  \"hikvision\",\n  \"hikvison\",\n]\n\
+                    categories = [\"ksn\", \"kns\"]\nrules = [\"zte.suspected.learned-fingerprint\"]\n";
+        let (loaded, problems) = check_config_text(text);
+        assert!(problems.is_empty(), "{problems:?}");
+        let source = RuleSource::Embedded;
+        let known = source.known(&source.load().expect("embedded packs load"));
+        let got = check_suppressions(&loaded.suppressions, &known);
+        let lines: Vec<usize> = got.iter().map(|p| p.line).collect();
+        assert_eq!(lines, [5, 7], "{got:?}");
+        assert!(
+            got[0].problem.contains("did you mean \"hikvision\"?"),
+            "{got:?}"
+        );
+        assert!(got[1].problem.contains("did you mean \"ksn\"?"), "{got:?}");
     }
 
     #[test]

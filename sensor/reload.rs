@@ -5,8 +5,10 @@
 //! counted (`vendorwatch_rule_reloads_total{result="failure"}`).
 //!
 //! Only rules, vendors and suppressions are reloaded; every other setting is read at start,
-//! and a reload that finds one of them changed says a restart is needed. SIGHUP also reopens
-//! the alerts file, for an external logrotate.
+//! and a reload that finds one of them differing from the value in force since start says a
+//! restart is needed (until the file holds that value again). A suppression that names a
+//! vendor, category or rule id no pack of the rules has fails the reload like a broken rule
+//! file. SIGHUP also reopens the alerts file, for an external logrotate.
 
 use crate::config::{self, LoadedConfig, ReloadSpec, RuleSource};
 use crate::pipeline::Shared;
@@ -51,7 +53,8 @@ pub struct Reloaded {
     pub vendors: Vec<String>,
     pub suppressions: usize,
     pub rules_from: String,
-    /// Start-only settings that differ from the file in force: they need a restart.
+    /// Start-only settings whose value in the file differs from the one in force since
+    /// start (the command line's aside): they need a restart.
     pub restart_needed_for: Vec<String>,
 }
 
@@ -79,8 +82,11 @@ impl std::fmt::Display for Reloaded {
 /// The reloader's memory between reloads.
 struct State {
     spec: ReloadSpec,
-    /// The configuration file as last loaded (to notice start-only settings that changed).
+    /// The configuration file as last loaded (its rules and vendors are in force).
     in_force: Option<LoadedConfig>,
+    /// The configuration file as loaded at start: its start-only settings are in force
+    /// whatever later reloads read.
+    started: Option<LoadedConfig>,
 }
 
 impl State {
@@ -99,6 +105,14 @@ impl State {
             .cloned()
             .chain(self.rules_path())
             .collect()
+    }
+
+    /// The keys of `changed` the command line does not give: the command line's value wins
+    /// over the file's before and after a restart, so a change in the file needs none.
+    fn not_overridden(&self, mut changed: Vec<String>) -> Vec<String> {
+        let given = serde_json::to_value(&self.spec.overrides).unwrap_or_default();
+        changed.retain(|key| given.get(key).is_none_or(serde_json::Value::is_null));
+        changed
     }
 
     /// Reads everything again and, only if all of it is valid, puts it in force.
@@ -131,14 +145,24 @@ impl State {
                 first.join("; ")
             ))
         })?;
+        if let (Some(f), Some(path)) = (&file, &self.spec.config) {
+            let unknown = config::check_suppressions(&f.suppressions, &source.known(&loaded));
+            if !unknown.is_empty() {
+                let name = crate::operator_input::shown(path);
+                return Err(ReloadError::Config(format!(
+                    "{} (`vendorwatch config check {name}` lists every problem)",
+                    config::render_problems(&name, unknown).join("; ")
+                )));
+            }
+        }
         let set = crate::detect::RuleSet::compile(loaded, vendors.as_deref())
             .map_err(|e| ReloadError::Rules(e.to_string()))?;
         let suppressions = file
             .as_ref()
             .map(|f| f.suppressions.clone())
             .unwrap_or_else(|| (*shared.suppressions.load_full()).clone());
-        let restart_needed_for = match (&self.in_force, &file) {
-            (Some(old), Some(new)) => old.restart_needed_for(new),
+        let restart_needed_for = match (&self.started, &file) {
+            (Some(started), Some(new)) => self.not_overridden(started.restart_needed_for(new)),
             _ => Vec::new(),
         };
         let in_force = shared.detector.replace_rules(set);
@@ -209,8 +233,12 @@ impl Reloader {
         let hup = Arc::new(AtomicBool::new(false));
         signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))?;
         let (stop, stopped) = crossbeam_channel::bounded::<()>(1);
-        let in_force = spec.started_with.take();
-        let mut state = State { spec, in_force };
+        let started = spec.started_with.take();
+        let mut state = State {
+            spec,
+            in_force: started.clone(),
+            started,
+        };
         let handle = std::thread::Builder::new()
             .name("reload".into())
             .spawn(move || {

@@ -9,6 +9,11 @@
 //!    in force without a restart (a new category alerts; the suppressed one is only recorded).
 //! 4. SIGHUP reloads too, and does not end the process (its default action would).
 //!
+//! Then, each on a sensor of its own: a reload whose suppression names a category no pack has
+//! fails with the file, line and closest category, and the suppression in force still
+//! suppresses; and the "restart needed" notice compares the file with the settings in force
+//! since start, reload after reload.
+//!
 //! Needs root for libpcap on `lo` (CI runs as root); skipped, loudly, otherwise.
 
 mod common;
@@ -316,4 +321,218 @@ fn rules_and_suppressions_reload_without_a_restart_and_a_broken_file_changes_not
         portal["suppressed"], "the comms team reads the vendor's pages",
         "{portal:#}"
     );
+}
+
+/// `vendorwatch live` on `lo` with `config` (DNS only, one worker, no inventory, metrics on
+/// `port`), dropping to `nobody`, its log in `stderr`; `extra` goes on the command line.
+fn start_live(
+    config: &Path,
+    port: u16,
+    (alerts, report, stderr): (&Path, &Path, &Path),
+    extra: &[&str],
+) -> Sensor {
+    // SIGHUP reopens the alerts file (for logrotate) once the sensor runs as `nobody`: as
+    // logrotate's `create` would, leave it a file `nobody` can write.
+    std::fs::write(alerts, "").expect("alerts file");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(alerts, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    }
+    let sensor = Sensor {
+        child: Command::new(env!("CARGO_BIN_EXE_vendorwatch"))
+            .args(["live", "-i", "lo", "--workers", "1", "--user", "nobody"])
+            .args(["--state", "none", "--bpf", "udp port 53"])
+            .args(extra)
+            .arg("--config")
+            .arg(config)
+            .arg("--metrics-addr")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--alerts")
+            .arg(alerts)
+            .arg("--report")
+            .arg(report)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(stderr).expect("stderr file"))
+            .spawn()
+            .expect("starts vendorwatch live"),
+    };
+    wait_until("/healthz", Duration::from_secs(30), stderr, || {
+        http_get(port, "/healthz")
+            .is_some_and(|b| b.starts_with("HTTP/1.0 200") || b.starts_with("HTTP/1.1 200"))
+    });
+    sensor
+}
+
+/// Makes `dir` and what it holds readable by the sensor once it runs as `nobody`.
+fn readable_by_nobody(dirs: &[&Path]) {
+    use std::os::unix::fs::PermissionsExt;
+    for p in dirs {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+}
+
+/// Sends SIGHUP and waits for the reload's outcome: the `n`-th log line of a reload after
+/// SIGHUP, ok or failed.
+fn hup_and_wait(sensor: &Sensor, n: usize, stderr: &Path) -> String {
+    let pid = sensor.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let outcomes = || -> Vec<String> {
+        std::fs::read_to_string(stderr)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| {
+                l.contains("reloaded after SIGHUP") || l.contains("reload after SIGHUP failed")
+            })
+            .map(str::to_string)
+            .collect()
+    };
+    wait_until("the SIGHUP reload", Duration::from_secs(30), stderr, || {
+        outcomes().len() >= n
+    });
+    outcomes()[n - 1].clone()
+}
+
+/// Stops the sensor with SIGTERM and waits for a clean exit; returns its log.
+fn stop(mut sensor: Sensor, stderr: &Path) -> String {
+    let pid = sensor.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = sensor.child.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "vendorwatch did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = std::fs::read_to_string(stderr).unwrap_or_default();
+    assert!(status.success(), "exit {status}:\n{log}");
+    log
+}
+
+#[test]
+fn a_reload_with_a_mistyped_suppression_fails_and_the_suppressions_in_force_stay() {
+    if !root_or_skip("live capture on lo") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let rules_dir = dir.path().join("rules");
+    std::fs::create_dir(&rules_dir).expect("mkdir");
+    readable_by_nobody(&[dir.path(), &rules_dir]);
+    write_whole(
+        &rules_dir.join("kaspersky.toml"),
+        &pack(&[
+            rule("upd", "update", "high", "s05.upd.kaspersky.com"),
+            rule("ksn", "ksn", "high", "ksn.kaspersky-labs.com"),
+        ]),
+    );
+    let config = dir.path().join("vendorwatch.toml");
+    let head = format!(
+        "rules = \"{}\"\nhome_net = [\"127.0.0.0/8\"]\n\n[[suppress]]\nreason = \"our own update mirror\"\n",
+        rules_dir.display()
+    );
+    write_whole(&config, &(head.clone() + "categories = [\"update\"]\n"));
+    let (alerts, report, stderr) = (
+        dir.path().join("alerts.jsonl"),
+        dir.path().join("hosts.json"),
+        dir.path().join("stderr.log"),
+    );
+    let port = free_port();
+    let sensor = start_live(&config, port, (&alerts, &report, &stderr), &[]);
+
+    // Line 6: a category no pack has.
+    write_whole(&config, &(head + "categories = [\"updaet\"]\n"));
+    let failed = hup_and_wait(&sensor, 1, &stderr);
+    assert!(
+        failed.contains("failed; the rules and suppressions in force stay"),
+        "{failed}"
+    );
+    assert!(
+        failed.contains(&format!(
+            "{}:6: suppress: categories: \"updaet\" is not a category of {}",
+            config.display(),
+            rules_dir.display()
+        )) && failed.contains("did you mean \"update\"?"),
+        "the failure names the file, line, value and closest category: {failed}"
+    );
+    assert_eq!(
+        sample(
+            &http_get(port, "/metrics").unwrap_or_default(),
+            "vendorwatch_rule_reloads_total{result=\"failure\"}"
+        ),
+        Some(1.0)
+    );
+
+    // The suppression in force still suppresses the update finding; the ksn one alerts.
+    dig("s05.upd.kaspersky.com");
+    dig("ksn.kaspersky-labs.com");
+    wait_until("the ksn alert", Duration::from_secs(30), &stderr, || {
+        alert_names(&alerts).contains(&("ksn".into(), "ksn.kaspersky-labs.com".into()))
+    });
+    let log = stop(sensor, &stderr);
+    assert_eq!(
+        alert_names(&alerts),
+        vec![("ksn".to_string(), "ksn.kaspersky-labs.com".to_string())],
+        "no alert for the suppressed category:\n{log}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json");
+    let update = report["hosts"]
+        .as_array()
+        .and_then(|h| h.iter().find(|h| h["ip"] == "127.0.0.1"))
+        .and_then(|h| h["detections"].as_array())
+        .and_then(|d| d.iter().find(|d| d["category"] == "update"))
+        .unwrap_or_else(|| panic!("the suppressed finding is recorded: {report:#}"));
+    assert_eq!(update["suppressed"], "our own update mirror", "{update:#}");
+}
+
+#[test]
+fn the_restart_notice_compares_with_the_settings_in_force_since_start() {
+    if !root_or_skip("live capture on lo") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    readable_by_nobody(&[dir.path()]);
+    let config = dir.path().join("vendorwatch.toml");
+    // `workers` is given on the command line too: the file's value is never in force.
+    let file = |pdns_max: u32, workers: u32, comment: &str| {
+        format!(
+            "home_net = [\"127.0.0.0/8\"]\n{comment}\npdns_max = {pdns_max}\nworkers = {workers}\n"
+        )
+    };
+    write_whole(&config, &file(1000, 2, ""));
+    let (alerts, report, stderr) = (
+        dir.path().join("alerts.jsonl"),
+        dir.path().join("hosts.json"),
+        dir.path().join("stderr.log"),
+    );
+    let sensor = start_live(&config, free_port(), (&alerts, &report, &stderr), &[]);
+    let notice = "changed settings that only a restart applies";
+
+    // 1. pdns_max changed: a restart is needed for it (not for workers: the command line's
+    //    --workers wins, before and after a restart).
+    write_whole(&config, &file(2000, 3, ""));
+    let first = hup_and_wait(&sensor, 1, &stderr);
+    assert!(first.contains(&format!("{notice}: pdns_max")), "{first}");
+    assert!(!first.contains("workers"), "{first}");
+    // 2. The file changed otherwise: pdns_max is still not in force.
+    write_whole(&config, &file(2000, 3, "# touched"));
+    let second = hup_and_wait(&sensor, 2, &stderr);
+    assert!(second.contains(&format!("{notice}: pdns_max")), "{second}");
+    // 3. pdns_max back to the value in force: nothing needs a restart.
+    write_whole(&config, &file(1000, 3, "# touched"));
+    let third = hup_and_wait(&sensor, 3, &stderr);
+    assert!(third.contains("reloaded after SIGHUP"), "{third}");
+    assert!(!third.contains(notice), "{third}");
+    stop(sensor, &stderr);
 }

@@ -1,4 +1,7 @@
-//! `vendorwatch config check`: validate a configuration file, every problem with its line.
+//! `vendorwatch config check`: validate a configuration file, every problem with its line:
+//! its keys, the rules and vendors it names, the vendors, categories and rule ids of its
+//! suppressions (against every pack of those rules), and what `live` would meet only on
+//! this machine at start (the `[live]` filter, compiled by libpcap, and the `user`).
 
 use super::exit;
 use crate::config::{self, rule_source};

@@ -5,7 +5,8 @@
 //! their lines, when it was loaded.
 
 use super::settings::{self, LiveSettings, Mode, Settings};
-use super::{check_flag, load_config, load_rules, parse_home_net, parse_resolvers, LoadedConfig};
+use super::{check_flag, load_config, load_rules_and_names, parse_home_net, parse_resolvers};
+use super::{check_suppressions, render_problems, LoadedConfig};
 use super::{RuleSource, Suppressions};
 use crate::detect::{DetectLimits, HomeNet, RuleSet};
 use crate::extract::ExtractorLimits;
@@ -164,8 +165,18 @@ impl RunConfig {
         let s = settings::layered(&[cli, &file.settings, &Settings::defaults(mode)])?;
         let decode = decode_options(&s)?;
         let syslog = syslog(&s)?;
-        let rules = load_rules(&rule_source(&s.rules), s.vendors.as_deref())
+        let (rules, known) = load_rules_and_names(&rule_source(&s.rules), s.vendors.as_deref())
             .map_err(|e| ConfigError::Rules(e.to_string()))?;
+        if let Some(path) = config {
+            let unknown = check_suppressions(&file.suppressions, &known);
+            if !unknown.is_empty() {
+                let path = crate::operator_input::shown(path);
+                return Err(ConfigError::File {
+                    problems: render_problems(&path, unknown),
+                    path,
+                });
+            }
+        }
         let (home_net, pinned_resolvers) = network(cli, &s)?;
         let (extract_limits, detect_limits, learn) = limits(&s)?;
         let (alerts_file, alerts, events) = outputs(&s)?;

@@ -141,7 +141,8 @@ pub struct Settings {
     /// Serve Prometheus metrics, /healthz and /api/hosts on ADDR, or `off`.
     #[arg(long, value_name = "ADDR|off")]
     pub metrics_addr: Option<String>,
-    /// Print no summary, no progress bar and no status line.
+    /// Print no summary, progress bar, status line, start-up or reload notices (warnings and
+    /// errors still show).
     #[arg(long, short, num_args = 0, default_missing_value = "true")]
     pub quiet: Option<bool>,
     /// Do not install the seccomp filter that, once start-up is over, refuses the system calls

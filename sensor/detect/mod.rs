@@ -119,8 +119,9 @@ impl RuleSet {
     }
 }
 
-/// The `suspected` rule of a pack: what a learned fingerprint on a hidden-name flow means.
-fn suspected_rule(pack: &Pack) -> Rule {
+/// The `suspected` rule of a pack: what a learned fingerprint on a hidden-name flow means
+/// (a name suppressions may give, too).
+pub(crate) fn suspected_rule(pack: &Pack) -> Rule {
     Rule {
         id: format!("{}.suspected.learned-fingerprint", pack.vendor),
         vendor: pack.vendor.clone(),
