@@ -275,24 +275,7 @@ fn rules_and_suppressions_reload_without_a_restart_and_a_broken_file_changes_not
         .contains("reloaded after SIGHUP"));
 
     // Stop and look at what was found.
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill")
-        .success());
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = sensor.child.try_wait().expect("wait") {
-            break st;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "vendorwatch did not stop after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let log = std::fs::read_to_string(&stderr).unwrap_or_default();
-    assert!(status.success(), "exit {status}:\n{log}");
+    let log = stop(sensor, &stderr);
     let mut got = alert_names(&alerts);
     got.sort();
     assert_eq!(

@@ -6,7 +6,9 @@
 //!
 //! Reload with a mistyped suppression is in tests/reload.rs (it needs a running sensor).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Output};
 
 /// The binary, kept away from any shared inventory.
@@ -16,18 +18,12 @@ fn bin() -> Command {
     c
 }
 
-fn pcap(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("pcaps")
-        .join(name)
-}
-
 fn replay(config: &Path, extra: &[&str]) -> Output {
     bin()
         .args(["replay", "-q", "--config"])
         .arg(config)
         .args(extra)
-        .arg(pcap("dns.pcap"))
+        .arg(common::pcap_path("dns.pcap"))
         .output()
         .expect("runs")
 }
