@@ -182,14 +182,14 @@ fn say_if_without_carrier(interface: &str) {
 const DOWN_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Waits for the `down` interfaces to come up, saying so for each, then opens every
-/// interface; an error (said by the caller) when stopped first or when opening fails
-/// otherwise (the interface was removed meanwhile, ...).
+/// interface; `None` (said here) when stopped first, an error (said by the caller) when
+/// opening fails otherwise (the interface was removed meanwhile, ...).
 fn wait_for_interfaces(
     settings: &LiveConfig,
     cfg: &RunConfig,
     stop: &AtomicBool,
     mut down: Vec<String>,
-) -> Result<Vec<Opened>, String> {
+) -> Result<Option<Vec<Opened>>, String> {
     // Said now, not once the link is up: a typo must not wait for a cable.
     if let Some(filter) = &settings.bpf {
         live::check_filter(filter).map_err(|e| e.to_string())?;
@@ -211,10 +211,12 @@ fn wait_for_interfaces(
         }
         loop {
             if stop.load(Ordering::Relaxed) {
-                return Err(format!(
+                // Asked for (systemctl stop, Ctrl-C): no failure, but said however quiet.
+                tracing::warn!(
                     "stopped while waiting for {} to come up; nothing was captured",
                     down.join(", ")
-                ));
+                );
+                return Ok(None);
             }
             std::thread::sleep(live::LINK_CHECK);
             let states: Vec<live::LinkState> = down
@@ -233,10 +235,10 @@ fn wait_for_interfaces(
         }
         match open_captures(settings, cfg.workers, cfg.quiet) {
             Ok(captures) => {
-                for interface in &said {
+                for interface in said.iter().filter(|_| !cfg.quiet) {
                     tracing::info!("{interface}: the interface is up; capturing");
                 }
-                return Ok(captures);
+                return Ok(Some(captures));
             }
             Err(NotOpened::Down(still)) => down = still,
             Err(NotOpened::Unusable(e)) => return Err(e),
@@ -391,10 +393,17 @@ fn run_live(cfg: RunConfig, settings: LiveConfig) -> i32 {
         },
         ..cfg
     };
-    // Before the interfaces: a stop must end the wait for one that is down.
+    // Before the interfaces: a stop must end the wait for one that is down, and a SIGHUP
+    // (a reload, before the reloader is there to take it) must not end the process.
     let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
+    let hangup = Arc::new(AtomicBool::new(false));
+    let handlers = [
+        (signal_hook::consts::SIGINT, &stop),
+        (signal_hook::consts::SIGTERM, &stop),
+        (signal_hook::consts::SIGHUP, &hangup),
+    ];
+    for (signal, flag) in handlers {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(flag)) {
             logging::error(&format!("cannot install the signal handler: {e}"));
             return exit::UNUSABLE;
         }
@@ -402,10 +411,11 @@ fn run_live(cfg: RunConfig, settings: LiveConfig) -> i32 {
     let opened = match open_captures(&settings, cfg.workers, cfg.quiet) {
         Err(NotOpened::Down(down)) => wait_for_interfaces(&settings, &cfg, &stop, down),
         Err(NotOpened::Unusable(e)) => Err(e),
-        Ok(c) => Ok(c),
+        Ok(c) => Ok(Some(c)),
     };
     let captures = match opened {
-        Ok(c) => c,
+        Ok(Some(c)) => c,
+        Ok(None) => return exit::OK,
         Err(e) => {
             logging::error(&e.to_string());
             return exit::UNUSABLE;

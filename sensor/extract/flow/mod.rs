@@ -148,7 +148,6 @@ enum App {
 }
 
 impl App {
-    /// Whether the flow is still read (not bypassed).
     /// What a new connection is read as first: DNS by the server's port (a client may bind a
     /// DNS port as its own: TLS from port 53 to 443 is TLS), else what the client's first
     /// bytes look like.
@@ -160,6 +159,7 @@ impl App {
         }
     }
 
+    /// Whether the flow is still read (not bypassed).
     fn inspecting(&self) -> bool {
         match self {
             App::Done => false,

@@ -436,11 +436,15 @@ pub(super) fn release_unanswered(
             HeldWhy::BeforeServer { ack } => ack,
             _ => None,
         };
-        flow.conn.read_unjudged = flow
-            .conn
-            .to_server
-            .next_seq()
-            .map(|from| ReadUnjudged { from, ack });
+        // The first release marks where the stream started: a later one (more data held and
+        // released while the server stays silent) starts past it.
+        if flow.conn.read_unjudged.is_none() {
+            flow.conn.read_unjudged = flow
+                .conn
+                .to_server
+                .next_seq()
+                .map(|from| ReadUnjudged { from, ack });
+        }
         read_held(flow, txns, *limits, &held_back, None, out);
     }
 }
@@ -632,9 +636,17 @@ impl Extractor {
                     }
                     return false;
                 }
-                // The server's bytes of an HTTP flow are dropped unread: their checksum would
-                // guard nothing and costs a pass over most of a download's bytes.
-                let guards = flow.app.reads(dir == 0) || seg.syn || seg.fin || seg.rst;
+                // The server's bytes of an HTTP flow are dropped unread, and once its request
+                // was read (`ServerSent::More`) with nothing held back, what else its segments
+                // tell (the server's timestamps, that it was seen) judges nothing the flow
+                // still reads: their checksum, a pass over most of a download's bytes, is
+                // left out.
+                let guards = flow.app.reads(dir == 0)
+                    || seg.syn
+                    || seg.fin
+                    || seg.rst
+                    || flow.conn.held_back.is_some()
+                    || flow.conn.server_sent != ServerSent::More;
                 let v = if guards {
                     *checked.get_or_insert_with(validity)
                 } else {
@@ -665,6 +677,8 @@ impl Extractor {
                     return false;
                 }
             }
+            // (A first server segment's bad checksum may be the sender's offload, not a
+            // receiver's refusal: `checksums_good`. A forged SYN-ACK is not told apart here.)
             let flow = if dir == 1 && seg.syn && flow.conn.read_unjudged.is_some() {
                 self.judge_read_unjudged(key, seg, out);
                 let Some(flow) = self.flows.get_mut(&key) else {
@@ -938,7 +952,12 @@ impl Extractor {
         flow.conn.to_server = crate::extract::stream::StreamBuf::new(cap);
         let _ = flow.conn.to_server.start_at(read.from);
         flow.conn.named = false;
+        flow.conn.unnamed_reported = false;
         flow.conn.client_bytes = 0;
+        // What the refused data did to the connection is undone too: its name ended the
+        // judging of the client's acknowledgments, its FIN the connection.
+        flow.conn.server_sent = ServerSent::Unknown;
+        flow.conn.closing = false;
         flow.app = super::App::for_connection(&flow.conn.id);
         let held = flow.held_since(before);
         self.account(key, held, out);
@@ -1689,6 +1708,30 @@ mod tests {
         );
         assert_eq!(tls_names(&got), [real_name.as_str()]);
         assert_eq!(anomaly_count(&got, "transport_ack_unsent"), 0);
+        // More data after the decoy, held and read unjudged at a later sweep, does not move
+        // where the stream is read again from.
+        let fake = with_ack(tcp(false, 1001, ACK, &decoy), guess);
+        let past = with_ack(tcp(false, 1001 + decoy.len() as u32, ACK, b"x"), guess);
+        let frames = [
+            (1, tcp(false, 1000, SYN, b"")),
+            (1, fake.clone()),
+            (7, other(7000, SYN)),
+            (8, past),
+            (14, other(7001, ACK)),
+            (15, tcp(false, 1000, SYN, b"")),
+            (15, syn_ack.clone()),
+            (15, tcp(false, 1001, ACK, &real)),
+        ];
+        let got = feed(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got).last(), Some(&real_name), "{got:?}");
+        // Read again, the client's acknowledgments are judged again: a second decoy after the
+        // SYN-ACK, acknowledging bytes never sent, does not hide the real hello.
+        let unsent = with_ack(tcp(false, 1001, ACK, &decoy), SERVER_ISN + 100_001);
+        let mut frames = late(fake);
+        frames.insert(6, (10, unsent));
+        let got = feed(&mut Extractor::new(ExtractorLimits::default()), &frames);
+        assert_eq!(tls_names(&got).last(), Some(&real_name), "{got:?}");
+        assert_eq!(anomaly_count(&got, "transport_ack_unsent"), 2);
     }
 
     #[test]
