@@ -337,7 +337,12 @@ pub fn parse_config(name: &str, text: &str) -> Result<LoadedConfig, Vec<String>>
 /// `vendorwatch config check`: the file's problems and those of the rules and vendors it
 /// names (each at the line of its key), the names its suppressions give that the rules lack,
 /// and what `live` would refuse on this machine (`[live]` filter and user), all in line order.
-pub fn check_config_file(path: &std::path::Path) -> Result<LoadedConfig, Vec<String>> {
+/// `rules`: the rule directory the sensor will be given on its command line (`--rules`),
+/// which wins over the file's `rules` key (suppressions are checked against its packs).
+pub fn check_config_file(
+    path: &std::path::Path,
+    rules: Option<&std::path::Path>,
+) -> Result<LoadedConfig, Vec<String>> {
     use crate::operator_input::{self, MAX_CONFIG_FILE};
     let name = operator_input::shown(path);
     let text = operator_input::read_text(path, MAX_CONFIG_FILE, "a configuration file")
@@ -346,10 +351,9 @@ pub fn check_config_file(path: &std::path::Path) -> Result<LoadedConfig, Vec<Str
     let rules_line = loaded.lines.get("rules").copied();
     let vendors_line = loaded.lines.get("vendors").copied();
     // After a syntax error nothing was read: the embedded rules are checked, and pass.
-    let source = loaded
-        .settings
-        .rules
-        .clone()
+    let source = rules
+        .map(std::path::Path::to_path_buf)
+        .or_else(|| loaded.settings.rules.clone())
         .map_or(RuleSource::Embedded, RuleSource::Path);
     match load_rules_and_names(&source, loaded.settings.vendors.as_deref()) {
         Ok((_, known)) => problems.extend(check_suppressions(&loaded.suppressions, &known)),
@@ -379,17 +383,12 @@ pub fn check_config_file(path: &std::path::Path) -> Result<LoadedConfig, Vec<Str
 fn check_live_on_this_machine(loaded: &LoadedConfig) -> Vec<ConfigProblem> {
     let mut problems = Vec::new();
     if let Some(filter) = loaded.live.bpf.as_deref() {
-        // Compiled for Ethernet, the link type of the interfaces a sensor captures on; a
-        // filter is compiled again for the interface's own link type when `live` opens it.
-        let compiled = pcap::Capture::dead(pcap::Linktype::ETHERNET)
-            .and_then(|dead| dead.compile(filter, true));
-        if let Err(e) = compiled {
+        // As `live` checks it before an interface is up (for Ethernet); it is compiled again
+        // for the interface's own link type when `live` opens it.
+        if let Err(e) = crate::capture::live::check_filter(filter) {
             problems.push(ConfigProblem {
                 line: loaded.table_line("live", "bpf"),
-                problem: format!(
-                    "bpf: the BPF filter {filter:?} does not compile: {}",
-                    libpcap_reason(&e)
-                ),
+                problem: format!("bpf: {e}"),
             });
         }
     }
@@ -412,14 +411,6 @@ fn check_live_on_this_machine(loaded: &LoadedConfig) -> Vec<ConfigProblem> {
         }
     }
     problems
-}
-
-/// libpcap's own words for why a filter does not compile (the pcap crate prefixes them).
-fn libpcap_reason(e: &pcap::Error) -> String {
-    match e {
-        pcap::Error::PcapError(reason) => reason.clone(),
-        other => other.to_string(),
-    }
 }
 
 /// One problem of a configuration file: its line (1-based) and what is wrong, in the file's

@@ -104,14 +104,21 @@ fn a_suppression_for_a_vendor_not_watched_today_is_accepted_but_not_one_the_rule
     let out = replay(&conf, &["--rules", rules.to_str().expect("utf-8 path")]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains(&format!(
-            "{}:3: suppress: vendors: \"hikvision\" is not a vendor of {}",
-            conf.display(),
-            rules.display()
-        )),
-        "{err}"
+    let says = format!(
+        "{}:3: suppress: vendors: \"hikvision\" is not a vendor of {}",
+        conf.display(),
+        rules.display()
     );
+    assert!(err.contains(&says), "{err}");
+    // `config check --rules` checks against the packs the sensor will be given, as it does.
+    let check = bin()
+        .args(["config", "check", "--rules"])
+        .arg(&rules)
+        .arg(&conf)
+        .output()
+        .expect("runs");
+    assert_eq!(check.status.code(), Some(1), "{}", stderr(&check));
+    assert!(stderr(&check).contains(&says), "{}", stderr(&check));
 }
 
 #[test]

@@ -92,13 +92,21 @@ pub fn classify_open_error(interface: &str, reason: String) -> OpenError {
     }
 }
 
+/// What libpcap said, without the crate's "libpcap error: " in front.
+pub fn libpcap_words(e: &pcap::Error) -> String {
+    match e {
+        pcap::Error::PcapError(reason) => reason.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// Checks that `filter` compiles for an Ethernet link, without an interface: for one that
 /// cannot be opened yet (down), so that a typo is said at once, not once the link is up (its
 /// real link type may still refuse the filter then, in `LiveCapture::open`'s words).
 pub fn check_filter(filter: &str) -> Result<(), OpenError> {
     let bad = |e: pcap::Error| OpenError::BadFilter {
         filter: filter.to_string(),
-        reason: e.to_string(),
+        reason: libpcap_words(&e),
     };
     pcap::Capture::dead(pcap::Linktype::ETHERNET)
         .map_err(bad)?

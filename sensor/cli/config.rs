@@ -14,19 +14,24 @@ pub enum ConfigCommand {
     Check {
         /// The file [default: /etc/vendorwatch/vendorwatch.toml].
         path: Option<PathBuf>,
+        /// The rule pack file or directory the sensor is given on its command line (`--rules`,
+        /// which wins over the file's `rules`): its packs are what suppressions are checked
+        /// against [default: the file's `rules`, else the packs embedded in the binary].
+        #[arg(long, value_name = "PATH")]
+        rules: Option<PathBuf>,
     },
 }
 
 /// Runs `config …`; returns the exit code.
 pub fn run(cmd: ConfigCommand) -> i32 {
     match cmd {
-        ConfigCommand::Check { path } => check(path),
+        ConfigCommand::Check { path, rules } => check(path, rules),
     }
 }
 
-fn check(path: Option<PathBuf>) -> i32 {
+fn check(path: Option<PathBuf>, rules: Option<PathBuf>) -> i32 {
     let path = path.unwrap_or_else(|| PathBuf::from("/etc/vendorwatch/vendorwatch.toml"));
-    let loaded = match config::check_config_file(&path) {
+    let loaded = match config::check_config_file(&path, rules.as_deref()) {
         Ok(c) => c,
         Err(errs) => {
             for e in &errs {
@@ -44,7 +49,7 @@ fn check(path: Option<PathBuf>) -> i32 {
         "{}: OK ({} suppression(s); rules: {}; vendors: {}; home_net: {})",
         crate::operator_input::shown(&path),
         loaded.suppressions.0.len(),
-        rule_source(&loaded.settings.rules).describe(),
+        rule_source(&rules.or(loaded.settings.rules.clone())).describe(),
         loaded
             .settings
             .vendors
