@@ -471,15 +471,13 @@ fn spawn_captures(
                 spawn_one(&mut run, cap, source, true, pool, started, stop, sandboxed);
             }
             #[cfg(target_os = "linux")]
-            Opened::Ring(members) => spawn_group(&mut run, members, pool, started, stop, sandboxed),
+            Opened::Ring(members) => {
+                spawn_group(&mut run, members, pool, started, stop, sandboxed);
+            }
             #[cfg(target_os = "linux")]
             Opened::Fanout(sockets) => {
-                let before = run.totals.lock().map_or(0, |t| t.len());
-                spawn_group(&mut run, sockets, pool, started, stop, sandboxed);
-                if let Ok(t) = run.totals.lock() {
-                    let added = t.iter().skip(before).map(|(name, _)| name.clone());
-                    run.socket_sources.extend(added);
-                }
+                let sources = spawn_group(&mut run, sockets, pool, started, stop, sandboxed);
+                run.socket_sources.extend(sources);
             }
         }
     }
@@ -487,7 +485,8 @@ fn spawn_captures(
     run
 }
 
-/// Starts the capture threads of a fanout group, member `i` as source `IFACE#i`.
+/// Starts the capture threads of a fanout group, member `i` as source `IFACE#i`; returns
+/// the sources' names.
 #[cfg(target_os = "linux")]
 fn spawn_group<P: machine::PacketSource + Send + 'static>(
     run: &mut Running,
@@ -496,9 +495,11 @@ fn spawn_group<P: machine::PacketSource + Send + 'static>(
     started: &Started,
     stop: &Arc<AtomicBool>,
     sandboxed: bool,
-) {
+) -> Vec<String> {
+    let mut sources = Vec::with_capacity(members.len());
     for (index, member) in members.into_iter().enumerate() {
         let source = format!("{}#{index}", member.interface());
+        sources.push(source.clone());
         // The link is one link: its interruptions are counted once, by member 0.
         spawn_one(
             run,
@@ -511,6 +512,7 @@ fn spawn_group<P: machine::PacketSource + Send + 'static>(
             sandboxed,
         );
     }
+    sources
 }
 
 /// Starts the capture thread of one source (a libpcap handle or a fanout member).

@@ -242,14 +242,9 @@ pub fn host_table(hosts: &[(IpAddr, Host)]) -> String {
     let rows: Vec<Vec<String>> = hosts
         .iter()
         .flat_map(|(ip, h)| {
-            h.detections.iter().map(move |d| {
-                let mut row = detection_row(ip, h, d, named);
-                if suppressed {
-                    let reason = d.suppressed.as_deref().unwrap_or("-");
-                    row.insert(row.len() - 1, reason.to_string());
-                }
-                row
-            })
+            h.detections
+                .iter()
+                .map(move |d| detection_row(ip, h, d, named, suppressed))
         })
         .collect();
     let mut header = vec!["HOST"];
@@ -272,7 +267,14 @@ pub fn host_table(hosts: &[(IpAddr, Host)]) -> String {
 }
 
 /// One row of the host table: a detection of host `h` at `ip`.
-fn detection_row(ip: &IpAddr, h: &Host, d: &crate::hosts::Detection, named: bool) -> Vec<String> {
+/// `suppressed`: whether the table has the column of suppression reasons.
+fn detection_row(
+    ip: &IpAddr,
+    h: &Host,
+    d: &crate::hosts::Detection,
+    named: bool,
+    suppressed: bool,
+) -> Vec<String> {
     let evidence = d
         .indicators
         .iter()
@@ -304,8 +306,11 @@ fn detection_row(ip: &IpAddr, h: &Host, d: &crate::hosts::Detection, named: bool
         d.first_seen.to_string(),
         d.last_seen.to_string(),
         d.count.to_string(),
-        evidence,
     ]);
+    if suppressed {
+        row.push(d.suppressed.as_deref().unwrap_or("-").to_string());
+    }
+    row.push(evidence);
     row
 }
 
