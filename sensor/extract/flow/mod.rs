@@ -508,6 +508,15 @@ impl Extractor {
         self.process_prepared(ts, pkt, &prepared, out);
     }
 
+    /// Starts loading what [`process_prepared`](Self::process_prepared) will look up first
+    /// for `prepared`'s packet (its duplicate slot): called a few packets ahead.
+    pub fn warm(&self, prepared: &Prepared) {
+        self.dedup.warm(prepared.fingerprint);
+        if let Some(dns) = &prepared.dns {
+            crate::prefetch::warm(&**dns);
+        }
+    }
+
     /// [`process`](Self::process) for a packet already read in part ([`Prepared::read`]).
     pub fn process_prepared(
         &mut self,
