@@ -965,6 +965,42 @@ fn live_on_a_down_interface_says_so_waits_for_it_and_then_captures() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("does not compile"), "{stderr}");
+    // Nor is what would fail once the link is up and can be told now: a missing user, an
+    // output whose directory does not exist (`timeout`: a sensor that waits instead is
+    // killed, 124).
+    let missing_dir = tempfile::tempdir()
+        .expect("tmp")
+        .path()
+        .join("gone/a.jsonl");
+    let cases = [
+        (
+            vec!["--user", "vw-no-such-user"],
+            "user \"vw-no-such-user\" does not exist".to_string(),
+        ),
+        (
+            vec!["--alerts", missing_dir.to_str().unwrap()],
+            format!(
+                "cannot create the alerts file {}: its directory does not exist",
+                missing_dir.display()
+            ),
+        ),
+    ];
+    for (args, said) in cases {
+        let out = Command::new("timeout")
+            .arg("20")
+            .arg(env!("CARGO_BIN_EXE_vendorwatch"))
+            .env("VENDORWATCH_STATE", "none")
+            .args(["live", "-i", &near, "--metrics-addr", "off"])
+            .args(&args)
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&said) && !stderr.contains("waits for it"),
+            "{args:?}: {stderr}"
+        );
+    }
     for threads in ["1", "2"] {
         let tmp = tempfile::tempdir().expect("tmp");
         let alerts = tmp.path().join("a.jsonl");

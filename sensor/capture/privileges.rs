@@ -68,6 +68,37 @@ impl PrivilegeError {
     }
 }
 
+/// Whether `drop_to(user)` will find the user it switches to, without switching: a sensor
+/// that waits at start (for an interface that is down) says a missing `--user` at once.
+pub fn check_user(user: Option<&str>) -> Result<(), PrivilegeError> {
+    if getuid().is_root() {
+        target(user)?;
+    }
+    Ok(())
+}
+
+/// The user a process started as root switches to: `None` to stay root (`root` named, or
+/// the default user missing); an error when a named user does not exist.
+fn target(user: Option<&str>) -> Result<Option<User>, PrivilegeError> {
+    let (name, explicit) = match user {
+        Some(u) => (u, true),
+        None => (DEFAULT_USER, false),
+    };
+    if name == "root" {
+        return Ok(None);
+    }
+    let found = User::from_name(name).map_err(|source| PrivilegeError::Lookup {
+        name: name.to_string(),
+        source,
+    })?;
+    match found {
+        None if explicit => Err(PrivilegeError::NoSuchUser {
+            name: name.to_string(),
+        }),
+        found => Ok(found),
+    }
+}
+
 /// Switches to `user` (or `DEFAULT_USER` when started as root). Switching from root to
 /// another uid also clears every capability (the kernel does so unless asked to keep them).
 pub fn drop_to(user: Option<&str>) -> Result<Dropped, PrivilegeError> {
@@ -75,26 +106,10 @@ pub fn drop_to(user: Option<&str>) -> Result<Dropped, PrivilegeError> {
         clear_capabilities()?;
         return Ok(Dropped::NotRoot);
     }
-    let (name, explicit) = match user {
-        Some(u) => (u, true),
-        None => (DEFAULT_USER, false),
-    };
-    if name == "root" {
+    let Some(u) = target(user)? else {
         return Ok(Dropped::StillRoot);
-    }
-    let found = User::from_name(name).map_err(|source| PrivilegeError::Lookup {
-        name: name.to_string(),
-        source,
-    })?;
-    let Some(u) = found else {
-        return if explicit {
-            Err(PrivilegeError::NoSuchUser {
-                name: name.to_string(),
-            })
-        } else {
-            Ok(Dropped::StillRoot)
-        };
     };
+    let name = u.name.as_str();
     setgroups(&[]).map_err(PrivilegeError::ClearGroups)?;
     setgid(u.gid).map_err(|source| PrivilegeError::SwitchGroup {
         gid: u.gid.as_raw(),

@@ -23,7 +23,9 @@
 //! restarts give up after a few tries), and one started by hand says so and can be
 //! stopped. The wait comes before the outputs, the metrics endpoint and the privilege drop:
 //! nothing is served while the process still holds its capabilities without its sandbox,
-//! for as long as the link may take. An interface up without carrier opens (libpcap reads
+//! for as long as the link may take. What would fail after the wait and can be told without
+//! opening anything (a missing `--user`, an output in a directory that does not exist) is
+//! said before it, with exit 2 (`check_before_waiting`). An interface up without carrier opens (libpcap reads
 //! nothing until the link is there) and is said with what to check.
 
 use super::runtime::{self, Started};
@@ -355,6 +357,42 @@ fn open_fanout(
     }
 }
 
+/// What would fail once a down interface is up, checked before waiting for it (which may
+/// take hours) without opening or serving anything: that `--user` exists, and that every
+/// output file can be created where it is asked for (its directory exists, and it is not a
+/// directory itself). What only opening can tell (permissions, a full disk) is said then.
+fn check_before_waiting(cfg: &RunConfig, settings: &LiveConfig) -> Result<(), String> {
+    crate::capture::privileges::check_user(settings.user.as_deref()).map_err(|e| e.to_string())?;
+    let outputs = [
+        ("alerts file", cfg.alerts.as_deref()),
+        ("events file", cfg.events.as_deref()),
+        ("report", cfg.report.as_deref()),
+        ("inventory", cfg.state.as_deref()),
+    ];
+    for (what, path) in outputs {
+        let Some(path) = path.filter(|p| *p != std::path::Path::new("-")) else {
+            continue;
+        };
+        let shown = crate::operator_input::shown(path);
+        if path.is_dir() {
+            return Err(format!(
+                "cannot create the {what} {shown}: it is a directory (give a file path)"
+            ));
+        }
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => std::path::Path::new("."),
+        };
+        if !parent.is_dir() {
+            return Err(format!(
+                "cannot create the {what} {shown}: {}",
+                output::create_advice(path)
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Drops privileges, then installs the seccomp filter; returns whether it is on.
 fn lock_down(cfg: &RunConfig, user: Option<&str>) -> Result<bool, String> {
     use crate::capture::privileges::{self, Dropped};
@@ -409,7 +447,8 @@ fn run_live(cfg: RunConfig, settings: LiveConfig) -> i32 {
         }
     }
     let opened = match open_captures(&settings, cfg.workers, cfg.quiet) {
-        Err(NotOpened::Down(down)) => wait_for_interfaces(&settings, &cfg, &stop, down),
+        Err(NotOpened::Down(down)) => check_before_waiting(&cfg, &settings)
+            .and_then(|()| wait_for_interfaces(&settings, &cfg, &stop, down)),
         Err(NotOpened::Unusable(e)) => Err(e),
         Ok(c) => Ok(Some(c)),
     };
