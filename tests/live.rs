@@ -985,6 +985,11 @@ fn live_on_a_down_interface_says_so_waits_for_it_and_then_captures() {
             ),
         ),
     ];
+    let missing_state = missing_dir.with_file_name("inventory.db");
+    let cases = cases.into_iter().chain([(
+        vec!["--state", missing_state.to_str().unwrap()],
+        "does not exist: create it for the sensor's user".to_string(),
+    )]);
     for (args, said) in cases {
         let out = Command::new("timeout")
             .arg("20")

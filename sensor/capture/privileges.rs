@@ -109,7 +109,8 @@ pub fn drop_to(user: Option<&str>) -> Result<Dropped, PrivilegeError> {
     let Some(u) = target(user)? else {
         return Ok(Dropped::StillRoot);
     };
-    let name = u.name.as_str();
+    // The name asked for, as before the lookup (a directory service may spell it otherwise).
+    let name = user.unwrap_or(DEFAULT_USER);
     setgroups(&[]).map_err(PrivilegeError::ClearGroups)?;
     setgid(u.gid).map_err(|source| PrivilegeError::SwitchGroup {
         gid: u.gid.as_raw(),

@@ -358,16 +358,20 @@ fn open_fanout(
 }
 
 /// What would fail once a down interface is up, checked before waiting for it (which may
-/// take hours) without opening or serving anything: that `--user` exists, and that every
-/// output file can be created where it is asked for (its directory exists, and it is not a
-/// directory itself). What only opening can tell (permissions, a full disk) is said then.
+/// take hours) without opening or serving anything: that `--user` exists, that every output
+/// file can be created where it is asked for (its directory exists, and it is not a
+/// directory itself), and that the inventory's path is one the store takes. What only
+/// opening can tell (permissions, a full disk) is said then. A directory that would appear
+/// during the wait (a mount) is refused now: systemd's restart tries again.
 fn check_before_waiting(cfg: &RunConfig, settings: &LiveConfig) -> Result<(), String> {
     crate::capture::privileges::check_user(settings.user.as_deref()).map_err(|e| e.to_string())?;
+    if let Some(state) = &cfg.state {
+        crate::hosts::store::check_state_path(state).map_err(runtime::inventory_unusable)?;
+    }
     let outputs = [
         ("alerts file", cfg.alerts.as_deref()),
         ("events file", cfg.events.as_deref()),
         ("report", cfg.report.as_deref()),
-        ("inventory", cfg.state.as_deref()),
     ];
     for (what, path) in outputs {
         let Some(path) = path.filter(|p| *p != std::path::Path::new("-")) else {

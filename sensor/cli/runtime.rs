@@ -108,6 +108,17 @@ fn open_outputs(cfg: &RunConfig) -> Result<Outputs, String> {
 
 /// Opens the inventory (`--state`), restores hosts and resolver roles from it, and starts
 /// shipping to the agency inventory when there is one.
+/// Why the inventory cannot be opened, with the way out (another path, or none) when the
+/// store's own words do not already give it.
+pub(super) fn inventory_unusable(e: crate::hosts::store::StoreError) -> String {
+    let e = String::from(e);
+    if e.contains("--state") {
+        e
+    } else {
+        format!("{e} (use --state PATH to choose another, or --state none)")
+    }
+}
+
 fn open_inventory(
     cfg: &RunConfig,
     hosts: &Arc<HostTable>,
@@ -122,14 +133,8 @@ fn open_inventory(
     let Some(path) = &cfg.state else {
         return Ok((None, None));
     };
-    let mut store = crate::hosts::store::Store::open_for_writing(path).map_err(|e| {
-        let e = String::from(e);
-        if e.contains("--state") {
-            e
-        } else {
-            format!("{e} (use --state PATH to choose another, or --state none)")
-        }
-    })?;
+    let mut store =
+        crate::hosts::store::Store::open_for_writing(path).map_err(inventory_unusable)?;
     hosts.restore(store.load()?);
     roles.restore(store.load_resolvers()?);
     let shipper = match &cfg.agency {

@@ -301,7 +301,7 @@ impl From<StoreError> for String {
 /// exists. A device (`--state /dev/null`), a FIFO or a directory is refused before SQLite
 /// touches it (it would put its `-journal` or `-wal` beside it, in `/dev`); a missing
 /// directory is refused with how to create it, not created.
-fn check_state_path(path: &Path) -> Result<(), StoreError> {
+pub fn check_state_path(path: &Path) -> Result<(), StoreError> {
     let shown = crate::operator_input::shown(path);
     match std::fs::metadata(path) {
         Ok(m) => match crate::operator_input::kind_of(m.file_type()) {
