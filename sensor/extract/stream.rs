@@ -48,11 +48,11 @@ pub struct StreamBuf {
     /// Sequence number of the next in-order byte (the one after `data`'s end); `None` while
     /// the direction is unanchored.
     next_seq: Option<u32>,
-    data: Vec<u8>,
-    /// Offsets in `data` where a segment began: where a new message is likely to start.
-    segment_starts: Vec<usize>,
-    /// Out-of-order bytes, in sequence order, not overlapping.
-    parked: Vec<Run>,
+    /// The bytes held, boxed: most directions never hold one (an in-order hello is read
+    /// from its segment), and every flow of a worker's table carries two of these, so the
+    /// three vectors inline cost 144 bytes a flow for nothing. `None` until something is
+    /// held, and again after `release`.
+    buffers: Option<Box<Buffers>>,
     parked_bytes: usize,
     /// Segments that added bytes to `parked` (an unanchored direction settles after a window).
     segments_parked: usize,
@@ -62,6 +62,23 @@ pub struct StreamBuf {
     /// Sequence number of an urgent byte not delivered yet (see `mark_urgent`).
     urgent: Option<u32>,
 }
+
+/// What a direction holds (see `StreamBuf::buffers`).
+#[derive(Debug, Default)]
+struct Buffers {
+    data: Vec<u8>,
+    /// Offsets in `data` where a segment began: where a new message is likely to start.
+    segment_starts: Vec<usize>,
+    /// Out-of-order bytes, in sequence order, not overlapping.
+    parked: Vec<Run>,
+}
+
+/// What a direction that holds nothing reads as.
+static NOTHING_HELD: Buffers = Buffers {
+    data: Vec::new(),
+    segment_starts: Vec::new(),
+    parked: Vec::new(),
+};
 
 /// Parked bytes: `bytes` start at `seq`, and came from the segment `from` (what decides an
 /// overlap with a later segment; `bytes` may be only part of it).
@@ -96,6 +113,14 @@ impl StreamBuf {
         }
     }
 
+    fn bufs(&self) -> &Buffers {
+        self.buffers.as_deref().unwrap_or(&NOTHING_HELD)
+    }
+
+    fn bufs_mut(&mut self) -> &mut Buffers {
+        self.buffers.get_or_insert_with(Box::default)
+    }
+
     /// Sets the first sequence number (SYN's sequence number + 1). Returns whether that made
     /// parked bytes deliverable.
     pub fn start_at(&mut self, seq: u32) -> Pushed {
@@ -116,8 +141,10 @@ impl StreamBuf {
     /// goes on at `seq`. Parked segments are kept, and delivered if they follow. Returns
     /// whether bytes are now deliverable.
     pub fn skip_to(&mut self, seq: u32) -> Pushed {
-        self.data.clear();
-        self.segment_starts.clear();
+        if let Some(b) = self.buffers.as_mut() {
+            b.data.clear();
+            b.segment_starts.clear();
+        }
         self.next_seq = Some(seq);
         self.deliver_parked()
     }
@@ -140,7 +167,7 @@ impl StreamBuf {
         }
         // The runs are in sequence order (relative to the lowest, so a window that spans the
         // wrap of the sequence space still starts at its lowest).
-        let Some(lowest) = self.parked.first().map(|r| r.seq) else {
+        let Some(lowest) = self.bufs().parked.first().map(|r| r.seq) else {
             return Pushed::Nothing;
         };
         self.next_seq = Some(lowest);
@@ -148,9 +175,9 @@ impl StreamBuf {
     }
 
     fn deliver_parked(&mut self) -> Pushed {
-        let before = self.data.len();
+        let before = self.bufs().data.len();
         self.unpark();
-        if self.data.len() > before {
+        if self.bufs().data.len() > before {
             Pushed::Data
         } else {
             Pushed::Nothing
@@ -158,35 +185,36 @@ impl StreamBuf {
     }
 
     pub fn data(&self) -> &[u8] {
-        &self.data
+        &self.bufs().data
     }
 
-    /// Heap bytes this buffer holds (what the worker's reassembly budget counts).
+    /// Heap bytes this buffer holds (what the worker's reassembly budget counts: the bytes
+    /// and their bookkeeping, not the box, which the flow's own cost covers).
     pub fn held(&self) -> usize {
-        self.data.capacity()
-            + self.segment_starts.capacity() * std::mem::size_of::<usize>()
-            + self.parked.capacity() * std::mem::size_of::<Run>()
-            + self
-                .parked
-                .iter()
-                .map(|r| r.bytes.capacity())
-                .sum::<usize>()
+        let b = self.bufs();
+        b.data.capacity()
+            + b.segment_starts.capacity() * std::mem::size_of::<usize>()
+            + b.parked.capacity() * std::mem::size_of::<Run>()
+            + b.parked.iter().map(|r| r.bytes.capacity()).sum::<usize>()
     }
 
     /// The in-order window reached its cap: a message that has not ended by now never will here.
     pub fn is_full(&self) -> bool {
-        self.data.len() >= self.cap
+        self.bufs().data.len() >= self.cap
     }
 
     pub fn segment_starts(&self) -> &[usize] {
-        &self.segment_starts
+        &self.bufs().segment_starts
     }
 
     /// Drops the first `n` bytes (an extractor has read them).
     pub fn consume(&mut self, n: usize) {
-        let n = n.min(self.data.len());
-        self.data.drain(..n);
-        self.segment_starts.retain_mut(|s| {
+        let Some(b) = self.buffers.as_mut() else {
+            return;
+        };
+        let n = n.min(b.data.len());
+        b.data.drain(..n);
+        b.segment_starts.retain_mut(|s| {
             if *s >= n {
                 *s -= n;
                 true
@@ -198,9 +226,7 @@ impl StreamBuf {
 
     /// Frees everything: the flow is no longer inspected.
     pub fn release(&mut self) {
-        self.data = Vec::new();
-        self.segment_starts = Vec::new();
-        self.parked = Vec::new();
+        self.buffers = None;
         self.parked_bytes = 0;
     }
 
@@ -210,7 +236,8 @@ impl StreamBuf {
     /// right where an empty, anchored buffer with nothing parked expects them. Otherwise it
     /// does nothing and returns false, and the caller pushes.
     pub fn pass_in_order(&mut self, seq: u32, len: usize) -> bool {
-        if self.next_seq != Some(seq) || !self.data.is_empty() || !self.parked.is_empty() {
+        let b = self.bufs();
+        if self.next_seq != Some(seq) || !b.data.is_empty() || !b.parked.is_empty() {
             return false;
         }
         // What `append` would have shed for the cap, and counted.
@@ -279,13 +306,14 @@ impl StreamBuf {
             None => (bytes, &[][..]),
         };
         let kept = head.len() + tail.len();
-        let room = self.cap.saturating_sub(self.data.len());
+        let room = self.cap.saturating_sub(self.bufs().data.len());
         let take = kept.min(room);
         if take > 0 {
-            self.segment_starts.push(self.data.len());
+            let b = self.bufs_mut();
+            b.segment_starts.push(b.data.len());
             let from_head = take.min(head.len());
-            self.data.extend_from_slice(&head[..from_head]);
-            self.data.extend_from_slice(&tail[..take - from_head]);
+            b.data.extend_from_slice(&head[..from_head]);
+            b.data.extend_from_slice(&tail[..take - from_head]);
         }
         self.dropped_bytes += (kept - take) as u64;
         // Sequence space advances by everything in order, kept or not.
@@ -297,7 +325,7 @@ impl StreamBuf {
     /// Sequence numbers as offsets from a point near them (they compare only that way): the
     /// next in-order byte, or while unanchored the lowest run (or `seq` when there is none).
     fn frame_at(&self, seq: u32) -> impl Fn(u32) -> i64 {
-        let reference = match (self.next_seq, self.parked.first()) {
+        let reference = match (self.next_seq, self.bufs().parked.first()) {
             (Some(next), _) => next,
             (None, Some(lowest)) => lowest.seq,
             (None, None) => seq,
@@ -317,10 +345,11 @@ impl StreamBuf {
         let start = rel(seq);
         let end = start + i64::from(len);
         let run_end = |r: &Run| rel(r.seq) + r.bytes.len() as i64;
+        let parked = &mut self.buffers.get_or_insert_with(Box::default).parked;
         // The runs the segment overlaps: `first..last`.
-        let first = self.parked.partition_point(|r| run_end(r) <= start);
+        let first = parked.partition_point(|r| run_end(r) <= start);
         let last = first
-            + self.parked[first..]
+            + parked[first..]
                 .iter()
                 .take_while(|r| rel(r.seq) < end)
                 .count();
@@ -338,7 +367,7 @@ impl StreamBuf {
         let mut cursor = start;
         let mut tail = None;
         let mut removed = 0;
-        for run in self.parked.drain(first..last) {
+        for run in parked.drain(first..last) {
             removed += run.bytes.len();
             let (theirs, run_start) = (rel(run.from.seq), rel(run.seq));
             let new_wins = start < theirs || (start == theirs && new.len > run.from.len);
@@ -363,16 +392,17 @@ impl StreamBuf {
         }
         pieces.extend(tail);
         let kept: usize = pieces.iter().map(|r| r.bytes.len()).sum();
-        self.parked_bytes = (self.parked_bytes + kept).saturating_sub(removed);
-        self.parked.splice(first..first, pieces);
-        self.segments_parked += usize::from(added);
-        if self.parked.len() > MAX_PARKED_RUNS {
-            self.collapse();
+        parked.splice(first..first, pieces);
+        if parked.len() > MAX_PARKED_RUNS {
+            collapse(parked);
         }
+        self.parked_bytes = (self.parked_bytes + kept).saturating_sub(removed);
+        self.segments_parked += usize::from(added);
         // Over a cap: the highest runs go, as a Linux receiver prunes its queue from the end.
         let parked_cap = self.cap.min(MAX_PARKED_BYTES);
-        while self.parked.len() > MAX_PARKED_RUNS || self.parked_bytes > parked_cap {
-            let Some(highest) = self.parked.pop() else {
+        let parked = &mut self.buffers.get_or_insert_with(Box::default).parked;
+        while parked.len() > MAX_PARKED_RUNS || self.parked_bytes > parked_cap {
+            let Some(highest) = parked.pop() else {
                 break;
             };
             self.parked_bytes -= highest.bytes.len();
@@ -380,30 +410,14 @@ impl StreamBuf {
         }
     }
 
-    /// Joins runs that follow each other without a gap into one, as a Linux receiver
-    /// collapses its out-of-order queue when it holds too many segments (`tcp_collapse_ofo_queue`):
-    /// a ClientHello in one-byte segments sent backwards is then a few runs, not hundreds.
-    /// A joined run counts as one segment from its start in later overlaps, as there.
-    fn collapse(&mut self) {
-        // In place: a queue at its cap that has nothing to join is scanned, not rebuilt.
-        self.parked.dedup_by(|run, prev| {
-            if prev.seq.wrapping_add(prev.bytes.len() as u32) != run.seq {
-                return false;
-            }
-            prev.bytes.append(&mut run.bytes);
-            prev.from = Origin {
-                seq: prev.seq,
-                len: prev.bytes.len() as u32,
-            };
-            true
-        });
-    }
-
     /// Delivers the runs that now follow the in-order bytes, each as a segment (the part of
     /// a run that the in-order bytes already cover is theirs: it came from a segment that
     /// started lower).
     fn unpark(&mut self) {
-        let mut parked = std::mem::take(&mut self.parked);
+        let Some(b) = self.buffers.as_mut().filter(|b| !b.parked.is_empty()) else {
+            return;
+        };
+        let mut parked = std::mem::take(&mut b.parked);
         let mut delivered = 0;
         for run in &parked {
             let Some(next) = self.next_seq else {
@@ -422,8 +436,27 @@ impl StreamBuf {
         for run in parked.drain(..delivered) {
             self.parked_bytes -= run.bytes.len();
         }
-        self.parked = parked;
+        self.bufs_mut().parked = parked;
     }
+}
+
+/// Joins runs that follow each other without a gap into one, as a Linux receiver
+/// collapses its out-of-order queue when it holds too many segments (`tcp_collapse_ofo_queue`):
+/// a ClientHello in one-byte segments sent backwards is then a few runs, not hundreds.
+/// A joined run counts as one segment from its start in later overlaps, as there.
+fn collapse(parked: &mut Vec<Run>) {
+    // In place: a queue at its cap that has nothing to join is scanned, not rebuilt.
+    parked.dedup_by(|run, prev| {
+        if prev.seq.wrapping_add(prev.bytes.len() as u32) != run.seq {
+            return false;
+        }
+        prev.bytes.append(&mut run.bytes);
+        prev.from = Origin {
+            seq: prev.seq,
+            len: prev.bytes.len() as u32,
+        };
+        true
+    });
 }
 
 impl Run {
@@ -690,7 +723,7 @@ mod tests {
         s.start_at(7);
         for (i, b) in message.iter().enumerate().rev() {
             s.push(7 + i as u32, std::slice::from_ref(b));
-            assert!(s.parked.len() <= MAX_PARKED_RUNS);
+            assert!(s.bufs().parked.len() <= MAX_PARKED_RUNS);
         }
         assert_eq!(s.data(), &message[..]);
         assert_eq!(s.dropped_bytes, 0);
@@ -704,10 +737,10 @@ mod tests {
         for i in 0..(MAX_PARKED_RUNS as u32 + 50) {
             s.push(1 + 2 * i, b"x");
         }
-        assert_eq!(s.parked.len(), MAX_PARKED_RUNS);
+        assert_eq!(s.bufs().parked.len(), MAX_PARKED_RUNS);
         assert_eq!(s.dropped_bytes, 50);
         assert_eq!(
-            s.parked.last().map(|r| r.seq),
+            s.bufs().parked.last().map(|r| r.seq),
             Some(2 * MAX_PARKED_RUNS as u32 - 1)
         );
         // Bytes: the cap holds too.
@@ -782,13 +815,14 @@ mod tests {
                 // The runs stay in order, apart, and counted.
                 let rel = s.frame_at(base);
                 let apart = s
+                    .bufs()
                     .parked
                     .windows(2)
                     .all(|w| rel(w[0].seq) + w[0].bytes.len() as i64 <= rel(w[1].seq));
                 proptest::prop_assert!(apart, "runs overlap or are out of order");
                 proptest::prop_assert_eq!(
                     s.parked_bytes,
-                    s.parked.iter().map(|r| r.bytes.len()).sum::<usize>()
+                    s.bufs().parked.iter().map(|r| r.bytes.len()).sum::<usize>()
                 );
             }
             if !anchored {
@@ -797,7 +831,7 @@ mod tests {
             proptest::prop_assert_eq!(s.data(), &model(&segments, anchored)[..]);
             proptest::prop_assert_eq!(
                 s.parked_bytes,
-                s.parked.iter().map(|r| r.bytes.len()).sum::<usize>()
+                s.bufs().parked.iter().map(|r| r.bytes.len()).sum::<usize>()
             );
             proptest::prop_assert_eq!(s.dropped_bytes, 0);
         }
