@@ -268,24 +268,32 @@ impl Matcher {
 
     /// Rules hit by a normalised name: for each vendor, only its most specific matches.
     pub fn match_name(&self, name: &str) -> SmallVec<[NameHit; 2]> {
-        // Where each label-boundary suffix starts, longest (the whole name) first.
-        let mut starts: SmallVec<[usize; INLINE_LABELS]> = SmallVec::new();
-        starts.push(0);
-        starts.extend(
-            name.bytes()
-                .enumerate()
-                .filter(|&(_, b)| b == b'.')
-                .map(|(i, _)| i + 1),
-        );
-        let total_labels = starts.len();
-        // Shortest first, up to the first suffix that is not in the table (module doc).
+        // Shortest first, up to the first suffix that is not in the table (module doc): each
+        // suffix starts after the last dot before the previous one, found from the end, so a
+        // name that misses early is not scanned whole (most names miss at their second label).
         let mut found: SmallVec<[(usize, usize, &Node); INLINE_LABELS]> = SmallVec::new();
-        for (k, &start) in starts.iter().enumerate().rev() {
-            match self.names.get(&name[start..]) {
-                Some(node) => found.push((start, total_labels - k, node)),
+        let mut before = name.len();
+        for labels in 1.. {
+            // A byte loop: `str::rfind`'s searcher cost more than the few bytes it passes.
+            let head = name.as_bytes().get(..before).unwrap_or_default();
+            let start = head
+                .iter()
+                .rposition(|&b| b == b'.')
+                .map_or(0, |dot| dot + 1);
+            // After a dot, so on a character boundary: `get` only spares a panic path.
+            match name.get(start..).and_then(|suffix| self.names.get(suffix)) {
+                Some(node) => found.push((start, labels, node)),
                 None => break,
             }
+            if start == 0 {
+                break;
+            }
+            before = start - 1;
         }
+        // Globs match names of their own number of labels (counted only when one is filed).
+        let total_labels = std::cell::OnceCell::new();
+        let total_labels =
+            || *total_labels.get_or_init(|| name.bytes().filter(|&b| b == b'.').count() + 1);
         if found.is_empty() {
             return SmallVec::new();
         }
@@ -309,7 +317,11 @@ impl Matcher {
             excluded.extend_from_slice(&more.exclude_suffix);
             let how = HowMatched::Suffix(labels.min(255) as u8);
             all.extend(more.suffix.iter().map(|&rule| NameHit { rule, how }));
-            for g in more.globs.iter().filter(|g| g.labels.len() == total_labels) {
+            for g in more
+                .globs
+                .iter()
+                .filter(|g| g.labels.len() == total_labels())
+            {
                 if glob_matches(&g.labels, name) {
                     all.push(NameHit {
                         rule: g.rule,
@@ -532,6 +544,27 @@ names = ["opentip.kaspersky.com"]
         );
         assert!(ids(&m, &r, "notkaspersky.com").is_empty());
         assert!(ids(&m, &r, "kaspersky.com.evil.example").is_empty());
+    }
+
+    /// Empty labels (two dots, a leading or trailing dot) are labels like any other: the walk
+    /// from the last dot finds every label-boundary suffix, the empty ones included, and a
+    /// glob counts them.
+    #[test]
+    fn empty_labels_are_label_boundaries_too() {
+        let (m, r) = matcher();
+        let web = vec!["kaspersky.web-portal.site"];
+        assert_eq!(ids(&m, &r, "a..kaspersky.com"), web);
+        assert_eq!(ids(&m, &r, ".kaspersky.com"), web);
+        assert!(ids(&m, &r, "kaspersky.com.").is_empty());
+        assert!(ids(&m, &r, "").is_empty());
+        assert!(ids(&m, &r, ".").is_empty());
+        assert!(ids(&m, &r, "com").is_empty());
+        // `dnl-*.geo.kaspersky.com` has four labels: with an empty fifth it is only the suffix.
+        assert_eq!(ids(&m, &r, ".dnl-01.geo.kaspersky.com"), web);
+        assert_eq!(
+            ids(&m, &r, "dnl-.geo.kaspersky.com"),
+            vec!["kaspersky.update.upd"]
+        );
     }
 
     #[test]
