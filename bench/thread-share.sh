@@ -2,8 +2,9 @@
 # Compares two builds by the worker's CPU against the reader's, in the same run: a change to the
 # worker's code shows as a lower worker/reader ratio, while whatever slows or speeds up the whole
 # machine (a shared VM's phase) moves both threads alike and cancels out. On this project's 2-core
-# VM, wall and CPU times of whole runs vary by 10-20 % from run to run and cannot show a 5 %
-# change in any reasonable number of runs; this ratio can.
+# VM, wall and CPU times of whole runs vary by 10-20 % from run to run. The ratio is noisy too
+# (single runs 0.95-1.35 there; medians of 8-10 pairs move by about 0.05): it shows a change of a
+# tenth of the worker's time, not a few per cent (count instructions for those: callgrind.sh).
 #
 #   bash bench/thread-share.sh [--runs N] [--pcap PCAP] A_BINARY B_BINARY
 #

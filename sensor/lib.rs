@@ -19,7 +19,6 @@ pub mod metrics;
 pub mod operator_input;
 pub mod output;
 pub mod pipeline;
-pub mod prefetch;
 pub mod reload;
 pub mod serve;
 pub mod suppress;

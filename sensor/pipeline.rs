@@ -832,10 +832,6 @@ struct WorkerContext {
     fingerprinter: Fingerprinter,
 }
 
-/// How many packets ahead of the one it reads a worker starts loading a packet's first
-/// lines (`prefetch::warm`).
-const WARM_AHEAD: usize = 4;
-
 fn worker(ctx: WorkerContext, rx: Receiver<Batch>, free_tx: Sender<Batch>) {
     let WorkerContext {
         index,
@@ -872,29 +868,13 @@ fn worker(ctx: WorkerContext, rx: Receiver<Batch>, free_tx: Sender<Batch>) {
         // batch, and every finding is judged and reported against the same rules.
         let policy = Policy::now(shared);
         let mut packets = std::mem::take(&mut batch.packets);
-        for at in 0..packets.len() {
-            // The lines a packet's reading starts with were written on the capture thread's
-            // core, or are the duplicate table's, which the packets in between push out of
-            // this core's caches: their loads start a few packets early.
-            if let Some(ahead) = packets.get(at + WARM_AHEAD) {
-                if let Some(prepared) = &ahead.prepared {
-                    extractor.warm(prepared);
-                }
-                if let Some(frame) = batch.frame(ahead) {
-                    crate::prefetch::warm(frame.as_ptr());
-                }
-            }
-            let Some(p) = packets.get_mut(at) else {
-                break;
-            };
+        for p in packets.drain(..) {
             kept.start(p.seq);
-            let read_before = p.prepared.take();
-            let p = &*p;
-            if let Some(frame) = batch.frame(p) {
+            if let Some(frame) = batch.frame(&p) {
                 // The dispatcher decoded this frame; the worker only points the result at
                 // its bytes.
                 let pkt = p.pkt.attach(frame);
-                let (mut prepared, read_here) = match read_before {
+                let (mut prepared, read_here) = match p.prepared {
                     Some(prepared) => (prepared, false),
                     None => {
                         let settled = &mut || kept.settled();
@@ -919,7 +899,6 @@ fn worker(ctx: WorkerContext, rx: Receiver<Batch>, free_tx: Sender<Batch>) {
                 record_finding(shared, policy, &mut local, f)
             });
         }
-        packets.clear();
         batch.packets = packets;
         kept.batch_done();
         flush_events(shared, &mut events);

@@ -12,7 +12,7 @@ use std::path::Path;
 /// Top-level modules from the bottom of the stack up; a module may import only those before it.
 /// Modules on one line are peers and import neither each other nor anything after them.
 const LAYERS: &[&[&str]] = &[
-    &["time", "mac", "operator_input", "prefetch"],
+    &["time", "mac", "operator_input"],
     &["decode"],
     &["extract"],
     &["detect"],

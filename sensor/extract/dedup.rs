@@ -118,17 +118,6 @@ impl Deduplicator {
         slot.0 == fp && ts >= slot.1 && micros_between(slot.1, ts) <= WINDOW_MICROS
     }
 
-    /// Starts loading the slot `fingerprint` would be looked up in, a few packets ahead of
-    /// [`seen`](Self::seen): the table is larger than a core's first-level cache, and the
-    /// packets streaming through push its lines out between two visits.
-    pub fn warm(&self, fingerprint: Option<Fingerprint>) {
-        if let Some(Fingerprint(fp)) = fingerprint {
-            if let Some(slot) = self.slots.get((fp as usize) & (SLOTS - 1)) {
-                crate::prefetch::warm(slot);
-            }
-        }
-    }
-
     /// Remembers a packet that was taken (not one refused as never reaching its receiver:
     /// see the module's doc), so that its copies are recognised.
     pub fn record(&mut self, ts: Timestamp, fingerprint: Option<Fingerprint>) {

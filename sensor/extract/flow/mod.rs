@@ -508,15 +508,6 @@ impl Extractor {
         self.process_prepared(ts, pkt, &prepared, out);
     }
 
-    /// Starts loading what [`process_prepared`](Self::process_prepared) will look up first
-    /// for `prepared`'s packet (its duplicate slot): called a few packets ahead.
-    pub fn warm(&self, prepared: &Prepared) {
-        self.dedup.warm(prepared.fingerprint);
-        if let Some(dns) = &prepared.dns {
-            crate::prefetch::warm(&**dns);
-        }
-    }
-
     /// [`process`](Self::process) for a packet already read in part ([`Prepared::read`]).
     /// Inlined into the worker's loop, its one caller on the packet path: the compiler's own
     /// choice there moves with unrelated changes, and a call costs the loop 50 instructions a
