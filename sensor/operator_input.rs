@@ -115,6 +115,14 @@ pub fn read_text(path: &Path, limit: u64, what: &'static str) -> Result<String, 
     })
 }
 
+/// The directory a file at `path` is (or would be) created in: its parent, or the current
+/// directory for a bare name (`Path::parent` gives an empty path there).
+pub fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 /// A path as printed for a person: control characters (ESC, CR, BEL, …) escaped as `\u{1b}`,
 /// so a file name cannot act on the terminal that shows it.
 pub fn shown(path: &Path) -> String {

@@ -383,11 +383,7 @@ fn check_before_waiting(cfg: &RunConfig, settings: &LiveConfig) -> Result<(), St
                 "cannot create the {what} {shown}: it is a directory (give a file path)"
             ));
         }
-        let parent = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => std::path::Path::new("."),
-        };
-        if !parent.is_dir() {
+        if !crate::operator_input::parent_dir(path).is_dir() {
             return Err(format!(
                 "cannot create the {what} {shown}: {}",
                 output::create_advice(path)

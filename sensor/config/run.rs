@@ -253,10 +253,7 @@ pub fn file_identity(path: &Path) -> Option<FileIdentity> {
         Ok(_) => None,
         Err(_) => {
             let name = path.file_name()?;
-            let parent = match path.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p,
-                _ => Path::new("."),
-            };
+            let parent = crate::operator_input::parent_dir(path);
             let parent = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf());
             Some(FileIdentity::Absent(parent.join(name)))
         }

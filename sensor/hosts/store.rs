@@ -309,10 +309,7 @@ pub fn check_state_path(path: &Path) -> Result<(), StoreError> {
             Some(kind) => Err(StoreError::NotAFile { shown, kind }),
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let dir = path
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
+            let dir = crate::operator_input::parent_dir(path);
             match std::fs::metadata(dir) {
                 Ok(m) if m.is_dir() => Ok(()),
                 Ok(_) => Err(StoreError::ParentNotADirectory {
@@ -556,10 +553,7 @@ impl Store {
     pub fn open_for_writing(path: &Path) -> Result<Store, StoreError> {
         use std::io::ErrorKind;
         check_state_path(path)?;
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        let dir = crate::operator_input::parent_dir(path);
         if dir.is_dir() {
             probe_dir(dir).map_err(|source| StoreError::DirectoryNotWritable {
                 path: path.to_path_buf(),

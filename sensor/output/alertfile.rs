@@ -844,10 +844,7 @@ impl Writer {
         if self.options.fsync != FsyncPolicy::Never {
             // The renames and the new file are directory entries: sync them too, so a crash
             // does not bring back the old name over the new file.
-            let dir = path
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
+            let dir = crate::operator_input::parent_dir(&path);
             if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
                 self.sync_failed(&e);
             }

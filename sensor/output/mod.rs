@@ -38,10 +38,7 @@ pub fn create_output(path: &std::path::Path) -> std::io::Result<std::fs::File> {
 /// What to do about an output `path` that could not be created: an existing file this user
 /// may not write is a matter of its permissions, not of its directory.
 pub fn create_advice(path: &std::path::Path) -> &'static str {
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => std::path::Path::new("."),
-    };
+    let parent = crate::operator_input::parent_dir(path);
     if std::fs::symlink_metadata(path).is_ok() {
         "the file exists and this user may not write it: check its permissions, or give another path"
     } else if !parent.is_dir() {
