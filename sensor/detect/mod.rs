@@ -831,8 +831,9 @@ impl Detector {
         let asked = std::cell::OnceCell::new();
         let forwarded =
             || *asked.get_or_init(|| self.forwarded_lookup(ev.flow.client.ip(), &ev.value, ev.ts));
+        // Looked up only for a name that matches, as `forwarded`.
         let server = ev.flow.server.ip();
-        let public = self.encrypted_dns.service_at(server).map(|_| server);
+        let public = || self.encrypted_dns.service_at(server).map(|_| server);
         // The question counts once per transaction: on the query, or on the answer
         // when the query was not captured.
         if !d.is_response || !d.query_seen {
@@ -841,12 +842,12 @@ impl Detector {
                     hit.rule,
                     indicator(NameKind::Dns, &ev.value),
                     forwarded(),
-                    public,
+                    public(),
                 );
             }
         }
         if d.is_response {
-            self.on_answers(rules, ev, d, &forwarded, public, emit);
+            self.on_answers(rules, ev, d, &forwarded, &public, emit);
         }
     }
 
@@ -896,12 +897,12 @@ impl Detector {
         ev: &NameEvent,
         d: &crate::extract::DnsDetail,
         forwarded: &impl Fn() -> bool,
-        public: Option<IpAddr>,
+        public: &impl Fn() -> Option<IpAddr>,
         emit: &mut impl FnMut(RuleIdx, Indicator, bool, Option<IpAddr>),
     ) {
         use crate::extract::dns::RData;
         let named = chain_hits(&rules.matcher, ev, d, &mut |rule, ind| {
-            emit(rule, ind, forwarded(), public)
+            emit(rule, ind, forwarded(), public())
         });
         // Addresses answered for a name that is, or is reached from, a vendor name.
         let chain_rules: smallvec::SmallVec<[RuleIdx; 2]> =
