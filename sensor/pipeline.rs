@@ -1,10 +1,11 @@
 //! The pipeline: one reader thread hands batches of packets to N workers over bounded
 //! channels, chosen by a symmetric flow hash so both directions of a flow (and a DNS answer
 //! and its query) reach the same worker. The reader frames, decodes and hashes; the workers
-//! do everything else (with one worker, the reader also reads DNS for the resolver roles:
-//! `Dispatcher::reads_dns`). Workers own their flow state; only the detector's maps, the host
-//! table and the outputs are shared, and what reads the resolver roles across flows waits
-//! for packet order (`order`). Replay never drops: the reader waits for the workers.
+//! do everything else (with one worker, the reader also reads DNS for the resolver roles
+//! while the worker is behind: `Dispatcher::reads_dns`). Workers own their flow state; only
+//! the detector's maps, the host table and the outputs are shared, and what reads the
+//! resolver roles across flows waits for packet order (`order`). Replay never drops: the
+//! reader waits for the workers.
 
 mod order;
 
