@@ -1,11 +1,10 @@
 //! The pipeline: one reader thread hands batches of packets to N workers over bounded
 //! channels, chosen by a symmetric flow hash so both directions of a flow (and a DNS answer
 //! and its query) reach the same worker. The reader frames, decodes and hashes; the workers
-//! do everything else (with one worker, the reader also reads DNS for the resolver roles
-//! while the worker is behind: `Dispatcher::reads_dns`). Workers own their flow state; only
-//! the detector's maps, the host table and the outputs are shared, and what reads the
-//! resolver roles across flows waits for packet order (`order`). Replay never drops: the
-//! reader waits for the workers.
+//! do everything else (with one worker, the reader also reads DNS for the resolver roles:
+//! `Dispatcher::reads_dns`). Workers own their flow state; only the detector's maps, the host
+//! table and the outputs are shared, and what reads the resolver roles across flows waits
+//! for packet order (`order`). Replay never drops: the reader waits for the workers.
 
 mod order;
 
@@ -315,7 +314,6 @@ impl WorkerPool {
             seq: 0,
             tracker: Arc::clone(&self.tracker),
             reads_dns: self.senders.len() == 1,
-            prepares: false,
             fingerprinter: self.fingerprinter.clone(),
             spare_dns: SpareDnsBoxes::default(),
         }
@@ -354,17 +352,15 @@ pub struct Dispatcher {
     /// The number of the last packet handed to a worker (`order`).
     seq: u64,
     tracker: Arc<order::Tracker>,
-    /// The dispatcher may read DNS for the resolver roles, parse the messages and
-    /// fingerprint packets for the worker (`Prepared`): with one worker, the two threads
-    /// are the whole pipeline, and this keeps them balanced (left to the one worker, the
-    /// enterprise mix took a quarter longer on two cores); with more, the workers do it, so
-    /// that one dispatcher can feed many (`order`).
+    /// The dispatcher itself reads DNS for the resolver roles, parses the messages and
+    /// fingerprints each packet for the worker (`Prepared`): with one worker, the two threads
+    /// are the whole pipeline, and this keeps them balanced on two cores (left to the one
+    /// worker, the enterprise mix took a quarter longer); with more, the workers do it, so
+    /// that one dispatcher can feed many (`order`). It is all or nothing: the roles must be
+    /// noted in packet order, and a dispatcher that noted them for some batches and left
+    /// others to the worker would note a later batch's before the worker got to an earlier
+    /// one's (a response before its query).
     reads_dns: bool,
-    /// Whether the dispatcher reads the packets of the batch being filled (`reads_dns`),
-    /// decided as the batch before was handed over: only while the worker is behind (its
-    /// queue half full), so the dispatcher takes on work only when it would otherwise wait,
-    /// and a dispatcher that is the slower of the two leaves it all to the worker.
-    prepares: bool,
     fingerprinter: Fingerprinter,
     /// Message boxes of returned batches, for the next DNS messages (`Prepared::recycle`).
     spare_dns: SpareDnsBoxes,
@@ -463,7 +459,7 @@ impl Dispatcher {
             return None;
         };
         let w = flow_shard(pkt, self.senders.len());
-        let prepared = self.prepares.then(|| {
+        let prepared = self.reads_dns.then(|| {
             // In packet order, before the worker reads anything after it: always settled,
             // so there is never a chase to hand back.
             let (fingerprinter, spare) = (&self.fingerprinter, &mut self.spare_dns);
@@ -514,11 +510,6 @@ impl Dispatcher {
                     let _ = self.free_tx.try_send(lost);
                 }
             }
-        }
-        if self.reads_dns {
-            let queued = self.senders[w].len();
-            let room = self.senders[w].capacity().unwrap_or(1);
-            self.prepares = queued * 2 >= room;
         }
     }
 
