@@ -46,6 +46,11 @@ impl fmt::Display for Timestamp {
 pub struct Rfc3339([u8; 27]);
 
 impl Rfc3339 {
+    /// The text's bytes, for a writer of bytes (no UTF-8 check).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     pub fn as_str(&self) -> &str {
         // Only ASCII digits and separators are ever written.
         std::str::from_utf8(&self.0).unwrap_or("invalid-time")

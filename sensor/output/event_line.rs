@@ -83,7 +83,7 @@ fn kind_and_time(out: &mut Vec<u8>, kind: NameKind, ts: Timestamp) {
     plain(out, kind.as_str());
     out.extend_from_slice(b",\"timestamp\":");
     match ts.rfc3339() {
-        Some(text) => plain(out, text.as_str()),
+        Some(text) => plain_bytes(out, text.as_bytes()),
         None => string(out, &ts.to_string()),
     }
 }
@@ -164,7 +164,7 @@ fn answer(out: &mut Vec<u8>, a: &Answer) {
 /// `schema::ipv4_text`).
 fn address(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
-        IpAddr::V4(v4) => plain(out, schema::ipv4_text(v4.octets()).as_str()),
+        IpAddr::V4(v4) => plain_bytes(out, schema::ipv4_text(v4.octets()).as_bytes()),
         IpAddr::V6(v6) => {
             out.push(b'"');
             ipv6_text(out, v6);
@@ -180,7 +180,7 @@ fn address(out: &mut Vec<u8>, ip: IpAddr) {
 fn ipv6_text(out: &mut Vec<u8>, ip: Ipv6Addr) {
     if let Some(v4) = ip.to_ipv4_mapped() {
         out.extend_from_slice(b"::ffff:");
-        out.extend_from_slice(schema::ipv4_text(v4.octets()).as_str().as_bytes());
+        out.extend_from_slice(schema::ipv4_text(v4.octets()).as_bytes());
         return;
     }
     let groups = ip.segments();
@@ -237,9 +237,14 @@ fn strings(out: &mut Vec<u8>, list: &[String]) {
 
 /// A string that needs no escape (digits, letters, `.:-_T`: addresses, times, labels).
 fn plain(out: &mut Vec<u8>, s: &str) {
-    debug_assert!(!needs_escape(s.as_bytes()), "{s:?}");
+    plain_bytes(out, s.as_bytes());
+}
+
+/// `plain` of text held as bytes (digits and separators: an address, a time).
+fn plain_bytes(out: &mut Vec<u8>, text: &[u8]) {
+    debug_assert!(!needs_escape(text), "{text:?}");
     out.push(b'"');
-    out.extend_from_slice(s.as_bytes());
+    out.extend_from_slice(text);
     out.push(b'"');
 }
 

@@ -208,10 +208,36 @@ fn address_text<S: serde::Serializer>(ip: &IpAddr, s: S) -> Result<S::Ok, S::Err
 pub struct Ipv4Text([u8; 15], usize);
 
 impl Ipv4Text {
+    /// The text's bytes, for a writer of bytes (no UTF-8 check).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0[..self.1]
+    }
+
     pub fn as_str(&self) -> &str {
         // Only ASCII digits and dots are ever written.
         std::str::from_utf8(&self.0[..self.1]).unwrap_or_default()
     }
+}
+
+/// The decimal text of every octet value, at most three digits, and its length: an address's
+/// text is four lookups (every event line has two or more, and the divisions were most of it).
+const OCTET_TEXT: [([u8; 3], u8); 256] = octet_texts();
+
+const fn octet_texts() -> [([u8; 3], u8); 256] {
+    let mut table = [([0u8; 3], 0u8); 256];
+    let mut n = 0;
+    while n < 256 {
+        let v = n as u8;
+        table[n] = if v >= 100 {
+            ([b'0' + v / 100, b'0' + v / 10 % 10, b'0' + v % 10], 3)
+        } else if v >= 10 {
+            ([b'0' + v / 10, b'0' + v % 10, 0], 2)
+        } else {
+            ([b'0' + v, 0, 0], 1)
+        };
+        n += 1;
+    }
+    table
 }
 
 /// The dotted-quad text of `octets`, as `Display` writes it.
@@ -223,16 +249,10 @@ pub fn ipv4_text(octets: [u8; 4]) -> Ipv4Text {
             out[len] = b'.';
             len += 1;
         }
-        if octet >= 100 {
-            out[len] = b'0' + octet / 100;
-            len += 1;
-        }
-        if octet >= 10 {
-            out[len] = b'0' + octet / 10 % 10;
-            len += 1;
-        }
-        out[len] = b'0' + octet % 10;
-        len += 1;
+        let (digits, n) = OCTET_TEXT[usize::from(octet)];
+        // Three bytes always fit (the last octet starts at 12 at most); only `n` count.
+        out[len..len + 3].copy_from_slice(&digits);
+        len += usize::from(n);
     }
     Ipv4Text(out, len)
 }
