@@ -247,6 +247,8 @@ pub struct WorkerPool {
     dispatchers: std::sync::atomic::AtomicUsize,
     /// One seed for every thread that fingerprints packets (see `Fingerprinter`).
     fingerprinter: Fingerprinter,
+    /// One seed for every capture thread's flow hash (see `flow_shard`).
+    shard_seed: u64,
 }
 
 impl WorkerPool {
@@ -288,6 +290,10 @@ impl WorkerPool {
             tracker,
             dispatchers: std::sync::atomic::AtomicUsize::new(0),
             fingerprinter,
+            shard_seed: std::hash::BuildHasher::hash_one(
+                &std::collections::hash_map::RandomState::new(),
+                workers,
+            ),
         })
     }
 
@@ -315,6 +321,7 @@ impl WorkerPool {
             tracker: Arc::clone(&self.tracker),
             reads_dns: self.senders.len() == 1,
             fingerprinter: self.fingerprinter.clone(),
+            shard_seed: self.shard_seed,
             spare_dns: SpareDnsBoxes::default(),
         }
     }
@@ -362,6 +369,8 @@ pub struct Dispatcher {
     /// one's (a response before its query).
     reads_dns: bool,
     fingerprinter: Fingerprinter,
+    /// The flow hash's seed, the same for every capture thread (`flow_shard`).
+    shard_seed: u64,
     /// Message boxes of returned batches, for the next DNS messages (`Prepared::recycle`).
     spare_dns: SpareDnsBoxes,
 }
@@ -458,7 +467,7 @@ impl Dispatcher {
             self.local.anomaly(Anomaly::PayloadOutsideFrame);
             return None;
         };
-        let w = flow_shard(pkt, self.senders.len());
+        let w = flow_shard(pkt, self.senders.len(), self.shard_seed);
         let prepared = self.reads_dns.then(|| {
             // In packet order, before the worker reads anything after it: always settled,
             // so there is never a chase to hand back.
@@ -788,19 +797,25 @@ fn replay_chunked(
 /// (b → a), so a DNS answer reaches the worker of its query. A multiply-and-xor mix of the
 /// two endpoints rather than a general hasher: the capture thread runs it for every packet,
 /// and ahash over two `IpAddr`s, their comparison and a division took about 30 ns a packet
-/// (a tenth of what the thread spent with several workers).
-fn flow_shard(pkt: &decode::Packet<'_>, workers: usize) -> usize {
+/// (a tenth of what the thread spent with several workers). `seed` is drawn at random per
+/// run (`WorkerPool`), as the duplicate fingerprint's is: a sender that knows this code
+/// cannot work out which worker reads a victim's flow and flood that one (live, a worker
+/// that falls behind loses batches).
+fn flow_shard(pkt: &decode::Packet<'_>, workers: usize, seed: u64) -> usize {
     const MIX_LOW: u64 = 0x9e37_79b9_7f4a_7c15;
-    const MIX_ALL: u64 = 0xd6e8_feb8_6659_fd93;
+    const MIX_HIGH: u64 = 0xd6e8_feb8_6659_fd93;
     if workers <= 1 {
         return 0;
     }
     let (src_port, dst_port) = pkt.ports().map_or((0, 0), |(_, sp, dp)| (sp, dp));
-    let a = endpoint_key(pkt.src, src_port);
-    let b = endpoint_key(pkt.dst, dst_port);
+    let a = endpoint_key(pkt.src, src_port) ^ seed;
+    let b = endpoint_key(pkt.dst, dst_port) ^ seed;
     let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
     let tcp = u64::from(matches!(pkt.transport, Transport::Tcp(_)));
-    let h = (lo.wrapping_mul(MIX_LOW).rotate_left(31) ^ hi ^ tcp).wrapping_mul(MIX_ALL);
+    let mixed = lo.wrapping_mul(MIX_LOW).rotate_left(31) ^ hi.wrapping_mul(MIX_HIGH) ^ tcp;
+    // Folded: every input bit reaches the high half, which picks the worker.
+    let wide = u128::from(mixed) * u128::from(MIX_LOW);
+    let h = (wide as u64) ^ ((wide >> 64) as u64);
     // The high half scaled to 0..workers (no division).
     (((h >> 32) * workers as u64) >> 32) as usize
 }
@@ -1112,11 +1127,11 @@ mod tests {
         }
     }
 
-    /// Clients of one resolver, as an office's lookups are: 20,000 of them, each its own
-    /// address and port, IPv4 and IPv6.
-    fn lookups() -> Vec<((IpAddr, u16), (IpAddr, u16))> {
-        let resolver4: IpAddr = "10.0.0.53".parse().unwrap();
-        let resolver6: IpAddr = "fd00::53".parse().unwrap();
+    /// Lookups from 2,500 clients (six ports each for IPv4, two for IPv6) to one resolver
+    /// at `resolver4` / `resolver6`.
+    fn lookups(resolver4: &str, resolver6: &str) -> Vec<((IpAddr, u16), (IpAddr, u16))> {
+        let resolver4: IpAddr = resolver4.parse().unwrap();
+        let resolver6: IpAddr = resolver6.parse().unwrap();
         (0..20_000u32)
             .map(|i| {
                 let port = 1024 + (i.wrapping_mul(7919) % 60_000) as u16;
@@ -1133,14 +1148,45 @@ mod tests {
             .collect()
     }
 
+    /// A ping sweep: one address after another, no ports.
+    fn sweep() -> Vec<((IpAddr, u16), (IpAddr, u16))> {
+        let scanner: IpAddr = "10.0.0.7".parse().unwrap();
+        (0..20_000u32)
+            .map(|i| {
+                let target = IpAddr::V4(std::net::Ipv4Addr::from(0x0a01_0000 + i));
+                ((scanner, 0), (target, 0))
+            })
+            .collect()
+    }
+
+    fn other(src: IpAddr, dst: IpAddr) -> Packet<'static> {
+        Packet {
+            transport: Transport::Other {
+                proto: 1,
+                payload: &[],
+            },
+            ..packet((src, 0), (dst, 0), false)
+        }
+    }
+
+    const SEEDS: [u64; 3] = [0, 0x0123_4567_89ab_cdef, u64::MAX];
+
     #[test]
     fn both_directions_of_a_flow_reach_the_same_worker() {
-        for (client, server) in lookups().into_iter().take(2_000) {
-            for tcp in [false, true] {
-                for workers in [2, 3, 16] {
-                    let out = flow_shard(&packet(client, server, tcp), workers);
-                    let back = flow_shard(&packet(server, client, tcp), workers);
-                    assert_eq!(out, back, "{client:?} {server:?} tcp {tcp}");
+        let resolver_below = lookups("10.0.0.53", "fd00::53");
+        let resolver_above = lookups("10.255.255.53", "fdff::53");
+        let flows = resolver_below.iter().chain(&resolver_above).step_by(10);
+        for &(client, server) in flows {
+            for seed in SEEDS {
+                for workers in [2, 3, 16, 256, 1024] {
+                    for tcp in [false, true] {
+                        let out = flow_shard(&packet(client, server, tcp), workers, seed);
+                        let back = flow_shard(&packet(server, client, tcp), workers, seed);
+                        assert_eq!(out, back, "{client:?} {server:?} tcp {tcp}");
+                        assert!(out < workers);
+                    }
+                    let out = flow_shard(&other(client.0, server.0), workers, seed);
+                    assert_eq!(out, flow_shard(&other(server.0, client.0), workers, seed));
                     assert!(out < workers);
                 }
             }
@@ -1149,20 +1195,63 @@ mod tests {
 
     #[test]
     fn flows_spread_evenly_over_the_workers() {
-        let flows = lookups();
-        for workers in [2usize, 3, 4, 7, 16] {
-            let mut per_worker = vec![0usize; workers];
-            for (client, server) in &flows {
-                per_worker[flow_shard(&packet(*client, *server, false), workers)] += 1;
+        let sets = [
+            (
+                "lookups, resolver below",
+                lookups("10.0.0.53", "fd00::53"),
+                false,
+            ),
+            (
+                "lookups, resolver above",
+                lookups("10.255.255.53", "fdff::53"),
+                true,
+            ),
+            ("ping sweep", sweep(), false),
+        ];
+        for (what, flows, tcp) in &sets {
+            for seed in SEEDS {
+                for workers in [2usize, 3, 4, 7, 16] {
+                    let mut per_worker = vec![0usize; workers];
+                    for &(a, b) in flows {
+                        let pkt = if a.1 == 0 {
+                            other(a.0, b.0)
+                        } else {
+                            packet(a, b, *tcp)
+                        };
+                        per_worker[flow_shard(&pkt, workers, seed)] += 1;
+                    }
+                    let fair = flows.len() / workers;
+                    for (w, n) in per_worker.iter().enumerate() {
+                        assert!(
+                            n.abs_diff(fair) * 10 < fair,
+                            "{what}, seed {seed:#x}, {workers} workers: worker {w} got {n} of {}",
+                            flows.len()
+                        );
+                    }
+                }
             }
-            let fair = flows.len() / workers;
-            for (w, n) in per_worker.iter().enumerate() {
-                assert!(
-                    n.abs_diff(fair) * 10 < fair,
-                    "{workers} workers: worker {w} got {n} of {} flows",
-                    flows.len()
-                );
-            }
+        }
+    }
+
+    #[test]
+    fn a_ping_sweep_does_not_run_onto_one_worker() {
+        // Neighbouring addresses (the same ports) must not land on one worker in long runs.
+        let flows = sweep();
+        for seed in SEEDS {
+            let workers = 16;
+            let chosen: Vec<usize> = flows
+                .iter()
+                .map(|&(a, b)| flow_shard(&other(a.0, b.0), workers, seed))
+                .collect();
+            let longest = chosen
+                .chunk_by(|x, y| x == y)
+                .map(<[usize]>::len)
+                .max()
+                .unwrap_or(0);
+            assert!(
+                longest <= 8,
+                "seed {seed:#x}: {longest} in a row on one worker"
+            );
         }
     }
 }

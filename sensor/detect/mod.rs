@@ -831,7 +831,7 @@ impl Detector {
         let asked = std::cell::OnceCell::new();
         let forwarded =
             || *asked.get_or_init(|| self.forwarded_lookup(ev.flow.client.ip(), &ev.value, ev.ts));
-        // Looked up only for a name that matches, as `forwarded`.
+        // Looked up only when a finding is emitted (most names match nothing).
         let server = ev.flow.server.ip();
         let public = || self.encrypted_dns.service_at(server).map(|_| server);
         // The question counts once per transaction: on the query, or on the answer
