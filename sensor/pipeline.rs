@@ -290,9 +290,10 @@ impl WorkerPool {
             tracker,
             dispatchers: std::sync::atomic::AtomicUsize::new(0),
             fingerprinter,
+            // The standard library's random per-process hash keys, as a 64-bit value.
             shard_seed: std::hash::BuildHasher::hash_one(
                 &std::collections::hash_map::RandomState::new(),
-                workers,
+                0u8,
             ),
         })
     }

@@ -106,8 +106,6 @@ fn open_outputs(cfg: &RunConfig) -> Result<Outputs, String> {
     Ok((report_file, alerts, events))
 }
 
-/// Opens the inventory (`--state`), restores hosts and resolver roles from it, and starts
-/// shipping to the agency inventory when there is one.
 /// Why the inventory cannot be opened, with the way out (another path, or none) when the
 /// store's own words do not already give it.
 pub(super) fn inventory_unusable(e: crate::hosts::store::StoreError) -> String {
@@ -119,6 +117,8 @@ pub(super) fn inventory_unusable(e: crate::hosts::store::StoreError) -> String {
     }
 }
 
+/// Opens the inventory (`--state`), restores hosts and resolver roles from it, and starts
+/// shipping to the agency inventory when there is one.
 fn open_inventory(
     cfg: &RunConfig,
     hosts: &Arc<HostTable>,

@@ -1292,6 +1292,9 @@ fn tcp_src_is_client(seg: &TcpSegment<'_>) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testutil::*;
+    use super::super::ExtractorLimits;
+    use super::*;
 
     #[test]
     fn the_usual_timestamp_layout_reads_as_the_option_walk_does() {
@@ -1331,9 +1334,6 @@ mod tests {
             );
         }
     }
-    use super::super::testutil::*;
-    use super::super::ExtractorLimits;
-    use super::*;
 
     /// `tcp` with the URG flag and an urgent pointer.
     fn urgent(seq: u32, pointer: u16, payload: &[u8]) -> Vec<u8> {
