@@ -20,6 +20,8 @@ const SNI_HOST_NAME: u8 = 0;
 
 /// What the bytes so far say.
 #[derive(Debug, PartialEq, Eq)]
+// A hello is returned and matched at once, never stored in this form: its lists stay inline.
+#[allow(clippy::large_enum_variant)]
 pub enum Parse<'a> {
     /// Could still be a ClientHello: call again with more bytes.
     NeedMore,
@@ -46,12 +48,17 @@ pub struct ClientHello<'a> {
     /// The ClientHello carries `encrypted_client_hello`: its server name is only the outer, public one.
     pub ech: bool,
     /// What a JA4 fingerprint is made of, in wire order (GREASE included).
-    pub ciphers: Vec<u16>,
-    pub extensions: Vec<u16>,
-    pub supported_versions: Vec<u16>,
-    pub alpn_first: Option<Vec<u8>>,
-    pub signature_algorithms: Vec<u16>,
+    pub ciphers: HelloList,
+    pub extensions: HelloList,
+    pub supported_versions: HelloList,
+    pub alpn_first: Option<Cow<'a, [u8]>>,
+    pub signature_algorithms: HelloList,
 }
+
+/// A list of 16-bit values of a hello (cipher suites, extension types, versions, signature
+/// algorithms): inline up to 32, more than browsers and TLS libraries send in any of them, so
+/// reading a hello allocates none of its lists (it did five to ten, on every hello).
+pub type HelloList = smallvec::SmallVec<[u16; 32]>;
 
 impl ClientHello<'_> {
     /// The JA4 fingerprint of this hello (`quic`: it came in a QUIC Initial).
@@ -84,7 +91,7 @@ impl ClientHello<'_> {
             ciphers: self.ciphers,
             extensions: self.extensions,
             supported_versions: self.supported_versions,
-            alpn_first: self.alpn_first,
+            alpn_first: self.alpn_first.map(|a| Cow::Owned(a.into_owned())),
             signature_algorithms: self.signature_algorithms,
         }
     }
@@ -259,7 +266,7 @@ pub fn parse_client_hello_message(handshake: &[u8]) -> Parse<'_> {
     }
 }
 
-fn u16_list(data: &[u8], len_bytes: usize) -> Vec<u16> {
+fn u16_list(data: &[u8], len_bytes: usize) -> HelloList {
     let body = data.get(len_bytes..).unwrap_or_default();
     body.chunks_exact(2)
         .map(|c| u16::from_be_bytes([c[0], c[1]]))
@@ -283,10 +290,10 @@ fn read_hello(record_version: u16, handshake: &[u8]) -> Result<ClientHello<'_>, 
         server_name_malformed: false,
         ech: false,
         ciphers: hello.ciphers.iter().map(|c| c.0).collect(),
-        extensions: Vec::new(),
-        supported_versions: Vec::new(),
+        extensions: HelloList::new(),
+        supported_versions: HelloList::new(),
         alpn_first: None,
-        signature_algorithms: Vec::new(),
+        signature_algorithms: HelloList::new(),
     };
     let mut ext = hello.ext.unwrap_or_default();
     let mut server_name_seen = false;
@@ -310,7 +317,7 @@ fn read_hello(record_version: u16, handshake: &[u8]) -> Result<ClientHello<'_>, 
                 out.alpn_first = data
                     .get(2)
                     .and_then(|&n| data.get(3..3 + usize::from(n)))
-                    .map(<[u8]>::to_vec);
+                    .map(Cow::Borrowed);
             }
             _ => {}
         }
