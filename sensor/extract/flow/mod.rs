@@ -96,27 +96,40 @@ impl Default for ExtractorLimits {
 type Endpoint = (IpAddr, u16);
 
 /// A flow's place in the table: its two ends in order, so both directions find it.
+///
+/// Held as words, not as `IpAddr`s: ordering the two ends, hashing the key and comparing it
+/// is done for every packet, and the derived versions over two address enums were a dozen
+/// hasher writes and branches on the address family where this is three writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct FlowKey {
-    proto: Proto,
-    lo: Endpoint,
-    hi: Endpoint,
+    /// The lower end's address (`endpoint_word`).
+    lo: u128,
+    hi: u128,
+    /// The lower end's port and family, the higher end's, and the protocol.
+    rest: u64,
+}
+
+/// An endpoint as one ordered value: the address's bits above, its family and port below.
+/// An IPv4 address and the IPv6 address with the same low bits differ in the family bit.
+fn endpoint_word((ip, port): Endpoint) -> (u128, u32) {
+    match ip {
+        IpAddr::V4(v4) => (u128::from(v4.to_bits()), u32::from(port)),
+        IpAddr::V6(v6) => (v6.to_bits(), 1 << 16 | u32::from(port)),
+    }
 }
 
 impl FlowKey {
     fn new(proto: Proto, a: Endpoint, b: Endpoint) -> FlowKey {
-        if a <= b {
-            FlowKey {
-                proto,
-                lo: a,
-                hi: b,
-            }
-        } else {
-            FlowKey {
-                proto,
-                lo: b,
-                hi: a,
-            }
+        let (a, b) = (endpoint_word(a), endpoint_word(b));
+        let ((lo, lo_rest), (hi, hi_rest)) = if a <= b { (a, b) } else { (b, a) };
+        let proto = match proto {
+            Proto::Tcp => 0,
+            Proto::Udp => 1,
+        };
+        FlowKey {
+            lo,
+            hi,
+            rest: u64::from(lo_rest) << 32 | u64::from(hi_rest) << 8 | proto,
         }
     }
 }
@@ -998,6 +1011,52 @@ mod tests {
     use super::*;
     use crate::decode::{decode, LinkType};
     use crate::extract::tls;
+
+    #[test]
+    fn a_flow_key_is_both_directions_and_nothing_else() {
+        use std::net::{Ipv4Addr, Ipv6Addr};
+        let v4 = |a: u8, port| (IpAddr::V4(Ipv4Addr::new(10, 0, 0, a)), port);
+        let v6 = |a: u16, port| (IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, a)), port);
+        let mapped = |a: u8, port| {
+            (
+                IpAddr::V6(Ipv4Addr::new(10, 0, 0, a).to_ipv6_mapped()),
+                port,
+            )
+        };
+        // The low bits of an IPv4 address in an IPv6 one: only the family tells them apart.
+        let low = |a: u8, port| {
+            (
+                IpAddr::V6(Ipv6Addr::from_bits(0x0a00_0000 | u128::from(a))),
+                port,
+            )
+        };
+        let endpoints = [
+            v4(1, 443),
+            v4(1, 444),
+            v4(2, 443),
+            v4(2, 444),
+            v6(1, 443),
+            v6(2, 443),
+            mapped(1, 443),
+            low(1, 443),
+            low(2, 443),
+            v4(1, 0),
+            v4(0, 443),
+        ];
+        let mut keys = std::collections::HashMap::new();
+        for proto in [Proto::Tcp, Proto::Udp] {
+            for (i, &a) in endpoints.iter().enumerate() {
+                for (j, &b) in endpoints.iter().enumerate() {
+                    let key = FlowKey::new(proto, a, b);
+                    assert_eq!(key, FlowKey::new(proto, b, a), "{a:?} {b:?}");
+                    let pair = (proto, i.min(j), i.max(j));
+                    // Equal keys only for the same pair of ends (either way round).
+                    assert_eq!(*keys.entry(key).or_insert(pair), pair, "{a:?} {b:?}");
+                }
+            }
+        }
+        assert_eq!(keys.len(), 2 * endpoints.len() * (endpoints.len() + 1) / 2);
+    }
 
     #[test]
     fn a_recycled_dns_box_is_reused_and_keeps_no_names() {
