@@ -85,6 +85,15 @@ pub struct FlowId {
     pub server: SocketAddr,
 }
 
+impl FlowId {
+    /// Whether `ip` and `port` are the client's end: the ports first, which differ in all but
+    /// a few flows, so that most packets compare no address (`SocketAddr`'s own comparison
+    /// takes the family, address, port and, for IPv6, flow label and scope every time).
+    pub fn is_client(&self, (ip, port): (IpAddr, u16)) -> bool {
+        self.client.port() == port && self.client.ip() == ip
+    }
+}
+
 /// What a DNS message contributes besides its question name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsDetail<'a> {

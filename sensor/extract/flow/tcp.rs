@@ -630,7 +630,7 @@ impl Extractor {
         let mac = pkt.src_mac;
         let mark = if seg.syn { SynMark::of(pkt, seg) } else { None };
         if let Some(flow) = self.flows.get_mut(&key) {
-            let dir = usize::from(flow.conn.id.client != SocketAddr::new(src.0, src.1));
+            let dir = usize::from(!flow.conn.id.is_client(src));
             // Only what can change the flow's state is checked: data it still reads, and
             // the flags that open or close it.
             if flow.app.inspecting() || seg.syn || seg.fin || seg.rst {
@@ -1043,7 +1043,7 @@ fn read_segment(
     let Arrival {
         src, seg, ts, mac, ..
     } = *arrived;
-    let from_client = flow.conn.id.client == SocketAddr::new(src.0, src.1);
+    let from_client = flow.conn.id.is_client(src);
     if !flow.app.inspecting() && !seg.syn && first_checksum.is_none() {
         // A bypassed flow (most segments of an office's traffic: bulk transfers after the
         // hello) holds no bytes and reads none (`finish_inspection` released its buffers):
@@ -1268,7 +1268,7 @@ fn new_bytes(next_seq: Option<u32>, seq: u32, len: usize) -> u64 {
 /// or went stale. A SYN into a live, answered connection does not take it over.
 fn is_new_connection(conn: &Conn, src: Endpoint, seg: &TcpSegment<'_>, now: Timestamp) -> bool {
     let stale = now >= conn.last_seen.saturating_add_secs(REUSE_STALE_SECS);
-    let from_client = conn.id.client == SocketAddr::new(src.0, src.1);
+    let from_client = conn.id.is_client(src);
     match conn.client_isn {
         Some(isn) if from_client && isn == seg.seq => false,
         // Another ISN than the one seen: a connection that never got an answer is over too.
