@@ -287,3 +287,34 @@ impl Extracted<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_end_is_its_address_and_port_together() {
+        let v4: IpAddr = [10, 0, 0, 1].into();
+        let other: IpAddr = [10, 0, 0, 2].into();
+        let v6: IpAddr = "fd00::a00:1".parse().expect("address");
+        let id = FlowId {
+            proto: Proto::Tcp,
+            client: SocketAddr::new(v4, 53),
+            server: SocketAddr::new(other, 53),
+        };
+        for ip in [
+            v4,
+            other,
+            v6,
+            v4.to_canonical(),
+            "::ffff:10.0.0.1".parse().expect("address"),
+        ] {
+            for port in [0, 53, 54] {
+                let expected = id.client == SocketAddr::new(ip, port);
+                assert_eq!(id.is_client((ip, port)), expected, "{ip} {port}");
+            }
+        }
+        assert!(id.is_client((v4, 53)));
+        assert!(!id.is_client((other, 53)));
+    }
+}
