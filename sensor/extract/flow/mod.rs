@@ -399,6 +399,10 @@ pub struct Extractor {
     dedup: Deduplicator,
     /// Fingerprints the packets handed to `process` (the pipeline's come fingerprinted).
     fingerprinter: Fingerprinter,
+    /// `make_room`'s list of the flows' idle times, kept between calls: 64 KiB at the default
+    /// table size, which glibc's malloc took from the top of its heap and, freed, made it
+    /// consolidate every free chunk (a freed chunk of 64 KiB or more does that).
+    ages: Vec<Timestamp>,
 }
 
 /// A DNS message as parsed, or why it could not be.
@@ -503,6 +507,7 @@ impl Extractor {
             opened: 0,
             dedup: Deduplicator::default(),
             fingerprinter: Fingerprinter::default(),
+            ages: Vec::new(),
         }
     }
 
@@ -607,7 +612,9 @@ impl Extractor {
 
     /// Makes room for one more flow: evicts the longest-idle tenth of the table.
     fn make_room(&mut self, out: &mut impl FnMut(Extracted)) {
-        let mut ages: Vec<Timestamp> = self.flows.values().map(|f| f.conn.last_seen).collect();
+        let ages = &mut self.ages;
+        ages.clear();
+        ages.extend(self.flows.values().map(|f| f.conn.last_seen));
         if ages.is_empty() {
             return;
         }
