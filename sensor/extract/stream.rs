@@ -32,8 +32,6 @@
 //! bytes reach their caps, the highest runs go first, as Linux prunes its out-of-order queue
 //! from the end: what is kept is what fills the gap soonest.
 
-use std::cell::RefCell;
-
 /// Parked runs per direction, at most; beyond it the highest are dropped (and counted). A
 /// Linux receiver holds about this many small out-of-order segments in its default receive
 /// buffer before it prunes; a 2 KB ClientHello sent in 8-byte segments in reverse order fits.
@@ -75,45 +73,6 @@ struct Buffers {
     parked: Vec<Run>,
 }
 
-thread_local! {
-    /// Released buffers kept for the next direction that holds something, one list per thread
-    /// (each worker has its own flows). A TLS server flight or an HTTP request head is buffered
-    /// and released again thousands of times a second, a few KB each: sizes glibc's per-thread
-    /// cache (1 KiB and under) does not keep, so each time was three calls into its shared bins
-    /// and three frees back. Bounded in count and in what each keeps: the list holds at most
-    /// about half a megabyte.
-    // The boxes are what is kept: a flow holds its buffers boxed, and takes one back whole.
-    #[allow(clippy::vec_box)]
-    static SPARE: RefCell<Vec<Box<Buffers>>> = const { RefCell::new(Vec::new()) };
-}
-/// Released buffers kept per thread, at most.
-const SPARE_BUFFERS: usize = 32;
-/// A released buffer whose bytes took more room than this is freed, not kept.
-const SPARE_KEEPS_BYTES: usize = 16 * 1024;
-
-/// A cleared buffer: a released one when the thread has one, else a new one.
-fn take_spare() -> Box<Buffers> {
-    SPARE
-        .try_with(|spare| spare.try_borrow_mut().ok()?.pop())
-        .ok()
-        .flatten()
-        .unwrap_or_default()
-}
-
-/// Keeps `b` for `take_spare`, cleared, unless the list is full or `b` is large.
-fn give_spare(mut b: Box<Buffers>) {
-    if b.data.capacity() > SPARE_KEEPS_BYTES {
-        return;
-    }
-    b.data.clear();
-    b.segment_starts.clear();
-    b.parked.clear();
-    let _ = SPARE.try_with(|spare| match spare.try_borrow_mut() {
-        Ok(mut spare) if spare.len() < SPARE_BUFFERS => spare.push(b),
-        _ => {}
-    });
-}
-
 /// What a direction that holds nothing reads as.
 static NOTHING_HELD: Buffers = Buffers {
     data: Vec::new(),
@@ -146,22 +105,11 @@ pub enum Pushed {
     Nothing,
 }
 
-impl Drop for StreamBuf {
-    fn drop(&mut self) {
-        self.release();
-    }
-}
-
 impl StreamBuf {
     pub fn new(cap: usize) -> Self {
         StreamBuf {
-            next_seq: None,
-            buffers: None,
-            parked_bytes: 0,
-            segments_parked: 0,
             cap,
-            dropped_bytes: 0,
-            urgent: None,
+            ..StreamBuf::default()
         }
     }
 
@@ -170,7 +118,7 @@ impl StreamBuf {
     }
 
     fn bufs_mut(&mut self) -> &mut Buffers {
-        self.buffers.get_or_insert_with(take_spare)
+        self.buffers.get_or_insert_with(Box::default)
     }
 
     /// Sets the first sequence number (SYN's sequence number + 1). Returns whether that made
@@ -278,9 +226,7 @@ impl StreamBuf {
 
     /// Frees everything: the flow is no longer inspected.
     pub fn release(&mut self) {
-        if let Some(b) = self.buffers.take() {
-            give_spare(b);
-        }
+        self.buffers = None;
         self.parked_bytes = 0;
     }
 
@@ -399,7 +345,7 @@ impl StreamBuf {
         let start = rel(seq);
         let end = start + i64::from(len);
         let run_end = |r: &Run| rel(r.seq) + r.bytes.len() as i64;
-        let parked = &mut self.buffers.get_or_insert_with(take_spare).parked;
+        let parked = &mut self.buffers.get_or_insert_with(Box::default).parked;
         // The runs the segment overlaps: `first..last`.
         let first = parked.partition_point(|r| run_end(r) <= start);
         let last = first
@@ -454,7 +400,7 @@ impl StreamBuf {
         self.segments_parked += usize::from(added);
         // Over a cap: the highest runs go, as a Linux receiver prunes its queue from the end.
         let parked_cap = self.cap.min(MAX_PARKED_BYTES);
-        let parked = &mut self.buffers.get_or_insert_with(take_spare).parked;
+        let parked = &mut self.buffers.get_or_insert_with(Box::default).parked;
         while parked.len() > MAX_PARKED_RUNS || self.parked_bytes > parked_cap {
             let Some(highest) = parked.pop() else {
                 break;
@@ -537,54 +483,6 @@ impl Run {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_buffer_kept_from_a_released_direction_starts_empty() {
-        // Each test runs on a thread of its own: the spare list starts empty here.
-        let mut first = StreamBuf::new(1024);
-        first.start_at(1000);
-        assert_eq!(first.push(1000, b"client hello"), Pushed::Data);
-        assert_eq!(first.push(1100, b"parked"), Pushed::Nothing);
-        first.consume(6);
-        first.release();
-        assert_eq!(first.held(), 0);
-        assert_eq!(SPARE.with_borrow(Vec::len), 1);
-
-        // The next direction that holds something takes it, with nothing of the first left.
-        let mut second = StreamBuf::new(1024);
-        second.start_at(5000);
-        assert_eq!(second.push(5000, b"GET / "), Pushed::Data);
-        assert_eq!(SPARE.with_borrow(Vec::len), 0);
-        assert_eq!(second.data(), b"GET / ");
-        assert_eq!(second.segment_starts(), &[0]);
-        // Nothing parked came along: the gap at 5006 fills with exactly what is pushed.
-        assert_eq!(second.push(5006, b"HTTP/1.1"), Pushed::Data);
-        assert_eq!(second.data(), b"GET / HTTP/1.1");
-
-        // Dropped flows give theirs back too; a large one is freed instead.
-        drop(second);
-        assert_eq!(SPARE.with_borrow(Vec::len), 1);
-        let mut large = StreamBuf::new(64 * 1024);
-        large.start_at(0);
-        let _ = SPARE.with_borrow_mut(Vec::pop);
-        assert_eq!(large.push(0, &[0; 32 * 1024]), Pushed::Data);
-        drop(large);
-        assert_eq!(SPARE.with_borrow(Vec::len), 0);
-    }
-
-    #[test]
-    fn spare_buffers_are_bounded() {
-        let directions: Vec<StreamBuf> = (0..2 * SPARE_BUFFERS)
-            .map(|_| {
-                let mut s = StreamBuf::new(1024);
-                s.start_at(1);
-                s.push(1, b"x");
-                s
-            })
-            .collect();
-        drop(directions);
-        assert_eq!(SPARE.with_borrow(Vec::len), SPARE_BUFFERS);
-    }
 
     #[test]
     fn in_order_retransmitted_and_out_of_order() {
