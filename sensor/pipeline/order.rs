@@ -197,12 +197,20 @@ impl<'a> KeptBack<'a> {
     /// Makes every judgement, oldest first, that can be made now (the current packet read):
     /// a chase is done, a finding is recorded with `record`. Past `KEPT_MAX`, and live past
     /// `LOSSY_MAX_WAIT`, the oldest is made as things stand (counted).
+    ///
+    /// Inlined: it runs after every packet, and nearly always has nothing to make.
+    #[inline]
     pub fn make_settled(&mut self, detector: &Detector, record: &mut dyn FnMut(Finding, &Policy)) {
         if self.waiting.is_empty() {
             // Nothing to make; what is read is said when the next packet starts (`start`)
             // or the batch ends (`batch_done`): once per packet is enough.
             return;
         }
+        self.make_waiting(detector, record);
+    }
+
+    /// `make_settled` with judgements kept back.
+    fn make_waiting(&mut self, detector: &Detector, record: &mut dyn FnMut(Finding, &Policy)) {
         while let Some(oldest) = self.waiting.front() {
             let overdue = self.waiting.len() > KEPT_MAX
                 || oldest.since.is_some_and(|t| t.elapsed() >= LOSSY_MAX_WAIT);
