@@ -293,6 +293,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_name_kind_is_listed_at_its_own_index() {
+        // `metrics::Local` counts names in an array indexed by the kind.
+        for (i, kind) in NameKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind as usize, i, "{kind:?}");
+        }
+    }
+
+    #[test]
     fn the_client_end_is_its_address_and_port_together() {
         let v4: IpAddr = [10, 0, 0, 1].into();
         let other: IpAddr = [10, 0, 0, 2].into();

@@ -96,7 +96,9 @@ pub struct Local {
     /// Packets in batches dropped because a worker's queue was full (live only).
     pub queue_dropped: u64,
     pub anomalies: BTreeMap<Anomaly, u64>,
-    pub names: BTreeMap<NameKind, u64>,
+    /// Names by kind (`NameKind as usize`): counted for every name read, so an array, not a
+    /// map looked up (and rebuilt after every fold) each time.
+    pub names: [u64; NameKind::ALL.len()],
     pub encaps: BTreeMap<&'static str, u64>,
     /// Findings by (rule index, indicator kind).
     pub matches: BTreeMap<(u32, NameKind), u64>,
@@ -129,7 +131,7 @@ impl Local {
     }
 
     pub fn name(&mut self, kind: NameKind) {
-        *self.names.entry(kind).or_default() += 1;
+        self.names[kind as usize] += 1;
     }
 }
 
@@ -163,7 +165,15 @@ impl Counters {
         add(&self.queue_dropped, &mut local.queue_dropped);
         merge(&self.anomalies, &mut local.anomalies);
         merge(&self.encaps, &mut local.encaps);
-        merge(&self.names, &mut local.names);
+        if local.names.iter().any(|&n| n > 0) {
+            if let Ok(mut m) = self.names.lock() {
+                for (kind, n) in NameKind::ALL.into_iter().zip(&mut local.names) {
+                    if *n > 0 {
+                        *m.entry(kind).or_default() += std::mem::take(n);
+                    }
+                }
+            }
+        }
     }
 
     /// Folds a worker's findings and alerts, counted by rule index under `rules` (the rule
