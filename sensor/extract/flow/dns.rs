@@ -15,11 +15,28 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
+/// A transaction: the client's address and port, the server's address, the message ID. As
+/// words, like the flow table's key (`FlowKey`), for one query's insert and one answer's
+/// removal each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct TxnKey {
-    client: Endpoint,
-    server: IpAddr,
-    id: u16,
+    client: u128,
+    server: u128,
+    /// The client's port and family, the server's family, the message ID.
+    rest: u64,
+}
+
+impl TxnKey {
+    fn new(client: Endpoint, server: IpAddr, id: u16) -> TxnKey {
+        let (client, client_rest) = super::endpoint_word(client);
+        // `endpoint_word`'s low word: the port, and the family at bit 16.
+        let (server, server_family) = super::endpoint_word((server, 0));
+        TxnKey {
+            client,
+            server,
+            rest: u64::from(client_rest) << 32 | u64::from(server_family) | u64::from(id),
+        }
+    }
 }
 
 /// One worker's open DNS transactions: queries seen and not yet answered. At most `max`
@@ -120,11 +137,7 @@ impl Transactions {
         ts: Timestamp,
         out: &mut impl FnMut(Extracted),
     ) -> bool {
-        let txn = TxnKey {
-            client: (client.ip(), client.port()),
-            server: server.ip(),
-            id: parsed.id,
-        };
+        let txn = TxnKey::new((client.ip(), client.port()), server.ip(), parsed.id);
         if parsed.is_response {
             return self.open.remove(&txn).is_some();
         }
@@ -275,6 +288,32 @@ mod tests {
     use super::super::testutil::*;
     use super::super::{Extractor, ExtractorLimits};
     use super::*;
+
+    #[test]
+    fn a_transaction_key_tells_every_part_apart() {
+        let v4: IpAddr = [10, 0, 0, 1].into();
+        let other: IpAddr = [10, 0, 0, 2].into();
+        // The IPv6 address with the IPv4 one's bits: only the family tells them apart.
+        let low = IpAddr::V6(std::net::Ipv6Addr::from_bits(0x0a00_0001));
+        let mut keys = std::collections::HashMap::new();
+        let mut parts = Vec::new();
+        for client in [v4, other, low] {
+            for port in [0, 1, 53, 65535] {
+                for server in [v4, other, low] {
+                    for id in [0, 1, 0x8000, 65535] {
+                        parts.push(((client, port), server, id));
+                    }
+                }
+            }
+        }
+        for &(client, server, id) in &parts {
+            let key = TxnKey::new(client, server, id);
+            assert_eq!(key, TxnKey::new(client, server, id));
+            let first = *keys.entry(key).or_insert((client, server, id));
+            assert_eq!(first, (client, server, id), "two transactions, one key");
+        }
+        assert_eq!(keys.len(), parts.len());
+    }
 
     #[test]
     fn ptr_answers_become_identities() {
