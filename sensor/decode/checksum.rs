@@ -69,7 +69,7 @@ const SHORT: usize = 64;
 /// `add` for a short input: big-endian 32-bit words summed in 64 bits (a sum of 32-bit words
 /// folds to the sum of their 16-bit halves, 2^16 being 1 in ones' complement arithmetic),
 /// the last one to three bytes padded with zeros. Nothing carries out of 64 bits below
-/// 2^32 words.
+/// 2^32 words (the sums passed in, a pseudo-header's at most, are far smaller).
 fn add_short(mut sum: u64, bytes: &[u8]) -> u64 {
     let mut words = bytes.chunks_exact(4);
     for w in &mut words {

@@ -111,6 +111,8 @@ struct FlowKey {
 
 /// An endpoint as one ordered value: the address's bits above, its family and port below.
 /// An IPv4 address and the IPv6 address with the same low bits differ in the family bit.
+/// Exact, as a table key must be; `pipeline::endpoint_key`, the flow hash's input, folds an
+/// IPv6 address into 64 bits instead.
 fn endpoint_word((ip, port): Endpoint) -> (u128, u32) {
     match ip {
         IpAddr::V4(v4) => (u128::from(v4.to_bits()), u32::from(port)),
