@@ -56,8 +56,9 @@ pub struct ClientHello<'a> {
 }
 
 /// A list of 16-bit values of a hello (cipher suites, extension types, versions, signature
-/// algorithms): inline up to 32, more than browsers and TLS libraries send in any of them, so
-/// reading a hello allocates none of its lists (it did five to ten, on every hello).
+/// algorithms): inline up to 32, as many as browsers and TLS libraries send in any of them
+/// (a longer list moves to the heap), so reading a hello allocates none of its lists (it did
+/// five to ten, on every hello).
 pub type HelloList = smallvec::SmallVec<[u16; 32]>;
 
 impl ClientHello<'_> {
